@@ -1,0 +1,23 @@
+//! Unit newtypes for meshway: one type per unit, integer arithmetic, human parsing.
+//!
+//! | type | base unit | parses |
+//! |---|---|---|
+//! | [`Bytes`] | byte | `"4096"`, `"64MB"`, `"1GiB"`, `"1.5KiB"` |
+//! | [`BitsPerSec`] | bit per second | `"400Gbps"`, `"1.6Tbps"`, `"900GBps"` (bytes per second) |
+//! | [`Nanos`] | nanosecond (a span) | `"800ns"`, `"2us"`, `"1.5ms"`, `"3s"` |
+//! | [`SimTime`] | nanosecond (a point) | same as [`Nanos`] |
+//! | [`Meters`] | millimetre | `"3m"`, `"1.5m"`, `"100km"` |
+//! | [`Ratio`] | – | `"1:1"`, `"3:1"`, `"1.5:1"` |
+//!
+//! Parsing is exact: a decimal number is scaled in integer arithmetic and must come out as a
+//! whole number of the base unit (so `"0.5B"` is an error, not a rounded value). Values that do
+//! not fit in 64 bits are errors. Every error quotes the input.
+//!
+//! Serde: each type deserializes from a human string or from a bare integer in its base unit,
+//! and serializes as the bare integer (output field names carry the unit: `size_bytes`).
+
+mod parse;
+mod types;
+
+pub use parse::UnitError;
+pub use types::{BitsPerSec, Bytes, Meters, Nanos, Ratio, SimTime};

@@ -1,0 +1,138 @@
+//! Exact decimal parsing of "<number><unit>" strings.
+
+use thiserror::Error;
+
+/// A human unit string that could not be parsed. Every variant quotes the input.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum UnitError {
+    #[error("invalid {what} {input:?}: expected a number followed by a unit ({units})")]
+    Malformed { what: &'static str, input: String, units: &'static str },
+    #[error("invalid {what} {input:?}: unknown unit {unit:?}, expected one of {units}")]
+    UnknownUnit { what: &'static str, input: String, unit: String, units: &'static str },
+    #[error("invalid {what} {input:?}: value is too large")]
+    Overflow { what: &'static str, input: String },
+    #[error("invalid {what} {input:?}: not a whole number of {base}")]
+    Fraction { what: &'static str, input: String, base: &'static str },
+    #[error("invalid {what} {input:?}: must not be negative")]
+    Negative { what: &'static str, input: String },
+}
+
+/// What is being parsed: used in messages.
+pub(crate) struct Kind {
+    pub what: &'static str,
+    pub base: &'static str,
+    /// Accepted suffixes with their factor in base units. Matched exactly first, then
+    /// case-insensitively where `case_insensitive` allows.
+    pub units: &'static [(&'static str, u128)],
+    /// Human list of accepted units for messages.
+    pub list: &'static str,
+    /// The factor for a bare number (no unit), if one is accepted.
+    pub bare: Option<u128>,
+    pub case_insensitive: bool,
+}
+
+/// Splits `s` into a decimal number (mantissa, fraction digits) and a unit suffix.
+fn split_number(s: &str) -> Option<(u128, u32, &str, bool)> {
+    let mut mantissa: u128 = 0;
+    let mut frac_digits: u32 = 0;
+    let mut seen_digit = false;
+    let mut seen_dot = false;
+    let mut end = 0;
+    let mut overflow = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '0'..='9' => {
+                seen_digit = true;
+                match mantissa.checked_mul(10).and_then(|m| m.checked_add(u128::from(c as u8 - b'0'))) {
+                    Some(m) => mantissa = m,
+                    None => overflow = true,
+                }
+                if seen_dot {
+                    frac_digits += 1;
+                }
+            }
+            '_' if seen_digit => {}
+            '.' if !seen_dot => seen_dot = true,
+            _ => {
+                end = i;
+                break;
+            }
+        }
+        end = i + c.len_utf8();
+    }
+    if !seen_digit {
+        return None;
+    }
+    Some((mantissa, frac_digits, s[end..].trim(), overflow))
+}
+
+/// Parses `input` as a quantity of `kind`, returning base units.
+pub(crate) fn parse(input: &str, kind: &Kind) -> Result<u64, UnitError> {
+    let s = input.trim();
+    let malformed =
+        || UnitError::Malformed { what: kind.what, input: input.to_string(), units: kind.list };
+    if s.starts_with('-') {
+        return Err(UnitError::Negative { what: kind.what, input: input.to_string() });
+    }
+    let s = s.strip_prefix('+').unwrap_or(s);
+    let (mantissa, frac_digits, unit, overflow) = split_number(s).ok_or_else(malformed)?;
+    let factor = if unit.is_empty() {
+        kind.bare.ok_or_else(malformed)?
+    } else {
+        let exact = kind.units.iter().find(|(u, _)| *u == unit);
+        let found = exact.or_else(|| {
+            if kind.case_insensitive {
+                kind.units.iter().find(|(u, _)| u.eq_ignore_ascii_case(unit))
+            } else {
+                None
+            }
+        });
+        match found {
+            Some((_, f)) => *f,
+            None => {
+                return Err(UnitError::UnknownUnit {
+                    what: kind.what,
+                    input: input.to_string(),
+                    unit: unit.to_string(),
+                    units: kind.list,
+                })
+            }
+        }
+    };
+    let too_big = || UnitError::Overflow { what: kind.what, input: input.to_string() };
+    if overflow || frac_digits > 30 {
+        return Err(too_big());
+    }
+    let scaled = mantissa.checked_mul(factor).ok_or_else(too_big)?;
+    let div = 10u128.pow(frac_digits);
+    if scaled % div != 0 {
+        return Err(UnitError::Fraction { what: kind.what, input: input.to_string(), base: kind.base });
+    }
+    u64::try_from(scaled / div).map_err(|_| too_big())
+}
+
+/// Formats `value` base units as the largest unit in `units` (ascending factors) that keeps
+/// the number at least 1, with up to `max_decimals` decimals, trailing zeros trimmed.
+pub(crate) fn format(value: u64, units: &[(&str, u128)], max_decimals: u32) -> String {
+    let v = u128::from(value);
+    let (name, factor) = units
+        .iter()
+        .rev()
+        .find(|(_, f)| v >= *f)
+        .copied()
+        .unwrap_or(units[0]);
+    let scale = 10u128.pow(max_decimals);
+    // Round half up to max_decimals.
+    let scaled = (v * scale + factor / 2) / factor;
+    let int = scaled / scale;
+    let frac = scaled % scale;
+    if frac == 0 {
+        format!("{int}{name}")
+    } else {
+        let mut f = format!("{frac:0width$}", width = max_decimals as usize);
+        while f.ends_with('0') {
+            f.pop();
+        }
+        format!("{int}.{f}{name}")
+    }
+}
