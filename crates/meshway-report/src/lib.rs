@@ -1,1 +1,339 @@
+//! Renderings of meshway reports: aligned text tables for people, JSON for programs.
+//! Library code returns strings; the binary prints them.
 
+use meshway_fabric::plan::FabricReport;
+use meshway_units::{BitsPerSec, Bytes, Meters, Nanos};
+use serde::Serialize;
+use std::fmt::Write;
+
+pub mod table;
+use table::Table;
+
+/// 1234567 -> "1,234,567".
+pub fn thousands(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn gpus(n: u64) -> String {
+    if n == 1 {
+        "1 GPU".into()
+    } else {
+        format!("{} GPUs", thousands(n))
+    }
+}
+
+pub fn rate(bps: u64) -> String {
+    BitsPerSec(bps).to_string()
+}
+
+pub fn dollars(v: f64) -> String {
+    if v >= 1e6 {
+        format!("${:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("${:.1}k", v / 1e3)
+    } else {
+        format!("${v:.0}")
+    }
+}
+
+pub fn watts(w: f64) -> String {
+    if w >= 1e6 {
+        format!("{:.2} MW", w / 1e6)
+    } else if w >= 1e3 {
+        format!("{:.1} kW", w / 1e3)
+    } else {
+        format!("{w:.0} W")
+    }
+}
+
+fn pct(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        "-".into()
+    } else if part > 0 && part * 1000 < whole {
+        "<0.1%".into()
+    } else {
+        format!("{:.1}%", 100.0 * part as f64 / whole as f64)
+    }
+}
+
+/// The `meshway plan` text report.
+pub fn plan_text(r: &FabricReport) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{} ({}): {} GPUs in {} hosts, {} NIC per GPU{}{}",
+        r.name,
+        r.family,
+        thousands(r.gpus),
+        thousands(r.hosts),
+        rate(r.nic_bps),
+        if r.planes > 1 { format!(", {} planes", r.planes) } else { String::new() },
+        if r.sites.is_empty() { String::new() } else { format!(", sites {}", r.sites.join(", ")) }
+    );
+    o.push('\n');
+    let mut t = Table::new(&["tier", "switches", "models", "ports used", "ports free", "down", "up", "oversubscription"]);
+    for tier in &r.tiers {
+        let models: Vec<String> = tier.models.iter().map(|(m, c)| if tier.models.len() > 1 { format!("{m} x{c}") } else { m.clone() }).collect();
+        t.row(vec![
+            tier.name.clone(),
+            thousands(tier.switches),
+            models.join(", "),
+            thousands(tier.ports_used),
+            thousands(tier.ports_free),
+            if tier.down_bps > 0 { rate(tier.down_bps) } else { "-".into() },
+            if tier.up_bps > 0 { rate(tier.up_bps) } else { "-".into() },
+            tier.oversubscription.map(|x| format!("{x:.2}:1")).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    let _ = writeln!(o, "Switches ({} excluding NVLink switches)", thousands(r.switches));
+    o.push_str(&t.render());
+    o.push('\n');
+    let mut t = Table::new(&["links", "count", "rate", "capacity", "length"]);
+    for l in &r.links {
+        let len = if l.length_mm_min == l.length_mm_max {
+            Meters(l.length_mm_min).to_string()
+        } else {
+            format!("{}-{}", Meters(l.length_mm_min), Meters(l.length_mm_max))
+        };
+        t.row(vec![l.class.clone(), thousands(l.count), rate(l.rate_bps), rate(l.capacity_bps), len]);
+    }
+    o.push_str(&t.render());
+    o.push('\n');
+    let b = &r.bisection;
+    let _ = writeln!(o, "Bisection, split {} ({} | {} GPUs)", b.split, thousands(b.side_a_gpus), thousands(b.side_b_gpus));
+    if let Some(s) = b.structural_bps {
+        let agree = if s == b.maxflow_bps { "confirmed by max-flow" } else { "max-flow differs" };
+        let _ = writeln!(o, "  structural  {}  ({agree})", rate(s));
+    }
+    let _ = writeln!(
+        o,
+        "  max-flow    {}  = {:.2} x full bisection, {} per GPU of the smaller side",
+        rate(b.maxflow_bps),
+        b.full_ratio,
+        rate(b.per_gpu_bps)
+    );
+    o.push('\n');
+    let p = &r.paths;
+    let reached: u64 = p.hop_histogram.iter().map(|(_, c)| c).sum();
+    let _ = writeln!(
+        o,
+        "Paths between GPUs of different hosts ({})",
+        if p.sampled {
+            format!("sampled: {} source GPUs x all destinations, {} pairs", p.sources, thousands(p.pairs))
+        } else {
+            format!("all {} ordered pairs", thousands(p.pairs))
+        }
+    );
+    let hops: Vec<String> = p.hop_histogram.iter().map(|(h, c)| format!("{h}: {}", pct(*c, reached))).collect();
+    let _ = writeln!(o, "  switch hops     {}  (diameter {}, mean {:.2})", hops.join("  "), p.diameter_hops, p.mean_hops);
+    let paths: Vec<String> = p.path_count_histogram.iter().map(|(n, c)| format!("{}: {}", thousands(*n), pct(*c, reached))).collect();
+    let _ = writeln!(o, "  equal-cost paths {}", paths.join("  "));
+    let _ = writeln!(
+        o,
+        "  zero-load latency min {}  mean {}  max {}  (switch latency + fibre + one {} packet)",
+        Nanos(p.latency_min_ns),
+        Nanos(p.latency_mean_ns),
+        Nanos(p.latency_max_ns),
+        Bytes(p.mtu_bytes)
+    );
+    if p.same_host_pairs > 0 {
+        let _ = writeln!(o, "  same-host pairs (NVLink): {}", thousands(p.same_host_pairs));
+    }
+    o.push('\n');
+    let mut t = Table::new(&["bill of materials", "kind", "count", "power", "cost"]);
+    for l in &r.bom.lines {
+        t.row(vec![l.item.clone(), l.kind.clone(), thousands(l.count), watts(l.power_w), dollars(l.cost_usd)]);
+    }
+    t.row(vec![
+        "total".into(),
+        String::new(),
+        String::new(),
+        watts(r.bom.total_power_w),
+        format!("{} ({} per GPU)", dollars(r.bom.total_cost_usd), dollars(r.bom.cost_per_gpu_usd)),
+    ]);
+    o.push_str(&t.render());
+    o.push('\n');
+    let ll = &r.lossless;
+    let _ = writeln!(
+        o,
+        "Lossless headroom ({}, {}): {}",
+        ll.transport,
+        if ll.required { "lossless required" } else { "lossy transport, for information" },
+        ll.formula
+    );
+    let mut t = Table::new(&["scope", "switches", "worst link", "per port", "worst switch", "buffer", "verdict"]);
+    for h in &ll.rows {
+        t.row(vec![
+            h.scope.clone(),
+            thousands(h.switches),
+            format!("{} {}", rate(h.rate_bps), Meters(h.link_length_mm)),
+            Bytes(h.per_port_bytes).display_si(),
+            Bytes(h.switch_total_bytes).display_si(),
+            Bytes(h.buffer_bytes).display_si(),
+            if h.feasible { "ok".into() } else { "INFEASIBLE".into() },
+        ]);
+    }
+    o.push_str(&t.render());
+    o.push('\n');
+    let rs = &r.resilience;
+    let _ = writeln!(o, "Single points of failure (network graph, NVLink excluded; {} component(s))", rs.components);
+    if rs.switch_spofs.is_empty() && rs.link_spofs.is_empty() {
+        let _ = writeln!(o, "  none: no single switch or link cuts any GPU off");
+    }
+    for s in &rs.switch_spofs {
+        let _ = writeln!(o, "  {} {} switches: each cuts off up to {}", thousands(s.count), s.element, gpus(s.max_gpus_isolated));
+    }
+    for s in &rs.link_spofs {
+        let _ = writeln!(o, "  {} {} links: each cuts off up to {}", thousands(s.count), s.element, gpus(s.max_gpus_isolated));
+    }
+    for d in &rs.degradation {
+        let _ = writeln!(o, "  losing {} ({}): bisection {} (-{:.2}%)", d.element, d.removed, rate(d.bisection_bps), d.loss_pct);
+    }
+    if !r.warnings.is_empty() {
+        o.push('\n');
+        let _ = writeln!(o, "Warnings");
+        for w in &r.warnings {
+            let _ = writeln!(o, "  ! {w}");
+        }
+    }
+    o
+}
+
+/// Which way is better for a compared row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Better {
+    Higher,
+    Lower,
+    None,
+}
+
+/// One row of a side-by-side comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareRow {
+    pub metric: String,
+    pub better: Better,
+    pub values: Vec<f64>,
+    pub shown: Vec<String>,
+    /// Indices of the best fabric(s) on this row.
+    pub best: Vec<usize>,
+}
+
+fn row(metric: &str, better: Better, values: Vec<f64>, shown: Vec<String>) -> CompareRow {
+    let best = match better {
+        Better::None => Vec::new(),
+        _ => {
+            let pick = values.iter().copied().fold(None, |acc: Option<f64>, v| match acc {
+                None => Some(v),
+                Some(a) => Some(if (better == Better::Higher) == (v > a) { v } else { a }),
+            });
+            match pick {
+                Some(b) if values.iter().any(|v| (v - b).abs() > 1e-9 * b.abs().max(1.0)) => values
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| (*v - b).abs() <= 1e-9 * b.abs().max(1.0))
+                    .map(|(i, _)| i)
+                    .collect(),
+                _ => Vec::new(),
+            }
+        }
+    };
+    CompareRow { metric: metric.to_string(), better, values, shown, best }
+}
+
+/// The rows of `meshway compare`.
+pub fn compare_rows(rs: &[FabricReport]) -> Vec<CompareRow> {
+    let col = |f: &dyn Fn(&FabricReport) -> f64, show: &dyn Fn(&FabricReport) -> String| -> (Vec<f64>, Vec<String>) {
+        (rs.iter().map(f).collect(), rs.iter().map(show).collect())
+    };
+    let mut rows = Vec::new();
+    let mut add = |m: &str, b: Better, f: &dyn Fn(&FabricReport) -> f64, s: &dyn Fn(&FabricReport) -> String| {
+        let (v, sh) = col(f, s);
+        rows.push(row(m, b, v, sh));
+    };
+    add("GPUs", Better::None, &|r| r.gpus as f64, &|r| thousands(r.gpus));
+    add("switch tiers", Better::Lower, &|r| r.tiers.iter().filter(|t| t.level > 0).map(|t| t.level).max().unwrap_or(0) as f64, &|r| {
+        r.tiers.iter().filter(|t| t.level > 0).map(|t| t.name.as_str()).collect::<Vec<_>>().join("/")
+    });
+    add("switches", Better::Lower, &|r| r.switches as f64, &|r| thousands(r.switches));
+    add("bisection", Better::Higher, &|r| r.bisection.maxflow_bps as f64, &|r| rate(r.bisection.maxflow_bps));
+    add("x full bisection", Better::Higher, &|r| (r.bisection.full_ratio * 1000.0).round() / 1000.0, &|r| format!("{:.2}", r.bisection.full_ratio));
+    add("worst oversubscription", Better::Lower, &|r| worst_oversub(r), &|r| format!("{:.2}:1", worst_oversub(r)));
+    add("diameter (switch hops)", Better::Lower, &|r| f64::from(r.paths.diameter_hops), &|r| r.paths.diameter_hops.to_string());
+    add("mean switch hops", Better::Lower, &|r| (r.paths.mean_hops * 100.0).round() / 100.0, &|r| format!("{:.2}", r.paths.mean_hops));
+    add("max equal-cost paths", Better::Higher, &|r| max_paths(r) as f64, &|r| thousands(max_paths(r)));
+    add("zero-load latency max", Better::Lower, &|r| r.paths.latency_max_ns as f64, &|r| Nanos(r.paths.latency_max_ns).to_string());
+    add("optics and cables", Better::Lower, &|r| optics(r) as f64, &|r| thousands(optics(r)));
+    add("power", Better::Lower, &|r| r.bom.total_power_w.round(), &|r| watts(r.bom.total_power_w));
+    add("cost", Better::Lower, &|r| r.bom.total_cost_usd.round(), &|r| dollars(r.bom.total_cost_usd));
+    add("network cost per GPU", Better::Lower, &|r| r.bom.cost_per_gpu_usd.round(), &|r| dollars(r.bom.cost_per_gpu_usd));
+    add("switches that cut GPUs off", Better::Lower, &|r| spof_switches(r) as f64, &|r| thousands(spof_switches(r)));
+    add("lossless headroom", Better::Higher, &|r| f64::from(u8::from(r.lossless.rows.iter().all(|h| h.feasible))), &|r| {
+        if r.lossless.rows.iter().all(|h| h.feasible) { "ok".into() } else { "infeasible".into() }
+    });
+    rows
+}
+
+fn worst_oversub(r: &FabricReport) -> f64 {
+    r.tiers.iter().filter_map(|t| t.oversubscription).fold(1.0, f64::max)
+}
+fn max_paths(r: &FabricReport) -> u64 {
+    r.paths.path_count_histogram.iter().map(|(n, _)| *n).max().unwrap_or(0)
+}
+fn optics(r: &FabricReport) -> u64 {
+    r.bom.lines.iter().filter(|l| l.kind == "optic" || l.kind == "copper cable").map(|l| l.count).sum()
+}
+fn spof_switches(r: &FabricReport) -> u64 {
+    r.resilience.switch_spofs.iter().map(|s| s.count).sum()
+}
+
+/// The `meshway compare` text: one column per fabric, the best value per row marked `*`.
+pub fn compare_text(rs: &[FabricReport]) -> String {
+    let mut head = vec!["".to_string()];
+    head.extend(rs.iter().map(|r| r.name.clone()));
+    let head_refs: Vec<&str> = head.iter().map(String::as_str).collect();
+    let mut t = Table::new(&head_refs);
+    for r in compare_rows(rs) {
+        let mut cells = vec![r.metric.clone()];
+        for (i, s) in r.shown.iter().enumerate() {
+            cells.push(if r.best.contains(&i) { format!("{s} *") } else { s.clone() });
+        }
+        t.row(cells);
+    }
+    let mut o = t.render();
+    o.push_str("(* best on the row)\n");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn number_formats() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(thousands(100), "100");
+        assert_eq!(dollars(12_345_678.0), "$12.35M");
+        assert_eq!(dollars(2_500.0), "$2.5k");
+        assert_eq!(watts(1500.0), "1.5 kW");
+    }
+
+    #[test]
+    fn best_marking() {
+        let r = row("x", Better::Lower, vec![3.0, 1.0, 1.0], vec![]);
+        assert_eq!(r.best, vec![1, 2]);
+        let r = row("x", Better::Higher, vec![3.0, 1.0], vec![]);
+        assert_eq!(r.best, vec![0]);
+        let r = row("x", Better::Higher, vec![2.0, 2.0], vec![]);
+        assert!(r.best.is_empty(), "a tie everywhere marks nothing");
+    }
+}

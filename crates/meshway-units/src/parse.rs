@@ -119,6 +119,7 @@ pub(crate) fn format(value: u64, units: &[(&str, u128)], max_decimals: u32) -> S
         .iter()
         .rev()
         .find(|(_, f)| v >= *f)
+        .filter(|_| v > 0)
         .copied()
         .unwrap_or(units[0]);
     let scale = 10u128.pow(max_decimals);

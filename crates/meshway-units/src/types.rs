@@ -37,6 +37,7 @@ const RATE_UNITS: &[(&str, u128)] = &[
     ("Mbps", 1_000_000),
     ("Gbps", 1_000_000_000),
     ("Tbps", 1_000_000_000_000),
+    ("Pbps", 1_000_000_000_000_000),
     ("Bps", 8),
     ("KBps", 8_000),
     ("MBps", 8_000_000),
@@ -75,7 +76,7 @@ const TIME_DISPLAY: &[(&str, u128)] =
     &[("ns", 1), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)];
 
 const LENGTH_UNITS: &[(&str, u128)] = &[("mm", 1), ("cm", 10), ("m", 1_000), ("km", 1_000_000)];
-const LENGTH_DISPLAY: &[(&str, u128)] = &[("mm", 1), ("m", 1_000), ("km", 1_000_000)];
+const LENGTH_DISPLAY: &[(&str, u128)] = &[("m", 1_000), ("km", 1_000_000)];
 
 const BYTES_KIND: Kind = Kind {
     what: "size",

@@ -1,1 +1,147 @@
-fn main() {}
+//! The `meshway` command line: parses flags, loads files, prints reports.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use meshway_fabric::{plan::FabricReport, Catalog};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod demo;
+
+const EXAMPLES: &str = "\
+Examples:
+  meshway demo                                   three fabrics for 1,024 GPUs, one verdict
+  meshway plan examples/rail-optimized-1024.toml
+  meshway plan examples/two-site-100km.toml --json
+  meshway compare examples/three-tier-1024.toml examples/leaf-spine-1024.toml
+  meshway plan my.toml --catalog my-parts.toml   use your own switch models and prices";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "meshway",
+    version,
+    about = "Plan, simulate, verify and operate network fabrics for AI training and inference",
+    after_help = EXAMPLES
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct Common {
+    /// Print one JSON document instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// A catalog file whose entries replace or add to the built-in catalog.
+    #[arg(long, value_name = "FILE")]
+    catalog: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Design analysis and bill of materials of one scenario.
+    #[command(after_help = "Examples:
+  meshway plan examples/leaf-spine-1024.toml
+  meshway plan examples/fat-tree-100k.toml --json > report.json
+
+Reports switch counts per tier, oversubscription, bisection bandwidth (structural and
+max-flow), switch hops and equal-cost paths, zero-load latency, a bill of materials with
+power and cost, lossless (PFC / credit) headroom per port and switch, and single points
+of failure. Every default number comes from catalog/default.toml with its source.")]
+    Plan {
+        /// The scenario file (TOML).
+        file: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Compare scenarios side by side; the best value on each row is marked.
+    #[command(after_help = "Example:
+  meshway compare examples/three-tier-1024.toml examples/leaf-spine-1024.toml examples/rail-optimized-1024.toml")]
+    Compare {
+        /// Two or more scenario files.
+        #[arg(required = true, num_args = 1..)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// The built-in comparison: a three-tier tree, a leaf-spine and a rail-optimized
+    /// fat-tree for 1,024 GPUs on 400 Gbps NICs, plus a two-site variant 100 km apart.
+    #[command(after_help = "Example:
+  meshway demo
+  meshway demo --json")]
+    Demo {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn load_catalog(path: &Option<PathBuf>) -> Result<Catalog> {
+    match path {
+        None => Ok(Catalog::builtin()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read catalog {}", p.display()))?;
+            Ok(Catalog::with_overlay(&text, &p.display().to_string())?)
+        }
+    }
+}
+
+fn plan_file(path: &PathBuf, cat: &Catalog) -> Result<FabricReport> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
+    Ok(meshway_fabric::plan_text(&text, &path.display().to_string(), cat)?)
+}
+
+fn emit(s: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
+        // A closed pipe (| head) is not an error worth reporting.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to standard output"),
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    let mut s = serde_json::to_string_pretty(v)?;
+    s.push('\n');
+    Ok(s)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Plan { file, common } => {
+            let cat = load_catalog(&common.catalog)?;
+            let r = plan_file(&file, &cat)?;
+            emit(&if common.json { json(&r)? } else { meshway_report::plan_text(&r) })
+        }
+        Command::Compare { files, common } => {
+            let cat = load_catalog(&common.catalog)?;
+            let rs = files.iter().map(|f| plan_file(f, &cat)).collect::<Result<Vec<_>>>()?;
+            if common.json {
+                let rows = meshway_report::compare_rows(&rs);
+                emit(&json(&serde_json::json!({ "fabrics": rs, "rows": rows }))?)
+            } else {
+                emit(&meshway_report::compare_text(&rs))
+            }
+        }
+        Command::Demo { common } => {
+            let cat = load_catalog(&common.catalog)?;
+            let d = demo::run(&cat)?;
+            emit(&if common.json { json(&d)? } else { demo::text(&d) })
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,736 @@
+//! Fabric builders: three-tier tree, leaf-spine, fat-tree, rail-optimized (each optionally
+//! multi-plane), multi-site joined by DCI links, and custom.
+//!
+//! Every GPU has its own NIC. With `planes` > 1 each NIC has one port of `nic / planes` into
+//! each plane, and each plane is a full copy of the switch fabric. GPUs of one host share an
+//! NVLink switch (`gpus-per-host` > 1) with `nvlink` bandwidth per GPU.
+
+use crate::catalog::Catalog;
+use crate::config::{CustomNodeKind, FabricConfig, FabricKind, TaperAt};
+use crate::error::{closest, FabricError};
+use crate::model::{Fabric, Group, LinkClass, NodeId, NodeKind};
+use crate::scenario::{Ctx, Scenario};
+use meshway_units::{BitsPerSec, Meters, Ratio};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The largest fabric meshway builds in memory.
+pub const MAX_GPUS: u32 = 2_000_000;
+
+/// Cable lengths per link role.
+#[derive(Debug, Clone, Copy)]
+struct Lengths {
+    host_leaf: Meters,
+    leaf_spine: Meters,
+    spine_core: Meters,
+    border: Meters,
+}
+
+/// Values common to the built-in families, resolved against defaults and the catalog.
+#[derive(Debug, Clone)]
+struct Params {
+    kind: FabricKind,
+    gpus: u32,
+    gph: u32,
+    planes: u32,
+    /// NIC rate per plane.
+    port_rate: BitsPerSec,
+    uplink: BitsPerSec,
+    nvlink: BitsPerSec,
+    models: [u16; 3],
+    radix: [u32; 3],
+    lengths: Lengths,
+}
+
+fn model(cat: &Catalog, ctx: &Ctx, key: &str, name: &Option<String>) -> Result<u16, FabricError> {
+    let name = name.as_deref().unwrap_or(&cat.defaults.switch_model);
+    cat.switch_index(name).ok_or_else(|| {
+        let names = cat.switch_names();
+        let hint = closest(name, &names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
+        ctx.invalid(key, format!("unknown switch model {name:?}, expected one of {}{hint}", names.join(", ")))
+    })
+}
+
+fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, FabricError> {
+    let gph = fc.gpus_per_host.unwrap_or(cat.defaults.gpus_per_host);
+    if gph == 0 || gph > 1024 {
+        return Err(ctx.invalid("gpus-per-host", format!("expected 1 to 1024, got {gph}")));
+    }
+    let planes = fc.planes.unwrap_or(1);
+    if planes == 0 || planes > 16 {
+        return Err(ctx.invalid("planes", format!("expected 1 to 16, got {planes}")));
+    }
+    let nic = fc.nic.unwrap_or(cat.defaults.nic);
+    if nic.0 == 0 || nic.0 % u64::from(planes) != 0 {
+        return Err(ctx.invalid("nic", format!("expected a positive rate divisible by planes ({planes}), got {nic}")));
+    }
+    let port_rate = BitsPerSec(nic.0 / u64::from(planes));
+    let uplink = fc.uplink.unwrap_or(port_rate);
+    if uplink.0 == 0 {
+        return Err(ctx.invalid("uplink", "expected a positive rate"));
+    }
+    let nvlink = fc.nvlink.unwrap_or(cat.defaults.nvlink_per_gpu);
+    let gpus = match (fc.gpus, fc.kind, fc.k) {
+        (Some(g), _, _) => g,
+        (None, FabricKind::FatTree, Some(k)) => {
+            let h = u64::from(k).pow(3) / 4;
+            u32::try_from(h).ok().filter(|h| *h <= MAX_GPUS).ok_or_else(|| {
+                FabricError::TooLarge { file: ctx.file.into(), message: format!("k = {k} gives {h} GPUs; meshway builds at most {MAX_GPUS}") }
+            })?
+        }
+        (None, FabricKind::FatTree, None) => return Err(ctx.invalid("gpus", "missing: a fat-tree needs `gpus` or `k`")),
+        (None, _, _) => return Err(ctx.invalid("gpus", "missing: expected the number of GPUs, e.g. gpus = 1024")),
+    };
+    if gpus == 0 {
+        return Err(ctx.invalid("gpus", "expected at least 1 GPU"));
+    }
+    if gpus > MAX_GPUS {
+        return Err(FabricError::TooLarge {
+            file: ctx.file.into(),
+            message: format!("{gpus} GPUs is more than meshway builds in memory ({MAX_GPUS})"),
+        });
+    }
+    if gpus % gph != 0 {
+        return Err(ctx.invalid("gpus", format!("{gpus} GPUs is not a whole number of {gph}-GPU hosts (gpus-per-host)")));
+    }
+    let models = [
+        model(cat, ctx, "leaf-model", &fc.leaf_model)?,
+        model(cat, ctx, "spine-model", &fc.spine_model)?,
+        model(cat, ctx, "core-model", &fc.core_model)?,
+    ];
+    let ports = |m: u16, rate: BitsPerSec| cat.switch[m as usize].ports_at(rate);
+    let radix = [
+        fc.leaf_radix.unwrap_or(ports(models[0], port_rate)),
+        fc.spine_radix.unwrap_or(ports(models[1], uplink)),
+        fc.core_radix.unwrap_or(ports(models[2], uplink)),
+    ];
+    for (r, key) in radix.iter().zip(["leaf-radix", "spine-radix", "core-radix"]) {
+        if *r < 2 || *r > 4096 {
+            return Err(ctx.invalid(key, format!("expected 2 to 4096 ports, got {r}")));
+        }
+    }
+    let cl = fc.cable_lengths.clone().unwrap_or_default();
+    let d = &cat.cable_lengths;
+    let lengths = Lengths {
+        host_leaf: cl.host_leaf.unwrap_or(d.host_leaf),
+        leaf_spine: cl.leaf_spine.unwrap_or(d.leaf_spine),
+        spine_core: cl.spine_core.unwrap_or(d.spine_core),
+        border: cl.border.unwrap_or(d.border),
+    };
+    Ok(Params { kind: fc.kind, gpus, gph, planes, port_rate, uplink, nvlink, models, radix, lengths })
+}
+
+/// Splits `radix` ports into (down, up) so that down capacity : up capacity is at most `o`.
+fn split(radix: u32, o: Ratio, down_rate: BitsPerSec, up_rate: BitsPerSec) -> (u32, u32) {
+    if down_rate == up_rate {
+        return o.split_ports(radix);
+    }
+    let (rd, ru, o) = (down_rate.0 as f64, up_rate.0 as f64, o.as_f64());
+    let d = ((f64::from(radix) * o * ru / (rd + o * ru)) + 1e-9).floor() as u32;
+    let d = d.clamp(1, radix - 1);
+    (d, radix - d)
+}
+
+/// Largest `p` dividing `u` with `count * p <= radix` (links per pair), if any.
+fn links_per_pair(u: u32, count: u64, radix: u32) -> Option<u32> {
+    (1..=u).rev().find(|p| u % p == 0 && count * u64::from(*p) <= u64::from(radix))
+}
+
+struct SiteOut {
+    fabric: Fabric,
+    borders: Vec<NodeId>,
+    /// DCI-facing ports per border leaf.
+    border_ports: u32,
+}
+
+/// Builds GPUs (and their NVLink switches) for `p`; returns GPU ids in order.
+fn add_hosts(f: &mut Fabric, p: &Params, cat: &Catalog) -> Vec<NodeId> {
+    let mut gpus = Vec::with_capacity(p.gpus as usize);
+    let nv_tier = if p.gph > 1 { Some(f.tier("nvswitch", 0)) } else { None };
+    let nv_model = cat.switch_index("nvswitch").unwrap_or(p.models[0]);
+    for h in 0..p.gpus / p.gph {
+        let nvs = nv_tier.map(|tier| {
+            f.add_node(format!("host-{h}/nvswitch"), NodeKind::Switch { tier, model: nv_model, radix: p.gph })
+        });
+        for i in 0..p.gph {
+            let g = f.add_node(format!("gpu-{}", h * p.gph + i), NodeKind::Gpu { host: h, local: i });
+            if let Some(s) = nvs {
+                f.add_link(g, s, p.nvlink, Meters(0), LinkClass::Nvlink);
+            }
+            gpus.push(g);
+        }
+    }
+    gpus
+}
+
+fn sw(f: &mut Fabric, name: String, tier: u8, model: u16, radix: u32, plane: u32) -> NodeId {
+    let name = if plane > 0 { format!("p{plane}/{name}") } else { name };
+    let id = f.add_node(name, NodeKind::Switch { tier, model, radix });
+    f.nodes[id.idx()].plane = plane as u16;
+    id
+}
+
+/// Builds one site (or a single-site fabric) of a built-in family, with `borders` extra
+/// border leaves for DCI ports.
+fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> Result<SiteOut, FabricError> {
+    let p = resolve(fc, cat, ctx)?;
+    if fc.kind == FabricKind::ThreeTier {
+        return build_three_tier(fc, &p, cat, ctx, dci_ports);
+    }
+    let mut f = Fabric::new("", p.kind.name());
+    f.planes = p.planes as u16;
+    let gpus = add_hosts(&mut f, &p, cat);
+    let t_leaf = f.tier("leaf", 1);
+    let t_spine = f.tier("spine", 2);
+
+    // Leaf port split and pod shape.
+    let (leaf_d, leaf_u, spine_split, core_radix, tiers) = match p.kind {
+        FabricKind::FatTree => {
+            let k = match fc.k {
+                Some(k) => k,
+                None => {
+                    let mut k = 2u32;
+                    while u64::from(k).pow(3) / 4 < u64::from(p.gpus) {
+                        k += 2;
+                    }
+                    k
+                }
+            };
+            if k < 2 || k % 2 != 0 {
+                return Err(ctx.invalid("k", format!("expected an even radix of at least 2, got {k}")));
+            }
+            if u64::from(k).pow(3) / 4 < u64::from(p.gpus) {
+                return Err(ctx.invalid("k", format!("a k = {k} fat-tree holds {} GPUs, fewer than gpus = {}", u64::from(k).pow(3) / 4, p.gpus)));
+            }
+            for (i, key) in ["leaf-radix", "spine-radix", "core-radix"].iter().enumerate() {
+                if k > p.radix[i] {
+                    return Err(ctx.invalid(key, format!("a fat-tree of {} GPUs needs k = {k} port switches, but the {key} is {}", p.gpus, p.radix[i])));
+                }
+            }
+            let taper = fc.taper.unwrap_or(Ratio::ONE);
+            let at = fc.taper_at.unwrap_or(TaperAt::Leaf);
+            let leaf = if at == TaperAt::Leaf { split(k, taper, p.port_rate, p.uplink) } else { (k / 2, k / 2) };
+            let spine = if at == TaperAt::Aggregation { split(k, taper, p.uplink, p.uplink) } else { (k / 2, k / 2) };
+            (leaf.0, leaf.1, spine, k, 3)
+        }
+        _ => {
+            let o = fc.oversubscription.unwrap_or(Ratio::ONE);
+            let (d, u) = split(p.radix[0], o, p.port_rate, p.uplink);
+            let tiers = match (p.kind, fc.tiers) {
+                (FabricKind::LeafSpine, None | Some(2)) => 2,
+                (FabricKind::LeafSpine, Some(t)) => {
+                    return Err(ctx.invalid("tiers", format!("a leaf-spine has 2 tiers, got {t}; use kind = \"fat-tree\" for 3")))
+                }
+                (_, Some(t @ (2 | 3))) => t,
+                (_, Some(t)) => return Err(ctx.invalid("tiers", format!("expected 2 or 3, got {t}"))),
+                (_, None) => 0, // decided below
+            };
+            (d, u, Ratio::ONE.split_ports(p.radix[1]), p.radix[2], tiers)
+        }
+    };
+    if leaf_u == 0 {
+        return Err(ctx.invalid("oversubscription", "leaves need at least one uplink"));
+    }
+    let hosts = p.gpus / p.gph;
+    // Leaves per "unit" that must stay in one pod (a rail group), and leaf count.
+    let (unit, leaves_needed) = if p.kind == FabricKind::RailOptimized {
+        (p.gph, hosts.div_ceil(leaf_d) * p.gph)
+    } else {
+        (1, p.gpus.div_ceil(leaf_d))
+    };
+    let border_ports = leaf_d;
+    let n_borders = dci_ports.div_ceil(border_ports);
+    let total_leaves = u64::from(leaves_needed + n_borders);
+    let tiers = if tiers == 0 {
+        if links_per_pair(leaf_u, total_leaves, p.radix[1]).is_some() {
+            2
+        } else {
+            3
+        }
+    } else {
+        tiers
+    };
+
+    let mut groups: Vec<Group> = Vec::new();
+    let mut borders = Vec::new();
+    for plane in 0..p.planes {
+        let mut leaves = Vec::new();
+        // Per leaf: the group (pod-level unit) index it belongs to.
+        let mut leaf_unit = Vec::new();
+        if p.kind == FabricKind::RailOptimized {
+            for g in 0..hosts.div_ceil(leaf_d) {
+                for r in 0..p.gph {
+                    let leaf = sw(&mut f, format!("leaf-g{g}-r{r}"), t_leaf, p.models[0], p.radix[0], plane);
+                    for h in g * leaf_d..((g + 1) * leaf_d).min(hosts) {
+                        let gpu = gpus[(h * p.gph + r) as usize];
+                        f.add_link(gpu, leaf, p.port_rate, p.lengths.host_leaf, LinkClass::Nic);
+                    }
+                    leaves.push(leaf);
+                    leaf_unit.push(g);
+                }
+            }
+        } else {
+            for l in 0..leaves_needed {
+                let leaf = sw(&mut f, format!("leaf-{l}"), t_leaf, p.models[0], p.radix[0], plane);
+                for g in l * leaf_d..((l + 1) * leaf_d).min(p.gpus) {
+                    f.add_link(gpus[g as usize], leaf, p.port_rate, p.lengths.host_leaf, LinkClass::Nic);
+                }
+                leaves.push(leaf);
+                leaf_unit.push(l);
+            }
+        }
+        let units = leaf_unit.last().map(|u| u + 1).unwrap_or(0);
+        if plane == 0 && n_borders > 0 {
+            let t_border = f.tier("border", 1);
+            for b in 0..n_borders {
+                let leaf = sw(&mut f, format!("border-{b}"), t_border, p.models[0], p.radix[0], plane);
+                borders.push(leaf);
+                leaves.push(leaf);
+                leaf_unit.push(u32::MAX);
+            }
+        }
+        let l_count = leaves.len() as u64;
+        // Group index of each leaf (pod for 3 tiers, unit for 2 tiers); usize::MAX = shared.
+        let mut leaf_group: Vec<usize> = leaf_unit.iter().map(|u| if *u == u32::MAX { usize::MAX } else { *u as usize }).collect();
+        let mut group_switches: Vec<Vec<NodeId>> = Vec::new();
+        if tiers == 2 {
+            let p_links = match fc.spines {
+                Some(s) if s == 0 || leaf_u % s != 0 => {
+                    return Err(ctx.invalid("spines", format!("expected a divisor of the {leaf_u} leaf uplinks, got {s}")))
+                }
+                Some(s) => {
+                    let pl = leaf_u / s;
+                    if l_count * u64::from(pl) > u64::from(p.radix[1]) {
+                        return Err(ctx.ports_exceeded("spine-0".into(), l_count * u64::from(pl), p.radix[1], ""));
+                    }
+                    pl
+                }
+                None => links_per_pair(leaf_u, l_count, p.radix[1]).ok_or_else(|| {
+                    ctx.ports_exceeded(
+                        "spine-0".into(),
+                        l_count,
+                        p.radix[1],
+                        " (one port per leaf); a 2-tier fabric holds at most spine-radix leaves: use kind = \"fat-tree\", tiers = 3, or a larger spine-radix",
+                    )
+                })?,
+            };
+            let s_count = leaf_u / p_links;
+            let spines: Vec<NodeId> =
+                (0..s_count).map(|s| sw(&mut f, format!("spine-{s}"), t_spine, p.models[1], p.radix[1], plane)).collect();
+            for (li, &leaf) in leaves.iter().enumerate() {
+                let len = if leaf_unit[li] == u32::MAX { p.lengths.border } else { p.lengths.leaf_spine };
+                for &s in &spines {
+                    for _ in 0..p_links {
+                        f.add_link(leaf, s, p.uplink, len, LinkClass::LeafSpine);
+                    }
+                }
+            }
+            group_switches.resize(units as usize, Vec::new());
+        } else {
+            let t_core = f.tier("core", 3);
+            let (sd, su) = spine_split;
+            let pod_leaves = (sd / unit) * unit;
+            if pod_leaves == 0 {
+                return Err(ctx.invalid("spine-radix", format!("a pod must hold a whole rail group of {unit} leaves; the spine has {sd} down ports")));
+            }
+            let gpu_leaves = leaves.len() - borders.len() * usize::from(plane == 0);
+            let pods = (gpu_leaves as u32).div_ceil(pod_leaves).max(1) + if plane == 0 { (borders.len() as u32).div_ceil(pod_leaves) } else { 0 };
+            let q = links_per_pair(su, u64::from(pods), core_radix).ok_or_else(|| {
+                ctx.ports_exceeded("core-0".into(), u64::from(pods), core_radix, " (one port per pod): a 3-tier fabric holds at most core-radix pods")
+            })?;
+            let per_group = su / q;
+            let cores: Vec<Vec<NodeId>> = (0..leaf_u)
+                .map(|j| {
+                    (0..per_group)
+                        .map(|c| sw(&mut f, format!("core-{}", j * per_group + c), t_core, p.models[2], core_radix, plane))
+                        .collect()
+                })
+                .collect();
+            for pod in 0..pods {
+                // Border leaves fill pods after the GPU leaves.
+                let members: Vec<usize> = if (pod as usize) * (pod_leaves as usize) < gpu_leaves {
+                    let s = pod as usize * pod_leaves as usize;
+                    (s..(s + pod_leaves as usize).min(gpu_leaves)).collect()
+                } else {
+                    let bpod = pod as usize - gpu_leaves.div_ceil(pod_leaves as usize);
+                    let s = gpu_leaves + bpod * pod_leaves as usize;
+                    (s..(s + pod_leaves as usize).min(leaves.len())).collect()
+                };
+                let mut pod_sw = Vec::new();
+                for j in 0..leaf_u {
+                    let s = sw(&mut f, format!("pod-{pod}/spine-{j}"), t_spine, p.models[1], p.radix[1].max(sd + su), plane);
+                    for &li in &members {
+                        let len = if leaf_unit[li] == u32::MAX { p.lengths.border } else { p.lengths.leaf_spine };
+                        f.add_link(leaves[li], s, p.uplink, len, LinkClass::LeafSpine);
+                    }
+                    for &c in &cores[j as usize] {
+                        for _ in 0..q {
+                            f.add_link(s, c, p.uplink, p.lengths.spine_core, LinkClass::SpineCore);
+                        }
+                    }
+                    pod_sw.push(s);
+                }
+                let is_gpu_pod = members.first().is_some_and(|&li| leaf_group[li] != usize::MAX);
+                if is_gpu_pod {
+                    for &li in &members {
+                        leaf_group[li] = pod as usize;
+                    }
+                    group_switches.push(pod_sw);
+                }
+            }
+        }
+        for (li, &leaf) in leaves.iter().enumerate() {
+            if leaf_group[li] != usize::MAX {
+                group_switches[leaf_group[li]].push(leaf);
+            }
+        }
+        // Merge into the fabric's groups (same index across planes).
+        if groups.len() < group_switches.len() {
+            let kind = if tiers == 3 { "pod" } else if p.kind == FabricKind::RailOptimized { "rail-group" } else { "leaf" };
+            groups.resize_with(group_switches.len(), || Group { name: String::new(), nodes: Vec::new() });
+            for (i, g) in groups.iter_mut().enumerate() {
+                g.name = format!("{kind}-{i}");
+            }
+            f.group_kind = kind.to_string();
+        }
+        for (i, sws) in group_switches.into_iter().enumerate() {
+            groups[i].nodes.extend(sws);
+        }
+    }
+    // GPUs (and their NVLink switches) join the group of their plane-0 leaf.
+    f.finish();
+    let mut node_group: Vec<Option<usize>> = vec![None; f.nodes.len()];
+    for (gi, g) in groups.iter().enumerate() {
+        for n in &g.nodes {
+            node_group[n.idx()] = Some(gi);
+        }
+    }
+    for &gpu in &gpus {
+        let leaf = f.neighbors(gpu).iter().find(|(n, l)| f.link(*l).class == LinkClass::Nic && f.node(*n).plane == 0);
+        if let Some(gi) = leaf.and_then(|(n, _)| node_group[n.idx()]) {
+            groups[gi].nodes.push(gpu);
+            if let Some((nv, _)) = f.neighbors(gpu).iter().find(|(_, l)| f.link(*l).class == LinkClass::Nvlink) {
+                if node_group[nv.idx()].is_none() {
+                    node_group[nv.idx()] = Some(gi);
+                    groups[gi].nodes.push(*nv);
+                }
+            }
+        }
+    }
+    f.groups = groups;
+    Ok(SiteOut { fabric: f, borders, border_ports })
+}
+
+fn build_three_tier(fc: &FabricConfig, p: &Params, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> Result<SiteOut, FabricError> {
+    if p.planes > 1 {
+        return Err(ctx.invalid("planes", "multi-plane applies to leaf-spine, fat-tree and rail-optimized fabrics"));
+    }
+    let mut f = Fabric::new("", "three-tier");
+    let gpus = add_hosts(&mut f, p, cat);
+    let (t_acc, t_agg, t_core) = (f.tier("access", 1), f.tier("aggregation", 2), f.tier("core", 3));
+    let t_border = if dci_ports > 0 { f.tier("border", 1) } else { t_acc };
+    let o_acc = fc.oversubscription.unwrap_or(cat.defaults.three_tier_access_oversubscription);
+    let o_agg = fc.aggregation_oversubscription.unwrap_or(cat.defaults.three_tier_aggregation_oversubscription);
+    let (ad, au) = split(p.radix[0], o_acc, p.port_rate, p.uplink);
+    let au = au - au % 2;
+    if au < 2 {
+        return Err(ctx.invalid("leaf-radix", "an access switch needs at least 2 uplinks (one to each aggregation switch of its pair)"));
+    }
+    let (gd, gu) = split(p.radix[1], o_agg, p.uplink, p.uplink);
+    let per_agg = au / 2;
+    let acc_per_pair = gd / per_agg;
+    if acc_per_pair == 0 {
+        return Err(ctx.ports_exceeded("agg-0".into(), u64::from(per_agg), gd, " down ports for one access switch"));
+    }
+    let cores = fc.core_switches.unwrap_or(cat.defaults.three_tier_core_switches);
+    if cores == 0 || cores > gu {
+        return Err(ctx.invalid("core-switches", format!("expected 1 to {gu} (the aggregation uplinks), got {cores}")));
+    }
+    let q = gu / cores;
+    let n_acc = p.gpus.div_ceil(ad);
+    let n_border = dci_ports.div_ceil(ad);
+    let total_acc = n_acc + n_border;
+    let pairs = total_acc.div_ceil(acc_per_pair);
+    let core_ports = u64::from(pairs) * 2 * u64::from(q);
+    if core_ports > u64::from(p.radix[2]) {
+        return Err(ctx.ports_exceeded(
+            "core-0".into(),
+            core_ports,
+            p.radix[2],
+            " (aggregation uplinks); add core-switches, raise core-radix, or use a Clos fabric",
+        ));
+    }
+    let core_ids: Vec<NodeId> = (0..cores).map(|c| sw(&mut f, format!("core-{c}"), t_core, p.models[2], p.radix[2], 0)).collect();
+    let mut groups = Vec::new();
+    let mut borders = Vec::new();
+    for pair in 0..pairs {
+        let aggs: Vec<NodeId> =
+            (0..2).map(|i| sw(&mut f, format!("agg-{}", pair * 2 + i), t_agg, p.models[1], p.radix[1], 0)).collect();
+        for &a in &aggs {
+            for &c in &core_ids {
+                for _ in 0..q {
+                    f.add_link(a, c, p.uplink, p.lengths.spine_core, LinkClass::SpineCore);
+                }
+            }
+        }
+        let mut members = aggs.clone();
+        for ai in pair * acc_per_pair..((pair + 1) * acc_per_pair).min(total_acc) {
+            let border = ai >= n_acc;
+            let name = if border { format!("border-{}", ai - n_acc) } else { format!("access-{ai}") };
+            let acc = sw(&mut f, name, if border { t_border } else { t_acc }, p.models[0], p.radix[0], 0);
+            let len = if border { p.lengths.border } else { p.lengths.leaf_spine };
+            for &a in &aggs {
+                for _ in 0..per_agg {
+                    f.add_link(acc, a, p.uplink, len, LinkClass::LeafSpine);
+                }
+            }
+            if border {
+                borders.push(acc);
+                continue;
+            }
+            members.push(acc);
+            for g in ai * ad..((ai + 1) * ad).min(p.gpus) {
+                f.add_link(gpus[g as usize], acc, p.port_rate, p.lengths.host_leaf, LinkClass::Nic);
+                members.push(gpus[g as usize]);
+            }
+        }
+        groups.push(Group { name: format!("aggregation-block-{pair}"), nodes: members });
+    }
+    f.finish();
+    // NVLink switches join their GPUs' block.
+    for g in &mut groups {
+        let mut extra = BTreeSet::new();
+        for &n in &g.nodes {
+            if f.node(n).is_gpu() {
+                for (nb, l) in f.neighbors(n) {
+                    if f.link(*l).class == LinkClass::Nvlink {
+                        extra.insert(*nb);
+                    }
+                }
+            }
+        }
+        g.nodes.extend(extra);
+    }
+    f.groups = groups;
+    f.group_kind = "aggregation-block".into();
+    Ok(SiteOut { fabric: f, borders, border_ports: ad })
+}
+
+fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, FabricError> {
+    if fc.node.is_empty() {
+        return Err(ctx.invalid("node", "a custom fabric lists its nodes as [[fabric.node]] tables"));
+    }
+    let mut f = Fabric::new("", "custom");
+    let mut by_name = BTreeMap::new();
+    let mut group_of: BTreeMap<String, Vec<NodeId>> = BTreeMap::new();
+    let mut radix_of = Vec::new();
+    let mut next_host = 0u32;
+    for (i, n) in fc.node.iter().enumerate() {
+        let key = format!("node[{i}]");
+        if n.name.trim().is_empty() {
+            return Err(ctx.invalid(&key, "node name must not be empty"));
+        }
+        if by_name.contains_key(&n.name) {
+            return Err(ctx.invalid(&key, format!("duplicate node name {:?}", n.name)));
+        }
+        let kind = match n.kind {
+            CustomNodeKind::Gpu => {
+                let host = n.host.unwrap_or_else(|| {
+                    next_host += 1;
+                    1_000_000 + next_host
+                });
+                radix_of.push(u32::MAX);
+                NodeKind::Gpu { host, local: 0 }
+            }
+            CustomNodeKind::Switch => {
+                let m = model(cat, ctx, &format!("{key}.model"), &n.model)?;
+                let tier = f.tier(n.tier.as_deref().unwrap_or("switch"), n.level.unwrap_or(1).max(1));
+                let radix = n.radix.unwrap_or(cat.switch[m as usize].ports);
+                radix_of.push(radix);
+                NodeKind::Switch { tier, model: m, radix }
+            }
+        };
+        let id = f.add_node(n.name.clone(), kind);
+        by_name.insert(n.name.clone(), id);
+        if let Some(g) = &n.group {
+            group_of.entry(g.clone()).or_default().push(id);
+        }
+    }
+    let mut used = vec![0u64; f.nodes.len()];
+    for (i, l) in fc.link.iter().enumerate() {
+        let key = format!("link[{i}]");
+        let end = |name: &str| {
+            by_name.get(name).copied().ok_or_else(|| {
+                let names: Vec<&str> = by_name.keys().map(String::as_str).collect();
+                let hint = closest(name, &names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
+                ctx.invalid(&key, format!("unknown node {name:?}{hint}"))
+            })
+        };
+        let (a, b) = (end(&l.a)?, end(&l.b)?);
+        if a == b {
+            return Err(ctx.invalid(&key, format!("a link needs two different nodes, got {:?} twice", l.a)));
+        }
+        if l.rate.0 == 0 {
+            return Err(ctx.invalid(&key, "rate must be positive"));
+        }
+        let count = l.count.unwrap_or(1);
+        if count == 0 || count > 4096 {
+            return Err(ctx.invalid(&key, format!("count: expected 1 to 4096, got {count}")));
+        }
+        for _ in 0..count {
+            f.add_link(a, b, l.rate, l.length.unwrap_or(cat.cable_lengths.leaf_spine), LinkClass::Custom);
+        }
+        used[a.idx()] += u64::from(count);
+        used[b.idx()] += u64::from(count);
+    }
+    for (i, n) in f.nodes.iter().enumerate() {
+        if radix_of[i] != u32::MAX && used[i] > u64::from(radix_of[i]) {
+            return Err(ctx.ports_exceeded(n.name.clone(), used[i], radix_of[i], ""));
+        }
+    }
+    if f.gpu_count() < 2 {
+        return Err(ctx.invalid("node", "a custom fabric needs at least 2 GPU nodes"));
+    }
+    match fc.split.as_deref().unwrap_or("halves") {
+        "halves" => {}
+        "group" => {
+            if group_of.len() < 2 {
+                return Err(ctx.invalid("split", "split = \"group\" needs nodes in at least 2 groups (node `group` keys)"));
+            }
+            f.groups = group_of.into_iter().map(|(name, nodes)| Group { name, nodes }).collect();
+            f.group_kind = "group".into();
+        }
+        other => return Err(ctx.invalid("split", format!("expected \"halves\" or \"group\", got {other:?}"))),
+    }
+    f.finish();
+    Ok(f)
+}
+
+/// Builds the fabric of a parsed scenario.
+pub fn build_scenario(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> {
+    if let Some(fc) = &sc.config.fabric {
+        let ctx = Ctx::new(&sc.file, &sc.text, "fabric", 0, "fabric");
+        if fc.kind == FabricKind::Custom {
+            return build_custom(fc, cat, &ctx);
+        }
+        if !fc.node.is_empty() || !fc.link.is_empty() {
+            return Err(ctx.invalid("node", "[[fabric.node]] and [[fabric.link]] are only for kind = \"custom\""));
+        }
+        return Ok(build_family(fc, cat, &ctx, 0)?.fabric);
+    }
+    build_multisite(sc, cat)
+}
+
+fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> {
+    let top = Ctx::new(&sc.file, &sc.text, "site", 0, "");
+    let sites = &sc.config.site;
+    if sites.len() < 2 {
+        return Err(top.invalid("site", "a multi-site fabric needs at least 2 [[site]] tables; use [fabric] for one site"));
+    }
+    let mut index = BTreeMap::new();
+    for (i, s) in sites.iter().enumerate() {
+        let ctx = Ctx::new(&sc.file, &sc.text, "site", i, &format!("site[{i}]"));
+        if s.name.trim().is_empty() || s.name.contains('/') {
+            return Err(ctx.invalid("name", "expected a non-empty site name without '/'"));
+        }
+        if index.insert(s.name.clone(), i).is_some() {
+            return Err(ctx.invalid("name", format!("duplicate site name {:?}", s.name)));
+        }
+    }
+    // Validate DCI links first: they decide each site's border ports.
+    let mut dci_ports = vec![0u32; sites.len()];
+    let mut spans = Vec::new();
+    for (i, d) in sc.config.dci.iter().enumerate() {
+        let ctx = Ctx::new(&sc.file, &sc.text, "dci", i, &format!("dci[{i}]"));
+        let names: Vec<&str> = index.keys().map(String::as_str).collect();
+        let site = |key: &str, n: &str| {
+            index.get(n).copied().ok_or_else(|| {
+                let hint = closest(n, &names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
+                ctx.invalid(key, format!("unknown site {n:?}, expected one of {}{hint}", names.join(", ")))
+            })
+        };
+        let (a, b) = (site("a", &d.a)?, site("b", &d.b)?);
+        if a == b {
+            return Err(ctx.invalid("b", "a dci link joins two different sites"));
+        }
+        let optic = cat.optic_index(&d.optic).ok_or_else(|| {
+            let names: Vec<&str> = cat.optic.iter().map(|o| o.name.as_str()).collect();
+            ctx.invalid("optic", format!("unknown optic {:?}, expected 400ZR, ZR+, 800ZR or one of {}", d.optic, names.join(", ")))
+        })?;
+        let o = &cat.optic[optic as usize];
+        if d.distance > o.reach {
+            return Err(ctx.invalid(
+                "distance",
+                format!("{} exceeds the {} reach of {} ({}); choose an optic with more reach such as ZR+", d.distance, o.name, o.reach, o.reach),
+            ));
+        }
+        let w = d.wavelengths.unwrap_or(1);
+        if w == 0 || w > 4096 {
+            return Err(ctx.invalid("wavelengths", format!("expected 1 to 4096, got {w}")));
+        }
+        dci_ports[a] += w;
+        dci_ports[b] += w;
+        spans.push((a, b, w, optic, d.distance));
+    }
+    if spans.is_empty() {
+        return Err(top.invalid("dci", "sites must be joined by at least one [[dci]] link"));
+    }
+    // Every site reachable from the first.
+    let mut reach = vec![false; sites.len()];
+    reach[0] = true;
+    for _ in 0..sites.len() {
+        for &(a, b, ..) in &spans {
+            if reach[a] || reach[b] {
+                reach[a] = true;
+                reach[b] = true;
+            }
+        }
+    }
+    if let Some(i) = reach.iter().position(|r| !r) {
+        return Err(top.invalid("dci", format!("site {:?} is not joined to the others by any dci link", sites[i].name)));
+    }
+    let mut f = Fabric::new("", "multi-site");
+    f.sites.clear();
+    let mut port_pools: Vec<Vec<NodeId>> = Vec::new();
+    let mut groups = Vec::new();
+    for (i, s) in sites.iter().enumerate() {
+        let ctx = Ctx::new(&sc.file, &sc.text, "site.fabric", i, &format!("site[{i}].fabric"));
+        if s.fabric.kind == FabricKind::Custom {
+            return Err(ctx.invalid("kind", "a site must be one of three-tier, leaf-spine, fat-tree, rail-optimized"));
+        }
+        if s.fabric.planes.unwrap_or(1) > 1 {
+            return Err(ctx.invalid("planes", "multi-plane sites are not supported in multi-site fabrics yet"));
+        }
+        let out = build_family(&s.fabric, cat, &ctx, dci_ports[i])?;
+        let mut sf = out.fabric;
+        for n in &mut sf.nodes {
+            n.name = format!("{}/{}", s.name, n.name);
+        }
+        let all: Vec<NodeId> = (0..sf.nodes.len() as u32).map(NodeId).collect();
+        sf.groups.clear();
+        let off = f.absorb(sf, i as u16);
+        groups.push(Group { name: s.name.clone(), nodes: all.into_iter().map(|n| NodeId(n.0 + off)).collect() });
+        let mut pool = Vec::new();
+        for b in out.borders {
+            for _ in 0..out.border_ports {
+                pool.push(NodeId(b.0 + off));
+            }
+        }
+        pool.reverse();
+        port_pools.push(pool);
+        f.sites.push(s.name.clone());
+    }
+    for (a, b, w, optic, distance) in spans {
+        for _ in 0..w {
+            let (pa, pb) = (port_pools[a].pop(), port_pools[b].pop());
+            if let (Some(x), Some(y)) = (pa, pb) {
+                let rate = cat.optic[optic as usize].rate;
+                let l = f.add_link(x, y, rate, distance, LinkClass::Dci);
+                f.links[l.idx()].optic = Some(optic);
+            }
+        }
+    }
+    f.groups = groups;
+    f.group_kind = "site".into();
+    f.finish();
+    Ok(f)
+}

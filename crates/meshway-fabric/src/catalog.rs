@@ -1,0 +1,352 @@
+//! The catalog of parts and default constants. The built-in catalog is
+//! `catalog/default.toml`; every entry names its source or says it is an assumption. Users can
+//! pass their own file: its entries replace built-in ones of the same name and add new ones.
+
+use crate::error::{locate_toml_error, FabricError};
+use meshway_units::{BitsPerSec, Bytes, Meters, Nanos, Ratio};
+use serde::{Deserialize, Serialize};
+
+/// The built-in catalog text.
+pub const DEFAULT_CATALOG: &str = include_str!("../../../catalog/default.toml");
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Constants {
+    pub fiber_delay_per_km: Nanos,
+    pub fiber_delay_source: String,
+    pub pfc_response: Nanos,
+    pub pfc_response_source: String,
+    pub default_mtu_bytes: u32,
+    pub mtu_source: String,
+}
+
+/// Design defaults used when a scenario leaves a value out.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Defaults {
+    pub switch_model: String,
+    pub nic: BitsPerSec,
+    pub gpus_per_host: u32,
+    pub nvlink_per_gpu: BitsPerSec,
+    pub three_tier_access_oversubscription: Ratio,
+    pub three_tier_aggregation_oversubscription: Ratio,
+    pub three_tier_core_switches: u32,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SwitchModel {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub ports: u32,
+    pub port_rate: BitsPerSec,
+    pub latency: Nanos,
+    pub buffer: Bytes,
+    pub power_w: f64,
+    pub price_usd: f64,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
+impl SwitchModel {
+    /// Ports available at `rate`: native ports, or native ports split by breakout when the
+    /// native rate is a whole multiple of `rate` (a 64x800G box is 128x400G).
+    pub fn ports_at(&self, rate: BitsPerSec) -> u32 {
+        if rate.0 > 0 && self.port_rate.0 > rate.0 && self.port_rate.0 % rate.0 == 0 {
+            self.ports * u32::try_from(self.port_rate.0 / rate.0).unwrap_or(1)
+        } else {
+            self.ports
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpticClass {
+    Copper,
+    Multimode,
+    SingleMode,
+    Coherent,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Optic {
+    pub name: String,
+    pub class: OpticClass,
+    pub rate: BitsPerSec,
+    pub reach: Meters,
+    pub power_w: f64,
+    pub price_usd: f64,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Cable {
+    pub name: String,
+    pub class: String,
+    pub price_usd_per_m: f64,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CableLengths {
+    pub host_leaf: Meters,
+    pub leaf_spine: Meters,
+    pub spine_core: Meters,
+    pub border: Meters,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Nic {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub ports: u32,
+    pub rate: BitsPerSec,
+    pub power_w: f64,
+    pub price_usd: f64,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
+/// A whole catalog.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Catalog {
+    pub constants: Constants,
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub switch: Vec<SwitchModel>,
+    #[serde(default)]
+    pub optic: Vec<Optic>,
+    #[serde(default)]
+    pub cable: Vec<Cable>,
+    pub cable_lengths: CableLengths,
+    #[serde(default)]
+    pub nic: Vec<Nic>,
+}
+
+/// A user catalog: every section optional; entries merge by name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct CatalogOverlay {
+    constants: Option<Constants>,
+    defaults: Option<Defaults>,
+    #[serde(default)]
+    switch: Vec<SwitchModel>,
+    #[serde(default)]
+    optic: Vec<Optic>,
+    #[serde(default)]
+    cable: Vec<Cable>,
+    cable_lengths: Option<CableLengths>,
+    #[serde(default)]
+    nic: Vec<Nic>,
+}
+
+fn merge<T: Clone>(base: &mut Vec<T>, add: Vec<T>, name: impl Fn(&T) -> &str) {
+    for item in add {
+        match base.iter().position(|b| name(b) == name(&item)) {
+            Some(i) => base[i] = item,
+            None => base.push(item),
+        }
+    }
+}
+
+impl Catalog {
+    /// The built-in catalog.
+    pub fn builtin() -> Catalog {
+        // The embedded file is checked by a unit test; failing here is a build defect.
+        Catalog::parse(DEFAULT_CATALOG, "catalog/default.toml").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Parses and checks a complete catalog.
+    pub fn parse(text: &str, file: &str) -> Result<Catalog, FabricError> {
+        let cat: Catalog = toml::from_str(text).map_err(|e| locate_toml_error(file, text, &e))?;
+        cat.check(file)?;
+        Ok(cat)
+    }
+
+    /// The built-in catalog with a user file merged over it.
+    pub fn with_overlay(text: &str, file: &str) -> Result<Catalog, FabricError> {
+        let o: CatalogOverlay = toml::from_str(text).map_err(|e| locate_toml_error(file, text, &e))?;
+        let mut c = Catalog::builtin();
+        if let Some(k) = o.constants {
+            c.constants = k;
+        }
+        if let Some(d) = o.defaults {
+            c.defaults = d;
+        }
+        if let Some(l) = o.cable_lengths {
+            c.cable_lengths = l;
+        }
+        merge(&mut c.switch, o.switch, |s| &s.name);
+        merge(&mut c.optic, o.optic, |s| &s.name);
+        merge(&mut c.cable, o.cable, |s| &s.name);
+        merge(&mut c.nic, o.nic, |s| &s.name);
+        c.check(file)?;
+        Ok(c)
+    }
+
+    /// Every entry must say where its numbers come from, and values must be usable.
+    fn check(&self, file: &str) -> Result<(), FabricError> {
+        let bad = |entry: String, msg: &str| FabricError::Catalog {
+            file: file.to_string(),
+            entry,
+            message: msg.to_string(),
+        };
+        let provenance = |kind: &str, name: &str, s: &Option<String>, a: &Option<String>| {
+            if s.as_deref().unwrap_or("").trim().is_empty() && a.as_deref().unwrap_or("").trim().is_empty() {
+                Err(bad(format!("{kind} {name:?}"), "needs a `source` or an `assumption`"))
+            } else {
+                Ok(())
+            }
+        };
+        for s in &self.switch {
+            provenance("switch", &s.name, &s.source, &s.assumption)?;
+            if s.ports == 0 || s.port_rate.0 == 0 {
+                return Err(bad(format!("switch {:?}", s.name), "ports and port-rate must be positive"));
+            }
+        }
+        for o in &self.optic {
+            provenance("optic", &o.name, &o.source, &o.assumption)?;
+            if o.rate.0 == 0 {
+                return Err(bad(format!("optic {:?}", o.name), "rate must be positive"));
+            }
+        }
+        for c in &self.cable {
+            provenance("cable", &c.name, &c.source, &c.assumption)?;
+        }
+        for n in &self.nic {
+            provenance("nic", &n.name, &n.source, &n.assumption)?;
+        }
+        provenance("defaults", "", &self.defaults.source, &self.defaults.assumption)?;
+        provenance("cable-lengths", "", &self.cable_lengths.source, &self.cable_lengths.assumption)?;
+        if self.switch_index(&self.defaults.switch_model).is_none() {
+            return Err(bad("defaults".into(), "switch-model names no [[switch]] entry"));
+        }
+        Ok(())
+    }
+
+    pub fn switch_index(&self, name: &str) -> Option<u16> {
+        self.switch.iter().position(|s| s.name == name).map(|i| i as u16)
+    }
+
+    pub fn switch_names(&self) -> Vec<&str> {
+        self.switch.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// Finds an optic by catalog name or by common alias ("400ZR", "ZR+", "800ZR").
+    pub fn optic_index(&self, name: &str) -> Option<u16> {
+        let canon = match name.to_ascii_lowercase().replace(['_', ' '], "-").as_str() {
+            "400zr" | "zr" => "400g-zr".to_string(),
+            "zr+" | "400zr+" | "openzr+" | "zr-plus" | "400g-zr+" => "400g-zr-plus".to_string(),
+            "800zr" | "800g-zr" => "800g-zr".to_string(),
+            other => other.to_string(),
+        };
+        self.optic.iter().position(|o| o.name.eq_ignore_ascii_case(&canon)).map(|i| i as u16)
+    }
+
+    /// The cheapest pluggable (non-coherent) optic of exactly `rate` reaching `length`;
+    /// if none has that rate, the cheapest faster one. None when nothing reaches.
+    pub fn choose_optic(&self, rate: BitsPerSec, length: Meters) -> Option<u16> {
+        let fits = |o: &&Optic| o.reach >= length && o.class != OpticClass::Coherent;
+        let best = |want_exact: bool| {
+            self.optic
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| fits(o))
+                .filter(|(_, o)| if want_exact { o.rate == rate } else { o.rate > rate })
+                .min_by(|(_, a), (_, b)| {
+                    (a.rate, a.price_usd).partial_cmp(&(b.rate, b.price_usd)).unwrap_or(std::cmp::Ordering::Equal)
+                })
+                .map(|(i, _)| i as u16)
+        };
+        best(true).or_else(|| best(false))
+    }
+
+    /// The cable entry used for an optic's fibre plant.
+    pub fn cable_for(&self, optic: &Optic) -> Option<&Cable> {
+        let want = match optic.class {
+            OpticClass::Copper => return None,
+            OpticClass::Multimode => "mmf-om4-mpo",
+            OpticClass::SingleMode if optic.name.contains("dr") => "smf-mpo",
+            OpticClass::SingleMode | OpticClass::Coherent => "smf-patch",
+        };
+        self.cable.iter().find(|c| c.name == want)
+    }
+
+    /// The NIC whose rate matches, else the first one.
+    pub fn nic_for(&self, rate: BitsPerSec) -> Option<&Nic> {
+        self.nic.iter().find(|n| n.rate == rate).or(self.nic.first())
+    }
+
+    pub fn mtu(&self) -> Bytes {
+        Bytes(u64::from(self.constants.default_mtu_bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_catalog_parses_and_every_entry_has_provenance() {
+        let c = Catalog::parse(DEFAULT_CATALOG, "default.toml").unwrap();
+        assert!(c.switch.len() >= 5);
+        assert!(c.optic.len() >= 10);
+        assert_eq!(c.constants.fiber_delay_per_km, Nanos(4_900));
+    }
+
+    #[test]
+    fn optic_choice_by_length() {
+        let c = Catalog::builtin();
+        let name = |l: &str| {
+            c.choose_optic(BitsPerSec::gbps(400), l.parse().unwrap()).map(|i| c.optic[i as usize].name.clone())
+        };
+        assert_eq!(name("3m").as_deref(), Some("400g-dac"));
+        assert_eq!(name("30m").as_deref(), Some("400g-sr8"));
+        assert_eq!(name("200m").as_deref(), Some("400g-dr4"));
+        assert_eq!(name("1km").as_deref(), Some("400g-fr4"));
+        assert_eq!(name("8km").as_deref(), Some("400g-lr4"));
+        assert_eq!(name("80km"), None, "coherent optics are chosen explicitly for dci");
+        assert_eq!(c.optic[c.optic_index("400ZR").unwrap() as usize].name, "400g-zr");
+        assert_eq!(c.optic[c.optic_index("ZR+").unwrap() as usize].name, "400g-zr-plus");
+    }
+
+    #[test]
+    fn breakout_ports() {
+        let c = Catalog::builtin();
+        let th5 = &c.switch[c.switch_index("tomahawk5-64x800g").unwrap() as usize];
+        assert_eq!(th5.ports_at(BitsPerSec::gbps(400)), 128);
+        assert_eq!(th5.ports_at(BitsPerSec::gbps(800)), 64);
+    }
+
+    #[test]
+    fn overlay_replaces_by_name_and_requires_provenance() {
+        let c = Catalog::with_overlay(
+            "[[switch]]\nname = \"generic-64x400g\"\nports = 32\nport-rate = \"400Gbps\"\nlatency = \"1us\"\n\
+             buffer = \"32MB\"\npower-w = 500\nprice-usd = 1\nassumption = \"test\"\n",
+            "mine.toml",
+        )
+        .unwrap();
+        assert_eq!(c.switch[c.switch_index("generic-64x400g").unwrap() as usize].ports, 32);
+        let e = Catalog::with_overlay(
+            "[[switch]]\nname = \"x\"\nports = 32\nport-rate = \"400Gbps\"\nlatency = \"1us\"\n\
+             buffer = \"32MB\"\npower-w = 500\nprice-usd = 1\n",
+            "mine.toml",
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "mine.toml: catalog entry switch \"x\": needs a `source` or an `assumption`");
+    }
+}

@@ -1,0 +1,191 @@
+//! The scenario file as written: TOML, kebab-case keys, human units. These structs only
+//! describe the syntax; [`crate::scenario`] validates them into a buildable scenario.
+
+use meshway_units::{BitsPerSec, Bytes, Meters, Ratio};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ScenarioConfig {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub seed: Option<u64>,
+    pub fabric: Option<FabricConfig>,
+    #[serde(default)]
+    pub site: Vec<SiteConfig>,
+    #[serde(default)]
+    pub dci: Vec<DciConfig>,
+    pub transport: Option<TransportConfig>,
+    /// Read by `simulate` and `testbed`; the planner ignores them.
+    #[serde(default)]
+    pub workload: Vec<toml::Table>,
+    #[serde(default)]
+    pub failure: Vec<toml::Table>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FabricKind {
+    ThreeTier,
+    LeafSpine,
+    FatTree,
+    RailOptimized,
+    Custom,
+}
+
+impl FabricKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FabricKind::ThreeTier => "three-tier",
+            FabricKind::LeafSpine => "leaf-spine",
+            FabricKind::FatTree => "fat-tree",
+            FabricKind::RailOptimized => "rail-optimized",
+            FabricKind::Custom => "custom",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaperAt {
+    Leaf,
+    Aggregation,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FabricConfig {
+    pub kind: FabricKind,
+    /// Number of GPUs; each has its own NIC.
+    pub gpus: Option<u32>,
+    pub gpus_per_host: Option<u32>,
+    /// NIC rate per GPU (split over planes when `planes` > 1).
+    pub nic: Option<BitsPerSec>,
+    /// Intra-host NVLink bandwidth per GPU, each direction.
+    pub nvlink: Option<BitsPerSec>,
+    /// Independent network planes; each NIC has one port into each plane.
+    pub planes: Option<u32>,
+    /// Switch-to-switch link rate; defaults to the per-plane NIC rate.
+    pub uplink: Option<BitsPerSec>,
+    pub leaf_model: Option<String>,
+    pub spine_model: Option<String>,
+    pub core_model: Option<String>,
+    pub leaf_radix: Option<u32>,
+    pub spine_radix: Option<u32>,
+    pub core_radix: Option<u32>,
+    /// Leaf (access) down:up capacity ratio.
+    pub oversubscription: Option<Ratio>,
+    /// Three-tier: aggregation down:up capacity ratio.
+    pub aggregation_oversubscription: Option<Ratio>,
+    /// Leaf-spine: number of spines (derived when absent).
+    pub spines: Option<u32>,
+    /// Rail-optimized: 2 or 3 switch tiers (derived when absent).
+    pub tiers: Option<u8>,
+    /// Fat-tree: switch radix k (k³/4 hosts).
+    pub k: Option<u32>,
+    /// Fat-tree: down:up ratio at the tapered tier.
+    pub taper: Option<Ratio>,
+    pub taper_at: Option<TaperAt>,
+    /// Three-tier: number of core switches.
+    pub core_switches: Option<u32>,
+    pub cable_lengths: Option<CableLengthsConfig>,
+    /// Custom fabrics: nodes and links listed by hand.
+    #[serde(default)]
+    pub node: Vec<CustomNode>,
+    #[serde(default)]
+    pub link: Vec<CustomLink>,
+    /// Custom fabrics: how to split GPUs for the bisection ("halves" or "group").
+    pub split: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CableLengthsConfig {
+    pub host_leaf: Option<Meters>,
+    pub leaf_spine: Option<Meters>,
+    pub spine_core: Option<Meters>,
+    pub border: Option<Meters>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CustomNode {
+    pub name: String,
+    pub kind: CustomNodeKind,
+    /// GPUs: the host they sit in (GPUs of one host are never split by bisection).
+    pub host: Option<u32>,
+    /// Switches: tier name ("leaf", "spine", ...) and level (1 = leaf).
+    pub tier: Option<String>,
+    pub level: Option<u8>,
+    pub model: Option<String>,
+    pub radix: Option<u32>,
+    /// Bisection group when `split = "group"`.
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CustomNodeKind {
+    Gpu,
+    Switch,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CustomLink {
+    pub a: String,
+    pub b: String,
+    pub rate: BitsPerSec,
+    pub length: Option<Meters>,
+    pub count: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SiteConfig {
+    pub name: String,
+    pub fabric: FabricConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DciConfig {
+    pub a: String,
+    pub b: String,
+    /// Fiber route length.
+    pub distance: Meters,
+    /// Optic: a catalog name or "400ZR", "ZR+", "800ZR".
+    pub optic: String,
+    /// Wavelengths (each one link at the optic's rate).
+    pub wavelengths: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransportKind {
+    Infiniband,
+    #[default]
+    Roce,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RoutingKind {
+    #[default]
+    Ecmp,
+    Adaptive,
+    Spray,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TransportConfig {
+    #[serde(default)]
+    pub kind: TransportKind,
+    #[serde(default)]
+    pub routing: RoutingKind,
+    pub mtu: Option<Bytes>,
+    /// Whether the fabric must be lossless (default: yes for infiniband and roce).
+    pub lossless: Option<bool>,
+}

@@ -1,0 +1,812 @@
+//! Planner analyses: counts, oversubscription, bisection, hops and paths, zero-load latency,
+//! bill of materials, lossless headroom and single points of failure.
+
+use crate::catalog::{Catalog, OpticClass};
+use crate::maxflow::FlowNet;
+use crate::model::{Fabric, LinkClass, LinkId, NodeId, NodeKind};
+use crate::routing::{is_network, switch_latencies, ShortestPaths};
+use crate::scenario::Transport;
+use meshway_units::{BitsPerSec, Bytes, Nanos};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Above this many GPUs, hop and latency statistics come from a sample of sources.
+pub const FULL_PAIRS_LIMIT: usize = 512;
+/// Number of sampled source GPUs on large fabrics.
+pub const SAMPLE_SOURCES: usize = 64;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FabricReport {
+    pub name: String,
+    pub family: String,
+    pub sites: Vec<String>,
+    pub gpus: u64,
+    pub hosts: u64,
+    pub planes: u16,
+    pub nic_bps: u64,
+    pub switches: u64,
+    pub tiers: Vec<TierReport>,
+    pub links: Vec<LinkReport>,
+    pub bisection: Bisection,
+    pub paths: PathStats,
+    pub bom: Bom,
+    pub lossless: Lossless,
+    pub resilience: Resilience,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TierReport {
+    pub name: String,
+    pub level: u8,
+    pub switches: u64,
+    pub models: BTreeMap<String, u64>,
+    pub ports_used: u64,
+    pub ports_free: u64,
+    pub down_bps: u64,
+    pub up_bps: u64,
+    /// Down capacity over up capacity; None for the top tier.
+    pub oversubscription: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkReport {
+    pub class: String,
+    pub count: u64,
+    pub rate_bps: u64,
+    pub capacity_bps: u64,
+    pub length_mm_min: u64,
+    pub length_mm_max: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bisection {
+    /// How the GPUs were split, e.g. "by pod: pod-0..pod-7 | pod-8..pod-15".
+    pub split: String,
+    pub side_a_gpus: u64,
+    pub side_b_gpus: u64,
+    /// From the structure: the smallest tier boundary around either side (built-in families).
+    pub structural_bps: Option<u64>,
+    /// Max-flow min-cut between the two sides.
+    pub maxflow_bps: u64,
+    /// Bisection over what the smaller side's NICs could send (1.0 = full bisection).
+    pub full_ratio: f64,
+    pub per_gpu_bps: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PathStats {
+    /// True when statistics come from a sample of source GPUs.
+    pub sampled: bool,
+    pub sources: u64,
+    pub pairs: u64,
+    /// GPU pairs in the same host (reached over NVLink, excluded below).
+    pub same_host_pairs: u64,
+    pub unreachable_pairs: u64,
+    /// Switch hops between GPUs of different hosts: (hops, pairs).
+    pub hop_histogram: Vec<(u16, u64)>,
+    pub diameter_hops: u16,
+    pub mean_hops: f64,
+    /// Equal-cost shortest paths between GPUs of different hosts: (paths, pairs).
+    pub path_count_histogram: Vec<(u64, u64)>,
+    pub latency_min_ns: u64,
+    pub latency_mean_ns: u64,
+    pub latency_max_ns: u64,
+    /// Packet size serialized once in the zero-load latency.
+    pub mtu_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BomLine {
+    pub item: String,
+    pub kind: String,
+    pub count: u64,
+    pub power_w: f64,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bom {
+    pub lines: Vec<BomLine>,
+    pub fiber_m: f64,
+    pub dci_fiber_km: f64,
+    pub total_power_w: f64,
+    pub total_cost_usd: f64,
+    pub cost_per_gpu_usd: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeadroomRow {
+    /// A tier name, or "dci a-b".
+    pub scope: String,
+    pub switches: u64,
+    pub link_length_mm: u64,
+    pub rate_bps: u64,
+    /// Headroom one lossless port needs.
+    pub per_port_bytes: u64,
+    /// Sum over the worst switch's lossless ports.
+    pub switch_total_bytes: u64,
+    pub buffer_bytes: u64,
+    pub feasible: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Lossless {
+    pub required: bool,
+    pub transport: String,
+    pub formula: String,
+    pub rows: Vec<HeadroomRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SpofRow {
+    /// A tier name (for switches) or a link class.
+    pub element: String,
+    pub count: u64,
+    pub max_gpus_isolated: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DegradationRow {
+    pub element: String,
+    pub removed: String,
+    pub bisection_bps: u64,
+    pub loss_pct: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Resilience {
+    /// Switches whose loss disconnects GPUs, by tier.
+    pub switch_spofs: Vec<SpofRow>,
+    /// Links whose loss disconnects GPUs, by class.
+    pub link_spofs: Vec<SpofRow>,
+    /// Bisection after losing one element of each kind.
+    pub degradation: Vec<DegradationRow>,
+    pub components: u64,
+}
+
+/// Runs every analysis.
+pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
+    let mut warnings = Vec::new();
+    let gpus = f.gpu_count() as u64;
+    let hosts = {
+        let mut h: Vec<(u16, u32)> = f
+            .nodes
+            .iter()
+            .filter_map(|n| match n.kind {
+                NodeKind::Gpu { host, .. } => Some((n.site, host)),
+                _ => None,
+            })
+            .collect();
+        h.sort_unstable();
+        h.dedup();
+        h.len() as u64
+    };
+    let nic_bps = f
+        .gpus()
+        .next()
+        .map(|g| f.neighbors(g).iter().filter(|(_, l)| f.link(*l).class == LinkClass::Nic).map(|(_, l)| f.link(*l).rate.0).sum())
+        .unwrap_or(0);
+    let tiers = tier_reports(f, cat);
+    let links = link_reports(f);
+    let split = choose_split(f);
+    let bisection = bisection(f, &split);
+    let paths = path_stats(f, cat, tr.mtu);
+    if paths.unreachable_pairs > 0 {
+        warnings.push(format!("{} GPU pairs have no path between them", paths.unreachable_pairs));
+    }
+    let bom = bom(f, cat, &mut warnings);
+    let lossless = lossless(f, cat, tr, &mut warnings);
+    let resilience = resilience(f, &split, bisection.maxflow_bps);
+    FabricReport {
+        name: f.name.clone(),
+        family: f.family.clone(),
+        sites: f.sites.iter().filter(|s| !s.is_empty()).cloned().collect(),
+        gpus,
+        hosts,
+        planes: f.planes,
+        nic_bps,
+        switches: f.switches().filter(|&s| !f.is_nvswitch(s)).count() as u64,
+        tiers,
+        links,
+        bisection,
+        paths,
+        bom,
+        lossless,
+        resilience,
+        warnings,
+    }
+}
+
+fn model_name(cat: &Catalog, model: u16) -> String {
+    cat.switch.get(model as usize).map(|m| m.name.clone()).unwrap_or_else(|| format!("model-{model}"))
+}
+
+fn tier_reports(f: &Fabric, cat: &Catalog) -> Vec<TierReport> {
+    let mut rows: Vec<TierReport> = f
+        .tiers
+        .iter()
+        .map(|t| TierReport {
+            name: t.name.clone(),
+            level: t.level,
+            switches: 0,
+            models: BTreeMap::new(),
+            ports_used: 0,
+            ports_free: 0,
+            down_bps: 0,
+            up_bps: 0,
+            oversubscription: None,
+        })
+        .collect();
+    for (i, n) in f.nodes.iter().enumerate() {
+        if let NodeKind::Switch { tier, model, radix } = n.kind {
+            let id = NodeId(i as u32);
+            let r = &mut rows[tier as usize];
+            r.switches += 1;
+            *r.models.entry(model_name(cat, model)).or_default() += 1;
+            let used = f.degree(id) as u64;
+            r.ports_used += used;
+            r.ports_free += u64::from(radix).saturating_sub(used);
+            let my = f.level(id);
+            for &(v, l) in f.neighbors(id) {
+                let rate = f.link(l).rate.0;
+                match f.level(v).cmp(&my) {
+                    std::cmp::Ordering::Less => r.down_bps += rate,
+                    std::cmp::Ordering::Greater => r.up_bps += rate,
+                    std::cmp::Ordering::Equal => {
+                        if f.link(l).class == LinkClass::Dci {
+                            r.up_bps += rate;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for r in &mut rows {
+        r.oversubscription = (r.up_bps > 0 && r.down_bps > 0 && r.level > 0).then(|| r.down_bps as f64 / r.up_bps as f64);
+    }
+    rows.sort_by_key(|r| r.level);
+    rows
+}
+
+fn link_reports(f: &Fabric) -> Vec<LinkReport> {
+    let mut by: BTreeMap<LinkClass, LinkReport> = BTreeMap::new();
+    for l in &f.links {
+        let r = by.entry(l.class).or_insert_with(|| LinkReport {
+            class: l.class.name().to_string(),
+            count: 0,
+            rate_bps: l.rate.0,
+            capacity_bps: 0,
+            length_mm_min: u64::MAX,
+            length_mm_max: 0,
+        });
+        r.count += 1;
+        r.capacity_bps += l.rate.0;
+        r.rate_bps = r.rate_bps.max(l.rate.0);
+        r.length_mm_min = r.length_mm_min.min(l.length.as_mm());
+        r.length_mm_max = r.length_mm_max.max(l.length.as_mm());
+    }
+    by.into_values().collect()
+}
+
+/// A split of the GPUs into two sides for the bisection.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub name: String,
+    /// Per node: Some(true) side A, Some(false) side B, None shared (spines, cores).
+    pub side: Vec<Option<bool>>,
+    /// Whether a structural value can be computed (built-in families).
+    pub structural: bool,
+}
+
+/// Splits along the fabric's groups (pods, rail groups, sites) so that side A holds at least
+/// half the GPUs; fabrics without groups are split in host order into halves.
+pub fn choose_split(f: &Fabric) -> Split {
+    let total = f.gpu_count();
+    let mut side = vec![None; f.nodes.len()];
+    if f.groups.len() >= 2 {
+        let gpus_in = |g: &crate::model::Group| g.nodes.iter().filter(|n| f.node(**n).is_gpu()).count();
+        let mut a_gpus = 0;
+        let mut cut = 0;
+        for (i, g) in f.groups.iter().enumerate() {
+            if a_gpus * 2 >= total || i + 1 == f.groups.len() {
+                break;
+            }
+            a_gpus += gpus_in(g);
+            cut = i + 1;
+        }
+        for (i, g) in f.groups.iter().enumerate() {
+            for n in &g.nodes {
+                side[n.idx()] = Some(i < cut);
+            }
+        }
+        let names = |r: &[crate::model::Group]| match r {
+            [] => String::new(),
+            [one] => one.name.clone(),
+            [first, .., last] => format!("{}..{}", first.name, last.name),
+        };
+        let name = format!("by {}: {} | {}", f.group_kind, names(&f.groups[..cut]), names(&f.groups[cut..]));
+        return Split { name, side, structural: f.family != "custom" };
+    }
+    // Halves in host order, never splitting a host.
+    let gpus: Vec<NodeId> = f.gpus().collect();
+    let mut cut = total / 2;
+    let host = |n: NodeId| match f.node(n).kind {
+        NodeKind::Gpu { host, .. } => host,
+        NodeKind::Switch { .. } => u32::MAX,
+    };
+    while cut > 0 && cut < total && host(gpus[cut]) == host(gpus[cut - 1]) {
+        cut += 1;
+    }
+    if cut >= total {
+        cut = total / 2;
+    }
+    for (i, g) in gpus.iter().enumerate() {
+        side[g.idx()] = Some(i < cut);
+    }
+    // NVLink switches follow their GPUs.
+    for (i, n) in f.nodes.iter().enumerate() {
+        if f.is_nvswitch(NodeId(i as u32)) {
+            let first = f.neighbors(NodeId(i as u32)).first().map(|(g, _)| side[g.idx()]);
+            side[i] = first.flatten();
+        }
+        let _ = n;
+    }
+    let name = format!(
+        "halves: {}..{} | {}..{}",
+        f.node(gpus[0]).name,
+        f.node(gpus[cut.max(1) - 1]).name,
+        f.node(gpus[cut.min(total - 1)]).name,
+        f.node(gpus[total - 1]).name
+    );
+    Split { name, side, structural: false }
+}
+
+/// Max-flow from side A's GPUs to side B's over network links, skipping `removed`.
+fn maxflow(f: &Fabric, split: &Split, removed_node: Option<NodeId>, removed_link: Option<LinkId>) -> u64 {
+    let n = f.nodes.len();
+    let mut net = FlowNet::new(n + 2);
+    let (s, t) = (n, n + 1);
+    const INF: u64 = u64::MAX / 4;
+    for (i, l) in f.links.iter().enumerate() {
+        if !is_network(l.class) || Some(LinkId(i as u32)) == removed_link {
+            continue;
+        }
+        if Some(l.a) == removed_node || Some(l.b) == removed_node {
+            continue;
+        }
+        net.add(l.a.idx(), l.b.idx(), l.rate.0, l.rate.0);
+    }
+    for g in f.gpus() {
+        match split.side[g.idx()] {
+            Some(true) => net.add(s, g.idx(), INF, 0),
+            Some(false) => net.add(g.idx(), t, INF, 0),
+            None => {}
+        }
+    }
+    net.max_flow(s, t)
+}
+
+fn structural(f: &Fabric, split: &Split) -> u64 {
+    let max_level = f.tiers.iter().map(|t| t.level).max().unwrap_or(0);
+    let mut best = u64::MAX;
+    for side in [true, false] {
+        for lvl in 1..=max_level + 1 {
+            let inside = |n: NodeId| split.side[n.idx()] == Some(side) && f.level(n) < lvl;
+            let cut: u64 = f
+                .links
+                .iter()
+                .filter(|l| is_network(l.class) && inside(l.a) != inside(l.b))
+                .map(|l| l.rate.0)
+                .sum();
+            best = best.min(cut);
+        }
+    }
+    best
+}
+
+fn bisection(f: &Fabric, split: &Split) -> Bisection {
+    let count = |s: bool| f.gpus().filter(|g| split.side[g.idx()] == Some(s)).count() as u64;
+    let (a, b) = (count(true), count(false));
+    let flow = maxflow(f, split, None, None);
+    let nic = |side: bool| -> u64 {
+        f.gpus()
+            .filter(|g| split.side[g.idx()] == Some(side))
+            .flat_map(|g| f.neighbors(g).iter().filter(|(_, l)| f.link(*l).class == LinkClass::Nic).map(|(_, l)| f.link(*l).rate.0))
+            .sum()
+    };
+    let injection = nic(true).min(nic(false));
+    Bisection {
+        split: split.name.clone(),
+        side_a_gpus: a,
+        side_b_gpus: b,
+        structural_bps: split.structural.then(|| structural(f, split)),
+        maxflow_bps: flow,
+        full_ratio: if injection > 0 { flow as f64 / injection as f64 } else { 0.0 },
+        per_gpu_bps: if a.min(b) > 0 { flow / a.min(b) } else { 0 },
+    }
+}
+
+fn path_stats(f: &Fabric, cat: &Catalog, mtu: Bytes) -> PathStats {
+    let gpus: Vec<NodeId> = f.gpus().collect();
+    let sampled = gpus.len() > FULL_PAIRS_LIMIT;
+    let sources: Vec<NodeId> = if sampled {
+        let step = gpus.len() as f64 / SAMPLE_SOURCES as f64;
+        (0..SAMPLE_SOURCES).map(|i| gpus[(i as f64 * step) as usize]).collect()
+    } else {
+        gpus.clone()
+    };
+    let sw_lat = switch_latencies(f, cat);
+    let per_km = cat.constants.fiber_delay_per_km;
+    let host_of = |n: NodeId| match f.node(n).kind {
+        NodeKind::Gpu { host, .. } => (f.node(n).site, host),
+        NodeKind::Switch { .. } => (u16::MAX, u32::MAX),
+    };
+    let mut hops: BTreeMap<u16, u64> = BTreeMap::new();
+    let mut counts: BTreeMap<u64, u64> = BTreeMap::new();
+    let (mut pairs, mut same, mut unreach) = (0u64, 0u64, 0u64);
+    let (mut lat_min, mut lat_max, mut lat_sum) = (u64::MAX, 0u64, 0u128);
+    for &s in &sources {
+        let sp = ShortestPaths::from(f, s, &sw_lat, per_km);
+        for &d in &gpus {
+            if d == s {
+                continue;
+            }
+            pairs += 1;
+            if host_of(d) == host_of(s) {
+                same += 1;
+                continue;
+            }
+            match (sp.switch_hops(d), sp.zero_load_latency(d, mtu)) {
+                (Some(h), Some(lat)) => {
+                    *hops.entry(h).or_default() += 1;
+                    *counts.entry(sp.count[d.idx()]).or_default() += 1;
+                    lat_min = lat_min.min(lat.0);
+                    lat_max = lat_max.max(lat.0);
+                    lat_sum += u128::from(lat.0);
+                }
+                _ => unreach += 1,
+            }
+        }
+    }
+    let reached: u64 = hops.values().sum();
+    let hop_sum: u64 = hops.iter().map(|(h, c)| u64::from(*h) * c).sum();
+    PathStats {
+        sampled,
+        sources: sources.len() as u64,
+        pairs,
+        same_host_pairs: same,
+        unreachable_pairs: unreach,
+        diameter_hops: hops.keys().last().copied().unwrap_or(0),
+        mean_hops: if reached > 0 { hop_sum as f64 / reached as f64 } else { 0.0 },
+        hop_histogram: hops.into_iter().collect(),
+        path_count_histogram: counts.into_iter().collect(),
+        latency_min_ns: if reached > 0 { lat_min } else { 0 },
+        latency_mean_ns: if reached > 0 { (lat_sum / u128::from(reached)) as u64 } else { 0 },
+        latency_max_ns: lat_max,
+        mtu_bytes: mtu.0,
+    }
+}
+
+fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
+    let mut lines: BTreeMap<(u8, String), BomLine> = BTreeMap::new();
+    let mut add = |order: u8, item: &str, kind: &str, count: u64, power: f64, cost: f64| {
+        let e = lines.entry((order, item.to_string())).or_insert_with(|| BomLine {
+            item: item.to_string(),
+            kind: kind.to_string(),
+            count: 0,
+            power_w: 0.0,
+            cost_usd: 0.0,
+        });
+        e.count += count;
+        e.power_w += power;
+        e.cost_usd += cost;
+    };
+    // NVLink switches are part of the GPU servers, not the network: left out.
+    for (i, n) in f.nodes.iter().enumerate() {
+        if f.is_nvswitch(NodeId(i as u32)) {
+            continue;
+        }
+        if let NodeKind::Switch { model, .. } = n.kind {
+            if let Some(m) = cat.switch.get(model as usize) {
+                add(0, &m.name, "switch", 1, m.power_w, m.price_usd);
+            }
+        }
+    }
+    let mut fiber_m = 0.0;
+    let mut dci_km = 0.0;
+    let mut missing: BTreeMap<String, u64> = BTreeMap::new();
+    let mut cable_cost: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for l in &f.links {
+        if !is_network(l.class) {
+            continue;
+        }
+        let Some(oi) = l.optic.or_else(|| cat.choose_optic(l.rate, l.length)) else {
+            *missing.entry(format!("{} at {} over {}", l.class.name(), l.rate, l.length)).or_default() += 1;
+            continue;
+        };
+        let o = &cat.optic[oi as usize];
+        if o.class == OpticClass::Copper {
+            add(1, &o.name, "copper cable", 1, 2.0 * o.power_w, o.price_usd);
+            continue;
+        }
+        add(1, &o.name, "optic", 2, 2.0 * o.power_w, 2.0 * o.price_usd);
+        if l.class == LinkClass::Dci {
+            dci_km += l.length.as_km_f64();
+            continue;
+        }
+        fiber_m += l.length.as_m_f64();
+        if let Some(c) = cat.cable_for(o) {
+            let e = cable_cost.entry(c.name.clone()).or_default();
+            e.0 += l.length.as_m_f64();
+            e.1 += l.length.as_m_f64() * c.price_usd_per_m;
+        }
+    }
+    for (name, (m, cost)) in cable_cost {
+        add(2, &name, &format!("fiber ({:.0} m)", m), 0, 0.0, cost);
+    }
+    let nic_rate = f
+        .gpus()
+        .next()
+        .map(|g| BitsPerSec(f.neighbors(g).iter().filter(|(_, l)| f.link(*l).class == LinkClass::Nic).map(|(_, l)| f.link(*l).rate.0).sum()))
+        .unwrap_or_default();
+    if let Some(nic) = cat.nic_for(nic_rate) {
+        let n = f.gpu_count() as u64;
+        add(3, &nic.name, "nic", n, nic.power_w * n as f64, nic.price_usd * n as f64);
+    }
+    for (what, count) in missing {
+        warnings.push(format!("no catalog optic or cable reaches {what} ({count} links left out of the bill of materials)"));
+    }
+    if dci_km > 0.0 {
+        warnings.push(format!("dci fiber ({dci_km:.0} km of wavelengths) is leased or dark fiber and not priced"));
+    }
+    let lines: Vec<BomLine> = lines.into_values().collect();
+    let total_power_w = lines.iter().map(|l| l.power_w).sum();
+    let total_cost_usd: f64 = lines.iter().map(|l| l.cost_usd).sum();
+    let gpus = f.gpu_count().max(1) as f64;
+    Bom { lines, fiber_m, dci_fiber_km: dci_km, total_power_w, total_cost_usd, cost_per_gpu_usd: total_cost_usd / gpus }
+}
+
+/// Headroom one lossless port needs to absorb what arrives after it asks its peer to stop:
+/// the link's round trip at line rate, plus the peer's pause/credit response time at line
+/// rate, plus one maximum packet in flight at each end.
+pub fn headroom_bytes(rate: BitsPerSec, propagation: Nanos, response: Nanos, mtu: Bytes) -> Bytes {
+    let in_flight = rate.bytes_in(propagation.times(2) + response);
+    Bytes(in_flight.0 + 2 * mtu.0)
+}
+
+fn lossless(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String>) -> Lossless {
+    let per_km = cat.constants.fiber_delay_per_km;
+    let response = cat.constants.pfc_response;
+    let mtu = tr.mtu;
+    let port_need = |l: LinkId| {
+        let link = f.link(l);
+        headroom_bytes(link.rate, link.length.propagation(per_km), response, mtu)
+    };
+    // Worst switch per tier, and DCI spans per site pair.
+    let mut by_tier: BTreeMap<(u8, String), HeadroomRow> = BTreeMap::new();
+    let mut dci: BTreeMap<String, HeadroomRow> = BTreeMap::new();
+    for s in f.switches() {
+        if f.is_nvswitch(s) {
+            continue;
+        }
+        let NodeKind::Switch { tier, model, .. } = f.node(s).kind else { continue };
+        let buffer = cat.switch.get(model as usize).map(|m| m.buffer.0).unwrap_or(0);
+        let mut total = 0u64;
+        let mut worst_port = (0u64, 0u64, 0u64);
+        let mut dci_link: Option<LinkId> = None;
+        for &(_, l) in f.neighbors(s) {
+            if !is_network(f.link(l).class) {
+                continue;
+            }
+            let need = port_need(l).0;
+            if f.link(l).class != LinkClass::Dci {
+                total += need;
+            }
+            if need > worst_port.0 && f.link(l).class != LinkClass::Dci {
+                worst_port = (need, f.link(l).length.as_mm(), f.link(l).rate.0);
+            }
+            if f.link(l).class == LinkClass::Dci {
+                dci_link.get_or_insert(l);
+            }
+        }
+        if let Some(l) = dci_link.filter(|l| f.link(*l).class == LinkClass::Dci) {
+            let link = f.link(l);
+            let (a, b) = (f.node(link.a).site as usize, f.node(link.b).site as usize);
+            let (a, b) = (a.min(b), a.max(b));
+            let name = format!("dci {}-{}", f.sites.get(a).cloned().unwrap_or_default(), f.sites.get(b).cloned().unwrap_or_default());
+            let all_ports: u64 = f.neighbors(s).iter().filter(|(_, x)| is_network(f.link(*x).class)).map(|(_, x)| port_need(*x).0).sum();
+            let row = dci.entry(name.clone()).or_insert_with(|| HeadroomRow {
+                scope: name,
+                switches: 0,
+                link_length_mm: link.length.as_mm(),
+                rate_bps: link.rate.0,
+                per_port_bytes: port_need(l).0,
+                switch_total_bytes: 0,
+                buffer_bytes: buffer,
+                feasible: true,
+            });
+            row.switches += 1;
+            row.switch_total_bytes = row.switch_total_bytes.max(all_ports);
+        }
+        let tier_level = f.tiers[tier as usize].level;
+        let row = by_tier.entry((tier_level, f.tiers[tier as usize].name.clone())).or_insert_with(|| HeadroomRow {
+            scope: f.tiers[tier as usize].name.clone(),
+            switches: 0,
+            link_length_mm: 0,
+            rate_bps: 0,
+            per_port_bytes: 0,
+            switch_total_bytes: 0,
+            buffer_bytes: buffer,
+            feasible: true,
+        });
+        row.switches += 1;
+        if worst_port.0 > row.per_port_bytes {
+            row.per_port_bytes = worst_port.0;
+            row.link_length_mm = worst_port.1;
+            row.rate_bps = worst_port.2;
+        }
+        if total > row.switch_total_bytes {
+            row.switch_total_bytes = total;
+            row.buffer_bytes = buffer;
+        }
+    }
+    let mut rows: Vec<HeadroomRow> = by_tier.into_values().chain(dci.into_values()).collect();
+    for r in &mut rows {
+        r.feasible = r.switch_total_bytes <= r.buffer_bytes;
+        if tr.lossless && !r.feasible {
+            warnings.push(format!(
+                "lossless {}: the worst switch needs {} of headroom but has {} of buffer{}",
+                r.scope,
+                Bytes(r.switch_total_bytes).display_si(),
+                Bytes(r.buffer_bytes).display_si(),
+                if r.scope.starts_with("dci") { "; lossless RDMA over this span is infeasible" } else { "" }
+            ));
+        }
+    }
+    Lossless {
+        required: tr.lossless,
+        transport: format!("{:?}", tr.config.kind).to_lowercase(),
+        formula: "per port: rate x (2 x propagation + pause response) + 2 x MTU; per switch: sum over its ports vs its buffer".into(),
+        rows,
+    }
+}
+
+/// Articulation points and bridges of the network graph (NVLink excluded), with the GPUs
+/// each would cut off; iterative DFS.
+fn spofs(f: &Fabric) -> (Vec<SpofRow>, Vec<SpofRow>, u64) {
+    let n = f.nodes.len();
+    let usable = |v: NodeId| !f.is_nvswitch(v);
+    let mut disc = vec![u32::MAX; n];
+    let mut low = vec![0u32; n];
+    let mut gpus_below = vec![0u64; n];
+    let mut parent_link = vec![u32::MAX; n];
+    let mut timer = 0u32;
+    // Per node: GPUs cut off if it fails (articulation); per link: GPUs cut off (bridge).
+    let mut cut_node = vec![0u64; n];
+    let mut cut_link: Vec<(LinkId, u64)> = Vec::new();
+    let mut components = 0u64;
+    let total_gpus = f.gpu_count() as u64;
+    // Roots: highest-level switches first so subtrees hang below them.
+    let mut order: Vec<NodeId> = (0..n as u32).map(NodeId).filter(|&v| usable(v)).collect();
+    order.sort_by_key(|&v| std::cmp::Reverse(f.level(v)));
+    for root in order {
+        if disc[root.idx()] != u32::MAX {
+            continue;
+        }
+        components += 1;
+        let mut stack: Vec<(NodeId, usize)> = vec![(root, 0)];
+        disc[root.idx()] = timer;
+        low[root.idx()] = timer;
+        timer += 1;
+        let mut root_children: Vec<u64> = Vec::new();
+        let comp_start = timer - 1;
+        while let Some(&mut (u, ref mut i)) = stack.last_mut() {
+            let nb = f.neighbors(u);
+            if *i < nb.len() {
+                let (v, l) = nb[*i];
+                *i += 1;
+                if !usable(v) || !is_network(f.link(l).class) || l.0 == parent_link[u.idx()] {
+                    continue;
+                }
+                if disc[v.idx()] == u32::MAX {
+                    disc[v.idx()] = timer;
+                    low[v.idx()] = timer;
+                    timer += 1;
+                    parent_link[v.idx()] = l.0;
+                    stack.push((v, 0));
+                } else {
+                    low[u.idx()] = low[u.idx()].min(disc[v.idx()]);
+                }
+            } else {
+                stack.pop();
+                if f.node(u).is_gpu() {
+                    gpus_below[u.idx()] += 1;
+                }
+                if let Some(&(p, _)) = stack.last() {
+                    low[p.idx()] = low[p.idx()].min(low[u.idx()]);
+                    gpus_below[p.idx()] += gpus_below[u.idx()];
+                    if low[u.idx()] > disc[p.idx()] {
+                        cut_link.push((LinkId(parent_link[u.idx()]), gpus_below[u.idx()]));
+                    }
+                    if p == root {
+                        root_children.push(gpus_below[u.idx()]);
+                    } else if low[u.idx()] >= disc[p.idx()] {
+                        cut_node[p.idx()] += gpus_below[u.idx()];
+                    }
+                }
+            }
+        }
+        let _ = comp_start;
+        if root_children.len() > 1 {
+            let largest = root_children.iter().copied().max().unwrap_or(0);
+            cut_node[root.idx()] = root_children.iter().sum::<u64>() - largest;
+        }
+    }
+    // Bridges cut off the smaller side.
+    let mut by_tier: BTreeMap<(u8, String), SpofRow> = BTreeMap::new();
+    for (i, &c) in cut_node.iter().enumerate() {
+        let v = NodeId(i as u32);
+        if c == 0 || f.node(v).is_gpu() {
+            continue;
+        }
+        let tier = f.node(v).tier().map(|t| (f.tiers[t as usize].level, f.tiers[t as usize].name.clone())).unwrap_or_default();
+        let r = by_tier.entry(tier.clone()).or_insert_with(|| SpofRow { element: tier.1, count: 0, max_gpus_isolated: 0 });
+        r.count += 1;
+        r.max_gpus_isolated = r.max_gpus_isolated.max(c);
+    }
+    let mut by_class: BTreeMap<LinkClass, SpofRow> = BTreeMap::new();
+    for (l, below) in cut_link {
+        let cut = below.min(total_gpus.saturating_sub(below));
+        let cut = if cut == 0 { below } else { cut };
+        if cut == 0 {
+            continue;
+        }
+        let class = f.link(l).class;
+        let r = by_class.entry(class).or_insert_with(|| SpofRow { element: class.name().into(), count: 0, max_gpus_isolated: 0 });
+        r.count += 1;
+        r.max_gpus_isolated = r.max_gpus_isolated.max(cut);
+    }
+    (by_tier.into_values().collect(), by_class.into_values().collect(), components)
+}
+
+fn resilience(f: &Fabric, split: &Split, base: u64) -> Resilience {
+    let (switch_spofs, link_spofs, components) = spofs(f);
+    let mut degradation = Vec::new();
+    // One switch of each tier (the first on side A, else the first shared one).
+    for (ti, t) in f.tiers.iter().enumerate() {
+        if t.level == 0 {
+            continue;
+        }
+        let in_tier = |v: &NodeId| f.node(*v).tier() == Some(ti as u8);
+        let pick = f
+            .switches()
+            .filter(in_tier)
+            .find(|v| split.side[v.idx()] == Some(true))
+            .or_else(|| f.switches().find(|v| in_tier(v)));
+        if let Some(v) = pick {
+            let flow = maxflow(f, split, Some(v), None);
+            degradation.push(DegradationRow {
+                element: format!("one {} switch", t.name),
+                removed: f.node(v).name.clone(),
+                bisection_bps: flow,
+                loss_pct: if base > 0 { 100.0 * (base - flow.min(base)) as f64 / base as f64 } else { 0.0 },
+            });
+        }
+    }
+    let mut seen = Vec::new();
+    for (i, l) in f.links.iter().enumerate() {
+        if matches!(l.class, LinkClass::Nic | LinkClass::Nvlink) || seen.contains(&l.class) {
+            continue;
+        }
+        seen.push(l.class);
+        let flow = maxflow(f, split, None, Some(LinkId(i as u32)));
+        degradation.push(DegradationRow {
+            element: format!("one {} link", l.class.name()),
+            removed: format!("{} - {}", f.node(l.a).name, f.node(l.b).name),
+            bisection_bps: flow,
+            loss_pct: if base > 0 { 100.0 * (base - flow.min(base)) as f64 / base as f64 } else { 0.0 },
+        });
+    }
+    Resilience { switch_spofs, link_spofs, degradation, components }
+}

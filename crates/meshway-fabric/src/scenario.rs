@@ -1,0 +1,164 @@
+//! Loading a scenario file: parse into [`ScenarioConfig`], then validate and build.
+
+use crate::build;
+use crate::catalog::Catalog;
+use crate::config::{ScenarioConfig, TransportConfig, TransportKind};
+use crate::error::{locate_toml_error, FabricError};
+use crate::model::Fabric;
+use meshway_units::Bytes;
+
+/// Where a value came from, to name file, line and key in errors.
+#[derive(Debug, Clone)]
+pub struct Ctx<'a> {
+    pub file: &'a str,
+    pub text: &'a str,
+    /// The TOML table holding the keys being checked ("fabric", "site.fabric", "dci").
+    pub section: String,
+    /// Which occurrence of an array-of-tables section ([[site]] number n), 0 otherwise.
+    pub nth: usize,
+    /// Prefix for key names in messages ("site[1].fabric").
+    pub prefix: String,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(file: &'a str, text: &'a str, section: &str, nth: usize, prefix: &str) -> Ctx<'a> {
+        Ctx { file, text, section: section.to_string(), nth, prefix: prefix.to_string() }
+    }
+
+    /// An [`FabricError::Invalid`] for `key` of this section, with its line when found.
+    pub fn invalid(&self, key: &str, message: impl Into<String>) -> FabricError {
+        FabricError::Invalid {
+            file: self.file.to_string(),
+            line: locate_key(self.text, &self.section, self.nth, key),
+            key: if self.prefix.is_empty() { key.to_string() } else { format!("{}.{key}", self.prefix) },
+            message: message.into(),
+        }
+    }
+
+    pub fn ports_exceeded(&self, switch: String, needed: u64, radix: u32, hint: &str) -> FabricError {
+        FabricError::PortsExceeded { file: self.file.to_string(), switch, needed, radix, hint: hint.to_string() }
+    }
+}
+
+/// Finds the 1-based line of `key` inside the `nth` occurrence of table `section`
+/// (`[section]` or `[[section]]`; for "site.fabric", the table after the nth `[[site]]`).
+pub fn locate_key(text: &str, section: &str, nth: usize, key: &str) -> Option<usize> {
+    let (outer, inner) = match section.split_once('.') {
+        Some((o, i)) => (o, Some(i)),
+        None => (section, None),
+    };
+    let header = |l: &str| -> Option<String> {
+        let t = l.trim();
+        let t = t.split('#').next().unwrap_or("").trim();
+        t.strip_prefix("[[")
+            .and_then(|r| r.strip_suffix("]]"))
+            .or_else(|| t.strip_prefix('[').and_then(|r| r.strip_suffix(']')))
+            .map(|h| h.trim().to_string())
+    };
+    let mut seen = 0usize;
+    let mut in_outer = false;
+    let mut in_target = false;
+    for (i, line) in text.lines().enumerate() {
+        if let Some(h) = header(line) {
+            if h == outer {
+                in_outer = seen == nth;
+                seen += 1;
+                in_target = in_outer && inner.is_none();
+            } else if let Some(inner) = inner {
+                in_target = in_outer && h == format!("{outer}.{inner}");
+            } else {
+                in_target = false;
+            }
+            continue;
+        }
+        if in_target {
+            let t = line.trim_start();
+            if let Some(rest) = t.strip_prefix(key) {
+                if rest.trim_start().starts_with('=') {
+                    return Some(i + 1);
+                }
+            }
+        }
+    }
+    // Fall back to the section header for keys that were left out.
+    if key.is_empty() {
+        return None;
+    }
+    locate_section(text, section, nth)
+}
+
+fn locate_section(text: &str, section: &str, nth: usize) -> Option<usize> {
+    let outer = section.split('.').next().unwrap_or(section);
+    let mut seen = 0;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t == format!("[{outer}]") || t == format!("[[{outer}]]") {
+            if seen == nth {
+                return Some(i + 1);
+            }
+            seen += 1;
+        }
+    }
+    None
+}
+
+/// The transport as the planner needs it.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    pub config: TransportConfig,
+    pub mtu: Bytes,
+    pub lossless: bool,
+}
+
+/// A parsed scenario with its source text, ready to build.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub file: String,
+    pub text: String,
+    pub config: ScenarioConfig,
+    pub name: String,
+}
+
+impl Scenario {
+    /// Parses `text` (named `file` in messages). Never panics.
+    pub fn parse(text: &str, file: &str) -> Result<Scenario, FabricError> {
+        let config: ScenarioConfig = toml::from_str(text).map_err(|e| locate_toml_error(file, text, &e))?;
+        let ctx = Ctx::new(file, text, "", 0, "");
+        match (&config.fabric, config.site.is_empty()) {
+            (None, true) => {
+                return Err(FabricError::Invalid {
+                    file: file.to_string(),
+                    line: None,
+                    key: "fabric".into(),
+                    message: "missing: expected a [fabric] table, or [[site]] tables joined by [[dci]] links".into(),
+                })
+            }
+            (Some(_), false) => {
+                return Err(ctx.invalid("site", "give either one [fabric] or several [[site]] tables, not both"))
+            }
+            _ => {}
+        }
+        let name = config.name.clone().unwrap_or_else(|| {
+            std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("scenario").to_string()
+        });
+        Ok(Scenario { file: file.to_string(), text: text.to_string(), config, name })
+    }
+
+    /// Validates and builds the fabric against `catalog`.
+    pub fn build(&self, catalog: &Catalog) -> Result<Fabric, FabricError> {
+        let mut f = build::build_scenario(self, catalog)?;
+        f.name = self.name.clone();
+        Ok(f)
+    }
+
+    pub fn transport(&self, catalog: &Catalog) -> Result<Transport, FabricError> {
+        let config = self.config.transport.clone().unwrap_or_default();
+        let mtu = config.mtu.unwrap_or(catalog.mtu());
+        if mtu.0 < 256 || mtu.0 > 65_536 {
+            let ctx = Ctx::new(&self.file, &self.text, "transport", 0, "transport");
+            return Err(ctx.invalid("mtu", format!("expected 256 to 65536 bytes, got {}", mtu.0)));
+        }
+        let lossless = config.lossless.unwrap_or(config.kind != TransportKind::Tcp);
+        Ok(Transport { config, mtu, lossless })
+    }
+}

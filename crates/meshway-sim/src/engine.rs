@@ -1,0 +1,951 @@
+//! The event engine and the max-min fair flow model. See the crate docs for the model.
+//!
+//! Data layout: everything lives in flat `Vec`s indexed by flow or link id. Paths of all flows
+//! are one `Vec<u32>`; each link keeps the list of its active flows (with each flow
+//! remembering its position in that list, so removal is `O(1)` by swap-remove); dependency
+//! edges are an intrusive singly linked list in one `Vec`. Scratch buffers for the recompute
+//! are kept in the [`Simulation`] and reused, so steady-state events allocate nothing.
+
+use crate::error::SimError;
+use crate::result::{FlowResult, LinkStats, SimResult, Stall};
+use meshway_units::{BitsPerSec, Bytes, Nanos, SimTime};
+use serde::{Deserialize, Serialize};
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::fmt;
+
+/// Rates are kept in units of `1 / RATE_SCALE` bit per second.
+pub(crate) const RATE_SCALE: u64 = 1 << 10;
+/// Largest link capacity represented exactly; larger capacities are clamped to it (18 Pbit/s).
+const MAX_CAPACITY_BPS: u64 = u64::MAX / RATE_SCALE;
+/// Remaining volume of one byte, in rate units × nanoseconds: a flow at rate `r` (in rate
+/// units) drains `r` of these per nanosecond.
+const UNITS_PER_BYTE: u128 = 8 * 1_000_000_000 * RATE_SCALE as u128;
+/// "No finish event scheduled".
+const NEVER: u64 = u64::MAX;
+/// "No entry" in the intrusive lists.
+const NONE: u32 = u32::MAX;
+
+/// Identifies a directed link of a [`Network`]: its index in insertion order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LinkId(pub u32);
+
+/// Identifies a flow of a [`Simulation`]: its index in insertion order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FlowId(pub u32);
+
+impl LinkId {
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+impl FlowId {
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+impl fmt::Display for LinkId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+impl fmt::Display for FlowId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// One directed link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkSpec {
+    /// Line rate. Capacities above 2⁶⁴/1024 bit/s (about 18 Pbit/s) are clamped to it.
+    pub capacity: BitsPerSec,
+    /// One-way latency added to every flow crossing the link: propagation plus the switching
+    /// latency of the device at its head.
+    pub latency: Nanos,
+}
+
+/// A set of directed links. Topology (which link joins which nodes) belongs to the fabric
+/// layer; the engine only needs capacities, latencies and the paths flows take.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Network {
+    links: Vec<LinkSpec>,
+}
+
+impl Network {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a directed link and returns its id (ids count up from 0).
+    ///
+    /// # Panics
+    /// Only past `u32::MAX` links, which would not fit in memory anyway.
+    pub fn add_link(&mut self, capacity: BitsPerSec, latency: Nanos) -> LinkId {
+        let id = u32::try_from(self.links.len()).ok().filter(|&i| i != NONE).expect("fewer than 2^32 - 1 links");
+        self.links.push(LinkSpec { capacity, latency });
+        LinkId(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.links.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    pub fn link(&self, id: LinkId) -> Option<&LinkSpec> {
+        self.links.get(id.index())
+    }
+
+    pub fn links(&self) -> &[LinkSpec] {
+        &self.links
+    }
+}
+
+/// A flow to simulate.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowSpec {
+    /// The directed links the flow crosses, in order, each at most once. Empty means a local
+    /// copy, which completes the moment the flow becomes active.
+    pub path: Vec<LinkId>,
+    pub size: Bytes,
+    /// Earliest time the flow may become active.
+    pub start: SimTime,
+    /// Flows that must complete first. They must already have been added.
+    pub deps: Vec<FlowId>,
+    /// Gap between a dependency's completion and this flow becoming eligible (e.g. a kernel
+    /// launch or reduction).
+    pub dep_delay: Nanos,
+    /// Caller-defined group (collective step, job, request), copied to the result.
+    pub tag: u32,
+    /// Size of the last packet, whose serialization at the path's bottleneck is added at
+    /// completion (typically one MTU; clamped to `size`).
+    pub last_packet: Bytes,
+}
+
+impl FlowSpec {
+    /// A flow of `size` over `path` from `start`, with no dependencies, tag 0 and no
+    /// last-packet term.
+    pub fn new(path: Vec<LinkId>, size: Bytes, start: SimTime) -> Self {
+        FlowSpec { path, size, start, ..Self::default() }
+    }
+
+    /// Sets the dependencies and the delay after them.
+    pub fn after(mut self, deps: Vec<FlowId>, dep_delay: Nanos) -> Self {
+        self.deps = deps;
+        self.dep_delay = dep_delay;
+        self
+    }
+
+    pub fn tag(mut self, tag: u32) -> Self {
+        self.tag = tag;
+        self
+    }
+
+    pub fn last_packet(mut self, last_packet: Bytes) -> Self {
+        self.last_packet = last_packet;
+        self
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for its start time or dependencies.
+    Pending,
+    /// Transferring (possibly at rate zero).
+    Active,
+    /// Fluid part finished; `completed` is its completion time.
+    Done,
+}
+
+/// Per-flow state. Rates are in rate units (1/[`RATE_SCALE`] bit/s), times in ns.
+#[derive(Debug, Clone)]
+struct Flow {
+    path_start: u32,
+    path_len: u32,
+    dep_start: u32,
+    dep_len: u32,
+    size: Bytes,
+    dep_delay: u64,
+    tag: u32,
+    last_packet: Bytes,
+    /// Latency plus last-packet serialization, added to the fluid finish.
+    tail: u64,
+    state: State,
+    /// Dependencies not yet completed.
+    waiting: u32,
+    /// Earliest activation time known so far.
+    ready: u64,
+    activated: u64,
+    completed: u64,
+    /// Remaining volume as of `last` (rate units × ns).
+    remaining: u128,
+    rate: u64,
+    last: u64,
+    /// Time of the scheduled finish event, or [`NEVER`].
+    finish_at: u64,
+    /// Head of this flow's list of dependents in `dep_edges`.
+    dependents: u32,
+    /// Recompute scratch: component epoch, frozen epoch, new rate.
+    seen: u32,
+    frozen: u32,
+    new_rate: u64,
+}
+
+/// Per-link state.
+#[derive(Debug, Clone)]
+struct Link {
+    cap_units: u64,
+    up: bool,
+    /// Active flows crossing the link, as (flow, hop index in its path).
+    flows: Vec<(u32, u32)>,
+    /// Sum of the rates of `flows`, as of the last recompute touching the link.
+    load: u64,
+    peak: u64,
+    /// Carried volume (rate units × ns) integrated up to `last`.
+    carried: i128,
+    busy: u64,
+    last: u64,
+    /// Recompute scratch.
+    seen: u32,
+    dirty: u32,
+    rem: u64,
+    unfrozen: u32,
+}
+
+impl Link {
+    fn available(&self) -> u64 {
+        if self.up {
+            self.cap_units
+        } else {
+            0
+        }
+    }
+
+    /// Accounts the current load up to `t`.
+    fn integrate(&mut self, t: u64) {
+        let dt = t.saturating_sub(self.last);
+        self.carried = self.carried.saturating_add(i128::from(self.load) * i128::from(dt));
+        if self.load > 0 {
+            self.busy = self.busy.saturating_add(dt);
+        }
+        self.last = t;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Activate,
+    Finish,
+    LinkDown,
+    LinkUp,
+}
+
+/// A queued event; ordered by `(time, seq)`, so equal-time events are FIFO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Event {
+    time: u64,
+    seq: u64,
+    kind: Kind,
+    id: u32,
+}
+
+/// A link's fair share `rem / unfrozen` in the progressive-filling heap; ordered by the exact
+/// rational value, ties by link id. An entry is stale once the link's `(rem, unfrozen)` differ.
+#[derive(Debug, Clone, Copy)]
+struct Share {
+    rem: u64,
+    unfrozen: u32,
+    link: u32,
+}
+
+impl Ord for Share {
+    fn cmp(&self, o: &Self) -> Ordering {
+        let a = u128::from(self.rem) * u128::from(o.unfrozen);
+        let b = u128::from(o.rem) * u128::from(self.unfrozen);
+        a.cmp(&b).then(self.link.cmp(&o.link))
+    }
+}
+impl PartialOrd for Share {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl PartialEq for Share {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Share {}
+
+/// A flow-level simulation over a [`Network`].
+///
+/// Build it with [`Simulation::new`], add flows with [`Simulation::add_flow`] and link events
+/// with [`Simulation::schedule_link_down`] / [`Simulation::schedule_link_up`], then either
+/// [`Simulation::run`] to the end or drive it with [`Simulation::advance`]. Flows and link
+/// events may also be added between steps, at or after [`Simulation::now`].
+///
+/// After a method returns an error the simulation's state is unspecified: discard it.
+#[derive(Debug, Clone)]
+pub struct Simulation {
+    net: Network,
+    links: Vec<Link>,
+    flows: Vec<Flow>,
+    path_links: Vec<u32>,
+    /// Parallel to `path_links`: position of the flow in that link's `flows` list.
+    path_pos: Vec<u32>,
+    deps: Vec<u32>,
+    /// Dependency edges: (dependent flow, next edge of the same dependency).
+    dep_edges: Vec<(u32, u32)>,
+    queue: BinaryHeap<Reverse<Event>>,
+    seq: u64,
+    now: u64,
+    events: u64,
+    recomputes: u64,
+    last_completion: u64,
+    drained: bool,
+    epoch: u32,
+    /// Scratch buffers reused by every recompute.
+    seeds: Vec<u32>,
+    comp_links: Vec<u32>,
+    comp_flows: Vec<u32>,
+    fill: BinaryHeap<Reverse<Share>>,
+    dirty: Vec<u32>,
+}
+
+impl Simulation {
+    pub fn new(net: Network) -> Self {
+        let links = net
+            .links
+            .iter()
+            .map(|s| Link {
+                cap_units: s.capacity.0.min(MAX_CAPACITY_BPS) * RATE_SCALE,
+                up: true,
+                flows: Vec::new(),
+                load: 0,
+                peak: 0,
+                carried: 0,
+                busy: 0,
+                last: 0,
+                seen: 0,
+                dirty: 0,
+                rem: 0,
+                unfrozen: 0,
+            })
+            .collect();
+        Simulation {
+            net,
+            links,
+            flows: Vec::new(),
+            path_links: Vec::new(),
+            path_pos: Vec::new(),
+            deps: Vec::new(),
+            dep_edges: Vec::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            now: 0,
+            events: 0,
+            recomputes: 0,
+            last_completion: 0,
+            drained: false,
+            epoch: 0,
+            seeds: Vec::new(),
+            comp_links: Vec::new(),
+            comp_flows: Vec::new(),
+            fill: BinaryHeap::new(),
+            dirty: Vec::new(),
+        }
+    }
+
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
+
+    /// The time of the last processed batch of events.
+    pub fn now(&self) -> SimTime {
+        SimTime(self.now)
+    }
+
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// Adds a flow. Its dependencies must already exist (so dependency graphs are acyclic by
+    /// construction), its path links must exist and be distinct, and its start must not be
+    /// before [`Simulation::now`].
+    pub fn add_flow(&mut self, spec: FlowSpec) -> Result<FlowId, SimError> {
+        let idx = self.flows.len();
+        let id = u32::try_from(idx)
+            .ok()
+            .filter(|&i| i != NONE)
+            .map(FlowId)
+            .ok_or(SimError::TooManyFlows { max: NONE - 1 })?;
+        self.check_path(id, &spec.path)?;
+        if let Some(&dep) = spec.deps.iter().find(|d| d.index() >= idx) {
+            return Err(SimError::UnknownDependency { flow: id, dep });
+        }
+        if spec.start.0 < self.now {
+            return Err(SimError::StartInPast { flow: id, start: spec.start, now: self.now() });
+        }
+        let path_start = self.push_path(&spec.path);
+        let dep_start = self.deps.len() as u32;
+        self.deps.extend(spec.deps.iter().map(|d| d.0));
+        let mut flow = Flow {
+            path_start,
+            path_len: spec.path.len() as u32,
+            dep_start,
+            dep_len: spec.deps.len() as u32,
+            size: spec.size,
+            dep_delay: spec.dep_delay.0,
+            tag: spec.tag,
+            last_packet: spec.last_packet,
+            tail: 0,
+            state: State::Pending,
+            waiting: 0,
+            ready: spec.start.0,
+            activated: 0,
+            completed: 0,
+            remaining: u128::from(spec.size.0) * UNITS_PER_BYTE,
+            rate: 0,
+            last: 0,
+            finish_at: NEVER,
+            dependents: NONE,
+            seen: 0,
+            frozen: 0,
+            new_rate: 0,
+        };
+        flow.tail = self.tail(&spec.path, spec.size, spec.last_packet);
+        for d in &spec.deps {
+            let dep = &mut self.flows[d.index()];
+            if dep.state == State::Done {
+                flow.ready = flow.ready.max(dep.completed.saturating_add(flow.dep_delay));
+            } else {
+                flow.waiting += 1;
+                self.dep_edges.push((id.0, dep.dependents));
+                dep.dependents = (self.dep_edges.len() - 1) as u32;
+            }
+        }
+        let (waiting, ready) = (flow.waiting, flow.ready);
+        self.flows.push(flow);
+        if waiting == 0 {
+            self.push(ready, Kind::Activate, id.0);
+        }
+        Ok(id)
+    }
+
+    /// Schedules `link` to go down at `at`: its flows stall at rate zero until it comes up.
+    pub fn schedule_link_down(&mut self, link: LinkId, at: SimTime) -> Result<(), SimError> {
+        self.schedule_link(link, at, Kind::LinkDown)
+    }
+
+    /// Schedules `link` to come (back) up at `at`.
+    pub fn schedule_link_up(&mut self, link: LinkId, at: SimTime) -> Result<(), SimError> {
+        self.schedule_link(link, at, Kind::LinkUp)
+    }
+
+    fn schedule_link(&mut self, link: LinkId, at: SimTime, kind: Kind) -> Result<(), SimError> {
+        if link.index() >= self.links.len() {
+            return Err(SimError::UnknownLink { link, links: self.links.len() });
+        }
+        if at.0 < self.now {
+            return Err(SimError::LinkEventInPast { link, at, now: self.now() });
+        }
+        self.push(at.0, kind, link.0);
+        Ok(())
+    }
+
+    /// Moves a pending or active flow onto a new path, keeping the bytes it has already sent.
+    /// This is the rerouting hook for the routing layer; rates are recomputed at
+    /// [`Simulation::now`]. The flow's completion latency is that of the new path.
+    pub fn set_path(&mut self, flow: FlowId, path: Vec<LinkId>) -> Result<(), SimError> {
+        let f = flow.index();
+        let Some(state) = self.flows.get(f).map(|fl| fl.state) else {
+            return Err(SimError::UnknownFlow { flow });
+        };
+        if state == State::Done {
+            return Err(SimError::FlowFinished { flow });
+        }
+        self.check_path(flow, &path)?;
+        let t = self.now;
+        if state == State::Active {
+            self.settle(f, t);
+            self.detach(f);
+            let fl = &mut self.flows[f];
+            fl.rate = 0;
+            fl.finish_at = NEVER;
+        }
+        let start = self.push_path(&path);
+        let fl = &self.flows[f];
+        let tail = self.tail(&path, fl.size, fl.last_packet);
+        let fl = &mut self.flows[f];
+        fl.path_start = start;
+        fl.path_len = path.len() as u32;
+        fl.tail = tail;
+        if state == State::Active {
+            if path.is_empty() || fl.remaining == 0 {
+                self.flows[f].state = State::Done;
+                self.complete(f, t);
+            } else {
+                self.attach(f);
+            }
+            self.recompute(t)?;
+        }
+        Ok(())
+    }
+
+    /// The active flows currently crossing `link`, in no particular order (empty for an
+    /// unknown link).
+    pub fn flows_on_link(&self, link: LinkId) -> impl Iterator<Item = FlowId> + '_ {
+        self.links.get(link.index()).into_iter().flat_map(|l| l.flows.iter().map(|&(f, _)| FlowId(f)))
+    }
+
+    /// A flow's current rate, rounded down to whole bit/s (zero unless active).
+    pub fn flow_rate(&self, flow: FlowId) -> Option<BitsPerSec> {
+        self.flows.get(flow.index()).map(|f| {
+            let r = if f.state == State::Active { f.rate } else { 0 };
+            BitsPerSec(r / RATE_SCALE)
+        })
+    }
+
+    /// The sum of the current rates of the flows on `link`, rounded down to whole bit/s.
+    pub fn link_load(&self, link: LinkId) -> Option<BitsPerSec> {
+        self.links.get(link.index()).map(|l| BitsPerSec(l.load / RATE_SCALE))
+    }
+
+    /// Drops stale events at the head of the queue and returns the time of the next batch.
+    pub fn next_event_time(&mut self) -> Option<SimTime> {
+        self.drop_stale();
+        self.queue.peek().map(|Reverse(e)| SimTime(e.time))
+    }
+
+    /// Processes every event at the next event time as one batch, then recomputes the rates
+    /// of the affected components. Returns the batch's time, or `None` when no event remains.
+    pub fn advance(&mut self) -> Result<Option<SimTime>, SimError> {
+        self.drop_stale();
+        let Some(&Reverse(first)) = self.queue.peek() else {
+            self.drained = true;
+            return Ok(None);
+        };
+        let t = first.time;
+        self.now = t;
+        while let Some(&Reverse(ev)) = self.queue.peek() {
+            if ev.time != t {
+                break;
+            }
+            self.queue.pop();
+            self.handle(ev);
+        }
+        self.recompute(t)?;
+        Ok(Some(SimTime(t)))
+    }
+
+    /// Runs until no event remains and returns the result.
+    pub fn run(&mut self) -> Result<SimResult, SimError> {
+        while self.advance()?.is_some() {}
+        Ok(self.result())
+    }
+
+    /// The result as of [`Simulation::now`]. Stall reasons are only filled in once the run
+    /// has drained (no event left); before that, unfinished flows are simply in progress.
+    pub fn result(&self) -> SimResult {
+        let t = self.now;
+        let flows = self
+            .flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let delivered = match f.state {
+                    State::Done => f.size,
+                    State::Pending => Bytes(0),
+                    State::Active => {
+                        let sent = u128::from(f.rate) * u128::from(t - f.last);
+                        let left = f.remaining.saturating_sub(sent).div_ceil(UNITS_PER_BYTE);
+                        Bytes(f.size.0 - left.min(u128::from(f.size.0)) as u64)
+                    }
+                };
+                FlowResult {
+                    id: FlowId(i as u32),
+                    tag: f.tag,
+                    bytes: f.size,
+                    delivered,
+                    start: (f.state != State::Pending).then_some(SimTime(f.activated)),
+                    end: (f.state == State::Done).then_some(SimTime(f.completed)),
+                    stall: if self.drained { self.stall_reason(i) } else { None },
+                }
+            })
+            .collect();
+        let link_stats = self
+            .links
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let mut l = l.clone();
+                l.integrate(t);
+                let bytes = (l.carried.max(0) as u128 / UNITS_PER_BYTE).min(u128::from(u64::MAX)) as u64;
+                LinkStats {
+                    id: LinkId(i as u32),
+                    bytes: Bytes(bytes),
+                    peak_utilization: if l.cap_units == 0 { 0.0 } else { l.peak as f64 / l.cap_units as f64 },
+                    busy: Nanos(l.busy),
+                }
+            })
+            .collect();
+        SimResult {
+            flows,
+            link_stats,
+            events: self.events,
+            recomputes: self.recomputes,
+            end: SimTime(self.now.max(self.last_completion)),
+        }
+    }
+
+    // ----- internals -----
+
+    fn check_path(&self, flow: FlowId, path: &[LinkId]) -> Result<(), SimError> {
+        let links = self.links.len();
+        if let Some(&link) = path.iter().find(|l| l.index() >= links) {
+            return Err(SimError::UnknownPathLink { flow, link, links });
+        }
+        let repeated = if path.len() <= 16 {
+            path.iter().enumerate().find(|&(i, l)| path[..i].contains(l)).map(|(_, &l)| l)
+        } else {
+            let mut sorted = path.to_vec();
+            sorted.sort_unstable();
+            sorted.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
+        };
+        match repeated {
+            Some(link) => Err(SimError::RepeatedLink { flow, link }),
+            None => Ok(()),
+        }
+    }
+
+    fn push_path(&mut self, path: &[LinkId]) -> u32 {
+        let start = self.path_links.len() as u32;
+        self.path_links.extend(path.iter().map(|l| l.0));
+        self.path_pos.resize(self.path_links.len(), NONE);
+        start
+    }
+
+    /// Latency of `path` plus the last packet's serialization at its bottleneck, in ns.
+    fn tail(&self, path: &[LinkId], size: Bytes, last_packet: Bytes) -> u64 {
+        if path.is_empty() {
+            return 0;
+        }
+        let specs = path.iter().map(|l| self.net.links[l.index()]);
+        let latency: Nanos = specs.clone().map(|s| s.latency).sum();
+        let bottleneck = specs.map(|s| s.capacity).min().unwrap_or_default();
+        let packet = if last_packet.0 == 0 { Nanos::ZERO } else { bottleneck.transmit_time(last_packet.min(size)) };
+        (latency + packet).0
+    }
+
+    fn push(&mut self, time: u64, kind: Kind, id: u32) {
+        self.seq += 1;
+        self.drained = false;
+        self.queue.push(Reverse(Event { time, seq: self.seq, kind, id }));
+    }
+
+    fn is_stale(&self, ev: &Event) -> bool {
+        match ev.kind {
+            Kind::Finish => {
+                let f = &self.flows[ev.id as usize];
+                f.state != State::Active || f.finish_at != ev.time
+            }
+            _ => false,
+        }
+    }
+
+    fn drop_stale(&mut self) {
+        while let Some(Reverse(ev)) = self.queue.peek() {
+            if !self.is_stale(ev) {
+                break;
+            }
+            self.queue.pop();
+        }
+    }
+
+    fn handle(&mut self, ev: Event) {
+        if self.is_stale(&ev) {
+            return;
+        }
+        self.events += 1;
+        let t = ev.time;
+        let i = ev.id as usize;
+        match ev.kind {
+            Kind::Activate => self.activate(i, t),
+            Kind::Finish => self.finish(i, t),
+            Kind::LinkDown | Kind::LinkUp => {
+                self.links[i].up = ev.kind == Kind::LinkUp;
+                self.seeds.push(ev.id);
+            }
+        }
+    }
+
+    fn activate(&mut self, f: usize, t: u64) {
+        let fl = &mut self.flows[f];
+        debug_assert_eq!(fl.state, State::Pending);
+        fl.state = State::Active;
+        fl.activated = t;
+        fl.last = t;
+        fl.rate = 0;
+        fl.finish_at = NEVER;
+        if fl.path_len == 0 || fl.remaining == 0 {
+            fl.remaining = 0;
+            fl.state = State::Done;
+            self.complete(f, t);
+        } else {
+            self.attach(f);
+        }
+    }
+
+    /// Puts an active flow on its path's link lists and marks those links for recompute.
+    fn attach(&mut self, f: usize) {
+        let fl = &self.flows[f];
+        let start = fl.path_start as usize;
+        for k in start..start + fl.path_len as usize {
+            let l = self.path_links[k];
+            let list = &mut self.links[l as usize].flows;
+            self.path_pos[k] = list.len() as u32;
+            list.push((f as u32, (k - start) as u32));
+            self.seeds.push(l);
+        }
+    }
+
+    /// Takes an active flow off its links' lists and marks those links for recompute.
+    fn detach(&mut self, f: usize) {
+        let fl = &self.flows[f];
+        let start = fl.path_start as usize;
+        for k in start..start + fl.path_len as usize {
+            let l = self.path_links[k];
+            let pos = self.path_pos[k] as usize;
+            let list = &mut self.links[l as usize].flows;
+            list.swap_remove(pos);
+            if let Some(&(moved, hop)) = list.get(pos) {
+                let mk = self.flows[moved as usize].path_start as usize + hop as usize;
+                self.path_pos[mk] = pos as u32;
+            }
+            self.path_pos[k] = NONE;
+            self.seeds.push(l);
+        }
+    }
+
+    /// Brings a flow's remaining volume up to `t` at its current rate.
+    fn settle(&mut self, f: usize, t: u64) {
+        let fl = &mut self.flows[f];
+        let sent = u128::from(fl.rate) * u128::from(t - fl.last);
+        debug_assert!(sent <= fl.remaining, "flow {f} overran its size before its finish event");
+        fl.remaining = fl.remaining.saturating_sub(sent);
+        fl.last = t;
+    }
+
+    /// The fluid part of flow `f` ends at `t` (its scheduled finish event).
+    fn finish(&mut self, f: usize, t: u64) {
+        let fl = &mut self.flows[f];
+        let sent = u128::from(fl.rate) * u128::from(t - fl.last);
+        // The finish time was rounded up to the next ns: the flow drained within the last ns.
+        debug_assert!(sent >= fl.remaining && sent - fl.remaining < u128::from(fl.rate));
+        let overshoot = sent.saturating_sub(fl.remaining) as i128;
+        fl.remaining = 0;
+        fl.rate = 0;
+        fl.last = t;
+        fl.state = State::Done;
+        // Links integrate their load up to `t` in this batch's recompute; take back the part
+        // of the last nanosecond this flow did not need, so carried bytes are exact.
+        let start = fl.path_start as usize;
+        for k in start..start + fl.path_len as usize {
+            let l = &mut self.links[self.path_links[k] as usize];
+            l.carried -= overshoot;
+        }
+        self.detach(f);
+        self.complete(f, t);
+    }
+
+    /// Flow `f` finished its fluid part at `t`: record its completion and release dependents.
+    fn complete(&mut self, f: usize, t: u64) {
+        let fl = &mut self.flows[f];
+        fl.completed = t.saturating_add(fl.tail);
+        let done = fl.completed;
+        self.last_completion = self.last_completion.max(done);
+        let mut e = fl.dependents;
+        while e != NONE {
+            let (g, next) = self.dep_edges[e as usize];
+            let dep = &mut self.flows[g as usize];
+            dep.ready = dep.ready.max(done.saturating_add(dep.dep_delay));
+            dep.waiting -= 1;
+            if dep.waiting == 0 {
+                let ready = dep.ready;
+                self.push(ready, Kind::Activate, g);
+            }
+            e = next;
+        }
+    }
+
+    /// Recomputes max-min fair rates of the component(s) reachable from the seed links and
+    /// reschedules the finish events of flows whose rate changed.
+    fn recompute(&mut self, t: u64) -> Result<(), SimError> {
+        if self.seeds.is_empty() {
+            return Ok(());
+        }
+        self.recomputes += 1;
+        self.drained = false;
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            // Wrapped: clear all marks once every 2^32 recomputes.
+            self.flows.iter_mut().for_each(|f| (f.seen, f.frozen) = (0, 0));
+            self.links.iter_mut().for_each(|l| (l.seen, l.dirty) = (0, 0));
+            self.epoch = 1;
+        }
+        let epoch = self.epoch;
+        let Self { links, flows, path_links, seeds, comp_links, comp_flows, fill, dirty, queue, seq, .. } = self;
+
+        // 1. The component: breadth-first over link -> flows -> links.
+        comp_links.clear();
+        comp_flows.clear();
+        for l in seeds.drain(..) {
+            let link = &mut links[l as usize];
+            if link.seen != epoch {
+                link.seen = epoch;
+                comp_links.push(l);
+            }
+        }
+        let mut i = 0;
+        while i < comp_links.len() {
+            let l = comp_links[i] as usize;
+            for j in 0..links[l].flows.len() {
+                let f = links[l].flows[j].0 as usize;
+                let fl = &mut flows[f];
+                if fl.seen == epoch {
+                    continue;
+                }
+                fl.seen = epoch;
+                comp_flows.push(f as u32);
+                let start = fl.path_start as usize;
+                for &m in &path_links[start..start + fl.path_len as usize] {
+                    let link = &mut links[m as usize];
+                    if link.seen != epoch {
+                        link.seen = epoch;
+                        comp_links.push(m);
+                    }
+                }
+            }
+            i += 1;
+        }
+
+        // 2. Progressive filling over the component.
+        fill.clear();
+        for &l in comp_links.iter() {
+            let link = &mut links[l as usize];
+            link.integrate(t);
+            link.rem = link.available();
+            link.unfrozen = link.flows.len() as u32;
+            if link.unfrozen > 0 {
+                fill.push(Reverse(Share { rem: link.rem, unfrozen: link.unfrozen, link: l }));
+            }
+        }
+        let mut step = 0u32;
+        while let Some(Reverse(s)) = fill.pop() {
+            let l = s.link as usize;
+            if links[l].unfrozen != s.unfrozen || links[l].rem != s.rem {
+                continue; // stale entry
+            }
+            let share = s.rem / u64::from(s.unfrozen);
+            step += 1;
+            for j in 0..links[l].flows.len() {
+                let f = links[l].flows[j].0 as usize;
+                let fl = &mut flows[f];
+                if fl.frozen == epoch {
+                    continue;
+                }
+                fl.frozen = epoch;
+                fl.new_rate = share;
+                let start = fl.path_start as usize;
+                for &m in &path_links[start..start + fl.path_len as usize] {
+                    let link = &mut links[m as usize];
+                    // `l` has the smallest share, so every link can afford it.
+                    link.rem -= share;
+                    link.unfrozen -= 1;
+                    if m as usize != l && link.dirty != step {
+                        link.dirty = step;
+                        dirty.push(m);
+                    }
+                }
+            }
+            for m in dirty.drain(..) {
+                let link = &mut links[m as usize];
+                link.dirty = 0;
+                if link.unfrozen > 0 {
+                    fill.push(Reverse(Share { rem: link.rem, unfrozen: link.unfrozen, link: m }));
+                }
+            }
+        }
+        for &l in comp_links.iter() {
+            let link = &mut links[l as usize];
+            debug_assert_eq!(link.unfrozen, 0);
+            link.load = link.available() - link.rem;
+            debug_assert!(link.load <= link.cap_units);
+            link.peak = link.peak.max(link.load);
+        }
+
+        // 3. New rates and finish events for flows whose rate changed.
+        for &f in comp_flows.iter() {
+            let fl = &mut flows[f as usize];
+            if fl.new_rate == fl.rate {
+                continue;
+            }
+            let sent = u128::from(fl.rate) * u128::from(t - fl.last);
+            debug_assert!(sent <= fl.remaining);
+            fl.remaining = fl.remaining.saturating_sub(sent);
+            fl.last = t;
+            fl.rate = fl.new_rate;
+            fl.finish_at = if fl.rate == 0 {
+                NEVER
+            } else {
+                let dt = fl.remaining.div_ceil(u128::from(fl.rate));
+                u64::try_from(dt)
+                    .ok()
+                    .and_then(|dt| t.checked_add(dt))
+                    .filter(|&at| at != NEVER)
+                    .ok_or(SimError::TimeOverflow { flow: FlowId(f) })?
+            };
+            if fl.finish_at != NEVER {
+                *seq += 1;
+                queue.push(Reverse(Event { time: fl.finish_at, seq: *seq, kind: Kind::Finish, id: f }));
+            }
+        }
+        Ok(())
+    }
+
+    fn stall_reason(&self, f: usize) -> Option<Stall> {
+        let fl = &self.flows[f];
+        match fl.state {
+            State::Done => None,
+            State::Pending => {
+                let deps = &self.deps[fl.dep_start as usize..(fl.dep_start + fl.dep_len) as usize];
+                let dep = deps.iter().find(|&&d| self.flows[d as usize].state != State::Done)?;
+                Some(Stall::Dependency { flow: FlowId(*dep) })
+            }
+            State::Active => {
+                let path = &self.path_links[fl.path_start as usize..(fl.path_start + fl.path_len) as usize];
+                let link = |l: u32| LinkId(l);
+                if let Some(&l) = path.iter().find(|&&l| !self.links[l as usize].up) {
+                    return Some(Stall::LinkDown { link: link(l) });
+                }
+                if let Some(&l) = path.iter().find(|&&l| self.links[l as usize].cap_units == 0) {
+                    return Some(Stall::ZeroCapacity { link: link(l) });
+                }
+                let l = path
+                    .iter()
+                    .copied()
+                    .find(|&l| {
+                        let k = &self.links[l as usize];
+                        k.cap_units / (k.flows.len().max(1) as u64) == 0
+                    })
+                    .or_else(|| path.first().copied())?;
+                Some(Stall::ZeroShare { link: link(l) })
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! The error type of the simulation engine.
+
+use crate::engine::{FlowId, LinkId};
+use meshway_units::SimTime;
+
+/// Everything that can go wrong when building or running a [`Simulation`](crate::Simulation).
+/// Each variant names the offending flow or link.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SimError {
+    /// A flow's path names a link the network does not have.
+    #[error("flow {flow} uses unknown link {link} (the network has {links} links)")]
+    UnknownPathLink { flow: FlowId, link: LinkId, links: usize },
+    /// A link id given to a scheduling call does not exist.
+    #[error("unknown link {link} (the network has {links} links)")]
+    UnknownLink { link: LinkId, links: usize },
+    /// A flow's path crosses the same directed link twice.
+    #[error("flow {flow} crosses link {link} more than once")]
+    RepeatedLink { flow: FlowId, link: LinkId },
+    /// A flow depends on a flow that has not been added (dependencies must be added first,
+    /// which also rules out cycles).
+    #[error("flow {flow} depends on unknown flow {dep}")]
+    UnknownDependency { flow: FlowId, dep: FlowId },
+    /// A flow id given to a call does not exist.
+    #[error("unknown flow {flow}")]
+    UnknownFlow { flow: FlowId },
+    /// A flow was added with a start time before the current simulation time.
+    #[error("flow {flow} starts at {start}, before the current simulation time {now}")]
+    StartInPast { flow: FlowId, start: SimTime, now: SimTime },
+    /// A link event was scheduled before the current simulation time.
+    #[error("link {link} event at {at} is before the current simulation time {now}")]
+    LinkEventInPast { link: LinkId, at: SimTime, now: SimTime },
+    /// A finished flow cannot be given a new path.
+    #[error("flow {flow} has already finished and cannot be rerouted")]
+    FlowFinished { flow: FlowId },
+    /// More flows than ids (`u32::MAX - 1`).
+    #[error("too many flows: at most {max} are supported")]
+    TooManyFlows { max: u32 },
+    /// A flow's finish time does not fit in 64-bit nanoseconds (about 584 years).
+    #[error("flow {flow} would finish beyond the largest representable time")]
+    TimeOverflow { flow: FlowId },
+}

@@ -1,0 +1,51 @@
+//! The flow-level simulation core of meshway (fidelity level 2 in `DESIGN.md`).
+//!
+//! A [`Network`] is a set of directed links, each with a capacity and a latency. A
+//! [`Simulation`] runs [`FlowSpec`]s over it: each flow crosses a fixed path of links, becomes
+//! active once its start time has come and its dependencies have completed, and then shares
+//! every link on its path max-min fairly with the other active flows. The output is a
+//! [`SimResult`]: per-flow start and end times, per-link statistics.
+//!
+//! # Model
+//!
+//! - **Events.** Discrete events at integer-nanosecond [`SimTime`](meshway_units::SimTime)s,
+//!   ordered by `(time, sequence)` so equal-time events are first-in, first-out. All events
+//!   with the same timestamp are applied as one batch, followed by a single rate recompute.
+//! - **Sharing.** While active, a flow's rate is its max-min fair share, computed by
+//!   progressive filling (water-filling): repeatedly take the link with the smallest fair
+//!   share `remaining capacity / unfrozen flows` (ties: lowest link id), freeze all its
+//!   unfrozen flows at that share, and subtract it from the other links they cross. A down
+//!   link has capacity zero, so its flows get rate zero.
+//! - **Incremental recompute.** When flows start or finish or a link changes state, only the
+//!   *connected component* touched by the change is recomputed: the flows that share a link
+//!   with a touched link, transitively. Max-min fair rates of separate components do not
+//!   influence each other, so this gives exactly the rates a full recompute would. When the
+//!   component is the whole network (an all-to-all), the recompute is a full one. Flows whose
+//!   rate did not change keep their scheduled finish event.
+//! - **Exact fluid arithmetic.** Rates are integers in units of 1/1024 bit per second (the
+//!   fair share is rounded *down* to that unit, so a link is never over its capacity), and a
+//!   flow's remaining volume is an integer number of `rate unit × ns`. A flow of `S` bytes
+//!   alone at `B` bit/s therefore finishes its fluid part at exactly `ceil(S·8·10⁹ / B)` ns
+//!   after it starts: the fluid finish time is always rounded *up* to the next nanosecond.
+//! - **Completion.** A flow completes at its fluid finish plus the sum of its path's link
+//!   latencies plus the transmit time of its last packet (`min(last_packet, size)`) at the
+//!   path's bottleneck (smallest nominal) capacity, rounded up. A flow with an empty path is a
+//!   local copy and completes the moment it becomes active.
+//! - **Dependencies.** A flow becomes active at `max(start, completion of each dependency +
+//!   dep_delay)`.
+//! - **Failures.** Links can be scheduled down and up. Flows crossing a down link stall at
+//!   rate zero; they resume if the link comes back. The run ends when no event remains;
+//!   flows that could never finish are reported with `end = None` and a [`Stall`] reason.
+//!   Rerouting belongs to the routing layer: drive the run step-wise
+//!   ([`Simulation::advance`]), find affected flows with [`Simulation::flows_on_link`] and
+//!   move them with [`Simulation::set_path`].
+//! - **Determinism.** No hash maps, no wall clock, no floating point in the engine; results
+//!   do not depend on the order in which flows were added (only ids do).
+
+mod engine;
+mod error;
+mod result;
+
+pub use engine::{FlowId, FlowSpec, LinkId, LinkSpec, Network, Simulation};
+pub use error::SimError;
+pub use result::{FlowResult, LinkStats, SimResult, Stall};
