@@ -387,22 +387,47 @@ fn maxflow(f: &Fabric, split: &Split, removed_node: Option<NodeId>, removed_link
     net.max_flow(s, t)
 }
 
+/// The structural bisection: for each side, each group (leaf, rail group, pod, site) can
+/// pass at most the smaller of what its leaves can pass (each leaf: the smaller of its GPUs'
+/// NIC capacity and its uplinks) and the capacity of the links leaving the group; a side
+/// passes the sum over its groups, and the bisection is the smaller side's value.
 fn structural(f: &Fabric, split: &Split) -> u64 {
-    let max_level = f.tiers.iter().map(|t| t.level).max().unwrap_or(0);
-    let mut best = u64::MAX;
-    for side in [true, false] {
-        for lvl in 1..=max_level + 1 {
-            let inside = |n: NodeId| split.side[n.idx()] == Some(side) && f.level(n) < lvl;
-            let cut: u64 = f
-                .links
-                .iter()
-                .filter(|l| is_network(l.class) && inside(l.a) != inside(l.b))
-                .map(|l| l.rate.0)
-                .sum();
-            best = best.min(cut);
+    let mut in_group = vec![u32::MAX; f.nodes.len()];
+    for (gi, g) in f.groups.iter().enumerate() {
+        for n in &g.nodes {
+            in_group[n.idx()] = gi as u32;
         }
     }
-    best
+    let mut value = [0u64; 2];
+    for (gi, g) in f.groups.iter().enumerate() {
+        let Some(side) = g.nodes.first().and_then(|n| split.side[n.idx()]) else { continue };
+        let mut leaves_sum = 0u64;
+        let mut boundary = 0u64;
+        for &v in &g.nodes {
+            let (mut nic, mut up) = (0u64, 0u64);
+            for &(w, l) in f.neighbors(v) {
+                let link = f.link(l);
+                if !is_network(link.class) {
+                    continue;
+                }
+                if in_group[w.idx()] != gi as u32 {
+                    boundary += link.rate.0;
+                }
+                if f.level(v) == 1 && !f.node(v).is_gpu() {
+                    if f.node(w).is_gpu() {
+                        nic += link.rate.0;
+                    } else {
+                        up += link.rate.0;
+                    }
+                }
+            }
+            if f.level(v) == 1 && !f.node(v).is_gpu() {
+                leaves_sum += nic.min(up);
+            }
+        }
+        value[usize::from(side)] += leaves_sum.min(boundary);
+    }
+    value[0].min(value[1])
 }
 
 fn bisection(f: &Fabric, split: &Split) -> Bisection {

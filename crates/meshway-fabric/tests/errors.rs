@@ -1,0 +1,138 @@
+//! Each class of invalid scenario file, with its message asserted.
+
+use meshway_fabric::{Catalog, Scenario};
+
+fn err(text: &str) -> String {
+    let cat = Catalog::builtin();
+    match Scenario::parse(text, "bad.toml").and_then(|s| s.build(&cat).map(|_| s)).and_then(|s| s.transport(&cat).map(|_| ())) {
+        Ok(()) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const LS: &str = "[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\n";
+
+#[test]
+fn toml_syntax_error_has_line_and_column() {
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = = 3\n");
+    assert!(e.starts_with("bad.toml:3:"), "{e}");
+}
+
+#[test]
+fn unknown_key_suggests_the_closest() {
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\nleaf-radx = 64\n");
+    assert!(e.starts_with("bad.toml:4:1: unknown field `leaf-radx`, expected one of"), "{e}");
+    assert!(e.ends_with("did you mean `leaf-radix`?"), "{e}");
+    let e = err("[fabrc]\nkind = \"leaf-spine\"\n");
+    assert!(e.contains("did you mean `fabric`?"), "{e}");
+}
+
+#[test]
+fn unknown_kind_lists_the_choices() {
+    let e = err("[fabric]\nkind = \"torus\"\ngpus = 8\n");
+    assert!(e.starts_with("bad.toml:2:8: unknown variant `torus`, expected one of `three-tier`"), "{e}");
+}
+
+#[test]
+fn bad_unit_quotes_the_value() {
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\nnic = \"400Gbs\"\n");
+    assert!(e.starts_with("bad.toml:4:7: invalid rate \"400Gbs\": unknown unit \"Gbs\""), "{e}");
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\noversubscription = \"3-1\"\n");
+    assert!(e.contains("invalid ratio \"3-1\""), "{e}");
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = -4\n");
+    assert!(e.starts_with("bad.toml:3:8:"), "{e}");
+}
+
+#[test]
+fn missing_fabric_and_missing_gpus() {
+    assert_eq!(
+        err("name = \"x\"\n"),
+        "bad.toml: `fabric`: missing: expected a [fabric] table, or [[site]] tables joined by [[dci]] links"
+    );
+    assert_eq!(
+        err("[fabric]\nkind = \"leaf-spine\"\n"),
+        "bad.toml:1: `fabric.gpus`: missing: expected the number of GPUs, e.g. gpus = 1024"
+    );
+}
+
+#[test]
+fn gpus_must_fill_whole_hosts() {
+    assert_eq!(
+        err("[fabric]\nkind = \"leaf-spine\"\ngpus = 1020\ngpus-per-host = 8\n"),
+        "bad.toml:3: `fabric.gpus`: 1020 GPUs is not a whole number of 8-GPU hosts (gpus-per-host)"
+    );
+}
+
+#[test]
+fn ports_exceeded_names_the_switch() {
+    // 64-port switches: a 2-tier leaf-spine holds at most 64 leaves of 32 GPUs.
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 4096\n");
+    assert!(e.starts_with("bad.toml: spine-0 needs 128 ports but its radix is 64 (one port per leaf)"), "{e}");
+    let e = err("[fabric]\nkind = \"three-tier\"\ngpus = 4096\n");
+    assert!(e.starts_with("bad.toml: core-0 needs 240 ports but its radix is 64"), "{e}");
+    let e = err("[fabric]\nkind = \"fat-tree\"\ngpus = 100000\n");
+    assert_eq!(
+        e,
+        "bad.toml:1: `fabric.leaf-radix`: a fat-tree of 100000 GPUs needs k = 74 port switches, but the leaf-radix is 64"
+    );
+    let e = err("[fabric]\nkind = \"custom\"\n[[fabric.node]]\nname = \"a\"\nkind = \"gpu\"\n[[fabric.node]]\nname = \"b\"\nkind = \"gpu\"\n\
+                 [[fabric.node]]\nname = \"s\"\nkind = \"switch\"\nradix = 1\n\
+                 [[fabric.link]]\na = \"a\"\nb = \"s\"\nrate = \"1Gbps\"\n[[fabric.link]]\na = \"b\"\nb = \"s\"\nrate = \"1Gbps\"\n");
+    assert_eq!(e, "bad.toml: s needs 2 ports but its radix is 1");
+}
+
+#[test]
+fn unknown_model_suggests() {
+    let e = err(&format!("{LS}leaf-model = \"tomahawk5-64x800\"\n"));
+    assert!(e.starts_with("bad.toml:4: `fabric.leaf-model`: unknown switch model \"tomahawk5-64x800\""), "{e}");
+    assert!(e.ends_with("did you mean \"tomahawk5-64x800g\"?"), "{e}");
+}
+
+#[test]
+fn multi_site_errors() {
+    let site = |n: &str| format!("[[site]]\nname = \"{n}\"\n[site.fabric]\nkind = \"leaf-spine\"\ngpus = 64\n");
+    let two = format!("{}{}", site("a"), site("b"));
+    assert_eq!(
+        err(&two),
+        "bad.toml:1: `dci`: sites must be joined by at least one [[dci]] link"
+    );
+    let e = err(&format!("{two}[[dci]]\na = \"a\"\nb = \"c\"\ndistance = \"10km\"\noptic = \"400ZR\"\n"));
+    assert!(e.contains("`dci[0].b`: unknown site \"c\", expected one of a, b"), "{e}");
+    let e = err(&format!("{two}[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"150km\"\noptic = \"400ZR\"\n"));
+    assert!(e.contains("`dci[0].distance`: 150km exceeds the 400g-zr reach of 120km"), "{e}");
+    let e = err(&format!("{two}[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"10km\"\noptic = \"laser\"\n"));
+    assert!(e.contains("`dci[0].optic`: unknown optic \"laser\""), "{e}");
+    let e = err(&format!("{}{}", site("a"), site("a")));
+    assert!(e.contains("`site[1].name`: duplicate site name \"a\""), "{e}");
+    let e = err(&format!("{LS}{}", site("a")));
+    assert!(e.contains("give either one [fabric] or several [[site]] tables, not both"), "{e}");
+    let dci = "[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"10km\"\noptic = \"400ZR\"\n";
+    let e = err(&format!("{}[[site]]\nname = \"b\"\n[site.fabric]\nkind = \"leaf-spine\"\ngpus = 63\n{dci}", site("a")));
+    assert!(e.starts_with("bad.toml:10: `site[1].fabric.gpus`: 63 GPUs is not a whole number"), "{e}");
+}
+
+#[test]
+fn custom_fabric_errors() {
+    let e = err("[fabric]\nkind = \"custom\"\n[[fabric.node]]\nname = \"a\"\nkind = \"gpu\"\n[[fabric.link]]\na = \"a\"\nb = \"sw\"\nrate = \"1Gbps\"\n");
+    assert!(e.contains("`fabric.link[0]`: unknown node \"sw\""), "{e}");
+    let e = err("[fabric]\nkind = \"custom\"\n[[fabric.node]]\nname = \"a\"\nkind = \"gpu\"\n[[fabric.node]]\nname = \"a\"\nkind = \"gpu\"\n");
+    assert!(e.contains("`fabric.node[1]`: duplicate node name \"a\""), "{e}");
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 8\n[[fabric.node]]\nname = \"a\"\nkind = \"gpu\"\n");
+    assert!(e.contains("only for kind = \"custom\""), "{e}");
+}
+
+#[test]
+fn out_of_range_values() {
+    let e = err(&format!("{LS}planes = 0\n"));
+    assert!(e.contains("`fabric.planes`: expected 1 to 16, got 0"), "{e}");
+    let e = err(&format!("{LS}nic = \"400Gbps\"\nplanes = 3\n"));
+    assert!(e.contains("`fabric.nic`: expected a positive rate divisible by planes (3)"), "{e}");
+    let e = err("[fabric]\nkind = \"fat-tree\"\nk = 7\ngpus-per-host = 1\n");
+    assert!(e.contains("`fabric.k`: expected an even radix"), "{e}");
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 3000000\ngpus-per-host = 1\n");
+    assert!(e.contains("more than meshway builds in memory"), "{e}");
+    let e = err(&format!("{LS}[transport]\nmtu = \"100B\"\n"));
+    assert!(e.contains("`transport.mtu`: expected 256 to 65536 bytes, got 100"), "{e}");
+    let e = err(&format!("{LS}spines = 5\n"));
+    assert!(e.contains("`fabric.spines`: expected a divisor of the 32 leaf uplinks, got 5"), "{e}");
+}

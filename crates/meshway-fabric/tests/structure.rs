@@ -1,0 +1,252 @@
+//! Structure formulas, oversubscription, bisection, latency, bills of materials and
+//! headroom, each against a closed form or a hand-worked figure.
+
+use meshway_fabric::plan::{headroom_bytes, FabricReport};
+use meshway_fabric::{analyze, Catalog, Fabric, LinkClass, NodeKind, Scenario};
+use meshway_units::{BitsPerSec, Bytes, Meters, Nanos};
+
+fn build(text: &str) -> (Fabric, FabricReport) {
+    let cat = Catalog::builtin();
+    let sc = Scenario::parse(text, "test.toml").unwrap_or_else(|e| panic!("{e}"));
+    let f = sc.build(&cat).unwrap_or_else(|e| panic!("{e}"));
+    let tr = sc.transport(&cat).unwrap();
+    let r = analyze(&f, &cat, &tr);
+    (f, r)
+}
+
+fn tier<'a>(r: &'a FabricReport, name: &str) -> &'a meshway_fabric::plan::TierReport {
+    r.tiers.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no tier {name}"))
+}
+
+#[test]
+fn k_ary_fat_tree_formulas() {
+    for k in [4u64, 8, 16, 24] {
+        let text = format!(
+            "[fabric]\nkind = \"fat-tree\"\nk = {k}\ngpus-per-host = 1\nnic = \"400Gbps\"\nleaf-model = \"tomahawk5-128x400g\"\n\
+             spine-model = \"tomahawk5-128x400g\"\ncore-model = \"tomahawk5-128x400g\"\n"
+        );
+        let (f, r) = build(&text);
+        let hosts = k * k * k / 4;
+        assert_eq!(r.gpus, hosts, "k={k}: k^3/4 hosts");
+        assert_eq!(r.switches, 5 * k * k / 4, "k={k}: 5k^2/4 switches");
+        assert_eq!(tier(&r, "leaf").switches, k * k / 2);
+        assert_eq!(tier(&r, "spine").switches, k * k / 2);
+        assert_eq!(tier(&r, "core").switches, k * k / 4);
+        let full = hosts * 400_000_000_000 / 2;
+        assert_eq!(r.bisection.maxflow_bps, full, "k={k}: bisection = hosts x rate / 2");
+        assert_eq!(r.bisection.structural_bps, Some(full));
+        assert_eq!(r.paths.diameter_hops, 5);
+        // Cross-pod pairs have (k/2)^2 equal-cost paths.
+        let max_paths = r.paths.path_count_histogram.iter().map(|(n, _)| *n).max().unwrap();
+        assert_eq!(max_paths, (k / 2) * (k / 2));
+        // Every switch uses exactly k ports.
+        for s in f.switches() {
+            assert_eq!(f.degree(s) as u64, k, "{}", f.node(s).name);
+        }
+    }
+}
+
+#[test]
+fn fat_tree_sized_from_gpu_count_takes_smallest_k() {
+    let (_, r) = build("[fabric]\nkind = \"fat-tree\"\ngpus = 1025\ngpus-per-host = 1\n");
+    // k = 16 holds 1,024; 1,025 needs k = 18 (1,458 hosts' ports).
+    assert_eq!(tier(&r, "core").switches, 81);
+    assert_eq!(tier(&r, "leaf").switches, 1025u64.div_ceil(9));
+}
+
+#[test]
+fn leaf_spine_oversubscription_cases() {
+    for (ratio, down, up) in [("1:1", 32u64, 32u64), ("3:1", 48, 16), ("2:1", 42, 22)] {
+        let text = format!(
+            "[fabric]\nkind = \"leaf-spine\"\ngpus = 960\ngpus-per-host = 8\nleaf-radix = 64\noversubscription = \"{ratio}\"\n"
+        );
+        let (_, r) = build(&text);
+        let leaf = tier(&r, "leaf");
+        let leaves = 960u64.div_ceil(down);
+        assert_eq!(leaf.switches, leaves, "{ratio}");
+        assert_eq!(leaf.up_bps, leaves * up * 400_000_000_000, "{ratio}");
+        let o = leaf.oversubscription.unwrap();
+        assert!((o - 960.0 / (leaves * up) as f64).abs() < 1e-9, "{ratio}: {o}");
+        // Bisection is limited by the uplinks of the leaves on each side.
+        let structural = r.bisection.structural_bps.unwrap();
+        assert_eq!(structural, r.bisection.maxflow_bps, "{ratio}");
+    }
+    let (_, r) = build("[fabric]\nkind = \"leaf-spine\"\ngpus = 1152\ngpus-per-host = 8\nleaf-radix = 64\noversubscription = \"3:1\"\n");
+    // 24 leaves of 48 GPUs and 16 uplinks: each half has 12 x 16 x 400G = 76.8 Tbps up.
+    assert_eq!(r.bisection.maxflow_bps, 76_800_000_000_000);
+    assert!((r.bisection.full_ratio - 1.0 / 3.0).abs() < 1e-9);
+}
+
+#[test]
+fn fat_tree_taper_at_leaf_and_aggregation() {
+    let base = "[fabric]\nkind = \"fat-tree\"\nk = 12\ngpus-per-host = 1\n";
+    let (_, r) = build(&format!("{base}taper = \"2:1\"\ntaper-at = \"leaf\"\ngpus = 432\n"));
+    // k = 12 leaf split 2:1 -> 8 down, 4 up.
+    let leaf = tier(&r, "leaf");
+    assert_eq!(leaf.switches, 432 / 8);
+    assert!((leaf.oversubscription.unwrap() - 2.0).abs() < 1e-9);
+    let (_, r) = build(&format!("{base}taper = \"2:1\"\ntaper-at = \"aggregation\"\n"));
+    let spine = tier(&r, "spine");
+    assert!((spine.oversubscription.unwrap() - 2.0).abs() < 1e-9);
+    assert_eq!(r.bisection.structural_bps, Some(r.bisection.maxflow_bps));
+    assert!((r.bisection.full_ratio - 0.5).abs() < 1e-9);
+}
+
+#[test]
+fn three_tier_tree_counts_and_bisection() {
+    let (_, r) = build(include_str!("../../../examples/three-tier-1024.toml"));
+    // Access 64 ports at 3:1 = 48 down, 16 up (8 to each aggregation switch of its pair);
+    // aggregation 48 down = 6 access switches per pair, 16 up = 8 to each of 2 cores.
+    assert_eq!(tier(&r, "access").switches, 22);
+    assert_eq!(tier(&r, "aggregation").switches, 8);
+    assert_eq!(tier(&r, "core").switches, 2);
+    assert_eq!(tier(&r, "core").ports_used, 2 * 64);
+    assert_eq!(tier(&r, "core").ports_free, 0);
+    // Split by aggregation block: blocks 0-1 (576 GPUs) | 2-3 (448 GPUs); the cut is the
+    // four aggregation switches' uplinks on one side: 4 x 16 x 400G.
+    assert_eq!(r.bisection.side_a_gpus, 576);
+    assert_eq!(r.bisection.maxflow_bps, 25_600_000_000_000);
+    assert_eq!(r.bisection.structural_bps, Some(25_600_000_000_000));
+    assert_eq!(r.paths.diameter_hops, 5);
+}
+
+#[test]
+fn rail_optimized_wiring() {
+    let (f, r) = build(include_str!("../../../examples/rail-optimized-1024.toml"));
+    assert_eq!(tier(&r, "leaf").switches, 32);
+    assert_eq!(tier(&r, "spine").switches, 16);
+    // GPU local i of every host goes to a rail-i leaf.
+    for g in f.gpus() {
+        let NodeKind::Gpu { local, .. } = f.node(g).kind else { unreachable!() };
+        let leaf = f
+            .neighbors(g)
+            .iter()
+            .find(|(_, l)| f.link(*l).class == LinkClass::Nic)
+            .map(|(n, _)| f.node(*n).name.clone())
+            .unwrap();
+        assert!(leaf.ends_with(&format!("-r{local}")), "{} -> {leaf}", f.node(g).name);
+    }
+    assert_eq!(r.bisection.full_ratio, 1.0);
+    // Same-rail pairs in a rail group cross one switch; all other cross-host pairs three.
+    let hops: Vec<u16> = r.paths.hop_histogram.iter().map(|(h, _)| *h).collect();
+    assert_eq!(hops, vec![1, 3]);
+    assert!(r.paths.sampled);
+    assert_eq!(r.paths.hop_histogram[0].1, r.paths.sources * 31);
+}
+
+#[test]
+fn rail_optimized_grows_a_third_tier() {
+    let (_, r) = build("[fabric]\nkind = \"rail-optimized\"\ngpus = 16384\ngpus-per-host = 8\nleaf-radix = 64\n");
+    // 64 rail groups of 32 hosts = 512 rail leaves; pods of 4 rail groups (32 leaves).
+    assert_eq!(tier(&r, "leaf").switches, 512);
+    assert_eq!(tier(&r, "spine").switches, 16 * 32);
+    assert_eq!(tier(&r, "core").switches, 256);
+    assert_eq!(r.bisection.full_ratio, 1.0);
+    assert_eq!(r.bisection.structural_bps, Some(r.bisection.maxflow_bps));
+}
+
+#[test]
+fn multi_plane_has_no_switch_spof() {
+    let (f, r) = build(include_str!("../../../examples/multi-plane-rail.toml"));
+    assert_eq!(f.planes, 2);
+    for g in f.gpus() {
+        let planes: Vec<u16> = f
+            .neighbors(g)
+            .iter()
+            .filter(|(_, l)| f.link(*l).class == LinkClass::Nic)
+            .map(|(n, _)| f.node(*n).plane)
+            .collect();
+        assert_eq!(planes, vec![0, 1]);
+    }
+    assert!(r.resilience.switch_spofs.is_empty(), "{:?}", r.resilience.switch_spofs);
+    assert!(r.resilience.link_spofs.is_empty());
+    assert_eq!(r.bisection.full_ratio, 1.0);
+    assert_eq!(r.nic_bps, 800_000_000_000);
+}
+
+#[test]
+fn zero_load_latency_closed_form() {
+    let (_, r) = build(include_str!("../../../examples/leaf-spine-1024.toml"));
+    let cat = Catalog::builtin();
+    let sw = cat.switch[cat.switch_index("generic-64x400g").unwrap() as usize].latency;
+    let per_km = cat.constants.fiber_delay_per_km;
+    let ser = BitsPerSec::gbps(400).transmit_time(Bytes(4096));
+    let host = Meters::from_m(3).propagation(per_km);
+    let up = Meters::from_m(30).propagation(per_km);
+    // Same leaf: one switch; across leaves: leaf, spine, leaf.
+    assert_eq!(Nanos(r.paths.latency_min_ns), sw + host.times(2) + ser);
+    assert_eq!(Nanos(r.paths.latency_max_ns), sw.times(3) + host.times(2) + up.times(2) + ser);
+    assert_eq!(r.paths.latency_max_ns, 2_806);
+}
+
+#[test]
+fn two_sites_add_fiber_and_cut_bisection_to_dci() {
+    let (f, r) = build(include_str!("../../../examples/two-site-100km.toml"));
+    assert_eq!(r.sites, vec!["dc-a", "dc-b"]);
+    assert_eq!(f.links.iter().filter(|l| l.class == LinkClass::Dci).count(), 16);
+    assert_eq!(r.bisection.maxflow_bps, 16 * 400_000_000_000);
+    assert_eq!(r.bisection.structural_bps, Some(16 * 400_000_000_000));
+    // 100 km of fibre at 4.9 us/km one way on the longest path.
+    assert!(r.paths.latency_max_ns >= 490_000 && r.paths.latency_max_ns < 500_000, "{}", r.paths.latency_max_ns);
+    let dci = r.lossless.rows.iter().find(|h| h.scope == "dci dc-a-dc-b").unwrap();
+    assert!(!dci.feasible);
+    // 400 Gbps x (2 x 490 us + 1.16 us) + 2 x 4096 B.
+    assert_eq!(dci.per_port_bytes, 49_058_000 + 8_192);
+    // One border switch per site holds all 16 wavelengths: losing it cuts a site off.
+    let border = r.resilience.switch_spofs.iter().find(|s| s.element == "border").unwrap();
+    assert_eq!((border.count, border.max_gpus_isolated), (2, 512));
+}
+
+#[test]
+fn headroom_formula() {
+    // 100 Gbps, 100 m of fibre (490 ns), 1 us response, 1500 B MTU:
+    // 12.5 B/ns x (980 + 1000) ns = 24,750 B, + 3,000 B.
+    let h = headroom_bytes(BitsPerSec::gbps(100), Nanos(490), Nanos(1_000), Bytes(1500));
+    assert_eq!(h, Bytes(27_750));
+}
+
+#[test]
+fn bill_of_materials_by_hand() {
+    let (_, r) = build(include_str!("../../../examples/custom-small.toml"));
+    // 3 generic switches at $30,000 and 750 W; 4 DAC 3 m at $150 and 2 x 0.1 W;
+    // 2 links of 30 m take 400G-SR8 at $500 and 10 W per end, with 60 m of OM4 MPO at $3/m;
+    // 4 ConnectX-7 at $2,000 and 25 W.
+    let cost = 3.0 * 30_000.0 + 4.0 * 150.0 + 4.0 * 500.0 + 60.0 * 3.0 + 4.0 * 2_000.0;
+    let power = 3.0 * 750.0 + 4.0 * 0.2 + 4.0 * 10.0 + 4.0 * 25.0;
+    assert!((r.bom.total_cost_usd - cost).abs() < 1e-6, "{} vs {cost}", r.bom.total_cost_usd);
+    assert!((r.bom.total_power_w - power).abs() < 1e-6, "{} vs {power}", r.bom.total_power_w);
+    assert_eq!(r.bisection.split, "by group: left | right");
+    assert_eq!(r.bisection.maxflow_bps, 400_000_000_000);
+    assert_eq!(r.bisection.structural_bps, None, "custom fabrics report max-flow only");
+    // The single spine and both leaves cut GPUs off.
+    let spofs: Vec<(String, u64, u64)> =
+        r.resilience.switch_spofs.iter().map(|s| (s.element.clone(), s.count, s.max_gpus_isolated)).collect();
+    assert_eq!(spofs, vec![("leaf".into(), 2, 2), ("spine".into(), 1, 2)]);
+}
+
+#[test]
+fn same_scenario_gives_identical_json() {
+    let text = include_str!("../../../examples/two-site-100km.toml");
+    let a = serde_json::to_string(&build(text).1).unwrap();
+    let b = serde_json::to_string(&build(text).1).unwrap();
+    assert_eq!(a, b);
+}
+
+#[test]
+fn every_example_parses_builds_and_bisection_agrees() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().and_then(|x| x.to_str()) != Some("toml") || p.to_string_lossy().contains("100k") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        let (_, r) = build(&text);
+        if let Some(s) = r.bisection.structural_bps {
+            assert_eq!(s, r.bisection.maxflow_bps, "{}", p.display());
+        }
+        n += 1;
+    }
+    assert!(n >= 6, "examples/ holds at least six scenarios, found {n}");
+}
