@@ -60,7 +60,7 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
         return Err(ctx.invalid("planes", format!("expected 1 to 16, got {planes}")));
     }
     let nic = fc.nic.unwrap_or(cat.defaults.nic);
-    if nic.0 == 0 || nic.0 % u64::from(planes) != 0 {
+    if nic.0 == 0 || !nic.0.is_multiple_of(u64::from(planes)) {
         return Err(ctx.invalid("nic", format!("expected a positive rate divisible by planes ({planes}), got {nic}")));
     }
     let port_rate = BitsPerSec(nic.0 / u64::from(planes));
@@ -132,7 +132,7 @@ fn split(radix: u32, o: Ratio, down_rate: BitsPerSec, up_rate: BitsPerSec) -> (u
 
 /// Largest `p` dividing `u` with `count * p <= radix` (links per pair), if any.
 fn links_per_pair(u: u32, count: u64, radix: u32) -> Option<u32> {
-    (1..=u).rev().find(|p| u % p == 0 && count * u64::from(*p) <= u64::from(radix))
+    (1..=u).rev().find(|p| u.is_multiple_of(*p) && count * u64::from(*p) <= u64::from(radix))
 }
 
 struct SiteOut {

@@ -55,7 +55,7 @@ impl SwitchModel {
     /// Ports available at `rate`: native ports, or native ports split by breakout when the
     /// native rate is a whole multiple of `rate` (a 64x800G box is 128x400G).
     pub fn ports_at(&self, rate: BitsPerSec) -> u32 {
-        if rate.0 > 0 && self.port_rate.0 > rate.0 && self.port_rate.0 % rate.0 == 0 {
+        if rate.0 > 0 && self.port_rate.0 > rate.0 && self.port_rate.0.is_multiple_of(rate.0) {
             self.ports * u32::try_from(self.port_rate.0 / rate.0).unwrap_or(1)
         } else {
             self.ports

@@ -25,9 +25,9 @@ impl Table {
         let mut out = String::new();
         for r in std::iter::once(&self.head).chain(&self.rows) {
             let mut line = String::new();
-            for i in 0..cols {
+            for (i, width) in w.iter().enumerate() {
                 let c = r.get(i).map(String::as_str).unwrap_or("");
-                let pad = w[i] - c.chars().count();
+                let pad = width - c.chars().count();
                 if i == 0 {
                     line.push_str(c);
                     line.push_str(&" ".repeat(pad));

@@ -1,0 +1,95 @@
+//! The binary as a user runs it: exit codes, valid JSON, messages, and golden tables.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn meshway(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meshway")).args(args).current_dir(root()).output().expect("run meshway")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+/// Compares with tests/golden/NAME; `UPDATE_GOLDEN=1` rewrites it.
+fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(expected == actual, "golden {name} differs (UPDATE_GOLDEN=1 to accept):\n{actual}");
+}
+
+#[test]
+fn demo_runs_and_gives_a_verdict() {
+    let o = meshway(&["demo"]);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    golden("demo.txt", &s);
+    assert!(s.contains("Verdict"));
+    let o = meshway(&["demo", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(v["fabrics"].as_array().unwrap().len(), 4);
+    assert!(!v["verdict"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn plan_golden_tables() {
+    for name in ["leaf-spine-1024", "three-tier-1024", "two-site-100km", "custom-small"] {
+        let o = meshway(&["plan", &format!("examples/{name}.toml")]);
+        assert!(o.status.success(), "{name}");
+        golden(&format!("plan-{name}.txt"), &stdout(&o));
+    }
+}
+
+#[test]
+fn plan_json_is_valid_and_deterministic() {
+    let a = meshway(&["plan", "examples/rail-optimized-1024.toml", "--json"]);
+    let b = meshway(&["plan", "examples/rail-optimized-1024.toml", "--json"]);
+    assert_eq!(a.stdout, b.stdout);
+    let v: serde_json::Value = serde_json::from_slice(&a.stdout).expect("valid JSON");
+    assert_eq!(v["gpus"], 1024);
+    assert_eq!(v["bisection"]["maxflow_bps"], 204_800_000_000_000u64);
+}
+
+#[test]
+fn compare_marks_the_best() {
+    let o = meshway(&["compare", "examples/three-tier-1024.toml", "examples/leaf-spine-1024.toml"]);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    let bis = s.lines().find(|l| l.starts_with("bisection")).unwrap();
+    assert!(bis.contains("204.8Tbps *") && !bis.contains("25.6Tbps *"), "{bis}");
+    let o = meshway(&["compare", "examples/three-tier-1024.toml", "examples/leaf-spine-1024.toml", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(v["fabrics"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("meshway-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\nleaf-radx = 64\n").unwrap();
+    let o = meshway(&["plan", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("bad.toml:4:1: unknown field `leaf-radx`"), "{err}");
+    assert!(err.contains("did you mean `leaf-radix`?"), "{err}");
+    let o = meshway(&["plan", "no/such/file.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read scenario no/such/file.toml"));
+}
+
+#[test]
+fn help_shows_examples() {
+    let o = meshway(&["--help"]);
+    assert!(stdout(&o).contains("Examples:"));
+    let o = meshway(&["plan", "--help"]);
+    assert!(stdout(&o).contains("meshway plan examples/leaf-spine-1024.toml"));
+}
