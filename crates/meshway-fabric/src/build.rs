@@ -652,10 +652,15 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         if a == b {
             return Err(ctx.invalid("b", "a dci link joins two different sites"));
         }
-        let optic = cat.optic_index(&d.optic).ok_or_else(|| {
-            let names: Vec<&str> = cat.optic.iter().map(|o| o.name.as_str()).collect();
-            ctx.invalid("optic", format!("unknown optic {:?}, expected 400ZR, ZR+, 800ZR or one of {}", d.optic, names.join(", ")))
-        })?;
+        let optic = match &d.optic {
+            Some(name) => cat.optic_index(name).ok_or_else(|| {
+                let names: Vec<&str> = cat.optic.iter().map(|o| o.name.as_str()).collect();
+                ctx.invalid("optic", format!("unknown optic {name:?}, expected 400ZR, ZR+, 800ZR or one of {}", names.join(", ")))
+            })?,
+            None => cat.choose_coherent(d.distance).ok_or_else(|| {
+                ctx.invalid("distance", format!("no coherent optic in the catalog reaches {}", d.distance))
+            })?,
+        };
         let o = &cat.optic[optic as usize];
         if d.distance > o.reach {
             return Err(ctx.invalid(

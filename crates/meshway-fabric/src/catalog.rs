@@ -275,6 +275,16 @@ impl Catalog {
         best(true).or_else(|| best(false))
     }
 
+    /// The cheapest coherent optic reaching `length` (400ZR up to its reach, ZR+ beyond).
+    pub fn choose_coherent(&self, length: Meters) -> Option<u16> {
+        self.optic
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.class == OpticClass::Coherent && o.reach >= length)
+            .min_by(|(_, a), (_, b)| a.price_usd.total_cmp(&b.price_usd))
+            .map(|(i, _)| i as u16)
+    }
+
     /// The cable entry used for an optic's fibre plant.
     pub fn cable_for(&self, optic: &Optic) -> Option<&Cable> {
         let want = match optic.class {
@@ -322,6 +332,10 @@ mod tests {
         assert_eq!(name("80km"), None, "coherent optics are chosen explicitly for dci");
         assert_eq!(c.optic[c.optic_index("400ZR").unwrap() as usize].name, "400g-zr");
         assert_eq!(c.optic[c.optic_index("ZR+").unwrap() as usize].name, "400g-zr-plus");
+        let coh = |l: &str| c.choose_coherent(l.parse().unwrap()).map(|i| c.optic[i as usize].name.clone());
+        assert_eq!(coh("100km").as_deref(), Some("400g-zr"));
+        assert_eq!(coh("300km").as_deref(), Some("400g-zr-plus"));
+        assert_eq!(coh("5000km"), None);
     }
 
     #[test]

@@ -154,8 +154,9 @@ pub struct DciConfig {
     pub b: String,
     /// Fiber route length.
     pub distance: Meters,
-    /// Optic: a catalog name or "400ZR", "ZR+", "800ZR".
-    pub optic: String,
+    /// Optic: a catalog name or "400ZR", "ZR+", "800ZR"; by default the cheapest coherent
+    /// optic whose reach covers the distance.
+    pub optic: Option<String>,
     /// Wavelengths (each one link at the optic's rate).
     pub wavelengths: Option<u32>,
 }

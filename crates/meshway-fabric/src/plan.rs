@@ -619,7 +619,7 @@ fn lossless(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String
         let buffer = cat.switch.get(model as usize).map(|m| m.buffer.0).unwrap_or(0);
         let mut total = 0u64;
         let mut worst_port = (0u64, 0u64, 0u64);
-        let mut dci_link: Option<LinkId> = None;
+        let mut dci_links: Vec<LinkId> = Vec::new();
         for &(_, l) in f.neighbors(s) {
             if !is_network(f.link(l).class) {
                 continue;
@@ -632,10 +632,17 @@ fn lossless(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String
                 worst_port = (need, f.link(l).length.as_mm(), f.link(l).rate.0);
             }
             if f.link(l).class == LinkClass::Dci {
-                dci_link.get_or_insert(l);
+                let span = |x: LinkId| {
+                    let k = f.link(x);
+                    let (a, b) = (f.node(k.a).site, f.node(k.b).site);
+                    (a.min(b), a.max(b))
+                };
+                if !dci_links.iter().any(|&x| span(x) == span(l)) {
+                    dci_links.push(l);
+                }
             }
         }
-        if let Some(l) = dci_link.filter(|l| f.link(*l).class == LinkClass::Dci) {
+        for l in dci_links {
             let link = f.link(l);
             let (a, b) = (f.node(link.a).site as usize, f.node(link.b).site as usize);
             let (a, b) = (a.min(b), a.max(b));

@@ -250,3 +250,28 @@ fn every_example_parses_builds_and_bisection_agrees() {
     }
     assert!(n >= 6, "examples/ holds at least six scenarios, found {n}");
 }
+
+#[test]
+fn three_sites_pick_zr_plus_beyond_400zr_reach() {
+    let (f, r) = build(include_str!("../../../examples/three-site-zr-plus.toml"));
+    let cat = Catalog::builtin();
+    let optic = |km: u64| {
+        f.links
+            .iter()
+            .find(|l| l.class == LinkClass::Dci && l.length == Meters::from_km(km))
+            .and_then(|l| l.optic)
+            .map(|o| cat.optic[o as usize].name.clone())
+    };
+    assert_eq!(optic(80).as_deref(), Some("400g-zr"));
+    assert_eq!(optic(300).as_deref(), Some("400g-zr-plus"));
+    // Split a, b | c: the 4 wavelengths b-c are the cut.
+    assert_eq!(r.bisection.split, "by site: a..b | c");
+    assert_eq!(r.bisection.maxflow_bps, 4 * 400_000_000_000);
+    assert_eq!(r.bisection.structural_bps, Some(4 * 400_000_000_000));
+    // Longest path a -> c crosses 380 km of fibre.
+    let fibre = Meters::from_km(380).propagation(cat.constants.fiber_delay_per_km);
+    assert!(r.paths.latency_max_ns > fibre.0 && r.paths.latency_max_ns < fibre.0 + 20_000);
+    let spans: Vec<(&str, u64)> =
+        r.lossless.rows.iter().filter(|h| h.scope.starts_with("dci")).map(|h| (h.scope.as_str(), h.switches)).collect();
+    assert_eq!(spans, vec![("dci a-b", 2), ("dci b-c", 2)]);
+}
