@@ -7,6 +7,7 @@
 //! are kept in the [`Simulation`] and reused, so steady-state events allocate nothing.
 
 use crate::error::SimError;
+use crate::queue::{Event, EventQueue};
 use crate::result::{FlowResult, LinkStats, SimResult, Stall};
 use meshway_units::{BitsPerSec, Bytes, Nanos, SimTime};
 use serde::{Deserialize, Serialize};
@@ -186,8 +187,11 @@ struct Flow {
     remaining: u128,
     rate: u64,
     last: u64,
-    /// Time of the scheduled finish event, or [`NEVER`].
+    /// Fluid finish time at the current rate, or [`NEVER`].
     finish_at: u64,
+    /// Time of this flow's queued finish event, or [`NEVER`]; a queued event for another time
+    /// is stale.
+    queued_at: u64,
     /// Head of this flow's list of dependents in `dep_edges`.
     dependents: u32,
     /// Recompute scratch: component epoch, frozen epoch, new rate.
@@ -212,7 +216,6 @@ struct Link {
     last: u64,
     /// Recompute scratch.
     seen: u32,
-    dirty: u32,
     rem: u64,
     unfrozen: u32,
 }
@@ -237,25 +240,9 @@ impl Link {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    Activate,
-    Finish,
-    LinkDown,
-    LinkUp,
-}
-
-/// A queued event; ordered by `(time, seq)`, so equal-time events are FIFO.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Event {
-    time: u64,
-    seq: u64,
-    kind: Kind,
-    id: u32,
-}
-
 /// A link's fair share `rem / unfrozen` in the progressive-filling heap; ordered by the exact
-/// rational value, ties by link id. An entry is stale once the link's `(rem, unfrozen)` differ.
+/// rational value, ties by link id. An entry is out of date once the link's `(rem, unfrozen)`
+/// differ.
 #[derive(Debug, Clone, Copy)]
 struct Share {
     rem: u64,
@@ -301,8 +288,7 @@ pub struct Simulation {
     deps: Vec<u32>,
     /// Dependency edges: (dependent flow, next edge of the same dependency).
     dep_edges: Vec<(u32, u32)>,
-    queue: BinaryHeap<Reverse<Event>>,
-    seq: u64,
+    queue: EventQueue,
     now: u64,
     events: u64,
     recomputes: u64,
@@ -313,8 +299,9 @@ pub struct Simulation {
     seeds: Vec<u32>,
     comp_links: Vec<u32>,
     comp_flows: Vec<u32>,
+    /// Ranges of `comp_flows` forming one connected component each.
+    comps: Vec<(u32, u32)>,
     fill: BinaryHeap<Reverse<Share>>,
-    dirty: Vec<u32>,
 }
 
 impl Simulation {
@@ -332,7 +319,6 @@ impl Simulation {
                 busy: 0,
                 last: 0,
                 seen: 0,
-                dirty: 0,
                 rem: 0,
                 unfrozen: 0,
             })
@@ -345,8 +331,7 @@ impl Simulation {
             path_pos: Vec::new(),
             deps: Vec::new(),
             dep_edges: Vec::new(),
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: EventQueue::default(),
             now: 0,
             events: 0,
             recomputes: 0,
@@ -356,8 +341,8 @@ impl Simulation {
             seeds: Vec::new(),
             comp_links: Vec::new(),
             comp_flows: Vec::new(),
+            comps: Vec::new(),
             fill: BinaryHeap::new(),
-            dirty: Vec::new(),
         }
     }
 
@@ -413,6 +398,7 @@ impl Simulation {
             rate: 0,
             last: 0,
             finish_at: NEVER,
+            queued_at: NEVER,
             dependents: NONE,
             seen: 0,
             frozen: 0,
@@ -432,29 +418,29 @@ impl Simulation {
         let (waiting, ready) = (flow.waiting, flow.ready);
         self.flows.push(flow);
         if waiting == 0 {
-            self.push(ready, Kind::Activate, id.0);
+            self.push(ready, Event::Activate(id.0));
         }
         Ok(id)
     }
 
     /// Schedules `link` to go down at `at`: its flows stall at rate zero until it comes up.
     pub fn schedule_link_down(&mut self, link: LinkId, at: SimTime) -> Result<(), SimError> {
-        self.schedule_link(link, at, Kind::LinkDown)
+        self.schedule_link(link, at, Event::LinkDown(link.0))
     }
 
     /// Schedules `link` to come (back) up at `at`.
     pub fn schedule_link_up(&mut self, link: LinkId, at: SimTime) -> Result<(), SimError> {
-        self.schedule_link(link, at, Kind::LinkUp)
+        self.schedule_link(link, at, Event::LinkUp(link.0))
     }
 
-    fn schedule_link(&mut self, link: LinkId, at: SimTime, kind: Kind) -> Result<(), SimError> {
+    fn schedule_link(&mut self, link: LinkId, at: SimTime, event: Event) -> Result<(), SimError> {
         if link.index() >= self.links.len() {
             return Err(SimError::UnknownLink { link, links: self.links.len() });
         }
         if at.0 < self.now {
             return Err(SimError::LinkEventInPast { link, at, now: self.now() });
         }
-        self.push(at.0, kind, link.0);
+        self.push(at.0, event);
         Ok(())
     }
 
@@ -477,6 +463,7 @@ impl Simulation {
             let fl = &mut self.flows[f];
             fl.rate = 0;
             fl.finish_at = NEVER;
+            fl.queued_at = NEVER;
         }
         let start = self.push_path(&path);
         let fl = &self.flows[f];
@@ -516,28 +503,35 @@ impl Simulation {
         self.links.get(link.index()).map(|l| BitsPerSec(l.load / RATE_SCALE))
     }
 
-    /// Drops stale events at the head of the queue and returns the time of the next batch.
+    /// The time of the next batch of events, after dropping stale ones.
     pub fn next_event_time(&mut self) -> Option<SimTime> {
-        self.drop_stale();
-        self.queue.peek().map(|Reverse(e)| SimTime(e.time))
+        while let Some((t, mut batch)) = self.queue.pop_batch() {
+            batch.retain(|ev| !self.is_stale(t, *ev));
+            if batch.is_empty() {
+                self.queue.recycle(batch);
+            } else {
+                self.queue.push_front_batch(t, batch);
+                return Some(SimTime(t));
+            }
+        }
+        None
     }
 
-    /// Processes every event at the next event time as one batch, then recomputes the rates
-    /// of the affected components. Returns the batch's time, or `None` when no event remains.
+    /// Processes every event at the next event time as one batch (including events that
+    /// batch schedules for the same time), then recomputes the rates of the affected
+    /// components. Returns the batch's time, or `None` when no event remains.
     pub fn advance(&mut self) -> Result<Option<SimTime>, SimError> {
-        self.drop_stale();
-        let Some(&Reverse(first)) = self.queue.peek() else {
+        let Some(SimTime(t)) = self.next_event_time() else {
             self.drained = true;
             return Ok(None);
         };
-        let t = first.time;
         self.now = t;
-        while let Some(&Reverse(ev)) = self.queue.peek() {
-            if ev.time != t {
-                break;
+        while self.queue.first_time() == Some(t) {
+            let Some((_, batch)) = self.queue.pop_batch() else { break };
+            for &ev in &batch {
+                self.handle(t, ev);
             }
-            self.queue.pop();
-            self.handle(ev);
+            self.queue.recycle(batch);
         }
         self.recompute(t)?;
         Ok(Some(SimTime(t)))
@@ -583,14 +577,16 @@ impl Simulation {
             .iter()
             .enumerate()
             .map(|(i, l)| {
-                let mut l = l.clone();
-                l.integrate(t);
-                let bytes = (l.carried.max(0) as u128 / UNITS_PER_BYTE).min(u128::from(u64::MAX)) as u64;
+                // The load since the link's last recompute, as `integrate` would add it.
+                let dt = t.saturating_sub(l.last);
+                let carried = l.carried.saturating_add(i128::from(l.load) * i128::from(dt));
+                let busy = if l.load > 0 { l.busy.saturating_add(dt) } else { l.busy };
+                let bytes = (carried.max(0) as u128 / UNITS_PER_BYTE).min(u128::from(u64::MAX)) as u64;
                 LinkStats {
                     id: LinkId(i as u32),
                     bytes: Bytes(bytes),
                     peak_utilization: if l.cap_units == 0 { 0.0 } else { l.peak as f64 / l.cap_units as f64 },
-                    busy: Nanos(l.busy),
+                    busy: Nanos(busy),
                 }
             })
             .collect();
@@ -642,44 +638,33 @@ impl Simulation {
         (latency + packet).0
     }
 
-    fn push(&mut self, time: u64, kind: Kind, id: u32) {
-        self.seq += 1;
+    fn push(&mut self, time: u64, event: Event) {
         self.drained = false;
-        self.queue.push(Reverse(Event { time, seq: self.seq, kind, id }));
+        self.queue.push(time, event);
     }
 
-    fn is_stale(&self, ev: &Event) -> bool {
-        match ev.kind {
-            Kind::Finish => {
-                let f = &self.flows[ev.id as usize];
-                f.state != State::Active || f.finish_at != ev.time
+    /// A finish event is stale once its flow finished or was rescheduled to another time.
+    fn is_stale(&self, t: u64, ev: Event) -> bool {
+        match ev {
+            Event::Finish(f) => {
+                let f = &self.flows[f as usize];
+                f.state != State::Active || f.queued_at != t
             }
             _ => false,
         }
     }
 
-    fn drop_stale(&mut self) {
-        while let Some(Reverse(ev)) = self.queue.peek() {
-            if !self.is_stale(ev) {
-                break;
-            }
-            self.queue.pop();
-        }
-    }
-
-    fn handle(&mut self, ev: Event) {
-        if self.is_stale(&ev) {
+    fn handle(&mut self, t: u64, ev: Event) {
+        if self.is_stale(t, ev) {
             return;
         }
         self.events += 1;
-        let t = ev.time;
-        let i = ev.id as usize;
-        match ev.kind {
-            Kind::Activate => self.activate(i, t),
-            Kind::Finish => self.finish(i, t),
-            Kind::LinkDown | Kind::LinkUp => {
-                self.links[i].up = ev.kind == Kind::LinkUp;
-                self.seeds.push(ev.id);
+        match ev {
+            Event::Activate(f) => self.activate(f as usize, t),
+            Event::Finish(f) => self.finish(f as usize, t),
+            Event::LinkDown(l) | Event::LinkUp(l) => {
+                self.links[l as usize].up = matches!(ev, Event::LinkUp(_));
+                self.seeds.push(l);
             }
         }
     }
@@ -692,6 +677,7 @@ impl Simulation {
         fl.last = t;
         fl.rate = 0;
         fl.finish_at = NEVER;
+        fl.queued_at = NEVER;
         if fl.path_len == 0 || fl.remaining == 0 {
             fl.remaining = 0;
             fl.state = State::Done;
@@ -777,7 +763,7 @@ impl Simulation {
             dep.waiting -= 1;
             if dep.waiting == 0 {
                 let ready = dep.ready;
-                self.push(ready, Kind::Activate, g);
+                self.push(ready, Event::Activate(g));
             }
             e = next;
         }
@@ -795,44 +781,50 @@ impl Simulation {
         if self.epoch == 0 {
             // Wrapped: clear all marks once every 2^32 recomputes.
             self.flows.iter_mut().for_each(|f| (f.seen, f.frozen) = (0, 0));
-            self.links.iter_mut().for_each(|l| (l.seen, l.dirty) = (0, 0));
+            self.links.iter_mut().for_each(|l| l.seen = 0);
             self.epoch = 1;
         }
         let epoch = self.epoch;
-        let Self { links, flows, path_links, seeds, comp_links, comp_flows, fill, dirty, queue, seq, .. } = self;
+        let Self { links, flows, path_links, seeds, comp_links, comp_flows, comps, fill, queue, .. } = self;
 
-        // 1. The component: breadth-first over link -> flows -> links.
+        // 1. The components: breadth-first over link -> flows -> links from each seed link,
+        //    remembering where each component's flows start in `comp_flows`.
         comp_links.clear();
         comp_flows.clear();
-        for l in seeds.drain(..) {
-            let link = &mut links[l as usize];
-            if link.seen != epoch {
-                link.seen = epoch;
-                comp_links.push(l);
-            }
-        }
+        comps.clear();
         let mut i = 0;
-        while i < comp_links.len() {
-            let l = comp_links[i] as usize;
-            for j in 0..links[l].flows.len() {
-                let f = links[l].flows[j].0 as usize;
-                let fl = &mut flows[f];
-                if fl.seen == epoch {
-                    continue;
-                }
-                fl.seen = epoch;
-                comp_flows.push(f as u32);
-                let start = fl.path_start as usize;
-                for &m in &path_links[start..start + fl.path_len as usize] {
-                    let link = &mut links[m as usize];
-                    if link.seen != epoch {
-                        link.seen = epoch;
-                        comp_links.push(m);
+        for &seed in seeds.iter() {
+            let link = &mut links[seed as usize];
+            if link.seen == epoch {
+                continue;
+            }
+            link.seen = epoch;
+            comp_links.push(seed);
+            let first_flow = comp_flows.len() as u32;
+            while i < comp_links.len() {
+                let l = comp_links[i] as usize;
+                for j in 0..links[l].flows.len() {
+                    let f = links[l].flows[j].0 as usize;
+                    let fl = &mut flows[f];
+                    if fl.seen == epoch {
+                        continue;
+                    }
+                    fl.seen = epoch;
+                    comp_flows.push(f as u32);
+                    let start = fl.path_start as usize;
+                    for &m in &path_links[start..start + fl.path_len as usize] {
+                        let link = &mut links[m as usize];
+                        if link.seen != epoch {
+                            link.seen = epoch;
+                            comp_links.push(m);
+                        }
                     }
                 }
+                i += 1;
             }
-            i += 1;
+            comps.push((first_flow, comp_flows.len() as u32));
         }
+        seeds.clear();
 
         // 2. Progressive filling over the component.
         fill.clear();
@@ -845,14 +837,22 @@ impl Simulation {
                 fill.push(Reverse(Share { rem: link.rem, unfrozen: link.unfrozen, link: l }));
             }
         }
-        let mut step = 0u32;
+        // Lazy keys: freezing flows at the smallest share never lowers another link's share
+        // (`(rem - s) / (n - 1) >= rem / n` when `s <= rem / n`), so a link's queued key is a
+        // lower bound of its true share. A popped entry whose key is out of date is pushed
+        // back with the current one; each link has one entry, and links are processed in the
+        // same (share, id) order as with eager updates.
         while let Some(Reverse(s)) = fill.pop() {
             let l = s.link as usize;
-            if links[l].unfrozen != s.unfrozen || links[l].rem != s.rem {
-                continue; // stale entry
+            let (rem, unfrozen) = (links[l].rem, links[l].unfrozen);
+            if unfrozen == 0 {
+                continue;
             }
-            let share = s.rem / u64::from(s.unfrozen);
-            step += 1;
+            if (rem, unfrozen) != (s.rem, s.unfrozen) {
+                fill.push(Reverse(Share { rem, unfrozen, link: s.link }));
+                continue;
+            }
+            let share = rem / u64::from(unfrozen);
             for j in 0..links[l].flows.len() {
                 let f = links[l].flows[j].0 as usize;
                 let fl = &mut flows[f];
@@ -867,17 +867,6 @@ impl Simulation {
                     // `l` has the smallest share, so every link can afford it.
                     link.rem -= share;
                     link.unfrozen -= 1;
-                    if m as usize != l && link.dirty != step {
-                        link.dirty = step;
-                        dirty.push(m);
-                    }
-                }
-            }
-            for m in dirty.drain(..) {
-                let link = &mut links[m as usize];
-                link.dirty = 0;
-                if link.unfrozen > 0 {
-                    fill.push(Reverse(Share { rem: link.rem, unfrozen: link.unfrozen, link: m }));
                 }
             }
         }
@@ -889,30 +878,41 @@ impl Simulation {
             link.peak = link.peak.max(link.load);
         }
 
-        // 3. New rates and finish events for flows whose rate changed.
-        for &f in comp_flows.iter() {
-            let fl = &mut flows[f as usize];
-            if fl.new_rate == fl.rate {
-                continue;
+        // 3. New rates for flows whose rate changed (a flow whose rate is unchanged keeps its
+        //    finish time). Only the earliest finisher(s) of each component get a queued finish
+        //    event: any change to a component recomputes it, and its earliest finish is the
+        //    next change if nothing else happens first. This keeps the queue small.
+        for &(first, end) in comps.iter() {
+            let mut earliest = NEVER;
+            for &f in &comp_flows[first as usize..end as usize] {
+                let fl = &mut flows[f as usize];
+                if fl.new_rate != fl.rate {
+                    let sent = u128::from(fl.rate) * u128::from(t - fl.last);
+                    debug_assert!(sent <= fl.remaining);
+                    fl.remaining = fl.remaining.saturating_sub(sent);
+                    fl.last = t;
+                    fl.rate = fl.new_rate;
+                    fl.finish_at = if fl.rate == 0 {
+                        NEVER
+                    } else {
+                        let dt = fl.remaining.div_ceil(u128::from(fl.rate));
+                        u64::try_from(dt)
+                            .ok()
+                            .and_then(|dt| t.checked_add(dt))
+                            .filter(|&at| at != NEVER)
+                            .ok_or(SimError::TimeOverflow { flow: FlowId(f) })?
+                    };
+                }
+                earliest = earliest.min(fl.finish_at);
             }
-            let sent = u128::from(fl.rate) * u128::from(t - fl.last);
-            debug_assert!(sent <= fl.remaining);
-            fl.remaining = fl.remaining.saturating_sub(sent);
-            fl.last = t;
-            fl.rate = fl.new_rate;
-            fl.finish_at = if fl.rate == 0 {
-                NEVER
-            } else {
-                let dt = fl.remaining.div_ceil(u128::from(fl.rate));
-                u64::try_from(dt)
-                    .ok()
-                    .and_then(|dt| t.checked_add(dt))
-                    .filter(|&at| at != NEVER)
-                    .ok_or(SimError::TimeOverflow { flow: FlowId(f) })?
-            };
-            if fl.finish_at != NEVER {
-                *seq += 1;
-                queue.push(Reverse(Event { time: fl.finish_at, seq: *seq, kind: Kind::Finish, id: f }));
+            for &f in &comp_flows[first as usize..end as usize] {
+                let fl = &mut flows[f as usize];
+                if fl.finish_at != earliest || earliest == NEVER {
+                    fl.queued_at = NEVER; // any queued event for it is now stale
+                } else if fl.queued_at != earliest {
+                    fl.queued_at = earliest;
+                    queue.push(earliest, Event::Finish(f));
+                }
             }
         }
         Ok(())
@@ -945,6 +945,100 @@ impl Simulation {
                     })
                     .or_else(|| path.first().copied())?;
                 Some(Stall::ZeroShare { link: link(l) })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    impl Simulation {
+        /// Current rates of all flows (zero unless active), in rate units.
+        fn rates(&self) -> Vec<u64> {
+            self.flows.iter().map(|f| if f.state == State::Active { f.rate } else { 0 }).collect()
+        }
+
+        /// The rates a from-scratch recompute of every link would give now.
+        fn rates_after_full_recompute(&self) -> Vec<u64> {
+            let mut full = self.clone();
+            full.seeds.extend(0..full.links.len() as u32);
+            full.recompute(full.now).unwrap();
+            full.rates()
+        }
+    }
+
+    #[test]
+    fn shares_order_by_exact_value_then_link() {
+        let s = |rem, unfrozen, link| Share { rem, unfrozen, link };
+        assert!(s(1, 3, 5) < s(1, 2, 0)); // 1/3 < 1/2
+        assert!(s(2, 4, 0) < s(1, 2, 1)); // equal value: lower link first
+        assert_eq!(s(2, 4, 7), s(1, 2, 7));
+        assert!(s(u64::MAX, u32::MAX, 0) < s(u64::MAX, u32::MAX - 1, 0));
+    }
+
+    #[test]
+    fn tail_is_latency_plus_last_packet_at_the_bottleneck() {
+        let mut net = Network::new();
+        let a = net.add_link(BitsPerSec::gbps(400), Nanos(100));
+        let b = net.add_link(BitsPerSec::gbps(100), Nanos(250));
+        let sim = Simulation::new(net);
+        // 4096 B at 100 Gbps = 327.68 ns -> 328.
+        assert_eq!(sim.tail(&[a, b], Bytes(1 << 20), Bytes(4096)), 350 + 328);
+        // The last packet is clamped to the flow's size: 1000 B at 100 Gbps = 80 ns.
+        assert_eq!(sim.tail(&[a, b], Bytes(1000), Bytes(4096)), 350 + 80);
+        assert_eq!(sim.tail(&[], Bytes(1000), Bytes(4096)), 0);
+    }
+
+    #[test]
+    fn stale_finish_events_are_skipped_and_not_counted() {
+        let mut net = Network::new();
+        let l = net.add_link(BitsPerSec::gbps(10), Nanos::ZERO);
+        let mut sim = Simulation::new(net);
+        sim.add_flow(FlowSpec::new(vec![l], Bytes(1_000_000), SimTime::ZERO)).unwrap();
+        // A second flow halves the first one's rate at 0.4 ms, moving its finish from 0.8 ms.
+        sim.add_flow(FlowSpec::new(vec![l], Bytes(1_000_000), SimTime(400_000))).unwrap();
+        let r = sim.run().unwrap();
+        assert_eq!(r.flows[0].end, Some(SimTime(1_200_000)));
+        assert_eq!(r.flows[1].end, Some(SimTime(1_600_000)));
+        assert_eq!(r.events, 4, "two activations, two finishes");
+    }
+
+    /// Link capacities in Gbps, and flows as (path, size, start).
+    type Scenario = (Vec<u64>, Vec<(Vec<usize>, u64, u64)>);
+
+    fn scenario() -> impl Strategy<Value = Scenario> {
+        prop::collection::vec(1u64..50, 2..7).prop_flat_map(|caps| {
+            let n = caps.len();
+            let flow = (
+                prop::sample::subsequence((0..n).collect::<Vec<_>>(), 1..=n.min(3)),
+                1u64..500_000,
+                0u64..200_000,
+            );
+            (Just(caps), prop::collection::vec(flow, 1..25))
+        })
+    }
+
+    proptest! {
+        /// Recomputing only the touched component gives exactly the rates of a recompute of
+        /// everything, after every batch.
+        #[test]
+        fn incremental_recompute_matches_full_recompute((caps, flows) in scenario()) {
+            let mut net = Network::new();
+            for &c in &caps {
+                net.add_link(BitsPerSec(c * 1_000_000_000), Nanos(10));
+            }
+            let mut sim = Simulation::new(net);
+            for (path, size, start) in flows {
+                let path = path.into_iter().map(|l| LinkId(l as u32)).collect();
+                sim.add_flow(FlowSpec::new(path, Bytes(size), SimTime(start))).unwrap();
+            }
+            sim.schedule_link_down(LinkId(0), SimTime(50_000)).unwrap();
+            sim.schedule_link_up(LinkId(0), SimTime(90_000)).unwrap();
+            while sim.advance().unwrap().is_some() {
+                prop_assert_eq!(sim.rates(), sim.rates_after_full_recompute());
             }
         }
     }

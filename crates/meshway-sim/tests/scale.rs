@@ -24,13 +24,18 @@ fn disjoint(links: u32, per_link: u32) -> Simulation {
 
 /// All-to-all among `hosts` hosts behind one non-blocking switch: uplink and downlink per host.
 fn all_to_all(hosts: u32, size: Bytes) -> Simulation {
+    all_to_all_sized(hosts, |_, _| size)
+}
+
+/// All-to-all with a size per (source, destination) pair.
+fn all_to_all_sized(hosts: u32, size: impl Fn(usize, usize) -> Bytes) -> Simulation {
     let mut net = Network::new();
     let up: Vec<LinkId> = (0..hosts).map(|_| net.add_link(BitsPerSec::gbps(400), Nanos(600))).collect();
     let down: Vec<LinkId> = (0..hosts).map(|_| net.add_link(BitsPerSec::gbps(400), Nanos(600))).collect();
     let mut sim = Simulation::new(net);
-    for s in 0..hosts as usize {
-        for d in (0..hosts as usize).filter(|&d| d != s) {
-            sim.add_flow(FlowSpec::new(vec![up[s], down[d]], size, SimTime::ZERO).last_packet(Bytes(4096))).unwrap();
+    for (s, &src) in up.iter().enumerate() {
+        for (d, &dst) in down.iter().enumerate().filter(|&(d, _)| d != s) {
+            sim.add_flow(FlowSpec::new(vec![src, dst], size(s, d), SimTime::ZERO).last_packet(Bytes(4096))).unwrap();
         }
     }
     sim
@@ -75,7 +80,7 @@ fn timing_100k_staggered() {
         let a = links[(i % 8) as usize];
         let b = links[((i * 3 + 1) % 8) as usize];
         let path = if a == b { vec![a] } else { vec![a, b] };
-        sim.add_flow(FlowSpec::new(path, Bytes(100_000 + i % 1_000), SimTime(i * 1_000))).unwrap();
+        sim.add_flow(FlowSpec::new(path, Bytes(100_000 + i % 1_000), SimTime(i * 10_000))).unwrap();
     }
     assert_all_done(&sim.run().unwrap());
 }
@@ -93,4 +98,24 @@ fn timing_100k_simultaneous_distinct_sizes() {
 #[ignore = "timing aid, run in release"]
 fn timing_100k_all_to_all() {
     assert_all_done(&all_to_all(317, Bytes(1 << 20)).run().unwrap());
+}
+
+/// The design target: all-to-all among 1,024 hosts, 1 MiB each (1,047,552 flows), here on
+/// a single non-blocking switch.
+#[test]
+#[ignore = "timing aid, run in release"]
+fn timing_1m_all_to_all() {
+    let r = all_to_all(1_024, Bytes(1 << 20)).run().unwrap();
+    assert_all_done(&r);
+    assert_eq!(r.flows.len(), 1_047_552);
+}
+
+/// As above with 16 size classes (1 MiB + k·4 KiB), so rates change 16 times and every
+/// recompute covers the whole million-flow component.
+#[test]
+#[ignore = "timing aid, run in release"]
+fn timing_1m_all_to_all_16_sizes() {
+    let r = all_to_all_sized(1_024, |s, d| Bytes((1 << 20) + ((s * 31 + d * 17) % 16) as u64 * 4096)).run().unwrap();
+    assert_all_done(&r);
+    assert_eq!(r.recomputes, 17);
 }
