@@ -73,8 +73,9 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
         (Some(g), _, _) => g,
         (None, FabricKind::FatTree, Some(k)) => {
             let h = u64::from(k).pow(3) / 4;
-            u32::try_from(h).ok().filter(|h| *h <= MAX_GPUS).ok_or_else(|| {
-                FabricError::TooLarge { file: ctx.file.into(), message: format!("k = {k} gives {h} GPUs; meshway builds at most {MAX_GPUS}") }
+            u32::try_from(h).ok().filter(|h| *h <= MAX_GPUS).ok_or_else(|| FabricError::TooLarge {
+                file: ctx.file.into(),
+                message: format!("k = {k} gives {h} GPUs; meshway builds at most {MAX_GPUS}"),
             })?
         }
         (None, FabricKind::FatTree, None) => return Err(ctx.invalid("gpus", "missing: a fat-tree needs `gpus` or `k`")),
@@ -90,7 +91,9 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
         });
     }
     if gpus % gph != 0 {
-        return Err(ctx.invalid("gpus", format!("{gpus} GPUs is not a whole number of {gph}-GPU hosts (gpus-per-host)")));
+        return Err(
+            ctx.invalid("gpus", format!("{gpus} GPUs is not a whole number of {gph}-GPU hosts (gpus-per-host)"))
+        );
     }
     let models = [
         model(cat, ctx, "leaf-model", &fc.leaf_model)?,
@@ -199,11 +202,20 @@ fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> 
                 return Err(ctx.invalid("k", format!("expected an even radix of at least 2, got {k}")));
             }
             if u64::from(k).pow(3) / 4 < u64::from(p.gpus) {
-                return Err(ctx.invalid("k", format!("a k = {k} fat-tree holds {} GPUs, fewer than gpus = {}", u64::from(k).pow(3) / 4, p.gpus)));
+                return Err(ctx.invalid(
+                    "k",
+                    format!("a k = {k} fat-tree holds {} GPUs, fewer than gpus = {}", u64::from(k).pow(3) / 4, p.gpus),
+                ));
             }
             for (i, key) in ["leaf-radix", "spine-radix", "core-radix"].iter().enumerate() {
                 if k > p.radix[i] {
-                    return Err(ctx.invalid(key, format!("a fat-tree of {} GPUs needs k = {k} port switches, but the {key} is {}", p.gpus, p.radix[i])));
+                    return Err(ctx.invalid(
+                        key,
+                        format!(
+                            "a fat-tree of {} GPUs needs k = {k} port switches, but the {key} is {}",
+                            p.gpus, p.radix[i]
+                        ),
+                    ));
                 }
             }
             let taper = fc.taper.unwrap_or(Ratio::ONE);
@@ -218,7 +230,8 @@ fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> 
             let tiers = match (p.kind, fc.tiers) {
                 (FabricKind::LeafSpine, None | Some(2)) => 2,
                 (FabricKind::LeafSpine, Some(t)) => {
-                    return Err(ctx.invalid("tiers", format!("a leaf-spine has 2 tiers, got {t}; use kind = \"fat-tree\" for 3")))
+                    return Err(ctx
+                        .invalid("tiers", format!("a leaf-spine has 2 tiers, got {t}; use kind = \"fat-tree\" for 3")))
                 }
                 (_, Some(t @ (2 | 3))) => t,
                 (_, Some(t)) => return Err(ctx.invalid("tiers", format!("expected 2 or 3, got {t}"))),
@@ -290,7 +303,8 @@ fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> 
         }
         let l_count = leaves.len() as u64;
         // Group index of each leaf (pod for 3 tiers, unit for 2 tiers); usize::MAX = shared.
-        let mut leaf_group: Vec<usize> = leaf_unit.iter().map(|u| if *u == u32::MAX { usize::MAX } else { *u as usize }).collect();
+        let mut leaf_group: Vec<usize> =
+            leaf_unit.iter().map(|u| if *u == u32::MAX { usize::MAX } else { *u as usize }).collect();
         let mut group_switches: Vec<Vec<NodeId>> = Vec::new();
         if tiers == 2 {
             let p_links = match fc.spines {
@@ -314,8 +328,9 @@ fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> 
                 })?,
             };
             let s_count = leaf_u / p_links;
-            let spines: Vec<NodeId> =
-                (0..s_count).map(|s| sw(&mut f, format!("spine-{s}"), t_spine, p.models[1], p.radix[1], plane)).collect();
+            let spines: Vec<NodeId> = (0..s_count)
+                .map(|s| sw(&mut f, format!("spine-{s}"), t_spine, p.models[1], p.radix[1], plane))
+                .collect();
             for (li, &leaf) in leaves.iter().enumerate() {
                 let len = if leaf_unit[li] == u32::MAX { p.lengths.border } else { p.lengths.leaf_spine };
                 for &s in &spines {
@@ -330,18 +345,29 @@ fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> 
             let (sd, su) = spine_split;
             let pod_leaves = (sd / unit) * unit;
             if pod_leaves == 0 {
-                return Err(ctx.invalid("spine-radix", format!("a pod must hold a whole rail group of {unit} leaves; the spine has {sd} down ports")));
+                return Err(ctx.invalid(
+                    "spine-radix",
+                    format!("a pod must hold a whole rail group of {unit} leaves; the spine has {sd} down ports"),
+                ));
             }
             let gpu_leaves = leaves.len() - borders.len() * usize::from(plane == 0);
-            let pods = (gpu_leaves as u32).div_ceil(pod_leaves).max(1) + if plane == 0 { (borders.len() as u32).div_ceil(pod_leaves) } else { 0 };
+            let pods = (gpu_leaves as u32).div_ceil(pod_leaves).max(1)
+                + if plane == 0 { (borders.len() as u32).div_ceil(pod_leaves) } else { 0 };
             let q = links_per_pair(su, u64::from(pods), core_radix).ok_or_else(|| {
-                ctx.ports_exceeded("core-0".into(), u64::from(pods), core_radix, " (one port per pod): a 3-tier fabric holds at most core-radix pods")
+                ctx.ports_exceeded(
+                    "core-0".into(),
+                    u64::from(pods),
+                    core_radix,
+                    " (one port per pod): a 3-tier fabric holds at most core-radix pods",
+                )
             })?;
             let per_group = su / q;
             let cores: Vec<Vec<NodeId>> = (0..leaf_u)
                 .map(|j| {
                     (0..per_group)
-                        .map(|c| sw(&mut f, format!("core-{}", j * per_group + c), t_core, p.models[2], core_radix, plane))
+                        .map(|c| {
+                            sw(&mut f, format!("core-{}", j * per_group + c), t_core, p.models[2], core_radix, plane)
+                        })
                         .collect()
                 })
                 .collect();
@@ -357,7 +383,14 @@ fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> 
                 };
                 let mut pod_sw = Vec::new();
                 for j in 0..leaf_u {
-                    let s = sw(&mut f, format!("pod-{pod}/spine-{j}"), t_spine, p.models[1], p.radix[1].max(sd + su), plane);
+                    let s = sw(
+                        &mut f,
+                        format!("pod-{pod}/spine-{j}"),
+                        t_spine,
+                        p.models[1],
+                        p.radix[1].max(sd + su),
+                        plane,
+                    );
                     for &li in &members {
                         let len = if leaf_unit[li] == u32::MAX { p.lengths.border } else { p.lengths.leaf_spine };
                         f.add_link(leaves[li], s, p.uplink, len, LinkClass::LeafSpine);
@@ -385,7 +418,13 @@ fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> 
         }
         // Merge into the fabric's groups (same index across planes).
         if groups.len() < group_switches.len() {
-            let kind = if tiers == 3 { "pod" } else if p.kind == FabricKind::RailOptimized { "rail-group" } else { "leaf" };
+            let kind = if tiers == 3 {
+                "pod"
+            } else if p.kind == FabricKind::RailOptimized {
+                "rail-group"
+            } else {
+                "leaf"
+            };
             groups.resize_with(group_switches.len(), || Group { name: String::new(), nodes: Vec::new() });
             for (i, g) in groups.iter_mut().enumerate() {
                 g.name = format!("{kind}-{i}");
@@ -420,7 +459,13 @@ fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> 
     Ok(SiteOut { fabric: f, borders, border_ports })
 }
 
-fn build_three_tier(fc: &FabricConfig, p: &Params, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> Result<SiteOut, FabricError> {
+fn build_three_tier(
+    fc: &FabricConfig,
+    p: &Params,
+    cat: &Catalog,
+    ctx: &Ctx,
+    dci_ports: u32,
+) -> Result<SiteOut, FabricError> {
     if p.planes > 1 {
         return Err(ctx.invalid("planes", "multi-plane applies to leaf-spine, fat-tree and rail-optimized fabrics"));
     }
@@ -433,7 +478,10 @@ fn build_three_tier(fc: &FabricConfig, p: &Params, cat: &Catalog, ctx: &Ctx, dci
     let (ad, au) = split(p.radix[0], o_acc, p.port_rate, p.uplink);
     let au = au - au % 2;
     if au < 2 {
-        return Err(ctx.invalid("leaf-radix", "an access switch needs at least 2 uplinks (one to each aggregation switch of its pair)"));
+        return Err(ctx.invalid(
+            "leaf-radix",
+            "an access switch needs at least 2 uplinks (one to each aggregation switch of its pair)",
+        ));
     }
     let (gd, gu) = split(p.radix[1], o_agg, p.uplink, p.uplink);
     let per_agg = au / 2;
@@ -459,7 +507,8 @@ fn build_three_tier(fc: &FabricConfig, p: &Params, cat: &Catalog, ctx: &Ctx, dci
             " (aggregation uplinks); add core-switches, raise core-radix, or use a Clos fabric",
         ));
     }
-    let core_ids: Vec<NodeId> = (0..cores).map(|c| sw(&mut f, format!("core-{c}"), t_core, p.models[2], p.radix[2], 0)).collect();
+    let core_ids: Vec<NodeId> =
+        (0..cores).map(|c| sw(&mut f, format!("core-{c}"), t_core, p.models[2], p.radix[2], 0)).collect();
     let mut groups = Vec::new();
     let mut borders = Vec::new();
     for pair in 0..pairs {
@@ -594,7 +643,9 @@ fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, F
         "halves" => {}
         "group" => {
             if group_of.len() < 2 {
-                return Err(ctx.invalid("split", "split = \"group\" needs nodes in at least 2 groups (node `group` keys)"));
+                return Err(
+                    ctx.invalid("split", "split = \"group\" needs nodes in at least 2 groups (node `group` keys)")
+                );
             }
             f.groups = group_of.into_iter().map(|(name, nodes)| Group { name, nodes }).collect();
             f.group_kind = "group".into();
@@ -624,7 +675,9 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
     let top = Ctx::new(&sc.file, &sc.text, "site", 0, "");
     let sites = &sc.config.site;
     if sites.len() < 2 {
-        return Err(top.invalid("site", "a multi-site fabric needs at least 2 [[site]] tables; use [fabric] for one site"));
+        return Err(
+            top.invalid("site", "a multi-site fabric needs at least 2 [[site]] tables; use [fabric] for one site")
+        );
     }
     let mut index = BTreeMap::new();
     for (i, s) in sites.iter().enumerate() {
@@ -655,7 +708,10 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         let optic = match &d.optic {
             Some(name) => cat.optic_index(name).ok_or_else(|| {
                 let names: Vec<&str> = cat.optic.iter().map(|o| o.name.as_str()).collect();
-                ctx.invalid("optic", format!("unknown optic {name:?}, expected 400ZR, ZR+, 800ZR or one of {}", names.join(", ")))
+                ctx.invalid(
+                    "optic",
+                    format!("unknown optic {name:?}, expected 400ZR, ZR+, 800ZR or one of {}", names.join(", ")),
+                )
             })?,
             None => cat.choose_coherent(d.distance).ok_or_else(|| {
                 ctx.invalid("distance", format!("no coherent optic in the catalog reaches {}", d.distance))
@@ -665,7 +721,10 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         if d.distance > o.reach {
             return Err(ctx.invalid(
                 "distance",
-                format!("{} exceeds the {} reach of {} ({}); choose an optic with more reach such as ZR+", d.distance, o.name, o.reach, o.reach),
+                format!(
+                    "{} exceeds the {} reach of {} ({}); choose an optic with more reach such as ZR+",
+                    d.distance, o.name, o.reach, o.reach
+                ),
             ));
         }
         let w = d.wavelengths.unwrap_or(1);

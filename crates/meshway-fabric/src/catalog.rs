@@ -200,11 +200,8 @@ impl Catalog {
 
     /// Every entry must say where its numbers come from, and values must be usable.
     fn check(&self, file: &str) -> Result<(), FabricError> {
-        let bad = |entry: String, msg: &str| FabricError::Catalog {
-            file: file.to_string(),
-            entry,
-            message: msg.to_string(),
-        };
+        let bad =
+            |entry: String, msg: &str| FabricError::Catalog { file: file.to_string(), entry, message: msg.to_string() };
         let provenance = |kind: &str, name: &str, s: &Option<String>, a: &Option<String>| {
             if s.as_deref().unwrap_or("").trim().is_empty() && a.as_deref().unwrap_or("").trim().is_empty() {
                 Err(bad(format!("{kind} {name:?}"), "needs a `source` or an `assumption`"))

@@ -185,7 +185,13 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
     let nic_bps = f
         .gpus()
         .next()
-        .map(|g| f.neighbors(g).iter().filter(|(_, l)| f.link(*l).class == LinkClass::Nic).map(|(_, l)| f.link(*l).rate.0).sum())
+        .map(|g| {
+            f.neighbors(g)
+                .iter()
+                .filter(|(_, l)| f.link(*l).class == LinkClass::Nic)
+                .map(|(_, l)| f.link(*l).rate.0)
+                .sum()
+        })
         .unwrap_or(0);
     let tiers = tier_reports(f, cat);
     let links = link_reports(f);
@@ -263,7 +269,8 @@ fn tier_reports(f: &Fabric, cat: &Catalog) -> Vec<TierReport> {
         }
     }
     for r in &mut rows {
-        r.oversubscription = (r.up_bps > 0 && r.down_bps > 0 && r.level > 0).then(|| r.down_bps as f64 / r.up_bps as f64);
+        r.oversubscription =
+            (r.up_bps > 0 && r.down_bps > 0 && r.level > 0).then(|| r.down_bps as f64 / r.up_bps as f64);
     }
     rows.sort_by_key(|r| r.level);
     rows
@@ -437,7 +444,12 @@ fn bisection(f: &Fabric, split: &Split) -> Bisection {
     let nic = |side: bool| -> u64 {
         f.gpus()
             .filter(|g| split.side[g.idx()] == Some(side))
-            .flat_map(|g| f.neighbors(g).iter().filter(|(_, l)| f.link(*l).class == LinkClass::Nic).map(|(_, l)| f.link(*l).rate.0))
+            .flat_map(|g| {
+                f.neighbors(g)
+                    .iter()
+                    .filter(|(_, l)| f.link(*l).class == LinkClass::Nic)
+                    .map(|(_, l)| f.link(*l).rate.0)
+            })
             .sum()
     };
     let injection = nic(true).min(nic(false));
@@ -573,14 +585,24 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
     let nic_rate = f
         .gpus()
         .next()
-        .map(|g| BitsPerSec(f.neighbors(g).iter().filter(|(_, l)| f.link(*l).class == LinkClass::Nic).map(|(_, l)| f.link(*l).rate.0).sum()))
+        .map(|g| {
+            BitsPerSec(
+                f.neighbors(g)
+                    .iter()
+                    .filter(|(_, l)| f.link(*l).class == LinkClass::Nic)
+                    .map(|(_, l)| f.link(*l).rate.0)
+                    .sum(),
+            )
+        })
         .unwrap_or_default();
     if let Some(nic) = cat.nic_for(nic_rate) {
         let n = f.gpu_count() as u64;
         add(3, &nic.name, "nic", n, nic.power_w * n as f64, nic.price_usd * n as f64);
     }
     for (what, count) in missing {
-        warnings.push(format!("no catalog optic or cable reaches {what} ({count} links left out of the bill of materials)"));
+        warnings.push(format!(
+            "no catalog optic or cable reaches {what} ({count} links left out of the bill of materials)"
+        ));
     }
     if dci_km > 0.0 {
         warnings.push(format!("dci fiber ({dci_km:.0} km of wavelengths) is leased or dark fiber and not priced"));
@@ -646,8 +668,13 @@ fn lossless(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String
             let link = f.link(l);
             let (a, b) = (f.node(link.a).site as usize, f.node(link.b).site as usize);
             let (a, b) = (a.min(b), a.max(b));
-            let name = format!("dci {}-{}", f.sites.get(a).cloned().unwrap_or_default(), f.sites.get(b).cloned().unwrap_or_default());
-            let all_ports: u64 = f.neighbors(s).iter().filter(|(_, x)| is_network(f.link(*x).class)).map(|(_, x)| port_need(*x).0).sum();
+            let name = format!(
+                "dci {}-{}",
+                f.sites.get(a).cloned().unwrap_or_default(),
+                f.sites.get(b).cloned().unwrap_or_default()
+            );
+            let all_ports: u64 =
+                f.neighbors(s).iter().filter(|(_, x)| is_network(f.link(*x).class)).map(|(_, x)| port_need(*x).0).sum();
             let row = dci.entry(name.clone()).or_insert_with(|| HeadroomRow {
                 scope: name,
                 switches: 0,
@@ -782,8 +809,10 @@ fn spofs(f: &Fabric) -> (Vec<SpofRow>, Vec<SpofRow>, u64) {
         if c == 0 || f.node(v).is_gpu() {
             continue;
         }
-        let tier = f.node(v).tier().map(|t| (f.tiers[t as usize].level, f.tiers[t as usize].name.clone())).unwrap_or_default();
-        let r = by_tier.entry(tier.clone()).or_insert_with(|| SpofRow { element: tier.1, count: 0, max_gpus_isolated: 0 });
+        let tier =
+            f.node(v).tier().map(|t| (f.tiers[t as usize].level, f.tiers[t as usize].name.clone())).unwrap_or_default();
+        let r =
+            by_tier.entry(tier.clone()).or_insert_with(|| SpofRow { element: tier.1, count: 0, max_gpus_isolated: 0 });
         r.count += 1;
         r.max_gpus_isolated = r.max_gpus_isolated.max(c);
     }
@@ -795,7 +824,11 @@ fn spofs(f: &Fabric) -> (Vec<SpofRow>, Vec<SpofRow>, u64) {
             continue;
         }
         let class = f.link(l).class;
-        let r = by_class.entry(class).or_insert_with(|| SpofRow { element: class.name().into(), count: 0, max_gpus_isolated: 0 });
+        let r = by_class.entry(class).or_insert_with(|| SpofRow {
+            element: class.name().into(),
+            count: 0,
+            max_gpus_isolated: 0,
+        });
         r.count += 1;
         r.max_gpus_isolated = r.max_gpus_isolated.max(cut);
     }

@@ -97,7 +97,11 @@ impl ShortestPaths {
 
     /// Links out of `u` that lie on a shortest path towards this BFS's source, given `u`
     /// is a switch or the destination's peer (use a BFS rooted at the destination).
-    pub fn next_hops_toward_source<'a>(&'a self, f: &'a Fabric, u: NodeId) -> impl Iterator<Item = (NodeId, LinkId)> + 'a {
+    pub fn next_hops_toward_source<'a>(
+        &'a self,
+        f: &'a Fabric,
+        u: NodeId,
+    ) -> impl Iterator<Item = (NodeId, LinkId)> + 'a {
         let du = self.dist[u.idx()];
         f.neighbors(u).iter().copied().filter(move |(v, _)| {
             let dv = self.dist[v.idx()];
@@ -108,7 +112,12 @@ impl ShortestPaths {
 
 /// One shortest path from `src` to `dst` chosen by `pick(choices)` at each hop (for ECMP
 /// hashing or tests). `to_dst` is a BFS rooted at `dst`.
-pub fn pick_path(f: &Fabric, to_dst: &ShortestPaths, src: NodeId, mut pick: impl FnMut(usize) -> usize) -> Option<Vec<LinkId>> {
+pub fn pick_path(
+    f: &Fabric,
+    to_dst: &ShortestPaths,
+    src: NodeId,
+    mut pick: impl FnMut(usize) -> usize,
+) -> Option<Vec<LinkId>> {
     if !to_dst.reachable(src) {
         return None;
     }

@@ -4,7 +4,10 @@ use meshway_fabric::{Catalog, Scenario};
 
 fn err(text: &str) -> String {
     let cat = Catalog::builtin();
-    match Scenario::parse(text, "bad.toml").and_then(|s| s.build(&cat).map(|_| s)).and_then(|s| s.transport(&cat).map(|_| ())) {
+    match Scenario::parse(text, "bad.toml")
+        .and_then(|s| s.build(&cat).map(|_| s))
+        .and_then(|s| s.transport(&cat).map(|_| ()))
+    {
         Ok(()) => panic!("expected an error for:\n{text}"),
         Err(e) => e.to_string(),
     }
@@ -92,10 +95,7 @@ fn unknown_model_suggests() {
 fn multi_site_errors() {
     let site = |n: &str| format!("[[site]]\nname = \"{n}\"\n[site.fabric]\nkind = \"leaf-spine\"\ngpus = 64\n");
     let two = format!("{}{}", site("a"), site("b"));
-    assert_eq!(
-        err(&two),
-        "bad.toml:1: `dci`: sites must be joined by at least one [[dci]] link"
-    );
+    assert_eq!(err(&two), "bad.toml:1: `dci`: sites must be joined by at least one [[dci]] link");
     let e = err(&format!("{two}[[dci]]\na = \"a\"\nb = \"c\"\ndistance = \"10km\"\noptic = \"400ZR\"\n"));
     assert!(e.contains("`dci[0].b`: unknown site \"c\", expected one of a, b"), "{e}");
     let e = err(&format!("{two}[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"150km\"\noptic = \"400ZR\"\n"));
@@ -107,7 +107,8 @@ fn multi_site_errors() {
     let e = err(&format!("{LS}{}", site("a")));
     assert!(e.contains("give either one [fabric] or several [[site]] tables, not both"), "{e}");
     let dci = "[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"10km\"\noptic = \"400ZR\"\n";
-    let e = err(&format!("{}[[site]]\nname = \"b\"\n[site.fabric]\nkind = \"leaf-spine\"\ngpus = 63\n{dci}", site("a")));
+    let e =
+        err(&format!("{}[[site]]\nname = \"b\"\n[site.fabric]\nkind = \"leaf-spine\"\ngpus = 63\n{dci}", site("a")));
     assert!(e.starts_with("bad.toml:10: `site[1].fabric.gpus`: 63 GPUs is not a whole number"), "{e}");
 }
 

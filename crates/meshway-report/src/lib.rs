@@ -79,9 +79,14 @@ pub fn plan_text(r: &FabricReport) -> String {
         if r.sites.is_empty() { String::new() } else { format!(", sites {}", r.sites.join(", ")) }
     );
     o.push('\n');
-    let mut t = Table::new(&["tier", "switches", "models", "ports used", "ports free", "down", "up", "oversubscription"]);
+    let mut t =
+        Table::new(&["tier", "switches", "models", "ports used", "ports free", "down", "up", "oversubscription"]);
     for tier in &r.tiers {
-        let models: Vec<String> = tier.models.iter().map(|(m, c)| if tier.models.len() > 1 { format!("{m} x{c}") } else { m.clone() }).collect();
+        let models: Vec<String> = tier
+            .models
+            .iter()
+            .map(|(m, c)| if tier.models.len() > 1 { format!("{m} x{c}") } else { m.clone() })
+            .collect();
         t.row(vec![
             tier.name.clone(),
             thousands(tier.switches),
@@ -108,7 +113,8 @@ pub fn plan_text(r: &FabricReport) -> String {
     o.push_str(&t.render());
     o.push('\n');
     let b = &r.bisection;
-    let _ = writeln!(o, "Bisection, split {} ({} | {} GPUs)", b.split, thousands(b.side_a_gpus), thousands(b.side_b_gpus));
+    let _ =
+        writeln!(o, "Bisection, split {} ({} | {} GPUs)", b.split, thousands(b.side_a_gpus), thousands(b.side_b_gpus));
     if let Some(s) = b.structural_bps {
         let agree = if s == b.maxflow_bps { "confirmed by max-flow" } else { "max-flow differs" };
         let _ = writeln!(o, "  structural  {}  ({agree})", rate(s));
@@ -133,8 +139,10 @@ pub fn plan_text(r: &FabricReport) -> String {
         }
     );
     let hops: Vec<String> = p.hop_histogram.iter().map(|(h, c)| format!("{h}: {}", pct(*c, reached))).collect();
-    let _ = writeln!(o, "  switch hops     {}  (diameter {}, mean {:.2})", hops.join("  "), p.diameter_hops, p.mean_hops);
-    let paths: Vec<String> = p.path_count_histogram.iter().map(|(n, c)| format!("{}: {}", thousands(*n), pct(*c, reached))).collect();
+    let _ =
+        writeln!(o, "  switch hops     {}  (diameter {}, mean {:.2})", hops.join("  "), p.diameter_hops, p.mean_hops);
+    let paths: Vec<String> =
+        p.path_count_histogram.iter().map(|(n, c)| format!("{}: {}", thousands(*n), pct(*c, reached))).collect();
     let _ = writeln!(o, "  equal-cost paths {}", paths.join("  "));
     let _ = writeln!(
         o,
@@ -189,13 +197,32 @@ pub fn plan_text(r: &FabricReport) -> String {
         let _ = writeln!(o, "  none: no single switch or link cuts any GPU off");
     }
     for s in &rs.switch_spofs {
-        let _ = writeln!(o, "  {} {} switches: each cuts off up to {}", thousands(s.count), s.element, gpus(s.max_gpus_isolated));
+        let _ = writeln!(
+            o,
+            "  {} {} switches: each cuts off up to {}",
+            thousands(s.count),
+            s.element,
+            gpus(s.max_gpus_isolated)
+        );
     }
     for s in &rs.link_spofs {
-        let _ = writeln!(o, "  {} {} links: each cuts off up to {}", thousands(s.count), s.element, gpus(s.max_gpus_isolated));
+        let _ = writeln!(
+            o,
+            "  {} {} links: each cuts off up to {}",
+            thousands(s.count),
+            s.element,
+            gpus(s.max_gpus_isolated)
+        );
     }
     for d in &rs.degradation {
-        let _ = writeln!(o, "  losing {} ({}): bisection {} (-{:.2}%)", d.element, d.removed, rate(d.bisection_bps), d.loss_pct);
+        let _ = writeln!(
+            o,
+            "  losing {} ({}): bisection {} (-{:.2}%)",
+            d.element,
+            d.removed,
+            rate(d.bisection_bps),
+            d.loss_pct
+        );
     }
     if !r.warnings.is_empty() {
         o.push('\n');
@@ -260,25 +287,47 @@ pub fn compare_rows(rs: &[FabricReport]) -> Vec<CompareRow> {
         rows.push(row(m, b, v, sh));
     };
     add("GPUs", Better::None, &|r| r.gpus as f64, &|r| thousands(r.gpus));
-    add("switch tiers", Better::Lower, &|r| r.tiers.iter().filter(|t| t.level > 0).map(|t| t.level).max().unwrap_or(0) as f64, &|r| {
-        r.tiers.iter().filter(|t| t.level > 0).map(|t| t.name.as_str()).collect::<Vec<_>>().join("/")
-    });
+    add(
+        "switch tiers",
+        Better::Lower,
+        &|r| r.tiers.iter().filter(|t| t.level > 0).map(|t| t.level).max().unwrap_or(0) as f64,
+        &|r| r.tiers.iter().filter(|t| t.level > 0).map(|t| t.name.as_str()).collect::<Vec<_>>().join("/"),
+    );
     add("switches", Better::Lower, &|r| r.switches as f64, &|r| thousands(r.switches));
     add("bisection", Better::Higher, &|r| r.bisection.maxflow_bps as f64, &|r| rate(r.bisection.maxflow_bps));
-    add("x full bisection", Better::Higher, &|r| (r.bisection.full_ratio * 1000.0).round() / 1000.0, &|r| format!("{:.2}", r.bisection.full_ratio));
+    add("x full bisection", Better::Higher, &|r| (r.bisection.full_ratio * 1000.0).round() / 1000.0, &|r| {
+        format!("{:.2}", r.bisection.full_ratio)
+    });
     add("worst oversubscription", Better::Lower, &|r| worst_oversub(r), &|r| format!("{:.2}:1", worst_oversub(r)));
-    add("diameter (switch hops)", Better::Lower, &|r| f64::from(r.paths.diameter_hops), &|r| r.paths.diameter_hops.to_string());
-    add("mean switch hops", Better::Lower, &|r| (r.paths.mean_hops * 100.0).round() / 100.0, &|r| format!("{:.2}", r.paths.mean_hops));
+    add("diameter (switch hops)", Better::Lower, &|r| f64::from(r.paths.diameter_hops), &|r| {
+        r.paths.diameter_hops.to_string()
+    });
+    add("mean switch hops", Better::Lower, &|r| (r.paths.mean_hops * 100.0).round() / 100.0, &|r| {
+        format!("{:.2}", r.paths.mean_hops)
+    });
     add("max equal-cost paths", Better::Higher, &|r| max_paths(r) as f64, &|r| thousands(max_paths(r)));
-    add("zero-load latency max", Better::Lower, &|r| r.paths.latency_max_ns as f64, &|r| Nanos(r.paths.latency_max_ns).to_string());
+    add("zero-load latency max", Better::Lower, &|r| r.paths.latency_max_ns as f64, &|r| {
+        Nanos(r.paths.latency_max_ns).to_string()
+    });
     add("optics and cables", Better::Lower, &|r| optics(r) as f64, &|r| thousands(optics(r)));
     add("power", Better::Lower, &|r| r.bom.total_power_w.round(), &|r| watts(r.bom.total_power_w));
     add("cost", Better::Lower, &|r| r.bom.total_cost_usd.round(), &|r| dollars(r.bom.total_cost_usd));
-    add("network cost per GPU", Better::Lower, &|r| r.bom.cost_per_gpu_usd.round(), &|r| dollars(r.bom.cost_per_gpu_usd));
-    add("switches that cut GPUs off", Better::Lower, &|r| spof_switches(r) as f64, &|r| thousands(spof_switches(r)));
-    add("lossless headroom", Better::Higher, &|r| f64::from(u8::from(r.lossless.rows.iter().all(|h| h.feasible))), &|r| {
-        if r.lossless.rows.iter().all(|h| h.feasible) { "ok".into() } else { "infeasible".into() }
+    add("network cost per GPU", Better::Lower, &|r| r.bom.cost_per_gpu_usd.round(), &|r| {
+        dollars(r.bom.cost_per_gpu_usd)
     });
+    add("switches that cut GPUs off", Better::Lower, &|r| spof_switches(r) as f64, &|r| thousands(spof_switches(r)));
+    add(
+        "lossless headroom",
+        Better::Higher,
+        &|r| f64::from(u8::from(r.lossless.rows.iter().all(|h| h.feasible))),
+        &|r| {
+            if r.lossless.rows.iter().all(|h| h.feasible) {
+                "ok".into()
+            } else {
+                "infeasible".into()
+            }
+        },
+    );
     rows
 }
 

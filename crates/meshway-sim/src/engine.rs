@@ -1012,11 +1012,8 @@ mod tests {
     fn scenario() -> impl Strategy<Value = Scenario> {
         prop::collection::vec(1u64..50, 2..7).prop_flat_map(|caps| {
             let n = caps.len();
-            let flow = (
-                prop::sample::subsequence((0..n).collect::<Vec<_>>(), 1..=n.min(3)),
-                1u64..500_000,
-                0u64..200_000,
-            );
+            let flow =
+                (prop::sample::subsequence((0..n).collect::<Vec<_>>(), 1..=n.min(3)), 1u64..500_000, 0u64..200_000);
             (Just(caps), prop::collection::vec(flow, 1..25))
         })
     }

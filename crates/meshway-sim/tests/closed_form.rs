@@ -171,7 +171,8 @@ fn local_copies_and_empty_flows() {
 #[test]
 fn ring_all_gather_has_closed_form_time() {
     let n = 8u64;
-    let (bw, lat, chunk, mtu, delay) = (BitsPerSec::gbps(400), Nanos(1_500), Bytes(16 << 20), Bytes(4096), Nanos(2_000));
+    let (bw, lat, chunk, mtu, delay) =
+        (BitsPerSec::gbps(400), Nanos(1_500), Bytes(16 << 20), Bytes(4096), Nanos(2_000));
     let mut net = Network::new();
     let ring: Vec<LinkId> = (0..n).map(|_| net.add_link(bw, lat)).collect();
     let mut sim = Simulation::new(net);
@@ -179,7 +180,8 @@ fn ring_all_gather_has_closed_form_time() {
     for step in 0..n - 1 {
         let cur: Vec<FlowId> = (0..n)
             .map(|i| {
-                let mut spec = FlowSpec::new(vec![ring[i as usize]], chunk, SimTime::ZERO).last_packet(mtu).tag(step as u32);
+                let mut spec =
+                    FlowSpec::new(vec![ring[i as usize]], chunk, SimTime::ZERO).last_packet(mtu).tag(step as u32);
                 if step > 0 {
                     spec = spec.after(vec![prev[((i + n - 1) % n) as usize]], delay);
                 }
@@ -279,14 +281,16 @@ fn rerouting_a_stalled_flow_keeps_its_progress() {
 fn identical_input_gives_identical_output() {
     let build = || {
         let mut net = Network::new();
-        let links: Vec<LinkId> = (0..6).map(|i| net.add_link(BitsPerSec(3_000_000_007 * (i + 1)), Nanos(10 * i))).collect();
+        let links: Vec<LinkId> =
+            (0..6).map(|i| net.add_link(BitsPerSec(3_000_000_007 * (i + 1)), Nanos(10 * i))).collect();
         let mut sim = Simulation::new(net);
         for i in 0..60u64 {
             let a = links[(i % 6) as usize];
             let b = links[((i * 7 + 1) % 6) as usize];
             let path = if a == b { vec![a] } else { vec![a, b] };
             let deps = if i >= 10 { vec![FlowId((i / 3) as u32)] } else { vec![] };
-            let spec = FlowSpec::new(path, Bytes(10_000 + i * 7_919), SimTime(i * 13)).after(deps, Nanos(i)).tag(i as u32 % 4);
+            let spec =
+                FlowSpec::new(path, Bytes(10_000 + i * 7_919), SimTime(i * 13)).after(deps, Nanos(i)).tag(i as u32 % 4);
             sim.add_flow(spec).unwrap();
         }
         sim.schedule_link_down(links[5], SimTime(30_000)).unwrap();

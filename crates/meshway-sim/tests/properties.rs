@@ -28,32 +28,34 @@ fn capacity() -> impl Strategy<Value = u64> {
 }
 
 fn case() -> impl Strategy<Value = Case> {
-    prop::collection::vec((capacity(), 0u64..2_000), 1..6).prop_flat_map(|links| {
-        let n_links = links.len();
-        let flow = (
-            prop::sample::subsequence((0..n_links).collect::<Vec<_>>(), 0..=n_links.min(3)).prop_shuffle(),
-            0u64..2_000_000,
-            0u64..50_000,
-            prop::collection::vec(any::<prop::sample::Index>(), 0..3),
-            0u64..1_000,
-            0u64..4_096,
-        );
-        (Just(links), prop::collection::vec(flow, 1..14)).prop_flat_map(|(links, flows)| {
-            let flows: Vec<GenFlow> = flows
-                .into_iter()
-                .enumerate()
-                .map(|(i, (path, size, start, deps, delay, last_packet))| {
-                    let mut deps: Vec<usize> = if i == 0 { vec![] } else { deps.iter().map(|d| d.index(i)).collect() };
-                    deps.sort_unstable();
-                    deps.dedup();
-                    GenFlow { path, size, start, deps, delay, last_packet }
-                })
-                .collect();
-            let n = flows.len();
-            (Just(links), Just(flows), prop::collection::vec(any::<u32>(), n))
+    prop::collection::vec((capacity(), 0u64..2_000), 1..6)
+        .prop_flat_map(|links| {
+            let n_links = links.len();
+            let flow = (
+                prop::sample::subsequence((0..n_links).collect::<Vec<_>>(), 0..=n_links.min(3)).prop_shuffle(),
+                0u64..2_000_000,
+                0u64..50_000,
+                prop::collection::vec(any::<prop::sample::Index>(), 0..3),
+                0u64..1_000,
+                0u64..4_096,
+            );
+            (Just(links), prop::collection::vec(flow, 1..14)).prop_flat_map(|(links, flows)| {
+                let flows: Vec<GenFlow> = flows
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (path, size, start, deps, delay, last_packet))| {
+                        let mut deps: Vec<usize> =
+                            if i == 0 { vec![] } else { deps.iter().map(|d| d.index(i)).collect() };
+                        deps.sort_unstable();
+                        deps.dedup();
+                        GenFlow { path, size, start, deps, delay, last_packet }
+                    })
+                    .collect();
+                let n = flows.len();
+                (Just(links), Just(flows), prop::collection::vec(any::<u32>(), n))
+            })
         })
-    })
-    .prop_map(|(links, flows, keys)| Case { links, flows, keys })
+        .prop_map(|(links, flows, keys)| Case { links, flows, keys })
 }
 
 /// A dependency-respecting order: repeatedly the available flow with the smallest key.

@@ -9,7 +9,8 @@ use meshway_units::{BitsPerSec, Bytes, Nanos, SimTime};
 /// `per_link` earlier (on the previous link).
 fn disjoint(links: u32, per_link: u32) -> Simulation {
     let mut net = Network::new();
-    let ids: Vec<LinkId> = (0..links).map(|i| net.add_link(BitsPerSec::gbps(100 + u64::from(i % 7)), Nanos(500))).collect();
+    let ids: Vec<LinkId> =
+        (0..links).map(|i| net.add_link(BitsPerSec::gbps(100 + u64::from(i % 7)), Nanos(500))).collect();
     let mut sim = Simulation::new(net);
     for i in 0..links * per_link {
         let link = ids[(i % links) as usize];

@@ -69,8 +69,7 @@ fn split_number(s: &str) -> Option<(u128, u32, &str, bool)> {
 /// Parses `input` as a quantity of `kind`, returning base units.
 pub(crate) fn parse(input: &str, kind: &Kind) -> Result<u64, UnitError> {
     let s = input.trim();
-    let malformed =
-        || UnitError::Malformed { what: kind.what, input: input.to_string(), units: kind.list };
+    let malformed = || UnitError::Malformed { what: kind.what, input: input.to_string(), units: kind.list };
     if s.starts_with('-') {
         return Err(UnitError::Negative { what: kind.what, input: input.to_string() });
     }
@@ -115,13 +114,7 @@ pub(crate) fn parse(input: &str, kind: &Kind) -> Result<u64, UnitError> {
 /// the number at least 1, with up to `max_decimals` decimals, trailing zeros trimmed.
 pub(crate) fn format(value: u64, units: &[(&str, u128)], max_decimals: u32) -> String {
     let v = u128::from(value);
-    let (name, factor) = units
-        .iter()
-        .rev()
-        .find(|(_, f)| v >= *f)
-        .filter(|_| v > 0)
-        .copied()
-        .unwrap_or(units[0]);
+    let (name, factor) = units.iter().rev().find(|(_, f)| v >= *f).filter(|_| v > 0).copied().unwrap_or(units[0]);
     let scale = 10u128.pow(max_decimals);
     // Round half up to max_decimals.
     let scaled = (v * scale + factor / 2) / factor;

@@ -54,13 +54,8 @@ const RATE_UNITS: &[(&str, u128)] = &[
     ("Gb/s", 1_000_000_000),
     ("Tb/s", 1_000_000_000_000),
 ];
-const RATE_DISPLAY: &[(&str, u128)] = &[
-    ("bps", 1),
-    ("kbps", 1_000),
-    ("Mbps", 1_000_000),
-    ("Gbps", 1_000_000_000),
-    ("Tbps", 1_000_000_000_000),
-];
+const RATE_DISPLAY: &[(&str, u128)] =
+    &[("bps", 1), ("kbps", 1_000), ("Mbps", 1_000_000), ("Gbps", 1_000_000_000), ("Tbps", 1_000_000_000_000)];
 
 const TIME_UNITS: &[(&str, u128)] = &[
     ("ns", 1),
@@ -72,8 +67,7 @@ const TIME_UNITS: &[(&str, u128)] = &[
     ("min", 60_000_000_000),
     ("h", 3_600_000_000_000),
 ];
-const TIME_DISPLAY: &[(&str, u128)] =
-    &[("ns", 1), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)];
+const TIME_DISPLAY: &[(&str, u128)] = &[("ns", 1), ("us", 1_000), ("ms", 1_000_000), ("s", 1_000_000_000)];
 
 const LENGTH_UNITS: &[(&str, u128)] = &[("mm", 1), ("cm", 10), ("m", 1_000), ("km", 1_000_000)];
 const LENGTH_DISPLAY: &[(&str, u128)] = &[("m", 1_000), ("km", 1_000_000)];
@@ -145,9 +139,9 @@ macro_rules! unit_type {
                         Ok($ty(v))
                     }
                     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<$ty, E> {
-                        u64::try_from(v).map($ty).map_err(|_| {
-                            E::custom(format!("invalid {} {v}: must not be negative", $kind.what))
-                        })
+                        u64::try_from(v)
+                            .map($ty)
+                            .map_err(|_| E::custom(format!("invalid {} {v}: must not be negative", $kind.what)))
                     }
                 }
                 d.deserialize_any(V)
