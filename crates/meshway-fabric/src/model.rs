@@ -4,7 +4,7 @@
 //! as the simulator needs them, are numbered `2 * link` (from `a` to `b`) and `2 * link + 1`
 //! (from `b` to `a`).
 
-use meshway_units::{BitsPerSec, Meters, Nanos};
+use meshway_units::{BitsPerSec, Meters};
 use serde::Serialize;
 
 /// Index of a node in [`Fabric::nodes`].
@@ -288,10 +288,5 @@ impl Fabric {
     /// Switch ports used on each node: (links counted once per end).
     pub fn degree(&self, n: NodeId) -> usize {
         self.neighbors(n).len()
-    }
-
-    /// Zero-load one-way latency contributed by a link of this length.
-    pub fn propagation(&self, l: LinkId, per_km: Nanos) -> Nanos {
-        self.link(l).length.propagation(per_km)
     }
 }

@@ -352,12 +352,8 @@ pub fn choose_split(f: &Fabric) -> Split {
         side[g.idx()] = Some(i < cut);
     }
     // NVLink switches follow their GPUs.
-    for (i, n) in f.nodes.iter().enumerate() {
-        if f.is_nvswitch(NodeId(i as u32)) {
-            let first = f.neighbors(NodeId(i as u32)).first().map(|(g, _)| side[g.idx()]);
-            side[i] = first.flatten();
-        }
-        let _ = n;
+    for v in f.switches().filter(|&v| f.is_nvswitch(v)) {
+        side[v.idx()] = f.neighbors(v).first().and_then(|(g, _)| side[g.idx()]);
     }
     let name = format!(
         "halves: {}..{} | {}..{}",
@@ -759,7 +755,6 @@ fn spofs(f: &Fabric) -> (Vec<SpofRow>, Vec<SpofRow>, u64) {
         low[root.idx()] = timer;
         timer += 1;
         let mut root_children: Vec<u64> = Vec::new();
-        let comp_start = timer - 1;
         while let Some(&mut (u, ref mut i)) = stack.last_mut() {
             let nb = f.neighbors(u);
             if *i < nb.len() {
@@ -796,7 +791,6 @@ fn spofs(f: &Fabric) -> (Vec<SpofRow>, Vec<SpofRow>, u64) {
                 }
             }
         }
-        let _ = comp_start;
         if root_children.len() > 1 {
             let largest = root_children.iter().copied().max().unwrap_or(0);
             cut_node[root.idx()] = root_children.iter().sum::<u64>() - largest;
