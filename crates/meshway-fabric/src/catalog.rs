@@ -120,6 +120,51 @@ pub struct Nic {
     pub assumption: Option<String>,
 }
 
+/// A transport profile for the simulator.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TransportProfile {
+    pub name: String,
+    /// Header and framing bytes per packet on the wire.
+    pub header_bytes: u32,
+    /// Payload bytes per packet.
+    pub mtu: Bytes,
+    /// Endpoint latency each message pays once.
+    pub alpha: Nanos,
+    /// How the transport is made lossless (or why it is not).
+    pub lossless: String,
+    /// "ecmp", "adaptive" or "spray".
+    pub default_routing: String,
+    pub adaptive_routing: bool,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
+/// Defaults of `meshway simulate`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SimDefaults {
+    pub channels: u32,
+    pub qps_per_connection: u32,
+    pub spray_paths: u32,
+    pub steps_flow_limit: u64,
+    pub gpu_model: String,
+    pub compute_efficiency: f64,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
+/// A GPU model for training-step compute.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct GpuModel {
+    pub name: String,
+    /// Dense BF16 peak, FLOP/s.
+    pub peak_flops: f64,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
 /// A whole catalog.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -135,6 +180,11 @@ pub struct Catalog {
     pub cable_lengths: CableLengths,
     #[serde(default)]
     pub nic: Vec<Nic>,
+    #[serde(default)]
+    pub transport: Vec<TransportProfile>,
+    pub simulation: SimDefaults,
+    #[serde(default)]
+    pub gpu: Vec<GpuModel>,
 }
 
 /// A user catalog: every section optional; entries merge by name.
@@ -152,6 +202,11 @@ struct CatalogOverlay {
     cable_lengths: Option<CableLengths>,
     #[serde(default)]
     nic: Vec<Nic>,
+    #[serde(default)]
+    transport: Vec<TransportProfile>,
+    simulation: Option<SimDefaults>,
+    #[serde(default)]
+    gpu: Vec<GpuModel>,
 }
 
 fn merge<T: Clone>(base: &mut Vec<T>, add: Vec<T>, name: impl Fn(&T) -> &str) {
@@ -194,6 +249,11 @@ impl Catalog {
         merge(&mut c.optic, o.optic, |s| &s.name);
         merge(&mut c.cable, o.cable, |s| &s.name);
         merge(&mut c.nic, o.nic, |s| &s.name);
+        merge(&mut c.transport, o.transport, |s| &s.name);
+        merge(&mut c.gpu, o.gpu, |s| &s.name);
+        if let Some(s) = o.simulation {
+            c.simulation = s;
+        }
         c.check(file)?;
         Ok(c)
     }
@@ -226,6 +286,29 @@ impl Catalog {
         }
         for n in &self.nic {
             provenance("nic", &n.name, &n.source, &n.assumption)?;
+        }
+        for t in &self.transport {
+            provenance("transport", &t.name, &t.source, &t.assumption)?;
+            if t.mtu.0 == 0 {
+                return Err(bad(format!("transport {:?}", t.name), "mtu must be positive"));
+            }
+        }
+        for g in &self.gpu {
+            provenance("gpu", &g.name, &g.source, &g.assumption)?;
+            if g.peak_flops.is_nan() || g.peak_flops <= 0.0 {
+                return Err(bad(format!("gpu {:?}", g.name), "peak-flops must be positive"));
+            }
+        }
+        let sim = &self.simulation;
+        provenance("simulation", "", &sim.source, &sim.assumption)?;
+        if sim.channels == 0 || sim.qps_per_connection == 0 || sim.spray_paths == 0 {
+            return Err(bad("simulation".into(), "channels, qps-per-connection and spray-paths must be positive"));
+        }
+        if !(sim.compute_efficiency > 0.0 && sim.compute_efficiency <= 1.0) {
+            return Err(bad("simulation".into(), "compute-efficiency must be in (0, 1]"));
+        }
+        if !self.gpu.iter().any(|g| g.name == sim.gpu_model) {
+            return Err(bad("simulation".into(), "gpu-model names no [[gpu]] entry"));
         }
         provenance("defaults", "", &self.defaults.source, &self.defaults.assumption)?;
         provenance("cable-lengths", "", &self.cable_lengths.source, &self.cable_lengths.assumption)?;
@@ -296,6 +379,15 @@ impl Catalog {
     /// The NIC whose rate matches, else the first one.
     pub fn nic_for(&self, rate: BitsPerSec) -> Option<&Nic> {
         self.nic.iter().find(|n| n.rate == rate).or(self.nic.first())
+    }
+
+    /// The transport profile named `name` ("infiniband", "roce", "tcp").
+    pub fn transport_profile(&self, name: &str) -> Option<&TransportProfile> {
+        self.transport.iter().find(|t| t.name == name)
+    }
+
+    pub fn gpu_model(&self, name: &str) -> Option<&GpuModel> {
+        self.gpu.iter().find(|g| g.name == name)
     }
 
     pub fn mtu(&self) -> Bytes {

@@ -6,6 +6,7 @@ use meshway_units::{BitsPerSec, Bytes, Meters, Nanos};
 use serde::Serialize;
 use std::fmt::Write;
 
+pub mod sim;
 pub mod table;
 use table::Table;
 

@@ -126,6 +126,9 @@ pub struct FlowSpec {
     /// Size of the last packet, whose serialization at the path's bottleneck is added at
     /// completion (typically one MTU; clamped to `size`).
     pub last_packet: Bytes,
+    /// Ask the [`Router`] for the path when the flow becomes active (adaptive routing, or
+    /// hashing over the links that are up at that moment); `path` is the fallback.
+    pub routed: bool,
 }
 
 impl FlowSpec {
@@ -151,6 +154,69 @@ impl FlowSpec {
         self.last_packet = last_packet;
         self
     }
+
+    /// Routes the flow when it becomes active (see [`Router`]).
+    pub fn routed(mut self) -> Self {
+        self.routed = true;
+        self
+    }
+}
+
+/// Chooses paths while the simulation runs: for flows added with [`FlowSpec::routed`] at the
+/// moment they become active, and for active flows whose path loses a link. Drive the run with
+/// [`Simulation::run_with`] or [`Simulation::advance_with`] to use one.
+pub trait Router {
+    /// The path for `flow`, which becomes active now, given the links' current state; `None`
+    /// keeps the path it was added with.
+    fn route(&mut self, flow: FlowId, links: &LinkView<'_>) -> Option<Vec<LinkId>>;
+
+    /// A link on `flow`'s path just went down: a new path, or `None` to stay (the flow stalls
+    /// until the link comes back up).
+    fn reroute(&mut self, flow: FlowId, links: &LinkView<'_>) -> Option<Vec<LinkId>> {
+        self.route(flow, links)
+    }
+}
+
+/// The router that never changes a path.
+struct FixedPaths;
+
+impl Router for FixedPaths {
+    fn route(&mut self, _: FlowId, _: &LinkView<'_>) -> Option<Vec<LinkId>> {
+        None
+    }
+    fn reroute(&mut self, _: FlowId, _: &LinkView<'_>) -> Option<Vec<LinkId>> {
+        None
+    }
+}
+
+/// What a [`Router`] may look at: each link's state and load at this instant.
+pub struct LinkView<'a> {
+    links: &'a [Link],
+    down: u64,
+    changes: u64,
+}
+
+impl LinkView<'_> {
+    /// Whether the link is up (false for unknown links).
+    pub fn is_up(&self, link: LinkId) -> bool {
+        self.links.get(link.index()).is_some_and(|l| l.up)
+    }
+
+    /// Active flows crossing the link now (the flows that became active earlier in the same
+    /// instant included), a proxy for its queue depth.
+    pub fn flows(&self, link: LinkId) -> usize {
+        self.links.get(link.index()).map_or(0, |l| l.flows.len())
+    }
+
+    /// How many links are down now.
+    pub fn down_count(&self) -> u64 {
+        self.down
+    }
+
+    /// Link state changes so far: equal values mean the same set of links is up.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +240,7 @@ struct Flow {
     dep_delay: u64,
     tag: u32,
     last_packet: Bytes,
+    routed: bool,
     /// Latency plus last-packet serialization, added to the fluid finish.
     tail: u64,
     state: State,
@@ -295,6 +362,11 @@ pub struct Simulation {
     last_completion: u64,
     drained: bool,
     epoch: u32,
+    /// Links down now, and link state changes so far (for routers' caches).
+    down: u64,
+    changes: u64,
+    /// Flows completed so far.
+    completed: u64,
     /// Scratch buffers reused by every recompute.
     seeds: Vec<u32>,
     comp_links: Vec<u32>,
@@ -338,6 +410,9 @@ impl Simulation {
             last_completion: 0,
             drained: false,
             epoch: 0,
+            down: 0,
+            changes: 0,
+            completed: 0,
             seeds: Vec::new(),
             comp_links: Vec::new(),
             comp_flows: Vec::new(),
@@ -357,6 +432,11 @@ impl Simulation {
 
     pub fn flow_count(&self) -> usize {
         self.flows.len()
+    }
+
+    /// Flows that have completed so far (for progress reports).
+    pub fn completed_count(&self) -> u64 {
+        self.completed
     }
 
     /// Adds a flow. Its dependencies must already exist (so dependency graphs are acyclic by
@@ -388,6 +468,7 @@ impl Simulation {
             dep_delay: spec.dep_delay.0,
             tag: spec.tag,
             last_packet: spec.last_packet,
+            routed: spec.routed,
             tail: 0,
             state: State::Pending,
             waiting: 0,
@@ -456,7 +537,13 @@ impl Simulation {
             return Err(SimError::FlowFinished { flow });
         }
         self.check_path(flow, &path)?;
-        let t = self.now;
+        self.move_flow(f, &path, self.now);
+        self.recompute(self.now)
+    }
+
+    /// Puts flow `f` (pending or active) on `path`, which has been checked, at time `t`.
+    fn move_flow(&mut self, f: usize, path: &[LinkId], t: u64) {
+        let state = self.flows[f].state;
         if state == State::Active {
             self.settle(f, t);
             self.detach(f);
@@ -465,9 +552,9 @@ impl Simulation {
             fl.finish_at = NEVER;
             fl.queued_at = NEVER;
         }
-        let start = self.push_path(&path);
+        let start = self.push_path(path);
         let fl = &self.flows[f];
-        let tail = self.tail(&path, fl.size, fl.last_packet);
+        let tail = self.tail(path, fl.size, fl.last_packet);
         let fl = &mut self.flows[f];
         fl.path_start = start;
         fl.path_len = path.len() as u32;
@@ -479,9 +566,7 @@ impl Simulation {
             } else {
                 self.attach(f);
             }
-            self.recompute(t)?;
         }
-        Ok(())
     }
 
     /// The active flows currently crossing `link`, in no particular order (empty for an
@@ -521,6 +606,12 @@ impl Simulation {
     /// batch schedules for the same time), then recomputes the rates of the affected
     /// components. Returns the batch's time, or `None` when no event remains.
     pub fn advance(&mut self) -> Result<Option<SimTime>, SimError> {
+        self.advance_with(&mut FixedPaths)
+    }
+
+    /// [`Simulation::advance`], asking `router` for the paths of routed flows as they become
+    /// active and of flows whose path loses a link.
+    pub fn advance_with(&mut self, router: &mut dyn Router) -> Result<Option<SimTime>, SimError> {
         let Some(SimTime(t)) = self.next_event_time() else {
             self.drained = true;
             return Ok(None);
@@ -529,7 +620,7 @@ impl Simulation {
         while self.queue.first_time() == Some(t) {
             let Some((_, batch)) = self.queue.pop_batch() else { break };
             for &ev in &batch {
-                self.handle(t, ev);
+                self.handle(t, ev, router)?;
             }
             self.queue.recycle(batch);
         }
@@ -539,7 +630,12 @@ impl Simulation {
 
     /// Runs until no event remains and returns the result.
     pub fn run(&mut self) -> Result<SimResult, SimError> {
-        while self.advance()?.is_some() {}
+        self.run_with(&mut FixedPaths)
+    }
+
+    /// Runs to the end with `router` choosing paths (see [`Router`]).
+    pub fn run_with(&mut self, router: &mut dyn Router) -> Result<SimResult, SimError> {
+        while self.advance_with(router)?.is_some() {}
         Ok(self.result())
     }
 
@@ -654,19 +750,58 @@ impl Simulation {
         }
     }
 
-    fn handle(&mut self, t: u64, ev: Event) {
+    fn handle(&mut self, t: u64, ev: Event, router: &mut dyn Router) -> Result<(), SimError> {
         if self.is_stale(t, ev) {
-            return;
+            return Ok(());
         }
         self.events += 1;
         match ev {
-            Event::Activate(f) => self.activate(f as usize, t),
+            Event::Activate(f) => {
+                if self.flows[f as usize].routed {
+                    let path = router
+                        .route(FlowId(f), &LinkView { links: &self.links, down: self.down, changes: self.changes });
+                    if let Some(path) = path {
+                        self.check_path(FlowId(f), &path)?;
+                        self.move_flow(f as usize, &path, t);
+                    }
+                }
+                self.activate(f as usize, t)
+            }
             Event::Finish(f) => self.finish(f as usize, t),
             Event::LinkDown(l) | Event::LinkUp(l) => {
-                self.links[l as usize].up = matches!(ev, Event::LinkUp(_));
+                let up = matches!(ev, Event::LinkUp(_));
+                if self.links[l as usize].up != up {
+                    self.down = if up { self.down - 1 } else { self.down + 1 };
+                    self.changes += 1;
+                }
+                self.links[l as usize].up = up;
                 self.seeds.push(l);
+                if !up {
+                    self.reroute_off(l as usize, t, router)?;
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Offers every active flow on down link `l` to the router for a new path.
+    fn reroute_off(&mut self, l: usize, t: u64, router: &mut dyn Router) -> Result<(), SimError> {
+        let mut affected: Vec<u32> = self.links[l].flows.iter().map(|&(f, _)| f).collect();
+        affected.sort_unstable();
+        for f in affected {
+            let fl = &self.flows[f as usize];
+            // A flow whose fluid part ends at this very instant keeps its path and finishes.
+            if fl.state != State::Active || u128::from(fl.rate) * u128::from(t - fl.last) >= fl.remaining {
+                continue;
+            }
+            if let Some(path) =
+                router.reroute(FlowId(f), &LinkView { links: &self.links, down: self.down, changes: self.changes })
+            {
+                self.check_path(FlowId(f), &path)?;
+                self.move_flow(f as usize, &path, t);
+            }
+        }
+        Ok(())
     }
 
     fn activate(&mut self, f: usize, t: u64) {
@@ -678,6 +813,11 @@ impl Simulation {
         fl.rate = 0;
         fl.finish_at = NEVER;
         fl.queued_at = NEVER;
+        if fl.routed && fl.path_len == 0 && fl.remaining > 0 {
+            // The router found no path: the flow stays active at rate zero (reported as
+            // `Stall::NoPath`).
+            return;
+        }
         if fl.path_len == 0 || fl.remaining == 0 {
             fl.remaining = 0;
             fl.state = State::Done;
@@ -751,6 +891,7 @@ impl Simulation {
 
     /// Flow `f` finished its fluid part at `t`: record its completion and release dependents.
     fn complete(&mut self, f: usize, t: u64) {
+        self.completed += 1;
         let fl = &mut self.flows[f];
         fl.completed = t.saturating_add(fl.tail);
         let done = fl.completed;
@@ -929,6 +1070,9 @@ impl Simulation {
             }
             State::Active => {
                 let path = &self.path_links[fl.path_start as usize..(fl.path_start + fl.path_len) as usize];
+                if path.is_empty() {
+                    return Some(Stall::NoPath);
+                }
                 let link = |l: u32| LinkId(l);
                 if let Some(&l) = path.iter().find(|&&l| !self.links[l as usize].up) {
                     return Some(Stall::LinkDown { link: link(l) });

@@ -50,11 +50,17 @@
 //! - **Determinism.** No hash maps, no wall clock, no floating point in the engine; results
 //!   do not depend on the order in which flows were added (only ids do).
 
+pub mod collective;
 mod engine;
 mod error;
+pub mod exec;
+pub mod program;
 mod queue;
 mod result;
+pub mod simulate;
+pub mod topo;
+pub mod training;
 
-pub use engine::{FlowId, FlowSpec, LinkId, LinkSpec, Network, Simulation};
+pub use engine::{FlowId, FlowSpec, LinkId, LinkSpec, LinkView, Network, Router, Simulation};
 pub use error::SimError;
 pub use result::{FlowResult, LinkStats, SimResult, Stall};

@@ -18,6 +18,8 @@ pub enum Stall {
     ZeroShare { link: LinkId },
     /// The flow was waiting on a dependency that never completed.
     Dependency { flow: FlowId },
+    /// The router found no path between the flow's endpoints.
+    NoPath,
 }
 
 impl fmt::Display for Stall {
@@ -27,6 +29,7 @@ impl fmt::Display for Stall {
             Stall::ZeroCapacity { link } => write!(f, "link {link} has zero capacity"),
             Stall::ZeroShare { link } => write!(f, "fair share on link {link} rounds down to zero"),
             Stall::Dependency { flow } => write!(f, "waits on flow {flow}, which did not complete"),
+            Stall::NoPath => write!(f, "no path between its endpoints"),
         }
     }
 }

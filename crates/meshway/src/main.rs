@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod demo;
+mod simulate;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -66,6 +67,9 @@ of failure. Every default number comes from catalog/default.toml with its source
         #[command(flatten)]
         common: Common,
     },
+    /// Run the scenario's workloads (collectives, traffic, training steps) on its fabric.
+    #[command(after_help = simulate::HELP)]
+    Simulate(simulate::Args),
     /// The built-in comparison: a three-tier tree, a leaf-spine and a rail-optimized
     /// fat-tree for 1,024 GPUs on 400 Gbps NICs, plus a two-site variant 100 km apart.
     #[command(after_help = "Example:
@@ -123,6 +127,10 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 emit(&meshway_report::compare_text(&rs))
             }
+        }
+        Command::Simulate(args) => {
+            let cat = load_catalog(&args.catalog)?;
+            emit(&simulate::run(&args, &cat)?)
         }
         Command::Demo { common } => {
             let cat = load_catalog(&common.catalog)?;

@@ -1,0 +1,446 @@
+//! NCCL-style collectives written as programs of messages.
+//!
+//! Two granularities:
+//! - **steps**: every algorithm step is a message per rank and channel, depending on the
+//!   messages it forwards (exact pipelining of steps, stragglers propagate);
+//! - **steady**: a pipelined ring or tree is modeled by its steady-state flows, one message
+//!   per edge carrying everything that edge carries, plus its latency terms
+//!   `(steps - 1) x (alpha + edge latency)` added as a wait. Used when steps would need more
+//!   messages than the catalog's `steps-flow-limit`; the output says which model ran.
+//!
+//! Algorithms: ring (rail-aligned channels on multi-GPU hosts, with PXN relays), double
+//! binary tree, recursive halving-doubling, and hierarchical (intra-host reduce-scatter,
+//! inter-host all-reduce per rail, intra-host all-gather). Sizes follow nccl-tests: the
+//! buffer size of all-reduce and broadcast, the total output of all-gather, the total input
+//! of reduce-scatter, and each rank's send buffer of all-to-all.
+
+use crate::program::{Msg, MsgId, Program};
+use crate::topo::Topology;
+use meshway_units::Nanos;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Op {
+    AllReduce,
+    AllGather,
+    ReduceScatter,
+    AllToAll,
+    Broadcast,
+    SendRecv,
+}
+
+impl Op {
+    pub fn parse(s: &str) -> Option<Op> {
+        Some(match s {
+            "all-reduce" | "allreduce" => Op::AllReduce,
+            "all-gather" | "allgather" => Op::AllGather,
+            "reduce-scatter" | "reducescatter" => Op::ReduceScatter,
+            "all-to-all" | "alltoall" => Op::AllToAll,
+            "broadcast" => Op::Broadcast,
+            "send-recv" | "sendrecv" => Op::SendRecv,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::AllReduce => "all-reduce",
+            Op::AllGather => "all-gather",
+            Op::ReduceScatter => "reduce-scatter",
+            Op::AllToAll => "all-to-all",
+            Op::Broadcast => "broadcast",
+            Op::SendRecv => "send-recv",
+        }
+    }
+
+    /// nccl-tests' bus bandwidth factor: busbw = algbw x factor.
+    pub fn busbw_factor(self, n: usize) -> f64 {
+        let n = n.max(1) as f64;
+        match self {
+            Op::AllReduce => 2.0 * (n - 1.0) / n,
+            Op::AllGather | Op::ReduceScatter | Op::AllToAll => (n - 1.0) / n,
+            Op::Broadcast | Op::SendRecv => 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Algo {
+    Ring,
+    Tree,
+    HalvingDoubling,
+    Hierarchical,
+    /// All-to-all and send/recv: every message directly.
+    Direct,
+}
+
+impl Algo {
+    pub fn parse(s: &str) -> Option<Algo> {
+        Some(match s {
+            "ring" => Algo::Ring,
+            "tree" | "double-binary-tree" => Algo::Tree,
+            "halving-doubling" | "recursive-halving-doubling" => Algo::HalvingDoubling,
+            "hierarchical" => Algo::Hierarchical,
+            "direct" => Algo::Direct,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Algo::Ring => "ring",
+            Algo::Tree => "double-binary-tree",
+            Algo::HalvingDoubling => "halving-doubling",
+            Algo::Hierarchical => "hierarchical",
+            Algo::Direct => "direct",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Model {
+    Steps,
+    Steady,
+    Direct,
+}
+
+impl Model {
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Steps => "steps",
+            Model::Steady => "steady-state",
+            Model::Direct => "direct",
+        }
+    }
+}
+
+/// One collective to write into a program.
+#[derive(Debug, Clone)]
+pub struct CollSpec {
+    pub op: Op,
+    pub algo: Algo,
+    /// Bytes, as nccl-tests counts them (see the module docs).
+    pub size: u64,
+    /// Participating ranks, in order.
+    pub ranks: Vec<u32>,
+    pub channels: u32,
+    /// Force a granularity; `None` picks steps when they fit `steps_limit` messages.
+    pub model: Option<Model>,
+    pub steps_limit: u64,
+    /// Per-message endpoint latency (for the steady-state latency terms).
+    pub alpha: Nanos,
+    /// Packet size on the wire (for the edge latency).
+    pub packet: u64,
+}
+
+/// What was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Built {
+    /// A wait that completes when the collective has.
+    pub done: MsgId,
+    pub model: Model,
+    /// Algorithm steps along the critical path.
+    pub steps: u32,
+}
+
+/// A ring: members in order, and the relay for the edge from member i to member i+1.
+struct Ring {
+    members: Vec<u32>,
+    via: Vec<Option<u32>>,
+}
+
+/// Groups `ranks` by host, keeping order. Returns None unless every host has the same number
+/// of ranks, at least two hosts and two ranks each.
+fn host_groups(topo: &dyn Topology, ranks: &[u32]) -> Option<Vec<Vec<u32>>> {
+    let mut groups: Vec<Vec<u32>> = Vec::new();
+    let mut host = u32::MAX;
+    for &r in ranks {
+        let h = topo.host_of(r);
+        if h != host || groups.is_empty() {
+            if groups.iter().any(|g| topo.host_of(g[0]) == h) {
+                return None; // a host's ranks are not contiguous
+            }
+            groups.push(Vec::new());
+            host = h;
+        }
+        groups.last_mut()?.push(r);
+    }
+    let g = groups.first()?.len();
+    (groups.len() >= 2 && g >= 2 && groups.iter().all(|x| x.len() == g)).then_some(groups)
+}
+
+/// `c` rings over `ranks`. On multi-GPU hosts ring `j` enters each host at local GPU `j`,
+/// walks the host over NVLink, and leaves through a PXN relay: the last GPU hands its data to
+/// the host's GPU `j`, whose NIC is on the rail of the next host's entry GPU.
+fn rings(topo: &dyn Topology, ranks: &[u32], c: u32) -> Vec<Ring> {
+    let Some(groups) = host_groups(topo, ranks) else {
+        return (0..c).map(|_| Ring { members: ranks.to_vec(), via: vec![None; ranks.len()] }).collect();
+    };
+    let g = groups[0].len();
+    (0..c as usize)
+        .map(|j| {
+            let mut members = Vec::with_capacity(ranks.len());
+            let mut via = Vec::with_capacity(ranks.len());
+            let e = j % g;
+            for grp in &groups {
+                for t in 0..g {
+                    members.push(grp[(e + t) % g]);
+                    via.push(if t + 1 == g && grp[(e + t) % g] != grp[e] { Some(grp[e]) } else { None });
+                }
+            }
+            Ring { members, via }
+        })
+        .collect()
+}
+
+/// The largest zero-load edge latency of a set of edges.
+fn max_edge_latency(
+    topo: &mut dyn Topology,
+    edges: impl Iterator<Item = (u32, u32, Option<u32>)>,
+    packet: u64,
+) -> Nanos {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut worst = Nanos::ZERO;
+    for (a, b, v) in edges {
+        // Many edges repeat the same pair of hosts and rails: measure each triple once.
+        if seen.insert((a, b, v)) {
+            worst = worst.max(topo.edge_latency(a, b, v, packet));
+        }
+    }
+    worst
+}
+
+/// Rings whose members each send `chunk` bytes per step for `steps` steps.
+#[allow(clippy::too_many_arguments)]
+fn ring_phase(
+    prog: &mut Program,
+    topo: &mut dyn Topology,
+    rings: &[Ring],
+    chunk: u64,
+    steps: u32,
+    after: &[MsgId],
+    model: Model,
+    spec: &CollSpec,
+) -> MsgId {
+    let n = rings.first().map_or(0, |r| r.members.len());
+    if n < 2 || steps == 0 {
+        return prog.barrier(after.to_vec(), Nanos::ZERO);
+    }
+    let mut last = Vec::new();
+    match model {
+        Model::Steps => {
+            for (ch, ring) in rings.iter().enumerate() {
+                let mut prev: Vec<MsgId> = Vec::new();
+                for _ in 0..steps {
+                    let mut cur = Vec::with_capacity(n);
+                    for i in 0..n {
+                        let mut m = Msg::send(ring.members[i], ring.members[(i + 1) % n], chunk);
+                        m.via = ring.via[i];
+                        m.channel = ch as u32;
+                        m.deps = if prev.is_empty() { after.to_vec() } else { vec![prev[(i + n - 1) % n], prev[i]] };
+                        cur.push(prog.push(m));
+                    }
+                    prev = cur;
+                }
+                last.extend(prev);
+            }
+            prog.barrier(last, Nanos::ZERO)
+        }
+        Model::Steady | Model::Direct => {
+            let mut edges = Vec::new();
+            for (ch, ring) in rings.iter().enumerate() {
+                for i in 0..n {
+                    let (a, b) = (ring.members[i], ring.members[(i + 1) % n]);
+                    let mut m = Msg::send(a, b, chunk.saturating_mul(u64::from(steps)));
+                    m.via = ring.via[i];
+                    m.channel = ch as u32;
+                    m.deps = after.to_vec();
+                    last.push(prog.push(m));
+                    edges.push((a, b, ring.via[i]));
+                }
+            }
+            let lat = max_edge_latency(topo, edges.into_iter(), spec.packet);
+            let term = Nanos((spec.alpha.0 + lat.0).saturating_mul(u64::from(steps - 1)));
+            prog.barrier(last, term)
+        }
+    }
+}
+
+fn pick_model(spec: &CollSpec, msgs_if_steps: u64) -> Model {
+    spec.model.unwrap_or(if msgs_if_steps <= spec.steps_limit { Model::Steps } else { Model::Steady })
+}
+
+/// Writes `spec` into `prog`, starting after `after`.
+pub fn build(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[MsgId]) -> Result<Built, String> {
+    let n = spec.ranks.len();
+    if n < 2 {
+        return Err(format!("a collective needs at least 2 ranks, got {n}"));
+    }
+    let c = spec.channels.max(1);
+    let nn = n as u64;
+    let chunk = spec.size.div_ceil(nn * u64::from(c)).max(1);
+    match (spec.op, spec.algo) {
+        (Op::AllToAll, _) => {
+            let bytes = spec.size.div_ceil(nn).max(1);
+            let mut all = Vec::with_capacity(n * (n - 1));
+            for (i, &a) in spec.ranks.iter().enumerate() {
+                for k in 1..n {
+                    let b = spec.ranks[(i + k) % n];
+                    let mut m = Msg::send(a, b, bytes);
+                    m.deps = after.to_vec();
+                    all.push(prog.push(m));
+                }
+            }
+            Ok(Built { done: prog.barrier(all, Nanos::ZERO), model: Model::Direct, steps: 1 })
+        }
+        (Op::SendRecv, _) => {
+            let mut all = Vec::with_capacity(n);
+            for i in 0..n {
+                let mut m = Msg::send(spec.ranks[i], spec.ranks[(i + 1) % n], spec.size.max(1));
+                m.deps = after.to_vec();
+                all.push(prog.push(m));
+            }
+            Ok(Built { done: prog.barrier(all, Nanos::ZERO), model: Model::Direct, steps: 1 })
+        }
+        (Op::Broadcast, _) => {
+            // A pipelined chain from the first rank: steady-state flows along the ring.
+            let rs = rings(topo, &spec.ranks, c);
+            let chunk = spec.size.div_ceil(u64::from(c)).max(1);
+            let mut last = Vec::new();
+            let mut edges = Vec::new();
+            for (ch, ring) in rs.iter().enumerate() {
+                for i in 0..n - 1 {
+                    let (a, b) = (ring.members[i], ring.members[i + 1]);
+                    let mut m = Msg::send(a, b, chunk);
+                    m.via = ring.via[i];
+                    m.channel = ch as u32;
+                    m.deps = after.to_vec();
+                    last.push(prog.push(m));
+                    edges.push((a, b, ring.via[i]));
+                }
+            }
+            let lat = max_edge_latency(topo, edges.into_iter(), spec.packet);
+            let term = Nanos((spec.alpha.0 + lat.0).saturating_mul(nn.saturating_sub(2)));
+            Ok(Built { done: prog.barrier(last, term), model: Model::Steady, steps: (n - 1) as u32 })
+        }
+        (Op::AllReduce | Op::AllGather | Op::ReduceScatter, Algo::Ring | Algo::Direct) => {
+            let steps = if spec.op == Op::AllReduce { 2 * (n - 1) } else { n - 1 } as u32;
+            let rs = rings(topo, &spec.ranks, c);
+            let model = pick_model(spec, u64::from(steps) * nn * u64::from(c));
+            let done = ring_phase(prog, topo, &rs, chunk, steps, after, model, spec);
+            Ok(Built { done, model, steps })
+        }
+        (Op::AllReduce, Algo::Tree) => Ok(tree(prog, topo, spec, after)),
+        (Op::AllReduce, Algo::HalvingDoubling) => halving_doubling(prog, spec, after),
+        (Op::AllReduce, Algo::Hierarchical) => hierarchical(prog, topo, spec, after),
+        (op, algo) => Err(format!(
+            "{} with algorithm {} is not modeled (all-gather and reduce-scatter use ring)",
+            op.name(),
+            algo.name()
+        )),
+    }
+}
+
+/// Double binary tree: two heap-shaped trees, the second over the reversed order, so a rank
+/// interior in one is a leaf in the other; each carries half the data up (reduce) and down
+/// (broadcast), pipelined: steady-state flows on every edge plus `2 x depth` latency terms.
+fn tree(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[MsgId]) -> Built {
+    let n = spec.ranks.len();
+    let half = spec.size.div_ceil(2).max(1);
+    let mut last = Vec::new();
+    let mut edges = Vec::new();
+    for t in 0..2u32 {
+        let at = |p: usize| if t == 0 { spec.ranks[p] } else { spec.ranks[n - 1 - p] };
+        for p in 1..n {
+            let (child, parent) = (at(p), at((p - 1) / 2));
+            for (a, b) in [(child, parent), (parent, child)] {
+                let mut m = Msg::send(a, b, half);
+                m.channel = t;
+                m.deps = after.to_vec();
+                last.push(prog.push(m));
+                edges.push((a, b, None));
+            }
+        }
+    }
+    let depth = usize::BITS - n.leading_zeros() - 1; // floor(log2 n)
+    let steps = 2 * depth.max(1);
+    let lat = max_edge_latency(topo, edges.into_iter(), spec.packet);
+    let term = Nanos((spec.alpha.0 + lat.0).saturating_mul(u64::from(steps - 1)));
+    Built { done: prog.barrier(last, term), model: Model::Steady, steps }
+}
+
+/// Recursive halving (reduce-scatter) then doubling (all-gather), step by step.
+fn halving_doubling(prog: &mut Program, spec: &CollSpec, after: &[MsgId]) -> Result<Built, String> {
+    let n = spec.ranks.len();
+    if !n.is_power_of_two() {
+        return Err(format!("halving-doubling needs a power-of-two number of ranks, got {n}"));
+    }
+    let log = n.trailing_zeros();
+    // Per rank: the message it sent and the one it received in the previous step.
+    let mut sent: Vec<Option<MsgId>> = vec![None; n];
+    let mut recv: Vec<Option<MsgId>> = vec![None; n];
+    let mut step = |prog: &mut Program, d: usize, bytes: u64| {
+        let mut ns = vec![None; n];
+        let mut nr = vec![None; n];
+        for i in 0..n {
+            let j = i ^ d;
+            let mut m = Msg::send(spec.ranks[i], spec.ranks[j], bytes.max(1));
+            m.deps = match (sent[i], recv[i]) {
+                (Some(a), Some(b)) => vec![a, b],
+                _ => after.to_vec(),
+            };
+            let id = prog.push(m);
+            ns[i] = Some(id);
+            nr[j] = Some(id);
+        }
+        sent = ns;
+        recv = nr;
+    };
+    for k in 0..log {
+        step(prog, n >> (k + 1), spec.size >> (k + 1));
+    }
+    for k in 0..log {
+        step(prog, 1 << k, (spec.size / n as u64) << k);
+    }
+    let last: Vec<MsgId> = sent.iter().chain(recv.iter()).flatten().copied().collect();
+    Ok(Built { done: prog.barrier(last, Nanos::ZERO), model: Model::Steps, steps: 2 * log })
+}
+
+/// Intra-host reduce-scatter over NVLink, inter-host all-reduce of each GPU's shard across
+/// its rail, intra-host all-gather.
+fn hierarchical(
+    prog: &mut Program,
+    topo: &mut dyn Topology,
+    spec: &CollSpec,
+    after: &[MsgId],
+) -> Result<Built, String> {
+    let groups = host_groups(&*topo, &spec.ranks).ok_or_else(|| {
+        "hierarchical all-reduce needs at least 2 hosts with the same number (at least 2) of ranks each".to_string()
+    })?;
+    let g = groups[0].len();
+    let h = groups.len();
+    let shard = spec.size.div_ceil(g as u64).max(1);
+    let intra: Vec<Ring> = groups.iter().map(|grp| Ring { members: grp.clone(), via: vec![None; g] }).collect();
+    let c = spec.channels.max(1);
+    // Phase 1: each host's ring reduce-scatter, g-1 steps of S/g.
+    let m1 = pick_model(spec, (g as u64 - 1) * spec.ranks.len() as u64);
+    let p1 = ring_phase(prog, topo, &intra, shard, (g - 1) as u32, after, m1, spec);
+    // Phase 2: per rail, a ring all-reduce of the shard across hosts (c channels each).
+    let mut inter = Vec::new();
+    for j in 0..g {
+        let members: Vec<u32> = groups.iter().map(|grp| grp[j]).collect();
+        for _ in 0..c {
+            inter.push(Ring { members: members.clone(), via: vec![None; h] });
+        }
+    }
+    let steps2 = 2 * (h - 1) as u32;
+    let m2 = pick_model(spec, u64::from(steps2) * spec.ranks.len() as u64 * u64::from(c));
+    let chunk2 = shard.div_ceil(h as u64 * u64::from(c)).max(1);
+    let p2 = ring_phase(prog, topo, &inter, chunk2, steps2, &[p1], m2, spec);
+    // Phase 3: each host's ring all-gather.
+    let p3 = ring_phase(prog, topo, &intra, shard, (g - 1) as u32, &[p2], m1, spec);
+    let model = if m1 == Model::Steps && m2 == Model::Steps { Model::Steps } else { Model::Steady };
+    Ok(Built { done: p3, model, steps: 2 * (g - 1) as u32 + steps2 })
+}

@@ -1,0 +1,252 @@
+//! Runs a [`Program`] on a [`Topology`]: messages become engine flows (split into subflows by
+//! the routing policy), headers are added by the transport, paths are chosen as flows start
+//! and again when a link on them fails.
+
+use crate::engine::{FlowId, FlowSpec, LinkId as Arc, LinkView, Router, Simulation};
+use crate::program::Program;
+use crate::result::Stall;
+use crate::topo::{mix, Choice, Topology};
+use crate::SimError;
+use meshway_units::{Bytes, Nanos, SimTime};
+use serde::Serialize;
+
+/// Path choice among equal-cost paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Policy {
+    Ecmp,
+    Adaptive,
+    Spray,
+}
+
+impl Policy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Ecmp => "ecmp",
+            Policy::Adaptive => "adaptive",
+            Policy::Spray => "spray",
+        }
+    }
+}
+
+/// The transport as the executor needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Wire {
+    /// Payload bytes per packet.
+    pub mtu: u64,
+    /// Header and framing bytes per packet.
+    pub header: u64,
+    /// Endpoint latency per message.
+    pub alpha: Nanos,
+}
+
+impl Wire {
+    /// Bytes on the wire for `payload` bytes.
+    pub fn wire_bytes(&self, payload: u64) -> u64 {
+        payload + payload.div_ceil(self.mtu.max(1)) * self.header
+    }
+
+    /// Share of the line rate left for payload on full packets.
+    pub fn goodput(&self) -> f64 {
+        self.mtu as f64 / (self.mtu + self.header) as f64
+    }
+}
+
+/// How to run a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecConfig {
+    pub policy: Policy,
+    pub wire: Wire,
+    /// Subflows (queue pairs) per message under ECMP and adaptive routing.
+    pub qps: u32,
+    /// Subflows per message under spraying.
+    pub spray_paths: u32,
+    pub seed: u64,
+}
+
+/// A scheduled link state change (both directions of a physical link are given as arcs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkEvent {
+    pub at: SimTime,
+    pub arc: Arc,
+    pub up: bool,
+}
+
+/// What happened to each message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MsgResult {
+    pub start: Option<SimTime>,
+    pub end: Option<SimTime>,
+    /// Why the message did not complete.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stall: Option<String>,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub msgs: Vec<MsgResult>,
+    pub sim: crate::SimResult,
+    /// Engine flows (subflows and barriers) the program became.
+    pub flows: usize,
+}
+
+struct Route {
+    src: u32,
+    dst: u32,
+    via: u32,
+    choice: Choice,
+}
+
+const NO_VIA: u32 = u32::MAX;
+
+struct ProgramRouter<'t> {
+    topo: &'t mut dyn Topology,
+    /// Per engine flow: how to route it (None for waits and barriers).
+    routes: Vec<Option<Route>>,
+}
+
+impl ProgramRouter<'_> {
+    fn path_of(&mut self, flow: FlowId, live: Option<&LinkView<'_>>) -> Option<Vec<Arc>> {
+        let r = self.routes.get(flow.index())?.as_ref()?;
+        let (src, dst, via, choice) = (r.src, r.dst, r.via, r.choice);
+        if via == NO_VIA {
+            return self.topo.path(src, dst, choice, live);
+        }
+        let mut p = self.topo.path(src, via, choice, live)?;
+        p.extend(self.topo.path(via, dst, choice, live)?);
+        Some(p)
+    }
+}
+
+impl Router for ProgramRouter<'_> {
+    fn route(&mut self, flow: FlowId, links: &LinkView<'_>) -> Option<Vec<Arc>> {
+        self.path_of(flow, Some(links))
+    }
+}
+
+/// Runs `prog` on `topo`. `progress(done, total)` is called every few thousand events.
+pub fn execute(
+    prog: &Program,
+    topo: &mut dyn Topology,
+    cfg: &ExecConfig,
+    failures: &[LinkEvent],
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Execution, SimError> {
+    let mut sim = Simulation::new(topo.network());
+    let mut routes: Vec<Option<Route>> = Vec::with_capacity(prog.msgs.len());
+    // Per message: the engine flow that completes with it, and its subflow range.
+    let mut handle: Vec<FlowId> = Vec::with_capacity(prog.msgs.len());
+    let mut subs: Vec<(u32, u32)> = Vec::with_capacity(prog.msgs.len());
+    let mtu_packet = Bytes(cfg.wire.mtu + cfg.wire.header);
+    let mut deps = Vec::new();
+    for m in &prog.msgs {
+        deps.clear();
+        deps.extend(m.deps.iter().map(|&d| handle[d as usize]));
+        if m.is_wait() {
+            let spec = if deps.is_empty() {
+                FlowSpec::new(Vec::new(), Bytes(0), SimTime(m.start.0 + m.delay.0))
+            } else {
+                FlowSpec::new(Vec::new(), Bytes(0), SimTime(m.start.0)).after(deps.clone(), m.delay)
+            };
+            let id = sim.add_flow(spec.tag(m.tag))?;
+            routes.push(None);
+            handle.push(id);
+            subs.push((id.0, id.0 + 1));
+            continue;
+        }
+        let local = m.via.is_none() && topo.local(m.src, m.dst);
+        let k = if local {
+            1
+        } else {
+            match cfg.policy {
+                Policy::Spray => cfg.spray_paths.max(1),
+                Policy::Ecmp | Policy::Adaptive => cfg.qps.max(1),
+            }
+        };
+        let k = (k as u64).min(m.bytes.max(1)) as u32;
+        let first = sim.flow_count() as u32;
+        let key_base = mix(cfg.seed ^ mix((u64::from(m.src) << 32) | u64::from(m.dst)) ^ u64::from(m.channel) << 20);
+        for i in 0..k {
+            let share = m.bytes / u64::from(k) + u64::from(u64::from(i) < m.bytes % u64::from(k));
+            let wire = cfg.wire.wire_bytes(share);
+            let key = mix(key_base ^ u64::from(i));
+            let choice = match cfg.policy {
+                Policy::Ecmp => Choice::Hash(key),
+                Policy::Adaptive => Choice::LeastLoaded(key),
+                Policy::Spray => Choice::Spread { key: key_base, index: i },
+            };
+            let spec = if deps.is_empty() {
+                FlowSpec::new(Vec::new(), Bytes(wire), SimTime(m.start.0 + m.delay.0 + cfg.wire.alpha.0))
+            } else {
+                FlowSpec::new(Vec::new(), Bytes(wire), SimTime(m.start.0)).after(deps.clone(), m.delay + cfg.wire.alpha)
+            };
+            sim.add_flow(spec.tag(m.tag).last_packet(mtu_packet).routed())?;
+            routes.push(Some(Route { src: m.src, dst: m.dst, via: m.via.unwrap_or(NO_VIA), choice }));
+        }
+        let last = first + k;
+        if k == 1 {
+            handle.push(FlowId(first));
+        } else {
+            let id = sim.add_flow(
+                FlowSpec::new(Vec::new(), Bytes(0), SimTime(0)).after((first..last).map(FlowId).collect(), Nanos::ZERO),
+            )?;
+            routes.push(None);
+            handle.push(id);
+        }
+        subs.push((first, last));
+    }
+    for e in failures {
+        if e.up {
+            sim.schedule_link_up(e.arc, e.at)?;
+        } else {
+            sim.schedule_link_down(e.arc, e.at)?;
+        }
+    }
+    let total = sim.flow_count() as u64;
+    let mut router = ProgramRouter { topo, routes };
+    let mut n = 0u64;
+    while sim.advance_with(&mut router)?.is_some() {
+        n += 1;
+        if n.is_multiple_of(4096) {
+            progress(sim.completed_count(), total);
+        }
+    }
+    progress(sim.completed_count(), total);
+    let res = sim.result();
+    let topo = router.topo;
+    let msgs = prog
+        .msgs
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            let (a, b) = subs[i];
+            let fl = &res.flows[a as usize..b as usize];
+            let start = fl.iter().filter_map(|f| f.start).min();
+            let end = res.flows[handle[i].index()].end;
+            let stall = if end.is_some() {
+                None
+            } else {
+                fl.iter().find_map(|f| f.stall).map(|s| describe_stall(s, &*topo, &prog.msgs[i]))
+            };
+            MsgResult { start, end, stall }
+        })
+        .collect();
+    Ok(Execution { msgs, flows: res.flows.len(), sim: res })
+}
+
+fn describe_stall(s: Stall, topo: &dyn Topology, m: &crate::program::Msg) -> String {
+    let who = format!("{} to {}", topo.rank_name(m.src), topo.rank_name(m.dst));
+    match s {
+        Stall::LinkDown { link } => {
+            format!(
+                "no path from {who}: link {} is down and no equal-cost or longer path avoids it",
+                topo.arc_name(link)
+            )
+        }
+        Stall::ZeroCapacity { link } => format!("{who}: link {} has zero capacity", topo.arc_name(link)),
+        Stall::ZeroShare { link } => format!("{who}: fair share on {} rounds to zero", topo.arc_name(link)),
+        Stall::Dependency { .. } => format!("{who}: waits on a message that did not complete"),
+        Stall::NoPath => format!("no path from {who}: the fabric does not connect them"),
+    }
+}

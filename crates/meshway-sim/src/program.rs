@@ -1,0 +1,85 @@
+//! A program: the messages and waits a workload consists of, between ranks, with
+//! dependencies. Collectives, training steps and traffic generators write programs;
+//! [`crate::exec`] runs them on a topology under a routing policy and transport.
+
+use meshway_units::Nanos;
+
+/// Index of a message in [`Program::msgs`].
+pub type MsgId = u32;
+
+/// One message (or a wait).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Msg {
+    /// Sending and receiving rank. A wait has `src == dst` and no bytes.
+    pub src: u32,
+    pub dst: u32,
+    /// Payload bytes (headers are added by the transport).
+    pub bytes: u64,
+    /// Relay rank: the message first goes over the NVLink domain to `via`, then on to `dst`
+    /// (NCCL's PXN: a GPU hands data to the GPU whose NIC is on the receiver's rail).
+    pub via: Option<u32>,
+    /// Messages that must complete first.
+    pub deps: Vec<MsgId>,
+    /// Gap after the dependencies (compute, a kernel launch), or after `start` when there are
+    /// none. Waits complete exactly this long after their dependencies.
+    pub delay: Nanos,
+    /// Earliest start, from time zero.
+    pub start: Nanos,
+    /// Which workload / collective / phase the message belongs to (an index into
+    /// [`Program::tags`]).
+    pub tag: u32,
+    /// Connection (NCCL channel) number, part of the ECMP flow key.
+    pub channel: u32,
+}
+
+impl Msg {
+    pub fn send(src: u32, dst: u32, bytes: u64) -> Msg {
+        Msg { src, dst, bytes, via: None, deps: Vec::new(), delay: Nanos::ZERO, start: Nanos::ZERO, tag: 0, channel: 0 }
+    }
+
+    pub fn wait(deps: Vec<MsgId>, delay: Nanos) -> Msg {
+        Msg { src: 0, dst: 0, bytes: 0, via: None, deps, delay, start: Nanos::ZERO, tag: 0, channel: 0 }
+    }
+
+    pub fn is_wait(&self) -> bool {
+        self.src == self.dst && self.bytes == 0
+    }
+}
+
+/// A named group of messages in the output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub name: String,
+}
+
+/// Messages in dependency order (every dependency comes earlier).
+#[derive(Debug, Clone, Default)]
+pub struct Program {
+    pub msgs: Vec<Msg>,
+    pub tags: Vec<Tag>,
+}
+
+impl Program {
+    pub fn new() -> Program {
+        Program::default()
+    }
+
+    /// Opens a new tag; messages pushed with [`Program::push`] until the next call carry it.
+    pub fn tag(&mut self, name: impl Into<String>) -> u32 {
+        self.tags.push(Tag { name: name.into() });
+        (self.tags.len() - 1) as u32
+    }
+
+    /// Appends a message under the current (last) tag and returns its id.
+    pub fn push(&mut self, mut m: Msg) -> MsgId {
+        debug_assert!(m.deps.iter().all(|&d| (d as usize) < self.msgs.len()));
+        m.tag = self.tags.len().saturating_sub(1) as u32;
+        self.msgs.push(m);
+        (self.msgs.len() - 1) as MsgId
+    }
+
+    /// A wait that completes when all of `deps` have, plus `delay`.
+    pub fn barrier(&mut self, deps: Vec<MsgId>, delay: Nanos) -> MsgId {
+        self.push(Msg::wait(deps, delay))
+    }
+}

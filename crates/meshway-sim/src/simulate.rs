@@ -1,0 +1,1131 @@
+//! `meshway simulate`: a scenario's `[[workload]]` and `[[failure]]` tables, run on its fabric.
+//!
+//! Workloads run one after another by default (each starts when the previous one has
+//! completed); `start = "2ms"` places one at a fixed time instead, alongside the others.
+
+use crate::collective::{self, Algo, CollSpec, Model, Op};
+use crate::exec::{execute, ExecConfig, Execution, LinkEvent, Policy, Wire};
+use crate::program::{Msg, MsgId, Program};
+use crate::topo::{mix, FabricTopo, IdealTopo, Topology};
+use crate::training::{self, TrainSpec};
+use crate::SimError;
+use meshway_fabric::config::{RoutingKind, TransportKind};
+use meshway_fabric::scenario::Ctx;
+use meshway_fabric::{Catalog, Fabric, FabricError, Scenario};
+use meshway_units::{BitsPerSec, Bytes, Nanos, SimTime};
+use serde::Serialize;
+
+/// Everything that can stop a simulation.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    #[error(transparent)]
+    Scenario(#[from] FabricError),
+    #[error(transparent)]
+    Engine(#[from] SimError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Command-line overrides.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub routing: Option<Policy>,
+    pub seed: Option<u64>,
+    /// Skip the ideal-fabric comparison run.
+    pub no_ideal: bool,
+    /// Keep per-message records in the report.
+    pub flows: bool,
+}
+
+/// What a workload is.
+#[derive(Debug, Clone)]
+enum Kind {
+    Collective { spec: CollSpec, sweep: Option<(u64, u64)> },
+    Flows { flows: Vec<FlowLine> },
+    Training(Box<TrainSpec>),
+}
+
+/// One line of a flow list or generator: from, to, bytes, start, dependencies (indexes into
+/// the same list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowLine {
+    pub src: u32,
+    pub dst: u32,
+    pub bytes: u64,
+    pub start: Nanos,
+    pub deps: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+struct Workload {
+    name: String,
+    kind_name: String,
+    start: Option<Nanos>,
+    kind: Kind,
+}
+
+/// The transport a run uses.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransportInfo {
+    pub kind: String,
+    pub routing: Policy,
+    pub mtu_bytes: u64,
+    pub header_bytes: u64,
+    pub goodput: f64,
+    pub alpha_ns: u64,
+    pub lossless: String,
+}
+
+/// One workload's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkloadResult {
+    pub name: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<String>,
+    /// Granularity: "steps", "steady-state" or "direct".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub ranks: usize,
+    pub messages: usize,
+    pub size_bytes: u64,
+    pub start_ns: u64,
+    pub end_ns: Option<u64>,
+    pub time_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algbw_gbps: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub busbw_gbps: Option<f64>,
+    /// The same workload on an ideal non-blocking fabric.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ideal_time_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slowdown: Option<f64>,
+    /// Slowest message's completion time (from its start).
+    pub slowest_message_ns: Option<u64>,
+    pub failed_messages: usize,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub training: Option<training::StepReport>,
+}
+
+/// One row of a size sweep, as nccl-tests prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepRow {
+    pub size_bytes: u64,
+    pub time_us: f64,
+    pub algbw_gbytes: f64,
+    pub busbw_gbytes: f64,
+    pub model: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Sweep {
+    pub name: String,
+    pub op: String,
+    pub algorithm: String,
+    pub ranks: usize,
+    pub rows: Vec<SweepRow>,
+}
+
+/// Use of one directed link over the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkUse {
+    pub link: String,
+    pub capacity_bps: u64,
+    pub carried_bytes: u64,
+    pub peak_utilization: f64,
+    /// Carried bytes over capacity x run time.
+    pub mean_utilization: f64,
+}
+
+/// One message in the per-flow output.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowRecord {
+    pub workload: String,
+    pub src: String,
+    pub dst: String,
+    pub bytes: u64,
+    pub start_ns: Option<u64>,
+    pub end_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}
+
+/// The report of `meshway simulate`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimReport {
+    pub scenario: String,
+    pub gpus: usize,
+    pub seed: u64,
+    pub transport: TransportInfo,
+    pub workloads: Vec<WorkloadResult>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sweeps: Vec<Sweep>,
+    /// The ten directed links with the highest mean utilization.
+    pub congested_links: Vec<LinkUse>,
+    /// Every directed network link that carried traffic.
+    pub links: Vec<LinkUse>,
+    pub engine_flows: usize,
+    pub events: u64,
+    pub recomputes: u64,
+    pub end_ns: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flows: Option<Vec<FlowRecord>>,
+    /// Flow list for export (htsim) when requested.
+    #[serde(skip)]
+    pub export: Vec<ExportFlow>,
+}
+
+/// A message as exported to htsim: ranks, bytes, simulated start, dependencies.
+#[derive(Debug, Clone)]
+pub struct ExportFlow {
+    pub src: u32,
+    pub dst: u32,
+    pub bytes: u64,
+    pub start: u64,
+    pub deps: Vec<u32>,
+}
+
+/// Everything `simulate` needs besides the scenario.
+pub struct Setup<'a> {
+    pub scenario: &'a Scenario,
+    pub catalog: &'a Catalog,
+    pub fabric: &'a Fabric,
+    /// Reads a flow file named in a workload (relative to the scenario).
+    pub read_file: &'a dyn Fn(&str) -> Result<String, String>,
+}
+
+fn ctx<'a>(s: &'a Scenario, section: &str, nth: usize) -> Ctx<'a> {
+    Ctx::new(&s.file, &s.text, section, nth, &format!("{section}[{}]", nth + 1))
+}
+
+fn get_str<'t>(t: &'t toml::Table, c: &Ctx<'_>, key: &str) -> Result<Option<&'t str>, FabricError> {
+    match t.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s)),
+        Some(v) => Err(c.invalid(key, format!("expected a string, got {v}"))),
+    }
+}
+
+fn get_parsed<T: std::str::FromStr>(
+    t: &toml::Table,
+    c: &Ctx<'_>,
+    key: &str,
+    what: &str,
+) -> Result<Option<T>, FabricError>
+where
+    T::Err: std::fmt::Display,
+{
+    match t.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => {
+            s.parse::<T>().map(Some).map_err(|e| c.invalid(key, format!("expected {what}: {e}")))
+        }
+        Some(toml::Value::Integer(i)) => {
+            i.to_string().parse::<T>().map(Some).map_err(|e| c.invalid(key, format!("expected {what}: {e}")))
+        }
+        Some(v) => Err(c.invalid(key, format!("expected {what}, got {v}"))),
+    }
+}
+
+fn get_u64(t: &toml::Table, c: &Ctx<'_>, key: &str) -> Result<Option<u64>, FabricError> {
+    match t.get(key) {
+        None => Ok(None),
+        Some(toml::Value::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
+        Some(v) => Err(c.invalid(key, format!("expected a non-negative integer, got {v}"))),
+    }
+}
+
+fn check_keys(t: &toml::Table, c: &Ctx<'_>, allowed: &[&str]) -> Result<(), FabricError> {
+    for k in t.keys() {
+        if !allowed.contains(&k.as_str()) {
+            let hint = allowed
+                .iter()
+                .min_by_key(|a| edit_distance(a, k))
+                .filter(|a| edit_distance(a, k) <= 3)
+                .map(|a| format!("; did you mean `{a}`?"))
+                .unwrap_or_default();
+            return Err(c.invalid(k, format!("unknown key (expected one of {}){hint}", allowed.join(", "))));
+        }
+    }
+    Ok(())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Resolves `group`/`ranks` keys into ranks.
+fn resolve_ranks(
+    t: &toml::Table,
+    c: &Ctx<'_>,
+    topo: &FabricTopo<'_>,
+    fabric: &Fabric,
+) -> Result<Vec<u32>, FabricError> {
+    let all: Vec<u32> = (0..topo.ranks() as u32).collect();
+    if let Some(v) = t.get("ranks") {
+        let arr = v.as_array().ok_or_else(|| c.invalid("ranks", "expected a list of GPU names or rank numbers"))?;
+        let mut out = Vec::new();
+        for x in arr {
+            let r = match x {
+                toml::Value::String(s) => topo.rank_by_name(s),
+                toml::Value::Integer(i) => u32::try_from(*i).ok().filter(|&i| (i as usize) < topo.ranks()),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                c.invalid("ranks", format!("{x} is not a GPU of this fabric (it has {} GPUs)", topo.ranks()))
+            })?;
+            out.push(r);
+        }
+        return Ok(out);
+    }
+    match get_str(t, c, "group")? {
+        None | Some("all") => Ok(all),
+        Some("hosts") => {
+            // One GPU per host: the first of each.
+            let mut out = Vec::new();
+            let mut last = u32::MAX;
+            for r in all {
+                if topo.host_of(r) != last {
+                    last = topo.host_of(r);
+                    out.push(r);
+                }
+            }
+            Ok(out)
+        }
+        Some(name) => {
+            let g = fabric.groups.iter().find(|g| g.name == name).ok_or_else(|| {
+                let names: Vec<&str> = fabric.groups.iter().take(6).map(|g| g.name.as_str()).collect();
+                c.invalid(
+                    "group",
+                    format!(
+                        "no group named {name:?}; expected \"all\", \"hosts\" or a group such as {}",
+                        names.join(", ")
+                    ),
+                )
+            })?;
+            let mut out: Vec<u32> = all.into_iter().filter(|&r| g.nodes.contains(&topo.node_of(r))).collect();
+            out.sort_unstable();
+            Ok(out)
+        }
+    }
+}
+
+/// A seeded derangement of `n` (no rank sends to itself).
+fn derangement(n: usize, seed: u64) -> Vec<u32> {
+    let mut p: Vec<u32> = (0..n as u32).collect();
+    if n < 2 {
+        return p;
+    }
+    // Sattolo's algorithm gives a single cycle: a derangement.
+    let mut s = seed;
+    for i in (1..n).rev() {
+        s = mix(s);
+        let j = (s % i as u64) as usize;
+        p.swap(i, j);
+    }
+    p
+}
+
+fn parse_workloads(setup: &Setup<'_>, topo: &FabricTopo<'_>, seed: u64) -> Result<Vec<Workload>, FabricError> {
+    let s = setup.scenario;
+    let cat = setup.catalog;
+    let mut out = Vec::new();
+    for (nth, t) in s.config.workload.iter().enumerate() {
+        let c = ctx(s, "workload", nth);
+        let kind = get_str(t, &c, "kind")?.ok_or_else(|| {
+            c.invalid(
+                "kind",
+                "missing: expected collective, permutation, uniform, incast, all-to-all, flows or training",
+            )
+        })?;
+        let name = get_str(t, &c, "name")?.map(str::to_string).unwrap_or_else(|| format!("{kind}-{}", nth + 1));
+        let start = get_parsed::<Nanos>(t, &c, "start", "a time like \"2ms\"")?;
+        let size = || -> Result<u64, FabricError> {
+            let b = get_parsed::<Bytes>(t, &c, "size", "a size like \"1GiB\"")?
+                .ok_or_else(|| c.invalid("size", "missing: expected a size like \"1GiB\""))?;
+            if b.0 == 0 {
+                return Err(c.invalid("size", "must be positive"));
+            }
+            Ok(b.0)
+        };
+        let common = ["kind", "name", "start"];
+        fn keys(common: &[&'static str], extra: &[&'static str]) -> Vec<&'static str> {
+            common.iter().chain(extra.iter()).copied().collect()
+        }
+        let wl_seed = mix(seed ^ (nth as u64 + 1));
+        let kind_v = match kind {
+            "collective" => {
+                check_keys(
+                    t,
+                    &c,
+                    &keys(&common, &["op", "algorithm", "size", "group", "ranks", "channels", "model", "sweep-from", "sweep-to"]),
+                )?;
+                let op_s = get_str(t, &c, "op")?.unwrap_or("all-reduce");
+                let op = Op::parse(op_s).ok_or_else(|| {
+                    c.invalid(
+                        "op",
+                        format!("unknown op {op_s:?}: expected all-reduce, all-gather, reduce-scatter, all-to-all, broadcast or send-recv"),
+                    )
+                })?;
+                let default_algo = if matches!(op, Op::AllToAll | Op::SendRecv) { "direct" } else { "ring" };
+                let algo_s = get_str(t, &c, "algorithm")?.unwrap_or(default_algo);
+                let algo = Algo::parse(algo_s).ok_or_else(|| {
+                    c.invalid(
+                        "algorithm",
+                        format!("unknown algorithm {algo_s:?}: expected ring, tree, halving-doubling or hierarchical"),
+                    )
+                })?;
+                let model = match get_str(t, &c, "model")? {
+                    None | Some("auto") => None,
+                    Some("steps") => Some(Model::Steps),
+                    Some("steady") | Some("steady-state") => Some(Model::Steady),
+                    Some(m) => return Err(c.invalid("model", format!("unknown model {m:?}: expected auto, steps or steady"))),
+                };
+                let sweep = match (
+                    get_parsed::<Bytes>(t, &c, "sweep-from", "a size")?,
+                    get_parsed::<Bytes>(t, &c, "sweep-to", "a size")?,
+                ) {
+                    (Some(a), Some(b)) if a.0 > 0 && a.0 <= b.0 => Some((a.0, b.0)),
+                    (None, None) => None,
+                    _ => return Err(c.invalid("sweep-from", "give both sweep-from and sweep-to, with 0 < from <= to")),
+                };
+                let size = if sweep.is_some() && !t.contains_key("size") { 1 } else { size()? };
+                let ranks = resolve_ranks(t, &c, topo, setup.fabric)?;
+                if ranks.len() < 2 {
+                    return Err(c.invalid("ranks", format!("a collective needs at least 2 GPUs, got {}", ranks.len())));
+                }
+                let channels = get_u64(t, &c, "channels")?.unwrap_or(u64::from(cat.simulation.channels));
+                if channels == 0 || channels > 64 {
+                    return Err(c.invalid("channels", "expected 1 to 64"));
+                }
+                let spec = CollSpec {
+                    op,
+                    algo,
+                    size,
+                    ranks,
+                    channels: channels as u32,
+                    model,
+                    steps_limit: cat.simulation.steps_flow_limit,
+                    alpha: Nanos::ZERO,
+                    packet: 0,
+                };
+                Kind::Collective { spec, sweep }
+            }
+            "permutation" | "uniform" | "incast" | "all-to-all" => {
+                check_keys(t, &c, &keys(&common, &["size", "group", "ranks", "flows", "senders", "receiver"]))?;
+                let bytes = size()?;
+                let ranks = resolve_ranks(t, &c, topo, setup.fabric)?;
+                let n = ranks.len();
+                if n < 2 {
+                    return Err(c.invalid("ranks", "needs at least 2 GPUs"));
+                }
+                let line = |a: u32, b: u32| FlowLine { src: a, dst: b, bytes, start: Nanos::ZERO, deps: Vec::new() };
+                let flows = match kind {
+                    "permutation" => {
+                        let p = derangement(n, wl_seed);
+                        (0..n).map(|i| line(ranks[i], ranks[p[i] as usize])).collect()
+                    }
+                    "uniform" => {
+                        let count = get_u64(t, &c, "flows")?.unwrap_or(n as u64);
+                        if count == 0 || count > 50_000_000 {
+                            return Err(c.invalid("flows", "expected 1 to 50,000,000 flows"));
+                        }
+                        let mut st = wl_seed;
+                        (0..count)
+                            .map(|_| {
+                                st = mix(st);
+                                let a = (st % n as u64) as usize;
+                                st = mix(st);
+                                let b = (a + 1 + (st % (n as u64 - 1)) as usize) % n;
+                                line(ranks[a], ranks[b])
+                            })
+                            .collect()
+                    }
+                    "incast" => {
+                        let recv = match get_str(t, &c, "receiver")? {
+                            Some(name) => topo
+                                .rank_by_name(name)
+                                .ok_or_else(|| c.invalid("receiver", format!("{name:?} is not a GPU of this fabric")))?,
+                            None => ranks[0],
+                        };
+                        let others: Vec<u32> = ranks.iter().copied().filter(|&r| r != recv).collect();
+                        let senders = get_u64(t, &c, "senders")?.unwrap_or(others.len() as u64) as usize;
+                        if senders == 0 || senders > others.len() {
+                            return Err(c.invalid("senders", format!("expected 1 to {}", others.len())));
+                        }
+                        others[..senders].iter().map(|&a| line(a, recv)).collect()
+                    }
+                    _ => {
+                        let mut v = Vec::with_capacity(n * (n - 1));
+                        for i in 0..n {
+                            for k in 1..n {
+                                v.push(line(ranks[i], ranks[(i + k) % n]));
+                            }
+                        }
+                        v
+                    }
+                };
+                Kind::Flows { flows }
+            }
+            "flows" => {
+                check_keys(t, &c, &keys(&common, &["file"]))?;
+                let file = get_str(t, &c, "file")?.ok_or_else(|| c.invalid("file", "missing: expected a CSV or JSON flow list"))?;
+                let text = (setup.read_file)(file).map_err(|e| c.invalid("file", e))?;
+                let flows = parse_flow_file(file, &text, topo).map_err(|e| c.invalid("file", e))?;
+                Kind::Flows { flows }
+            }
+            "training" => Kind::Training(Box::new(training::parse(t, &c, topo, cat)?)),
+            other => {
+                return Err(c.invalid(
+                    "kind",
+                    format!("unknown kind {other:?}: expected collective, permutation, uniform, incast, all-to-all, flows or training"),
+                ))
+            }
+        };
+        out.push(Workload { name, kind_name: kind.to_string(), start, kind: kind_v });
+    }
+    if out.is_empty() {
+        return Err(FabricError::Invalid {
+            file: s.file.clone(),
+            line: None,
+            key: "workload".into(),
+            message:
+                "no [[workload]] tables: add one, e.g. kind = \"collective\", op = \"all-reduce\", size = \"1GiB\""
+                    .into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Parses a flow list: CSV with a header `src,dst,bytes[,start][,deps]` (deps separated by
+/// `;`, as 0-based line indexes of earlier flows) or JSON (an array of objects with the same
+/// keys). GPUs by name or rank number; sizes and times in human units.
+pub fn parse_flow_file(file: &str, text: &str, topo: &FabricTopo<'_>) -> Result<Vec<FlowLine>, String> {
+    let rank = |s: &str, line: usize| {
+        topo.rank_by_name(s.trim()).ok_or_else(|| format!("{file}:{line}: {:?} is not a GPU of this fabric", s.trim()))
+    };
+    let mut out = Vec::new();
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("{file}: invalid JSON: {e}"))?;
+        let arr = v.as_array().ok_or_else(|| format!("{file}: expected a JSON array of flows"))?;
+        for (i, f) in arr.iter().enumerate() {
+            let at = |k: &str| -> Result<String, String> {
+                match f.get(k) {
+                    Some(serde_json::Value::String(s)) => Ok(s.clone()),
+                    Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+                    Some(other) => Err(format!("{file}: flow {i}: `{k}` must be a string or number, got {other}")),
+                    None => Err(format!("{file}: flow {i}: missing `{k}`")),
+                }
+            };
+            let deps = match f.get("deps") {
+                None => Vec::new(),
+                Some(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .map(|d| {
+                        d.as_u64()
+                            .map(|d| d as u32)
+                            .ok_or_else(|| format!("{file}: flow {i}: deps must be flow indexes"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                Some(_) => return Err(format!("{file}: flow {i}: deps must be a list of flow indexes")),
+            };
+            let start = if f.get("start").is_some() { at("start")? } else { "0".into() };
+            out.push(flow_line(file, i, &rank(&at("src")?, i)?, &rank(&at("dst")?, i)?, &at("bytes")?, &start, deps)?);
+        }
+    } else {
+        let mut lines =
+            text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+        let (_, header) = lines.next().ok_or_else(|| format!("{file}: empty flow list"))?;
+        let cols: Vec<String> = header.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
+        let col = |name: &str| cols.iter().position(|c| c == name);
+        let (Some(cs), Some(cd), Some(cb)) = (col("src"), col("dst"), col("bytes")) else {
+            return Err(format!("{file}:1: expected a header with src,dst,bytes[,start][,deps], got {header:?}"));
+        };
+        let (cst, cdeps) = (col("start"), col("deps"));
+        for (ln, l) in lines {
+            let f: Vec<&str> = l.split(',').collect();
+            let lno = ln + 1;
+            let get =
+                |i: usize| f.get(i).copied().ok_or_else(|| format!("{file}:{lno}: expected {} fields", cols.len()));
+            let deps = match cdeps.and_then(|i| f.get(i)) {
+                Some(d) if !d.trim().is_empty() => d
+                    .split(';')
+                    .map(|x| {
+                        x.trim().parse::<u32>().map_err(|_| format!("{file}:{lno}: deps: {x:?} is not a flow index"))
+                    })
+                    .collect::<Result<_, _>>()?,
+                _ => Vec::new(),
+            };
+            let start = match cst {
+                Some(i) => get(i)?.trim().to_string(),
+                None => "0".into(),
+            };
+            let idx = out.len();
+            out.push(flow_line(
+                &format!("{file}:{lno}"),
+                idx,
+                &rank(get(cs)?, lno)?,
+                &rank(get(cd)?, lno)?,
+                get(cb)?.trim(),
+                &start,
+                deps,
+            )?);
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("{file}: no flows"));
+    }
+    Ok(out)
+}
+
+fn flow_line(
+    at: &str,
+    idx: usize,
+    src: &u32,
+    dst: &u32,
+    bytes: &str,
+    start: &str,
+    deps: Vec<u32>,
+) -> Result<FlowLine, String> {
+    let b: Bytes = bytes.parse().map_err(|e| format!("{at}: bytes: {e}"))?;
+    let s: Nanos = if start == "0" { Nanos::ZERO } else { start.parse().map_err(|e| format!("{at}: start: {e}"))? };
+    if let Some(d) = deps.iter().find(|&&d| d as usize >= idx) {
+        return Err(format!("{at}: dependency {d} is not an earlier flow"));
+    }
+    if src == dst {
+        return Err(format!("{at}: src and dst are the same GPU"));
+    }
+    Ok(FlowLine { src: *src, dst: *dst, bytes: b.0.max(1), start: s, deps })
+}
+
+/// Failures as arc events.
+fn parse_failures(s: &Scenario, fabric: &Fabric) -> Result<Vec<LinkEvent>, FabricError> {
+    let mut ev = Vec::new();
+    for (nth, t) in s.config.failure.iter().enumerate() {
+        let c = ctx(s, "failure", nth);
+        check_keys(t, &c, &["at", "link", "switch", "until", "duration"])?;
+        let at = get_parsed::<SimTime>(t, &c, "at", "a time like \"1ms\"")?.unwrap_or(SimTime::ZERO);
+        let until = match (
+            get_parsed::<SimTime>(t, &c, "until", "a time")?,
+            get_parsed::<Nanos>(t, &c, "duration", "a duration")?,
+        ) {
+            (Some(u), None) if u > at => Some(u),
+            (None, Some(d)) if d.0 > 0 => Some(SimTime(at.0 + d.0)),
+            (None, None) => None,
+            _ => return Err(c.invalid("until", "give `until` (after `at`) or a positive `duration`, not both")),
+        };
+        let find = |name: &str, key: &str| {
+            fabric.find(name).ok_or_else(|| c.invalid(key, format!("no node named {name:?} in the fabric")))
+        };
+        let links: Vec<u32> = match (get_str(t, &c, "link")?, get_str(t, &c, "switch")?) {
+            (Some(l), None) => {
+                let (a, b) = l
+                    .split_once(':')
+                    .ok_or_else(|| c.invalid("link", format!("expected \"node-a:node-b\", got {l:?}")))?;
+                let (na, nb) = (find(a.trim(), "link")?, find(b.trim(), "link")?);
+                let ls: Vec<u32> = fabric.neighbors(na).iter().filter(|(v, _)| *v == nb).map(|(_, l)| l.0).collect();
+                if ls.is_empty() {
+                    return Err(c.invalid("link", format!("{a} and {b} are not linked")));
+                }
+                ls
+            }
+            (None, Some(sw)) => {
+                let n = find(sw, "switch")?;
+                if fabric.node(n).is_gpu() {
+                    return Err(c.invalid("switch", format!("{sw} is a GPU, not a switch")));
+                }
+                fabric.neighbors(n).iter().map(|(_, l)| l.0).collect()
+            }
+            _ => return Err(c.invalid("link", "give exactly one of `link = \"a:b\"` or `switch = \"name\"`")),
+        };
+        for l in links {
+            for arc in [2 * l, 2 * l + 1] {
+                ev.push(LinkEvent { at, arc: crate::LinkId(arc), up: false });
+                if let Some(u) = until {
+                    ev.push(LinkEvent { at: u, arc: crate::LinkId(arc), up: true });
+                }
+            }
+        }
+    }
+    Ok(ev)
+}
+
+fn transport_info(setup: &Setup<'_>, opts: &Options) -> Result<(TransportInfo, Wire), SimulateError> {
+    let s = setup.scenario;
+    let tc = s.config.transport.clone().unwrap_or_default();
+    let kind = match tc.kind {
+        TransportKind::Infiniband => "infiniband",
+        TransportKind::Roce => "roce",
+        TransportKind::Tcp => "tcp",
+    };
+    let p = setup
+        .catalog
+        .transport_profile(kind)
+        .ok_or_else(|| SimulateError::Other(format!("the catalog has no [[transport]] named {kind:?}")))?;
+    let routing =
+        opts.routing.unwrap_or(match (s.config.transport.as_ref().map(|t| t.routing), p.default_routing.as_str()) {
+            (Some(RoutingKind::Adaptive), _) => Policy::Adaptive,
+            (Some(RoutingKind::Spray), _) => Policy::Spray,
+            (Some(RoutingKind::Ecmp), _) => Policy::Ecmp,
+            (None, "adaptive") => Policy::Adaptive,
+            (None, "spray") => Policy::Spray,
+            _ => Policy::Ecmp,
+        });
+    let mtu = tc.mtu.map_or(p.mtu.0, |m| m.0).max(1);
+    let wire = Wire { mtu, header: u64::from(p.header_bytes), alpha: p.alpha };
+    let info = TransportInfo {
+        kind: kind.into(),
+        routing,
+        mtu_bytes: mtu,
+        header_bytes: wire.header,
+        goodput: wire.goodput(),
+        alpha_ns: p.alpha.0,
+        lossless: p.lossless.clone(),
+    };
+    Ok((info, wire))
+}
+
+/// Writes a workload into `prog` after `after`; returns its completion wait and the
+/// messages it spans.
+fn write_workload(
+    prog: &mut Program,
+    topo: &mut dyn Topology,
+    w: &Workload,
+    after: &[MsgId],
+    cfg: &ExecConfig,
+    size_override: Option<u64>,
+) -> Result<(MsgId, Option<collective::Built>), SimulateError> {
+    let wire = &cfg.wire;
+    prog.tag(w.name.clone());
+    let after: Vec<MsgId> = match w.start {
+        Some(_) => Vec::new(),
+        None => after.to_vec(),
+    };
+    let start = w.start.unwrap_or(Nanos::ZERO);
+    match &w.kind {
+        Kind::Collective { spec, .. } => {
+            let mut spec = spec.clone();
+            spec.alpha = wire.alpha;
+            spec.packet = wire.mtu + wire.header;
+            if let Some(s) = size_override {
+                spec.size = s;
+            }
+            let first = prog.msgs.len();
+            let gate = if start.0 > 0 {
+                let mut m = Msg::wait(after.clone(), Nanos::ZERO);
+                m.start = start;
+                vec![prog.push(m)]
+            } else {
+                after.clone()
+            };
+            let built = collective::build(prog, topo, &spec, &gate).map_err(SimulateError::Other)?;
+            let _ = first;
+            Ok((built.done, Some(built)))
+        }
+        Kind::Flows { flows } => {
+            let base = prog.msgs.len() as u32;
+            let mut ids = Vec::with_capacity(flows.len());
+            for f in flows {
+                let mut m = Msg::send(f.src, f.dst, f.bytes);
+                m.start = Nanos(start.0 + f.start.0);
+                m.deps = if f.deps.is_empty() { after.clone() } else { f.deps.iter().map(|d| base + d).collect() };
+                ids.push(prog.push(m));
+            }
+            Ok((prog.barrier(ids, Nanos::ZERO), None))
+        }
+        Kind::Training(spec) => {
+            let done = training::write(prog, topo, spec, &after, cfg).map_err(SimulateError::Other)?;
+            Ok((done, None))
+        }
+    }
+}
+
+/// Runs the scenario's workloads. `progress(done, total)` reports engine progress.
+pub fn simulate(
+    setup: &Setup<'_>,
+    opts: &Options,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<SimReport, SimulateError> {
+    let seed = opts.seed.or(setup.scenario.config.seed).unwrap_or(1);
+    let (tinfo, wire) = transport_info(setup, opts)?;
+    let mut topo = FabricTopo::new(setup.fabric, setup.catalog, seed);
+    let workloads = parse_workloads(setup, &topo, seed)?;
+    let failures = parse_failures(setup.scenario, setup.fabric)?;
+    let cat = setup.catalog;
+    let cfg = ExecConfig {
+        policy: tinfo.routing,
+        wire,
+        qps: cat.simulation.qps_per_connection,
+        spray_paths: cat.simulation.spray_paths,
+        seed,
+    };
+
+    // Sweeps run on their own, one size at a time.
+    let mut sweeps = Vec::new();
+    for w in &workloads {
+        if let Kind::Collective { spec, sweep: Some((from, to)) } = &w.kind {
+            let mut rows = Vec::new();
+            let mut size = *from;
+            while size <= *to {
+                let mut prog = Program::new();
+                let (done, built) = write_workload(&mut prog, &mut topo, w, &[], &cfg, Some(size))?;
+                let ex = execute(&prog, &mut topo, &cfg, &failures, &mut |_, _| {})?;
+                let t = ex.msgs[done as usize].end.map_or(0, |e| e.0);
+                let secs = t as f64 / 1e9;
+                let algbw = if secs > 0.0 { size as f64 / secs / 1e9 } else { 0.0 };
+                rows.push(SweepRow {
+                    size_bytes: size,
+                    time_us: t as f64 / 1e3,
+                    algbw_gbytes: algbw,
+                    busbw_gbytes: algbw * spec.op.busbw_factor(spec.ranks.len()),
+                    model: built.map_or("direct", |b| b.model.name()).to_string(),
+                });
+                size = size.saturating_mul(2);
+                if size == 0 {
+                    break;
+                }
+            }
+            sweeps.push(Sweep {
+                name: w.name.clone(),
+                op: spec.op.name().into(),
+                algorithm: spec.algo.name().into(),
+                ranks: spec.ranks.len(),
+                rows,
+            });
+        }
+    }
+    let main: Vec<&Workload> =
+        workloads.iter().filter(|w| !matches!(w.kind, Kind::Collective { sweep: Some(_), .. })).collect();
+
+    type Spans = Vec<(usize, usize, MsgId, Option<collective::Built>)>;
+    let build = |topo: &mut dyn Topology| -> Result<(Program, Spans), SimulateError> {
+        let mut prog = Program::new();
+        let mut spans = Vec::new();
+        let mut prev: Vec<MsgId> = Vec::new();
+        for w in &main {
+            let first = prog.msgs.len();
+            let (done, built) = write_workload(&mut prog, topo, w, &prev, &cfg, None)?;
+            spans.push((first, prog.msgs.len(), done, built));
+            prev = vec![done];
+        }
+        Ok((prog, spans))
+    };
+    let (prog, spans) = build(&mut topo)?;
+    let ex = execute(&prog, &mut topo, &cfg, &failures, progress)?;
+    let ideal = if opts.no_ideal || main.is_empty() {
+        None
+    } else {
+        let mut it = IdealTopo::of(&topo);
+        let (iprog, ispans) = build(&mut it)?;
+        let iex = execute(&iprog, &mut it, &cfg, &[], &mut |_, _| {})?;
+        Some((iex, ispans))
+    };
+
+    let mut results = Vec::new();
+    for (k, w) in main.iter().enumerate() {
+        let (a, b, done, built) = spans[k];
+        let ideal_time = ideal.as_ref().and_then(|(iex, isp)| {
+            let (ia, ib, idone, _) = isp[k];
+            span_time(iex, ia, ib, idone)
+        });
+        results.push(workload_result(w, &prog, &ex, &*topo_names(&topo), (a, b, done), built, ideal_time, &cfg));
+    }
+
+    let dur = ex.sim.end.0.max(1);
+    let net = topo.network();
+    let mut links: Vec<LinkUse> = ex
+        .sim
+        .link_stats
+        .iter()
+        .filter(|l| l.bytes.0 > 0)
+        .map(|l| {
+            let cap = net.links()[l.id.index()].capacity;
+            LinkUse {
+                link: topo.arc_name(l.id),
+                capacity_bps: cap.0,
+                carried_bytes: l.bytes.0,
+                peak_utilization: round6(l.peak_utilization),
+                mean_utilization: round6(l.bytes.0 as f64 * 8.0 / (cap.0.max(1) as f64 * dur as f64 / 1e9)),
+            }
+        })
+        .collect();
+    let mut congested = links.clone();
+    congested.sort_by(|x, y| {
+        y.mean_utilization.total_cmp(&x.mean_utilization).then(y.peak_utilization.total_cmp(&x.peak_utilization))
+    });
+    congested.truncate(10);
+    links.sort_by(|x, y| x.link.cmp(&y.link));
+
+    let flows = opts.flows.then(|| flow_records(&prog, &ex, &topo));
+    let export = export_flows(&prog, &ex);
+    Ok(SimReport {
+        scenario: setup.scenario.name.clone(),
+        gpus: topo.ranks(),
+        seed,
+        transport: tinfo,
+        workloads: results,
+        sweeps,
+        congested_links: congested,
+        links,
+        engine_flows: ex.flows,
+        events: ex.sim.events,
+        recomputes: ex.sim.recomputes,
+        end_ns: ex.sim.end.0,
+        flows,
+        export,
+    })
+}
+
+/// Flows for export, with dependencies renumbered to export indexes. Dependencies on waits
+/// are replaced by the flows behind them; a flow behind a compute gap or a wide barrier
+/// (more than 64 flows) gets `u32::MAX`, which makes exporters keep its simulated start.
+fn export_flows(prog: &Program, ex: &Execution) -> Vec<ExportFlow> {
+    let mut idx = vec![u32::MAX; prog.msgs.len()];
+    let mut n = 0u32;
+    for (i, m) in prog.msgs.iter().enumerate() {
+        if !m.is_wait() {
+            idx[i] = n;
+            n += 1;
+        }
+    }
+    fn flatten(prog: &Program, idx: &[u32], deps: &[MsgId], out: &mut Vec<u32>, depth: u32) -> bool {
+        for &d in deps {
+            let m = &prog.msgs[d as usize];
+            if idx[d as usize] != u32::MAX {
+                out.push(idx[d as usize]);
+            } else if m.delay.0 > 0 || depth > 4 || !flatten(prog, idx, &m.deps, out, depth + 1) {
+                return false;
+            }
+            if out.len() > 64 {
+                return false;
+            }
+        }
+        true
+    }
+    prog.msgs
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| !m.is_wait())
+        .map(|(i, m)| {
+            let mut deps = Vec::new();
+            if !flatten(prog, &idx, &m.deps, &mut deps, 0) {
+                deps = vec![u32::MAX];
+            }
+            ExportFlow { src: m.src, dst: m.dst, bytes: m.bytes, start: ex.msgs[i].start.map_or(0, |s| s.0), deps }
+        })
+        .collect()
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+fn topo_names<'a>(t: &'a FabricTopo<'_>) -> Box<dyn Fn(u32) -> String + 'a> {
+    Box::new(move |r| t.rank_name(r))
+}
+
+/// Completion time of messages `a..b` ending in `done`, from the first start.
+fn span_time(ex: &Execution, a: usize, b: usize, done: MsgId) -> Option<u64> {
+    let start = ex.msgs[a..b].iter().filter_map(|m| m.start).min().map_or(0, |s| s.0);
+    let first_sched = start;
+    ex.msgs[done as usize].end.map(|e| e.0.saturating_sub(first_sched.min(e.0)))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn workload_result(
+    w: &Workload,
+    prog: &Program,
+    ex: &Execution,
+    name: &dyn Fn(u32) -> String,
+    (a, b, done): (usize, usize, MsgId),
+    built: Option<collective::Built>,
+    ideal_time: Option<u64>,
+    cfg: &ExecConfig,
+) -> WorkloadResult {
+    let msgs = &prog.msgs[a..b];
+    let res = &ex.msgs[a..b];
+    // A workload's clock starts when it may start: its first message's scheduled start or
+    // the completion of what it waits for, whichever its messages saw first (with alpha).
+    let start = res.iter().filter_map(|m| m.start).min().map_or(0, |s| s.0).saturating_sub(cfg.wire.alpha.0);
+    let end = ex.msgs[done as usize].end.map(|e| e.0);
+    let time = end.map(|e| e.saturating_sub(start));
+    let mut failures = Vec::new();
+    let mut failed = 0;
+    for (m, r) in msgs.iter().zip(res) {
+        if !m.is_wait() && r.end.is_none() {
+            failed += 1;
+            if failures.len() < 5 {
+                failures.push(
+                    r.stall.clone().unwrap_or_else(|| format!("{} to {} did not complete", name(m.src), name(m.dst))),
+                );
+            }
+        }
+    }
+    let slowest =
+        msgs.iter().zip(res).filter(|(m, _)| !m.is_wait()).filter_map(|(_, r)| Some(r.end?.0 - r.start?.0)).max();
+    let (op, algorithm, model, ranks, size, algbw, busbw) = match &w.kind {
+        Kind::Collective { spec, .. } => {
+            let secs = time.map(|t| t as f64 / 1e9).filter(|&s| s > 0.0);
+            let algbw = secs.map(|s| spec.size as f64 * 8.0 / s / 1e9);
+            (
+                Some(spec.op.name().to_string()),
+                Some(spec.algo.name().to_string()),
+                built.map(|b| b.model.name().to_string()),
+                spec.ranks.len(),
+                spec.size,
+                algbw.map(round6),
+                algbw.map(|x| round6(x * spec.op.busbw_factor(spec.ranks.len()))),
+            )
+        }
+        Kind::Flows { flows } => {
+            let mut r: Vec<u32> = flows.iter().flat_map(|f| [f.src, f.dst]).collect();
+            r.sort_unstable();
+            r.dedup();
+            (None, None, None, r.len(), flows.iter().map(|f| f.bytes).sum(), None, None)
+        }
+        Kind::Training(t) => (None, None, None, t.gpus(), 0, None, None),
+    };
+    let training = match &w.kind {
+        Kind::Training(t) => time.map(|tt| training::report(t, tt, ideal_time)),
+        _ => None,
+    };
+    WorkloadResult {
+        name: w.name.clone(),
+        kind: w.kind_name.clone(),
+        op,
+        algorithm,
+        model,
+        ranks,
+        messages: msgs.iter().filter(|m| !m.is_wait()).count(),
+        size_bytes: size,
+        start_ns: start,
+        end_ns: end,
+        time_ns: time,
+        algbw_gbps: algbw,
+        busbw_gbps: busbw,
+        ideal_time_ns: ideal_time,
+        slowdown: match (time, ideal_time) {
+            (Some(t), Some(i)) if i > 0 => Some(round6(t as f64 / i as f64)),
+            _ => None,
+        },
+        slowest_message_ns: slowest,
+        failed_messages: failed,
+        failures,
+        training,
+    }
+}
+
+fn flow_records(prog: &Program, ex: &Execution, topo: &FabricTopo<'_>) -> Vec<FlowRecord> {
+    prog.msgs
+        .iter()
+        .zip(&ex.msgs)
+        .filter(|(m, _)| !m.is_wait())
+        .map(|(m, r)| FlowRecord {
+            workload: prog.tags.get(m.tag as usize).map_or(String::new(), |t| t.name.clone()),
+            src: topo.rank_name(m.src),
+            dst: topo.rank_name(m.dst),
+            bytes: m.bytes,
+            start_ns: r.start.map(|s| s.0),
+            end_ns: r.end.map(|e| e.0),
+            failed: r.stall.clone(),
+        })
+        .collect()
+}
+
+/// The flow list in htsim's connection-matrix format (`Nodes`, `Connections`, `Triggers`
+/// header; `src->dst id N start T size B` lines, with `trigger`/`recv_done_trigger` for
+/// dependencies where each flow feeds one trigger). Start times are in picoseconds as
+/// htsim's parser reads them; a flow whose dependencies cannot be expressed with one trigger
+/// per flow keeps its simulated start time instead. Returns the text and how many flows fell
+/// back to simulated start times.
+pub fn htsim_connection_matrix(report: &SimReport) -> (String, usize) {
+    use std::collections::BTreeMap;
+    use std::fmt::Write;
+    let flows = &report.export;
+    // One trigger per distinct dependency set; a flow can fire only one trigger.
+    let mut fires: BTreeMap<u32, u32> = BTreeMap::new(); // dep flow index -> trigger id
+    let mut sets: BTreeMap<Vec<u32>, u32> = BTreeMap::new();
+    let mut triggers: Vec<(u32, usize)> = Vec::new();
+    let mut flow_trigger: Vec<Option<u32>> = vec![None; flows.len()];
+    let mut fallback = 0;
+    for (i, f) in flows.iter().enumerate() {
+        if f.deps.is_empty() {
+            continue;
+        }
+        let mut deps: Vec<u32> = f.deps.iter().copied().filter(|&d| (d as usize) < flows.len()).collect();
+        deps.sort_unstable();
+        deps.dedup();
+        if deps.len() != f.deps.len() {
+            fallback += 1;
+            continue;
+        }
+        let next_id = triggers.len() as u32 + 1;
+        let id = *sets.entry(deps.clone()).or_insert(next_id);
+        if id == next_id {
+            // New set: each of its flows must not already fire another trigger.
+            if deps.iter().any(|d| fires.get(d).is_some_and(|&t| t != id)) {
+                sets.remove(&deps);
+                fallback += 1;
+                continue;
+            }
+            for d in &deps {
+                fires.insert(*d, id);
+            }
+            triggers.push((id, deps.len()));
+        }
+        flow_trigger[i] = Some(id);
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "Nodes {}", report.gpus);
+    let _ = writeln!(out, "Connections {}", flows.len());
+    let _ = writeln!(out, "Triggers {}", triggers.len());
+    for (i, f) in flows.iter().enumerate() {
+        let _ = write!(out, "{}->{} id {}", f.src, f.dst, i + 1);
+        match flow_trigger[i] {
+            Some(t) => {
+                let _ = write!(out, " trigger {t}");
+            }
+            None => {
+                let _ = write!(out, " start {}", f.start.saturating_mul(1000));
+            }
+        }
+        let _ = write!(out, " size {}", f.bytes);
+        if let Some(t) = fires.get(&(i as u32)) {
+            let _ = write!(out, " recv_done_trigger {t}");
+        }
+        out.push('\n');
+    }
+    for (id, count) in triggers {
+        if count == 1 {
+            let _ = writeln!(out, "trigger id {id} oneshot");
+        } else {
+            let _ = writeln!(out, "trigger id {id} barrier count {count}");
+        }
+    }
+    (out, fallback)
+}
+
+/// Bandwidth in the unit nccl-tests prints (GB/s) from Gbit/s.
+pub fn gbytes(gbps: f64) -> f64 {
+    gbps / 8.0
+}
+
+/// Re-export for callers formatting rates.
+pub fn rate(bps: u64) -> BitsPerSec {
+    BitsPerSec(bps)
+}

@@ -1,0 +1,472 @@
+//! The simulator's view of a fabric: ranks (GPUs in host order), the directed-link network the
+//! engine runs on, and path choice by routing policy.
+//!
+//! Arcs follow the fabric's numbering: physical link `l` gives arc `2l` (from `a` to `b`) and
+//! `2l + 1` (from `b` to `a`). An arc's latency is the fibre propagation of its link plus the
+//! switching latency of the switch at its head (zero when the head is a GPU).
+//!
+//! Paths are shortest paths in which only switches forward. Distances are kept per
+//! *attachment switch* (the switches a destination GPU hangs off), so a 16k-GPU fabric needs a
+//! few hundred breadth-first searches rather than one per GPU. While any link is down, paths
+//! follow distances over the links that are up, as routing does once it has converged.
+
+use crate::engine::{LinkId as Arc, LinkView, Network};
+use meshway_fabric::catalog::Catalog;
+use meshway_fabric::routing::switch_latencies;
+use meshway_fabric::{Fabric, LinkClass, NodeId, NodeKind};
+use meshway_units::{BitsPerSec, Nanos};
+
+const FAR: u16 = u16::MAX;
+
+/// How one subflow picks among equal-cost next hops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// ECMP: a hash of the flow key and the switch, as switches hash the 5-tuple.
+    Hash(u64),
+    /// Adaptive: the next hop with the fewest active flows now; ties by the hash.
+    LeastLoaded(u64),
+    /// Spraying: subflow `index` of a message takes the `index`-th path in a mixed-radix
+    /// enumeration of next hops (rotated per switch by `key`), so subflows cover next hops
+    /// evenly.
+    Spread { key: u64, index: u32 },
+}
+
+/// splitmix64 finalizer: the hash used for ECMP and seeds.
+pub fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Ranks, network and paths of something flows run on.
+pub trait Topology {
+    /// The GPUs, rank order.
+    fn ranks(&self) -> usize;
+    /// Host index of each rank (ranks of one host share the NVLink domain).
+    fn host_of(&self, rank: u32) -> u32;
+    /// The engine network (arcs).
+    fn network(&self) -> Network;
+    /// A path from `src` to `dst` (ranks) by `choice`; `live` is the links' state during a
+    /// run (None before). When no live path exists the path ignores failures, so the flow
+    /// stalls on a down link and is reported. None only when the ranks are not connected.
+    fn path(&mut self, src: u32, dst: u32, choice: Choice, live: Option<&LinkView<'_>>) -> Option<Vec<Arc>>;
+    /// Whether a message between these ranks stays inside a host (one path, no subflows).
+    fn local(&self, src: u32, dst: u32) -> bool {
+        self.host_of(src) == self.host_of(dst)
+    }
+    /// A name for an arc in reports ("leaf-0 -> spine-3").
+    fn arc_name(&self, arc: Arc) -> String;
+    /// A name for a rank ("gpu-17").
+    fn rank_name(&self, rank: u32) -> String;
+    /// Whether an arc belongs to the scale-out network (not NVLink).
+    fn is_network_arc(&self, arc: Arc) -> bool;
+    /// Capacity and latency of an arc.
+    fn arc_spec(&self, arc: Arc) -> (BitsPerSec, Nanos);
+
+    /// Zero-load latency of one `packet` from `src` to `dst` (optionally relayed by `via`) on
+    /// the path ECMP key 0 takes: arc latencies plus the packet's serialization at the
+    /// bottleneck.
+    fn edge_latency(&mut self, src: u32, dst: u32, via: Option<u32>, packet: u64) -> Nanos {
+        let path = match via {
+            None => self.path(src, dst, Choice::Hash(0), None),
+            Some(v) => self.path(src, v, Choice::Hash(0), None).and_then(|mut p| {
+                p.extend(self.path(v, dst, Choice::Hash(0), None)?);
+                Some(p)
+            }),
+        };
+        let Some(path) = path else { return Nanos::ZERO };
+        let specs: Vec<_> = path.iter().map(|a| self.arc_spec(*a)).collect();
+        let lat: Nanos = specs.iter().map(|s| s.1).sum();
+        let rate = specs.iter().map(|s| s.0).min().unwrap_or(BitsPerSec(0));
+        if rate.0 == 0 {
+            lat
+        } else {
+            lat + rate.transmit_time(meshway_units::Bytes(packet))
+        }
+    }
+}
+
+/// A built fabric as the simulator sees it.
+pub struct FabricTopo<'f> {
+    pub fabric: &'f Fabric,
+    ranks: Vec<NodeId>,
+    hosts: Vec<u32>,
+    arc_latency: Vec<Nanos>,
+    is_switch: Vec<bool>,
+    /// Static distances to each attachment switch, by node.
+    dist: Vec<Option<Box<[u16]>>>,
+    /// Distances over the links that are up, for one failure epoch.
+    live_epoch: u64,
+    live: Vec<Option<Box<[u16]>>>,
+    seed: u64,
+    scratch: Vec<(NodeId, meshway_fabric::LinkId)>,
+}
+
+impl<'f> FabricTopo<'f> {
+    pub fn new(fabric: &'f Fabric, catalog: &Catalog, seed: u64) -> FabricTopo<'f> {
+        let mut ranks: Vec<NodeId> = fabric.gpus().collect();
+        let key = |n: &NodeId| {
+            let node = fabric.node(*n);
+            match node.kind {
+                NodeKind::Gpu { host, local } => (node.site, host, local, n.0),
+                NodeKind::Switch { .. } => (node.site, u32::MAX, 0, n.0),
+            }
+        };
+        ranks.sort_by_key(key);
+        let mut hosts = Vec::with_capacity(ranks.len());
+        let mut last = None;
+        let mut h = 0u32;
+        for r in &ranks {
+            let node = fabric.node(*r);
+            let id = match node.kind {
+                NodeKind::Gpu { host, .. } => (node.site, host),
+                NodeKind::Switch { .. } => (node.site, u32::MAX),
+            };
+            if last.is_some() && last != Some(id) {
+                h += 1;
+            }
+            last = Some(id);
+            hosts.push(h);
+        }
+        let sw_lat = switch_latencies(fabric, catalog);
+        let per_km = catalog.constants.fiber_delay_per_km;
+        let mut arc_latency = Vec::with_capacity(fabric.links.len() * 2);
+        for l in &fabric.links {
+            let prop = l.length.propagation(per_km);
+            arc_latency.push(prop + sw_lat[l.b.idx()]);
+            arc_latency.push(prop + sw_lat[l.a.idx()]);
+        }
+        let is_switch = fabric.nodes.iter().map(|n| !n.is_gpu()).collect();
+        FabricTopo {
+            fabric,
+            ranks,
+            hosts,
+            arc_latency,
+            is_switch,
+            dist: vec![None; fabric.nodes.len()],
+            live_epoch: u64::MAX,
+            live: vec![None; fabric.nodes.len()],
+            seed,
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn node_of(&self, rank: u32) -> NodeId {
+        self.ranks[rank as usize]
+    }
+
+    /// The rank of a GPU named `name` ("gpu-3"), or a rank number.
+    pub fn rank_by_name(&self, name: &str) -> Option<u32> {
+        if let Ok(i) = name.parse::<u32>() {
+            return ((i as usize) < self.ranks.len()).then_some(i);
+        }
+        self.ranks.iter().position(|n| self.fabric.node(*n).name == name).map(|i| i as u32)
+    }
+
+    fn arc(&self, link: meshway_fabric::LinkId, from: NodeId) -> Arc {
+        let l = self.fabric.link(link);
+        Arc(link.0 * 2 + u32::from(l.a != from))
+    }
+
+    fn link_up(live: Option<&LinkView<'_>>, link: meshway_fabric::LinkId) -> bool {
+        live.is_none_or(|v| v.is_up(Arc(link.0 * 2)) && v.is_up(Arc(link.0 * 2 + 1)))
+    }
+
+    /// Breadth-first distances (in links) from every node to switch `x`, over links that are
+    /// up in `live`; only switches forward.
+    fn bfs(&self, x: NodeId, live: Option<&LinkView<'_>>) -> Box<[u16]> {
+        let f = self.fabric;
+        let mut dist = vec![FAR; f.nodes.len()];
+        let mut queue = vec![x];
+        dist[x.idx()] = 0;
+        let mut i = 0;
+        while i < queue.len() {
+            let u = queue[i];
+            i += 1;
+            if !self.is_switch[u.idx()] {
+                continue;
+            }
+            let du = dist[u.idx()];
+            for &(v, l) in f.neighbors(u) {
+                if dist[v.idx()] == FAR && Self::link_up(live, l) {
+                    dist[v.idx()] = du + 1;
+                    queue.push(v);
+                }
+            }
+        }
+        dist.into_boxed_slice()
+    }
+
+    fn ensure(&mut self, x: NodeId, live: Option<&LinkView<'_>>) {
+        match live {
+            Some(v) if v.down_count() > 0 => {
+                if self.live_epoch != v.changes() {
+                    self.live_epoch = v.changes();
+                    self.live.iter_mut().for_each(|d| *d = None);
+                }
+                if self.live[x.idx()].is_none() {
+                    self.live[x.idx()] = Some(self.bfs(x, live));
+                }
+            }
+            _ => {
+                if self.dist[x.idx()].is_none() {
+                    self.dist[x.idx()] = Some(self.bfs(x, None));
+                }
+            }
+        }
+    }
+
+    /// Walks from `s` to `d`, choosing among next hops that lower the distance to `d`.
+    fn walk(&mut self, s: NodeId, d: NodeId, choice: Choice, live: Option<&LinkView<'_>>) -> Option<Vec<Arc>> {
+        let f = self.fabric;
+        let use_live = live.is_some_and(|v| v.down_count() > 0);
+        let attach: Vec<(NodeId, meshway_fabric::LinkId)> = f
+            .neighbors(d)
+            .iter()
+            .copied()
+            .filter(|&(v, l)| self.is_switch[v.idx()] && Self::link_up(if use_live { live } else { None }, l))
+            .collect();
+        for &(x, _) in &attach {
+            self.ensure(x, if use_live { live } else { None });
+        }
+        let table = if use_live { &self.live } else { &self.dist };
+        let dists: Vec<&[u16]> = attach.iter().filter_map(|(x, _)| table[x.idx()].as_deref()).collect();
+        // Distance from node w to d: through its best attachment switch.
+        let to_d = |w: NodeId| -> u16 {
+            if w == d {
+                return 0;
+            }
+            dists.iter().map(|dv| dv[w.idx()]).min().map_or(FAR, |m| m.saturating_add(1))
+        };
+        let links_ok = |l| Self::link_up(if use_live { live } else { None }, l);
+        let mut path = Vec::new();
+        let mut u = s;
+        // Distance from s: over its own links (it forwards only as the source).
+        let mut du = f
+            .neighbors(s)
+            .iter()
+            .filter(|&&(v, l)| links_ok(l) && (v == d || self.is_switch[v.idx()]))
+            .map(|&(v, _)| to_d(v).saturating_add(1))
+            .min()
+            .unwrap_or(FAR);
+        if du == FAR {
+            return None;
+        }
+        let mut hop = 0u32;
+        let mut rest = match choice {
+            Choice::Spread { index, .. } => index,
+            _ => 0,
+        };
+        let seed = self.seed;
+        while u != d {
+            self.scratch.clear();
+            for &(v, l) in f.neighbors(u) {
+                if (v == d || self.is_switch[v.idx()]) && links_ok(l) && to_d(v) == du - 1 {
+                    self.scratch.push((v, l));
+                }
+            }
+            if self.scratch.is_empty() || hop > 64 {
+                return None;
+            }
+            let c = self.scratch.len();
+            let salt = mix(seed ^ mix(u64::from(u.0) ^ 0xA5A5_0000_0000));
+            let pick = match choice {
+                Choice::Hash(key) => (mix(key ^ salt) % c as u64) as usize,
+                Choice::LeastLoaded(key) => {
+                    let view = live;
+                    let mut best = 0;
+                    let mut best_key = (usize::MAX, u64::MAX);
+                    for (i, &(v, l)) in self.scratch.iter().enumerate() {
+                        let arc = Arc(l.0 * 2 + u32::from(f.link(l).a != u));
+                        let _ = v;
+                        let load = view.map_or(0, |w| w.flows(arc));
+                        let k = (load, mix(key ^ salt ^ u64::from(arc.0)));
+                        if k < best_key {
+                            best_key = k;
+                            best = i;
+                        }
+                    }
+                    best
+                }
+                Choice::Spread { key, .. } => {
+                    let i = ((u64::from(rest) + mix(key ^ salt)) % c as u64) as usize;
+                    rest /= c as u32;
+                    i
+                }
+            };
+            let (v, l) = self.scratch[pick];
+            path.push(self.arc(l, u));
+            u = v;
+            du -= 1;
+            hop += 1;
+        }
+        Some(path)
+    }
+
+    /// GPU -> NVLink switch -> GPU, when both GPUs hang off the same NVLink switch by links
+    /// that are up.
+    fn nvlink_path(&self, s: NodeId, d: NodeId, live: Option<&LinkView<'_>>) -> Option<Vec<Arc>> {
+        let f = self.fabric;
+        for &(v, l) in f.neighbors(s) {
+            if f.link(l).class != LinkClass::Nvlink || !Self::link_up(live, l) {
+                continue;
+            }
+            if let Some(&(_, l2)) = f
+                .neighbors(d)
+                .iter()
+                .find(|&&(w, l2)| w == v && f.link(l2).class == LinkClass::Nvlink && Self::link_up(live, l2))
+            {
+                return Some(vec![self.arc(l, s), self.arc(l2, v)]);
+            }
+        }
+        None
+    }
+
+    /// Sum of arc latencies along `path`.
+    pub fn latency(&self, path: &[Arc]) -> Nanos {
+        path.iter().map(|a| self.arc_latency[a.0 as usize]).sum()
+    }
+}
+
+impl Topology for FabricTopo<'_> {
+    fn ranks(&self) -> usize {
+        self.ranks.len()
+    }
+
+    fn host_of(&self, rank: u32) -> u32 {
+        self.hosts[rank as usize]
+    }
+
+    fn network(&self) -> Network {
+        let mut net = Network::new();
+        for (i, l) in self.fabric.links.iter().enumerate() {
+            net.add_link(l.rate, self.arc_latency[2 * i]);
+            net.add_link(l.rate, self.arc_latency[2 * i + 1]);
+        }
+        net
+    }
+
+    fn path(&mut self, src: u32, dst: u32, choice: Choice, live: Option<&LinkView<'_>>) -> Option<Vec<Arc>> {
+        let (s, d) = (self.ranks[src as usize], self.ranks[dst as usize]);
+        if s == d {
+            return Some(Vec::new());
+        }
+        // Inside a host, GPUs talk over their NVLink switch, never through the NIC.
+        if self.hosts[src as usize] == self.hosts[dst as usize] {
+            if let Some(p) = self.nvlink_path(s, d, live) {
+                return Some(p);
+            }
+        }
+        if let Some(v) = live {
+            if v.down_count() > 0 {
+                if let Some(p) = self.walk(s, d, choice, live) {
+                    return Some(p);
+                }
+                // Cut off: take the nominal path and stall on its down link.
+                return self.walk(s, d, choice, None);
+            }
+        }
+        self.walk(s, d, choice, live)
+    }
+
+    fn arc_name(&self, arc: Arc) -> String {
+        let l = self.fabric.link(meshway_fabric::LinkId(arc.0 / 2));
+        let (from, to) = if arc.0.is_multiple_of(2) { (l.a, l.b) } else { (l.b, l.a) };
+        format!("{} -> {}", self.fabric.node(from).name, self.fabric.node(to).name)
+    }
+
+    fn rank_name(&self, rank: u32) -> String {
+        self.fabric.node(self.ranks[rank as usize]).name.clone()
+    }
+
+    fn is_network_arc(&self, arc: Arc) -> bool {
+        self.fabric.link(meshway_fabric::LinkId(arc.0 / 2)).class != LinkClass::Nvlink
+    }
+
+    fn arc_spec(&self, arc: Arc) -> (BitsPerSec, Nanos) {
+        (self.fabric.link(meshway_fabric::LinkId(arc.0 / 2)).rate, self.arc_latency[arc.0 as usize])
+    }
+}
+
+/// The same GPUs on an ideal non-blocking fabric: every GPU has its NIC capacity (summed
+/// over planes) into one infinitely fast switch, and its NVLink capacity inside its host.
+/// Arc latencies are zero: the comparison isolates contention, and the transport's α and
+/// last-packet serialization still apply.
+pub struct IdealTopo {
+    hosts: Vec<u32>,
+    names: Vec<String>,
+    nic: Vec<BitsPerSec>,
+    nvlink: Vec<BitsPerSec>,
+}
+
+impl IdealTopo {
+    /// The ideal counterpart of `topo`.
+    pub fn of(topo: &FabricTopo<'_>) -> IdealTopo {
+        let f = topo.fabric;
+        let mut nic = Vec::new();
+        let mut nvlink = Vec::new();
+        for &r in &topo.ranks {
+            let (mut n, mut v) = (0u64, 0u64);
+            for &(_, l) in f.neighbors(r) {
+                let link = f.link(l);
+                if link.class == LinkClass::Nvlink {
+                    v += link.rate.0;
+                } else {
+                    n += link.rate.0;
+                }
+            }
+            nic.push(BitsPerSec(n));
+            nvlink.push(BitsPerSec(v));
+        }
+        IdealTopo {
+            hosts: topo.hosts.clone(),
+            names: topo.ranks.iter().map(|r| f.node(*r).name.clone()).collect(),
+            nic,
+            nvlink,
+        }
+    }
+}
+
+impl Topology for IdealTopo {
+    fn ranks(&self) -> usize {
+        self.hosts.len()
+    }
+    fn host_of(&self, rank: u32) -> u32 {
+        self.hosts[rank as usize]
+    }
+    /// Arcs per rank r: 4r NIC out, 4r+1 NIC in, 4r+2 NVLink out, 4r+3 NVLink in.
+    fn network(&self) -> Network {
+        let mut net = Network::new();
+        for r in 0..self.hosts.len() {
+            net.add_link(self.nic[r], Nanos::ZERO);
+            net.add_link(self.nic[r], Nanos::ZERO);
+            net.add_link(self.nvlink[r], Nanos::ZERO);
+            net.add_link(self.nvlink[r], Nanos::ZERO);
+        }
+        net
+    }
+    fn path(&mut self, src: u32, dst: u32, _: Choice, _: Option<&LinkView<'_>>) -> Option<Vec<Arc>> {
+        if src == dst {
+            return Some(Vec::new());
+        }
+        let (s, d) = (src as usize, dst as usize);
+        let nv = self.hosts[s] == self.hosts[d] && self.nvlink[s].0 > 0 && self.nvlink[d].0 > 0;
+        Some(if nv { vec![Arc(4 * src + 2), Arc(4 * dst + 3)] } else { vec![Arc(4 * src), Arc(4 * dst + 1)] })
+    }
+    fn arc_name(&self, arc: Arc) -> String {
+        let r = (arc.0 / 4) as usize;
+        let what = ["nic out", "nic in", "nvlink out", "nvlink in"][(arc.0 % 4) as usize];
+        format!("{} {what}", self.names[r])
+    }
+    fn rank_name(&self, rank: u32) -> String {
+        self.names[rank as usize].clone()
+    }
+    fn is_network_arc(&self, arc: Arc) -> bool {
+        arc.0 % 4 < 2
+    }
+    fn arc_spec(&self, arc: Arc) -> (BitsPerSec, Nanos) {
+        let r = (arc.0 / 4) as usize;
+        (if arc.0 % 4 < 2 { self.nic[r] } else { self.nvlink[r] }, Nanos::ZERO)
+    }
+}

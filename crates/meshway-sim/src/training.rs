@@ -1,0 +1,423 @@
+//! One training step of a TP x PP x DP (x EP) job, written as a program.
+//!
+//! - **Mapping.** Rank `r` has coordinates (tp, pp, dp) with the first dimension of `order`
+//!   varying fastest (default `tp,pp,dp`: tensor parallelism inside a host first).
+//! - **Compute.** Forward FLOPs of one micro-batch for the whole model are
+//!   `2 P t + 4 L s^2 h b` (matmuls with `t = b s` tokens, plus attention scores), backward
+//!   twice that; each GPU does `1 / (tp pp)` of it at `peak x efficiency`.
+//! - **Tensor and expert parallelism.** Megatron-style TP does two all-reduces of the
+//!   activations (`b s h` x 2 bytes) per layer forward and two backward; MoE layers do two
+//!   all-to-alls of `b s h top_k` x 2 bytes each way. Both sit on the critical path of every
+//!   micro-batch, so their time (one group's collective simulated alone on the fabric) is
+//!   added to each compute op.
+//! - **Pipeline.** 1F1B: stage `p` runs `pp - p - 1` warm-up forwards, then alternates
+//!   forward and backward, then drains; activations (`b s h` x 2 / tp bytes) go to the next
+//!   stage after each forward and their gradients back after each backward, as messages on
+//!   the fabric.
+//! - **Data parallelism.** Each (tp, pp) shard's gradients (`P / (tp pp)` x `grad-bytes`)
+//!   are all-reduced across its DP group, starting when every member begins its last
+//!   backward (so one backward overlaps the reduction).
+
+use crate::collective::{self, Algo, CollSpec, Op};
+use crate::exec::{execute, ExecConfig};
+use crate::program::{Msg, MsgId, Program};
+use crate::topo::{FabricTopo, Topology};
+use meshway_fabric::scenario::Ctx;
+use meshway_fabric::{Catalog, FabricError};
+use meshway_units::Nanos;
+use serde::Serialize;
+
+#[derive(Debug, Clone)]
+pub struct TrainSpec {
+    pub parameters: f64,
+    pub layers: u32,
+    pub hidden: u64,
+    pub sequence: u64,
+    pub micro_batch: u64,
+    pub global_batch: u64,
+    pub tp: u32,
+    pub pp: u32,
+    pub dp: u32,
+    pub ep: u32,
+    pub top_k: u32,
+    /// Dimension order, fastest first.
+    pub order: [Dim; 3],
+    pub peak_flops: f64,
+    pub efficiency: f64,
+    pub grad_bytes: u64,
+    pub channels: u32,
+    pub steps_limit: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dim {
+    Tp,
+    Pp,
+    Dp,
+}
+
+impl TrainSpec {
+    pub fn gpus(&self) -> usize {
+        (self.tp * self.pp * self.dp) as usize
+    }
+
+    pub fn micro_batches(&self) -> u64 {
+        self.global_batch / (self.micro_batch * u64::from(self.dp))
+    }
+
+    /// Forward FLOPs of one micro-batch, whole model.
+    pub fn fwd_flops(&self) -> f64 {
+        let tokens = (self.micro_batch * self.sequence) as f64;
+        2.0 * self.parameters * tokens
+            + 4.0
+                * f64::from(self.layers)
+                * (self.sequence as f64).powi(2)
+                * self.hidden as f64
+                * self.micro_batch as f64
+    }
+
+    /// Forward compute time of one micro-batch on one GPU.
+    pub fn t_fwd(&self) -> Nanos {
+        let per_gpu = self.fwd_flops() / f64::from(self.tp * self.pp);
+        Nanos((per_gpu / (self.peak_flops * self.efficiency) * 1e9).round() as u64)
+    }
+
+    fn rank(&self, t: u32, p: u32, d: u32) -> u32 {
+        let coord = |dim: Dim| match dim {
+            Dim::Tp => (t, self.tp),
+            Dim::Pp => (p, self.pp),
+            Dim::Dp => (d, self.dp),
+        };
+        let (a, na) = coord(self.order[0]);
+        let (b, nb) = coord(self.order[1]);
+        let (c, _) = coord(self.order[2]);
+        a + na * (b + nb * c)
+    }
+
+    fn activation_bytes(&self) -> u64 {
+        self.micro_batch * self.sequence * self.hidden * 2
+    }
+}
+
+/// The training-step figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub step_ns: u64,
+    /// The step with free communication: `(m + pp - 1) x (fwd + bwd)` compute.
+    pub compute_only_ns: u64,
+    pub exposed_comm_ns: u64,
+    pub bubble_fraction: f64,
+    pub micro_batches: u64,
+    pub tp: u32,
+    pub pp: u32,
+    pub dp: u32,
+    pub ep: u32,
+    pub fwd_ns_per_microbatch: u64,
+    pub mfu: f64,
+    pub tflops_per_gpu: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ideal_step_ns: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slowdown_vs_ideal: Option<f64>,
+}
+
+fn num(t: &toml::Table, c: &Ctx<'_>, key: &str) -> Result<Option<f64>, FabricError> {
+    match t.get(key) {
+        None => Ok(None),
+        Some(toml::Value::Integer(i)) if *i > 0 => Ok(Some(*i as f64)),
+        Some(toml::Value::Float(f)) if *f > 0.0 && f.is_finite() => Ok(Some(*f)),
+        Some(toml::Value::String(s)) => s
+            .replace('_', "")
+            .parse::<f64>()
+            .ok()
+            .filter(|x| *x > 0.0 && x.is_finite())
+            .map(Some)
+            .ok_or_else(|| c.invalid(key, format!("expected a positive number, got {s:?}"))),
+        Some(v) => Err(c.invalid(key, format!("expected a positive number, got {v}"))),
+    }
+}
+
+fn int(t: &toml::Table, c: &Ctx<'_>, key: &str) -> Result<Option<u64>, FabricError> {
+    match num(t, c, key)? {
+        Some(x) if x.fract() == 0.0 && x < 1e15 => Ok(Some(x as u64)),
+        Some(x) => Err(c.invalid(key, format!("expected a whole number, got {x}"))),
+        None => Ok(None),
+    }
+}
+
+const KEYS: &[&str] = &[
+    "kind",
+    "name",
+    "start",
+    "parameters",
+    "layers",
+    "hidden",
+    "sequence",
+    "micro-batch",
+    "global-batch",
+    "tp",
+    "pp",
+    "dp",
+    "ep",
+    "top-k",
+    "order",
+    "gpu",
+    "efficiency",
+    "grad-bytes",
+    "channels",
+];
+
+pub fn parse(t: &toml::Table, c: &Ctx<'_>, topo: &FabricTopo<'_>, cat: &Catalog) -> Result<TrainSpec, FabricError> {
+    if let Some(k) = t.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(c.invalid(k, format!("unknown key for a training workload (expected one of {})", KEYS.join(", "))));
+    }
+    let need = |key: &str, v: Option<u64>| v.ok_or_else(|| c.invalid(key, "missing"));
+    let parameters = num(t, c, "parameters")?.ok_or_else(|| c.invalid("parameters", "missing: e.g. 70e9"))?;
+    let layers = need("layers", int(t, c, "layers")?)? as u32;
+    let hidden = need("hidden", int(t, c, "hidden")?)?;
+    let sequence = need("sequence", int(t, c, "sequence")?)?;
+    let micro_batch = int(t, c, "micro-batch")?.unwrap_or(1);
+    let tp = int(t, c, "tp")?.unwrap_or(1) as u32;
+    let pp = int(t, c, "pp")?.unwrap_or(1) as u32;
+    let n = topo.ranks() as u32;
+    if tp == 0 || pp == 0 || !n.is_multiple_of(tp * pp) {
+        return Err(c.invalid("tp", format!("tp x pp = {} must divide the {n} GPUs", tp * pp)));
+    }
+    let dp = int(t, c, "dp")?.map_or(n / (tp * pp), |d| d as u32);
+    if tp * pp * dp != n {
+        return Err(c.invalid("dp", format!("tp x pp x dp = {} x {} x {} must equal the {n} GPUs", tp, pp, dp)));
+    }
+    let ep = int(t, c, "ep")?.unwrap_or(1) as u32;
+    if ep == 0 || dp % ep != 0 {
+        return Err(c.invalid("ep", format!("ep must divide dp = {dp}")));
+    }
+    let global_batch = int(t, c, "global-batch")?.unwrap_or(micro_batch * u64::from(dp) * u64::from(pp) * 4);
+    if global_batch % (micro_batch * u64::from(dp)) != 0 {
+        return Err(c.invalid(
+            "global-batch",
+            format!("must be a multiple of micro-batch x dp = {}", micro_batch * u64::from(dp)),
+        ));
+    }
+    if !layers.is_multiple_of(pp) {
+        return Err(c.invalid("layers", format!("{layers} layers do not split evenly into pp = {pp} stages")));
+    }
+    let order = match t.get("order").and_then(|v| v.as_str()).unwrap_or("tp,pp,dp") {
+        s => {
+            let dims: Vec<Dim> = s
+                .split(',')
+                .map(|x| match x.trim() {
+                    "tp" => Some(Dim::Tp),
+                    "pp" => Some(Dim::Pp),
+                    "dp" => Some(Dim::Dp),
+                    _ => None,
+                })
+                .collect::<Option<_>>()
+                .ok_or_else(|| c.invalid("order", format!("expected a permutation of tp,pp,dp, got {s:?}")))?;
+            if dims.len() != 3 || dims.iter().any(|d| dims.iter().filter(|e| *e == d).count() != 1) {
+                return Err(c.invalid("order", format!("expected a permutation of tp,pp,dp, got {s:?}")));
+            }
+            [dims[0], dims[1], dims[2]]
+        }
+    };
+    let gpu_name = t.get("gpu").and_then(|v| v.as_str()).unwrap_or(&cat.simulation.gpu_model);
+    let gpu = cat.gpu_model(gpu_name).ok_or_else(|| {
+        let names: Vec<&str> = cat.gpu.iter().map(|g| g.name.as_str()).collect();
+        c.invalid("gpu", format!("unknown GPU {gpu_name:?}: expected one of {}", names.join(", ")))
+    })?;
+    let efficiency = num(t, c, "efficiency")?.unwrap_or(cat.simulation.compute_efficiency);
+    if efficiency > 1.0 {
+        return Err(c.invalid("efficiency", "expected a share of peak in (0, 1]"));
+    }
+    Ok(TrainSpec {
+        parameters,
+        layers,
+        hidden,
+        sequence,
+        micro_batch,
+        global_batch,
+        tp,
+        pp,
+        dp,
+        ep,
+        top_k: int(t, c, "top-k")?.unwrap_or(2) as u32,
+        order,
+        peak_flops: gpu.peak_flops,
+        efficiency,
+        grad_bytes: int(t, c, "grad-bytes")?.unwrap_or(2),
+        channels: int(t, c, "channels")?.unwrap_or(u64::from(cat.simulation.channels)) as u32,
+        steps_limit: cat.simulation.steps_flow_limit,
+    })
+}
+
+/// Time of one collective on `ranks` simulated alone.
+fn lone_collective(
+    topo: &mut dyn Topology,
+    cfg: &ExecConfig,
+    op: Op,
+    ranks: Vec<u32>,
+    size: u64,
+) -> Result<Nanos, String> {
+    if ranks.len() < 2 || size == 0 {
+        return Ok(Nanos::ZERO);
+    }
+    let mut prog = Program::new();
+    prog.tag("probe");
+    let spec = CollSpec {
+        op,
+        algo: if op == Op::AllToAll { Algo::Direct } else { Algo::Ring },
+        size,
+        ranks,
+        channels: 1,
+        model: None,
+        steps_limit: 100_000,
+        alpha: cfg.wire.alpha,
+        packet: cfg.wire.mtu + cfg.wire.header,
+    };
+    let b = collective::build(&mut prog, topo, &spec, &[])?;
+    let ex = execute(&prog, topo, cfg, &[], &mut |_, _| {}).map_err(|e| e.to_string())?;
+    Ok(Nanos(ex.msgs[b.done as usize].end.map_or(0, |e| e.0)))
+}
+
+/// Writes one step after `after`; returns the wait that completes with it.
+pub fn write(
+    prog: &mut Program,
+    topo: &mut dyn Topology,
+    s: &TrainSpec,
+    after: &[MsgId],
+    cfg: &ExecConfig,
+) -> Result<MsgId, String> {
+    let m = s.micro_batches();
+    let act = s.activation_bytes();
+    // TP and EP collectives per micro-batch, simulated once for the first group.
+    let layers_per_stage = u64::from(s.layers / s.pp);
+    let tp_group: Vec<u32> = (0..s.tp).map(|t| s.rank(t, 0, 0)).collect();
+    let tp_ar = lone_collective(topo, cfg, Op::AllReduce, tp_group, act)?;
+    let ep_group: Vec<u32> = (0..s.ep).map(|d| s.rank(0, 0, d)).collect();
+    let ep_a2a = lone_collective(topo, cfg, Op::AllToAll, ep_group, act * u64::from(s.top_k))?;
+    // Per micro-batch per stage, each direction: 2 TP all-reduces and 2 EP all-to-alls a layer.
+    let comm = Nanos((tp_ar.0 * 2 + if s.ep > 1 { ep_a2a.0 * 2 } else { 0 }) * layers_per_stage);
+    let tf = s.t_fwd() + comm;
+    let tb = Nanos(s.t_fwd().0 * 2) + comm;
+    let start = prog.barrier(after.to_vec(), Nanos::ZERO);
+    let p2p = (act / u64::from(s.tp)).max(1);
+    let pp = s.pp as usize;
+    let mut step_ends = Vec::new();
+    // ready[(t, p)][d]: the op before the last backward of that rank.
+    let mut ready: Vec<Vec<MsgId>> = vec![Vec::with_capacity(s.dp as usize); (s.tp * s.pp) as usize];
+    for d in 0..s.dp {
+        for t in 0..s.tp {
+            // Per stage, its 1F1B op list: (is_forward, micro-batch).
+            let ops: Vec<Vec<(bool, u64)>> = (0..pp)
+                .map(|p| {
+                    let w = ((pp - p - 1) as u64).min(m);
+                    let mut v: Vec<(bool, u64)> = (0..w).map(|j| (true, j)).collect();
+                    for i in 0..m - w {
+                        v.push((true, w + i));
+                        v.push((false, i));
+                    }
+                    v.extend((m - w..m).map(|j| (false, j)));
+                    v
+                })
+                .collect();
+            let mut next = vec![0usize; pp];
+            let mut last_op: Vec<MsgId> = vec![start; pp];
+            // Sends arriving at stage p for micro-batch j: forward activations, backward grads.
+            let mut act_in: Vec<Vec<Option<MsgId>>> = vec![vec![None; m as usize]; pp];
+            let mut grad_in: Vec<Vec<Option<MsgId>>> = vec![vec![None; m as usize]; pp];
+            let mut remaining: usize = ops.iter().map(Vec::len).sum();
+            while remaining > 0 {
+                let mut progressed = false;
+                for p in 0..pp {
+                    while let Some(&(fwd, j)) = ops[p].get(next[p]) {
+                        let recv = if fwd {
+                            if p == 0 {
+                                Some(None)
+                            } else {
+                                act_in[p][j as usize].map(Some)
+                            }
+                        } else if p == pp - 1 {
+                            Some(None)
+                        } else {
+                            grad_in[p][j as usize].map(Some)
+                        };
+                        let Some(recv) = recv else { break };
+                        if !fwd && j == m - 1 {
+                            ready[(t * s.pp) as usize + p].push(last_op[p]);
+                        }
+                        let mut deps = vec![last_op[p]];
+                        deps.extend(recv);
+                        let op = prog.push(Msg::wait(deps, if fwd { tf } else { tb }));
+                        last_op[p] = op;
+                        let me = s.rank(t, p as u32, d);
+                        if fwd && p + 1 < pp {
+                            let mut msg = Msg::send(me, s.rank(t, p as u32 + 1, d), p2p);
+                            msg.deps = vec![op];
+                            act_in[p + 1][j as usize] = Some(prog.push(msg));
+                        }
+                        if !fwd && p > 0 {
+                            let mut msg = Msg::send(me, s.rank(t, p as u32 - 1, d), p2p);
+                            msg.deps = vec![op];
+                            grad_in[p - 1][j as usize] = Some(prog.push(msg));
+                        }
+                        next[p] += 1;
+                        remaining -= 1;
+                        progressed = true;
+                    }
+                }
+                if !progressed {
+                    return Err("internal: the 1F1B schedule deadlocked".into());
+                }
+            }
+            step_ends.extend(last_op);
+        }
+    }
+    if s.dp > 1 {
+        let grads = (s.parameters / f64::from(s.tp * s.pp)) as u64 * s.grad_bytes;
+        for t in 0..s.tp {
+            for p in 0..s.pp {
+                let gate = prog.barrier(ready[(t * s.pp + p) as usize].clone(), Nanos::ZERO);
+                let spec = CollSpec {
+                    op: Op::AllReduce,
+                    algo: Algo::Ring,
+                    size: grads.max(1),
+                    ranks: (0..s.dp).map(|d| s.rank(t, p, d)).collect(),
+                    channels: s.channels.max(1),
+                    model: None,
+                    steps_limit: s.steps_limit / u64::from(s.tp * s.pp).max(1),
+                    alpha: cfg.wire.alpha,
+                    packet: cfg.wire.mtu + cfg.wire.header,
+                };
+                let b = collective::build(prog, topo, &spec, &[gate])?;
+                step_ends.push(b.done);
+            }
+        }
+    }
+    Ok(prog.barrier(step_ends, Nanos::ZERO))
+}
+
+/// Figures for a step that took `step_ns` (and `ideal_ns` on the ideal fabric).
+pub fn report(s: &TrainSpec, step_ns: u64, ideal_ns: Option<u64>) -> StepReport {
+    let m = s.micro_batches();
+    let tf = s.t_fwd().0;
+    let compute_only = (m + u64::from(s.pp) - 1) * 3 * tf;
+    let flops = 3.0 * s.fwd_flops() * m as f64 * f64::from(s.dp);
+    let secs = step_ns.max(1) as f64 / 1e9;
+    let per_gpu = flops / s.gpus() as f64 / secs;
+    let r4 = |x: f64| (x * 1e4).round() / 1e4;
+    StepReport {
+        step_ns,
+        compute_only_ns: compute_only,
+        exposed_comm_ns: step_ns.saturating_sub(compute_only),
+        bubble_fraction: r4((u64::from(s.pp) - 1) as f64 / (m + u64::from(s.pp) - 1) as f64),
+        micro_batches: m,
+        tp: s.tp,
+        pp: s.pp,
+        dp: s.dp,
+        ep: s.ep,
+        fwd_ns_per_microbatch: tf,
+        mfu: r4(per_gpu / s.peak_flops),
+        tflops_per_gpu: (per_gpu / 1e12 * 10.0).round() / 10.0,
+        ideal_step_ns: ideal_ns,
+        slowdown_vs_ideal: ideal_ns.filter(|&i| i > 0).map(|i| r4(step_ns as f64 / i as f64)),
+    }
+}

@@ -1,0 +1,148 @@
+//! `meshway simulate`: loads the scenario, runs it, prints the report; progress on stderr.
+
+use anyhow::{Context, Result};
+use meshway_fabric::{Catalog, Scenario};
+use meshway_sim::exec::Policy;
+use meshway_sim::simulate::{htsim_connection_matrix, simulate, Options, Setup, SimReport};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+pub const HELP: &str = "Examples:
+  meshway simulate examples/leaf-spine-1024.toml
+  meshway simulate examples/fat-tree-k16.toml --routing spray --json
+  meshway simulate examples/train-3d-1024.toml --csv > flows.csv
+  meshway simulate examples/leaf-spine-1024.toml --htsim perm.cm
+
+Runs the scenario's [[workload]] tables one after another on its fabric, with its
+[[failure]] tables applied, and reports each workload's completion time, nccl-tests
+algbw/busbw for collectives (busbw = algbw x 2(n-1)/n for all-reduce, (n-1)/n for
+all-gather, reduce-scatter and all-to-all, 1 for broadcast and send/recv), the same
+workload on an ideal non-blocking fabric, and the ten most congested links.
+
+Workload kinds: collective (op = all-reduce | all-gather | reduce-scatter | all-to-all |
+broadcast | send-recv; algorithm = ring | tree | halving-doubling | hierarchical;
+sweep-from/sweep-to for an nccl-tests style size sweep), permutation, uniform, incast,
+all-to-all, flows (file = CSV or JSON flow list) and training (parameters, layers, hidden,
+sequence, micro-batch, global-batch, tp, pp, dp, ep).";
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The scenario file (TOML) with [[workload]] tables.
+    pub file: PathBuf,
+    /// Print one JSON document instead of tables.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print one CSV line per message (flow) instead of tables.
+    #[arg(long)]
+    pub csv: bool,
+    /// Include per-message records in --json output.
+    #[arg(long)]
+    pub flows: bool,
+    /// Override the routing policy: ecmp, adaptive or spray.
+    #[arg(long, value_parser = parse_policy)]
+    pub routing: Option<Policy>,
+    /// Seed for ECMP hashing and traffic generators (default: the scenario's, else 1).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Skip the comparison run on an ideal non-blocking fabric.
+    #[arg(long)]
+    pub no_ideal: bool,
+    /// Also write the flow list in htsim's connection-matrix format to this file.
+    #[arg(long, value_name = "FILE")]
+    pub htsim: Option<PathBuf>,
+    /// A catalog file whose entries replace or add to the built-in catalog.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+}
+
+fn parse_policy(s: &str) -> Result<Policy, String> {
+    match s {
+        "ecmp" => Ok(Policy::Ecmp),
+        "adaptive" => Ok(Policy::Adaptive),
+        "spray" => Ok(Policy::Spray),
+        _ => Err(format!("expected ecmp, adaptive or spray, got {s:?}")),
+    }
+}
+
+/// A progress bar on stderr for runs longer than about two seconds (terminals only).
+struct Progress {
+    #[allow(clippy::disallowed_types)]
+    start: std::time::Instant,
+    shown: bool,
+    tty: bool,
+}
+
+impl Progress {
+    #[allow(clippy::disallowed_methods)]
+    fn new() -> Progress {
+        Progress { start: std::time::Instant::now(), shown: false, tty: std::io::stderr().is_terminal() }
+    }
+
+    fn update(&mut self, done: u64, total: u64) {
+        if !self.tty || self.start.elapsed().as_secs_f64() < 2.0 {
+            return;
+        }
+        self.shown = true;
+        let frac = if total == 0 { 1.0 } else { done as f64 / total as f64 };
+        let width = 30;
+        let filled = ((frac * width as f64) as usize).min(width);
+        eprint!(
+            "\r  simulating [{}{}] {:5.1}%  {}/{} flows  {:.0}s",
+            "#".repeat(filled),
+            " ".repeat(width - filled),
+            frac * 100.0,
+            done,
+            total,
+            self.start.elapsed().as_secs_f64()
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    fn finish(&self) {
+        if self.shown {
+            eprintln!();
+        }
+    }
+}
+
+pub fn run_file(path: &Path, cat: &Catalog, opts: &Options) -> Result<SimReport> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
+    let file = path.display().to_string();
+    let scenario = Scenario::parse(&text, &file)?;
+    let fabric = scenario.build(cat)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let read = move |name: &str| -> Result<String, String> {
+        let p = dir.join(name);
+        std::fs::read_to_string(&p).map_err(|e| format!("cannot read flow file {}: {e}", p.display()))
+    };
+    let setup = Setup { scenario: &scenario, catalog: cat, fabric: &fabric, read_file: &read };
+    let mut bar = Progress::new();
+    let r = simulate(&setup, opts, &mut |d, t| bar.update(d, t));
+    bar.finish();
+    Ok(r?)
+}
+
+pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
+    let opts =
+        Options { routing: args.routing, seed: args.seed, no_ideal: args.no_ideal, flows: args.flows || args.csv };
+    let r = run_file(&args.file, cat, &opts)?;
+    if let Some(p) = &args.htsim {
+        let (text, fallback) = htsim_connection_matrix(&r);
+        std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
+        if fallback > 0 {
+            eprintln!(
+                "note: {fallback} flows in {} keep their simulated start times: their dependencies (compute gaps or wide barriers) have no htsim trigger form",
+                p.display()
+            );
+        }
+    }
+    Ok(if args.json {
+        let mut s = serde_json::to_string_pretty(&r)?;
+        s.push('\n');
+        s
+    } else if args.csv {
+        meshway_report::sim::flows_csv(&r)
+    } else {
+        meshway_report::sim::sim_text(&r)
+    })
+}
