@@ -1048,8 +1048,8 @@ fn flow_records(prog: &Program, ex: &Execution, topo: &FabricTopo<'_>) -> Vec<Fl
 }
 
 /// The flow list in htsim's connection-matrix format (`Nodes`, `Connections`, `Triggers`
-/// header; `src->dst id N start T size B` lines, with `trigger`/`recv_done_trigger` for
-/// dependencies where each flow feeds one trigger). Start times are in picoseconds as
+/// header; `src->dst id N start T size B` lines, with `trigger`, `recv_done_trigger` and
+/// `send_done_trigger` for dependencies, a flow feeding at most two triggers). Start times are in picoseconds as
 /// htsim's parser reads them; a flow whose dependencies cannot be expressed with one trigger
 /// per flow keeps its simulated start time instead. Returns the text and how many flows fell
 /// back to simulated start times.
@@ -1058,7 +1058,8 @@ pub fn htsim_connection_matrix(report: &SimReport) -> (String, usize) {
     use std::fmt::Write;
     let flows = &report.export;
     // One trigger per distinct dependency set; a flow can fire only one trigger.
-    let mut fires: BTreeMap<u32, u32> = BTreeMap::new(); // dep flow index -> trigger id
+    // A flow can fire two triggers: one when it is received, one when it is sent.
+    let mut fires: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     let mut sets: BTreeMap<Vec<u32>, u32> = BTreeMap::new();
     let mut triggers: Vec<(u32, usize)> = Vec::new();
     let mut flow_trigger: Vec<Option<u32>> = vec![None; flows.len()];
@@ -1074,20 +1075,22 @@ pub fn htsim_connection_matrix(report: &SimReport) -> (String, usize) {
             fallback += 1;
             continue;
         }
-        let next_id = triggers.len() as u32 + 1;
-        let id = *sets.entry(deps.clone()).or_insert(next_id);
-        if id == next_id {
-            // New set: each of its flows must not already fire another trigger.
-            if deps.iter().any(|d| fires.get(d).is_some_and(|&t| t != id)) {
-                sets.remove(&deps);
-                fallback += 1;
-                continue;
+        let id = match sets.get(&deps) {
+            Some(&id) => id,
+            None => {
+                if deps.iter().any(|d| fires.get(d).is_some_and(|t| t.len() >= 2)) {
+                    fallback += 1;
+                    continue;
+                }
+                let id = triggers.len() as u32 + 1;
+                for d in &deps {
+                    fires.entry(*d).or_default().push(id);
+                }
+                sets.insert(deps.clone(), id);
+                triggers.push((id, deps.len()));
+                id
             }
-            for d in &deps {
-                fires.insert(*d, id);
-            }
-            triggers.push((id, deps.len()));
-        }
+        };
         flow_trigger[i] = Some(id);
     }
     let mut out = String::new();
@@ -1106,7 +1109,10 @@ pub fn htsim_connection_matrix(report: &SimReport) -> (String, usize) {
         }
         let _ = write!(out, " size {}", f.bytes);
         if let Some(t) = fires.get(&(i as u32)) {
-            let _ = write!(out, " recv_done_trigger {t}");
+            let _ = write!(out, " recv_done_trigger {}", t[0]);
+            if let Some(t2) = t.get(1) {
+                let _ = write!(out, " send_done_trigger {t2}");
+            }
         }
         out.push('\n');
     }

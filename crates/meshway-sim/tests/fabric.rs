@@ -1,0 +1,427 @@
+//! Simulations on built fabrics: closed forms, routing policies, oversubscription, failures,
+//! determinism and bad input.
+
+use meshway_fabric::{Catalog, Scenario};
+use meshway_sim::exec::Policy;
+use meshway_sim::simulate::{htsim_connection_matrix, simulate, Options, Setup, SimReport, SimulateError};
+use meshway_sim::topo::{FabricTopo, Topology};
+
+fn run_with(text: &str, opts: &Options, files: &[(&str, String)]) -> Result<SimReport, SimulateError> {
+    let cat = Catalog::builtin();
+    let s = Scenario::parse(text, "test.toml")?;
+    let f = s.build(&cat)?;
+    let read = |name: &str| -> Result<String, String> {
+        files.iter().find(|(n, _)| *n == name).map(|(_, t)| t.clone()).ok_or_else(|| format!("no file {name}"))
+    };
+    let setup = Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &read };
+    simulate(&setup, opts, &mut |_, _| {})
+}
+
+fn run(text: &str, opts: &Options) -> SimReport {
+    run_with(text, opts, &[]).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn policy(p: Policy) -> Options {
+    Options { routing: Some(p), ..Options::default() }
+}
+
+/// 8 single-GPU hosts on one leaf: every pair is GPU -> leaf -> GPU.
+const ONE_LEAF: &str = r#"
+[fabric]
+kind = "leaf-spine"
+gpus = 8
+gpus-per-host = 1
+[transport]
+kind = "roce"
+"#;
+
+#[test]
+fn one_message_takes_wire_bytes_over_rate_plus_latency_exactly() {
+    let text = format!("{ONE_LEAF}\n[[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n");
+    let csv = "src,dst,bytes\ngpu-0,gpu-1,1MiB\n".to_string();
+    let r = run_with(&text, &Options::default(), &[("f.csv", csv)]).unwrap();
+    let cat = Catalog::builtin();
+    let roce = cat.transport_profile("roce").unwrap();
+    let sw = &cat.switch[cat.switch_index("generic-64x400g").unwrap() as usize];
+    let prop = cat.cable_lengths.host_leaf.propagation(cat.constants.fiber_delay_per_km);
+    let payload = 1u64 << 20;
+    let wire = payload + payload.div_ceil(4096) * u64::from(roce.header_bytes);
+    let fluid = (wire * 8 * 1_000_000_000).div_ceil(400_000_000_000);
+    let last_packet = ((4096 + u64::from(roce.header_bytes)) * 8 * 1_000_000_000).div_ceil(400_000_000_000);
+    let expected = roce.alpha.0 + fluid + 2 * prop.0 + sw.latency.0 + last_packet;
+    assert_eq!(r.workloads[0].time_ns, Some(expected));
+    assert_eq!(r.workloads[0].slowest_message_ns, Some(expected - roce.alpha.0));
+}
+
+#[test]
+fn ring_all_reduce_matches_the_closed_form() {
+    // S = 32 MiB over n = 8 ranks, one channel: chunks of 4 MiB, whole packets.
+    let n = 8u64;
+    let size = 32u64 << 20;
+    let text = format!(
+        "{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"32MiB\"\nchannels = 1\nmodel = \"steps\"\n"
+    );
+    let r = run(&text, &Options::default());
+    let w = &r.workloads[0];
+    assert_eq!(w.model.as_deref(), Some("steps"));
+    let cat = Catalog::builtin();
+    let s = Scenario::parse(&text, "t").unwrap();
+    let f = s.build(&cat).unwrap();
+    let mut topo = FabricTopo::new(&f, &cat, 1);
+    let roce = cat.transport_profile("roce").unwrap();
+    // alpha_eff = endpoint alpha + zero-load latency of one packet between neighbours.
+    let lat = topo.edge_latency(0, 1, None, 4096 + u64::from(roce.header_bytes)).0 as f64;
+    let alpha = roce.alpha.0 as f64 + lat;
+    let b = 400e9 * 4096.0 / (4096.0 + f64::from(roce.header_bytes)); // payload bit/s
+    let nf = n as f64;
+    let closed = 2.0 * (nf - 1.0) / nf * (size as f64 * 8.0) / b * 1e9 + 2.0 * (nf - 1.0) * alpha;
+    let got = w.time_ns.unwrap() as f64;
+    assert!((got - closed).abs() / closed < 0.001, "simulated {got} ns vs closed form {closed} ns");
+    // busbw is algbw x 2(n-1)/n (nccl-tests).
+    let algbw = w.algbw_gbps.unwrap();
+    assert!((w.busbw_gbps.unwrap() - algbw * 2.0 * 7.0 / 8.0).abs() < 1e-3);
+    // The steady-state model gives the same answer on a contention-free ring.
+    let steady = run(&text.replace("model = \"steps\"", "model = \"steady\""), &Options::default());
+    let t2 = steady.workloads[0].time_ns.unwrap() as f64;
+    assert!((t2 - closed).abs() / closed < 0.001, "steady {t2} vs {closed}");
+}
+
+const FAT_TREE_PERM: &str = r#"
+seed = 7
+[fabric]
+kind = "fat-tree"
+k = 8
+gpus-per-host = 1
+[[workload]]
+kind = "permutation"
+size = "256MiB"
+"#;
+
+#[test]
+fn ecmp_collides_spray_matches_ideal_on_a_fat_tree_permutation() {
+    let ecmp = run(FAT_TREE_PERM, &policy(Policy::Ecmp));
+    let spray = run(FAT_TREE_PERM, &policy(Policy::Spray));
+    let (te, ts) = (ecmp.workloads[0].time_ns.unwrap(), spray.workloads[0].time_ns.unwrap());
+    let ideal = spray.workloads[0].ideal_time_ns.unwrap();
+    assert!(te as f64 > 1.3 * ts as f64, "ECMP {te} ns should be clearly slower than spray {ts} ns");
+    assert!((ts as f64 / ideal as f64) < 1.01, "spray {ts} ns vs ideal {ideal} ns");
+    // Collisions show as links at full load with two or more flows: some link carries 2x.
+    let max_carried = ecmp.links.iter().map(|l| l.carried_bytes).max().unwrap();
+    assert!(max_carried >= 2 * (256 << 20), "an uplink carries at least two colliding flows");
+    let adaptive = run(FAT_TREE_PERM, &policy(Policy::Adaptive));
+    assert!(adaptive.workloads[0].time_ns.unwrap() <= te);
+}
+
+#[test]
+fn ecmp_collision_gives_half_rate_each() {
+    // Two flows from two GPUs of leaf-0 to leaf-1 through a single spine with one uplink per
+    // leaf: they share it and each gets half.
+    let text = r#"
+[fabric]
+kind = "custom"
+[[fabric.node]]
+name = "a"
+kind = "gpu"
+host = 0
+[[fabric.node]]
+name = "b"
+kind = "gpu"
+host = 1
+[[fabric.node]]
+name = "c"
+kind = "gpu"
+host = 2
+[[fabric.node]]
+name = "d"
+kind = "gpu"
+host = 3
+[[fabric.node]]
+name = "l0"
+kind = "switch"
+tier = "leaf"
+level = 1
+[[fabric.node]]
+name = "l1"
+kind = "switch"
+tier = "leaf"
+level = 1
+[[fabric.link]]
+a = "a"
+b = "l0"
+rate = "400Gbps"
+[[fabric.link]]
+a = "b"
+b = "l0"
+rate = "400Gbps"
+[[fabric.link]]
+a = "c"
+b = "l1"
+rate = "400Gbps"
+[[fabric.link]]
+a = "d"
+b = "l1"
+rate = "400Gbps"
+[[fabric.link]]
+a = "l0"
+b = "l1"
+rate = "400Gbps"
+[[workload]]
+kind = "flows"
+file = "f.csv"
+"#;
+    let csv = "src,dst,bytes\na,c,1GB\nb,d,1GB\n".to_string();
+    let one = run_with(text, &Options::default(), &[("f.csv", "src,dst,bytes\na,c,1GB\n".into())]).unwrap();
+    let two = run_with(text, &Options::default(), &[("f.csv", csv)]).unwrap();
+    let (t1, t2) = (one.workloads[0].slowest_message_ns.unwrap(), two.workloads[0].slowest_message_ns.unwrap());
+    let ratio = t2 as f64 / t1 as f64;
+    assert!((ratio - 2.0).abs() < 0.001, "two flows on one uplink take {ratio}x one flow");
+}
+
+#[test]
+fn oversubscription_slows_a_cross_leaf_all_to_all_by_its_ratio() {
+    // (ratio, leaf radix, GPUs) giving two leaves; every GPU of one leaf sends to every GPU
+    // of the other and back, so all traffic crosses the leaf uplinks.
+    for (ratio, radix, gpus, expect) in [("1:1", 6, 6, 1.0), ("2:1", 6, 8, 2.0), ("3:1", 8, 12, 3.0)] {
+        let text = format!(
+            "[fabric]\nkind = \"leaf-spine\"\ngpus = {gpus}\ngpus-per-host = 1\nleaf-radix = {radix}\nspine-radix = {radix}\n\
+             oversubscription = \"{ratio}\"\n[[workload]]\nkind = \"flows\"\nfile = \"x.csv\"\n"
+        );
+        let half = gpus / 2;
+        let mut csv = String::from("src,dst,bytes\n");
+        for a in 0..half {
+            for b in half..gpus {
+                csv.push_str(&format!("gpu-{a},gpu-{b},64MiB\ngpu-{b},gpu-{a},64MiB\n"));
+            }
+        }
+        let r = run_with(&text, &policy(Policy::Adaptive), &[("x.csv", csv)]).unwrap();
+        let w = &r.workloads[0];
+        let slow = w.time_ns.unwrap() as f64 / w.ideal_time_ns.unwrap() as f64;
+        assert!((slow - expect).abs() / expect < 0.01, "{ratio}: {slow}x the non-blocking time");
+    }
+}
+
+const TWO_LEAVES: &str = r#"
+[fabric]
+kind = "leaf-spine"
+gpus = 64
+gpus-per-host = 1
+spines = 2
+leaf-radix = 64
+spine-radix = 64
+[[workload]]
+kind = "all-to-all"
+size = "1MiB"
+group = "all"
+"#;
+
+#[test]
+fn a_failed_spine_reroutes_and_every_byte_arrives() {
+    let base = run(TWO_LEAVES, &policy(Policy::Ecmp));
+    let failed = run(&format!("{TWO_LEAVES}\n[[failure]]\nat = \"0s\"\nswitch = \"spine-0\"\n"), &policy(Policy::Ecmp));
+    let w = &failed.workloads[0];
+    assert_eq!(w.failed_messages, 0, "{:?}", w.failures);
+    assert!(w.time_ns.unwrap() > base.workloads[0].time_ns.unwrap(), "losing half the spines costs time");
+    assert!(failed.links.iter().all(|l| !l.link.contains("spine-0")), "nothing crosses the failed spine");
+    // A failure in mid-run: flows on the spine move to the other one and still complete.
+    let mid =
+        run(&format!("{TWO_LEAVES}\n[[failure]]\nat = \"100us\"\nswitch = \"spine-0\"\n"), &policy(Policy::Adaptive));
+    assert_eq!(mid.workloads[0].failed_messages, 0);
+}
+
+#[test]
+fn a_cut_off_gpu_fails_its_messages_with_a_reason_and_recovery_completes_them() {
+    let text = format!("{TWO_LEAVES}\n[[failure]]\nat = \"0s\"\nlink = \"gpu-0:leaf-0\"\n");
+    let r = run(&text, &Options::default());
+    let w = &r.workloads[0];
+    assert_eq!(w.failed_messages, 2 * 63, "gpu-0's 63 sends and 63 receives");
+    assert!(w.time_ns.is_none());
+    assert!(w.failures[0].contains("gpu-0") && w.failures[0].contains("is down"), "{}", w.failures[0]);
+    let healed = run(&format!("{text}until = \"2ms\"\n"), &Options::default());
+    let h = &healed.workloads[0];
+    assert_eq!(h.failed_messages, 0);
+    assert!(h.end_ns.unwrap() > 2_000_000, "waited for the link to come back");
+}
+
+#[test]
+fn same_seed_gives_byte_identical_json_and_seeds_matter() {
+    let json = |seed| {
+        let r = run(FAT_TREE_PERM, &Options { seed: Some(seed), flows: true, ..policy(Policy::Ecmp) });
+        serde_json::to_string(&r).unwrap()
+    };
+    assert_eq!(json(3), json(3));
+    assert_ne!(json(3), json(4));
+}
+
+#[test]
+fn collectives_run_with_every_algorithm() {
+    let text = r#"
+[fabric]
+kind = "rail-optimized"
+gpus = 64
+gpus-per-host = 8
+[[workload]]
+kind = "collective"
+op = "all-reduce"
+algorithm = "ring"
+size = "64MiB"
+[[workload]]
+kind = "collective"
+op = "all-reduce"
+algorithm = "tree"
+size = "64MiB"
+[[workload]]
+kind = "collective"
+op = "all-reduce"
+algorithm = "halving-doubling"
+size = "64MiB"
+[[workload]]
+kind = "collective"
+op = "all-reduce"
+algorithm = "hierarchical"
+size = "64MiB"
+[[workload]]
+kind = "collective"
+op = "all-gather"
+size = "64MiB"
+[[workload]]
+kind = "collective"
+op = "reduce-scatter"
+size = "64MiB"
+[[workload]]
+kind = "collective"
+op = "broadcast"
+size = "64MiB"
+[[workload]]
+kind = "collective"
+op = "send-recv"
+size = "64MiB"
+[[workload]]
+kind = "collective"
+op = "all-to-all"
+size = "64MiB"
+"#;
+    let r = run(text, &policy(Policy::Adaptive));
+    assert_eq!(r.workloads.len(), 9);
+    for w in &r.workloads {
+        assert_eq!(w.failed_messages, 0, "{}", w.name);
+        let (algbw, busbw) = (w.algbw_gbps.unwrap(), w.busbw_gbps.unwrap());
+        assert!(algbw > 0.0 && busbw > 0.0);
+        // No collective beats the ideal fabric.
+        assert!(w.slowdown.unwrap() >= 0.999, "{} {:?}", w.name, w.slowdown);
+    }
+    // Workloads run back to back.
+    for p in r.workloads.windows(2) {
+        assert!(p[1].start_ns >= p[0].end_ns.unwrap());
+    }
+    // Ring all-reduce over 8 rail-aligned channels uses every NIC: busbw well above one NIC.
+    assert!(r.workloads[0].busbw_gbps.unwrap() > 1000.0, "{:?}", r.workloads[0].busbw_gbps);
+}
+
+#[test]
+fn size_sweep_prints_like_nccl_tests() {
+    let text = format!(
+        "{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsweep-from = \"1KiB\"\nsweep-to = \"1MiB\"\n"
+    );
+    let r = run(&text, &Options::default());
+    let s = &r.sweeps[0];
+    assert_eq!(s.rows.len(), 11);
+    assert_eq!(s.rows[0].size_bytes, 1024);
+    assert_eq!(s.rows[10].size_bytes, 1 << 20);
+    // Bandwidth grows with size as latency is amortized.
+    assert!(s.rows[10].busbw_gbytes > 10.0 * s.rows[0].busbw_gbytes);
+    for row in &s.rows {
+        assert!((row.busbw_gbytes - row.algbw_gbytes * 2.0 * 7.0 / 8.0).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn training_step_reports_compute_bubble_and_mfu() {
+    let text = r#"
+[fabric]
+kind = "rail-optimized"
+gpus = 64
+gpus-per-host = 8
+[[workload]]
+kind = "training"
+parameters = 7e9
+layers = 32
+hidden = 4096
+sequence = 4096
+micro-batch = 1
+global-batch = 64
+tp = 8
+pp = 4
+"#;
+    let r = run(text, &policy(Policy::Adaptive));
+    let t = r.workloads[0].training.as_ref().unwrap();
+    assert_eq!((t.tp, t.pp, t.dp), (8, 4, 2));
+    assert_eq!(t.micro_batches, 32);
+    // Forward FLOPs: 2 P t + 4 L s^2 h b, over tp x pp GPUs at 989 TFLOP/s x 0.5.
+    let flops = 2.0 * 7e9 * 4096.0 + 4.0 * 32.0 * 4096f64.powi(2) * 4096.0;
+    let tf = (flops / 32.0 / (989e12 * 0.5) * 1e9).round() as u64;
+    assert_eq!(t.fwd_ns_per_microbatch, tf);
+    assert_eq!(t.compute_only_ns, (32 + 3) * 3 * tf);
+    assert!((t.bubble_fraction - 3.0 / 35.0).abs() < 1e-4);
+    assert!(t.step_ns > t.compute_only_ns);
+    assert!(t.mfu > 0.0 && t.mfu < 0.5, "MFU {} is below the 0.5 efficiency", t.mfu);
+    assert!(t.slowdown_vs_ideal.unwrap() >= 0.999);
+}
+
+#[test]
+fn htsim_export_has_header_connections_and_triggers() {
+    let text = format!(
+        "{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"8MiB\"\nchannels = 1\nmodel = \"steps\"\n"
+    );
+    let r = run(&text, &Options::default());
+    let (cm, fallback) = htsim_connection_matrix(&r);
+    let lines: Vec<&str> = cm.lines().collect();
+    assert_eq!(lines[0], "Nodes 8");
+    assert_eq!(lines[1], format!("Connections {}", 2 * 7 * 8));
+    assert!(lines[2].starts_with("Triggers "));
+    assert_eq!(fallback, 0);
+    assert!(lines[3].starts_with("0->1 id 1 start 3000000 size 1048576"), "{}", lines[3]);
+    assert!(cm.contains(" trigger ") && cm.contains("barrier count 2"));
+}
+
+fn err(text: &str) -> String {
+    run_with(text, &Options::default(), &[]).unwrap_err().to_string()
+}
+
+#[test]
+fn bad_workloads_name_file_line_and_key() {
+    let e = err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"collectve\"\n"));
+    assert!(e.starts_with("test.toml:10: `workload[1].kind`: unknown kind \"collectve\""), "{e}");
+    let e = err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nszie = \"1GiB\"\n"));
+    assert!(e.contains("`workload[1].szie`") && e.contains("did you mean `size`?"), "{e}");
+    let e = err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nsize = \"1GiBs\"\n"));
+    assert!(e.contains("test.toml:11: `workload[1].size`: expected a size"), "{e}");
+    let e = err(&format!(
+        "{ONE_LEAF}\n[[workload]]\nkind = \"permutation\"\nsize = \"1MiB\"\n[[failure]]\nlink = \"gpu-0:spine-9\"\n"
+    ));
+    assert!(e.contains("`failure[1].link`: no node named \"spine-9\""), "{e}");
+    let e = err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n"));
+    assert!(e.contains("no file f.csv"), "{e}");
+    let e = run_with(
+        &format!("{ONE_LEAF}\n[[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n"),
+        &Options::default(),
+        &[("f.csv", "src,dst,bytes\ngpu-0,gpu-99,1MiB\n".into())],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("f.csv:2: \"gpu-99\" is not a GPU of this fabric"), "{e}");
+    let e = err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nalgorithm = \"halving-doubling\"\nsize = \"1MiB\"\nranks = [0, 1, 2]\n"));
+    assert!(e.contains("power-of-two"), "{e}");
+    let e = err(ONE_LEAF);
+    assert!(e.contains("no [[workload]] tables"), "{e}");
+}
+
+#[test]
+fn json_flow_lists_and_dependencies() {
+    let text = format!("{ONE_LEAF}\n[[workload]]\nkind = \"flows\"\nfile = \"f.json\"\n");
+    let json = r#"[{"src":"gpu-0","dst":"gpu-1","bytes":"1MiB"},{"src":"gpu-1","dst":"gpu-2","bytes":"1MiB","deps":[0]},{"src":"gpu-3","dst":"gpu-4","bytes":1000,"start":"10us"}]"#;
+    let r = run_with(&text, &Options { flows: true, ..Options::default() }, &[("f.json", json.into())]).unwrap();
+    let f = r.flows.unwrap();
+    assert_eq!(f.len(), 3);
+    assert!(f[1].start_ns.unwrap() >= f[0].end_ns.unwrap(), "the dependent flow starts after its dependency");
+    assert_eq!(f[2].start_ns, Some(10_000 + 3_000), "start plus alpha");
+}
