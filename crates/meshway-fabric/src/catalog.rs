@@ -150,6 +150,8 @@ pub struct SimDefaults {
     pub steps_flow_limit: u64,
     pub gpu_model: String,
     pub compute_efficiency: f64,
+    /// Share of a flow's duration within which completions are batched (0: exact).
+    pub completion_tolerance: f64,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }

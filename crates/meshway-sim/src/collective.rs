@@ -249,8 +249,9 @@ fn ring_phase(
             prog.barrier(last, Nanos::ZERO)
         }
         Model::Steady | Model::Direct => {
-            let mut edges = Vec::new();
+            let mut worst = 0u64;
             for (ch, ring) in rings.iter().enumerate() {
+                let mut lats = Vec::with_capacity(n);
                 for i in 0..n {
                     let (a, b) = (ring.members[i], ring.members[(i + 1) % n]);
                     let mut m = Msg::send(a, b, chunk.saturating_mul(u64::from(steps)));
@@ -258,14 +259,31 @@ fn ring_phase(
                     m.channel = ch as u32;
                     m.deps = after.to_vec();
                     last.push(prog.push(m));
-                    edges.push((a, b, ring.via[i]));
+                    lats.push(topo.edge_latency(a, b, ring.via[i], spec.packet).0);
                 }
+                worst = worst.max(chain_latency(&mut lats, steps));
             }
-            let lat = max_edge_latency(topo, edges.into_iter(), spec.packet);
-            let term = Nanos((spec.alpha.0 + lat.0).saturating_mul(u64::from(steps - 1)));
+            // Each message already pays one alpha and its own path latency.
+            let term = Nanos(spec.alpha.0.saturating_mul(u64::from(steps - 1)).saturating_add(worst));
             prog.barrier(last, term)
         }
     }
+}
+
+/// Latency along the dependency chain of `steps` ring steps: step k at rank i waits for step
+/// k-1 at rank i-1, so the chain walks consecutive edges: whole laps plus the slowest
+/// remaining edges, less the one edge the message itself already pays (its cheapest).
+fn chain_latency(lats: &mut [u64], steps: u32) -> u64 {
+    let n = lats.len() as u64;
+    if n == 0 || steps == 0 {
+        return 0;
+    }
+    let lap: u64 = lats.iter().sum();
+    let (laps, rest) = (u64::from(steps) / n, (u64::from(steps) % n) as usize);
+    lats.sort_unstable_by(|a, b| b.cmp(a));
+    let tail: u64 = lats[..rest].iter().sum();
+    let min = *lats.last().unwrap_or(&0);
+    (laps * lap + tail).saturating_sub(min)
 }
 
 fn pick_model(spec: &CollSpec, msgs_if_steps: u64) -> Model {
@@ -309,8 +327,9 @@ pub fn build(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after
             let rs = rings(topo, &spec.ranks, c);
             let chunk = spec.size.div_ceil(u64::from(c)).max(1);
             let mut last = Vec::new();
-            let mut edges = Vec::new();
+            let mut worst = 0u64;
             for (ch, ring) in rs.iter().enumerate() {
+                let mut lats = Vec::with_capacity(n);
                 for i in 0..n - 1 {
                     let (a, b) = (ring.members[i], ring.members[i + 1]);
                     let mut m = Msg::send(a, b, chunk);
@@ -318,11 +337,13 @@ pub fn build(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after
                     m.channel = ch as u32;
                     m.deps = after.to_vec();
                     last.push(prog.push(m));
-                    edges.push((a, b, ring.via[i]));
+                    lats.push(topo.edge_latency(a, b, ring.via[i], spec.packet).0);
                 }
+                // The chain's last chunk crosses every edge once.
+                let sum: u64 = lats.iter().sum();
+                worst = worst.max(sum.saturating_sub(lats.iter().copied().min().unwrap_or(0)));
             }
-            let lat = max_edge_latency(topo, edges.into_iter(), spec.packet);
-            let term = Nanos((spec.alpha.0 + lat.0).saturating_mul(nn.saturating_sub(2)));
+            let term = Nanos(spec.alpha.0.saturating_mul(nn.saturating_sub(2)).saturating_add(worst));
             Ok(Built { done: prog.barrier(last, term), model: Model::Steady, steps: (n - 1) as u32 })
         }
         (Op::AllReduce | Op::AllGather | Op::ReduceScatter, Algo::Ring | Algo::Direct) => {

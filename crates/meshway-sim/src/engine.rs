@@ -367,6 +367,8 @@ pub struct Simulation {
     changes: u64,
     /// Flows completed so far.
     completed: u64,
+    /// Completion batching tolerance, parts per million of a flow's duration.
+    tolerance_ppm: u64,
     /// Scratch buffers reused by every recompute.
     seeds: Vec<u32>,
     comp_links: Vec<u32>,
@@ -413,6 +415,7 @@ impl Simulation {
             down: 0,
             changes: 0,
             completed: 0,
+            tolerance_ppm: 0,
             seeds: Vec::new(),
             comp_links: Vec::new(),
             comp_flows: Vec::new(),
@@ -432,6 +435,16 @@ impl Simulation {
 
     pub fn flow_count(&self) -> usize {
         self.flows.len()
+    }
+
+    /// Batches completions: when the earliest flow of a component finishes, every flow of
+    /// that component due to finish within `ppm` millionths of its own duration later is
+    /// finished in the same batch, so the rates are recomputed once for all of them. Each
+    /// flow still completes at its own finish time under the current rates; the capacity it
+    /// frees reaches the others up to that tolerance early, so they may finish up to about
+    /// that share earlier than exact max-min sharing gives. 0 (the default) is exact.
+    pub fn set_tolerance(&mut self, ppm: u64) {
+        self.tolerance_ppm = ppm;
     }
 
     /// Flows that have completed so far (for progress reports).
@@ -871,9 +884,12 @@ impl Simulation {
     fn finish(&mut self, f: usize, t: u64) {
         let fl = &mut self.flows[f];
         let sent = u128::from(fl.rate) * u128::from(t - fl.last);
+        // Batched early (see `set_tolerance`): the flow completes at its own finish time, and
+        // the volume it still had counts as carried by its links.
+        let own = fl.finish_at;
         // The finish time was rounded up to the next ns: the flow drained within the last ns.
-        debug_assert!(sent >= fl.remaining && sent - fl.remaining < u128::from(fl.rate));
-        let overshoot = sent.saturating_sub(fl.remaining) as i128;
+        debug_assert!(own > t || (sent >= fl.remaining && sent - fl.remaining < u128::from(fl.rate)));
+        let overshoot = sent as i128 - fl.remaining as i128;
         fl.remaining = 0;
         fl.rate = 0;
         fl.last = t;
@@ -886,7 +902,7 @@ impl Simulation {
             l.carried -= overshoot;
         }
         self.detach(f);
-        self.complete(f, t);
+        self.complete(f, own.max(t));
     }
 
     /// Flow `f` finished its fluid part at `t`: record its completion and release dependents.
@@ -926,7 +942,8 @@ impl Simulation {
             self.epoch = 1;
         }
         let epoch = self.epoch;
-        let Self { links, flows, path_links, seeds, comp_links, comp_flows, comps, fill, queue, .. } = self;
+        let Self { links, flows, path_links, seeds, comp_links, comp_flows, comps, fill, queue, tolerance_ppm, .. } =
+            self;
 
         // 1. The components: breadth-first over link -> flows -> links from each seed link,
         //    remembering where each component's flows start in `comp_flows`.
@@ -1046,8 +1063,24 @@ impl Simulation {
                 }
                 earliest = earliest.min(fl.finish_at);
             }
+            let tol = *tolerance_ppm;
             for &f in &comp_flows[first as usize..end as usize] {
                 let fl = &mut flows[f as usize];
+                // Within the tolerance, a flow finishing a little after the earliest one is
+                // finished in the same batch (it still completes at its own time).
+                let early = tol > 0
+                    && fl.finish_at != NEVER
+                    && earliest != NEVER
+                    && u128::from(fl.finish_at - earliest) * 1_000_000
+                        <= u128::from(fl.finish_at - fl.activated) * u128::from(tol);
+                if early && fl.queued_at != earliest {
+                    fl.queued_at = earliest;
+                    queue.push(earliest, Event::Finish(f));
+                    continue;
+                }
+                if early {
+                    continue;
+                }
                 if fl.finish_at != earliest || earliest == NEVER {
                     fl.queued_at = NEVER; // any queued event for it is now stale
                 } else if fl.queued_at != earliest {

@@ -62,6 +62,9 @@ pub struct ExecConfig {
     /// Subflows per message under spraying.
     pub spray_paths: u32,
     pub seed: u64,
+    /// Completion batching tolerance in parts per million (0: exact; see
+    /// `Simulation::set_tolerance`).
+    pub tolerance_ppm: u64,
 }
 
 /// A scheduled link state change (both directions of a physical link are given as arcs).
@@ -134,6 +137,7 @@ pub fn execute(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Execution, SimError> {
     let mut sim = Simulation::new(topo.network());
+    sim.set_tolerance(cfg.tolerance_ppm);
     let mut routes: Vec<Option<Route>> = Vec::with_capacity(prog.msgs.len());
     // Per message: the engine flow that completes with it, and its subflow range.
     let mut handle: Vec<FlowId> = Vec::with_capacity(prog.msgs.len());

@@ -35,6 +35,9 @@ pub struct Options {
     pub no_ideal: bool,
     /// Keep per-message records in the report.
     pub flows: bool,
+    /// Completion batching tolerance as a share of a flow's duration (default: the
+    /// catalog's `completion-tolerance`; 0 is exact).
+    pub tolerance: Option<f64>,
 }
 
 /// What a workload is.
@@ -69,6 +72,8 @@ struct Workload {
 pub struct TransportInfo {
     pub kind: String,
     pub routing: Policy,
+    /// Completion batching tolerance (share of a flow's duration; 0 is exact).
+    pub tolerance: f64,
     pub mtu_bytes: u64,
     pub header_bytes: u64,
     pub goodput: f64,
@@ -691,6 +696,7 @@ fn transport_info(setup: &Setup<'_>, opts: &Options) -> Result<(TransportInfo, W
     let info = TransportInfo {
         kind: kind.into(),
         routing,
+        tolerance: opts.tolerance.unwrap_or(setup.catalog.simulation.completion_tolerance),
         mtu_bytes: mtu,
         header_bytes: wire.header,
         goodput: wire.goodput(),
@@ -773,6 +779,8 @@ pub fn simulate(
         qps: cat.simulation.qps_per_connection,
         spray_paths: cat.simulation.spray_paths,
         seed,
+        tolerance_ppm: (opts.tolerance.unwrap_or(cat.simulation.completion_tolerance).clamp(0.0, 0.5) * 1e6).round()
+            as u64,
     };
 
     // Sweeps run on their own, one size at a time.

@@ -201,8 +201,9 @@ pub fn parse(t: &toml::Table, c: &Ctx<'_>, topo: &FabricTopo<'_>, cat: &Catalog)
     if !layers.is_multiple_of(pp) {
         return Err(c.invalid("layers", format!("{layers} layers do not split evenly into pp = {pp} stages")));
     }
-    let order = match t.get("order").and_then(|v| v.as_str()).unwrap_or("tp,pp,dp") {
-        s => {
+    let order = {
+        let s = t.get("order").and_then(|v| v.as_str()).unwrap_or("tp,pp,dp");
+        {
             let dims: Vec<Dim> = s
                 .split(',')
                 .map(|x| match x.trim() {

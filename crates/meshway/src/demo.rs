@@ -19,14 +19,80 @@ pub const SCENARIOS: [(&str, &str); 4] = [
 pub struct Demo {
     pub fabrics: Vec<FabricReport>,
     pub rows: Vec<CompareRow>,
+    pub simulated: Vec<DemoSim>,
     pub verdict: Vec<String>,
+}
+
+/// Simulated collectives on one demo fabric.
+#[derive(Debug, Serialize)]
+pub struct DemoSim {
+    pub name: String,
+    pub routing: String,
+    pub all_reduce_ns: Option<u64>,
+    pub all_reduce_busbw_gbps: Option<f64>,
+    pub all_to_all_ns: Option<u64>,
+    pub all_to_all_busbw_gbps: Option<f64>,
+}
+
+/// The collectives every demo fabric runs: NCCL-style ring all-reduce of 1 GiB over all
+/// GPUs, and an all-to-all of 256 MiB per GPU among the first 256 GPUs (32 hosts, 1 MiB to
+/// each peer), the size of an expert-parallel group.
+const DEMO_WORKLOADS: &str = "
+[[workload]]
+name = \"all-reduce\"
+kind = \"collective\"
+op = \"all-reduce\"
+size = \"1GiB\"
+
+[[workload]]
+name = \"all-to-all\"
+kind = \"collective\"
+op = \"all-to-all\"
+size = \"256MiB\"
+ranks = RANKS
+";
+
+fn simulate_demo(file: &str, text: &str, cat: &Catalog) -> Result<DemoSim> {
+    let ranks: Vec<String> = (0..256).map(|r| r.to_string()).collect();
+    let full = format!("{text}\n{}", DEMO_WORKLOADS.replace("RANKS", &format!("[{}]", ranks.join(", "))));
+    let scenario = meshway_fabric::Scenario::parse(&full, file)?;
+    let fabric = scenario.build(cat)?;
+    let read = |_: &str| -> Result<String, String> { Err("the demo reads no files".into()) };
+    let setup = meshway_sim::simulate::Setup { scenario: &scenario, catalog: cat, fabric: &fabric, read_file: &read };
+    let opts = meshway_sim::simulate::Options { no_ideal: true, ..Default::default() };
+    let r = meshway_sim::simulate::simulate(&setup, &opts, &mut |_, _| {})?;
+    let w = |i: usize| r.workloads.get(i);
+    Ok(DemoSim {
+        name: scenario.name.clone(),
+        routing: r.transport.routing.name().to_string(),
+        all_reduce_ns: w(0).and_then(|w| w.time_ns),
+        all_reduce_busbw_gbps: w(0).and_then(|w| w.busbw_gbps),
+        all_to_all_ns: w(1).and_then(|w| w.time_ns),
+        all_to_all_busbw_gbps: w(1).and_then(|w| w.busbw_gbps),
+    })
 }
 
 pub fn run(cat: &Catalog) -> Result<Demo> {
     let fabrics = SCENARIOS.iter().map(|(f, t)| plan_text(t, f, cat)).collect::<Result<Vec<_>, _>>()?;
     let rows = compare_rows(&fabrics);
-    let verdict = verdict(&fabrics);
-    Ok(Demo { fabrics, rows, verdict })
+    let simulated = SCENARIOS.iter().map(|(f, t)| simulate_demo(f, t, cat)).collect::<Result<Vec<_>>>()?;
+    let mut verdict = verdict(&fabrics);
+    if let (Some(fast), Some(slow)) = (
+        simulated.iter().filter(|s| s.all_reduce_ns.is_some()).min_by_key(|s| s.all_reduce_ns),
+        simulated.iter().filter(|s| s.all_reduce_ns.is_some()).max_by_key(|s| s.all_reduce_ns),
+    ) {
+        if let (Some(a), Some(b)) = (fast.all_reduce_ns, slow.all_reduce_ns) {
+            verdict.push(format!(
+                "Simulated 1 GiB ring all-reduce: {} is fastest at {}; {} takes {} ({:.1}x).",
+                fast.name,
+                meshway_report::sim::time(a),
+                slow.name,
+                meshway_report::sim::time(b),
+                b as f64 / a.max(1) as f64
+            ));
+        }
+    }
+    Ok(Demo { fabrics, rows, simulated, verdict })
 }
 
 /// Sentences drawn from the reports (never canned numbers).
@@ -83,6 +149,21 @@ fn verdict(rs: &[FabricReport]) -> Vec<String> {
 pub fn text(d: &Demo) -> String {
     let mut o = String::from("meshway demo: 1,024 GPUs on 400 Gbps NICs, four designs (scenarios in examples/)\n\n");
     o.push_str(&compare_text(&d.fabrics));
+    o.push_str("\nSimulated collectives (flow-level, the scenario's routing): ring all-reduce of 1 GiB over all GPUs; all-to-all of 256 MiB per GPU among the first 256\n");
+    let mut t = meshway_report::table::Table::new(&["fabric", "routing", "all-reduce", "busbw", "all-to-all", "busbw"]);
+    let gb = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |g| format!("{g:.0} Gbps"));
+    let tm = |v: Option<u64>| v.map_or_else(|| "failed".to_string(), meshway_report::sim::time);
+    for s in &d.simulated {
+        t.row(vec![
+            s.name.clone(),
+            s.routing.clone(),
+            tm(s.all_reduce_ns),
+            gb(s.all_reduce_busbw_gbps),
+            tm(s.all_to_all_ns),
+            gb(s.all_to_all_busbw_gbps),
+        ]);
+    }
+    o.push_str(&t.render());
     o.push_str("\nVerdict\n");
     for s in &d.verdict {
         o.push_str("  ");

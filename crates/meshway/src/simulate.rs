@@ -44,6 +44,10 @@ pub struct Args {
     /// Seed for ECMP hashing and traffic generators (default: the scenario's, else 1).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Batch flow completions within this share of a flow's duration ("1%"; default exact,
+    /// from the catalog): far fewer rate recomputes on million-flow runs.
+    #[arg(long, value_parser = parse_share)]
+    pub tolerance: Option<f64>,
     /// Skip the comparison run on an ideal non-blocking fabric.
     #[arg(long)]
     pub no_ideal: bool,
@@ -53,6 +57,17 @@ pub struct Args {
     /// A catalog file whose entries replace or add to the built-in catalog.
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<PathBuf>,
+}
+
+fn parse_share(s: &str) -> Result<f64, String> {
+    let (num, div) = match s.strip_suffix('%') {
+        Some(n) => (n, 100.0),
+        None => (s, 1.0),
+    };
+    match num.trim().parse::<f64>() {
+        Ok(v) if (0.0..=50.0).contains(&(v / div * 100.0)) => Ok(v / div),
+        _ => Err(format!("expected a share such as \"1%\" or 0.01 (at most 50%), got {s:?}")),
+    }
 }
 
 fn parse_policy(s: &str) -> Result<Policy, String> {
@@ -123,8 +138,13 @@ pub fn run_file(path: &Path, cat: &Catalog, opts: &Options) -> Result<SimReport>
 }
 
 pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
-    let opts =
-        Options { routing: args.routing, seed: args.seed, no_ideal: args.no_ideal, flows: args.flows || args.csv };
+    let opts = Options {
+        routing: args.routing,
+        seed: args.seed,
+        no_ideal: args.no_ideal,
+        flows: args.flows || args.csv,
+        tolerance: args.tolerance,
+    };
     let r = run_file(&args.file, cat, &opts)?;
     if let Some(p) = &args.htsim {
         let (text, fallback) = htsim_connection_matrix(&r);
