@@ -3,10 +3,12 @@
 //! request level ([`sim`]) and chooses how many GPUs to place at each site ([`place`]).
 //! Pure: no I/O, no clock, a seeded generator of its own ([`rng`]).
 
+pub mod place;
 pub mod rng;
 pub mod sim;
 pub mod spec;
 
+pub use place::{place, PlaceOptions, PlacementReport};
 pub use sim::{simulate, InferReport, Run};
 pub use spec::{from_scenario, InferSpec, Policy};
 
