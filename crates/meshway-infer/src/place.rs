@@ -5,8 +5,9 @@
 //! 1. Every subset of candidate sites (a site is a candidate when `max-gpus` allows one
 //!    server) is tried as the set of open sites; each region is served by its nearest open
 //!    site serving its model.
-//! 2. Latency rule: round trip + prefill of the p99 prompt must fit the region's objective
-//!    (queueing is kept small by the next rule, and checked by simulation).
+//! 2. Latency rule: round trip + prefill of the p99 prompt + prefill of one mean prompt ahead
+//!    of it must fit the region's objective (queueing is kept small by the next rule, and
+//!    checked by simulation).
 //! 3. Sizing rule: a site gets the fewest servers that keep its peak load (rate x the largest
 //!    daily-profile multiplier) at most `target-utilization` of its full-batch capacity, at
 //!    least one server, and no more than `max-gpus`.
@@ -14,8 +15,10 @@
 //!    next nearest open site) and each site keeps the largest size any case needs. A single
 //!    failed route moves one region to the place a failure of its site would move it, so
 //!    sizing for site failures also covers single route failures.
-//! 5. The cheapest feasible subset wins (ties: fewer GPUs). It is simulated; a region that
-//!    still misses gets one more server at the site that served it, up to a few rounds.
+//! 5. Subsets that pass are simulated cheapest first (ties: fewer GPUs); a region that still
+//!    misses gets one more server at the site that served it, up to a few rounds. Repairs only
+//!    add cost, so the search stops when the next subset's sized cost reaches the cheapest
+//!    simulated plan that met every objective (or after a few subsets); that plan wins.
 //!
 //! All-central and all-edge are sized by the same rules (latency misses are reported, not
 //! fixed) and simulated for comparison; the optimized plan is checked against every single
@@ -108,6 +111,10 @@ pub struct PlacementReport {
     pub target_utilization: f64,
     pub candidates: Vec<String>,
     pub subsets_evaluated: u64,
+    /// Subsets that pass the sizing rules.
+    pub subsets_feasible: u64,
+    /// Of those, how many were simulated (cheapest first).
+    pub subsets_simulated: u64,
     pub site_names: Vec<String>,
     pub plans: Vec<Plan>,
     /// The optimized plan under each single failure.
@@ -162,10 +169,10 @@ pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool) -> Sizing {
             }
             let m = &spec.models[reg.model];
             let ow = reg.paths[s].as_ref().map_or(0, |p| p.one_way.0);
-            let est = 2 * ow + m.prefill_ns(m.prompt_p99());
+            let est = 2 * ow + m.prefill_ns(m.prompt_p99()) + m.prefill_ns(m.prompt_tokens);
             if est > reg.ttft_p99.0 {
                 violations.push(format!(
-                    "{}: {}{when} is {:.1}ms away (round trip + p99 prefill), objective {:.1}ms",
+                    "{}: {}{when} is {:.1}ms away (round trip + p99 prefill + one prefill ahead), objective {:.1}ms",
                     reg.name,
                     spec.sites[s].name,
                     est as f64 / 1e6,
@@ -183,16 +190,16 @@ pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool) -> Sizing {
             }
         }
     }
-    for s in 0..ns {
+    for (s, n) in servers.iter_mut().enumerate() {
         let max = spec.sites[s].max_gpus / gps(spec, s);
-        if servers[s] > max {
+        if *n > max {
             violations.push(format!(
                 "{} needs {} GPUs, max-gpus is {}",
                 spec.sites[s].name,
-                servers[s] * gps(spec, s),
+                *n * gps(spec, s),
                 spec.sites[s].max_gpus
             ));
-            servers[s] = max;
+            *n = max;
         }
     }
     violations.dedup();
@@ -204,11 +211,12 @@ pub fn candidates(spec: &InferSpec) -> Vec<usize> {
     (0..spec.sites.len()).filter(|&s| spec.sites[s].max_gpus >= gps(spec, s)).collect()
 }
 
-/// The cheapest feasible sizing over all subsets of candidates, and how many were tried.
-pub fn optimize(spec: &InferSpec, n_plus_1: bool) -> (Option<Sizing>, u64) {
+/// Every subset of candidates that passes the sizing rules, cheapest first (ties: fewer
+/// GPUs, then subset order), and how many subsets were tried.
+pub fn ranked(spec: &InferSpec, n_plus_1: bool) -> (Vec<(f64, Sizing)>, u64) {
     let cand = candidates(spec);
     let k = cand.len().min(MAX_CANDIDATES);
-    let mut best: Option<(f64, u32, Sizing)> = None;
+    let mut ok: Vec<(f64, u32, u32, Sizing)> = Vec::new();
     let mut tried = 0;
     for mask in 1u32..(1u32 << k) {
         let mut open = vec![false; spec.sites.len()];
@@ -217,17 +225,24 @@ pub fn optimize(spec: &InferSpec, n_plus_1: bool) -> (Option<Sizing>, u64) {
         }
         tried += 1;
         let sz = size(spec, &open, n_plus_1);
-        if !sz.violations.is_empty() {
-            continue;
-        }
-        let c = cost(spec, &sz.servers);
-        let g: u32 = sz.servers.iter().enumerate().map(|(s, &n)| n * gps(spec, s)).sum();
-        if best.as_ref().map_or(true, |(bc, bg, _)| c < bc - 1e-9 || ((c - bc).abs() <= 1e-9 && g < *bg)) {
-            best = Some((c, g, sz));
+        if sz.violations.is_empty() {
+            let g: u32 = sz.servers.iter().enumerate().map(|(s, &n)| n * gps(spec, s)).sum();
+            ok.push((cost(spec, &sz.servers), g, mask, sz));
         }
     }
-    (best.map(|b| b.2), tried)
+    ok.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    (ok.into_iter().map(|(c, _, _, sz)| (c, sz)).collect(), tried)
 }
+
+/// The cheapest sizing over all subsets of candidates that passes the sizing rules, and how
+/// many subsets were tried.
+pub fn optimize(spec: &InferSpec, n_plus_1: bool) -> (Option<Sizing>, u64) {
+    let (r, tried) = ranked(spec, n_plus_1);
+    (r.into_iter().next().map(|(_, sz)| sz), tried)
+}
+
+/// Subsets simulated at most when looking for the cheapest plan that meets every objective.
+pub const MAX_SIMULATED_SUBSETS: usize = 8;
 
 fn run_for(spec: &InferSpec, servers: &[u32], opt: &PlaceOptions) -> Run {
     let mut run = Run::new(spec);
@@ -360,10 +375,34 @@ pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
             plans.push(plan(spec, name, &size(spec, &open, opt.n_plus_1), opt, false));
         }
     }
-    let (best, tried) = optimize(spec, opt.n_plus_1);
+    // Simulate subsets cheapest first; repairs only add cost, so stop once the next subset's
+    // sized cost reaches the cheapest plan that met every objective.
+    let (ranked, tried) = ranked(spec, opt.n_plus_1);
+    let mut best: Option<Plan> = None;
+    let mut simulated = 0;
+    for (sized_cost, sz) in &ranked {
+        if opt.repair_rounds == 0 {
+            best = Some(plan(spec, "optimized", sz, opt, false));
+            break;
+        }
+        if simulated >= MAX_SIMULATED_SUBSETS
+            || best.as_ref().is_some_and(|b| b.all_met && *sized_cost >= b.cost_usd_per_hour - 1e-9)
+        {
+            break;
+        }
+        simulated += 1;
+        let p = plan(spec, "optimized", sz, opt, true);
+        let better = match &best {
+            None => true,
+            Some(b) if p.all_met => !b.all_met || p.cost_usd_per_hour < b.cost_usd_per_hour - 1e-9,
+            Some(b) => !b.all_met && p.worst_margin_ns < b.worst_margin_ns,
+        };
+        if better {
+            best = Some(p);
+        }
+    }
     let mut failures = Vec::new();
-    if let Some(sz) = best {
-        let p = plan(spec, "optimized", &sz, opt, true);
+    if let Some(p) = best {
         if opt.failure_check && opt.repair_rounds > 0 {
             let servers: Vec<u32> = p.gpus.iter().enumerate().map(|(s, &g)| g / gps(spec, s)).collect();
             failures = failure_checks(spec, &servers, opt);
@@ -378,6 +417,8 @@ pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
         target_utilization: spec.target_utilization,
         candidates: cand.iter().map(|&s| spec.sites[s].name.clone()).collect(),
         subsets_evaluated: tried,
+        subsets_feasible: ranked.len() as u64,
+        subsets_simulated: simulated as u64,
         site_names: spec.sites.iter().map(|s| s.name.clone()).collect(),
         plans,
         failures,

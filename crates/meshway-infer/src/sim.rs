@@ -116,8 +116,11 @@ pub struct SiteResult {
     pub gpus: u32,
     pub servers: u32,
     pub requests: u64,
-    /// Share of server time spent prefilling or decoding.
+    /// Share of the servers' capacity used: (prefill time + decoded tokens / decode-tokens-per-s)
+    /// over servers x run time.
     pub gpu_utilization: f64,
+    /// Share of server time with any work (prefill or at least one decoding stream).
+    pub busy: f64,
     /// Mean requests in a server's batch over its max batch.
     pub batch_fill: f64,
     pub max_queue: u64,
@@ -191,6 +194,9 @@ struct SiteState {
     requests: u64,
     max_queue: u64,
     one_way: Vec<u64>,
+    /// Work done: prefill time and decoded tokens (for the capacity-weighted utilization).
+    prefill_ns: u64,
+    decoded_tokens: u64,
 }
 
 impl SiteState {
@@ -377,12 +383,14 @@ impl<'a> Sim<'a> {
 
     fn schedule(&mut self, s: usize, v: usize, now: u64) {
         let model = &self.spec.models[self.spec.sites[s].model];
-        let srv = &mut self.sites[s].servers[v];
+        let site = &mut self.sites[s];
+        let srv = &mut site.servers[v];
         srv.ver = srv.ver.wrapping_add(1);
         if srv.prefill.is_none() {
             if let Some(q) = srv.pending.pop_front() {
-                let end = now + model.prefill_ns(self.reqs[q as usize].prompt);
-                srv.prefill = Some((q, end));
+                let p = model.prefill_ns(self.reqs[q as usize].prompt);
+                srv.prefill = Some((q, now + p));
+                site.prefill_ns += p;
             }
         }
         let next = if let Some((_, end)) = srv.prefill {
@@ -431,6 +439,7 @@ impl<'a> Sim<'a> {
         let site = &mut self.sites[s];
         site.assigned -= 1;
         site.requests += 1;
+        site.decoded_tokens += u64::from(req.output.saturating_sub(1));
         let a = site.servers[req.server as usize].active;
         site.set_active(req.server, a - 1);
         self.free.push(q);
@@ -635,7 +644,12 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
                 gpus: n * m.gpus_per_server,
                 servers: n,
                 requests: st.requests,
-                gpu_utilization: if denom > 0.0 && !run.site_down[i] { busy as f64 / denom } else { 0.0 },
+                gpu_utilization: if denom > 0.0 && !run.site_down[i] {
+                    (st.prefill_ns as f64 + st.decoded_tokens as f64 / m.decode_tokens_per_s * 1e9) / denom
+                } else {
+                    0.0
+                },
+                busy: if denom > 0.0 && !run.site_down[i] { busy as f64 / denom } else { 0.0 },
                 batch_fill: if denom > 0.0 && !run.site_down[i] {
                     act as f64 / denom / f64::from(m.max_batch)
                 } else {

@@ -20,13 +20,14 @@ pub struct Demo {
     pub fabrics: Vec<FabricReport>,
     pub rows: Vec<CompareRow>,
     pub verdict: Vec<String>,
+    pub inference: crate::infer::DemoInference,
 }
 
 pub fn run(cat: &Catalog) -> Result<Demo> {
     let fabrics = SCENARIOS.iter().map(|(f, t)| plan_text(t, f, cat)).collect::<Result<Vec<_>, _>>()?;
     let rows = compare_rows(&fabrics);
     let verdict = verdict(&fabrics);
-    Ok(Demo { fabrics, rows, verdict })
+    Ok(Demo { fabrics, rows, verdict, inference: crate::infer::demo(cat)? })
 }
 
 /// Sentences drawn from the reports (never canned numbers).
@@ -89,6 +90,7 @@ pub fn text(d: &Demo) -> String {
         o.push_str(s);
         o.push('\n');
     }
+    o.push_str(&crate::infer::demo_text(&d.inference));
     o.push_str("\nDetails: meshway plan examples/<name>.toml; machine-readable: meshway demo --json\n");
     o
 }

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 mod demo;
 mod simulate;
+mod infer;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -79,6 +80,12 @@ of failure. Every default number comes from catalog/default.toml with its source
         #[command(flatten)]
         common: Common,
     },
+    /// Simulate inference requests from user regions to model servers at sites.
+    #[command(after_help = infer::INFER_HELP)]
+    Infer(infer::InferArgs),
+    /// Choose GPUs per site so every region meets its latency objective at least cost.
+    #[command(after_help = infer::PLACE_HELP)]
+    Place(infer::PlaceArgs),
 }
 
 fn load_catalog(path: &Option<PathBuf>) -> Result<Catalog> {
@@ -137,6 +144,8 @@ fn run(cli: Cli) -> Result<()> {
             let d = demo::run(&cat)?;
             emit(&if common.json { json(&d)? } else { demo::text(&d) })
         }
+        Command::Infer(a) => infer::run_infer(a),
+        Command::Place(a) => infer::run_place(a),
     }
 }
 
