@@ -114,3 +114,86 @@ fn deterministic() {
     let b = serde_json::to_string(&queue(m, 30.0)).unwrap();
     assert_eq!(a, b);
 }
+
+fn arrivals(region_keys: &str, duration: &str) -> u64 {
+    let text = one_site(
+        &format!("{region_keys}\nfiber = {{ s = \"0km\" }}"),
+        "prefill-tokens-per-s = 1e9\ndecode-tokens-per-s = 1e9\nmax-batch = 64\nprompt-tokens = 10\noutput-tokens = 2",
+        "gpus = 4",
+    )
+    .replace("gpus = 1\n", "")
+        + &format!("[inference]\nduration = \"{duration}\"\n");
+    let spec = spec_from_text(&text, "a.toml", &Catalog::builtin()).unwrap();
+    let rep = simulate(&spec, &Run::new(&spec));
+    let served: u64 = rep.sites.iter().map(|s| s.requests).sum();
+    assert_eq!(served + rep.regions[0].unserved, rep.regions[0].requests, "every request is counted once");
+    rep.regions[0].requests
+}
+
+/// Bursty (on/off, 2x the mean for ~30 s, then 2/3 of it for ~90 s) keeps the mean: 100/s
+/// for 1 h is 360,000 requests, within 3% (the on/off cycle adds variance to the count).
+#[test]
+fn bursty_arrivals_keep_the_mean_rate() {
+    let n =
+        arrivals("rate = 100\narrivals = \"bursty\"\nburst-factor = 2\nburst-on = \"30s\"\nburst-off = \"90s\"", "1h");
+    assert!((n as f64 / 360_000.0 - 1.0).abs() < 0.03, "{n}");
+    let p = arrivals("rate = 100", "1h");
+    assert!((p as f64 / 360_000.0 - 1.0).abs() < 0.01, "{p}");
+}
+
+/// A daily profile scales each local hour: hour 0 at 3x, hour 1 at 1x, so 2 h at 10/s give
+/// 10 x 3,600 x (3 + 1) = 144,000 requests (within 1.5%); with utc-offset-hours = -1 the run's
+/// first hour is local hour 23 (1x) and its second local hour 0 (3x): the same total.
+#[test]
+fn daily_profile_scales_hours() {
+    let mut prof = vec!["1.0"; 24];
+    prof[0] = "3.0";
+    let keys = format!("rate = 10\nprofile = [{}]", prof.join(", "));
+    let n = arrivals(&keys, "2h");
+    assert!((n as f64 / 144_000.0 - 1.0).abs() < 0.015, "{n}");
+    let n = arrivals(&format!("{keys}\nutc-offset-hours = -1"), "1h");
+    assert!((n as f64 / 36_000.0 - 1.0).abs() < 0.015, "{n}");
+}
+
+/// Nearest sends everything to the closer site; least-loaded spreads by batch slots.
+#[test]
+fn routing_policies() {
+    let text = "\
+[[model]]
+name = \"m\"
+gpus-per-server = 1
+prefill-tokens-per-s = 100000
+decode-tokens-per-s = 1000
+max-batch = 8
+prompt-tokens = 100
+output-tokens = 50
+
+[[site]]
+name = \"near\"
+gpus = 4
+
+[[site]]
+name = \"far\"
+gpus = 4
+
+[[region]]
+name = \"r\"
+rate = 40
+fiber = { near = \"10km\", far = \"2000km\" }
+";
+    let run = |policy: &str| {
+        let t = format!("{text}[inference]\nduration = \"5min\"\npolicy = \"{policy}\"\n");
+        let spec = spec_from_text(&t, "p.toml", &Catalog::builtin()).unwrap();
+        simulate(&spec, &Run::new(&spec))
+    };
+    let near = run("nearest");
+    assert_eq!(near.sites[1].requests, 0);
+    let ll = run("least-loaded");
+    let share = ll.sites[1].requests as f64 / ll.requests as f64;
+    assert!((share - 0.5).abs() < 0.1, "far share {share}");
+    // Latency-aware stays near while the near site has free batch slots (4 x 8 = 32 slots
+    // for ~40/s x ~0.05 s in service), so it matches nearest here.
+    let la = run("latency-aware");
+    assert_eq!(la.sites[1].requests, 0);
+    assert!(la.regions[0].ttft.p99_ns < ll.regions[0].ttft.p99_ns);
+}
