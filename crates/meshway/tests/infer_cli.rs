@@ -47,7 +47,9 @@ fn infer_with_a_failed_site_reroutes() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
     assert_eq!(v["sites"][1]["down"], true);
     assert_eq!(v["sites"][1]["requests"], 0);
-    assert_eq!(v["regions"][7]["main_site"], "us-central", "frankfurt fails over");
+    for r in v["regions"].as_array().unwrap() {
+        assert_ne!(r["main_site"], "eu-north", "{} fails over", r["name"]);
+    }
     let o = meshway(&["infer", EXAMPLE, "--fail-site", "nowhere"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown site \"nowhere\""));
