@@ -37,6 +37,8 @@ pub struct InferenceDefaults {
     pub duration: Nanos,
     /// Placement: most load a site may carry as a share of its full-batch capacity.
     pub target_utilization: f64,
+    /// How long users take to notice a failed site and send again elsewhere.
+    pub failover_detect: Nanos,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }

@@ -14,6 +14,8 @@ pub struct InferenceConfig {
     pub policy: Option<String>,
     /// Simulated time during which requests arrive (default 10min).
     pub duration: Option<Nanos>,
+    /// Time for users to notice a failed site and resend elsewhere (default: catalog).
+    pub failover_detect: Option<Nanos>,
 }
 
 /// `[[model]]`: serving characteristics of one model replica ("server").

@@ -34,6 +34,11 @@ use std::collections::{BinaryHeap, VecDeque};
 pub struct Run {
     pub servers: Vec<u32>,
     pub site_down: Vec<bool>,
+    /// Sites that fail during the run, at this time: requests queued or running there, and
+    /// those on their way to it, are sent again by their users after `failover_detect_ns`
+    /// (start over at another site; their latency still counts from the first send).
+    pub site_fail_at: Vec<Option<u64>>,
+    pub failover_detect_ns: u64,
     /// (region, site) routes that are down.
     pub path_down: Vec<(usize, usize)>,
     pub duration_ns: u64,
@@ -47,6 +52,8 @@ impl Run {
         Run {
             servers: spec.servers(),
             site_down: vec![false; spec.sites.len()],
+            site_fail_at: vec![None; spec.sites.len()],
+            failover_detect_ns: spec.failover_detect.0,
             path_down: Vec::new(),
             duration_ns: spec.duration.0,
             seed: spec.seed,
@@ -90,6 +97,8 @@ pub struct RegionResult {
     pub requests: u64,
     /// Requests no healthy site could take (counted as misses).
     pub unserved: u64,
+    /// Requests sent again because their site failed under them.
+    pub retried: u64,
     pub ttft: Percentiles,
     pub e2e: Percentiles,
     /// Output tokens delivered per second of the run.
@@ -157,6 +166,8 @@ enum Ev {
     Arrive(u32),
     Reach(u32),
     Wake(u32, u32, u32),
+    Fail(u32),
+    Retry(u32),
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -191,6 +202,7 @@ struct SiteState {
     slot: Vec<u32>,
     queue: VecDeque<u32>,
     assigned: u64,
+    down: bool,
     requests: u64,
     max_queue: u64,
     one_way: Vec<u64>,
@@ -246,6 +258,7 @@ struct Sim<'a> {
     stream_rate_sum: Vec<f64>,
     served_by: Vec<Vec<u64>>,
     unserved: Vec<u64>,
+    retried: Vec<u64>,
     /// Per region: candidate sites sorted by one-way latency.
     cands: Vec<Vec<(u32, u64)>>,
     events: u64,
@@ -301,12 +314,11 @@ impl<'a> Sim<'a> {
     }
 
     fn route(&self, r: usize) -> Option<(u32, u64)> {
-        let c = &self.cands[r];
         let spec = self.spec;
+        let mut c = self.cands[r].iter().filter(|x| !self.sites[x.0 as usize].down);
         match self.run.policy {
-            Policy::Nearest => c.first().copied(),
+            Policy::Nearest => c.next().copied(),
             Policy::LeastLoaded => c
-                .iter()
                 .min_by(|a, b| {
                     let load = |x: &(u32, u64)| {
                         let s = &spec.sites[x.0 as usize];
@@ -318,7 +330,6 @@ impl<'a> Sim<'a> {
                 })
                 .copied(),
             Policy::LatencyAware => c
-                .iter()
                 .min_by(|a, b| {
                     let est = |x: &(u32, u64)| {
                         let s = &spec.sites[x.0 as usize];
@@ -345,11 +356,11 @@ impl<'a> Sim<'a> {
         if let Some(t) = self.next_arrival(r) {
             self.push(t, Ev::Arrive(r as u32));
         }
-        let Some((s, ow)) = self.route(r) else {
+        if self.cands[r].is_empty() {
             self.unserved[r] += 1;
             return;
-        };
-        let req = Req { region: r as u32, site: s, server: 0, prompt, output, send: now, first: 0 };
+        }
+        let req = Req { region: r as u32, site: 0, server: 0, prompt, output, send: now, first: 0 };
         let id = match self.free.pop() {
             Some(i) => {
                 self.reqs[i as usize] = req;
@@ -360,8 +371,50 @@ impl<'a> Sim<'a> {
                 (self.reqs.len() - 1) as u32
             }
         };
+        self.send(id, now);
+    }
+
+    /// Routes request `q` (new or sent again) and puts it on its way.
+    fn send(&mut self, q: u32, now: u64) {
+        let r = self.reqs[q as usize].region as usize;
+        let Some((s, ow)) = self.route(r) else {
+            self.unserved[r] += 1;
+            self.free.push(q);
+            return;
+        };
+        self.reqs[q as usize].site = s;
         self.sites[s as usize].assigned += 1;
-        self.push(now + ow, Ev::Reach(id));
+        self.push(now + ow, Ev::Reach(q));
+    }
+
+    /// Site `s` fails: everything queued or running there is sent again after detection.
+    fn fail(&mut self, s: usize, now: u64) {
+        for v in 0..self.sites[s].servers.len() {
+            self.advance(s, v, now);
+        }
+        let site = &mut self.sites[s];
+        site.down = true;
+        let mut lost: Vec<u32> = site.queue.drain(..).collect();
+        for srv in &mut site.servers {
+            lost.extend(srv.pending.drain(..));
+            lost.extend(srv.prefill.take().map(|(q, _)| q));
+            lost.extend(srv.decoding.drain().map(|Reverse((_, q))| q));
+            srv.active = 0;
+            srv.ver = srv.ver.wrapping_add(1);
+        }
+        for b in &mut site.buckets {
+            b.clear();
+        }
+        site.assigned -= lost.len() as u64;
+        lost.sort_unstable();
+        for q in lost {
+            self.retry_later(q, now);
+        }
+    }
+
+    fn retry_later(&mut self, q: u32, now: u64) {
+        self.retried[self.reqs[q as usize].region as usize] += 1;
+        self.push(now + self.run.failover_detect_ns, Ev::Retry(q));
     }
 
     fn advance(&mut self, s: usize, v: usize, now: u64) {
@@ -480,6 +533,11 @@ impl<'a> Sim<'a> {
 
     fn reach(&mut self, q: u32, now: u64) {
         let s = self.reqs[q as usize].site as usize;
+        if self.sites[s].down {
+            self.sites[s].assigned -= 1;
+            self.retry_later(q, now);
+            return;
+        }
         let site = &mut self.sites[s];
         site.queue.push_back(q);
         site.max_queue = site.max_queue.max(site.queue.len() as u64);
@@ -568,12 +626,18 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
         stream_rate_sum: vec![0.0; nr],
         served_by: vec![vec![0; ns]; nr],
         unserved: vec![0; nr],
+        retried: vec![0; nr],
         cands,
         events: 0,
     };
     for r in 0..nr {
         if let Some(t) = sim.next_arrival(r) {
             sim.push(t, Ev::Arrive(r as u32));
+        }
+    }
+    for (s, at) in run.site_fail_at.iter().enumerate() {
+        if let Some(t) = at {
+            sim.push(*t, Ev::Fail(s as u32));
         }
     }
     let mut now = 0;
@@ -588,6 +652,8 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
                     sim.wake(s as usize, v as usize, t);
                 }
             }
+            Ev::Fail(s) => sim.fail(s as usize, t),
+            Ev::Retry(q) => sim.send(q, t),
         }
     }
     let end = now.max(run.duration_ns);
@@ -612,6 +678,7 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
             name: reg.name.clone(),
             requests: total,
             unserved: sim.unserved[r],
+            retried: sim.retried[r],
             ttft,
             e2e,
             tokens_per_s: sim.tokens[r] as f64 / secs,
@@ -640,7 +707,7 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
             SiteResult {
                 name: s.name.clone(),
                 tier: s.tier,
-                down: run.site_down[i],
+                down: run.site_down[i] || run.site_fail_at[i].is_some(),
                 gpus: n * m.gpus_per_server,
                 servers: n,
                 requests: st.requests,

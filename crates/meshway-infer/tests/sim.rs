@@ -197,3 +197,48 @@ fiber = { near = \"10km\", far = \"2000km\" }
     assert_eq!(la.sites[1].requests, 0);
     assert!(la.regions[0].ttft.p99_ns < ll.regions[0].ttft.p99_ns);
 }
+
+/// A site failing mid-run: its queued and running requests, and those on their way, are sent
+/// again after the failover-detect time (1 s) to the next site; none is lost and the retried
+/// ones carry the detection time in their latency.
+#[test]
+fn site_failure_mid_run_fails_over() {
+    let text = "\
+[[model]]
+name = \"m\"
+gpus-per-server = 1
+prefill-tokens-per-s = 100000
+decode-tokens-per-s = 1000
+max-batch = 8
+prompt-tokens = 100
+output-tokens = 50
+
+[[site]]
+name = \"near\"
+gpus = 4
+
+[[site]]
+name = \"far\"
+gpus = 4
+
+[[region]]
+name = \"r\"
+rate = 20
+fiber = { near = \"10km\", far = \"2000km\" }
+
+[inference]
+duration = \"5min\"
+policy = \"nearest\"
+";
+    let spec = spec_from_text(text, "f.toml", &Catalog::builtin()).unwrap();
+    let mut run = Run::new(&spec);
+    run.site_fail_at[0] = Some(120_000_000_000);
+    let rep = simulate(&spec, &run);
+    let r = &rep.regions[0];
+    assert!(r.retried > 0);
+    assert_eq!(r.unserved, 0);
+    assert_eq!(rep.sites[0].requests + rep.sites[1].requests, r.requests, "every request served once");
+    assert!(rep.sites[1].requests > rep.sites[0].requests, "3 of 5 minutes on the far site");
+    assert!(r.ttft.max_ns >= 1_000_000_000, "a retried request waited for detection");
+    assert!(rep.sites[0].down);
+}

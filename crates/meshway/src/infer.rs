@@ -17,6 +17,7 @@ pub const INFER_HELP: &str = "Examples:
   meshway infer examples/inference-edge-vs-central.toml
   meshway infer examples/inference-edge-vs-central.toml --policy nearest --duration 1h --seed 7
   meshway infer examples/inference-edge-vs-central.toml --fail-site us-central --json
+  meshway infer examples/inference-edge-vs-central.toml --fail-site edge-ashburn@5min
 
 Simulates every request: arrivals per region (Poisson, bursty or daily profile), routing to a
 site, queueing and continuous batching on the site's servers, and the network both ways (fiber
@@ -47,8 +48,10 @@ pub struct InferArgs {
     /// Routing policy: nearest, least-loaded or latency-aware (default: the scenario's).
     #[arg(long)]
     policy: Option<String>,
-    /// Take a site out of service for the whole run (repeatable).
-    #[arg(long, value_name = "SITE")]
+    /// Take a site out of service for the whole run, or from a time on with SITE@TIME
+    /// (e.g. eu-north@5min: its requests are sent again elsewhere after the catalog's
+    /// failover-detect time). Repeatable.
+    #[arg(long, value_name = "SITE[@TIME]")]
     fail_site: Vec<String>,
     #[command(flatten)]
     common: Common,
@@ -94,11 +97,23 @@ pub fn run_infer(a: InferArgs) -> Result<()> {
             .with_context(|| format!("--policy: expected nearest, least-loaded or latency-aware, got {p:?}"))?;
     }
     for f in &a.fail_site {
-        let i = spec.sites.iter().position(|s| &s.name == f).with_context(|| {
+        let (name, at) = match f.split_once('@') {
+            Some((n, t)) => {
+                let at: Nanos = t
+                    .parse()
+                    .with_context(|| format!("--fail-site {f:?}: expected SITE@TIME such as eu-north@5min"))?;
+                (n, Some(at.0))
+            }
+            None => (f.as_str(), None),
+        };
+        let i = spec.sites.iter().position(|s| s.name == name).with_context(|| {
             let names: Vec<&str> = spec.sites.iter().map(|s| s.name.as_str()).collect();
-            format!("--fail-site: unknown site {f:?}, expected one of {}", names.join(", "))
+            format!("--fail-site: unknown site {name:?}, expected one of {}", names.join(", "))
         })?;
-        run.site_down[i] = true;
+        match at {
+            None => run.site_down[i] = true,
+            Some(t) => run.site_fail_at[i] = Some(t),
+        }
     }
     let rep = simulate(&spec, &run);
     emit(&if a.common.json { json(&rep)? } else { infer_text(&rep) })
@@ -174,7 +189,11 @@ pub fn infer_text(r: &InferReport) -> String {
         };
         t.row(vec![
             x.name.clone(),
-            if x.unserved > 0 { format!("{site} ({} unserved)", thousands(x.unserved)) } else { site },
+            match (x.unserved, x.retried) {
+                (0, 0) => site,
+                (0, t) => format!("{site} ({} retried)", thousands(t)),
+                (u, _) => format!("{site} ({} unserved)", thousands(u)),
+            },
             ms(x.rtt_ns),
             ms(x.ttft.p50_ns),
             ms(x.ttft.p90_ns),
