@@ -303,10 +303,7 @@ pub fn place_text(r: &PlacementReport) -> String {
                 "holds for every single site and route failure".to_string()
             } else {
                 let n = r.failures.iter().filter(|f| !f.holds).count();
-                format!(
-                    "{n} of {} single failures miss an objective (meshway place --n-plus-1 sizes for it)",
-                    r.failures.len()
-                )
+                format!("{n} of {} single failures miss an objective (try meshway place --n-plus-1)", r.failures.len())
             }
         ));
     }
