@@ -322,20 +322,25 @@ fn plan(spec: &InferSpec, name: &str, sz: &Sizing, opt: &PlaceOptions, repair: b
 }
 
 /// Simulates `servers` under each single site failure and each failure of a region's route to
-/// its serving site.
-pub fn failure_checks(spec: &InferSpec, servers: &[u32], opt: &PlaceOptions) -> Vec<FailureCheck> {
-    let base = simulate(spec, &run_for(spec, servers, opt));
+/// the site that served most of its requests (`main_site`, by region, from a run without
+/// failures).
+pub fn failure_checks(
+    spec: &InferSpec,
+    servers: &[u32],
+    main_site: &[String],
+    opt: &PlaceOptions,
+) -> Vec<FailureCheck> {
     let mut runs = Vec::new();
     for s in (0..spec.sites.len()).filter(|&s| servers[s] > 0) {
         let mut run = run_for(spec, servers, opt);
         run.site_down[s] = true;
         runs.push((format!("site {}", spec.sites[s].name), run));
     }
-    for (r, reg) in base.regions.iter().enumerate() {
-        if let Some(s) = spec.sites.iter().position(|x| x.name == reg.main_site) {
+    for (r, main) in main_site.iter().enumerate() {
+        if let Some(s) = spec.sites.iter().position(|x| &x.name == main) {
             let mut run = run_for(spec, servers, opt);
             run.path_down.push((r, s));
-            runs.push((format!("route {} -> {}", reg.name, reg.main_site), run));
+            runs.push((format!("route {} -> {main}", spec.regions[r].name), run));
         }
     }
     runs.into_iter()
@@ -405,7 +410,8 @@ pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
     if let Some(p) = best {
         if opt.failure_check && opt.repair_rounds > 0 {
             let servers: Vec<u32> = p.gpus.iter().enumerate().map(|(s, &g)| g / gps(spec, s)).collect();
-            failures = failure_checks(spec, &servers, opt);
+            let main: Vec<String> = p.regions.iter().map(|x| x.site.clone()).collect();
+            failures = failure_checks(spec, &servers, &main, opt);
         }
         plans.push(p);
     }
