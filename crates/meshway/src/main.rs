@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod demo;
-mod simulate;
 mod infer;
+mod simulate;
 
 const EXAMPLES: &str = "\
 Examples:
