@@ -17,7 +17,8 @@ Examples:
   meshway plan examples/rail-optimized-1024.toml
   meshway plan examples/two-site-100km.toml --json
   meshway compare examples/three-tier-1024.toml examples/leaf-spine-1024.toml
-  meshway plan my.toml --catalog my-parts.toml   use your own switch models and prices";
+  meshway plan my.toml --catalog my-parts.toml   use your own switch models and prices
+  meshway place examples/inference-edge-vs-central.toml   GPUs per site for inference latency";
 
 #[derive(Parser, Debug)]
 #[command(
