@@ -76,6 +76,9 @@ pub struct PlaceArgs {
     common: Common,
 }
 
+/// The longest run accepted, as in the scenario's `[inference] duration`.
+const MAX_DURATION_NS: u64 = 366 * 86_400 * 1_000_000_000;
+
 fn load(file: &PathBuf, cat: &Catalog) -> Result<InferSpec> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read scenario {}", file.display()))?;
     Ok(spec_from_text(&text, &file.display().to_string(), cat)?)
@@ -89,7 +92,7 @@ pub fn run_infer(a: InferArgs) -> Result<()> {
         run.seed = s;
     }
     if let Some(d) = a.duration {
-        anyhow::ensure!(d.0 > 0, "--duration must be positive");
+        anyhow::ensure!(d.0 > 0 && d.0 <= MAX_DURATION_NS, "--duration: expected more than 0 and at most 366 days");
         run.duration_ns = d.0;
     }
     if let Some(p) = &a.policy {
@@ -129,7 +132,10 @@ pub fn run_place(a: PlaceArgs) -> Result<()> {
         repair_rounds: if a.no_sim { 0 } else { 4 },
         failure_check: !a.no_sim,
     };
-    anyhow::ensure!(opt.duration_ns > 0, "--duration must be positive");
+    anyhow::ensure!(
+        opt.duration_ns > 0 && opt.duration_ns <= MAX_DURATION_NS,
+        "--duration: expected more than 0 and at most 366 days"
+    );
     let rep = place(&spec, &opt);
     emit(&if a.common.json { json(&rep)? } else { place_text(&rep) })
 }
