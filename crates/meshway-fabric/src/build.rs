@@ -668,6 +668,14 @@ pub fn build_scenario(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricErro
         }
         return Ok(build_family(fc, cat, &ctx, 0)?.fabric);
     }
+    if sc.config.site.iter().all(|s| s.fabric.is_none()) {
+        let top = Ctx::new(&sc.file, &sc.text, "site", 0, "site[0]");
+        return Err(top.invalid(
+            "fabric",
+            "no fabric to plan: no [fabric] table and no [[site]] has a [site.fabric]; \
+             for an inference scenario use `meshway infer` or `meshway place`",
+        ));
+    }
     build_multisite(sc, cat)
 }
 
@@ -757,14 +765,21 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
     let mut port_pools: Vec<Vec<NodeId>> = Vec::new();
     let mut groups = Vec::new();
     for (i, s) in sites.iter().enumerate() {
+        let Some(fabric) = &s.fabric else {
+            let ctx = Ctx::new(&sc.file, &sc.text, "site", i, &format!("site[{i}]"));
+            return Err(ctx.invalid(
+                "fabric",
+                format!("site {:?} has no [site.fabric] table: a multi-site fabric needs one for every site", s.name),
+            ));
+        };
         let ctx = Ctx::new(&sc.file, &sc.text, "site.fabric", i, &format!("site[{i}].fabric"));
-        if s.fabric.kind == FabricKind::Custom {
+        if fabric.kind == FabricKind::Custom {
             return Err(ctx.invalid("kind", "a site must be one of three-tier, leaf-spine, fat-tree, rail-optimized"));
         }
-        if s.fabric.planes.unwrap_or(1) > 1 {
+        if fabric.planes.unwrap_or(1) > 1 {
             return Err(ctx.invalid("planes", "multi-plane sites are not supported in multi-site fabrics yet"));
         }
-        let out = build_family(&s.fabric, cat, &ctx, dci_ports[i])?;
+        let out = build_family(fabric, cat, &ctx, dci_ports[i])?;
         let mut sf = out.fabric;
         for n in &mut sf.nodes {
             n.name = format!("{}/{}", s.name, n.name);

@@ -20,6 +20,29 @@ pub struct Constants {
     pub mtu_source: String,
 }
 
+/// Inference defaults (`[inference]`) used when a scenario leaves a value out.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct InferenceDefaults {
+    /// Fiber route length over great-circle distance.
+    pub route_factor: f64,
+    pub route_factor_source: String,
+    pub hop_latency: Nanos,
+    pub access_hops: u32,
+    pub last_mile: Nanos,
+    pub ttft_p99: Nanos,
+    pub gpus_per_server: u32,
+    pub gpu_hour_usd_central: f64,
+    pub gpu_hour_usd_edge: f64,
+    pub duration: Nanos,
+    /// Placement: most load a site may carry as a share of its full-batch capacity.
+    pub target_utilization: f64,
+    /// How long users take to notice a failed site and send again elsewhere.
+    pub failover_detect: Nanos,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
 /// Design defaults used when a scenario leaves a value out.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -187,6 +210,8 @@ pub struct Catalog {
     pub simulation: SimDefaults,
     #[serde(default)]
     pub gpu: Vec<GpuModel>,
+    /// Inference defaults; absent only in user catalogs written before they existed.
+    pub inference: Option<InferenceDefaults>,
 }
 
 /// A user catalog: every section optional; entries merge by name.
@@ -209,6 +234,7 @@ struct CatalogOverlay {
     simulation: Option<SimDefaults>,
     #[serde(default)]
     gpu: Vec<GpuModel>,
+    inference: Option<InferenceDefaults>,
 }
 
 fn merge<T: Clone>(base: &mut Vec<T>, add: Vec<T>, name: impl Fn(&T) -> &str) {
@@ -246,6 +272,9 @@ impl Catalog {
         }
         if let Some(l) = o.cable_lengths {
             c.cable_lengths = l;
+        }
+        if o.inference.is_some() {
+            c.inference = o.inference;
         }
         merge(&mut c.switch, o.switch, |s| &s.name);
         merge(&mut c.optic, o.optic, |s| &s.name);
@@ -314,6 +343,12 @@ impl Catalog {
         }
         provenance("defaults", "", &self.defaults.source, &self.defaults.assumption)?;
         provenance("cable-lengths", "", &self.cable_lengths.source, &self.cable_lengths.assumption)?;
+        if let Some(i) = &self.inference {
+            provenance("inference", "", &i.source, &i.assumption)?;
+            if !(i.route_factor >= 1.0 && i.route_factor.is_finite()) {
+                return Err(bad("inference".into(), "route-factor must be at least 1"));
+            }
+        }
         if self.switch_index(&self.defaults.switch_model).is_none() {
             return Err(bad("defaults".into(), "switch-model names no [[switch]] entry"));
         }
@@ -407,6 +442,7 @@ mod tests {
         assert!(c.switch.len() >= 5);
         assert!(c.optic.len() >= 10);
         assert_eq!(c.constants.fiber_delay_per_km, Nanos(4_900));
+        assert_eq!(c.inference.as_ref().map(|i| i.route_factor), Some(1.3));
     }
 
     #[test]

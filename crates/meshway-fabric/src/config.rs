@@ -21,6 +21,12 @@ pub struct ScenarioConfig {
     pub workload: Vec<toml::Table>,
     #[serde(default)]
     pub failure: Vec<toml::Table>,
+    /// Inference (read by `meshway infer` and `meshway place`; the planner ignores them).
+    pub inference: Option<crate::infer_config::InferenceConfig>,
+    #[serde(default)]
+    pub model: Vec<crate::infer_config::ModelConfig>,
+    #[serde(default)]
+    pub region: Vec<crate::infer_config::RegionConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -144,7 +150,21 @@ pub struct CustomLink {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct SiteConfig {
     pub name: String,
-    pub fabric: FabricConfig,
+    /// The site's fabric; needed by the planner, optional for inference-only sites.
+    pub fabric: Option<FabricConfig>,
+    /// Inference: edge or central.
+    pub tier: Option<crate::infer_config::SiteTier>,
+    /// Inference: GPUs serving the site's model.
+    pub gpus: Option<u32>,
+    /// Inference: most GPUs the placement optimizer may put here (default: `gpus`).
+    pub max_gpus: Option<u32>,
+    /// Inference: cost of one GPU for one hour, USD.
+    pub gpu_hour_usd: Option<f64>,
+    /// Inference: router hops between the metro network and the servers, and their latency.
+    pub access_hops: Option<u32>,
+    pub hop_latency: Option<meshway_units::Nanos>,
+    /// Inference: the model served (default: the only `[[model]]`).
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

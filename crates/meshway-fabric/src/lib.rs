@@ -5,6 +5,7 @@ pub mod build;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod infer_config;
 pub mod maxflow;
 pub mod model;
 pub mod plan;

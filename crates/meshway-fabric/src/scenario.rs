@@ -91,7 +91,7 @@ fn locate_section(text: &str, section: &str, nth: usize) -> Option<usize> {
     let outer = section.split('.').next().unwrap_or(section);
     let mut seen = 0;
     for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
+        let t = line.split('#').next().unwrap_or("").trim();
         if t == format!("[{outer}]") || t == format!("[[{outer}]]") {
             if seen == nth {
                 return Some(i + 1);

@@ -21,6 +21,7 @@ pub struct Demo {
     pub rows: Vec<CompareRow>,
     pub simulated: Vec<DemoSim>,
     pub verdict: Vec<String>,
+    pub inference: crate::infer::DemoInference,
 }
 
 /// Simulated collectives on one demo fabric.
@@ -92,7 +93,7 @@ pub fn run(cat: &Catalog) -> Result<Demo> {
             ));
         }
     }
-    Ok(Demo { fabrics, rows, simulated, verdict })
+    Ok(Demo { fabrics, rows, simulated, verdict, inference: crate::infer::demo(cat)? })
 }
 
 /// Sentences drawn from the reports (never canned numbers).
@@ -170,6 +171,7 @@ pub fn text(d: &Demo) -> String {
         o.push_str(s);
         o.push('\n');
     }
+    o.push_str(&crate::infer::demo_text(&d.inference));
     o.push_str("\nDetails: meshway plan examples/<name>.toml; machine-readable: meshway demo --json\n");
     o
 }

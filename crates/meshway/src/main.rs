@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod demo;
+mod infer;
 mod simulate;
 
 const EXAMPLES: &str = "\
@@ -16,7 +17,8 @@ Examples:
   meshway plan examples/rail-optimized-1024.toml
   meshway plan examples/two-site-100km.toml --json
   meshway compare examples/three-tier-1024.toml examples/leaf-spine-1024.toml
-  meshway plan my.toml --catalog my-parts.toml   use your own switch models and prices";
+  meshway plan my.toml --catalog my-parts.toml   use your own switch models and prices
+  meshway place examples/inference-edge-vs-central.toml   GPUs per site for inference latency";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -79,6 +81,12 @@ of failure. Every default number comes from catalog/default.toml with its source
         #[command(flatten)]
         common: Common,
     },
+    /// Simulate inference requests from user regions to model servers at sites.
+    #[command(after_help = infer::INFER_HELP)]
+    Infer(infer::InferArgs),
+    /// Choose GPUs per site so every region meets its latency objective at least cost.
+    #[command(after_help = infer::PLACE_HELP)]
+    Place(infer::PlaceArgs),
 }
 
 fn load_catalog(path: &Option<PathBuf>) -> Result<Catalog> {
@@ -137,6 +145,8 @@ fn run(cli: Cli) -> Result<()> {
             let d = demo::run(&cat)?;
             emit(&if common.json { json(&d)? } else { demo::text(&d) })
         }
+        Command::Infer(a) => infer::run_infer(a),
+        Command::Place(a) => infer::run_place(a),
     }
 }
 

@@ -1,0 +1,433 @@
+//! The placement optimizer: how many GPUs at each candidate site so that every region meets
+//! its p99 time-to-first-token objective at least cost.
+//!
+//! Method (exact for its sizing rule, then checked by simulation):
+//! 1. Every subset of candidate sites (a site is a candidate when `max-gpus` allows one
+//!    server) is tried as the set of open sites; each region is served by its nearest open
+//!    site serving its model.
+//! 2. Latency rule: round trip + prefill of the p99 prompt + prefill of one mean prompt ahead
+//!    of it must fit the region's objective (queueing is kept small by the next rule, and
+//!    checked by simulation).
+//! 3. Sizing rule: a site gets the fewest servers that keep its peak load (rate x the largest
+//!    daily-profile multiplier) at most `target-utilization` of its full-batch capacity, at
+//!    least one server, and no more than `max-gpus`.
+//! 4. With N+1, steps 1-3 are repeated with each open site failed (its regions move to their
+//!    next nearest open site) and each site keeps the largest size any case needs. A single
+//!    failed route moves one region to the place a failure of its site would move it, so
+//!    sizing for site failures also covers single route failures.
+//! 5. Subsets that pass are simulated cheapest first (ties: fewer GPUs); a region that still
+//!    misses gets one more server at the site that served it, up to a few rounds. Repairs only
+//!    add cost, so the search stops when the next subset's sized cost reaches the cheapest
+//!    simulated plan that met every objective (or after a few subsets); that plan wins.
+//!
+//! All-central and all-edge are sized by the same rules (latency misses are reported, not
+//! fixed) and simulated for comparison; the optimized plan is checked against every single
+//! site and route failure by simulation.
+
+use crate::sim::{simulate, InferReport, Run};
+use crate::spec::InferSpec;
+use meshway_fabric::infer_config::SiteTier;
+use serde::Serialize;
+
+/// Candidate sites beyond which exhaustive search stops (2^16 subsets).
+pub const MAX_CANDIDATES: usize = 16;
+
+#[derive(Debug, Clone)]
+pub struct PlaceOptions {
+    /// Size every site for the failure of any one open site.
+    pub n_plus_1: bool,
+    pub duration_ns: u64,
+    pub seed: u64,
+    /// Simulate and repair at most this many rounds (0: sizing rule only, no simulation).
+    pub repair_rounds: u32,
+    /// Check the optimized plan by simulation against each single site and route failure.
+    pub failure_check: bool,
+}
+
+/// A sized placement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sizing {
+    /// Servers per site (0: closed).
+    pub servers: Vec<u32>,
+    /// Region -> serving site without failures.
+    pub assignment: Vec<Option<usize>>,
+    /// Why the sizing rules are not met (latency beyond the objective, site over max-gpus).
+    pub violations: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionOutcome {
+    pub name: String,
+    pub site: String,
+    pub ttft_p99_ns: u64,
+    pub objective_ns: u64,
+    pub met: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteOutcome {
+    pub name: String,
+    pub tier: SiteTier,
+    pub gpus: u32,
+    pub gpu_utilization: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub name: String,
+    /// GPUs per site from the sizing rules.
+    pub sized_gpus: Vec<u32>,
+    pub sized_cost_usd_per_hour: f64,
+    pub violations: Vec<String>,
+    /// GPUs per site after simulation repairs.
+    pub gpus: Vec<u32>,
+    pub cost_usd_per_hour: f64,
+    pub repaired_servers: u32,
+    pub simulated: bool,
+    pub all_met: bool,
+    /// max over regions of p99 TTFT - objective (negative: slack).
+    pub worst_margin_ns: i64,
+    pub regions: Vec<RegionOutcome>,
+    pub sites: Vec<SiteOutcome>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureCheck {
+    /// "site NAME" or "route REGION -> SITE".
+    pub failure: String,
+    pub holds: bool,
+    pub worst_region: String,
+    pub worst_ttft_p99_ns: u64,
+    /// p99 TTFT beyond the objective in the worst region (0 when it holds).
+    pub miss_ns: u64,
+    pub unserved: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PlacementReport {
+    pub scenario: String,
+    pub policy: crate::Policy,
+    pub n_plus_1: bool,
+    pub target_utilization: f64,
+    pub candidates: Vec<String>,
+    pub subsets_evaluated: u64,
+    /// Subsets that pass the sizing rules.
+    pub subsets_feasible: u64,
+    /// Of those, how many were simulated (cheapest first).
+    pub subsets_simulated: u64,
+    pub site_names: Vec<String>,
+    pub plans: Vec<Plan>,
+    /// The optimized plan under each single failure.
+    pub failures: Vec<FailureCheck>,
+    pub n_plus_1_holds: bool,
+}
+
+fn gps(spec: &InferSpec, s: usize) -> u32 {
+    spec.models[spec.sites[s].model].gpus_per_server
+}
+
+fn cost(spec: &InferSpec, servers: &[u32]) -> f64 {
+    servers.iter().enumerate().map(|(s, &n)| f64::from(n * gps(spec, s)) * spec.sites[s].gpu_hour_usd).sum()
+}
+
+/// Peak request rate of a region (largest daily-profile multiplier).
+fn peak_rate(spec: &InferSpec, r: usize) -> f64 {
+    let reg = &spec.regions[r];
+    reg.rate * reg.profile.as_ref().map_or(1.0, |p| p.iter().copied().fold(0.0, f64::max))
+}
+
+/// Nearest open site serving the region's model, skipping `failed`.
+fn nearest(spec: &InferSpec, r: usize, open: &[bool], failed: Option<usize>) -> Option<usize> {
+    let reg = &spec.regions[r];
+    (0..spec.sites.len())
+        .filter(|&s| open[s] && Some(s) != failed && spec.sites[s].model == reg.model)
+        .filter_map(|s| reg.paths[s].as_ref().map(|p| (p.one_way.0, s)))
+        .min()
+        .map(|(_, s)| s)
+}
+
+/// Sizes the open sites by the latency and utilization rules (see the module docs).
+pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool) -> Sizing {
+    let ns = spec.sites.len();
+    let mut servers = vec![0u32; ns];
+    let mut violations = Vec::new();
+    let mut cases: Vec<Option<usize>> = vec![None];
+    if n_plus_1 {
+        cases.extend((0..ns).filter(|&s| open[s]).map(Some));
+    }
+    let mut assignment = vec![None; spec.regions.len()];
+    for &failed in &cases {
+        let mut load = vec![0.0f64; ns];
+        for (r, reg) in spec.regions.iter().enumerate() {
+            let when = failed.map(|f| format!(" when {} fails", spec.sites[f].name)).unwrap_or_default();
+            let Some(s) = nearest(spec, r, open, failed) else {
+                violations.push(format!("{}: no open site{when}", reg.name));
+                continue;
+            };
+            if failed.is_none() {
+                assignment[r] = Some(s);
+            }
+            let m = &spec.models[reg.model];
+            let ow = reg.paths[s].as_ref().map_or(0, |p| p.one_way.0);
+            let est = 2 * ow + m.prefill_ns(m.prompt_p99()) + m.prefill_ns(m.prompt_tokens);
+            if est > reg.ttft_p99.0 {
+                violations.push(format!(
+                    "{}: {}{when} is {:.1}ms away (round trip + p99 prefill + one prefill ahead), objective {:.1}ms",
+                    reg.name,
+                    spec.sites[s].name,
+                    est as f64 / 1e6,
+                    reg.ttft_p99.0 as f64 / 1e6
+                ));
+            }
+            load[s] += peak_rate(spec, r);
+        }
+        for s in 0..ns {
+            if open[s] {
+                let m = &spec.models[spec.sites[s].model];
+                let per_server = spec.target_utilization * m.server_capacity();
+                let need = ((load[s] / per_server) - 1e-9).ceil().max(1.0) as u32;
+                servers[s] = servers[s].max(need);
+            }
+        }
+    }
+    for (s, n) in servers.iter_mut().enumerate() {
+        let max = spec.sites[s].max_gpus / gps(spec, s);
+        if *n > max {
+            violations.push(format!(
+                "{} needs {} GPUs, max-gpus is {}",
+                spec.sites[s].name,
+                *n * gps(spec, s),
+                spec.sites[s].max_gpus
+            ));
+            *n = max;
+        }
+    }
+    violations.dedup();
+    Sizing { servers, assignment, violations }
+}
+
+/// The candidate sites: those where max-gpus allows at least one server.
+pub fn candidates(spec: &InferSpec) -> Vec<usize> {
+    (0..spec.sites.len()).filter(|&s| spec.sites[s].max_gpus >= gps(spec, s)).collect()
+}
+
+/// Every subset of candidates that passes the sizing rules, cheapest first (ties: fewer
+/// GPUs, then subset order), and how many subsets were tried.
+pub fn ranked(spec: &InferSpec, n_plus_1: bool) -> (Vec<(f64, Sizing)>, u64) {
+    let cand = candidates(spec);
+    let k = cand.len().min(MAX_CANDIDATES);
+    let mut ok: Vec<(f64, u32, u32, Sizing)> = Vec::new();
+    let mut tried = 0;
+    for mask in 1u32..(1u32 << k) {
+        let mut open = vec![false; spec.sites.len()];
+        for (i, &s) in cand.iter().take(k).enumerate() {
+            open[s] = mask & (1 << i) != 0;
+        }
+        tried += 1;
+        let sz = size(spec, &open, n_plus_1);
+        if sz.violations.is_empty() {
+            let g: u32 = sz.servers.iter().enumerate().map(|(s, &n)| n * gps(spec, s)).sum();
+            ok.push((cost(spec, &sz.servers), g, mask, sz));
+        }
+    }
+    ok.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    (ok.into_iter().map(|(c, _, _, sz)| (c, sz)).collect(), tried)
+}
+
+/// The cheapest sizing over all subsets of candidates that passes the sizing rules, and how
+/// many subsets were tried.
+pub fn optimize(spec: &InferSpec, n_plus_1: bool) -> (Option<Sizing>, u64) {
+    let (r, tried) = ranked(spec, n_plus_1);
+    (r.into_iter().next().map(|(_, sz)| sz), tried)
+}
+
+/// Subsets simulated at most when looking for the cheapest plan that meets every objective.
+pub const MAX_SIMULATED_SUBSETS: usize = 8;
+
+fn run_for(spec: &InferSpec, servers: &[u32], opt: &PlaceOptions) -> Run {
+    let mut run = Run::new(spec);
+    run.servers = servers.to_vec();
+    run.duration_ns = opt.duration_ns;
+    run.seed = opt.seed;
+    run
+}
+
+fn plan(spec: &InferSpec, name: &str, sz: &Sizing, opt: &PlaceOptions, repair: bool) -> Plan {
+    let g = |v: &[u32]| v.iter().enumerate().map(|(s, &n)| n * gps(spec, s)).collect::<Vec<_>>();
+    let mut servers = sz.servers.clone();
+    let mut repaired = 0;
+    let mut rep: Option<InferReport> = None;
+    if opt.repair_rounds > 0 {
+        let rounds = if repair { opt.repair_rounds } else { 1 };
+        for round in 0..rounds {
+            let r = simulate(spec, &run_for(spec, &servers, opt));
+            let mut grew = false;
+            if round + 1 < rounds {
+                for reg in r.regions.iter().filter(|x| !x.met) {
+                    if let Some(s) = spec.sites.iter().position(|x| x.name == reg.main_site) {
+                        if (servers[s] + 1) * gps(spec, s) <= spec.sites[s].max_gpus {
+                            servers[s] += 1;
+                            repaired += 1;
+                            grew = true;
+                        }
+                    }
+                }
+            }
+            rep = Some(r);
+            if !grew {
+                break;
+            }
+        }
+    }
+    let (all_met, worst, regions, sites) = match &rep {
+        Some(r) => (
+            r.all_met,
+            r.worst_margin_ns(),
+            r.regions
+                .iter()
+                .map(|x| RegionOutcome {
+                    name: x.name.clone(),
+                    site: x.main_site.clone(),
+                    ttft_p99_ns: x.ttft.p99_ns,
+                    objective_ns: x.ttft_p99_objective_ns,
+                    met: x.met,
+                })
+                .collect(),
+            r.sites
+                .iter()
+                .map(|x| SiteOutcome {
+                    name: x.name.clone(),
+                    tier: x.tier,
+                    gpus: x.gpus,
+                    gpu_utilization: x.gpu_utilization,
+                })
+                .collect(),
+        ),
+        None => (sz.violations.is_empty(), 0, Vec::new(), Vec::new()),
+    };
+    Plan {
+        name: name.to_string(),
+        sized_gpus: g(&sz.servers),
+        sized_cost_usd_per_hour: cost(spec, &sz.servers),
+        violations: sz.violations.clone(),
+        gpus: g(&servers),
+        cost_usd_per_hour: cost(spec, &servers),
+        repaired_servers: repaired,
+        simulated: rep.is_some(),
+        all_met,
+        worst_margin_ns: worst,
+        regions,
+        sites,
+    }
+}
+
+/// Simulates `servers` under each single site failure and each failure of a region's route to
+/// the site that served most of its requests (`main_site`, by region, from a run without
+/// failures).
+pub fn failure_checks(
+    spec: &InferSpec,
+    servers: &[u32],
+    main_site: &[String],
+    opt: &PlaceOptions,
+) -> Vec<FailureCheck> {
+    let mut runs = Vec::new();
+    for s in (0..spec.sites.len()).filter(|&s| servers[s] > 0) {
+        let mut run = run_for(spec, servers, opt);
+        run.site_down[s] = true;
+        runs.push((format!("site {}", spec.sites[s].name), run));
+    }
+    for (r, main) in main_site.iter().enumerate() {
+        if let Some(s) = spec.sites.iter().position(|x| &x.name == main) {
+            let mut run = run_for(spec, servers, opt);
+            run.path_down.push((r, s));
+            runs.push((format!("route {} -> {main}", spec.regions[r].name), run));
+        }
+    }
+    runs.into_iter()
+        .map(|(failure, run)| {
+            let rep = simulate(spec, &run);
+            let worst = rep
+                .regions
+                .iter()
+                .max_by_key(|x| (x.unserved, x.ttft.p99_ns as i64 - x.ttft_p99_objective_ns as i64))
+                .expect("at least one region");
+            FailureCheck {
+                failure,
+                holds: rep.all_met,
+                worst_region: worst.name.clone(),
+                worst_ttft_p99_ns: worst.ttft.p99_ns,
+                miss_ns: worst.ttft.p99_ns.saturating_sub(worst.ttft_p99_objective_ns),
+                unserved: worst.unserved,
+            }
+        })
+        .collect()
+}
+
+/// Compares all-central, all-edge and the optimized placement, and checks N+1.
+pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
+    let cand = candidates(spec);
+    let open_tier = |t: SiteTier| {
+        let mut o = vec![false; spec.sites.len()];
+        for &s in &cand {
+            o[s] = spec.sites[s].tier == t;
+        }
+        o
+    };
+    let mut plans = Vec::new();
+    for (name, tier) in [("all-central", SiteTier::Central), ("all-edge", SiteTier::Edge)] {
+        let open = open_tier(tier);
+        if open.iter().any(|&o| o) {
+            plans.push(plan(spec, name, &size(spec, &open, opt.n_plus_1), opt, false));
+        }
+    }
+    // Simulate subsets cheapest first; repairs only add cost, so stop once the next subset's
+    // sized cost reaches the cheapest plan that met every objective.
+    let (ranked, tried) = ranked(spec, opt.n_plus_1);
+    let mut best: Option<Plan> = None;
+    let mut simulated = 0;
+    for (sized_cost, sz) in &ranked {
+        if opt.repair_rounds == 0 {
+            best = Some(plan(spec, "optimized", sz, opt, false));
+            break;
+        }
+        if simulated >= MAX_SIMULATED_SUBSETS
+            || best.as_ref().is_some_and(|b| b.all_met && *sized_cost >= b.cost_usd_per_hour - 1e-9)
+        {
+            break;
+        }
+        simulated += 1;
+        let p = plan(spec, "optimized", sz, opt, true);
+        let better = match &best {
+            None => true,
+            Some(b) if p.all_met => !b.all_met || p.cost_usd_per_hour < b.cost_usd_per_hour - 1e-9,
+            Some(b) => !b.all_met && p.worst_margin_ns < b.worst_margin_ns,
+        };
+        if better {
+            best = Some(p);
+        }
+    }
+    let mut failures = Vec::new();
+    if let Some(p) = best {
+        if opt.failure_check && opt.repair_rounds > 0 {
+            let servers: Vec<u32> = p.gpus.iter().enumerate().map(|(s, &g)| g / gps(spec, s)).collect();
+            let main: Vec<String> = p.regions.iter().map(|x| x.site.clone()).collect();
+            failures = failure_checks(spec, &servers, &main, opt);
+        }
+        plans.push(p);
+    }
+    let n_plus_1_holds = !failures.is_empty() && failures.iter().all(|f| f.holds);
+    PlacementReport {
+        scenario: spec.name.clone(),
+        policy: spec.policy,
+        n_plus_1: opt.n_plus_1,
+        target_utilization: spec.target_utilization,
+        candidates: cand.iter().map(|&s| spec.sites[s].name.clone()).collect(),
+        subsets_evaluated: tried,
+        subsets_feasible: ranked.len() as u64,
+        subsets_simulated: simulated as u64,
+        site_names: spec.sites.iter().map(|s| s.name.clone()).collect(),
+        plans,
+        failures,
+        n_plus_1_holds,
+    }
+}

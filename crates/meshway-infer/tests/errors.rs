@@ -1,0 +1,99 @@
+//! Bad inference scenarios give messages naming the file, line and key; the planner says
+//! clearly when a scenario has no fabric.
+
+use meshway_fabric::{plan_text, Catalog};
+use meshway_infer::spec_from_text;
+
+const GOOD: &str = "\
+[[model]]
+name = \"m\"
+prefill-tokens-per-s = 10000
+decode-tokens-per-s = 1000
+max-batch = 8
+prompt-tokens = 100
+output-tokens = 10
+
+[[site]]
+name = \"a\"
+gpus = 16
+
+[[region]]
+name = \"r\"
+rate = 5
+distance = { a = \"100km\" }
+";
+
+fn err(text: &str) -> String {
+    spec_from_text(text, "bad.toml", &Catalog::builtin()).unwrap_err().to_string()
+}
+
+#[test]
+fn good_scenario_parses() {
+    let s = spec_from_text(GOOD, "good.toml", &Catalog::builtin()).unwrap();
+    assert_eq!(s.servers(), vec![2]);
+    assert_eq!(s.policy.name(), "latency-aware");
+}
+
+#[test]
+fn invalid_inference_scenarios() {
+    assert_eq!(
+        err(&GOOD.replace("{ a = \"100km\" }", "{ b = \"100km\" }")),
+        "bad.toml:16: `region[0].distance`: unknown site \"b\", expected one of a; did you mean \"a\"?"
+    );
+    assert_eq!(
+        err(&GOOD.replace("gpus = 16", "gpus = 12")),
+        "bad.toml:11: `site[0].gpus`: 12 GPUs is not a whole number of 8-GPU servers of model \"m\""
+    );
+    assert_eq!(
+        err(&GOOD.replace("max-batch = 8", "max-batch = 0")),
+        "bad.toml:5: `model[0].max-batch`: expected 1 to 4096, got 0"
+    );
+    assert_eq!(
+        err(&(GOOD.to_string() + "[inference]\npolicy = \"fastest\"\n")),
+        "bad.toml:18: `inference.policy`: expected nearest, least-loaded or latency-aware, got \"fastest\""
+    );
+    assert_eq!(
+        err(&GOOD.replace("rate = 5", "rate = 5\narrivals = \"bursty\"\nburst-factor = 5")),
+        "bad.toml:17: `region[0].burst-factor`: expected 1 to 4.000 (on-time share 0.250: the on periods alone would exceed the mean rate), got 5"
+    );
+    assert!(err(&GOOD.replace("rate = 5", "rat = 5")).contains("did you mean `rate`?"));
+    assert_eq!(
+        err(&GOOD.replace("[[region]]\nname = \"r\"\nrate = 5\ndistance = { a = \"100km\" }\n", "")),
+        "bad.toml: `region`: no [[region]] tables: an inference scenario needs user regions"
+    );
+}
+
+#[test]
+fn planner_on_inference_scenario_is_a_clear_error() {
+    let e = plan_text(GOOD, "inf.toml", &Catalog::builtin()).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "inf.toml:9: `site[0].fabric`: no fabric to plan: no [fabric] table and no [[site]] has a [site.fabric]; \
+         for an inference scenario use `meshway infer` or `meshway place`"
+    );
+}
+
+#[test]
+fn multisite_fabric_names_the_site_without_a_fabric() {
+    let text = "\
+[[site]]
+name = \"a\"
+[site.fabric]
+kind = \"leaf-spine\"
+gpus = 64
+
+[[site]]
+name = \"b\"
+gpus = 64
+
+[[dci]]
+a = \"a\"
+b = \"b\"
+distance = \"10km\"
+";
+    let e = plan_text(text, "ms.toml", &Catalog::builtin()).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "ms.toml:7: `site[1].fabric`: site \"b\" has no [site.fabric] table: a multi-site fabric needs one for every site"
+    );
+}

@@ -1,0 +1,137 @@
+//! The placement optimizer on a small case worked by hand.
+//!
+//! Model: 1 GPU per server, prompt 1,000 tokens at 10,000 tokens/s (prefill 100 ms), output 101
+//! tokens at 1,000 tokens/s (decode 100 ms), max batch 4: one server completes 1 / 0.2 s = 5
+//! requests/s; at the catalog's 80% target utilization it carries 4 requests/s.
+//! Latencies one way (hops x 1 ms, no fiber, no last mile), objective p99 TTFT 300 ms, so a
+//! site qualifies when 2 x one-way + 100 ms (p99 prefill) + 100 ms (one prefill ahead) <= 300 ms,
+//! i.e. one-way <= 50 ms:
+//!
+//! | region (req/s) | C (central, $1.0/GPU-h) | E (edge, $2.0) | E2 (edge, $1.8) |
+//! |---|---|---|---|
+//! | A (20)         | 120 ms (too far)        | 10 ms          | 40 ms           |
+//! | B (14)         | 50 ms                   | 80 ms (too far)| 30 ms           |
+//!
+//! Each region goes to its nearest open site. Open sets and costs:
+//! {C}: A misses. {E}: B misses. {E2}: 34 req/s -> 9 servers x $1.8 = $16.2.
+//! {C,E}: A->E 5 servers ($10), B->C 4 servers ($4): $14.0. {C,E2}: all to E2 (9) + C idle (1):
+//! $17.2. {E,E2}: A->E 5 ($10), B->E2 4 ($7.2): $17.2. {C,E,E2}: $10 + $7.2 + $1 = $18.2.
+//! Optimum: {C: 4, E: 5}, $14.0 per hour.
+//!
+//! With N+1 (any one open site may fail): {C,E} fails (E down: A -> C misses), {C,E2} too,
+//! {E2} and {E} too; {E,E2}: E2 down sends B to E, too far. {C,E,E2}: base
+//! A->E, B->E2; E down: A, B -> E2 (9); E2 down: A->E, B->C (5, 4); C down: as base:
+//! E 5, E2 9, C 4 = $10 + $16.2 + $4 = $30.2. Optimum: {C: 4, E: 5, E2: 9}, $30.2 per hour.
+
+use meshway_fabric::Catalog;
+use meshway_infer::place::{optimize, place, PlaceOptions};
+use meshway_infer::spec_from_text;
+
+const CASE: &str = r#"
+[[model]]
+name = "m"
+gpus-per-server = 1
+prefill-tokens-per-s = 10000
+decode-tokens-per-s = 1000
+max-batch = 4
+prompt-tokens = 1000
+output-tokens = 101
+
+[[site]]
+name = "C"
+tier = "central"
+max-gpus = 100
+gpu-hour-usd = 1.0
+access-hops = 0
+hop-latency = "1ms"
+
+[[site]]
+name = "E"
+tier = "edge"
+max-gpus = 100
+gpu-hour-usd = 2.0
+access-hops = 0
+hop-latency = "1ms"
+
+[[site]]
+name = "E2"
+tier = "edge"
+max-gpus = 100
+gpu-hour-usd = 1.8
+access-hops = 0
+hop-latency = "1ms"
+
+[[region]]
+name = "A"
+rate = 20
+last-mile = "0ms"
+ttft-p99 = "300ms"
+fiber = { C = "0km", E = "0km", E2 = "0km" }
+hops = { C = 120, E = 10, E2 = 40 }
+
+[[region]]
+name = "B"
+rate = 14
+last-mile = "0ms"
+ttft-p99 = "300ms"
+fiber = { C = "0km", E = "0km", E2 = "0km" }
+hops = { C = 50, E = 80, E2 = 30 }
+"#;
+
+fn spec() -> meshway_infer::InferSpec {
+    spec_from_text(CASE, "case.toml", &Catalog::builtin()).unwrap()
+}
+
+#[test]
+fn optimizer_finds_hand_worked_optimum() {
+    let spec = spec();
+    assert!((spec.models[0].server_capacity() - 5.0).abs() < 1e-12);
+    let (best, tried) = optimize(&spec, false);
+    let best = best.expect("feasible");
+    assert_eq!(tried, 7);
+    assert_eq!(best.servers, vec![4, 5, 0]);
+    assert_eq!(best.assignment, vec![Some(1), Some(0)]);
+}
+
+#[test]
+fn optimizer_finds_hand_worked_n_plus_1_optimum() {
+    let (best, _) = optimize(&spec(), true);
+    assert_eq!(best.expect("feasible").servers, vec![4, 5, 9]);
+}
+
+#[test]
+fn placement_report_compares_and_checks_failures() {
+    let spec = spec();
+    let opt =
+        PlaceOptions { n_plus_1: false, duration_ns: 600_000_000_000, seed: 1, repair_rounds: 4, failure_check: true };
+    let rep = place(&spec, &opt);
+    let names: Vec<&str> = rep.plans.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["all-central", "all-edge", "optimized"]);
+    let central = &rep.plans[0];
+    assert!(!central.violations.is_empty(), "A is 240 ms + 200 ms from C");
+    assert!(!central.all_met);
+    let opt_plan = &rep.plans[2];
+    // The rule's cheapest subset is {C, E} at $14.0; the report's plan is the cheapest one that
+    // met every objective in simulation, searched cheapest first.
+    assert!(opt_plan.sized_cost_usd_per_hour >= 14.0 - 1e-9);
+    assert!(rep.subsets_simulated >= 1);
+    // Simulation is the judge: whatever the sizing rule gave, the plan reported meets every
+    // objective (repairs add servers where a region missed).
+    assert!(opt_plan.simulated && opt_plan.all_met, "{opt_plan:?}");
+    assert!(opt_plan.worst_margin_ns <= 0);
+    assert!(opt_plan.cost_usd_per_hour >= opt_plan.sized_cost_usd_per_hour);
+    // The all-edge plan opens E and E2: A -> E (5 servers), B -> E2 (4 servers): $17.2.
+    assert_eq!(rep.plans[1].sized_gpus, vec![0, 5, 4]);
+    // Without N+1 sizing, losing E sends A to C, 240 ms round trip: it cannot hold.
+    // In simulation {C: 4, E: 5} misses (A's p99 TTFT at E with 5 servers of batch 4 exceeds
+    // 300 ms) and its repair costs more than {E2: 9} at $16.2, which meets both objectives as
+    // sized: the search simulates {C,E} ($14.0), then {E2} ($16.2), and stops there because
+    // every other subset costs at least $17.2 before any repair.
+    assert_eq!(opt_plan.gpus, vec![0, 0, 9]);
+    assert!((opt_plan.cost_usd_per_hour - 16.2).abs() < 1e-9);
+    assert_eq!(rep.subsets_simulated, 2);
+    // One site: losing it (or a region's route to it) leaves requests unserved.
+    let down = rep.failures.iter().find(|f| f.failure == "site E2").expect("site E2 checked");
+    assert!(!down.holds && down.unserved > 0);
+    assert!(!rep.n_plus_1_holds);
+}

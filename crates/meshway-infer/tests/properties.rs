@@ -1,0 +1,79 @@
+//! Invariants of the simulator on random small scenarios.
+
+use meshway_fabric::Catalog;
+use meshway_infer::{simulate, spec_from_text, Run};
+use proptest::prelude::*;
+
+fn scenario(sites: &[(u32, u32)], rates: &[f64], batch: u32, dist: &str, policy: &str, bursty: bool) -> String {
+    let mut t = format!(
+        "[inference]\nduration = \"20s\"\npolicy = \"{policy}\"\n\n[[model]]\nname = \"m\"\ngpus-per-server = 1\n\
+         prefill-tokens-per-s = 20000\ndecode-tokens-per-s = 2000\ndecode-tokens-per-s-per-request = 100\n\
+         max-batch = {batch}\nprompt-tokens = 200\noutput-tokens = 40\nlength-dist = \"{dist}\"\n"
+    );
+    for (i, (gpus, _)) in sites.iter().enumerate() {
+        t.push_str(&format!("\n[[site]]\nname = \"s{i}\"\ngpus = {gpus}\n"));
+    }
+    for (r, rate) in rates.iter().enumerate() {
+        let d: Vec<String> =
+            sites.iter().enumerate().map(|(i, (_, km))| format!("s{i} = \"{}km\"", km + 7 * r as u32)).collect();
+        t.push_str(&format!("\n[[region]]\nname = \"r{r}\"\nrate = {rate}\ndistance = {{ {} }}\n", d.join(", ")));
+        if bursty && r == 0 {
+            t.push_str("arrivals = \"bursty\"\nburst-factor = 3\nburst-on = \"2s\"\nburst-off = \"6s\"\n");
+        }
+    }
+    t
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Every request is counted once (served at one site or unserved); nobody gets a first
+    /// token faster than the round trip to the nearest site plus the shortest possible prefill;
+    /// end-to-end is never below TTFT; capacity-weighted utilization never exceeds 1; and the
+    /// same seed gives the same report.
+    #[test]
+    fn conservation_and_bounds(
+        sites in proptest::collection::vec((0u32..6, 1u32..3000), 1..4),
+        rates in proptest::collection::vec(0.0f64..80.0, 1..4),
+        batch in 1u32..16,
+        dist in prop_oneof![Just("fixed"), Just("exponential"), Just("uniform")],
+        policy in prop_oneof![Just("nearest"), Just("least-loaded"), Just("latency-aware")],
+        bursty in any::<bool>(),
+        seed in 0u64..1000,
+        fail in proptest::option::of(0usize..4),
+    ) {
+        let text = scenario(&sites, &rates, batch, dist, policy, bursty);
+        let spec = spec_from_text(&text, "p.toml", &Catalog::builtin()).unwrap();
+        let mut run = Run::new(&spec);
+        run.seed = seed;
+        if let Some(f) = fail {
+            if f < sites.len() {
+                run.site_fail_at[f] = Some(5_000_000_000);
+            }
+        }
+        let rep = simulate(&spec, &run);
+        let served: u64 = rep.sites.iter().map(|s| s.requests).sum();
+        let unserved: u64 = rep.regions.iter().map(|r| r.unserved).sum();
+        prop_assert_eq!(served + unserved, rep.requests);
+        for (r, reg) in rep.regions.iter().enumerate() {
+            let nearest = spec.regions[r]
+                .paths
+                .iter()
+                .enumerate()
+                .filter(|(s, _)| sites[*s].0 > 0)
+                .filter_map(|(_, p)| p.as_ref().map(|p| p.one_way.0))
+                .min();
+            if reg.requests > reg.unserved {
+                let floor = 2 * nearest.unwrap() + spec.models[0].prefill_ns(1);
+                prop_assert!(reg.ttft.p50_ns >= floor && reg.e2e.p50_ns >= reg.ttft.p50_ns);
+                prop_assert!(reg.e2e.max_ns >= reg.ttft.max_ns);
+            }
+        }
+        for s in &rep.sites {
+            prop_assert!(s.gpu_utilization <= 1.0 + 1e-9, "{}", s.gpu_utilization);
+            prop_assert!(s.busy <= 1.0 + 1e-9 && s.batch_fill <= 1.0 + 1e-9);
+        }
+        let again = simulate(&spec, &run);
+        prop_assert_eq!(format!("{:?}", again.regions), format!("{:?}", rep.regions));
+    }
+}

@@ -1,0 +1,244 @@
+//! Closed-form checks of the inference simulator.
+
+use meshway_fabric::Catalog;
+use meshway_infer::{simulate, spec_from_text, Run};
+
+fn one_site(region: &str, model: &str, site: &str) -> String {
+    format!(
+        "[[model]]\nname = \"m\"\ngpus-per-server = 1\n{model}\n\n\
+         [[site]]\nname = \"s\"\ngpus = 1\n{site}\n\n\
+         [[region]]\nname = \"r\"\n{region}\n"
+    )
+}
+
+/// An idle system: every request alone. TTFT = 2 x (last mile + fiber x 4.9us/km + hops x
+/// per-hop) + prefill, and end-to-end adds the decode of the remaining tokens, exactly.
+#[test]
+fn idle_latency_is_propagation_plus_hops_exactly() {
+    let text = one_site(
+        "rate = 0.001\nlast-mile = \"2ms\"\nfiber = { s = \"1000km\" }\nhops = { s = 2 }",
+        "prefill-tokens-per-s = 10000\ndecode-tokens-per-s = 1000\nmax-batch = 8\nprompt-tokens = 500\noutput-tokens = 101",
+        "access-hops = 3\nhop-latency = \"100us\"",
+    ) + "[inference]\nduration = \"10h\"\n";
+    let spec = spec_from_text(&text, "idle.toml", &Catalog::builtin()).unwrap();
+    let p = spec.regions[0].paths[0].as_ref().unwrap();
+    // 2ms last mile + 1000 km x 4.9 us + 5 hops x 100 us = 7.4 ms one way.
+    assert_eq!(p.one_way.0, 7_400_000);
+    let rep = simulate(&spec, &Run::new(&spec));
+    let r = &rep.regions[0];
+    assert!(r.requests >= 20, "{} requests", r.requests);
+    let ttft = 2 * 7_400_000 + 50_000_000; // + 500 tokens / 10,000 per s
+    let e2e = ttft + 100_000_000; // + 100 tokens / 1,000 per s
+    for v in [r.ttft.p50_ns, r.ttft.p99_ns, r.ttft.max_ns, r.ttft.mean_ns] {
+        assert_eq!(v, ttft);
+    }
+    for v in [r.e2e.p50_ns, r.e2e.p99_ns, r.e2e.max_ns] {
+        assert_eq!(v, e2e);
+    }
+    assert_eq!(r.rtt_ns, 14_800_000);
+    assert!(r.met);
+    assert!((r.stream_tokens_per_s - 1000.0).abs() < 1e-6);
+}
+
+/// Great-circle distance becomes fiber through the catalog's route factor (1.3).
+#[test]
+fn distance_uses_route_factor() {
+    let text = one_site(
+        "rate = 1\nlast-mile = \"0ms\"\ndistance = { s = \"1000km\" }",
+        "prefill-tokens-per-s = 10000\ndecode-tokens-per-s = 1000\nmax-batch = 8\nprompt-tokens = 500\noutput-tokens = 101",
+        "access-hops = 0",
+    );
+    let spec = spec_from_text(&text, "d.toml", &Catalog::builtin()).unwrap();
+    let p = spec.regions[0].paths[0].as_ref().unwrap();
+    assert_eq!(p.fiber.0, 1_300_000_000);
+    assert_eq!(p.one_way.0, 6_370_000); // 1300 km x 4.9 us
+}
+
+fn queue(extra_model: &str, rate: f64) -> meshway_infer::InferReport {
+    let text = one_site(
+        &format!("rate = {rate}\nlast-mile = \"0ms\"\nfiber = {{ s = \"0km\" }}\nttft-p99 = \"1s\""),
+        &format!("max-batch = 1\n{extra_model}"),
+        "access-hops = 0",
+    ) + "[inference]\nduration = \"2h\"\npolicy = \"nearest\"\n";
+    let spec = spec_from_text(&text, "q.toml", &Catalog::builtin()).unwrap();
+    simulate(&spec, &Run::new(&spec))
+}
+
+/// One server, batch of one, fixed lengths: an M/D/1 queue. Service S = 100 tokens / 10,000
+/// per s + 10 tokens / 1,000 per s = 20 ms; at 35 requests/s, rho = 0.7. Pollaczek-Khinchine:
+/// mean wait = rho S / (2 (1 - rho)) = 23.33 ms, so mean TTFT = 23.33 + 10 (prefill) = 33.33 ms
+/// and mean end-to-end = 23.33 + 20 = 43.33 ms. Tolerance 3% over ~252,000 requests.
+#[test]
+fn single_server_poisson_matches_md1() {
+    let rep = queue(
+        "prefill-tokens-per-s = 10000\ndecode-tokens-per-s = 1000\nprompt-tokens = 100\noutput-tokens = 11\nlength-dist = \"fixed\"",
+        35.0,
+    );
+    let r = &rep.regions[0];
+    assert!(r.requests > 240_000, "{}", r.requests);
+    let wq = 0.7 * 20.0 / (2.0 * 0.3);
+    let ttft = r.ttft.mean_ns as f64 / 1e6;
+    let e2e = r.e2e.mean_ns as f64 / 1e6;
+    eprintln!("M/D/1: {} requests, mean ttft {ttft:.3} ms (theory {:.3}), mean e2e {e2e:.3} ms (theory {:.3}), utilization {:.4}", r.requests, wq + 10.0, wq + 20.0, rep.sites[0].gpu_utilization);
+    assert!((ttft / (wq + 10.0) - 1.0).abs() < 0.03, "mean ttft {ttft} ms, expected {}", wq + 10.0);
+    assert!((e2e / (wq + 20.0) - 1.0).abs() < 0.03, "mean e2e {e2e} ms, expected {}", wq + 20.0);
+    assert!((rep.sites[0].gpu_utilization - 0.7).abs() < 0.01, "{}", rep.sites[0].gpu_utilization);
+}
+
+/// One server, exponential prompts (mean 1,000 tokens at 100,000 per s: 10 ms) and a decode
+/// too fast to matter: an M/M/1 queue with mu = 100/s. At 70 requests/s the time to first
+/// token is the M/M/1 sojourn, exponential with rate mu - lambda = 30/s: mean 33.33 ms, p99 =
+/// ln(100) / 30 = 153.5 ms. Tolerance 4% on the mean, 6% on the p99.
+#[test]
+fn single_server_poisson_matches_mm1() {
+    let rep = queue(
+        "prefill-tokens-per-s = 100000\ndecode-tokens-per-s = 1e15\nprompt-tokens = 1000\noutput-tokens = 1\nlength-dist = \"exponential\"",
+        70.0,
+    );
+    let r = &rep.regions[0];
+    let mean = r.ttft.mean_ns as f64 / 1e6;
+    let p99 = r.ttft.p99_ns as f64 / 1e6;
+    eprintln!(
+        "M/M/1: {} requests, mean ttft {mean:.3} ms (theory 33.333), p99 {p99:.3} ms (theory 153.506)",
+        r.requests
+    );
+    assert!((mean / 33.333 - 1.0).abs() < 0.04, "mean ttft {mean} ms, expected 33.33");
+    assert!((p99 / 153.5 - 1.0).abs() < 0.06, "p99 ttft {p99} ms, expected 153.5");
+}
+
+/// Same seed, same report; another seed, another sample.
+#[test]
+fn deterministic() {
+    let m = "prefill-tokens-per-s = 10000\ndecode-tokens-per-s = 1000\nprompt-tokens = 100\noutput-tokens = 11\nlength-dist = \"uniform\"";
+    let a = serde_json::to_string(&queue(m, 30.0)).unwrap();
+    let b = serde_json::to_string(&queue(m, 30.0)).unwrap();
+    assert_eq!(a, b);
+}
+
+fn arrivals(region_keys: &str, duration: &str) -> u64 {
+    let text = one_site(
+        &format!("{region_keys}\nfiber = {{ s = \"0km\" }}"),
+        "prefill-tokens-per-s = 1e9\ndecode-tokens-per-s = 1e9\nmax-batch = 64\nprompt-tokens = 10\noutput-tokens = 2",
+        "gpus = 4",
+    )
+    .replace("gpus = 1\n", "")
+        + &format!("[inference]\nduration = \"{duration}\"\n");
+    let spec = spec_from_text(&text, "a.toml", &Catalog::builtin()).unwrap();
+    let rep = simulate(&spec, &Run::new(&spec));
+    let served: u64 = rep.sites.iter().map(|s| s.requests).sum();
+    assert_eq!(served + rep.regions[0].unserved, rep.regions[0].requests, "every request is counted once");
+    rep.regions[0].requests
+}
+
+/// Bursty (on/off, 2x the mean for ~30 s, then 2/3 of it for ~90 s) keeps the mean: 100/s
+/// for 1 h is 360,000 requests, within 3% (the on/off cycle adds variance to the count).
+#[test]
+fn bursty_arrivals_keep_the_mean_rate() {
+    let n =
+        arrivals("rate = 100\narrivals = \"bursty\"\nburst-factor = 2\nburst-on = \"30s\"\nburst-off = \"90s\"", "1h");
+    assert!((n as f64 / 360_000.0 - 1.0).abs() < 0.03, "{n}");
+    let p = arrivals("rate = 100", "1h");
+    assert!((p as f64 / 360_000.0 - 1.0).abs() < 0.01, "{p}");
+}
+
+/// A daily profile scales each local hour: hour 0 at 3x, hour 1 at 1x, so 2 h at 10/s give
+/// 10 x 3,600 x (3 + 1) = 144,000 requests (within 1.5%); with utc-offset-hours = -1 the run's
+/// first hour is local hour 23 (1x) and its second local hour 0 (3x): the same total.
+#[test]
+fn daily_profile_scales_hours() {
+    let mut prof = vec!["1.0"; 24];
+    prof[0] = "3.0";
+    let keys = format!("rate = 10\nprofile = [{}]", prof.join(", "));
+    let n = arrivals(&keys, "2h");
+    assert!((n as f64 / 144_000.0 - 1.0).abs() < 0.015, "{n}");
+    let n = arrivals(&format!("{keys}\nutc-offset-hours = -1"), "1h");
+    assert!((n as f64 / 36_000.0 - 1.0).abs() < 0.015, "{n}");
+}
+
+/// Nearest sends everything to the closer site; least-loaded spreads by batch slots.
+#[test]
+fn routing_policies() {
+    let text = "\
+[[model]]
+name = \"m\"
+gpus-per-server = 1
+prefill-tokens-per-s = 100000
+decode-tokens-per-s = 1000
+max-batch = 8
+prompt-tokens = 100
+output-tokens = 50
+
+[[site]]
+name = \"near\"
+gpus = 4
+
+[[site]]
+name = \"far\"
+gpus = 4
+
+[[region]]
+name = \"r\"
+rate = 40
+fiber = { near = \"10km\", far = \"2000km\" }
+";
+    let run = |policy: &str| {
+        let t = format!("{text}[inference]\nduration = \"5min\"\npolicy = \"{policy}\"\n");
+        let spec = spec_from_text(&t, "p.toml", &Catalog::builtin()).unwrap();
+        simulate(&spec, &Run::new(&spec))
+    };
+    let near = run("nearest");
+    assert_eq!(near.sites[1].requests, 0);
+    let ll = run("least-loaded");
+    let share = ll.sites[1].requests as f64 / ll.requests as f64;
+    assert!((share - 0.5).abs() < 0.1, "far share {share}");
+    // Latency-aware stays near while the near site has free batch slots (4 x 8 = 32 slots
+    // for ~40/s x ~0.05 s in service), so it matches nearest here.
+    let la = run("latency-aware");
+    assert_eq!(la.sites[1].requests, 0);
+    assert!(la.regions[0].ttft.p99_ns < ll.regions[0].ttft.p99_ns);
+}
+
+/// A site failing mid-run: its queued and running requests, and those on their way, are sent
+/// again after the failover-detect time (1 s) to the next site; none is lost and the retried
+/// ones carry the detection time in their latency.
+#[test]
+fn site_failure_mid_run_fails_over() {
+    let text = "\
+[[model]]
+name = \"m\"
+gpus-per-server = 1
+prefill-tokens-per-s = 100000
+decode-tokens-per-s = 1000
+max-batch = 8
+prompt-tokens = 100
+output-tokens = 50
+
+[[site]]
+name = \"near\"
+gpus = 4
+
+[[site]]
+name = \"far\"
+gpus = 4
+
+[[region]]
+name = \"r\"
+rate = 20
+fiber = { near = \"10km\", far = \"2000km\" }
+
+[inference]
+duration = \"5min\"
+policy = \"nearest\"
+";
+    let spec = spec_from_text(text, "f.toml", &Catalog::builtin()).unwrap();
+    let mut run = Run::new(&spec);
+    run.site_fail_at[0] = Some(120_000_000_000);
+    let rep = simulate(&spec, &run);
+    let r = &rep.regions[0];
+    assert!(r.retried > 0);
+    assert_eq!(r.unserved, 0);
+    assert_eq!(rep.sites[0].requests + rep.sites[1].requests, r.requests, "every request served once");
+    assert!(rep.sites[1].requests > rep.sites[0].requests, "3 of 5 minutes on the far site");
+    assert!(r.ttft.max_ns >= 1_000_000_000, "a retried request waited for detection");
+    assert!(rep.sites[0].down);
+}
