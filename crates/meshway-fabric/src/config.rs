@@ -204,8 +204,8 @@ pub enum RoutingKind {
 pub struct TransportConfig {
     #[serde(default)]
     pub kind: TransportKind,
-    #[serde(default)]
-    pub routing: RoutingKind,
+    /// Path choice; by default the transport's (adaptive for InfiniBand, ECMP otherwise).
+    pub routing: Option<RoutingKind>,
     pub mtu: Option<Bytes>,
     /// Whether the fabric must be lossless (default: yes for infiniband and roce).
     pub lossless: Option<bool>,

@@ -232,8 +232,6 @@ enum State {
 /// Per-flow state. Rates are in rate units (1/[`RATE_SCALE`] bit/s), times in ns.
 #[derive(Debug, Clone)]
 struct Flow {
-    path_start: u32,
-    path_len: u32,
     dep_start: u32,
     dep_len: u32,
     size: Bytes,
@@ -261,6 +259,14 @@ struct Flow {
     queued_at: u64,
     /// Head of this flow's list of dependents in `dep_edges`.
     dependents: u32,
+}
+
+/// The per-flow fields the rate recompute touches for every flow of a component, kept apart
+/// from [`Flow`] so a million-flow component walks a compact array.
+#[derive(Debug, Clone, Copy)]
+struct Hot {
+    path_start: u32,
+    path_len: u32,
     /// Recompute scratch: component epoch, frozen epoch, new rate.
     seen: u32,
     frozen: u32,
@@ -349,6 +355,7 @@ pub struct Simulation {
     net: Network,
     links: Vec<Link>,
     flows: Vec<Flow>,
+    hot: Vec<Hot>,
     path_links: Vec<u32>,
     /// Parallel to `path_links`: position of the flow in that link's `flows` list.
     path_pos: Vec<u32>,
@@ -401,6 +408,7 @@ impl Simulation {
             net,
             links,
             flows: Vec::new(),
+            hot: Vec::new(),
             path_links: Vec::new(),
             path_pos: Vec::new(),
             deps: Vec::new(),
@@ -473,8 +481,6 @@ impl Simulation {
         let dep_start = self.deps.len() as u32;
         self.deps.extend(spec.deps.iter().map(|d| d.0));
         let mut flow = Flow {
-            path_start,
-            path_len: spec.path.len() as u32,
             dep_start,
             dep_len: spec.deps.len() as u32,
             size: spec.size,
@@ -494,9 +500,6 @@ impl Simulation {
             finish_at: NEVER,
             queued_at: NEVER,
             dependents: NONE,
-            seen: 0,
-            frozen: 0,
-            new_rate: 0,
         };
         flow.tail = self.tail(&spec.path, spec.size, spec.last_packet);
         for d in &spec.deps {
@@ -511,6 +514,7 @@ impl Simulation {
         }
         let (waiting, ready) = (flow.waiting, flow.ready);
         self.flows.push(flow);
+        self.hot.push(Hot { path_start, path_len: spec.path.len() as u32, seen: 0, frozen: 0, new_rate: 0 });
         if waiting == 0 {
             self.push(ready, Event::Activate(id.0));
         }
@@ -569,9 +573,10 @@ impl Simulation {
         let fl = &self.flows[f];
         let tail = self.tail(path, fl.size, fl.last_packet);
         let fl = &mut self.flows[f];
-        fl.path_start = start;
-        fl.path_len = path.len() as u32;
         fl.tail = tail;
+        self.hot[f].path_start = start;
+        self.hot[f].path_len = path.len() as u32;
+        let fl = &mut self.flows[f];
         if state == State::Active {
             if path.is_empty() || fl.remaining == 0 {
                 self.flows[f].state = State::Done;
@@ -826,12 +831,13 @@ impl Simulation {
         fl.rate = 0;
         fl.finish_at = NEVER;
         fl.queued_at = NEVER;
-        if fl.routed && fl.path_len == 0 && fl.remaining > 0 {
+        let path_len = self.hot[f].path_len;
+        if fl.routed && path_len == 0 && fl.remaining > 0 {
             // The router found no path: the flow stays active at rate zero (reported as
             // `Stall::NoPath`).
             return;
         }
-        if fl.path_len == 0 || fl.remaining == 0 {
+        if path_len == 0 || fl.remaining == 0 {
             fl.remaining = 0;
             fl.state = State::Done;
             self.complete(f, t);
@@ -842,9 +848,9 @@ impl Simulation {
 
     /// Puts an active flow on its path's link lists and marks those links for recompute.
     fn attach(&mut self, f: usize) {
-        let fl = &self.flows[f];
-        let start = fl.path_start as usize;
-        for k in start..start + fl.path_len as usize {
+        let h = self.hot[f];
+        let start = h.path_start as usize;
+        for k in start..start + h.path_len as usize {
             let l = self.path_links[k];
             let list = &mut self.links[l as usize].flows;
             self.path_pos[k] = list.len() as u32;
@@ -855,15 +861,15 @@ impl Simulation {
 
     /// Takes an active flow off its links' lists and marks those links for recompute.
     fn detach(&mut self, f: usize) {
-        let fl = &self.flows[f];
-        let start = fl.path_start as usize;
-        for k in start..start + fl.path_len as usize {
+        let h = self.hot[f];
+        let start = h.path_start as usize;
+        for k in start..start + h.path_len as usize {
             let l = self.path_links[k];
             let pos = self.path_pos[k] as usize;
             let list = &mut self.links[l as usize].flows;
             list.swap_remove(pos);
             if let Some(&(moved, hop)) = list.get(pos) {
-                let mk = self.flows[moved as usize].path_start as usize + hop as usize;
+                let mk = self.hot[moved as usize].path_start as usize + hop as usize;
                 self.path_pos[mk] = pos as u32;
             }
             self.path_pos[k] = NONE;
@@ -896,8 +902,8 @@ impl Simulation {
         fl.state = State::Done;
         // Links integrate their load up to `t` in this batch's recompute; take back the part
         // of the last nanosecond this flow did not need, so carried bytes are exact.
-        let start = fl.path_start as usize;
-        for k in start..start + fl.path_len as usize {
+        let h = self.hot[f];
+        for k in h.path_start as usize..(h.path_start + h.path_len) as usize {
             let l = &mut self.links[self.path_links[k] as usize];
             l.carried -= overshoot;
         }
@@ -937,13 +943,25 @@ impl Simulation {
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
             // Wrapped: clear all marks once every 2^32 recomputes.
-            self.flows.iter_mut().for_each(|f| (f.seen, f.frozen) = (0, 0));
+            self.hot.iter_mut().for_each(|f| (f.seen, f.frozen) = (0, 0));
             self.links.iter_mut().for_each(|l| l.seen = 0);
             self.epoch = 1;
         }
         let epoch = self.epoch;
-        let Self { links, flows, path_links, seeds, comp_links, comp_flows, comps, fill, queue, tolerance_ppm, .. } =
-            self;
+        let Self {
+            links,
+            flows,
+            hot,
+            path_links,
+            seeds,
+            comp_links,
+            comp_flows,
+            comps,
+            fill,
+            queue,
+            tolerance_ppm,
+            ..
+        } = self;
 
         // 1. The components: breadth-first over link -> flows -> links from each seed link,
         //    remembering where each component's flows start in `comp_flows`.
@@ -963,7 +981,7 @@ impl Simulation {
                 let l = comp_links[i] as usize;
                 for j in 0..links[l].flows.len() {
                     let f = links[l].flows[j].0 as usize;
-                    let fl = &mut flows[f];
+                    let fl = &mut hot[f];
                     if fl.seen == epoch {
                         continue;
                     }
@@ -1013,7 +1031,7 @@ impl Simulation {
             let share = rem / u64::from(unfrozen);
             for j in 0..links[l].flows.len() {
                 let f = links[l].flows[j].0 as usize;
-                let fl = &mut flows[f];
+                let fl = &mut hot[f];
                 if fl.frozen == epoch {
                     continue;
                 }
@@ -1043,13 +1061,14 @@ impl Simulation {
         for &(first, end) in comps.iter() {
             let mut earliest = NEVER;
             for &f in &comp_flows[first as usize..end as usize] {
+                let new_rate = hot[f as usize].new_rate;
                 let fl = &mut flows[f as usize];
-                if fl.new_rate != fl.rate {
+                if new_rate != fl.rate {
                     let sent = u128::from(fl.rate) * u128::from(t - fl.last);
                     debug_assert!(sent <= fl.remaining);
                     fl.remaining = fl.remaining.saturating_sub(sent);
                     fl.last = t;
-                    fl.rate = fl.new_rate;
+                    fl.rate = new_rate;
                     fl.finish_at = if fl.rate == 0 {
                         NEVER
                     } else {
@@ -1102,7 +1121,8 @@ impl Simulation {
                 Some(Stall::Dependency { flow: FlowId(*dep) })
             }
             State::Active => {
-                let path = &self.path_links[fl.path_start as usize..(fl.path_start + fl.path_len) as usize];
+                let h = self.hot[f];
+                let path = &self.path_links[h.path_start as usize..(h.path_start + h.path_len) as usize];
                 if path.is_empty() {
                     return Some(Stall::NoPath);
                 }

@@ -682,15 +682,16 @@ fn transport_info(setup: &Setup<'_>, opts: &Options) -> Result<(TransportInfo, W
         .catalog
         .transport_profile(kind)
         .ok_or_else(|| SimulateError::Other(format!("the catalog has no [[transport]] named {kind:?}")))?;
-    let routing =
-        opts.routing.unwrap_or(match (s.config.transport.as_ref().map(|t| t.routing), p.default_routing.as_str()) {
+    let routing = opts.routing.unwrap_or(
+        match (s.config.transport.as_ref().and_then(|t| t.routing), p.default_routing.as_str()) {
             (Some(RoutingKind::Adaptive), _) => Policy::Adaptive,
             (Some(RoutingKind::Spray), _) => Policy::Spray,
             (Some(RoutingKind::Ecmp), _) => Policy::Ecmp,
             (None, "adaptive") => Policy::Adaptive,
             (None, "spray") => Policy::Spray,
             _ => Policy::Ecmp,
-        });
+        },
+    );
     let mtu = tc.mtu.map_or(p.mtu.0, |m| m.0).max(1);
     let wire = Wire { mtu, header: u64::from(p.header_bytes), alpha: p.alpha };
     let info = TransportInfo {
