@@ -93,3 +93,66 @@ fn help_shows_examples() {
     let o = meshway(&["plan", "--help"]);
     assert!(stdout(&o).contains("meshway plan examples/leaf-spine-1024.toml"));
 }
+
+/// A small simulation scenario written to a temporary directory.
+fn sim_scenario(dir: &std::path::Path) -> PathBuf {
+    let p = dir.join("sim.toml");
+    std::fs::write(
+        &p,
+        "seed = 3\n[fabric]\nkind = \"leaf-spine\"\ngpus = 32\ngpus-per-host = 8\n\
+         [[workload]]\nname = \"ar\"\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"64MiB\"\n\
+         [[workload]]\nname = \"flows\"\nkind = \"flows\"\nfile = \"f.csv\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("f.csv"), "src,dst,bytes,start,deps\ngpu-0,gpu-9,1MiB,0,\ngpu-9,gpu-17,1MiB,0,0\n")
+        .unwrap();
+    p
+}
+
+fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("meshway-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn simulate_prints_tables_json_csv_and_htsim() {
+    let dir = tempdir("sim");
+    let file = sim_scenario(&dir);
+    let f = file.to_str().unwrap();
+    let o = meshway(&["simulate", f]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = stdout(&o);
+    assert!(s.contains("all-reduce 64MiB (ring)") && s.contains("Most congested links"), "{s}");
+    let a = meshway(&["simulate", f, "--json", "--flows"]);
+    let b = meshway(&["simulate", f, "--json", "--flows"]);
+    assert_eq!(a.stdout, b.stdout, "same seed, byte-identical JSON");
+    let v: serde_json::Value = serde_json::from_slice(&a.stdout).expect("valid JSON");
+    assert_eq!(v["workloads"].as_array().unwrap().len(), 2);
+    let msgs = v["workloads"][0]["messages"].as_u64().unwrap() as usize;
+    assert_eq!(v["flows"].as_array().unwrap().len(), msgs + 2, "every message of both workloads");
+    let csv = stdout(&meshway(&["simulate", f, "--csv"]));
+    assert!(csv.starts_with("workload,src,dst,bytes,start_ns,end_ns,fct_ns,failed\n"));
+    assert!(csv.contains("flows,gpu-0,gpu-9,1048576,"));
+    let cm = dir.join("x.cm");
+    let o = meshway(&["simulate", f, "--htsim", cm.to_str().unwrap()]);
+    assert!(o.status.success());
+    let text = std::fs::read_to_string(&cm).unwrap();
+    assert!(text.starts_with("Nodes 32\nConnections "));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn simulate_errors_exit_2_with_the_key() {
+    let dir = tempdir("simerr");
+    let p = dir.join("bad.toml");
+    std::fs::write(&p, "[fabric]\nkind = \"leaf-spine\"\ngpus = 16\n[[workload]]\nkind = \"collective\"\nop = \"all-reduse\"\nsize = \"1MiB\"\n").unwrap();
+    let o = meshway(&["simulate", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("bad.toml:6: `workload[1].op`: unknown op \"all-reduse\""), "{e}");
+    let o = meshway(&["simulate", p.to_str().unwrap(), "--routing", "random"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected ecmp, adaptive or spray"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
