@@ -154,6 +154,9 @@ pub struct TransportProfile {
     pub mtu: Bytes,
     /// Endpoint latency each message pays once.
     pub alpha: Nanos,
+    /// Per-hop switching latency of this transport's switches; replaces the switch models'
+    /// latency in simulations when set.
+    pub hop_latency: Option<Nanos>,
     /// How the transport is made lossless (or why it is not).
     pub lossless: String,
     /// "ecmp", "adaptive" or "spray".

@@ -365,28 +365,61 @@ pub fn build(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after
 }
 
 /// Double binary tree: two heap-shaped trees, the second over the reversed order, so a rank
-/// interior in one is a leaf in the other; each carries half the data up (reduce) and down
-/// (broadcast), pipelined: steady-state flows on every edge plus `2 x depth` latency terms.
+/// interior in one is a leaf in the other; pipelined reduce up and broadcast down, written as
+/// steady-state flows on every edge plus `2 x depth` latency terms. On multi-GPU hosts, as
+/// NCCL does, the trees span hosts: channel `c` uses tree `c mod 2` over the hosts' GPU
+/// `c mod g` (its NIC, so channels spread over the rails) and a chain through the host's
+/// other GPUs over NVLink; each channel carries `1/c` of the data. Otherwise the trees span
+/// the ranks and carry half the data each.
 fn tree(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[MsgId]) -> Built {
-    let n = spec.ranks.len();
-    let half = spec.size.div_ceil(2).max(1);
     let mut last = Vec::new();
     let mut edges = Vec::new();
-    for t in 0..2u32 {
-        let at = |p: usize| if t == 0 { spec.ranks[p] } else { spec.ranks[n - 1 - p] };
-        for p in 1..n {
-            let (child, parent) = (at(p), at((p - 1) / 2));
-            for (a, b) in [(child, parent), (parent, child)] {
-                let mut m = Msg::send(a, b, half);
-                m.channel = t;
-                m.deps = after.to_vec();
-                last.push(prog.push(m));
-                edges.push((a, b, None));
+    let mut send =
+        |prog: &mut Program, a: u32, b: u32, bytes: u64, ch: u32, edges: &mut Vec<(u32, u32, Option<u32>)>| {
+            let mut m = Msg::send(a, b, bytes);
+            m.channel = ch;
+            m.deps = after.to_vec();
+            last.push(prog.push(m));
+            edges.push((a, b, None));
+        };
+    let heap_edges = |order: &[u32], t: u32| -> Vec<(u32, u32)> {
+        let n = order.len();
+        let at = |p: usize| if t == 0 { order[p] } else { order[n - 1 - p] };
+        (1..n).map(|p| (at(p), at((p - 1) / 2))).collect()
+    };
+    let (depth, chain) = match host_groups(&*topo, &spec.ranks) {
+        Some(groups) => {
+            let g = groups[0].len();
+            let c = spec.channels.max(2);
+            let bytes = spec.size.div_ceil(u64::from(c)).max(1);
+            for ch in 0..c {
+                let leaders: Vec<u32> = groups.iter().map(|grp| grp[ch as usize % g]).collect();
+                for (child, parent) in heap_edges(&leaders, ch % 2) {
+                    send(prog, child, parent, bytes, ch, &mut edges);
+                    send(prog, parent, child, bytes, ch, &mut edges);
+                }
+                for grp in &groups {
+                    let chain: Vec<u32> = (0..g).map(|k| grp[(ch as usize + k) % g]).collect();
+                    for w in chain.windows(2) {
+                        send(prog, w[1], w[0], bytes, ch, &mut edges);
+                        send(prog, w[0], w[1], bytes, ch, &mut edges);
+                    }
+                }
             }
+            (usize::BITS - groups.len().leading_zeros() - 1, (g - 1) as u32)
         }
-    }
-    let depth = usize::BITS - n.leading_zeros() - 1; // floor(log2 n)
-    let steps = 2 * depth.max(1);
+        None => {
+            let half = spec.size.div_ceil(2).max(1);
+            for t in 0..2u32 {
+                for (child, parent) in heap_edges(&spec.ranks, t) {
+                    send(prog, child, parent, half, t, &mut edges);
+                    send(prog, parent, child, half, t, &mut edges);
+                }
+            }
+            (usize::BITS - spec.ranks.len().leading_zeros() - 1, 0)
+        }
+    };
+    let steps = 2 * (depth + chain).max(1);
     let lat = max_edge_latency(topo, edges.into_iter(), spec.packet);
     let term = Nanos((spec.alpha.0 + lat.0).saturating_mul(u64::from(steps - 1)));
     Built { done: prog.barrier(last, term), model: Model::Steady, steps }

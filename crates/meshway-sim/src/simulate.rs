@@ -770,7 +770,11 @@ pub fn simulate(
 ) -> Result<SimReport, SimulateError> {
     let seed = opts.seed.or(setup.scenario.config.seed).unwrap_or(1);
     let (tinfo, wire) = transport_info(setup, opts)?;
+    let hop_latency = setup.catalog.transport_profile(&tinfo.kind).and_then(|p| p.hop_latency);
     let mut topo = FabricTopo::new(setup.fabric, setup.catalog, seed);
+    if let Some(lat) = hop_latency {
+        topo = topo.with_hop_latency(lat);
+    }
     let workloads = parse_workloads(setup, &topo, seed)?;
     let failures = parse_failures(setup.scenario, setup.fabric)?;
     let cat = setup.catalog;

@@ -100,6 +100,7 @@ pub struct FabricTopo<'f> {
     live_epoch: u64,
     live: Vec<Option<Box<[u16]>>>,
     seed: u64,
+    per_km: Nanos,
     scratch: Vec<(NodeId, meshway_fabric::LinkId)>,
 }
 
@@ -148,8 +149,26 @@ impl<'f> FabricTopo<'f> {
             live_epoch: u64::MAX,
             live: vec![None; fabric.nodes.len()],
             seed,
+            per_km,
             scratch: Vec::new(),
         }
+    }
+
+    /// Uses `lat` as the switching latency of every network switch (not the NVLink
+    /// switches): a transport's own switches, such as InfiniBand's.
+    pub fn with_hop_latency(mut self, lat: Nanos) -> Self {
+        let f = self.fabric;
+        for (i, l) in f.links.iter().enumerate() {
+            let prop = l.length.propagation(self.per_km);
+            let head = |n: NodeId| if self.is_switch[n.idx()] && !f.is_nvswitch(n) { Some(lat) } else { None };
+            if let Some(h) = head(l.b) {
+                self.arc_latency[2 * i] = prop + h;
+            }
+            if let Some(h) = head(l.a) {
+                self.arc_latency[2 * i + 1] = prop + h;
+            }
+        }
+        self
     }
 
     pub fn node_of(&self, rank: u32) -> NodeId {

@@ -425,3 +425,20 @@ fn json_flow_lists_and_dependencies() {
     assert!(f[1].start_ns.unwrap() >= f[0].end_ns.unwrap(), "the dependent flow starts after its dependency");
     assert_eq!(f[2].start_ns, Some(10_000 + 3_000), "start plus alpha");
 }
+
+#[test]
+fn infiniband_uses_its_headers_alpha_and_switch_latency() {
+    let text =
+        format!("{}\n[[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n", ONE_LEAF.replace("roce", "infiniband"));
+    let r = run_with(&text, &Options::default(), &[("f.csv", "src,dst,bytes\ngpu-0,gpu-1,1MiB\n".into())]).unwrap();
+    assert_eq!(r.transport.routing, Policy::Adaptive, "InfiniBand routes adaptively by default");
+    let cat = Catalog::builtin();
+    let ib = cat.transport_profile("infiniband").unwrap();
+    let prop = cat.cable_lengths.host_leaf.propagation(cat.constants.fiber_delay_per_km);
+    let payload = 1u64 << 20;
+    let wire = payload + payload.div_ceil(4096) * 26;
+    let fluid = (wire * 8 * 1_000_000_000).div_ceil(400_000_000_000);
+    let last_packet = ((4096 + 26) * 8 * 1_000_000_000u64).div_ceil(400_000_000_000);
+    let expected = ib.alpha.0 + fluid + 2 * prop.0 + ib.hop_latency.unwrap().0 + last_packet;
+    assert_eq!(r.workloads[0].time_ns, Some(expected));
+}
