@@ -1148,3 +1148,83 @@ pub fn gbytes(gbps: f64) -> f64 {
 pub fn rate(bps: u64) -> BitsPerSec {
     BitsPerSec(bps)
 }
+
+/// The scenario's workloads as phases of (src rank, dst rank, bytes) flows, for running them
+/// as real traffic: traffic patterns are one phase; a ring all-reduce collective is its
+/// 2(n-1) steps of S/n each (one channel); other kinds are refused with a message.
+pub type Phases = Vec<Vec<(u32, u32, u64)>>;
+
+pub fn workload_flows(setup: &Setup<'_>) -> Result<Vec<(String, Phases)>, SimulateError> {
+    let seed = setup.scenario.config.seed.unwrap_or(1);
+    let topo = FabricTopo::new(setup.fabric, setup.catalog, seed);
+    let mut out = Vec::new();
+    for w in parse_workloads(setup, &topo, seed)? {
+        let phases = match &w.kind {
+            Kind::Flows { flows } => {
+                if flows.iter().any(|f| !f.deps.is_empty() || f.start.0 > 0) {
+                    return Err(SimulateError::Other(format!(
+                        "workload {:?}: flows with dependencies or start times are not run by the testbed",
+                        w.name
+                    )));
+                }
+                vec![flows.iter().map(|f| (f.src, f.dst, f.bytes)).collect()]
+            }
+            Kind::Collective { spec, sweep: None } if spec.op == Op::AllReduce && spec.algo == Algo::Ring => {
+                let n = spec.ranks.len();
+                let chunk = spec.size.div_ceil(n as u64).max(1);
+                (0..2 * (n - 1))
+                    .map(|_| (0..n).map(|i| (spec.ranks[i], spec.ranks[(i + 1) % n], chunk)).collect())
+                    .collect()
+            }
+            _ => {
+                return Err(SimulateError::Other(format!(
+                    "workload {:?} ({}): the testbed runs traffic patterns and ring all-reduce collectives",
+                    w.name, w.kind_name
+                )))
+            }
+        };
+        out.push((w.name.clone(), phases));
+    }
+    Ok(out)
+}
+
+/// A flow on a given path (arcs), for replaying measured runs.
+#[derive(Debug, Clone)]
+pub struct FixedFlow {
+    pub src: u32,
+    pub dst: u32,
+    pub bytes: u64,
+    /// Phases run one after another; within a phase flows start at `start` after the phase
+    /// begins.
+    pub phase: u32,
+    pub start: Nanos,
+    pub arcs: Vec<u32>,
+}
+
+/// Predicted completion time (ns, from each flow's own start) of `flows` on `fabric` with
+/// the given paths and wire. Each phase starts when the previous one has completed.
+pub fn simulate_fixed(fabric: &Fabric, cat: &Catalog, flows: &[FixedFlow], wire: Wire) -> Result<Vec<u64>, SimError> {
+    use crate::engine::{FlowId, FlowSpec, LinkId};
+    let topo = FabricTopo::new(fabric, cat, 1);
+    let mut sim = crate::Simulation::new(topo.network());
+    let phases = flows.iter().map(|f| f.phase).max().map_or(0, |p| p + 1);
+    let mut ids = vec![FlowId(0); flows.len()];
+    let mut gate: Option<FlowId> = None;
+    for ph in 0..phases {
+        let mut this = Vec::new();
+        for (i, f) in flows.iter().enumerate().filter(|(_, f)| f.phase == ph) {
+            let path: Vec<LinkId> = f.arcs.iter().map(|&a| LinkId(a)).collect();
+            let size = Bytes(wire.wire_bytes(f.bytes));
+            let spec = match gate {
+                None => FlowSpec::new(path, size, SimTime(f.start.0 + wire.alpha.0)),
+                Some(g) => FlowSpec::new(path, size, SimTime(0)).after(vec![g], f.start + wire.alpha),
+            };
+            let id = sim.add_flow(spec.last_packet(Bytes(wire.mtu + wire.header)))?;
+            ids[i] = id;
+            this.push(id);
+        }
+        gate = Some(sim.add_flow(FlowSpec::new(Vec::new(), Bytes(0), SimTime(0)).after(this, Nanos::ZERO))?);
+    }
+    let r = sim.run()?;
+    Ok(ids.iter().map(|id| r.flows[id.index()].duration().map_or(u64::MAX, |d| d.0)).collect())
+}

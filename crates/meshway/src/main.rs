@@ -10,6 +10,7 @@ use std::process::ExitCode;
 mod demo;
 mod infer;
 mod simulate;
+mod testbed;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -68,6 +69,16 @@ of failure. Every default number comes from catalog/default.toml with its source
         files: Vec<PathBuf>,
         #[command(flatten)]
         common: Common,
+    },
+    /// Emulate the fabric with network namespaces, run its workloads as TCP, compare with
+    /// the simulator (root only).
+    #[command(after_help = testbed::HELP)]
+    Testbed {
+        #[command(subcommand)]
+        cmd: testbed::Cmd,
+        /// A catalog file whose entries replace or add to the built-in catalog.
+        #[arg(long, value_name = "FILE", global = true)]
+        catalog: Option<PathBuf>,
     },
     /// Run the scenario's workloads (collectives, traffic, training steps) on its fabric.
     #[command(after_help = simulate::HELP)]
@@ -134,6 +145,22 @@ fn run(cli: Cli) -> Result<()> {
                 emit(&json(&serde_json::json!({ "fabrics": rs, "rows": rows }))?)
             } else {
                 emit(&meshway_report::compare_text(&rs))
+            }
+        }
+        Command::Testbed { cmd, catalog } => {
+            let cat = load_catalog(&catalog)?;
+            match cmd {
+                testbed::Cmd::Up { file, scale, opts } => emit(&testbed::up(&file, &scale, &opts, &cat)?),
+                testbed::Cmd::Down { opts } => emit(&testbed::down(&opts)?),
+                testbed::Cmd::Run { file, json: as_json, opts } => {
+                    let (st, flows) = testbed::run(&file, &opts, &cat)?;
+                    emit(&if as_json { json(&flows)? } else { testbed::flows_text(&flows, &st) })
+                }
+                testbed::Cmd::Verify { file, json: as_json, opts } => {
+                    let rows = testbed::verify(&file, &opts, &cat)?;
+                    emit(&if as_json { json(&rows)? } else { testbed::compared_text(&rows) })
+                }
+                testbed::Cmd::Flow { recv, send, bytes } => emit(&testbed::flow_worker(recv, send, bytes)?),
             }
         }
         Command::Simulate(args) => {

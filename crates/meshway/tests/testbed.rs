@@ -1,0 +1,220 @@
+//! The testbed on a real kernel: 2 leaves, 2 spines, 4 hosts in network namespaces this test
+//! creates and always removes. Needs root (CI runs as root); elsewhere the tests are skipped
+//! with a message, unless CI=true, when a missing root is a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+/// Measurements must not overlap: one testbed at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_meshway")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(exe()).args(args).output().expect("run meshway")
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+/// Whether to run: root here, or a failure when CI demands it.
+fn need_root(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{test}: CI must run the testbed tests as root");
+    eprintln!("skipping {test}: needs root for network namespaces");
+    false
+}
+
+const FABRIC: &str =
+    "[fabric]\nkind = \"leaf-spine\"\ngpus = 4\ngpus-per-host = 1\nleaf-radix = 4\nspine-radix = 4\nspines = 2\n";
+
+/// A testbed that is torn down when dropped, also when the test fails.
+struct Bed {
+    dir: PathBuf,
+    prefix: String,
+    state: PathBuf,
+}
+
+impl Bed {
+    fn new(tag: &str, workloads: &str, files: &[(&str, &str)]) -> Bed {
+        let prefix = format!("t{}{tag}", std::process::id() % 1000);
+        let dir = std::env::temp_dir().join(format!("meshway-testbed-{prefix}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("s.toml"), format!("seed = 5\n{FABRIC}{workloads}")).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let state = dir.join("state.json");
+        let bed = Bed { dir, prefix, state };
+        let o =
+            run(&["testbed", "up", bed.file(), "--scale", "1:1000", "--prefix", &bed.prefix, "--state", bed.state()]);
+        assert!(o.status.success(), "up: {}", String::from_utf8_lossy(&o.stderr));
+        bed
+    }
+    fn file(&self) -> &str {
+        self.dir.join("s.toml").leak_str()
+    }
+    fn state(&self) -> &str {
+        self.state.to_str().unwrap()
+    }
+    fn cmd(&self, verb: &str, json: bool) -> serde_json::Value {
+        let mut args = vec!["testbed", verb, self.file(), "--prefix", &self.prefix, "--state", self.state()];
+        if json {
+            args.push("--json");
+        }
+        let o = run(&args);
+        assert!(o.status.success(), "{verb}: {}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("valid JSON")
+    }
+}
+
+trait Leak {
+    fn leak_str(self) -> &'static str;
+}
+impl Leak for PathBuf {
+    fn leak_str(self) -> &'static str {
+        Box::leak(self.into_os_string().into_string().unwrap().into_boxed_str())
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        let _ = run(&["testbed", "down", "--prefix", &self.prefix, "--state", self.state()]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn leftovers(prefix: &str) -> Vec<String> {
+    let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let links = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+    let mut v: Vec<String> = String::from_utf8_lossy(&ns.stdout)
+        .lines()
+        .filter(|l| l.starts_with(&format!("{prefix}-")))
+        .map(str::to_string)
+        .collect();
+    v.extend(
+        String::from_utf8_lossy(&links.stdout)
+            .lines()
+            .filter(|l| l.split(':').nth(1).is_some_and(|n| n.trim().starts_with(prefix)))
+            .map(str::to_string),
+    );
+    v
+}
+
+/// Payload rate of one TCP flow through a 400 Mbit/s tbf: 1448 of every 1514 bytes.
+const PAYLOAD_MBPS: f64 = 400.0 * 1448.0 / 1514.0;
+
+fn mbps(flow: &serde_json::Value) -> f64 {
+    let bytes = flow["bytes"].as_f64().unwrap();
+    let us = (flow["end_us"].as_u64().unwrap() - flow["start_us"].as_u64().unwrap()) as f64;
+    bytes * 8.0 / us
+}
+
+#[test]
+fn one_flow_reaches_the_scaled_rate_and_two_flows_share_a_link() {
+    if !need_root("one_flow") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = "[[workload]]\nkind = \"flows\"\nfile = \"one.csv\"\n";
+    let bed = Bed::new("a", w, &[("one.csv", "src,dst,bytes\ngpu-0,gpu-3,16MiB\n")]);
+    let flows = bed.cmd("run", true);
+    let rate = mbps(&flows[0]);
+    assert!((rate - PAYLOAD_MBPS).abs() / PAYLOAD_MBPS < 0.05, "one flow: {rate:.1} Mbit/s vs {PAYLOAD_MBPS:.1}");
+    drop(bed);
+    // Two flows into gpu-1 share its leaf's downlink: half each.
+    let w = "[[workload]]\nkind = \"flows\"\nfile = \"two.csv\"\n";
+    let bed = Bed::new("b", w, &[("two.csv", "src,dst,bytes\ngpu-0,gpu-1,16MiB\ngpu-2,gpu-1,16MiB\n")]);
+    let flows = bed.cmd("run", true);
+    for f in flows.as_array().unwrap() {
+        let rate = mbps(f);
+        assert!((rate - PAYLOAD_MBPS / 2.0).abs() / (PAYLOAD_MBPS / 2.0) < 0.10, "shared: {rate:.1} Mbit/s");
+    }
+}
+
+#[test]
+fn an_incast_shares_fairly_and_a_permutation_matches_the_prediction() {
+    if !need_root("incast") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = "[[workload]]\nname = \"incast\"\nkind = \"incast\"\nsize = \"8MiB\"\nsenders = 3\n\
+             [[workload]]\nname = \"perm\"\nkind = \"permutation\"\nsize = \"16MiB\"\n";
+    let bed = Bed::new("c", w, &[]);
+    let rows = bed.cmd("verify", true);
+    let rows = rows.as_array().unwrap();
+    let incast: Vec<&serde_json::Value> = rows.iter().filter(|r| r["workload"] == "incast").collect();
+    assert_eq!(incast.len(), 3);
+    // Jain's fairness index of the three throughputs (1 = perfectly fair, 1/3 = one takes all).
+    let x: Vec<f64> =
+        incast.iter().map(|r| r["bytes"].as_f64().unwrap() / r["measured_us"].as_f64().unwrap()).collect();
+    let jain = x.iter().sum::<f64>().powi(2) / (3.0 * x.iter().map(|v| v * v).sum::<f64>());
+    assert!(jain > 0.95, "incast throughputs {x:?}: Jain index {jain:.3}");
+    for r in rows.iter().filter(|r| r["workload"] == "perm") {
+        let e = r["error"].as_f64().unwrap();
+        assert!(e.abs() < 0.15, "permutation flow {} -> {}: {:+.1}% off the prediction", r["src"], r["dst"], e * 100.0);
+        // The path is the kernel's ECMP choice: 2 links inside a leaf, 4 across the spines.
+        let hops = r["path"].as_array().unwrap().len();
+        assert!(hops == 3 || hops == 5, "{:?}", r["path"]);
+    }
+}
+
+#[test]
+fn teardown_leaves_nothing_even_after_a_failed_up() {
+    if !need_root("teardown") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let bed = Bed::new("d", "[[workload]]\nkind = \"permutation\"\nsize = \"1MiB\"\n", &[]);
+    let prefix = bed.prefix.clone();
+    assert!(!leftovers(&prefix).is_empty(), "up created namespaces");
+    // A second `up` on the same state fails and changes nothing.
+    let o = run(&["testbed", "up", bed.file(), "--prefix", &prefix, "--state", bed.state()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already up"));
+    // Simulate a crash: lose the state file, then `down` sweeps by prefix; twice is fine.
+    std::fs::remove_file(&bed.state).unwrap();
+    // A stray veth in the root namespace, as an interrupted `up` could leave.
+    let stray = format!("{prefix}99a");
+    let _ = Command::new("ip")
+        .args(["link", "add", &stray, "type", "veth", "peer", "name", &format!("{prefix}99b")])
+        .status();
+    for _ in 0..2 {
+        let o = run(&["testbed", "down", "--prefix", &prefix, "--state", bed.state()]);
+        assert!(o.status.success());
+    }
+    assert_eq!(leftovers(&prefix), Vec::<String>::new());
+    drop(bed);
+}
+
+#[test]
+fn too_big_fabrics_and_bad_scales_are_refused() {
+    let dir = std::env::temp_dir().join(format!("meshway-testbed-big-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = dir.join("big.toml");
+    std::fs::write(&f, "[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\ngpus-per-host = 8\n").unwrap();
+    let st = dir.join("st.json");
+    let o = run(&["testbed", "up", f.to_str().unwrap(), "--prefix", "tbig", "--state", st.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("fabric too big for a testbed") && e.contains("limit is 128 namespaces"), "{e}");
+    let o = run(&[
+        "testbed",
+        "up",
+        f.to_str().unwrap(),
+        "--scale",
+        "1000",
+        "--prefix",
+        "tbig",
+        "--state",
+        st.to_str().unwrap(),
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--scale: expected \"1:N\""));
+    let _ = std::fs::remove_dir_all(Path::new(&dir));
+}
