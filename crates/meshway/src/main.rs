@@ -158,7 +158,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 testbed::Cmd::Verify { file, json: as_json, opts } => {
                     let rows = testbed::verify(&file, &opts, &cat)?;
-                    emit(&if as_json { json(&rows)? } else { testbed::compared_text(&rows) })
+                    let doc = serde_json::json!({ "flows": rows, "workloads": testbed::per_workload(&rows) });
+                    emit(&if as_json { json(&doc)? } else { testbed::compared_text(&rows) })
                 }
                 testbed::Cmd::Flow { recv, send, bytes } => emit(&testbed::flow_worker(recv, send, bytes)?),
             }
