@@ -61,6 +61,8 @@ pub struct FlowLine {
 
 #[derive(Debug, Clone)]
 struct Workload {
+    /// Position among the [[workload]] tables, for messages.
+    nth: usize,
     name: String,
     kind_name: String,
     start: Option<Nanos>,
@@ -501,7 +503,7 @@ fn parse_workloads(setup: &Setup<'_>, topo: &FabricTopo<'_>, seed: u64) -> Resul
                 ))
             }
         };
-        out.push(Workload { name, kind_name: kind.to_string(), start, kind: kind_v });
+        out.push(Workload { nth, name, kind_name: kind.to_string(), start, kind: kind_v });
     }
     if out.is_empty() {
         return Err(FabricError::Invalid {
@@ -716,6 +718,7 @@ fn write_workload(
     after: &[MsgId],
     cfg: &ExecConfig,
     size_override: Option<u64>,
+    scn_file: &str,
 ) -> Result<(MsgId, Option<collective::Built>), SimulateError> {
     let wire = &cfg.wire;
     prog.tag(w.name.clone());
@@ -740,7 +743,9 @@ fn write_workload(
             } else {
                 after.clone()
             };
-            let built = collective::build(prog, topo, &spec, &gate).map_err(SimulateError::Other)?;
+            let built = collective::build(prog, topo, &spec, &gate).map_err(|e| {
+                SimulateError::Other(format!("{}workload[{}] ({:?}): {e}", scn_file, w.nth + 1, w.name))
+            })?;
             let _ = first;
             Ok((built.done, Some(built)))
         }
@@ -756,7 +761,9 @@ fn write_workload(
             Ok((prog.barrier(ids, Nanos::ZERO), None))
         }
         Kind::Training(spec) => {
-            let done = training::write(prog, topo, spec, &after, cfg).map_err(SimulateError::Other)?;
+            let done = training::write(prog, topo, spec, &after, cfg).map_err(|e| {
+                SimulateError::Other(format!("{}workload[{}] ({:?}): {e}", scn_file, w.nth + 1, w.name))
+            })?;
             Ok((done, None))
         }
     }
@@ -778,6 +785,7 @@ pub fn simulate(
     let workloads = parse_workloads(setup, &topo, seed)?;
     let failures = parse_failures(setup.scenario, setup.fabric)?;
     let cat = setup.catalog;
+    let file_prefix = format!("{}: ", setup.scenario.file);
     let cfg = ExecConfig {
         policy: tinfo.routing,
         wire,
@@ -796,7 +804,7 @@ pub fn simulate(
             let mut size = *from;
             while size <= *to {
                 let mut prog = Program::new();
-                let (done, built) = write_workload(&mut prog, &mut topo, w, &[], &cfg, Some(size))?;
+                let (done, built) = write_workload(&mut prog, &mut topo, w, &[], &cfg, Some(size), &file_prefix)?;
                 let ex = execute(&prog, &mut topo, &cfg, &failures, &mut |_, _| {})?;
                 let t = ex.msgs[done as usize].end.map_or(0, |e| e.0);
                 let secs = t as f64 / 1e9;
@@ -832,7 +840,7 @@ pub fn simulate(
         let mut prev: Vec<MsgId> = Vec::new();
         for w in &main {
             let first = prog.msgs.len();
-            let (done, built) = write_workload(&mut prog, topo, w, &prev, &cfg, None)?;
+            let (done, built) = write_workload(&mut prog, topo, w, &prev, &cfg, None, &file_prefix)?;
             spans.push((first, prog.msgs.len(), done, built));
             prev = vec![done];
         }
