@@ -54,6 +54,7 @@ pub mod collective;
 mod engine;
 mod error;
 pub mod exec;
+pub mod multisite;
 pub mod program;
 mod queue;
 mod result;

@@ -47,6 +47,9 @@ pub struct TrainSpec {
     pub grad_bytes: u64,
     pub channels: u32,
     pub steps_limit: u64,
+    /// Site of each rank: when set, a DP group spanning sites all-reduces hierarchically by
+    /// site ([`crate::multisite::site_all_reduce`]) instead of with one flat ring.
+    pub site_of_rank: Option<Vec<u32>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,6 +250,7 @@ pub fn parse(t: &toml::Table, c: &Ctx<'_>, topo: &FabricTopo<'_>, cat: &Catalog)
         grad_bytes: int(t, c, "grad-bytes")?.unwrap_or(2),
         channels: int(t, c, "channels")?.unwrap_or(u64::from(cat.simulation.channels)) as u32,
         steps_limit: cat.simulation.steps_flow_limit,
+        site_of_rank: None,
     })
 }
 
@@ -388,7 +392,10 @@ pub fn write(
                     alpha: cfg.wire.alpha,
                     packet: cfg.wire.mtu + cfg.wire.header,
                 };
-                let b = collective::build(prog, topo, &spec, &[gate])?;
+                let b = match &s.site_of_rank {
+                    Some(sites) => crate::multisite::site_all_reduce(prog, topo, &spec, sites, &[gate])?,
+                    None => collective::build(prog, topo, &spec, &[gate])?,
+                };
                 step_ends.push(b.done);
             }
         }

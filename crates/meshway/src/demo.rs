@@ -22,6 +22,7 @@ pub struct Demo {
     pub simulated: Vec<DemoSim>,
     pub verdict: Vec<String>,
     pub inference: crate::infer::DemoInference,
+    pub multisite_training: meshway_sim::multisite::Summary,
 }
 
 /// Simulated collectives on one demo fabric.
@@ -93,7 +94,14 @@ pub fn run(cat: &Catalog) -> Result<Demo> {
             ));
         }
     }
-    Ok(Demo { fabrics, rows, simulated, verdict, inference: crate::infer::demo(cat)? })
+    Ok(Demo {
+        fabrics,
+        rows,
+        simulated,
+        verdict,
+        inference: crate::infer::demo(cat)?,
+        multisite_training: crate::multisite::demo(cat)?,
+    })
 }
 
 /// Sentences drawn from the reports (never canned numbers).
@@ -172,6 +180,7 @@ pub fn text(d: &Demo) -> String {
         o.push('\n');
     }
     o.push_str(&crate::infer::demo_text(&d.inference));
+    o.push_str(&crate::multisite::demo_text(&d.multisite_training));
     o.push_str("\nDetails: meshway plan examples/<name>.toml; machine-readable: meshway demo --json\n");
     o
 }

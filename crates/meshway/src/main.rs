@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 mod demo;
 mod infer;
+mod multisite;
 mod simulate;
 mod testbed;
 
@@ -19,7 +20,8 @@ Examples:
   meshway plan examples/two-site-100km.toml --json
   meshway compare examples/three-tier-1024.toml examples/leaf-spine-1024.toml
   meshway plan my.toml --catalog my-parts.toml   use your own switch models and prices
-  meshway place examples/inference-edge-vs-central.toml   GPUs per site for inference latency";
+  meshway place examples/inference-edge-vs-central.toml   GPUs per site for inference latency
+  meshway multisite examples/two-site-training.toml       training over two sites vs distance";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -98,6 +100,10 @@ of failure. Every default number comes from catalog/default.toml with its source
     /// Choose GPUs per site so every region meets its latency objective at least cost.
     #[command(after_help = infer::PLACE_HELP)]
     Place(infer::PlaceArgs),
+    /// A training job over sites joined by DCI: step against distance and DCI capacity,
+    /// break-even distance of cross-site data parallelism, lossless headroom per span.
+    #[command(after_help = multisite::HELP)]
+    Multisite(multisite::Args),
 }
 
 fn load_catalog(path: &Option<PathBuf>) -> Result<Catalog> {
@@ -175,6 +181,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Infer(a) => infer::run_infer(a),
         Command::Place(a) => infer::run_place(a),
+        Command::Multisite(a) => {
+            let cat = load_catalog(&a.catalog)?;
+            emit(&multisite::run(&a, &cat)?)
+        }
     }
 }
 

@@ -1,0 +1,739 @@
+//! Multi-site training: a job spread over sites joined by DCI links.
+//!
+//! - **Site-hierarchical all-reduce** ([`site_all_reduce`]): with `g` ranks at each of `k`
+//!   sites, (1) each site reduce-scatters the buffer over its own fabric (NCCL ring, `g - 1`
+//!   steps of `S / g`); (2) rank `j` of every site all-reduces shard `j` (`S / g` bytes)
+//!   with rank `j` of the other sites over the DCI (ring of `k`, `2 (k - 1)` steps); (3) each
+//!   site all-gathers the buffer. Only phase 2 crosses the DCI: `S (k - 1) / k` bytes leave
+//!   each site each way instead of a flat ring's `2 S (n - 1) / n` per ring crossing, and the
+//!   dependency chain crosses the DCI `2 (k - 1)` times. With two sites the chain crosses it
+//!   exactly twice, so a site pair `d` km apart adds exactly one round trip
+//!   (`2 x d x fiber-delay-per-km`) to the all-reduce.
+//! - **Analysis** ([`analyze`]): the scenario's training (or all-reduce) workload is run
+//!   with the DCI spans set to each distance of a sweep and to each wavelength count of a
+//!   capacity sweep (the fabric is rebuilt each time; a span longer than its optic reaches
+//!   gets the cheapest coherent optic of the same rate that reaches, else the cheapest that
+//!   reaches), against the same job on one site of the same family holding every GPU. The
+//!   break-even distance, where the cross-site cost `(step - one-site step) / step` first
+//!   exceeds a budget, is found by bisection over distance (the cost only grows with
+//!   distance). The planner's lossless headroom check is reported for every span at every
+//!   distance of the sweep.
+
+use crate::collective::{self, Algo, Built, CollSpec, Model, Op};
+use crate::exec::{execute, ExecConfig, Policy, Wire};
+use crate::program::{MsgId, Program};
+use crate::simulate::SimulateError;
+use crate::topo::{FabricTopo, Topology};
+use crate::training::{self, TrainSpec};
+use meshway_fabric::catalog::OpticClass;
+use meshway_fabric::config::{RoutingKind, TransportKind};
+use meshway_fabric::scenario::Ctx;
+use meshway_fabric::{Catalog, Fabric, FabricError, LinkClass, Scenario};
+use meshway_units::{Bytes, Meters, Nanos};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Groups `ranks` by their site (`site_of_rank[rank]`), sites in order of first appearance,
+/// ranks in their given order.
+pub fn site_groups(site_of_rank: &[u32], ranks: &[u32]) -> Vec<Vec<u32>> {
+    let mut order: Vec<u32> = Vec::new();
+    let mut groups: Vec<Vec<u32>> = Vec::new();
+    for &r in ranks {
+        let s = site_of_rank.get(r as usize).copied().unwrap_or(0);
+        match order.iter().position(|&x| x == s) {
+            Some(i) => groups[i].push(r),
+            None => {
+                order.push(s);
+                groups.push(vec![r]);
+            }
+        }
+    }
+    groups
+}
+
+/// An all-reduce of `spec` (its op must be all-reduce), hierarchical by site: intra-site
+/// reduce-scatter, cross-site all-reduce of each shard, intra-site all-gather (module docs).
+/// Ranks all at one site fall back to `spec` as given.
+pub fn site_all_reduce(
+    prog: &mut Program,
+    topo: &mut dyn Topology,
+    spec: &CollSpec,
+    site_of_rank: &[u32],
+    after: &[MsgId],
+) -> Result<Built, String> {
+    if spec.op != Op::AllReduce {
+        return Err(format!("a site-hierarchical collective must be an all-reduce, got {}", spec.op.name()));
+    }
+    let groups = site_groups(site_of_rank, &spec.ranks);
+    if groups.len() < 2 {
+        return collective::build(prog, topo, spec, after);
+    }
+    let g = groups[0].len();
+    if let Some(bad) = groups.iter().find(|x| x.len() != g) {
+        return Err(format!(
+            "a site-hierarchical all-reduce needs the same number of ranks at every site, got {} and {}",
+            g,
+            bad.len()
+        ));
+    }
+    let sub = |op: Op, size: u64, ranks: Vec<u32>| CollSpec { op, algo: Algo::Ring, size, ranks, ..spec.clone() };
+    let mut steady = false;
+    let mut steps = 0u32;
+    // Phase 1: every site reduce-scatters the whole buffer over its own fabric.
+    let gate1 = if g > 1 {
+        let mut dones = Vec::with_capacity(groups.len());
+        for grp in &groups {
+            let b = collective::build(prog, topo, &sub(Op::ReduceScatter, spec.size, grp.clone()), after)?;
+            steady |= b.model != Model::Steps;
+            steps = b.steps;
+            dones.push(b.done);
+        }
+        vec![prog.barrier(dones, Nanos::ZERO)]
+    } else {
+        after.to_vec()
+    };
+    // Phase 2: rank j of every site all-reduces shard j across the sites.
+    let shard = spec.size.div_ceil(g as u64).max(1);
+    let mut dones = Vec::with_capacity(g);
+    let mut steps2 = 0;
+    for j in 0..g {
+        let members: Vec<u32> = groups.iter().map(|grp| grp[j]).collect();
+        let b = collective::build(prog, topo, &sub(Op::AllReduce, shard, members), &gate1)?;
+        steady |= b.model != Model::Steps;
+        steps2 = b.steps;
+        dones.push(b.done);
+    }
+    let gate2 = prog.barrier(dones, Nanos::ZERO);
+    // Phase 3: every site all-gathers the buffer.
+    let done = if g > 1 {
+        let mut dones = Vec::with_capacity(groups.len());
+        for grp in &groups {
+            let b = collective::build(prog, topo, &sub(Op::AllGather, spec.size, grp.clone()), &[gate2])?;
+            steady |= b.model != Model::Steps;
+            dones.push(b.done);
+        }
+        prog.barrier(dones, Nanos::ZERO)
+    } else {
+        gate2
+    };
+    Ok(Built { done, model: if steady { Model::Steady } else { Model::Steps }, steps: 2 * steps + steps2 })
+}
+
+/// What `analyze` sweeps and searches.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// DCI distances of the sweep (every span is set to each).
+    pub distances: Vec<Meters>,
+    /// Wavelength counts of the capacity sweep (every span is set to each).
+    pub wavelengths: Vec<u32>,
+    /// Share of the step cross-site DP may cost (0.1 = 10%).
+    pub budget: f64,
+    /// Resolution of the break-even search.
+    pub resolution: Meters,
+    /// Farthest distance the break-even search tries (capped by the catalog's longest
+    /// coherent reach).
+    pub max_distance: Meters,
+    pub seed: Option<u64>,
+    /// Completion batching tolerance (default: the catalog's).
+    pub tolerance: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SiteInfo {
+    pub name: String,
+    pub gpus: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SpanInfo {
+    pub a: String,
+    pub b: String,
+    pub distance_m: u64,
+    pub optic: String,
+    pub wavelengths: u32,
+    pub capacity_bps: u64,
+}
+
+/// The planner's lossless headroom check of one DCI span.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpanHeadroom {
+    pub span: String,
+    pub per_port_bytes: u64,
+    pub switch_total_bytes: u64,
+    pub buffer_bytes: u64,
+    pub feasible: bool,
+}
+
+/// The job at one DCI distance.
+#[derive(Debug, Clone, Serialize)]
+pub struct DistanceRow {
+    pub distance_m: u64,
+    /// Optic per span (changes when a span outgrows the configured optic's reach).
+    pub optics: Vec<String>,
+    /// Fibre round trip of one span at this distance.
+    pub dci_rtt_ns: u64,
+    /// Site-hierarchical DP all-reduce.
+    pub step_ns: u64,
+    /// Flat ring DP all-reduce across sites.
+    pub flat_step_ns: u64,
+    /// (step - one-site step) / step.
+    pub cross_site_share: f64,
+    pub headroom: Vec<SpanHeadroom>,
+}
+
+/// The job at one DCI capacity (at the scenario's distances).
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityRow {
+    pub wavelengths: u32,
+    /// Capacity of one span.
+    pub dci_bps: u64,
+    pub step_ns: u64,
+    pub flat_step_ns: u64,
+    pub cross_site_share: f64,
+}
+
+/// Where cross-site DP first costs more than the budget.
+#[derive(Debug, Clone, Serialize)]
+pub struct BreakEven {
+    pub budget: f64,
+    /// "within": between `below_m` and `distance_m`; "at-zero": over budget even at 0 km;
+    /// "beyond": within budget up to `below_m` (the search limit).
+    pub outcome: String,
+    /// First distance (at the search resolution) over budget.
+    pub distance_m: Option<u64>,
+    pub share_at_distance: Option<f64>,
+    /// Last distance within budget.
+    pub below_m: Option<u64>,
+    pub share_below: Option<f64>,
+    pub resolution_m: u64,
+    pub evaluations: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub sites: Vec<SiteInfo>,
+    pub spans: Vec<SpanInfo>,
+    pub workload: String,
+    pub kind: String,
+    /// What the job is ("training tp 8 x pp 2 x dp 8, 8 micro-batches", "all-reduce 1GiB").
+    pub job: String,
+    pub gpus: usize,
+    pub transport: String,
+    pub routing: Policy,
+    /// The same job on one site of the first site's family holding every GPU.
+    pub one_site_step_ns: u64,
+    /// At the scenario's own distances and capacities.
+    pub step_ns: u64,
+    pub flat_step_ns: u64,
+    pub cross_site_share: f64,
+    pub by_distance: Vec<DistanceRow>,
+    pub by_capacity: Vec<CapacityRow>,
+    /// Break-even with the site-hierarchical DP all-reduce.
+    pub break_even: BreakEven,
+    /// Break-even with a flat ring across sites.
+    pub flat_break_even: BreakEven,
+}
+
+/// The job to run, from the scenario's workload table.
+#[derive(Debug, Clone)]
+enum Job {
+    Training(Box<TrainSpec>),
+    AllReduce { size: u64, channels: u32 },
+}
+
+struct Runner<'a> {
+    scenario: &'a Scenario,
+    catalog: &'a Catalog,
+    /// Index of the workload table.
+    nth: usize,
+    cfg: ExecConfig,
+    seed: u64,
+}
+
+fn ctx<'a>(s: &'a Scenario, nth: usize) -> Ctx<'a> {
+    Ctx::new(&s.file, &s.text, "workload", nth, &format!("workload[{}]", nth + 1))
+}
+
+impl Runner<'_> {
+    /// Parses the workload against `topo` (its GPU count).
+    fn job(&self, s: &Scenario, topo: &FabricTopo<'_>) -> Result<Job, FabricError> {
+        let t = &s.config.workload[self.nth];
+        let c = ctx(s, self.nth);
+        match t.get("kind").and_then(|v| v.as_str()) {
+            Some("training") => Ok(Job::Training(Box::new(training::parse(t, &c, topo, self.catalog)?))),
+            _ => {
+                for k in t.keys() {
+                    if !["kind", "name", "op", "algorithm", "size", "channels"].contains(&k.as_str()) {
+                        return Err(c.invalid(
+                            k,
+                            "multisite reads kind, name, op, algorithm, size and channels of an all-reduce",
+                        ));
+                    }
+                }
+                let size = match t.get("size") {
+                    Some(toml::Value::String(x)) => x
+                        .parse::<Bytes>()
+                        .map_err(|e| c.invalid("size", format!("expected a size like \"1GiB\": {e}")))?,
+                    _ => return Err(c.invalid("size", "missing: expected a size like \"1GiB\"")),
+                };
+                if size.0 == 0 {
+                    return Err(c.invalid("size", "must be positive"));
+                }
+                let channels = match t.get("channels") {
+                    None => self.catalog.simulation.channels,
+                    Some(toml::Value::Integer(i)) if (1..=64).contains(i) => *i as u32,
+                    Some(v) => return Err(c.invalid("channels", format!("expected 1 to 64, got {v}"))),
+                };
+                Ok(Job::AllReduce { size: size.0, channels })
+            }
+        }
+    }
+
+    fn describe(&self) -> Result<(String, String), SimulateError> {
+        let f = self.scenario.build(self.catalog)?;
+        let topo = FabricTopo::new(&f, self.catalog, self.seed);
+        Ok(match self.job(self.scenario, &topo)? {
+            Job::Training(t) => (
+                "training".into(),
+                format!(
+                    "training tp {} x pp {} x dp {}, {} micro-batches of {} x {} tokens",
+                    t.tp,
+                    t.pp,
+                    t.dp,
+                    t.micro_batches(),
+                    t.micro_batch,
+                    t.sequence
+                ),
+            ),
+            Job::AllReduce { size, .. } => ("all-reduce".into(), format!("all-reduce {} over every GPU", Bytes(size))),
+        })
+    }
+
+    /// Runs the job on `s`'s fabric; `hier` uses the site-hierarchical DP all-reduce.
+    fn run_built(&self, s: &Scenario, f: &Fabric, hier: bool) -> Result<u64, SimulateError> {
+        let mut topo = FabricTopo::new(f, self.catalog, self.seed);
+        let sites: Vec<u32> = (0..topo.ranks() as u32).map(|r| u32::from(f.node(topo.node_of(r)).site)).collect();
+        let job = self.job(s, &topo)?;
+        let mut prog = Program::new();
+        prog.tag(s.name.clone());
+        let done = match job {
+            Job::Training(mut t) => {
+                t.site_of_rank = hier.then_some(sites);
+                training::write(&mut prog, &mut topo, &t, &[], &self.cfg).map_err(SimulateError::Other)?
+            }
+            Job::AllReduce { size, channels } => {
+                let spec = CollSpec {
+                    op: Op::AllReduce,
+                    algo: Algo::Ring,
+                    size,
+                    ranks: (0..topo.ranks() as u32).collect(),
+                    channels,
+                    model: None,
+                    steps_limit: self.catalog.simulation.steps_flow_limit,
+                    alpha: self.cfg.wire.alpha,
+                    packet: self.cfg.wire.mtu + self.cfg.wire.header,
+                };
+                let b = if hier {
+                    site_all_reduce(&mut prog, &mut topo, &spec, &sites, &[])
+                } else {
+                    collective::build(&mut prog, &mut topo, &spec, &[])
+                }
+                .map_err(SimulateError::Other)?;
+                b.done
+            }
+        };
+        let ex = execute(&prog, &mut topo, &self.cfg, &[], &mut |_, _| {})?;
+        ex.msgs[done as usize]
+            .end
+            .map(|e| e.0)
+            .ok_or_else(|| SimulateError::Other(format!("{}: the job did not complete", s.name)))
+    }
+}
+
+/// The scenario with every DCI span at `distance` and/or `wavelengths`; a span beyond its
+/// optic's reach gets a coherent optic that reaches (same rate preferred, then cheapest).
+fn variant(s: &Scenario, cat: &Catalog, distance: Option<Meters>, wavelengths: Option<u32>) -> Scenario {
+    let mut v = s.clone();
+    for d in &mut v.config.dci {
+        if let Some(w) = wavelengths {
+            d.wavelengths = Some(w);
+        }
+        if let Some(m) = distance {
+            d.distance = m;
+            let current = d.optic.as_deref().and_then(|o| cat.optic_index(o)).map(|i| &cat.optic[i as usize]);
+            if let Some(o) = current {
+                if o.reach < m {
+                    let rate = o.rate;
+                    let pick =
+                        cat.optic.iter().filter(|x| x.class == OpticClass::Coherent && x.reach >= m).min_by(|a, b| {
+                            (a.rate != rate).cmp(&(b.rate != rate)).then(a.price_usd.total_cmp(&b.price_usd))
+                        });
+                    d.optic = pick.map(|x| x.name.clone());
+                }
+            }
+        }
+    }
+    v
+}
+
+/// The job on one site: the first site's fabric with every GPU.
+fn one_site(s: &Scenario) -> Scenario {
+    let mut v = s.clone();
+    let total: u32 = s.config.site.iter().filter_map(|x| x.fabric.as_ref()).filter_map(|f| f.gpus).sum();
+    let mut fc = s.config.site[0].fabric.clone().expect("checked: every site has a fabric");
+    fc.gpus = Some(total);
+    v.config.fabric = Some(fc);
+    v.config.site.clear();
+    v.config.dci.clear();
+    v.name = format!("{} (one site)", s.name);
+    v
+}
+
+fn dci_spans(f: &Fabric, cat: &Catalog) -> Vec<SpanInfo> {
+    let mut spans: BTreeMap<(u16, u16), SpanInfo> = BTreeMap::new();
+    for l in &f.links {
+        if l.class != LinkClass::Dci {
+            continue;
+        }
+        let (a, b) = (f.node(l.a).site, f.node(l.b).site);
+        let key = (a.min(b), a.max(b));
+        let e = spans.entry(key).or_insert_with(|| SpanInfo {
+            a: f.sites.get(key.0 as usize).cloned().unwrap_or_default(),
+            b: f.sites.get(key.1 as usize).cloned().unwrap_or_default(),
+            distance_m: l.length.0 / 1000,
+            optic: l.optic.and_then(|o| cat.optic.get(o as usize)).map_or_else(String::new, |o| o.name.clone()),
+            wavelengths: 0,
+            capacity_bps: 0,
+        });
+        e.wavelengths += 1;
+        e.capacity_bps += l.rate.0;
+    }
+    spans.into_values().collect()
+}
+
+fn headroom(s: &Scenario, f: &Fabric, cat: &Catalog) -> Result<Vec<SpanHeadroom>, SimulateError> {
+    let tr = s.transport(cat)?;
+    let r = meshway_fabric::plan::analyze(f, cat, &tr);
+    Ok(r.lossless
+        .rows
+        .iter()
+        .filter(|x| x.scope.starts_with("dci"))
+        .map(|x| SpanHeadroom {
+            span: x.scope.trim_start_matches("dci ").to_string(),
+            per_port_bytes: x.per_port_bytes,
+            switch_total_bytes: x.switch_total_bytes,
+            buffer_bytes: x.buffer_bytes,
+            feasible: x.feasible,
+        })
+        .collect())
+}
+
+fn exec_config(
+    s: &Scenario,
+    cat: &Catalog,
+    seed: u64,
+    tolerance: Option<f64>,
+) -> Result<(ExecConfig, String), SimulateError> {
+    let tc = s.config.transport.clone().unwrap_or_default();
+    let kind = match tc.kind {
+        TransportKind::Infiniband => "infiniband",
+        TransportKind::Roce => "roce",
+        TransportKind::Tcp => "tcp",
+    };
+    let p = cat
+        .transport_profile(kind)
+        .ok_or_else(|| SimulateError::Other(format!("the catalog has no [[transport]] named {kind:?}")))?;
+    let policy = match (s.config.transport.as_ref().map(|t| t.routing), p.default_routing.as_str()) {
+        (Some(RoutingKind::Adaptive), _) | (None, "adaptive") => Policy::Adaptive,
+        (Some(RoutingKind::Spray), _) | (None, "spray") => Policy::Spray,
+        _ => Policy::Ecmp,
+    };
+    let mtu = tc.mtu.map_or(p.mtu.0, |m| m.0).max(1);
+    let cfg = ExecConfig {
+        policy,
+        wire: Wire { mtu, header: u64::from(p.header_bytes), alpha: p.alpha },
+        qps: cat.simulation.qps_per_connection,
+        spray_paths: cat.simulation.spray_paths,
+        seed,
+        tolerance_ppm: (tolerance.unwrap_or(cat.simulation.completion_tolerance).clamp(0.0, 0.5) * 1e6).round() as u64,
+    };
+    Ok((cfg, kind.to_string()))
+}
+
+fn share(step: u64, base: u64) -> f64 {
+    let x = step.saturating_sub(base) as f64 / step.max(1) as f64;
+    (x * 1e6).round() / 1e6
+}
+
+fn check_opts(opts: &Options) -> Result<(), SimulateError> {
+    if !(opts.budget > 0.0 && opts.budget < 1.0) {
+        return Err(SimulateError::Other(format!("the budget must be a share in (0, 1), got {}", opts.budget)));
+    }
+    if opts.resolution.0 == 0 {
+        return Err(SimulateError::Other("the search resolution must be positive".into()));
+    }
+    Ok(())
+}
+
+/// Checks that `s` is a multi-site scenario with a workload multisite can run; returns the
+/// workload's index.
+fn check(s: &Scenario) -> Result<usize, FabricError> {
+    let top = Ctx::new(&s.file, &s.text, "", 0, "");
+    if s.config.fabric.is_some() || s.config.site.len() < 2 {
+        return Err(top.invalid(
+            "site",
+            "multisite needs two or more [[site]] tables (each with a [site.fabric]) joined by [[dci]] links; \
+             this scenario has one site",
+        ));
+    }
+    if let Some((i, _)) = s.config.site.iter().enumerate().find(|(_, x)| x.fabric.is_none()) {
+        let c = Ctx::new(&s.file, &s.text, "site", i, &format!("site[{}]", i + 1));
+        return Err(c.invalid("fabric", "missing: multisite needs a [site.fabric] for every site"));
+    }
+    if let Some((i, _)) =
+        s.config.site.iter().enumerate().find(|(_, x)| x.fabric.as_ref().is_some_and(|f| f.gpus.is_none()))
+    {
+        let c = Ctx::new(&s.file, &s.text, "site.fabric", i, &format!("site[{}].fabric", i + 1));
+        return Err(c.invalid("gpus", "missing: multisite needs each site's GPU count"));
+    }
+    for (nth, t) in s.config.workload.iter().enumerate() {
+        let kind = t.get("kind").and_then(|v| v.as_str());
+        let op = t.get("op").and_then(|v| v.as_str()).unwrap_or("all-reduce");
+        if kind == Some("training") || (kind == Some("collective") && matches!(op, "all-reduce" | "allreduce")) {
+            return Ok(nth);
+        }
+    }
+    Err(FabricError::Invalid {
+        file: s.file.clone(),
+        line: None,
+        key: "workload".into(),
+        message: "multisite needs a [[workload]] of kind \"training\" or a collective with op = \"all-reduce\"".into(),
+    })
+}
+
+/// The demo's figures: the one-site step, the step at the scenario's own DCI and the
+/// break-even distances (site-hierarchical and flat ring DP all-reduce).
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub job: String,
+    pub one_site_step_ns: u64,
+    pub step_ns: u64,
+    pub break_even: BreakEven,
+    /// With a flat ring across sites instead.
+    pub flat_break_even: BreakEven,
+}
+
+/// [`Summary`] of `s` (only `budget`, `resolution`, `max_distance`, `seed` and `tolerance`
+/// of `opts` are used).
+pub fn summary(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Summary, SimulateError> {
+    let nth = check(s)?;
+    check_opts(opts)?;
+    let seed = opts.seed.or(s.config.seed).unwrap_or(1);
+    let (cfg, _) = exec_config(s, cat, seed, opts.tolerance)?;
+    let runner = Runner { scenario: s, catalog: cat, nth, cfg, seed };
+    let (_, job) = runner.describe()?;
+    let single = one_site(s);
+    let one = runner.run_built(&single, &single.build(cat)?, false)?;
+    let step = runner.run_built(s, &s.build(cat)?, true)?;
+    Ok(Summary {
+        scenario: s.name.clone(),
+        job,
+        one_site_step_ns: one,
+        step_ns: step,
+        break_even: search(s, cat, &runner, opts, one, true)?,
+        flat_break_even: search(s, cat, &runner, opts, one, false)?,
+    })
+}
+
+/// Multi-site analysis of `s` (module docs).
+pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, SimulateError> {
+    let nth = check(s)?;
+    check_opts(opts)?;
+    let seed = opts.seed.or(s.config.seed).unwrap_or(1);
+    let (cfg, transport) = exec_config(s, cat, seed, opts.tolerance)?;
+    let runner = Runner { scenario: s, catalog: cat, nth, cfg, seed };
+    let (kind, job) = runner.describe()?;
+    let base_fabric = s.build(cat)?;
+    let sites: Vec<SiteInfo> = base_fabric
+        .sites
+        .iter()
+        .enumerate()
+        .map(|(i, name)| SiteInfo {
+            name: name.clone(),
+            gpus: base_fabric.gpus().filter(|g| usize::from(base_fabric.node(*g).site) == i).count(),
+        })
+        .collect();
+    let spans = dci_spans(&base_fabric, cat);
+
+    let single = one_site(s);
+    let single_fabric = single.build(cat).map_err(|e| {
+        SimulateError::Other(format!("cannot build the one-site baseline (every GPU in site 1's family): {e}"))
+    })?;
+    let one = runner.run_built(&single, &single_fabric, false)?;
+    let step = runner.run_built(s, &base_fabric, true)?;
+    let flat = runner.run_built(s, &base_fabric, false)?;
+
+    let per_km = cat.constants.fiber_delay_per_km;
+    let mut by_distance = Vec::new();
+    for &d in &opts.distances {
+        let v = variant(s, cat, Some(d), None);
+        let f = v.build(cat)?;
+        by_distance.push(DistanceRow {
+            distance_m: d.0 / 1000,
+            optics: dci_spans(&f, cat).into_iter().map(|x| x.optic).collect(),
+            dci_rtt_ns: d.propagation(per_km).0 * 2,
+            step_ns: runner.run_built(&v, &f, true)?,
+            flat_step_ns: runner.run_built(&v, &f, false)?,
+            cross_site_share: 0.0,
+            headroom: headroom(&v, &f, cat)?,
+        });
+    }
+    for r in &mut by_distance {
+        r.cross_site_share = share(r.step_ns, one);
+    }
+    let mut by_capacity = Vec::new();
+    for &w in &opts.wavelengths {
+        let v = variant(s, cat, None, Some(w));
+        let f = v.build(cat)?;
+        let step = runner.run_built(&v, &f, true)?;
+        by_capacity.push(CapacityRow {
+            wavelengths: w,
+            dci_bps: dci_spans(&f, cat).first().map_or(0, |x| x.capacity_bps),
+            step_ns: step,
+            flat_step_ns: runner.run_built(&v, &f, false)?,
+            cross_site_share: share(step, one),
+        });
+    }
+
+    let break_even = search(s, cat, &runner, opts, one, true)?;
+    let flat_break_even = search(s, cat, &runner, opts, one, false)?;
+    Ok(Report {
+        scenario: s.name.clone(),
+        sites,
+        spans,
+        workload: s.config.workload[nth]
+            .get("name")
+            .and_then(|v| v.as_str())
+            .map_or_else(|| format!("{kind}-{}", nth + 1), str::to_string),
+        kind,
+        job,
+        gpus: base_fabric.gpu_count(),
+        transport,
+        routing: cfg.policy,
+        one_site_step_ns: one,
+        step_ns: step,
+        flat_step_ns: flat,
+        cross_site_share: share(step, one),
+        by_distance,
+        by_capacity,
+        break_even,
+        flat_break_even,
+    })
+}
+
+/// Search over distance, in units of the resolution, for the smallest distance at which the
+/// cross-site share exceeds the budget (the share grows with distance): bisection
+/// interleaved with linear interpolation.
+fn search(
+    s: &Scenario,
+    cat: &Catalog,
+    runner: &Runner<'_>,
+    opts: &Options,
+    one: u64,
+    hier: bool,
+) -> Result<BreakEven, SimulateError> {
+    let reach =
+        cat.optic.iter().filter(|o| o.class == OpticClass::Coherent).map(|o| o.reach).max().unwrap_or(Meters(0));
+    let limit = opts.max_distance.min(reach);
+    let res = opts.resolution.0;
+    let mut memo: BTreeMap<u64, f64> = BTreeMap::new();
+    let mut eval = |k: u64| -> Result<f64, SimulateError> {
+        if let Some(x) = memo.get(&k) {
+            return Ok(*x);
+        }
+        let v = variant(s, cat, Some(Meters(k * res)), None);
+        let f = v.build(cat)?;
+        let x = share(runner.run_built(&v, &f, hier)?, one);
+        memo.insert(k, x);
+        Ok(x)
+    };
+    let m = |k: u64| k * res / 1000;
+    let hi_k = limit.0 / res;
+    let mut b = BreakEven {
+        budget: opts.budget,
+        outcome: String::new(),
+        distance_m: None,
+        share_at_distance: None,
+        below_m: None,
+        share_below: None,
+        resolution_m: res / 1000,
+        evaluations: 0,
+    };
+    let at0 = eval(0)?;
+    if at0 > opts.budget {
+        b.outcome = "at-zero".into();
+        b.distance_m = Some(0);
+        b.share_at_distance = Some(at0);
+    } else {
+        let top = eval(hi_k)?;
+        if top <= opts.budget {
+            b.outcome = "beyond".into();
+            b.below_m = Some(m(hi_k));
+            b.share_below = Some(top);
+        } else {
+            // Bracket [lo, hi] with share(lo) <= budget < share(hi). Rounds alternate a
+            // linear interpolation (the share is nearly linear in distance) followed by a
+            // probe of the neighbouring point, and a plain bisection (so the bracket at
+            // least halves every two rounds whatever the shape).
+            let (mut lo, mut hi) = (0u64, hi_k);
+            let (mut f_lo, mut f_hi) = (at0, top);
+            let mut round = 0u32;
+            while hi - lo > 1 {
+                let guess = if round.is_multiple_of(2) && f_hi > f_lo {
+                    let t = (opts.budget - f_lo) / (f_hi - f_lo);
+                    (lo + (t * (hi - lo) as f64).round() as u64).clamp(lo + 1, hi - 1)
+                } else {
+                    lo + (hi - lo) / 2
+                };
+                let f = eval(guess)?;
+                if f > opts.budget {
+                    hi = guess;
+                    f_hi = f;
+                    if round.is_multiple_of(2) && hi - lo > 1 {
+                        let g = eval(hi - 1)?;
+                        if g <= opts.budget {
+                            lo = hi - 1;
+                            f_lo = g;
+                        } else {
+                            hi -= 1;
+                            f_hi = g;
+                        }
+                    }
+                } else {
+                    lo = guess;
+                    f_lo = f;
+                    if round.is_multiple_of(2) && hi - lo > 1 {
+                        let g = eval(lo + 1)?;
+                        if g > opts.budget {
+                            hi = lo + 1;
+                            f_hi = g;
+                        } else {
+                            lo += 1;
+                            f_lo = g;
+                        }
+                    }
+                }
+                round += 1;
+            }
+            b.outcome = "within".into();
+            b.distance_m = Some(m(hi));
+            b.share_at_distance = Some(eval(hi)?);
+            b.below_m = Some(m(lo));
+            b.share_below = Some(eval(lo)?);
+        }
+    }
+    b.evaluations = memo.len();
+    Ok(b)
+}

@@ -1,0 +1,257 @@
+//! Multi-site training: the site-hierarchical all-reduce, fibre distance in its latency, the
+//! distance and capacity sweeps, the break-even search and bad input.
+
+use meshway_fabric::{Catalog, Scenario};
+use meshway_sim::collective::{Algo, CollSpec, Op};
+use meshway_sim::exec::{execute, ExecConfig, Policy, Wire};
+use meshway_sim::multisite::{analyze, site_all_reduce, site_groups, Options, Report};
+use meshway_sim::program::Program;
+use meshway_sim::topo::{FabricTopo, Topology};
+use meshway_units::Meters;
+
+/// Two leaf-spine sites of 8 single-GPU hosts, one DCI span of `w` 400ZR wavelengths.
+fn two_sites(km: u64, w: u32, workload: &str) -> String {
+    format!(
+        r#"
+name = "two"
+[[site]]
+name = "a"
+[site.fabric]
+kind = "leaf-spine"
+gpus = 8
+gpus-per-host = 1
+[[site]]
+name = "b"
+[site.fabric]
+kind = "leaf-spine"
+gpus = 8
+gpus-per-host = 1
+[[dci]]
+a = "a"
+b = "b"
+distance = "{km}km"
+optic = "400ZR"
+wavelengths = {w}
+[transport]
+kind = "roce"
+{workload}
+"#
+    )
+}
+
+const ALL_REDUCE: &str = "[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"64MiB\"\nchannels = 2\n";
+
+/// Runs an all-reduce of `size` over every GPU of `text`'s fabric, site-hierarchical or a
+/// flat ring, exactly (no completion batching); returns its completion time.
+fn all_reduce(text: &str, size: u64, hier: bool) -> u64 {
+    let cat = Catalog::builtin();
+    let s = Scenario::parse(text, "t.toml").unwrap();
+    let f = s.build(&cat).unwrap();
+    let mut topo = FabricTopo::new(&f, &cat, 1);
+    let roce = cat.transport_profile("roce").unwrap();
+    let wire = Wire { mtu: 4096, header: u64::from(roce.header_bytes), alpha: roce.alpha };
+    let cfg = ExecConfig { policy: Policy::Ecmp, wire, qps: 1, spray_paths: 64, seed: 1, tolerance_ppm: 0 };
+    let n = topo.ranks() as u32;
+    let sites: Vec<u32> = (0..n).map(|r| u32::from(f.node(topo.node_of(r)).site)).collect();
+    let spec = CollSpec {
+        op: Op::AllReduce,
+        algo: Algo::Ring,
+        size,
+        ranks: (0..n).collect(),
+        channels: 2,
+        model: None,
+        steps_limit: 300_000,
+        alpha: wire.alpha,
+        packet: wire.mtu + wire.header,
+    };
+    let mut prog = Program::new();
+    prog.tag("ar");
+    let b = if hier {
+        site_all_reduce(&mut prog, &mut topo, &spec, &sites, &[]).unwrap()
+    } else {
+        meshway_sim::collective::build(&mut prog, &mut topo, &spec, &[]).unwrap()
+    };
+    let ex = execute(&prog, &mut topo, &cfg, &[], &mut |_, _| {}).unwrap();
+    ex.msgs[b.done as usize].end.unwrap().0
+}
+
+fn prop(km: u64) -> u64 {
+    let cat = Catalog::builtin();
+    Meters::from_km(km).propagation(cat.constants.fiber_delay_per_km).0
+}
+
+#[test]
+fn fiber_distance_adds_exactly_one_round_trip_to_a_two_site_hierarchical_all_reduce() {
+    // The cross-site phase is a ring of 2: two steps, each crossing the DCI once, so the
+    // dependency chain crosses it twice: one round trip, 2 x 4.9 us/km x d.
+    assert_eq!(prop(100), 490_000);
+    let base = all_reduce(&two_sites(0, 4, ""), 64 << 20, true);
+    for km in [1u64, 25, 100, 120] {
+        let t = all_reduce(&two_sites(km, 4, ""), 64 << 20, true);
+        assert_eq!(t - base, 2 * prop(km), "{km} km: {t} ns vs {base} ns at 0 km");
+    }
+    // 100 km adds 0.98 ms exactly.
+    assert_eq!(all_reduce(&two_sites(100, 4, ""), 64 << 20, true) - base, 980_000);
+}
+
+#[test]
+fn three_sites_in_a_triangle_cross_the_dci_four_times() {
+    // k = 3 sites, each pair joined directly: the cross-site ring has 2(k-1) = 4 steps, every
+    // one a DCI hop, so d km adds 4 one-way propagations.
+    let text = |km: u64| {
+        let mut t = String::from("name = \"tri\"\n");
+        for s in ["a", "b", "c"] {
+            t.push_str(&format!(
+                "[[site]]\nname = \"{s}\"\n[site.fabric]\nkind = \"leaf-spine\"\ngpus = 4\ngpus-per-host = 1\n"
+            ));
+        }
+        for (a, b) in [("a", "b"), ("b", "c"), ("a", "c")] {
+            t.push_str(&format!(
+                "[[dci]]\na = \"{a}\"\nb = \"{b}\"\ndistance = \"{km}km\"\noptic = \"400ZR\"\nwavelengths = 4\n"
+            ));
+        }
+        t
+    };
+    let base = all_reduce(&text(0), 48 << 20, true);
+    let t = all_reduce(&text(80), 48 << 20, true);
+    assert_eq!(t - base, 4 * prop(80));
+}
+
+#[test]
+fn site_groups_keep_rank_order_within_each_site() {
+    let sites = [0, 0, 1, 1, 0, 1];
+    assert_eq!(site_groups(&sites, &[0, 1, 2, 3, 4, 5]), vec![vec![0, 1, 4], vec![2, 3, 5]]);
+    assert_eq!(site_groups(&sites, &[5, 0]), vec![vec![5], vec![0]]);
+}
+
+#[test]
+fn hierarchical_moves_half_the_bytes_over_the_dci_and_beats_the_flat_ring_at_distance() {
+    let hier = all_reduce(&two_sites(100, 1, ""), 64 << 20, true);
+    let flat = all_reduce(&two_sites(100, 1, ""), 64 << 20, false);
+    assert!(hier < flat, "hierarchical {hier} ns vs flat ring {flat} ns");
+    // Cross-site bytes: each site sends S/2 of shards (8 shards of S/8, half each) one way.
+    // On one 400G wavelength that alone takes S/2 x 8 / 400e9 = 0.67 ms for S = 64 MiB.
+    let one_way = (32u64 << 20) * 8 * 1_000_000_000 / 400_000_000_000;
+    assert!(hier > one_way + 2 * prop(100));
+}
+
+fn opts(distances: &[u64], wavelengths: &[u32]) -> Options {
+    Options {
+        distances: distances.iter().map(|&k| Meters::from_km(k)).collect(),
+        wavelengths: wavelengths.to_vec(),
+        budget: 0.10,
+        resolution: Meters::from_km(1),
+        max_distance: Meters::from_km(1000),
+        seed: None,
+        tolerance: Some(0.0),
+    }
+}
+
+fn report(text: &str, o: &Options) -> Report {
+    let cat = Catalog::builtin();
+    let s = Scenario::parse(text, "t.toml").unwrap();
+    analyze(&s, &cat, o).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn analysis_of_an_all_reduce_adds_the_round_trip_per_distance_and_checks_headroom() {
+    let r = report(&two_sites(100, 4, ALL_REDUCE), &opts(&[0, 50, 100, 150, 200], &[1, 4, 16]));
+    assert_eq!(r.kind, "all-reduce");
+    assert_eq!(r.gpus, 16);
+    let d = &r.by_distance;
+    for row in d {
+        assert_eq!(row.step_ns - d[0].step_ns, 2 * prop(row.distance_m / 1000), "at {} m", row.distance_m);
+        assert_eq!(row.dci_rtt_ns, 2 * prop(row.distance_m / 1000));
+        // The flat ring's chain crosses the DCI more often: it grows faster with distance.
+        assert!(row.flat_step_ns - d[0].flat_step_ns >= row.step_ns - d[0].step_ns);
+    }
+    // The configured distance is the 100 km row.
+    assert_eq!(r.step_ns, d[2].step_ns);
+    // Beyond 400ZR's 120 km the span gets ZR+ (same 400G rate).
+    assert_eq!(d[2].optics, vec!["400g-zr".to_string()]);
+    assert_eq!(d[3].optics, vec!["400g-zr-plus".to_string()]);
+    // Lossless headroom: one span, feasible at 0 km only (the planner's numbers: a 400G port
+    // needs 400e9/8 x (2 x 490 us + 1.16 us) + 2 x 4096 B at 100 km).
+    assert!(d.iter().all(|x| x.headroom.len() == 1 && x.headroom[0].span == "a-b"));
+    assert!(d[0].headroom[0].feasible);
+    assert!(d[1..].iter().all(|x| !x.headroom[0].feasible));
+    assert_eq!(d[2].headroom[0].per_port_bytes, 50_000_000_000 * 981_160 / 1_000_000_000 + 8192);
+    // More wavelengths, faster step.
+    let c = &r.by_capacity;
+    assert_eq!(
+        c.iter().map(|x| x.dci_bps).collect::<Vec<_>>(),
+        vec![400_000_000_000, 1_600_000_000_000, 6_400_000_000_000]
+    );
+    assert!(c[0].step_ns > c[1].step_ns && c[1].step_ns >= c[2].step_ns);
+}
+
+const TRAINING: &str = r#"
+[[workload]]
+kind = "training"
+parameters = 2e8
+layers = 8
+hidden = 1024
+sequence = 1024
+global-batch = 32
+tp = 1
+pp = 2
+dp = 8
+"#;
+
+#[test]
+fn training_step_grows_with_distance_and_the_break_even_matches_direct_runs() {
+    let o = opts(&[0, 50, 100, 200, 400, 800], &[2, 8]);
+    let r = report(&two_sites(100, 4, TRAINING), &o);
+    assert_eq!(r.kind, "training");
+    // Monotone in distance, hierarchical and flat.
+    for w in r.by_distance.windows(2) {
+        assert!(w[1].step_ns >= w[0].step_ns, "{} m: {} < {}", w[1].distance_m, w[1].step_ns, w[0].step_ns);
+        assert!(w[1].flat_step_ns >= w[0].flat_step_ns);
+        assert!(w[1].cross_site_share >= w[0].cross_site_share);
+    }
+    // The one-site baseline is faster than any two-site step.
+    assert!(r.by_distance.iter().all(|x| x.step_ns > r.one_site_step_ns));
+    // The break-even is checked by direct runs one resolution step either side.
+    for b in [&r.break_even, &r.flat_break_even] {
+        if b.outcome != "within" {
+            continue;
+        }
+        let (hi, lo) = (b.distance_m.unwrap(), b.below_m.unwrap());
+        assert_eq!(hi - lo, 1000);
+        let direct = |m: u64| {
+            let o2 = Options { distances: vec![Meters::from_m(m)], wavelengths: vec![], ..o.clone() };
+            let rr = report(&two_sites(100, 4, TRAINING), &o2);
+            let row = &rr.by_distance[0];
+            let step = if std::ptr::eq(b, &r.break_even) { row.step_ns } else { row.flat_step_ns };
+            (step - rr.one_site_step_ns) as f64 / step as f64
+        };
+        assert!(direct(lo) <= 0.10, "{lo} m within budget");
+        assert!(direct(hi) > 0.10, "{hi} m over budget");
+    }
+    assert_eq!(r.flat_break_even.outcome, "within", "{:?}", r.flat_break_even);
+}
+
+#[test]
+fn bad_input_names_file_and_key() {
+    let cat = Catalog::builtin();
+    let err = |text: &str| {
+        let s = Scenario::parse(text, "bad.toml").unwrap();
+        analyze(&s, &cat, &opts(&[0], &[1])).unwrap_err().to_string()
+    };
+    let single = "[fabric]\nkind = \"leaf-spine\"\ngpus = 8\n[[workload]]\nkind = \"training\"\n";
+    let e = err(single);
+    assert!(e.contains("bad.toml") && e.contains("site") && e.contains("one site"), "{e}");
+    let e = err(&two_sites(100, 4, ""));
+    assert!(e.contains("bad.toml") && e.contains("workload") && e.contains("training"), "{e}");
+    let e = err(&two_sites(100, 4, "[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\n"));
+    assert!(e.contains("size") && e.contains("missing"), "{e}");
+    let e = err(&two_sites(100, 4, &TRAINING.replace("dp = 8", "dp = 4")));
+    assert!(e.contains("dp"), "{e}");
+    // Unequal sites cannot be reduced hierarchically by site.
+    let uneven = two_sites(100, 4, ALL_REDUCE).replacen("gpus = 8", "gpus = 4", 1);
+    let e = err(&uneven);
+    assert!(e.contains("same number of ranks at every site"), "{e}");
+    let s = Scenario::parse(&two_sites(100, 4, ALL_REDUCE), "bad.toml").unwrap();
+    let e = analyze(&s, &cat, &Options { budget: 1.5, ..opts(&[0], &[1]) }).unwrap_err().to_string();
+    assert!(e.contains("budget"), "{e}");
+}

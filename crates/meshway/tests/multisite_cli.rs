@@ -1,0 +1,119 @@
+//! `meshway multisite` as a user runs it: golden table, JSON, the demo line, bad input.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn meshway(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meshway")).args(args).current_dir(root()).output().expect("run meshway")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Compares with tests/golden/NAME; `UPDATE_GOLDEN=1` rewrites it.
+fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(expected == actual, "golden {name} differs (UPDATE_GOLDEN=1 to accept):\n{actual}");
+}
+
+#[test]
+fn multisite_golden_table() {
+    let o = meshway(&["multisite", "examples/two-site-training.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    golden("multisite-two-site-training.txt", &s);
+    assert!(s.contains("Step against DCI distance"));
+    assert!(s.contains("site-hierarchical: cross-site DP exceeds 10.0% of the step beyond"));
+}
+
+#[test]
+fn multisite_json_is_valid_deterministic_and_consistent() {
+    let args = [
+        "multisite",
+        "examples/two-site-training.toml",
+        "--json",
+        "--distances",
+        "0km,100km,200km",
+        "--wavelengths",
+        "4,16",
+    ];
+    let a = meshway(&args);
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert_eq!(a.stdout, meshway(&args).stdout, "same input, same bytes");
+    let v: serde_json::Value = serde_json::from_slice(&a.stdout).expect("valid JSON");
+    let rows = v["by_distance"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1]["distance_m"], 100_000);
+    assert_eq!(rows[1]["dci_rtt_ns"], 980_000);
+    assert_eq!(rows[0]["headroom"][0]["feasible"], true);
+    assert_eq!(rows[1]["headroom"][0]["feasible"], false);
+    // The scenario's own DCI is 16 x 400ZR at 100 km: the 100 km row and the 16-wavelength row.
+    assert_eq!(v["step_ns"], rows[1]["step_ns"]);
+    assert_eq!(v["by_capacity"][1]["step_ns"], v["step_ns"]);
+    assert_eq!(v["by_capacity"][0]["dci_bps"], 1_600_000_000_000u64);
+    let b = &v["break_even"];
+    assert_eq!(b["outcome"], "within");
+    assert!(b["share_below"].as_f64().unwrap() <= 0.10 && b["share_at_distance"].as_f64().unwrap() > 0.10);
+    assert_eq!(b["distance_m"].as_u64().unwrap() - b["below_m"].as_u64().unwrap(), 1000);
+}
+
+#[test]
+fn budget_moves_the_break_even() {
+    let at = |budget: &str| {
+        let o = meshway(&[
+            "multisite",
+            "examples/two-site-training.toml",
+            "--json",
+            "--distances",
+            "0km",
+            "--wavelengths",
+            "16",
+            "--budget",
+            budget,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["flat_break_even"]["distance_m"].as_u64().unwrap()
+    };
+    assert!(at("8%") < at("10%"));
+}
+
+#[test]
+fn demo_has_the_two_site_training_line() {
+    let o = meshway(&["demo"]);
+    let s = stdout(&o);
+    assert!(s.contains("Two-site training (meshway multisite examples/two-site-training.toml)"), "{s}");
+    assert!(s.contains("two-site-training: a 3D-parallel step"), "{s}");
+}
+
+#[test]
+fn multisite_bad_input_is_a_clear_error() {
+    // One site.
+    let o = meshway(&["multisite", "examples/leaf-spine-1024.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("examples/leaf-spine-1024.toml"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("one site"), "{}", stderr(&o));
+    // Two sites, no workload.
+    let o = meshway(&["multisite", "examples/two-site-100km.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("workload") && stderr(&o).contains("training"), "{}", stderr(&o));
+    // Bad flags.
+    for (flag, value) in [("--budget", "150%"), ("--distances", "10 parsecs"), ("--wavelengths", "0")] {
+        let o = meshway(&["multisite", "examples/two-site-training.toml", flag, value]);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}");
+        assert!(stderr(&o).contains(flag), "{flag}: {}", stderr(&o));
+    }
+}
