@@ -43,6 +43,24 @@ pub struct InferenceDefaults {
     pub assumption: Option<String>,
 }
 
+/// Multi-site training defaults (`[multisite]`) of `meshway multisite`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MultisiteDefaults {
+    /// DCI distances of the sweep.
+    pub distances: Vec<Meters>,
+    /// Wavelengths per span of the capacity sweep.
+    pub wavelengths: Vec<u32>,
+    /// Share of the step cross-site data parallelism may cost.
+    pub budget: f64,
+    /// Resolution of the break-even distance search.
+    pub resolution: Meters,
+    /// Farthest distance the break-even search tries.
+    pub max_distance: Meters,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
 /// Design defaults used when a scenario leaves a value out.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -215,6 +233,8 @@ pub struct Catalog {
     pub gpu: Vec<GpuModel>,
     /// Inference defaults; absent only in user catalogs written before they existed.
     pub inference: Option<InferenceDefaults>,
+    /// Multi-site training defaults; absent only in user catalogs written before they existed.
+    pub multisite: Option<MultisiteDefaults>,
 }
 
 /// A user catalog: every section optional; entries merge by name.
@@ -238,6 +258,7 @@ struct CatalogOverlay {
     #[serde(default)]
     gpu: Vec<GpuModel>,
     inference: Option<InferenceDefaults>,
+    multisite: Option<MultisiteDefaults>,
 }
 
 fn merge<T: Clone>(base: &mut Vec<T>, add: Vec<T>, name: impl Fn(&T) -> &str) {
@@ -278,6 +299,9 @@ impl Catalog {
         }
         if o.inference.is_some() {
             c.inference = o.inference;
+        }
+        if o.multisite.is_some() {
+            c.multisite = o.multisite;
         }
         merge(&mut c.switch, o.switch, |s| &s.name);
         merge(&mut c.optic, o.optic, |s| &s.name);
@@ -350,6 +374,15 @@ impl Catalog {
             provenance("inference", "", &i.source, &i.assumption)?;
             if !(i.route_factor >= 1.0 && i.route_factor.is_finite()) {
                 return Err(bad("inference".into(), "route-factor must be at least 1"));
+            }
+        }
+        if let Some(m) = &self.multisite {
+            provenance("multisite", "", &m.source, &m.assumption)?;
+            if !(m.budget > 0.0 && m.budget < 1.0) {
+                return Err(bad("multisite".into(), "budget must be a share in (0, 1)"));
+            }
+            if m.resolution.0 == 0 || m.wavelengths.contains(&0) {
+                return Err(bad("multisite".into(), "resolution and wavelengths must be positive"));
             }
         }
         if self.switch_index(&self.defaults.switch_model).is_none() {

@@ -138,6 +138,25 @@ pub struct Options {
     pub tolerance: Option<f64>,
 }
 
+impl Options {
+    /// The catalog's `[multisite]` defaults.
+    pub fn from_catalog(cat: &Catalog) -> Result<Options, SimulateError> {
+        let m = cat
+            .multisite
+            .as_ref()
+            .ok_or_else(|| SimulateError::Other("the catalog has no [multisite] section (sweep defaults)".into()))?;
+        Ok(Options {
+            distances: m.distances.clone(),
+            wavelengths: m.wavelengths.clone(),
+            budget: m.budget,
+            resolution: m.resolution,
+            max_distance: m.max_distance,
+            seed: None,
+            tolerance: None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SiteInfo {
     pub name: String,
@@ -176,8 +195,10 @@ pub struct DistanceRow {
     pub step_ns: u64,
     /// Flat ring DP all-reduce across sites.
     pub flat_step_ns: u64,
-    /// (step - one-site step) / step.
+    /// (step - one-site step) / step, site-hierarchical against its one-site baseline.
     pub cross_site_share: f64,
+    /// The same for the flat ring against a flat ring on one site.
+    pub flat_cross_site_share: f64,
     pub headroom: Vec<SpanHeadroom>,
 }
 
@@ -190,6 +211,7 @@ pub struct CapacityRow {
     pub step_ns: u64,
     pub flat_step_ns: u64,
     pub cross_site_share: f64,
+    pub flat_cross_site_share: f64,
 }
 
 /// Where cross-site DP first costs more than the budget.
@@ -221,12 +243,17 @@ pub struct Report {
     pub gpus: usize,
     pub transport: String,
     pub routing: Policy,
-    /// The same job on one site of the first site's family holding every GPU.
+    /// The same job on one site of the first site's family holding every GPU, DP
+    /// all-reduced hierarchically over the same rank groups as the sites (only the network
+    /// differs from the multi-site step).
     pub one_site_step_ns: u64,
+    /// The same with flat DP rings.
+    pub one_site_flat_step_ns: u64,
     /// At the scenario's own distances and capacities.
     pub step_ns: u64,
     pub flat_step_ns: u64,
     pub cross_site_share: f64,
+    pub flat_cross_site_share: f64,
     pub by_distance: Vec<DistanceRow>,
     pub by_capacity: Vec<CapacityRow>,
     /// Break-even with the site-hierarchical DP all-reduce.
@@ -310,16 +337,16 @@ impl Runner<'_> {
         })
     }
 
-    /// Runs the job on `s`'s fabric; `hier` uses the site-hierarchical DP all-reduce.
-    fn run_built(&self, s: &Scenario, f: &Fabric, hier: bool) -> Result<u64, SimulateError> {
+    /// Runs the job on `s`'s fabric: with `sites` (a site per rank), DP all-reduces are
+    /// hierarchical by those sites; without, flat rings.
+    fn run_built(&self, s: &Scenario, f: &Fabric, sites: Option<&[u32]>) -> Result<u64, SimulateError> {
         let mut topo = FabricTopo::new(f, self.catalog, self.seed);
-        let sites: Vec<u32> = (0..topo.ranks() as u32).map(|r| u32::from(f.node(topo.node_of(r)).site)).collect();
         let job = self.job(s, &topo)?;
         let mut prog = Program::new();
         prog.tag(s.name.clone());
         let done = match job {
             Job::Training(mut t) => {
-                t.site_of_rank = hier.then_some(sites);
+                t.site_of_rank = sites.map(<[u32]>::to_vec);
                 training::write(&mut prog, &mut topo, &t, &[], &self.cfg).map_err(SimulateError::Other)?
             }
             Job::AllReduce { size, channels } => {
@@ -334,8 +361,8 @@ impl Runner<'_> {
                     alpha: self.cfg.wire.alpha,
                     packet: self.cfg.wire.mtu + self.cfg.wire.header,
                 };
-                let b = if hier {
-                    site_all_reduce(&mut prog, &mut topo, &spec, &sites, &[])
+                let b = if let Some(sites) = sites {
+                    site_all_reduce(&mut prog, &mut topo, &spec, sites, &[])
                 } else {
                     collective::build(&mut prog, &mut topo, &spec, &[])
                 }
@@ -349,6 +376,46 @@ impl Runner<'_> {
             .map(|e| e.0)
             .ok_or_else(|| SimulateError::Other(format!("{}: the job did not complete", s.name)))
     }
+}
+
+/// The site of each rank of `f`, in the simulator's rank order.
+fn sites_of(f: &Fabric, cat: &Catalog) -> Vec<u32> {
+    let topo = FabricTopo::new(f, cat, 0);
+    (0..topo.ranks() as u32).map(|r| u32::from(f.node(topo.node_of(r)).site)).collect()
+}
+
+/// The one-site baselines: the same job on one fabric holding every GPU, with DP
+/// all-reduced hierarchically over the same rank groups as the sites (`hier`, so only the
+/// network differs) and with flat rings (`flat`).
+#[derive(Debug, Clone, Copy)]
+struct Base {
+    hier: u64,
+    flat: u64,
+}
+
+impl Base {
+    fn of(&self, hier: bool) -> u64 {
+        if hier {
+            self.hier
+        } else {
+            self.flat
+        }
+    }
+}
+
+/// The job at one multi-site variant: (site-hierarchical, flat ring) step.
+fn both(runner: &Runner<'_>, v: &Scenario, f: &Fabric, cat: &Catalog) -> Result<(u64, u64), SimulateError> {
+    let sites = sites_of(f, cat);
+    Ok((runner.run_built(v, f, Some(&sites))?, runner.run_built(v, f, None)?))
+}
+
+fn baseline(s: &Scenario, cat: &Catalog, runner: &Runner<'_>, multi: &Fabric) -> Result<Base, SimulateError> {
+    let single = one_site(s);
+    let f = single.build(cat).map_err(|e| {
+        SimulateError::Other(format!("cannot build the one-site baseline (every GPU in site 1's family): {e}"))
+    })?;
+    let groups = sites_of(multi, cat);
+    Ok(Base { hier: runner.run_built(&single, &f, Some(&groups))?, flat: runner.run_built(&single, &f, None)? })
 }
 
 /// The scenario with every DCI span at `distance` and/or `wavelengths`; a span beyond its
@@ -534,16 +601,16 @@ pub fn summary(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Summary, S
     let (cfg, _) = exec_config(s, cat, seed, opts.tolerance)?;
     let runner = Runner { scenario: s, catalog: cat, nth, cfg, seed };
     let (_, job) = runner.describe()?;
-    let single = one_site(s);
-    let one = runner.run_built(&single, &single.build(cat)?, false)?;
-    let step = runner.run_built(s, &s.build(cat)?, true)?;
+    let f = s.build(cat)?;
+    let base = baseline(s, cat, &runner, &f)?;
+    let step = runner.run_built(s, &f, Some(&sites_of(&f, cat)))?;
     Ok(Summary {
         scenario: s.name.clone(),
         job,
-        one_site_step_ns: one,
+        one_site_step_ns: base.hier,
         step_ns: step,
-        break_even: search(s, cat, &runner, opts, one, true)?,
-        flat_break_even: search(s, cat, &runner, opts, one, false)?,
+        break_even: search(s, cat, &runner, opts, base, true)?,
+        flat_break_even: search(s, cat, &runner, opts, base, false)?,
     })
 }
 
@@ -567,48 +634,43 @@ pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, Si
         .collect();
     let spans = dci_spans(&base_fabric, cat);
 
-    let single = one_site(s);
-    let single_fabric = single.build(cat).map_err(|e| {
-        SimulateError::Other(format!("cannot build the one-site baseline (every GPU in site 1's family): {e}"))
-    })?;
-    let one = runner.run_built(&single, &single_fabric, false)?;
-    let step = runner.run_built(s, &base_fabric, true)?;
-    let flat = runner.run_built(s, &base_fabric, false)?;
+    let base = baseline(s, cat, &runner, &base_fabric)?;
+    let (step, flat) = both(&runner, s, &base_fabric, cat)?;
 
     let per_km = cat.constants.fiber_delay_per_km;
     let mut by_distance = Vec::new();
     for &d in &opts.distances {
         let v = variant(s, cat, Some(d), None);
         let f = v.build(cat)?;
+        let (step, flat) = both(&runner, &v, &f, cat)?;
         by_distance.push(DistanceRow {
             distance_m: d.0 / 1000,
             optics: dci_spans(&f, cat).into_iter().map(|x| x.optic).collect(),
             dci_rtt_ns: d.propagation(per_km).0 * 2,
-            step_ns: runner.run_built(&v, &f, true)?,
-            flat_step_ns: runner.run_built(&v, &f, false)?,
-            cross_site_share: 0.0,
+            step_ns: step,
+            flat_step_ns: flat,
+            cross_site_share: share(step, base.hier),
+            flat_cross_site_share: share(flat, base.flat),
             headroom: headroom(&v, &f, cat)?,
         });
-    }
-    for r in &mut by_distance {
-        r.cross_site_share = share(r.step_ns, one);
     }
     let mut by_capacity = Vec::new();
     for &w in &opts.wavelengths {
         let v = variant(s, cat, None, Some(w));
         let f = v.build(cat)?;
-        let step = runner.run_built(&v, &f, true)?;
+        let (step, flat) = both(&runner, &v, &f, cat)?;
         by_capacity.push(CapacityRow {
             wavelengths: w,
             dci_bps: dci_spans(&f, cat).first().map_or(0, |x| x.capacity_bps),
             step_ns: step,
-            flat_step_ns: runner.run_built(&v, &f, false)?,
-            cross_site_share: share(step, one),
+            flat_step_ns: flat,
+            cross_site_share: share(step, base.hier),
+            flat_cross_site_share: share(flat, base.flat),
         });
     }
 
-    let break_even = search(s, cat, &runner, opts, one, true)?;
-    let flat_break_even = search(s, cat, &runner, opts, one, false)?;
+    let break_even = search(s, cat, &runner, opts, base, true)?;
+    let flat_break_even = search(s, cat, &runner, opts, base, false)?;
     Ok(Report {
         scenario: s.name.clone(),
         sites,
@@ -622,10 +684,12 @@ pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, Si
         gpus: base_fabric.gpu_count(),
         transport,
         routing: cfg.policy,
-        one_site_step_ns: one,
+        one_site_step_ns: base.hier,
+        one_site_flat_step_ns: base.flat,
         step_ns: step,
         flat_step_ns: flat,
-        cross_site_share: share(step, one),
+        cross_site_share: share(step, base.hier),
+        flat_cross_site_share: share(flat, base.flat),
         by_distance,
         by_capacity,
         break_even,
@@ -641,9 +705,10 @@ fn search(
     cat: &Catalog,
     runner: &Runner<'_>,
     opts: &Options,
-    one: u64,
+    base: Base,
     hier: bool,
 ) -> Result<BreakEven, SimulateError> {
+    let one = base.of(hier);
     let reach =
         cat.optic.iter().filter(|o| o.class == OpticClass::Coherent).map(|o| o.reach).max().unwrap_or(Meters(0));
     let limit = opts.max_distance.min(reach);
@@ -655,7 +720,8 @@ fn search(
         }
         let v = variant(s, cat, Some(Meters(k * res)), None);
         let f = v.build(cat)?;
-        let x = share(runner.run_built(&v, &f, hier)?, one);
+        let sites = sites_of(&f, cat);
+        let x = share(runner.run_built(&v, &f, hier.then_some(&sites[..]))?, one);
         memo.insert(k, x);
         Ok(x)
     };

@@ -209,8 +209,11 @@ fn training_step_grows_with_distance_and_the_break_even_matches_direct_runs() {
         assert!(w[1].flat_step_ns >= w[0].flat_step_ns);
         assert!(w[1].cross_site_share >= w[0].cross_site_share);
     }
-    // The one-site baseline is faster than any two-site step.
+    // The one-site baselines are faster than any two-site step of the same algorithm.
     assert!(r.by_distance.iter().all(|x| x.step_ns > r.one_site_step_ns));
+    assert!(r.by_distance.iter().all(|x| x.flat_step_ns > r.one_site_flat_step_ns));
+    // Both searches evaluated both ends, so they ran at least three simulations each.
+    assert!(r.break_even.evaluations >= 3 && r.flat_break_even.evaluations >= 3);
     // The break-even is checked by direct runs one resolution step either side.
     for b in [&r.break_even, &r.flat_break_even] {
         if b.outcome != "within" {
@@ -222,8 +225,12 @@ fn training_step_grows_with_distance_and_the_break_even_matches_direct_runs() {
             let o2 = Options { distances: vec![Meters::from_m(m)], wavelengths: vec![], ..o.clone() };
             let rr = report(&two_sites(100, 4, TRAINING), &o2);
             let row = &rr.by_distance[0];
-            let step = if std::ptr::eq(b, &r.break_even) { row.step_ns } else { row.flat_step_ns };
-            (step - rr.one_site_step_ns) as f64 / step as f64
+            let (step, one) = if std::ptr::eq(b, &r.break_even) {
+                (row.step_ns, rr.one_site_step_ns)
+            } else {
+                (row.flat_step_ns, rr.one_site_flat_step_ns)
+            };
+            (step - one) as f64 / step as f64
         };
         assert!(direct(lo) <= 0.10, "{lo} m within budget");
         assert!(direct(hi) > 0.10, "{hi} m over budget");
@@ -254,4 +261,14 @@ fn bad_input_names_file_and_key() {
     let s = Scenario::parse(&two_sites(100, 4, ALL_REDUCE), "bad.toml").unwrap();
     let e = analyze(&s, &cat, &Options { budget: 1.5, ..opts(&[0], &[1]) }).unwrap_err().to_string();
     assert!(e.contains("budget"), "{e}");
+}
+
+#[test]
+fn catalog_defaults_sweep_0_to_200_km_with_a_10_percent_budget() {
+    let o = Options::from_catalog(&Catalog::builtin()).unwrap();
+    assert_eq!(o.distances, (0..=8).map(|i| Meters::from_km(25 * i)).collect::<Vec<_>>());
+    assert_eq!(o.wavelengths, vec![1, 2, 4, 8, 16, 32]);
+    assert_eq!(o.budget, 0.10);
+    assert_eq!(o.resolution, Meters::from_km(1));
+    assert_eq!(o.max_distance, Meters::from_km(1000));
 }

@@ -27,11 +27,6 @@ which cross-site DP costs more than --budget of the step ((step - one-site step)
 found by bisection to --resolution. Distance only adds fibre latency in this model
 (flow-level: no congestion-control window or loss effects).";
 
-/// Defaults of the sweeps and the search (issue 6: \"step time against distance (0 to
-/// 200 km)\", \"more than a stated share of step time\").
-const DEFAULT_DISTANCES: &str = "0km,25km,50km,75km,100km,125km,150km,175km,200km";
-const DEFAULT_WAVELENGTHS: &str = "1,2,4,8,16,32";
-
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The multi-site scenario file (TOML) with a training or all-reduce [[workload]].
@@ -39,22 +34,25 @@ pub struct Args {
     /// Print one JSON document instead of tables.
     #[arg(long)]
     pub json: bool,
-    /// DCI distances of the sweep, comma separated.
-    #[arg(long, default_value = DEFAULT_DISTANCES, value_delimiter = ',', value_parser = parse_meters)]
-    pub distances: Vec<Meters>,
-    /// Wavelengths per DCI span of the capacity sweep, comma separated.
-    #[arg(long = "wavelengths", alias = "dci-capacity", default_value = DEFAULT_WAVELENGTHS, value_delimiter = ',', value_parser = parse_count)]
-    pub wavelengths: Vec<u32>,
-    /// Share of the step cross-site data parallelism may cost ("10%" or 0.1).
-    #[arg(long, default_value = "10%", value_parser = parse_budget)]
-    pub budget: f64,
-    /// Resolution of the break-even distance search.
-    #[arg(long, default_value = "1km", value_parser = parse_meters)]
-    pub resolution: Meters,
-    /// Farthest distance the break-even search tries (also capped by the catalog's longest
-    /// coherent optic reach).
-    #[arg(long, default_value = "1000km", value_parser = parse_meters)]
-    pub max_distance: Meters,
+    /// DCI distances of the sweep, comma separated (default: the catalog's [multisite],
+    /// 0 to 200 km by 25 km).
+    #[arg(long, value_delimiter = ',', value_parser = parse_meters)]
+    pub distances: Option<Vec<Meters>>,
+    /// Wavelengths per DCI span of the capacity sweep, comma separated (default: the
+    /// catalog's, 1,2,4,8,16,32).
+    #[arg(long = "wavelengths", alias = "dci-capacity", value_delimiter = ',', value_parser = parse_count)]
+    pub wavelengths: Option<Vec<u32>>,
+    /// Share of the step cross-site data parallelism may cost ("10%" or 0.1; default: the
+    /// catalog's, 10%).
+    #[arg(long, value_parser = parse_budget)]
+    pub budget: Option<f64>,
+    /// Resolution of the break-even distance search (default: the catalog's, 1km).
+    #[arg(long, value_parser = parse_meters)]
+    pub resolution: Option<Meters>,
+    /// Farthest distance the break-even search tries (default: the catalog's, 1000km; also
+    /// capped by the catalog's longest coherent optic reach).
+    #[arg(long, value_parser = parse_meters)]
+    pub max_distance: Option<Meters>,
     /// Seed for ECMP hashing (default: the scenario's, else 1).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -94,12 +92,13 @@ pub fn analyze_text(text: &str, file: &str, cat: &Catalog, opts: &Options) -> Re
 pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
     let file = args.file.display().to_string();
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read scenario {file}"))?;
+    let d = Options::from_catalog(cat)?;
     let opts = Options {
-        distances: args.distances.clone(),
-        wavelengths: args.wavelengths.clone(),
-        budget: args.budget,
-        resolution: args.resolution,
-        max_distance: args.max_distance,
+        distances: args.distances.clone().unwrap_or(d.distances),
+        wavelengths: args.wavelengths.clone().unwrap_or(d.wavelengths),
+        budget: args.budget.unwrap_or(d.budget),
+        resolution: args.resolution.unwrap_or(d.resolution),
+        max_distance: args.max_distance.unwrap_or(d.max_distance),
         seed: args.seed,
         tolerance: None,
     };
@@ -176,18 +175,23 @@ pub fn text_report(r: &Report) -> String {
         r.transport,
         r.routing.name()
     ));
-    let mut t = Table::new(&["", "step", "vs one site"]);
-    t.row(vec!["one site (every GPU in one fabric)".into(), ms(r.one_site_step_ns), "-".into()]);
-    let over = |x: u64| format!("+{:.1}%", (x as f64 / r.one_site_step_ns.max(1) as f64 - 1.0) * 100.0);
-    t.row(vec!["site-hierarchical DP all-reduce".into(), ms(r.step_ns), over(r.step_ns)]);
-    t.row(vec!["flat ring DP all-reduce".into(), ms(r.flat_step_ns), over(r.flat_step_ns)]);
+    let mut t = Table::new(&["DP all-reduce", "two sites", "one site", "over one site"]);
+    let over = |x: u64, base: u64| format!("{:+.1}%", (x as f64 / base.max(1) as f64 - 1.0) * 100.0);
+    t.row(vec!["site-hierarchical".into(), ms(r.step_ns), ms(r.one_site_step_ns), over(r.step_ns, r.one_site_step_ns)]);
+    t.row(vec![
+        "flat ring".into(),
+        ms(r.flat_step_ns),
+        ms(r.one_site_flat_step_ns),
+        over(r.flat_step_ns, r.one_site_flat_step_ns),
+    ]);
     out.push_str(&t.render());
-    out.push('\n');
-
+    out.push_str("one site: every GPU in one fabric of the first site's family; site-hierarchical there reduces over the same rank groups\n\n");
     let spans: Vec<String> =
         r.by_distance.first().map_or(Vec::new(), |d| d.headroom.iter().map(|h| h.span.clone()).collect());
-    let mut head: Vec<String> =
-        ["distance", "fibre rtt", "optic", "step", "cross-site", "flat ring"].iter().map(|s| s.to_string()).collect();
+    let mut head: Vec<String> = ["distance", "fibre rtt", "optic", "step", "cross-site", "flat ring", "cross-site"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     for s in &spans {
         head.push(format!("headroom {s}"));
     }
@@ -203,6 +207,7 @@ pub fn text_report(r: &Report) -> String {
             ms(d.step_ns),
             pct(d.cross_site_share),
             ms(d.flat_step_ns),
+            pct(d.flat_cross_site_share),
         ];
         for h in &d.headroom {
             row.push(format!(
@@ -218,7 +223,7 @@ pub fn text_report(r: &Report) -> String {
     out.push_str(&t.render());
     out.push('\n');
 
-    let mut t = Table::new(&["wavelengths", "dci capacity", "step", "cross-site", "flat ring"]);
+    let mut t = Table::new(&["wavelengths", "dci capacity", "step", "cross-site", "flat ring", "cross-site"]);
     for c in &r.by_capacity {
         t.row(vec![
             c.wavelengths.to_string(),
@@ -226,6 +231,7 @@ pub fn text_report(r: &Report) -> String {
             ms(c.step_ns),
             pct(c.cross_site_share),
             ms(c.flat_step_ns),
+            pct(c.flat_cross_site_share),
         ]);
     }
     out.push_str("Step against DCI capacity (every span, at the scenario's distances)\n");
@@ -243,19 +249,11 @@ pub const DEMO_SCENARIO: (&str, &str) =
     ("examples/two-site-training.toml", include_str!("../../../examples/two-site-training.toml"));
 
 /// The demo's two-site training line: the step, its cost over one site and the break-even
-/// distance at a 10% budget (1 km resolution).
+/// distances at the catalog's budget.
 pub fn demo(cat: &Catalog) -> Result<meshway_sim::multisite::Summary> {
     let (file, text) = DEMO_SCENARIO;
     let s = Scenario::parse(text, file)?;
-    let opts = Options {
-        distances: Vec::new(),
-        wavelengths: Vec::new(),
-        budget: 0.10,
-        resolution: Meters::from_km(1),
-        max_distance: Meters::from_km(1000),
-        seed: None,
-        tolerance: None,
-    };
+    let opts = Options::from_catalog(cat)?;
     Ok(meshway_sim::multisite::summary(&s, cat, &opts)?)
 }
 
