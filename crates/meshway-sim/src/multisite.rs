@@ -511,10 +511,11 @@ fn exec_config(
     let p = cat
         .transport_profile(kind)
         .ok_or_else(|| SimulateError::Other(format!("the catalog has no [[transport]] named {kind:?}")))?;
-    let policy = match (s.config.transport.as_ref().map(|t| t.routing), p.default_routing.as_str()) {
+    // As `meshway simulate` chooses: the scenario's routing, else the transport's default.
+    let policy = match (s.config.transport.as_ref().and_then(|t| t.routing), p.default_routing.as_str()) {
         (Some(RoutingKind::Adaptive), _) | (None, "adaptive") => Policy::Adaptive,
         (Some(RoutingKind::Spray), _) | (None, "spray") => Policy::Spray,
-        _ => Policy::Ecmp,
+        (Some(RoutingKind::Ecmp), _) | (None, _) => Policy::Ecmp,
     };
     let mtu = tc.mtu.map_or(p.mtu.0, |m| m.0).max(1);
     let cfg = ExecConfig {
