@@ -72,6 +72,8 @@ pub enum Algo {
     Tree,
     HalvingDoubling,
     Hierarchical,
+    /// By site on multi-site fabrics (see [`crate::multisite::site_all_reduce`]).
+    SiteHierarchical,
     /// All-to-all and send/recv: every message directly.
     Direct,
 }
@@ -83,6 +85,7 @@ impl Algo {
             "tree" | "double-binary-tree" => Algo::Tree,
             "halving-doubling" | "recursive-halving-doubling" => Algo::HalvingDoubling,
             "hierarchical" => Algo::Hierarchical,
+            "site-hierarchical" => Algo::SiteHierarchical,
             "direct" => Algo::Direct,
             _ => return None,
         })
@@ -93,6 +96,7 @@ impl Algo {
             Algo::Tree => "double-binary-tree",
             Algo::HalvingDoubling => "halving-doubling",
             Algo::Hierarchical => "hierarchical",
+            Algo::SiteHierarchical => "site-hierarchical",
             Algo::Direct => "direct",
         }
     }
@@ -356,6 +360,11 @@ pub fn build(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after
         (Op::AllReduce, Algo::Tree) => Ok(tree(prog, topo, spec, after)),
         (Op::AllReduce, Algo::HalvingDoubling) => halving_doubling(prog, spec, after),
         (Op::AllReduce, Algo::Hierarchical) => hierarchical(prog, topo, spec, after),
+        (Op::AllReduce, Algo::SiteHierarchical) => {
+            let sites: Vec<u32> = (0..topo.ranks() as u32).map(|r| topo.site_of(r)).collect();
+            let flat = CollSpec { algo: Algo::Ring, ..spec.clone() };
+            crate::multisite::site_all_reduce(prog, topo, &flat, &sites, after)
+        }
         (op, algo) => Err(format!(
             "{} with algorithm {} is not modeled (all-gather and reduce-scatter use ring)",
             op.name(),

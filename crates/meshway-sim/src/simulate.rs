@@ -393,7 +393,7 @@ fn parse_workloads(setup: &Setup<'_>, topo: &FabricTopo<'_>, seed: u64) -> Resul
                 let algo = Algo::parse(algo_s).ok_or_else(|| {
                     c.invalid(
                         "algorithm",
-                        format!("unknown algorithm {algo_s:?}: expected ring, tree, halving-doubling or hierarchical"),
+                        format!("unknown algorithm {algo_s:?}: expected ring, tree, halving-doubling, hierarchical or site-hierarchical"),
                     )
                 })?;
                 let model = match get_str(t, &c, "model")? {

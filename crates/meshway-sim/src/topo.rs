@@ -45,6 +45,10 @@ pub trait Topology {
     fn ranks(&self) -> usize;
     /// Host index of each rank (ranks of one host share the NVLink domain).
     fn host_of(&self, rank: u32) -> u32;
+    /// Site index of each rank on a multi-site fabric (0 on one site).
+    fn site_of(&self, _rank: u32) -> u32 {
+        0
+    }
     /// The engine network (arcs).
     fn network(&self) -> Network;
     /// A path from `src` to `dst` (ranks) by `choice`; `live` is the links' state during a
@@ -357,6 +361,10 @@ impl Topology for FabricTopo<'_> {
         self.hosts[rank as usize]
     }
 
+    fn site_of(&self, rank: u32) -> u32 {
+        u32::from(self.fabric.node(self.ranks[rank as usize]).site)
+    }
+
     fn network(&self) -> Network {
         let mut net = Network::new();
         for (i, l) in self.fabric.links.iter().enumerate() {
@@ -414,6 +422,7 @@ impl Topology for FabricTopo<'_> {
 /// last-packet serialization still apply.
 pub struct IdealTopo {
     hosts: Vec<u32>,
+    sites: Vec<u32>,
     names: Vec<String>,
     nic: Vec<BitsPerSec>,
     nvlink: Vec<BitsPerSec>,
@@ -440,6 +449,7 @@ impl IdealTopo {
         }
         IdealTopo {
             hosts: topo.hosts.clone(),
+            sites: (0..topo.ranks() as u32).map(|r| topo.site_of(r)).collect(),
             names: topo.ranks.iter().map(|r| f.node(*r).name.clone()).collect(),
             nic,
             nvlink,
@@ -453,6 +463,9 @@ impl Topology for IdealTopo {
     }
     fn host_of(&self, rank: u32) -> u32 {
         self.hosts[rank as usize]
+    }
+    fn site_of(&self, rank: u32) -> u32 {
+        self.sites[rank as usize]
     }
     /// Arcs per rank r: 4r NIC out, 4r+1 NIC in, 4r+2 NVLink out, 4r+3 NVLink in.
     fn network(&self) -> Network {

@@ -272,3 +272,29 @@ fn catalog_defaults_sweep_0_to_200_km_with_a_10_percent_budget() {
     assert_eq!(o.resolution, Meters::from_km(1));
     assert_eq!(o.max_distance, Meters::from_km(1000));
 }
+
+#[test]
+fn simulate_runs_site_hierarchical_collectives_with_the_same_round_trip() {
+    use meshway_sim::simulate::{simulate, Options as SimOptions, Setup};
+    let run = |km: u64| {
+        let text = two_sites(
+            km,
+            4,
+            "[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"site-hierarchical\"\nsize = \"64MiB\"\nchannels = 2\n",
+        );
+        let cat = Catalog::builtin();
+        let s = Scenario::parse(&text, "t.toml").unwrap();
+        let f = s.build(&cat).unwrap();
+        let read = |_: &str| -> Result<String, String> { Err("no files".into()) };
+        let setup = Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &read };
+        let opts = SimOptions { tolerance: Some(0.0), ..SimOptions::default() };
+        let r = simulate(&setup, &opts, &mut |_, _| {}).unwrap();
+        let w = &r.workloads[0];
+        assert_eq!(w.algorithm.as_deref(), Some("site-hierarchical"));
+        w.time_ns.unwrap()
+    };
+    let (t0, t100) = (run(0), run(100));
+    assert_eq!(t100 - t0, 980_000);
+    // The same program as the library call, to the nanosecond.
+    assert_eq!(t100, all_reduce(&two_sites(100, 4, ""), 64 << 20, true));
+}

@@ -20,7 +20,8 @@ all-gather, reduce-scatter and all-to-all, 1 for broadcast and send/recv), the s
 workload on an ideal non-blocking fabric, and the ten most congested links.
 
 Workload kinds: collective (op = all-reduce | all-gather | reduce-scatter | all-to-all |
-broadcast | send-recv; algorithm = ring | tree | halving-doubling | hierarchical;
+broadcast | send-recv; algorithm = ring | tree | halving-doubling | hierarchical |
+site-hierarchical;
 sweep-from/sweep-to for an nccl-tests style size sweep), permutation, uniform, incast,
 all-to-all, flows (file = CSV or JSON flow list) and training (parameters, layers, hidden,
 sequence, micro-batch, global-batch, tp, pp, dp, ep).";
