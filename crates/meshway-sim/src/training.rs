@@ -168,6 +168,7 @@ const KEYS: &[&str] = &[
     "efficiency",
     "grad-bytes",
     "channels",
+    "dp-algorithm",
 ];
 
 pub fn parse(t: &toml::Table, c: &Ctx<'_>, topo: &FabricTopo<'_>, cat: &Catalog) -> Result<TrainSpec, FabricError> {
@@ -229,6 +230,17 @@ pub fn parse(t: &toml::Table, c: &Ctx<'_>, topo: &FabricTopo<'_>, cat: &Catalog)
         c.invalid("gpu", format!("unknown GPU {gpu_name:?}: expected one of {}", names.join(", ")))
     })?;
     let efficiency = num(t, c, "efficiency")?.unwrap_or(cat.simulation.compute_efficiency);
+    // DP gradient all-reduce: flat rings (default) or hierarchical by site.
+    let site_of_rank = match t.get("dp-algorithm").map(|v| v.as_str()) {
+        None | Some(Some("ring")) => None,
+        Some(Some("site-hierarchical")) => Some((0..n).map(|r| topo.site_of(r)).collect()),
+        Some(v) => {
+            return Err(c.invalid(
+                "dp-algorithm",
+                format!("expected \"ring\" or \"site-hierarchical\", got {}", v.unwrap_or("a non-string")),
+            ))
+        }
+    };
     if efficiency > 1.0 {
         return Err(c.invalid("efficiency", "expected a share of peak in (0, 1]"));
     }
@@ -250,7 +262,7 @@ pub fn parse(t: &toml::Table, c: &Ctx<'_>, topo: &FabricTopo<'_>, cat: &Catalog)
         grad_bytes: int(t, c, "grad-bytes")?.unwrap_or(2),
         channels: int(t, c, "channels")?.unwrap_or(u64::from(cat.simulation.channels)) as u32,
         steps_limit: cat.simulation.steps_flow_limit,
-        site_of_rank: None,
+        site_of_rank,
     })
 }
 

@@ -298,3 +298,23 @@ fn simulate_runs_site_hierarchical_collectives_with_the_same_round_trip() {
     // The same program as the library call, to the nanosecond.
     assert_eq!(t100, all_reduce(&two_sites(100, 4, ""), 64 << 20, true));
 }
+
+#[test]
+fn simulate_training_with_dp_algorithm_site_hierarchical_matches_multisite() {
+    use meshway_sim::simulate::{simulate, Options as SimOptions, Setup};
+    let sim = |dp: &str| {
+        let text = two_sites(100, 4, &format!("{TRAINING}dp-algorithm = \"{dp}\"\n"));
+        let cat = Catalog::builtin();
+        let s = Scenario::parse(&text, "t.toml").unwrap();
+        let f = s.build(&cat).unwrap();
+        let read = |_: &str| -> Result<String, String> { Err("no files".into()) };
+        let setup = Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &read };
+        let opts = SimOptions { tolerance: Some(0.0), no_ideal: true, ..SimOptions::default() };
+        simulate(&setup, &opts, &mut |_, _| {}).map(|r| r.workloads[0].time_ns.unwrap())
+    };
+    let r = report(&two_sites(100, 4, TRAINING), &opts(&[], &[]));
+    assert_eq!(sim("site-hierarchical").unwrap(), r.step_ns);
+    assert_eq!(sim("ring").unwrap(), r.flat_step_ns);
+    let e = sim("tree").unwrap_err().to_string();
+    assert!(e.contains("t.toml") && e.contains("dp-algorithm") && e.contains("site-hierarchical"), "{e}");
+}

@@ -24,7 +24,7 @@ broadcast | send-recv; algorithm = ring | tree | halving-doubling | hierarchical
 site-hierarchical;
 sweep-from/sweep-to for an nccl-tests style size sweep), permutation, uniform, incast,
 all-to-all, flows (file = CSV or JSON flow list) and training (parameters, layers, hidden,
-sequence, micro-batch, global-batch, tp, pp, dp, ep).";
+sequence, micro-batch, global-batch, tp, pp, dp, ep, dp-algorithm).";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
