@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod demo;
+mod measure;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -75,6 +76,10 @@ of failure. Every default number comes from catalog/default.toml with its source
         #[command(flatten)]
         common: Common,
     },
+    /// Answer STAMP (RFC 8762) probes: the responder for `ping --kind udp` and the agent.
+    Reflect(measure::ReflectArgs),
+    /// Measure latency, jitter and loss to one target (udp to a reflector, tcp, icmp, http).
+    Ping(measure::PingArgs),
 }
 
 fn load_catalog(path: &Option<PathBuf>) -> Result<Catalog> {
@@ -129,6 +134,8 @@ fn run(cli: Cli) -> Result<()> {
             let d = demo::run(&cat)?;
             emit(&if common.json { json(&d)? } else { demo::text(&d) })
         }
+        Command::Reflect(a) => measure::reflect(a),
+        Command::Ping(a) => measure::ping(a),
     }
 }
 

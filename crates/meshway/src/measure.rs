@@ -1,0 +1,349 @@
+//! Measurement commands: `reflect`, `ping`, `perf`, `trace`. Flags are parsed here into the
+//! runtime crate's config structs; the runtime returns reports, printed here.
+
+use anyhow::{bail, Context, Result};
+use meshway_agent::ping::{PingConfig, PingEvent, PingKind, PingReport};
+use meshway_agent::reflect::{ReflectConfig, ReflectorHandle};
+use meshway_agent::signals::Signals;
+use meshway_probe::echo::{EchoEvent, ReplyKind};
+use meshway_probe::stats::Summary;
+use meshway_units::{Bytes, Nanos};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use crate::emit;
+
+/// A span in the output's human form ("1.234ms").
+pub(crate) fn ns(v: u64) -> String {
+    Nanos(v).to_string()
+}
+
+pub(crate) fn nsf(v: f64) -> String {
+    Nanos(v.round().max(0.0) as u64).to_string()
+}
+
+fn json_line<T: serde::Serialize>(v: &T) -> Result<String> {
+    let mut s = serde_json::to_string(v)?;
+    s.push('\n');
+    Ok(s)
+}
+
+// ---------------------------------------------------------------------------------------------
+// reflect
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  meshway reflect                                  answer STAMP probes on 0.0.0.0:862 (needs root for port 862)
+  meshway reflect --listen 127.0.0.1:8620          a local reflector on an unprivileged port
+  meshway reflect --listen [::]:862 --rate-limit 1000
+  meshway reflect --listen 127.0.0.1:8620 --drop-every 10 --duration 60s   test mode: drop every 10th packet
+
+The reflector answers STAMP (RFC 8762) unauthenticated test packets, so any STAMP
+session-sender works with it, as does `meshway ping --kind udp`. It answers each valid
+packet with exactly as many bytes as it received (never more), ignores malformed packets
+(shorter than 44 bytes, invalid error estimate), and allows each source address at most
+--rate-limit packets per second (a one-second burst). On exit (Ctrl-C, SIGTERM, or after
+--duration) it prints its counters.")]
+pub struct ReflectArgs {
+    /// Address and UDP port to listen on.
+    #[arg(long, default_value = "0.0.0.0:862", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Packets per second accepted from one source IP address; 0 for no limit.
+    #[arg(long, default_value_t = 10_000, value_name = "PPS")]
+    rate_limit: u32,
+    /// Test mode: drop the k-th, 2k-th, ... valid packet of each source.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    drop_every: Option<u64>,
+    /// Claim this host's clock is synchronized to UTC (sets the STAMP S bit).
+    #[arg(long)]
+    clock_synced: bool,
+    /// Stop after this long ("60s", "10min"); default: until interrupted.
+    #[arg(long, value_name = "DURATION")]
+    duration: Option<Nanos>,
+    /// Print the final counters as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn reflect(a: ReflectArgs) -> Result<()> {
+    let sig = Signals::install().context("cannot install signal handlers")?;
+    let sock = std::net::UdpSocket::bind(a.listen).with_context(|| {
+        let hint = if a.listen.port() < 1024 { " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" } else { "" };
+        format!("cannot listen on udp {}{hint}", a.listen)
+    })?;
+    let cfg = ReflectConfig { rate_limit_pps: a.rate_limit, drop_every: a.drop_every, synchronized: a.clock_synced };
+    let h = ReflectorHandle::spawn(sock, cfg).context("cannot start the reflector")?;
+    eprintln!("reflecting STAMP on udp {}", h.addr);
+    let t0 = meshway_agent::clock::mono();
+    while !sig.stop.load(Ordering::Relaxed) && a.duration.is_none_or(|d| meshway_agent::clock::mono() < t0 + d) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let t = h.stop();
+    if a.json {
+        emit(&json_line(&t)?)
+    } else {
+        emit(&format!(
+            "received {}, answered {}, malformed {}, rate-limited {}, test-dropped {}, send errors {}\n",
+            t.received, t.answered, t.malformed, t.rate_limited, t.test_dropped, t.send_errors
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ping
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum Kind {
+    /// STAMP (RFC 8762) test packets to a reflector (`meshway reflect`): RTT, loss,
+    /// duplicates, reordering, one-way delay when both clocks are synchronized.
+    Udp,
+    /// TCP connect time (SYN to SYN-ACK) to host:port.
+    Tcp,
+    /// ICMP echo: an unprivileged ping socket where allowed, a raw socket as root.
+    Icmp,
+    /// HTTP GET phases: connect, first byte, total (http:// URLs).
+    Http,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  meshway ping 127.0.0.1:8620                      STAMP to a reflector (default kind udp, port 862)
+  meshway ping 10.0.0.7 -c 100 -i 10ms --size 1400B --dscp 46
+  meshway ping --kind tcp example.internal:443     TCP connect time
+  meshway ping --kind icmp 127.0.0.1
+  meshway ping --kind http http://127.0.0.1:8080/v1/health -c 20 --json
+  meshway ping 127.0.0.1:8620 -c 0 --ndjson        until Ctrl-C, one JSON object per line
+
+Statistics (the same definitions everywhere in meshway):
+  rtt            round-trip time minus the reflector's hold time (udp); connect time (tcp);
+                 echo round trip (icmp); whole GET (http)
+  min/mean/max/stddev  exact; stddev is the population standard deviation
+  p50/p90/p99/p99.9    nearest rank from a log-linear histogram, within ±0.4% of the exact value
+  loss           probes without an answer within --timeout, over probes sent; late answers
+                 count as lost. duplicates: repeated answers; reordered: an answer arriving
+                 after the answer to a later probe
+  jitter rfc3550 J += (|D| − J)/16 over consecutive answers, D the difference of their delays
+                 (RFC 3550 §6.4.1)
+  jitter mean|Δ| mean absolute difference of consecutive delays
+  jitter p95−p50 the 95th minus the 50th percentile of delay
+
+Exit status: 0 when at least one answer came back, 2 on an error or when none did.")]
+pub struct PingArgs {
+    /// The target: host or host:port (udp, tcp, icmp), or a URL (http).
+    target: String,
+    /// What to send.
+    #[arg(long, short = 'k', value_enum, default_value = "udp")]
+    kind: Kind,
+    /// Probes to send; 0 sends until interrupted.
+    #[arg(long, short = 'c', default_value_t = 10)]
+    count: u64,
+    /// Time between probes.
+    #[arg(long, short = 'i', default_value = "1s", value_name = "DURATION")]
+    interval: Nanos,
+    /// A probe without an answer after this long is lost.
+    #[arg(long, short = 'W', default_value = "1s", value_name = "DURATION")]
+    timeout: Nanos,
+    /// Probe size in bytes: the UDP payload (STAMP packet, at least 44B) or the ICMP payload.
+    #[arg(long, short = 's', default_value = "44B", value_name = "SIZE")]
+    size: Bytes,
+    /// DSCP (0-63) to mark probes with.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=63))]
+    dscp: u8,
+    /// Claim this host's clock is synchronized to UTC; one-way delays are reported when the
+    /// reflector claims the same.
+    #[arg(long)]
+    clock_synced: bool,
+    /// Print one JSON document at the end (replies and summary).
+    #[arg(long, conflicts_with = "ndjson")]
+    json: bool,
+    /// Print one JSON object per reply and loss, then one for the summary.
+    #[arg(long)]
+    ndjson: bool,
+}
+
+struct LineCtx {
+    kind: PingKind,
+    target: String,
+    size_bytes: usize,
+}
+
+fn reply_line(r: &LineCtx, e: &PingEvent) -> String {
+    match &e.echo {
+        EchoEvent::Lost { seq } => format!("seq={seq} lost\n"),
+        EchoEvent::Reply { seq, kind, rtt_ns, forward_ns, backward_ns } => {
+            let mut s = match r.kind {
+                PingKind::Udp | PingKind::Icmp => format!("{} bytes from {}: seq={seq}", r.size_bytes, r.target),
+                PingKind::Tcp => format!("connected to {}: seq={seq}", r.target),
+                PingKind::Http => format!("{}: seq={seq}", r.target),
+            };
+            if let Some(h) = e.http {
+                let _ = write!(
+                    s,
+                    " status={} connect={} first-byte={} total={} body={}",
+                    h.status,
+                    ns(h.connect_ns),
+                    ns(h.first_byte_ns),
+                    ns(h.total_ns),
+                    Bytes(h.body_bytes)
+                );
+            } else if let Some(rtt) = rtt_ns {
+                let _ = write!(s, " rtt={}", ns(*rtt));
+            }
+            if let (Some(f), Some(b)) = (forward_ns, backward_ns) {
+                let _ = write!(s, " forward={}ns backward={}ns", f, b);
+            }
+            match kind {
+                ReplyKind::Ok => {}
+                ReplyKind::Reordered => s.push_str(" (reordered)"),
+                ReplyKind::Duplicate => s.push_str(" (duplicate)"),
+                ReplyKind::Late => s.push_str(" (late: counted as lost)"),
+                ReplyKind::Unknown => s.push_str(" (unknown)"),
+            }
+            s.push('\n');
+            s
+        }
+    }
+}
+
+pub(crate) fn summary_lines(label: &str, m: &Summary) -> String {
+    format!(
+        "{label} min/mean/max/stddev = {}/{}/{}/{}\n\
+         {label} p50/p90/p99/p99.9 = {}/{}/{}/{} (histogram precision ±{:.1}%)\n\
+         jitter rfc3550 = {}, mean|Δ| = {}, p95−p50 = {}\n",
+        ns(m.min_ns),
+        nsf(m.mean_ns),
+        ns(m.max_ns),
+        nsf(m.stddev_ns),
+        ns(m.p50_ns),
+        ns(m.p90_ns),
+        ns(m.p99_ns),
+        ns(m.p999_ns),
+        m.percentile_relative_error * 100.0,
+        nsf(m.jitter_rfc3550_ns),
+        nsf(m.jitter_mean_abs_diff_ns),
+        ns(m.jitter_p95_p50_ns),
+    )
+}
+
+fn ping_summary(r: &PingReport) -> String {
+    let c = &r.echo.counts;
+    let mut s = format!(
+        "--- {} {:?} ping ({}) ---\n{} sent, {} received, {} lost ({:.3}% loss), {} duplicates, {} reordered, {} late\n",
+        r.target,
+        r.kind,
+        r.address,
+        c.sent,
+        c.received,
+        c.lost,
+        r.echo.loss_ratio * 100.0,
+        c.duplicates,
+        c.reordered,
+        c.late
+    )
+    .replace("Udp", "udp")
+    .replace("Tcp", "tcp")
+    .replace("Icmp", "icmp")
+    .replace("Http", "http");
+    if let Some(m) = &r.echo.rtt {
+        s.push_str(&summary_lines("rtt", m));
+    }
+    if let Some(h) = &r.http {
+        for (label, m) in [("connect", &h.connect), ("first-byte", &h.first_byte)] {
+            if let Some(m) = m {
+                let _ = writeln!(
+                    s,
+                    "{label} min/p50/p99/max = {}/{}/{}/{}",
+                    ns(m.min_ns),
+                    ns(m.p50_ns),
+                    ns(m.p99_ns),
+                    ns(m.max_ns)
+                );
+            }
+        }
+        let st: Vec<String> = h.status.iter().map(|(c, n)| format!("{c}×{n}")).collect();
+        let _ = writeln!(s, "status {}", st.join(" "));
+    }
+    if r.kind == PingKind::Udp {
+        match (&r.echo.forward, &r.echo.backward) {
+            (Some(f), Some(b)) => {
+                let _ = writeln!(
+                    s,
+                    "one-way forward p50/p99 = {}/{}, backward p50/p99 = {}/{} (clocks synchronized)",
+                    ns(f.p50_ns),
+                    ns(f.p99_ns),
+                    ns(b.p50_ns),
+                    ns(b.p99_ns)
+                );
+            }
+            _ => s.push_str("one-way delay: not reported, clocks not synchronized (--clock-synced on both ends)\n"),
+        }
+    }
+    s
+}
+
+pub fn ping(a: PingArgs) -> Result<()> {
+    let sig = Signals::install().context("cannot install signal handlers")?;
+    let kind = match a.kind {
+        Kind::Udp => PingKind::Udp,
+        Kind::Tcp => PingKind::Tcp,
+        Kind::Icmp => PingKind::Icmp,
+        Kind::Http => PingKind::Http,
+    };
+    if a.interval == Nanos::ZERO {
+        bail!("invalid --interval 0: must be positive");
+    }
+    if a.timeout == Nanos::ZERO {
+        bail!("invalid --timeout 0: must be positive");
+    }
+    let size = usize::try_from(a.size.get()).unwrap_or(usize::MAX);
+    match kind {
+        PingKind::Udp if !(44..=65_507).contains(&size) => {
+            bail!("invalid --size {}: a STAMP probe is 44 to 65507 bytes", a.size)
+        }
+        PingKind::Icmp if size > 65_000 => bail!("invalid --size {}: at most 65000 bytes of icmp payload", a.size),
+        _ => {}
+    }
+    let cfg = PingConfig {
+        kind,
+        target: a.target.clone(),
+        count: (a.count > 0).then_some(a.count),
+        interval: a.interval,
+        timeout: a.timeout,
+        size,
+        dscp: a.dscp,
+        clock_synchronized: a.clock_synced,
+    };
+    let mut events = Vec::new();
+    let mut out_err = None;
+    let header = LineCtx { kind, target: a.target.clone(), size_bytes: size };
+    let report = meshway_agent::ping::run(&cfg, &sig.stop, &mut |e: &PingEvent| {
+        let r = if a.json {
+            events.push(e.clone());
+            Ok(())
+        } else if a.ndjson {
+            json_line(e).and_then(|l| emit(&l))
+        } else {
+            emit(&reply_line(&header, e))
+        };
+        if let Err(e) = r {
+            out_err.get_or_insert(e);
+        }
+    })
+    .with_context(|| format!("ping {} failed", a.target))?;
+    if let Some(e) = out_err {
+        return Err(e);
+    }
+    if a.json {
+        let doc = serde_json::json!({ "report": report, "replies": events });
+        emit(&crate::json(&doc)?)?;
+    } else if a.ndjson {
+        emit(&json_line(&serde_json::json!({ "event": "summary", "report": report }))?)?;
+    } else {
+        emit(&ping_summary(&report))?;
+    }
+    if report.echo.counts.received == 0 {
+        bail!("no answer from {} ({} probes sent)", report.address, report.echo.counts.sent);
+    }
+    Ok(())
+}
