@@ -136,6 +136,12 @@ fn wait_for(until: Nanos) -> Duration {
     clock::dur(until.saturating_sub(clock::mono())).max(Duration::from_micros(100))
 }
 
+/// For blocking kinds: answers come from `send`, so waiting is sleeping.
+fn sleep_until(until: Nanos) -> io::Result<Option<Answer>> {
+    std::thread::sleep(wait_for(until));
+    Ok(None)
+}
+
 fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted)
 }
@@ -226,8 +232,7 @@ impl Prober for TcpProber {
     }
 
     fn recv(&mut self, until: Nanos) -> io::Result<Option<Answer>> {
-        std::thread::sleep(wait_for(until));
-        Ok(None)
+        sleep_until(until)
     }
 }
 
@@ -336,8 +341,7 @@ impl Prober for HttpProber {
     }
 
     fn recv(&mut self, until: Nanos) -> io::Result<Option<Answer>> {
-        std::thread::sleep(wait_for(until));
-        Ok(None)
+        sleep_until(until)
     }
 }
 

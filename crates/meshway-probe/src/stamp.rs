@@ -158,12 +158,7 @@ pub struct SenderPacket {
 impl SenderPacket {
     /// Writes the packet into `buf[..len]`, `len ≥ 44`; bytes after the base packet are zero.
     pub fn encode(&self, buf: &mut [u8], len: usize) -> Result<(), StampError> {
-        check_len(len)?;
-        if buf.len() < len {
-            return Err(StampError::BufferTooSmall { len: buf.len(), need: len });
-        }
-        let b = &mut buf[..len];
-        b.fill(0);
+        let b = zeroed(buf, len)?;
         b[0..4].copy_from_slice(&self.seq.to_be_bytes());
         b[4..12].copy_from_slice(&self.timestamp.to_be_bytes());
         b[12..14].copy_from_slice(&self.error.encode().to_be_bytes());
@@ -202,12 +197,7 @@ pub struct ReflectorPacket {
 impl ReflectorPacket {
     /// Writes the packet into `buf[..len]`, `len ≥ 44`; bytes after the base packet are zero.
     pub fn encode(&self, buf: &mut [u8], len: usize) -> Result<(), StampError> {
-        check_len(len)?;
-        if buf.len() < len {
-            return Err(StampError::BufferTooSmall { len: buf.len(), need: len });
-        }
-        let b = &mut buf[..len];
-        b.fill(0);
+        let b = zeroed(buf, len)?;
         b[0..4].copy_from_slice(&self.seq.to_be_bytes());
         b[4..12].copy_from_slice(&self.tx_timestamp.to_be_bytes());
         b[12..14].copy_from_slice(&self.error.encode().to_be_bytes());
@@ -265,6 +255,15 @@ pub fn reflect(
     };
     r.encode(out, rx.len())?;
     Ok(rx.len())
+}
+
+/// The first `len` bytes of `buf`, zeroed, after checking `len` is a valid packet length.
+fn zeroed(buf: &mut [u8], len: usize) -> Result<&mut [u8], StampError> {
+    check_len(len)?;
+    let have = buf.len();
+    let b = buf.get_mut(..len).ok_or(StampError::BufferTooSmall { len: have, need: len })?;
+    b.fill(0);
+    Ok(b)
 }
 
 fn check_len(len: usize) -> Result<(), StampError> {
