@@ -7,6 +7,7 @@
 //! the build lean and the behaviour easy to reason about.
 
 pub mod clock;
+pub mod perf;
 pub mod ping;
 pub mod reflect;
 pub mod signals;

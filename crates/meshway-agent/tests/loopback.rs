@@ -180,3 +180,131 @@ fn icmp_ping_loopback_or_clear_error() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// perf
+
+mod perf {
+    use super::*;
+    use meshway_agent::perf::{self, PerfConfig, PerfError};
+    use meshway_probe::perf::{Direction, Protocol};
+    use meshway_units::{BitsPerSec, Bytes};
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+
+    struct Server {
+        addr: std::net::SocketAddr,
+        stop: Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn server() -> Server {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let udp = UdpSocket::bind(addr).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || perf::serve(tcp, udp, s, Arc::new(|_| {})).unwrap());
+        Server { addr, stop, thread: Some(thread) }
+    }
+
+    fn cfg(addr: std::net::SocketAddr, protocol: Protocol, direction: Direction, streams: u16) -> PerfConfig {
+        PerfConfig {
+            server: addr,
+            protocol,
+            direction,
+            streams,
+            duration: ms(1000),
+            bytes: None,
+            rate: None,
+            size: 64 * 1024,
+            interval: ms(250),
+        }
+    }
+
+    #[test]
+    fn tcp_forward_parallel_delivers_every_byte() {
+        let s = server();
+        let mut n = 0;
+        let r = perf::run(&cfg(s.addr, Protocol::Tcp, Direction::Forward, 3), &AtomicBool::new(false), &mut |_| n += 1)
+            .unwrap();
+        let f = r.forward.unwrap();
+        assert!(f.sent_bytes > 1_000_000, "{}", f.sent_bytes);
+        assert_eq!(f.sent_bytes, f.received_bytes, "every byte written is read");
+        assert!(f.throughput_bps > 1e7);
+        assert!(r.reverse.is_none());
+        assert!((4..=7).contains(&n), "{n} interval reports for 1 s at 250 ms");
+        assert_eq!(r.intervals.iter().map(|i| i.sent_bytes).sum::<u64>(), f.sent_bytes);
+        assert!(r.client_cpu_percent > 0.0 && r.server_cpu_percent > 0.0);
+    }
+
+    #[test]
+    fn tcp_byte_count_is_exact_and_reverse_and_bidir_work() {
+        let s = server();
+        let mut c = cfg(s.addr, Protocol::Tcp, Direction::Forward, 2);
+        c.bytes = Some(Bytes(10_000_000));
+        c.duration = ms(20_000);
+        let r = perf::run(&c, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        assert_eq!(r.forward.as_ref().unwrap().received_bytes, 10_000_000);
+        assert!(r.elapsed_secs < 15.0);
+
+        c.direction = Direction::Reverse;
+        let r = perf::run(&c, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        let rev = r.reverse.unwrap();
+        assert_eq!((rev.sent_bytes, rev.received_bytes), (10_000_000, 10_000_000));
+
+        let c = cfg(s.addr, Protocol::Tcp, Direction::Bidir, 2);
+        let r = perf::run(&c, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        let (f, b) = (r.forward.unwrap(), r.reverse.unwrap());
+        assert_eq!(f.sent_bytes, f.received_bytes);
+        assert_eq!(b.sent_bytes, b.received_bytes);
+        assert!(f.received_bytes > 0 && b.received_bytes > 0);
+    }
+
+    #[test]
+    fn udp_paced_forward_and_reverse_account_for_every_datagram() {
+        let s = server();
+        for direction in [Direction::Forward, Direction::Reverse] {
+            let mut c = cfg(s.addr, Protocol::Udp, direction, 1);
+            c.rate = Some(BitsPerSec(9_600_000)); // 1,000 datagrams of 1,200 B per second
+            c.size = 1200;
+            let r = perf::run(&c, &AtomicBool::new(false), &mut |_| {}).unwrap();
+            let u = r.udp.unwrap();
+            // Pacing is exact on average: 1,000 ± a few in one second.
+            assert!((990..=1002).contains(&u.sent), "{direction:?}: sent {}", u.sent);
+            assert_eq!(u.received + u.lost, u.sent);
+            assert_eq!(u.received_bytes, u.received * 1200);
+            assert!(u.loss_ratio < 0.01, "{direction:?}: loopback loss {}", u.loss_ratio);
+        }
+    }
+
+    #[test]
+    fn invalid_requests_are_refused_with_the_reason() {
+        let s = server();
+        let mut c = cfg(s.addr, Protocol::Udp, Direction::Forward, 2);
+        c.rate = Some(BitsPerSec(1_000_000));
+        c.size = 1200;
+        match perf::run(&c, &AtomicBool::new(false), &mut |_| {}) {
+            Err(PerfError::Invalid(m)) => assert!(m.contains("one stream"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // Garbage on the control connection does not hurt the server.
+        let mut g = std::net::TcpStream::connect(s.addr).unwrap();
+        g.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let mut junk = String::new();
+        let _ = g.read_to_string(&mut junk);
+        let c = cfg(s.addr, Protocol::Tcp, Direction::Forward, 1);
+        let mut c2 = c.clone();
+        c2.duration = ms(300);
+        assert!(perf::run(&c2, &AtomicBool::new(false), &mut |_| {}).is_ok());
+    }
+}

@@ -129,6 +129,8 @@ pub struct Accept {
 #[serde(rename_all = "kebab-case")]
 pub struct Finish {
     pub finish: bool,
+    /// UDP datagrams the client sent (forward UDP tests).
+    pub udp_sent: Option<u64>,
 }
 
 /// Server → client at the end.
@@ -143,7 +145,10 @@ pub struct ServerResult {
     pub receive_secs: f64,
     /// Process CPU time (user + system) over the test's wall time, percent of one core.
     pub cpu_percent: f64,
+    /// The receiving side's UDP report (forward UDP tests).
     pub udp: Option<UdpReport>,
+    /// UDP datagrams the server sent (reverse UDP tests).
+    pub udp_sent: Option<u64>,
 }
 
 /// When datagram `seq` (0-based) of `size` bytes is due, sending at `rate` from `start`.

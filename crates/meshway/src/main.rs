@@ -80,6 +80,8 @@ of failure. Every default number comes from catalog/default.toml with its source
     Reflect(measure::ReflectArgs),
     /// Measure latency, jitter and loss to one target (udp to a reflector, tcp, icmp, http).
     Ping(measure::PingArgs),
+    /// Throughput test: TCP parallel streams, reverse, bidir; UDP at a rate with loss and jitter.
+    Perf(measure::PerfArgs),
 }
 
 fn load_catalog(path: &Option<PathBuf>) -> Result<Catalog> {
@@ -136,6 +138,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Reflect(a) => measure::reflect(a),
         Command::Ping(a) => measure::ping(a),
+        Command::Perf(a) => measure::perf(a),
     }
 }
 

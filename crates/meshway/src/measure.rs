@@ -2,12 +2,14 @@
 //! runtime crate's config structs; the runtime returns reports, printed here.
 
 use anyhow::{bail, Context, Result};
+use meshway_agent::perf::{PerfConfig, PerfReport};
 use meshway_agent::ping::{PingConfig, PingEvent, PingKind, PingReport};
 use meshway_agent::reflect::{ReflectConfig, ReflectorHandle};
 use meshway_agent::signals::Signals;
 use meshway_probe::echo::{EchoEvent, ReplyKind};
+use meshway_probe::perf::{Direction, Protocol};
 use meshway_probe::stats::Summary;
-use meshway_units::{Bytes, Nanos};
+use meshway_units::{BitsPerSec, Bytes, Nanos};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -229,9 +231,9 @@ pub(crate) fn summary_lines(label: &str, m: &Summary) -> String {
 fn ping_summary(r: &PingReport) -> String {
     let c = &r.echo.counts;
     let mut s = format!(
-        "--- {} {:?} ping ({}) ---\n{} sent, {} received, {} lost ({:.3}% loss), {} duplicates, {} reordered, {} late\n",
+        "--- {} {} ping ({}) ---\n{} sent, {} received, {} lost ({:.3}% loss), {} duplicates, {} reordered, {} late\n",
         r.target,
-        r.kind,
+        format!("{:?}", r.kind).to_lowercase(),
         r.address,
         c.sent,
         c.received,
@@ -240,11 +242,7 @@ fn ping_summary(r: &PingReport) -> String {
         c.duplicates,
         c.reordered,
         c.late
-    )
-    .replace("Udp", "udp")
-    .replace("Tcp", "tcp")
-    .replace("Icmp", "icmp")
-    .replace("Http", "http");
+    );
     if let Some(m) = &r.echo.rtt {
         s.push_str(&summary_lines("rtt", m));
     }
@@ -346,4 +344,188 @@ pub fn ping(a: PingArgs) -> Result<()> {
         bail!("no answer from {} ({} probes sent)", report.address, report.echo.counts.sent);
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// perf
+
+/// The default perf port (TCP and UDP).
+const PERF_PORT: u16 = 5301;
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  meshway perf --server                            serve tests on 0.0.0.0:5301 (TCP and UDP)
+  meshway perf --server --listen 127.0.0.1:5301
+  meshway perf 10.0.0.2                            one TCP stream for 10 s
+  meshway perf 10.0.0.2 -P 8 -t 30s                eight parallel streams
+  meshway perf 10.0.0.2 --bytes 1GiB               until 1 GiB has been sent
+  meshway perf 10.0.0.2 --reverse                  server sends, client receives
+  meshway perf 10.0.0.2 --bidir -P 2               two streams each way at once
+  meshway perf 10.0.0.2 --udp --rate 100Mbps --size 1200B   UDP: loss, jitter, reordering
+  meshway perf 127.0.0.1 -t 5s --json              one JSON document
+
+Throughput is the receiver's goodput: bytes counted by the receiving application over its
+span from first to last byte. Intervals are the client's view (bytes it sent and received).
+CPU is process CPU time (user + system, from /proc) over wall time, percent of one core;
+the server's figure covers its whole process. UDP jitter is RFC 3550's, on one-way transit
+times (clock offsets cancel). The server answers many clients at once.")]
+pub struct PerfArgs {
+    /// The server to test against: host or host:port (default port 5301).
+    #[arg(required_unless_present = "server")]
+    target: Option<String>,
+    /// Run as a server.
+    #[arg(long, conflicts_with = "target")]
+    server: bool,
+    /// Server: address to listen on (TCP and UDP).
+    #[arg(long, default_value = "0.0.0.0:5301", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Parallel TCP streams (per direction).
+    #[arg(long, short = 'P', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=128))]
+    parallel: u16,
+    /// Test length; with --bytes, the longest the test may run (default 10s, or 10min with --bytes).
+    #[arg(long, short = 't', value_name = "DURATION")]
+    duration: Option<Nanos>,
+    /// Send this many bytes (per direction) instead of running for a duration (TCP).
+    #[arg(long, short = 'n', value_name = "SIZE", conflicts_with = "udp")]
+    bytes: Option<Bytes>,
+    /// The server sends, the client receives.
+    #[arg(long, short = 'R', conflicts_with = "bidir")]
+    reverse: bool,
+    /// Both directions at once (TCP).
+    #[arg(long, conflicts_with = "udp")]
+    bidir: bool,
+    /// UDP at --rate instead of TCP.
+    #[arg(long, short = 'u')]
+    udp: bool,
+    /// UDP target rate.
+    #[arg(long, short = 'b', default_value = "100Mbps", value_name = "RATE")]
+    rate: BitsPerSec,
+    /// TCP write size or UDP datagram size (default 128KiB for TCP, 1200B for UDP).
+    #[arg(long, short = 'l', value_name = "SIZE")]
+    size: Option<Bytes>,
+    /// Time between interval reports.
+    #[arg(long, short = 'i', default_value = "1s", value_name = "DURATION")]
+    interval: Nanos,
+    /// Print one JSON document at the end.
+    #[arg(long)]
+    json: bool,
+}
+
+fn bps(v: f64) -> String {
+    BitsPerSec(v.max(0.0).round() as u64).to_string()
+}
+
+fn perf_text(r: &PerfReport) -> String {
+    let mut s = format!(
+        "--- {} {}, {} stream(s), {} per write ---\n",
+        r.server,
+        format!("{:?} {:?}", r.protocol, r.direction).to_lowercase(),
+        r.streams,
+        Bytes(r.size_bytes as u64)
+    );
+    for (label, f) in [("forward (client→server)", &r.forward), ("reverse (server→client)", &r.reverse)] {
+        if let Some(f) = f {
+            let _ = writeln!(
+                s,
+                "{label}: sent {}, received {} in {:.3}s, throughput {}",
+                Bytes(f.sent_bytes),
+                Bytes(f.received_bytes),
+                f.receive_secs,
+                bps(f.throughput_bps)
+            );
+        }
+    }
+    if let Some(u) = &r.udp {
+        let _ = writeln!(
+            s,
+            "udp: target {}, {} sent, {} received, {} lost ({:.3}%), {} duplicates, {} reordered, jitter rfc3550 {}, queueing p99 {}",
+            bps(r.udp_target_rate_bps.unwrap_or(0) as f64),
+            u.sent,
+            u.received,
+            u.lost,
+            u.loss_ratio * 100.0,
+            u.duplicates,
+            u.reordered,
+            nsf(u.jitter_rfc3550_ns),
+            ns(u.queueing_p99_ns)
+        );
+    }
+    let _ = writeln!(s, "cpu: client {:.1}%, server {:.1}% of one core", r.client_cpu_percent, r.server_cpu_percent);
+    s
+}
+
+pub fn perf(a: PerfArgs) -> Result<()> {
+    let sig = Signals::install().context("cannot install signal handlers")?;
+    if a.server {
+        let tcp =
+            std::net::TcpListener::bind(a.listen).with_context(|| format!("cannot listen on tcp {}", a.listen))?;
+        let udp = std::net::UdpSocket::bind(tcp.local_addr()?)
+            .with_context(|| format!("cannot listen on udp {}", a.listen))?;
+        eprintln!("perf server on {} (tcp and udp)", tcp.local_addr()?);
+        let log: std::sync::Arc<dyn Fn(String) + Send + Sync> = std::sync::Arc::new(|l| eprintln!("{l}"));
+        return meshway_agent::perf::serve(tcp, udp, sig.stop.clone(), log).context("perf server failed");
+    }
+    let target = a.target.clone().unwrap_or_default();
+    let server = resolve_host_port(&target, PERF_PORT)?;
+    if a.interval == Nanos::ZERO {
+        bail!("invalid --interval 0: must be positive");
+    }
+    let protocol = if a.udp { Protocol::Udp } else { Protocol::Tcp };
+    let direction = if a.bidir {
+        Direction::Bidir
+    } else if a.reverse {
+        Direction::Reverse
+    } else {
+        Direction::Forward
+    };
+    let default_size = if a.udp { 1200 } else { 128 * 1024 };
+    let default_duration = if a.bytes.is_some() { Nanos(600_000_000_000) } else { Nanos(10_000_000_000) };
+    let cfg = PerfConfig {
+        server,
+        protocol,
+        direction,
+        streams: a.parallel,
+        duration: a.duration.unwrap_or(default_duration),
+        bytes: a.bytes,
+        rate: a.udp.then_some(a.rate),
+        size: usize::try_from(a.size.map_or(default_size, Bytes::get)).unwrap_or(usize::MAX),
+        interval: a.interval,
+    };
+    let mut out_err = None;
+    let r = meshway_agent::perf::run(&cfg, &sig.stop, &mut |iv| {
+        if !a.json {
+            let line = format!(
+                "{:6.2}-{:6.2}s  sent {:>10} {:>14}  received {:>10} {:>14}\n",
+                iv.start_secs,
+                iv.end_secs,
+                Bytes(iv.sent_bytes).to_string(),
+                bps(iv.sent_bps),
+                Bytes(iv.received_bytes).to_string(),
+                bps(iv.received_bps)
+            );
+            if let Err(e) = emit(&line) {
+                out_err.get_or_insert(e);
+            }
+        }
+    })
+    .with_context(|| format!("perf test against {server} failed"))?;
+    if let Some(e) = out_err {
+        return Err(e);
+    }
+    emit(&if a.json { crate::json(&r)? } else { perf_text(&r) })
+}
+
+/// `host`, `host:port`, `[v6]:port` or a bare IPv6 address, with a default port.
+pub(crate) fn resolve_host_port(target: &str, default_port: u16) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let s = match target.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(a)) => format!("[{a}]:{default_port}"),
+        Ok(a) => format!("{a}:{default_port}"),
+        Err(_) if target.contains(':') => target.to_string(),
+        Err(_) => format!("{target}:{default_port}"),
+    };
+    s.to_socket_addrs()
+        .with_context(|| format!("cannot resolve {target:?}"))?
+        .next()
+        .with_context(|| format!("{target:?} resolved to no address"))
 }
