@@ -11,3 +11,4 @@ pub mod perf;
 pub mod ping;
 pub mod reflect;
 pub mod signals;
+pub mod trace;

@@ -82,6 +82,8 @@ of failure. Every default number comes from catalog/default.toml with its source
     Ping(measure::PingArgs),
     /// Throughput test: TCP parallel streams, reverse, bidir; UDP at a rate with loss and jitter.
     Perf(measure::PerfArgs),
+    /// Hop-by-hop path, RTT and loss like mtr; flow-stable probes, parallel-path discovery.
+    Trace(measure::TraceArgs),
 }
 
 fn load_catalog(path: &Option<PathBuf>) -> Result<Catalog> {
@@ -139,6 +141,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Reflect(a) => measure::reflect(a),
         Command::Ping(a) => measure::ping(a),
         Command::Perf(a) => measure::perf(a),
+        Command::Trace(a) => measure::trace(a),
     }
 }
 

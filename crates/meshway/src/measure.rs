@@ -529,3 +529,122 @@ pub(crate) fn resolve_host_port(target: &str, default_port: u16) -> Result<Socke
         .next()
         .with_context(|| format!("{target:?} resolved to no address"))
 }
+
+// ---------------------------------------------------------------------------------------------
+// trace
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  meshway trace 10.0.0.2                           UDP probes, 10 rounds, one flow
+  meshway trace 10.0.0.2 --icmp --rounds 30
+  meshway trace 10.0.0.2 --flows 8                 eight flows: discover parallel (ECMP) paths
+  meshway trace 10.0.0.2 --json
+
+Every probe of a flow has the same addresses and ports, so it follows one ECMP path; the
+probe's TTL and round ride in the UDP length (or the ICMP sequence number), which routers do
+not hash. --flows N varies the source port (ICMP identifier) to find parallel paths. Loss
+at a hop that later hops do not show is labelled \"icmp rate limit\": the router limits the
+ICMP it generates, it is not dropping traffic. Needs root or CAP_NET_RAW (a raw ICMP
+socket reads the answers). IPv4.")]
+pub struct TraceArgs {
+    /// The target host (IPv4 address or name).
+    target: String,
+    /// ICMP echo probes instead of UDP.
+    #[arg(long)]
+    icmp: bool,
+    /// Highest TTL probed.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u8).range(1..=63))]
+    max_ttl: u8,
+    /// Rounds of probes (one probe per hop and flow each round).
+    #[arg(long, short = 'c', default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    rounds: u32,
+    /// Time between rounds.
+    #[arg(long, short = 'i', default_value = "1s", value_name = "DURATION")]
+    interval: Nanos,
+    /// How long to wait for a round's answers.
+    #[arg(long, short = 'W', default_value = "500ms", value_name = "DURATION")]
+    timeout: Nanos,
+    /// Parallel flows, each pinned to one path.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    flows: u16,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+fn trace_text(r: &meshway_agent::trace::TraceReport) -> String {
+    use meshway_probe::trace::LossKind;
+    let mut s = format!(
+        "trace to {} ({}, {} rounds, {} flow{})\n{:>3} {:>4}  {:<16} {:>6} {:>5}  {:>10} {:>10} {:>10} {:>10}  note\n",
+        r.target,
+        r.protocol,
+        r.rounds,
+        r.flows,
+        if r.flows == 1 { "" } else { "s" },
+        "hop",
+        "flow",
+        "address",
+        "loss",
+        "sent",
+        "min",
+        "p50",
+        "p99",
+        "max"
+    );
+    for h in &r.hops {
+        let addr = h.addresses.first().map_or("*".to_string(), |a| a.0.to_string());
+        let (min, p50, p99, max) = h.rtt.as_ref().map_or(("-".into(), "-".into(), "-".into(), "-".into()), |m| {
+            (ns(m.min_ns), ns(m.p50_ns), ns(m.p99_ns), ns(m.max_ns))
+        });
+        let mut note = match h.loss_kind {
+            LossKind::None => String::new(),
+            LossKind::IcmpRateLimit => "icmp rate limit (not forwarding loss)".into(),
+            LossKind::Forwarding => "loss persists to later hops".into(),
+        };
+        if h.destination {
+            note = if note.is_empty() { "destination".into() } else { format!("destination; {note}") };
+        }
+        if h.addresses.len() > 1 {
+            let others: Vec<String> = h.addresses[1..].iter().map(|a| a.0.to_string()).collect();
+            note.push_str(&format!(" also {}", others.join(", ")));
+        }
+        let _ = writeln!(
+            s,
+            "{:>3} {:>4}  {:<16} {:>5.1}% {:>5}  {:>10} {:>10} {:>10} {:>10}  {}",
+            h.ttl,
+            h.flow,
+            addr,
+            h.loss_ratio * 100.0,
+            h.sent,
+            min,
+            p50,
+            p99,
+            max,
+            note.trim()
+        );
+    }
+    if r.flows > 1 {
+        let _ = writeln!(s, "{} distinct path(s) across {} flows", r.paths.len(), r.flows);
+    }
+    s
+}
+
+pub fn trace(a: TraceArgs) -> Result<()> {
+    let sig = Signals::install().context("cannot install signal handlers")?;
+    let target = match resolve_host_port(&a.target, 0)?.ip() {
+        std::net::IpAddr::V4(v4) => v4,
+        std::net::IpAddr::V6(_) => bail!("trace supports IPv4 targets only; {} is IPv6", a.target),
+    };
+    let cfg = meshway_agent::trace::TraceConfig {
+        target,
+        icmp: a.icmp,
+        max_ttl: a.max_ttl,
+        rounds: a.rounds,
+        interval: a.interval,
+        timeout: a.timeout,
+        flows: a.flows,
+    };
+    let r =
+        meshway_agent::trace::run(&cfg, &sig.stop, &mut |_| {}).with_context(|| format!("trace to {target} failed"))?;
+    emit(&if a.json { crate::json(&r)? } else { trace_text(&r) })
+}
