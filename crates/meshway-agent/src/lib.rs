@@ -6,9 +6,14 @@
 //! Threads, not an async runtime: each command is a handful of blocking loops, which keeps
 //! the build lean and the behaviour easy to reason about.
 
+pub mod agent;
 pub mod clock;
+pub mod config;
+pub mod history;
+pub mod http;
 pub mod perf;
 pub mod ping;
 pub mod reflect;
 pub mod signals;
+pub mod store;
 pub mod trace;

@@ -146,7 +146,8 @@ fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted)
 }
 
-fn resolve(target: &str, default_port: u16) -> Result<SocketAddr, PingError> {
+/// Resolves `host`, `host:port`, `[v6]:port` or a bare address, with a default port.
+pub fn resolve(target: &str, default_port: u16) -> Result<SocketAddr, PingError> {
     let with_port = if target.parse::<IpAddr>().is_ok() || !target.contains(':') {
         match target.parse::<IpAddr>() {
             Ok(IpAddr::V6(a)) => format!("[{a}]:{default_port}"),

@@ -84,12 +84,16 @@ pub struct Matched {
 /// first source port (UDP) or identifier (ICMP). Pure, so it is tested on crafted bytes.
 pub fn match_answer(pkt: &[u8], target: Ipv4Addr, icmp: bool, flow_base: u16, flows: u16) -> Option<Matched> {
     let ihl = usize::from(*pkt.first()? & 0x0f) * 4;
+    if ihl < 20 {
+        return None;
+    }
     let icmp_msg = pkt.get(ihl..)?;
     let (typ, code) = (*icmp_msg.first()?, *icmp_msg.get(1)?);
     let flow_of = |v: u16| v.checked_sub(flow_base).filter(|f| *f < flows);
     if icmp && typ == 0 {
         // Echo reply from the destination itself.
-        let src = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
+        let s = pkt.get(12..16)?;
+        let src = Ipv4Addr::new(s[0], s[1], s[2], s[3]);
         if src != target || icmp_msg.len() < 8 {
             return None;
         }
@@ -105,7 +109,11 @@ pub fn match_answer(pkt: &[u8], target: Ipv4Addr, icmp: bool, flow_base: u16, fl
     // The quoted datagram: its IP header, then at least 8 bytes of ours.
     let quoted = icmp_msg.get(8..)?;
     let qihl = usize::from(*quoted.first()? & 0x0f) * 4;
-    let qdst = Ipv4Addr::new(*quoted.get(16)?, quoted[17], quoted[18], quoted[19]);
+    if qihl < 20 {
+        return None;
+    }
+    let d = quoted.get(16..20)?;
+    let qdst = Ipv4Addr::new(d[0], d[1], d[2], d[3]);
     if qdst != target {
         return None;
     }
@@ -225,7 +233,7 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
                 continue; // a late answer from an earlier round
             }
             let Some(t0) = sent_at.remove(&(m.flow, m.ttl)) else { continue };
-            let from = IpAddr::V4(Ipv4Addr::new(rx[12], rx[13], rx[14], rx[15]));
+            let from = IpAddr::V4(Ipv4Addr::new(rx[12], rx[13], rx[14], rx[15])); // n ≥ 20: matched
             table.on_answer(m.ttl, m.flow, from, at.saturating_sub(t0).get(), m.destination);
         }
         // Once every flow has reached the destination, stop probing past it.
@@ -290,10 +298,14 @@ mod tests {
         // Another target, another port, a flow out of range: not ours.
         assert!(match_answer(&pkt, Ipv4Addr::new(10, 0, 0, 8), false, 40_000, 4).is_none());
         assert!(match_answer(&pkt, target, false, 40_000, 1).is_none());
-        // Truncated packets never panic.
+        // Truncated or corrupted packets never panic.
         for n in 0..pkt.len() {
             let _ = match_answer(&pkt[..n], target, false, 40_000, 4);
+            let _ = match_answer(&pkt[..n], target, true, 40_000, 4);
         }
+        let mut bad = pkt.clone();
+        bad[0] = 0x41; // ihl 4: shorter than an IPv4 header
+        assert!(match_answer(&bad, target, false, 40_000, 4).is_none());
     }
 
     #[test]

@@ -9,11 +9,15 @@
 //! |---|---|
 //! | [`stamp`] | STAMP (RFC 8762) unauthenticated test packets: encode, decode, reflect |
 //! | [`stats`] | log-linear histogram, summary (min/mean/max/stddev/percentiles), the three jitter metrics |
+//! | [`forecast`] | least-squares trend, prediction interval, threshold crossing |
+//! | [`objective`] | sliding windows, objectives, alert hysteresis |
 //! | [`echo`] | the echo (ping) sender: sequence numbers, deadlines, loss, duplicates, reordering |
 //! | [`perf`] | throughput test wire format, UDP pacing, UDP receiver accounting |
 //! | [`trace`] | per-hop aggregation of TTL-limited probes, ICMP rate-limit labelling |
 
 pub mod echo;
+pub mod forecast;
+pub mod objective;
 pub mod perf;
 pub mod stamp;
 pub mod stats;

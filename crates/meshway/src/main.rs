@@ -84,6 +84,10 @@ of failure. Every default number comes from catalog/default.toml with its source
     Perf(measure::PerfArgs),
     /// Hop-by-hop path, RTT and loss like mtr; flow-stable probes, parallel-path discovery.
     Trace(measure::TraceArgs),
+    /// Continuous probing with history (SQLite), Prometheus /metrics, objectives and alerts.
+    Agent(measure::AgentArgs),
+    /// Query the agent's history: series, percentiles, trend forecast.
+    History(measure::HistoryArgs),
 }
 
 fn load_catalog(path: &Option<PathBuf>) -> Result<Catalog> {
@@ -142,6 +146,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Ping(a) => measure::ping(a),
         Command::Perf(a) => measure::perf(a),
         Command::Trace(a) => measure::trace(a),
+        Command::Agent(a) => measure::agent(a),
+        Command::History(a) => measure::history(a),
     }
 }
 

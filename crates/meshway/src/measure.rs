@@ -648,3 +648,257 @@ pub fn trace(a: TraceArgs) -> Result<()> {
         meshway_agent::trace::run(&cfg, &sig.stop, &mut |_| {}).with_context(|| format!("trace to {target} failed"))?;
     emit(&if a.json { crate::json(&r)? } else { trace_text(&r) })
 }
+
+// ---------------------------------------------------------------------------------------------
+// agent and history
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  meshway agent --config agent.toml                run: probe, store, serve /metrics, alert
+  meshway agent --config agent.toml --check        validate the file and exit
+  kill -HUP $(pidof meshway)                       reload targets, objectives, alerting, token
+
+agent.toml:
+  [agent]
+  listen = \"127.0.0.1:9330\"        # /metrics, /probe?target=&module=, /healthz
+  database = \"meshway-agent.db\"    # SQLite, WAL: raw samples, 1-minute and 1-hour rollups
+  bearer-token = \"s3cret\"          # optional
+  evaluate-every = \"10s\"
+  retention-raw = \"48h\"            # also retention-1m, retention-1h
+  [alerts]
+  webhook = \"http://127.0.0.1:9093/hook\"   # Alertmanager webhook JSON (version 4)
+  fire-after = 3                   # consecutive violated evaluations (hysteresis)
+  resolve-after = 3
+  [[target]]
+  name = \"chatbot-edge\"
+  kind = \"udp\"                     # udp | tcp | icmp | http | perf
+  address = \"127.0.0.1:862\"
+  interval = \"1s\"
+  [target.objectives]
+  window = \"5min\"
+  rtt-p99 = \"50ms\"
+  loss = \"0.1%\"                    # also rtt-p50, rtt-p90, rtt-mean, jitter, throughput-min
+
+Each target starts at a fixed offset within its interval (start splay). SIGINT or SIGTERM
+stops probing, writes what is queued and exits 0.")]
+pub struct AgentArgs {
+    /// The agent configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: std::path::PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+pub fn agent(a: AgentArgs) -> Result<()> {
+    if a.check {
+        let spec = meshway_agent::agent::load(&a.config)?;
+        return emit(&format!("{}: ok, {} targets\n", a.config.display(), spec.targets.len()));
+    }
+    let sig = Signals::install().context("cannot install signal handlers")?;
+    let log: std::sync::Arc<dyn Fn(String) + Send + Sync> = std::sync::Arc::new(|l| eprintln!("{l}"));
+    meshway_agent::agent::run(&a.config, sig, log)?;
+    Ok(())
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum HistoryMetric {
+    RttP50,
+    RttP90,
+    RttP99,
+    RttMean,
+    Jitter,
+    Loss,
+    ThroughputMin,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum HistoryStep {
+    Raw,
+    #[value(name = "1m")]
+    Minute,
+    #[value(name = "1h")]
+    Hour,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  meshway history --db meshway-agent.db                          list targets
+  meshway history --target chatbot-edge --since 6h               1-minute series of rtt p99
+  meshway history --target chatbot-edge --metric loss --step 1h --since 168h --csv
+  meshway history --target bulk --metric throughput-min --json
+  meshway history --target chatbot-edge --since 168h --step 1h --forecast --threshold 50ms
+
+--forecast fits a least-squares line to the series and prints a 95% prediction interval
+and when the line (and the interval's edges) reach --threshold: a duration for rtt and
+jitter, \"1%\" for loss, a rate (\"100Mbps\") for throughput-min (a floor: crossing from above).")]
+pub struct HistoryArgs {
+    /// The agent's database.
+    #[arg(long, default_value = "meshway-agent.db", value_name = "FILE")]
+    db: std::path::PathBuf,
+    /// The target to query; without it, the targets are listed.
+    #[arg(long)]
+    target: Option<String>,
+    #[arg(long, value_enum, default_value = "rtt-p99")]
+    metric: HistoryMetric,
+    /// Window start, as a duration before --until.
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    since: Nanos,
+    /// Window end, as a duration before now.
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    until: Nanos,
+    /// Series resolution: raw samples, 1-minute or 1-hour rollups.
+    #[arg(long, value_enum, default_value = "1m")]
+    step: HistoryStep,
+    /// Fit a trend and say when it crosses --threshold.
+    #[arg(long, requires = "threshold")]
+    forecast: bool,
+    /// The threshold for --forecast.
+    #[arg(long)]
+    threshold: Option<String>,
+    /// How far ahead --forecast looks.
+    #[arg(long, default_value = "720h", value_name = "DURATION")]
+    horizon: Nanos,
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    #[arg(long)]
+    csv: bool,
+}
+
+fn metric_of(m: HistoryMetric) -> meshway_probe::objective::Metric {
+    use meshway_probe::objective::Metric;
+    match m {
+        HistoryMetric::RttP50 => Metric::RttP50,
+        HistoryMetric::RttP90 => Metric::RttP90,
+        HistoryMetric::RttP99 => Metric::RttP99,
+        HistoryMetric::RttMean => Metric::RttMean,
+        HistoryMetric::Jitter => Metric::JitterRfc3550,
+        HistoryMetric::Loss => Metric::Loss,
+        HistoryMetric::ThroughputMin => Metric::ThroughputMin,
+    }
+}
+
+fn metric_text(m: meshway_probe::objective::Metric, v: f64) -> String {
+    use meshway_probe::objective::Metric;
+    match m {
+        Metric::Loss => format!("{:.3}%", v * 100.0),
+        Metric::ThroughputMin => bps(v),
+        _ => nsf(v),
+    }
+}
+
+pub fn history(a: HistoryArgs) -> Result<()> {
+    use meshway_agent::agent::rfc3339;
+    use meshway_agent::history::{self, Step};
+    use meshway_probe::objective::Metric;
+    let Some(target) = &a.target else {
+        let ts = history::targets(&a.db)?;
+        let mut s = String::from("target                           samples\n");
+        for (t, n) in ts {
+            let _ = writeln!(s, "{t:<32} {n:>7}");
+        }
+        return emit(&s);
+    };
+    let metric = metric_of(a.metric);
+    let threshold = match (&a.threshold, a.forecast) {
+        (Some(t), true) => Some(match metric {
+            Metric::Loss => meshway_agent::config::parse_ratio(&toml::Value::String(t.clone()))
+                .map_err(|e| anyhow::anyhow!("invalid --threshold: {e}"))?,
+            Metric::ThroughputMin => t.parse::<BitsPerSec>().context("invalid --threshold")?.get() as f64,
+            _ => t.parse::<Nanos>().context("invalid --threshold")?.get() as f64,
+        }),
+        _ => None,
+    };
+    let now = meshway_agent::clock::unix_nanos();
+    let to = now.saturating_sub(a.until.get());
+    let from = to.saturating_sub(a.since.get());
+    let step = match a.step {
+        HistoryStep::Raw => Step::Raw,
+        HistoryStep::Minute => Step::Minute,
+        HistoryStep::Hour => Step::Hour,
+    };
+    let r = history::query(&a.db, target, metric, from, to, step, threshold, a.horizon.get())?;
+    if a.json {
+        return emit(&crate::json(&r)?);
+    }
+    if a.csv {
+        let mut s = String::from("start,value,sent,lost,min_ns,p50_ns,p90_ns,p99_ns,max_ns,jitter_ns,value_min\n");
+        let o = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+        let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
+        for p in &r.series {
+            let x = &p.rollup;
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{},{},{},{},{}",
+                rfc3339(p.start_ns),
+                f(p.value),
+                x.sent,
+                x.lost,
+                o(x.min_ns),
+                o(x.p50_ns),
+                o(x.p90_ns),
+                o(x.p99_ns),
+                o(x.max_ns),
+                f(x.jitter_ns),
+                f(x.value_min)
+            );
+        }
+        return emit(&s);
+    }
+    let mut s = format!(
+        "{target} {} from {} to {} ({} points)\n",
+        metric.name(),
+        rfc3339(r.from_ns),
+        rfc3339(r.to_ns),
+        r.series.len()
+    );
+    let w = &r.summary;
+    let _ = writeln!(s, "window: {} probes, {} lost ({:.3}%)", w.sent, w.lost, w.loss_ratio * 100.0);
+    if let Some(m) = &w.rtt {
+        s.push_str(&summary_lines("rtt", m));
+    }
+    let _ = writeln!(s, "{:<26} {:>14} {:>7} {:>6}", "start", metric.name(), "sent", "lost");
+    for p in &r.series {
+        let v = p.value.map_or("-".to_string(), |v| metric_text(metric, v));
+        let _ = writeln!(s, "{:<26} {:>14} {:>7} {:>6}", rfc3339(p.start_ns), v, p.rollup.sent, p.rollup.lost);
+    }
+    if let Some(f) = &r.forecast {
+        let per_day = f.fit.slope_per_s * 86_400.0;
+        let _ = writeln!(
+            s,
+            "forecast: trend {} per day (r² {:.3}, {} points), threshold {}",
+            if per_day >= 0.0 {
+                format!("+{}", metric_text(metric, per_day))
+            } else {
+                format!("-{}", metric_text(metric, -per_day))
+            },
+            f.fit.r_squared,
+            f.fit.n,
+            metric_text(metric, f.threshold)
+        );
+        if f.already_past {
+            s.push_str("forecast: the trend is already past the threshold\n");
+        } else {
+            match f.expected_ns {
+                Some(t) => {
+                    let _ = writeln!(
+                        s,
+                        "forecast: crosses at {} (95% interval {} .. {})",
+                        rfc3339(t),
+                        f.earliest_ns.map_or("-".into(), rfc3339),
+                        f.latest_ns.map_or("beyond the horizon".into(), rfc3339)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "forecast: the trend does not reach the threshold within {}{}",
+                        Nanos(f.horizon_ns),
+                        f.earliest_ns.map_or(String::new(), |t| format!(" (the 95% interval does at {})", rfc3339(t)))
+                    );
+                }
+            }
+        }
+    }
+    emit(&s)
+}
