@@ -361,6 +361,7 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                         size: *size,
                         dscp: *dscp,
                         clock_synchronized: false,
+                        statistics: false,
                     };
                     // A probe that cannot even start (resolution, permissions) is retried each interval.
                     while !stop.load(Ordering::Relaxed) {
@@ -671,6 +672,7 @@ fn probe_endpoint(r: &http::Request) -> http::Response {
         size: 44,
         dscp: 0,
         clock_synchronized: false,
+        statistics: true,
     };
     let t0 = clock::mono();
     let res = ping::run(&cfg, &AtomicBool::new(false), &mut |_| {});

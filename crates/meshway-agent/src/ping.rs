@@ -43,6 +43,9 @@ pub struct PingConfig {
     /// This host's clock is synchronized to UTC (the STAMP S bit); one-way delays are reported
     /// only when both ends say so.
     pub clock_synchronized: bool,
+    /// Keep delay statistics for the final report; `false` for unbounded sessions whose
+    /// samples are aggregated by the caller (the agent), so memory stays constant.
+    pub statistics: bool,
 }
 
 #[derive(Debug, Error)]
@@ -181,6 +184,8 @@ struct UdpProber {
     error: ErrorEstimate,
     synchronized: bool,
     buf: Vec<u8>,
+    /// Answers are exactly as long as probes; a little slack detects longer (foreign) ones.
+    rx: Vec<u8>,
 }
 
 impl Prober for UdpProber {
@@ -197,14 +202,17 @@ impl Prober for UdpProber {
 
     fn recv(&mut self, until: Nanos) -> io::Result<Option<Answer>> {
         self.sock.set_read_timeout(Some(wait_for(until)))?;
-        let mut rx = [0u8; 65_536];
-        let n = match self.sock.recv(&mut rx) {
+        let rx = &mut self.rx;
+        let n = match self.sock.recv(rx) {
             Ok(n) => n,
             Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::ConnectionRefused => return Ok(None),
             Err(e) => return Err(e),
         };
         let at = clock::mono();
         let wall = clock::ntp();
+        if n != self.size {
+            return Ok(None); // not an answer to our probe (which are all `size` bytes)
+        }
         let Ok(r) = ReflectorPacket::decode(&rx[..n]) else { return Ok(None) };
         let synced = self.synchronized && r.error.synchronized && r.sender_error.synchronized;
         let one_way =
@@ -426,7 +434,8 @@ impl Prober for IcmpProber {
                 return Ok(None);
             }
             self.sock.set_read_timeout(Some(wait_for(until)))?;
-            let mut buf = [0u8; 65_536];
+            // IP header (≤ 60) + ICMP header + our payload, and slack; longer is not ours.
+            let mut buf = vec![0u8; 60 + 8 + self.size + 64];
             let mut s = &self.sock;
             let n = match s.read(&mut buf) {
                 Ok(n) => n,
@@ -477,7 +486,14 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
             sock.connect(addr).map_err(io_err(format!("cannot reach {addr}")))?;
             let error =
                 if cfg.clock_synchronized { ErrorEstimate::SYNCHRONIZED } else { ErrorEstimate::UNSYNCHRONIZED };
-            let p = UdpProber { sock, size, error, synchronized: cfg.clock_synchronized, buf: vec![0u8; size] };
+            let p = UdpProber {
+                sock,
+                size,
+                error,
+                synchronized: cfg.clock_synchronized,
+                buf: vec![0u8; size],
+                rx: vec![0u8; size + 64],
+            };
             (Box::new(p), addr, size)
         }
         PingKind::Tcp => {
@@ -498,6 +514,9 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
         }
     };
     let mut session = EchoSession::new(EchoConfig { count: cfg.count, interval: cfg.interval, timeout: cfg.timeout });
+    if !cfg.statistics {
+        session = session.counts_only();
+    }
     let mut http_attempts: HashMap<u32, HttpAttempt> = HashMap::new();
     let mut http_stats = (DelayStats::new(), DelayStats::new(), DelayStats::new());
     let mut status: std::collections::BTreeMap<u16, u64> = Default::default();

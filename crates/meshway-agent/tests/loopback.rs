@@ -29,6 +29,7 @@ fn cfg(kind: PingKind, target: String, count: u64) -> PingConfig {
         size: 44,
         dscp: 0,
         clock_synchronized: false,
+        statistics: true,
     }
 }
 

@@ -16,8 +16,9 @@ use meshway_units::Nanos;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-/// How many answered sequence numbers are remembered for duplicate detection.
-const ANSWERED_WINDOW: usize = 65_536;
+/// How many of the latest sequence numbers are remembered as answered, for duplicate
+/// detection; a duplicate of an older probe is counted as late.
+const ANSWERED_WINDOW: u32 = 4_096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EchoConfig {
@@ -95,6 +96,7 @@ pub struct EchoSession {
     forward: DelayStats,
     backward: DelayStats,
     all_synchronized: bool,
+    statistics: bool,
     events: VecDeque<EchoEvent>,
 }
 
@@ -113,8 +115,16 @@ impl EchoSession {
             forward: DelayStats::new(),
             backward: DelayStats::new(),
             all_synchronized: true,
+            statistics: true,
             events: VecDeque::new(),
         }
+    }
+
+    /// Counts only: no delay statistics are kept (the report's summaries are absent). For
+    /// unbounded sessions whose samples are aggregated elsewhere, such as the agent's.
+    pub fn counts_only(mut self) -> EchoSession {
+        self.statistics = false;
+        self
     }
 
     /// Sends nothing more; pending probes still get their timeout.
@@ -171,7 +181,9 @@ impl EchoSession {
         let kind = match self.pending.remove(&seq) {
             Some(at) => {
                 let rtt = now.saturating_sub(at).get().saturating_sub(hold_ns);
-                self.rtt.record(rtt);
+                if self.statistics {
+                    self.rtt.record(rtt);
+                }
                 self.counts.received += 1;
                 let reordered = self.max_answered.is_some_and(|m| seq < m);
                 if reordered {
@@ -179,14 +191,16 @@ impl EchoSession {
                 }
                 self.max_answered = Some(self.max_answered.map_or(seq, |m| m.max(seq)));
                 self.answered.insert(seq);
-                if self.answered.len() > ANSWERED_WINDOW {
+                let floor = (self.sent as u32).saturating_sub(ANSWERED_WINDOW);
+                while self.answered.first().is_some_and(|&s| s < floor) {
                     self.answered.pop_first();
                 }
                 match one_way {
-                    Some((f, b)) => {
+                    Some((f, b)) if self.statistics => {
                         self.forward.record(f.max(0) as u64);
                         self.backward.record(b.max(0) as u64);
                     }
+                    Some(_) => {}
                     None => self.all_synchronized = false,
                 }
                 self.events.push_back(EchoEvent::Reply {
@@ -312,6 +326,22 @@ mod tests {
         let r = s.report();
         assert_eq!((r.counts.sent, r.counts.received, r.counts.lost), (100, 86, 14));
         assert_eq!(r.rtt.unwrap().p99_ns, MS);
+    }
+
+    #[test]
+    fn memory_stays_bounded_in_long_sessions() {
+        let mut s = EchoSession::new(EchoConfig { count: None, interval: Nanos(1), timeout: ms(1) }).counts_only();
+        let mut now = Nanos(0);
+        for _ in 0..20_000 {
+            if let Action::Send { seq } = s.poll(now) {
+                s.on_reply(now, seq, 0, None);
+            }
+            now += Nanos(1);
+            s.drain_events().for_each(drop);
+        }
+        assert!(s.answered.len() <= ANSWERED_WINDOW as usize + 1);
+        assert_eq!(s.rtt_stats().count(), 0);
+        assert_eq!(s.counts().received, s.counts().sent);
     }
 
     #[test]

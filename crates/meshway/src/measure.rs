@@ -311,6 +311,7 @@ pub fn ping(a: PingArgs) -> Result<()> {
         size,
         dscp: a.dscp,
         clock_synchronized: a.clock_synced,
+        statistics: true,
     };
     let mut events = Vec::new();
     let mut out_err = None;
