@@ -67,7 +67,8 @@ pub struct TraceReport {
     pub rounds: u32,
     pub flows: u16,
     pub hops: Vec<HopReport>,
-    /// Distinct hop sequences seen across flows (ECMP paths), each as a list of addresses.
+    /// Distinct hop sequences seen across flows (ECMP paths), each as a list of addresses; a
+    /// hop that did not answer matches any address.
     pub paths: Vec<Vec<Option<IpAddr>>>,
 }
 
@@ -256,8 +257,19 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
     for f in 0..cfg.flows {
         let path: Vec<Option<IpAddr>> =
             hops.iter().filter(|h| h.flow == f).map(|h| h.addresses.first().map(|a| a.0)).collect();
-        if !paths.contains(&path) {
-            paths.push(path);
+        // A hop that never answered (None) matches any address: such a path is not distinct.
+        let same = |a: &Vec<Option<IpAddr>>| {
+            a.len() == path.len() && a.iter().zip(&path).all(|(x, y)| x.is_none() || y.is_none() || x == y)
+        };
+        match paths.iter_mut().find(|p| same(p)) {
+            Some(p) => {
+                for (x, y) in p.iter_mut().zip(&path) {
+                    if x.is_none() {
+                        *x = *y;
+                    }
+                }
+            }
+            None => paths.push(path),
         }
     }
     Ok(TraceReport {
