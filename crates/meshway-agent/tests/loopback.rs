@@ -280,8 +280,9 @@ mod perf {
             c.size = 1200;
             let r = perf::run(&c, &AtomicBool::new(false), &mut |_| {}).unwrap();
             let u = r.udp.unwrap();
-            // Pacing is exact on average: 1,000 ± a few in one second.
-            assert!((990..=1002).contains(&u.sent), "{direction:?}: sent {}", u.sent);
+            // Pacing is exact on average: 1,000 in one second (fewer only if the sender was
+            // descheduled at the very end on a busy host).
+            assert!((950..=1001).contains(&u.sent), "{direction:?}: sent {}", u.sent);
             assert_eq!(u.received + u.lost, u.sent);
             assert_eq!(u.received_bytes, u.received * 1200);
             assert!(u.loss_ratio < 0.01, "{direction:?}: loopback loss {}", u.loss_ratio);

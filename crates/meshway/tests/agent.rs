@@ -52,6 +52,15 @@ fn free_port() -> u16 {
     }
 }
 
+/// `kill(1)` for SIGHUP and SIGTERM (procps; /usr/bin or /bin).
+fn kill_tool() -> &'static str {
+    if Path::new("/usr/bin/kill").exists() {
+        "/usr/bin/kill"
+    } else {
+        "/bin/kill"
+    }
+}
+
 fn reflector(port: u16) -> Proc {
     let listen = format!("127.0.0.1:{port}");
     Proc(
@@ -341,7 +350,7 @@ fn agent_stores_samples_serves_metrics_and_reloads() {
     )
     .unwrap();
     let pid = a.0.id().to_string();
-    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    assert!(Command::new(kill_tool()).args(["-HUP", &pid]).status().unwrap().success());
     assert!(wait_until(10, || {
         let (_, body) = get(&http, "/metrics", Some("t0ken")).unwrap();
         let (_, s) = parse_prometheus(&body).unwrap();
@@ -350,7 +359,7 @@ fn agent_stores_samples_serves_metrics_and_reloads() {
     }));
 
     // SIGTERM: a clean exit, and the database has the samples and their rollup.
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new(kill_tool()).args(["-TERM", &pid]).status().unwrap().success());
     let status = a.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let st = Store::open_read_only(&db).unwrap();
@@ -478,8 +487,7 @@ fn kill_9_mid_write_keeps_every_committed_sample() {
     }));
     // What a reader sees now is committed; kill at once, mid-stream.
     committed = Store::open_read_only(&db).unwrap().sample_count().unwrap();
-    let pid = a.0.id().to_string();
-    assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    a.0.kill().unwrap(); // SIGKILL
     let _ = a.0.wait();
     let st = Store::open_read_only(&db).unwrap();
     assert_eq!(st.integrity_check().unwrap(), "ok");
