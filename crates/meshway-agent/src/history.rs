@@ -84,7 +84,7 @@ pub fn targets(db: &Path) -> Result<Vec<(String, u64)>, HistoryError> {
     let mut out = Vec::new();
     for t in s.targets() {
         let id = s.id(&t).unwrap_or(0);
-        out.push((t, s.samples(id, 0, u64::MAX / 2)?.len() as u64));
+        out.push((t, s.target_sample_count(id)?));
     }
     Ok(out)
 }

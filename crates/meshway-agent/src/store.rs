@@ -280,6 +280,13 @@ impl Store {
         Ok(n)
     }
 
+    /// Number of raw samples of one target.
+    pub fn target_sample_count(&self, target_id: i64) -> Result<u64> {
+        self.conn
+            .query_row("SELECT count(*) FROM samples WHERE target_id = ?1", params![target_id], |r| r.get::<_, i64>(0))
+            .map(u)
+    }
+
     /// Number of raw samples (all targets).
     pub fn sample_count(&self) -> Result<u64> {
         self.conn.query_row("SELECT count(*) FROM samples", [], |r| r.get::<_, i64>(0)).map(u)

@@ -499,3 +499,32 @@ fn kill_9_mid_write_keeps_every_committed_sample() {
     let http = format!("127.0.0.1:{hport}");
     assert!(wait_until(10, || get(&http, "/healthz", None).is_some_and(|r| r.0 == 200)));
 }
+
+#[test]
+fn agent_perf_target_records_throughput() {
+    let dir = TempDir::new("perf");
+    let (pport, hport) = (free_port(), free_port());
+    let listen = format!("127.0.0.1:{pport}");
+    let _server = Proc(
+        Command::new(bin()).args(["perf", "--server", "--listen", &listen]).stderr(Stdio::null()).spawn().unwrap(),
+    );
+    let cfg = dir.0.join("agent.toml");
+    let http = format!("127.0.0.1:{hport}");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nlisten = \"{http}\"\ndatabase = \"{}\"\nevaluate-every = \"200ms\"\n\
+             [[target]]\nname = \"bulk\"\nkind = \"perf\"\naddress = \"{listen}\"\ninterval = \"2s\"\nduration = \"300ms\"\n\
+             objectives = {{ window = \"1min\", throughput-min = \"1Mbps\" }}\n",
+            dir.0.join("a.db").display()
+        ),
+    )
+    .unwrap();
+    let _a = agent(&cfg);
+    assert!(wait_until(20, || {
+        let Some((200, body)) = get(&http, "/metrics", None) else { return false };
+        let (_, s) = parse_prometheus(&body).unwrap();
+        value(&s, "meshway_throughput_bytes_per_second", &[("target", "bulk")]).unwrap_or(0.0) > 1e6
+            && value(&s, "meshway_objective_met", &[("target", "bulk"), ("objective", "throughput-min")]) == Some(1.0)
+    }));
+}
