@@ -10,7 +10,7 @@
 
 use crate::config::{self, AgentSpec, Probe, TargetSpec};
 use crate::signals::Signals;
-use crate::store::{Store, MINUTE_NS};
+use crate::store::{Store, HOUR_NS, MINUTE_NS};
 use crate::{clock, http, perf, ping};
 use meshway_probe::echo::EchoEvent;
 use meshway_probe::objective::{AlertState, Metric, Objective, Sample, Transition, Window, WindowStats};
@@ -700,7 +700,7 @@ pub fn run(config_path: &Path, signals: Signals, log: Arc<dyn Fn(String) + Send 
     let mut store = Store::open(&spec.database).map_err(store_err)?;
     let now = clock::unix_nanos();
     // Rollups of the last two hours from raw samples: closes any gap a crash left.
-    store.rollup(now.saturating_sub(2 * crate::store::HOUR_NS), now).map_err(store_err)?;
+    store.rollup(now.saturating_sub(2 * HOUR_NS), now).map_err(store_err)?;
     store.retain(now, spec.retention_raw.get(), spec.retention_1m.get(), spec.retention_1h.get()).map_err(store_err)?;
     let listener = TcpListener::bind(spec.listen)
         .map_err(|source| AgentError::Listen { addr: spec.listen.to_string(), source })?;
@@ -789,10 +789,18 @@ pub fn run(config_path: &Path, signals: Signals, log: Arc<dyn Fn(String) + Send 
         }
         let minute = clock::unix_nanos() / MINUTE_NS;
         if minute != last_minute {
-            // The previous minute closed: its rollups (and its hour's, so far) from raw samples.
+            // The previous minute closed: its rollup from raw samples; and when an hour closed,
+            // the hour's (an open hour is rolled up at shutdown and, after a crash, at startup).
             core.flush();
-            if let Err(e) = core.store.rollup(last_minute * MINUTE_NS, minute * MINUTE_NS) {
+            let hour_closed = minute * MINUTE_NS / HOUR_NS != last_minute * MINUTE_NS / HOUR_NS;
+            let (from, to) = (last_minute * MINUTE_NS, minute * MINUTE_NS);
+            if let Err(e) = core.store.rollup_levels(from, to, true, false) {
                 log(format!("rollup failed: {e}"));
+            }
+            if hour_closed {
+                if let Err(e) = core.store.rollup_levels(from, to, false, true) {
+                    log(format!("hourly rollup failed: {e}"));
+                }
             }
             last_minute = minute;
         }
@@ -820,6 +828,7 @@ pub fn run(config_path: &Path, signals: Signals, log: Arc<dyn Fn(String) + Send 
     }
     core.flush();
     let now = clock::unix_nanos();
+    // The open minute and the open hour.
     let _ = core.store.rollup(now - now % MINUTE_NS, now + 1);
     let _ = core.store.checkpoint();
     if let Ok(Ok(t)) = http_thread.map(|t| t.join()) {

@@ -189,12 +189,19 @@ impl Store {
         self.ids.get(name).copied()
     }
 
-    /// Recomputes the rollup rows of every bucket overlapping `[from, to)` from raw samples.
+    /// Recomputes the 1-minute and 1-hour rollup rows of every bucket overlapping `[from, to)`
+    /// from raw samples.
     pub fn rollup(&mut self, from_ns: u64, to_ns: u64) -> Result<usize> {
+        self.rollup_levels(from_ns, to_ns, true, true)
+    }
+
+    /// Recomputes the rollups of the chosen levels (minute, hour) overlapping `[from, to)`.
+    pub fn rollup_levels(&mut self, from_ns: u64, to_ns: u64, minutes: bool, hours: bool) -> Result<usize> {
         let ids: Vec<i64> = self.ids.values().copied().collect();
         let mut rows = 0;
         let tx = self.conn.transaction()?;
-        for (table, width) in [("rollup_1m", MINUTE_NS), ("rollup_1h", HOUR_NS)] {
+        let levels = [("rollup_1m", MINUTE_NS, minutes), ("rollup_1h", HOUR_NS, hours)];
+        for (table, width, _) in levels.into_iter().filter(|l| l.2) {
             let start = from_ns - from_ns % width;
             for &id in &ids {
                 let samples: Vec<Sample> = {
