@@ -25,7 +25,7 @@ fn cfg(kind: PingKind, target: String, count: u64) -> PingConfig {
         target,
         count: Some(count),
         interval: ms(2),
-        timeout: ms(500),
+        timeout: ms(1000),
         size: 44,
         dscp: 0,
         clock_synchronized: false,
@@ -47,7 +47,7 @@ fn loss_is_exact_against_drop_every_kth() {
     assert_eq!(lines, 100, "one line per reply or loss");
     let rtt = rep.echo.rtt.unwrap();
     assert_eq!(rtt.count, 86);
-    assert!(rtt.min_ns > 0 && rtt.max_ns < 500_000_000 && rtt.p50_ns <= rtt.p99_ns);
+    assert!(rtt.min_ns > 0 && rtt.max_ns < 1_000_000_000 && rtt.p50_ns <= rtt.p99_ns);
     assert!(!rep.echo.clock_synchronized && rep.echo.forward.is_none());
 }
 

@@ -63,7 +63,7 @@ fn ping_udp_json_ndjson_and_text_against_cli_reflector() {
         spawn(Command::new(bin()).args(["reflect", "--listen", &listen, "--drop-every", "5", "--duration", "20s"]));
     std::thread::sleep(Duration::from_millis(300));
 
-    let o = meshway(&["ping", &listen, "-c", "20", "-i", "5ms", "-W", "300ms", "--json"]);
+    let o = meshway(&["ping", &listen, "-c", "20", "-i", "5ms", "-W", "1s", "--json"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one valid JSON document");
     let r = &v["report"];
@@ -73,7 +73,7 @@ fn ping_udp_json_ndjson_and_text_against_cli_reflector() {
     assert!(r["rtt"]["p99_ns"].as_u64().unwrap() >= r["rtt"]["p50_ns"].as_u64().unwrap());
     assert_eq!(v["replies"].as_array().unwrap().len(), 20);
 
-    let o = meshway(&["ping", &listen, "-c", "10", "-i", "5ms", "-W", "300ms", "--ndjson"]);
+    let o = meshway(&["ping", &listen, "-c", "10", "-i", "5ms", "-W", "1s", "--ndjson"]);
     assert!(o.status.success());
     let lines: Vec<serde_json::Value> =
         text(&o.stdout).lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
@@ -81,7 +81,7 @@ fn ping_udp_json_ndjson_and_text_against_cli_reflector() {
     assert_eq!(lines.iter().filter(|l| l["event"] == "lost").count(), 2);
     assert_eq!(lines[10]["event"], "summary");
 
-    let o = meshway(&["ping", &listen, "-c", "5", "-i", "5ms", "-W", "300ms"]);
+    let o = meshway(&["ping", &listen, "-c", "5", "-i", "5ms", "-W", "1s"]);
     let s = text(&o.stdout);
     assert!(s.contains("5 sent, 4 received, 1 lost (20.000% loss)"), "{s}");
     assert!(s.contains("jitter rfc3550 = ") && s.contains("histogram precision ±0.4%"), "{s}");
@@ -287,7 +287,7 @@ fn netns_loss_accounting_is_exact_and_udp_over_capacity_loses() {
         spawn(&mut p.exec(&p.b, &["reflect", "--listen", &listen, "--drop-every", "4", "--duration", "30s"]));
     let _server = spawn(&mut p.exec(&p.b, &["perf", "--server", "--listen", &format!("{ADDR_B}:5301")]));
     std::thread::sleep(Duration::from_millis(500));
-    let o = p.exec(&p.a, &["ping", ADDR_B, "-c", "40", "-i", "5ms", "-W", "500ms", "--json"]).output().unwrap();
+    let o = p.exec(&p.a, &["ping", ADDR_B, "-c", "40", "-i", "5ms", "-W", "1s", "--json"]).output().unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let r = &v["report"];
