@@ -290,6 +290,23 @@ mod perf {
     }
 
     #[test]
+    fn one_server_serves_several_clients_at_once() {
+        let s = server();
+        let clients: Vec<_> = (0..3)
+            .map(|k| {
+                let mut c = cfg(s.addr, Protocol::Tcp, if k == 1 { Direction::Reverse } else { Direction::Forward }, 2);
+                c.duration = ms(600);
+                std::thread::spawn(move || perf::run(&c, &AtomicBool::new(false), &mut |_| {}))
+            })
+            .collect();
+        for (k, t) in clients.into_iter().enumerate() {
+            let r = t.join().unwrap().unwrap();
+            let f = if k == 1 { r.reverse.unwrap() } else { r.forward.unwrap() };
+            assert!(f.received_bytes > 0 && f.received_bytes == f.sent_bytes, "client {k}: {f:?}");
+        }
+    }
+
+    #[test]
     fn invalid_requests_are_refused_with_the_reason() {
         let s = server();
         let mut c = cfg(s.addr, Protocol::Udp, Direction::Forward, 2);
