@@ -6,6 +6,12 @@
 //! ignored; each source IP address gets a token bucket (`rate_limit_pps` tokens per second,
 //! a burst of one second's worth) and packets beyond it are ignored. A test mode drops every
 //! k-th valid packet of each source, so loss accounting can be checked exactly.
+//!
+//! Each answer leaves from the address the probe was sent to (IP_PKTINFO / IPV6_PKTINFO), so a
+//! reflector bound to a wildcard address serves every local address, and the STAMP
+//! "Ses-Sender TTL" field carries the probe's received TTL or hop limit (IP_RECVTTL /
+//! IPV6_RECVHOPLIMIT). Where those socket options are unavailable it falls back to plain
+//! `recv_from`/`send_to` (answers from the routing's source address, TTL 0).
 
 use crate::clock;
 use meshway_probe::stamp::{self, ErrorEstimate};
@@ -108,6 +114,94 @@ struct Source {
     last_seen: Nanos,
 }
 
+/// One received datagram: its length, sender, the local address it was sent to and its TTL.
+struct Received {
+    len: usize,
+    from: SocketAddr,
+    local: Option<IpAddr>,
+    ttl: Option<u8>,
+}
+
+/// Asks the kernel for the destination address and TTL of each datagram; `false` if it cannot.
+fn enable_ancillary(sock: &UdpSocket) -> bool {
+    use nix::sys::socket::{setsockopt, sockopt};
+    match sock.local_addr() {
+        Ok(SocketAddr::V4(_)) => {
+            setsockopt(sock, sockopt::Ipv4PacketInfo, &true).is_ok()
+                && setsockopt(sock, sockopt::Ipv4RecvTtl, &true).is_ok()
+        }
+        Ok(SocketAddr::V6(_)) => {
+            setsockopt(sock, sockopt::Ipv6RecvPacketInfo, &true).is_ok()
+                && setsockopt(sock, sockopt::Ipv6RecvHopLimit, &true).is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+fn receive(sock: &UdpSocket, buf: &mut [u8], ancillary: bool) -> std::io::Result<Received> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    if !ancillary {
+        let (len, from) = sock.recv_from(buf)?;
+        return Ok(Received { len, from, local: None, ttl: None });
+    }
+    let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo, nix::libc::c_int, nix::libc::in_pktinfo, nix::libc::c_int);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrStorage>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
+        .map_err(std::io::Error::from)?;
+    let from = msg.address.and_then(|a| {
+        a.as_sockaddr_in()
+            .map(|v4| SocketAddr::V4((*v4).into()))
+            .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
+    });
+    let Some(from) = from else {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "datagram without a source address"));
+    };
+    let (mut local, mut ttl) = (None, None);
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            match c {
+                // `ipi_addr` is the header's destination (the probed address); `ipi_spec_dst`
+                // would be the route's preferred source, which differs for 127.0.0.2 and friends.
+                ControlMessageOwned::Ipv4PacketInfo(p) => {
+                    local = Some(IpAddr::V4(std::net::Ipv4Addr::from(p.ipi_addr.s_addr.to_ne_bytes())))
+                }
+                ControlMessageOwned::Ipv6PacketInfo(p) => {
+                    local = Some(IpAddr::V6(std::net::Ipv6Addr::from(p.ipi6_addr.s6_addr)))
+                }
+                ControlMessageOwned::Ipv4Ttl(t) | ControlMessageOwned::Ipv6HopLimit(t) => ttl = u8::try_from(t).ok(),
+                _ => {}
+            }
+        }
+    }
+    Ok(Received { len: msg.bytes, from, local, ttl })
+}
+
+/// Sends `buf` to `to`, from `local` when known (so the answer leaves from the probed address).
+fn send(sock: &UdpSocket, buf: &[u8], to: SocketAddr, local: Option<IpAddr>) -> std::io::Result<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let iov = [std::io::IoSlice::new(buf)];
+    let dst = SockaddrStorage::from(to);
+    let r = match (local, to) {
+        (Some(IpAddr::V4(l)), SocketAddr::V4(_)) => {
+            let info = nix::libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: nix::libc::in_addr { s_addr: u32::from_ne_bytes(l.octets()) },
+                ipi_addr: nix::libc::in_addr { s_addr: 0 },
+            };
+            sendmsg(sock.as_raw_fd(), &iov, &[ControlMessage::Ipv4PacketInfo(&info)], MsgFlags::empty(), Some(&dst))
+        }
+        (Some(IpAddr::V6(l)), SocketAddr::V6(_)) => {
+            let info =
+                nix::libc::in6_pktinfo { ipi6_addr: nix::libc::in6_addr { s6_addr: l.octets() }, ipi6_ifindex: 0 };
+            sendmsg(sock.as_raw_fd(), &iov, &[ControlMessage::Ipv6PacketInfo(&info)], MsgFlags::empty(), Some(&dst))
+        }
+        _ => return sock.send_to(buf, to),
+    };
+    r.map_err(std::io::Error::from)
+}
+
 /// Runs the reflector on `sock` until `shutdown` is set (checked every 100 ms).
 pub fn run(
     sock: &UdpSocket,
@@ -121,13 +215,16 @@ pub fn run(
     let mut buckets: HashMap<IpAddr, TokenBucket> = HashMap::new();
     let mut rx = vec![0u8; 65_536];
     let mut tx = vec![0u8; 65_536];
+    let ancillary = enable_ancillary(sock);
     while !shutdown.load(Ordering::Relaxed) {
-        let (n, from) = match sock.recv_from(&mut rx) {
+        let Received { len: n, from, local, ttl } = match receive(sock, &mut rx, ancillary) {
             Ok(v) => v,
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            // ICMP errors from earlier answers surface here on Linux: not fatal.
+            // ICMP errors from earlier answers surface here on Linux: not fatal; nor is a
+            // datagram whose source could not be read.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => continue,
             Err(e) => return Err(e),
         };
         let rx_time = clock::ntp();
@@ -177,12 +274,12 @@ pub fn run(
         }
         let seq = src.seq;
         src.seq = src.seq.wrapping_add(1);
-        let Ok(len) = stamp::reflect(pkt, &mut tx, seq, rx_time, clock::ntp(), error, 0) else {
+        let Ok(len) = stamp::reflect(pkt, &mut tx, seq, rx_time, clock::ntp(), error, ttl.unwrap_or(0)) else {
             counters.malformed.fetch_add(1, Ordering::Relaxed);
             continue;
         };
         debug_assert!(len <= n);
-        match sock.send_to(&tx[..len.min(n)], from) {
+        match send(sock, &tx[..len.min(n)], from, local) {
             Ok(_) => counters.answered.fetch_add(1, Ordering::Relaxed),
             Err(_) => counters.send_errors.fetch_add(1, Ordering::Relaxed),
         };

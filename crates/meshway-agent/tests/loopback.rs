@@ -109,6 +109,36 @@ fn malformed_and_oversized_packets_neither_crash_nor_amplify() {
 }
 
 #[test]
+fn answers_leave_from_the_probed_address_and_carry_the_ttl() {
+    // A wildcard-bound reflector probed at 127.0.0.2 and 127.0.0.3: each answer must come from
+    // the address probed (a connected socket drops anything else), with the received TTL.
+    let r = ReflectorHandle::spawn(UdpSocket::bind("0.0.0.0:0").unwrap(), ReflectConfig::default()).unwrap();
+    for dst in ["127.0.0.2", "127.0.0.3"] {
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.connect((dst, r.addr.port())).unwrap();
+        c.set_ttl(37).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = [0u8; 44];
+        SenderPacket { seq: 5, timestamp: NtpTimestamp::default(), error: ErrorEstimate::UNSYNCHRONIZED }
+            .encode(&mut b, 44)
+            .unwrap();
+        c.send(&b).unwrap();
+        let mut rx = [0u8; 64];
+        let n = c.recv(&mut rx).expect("answer from the probed address");
+        let p = ReflectorPacket::decode(&rx[..n]).unwrap();
+        assert_eq!((p.sender_seq, p.sender_ttl), (5, 37), "{dst}");
+    }
+    // IPv6 loopback, where the host has it.
+    if let Ok(s6) = UdpSocket::bind("[::1]:0") {
+        let r6 = ReflectorHandle::spawn(s6, ReflectConfig::default()).unwrap();
+        let mut c = cfg(PingKind::Udp, r6.addr.to_string(), 3);
+        c.interval = ms(5);
+        let rep = ping::run(&c, &AtomicBool::new(false), &mut |_| {}).unwrap();
+        assert_eq!(rep.echo.counts.received, 3);
+    }
+}
+
+#[test]
 fn rate_limit_per_source() {
     let r = reflector(ReflectConfig { rate_limit_pps: 50, ..Default::default() });
     let c = UdpSocket::bind("127.0.0.1:0").unwrap();
