@@ -357,3 +357,34 @@ mod perf {
         assert!(perf::run(&c2, &AtomicBool::new(false), &mut |_| {}).is_ok());
     }
 }
+
+#[test]
+fn dscp_marks_udp_probes() {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    // A listener that reports the TOS byte of what it receives (IP_RECVTOS).
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket2::SockRef::from(&s).set_recv_tos_v4(true).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let addr = s.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let mut c = cfg(PingKind::Udp, addr.to_string(), 1);
+        c.dscp = 46; // expedited forwarding
+        c.timeout = ms(200);
+        ping::run(&c, &AtomicBool::new(false), &mut |_| {}).unwrap()
+    });
+    let mut buf = [0u8; 128];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!(nix::libc::c_int);
+    let msg = recvmsg::<SockaddrStorage>(s.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty()).unwrap();
+    let tos: Vec<u8> = msg
+        .cmsgs()
+        .unwrap()
+        .filter_map(|c| match c {
+            ControlMessageOwned::Ipv4Tos(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tos, vec![46 << 2], "DSCP 46 in the upper six bits of the TOS byte");
+    assert_eq!(t.join().unwrap().echo.counts.lost, 1, "nobody answered");
+}
