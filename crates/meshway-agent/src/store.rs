@@ -88,6 +88,18 @@ impl Rollup {
     }
 }
 
+/// Target name → id, as stored.
+fn load_ids(conn: &Connection) -> Result<HashMap<String, i64>> {
+    let mut st = conn.prepare("SELECT id, name FROM targets")?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, i64>(0)?)))?;
+    rows.collect()
+}
+
+/// A `(ts_ns, rtt_ns, value)` row as a sample.
+fn sample_row(r: &rusqlite::Row<'_>) -> Result<Sample> {
+    Ok(Sample { at_ns: u(r.get(0)?), rtt_ns: r.get::<_, Option<i64>>(1)?.map(u), value: r.get(2)? })
+}
+
 fn i(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
@@ -114,15 +126,7 @@ impl Store {
                min_ns INTEGER, mean_ns REAL, max_ns INTEGER, p50_ns INTEGER, p90_ns INTEGER, p99_ns INTEGER, jitter_ns REAL,
                value_min REAL, value_mean REAL, PRIMARY KEY(target_id, start_ns));",
         )?;
-        let mut ids = HashMap::new();
-        {
-            let mut st = conn.prepare("SELECT id, name FROM targets")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-            for row in rows {
-                let (id, name) = row?;
-                ids.insert(name, id);
-            }
-        }
+        let ids = load_ids(&conn)?;
         Ok(Store { conn, ids })
     }
 
@@ -130,15 +134,7 @@ impl Store {
     pub fn open_read_only(path: &Path) -> Result<Store> {
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let mut ids = HashMap::new();
-        {
-            let mut st = conn.prepare("SELECT id, name FROM targets")?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-            for row in rows {
-                let (id, name) = row?;
-                ids.insert(name, id);
-            }
-        }
+        let ids = load_ids(&conn)?;
         Ok(Store { conn, ids })
     }
 
@@ -179,9 +175,7 @@ impl Store {
         let mut st = self.conn.prepare_cached(
             "SELECT ts_ns, rtt_ns, value FROM samples WHERE target_id = ?1 AND ts_ns >= ?2 AND ts_ns < ?3 ORDER BY ts_ns",
         )?;
-        let rows = st.query_map(params![target_id, i(from_ns), i(to_ns)], |r| {
-            Ok(Sample { at_ns: u(r.get(0)?), rtt_ns: r.get::<_, Option<i64>>(1)?.map(u), value: r.get(2)? })
-        })?;
+        let rows = st.query_map(params![target_id, i(from_ns), i(to_ns)], sample_row)?;
         rows.collect()
     }
 
@@ -208,9 +202,7 @@ impl Store {
                     let mut st = tx.prepare_cached(
                         "SELECT ts_ns, rtt_ns, value FROM samples WHERE target_id = ?1 AND ts_ns >= ?2 AND ts_ns < ?3 ORDER BY ts_ns",
                     )?;
-                    let it = st.query_map(params![id, i(start), i(to_ns)], |r| {
-                        Ok(Sample { at_ns: u(r.get(0)?), rtt_ns: r.get::<_, Option<i64>>(1)?.map(u), value: r.get(2)? })
-                    })?;
+                    let it = st.query_map(params![id, i(start), i(to_ns)], sample_row)?;
                     it.collect::<Result<_>>()?
                 };
                 let mut k = 0;
