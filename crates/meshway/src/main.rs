@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 mod demo;
 mod infer;
+mod measure;
 mod multisite;
 mod simulate;
 mod testbed;
@@ -104,6 +105,18 @@ of failure. Every default number comes from catalog/default.toml with its source
     /// break-even distance of cross-site data parallelism, lossless headroom per span.
     #[command(after_help = multisite::HELP)]
     Multisite(multisite::Args),
+    /// Answer STAMP (RFC 8762) probes: the responder for `ping --kind udp` and the agent.
+    Reflect(measure::ReflectArgs),
+    /// Measure latency, jitter and loss to one target (udp to a reflector, tcp, icmp, http).
+    Ping(measure::PingArgs),
+    /// Throughput test: TCP parallel streams, reverse, bidir; UDP at a rate with loss and jitter.
+    Perf(measure::PerfArgs),
+    /// Hop-by-hop path, RTT and loss like mtr; flow-stable probes, parallel-path discovery.
+    Trace(measure::TraceArgs),
+    /// Continuous probing with history (SQLite), Prometheus /metrics, objectives and alerts.
+    Agent(measure::AgentArgs),
+    /// Query the agent's history: series, percentiles, trend forecast.
+    History(measure::HistoryArgs),
 }
 
 fn load_catalog(path: &Option<PathBuf>) -> Result<Catalog> {
@@ -185,6 +198,12 @@ fn run(cli: Cli) -> Result<()> {
             let cat = load_catalog(&a.catalog)?;
             emit(&multisite::run(&a, &cat)?)
         }
+        Command::Reflect(a) => measure::reflect(a),
+        Command::Ping(a) => measure::ping(a),
+        Command::Perf(a) => measure::perf(a),
+        Command::Trace(a) => measure::trace(a),
+        Command::Agent(a) => measure::agent(a),
+        Command::History(a) => measure::history(a),
     }
 }
 

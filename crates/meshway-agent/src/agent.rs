@@ -1,0 +1,895 @@
+//! `meshway agent`: continuous probing of configured targets, history in SQLite, Prometheus
+//! `/metrics`, a blackbox-style `/probe`, objectives over sliding windows and webhook alerts.
+//!
+//! Threads: one per target (its probe loop, started at a splay offset within its interval so
+//! targets do not fire together), one HTTP server (plus one per connection), one webhook
+//! sender, and the core loop, which alone owns the database: it batches samples into one
+//! transaction per second, evaluates objectives, writes rollups when a minute closes and
+//! applies retention. SIGHUP reloads the configuration (targets, objectives, alerting, token;
+//! not the listen address or database); SIGINT/SIGTERM stop probing, flush and exit.
+
+use crate::config::{self, AgentSpec, Probe, TargetSpec};
+use crate::signals::Signals;
+use crate::store::{Store, HOUR_NS, MINUTE_NS};
+use crate::{clock, http, perf, ping};
+use meshway_probe::echo::EchoEvent;
+use meshway_probe::objective::{AlertState, Metric, Objective, Sample, Transition, Window, WindowStats};
+use meshway_units::Nanos;
+use serde_json::json;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use thiserror::Error;
+
+/// RTT histogram bucket bounds in seconds (Prometheus `le`).
+pub const RTT_BUCKETS: [f64; 15] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+/// Samples written per transaction at most; a batch is also written every second.
+const BATCH: usize = 5_000;
+
+#[derive(Debug, Error)]
+pub enum AgentError {
+    #[error("cannot read config {path}")]
+    ReadConfig {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("database {path}")]
+    Store {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub fn load(path: &Path) -> Result<AgentSpec, AgentError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| AgentError::ReadConfig { path: path.display().to_string(), source })?;
+    Ok(config::parse(&text, &path.display().to_string())?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// metrics
+
+#[derive(Debug, Clone, Default)]
+struct TargetMetrics {
+    kind: &'static str,
+    sent: u64,
+    lost: u64,
+    buckets: [u64; RTT_BUCKETS.len()],
+    rtt_sum_s: f64,
+    rtt_count: u64,
+    throughput_bps: Option<f64>,
+    window: Option<WindowStats>,
+    objectives: Vec<(Metric, Option<bool>, bool)>,
+}
+
+#[derive(Debug, Default)]
+struct Metrics {
+    targets: BTreeMap<String, TargetMetrics>,
+    samples_written: u64,
+    store_errors: u64,
+    webhook_ok: u64,
+    webhook_err: u64,
+    reload_ok: u64,
+    reload_err: u64,
+    fired: u64,
+    resolved: u64,
+    start_time_s: f64,
+}
+
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn family(out: &mut String, name: &str, typ: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {typ}");
+}
+
+fn fmt_f(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// The Prometheus text exposition (format 0.0.4) of the agent's state.
+fn render(m: &Metrics) -> String {
+    let mut o = String::new();
+    family(&mut o, "meshway_up", "gauge", "1 while the agent runs.");
+    o.push_str("meshway_up 1\n");
+    family(&mut o, "meshway_build_info", "gauge", "Build information; always 1.");
+    let _ = writeln!(o, "meshway_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+    family(&mut o, "meshway_start_time_seconds", "gauge", "Agent start time, seconds since the Unix epoch.");
+    let _ = writeln!(o, "meshway_start_time_seconds {}", fmt_f(m.start_time_s));
+    family(&mut o, "meshway_probes_sent_total", "counter", "Probes sent per target.");
+    for (t, v) in &m.targets {
+        let _ = writeln!(o, "meshway_probes_sent_total{{target=\"{}\",kind=\"{}\"}} {}", esc(t), v.kind, v.sent);
+    }
+    family(&mut o, "meshway_probes_lost_total", "counter", "Probes without an answer within the timeout.");
+    for (t, v) in &m.targets {
+        let _ = writeln!(o, "meshway_probes_lost_total{{target=\"{}\",kind=\"{}\"}} {}", esc(t), v.kind, v.lost);
+    }
+    family(&mut o, "meshway_probe_rtt_seconds", "histogram", "Round-trip time of answered probes.");
+    for (t, v) in &m.targets {
+        let t = esc(t);
+        let mut cum = 0;
+        for (k, le) in RTT_BUCKETS.iter().enumerate() {
+            cum += v.buckets[k];
+            let _ = writeln!(o, "meshway_probe_rtt_seconds_bucket{{target=\"{t}\",le=\"{le}\"}} {cum}");
+        }
+        let _ = writeln!(o, "meshway_probe_rtt_seconds_bucket{{target=\"{t}\",le=\"+Inf\"}} {}", v.rtt_count);
+        let _ = writeln!(o, "meshway_probe_rtt_seconds_sum{{target=\"{t}\"}} {}", fmt_f(v.rtt_sum_s));
+        let _ = writeln!(o, "meshway_probe_rtt_seconds_count{{target=\"{t}\"}} {}", v.rtt_count);
+    }
+    family(&mut o, "meshway_throughput_bytes_per_second", "gauge", "Goodput of the last throughput test.");
+    for (t, v) in &m.targets {
+        if let Some(b) = v.throughput_bps {
+            let _ = writeln!(o, "meshway_throughput_bytes_per_second{{target=\"{}\"}} {}", esc(t), fmt_f(b / 8.0));
+        }
+    }
+    family(&mut o, "meshway_window_loss_ratio", "gauge", "Loss ratio over the target's objective window.");
+    for (t, v) in &m.targets {
+        if let Some(w) = v.window.as_ref().filter(|w| w.sent > 0) {
+            let _ = writeln!(o, "meshway_window_loss_ratio{{target=\"{}\"}} {}", esc(t), fmt_f(w.loss_ratio));
+        }
+    }
+    family(&mut o, "meshway_window_rtt_seconds", "gauge", "RTT percentiles over the objective window.");
+    for (t, v) in &m.targets {
+        if let Some(r) = v.window.as_ref().and_then(|w| w.rtt.as_ref()) {
+            for (q, ns) in [("0.5", r.p50_ns), ("0.9", r.p90_ns), ("0.99", r.p99_ns)] {
+                let _ = writeln!(
+                    o,
+                    "meshway_window_rtt_seconds{{target=\"{}\",quantile=\"{q}\"}} {}",
+                    esc(t),
+                    fmt_f(ns as f64 / 1e9)
+                );
+            }
+        }
+    }
+    family(&mut o, "meshway_window_jitter_seconds", "gauge", "RFC 3550 interarrival jitter of RTT over the window.");
+    for (t, v) in &m.targets {
+        if let Some(r) = v.window.as_ref().and_then(|w| w.rtt.as_ref()) {
+            let _ = writeln!(
+                o,
+                "meshway_window_jitter_seconds{{target=\"{}\"}} {}",
+                esc(t),
+                fmt_f(r.jitter_rfc3550_ns / 1e9)
+            );
+        }
+    }
+    family(&mut o, "meshway_objective_met", "gauge", "1 when the objective is met over its window, 0 when violated.");
+    for (t, v) in &m.targets {
+        for (metric, met, _) in &v.objectives {
+            if let Some(viol) = met {
+                let _ = writeln!(
+                    o,
+                    "meshway_objective_met{{target=\"{}\",objective=\"{}\"}} {}",
+                    esc(t),
+                    metric.name(),
+                    u8::from(!viol)
+                );
+            }
+        }
+    }
+    family(&mut o, "meshway_alert_firing", "gauge", "1 while the objective's alert fires.");
+    for (t, v) in &m.targets {
+        for (metric, _, firing) in &v.objectives {
+            let _ = writeln!(
+                o,
+                "meshway_alert_firing{{target=\"{}\",objective=\"{}\"}} {}",
+                esc(t),
+                metric.name(),
+                u8::from(*firing)
+            );
+        }
+    }
+    family(&mut o, "meshway_alert_transitions_total", "counter", "Alerts fired and resolved.");
+    let _ = writeln!(o, "meshway_alert_transitions_total{{transition=\"fired\"}} {}", m.fired);
+    let _ = writeln!(o, "meshway_alert_transitions_total{{transition=\"resolved\"}} {}", m.resolved);
+    family(&mut o, "meshway_webhook_requests_total", "counter", "Webhook deliveries by result.");
+    let _ = writeln!(o, "meshway_webhook_requests_total{{result=\"ok\"}} {}", m.webhook_ok);
+    let _ = writeln!(o, "meshway_webhook_requests_total{{result=\"error\"}} {}", m.webhook_err);
+    family(&mut o, "meshway_store_samples_written_total", "counter", "Samples committed to the database.");
+    let _ = writeln!(o, "meshway_store_samples_written_total {}", m.samples_written);
+    family(&mut o, "meshway_store_errors_total", "counter", "Failed database writes.");
+    let _ = writeln!(o, "meshway_store_errors_total {}", m.store_errors);
+    family(&mut o, "meshway_config_reloads_total", "counter", "Configuration reloads by result.");
+    let _ = writeln!(o, "meshway_config_reloads_total{{result=\"ok\"}} {}", m.reload_ok);
+    let _ = writeln!(o, "meshway_config_reloads_total{{result=\"error\"}} {}", m.reload_err);
+    o
+}
+
+// ---------------------------------------------------------------------------------------------
+// alerts
+
+/// RFC 3339 UTC time of a Unix time in nanoseconds (civil-from-days, H. Hinnant).
+pub fn rfc3339(unix_ns: u64) -> String {
+    let secs = unix_ns / 1_000_000_000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        unix_ns % 1_000_000_000 / 1_000_000
+    )
+}
+
+fn fingerprint(s: &str) -> String {
+    // FNV-1a 64: stable across runs, like Alertmanager's label fingerprint in purpose.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn threshold_text(o: &Objective) -> String {
+    match o.metric {
+        Metric::Loss => format!("{}%", o.threshold * 100.0),
+        Metric::ThroughputMin => meshway_units::BitsPerSec(o.threshold as u64).to_string(),
+        _ => Nanos(o.threshold as u64).to_string(),
+    }
+}
+
+fn value_text(m: Metric, v: f64) -> String {
+    threshold_text(&Objective { metric: m, threshold: v, window_ns: 0 })
+}
+
+/// An Alertmanager webhook (version 4) payload for one alert transition.
+#[allow(clippy::too_many_arguments)]
+pub fn webhook_payload(
+    target: &str,
+    o: &Objective,
+    value: Option<f64>,
+    t: Transition,
+    starts_ns: u64,
+    now_ns: u64,
+    external_url: &str,
+) -> serde_json::Value {
+    let status = match t {
+        Transition::Fired => "firing",
+        Transition::Resolved => "resolved",
+    };
+    let labels = json!({
+        "alertname": "MeshwayObjectiveViolated",
+        "target": target,
+        "objective": o.metric.name(),
+        "severity": "warning",
+    });
+    let cmp = if o.metric.is_floor() { "≥" } else { "≤" };
+    let summary = format!(
+        "{target}: {} {cmp} {} over {} {}",
+        o.metric.name(),
+        threshold_text(o),
+        Nanos(o.window_ns),
+        if t == Transition::Fired { "violated" } else { "met again" }
+    );
+    let annotations = json!({
+        "summary": summary,
+        "threshold": threshold_text(o),
+        "value": value.map(|v| value_text(o.metric, v)).unwrap_or_default(),
+        "window": Nanos(o.window_ns).to_string(),
+    });
+    let ends = if t == Transition::Resolved { rfc3339(now_ns) } else { "0001-01-01T00:00:00Z".into() };
+    json!({
+        "version": "4",
+        "groupKey": format!("{{}}:{{alertname=\"MeshwayObjectiveViolated\", objective=\"{}\", target=\"{}\"}}", o.metric.name(), target),
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "meshway",
+        "groupLabels": { "alertname": "MeshwayObjectiveViolated", "target": target, "objective": o.metric.name() },
+        "commonLabels": labels,
+        "commonAnnotations": annotations,
+        "externalURL": external_url,
+        "alerts": [{
+            "status": status,
+            "labels": labels,
+            "annotations": annotations,
+            "startsAt": rfc3339(starts_ns),
+            "endsAt": ends,
+            "generatorURL": format!("{external_url}/metrics"),
+            "fingerprint": fingerprint(&format!("{target}\u{0}{}", o.metric.name())),
+        }],
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// target threads
+
+struct Msg {
+    target: Arc<str>,
+    sample: Sample,
+}
+
+/// Deterministic start offset of a target within its interval (FNV of the name).
+fn splay(name: &str, interval: Nanos) -> Nanos {
+    let h = u64::from_str_radix(&fingerprint(name)[..12], 16).unwrap_or(0);
+    Nanos(h % interval.get().max(1))
+}
+
+fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log: Arc<dyn Fn(String) + Send + Sync>) {
+    let t = t.clone();
+    let name: Arc<str> = Arc::from(t.name.as_str());
+    let log2 = log.clone();
+    let spawned =
+        std::thread::Builder::new().name(format!("target-{}", t.name)).stack_size(512 * 1024).spawn(move || {
+            // Start splay: sleep in short steps so a stop is noticed.
+            let start = clock::mono() + splay(&t.name, t.interval);
+            while clock::mono() < start {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(clock::dur(start.saturating_sub(clock::mono()).min(Nanos(50_000_000))));
+            }
+            match &t.probe {
+                Probe::Echo { kind, size, dscp } => {
+                    let cfg = ping::PingConfig {
+                        kind: *kind,
+                        target: t.address.clone(),
+                        count: None,
+                        interval: t.interval,
+                        timeout: t.timeout,
+                        size: *size,
+                        dscp: *dscp,
+                        clock_synchronized: false,
+                        statistics: false,
+                    };
+                    // A probe that cannot even start (resolution, permissions) is retried each interval.
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = ping::run(&cfg, &stop, &mut |e| {
+                            let sample = match &e.echo {
+                                EchoEvent::Reply { rtt_ns: Some(r), .. } => {
+                                    Sample { at_ns: clock::unix_nanos(), rtt_ns: Some(*r), value: None }
+                                }
+                                EchoEvent::Lost { .. } => {
+                                    Sample { at_ns: clock::unix_nanos(), rtt_ns: None, value: None }
+                                }
+                                _ => return,
+                            };
+                            let _ = tx.send(Msg { target: name.clone(), sample });
+                        });
+                        if let Err(e) = r {
+                            log(format!("target {}: {e}", t.name));
+                            let _ = tx.send(Msg {
+                                target: name.clone(),
+                                sample: Sample { at_ns: clock::unix_nanos(), rtt_ns: None, value: None },
+                            });
+                            std::thread::sleep(clock::dur(t.interval));
+                        }
+                    }
+                }
+                Probe::Perf { duration, streams } => {
+                    let mut next = clock::mono();
+                    while !stop.load(Ordering::Relaxed) {
+                        if clock::mono() < next {
+                            std::thread::sleep(Duration::from_millis(50));
+                            continue;
+                        }
+                        next += t.interval;
+                        let server = match crate::ping::resolve(&t.address, 5301) {
+                            Ok(a) => a,
+                            Err(e) => {
+                                log(format!("target {}: {e}", t.name));
+                                continue;
+                            }
+                        };
+                        let cfg = perf::PerfConfig {
+                            server,
+                            protocol: meshway_probe::perf::Protocol::Tcp,
+                            direction: meshway_probe::perf::Direction::Forward,
+                            streams: *streams,
+                            duration: *duration,
+                            bytes: None,
+                            rate: None,
+                            size: 128 * 1024,
+                            interval: *duration,
+                        };
+                        let value = match perf::run(&cfg, &stop, &mut |_| {}) {
+                            Ok(r) => r.forward.map(|f| f.throughput_bps),
+                            Err(e) => {
+                                log(format!("target {}: {e}", t.name));
+                                None
+                            }
+                        };
+                        let sample = match value {
+                            Some(v) => Sample { at_ns: clock::unix_nanos(), rtt_ns: None, value: Some(v) },
+                            None => Sample { at_ns: clock::unix_nanos(), rtt_ns: None, value: None },
+                        };
+                        let _ = tx.send(Msg { target: name.clone(), sample });
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log2(format!("cannot start target thread: {e}"));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the core loop
+
+struct TargetState {
+    spec: TargetSpec,
+    id: i64,
+    window: Window,
+    alerts: Vec<AlertState>,
+}
+
+struct Core {
+    spec: AgentSpec,
+    config_path: PathBuf,
+    store: Store,
+    targets: HashMap<String, TargetState>,
+    metrics: Arc<Mutex<Metrics>>,
+    token: Arc<RwLock<Option<String>>>,
+    batch: Vec<(i64, Sample)>,
+    stop_targets: Arc<AtomicBool>,
+    webhook_tx: SyncSender<serde_json::Value>,
+    log: Arc<dyn Fn(String) + Send + Sync>,
+}
+
+impl Core {
+    fn install_targets(&mut self, tx: &SyncSender<Msg>) -> Result<(), rusqlite::Error> {
+        let mut old = std::mem::take(&mut self.targets);
+        let mut metrics = self.metrics.lock().map(|m| m.targets.clone()).unwrap_or_default();
+        let mut new_metrics = BTreeMap::new();
+        for t in &self.spec.targets {
+            let id = self.store.target_id(&t.name, t.kind_name, &t.address)?;
+            let span = t.objectives.iter().map(|o| o.window_ns).max().unwrap_or(300_000_000_000);
+            let (window, mut alerts) = match old.remove(&t.name) {
+                Some(s) => (s.window, s.alerts),
+                None => (Window::new(span), Vec::new()),
+            };
+            let mut w = window;
+            if w.is_empty() {
+                w = Window::new(span);
+            }
+            alerts.resize(t.objectives.len(), AlertState::new(self.spec.fire_after, self.spec.resolve_after));
+            let mut tm = metrics.remove(&t.name).unwrap_or_default();
+            tm.kind = t.kind_name;
+            tm.objectives = t.objectives.iter().zip(&alerts).map(|(o, a)| (o.metric, None, a.firing)).collect();
+            new_metrics.insert(t.name.clone(), tm);
+            self.targets.insert(t.name.clone(), TargetState { spec: t.clone(), id, window: w, alerts });
+        }
+        if let Ok(mut m) = self.metrics.lock() {
+            m.targets = new_metrics;
+        }
+        // Old threads stop; new ones start.
+        self.stop_targets.store(true, Ordering::Relaxed);
+        self.stop_targets = Arc::new(AtomicBool::new(false));
+        for t in &self.spec.targets {
+            spawn_target(t, tx.clone(), self.stop_targets.clone(), self.log.clone());
+        }
+        if let Ok(mut tok) = self.token.write() {
+            tok.clone_from(&self.spec.bearer_token);
+        }
+        Ok(())
+    }
+
+    fn on_sample(&mut self, m: Msg) {
+        let Some(t) = self.targets.get_mut(&*m.target) else { return };
+        t.window.push(m.sample);
+        self.batch.push((t.id, m.sample));
+        if let Ok(mut met) = self.metrics.lock() {
+            if let Some(tm) = met.targets.get_mut(&*m.target) {
+                if let Some(v) = m.sample.value {
+                    tm.throughput_bps = Some(v);
+                    return;
+                }
+                tm.sent += 1;
+                match m.sample.rtt_ns {
+                    None => tm.lost += 1,
+                    Some(r) => {
+                        let s = r as f64 / 1e9;
+                        if let Some(k) = RTT_BUCKETS.iter().position(|le| s <= *le) {
+                            tm.buckets[k] += 1;
+                        }
+                        tm.rtt_sum_s += s;
+                        tm.rtt_count += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let r = self.store.insert(&self.batch);
+        if let Ok(mut met) = self.metrics.lock() {
+            match &r {
+                Ok(n) => met.samples_written += *n as u64,
+                Err(_) => met.store_errors += 1,
+            }
+        }
+        match r {
+            Ok(_) => self.batch.clear(),
+            Err(e) => {
+                (self.log)(format!("database write failed: {e}"));
+                // Keep the batch for the next try, bounded.
+                if self.batch.len() > 10 * BATCH {
+                    let drop = self.batch.len() - 10 * BATCH;
+                    self.batch.drain(..drop);
+                }
+            }
+        }
+    }
+
+    fn evaluate(&mut self) {
+        let now = clock::unix_nanos();
+        let mut updates = Vec::new();
+        for (name, t) in &mut self.targets {
+            t.window.evict(now);
+            let span = t.spec.objectives.iter().map(|o| o.window_ns).max().unwrap_or(300_000_000_000);
+            let ws = t.window.stats(now, span);
+            let mut objs = Vec::new();
+            for (o, a) in t.spec.objectives.iter().zip(t.alerts.iter_mut()) {
+                let st = t.window.stats(now, o.window_ns);
+                let violated = o.violated(&st);
+                if let Some(tr) = a.observe(violated, now) {
+                    let payload =
+                        webhook_payload(name, o, st.value(o.metric), tr, a.since_ns, now, &self.spec.external_url);
+                    (self.log)(format!(
+                        "alert {} {name} {}",
+                        if tr == Transition::Fired { "firing" } else { "resolved" },
+                        o.metric.name()
+                    ));
+                    if self.spec.webhook.is_some() {
+                        let _ = self.webhook_tx.try_send(payload);
+                    }
+                    updates.push(tr);
+                }
+                objs.push((o.metric, violated, a.firing));
+            }
+            if let Ok(mut met) = self.metrics.lock() {
+                if let Some(tm) = met.targets.get_mut(name) {
+                    tm.window = Some(ws);
+                    tm.objectives = objs;
+                }
+            }
+        }
+        if let Ok(mut met) = self.metrics.lock() {
+            for tr in updates {
+                match tr {
+                    Transition::Fired => met.fired += 1,
+                    Transition::Resolved => met.resolved += 1,
+                }
+            }
+        }
+    }
+
+    fn reload(&mut self, tx: &SyncSender<Msg>) {
+        match load(&self.config_path) {
+            Ok(spec) => {
+                let (listen, db) = (self.spec.listen, self.spec.database.clone());
+                if spec.listen != listen || spec.database != db {
+                    (self.log)("reload: listen and database changes take effect at restart".into());
+                }
+                self.spec = AgentSpec { listen, database: db, ..spec };
+                let r = self.install_targets(tx);
+                if let Ok(mut m) = self.metrics.lock() {
+                    if r.is_ok() {
+                        m.reload_ok += 1;
+                    } else {
+                        m.reload_err += 1;
+                    }
+                }
+                (self.log)(format!("reloaded: {} targets", self.spec.targets.len()));
+            }
+            Err(e) => {
+                if let Ok(mut m) = self.metrics.lock() {
+                    m.reload_err += 1;
+                }
+                (self.log)(format!("reload failed, keeping the running configuration: {e}"));
+            }
+        }
+    }
+}
+
+fn webhook_loop(
+    rx: Receiver<serde_json::Value>,
+    url: Arc<RwLock<Option<String>>>,
+    metrics: Arc<Mutex<Metrics>>,
+    log: Arc<dyn Fn(String) + Send + Sync>,
+) {
+    while let Ok(payload) = rx.recv() {
+        let Some(u) = url.read().ok().and_then(|u| u.clone()) else { continue };
+        let body = payload.to_string();
+        let mut ok = false;
+        for attempt in 0..3 {
+            match http::post_json(&u, body.as_bytes(), None, Duration::from_secs(5)) {
+                Ok(s) if (200..300).contains(&s) => {
+                    ok = true;
+                    break;
+                }
+                Ok(s) => log(format!("webhook {u}: status {s} (attempt {})", attempt + 1)),
+                Err(e) => log(format!("webhook {u}: {e} (attempt {})", attempt + 1)),
+            }
+            std::thread::sleep(Duration::from_millis(500 * (attempt + 1)));
+        }
+        if let Ok(mut m) = metrics.lock() {
+            if ok {
+                m.webhook_ok += 1;
+            } else {
+                m.webhook_err += 1;
+            }
+        }
+    }
+}
+
+fn probe_endpoint(r: &http::Request) -> http::Response {
+    let Some(target) = r.param("target") else {
+        return http::Response::text(400, "missing target parameter\n");
+    };
+    let kind = match r.param("module").unwrap_or("udp") {
+        "udp" => ping::PingKind::Udp,
+        "tcp" => ping::PingKind::Tcp,
+        "icmp" => ping::PingKind::Icmp,
+        "http" => ping::PingKind::Http,
+        m => return http::Response::text(400, format!("unknown module {m:?}: expected udp, tcp, icmp or http\n")),
+    };
+    let timeout = r
+        .param("timeout")
+        .and_then(|t| t.parse::<Nanos>().ok())
+        .unwrap_or(Nanos(1_000_000_000))
+        .min(Nanos(10_000_000_000));
+    let cfg = ping::PingConfig {
+        kind,
+        target: target.to_string(),
+        count: Some(1),
+        interval: Nanos(1_000_000),
+        timeout,
+        size: 44,
+        dscp: 0,
+        clock_synchronized: false,
+        statistics: true,
+    };
+    let t0 = clock::mono();
+    let res = ping::run(&cfg, &AtomicBool::new(false), &mut |_| {});
+    let dur = clock::mono().saturating_sub(t0).as_secs_f64();
+    let mut o = String::new();
+    let (ok, rtt) = match &res {
+        Ok(rep) => (rep.echo.counts.received > 0, rep.echo.rtt.as_ref().map(|s| s.min_ns as f64 / 1e9)),
+        Err(_) => (false, None),
+    };
+    family(&mut o, "meshway_probe_success", "gauge", "1 when the probe was answered.");
+    let _ = writeln!(o, "meshway_probe_success {}", u8::from(ok));
+    family(&mut o, "meshway_probe_duration_seconds", "gauge", "Time the probe took.");
+    let _ = writeln!(o, "meshway_probe_duration_seconds {}", fmt_f(dur));
+    if let Some(r) = rtt {
+        family(&mut o, "meshway_probe_round_trip_seconds", "gauge", "Round-trip time of the probe.");
+        let _ = writeln!(o, "meshway_probe_round_trip_seconds {}", fmt_f(r));
+    }
+    http::Response { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body: o.into_bytes() }
+}
+
+/// Runs the agent until `signals.stop`. `log` receives one line per notable event.
+pub fn run(config_path: &Path, signals: Signals, log: Arc<dyn Fn(String) + Send + Sync>) -> Result<(), AgentError> {
+    let spec = load(config_path)?;
+    let store_err = |source| AgentError::Store { path: spec.database.display().to_string(), source };
+    let mut store = Store::open(&spec.database).map_err(store_err)?;
+    let now = clock::unix_nanos();
+    // Rollups of the last two hours from raw samples: closes any gap a crash left.
+    store.rollup(now.saturating_sub(2 * HOUR_NS), now).map_err(store_err)?;
+    store.retain(now, spec.retention_raw.get(), spec.retention_1m.get(), spec.retention_1h.get()).map_err(store_err)?;
+    let listener = TcpListener::bind(spec.listen)
+        .map_err(|source| AgentError::Listen { addr: spec.listen.to_string(), source })?;
+    let local = listener.local_addr().map_err(|source| AgentError::Listen { addr: spec.listen.to_string(), source })?;
+    log(format!("agent: {} targets, http on {local}, database {}", spec.targets.len(), spec.database.display()));
+
+    let metrics = Arc::new(Mutex::new(Metrics { start_time_s: now as f64 / 1e9, ..Default::default() }));
+    let token: Arc<RwLock<Option<String>>> = Arc::new(RwLock::new(spec.bearer_token.clone()));
+    let webhook_url = Arc::new(RwLock::new(spec.webhook.clone()));
+    let (webhook_tx, webhook_rx) = mpsc::sync_channel(1024);
+    {
+        let (u, m, l) = (webhook_url.clone(), metrics.clone(), log.clone());
+        let _ = std::thread::Builder::new().name("webhook".into()).spawn(move || webhook_loop(webhook_rx, u, m, l));
+    }
+    let http_stop = Arc::new(AtomicBool::new(false));
+    let http_thread = {
+        let (metrics, token, probe_on) = (metrics.clone(), token.clone(), spec.probe_endpoint);
+        let handler: Arc<dyn Fn(&http::Request) -> http::Response + Send + Sync> =
+            Arc::new(move |r: &http::Request| {
+                let want = token.read().ok().and_then(|t| t.clone());
+                if let Some(t) = want {
+                    if r.authorization.as_deref() != Some(&format!("Bearer {t}")) {
+                        return http::Response::text(401, "unauthorized\n");
+                    }
+                }
+                match r.path.as_str() {
+                    "/metrics" => {
+                        let body = metrics.lock().map(|m| render(&m)).unwrap_or_default();
+                        http::Response {
+                            status: 200,
+                            content_type: "text/plain; version=0.0.4; charset=utf-8",
+                            body: body.into_bytes(),
+                        }
+                    }
+                    "/probe" if probe_on => probe_endpoint(r),
+                    "/healthz" => http::Response::text(200, "ok\n"),
+                    "/" => http::Response::text(200, "meshway agent: /metrics /probe?target=&module= /healthz\n"),
+                    _ => http::Response::text(404, "not found\n"),
+                }
+            });
+        let s = http_stop.clone();
+        std::thread::Builder::new().name("http-accept".into()).spawn(move || http::serve(listener, s, handler))
+    };
+
+    let (tx, rx) = mpsc::sync_channel::<Msg>(100_000);
+    let mut core = Core {
+        spec,
+        config_path: config_path.to_path_buf(),
+        store,
+        targets: HashMap::new(),
+        metrics: metrics.clone(),
+        token,
+        batch: Vec::new(),
+        stop_targets: Arc::new(AtomicBool::new(false)),
+        webhook_tx,
+        log: log.clone(),
+    };
+    core.install_targets(&tx).map_err(store_err_fn(&core.spec.database))?;
+    let mut last_flush = clock::mono();
+    let mut last_eval = clock::mono();
+    let mut last_minute = clock::unix_nanos() / MINUTE_NS;
+    let mut last_retain = clock::mono();
+    while !signals.stop.load(Ordering::Relaxed) {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(m) => {
+                core.on_sample(m);
+                // Drain what is queued without blocking.
+                while let Ok(m) = rx.try_recv() {
+                    core.on_sample(m);
+                    if core.batch.len() >= BATCH {
+                        break;
+                    }
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let now = clock::mono();
+        if core.batch.len() >= BATCH || now.saturating_sub(last_flush) >= Nanos(1_000_000_000) {
+            core.flush();
+            last_flush = now;
+        }
+        if now.saturating_sub(last_eval) >= core.spec.evaluate_every {
+            core.evaluate();
+            last_eval = now;
+        }
+        let minute = clock::unix_nanos() / MINUTE_NS;
+        if minute != last_minute {
+            // The previous minute closed: its rollup from raw samples; and when an hour closed,
+            // the hour's (an open hour is rolled up at shutdown and, after a crash, at startup).
+            core.flush();
+            let hour_closed = minute * MINUTE_NS / HOUR_NS != last_minute * MINUTE_NS / HOUR_NS;
+            let (from, to) = (last_minute * MINUTE_NS, minute * MINUTE_NS);
+            if let Err(e) = core.store.rollup_levels(from, to, true, false) {
+                log(format!("rollup failed: {e}"));
+            }
+            if hour_closed {
+                if let Err(e) = core.store.rollup_levels(from, to, false, true) {
+                    log(format!("hourly rollup failed: {e}"));
+                }
+            }
+            last_minute = minute;
+        }
+        if now.saturating_sub(last_retain) >= Nanos(600_000_000_000) {
+            let s = &core.spec;
+            let (r, m, h) = (s.retention_raw.get(), s.retention_1m.get(), s.retention_1h.get());
+            if let Err(e) = core.store.retain(clock::unix_nanos(), r, m, h) {
+                log(format!("retention failed: {e}"));
+            }
+            last_retain = now;
+        }
+        if signals.reload.swap(false, Ordering::Relaxed) {
+            core.reload(&tx);
+            if let Ok(mut u) = webhook_url.write() {
+                u.clone_from(&core.spec.webhook);
+            }
+        }
+    }
+    // Graceful shutdown: stop probing, take what is queued, write it, close the open buckets.
+    log("agent: stopping".into());
+    core.stop_targets.store(true, Ordering::Relaxed);
+    http_stop.store(true, Ordering::Relaxed);
+    while let Ok(m) = rx.try_recv() {
+        core.on_sample(m);
+    }
+    core.flush();
+    let now = clock::unix_nanos();
+    // The open minute and the open hour.
+    let _ = core.store.rollup(now - now % MINUTE_NS, now + 1);
+    let _ = core.store.checkpoint();
+    if let Ok(Ok(t)) = http_thread.map(|t| t.join()) {
+        let _ = t;
+    }
+    log(format!("agent: stopped, {} samples written", core.metrics.lock().map(|m| m.samples_written).unwrap_or(0)));
+    Ok(())
+}
+
+fn store_err_fn(path: &Path) -> impl FnOnce(rusqlite::Error) -> AgentError + '_ {
+    move |source| AgentError::Store { path: path.display().to_string(), source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_123_000_000), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339(1_795_000_000_000_000_000), "2026-11-18T11:06:40.000Z");
+    }
+
+    #[test]
+    fn webhook_payload_has_alertmanager_fields() {
+        let o = Objective { metric: Metric::Loss, threshold: 0.001, window_ns: 300_000_000_000 };
+        let p = webhook_payload("edge", &o, Some(0.5), Transition::Fired, 0, 0, "http://127.0.0.1:9330");
+        assert_eq!(p["version"], "4");
+        assert_eq!(p["status"], "firing");
+        let a = &p["alerts"][0];
+        assert_eq!(a["labels"]["alertname"], "MeshwayObjectiveViolated");
+        assert_eq!(a["labels"]["target"], "edge");
+        assert_eq!(a["endsAt"], "0001-01-01T00:00:00Z");
+        assert_eq!(a["annotations"]["value"], "50%");
+        assert_eq!(a["fingerprint"].as_str().unwrap().len(), 16);
+        let r = webhook_payload("edge", &o, Some(0.0), Transition::Resolved, 0, 60_000_000_000, "x");
+        assert_eq!(r["alerts"][0]["endsAt"], "1970-01-01T00:01:00.000Z");
+    }
+
+    #[test]
+    fn rendered_metrics_name_units_and_counters() {
+        let mut m = Metrics::default();
+        let mut t = TargetMetrics { kind: "udp", sent: 10, lost: 1, ..Default::default() };
+        t.buckets[3] = 9;
+        t.rtt_count = 9;
+        t.rtt_sum_s = 0.0072;
+        m.targets.insert("a".into(), t);
+        let s = render(&m);
+        assert!(s.contains("meshway_probes_sent_total{target=\"a\",kind=\"udp\"} 10"));
+        assert!(s.contains("meshway_probe_rtt_seconds_bucket{target=\"a\",le=\"0.001\"} 9"));
+        assert!(s.contains("meshway_probe_rtt_seconds_bucket{target=\"a\",le=\"+Inf\"} 9"));
+        assert!(s.contains("meshway_build_info{version="));
+        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn splay_is_within_the_interval_and_stable() {
+        let i = Nanos(1_000_000_000);
+        assert!(splay("x", i) < i);
+        assert_eq!(splay("x", i), splay("x", i));
+        assert_ne!(splay("x", i), splay("y", i));
+    }
+}

@@ -1,0 +1,410 @@
+//! `agent.toml`: parsed into `*Config` structs, validated into [`AgentSpec`].
+//!
+//! ```toml
+//! [agent]
+//! listen = "127.0.0.1:9330"        # HTTP: /metrics, /probe, /healthz (loopback unless told)
+//! database = "meshway-agent.db"
+//! bearer-token = "s3cret"          # optional: required on every HTTP request
+//! evaluate-every = "10s"           # objective evaluation period
+//! retention-raw = "48h"            # raw samples
+//! retention-1m = "720h"            # 1-minute rollups
+//! retention-1h = "8760h"           # 1-hour rollups
+//!
+//! [alerts]
+//! webhook = "http://127.0.0.1:9093/hook"   # Alertmanager-compatible webhook JSON
+//! fire-after = 3                   # consecutive violated evaluations before firing
+//! resolve-after = 3                # consecutive met evaluations before resolving
+//!
+//! [[target]]
+//! name = "chatbot-edge"
+//! kind = "udp"                     # udp | tcp | icmp | http | perf
+//! address = "127.0.0.1:862"
+//! interval = "1s"
+//! timeout = "1s"
+//! [target.objectives]
+//! window = "5min"
+//! rtt-p99 = "50ms"
+//! loss = "0.1%"
+//! ```
+
+use crate::ping::PingKind;
+use meshway_probe::objective::{Metric, Objective};
+use meshway_units::{BitsPerSec, Bytes, Nanos};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{file}: target {target:?}: {message}")]
+    Target { file: String, target: String, message: String },
+    #[error("{file}: {key}: {message}")]
+    Key { file: String, key: &'static str, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AgentFileConfig {
+    #[serde(default)]
+    pub agent: AgentSection,
+    #[serde(default)]
+    pub alerts: AlertsSection,
+    #[serde(default, rename = "target")]
+    pub targets: Vec<TargetConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AgentSection {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default = "default_db")]
+    pub database: PathBuf,
+    pub bearer_token: Option<String>,
+    #[serde(default = "default_eval")]
+    pub evaluate_every: Nanos,
+    #[serde(default = "default_raw")]
+    pub retention_raw: Nanos,
+    #[serde(default = "default_1m", rename = "retention-1m")]
+    pub retention_1m: Nanos,
+    #[serde(default = "default_1h", rename = "retention-1h")]
+    pub retention_1h: Nanos,
+    /// Serve the blackbox-style `/probe` endpoint.
+    #[serde(default = "yes")]
+    pub probe_endpoint: bool,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        AgentSection {
+            listen: default_listen(),
+            database: default_db(),
+            bearer_token: None,
+            evaluate_every: default_eval(),
+            retention_raw: default_raw(),
+            retention_1m: default_1m(),
+            retention_1h: default_1h(),
+            probe_endpoint: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_listen() -> String {
+    "127.0.0.1:9330".into()
+}
+fn default_db() -> PathBuf {
+    "meshway-agent.db".into()
+}
+fn default_eval() -> Nanos {
+    Nanos(10_000_000_000)
+}
+fn default_raw() -> Nanos {
+    Nanos(48 * 3_600_000_000_000)
+}
+fn default_1m() -> Nanos {
+    Nanos(30 * 24 * 3_600_000_000_000)
+}
+fn default_1h() -> Nanos {
+    Nanos(400 * 24 * 3_600_000_000_000)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AlertsSection {
+    pub webhook: Option<String>,
+    pub fire_after: Option<u32>,
+    pub resolve_after: Option<u32>,
+    /// Sent as the webhook's `externalURL`.
+    pub external_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TargetConfig {
+    pub name: String,
+    pub kind: String,
+    pub address: String,
+    #[serde(default = "one_second")]
+    pub interval: Nanos,
+    #[serde(default = "one_second")]
+    pub timeout: Nanos,
+    pub size: Option<Bytes>,
+    #[serde(default)]
+    pub dscp: u8,
+    /// perf targets: test length.
+    pub duration: Option<Nanos>,
+    /// perf targets: parallel streams.
+    pub streams: Option<u16>,
+    #[serde(default)]
+    pub objectives: Option<ObjectivesConfig>,
+}
+
+fn one_second() -> Nanos {
+    Nanos(1_000_000_000)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ObjectivesConfig {
+    #[serde(default = "five_minutes")]
+    pub window: Nanos,
+    pub rtt_p50: Option<Nanos>,
+    pub rtt_p90: Option<Nanos>,
+    pub rtt_p99: Option<Nanos>,
+    pub rtt_mean: Option<Nanos>,
+    pub jitter: Option<Nanos>,
+    /// "0.1%" or a ratio such as 0.001.
+    pub loss: Option<toml::Value>,
+    pub throughput_min: Option<BitsPerSec>,
+}
+
+fn five_minutes() -> Nanos {
+    Nanos(300_000_000_000)
+}
+
+/// What a target measures with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Probe {
+    Echo { kind: PingKind, size: usize, dscp: u8 },
+    Perf { duration: Nanos, streams: u16 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetSpec {
+    pub name: String,
+    pub kind_name: &'static str,
+    pub address: String,
+    pub interval: Nanos,
+    pub timeout: Nanos,
+    pub probe: Probe,
+    pub objectives: Vec<Objective>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSpec {
+    pub listen: SocketAddr,
+    pub database: PathBuf,
+    pub bearer_token: Option<String>,
+    pub evaluate_every: Nanos,
+    pub retention_raw: Nanos,
+    pub retention_1m: Nanos,
+    pub retention_1h: Nanos,
+    pub probe_endpoint: bool,
+    pub webhook: Option<String>,
+    pub fire_after: u32,
+    pub resolve_after: u32,
+    pub external_url: String,
+    pub targets: Vec<TargetSpec>,
+}
+
+/// Parses "0.1%" or a bare ratio.
+pub fn parse_ratio(v: &toml::Value) -> Result<f64, String> {
+    let r = match v {
+        toml::Value::Float(f) => *f,
+        toml::Value::Integer(i) => *i as f64,
+        toml::Value::String(s) => match s.trim().strip_suffix('%') {
+            Some(p) => p.trim().parse::<f64>().map_err(|_| format!("invalid percentage {s:?}"))? / 100.0,
+            None => s.trim().parse::<f64>().map_err(|_| format!("invalid ratio {s:?}: use \"0.1%\" or 0.001"))?,
+        },
+        other => return Err(format!("invalid ratio {other}: use \"0.1%\" or 0.001")),
+    };
+    if !(0.0..=1.0).contains(&r) {
+        return Err(format!("ratio {r} out of range 0..=1"));
+    }
+    Ok(r)
+}
+
+/// Parses and validates an agent configuration; `file` names it in messages.
+pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
+    let c: AgentFileConfig = toml::from_str(text)
+        .map_err(|e| ConfigError::Parse { file: file.into(), message: e.to_string().trim().to_string() })?;
+    let key = |key: &'static str, message: String| ConfigError::Key { file: file.into(), key, message };
+    let listen: SocketAddr =
+        c.agent.listen.parse().map_err(|_| key("agent.listen", format!("invalid address {:?}", c.agent.listen)))?;
+    if c.agent.evaluate_every == Nanos::ZERO {
+        return Err(key("agent.evaluate-every", "must be positive".into()));
+    }
+    if c.agent.bearer_token.as_deref().is_some_and(|t| t.is_empty() || t.contains(char::is_whitespace)) {
+        return Err(key("agent.bearer-token", "must be non-empty without spaces".into()));
+    }
+    if let Some(w) = &c.alerts.webhook {
+        crate::ping::parse_http_url(w).map_err(|e| key("alerts.webhook", e.to_string()))?;
+    }
+    if c.targets.len() > 10_000 {
+        return Err(key("target", format!("{} targets, at most 10000", c.targets.len())));
+    }
+    let mut targets = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for t in c.targets {
+        let terr = |message: String| ConfigError::Target { file: file.into(), target: t.name.clone(), message };
+        if t.name.is_empty()
+            || t.name.len() > 64
+            || !t.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.:".contains(ch))
+        {
+            return Err(terr("name must be 1-64 characters of letters, digits, '-', '_', '.', ':'".into()));
+        }
+        if !names.insert(t.name.clone()) {
+            return Err(terr("duplicate target name".into()));
+        }
+        if t.interval < Nanos(10_000_000) {
+            return Err(terr(format!("interval {} below the 10ms minimum", t.interval)));
+        }
+        if t.timeout == Nanos::ZERO {
+            return Err(terr("timeout must be positive".into()));
+        }
+        if t.dscp > 63 {
+            return Err(terr(format!("dscp {} out of range 0..=63", t.dscp)));
+        }
+        let (probe, kind_name) = match t.kind.as_str() {
+            "udp" | "tcp" | "icmp" | "http" => {
+                let (kind, name) = match t.kind.as_str() {
+                    "udp" => (PingKind::Udp, "udp"),
+                    "tcp" => (PingKind::Tcp, "tcp"),
+                    "icmp" => (PingKind::Icmp, "icmp"),
+                    _ => (PingKind::Http, "http"),
+                };
+                let size = t.size.map_or(44, |b| b.get() as usize);
+                if kind == PingKind::Udp && !(44..=65_507).contains(&size) {
+                    return Err(terr(format!("size {size} out of range 44..=65507 for udp")));
+                }
+                if kind == PingKind::Http {
+                    crate::ping::parse_http_url(&t.address).map_err(|e| terr(e.to_string()))?;
+                }
+                (Probe::Echo { kind, size, dscp: t.dscp }, name)
+            }
+            "perf" => {
+                let duration = t.duration.unwrap_or(Nanos(2_000_000_000));
+                if duration >= t.interval {
+                    return Err(terr(format!("duration {duration} must be shorter than the interval {}", t.interval)));
+                }
+                (Probe::Perf { duration, streams: t.streams.unwrap_or(1).clamp(1, 128) }, "perf")
+            }
+            other => return Err(terr(format!("unknown kind {other:?}: expected udp, tcp, icmp, http or perf"))),
+        };
+        let mut objectives = Vec::new();
+        if let Some(o) = &t.objectives {
+            let w = o.window.get();
+            if w == 0 {
+                return Err(terr("objectives.window must be positive".into()));
+            }
+            let ns = |v: Option<Nanos>| v.map(|n| n.get() as f64);
+            for (metric, value) in [
+                (Metric::RttP50, ns(o.rtt_p50)),
+                (Metric::RttP90, ns(o.rtt_p90)),
+                (Metric::RttP99, ns(o.rtt_p99)),
+                (Metric::RttMean, ns(o.rtt_mean)),
+                (Metric::JitterRfc3550, ns(o.jitter)),
+                (
+                    Metric::Loss,
+                    o.loss.as_ref().map(parse_ratio).transpose().map_err(|m| terr(format!("objectives.loss: {m}")))?,
+                ),
+                (Metric::ThroughputMin, o.throughput_min.map(|b| b.get() as f64)),
+            ] {
+                if let Some(threshold) = value {
+                    if metric == Metric::ThroughputMin && kind_name != "perf" {
+                        return Err(terr("objectives.throughput-min needs kind = \"perf\"".into()));
+                    }
+                    objectives.push(Objective { metric, threshold, window_ns: w });
+                }
+            }
+        }
+        targets.push(TargetSpec {
+            name: t.name.clone(),
+            kind_name,
+            address: t.address.clone(),
+            interval: t.interval,
+            timeout: t.timeout,
+            probe,
+            objectives,
+        });
+    }
+    Ok(AgentSpec {
+        listen,
+        database: c.agent.database,
+        bearer_token: c.agent.bearer_token,
+        evaluate_every: c.agent.evaluate_every,
+        retention_raw: c.agent.retention_raw,
+        retention_1m: c.agent.retention_1m,
+        retention_1h: c.agent.retention_1h,
+        probe_endpoint: c.agent.probe_endpoint,
+        webhook: c.alerts.webhook,
+        fire_after: c.alerts.fire_after.unwrap_or(3).max(1),
+        resolve_after: c.alerts.resolve_after.unwrap_or(3).max(1),
+        external_url: c.alerts.external_url.unwrap_or_else(|| format!("http://{listen}")),
+        targets,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_example_parses() {
+        let s = parse(
+            r#"
+[agent]
+listen = "127.0.0.1:0"
+database = "x.db"
+evaluate-every = "1s"
+[alerts]
+webhook = "http://127.0.0.1:9093/hook"
+fire-after = 2
+[[target]]
+name = "edge"
+kind = "udp"
+address = "127.0.0.1:862"
+interval = "500ms"
+[target.objectives]
+window = "5min"
+rtt-p99 = "50ms"
+loss = "0.1%"
+[[target]]
+name = "bulk"
+kind = "perf"
+address = "127.0.0.1:5301"
+interval = "5min"
+duration = "2s"
+objectives = { throughput-min = "100Mbps" }
+"#,
+            "agent.toml",
+        )
+        .unwrap();
+        assert_eq!(s.targets.len(), 2);
+        assert_eq!(s.targets[0].objectives.len(), 2);
+        assert_eq!(
+            s.targets[0].objectives[1],
+            Objective { metric: Metric::Loss, threshold: 0.001, window_ns: 300_000_000_000 }
+        );
+        assert_eq!(s.targets[1].objectives[0].threshold, 100e6);
+        assert_eq!((s.fire_after, s.resolve_after), (2, 3));
+        assert!(s.listen.ip().is_loopback());
+    }
+
+    #[test]
+    fn errors_name_the_target_and_key() {
+        for (text, needle) in [
+            ("[agent]\nlisten = \"nowhere\"", "agent.listen: invalid address"),
+            ("[agent]\nlisten2 = \"x\"", "unknown field `listen2`"),
+            ("[[target]]\nname = \"a\"\nkind = \"smoke\"\naddress = \"x\"", "target \"a\": unknown kind \"smoke\""),
+            ("[[target]]\nname = \"a b\"\nkind = \"udp\"\naddress = \"x\"", "name must be"),
+            (
+                "[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\n[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"y\"",
+                "duplicate target name",
+            ),
+            ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\nobjectives = { loss = \"150%\" }", "out of range"),
+            ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\ninterval = \"1ms\"", "below the 10ms minimum"),
+            ("[[target]]\nname = \"a\"\nkind = \"tcp\"\naddress = \"x\"\nobjectives = { throughput-min = \"1Gbps\" }", "needs kind"),
+        ] {
+            let e = parse(text, "agent.toml").unwrap_err().to_string();
+            assert!(e.starts_with("agent.toml"), "{e}");
+            assert!(e.contains(needle), "{needle:?} not in {e}");
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! `meshway history`: reads the agent's database: series from rollups (or raw samples), a
+//! summary of the window from raw samples, and a trend forecast.
+
+use crate::store::{Rollup, Store, HOUR_NS, MINUTE_NS};
+use meshway_probe::forecast::{self, Crossing, Fit};
+use meshway_probe::objective::{Metric, Window, WindowStats};
+use serde::Serialize;
+use std::path::Path;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum HistoryError {
+    #[error("cannot open database {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database query failed")]
+    Query(#[from] rusqlite::Error),
+    #[error("unknown target {name:?}; the database has: {known}")]
+    UnknownTarget { name: String, known: String },
+    #[error("not enough points to forecast ({n}; need at least 3 with values)")]
+    TooFewPoints { n: usize },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    Raw,
+    Minute,
+    Hour,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Point {
+    pub start_ns: u64,
+    pub value: Option<f64>,
+    #[serde(flatten)]
+    pub rollup: Rollup,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForecastReport {
+    pub threshold: f64,
+    pub fit: Fit,
+    /// Unix ns of the crossing: the interval's near edge, the line, the far edge.
+    pub earliest_ns: Option<u64>,
+    pub expected_ns: Option<u64>,
+    pub latest_ns: Option<u64>,
+    pub already_past: bool,
+    pub horizon_ns: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryReport {
+    pub target: String,
+    pub metric: Metric,
+    pub from_ns: u64,
+    pub to_ns: u64,
+    pub step: Step,
+    /// Over the whole window, from raw samples (when retention still holds them).
+    pub summary: WindowStats,
+    pub series: Vec<Point>,
+    pub forecast: Option<ForecastReport>,
+}
+
+/// The value of `metric` in one rollup (nanoseconds, a ratio, or bits per second).
+pub fn rollup_value(r: &Rollup, m: Metric) -> Option<f64> {
+    match m {
+        Metric::RttP50 => r.p50_ns.map(|v| v as f64),
+        Metric::RttP90 => r.p90_ns.map(|v| v as f64),
+        Metric::RttP99 => r.p99_ns.map(|v| v as f64),
+        Metric::RttMean => r.mean_ns,
+        Metric::JitterRfc3550 => r.jitter_ns,
+        Metric::Loss => (r.sent > 0).then(|| r.lost as f64 / r.sent as f64),
+        Metric::ThroughputMin => r.value_min,
+    }
+}
+
+pub fn targets(db: &Path) -> Result<Vec<(String, u64)>, HistoryError> {
+    let s =
+        Store::open_read_only(db).map_err(|source| HistoryError::Open { path: db.display().to_string(), source })?;
+    let mut out = Vec::new();
+    for t in s.targets() {
+        let id = s.id(&t).unwrap_or(0);
+        out.push((t, s.target_sample_count(id)?));
+    }
+    Ok(out)
+}
+
+/// Queries one target's `metric` over `[from, to)`.
+#[allow(clippy::too_many_arguments)]
+pub fn query(
+    db: &Path,
+    target: &str,
+    metric: Metric,
+    from_ns: u64,
+    to_ns: u64,
+    step: Step,
+    forecast_threshold: Option<f64>,
+    horizon_ns: u64,
+) -> Result<HistoryReport, HistoryError> {
+    let s =
+        Store::open_read_only(db).map_err(|source| HistoryError::Open { path: db.display().to_string(), source })?;
+    let id = s
+        .id(target)
+        .ok_or_else(|| HistoryError::UnknownTarget { name: target.into(), known: s.targets().join(", ") })?;
+    let raw = s.samples(id, from_ns, to_ns)?;
+    let mut w = Window::new(to_ns - from_ns);
+    for x in &raw {
+        w.push(*x);
+    }
+    let summary = w.stats(to_ns, to_ns - from_ns);
+    let rollups: Vec<Rollup> = match step {
+        Step::Raw => raw.iter().map(|x| Rollup::of(x.at_ns, std::slice::from_ref(x))).collect(),
+        Step::Minute => s.rollups(id, false, from_ns - from_ns % MINUTE_NS, to_ns)?,
+        Step::Hour => s.rollups(id, true, from_ns - from_ns % HOUR_NS, to_ns)?,
+    };
+    let series: Vec<Point> = rollups
+        .into_iter()
+        .map(|r| Point { start_ns: r.start_ns, value: rollup_value(&r, metric), rollup: r })
+        .collect();
+    let forecast = match forecast_threshold {
+        None => None,
+        Some(threshold) => {
+            let pts: Vec<(f64, f64)> =
+                series.iter().filter_map(|p| p.value.map(|v| ((p.start_ns - from_ns) as f64 / 1e9, v))).collect();
+            let fit = forecast::fit(&pts).ok_or(HistoryError::TooFewPoints { n: pts.len() })?;
+            let last = pts.last().map_or(0.0, |p| p.0);
+            let until = last + horizon_ns as f64 / 1e9;
+            let c: Crossing = fit.crossing(threshold, !metric.is_floor(), last, until);
+            let at = |t: Option<f64>| t.map(|t| from_ns + (t * 1e9) as u64);
+            Some(ForecastReport {
+                threshold,
+                earliest_ns: at(c.earliest_s),
+                expected_ns: at(c.expected_s),
+                latest_ns: at(c.latest_s),
+                already_past: c.already,
+                horizon_ns,
+                fit,
+            })
+        }
+    };
+    Ok(HistoryReport { target: target.into(), metric, from_ns, to_ns, step, summary, series, forecast })
+}

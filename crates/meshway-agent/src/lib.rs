@@ -1,0 +1,19 @@
+//! The meshway runtime: the one crate that owns sockets, timers and clocks. Protocol logic
+//! and statistics live in `meshway-probe` (pure); this crate moves bytes and sleeps until the
+//! next deadline. Library code never prints: commands return reports and pass events to
+//! callbacks.
+//!
+//! Threads, not an async runtime: each command is a handful of blocking loops, which keeps
+//! the build lean and the behaviour easy to reason about.
+
+pub mod agent;
+pub mod clock;
+pub mod config;
+pub mod history;
+pub mod http;
+pub mod perf;
+pub mod ping;
+pub mod reflect;
+pub mod signals;
+pub mod store;
+pub mod trace;

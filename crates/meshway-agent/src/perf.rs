@@ -1,0 +1,795 @@
+//! `meshway perf`: throughput server and client over TCP (parallel streams, forward, reverse,
+//! bidirectional; duration or byte count) and UDP (paced at a target rate; loss, duplicates,
+//! reordering, RFC 3550 jitter). Wire format: [`meshway_probe::perf`].
+//!
+//! Threads: the server runs one thread per connection plus one UDP receive thread; the client
+//! one thread per stream plus the reporting loop. Throughput is always the receiver's count of
+//! bytes over the receiver's span from first to last byte (goodput), so data still sitting in
+//! socket buffers when the sender stops is neither lost nor counted early.
+
+use crate::clock::{self, CpuMeter};
+use meshway_probe::perf::{
+    udp_due, Accept, Direction, Finish, Hello, Protocol, Request, ServerResult, UdpHeader, UdpReceiver, UdpReport,
+    HELLO_LEN, HELLO_MAGIC, PROTOCOL_VERSION, UDP_HEADER_LEN,
+};
+use meshway_units::{BitsPerSec, Bytes, Nanos};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Largest number of parallel streams a client may ask for.
+pub const MAX_STREAMS: u16 = 128;
+/// Largest write or datagram size.
+pub const MAX_SIZE: u32 = 1 << 20;
+/// Longest test a server accepts.
+pub const MAX_DURATION: Nanos = Nanos(3_600_000_000_000);
+/// How long a server keeps sending past the requested duration if the client goes silent.
+const GRACE: Nanos = Nanos(10_000_000_000);
+
+#[derive(Debug, Error)]
+pub enum PerfError {
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("server refused the test: {0}")]
+    Refused(String),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("invalid test: {0}")]
+    Invalid(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> PerfError {
+    let what = what.into();
+    move |source| PerfError::Io { what, source }
+}
+
+/// Checks a request against the server's limits; the message names the offending field.
+pub fn validate(r: &Request) -> Result<(), String> {
+    if r.version != PROTOCOL_VERSION {
+        return Err(format!("protocol version {} not supported (this server speaks {PROTOCOL_VERSION})", r.version));
+    }
+    if r.streams == 0 || r.streams > MAX_STREAMS {
+        return Err(format!("streams {} out of range 1..={MAX_STREAMS}", r.streams));
+    }
+    if r.duration_ns == 0 || r.duration_ns > MAX_DURATION.get() {
+        return Err(format!("duration {} out of range (0, 1h]", Nanos(r.duration_ns)));
+    }
+    if r.size == 0 || r.size > MAX_SIZE {
+        return Err(format!("size {} out of range 1..={MAX_SIZE} bytes", r.size));
+    }
+    if r.protocol == Protocol::Udp {
+        if r.streams != 1 {
+            return Err("udp tests use one stream (raise the rate instead)".into());
+        }
+        if r.direction == Direction::Bidir {
+            return Err("udp tests are forward or reverse, not bidir".into());
+        }
+        if (r.size as usize) < UDP_HEADER_LEN || r.size > 65_507 {
+            return Err(format!("udp datagram size {} out of range {UDP_HEADER_LEN}..=65507", r.size));
+        }
+        if r.rate_bps.is_none_or(|b| b == 0) {
+            return Err("udp tests need a positive rate".into());
+        }
+        if r.bytes.is_some() {
+            return Err("udp tests run for a duration, not a byte count".into());
+        }
+    }
+    Ok(())
+}
+
+/// Does the server send on data connection `stream` of this request?
+fn server_sends(r: &Request, stream: u16) -> bool {
+    match r.direction {
+        Direction::Forward => false,
+        Direction::Reverse => true,
+        Direction::Bidir => stream >= r.streams,
+    }
+}
+
+fn read_json_line<T: serde::de::DeserializeOwned>(r: &mut impl BufRead) -> Result<T, PerfError> {
+    let mut line = String::new();
+    let n = r.take(64 * 1024).read_line(&mut line).map_err(io_err("cannot read a control message"))?;
+    if n == 0 {
+        return Err(PerfError::Protocol("control connection closed".into()));
+    }
+    serde_json::from_str(line.trim()).map_err(|e| PerfError::Protocol(format!("bad control message: {e}")))
+}
+
+fn write_json_line<T: Serialize>(w: &mut impl Write, v: &T) -> Result<(), PerfError> {
+    let mut s = serde_json::to_string(v).map_err(|e| PerfError::Protocol(e.to_string()))?;
+    s.push('\n');
+    w.write_all(s.as_bytes()).map_err(io_err("cannot write a control message"))
+}
+
+/// Received-bytes span: first and last byte times (monotonic ns; 0 = none yet).
+#[derive(Debug, Default)]
+struct Span {
+    first: AtomicU64,
+    last: AtomicU64,
+}
+
+impl Span {
+    fn mark(&self, now: Nanos) {
+        let _ = self.first.compare_exchange(0, now.get().max(1), Ordering::Relaxed, Ordering::Relaxed);
+        self.last.fetch_max(now.get().max(1), Ordering::Relaxed);
+    }
+    fn secs(&self) -> f64 {
+        let (a, b) = (self.first.load(Ordering::Relaxed), self.last.load(Ordering::Relaxed));
+        if a == 0 {
+            0.0
+        } else {
+            Nanos(b.saturating_sub(a)).as_secs_f64()
+        }
+    }
+}
+
+/// Reads a data connection to its end, counting bytes.
+fn receive_loop(mut s: TcpStream, size: usize, bytes: &AtomicU64, span: &Span, stop: &AtomicBool, hard_end: Nanos) {
+    let mut buf = vec![0u8; size.max(64 * 1024)];
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                span.mark(clock::mono());
+                bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                // Idle for 200 ms after being told to stop, or past the hard end: give up.
+                if stop.load(Ordering::Relaxed) || clock::mono() > hard_end {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// Writes to a data connection until `stop`, the byte budget or `hard_end`.
+fn send_loop(
+    mut s: TcpStream,
+    size: usize,
+    bytes: &AtomicU64,
+    budget: Option<&AtomicI64>,
+    stop: &AtomicBool,
+    hard_end: Nanos,
+) {
+    let buf = vec![0x5au8; size];
+    let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
+    while !stop.load(Ordering::Relaxed) && clock::mono() < hard_end {
+        let mut n = size;
+        if let Some(b) = budget {
+            let left = b.fetch_sub(size as i64, Ordering::Relaxed);
+            if left <= 0 {
+                break;
+            }
+            n = n.min(left as usize);
+        }
+        match s.write(&buf[..n]) {
+            Ok(w) => {
+                bytes.fetch_add(w as u64, Ordering::Relaxed);
+                if let (Some(b), true) = (budget, w < n) {
+                    b.fetch_add((n - w) as i64, Ordering::Relaxed);
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                if let Some(b) = budget {
+                    b.fetch_add(n as i64, Ordering::Relaxed);
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = s.shutdown(Shutdown::Write);
+}
+
+/// Paces UDP datagrams at `rate` until `stop` or `end`, adding to `bytes` as it goes; returns
+/// how many were sent. Sleeps until the next datagram is due and then sends every datagram
+/// that is due, so timer slack shows up as small bursts, never as a lower average rate.
+#[allow(clippy::too_many_arguments)]
+fn udp_send_loop(
+    sock: &UdpSocket,
+    to: Option<SocketAddr>,
+    session: u64,
+    size: usize,
+    rate: BitsPerSec,
+    bytes: &AtomicU64,
+    stop: &AtomicBool,
+    end: Nanos,
+) -> u64 {
+    let mut buf = vec![0u8; size];
+    let start = clock::mono();
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let now = clock::mono();
+        if now >= end {
+            break;
+        }
+        let due = udp_due(start, seq, Bytes(size as u64), rate);
+        if due > now {
+            std::thread::sleep(clock::dur(due.saturating_sub(now).min(Nanos(50_000_000))));
+            continue;
+        }
+        let h = UdpHeader { session, seq, sent_ns: now.saturating_sub(start).get() };
+        let _ = h.encode(&mut buf);
+        let r = match to {
+            Some(a) => sock.send_to(&buf, a),
+            None => sock.send(&buf),
+        };
+        match r {
+            Ok(n) => {
+                seq += 1;
+                bytes.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            // A full socket buffer or a transient ICMP error: the datagram is not sent; retry.
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused) => {
+                std::thread::yield_now()
+            }
+            Err(_) => break,
+        }
+    }
+    seq
+}
+
+/// Asks for 4 MiB socket buffers so a paced burst is not dropped by the host itself (the
+/// kernel caps this at net.core.rmem_max / wmem_max).
+fn big_buffers(s: &UdpSocket) {
+    let r = socket2::SockRef::from(s);
+    let _ = r.set_recv_buffer_size(4 << 20);
+    let _ = r.set_send_buffer_size(4 << 20);
+}
+
+// =============================================================================================
+// server
+
+struct ServerSession {
+    req: Request,
+    rx_bytes: AtomicU64,
+    tx_bytes: AtomicU64,
+    span: Span,
+    stop: AtomicBool,
+    budget: Option<AtomicI64>,
+    hard_end: Nanos,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    udp_rx: Mutex<UdpReceiver>,
+    udp_peer: Mutex<Option<SocketAddr>>,
+    udp_sent: AtomicU64,
+}
+
+type Sessions = Arc<Mutex<HashMap<u64, Arc<ServerSession>>>>;
+
+/// Serves perf clients on `listener` (TCP) and `udp` (the same port number) until `shutdown`.
+/// `log` receives one line per test started and finished.
+pub fn serve(
+    listener: TcpListener,
+    udp: UdpSocket,
+    shutdown: Arc<AtomicBool>,
+    log: Arc<dyn Fn(String) + Send + Sync>,
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    big_buffers(&udp);
+    let sessions: Sessions = Arc::default();
+    let udp = Arc::new(udp);
+    udp.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let udp_thread = {
+        let (udp, sessions, shutdown) = (udp.clone(), sessions.clone(), shutdown.clone());
+        std::thread::Builder::new().name("perf-udp".into()).spawn(move || udp_receive(&udp, &sessions, &shutdown))?
+    };
+    let mut next_id = clock::unix_nanos() ^ (u64::from(std::process::id()) << 32);
+    while !shutdown.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((s, peer)) => {
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_nodelay(true);
+                next_id = next_id.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                let (sessions, udp, log, id) = (sessions.clone(), udp.clone(), log.clone(), next_id);
+                let _ = std::thread::Builder::new().name("perf-conn".into()).spawn(move || {
+                    if let Err(e) = handle_connection(s, peer, id, &sessions, &udp, &*log) {
+                        log(format!("{peer}: {e}"));
+                    }
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    let _ = udp_thread.join();
+    Ok(())
+}
+
+fn udp_receive(udp: &UdpSocket, sessions: &Sessions, shutdown: &AtomicBool) {
+    let mut buf = vec![0u8; 65_536];
+    while !shutdown.load(Ordering::Relaxed) {
+        let Ok((n, from)) = udp.recv_from(&mut buf) else { continue };
+        let now = clock::mono();
+        let Some(h) = UdpHeader::decode(&buf[..n]) else { continue };
+        let Some(s) = sessions.lock().map(|m| m.get(&h.session).cloned()).unwrap_or(None) else { continue };
+        if h.seq == u64::MAX {
+            // The client's hello for a reverse test: where to send.
+            if let Ok(mut p) = s.udp_peer.lock() {
+                p.get_or_insert(from);
+            }
+            continue;
+        }
+        if s.req.direction == Direction::Forward {
+            s.span.mark(now);
+            s.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
+            if let Ok(mut r) = s.udp_rx.lock() {
+                r.on_datagram(now.get(), &h, n);
+            }
+        }
+    }
+}
+
+fn handle_connection(
+    s: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    sessions: &Sessions,
+    udp: &Arc<UdpSocket>,
+    log: &(dyn Fn(String) + Send + Sync),
+) -> Result<(), PerfError> {
+    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(io_err("socket"))?;
+    let mut head = [0u8; 4];
+    s.peek(&mut head).map_err(io_err("cannot read from the client"))?;
+    if head == HELLO_MAGIC {
+        let mut hello = [0u8; HELLO_LEN];
+        (&s).read_exact(&mut hello).map_err(io_err("cannot read the stream hello"))?;
+        let h = Hello::decode(&hello).ok_or_else(|| PerfError::Protocol("bad stream hello".into()))?;
+        let sess = sessions
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&h.session).cloned())
+            .ok_or_else(|| PerfError::Protocol(format!("unknown session {:x}", h.session)))?;
+        let size = sess.req.size as usize;
+        let sess2 = sess.clone();
+        let t = std::thread::spawn(move || {
+            let ss = &*sess2;
+            if server_sends(&ss.req, h.stream) {
+                send_loop(s, size, &ss.tx_bytes, ss.budget.as_ref(), &ss.stop, ss.hard_end)
+            } else {
+                receive_loop(s, size, &ss.rx_bytes, &ss.span, &ss.stop, ss.hard_end)
+            }
+        });
+        if let Ok(mut v) = sess.threads.lock() {
+            v.push(t);
+        }
+        return Ok(());
+    }
+    // A control connection.
+    let mut reader = BufReader::new(s.try_clone().map_err(io_err("socket"))?);
+    let mut w = s;
+    let req: Request = read_json_line(&mut reader)?;
+    if let Err(why) = validate(&req) {
+        write_json_line(&mut w, &Accept { ok: false, session: 0, error: Some(why.clone()) })?;
+        return Err(PerfError::Refused(why));
+    }
+    let cpu = CpuMeter::start();
+    let hard_end = clock::mono() + Nanos(req.duration_ns) + GRACE;
+    let sess = Arc::new(ServerSession {
+        budget: req.bytes.map(|b| AtomicI64::new(i64::try_from(b).unwrap_or(i64::MAX))),
+        req: req.clone(),
+        rx_bytes: AtomicU64::new(0),
+        tx_bytes: AtomicU64::new(0),
+        span: Span::default(),
+        stop: AtomicBool::new(false),
+        hard_end,
+        threads: Mutex::new(Vec::new()),
+        udp_rx: Mutex::new(UdpReceiver::new()),
+        udp_peer: Mutex::new(None),
+        udp_sent: AtomicU64::new(0),
+    });
+    if let Ok(mut m) = sessions.lock() {
+        m.insert(id, sess.clone());
+    }
+    log(format!("{peer}: {:?} {:?} test, {} stream(s), session {id:x}", req.protocol, req.direction, req.streams)
+        .to_lowercase());
+    write_json_line(&mut w, &Accept { ok: true, session: id, error: None })?;
+    if req.protocol == Protocol::Udp && req.direction == Direction::Reverse {
+        let (ss, udp) = (sess.clone(), udp.clone());
+        let t = std::thread::spawn(move || {
+            // Wait for the client's hello (at most 3 s) to learn where to send.
+            let t0 = clock::mono();
+            let peer = loop {
+                if let Some(p) = ss.udp_peer.lock().ok().and_then(|p| *p) {
+                    break Some(p);
+                }
+                if ss.stop.load(Ordering::Relaxed) || clock::mono() > t0 + Nanos(3_000_000_000) {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            };
+            if let Some(p) = peer {
+                let rate = BitsPerSec(ss.req.rate_bps.unwrap_or(1));
+                let end = clock::mono() + Nanos(ss.req.duration_ns) + GRACE;
+                let n = udp_send_loop(&udp, Some(p), id, ss.req.size as usize, rate, &ss.tx_bytes, &ss.stop, end);
+                ss.udp_sent.store(n, Ordering::Relaxed);
+            }
+        });
+        if let Ok(mut v) = sess.threads.lock() {
+            v.push(t);
+        }
+    }
+    // Wait for the client's finish (or its disappearance, or the hard end).
+    reader.get_ref().set_read_timeout(Some(clock::dur(Nanos(req.duration_ns) + GRACE))).map_err(io_err("socket"))?;
+    let fin: Result<Finish, _> = read_json_line(&mut reader);
+    sess.stop.store(true, Ordering::Relaxed);
+    // Receivers run until the client's end of stream; senders stop at once.
+    let threads = std::mem::take(&mut *sess.threads.lock().map_err(|_| PerfError::Protocol("poisoned".into()))?);
+    for t in threads {
+        let _ = t.join();
+    }
+    if req.protocol == Protocol::Udp && req.direction == Direction::Forward {
+        // Datagrams still in flight.
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if let Ok(mut m) = sessions.lock() {
+        m.remove(&id);
+    }
+    let fin = fin?;
+    let udp_report = (req.protocol == Protocol::Udp && req.direction == Direction::Forward)
+        .then(|| sess.udp_rx.lock().map(|r| r.report(fin.udp_sent)).ok())
+        .flatten();
+    let res = ServerResult {
+        received_bytes: sess.rx_bytes.load(Ordering::Relaxed),
+        sent_bytes: sess.tx_bytes.load(Ordering::Relaxed),
+        receive_secs: sess.span.secs(),
+        cpu_percent: cpu.percent(),
+        udp: udp_report,
+        udp_sent: (req.protocol == Protocol::Udp && req.direction == Direction::Reverse)
+            .then(|| sess.udp_sent.load(Ordering::Relaxed)),
+    };
+    write_json_line(&mut w, &res)?;
+    log(format!("{peer}: session {id:x} done: received {}, sent {}", Bytes(res.received_bytes), Bytes(res.sent_bytes)));
+    Ok(())
+}
+
+// =============================================================================================
+// client
+
+#[derive(Debug, Clone)]
+pub struct PerfConfig {
+    pub server: SocketAddr,
+    pub protocol: Protocol,
+    pub direction: Direction,
+    pub streams: u16,
+    /// Test length (with `bytes`, the longest the test may run).
+    pub duration: Nanos,
+    /// Bytes to send per direction (TCP), instead of running for `duration`.
+    pub bytes: Option<Bytes>,
+    /// UDP target rate.
+    pub rate: Option<BitsPerSec>,
+    /// TCP write size or UDP datagram size.
+    pub size: usize,
+    /// Interval between reports.
+    pub interval: Nanos,
+}
+
+/// One interval, as the client sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IntervalReport {
+    pub start_secs: f64,
+    pub end_secs: f64,
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+    pub sent_bps: f64,
+    pub received_bps: f64,
+}
+
+/// One direction's result: what left the sender and what the receiver counted.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlowResult {
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+    /// Receiver's span from first to last byte.
+    pub receive_secs: f64,
+    /// Goodput: received bytes × 8 over the receive span.
+    pub throughput_bps: f64,
+}
+
+impl FlowResult {
+    fn new(sent: u64, received: u64, secs: f64) -> FlowResult {
+        let bps = if secs > 0.0 { received as f64 * 8.0 / secs } else { 0.0 };
+        FlowResult { sent_bytes: sent, received_bytes: received, receive_secs: secs, throughput_bps: bps }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PerfReport {
+    pub server: String,
+    pub protocol: Protocol,
+    pub direction: Direction,
+    pub streams: u16,
+    pub size_bytes: usize,
+    pub elapsed_secs: f64,
+    /// Client → server.
+    pub forward: Option<FlowResult>,
+    /// Server → client.
+    pub reverse: Option<FlowResult>,
+    pub udp_target_rate_bps: Option<u64>,
+    pub udp: Option<UdpReport>,
+    /// Process CPU time over wall time, percent of one core.
+    pub client_cpu_percent: f64,
+    /// The server's whole process (it may be serving other clients too).
+    pub server_cpu_percent: f64,
+    pub intervals: Vec<IntervalReport>,
+}
+
+/// Runs one test against a `meshway perf --server`. `on_interval` sees each interval report.
+pub fn run(
+    cfg: &PerfConfig,
+    stop: &AtomicBool,
+    on_interval: &mut dyn FnMut(&IntervalReport),
+) -> Result<PerfReport, PerfError> {
+    let req = Request {
+        version: PROTOCOL_VERSION,
+        protocol: cfg.protocol,
+        direction: cfg.direction,
+        streams: cfg.streams,
+        duration_ns: cfg.duration.get(),
+        bytes: cfg.bytes.map(Bytes::get),
+        rate_bps: cfg.rate.map(BitsPerSec::get),
+        size: u32::try_from(cfg.size).unwrap_or(u32::MAX),
+    };
+    validate(&req).map_err(PerfError::Invalid)?;
+    if cfg.interval == Nanos::ZERO {
+        return Err(PerfError::Invalid("interval must be positive".into()));
+    }
+    let ctl = TcpStream::connect_timeout(&cfg.server, Duration::from_secs(5))
+        .map_err(io_err(format!("cannot connect to perf server {}", cfg.server)))?;
+    let _ = ctl.set_nodelay(true);
+    ctl.set_read_timeout(Some(Duration::from_secs(10))).map_err(io_err("socket"))?;
+    let mut reader = BufReader::new(ctl.try_clone().map_err(io_err("socket"))?);
+    let mut w = ctl;
+    write_json_line(&mut w, &req)?;
+    let acc: Accept = read_json_line(&mut reader)?;
+    if !acc.ok {
+        return Err(PerfError::Refused(acc.error.unwrap_or_default()));
+    }
+    let cpu = CpuMeter::start();
+    let t0 = clock::mono();
+    let end = t0 + cfg.duration;
+    let hard_end = end + GRACE;
+    let sent = Arc::new(AtomicU64::new(0));
+    let received = Arc::new(AtomicU64::new(0));
+    let span = Arc::new(Span::default());
+    let stop_send = Arc::new(AtomicBool::new(false));
+    let stop_recv = Arc::new(AtomicBool::new(false));
+    let budget = cfg.bytes.map(|b| Arc::new(AtomicI64::new(i64::try_from(b.get()).unwrap_or(i64::MAX))));
+    let mut senders: Vec<JoinHandle<u64>> = Vec::new();
+    let mut receivers: Vec<JoinHandle<Option<UdpReceiver>>> = Vec::new();
+    match cfg.protocol {
+        Protocol::Tcp => {
+            let n = if cfg.direction == Direction::Bidir { cfg.streams * 2 } else { cfg.streams };
+            for stream in 0..n {
+                let mut s = TcpStream::connect_timeout(&cfg.server, Duration::from_secs(5))
+                    .map_err(io_err(format!("cannot open data stream {stream}")))?;
+                s.write_all(&Hello { stream, session: acc.session }.encode()).map_err(io_err("cannot send hello"))?;
+                let (sent, received, span, stop_send, stop_recv, budget) = (
+                    sent.clone(),
+                    received.clone(),
+                    span.clone(),
+                    stop_send.clone(),
+                    stop_recv.clone(),
+                    budget.clone(),
+                );
+                let size = cfg.size;
+                if server_sends(&req, stream) {
+                    receivers.push(std::thread::spawn(move || {
+                        receive_loop(s, size, &received, &span, &stop_recv, hard_end);
+                        None
+                    }));
+                } else {
+                    senders.push(std::thread::spawn(move || {
+                        send_loop(s, size, &sent, budget.as_deref(), &stop_send, hard_end);
+                        0
+                    }));
+                }
+            }
+        }
+        Protocol::Udp => {
+            let any = if cfg.server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+            let sock = UdpSocket::bind(any).map_err(io_err("cannot bind a udp socket"))?;
+            big_buffers(&sock);
+            sock.connect(cfg.server).map_err(io_err("cannot reach the server over udp"))?;
+            let (rate, size, session) = (cfg.rate.unwrap_or(BitsPerSec(1)), cfg.size, acc.session);
+            if cfg.direction == Direction::Forward {
+                let (sent, stop_send) = (sent.clone(), stop_send.clone());
+                senders.push(std::thread::spawn(move || {
+                    udp_send_loop(&sock, None, session, size, rate, &sent, &stop_send, end)
+                }));
+            } else {
+                let hello = {
+                    let mut b = [0u8; UDP_HEADER_LEN];
+                    let _ = UdpHeader { session, seq: u64::MAX, sent_ns: 0 }.encode(&mut b);
+                    b
+                };
+                for _ in 0..3 {
+                    let _ = sock.send(&hello);
+                }
+                let (received, span, stop_recv) = (received.clone(), span.clone(), stop_recv.clone());
+                receivers.push(std::thread::spawn(move || {
+                    let mut rx = UdpReceiver::new();
+                    let mut buf = vec![0u8; 65_536];
+                    let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
+                    while !stop_recv.load(Ordering::Relaxed) && clock::mono() < hard_end {
+                        let Ok(n) = sock.recv(&mut buf) else { continue };
+                        let now = clock::mono();
+                        if let Some(h) = UdpHeader::decode(&buf[..n]).filter(|h| h.session == session) {
+                            span.mark(now);
+                            received.fetch_add(n as u64, Ordering::Relaxed);
+                            rx.on_datagram(now.get(), &h, n);
+                        }
+                    }
+                    Some(rx)
+                }));
+            }
+        }
+    }
+    // Report intervals until the end (duration, byte budget spent, or interrupted).
+    let mut intervals = Vec::new();
+    let mut last = (t0, 0u64, 0u64);
+    loop {
+        let now = clock::mono();
+        let senders_done = !senders.is_empty() && senders.iter().all(|t| t.is_finished());
+        let receivers_done = senders.is_empty() && receivers.iter().all(|t| t.is_finished());
+        let finished = now >= end || stop.load(Ordering::Relaxed) || senders_done || receivers_done;
+        let tick = last.0 + cfg.interval;
+        if now >= tick || finished {
+            let (s, r) = (sent.load(Ordering::Relaxed), received.load(Ordering::Relaxed));
+            let dt = now.saturating_sub(last.0).as_secs_f64();
+            if dt > 0.0005 {
+                let iv = IntervalReport {
+                    start_secs: last.0.saturating_sub(t0).as_secs_f64(),
+                    end_secs: now.saturating_sub(t0).as_secs_f64(),
+                    sent_bytes: s - last.1,
+                    received_bytes: r - last.2,
+                    sent_bps: (s - last.1) as f64 * 8.0 / dt,
+                    received_bps: (r - last.2) as f64 * 8.0 / dt,
+                };
+                on_interval(&iv);
+                intervals.push(iv);
+            }
+            last = (now, s, r);
+        }
+        if finished {
+            break;
+        }
+        let next = (last.0 + cfg.interval).min(end);
+        std::thread::sleep(
+            clock::dur(next.saturating_sub(clock::mono())).clamp(Duration::from_micros(500), Duration::from_millis(50)),
+        );
+    }
+    stop_send.store(true, Ordering::Relaxed);
+    let mut udp_sent = None;
+    for t in senders {
+        let n = t.join().map_err(|_| PerfError::Protocol("a sender thread panicked".into()))?;
+        if cfg.protocol == Protocol::Udp {
+            udp_sent = Some(n);
+        }
+    }
+    let elapsed = clock::mono().saturating_sub(t0).as_secs_f64();
+    write_json_line(&mut w, &Finish { finish: true, udp_sent })?;
+    reader.get_ref().set_read_timeout(Some(clock::dur(GRACE + Nanos(5_000_000_000)))).map_err(io_err("socket"))?;
+    let res: ServerResult = read_json_line(&mut reader)?;
+    // TCP receivers end at the server's end of stream; UDP receivers after a short drain.
+    if cfg.protocol == Protocol::Udp {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop_recv.store(true, Ordering::Relaxed);
+    let mut udp_rx = None;
+    for t in receivers {
+        if let Some(rx) = t.join().map_err(|_| PerfError::Protocol("a receiver thread panicked".into()))? {
+            udp_rx = Some(rx);
+        }
+    }
+    let client_sent = sent.load(Ordering::Relaxed);
+    let client_received = received.load(Ordering::Relaxed);
+    // Bytes that moved between the last report and the end (the last writes, the drain of
+    // the receive side) go into a final short interval so the intervals add up to the total.
+    if client_sent > last.1 || client_received > last.2 {
+        let now = clock::mono();
+        let dt = now.saturating_sub(last.0).as_secs_f64().max(1e-9);
+        let (ds, dr) = (client_sent - last.1, client_received - last.2);
+        let iv = IntervalReport {
+            start_secs: last.0.saturating_sub(t0).as_secs_f64(),
+            end_secs: now.saturating_sub(t0).as_secs_f64(),
+            sent_bytes: ds,
+            received_bytes: dr,
+            sent_bps: ds as f64 * 8.0 / dt,
+            received_bps: dr as f64 * 8.0 / dt,
+        };
+        on_interval(&iv);
+        intervals.push(iv);
+    }
+    let forward = matches!(cfg.direction, Direction::Forward | Direction::Bidir)
+        .then(|| FlowResult::new(client_sent, res.received_bytes, res.receive_secs));
+    let reverse = matches!(cfg.direction, Direction::Reverse | Direction::Bidir)
+        .then(|| FlowResult::new(res.sent_bytes, client_received, span.secs()));
+    let udp = match cfg.direction {
+        Direction::Forward => res.udp.clone(),
+        _ => udp_rx.map(|r| r.report(res.udp_sent)),
+    };
+    Ok(PerfReport {
+        server: cfg.server.to_string(),
+        protocol: cfg.protocol,
+        direction: cfg.direction,
+        streams: cfg.streams,
+        size_bytes: cfg.size,
+        elapsed_secs: elapsed,
+        forward,
+        reverse,
+        udp_target_rate_bps: cfg.rate.map(BitsPerSec::get),
+        udp,
+        client_cpu_percent: cpu.percent(),
+        server_cpu_percent: res.cpu_percent,
+        intervals,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req() -> Request {
+        Request {
+            version: PROTOCOL_VERSION,
+            protocol: Protocol::Tcp,
+            direction: Direction::Forward,
+            streams: 4,
+            duration_ns: 1_000_000_000,
+            bytes: None,
+            rate_bps: None,
+            size: 128 * 1024,
+        }
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        assert!(validate(&req()).is_ok());
+        let mut r = req();
+        r.streams = 0;
+        assert!(validate(&r).unwrap_err().contains("streams 0"));
+        let mut r = req();
+        r.protocol = Protocol::Udp;
+        r.streams = 1;
+        r.size = 1200;
+        assert!(validate(&r).unwrap_err().contains("positive rate"));
+        r.rate_bps = Some(1_000_000);
+        assert!(validate(&r).is_ok());
+        r.direction = Direction::Bidir;
+        assert!(validate(&r).unwrap_err().contains("bidir"));
+        let mut r = req();
+        r.duration_ns = 2 * MAX_DURATION.get();
+        assert!(validate(&r).unwrap_err().contains("duration"));
+    }
+
+    #[test]
+    fn bidir_splits_streams() {
+        let mut r = req();
+        r.direction = Direction::Bidir;
+        r.streams = 2;
+        assert_eq!((0..4).map(|s| server_sends(&r, s)).collect::<Vec<_>>(), vec![false, false, true, true]);
+    }
+}

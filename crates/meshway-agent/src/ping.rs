@@ -1,0 +1,600 @@
+//! `meshway ping`: one echo session ([`meshway_probe::echo::EchoSession`]) driven over a real
+//! network by one of four probers: `udp` (STAMP to a reflector), `tcp` (connect time), `icmp`
+//! (echo request) and `http` (GET phases).
+
+use crate::clock;
+use meshway_probe::echo::{Action, EchoConfig, EchoEvent, EchoReport, EchoSession};
+use meshway_probe::stamp::{ErrorEstimate, ReflectorPacket, SenderPacket};
+use meshway_probe::stats::{DelayStats, Summary};
+use meshway_units::Nanos;
+use serde::Serialize;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use thiserror::Error;
+
+/// The STAMP well-known port (RFC 8762 §4.1).
+pub const STAMP_PORT: u16 = 862;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PingKind {
+    Udp,
+    Tcp,
+    Icmp,
+    Http,
+}
+
+#[derive(Debug, Clone)]
+pub struct PingConfig {
+    pub kind: PingKind,
+    /// `host`, `host:port` or, for http, a URL `http://host[:port]/path`.
+    pub target: String,
+    pub count: Option<u64>,
+    pub interval: Nanos,
+    pub timeout: Nanos,
+    /// UDP payload (STAMP packet, ≥ 44) or ICMP payload size in bytes.
+    pub size: usize,
+    /// Differentiated services code point (0..=63), written into the IP header.
+    pub dscp: u8,
+    /// This host's clock is synchronized to UTC (the STAMP S bit); one-way delays are reported
+    /// only when both ends say so.
+    pub clock_synchronized: bool,
+    /// Keep delay statistics for the final report; `false` for unbounded sessions whose
+    /// samples are aggregated by the caller (the agent), so memory stays constant.
+    pub statistics: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum PingError {
+    #[error("cannot resolve {target:?}")]
+    Resolve {
+        target: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{target:?} resolved to no address")]
+    NoAddress { target: String },
+    #[error("invalid url {url:?}: {why}")]
+    BadUrl { url: String, why: &'static str },
+    #[error(
+        "icmp needs a ping socket or a raw socket: this user may open neither. Allow unprivileged ping \
+         sockets with `sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"`, run as root, or grant \
+         CAP_NET_RAW (`setcap cap_net_raw+ep $(which meshway)`)"
+    )]
+    IcmpNotPermitted,
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> PingError {
+    let what = what.into();
+    move |source| PingError::Io { what, source }
+}
+
+/// Phases of one HTTP GET, nanoseconds from the start of the connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HttpAttempt {
+    pub status: u16,
+    pub connect_ns: u64,
+    pub first_byte_ns: u64,
+    pub total_ns: u64,
+    pub body_bytes: u64,
+}
+
+/// One line of output: a reply (or loss), with HTTP phases for http probes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PingEvent {
+    #[serde(flatten)]
+    pub echo: EchoEvent,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpAttempt>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpSummary {
+    pub connect: Option<Summary>,
+    pub first_byte: Option<Summary>,
+    pub total: Option<Summary>,
+    /// Responses by status code.
+    pub status: Vec<(u16, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PingReport {
+    pub target: String,
+    pub address: String,
+    pub kind: PingKind,
+    pub size_bytes: usize,
+    pub dscp: u8,
+    #[serde(flatten)]
+    pub echo: EchoReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSummary>,
+}
+
+struct Answer {
+    seq: u32,
+    at: Nanos,
+    hold_ns: u64,
+    one_way: Option<(i64, i64)>,
+    http: Option<HttpAttempt>,
+}
+
+trait Prober {
+    /// Sends probe `seq`; blocking kinds (tcp, http) complete the attempt and return it.
+    fn send(&mut self, seq: u32) -> io::Result<Option<Answer>>;
+    /// Waits until `until` (monotonic) for one answer.
+    fn recv(&mut self, until: Nanos) -> io::Result<Option<Answer>>;
+}
+
+fn wait_for(until: Nanos) -> Duration {
+    clock::dur(until.saturating_sub(clock::mono())).max(Duration::from_micros(100))
+}
+
+/// For blocking kinds: answers come from `send`, so waiting is sleeping.
+fn sleep_until(until: Nanos) -> io::Result<Option<Answer>> {
+    std::thread::sleep(wait_for(until));
+    Ok(None)
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted)
+}
+
+/// Resolves `host`, `host:port`, `[v6]:port` or a bare address, with a default port.
+pub fn resolve(target: &str, default_port: u16) -> Result<SocketAddr, PingError> {
+    let with_port = if target.parse::<IpAddr>().is_ok() || !target.contains(':') {
+        match target.parse::<IpAddr>() {
+            Ok(IpAddr::V6(a)) => format!("[{a}]:{default_port}"),
+            _ => format!("{target}:{default_port}"),
+        }
+    } else {
+        target.to_string()
+    };
+    let mut addrs =
+        with_port.to_socket_addrs().map_err(|source| PingError::Resolve { target: target.to_string(), source })?;
+    addrs.next().ok_or_else(|| PingError::NoAddress { target: target.to_string() })
+}
+
+fn set_dscp(s: &Socket, addr: &SocketAddr, dscp: u8) -> io::Result<()> {
+    if dscp == 0 {
+        return Ok(());
+    }
+    let tos = u32::from(dscp) << 2;
+    match addr {
+        SocketAddr::V4(_) => s.set_tos_v4(tos),
+        SocketAddr::V6(_) => s.set_tclass_v6(tos),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// udp: STAMP to a reflector
+
+struct UdpProber {
+    sock: UdpSocket,
+    size: usize,
+    error: ErrorEstimate,
+    synchronized: bool,
+    buf: Vec<u8>,
+    /// Answers are exactly as long as probes; a little slack detects longer (foreign) ones.
+    rx: Vec<u8>,
+}
+
+impl Prober for UdpProber {
+    fn send(&mut self, seq: u32) -> io::Result<Option<Answer>> {
+        let p = SenderPacket { seq, timestamp: clock::ntp(), error: self.error };
+        p.encode(&mut self.buf, self.size).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        match self.sock.send(&self.buf[..self.size]) {
+            Ok(_) => Ok(None),
+            // An ICMP port unreachable from an earlier probe: the probe is lost, not fatal.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn recv(&mut self, until: Nanos) -> io::Result<Option<Answer>> {
+        self.sock.set_read_timeout(Some(wait_for(until)))?;
+        let rx = &mut self.rx;
+        let n = match self.sock.recv(rx) {
+            Ok(n) => n,
+            Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::ConnectionRefused => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let at = clock::mono();
+        let wall = clock::ntp();
+        if n != self.size {
+            return Ok(None); // not an answer to our probe (which are all `size` bytes)
+        }
+        let Ok(r) = ReflectorPacket::decode(&rx[..n]) else { return Ok(None) };
+        let synced = self.synchronized && r.error.synchronized && r.sender_error.synchronized;
+        let one_way =
+            synced.then(|| (r.rx_timestamp.nanos_since(r.sender_timestamp), wall.nanos_since(r.tx_timestamp)));
+        Ok(Some(Answer { seq: r.sender_seq, at, hold_ns: r.turnaround_nanos(), one_way, http: None }))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// tcp: connect time
+
+struct TcpProber {
+    addr: SocketAddr,
+    timeout: Nanos,
+    dscp: u8,
+}
+
+impl Prober for TcpProber {
+    fn send(&mut self, seq: u32) -> io::Result<Option<Answer>> {
+        let s = Socket::new(Domain::for_address(self.addr), Type::STREAM, Some(Protocol::TCP))?;
+        set_dscp(&s, &self.addr, self.dscp)?;
+        match s.connect_timeout(&SockAddr::from(self.addr), clock::dur(self.timeout)) {
+            Ok(()) => Ok(Some(Answer { seq, at: clock::mono(), hold_ns: 0, one_way: None, http: None })),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn recv(&mut self, until: Nanos) -> io::Result<Option<Answer>> {
+        sleep_until(until)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// http: GET phases
+
+struct HttpProber {
+    addr: SocketAddr,
+    host: String,
+    path: String,
+    timeout: Nanos,
+    dscp: u8,
+}
+
+/// Splits `http://host[:port]/path` into (host, port, path).
+pub fn parse_http_url(url: &str) -> Result<(String, u16, String), PingError> {
+    let bad = |why| PingError::BadUrl { url: url.to_string(), why };
+    if url.starts_with("https://") {
+        return Err(bad("https is not supported (this build has no TLS library); use http:// or a local TLS proxy"));
+    }
+    let rest = url.strip_prefix("http://").ok_or_else(|| bad("expected http://host[:port]/path"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(bad("missing host"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let end = v6.find(']').ok_or_else(|| bad("unclosed '[' in host"))?;
+        let port = match &v6[end + 1..] {
+            "" => 80,
+            p => p.strip_prefix(':').and_then(|p| p.parse().ok()).ok_or_else(|| bad("invalid port"))?,
+        };
+        (v6[..end].to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad("invalid port"))?),
+            None => (authority.to_string(), 80),
+        }
+    };
+    Ok((host, port, path.to_string()))
+}
+
+fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
+    let t0 = clock::mono();
+    let s = Socket::new(Domain::for_address(p.addr), Type::STREAM, Some(Protocol::TCP))?;
+    set_dscp(&s, &p.addr, p.dscp)?;
+    s.connect_timeout(&SockAddr::from(p.addr), clock::dur(p.timeout))?;
+    let connect_ns = clock::mono().saturating_sub(t0).get();
+    let mut stream: TcpStream = s.into();
+    let deadline = t0 + p.timeout;
+    let host = if p.host.contains(':') { format!("[{}]", p.host) } else { p.host.clone() };
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: meshway/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+        p.path,
+        host,
+        env!("CARGO_PKG_VERSION")
+    );
+    stream.set_write_timeout(Some(wait_for(deadline)))?;
+    stream.write_all(req.as_bytes())?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut head = Vec::new();
+    let mut first_byte_ns = None;
+    let mut total_bytes = 0u64;
+    // Bounded: at most 64 MiB are read, and never past the timeout.
+    while total_bytes < 64 << 20 {
+        if clock::mono() >= deadline {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "http response not complete before the timeout"));
+        }
+        stream.set_read_timeout(Some(wait_for(deadline)))?;
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        first_byte_ns.get_or_insert_with(|| clock::mono().saturating_sub(t0).get());
+        if head.len() < 8192 {
+            head.extend_from_slice(&buf[..n.min(8192)]);
+        }
+        total_bytes += n as u64;
+    }
+    let total_ns = clock::mono().saturating_sub(t0).get();
+    let text = String::from_utf8_lossy(&head);
+    let status = text
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an http response"))?;
+    let header_len = text.find("\r\n\r\n").map_or(total_bytes, |i| i as u64 + 4);
+    Ok(HttpAttempt {
+        status,
+        connect_ns,
+        first_byte_ns: first_byte_ns.unwrap_or(total_ns),
+        total_ns,
+        body_bytes: total_bytes.saturating_sub(header_len),
+    })
+}
+
+impl Prober for HttpProber {
+    fn send(&mut self, seq: u32) -> io::Result<Option<Answer>> {
+        match http_get(self) {
+            Ok(a) => Ok(Some(Answer { seq, at: clock::mono(), hold_ns: 0, one_way: None, http: Some(a) })),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn recv(&mut self, until: Nanos) -> io::Result<Option<Answer>> {
+        sleep_until(until)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// icmp: echo request over a ping socket, or a raw socket
+
+struct IcmpProber {
+    sock: Socket,
+    addr: SockAddr,
+    v6: bool,
+    raw: bool,
+    ident: u16,
+    size: usize,
+    /// Low 16 bits of the sequence number on the wire → the session's sequence number.
+    wire_seq: HashMap<u16, u32>,
+}
+
+/// The Internet checksum (RFC 1071).
+pub fn inet_checksum(b: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for c in b.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+impl IcmpProber {
+    fn open(addr: SocketAddr, dscp: u8, size: usize) -> Result<IcmpProber, PingError> {
+        let (domain, proto) = match addr {
+            SocketAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4),
+            SocketAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6),
+        };
+        let (sock, raw) = match Socket::new(domain, Type::DGRAM, Some(proto)) {
+            Ok(s) => (s, false),
+            Err(e) if matches!(e.raw_os_error(), Some(1 | 13)) => match Socket::new(domain, Type::RAW, Some(proto)) {
+                Ok(s) => (s, true),
+                Err(e) if matches!(e.raw_os_error(), Some(1 | 13)) => return Err(PingError::IcmpNotPermitted),
+                Err(e) => return Err(io_err("cannot open a raw icmp socket")(e)),
+            },
+            Err(e) => return Err(io_err("cannot open an icmp socket")(e)),
+        };
+        set_dscp(&sock, &addr, dscp).map_err(io_err("cannot set dscp"))?;
+        Ok(IcmpProber {
+            sock,
+            addr: SockAddr::from(addr),
+            v6: addr.is_ipv6(),
+            raw,
+            ident: (std::process::id() & 0xffff) as u16,
+            size,
+            wire_seq: HashMap::new(),
+        })
+    }
+}
+
+impl Prober for IcmpProber {
+    fn send(&mut self, seq: u32) -> io::Result<Option<Answer>> {
+        let wire = seq as u16;
+        self.wire_seq.insert(wire, seq);
+        let mut pkt = vec![0u8; 8 + self.size];
+        pkt[0] = if self.v6 { 128 } else { 8 };
+        pkt[4..6].copy_from_slice(&self.ident.to_be_bytes());
+        pkt[6..8].copy_from_slice(&wire.to_be_bytes());
+        for (i, b) in pkt[8..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        if !self.v6 {
+            // ICMPv6 checksums are filled in by the kernel (they cover a pseudo-header).
+            let c = inet_checksum(&pkt);
+            pkt[2..4].copy_from_slice(&c.to_be_bytes());
+        }
+        self.sock.send_to(&pkt, &self.addr)?;
+        Ok(None)
+    }
+
+    fn recv(&mut self, until: Nanos) -> io::Result<Option<Answer>> {
+        loop {
+            if clock::mono() >= until {
+                return Ok(None);
+            }
+            self.sock.set_read_timeout(Some(wait_for(until)))?;
+            // IP header (≤ 60) + ICMP header + our payload, and slack; longer is not ours.
+            let mut buf = vec![0u8; 60 + 8 + self.size + 64];
+            let mut s = &self.sock;
+            let n = match s.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if is_timeout(&e) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let at = clock::mono();
+            let mut b = &buf[..n];
+            if self.raw && !self.v6 {
+                let ihl = usize::from(b.first().map_or(0, |v| v & 0x0f)) * 4;
+                if b.len() < ihl + 8 {
+                    continue;
+                }
+                b = &b[ihl..];
+            }
+            if b.len() < 8 || b[0] != if self.v6 { 129 } else { 0 } {
+                continue;
+            }
+            let ident = u16::from_be_bytes([b[4], b[5]]);
+            // Ping sockets rewrite the identifier and deliver only our replies; raw sockets
+            // see every echo reply on the host.
+            if self.raw && ident != self.ident {
+                continue;
+            }
+            let wire = u16::from_be_bytes([b[6], b[7]]);
+            if let Some(&seq) = self.wire_seq.get(&wire) {
+                return Ok(Some(Answer { seq, at, hold_ns: 0, one_way: None, http: None }));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Runs one ping session. `on_event` sees each reply and loss as it happens; `stop` ends the
+/// session early (pending probes still get their timeout).
+pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEvent)) -> Result<PingReport, PingError> {
+    let (mut prober, addr, size): (Box<dyn Prober>, SocketAddr, usize) = match cfg.kind {
+        PingKind::Udp => {
+            let addr = resolve(&cfg.target, STAMP_PORT)?;
+            let size = cfg.size.max(meshway_probe::stamp::BASE_LEN);
+            let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+                .map_err(io_err("cannot open a udp socket"))?;
+            set_dscp(&s, &addr, cfg.dscp).map_err(io_err("cannot set dscp"))?;
+            let any: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
+            s.bind(&SockAddr::from(any)).map_err(io_err("cannot bind a udp socket"))?;
+            let sock: UdpSocket = s.into();
+            sock.connect(addr).map_err(io_err(format!("cannot reach {addr}")))?;
+            let error =
+                if cfg.clock_synchronized { ErrorEstimate::SYNCHRONIZED } else { ErrorEstimate::UNSYNCHRONIZED };
+            let p = UdpProber {
+                sock,
+                size,
+                error,
+                synchronized: cfg.clock_synchronized,
+                buf: vec![0u8; size],
+                rx: vec![0u8; size + 64],
+            };
+            (Box::new(p), addr, size)
+        }
+        PingKind::Tcp => {
+            let addr = resolve(&cfg.target, 80)?;
+            (Box::new(TcpProber { addr, timeout: cfg.timeout, dscp: cfg.dscp }), addr, 0)
+        }
+        PingKind::Http => {
+            let (host, port, path) = parse_http_url(&cfg.target)?;
+            let addr = resolve(
+                &format!("{}:{port}", if host.contains(':') { format!("[{host}]") } else { host.clone() }),
+                port,
+            )?;
+            (Box::new(HttpProber { addr, host, path, timeout: cfg.timeout, dscp: cfg.dscp }), addr, 0)
+        }
+        PingKind::Icmp => {
+            let addr = resolve(&cfg.target, 0)?;
+            (Box::new(IcmpProber::open(addr, cfg.dscp, cfg.size)?), addr, cfg.size)
+        }
+    };
+    let mut session = EchoSession::new(EchoConfig { count: cfg.count, interval: cfg.interval, timeout: cfg.timeout });
+    if !cfg.statistics {
+        session = session.counts_only();
+    }
+    let mut http_attempts: HashMap<u32, HttpAttempt> = HashMap::new();
+    let mut http_stats = (DelayStats::new(), DelayStats::new(), DelayStats::new());
+    let mut status: std::collections::BTreeMap<u16, u64> = Default::default();
+    let handle = |session: &mut EchoSession, a: Answer, http_attempts: &mut HashMap<u32, HttpAttempt>| {
+        if let Some(h) = a.http {
+            http_attempts.insert(a.seq, h);
+        }
+        session.on_reply(a.at, a.seq, a.hold_ns, a.one_way);
+    };
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            session.stop();
+        }
+        let done = match session.poll(clock::mono()) {
+            Action::Send { seq } => {
+                if let Some(a) = prober.send(seq).map_err(io_err(format!("cannot send to {addr}")))? {
+                    handle(&mut session, a, &mut http_attempts);
+                }
+                false
+            }
+            Action::Wait { until } => {
+                if let Some(a) = prober.recv(until).map_err(io_err(format!("cannot receive from {addr}")))? {
+                    handle(&mut session, a, &mut http_attempts);
+                }
+                false
+            }
+            Action::Done => true,
+        };
+        for ev in session.drain_events() {
+            let http = match &ev {
+                EchoEvent::Reply { seq, rtt_ns: Some(_), .. } => http_attempts.remove(seq),
+                _ => None,
+            };
+            if let Some(h) = http {
+                http_stats.0.record(h.connect_ns);
+                http_stats.1.record(h.first_byte_ns);
+                http_stats.2.record(h.total_ns);
+                *status.entry(h.status).or_default() += 1;
+            }
+            on_event(&PingEvent { echo: ev, http });
+        }
+        if done {
+            break;
+        }
+    }
+    Ok(PingReport {
+        target: cfg.target.clone(),
+        address: if cfg.kind == PingKind::Icmp { addr.ip().to_string() } else { addr.to_string() },
+        kind: cfg.kind,
+        size_bytes: size,
+        dscp: cfg.dscp,
+        echo: session.report(),
+        http: (cfg.kind == PingKind::Http).then(|| HttpSummary {
+            connect: http_stats.0.summary(),
+            first_byte: http_stats.1.summary(),
+            total: http_stats.2.summary(),
+            status: status.into_iter().collect(),
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_of_rfc1071_example() {
+        // RFC 1071 §3: 0001 f203 f4f5 f6f7 sums to ddf2, checksum is its complement.
+        assert_eq!(inet_checksum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), !0xddf2);
+    }
+
+    #[test]
+    fn http_urls() {
+        assert_eq!(parse_http_url("http://a.b:8080/v1/x").unwrap(), ("a.b".into(), 8080, "/v1/x".into()));
+        assert_eq!(parse_http_url("http://a.b").unwrap(), ("a.b".into(), 80, "/".into()));
+        assert_eq!(parse_http_url("http://[::1]:9/").unwrap(), ("::1".into(), 9, "/".into()));
+        assert!(parse_http_url("https://a.b/").unwrap_err().to_string().contains("https is not supported"));
+        assert!(parse_http_url("ftp://a").is_err());
+        assert!(parse_http_url("http://a:x/").is_err());
+    }
+}

@@ -1,0 +1,347 @@
+//! `meshway reflect`: the STAMP (RFC 8762) session-reflector, unauthenticated, stateful
+//! (one reflector sequence counter per source address and port).
+//!
+//! Guarantees: an answer is never longer than the packet it answers (it is exactly as long);
+//! packets shorter than 44 bytes, longer than 65,507, or with an invalid error estimate are
+//! ignored; each source IP address gets a token bucket (`rate_limit_pps` tokens per second,
+//! a burst of one second's worth) and packets beyond it are ignored. A test mode drops every
+//! k-th valid packet of each source, so loss accounting can be checked exactly.
+//!
+//! Bound to a wildcard address, each answer leaves from the address the probe was sent to
+//! (IP_PKTINFO / IPV6_PKTINFO), so one reflector serves every local address, and the STAMP
+//! "Ses-Sender TTL" field carries the probe's received TTL or hop limit (IP_RECVTTL /
+//! IPV6_RECVHOPLIMIT). Bound to one address it uses plain `recv_from`/`send_to`, about a
+//! quarter cheaper per packet, and writes TTL 0 (unknown).
+
+use crate::clock;
+use meshway_probe::stamp::{self, ErrorEstimate};
+use meshway_units::Nanos;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Sources remembered at once; beyond this, idle ones are forgotten and new ones refused.
+const MAX_SOURCES: usize = 65_536;
+
+#[derive(Debug, Clone)]
+pub struct ReflectConfig {
+    /// Packets per second allowed from one source IP; 0 means unlimited.
+    pub rate_limit_pps: u32,
+    /// Test mode: drop the k-th, 2k-th, ... valid packet from each source.
+    pub drop_every: Option<u64>,
+    /// Set the S bit: this host's clock is synchronized to UTC.
+    pub synchronized: bool,
+}
+
+impl Default for ReflectConfig {
+    fn default() -> Self {
+        ReflectConfig { rate_limit_pps: 10_000, drop_every: None, synchronized: false }
+    }
+}
+
+/// Counters, readable while the reflector runs.
+#[derive(Debug, Default)]
+pub struct ReflectCounters {
+    pub received: AtomicU64,
+    pub answered: AtomicU64,
+    pub malformed: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub test_dropped: AtomicU64,
+    pub send_errors: AtomicU64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReflectTotals {
+    pub received: u64,
+    pub answered: u64,
+    pub malformed: u64,
+    pub rate_limited: u64,
+    pub test_dropped: u64,
+    pub send_errors: u64,
+}
+
+impl ReflectCounters {
+    pub fn totals(&self) -> ReflectTotals {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        ReflectTotals {
+            received: g(&self.received),
+            answered: g(&self.answered),
+            malformed: g(&self.malformed),
+            rate_limited: g(&self.rate_limited),
+            test_dropped: g(&self.test_dropped),
+            send_errors: g(&self.send_errors),
+        }
+    }
+}
+
+/// A token bucket with time passed in: `rate` tokens per second, burst `rate` (at least 1).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBucket {
+    /// Tokens in millionths, so integer refill is exact at any rate.
+    micro_tokens: u64,
+    last: Nanos,
+}
+
+impl TokenBucket {
+    pub fn new(now: Nanos, rate: u32) -> TokenBucket {
+        TokenBucket { micro_tokens: u64::from(rate.max(1)) * 1_000_000, last: now }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, now: Nanos, rate: u32) -> bool {
+        let cap = u64::from(rate.max(1)) * 1_000_000;
+        let dt = now.saturating_sub(self.last).get();
+        // rate tokens/s × dt ns = rate × dt / 1000 micro-tokens.
+        let add = (u128::from(rate) * u128::from(dt) / 1_000).min(u128::from(cap)) as u64;
+        self.micro_tokens = (self.micro_tokens + add).min(cap);
+        self.last = now;
+        if self.micro_tokens >= 1_000_000 {
+            self.micro_tokens -= 1_000_000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Source {
+    valid: u64,
+    seq: u32,
+    last_seen: Nanos,
+}
+
+/// One received datagram: its length, sender, the local address it was sent to and its TTL.
+struct Received {
+    len: usize,
+    from: SocketAddr,
+    local: Option<IpAddr>,
+    ttl: Option<u8>,
+}
+
+/// Asks the kernel for the destination address and TTL of each datagram, when the socket is
+/// bound to a wildcard address (where the answer's source must be chosen per packet); `false`
+/// when bound to one address (answers leave from it anyway: the cheaper plain path, measured
+/// at about 4.3 µs of CPU per packet against 5.5 µs) or when the options are unavailable.
+fn enable_ancillary(sock: &UdpSocket) -> bool {
+    use nix::sys::socket::{setsockopt, sockopt};
+    if !sock.local_addr().is_ok_and(|a| a.ip().is_unspecified()) {
+        return false;
+    }
+    match sock.local_addr() {
+        Ok(SocketAddr::V4(_)) => {
+            setsockopt(sock, sockopt::Ipv4PacketInfo, &true).is_ok()
+                && setsockopt(sock, sockopt::Ipv4RecvTtl, &true).is_ok()
+        }
+        Ok(SocketAddr::V6(_)) => {
+            setsockopt(sock, sockopt::Ipv6RecvPacketInfo, &true).is_ok()
+                && setsockopt(sock, sockopt::Ipv6RecvHopLimit, &true).is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+fn receive(sock: &UdpSocket, buf: &mut [u8], ancillary: bool) -> std::io::Result<Received> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    if !ancillary {
+        let (len, from) = sock.recv_from(buf)?;
+        return Ok(Received { len, from, local: None, ttl: None });
+    }
+    let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo, nix::libc::c_int, nix::libc::in_pktinfo, nix::libc::c_int);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = recvmsg::<SockaddrStorage>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
+        .map_err(std::io::Error::from)?;
+    let from = msg.address.and_then(|a| {
+        a.as_sockaddr_in()
+            .map(|v4| SocketAddr::V4((*v4).into()))
+            .or_else(|| a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into())))
+    });
+    let Some(from) = from else {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "datagram without a source address"));
+    };
+    let (mut local, mut ttl) = (None, None);
+    if let Ok(cmsgs) = msg.cmsgs() {
+        for c in cmsgs {
+            match c {
+                // `ipi_addr` is the header's destination (the probed address); `ipi_spec_dst`
+                // would be the route's preferred source, which differs for 127.0.0.2 and friends.
+                ControlMessageOwned::Ipv4PacketInfo(p) => {
+                    local = Some(IpAddr::V4(std::net::Ipv4Addr::from(p.ipi_addr.s_addr.to_ne_bytes())))
+                }
+                ControlMessageOwned::Ipv6PacketInfo(p) => {
+                    local = Some(IpAddr::V6(std::net::Ipv6Addr::from(p.ipi6_addr.s6_addr)))
+                }
+                ControlMessageOwned::Ipv4Ttl(t) | ControlMessageOwned::Ipv6HopLimit(t) => ttl = u8::try_from(t).ok(),
+                _ => {}
+            }
+        }
+    }
+    Ok(Received { len: msg.bytes, from, local, ttl })
+}
+
+/// Sends `buf` to `to`, from `local` when known (so the answer leaves from the probed address).
+fn send(sock: &UdpSocket, buf: &[u8], to: SocketAddr, local: Option<IpAddr>) -> std::io::Result<usize> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, SockaddrStorage};
+    use std::os::fd::AsRawFd;
+    let iov = [std::io::IoSlice::new(buf)];
+    let dst = SockaddrStorage::from(to);
+    let r = match (local, to) {
+        (Some(IpAddr::V4(l)), SocketAddr::V4(_)) => {
+            let info = nix::libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: nix::libc::in_addr { s_addr: u32::from_ne_bytes(l.octets()) },
+                ipi_addr: nix::libc::in_addr { s_addr: 0 },
+            };
+            sendmsg(sock.as_raw_fd(), &iov, &[ControlMessage::Ipv4PacketInfo(&info)], MsgFlags::empty(), Some(&dst))
+        }
+        (Some(IpAddr::V6(l)), SocketAddr::V6(_)) => {
+            let info =
+                nix::libc::in6_pktinfo { ipi6_addr: nix::libc::in6_addr { s6_addr: l.octets() }, ipi6_ifindex: 0 };
+            sendmsg(sock.as_raw_fd(), &iov, &[ControlMessage::Ipv6PacketInfo(&info)], MsgFlags::empty(), Some(&dst))
+        }
+        _ => return sock.send_to(buf, to),
+    };
+    r.map_err(std::io::Error::from)
+}
+
+/// Runs the reflector on `sock` until `shutdown` is set (checked every 100 ms).
+pub fn run(
+    sock: &UdpSocket,
+    cfg: &ReflectConfig,
+    counters: &ReflectCounters,
+    shutdown: &AtomicBool,
+) -> std::io::Result<()> {
+    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let error = if cfg.synchronized { ErrorEstimate::SYNCHRONIZED } else { ErrorEstimate::UNSYNCHRONIZED };
+    let mut sources: HashMap<SocketAddr, Source> = HashMap::new();
+    let mut buckets: HashMap<IpAddr, TokenBucket> = HashMap::new();
+    let mut rx = vec![0u8; 65_536];
+    let mut tx = vec![0u8; 65_536];
+    let ancillary = enable_ancillary(sock);
+    while !shutdown.load(Ordering::Relaxed) {
+        let Received { len: n, from, local, ttl } = match receive(sock, &mut rx, ancillary) {
+            Ok(v) => v,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            // ICMP errors from earlier answers surface here on Linux: not fatal; nor is a
+            // datagram whose source could not be read.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => continue,
+            Err(e) => return Err(e),
+        };
+        let rx_time = clock::ntp();
+        let now = clock::mono();
+        counters.received.fetch_add(1, Ordering::Relaxed);
+        let pkt = &rx[..n];
+        if stamp::SenderPacket::decode(pkt).is_err() {
+            counters.malformed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if sources.len() >= MAX_SOURCES || buckets.len() >= MAX_SOURCES {
+            let horizon = Nanos(10_000_000_000);
+            sources.retain(|_, s| now.saturating_sub(s.last_seen) < horizon);
+            buckets.retain(|_, b| now.saturating_sub(b.last) < horizon);
+        }
+        if cfg.rate_limit_pps > 0 {
+            let room = buckets.len() < MAX_SOURCES;
+            let allowed = match buckets.get_mut(&from.ip()) {
+                Some(b) => b.take(now, cfg.rate_limit_pps),
+                None if room => {
+                    let mut b = TokenBucket::new(now, cfg.rate_limit_pps);
+                    let ok = b.take(now, cfg.rate_limit_pps);
+                    buckets.insert(from.ip(), b);
+                    ok
+                }
+                None => false,
+            };
+            if !allowed {
+                counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        }
+        let room = sources.len() < MAX_SOURCES;
+        let src = match sources.get_mut(&from) {
+            Some(s) => s,
+            None if room => sources.entry(from).or_insert(Source { valid: 0, seq: 0, last_seen: now }),
+            None => {
+                counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        src.valid += 1;
+        src.last_seen = now;
+        if cfg.drop_every.is_some_and(|k| k > 0 && src.valid % k == 0) {
+            counters.test_dropped.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let seq = src.seq;
+        src.seq = src.seq.wrapping_add(1);
+        let Ok(len) = stamp::reflect(pkt, &mut tx, seq, rx_time, clock::ntp(), error, ttl.unwrap_or(0)) else {
+            counters.malformed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        };
+        debug_assert!(len <= n);
+        match send(sock, &tx[..len.min(n)], from, local) {
+            Ok(_) => counters.answered.fetch_add(1, Ordering::Relaxed),
+            Err(_) => counters.send_errors.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+    Ok(())
+}
+
+/// A reflector on its own thread, for tests and the agent: bound, running, stoppable.
+pub struct ReflectorHandle {
+    pub addr: SocketAddr,
+    pub counters: Arc<ReflectCounters>,
+    shutdown: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl ReflectorHandle {
+    pub fn spawn(sock: UdpSocket, cfg: ReflectConfig) -> std::io::Result<ReflectorHandle> {
+        let addr = sock.local_addr()?;
+        let counters = Arc::new(ReflectCounters::default());
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let (c, s) = (counters.clone(), shutdown.clone());
+        let thread = std::thread::Builder::new().name("reflect".into()).spawn(move || run(&sock, &cfg, &c, &s))?;
+        Ok(ReflectorHandle { addr, counters, shutdown, thread: Some(thread) })
+    }
+
+    pub fn stop(mut self) -> ReflectTotals {
+        self.shutdown.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.counters.totals()
+    }
+}
+
+impl Drop for ReflectorHandle {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_bucket_allows_rate_and_burst() {
+        let mut b = TokenBucket::new(Nanos(0), 10);
+        let ok = (0..20).filter(|_| b.take(Nanos(0), 10)).count();
+        assert_eq!(ok, 10, "burst of one second");
+        assert!(!b.take(Nanos(50_000_000), 10), "half a token after 50 ms");
+        assert!(b.take(Nanos(100_000_000), 10), "one token after 100 ms");
+        // A long idle period refills only up to the burst.
+        let ok = (0..50).filter(|_| b.take(Nanos(100_000_000_000), 10)).count();
+        assert_eq!(ok, 10);
+    }
+}

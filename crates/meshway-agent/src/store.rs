@@ -1,0 +1,357 @@
+//! Measurement history in SQLite: raw samples, 1-minute and 1-hour rollups, retention.
+//!
+//! The database runs in WAL mode with `synchronous = NORMAL`: a committed transaction survives
+//! the process being killed (it is in the WAL, which the OS holds); only a power loss can take
+//! the last transactions. Samples are written in batches, one transaction each.
+//!
+//! Schema:
+//!
+//! ```sql
+//! targets(id INTEGER PRIMARY KEY, name TEXT UNIQUE, kind TEXT, address TEXT)
+//! samples(target_id, ts_ns, rtt_ns NULL = lost, value NULL)       -- value: throughput bit/s
+//! rollup_1m / rollup_1h(target_id, start_ns, sent, lost, min_ns, mean_ns, max_ns,
+//!                       p50_ns, p90_ns, p99_ns, jitter_ns, value_min, value_mean)
+//! ```
+//!
+//! Rollups are computed from raw samples with the same statistics as everywhere else
+//! ([`meshway_probe::stats`]), when a bucket closes and again at startup for the last two hours
+//! (so a crash leaves no hole), and on shutdown for the open buckets.
+
+use meshway_probe::objective::Sample;
+use meshway_probe::stats::DelayStats;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::Path;
+
+pub type Result<T> = rusqlite::Result<T>;
+
+pub const MINUTE_NS: u64 = 60_000_000_000;
+pub const HOUR_NS: u64 = 3_600_000_000_000;
+
+pub struct Store {
+    conn: Connection,
+    ids: HashMap<String, i64>,
+}
+
+/// One rollup row.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rollup {
+    pub start_ns: u64,
+    pub sent: u64,
+    pub lost: u64,
+    pub min_ns: Option<u64>,
+    pub mean_ns: Option<f64>,
+    pub max_ns: Option<u64>,
+    pub p50_ns: Option<u64>,
+    pub p90_ns: Option<u64>,
+    pub p99_ns: Option<u64>,
+    pub jitter_ns: Option<f64>,
+    pub value_min: Option<f64>,
+    pub value_mean: Option<f64>,
+}
+
+impl Rollup {
+    /// Aggregates samples (in time order) that fall into one bucket.
+    pub fn of(start_ns: u64, samples: &[Sample]) -> Rollup {
+        let mut d = DelayStats::new();
+        let (mut sent, mut lost) = (0u64, 0u64);
+        let (mut vmin, mut vsum, mut vn) = (None::<f64>, 0.0, 0u64);
+        for s in samples {
+            if let Some(v) = s.value {
+                vmin = Some(vmin.map_or(v, |m| m.min(v)));
+                vsum += v;
+                vn += 1;
+                continue;
+            }
+            sent += 1;
+            match s.rtt_ns {
+                Some(r) => d.record(r),
+                None => lost += 1,
+            }
+        }
+        let m = d.summary();
+        Rollup {
+            start_ns,
+            sent,
+            lost,
+            min_ns: m.as_ref().map(|m| m.min_ns),
+            mean_ns: m.as_ref().map(|m| m.mean_ns),
+            max_ns: m.as_ref().map(|m| m.max_ns),
+            p50_ns: m.as_ref().map(|m| m.p50_ns),
+            p90_ns: m.as_ref().map(|m| m.p90_ns),
+            p99_ns: m.as_ref().map(|m| m.p99_ns),
+            jitter_ns: m.as_ref().map(|m| m.jitter_rfc3550_ns),
+            value_min: vmin,
+            value_mean: (vn > 0).then(|| vsum / vn as f64),
+        }
+    }
+}
+
+/// Target name → id, as stored.
+fn load_ids(conn: &Connection) -> Result<HashMap<String, i64>> {
+    let mut st = conn.prepare("SELECT id, name FROM targets")?;
+    let rows = st.query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, i64>(0)?)))?;
+    rows.collect()
+}
+
+/// A `(ts_ns, rtt_ns, value)` row as a sample.
+fn sample_row(r: &rusqlite::Row<'_>) -> Result<Sample> {
+    Ok(Sample { at_ns: u(r.get(0)?), rtt_ns: r.get::<_, Option<i64>>(1)?.map(u), value: r.get(2)? })
+}
+
+fn i(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn u(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS targets(id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, kind TEXT NOT NULL, address TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS samples(target_id INTEGER NOT NULL, ts_ns INTEGER NOT NULL, rtt_ns INTEGER, value REAL);
+             CREATE INDEX IF NOT EXISTS samples_by_target_time ON samples(target_id, ts_ns);
+             CREATE INDEX IF NOT EXISTS samples_by_time ON samples(ts_ns);
+             CREATE TABLE IF NOT EXISTS rollup_1m(target_id INTEGER NOT NULL, start_ns INTEGER NOT NULL, sent INTEGER, lost INTEGER,
+               min_ns INTEGER, mean_ns REAL, max_ns INTEGER, p50_ns INTEGER, p90_ns INTEGER, p99_ns INTEGER, jitter_ns REAL,
+               value_min REAL, value_mean REAL, PRIMARY KEY(target_id, start_ns));
+             CREATE TABLE IF NOT EXISTS rollup_1h(target_id INTEGER NOT NULL, start_ns INTEGER NOT NULL, sent INTEGER, lost INTEGER,
+               min_ns INTEGER, mean_ns REAL, max_ns INTEGER, p50_ns INTEGER, p90_ns INTEGER, p99_ns INTEGER, jitter_ns REAL,
+               value_min REAL, value_mean REAL, PRIMARY KEY(target_id, start_ns));",
+        )?;
+        let ids = load_ids(&conn)?;
+        Ok(Store { conn, ids })
+    }
+
+    /// Opens read-only (for `meshway history`), failing when the file does not exist.
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let ids = load_ids(&conn)?;
+        Ok(Store { conn, ids })
+    }
+
+    /// The id of a target, registering it (or updating its kind and address) as needed.
+    pub fn target_id(&mut self, name: &str, kind: &str, address: &str) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO targets(name, kind, address) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET kind = excluded.kind, address = excluded.address",
+            params![name, kind, address],
+        )?;
+        let id: i64 = self.conn.query_row("SELECT id FROM targets WHERE name = ?1", params![name], |r| r.get(0))?;
+        self.ids.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    pub fn targets(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.ids.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Writes a batch of samples in one transaction; returns how many were written.
+    pub fn insert(&mut self, batch: &[(i64, Sample)]) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut st =
+                tx.prepare_cached("INSERT INTO samples(target_id, ts_ns, rtt_ns, value) VALUES (?1, ?2, ?3, ?4)")?;
+            for (id, s) in batch {
+                st.execute(params![id, i(s.at_ns), s.rtt_ns.map(i), s.value])?;
+            }
+        }
+        tx.commit()?;
+        Ok(batch.len())
+    }
+
+    /// Raw samples of one target in `[from, to)`, in time order.
+    pub fn samples(&self, target_id: i64, from_ns: u64, to_ns: u64) -> Result<Vec<Sample>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT ts_ns, rtt_ns, value FROM samples WHERE target_id = ?1 AND ts_ns >= ?2 AND ts_ns < ?3 ORDER BY ts_ns",
+        )?;
+        let rows = st.query_map(params![target_id, i(from_ns), i(to_ns)], sample_row)?;
+        rows.collect()
+    }
+
+    pub fn id(&self, name: &str) -> Option<i64> {
+        self.ids.get(name).copied()
+    }
+
+    /// Recomputes the 1-minute and 1-hour rollup rows of every bucket overlapping `[from, to)`
+    /// from raw samples.
+    pub fn rollup(&mut self, from_ns: u64, to_ns: u64) -> Result<usize> {
+        self.rollup_levels(from_ns, to_ns, true, true)
+    }
+
+    /// Recomputes the rollups of the chosen levels (minute, hour) overlapping `[from, to)`.
+    pub fn rollup_levels(&mut self, from_ns: u64, to_ns: u64, minutes: bool, hours: bool) -> Result<usize> {
+        let ids: Vec<i64> = self.ids.values().copied().collect();
+        let mut rows = 0;
+        let tx = self.conn.transaction()?;
+        let levels = [("rollup_1m", MINUTE_NS, minutes), ("rollup_1h", HOUR_NS, hours)];
+        for (table, width, _) in levels.into_iter().filter(|l| l.2) {
+            let start = from_ns - from_ns % width;
+            for &id in &ids {
+                let samples: Vec<Sample> = {
+                    let mut st = tx.prepare_cached(
+                        "SELECT ts_ns, rtt_ns, value FROM samples WHERE target_id = ?1 AND ts_ns >= ?2 AND ts_ns < ?3 ORDER BY ts_ns",
+                    )?;
+                    let it = st.query_map(params![id, i(start), i(to_ns)], sample_row)?;
+                    it.collect::<Result<_>>()?
+                };
+                let mut k = 0;
+                while k < samples.len() {
+                    let b = samples[k].at_ns - samples[k].at_ns % width;
+                    let end = samples[k..].iter().position(|s| s.at_ns >= b + width).map_or(samples.len(), |p| k + p);
+                    let r = Rollup::of(b, &samples[k..end]);
+                    tx.execute(
+                        &format!(
+                            "INSERT OR REPLACE INTO {table}(target_id, start_ns, sent, lost, min_ns, mean_ns, max_ns, p50_ns, p90_ns,
+                             p99_ns, jitter_ns, value_min, value_mean) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+                        ),
+                        params![
+                            id,
+                            i(r.start_ns),
+                            i(r.sent),
+                            i(r.lost),
+                            r.min_ns.map(i),
+                            r.mean_ns,
+                            r.max_ns.map(i),
+                            r.p50_ns.map(i),
+                            r.p90_ns.map(i),
+                            r.p99_ns.map(i),
+                            r.jitter_ns,
+                            r.value_min,
+                            r.value_mean
+                        ],
+                    )?;
+                    rows += 1;
+                    k = end;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(rows)
+    }
+
+    /// Rollup rows of one target at `width` (minute or hour) with start in `[from, to)`.
+    pub fn rollups(&self, target_id: i64, hourly: bool, from_ns: u64, to_ns: u64) -> Result<Vec<Rollup>> {
+        let table = if hourly { "rollup_1h" } else { "rollup_1m" };
+        let mut st = self.conn.prepare(&format!(
+            "SELECT start_ns, sent, lost, min_ns, mean_ns, max_ns, p50_ns, p90_ns, p99_ns, jitter_ns, value_min, value_mean
+             FROM {table} WHERE target_id = ?1 AND start_ns >= ?2 AND start_ns < ?3 ORDER BY start_ns"
+        ))?;
+        let rows = st.query_map(params![target_id, i(from_ns), i(to_ns)], |r| {
+            Ok(Rollup {
+                start_ns: u(r.get(0)?),
+                sent: u(r.get(1)?),
+                lost: u(r.get(2)?),
+                min_ns: r.get::<_, Option<i64>>(3)?.map(u),
+                mean_ns: r.get(4)?,
+                max_ns: r.get::<_, Option<i64>>(5)?.map(u),
+                p50_ns: r.get::<_, Option<i64>>(6)?.map(u),
+                p90_ns: r.get::<_, Option<i64>>(7)?.map(u),
+                p99_ns: r.get::<_, Option<i64>>(8)?.map(u),
+                jitter_ns: r.get(9)?,
+                value_min: r.get(10)?,
+                value_mean: r.get(11)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Deletes raw samples and rollups older than their retention before `now`.
+    pub fn retain(&mut self, now_ns: u64, raw_ns: u64, minute_ns: u64, hour_ns: u64) -> Result<usize> {
+        let mut n = 0;
+        for (sql, keep) in [
+            ("DELETE FROM samples WHERE ts_ns < ?1", raw_ns),
+            ("DELETE FROM rollup_1m WHERE start_ns < ?1", minute_ns),
+            ("DELETE FROM rollup_1h WHERE start_ns < ?1", hour_ns),
+        ] {
+            n += self.conn.execute(sql, params![i(now_ns.saturating_sub(keep))])?;
+        }
+        Ok(n)
+    }
+
+    /// Number of raw samples of one target.
+    pub fn target_sample_count(&self, target_id: i64) -> Result<u64> {
+        self.conn
+            .query_row("SELECT count(*) FROM samples WHERE target_id = ?1", params![target_id], |r| r.get::<_, i64>(0))
+            .map(u)
+    }
+
+    /// Number of raw samples (all targets).
+    pub fn sample_count(&self) -> Result<u64> {
+        self.conn.query_row("SELECT count(*) FROM samples", [], |r| r.get::<_, i64>(0)).map(u)
+    }
+
+    /// The newest sample time of any target.
+    pub fn latest_ns(&self) -> Result<Option<u64>> {
+        self.conn
+            .query_row("SELECT max(ts_ns) FROM samples", [], |r| r.get::<_, Option<i64>>(0))
+            .optional()
+            .map(|v| v.flatten().map(u))
+    }
+
+    /// SQLite's own consistency check: `"ok"` when the file is sound.
+    pub fn integrity_check(&self) -> Result<String> {
+        self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+    }
+
+    /// Checkpoints the WAL into the main file (on graceful shutdown).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("meshway-store-{}-{name}.db", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        p
+    }
+
+    #[test]
+    fn insert_rollup_query_and_retain() {
+        let p = tmp("a");
+        let mut s = Store::open(&p).unwrap();
+        let id = s.target_id("t1", "udp", "127.0.0.1:862").unwrap();
+        assert_eq!(s.target_id("t1", "udp", "127.0.0.1:863").unwrap(), id);
+        // Two minutes: the first with RTTs 1..=60 ms, the second with 30 samples of which 3 lost.
+        let mut batch = Vec::new();
+        for k in 0..60u64 {
+            batch.push((id, Sample { at_ns: k * 1_000_000_000, rtt_ns: Some((k + 1) * 1_000_000), value: None }));
+        }
+        for k in 0..30u64 {
+            let rtt = (k % 10 != 0).then_some(5_000_000);
+            batch.push((id, Sample { at_ns: MINUTE_NS + k * 2_000_000_000, rtt_ns: rtt, value: None }));
+        }
+        assert_eq!(s.insert(&batch).unwrap(), 90);
+        assert_eq!(s.rollup(0, 2 * MINUTE_NS).unwrap(), 3, "two minute rows and one hour row");
+        let m = s.rollups(id, false, 0, HOUR_NS).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].sent, m[0].lost, m[0].min_ns, m[0].max_ns), (60, 0, Some(1_000_000), Some(60_000_000)));
+        assert_eq!((m[1].sent, m[1].lost, m[1].p50_ns), (30, 3, Some(5_000_000)));
+        let h = s.rollups(id, true, 0, HOUR_NS).unwrap();
+        assert_eq!((h[0].sent, h[0].lost), (90, 3));
+        assert_eq!(s.samples(id, MINUTE_NS, 2 * MINUTE_NS).unwrap().len(), 30);
+        // Keep 1 minute of raw: the first minute's samples go; rollups stay.
+        let gone = s.retain(2 * MINUTE_NS, MINUTE_NS, HOUR_NS, HOUR_NS).unwrap();
+        assert_eq!(gone, 60);
+        assert_eq!(s.sample_count().unwrap(), 30);
+        assert_eq!(s.rollups(id, false, 0, HOUR_NS).unwrap().len(), 2);
+        drop(s);
+        let r = Store::open_read_only(&p).unwrap();
+        assert_eq!(r.targets(), vec!["t1".to_string()]);
+        let _ = std::fs::remove_file(&p);
+    }
+}

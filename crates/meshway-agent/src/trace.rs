@@ -1,0 +1,339 @@
+//! `meshway trace`: TTL-limited probes over rounds, aggregated per hop by
+//! [`meshway_probe::trace::TraceTable`].
+//!
+//! Probes are UDP to port 33434 (or ICMP echo with `icmp`). Every probe of one flow carries
+//! the same addresses, ports and protocol, so it follows one ECMP path (the Paris traceroute
+//! idea); the probe's identity rides in a field routers do not hash: the UDP length (payload
+//! `16 + ttl + 64 × (round mod 4)` bytes) or the ICMP sequence number. With `flows > 1`, flow
+//! `f` uses source port `base + f` (UDP) or identifier `base + f` (ICMP), which spreads the
+//! flows over parallel paths where the network hashes on them.
+//!
+//! Answers are read from a raw ICMP socket: this needs root or CAP_NET_RAW. IPv4 only.
+
+use crate::clock;
+use meshway_probe::trace::{HopReport, TraceTable};
+use meshway_units::Nanos;
+use serde::Serialize;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use thiserror::Error;
+
+/// Destination port of UDP probes (traceroute's traditional base).
+pub const TRACE_PORT: u16 = 33434;
+const PAYLOAD_BASE: usize = 16;
+
+#[derive(Debug, Clone)]
+pub struct TraceConfig {
+    pub target: Ipv4Addr,
+    pub icmp: bool,
+    pub max_ttl: u8,
+    pub rounds: u32,
+    /// Time between rounds.
+    pub interval: Nanos,
+    /// How long to wait for answers after a round's probes.
+    pub timeout: Nanos,
+    /// Parallel flows (distinct source ports or ICMP identifiers).
+    pub flows: u16,
+}
+
+#[derive(Debug, Error)]
+pub enum TraceError {
+    #[error(
+        "trace reads ICMP time-exceeded messages from a raw socket, which this user may not open: run as \
+         root or grant CAP_NET_RAW (`setcap cap_net_raw+ep $(which meshway)`)"
+    )]
+    NotPermitted,
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid trace: {0}")]
+    Invalid(String),
+}
+
+fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> TraceError {
+    move |source| TraceError::Io { what: what.to_string(), source }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TraceReport {
+    pub target: String,
+    pub protocol: &'static str,
+    pub rounds: u32,
+    pub flows: u16,
+    pub hops: Vec<HopReport>,
+    /// Distinct hop sequences seen across flows (ECMP paths), each as a list of addresses; a
+    /// hop that did not answer matches any address.
+    pub paths: Vec<Vec<Option<IpAddr>>>,
+}
+
+/// What an ICMP answer tells about one of our probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Matched {
+    pub flow: u16,
+    pub ttl: u8,
+    pub round_mod: u8,
+    pub destination: bool,
+}
+
+/// Parses an IPv4 packet from a raw ICMP socket and matches it to a probe. `flow_base` is the
+/// first source port (UDP) or identifier (ICMP). Pure, so it is tested on crafted bytes.
+pub fn match_answer(pkt: &[u8], target: Ipv4Addr, icmp: bool, flow_base: u16, flows: u16) -> Option<Matched> {
+    let ihl = usize::from(*pkt.first()? & 0x0f) * 4;
+    if ihl < 20 {
+        return None;
+    }
+    let icmp_msg = pkt.get(ihl..)?;
+    let (typ, code) = (*icmp_msg.first()?, *icmp_msg.get(1)?);
+    let flow_of = |v: u16| v.checked_sub(flow_base).filter(|f| *f < flows);
+    if icmp && typ == 0 {
+        // Echo reply from the destination itself.
+        let s = pkt.get(12..16)?;
+        let src = Ipv4Addr::new(s[0], s[1], s[2], s[3]);
+        if src != target || icmp_msg.len() < 8 {
+            return None;
+        }
+        let flow = flow_of(u16::from_be_bytes([icmp_msg[4], icmp_msg[5]]))?;
+        let seq = u16::from_be_bytes([icmp_msg[6], icmp_msg[7]]);
+        return Some(Matched { flow, ttl: (seq & 0xff) as u8, round_mod: (seq >> 8) as u8, destination: true });
+    }
+    let destination = match (typ, code) {
+        (11, 0) => false,
+        (3, _) => true,
+        _ => return None,
+    };
+    // The quoted datagram: its IP header, then at least 8 bytes of ours.
+    let quoted = icmp_msg.get(8..)?;
+    let qihl = usize::from(*quoted.first()? & 0x0f) * 4;
+    if qihl < 20 {
+        return None;
+    }
+    let d = quoted.get(16..20)?;
+    let qdst = Ipv4Addr::new(d[0], d[1], d[2], d[3]);
+    if qdst != target {
+        return None;
+    }
+    let l4 = quoted.get(qihl..qihl + 8)?;
+    if icmp {
+        if quoted[9] != 1 || l4[0] != 8 {
+            return None;
+        }
+        let flow = flow_of(u16::from_be_bytes([l4[4], l4[5]]))?;
+        let seq = u16::from_be_bytes([l4[6], l4[7]]);
+        Some(Matched { flow, ttl: (seq & 0xff) as u8, round_mod: (seq >> 8) as u8, destination })
+    } else {
+        if quoted[9] != 17 || u16::from_be_bytes([l4[2], l4[3]]) != TRACE_PORT {
+            return None;
+        }
+        let flow = flow_of(u16::from_be_bytes([l4[0], l4[1]]))?;
+        let payload = usize::from(u16::from_be_bytes([l4[4], l4[5]])).checked_sub(8 + PAYLOAD_BASE)?;
+        Some(Matched { flow, ttl: (payload % 64) as u8, round_mod: (payload / 64) as u8, destination })
+    }
+}
+
+/// Runs the trace; `on_round` sees the round number after each round.
+pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) -> Result<TraceReport, TraceError> {
+    if cfg.max_ttl == 0 || cfg.max_ttl > 63 {
+        return Err(TraceError::Invalid(format!("max ttl {} out of range 1..=63", cfg.max_ttl)));
+    }
+    if cfg.flows == 0 || cfg.flows > 64 {
+        return Err(TraceError::Invalid(format!("flows {} out of range 1..=64", cfg.flows)));
+    }
+    let raw = match Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)) {
+        Ok(s) => s,
+        Err(e) if matches!(e.raw_os_error(), Some(1 | 13)) => return Err(TraceError::NotPermitted),
+        Err(e) => return Err(io_err("cannot open a raw icmp socket")(e)),
+    };
+    // UDP probe sockets, one per flow, on consecutive source ports where free.
+    let mut udp: Vec<UdpSocket> = Vec::new();
+    let flow_base = if cfg.icmp {
+        0x4d00 | ((std::process::id() as u16) & 0x00c0)
+    } else {
+        let first = UdpSocket::bind("0.0.0.0:0").map_err(io_err("cannot bind a udp socket"))?;
+        let base = first.local_addr().map_err(io_err("socket"))?.port();
+        drop(first);
+        let base = base.min(u16::MAX - cfg.flows);
+        for f in 0..cfg.flows {
+            let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, base + f))
+                .map_err(io_err("cannot bind the probe source ports"))?;
+            udp.push(s);
+        }
+        base
+    };
+    let dest = SocketAddr::V4(SocketAddrV4::new(cfg.target, TRACE_PORT));
+    let mut table = TraceTable::new();
+    let mut max_ttl = cfg.max_ttl;
+    let buf = vec![0u8; 2048];
+    for round in 0..cfg.rounds {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let round_start = clock::mono();
+        let rmod = (round % 4) as u8;
+        let mut sent_at: HashMap<(u16, u8), Nanos> = HashMap::new();
+        for f in 0..cfg.flows {
+            for ttl in 1..=max_ttl {
+                let now = clock::mono();
+                if cfg.icmp {
+                    let mut pkt = [0u8; 8 + PAYLOAD_BASE];
+                    pkt[0] = 8;
+                    pkt[4..6].copy_from_slice(&(flow_base + f).to_be_bytes());
+                    pkt[6..8].copy_from_slice(&((u16::from(rmod) << 8) | u16::from(ttl)).to_be_bytes());
+                    let c = crate::ping::inet_checksum(&pkt);
+                    pkt[2..4].copy_from_slice(&c.to_be_bytes());
+                    raw.set_ttl_v4(u32::from(ttl)).map_err(io_err("cannot set ttl"))?;
+                    raw.send_to(&pkt, &SockAddr::from(dest)).map_err(io_err("cannot send a probe"))?;
+                } else {
+                    let s = &udp[usize::from(f)];
+                    s.set_ttl(u32::from(ttl)).map_err(io_err("cannot set ttl"))?;
+                    let len = PAYLOAD_BASE + usize::from(ttl) + 64 * usize::from(rmod);
+                    match s.send_to(&buf[..len], dest) {
+                        Ok(_) => {}
+                        // An earlier port unreachable reported on this socket: not fatal.
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {}
+                        Err(e) => return Err(io_err("cannot send a probe")(e)),
+                    }
+                }
+                table.on_sent(ttl, f);
+                sent_at.insert((f, ttl), now);
+            }
+        }
+        // Collect answers until the timeout.
+        let deadline = clock::mono() + cfg.timeout;
+        let mut rx = [0u8; 2048];
+        loop {
+            let now = clock::mono();
+            if now >= deadline || sent_at.is_empty() {
+                break;
+            }
+            raw.set_read_timeout(Some(
+                clock::dur(deadline.saturating_sub(now)).max(std::time::Duration::from_micros(100)),
+            ))
+            .map_err(io_err("socket"))?;
+            let mut r = &raw;
+            let n = match r.read(&mut rx) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    break
+                }
+                Err(e) => return Err(io_err("cannot read icmp")(e)),
+            };
+            let at = clock::mono();
+            let Some(m) = match_answer(&rx[..n], cfg.target, cfg.icmp, flow_base, cfg.flows) else { continue };
+            if m.round_mod != rmod {
+                continue; // a late answer from an earlier round
+            }
+            let Some(t0) = sent_at.remove(&(m.flow, m.ttl)) else { continue };
+            let from = IpAddr::V4(Ipv4Addr::new(rx[12], rx[13], rx[14], rx[15])); // n ≥ 20: matched
+            table.on_answer(m.ttl, m.flow, from, at.saturating_sub(t0).get(), m.destination);
+        }
+        // Once every flow has reached the destination, stop probing past it.
+        let reached: Option<u8> = (0..cfg.flows)
+            .map(|f| table.destination_ttl(f))
+            .collect::<Option<Vec<u8>>>()
+            .and_then(|v| v.into_iter().max());
+        if let Some(d) = reached {
+            max_ttl = max_ttl.min(d);
+        }
+        on_round(round + 1);
+        let next = round_start + cfg.interval;
+        let now = clock::mono();
+        if next > now && round + 1 < cfg.rounds {
+            std::thread::sleep(clock::dur(next.saturating_sub(now)));
+        }
+    }
+    let hops = table.report();
+    let mut paths: Vec<Vec<Option<IpAddr>>> = Vec::new();
+    for f in 0..cfg.flows {
+        let path: Vec<Option<IpAddr>> =
+            hops.iter().filter(|h| h.flow == f).map(|h| h.addresses.first().map(|a| a.0)).collect();
+        // A hop that never answered (None) matches any address: such a path is not distinct.
+        let same = |a: &Vec<Option<IpAddr>>| {
+            a.len() == path.len() && a.iter().zip(&path).all(|(x, y)| x.is_none() || y.is_none() || x == y)
+        };
+        match paths.iter_mut().find(|p| same(p)) {
+            Some(p) => {
+                for (x, y) in p.iter_mut().zip(&path) {
+                    if x.is_none() {
+                        *x = *y;
+                    }
+                }
+            }
+            None => paths.push(path),
+        }
+    }
+    Ok(TraceReport {
+        target: cfg.target.to_string(),
+        protocol: if cfg.icmp { "icmp" } else { "udp" },
+        rounds: cfg.rounds,
+        flows: cfg.flows,
+        hops,
+        paths,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ipv4_header(src: [u8; 4], dst: [u8; 4], proto: u8) -> Vec<u8> {
+        let mut h = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 1, proto, 0, 0];
+        h.extend_from_slice(&src);
+        h.extend_from_slice(&dst);
+        h
+    }
+
+    #[test]
+    fn matches_time_exceeded_quoting_our_udp_probe() {
+        let target = Ipv4Addr::new(10, 0, 0, 9);
+        let mut pkt = ipv4_header([10, 0, 0, 1], [10, 0, 0, 5], 1);
+        pkt.extend_from_slice(&[11, 0, 0, 0, 0, 0, 0, 0]); // time exceeded
+        pkt.extend(ipv4_header([10, 0, 0, 5], target.octets(), 17));
+        let ttl = 3;
+        let udp_len = (8 + PAYLOAD_BASE + ttl + 64 * 2) as u16;
+        pkt.extend_from_slice(&40_001u16.to_be_bytes());
+        pkt.extend_from_slice(&TRACE_PORT.to_be_bytes());
+        pkt.extend_from_slice(&udp_len.to_be_bytes());
+        pkt.extend_from_slice(&[0, 0]);
+        let m = match_answer(&pkt, target, false, 40_000, 4).unwrap();
+        assert_eq!(m, Matched { flow: 1, ttl: 3, round_mod: 2, destination: false });
+        // Another target, another port, a flow out of range: not ours.
+        assert!(match_answer(&pkt, Ipv4Addr::new(10, 0, 0, 8), false, 40_000, 4).is_none());
+        assert!(match_answer(&pkt, target, false, 40_000, 1).is_none());
+        // Truncated or corrupted packets never panic.
+        for n in 0..pkt.len() {
+            let _ = match_answer(&pkt[..n], target, false, 40_000, 4);
+            let _ = match_answer(&pkt[..n], target, true, 40_000, 4);
+        }
+        let mut bad = pkt.clone();
+        bad[0] = 0x41; // ihl 4: shorter than an IPv4 header
+        assert!(match_answer(&bad, target, false, 40_000, 4).is_none());
+    }
+
+    #[test]
+    fn matches_port_unreachable_and_echo_reply_as_destination() {
+        let target = Ipv4Addr::new(10, 0, 0, 9);
+        let mut pkt = ipv4_header(target.octets(), [10, 0, 0, 5], 1);
+        pkt.extend_from_slice(&[3, 3, 0, 0, 0, 0, 0, 0]);
+        pkt.extend(ipv4_header([10, 0, 0, 5], target.octets(), 17));
+        pkt.extend_from_slice(&40_000u16.to_be_bytes());
+        pkt.extend_from_slice(&TRACE_PORT.to_be_bytes());
+        pkt.extend_from_slice(&((8 + PAYLOAD_BASE + 2) as u16).to_be_bytes());
+        pkt.extend_from_slice(&[0, 0]);
+        assert!(match_answer(&pkt, target, false, 40_000, 1).unwrap().destination);
+        let mut echo = ipv4_header(target.octets(), [10, 0, 0, 5], 1);
+        echo.extend_from_slice(&[0, 0, 0, 0, 0x4d, 0x02, 0x01, 0x05]);
+        let m = match_answer(&echo, target, true, 0x4d00, 4).unwrap();
+        assert_eq!(m, Matched { flow: 2, ttl: 5, round_mod: 1, destination: true });
+    }
+}

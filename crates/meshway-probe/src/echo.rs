@@ -1,0 +1,356 @@
+//! The echo (ping) sender as a sans-IO state machine.
+//!
+//! The runtime calls [`EchoSession::poll`] with the current monotonic time; it answers
+//! [`Action::Send`] (send probe `seq` now), [`Action::Wait`] (sleep until a deadline, reading
+//! replies meanwhile) or [`Action::Done`]. Each reply is handed to [`EchoSession::on_reply`].
+//! The session decides what counts as received, lost, late, duplicated or reordered:
+//!
+//! - a probe is **lost** when no answer arrived within `timeout` of sending it; an answer after
+//!   that is **late** (still lost, and not in the delay statistics);
+//! - an answer for a probe already answered is a **duplicate**;
+//! - an in-time answer whose sequence number is below the highest already answered is
+//!   **reordered** (RFC 4737's definition, applied to the returning stream).
+
+use crate::stats::{DelayStats, LossCounts, Summary};
+use meshway_units::Nanos;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// How many of the latest sequence numbers are remembered as answered, for duplicate
+/// detection; a duplicate of an older probe is counted as late.
+const ANSWERED_WINDOW: u32 = 4_096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EchoConfig {
+    /// Probes to send; `None` runs until [`EchoSession::stop`].
+    pub count: Option<u64>,
+    pub interval: Nanos,
+    pub timeout: Nanos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Send probe `seq` now.
+    Send { seq: u32 },
+    /// Nothing to do before this time (the same clock as `now`).
+    Wait { until: Nanos },
+    /// Every probe has been sent and answered or timed out.
+    Done,
+}
+
+/// What became of one reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplyKind {
+    Ok,
+    Reordered,
+    Duplicate,
+    Late,
+    /// A sequence number this session never sent: ignored.
+    Unknown,
+}
+
+/// Something the runtime may print, one line each.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum EchoEvent {
+    Reply {
+        seq: u32,
+        kind: ReplyKind,
+        /// Round-trip time minus the reflector's hold time; absent for late and unknown replies.
+        rtt_ns: Option<u64>,
+        /// One-way delays, present only when both clocks say they are synchronized.
+        forward_ns: Option<i64>,
+        backward_ns: Option<i64>,
+    },
+    Lost {
+        seq: u32,
+    },
+}
+
+/// A whole session's result. Field names carry their unit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EchoReport {
+    #[serde(flatten)]
+    pub counts: LossCounts,
+    pub loss_ratio: f64,
+    pub rtt: Option<Summary>,
+    /// One-way delays sender→reflector and back; only when both clocks were synchronized
+    /// (`clock_synchronized`), otherwise absent.
+    pub clock_synchronized: bool,
+    pub forward: Option<Summary>,
+    pub backward: Option<Summary>,
+}
+
+#[derive(Debug, Clone)]
+pub struct EchoSession {
+    cfg: EchoConfig,
+    sent: u64,
+    next_send: Option<Nanos>,
+    stopped: bool,
+    pending: BTreeMap<u32, Nanos>,
+    answered: BTreeSet<u32>,
+    max_answered: Option<u32>,
+    counts: LossCounts,
+    rtt: DelayStats,
+    forward: DelayStats,
+    backward: DelayStats,
+    all_synchronized: bool,
+    statistics: bool,
+    events: VecDeque<EchoEvent>,
+}
+
+impl EchoSession {
+    pub fn new(cfg: EchoConfig) -> EchoSession {
+        EchoSession {
+            cfg,
+            sent: 0,
+            next_send: None,
+            stopped: false,
+            pending: BTreeMap::new(),
+            answered: BTreeSet::new(),
+            max_answered: None,
+            counts: LossCounts::default(),
+            rtt: DelayStats::new(),
+            forward: DelayStats::new(),
+            backward: DelayStats::new(),
+            all_synchronized: true,
+            statistics: true,
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Counts only: no delay statistics are kept (the report's summaries are absent). For
+    /// unbounded sessions whose samples are aggregated elsewhere, such as the agent's.
+    pub fn counts_only(mut self) -> EchoSession {
+        self.statistics = false;
+        self
+    }
+
+    /// Sends nothing more; pending probes still get their timeout.
+    pub fn stop(&mut self) {
+        self.stopped = true;
+    }
+
+    fn more_to_send(&self) -> bool {
+        !self.stopped && self.cfg.count.is_none_or(|c| self.sent < c) && self.sent < u64::from(u32::MAX)
+    }
+
+    /// The next thing to do at `now`. Expires timed-out probes first.
+    pub fn poll(&mut self, now: Nanos) -> Action {
+        let timeout = self.cfg.timeout;
+        while let Some((&seq, &at)) = self.pending.first_key_value() {
+            if at + timeout > now {
+                break;
+            }
+            self.pending.remove(&seq);
+            self.counts.lost += 1;
+            self.events.push_back(EchoEvent::Lost { seq });
+        }
+        if self.more_to_send() {
+            let due = self.next_send.unwrap_or(now);
+            if now >= due {
+                let seq = self.sent as u32;
+                self.sent += 1;
+                self.counts.sent += 1;
+                self.pending.insert(seq, now);
+                // Schedule from the planned time, not from now, so a slow loop does not drift.
+                let next = due + self.cfg.interval;
+                self.next_send = Some(if next < now { now } else { next });
+                return Action::Send { seq };
+            }
+        }
+        let deadline = self.pending.values().map(|&t| t + timeout).min();
+        let next = if self.more_to_send() { self.next_send } else { None };
+        match (deadline, next) {
+            (None, None) => Action::Done,
+            (Some(a), Some(b)) => Action::Wait { until: a.min(b) },
+            (Some(a), None) | (None, Some(a)) => Action::Wait { until: a },
+        }
+    }
+
+    /// The send time recorded for a pending probe (for runtimes that stamp packets).
+    pub fn sent_at(&self, seq: u32) -> Option<Nanos> {
+        self.pending.get(&seq).copied()
+    }
+
+    /// A reply for probe `seq` arrived at `now`. `hold_ns` is time the responder held it
+    /// (subtracted from the RTT); `one_way` the forward and backward delays when both clocks
+    /// are synchronized, `None` otherwise.
+    pub fn on_reply(&mut self, now: Nanos, seq: u32, hold_ns: u64, one_way: Option<(i64, i64)>) -> ReplyKind {
+        let kind = match self.pending.remove(&seq) {
+            Some(at) => {
+                let rtt = now.saturating_sub(at).get().saturating_sub(hold_ns);
+                if self.statistics {
+                    self.rtt.record(rtt);
+                }
+                self.counts.received += 1;
+                let reordered = self.max_answered.is_some_and(|m| seq < m);
+                if reordered {
+                    self.counts.reordered += 1;
+                }
+                self.max_answered = Some(self.max_answered.map_or(seq, |m| m.max(seq)));
+                self.answered.insert(seq);
+                let floor = (self.sent as u32).saturating_sub(ANSWERED_WINDOW);
+                while self.answered.first().is_some_and(|&s| s < floor) {
+                    self.answered.pop_first();
+                }
+                match one_way {
+                    Some((f, b)) if self.statistics => {
+                        self.forward.record(f.max(0) as u64);
+                        self.backward.record(b.max(0) as u64);
+                    }
+                    Some(_) => {}
+                    None => self.all_synchronized = false,
+                }
+                self.events.push_back(EchoEvent::Reply {
+                    seq,
+                    kind: if reordered { ReplyKind::Reordered } else { ReplyKind::Ok },
+                    rtt_ns: Some(rtt),
+                    forward_ns: one_way.map(|o| o.0),
+                    backward_ns: one_way.map(|o| o.1),
+                });
+                return if reordered { ReplyKind::Reordered } else { ReplyKind::Ok };
+            }
+            None if self.answered.contains(&seq) => {
+                self.counts.duplicates += 1;
+                ReplyKind::Duplicate
+            }
+            None if u64::from(seq) < self.sent => {
+                self.counts.late += 1;
+                ReplyKind::Late
+            }
+            None => ReplyKind::Unknown,
+        };
+        if kind != ReplyKind::Unknown {
+            self.events.push_back(EchoEvent::Reply { seq, kind, rtt_ns: None, forward_ns: None, backward_ns: None });
+        }
+        kind
+    }
+
+    /// Events since the last call, in order.
+    pub fn drain_events(&mut self) -> impl Iterator<Item = EchoEvent> + '_ {
+        self.events.drain(..)
+    }
+
+    pub fn counts(&self) -> LossCounts {
+        self.counts
+    }
+
+    pub fn rtt_stats(&self) -> &DelayStats {
+        &self.rtt
+    }
+
+    /// The report so far. Probes still pending are neither received nor lost yet.
+    pub fn report(&self) -> EchoReport {
+        let synced = self.all_synchronized && self.counts.received > 0;
+        EchoReport {
+            counts: self.counts,
+            loss_ratio: self.counts.loss_ratio(),
+            rtt: self.rtt.summary(),
+            clock_synchronized: synced,
+            forward: if synced { self.forward.summary() } else { None },
+            backward: if synced { self.backward.summary() } else { None },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn ms(v: u64) -> Nanos {
+        Nanos(v * MS)
+    }
+
+    fn session(count: u64) -> EchoSession {
+        EchoSession::new(EchoConfig { count: Some(count), interval: ms(10), timeout: ms(100) })
+    }
+
+    #[test]
+    fn sends_on_schedule_and_finishes() {
+        let mut s = session(3);
+        assert_eq!(s.poll(ms(0)), Action::Send { seq: 0 });
+        assert_eq!(s.poll(ms(0)), Action::Wait { until: ms(10) });
+        assert_eq!(s.poll(ms(10)), Action::Send { seq: 1 });
+        assert_eq!(s.on_reply(ms(12), 0, MS, None), ReplyKind::Ok); // rtt 12 − 1 = 11 ms
+        assert_eq!(s.poll(ms(20)), Action::Send { seq: 2 });
+        assert_eq!(s.on_reply(ms(25), 2, 0, None), ReplyKind::Ok);
+        assert_eq!(s.on_reply(ms(26), 1, 0, None), ReplyKind::Reordered);
+        assert_eq!(s.on_reply(ms(27), 1, 0, None), ReplyKind::Duplicate);
+        assert_eq!(s.on_reply(ms(27), 7, 0, None), ReplyKind::Unknown);
+        assert_eq!(s.poll(ms(30)), Action::Done);
+        let r = s.report();
+        assert_eq!(r.counts, LossCounts { sent: 3, received: 3, lost: 0, duplicates: 1, reordered: 1, late: 0 });
+        let rtt = r.rtt.unwrap();
+        assert_eq!((rtt.min_ns, rtt.max_ns), (5 * MS, 16 * MS));
+        assert!(!r.clock_synchronized && r.forward.is_none());
+    }
+
+    #[test]
+    fn timeouts_count_as_lost_and_late_answers_do_not_revive() {
+        let mut s = session(2);
+        assert_eq!(s.poll(ms(0)), Action::Send { seq: 0 });
+        assert_eq!(s.poll(ms(10)), Action::Send { seq: 1 });
+        assert_eq!(s.poll(ms(50)), Action::Wait { until: ms(100) });
+        assert_eq!(s.on_reply(ms(60), 1, 0, Some((20 * MS as i64, 30 * MS as i64))), ReplyKind::Ok);
+        assert_eq!(s.poll(ms(100)), Action::Done);
+        assert_eq!(s.on_reply(ms(150), 0, 0, None), ReplyKind::Late);
+        let ev: Vec<_> = s.drain_events().collect();
+        assert_eq!(ev[1], EchoEvent::Lost { seq: 0 });
+        let r = s.report();
+        assert_eq!((r.counts.sent, r.counts.received, r.counts.lost, r.counts.late), (2, 1, 1, 1));
+        assert_eq!(r.loss_ratio, 0.5);
+        assert!(r.clock_synchronized);
+        assert_eq!(r.forward.unwrap().min_ns, 20 * MS);
+    }
+
+    #[test]
+    fn every_kth_lost_is_counted_exactly() {
+        let mut s = session(100);
+        let mut now = ms(0);
+        loop {
+            match s.poll(now) {
+                Action::Send { seq } => {
+                    // A responder that drops every 7th packet it receives (1-based).
+                    if (seq + 1) % 7 != 0 {
+                        s.on_reply(now + ms(1), seq, 0, None);
+                    }
+                }
+                Action::Wait { until } => now = until,
+                Action::Done => break,
+            }
+        }
+        let r = s.report();
+        assert_eq!((r.counts.sent, r.counts.received, r.counts.lost), (100, 86, 14));
+        assert_eq!(r.rtt.unwrap().p99_ns, MS);
+    }
+
+    #[test]
+    fn memory_stays_bounded_in_long_sessions() {
+        let mut s = EchoSession::new(EchoConfig { count: None, interval: Nanos(1), timeout: ms(1) }).counts_only();
+        let mut now = Nanos(0);
+        for _ in 0..20_000 {
+            if let Action::Send { seq } = s.poll(now) {
+                s.on_reply(now, seq, 0, None);
+            }
+            now += Nanos(1);
+            s.drain_events().for_each(drop);
+        }
+        assert!(s.answered.len() <= ANSWERED_WINDOW as usize + 1);
+        assert_eq!(s.rtt_stats().count(), 0);
+        assert_eq!(s.counts().received, s.counts().sent);
+    }
+
+    #[test]
+    fn stop_ends_an_unbounded_session() {
+        let mut s = EchoSession::new(EchoConfig { count: None, interval: ms(1), timeout: ms(5) });
+        assert_eq!(s.poll(ms(0)), Action::Send { seq: 0 });
+        s.stop();
+        assert_eq!(s.poll(ms(1)), Action::Wait { until: ms(5) });
+        assert_eq!(s.poll(ms(5)), Action::Done);
+        assert_eq!(s.counts().lost, 1);
+    }
+}

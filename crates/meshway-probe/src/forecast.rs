@@ -1,0 +1,157 @@
+//! Trend forecasting for capacity planning: an ordinary least-squares line through a series,
+//! a 95 % prediction interval, and when the line (and the interval's edges) cross a threshold.
+//!
+//! For `n` points `(t, y)`: slope `b = Sxy / Sxx`, intercept `a = ȳ − b t̄`, residual standard
+//! error `s = sqrt(SSE / (n − 2))`; a new observation at `t` lies within
+//! `a + b t ± q · s · sqrt(1 + 1/n + (t − t̄)² / Sxx)` with 95 % probability, `q` being
+//! Student's t quantile with `n − 2` degrees of freedom (table below, 1.96 beyond 30).
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fit {
+    pub n: usize,
+    pub slope_per_s: f64,
+    pub intercept: f64,
+    pub residual_stddev: f64,
+    pub r_squared: f64,
+    t_mean: f64,
+    sxx: f64,
+    quantile: f64,
+}
+
+/// Two-sided 95 % Student t quantiles for 1..=30 degrees of freedom.
+const T975: [f64; 30] = [
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120,
+    2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+];
+
+/// Fits a line to `(t seconds, y)` points; `None` with fewer than 3 points or no spread in t.
+pub fn fit(points: &[(f64, f64)]) -> Option<Fit> {
+    let n = points.len();
+    if n < 3 {
+        return None;
+    }
+    let nf = n as f64;
+    let t_mean = points.iter().map(|p| p.0).sum::<f64>() / nf;
+    let y_mean = points.iter().map(|p| p.1).sum::<f64>() / nf;
+    let sxx: f64 = points.iter().map(|p| (p.0 - t_mean).powi(2)).sum();
+    if sxx <= 0.0 || !sxx.is_finite() {
+        return None;
+    }
+    let sxy: f64 = points.iter().map(|p| (p.0 - t_mean) * (p.1 - y_mean)).sum();
+    let syy: f64 = points.iter().map(|p| (p.1 - y_mean).powi(2)).sum();
+    let slope = sxy / sxx;
+    let intercept = y_mean - slope * t_mean;
+    let sse: f64 = points.iter().map(|p| (p.1 - intercept - slope * p.0).powi(2)).sum();
+    let df = n - 2;
+    Some(Fit {
+        n,
+        slope_per_s: slope,
+        intercept,
+        residual_stddev: (sse / df as f64).sqrt(),
+        r_squared: if syy > 0.0 { 1.0 - sse / syy } else { 1.0 },
+        t_mean,
+        sxx,
+        quantile: if df <= 30 { T975[df - 1] } else { 1.96 },
+    })
+}
+
+impl Fit {
+    pub fn predict(&self, t: f64) -> f64 {
+        self.intercept + self.slope_per_s * t
+    }
+
+    /// The 95 % prediction interval at `t`.
+    pub fn interval(&self, t: f64) -> (f64, f64) {
+        let half = self.quantile
+            * self.residual_stddev
+            * (1.0 + 1.0 / self.n as f64 + (t - self.t_mean).powi(2) / self.sxx).sqrt();
+        let y = self.predict(t);
+        (y - half, y + half)
+    }
+
+    /// When the series reaches `threshold` (from below when `rising`, a ceiling such as
+    /// latency; from above otherwise, a floor such as throughput) after `from`, searching up to
+    /// `until` (seconds) in 10,000 steps: the interval's near edge, the line, and the far edge.
+    /// `expected_s` is `None` when the line does not reach the threshold within the horizon.
+    pub fn crossing(&self, threshold: f64, rising: bool, from: f64, until: f64) -> Crossing {
+        let reached = |v: f64| if rising { v >= threshold } else { v <= threshold };
+        let steps = 10_000;
+        let dt = (until - from) / steps as f64;
+        let (mut early, mut line, mut late) = (None, None, None);
+        for k in 0..=steps {
+            let t = from + dt * k as f64;
+            let (lo, hi) = self.interval(t);
+            let (near, far) = if rising { (hi, lo) } else { (lo, hi) };
+            if early.is_none() && reached(near) {
+                early = Some(t);
+            }
+            if line.is_none() && reached(self.predict(t)) {
+                line = Some(t);
+            }
+            if late.is_none() && reached(far) {
+                late = Some(t);
+            }
+        }
+        Crossing { already: reached(self.predict(from)), earliest_s: early, expected_s: line, latest_s: late }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Crossing {
+    /// The fitted line is already past the threshold at the start.
+    pub already: bool,
+    pub earliest_s: Option<f64>,
+    pub expected_s: Option<f64>,
+    pub latest_s: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_line_is_recovered_and_crossing_is_exact() {
+        // y = 10 + 2 t: crosses 50 at t = 20.
+        let pts: Vec<(f64, f64)> = (0..10).map(|t| (t as f64, 10.0 + 2.0 * t as f64)).collect();
+        let f = fit(&pts).unwrap();
+        assert!((f.slope_per_s - 2.0).abs() < 1e-12 && (f.intercept - 10.0).abs() < 1e-12);
+        assert!(f.residual_stddev < 1e-9 && (f.r_squared - 1.0).abs() < 1e-12);
+        let c = f.crossing(50.0, true, 9.0, 109.0);
+        assert!(!c.already);
+        let e = c.expected_s.unwrap();
+        assert!((e - 20.0).abs() <= 0.011, "{e}");
+        assert!((c.earliest_s.unwrap() - 20.0).abs() <= 0.011 && (c.latest_s.unwrap() - 20.0).abs() <= 0.011);
+    }
+
+    #[test]
+    fn noise_widens_the_interval_around_the_crossing() {
+        // y = t + (+1, −1, +1, ...): slope 1, residuals ±1.
+        let pts: Vec<(f64, f64)> =
+            (0..20).map(|t| (t as f64, t as f64 + if t % 2 == 0 { 1.0 } else { -1.0 })).collect();
+        let f = fit(&pts).unwrap();
+        assert!((f.slope_per_s - 1.0).abs() < 0.02);
+        let (lo, hi) = f.interval(10.0);
+        assert!(lo < f.predict(10.0) && hi > f.predict(10.0));
+        // Student t with 18 df is 2.101; s ≈ 1.03: half-width ≈ 2.2.
+        assert!((hi - lo) / 2.0 > 2.0 && (hi - lo) / 2.0 < 2.5, "{}", (hi - lo) / 2.0);
+        let c = f.crossing(40.0, true, 19.0, 100.0);
+        let (a, b, z) = (c.earliest_s.unwrap(), c.expected_s.unwrap(), c.latest_s.unwrap());
+        assert!(a < b && b < z, "{a} {b} {z}");
+        assert!((b - 40.0).abs() < 1.0);
+    }
+
+    #[test]
+    fn flat_or_falling_series_never_crosses_upward() {
+        let pts: Vec<(f64, f64)> = (0..10).map(|t| (t as f64, 5.0 - 0.1 * t as f64)).collect();
+        let f = fit(&pts).unwrap();
+        let c = f.crossing(50.0, true, 9.0, 1000.0);
+        assert_eq!((c.expected_s, c.already), (None, false));
+        // As a floor: falling from 5 reaches 4 at t = 10.
+        let c = f.crossing(4.0, false, 9.0, 100.0);
+        assert!((c.expected_s.unwrap() - 10.0).abs() < 0.02);
+        assert!(fit(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]).is_none());
+        assert!(fit(&[(1.0, 1.0)]).is_none());
+    }
+}

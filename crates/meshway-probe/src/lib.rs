@@ -1,0 +1,24 @@
+//! Probe wire formats, sans-IO probe state machines and measurement statistics.
+//!
+//! Pure: nothing here reads a clock or touches a socket. Time comes in as arguments
+//! ([`Nanos`](meshway_units::Nanos) since an arbitrary monotonic origin for local events,
+//! [`stamp::NtpTimestamp`] for wall-clock stamps carried on the wire); the runtime crate
+//! (`meshway-agent`) moves the bytes and sleeps until the next deadline.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`stamp`] | STAMP (RFC 8762) unauthenticated test packets: encode, decode, reflect |
+//! | [`stats`] | log-linear histogram, summary (min/mean/max/stddev/percentiles), the three jitter metrics |
+//! | [`forecast`] | least-squares trend, prediction interval, threshold crossing |
+//! | [`objective`] | sliding windows, objectives, alert hysteresis |
+//! | [`echo`] | the echo (ping) sender: sequence numbers, deadlines, loss, duplicates, reordering |
+//! | [`perf`] | throughput test wire format, UDP pacing, UDP receiver accounting |
+//! | [`trace`] | per-hop aggregation of TTL-limited probes, ICMP rate-limit labelling |
+
+pub mod echo;
+pub mod forecast;
+pub mod objective;
+pub mod perf;
+pub mod stamp;
+pub mod stats;
+pub mod trace;

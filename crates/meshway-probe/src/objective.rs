@@ -1,0 +1,322 @@
+//! Objectives over sliding windows and alert state with hysteresis. Pure: samples carry their
+//! time, evaluation takes `now`.
+//!
+//! An objective is one metric of a target's samples in the last `window` compared with a
+//! threshold: RTT percentiles and mean, RFC 3550 jitter and loss ratio must stay at or below
+//! it; throughput must stay at or above it. An alert fires after `fire_after` consecutive
+//! violated evaluations and resolves after `resolve_after` consecutive met evaluations, so a
+//! value hovering at the threshold does not flap. A window without samples is not evaluated.
+
+use crate::stats::{DelayStats, Summary};
+use serde::Serialize;
+use std::collections::VecDeque;
+
+/// One measurement: an RTT, a loss (`rtt_ns: None`), or a throughput value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub at_ns: u64,
+    pub rtt_ns: Option<u64>,
+    /// Throughput in bits per second, for throughput probes.
+    pub value: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    RttP50,
+    RttP90,
+    RttP99,
+    RttMean,
+    JitterRfc3550,
+    Loss,
+    ThroughputMin,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 7] = [
+        Metric::RttP50,
+        Metric::RttP90,
+        Metric::RttP99,
+        Metric::RttMean,
+        Metric::JitterRfc3550,
+        Metric::Loss,
+        Metric::ThroughputMin,
+    ];
+
+    /// The config key and label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::RttP50 => "rtt-p50",
+            Metric::RttP90 => "rtt-p90",
+            Metric::RttP99 => "rtt-p99",
+            Metric::RttMean => "rtt-mean",
+            Metric::JitterRfc3550 => "jitter",
+            Metric::Loss => "loss",
+            Metric::ThroughputMin => "throughput-min",
+        }
+    }
+
+    /// Higher is better (a floor) rather than lower is better (a ceiling).
+    pub fn is_floor(self) -> bool {
+        self == Metric::ThroughputMin
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Objective {
+    pub metric: Metric,
+    /// Nanoseconds for RTT and jitter, a ratio for loss, bits per second for throughput.
+    pub threshold: f64,
+    pub window_ns: u64,
+}
+
+/// What a window of samples says.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowStats {
+    pub sent: u64,
+    pub lost: u64,
+    pub loss_ratio: f64,
+    pub rtt: Option<Summary>,
+    pub throughput_min_bps: Option<f64>,
+}
+
+impl WindowStats {
+    /// The value of `m`, `None` when the window has nothing to say about it.
+    pub fn value(&self, m: Metric) -> Option<f64> {
+        match m {
+            Metric::Loss => (self.sent > 0).then_some(self.loss_ratio),
+            Metric::RttP50 => self.rtt.as_ref().map(|r| r.p50_ns as f64),
+            Metric::RttP90 => self.rtt.as_ref().map(|r| r.p90_ns as f64),
+            Metric::RttP99 => self.rtt.as_ref().map(|r| r.p99_ns as f64),
+            Metric::RttMean => self.rtt.as_ref().map(|r| r.mean_ns),
+            Metric::JitterRfc3550 => self.rtt.as_ref().map(|r| r.jitter_rfc3550_ns),
+            Metric::ThroughputMin => self.throughput_min_bps,
+        }
+    }
+}
+
+/// A [`Sample`] packed into 24 bytes (instead of 40): windows of many targets stay small.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Slot {
+    at_ns: u64,
+    /// The RTT, or the throughput's `f64` bits.
+    x: u64,
+    /// 0: RTT in `x`; 1: lost; 2: throughput in `x`.
+    tag: u8,
+}
+
+impl Slot {
+    fn pack(s: Sample) -> Slot {
+        match (s.value, s.rtt_ns) {
+            (Some(v), _) => Slot { at_ns: s.at_ns, x: v.to_bits(), tag: 2 },
+            (None, Some(r)) => Slot { at_ns: s.at_ns, x: r, tag: 0 },
+            (None, None) => Slot { at_ns: s.at_ns, x: 0, tag: 1 },
+        }
+    }
+
+    fn unpack(self) -> Sample {
+        match self.tag {
+            0 => Sample { at_ns: self.at_ns, rtt_ns: Some(self.x), value: None },
+            2 => Sample { at_ns: self.at_ns, rtt_ns: None, value: Some(f64::from_bits(self.x)) },
+            _ => Sample { at_ns: self.at_ns, rtt_ns: None, value: None },
+        }
+    }
+}
+
+/// The last `span_ns` of samples, in arrival order.
+#[derive(Debug, Clone, Default)]
+pub struct Window {
+    samples: VecDeque<Slot>,
+    span_ns: u64,
+}
+
+impl Window {
+    pub fn new(span_ns: u64) -> Window {
+        Window { samples: VecDeque::new(), span_ns }
+    }
+
+    pub fn push(&mut self, s: Sample) {
+        self.samples.push_back(Slot::pack(s));
+        // Bounded even if the clock jumps: never more than a day of one sample per ms.
+        while self.samples.len() > 86_400_000 {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Drops samples older than the span before `now`.
+    pub fn evict(&mut self, now_ns: u64) {
+        let from = now_ns.saturating_sub(self.span_ns);
+        while self.samples.front().is_some_and(|s| s.at_ns < from) {
+            self.samples.pop_front();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Statistics of the samples within `window_ns` before `now` (at most the span).
+    pub fn stats(&self, now_ns: u64, window_ns: u64) -> WindowStats {
+        let from = now_ns.saturating_sub(window_ns);
+        let mut d = DelayStats::new();
+        let (mut sent, mut lost, mut tmin) = (0u64, 0u64, None::<f64>);
+        for s in self.samples.iter().filter(|s| s.at_ns >= from && s.at_ns <= now_ns).map(|s| s.unpack()) {
+            if let Some(v) = s.value {
+                tmin = Some(tmin.map_or(v, |m| m.min(v)));
+                continue;
+            }
+            sent += 1;
+            match s.rtt_ns {
+                Some(r) => d.record(r),
+                None => lost += 1,
+            }
+        }
+        WindowStats {
+            sent,
+            lost,
+            loss_ratio: if sent == 0 { 0.0 } else { lost as f64 / sent as f64 },
+            rtt: d.summary(),
+            throughput_min_bps: tmin,
+        }
+    }
+}
+
+impl Objective {
+    /// `Some(true)` when violated, `Some(false)` when met, `None` without data.
+    pub fn violated(&self, w: &WindowStats) -> Option<bool> {
+        let v = w.value(self.metric)?;
+        Some(if self.metric.is_floor() { v < self.threshold } else { v > self.threshold })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transition {
+    Fired,
+    Resolved,
+}
+
+/// Alert state of one objective, with hysteresis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertState {
+    pub firing: bool,
+    /// When the current firing began (unix ns), for the webhook's `startsAt`.
+    pub since_ns: u64,
+    bad: u32,
+    good: u32,
+    fire_after: u32,
+    resolve_after: u32,
+}
+
+impl AlertState {
+    pub fn new(fire_after: u32, resolve_after: u32) -> AlertState {
+        AlertState {
+            firing: false,
+            since_ns: 0,
+            bad: 0,
+            good: 0,
+            fire_after: fire_after.max(1),
+            resolve_after: resolve_after.max(1),
+        }
+    }
+
+    /// Feeds one evaluation; returns the transition it caused, if any.
+    pub fn observe(&mut self, violated: Option<bool>, now_ns: u64) -> Option<Transition> {
+        match violated? {
+            true => {
+                self.bad += 1;
+                self.good = 0;
+                if !self.firing && self.bad >= self.fire_after {
+                    self.firing = true;
+                    self.since_ns = now_ns;
+                    return Some(Transition::Fired);
+                }
+            }
+            false => {
+                self.good += 1;
+                self.bad = 0;
+                if self.firing && self.good >= self.resolve_after {
+                    self.firing = false;
+                    return Some(Transition::Resolved);
+                }
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    fn rtt(at: u64, ms: u64) -> Sample {
+        Sample { at_ns: at, rtt_ns: Some(ms * 1_000_000), value: None }
+    }
+
+    #[test]
+    fn window_stats_and_objectives() {
+        let mut w = Window::new(300 * S);
+        for i in 0..100 {
+            w.push(rtt(i * S, 10 + i % 2)); // 10 or 11 ms
+        }
+        for i in 100..110 {
+            w.push(Sample { at_ns: i * S, rtt_ns: None, value: None }); // 10 lost
+        }
+        let st = w.stats(109 * S, 300 * S);
+        assert_eq!((st.sent, st.lost), (110, 10));
+        assert!((st.loss_ratio - 1.0 / 11.0).abs() < 1e-12);
+        let loss = Objective { metric: Metric::Loss, threshold: 0.001, window_ns: 300 * S };
+        assert_eq!(loss.violated(&st), Some(true));
+        let p99 = Objective { metric: Metric::RttP99, threshold: 50e6, window_ns: 300 * S };
+        assert_eq!(p99.violated(&st), Some(false));
+        // Only the last 10 s: all lost, no RTT at all.
+        let st = w.stats(109 * S, 9 * S);
+        assert_eq!((st.sent, st.lost), (10, 10));
+        assert_eq!(p99.violated(&st), None);
+        w.evict(110 * S + 300 * S);
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn slots_round_trip() {
+        for s in [
+            Sample { at_ns: 1, rtt_ns: Some(7), value: None },
+            Sample { at_ns: 2, rtt_ns: None, value: None },
+            Sample { at_ns: 3, rtt_ns: None, value: Some(1.5e9) },
+        ] {
+            assert_eq!(Slot::pack(s).unpack(), s);
+        }
+        assert_eq!(std::mem::size_of::<Slot>(), 24);
+    }
+
+    #[test]
+    fn throughput_is_a_floor() {
+        let mut w = Window::new(60 * S);
+        w.push(Sample { at_ns: S, rtt_ns: None, value: Some(90e6) });
+        w.push(Sample { at_ns: 2 * S, rtt_ns: None, value: Some(120e6) });
+        let st = w.stats(3 * S, 60 * S);
+        assert_eq!((st.sent, st.throughput_min_bps), (0, Some(90e6)));
+        let o = Objective { metric: Metric::ThroughputMin, threshold: 100e6, window_ns: 60 * S };
+        assert_eq!(o.violated(&st), Some(true));
+        assert_eq!(Objective { threshold: 80e6, ..o }.violated(&st), Some(false));
+        assert_eq!(Objective { metric: Metric::Loss, ..o }.violated(&st), None);
+    }
+
+    #[test]
+    fn hysteresis_fires_once_and_resolves_once() {
+        let mut a = AlertState::new(3, 2);
+        let seq = [true, true, false, true, true, true, true, true, false, true, false, false, false, false];
+        let got: Vec<_> =
+            seq.iter().enumerate().filter_map(|(i, &v)| a.observe(Some(v), i as u64).map(|t| (i, t))).collect();
+        assert_eq!(got, vec![(5, Transition::Fired), (11, Transition::Resolved)]);
+        assert_eq!(a.since_ns, 5);
+        assert_eq!(a.observe(None, 20), None, "no data changes nothing");
+        assert!(!a.firing);
+    }
+}

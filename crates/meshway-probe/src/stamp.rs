@@ -1,0 +1,381 @@
+//! STAMP test packets, unauthenticated mode (RFC 8762 §4.2.1 and §4.3.1).
+//!
+//! Session-Sender test packet (44 bytes, then optional padding):
+//!
+//! ```text
+//!  0                   1                   2                   3
+//!  0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//! |                        Sequence Number                        |   0
+//! |                          Timestamp (NTP 64-bit)               |   4
+//! |                                                               |
+//! |         Error Estimate        |                               |  12
+//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+        MBZ (30 octets)        +
+//! |                                                               |  14..44
+//! ```
+//!
+//! Session-Reflector test packet (44 bytes, then the same padding length):
+//!
+//! ```text
+//! |                        Sequence Number                        |   0
+//! |                          Timestamp (transmit, NTP)            |   4
+//! |         Error Estimate        |            MBZ                |  12
+//! |                          Receive Timestamp (NTP)              |  16
+//! |                 Session-Sender Sequence Number                |  24
+//! |                  Session-Sender Timestamp                     |  28
+//! | Session-Sender Error Estimate |            MBZ                |  36
+//! |Ses-Sender TTL |                   MBZ                         |  40
+//! ```
+//!
+//! Error Estimate (RFC 4656 §4.1.2, Z bit from RFC 8186): `S` (1 bit: clock synchronized to
+//! UTC), `Z` (1 bit: 0 = NTP format, 1 = PTPv2 truncated; this module always writes 0 and
+//! rejects 1), `Scale` (6 bits), `Multiplier` (8 bits, must not be 0); the error is
+//! `Multiplier × 2^(Scale − 32)` seconds. All fields are big-endian.
+//!
+//! Packets shorter than 44 bytes are malformed. A reflector answers with exactly as many bytes
+//! as it received (RFC 8762 §4.3 symmetric size), never more; padding in the reply is zero.
+
+use thiserror::Error;
+
+/// Length of the base test packet, sender and reflector alike.
+pub const BASE_LEN: usize = 44;
+/// Largest test packet accepted: the largest UDP payload over IPv4.
+pub const MAX_LEN: usize = 65_507;
+/// Seconds between the NTP epoch (1900-01-01) and the Unix epoch (1970-01-01).
+pub const NTP_UNIX_OFFSET_SECS: u64 = 2_208_988_800;
+
+/// Why bytes are not a STAMP test packet.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StampError {
+    #[error("test packet too short: {len} bytes, need at least {BASE_LEN}")]
+    TooShort { len: usize },
+    #[error("test packet too long: {len} bytes, at most {MAX_LEN}")]
+    TooLong { len: usize },
+    #[error("error estimate multiplier is zero")]
+    ZeroMultiplier,
+    #[error("ptp timestamp format (Z bit) is not supported")]
+    PtpFormat,
+    #[error("buffer too small: {len} bytes, need {need}")]
+    BufferTooSmall { len: usize, need: usize },
+}
+
+/// A 64-bit NTP timestamp: seconds since 1900 (32 bits) and a binary fraction (32 bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct NtpTimestamp {
+    pub secs: u32,
+    pub frac: u32,
+}
+
+impl NtpTimestamp {
+    /// From nanoseconds since the Unix epoch. The fraction is rounded down (resolution
+    /// 2^-32 s ≈ 0.23 ns, so the round trip to nanoseconds is exact to 1 ns).
+    pub fn from_unix_nanos(ns: u64) -> NtpTimestamp {
+        let secs = ns / 1_000_000_000 + NTP_UNIX_OFFSET_SECS;
+        let sub = ns % 1_000_000_000;
+        let frac = ((u128::from(sub) << 32) / 1_000_000_000) as u32;
+        NtpTimestamp { secs: secs as u32, frac }
+    }
+
+    /// Nanoseconds since the Unix epoch, rounded to the nearest nanosecond; `None` before 1970.
+    pub fn to_unix_nanos(self) -> Option<u64> {
+        let secs = u64::from(self.secs).checked_sub(NTP_UNIX_OFFSET_SECS)?;
+        let sub = ((u128::from(self.frac) * 1_000_000_000 + (1 << 31)) >> 32) as u64;
+        Some(secs * 1_000_000_000 + sub)
+    }
+
+    /// Nanoseconds from `earlier` to `self`, negative when `self` is earlier. Exact to ±1 ns.
+    pub fn nanos_since(self, earlier: NtpTimestamp) -> i64 {
+        let a = (u128::from(self.secs) << 32) | u128::from(self.frac);
+        let b = (u128::from(earlier.secs) << 32) | u128::from(earlier.frac);
+        let (d, neg) = if a >= b { (a - b, false) } else { (b - a, true) };
+        let ns = ((d * 1_000_000_000 + (1 << 31)) >> 32) as i64;
+        if neg {
+            -ns
+        } else {
+            ns
+        }
+    }
+
+    fn to_be_bytes(self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[..4].copy_from_slice(&self.secs.to_be_bytes());
+        b[4..].copy_from_slice(&self.frac.to_be_bytes());
+        b
+    }
+
+    fn from_be_slice(b: &[u8]) -> NtpTimestamp {
+        NtpTimestamp { secs: be32(&b[..4]), frac: be32(&b[4..8]) }
+    }
+}
+
+/// The Error Estimate field (RFC 4656 §4.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ErrorEstimate {
+    /// The clock is synchronized to UTC (the `S` bit). One-way delays are meaningful only
+    /// when both ends set it.
+    pub synchronized: bool,
+    pub scale: u8,
+    pub multiplier: u8,
+}
+
+impl ErrorEstimate {
+    /// An unsynchronized clock with an error estimate of about 1 ms (multiplier 1, scale 22:
+    /// 2^-10 s).
+    pub const UNSYNCHRONIZED: ErrorEstimate = ErrorEstimate { synchronized: false, scale: 22, multiplier: 1 };
+    /// A clock synchronized to UTC, error estimate about 1 ms.
+    pub const SYNCHRONIZED: ErrorEstimate = ErrorEstimate { synchronized: true, scale: 22, multiplier: 1 };
+
+    pub fn encode(self) -> u16 {
+        (u16::from(self.synchronized) << 15) | (u16::from(self.scale & 0x3f) << 8) | u16::from(self.multiplier)
+    }
+
+    pub fn decode(v: u16) -> Result<ErrorEstimate, StampError> {
+        if v & 0x4000 != 0 {
+            return Err(StampError::PtpFormat);
+        }
+        let multiplier = (v & 0xff) as u8;
+        if multiplier == 0 {
+            return Err(StampError::ZeroMultiplier);
+        }
+        Ok(ErrorEstimate { synchronized: v & 0x8000 != 0, scale: ((v >> 8) & 0x3f) as u8, multiplier })
+    }
+
+    /// The error estimate in nanoseconds, rounded up.
+    pub fn nanos(self) -> u64 {
+        let num = u128::from(self.multiplier) << self.scale;
+        ((num * 1_000_000_000).div_ceil(1 << 32)) as u64
+    }
+}
+
+/// A Session-Sender test packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderPacket {
+    pub seq: u32,
+    pub timestamp: NtpTimestamp,
+    pub error: ErrorEstimate,
+}
+
+impl SenderPacket {
+    /// Writes the packet into `buf[..len]`, `len ≥ 44`; bytes after the base packet are zero.
+    pub fn encode(&self, buf: &mut [u8], len: usize) -> Result<(), StampError> {
+        let b = zeroed(buf, len)?;
+        b[0..4].copy_from_slice(&self.seq.to_be_bytes());
+        b[4..12].copy_from_slice(&self.timestamp.to_be_bytes());
+        b[12..14].copy_from_slice(&self.error.encode().to_be_bytes());
+        Ok(())
+    }
+
+    /// Reads a sender packet. MBZ and padding bytes are ignored, as RFC 8762 asks.
+    pub fn decode(b: &[u8]) -> Result<SenderPacket, StampError> {
+        check_len(b.len())?;
+        Ok(SenderPacket {
+            seq: be32(&b[0..4]),
+            timestamp: NtpTimestamp::from_be_slice(&b[4..12]),
+            error: ErrorEstimate::decode(be16(&b[12..14]))?,
+        })
+    }
+}
+
+/// A Session-Reflector test packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReflectorPacket {
+    /// The reflector's own sequence number (RFC 8762 stateful mode: per session counter).
+    pub seq: u32,
+    /// When the reflector sent this packet.
+    pub tx_timestamp: NtpTimestamp,
+    pub error: ErrorEstimate,
+    /// When the reflector received the sender's packet.
+    pub rx_timestamp: NtpTimestamp,
+    pub sender_seq: u32,
+    pub sender_timestamp: NtpTimestamp,
+    pub sender_error: ErrorEstimate,
+    /// The TTL (or hop limit) of the sender's packet as received, or 0 when the reflector
+    /// could not tell.
+    pub sender_ttl: u8,
+}
+
+impl ReflectorPacket {
+    /// Writes the packet into `buf[..len]`, `len ≥ 44`; bytes after the base packet are zero.
+    pub fn encode(&self, buf: &mut [u8], len: usize) -> Result<(), StampError> {
+        let b = zeroed(buf, len)?;
+        b[0..4].copy_from_slice(&self.seq.to_be_bytes());
+        b[4..12].copy_from_slice(&self.tx_timestamp.to_be_bytes());
+        b[12..14].copy_from_slice(&self.error.encode().to_be_bytes());
+        b[16..24].copy_from_slice(&self.rx_timestamp.to_be_bytes());
+        b[24..28].copy_from_slice(&self.sender_seq.to_be_bytes());
+        b[28..36].copy_from_slice(&self.sender_timestamp.to_be_bytes());
+        b[36..38].copy_from_slice(&self.sender_error.encode().to_be_bytes());
+        b[40] = self.sender_ttl;
+        Ok(())
+    }
+
+    pub fn decode(b: &[u8]) -> Result<ReflectorPacket, StampError> {
+        check_len(b.len())?;
+        Ok(ReflectorPacket {
+            seq: be32(&b[0..4]),
+            tx_timestamp: NtpTimestamp::from_be_slice(&b[4..12]),
+            error: ErrorEstimate::decode(be16(&b[12..14]))?,
+            rx_timestamp: NtpTimestamp::from_be_slice(&b[16..24]),
+            sender_seq: be32(&b[24..28]),
+            sender_timestamp: NtpTimestamp::from_be_slice(&b[28..36]),
+            sender_error: ErrorEstimate::decode(be16(&b[36..38]))?,
+            sender_ttl: b[40],
+        })
+    }
+
+    /// Time the reflector held the packet (transmit − receive), in nanoseconds, at least 0.
+    pub fn turnaround_nanos(&self) -> u64 {
+        self.tx_timestamp.nanos_since(self.rx_timestamp).max(0) as u64
+    }
+}
+
+/// The reflector's side of one received packet: decodes `rx`, writes the answer into `out`
+/// and returns its length, which is always `rx.len()` (never more than received).
+/// `rx_time` and `tx_time` are the reflector's clock at receive and at (planned) transmit;
+/// `seq` is the reflector's own counter for this session.
+pub fn reflect(
+    rx: &[u8],
+    out: &mut [u8],
+    seq: u32,
+    rx_time: NtpTimestamp,
+    tx_time: NtpTimestamp,
+    error: ErrorEstimate,
+    ttl: u8,
+) -> Result<usize, StampError> {
+    let s = SenderPacket::decode(rx)?;
+    let r = ReflectorPacket {
+        seq,
+        tx_timestamp: tx_time,
+        error,
+        rx_timestamp: rx_time,
+        sender_seq: s.seq,
+        sender_timestamp: s.timestamp,
+        sender_error: s.error,
+        sender_ttl: ttl,
+    };
+    r.encode(out, rx.len())?;
+    Ok(rx.len())
+}
+
+/// The first `len` bytes of `buf`, zeroed, after checking `len` is a valid packet length.
+fn zeroed(buf: &mut [u8], len: usize) -> Result<&mut [u8], StampError> {
+    check_len(len)?;
+    let have = buf.len();
+    let b = buf.get_mut(..len).ok_or(StampError::BufferTooSmall { len: have, need: len })?;
+    b.fill(0);
+    Ok(b)
+}
+
+fn check_len(len: usize) -> Result<(), StampError> {
+    if len < BASE_LEN {
+        Err(StampError::TooShort { len })
+    } else if len > MAX_LEN {
+        Err(StampError::TooLong { len })
+    } else {
+        Ok(())
+    }
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ntp_epoch_offset_and_fraction() {
+        // 2000-01-01T00:00:00.5Z: 946684800 s after 1970.
+        let t = NtpTimestamp::from_unix_nanos(946_684_800_500_000_000);
+        assert_eq!(t.secs, 946_684_800 + 2_208_988_800);
+        assert_eq!(t.frac, 1 << 31);
+        assert_eq!(t.to_unix_nanos(), Some(946_684_800_500_000_000));
+        assert_eq!(NtpTimestamp { secs: 0, frac: 0 }.to_unix_nanos(), None);
+    }
+
+    #[test]
+    fn nanos_since_is_signed() {
+        let a = NtpTimestamp::from_unix_nanos(1_000_000_000_000);
+        let b = NtpTimestamp::from_unix_nanos(1_000_000_250_000);
+        assert_eq!(b.nanos_since(a), 250_000);
+        assert_eq!(a.nanos_since(b), -250_000);
+    }
+
+    #[test]
+    fn sender_packet_layout_is_byte_exact() {
+        let p = SenderPacket {
+            seq: 0x0102_0304,
+            timestamp: NtpTimestamp { secs: 0x0a0b_0c0d, frac: 0x1112_1314 },
+            error: ErrorEstimate { synchronized: true, scale: 3, multiplier: 7 },
+        };
+        let mut buf = [0xffu8; 64];
+        p.encode(&mut buf, 44).unwrap();
+        let mut want = [0u8; 44];
+        want[..14].copy_from_slice(&[1, 2, 3, 4, 0x0a, 0x0b, 0x0c, 0x0d, 0x11, 0x12, 0x13, 0x14, 0x83, 0x07]);
+        assert_eq!(&buf[..44], &want[..]);
+        assert_eq!(buf[44], 0xff, "nothing written past len");
+        assert_eq!(SenderPacket::decode(&buf[..44]).unwrap(), p);
+    }
+
+    #[test]
+    fn reflect_answers_with_received_length_and_copies_sender_fields() {
+        let p =
+            SenderPacket { seq: 9, timestamp: NtpTimestamp { secs: 5, frac: 6 }, error: ErrorEstimate::SYNCHRONIZED };
+        let mut rx = [0u8; 100];
+        p.encode(&mut rx, 100).unwrap();
+        let mut out = [0u8; 200];
+        let rxt = NtpTimestamp { secs: 10, frac: 0 };
+        let txt = NtpTimestamp { secs: 10, frac: 1 << 30 };
+        let n = reflect(&rx, &mut out, 3, rxt, txt, ErrorEstimate::UNSYNCHRONIZED, 64).unwrap();
+        assert_eq!(n, 100);
+        let r = ReflectorPacket::decode(&out[..n]).unwrap();
+        assert_eq!((r.seq, r.sender_seq, r.sender_timestamp, r.sender_ttl), (3, 9, p.timestamp, 64));
+        assert!(r.sender_error.synchronized && !r.error.synchronized);
+        assert_eq!(r.turnaround_nanos(), 250_000_000);
+        // Field offsets of the reflector packet (RFC 8762 figure 4).
+        assert_eq!(&out[24..28], &[0, 0, 0, 9]);
+        assert_eq!(&out[16..20], &[0, 0, 0, 10]);
+    }
+
+    #[test]
+    fn malformed_packets_are_rejected() {
+        assert_eq!(SenderPacket::decode(&[0u8; 43]), Err(StampError::TooShort { len: 43 }));
+        let mut b = [0u8; 44];
+        assert_eq!(SenderPacket::decode(&b), Err(StampError::ZeroMultiplier));
+        b[12] = 0x40;
+        b[13] = 1;
+        assert_eq!(SenderPacket::decode(&b), Err(StampError::PtpFormat));
+        let big = vec![0u8; MAX_LEN + 1];
+        assert_eq!(SenderPacket::decode(&big), Err(StampError::TooLong { len: MAX_LEN + 1 }));
+    }
+
+    #[test]
+    fn error_estimate_value() {
+        // multiplier 1, scale 32: exactly one second.
+        assert_eq!(ErrorEstimate { synchronized: false, scale: 32, multiplier: 1 }.nanos(), 1_000_000_000);
+        assert_eq!(ErrorEstimate::UNSYNCHRONIZED.nanos(), 976_563); // 2^-10 s rounded up
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics_and_reflect_never_amplifies(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = SenderPacket::decode(&bytes);
+            let _ = ReflectorPacket::decode(&bytes);
+            let mut out = [0u8; 256];
+            if let Ok(n) = reflect(&bytes, &mut out, 0, NtpTimestamp::default(), NtpTimestamp::default(), ErrorEstimate::UNSYNCHRONIZED, 0) {
+                prop_assert_eq!(n, bytes.len());
+            }
+        }
+
+        #[test]
+        fn ntp_round_trip(ns in 0u64..2_000_000_000_000_000_000) {
+            prop_assert_eq!(NtpTimestamp::from_unix_nanos(ns).to_unix_nanos(), Some(ns));
+        }
+    }
+}

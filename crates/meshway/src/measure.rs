@@ -1,0 +1,905 @@
+//! Measurement commands: `reflect`, `ping`, `perf`, `trace`. Flags are parsed here into the
+//! runtime crate's config structs; the runtime returns reports, printed here.
+
+use anyhow::{bail, Context, Result};
+use meshway_agent::perf::{PerfConfig, PerfReport};
+use meshway_agent::ping::{PingConfig, PingEvent, PingKind, PingReport};
+use meshway_agent::reflect::{ReflectConfig, ReflectorHandle};
+use meshway_agent::signals::Signals;
+use meshway_probe::echo::{EchoEvent, ReplyKind};
+use meshway_probe::perf::{Direction, Protocol};
+use meshway_probe::stats::Summary;
+use meshway_units::{BitsPerSec, Bytes, Nanos};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use crate::emit;
+
+/// A span in the output's human form ("1.234ms").
+pub(crate) fn ns(v: u64) -> String {
+    Nanos(v).to_string()
+}
+
+pub(crate) fn nsf(v: f64) -> String {
+    Nanos(v.round().max(0.0) as u64).to_string()
+}
+
+fn json_line<T: serde::Serialize>(v: &T) -> Result<String> {
+    let mut s = serde_json::to_string(v)?;
+    s.push('\n');
+    Ok(s)
+}
+
+// ---------------------------------------------------------------------------------------------
+// reflect
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  meshway reflect                                  answer STAMP probes on 0.0.0.0:862 (needs root for port 862)
+  meshway reflect --listen 127.0.0.1:8620          a local reflector on an unprivileged port
+  meshway reflect --listen [::]:862 --rate-limit 1000
+  meshway reflect --listen 127.0.0.1:8620 --drop-every 10 --duration 60s   test mode: drop every 10th packet
+
+The reflector answers STAMP (RFC 8762) unauthenticated test packets, so any STAMP
+session-sender works with it, as does `meshway ping --kind udp`. It answers each valid
+packet with exactly as many bytes as it received (never more), ignores malformed packets
+(shorter than 44 bytes, invalid error estimate), and allows each source address at most
+--rate-limit packets per second (a one-second burst). On exit (Ctrl-C, SIGTERM, or after
+--duration) it prints its counters.")]
+pub struct ReflectArgs {
+    /// Address and UDP port to listen on.
+    #[arg(long, default_value = "0.0.0.0:862", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Packets per second accepted from one source IP address; 0 for no limit.
+    #[arg(long, default_value_t = 10_000, value_name = "PPS")]
+    rate_limit: u32,
+    /// Test mode: drop the k-th, 2k-th, ... valid packet of each source.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    drop_every: Option<u64>,
+    /// Claim this host's clock is synchronized to UTC (sets the STAMP S bit).
+    #[arg(long)]
+    clock_synced: bool,
+    /// Stop after this long ("60s", "10min"); default: until interrupted.
+    #[arg(long, value_name = "DURATION")]
+    duration: Option<Nanos>,
+    /// Print the final counters as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn reflect(a: ReflectArgs) -> Result<()> {
+    let sig = Signals::install().context("cannot install signal handlers")?;
+    let sock = std::net::UdpSocket::bind(a.listen).with_context(|| {
+        let hint = if a.listen.port() < 1024 { " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" } else { "" };
+        format!("cannot listen on udp {}{hint}", a.listen)
+    })?;
+    let cfg = ReflectConfig { rate_limit_pps: a.rate_limit, drop_every: a.drop_every, synchronized: a.clock_synced };
+    let h = ReflectorHandle::spawn(sock, cfg).context("cannot start the reflector")?;
+    eprintln!("reflecting STAMP on udp {}", h.addr);
+    let t0 = meshway_agent::clock::mono();
+    while !sig.stop.load(Ordering::Relaxed) && a.duration.is_none_or(|d| meshway_agent::clock::mono() < t0 + d) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let t = h.stop();
+    if a.json {
+        emit(&json_line(&t)?)
+    } else {
+        emit(&format!(
+            "received {}, answered {}, malformed {}, rate-limited {}, test-dropped {}, send errors {}\n",
+            t.received, t.answered, t.malformed, t.rate_limited, t.test_dropped, t.send_errors
+        ))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ping
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum Kind {
+    /// STAMP (RFC 8762) test packets to a reflector (`meshway reflect`): RTT, loss,
+    /// duplicates, reordering, one-way delay when both clocks are synchronized.
+    Udp,
+    /// TCP connect time (SYN to SYN-ACK) to host:port.
+    Tcp,
+    /// ICMP echo: an unprivileged ping socket where allowed, a raw socket as root.
+    Icmp,
+    /// HTTP GET phases: connect, first byte, total (http:// URLs).
+    Http,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  meshway ping 127.0.0.1:8620                      STAMP to a reflector (default kind udp, port 862)
+  meshway ping 10.0.0.7 -c 100 -i 10ms --size 1400B --dscp 46
+  meshway ping --kind tcp example.internal:443     TCP connect time
+  meshway ping --kind icmp 127.0.0.1
+  meshway ping --kind http http://127.0.0.1:8080/v1/health -c 20 --json
+  meshway ping 127.0.0.1:8620 -c 0 --ndjson        until Ctrl-C, one JSON object per line
+
+Statistics (the same definitions everywhere in meshway):
+  rtt            round-trip time minus the reflector's hold time (udp); connect time (tcp);
+                 echo round trip (icmp); whole GET (http)
+  min/mean/max/stddev  exact; stddev is the population standard deviation
+  p50/p90/p99/p99.9    nearest rank from a log-linear histogram, within ±0.4% of the exact value
+  loss           probes without an answer within --timeout, over probes sent; late answers
+                 count as lost. duplicates: repeated answers; reordered: an answer arriving
+                 after the answer to a later probe
+  jitter rfc3550 J += (|D| − J)/16 over consecutive answers, D the difference of their delays
+                 (RFC 3550 §6.4.1)
+  jitter mean|Δ| mean absolute difference of consecutive delays
+  jitter p95−p50 the 95th minus the 50th percentile of delay
+
+Exit status: 0 when at least one answer came back, 2 on an error or when none did.")]
+pub struct PingArgs {
+    /// The target: host or host:port (udp, tcp, icmp), or a URL (http).
+    target: String,
+    /// What to send.
+    #[arg(long, short = 'k', value_enum, default_value = "udp")]
+    kind: Kind,
+    /// Probes to send; 0 sends until interrupted.
+    #[arg(long, short = 'c', default_value_t = 10)]
+    count: u64,
+    /// Time between probes.
+    #[arg(long, short = 'i', default_value = "1s", value_name = "DURATION")]
+    interval: Nanos,
+    /// A probe without an answer after this long is lost.
+    #[arg(long, short = 'W', default_value = "1s", value_name = "DURATION")]
+    timeout: Nanos,
+    /// Probe size in bytes: the UDP payload (STAMP packet, at least 44B) or the ICMP payload.
+    #[arg(long, short = 's', default_value = "44B", value_name = "SIZE")]
+    size: Bytes,
+    /// DSCP (0-63) to mark probes with.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=63))]
+    dscp: u8,
+    /// Claim this host's clock is synchronized to UTC; one-way delays are reported when the
+    /// reflector claims the same.
+    #[arg(long)]
+    clock_synced: bool,
+    /// Print one JSON document at the end (replies and summary).
+    #[arg(long, conflicts_with = "ndjson")]
+    json: bool,
+    /// Print one JSON object per reply and loss, then one for the summary.
+    #[arg(long)]
+    ndjson: bool,
+}
+
+struct LineCtx {
+    kind: PingKind,
+    target: String,
+    size_bytes: usize,
+}
+
+fn reply_line(r: &LineCtx, e: &PingEvent) -> String {
+    match &e.echo {
+        EchoEvent::Lost { seq } => format!("seq={seq} lost\n"),
+        EchoEvent::Reply { seq, kind, rtt_ns, forward_ns, backward_ns } => {
+            let mut s = match r.kind {
+                PingKind::Udp | PingKind::Icmp => format!("{} bytes from {}: seq={seq}", r.size_bytes, r.target),
+                PingKind::Tcp => format!("connected to {}: seq={seq}", r.target),
+                PingKind::Http => format!("{}: seq={seq}", r.target),
+            };
+            if let Some(h) = e.http {
+                let _ = write!(
+                    s,
+                    " status={} connect={} first-byte={} total={} body={}",
+                    h.status,
+                    ns(h.connect_ns),
+                    ns(h.first_byte_ns),
+                    ns(h.total_ns),
+                    Bytes(h.body_bytes)
+                );
+            } else if let Some(rtt) = rtt_ns {
+                let _ = write!(s, " rtt={}", ns(*rtt));
+            }
+            if let (Some(f), Some(b)) = (forward_ns, backward_ns) {
+                let _ = write!(s, " forward={}ns backward={}ns", f, b);
+            }
+            match kind {
+                ReplyKind::Ok => {}
+                ReplyKind::Reordered => s.push_str(" (reordered)"),
+                ReplyKind::Duplicate => s.push_str(" (duplicate)"),
+                ReplyKind::Late => s.push_str(" (late: counted as lost)"),
+                ReplyKind::Unknown => s.push_str(" (unknown)"),
+            }
+            s.push('\n');
+            s
+        }
+    }
+}
+
+pub(crate) fn summary_lines(label: &str, m: &Summary) -> String {
+    format!(
+        "{label} min/mean/max/stddev = {}/{}/{}/{}\n\
+         {label} p50/p90/p99/p99.9 = {}/{}/{}/{} (histogram precision ±{:.1}%)\n\
+         jitter rfc3550 = {}, mean|Δ| = {}, p95−p50 = {}\n",
+        ns(m.min_ns),
+        nsf(m.mean_ns),
+        ns(m.max_ns),
+        nsf(m.stddev_ns),
+        ns(m.p50_ns),
+        ns(m.p90_ns),
+        ns(m.p99_ns),
+        ns(m.p999_ns),
+        m.percentile_relative_error * 100.0,
+        nsf(m.jitter_rfc3550_ns),
+        nsf(m.jitter_mean_abs_diff_ns),
+        ns(m.jitter_p95_p50_ns),
+    )
+}
+
+fn ping_summary(r: &PingReport) -> String {
+    let c = &r.echo.counts;
+    let mut s = format!(
+        "--- {} {} ping ({}) ---\n{} sent, {} received, {} lost ({:.3}% loss), {} duplicates, {} reordered, {} late\n",
+        r.target,
+        format!("{:?}", r.kind).to_lowercase(),
+        r.address,
+        c.sent,
+        c.received,
+        c.lost,
+        r.echo.loss_ratio * 100.0,
+        c.duplicates,
+        c.reordered,
+        c.late
+    );
+    if let Some(m) = &r.echo.rtt {
+        s.push_str(&summary_lines("rtt", m));
+    }
+    if let Some(h) = &r.http {
+        for (label, m) in [("connect", &h.connect), ("first-byte", &h.first_byte)] {
+            if let Some(m) = m {
+                let _ = writeln!(
+                    s,
+                    "{label} min/p50/p99/max = {}/{}/{}/{}",
+                    ns(m.min_ns),
+                    ns(m.p50_ns),
+                    ns(m.p99_ns),
+                    ns(m.max_ns)
+                );
+            }
+        }
+        let st: Vec<String> = h.status.iter().map(|(c, n)| format!("{c}×{n}")).collect();
+        let _ = writeln!(s, "status {}", st.join(" "));
+    }
+    if r.kind == PingKind::Udp {
+        match (&r.echo.forward, &r.echo.backward) {
+            (Some(f), Some(b)) => {
+                let _ = writeln!(
+                    s,
+                    "one-way forward p50/p99 = {}/{}, backward p50/p99 = {}/{} (clocks synchronized)",
+                    ns(f.p50_ns),
+                    ns(f.p99_ns),
+                    ns(b.p50_ns),
+                    ns(b.p99_ns)
+                );
+            }
+            _ => s.push_str("one-way delay: not reported, clocks not synchronized (--clock-synced on both ends)\n"),
+        }
+    }
+    s
+}
+
+pub fn ping(a: PingArgs) -> Result<()> {
+    let sig = Signals::install().context("cannot install signal handlers")?;
+    let kind = match a.kind {
+        Kind::Udp => PingKind::Udp,
+        Kind::Tcp => PingKind::Tcp,
+        Kind::Icmp => PingKind::Icmp,
+        Kind::Http => PingKind::Http,
+    };
+    if a.interval == Nanos::ZERO {
+        bail!("invalid --interval 0: must be positive");
+    }
+    if a.timeout == Nanos::ZERO {
+        bail!("invalid --timeout 0: must be positive");
+    }
+    let size = usize::try_from(a.size.get()).unwrap_or(usize::MAX);
+    match kind {
+        PingKind::Udp if !(44..=65_507).contains(&size) => {
+            bail!("invalid --size {}: a STAMP probe is 44 to 65507 bytes", a.size)
+        }
+        PingKind::Icmp if size > 65_000 => bail!("invalid --size {}: at most 65000 bytes of icmp payload", a.size),
+        _ => {}
+    }
+    let cfg = PingConfig {
+        kind,
+        target: a.target.clone(),
+        count: (a.count > 0).then_some(a.count),
+        interval: a.interval,
+        timeout: a.timeout,
+        size,
+        dscp: a.dscp,
+        clock_synchronized: a.clock_synced,
+        statistics: true,
+    };
+    let mut events = Vec::new();
+    let mut out_err = None;
+    let header = LineCtx { kind, target: a.target.clone(), size_bytes: size };
+    let report = meshway_agent::ping::run(&cfg, &sig.stop, &mut |e: &PingEvent| {
+        let r = if a.json {
+            events.push(e.clone());
+            Ok(())
+        } else if a.ndjson {
+            json_line(e).and_then(|l| emit(&l))
+        } else {
+            emit(&reply_line(&header, e))
+        };
+        if let Err(e) = r {
+            out_err.get_or_insert(e);
+        }
+    })
+    .with_context(|| format!("ping {} failed", a.target))?;
+    if let Some(e) = out_err {
+        return Err(e);
+    }
+    if a.json {
+        let doc = serde_json::json!({ "report": report, "replies": events });
+        emit(&crate::json(&doc)?)?;
+    } else if a.ndjson {
+        emit(&json_line(&serde_json::json!({ "event": "summary", "report": report }))?)?;
+    } else {
+        emit(&ping_summary(&report))?;
+    }
+    if report.echo.counts.received == 0 {
+        bail!("no answer from {} ({} probes sent)", report.address, report.echo.counts.sent);
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// perf
+
+/// The default perf port (TCP and UDP).
+const PERF_PORT: u16 = 5301;
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  meshway perf --server                            serve tests on 0.0.0.0:5301 (TCP and UDP)
+  meshway perf --server --listen 127.0.0.1:5301
+  meshway perf 10.0.0.2                            one TCP stream for 10 s
+  meshway perf 10.0.0.2 -P 8 -t 30s                eight parallel streams
+  meshway perf 10.0.0.2 --bytes 1GiB               until 1 GiB has been sent
+  meshway perf 10.0.0.2 --reverse                  server sends, client receives
+  meshway perf 10.0.0.2 --bidir -P 2               two streams each way at once
+  meshway perf 10.0.0.2 --udp --rate 100Mbps --size 1200B   UDP: loss, jitter, reordering
+  meshway perf 127.0.0.1 -t 5s --json              one JSON document
+
+Throughput is the receiver's goodput: bytes counted by the receiving application over its
+span from first to last byte. Intervals are the client's view (bytes it sent and received).
+CPU is process CPU time (user + system, from /proc) over wall time, percent of one core;
+the server's figure covers its whole process. UDP jitter is RFC 3550's, on one-way transit
+times (clock offsets cancel). The server answers many clients at once.")]
+pub struct PerfArgs {
+    /// The server to test against: host or host:port (default port 5301).
+    #[arg(required_unless_present = "server")]
+    target: Option<String>,
+    /// Run as a server.
+    #[arg(long, conflicts_with = "target")]
+    server: bool,
+    /// Server: address to listen on (TCP and UDP).
+    #[arg(long, default_value = "0.0.0.0:5301", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Parallel TCP streams (per direction).
+    #[arg(long, short = 'P', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=128))]
+    parallel: u16,
+    /// Test length; with --bytes, the longest the test may run (default 10s, or 10min with --bytes).
+    #[arg(long, short = 't', value_name = "DURATION")]
+    duration: Option<Nanos>,
+    /// Send this many bytes (per direction) instead of running for a duration (TCP).
+    #[arg(long, short = 'n', value_name = "SIZE", conflicts_with = "udp")]
+    bytes: Option<Bytes>,
+    /// The server sends, the client receives.
+    #[arg(long, short = 'R', conflicts_with = "bidir")]
+    reverse: bool,
+    /// Both directions at once (TCP).
+    #[arg(long, conflicts_with = "udp")]
+    bidir: bool,
+    /// UDP at --rate instead of TCP.
+    #[arg(long, short = 'u')]
+    udp: bool,
+    /// UDP target rate.
+    #[arg(long, short = 'b', default_value = "100Mbps", value_name = "RATE")]
+    rate: BitsPerSec,
+    /// TCP write size or UDP datagram size (default 128KiB for TCP, 1200B for UDP).
+    #[arg(long, short = 'l', value_name = "SIZE")]
+    size: Option<Bytes>,
+    /// Time between interval reports.
+    #[arg(long, short = 'i', default_value = "1s", value_name = "DURATION")]
+    interval: Nanos,
+    /// Print one JSON document at the end.
+    #[arg(long)]
+    json: bool,
+}
+
+fn bps(v: f64) -> String {
+    BitsPerSec(v.max(0.0).round() as u64).to_string()
+}
+
+fn perf_text(r: &PerfReport) -> String {
+    let mut s = format!(
+        "--- {} {}, {} stream(s), {} per write ---\n",
+        r.server,
+        format!("{:?} {:?}", r.protocol, r.direction).to_lowercase(),
+        r.streams,
+        Bytes(r.size_bytes as u64)
+    );
+    for (label, f) in [("forward (client→server)", &r.forward), ("reverse (server→client)", &r.reverse)] {
+        if let Some(f) = f {
+            let _ = writeln!(
+                s,
+                "{label}: sent {}, received {} in {:.3}s, throughput {}",
+                Bytes(f.sent_bytes),
+                Bytes(f.received_bytes),
+                f.receive_secs,
+                bps(f.throughput_bps)
+            );
+        }
+    }
+    if let Some(u) = &r.udp {
+        let _ = writeln!(
+            s,
+            "udp: target {}, {} sent, {} received, {} lost ({:.3}%), {} duplicates, {} reordered, jitter rfc3550 {}, queueing p99 {}",
+            bps(r.udp_target_rate_bps.unwrap_or(0) as f64),
+            u.sent,
+            u.received,
+            u.lost,
+            u.loss_ratio * 100.0,
+            u.duplicates,
+            u.reordered,
+            nsf(u.jitter_rfc3550_ns),
+            ns(u.queueing_p99_ns)
+        );
+    }
+    let _ = writeln!(s, "cpu: client {:.1}%, server {:.1}% of one core", r.client_cpu_percent, r.server_cpu_percent);
+    s
+}
+
+pub fn perf(a: PerfArgs) -> Result<()> {
+    let sig = Signals::install().context("cannot install signal handlers")?;
+    if a.server {
+        let tcp =
+            std::net::TcpListener::bind(a.listen).with_context(|| format!("cannot listen on tcp {}", a.listen))?;
+        let udp = std::net::UdpSocket::bind(tcp.local_addr()?)
+            .with_context(|| format!("cannot listen on udp {}", a.listen))?;
+        eprintln!("perf server on {} (tcp and udp)", tcp.local_addr()?);
+        let log: std::sync::Arc<dyn Fn(String) + Send + Sync> = std::sync::Arc::new(|l| eprintln!("{l}"));
+        return meshway_agent::perf::serve(tcp, udp, sig.stop.clone(), log).context("perf server failed");
+    }
+    let target = a.target.clone().unwrap_or_default();
+    let server = resolve_host_port(&target, PERF_PORT)?;
+    if a.interval == Nanos::ZERO {
+        bail!("invalid --interval 0: must be positive");
+    }
+    let protocol = if a.udp { Protocol::Udp } else { Protocol::Tcp };
+    let direction = if a.bidir {
+        Direction::Bidir
+    } else if a.reverse {
+        Direction::Reverse
+    } else {
+        Direction::Forward
+    };
+    let default_size = if a.udp { 1200 } else { 128 * 1024 };
+    let default_duration = if a.bytes.is_some() { Nanos(600_000_000_000) } else { Nanos(10_000_000_000) };
+    let cfg = PerfConfig {
+        server,
+        protocol,
+        direction,
+        streams: a.parallel,
+        duration: a.duration.unwrap_or(default_duration),
+        bytes: a.bytes,
+        rate: a.udp.then_some(a.rate),
+        size: usize::try_from(a.size.map_or(default_size, Bytes::get)).unwrap_or(usize::MAX),
+        interval: a.interval,
+    };
+    let mut out_err = None;
+    let r = meshway_agent::perf::run(&cfg, &sig.stop, &mut |iv| {
+        if !a.json {
+            let line = format!(
+                "{:6.2}-{:6.2}s  sent {:>10} {:>14}  received {:>10} {:>14}\n",
+                iv.start_secs,
+                iv.end_secs,
+                Bytes(iv.sent_bytes).to_string(),
+                bps(iv.sent_bps),
+                Bytes(iv.received_bytes).to_string(),
+                bps(iv.received_bps)
+            );
+            if let Err(e) = emit(&line) {
+                out_err.get_or_insert(e);
+            }
+        }
+    })
+    .with_context(|| format!("perf test against {server} failed"))?;
+    if let Some(e) = out_err {
+        return Err(e);
+    }
+    emit(&if a.json { crate::json(&r)? } else { perf_text(&r) })
+}
+
+/// `host`, `host:port`, `[v6]:port` or a bare IPv6 address, with a default port.
+pub(crate) fn resolve_host_port(target: &str, default_port: u16) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let s = match target.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(a)) => format!("[{a}]:{default_port}"),
+        Ok(a) => format!("{a}:{default_port}"),
+        Err(_) if target.contains(':') => target.to_string(),
+        Err(_) => format!("{target}:{default_port}"),
+    };
+    s.to_socket_addrs()
+        .with_context(|| format!("cannot resolve {target:?}"))?
+        .next()
+        .with_context(|| format!("{target:?} resolved to no address"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// trace
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  meshway trace 10.0.0.2                           UDP probes, 10 rounds, one flow
+  meshway trace 10.0.0.2 --icmp --rounds 30
+  meshway trace 10.0.0.2 --flows 8                 eight flows: discover parallel (ECMP) paths
+  meshway trace 10.0.0.2 --json
+
+Every probe of a flow has the same addresses and ports, so it follows one ECMP path; the
+probe's TTL and round ride in the UDP length (or the ICMP sequence number), which routers do
+not hash. --flows N varies the source port (ICMP identifier) to find parallel paths. Loss
+at a hop that later hops do not show is labelled \"icmp rate limit\": the router limits the
+ICMP it generates, it is not dropping traffic. Needs root or CAP_NET_RAW (a raw ICMP
+socket reads the answers). IPv4.")]
+pub struct TraceArgs {
+    /// The target host (IPv4 address or name).
+    target: String,
+    /// ICMP echo probes instead of UDP.
+    #[arg(long)]
+    icmp: bool,
+    /// Highest TTL probed.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u8).range(1..=63))]
+    max_ttl: u8,
+    /// Rounds of probes (one probe per hop and flow each round).
+    #[arg(long, short = 'c', default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    rounds: u32,
+    /// Time between rounds.
+    #[arg(long, short = 'i', default_value = "1s", value_name = "DURATION")]
+    interval: Nanos,
+    /// How long to wait for a round's answers.
+    #[arg(long, short = 'W', default_value = "500ms", value_name = "DURATION")]
+    timeout: Nanos,
+    /// Parallel flows, each pinned to one path.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    flows: u16,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+fn trace_text(r: &meshway_agent::trace::TraceReport) -> String {
+    use meshway_probe::trace::LossKind;
+    let mut s = format!(
+        "trace to {} ({}, {} rounds, {} flow{})\n{:>3} {:>4}  {:<16} {:>6} {:>5}  {:>10} {:>10} {:>10} {:>10}  note\n",
+        r.target,
+        r.protocol,
+        r.rounds,
+        r.flows,
+        if r.flows == 1 { "" } else { "s" },
+        "hop",
+        "flow",
+        "address",
+        "loss",
+        "sent",
+        "min",
+        "p50",
+        "p99",
+        "max"
+    );
+    for h in &r.hops {
+        let addr = h.addresses.first().map_or("*".to_string(), |a| a.0.to_string());
+        let (min, p50, p99, max) = h.rtt.as_ref().map_or(("-".into(), "-".into(), "-".into(), "-".into()), |m| {
+            (ns(m.min_ns), ns(m.p50_ns), ns(m.p99_ns), ns(m.max_ns))
+        });
+        let mut note = match h.loss_kind {
+            LossKind::None => String::new(),
+            LossKind::IcmpRateLimit => "icmp rate limit (not forwarding loss)".into(),
+            LossKind::Forwarding => "loss persists to later hops".into(),
+        };
+        if h.destination {
+            note = if note.is_empty() { "destination".into() } else { format!("destination; {note}") };
+        }
+        if h.addresses.len() > 1 {
+            let others: Vec<String> = h.addresses[1..].iter().map(|a| a.0.to_string()).collect();
+            note.push_str(&format!(" also {}", others.join(", ")));
+        }
+        let _ = writeln!(
+            s,
+            "{:>3} {:>4}  {:<16} {:>5.1}% {:>5}  {:>10} {:>10} {:>10} {:>10}  {}",
+            h.ttl,
+            h.flow,
+            addr,
+            h.loss_ratio * 100.0,
+            h.sent,
+            min,
+            p50,
+            p99,
+            max,
+            note.trim()
+        );
+    }
+    if r.flows > 1 {
+        let _ = writeln!(s, "{} distinct path(s) across {} flows", r.paths.len(), r.flows);
+    }
+    s
+}
+
+pub fn trace(a: TraceArgs) -> Result<()> {
+    let sig = Signals::install().context("cannot install signal handlers")?;
+    let target = match resolve_host_port(&a.target, 0)?.ip() {
+        std::net::IpAddr::V4(v4) => v4,
+        std::net::IpAddr::V6(_) => bail!("trace supports IPv4 targets only; {} is IPv6", a.target),
+    };
+    let cfg = meshway_agent::trace::TraceConfig {
+        target,
+        icmp: a.icmp,
+        max_ttl: a.max_ttl,
+        rounds: a.rounds,
+        interval: a.interval,
+        timeout: a.timeout,
+        flows: a.flows,
+    };
+    let r =
+        meshway_agent::trace::run(&cfg, &sig.stop, &mut |_| {}).with_context(|| format!("trace to {target} failed"))?;
+    emit(&if a.json { crate::json(&r)? } else { trace_text(&r) })
+}
+
+// ---------------------------------------------------------------------------------------------
+// agent and history
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  meshway agent --config agent.toml                run: probe, store, serve /metrics, alert
+  meshway agent --config agent.toml --check        validate the file and exit
+  kill -HUP $(pidof meshway)                       reload targets, objectives, alerting, token
+
+agent.toml:
+  [agent]
+  listen = \"127.0.0.1:9330\"        # /metrics, /probe?target=&module=, /healthz
+  database = \"meshway-agent.db\"    # SQLite, WAL: raw samples, 1-minute and 1-hour rollups
+  bearer-token = \"s3cret\"          # optional
+  evaluate-every = \"10s\"
+  retention-raw = \"48h\"            # also retention-1m, retention-1h
+  [alerts]
+  webhook = \"http://127.0.0.1:9093/hook\"   # Alertmanager webhook JSON (version 4)
+  fire-after = 3                   # consecutive violated evaluations (hysteresis)
+  resolve-after = 3
+  [[target]]
+  name = \"chatbot-edge\"
+  kind = \"udp\"                     # udp | tcp | icmp | http | perf
+  address = \"127.0.0.1:862\"
+  interval = \"1s\"
+  [target.objectives]
+  window = \"5min\"
+  rtt-p99 = \"50ms\"
+  loss = \"0.1%\"                    # also rtt-p50, rtt-p90, rtt-mean, jitter, throughput-min
+
+Each target starts at a fixed offset within its interval (start splay). SIGINT or SIGTERM
+stops probing, writes what is queued and exits 0.")]
+pub struct AgentArgs {
+    /// The agent configuration file (TOML).
+    #[arg(long, value_name = "FILE")]
+    config: std::path::PathBuf,
+    /// Validate the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+pub fn agent(a: AgentArgs) -> Result<()> {
+    if a.check {
+        let spec = meshway_agent::agent::load(&a.config)?;
+        return emit(&format!("{}: ok, {} targets\n", a.config.display(), spec.targets.len()));
+    }
+    let sig = Signals::install().context("cannot install signal handlers")?;
+    let log: std::sync::Arc<dyn Fn(String) + Send + Sync> = std::sync::Arc::new(|l| eprintln!("{l}"));
+    meshway_agent::agent::run(&a.config, sig, log)?;
+    Ok(())
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum HistoryMetric {
+    RttP50,
+    RttP90,
+    RttP99,
+    RttMean,
+    Jitter,
+    Loss,
+    ThroughputMin,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum HistoryStep {
+    Raw,
+    #[value(name = "1m")]
+    Minute,
+    #[value(name = "1h")]
+    Hour,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  meshway history --db meshway-agent.db                          list targets
+  meshway history --target chatbot-edge --since 6h               1-minute series of rtt p99
+  meshway history --target chatbot-edge --metric loss --step 1h --since 168h --csv
+  meshway history --target bulk --metric throughput-min --json
+  meshway history --target chatbot-edge --since 168h --step 1h --forecast --threshold 50ms
+
+--forecast fits a least-squares line to the series and prints a 95% prediction interval
+and when the line (and the interval's edges) reach --threshold: a duration for rtt and
+jitter, \"1%\" for loss, a rate (\"100Mbps\") for throughput-min (a floor: crossing from above).")]
+pub struct HistoryArgs {
+    /// The agent's database.
+    #[arg(long, default_value = "meshway-agent.db", value_name = "FILE")]
+    db: std::path::PathBuf,
+    /// The target to query; without it, the targets are listed.
+    #[arg(long)]
+    target: Option<String>,
+    #[arg(long, value_enum, default_value = "rtt-p99")]
+    metric: HistoryMetric,
+    /// Window start, as a duration before --until.
+    #[arg(long, default_value = "1h", value_name = "DURATION")]
+    since: Nanos,
+    /// Window end, as a duration before now.
+    #[arg(long, default_value = "0s", value_name = "DURATION")]
+    until: Nanos,
+    /// Series resolution: raw samples, 1-minute or 1-hour rollups.
+    #[arg(long, value_enum, default_value = "1m")]
+    step: HistoryStep,
+    /// Fit a trend and say when it crosses --threshold.
+    #[arg(long, requires = "threshold")]
+    forecast: bool,
+    /// The threshold for --forecast.
+    #[arg(long)]
+    threshold: Option<String>,
+    /// How far ahead --forecast looks.
+    #[arg(long, default_value = "720h", value_name = "DURATION")]
+    horizon: Nanos,
+    #[arg(long, conflicts_with = "csv")]
+    json: bool,
+    #[arg(long)]
+    csv: bool,
+}
+
+fn metric_of(m: HistoryMetric) -> meshway_probe::objective::Metric {
+    use meshway_probe::objective::Metric;
+    match m {
+        HistoryMetric::RttP50 => Metric::RttP50,
+        HistoryMetric::RttP90 => Metric::RttP90,
+        HistoryMetric::RttP99 => Metric::RttP99,
+        HistoryMetric::RttMean => Metric::RttMean,
+        HistoryMetric::Jitter => Metric::JitterRfc3550,
+        HistoryMetric::Loss => Metric::Loss,
+        HistoryMetric::ThroughputMin => Metric::ThroughputMin,
+    }
+}
+
+fn metric_text(m: meshway_probe::objective::Metric, v: f64) -> String {
+    use meshway_probe::objective::Metric;
+    match m {
+        Metric::Loss => format!("{:.3}%", v * 100.0),
+        Metric::ThroughputMin => bps(v),
+        _ => nsf(v),
+    }
+}
+
+pub fn history(a: HistoryArgs) -> Result<()> {
+    use meshway_agent::agent::rfc3339;
+    use meshway_agent::history::{self, Step};
+    use meshway_probe::objective::Metric;
+    let Some(target) = &a.target else {
+        let ts = history::targets(&a.db)?;
+        let mut s = String::from("target                           samples\n");
+        for (t, n) in ts {
+            let _ = writeln!(s, "{t:<32} {n:>7}");
+        }
+        return emit(&s);
+    };
+    let metric = metric_of(a.metric);
+    let threshold = match (&a.threshold, a.forecast) {
+        (Some(t), true) => Some(match metric {
+            Metric::Loss => meshway_agent::config::parse_ratio(&toml::Value::String(t.clone()))
+                .map_err(|e| anyhow::anyhow!("invalid --threshold: {e}"))?,
+            Metric::ThroughputMin => t.parse::<BitsPerSec>().context("invalid --threshold")?.get() as f64,
+            _ => t.parse::<Nanos>().context("invalid --threshold")?.get() as f64,
+        }),
+        _ => None,
+    };
+    let now = meshway_agent::clock::unix_nanos();
+    let to = now.saturating_sub(a.until.get());
+    let from = to.saturating_sub(a.since.get());
+    let step = match a.step {
+        HistoryStep::Raw => Step::Raw,
+        HistoryStep::Minute => Step::Minute,
+        HistoryStep::Hour => Step::Hour,
+    };
+    let r = history::query(&a.db, target, metric, from, to, step, threshold, a.horizon.get())?;
+    if a.json {
+        return emit(&crate::json(&r)?);
+    }
+    if a.csv {
+        let mut s = String::from("start,value,sent,lost,min_ns,p50_ns,p90_ns,p99_ns,max_ns,jitter_ns,value_min\n");
+        let o = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+        let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
+        for p in &r.series {
+            let x = &p.rollup;
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{},{},{},{},{},{}",
+                rfc3339(p.start_ns),
+                f(p.value),
+                x.sent,
+                x.lost,
+                o(x.min_ns),
+                o(x.p50_ns),
+                o(x.p90_ns),
+                o(x.p99_ns),
+                o(x.max_ns),
+                f(x.jitter_ns),
+                f(x.value_min)
+            );
+        }
+        return emit(&s);
+    }
+    let mut s = format!(
+        "{target} {} from {} to {} ({} points)\n",
+        metric.name(),
+        rfc3339(r.from_ns),
+        rfc3339(r.to_ns),
+        r.series.len()
+    );
+    let w = &r.summary;
+    let _ = writeln!(s, "window: {} probes, {} lost ({:.3}%)", w.sent, w.lost, w.loss_ratio * 100.0);
+    if let Some(m) = &w.rtt {
+        s.push_str(&summary_lines("rtt", m));
+    }
+    let _ = writeln!(s, "{:<26} {:>14} {:>7} {:>6}", "start", metric.name(), "sent", "lost");
+    for p in &r.series {
+        let v = p.value.map_or("-".to_string(), |v| metric_text(metric, v));
+        let _ = writeln!(s, "{:<26} {:>14} {:>7} {:>6}", rfc3339(p.start_ns), v, p.rollup.sent, p.rollup.lost);
+    }
+    if let Some(f) = &r.forecast {
+        let per_day = f.fit.slope_per_s * 86_400.0;
+        let _ = writeln!(
+            s,
+            "forecast: trend {} per day (r² {:.3}, {} points), threshold {}",
+            if per_day >= 0.0 {
+                format!("+{}", metric_text(metric, per_day))
+            } else {
+                format!("-{}", metric_text(metric, -per_day))
+            },
+            f.fit.r_squared,
+            f.fit.n,
+            metric_text(metric, f.threshold)
+        );
+        if f.already_past {
+            s.push_str("forecast: the trend is already past the threshold\n");
+        } else {
+            match f.expected_ns {
+                Some(t) => {
+                    let _ = writeln!(
+                        s,
+                        "forecast: crosses at {} (95% interval {} .. {})",
+                        rfc3339(t),
+                        f.earliest_ns.map_or("-".into(), rfc3339),
+                        f.latest_ns.map_or("beyond the horizon".into(), rfc3339)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "forecast: the trend does not reach the threshold within {}{}",
+                        Nanos(f.horizon_ns),
+                        f.earliest_ns.map_or(String::new(), |t| format!(" (the 95% interval does at {})", rfc3339(t)))
+                    );
+                }
+            }
+        }
+    }
+    emit(&s)
+}

@@ -1,0 +1,530 @@
+//! `meshway agent` as it runs: SQLite history, `/metrics` checked by a strict Prometheus text
+//! parser, bearer token, SIGHUP reload, alerts that fire once and resolve once, and a `kill -9`
+//! that leaves every committed sample. Loopback only.
+
+use meshway_agent::store::Store;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_meshway")
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("meshway-agent-test-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// `kill(1)` for SIGHUP and SIGTERM (procps; /usr/bin or /bin).
+fn kill_tool() -> &'static str {
+    if Path::new("/usr/bin/kill").exists() {
+        "/usr/bin/kill"
+    } else {
+        "/bin/kill"
+    }
+}
+
+fn reflector(port: u16) -> Proc {
+    let listen = format!("127.0.0.1:{port}");
+    Proc(
+        Command::new(bin())
+            .args(["reflect", "--listen", &listen, "--duration", "60s"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn agent(config: &Path) -> Proc {
+    Proc(
+        Command::new(bin())
+            .args(["agent", "--config", config.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// GET over a raw socket: (status, body).
+fn get(addr: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").ok()?;
+    let mut r = String::new();
+    s.read_to_string(&mut r).ok()?;
+    let status = r.split(' ').nth(1)?.parse().ok()?;
+    let body = r.split_once("\r\n\r\n")?.1.to_string();
+    Some((status, body))
+}
+
+/// Polls `f` every 50 ms for at most `secs`.
+fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..secs * 20 {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+// ---------------------------------------------------------------------------------------------
+// a strict parser of the Prometheus text format 0.0.4
+
+#[derive(Debug)]
+struct PromSample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+fn valid_name(n: &str, first_colon_ok: bool) -> bool {
+    let mut c = n.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_' || (first_colon_ok && f == ':'))
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_' || (first_colon_ok && x == ':'))
+}
+
+fn parse_value(v: &str) -> Result<f64, String> {
+    match v {
+        "+Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        "NaN" => Ok(f64::NAN),
+        _ => v.parse::<f64>().map_err(|_| format!("bad value {v:?}")),
+    }
+}
+
+/// Parses an exposition, enforcing: valid names and labels, escapes, one TYPE per family
+/// before its samples, samples belonging to a typed family, no duplicate series, counters
+/// ending in `_total`, histogram buckets cumulative with `+Inf` equal to `_count`.
+fn parse_prometheus(text: &str) -> Result<(HashMap<String, String>, Vec<PromSample>), String> {
+    let mut types: HashMap<String, String> = HashMap::new();
+    let mut samples = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (no, line) in text.lines().enumerate() {
+        let err = |m: String| format!("line {}: {m}: {line:?}", no + 1);
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut p = rest.splitn(3, ' ');
+            match (p.next(), p.next(), p.next()) {
+                (Some("HELP"), Some(n), _) if valid_name(n, true) => {}
+                (Some("TYPE"), Some(n), Some(t)) if valid_name(n, true) => {
+                    if !["counter", "gauge", "histogram", "summary", "untyped"].contains(&t) {
+                        return Err(err(format!("unknown type {t}")));
+                    }
+                    if types.insert(n.to_string(), t.to_string()).is_some() {
+                        return Err(err("second TYPE for a family".into()));
+                    }
+                    if samples.iter().any(|s: &PromSample| s.name.starts_with(n)) {
+                        return Err(err("TYPE after samples of its family".into()));
+                    }
+                }
+                _ => return Err(err("malformed comment".into())),
+            }
+            continue;
+        }
+        // name{labels} value
+        let (name_end, labels, rest) = match line.find('{') {
+            Some(b) => {
+                let mut labels = BTreeMap::new();
+                let mut k = b + 1;
+                let bytes = line.as_bytes();
+                loop {
+                    if bytes.get(k) == Some(&b'}') {
+                        k += 1;
+                        break;
+                    }
+                    let eq = line[k..].find('=').ok_or_else(|| err("label without '='".into()))? + k;
+                    let lname = &line[k..eq];
+                    if !valid_name(lname, false) {
+                        return Err(err(format!("bad label name {lname:?}")));
+                    }
+                    if bytes.get(eq + 1) != Some(&b'"') {
+                        return Err(err("label value not quoted".into()));
+                    }
+                    let mut v = String::new();
+                    let mut j = eq + 2;
+                    loop {
+                        match bytes.get(j) {
+                            None => return Err(err("unterminated label value".into())),
+                            Some(b'"') => break,
+                            Some(b'\\') => {
+                                match bytes.get(j + 1) {
+                                    Some(b'\\') => v.push('\\'),
+                                    Some(b'"') => v.push('"'),
+                                    Some(b'n') => v.push('\n'),
+                                    _ => return Err(err("bad escape".into())),
+                                }
+                                j += 2;
+                            }
+                            Some(_) => {
+                                let ch = line[j..].chars().next().unwrap();
+                                v.push(ch);
+                                j += ch.len_utf8();
+                            }
+                        }
+                    }
+                    if labels.insert(lname.to_string(), v).is_some() {
+                        return Err(err("duplicate label".into()));
+                    }
+                    k = j + 1;
+                    match bytes.get(k) {
+                        Some(b',') => k += 1,
+                        Some(b'}') => {}
+                        _ => return Err(err("expected ',' or '}'".into())),
+                    }
+                }
+                (b, labels, &line[k..])
+            }
+            None => {
+                let sp = line.find(' ').ok_or_else(|| err("no value".into()))?;
+                (sp, BTreeMap::new(), &line[sp..])
+            }
+        };
+        let name = &line[..name_end];
+        if !valid_name(name, true) {
+            return Err(err("bad metric name".into()));
+        }
+        let mut parts = rest.split_whitespace();
+        let value = parse_value(parts.next().ok_or_else(|| err("no value".into()))?).map_err(err)?;
+        if let Some(ts) = parts.next() {
+            ts.parse::<i64>().map_err(|_| err("bad timestamp".into()))?;
+        }
+        if parts.next().is_some() {
+            return Err(err("trailing text".into()));
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|suf| name.strip_suffix(suf))
+            .find(|f| types.get(*f).is_some_and(|t| t == "histogram" || t == "summary"))
+            .unwrap_or(name);
+        let typ = types.get(family).ok_or_else(|| err(format!("no TYPE for family {family}")))?;
+        if typ == "counter" && !name.ends_with("_total") {
+            return Err(err("counter without _total".into()));
+        }
+        if !seen.insert(format!("{name}{labels:?}")) {
+            return Err(err("duplicate series".into()));
+        }
+        samples.push(PromSample { name: name.to_string(), labels, value });
+    }
+    // Histograms: cumulative buckets, +Inf == _count.
+    for (fam, t) in &types {
+        if t != "histogram" {
+            continue;
+        }
+        let mut by_series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut counts: BTreeMap<String, f64> = BTreeMap::new();
+        for s in &samples {
+            let mut l = s.labels.clone();
+            if s.name == format!("{fam}_bucket") {
+                let le = parse_value(&l.remove("le").ok_or("bucket without le")?)?;
+                by_series.entry(format!("{l:?}")).or_default().push((le, s.value));
+            } else if s.name == format!("{fam}_count") {
+                counts.insert(format!("{l:?}"), s.value);
+            }
+        }
+        for (k, b) in by_series {
+            if !b.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1) {
+                return Err(format!("{fam}{k}: buckets not cumulative"));
+            }
+            let last = b.last().ok_or("no buckets")?;
+            if !last.0.is_infinite() || Some(&last.1) != counts.get(&k) {
+                return Err(format!("{fam}{k}: +Inf bucket differs from _count"));
+            }
+        }
+    }
+    Ok((types, samples))
+}
+
+#[test]
+fn the_strict_parser_rejects_broken_expositions() {
+    let good = "# TYPE a_total counter\na_total{x=\"1\"} 3\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n";
+    assert!(parse_prometheus(good).is_ok());
+    for bad in [
+        "a 1\n",                                                                          // no TYPE
+        "# TYPE a counter\na 1\n",                                                        // counter without _total
+        "# TYPE a gauge\na{x=1} 1\n",                                                     // unquoted
+        "# TYPE a gauge\na{x=\"1\"} one\n",                                               // value
+        "# TYPE a gauge\na 1\na 2\n",                                                     // duplicate
+        "# TYPE h histogram\nh_bucket{le=\"1\"} 3\nh_bucket{le=\"+Inf\"} 2\nh_count 2\n", // not cumulative
+        "# TYPE a gauge\n# TYPE a gauge\n",                                               // two TYPEs
+    ] {
+        assert!(parse_prometheus(bad).is_err(), "accepted: {bad}");
+    }
+}
+
+fn value(samples: &[PromSample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .map(|s| s.value)
+}
+
+#[test]
+fn agent_stores_samples_serves_metrics_and_reloads() {
+    let dir = TempDir::new("metrics");
+    let (rport, hport) = (free_port(), free_port());
+    let _r = reflector(rport);
+    let db = dir.0.join("a.db");
+    let cfg = dir.0.join("agent.toml");
+    let http = format!("127.0.0.1:{hport}");
+    let text = format!(
+        "[agent]\nlisten = \"{http}\"\ndatabase = \"{}\"\nbearer-token = \"t0ken\"\nevaluate-every = \"200ms\"\n\
+         [[target]]\nname = \"local-udp\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport}\"\ninterval = \"50ms\"\n\
+         objectives = {{ window = \"10s\", rtt-p99 = \"50ms\", loss = \"1%\" }}\n",
+        db.display()
+    );
+    std::fs::write(&cfg, &text).unwrap();
+    let mut a = agent(&cfg);
+    assert!(wait_until(10, || get(&http, "/healthz", Some("t0ken")).is_some_and(|r| r.0 == 200)), "agent serves http");
+    // The token is required.
+    assert_eq!(get(&http, "/metrics", None).unwrap().0, 401);
+    assert_eq!(get(&http, "/metrics", Some("wrong")).unwrap().0, 401);
+    assert!(wait_until(10, || {
+        let (_, body) = get(&http, "/metrics", Some("t0ken")).unwrap();
+        let (_, s) = parse_prometheus(&body).unwrap();
+        value(&s, "meshway_probes_sent_total", &[("target", "local-udp")]).unwrap_or(0.0) >= 20.0
+            && value(&s, "meshway_objective_met", &[("objective", "loss")]).is_some()
+    }));
+    let (status, body) = get(&http, "/metrics", Some("t0ken")).unwrap();
+    assert_eq!(status, 200);
+    let (types, s) = parse_prometheus(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    assert!(s.iter().all(|x| x.name.starts_with("meshway_")), "namespace");
+    assert_eq!(types["meshway_probe_rtt_seconds"], "histogram");
+    assert_eq!(value(&s, "meshway_up", &[]), Some(1.0));
+    assert_eq!(value(&s, "meshway_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), Some(1.0));
+    assert_eq!(value(&s, "meshway_probes_lost_total", &[("target", "local-udp")]), Some(0.0));
+    assert_eq!(value(&s, "meshway_objective_met", &[("target", "local-udp"), ("objective", "rtt-p99")]), Some(1.0));
+    assert_eq!(value(&s, "meshway_alert_firing", &[("objective", "loss")]), Some(0.0));
+    // Blackbox-style probe.
+    let (st, pb) = get(&http, &format!("/probe?target=127.0.0.1:{rport}&module=udp"), Some("t0ken")).unwrap();
+    assert_eq!(st, 200);
+    let (_, ps) = parse_prometheus(&pb).unwrap();
+    assert_eq!(value(&ps, "meshway_probe_success", &[]), Some(1.0));
+    let (st, _) = get(&http, "/probe?target=127.0.0.1:1&module=smtp", Some("t0ken")).unwrap();
+    assert_eq!(st, 400);
+
+    // SIGHUP: a second target appears.
+    std::fs::write(
+        &cfg,
+        format!("{text}[[target]]\nname = \"second\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport}\"\ninterval = \"50ms\"\n"),
+    )
+    .unwrap();
+    let pid = a.0.id().to_string();
+    assert!(Command::new(kill_tool()).args(["-HUP", &pid]).status().unwrap().success());
+    assert!(wait_until(10, || {
+        let (_, body) = get(&http, "/metrics", Some("t0ken")).unwrap();
+        let (_, s) = parse_prometheus(&body).unwrap();
+        value(&s, "meshway_probes_sent_total", &[("target", "second")]).unwrap_or(0.0) >= 3.0
+            && value(&s, "meshway_config_reloads_total", &[("result", "ok")]) == Some(1.0)
+    }));
+
+    // SIGTERM: a clean exit, and the database has the samples and their rollup.
+    assert!(Command::new(kill_tool()).args(["-TERM", &pid]).status().unwrap().success());
+    let status = a.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let st = Store::open_read_only(&db).unwrap();
+    assert_eq!(st.integrity_check().unwrap(), "ok");
+    assert_eq!(st.targets(), vec!["local-udp".to_string(), "second".to_string()]);
+    let id = st.id("local-udp").unwrap();
+    let n = st.samples(id, 0, u64::MAX / 2).unwrap().len();
+    assert!(n >= 20, "{n} samples stored");
+    let minutes = st.rollups(id, false, 0, u64::MAX / 2).unwrap();
+    assert_eq!(minutes.iter().map(|r| r.sent as usize).sum::<usize>(), n, "rollups cover every sample");
+
+    // history reads it back.
+    let o = Command::new(bin())
+        .args(["history", "--db", db.to_str().unwrap(), "--target", "local-udp", "--step", "raw", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["series"].as_array().unwrap().len(), n);
+    assert_eq!(v["summary"]["sent"].as_u64(), Some(n as u64));
+}
+
+#[test]
+fn alert_fires_once_and_resolves_once() {
+    let dir = TempDir::new("alert");
+    let (rport, hport) = (free_port(), free_port());
+    // The webhook receiver: records each POST body.
+    let hook = TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_addr = hook.local_addr().unwrap();
+    let bodies: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    {
+        let bodies = bodies.clone();
+        hook.set_nonblocking(false).unwrap();
+        std::thread::spawn(move || {
+            for s in hook.incoming().take(20) {
+                let Ok(mut s) = s else { continue };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Read the head, then Content-Length bytes of body.
+                let body = loop {
+                    let Ok(n) = s.read(&mut chunk) else { break None };
+                    if n == 0 {
+                        break None;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let t = String::from_utf8_lossy(&buf).to_string();
+                    if let Some((head, body)) = t.split_once("\r\n\r\n") {
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("Content-Length: "))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if body.len() >= len {
+                            break Some(body[..len].to_string());
+                        }
+                    }
+                };
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                if let Some(b) = body.and_then(|b| serde_json::from_str(&b).ok()) {
+                    bodies.lock().unwrap().push(b);
+                }
+            }
+        });
+    }
+    let db = dir.0.join("a.db");
+    let cfg = dir.0.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nlisten = \"127.0.0.1:{hport}\"\ndatabase = \"{}\"\nevaluate-every = \"200ms\"\n\
+             [alerts]\nwebhook = \"http://{hook_addr}/hook\"\nfire-after = 2\nresolve-after = 2\n\
+             [[target]]\nname = \"flaky\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport}\"\ninterval = \"50ms\"\ntimeout = \"100ms\"\n\
+             objectives = {{ window = \"1s\", loss = \"20%\" }}\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    // No reflector yet: every probe is lost.
+    let _a = agent(&cfg);
+    let count = |status: &str| bodies.lock().unwrap().iter().filter(|b| b["status"] == status).count();
+    assert!(wait_until(15, || count("firing") >= 1), "the alert fires");
+    // The reflector comes up: loss falls to 0 and the alert resolves.
+    let _r = reflector(rport);
+    assert!(wait_until(15, || count("resolved") >= 1), "the alert resolves");
+    // Stable afterwards: no flapping.
+    std::thread::sleep(Duration::from_secs(2));
+    let b = bodies.lock().unwrap().clone();
+    assert_eq!(b.len(), 2, "{b:#?}");
+    assert_eq!((b[0]["status"].as_str(), b[1]["status"].as_str()), (Some("firing"), Some("resolved")));
+    for p in &b {
+        assert_eq!(p["version"], "4");
+        assert_eq!(p["receiver"], "meshway");
+        let a = &p["alerts"][0];
+        assert_eq!(a["labels"]["alertname"], "MeshwayObjectiveViolated");
+        assert_eq!(a["labels"]["target"], "flaky");
+        assert_eq!(a["labels"]["objective"], "loss");
+        assert!(a["startsAt"].as_str().unwrap().ends_with('Z'));
+    }
+    assert_eq!(b[0]["alerts"][0]["fingerprint"], b[1]["alerts"][0]["fingerprint"]);
+    assert_eq!(b[0]["alerts"][0]["startsAt"], b[1]["alerts"][0]["startsAt"]);
+    assert_ne!(b[1]["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
+}
+
+#[test]
+fn kill_9_mid_write_keeps_every_committed_sample() {
+    let dir = TempDir::new("kill9");
+    let (rport, hport) = (free_port(), free_port());
+    let _r = reflector(rport);
+    let db = dir.0.join("a.db");
+    let cfg = dir.0.join("agent.toml");
+    let mut text = format!("[agent]\nlisten = \"127.0.0.1:{hport}\"\ndatabase = \"{}\"\n", db.display());
+    // 20 targets at 10 ms: about 2,000 samples a second, a transaction each second.
+    for k in 0..20 {
+        text.push_str(&format!(
+            "[[target]]\nname = \"t{k}\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport}\"\ninterval = \"10ms\"\n"
+        ));
+    }
+    std::fs::write(&cfg, text).unwrap();
+    let mut a = agent(&cfg);
+    let mut committed = 0;
+    assert!(wait_until(20, || {
+        committed = Store::open_read_only(&db).and_then(|s| s.sample_count()).unwrap_or(0);
+        committed >= 3_000
+    }));
+    // What a reader sees now is committed; kill at once, mid-stream.
+    committed = Store::open_read_only(&db).unwrap().sample_count().unwrap();
+    a.0.kill().unwrap(); // SIGKILL
+    let _ = a.0.wait();
+    let st = Store::open_read_only(&db).unwrap();
+    assert_eq!(st.integrity_check().unwrap(), "ok");
+    let after = st.sample_count().unwrap();
+    assert!(after >= committed, "{after} samples after kill -9, {committed} seen committed before");
+    drop(st);
+    // And the agent starts again on the same file.
+    let _b = agent(&cfg);
+    let http = format!("127.0.0.1:{hport}");
+    assert!(wait_until(10, || get(&http, "/healthz", None).is_some_and(|r| r.0 == 200)));
+}
+
+#[test]
+fn agent_perf_target_records_throughput() {
+    let dir = TempDir::new("perf");
+    let (pport, hport) = (free_port(), free_port());
+    let listen = format!("127.0.0.1:{pport}");
+    let _server = Proc(
+        Command::new(bin()).args(["perf", "--server", "--listen", &listen]).stderr(Stdio::null()).spawn().unwrap(),
+    );
+    let cfg = dir.0.join("agent.toml");
+    let http = format!("127.0.0.1:{hport}");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nlisten = \"{http}\"\ndatabase = \"{}\"\nevaluate-every = \"200ms\"\n\
+             [[target]]\nname = \"bulk\"\nkind = \"perf\"\naddress = \"{listen}\"\ninterval = \"2s\"\nduration = \"300ms\"\n\
+             objectives = {{ window = \"1min\", throughput-min = \"1Mbps\" }}\n",
+            dir.0.join("a.db").display()
+        ),
+    )
+    .unwrap();
+    let _a = agent(&cfg);
+    assert!(wait_until(20, || {
+        let Some((200, body)) = get(&http, "/metrics", None) else { return false };
+        let (_, s) = parse_prometheus(&body).unwrap();
+        value(&s, "meshway_throughput_bytes_per_second", &[("target", "bulk")]).unwrap_or(0.0) > 1e6
+            && value(&s, "meshway_objective_met", &[("target", "bulk"), ("objective", "throughput-min")]) == Some(1.0)
+    }));
+}

@@ -1,0 +1,406 @@
+//! The measurement commands as a user runs them: over loopback, and across network
+//! namespaces this test creates (and always removes) with a veth pair and a `tbf` rate limit.
+//!
+//! Namespace tests need root and `ip`/`tc`. Without them they skip with a message, except under
+//! CI (`CI=true`), where they fail.
+
+use std::net::{TcpListener, UdpSocket};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_meshway")
+}
+
+fn meshway(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("run meshway")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A free local port (TCP and UDP both free at the time of asking).
+fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// A child process killed (by its own pid) and reaped on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(cmd: &mut Command) -> Proc {
+    Proc(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn"))
+}
+
+/// Waits until something answers on `addr` (TCP), at most 5 s.
+fn wait_tcp(addr: &str) {
+    for _ in 0..250 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ping_udp_json_ndjson_and_text_against_cli_reflector() {
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let _r =
+        spawn(Command::new(bin()).args(["reflect", "--listen", &listen, "--drop-every", "5", "--duration", "20s"]));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let o = meshway(&["ping", &listen, "-c", "20", "-i", "5ms", "-W", "1s", "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one valid JSON document");
+    let r = &v["report"];
+    assert_eq!((r["sent"].as_u64(), r["received"].as_u64(), r["lost"].as_u64()), (Some(20), Some(16), Some(4)));
+    assert_eq!(r["loss_ratio"].as_f64(), Some(0.2));
+    assert_eq!(r["rtt"]["count"].as_u64(), Some(16));
+    assert!(r["rtt"]["p99_ns"].as_u64().unwrap() >= r["rtt"]["p50_ns"].as_u64().unwrap());
+    assert_eq!(v["replies"].as_array().unwrap().len(), 20);
+
+    let o = meshway(&["ping", &listen, "-c", "10", "-i", "5ms", "-W", "1s", "--ndjson"]);
+    assert!(o.status.success());
+    let lines: Vec<serde_json::Value> =
+        text(&o.stdout).lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+    assert_eq!(lines.len(), 11, "10 replies or losses and a summary");
+    assert_eq!(lines.iter().filter(|l| l["event"] == "lost").count(), 2);
+    assert_eq!(lines[10]["event"], "summary");
+
+    let o = meshway(&["ping", &listen, "-c", "5", "-i", "5ms", "-W", "1s"]);
+    let s = text(&o.stdout);
+    assert!(s.contains("5 sent, 4 received, 1 lost (20.000% loss)"), "{s}");
+    assert!(s.contains("jitter rfc3550 = ") && s.contains("histogram precision ±0.4%"), "{s}");
+}
+
+#[test]
+fn bad_input_exits_2_with_a_message() {
+    for (args, needle) in [
+        (vec!["ping", "127.0.0.1", "--interval", "5parsecs"], "unknown unit"),
+        (vec!["ping", "127.0.0.1", "--size", "20B"], "44 to 65507"),
+        (vec!["ping", "--kind", "http", "https://127.0.0.1/"], "https is not supported"),
+        (vec!["ping", "--kind", "carrier-pigeon", "127.0.0.1"], "invalid value"),
+        (vec!["perf", "127.0.0.1", "--udp", "-P", "2", "-t", "1s"], "one stream"),
+        (vec!["perf", "127.0.0.1", "--rate", "fast"], "invalid rate"),
+        (vec!["reflect", "--listen", "nowhere"], "invalid socket address"),
+    ] {
+        let o = meshway(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        let e = text(&o.stderr);
+        assert!(e.contains(needle), "{args:?}: {e}");
+    }
+    // Nothing answers: exit 2 after the summary.
+    let port = free_port().to_string();
+    let o = meshway(&["ping", &format!("127.0.0.1:{port}"), "-c", "2", "-i", "10ms", "-W", "100ms"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stdout).contains("2 sent, 0 received, 2 lost"));
+}
+
+#[test]
+fn help_has_examples() {
+    for cmd in ["reflect", "ping", "perf"] {
+        let o = meshway(&[cmd, "--help"]);
+        assert!(o.status.success());
+        let s = text(&o.stdout);
+        assert!(s.contains("Examples:") && s.contains(&format!("meshway {cmd}")), "{cmd}");
+    }
+    let s = text(&meshway(&["ping", "--help"]).stdout);
+    for def in ["jitter rfc3550", "mean absolute difference", "95th minus the 50th"] {
+        assert!(s.contains(def), "ping --help defines {def}");
+    }
+}
+
+#[test]
+fn perf_cli_json_over_loopback() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _s = spawn(Command::new(bin()).args(["perf", "--server", "--listen", &listen]));
+    wait_tcp(&listen);
+    let o = meshway(&["perf", &listen, "-t", "1s", "-P", "2", "-i", "500ms", "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(v["streams"], 2);
+    let f = &v["forward"];
+    assert_eq!(f["sent_bytes"], f["received_bytes"]);
+    assert!(f["throughput_bps"].as_f64().unwrap() > 1e7);
+    assert!(v["intervals"].as_array().unwrap().len() >= 2);
+    let o = meshway(&["perf", &listen, "-t", "1s", "--udp", "--rate", "10Mbps", "-R"]);
+    let s = text(&o.stdout);
+    assert!(o.status.success() && s.contains("udp: target 10Mbps"), "{s}{}", text(&o.stderr));
+}
+
+// ---------------------------------------------------------------------------------------------
+// network namespaces
+
+/// The path of a system tool: /usr/sbin and /sbin first (root's PATH may lack them).
+fn tool(name: &str) -> String {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// Runs `ip`/`tc` and reports failure with its output.
+fn sh(cmd: &str, args: &[&str]) -> Result<(), String> {
+    let o = Command::new(tool(cmd)).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd} {}: {}", args.join(" "), text(&o.stderr).trim()))
+    }
+}
+
+/// Two namespaces joined by a veth pair, removed on drop (also when the test panics).
+struct Pair {
+    a: String,
+    b: String,
+}
+
+const ADDR_A: &str = "10.201.77.1";
+const ADDR_B: &str = "10.201.77.2";
+
+impl Pair {
+    /// `tag` keeps concurrent tests apart; names carry the pid so parallel runs do too.
+    fn new(tag: &str) -> Result<Pair, String> {
+        let pid = std::process::id();
+        let p = Pair { a: format!("mwt-{pid}-{tag}a"), b: format!("mwt-{pid}-{tag}b") };
+        sh("ip", &["netns", "add", &p.a])?;
+        sh("ip", &["netns", "add", &p.b])?;
+        let (va, vb) = (format!("mw{tag}{pid}a"), format!("mw{tag}{pid}b"));
+        let (va, vb) = (&va[..va.len().min(15)], &vb[..vb.len().min(15)]);
+        sh("ip", &["link", "add", va, "netns", &p.a, "type", "veth", "peer", "name", vb, "netns", &p.b])?;
+        for (ns, dev, addr) in [(&p.a, va, ADDR_A), (&p.b, vb, ADDR_B)] {
+            sh("ip", &["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", dev])?;
+            sh("ip", &["-n", ns, "link", "set", dev, "up"])?;
+            sh("ip", &["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(p)
+    }
+
+    /// Limits both directions with a token bucket filter.
+    fn limit(&self, tag: &str, rate: &str) -> Result<(), String> {
+        let pid = std::process::id();
+        for (ns, dev) in [(&self.a, format!("mw{tag}{pid}a")), (&self.b, format!("mw{tag}{pid}b"))] {
+            let dev = &dev[..dev.len().min(15)];
+            sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    ns,
+                    &tool("tc"),
+                    "qdisc",
+                    "add",
+                    "dev",
+                    dev,
+                    "root",
+                    "tbf",
+                    "rate",
+                    rate,
+                    "burst",
+                    "32kb",
+                    "latency",
+                    "50ms",
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn exec(&self, ns: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(tool("ip"));
+        c.args(["netns", "exec", ns, bin()]).args(args);
+        c
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        // Deleting a namespace deletes its end of the veth pair, and so the pair.
+        let _ = sh("ip", &["netns", "del", &self.a]);
+        let _ = sh("ip", &["netns", "del", &self.b]);
+    }
+}
+
+/// The pair, or `None` (skip) when namespaces cannot be made here and this is not CI.
+fn pair_or_skip(tag: &str) -> Option<Pair> {
+    match Pair::new(tag) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(!ci, "network namespaces are required under CI: {e}");
+            eprintln!("skipped: cannot create network namespaces ({e}); run as root to include this test");
+            None
+        }
+    }
+}
+
+#[test]
+fn netns_tcp_throughput_through_100mbit_tbf_is_within_5_percent() {
+    let Some(p) = pair_or_skip("t") else { return };
+    p.limit("t", "100mbit").unwrap();
+    let listen = format!("{ADDR_B}:5301");
+    let _server = spawn(&mut p.exec(&p.b, &["perf", "--server", "--listen", &listen]));
+    std::thread::sleep(Duration::from_millis(500));
+    let o = p.exec(&p.a, &["perf", ADDR_B, "-t", "4s", "--json"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let bps = v["forward"]["throughput_bps"].as_f64().unwrap();
+    // tbf counts whole frames (14 B Ethernet + 20 B IP + 32 B TCP with timestamps per 1448 B of
+    // payload at MTU 1500), so the goodput ceiling is 100 Mbit/s × 1448 / 1514.
+    let ceiling = 100e6 * 1448.0 / 1514.0;
+    let err = (bps - ceiling).abs() / ceiling;
+    eprintln!(
+        "tbf 100mbit forward goodput {bps:.0} bit/s, ceiling {ceiling:.0}, {:+.2}%",
+        (bps / ceiling - 1.0) * 100.0
+    );
+    assert!(err <= 0.05, "goodput {bps:.0} bit/s vs {ceiling:.0}: {:.2}% off", err * 100.0);
+    // And reverse, through the other direction's limit.
+    let o = p.exec(&p.a, &["perf", ADDR_B, "-t", "3s", "-R", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let bps = v["reverse"]["throughput_bps"].as_f64().unwrap();
+    eprintln!("tbf 100mbit reverse goodput {bps:.0} bit/s, {:+.2}%", (bps / ceiling - 1.0) * 100.0);
+    assert!((bps - ceiling).abs() / ceiling <= 0.05, "reverse goodput {bps:.0}");
+}
+
+#[test]
+fn netns_loss_accounting_is_exact_and_udp_over_capacity_loses() {
+    let Some(p) = pair_or_skip("l") else { return };
+    p.limit("l", "100mbit").unwrap();
+    let listen = format!("{ADDR_B}:862");
+    let _reflector =
+        spawn(&mut p.exec(&p.b, &["reflect", "--listen", &listen, "--drop-every", "4", "--duration", "30s"]));
+    let _server = spawn(&mut p.exec(&p.b, &["perf", "--server", "--listen", &format!("{ADDR_B}:5301")]));
+    std::thread::sleep(Duration::from_millis(500));
+    let o = p.exec(&p.a, &["ping", ADDR_B, "-c", "40", "-i", "5ms", "-W", "1s", "--json"]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = &v["report"];
+    assert_eq!((r["sent"].as_u64(), r["received"].as_u64(), r["lost"].as_u64()), (Some(40), Some(30), Some(10)));
+    assert_eq!(r["duplicates"].as_u64(), Some(0));
+
+    // UDP at 50 Mbit/s fits through the 100 Mbit/s limit: no loss in the network (a busy CI
+    // host may drop a datagram or two in a socket buffer, hence the 0.5 % allowance).
+    let o = p.exec(&p.a, &["perf", ADDR_B, "--udp", "-b", "50Mbps", "-t", "2s", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let u = &v["udp"];
+    eprintln!("udp 50Mbps through tbf 100mbit: {u}");
+    assert!(u["loss_ratio"].as_f64().unwrap() <= 0.005, "{u}");
+    assert_eq!(u["received"].as_u64().unwrap() + u["lost"].as_u64().unwrap(), u["sent"].as_u64().unwrap());
+    // UDP at 200 Mbit/s does not: about half is lost, and every datagram is accounted for.
+    let o = p.exec(&p.a, &["perf", ADDR_B, "--udp", "-b", "200Mbps", "-t", "2s", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let u = &v["udp"];
+    let (sent, recv, lost) =
+        (u["sent"].as_u64().unwrap(), u["received"].as_u64().unwrap(), u["lost"].as_u64().unwrap());
+    assert_eq!(recv + lost, sent);
+    let loss = u["loss_ratio"].as_f64().unwrap();
+    eprintln!("udp 200Mbps through tbf 100mbit: sent {sent}, received {recv}, lost {lost} ({loss:.4})");
+    assert!((0.40..=0.60).contains(&loss), "loss {loss} at twice the capacity");
+}
+
+/// Three namespaces in a line, a — r — b, with r forwarding: a two-hop path.
+struct Line {
+    ns: Vec<String>,
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        for n in &self.ns {
+            let _ = sh("ip", &["netns", "del", n]);
+        }
+    }
+}
+
+impl Line {
+    fn new() -> Result<Line, String> {
+        let pid = std::process::id();
+        let mut l = Line { ns: Vec::new() };
+        for s in ["a", "r", "b"] {
+            let n = format!("mwt-{pid}-trace{s}");
+            sh("ip", &["netns", "add", &n])?;
+            l.ns.push(n);
+        }
+        let (a, r, b) = (&l.ns[0], &l.ns[1], &l.ns[2]);
+        let links = [(a, r, "10.201.78.1", "10.201.78.2", "x"), (r, b, "10.201.79.1", "10.201.79.2", "y")];
+        for (n1, n2, ip1, ip2, t) in links {
+            let (v1, v2) = (format!("mw{t}{pid}1"), format!("mw{t}{pid}2"));
+            sh("ip", &["link", "add", &v1, "netns", n1, "type", "veth", "peer", "name", &v2, "netns", n2])?;
+            sh("ip", &["-n", n1, "addr", "add", &format!("{ip1}/30"), "dev", &v1])?;
+            sh("ip", &["-n", n2, "addr", "add", &format!("{ip2}/30"), "dev", &v2])?;
+            sh("ip", &["-n", n1, "link", "set", &v1, "up"])?;
+            sh("ip", &["-n", n2, "link", "set", &v2, "up"])?;
+        }
+        sh("ip", &["-n", a, "route", "add", "default", "via", "10.201.78.2"])?;
+        sh("ip", &["-n", b, "route", "add", "default", "via", "10.201.79.1"])?;
+        let sysctl = tool("sysctl");
+        sh("ip", &["netns", "exec", r, &sysctl, "-qw", "net.ipv4.ip_forward=1"])?;
+        // The router limits its ICMP (1 per second, a burst of 6: Linux's defaults, stated);
+        // the destination does not.
+        sh("ip", &["netns", "exec", r, &sysctl, "-qw", "net.ipv4.icmp_ratelimit=1000"])?;
+        sh("ip", &["netns", "exec", b, &sysctl, "-qw", "net.ipv4.icmp_ratelimit=0"])?;
+        Ok(l)
+    }
+}
+
+#[test]
+fn netns_trace_finds_two_hops_and_labels_router_rate_limiting() {
+    let l = match Line::new() {
+        Ok(l) => l,
+        Err(e) => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(!ci, "network namespaces are required under CI: {e}");
+            eprintln!("skipped: cannot create network namespaces ({e})");
+            return;
+        }
+    };
+    for icmp in [false, true] {
+        let mut args = vec![
+            "netns",
+            "exec",
+            &l.ns[0],
+            bin(),
+            "trace",
+            "10.201.79.2",
+            "-c",
+            "20",
+            "-i",
+            "20ms",
+            "-W",
+            "200ms",
+            "--json",
+        ];
+        if icmp {
+            args.push("--icmp");
+        }
+        let o = Command::new(tool("ip")).args(&args).output().unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let hops = v["hops"].as_array().unwrap();
+        assert_eq!(hops.len(), 2, "{v}");
+        assert_eq!(hops[0]["addresses"][0][0], "10.201.78.2");
+        assert_eq!(hops[1]["addresses"][0][0], "10.201.79.2");
+        assert_eq!(hops[1]["destination"], true);
+        assert_eq!(hops[1]["loss_ratio"].as_f64(), Some(0.0), "the destination answers every probe");
+        // 20 rounds in under a second through a router allowing a burst of 6 and 1/s.
+        let loss = hops[0]["loss_ratio"].as_f64().unwrap();
+        eprintln!("trace icmp={icmp}: hop 1 loss {loss}");
+        assert!(loss >= 0.5, "router rate limiting shows as loss at hop 1: {loss}");
+        assert_eq!(hops[0]["loss_kind"], "icmp-rate-limit");
+    }
+}
