@@ -9,8 +9,8 @@ use meshway_units::Nanos;
 pub fn time(ns: u64) -> String {
     let (v, unit) = match ns {
         0..=9_999 => return format!("{ns} ns"),
-        10_000..=9_999_999 => (ns as f64 / 1e3, "us"),
-        10_000_000..=9_999_999_999 => (ns as f64 / 1e6, "ms"),
+        10_000..=999_999 => (ns as f64 / 1e3, "us"),
+        1_000_000..=999_999_999 => (ns as f64 / 1e6, "ms"),
         _ => (ns as f64 / 1e9, "s"),
     };
     format!("{v:.3} {unit}")
@@ -41,6 +41,19 @@ pub fn sim_text(r: &SimReport) -> String {
         t.goodput * 100.0,
         time(t.alpha_ns)
     ));
+    for f in &r.failures {
+        out.push_str(&format!(
+            "  failure: {} ({} link{}) down at {}{}\n",
+            f.what,
+            f.links,
+            if f.links == 1 { "" } else { "s" },
+            time(f.down_ns),
+            f.up_ns.map_or_else(|| ", not restored".to_string(), |u| format!(", up again at {}", time(u)))
+        ));
+    }
+    if !r.failures.is_empty() {
+        out.push('\n');
+    }
     if !r.workloads.is_empty() {
         let mut tab = Table::new(&["workload", "what", "GPUs", "time", "algbw", "busbw", "ideal", "slowdown", "model"]);
         for w in &r.workloads {

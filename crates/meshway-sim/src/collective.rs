@@ -304,6 +304,14 @@ pub fn build(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after
     let nn = n as u64;
     let chunk = spec.size.div_ceil(nn * u64::from(c)).max(1);
     match (spec.op, spec.algo) {
+        (Op::AllToAll | Op::SendRecv, a) if a != Algo::Direct => Err(format!(
+            "{} sends every message directly; algorithm {} does not apply (leave `algorithm` out)",
+            spec.op.name(),
+            a.name()
+        )),
+        (Op::Broadcast, a) if a != Algo::Ring && a != Algo::Direct => {
+            Err(format!("broadcast is modeled as a pipelined ring chain; algorithm {} is not modeled", a.name()))
+        }
         (Op::AllToAll, _) => {
             let bytes = spec.size.div_ceil(nn).max(1);
             let mut all = Vec::with_capacity(n * (n - 1));

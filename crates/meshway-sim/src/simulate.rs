@@ -170,6 +170,9 @@ pub struct SimReport {
     pub seed: u64,
     pub transport: TransportInfo,
     pub workloads: Vec<WorkloadResult>,
+    /// The `[[failure]]` tables as applied.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<FailureInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sweeps: Vec<Sweep>,
     /// The ten directed links with the highest mean utilization.
@@ -296,6 +299,11 @@ fn resolve_ranks(
                 c.invalid("ranks", format!("{x} is not a GPU of this fabric (it has {} GPUs)", topo.ranks()))
             })?;
             out.push(r);
+        }
+        let mut sorted = out.clone();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(c.invalid("ranks", format!("{} is listed twice", topo.rank_name(w[0]))));
         }
         return Ok(out);
     }
@@ -621,8 +629,9 @@ fn flow_line(
 }
 
 /// Failures as arc events.
-fn parse_failures(s: &Scenario, fabric: &Fabric) -> Result<Vec<LinkEvent>, FabricError> {
+fn parse_failures(s: &Scenario, fabric: &Fabric) -> Result<(Vec<LinkEvent>, Vec<FailureInfo>), FabricError> {
     let mut ev = Vec::new();
+    let mut info = Vec::new();
     for (nth, t) in s.config.failure.iter().enumerate() {
         let c = ctx(s, "failure", nth);
         check_keys(t, &c, &["at", "link", "switch", "until", "duration"])?;
@@ -638,6 +647,11 @@ fn parse_failures(s: &Scenario, fabric: &Fabric) -> Result<Vec<LinkEvent>, Fabri
         };
         let find = |name: &str, key: &str| {
             fabric.find(name).ok_or_else(|| c.invalid(key, format!("no node named {name:?} in the fabric")))
+        };
+        let what = match (get_str(t, &c, "link")?, get_str(t, &c, "switch")?) {
+            (Some(l), None) => format!("link {l}"),
+            (None, Some(sw)) => format!("switch {sw}"),
+            _ => String::new(),
         };
         let links: Vec<u32> = match (get_str(t, &c, "link")?, get_str(t, &c, "switch")?) {
             (Some(l), None) => {
@@ -660,6 +674,7 @@ fn parse_failures(s: &Scenario, fabric: &Fabric) -> Result<Vec<LinkEvent>, Fabri
             }
             _ => return Err(c.invalid("link", "give exactly one of `link = \"a:b\"` or `switch = \"name\"`")),
         };
+        info.push(FailureInfo { what, links: links.len(), down_ns: at.0, up_ns: until.map(|u| u.0) });
         for l in links {
             for arc in [2 * l, 2 * l + 1] {
                 ev.push(LinkEvent { at, arc: crate::LinkId(arc), up: false });
@@ -669,7 +684,19 @@ fn parse_failures(s: &Scenario, fabric: &Fabric) -> Result<Vec<LinkEvent>, Fabri
             }
         }
     }
-    Ok(ev)
+    Ok((ev, info))
+}
+
+/// A `[[failure]]` as applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureInfo {
+    /// "switch spine-0" or "link gpu-0:leaf-0".
+    pub what: String,
+    /// Physical links taken down.
+    pub links: usize,
+    pub down_ns: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub up_ns: Option<u64>,
 }
 
 fn transport_info(setup: &Setup<'_>, opts: &Options) -> Result<(TransportInfo, Wire), SimulateError> {
@@ -783,7 +810,7 @@ pub fn simulate(
         topo = topo.with_hop_latency(lat);
     }
     let workloads = parse_workloads(setup, &topo, seed)?;
-    let failures = parse_failures(setup.scenario, setup.fabric)?;
+    let (failures, failure_info) = parse_failures(setup.scenario, setup.fabric)?;
     let cat = setup.catalog;
     let file_prefix = format!("{}: ", setup.scenario.file);
     let cfg = ExecConfig {
@@ -862,7 +889,7 @@ pub fn simulate(
         let (a, b, done, built) = spans[k];
         let ideal_time = ideal.as_ref().and_then(|(iex, isp)| {
             let (ia, ib, idone, _) = isp[k];
-            span_time(iex, ia, ib, idone)
+            span_time(iex, ia, ib, idone, cfg.wire.alpha.0)
         });
         results.push(workload_result(w, &prog, &ex, &*topo_names(&topo), (a, b, done), built, ideal_time, &cfg));
     }
@@ -900,6 +927,7 @@ pub fn simulate(
         seed,
         transport: tinfo,
         workloads: results,
+        failures: failure_info,
         sweeps,
         congested_links: congested,
         links,
@@ -961,10 +989,11 @@ fn topo_names<'a>(t: &'a FabricTopo<'_>) -> Box<dyn Fn(u32) -> String + 'a> {
 }
 
 /// Completion time of messages `a..b` ending in `done`, from the first start.
-fn span_time(ex: &Execution, a: usize, b: usize, done: MsgId) -> Option<u64> {
-    let start = ex.msgs[a..b].iter().filter_map(|m| m.start).min().map_or(0, |s| s.0);
-    let first_sched = start;
-    ex.msgs[done as usize].end.map(|e| e.0.saturating_sub(first_sched.min(e.0)))
+/// Counted, like the main run's, from the first message's start less the endpoint latency it
+/// paid before it (`alpha`).
+fn span_time(ex: &Execution, a: usize, b: usize, done: MsgId, alpha: u64) -> Option<u64> {
+    let start = ex.msgs[a..b].iter().filter_map(|m| m.start).min().map_or(0, |s| s.0).saturating_sub(alpha);
+    ex.msgs[done as usize].end.map(|e| e.0.saturating_sub(start.min(e.0)))
 }
 
 #[allow(clippy::too_many_arguments)]

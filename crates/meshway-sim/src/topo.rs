@@ -277,10 +277,13 @@ impl<'f> FabricTopo<'f> {
             return None;
         }
         let mut hop = 0u32;
-        let mut rest = match choice {
-            Choice::Spread { index, .. } => index,
+        let index = match choice {
+            Choice::Spread { index, .. } => u64::from(index),
             _ => 0,
         };
+        // Spraying: the part of the index already used to choose earlier hops (`prefix`, below
+        // `prod`) and the rest.
+        let mut prod = 1u64;
         let seed = self.seed;
         while u != d {
             self.scratch.clear();
@@ -313,9 +316,12 @@ impl<'f> FabricTopo<'f> {
                     best
                 }
                 Choice::Spread { key, .. } => {
-                    let i = ((u64::from(rest) + mix(key ^ salt)) % c as u64) as usize;
-                    rest /= c as u32;
-                    i
+                    // Subflows that reached this switch share `prefix` and differ in `rest`;
+                    // adding the prefix staggers the subflows coming through different
+                    // upstream links, so every next hop gets an equal share.
+                    let (prefix, rest) = if prod == 0 { (0, index) } else { (index % prod, index / prod) };
+                    prod = prod.saturating_mul(c as u64);
+                    ((rest + prefix + mix(key ^ salt)) % c as u64) as usize
                 }
             };
             let (v, l) = self.scratch[pick];
