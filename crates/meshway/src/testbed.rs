@@ -194,7 +194,7 @@ pub fn plan(f: &Fabric, cat: &Catalog, prefix: &str, scale: u64) -> Result<Plan>
             e.push(format!("link set {v} up"));
             tc.entry(ns_.clone())
                 .or_default()
-                .push(format!("qdisc add dev {v} root tbf rate {rate_kbit}kbit burst {burst} latency 100ms"));
+                .push(format!("qdisc add dev {v} root tbf rate {rate_kbit}kbit burst {burst} latency 10ms"));
         }
         veths.push((i, va, na, vb, nb));
     }
