@@ -342,9 +342,23 @@ pub fn ping(a: PingArgs) -> Result<()> {
         emit(&ping_summary(&report))?;
     }
     if report.echo.counts.received == 0 {
-        bail!("no answer from {} ({} probes sent)", report.address, report.echo.counts.sent);
+        let hint =
+            if matches!(report.kind, PingKind::Tcp | PingKind::Http) { refused_hint(&report.address) } else { "" };
+        bail!("no answer from {} ({} probes sent){hint}", report.address, report.echo.counts.sent);
     }
     Ok(())
+}
+
+/// For a TCP or HTTP target that never answered: whether the host actively refuses the
+/// connection (nothing listens on the port), which is not the same as packets being lost.
+fn refused_hint(address: &str) -> &'static str {
+    let Ok(addr) = address.parse::<std::net::SocketAddr>() else { return "" };
+    match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500)) {
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            ": the connection is refused (a TCP reset: nothing listens on that port)"
+        }
+        _ => "",
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -111,6 +111,16 @@ fn bad_input_exits_2_with_a_message() {
 }
 
 #[test]
+fn a_refused_tcp_target_is_named_as_refused() {
+    // A port nothing listens on (bound, then released) on loopback.
+    let port = free_port();
+    let o = meshway(&["ping", "--kind", "tcp", &format!("127.0.0.1:{port}"), "-c", "2", "-i", "10ms"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = text(&o.stderr);
+    assert!(e.contains("2 probes sent") && e.contains("connection is refused"), "{e}");
+}
+
+#[test]
 fn help_has_examples() {
     for cmd in ["reflect", "ping", "perf"] {
         let o = meshway(&[cmd, "--help"]);
