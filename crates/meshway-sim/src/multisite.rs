@@ -642,7 +642,10 @@ pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, Si
     let mut by_distance = Vec::new();
     for &d in &opts.distances {
         let v = variant(s, cat, Some(d), None);
-        let f = v.build(cat)?;
+        // The distance comes from the sweep (--distances), not the file: say so.
+        let f = v.build(cat).map_err(|e| {
+            SimulateError::Other(format!("--distances {d}: every DCI span set to {d} does not build: {e}"))
+        })?;
         let (step, flat) = both(&runner, &v, &f, cat)?;
         by_distance.push(DistanceRow {
             distance_m: d.0 / 1000,
@@ -658,7 +661,9 @@ pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, Si
     let mut by_capacity = Vec::new();
     for &w in &opts.wavelengths {
         let v = variant(s, cat, None, Some(w));
-        let f = v.build(cat)?;
+        let f = v.build(cat).map_err(|e| {
+            SimulateError::Other(format!("--wavelengths {w}: every DCI span with {w} wavelengths does not build: {e}"))
+        })?;
         let (step, flat) = both(&runner, &v, &f, cat)?;
         by_capacity.push(CapacityRow {
             wavelengths: w,
