@@ -8,10 +8,11 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 pub const HELP: &str = "Examples:
-  meshway simulate examples/leaf-spine-1024.toml
-  meshway simulate examples/fat-tree-k16.toml --routing spray --json
+  meshway simulate examples/simulate-rail-256.toml
+  meshway simulate examples/simulate-rail-256.toml --routing spray --json
   meshway simulate examples/train-3d-1024.toml --csv > flows.csv
-  meshway simulate examples/leaf-spine-1024.toml --htsim perm.cm
+  meshway simulate examples/bench/a2a-fat-tree-1024.toml --htsim a2a.cm
+  meshway simulate examples/simulate-rail-256.toml --seed 7 --tolerance 0
 
 Runs the scenario's [[workload]] tables one after another on its fabric, with its
 [[failure]] tables applied, and reports each workload's completion time, nccl-tests
