@@ -370,9 +370,13 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                                 EchoEvent::Reply { rtt_ns: Some(r), .. } => {
                                     Sample { at_ns: clock::unix_nanos(), rtt_ns: Some(*r), value: None }
                                 }
-                                EchoEvent::Lost { .. } => {
-                                    Sample { at_ns: clock::unix_nanos(), rtt_ns: None, value: None }
-                                }
+                                // Declared lost one timeout after it was sent: stamp it with its
+                                // send time, so it falls in the same window as its neighbours.
+                                EchoEvent::Lost { .. } => Sample {
+                                    at_ns: clock::unix_nanos().saturating_sub(t.timeout.0),
+                                    rtt_ns: None,
+                                    value: None,
+                                },
                                 _ => return,
                             };
                             let _ = tx.send(Msg { target: name.clone(), sample });
