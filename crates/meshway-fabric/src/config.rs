@@ -209,4 +209,7 @@ pub struct TransportConfig {
     pub mtu: Option<Bytes>,
     /// Whether the fabric must be lossless (default: yes for infiniband and roce).
     pub lossless: Option<bool>,
+    /// Queue pairs (subflows, each hashed on its own) per connection, as
+    /// NCCL_IB_QPS_PER_CONNECTION (default: the catalog's `qps-per-connection`).
+    pub qps: Option<u32>,
 }

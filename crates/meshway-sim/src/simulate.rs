@@ -804,6 +804,12 @@ pub fn simulate(
 ) -> Result<SimReport, SimulateError> {
     let seed = opts.seed.or(setup.scenario.config.seed).unwrap_or(1);
     let (tinfo, wire) = transport_info(setup, opts)?;
+    if let Some(q) = setup.scenario.config.transport.as_ref().and_then(|t| t.qps) {
+        if q == 0 || q > 64 {
+            let c = Ctx::new(&setup.scenario.file, &setup.scenario.text, "transport", 0, "transport");
+            return Err(c.invalid("qps", format!("expected 1 to 64 queue pairs per connection, got {q}")).into());
+        }
+    }
     let hop_latency = setup.catalog.transport_profile(&tinfo.kind).and_then(|p| p.hop_latency);
     let mut topo = FabricTopo::new(setup.fabric, setup.catalog, seed);
     if let Some(lat) = hop_latency {
@@ -816,7 +822,7 @@ pub fn simulate(
     let cfg = ExecConfig {
         policy: tinfo.routing,
         wire,
-        qps: cat.simulation.qps_per_connection,
+        qps: setup.scenario.config.transport.as_ref().and_then(|t| t.qps).unwrap_or(cat.simulation.qps_per_connection),
         spray_paths: cat.simulation.spray_paths,
         seed,
         tolerance_ppm: (opts.tolerance.unwrap_or(cat.simulation.completion_tolerance).clamp(0.0, 0.5) * 1e6).round()

@@ -442,3 +442,20 @@ fn infiniband_uses_its_headers_alpha_and_switch_latency() {
     let expected = ib.alpha.0 + fluid + 2 * prop.0 + ib.hop_latency.unwrap().0 + last_packet;
     assert_eq!(r.workloads[0].time_ns, Some(expected));
 }
+
+#[test]
+fn more_queue_pairs_per_connection_spread_ecmp_collisions() {
+    let one = run(FAT_TREE_PERM, &policy(Policy::Ecmp));
+    let text = FAT_TREE_PERM.replace("[[workload]]", "[transport]\nqps = 8\n[[workload]]");
+    let eight = run(&text, &policy(Policy::Ecmp));
+    let (t1, t8) = (one.workloads[0].time_ns.unwrap(), eight.workloads[0].time_ns.unwrap());
+    assert!(t8 < t1, "8 QPs ({t8} ns) should beat 1 QP ({t1} ns) under ECMP");
+    let e = run_with(
+        &FAT_TREE_PERM.replace("[[workload]]", "[transport]\nqps = 0\n[[workload]]"),
+        &Options::default(),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("`transport.qps`: expected 1 to 64"), "{e}");
+}
