@@ -10,6 +10,7 @@ use crate::topo::{mix, FabricTopo, IdealTopo, Topology};
 use crate::training::{self, TrainSpec};
 use crate::SimError;
 use meshway_fabric::config::{RoutingKind, TransportKind};
+use meshway_fabric::error::closest;
 use meshway_fabric::scenario::Ctx;
 use meshway_fabric::{Catalog, Fabric, FabricError, Scenario};
 use meshway_units::{BitsPerSec, Bytes, Nanos, SimTime};
@@ -253,29 +254,11 @@ fn get_u64(t: &toml::Table, c: &Ctx<'_>, key: &str) -> Result<Option<u64>, Fabri
 fn check_keys(t: &toml::Table, c: &Ctx<'_>, allowed: &[&str]) -> Result<(), FabricError> {
     for k in t.keys() {
         if !allowed.contains(&k.as_str()) {
-            let hint = allowed
-                .iter()
-                .min_by_key(|a| edit_distance(a, k))
-                .filter(|a| edit_distance(a, k) <= 3)
-                .map(|a| format!("; did you mean `{a}`?"))
-                .unwrap_or_default();
+            let hint = closest(k, allowed).map(|a| format!("; did you mean `{a}`?")).unwrap_or_default();
             return Err(c.invalid(k, format!("unknown key (expected one of {}){hint}", allowed.join(", "))));
         }
     }
     Ok(())
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// Resolves `group`/`ranks` keys into ranks.

@@ -1,24 +1,9 @@
 //! `meshway infer` and `meshway place` as a user runs them.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+use common::*;
 
 const EXAMPLE: &str = "examples/inference-edge-vs-central.toml";
-
-fn meshway(args: &[&str]) -> Output {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    Command::new(env!("CARGO_BIN_EXE_meshway")).args(args).current_dir(root).output().expect("run meshway")
-}
-
-/// Compares with tests/golden/NAME; `UPDATE_GOLDEN=1` rewrites it.
-fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(expected == actual, "golden {name} differs (UPDATE_GOLDEN=1 to accept):\n{actual}");
-}
 
 #[test]
 fn infer_golden_table() {

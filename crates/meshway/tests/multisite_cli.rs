@@ -1,33 +1,7 @@
 //! `meshway multisite` as a user runs it: golden table, JSON, the demo line, bad input.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn meshway(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_meshway")).args(args).current_dir(root()).output().expect("run meshway")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-/// Compares with tests/golden/NAME; `UPDATE_GOLDEN=1` rewrites it.
-fn golden(name: &str, actual: &str) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(expected == actual, "golden {name} differs (UPDATE_GOLDEN=1 to accept):\n{actual}");
-}
+mod common;
+use common::*;
 
 #[test]
 fn multisite_golden_table() {
