@@ -4,7 +4,7 @@
 use meshway_units::{BitsPerSec, Bytes, Meters, Ratio};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ScenarioConfig {
     pub name: Option<String>,
@@ -18,9 +18,9 @@ pub struct ScenarioConfig {
     pub transport: Option<TransportConfig>,
     /// Read by `simulate` and `testbed`; the planner ignores them.
     #[serde(default)]
-    pub workload: Vec<toml::Table>,
+    pub workload: Vec<crate::workload_config::WorkloadConfig>,
     #[serde(default)]
-    pub failure: Vec<toml::Table>,
+    pub failure: Vec<crate::workload_config::FailureConfig>,
     /// Inference (read by `meshway infer` and `meshway place`; the planner ignores them).
     pub inference: Option<crate::infer_config::InferenceConfig>,
     #[serde(default)]
@@ -29,7 +29,7 @@ pub struct ScenarioConfig {
     pub region: Vec<crate::infer_config::RegionConfig>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum FabricKind {
     ThreeTier,
@@ -51,14 +51,14 @@ impl FabricKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TaperAt {
     Leaf,
     Aggregation,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct FabricConfig {
     pub kind: FabricKind,
@@ -104,7 +104,7 @@ pub struct FabricConfig {
     pub split: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct CableLengthsConfig {
     pub host_leaf: Option<Meters>,
@@ -113,7 +113,7 @@ pub struct CableLengthsConfig {
     pub border: Option<Meters>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct CustomNode {
     pub name: String,
@@ -129,14 +129,14 @@ pub struct CustomNode {
     pub group: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CustomNodeKind {
     Gpu,
     Switch,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct CustomLink {
     pub a: String,
@@ -146,7 +146,7 @@ pub struct CustomLink {
     pub count: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct SiteConfig {
     pub name: String,
@@ -167,7 +167,7 @@ pub struct SiteConfig {
     pub model: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct DciConfig {
     pub a: String,
@@ -181,7 +181,7 @@ pub struct DciConfig {
     pub wavelengths: Option<u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum TransportKind {
     Infiniband,
@@ -190,7 +190,7 @@ pub enum TransportKind {
     Tcp,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RoutingKind {
     #[default]
@@ -199,7 +199,7 @@ pub enum RoutingKind {
     Spray,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TransportConfig {
     #[serde(default)]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// `[inference]`: run settings.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct InferenceConfig {
     /// Routing of each request to a site: nearest | least-loaded | latency-aware.
@@ -19,7 +19,7 @@ pub struct InferenceConfig {
 }
 
 /// `[[model]]`: serving characteristics of one model replica ("server").
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ModelConfig {
     pub name: String,
@@ -43,7 +43,7 @@ pub struct ModelConfig {
 }
 
 /// `[[region]]`: a user population.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RegionConfig {
     pub name: String,
@@ -76,7 +76,7 @@ pub struct RegionConfig {
     pub hops: BTreeMap<String, u32>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SiteTier {
     Edge,

@@ -24,7 +24,11 @@ fn toml_syntax_error_has_line_and_column() {
 #[test]
 fn unknown_key_suggests_the_closest() {
     let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\nleaf-radx = 64\n");
-    assert!(e.starts_with("bad.toml:4:1: unknown field `leaf-radx`, expected one of"), "{e}");
+    assert!(
+        e.starts_with("bad.toml:4:1: `fabric.leaf-radx`: unknown key `leaf-radx`: expected one of leaf-radix, "),
+        "{e}"
+    );
+    assert!(e.contains("... (25 in all)"), "at most a handful of keys, closest first: {e}");
     assert!(e.ends_with("did you mean `leaf-radix`?"), "{e}");
     let e = err("[fabrc]\nkind = \"leaf-spine\"\n");
     assert!(e.contains("did you mean `fabric`?"), "{e}");
@@ -33,17 +37,32 @@ fn unknown_key_suggests_the_closest() {
 #[test]
 fn unknown_kind_lists_the_choices() {
     let e = err("[fabric]\nkind = \"torus\"\ngpus = 8\n");
-    assert!(e.starts_with("bad.toml:2:8: unknown variant `torus`, expected one of `three-tier`"), "{e}");
+    assert_eq!(
+        e,
+        "bad.toml:2:8: `fabric.kind`: unknown value \"torus\": expected one of three-tier, leaf-spine, fat-tree, rail-optimized, custom"
+    );
+    let e = err("[fabric]\nkind = \"leafspine\"\ngpus = 8\n");
+    assert!(e.starts_with("bad.toml:2:8: `fabric.kind`: unknown value \"leafspine\""), "{e}");
+    assert!(e.ends_with("; did you mean `leaf-spine`?"), "{e}");
+    let e = err(&format!("{LS}[transport]\nkind = \"rocev2\"\n"));
+    assert!(e.starts_with("bad.toml:5:8: `transport.kind`: unknown value \"rocev2\""), "{e}");
+    assert!(e.ends_with("; did you mean `roce`?"), "{e}");
 }
 
 #[test]
 fn bad_unit_quotes_the_value() {
     let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\nnic = \"400Gbs\"\n");
-    assert!(e.starts_with("bad.toml:4:7: invalid rate \"400Gbs\": unknown unit \"Gbs\""), "{e}");
+    assert!(e.starts_with("bad.toml:4:7: `fabric.nic`: invalid rate \"400Gbs\": unknown unit \"Gbs\""), "{e}");
     let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\noversubscription = \"3-1\"\n");
     assert!(e.contains("invalid ratio \"3-1\""), "{e}");
-    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = -4\n");
-    assert!(e.starts_with("bad.toml:3:8:"), "{e}");
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = -64\n");
+    assert_eq!(e, "bad.toml:3:8: `fabric.gpus`: expected a whole number from 0 to 4294967295, got -64");
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = \"many\"\n");
+    assert_eq!(e, "bad.toml:3:8: `fabric.gpus`: expected a whole number from 0 to 4294967295, got \"many\"");
+    let e = err("[[site]]\nname = \"a\"\n[site.fabric]\nkind = \"leaf-spine\"\ngpus = 8\nnic = \"fast\"\n");
+    assert!(e.starts_with("bad.toml:6:7: `site[1].fabric.nic`: invalid rate \"fast\""), "{e}");
+    let e = err(&format!("{LS}[transport]\nlossless = \"yes\"\n"));
+    assert_eq!(e, "bad.toml:5:12: `transport.lossless`: expected true or false, got \"yes\"");
 }
 
 #[test]

@@ -16,6 +16,7 @@
 
 use crate::program::{Msg, MsgId, Program};
 use crate::topo::Topology;
+use crate::CollectiveError;
 use meshway_units::Nanos;
 use serde::Serialize;
 
@@ -31,16 +32,17 @@ pub enum Op {
 }
 
 impl Op {
-    pub fn parse(s: &str) -> Option<Op> {
-        Some(match s {
-            "all-reduce" | "allreduce" => Op::AllReduce,
-            "all-gather" | "allgather" => Op::AllGather,
-            "reduce-scatter" | "reducescatter" => Op::ReduceScatter,
-            "all-to-all" | "alltoall" => Op::AllToAll,
-            "broadcast" => Op::Broadcast,
-            "send-recv" | "sendrecv" => Op::SendRecv,
-            _ => return None,
-        })
+    /// The operation a scenario names.
+    pub fn from_config(c: meshway_fabric::workload_config::OpConfig) -> Op {
+        use meshway_fabric::workload_config::OpConfig as C;
+        match c {
+            C::AllReduce => Op::AllReduce,
+            C::AllGather => Op::AllGather,
+            C::ReduceScatter => Op::ReduceScatter,
+            C::AllToAll => Op::AllToAll,
+            C::Broadcast => Op::Broadcast,
+            C::SendRecv => Op::SendRecv,
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -79,17 +81,19 @@ pub enum Algo {
 }
 
 impl Algo {
-    pub fn parse(s: &str) -> Option<Algo> {
-        Some(match s {
-            "ring" => Algo::Ring,
-            "tree" | "double-binary-tree" => Algo::Tree,
-            "halving-doubling" | "recursive-halving-doubling" => Algo::HalvingDoubling,
-            "hierarchical" => Algo::Hierarchical,
-            "site-hierarchical" => Algo::SiteHierarchical,
-            "direct" => Algo::Direct,
-            _ => return None,
-        })
+    /// The algorithm a scenario names.
+    pub fn from_config(c: meshway_fabric::workload_config::AlgorithmConfig) -> Algo {
+        use meshway_fabric::workload_config::AlgorithmConfig as C;
+        match c {
+            C::Ring => Algo::Ring,
+            C::Tree => Algo::Tree,
+            C::HalvingDoubling => Algo::HalvingDoubling,
+            C::Hierarchical => Algo::Hierarchical,
+            C::SiteHierarchical => Algo::SiteHierarchical,
+            C::Direct => Algo::Direct,
+        }
     }
+
     pub fn name(self) -> &'static str {
         match self {
             Algo::Ring => "ring",
@@ -295,23 +299,28 @@ fn pick_model(spec: &CollSpec, msgs_if_steps: u64) -> Model {
 }
 
 /// Writes `spec` into `prog`, starting after `after`.
-pub fn build(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[MsgId]) -> Result<Built, String> {
+pub fn build(
+    prog: &mut Program,
+    topo: &mut dyn Topology,
+    spec: &CollSpec,
+    after: &[MsgId],
+) -> Result<Built, CollectiveError> {
     let n = spec.ranks.len();
     if n < 2 {
-        return Err(format!("a collective needs at least 2 ranks, got {n}"));
+        return Err(CollectiveError::TooFewRanks { ranks: n });
     }
     let c = spec.channels.max(1);
     let nn = n as u64;
     let chunk = spec.size.div_ceil(nn * u64::from(c)).max(1);
     match (spec.op, spec.algo) {
-        (Op::AllToAll | Op::SendRecv, a) if a != Algo::Direct => Err(format!(
-            "{} sends every message directly; algorithm {} does not apply (leave `algorithm` out)",
-            spec.op.name(),
-            a.name()
-        )),
-        (Op::Broadcast, a) if a != Algo::Ring && a != Algo::Direct => {
-            Err(format!("broadcast is modeled as a pipelined ring chain; algorithm {} is not modeled", a.name()))
+        (Op::AllToAll | Op::SendRecv, a) if a != Algo::Direct => {
+            Err(CollectiveError::DirectOnly { op: spec.op.name(), algorithm: a.name() })
         }
+        (Op::Broadcast, a) if a != Algo::Ring && a != Algo::Direct => Err(CollectiveError::NotModeled {
+            op: "broadcast",
+            algorithm: a.name(),
+            hint: "broadcast is modeled as a pipelined ring chain",
+        }),
         (Op::AllToAll, _) => {
             let bytes = spec.size.div_ceil(nn).max(1);
             let mut all = Vec::with_capacity(n * (n - 1));
@@ -373,11 +382,11 @@ pub fn build(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after
             let flat = CollSpec { algo: Algo::Ring, ..spec.clone() };
             crate::multisite::site_all_reduce(prog, topo, &flat, &sites, after)
         }
-        (op, algo) => Err(format!(
-            "{} with algorithm {} is not modeled (all-gather and reduce-scatter use ring)",
-            op.name(),
-            algo.name()
-        )),
+        (op, algo) => Err(CollectiveError::NotModeled {
+            op: op.name(),
+            algorithm: algo.name(),
+            hint: "all-gather and reduce-scatter use ring",
+        }),
     }
 }
 
@@ -443,10 +452,10 @@ fn tree(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[M
 }
 
 /// Recursive halving (reduce-scatter) then doubling (all-gather), step by step.
-fn halving_doubling(prog: &mut Program, spec: &CollSpec, after: &[MsgId]) -> Result<Built, String> {
+fn halving_doubling(prog: &mut Program, spec: &CollSpec, after: &[MsgId]) -> Result<Built, CollectiveError> {
     let n = spec.ranks.len();
     if !n.is_power_of_two() {
-        return Err(format!("halving-doubling needs a power-of-two number of ranks, got {n}"));
+        return Err(CollectiveError::NotPowerOfTwo { ranks: n });
     }
     let log = n.trailing_zeros();
     // Per rank: the message it sent and the one it received in the previous step.
@@ -486,10 +495,8 @@ fn hierarchical(
     topo: &mut dyn Topology,
     spec: &CollSpec,
     after: &[MsgId],
-) -> Result<Built, String> {
-    let groups = host_groups(&*topo, &spec.ranks).ok_or_else(|| {
-        "hierarchical all-reduce needs at least 2 hosts with the same number (at least 2) of ranks each".to_string()
-    })?;
+) -> Result<Built, CollectiveError> {
+    let groups = host_groups(&*topo, &spec.ranks).ok_or(CollectiveError::UnevenHosts)?;
     let g = groups[0].len();
     let h = groups.len();
     let shard = spec.size.div_ceil(g as u64).max(1);

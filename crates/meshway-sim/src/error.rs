@@ -39,3 +39,29 @@ pub enum SimError {
     #[error("flow {flow} would finish beyond the largest representable time")]
     TimeOverflow { flow: FlowId },
 }
+
+/// Why a collective (or a training step made of them) cannot be written as a program.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CollectiveError {
+    #[error("a collective needs at least 2 ranks, got {ranks}")]
+    TooFewRanks { ranks: usize },
+    /// All-to-all and send-recv only send directly.
+    #[error("{op} sends every message directly; algorithm {algorithm} does not apply (leave `algorithm` out)")]
+    DirectOnly { op: &'static str, algorithm: &'static str },
+    #[error("{op} with algorithm {algorithm} is not modeled ({hint})")]
+    NotModeled { op: &'static str, algorithm: &'static str, hint: &'static str },
+    #[error("halving-doubling needs a power-of-two number of ranks, got {ranks}")]
+    NotPowerOfTwo { ranks: usize },
+    #[error("a site-hierarchical collective must be an all-reduce, got {op}")]
+    SiteHierarchicalNeedsAllReduce { op: &'static str },
+    #[error("a site-hierarchical all-reduce needs the same number of ranks at every site, got {first} and {other}")]
+    UnevenSites { first: usize, other: usize },
+    #[error("hierarchical all-reduce needs at least 2 hosts with the same number (at least 2) of ranks each")]
+    UnevenHosts,
+    /// A collective simulated alone (a training step's TP or EP group) failed in the engine.
+    #[error("simulating a {what} group alone: {source}")]
+    Probe { what: &'static str, source: SimError },
+    /// The pipeline schedule could not be written (a bug, never a user's mistake).
+    #[error("internal: the 1F1B schedule deadlocked")]
+    ScheduleDeadlock,
+}

@@ -63,5 +63,5 @@ pub mod topo;
 pub mod training;
 
 pub use engine::{FlowId, FlowSpec, LinkId, LinkSpec, LinkView, Network, Router, Simulation};
-pub use error::SimError;
+pub use error::{CollectiveError, SimError};
 pub use result::{FlowResult, LinkStats, SimResult, Stall};

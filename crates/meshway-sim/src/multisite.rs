@@ -25,9 +25,11 @@ use crate::program::{MsgId, Program};
 use crate::simulate::SimulateError;
 use crate::topo::{FabricTopo, Topology};
 use crate::training::{self, TrainSpec};
+use crate::CollectiveError;
 use meshway_fabric::catalog::OpticClass;
 use meshway_fabric::config::{RoutingKind, TransportKind};
 use meshway_fabric::scenario::Ctx;
+use meshway_fabric::workload_config::{OpConfig, Whole, WorkloadKind};
 use meshway_fabric::{Catalog, Fabric, FabricError, LinkClass, Scenario};
 use meshway_units::{Bytes, Meters, Nanos};
 use serde::Serialize;
@@ -60,9 +62,9 @@ pub fn site_all_reduce(
     spec: &CollSpec,
     site_of_rank: &[u32],
     after: &[MsgId],
-) -> Result<Built, String> {
+) -> Result<Built, CollectiveError> {
     if spec.op != Op::AllReduce {
-        return Err(format!("a site-hierarchical collective must be an all-reduce, got {}", spec.op.name()));
+        return Err(CollectiveError::SiteHierarchicalNeedsAllReduce { op: spec.op.name() });
     }
     let groups = site_groups(site_of_rank, &spec.ranks);
     if groups.len() < 2 {
@@ -70,11 +72,7 @@ pub fn site_all_reduce(
     }
     let g = groups[0].len();
     if let Some(bad) = groups.iter().find(|x| x.len() != g) {
-        return Err(format!(
-            "a site-hierarchical all-reduce needs the same number of ranks at every site, got {} and {}",
-            g,
-            bad.len()
-        ));
+        return Err(CollectiveError::UnevenSites { first: g, other: bad.len() });
     }
     let sub = |op: Op, size: u64, ranks: Vec<u32>| CollSpec { op, algo: Algo::Ring, size, ranks, ..spec.clone() };
     let mut steady = false;
@@ -141,10 +139,7 @@ pub struct Options {
 impl Options {
     /// The catalog's `[multisite]` defaults.
     pub fn from_catalog(cat: &Catalog) -> Result<Options, SimulateError> {
-        let m = cat
-            .multisite
-            .as_ref()
-            .ok_or_else(|| SimulateError::Other("the catalog has no [multisite] section (sweep defaults)".into()))?;
+        let m = cat.multisite.as_ref().ok_or(SimulateError::NoMultisiteDefaults)?;
         Ok(Options {
             distances: m.distances.clone(),
             wavelengths: m.wavelengths.clone(),
@@ -285,36 +280,25 @@ fn ctx<'a>(s: &'a Scenario, nth: usize) -> Ctx<'a> {
 impl Runner<'_> {
     /// Parses the workload against `topo` (its GPU count).
     fn job(&self, s: &Scenario, topo: &FabricTopo<'_>) -> Result<Job, FabricError> {
-        let t = &s.config.workload[self.nth];
+        let w = &s.config.workload[self.nth];
         let c = ctx(s, self.nth);
-        match t.get("kind").and_then(|v| v.as_str()) {
-            Some("training") => Ok(Job::Training(Box::new(training::parse(t, &c, topo, self.catalog)?))),
-            _ => {
-                for k in t.keys() {
-                    if !["kind", "name", "op", "algorithm", "size", "channels"].contains(&k.as_str()) {
-                        return Err(c.invalid(
-                            k,
-                            "multisite reads kind, name, op, algorithm, size and channels of an all-reduce",
-                        ));
-                    }
-                }
-                let size = match t.get("size") {
-                    Some(toml::Value::String(x)) => x
-                        .parse::<Bytes>()
-                        .map_err(|e| c.invalid("size", format!("expected a size like \"1GiB\": {e}")))?,
-                    _ => return Err(c.invalid("size", "missing: expected a size like \"1GiB\"")),
-                };
-                if size.0 == 0 {
-                    return Err(c.invalid("size", "must be positive"));
-                }
-                let channels = match t.get("channels") {
-                    None => self.catalog.simulation.channels,
-                    Some(toml::Value::Integer(i)) if (1..=64).contains(i) => *i as u32,
-                    Some(v) => return Err(c.invalid("channels", format!("expected 1 to 64, got {v}"))),
-                };
-                Ok(Job::AllReduce { size: size.0, channels })
-            }
+        if w.kind == WorkloadKind::Training {
+            w.check_keys().map_err(|(k, m)| c.invalid(k, m))?;
+            return Ok(Job::Training(Box::new(training::parse(w, &c, topo, self.catalog)?)));
         }
+        if let Some(k) = w.given_keys().into_iter().find(|k| !["op", "algorithm", "size", "channels"].contains(k)) {
+            return Err(c.invalid(k, "multisite reads kind, name, op, algorithm, size and channels of an all-reduce"));
+        }
+        let size = w.size.ok_or_else(|| c.invalid("size", "missing: expected a size like \"1GiB\""))?;
+        if size.0 == 0 {
+            return Err(c.invalid("size", "must be positive"));
+        }
+        let channels = match w.channels {
+            None => self.catalog.simulation.channels,
+            Some(Whole(i)) if (1..=64).contains(&i) => i as u32,
+            Some(Whole(v)) => return Err(c.invalid("channels", format!("expected 1 to 64, got {v}"))),
+        };
+        Ok(Job::AllReduce { size: size.0, channels })
     }
 
     fn describe(&self) -> Result<(String, String), SimulateError> {
@@ -347,7 +331,7 @@ impl Runner<'_> {
         let done = match job {
             Job::Training(mut t) => {
                 t.site_of_rank = sites.map(<[u32]>::to_vec);
-                training::write(&mut prog, &mut topo, &t, &[], &self.cfg).map_err(SimulateError::Other)?
+                training::write(&mut prog, &mut topo, &t, &[], &self.cfg)?
             }
             Job::AllReduce { size, channels } => {
                 let spec = CollSpec {
@@ -365,16 +349,12 @@ impl Runner<'_> {
                     site_all_reduce(&mut prog, &mut topo, &spec, sites, &[])
                 } else {
                     collective::build(&mut prog, &mut topo, &spec, &[])
-                }
-                .map_err(SimulateError::Other)?;
+                }?;
                 b.done
             }
         };
         let ex = execute(&prog, &mut topo, &self.cfg, &[], &mut |_, _| {})?;
-        ex.msgs[done as usize]
-            .end
-            .map(|e| e.0)
-            .ok_or_else(|| SimulateError::Other(format!("{}: the job did not complete", s.name)))
+        ex.msgs[done as usize].end.map(|e| e.0).ok_or_else(|| SimulateError::Incomplete { scenario: s.name.clone() })
     }
 }
 
@@ -411,8 +391,9 @@ fn both(runner: &Runner<'_>, v: &Scenario, f: &Fabric, cat: &Catalog) -> Result<
 
 fn baseline(s: &Scenario, cat: &Catalog, runner: &Runner<'_>, multi: &Fabric) -> Result<Base, SimulateError> {
     let single = one_site(s);
-    let f = single.build(cat).map_err(|e| {
-        SimulateError::Other(format!("cannot build the one-site baseline (every GPU in site 1's family): {e}"))
+    let f = single.build(cat).map_err(|source| SimulateError::Derived {
+        what: "cannot build the one-site baseline (every GPU in site 1's family)".into(),
+        source,
     })?;
     let groups = sites_of(multi, cat);
     Ok(Base { hier: runner.run_built(&single, &f, Some(&groups))?, flat: runner.run_built(&single, &f, None)? })
@@ -508,9 +489,7 @@ fn exec_config(
         TransportKind::Roce => "roce",
         TransportKind::Tcp => "tcp",
     };
-    let p = cat
-        .transport_profile(kind)
-        .ok_or_else(|| SimulateError::Other(format!("the catalog has no [[transport]] named {kind:?}")))?;
+    let p = cat.transport_profile(kind).ok_or_else(|| SimulateError::NoTransportProfile { kind: kind.to_string() })?;
     // As `meshway simulate` chooses: the scenario's routing, else the transport's default.
     let policy = match (s.config.transport.as_ref().and_then(|t| t.routing), p.default_routing.as_str()) {
         (Some(RoutingKind::Adaptive), _) | (None, "adaptive") => Policy::Adaptive,
@@ -536,10 +515,13 @@ fn share(step: u64, base: u64) -> f64 {
 
 fn check_opts(opts: &Options) -> Result<(), SimulateError> {
     if !(opts.budget > 0.0 && opts.budget < 1.0) {
-        return Err(SimulateError::Other(format!("the budget must be a share in (0, 1), got {}", opts.budget)));
+        return Err(SimulateError::BadOption {
+            option: "--budget",
+            message: format!("expected a share in (0, 1), got {}", opts.budget),
+        });
     }
     if opts.resolution.0 == 0 {
-        return Err(SimulateError::Other("the search resolution must be positive".into()));
+        return Err(SimulateError::BadOption { option: "--resolution", message: "must be positive".into() });
     }
     Ok(())
 }
@@ -565,10 +547,9 @@ fn check(s: &Scenario) -> Result<usize, FabricError> {
         let c = Ctx::new(&s.file, &s.text, "site.fabric", i, &format!("site[{}].fabric", i + 1));
         return Err(c.invalid("gpus", "missing: multisite needs each site's GPU count"));
     }
-    for (nth, t) in s.config.workload.iter().enumerate() {
-        let kind = t.get("kind").and_then(|v| v.as_str());
-        let op = t.get("op").and_then(|v| v.as_str()).unwrap_or("all-reduce");
-        if kind == Some("training") || (kind == Some("collective") && matches!(op, "all-reduce" | "allreduce")) {
+    for (nth, w) in s.config.workload.iter().enumerate() {
+        let all_reduce = w.op.unwrap_or(OpConfig::AllReduce) == OpConfig::AllReduce;
+        if w.kind == WorkloadKind::Training || (w.kind == WorkloadKind::Collective && all_reduce) {
             return Ok(nth);
         }
     }
@@ -643,8 +624,9 @@ pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, Si
     for &d in &opts.distances {
         let v = variant(s, cat, Some(d), None);
         // The distance comes from the sweep (--distances), not the file: say so.
-        let f = v.build(cat).map_err(|e| {
-            SimulateError::Other(format!("--distances {d}: every DCI span set to {d} does not build: {e}"))
+        let f = v.build(cat).map_err(|source| SimulateError::Derived {
+            what: format!("--distances {d}: every DCI span set to {d} does not build"),
+            source,
         })?;
         let (step, flat) = both(&runner, &v, &f, cat)?;
         by_distance.push(DistanceRow {
@@ -661,8 +643,9 @@ pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, Si
     let mut by_capacity = Vec::new();
     for &w in &opts.wavelengths {
         let v = variant(s, cat, None, Some(w));
-        let f = v.build(cat).map_err(|e| {
-            SimulateError::Other(format!("--wavelengths {w}: every DCI span with {w} wavelengths does not build: {e}"))
+        let f = v.build(cat).map_err(|source| SimulateError::Derived {
+            what: format!("--wavelengths {w}: every DCI span with {w} wavelengths does not build"),
+            source,
         })?;
         let (step, flat) = both(&runner, &v, &f, cat)?;
         by_capacity.push(CapacityRow {
@@ -681,10 +664,7 @@ pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, Si
         scenario: s.name.clone(),
         sites,
         spans,
-        workload: s.config.workload[nth]
-            .get("name")
-            .and_then(|v| v.as_str())
-            .map_or_else(|| format!("{kind}-{}", nth + 1), str::to_string),
+        workload: s.config.workload[nth].name.clone().unwrap_or_else(|| format!("{kind}-{}", nth + 1)),
         kind,
         job,
         gpus: base_fabric.gpu_count(),

@@ -8,10 +8,11 @@ use crate::exec::{execute, ExecConfig, Execution, LinkEvent, Policy, Wire};
 use crate::program::{Msg, MsgId, Program};
 use crate::topo::{mix, FabricTopo, IdealTopo, Topology};
 use crate::training::{self, TrainSpec};
-use crate::SimError;
+use crate::{CollectiveError, SimError};
 use meshway_fabric::config::{RoutingKind, TransportKind};
 use meshway_fabric::error::closest;
 use meshway_fabric::scenario::Ctx;
+use meshway_fabric::workload_config::{CollModelConfig, OpConfig, RankRef, WorkloadConfig, WorkloadKind};
 use meshway_fabric::{Catalog, Fabric, FabricError, Scenario};
 use meshway_units::{BitsPerSec, Bytes, Nanos, SimTime};
 use serde::Serialize;
@@ -23,8 +24,27 @@ pub enum SimulateError {
     Scenario(#[from] FabricError),
     #[error(transparent)]
     Engine(#[from] SimError),
-    #[error("{0}")]
-    Other(String),
+    /// A workload's collectives or training step cannot be written (`nth` counts from 1).
+    #[error("{file}workload[{nth}] ({name:?}): {source}")]
+    Workload { file: String, nth: usize, name: String, source: CollectiveError },
+    /// A collective outside any workload table (multisite's job).
+    #[error(transparent)]
+    Collective(#[from] CollectiveError),
+    #[error("the catalog has no [[transport]] named {kind:?}")]
+    NoTransportProfile { kind: String },
+    #[error("the catalog has no [multisite] section (sweep defaults)")]
+    NoMultisiteDefaults,
+    #[error("{scenario}: the job did not complete")]
+    Incomplete { scenario: String },
+    /// A fabric derived from the scenario (a baseline, a swept distance) does not build.
+    #[error("{what}: {source}")]
+    Derived { what: String, source: FabricError },
+    /// A command-line option out of range.
+    #[error("{option}: {message}")]
+    BadOption { option: &'static str, message: String },
+    /// The testbed runs traffic patterns and ring all-reduces only.
+    #[error("workload {workload:?}: {reason}")]
+    NotRunnableOnTestbed { workload: String, reason: &'static str },
 }
 
 /// Command-line overrides.
@@ -214,69 +234,20 @@ fn ctx<'a>(s: &'a Scenario, section: &str, nth: usize) -> Ctx<'a> {
     Ctx::new(&s.file, &s.text, section, nth, &format!("{section}[{}]", nth + 1))
 }
 
-fn get_str<'t>(t: &'t toml::Table, c: &Ctx<'_>, key: &str) -> Result<Option<&'t str>, FabricError> {
-    match t.get(key) {
-        None => Ok(None),
-        Some(toml::Value::String(s)) => Ok(Some(s)),
-        Some(v) => Err(c.invalid(key, format!("expected a string, got {v}"))),
-    }
-}
-
-fn get_parsed<T: std::str::FromStr>(
-    t: &toml::Table,
-    c: &Ctx<'_>,
-    key: &str,
-    what: &str,
-) -> Result<Option<T>, FabricError>
-where
-    T::Err: std::fmt::Display,
-{
-    match t.get(key) {
-        None => Ok(None),
-        Some(toml::Value::String(s)) => {
-            s.parse::<T>().map(Some).map_err(|e| c.invalid(key, format!("expected {what}: {e}")))
-        }
-        Some(toml::Value::Integer(i)) => {
-            i.to_string().parse::<T>().map(Some).map_err(|e| c.invalid(key, format!("expected {what}: {e}")))
-        }
-        Some(v) => Err(c.invalid(key, format!("expected {what}, got {v}"))),
-    }
-}
-
-fn get_u64(t: &toml::Table, c: &Ctx<'_>, key: &str) -> Result<Option<u64>, FabricError> {
-    match t.get(key) {
-        None => Ok(None),
-        Some(toml::Value::Integer(i)) if *i >= 0 => Ok(Some(*i as u64)),
-        Some(v) => Err(c.invalid(key, format!("expected a non-negative integer, got {v}"))),
-    }
-}
-
-fn check_keys(t: &toml::Table, c: &Ctx<'_>, allowed: &[&str]) -> Result<(), FabricError> {
-    for k in t.keys() {
-        if !allowed.contains(&k.as_str()) {
-            let hint = closest(k, allowed).map(|a| format!("; did you mean `{a}`?")).unwrap_or_default();
-            return Err(c.invalid(k, format!("unknown key (expected one of {}){hint}", allowed.join(", "))));
-        }
-    }
-    Ok(())
-}
-
 /// Resolves `group`/`ranks` keys into ranks.
 fn resolve_ranks(
-    t: &toml::Table,
+    w: &WorkloadConfig,
     c: &Ctx<'_>,
     topo: &FabricTopo<'_>,
     fabric: &Fabric,
 ) -> Result<Vec<u32>, FabricError> {
     let all: Vec<u32> = (0..topo.ranks() as u32).collect();
-    if let Some(v) = t.get("ranks") {
-        let arr = v.as_array().ok_or_else(|| c.invalid("ranks", "expected a list of GPU names or rank numbers"))?;
-        let mut out = Vec::new();
-        for x in arr {
+    if let Some(list) = &w.ranks {
+        let mut out = Vec::with_capacity(list.len());
+        for x in list {
             let r = match x {
-                toml::Value::String(s) => topo.rank_by_name(s),
-                toml::Value::Integer(i) => u32::try_from(*i).ok().filter(|&i| (i as usize) < topo.ranks()),
-                _ => None,
+                RankRef::Name(s) => topo.rank_by_name(s),
+                RankRef::Index(i) => u32::try_from(*i).ok().filter(|&i| (i as usize) < topo.ranks()),
             }
             .ok_or_else(|| {
                 c.invalid("ranks", format!("{x} is not a GPU of this fabric (it has {} GPUs)", topo.ranks()))
@@ -290,7 +261,7 @@ fn resolve_ranks(
         }
         return Ok(out);
     }
-    match get_str(t, c, "group")? {
+    match w.group.as_deref() {
         None | Some("all") => Ok(all),
         Some("hosts") => {
             // One GPU per host: the first of each.
@@ -306,12 +277,14 @@ fn resolve_ranks(
         }
         Some(name) => {
             let g = fabric.groups.iter().find(|g| g.name == name).ok_or_else(|| {
-                let names: Vec<&str> = fabric.groups.iter().take(6).map(|g| g.name.as_str()).collect();
+                let names: Vec<&str> = fabric.groups.iter().map(|g| g.name.as_str()).collect();
+                let hint = closest(name, &names).map(|n| format!("; did you mean {n:?}?")).unwrap_or_default();
+                let few: Vec<&str> = names.iter().take(6).copied().collect();
                 c.invalid(
                     "group",
                     format!(
-                        "no group named {name:?}; expected \"all\", \"hosts\" or a group such as {}",
-                        names.join(", ")
+                        "no group named {name:?}; expected \"all\", \"hosts\" or a group such as {}{hint}",
+                        few.join(", ")
                     ),
                 )
             })?;
@@ -338,163 +311,146 @@ fn derangement(n: usize, seed: u64) -> Vec<u32> {
     p
 }
 
+/// The collective a `kind = "collective"` table describes.
+fn collective_kind(
+    w: &WorkloadConfig,
+    c: &Ctx<'_>,
+    topo: &FabricTopo<'_>,
+    setup: &Setup<'_>,
+) -> Result<Kind, FabricError> {
+    let cat = setup.catalog;
+    let op = Op::from_config(w.op.unwrap_or(OpConfig::AllReduce));
+    let algo = match w.algorithm {
+        Some(a) => Algo::from_config(a),
+        None if matches!(op, Op::AllToAll | Op::SendRecv) => Algo::Direct,
+        None => Algo::Ring,
+    };
+    let model = match w.model {
+        None | Some(CollModelConfig::Auto) => None,
+        Some(CollModelConfig::Steps) => Some(Model::Steps),
+        Some(CollModelConfig::Steady) => Some(Model::Steady),
+    };
+    let sweep = match (w.sweep_from, w.sweep_to) {
+        (Some(a), Some(b)) if a.0 > 0 && a.0 <= b.0 => Some((a.0, b.0)),
+        (None, None) => None,
+        _ => return Err(c.invalid("sweep-from", "give both sweep-from and sweep-to, with 0 < from <= to")),
+    };
+    let size = if sweep.is_some() && w.size.is_none() { 1 } else { required_size(w, c)? };
+    let ranks = resolve_ranks(w, c, topo, setup.fabric)?;
+    if ranks.len() < 2 {
+        return Err(c.invalid("ranks", format!("a collective needs at least 2 GPUs, got {}", ranks.len())));
+    }
+    let channels = w.channels.map_or(u64::from(cat.simulation.channels), |c| c.0);
+    if channels == 0 || channels > 64 {
+        return Err(c.invalid("channels", "expected 1 to 64"));
+    }
+    let spec = CollSpec {
+        op,
+        algo,
+        size,
+        ranks,
+        channels: channels as u32,
+        model,
+        steps_limit: cat.simulation.steps_flow_limit,
+        alpha: Nanos::ZERO,
+        packet: 0,
+    };
+    Ok(Kind::Collective { spec, sweep })
+}
+
+fn required_size(w: &WorkloadConfig, c: &Ctx<'_>) -> Result<u64, FabricError> {
+    let b = w.size.ok_or_else(|| c.invalid("size", "missing: expected a size like \"1GiB\""))?;
+    if b.0 == 0 {
+        return Err(c.invalid("size", "must be positive"));
+    }
+    Ok(b.0)
+}
+
+/// The flows of a generated pattern (permutation, uniform, incast, all-to-all).
+fn pattern_kind(
+    w: &WorkloadConfig,
+    c: &Ctx<'_>,
+    topo: &FabricTopo<'_>,
+    fabric: &Fabric,
+    wl_seed: u64,
+) -> Result<Kind, FabricError> {
+    let bytes = required_size(w, c)?;
+    let ranks = resolve_ranks(w, c, topo, fabric)?;
+    let n = ranks.len();
+    if n < 2 {
+        return Err(c.invalid("ranks", "needs at least 2 GPUs"));
+    }
+    let line = |a: u32, b: u32| FlowLine { src: a, dst: b, bytes, start: Nanos::ZERO, deps: Vec::new() };
+    let flows = match w.kind {
+        WorkloadKind::Permutation => {
+            let p = derangement(n, wl_seed);
+            (0..n).map(|i| line(ranks[i], ranks[p[i] as usize])).collect()
+        }
+        WorkloadKind::Uniform => {
+            let count = w.flows.map_or(n as u64, |f| f.0);
+            if count == 0 || count > 50_000_000 {
+                return Err(c.invalid("flows", "expected 1 to 50,000,000 flows"));
+            }
+            let mut st = wl_seed;
+            (0..count)
+                .map(|_| {
+                    st = mix(st);
+                    let a = (st % n as u64) as usize;
+                    st = mix(st);
+                    let b = (a + 1 + (st % (n as u64 - 1)) as usize) % n;
+                    line(ranks[a], ranks[b])
+                })
+                .collect()
+        }
+        WorkloadKind::Incast => {
+            let recv = match &w.receiver {
+                Some(name) => topo
+                    .rank_by_name(name)
+                    .ok_or_else(|| c.invalid("receiver", format!("{name:?} is not a GPU of this fabric")))?,
+                None => ranks[0],
+            };
+            let others: Vec<u32> = ranks.iter().copied().filter(|&r| r != recv).collect();
+            let senders = w.senders.map_or(others.len() as u64, |s| s.0);
+            if senders == 0 || senders > others.len() as u64 {
+                return Err(c.invalid("senders", format!("expected 1 to {}", others.len())));
+            }
+            others[..senders as usize].iter().map(|&a| line(a, recv)).collect()
+        }
+        _ => {
+            let mut v = Vec::with_capacity(n * (n - 1));
+            for i in 0..n {
+                for k in 1..n {
+                    v.push(line(ranks[i], ranks[(i + k) % n]));
+                }
+            }
+            v
+        }
+    };
+    Ok(Kind::Flows { flows })
+}
+
 fn parse_workloads(setup: &Setup<'_>, topo: &FabricTopo<'_>, seed: u64) -> Result<Vec<Workload>, FabricError> {
     let s = setup.scenario;
-    let cat = setup.catalog;
     let mut out = Vec::new();
-    for (nth, t) in s.config.workload.iter().enumerate() {
+    for (nth, w) in s.config.workload.iter().enumerate() {
         let c = ctx(s, "workload", nth);
-        let kind = get_str(t, &c, "kind")?.ok_or_else(|| {
-            c.invalid(
-                "kind",
-                "missing: expected collective, permutation, uniform, incast, all-to-all, flows or training",
-            )
-        })?;
-        let name = get_str(t, &c, "name")?.map(str::to_string).unwrap_or_else(|| format!("{kind}-{}", nth + 1));
-        let start = get_parsed::<Nanos>(t, &c, "start", "a time like \"2ms\"")?;
-        let size = || -> Result<u64, FabricError> {
-            let b = get_parsed::<Bytes>(t, &c, "size", "a size like \"1GiB\"")?
-                .ok_or_else(|| c.invalid("size", "missing: expected a size like \"1GiB\""))?;
-            if b.0 == 0 {
-                return Err(c.invalid("size", "must be positive"));
-            }
-            Ok(b.0)
-        };
-        let common = ["kind", "name", "start"];
-        fn keys(common: &[&'static str], extra: &[&'static str]) -> Vec<&'static str> {
-            common.iter().chain(extra.iter()).copied().collect()
-        }
+        w.check_keys().map_err(|(k, m)| c.invalid(k, m))?;
         let wl_seed = mix(seed ^ (nth as u64 + 1));
-        let kind_v = match kind {
-            "collective" => {
-                check_keys(
-                    t,
-                    &c,
-                    &keys(&common, &["op", "algorithm", "size", "group", "ranks", "channels", "model", "sweep-from", "sweep-to"]),
-                )?;
-                let op_s = get_str(t, &c, "op")?.unwrap_or("all-reduce");
-                let op = Op::parse(op_s).ok_or_else(|| {
-                    c.invalid(
-                        "op",
-                        format!("unknown op {op_s:?}: expected all-reduce, all-gather, reduce-scatter, all-to-all, broadcast or send-recv"),
-                    )
-                })?;
-                let default_algo = if matches!(op, Op::AllToAll | Op::SendRecv) { "direct" } else { "ring" };
-                let algo_s = get_str(t, &c, "algorithm")?.unwrap_or(default_algo);
-                let algo = Algo::parse(algo_s).ok_or_else(|| {
-                    c.invalid(
-                        "algorithm",
-                        format!("unknown algorithm {algo_s:?}: expected ring, tree, halving-doubling, hierarchical or site-hierarchical"),
-                    )
-                })?;
-                let model = match get_str(t, &c, "model")? {
-                    None | Some("auto") => None,
-                    Some("steps") => Some(Model::Steps),
-                    Some("steady") | Some("steady-state") => Some(Model::Steady),
-                    Some(m) => return Err(c.invalid("model", format!("unknown model {m:?}: expected auto, steps or steady"))),
-                };
-                let sweep = match (
-                    get_parsed::<Bytes>(t, &c, "sweep-from", "a size")?,
-                    get_parsed::<Bytes>(t, &c, "sweep-to", "a size")?,
-                ) {
-                    (Some(a), Some(b)) if a.0 > 0 && a.0 <= b.0 => Some((a.0, b.0)),
-                    (None, None) => None,
-                    _ => return Err(c.invalid("sweep-from", "give both sweep-from and sweep-to, with 0 < from <= to")),
-                };
-                let size = if sweep.is_some() && !t.contains_key("size") { 1 } else { size()? };
-                let ranks = resolve_ranks(t, &c, topo, setup.fabric)?;
-                if ranks.len() < 2 {
-                    return Err(c.invalid("ranks", format!("a collective needs at least 2 GPUs, got {}", ranks.len())));
-                }
-                let channels = get_u64(t, &c, "channels")?.unwrap_or(u64::from(cat.simulation.channels));
-                if channels == 0 || channels > 64 {
-                    return Err(c.invalid("channels", "expected 1 to 64"));
-                }
-                let spec = CollSpec {
-                    op,
-                    algo,
-                    size,
-                    ranks,
-                    channels: channels as u32,
-                    model,
-                    steps_limit: cat.simulation.steps_flow_limit,
-                    alpha: Nanos::ZERO,
-                    packet: 0,
-                };
-                Kind::Collective { spec, sweep }
+        let kind = match w.kind {
+            WorkloadKind::Collective => collective_kind(w, &c, topo, setup)?,
+            WorkloadKind::Permutation | WorkloadKind::Uniform | WorkloadKind::Incast | WorkloadKind::AllToAll => {
+                pattern_kind(w, &c, topo, setup.fabric, wl_seed)?
             }
-            "permutation" | "uniform" | "incast" | "all-to-all" => {
-                check_keys(t, &c, &keys(&common, &["size", "group", "ranks", "flows", "senders", "receiver"]))?;
-                let bytes = size()?;
-                let ranks = resolve_ranks(t, &c, topo, setup.fabric)?;
-                let n = ranks.len();
-                if n < 2 {
-                    return Err(c.invalid("ranks", "needs at least 2 GPUs"));
-                }
-                let line = |a: u32, b: u32| FlowLine { src: a, dst: b, bytes, start: Nanos::ZERO, deps: Vec::new() };
-                let flows = match kind {
-                    "permutation" => {
-                        let p = derangement(n, wl_seed);
-                        (0..n).map(|i| line(ranks[i], ranks[p[i] as usize])).collect()
-                    }
-                    "uniform" => {
-                        let count = get_u64(t, &c, "flows")?.unwrap_or(n as u64);
-                        if count == 0 || count > 50_000_000 {
-                            return Err(c.invalid("flows", "expected 1 to 50,000,000 flows"));
-                        }
-                        let mut st = wl_seed;
-                        (0..count)
-                            .map(|_| {
-                                st = mix(st);
-                                let a = (st % n as u64) as usize;
-                                st = mix(st);
-                                let b = (a + 1 + (st % (n as u64 - 1)) as usize) % n;
-                                line(ranks[a], ranks[b])
-                            })
-                            .collect()
-                    }
-                    "incast" => {
-                        let recv = match get_str(t, &c, "receiver")? {
-                            Some(name) => topo
-                                .rank_by_name(name)
-                                .ok_or_else(|| c.invalid("receiver", format!("{name:?} is not a GPU of this fabric")))?,
-                            None => ranks[0],
-                        };
-                        let others: Vec<u32> = ranks.iter().copied().filter(|&r| r != recv).collect();
-                        let senders = get_u64(t, &c, "senders")?.unwrap_or(others.len() as u64) as usize;
-                        if senders == 0 || senders > others.len() {
-                            return Err(c.invalid("senders", format!("expected 1 to {}", others.len())));
-                        }
-                        others[..senders].iter().map(|&a| line(a, recv)).collect()
-                    }
-                    _ => {
-                        let mut v = Vec::with_capacity(n * (n - 1));
-                        for i in 0..n {
-                            for k in 1..n {
-                                v.push(line(ranks[i], ranks[(i + k) % n]));
-                            }
-                        }
-                        v
-                    }
-                };
-                Kind::Flows { flows }
-            }
-            "flows" => {
-                check_keys(t, &c, &keys(&common, &["file"]))?;
-                let file = get_str(t, &c, "file")?.ok_or_else(|| c.invalid("file", "missing: expected a CSV or JSON flow list"))?;
+            WorkloadKind::Flows => {
+                let file =
+                    w.file.as_deref().ok_or_else(|| c.invalid("file", "missing: expected a CSV or JSON flow list"))?;
                 let text = (setup.read_file)(file).map_err(|e| c.invalid("file", e))?;
                 let flows = parse_flow_file(file, &text, topo).map_err(|e| c.invalid("file", e))?;
                 Kind::Flows { flows }
             }
-            "training" => Kind::Training(Box::new(training::parse(t, &c, topo, cat)?)),
-            other => {
-                return Err(c.invalid(
-                    "kind",
-                    format!("unknown kind {other:?}: expected collective, permutation, uniform, incast, all-to-all, flows or training"),
-                ))
-            }
+            WorkloadKind::Training => Kind::Training(Box::new(training::parse(w, &c, topo, setup.catalog)?)),
         };
-        out.push(Workload { nth, name, kind_name: kind.to_string(), start, kind: kind_v });
+        out.push(Workload { nth, name: w.display_name(nth), kind_name: w.kind.to_string(), start: w.start, kind });
     }
     if out.is_empty() {
         return Err(FabricError::Invalid {
@@ -615,14 +571,10 @@ fn flow_line(
 fn parse_failures(s: &Scenario, fabric: &Fabric) -> Result<(Vec<LinkEvent>, Vec<FailureInfo>), FabricError> {
     let mut ev = Vec::new();
     let mut info = Vec::new();
-    for (nth, t) in s.config.failure.iter().enumerate() {
+    for (nth, f) in s.config.failure.iter().enumerate() {
         let c = ctx(s, "failure", nth);
-        check_keys(t, &c, &["at", "link", "switch", "until", "duration"])?;
-        let at = get_parsed::<SimTime>(t, &c, "at", "a time like \"1ms\"")?.unwrap_or(SimTime::ZERO);
-        let until = match (
-            get_parsed::<SimTime>(t, &c, "until", "a time")?,
-            get_parsed::<Nanos>(t, &c, "duration", "a duration")?,
-        ) {
+        let at = f.at.unwrap_or(SimTime::ZERO);
+        let until = match (f.until, f.duration) {
             (Some(u), None) if u > at => Some(u),
             (None, Some(d)) if d.0 > 0 => Some(SimTime(at.0 + d.0)),
             (None, None) => None,
@@ -631,12 +583,12 @@ fn parse_failures(s: &Scenario, fabric: &Fabric) -> Result<(Vec<LinkEvent>, Vec<
         let find = |name: &str, key: &str| {
             fabric.find(name).ok_or_else(|| c.invalid(key, format!("no node named {name:?} in the fabric")))
         };
-        let what = match (get_str(t, &c, "link")?, get_str(t, &c, "switch")?) {
+        let what = match (f.link.as_deref(), f.switch.as_deref()) {
             (Some(l), None) => format!("link {l}"),
             (None, Some(sw)) => format!("switch {sw}"),
             _ => String::new(),
         };
-        let links: Vec<u32> = match (get_str(t, &c, "link")?, get_str(t, &c, "switch")?) {
+        let links: Vec<u32> = match (f.link.as_deref(), f.switch.as_deref()) {
             (Some(l), None) => {
                 let (a, b) = l
                     .split_once(':')
@@ -693,7 +645,7 @@ fn transport_info(setup: &Setup<'_>, opts: &Options) -> Result<(TransportInfo, W
     let p = setup
         .catalog
         .transport_profile(kind)
-        .ok_or_else(|| SimulateError::Other(format!("the catalog has no [[transport]] named {kind:?}")))?;
+        .ok_or_else(|| SimulateError::NoTransportProfile { kind: kind.to_string() })?;
     let routing = opts.routing.unwrap_or(
         match (s.config.transport.as_ref().and_then(|t| t.routing), p.default_routing.as_str()) {
             (Some(RoutingKind::Adaptive), _) => Policy::Adaptive,
@@ -717,6 +669,10 @@ fn transport_info(setup: &Setup<'_>, opts: &Options) -> Result<(TransportInfo, W
         lossless: p.lossless.clone(),
     };
     Ok((info, wire))
+}
+
+fn workload_error(file: &str, w: &Workload, source: CollectiveError) -> SimulateError {
+    SimulateError::Workload { file: file.to_string(), nth: w.nth + 1, name: w.name.clone(), source }
 }
 
 /// Writes a workload into `prog` after `after`; returns its completion wait and the
@@ -753,9 +709,7 @@ fn write_workload(
             } else {
                 after.clone()
             };
-            let built = collective::build(prog, topo, &spec, &gate).map_err(|e| {
-                SimulateError::Other(format!("{}workload[{}] ({:?}): {e}", scn_file, w.nth + 1, w.name))
-            })?;
+            let built = collective::build(prog, topo, &spec, &gate).map_err(|e| workload_error(scn_file, w, e))?;
             let _ = first;
             Ok((built.done, Some(built)))
         }
@@ -771,9 +725,7 @@ fn write_workload(
             Ok((prog.barrier(ids, Nanos::ZERO), None))
         }
         Kind::Training(spec) => {
-            let done = training::write(prog, topo, spec, &after, cfg).map_err(|e| {
-                SimulateError::Other(format!("{}workload[{}] ({:?}): {e}", scn_file, w.nth + 1, w.name))
-            })?;
+            let done = training::write(prog, topo, spec, &after, cfg).map_err(|e| workload_error(scn_file, w, e))?;
             Ok((done, None))
         }
     }
@@ -1188,10 +1140,10 @@ pub fn workload_flows(setup: &Setup<'_>) -> Result<Vec<(String, Phases)>, Simula
         let phases = match &w.kind {
             Kind::Flows { flows } => {
                 if flows.iter().any(|f| !f.deps.is_empty() || f.start.0 > 0) {
-                    return Err(SimulateError::Other(format!(
-                        "workload {:?}: flows with dependencies or start times are not run by the testbed",
-                        w.name
-                    )));
+                    return Err(SimulateError::NotRunnableOnTestbed {
+                        workload: w.name.clone(),
+                        reason: "flows with dependencies or start times are not run by the testbed",
+                    });
                 }
                 vec![flows.iter().map(|f| (f.src, f.dst, f.bytes)).collect()]
             }
@@ -1203,10 +1155,10 @@ pub fn workload_flows(setup: &Setup<'_>) -> Result<Vec<(String, Phases)>, Simula
                     .collect()
             }
             _ => {
-                return Err(SimulateError::Other(format!(
-                    "workload {:?} ({}): the testbed runs traffic patterns and ring all-reduce collectives",
-                    w.name, w.kind_name
-                )))
+                return Err(SimulateError::NotRunnableOnTestbed {
+                    workload: format!("{} ({})", w.name, w.kind_name),
+                    reason: "the testbed runs traffic patterns and ring all-reduce collectives",
+                })
             }
         };
         out.push((w.name.clone(), phases));

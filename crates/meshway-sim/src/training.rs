@@ -22,7 +22,10 @@ use crate::collective::{self, Algo, CollSpec, Op};
 use crate::exec::{execute, ExecConfig};
 use crate::program::{Msg, MsgId, Program};
 use crate::topo::{FabricTopo, Topology};
+use crate::CollectiveError;
+use meshway_fabric::error::closest;
 use meshway_fabric::scenario::Ctx;
+use meshway_fabric::workload_config::{DpAlgorithmConfig, Whole, WorkloadConfig};
 use meshway_fabric::{Catalog, FabricError};
 use meshway_units::Nanos;
 use serde::Serialize;
@@ -124,125 +127,95 @@ pub struct StepReport {
     pub slowdown_vs_ideal: Option<f64>,
 }
 
-fn num(t: &toml::Table, c: &Ctx<'_>, key: &str) -> Result<Option<f64>, FabricError> {
-    match t.get(key) {
-        None => Ok(None),
-        Some(toml::Value::Integer(i)) if *i > 0 => Ok(Some(*i as f64)),
-        Some(toml::Value::Float(f)) if *f > 0.0 && f.is_finite() => Ok(Some(*f)),
-        Some(toml::Value::String(s)) => s
-            .replace('_', "")
-            .parse::<f64>()
-            .ok()
-            .filter(|x| *x > 0.0 && x.is_finite())
-            .map(Some)
-            .ok_or_else(|| c.invalid(key, format!("expected a positive number, got {s:?}"))),
-        Some(v) => Err(c.invalid(key, format!("expected a positive number, got {v}"))),
+/// Validates a `kind = "training"` workload against the fabric (its GPU count) and the
+/// catalog (its GPU models). Keys of other kinds were refused by the caller.
+pub fn parse(w: &WorkloadConfig, c: &Ctx<'_>, topo: &FabricTopo<'_>, cat: &Catalog) -> Result<TrainSpec, FabricError> {
+    let whole = |v: Option<Whole>| v.map(|x| x.0);
+    let need = |key: &str, v: Option<Whole>| {
+        v.map(|x| x.0).filter(|&x| x > 0).ok_or_else(|| c.invalid(key, "missing: expected a positive whole number"))
+    };
+    let parameters = w.parameters.ok_or_else(|| c.invalid("parameters", "missing: e.g. 70e9"))?.0;
+    let layers = u32::try_from(need("layers", w.layers)?).map_err(|_| c.invalid("layers", "too many layers"))?;
+    let hidden = need("hidden", w.hidden)?;
+    let sequence = need("sequence", w.sequence)?;
+    let micro_batch = whole(w.micro_batch).unwrap_or(1);
+    if micro_batch == 0 {
+        return Err(c.invalid("micro-batch", "expected at least 1"));
     }
-}
-
-fn int(t: &toml::Table, c: &Ctx<'_>, key: &str) -> Result<Option<u64>, FabricError> {
-    match num(t, c, key)? {
-        Some(x) if x.fract() == 0.0 && x < 1e15 => Ok(Some(x as u64)),
-        Some(x) => Err(c.invalid(key, format!("expected a whole number, got {x}"))),
-        None => Ok(None),
-    }
-}
-
-const KEYS: &[&str] = &[
-    "kind",
-    "name",
-    "start",
-    "parameters",
-    "layers",
-    "hidden",
-    "sequence",
-    "micro-batch",
-    "global-batch",
-    "tp",
-    "pp",
-    "dp",
-    "ep",
-    "top-k",
-    "order",
-    "gpu",
-    "efficiency",
-    "grad-bytes",
-    "channels",
-    "dp-algorithm",
-];
-
-pub fn parse(t: &toml::Table, c: &Ctx<'_>, topo: &FabricTopo<'_>, cat: &Catalog) -> Result<TrainSpec, FabricError> {
-    if let Some(k) = t.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(c.invalid(k, format!("unknown key for a training workload (expected one of {})", KEYS.join(", "))));
-    }
-    let need = |key: &str, v: Option<u64>| v.ok_or_else(|| c.invalid(key, "missing"));
-    let parameters = num(t, c, "parameters")?.ok_or_else(|| c.invalid("parameters", "missing: e.g. 70e9"))?;
-    let layers = need("layers", int(t, c, "layers")?)? as u32;
-    let hidden = need("hidden", int(t, c, "hidden")?)?;
-    let sequence = need("sequence", int(t, c, "sequence")?)?;
-    let micro_batch = int(t, c, "micro-batch")?.unwrap_or(1);
-    let tp = int(t, c, "tp")?.unwrap_or(1) as u32;
-    let pp = int(t, c, "pp")?.unwrap_or(1) as u32;
+    let degree = |key: &str, v: Option<Whole>| -> Result<u32, FabricError> {
+        u32::try_from(whole(v).unwrap_or(1))
+            .map_err(|_| c.invalid(key, "expected a parallel degree that fits the fabric"))
+    };
+    let tp = degree("tp", w.tp)?;
+    let pp = degree("pp", w.pp)?;
     let n = topo.ranks() as u32;
-    if tp == 0 || pp == 0 || !n.is_multiple_of(tp * pp) {
-        return Err(c.invalid("tp", format!("tp x pp = {} must divide the {n} GPUs", tp * pp)));
+    if tp == 0 || pp == 0 || u64::from(tp) * u64::from(pp) > u64::from(n) || !n.is_multiple_of(tp * pp) {
+        return Err(c.invalid("tp", format!("tp x pp = {} must divide the {n} GPUs", u64::from(tp) * u64::from(pp))));
     }
-    let dp = int(t, c, "dp")?.map_or(n / (tp * pp), |d| d as u32);
-    if tp * pp * dp != n {
+    let dp = match w.dp {
+        None => n / (tp * pp),
+        Some(_) => degree("dp", w.dp)?,
+    };
+    if u64::from(tp) * u64::from(pp) * u64::from(dp) != u64::from(n) {
         return Err(c.invalid("dp", format!("tp x pp x dp = {} x {} x {} must equal the {n} GPUs", tp, pp, dp)));
     }
-    let ep = int(t, c, "ep")?.unwrap_or(1) as u32;
+    let ep = degree("ep", w.ep)?;
     if ep == 0 || dp % ep != 0 {
         return Err(c.invalid("ep", format!("ep must divide dp = {dp}")));
     }
-    let global_batch = int(t, c, "global-batch")?.unwrap_or(micro_batch * u64::from(dp) * u64::from(pp) * 4);
-    if global_batch % (micro_batch * u64::from(dp)) != 0 {
+    let global_batch = whole(w.global_batch).unwrap_or(micro_batch * u64::from(dp) * u64::from(pp) * 4);
+    if global_batch == 0 || global_batch % (micro_batch * u64::from(dp)) != 0 {
         return Err(c.invalid(
             "global-batch",
-            format!("must be a multiple of micro-batch x dp = {}", micro_batch * u64::from(dp)),
+            format!("must be a positive multiple of micro-batch x dp = {}", micro_batch * u64::from(dp)),
         ));
     }
     if !layers.is_multiple_of(pp) {
         return Err(c.invalid("layers", format!("{layers} layers do not split evenly into pp = {pp} stages")));
     }
     let order = {
-        let s = t.get("order").and_then(|v| v.as_str()).unwrap_or("tp,pp,dp");
-        {
-            let dims: Vec<Dim> = s
-                .split(',')
-                .map(|x| match x.trim() {
-                    "tp" => Some(Dim::Tp),
-                    "pp" => Some(Dim::Pp),
-                    "dp" => Some(Dim::Dp),
-                    _ => None,
-                })
-                .collect::<Option<_>>()
-                .ok_or_else(|| c.invalid("order", format!("expected a permutation of tp,pp,dp, got {s:?}")))?;
-            if dims.len() != 3 || dims.iter().any(|d| dims.iter().filter(|e| *e == d).count() != 1) {
-                return Err(c.invalid("order", format!("expected a permutation of tp,pp,dp, got {s:?}")));
-            }
-            [dims[0], dims[1], dims[2]]
+        let s = w.order.as_deref().unwrap_or("tp,pp,dp");
+        let dims: Vec<Dim> = s
+            .split(',')
+            .map(|x| match x.trim() {
+                "tp" => Some(Dim::Tp),
+                "pp" => Some(Dim::Pp),
+                "dp" => Some(Dim::Dp),
+                _ => None,
+            })
+            .collect::<Option<_>>()
+            .ok_or_else(|| c.invalid("order", format!("expected a permutation of tp,pp,dp, got {s:?}")))?;
+        if dims.len() != 3 || dims.iter().any(|d| dims.iter().filter(|e| *e == d).count() != 1) {
+            return Err(c.invalid("order", format!("expected a permutation of tp,pp,dp, got {s:?}")));
         }
+        [dims[0], dims[1], dims[2]]
     };
-    let gpu_name = t.get("gpu").and_then(|v| v.as_str()).unwrap_or(&cat.simulation.gpu_model);
+    let gpu_name = w.gpu.as_deref().unwrap_or(&cat.simulation.gpu_model);
     let gpu = cat.gpu_model(gpu_name).ok_or_else(|| {
         let names: Vec<&str> = cat.gpu.iter().map(|g| g.name.as_str()).collect();
-        c.invalid("gpu", format!("unknown GPU {gpu_name:?}: expected one of {}", names.join(", ")))
+        let hint = closest(gpu_name, &names).map(|n| format!("; did you mean {n:?}?")).unwrap_or_default();
+        c.invalid("gpu", format!("unknown GPU {gpu_name:?}: expected one of {}{hint}", names.join(", ")))
     })?;
-    let efficiency = num(t, c, "efficiency")?.unwrap_or(cat.simulation.compute_efficiency);
-    // DP gradient all-reduce: flat rings (default) or hierarchical by site.
-    let site_of_rank = match t.get("dp-algorithm").map(|v| v.as_str()) {
-        None | Some(Some("ring")) => None,
-        Some(Some("site-hierarchical")) => Some((0..n).map(|r| topo.site_of(r)).collect()),
-        Some(v) => {
-            return Err(c.invalid(
-                "dp-algorithm",
-                format!("expected \"ring\" or \"site-hierarchical\", got {}", v.unwrap_or("a non-string")),
-            ))
-        }
-    };
+    let efficiency = w.efficiency.map_or(cat.simulation.compute_efficiency, |e| e.0);
     if efficiency > 1.0 {
         return Err(c.invalid("efficiency", "expected a share of peak in (0, 1]"));
+    }
+    // DP gradient all-reduce: flat rings (default) or hierarchical by site.
+    let site_of_rank = match w.dp_algorithm {
+        None | Some(DpAlgorithmConfig::Ring) => None,
+        Some(DpAlgorithmConfig::SiteHierarchical) => Some((0..n).map(|r| topo.site_of(r)).collect()),
+    };
+    let channels = whole(w.channels).unwrap_or(u64::from(cat.simulation.channels));
+    if channels == 0 || channels > 64 {
+        return Err(c.invalid("channels", "expected 1 to 64"));
+    }
+    let grad_bytes = whole(w.grad_bytes).unwrap_or(2);
+    if grad_bytes == 0 || grad_bytes > 16 {
+        return Err(c.invalid("grad-bytes", "expected 1 to 16 bytes per gradient element"));
+    }
+    let top_k = whole(w.top_k).unwrap_or(2);
+    if top_k == 0 || top_k > 64 {
+        return Err(c.invalid("top-k", "expected 1 to 64 experts per token"));
     }
     Ok(TrainSpec {
         parameters,
@@ -255,12 +228,12 @@ pub fn parse(t: &toml::Table, c: &Ctx<'_>, topo: &FabricTopo<'_>, cat: &Catalog)
         pp,
         dp,
         ep,
-        top_k: int(t, c, "top-k")?.unwrap_or(2) as u32,
+        top_k: top_k as u32,
         order,
         peak_flops: gpu.peak_flops,
         efficiency,
-        grad_bytes: int(t, c, "grad-bytes")?.unwrap_or(2),
-        channels: int(t, c, "channels")?.unwrap_or(u64::from(cat.simulation.channels)) as u32,
+        grad_bytes,
+        channels: channels as u32,
         steps_limit: cat.simulation.steps_flow_limit,
         site_of_rank,
     })
@@ -273,7 +246,7 @@ fn lone_collective(
     op: Op,
     ranks: Vec<u32>,
     size: u64,
-) -> Result<Nanos, String> {
+) -> Result<Nanos, CollectiveError> {
     if ranks.len() < 2 || size == 0 {
         return Ok(Nanos::ZERO);
     }
@@ -291,7 +264,9 @@ fn lone_collective(
         packet: cfg.wire.mtu + cfg.wire.header,
     };
     let b = collective::build(&mut prog, topo, &spec, &[])?;
-    let ex = execute(&prog, topo, cfg, &[], &mut |_, _| {}).map_err(|e| e.to_string())?;
+    let what = if op == Op::AllToAll { "expert-parallel" } else { "tensor-parallel" };
+    let ex =
+        execute(&prog, topo, cfg, &[], &mut |_, _| {}).map_err(|source| CollectiveError::Probe { what, source })?;
     Ok(Nanos(ex.msgs[b.done as usize].end.map_or(0, |e| e.0)))
 }
 
@@ -302,7 +277,7 @@ pub fn write(
     s: &TrainSpec,
     after: &[MsgId],
     cfg: &ExecConfig,
-) -> Result<MsgId, String> {
+) -> Result<MsgId, CollectiveError> {
     let m = s.micro_batches();
     let act = s.activation_bytes();
     // TP and EP collectives per micro-batch, simulated once for the first group.
@@ -382,7 +357,7 @@ pub fn write(
                     }
                 }
                 if !progressed {
-                    return Err("internal: the 1F1B schedule deadlocked".into());
+                    return Err(CollectiveError::ScheduleDeadlock);
                 }
             }
             step_ends.extend(last_op);

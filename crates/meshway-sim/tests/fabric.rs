@@ -390,11 +390,31 @@ fn err(text: &str) -> String {
 #[test]
 fn bad_workloads_name_file_line_and_key() {
     let e = err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"collectve\"\n"));
-    assert!(e.starts_with("test.toml:10: `workload[1].kind`: unknown kind \"collectve\""), "{e}");
+    assert!(
+        e.starts_with("test.toml:10:8: `workload[1].kind`: unknown value \"collectve\": expected one of collective, "),
+        "{e}"
+    );
+    assert!(e.ends_with("did you mean `collective`?"), "{e}");
     let e = err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nszie = \"1GiB\"\n"));
     assert!(e.contains("`workload[1].szie`") && e.contains("did you mean `size`?"), "{e}");
     let e = err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nsize = \"1GiBs\"\n"));
-    assert!(e.contains("test.toml:11: `workload[1].size`: expected a size"), "{e}");
+    assert!(e.contains("test.toml:11:8: `workload[1].size`: invalid size \"1GiBs\""), "{e}");
+    let e = err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"permutation\"\nsize = \"1MiB\"\nsweep-to = \"1GiB\"\n"));
+    assert!(
+        e.contains("test.toml:12: `workload[1].sweep-to`: does not apply to a permutation workload (it is read by collective workloads)"),
+        "{e}"
+    );
+    let e = err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nsize = \"1MiB\"\nchannels = -2\n"));
+    assert!(e.contains("test.toml:12:12: `workload[1].channels`: expected a whole number of 0 or more, got -2"), "{e}");
+    let e = err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nsize = \"1MiB\"\nranks = [0, 1.5]\n"));
+    assert!(e.contains("`workload[1].ranks`: expected a GPU name such as \"gpu-3\" or a rank number, got 1.5"), "{e}");
+    let e = err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nsize = \"1MiB\"\ngroup = \"leaf-O\"\n"));
+    assert!(e.contains("`workload[1].group`: no group named \"leaf-O\""), "{e}");
+    let e = err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"permutation\"\nsize = \"1MiB\"\n[[failure]]\nswitch = \"leaf-0\"\nwhen = \"1ms\"\n"));
+    assert!(
+        e.contains("`failure[1].when`: unknown key `when`: expected one of at, link, switch, until, duration"),
+        "{e}"
+    );
     let e = err(&format!(
         "{ONE_LEAF}\n[[workload]]\nkind = \"permutation\"\nsize = \"1MiB\"\n[[failure]]\nlink = \"gpu-0:spine-9\"\n"
     ));

@@ -302,15 +302,15 @@ fn simulate_runs_site_hierarchical_collectives_with_the_same_round_trip() {
 #[test]
 fn simulate_training_with_dp_algorithm_site_hierarchical_matches_multisite() {
     use meshway_sim::simulate::{simulate, Options as SimOptions, Setup};
-    let sim = |dp: &str| {
+    let sim = |dp: &str| -> Result<u64, meshway_sim::simulate::SimulateError> {
         let text = two_sites(100, 4, &format!("{TRAINING}dp-algorithm = \"{dp}\"\n"));
         let cat = Catalog::builtin();
-        let s = Scenario::parse(&text, "t.toml").unwrap();
+        let s = Scenario::parse(&text, "t.toml")?;
         let f = s.build(&cat).unwrap();
         let read = |_: &str| -> Result<String, String> { Err("no files".into()) };
         let setup = Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &read };
         let opts = SimOptions { tolerance: Some(0.0), no_ideal: true, ..SimOptions::default() };
-        simulate(&setup, &opts, &mut |_, _| {}).map(|r| r.workloads[0].time_ns.unwrap())
+        Ok(simulate(&setup, &opts, &mut |_, _| {})?.workloads[0].time_ns.unwrap())
     };
     let r = report(&two_sites(100, 4, TRAINING), &opts(&[], &[]));
     assert_eq!(sim("site-hierarchical").unwrap(), r.step_ns);

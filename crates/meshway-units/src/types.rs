@@ -543,3 +543,36 @@ mod tests {
         }
     }
 }
+
+/// JSON Schema of a unit written as a human string or a bare integer in the base unit.
+macro_rules! unit_schema {
+    ($ty:ident, $name:expr, $desc:expr, $example:expr, $integer:expr) => {
+        impl schemars::JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $name.into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                if $integer {
+                    schemars::json_schema!({
+                        "description": $desc,
+                        "anyOf": [{ "type": "string", "examples": [$example] }, { "type": "integer", "minimum": 0 }]
+                    })
+                } else {
+                    schemars::json_schema!({ "description": $desc, "type": "string", "examples": [$example] })
+                }
+            }
+        }
+    };
+}
+unit_schema!(Bytes, "Bytes", "a size: \"1GiB\", \"64KB\", or a whole number of bytes", "1GiB", true);
+unit_schema!(
+    BitsPerSec,
+    "BitsPerSec",
+    "a rate: \"400Gbps\", \"100G\", or a whole number of bits per second",
+    "400Gbps",
+    true
+);
+unit_schema!(Nanos, "Nanos", "a duration: \"2ms\", \"1.5us\", or a whole number of nanoseconds", "2ms", true);
+unit_schema!(SimTime, "SimTime", "a time from the start: \"2ms\", or a whole number of nanoseconds", "1ms", true);
+unit_schema!(Meters, "Meters", "a length: \"100km\", \"3m\", or a whole number of millimetres", "100km", true);
+unit_schema!(Ratio, "Ratio", "a ratio down:up such as \"3:1\"", "3:1", false);

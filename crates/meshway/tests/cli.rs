@@ -59,7 +59,7 @@ fn bad_input_is_a_clear_error() {
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(o.status.code(), Some(2));
-    assert!(err.contains("bad.toml:4:1: unknown field `leaf-radx`"), "{err}");
+    assert!(err.contains("bad.toml:4:1: `fabric.leaf-radx`: unknown key `leaf-radx`"), "{err}");
     assert!(err.contains("did you mean `leaf-radix`?"), "{err}");
     let o = meshway(&["plan", "no/such/file.toml"]);
     assert_eq!(o.status.code(), Some(2));
@@ -130,7 +130,10 @@ fn simulate_errors_exit_2_with_the_key() {
     let o = meshway(&["simulate", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8_lossy(&o.stderr);
-    assert!(e.contains("bad.toml:6: `workload[1].op`: unknown op \"all-reduse\""), "{e}");
+    assert!(
+        e.contains("bad.toml:6:6: `workload[1].op`: unknown value \"all-reduse\": expected one of all-reduce, all-gather, reduce-scatter, all-to-all, broadcast, send-recv; did you mean `all-reduce`?"),
+        "{e}"
+    );
     let o = meshway(&["simulate", p.to_str().unwrap(), "--routing", "random"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("expected ecmp, adaptive or spray"));

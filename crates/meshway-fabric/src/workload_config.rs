@@ -1,0 +1,452 @@
+//! `[[workload]]` and `[[failure]]` as written. Like [`crate::config`], these structs only
+//! describe the syntax: serde checks every key and value type (with the file, line and key of
+//! a mistake), and `meshway-sim` validates them against the fabric (ranks, groups, sizes that
+//! fit) into the engine's programs.
+//!
+//! A workload is one flat table with a `kind` rather than a serde internally tagged enum:
+//! serde buffers a tagged enum's table before choosing the variant, and that buffering loses
+//! the source position of every value inside it, so a bad `size` could no longer be reported
+//! with its line and key. [`WorkloadConfig::check_keys`] then refuses keys that the chosen
+//! kind does not read, naming the kinds that do.
+
+use meshway_units::{Bytes, Nanos, SimTime};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What a `[[workload]]` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadKind {
+    /// An NCCL-style collective (`op`, `algorithm`, `size`, optionally a size sweep).
+    Collective,
+    /// Every GPU sends `size` to one other, a seeded derangement.
+    Permutation,
+    /// `flows` flows of `size` between uniformly chosen pairs.
+    Uniform,
+    /// `senders` GPUs send `size` to one `receiver`.
+    Incast,
+    /// Every GPU sends `size` to every other, as direct flows.
+    AllToAll,
+    /// A flow list from a CSV or JSON `file`.
+    Flows,
+    /// A training step (3D parallelism) from the model's shape.
+    Training,
+}
+
+impl WorkloadKind {
+    pub const ALL: [WorkloadKind; 7] = [
+        WorkloadKind::Collective,
+        WorkloadKind::Permutation,
+        WorkloadKind::Uniform,
+        WorkloadKind::Incast,
+        WorkloadKind::AllToAll,
+        WorkloadKind::Flows,
+        WorkloadKind::Training,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Collective => "collective",
+            WorkloadKind::Permutation => "permutation",
+            WorkloadKind::Uniform => "uniform",
+            WorkloadKind::Incast => "incast",
+            WorkloadKind::AllToAll => "all-to-all",
+            WorkloadKind::Flows => "flows",
+            WorkloadKind::Training => "training",
+        }
+    }
+
+    /// The keys a workload of this kind reads (besides `kind`, `name` and `start`).
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            WorkloadKind::Collective => {
+                &["op", "algorithm", "size", "group", "ranks", "channels", "model", "sweep-from", "sweep-to"]
+            }
+            WorkloadKind::Permutation | WorkloadKind::AllToAll => &["size", "group", "ranks"],
+            WorkloadKind::Uniform => &["size", "group", "ranks", "flows"],
+            WorkloadKind::Incast => &["size", "group", "ranks", "senders", "receiver"],
+            WorkloadKind::Flows => &["file"],
+            WorkloadKind::Training => &[
+                "parameters",
+                "layers",
+                "hidden",
+                "sequence",
+                "micro-batch",
+                "global-batch",
+                "tp",
+                "pp",
+                "dp",
+                "ep",
+                "top-k",
+                "order",
+                "gpu",
+                "efficiency",
+                "grad-bytes",
+                "channels",
+                "dp-algorithm",
+            ],
+        }
+    }
+}
+
+impl fmt::Display for WorkloadKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A collective operation, as nccl-tests names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpConfig {
+    AllReduce,
+    AllGather,
+    ReduceScatter,
+    AllToAll,
+    Broadcast,
+    SendRecv,
+}
+
+/// How a collective moves its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlgorithmConfig {
+    Ring,
+    Tree,
+    HalvingDoubling,
+    Hierarchical,
+    SiteHierarchical,
+    Direct,
+}
+
+/// Granularity of a collective's simulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CollModelConfig {
+    /// Steps for small collectives, steady state for large ones.
+    Auto,
+    /// Every step of the algorithm as its own flows.
+    Steps,
+    /// One flow per channel and neighbour carrying the whole volume.
+    Steady,
+}
+
+/// The data-parallel gradient all-reduce of a training workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DpAlgorithmConfig {
+    Ring,
+    SiteHierarchical,
+}
+
+/// A GPU named or numbered in `ranks = [...]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum RankRef {
+    /// A rank number, 0-based.
+    Index(u64),
+    /// A GPU name such as "gpu-12".
+    Name(String),
+}
+
+impl fmt::Display for RankRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RankRef::Index(i) => write!(f, "{i}"),
+            RankRef::Name(n) => write!(f, "{n:?}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RankRef {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RankRef;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a GPU name such as \"gpu-3\" or a rank number")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RankRef, E> {
+                Ok(RankRef::Name(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RankRef, E> {
+                Ok(RankRef::Index(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RankRef, E> {
+                u64::try_from(v).map(RankRef::Index).map_err(|_| E::custom(format!("rank {v} is negative")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A whole number written as an integer, an integral float (`70e9`) or a string of either
+/// (`"8_192"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct Whole(pub u64);
+
+/// A positive finite number written as a number or a string (`"1.3e9"`).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, schemars::JsonSchema)]
+#[serde(transparent)]
+pub struct Positive(pub f64);
+
+fn number_from_str(s: &str) -> Option<f64> {
+    s.replace('_', "").trim().parse::<f64>().ok()
+}
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Positive;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a positive number such as 70e9")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Positive, E> {
+                if v > 0.0 && v.is_finite() {
+                    Ok(Positive(v))
+                } else {
+                    Err(E::custom(format!("expected a positive number, got {v}")))
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Positive, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Positive, E> {
+                self.visit_f64(v as f64)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Positive, E> {
+                match number_from_str(v) {
+                    Some(x) => self.visit_f64(x),
+                    None => Err(E::custom(format!("expected a positive number, got {v:?}"))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Whole {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Whole;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number such as 8")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Whole, E> {
+                Ok(Whole(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Whole, E> {
+                u64::try_from(v)
+                    .map(Whole)
+                    .map_err(|_| E::custom(format!("expected a whole number of 0 or more, got {v}")))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Whole, E> {
+                if v >= 0.0 && v.fract() == 0.0 && v < 1e15 {
+                    Ok(Whole(v as u64))
+                } else {
+                    Err(E::custom(format!("expected a whole number, got {v}")))
+                }
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Whole, E> {
+                match number_from_str(v) {
+                    Some(x) => self.visit_f64(x),
+                    None => Err(E::custom(format!("expected a whole number, got {v:?}"))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One `[[workload]]` table. Which keys apply depends on `kind`
+/// ([`WorkloadKind::keys`]); [`WorkloadConfig::check_keys`] refuses the others.
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WorkloadConfig {
+    pub kind: WorkloadKind,
+    /// Name in reports (default: kind and position, e.g. "collective-1").
+    pub name: Option<String>,
+    /// A fixed start time ("2ms"); by default a workload starts when the previous completes.
+    pub start: Option<Nanos>,
+    /// Bytes per rank (collectives: the buffer nccl-tests calls size; flows: each flow).
+    pub size: Option<Bytes>,
+    /// The GPUs taking part: "all" (default), "hosts" (one GPU per host) or a fabric group.
+    pub group: Option<String>,
+    /// The GPUs taking part, by name or rank number (instead of `group`).
+    pub ranks: Option<Vec<RankRef>>,
+    /// Collective: the operation (default all-reduce).
+    pub op: Option<OpConfig>,
+    /// Collective: the algorithm (default ring; direct for all-to-all and send-recv).
+    pub algorithm: Option<AlgorithmConfig>,
+    /// Collective, training: channels (rings) per collective (default: the catalog's).
+    pub channels: Option<Whole>,
+    /// Collective: simulation granularity (default auto).
+    pub model: Option<CollModelConfig>,
+    /// Collective: sweep sizes by powers of two from `sweep-from` to `sweep-to`.
+    pub sweep_from: Option<Bytes>,
+    pub sweep_to: Option<Bytes>,
+    /// Uniform: number of flows (default: one per GPU).
+    pub flows: Option<Whole>,
+    /// Incast: number of senders (default: every GPU but the receiver).
+    pub senders: Option<Whole>,
+    /// Incast: the receiving GPU by name (default: the first rank).
+    pub receiver: Option<String>,
+    /// Flows: a CSV or JSON flow list, relative to the scenario file.
+    pub file: Option<String>,
+    /// Training: parameters of the model (e.g. 70e9).
+    pub parameters: Option<Positive>,
+    /// Training: transformer layers, hidden size, sequence length.
+    pub layers: Option<Whole>,
+    pub hidden: Option<Whole>,
+    pub sequence: Option<Whole>,
+    /// Training: sequences per micro-batch (default 1) and per step.
+    pub micro_batch: Option<Whole>,
+    pub global_batch: Option<Whole>,
+    /// Training: tensor, pipeline, data and expert parallel degrees.
+    pub tp: Option<Whole>,
+    pub pp: Option<Whole>,
+    pub dp: Option<Whole>,
+    pub ep: Option<Whole>,
+    /// Training: experts each token visits (mixture of experts; default 2).
+    pub top_k: Option<Whole>,
+    /// Training: rank order of the parallel dimensions, innermost first (default "tp,pp,dp").
+    pub order: Option<String>,
+    /// Training: GPU model from the catalog (default: the catalog's).
+    pub gpu: Option<String>,
+    /// Training: share of peak FLOP/s reached by compute kernels (default: the catalog's).
+    pub efficiency: Option<Positive>,
+    /// Training: bytes per gradient element (default 2).
+    pub grad_bytes: Option<Whole>,
+    /// Training: the DP gradient all-reduce (default ring).
+    pub dp_algorithm: Option<DpAlgorithmConfig>,
+}
+
+impl WorkloadConfig {
+    /// The keys given in this table besides `kind`, `name` and `start`.
+    pub fn given_keys(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let mut add = |k: &'static str, present: bool| {
+            if present {
+                v.push(k);
+            }
+        };
+        add("size", self.size.is_some());
+        add("group", self.group.is_some());
+        add("ranks", self.ranks.is_some());
+        add("op", self.op.is_some());
+        add("algorithm", self.algorithm.is_some());
+        add("channels", self.channels.is_some());
+        add("model", self.model.is_some());
+        add("sweep-from", self.sweep_from.is_some());
+        add("sweep-to", self.sweep_to.is_some());
+        add("flows", self.flows.is_some());
+        add("senders", self.senders.is_some());
+        add("receiver", self.receiver.is_some());
+        add("file", self.file.is_some());
+        add("parameters", self.parameters.is_some());
+        add("layers", self.layers.is_some());
+        add("hidden", self.hidden.is_some());
+        add("sequence", self.sequence.is_some());
+        add("micro-batch", self.micro_batch.is_some());
+        add("global-batch", self.global_batch.is_some());
+        add("tp", self.tp.is_some());
+        add("pp", self.pp.is_some());
+        add("dp", self.dp.is_some());
+        add("ep", self.ep.is_some());
+        add("top-k", self.top_k.is_some());
+        add("order", self.order.is_some());
+        add("gpu", self.gpu.is_some());
+        add("efficiency", self.efficiency.is_some());
+        add("grad-bytes", self.grad_bytes.is_some());
+        add("dp-algorithm", self.dp_algorithm.is_some());
+        v
+    }
+
+    /// The first key that `kind` does not read, with a message naming the kinds that do.
+    pub fn check_keys(&self) -> Result<(), (&'static str, String)> {
+        let allowed = self.kind.keys();
+        for k in self.given_keys() {
+            if !allowed.contains(&k) {
+                let users: Vec<&str> =
+                    WorkloadKind::ALL.iter().filter(|w| w.keys().contains(&k)).map(|w| w.name()).collect();
+                return Err((
+                    k,
+                    format!(
+                        "does not apply to a {} workload (it is read by {} workloads); a {} workload reads {}",
+                        self.kind,
+                        users.join(", "),
+                        self.kind,
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The name in reports.
+    pub fn display_name(&self, nth: usize) -> String {
+        self.name.clone().unwrap_or_else(|| format!("{}-{}", self.kind, nth + 1))
+    }
+}
+
+/// One `[[failure]]` table: a link or a switch down at `at`, optionally up again.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct FailureConfig {
+    /// When it fails (default: at the start).
+    pub at: Option<SimTime>,
+    /// A link, "node-a:node-b" (every parallel link between them).
+    pub link: Option<String>,
+    /// A switch (every link of it).
+    pub switch: Option<String>,
+    /// When it comes back (after `at`), or
+    pub until: Option<SimTime>,
+    /// how long it stays down.
+    pub duration: Option<Nanos>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_name_round_trips() {
+        for k in WorkloadKind::ALL {
+            let v: WorkloadConfig = toml::from_str(&format!("kind = \"{}\"", k.name())).unwrap();
+            assert_eq!(v.kind, k);
+        }
+    }
+
+    #[test]
+    fn numbers_in_every_spelling() {
+        let v: WorkloadConfig =
+            toml::from_str("kind = \"training\"\nparameters = \"1.3e9\"\nlayers = 24.0\nhidden = \"2_048\"\ntp = 8")
+                .unwrap();
+        assert_eq!(v.parameters, Some(Positive(1.3e9)));
+        assert_eq!(v.layers, Some(Whole(24)));
+        assert_eq!(v.hidden, Some(Whole(2048)));
+        assert_eq!(v.tp, Some(Whole(8)));
+        assert!(toml::from_str::<WorkloadConfig>("kind = \"training\"\nlayers = 2.5").is_err());
+        assert!(toml::from_str::<WorkloadConfig>("kind = \"training\"\nparameters = -1").is_err());
+    }
+
+    #[test]
+    fn keys_of_another_kind_are_refused_naming_their_kind() {
+        let v: WorkloadConfig = toml::from_str("kind = \"permutation\"\nsweep-from = \"1KiB\"").unwrap();
+        let (k, m) = v.check_keys().unwrap_err();
+        assert_eq!(k, "sweep-from");
+        assert!(m.starts_with("does not apply to a permutation workload (it is read by collective workloads)"), "{m}");
+        let v: WorkloadConfig = toml::from_str("kind = \"collective\"\nsize = \"1MiB\"\nchannels = 4").unwrap();
+        assert!(v.check_keys().is_ok());
+    }
+
+    #[test]
+    fn ranks_by_name_or_number() {
+        let v: WorkloadConfig = toml::from_str("kind = \"collective\"\nranks = [0, \"gpu-3\"]").unwrap();
+        assert_eq!(v.ranks, Some(vec![RankRef::Index(0), RankRef::Name("gpu-3".into())]));
+    }
+}
