@@ -11,6 +11,7 @@ pub mod model;
 pub mod plan;
 pub mod routing;
 pub mod scenario;
+pub mod schema;
 pub mod workload_config;
 
 pub use catalog::Catalog;

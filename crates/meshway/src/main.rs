@@ -117,6 +117,15 @@ of failure. Every default number comes from catalog/default.toml with its source
     Agent(measure::AgentArgs),
     /// Query the agent's history: series, percentiles, trend forecast.
     History(measure::HistoryArgs),
+    /// Print the JSON Schema of scenario files (for editors that validate TOML).
+    #[command(after_help = "Examples:
+  meshway schema > scenario.schema.json
+  # then, as the first line of a scenario, for Taplo / Even Better TOML:
+  #:schema ./scenario.schema.json
+
+The same schema is in docs/scenario.schema.json; it is generated from the types the
+parser uses, so what it accepts is what meshway accepts.")]
+    Schema,
 }
 
 fn load_catalog(path: &Option<PathBuf>) -> Result<Catalog> {
@@ -204,6 +213,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Trace(a) => measure::trace(a),
         Command::Agent(a) => measure::agent(a),
         Command::History(a) => measure::history(a),
+        Command::Schema => emit(&meshway_fabric::schema::scenario_schema()),
     }
 }
 

@@ -139,3 +139,14 @@ fn simulate_errors_exit_2_with_the_key() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("expected ecmp, adaptive or spray"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn schema_prints_the_docs_schema() {
+    let o = meshway(&["schema"]);
+    assert_eq!(o.status.code(), Some(0));
+    let on_disk =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/scenario.schema.json")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), on_disk);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["title"], "meshway scenario");
+}
