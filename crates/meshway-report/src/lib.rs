@@ -8,6 +8,7 @@ use std::fmt::Write;
 
 pub mod sim;
 pub mod table;
+pub mod testbed;
 use table::Table;
 
 /// 1234567 -> "1,234,567".

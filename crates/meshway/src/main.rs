@@ -177,20 +177,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Testbed { cmd, catalog } => {
             let cat = load_catalog(&catalog)?;
-            match cmd {
-                testbed::Cmd::Up { file, scale, opts } => emit(&testbed::up(&file, &scale, &opts, &cat)?),
-                testbed::Cmd::Down { opts } => emit(&testbed::down(&opts)?),
-                testbed::Cmd::Run { file, json: as_json, opts } => {
-                    let (st, flows) = testbed::run(&file, &opts, &cat)?;
-                    emit(&if as_json { json(&flows)? } else { testbed::flows_text(&flows, &st) })
-                }
-                testbed::Cmd::Verify { file, json: as_json, opts } => {
-                    let rows = testbed::verify(&file, &opts, &cat)?;
-                    let doc = serde_json::json!({ "flows": rows, "workloads": testbed::per_workload(&rows) });
-                    emit(&if as_json { json(&doc)? } else { testbed::compared_text(&rows) })
-                }
-                testbed::Cmd::Flow { recv, send, bytes } => emit(&testbed::flow_worker(recv, send, bytes)?),
-            }
+            emit(&testbed::run(cmd, &cat)?)
         }
         Command::Simulate(args) => {
             let cat = load_catalog(&args.catalog)?;

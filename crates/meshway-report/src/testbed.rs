@@ -1,0 +1,74 @@
+//! Text output of `meshway testbed`.
+
+use crate::sim::time;
+use crate::table::Table;
+use meshway_testbed::{per_workload, Compared, FlowRun, State, UpSummary};
+
+/// `meshway testbed verify`: measured against predicted per flow and per workload.
+pub fn compared_text(rows: &[Compared]) -> String {
+    let mut t = Table::new(&["workload", "flow", "bytes", "path", "measured", "predicted", "error"]);
+    for r in rows {
+        t.row(vec![
+            format!("{} #{}", r.workload, r.phase),
+            format!("{} -> {}", r.src, r.dst),
+            format!("{}", meshway_units::Bytes(r.bytes)),
+            r.path.join(" > "),
+            time(r.measured_us * 1000),
+            time(r.predicted_us * 1000),
+            format!("{:+.1}%", r.error * 100.0),
+        ]);
+    }
+    let mut w = Table::new(&["workload", "flows", "measured", "predicted", "error"]);
+    for x in per_workload(rows) {
+        w.row(vec![
+            x.workload,
+            x.flows.to_string(),
+            time(x.measured_us * 1000),
+            time(x.predicted_us * 1000),
+            format!("{:+.1}%", x.error * 100.0),
+        ]);
+    }
+    let worst = rows.iter().map(|r| r.error.abs()).fold(0.0, f64::max);
+    let mean = rows.iter().map(|r| r.error.abs()).sum::<f64>() / rows.len().max(1) as f64;
+    format!(
+        "{}\nPer workload (sum over its phases of the phase's span)\n{}\n{} flows: mean |error| {:.1}%, worst {:.1}%\n",
+        t.render(),
+        w.render(),
+        rows.len(),
+        mean * 100.0,
+        worst * 100.0
+    )
+}
+
+/// `meshway testbed run`: each flow's measured time and throughput.
+pub fn flows_text(flows: &[FlowRun], st: &State) -> String {
+    let mut t = Table::new(&["workload", "flow", "bytes", "time", "throughput"]);
+    for f in flows {
+        let us = f.fct_us().max(1);
+        t.row(vec![
+            format!("{} #{}", f.workload, f.phase),
+            format!("{} -> {}", st.gpus[f.src as usize].0, st.gpus[f.dst as usize].0),
+            format!("{}", meshway_units::Bytes(f.bytes)),
+            time(us * 1000),
+            format!("{:.1} Mbps", f.bytes as f64 * 8.0 / us as f64),
+        ]);
+    }
+    t.render()
+}
+
+/// `meshway testbed up`.
+pub fn up_text(u: &UpSummary) -> String {
+    format!(
+        "testbed up: {} namespaces ({} switches), {} links at 1:{} rates, state in {}\n",
+        u.namespaces,
+        u.switches,
+        u.links,
+        u.scale,
+        u.state.display()
+    )
+}
+
+/// `meshway testbed down`.
+pub fn down_text(removed: usize) -> String {
+    format!("testbed down: {removed} namespaces removed\n")
+}

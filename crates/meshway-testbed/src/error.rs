@@ -1,0 +1,56 @@
+//! The error type of the testbed.
+
+use meshway_fabric::FabricError;
+use meshway_sim::simulate::SimulateError;
+use meshway_sim::SimError;
+use std::path::PathBuf;
+
+/// Everything that can stop a testbed step. Each variant names what it was working on.
+#[derive(Debug, thiserror::Error)]
+pub enum TestbedError {
+    #[error("--scale: expected \"1:N\" with N >= 1 such as \"1:1000\", got {given:?}")]
+    BadScale { given: String },
+    #[error("--prefix must be 2 to 6 ASCII letters or digits, got {given:?}")]
+    BadPrefix { given: String },
+    #[error(
+        "fabric too big for a testbed on this machine: {namespaces} namespaces and {links} links, the limit is {max_namespaces} namespaces and {max_links} links (see README: Testbed)"
+    )]
+    TooBig { namespaces: usize, links: usize, max_namespaces: usize, max_links: usize },
+    #[error("{node} has no links")]
+    NoLinks { node: String },
+    #[error("a testbed is already up ({}); run `meshway testbed down` first", state.display())]
+    AlreadyUp { state: PathBuf },
+    #[error("no testbed is up ({} missing): run `meshway testbed up FILE` first", state.display())]
+    NotUp { state: PathBuf },
+    #[error("state file {}: {source}", state.display())]
+    StateFile { state: PathBuf, source: serde_json::Error },
+    #[error("the testbed that is up has {up} GPUs but {scenario} has {gpus}")]
+    GpuMismatch { up: usize, scenario: String, gpus: usize },
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot run {prog} (is iproute2 installed and are you root?): {source}")]
+    Spawn { prog: String, source: std::io::Error },
+    #[error("{prog} {args}: {stderr}")]
+    Command { prog: String, args: String, stderr: String },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A flow's sender or receiver process misbehaved.
+    #[error("flow worker: {what}")]
+    Worker { what: String },
+    #[error("flow {src} -> {dst}: received {got} of {bytes} bytes")]
+    ShortFlow { src: u32, dst: u32, got: u64, bytes: u64 },
+    #[error("no route from {namespace} to {dst}")]
+    NoRoute { namespace: String, dst: String },
+    #[error("unexpected interface {dev} in {namespace}")]
+    UnexpectedInterface { dev: String, namespace: String },
+    #[error("no path from {namespace} to {dst} within {hops} hops")]
+    NoPath { namespace: String, dst: String, hops: usize },
+    #[error("no flows to run: add [[workload]] tables")]
+    NoFlows,
+    #[error(transparent)]
+    Scenario(#[from] FabricError),
+    #[error(transparent)]
+    Simulate(#[from] SimulateError),
+    #[error(transparent)]
+    Engine(#[from] SimError),
+}
