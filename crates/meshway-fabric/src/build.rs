@@ -6,12 +6,22 @@
 //! NVLink switch (`gpus-per-host` > 1) with `nvlink` bandwidth per GPU.
 
 use crate::catalog::Catalog;
-use crate::config::{CustomNodeKind, FabricConfig, FabricKind, TaperAt};
+use crate::config::{CustomNodeKind, FabricConfig, FabricKind, SplitConfig, TaperAt};
 use crate::error::{closest, FabricError};
 use crate::model::{Fabric, Group, LinkClass, NodeId, NodeKind};
 use crate::scenario::{Ctx, Scenario};
 use meshway_units::{BitsPerSec, Meters, Ratio};
 use std::collections::{BTreeMap, BTreeSet};
+
+impl Scenario {
+    /// Validates and builds the fabric against `catalog`. (Written here, beside the builders,
+    /// so that the scenario module does not depend on them.)
+    pub fn build(&self, catalog: &Catalog) -> Result<Fabric, FabricError> {
+        let mut f = build_scenario(self, catalog)?;
+        f.name = self.name.clone();
+        Ok(f)
+    }
+}
 
 /// The largest fabric meshway builds in memory.
 pub const MAX_GPUS: u32 = 2_000_000;
@@ -174,6 +184,290 @@ fn sw(f: &mut Fabric, name: String, tier: u8, model: u16, radix: u32, plane: u32
 
 /// Builds one site (or a single-site fabric) of a built-in family, with `borders` extra
 /// border leaves for DCI ports.
+/// How a leaf's ports split and how many switch tiers the family gets.
+struct PortPlan {
+    /// Leaf down and up ports.
+    leaf_d: u32,
+    leaf_u: u32,
+    /// Spine (aggregation) down and up ports for 3 tiers.
+    spine_split: (u32, u32),
+    core_radix: u32,
+    /// 2 or 3; 0 = decide from whether 2 tiers fit.
+    tiers: u8,
+}
+
+fn fat_tree_ports(fc: &FabricConfig, p: &Params, ctx: &Ctx) -> Result<PortPlan, FabricError> {
+    let k = match fc.k {
+        Some(k) => k,
+        None => {
+            let mut k = 2u32;
+            while u64::from(k).pow(3) / 4 < u64::from(p.gpus) {
+                k += 2;
+            }
+            k
+        }
+    };
+    if k < 2 || k % 2 != 0 {
+        return Err(ctx.invalid("k", format!("expected an even radix of at least 2, got {k}")));
+    }
+    if u64::from(k).pow(3) / 4 < u64::from(p.gpus) {
+        return Err(ctx.invalid(
+            "k",
+            format!("a k = {k} fat-tree holds {} GPUs, fewer than gpus = {}", u64::from(k).pow(3) / 4, p.gpus),
+        ));
+    }
+    for (i, key) in ["leaf-radix", "spine-radix", "core-radix"].iter().enumerate() {
+        if k > p.radix[i] {
+            return Err(ctx.invalid(
+                key,
+                format!("a fat-tree of {} GPUs needs k = {k} port switches, but the {key} is {}", p.gpus, p.radix[i]),
+            ));
+        }
+    }
+    let taper = fc.taper.unwrap_or(Ratio::ONE);
+    let at = fc.taper_at.unwrap_or(TaperAt::Leaf);
+    let leaf = if at == TaperAt::Leaf { split(k, taper, p.port_rate, p.uplink) } else { (k / 2, k / 2) };
+    let spine = if at == TaperAt::Aggregation { split(k, taper, p.uplink, p.uplink) } else { (k / 2, k / 2) };
+    Ok(PortPlan { leaf_d: leaf.0, leaf_u: leaf.1, spine_split: spine, core_radix: k, tiers: 3 })
+}
+
+fn port_plan(fc: &FabricConfig, p: &Params, ctx: &Ctx) -> Result<PortPlan, FabricError> {
+    if p.kind == FabricKind::FatTree {
+        return fat_tree_ports(fc, p, ctx);
+    }
+    let o = fc.oversubscription.unwrap_or(Ratio::ONE);
+    let (d, u) = split(p.radix[0], o, p.port_rate, p.uplink);
+    let tiers = match (p.kind, fc.tiers) {
+        (FabricKind::LeafSpine, None | Some(2)) => 2,
+        (FabricKind::LeafSpine, Some(t)) => {
+            return Err(
+                ctx.invalid("tiers", format!("a leaf-spine has 2 tiers, got {t}; use kind = \"fat-tree\" for 3"))
+            )
+        }
+        (_, Some(t @ (2 | 3))) => t,
+        (_, Some(t)) => return Err(ctx.invalid("tiers", format!("expected 2 or 3, got {t}"))),
+        (_, None) => 0, // decided once the leaf count is known
+    };
+    Ok(PortPlan {
+        leaf_d: d,
+        leaf_u: u,
+        spine_split: Ratio::ONE.split_ports(p.radix[1]),
+        core_radix: p.radix[2],
+        tiers,
+    })
+}
+
+/// The leaves of one plane, in order: GPU leaves, then (plane 0) border leaves.
+struct PlaneLeaves {
+    nodes: Vec<NodeId>,
+    /// Per leaf: the unit (rail group or leaf) it belongs to; `u32::MAX` for a border leaf.
+    unit: Vec<u32>,
+    /// Units of GPU leaves.
+    units: u32,
+}
+
+impl PlaneLeaves {
+    fn is_border(&self, li: usize) -> bool {
+        self.unit[li] == u32::MAX
+    }
+}
+
+/// Adds one plane's GPU leaves (cabled to their GPUs) and, on plane 0, the border leaves.
+fn add_leaves(
+    f: &mut Fabric,
+    p: &Params,
+    gpus: &[NodeId],
+    plane: u32,
+    leaf_d: u32,
+    leaves_needed: u32,
+    n_borders: u32,
+) -> PlaneLeaves {
+    let t_leaf = f.tier("leaf", 1);
+    let mut nodes = Vec::new();
+    let mut unit = Vec::new();
+    let hosts = p.gpus / p.gph;
+    if p.kind == FabricKind::RailOptimized {
+        for g in 0..hosts.div_ceil(leaf_d) {
+            for r in 0..p.gph {
+                let leaf = sw(f, format!("leaf-g{g}-r{r}"), t_leaf, p.models[0], p.radix[0], plane);
+                for h in g * leaf_d..((g + 1) * leaf_d).min(hosts) {
+                    let gpu = gpus[(h * p.gph + r) as usize];
+                    f.add_link(gpu, leaf, p.port_rate, p.lengths.host_leaf, LinkClass::Nic);
+                }
+                nodes.push(leaf);
+                unit.push(g);
+            }
+        }
+    } else {
+        for l in 0..leaves_needed {
+            let leaf = sw(f, format!("leaf-{l}"), t_leaf, p.models[0], p.radix[0], plane);
+            for g in l * leaf_d..((l + 1) * leaf_d).min(p.gpus) {
+                f.add_link(gpus[g as usize], leaf, p.port_rate, p.lengths.host_leaf, LinkClass::Nic);
+            }
+            nodes.push(leaf);
+            unit.push(l);
+        }
+    }
+    let units = unit.last().map(|u| u + 1).unwrap_or(0);
+    if plane == 0 && n_borders > 0 {
+        let t_border = f.tier("border", 1);
+        for b in 0..n_borders {
+            nodes.push(sw(f, format!("border-{b}"), t_border, p.models[0], p.radix[0], plane));
+            unit.push(u32::MAX);
+        }
+    }
+    PlaneLeaves { nodes, unit, units }
+}
+
+/// Spines over one plane's leaves (2 tiers): every leaf to every spine, `leaf_u / spines`
+/// links each. Returns the switches of each group (one group per unit; leaves added later).
+fn add_spines(
+    f: &mut Fabric,
+    fc: &FabricConfig,
+    p: &Params,
+    ctx: &Ctx,
+    leaves: &PlaneLeaves,
+    leaf_u: u32,
+    plane: u32,
+) -> Result<Vec<Vec<NodeId>>, FabricError> {
+    let t_spine = f.tier("spine", 2);
+    let l_count = leaves.nodes.len() as u64;
+    let p_links = match fc.spines {
+        Some(s) if s == 0 || leaf_u % s != 0 => {
+            return Err(ctx.invalid("spines", format!("expected a divisor of the {leaf_u} leaf uplinks, got {s}")))
+        }
+        Some(s) => {
+            let pl = leaf_u / s;
+            if l_count * u64::from(pl) > u64::from(p.radix[1]) {
+                return Err(ctx.ports_exceeded("spine-0".into(), l_count * u64::from(pl), p.radix[1], ""));
+            }
+            pl
+        }
+        None => links_per_pair(leaf_u, l_count, p.radix[1]).ok_or_else(|| {
+            ctx.ports_exceeded(
+                "spine-0".into(),
+                l_count,
+                p.radix[1],
+                " (one port per leaf); a 2-tier fabric holds at most spine-radix leaves: use kind = \"fat-tree\", tiers = 3, or a larger spine-radix",
+            )
+        })?,
+    };
+    let s_count = leaf_u / p_links;
+    let spines: Vec<NodeId> =
+        (0..s_count).map(|s| sw(f, format!("spine-{s}"), t_spine, p.models[1], p.radix[1], plane)).collect();
+    for (li, &leaf) in leaves.nodes.iter().enumerate() {
+        let len = if leaves.is_border(li) { p.lengths.border } else { p.lengths.leaf_spine };
+        for &s in &spines {
+            for _ in 0..p_links {
+                f.add_link(leaf, s, p.uplink, len, LinkClass::LeafSpine);
+            }
+        }
+    }
+    Ok(vec![Vec::new(); leaves.units as usize])
+}
+
+/// Pods of spines over one plane's leaves and a core above them (3 tiers). Sets each GPU
+/// leaf's group to its pod; returns the switches of each pod (leaves added later).
+#[allow(clippy::too_many_arguments)]
+fn add_pods(
+    f: &mut Fabric,
+    p: &Params,
+    ctx: &Ctx,
+    leaves: &PlaneLeaves,
+    leaf_group: &mut [usize],
+    plan: &PortPlan,
+    unit: u32,
+    n_borders: usize,
+    plane: u32,
+) -> Result<Vec<Vec<NodeId>>, FabricError> {
+    let (t_spine, t_core) = (f.tier("spine", 2), f.tier("core", 3));
+    let (sd, su) = plan.spine_split;
+    let core_radix = plan.core_radix;
+    let pod_leaves = (sd / unit) * unit;
+    if pod_leaves == 0 {
+        return Err(ctx.invalid(
+            "spine-radix",
+            format!("a pod must hold a whole rail group of {unit} leaves; the spine has {sd} down ports"),
+        ));
+    }
+    let gpu_leaves = leaves.nodes.len() - n_borders;
+    let pods = (gpu_leaves as u32).div_ceil(pod_leaves).max(1) + (n_borders as u32).div_ceil(pod_leaves);
+    let q = links_per_pair(su, u64::from(pods), core_radix).ok_or_else(|| {
+        ctx.ports_exceeded(
+            "core-0".into(),
+            u64::from(pods),
+            core_radix,
+            " (one port per pod): a 3-tier fabric holds at most core-radix pods",
+        )
+    })?;
+    let per_group = su / q;
+    let cores: Vec<Vec<NodeId>> = (0..plan.leaf_u)
+        .map(|j| {
+            (0..per_group)
+                .map(|c| sw(f, format!("core-{}", j * per_group + c), t_core, p.models[2], core_radix, plane))
+                .collect()
+        })
+        .collect();
+    let mut group_switches = Vec::new();
+    for pod in 0..pods {
+        // Border leaves fill pods after the GPU leaves.
+        let members: Vec<usize> = if (pod as usize) * (pod_leaves as usize) < gpu_leaves {
+            let s = pod as usize * pod_leaves as usize;
+            (s..(s + pod_leaves as usize).min(gpu_leaves)).collect()
+        } else {
+            let bpod = pod as usize - gpu_leaves.div_ceil(pod_leaves as usize);
+            let s = gpu_leaves + bpod * pod_leaves as usize;
+            (s..(s + pod_leaves as usize).min(leaves.nodes.len())).collect()
+        };
+        let mut pod_sw = Vec::new();
+        for j in 0..plan.leaf_u {
+            let s = sw(f, format!("pod-{pod}/spine-{j}"), t_spine, p.models[1], p.radix[1].max(sd + su), plane);
+            for &li in &members {
+                let len = if leaves.is_border(li) { p.lengths.border } else { p.lengths.leaf_spine };
+                f.add_link(leaves.nodes[li], s, p.uplink, len, LinkClass::LeafSpine);
+            }
+            for &c in &cores[j as usize] {
+                for _ in 0..q {
+                    f.add_link(s, c, p.uplink, p.lengths.spine_core, LinkClass::SpineCore);
+                }
+            }
+            pod_sw.push(s);
+        }
+        let is_gpu_pod = members.first().is_some_and(|&li| leaf_group[li] != usize::MAX);
+        if is_gpu_pod {
+            for &li in &members {
+                leaf_group[li] = pod as usize;
+            }
+            group_switches.push(pod_sw);
+        }
+    }
+    Ok(group_switches)
+}
+
+/// GPUs (and their NVLink switches) join the group of their plane-0 leaf.
+fn add_gpus_to_groups(f: &Fabric, groups: &mut [Group], gpus: &[NodeId]) {
+    let mut node_group: Vec<Option<usize>> = vec![None; f.nodes.len()];
+    for (gi, g) in groups.iter().enumerate() {
+        for n in &g.nodes {
+            node_group[n.idx()] = Some(gi);
+        }
+    }
+    for &gpu in gpus {
+        let leaf = f.neighbors(gpu).iter().find(|(n, l)| f.link(*l).class == LinkClass::Nic && f.node(*n).plane == 0);
+        if let Some(gi) = leaf.and_then(|(n, _)| node_group[n.idx()]) {
+            groups[gi].nodes.push(gpu);
+            if let Some((nv, _)) = f.neighbors(gpu).iter().find(|(_, l)| f.link(*l).class == LinkClass::Nvlink) {
+                if node_group[nv.idx()].is_none() {
+                    node_group[nv.idx()] = Some(gi);
+                    groups[gi].nodes.push(*nv);
+                }
+            }
+        }
+    }
+}
+
+/// Leaf-spine, fat-tree and rail-optimized fabrics: hosts, then per plane the leaves and
+/// the spine (2 tiers) or pods and core (3 tiers), then the groups (leaf, rail group, pod).
 fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> Result<SiteOut, FabricError> {
     let p = resolve(fc, cat, ctx)?;
     if fc.kind == FabricKind::ThreeTier {
@@ -182,64 +476,10 @@ fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> 
     let mut f = Fabric::new("", p.kind.name());
     f.planes = p.planes as u16;
     let gpus = add_hosts(&mut f, &p, cat);
-    let t_leaf = f.tier("leaf", 1);
-    let t_spine = f.tier("spine", 2);
-
-    // Leaf port split and pod shape.
-    let (leaf_d, leaf_u, spine_split, core_radix, tiers) = match p.kind {
-        FabricKind::FatTree => {
-            let k = match fc.k {
-                Some(k) => k,
-                None => {
-                    let mut k = 2u32;
-                    while u64::from(k).pow(3) / 4 < u64::from(p.gpus) {
-                        k += 2;
-                    }
-                    k
-                }
-            };
-            if k < 2 || k % 2 != 0 {
-                return Err(ctx.invalid("k", format!("expected an even radix of at least 2, got {k}")));
-            }
-            if u64::from(k).pow(3) / 4 < u64::from(p.gpus) {
-                return Err(ctx.invalid(
-                    "k",
-                    format!("a k = {k} fat-tree holds {} GPUs, fewer than gpus = {}", u64::from(k).pow(3) / 4, p.gpus),
-                ));
-            }
-            for (i, key) in ["leaf-radix", "spine-radix", "core-radix"].iter().enumerate() {
-                if k > p.radix[i] {
-                    return Err(ctx.invalid(
-                        key,
-                        format!(
-                            "a fat-tree of {} GPUs needs k = {k} port switches, but the {key} is {}",
-                            p.gpus, p.radix[i]
-                        ),
-                    ));
-                }
-            }
-            let taper = fc.taper.unwrap_or(Ratio::ONE);
-            let at = fc.taper_at.unwrap_or(TaperAt::Leaf);
-            let leaf = if at == TaperAt::Leaf { split(k, taper, p.port_rate, p.uplink) } else { (k / 2, k / 2) };
-            let spine = if at == TaperAt::Aggregation { split(k, taper, p.uplink, p.uplink) } else { (k / 2, k / 2) };
-            (leaf.0, leaf.1, spine, k, 3)
-        }
-        _ => {
-            let o = fc.oversubscription.unwrap_or(Ratio::ONE);
-            let (d, u) = split(p.radix[0], o, p.port_rate, p.uplink);
-            let tiers = match (p.kind, fc.tiers) {
-                (FabricKind::LeafSpine, None | Some(2)) => 2,
-                (FabricKind::LeafSpine, Some(t)) => {
-                    return Err(ctx
-                        .invalid("tiers", format!("a leaf-spine has 2 tiers, got {t}; use kind = \"fat-tree\" for 3")))
-                }
-                (_, Some(t @ (2 | 3))) => t,
-                (_, Some(t)) => return Err(ctx.invalid("tiers", format!("expected 2 or 3, got {t}"))),
-                (_, None) => 0, // decided below
-            };
-            (d, u, Ratio::ONE.split_ports(p.radix[1]), p.radix[2], tiers)
-        }
-    };
+    // Tier ids in the order the fabric has always numbered them.
+    let _ = (f.tier("leaf", 1), f.tier("spine", 2));
+    let plan = port_plan(fc, &p, ctx)?;
+    let (leaf_d, leaf_u) = (plan.leaf_d, plan.leaf_u);
     if leaf_u == 0 {
         return Err(ctx.invalid("oversubscription", "leaves need at least one uplink"));
     }
@@ -253,165 +493,26 @@ fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> 
     let border_ports = leaf_d;
     let n_borders = dci_ports.div_ceil(border_ports);
     let total_leaves = u64::from(leaves_needed + n_borders);
-    let tiers = if tiers == 0 {
-        if links_per_pair(leaf_u, total_leaves, p.radix[1]).is_some() {
-            2
-        } else {
-            3
-        }
-    } else {
-        tiers
+    let tiers = match plan.tiers {
+        0 if links_per_pair(leaf_u, total_leaves, p.radix[1]).is_some() => 2,
+        0 => 3,
+        t => t,
     };
-
     let mut groups: Vec<Group> = Vec::new();
     let mut borders = Vec::new();
     for plane in 0..p.planes {
-        let mut leaves = Vec::new();
-        // Per leaf: the group (pod-level unit) index it belongs to.
-        let mut leaf_unit = Vec::new();
-        if p.kind == FabricKind::RailOptimized {
-            for g in 0..hosts.div_ceil(leaf_d) {
-                for r in 0..p.gph {
-                    let leaf = sw(&mut f, format!("leaf-g{g}-r{r}"), t_leaf, p.models[0], p.radix[0], plane);
-                    for h in g * leaf_d..((g + 1) * leaf_d).min(hosts) {
-                        let gpu = gpus[(h * p.gph + r) as usize];
-                        f.add_link(gpu, leaf, p.port_rate, p.lengths.host_leaf, LinkClass::Nic);
-                    }
-                    leaves.push(leaf);
-                    leaf_unit.push(g);
-                }
-            }
-        } else {
-            for l in 0..leaves_needed {
-                let leaf = sw(&mut f, format!("leaf-{l}"), t_leaf, p.models[0], p.radix[0], plane);
-                for g in l * leaf_d..((l + 1) * leaf_d).min(p.gpus) {
-                    f.add_link(gpus[g as usize], leaf, p.port_rate, p.lengths.host_leaf, LinkClass::Nic);
-                }
-                leaves.push(leaf);
-                leaf_unit.push(l);
-            }
-        }
-        let units = leaf_unit.last().map(|u| u + 1).unwrap_or(0);
-        if plane == 0 && n_borders > 0 {
-            let t_border = f.tier("border", 1);
-            for b in 0..n_borders {
-                let leaf = sw(&mut f, format!("border-{b}"), t_border, p.models[0], p.radix[0], plane);
-                borders.push(leaf);
-                leaves.push(leaf);
-                leaf_unit.push(u32::MAX);
-            }
-        }
-        let l_count = leaves.len() as u64;
+        let leaves = add_leaves(&mut f, &p, &gpus, plane, leaf_d, leaves_needed, n_borders);
+        let plane_borders = if plane == 0 { n_borders as usize } else { 0 };
+        borders.extend(leaves.nodes[leaves.nodes.len() - plane_borders..].iter().copied());
         // Group index of each leaf (pod for 3 tiers, unit for 2 tiers); usize::MAX = shared.
         let mut leaf_group: Vec<usize> =
-            leaf_unit.iter().map(|u| if *u == u32::MAX { usize::MAX } else { *u as usize }).collect();
-        let mut group_switches: Vec<Vec<NodeId>> = Vec::new();
-        if tiers == 2 {
-            let p_links = match fc.spines {
-                Some(s) if s == 0 || leaf_u % s != 0 => {
-                    return Err(ctx.invalid("spines", format!("expected a divisor of the {leaf_u} leaf uplinks, got {s}")))
-                }
-                Some(s) => {
-                    let pl = leaf_u / s;
-                    if l_count * u64::from(pl) > u64::from(p.radix[1]) {
-                        return Err(ctx.ports_exceeded("spine-0".into(), l_count * u64::from(pl), p.radix[1], ""));
-                    }
-                    pl
-                }
-                None => links_per_pair(leaf_u, l_count, p.radix[1]).ok_or_else(|| {
-                    ctx.ports_exceeded(
-                        "spine-0".into(),
-                        l_count,
-                        p.radix[1],
-                        " (one port per leaf); a 2-tier fabric holds at most spine-radix leaves: use kind = \"fat-tree\", tiers = 3, or a larger spine-radix",
-                    )
-                })?,
-            };
-            let s_count = leaf_u / p_links;
-            let spines: Vec<NodeId> = (0..s_count)
-                .map(|s| sw(&mut f, format!("spine-{s}"), t_spine, p.models[1], p.radix[1], plane))
-                .collect();
-            for (li, &leaf) in leaves.iter().enumerate() {
-                let len = if leaf_unit[li] == u32::MAX { p.lengths.border } else { p.lengths.leaf_spine };
-                for &s in &spines {
-                    for _ in 0..p_links {
-                        f.add_link(leaf, s, p.uplink, len, LinkClass::LeafSpine);
-                    }
-                }
-            }
-            group_switches.resize(units as usize, Vec::new());
+            leaves.unit.iter().map(|u| if *u == u32::MAX { usize::MAX } else { *u as usize }).collect();
+        let mut group_switches = if tiers == 2 {
+            add_spines(&mut f, fc, &p, ctx, &leaves, leaf_u, plane)?
         } else {
-            let t_core = f.tier("core", 3);
-            let (sd, su) = spine_split;
-            let pod_leaves = (sd / unit) * unit;
-            if pod_leaves == 0 {
-                return Err(ctx.invalid(
-                    "spine-radix",
-                    format!("a pod must hold a whole rail group of {unit} leaves; the spine has {sd} down ports"),
-                ));
-            }
-            let gpu_leaves = leaves.len() - borders.len() * usize::from(plane == 0);
-            let pods = (gpu_leaves as u32).div_ceil(pod_leaves).max(1)
-                + if plane == 0 { (borders.len() as u32).div_ceil(pod_leaves) } else { 0 };
-            let q = links_per_pair(su, u64::from(pods), core_radix).ok_or_else(|| {
-                ctx.ports_exceeded(
-                    "core-0".into(),
-                    u64::from(pods),
-                    core_radix,
-                    " (one port per pod): a 3-tier fabric holds at most core-radix pods",
-                )
-            })?;
-            let per_group = su / q;
-            let cores: Vec<Vec<NodeId>> = (0..leaf_u)
-                .map(|j| {
-                    (0..per_group)
-                        .map(|c| {
-                            sw(&mut f, format!("core-{}", j * per_group + c), t_core, p.models[2], core_radix, plane)
-                        })
-                        .collect()
-                })
-                .collect();
-            for pod in 0..pods {
-                // Border leaves fill pods after the GPU leaves.
-                let members: Vec<usize> = if (pod as usize) * (pod_leaves as usize) < gpu_leaves {
-                    let s = pod as usize * pod_leaves as usize;
-                    (s..(s + pod_leaves as usize).min(gpu_leaves)).collect()
-                } else {
-                    let bpod = pod as usize - gpu_leaves.div_ceil(pod_leaves as usize);
-                    let s = gpu_leaves + bpod * pod_leaves as usize;
-                    (s..(s + pod_leaves as usize).min(leaves.len())).collect()
-                };
-                let mut pod_sw = Vec::new();
-                for j in 0..leaf_u {
-                    let s = sw(
-                        &mut f,
-                        format!("pod-{pod}/spine-{j}"),
-                        t_spine,
-                        p.models[1],
-                        p.radix[1].max(sd + su),
-                        plane,
-                    );
-                    for &li in &members {
-                        let len = if leaf_unit[li] == u32::MAX { p.lengths.border } else { p.lengths.leaf_spine };
-                        f.add_link(leaves[li], s, p.uplink, len, LinkClass::LeafSpine);
-                    }
-                    for &c in &cores[j as usize] {
-                        for _ in 0..q {
-                            f.add_link(s, c, p.uplink, p.lengths.spine_core, LinkClass::SpineCore);
-                        }
-                    }
-                    pod_sw.push(s);
-                }
-                let is_gpu_pod = members.first().is_some_and(|&li| leaf_group[li] != usize::MAX);
-                if is_gpu_pod {
-                    for &li in &members {
-                        leaf_group[li] = pod as usize;
-                    }
-                    group_switches.push(pod_sw);
-                }
-            }
-        }
-        for (li, &leaf) in leaves.iter().enumerate() {
+            add_pods(&mut f, &p, ctx, &leaves, &mut leaf_group, &plan, unit, plane_borders, plane)?
+        };
+        for (li, &leaf) in leaves.nodes.iter().enumerate() {
             if leaf_group[li] != usize::MAX {
                 group_switches[leaf_group[li]].push(leaf);
             }
@@ -435,26 +536,8 @@ fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> 
             groups[i].nodes.extend(sws);
         }
     }
-    // GPUs (and their NVLink switches) join the group of their plane-0 leaf.
     f.finish();
-    let mut node_group: Vec<Option<usize>> = vec![None; f.nodes.len()];
-    for (gi, g) in groups.iter().enumerate() {
-        for n in &g.nodes {
-            node_group[n.idx()] = Some(gi);
-        }
-    }
-    for &gpu in &gpus {
-        let leaf = f.neighbors(gpu).iter().find(|(n, l)| f.link(*l).class == LinkClass::Nic && f.node(*n).plane == 0);
-        if let Some(gi) = leaf.and_then(|(n, _)| node_group[n.idx()]) {
-            groups[gi].nodes.push(gpu);
-            if let Some((nv, _)) = f.neighbors(gpu).iter().find(|(_, l)| f.link(*l).class == LinkClass::Nvlink) {
-                if node_group[nv.idx()].is_none() {
-                    node_group[nv.idx()] = Some(gi);
-                    groups[gi].nodes.push(*nv);
-                }
-            }
-        }
-    }
+    add_gpus_to_groups(&f, &mut groups, &gpus);
     f.groups = groups;
     Ok(SiteOut { fabric: f, borders, border_ports })
 }
@@ -574,7 +657,7 @@ fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, F
     let mut radix_of = Vec::new();
     let mut next_host = 0u32;
     for (i, n) in fc.node.iter().enumerate() {
-        let key = format!("node[{i}]");
+        let key = format!("node[{}]", i + 1);
         if n.name.trim().is_empty() {
             return Err(ctx.invalid(&key, "node name must not be empty"));
         }
@@ -606,7 +689,7 @@ fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, F
     }
     let mut used = vec![0u64; f.nodes.len()];
     for (i, l) in fc.link.iter().enumerate() {
-        let key = format!("link[{i}]");
+        let key = format!("link[{}]", i + 1);
         let end = |name: &str| {
             by_name.get(name).copied().ok_or_else(|| {
                 let names: Vec<&str> = by_name.keys().map(String::as_str).collect();
@@ -639,9 +722,9 @@ fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, F
     if f.gpu_count() < 2 {
         return Err(ctx.invalid("node", "a custom fabric needs at least 2 GPU nodes"));
     }
-    match fc.split.as_deref().unwrap_or("halves") {
-        "halves" => {}
-        "group" => {
+    match fc.split.unwrap_or(SplitConfig::Halves) {
+        SplitConfig::Halves => {}
+        SplitConfig::Group => {
             if group_of.len() < 2 {
                 return Err(
                     ctx.invalid("split", "split = \"group\" needs nodes in at least 2 groups (node `group` keys)")
@@ -650,7 +733,6 @@ fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, F
             f.groups = group_of.into_iter().map(|(name, nodes)| Group { name, nodes }).collect();
             f.group_kind = "group".into();
         }
-        other => return Err(ctx.invalid("split", format!("expected \"halves\" or \"group\", got {other:?}"))),
     }
     f.finish();
     Ok(f)
@@ -669,7 +751,7 @@ pub fn build_scenario(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricErro
         return Ok(build_family(fc, cat, &ctx, 0)?.fabric);
     }
     if sc.config.site.iter().all(|s| s.fabric.is_none()) {
-        let top = Ctx::new(&sc.file, &sc.text, "site", 0, "site[0]");
+        let top = Ctx::new(&sc.file, &sc.text, "site", 0, "site[1]");
         return Err(top.invalid(
             "fabric",
             "no fabric to plan: no [fabric] table and no [[site]] has a [site.fabric]; \
@@ -689,7 +771,7 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
     }
     let mut index = BTreeMap::new();
     for (i, s) in sites.iter().enumerate() {
-        let ctx = Ctx::new(&sc.file, &sc.text, "site", i, &format!("site[{i}]"));
+        let ctx = Ctx::new(&sc.file, &sc.text, "site", i, &format!("site[{}]", i + 1));
         if s.name.trim().is_empty() || s.name.contains('/') {
             return Err(ctx.invalid("name", "expected a non-empty site name without '/'"));
         }
@@ -701,7 +783,7 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
     let mut dci_ports = vec![0u32; sites.len()];
     let mut spans = Vec::new();
     for (i, d) in sc.config.dci.iter().enumerate() {
-        let ctx = Ctx::new(&sc.file, &sc.text, "dci", i, &format!("dci[{i}]"));
+        let ctx = Ctx::new(&sc.file, &sc.text, "dci", i, &format!("dci[{}]", i + 1));
         let names: Vec<&str> = index.keys().map(String::as_str).collect();
         let site = |key: &str, n: &str| {
             index.get(n).copied().ok_or_else(|| {
@@ -766,13 +848,13 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
     let mut groups = Vec::new();
     for (i, s) in sites.iter().enumerate() {
         let Some(fabric) = &s.fabric else {
-            let ctx = Ctx::new(&sc.file, &sc.text, "site", i, &format!("site[{i}]"));
+            let ctx = Ctx::new(&sc.file, &sc.text, "site", i, &format!("site[{}]", i + 1));
             return Err(ctx.invalid(
                 "fabric",
                 format!("site {:?} has no [site.fabric] table: a multi-site fabric needs one for every site", s.name),
             ));
         };
-        let ctx = Ctx::new(&sc.file, &sc.text, "site.fabric", i, &format!("site[{i}].fabric"));
+        let ctx = Ctx::new(&sc.file, &sc.text, "site.fabric", i, &format!("site[{}].fabric", i + 1));
         if fabric.kind == FabricKind::Custom {
             return Err(ctx.invalid("kind", "a site must be one of three-tier, leaf-spine, fat-tree, rail-optimized"));
         }

@@ -100,8 +100,18 @@ pub struct FabricConfig {
     pub node: Vec<CustomNode>,
     #[serde(default)]
     pub link: Vec<CustomLink>,
-    /// Custom fabrics: how to split GPUs for the bisection ("halves" or "group").
-    pub split: Option<String>,
+    /// Custom fabrics: how to split GPUs for the bisection (default halves).
+    pub split: Option<SplitConfig>,
+}
+
+/// How a custom fabric's GPUs split in two for the bisection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitConfig {
+    /// The first half of the GPUs against the second.
+    Halves,
+    /// By the nodes' `group` keys.
+    Group,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct InferenceConfig {
-    /// Routing of each request to a site: nearest | least-loaded | latency-aware.
-    pub policy: Option<String>,
+    /// Routing of each request to a site (default latency-aware).
+    pub policy: Option<PolicyConfig>,
     /// Simulated time during which requests arrive (default 10min).
     pub duration: Option<Nanos>,
     /// Time for users to notice a failed site and resend elsewhere (default: catalog).
@@ -36,8 +36,8 @@ pub struct ModelConfig {
     /// Mean prompt and output lengths in tokens.
     pub prompt_tokens: u32,
     pub output_tokens: u32,
-    /// fixed | exponential | uniform (uniform on 1 ..= 2 x mean - 1); applies to both lengths.
-    pub length_dist: Option<String>,
+    /// Distribution of prompt and output lengths around their means (default fixed).
+    pub length_dist: Option<LengthDistConfig>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -49,8 +49,8 @@ pub struct RegionConfig {
     pub name: String,
     /// Mean requests per second.
     pub rate: f64,
-    /// poisson | bursty (on/off Markov-modulated Poisson).
-    pub arrivals: Option<String>,
+    /// Arrival process (default poisson).
+    pub arrivals: Option<ArrivalsConfig>,
     /// Bursty: rate while "on" as a multiple of the mean rate.
     pub burst_factor: Option<f64>,
     /// Bursty: mean lengths of the on and off periods (exponential).
@@ -81,4 +81,37 @@ pub struct RegionConfig {
 pub enum SiteTier {
     Edge,
     Central,
+}
+
+/// How each request picks a site among the reachable, healthy sites serving its model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyConfig {
+    /// Lowest network latency.
+    Nearest,
+    /// Fewest requests in the site per batch slot.
+    LeastLoaded,
+    /// Lowest estimated time to first token.
+    LatencyAware,
+}
+
+/// Prompt and output lengths around their means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum LengthDistConfig {
+    /// Every request has the mean lengths.
+    Fixed,
+    /// Exponential with the mean.
+    Exponential,
+    /// Uniform on 1 ..= 2 x mean - 1.
+    Uniform,
+}
+
+/// A region's arrival process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArrivalsConfig {
+    Poisson,
+    /// On/off Markov-modulated Poisson (`burst-factor`, `burst-on`, `burst-off`).
+    Bursty,
 }

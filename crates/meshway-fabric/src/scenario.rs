@@ -1,10 +1,8 @@
 //! Loading a scenario file: parse into [`ScenarioConfig`], then validate and build.
 
-use crate::build;
 use crate::catalog::Catalog;
 use crate::config::{ScenarioConfig, TransportConfig, TransportKind};
 use crate::error::{locate_toml_error, FabricError};
-use crate::model::Fabric;
 use meshway_units::Bytes;
 
 /// Where a value came from, to name file, line and key in errors.
@@ -142,13 +140,6 @@ impl Scenario {
             std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("scenario").to_string()
         });
         Ok(Scenario { file: file.to_string(), text: text.to_string(), config, name })
-    }
-
-    /// Validates and builds the fabric against `catalog`.
-    pub fn build(&self, catalog: &Catalog) -> Result<Fabric, FabricError> {
-        let mut f = build::build_scenario(self, catalog)?;
-        f.name = self.name.clone();
-        Ok(f)
     }
 
     pub fn transport(&self, catalog: &Catalog) -> Result<Transport, FabricError> {

@@ -116,27 +116,27 @@ fn multi_site_errors() {
     let two = format!("{}{}", site("a"), site("b"));
     assert_eq!(err(&two), "bad.toml:1: `dci`: sites must be joined by at least one [[dci]] link");
     let e = err(&format!("{two}[[dci]]\na = \"a\"\nb = \"c\"\ndistance = \"10km\"\noptic = \"400ZR\"\n"));
-    assert!(e.contains("`dci[0].b`: unknown site \"c\", expected one of a, b"), "{e}");
+    assert!(e.contains("`dci[1].b`: unknown site \"c\", expected one of a, b"), "{e}");
     let e = err(&format!("{two}[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"150km\"\noptic = \"400ZR\"\n"));
-    assert!(e.contains("`dci[0].distance`: 150km exceeds the 400g-zr reach of 120km"), "{e}");
+    assert!(e.contains("`dci[1].distance`: 150km exceeds the 400g-zr reach of 120km"), "{e}");
     let e = err(&format!("{two}[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"10km\"\noptic = \"laser\"\n"));
-    assert!(e.contains("`dci[0].optic`: unknown optic \"laser\""), "{e}");
+    assert!(e.contains("`dci[1].optic`: unknown optic \"laser\""), "{e}");
     let e = err(&format!("{}{}", site("a"), site("a")));
-    assert!(e.contains("`site[1].name`: duplicate site name \"a\""), "{e}");
+    assert!(e.contains("`site[2].name`: duplicate site name \"a\""), "{e}");
     let e = err(&format!("{LS}{}", site("a")));
     assert!(e.contains("give either one [fabric] or several [[site]] tables, not both"), "{e}");
     let dci = "[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"10km\"\noptic = \"400ZR\"\n";
     let e =
         err(&format!("{}[[site]]\nname = \"b\"\n[site.fabric]\nkind = \"leaf-spine\"\ngpus = 63\n{dci}", site("a")));
-    assert!(e.starts_with("bad.toml:10: `site[1].fabric.gpus`: 63 GPUs is not a whole number"), "{e}");
+    assert!(e.starts_with("bad.toml:10: `site[2].fabric.gpus`: 63 GPUs is not a whole number"), "{e}");
 }
 
 #[test]
 fn custom_fabric_errors() {
     let e = err("[fabric]\nkind = \"custom\"\n[[fabric.node]]\nname = \"a\"\nkind = \"gpu\"\n[[fabric.link]]\na = \"a\"\nb = \"sw\"\nrate = \"1Gbps\"\n");
-    assert!(e.contains("`fabric.link[0]`: unknown node \"sw\""), "{e}");
+    assert!(e.contains("`fabric.link[1]`: unknown node \"sw\""), "{e}");
     let e = err("[fabric]\nkind = \"custom\"\n[[fabric.node]]\nname = \"a\"\nkind = \"gpu\"\n[[fabric.node]]\nname = \"a\"\nkind = \"gpu\"\n");
-    assert!(e.contains("`fabric.node[1]`: duplicate node name \"a\""), "{e}");
+    assert!(e.contains("`fabric.node[2]`: duplicate node name \"a\""), "{e}");
     let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 8\n[[fabric.node]]\nname = \"a\"\nkind = \"gpu\"\n");
     assert!(e.contains("only for kind = \"custom\""), "{e}");
 }

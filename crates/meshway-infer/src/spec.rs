@@ -2,8 +2,11 @@
 //! Errors are [`FabricError::Invalid`] naming the file, line and key, like the planner's.
 
 use meshway_fabric::catalog::InferenceDefaults;
+use meshway_fabric::config::SiteConfig;
 use meshway_fabric::error::closest;
-use meshway_fabric::infer_config::SiteTier;
+use meshway_fabric::infer_config::{
+    ArrivalsConfig, LengthDistConfig, ModelConfig, PolicyConfig, RegionConfig, SiteTier,
+};
 use meshway_fabric::scenario::Ctx;
 use meshway_fabric::{Catalog, FabricError, Scenario};
 use meshway_units::{Meters, Nanos};
@@ -187,16 +190,245 @@ fn pos(x: f64) -> bool {
     x.is_finite() && x > 0.0
 }
 
+/// Where a table of the scenario is, for messages (`model[2]`, counted from 1).
+fn at<'a>(sc: &'a Scenario, section: &str, i: usize) -> Ctx<'a> {
+    Ctx::new(&sc.file, &sc.text, section, i, &format!("{section}[{}]", i + 1))
+}
+
+fn validate_model(m: &ModelConfig, ctx: &Ctx, d: &InferenceDefaults, earlier: &[Model]) -> Result<Model, FabricError> {
+    if m.name.trim().is_empty() || earlier.iter().any(|x| x.name == m.name) {
+        return Err(ctx.invalid("name", format!("expected a unique non-empty model name, got {:?}", m.name)));
+    }
+    for (k, v) in [("prefill-tokens-per-s", m.prefill_tokens_per_s), ("decode-tokens-per-s", m.decode_tokens_per_s)] {
+        if !pos(v) {
+            return Err(ctx.invalid(k, format!("expected a positive number, got {v}")));
+        }
+    }
+    if let Some(c) = m.decode_tokens_per_s_per_request {
+        if !pos(c) {
+            return Err(ctx.invalid("decode-tokens-per-s-per-request", format!("expected a positive number, got {c}")));
+        }
+    }
+    if m.max_batch == 0 || m.max_batch > 4096 {
+        return Err(ctx.invalid("max-batch", format!("expected 1 to 4096, got {}", m.max_batch)));
+    }
+    for (k, v) in [("prompt-tokens", m.prompt_tokens), ("output-tokens", m.output_tokens)] {
+        if v == 0 || v > 10_000_000 {
+            return Err(ctx.invalid(k, format!("expected 1 to 10000000 tokens, got {v}")));
+        }
+    }
+    let gps = m.gpus_per_server.unwrap_or(d.gpus_per_server);
+    if gps == 0 {
+        return Err(ctx.invalid("gpus-per-server", "expected at least 1"));
+    }
+    let length_dist = match m.length_dist {
+        None | Some(LengthDistConfig::Fixed) => LengthDist::Fixed,
+        Some(LengthDistConfig::Exponential) => LengthDist::Exponential,
+        Some(LengthDistConfig::Uniform) => LengthDist::Uniform,
+    };
+    Ok(Model {
+        name: m.name.clone(),
+        gpus_per_server: gps,
+        prefill_tokens_per_s: m.prefill_tokens_per_s,
+        decode_tokens_per_s: m.decode_tokens_per_s,
+        decode_cap: m.decode_tokens_per_s_per_request.unwrap_or(f64::INFINITY),
+        max_batch: m.max_batch,
+        prompt_tokens: m.prompt_tokens,
+        output_tokens: m.output_tokens,
+        length_dist,
+    })
+}
+
+/// The model a site or region serves: its `model` key, or the only model.
+fn find_model(ctx: &Ctx, models: &[Model], name: &Option<String>) -> Result<usize, FabricError> {
+    let names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
+    match name {
+        None if models.len() == 1 => Ok(0),
+        None => Err(ctx.invalid("model", format!("expected one of {} (there are several models)", names.join(", ")))),
+        Some(n) => models.iter().position(|m| &m.name == n).ok_or_else(|| {
+            let hint = closest(n, &names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
+            ctx.invalid("model", format!("unknown model {n:?}, expected one of {}{hint}", names.join(", ")))
+        }),
+    }
+}
+
+fn validate_site(
+    s: &SiteConfig,
+    ctx: &Ctx,
+    d: &InferenceDefaults,
+    models: &[Model],
+    earlier: &[Site],
+) -> Result<Site, FabricError> {
+    if s.name.trim().is_empty() || earlier.iter().any(|x| x.name == s.name) {
+        return Err(ctx.invalid("name", format!("expected a unique non-empty site name, got {:?}", s.name)));
+    }
+    let model = find_model(ctx, models, &s.model)?;
+    let gps = models[model].gpus_per_server;
+    let gpus = s.gpus.or(s.fabric.as_ref().and_then(|f| f.gpus)).unwrap_or(0);
+    if gpus % gps != 0 {
+        return Err(ctx.invalid(
+            "gpus",
+            format!("{gpus} GPUs is not a whole number of {gps}-GPU servers of model {:?}", models[model].name),
+        ));
+    }
+    let max_gpus = s.max_gpus.unwrap_or(gpus);
+    if max_gpus < gpus {
+        return Err(ctx.invalid("max-gpus", format!("expected at least gpus ({gpus}), got {max_gpus}")));
+    }
+    let tier = s.tier.unwrap_or(SiteTier::Central);
+    let gpu_hour_usd = s.gpu_hour_usd.unwrap_or(match tier {
+        SiteTier::Central => d.gpu_hour_usd_central,
+        SiteTier::Edge => d.gpu_hour_usd_edge,
+    });
+    if !(gpu_hour_usd.is_finite() && gpu_hour_usd >= 0.0) {
+        return Err(ctx.invalid("gpu-hour-usd", format!("expected a non-negative price, got {gpu_hour_usd}")));
+    }
+    Ok(Site {
+        name: s.name.clone(),
+        tier,
+        gpus,
+        max_gpus,
+        gpu_hour_usd,
+        access_hops: s.access_hops.unwrap_or(d.access_hops),
+        hop_latency: s.hop_latency.unwrap_or(d.hop_latency),
+        model,
+    })
+}
+
+fn arrivals(r: &RegionConfig, ctx: &Ctx) -> Result<Arrivals, FabricError> {
+    match r.arrivals {
+        None | Some(ArrivalsConfig::Poisson) => {
+            if r.burst_factor.is_some() || r.burst_on.is_some() || r.burst_off.is_some() {
+                return Err(ctx.invalid("burst-factor", "burst keys need arrivals = \"bursty\""));
+            }
+            Ok(Arrivals::Poisson)
+        }
+        Some(ArrivalsConfig::Bursty) => {
+            let factor = r.burst_factor.unwrap_or(3.0);
+            let on = r.burst_on.unwrap_or(Nanos(30_000_000_000));
+            let off = r.burst_off.unwrap_or(Nanos(90_000_000_000));
+            if on.0 == 0 || off.0 == 0 {
+                return Err(ctx.invalid("burst-on", "expected positive on and off periods"));
+            }
+            let share = on.0 as f64 / (on.0 + off.0) as f64;
+            if !(factor.is_finite() && factor >= 1.0 && factor * share <= 1.0 + 1e-12) {
+                return Err(ctx.invalid(
+                    "burst-factor",
+                    format!(
+                        "expected 1 to {:.3} (on-time share {:.3}: the on periods alone would exceed the mean rate), got {factor}",
+                        1.0 / share,
+                        share
+                    ),
+                ));
+            }
+            Ok(Arrivals::Bursty { factor, on_ns: on.0, off_ns: off.0 })
+        }
+    }
+}
+
+/// The region's path to each site (None where it gives no distance or fibre).
+fn region_paths(
+    r: &RegionConfig,
+    ctx: &Ctx,
+    d: &InferenceDefaults,
+    sites: &[Site],
+    per_km: Nanos,
+    last_mile: Nanos,
+) -> Result<Vec<Option<Path>>, FabricError> {
+    let site_names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
+    for (key, names) in [
+        ("distance", r.distance.keys().collect::<Vec<_>>()),
+        ("fiber", r.fiber.keys().collect()),
+        ("hops", r.hops.keys().collect()),
+    ] {
+        for n in names {
+            if !site_names.contains(&n.as_str()) {
+                let hint = closest(n, &site_names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
+                return Err(
+                    ctx.invalid(key, format!("unknown site {n:?}, expected one of {}{hint}", site_names.join(", ")))
+                );
+            }
+        }
+    }
+    Ok(sites
+        .iter()
+        .map(|s| {
+            let fiber = match (r.fiber.get(&s.name), r.distance.get(&s.name)) {
+                (Some(f), _) => Some(*f),
+                (None, Some(g)) => Some(Meters((g.0 as f64 * d.route_factor).round() as u64)),
+                (None, None) => None,
+            };
+            fiber.map(|fiber| {
+                let hops = s.access_hops + r.hops.get(&s.name).copied().unwrap_or(0);
+                let one_way = Nanos(last_mile.0 + fiber.propagation(per_km).0 + s.hop_latency.0 * u64::from(hops));
+                Path { fiber, hops, one_way }
+            })
+        })
+        .collect())
+}
+
+fn validate_region(
+    r: &RegionConfig,
+    ctx: &Ctx,
+    d: &InferenceDefaults,
+    models: &[Model],
+    sites: &[Site],
+    per_km: Nanos,
+    earlier: &[Region],
+) -> Result<Region, FabricError> {
+    if r.name.trim().is_empty() || earlier.iter().any(|x| x.name == r.name) {
+        return Err(ctx.invalid("name", format!("expected a unique non-empty region name, got {:?}", r.name)));
+    }
+    if !(r.rate.is_finite() && r.rate >= 0.0 && r.rate <= 1e7) {
+        return Err(ctx.invalid("rate", format!("expected 0 to 10000000 requests per second, got {}", r.rate)));
+    }
+    let model = find_model(ctx, models, &r.model)?;
+    let arrivals = arrivals(r, ctx)?;
+    if let Some(p) = &r.profile {
+        if p.len() != 24 || p.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
+            return Err(ctx.invalid("profile", format!("expected 24 non-negative hourly multipliers, got {}", p.len())));
+        }
+    }
+    let off = r.utc_offset_hours.unwrap_or(0);
+    if !(-12..=14).contains(&off) {
+        return Err(ctx.invalid("utc-offset-hours", format!("expected -12 to 14, got {off}")));
+    }
+    let last_mile = r.last_mile.unwrap_or(d.last_mile);
+    let paths = region_paths(r, ctx, d, sites, per_km, last_mile)?;
+    if !sites.iter().zip(&paths).any(|(s, p)| p.is_some() && s.model == model) {
+        return Err(ctx.invalid(
+            "distance",
+            format!("region {:?} has no distance or fiber to any site serving model {:?}", r.name, models[model].name),
+        ));
+    }
+    Ok(Region {
+        name: r.name.clone(),
+        rate: r.rate,
+        arrivals,
+        profile: r.profile.clone(),
+        utc_offset_hours: off,
+        last_mile,
+        ttft_p99: r.ttft_p99.unwrap_or(d.ttft_p99),
+        model,
+        paths,
+    })
+}
+
 /// Validates the `[inference]`, `[[model]]`, `[[region]]` and inference `[[site]]` keys.
 pub fn from_scenario(sc: &Scenario, cat: &Catalog) -> Result<InferSpec, FabricError> {
     let cfg = &sc.config;
-    let (file, text) = (sc.file.as_str(), sc.text.as_str());
-    let top = Ctx::new(file, text, "", 0, "");
-    let d: &InferenceDefaults = cat.inference.as_ref().ok_or_else(|| FabricError::Catalog {
+    let file = sc.file.as_str();
+    let top = Ctx::new(file, &sc.text, "", 0, "");
+    let catalog_error = |message: &str| FabricError::Catalog {
         file: file.to_string(),
         entry: "inference".into(),
-        message: "the catalog has no [inference] section of defaults".into(),
-    })?;
+        message: message.into(),
+    };
+    let d: &InferenceDefaults =
+        cat.inference.as_ref().ok_or_else(|| catalog_error("the catalog has no [inference] section of defaults"))?;
+    if !(d.target_utilization > 0.0 && d.target_utilization <= 1.0) {
+        return Err(catalog_error("target-utilization must be in (0, 1]"));
+    }
     if cfg.region.is_empty() {
         return Err(top.invalid("region", "no [[region]] tables: an inference scenario needs user regions"));
     }
@@ -207,229 +439,31 @@ pub fn from_scenario(sc: &Scenario, cat: &Catalog) -> Result<InferSpec, FabricEr
         return Err(top.invalid("site", "no [[site]] tables: an inference scenario needs sites"));
     }
     let inf = cfg.inference.clone().unwrap_or_default();
-    let ictx = Ctx::new(file, text, "inference", 0, "inference");
-    let policy = match &inf.policy {
-        None => Policy::LatencyAware,
-        Some(p) => Policy::parse(p).ok_or_else(|| {
-            ictx.invalid("policy", format!("expected nearest, least-loaded or latency-aware, got {p:?}"))
-        })?,
+    let policy = match inf.policy {
+        None | Some(PolicyConfig::LatencyAware) => Policy::LatencyAware,
+        Some(PolicyConfig::Nearest) => Policy::Nearest,
+        Some(PolicyConfig::LeastLoaded) => Policy::LeastLoaded,
     };
     let duration = inf.duration.unwrap_or(d.duration);
     if duration.0 == 0 || duration.0 > 366 * 86_400 * 1_000_000_000 {
+        let ictx = Ctx::new(file, &sc.text, "inference", 0, "inference");
         return Err(ictx.invalid("duration", "expected a duration between 1ns and 366 days"));
     }
-
     let mut models = Vec::new();
     for (i, m) in cfg.model.iter().enumerate() {
-        let ctx = Ctx::new(file, text, "model", i, &format!("model[{i}]"));
-        if m.name.trim().is_empty() || models.iter().any(|x: &Model| x.name == m.name) {
-            return Err(ctx.invalid("name", format!("expected a unique non-empty model name, got {:?}", m.name)));
-        }
-        for (k, v) in [("prefill-tokens-per-s", m.prefill_tokens_per_s), ("decode-tokens-per-s", m.decode_tokens_per_s)]
-        {
-            if !pos(v) {
-                return Err(ctx.invalid(k, format!("expected a positive number, got {v}")));
-            }
-        }
-        if let Some(c) = m.decode_tokens_per_s_per_request {
-            if !pos(c) {
-                return Err(
-                    ctx.invalid("decode-tokens-per-s-per-request", format!("expected a positive number, got {c}"))
-                );
-            }
-        }
-        if m.max_batch == 0 || m.max_batch > 4096 {
-            return Err(ctx.invalid("max-batch", format!("expected 1 to 4096, got {}", m.max_batch)));
-        }
-        for (k, v) in [("prompt-tokens", m.prompt_tokens), ("output-tokens", m.output_tokens)] {
-            if v == 0 || v > 10_000_000 {
-                return Err(ctx.invalid(k, format!("expected 1 to 10000000 tokens, got {v}")));
-            }
-        }
-        let gps = m.gpus_per_server.unwrap_or(d.gpus_per_server);
-        if gps == 0 {
-            return Err(ctx.invalid("gpus-per-server", "expected at least 1"));
-        }
-        let length_dist = match m.length_dist.as_deref() {
-            None | Some("fixed") => LengthDist::Fixed,
-            Some("exponential") => LengthDist::Exponential,
-            Some("uniform") => LengthDist::Uniform,
-            Some(o) => {
-                return Err(ctx.invalid("length-dist", format!("expected fixed, exponential or uniform, got {o:?}")))
-            }
-        };
-        models.push(Model {
-            name: m.name.clone(),
-            gpus_per_server: gps,
-            prefill_tokens_per_s: m.prefill_tokens_per_s,
-            decode_tokens_per_s: m.decode_tokens_per_s,
-            decode_cap: m.decode_tokens_per_s_per_request.unwrap_or(f64::INFINITY),
-            max_batch: m.max_batch,
-            prompt_tokens: m.prompt_tokens,
-            output_tokens: m.output_tokens,
-            length_dist,
-        });
+        let model = validate_model(m, &at(sc, "model", i), d, &models)?;
+        models.push(model);
     }
-    let model_names: Vec<&str> = models.iter().map(|m| m.name.as_str()).collect();
-    let find_model = |ctx: &Ctx, name: &Option<String>| -> Result<usize, FabricError> {
-        match name {
-            None if models.len() == 1 => Ok(0),
-            None => {
-                Err(ctx
-                    .invalid("model", format!("expected one of {} (there are several models)", model_names.join(", "))))
-            }
-            Some(n) => models.iter().position(|m| &m.name == n).ok_or_else(|| {
-                let hint = closest(n, &model_names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
-                ctx.invalid("model", format!("unknown model {n:?}, expected one of {}{hint}", model_names.join(", ")))
-            }),
-        }
-    };
-
     let mut sites = Vec::new();
     for (i, s) in cfg.site.iter().enumerate() {
-        let ctx = Ctx::new(file, text, "site", i, &format!("site[{i}]"));
-        if s.name.trim().is_empty() || sites.iter().any(|x: &Site| x.name == s.name) {
-            return Err(ctx.invalid("name", format!("expected a unique non-empty site name, got {:?}", s.name)));
-        }
-        let model = find_model(&ctx, &s.model)?;
-        let gps = models[model].gpus_per_server;
-        let gpus = s.gpus.or(s.fabric.as_ref().and_then(|f| f.gpus)).unwrap_or(0);
-        if gpus % gps != 0 {
-            return Err(ctx.invalid(
-                "gpus",
-                format!("{gpus} GPUs is not a whole number of {gps}-GPU servers of model {:?}", models[model].name),
-            ));
-        }
-        let max_gpus = s.max_gpus.unwrap_or(gpus);
-        if max_gpus < gpus {
-            return Err(ctx.invalid("max-gpus", format!("expected at least gpus ({gpus}), got {max_gpus}")));
-        }
-        let tier = s.tier.unwrap_or(SiteTier::Central);
-        let gpu_hour_usd = s.gpu_hour_usd.unwrap_or(match tier {
-            SiteTier::Central => d.gpu_hour_usd_central,
-            SiteTier::Edge => d.gpu_hour_usd_edge,
-        });
-        if !(gpu_hour_usd.is_finite() && gpu_hour_usd >= 0.0) {
-            return Err(ctx.invalid("gpu-hour-usd", format!("expected a non-negative price, got {gpu_hour_usd}")));
-        }
-        sites.push(Site {
-            name: s.name.clone(),
-            tier,
-            gpus,
-            max_gpus,
-            gpu_hour_usd,
-            access_hops: s.access_hops.unwrap_or(d.access_hops),
-            hop_latency: s.hop_latency.unwrap_or(d.hop_latency),
-            model,
-        });
+        let site = validate_site(s, &at(sc, "site", i), d, &models, &sites)?;
+        sites.push(site);
     }
-    let site_names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
-
     let per_km = cat.constants.fiber_delay_per_km;
     let mut regions = Vec::new();
     for (i, r) in cfg.region.iter().enumerate() {
-        let ctx = Ctx::new(file, text, "region", i, &format!("region[{i}]"));
-        if r.name.trim().is_empty() || regions.iter().any(|x: &Region| x.name == r.name) {
-            return Err(ctx.invalid("name", format!("expected a unique non-empty region name, got {:?}", r.name)));
-        }
-        if !(r.rate.is_finite() && r.rate >= 0.0 && r.rate <= 1e7) {
-            return Err(ctx.invalid("rate", format!("expected 0 to 10000000 requests per second, got {}", r.rate)));
-        }
-        let model = find_model(&ctx, &r.model)?;
-        let arrivals = match r.arrivals.as_deref() {
-            None | Some("poisson") => {
-                if r.burst_factor.is_some() || r.burst_on.is_some() || r.burst_off.is_some() {
-                    return Err(ctx.invalid("burst-factor", "burst keys need arrivals = \"bursty\""));
-                }
-                Arrivals::Poisson
-            }
-            Some("bursty") => {
-                let factor = r.burst_factor.unwrap_or(3.0);
-                let on = r.burst_on.unwrap_or(Nanos(30_000_000_000));
-                let off = r.burst_off.unwrap_or(Nanos(90_000_000_000));
-                if on.0 == 0 || off.0 == 0 {
-                    return Err(ctx.invalid("burst-on", "expected positive on and off periods"));
-                }
-                let share = on.0 as f64 / (on.0 + off.0) as f64;
-                if !(factor.is_finite() && factor >= 1.0 && factor * share <= 1.0 + 1e-12) {
-                    return Err(ctx.invalid(
-                        "burst-factor",
-                        format!(
-                            "expected 1 to {:.3} (on-time share {:.3}: the on periods alone would exceed the mean rate), got {factor}",
-                            1.0 / share,
-                            share
-                        ),
-                    ));
-                }
-                Arrivals::Bursty { factor, on_ns: on.0, off_ns: off.0 }
-            }
-            Some(o) => return Err(ctx.invalid("arrivals", format!("expected poisson or bursty, got {o:?}"))),
-        };
-        if let Some(p) = &r.profile {
-            if p.len() != 24 || p.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
-                return Err(
-                    ctx.invalid("profile", format!("expected 24 non-negative hourly multipliers, got {}", p.len()))
-                );
-            }
-        }
-        let off = r.utc_offset_hours.unwrap_or(0);
-        if !(-12..=14).contains(&off) {
-            return Err(ctx.invalid("utc-offset-hours", format!("expected -12 to 14, got {off}")));
-        }
-        for (key, names) in [
-            ("distance", r.distance.keys().collect::<Vec<_>>()),
-            ("fiber", r.fiber.keys().collect()),
-            ("hops", r.hops.keys().collect()),
-        ] {
-            for n in names {
-                if !site_names.contains(&n.as_str()) {
-                    let hint = closest(n, &site_names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
-                    return Err(ctx
-                        .invalid(key, format!("unknown site {n:?}, expected one of {}{hint}", site_names.join(", "))));
-                }
-            }
-        }
-        let last_mile = r.last_mile.unwrap_or(d.last_mile);
-        let mut paths = Vec::new();
-        for s in &sites {
-            let fiber = match (r.fiber.get(&s.name), r.distance.get(&s.name)) {
-                (Some(f), _) => Some(*f),
-                (None, Some(g)) => Some(Meters((g.0 as f64 * d.route_factor).round() as u64)),
-                (None, None) => None,
-            };
-            paths.push(fiber.map(|fiber| {
-                let hops = s.access_hops + r.hops.get(&s.name).copied().unwrap_or(0);
-                let one_way = Nanos(last_mile.0 + fiber.propagation(per_km).0 + s.hop_latency.0 * u64::from(hops));
-                Path { fiber, hops, one_way }
-            }));
-        }
-        if !sites.iter().zip(&paths).any(|(s, p)| p.is_some() && s.model == model) {
-            return Err(ctx.invalid(
-                "distance",
-                format!(
-                    "region {:?} has no distance or fiber to any site serving model {:?}",
-                    r.name, models[model].name
-                ),
-            ));
-        }
-        regions.push(Region {
-            name: r.name.clone(),
-            rate: r.rate,
-            arrivals,
-            profile: r.profile.clone(),
-            utc_offset_hours: off,
-            last_mile,
-            ttft_p99: r.ttft_p99.unwrap_or(d.ttft_p99),
-            model,
-            paths,
-        });
-    }
-    if !(d.target_utilization > 0.0 && d.target_utilization <= 1.0) {
-        return Err(FabricError::Catalog {
-            file: file.to_string(),
-            entry: "inference".into(),
-            message: "target-utilization must be in (0, 1]".into(),
-        });
+        let region = validate_region(r, &at(sc, "region", i), d, &models, &sites, per_km, &regions)?;
+        regions.push(region);
     }
     Ok(InferSpec {
         name: sc.name.clone(),

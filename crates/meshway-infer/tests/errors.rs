@@ -38,23 +38,23 @@ fn good_scenario_parses() {
 fn invalid_inference_scenarios() {
     assert_eq!(
         err(&GOOD.replace("{ a = \"100km\" }", "{ b = \"100km\" }")),
-        "bad.toml:16: `region[0].distance`: unknown site \"b\", expected one of a; did you mean \"a\"?"
+        "bad.toml:16: `region[1].distance`: unknown site \"b\", expected one of a; did you mean \"a\"?"
     );
     assert_eq!(
         err(&GOOD.replace("gpus = 16", "gpus = 12")),
-        "bad.toml:11: `site[0].gpus`: 12 GPUs is not a whole number of 8-GPU servers of model \"m\""
+        "bad.toml:11: `site[1].gpus`: 12 GPUs is not a whole number of 8-GPU servers of model \"m\""
     );
     assert_eq!(
         err(&GOOD.replace("max-batch = 8", "max-batch = 0")),
-        "bad.toml:5: `model[0].max-batch`: expected 1 to 4096, got 0"
+        "bad.toml:5: `model[1].max-batch`: expected 1 to 4096, got 0"
     );
     assert_eq!(
         err(&(GOOD.to_string() + "[inference]\npolicy = \"fastest\"\n")),
-        "bad.toml:18: `inference.policy`: expected nearest, least-loaded or latency-aware, got \"fastest\""
+        "bad.toml:18:10: `inference.policy`: unknown value \"fastest\": expected one of nearest, least-loaded, latency-aware"
     );
     assert_eq!(
         err(&GOOD.replace("rate = 5", "rate = 5\narrivals = \"bursty\"\nburst-factor = 5")),
-        "bad.toml:17: `region[0].burst-factor`: expected 1 to 4.000 (on-time share 0.250: the on periods alone would exceed the mean rate), got 5"
+        "bad.toml:17: `region[1].burst-factor`: expected 1 to 4.000 (on-time share 0.250: the on periods alone would exceed the mean rate), got 5"
     );
     assert!(err(&GOOD.replace("rate = 5", "rat = 5")).contains("did you mean `rate`?"));
     assert_eq!(
@@ -68,7 +68,7 @@ fn planner_on_inference_scenario_is_a_clear_error() {
     let e = plan_text(GOOD, "inf.toml", &Catalog::builtin()).unwrap_err().to_string();
     assert_eq!(
         e,
-        "inf.toml:9: `site[0].fabric`: no fabric to plan: no [fabric] table and no [[site]] has a [site.fabric]; \
+        "inf.toml:9: `site[1].fabric`: no fabric to plan: no [fabric] table and no [[site]] has a [site.fabric]; \
          for an inference scenario use `meshway infer` or `meshway place`"
     );
 }
@@ -94,6 +94,6 @@ distance = \"10km\"
     let e = plan_text(text, "ms.toml", &Catalog::builtin()).unwrap_err().to_string();
     assert_eq!(
         e,
-        "ms.toml:7: `site[1].fabric`: site \"b\" has no [site.fabric] table: a multi-site fabric needs one for every site"
+        "ms.toml:7: `site[2].fabric`: site \"b\" has no [site.fabric] table: a multi-site fabric needs one for every site"
     );
 }

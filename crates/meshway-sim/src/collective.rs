@@ -74,7 +74,7 @@ pub enum Algo {
     Tree,
     HalvingDoubling,
     Hierarchical,
-    /// By site on multi-site fabrics (see [`crate::multisite::site_all_reduce`]).
+    /// By site on multi-site fabrics (see [`site_all_reduce`]).
     SiteHierarchical,
     /// All-to-all and send/recv: every message directly.
     Direct,
@@ -380,7 +380,7 @@ pub fn build(
         (Op::AllReduce, Algo::SiteHierarchical) => {
             let sites: Vec<u32> = (0..topo.ranks() as u32).map(|r| topo.site_of(r)).collect();
             let flat = CollSpec { algo: Algo::Ring, ..spec.clone() };
-            crate::multisite::site_all_reduce(prog, topo, &flat, &sites, after)
+            site_all_reduce(prog, topo, &flat, &sites, after)
         }
         (op, algo) => Err(CollectiveError::NotModeled {
             op: op.name(),
@@ -521,4 +521,86 @@ fn hierarchical(
     let p3 = ring_phase(prog, topo, &intra, shard, (g - 1) as u32, &[p2], m1, spec);
     let model = if m1 == Model::Steps && m2 == Model::Steps { Model::Steps } else { Model::Steady };
     Ok(Built { done: p3, model, steps: 2 * (g - 1) as u32 + steps2 })
+}
+
+/// Groups `ranks` by their site (`site_of_rank[rank]`), sites in order of first appearance,
+/// ranks in their given order.
+pub fn site_groups(site_of_rank: &[u32], ranks: &[u32]) -> Vec<Vec<u32>> {
+    let mut order: Vec<u32> = Vec::new();
+    let mut groups: Vec<Vec<u32>> = Vec::new();
+    for &r in ranks {
+        let s = site_of_rank.get(r as usize).copied().unwrap_or(0);
+        match order.iter().position(|&x| x == s) {
+            Some(i) => groups[i].push(r),
+            None => {
+                order.push(s);
+                groups.push(vec![r]);
+            }
+        }
+    }
+    groups
+}
+
+/// An all-reduce of `spec` (its op must be all-reduce), hierarchical by site: intra-site
+/// reduce-scatter, cross-site all-reduce of each shard, intra-site all-gather (see [`crate::multisite`]'s module docs).
+/// Ranks all at one site fall back to `spec` as given.
+pub fn site_all_reduce(
+    prog: &mut Program,
+    topo: &mut dyn Topology,
+    spec: &CollSpec,
+    site_of_rank: &[u32],
+    after: &[MsgId],
+) -> Result<Built, CollectiveError> {
+    if spec.op != Op::AllReduce {
+        return Err(CollectiveError::SiteHierarchicalNeedsAllReduce { op: spec.op.name() });
+    }
+    let groups = site_groups(site_of_rank, &spec.ranks);
+    if groups.len() < 2 {
+        return build(prog, topo, spec, after);
+    }
+    let g = groups[0].len();
+    if let Some(bad) = groups.iter().find(|x| x.len() != g) {
+        return Err(CollectiveError::UnevenSites { first: g, other: bad.len() });
+    }
+    let sub = |op: Op, size: u64, ranks: Vec<u32>| CollSpec { op, algo: Algo::Ring, size, ranks, ..spec.clone() };
+    let mut steady = false;
+    let mut steps = 0u32;
+    // Phase 1: every site reduce-scatters the whole buffer over its own fabric.
+    let gate1 = if g > 1 {
+        let mut dones = Vec::with_capacity(groups.len());
+        for grp in &groups {
+            let b = build(prog, topo, &sub(Op::ReduceScatter, spec.size, grp.clone()), after)?;
+            steady |= b.model != Model::Steps;
+            steps = b.steps;
+            dones.push(b.done);
+        }
+        vec![prog.barrier(dones, Nanos::ZERO)]
+    } else {
+        after.to_vec()
+    };
+    // Phase 2: rank j of every site all-reduces shard j across the sites.
+    let shard = spec.size.div_ceil(g as u64).max(1);
+    let mut dones = Vec::with_capacity(g);
+    let mut steps2 = 0;
+    for j in 0..g {
+        let members: Vec<u32> = groups.iter().map(|grp| grp[j]).collect();
+        let b = build(prog, topo, &sub(Op::AllReduce, shard, members), &gate1)?;
+        steady |= b.model != Model::Steps;
+        steps2 = b.steps;
+        dones.push(b.done);
+    }
+    let gate2 = prog.barrier(dones, Nanos::ZERO);
+    // Phase 3: every site all-gathers the buffer.
+    let done = if g > 1 {
+        let mut dones = Vec::with_capacity(groups.len());
+        for grp in &groups {
+            let b = build(prog, topo, &sub(Op::AllGather, spec.size, grp.clone()), &[gate2])?;
+            steady |= b.model != Model::Steps;
+            dones.push(b.done);
+        }
+        prog.barrier(dones, Nanos::ZERO)
+    } else {
+        gate2
+    };
+    Ok(Built { done, model: if steady { Model::Steady } else { Model::Steps }, steps: 2 * steps + steps2 })
 }

@@ -13,7 +13,6 @@ use meshway_units::{BitsPerSec, Bytes, Nanos, SimTime};
 use serde::{Deserialize, Serialize};
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
-use std::fmt;
 
 /// Rates are kept in units of `1 / RATE_SCALE` bit per second.
 pub(crate) const RATE_SCALE: u64 = 1 << 10;
@@ -27,36 +26,7 @@ const NEVER: u64 = u64::MAX;
 /// "No entry" in the intrusive lists.
 const NONE: u32 = u32::MAX;
 
-/// Identifies a directed link of a [`Network`]: its index in insertion order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct LinkId(pub u32);
-
-/// Identifies a flow of a [`Simulation`]: its index in insertion order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct FlowId(pub u32);
-
-impl LinkId {
-    pub const fn index(self) -> usize {
-        self.0 as usize
-    }
-}
-impl FlowId {
-    pub const fn index(self) -> usize {
-        self.0 as usize
-    }
-}
-impl fmt::Display for LinkId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-impl fmt::Display for FlowId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
+pub use crate::ids::{FlowId, LinkId};
 
 /// One directed link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -54,6 +54,7 @@ pub mod collective;
 mod engine;
 mod error;
 pub mod exec;
+mod ids;
 pub mod multisite;
 pub mod program;
 mod queue;
@@ -63,5 +64,5 @@ pub mod topo;
 pub mod training;
 
 pub use engine::{FlowId, FlowSpec, LinkId, LinkSpec, LinkView, Network, Router, Simulation};
-pub use error::{CollectiveError, SimError};
+pub use error::{CollectiveError, SimError, SimulateError};
 pub use result::{FlowResult, LinkStats, SimResult, Stall};

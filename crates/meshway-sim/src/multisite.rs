@@ -1,6 +1,7 @@
 //! Multi-site training: a job spread over sites joined by DCI links.
 //!
-//! - **Site-hierarchical all-reduce** ([`site_all_reduce`]): with `g` ranks at each of `k`
+//! - **Site-hierarchical all-reduce** ([`crate::collective::site_all_reduce`], written with
+//!   the other collectives because it is one of them): with `g` ranks at each of `k`
 //!   sites, (1) each site reduce-scatters the buffer over its own fabric (NCCL ring, `g - 1`
 //!   steps of `S / g`); (2) rank `j` of every site all-reduces shard `j` (`S / g` bytes)
 //!   with rank `j` of the other sites over the DCI (ring of `k`, `2 (k - 1)` steps); (3) each
@@ -19,103 +20,21 @@
 //!   distance). The planner's lossless headroom check is reported for every span at every
 //!   distance of the sweep.
 
-use crate::collective::{self, Algo, Built, CollSpec, Model, Op};
+use crate::collective::{self, Algo, CollSpec, Op};
+pub use crate::collective::{site_all_reduce, site_groups};
+use crate::error::SimulateError;
 use crate::exec::{execute, ExecConfig, Policy, Wire};
-use crate::program::{MsgId, Program};
-use crate::simulate::SimulateError;
+use crate::program::Program;
 use crate::topo::{FabricTopo, Topology};
 use crate::training::{self, TrainSpec};
-use crate::CollectiveError;
 use meshway_fabric::catalog::OpticClass;
 use meshway_fabric::config::{RoutingKind, TransportKind};
 use meshway_fabric::scenario::Ctx;
 use meshway_fabric::workload_config::{OpConfig, Whole, WorkloadKind};
 use meshway_fabric::{Catalog, Fabric, FabricError, LinkClass, Scenario};
-use meshway_units::{Bytes, Meters, Nanos};
+use meshway_units::{Bytes, Meters};
 use serde::Serialize;
 use std::collections::BTreeMap;
-
-/// Groups `ranks` by their site (`site_of_rank[rank]`), sites in order of first appearance,
-/// ranks in their given order.
-pub fn site_groups(site_of_rank: &[u32], ranks: &[u32]) -> Vec<Vec<u32>> {
-    let mut order: Vec<u32> = Vec::new();
-    let mut groups: Vec<Vec<u32>> = Vec::new();
-    for &r in ranks {
-        let s = site_of_rank.get(r as usize).copied().unwrap_or(0);
-        match order.iter().position(|&x| x == s) {
-            Some(i) => groups[i].push(r),
-            None => {
-                order.push(s);
-                groups.push(vec![r]);
-            }
-        }
-    }
-    groups
-}
-
-/// An all-reduce of `spec` (its op must be all-reduce), hierarchical by site: intra-site
-/// reduce-scatter, cross-site all-reduce of each shard, intra-site all-gather (module docs).
-/// Ranks all at one site fall back to `spec` as given.
-pub fn site_all_reduce(
-    prog: &mut Program,
-    topo: &mut dyn Topology,
-    spec: &CollSpec,
-    site_of_rank: &[u32],
-    after: &[MsgId],
-) -> Result<Built, CollectiveError> {
-    if spec.op != Op::AllReduce {
-        return Err(CollectiveError::SiteHierarchicalNeedsAllReduce { op: spec.op.name() });
-    }
-    let groups = site_groups(site_of_rank, &spec.ranks);
-    if groups.len() < 2 {
-        return collective::build(prog, topo, spec, after);
-    }
-    let g = groups[0].len();
-    if let Some(bad) = groups.iter().find(|x| x.len() != g) {
-        return Err(CollectiveError::UnevenSites { first: g, other: bad.len() });
-    }
-    let sub = |op: Op, size: u64, ranks: Vec<u32>| CollSpec { op, algo: Algo::Ring, size, ranks, ..spec.clone() };
-    let mut steady = false;
-    let mut steps = 0u32;
-    // Phase 1: every site reduce-scatters the whole buffer over its own fabric.
-    let gate1 = if g > 1 {
-        let mut dones = Vec::with_capacity(groups.len());
-        for grp in &groups {
-            let b = collective::build(prog, topo, &sub(Op::ReduceScatter, spec.size, grp.clone()), after)?;
-            steady |= b.model != Model::Steps;
-            steps = b.steps;
-            dones.push(b.done);
-        }
-        vec![prog.barrier(dones, Nanos::ZERO)]
-    } else {
-        after.to_vec()
-    };
-    // Phase 2: rank j of every site all-reduces shard j across the sites.
-    let shard = spec.size.div_ceil(g as u64).max(1);
-    let mut dones = Vec::with_capacity(g);
-    let mut steps2 = 0;
-    for j in 0..g {
-        let members: Vec<u32> = groups.iter().map(|grp| grp[j]).collect();
-        let b = collective::build(prog, topo, &sub(Op::AllReduce, shard, members), &gate1)?;
-        steady |= b.model != Model::Steps;
-        steps2 = b.steps;
-        dones.push(b.done);
-    }
-    let gate2 = prog.barrier(dones, Nanos::ZERO);
-    // Phase 3: every site all-gathers the buffer.
-    let done = if g > 1 {
-        let mut dones = Vec::with_capacity(groups.len());
-        for grp in &groups {
-            let b = collective::build(prog, topo, &sub(Op::AllGather, spec.size, grp.clone()), &[gate2])?;
-            steady |= b.model != Model::Steps;
-            dones.push(b.done);
-        }
-        prog.barrier(dones, Nanos::ZERO)
-    } else {
-        gate2
-    };
-    Ok(Built { done, model: if steady { Model::Steady } else { Model::Steps }, steps: 2 * steps + steps2 })
-}
 
 /// What `analyze` sweeps and searches.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! What a simulation run reports.
 
-use crate::engine::{FlowId, LinkId};
+use crate::ids::{FlowId, LinkId};
 use meshway_units::{Bytes, Nanos, SimTime};
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -17,35 +17,7 @@ use meshway_fabric::{Catalog, Fabric, FabricError, Scenario};
 use meshway_units::{BitsPerSec, Bytes, Nanos, SimTime};
 use serde::Serialize;
 
-/// Everything that can stop a simulation.
-#[derive(Debug, thiserror::Error)]
-pub enum SimulateError {
-    #[error(transparent)]
-    Scenario(#[from] FabricError),
-    #[error(transparent)]
-    Engine(#[from] SimError),
-    /// A workload's collectives or training step cannot be written (`nth` counts from 1).
-    #[error("{file}workload[{nth}] ({name:?}): {source}")]
-    Workload { file: String, nth: usize, name: String, source: CollectiveError },
-    /// A collective outside any workload table (multisite's job).
-    #[error(transparent)]
-    Collective(#[from] CollectiveError),
-    #[error("the catalog has no [[transport]] named {kind:?}")]
-    NoTransportProfile { kind: String },
-    #[error("the catalog has no [multisite] section (sweep defaults)")]
-    NoMultisiteDefaults,
-    #[error("{scenario}: the job did not complete")]
-    Incomplete { scenario: String },
-    /// A fabric derived from the scenario (a baseline, a swept distance) does not build.
-    #[error("{what}: {source}")]
-    Derived { what: String, source: FabricError },
-    /// A command-line option out of range.
-    #[error("{option}: {message}")]
-    BadOption { option: &'static str, message: String },
-    /// The testbed runs traffic patterns and ring all-reduces only.
-    #[error("workload {workload:?}: {reason}")]
-    NotRunnableOnTestbed { workload: String, reason: &'static str },
-}
+pub use crate::error::SimulateError;
 
 /// Command-line overrides.
 #[derive(Debug, Clone, Default)]

@@ -51,7 +51,7 @@ pub struct TrainSpec {
     pub channels: u32,
     pub steps_limit: u64,
     /// Site of each rank: when set, a DP group spanning sites all-reduces hierarchically by
-    /// site ([`crate::multisite::site_all_reduce`]) instead of with one flat ring.
+    /// site ([`collective::site_all_reduce`]) instead of with one flat ring.
     pub site_of_rank: Option<Vec<u32>>,
 }
 
@@ -380,7 +380,7 @@ pub fn write(
                     packet: cfg.wire.mtu + cfg.wire.header,
                 };
                 let b = match &s.site_of_rank {
-                    Some(sites) => crate::multisite::site_all_reduce(prog, topo, &spec, sites, &[gate])?,
+                    Some(sites) => collective::site_all_reduce(prog, topo, &spec, sites, &[gate])?,
                     None => collective::build(prog, topo, &spec, &[gate])?,
                 };
                 step_ends.push(b.done);
