@@ -932,153 +932,11 @@ impl Simulation {
             tolerance_ppm,
             ..
         } = self;
-
-        // 1. The components: breadth-first over link -> flows -> links from each seed link,
-        //    remembering where each component's flows start in `comp_flows`.
-        comp_links.clear();
-        comp_flows.clear();
-        comps.clear();
-        let mut i = 0;
-        for &seed in seeds.iter() {
-            let link = &mut links[seed as usize];
-            if link.seen == epoch {
-                continue;
-            }
-            link.seen = epoch;
-            comp_links.push(seed);
-            let first_flow = comp_flows.len() as u32;
-            while i < comp_links.len() {
-                let l = comp_links[i] as usize;
-                for j in 0..links[l].flows.len() {
-                    let f = links[l].flows[j].0 as usize;
-                    let fl = &mut hot[f];
-                    if fl.seen == epoch {
-                        continue;
-                    }
-                    fl.seen = epoch;
-                    comp_flows.push(f as u32);
-                    let start = fl.path_start as usize;
-                    for &m in &path_links[start..start + fl.path_len as usize] {
-                        let link = &mut links[m as usize];
-                        if link.seen != epoch {
-                            link.seen = epoch;
-                            comp_links.push(m);
-                        }
-                    }
-                }
-                i += 1;
-            }
-            comps.push((first_flow, comp_flows.len() as u32));
-        }
+        let mut comp = Component { links: comp_links, flows: comp_flows, spans: comps };
+        find_components(links, hot, path_links, seeds, &mut comp, epoch);
         seeds.clear();
-
-        // 2. Progressive filling over the component.
-        fill.clear();
-        for &l in comp_links.iter() {
-            let link = &mut links[l as usize];
-            link.integrate(t);
-            link.rem = link.available();
-            link.unfrozen = link.flows.len() as u32;
-            if link.unfrozen > 0 {
-                fill.push(Reverse(Share { rem: link.rem, unfrozen: link.unfrozen, link: l }));
-            }
-        }
-        // Lazy keys: freezing flows at the smallest share never lowers another link's share
-        // (`(rem - s) / (n - 1) >= rem / n` when `s <= rem / n`), so a link's queued key is a
-        // lower bound of its true share. A popped entry whose key is out of date is pushed
-        // back with the current one; each link has one entry, and links are processed in the
-        // same (share, id) order as with eager updates.
-        while let Some(Reverse(s)) = fill.pop() {
-            let l = s.link as usize;
-            let (rem, unfrozen) = (links[l].rem, links[l].unfrozen);
-            if unfrozen == 0 {
-                continue;
-            }
-            if (rem, unfrozen) != (s.rem, s.unfrozen) {
-                fill.push(Reverse(Share { rem, unfrozen, link: s.link }));
-                continue;
-            }
-            let share = rem / u64::from(unfrozen);
-            for j in 0..links[l].flows.len() {
-                let f = links[l].flows[j].0 as usize;
-                let fl = &mut hot[f];
-                if fl.frozen == epoch {
-                    continue;
-                }
-                fl.frozen = epoch;
-                fl.new_rate = share;
-                let start = fl.path_start as usize;
-                for &m in &path_links[start..start + fl.path_len as usize] {
-                    let link = &mut links[m as usize];
-                    // `l` has the smallest share, so every link can afford it.
-                    link.rem -= share;
-                    link.unfrozen -= 1;
-                }
-            }
-        }
-        for &l in comp_links.iter() {
-            let link = &mut links[l as usize];
-            debug_assert_eq!(link.unfrozen, 0);
-            link.load = link.available() - link.rem;
-            debug_assert!(link.load <= link.cap_units);
-            link.peak = link.peak.max(link.load);
-        }
-
-        // 3. New rates for flows whose rate changed (a flow whose rate is unchanged keeps its
-        //    finish time). Only the earliest finisher(s) of each component get a queued finish
-        //    event: any change to a component recomputes it, and its earliest finish is the
-        //    next change if nothing else happens first. This keeps the queue small.
-        for &(first, end) in comps.iter() {
-            let mut earliest = NEVER;
-            for &f in &comp_flows[first as usize..end as usize] {
-                let new_rate = hot[f as usize].new_rate;
-                let fl = &mut flows[f as usize];
-                if new_rate != fl.rate {
-                    let sent = u128::from(fl.rate) * u128::from(t - fl.last);
-                    debug_assert!(sent <= fl.remaining);
-                    fl.remaining = fl.remaining.saturating_sub(sent);
-                    fl.last = t;
-                    fl.rate = new_rate;
-                    fl.finish_at = if fl.rate == 0 {
-                        NEVER
-                    } else {
-                        let dt = fl.remaining.div_ceil(u128::from(fl.rate));
-                        u64::try_from(dt)
-                            .ok()
-                            .and_then(|dt| t.checked_add(dt))
-                            .filter(|&at| at != NEVER)
-                            .ok_or(SimError::TimeOverflow { flow: FlowId(f) })?
-                    };
-                }
-                earliest = earliest.min(fl.finish_at);
-            }
-            let tol = *tolerance_ppm;
-            for &f in &comp_flows[first as usize..end as usize] {
-                let fl = &mut flows[f as usize];
-                // Within the tolerance, a flow finishing a little after the earliest one is
-                // finished in the same batch (it still completes at its own time).
-                let early = tol > 0
-                    && fl.finish_at != NEVER
-                    && earliest != NEVER
-                    && u128::from(fl.finish_at - earliest) * 1_000_000
-                        <= u128::from(fl.finish_at - fl.activated) * u128::from(tol);
-                if early && fl.queued_at != earliest {
-                    fl.queued_at = earliest;
-                    queue.push(earliest, Event::Finish(f));
-                    continue;
-                }
-                if early {
-                    continue;
-                }
-                if fl.finish_at != earliest || earliest == NEVER {
-                    fl.queued_at = NEVER; // any queued event for it is now stale
-                } else if fl.queued_at != earliest {
-                    fl.queued_at = earliest;
-                    queue.push(earliest, Event::Finish(f));
-                }
-            }
-        }
-        Ok(())
+        progressive_fill(links, hot, path_links, comp.links, fill, epoch, t);
+        reschedule(flows, hot, &comp, queue, *tolerance_ppm, t)
     }
 
     fn stall_reason(&self, f: usize) -> Option<Stall> {
@@ -1115,6 +973,197 @@ impl Simulation {
             }
         }
     }
+}
+
+/// The links and flows of the components a recompute touches; `spans[c]` is component c's
+/// range in `flows`. Buffers reused across recomputes.
+struct Component<'a> {
+    links: &'a mut Vec<u32>,
+    flows: &'a mut Vec<u32>,
+    spans: &'a mut Vec<(u32, u32)>,
+}
+
+/// Phase 1 of a recompute: the components, breadth-first over link -> flows -> links from
+/// each seed link.
+#[inline]
+fn find_components(
+    links: &mut [Link],
+    hot: &mut [Hot],
+    path_links: &[u32],
+    seeds: &[u32],
+    comp: &mut Component<'_>,
+    epoch: u32,
+) {
+    // 1. The components: breadth-first over link -> flows -> links from each seed link,
+    //    remembering where each component's flows start in `comp.flows`.
+    comp.links.clear();
+    comp.flows.clear();
+    comp.spans.clear();
+    let mut i = 0;
+    for &seed in seeds.iter() {
+        let link = &mut links[seed as usize];
+        if link.seen == epoch {
+            continue;
+        }
+        link.seen = epoch;
+        comp.links.push(seed);
+        let first_flow = comp.flows.len() as u32;
+        while i < comp.links.len() {
+            let l = comp.links[i] as usize;
+            for j in 0..links[l].flows.len() {
+                let f = links[l].flows[j].0 as usize;
+                let fl = &mut hot[f];
+                if fl.seen == epoch {
+                    continue;
+                }
+                fl.seen = epoch;
+                comp.flows.push(f as u32);
+                let start = fl.path_start as usize;
+                for &m in &path_links[start..start + fl.path_len as usize] {
+                    let link = &mut links[m as usize];
+                    if link.seen != epoch {
+                        link.seen = epoch;
+                        comp.links.push(m);
+                    }
+                }
+            }
+            i += 1;
+        }
+        comp.spans.push((first_flow, comp.flows.len() as u32));
+    }
+}
+
+/// Phase 2 of a recompute: max-min fair rates by progressive filling over the component's
+/// links, smallest share first; sets each flow's `new_rate` and each link's load.
+#[inline]
+fn progressive_fill(
+    links: &mut [Link],
+    hot: &mut [Hot],
+    path_links: &[u32],
+    comp_links: &[u32],
+    fill: &mut BinaryHeap<Reverse<Share>>,
+    epoch: u32,
+    t: u64,
+) {
+    // 2. Progressive filling over the component.
+    fill.clear();
+    for &l in comp_links.iter() {
+        let link = &mut links[l as usize];
+        link.integrate(t);
+        link.rem = link.available();
+        link.unfrozen = link.flows.len() as u32;
+        if link.unfrozen > 0 {
+            fill.push(Reverse(Share { rem: link.rem, unfrozen: link.unfrozen, link: l }));
+        }
+    }
+    // Lazy keys: freezing flows at the smallest share never lowers another link's share
+    // (`(rem - s) / (n - 1) >= rem / n` when `s <= rem / n`), so a link's queued key is a
+    // lower bound of its true share. A popped entry whose key is out of date is pushed
+    // back with the current one; each link has one entry, and links are processed in the
+    // same (share, id) order as with eager updates.
+    while let Some(Reverse(s)) = fill.pop() {
+        let l = s.link as usize;
+        let (rem, unfrozen) = (links[l].rem, links[l].unfrozen);
+        if unfrozen == 0 {
+            continue;
+        }
+        if (rem, unfrozen) != (s.rem, s.unfrozen) {
+            fill.push(Reverse(Share { rem, unfrozen, link: s.link }));
+            continue;
+        }
+        let share = rem / u64::from(unfrozen);
+        for j in 0..links[l].flows.len() {
+            let f = links[l].flows[j].0 as usize;
+            let fl = &mut hot[f];
+            if fl.frozen == epoch {
+                continue;
+            }
+            fl.frozen = epoch;
+            fl.new_rate = share;
+            let start = fl.path_start as usize;
+            for &m in &path_links[start..start + fl.path_len as usize] {
+                let link = &mut links[m as usize];
+                // `l` has the smallest share, so every link can afford it.
+                link.rem -= share;
+                link.unfrozen -= 1;
+            }
+        }
+    }
+    for &l in comp_links.iter() {
+        let link = &mut links[l as usize];
+        debug_assert_eq!(link.unfrozen, 0);
+        link.load = link.available() - link.rem;
+        debug_assert!(link.load <= link.cap_units);
+        link.peak = link.peak.max(link.load);
+    }
+}
+
+/// Phase 3 of a recompute: new finish times for the flows whose rate changed, and finish
+/// events for each component's earliest finisher(s).
+#[inline]
+fn reschedule(
+    flows: &mut [Flow],
+    hot: &[Hot],
+    comp: &Component<'_>,
+    queue: &mut EventQueue,
+    tolerance_ppm: u64,
+    t: u64,
+) -> Result<(), SimError> {
+    // 3. New rates for flows whose rate changed (a flow whose rate is unchanged keeps its
+    //    finish time). Only the earliest finisher(s) of each component get a queued finish
+    //    event: any change to a component recomputes it, and its earliest finish is the
+    //    next change if nothing else happens first. This keeps the queue small.
+    for &(first, end) in comp.spans.iter() {
+        let mut earliest = NEVER;
+        for &f in &comp.flows[first as usize..end as usize] {
+            let new_rate = hot[f as usize].new_rate;
+            let fl = &mut flows[f as usize];
+            if new_rate != fl.rate {
+                let sent = u128::from(fl.rate) * u128::from(t - fl.last);
+                debug_assert!(sent <= fl.remaining);
+                fl.remaining = fl.remaining.saturating_sub(sent);
+                fl.last = t;
+                fl.rate = new_rate;
+                fl.finish_at = if fl.rate == 0 {
+                    NEVER
+                } else {
+                    let dt = fl.remaining.div_ceil(u128::from(fl.rate));
+                    u64::try_from(dt)
+                        .ok()
+                        .and_then(|dt| t.checked_add(dt))
+                        .filter(|&at| at != NEVER)
+                        .ok_or(SimError::TimeOverflow { flow: FlowId(f) })?
+                };
+            }
+            earliest = earliest.min(fl.finish_at);
+        }
+        let tol = tolerance_ppm;
+        for &f in &comp.flows[first as usize..end as usize] {
+            let fl = &mut flows[f as usize];
+            // Within the tolerance, a flow finishing a little after the earliest one is
+            // finished in the same batch (it still completes at its own time).
+            let early = tol > 0
+                && fl.finish_at != NEVER
+                && earliest != NEVER
+                && u128::from(fl.finish_at - earliest) * 1_000_000
+                    <= u128::from(fl.finish_at - fl.activated) * u128::from(tol);
+            if early && fl.queued_at != earliest {
+                fl.queued_at = earliest;
+                queue.push(earliest, Event::Finish(f));
+                continue;
+            }
+            if early {
+                continue;
+            }
+            if fl.finish_at != earliest || earliest == NEVER {
+                fl.queued_at = NEVER; // any queued event for it is now stale
+            } else if fl.queued_at != earliest {
+                fl.queued_at = earliest;
+                queue.push(earliest, Event::Finish(f));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
