@@ -333,7 +333,7 @@ fn add_spines(
     let t_spine = f.tier("spine", 2);
     let l_count = leaves.nodes.len() as u64;
     let p_links = match fc.spines {
-        Some(s) if s == 0 || leaf_u % s != 0 => {
+        Some(s) if s == 0 || !leaf_u.is_multiple_of(s) => {
             return Err(ctx.invalid("spines", format!("expected a divisor of the {leaf_u} leaf uplinks, got {s}")))
         }
         Some(s) => {

@@ -265,7 +265,7 @@ fn validate_site(
     let model = find_model(ctx, models, &s.model)?;
     let gps = models[model].gpus_per_server;
     let gpus = s.gpus.or(s.fabric.as_ref().and_then(|f| f.gpus)).unwrap_or(0);
-    if gpus % gps != 0 {
+    if !gpus.is_multiple_of(gps) {
         return Err(ctx.invalid(
             "gpus",
             format!("{gpus} GPUs is not a whole number of {gps}-GPU servers of model {:?}", models[model].name),

@@ -1,69 +1,44 @@
-//! Renderings of meshway reports: aligned text tables for people, JSON for programs.
-//! Library code returns strings; the binary prints them.
+//! Every output of meshway: aligned text tables for people, JSON (documents and lines) and CSV
+//! for programs, for plan, compare, simulate, infer, place, multisite, demo, ping, perf, trace,
+//! history and testbed. Numbers are formatted by [`format`](mod@format) only. Library code returns strings;
+//! the binary prints them.
 
 use meshway_fabric::plan::FabricReport;
-use meshway_units::{BitsPerSec, Bytes, Meters, Nanos};
+use meshway_units::{Bytes, Meters, Nanos};
 use serde::Serialize;
 use std::fmt::Write;
 
+pub mod demo;
+pub mod format;
+pub mod infer;
+pub mod measure;
+pub mod multisite;
 pub mod sim;
 pub mod table;
 pub mod testbed;
+pub use format::{dollars, rate, thousands, watts};
+use format::{gpus, share};
 use table::Table;
 
-/// 1234567 -> "1,234,567".
-pub fn thousands(v: u64) -> String {
-    let s = v.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+/// A JSON document, pretty-printed, with a final newline (every `--json`).
+pub fn json<T: Serialize + ?Sized>(v: &T) -> Result<String, serde_json::Error> {
+    let mut s = serde_json::to_string_pretty(v)?;
+    s.push('\n');
+    Ok(s)
 }
 
-fn gpus(n: u64) -> String {
-    if n == 1 {
-        "1 GPU".into()
-    } else {
-        format!("{} GPUs", thousands(n))
-    }
+/// One JSON object on one line, with its newline (`--ndjson`).
+pub fn json_line<T: Serialize + ?Sized>(v: &T) -> Result<String, serde_json::Error> {
+    let mut s = serde_json::to_string(v)?;
+    s.push('\n');
+    Ok(s)
 }
 
-pub fn rate(bps: u64) -> String {
-    BitsPerSec(bps).to_string()
-}
-
-pub fn dollars(v: f64) -> String {
-    if v >= 1e6 {
-        format!("${:.2}M", v / 1e6)
-    } else if v >= 1e3 {
-        format!("${:.1}k", v / 1e3)
-    } else {
-        format!("${v:.0}")
-    }
-}
-
-pub fn watts(w: f64) -> String {
-    if w >= 1e6 {
-        format!("{:.2} MW", w / 1e6)
-    } else if w >= 1e3 {
-        format!("{:.1} kW", w / 1e3)
-    } else {
-        format!("{w:.0} W")
-    }
-}
-
-fn pct(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        "-".into()
-    } else if part > 0 && part * 1000 < whole {
-        "<0.1%".into()
-    } else {
-        format!("{:.1}%", 100.0 * part as f64 / whole as f64)
-    }
+/// The text a CSV writer over a `Vec` wrote. Writing into memory cannot fail, and the writer
+/// was given `&str` fields, so the bytes are UTF-8.
+pub(crate) fn csv_text(w: csv::Writer<Vec<u8>>) -> String {
+    let bytes = w.into_inner().map_err(|e| e.into_error()).unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 /// The `meshway plan` text report.
@@ -140,11 +115,11 @@ pub fn plan_text(r: &FabricReport) -> String {
             format!("all {} ordered pairs", thousands(p.pairs))
         }
     );
-    let hops: Vec<String> = p.hop_histogram.iter().map(|(h, c)| format!("{h}: {}", pct(*c, reached))).collect();
+    let hops: Vec<String> = p.hop_histogram.iter().map(|(h, c)| format!("{h}: {}", share(*c, reached))).collect();
     let _ =
         writeln!(o, "  switch hops     {}  (diameter {}, mean {:.2})", hops.join("  "), p.diameter_hops, p.mean_hops);
     let paths: Vec<String> =
-        p.path_count_histogram.iter().map(|(n, c)| format!("{}: {}", thousands(*n), pct(*c, reached))).collect();
+        p.path_count_histogram.iter().map(|(n, c)| format!("{}: {}", thousands(*n), share(*c, reached))).collect();
     let _ = writeln!(o, "  equal-cost paths {}", paths.join("  "));
     let _ = writeln!(
         o,
@@ -346,6 +321,11 @@ fn spof_switches(r: &FabricReport) -> u64 {
     r.resilience.switch_spofs.iter().map(|s| s.count).sum()
 }
 
+/// The `meshway compare --json` document: the reports and the compared rows.
+pub fn compare_json(rs: &[FabricReport]) -> Result<String, serde_json::Error> {
+    json(&serde_json::json!({ "fabrics": rs, "rows": compare_rows(rs) }))
+}
+
 /// The `meshway compare` text: one column per fabric, the best value per row marked `*`.
 pub fn compare_text(rs: &[FabricReport]) -> String {
     let mut head = vec!["".to_string()];
@@ -367,16 +347,6 @@ pub fn compare_text(rs: &[FabricReport]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn number_formats() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(1234567), "1,234,567");
-        assert_eq!(thousands(100), "100");
-        assert_eq!(dollars(12_345_678.0), "$12.35M");
-        assert_eq!(dollars(2_500.0), "$2.5k");
-        assert_eq!(watts(1500.0), "1.5 kW");
-    }
 
     #[test]
     fn best_marking() {

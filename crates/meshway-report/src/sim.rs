@@ -1,27 +1,15 @@
 //! Text rendering of `meshway simulate` reports.
 
+use crate::format::{gbps, pct, rate, thousands, time};
 use crate::table::Table;
-use crate::thousands;
 use meshway_sim::simulate::{SimReport, Sweep};
-use meshway_units::Nanos;
-
-/// A duration in the largest unit that keeps it readable ("1.234 ms").
-pub fn time(ns: u64) -> String {
-    let (v, unit) = match ns {
-        0..=9_999 => return format!("{ns} ns"),
-        10_000..=999_999 => (ns as f64 / 1e3, "us"),
-        1_000_000..=999_999_999 => (ns as f64 / 1e6, "ms"),
-        _ => (ns as f64 / 1e9, "s"),
-    };
-    format!("{v:.3} {unit}")
-}
 
 fn opt_time(ns: Option<u64>) -> String {
     ns.map_or_else(|| "-".into(), time)
 }
 
-fn gbps(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".into(), |g| format!("{g:.1} Gbps"))
+fn opt_gbps(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), gbps)
 }
 
 /// The summary of a run: transport, workloads, training figures, congested links.
@@ -66,8 +54,8 @@ pub fn sim_text(r: &SimReport) -> String {
                 what,
                 thousands(w.ranks as u64),
                 opt_time(w.time_ns),
-                gbps(w.algbw_gbps),
-                gbps(w.busbw_gbps),
+                opt_gbps(w.algbw_gbps),
+                opt_gbps(w.busbw_gbps),
                 opt_time(w.ideal_time_ns),
                 w.slowdown.map_or_else(|| "-".into(), |s| format!("{s:.3}x")),
                 w.model.clone().unwrap_or_else(|| "-".into()),
@@ -115,10 +103,10 @@ pub fn sim_text(r: &SimReport) -> String {
         for l in &r.congested_links {
             tab.row(vec![
                 l.link.clone(),
-                crate::rate(l.capacity_bps),
+                rate(l.capacity_bps),
                 format!("{}", meshway_units::Bytes(l.carried_bytes)),
-                format!("{:.1}%", l.peak_utilization * 100.0),
-                format!("{:.1}%", l.mean_utilization * 100.0),
+                pct(l.peak_utilization),
+                pct(l.mean_utilization),
             ]);
         }
         out.push_str(&tab.render());
@@ -152,31 +140,112 @@ pub fn sweep_text(s: &Sweep) -> String {
     out
 }
 
-/// Per-flow CSV: workload, src, dst, bytes, start_ns, end_ns, fct_ns, failed.
+/// Per-flow CSV: workload, src, dst, bytes, start_ns, end_ns, fct_ns, failed. Fields are
+/// written by the `csv` crate: one with a comma, a quote or a line break is quoted (RFC 4180).
 pub fn flows_csv(r: &SimReport) -> String {
-    let mut out = String::from("workload,src,dst,bytes,start_ns,end_ns,fct_ns,failed\n");
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut write = |rec: [&str; 8]| w.write_record(rec);
+    let opt = |v: Option<u64>| v.map_or(String::new(), |x| x.to_string());
+    // Writing into a Vec cannot fail, and every record has the header's eight fields.
+    let _ = write(["workload", "src", "dst", "bytes", "start_ns", "end_ns", "fct_ns", "failed"]);
     for f in r.flows.iter().flatten() {
         let fct = match (f.start_ns, f.end_ns) {
             (Some(s), Some(e)) => (e - s).to_string(),
             _ => String::new(),
         };
-        let opt = |v: Option<u64>| v.map_or(String::new(), |x| x.to_string());
-        let failed = f.failed.as_deref().unwrap_or("").replace(['"', ','], ";");
-        out.push_str(&format!(
-            "{},{},{},{},{},{},{},{}\n",
-            f.workload.replace(',', ";"),
-            f.src,
-            f.dst,
-            f.bytes,
-            opt(f.start_ns),
-            opt(f.end_ns),
-            fct,
-            failed
-        ));
+        let _ = write([
+            &f.workload,
+            &f.src,
+            &f.dst,
+            &f.bytes.to_string(),
+            &opt(f.start_ns),
+            &opt(f.end_ns),
+            &fct,
+            f.failed.as_deref().unwrap_or(""),
+        ]);
     }
-    out
+    crate::csv_text(w)
 }
 
-pub fn nanos(n: Nanos) -> String {
-    time(n.0)
+/// The progress bar `meshway simulate` shows on a terminal: `done` of `total` flows after
+/// `elapsed_s` seconds (no newline: the line is redrawn after a carriage return).
+pub fn progress_line(done: u64, total: u64, elapsed_s: f64) -> String {
+    let frac = if total == 0 { 1.0 } else { done as f64 / total as f64 };
+    let width = 30;
+    let filled = ((frac * width as f64) as usize).min(width);
+    format!(
+        "\r  simulating [{}{}] {:5.1}%  {}/{} flows  {:.0}s",
+        "#".repeat(filled),
+        " ".repeat(width - filled),
+        frac * 100.0,
+        done,
+        total,
+        elapsed_s
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshway_fabric::{Catalog, Scenario};
+    use meshway_sim::simulate::{simulate, Options, Setup};
+
+    fn report(scenario: &str) -> SimReport {
+        let cat = Catalog::builtin();
+        let s = Scenario::parse(scenario, "test.toml").unwrap_or_else(|e| panic!("{e}"));
+        let f = s.build(&cat).unwrap_or_else(|e| panic!("{e}"));
+        let read = |_: &str| -> Result<String, String> { Err("no files".into()) };
+        let setup = Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &read };
+        let opts = Options { flows: true, no_ideal: true, ..Options::default() };
+        simulate(&setup, &opts, &mut |_, _| {}).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn flows_csv_round_trips_commas_and_quotes() {
+        let r = report(
+            r#"
+[fabric]
+kind = "leaf-spine"
+gpus = 8
+gpus-per-host = 1
+[[workload]]
+name = "shuffle, \"phase\" 1"
+kind = "permutation"
+size = "1MiB"
+"#,
+        );
+        let text = flows_csv(&r);
+        assert!(text.starts_with("workload,src,dst,bytes,start_ns,end_ns,fct_ns,failed\n"), "{text}");
+        assert!(text.contains("\"shuffle, \"\"phase\"\" 1\",gpu-"), "{text}");
+        let mut rd = csv::Reader::from_reader(text.as_bytes());
+        let read: Vec<csv::StringRecord> = rd.records().collect::<Result<_, _>>().unwrap();
+        let flows: Vec<_> = r.flows.iter().flatten().collect();
+        assert_eq!(read.len(), flows.len());
+        assert!(!flows.is_empty());
+        for (rec, f) in read.iter().zip(flows) {
+            let opt = |v: Option<u64>| v.map_or(String::new(), |x| x.to_string());
+            let fct = f.start_ns.zip(f.end_ns).map(|(s, e)| e - s);
+            let want = [
+                f.workload.clone(),
+                f.src.clone(),
+                f.dst.clone(),
+                f.bytes.to_string(),
+                opt(f.start_ns),
+                opt(f.end_ns),
+                opt(fct),
+                f.failed.clone().unwrap_or_default(),
+            ];
+            assert_eq!(rec.iter().collect::<Vec<_>>(), want.iter().map(String::as_str).collect::<Vec<_>>());
+            assert_eq!(&rec[0], "shuffle, \"phase\" 1");
+        }
+    }
+
+    #[test]
+    fn progress_bar() {
+        assert_eq!(
+            progress_line(1, 4, 2.4),
+            format!("\r  simulating [{}{}]  25.0%  1/4 flows  2s", "#".repeat(7), " ".repeat(23))
+        );
+        assert!(progress_line(0, 0, 0.0).contains("[##############################] 100.0%"));
+    }
 }

@@ -1,6 +1,6 @@
 //! Text output of `meshway testbed`.
 
-use crate::sim::time;
+use crate::format::{pct, pct_signed, time};
 use crate::table::Table;
 use meshway_testbed::{per_workload, Compared, FlowRun, State, UpSummary};
 
@@ -15,7 +15,7 @@ pub fn compared_text(rows: &[Compared]) -> String {
             r.path.join(" > "),
             time(r.measured_us * 1000),
             time(r.predicted_us * 1000),
-            format!("{:+.1}%", r.error * 100.0),
+            pct_signed(r.error),
         ]);
     }
     let mut w = Table::new(&["workload", "flows", "measured", "predicted", "error"]);
@@ -25,19 +25,24 @@ pub fn compared_text(rows: &[Compared]) -> String {
             x.flows.to_string(),
             time(x.measured_us * 1000),
             time(x.predicted_us * 1000),
-            format!("{:+.1}%", x.error * 100.0),
+            pct_signed(x.error),
         ]);
     }
     let worst = rows.iter().map(|r| r.error.abs()).fold(0.0, f64::max);
     let mean = rows.iter().map(|r| r.error.abs()).sum::<f64>() / rows.len().max(1) as f64;
     format!(
-        "{}\nPer workload (sum over its phases of the phase's span)\n{}\n{} flows: mean |error| {:.1}%, worst {:.1}%\n",
+        "{}\nPer workload (sum over its phases of the phase's span)\n{}\n{} flows: mean |error| {}, worst {}\n",
         t.render(),
         w.render(),
         rows.len(),
-        mean * 100.0,
-        worst * 100.0
+        pct(mean),
+        pct(worst)
     )
+}
+
+/// The `meshway testbed verify --json` document: each flow, then each workload.
+pub fn compared_json(rows: &[Compared]) -> Result<String, serde_json::Error> {
+    crate::json(&serde_json::json!({ "flows": rows, "workloads": per_workload(rows) }))
 }
 
 /// `meshway testbed run`: each flow's measured time and throughput.

@@ -439,7 +439,9 @@ fn parse_workloads(setup: &Setup<'_>, topo: &FabricTopo<'_>, seed: u64) -> Resul
 
 /// Parses a flow list: CSV with a header `src,dst,bytes[,start][,deps]` (deps separated by
 /// `;`, as 0-based line indexes of earlier flows) or JSON (an array of objects with the same
-/// keys). GPUs by name or rank number; sizes and times in human units.
+/// keys). GPUs by name or rank number; sizes and times in human units. The CSV is read by the
+/// `csv` crate (RFC 4180 quoting; lines starting with `#` and blank lines skipped, columns
+/// other than those five ignored); errors name `file:line`.
 pub fn parse_flow_file(file: &str, text: &str, topo: &FabricTopo<'_>) -> Result<Vec<FlowLine>, String> {
     let rank = |s: &str, line: usize| {
         topo.rank_by_name(s.trim()).ok_or_else(|| format!("{file}:{line}: {:?} is not a GPU of this fabric", s.trim()))
@@ -474,49 +476,73 @@ pub fn parse_flow_file(file: &str, text: &str, topo: &FabricTopo<'_>) -> Result<
             out.push(flow_line(file, i, &rank(&at("src")?, i)?, &rank(&at("dst")?, i)?, &at("bytes")?, &start, deps)?);
         }
     } else {
-        let mut lines =
-            text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-        let (_, header) = lines.next().ok_or_else(|| format!("{file}: empty flow list"))?;
-        let cols: Vec<String> = header.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
-        let col = |name: &str| cols.iter().position(|c| c == name);
-        let (Some(cs), Some(cd), Some(cb)) = (col("src"), col("dst"), col("bytes")) else {
-            return Err(format!("{file}:1: expected a header with src,dst,bytes[,start][,deps], got {header:?}"));
-        };
-        let (cst, cdeps) = (col("start"), col("deps"));
-        for (ln, l) in lines {
-            let f: Vec<&str> = l.split(',').collect();
-            let lno = ln + 1;
-            let get =
-                |i: usize| f.get(i).copied().ok_or_else(|| format!("{file}:{lno}: expected {} fields", cols.len()));
-            let deps = match cdeps.and_then(|i| f.get(i)) {
-                Some(d) if !d.trim().is_empty() => d
-                    .split(';')
-                    .map(|x| {
-                        x.trim().parse::<u32>().map_err(|_| format!("{file}:{lno}: deps: {x:?} is not a flow index"))
-                    })
-                    .collect::<Result<_, _>>()?,
-                _ => Vec::new(),
-            };
-            let start = match cst {
-                Some(i) => get(i)?.trim().to_string(),
-                None => "0".into(),
-            };
-            let idx = out.len();
-            out.push(flow_line(
-                &format!("{file}:{lno}"),
-                idx,
-                &rank(get(cs)?, lno)?,
-                &rank(get(cd)?, lno)?,
-                get(cb)?.trim(),
-                &start,
-                deps,
-            )?);
-        }
+        parse_flow_csv(file, text, &rank, &mut out)?;
     }
     if out.is_empty() {
         return Err(format!("{file}: no flows"));
     }
     Ok(out)
+}
+
+/// The CSV branch of [`parse_flow_file`]: appends the flows of `text` to `out`.
+fn parse_flow_csv(
+    file: &str,
+    text: &str,
+    rank: &dyn Fn(&str, usize) -> Result<u32, String>,
+    out: &mut Vec<FlowLine>,
+) -> Result<(), String> {
+    let mut rd = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .comment(Some(b'#'))
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let line_of = |p: Option<&csv::Position>| p.map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
+    // Blank lines (spaces only) and comments indented past the first column are records of
+    // the csv reader: skip them as it skips the others.
+    let skip = |r: &csv::StringRecord| r.iter().all(str::is_empty) || r.get(0).is_some_and(|f| f.starts_with('#'));
+    let mut records = rd
+        .records()
+        .map(|r| r.map_err(|e| format!("{file}:{}: invalid CSV: {e}", line_of(e.position()))))
+        .filter(|r| !r.as_ref().is_ok_and(skip));
+    let header = records.next().ok_or_else(|| format!("{file}: empty flow list"))??;
+    let cols: Vec<String> = header.iter().map(str::to_ascii_lowercase).collect();
+    let col = |name: &str| cols.iter().position(|c| c == name);
+    let (Some(cs), Some(cd), Some(cb)) = (col("src"), col("dst"), col("bytes")) else {
+        return Err(format!(
+            "{file}:{}: expected a header with src,dst,bytes[,start][,deps], got {:?}",
+            line_of(header.position()),
+            header.iter().collect::<Vec<_>>().join(",")
+        ));
+    };
+    let (cst, cdeps) = (col("start"), col("deps"));
+    for rec in records {
+        let rec = rec?;
+        let lno = line_of(rec.position());
+        let get = |i: usize| rec.get(i).ok_or_else(|| format!("{file}:{lno}: expected {} fields", cols.len()));
+        let deps = match cdeps.and_then(|i| rec.get(i)) {
+            Some(d) if !d.is_empty() => d
+                .split(';')
+                .map(|x| x.trim().parse::<u32>().map_err(|_| format!("{file}:{lno}: deps: {x:?} is not a flow index")))
+                .collect::<Result<_, _>>()?,
+            _ => Vec::new(),
+        };
+        let start = match cst {
+            Some(i) => get(i)?,
+            None => "0",
+        };
+        let idx = out.len();
+        out.push(flow_line(
+            &format!("{file}:{lno}"),
+            idx,
+            &rank(get(cs)?, lno)?,
+            &rank(get(cd)?, lno)?,
+            get(cb)?,
+            start,
+            deps,
+        )?);
+    }
+    Ok(())
 }
 
 fn flow_line(

@@ -436,6 +436,41 @@ fn bad_workloads_name_file_line_and_key() {
 }
 
 #[test]
+fn csv_flow_lists_follow_rfc_4180() {
+    // Quoted fields, a comma inside quotes, comments and blank lines (indented or not), and a
+    // column the simulator does not read.
+    let text = format!("{ONE_LEAF}\n[[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n");
+    let csv = "# flows, with a comment that has \"quotes\"\n\
+               note,src,dst,bytes,start,deps\n\
+               \n   \n\
+               \"first, of two\",\"gpu-0\",gpu-1,1MiB,0,\n\
+               \x20 # an indented comment, too\n\
+               \"second \"\"quoted\"\", with a comma\", gpu-2 ,\"gpu-3\",\"2MiB\",1us,\"0\"\n"
+        .to_string();
+    let opts = Options { flows: true, ..Options::default() };
+    let r = run_with(&text, &opts, &[("f.csv", csv)]).unwrap_or_else(|e| panic!("{e}"));
+    let flows: Vec<_> = r.flows.iter().flatten().map(|f| (f.src.as_str(), f.dst.as_str(), f.bytes)).collect();
+    assert_eq!(flows, [("gpu-0", "gpu-1", 1 << 20), ("gpu-2", "gpu-3", 2 << 20)]);
+}
+
+#[test]
+fn malformed_csv_flow_lists_name_file_and_line() {
+    let text = format!("{ONE_LEAF}\n[[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n");
+    let bad = |csv: &str| run_with(&text, &Options::default(), &[("f.csv", csv.into())]).unwrap_err().to_string();
+    // Line numbers count the comment and blank lines before the record.
+    let e = bad("# header next\nsrc,dst,bytes\n\ngpu-0,gpu-1,1MiB\ngpu-1,gpu-2\n");
+    assert!(e.contains("f.csv:5: expected 3 fields"), "{e}");
+    let e = bad("src,dst,size\ngpu-0,gpu-1,1MiB\n");
+    assert!(e.contains("f.csv:1: expected a header with src,dst,bytes[,start][,deps], got \"src,dst,size\""), "{e}");
+    let e = bad("src,dst,bytes,deps\ngpu-0,gpu-1,1MiB,\ngpu-1,gpu-2,1MiB,\"0;x\"\n");
+    assert!(e.contains("f.csv:3: deps: \"x\" is not a flow index"), "{e}");
+    let e = bad("src,dst,bytes\n\"gpu-0,gpu-1\",gpu-2,1MiB\n");
+    assert!(e.contains("f.csv:2: \"gpu-0,gpu-1\" is not a GPU of this fabric"), "{e}");
+    let e = bad("# only a comment\n\n");
+    assert!(e.contains("f.csv: empty flow list"), "{e}");
+}
+
+#[test]
 fn json_flow_lists_and_dependencies() {
     let text = format!("{ONE_LEAF}\n[[workload]]\nkind = \"flows\"\nfile = \"f.json\"\n");
     let json = r#"[{"src":"gpu-0","dst":"gpu-1","bytes":"1MiB"},{"src":"gpu-1","dst":"gpu-2","bytes":"1MiB","deps":[0]},{"src":"gpu-3","dst":"gpu-4","bytes":1000,"start":"10us"}]"#;

@@ -153,9 +153,7 @@ fn emit(s: &str) -> Result<()> {
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<String> {
-    let mut s = serde_json::to_string_pretty(v)?;
-    s.push('\n');
-    Ok(s)
+    Ok(meshway_report::json(v)?)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -168,12 +166,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Compare { files, common } => {
             let cat = load_catalog(&common.catalog)?;
             let rs = files.iter().map(|f| plan_file(f, &cat)).collect::<Result<Vec<_>>>()?;
-            if common.json {
-                let rows = meshway_report::compare_rows(&rs);
-                emit(&json(&serde_json::json!({ "fabrics": rs, "rows": rows }))?)
-            } else {
-                emit(&meshway_report::compare_text(&rs))
-            }
+            emit(&if common.json { meshway_report::compare_json(&rs)? } else { meshway_report::compare_text(&rs) })
         }
         Command::Testbed { cmd, catalog } => {
             let cat = load_catalog(&catalog)?;
@@ -186,7 +179,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo { common } => {
             let cat = load_catalog(&common.catalog)?;
             let d = demo::run(&cat)?;
-            emit(&if common.json { json(&d)? } else { demo::text(&d) })
+            emit(&if common.json { json(&d)? } else { meshway_report::demo::demo_text(&d) })
         }
         Command::Infer(a) => infer::run_infer(a),
         Command::Place(a) => infer::run_place(a),

@@ -1,35 +1,20 @@
-//! Measurement commands: `reflect`, `ping`, `perf`, `trace`. Flags are parsed here into the
-//! runtime crate's config structs; the runtime returns reports, printed here.
+//! Measurement commands: `reflect`, `ping`, `perf`, `trace`, `agent`, `history`. Flags are
+//! parsed here into the runtime crate's config structs; the runtime returns reports, which
+//! meshway-report renders and this module prints.
 
 use anyhow::{bail, Context, Result};
-use meshway_agent::perf::{PerfConfig, PerfReport};
-use meshway_agent::ping::{PingConfig, PingEvent, PingKind, PingReport};
+use meshway_agent::perf::PerfConfig;
+use meshway_agent::ping::{PingConfig, PingEvent, PingKind};
 use meshway_agent::reflect::{ReflectConfig, ReflectorHandle};
 use meshway_agent::signals::Signals;
-use meshway_probe::echo::{EchoEvent, ReplyKind};
 use meshway_probe::perf::{Direction, Protocol};
-use meshway_probe::stats::Summary;
+use meshway_report::json_line;
+use meshway_report::measure as text;
 use meshway_units::{BitsPerSec, Bytes, Nanos};
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use crate::emit;
-
-/// A span in the output's human form ("1.234ms").
-pub(crate) fn ns(v: u64) -> String {
-    Nanos(v).to_string()
-}
-
-pub(crate) fn nsf(v: f64) -> String {
-    Nanos(v.round().max(0.0) as u64).to_string()
-}
-
-fn json_line<T: serde::Serialize>(v: &T) -> Result<String> {
-    let mut s = serde_json::to_string(v)?;
-    s.push('\n');
-    Ok(s)
-}
 
 // ---------------------------------------------------------------------------------------------
 // reflect
@@ -85,10 +70,7 @@ pub fn reflect(a: ReflectArgs) -> Result<()> {
     if a.json {
         emit(&json_line(&t)?)
     } else {
-        emit(&format!(
-            "received {}, answered {}, malformed {}, rate-limited {}, test-dropped {}, send errors {}\n",
-            t.received, t.answered, t.malformed, t.rate_limited, t.test_dropped, t.send_errors
-        ))
+        emit(&text::reflect_text(&t))
     }
 }
 
@@ -164,122 +146,6 @@ pub struct PingArgs {
     ndjson: bool,
 }
 
-struct LineCtx {
-    kind: PingKind,
-    target: String,
-    size_bytes: usize,
-}
-
-fn reply_line(r: &LineCtx, e: &PingEvent) -> String {
-    match &e.echo {
-        EchoEvent::Lost { seq } => format!("seq={seq} lost\n"),
-        EchoEvent::Reply { seq, kind, rtt_ns, forward_ns, backward_ns } => {
-            let mut s = match r.kind {
-                PingKind::Udp | PingKind::Icmp => format!("{} bytes from {}: seq={seq}", r.size_bytes, r.target),
-                PingKind::Tcp => format!("connected to {}: seq={seq}", r.target),
-                PingKind::Http => format!("{}: seq={seq}", r.target),
-            };
-            if let Some(h) = e.http {
-                let _ = write!(
-                    s,
-                    " status={} connect={} first-byte={} total={} body={}",
-                    h.status,
-                    ns(h.connect_ns),
-                    ns(h.first_byte_ns),
-                    ns(h.total_ns),
-                    Bytes(h.body_bytes)
-                );
-            } else if let Some(rtt) = rtt_ns {
-                let _ = write!(s, " rtt={}", ns(*rtt));
-            }
-            if let (Some(f), Some(b)) = (forward_ns, backward_ns) {
-                let _ = write!(s, " forward={}ns backward={}ns", f, b);
-            }
-            match kind {
-                ReplyKind::Ok => {}
-                ReplyKind::Reordered => s.push_str(" (reordered)"),
-                ReplyKind::Duplicate => s.push_str(" (duplicate)"),
-                ReplyKind::Late => s.push_str(" (late: counted as lost)"),
-                ReplyKind::Unknown => s.push_str(" (unknown)"),
-            }
-            s.push('\n');
-            s
-        }
-    }
-}
-
-pub(crate) fn summary_lines(label: &str, m: &Summary) -> String {
-    format!(
-        "{label} min/mean/max/stddev = {}/{}/{}/{}\n\
-         {label} p50/p90/p99/p99.9 = {}/{}/{}/{} (histogram precision ±{:.1}%)\n\
-         jitter rfc3550 = {}, mean|Δ| = {}, p95−p50 = {}\n",
-        ns(m.min_ns),
-        nsf(m.mean_ns),
-        ns(m.max_ns),
-        nsf(m.stddev_ns),
-        ns(m.p50_ns),
-        ns(m.p90_ns),
-        ns(m.p99_ns),
-        ns(m.p999_ns),
-        m.percentile_relative_error * 100.0,
-        nsf(m.jitter_rfc3550_ns),
-        nsf(m.jitter_mean_abs_diff_ns),
-        ns(m.jitter_p95_p50_ns),
-    )
-}
-
-fn ping_summary(r: &PingReport) -> String {
-    let c = &r.echo.counts;
-    let mut s = format!(
-        "--- {} {} ping ({}) ---\n{} sent, {} received, {} lost ({:.3}% loss), {} duplicates, {} reordered, {} late\n",
-        r.target,
-        format!("{:?}", r.kind).to_lowercase(),
-        r.address,
-        c.sent,
-        c.received,
-        c.lost,
-        r.echo.loss_ratio * 100.0,
-        c.duplicates,
-        c.reordered,
-        c.late
-    );
-    if let Some(m) = &r.echo.rtt {
-        s.push_str(&summary_lines("rtt", m));
-    }
-    if let Some(h) = &r.http {
-        for (label, m) in [("connect", &h.connect), ("first-byte", &h.first_byte)] {
-            if let Some(m) = m {
-                let _ = writeln!(
-                    s,
-                    "{label} min/p50/p99/max = {}/{}/{}/{}",
-                    ns(m.min_ns),
-                    ns(m.p50_ns),
-                    ns(m.p99_ns),
-                    ns(m.max_ns)
-                );
-            }
-        }
-        let st: Vec<String> = h.status.iter().map(|(c, n)| format!("{c}×{n}")).collect();
-        let _ = writeln!(s, "status {}", st.join(" "));
-    }
-    if r.kind == PingKind::Udp {
-        match (&r.echo.forward, &r.echo.backward) {
-            (Some(f), Some(b)) => {
-                let _ = writeln!(
-                    s,
-                    "one-way forward p50/p99 = {}/{}, backward p50/p99 = {}/{} (clocks synchronized)",
-                    ns(f.p50_ns),
-                    ns(f.p99_ns),
-                    ns(b.p50_ns),
-                    ns(b.p99_ns)
-                );
-            }
-            _ => s.push_str("one-way delay: not reported, clocks not synchronized (--clock-synced on both ends)\n"),
-        }
-    }
-    s
-}
-
 pub fn ping(a: PingArgs) -> Result<()> {
     let sig = Signals::install().context("cannot install signal handlers")?;
     let kind = match a.kind {
@@ -315,15 +181,15 @@ pub fn ping(a: PingArgs) -> Result<()> {
     };
     let mut events = Vec::new();
     let mut out_err = None;
-    let header = LineCtx { kind, target: a.target.clone(), size_bytes: size };
+    let header = text::LineCtx { kind, target: a.target.clone(), size_bytes: size };
     let report = meshway_agent::ping::run(&cfg, &sig.stop, &mut |e: &PingEvent| {
         let r = if a.json {
             events.push(e.clone());
             Ok(())
         } else if a.ndjson {
-            json_line(e).and_then(|l| emit(&l))
+            json_line(e).map_err(anyhow::Error::from).and_then(|l| emit(&l))
         } else {
-            emit(&reply_line(&header, e))
+            emit(&text::reply_line(&header, e))
         };
         if let Err(e) = r {
             out_err.get_or_insert(e);
@@ -334,12 +200,11 @@ pub fn ping(a: PingArgs) -> Result<()> {
         return Err(e);
     }
     if a.json {
-        let doc = serde_json::json!({ "report": report, "replies": events });
-        emit(&crate::json(&doc)?)?;
+        emit(&text::ping_json(&report, &events)?)?;
     } else if a.ndjson {
-        emit(&json_line(&serde_json::json!({ "event": "summary", "report": report }))?)?;
+        emit(&text::ping_ndjson_summary(&report)?)?;
     } else {
-        emit(&ping_summary(&report))?;
+        emit(&text::ping_summary(&report))?;
     }
     if report.echo.counts.received == 0 {
         let hint =
@@ -426,49 +291,6 @@ pub struct PerfArgs {
     json: bool,
 }
 
-fn bps(v: f64) -> String {
-    BitsPerSec(v.max(0.0).round() as u64).to_string()
-}
-
-fn perf_text(r: &PerfReport) -> String {
-    let mut s = format!(
-        "--- {} {}, {} stream(s), {} per write ---\n",
-        r.server,
-        format!("{:?} {:?}", r.protocol, r.direction).to_lowercase(),
-        r.streams,
-        Bytes(r.size_bytes as u64)
-    );
-    for (label, f) in [("forward (client→server)", &r.forward), ("reverse (server→client)", &r.reverse)] {
-        if let Some(f) = f {
-            let _ = writeln!(
-                s,
-                "{label}: sent {}, received {} in {:.3}s, throughput {}",
-                Bytes(f.sent_bytes),
-                Bytes(f.received_bytes),
-                f.receive_secs,
-                bps(f.throughput_bps)
-            );
-        }
-    }
-    if let Some(u) = &r.udp {
-        let _ = writeln!(
-            s,
-            "udp: target {}, {} sent, {} received, {} lost ({:.3}%), {} duplicates, {} reordered, jitter rfc3550 {}, queueing p99 {}",
-            bps(r.udp_target_rate_bps.unwrap_or(0) as f64),
-            u.sent,
-            u.received,
-            u.lost,
-            u.loss_ratio * 100.0,
-            u.duplicates,
-            u.reordered,
-            nsf(u.jitter_rfc3550_ns),
-            ns(u.queueing_p99_ns)
-        );
-    }
-    let _ = writeln!(s, "cpu: client {:.1}%, server {:.1}% of one core", r.client_cpu_percent, r.server_cpu_percent);
-    s
-}
-
 pub fn perf(a: PerfArgs) -> Result<()> {
     let sig = Signals::install().context("cannot install signal handlers")?;
     if a.server {
@@ -509,16 +331,7 @@ pub fn perf(a: PerfArgs) -> Result<()> {
     let mut out_err = None;
     let r = meshway_agent::perf::run(&cfg, &sig.stop, &mut |iv| {
         if !a.json {
-            let line = format!(
-                "{:6.2}-{:6.2}s  sent {:>10} {:>14}  received {:>10} {:>14}\n",
-                iv.start_secs,
-                iv.end_secs,
-                Bytes(iv.sent_bytes).to_string(),
-                bps(iv.sent_bps),
-                Bytes(iv.received_bytes).to_string(),
-                bps(iv.received_bps)
-            );
-            if let Err(e) = emit(&line) {
+            if let Err(e) = emit(&text::perf_interval_line(iv)) {
                 out_err.get_or_insert(e);
             }
         }
@@ -527,7 +340,7 @@ pub fn perf(a: PerfArgs) -> Result<()> {
     if let Some(e) = out_err {
         return Err(e);
     }
-    emit(&if a.json { crate::json(&r)? } else { perf_text(&r) })
+    emit(&if a.json { crate::json(&r)? } else { text::perf_text(&r) })
 }
 
 /// `host`, `host:port`, `[v6]:port` or a bare IPv6 address, with a default port.
@@ -587,63 +400,6 @@ pub struct TraceArgs {
     json: bool,
 }
 
-fn trace_text(r: &meshway_agent::trace::TraceReport) -> String {
-    use meshway_probe::trace::LossKind;
-    let mut s = format!(
-        "trace to {} ({}, {} rounds, {} flow{})\n{:>3} {:>4}  {:<16} {:>6} {:>5}  {:>10} {:>10} {:>10} {:>10}  note\n",
-        r.target,
-        r.protocol,
-        r.rounds,
-        r.flows,
-        if r.flows == 1 { "" } else { "s" },
-        "hop",
-        "flow",
-        "address",
-        "loss",
-        "sent",
-        "min",
-        "p50",
-        "p99",
-        "max"
-    );
-    for h in &r.hops {
-        let addr = h.addresses.first().map_or("*".to_string(), |a| a.0.to_string());
-        let (min, p50, p99, max) = h.rtt.as_ref().map_or(("-".into(), "-".into(), "-".into(), "-".into()), |m| {
-            (ns(m.min_ns), ns(m.p50_ns), ns(m.p99_ns), ns(m.max_ns))
-        });
-        let mut note = match h.loss_kind {
-            LossKind::None => String::new(),
-            LossKind::IcmpRateLimit => "icmp rate limit (not forwarding loss)".into(),
-            LossKind::Forwarding => "loss persists to later hops".into(),
-        };
-        if h.destination {
-            note = if note.is_empty() { "destination".into() } else { format!("destination; {note}") };
-        }
-        if h.addresses.len() > 1 {
-            let others: Vec<String> = h.addresses[1..].iter().map(|a| a.0.to_string()).collect();
-            note.push_str(&format!(" also {}", others.join(", ")));
-        }
-        let _ = writeln!(
-            s,
-            "{:>3} {:>4}  {:<16} {:>5.1}% {:>5}  {:>10} {:>10} {:>10} {:>10}  {}",
-            h.ttl,
-            h.flow,
-            addr,
-            h.loss_ratio * 100.0,
-            h.sent,
-            min,
-            p50,
-            p99,
-            max,
-            note.trim()
-        );
-    }
-    if r.flows > 1 {
-        let _ = writeln!(s, "{} distinct path(s) across {} flows", r.paths.len(), r.flows);
-    }
-    s
-}
-
 pub fn trace(a: TraceArgs) -> Result<()> {
     let sig = Signals::install().context("cannot install signal handlers")?;
     let target = match resolve_host_port(&a.target, 0)?.ip() {
@@ -661,7 +417,7 @@ pub fn trace(a: TraceArgs) -> Result<()> {
     };
     let r =
         meshway_agent::trace::run(&cfg, &sig.stop, &mut |_| {}).with_context(|| format!("trace to {target} failed"))?;
-    emit(&if a.json { crate::json(&r)? } else { trace_text(&r) })
+    emit(&if a.json { crate::json(&r)? } else { text::trace_text(&r) })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -708,7 +464,7 @@ pub struct AgentArgs {
 pub fn agent(a: AgentArgs) -> Result<()> {
     if a.check {
         let spec = meshway_agent::agent::load(&a.config)?;
-        return emit(&format!("{}: ok, {} targets\n", a.config.display(), spec.targets.len()));
+        return emit(&text::agent_check_text(&a.config, spec.targets.len()));
     }
     let sig = Signals::install().context("cannot install signal handlers")?;
     let log: std::sync::Arc<dyn Fn(String) + Send + Sync> = std::sync::Arc::new(|l| eprintln!("{l}"));
@@ -793,26 +549,11 @@ fn metric_of(m: HistoryMetric) -> meshway_probe::objective::Metric {
     }
 }
 
-fn metric_text(m: meshway_probe::objective::Metric, v: f64) -> String {
-    use meshway_probe::objective::Metric;
-    match m {
-        Metric::Loss => format!("{:.3}%", v * 100.0),
-        Metric::ThroughputMin => bps(v),
-        _ => nsf(v),
-    }
-}
-
 pub fn history(a: HistoryArgs) -> Result<()> {
-    use meshway_agent::agent::rfc3339;
     use meshway_agent::history::{self, Step};
     use meshway_probe::objective::Metric;
     let Some(target) = &a.target else {
-        let ts = history::targets(&a.db)?;
-        let mut s = String::from("target                           samples\n");
-        for (t, n) in ts {
-            let _ = writeln!(s, "{t:<32} {n:>7}");
-        }
-        return emit(&s);
+        return emit(&text::history_targets_text(&history::targets(&a.db)?));
     };
     let metric = metric_of(a.metric);
     let threshold = match (&a.threshold, a.forecast) {
@@ -833,87 +574,11 @@ pub fn history(a: HistoryArgs) -> Result<()> {
         HistoryStep::Hour => Step::Hour,
     };
     let r = history::query(&a.db, target, metric, from, to, step, threshold, a.horizon.get())?;
-    if a.json {
-        return emit(&crate::json(&r)?);
-    }
-    if a.csv {
-        let mut s = String::from("start,value,sent,lost,min_ns,p50_ns,p90_ns,p99_ns,max_ns,jitter_ns,value_min\n");
-        let o = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
-        let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
-        for p in &r.series {
-            let x = &p.rollup;
-            let _ = writeln!(
-                s,
-                "{},{},{},{},{},{},{},{},{},{},{}",
-                rfc3339(p.start_ns),
-                f(p.value),
-                x.sent,
-                x.lost,
-                o(x.min_ns),
-                o(x.p50_ns),
-                o(x.p90_ns),
-                o(x.p99_ns),
-                o(x.max_ns),
-                f(x.jitter_ns),
-                f(x.value_min)
-            );
-        }
-        return emit(&s);
-    }
-    let mut s = format!(
-        "{target} {} from {} to {} ({} points)\n",
-        metric.name(),
-        rfc3339(r.from_ns),
-        rfc3339(r.to_ns),
-        r.series.len()
-    );
-    let w = &r.summary;
-    let _ = writeln!(s, "window: {} probes, {} lost ({:.3}%)", w.sent, w.lost, w.loss_ratio * 100.0);
-    if let Some(m) = &w.rtt {
-        s.push_str(&summary_lines("rtt", m));
-    }
-    let _ = writeln!(s, "{:<26} {:>14} {:>7} {:>6}", "start", metric.name(), "sent", "lost");
-    for p in &r.series {
-        let v = p.value.map_or("-".to_string(), |v| metric_text(metric, v));
-        let _ = writeln!(s, "{:<26} {:>14} {:>7} {:>6}", rfc3339(p.start_ns), v, p.rollup.sent, p.rollup.lost);
-    }
-    if let Some(f) = &r.forecast {
-        let per_day = f.fit.slope_per_s * 86_400.0;
-        let _ = writeln!(
-            s,
-            "forecast: trend {} per day (r² {:.3}, {} points), threshold {}",
-            if per_day >= 0.0 {
-                format!("+{}", metric_text(metric, per_day))
-            } else {
-                format!("-{}", metric_text(metric, -per_day))
-            },
-            f.fit.r_squared,
-            f.fit.n,
-            metric_text(metric, f.threshold)
-        );
-        if f.already_past {
-            s.push_str("forecast: the trend is already past the threshold\n");
-        } else {
-            match f.expected_ns {
-                Some(t) => {
-                    let _ = writeln!(
-                        s,
-                        "forecast: crosses at {} (95% interval {} .. {})",
-                        rfc3339(t),
-                        f.earliest_ns.map_or("-".into(), rfc3339),
-                        f.latest_ns.map_or("beyond the horizon".into(), rfc3339)
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        s,
-                        "forecast: the trend does not reach the threshold within {}{}",
-                        Nanos(f.horizon_ns),
-                        f.earliest_ns.map_or(String::new(), |t| format!(" (the 95% interval does at {})", rfc3339(t)))
-                    );
-                }
-            }
-        }
-    }
-    emit(&s)
+    emit(&if a.json {
+        crate::json(&r)?
+    } else if a.csv {
+        text::history_csv(&r)
+    } else {
+        text::history_text(&r)
+    })
 }

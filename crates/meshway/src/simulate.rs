@@ -100,18 +100,7 @@ impl Progress {
             return;
         }
         self.shown = true;
-        let frac = if total == 0 { 1.0 } else { done as f64 / total as f64 };
-        let width = 30;
-        let filled = ((frac * width as f64) as usize).min(width);
-        eprint!(
-            "\r  simulating [{}{}] {:5.1}%  {}/{} flows  {:.0}s",
-            "#".repeat(filled),
-            " ".repeat(width - filled),
-            frac * 100.0,
-            done,
-            total,
-            self.start.elapsed().as_secs_f64()
-        );
+        eprint!("{}", meshway_report::sim::progress_line(done, total, self.start.elapsed().as_secs_f64()));
         let _ = std::io::stderr().flush();
     }
 
@@ -159,9 +148,7 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
         }
     }
     Ok(if args.json {
-        let mut s = serde_json::to_string_pretty(&r)?;
-        s.push('\n');
-        s
+        crate::json(&r)?
     } else if args.csv {
         meshway_report::sim::flows_csv(&r)
     } else {

@@ -115,8 +115,7 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
             meshway_testbed::check_prefix(&opts.prefix)?;
             let rows = meshway_testbed::verify(&file, &opts.state_path(), &exe()?, cat)?;
             if json {
-                let doc = serde_json::json!({ "flows": rows, "workloads": meshway_testbed::per_workload(&rows) });
-                crate::json(&doc)?
+                text::compared_json(&rows)?
             } else {
                 text::compared_text(&rows)
             }

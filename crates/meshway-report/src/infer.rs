@@ -1,0 +1,195 @@
+//! Text of `meshway infer` (one inference simulation) and `meshway place` (GPU placement).
+
+use crate::format::{ms1, pct, run_length, secs2, thousands};
+use crate::table::Table;
+use meshway_infer::place::PlacementReport;
+use meshway_infer::sim::InferReport;
+
+/// The per-region and per-site tables of one simulation.
+pub fn infer_text(r: &InferReport) -> String {
+    let mut o = format!(
+        "meshway infer: {} - {} regions, {} sites, policy {}, {} of arrivals, seed {}\n{} requests, {} events\n\n",
+        r.scenario,
+        r.regions.len(),
+        r.sites.len(),
+        r.policy.name(),
+        run_length(r.duration_ns),
+        r.seed,
+        thousands(r.requests),
+        thousands(r.events)
+    );
+    let mut t = Table::new(&[
+        "region",
+        "site",
+        "rtt",
+        "ttft p50",
+        "p90",
+        "p99",
+        "objective",
+        "met",
+        "e2e p50",
+        "p99",
+        "tokens/s",
+        "per user",
+    ]);
+    for x in &r.regions {
+        let site = if x.main_site_share < 0.995 && !x.main_site.is_empty() {
+            format!("{} {:.0}%", x.main_site, 100.0 * x.main_site_share)
+        } else {
+            x.main_site.clone()
+        };
+        t.row(vec![
+            x.name.clone(),
+            match (x.unserved, x.retried) {
+                (0, 0) => site,
+                (0, t) => format!("{site} ({} retried)", thousands(t)),
+                (u, _) => format!("{site} ({} unserved)", thousands(u)),
+            },
+            ms1(x.rtt_ns),
+            ms1(x.ttft.p50_ns),
+            ms1(x.ttft.p90_ns),
+            ms1(x.ttft.p99_ns),
+            ms1(x.ttft_p99_objective_ns),
+            if x.met { "yes".into() } else { format!("no {}", pct(x.attainment)) },
+            secs2(x.e2e.p50_ns),
+            secs2(x.e2e.p99_ns),
+            format!("{:.0}", x.tokens_per_s),
+            format!("{:.1}", x.stream_tokens_per_s),
+        ]);
+    }
+    o.push_str(&t.render());
+    o.push('\n');
+    let mut t =
+        Table::new(&["site", "tier", "gpus", "servers", "requests", "gpu util", "batch fill", "max queue", "$/hour"]);
+    for s in &r.sites {
+        t.row(vec![
+            s.name.clone(),
+            format!("{:?}", s.tier).to_lowercase(),
+            if s.down { "down".into() } else { thousands(u64::from(s.gpus)) },
+            thousands(u64::from(s.servers)),
+            thousands(s.requests),
+            pct(s.gpu_utilization),
+            pct(s.batch_fill),
+            thousands(s.max_queue),
+            format!("{:.0}", f64::from(s.gpus) * s.gpu_hour_usd),
+        ]);
+    }
+    o.push_str(&t.render());
+    let met = r.regions.iter().filter(|x| x.met).count();
+    o.push_str(&format!(
+        "\n{met} of {} regions meet their p99 time-to-first-token objective; GPUs cost ${:.0} per hour.\n",
+        r.regions.len(),
+        r.cost_usd_per_hour
+    ));
+    let missed: Vec<String> = r
+        .regions
+        .iter()
+        .filter(|x| !x.met)
+        .map(|x| format!("{} (p99 {} vs {})", x.name, ms1(x.ttft.p99_ns), ms1(x.ttft_p99_objective_ns)))
+        .collect();
+    if !missed.is_empty() {
+        o.push_str(&format!("Missed: {}.\n", missed.join(", ")));
+    }
+    o
+}
+
+/// The placement comparison as text.
+pub fn place_text(r: &PlacementReport) -> String {
+    let mut o = format!(
+        "meshway place: {} - policy {}, target utilization {:.0}%{}\n{} subsets of {} candidate sites: {} pass the sizing rules, {} simulated\n\n",
+        r.scenario,
+        r.policy.name(),
+        100.0 * r.target_utilization,
+        if r.n_plus_1 { ", sized for N+1" } else { "" },
+        r.subsets_evaluated,
+        r.candidates.len(),
+        r.subsets_feasible,
+        r.subsets_simulated
+    );
+    o.push_str(&plans_table(r));
+    for p in &r.plans {
+        for v in &p.violations {
+            o.push_str(&format!("  {}: {v}\n", p.name));
+        }
+    }
+    if let Some(p) = r.plans.iter().find(|p| p.name == "optimized") {
+        if p.repaired_servers > 0 {
+            o.push_str(&format!(
+                "  optimized: simulation added {} server(s) where a region missed (sized ${:.0}/h, final ${:.0}/h)\n",
+                p.repaired_servers, p.sized_cost_usd_per_hour, p.cost_usd_per_hour
+            ));
+        }
+    } else {
+        o.push_str(if r.n_plus_1 {
+            "\nNo placement passes the sizing rules with N+1: some region has no second site within its \
+             objective, or a site would need more than max-gpus (see the reasons above).\n"
+        } else {
+            "\nNo placement passes the sizing rules: some region has no site within its objective, or a \
+             site would need more than max-gpus (see the reasons above).\n"
+        });
+    }
+    if !r.failures.is_empty() {
+        o.push_str("\nOptimized plan under one failure (simulated)\n");
+        let mut t = Table::new(&["failure", "holds", "worst region", "p99 ttft", "miss", "unserved"]);
+        for f in &r.failures {
+            t.row(vec![
+                f.failure.clone(),
+                if f.holds { "yes".into() } else { "no".into() },
+                f.worst_region.clone(),
+                if f.unserved > 0 { "-".into() } else { ms1(f.worst_ttft_p99_ns) },
+                if f.unserved > 0 {
+                    "unserved".into()
+                } else if f.miss_ns > 0 {
+                    format!("+{}", ms1(f.miss_ns))
+                } else {
+                    "-".into()
+                },
+                thousands(f.unserved),
+            ]);
+        }
+        o.push_str(&t.render());
+        o.push_str(&format!(
+            "N+1: {}\n",
+            if r.n_plus_1_holds {
+                "holds for every single site and route failure".to_string()
+            } else {
+                let n = r.failures.iter().filter(|f| !f.holds).count();
+                format!("{n} of {} single failures miss an objective (try meshway place --n-plus-1)", r.failures.len())
+            }
+        ));
+    }
+    o
+}
+
+pub(crate) fn plans_table(r: &PlacementReport) -> String {
+    let mut head: Vec<String> = vec!["".into()];
+    head.extend(r.plans.iter().map(|p| p.name.clone()));
+    let head_ref: Vec<&str> = head.iter().map(String::as_str).collect();
+    let mut t = Table::new(&head_ref);
+    for (i, s) in r.site_names.iter().enumerate() {
+        let mut row = vec![format!("{s} GPUs")];
+        row.extend(r.plans.iter().map(|p| thousands(u64::from(p.gpus[i]))));
+        t.row(row);
+    }
+    let mut row = vec!["$/hour".to_string()];
+    row.extend(r.plans.iter().map(|p| format!("{:.0}", p.cost_usd_per_hour)));
+    t.row(row);
+    if r.plans.iter().any(|p| p.simulated) {
+        if let Some(first) = r.plans.iter().find(|p| p.simulated) {
+            for (i, reg) in first.regions.iter().enumerate() {
+                let mut row = vec![format!("{} p99 ttft", reg.name)];
+                row.extend(r.plans.iter().map(|p| match p.regions.get(i) {
+                    Some(x) => format!("{}{}", ms1(x.ttft_p99_ns), if x.met { "" } else { " !" }),
+                    None => "-".into(),
+                }));
+                t.row(row);
+            }
+        }
+        let mut row = vec!["regions meeting objective".to_string()];
+        row.extend(
+            r.plans.iter().map(|p| format!("{} of {}", p.regions.iter().filter(|x| x.met).count(), p.regions.len())),
+        );
+        t.row(row);
+    }
+    t.render()
+}

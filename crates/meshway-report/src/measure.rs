@@ -1,0 +1,428 @@
+//! Text of the measurement commands: `reflect`, `ping` (per reply and summary, plain or JSON
+//! lines), `perf`, `trace`, `agent --check` and `history` (table, CSV, forecast).
+
+use crate::format::{pct3, rate_f64, span, span_f64};
+use meshway_agent::agent::rfc3339;
+use meshway_agent::history::HistoryReport;
+use meshway_agent::perf::{IntervalReport, PerfReport};
+use meshway_agent::ping::{PingEvent, PingKind, PingReport};
+use meshway_agent::reflect::ReflectTotals;
+use meshway_agent::trace::TraceReport;
+use meshway_probe::echo::{EchoEvent, ReplyKind};
+use meshway_probe::objective::Metric;
+use meshway_probe::stats::Summary;
+use meshway_units::{Bytes, Nanos};
+use std::fmt::Write as _;
+
+// ---------------------------------------------------------------------------------------------
+// reflect
+
+/// The reflector's counters when it stops.
+pub fn reflect_text(t: &ReflectTotals) -> String {
+    format!(
+        "received {}, answered {}, malformed {}, rate-limited {}, test-dropped {}, send errors {}\n",
+        t.received, t.answered, t.malformed, t.rate_limited, t.test_dropped, t.send_errors
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// ping
+
+/// What each reply line of `meshway ping` names: the kind of probe, the target as given and
+/// the probe size.
+#[derive(Debug, Clone)]
+pub struct LineCtx {
+    pub kind: PingKind,
+    pub target: String,
+    pub size_bytes: usize,
+}
+
+/// One line per reply or loss, as ping prints it.
+pub fn reply_line(r: &LineCtx, e: &PingEvent) -> String {
+    match &e.echo {
+        EchoEvent::Lost { seq } => format!("seq={seq} lost\n"),
+        EchoEvent::Reply { seq, kind, rtt_ns, forward_ns, backward_ns } => {
+            let mut s = match r.kind {
+                PingKind::Udp | PingKind::Icmp => format!("{} bytes from {}: seq={seq}", r.size_bytes, r.target),
+                PingKind::Tcp => format!("connected to {}: seq={seq}", r.target),
+                PingKind::Http => format!("{}: seq={seq}", r.target),
+            };
+            if let Some(h) = e.http {
+                let _ = write!(
+                    s,
+                    " status={} connect={} first-byte={} total={} body={}",
+                    h.status,
+                    span(h.connect_ns),
+                    span(h.first_byte_ns),
+                    span(h.total_ns),
+                    Bytes(h.body_bytes)
+                );
+            } else if let Some(rtt) = rtt_ns {
+                let _ = write!(s, " rtt={}", span(*rtt));
+            }
+            if let (Some(f), Some(b)) = (forward_ns, backward_ns) {
+                let _ = write!(s, " forward={}ns backward={}ns", f, b);
+            }
+            match kind {
+                ReplyKind::Ok => {}
+                ReplyKind::Reordered => s.push_str(" (reordered)"),
+                ReplyKind::Duplicate => s.push_str(" (duplicate)"),
+                ReplyKind::Late => s.push_str(" (late: counted as lost)"),
+                ReplyKind::Unknown => s.push_str(" (unknown)"),
+            }
+            s.push('\n');
+            s
+        }
+    }
+}
+
+/// The statistics of a set of delays (`label` names them: "rtt").
+pub fn summary_lines(label: &str, m: &Summary) -> String {
+    format!(
+        "{label} min/mean/max/stddev = {}/{}/{}/{}\n\
+         {label} p50/p90/p99/p99.9 = {}/{}/{}/{} (histogram precision ±{:.1}%)\n\
+         jitter rfc3550 = {}, mean|Δ| = {}, p95−p50 = {}\n",
+        span(m.min_ns),
+        span_f64(m.mean_ns),
+        span(m.max_ns),
+        span_f64(m.stddev_ns),
+        span(m.p50_ns),
+        span(m.p90_ns),
+        span(m.p99_ns),
+        span(m.p999_ns),
+        m.percentile_relative_error * 100.0,
+        span_f64(m.jitter_rfc3550_ns),
+        span_f64(m.jitter_mean_abs_diff_ns),
+        span(m.jitter_p95_p50_ns),
+    )
+}
+
+/// The closing lines of `meshway ping`: counts, delay statistics, HTTP phases, one-way delay.
+pub fn ping_summary(r: &PingReport) -> String {
+    let c = &r.echo.counts;
+    let mut s = format!(
+        "--- {} {} ping ({}) ---\n{} sent, {} received, {} lost ({} loss), {} duplicates, {} reordered, {} late\n",
+        r.target,
+        format!("{:?}", r.kind).to_lowercase(),
+        r.address,
+        c.sent,
+        c.received,
+        c.lost,
+        pct3(r.echo.loss_ratio),
+        c.duplicates,
+        c.reordered,
+        c.late
+    );
+    if let Some(m) = &r.echo.rtt {
+        s.push_str(&summary_lines("rtt", m));
+    }
+    if let Some(h) = &r.http {
+        for (label, m) in [("connect", &h.connect), ("first-byte", &h.first_byte)] {
+            if let Some(m) = m {
+                let _ = writeln!(
+                    s,
+                    "{label} min/p50/p99/max = {}/{}/{}/{}",
+                    span(m.min_ns),
+                    span(m.p50_ns),
+                    span(m.p99_ns),
+                    span(m.max_ns)
+                );
+            }
+        }
+        let st: Vec<String> = h.status.iter().map(|(c, n)| format!("{c}×{n}")).collect();
+        let _ = writeln!(s, "status {}", st.join(" "));
+    }
+    if r.kind == PingKind::Udp {
+        match (&r.echo.forward, &r.echo.backward) {
+            (Some(f), Some(b)) => {
+                let _ = writeln!(
+                    s,
+                    "one-way forward p50/p99 = {}/{}, backward p50/p99 = {}/{} (clocks synchronized)",
+                    span(f.p50_ns),
+                    span(f.p99_ns),
+                    span(b.p50_ns),
+                    span(b.p99_ns)
+                );
+            }
+            _ => s.push_str("one-way delay: not reported, clocks not synchronized (--clock-synced on both ends)\n"),
+        }
+    }
+    s
+}
+
+/// `meshway ping --json`: the report and every reply.
+pub fn ping_json(report: &PingReport, replies: &[PingEvent]) -> Result<String, serde_json::Error> {
+    crate::json(&serde_json::json!({ "report": report, "replies": replies }))
+}
+
+/// The closing line of `meshway ping --ndjson`.
+pub fn ping_ndjson_summary(report: &PingReport) -> Result<String, serde_json::Error> {
+    crate::json_line(&serde_json::json!({ "event": "summary", "report": report }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// perf
+
+/// One interval line of `meshway perf` (the client's view).
+pub fn perf_interval_line(iv: &IntervalReport) -> String {
+    format!(
+        "{:6.2}-{:6.2}s  sent {:>10} {:>14}  received {:>10} {:>14}\n",
+        iv.start_secs,
+        iv.end_secs,
+        Bytes(iv.sent_bytes).to_string(),
+        rate_f64(iv.sent_bps),
+        Bytes(iv.received_bytes).to_string(),
+        rate_f64(iv.received_bps)
+    )
+}
+
+/// The closing lines of `meshway perf`.
+pub fn perf_text(r: &PerfReport) -> String {
+    let mut s = format!(
+        "--- {} {}, {} stream(s), {} per write ---\n",
+        r.server,
+        format!("{:?} {:?}", r.protocol, r.direction).to_lowercase(),
+        r.streams,
+        Bytes(r.size_bytes as u64)
+    );
+    for (label, f) in [("forward (client→server)", &r.forward), ("reverse (server→client)", &r.reverse)] {
+        if let Some(f) = f {
+            let _ = writeln!(
+                s,
+                "{label}: sent {}, received {} in {:.3}s, throughput {}",
+                Bytes(f.sent_bytes),
+                Bytes(f.received_bytes),
+                f.receive_secs,
+                rate_f64(f.throughput_bps)
+            );
+        }
+    }
+    if let Some(u) = &r.udp {
+        let _ = writeln!(
+            s,
+            "udp: target {}, {} sent, {} received, {} lost ({}), {} duplicates, {} reordered, jitter rfc3550 {}, queueing p99 {}",
+            rate_f64(r.udp_target_rate_bps.unwrap_or(0) as f64),
+            u.sent,
+            u.received,
+            u.lost,
+            pct3(u.loss_ratio),
+            u.duplicates,
+            u.reordered,
+            span_f64(u.jitter_rfc3550_ns),
+            span(u.queueing_p99_ns)
+        );
+    }
+    let _ = writeln!(s, "cpu: client {:.1}%, server {:.1}% of one core", r.client_cpu_percent, r.server_cpu_percent);
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// trace
+
+/// The `meshway trace` table: one line per hop and flow.
+pub fn trace_text(r: &TraceReport) -> String {
+    use meshway_probe::trace::LossKind;
+    let mut s = format!(
+        "trace to {} ({}, {} rounds, {} flow{})\n{:>3} {:>4}  {:<16} {:>6} {:>5}  {:>10} {:>10} {:>10} {:>10}  note\n",
+        r.target,
+        r.protocol,
+        r.rounds,
+        r.flows,
+        if r.flows == 1 { "" } else { "s" },
+        "hop",
+        "flow",
+        "address",
+        "loss",
+        "sent",
+        "min",
+        "p50",
+        "p99",
+        "max"
+    );
+    for h in &r.hops {
+        let addr = h.addresses.first().map_or("*".to_string(), |a| a.0.to_string());
+        let (min, p50, p99, max) = h.rtt.as_ref().map_or(("-".into(), "-".into(), "-".into(), "-".into()), |m| {
+            (span(m.min_ns), span(m.p50_ns), span(m.p99_ns), span(m.max_ns))
+        });
+        let mut note = match h.loss_kind {
+            LossKind::None => String::new(),
+            LossKind::IcmpRateLimit => "icmp rate limit (not forwarding loss)".into(),
+            LossKind::Forwarding => "loss persists to later hops".into(),
+        };
+        if h.destination {
+            note = if note.is_empty() { "destination".into() } else { format!("destination; {note}") };
+        }
+        if h.addresses.len() > 1 {
+            let others: Vec<String> = h.addresses[1..].iter().map(|a| a.0.to_string()).collect();
+            note.push_str(&format!(" also {}", others.join(", ")));
+        }
+        let _ = writeln!(
+            s,
+            "{:>3} {:>4}  {:<16} {:>5.1}% {:>5}  {:>10} {:>10} {:>10} {:>10}  {}",
+            h.ttl,
+            h.flow,
+            addr,
+            h.loss_ratio * 100.0,
+            h.sent,
+            min,
+            p50,
+            p99,
+            max,
+            note.trim()
+        );
+    }
+    if r.flows > 1 {
+        let _ = writeln!(s, "{} distinct path(s) across {} flows", r.paths.len(), r.flows);
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// agent and history
+
+/// `meshway agent --check` on a valid file.
+pub fn agent_check_text(config: &std::path::Path, targets: usize) -> String {
+    format!("{}: ok, {} targets\n", config.display(), targets)
+}
+
+/// A value of `m` as history shows it: a percent for loss, a rate for throughput, a span
+/// otherwise.
+pub fn metric_text(m: Metric, v: f64) -> String {
+    match m {
+        Metric::Loss => pct3(v),
+        Metric::ThroughputMin => rate_f64(v),
+        _ => span_f64(v),
+    }
+}
+
+/// `meshway history` without a target: the targets in the database and their sample counts.
+pub fn history_targets_text(targets: &[(String, u64)]) -> String {
+    let mut s = String::from("target                           samples\n");
+    for (t, n) in targets {
+        let _ = writeln!(s, "{t:<32} {n:>7}");
+    }
+    s
+}
+
+/// `meshway history --csv`: one row per point of the series.
+pub fn history_csv(r: &HistoryReport) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let o = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+    let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
+    // Writing into a Vec cannot fail, and every record has the header's eleven fields.
+    let _ = w.write_record([
+        "start",
+        "value",
+        "sent",
+        "lost",
+        "min_ns",
+        "p50_ns",
+        "p90_ns",
+        "p99_ns",
+        "max_ns",
+        "jitter_ns",
+        "value_min",
+    ]);
+    for p in &r.series {
+        let x = &p.rollup;
+        let _ = w.write_record([
+            rfc3339(p.start_ns),
+            f(p.value),
+            x.sent.to_string(),
+            x.lost.to_string(),
+            o(x.min_ns),
+            o(x.p50_ns),
+            o(x.p90_ns),
+            o(x.p99_ns),
+            o(x.max_ns),
+            f(x.jitter_ns),
+            f(x.value_min),
+        ]);
+    }
+    crate::csv_text(w)
+}
+
+/// `meshway history --target T`: the window's statistics, the series and the forecast.
+pub fn history_text(r: &HistoryReport) -> String {
+    let metric = r.metric;
+    let mut s = format!(
+        "{} {} from {} to {} ({} points)\n",
+        r.target,
+        metric.name(),
+        rfc3339(r.from_ns),
+        rfc3339(r.to_ns),
+        r.series.len()
+    );
+    let w = &r.summary;
+    let _ = writeln!(s, "window: {} probes, {} lost ({})", w.sent, w.lost, pct3(w.loss_ratio));
+    if let Some(m) = &w.rtt {
+        s.push_str(&summary_lines("rtt", m));
+    }
+    let _ = writeln!(s, "{:<26} {:>14} {:>7} {:>6}", "start", metric.name(), "sent", "lost");
+    for p in &r.series {
+        let v = p.value.map_or("-".to_string(), |v| metric_text(metric, v));
+        let _ = writeln!(s, "{:<26} {:>14} {:>7} {:>6}", rfc3339(p.start_ns), v, p.rollup.sent, p.rollup.lost);
+    }
+    if let Some(f) = &r.forecast {
+        let per_day = f.fit.slope_per_s * 86_400.0;
+        let _ = writeln!(
+            s,
+            "forecast: trend {} per day (r² {:.3}, {} points), threshold {}",
+            if per_day >= 0.0 {
+                format!("+{}", metric_text(metric, per_day))
+            } else {
+                format!("-{}", metric_text(metric, -per_day))
+            },
+            f.fit.r_squared,
+            f.fit.n,
+            metric_text(metric, f.threshold)
+        );
+        if f.already_past {
+            s.push_str("forecast: the trend is already past the threshold\n");
+        } else {
+            match f.expected_ns {
+                Some(t) => {
+                    let _ = writeln!(
+                        s,
+                        "forecast: crosses at {} (95% interval {} .. {})",
+                        rfc3339(t),
+                        f.earliest_ns.map_or("-".into(), rfc3339),
+                        f.latest_ns.map_or("beyond the horizon".into(), rfc3339)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "forecast: the trend does not reach the threshold within {}{}",
+                        Nanos(f.horizon_ns),
+                        f.earliest_ns.map_or(String::new(), |t| format!(" (the 95% interval does at {})", rfc3339(t)))
+                    );
+                }
+            }
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_values_carry_their_unit() {
+        assert_eq!(metric_text(Metric::Loss, 0.00125), "0.125%");
+        assert_eq!(metric_text(Metric::ThroughputMin, 99.6), rate_f64(100.0));
+        assert_eq!(metric_text(Metric::RttP99, 1_500_000.4), span(1_500_000));
+    }
+
+    #[test]
+    fn target_list_is_aligned() {
+        let t = history_targets_text(&[("edge".into(), 12), ("a-much-longer-target-name".into(), 1234567)]);
+        assert_eq!(
+            t,
+            "target                           samples\n\
+             edge                                  12\n\
+             a-much-longer-target-name        1234567\n"
+        );
+    }
+}

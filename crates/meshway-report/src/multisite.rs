@@ -1,0 +1,130 @@
+//! Text of `meshway multisite`: a training job over sites joined by DCI links.
+
+use crate::format::{km, ms3, pct, pct4, pct_signed, rate};
+use crate::table::Table;
+use meshway_sim::multisite::{BreakEven, Report};
+use meshway_units::Bytes;
+
+/// The break-even sentence for `b` (`what` names the all-reduce).
+pub fn break_even_text(b: &BreakEven, what: &str) -> String {
+    let budget = pct(b.budget);
+    match b.outcome.as_str() {
+        "at-zero" => format!(
+            "{what}: cross-site DP costs {} of the step even at 0 km (over the {budget} budget): add DCI capacity",
+            pct4(b.share_at_distance.unwrap_or(0.0))
+        ),
+        "beyond" => format!(
+            "{what}: cross-site DP stays within {budget} of the step up to {} ({} there), the search limit",
+            km(b.below_m.unwrap_or(0)),
+            pct4(b.share_below.unwrap_or(0.0))
+        ),
+        _ => format!(
+            "{what}: cross-site DP exceeds {budget} of the step beyond {} ({} at {}, {} at {}; {} simulations)",
+            km(b.below_m.unwrap_or(0)),
+            pct4(b.share_below.unwrap_or(0.0)),
+            km(b.below_m.unwrap_or(0)),
+            pct4(b.share_at_distance.unwrap_or(0.0)),
+            km(b.distance_m.unwrap_or(0)),
+            b.evaluations
+        ),
+    }
+}
+
+/// The `meshway multisite` text: the step at the scenario's DCI and on one site, the sweeps over
+/// distance and capacity, and the break-even distances.
+pub fn multisite_text(r: &Report) -> String {
+    let mut out = String::new();
+    let sites: Vec<String> = r.sites.iter().map(|s| format!("{} ({} GPUs)", s.name, s.gpus)).collect();
+    out.push_str(&format!("meshway multisite: {} - {}\n", r.scenario, sites.join(", ")));
+    for s in &r.spans {
+        out.push_str(&format!(
+            "  dci {}-{}: {}, {} x {} = {}\n",
+            s.a,
+            s.b,
+            km(s.distance_m),
+            s.wavelengths,
+            s.optic,
+            rate(s.capacity_bps)
+        ));
+    }
+    out.push_str(&format!(
+        "workload {}: {} on {} GPUs, {} {}\n\n",
+        r.workload,
+        r.job,
+        r.gpus,
+        r.transport,
+        r.routing.name()
+    ));
+    let mut t = Table::new(&["DP all-reduce", "two sites", "one site", "over one site"]);
+    let over = |x: u64, base: u64| pct_signed(x as f64 / base.max(1) as f64 - 1.0);
+    t.row(vec![
+        "site-hierarchical".into(),
+        ms3(r.step_ns),
+        ms3(r.one_site_step_ns),
+        over(r.step_ns, r.one_site_step_ns),
+    ]);
+    t.row(vec![
+        "flat ring".into(),
+        ms3(r.flat_step_ns),
+        ms3(r.one_site_flat_step_ns),
+        over(r.flat_step_ns, r.one_site_flat_step_ns),
+    ]);
+    out.push_str(&t.render());
+    out.push_str("one site: every GPU in one fabric of the first site's family; site-hierarchical there reduces over the same rank groups\n\n");
+    let spans: Vec<String> =
+        r.by_distance.first().map_or(Vec::new(), |d| d.headroom.iter().map(|h| h.span.clone()).collect());
+    let mut head: Vec<String> = ["distance", "fibre rtt", "optic", "step", "cross-site", "flat ring", "cross-site"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for s in &spans {
+        head.push(format!("headroom {s}"));
+    }
+    let head_refs: Vec<&str> = head.iter().map(String::as_str).collect();
+    let mut t = Table::new(&head_refs);
+    for d in &r.by_distance {
+        let mut optics = d.optics.clone();
+        optics.dedup();
+        let mut row = vec![
+            km(d.distance_m),
+            ms3(d.dci_rtt_ns),
+            optics.join("/"),
+            ms3(d.step_ns),
+            pct(d.cross_site_share),
+            ms3(d.flat_step_ns),
+            pct(d.flat_cross_site_share),
+        ];
+        for h in &d.headroom {
+            row.push(format!(
+                "{} / {} {}",
+                Bytes(h.switch_total_bytes).display_si(),
+                Bytes(h.buffer_bytes).display_si(),
+                if h.feasible { "ok" } else { "infeasible" }
+            ));
+        }
+        t.row(row);
+    }
+    out.push_str("Step against DCI distance (every span; cross-site = (step - one-site step) / step; headroom: worst border switch need / buffer)\n");
+    out.push_str(&t.render());
+    out.push('\n');
+
+    let mut t = Table::new(&["wavelengths", "dci capacity", "step", "cross-site", "flat ring", "cross-site"]);
+    for c in &r.by_capacity {
+        t.row(vec![
+            c.wavelengths.to_string(),
+            rate(c.dci_bps),
+            ms3(c.step_ns),
+            pct(c.cross_site_share),
+            ms3(c.flat_step_ns),
+            pct(c.flat_cross_site_share),
+        ]);
+    }
+    out.push_str("Step against DCI capacity (every span, at the scenario's distances)\n");
+    out.push_str(&t.render());
+    out.push('\n');
+    out.push_str(&break_even_text(&r.break_even, "site-hierarchical"));
+    out.push('\n');
+    out.push_str(&break_even_text(&r.flat_break_even, "flat ring"));
+    out.push('\n');
+    out
+}
