@@ -545,11 +545,9 @@ impl<'a> Sim<'a> {
     }
 }
 
-/// Runs one simulation. Pure and deterministic: the same spec and run give the same report.
-pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
-    let ns = spec.sites.len();
-    let nr = spec.regions.len();
-    let mut sites = Vec::with_capacity(ns);
+/// Every site's servers, idle, as the run configures them.
+fn initial_sites(spec: &InferSpec, run: &Run) -> Vec<SiteState> {
+    let mut sites = Vec::with_capacity(spec.sites.len());
     for (i, s) in spec.sites.iter().enumerate() {
         let b = spec.models[s.model].max_batch as usize;
         let n = if run.site_down[i] { 0 } else { run.servers[i] };
@@ -566,8 +564,14 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
         }
         sites.push(st);
     }
-    let cands = spec
-        .regions
+    sites
+}
+
+/// Per region, the sites that can serve it (up, with servers, its model, a path), nearest
+/// first.
+fn candidates(spec: &InferSpec, run: &Run) -> Vec<Vec<(u32, u64)>> {
+    let ns = spec.sites.len();
+    spec.regions
         .iter()
         .enumerate()
         .map(|(r, reg)| {
@@ -583,9 +587,12 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
             c.sort_by_key(|&(s, ow)| (ow, s));
             c
         })
-        .collect();
-    let gens = spec
-        .regions
+        .collect()
+}
+
+/// Per region, its seeded arrival generator.
+fn generators(spec: &InferSpec, run: &Run) -> Vec<Gen> {
+    spec.regions
         .iter()
         .enumerate()
         .map(|(r, reg)| {
@@ -602,7 +609,115 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
             };
             Gen { rng, peak_per_ns: reg.rate * 1e-9 * prof * burst, t: 0.0, on, next_toggle }
         })
+        .collect()
+}
+
+impl Sim<'_> {
+    /// Runs events until none is left; returns the time of the last.
+    fn run_events(&mut self) -> u64 {
+        let mut now = 0;
+        while let Some(Reverse((t, _, ev))) = self.heap.pop() {
+            now = t;
+            self.events += 1;
+            match ev {
+                Ev::Arrive(r) => self.arrive(r as usize, t),
+                Ev::Reach(q) => self.reach(q, t),
+                Ev::Wake(s, v, ver) => {
+                    if self.sites[s as usize].servers[v as usize].ver == ver {
+                        self.wake(s as usize, v as usize, t);
+                    }
+                }
+                Ev::Fail(s) => self.fail(s as usize, t),
+                Ev::Retry(q) => self.send(q, t),
+            }
+        }
+        now
+    }
+}
+
+/// Per region: requests, latency percentiles, attainment of its objective, main site.
+fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>) -> Vec<RegionResult> {
+    let nr = spec.regions.len();
+    let secs = run.duration_ns as f64 * 1e-9;
+    let mut regions = Vec::with_capacity(nr);
+    for (r, reg) in spec.regions.iter().enumerate() {
+        let served = sim.ttft[r].len() as u64;
+        let obj = reg.ttft_p99.0;
+        let ok = sim.ttft[r].iter().filter(|&&x| x <= obj).count() as u64;
+        let ttft = Percentiles::of(&mut sim.ttft[r]);
+        let e2e = Percentiles::of(&mut sim.e2e[r]);
+        let total = served + sim.unserved[r];
+        let (main, cnt) =
+            sim.served_by[r].iter().enumerate().max_by_key(|&(s, c)| (*c, Reverse(s))).map_or((0, 0), |(s, c)| (s, *c));
+        let main_ow = reg.paths[main].as_ref().map_or(0, |p| p.one_way.0);
+        regions.push(RegionResult {
+            name: reg.name.clone(),
+            requests: total,
+            unserved: sim.unserved[r],
+            retried: sim.retried[r],
+            ttft,
+            e2e,
+            tokens_per_s: sim.tokens[r] as f64 / secs,
+            stream_tokens_per_s: if served > 0 { sim.stream_rate_sum[r] / served as f64 } else { 0.0 },
+            ttft_p99_objective_ns: obj,
+            attainment: if total > 0 { ok as f64 / total as f64 } else { 1.0 },
+            met: sim.unserved[r] == 0 && ttft.p99_ns <= obj,
+            main_site: if cnt > 0 { spec.sites[main].name.clone() } else { String::new() },
+            main_site_share: if served > 0 { cnt as f64 / served as f64 } else { 0.0 },
+            rtt_ns: if cnt > 0 { 2 * main_ow } else { 0 },
+        });
+    }
+    regions
+}
+
+/// Per site: servers, load and cost; and the cost of the whole run per hour.
+fn site_results(spec: &InferSpec, run: &Run, sim: &Sim<'_>, end: u64) -> (Vec<SiteResult>, f64) {
+    let mut cost = 0.0;
+    let sites = spec
+        .sites
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let st = &sim.sites[i];
+            let m = &spec.models[s.model];
+            let n = run.servers[i];
+            let busy: u64 = st.servers.iter().map(|v| v.busy_ns).sum();
+            let act: u128 = st.servers.iter().map(|v| v.active_ns).sum();
+            let denom = f64::from(n) * end as f64;
+            cost += f64::from(n * m.gpus_per_server) * s.gpu_hour_usd;
+            SiteResult {
+                name: s.name.clone(),
+                tier: s.tier,
+                down: run.site_down[i] || run.site_fail_at[i].is_some(),
+                gpus: n * m.gpus_per_server,
+                servers: n,
+                requests: st.requests,
+                gpu_utilization: if denom > 0.0 && !run.site_down[i] {
+                    (st.prefill_ns as f64 + st.decoded_tokens as f64 / m.decode_tokens_per_s * 1e9) / denom
+                } else {
+                    0.0
+                },
+                busy: if denom > 0.0 && !run.site_down[i] { busy as f64 / denom } else { 0.0 },
+                batch_fill: if denom > 0.0 && !run.site_down[i] {
+                    act as f64 / denom / f64::from(m.max_batch)
+                } else {
+                    0.0
+                },
+                max_queue: st.max_queue,
+                gpu_hour_usd: s.gpu_hour_usd,
+            }
+        })
         .collect();
+    (sites, cost)
+}
+
+/// Runs one simulation. Pure and deterministic: the same spec and run give the same report.
+pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
+    let ns = spec.sites.len();
+    let nr = spec.regions.len();
+    let sites = initial_sites(spec, run);
+    let cands = candidates(spec, run);
+    let gens = generators(spec, run);
     let mut sim = Sim {
         spec,
         run,
@@ -640,93 +755,15 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
             sim.push(*t, Ev::Fail(s as u32));
         }
     }
-    let mut now = 0;
-    while let Some(Reverse((t, _, ev))) = sim.heap.pop() {
-        now = t;
-        sim.events += 1;
-        match ev {
-            Ev::Arrive(r) => sim.arrive(r as usize, t),
-            Ev::Reach(q) => sim.reach(q, t),
-            Ev::Wake(s, v, ver) => {
-                if sim.sites[s as usize].servers[v as usize].ver == ver {
-                    sim.wake(s as usize, v as usize, t);
-                }
-            }
-            Ev::Fail(s) => sim.fail(s as usize, t),
-            Ev::Retry(q) => sim.send(q, t),
-        }
-    }
+    let now = sim.run_events();
     let end = now.max(run.duration_ns);
     for s in 0..ns {
         for v in 0..sim.sites[s].servers.len() {
             sim.advance(s, v, end);
         }
     }
-    let secs = run.duration_ns as f64 * 1e-9;
-    let mut regions = Vec::with_capacity(nr);
-    for (r, reg) in spec.regions.iter().enumerate() {
-        let served = sim.ttft[r].len() as u64;
-        let obj = reg.ttft_p99.0;
-        let ok = sim.ttft[r].iter().filter(|&&x| x <= obj).count() as u64;
-        let ttft = Percentiles::of(&mut sim.ttft[r]);
-        let e2e = Percentiles::of(&mut sim.e2e[r]);
-        let total = served + sim.unserved[r];
-        let (main, cnt) =
-            sim.served_by[r].iter().enumerate().max_by_key(|&(s, c)| (*c, Reverse(s))).map_or((0, 0), |(s, c)| (s, *c));
-        let main_ow = reg.paths[main].as_ref().map_or(0, |p| p.one_way.0);
-        regions.push(RegionResult {
-            name: reg.name.clone(),
-            requests: total,
-            unserved: sim.unserved[r],
-            retried: sim.retried[r],
-            ttft,
-            e2e,
-            tokens_per_s: sim.tokens[r] as f64 / secs,
-            stream_tokens_per_s: if served > 0 { sim.stream_rate_sum[r] / served as f64 } else { 0.0 },
-            ttft_p99_objective_ns: obj,
-            attainment: if total > 0 { ok as f64 / total as f64 } else { 1.0 },
-            met: sim.unserved[r] == 0 && ttft.p99_ns <= obj,
-            main_site: if cnt > 0 { spec.sites[main].name.clone() } else { String::new() },
-            main_site_share: if served > 0 { cnt as f64 / served as f64 } else { 0.0 },
-            rtt_ns: if cnt > 0 { 2 * main_ow } else { 0 },
-        });
-    }
-    let mut cost = 0.0;
-    let sites = spec
-        .sites
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let st = &sim.sites[i];
-            let m = &spec.models[s.model];
-            let n = run.servers[i];
-            let busy: u64 = st.servers.iter().map(|v| v.busy_ns).sum();
-            let act: u128 = st.servers.iter().map(|v| v.active_ns).sum();
-            let denom = f64::from(n) * end as f64;
-            cost += f64::from(n * m.gpus_per_server) * s.gpu_hour_usd;
-            SiteResult {
-                name: s.name.clone(),
-                tier: s.tier,
-                down: run.site_down[i] || run.site_fail_at[i].is_some(),
-                gpus: n * m.gpus_per_server,
-                servers: n,
-                requests: st.requests,
-                gpu_utilization: if denom > 0.0 && !run.site_down[i] {
-                    (st.prefill_ns as f64 + st.decoded_tokens as f64 / m.decode_tokens_per_s * 1e9) / denom
-                } else {
-                    0.0
-                },
-                busy: if denom > 0.0 && !run.site_down[i] { busy as f64 / denom } else { 0.0 },
-                batch_fill: if denom > 0.0 && !run.site_down[i] {
-                    act as f64 / denom / f64::from(m.max_batch)
-                } else {
-                    0.0
-                },
-                max_queue: st.max_queue,
-                gpu_hour_usd: s.gpu_hour_usd,
-            }
-        })
-        .collect();
+    let regions = region_results(spec, run, &mut sim);
+    let (sites, cost) = site_results(spec, run, &sim, end);
     let all_met = regions.iter().all(|r| r.met);
     InferReport {
         scenario: spec.name.clone(),
