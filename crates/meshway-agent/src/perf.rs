@@ -536,6 +536,166 @@ pub struct PerfReport {
     pub intervals: Vec<IntervalReport>,
 }
 
+/// Counters and stop flags shared by a test's stream threads and its reporting loop.
+#[derive(Clone, Default)]
+struct Shared {
+    sent: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
+    span: Arc<Span>,
+    stop_send: Arc<AtomicBool>,
+    stop_recv: Arc<AtomicBool>,
+    /// Bytes left to send when the test is bounded by bytes.
+    budget: Option<Arc<AtomicI64>>,
+}
+
+/// The threads moving a test's data.
+#[derive(Default)]
+struct Streams {
+    senders: Vec<JoinHandle<u64>>,
+    receivers: Vec<JoinHandle<Option<UdpReceiver>>>,
+}
+
+/// Connects the control channel, sends the request and reads the server's answer.
+fn handshake(cfg: &PerfConfig, req: &Request) -> Result<(BufReader<TcpStream>, TcpStream, Accept), PerfError> {
+    let ctl = TcpStream::connect_timeout(&cfg.server, Duration::from_secs(5))
+        .map_err(io_err(format!("cannot connect to perf server {}", cfg.server)))?;
+    let _ = ctl.set_nodelay(true);
+    ctl.set_read_timeout(Some(Duration::from_secs(10))).map_err(io_err("socket"))?;
+    let mut reader = BufReader::new(ctl.try_clone().map_err(io_err("socket"))?);
+    let mut w = ctl;
+    write_json_line(&mut w, req)?;
+    let acc: Accept = read_json_line(&mut reader)?;
+    if !acc.ok {
+        return Err(PerfError::Refused(acc.error.unwrap_or_default()));
+    }
+    Ok((reader, w, acc))
+}
+
+/// Opens the TCP data streams, each with its sending or receiving thread.
+fn start_tcp(
+    cfg: &PerfConfig,
+    req: &Request,
+    session: u64,
+    sh: &Shared,
+    hard_end: Nanos,
+) -> Result<Streams, PerfError> {
+    let mut st = Streams::default();
+    let n = if cfg.direction == Direction::Bidir { cfg.streams * 2 } else { cfg.streams };
+    for stream in 0..n {
+        let mut s = TcpStream::connect_timeout(&cfg.server, Duration::from_secs(5))
+            .map_err(io_err(format!("cannot open data stream {stream}")))?;
+        s.write_all(&Hello { stream, session }.encode()).map_err(io_err("cannot send hello"))?;
+        let sh = sh.clone();
+        let size = cfg.size;
+        if server_sends(req, stream) {
+            st.receivers.push(std::thread::spawn(move || {
+                receive_loop(s, size, &sh.received, &sh.span, &sh.stop_recv, hard_end);
+                None
+            }));
+        } else {
+            st.senders.push(std::thread::spawn(move || {
+                send_loop(s, size, &sh.sent, sh.budget.as_deref(), &sh.stop_send, hard_end);
+                0
+            }));
+        }
+    }
+    Ok(st)
+}
+
+/// Opens the UDP socket and its paced sender (forward) or its receiver (reverse).
+fn start_udp(cfg: &PerfConfig, session: u64, sh: &Shared, end: Nanos, hard_end: Nanos) -> Result<Streams, PerfError> {
+    let mut st = Streams::default();
+    let any = if cfg.server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let sock = UdpSocket::bind(any).map_err(io_err("cannot bind a udp socket"))?;
+    big_buffers(&sock);
+    sock.connect(cfg.server).map_err(io_err("cannot reach the server over udp"))?;
+    let (rate, size) = (cfg.rate.unwrap_or(BitsPerSec(1)), cfg.size);
+    if cfg.direction == Direction::Forward {
+        let sh = sh.clone();
+        st.senders.push(std::thread::spawn(move || {
+            udp_send_loop(&sock, None, session, size, rate, &sh.sent, &sh.stop_send, end)
+        }));
+        return Ok(st);
+    }
+    let hello = {
+        let mut b = [0u8; UDP_HEADER_LEN];
+        let _ = UdpHeader { session, seq: u64::MAX, sent_ns: 0 }.encode(&mut b);
+        b
+    };
+    for _ in 0..3 {
+        let _ = sock.send(&hello);
+    }
+    let sh = sh.clone();
+    st.receivers.push(std::thread::spawn(move || {
+        let mut rx = UdpReceiver::new();
+        let mut buf = vec![0u8; 65_536];
+        let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
+        while !sh.stop_recv.load(Ordering::Relaxed) && clock::mono() < hard_end {
+            let Ok(n) = sock.recv(&mut buf) else { continue };
+            let now = clock::mono();
+            if let Some(h) = UdpHeader::decode(&buf[..n]).filter(|h| h.session == session) {
+                sh.span.mark(now);
+                sh.received.fetch_add(n as u64, Ordering::Relaxed);
+                rx.on_datagram(now.get(), &h, n);
+            }
+        }
+        Some(rx)
+    }));
+    Ok(st)
+}
+
+/// The interval between `last` (time, sent, received) and `now`.
+fn interval(t0: Nanos, last: (Nanos, u64, u64), now: Nanos, s: u64, r: u64, dt: f64) -> IntervalReport {
+    IntervalReport {
+        start_secs: last.0.saturating_sub(t0).as_secs_f64(),
+        end_secs: now.saturating_sub(t0).as_secs_f64(),
+        sent_bytes: s - last.1,
+        received_bytes: r - last.2,
+        sent_bps: (s - last.1) as f64 * 8.0 / dt,
+        received_bps: (r - last.2) as f64 * 8.0 / dt,
+    }
+}
+
+/// Reports intervals until the end (duration, byte budget spent, or interrupted); returns
+/// the last report point (time, sent, received).
+#[allow(clippy::too_many_arguments)]
+fn report_intervals(
+    cfg: &PerfConfig,
+    st: &Streams,
+    sh: &Shared,
+    stop: &AtomicBool,
+    t0: Nanos,
+    end: Nanos,
+    on_interval: &mut dyn FnMut(&IntervalReport),
+    intervals: &mut Vec<IntervalReport>,
+) -> (Nanos, u64, u64) {
+    let mut last = (t0, 0u64, 0u64);
+    loop {
+        let now = clock::mono();
+        let senders_done = !st.senders.is_empty() && st.senders.iter().all(|t| t.is_finished());
+        let receivers_done = st.senders.is_empty() && st.receivers.iter().all(|t| t.is_finished());
+        let finished = now >= end || stop.load(Ordering::Relaxed) || senders_done || receivers_done;
+        let tick = last.0 + cfg.interval;
+        if now >= tick || finished {
+            let (s, r) = (sh.sent.load(Ordering::Relaxed), sh.received.load(Ordering::Relaxed));
+            let dt = now.saturating_sub(last.0).as_secs_f64();
+            if dt > 0.0005 {
+                let iv = interval(t0, last, now, s, r, dt);
+                on_interval(&iv);
+                intervals.push(iv);
+            }
+            last = (now, s, r);
+        }
+        if finished {
+            return last;
+        }
+        let next = (last.0 + cfg.interval).min(end);
+        std::thread::sleep(
+            clock::dur(next.saturating_sub(clock::mono())).clamp(Duration::from_micros(500), Duration::from_millis(50)),
+        );
+    }
+}
+
 /// Runs one test against a `meshway perf --server`. `on_interval` sees each interval report.
 pub fn run(
     cfg: &PerfConfig,
@@ -556,134 +716,24 @@ pub fn run(
     if cfg.interval == Nanos::ZERO {
         return Err(PerfError::Invalid("interval must be positive".into()));
     }
-    let ctl = TcpStream::connect_timeout(&cfg.server, Duration::from_secs(5))
-        .map_err(io_err(format!("cannot connect to perf server {}", cfg.server)))?;
-    let _ = ctl.set_nodelay(true);
-    ctl.set_read_timeout(Some(Duration::from_secs(10))).map_err(io_err("socket"))?;
-    let mut reader = BufReader::new(ctl.try_clone().map_err(io_err("socket"))?);
-    let mut w = ctl;
-    write_json_line(&mut w, &req)?;
-    let acc: Accept = read_json_line(&mut reader)?;
-    if !acc.ok {
-        return Err(PerfError::Refused(acc.error.unwrap_or_default()));
-    }
+    let (mut reader, mut w, acc) = handshake(cfg, &req)?;
     let cpu = CpuMeter::start();
     let t0 = clock::mono();
     let end = t0 + cfg.duration;
     let hard_end = end + GRACE;
-    let sent = Arc::new(AtomicU64::new(0));
-    let received = Arc::new(AtomicU64::new(0));
-    let span = Arc::new(Span::default());
-    let stop_send = Arc::new(AtomicBool::new(false));
-    let stop_recv = Arc::new(AtomicBool::new(false));
-    let budget = cfg.bytes.map(|b| Arc::new(AtomicI64::new(i64::try_from(b.get()).unwrap_or(i64::MAX))));
-    let mut senders: Vec<JoinHandle<u64>> = Vec::new();
-    let mut receivers: Vec<JoinHandle<Option<UdpReceiver>>> = Vec::new();
-    match cfg.protocol {
-        Protocol::Tcp => {
-            let n = if cfg.direction == Direction::Bidir { cfg.streams * 2 } else { cfg.streams };
-            for stream in 0..n {
-                let mut s = TcpStream::connect_timeout(&cfg.server, Duration::from_secs(5))
-                    .map_err(io_err(format!("cannot open data stream {stream}")))?;
-                s.write_all(&Hello { stream, session: acc.session }.encode()).map_err(io_err("cannot send hello"))?;
-                let (sent, received, span, stop_send, stop_recv, budget) = (
-                    sent.clone(),
-                    received.clone(),
-                    span.clone(),
-                    stop_send.clone(),
-                    stop_recv.clone(),
-                    budget.clone(),
-                );
-                let size = cfg.size;
-                if server_sends(&req, stream) {
-                    receivers.push(std::thread::spawn(move || {
-                        receive_loop(s, size, &received, &span, &stop_recv, hard_end);
-                        None
-                    }));
-                } else {
-                    senders.push(std::thread::spawn(move || {
-                        send_loop(s, size, &sent, budget.as_deref(), &stop_send, hard_end);
-                        0
-                    }));
-                }
-            }
-        }
-        Protocol::Udp => {
-            let any = if cfg.server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
-            let sock = UdpSocket::bind(any).map_err(io_err("cannot bind a udp socket"))?;
-            big_buffers(&sock);
-            sock.connect(cfg.server).map_err(io_err("cannot reach the server over udp"))?;
-            let (rate, size, session) = (cfg.rate.unwrap_or(BitsPerSec(1)), cfg.size, acc.session);
-            if cfg.direction == Direction::Forward {
-                let (sent, stop_send) = (sent.clone(), stop_send.clone());
-                senders.push(std::thread::spawn(move || {
-                    udp_send_loop(&sock, None, session, size, rate, &sent, &stop_send, end)
-                }));
-            } else {
-                let hello = {
-                    let mut b = [0u8; UDP_HEADER_LEN];
-                    let _ = UdpHeader { session, seq: u64::MAX, sent_ns: 0 }.encode(&mut b);
-                    b
-                };
-                for _ in 0..3 {
-                    let _ = sock.send(&hello);
-                }
-                let (received, span, stop_recv) = (received.clone(), span.clone(), stop_recv.clone());
-                receivers.push(std::thread::spawn(move || {
-                    let mut rx = UdpReceiver::new();
-                    let mut buf = vec![0u8; 65_536];
-                    let _ = sock.set_read_timeout(Some(Duration::from_millis(50)));
-                    while !stop_recv.load(Ordering::Relaxed) && clock::mono() < hard_end {
-                        let Ok(n) = sock.recv(&mut buf) else { continue };
-                        let now = clock::mono();
-                        if let Some(h) = UdpHeader::decode(&buf[..n]).filter(|h| h.session == session) {
-                            span.mark(now);
-                            received.fetch_add(n as u64, Ordering::Relaxed);
-                            rx.on_datagram(now.get(), &h, n);
-                        }
-                    }
-                    Some(rx)
-                }));
-            }
-        }
-    }
-    // Report intervals until the end (duration, byte budget spent, or interrupted).
+    let sh = Shared {
+        budget: cfg.bytes.map(|b| Arc::new(AtomicI64::new(i64::try_from(b.get()).unwrap_or(i64::MAX)))),
+        ..Shared::default()
+    };
+    let st = match cfg.protocol {
+        Protocol::Tcp => start_tcp(cfg, &req, acc.session, &sh, hard_end)?,
+        Protocol::Udp => start_udp(cfg, acc.session, &sh, end, hard_end)?,
+    };
     let mut intervals = Vec::new();
-    let mut last = (t0, 0u64, 0u64);
-    loop {
-        let now = clock::mono();
-        let senders_done = !senders.is_empty() && senders.iter().all(|t| t.is_finished());
-        let receivers_done = senders.is_empty() && receivers.iter().all(|t| t.is_finished());
-        let finished = now >= end || stop.load(Ordering::Relaxed) || senders_done || receivers_done;
-        let tick = last.0 + cfg.interval;
-        if now >= tick || finished {
-            let (s, r) = (sent.load(Ordering::Relaxed), received.load(Ordering::Relaxed));
-            let dt = now.saturating_sub(last.0).as_secs_f64();
-            if dt > 0.0005 {
-                let iv = IntervalReport {
-                    start_secs: last.0.saturating_sub(t0).as_secs_f64(),
-                    end_secs: now.saturating_sub(t0).as_secs_f64(),
-                    sent_bytes: s - last.1,
-                    received_bytes: r - last.2,
-                    sent_bps: (s - last.1) as f64 * 8.0 / dt,
-                    received_bps: (r - last.2) as f64 * 8.0 / dt,
-                };
-                on_interval(&iv);
-                intervals.push(iv);
-            }
-            last = (now, s, r);
-        }
-        if finished {
-            break;
-        }
-        let next = (last.0 + cfg.interval).min(end);
-        std::thread::sleep(
-            clock::dur(next.saturating_sub(clock::mono())).clamp(Duration::from_micros(500), Duration::from_millis(50)),
-        );
-    }
-    stop_send.store(true, Ordering::Relaxed);
+    let last = report_intervals(cfg, &st, &sh, stop, t0, end, on_interval, &mut intervals);
+    sh.stop_send.store(true, Ordering::Relaxed);
     let mut udp_sent = None;
-    for t in senders {
+    for t in st.senders {
         let n = t.join().map_err(|_| PerfError::Protocol("a sender thread panicked".into()))?;
         if cfg.protocol == Protocol::Udp {
             udp_sent = Some(n);
@@ -697,36 +747,28 @@ pub fn run(
     if cfg.protocol == Protocol::Udp {
         std::thread::sleep(Duration::from_millis(200));
     }
-    stop_recv.store(true, Ordering::Relaxed);
+    sh.stop_recv.store(true, Ordering::Relaxed);
     let mut udp_rx = None;
-    for t in receivers {
+    for t in st.receivers {
         if let Some(rx) = t.join().map_err(|_| PerfError::Protocol("a receiver thread panicked".into()))? {
             udp_rx = Some(rx);
         }
     }
-    let client_sent = sent.load(Ordering::Relaxed);
-    let client_received = received.load(Ordering::Relaxed);
+    let client_sent = sh.sent.load(Ordering::Relaxed);
+    let client_received = sh.received.load(Ordering::Relaxed);
     // Bytes that moved between the last report and the end (the last writes, the drain of
     // the receive side) go into a final short interval so the intervals add up to the total.
     if client_sent > last.1 || client_received > last.2 {
         let now = clock::mono();
         let dt = now.saturating_sub(last.0).as_secs_f64().max(1e-9);
-        let (ds, dr) = (client_sent - last.1, client_received - last.2);
-        let iv = IntervalReport {
-            start_secs: last.0.saturating_sub(t0).as_secs_f64(),
-            end_secs: now.saturating_sub(t0).as_secs_f64(),
-            sent_bytes: ds,
-            received_bytes: dr,
-            sent_bps: ds as f64 * 8.0 / dt,
-            received_bps: dr as f64 * 8.0 / dt,
-        };
+        let iv = interval(t0, last, now, client_sent, client_received, dt);
         on_interval(&iv);
         intervals.push(iv);
     }
     let forward = matches!(cfg.direction, Direction::Forward | Direction::Bidir)
         .then(|| FlowResult::new(client_sent, res.received_bytes, res.receive_secs));
     let reverse = matches!(cfg.direction, Direction::Reverse | Direction::Bidir)
-        .then(|| FlowResult::new(res.sent_bytes, client_received, span.secs()));
+        .then(|| FlowResult::new(res.sent_bytes, client_received, sh.span.secs()));
     let udp = match cfg.direction {
         Direction::Forward => res.udp.clone(),
         _ => udp_rx.map(|r| r.report(res.udp_sent)),
