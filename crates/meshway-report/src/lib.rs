@@ -41,9 +41,8 @@ pub(crate) fn csv_text(w: csv::Writer<Vec<u8>>) -> String {
     String::from_utf8(bytes).unwrap_or_default()
 }
 
-/// The `meshway plan` text report.
-pub fn plan_text(r: &FabricReport) -> String {
-    let mut o = String::new();
+/// The first line: family, GPUs, hosts, NIC rate, planes, sites.
+fn plan_header(o: &mut String, r: &FabricReport) {
     let _ = writeln!(
         o,
         "{} ({}): {} GPUs in {} hosts, {} NIC per GPU{}{}",
@@ -56,6 +55,10 @@ pub fn plan_text(r: &FabricReport) -> String {
         if r.sites.is_empty() { String::new() } else { format!(", sites {}", r.sites.join(", ")) }
     );
     o.push('\n');
+}
+
+/// Switches per tier, then links per class.
+fn plan_switches(o: &mut String, r: &FabricReport) {
     let mut t =
         Table::new(&["tier", "switches", "models", "ports used", "ports free", "down", "up", "oversubscription"]);
     for tier in &r.tiers {
@@ -89,6 +92,10 @@ pub fn plan_text(r: &FabricReport) -> String {
     }
     o.push_str(&t.render());
     o.push('\n');
+}
+
+/// Bisection bandwidth, structural and by max-flow.
+fn plan_bisection(o: &mut String, r: &FabricReport) {
     let b = &r.bisection;
     let _ =
         writeln!(o, "Bisection, split {} ({} | {} GPUs)", b.split, thousands(b.side_a_gpus), thousands(b.side_b_gpus));
@@ -104,6 +111,10 @@ pub fn plan_text(r: &FabricReport) -> String {
         rate(b.per_gpu_bps)
     );
     o.push('\n');
+}
+
+/// Hops, equal-cost paths and zero-load latency between hosts.
+fn plan_paths(o: &mut String, r: &FabricReport) {
     let p = &r.paths;
     let reached: u64 = p.hop_histogram.iter().map(|(_, c)| c).sum();
     let _ = writeln!(
@@ -133,6 +144,10 @@ pub fn plan_text(r: &FabricReport) -> String {
         let _ = writeln!(o, "  same-host pairs (NVLink): {}", thousands(p.same_host_pairs));
     }
     o.push('\n');
+}
+
+/// The bill of materials with power and cost.
+fn plan_bom(o: &mut String, r: &FabricReport) {
     let mut t = Table::new(&["bill of materials", "kind", "count", "power", "cost"]);
     for l in &r.bom.lines {
         t.row(vec![l.item.clone(), l.kind.clone(), thousands(l.count), watts(l.power_w), dollars(l.cost_usd)]);
@@ -146,6 +161,10 @@ pub fn plan_text(r: &FabricReport) -> String {
     ]);
     o.push_str(&t.render());
     o.push('\n');
+}
+
+/// Lossless headroom per tier.
+fn plan_headroom(o: &mut String, r: &FabricReport) {
     let ll = &r.lossless;
     let _ = writeln!(
         o,
@@ -168,6 +187,10 @@ pub fn plan_text(r: &FabricReport) -> String {
     }
     o.push_str(&t.render());
     o.push('\n');
+}
+
+/// Single points of failure and degraded bisection.
+fn plan_resilience(o: &mut String, r: &FabricReport) {
     let rs = &r.resilience;
     let _ = writeln!(o, "Single points of failure (network graph, NVLink excluded; {} component(s))", rs.components);
     if rs.switch_spofs.is_empty() && rs.link_spofs.is_empty() {
@@ -201,12 +224,33 @@ pub fn plan_text(r: &FabricReport) -> String {
             d.loss_pct
         );
     }
+}
+
+/// Warnings, when there are any.
+fn plan_warnings(o: &mut String, r: &FabricReport) {
     if !r.warnings.is_empty() {
         o.push('\n');
         let _ = writeln!(o, "Warnings");
         for w in &r.warnings {
             let _ = writeln!(o, "  ! {w}");
         }
+    }
+}
+
+/// The `meshway plan` text report, section by section.
+pub fn plan_text(r: &FabricReport) -> String {
+    let mut o = String::new();
+    for section in [
+        plan_header,
+        plan_switches,
+        plan_bisection,
+        plan_paths,
+        plan_bom,
+        plan_headroom,
+        plan_resilience,
+        plan_warnings,
+    ] {
+        section(&mut o, r);
     }
     o
 }
