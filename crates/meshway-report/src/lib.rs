@@ -16,6 +16,7 @@ pub mod multisite;
 pub mod sim;
 pub mod table;
 pub mod testbed;
+pub mod validate;
 pub use format::{dollars, rate, thousands, watts};
 use format::{gpus, share};
 use table::Table;

@@ -117,6 +117,25 @@ of failure. Every default number comes from catalog/default.toml with its source
     Agent(measure::AgentArgs),
     /// Query the agent's history: series, percentiles, trend forecast.
     History(measure::HistoryArgs),
+    /// Published measurements against the model: every row of a validation set run as a
+    /// scenario, with the error per row and per group.
+    #[command(after_help = "Examples:
+  meshway validate                    the repository's validation/ set
+  meshway validate validation --json
+
+Reads DIR/collectives/nccl-tests.csv (published nccl-tests results, each row citing its
+source) and DIR/collectives/setups.toml (their hardware as meshway fabrics, and the rows
+meshway cannot model yet with the reason). Each row runs as one collective on its fabric;
+the algorithm is NCCL's when the row names one meshway has, else the fastest of meshway's.
+Prints published and simulated bus bandwidth, the error, why a row is off by more than 25%,
+and the median and max |error| per operation, size band and scale.")]
+    Validate {
+        /// The validation set (default: validation).
+        #[arg(default_value = "validation")]
+        dir: PathBuf,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print the JSON Schema of scenario files (for editors that validate TOML).
     #[command(after_help = "Examples:
   meshway schema > scenario.schema.json
@@ -193,6 +212,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::Trace(a) => measure::trace(a),
         Command::Agent(a) => measure::agent(a),
         Command::History(a) => measure::history(a),
+        Command::Validate { dir, common } => {
+            let cat = load_catalog(&common.catalog)?;
+            let read = |name: &str| -> Result<(String, String)> {
+                let p = dir.join("collectives").join(name);
+                let text = std::fs::read_to_string(&p)
+                    .with_context(|| format!("cannot read {} (is {} a validation set?)", p.display(), dir.display()))?;
+                Ok((text, p.display().to_string()))
+            };
+            let (rows, rows_file) = read("nccl-tests.csv")?;
+            let (setups, setups_file) = read("setups.toml")?;
+            let r = meshway_validate::run(&rows, &rows_file, &setups, &setups_file, &cat, &mut |_, _| {})?;
+            emit(&if common.json { json(&r)? } else { meshway_report::validate::validate_text(&r) })
+        }
         Command::Schema => emit(&meshway_fabric::schema::scenario_schema()),
     }
 }

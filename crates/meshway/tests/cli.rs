@@ -150,3 +150,11 @@ fn schema_prints_the_docs_schema() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["title"], "meshway scenario");
 }
+
+#[test]
+fn validate_needs_a_validation_set() {
+    let o = meshway(&["validate", "no/such/dir"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("cannot read no/such/dir/collectives/nccl-tests.csv (is no/such/dir a validation set?)"), "{e}");
+}

@@ -1,0 +1,452 @@
+//! meshway-validate: published measurements against meshway's model.
+//!
+//! A validation set is a directory holding, for collectives, `collectives/nccl-tests.csv`
+//! (published nccl-tests results, one cited row each) and `collectives/setups.toml` (the
+//! hardware of those rows as meshway fabrics, and the rows meshway cannot model yet, with
+//! why). [`run`] simulates every modelled row as a collective on its setup's fabric, picks
+//! the algorithm NCCL reported when the row says (else the fastest of the algorithms
+//! meshway has for that operation, as a tuner would), and compares bus bandwidth.
+//!
+//! Pure: the caller reads the files and passes their text.
+
+use meshway_fabric::config::{FabricConfig, ScenarioConfig, TransportConfig};
+use meshway_fabric::workload_config::WorkloadConfig;
+use meshway_fabric::{Catalog, FabricError, Scenario};
+use meshway_sim::simulate::{simulate, Options, Setup, SimulateError};
+use meshway_units::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// Everything that stops a validation run (a row that cannot be modelled is not an error:
+/// it is reported with the reason).
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error("{file}:{line}: {message}")]
+    Csv { file: String, line: u64, message: String },
+    #[error(transparent)]
+    Setups(#[from] FabricError),
+    #[error("{file}: setup {setup:?}, row {row}: {source}")]
+    Simulate { file: String, setup: String, row: String, source: Box<SimulateError> },
+    #[error("{file}: row {row} matches no [[setup]] and no [[excluded]] entry; add it to one")]
+    Unmatched { file: String, row: String },
+}
+
+/// One published measurement, as `nccl-tests.csv` holds it (columns not listed are kept in
+/// the file for readers and ignored here).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Row {
+    pub id: String,
+    pub op: String,
+    pub gpus: Option<u32>,
+    pub gpus_per_host: Option<u32>,
+    pub gpu: String,
+    pub transport: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub busbw_gbytes_per_s: Option<f64>,
+    pub nccl_algo: Option<String>,
+    pub nccl_proto: Option<String>,
+    pub read_as: String,
+    pub source_url: String,
+}
+
+/// `setups.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SetupsFile {
+    #[serde(default)]
+    pub setup: Vec<SetupConfig>,
+    #[serde(default)]
+    pub excluded: Vec<ExcludedConfig>,
+}
+
+/// The hardware of some rows as a meshway fabric.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SetupConfig {
+    pub name: String,
+    /// Row ids, exact or a prefix ending in `*`.
+    pub rows: Vec<String>,
+    pub description: String,
+    /// Where the hardware figures come from.
+    pub source: Option<String>,
+    /// What is assumed where the rows' sources are silent.
+    pub assumption: Option<String>,
+    /// GPUs when a row leaves them out.
+    pub gpus: Option<u32>,
+    /// Message size when a row leaves it out (a "peak busbw" summary).
+    pub size: Option<Bytes>,
+    pub fabric: FabricConfig,
+    pub transport: Option<TransportConfig>,
+}
+
+/// Rows meshway cannot model yet, and why.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ExcludedConfig {
+    pub rows: Vec<String>,
+    pub why: String,
+}
+
+fn matches(patterns: &[String], id: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => id.starts_with(prefix),
+        None => p == id,
+    })
+}
+
+/// One row's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub id: String,
+    pub op: String,
+    pub gpus: u32,
+    pub size_bytes: u64,
+    pub setup: String,
+    /// The algorithm meshway ran (what NCCL reported when the row says and meshway has it,
+    /// else the fastest of meshway's candidates).
+    pub algorithm: String,
+    pub nccl_algorithm: Option<String>,
+    pub published_busbw_gbytes_per_s: f64,
+    pub meshway_busbw_gbytes_per_s: f64,
+    /// (meshway - published) / published.
+    pub error: f64,
+    pub size_band: &'static str,
+    pub scale: &'static str,
+    /// Why the row is off by more than [`OUTSIDE`], when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+/// A row not run, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub id: String,
+    pub why: String,
+}
+
+/// Median and worst |error| of a group of rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    pub op: String,
+    pub size_band: &'static str,
+    pub scale: &'static str,
+    pub rows: usize,
+    pub median_abs_error: f64,
+    pub max_abs_error: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidationReport {
+    pub rows: Vec<Outcome>,
+    pub groups: Vec<Group>,
+    pub skipped: Vec<Skipped>,
+    pub median_abs_error: f64,
+    pub max_abs_error: f64,
+}
+
+/// |error| beyond which a row is reported with the reason it is outside.
+pub const OUTSIDE: f64 = 0.25;
+
+/// Size bands of the summary (nccl-tests sizes).
+pub fn size_band(bytes: u64) -> &'static str {
+    match bytes {
+        0..=65_536 => "<=64KiB",
+        65_537..=16_777_216 => "64KiB-16MiB",
+        _ => ">16MiB",
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Parses `nccl-tests.csv` (named `file` in messages).
+pub fn parse_rows(text: &str, file: &str) -> Result<Vec<Row>, ValidateError> {
+    let mut rd = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
+    let mut rows = Vec::new();
+    for r in rd.deserialize::<Row>() {
+        let row = r.map_err(|e| ValidateError::Csv {
+            file: file.to_string(),
+            line: e.position().map_or(0, |p| p.line()),
+            message: e.to_string(),
+        })?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Parses `setups.toml` (named `file` in messages).
+pub fn parse_setups(text: &str, file: &str) -> Result<SetupsFile, ValidateError> {
+    toml::from_str(text).map_err(|e| ValidateError::Setups(meshway_fabric::error::locate_toml_error(file, text, &e)))
+}
+
+/// meshway's algorithm for NCCL's name, when meshway has it.
+fn algorithm_of(nccl: &str) -> Option<&'static str> {
+    match nccl.to_ascii_lowercase().as_str() {
+        "ring" => Some("ring"),
+        "tree" => Some("tree"),
+        _ => None,
+    }
+}
+
+/// The algorithms a tuner would weigh for `op` on `gpus` GPUs in hosts of `gph`.
+fn candidates(op: &str, gpus: u32, gph: u32) -> Vec<&'static str> {
+    match op {
+        "all-reduce" if gpus > gph && gph > 1 => vec!["ring", "tree", "hierarchical"],
+        "all-reduce" => vec!["ring", "tree"],
+        "all-to-all" => vec!["direct"],
+        _ => vec!["ring"],
+    }
+}
+
+/// Bus bandwidth (GB/s) meshway gives for `op` of `size` bytes on `fabric` with `algo`.
+#[allow(clippy::too_many_arguments)]
+fn busbw(
+    setup: &SetupConfig,
+    fabric: &FabricConfig,
+    op: &str,
+    size: u64,
+    algo: &str,
+    cat: &Catalog,
+    file: &str,
+    row: &str,
+) -> Result<f64, ValidateError> {
+    let wl = format!("kind = \"collective\"\nop = \"{op}\"\nsize = {size}\nalgorithm = \"{algo}\"\n");
+    let workload: WorkloadConfig = toml::from_str(&wl).map_err(|e| ValidateError::Csv {
+        file: file.to_string(),
+        line: 0,
+        message: format!("row {row}: {}", e.message()),
+    })?;
+    let config = ScenarioConfig {
+        name: Some(format!("{}/{row}", setup.name)),
+        seed: Some(1),
+        fabric: Some(fabric.clone()),
+        transport: setup.transport.clone(),
+        workload: vec![workload],
+        ..ScenarioConfig::default()
+    };
+    let scenario =
+        Scenario { file: format!("{file} (setup {})", setup.name), text: String::new(), config, name: row.to_string() };
+    let sim_err = |source| ValidateError::Simulate {
+        file: file.to_string(),
+        setup: setup.name.clone(),
+        row: row.to_string(),
+        source: Box::new(source),
+    };
+    let built = scenario.build(cat).map_err(|e| sim_err(e.into()))?;
+    let no_files = |_: &str| -> Result<String, String> { Err("validation scenarios read no files".into()) };
+    let s = Setup { scenario: &scenario, catalog: cat, fabric: &built, read_file: &no_files };
+    let opts = Options { no_ideal: true, seed: Some(1), ..Options::default() };
+    let r = simulate(&s, &opts, &mut |_, _| {}).map_err(sim_err)?;
+    Ok(r.workloads.first().and_then(|w| w.busbw_gbps).unwrap_or(0.0) / 8.0)
+}
+
+/// Why a row off by more than [`OUTSIDE`] is outside, from what the row says NCCL did and
+/// what meshway does not model yet.
+fn why_outside(row: &Row, size: u64, error: f64) -> String {
+    let algo = row.nccl_algo.as_deref().unwrap_or("");
+    if algo.to_ascii_lowercase().starts_with("nvls") {
+        return format!(
+            "NCCL ran {algo} (reduction inside the NVSwitch), which meshway does not model yet: its busbw can exceed the NVLink rate"
+        );
+    }
+    if algo.to_ascii_lowercase().starts_with("collnet") || row.id.contains("sharp") {
+        return "NCCL reduced in the InfiniBand switches (SHARP / CollNet), which meshway does not model yet".into();
+    }
+    if size <= 1 << 20 {
+        return "small message: meshway has no LL/LL128 protocols yet, every step pays the transport's full alpha (NVLink steps included)"
+            .into();
+    }
+    if error > 0.0 {
+        "meshway runs at line rate; NCCL reaches a lower effective NVLink and NIC rate (no catalog entry for achievable bandwidth yet)".into()
+    } else {
+        "meshway is slower than measured: NCCL's algorithm or protocol choice for this size is not modelled".into()
+    }
+}
+
+/// Runs every row of `rows_text` against `setups_text` (named `rows_file`, `setups_file`).
+pub fn run(
+    rows_text: &str,
+    rows_file: &str,
+    setups_text: &str,
+    setups_file: &str,
+    cat: &Catalog,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ValidationReport, ValidateError> {
+    let rows = parse_rows(rows_text, rows_file)?;
+    let setups = parse_setups(setups_text, setups_file)?;
+    let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        progress(i, rows.len());
+        if let Some(x) = setups.excluded.iter().find(|x| matches(&x.rows, &row.id)) {
+            skipped.push(Skipped { id: row.id.clone(), why: x.why.clone() });
+            continue;
+        }
+        let Some(setup) = setups.setup.iter().find(|s| matches(&s.rows, &row.id)) else {
+            return Err(ValidateError::Unmatched { file: setups_file.to_string(), row: row.id.clone() });
+        };
+        let (Some(published), Some(gpus), Some(size)) =
+            (row.busbw_gbytes_per_s, row.gpus.or(setup.gpus), row.size_bytes.or(setup.size.map(|b| b.0)))
+        else {
+            skipped.push(Skipped { id: row.id.clone(), why: "the row gives no busbw, GPU count or size".into() });
+            continue;
+        };
+        let mut fabric = setup.fabric.clone();
+        fabric.gpus = Some(gpus);
+        let gph = fabric.gpus_per_host.unwrap_or(cat.defaults.gpus_per_host).min(gpus);
+        fabric.gpus_per_host = Some(gph);
+        let nccl = row.nccl_algo.clone().filter(|a| !a.is_empty());
+        let tuned = candidates(&row.op, gpus, gph);
+        // NCCL's algorithm when meshway has it for this operation (NCCL reports "Ring" for
+        // an all-to-all, which sends directly).
+        let algos = match nccl.as_deref().and_then(algorithm_of).filter(|a| tuned.contains(a)) {
+            Some(a) => vec![a],
+            None => tuned,
+        };
+        let mut best = (0.0f64, "");
+        for a in algos {
+            // An algorithm this fabric cannot run (halving-doubling on 6 ranks, hierarchical
+            // on one host) is left out, as a tuner would.
+            match busbw(setup, &fabric, &row.op, size, a, cat, setups_file, &row.id) {
+                Ok(b) if b > best.0 => best = (b, a),
+                Ok(_) => {}
+                Err(ValidateError::Simulate { source, .. }) if matches!(*source, SimulateError::Workload { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if best.1.is_empty() {
+            skipped.push(Skipped { id: row.id.clone(), why: format!("no algorithm meshway has runs {} here", row.op) });
+            continue;
+        }
+        let error = (best.0 - published) / published;
+        out.push(Outcome {
+            id: row.id.clone(),
+            op: row.op.clone(),
+            gpus,
+            size_bytes: size,
+            setup: setup.name.clone(),
+            algorithm: best.1.to_string(),
+            nccl_algorithm: nccl,
+            published_busbw_gbytes_per_s: published,
+            meshway_busbw_gbytes_per_s: best.0,
+            error,
+            size_band: size_band(size),
+            scale: if gpus > gph { "multi-host" } else { "one host" },
+            why: (error.abs() > OUTSIDE).then(|| why_outside(row, size, error)),
+        });
+    }
+    progress(rows.len(), rows.len());
+    Ok(summarize(out, skipped))
+}
+
+/// Groups by operation, size band and scale; overall median and max |error|.
+pub fn summarize(rows: Vec<Outcome>, skipped: Vec<Skipped>) -> ValidationReport {
+    let mut keys: Vec<(String, &'static str, &'static str)> =
+        rows.iter().map(|r| (r.op.clone(), r.size_band, r.scale)).collect();
+    keys.sort();
+    keys.dedup();
+    let groups = keys
+        .into_iter()
+        .map(|(op, band, scale)| {
+            let mut errs: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.op == op && r.size_band == band && r.scale == scale)
+                .map(|r| r.error.abs())
+                .collect();
+            let max = errs.iter().copied().fold(0.0, f64::max);
+            Group {
+                op,
+                size_band: band,
+                scale,
+                rows: errs.len(),
+                median_abs_error: median(&mut errs),
+                max_abs_error: max,
+            }
+        })
+        .collect();
+    let mut all: Vec<f64> = rows.iter().map(|r| r.error.abs()).collect();
+    let max = all.iter().copied().fold(0.0, f64::max);
+    ValidationReport { median_abs_error: median(&mut all), max_abs_error: max, rows, groups, skipped }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CSV: &str = "id,op,gpus,gpus_per_host,gpu,nic,nic_gbps_per_gpu,fabric,transport,size_bytes,time_us,algbw_gbytes_per_s,busbw_gbytes_per_s,nccl_algo,nccl_proto,nccl_version,read_as,reading_error,source_url,note\n\
+        t-1,all-reduce,8,8,H100,,,,nvlink-only,1073741824,,,100.0,Ring,,,table,,https://example.org/a,\"a note, with a comma\"\n\
+        t-2,all-reduce,,,H100,,,,nvlink-only,,,,50.0,,,,table,,https://example.org/a,\n\
+        x-1,all-reduce,72,4,GB200,,,,nvlink-only,1024,,,1.0,,,,table,,https://example.org/b,\n";
+
+    const SETUPS: &str = r#"
+[[setup]]
+name = "one-host"
+rows = ["t-*"]
+description = "one 8-GPU host"
+gpus = 8
+size = "1GiB"
+[setup.fabric]
+kind = "leaf-spine"
+gpus-per-host = 8
+nic = "400Gbps"
+nvlink = "3.6Tbps"
+[setup.transport]
+kind = "infiniband"
+
+[[excluded]]
+rows = ["x-*"]
+why = "multi-node NVLink"
+"#;
+
+    #[test]
+    fn rows_map_to_setups_and_errors_are_signed_shares() {
+        let cat = Catalog::builtin();
+        let r = run(CSV, "v.csv", SETUPS, "s.toml", &cat, &mut |_, _| {}).unwrap();
+        assert_eq!(r.rows.len(), 2);
+        assert_eq!(r.skipped.len(), 1);
+        assert_eq!(r.skipped[0].why, "multi-node NVLink");
+        let a = &r.rows[0];
+        assert_eq!((a.gpus, a.size_bytes, a.algorithm.as_str()), (8, 1 << 30, "ring"));
+        assert!((a.error - (a.meshway_busbw_gbytes_per_s - 100.0) / 100.0).abs() < 1e-12);
+        // A 1 GiB ring all-reduce over 3.6 Tbps NVLink: busbw just under 450 GB/s.
+        assert!(a.meshway_busbw_gbytes_per_s > 400.0 && a.meshway_busbw_gbytes_per_s <= 450.0, "{a:?}");
+        // The second row takes the setup's GPU count and size; no algorithm given: tuned.
+        let b = &r.rows[1];
+        assert_eq!((b.gpus, b.size_bytes), (8, 1 << 30));
+        assert!(["ring", "tree"].contains(&b.algorithm.as_str()));
+        assert_eq!(r.groups.len(), 1);
+        assert_eq!(r.groups[0].rows, 2);
+        assert!(r.max_abs_error >= r.median_abs_error);
+    }
+
+    #[test]
+    fn a_row_without_a_setup_is_an_error_naming_it() {
+        let cat = Catalog::builtin();
+        let e = run(CSV, "v.csv", "", "s.toml", &cat, &mut |_, _| {}).unwrap_err().to_string();
+        assert_eq!(e, "s.toml: row t-1 matches no [[setup]] and no [[excluded]] entry; add it to one");
+        let e = parse_setups("[[setup]]\nname = 1\n", "s.toml").unwrap_err().to_string();
+        assert!(e.starts_with("s.toml:2:8: `setup[1].name`"), "{e}");
+        let e = parse_rows("id,op\nq\n", "v.csv").unwrap_err().to_string();
+        assert!(e.starts_with("v.csv:2: "), "{e}");
+    }
+
+    #[test]
+    fn medians_and_bands() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&mut []), 0.0);
+        assert_eq!(size_band(65_536), "<=64KiB");
+        assert_eq!(size_band(16 << 20), "64KiB-16MiB");
+        assert_eq!(size_band((16 << 20) + 1), ">16MiB");
+        assert!(matches(&["a-*".into()], "a-1") && !matches(&["a-1".into()], "a-10"));
+    }
+}
