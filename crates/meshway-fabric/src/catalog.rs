@@ -196,6 +196,38 @@ pub struct SimDefaults {
     pub compute_efficiency: f64,
     /// Share of a flow's duration within which completions are batched (0: exact).
     pub completion_tolerance: f64,
+    /// Hierarchical all-reduce: at most this many pipeline chunks, each at least
+    /// `pipeline-chunk` per rank, so the intra-host and inter-host phases overlap.
+    #[serde(default = "default_pipeline_depth")]
+    pub pipeline_depth: u32,
+    #[serde(default = "default_pipeline_chunk")]
+    pub pipeline_chunk: meshway_units::Bytes,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
+fn default_pipeline_depth() -> u32 {
+    8
+}
+
+fn default_pipeline_chunk() -> meshway_units::Bytes {
+    meshway_units::Bytes(1 << 20)
+}
+
+/// A collective protocol as NCCL's tuning model describes it: the share of the bytes on
+/// the wire that is payload, a base latency per collective, and a latency per algorithm step
+/// over NVLink and over the network, for rings and for trees.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ProtocolModel {
+    pub name: String,
+    pub efficiency: f64,
+    pub ring_base_latency: meshway_units::Nanos,
+    pub ring_nvlink_step: meshway_units::Nanos,
+    pub ring_network_step: meshway_units::Nanos,
+    pub tree_base_latency: meshway_units::Nanos,
+    pub tree_nvlink_step: meshway_units::Nanos,
+    pub tree_network_step: meshway_units::Nanos,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -231,6 +263,9 @@ pub struct Catalog {
     pub simulation: SimDefaults,
     #[serde(default)]
     pub gpu: Vec<GpuModel>,
+    /// NCCL protocols (Simple, LL, LL128) for collectives.
+    #[serde(default)]
+    pub protocol: Vec<ProtocolModel>,
     /// Inference defaults; absent only in user catalogs written before they existed.
     pub inference: Option<InferenceDefaults>,
     /// Multi-site training defaults; absent only in user catalogs written before they existed.
@@ -257,6 +292,8 @@ struct CatalogOverlay {
     simulation: Option<SimDefaults>,
     #[serde(default)]
     gpu: Vec<GpuModel>,
+    #[serde(default)]
+    protocol: Vec<ProtocolModel>,
     inference: Option<InferenceDefaults>,
     multisite: Option<MultisiteDefaults>,
 }
@@ -309,6 +346,7 @@ impl Catalog {
         merge(&mut c.nic, o.nic, |s| &s.name);
         merge(&mut c.transport, o.transport, |s| &s.name);
         merge(&mut c.gpu, o.gpu, |s| &s.name);
+        merge(&mut c.protocol, o.protocol, |s| &s.name);
         if let Some(s) = o.simulation {
             c.simulation = s;
         }
@@ -357,6 +395,12 @@ impl Catalog {
                 return Err(bad(format!("gpu {:?}", g.name), "peak-flops must be positive"));
             }
         }
+        for p in &self.protocol {
+            provenance("protocol", &p.name, &p.source, &p.assumption)?;
+            if !(p.efficiency > 0.0 && p.efficiency <= 1.0) {
+                return Err(bad(format!("protocol {:?}", p.name), "efficiency must be in (0, 1]"));
+            }
+        }
         let sim = &self.simulation;
         provenance("simulation", "", &sim.source, &sim.assumption)?;
         if sim.channels == 0 || sim.qps_per_connection == 0 || sim.spray_paths == 0 {
@@ -397,6 +441,11 @@ impl Catalog {
 
     pub fn switch_names(&self) -> Vec<&str> {
         self.switch.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// A collective protocol by name ("simple", "ll", "ll128").
+    pub fn protocol(&self, name: &str) -> Option<&ProtocolModel> {
+        self.protocol.iter().find(|p| p.name == name)
     }
 
     /// Finds an optic by catalog name or by common alias ("400ZR", "ZR+", "800ZR").

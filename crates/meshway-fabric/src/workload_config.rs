@@ -59,9 +59,18 @@ impl WorkloadKind {
     /// The keys a workload of this kind reads (besides `kind`, `name` and `start`).
     pub fn keys(self) -> &'static [&'static str] {
         match self {
-            WorkloadKind::Collective => {
-                &["op", "algorithm", "size", "group", "ranks", "channels", "model", "sweep-from", "sweep-to"]
-            }
+            WorkloadKind::Collective => &[
+                "op",
+                "algorithm",
+                "protocol",
+                "size",
+                "group",
+                "ranks",
+                "channels",
+                "model",
+                "sweep-from",
+                "sweep-to",
+            ],
             WorkloadKind::Permutation | WorkloadKind::AllToAll => &["size", "group", "ranks"],
             WorkloadKind::Uniform => &["size", "group", "ranks", "flows"],
             WorkloadKind::Incast => &["size", "group", "ranks", "senders", "receiver"],
@@ -111,12 +120,42 @@ pub enum OpConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AlgorithmConfig {
+    /// The fastest of the algorithms NCCL would weigh for the operation on this fabric,
+    /// each simulated alone (the default).
+    Auto,
     Ring,
     Tree,
     HalvingDoubling,
     Hierarchical,
     SiteHierarchical,
     Direct,
+}
+
+/// The NCCL protocol of a collective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProtocolConfig {
+    /// The fastest of simple, ll128 and ll for the size, picked with the algorithm (the
+    /// default).
+    Auto,
+    /// Payload only; the highest latency per step.
+    Simple,
+    /// 120 of every 128 bytes are payload; lower latency.
+    Ll128,
+    /// Half the bytes are payload; the lowest latency.
+    Ll,
+}
+
+impl ProtocolConfig {
+    /// The catalog name; `None` for auto.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            ProtocolConfig::Auto => None,
+            ProtocolConfig::Simple => Some("simple"),
+            ProtocolConfig::Ll128 => Some("ll128"),
+            ProtocolConfig::Ll => Some("ll"),
+        }
+    }
 }
 
 /// Granularity of a collective's simulation.
@@ -279,8 +318,10 @@ pub struct WorkloadConfig {
     pub ranks: Option<Vec<RankRef>>,
     /// Collective: the operation (default all-reduce).
     pub op: Option<OpConfig>,
-    /// Collective: the algorithm (default ring; direct for all-to-all and send-recv).
+    /// Collective: the algorithm (default auto: the fastest of NCCL's candidates).
     pub algorithm: Option<AlgorithmConfig>,
+    /// Collective: the NCCL protocol (default auto: the fastest for the size).
+    pub protocol: Option<ProtocolConfig>,
     /// Collective, training: channels (rings) per collective (default: the catalog's).
     pub channels: Option<Whole>,
     /// Collective: simulation granularity (default auto).
@@ -338,6 +379,7 @@ impl WorkloadConfig {
         add("ranks", self.ranks.is_some());
         add("op", self.op.is_some());
         add("algorithm", self.algorithm.is_some());
+        add("protocol", self.protocol.is_some());
         add("channels", self.channels.is_some());
         add("model", self.model.is_some());
         add("sweep-from", self.sweep_from.is_some());

@@ -29,6 +29,8 @@ pub struct DemoSim {
     pub routing: String,
     pub all_reduce_ns: Option<u64>,
     pub all_reduce_busbw_gbps: Option<f64>,
+    /// The algorithm and protocol the tuner picked ("hierarchical, ll128").
+    pub all_reduce_algorithm: Option<String>,
     pub all_to_all_ns: Option<u64>,
     pub all_to_all_busbw_gbps: Option<f64>,
 }
@@ -94,7 +96,7 @@ pub fn verdict(rs: &[FabricReport], simulated: &[DemoSim]) -> Vec<String> {
     if let (Some(fast), Some(slow)) = (ran().min_by_key(|s| s.all_reduce_ns), ran().max_by_key(|s| s.all_reduce_ns)) {
         if let (Some(a), Some(b)) = (fast.all_reduce_ns, slow.all_reduce_ns) {
             v.push(format!(
-                "Simulated 1 GiB ring all-reduce: {} is fastest at {}; {} takes {} ({:.1}x).",
+                "Simulated 1 GiB all-reduce: {} is fastest at {}; {} takes {} ({:.1}x).",
                 fast.name,
                 time(a),
                 slow.name,
@@ -110,8 +112,8 @@ pub fn verdict(rs: &[FabricReport], simulated: &[DemoSim]) -> Vec<String> {
 pub fn demo_text(d: &Demo) -> String {
     let mut o = String::from("meshway demo: 1,024 GPUs on 400 Gbps NICs, four designs (scenarios in examples/)\n\n");
     o.push_str(&compare_text(&d.fabrics));
-    o.push_str("\nSimulated collectives (flow-level, the scenario's routing): ring all-reduce of 1 GiB over all GPUs; all-to-all of 256 MiB per GPU among the first 256\n");
-    let mut t = Table::new(&["fabric", "routing", "all-reduce", "busbw", "all-to-all", "busbw"]);
+    o.push_str("\nSimulated collectives (flow-level, the scenario's routing): all-reduce of 1 GiB over all GPUs, algorithm and protocol picked by the tuner; all-to-all of 256 MiB per GPU among the first 256\n");
+    let mut t = Table::new(&["fabric", "routing", "all-reduce", "busbw", "picked", "all-to-all", "busbw"]);
     let gb = |v: Option<f64>| v.map_or_else(|| "-".to_string(), gbps0);
     let tm = |v: Option<u64>| v.map_or_else(|| "failed".to_string(), time);
     for s in &d.simulated {
@@ -120,6 +122,7 @@ pub fn demo_text(d: &Demo) -> String {
             s.routing.clone(),
             tm(s.all_reduce_ns),
             gb(s.all_reduce_busbw_gbps),
+            s.all_reduce_algorithm.clone().unwrap_or_else(|| "-".into()),
             tm(s.all_to_all_ns),
             gb(s.all_to_all_busbw_gbps),
         ]);

@@ -46,7 +46,14 @@ pub fn sim_text(r: &SimReport) -> String {
         let mut tab = Table::new(&["workload", "what", "GPUs", "time", "algbw", "busbw", "ideal", "slowdown", "model"]);
         for w in &r.workloads {
             let what = match (&w.op, &w.algorithm) {
-                (Some(op), Some(a)) => format!("{op} {} ({a})", meshway_units::Bytes(w.size_bytes)),
+                (Some(op), Some(a)) => {
+                    let how = match &w.protocol {
+                        Some(p) => format!("{a}, {p}"),
+                        None => a.clone(),
+                    };
+                    let auto = if w.tuner.is_empty() { "" } else { "auto: " };
+                    format!("{op} {} ({auto}{how})", meshway_units::Bytes(w.size_bytes))
+                }
                 _ => format!("{} ({} msgs)", w.kind, thousands(w.messages as u64)),
             };
             tab.row(vec![
@@ -124,9 +131,14 @@ pub fn sim_text(r: &SimReport) -> String {
 /// A size sweep printed as nccl-tests prints it (time in us, bandwidths in GB/s).
 pub fn sweep_text(s: &Sweep) -> String {
     let mut out = format!("# {}: {} ({}) over {} ranks\n", s.name, s.op, s.algorithm, s.ranks);
-    let mut tab = Table::new(&["#       size", "count", "type", "time(us)", "algbw(GB/s)", "busbw(GB/s)", "model"]);
+    let auto = s.algorithm == "auto";
+    let mut head = vec!["#       size", "count", "type", "time(us)", "algbw(GB/s)", "busbw(GB/s)", "model"];
+    if auto {
+        head.push("algorithm");
+    }
+    let mut tab = Table::new(&head);
     for r in &s.rows {
-        tab.row(vec![
+        let mut row = vec![
             format!("{:>13}", r.size_bytes),
             (r.size_bytes / 4).to_string(),
             "float".into(),
@@ -134,7 +146,15 @@ pub fn sweep_text(s: &Sweep) -> String {
             format!("{:.2}", r.algbw_gbytes),
             format!("{:.2}", r.busbw_gbytes),
             r.model.clone(),
-        ]);
+        ];
+        if auto {
+            row.push(if r.protocol.is_empty() {
+                r.algorithm.clone()
+            } else {
+                format!("{}, {}", r.algorithm, r.protocol)
+            });
+        }
+        tab.row(row);
     }
     out.push_str(&tab.render());
     out

@@ -81,17 +81,18 @@ pub enum Algo {
 }
 
 impl Algo {
-    /// The algorithm a scenario names.
-    pub fn from_config(c: meshway_fabric::workload_config::AlgorithmConfig) -> Algo {
+    /// The algorithm a scenario names; `None` for `auto` (the tuner picks).
+    pub fn from_config(c: meshway_fabric::workload_config::AlgorithmConfig) -> Option<Algo> {
         use meshway_fabric::workload_config::AlgorithmConfig as C;
-        match c {
+        Some(match c {
+            C::Auto => return None,
             C::Ring => Algo::Ring,
             C::Tree => Algo::Tree,
             C::HalvingDoubling => Algo::HalvingDoubling,
             C::Hierarchical => Algo::Hierarchical,
             C::SiteHierarchical => Algo::SiteHierarchical,
             C::Direct => Algo::Direct,
-        }
+        })
     }
 
     pub fn name(self) -> &'static str {
@@ -141,6 +142,114 @@ pub struct CollSpec {
     pub alpha: Nanos,
     /// Packet size on the wire (for the edge latency).
     pub packet: u64,
+    /// How a hierarchical all-reduce cuts its buffer into overlapping chunks.
+    pub pipeline: Pipeline,
+    /// The protocol's bandwidth efficiency and latencies ([`Proto::TRANSPORT`]: every step
+    /// pays `alpha`, payload only).
+    pub proto: Proto,
+}
+
+/// An NCCL protocol as the simulator applies it: bytes on the wire are `payload /
+/// efficiency`; each step pays the NVLink or network step latency of the algorithm's table
+/// (ring, or tree for the double binary tree), a network step at least the transport's
+/// alpha; the collective completes a base latency after its last message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proto {
+    pub name: String,
+    pub efficiency: f64,
+    pub ring: [Nanos; 3],
+    pub tree: [Nanos; 3],
+}
+
+impl Default for Proto {
+    fn default() -> Proto {
+        Proto::TRANSPORT
+    }
+}
+
+impl Proto {
+    /// No protocol model: every message pays the transport's alpha, payload only, no base
+    /// latency (training steps and multi-site jobs, and collectives before protocols).
+    pub const TRANSPORT: Proto =
+        Proto { name: String::new(), efficiency: 1.0, ring: [Nanos::ZERO; 3], tree: [Nanos::ZERO; 3] };
+
+    /// From a catalog entry.
+    pub fn from_model(p: &meshway_fabric::catalog::ProtocolModel) -> Proto {
+        Proto {
+            name: p.name.clone(),
+            efficiency: p.efficiency,
+            ring: [p.ring_base_latency, p.ring_nvlink_step, p.ring_network_step],
+            tree: [p.tree_base_latency, p.tree_nvlink_step, p.tree_network_step],
+        }
+    }
+
+    pub fn is_transport(&self) -> bool {
+        self.name.is_empty()
+    }
+
+    /// Bytes on the wire for `payload`.
+    pub fn wire_bytes(&self, payload: u64) -> u64 {
+        if self.efficiency >= 1.0 || self.efficiency <= 0.0 {
+            payload
+        } else {
+            (payload as f64 / self.efficiency).ceil() as u64
+        }
+    }
+}
+
+impl CollSpec {
+    fn table(&self) -> &[Nanos; 3] {
+        if self.algo == Algo::Tree {
+            &self.proto.tree
+        } else {
+            &self.proto.ring
+        }
+    }
+
+    /// Latency of one step over NVLink (`local`) or the network.
+    pub fn step_alpha(&self, local: bool) -> Nanos {
+        if self.proto.is_transport() {
+            return self.alpha;
+        }
+        let t = self.table();
+        if local {
+            t[1]
+        } else {
+            t[2].max(self.alpha)
+        }
+    }
+
+    /// The protocol's base latency per collective.
+    pub fn base_latency(&self) -> Nanos {
+        if self.proto.is_transport() {
+            Nanos::ZERO
+        } else {
+            self.table()[0]
+        }
+    }
+}
+
+/// Pipelining of a hierarchical all-reduce: at most `depth` chunks of at least `chunk`
+/// bytes per rank (catalog `[simulation] pipeline-depth`, `pipeline-chunk`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pipeline {
+    pub depth: u32,
+    pub chunk: u64,
+}
+
+impl Default for Pipeline {
+    /// The built-in catalog's values.
+    fn default() -> Pipeline {
+        Pipeline { depth: 8, chunk: 1 << 20 }
+    }
+}
+
+impl Pipeline {
+    /// Chunks for a buffer of `size` bytes over `g` ranks per host: as many as fit
+    /// `chunk` bytes per rank, between 1 and `depth`.
+    pub fn chunks(self, size: u64, g: u64) -> u64 {
+        (size / g.max(1) / self.chunk.max(1)).clamp(1, u64::from(self.depth.max(1)))
+    }
 }
 
 /// What was written.
@@ -267,13 +376,13 @@ fn ring_phase(
                     m.channel = ch as u32;
                     m.deps = after.to_vec();
                     last.push(prog.push(m));
-                    lats.push(topo.edge_latency(a, b, ring.via[i], spec.packet).0);
+                    let local = ring.via[i].is_none() && topo.local(a, b);
+                    lats.push(topo.edge_latency(a, b, ring.via[i], spec.packet).0 + spec.step_alpha(local).0);
                 }
                 worst = worst.max(chain_latency(&mut lats, steps));
             }
-            // Each message already pays one alpha and its own path latency.
-            let term = Nanos(spec.alpha.0.saturating_mul(u64::from(steps - 1)).saturating_add(worst));
-            prog.barrier(last, term)
+            // Each message already pays one step latency and its own path latency.
+            prog.barrier(last, Nanos(worst))
         }
     }
 }
@@ -298,8 +407,31 @@ fn pick_model(spec: &CollSpec, msgs_if_steps: u64) -> Model {
     spec.model.unwrap_or(if msgs_if_steps <= spec.steps_limit { Model::Steps } else { Model::Steady })
 }
 
-/// Writes `spec` into `prog`, starting after `after`.
+/// Writes `spec` into `prog`, starting after `after`, with its protocol: message bytes on
+/// the wire, a step latency per message by link kind, and the base latency at the end.
 pub fn build(
+    prog: &mut Program,
+    topo: &mut dyn Topology,
+    spec: &CollSpec,
+    after: &[MsgId],
+) -> Result<Built, CollectiveError> {
+    let first = prog.msgs.len();
+    let mut built = build_steps(prog, topo, spec, after)?;
+    if !spec.proto.is_transport() {
+        for m in &mut prog.msgs[first..] {
+            if !m.is_wait() && m.alpha.is_none() {
+                m.bytes = spec.proto.wire_bytes(m.bytes);
+                let local = m.via.is_none() && topo.local(m.src, m.dst);
+                m.alpha = Some(spec.step_alpha(local));
+            }
+        }
+        built.done = prog.barrier(vec![built.done], spec.base_latency());
+    }
+    Ok(built)
+}
+
+/// [`build`] without the protocol (the messages as the algorithm writes them).
+fn build_steps(
     prog: &mut Program,
     topo: &mut dyn Topology,
     spec: &CollSpec,
@@ -364,7 +496,7 @@ pub fn build(
                 let sum: u64 = lats.iter().sum();
                 worst = worst.max(sum.saturating_sub(lats.iter().copied().min().unwrap_or(0)));
             }
-            let term = Nanos(spec.alpha.0.saturating_mul(nn.saturating_sub(2)).saturating_add(worst));
+            let term = Nanos(spec.step_alpha(false).0.saturating_mul(nn.saturating_sub(2)).saturating_add(worst));
             Ok(Built { done: prog.barrier(last, term), model: Model::Steady, steps: (n - 1) as u32 })
         }
         (Op::AllReduce | Op::AllGather | Op::ReduceScatter, Algo::Ring | Algo::Direct) => {
@@ -446,8 +578,14 @@ fn tree(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[M
         }
     };
     let steps = 2 * (depth + chain).max(1);
-    let lat = max_edge_latency(topo, edges.into_iter(), spec.packet);
-    let term = Nanos((spec.alpha.0 + lat.0).saturating_mul(u64::from(steps - 1)));
+    let lat = max_edge_latency(topo, edges.into_iter(), spec.packet).0;
+    // 2 x depth network steps and 2 x chain NVLink steps, less the one the message pays.
+    let (net, nv) = (spec.step_alpha(false).0 + lat, spec.step_alpha(true).0 + lat);
+    let term = Nanos(
+        (net.saturating_mul(2 * u64::from(depth)) + nv.saturating_mul(2 * u64::from(chain)))
+            .max(net.saturating_mul(2))
+            .saturating_sub(net),
+    );
     Built { done: prog.barrier(last, term), model: Model::Steady, steps }
 }
 
@@ -499,13 +637,14 @@ fn hierarchical(
     let groups = host_groups(&*topo, &spec.ranks).ok_or(CollectiveError::UnevenHosts)?;
     let g = groups[0].len();
     let h = groups.len();
-    let shard = spec.size.div_ceil(g as u64).max(1);
-    let intra: Vec<Ring> = groups.iter().map(|grp| Ring { members: grp.clone(), via: vec![None; g] }).collect();
     let c = spec.channels.max(1);
-    // Phase 1: each host's ring reduce-scatter, g-1 steps of S/g.
-    let m1 = pick_model(spec, (g as u64 - 1) * spec.ranks.len() as u64);
-    let p1 = ring_phase(prog, topo, &intra, shard, (g - 1) as u32, after, m1, spec);
-    // Phase 2: per rail, a ring all-reduce of the shard across hosts (c channels each).
+    // The buffer in pipeline chunks: chunk k's reduce-scatter follows chunk k-1's, and its
+    // all-reduce and all-gather follow only its own previous phase, so the host-local
+    // phases of one chunk overlap the inter-host phase of another.
+    let k = spec.pipeline.chunks(spec.size, g as u64);
+    let part = spec.size.div_ceil(k).max(1);
+    let shard = part.div_ceil(g as u64).max(1);
+    let intra: Vec<Ring> = groups.iter().map(|grp| Ring { members: grp.clone(), via: vec![None; g] }).collect();
     let mut inter = Vec::new();
     for j in 0..g {
         let members: Vec<u32> = groups.iter().map(|grp| grp[j]).collect();
@@ -514,13 +653,24 @@ fn hierarchical(
         }
     }
     let steps2 = 2 * (h - 1) as u32;
-    let m2 = pick_model(spec, u64::from(steps2) * spec.ranks.len() as u64 * u64::from(c));
     let chunk2 = shard.div_ceil(h as u64 * u64::from(c)).max(1);
-    let p2 = ring_phase(prog, topo, &inter, chunk2, steps2, &[p1], m2, spec);
-    // Phase 3: each host's ring all-gather.
-    let p3 = ring_phase(prog, topo, &intra, shard, (g - 1) as u32, &[p2], m1, spec);
+    // One granularity for all phases, from the messages of the whole collective.
+    let msgs = k * (2 * (g as u64 - 1) + u64::from(steps2) * u64::from(c)) * spec.ranks.len() as u64;
+    let (m1, m2) = (pick_model(spec, msgs), pick_model(spec, msgs));
+    let mut prev_rs: Vec<MsgId> = after.to_vec();
+    let mut dones = Vec::with_capacity(k as usize);
+    for _ in 0..k {
+        // Phase 1: each host's ring reduce-scatter, g-1 steps of shard bytes.
+        let p1 = ring_phase(prog, topo, &intra, shard, (g - 1) as u32, &prev_rs, m1, spec);
+        // Phase 2: per rail, a ring all-reduce of the shard across hosts (c channels each).
+        let p2 = ring_phase(prog, topo, &inter, chunk2, steps2, &[p1], m2, spec);
+        // Phase 3: each host's ring all-gather.
+        dones.push(ring_phase(prog, topo, &intra, shard, (g - 1) as u32, &[p2], m1, spec));
+        prev_rs = vec![p1];
+    }
+    let done = if dones.len() == 1 { dones[0] } else { prog.barrier(dones, Nanos::ZERO) };
     let model = if m1 == Model::Steps && m2 == Model::Steps { Model::Steps } else { Model::Steady };
-    Ok(Built { done: p3, model, steps: 2 * (g - 1) as u32 + steps2 })
+    Ok(Built { done, model, steps: 2 * (g - 1) as u32 + steps2 })
 }
 
 /// Groups `ranks` by their site (`site_of_rank[rank]`), sites in order of first appearance,

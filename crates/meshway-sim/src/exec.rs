@@ -169,6 +169,7 @@ pub fn execute(
             }
         };
         let k = (k as u64).min(m.bytes.max(1)) as u32;
+        let alpha = m.alpha.unwrap_or(cfg.wire.alpha);
         let first = sim.flow_count() as u32;
         let key_base = mix(cfg.seed ^ mix((u64::from(m.src) << 32) | u64::from(m.dst)) ^ u64::from(m.channel) << 20);
         for i in 0..k {
@@ -181,9 +182,9 @@ pub fn execute(
                 Policy::Spray => Choice::Spread { key: key_base, index: i },
             };
             let spec = if deps.is_empty() {
-                FlowSpec::new(Vec::new(), Bytes(wire), SimTime(m.start.0 + m.delay.0 + cfg.wire.alpha.0))
+                FlowSpec::new(Vec::new(), Bytes(wire), SimTime(m.start.0 + m.delay.0 + alpha.0))
             } else {
-                FlowSpec::new(Vec::new(), Bytes(wire), SimTime(m.start.0)).after(deps.clone(), m.delay + cfg.wire.alpha)
+                FlowSpec::new(Vec::new(), Bytes(wire), SimTime(m.start.0)).after(deps.clone(), m.delay + alpha)
             };
             sim.add_flow(spec.tag(m.tag).last_packet(mtu_packet).routed())?;
             routes.push(Some(Route { src: m.src, dst: m.dst, via: m.via.unwrap_or(NO_VIA), choice }));

@@ -62,6 +62,7 @@ mod result;
 pub mod simulate;
 pub mod topo;
 pub mod training;
+pub mod tuner;
 
 pub use engine::{FlowId, FlowSpec, LinkId, LinkSpec, LinkView, Network, Router, Simulation};
 pub use error::{CollectiveError, SimError, SimulateError};

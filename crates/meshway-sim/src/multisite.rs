@@ -263,6 +263,8 @@ impl Runner<'_> {
                     steps_limit: self.catalog.simulation.steps_flow_limit,
                     alpha: self.cfg.wire.alpha,
                     packet: self.cfg.wire.mtu + self.cfg.wire.header,
+                    pipeline: Default::default(),
+                    proto: Default::default(),
                 };
                 let b = if let Some(sites) = sites {
                     site_all_reduce(&mut prog, &mut topo, &spec, sites, &[])

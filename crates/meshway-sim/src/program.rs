@@ -30,15 +30,29 @@ pub struct Msg {
     pub tag: u32,
     /// Connection (NCCL channel) number, part of the ECMP flow key.
     pub channel: u32,
+    /// Endpoint latency this message pays before it starts, when not the transport's
+    /// (a collective's protocol sets one per step, NVLink or network).
+    pub alpha: Option<Nanos>,
 }
 
 impl Msg {
     pub fn send(src: u32, dst: u32, bytes: u64) -> Msg {
-        Msg { src, dst, bytes, via: None, deps: Vec::new(), delay: Nanos::ZERO, start: Nanos::ZERO, tag: 0, channel: 0 }
+        Msg {
+            src,
+            dst,
+            bytes,
+            via: None,
+            deps: Vec::new(),
+            delay: Nanos::ZERO,
+            start: Nanos::ZERO,
+            tag: 0,
+            channel: 0,
+            alpha: None,
+        }
     }
 
     pub fn wait(deps: Vec<MsgId>, delay: Nanos) -> Msg {
-        Msg { src: 0, dst: 0, bytes: 0, via: None, deps, delay, start: Nanos::ZERO, tag: 0, channel: 0 }
+        Msg { src: 0, dst: 0, bytes: 0, via: None, deps, delay, start: Nanos::ZERO, tag: 0, channel: 0, alpha: None }
     }
 
     pub fn is_wait(&self) -> bool {

@@ -8,11 +8,14 @@ use crate::exec::{execute, ExecConfig, Execution, LinkEvent, Policy, Wire};
 use crate::program::{Msg, MsgId, Program};
 use crate::topo::{mix, FabricTopo, IdealTopo, Topology};
 use crate::training::{self, TrainSpec};
+use crate::tuner;
 use crate::{CollectiveError, SimError};
 use meshway_fabric::config::{RoutingKind, TransportKind};
 use meshway_fabric::error::closest;
 use meshway_fabric::scenario::Ctx;
-use meshway_fabric::workload_config::{CollModelConfig, OpConfig, RankRef, WorkloadConfig, WorkloadKind};
+use meshway_fabric::workload_config::{
+    CollModelConfig, OpConfig, ProtocolConfig, RankRef, WorkloadConfig, WorkloadKind,
+};
 use meshway_fabric::{Catalog, Fabric, FabricError, Scenario};
 use meshway_units::{BitsPerSec, Bytes, Nanos, SimTime};
 use serde::Serialize;
@@ -36,8 +39,18 @@ pub struct Options {
 /// What a workload is.
 #[derive(Debug, Clone)]
 enum Kind {
-    Collective { spec: CollSpec, sweep: Option<(u64, u64)> },
-    Flows { flows: Vec<FlowLine> },
+    /// `auto`: the tuner picks the algorithm when the workload is written (`spec.algo` is
+    /// then only a placeholder).
+    /// `protocol`: the catalog protocol; `None` when the tuner picks it.
+    Collective {
+        spec: Box<CollSpec>,
+        sweep: Option<(u64, u64)>,
+        auto: bool,
+        protocol: Option<collective::Proto>,
+    },
+    Flows {
+        flows: Vec<FlowLine>,
+    },
     Training(Box<TrainSpec>),
 }
 
@@ -85,6 +98,14 @@ pub struct WorkloadResult {
     pub op: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub algorithm: Option<String>,
+    /// `algorithm = "auto"`: every algorithm the tuner simulated, with its time alone (the
+    /// one picked is the fastest). Empty when the scenario named the algorithm or there was
+    /// only one candidate.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tuner: Vec<tuner::Candidate>,
+    /// The NCCL protocol of a collective (simple, ll128, ll).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
     /// Granularity: "steps", "steady-state" or "direct".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -120,6 +141,9 @@ pub struct SweepRow {
     pub algbw_gbytes: f64,
     pub busbw_gbytes: f64,
     pub model: String,
+    /// The algorithm and protocol of this size (the tuner's picks where left to it).
+    pub algorithm: String,
+    pub protocol: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -292,11 +316,9 @@ fn collective_kind(
 ) -> Result<Kind, FabricError> {
     let cat = setup.catalog;
     let op = Op::from_config(w.op.unwrap_or(OpConfig::AllReduce));
-    let algo = match w.algorithm {
-        Some(a) => Algo::from_config(a),
-        None if matches!(op, Op::AllToAll | Op::SendRecv) => Algo::Direct,
-        None => Algo::Ring,
-    };
+    let chosen = w.algorithm.and_then(Algo::from_config);
+    let auto = chosen.is_none();
+    let algo = chosen.unwrap_or(tuner::candidates(op)[0]);
     let model = match w.model {
         None | Some(CollModelConfig::Auto) => None,
         Some(CollModelConfig::Steps) => Some(Model::Steps),
@@ -326,8 +348,18 @@ fn collective_kind(
         steps_limit: cat.simulation.steps_flow_limit,
         alpha: Nanos::ZERO,
         packet: 0,
+        pipeline: collective::Pipeline { depth: cat.simulation.pipeline_depth, chunk: cat.simulation.pipeline_chunk.0 },
+        // Set when the workload is written (the scenario's protocol or the tuner's).
+        proto: collective::Proto::TRANSPORT,
     };
-    Ok(Kind::Collective { spec, sweep })
+    let protocol = match w.protocol.and_then(ProtocolConfig::name) {
+        None => None,
+        Some(name) => Some(collective::Proto::from_model(
+            cat.protocol(name)
+                .ok_or_else(|| c.invalid("protocol", format!("the catalog has no [[protocol]] named {name:?}")))?,
+        )),
+    };
+    Ok(Kind::Collective { spec: Box::new(spec), sweep, auto, protocol })
 }
 
 fn required_size(w: &WorkloadConfig, c: &Ctx<'_>) -> Result<u64, FabricError> {
@@ -669,12 +701,47 @@ fn transport_info(setup: &Setup<'_>, opts: &Options) -> Result<(TransportInfo, W
     Ok((info, wire))
 }
 
+/// `spec` with the transport's latency terms and, for sweeps, another size.
+fn on_wire(spec: &CollSpec, wire: &Wire, size: Option<u64>) -> CollSpec {
+    let mut spec = spec.clone();
+    spec.alpha = wire.alpha;
+    spec.packet = wire.mtu + wire.header;
+    if let Some(s) = size {
+        spec.size = s;
+    }
+    spec
+}
+
+/// A collective's algorithm and protocol, and what the tuner evaluated to pick them.
+type Choice = (Algo, collective::Proto, Vec<tuner::Candidate>);
+
+/// The algorithm and protocol of a collective of `size` bytes, the tuner's where the scenario
+/// leaves them to it (None for other workloads).
+fn tune(
+    topo: &mut dyn Topology,
+    w: &Workload,
+    cfg: &ExecConfig,
+    cat: &Catalog,
+    size: Option<u64>,
+    scn_file: &str,
+) -> Result<Option<Choice>, SimulateError> {
+    let Kind::Collective { spec, auto, protocol, .. } = &w.kind else { return Ok(None) };
+    let spec = on_wire(spec, &cfg.wire, size);
+    let algos: Vec<Algo> = if *auto { tuner::candidates(spec.op).to_vec() } else { vec![spec.algo] };
+    let protos: Vec<collective::Proto> = match protocol {
+        Some(p) => vec![p.clone()],
+        None => cat.protocol.iter().map(collective::Proto::from_model).collect(),
+    };
+    tuner::pick(topo, cfg, &spec, &algos, &protos).map(Some).map_err(|e| workload_error(scn_file, w, e))
+}
+
 fn workload_error(file: &str, w: &Workload, source: CollectiveError) -> SimulateError {
     SimulateError::Workload { file: file.to_string(), nth: w.nth + 1, name: w.name.clone(), source }
 }
 
 /// Writes a workload into `prog` after `after`; returns its completion wait and the
 /// messages it spans.
+#[allow(clippy::too_many_arguments)]
 fn write_workload(
     prog: &mut Program,
     topo: &mut dyn Topology,
@@ -682,6 +749,7 @@ fn write_workload(
     after: &[MsgId],
     cfg: &ExecConfig,
     size_override: Option<u64>,
+    choice: Option<(Algo, collective::Proto)>,
     scn_file: &str,
 ) -> Result<(MsgId, Option<collective::Built>), SimulateError> {
     let wire = &cfg.wire;
@@ -693,11 +761,10 @@ fn write_workload(
     let start = w.start.unwrap_or(Nanos::ZERO);
     match &w.kind {
         Kind::Collective { spec, .. } => {
-            let mut spec = spec.clone();
-            spec.alpha = wire.alpha;
-            spec.packet = wire.mtu + wire.header;
-            if let Some(s) = size_override {
-                spec.size = s;
+            let mut spec = on_wire(spec, wire, size_override);
+            if let Some((a, p)) = choice {
+                spec.algo = a;
+                spec.proto = p;
             }
             let first = prog.msgs.len();
             let gate = if start.0 > 0 {
@@ -765,12 +832,16 @@ pub fn simulate(
     // Sweeps run on their own, one size at a time.
     let mut sweeps = Vec::new();
     for w in &workloads {
-        if let Kind::Collective { spec, sweep: Some((from, to)) } = &w.kind {
+        if let Kind::Collective { spec, sweep: Some((from, to)), auto, .. } = &w.kind {
             let mut rows = Vec::new();
             let mut size = *from;
             while size <= *to {
+                let tuned = tune(&mut topo, w, &cfg, cat, Some(size), &file_prefix)?;
+                let (algo, proto) = tuned.map_or((spec.algo, spec.proto.clone()), |t| (t.0, t.1));
+                let protocol = proto.name.clone();
                 let mut prog = Program::new();
-                let (done, built) = write_workload(&mut prog, &mut topo, w, &[], &cfg, Some(size), &file_prefix)?;
+                let (done, built) =
+                    write_workload(&mut prog, &mut topo, w, &[], &cfg, Some(size), Some((algo, proto)), &file_prefix)?;
                 let ex = execute(&prog, &mut topo, &cfg, &failures, &mut |_, _| {})?;
                 let t = ex.msgs[done as usize].end.map_or(0, |e| e.0);
                 let secs = t as f64 / 1e9;
@@ -781,6 +852,8 @@ pub fn simulate(
                     algbw_gbytes: algbw,
                     busbw_gbytes: algbw * spec.op.busbw_factor(spec.ranks.len()),
                     model: built.map_or("direct", |b| b.model.name()).to_string(),
+                    algorithm: algo.name().to_string(),
+                    protocol,
                 });
                 size = size.saturating_mul(2);
                 if size == 0 {
@@ -790,7 +863,7 @@ pub fn simulate(
             sweeps.push(Sweep {
                 name: w.name.clone(),
                 op: spec.op.name().into(),
-                algorithm: spec.algo.name().into(),
+                algorithm: if *auto { "auto".into() } else { spec.algo.name().into() },
                 ranks: spec.ranks.len(),
                 rows,
             });
@@ -799,14 +872,18 @@ pub fn simulate(
     let main: Vec<&Workload> =
         workloads.iter().filter(|w| !matches!(w.kind, Kind::Collective { sweep: Some(_), .. })).collect();
 
+    // The tuner decides on the scenario's fabric; the ideal-fabric run keeps its choices.
+    let tuned: Vec<Option<Choice>> =
+        main.iter().map(|w| tune(&mut topo, w, &cfg, cat, None, &file_prefix)).collect::<Result<_, _>>()?;
     type Spans = Vec<(usize, usize, MsgId, Option<collective::Built>)>;
     let build = |topo: &mut dyn Topology| -> Result<(Program, Spans), SimulateError> {
         let mut prog = Program::new();
         let mut spans = Vec::new();
         let mut prev: Vec<MsgId> = Vec::new();
-        for w in &main {
+        for (k, w) in main.iter().enumerate() {
             let first = prog.msgs.len();
-            let (done, built) = write_workload(&mut prog, topo, w, &prev, &cfg, None, &file_prefix)?;
+            let choice = tuned[k].as_ref().map(|t| (t.0, t.1.clone()));
+            let (done, built) = write_workload(&mut prog, topo, w, &prev, &cfg, None, choice, &file_prefix)?;
             spans.push((first, prog.msgs.len(), done, built));
             prev = vec![done];
         }
@@ -820,17 +897,23 @@ pub fn simulate(
         let mut it = IdealTopo::of(&topo);
         let (iprog, ispans) = build(&mut it)?;
         let iex = execute(&iprog, &mut it, &cfg, &[], &mut |_, _| {})?;
-        Some((iex, ispans))
+        Some((iprog, iex, ispans))
     };
 
     let mut results = Vec::new();
     for (k, w) in main.iter().enumerate() {
         let (a, b, done, built) = spans[k];
-        let ideal_time = ideal.as_ref().and_then(|(iex, isp)| {
+        let ideal_time = ideal.as_ref().and_then(|(iprog, iex, isp)| {
             let (ia, ib, idone, _) = isp[k];
-            span_time(iex, ia, ib, idone, cfg.wire.alpha.0)
+            span_time(iprog, iex, ia, ib, idone, cfg.wire.alpha.0)
         });
-        results.push(workload_result(w, &prog, &ex, &*topo_names(&topo), (a, b, done), built, ideal_time, &cfg));
+        let mut r = workload_result(w, &prog, &ex, &*topo_names(&topo), (a, b, done), built, ideal_time, &cfg);
+        if let Some((algo, proto, cands)) = &tuned[k] {
+            r.algorithm = Some(algo.name().to_string());
+            r.protocol = Some(proto.name.clone()).filter(|n| !n.is_empty());
+            r.tuner = cands.clone();
+        }
+        results.push(r);
     }
 
     let dur = ex.sim.end.0.max(1);
@@ -930,9 +1013,20 @@ fn topo_names<'a>(t: &'a FabricTopo<'_>) -> Box<dyn Fn(u32) -> String + 'a> {
 /// Completion time of messages `a..b` ending in `done`, from the first start.
 /// Counted, like the main run's, from the first message's start less the endpoint latency it
 /// paid before it (`alpha`).
-fn span_time(ex: &Execution, a: usize, b: usize, done: MsgId, alpha: u64) -> Option<u64> {
-    let start = ex.msgs[a..b].iter().filter_map(|m| m.start).min().map_or(0, |s| s.0).saturating_sub(alpha);
+fn span_time(prog: &Program, ex: &Execution, a: usize, b: usize, done: MsgId, alpha: u64) -> Option<u64> {
+    let start = origin(prog, ex, a, b, alpha);
     ex.msgs[done as usize].end.map(|e| e.0.saturating_sub(start.min(e.0)))
+}
+
+/// When messages `a..b` may first have started: the earliest start less the endpoint
+/// latency paid before it (the message's own, a protocol step's, or the transport's).
+fn origin(prog: &Program, ex: &Execution, a: usize, b: usize, alpha: u64) -> u64 {
+    prog.msgs[a..b]
+        .iter()
+        .zip(&ex.msgs[a..b])
+        .filter_map(|(m, r)| Some(r.start?.0.saturating_sub(m.alpha.map_or(alpha, |x| x.0))))
+        .min()
+        .unwrap_or(0)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -950,7 +1044,7 @@ fn workload_result(
     let res = &ex.msgs[a..b];
     // A workload's clock starts when it may start: its first message's scheduled start or
     // the completion of what it waits for, whichever its messages saw first (with alpha).
-    let start = res.iter().filter_map(|m| m.start).min().map_or(0, |s| s.0).saturating_sub(cfg.wire.alpha.0);
+    let start = origin(prog, ex, a, b, cfg.wire.alpha.0);
     let end = ex.msgs[done as usize].end.map(|e| e.0);
     let time = end.map(|e| e.saturating_sub(start));
     let mut failures = Vec::new();
@@ -998,6 +1092,8 @@ fn workload_result(
         kind: w.kind_name.clone(),
         op,
         algorithm,
+        tuner: Vec::new(),
+        protocol: None,
         model,
         ranks,
         messages: msgs.iter().filter(|m| !m.is_wait()).count(),
@@ -1145,7 +1241,10 @@ pub fn workload_flows(setup: &Setup<'_>) -> Result<Vec<(String, Phases)>, Simula
                 }
                 vec![flows.iter().map(|f| (f.src, f.dst, f.bytes)).collect()]
             }
-            Kind::Collective { spec, sweep: None } if spec.op == Op::AllReduce && spec.algo == Algo::Ring => {
+            // `auto` runs as a ring here: the testbed emulates rings.
+            Kind::Collective { spec, sweep: None, auto, .. }
+                if spec.op == Op::AllReduce && (*auto || spec.algo == Algo::Ring) =>
+            {
                 let n = spec.ranks.len();
                 let chunk = spec.size.div_ceil(n as u64).max(1);
                 (0..2 * (n - 1))

@@ -262,6 +262,8 @@ fn lone_collective(
         steps_limit: 100_000,
         alpha: cfg.wire.alpha,
         packet: cfg.wire.mtu + cfg.wire.header,
+        pipeline: Default::default(),
+        proto: Default::default(),
     };
     let b = collective::build(&mut prog, topo, &spec, &[])?;
     let what = if op == Op::AllToAll { "expert-parallel" } else { "tensor-parallel" };
@@ -378,6 +380,8 @@ pub fn write(
                     steps_limit: s.steps_limit / u64::from(s.tp * s.pp).max(1),
                     alpha: cfg.wire.alpha,
                     packet: cfg.wire.mtu + cfg.wire.header,
+                    pipeline: Default::default(),
+                    proto: Default::default(),
                 };
                 let b = match &s.site_of_rank {
                     Some(sites) => collective::site_all_reduce(prog, topo, &spec, sites, &[gate])?,

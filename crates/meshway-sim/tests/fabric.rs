@@ -55,35 +55,70 @@ fn one_message_takes_wire_bytes_over_rate_plus_latency_exactly() {
 
 #[test]
 fn ring_all_reduce_matches_the_closed_form() {
-    // S = 32 MiB over n = 8 ranks, one channel: chunks of 4 MiB, whole packets.
+    // S = 32 MiB over n = 8 ranks, one channel: chunks of 4 MiB, whole packets. Each of the
+    // 2(n-1) steps pays the protocol's network step latency (at least the transport's
+    // alpha) and one packet's path latency; the collective ends the protocol's base latency
+    // after its last message; LL and LL128 carry payload / efficiency bytes.
     let n = 8u64;
     let size = 32u64 << 20;
-    let text = format!(
-        "{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"32MiB\"\nchannels = 1\nmodel = \"steps\"\n"
-    );
-    let r = run(&text, &Options::default());
-    let w = &r.workloads[0];
-    assert_eq!(w.model.as_deref(), Some("steps"));
     let cat = Catalog::builtin();
-    let s = Scenario::parse(&text, "t").unwrap();
-    let f = s.build(&cat).unwrap();
-    let mut topo = FabricTopo::new(&f, &cat, 1);
     let roce = cat.transport_profile("roce").unwrap();
-    // alpha_eff = endpoint alpha + zero-load latency of one packet between neighbours.
-    let lat = topo.edge_latency(0, 1, None, 4096 + u64::from(roce.header_bytes)).0 as f64;
-    let alpha = roce.alpha.0 as f64 + lat;
-    let b = 400e9 * 4096.0 / (4096.0 + f64::from(roce.header_bytes)); // payload bit/s
-    let nf = n as f64;
-    let closed = 2.0 * (nf - 1.0) / nf * (size as f64 * 8.0) / b * 1e9 + 2.0 * (nf - 1.0) * alpha;
-    let got = w.time_ns.unwrap() as f64;
-    assert!((got - closed).abs() / closed < 0.001, "simulated {got} ns vs closed form {closed} ns");
-    // busbw is algbw x 2(n-1)/n (nccl-tests).
-    let algbw = w.algbw_gbps.unwrap();
-    assert!((w.busbw_gbps.unwrap() - algbw * 2.0 * 7.0 / 8.0).abs() < 1e-3);
-    // The steady-state model gives the same answer on a contention-free ring.
-    let steady = run(&text.replace("model = \"steps\"", "model = \"steady\""), &Options::default());
-    let t2 = steady.workloads[0].time_ns.unwrap() as f64;
-    assert!((t2 - closed).abs() / closed < 0.001, "steady {t2} vs {closed}");
+    for proto in ["simple", "ll128", "ll"] {
+        let text = format!(
+            "{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"ring\"\nprotocol = \"{proto}\"\nsize = \"32MiB\"\nchannels = 1\nmodel = \"steps\"\n"
+        );
+        let r = run(&text, &Options::default());
+        let w = &r.workloads[0];
+        assert_eq!(w.model.as_deref(), Some("steps"));
+        assert_eq!((w.algorithm.as_deref(), w.protocol.as_deref()), (Some("ring"), Some(proto)));
+        assert!(w.tuner.is_empty(), "named algorithm and protocol: nothing to tune");
+        let p = cat.protocol(proto).unwrap();
+        let s = Scenario::parse(&text, "t").unwrap();
+        let f = s.build(&cat).unwrap();
+        let mut topo = FabricTopo::new(&f, &cat, 1);
+        let lat = topo.edge_latency(0, 1, None, 4096 + u64::from(roce.header_bytes)).0 as f64;
+        let step = p.ring_network_step.0.max(roce.alpha.0) as f64 + lat;
+        let b = 400e9 * 4096.0 / (4096.0 + f64::from(roce.header_bytes)) * p.efficiency; // payload bit/s
+        let nf = n as f64;
+        let closed = 2.0 * (nf - 1.0) / nf * (size as f64 * 8.0) / b * 1e9
+            + 2.0 * (nf - 1.0) * step
+            + p.ring_base_latency.0 as f64;
+        let got = w.time_ns.unwrap() as f64;
+        assert!((got - closed).abs() / closed < 0.001, "{proto}: simulated {got} ns vs closed form {closed} ns");
+        // busbw is algbw x 2(n-1)/n (nccl-tests).
+        let algbw = w.algbw_gbps.unwrap();
+        assert!((w.busbw_gbps.unwrap() - algbw * 2.0 * 7.0 / 8.0).abs() < 1e-3);
+        // The steady-state model gives the same answer on a contention-free ring.
+        let steady = run(&text.replace("model = \"steps\"", "model = \"steady\""), &Options::default());
+        let t2 = steady.workloads[0].time_ns.unwrap() as f64;
+        assert!((t2 - closed).abs() / closed < 0.001, "{proto}: steady {t2} vs {closed}");
+    }
+}
+
+#[test]
+fn the_tuner_picks_the_fastest_candidate_it_evaluated() {
+    // 32 MiB and 4 KiB all-reduces over 4 hosts of 8 GPUs, algorithm and protocol left to it.
+    let text = "[fabric]\nkind = \"rail-optimized\"\ngpus = 32\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"32MiB\"\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"4KiB\"\n[[workload]]\nkind = \"collective\"\nop = \"all-gather\"\nsize = \"32MiB\"\n";
+    let r = run(text, &Options { no_ideal: true, ..Options::default() });
+    for w in &r.workloads[..2] {
+        // Every algorithm NCCL weighs for all-reduce, with every protocol: 3 x 3.
+        assert_eq!(w.tuner.len(), 9, "{:?}", w.tuner);
+        let best = w.tuner.iter().min_by_key(|c| c.time_ns).unwrap();
+        assert_eq!(w.algorithm.as_deref(), Some(best.algorithm.as_str()));
+        assert_eq!(w.protocol.as_deref(), Some(best.protocol.as_str()));
+        // Run in the program, the pick takes what it took alone (nothing else runs).
+        assert!(
+            w.time_ns.unwrap().abs_diff(best.time_ns) * 100 <= best.time_ns,
+            "{} vs {}",
+            w.time_ns.unwrap(),
+            best.time_ns
+        );
+    }
+    // A small message is latency-bound: not simple, whose steps are the slowest.
+    assert_ne!(r.workloads[1].protocol.as_deref(), Some("simple"), "{:?}", r.workloads[1].tuner);
+    // All-gather has one algorithm (ring): only the protocol is weighed.
+    assert_eq!(r.workloads[2].tuner.len(), 3);
+    assert_eq!(r.workloads[2].algorithm.as_deref(), Some("ring"));
 }
 
 const FAT_TREE_PERM: &str = r#"
@@ -370,7 +405,7 @@ pp = 4
 #[test]
 fn htsim_export_has_header_connections_and_triggers() {
     let text = format!(
-        "{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"8MiB\"\nchannels = 1\nmodel = \"steps\"\n"
+        "{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"ring\"\nprotocol = \"simple\"\nsize = \"8MiB\"\nchannels = 1\nmodel = \"steps\"\n"
     );
     let r = run(&text, &Options::default());
     let (cm, fallback) = htsim_connection_matrix(&r);
@@ -379,7 +414,8 @@ fn htsim_export_has_header_connections_and_triggers() {
     assert_eq!(lines[1], format!("Connections {}", 2 * 7 * 8));
     assert!(lines[2].starts_with("Triggers "));
     assert_eq!(fallback, 0);
-    assert!(lines[3].starts_with("0->1 id 1 start 3000000 size 1048576"), "{}", lines[3]);
+    // The first step starts after the simple protocol's network step latency (14 us).
+    assert!(lines[3].starts_with("0->1 id 1 start 14000000 size 1048576"), "{}", lines[3]);
     assert!(cm.contains(" trigger ") && cm.contains("barrier count 2"));
 }
 

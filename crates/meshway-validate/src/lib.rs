@@ -41,6 +41,7 @@ pub struct Row {
     pub gpu: String,
     pub transport: Option<String>,
     pub size_bytes: Option<u64>,
+    pub time_us: Option<f64>,
     pub busbw_gbytes_per_s: Option<f64>,
     pub nccl_algo: Option<String>,
     pub nccl_proto: Option<String>,
@@ -107,7 +108,13 @@ pub struct Outcome {
     pub nccl_algorithm: Option<String>,
     pub published_busbw_gbytes_per_s: f64,
     pub meshway_busbw_gbytes_per_s: f64,
-    /// (meshway - published) / published.
+    /// The published time where the row gives it, and meshway's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub published_time_us: Option<f64>,
+    pub meshway_time_us: f64,
+    /// Bandwidth error, (meshway - published) / published busbw; from the times where the
+    /// row gives one (published time / meshway time - 1: the same ratio, without the
+    /// rounding of small busbw values to 0.00).
     pub error: f64,
     pub size_band: &'static str,
     pub scale: &'static str,
@@ -207,7 +214,8 @@ fn candidates(op: &str, gpus: u32, gph: u32) -> Vec<&'static str> {
     }
 }
 
-/// Bus bandwidth (GB/s) meshway gives for `op` of `size` bytes on `fabric` with `algo`.
+/// Bus bandwidth (GB/s) and time (ns) meshway gives for `op` of `size` bytes on `fabric`
+/// with `algo`.
 #[allow(clippy::too_many_arguments)]
 fn busbw(
     setup: &SetupConfig,
@@ -218,7 +226,7 @@ fn busbw(
     cat: &Catalog,
     file: &str,
     row: &str,
-) -> Result<f64, ValidateError> {
+) -> Result<(f64, u64), ValidateError> {
     let wl = format!("kind = \"collective\"\nop = \"{op}\"\nsize = {size}\nalgorithm = \"{algo}\"\n");
     let workload: WorkloadConfig = toml::from_str(&wl).map_err(|e| ValidateError::Csv {
         file: file.to_string(),
@@ -246,7 +254,8 @@ fn busbw(
     let s = Setup { scenario: &scenario, catalog: cat, fabric: &built, read_file: &no_files };
     let opts = Options { no_ideal: true, seed: Some(1), ..Options::default() };
     let r = simulate(&s, &opts, &mut |_, _| {}).map_err(sim_err)?;
-    Ok(r.workloads.first().and_then(|w| w.busbw_gbps).unwrap_or(0.0) / 8.0)
+    let w = r.workloads.first();
+    Ok((w.and_then(|w| w.busbw_gbps).unwrap_or(0.0) / 8.0, w.and_then(|w| w.time_ns).unwrap_or(u64::MAX)))
 }
 
 /// Why a row off by more than [`OUTSIDE`] is outside, from what the row says NCCL did and
@@ -262,14 +271,36 @@ fn why_outside(row: &Row, size: u64, error: f64) -> String {
         return "NCCL reduced in the InfiniBand switches (SHARP / CollNet), which meshway does not model yet".into();
     }
     if size <= 1 << 20 {
-        return "small message: meshway has no LL/LL128 protocols yet, every step pays the transport's full alpha (NVLink steps included)"
-            .into();
+        return if error > 0.0 {
+            "small message: meshway's step latencies are NCCL's own tuning-model figures (tuning.cc), and measured runs take longer (kernel launch, proxy and synchronization costs the model leaves out)".into()
+        } else {
+            "small message: meshway is slower than measured; NCCL's choice of algorithm or protocol for this size is not among meshway's candidates".into()
+        };
     }
     if error > 0.0 {
-        "meshway runs at line rate; NCCL reaches a lower effective NVLink and NIC rate (no catalog entry for achievable bandwidth yet)".into()
+        "meshway runs NVLink and the NICs at line rate; NCCL reaches a lower effective rate (no catalog entry for achievable bandwidth yet)".into()
     } else {
         "meshway is slower than measured: NCCL's algorithm or protocol choice for this size is not modelled".into()
     }
+}
+
+/// Where each row goes: the index of its setup in `setups.setup`, or the reason it is not run.
+pub fn assign(
+    rows: &[Row],
+    setups: &SetupsFile,
+    setups_file: &str,
+) -> Result<Vec<Result<usize, String>>, ValidateError> {
+    rows.iter()
+        .map(|row| {
+            if let Some(x) = setups.excluded.iter().find(|x| matches(&x.rows, &row.id)) {
+                return Ok(Err(x.why.clone()));
+            }
+            match setups.setup.iter().position(|s| matches(&s.rows, &row.id)) {
+                Some(i) => Ok(Ok(i)),
+                None => Err(ValidateError::Unmatched { file: setups_file.to_string(), row: row.id.clone() }),
+            }
+        })
+        .collect()
 }
 
 /// Runs every row of `rows_text` against `setups_text` (named `rows_file`, `setups_file`).
@@ -283,16 +314,17 @@ pub fn run(
 ) -> Result<ValidationReport, ValidateError> {
     let rows = parse_rows(rows_text, rows_file)?;
     let setups = parse_setups(setups_text, setups_file)?;
+    let assigned = assign(&rows, &setups, setups_file)?;
     let mut out = Vec::new();
     let mut skipped = Vec::new();
-    for (i, row) in rows.iter().enumerate() {
+    for (i, (row, to)) in rows.iter().zip(assigned).enumerate() {
         progress(i, rows.len());
-        if let Some(x) = setups.excluded.iter().find(|x| matches(&x.rows, &row.id)) {
-            skipped.push(Skipped { id: row.id.clone(), why: x.why.clone() });
-            continue;
-        }
-        let Some(setup) = setups.setup.iter().find(|s| matches(&s.rows, &row.id)) else {
-            return Err(ValidateError::Unmatched { file: setups_file.to_string(), row: row.id.clone() });
+        let setup = match to {
+            Err(why) => {
+                skipped.push(Skipped { id: row.id.clone(), why });
+                continue;
+            }
+            Ok(i) => &setups.setup[i],
         };
         let (Some(published), Some(gpus), Some(size)) =
             (row.busbw_gbytes_per_s, row.gpus.or(setup.gpus), row.size_bytes.or(setup.size.map(|b| b.0)))
@@ -312,32 +344,39 @@ pub fn run(
             Some(a) => vec![a],
             None => tuned,
         };
-        let mut best = (0.0f64, "");
+        let mut best = (0.0f64, u64::MAX, "");
         for a in algos {
             // An algorithm this fabric cannot run (halving-doubling on 6 ranks, hierarchical
             // on one host) is left out, as a tuner would.
             match busbw(setup, &fabric, &row.op, size, a, cat, setups_file, &row.id) {
-                Ok(b) if b > best.0 => best = (b, a),
+                Ok((b, t)) if t < best.1 => best = (b, t, a),
                 Ok(_) => {}
                 Err(ValidateError::Simulate { source, .. }) if matches!(*source, SimulateError::Workload { .. }) => {}
                 Err(e) => return Err(e),
             }
         }
-        if best.1.is_empty() {
+        if best.2.is_empty() {
             skipped.push(Skipped { id: row.id.clone(), why: format!("no algorithm meshway has runs {} here", row.op) });
             continue;
         }
-        let error = (best.0 - published) / published;
+        let time_us = row.time_us.filter(|t| *t > 0.0);
+        let meshway_us = best.1 as f64 / 1e3;
+        let error = match time_us {
+            Some(t) => t / meshway_us - 1.0,
+            None => (best.0 - published) / published,
+        };
         out.push(Outcome {
             id: row.id.clone(),
             op: row.op.clone(),
             gpus,
             size_bytes: size,
             setup: setup.name.clone(),
-            algorithm: best.1.to_string(),
+            algorithm: best.2.to_string(),
             nccl_algorithm: nccl,
             published_busbw_gbytes_per_s: published,
             meshway_busbw_gbytes_per_s: best.0,
+            published_time_us: time_us,
+            meshway_time_us: meshway_us,
             error,
             size_band: size_band(size),
             scale: if gpus > gph { "multi-host" } else { "one host" },

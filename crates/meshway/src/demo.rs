@@ -14,7 +14,7 @@ pub const SCENARIOS: [(&str, &str); 4] = [
     ("examples/two-site-100km.toml", include_str!("../../../examples/two-site-100km.toml")),
 ];
 
-/// The collectives every demo fabric runs: NCCL-style ring all-reduce of 1 GiB over all
+/// The collectives every demo fabric runs: an NCCL-style all-reduce of 1 GiB over all
 /// GPUs, and an all-to-all of 256 MiB per GPU among the first 256 GPUs (32 hosts, 1 MiB to
 /// each peer), the size of an expert-parallel group.
 const DEMO_WORKLOADS: &str = "
@@ -47,6 +47,10 @@ fn simulate_demo(file: &str, text: &str, cat: &Catalog) -> Result<DemoSim> {
         routing: r.transport.routing.name().to_string(),
         all_reduce_ns: w(0).and_then(|w| w.time_ns),
         all_reduce_busbw_gbps: w(0).and_then(|w| w.busbw_gbps),
+        all_reduce_algorithm: w(0).and_then(|w| {
+            let a = w.algorithm.clone()?;
+            Some(w.protocol.as_ref().map_or_else(|| a.clone(), |p| format!("{a}, {p}")))
+        }),
         all_to_all_ns: w(1).and_then(|w| w.time_ns),
         all_to_all_busbw_gbps: w(1).and_then(|w| w.busbw_gbps),
     })

@@ -1,0 +1,79 @@
+//! `algorithm = "auto"` and `protocol = "auto"`: what a collective runs with when the
+//! scenario leaves it to meshway, as NCCL's tuner leaves it to NCCL. Protocols: simple,
+//! ll128 and ll from the catalog. Each algorithm NCCL would weigh for the
+//! operation (all-reduce: ring, double binary tree, and hierarchical as the stand-in for
+//! NCCL's tree and NVLS-tree pipelines with an intra-host stage; all-gather, reduce-scatter
+//! and broadcast: ring; all-to-all and send-recv: direct) is simulated alone on the fabric,
+//! and the fastest wins; ties go to the earlier in that order. Unlike NCCL's tuner, which
+//! predicts with a closed-form model, the choice comes from the same simulation that then
+//! runs it, so it is the fastest of the candidates by construction.
+
+use crate::collective::{self, Algo, CollSpec, Op, Proto};
+use crate::exec::{execute, ExecConfig};
+use crate::program::Program;
+use crate::topo::Topology;
+use crate::CollectiveError;
+use serde::Serialize;
+
+/// One algorithm and protocol the tuner evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    pub algorithm: String,
+    pub protocol: String,
+    /// Its completion time alone on the fabric.
+    pub time_ns: u64,
+}
+
+/// The algorithms weighed for `op`, in order of preference on ties.
+pub fn candidates(op: Op) -> &'static [Algo] {
+    match op {
+        Op::AllReduce => &[Algo::Ring, Algo::Tree, Algo::Hierarchical],
+        Op::AllToAll | Op::SendRecv => &[Algo::Direct],
+        Op::AllGather | Op::ReduceScatter | Op::Broadcast => &[Algo::Ring],
+    }
+}
+
+/// The fastest of `algos` x `protos` for `spec` (its `algo` and `proto` are ignored) on
+/// `topo`, with every candidate evaluated. A candidate this fabric cannot run (hierarchical
+/// on one host) is left out; a single candidate is taken without simulating it.
+pub fn pick(
+    topo: &mut dyn Topology,
+    cfg: &ExecConfig,
+    spec: &CollSpec,
+    algos: &[Algo],
+    protos: &[Proto],
+) -> Result<(Algo, Proto, Vec<Candidate>), CollectiveError> {
+    if algos.len() == 1 && protos.len() <= 1 {
+        return Ok((algos[0], protos.first().cloned().unwrap_or_default(), Vec::new()));
+    }
+    let mut evaluated = Vec::new();
+    let mut best: Option<(Algo, Proto, u64)> = None;
+    let mut refused = None;
+    for &a in algos {
+        for p in protos {
+            let s = CollSpec { algo: a, proto: p.clone(), ..spec.clone() };
+            let mut prog = Program::new();
+            prog.tag("tuner");
+            let built = match collective::build(&mut prog, topo, &s, &[]) {
+                Ok(b) => b,
+                Err(e) => {
+                    refused = Some(e);
+                    continue;
+                }
+            };
+            let ex = execute(&prog, topo, cfg, &[], &mut |_, _| {})
+                .map_err(|source| CollectiveError::Probe { what: "tuner candidate", source })?;
+            let t = ex.msgs[built.done as usize].end.map_or(u64::MAX, |e| e.0);
+            evaluated.push(Candidate { algorithm: a.name().to_string(), protocol: p.name.clone(), time_ns: t });
+            if best.as_ref().is_none_or(|(_, _, bt)| t < *bt) {
+                best = Some((a, p.clone(), t));
+            }
+        }
+    }
+    match (best, refused) {
+        (Some((a, p, _)), _) => Ok((a, p, evaluated)),
+        // No candidate runs here: why the last one could not.
+        (None, Some(e)) => Err(e),
+        (None, None) => Err(CollectiveError::TooFewRanks { ranks: spec.ranks.len() }),
+    }
+}
