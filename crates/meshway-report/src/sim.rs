@@ -51,8 +51,15 @@ pub fn sim_text(r: &SimReport) -> String {
                         Some(p) => format!("{a}, {p}"),
                         None => a.clone(),
                     };
-                    let auto = if w.tuner.is_empty() { "" } else { "auto: " };
-                    format!("{op} {} ({auto}{how})", meshway_units::Bytes(w.size_bytes))
+                    // What the tuner chose: both, or only the protocol when every candidate
+                    // had the scenario's algorithm.
+                    let one_algo = w.tuner.iter().all(|c| Some(&c.algorithm) == w.algorithm.as_ref());
+                    let what = match (&w.protocol, w.tuner.is_empty(), one_algo) {
+                        (_, true, _) => how,
+                        (Some(p), false, true) => format!("{a}, auto: {p}"),
+                        (_, false, _) => format!("auto: {how}"),
+                    };
+                    format!("{op} {} ({what})", meshway_units::Bytes(w.size_bytes))
                 }
                 _ => format!("{} ({} msgs)", w.kind, thousands(w.messages as u64)),
             };
