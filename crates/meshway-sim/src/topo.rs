@@ -41,6 +41,11 @@ pub fn mix(mut z: u64) -> u64 {
 
 /// Ranks, network and paths of something flows run on.
 pub trait Topology {
+    /// An independent copy for another thread (the same answers; caches are copied), when
+    /// the topology supports it.
+    fn fork(&self) -> Option<Box<dyn Topology + Send + '_>> {
+        None
+    }
     /// The GPUs, rank order.
     fn ranks(&self) -> usize;
     /// Host index of each rank (ranks of one host share the NVLink domain).
@@ -92,6 +97,7 @@ pub trait Topology {
 }
 
 /// A built fabric as the simulator sees it.
+#[derive(Clone)]
 pub struct FabricTopo<'f> {
     pub fabric: &'f Fabric,
     ranks: Vec<NodeId>,
@@ -359,6 +365,9 @@ impl<'f> FabricTopo<'f> {
 }
 
 impl Topology for FabricTopo<'_> {
+    fn fork(&self) -> Option<Box<dyn Topology + Send + '_>> {
+        Some(Box::new(self.clone()))
+    }
     fn ranks(&self) -> usize {
         self.ranks.len()
     }
@@ -426,6 +435,7 @@ impl Topology for FabricTopo<'_> {
 /// over planes) into one infinitely fast switch, and its NVLink capacity inside its host.
 /// Arc latencies are zero: the comparison isolates contention, and the transport's α and
 /// last-packet serialization still apply.
+#[derive(Clone)]
 pub struct IdealTopo {
     hosts: Vec<u32>,
     sites: Vec<u32>,
@@ -464,6 +474,9 @@ impl IdealTopo {
 }
 
 impl Topology for IdealTopo {
+    fn fork(&self) -> Option<Box<dyn Topology + Send + '_>> {
+        Some(Box::new(self.clone()))
+    }
     fn ranks(&self) -> usize {
         self.hosts.len()
     }

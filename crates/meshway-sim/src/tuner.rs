@@ -46,28 +46,22 @@ pub fn pick(
     if algos.len() == 1 && protos.len() <= 1 {
         return Ok((algos[0], protos.first().cloned().unwrap_or_default(), Vec::new()));
     }
+    let jobs: Vec<(Algo, &Proto)> = algos.iter().flat_map(|&a| protos.iter().map(move |p| (a, p))).collect();
+    let times = run_all(topo, cfg, spec, &jobs)?;
     let mut evaluated = Vec::new();
     let mut best: Option<(Algo, Proto, u64)> = None;
     let mut refused = None;
-    for &a in algos {
-        for p in protos {
-            let s = CollSpec { algo: a, proto: p.clone(), ..spec.clone() };
-            let mut prog = Program::new();
-            prog.tag("tuner");
-            let built = match collective::build(&mut prog, topo, &s, &[]) {
-                Ok(b) => b,
-                Err(e) => {
-                    refused = Some(e);
-                    continue;
-                }
-            };
-            let ex = execute(&prog, topo, cfg, &[], &mut |_, _| {})
-                .map_err(|source| CollectiveError::Probe { what: "tuner candidate", source })?;
-            let t = ex.msgs[built.done as usize].end.map_or(u64::MAX, |e| e.0);
-            evaluated.push(Candidate { algorithm: a.name().to_string(), protocol: p.name.clone(), time_ns: t });
-            if best.as_ref().is_none_or(|(_, _, bt)| t < *bt) {
-                best = Some((a, p.clone(), t));
+    for (&(a, p), t) in jobs.iter().zip(times) {
+        let t = match t {
+            Ok(t) => t,
+            Err(e) => {
+                refused = Some(e);
+                continue;
             }
+        };
+        evaluated.push(Candidate { algorithm: a.name().to_string(), protocol: p.name.clone(), time_ns: t });
+        if best.as_ref().is_none_or(|(_, _, bt)| t < *bt) {
+            best = Some((a, p.clone(), t));
         }
     }
     match (best, refused) {
@@ -76,4 +70,59 @@ pub fn pick(
         (None, Some(e)) => Err(e),
         (None, None) => Err(CollectiveError::TooFewRanks { ranks: spec.ranks.len() }),
     }
+}
+
+/// Completion time of each candidate alone (or why it cannot run here), in `jobs` order.
+/// The candidates are independent, so they run on as many threads as the machine offers,
+/// each on its own copy of the topology; the answers do not depend on how many.
+type Outcome = Result<u64, CollectiveError>;
+
+fn run_all(
+    topo: &mut dyn Topology,
+    cfg: &ExecConfig,
+    spec: &CollSpec,
+    jobs: &[(Algo, &Proto)],
+) -> Result<Vec<Outcome>, CollectiveError> {
+    let one = |topo: &mut dyn Topology, a: Algo, p: &Proto| -> Result<Outcome, CollectiveError> {
+        let s = CollSpec { algo: a, proto: p.clone(), ..spec.clone() };
+        let mut prog = Program::new();
+        prog.tag("tuner");
+        let built = match collective::build(&mut prog, topo, &s, &[]) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(e)),
+        };
+        let ex = execute(&prog, topo, cfg, &[], &mut |_, _| {})
+            .map_err(|source| CollectiveError::Probe { what: "tuner candidate", source })?;
+        Ok(Ok(ex.msgs[built.done as usize].end.map_or(u64::MAX, |e| e.0)))
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len());
+    if workers <= 1 || topo.fork().is_none() {
+        return jobs.iter().map(|&(a, p)| one(topo, a, p)).collect();
+    }
+    let forks: Vec<Box<dyn Topology + Send + '_>> = (0..workers).filter_map(|_| topo.fork()).collect();
+    let mut out: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
+    std::thread::scope(|sc| -> Result<(), CollectiveError> {
+        let handles: Vec<_> = forks
+            .into_iter()
+            .enumerate()
+            .map(|(w, mut t)| {
+                let one = &one;
+                sc.spawn(move || -> Result<Vec<(usize, Outcome)>, CollectiveError> {
+                    let mut done = Vec::new();
+                    for (i, &(a, p)) in jobs.iter().enumerate().skip(w).step_by(workers) {
+                        done.push((i, one(t.as_mut(), a, p)?));
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        for h in handles {
+            let done = h.join().map_err(|_| CollectiveError::ScheduleDeadlock)??;
+            for (i, o) in done {
+                out[i] = Some(o);
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out.into_iter().map(|o| o.unwrap_or(Err(CollectiveError::ScheduleDeadlock))).collect())
 }

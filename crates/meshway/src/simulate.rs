@@ -21,8 +21,9 @@ all-gather, reduce-scatter and all-to-all, 1 for broadcast and send/recv), the s
 workload on an ideal non-blocking fabric, and the ten most congested links.
 
 Workload kinds: collective (op = all-reduce | all-gather | reduce-scatter | all-to-all |
-broadcast | send-recv; algorithm = ring | tree | halving-doubling | hierarchical |
-site-hierarchical;
+broadcast | send-recv; algorithm = auto | ring | tree | halving-doubling | hierarchical |
+site-hierarchical; protocol = auto | simple | ll128 | ll; auto, the default, simulates
+each candidate alone and keeps the fastest, and the output says what it picked;
 sweep-from/sweep-to for an nccl-tests style size sweep), permutation, uniform, incast,
 all-to-all, flows (file = CSV or JSON flow list) and training (parameters, layers, hidden,
 sequence, micro-batch, global-batch, tp, pp, dp, ep, dp-algorithm).";
