@@ -550,3 +550,40 @@ fn more_queue_pairs_per_connection_spread_ecmp_collisions() {
     .to_string();
     assert!(e.contains("`transport.qps`: expected 1 to 64"), "{e}");
 }
+
+#[test]
+fn all_reduce_busbw_never_beats_what_a_gpu_can_send() {
+    // Every rank of an all-reduce must send at least (n-1)/n of the buffer (reduce-scatter
+    // lower bound) on its NIC and NVLink together, at the protocol's efficiency, so
+    // busbw = 2(n-1)/n x S / t <= 2 x (NIC + NVLink) x efficiency, for every algorithm,
+    // protocol, size and fabric here.
+    let cat = Catalog::builtin();
+    let fabrics = [
+        ("[fabric]\nkind = \"leaf-spine\"\ngpus = 8\ngpus-per-host = 1\nnic = \"400Gbps\"\n", 400e9, 0.0),
+        (
+            "[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 8\nnic = \"400Gbps\"\nnvlink = \"3.6Tbps\"\n",
+            400e9,
+            3.6e12,
+        ),
+        ("[fabric]\nkind = \"rail-optimized\"\ngpus = 32\nnic = \"200Gbps\"\nnvlink = \"2.4Tbps\"\n", 200e9, 2.4e12),
+    ];
+    for (fabric, nic, nvlink) in fabrics {
+        for size in ["4KiB", "1MiB", "64MiB"] {
+            for algo in ["ring", "tree", "hierarchical"] {
+                for proto in ["simple", "ll128", "ll"] {
+                    let text = format!(
+                        "{fabric}[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"{algo}\"\nprotocol = \"{proto}\"\nsize = \"{size}\"\n"
+                    );
+                    let Ok(r) = run_with(&text, &Options { no_ideal: true, ..Options::default() }, &[]) else {
+                        // Hierarchical needs several hosts of several GPUs.
+                        assert!(algo == "hierarchical" && fabric.contains("gpus-per-host = 1"), "{algo} {fabric}");
+                        continue;
+                    };
+                    let busbw = r.workloads[0].busbw_gbps.unwrap() * 1e9;
+                    let bound = 2.0 * (nic + nvlink) * cat.protocol(proto).unwrap().efficiency;
+                    assert!(busbw <= bound, "{algo} {proto} {size}: busbw {busbw} above {bound} on {fabric}");
+                }
+            }
+        }
+    }
+}
