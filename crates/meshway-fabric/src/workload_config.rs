@@ -116,6 +116,29 @@ pub enum OpConfig {
     SendRecv,
 }
 
+impl OpConfig {
+    pub fn name(self) -> &'static str {
+        match self {
+            OpConfig::AllReduce => "all-reduce",
+            OpConfig::AllGather => "all-gather",
+            OpConfig::ReduceScatter => "reduce-scatter",
+            OpConfig::AllToAll => "all-to-all",
+            OpConfig::Broadcast => "broadcast",
+            OpConfig::SendRecv => "send-recv",
+        }
+    }
+
+    /// nccl-tests' bus bandwidth factor: busbw = algbw x factor.
+    pub fn busbw_factor(self, n: usize) -> f64 {
+        let n = n.max(1) as f64;
+        match self {
+            OpConfig::AllReduce => 2.0 * (n - 1.0) / n,
+            OpConfig::AllGather | OpConfig::ReduceScatter | OpConfig::AllToAll => (n - 1.0) / n,
+            OpConfig::Broadcast | OpConfig::SendRecv => 1.0,
+        }
+    }
+}
+
 /// How a collective moves its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]

@@ -1,7 +1,7 @@
 //! Delay statistics: a log-linear histogram for percentiles, exact moments, and the three
 //! jitter metrics.
 //!
-//! Definitions (used by every meshway command, documented in the README):
+//! Definitions (used by every meshway command, documented in docs/measurement.md):
 //!
 //! - **mean, stddev**: exact over all samples; stddev is the population standard deviation
 //!   `sqrt(Σ(x − mean)² / n)`.

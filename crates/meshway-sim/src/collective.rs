@@ -20,52 +20,8 @@ use crate::CollectiveError;
 use meshway_units::Nanos;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Op {
-    AllReduce,
-    AllGather,
-    ReduceScatter,
-    AllToAll,
-    Broadcast,
-    SendRecv,
-}
-
-impl Op {
-    /// The operation a scenario names.
-    pub fn from_config(c: meshway_fabric::workload_config::OpConfig) -> Op {
-        use meshway_fabric::workload_config::OpConfig as C;
-        match c {
-            C::AllReduce => Op::AllReduce,
-            C::AllGather => Op::AllGather,
-            C::ReduceScatter => Op::ReduceScatter,
-            C::AllToAll => Op::AllToAll,
-            C::Broadcast => Op::Broadcast,
-            C::SendRecv => Op::SendRecv,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::AllReduce => "all-reduce",
-            Op::AllGather => "all-gather",
-            Op::ReduceScatter => "reduce-scatter",
-            Op::AllToAll => "all-to-all",
-            Op::Broadcast => "broadcast",
-            Op::SendRecv => "send-recv",
-        }
-    }
-
-    /// nccl-tests' bus bandwidth factor: busbw = algbw x factor.
-    pub fn busbw_factor(self, n: usize) -> f64 {
-        let n = n.max(1) as f64;
-        match self {
-            Op::AllReduce => 2.0 * (n - 1.0) / n,
-            Op::AllGather | Op::ReduceScatter | Op::AllToAll => (n - 1.0) / n,
-            Op::Broadcast | Op::SendRecv => 1.0,
-        }
-    }
-}
+/// A collective operation: the scenario's type, with its name and busbw factor.
+pub use meshway_fabric::workload_config::OpConfig as Op;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -13,9 +13,7 @@ use crate::{CollectiveError, SimError};
 use meshway_fabric::config::{RoutingKind, TransportKind};
 use meshway_fabric::error::closest;
 use meshway_fabric::scenario::Ctx;
-use meshway_fabric::workload_config::{
-    CollModelConfig, OpConfig, ProtocolConfig, RankRef, WorkloadConfig, WorkloadKind,
-};
+use meshway_fabric::workload_config::{CollModelConfig, ProtocolConfig, RankRef, WorkloadConfig, WorkloadKind};
 use meshway_fabric::{Catalog, Fabric, FabricError, Scenario};
 use meshway_units::{BitsPerSec, Bytes, Nanos, SimTime};
 use serde::Serialize;
@@ -315,7 +313,7 @@ fn collective_kind(
     setup: &Setup<'_>,
 ) -> Result<Kind, FabricError> {
     let cat = setup.catalog;
-    let op = Op::from_config(w.op.unwrap_or(OpConfig::AllReduce));
+    let op = w.op.unwrap_or(Op::AllReduce);
     let chosen = w.algorithm.and_then(Algo::from_config);
     let auto = chosen.is_none();
     let algo = chosen.unwrap_or(tuner::candidates(op)[0]);

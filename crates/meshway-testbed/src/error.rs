@@ -13,7 +13,7 @@ pub enum TestbedError {
     #[error("--prefix must be 2 to 6 ASCII letters or digits, got {given:?}")]
     BadPrefix { given: String },
     #[error(
-        "fabric too big for a testbed on this machine: {namespaces} namespaces and {links} links, the limit is {max_namespaces} namespaces and {max_links} links (see README: Testbed)"
+        "fabric too big for a testbed on this machine: {namespaces} namespaces and {links} links, the limit is {max_namespaces} namespaces and {max_links} links (see docs/testbed.md)"
     )]
     TooBig { namespaces: usize, links: usize, max_namespaces: usize, max_links: usize },
     #[error("{node} has no links")]
