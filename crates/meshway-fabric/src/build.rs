@@ -742,13 +742,25 @@ fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, F
 pub fn build_scenario(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> {
     if let Some(fc) = &sc.config.fabric {
         let ctx = Ctx::new(&sc.file, &sc.text, "fabric", 0, "fabric");
-        if fc.kind == FabricKind::Custom {
-            return build_custom(fc, cat, &ctx);
+        if let Some(g) = &fc.gpu {
+            if cat.gpu_model(g).is_none() {
+                let names: Vec<&str> = cat.gpu.iter().map(|m| m.name.as_str()).collect();
+                let hint = closest(g, &names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
+                return Err(
+                    ctx.invalid("gpu", format!("unknown GPU model {g:?}, expected one of {}{hint}", names.join(", ")))
+                );
+            }
         }
-        if !fc.node.is_empty() || !fc.link.is_empty() {
-            return Err(ctx.invalid("node", "[[fabric.node]] and [[fabric.link]] are only for kind = \"custom\""));
-        }
-        return Ok(build_family(fc, cat, &ctx, 0)?.fabric);
+        let mut f = if fc.kind == FabricKind::Custom {
+            build_custom(fc, cat, &ctx)?
+        } else {
+            if !fc.node.is_empty() || !fc.link.is_empty() {
+                return Err(ctx.invalid("node", "[[fabric.node]] and [[fabric.link]] are only for kind = \"custom\""));
+            }
+            build_family(fc, cat, &ctx, 0)?.fabric
+        };
+        f.gpu = fc.gpu.clone();
+        return Ok(f);
     }
     if sc.config.site.iter().all(|s| s.fabric.is_none()) {
         let top = Ctx::new(&sc.file, &sc.text, "site", 0, "site[1]");

@@ -88,6 +88,9 @@ pub struct SwitchModel {
     pub buffer: Bytes,
     pub power_w: f64,
     pub price_usd: f64,
+    /// In-network reduction (NVIDIA SHARP): NCCL's CollNet can reduce in these switches.
+    #[serde(default)]
+    pub sharp: bool,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -155,10 +158,23 @@ pub struct Nic {
     pub description: String,
     pub ports: u32,
     pub rate: BitsPerSec,
+    /// The payload rate NCCL reaches through this NIC (PCIe and NIC limits); collectives
+    /// run their network messages at this share of the line rate. Absent: the line rate.
+    pub achievable: Option<BitsPerSec>,
     pub power_w: f64,
     pub price_usd: f64,
     pub source: Option<String>,
     pub assumption: Option<String>,
+}
+
+impl Nic {
+    /// Achievable payload rate over the line rate (1 when not given).
+    pub fn efficiency(&self) -> f64 {
+        match self.achievable {
+            Some(a) if self.rate.0 > 0 => (a.0 as f64 / self.rate.0 as f64).min(1.0),
+            _ => 1.0,
+        }
+    }
 }
 
 /// A transport profile for the simulator.
@@ -228,6 +244,14 @@ pub struct ProtocolModel {
     pub tree_base_latency: meshway_units::Nanos,
     pub tree_nvlink_step: meshway_units::Nanos,
     pub tree_network_step: meshway_units::Nanos,
+    /// NVLS (NVLink SHARP, reduction in the NVSwitch): latency of the intra-host stage;
+    /// absent when the protocol cannot run NVLS (NCCL runs it with Simple only).
+    pub nvls_latency: Option<meshway_units::Nanos>,
+    /// NVLS-tree: latency per network step of the tree across hosts.
+    pub nvls_tree_network_step: Option<meshway_units::Nanos>,
+    /// CollNet (in-network reduction in SHARP switches): latency of the network stage;
+    /// absent when the protocol cannot run CollNet (Simple only).
+    pub collnet_latency: Option<meshway_units::Nanos>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -239,6 +263,15 @@ pub struct GpuModel {
     pub name: String,
     /// Dense BF16 peak, FLOP/s.
     pub peak_flops: f64,
+    /// NVLink bandwidth per GPU, each direction, that NCCL reaches (its topology model's
+    /// per-link figure times the links); collectives run NVLink messages at this rate when
+    /// it is below the fabric's `nvlink`. Absent: the fabric's rate.
+    pub nvlink_achievable: Option<BitsPerSec>,
+    /// NVLink SHARP (NVLS): the NVSwitch of this GPU's hosts reduces and multicasts; the
+    /// value is NCCL's NVLS efficiency factor. Absent: no NVLS.
+    pub nvls_efficiency: Option<f64>,
+    /// CollNet (SHARP switches): NCCL's bandwidth factor for this GPU generation.
+    pub collnet_efficiency: Option<f64>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -382,6 +415,9 @@ impl Catalog {
         }
         for n in &self.nic {
             provenance("nic", &n.name, &n.source, &n.assumption)?;
+            if n.achievable.is_some_and(|a| a.0 == 0 || a.0 > n.rate.0) {
+                return Err(bad(format!("nic {:?}", n.name), "achievable must be positive and at most the rate"));
+            }
         }
         for t in &self.transport {
             provenance("transport", &t.name, &t.source, &t.assumption)?;
@@ -393,6 +429,14 @@ impl Catalog {
             provenance("gpu", &g.name, &g.source, &g.assumption)?;
             if g.peak_flops.is_nan() || g.peak_flops <= 0.0 {
                 return Err(bad(format!("gpu {:?}", g.name), "peak-flops must be positive"));
+            }
+            for (key, v) in [("nvls-efficiency", g.nvls_efficiency), ("collnet-efficiency", g.collnet_efficiency)] {
+                if v.is_some_and(|v| !(v > 0.0 && v <= 1.0)) {
+                    return Err(bad(format!("gpu {:?}", g.name), &format!("{key} must be in (0, 1]")));
+                }
+            }
+            if g.nvlink_achievable.is_some_and(|r| r.0 == 0) {
+                return Err(bad(format!("gpu {:?}", g.name), "nvlink-achievable must be positive"));
             }
         }
         for p in &self.protocol {

@@ -69,6 +69,9 @@ pub struct FabricConfig {
     pub nic: Option<BitsPerSec>,
     /// Intra-host NVLink bandwidth per GPU, each direction.
     pub nvlink: Option<BitsPerSec>,
+    /// The GPU model (a catalog [[gpu]] name, such as "h100-sxm"): its achievable NVLink
+    /// rate and whether its NVSwitch reduces (NVLS). Default: `[simulation] gpu-model`.
+    pub gpu: Option<String>,
     /// Independent network planes; each NIC has one port into each plane.
     pub planes: Option<u32>,
     /// Switch-to-switch link rate; defaults to the per-plane NIC rate.

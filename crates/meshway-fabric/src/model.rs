@@ -145,6 +145,9 @@ pub struct Fabric {
     pub groups: Vec<Group>,
     pub group_kind: String,
     pub planes: u16,
+    /// The GPU model the scenario names (a catalog [[gpu]]); None: the catalog's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
     #[serde(skip)]
     adj_start: Vec<u32>,
     #[serde(skip)]
@@ -163,6 +166,7 @@ impl Fabric {
             groups: Vec::new(),
             group_kind: String::new(),
             planes: 1,
+            gpu: None,
             adj_start: Vec::new(),
             adj: Vec::new(),
         }

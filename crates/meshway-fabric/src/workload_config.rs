@@ -152,6 +152,12 @@ pub enum AlgorithmConfig {
     Hierarchical,
     SiteHierarchical,
     Direct,
+    /// NVLink SHARP: the NVSwitch reduces (one host; across hosts with SHARP switches).
+    Nvls,
+    /// NVLS inside each host, a double binary tree across hosts.
+    NvlsTree,
+    /// In-network reduction in SHARP switches across hosts (NCCL's CollNet).
+    Collnet,
 }
 
 /// The NCCL protocol of a collective.

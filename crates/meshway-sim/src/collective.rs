@@ -14,7 +14,7 @@
 //! buffer size of all-reduce and broadcast, the total output of all-gather, the total input
 //! of reduce-scatter, and each rank's send buffer of all-to-all.
 
-use crate::program::{Msg, MsgId, Program};
+use crate::program::{Leg, Msg, MsgId, Program};
 use crate::topo::Topology;
 use crate::CollectiveError;
 use meshway_units::Nanos;
@@ -34,6 +34,14 @@ pub enum Algo {
     SiteHierarchical,
     /// All-to-all and send/recv: every message directly.
     Direct,
+    /// NVLink SHARP: every GPU sends its buffer into the NVSwitch, which reduces and
+    /// multicasts the result back (one host; across hosts the shards meet in SHARP switches).
+    Nvls,
+    /// NVLS inside each host, a double binary tree of shards across hosts.
+    NvlsTree,
+    /// CollNet: ring reduce-scatter inside each host, each GPU's shard reduced in the SHARP
+    /// switches, ring all-gather inside each host.
+    Collnet,
 }
 
 impl Algo {
@@ -48,6 +56,9 @@ impl Algo {
             C::Hierarchical => Algo::Hierarchical,
             C::SiteHierarchical => Algo::SiteHierarchical,
             C::Direct => Algo::Direct,
+            C::Nvls => Algo::Nvls,
+            C::NvlsTree => Algo::NvlsTree,
+            C::Collnet => Algo::Collnet,
         })
     }
 
@@ -59,6 +70,9 @@ impl Algo {
             Algo::Hierarchical => "hierarchical",
             Algo::SiteHierarchical => "site-hierarchical",
             Algo::Direct => "direct",
+            Algo::Nvls => "nvls",
+            Algo::NvlsTree => "nvls-tree",
+            Algo::Collnet => "collnet",
         }
     }
 }
@@ -103,6 +117,40 @@ pub struct CollSpec {
     /// The protocol's bandwidth efficiency and latencies ([`Proto::TRANSPORT`]: every step
     /// pays `alpha`, payload only).
     pub proto: Proto,
+    /// The rates NCCL reaches on this hardware and the reductions it offers.
+    pub hw: Hardware,
+}
+
+/// What the hardware lets a collective reach: the achievable share of the NVLink and NIC
+/// line rates (messages carry `bytes / share`), and the switches that reduce.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hardware {
+    /// The GPU model's name, for messages.
+    pub gpu: String,
+    /// Achievable NVLink rate over the fabric's NVLink rate (at most 1).
+    pub nvlink: f64,
+    /// Achievable NIC payload rate over the NIC's line rate (at most 1).
+    pub nic: f64,
+    /// NVLS: the NVSwitch reduces, at this efficiency (None: it does not).
+    pub nvls: Option<f64>,
+    /// CollNet: every network switch is SHARP capable; NCCL's efficiency factor.
+    pub collnet: Option<f64>,
+}
+
+impl Default for Hardware {
+    /// Line rates, no in-network reduction.
+    fn default() -> Hardware {
+        Hardware { gpu: String::new(), nvlink: 1.0, nic: 1.0, nvls: None, collnet: None }
+    }
+}
+
+/// `bytes` carried at `share` of the line rate: the bytes a line-rate link must move.
+fn at_share(bytes: u64, share: f64) -> u64 {
+    if share > 0.0 && share < 1.0 {
+        (bytes as f64 / share).ceil() as u64
+    } else {
+        bytes
+    }
 }
 
 /// An NCCL protocol as the simulator applies it: bytes on the wire are `payload /
@@ -115,6 +163,11 @@ pub struct Proto {
     pub efficiency: f64,
     pub ring: [Nanos; 3],
     pub tree: [Nanos; 3],
+    /// NVLS intra-host latency, NVLS-tree network step, CollNet network latency (None: the
+    /// protocol cannot run those algorithms).
+    pub nvls: Option<Nanos>,
+    pub nvls_tree_step: Option<Nanos>,
+    pub collnet: Option<Nanos>,
 }
 
 impl Default for Proto {
@@ -126,8 +179,15 @@ impl Default for Proto {
 impl Proto {
     /// No protocol model: every message pays the transport's alpha, payload only, no base
     /// latency (training steps and multi-site jobs, and collectives before protocols).
-    pub const TRANSPORT: Proto =
-        Proto { name: String::new(), efficiency: 1.0, ring: [Nanos::ZERO; 3], tree: [Nanos::ZERO; 3] };
+    pub const TRANSPORT: Proto = Proto {
+        name: String::new(),
+        efficiency: 1.0,
+        ring: [Nanos::ZERO; 3],
+        tree: [Nanos::ZERO; 3],
+        nvls: None,
+        nvls_tree_step: None,
+        collnet: None,
+    };
 
     /// From a catalog entry.
     pub fn from_model(p: &meshway_fabric::catalog::ProtocolModel) -> Proto {
@@ -136,6 +196,9 @@ impl Proto {
             efficiency: p.efficiency,
             ring: [p.ring_base_latency, p.ring_nvlink_step, p.ring_network_step],
             tree: [p.tree_base_latency, p.tree_nvlink_step, p.tree_network_step],
+            nvls: p.nvls_latency,
+            nvls_tree_step: p.nvls_tree_network_step,
+            collnet: p.collnet_latency,
         }
     }
 
@@ -155,7 +218,7 @@ impl Proto {
 
 impl CollSpec {
     fn table(&self) -> &[Nanos; 3] {
-        if self.algo == Algo::Tree {
+        if matches!(self.algo, Algo::Tree | Algo::NvlsTree) {
             &self.proto.tree
         } else {
             &self.proto.ring
@@ -170,14 +233,17 @@ impl CollSpec {
         let t = self.table();
         if local {
             t[1]
+        } else if self.algo == Algo::NvlsTree {
+            self.proto.nvls_tree_step.unwrap_or(t[2]).max(self.alpha)
         } else {
             t[2].max(self.alpha)
         }
     }
 
-    /// The protocol's base latency per collective.
+    /// The protocol's base latency per collective (none for NVLS, NVLS-tree and CollNet,
+    /// whose latency is their own, as in NCCL's tuning model).
     pub fn base_latency(&self) -> Nanos {
-        if self.proto.is_transport() {
+        if self.proto.is_transport() || matches!(self.algo, Algo::Nvls | Algo::NvlsTree | Algo::Collnet) {
             Nanos::ZERO
         } else {
             self.table()[0]
@@ -227,6 +293,13 @@ struct Ring {
 /// Groups `ranks` by host, keeping order. Returns None unless every host has the same number
 /// of ranks, at least two hosts and two ranks each.
 fn host_groups(topo: &dyn Topology, ranks: &[u32]) -> Option<Vec<Vec<u32>>> {
+    let groups = by_host(topo, ranks)?;
+    (groups.len() >= 2 && groups[0].len() >= 2).then_some(groups)
+}
+
+/// Groups `ranks` by host, keeping order, when every host holds the same number of them
+/// and a host's ranks are contiguous.
+fn by_host(topo: &dyn Topology, ranks: &[u32]) -> Option<Vec<Vec<u32>>> {
     let mut groups: Vec<Vec<u32>> = Vec::new();
     let mut host = u32::MAX;
     for &r in ranks {
@@ -241,7 +314,7 @@ fn host_groups(topo: &dyn Topology, ranks: &[u32]) -> Option<Vec<Vec<u32>>> {
         groups.last_mut()?.push(r);
     }
     let g = groups.first()?.len();
-    (groups.len() >= 2 && g >= 2 && groups.iter().all(|x| x.len() == g)).then_some(groups)
+    groups.iter().all(|x| x.len() == g).then_some(groups)
 }
 
 /// `c` rings over `ranks`. On multi-GPU hosts ring `j` enters each host at local GPU `j`,
@@ -373,14 +446,20 @@ pub fn build(
 ) -> Result<Built, CollectiveError> {
     let first = prog.msgs.len();
     let mut built = build_steps(prog, topo, spec, after)?;
-    if !spec.proto.is_transport() {
-        for m in &mut prog.msgs[first..] {
-            if !m.is_wait() && m.alpha.is_none() {
-                m.bytes = spec.proto.wire_bytes(m.bytes);
-                let local = m.via.is_none() && topo.local(m.src, m.dst);
-                m.alpha = Some(spec.step_alpha(local));
-            }
+    let transport = spec.proto.is_transport();
+    for m in &mut prog.msgs[first..] {
+        // Messages to and from a reducing switch were written with their own rates.
+        if m.is_wait() || m.leg != Leg::Path || m.alpha.is_some() {
+            continue;
         }
+        let local = m.via.is_none() && topo.local(m.src, m.dst);
+        m.bytes = at_share(m.bytes, if local { spec.hw.nvlink } else { spec.hw.nic });
+        if !transport {
+            m.bytes = spec.proto.wire_bytes(m.bytes);
+            m.alpha = Some(spec.step_alpha(local));
+        }
+    }
+    if !transport {
         built.done = prog.barrier(vec![built.done], spec.base_latency());
     }
     Ok(built)
@@ -463,6 +542,8 @@ fn build_steps(
             Ok(Built { done, model, steps })
         }
         (Op::AllReduce, Algo::Tree) => Ok(tree(prog, topo, spec, after)),
+        (Op::AllReduce | Op::AllGather | Op::ReduceScatter, Algo::Nvls) => nvls(prog, topo, spec, after),
+        (Op::AllReduce, Algo::NvlsTree | Algo::Collnet) => in_network(prog, topo, spec, after),
         (Op::AllReduce, Algo::HalvingDoubling) => halving_doubling(prog, spec, after),
         (Op::AllReduce, Algo::Hierarchical) => hierarchical(prog, topo, spec, after),
         (Op::AllReduce, Algo::SiteHierarchical) => {
@@ -473,7 +554,7 @@ fn build_steps(
         (op, algo) => Err(CollectiveError::NotModeled {
             op: op.name(),
             algorithm: algo.name(),
-            hint: "all-gather and reduce-scatter use ring",
+            hint: "all-gather and reduce-scatter use ring, or nvls inside one host",
         }),
     }
 }
@@ -543,6 +624,201 @@ fn tree(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[M
             .saturating_sub(net),
     );
     Built { done: prog.barrier(last, term), model: Model::Steady, steps }
+}
+
+fn unsupported(algo: Algo, why: impl Into<String>) -> CollectiveError {
+    CollectiveError::Unsupported { algorithm: algo.name(), why: why.into() }
+}
+
+/// The NVLS efficiency of the hardware, or why it has none.
+fn nvls_efficiency(spec: &CollSpec) -> Result<f64, CollectiveError> {
+    spec.hw.nvls.ok_or_else(|| {
+        let gpu =
+            if spec.hw.gpu.is_empty() { "this GPU model".to_string() } else { format!("GPU model {:?}", spec.hw.gpu) };
+        unsupported(
+            spec.algo,
+            format!("{gpu} has no NVLink SHARP (NVLS needs a catalog [[gpu]] with nvls-efficiency: H100, H200, B200)"),
+        )
+    })
+}
+
+/// The CollNet efficiency of the hardware, or why it has none.
+fn collnet_efficiency(spec: &CollSpec) -> Result<f64, CollectiveError> {
+    spec.hw.collnet.ok_or_else(|| {
+        unsupported(
+            spec.algo,
+            "the fabric's switches do not reduce (CollNet needs switch models with sharp = true, such as quantum2-qm9700)",
+        )
+    })
+}
+
+/// A latency the protocol gives for this algorithm, or why it cannot run it.
+fn proto_latency(spec: &CollSpec, lat: Option<Nanos>) -> Result<Nanos, CollectiveError> {
+    if spec.proto.is_transport() {
+        return Ok(Nanos::ZERO);
+    }
+    lat.ok_or_else(|| {
+        unsupported(spec.algo, format!("NCCL runs it with protocol simple only, not {}", spec.proto.name))
+    })
+}
+
+/// Messages between every rank of `ranks` and its NVSwitch (`up` bytes in, `down` out) or
+/// its leaf switch (`nic`), at `share` of the line rate, spread over `channels` ports.
+#[allow(clippy::too_many_arguments)]
+fn legs(
+    prog: &mut Program,
+    ranks: &[u32],
+    nic: bool,
+    up: u64,
+    down: u64,
+    share: f64,
+    channels: u32,
+    after: &[MsgId],
+    out: &mut Vec<MsgId>,
+) {
+    let (lu, ld) = if nic { (Leg::NicUp, Leg::NicDown) } else { (Leg::NvlinkUp, Leg::NvlinkDown) };
+    let c = u64::from(channels.max(1));
+    for &r in ranks {
+        for ch in 0..c {
+            for (leg, bytes) in [(lu, up), (ld, down)] {
+                let part = bytes / c + u64::from(ch < bytes % c);
+                if part == 0 {
+                    continue;
+                }
+                let mut m = Msg::leg(r, leg, at_share(part, share));
+                m.channel = ch as u32;
+                m.alpha = Some(Nanos::ZERO);
+                m.deps = after.to_vec();
+                out.push(prog.push(m));
+            }
+        }
+    }
+}
+
+/// Checks that every rank has the link a leg needs.
+fn check_attach(topo: &dyn Topology, spec: &CollSpec, leg: Leg, what: &str) -> Result<(), CollectiveError> {
+    match spec.ranks.iter().find(|&&r| topo.attach(r, leg, 0).is_none()) {
+        Some(&r) => Err(unsupported(spec.algo, format!("{} has no {what}", topo.rank_name(r)))),
+        None => Ok(()),
+    }
+}
+
+/// NVLS inside one host: every GPU sends into the NVSwitch what the switch reduces (and
+/// the share it multicasts) and receives the result: all-reduce `S + S/g` each way,
+/// reduce-scatter `S` in and `S/g` out, all-gather `S/g` in and `S` out, at the achievable
+/// NVLink rate times NCCL's NVLS efficiency; then the protocol's NVLS latency. Across
+/// hosts NVLS runs with CollNet, as NCCL's does ([`in_network`]).
+fn nvls(
+    prog: &mut Program,
+    topo: &mut dyn Topology,
+    spec: &CollSpec,
+    after: &[MsgId],
+) -> Result<Built, CollectiveError> {
+    let eff = nvls_efficiency(spec)?;
+    let groups = by_host(&*topo, &spec.ranks)
+        .ok_or_else(|| unsupported(spec.algo, "every host must hold the same number of the ranks, in a row"))?;
+    if groups.len() > 1 {
+        if spec.op != Op::AllReduce {
+            return Err(unsupported(spec.algo, "across hosts NVLS runs all-reduce only"));
+        }
+        return in_network(prog, topo, spec, after);
+    }
+    let lat = proto_latency(spec, spec.proto.nvls)?;
+    check_attach(&*topo, spec, Leg::NvlinkUp, "NVLink into an NVSwitch")?;
+    let (s, g) = (spec.size, spec.ranks.len() as u64);
+    let (up, down) = match spec.op {
+        Op::AllReduce => (s + s / g, s + s / g),
+        Op::ReduceScatter => (s, s / g),
+        _ => (s / g, s),
+    };
+    let mut all = Vec::with_capacity(2 * spec.ranks.len());
+    legs(prog, &spec.ranks, false, up, down, spec.hw.nvlink * eff, 1, after, &mut all);
+    Ok(Built { done: prog.barrier(all, lat), model: Model::Steady, steps: 1 })
+}
+
+/// All-reduce across hosts with a reduction in a switch, pipelined over chunks as the
+/// hierarchical all-reduce is: inside each host a reduce-scatter and an all-gather (NVLS
+/// for `nvls` and `nvls-tree`, a ring for `collnet`); across hosts each GPU's shard is
+/// reduced in the SHARP switches (`nvls`, `collnet`: the shard goes up the GPU's NIC and
+/// the result comes back, at the achievable NIC rate times NCCL's CollNet factor) or by a
+/// double binary tree over the GPUs of one local index (`nvls-tree`). The switches above
+/// the leaf carry one reduced stream per leaf, never more than a NIC; they are not
+/// simulated. The collective ends the protocol's NVLS and CollNet latencies after its last
+/// message.
+fn in_network(
+    prog: &mut Program,
+    topo: &mut dyn Topology,
+    spec: &CollSpec,
+    after: &[MsgId],
+) -> Result<Built, CollectiveError> {
+    let nv = matches!(spec.algo, Algo::Nvls | Algo::NvlsTree);
+    let sharp = matches!(spec.algo, Algo::Nvls | Algo::Collnet);
+    let nv_eff = if nv { nvls_efficiency(spec)? } else { 1.0 };
+    let cn_eff = if sharp { collnet_efficiency(spec)? } else { 1.0 };
+    let mut lat = Nanos::ZERO;
+    if nv {
+        lat += proto_latency(spec, spec.proto.nvls)?;
+    }
+    if sharp {
+        lat += proto_latency(spec, spec.proto.collnet)?;
+    }
+    let groups = host_groups(&*topo, &spec.ranks).ok_or_else(|| {
+        unsupported(spec.algo, "needs at least 2 hosts with the same number (at least 2) of the ranks each")
+    })?;
+    if nv {
+        check_attach(&*topo, spec, Leg::NvlinkUp, "NVLink into an NVSwitch")?;
+    }
+    if sharp {
+        check_attach(&*topo, spec, Leg::NicUp, "NIC")?;
+    }
+    let g = groups[0].len();
+    let k = spec.pipeline.chunks(spec.size, g as u64);
+    let part = spec.size.div_ceil(k).max(1);
+    let shard = part.div_ceil(g as u64).max(1);
+    let intra: Vec<Ring> = groups.iter().map(|grp| Ring { members: grp.clone(), via: vec![None; g] }).collect();
+    let model = pick_model(spec, k * 2 * (g as u64 - 1) * spec.ranks.len() as u64);
+    let nv_share = spec.hw.nvlink * nv_eff;
+    let mut steps = 1u32;
+    let mut prev_a: Vec<MsgId> = after.to_vec();
+    let mut dones = Vec::with_capacity(k as usize);
+    for _ in 0..k {
+        // Inside each host: reduce-scatter of the part.
+        let a = if nv {
+            let mut m = Vec::new();
+            legs(prog, &spec.ranks, false, part, shard, nv_share, 1, &prev_a, &mut m);
+            prog.barrier(m, Nanos::ZERO)
+        } else {
+            ring_phase(prog, topo, &intra, shard, (g - 1) as u32, &prev_a, model, spec)
+        };
+        // Across hosts: each shard reduced in the network or by a tree.
+        let b = if sharp {
+            let mut m = Vec::new();
+            legs(prog, &spec.ranks, true, shard, shard, spec.hw.nic * cn_eff, spec.channels, &[a], &mut m);
+            prog.barrier(m, Nanos::ZERO)
+        } else {
+            let mut trees = Vec::with_capacity(g);
+            for j in 0..g {
+                let ranks: Vec<u32> = groups.iter().map(|grp| grp[j]).collect();
+                let sub = CollSpec { ranks, size: shard, ..spec.clone() };
+                let t = tree(prog, topo, &sub, &[a]);
+                steps = t.steps;
+                trees.push(t.done);
+            }
+            prog.barrier(trees, Nanos::ZERO)
+        };
+        // Inside each host: all-gather of the part.
+        let c = if nv {
+            let mut m = Vec::new();
+            legs(prog, &spec.ranks, false, shard, part, nv_share, 1, &[b], &mut m);
+            prog.barrier(m, Nanos::ZERO)
+        } else {
+            ring_phase(prog, topo, &intra, shard, (g - 1) as u32, &[b], model, spec)
+        };
+        dones.push(c);
+        prev_a = vec![a];
+    }
+    let intra_steps = if nv { 2 } else { 2 * (g - 1) as u32 };
+    Ok(Built { done: prog.barrier(dones, lat), model: Model::Steady, steps: intra_steps + steps })
 }
 
 /// Recursive halving (reduce-scatter) then doubling (all-gather), step by step.

@@ -57,6 +57,9 @@ pub enum CollectiveError {
     SiteHierarchicalNeedsAllReduce { op: &'static str },
     #[error("a site-hierarchical all-reduce needs the same number of ranks at every site, got {first} and {other}")]
     UnevenSites { first: usize, other: usize },
+    /// The hardware or the protocol cannot run the algorithm.
+    #[error("algorithm {algorithm} cannot run here: {why}")]
+    Unsupported { algorithm: &'static str, why: String },
     #[error("hierarchical all-reduce needs at least 2 hosts with the same number (at least 2) of ranks each")]
     UnevenHosts,
     /// A collective simulated alone (a training step's TP or EP group) failed in the engine.

@@ -3,7 +3,7 @@
 //! and again when a link on them fails.
 
 use crate::engine::{FlowId, FlowSpec, LinkId as Arc, LinkView, Router, Simulation};
-use crate::program::Program;
+use crate::program::{Leg, Program};
 use crate::result::Stall;
 use crate::topo::{mix, Choice, Topology};
 use crate::SimError;
@@ -99,6 +99,8 @@ struct Route {
     dst: u32,
     via: u32,
     choice: Choice,
+    leg: Leg,
+    channel: u32,
 }
 
 const NO_VIA: u32 = u32::MAX;
@@ -113,6 +115,10 @@ impl ProgramRouter<'_> {
     fn path_of(&mut self, flow: FlowId, live: Option<&LinkView<'_>>) -> Option<Vec<Arc>> {
         let r = self.routes.get(flow.index())?.as_ref()?;
         let (src, dst, via, choice) = (r.src, r.dst, r.via, r.choice);
+        if r.leg != Leg::Path {
+            let rank = if matches!(r.leg, Leg::NvlinkUp | Leg::NicUp) { src } else { dst };
+            return self.topo.attach(rank, r.leg, r.channel).map(|a| vec![a]);
+        }
         if via == NO_VIA {
             return self.topo.path(src, dst, choice, live);
         }
@@ -187,7 +193,14 @@ pub fn execute(
                 FlowSpec::new(Vec::new(), Bytes(wire), SimTime(m.start.0)).after(deps.clone(), m.delay + alpha)
             };
             sim.add_flow(spec.tag(m.tag).last_packet(mtu_packet).routed())?;
-            routes.push(Some(Route { src: m.src, dst: m.dst, via: m.via.unwrap_or(NO_VIA), choice }));
+            routes.push(Some(Route {
+                src: m.src,
+                dst: m.dst,
+                via: m.via.unwrap_or(NO_VIA),
+                choice,
+                leg: m.leg,
+                channel: m.channel,
+            }));
         }
         let last = first + k;
         if k == 1 {

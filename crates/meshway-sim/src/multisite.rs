@@ -265,6 +265,7 @@ impl Runner<'_> {
                     packet: self.cfg.wire.mtu + self.cfg.wire.header,
                     pipeline: Default::default(),
                     proto: Default::default(),
+                    hw: Default::default(),
                 };
                 let b = if let Some(sites) = sites {
                     site_all_reduce(&mut prog, &mut topo, &spec, sites, &[])

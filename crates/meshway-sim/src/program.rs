@@ -33,6 +33,25 @@ pub struct Msg {
     /// Endpoint latency this message pays before it starts, when not the transport's
     /// (a collective's protocol sets one per step, NVLink or network).
     pub alpha: Option<Nanos>,
+    /// Which links the message crosses: the path between two ranks, or one link between a
+    /// GPU and the switch that reduces (NVLS in the NVSwitch, SHARP in the leaf).
+    pub leg: Leg,
+}
+
+/// The links a message crosses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Leg {
+    /// The routed path from `src` to `dst`.
+    #[default]
+    Path,
+    /// `src`'s NVLink into its host's NVSwitch.
+    NvlinkUp,
+    /// The NVSwitch's NVLink into `dst`.
+    NvlinkDown,
+    /// `src`'s NIC port (plane `channel mod planes`) into its leaf switch.
+    NicUp,
+    /// The leaf switch's link into `dst`'s NIC port.
+    NicDown,
 }
 
 impl Msg {
@@ -48,11 +67,18 @@ impl Msg {
             tag: 0,
             channel: 0,
             alpha: None,
+            leg: Leg::Path,
         }
     }
 
+    /// `bytes` over one link between a GPU and the switch that reduces: from `rank` for the
+    /// up legs, to `rank` for the down legs.
+    pub fn leg(rank: u32, leg: Leg, bytes: u64) -> Msg {
+        Msg { leg, ..Msg::send(rank, rank, bytes.max(1)) }
+    }
+
     pub fn wait(deps: Vec<MsgId>, delay: Nanos) -> Msg {
-        Msg { src: 0, dst: 0, bytes: 0, via: None, deps, delay, start: Nanos::ZERO, tag: 0, channel: 0, alpha: None }
+        Msg { deps, delay, ..Msg::send(0, 0, 0) }
     }
 
     pub fn is_wait(&self) -> bool {

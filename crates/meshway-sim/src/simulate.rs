@@ -14,7 +14,7 @@ use meshway_fabric::config::{RoutingKind, TransportKind};
 use meshway_fabric::error::closest;
 use meshway_fabric::scenario::Ctx;
 use meshway_fabric::workload_config::{CollModelConfig, ProtocolConfig, RankRef, WorkloadConfig, WorkloadKind};
-use meshway_fabric::{Catalog, Fabric, FabricError, Scenario};
+use meshway_fabric::{Catalog, Fabric, FabricError, LinkClass, NodeId, NodeKind, Scenario};
 use meshway_units::{BitsPerSec, Bytes, Nanos, SimTime};
 use serde::Serialize;
 
@@ -305,6 +305,41 @@ fn derangement(n: usize, seed: u64) -> Vec<u32> {
     p
 }
 
+/// What NCCL reaches on this fabric's hardware: the GPU model's achievable NVLink rate
+/// over the fabric's, the NIC's achievable rate over its line rate, NVLS when the GPU
+/// model has it, CollNet when every network switch is SHARP capable.
+pub fn hardware(fabric: &Fabric, cat: &Catalog) -> collective::Hardware {
+    let name = fabric.gpu.as_deref().unwrap_or(&cat.simulation.gpu_model);
+    let gpu = cat.gpu_model(name);
+    let mut nvlink_rate = None;
+    let mut nic_rate: Option<u64> = None;
+    if let Some(g) = fabric.gpus().next() {
+        for &(_, l) in fabric.neighbors(g) {
+            let link = fabric.link(l);
+            match link.class {
+                LinkClass::Nvlink => nvlink_rate = Some(link.rate),
+                LinkClass::Nic => *nic_rate.get_or_insert(0) += link.rate.0,
+                _ => {}
+            }
+        }
+    }
+    let nvlink = match (gpu.and_then(|g| g.nvlink_achievable), nvlink_rate) {
+        (Some(a), Some(r)) if r.0 > 0 => (a.0 as f64 / r.0 as f64).min(1.0),
+        _ => 1.0,
+    };
+    let nic = nic_rate.and_then(|r| cat.nic.iter().find(|n| n.rate.0 == r)).map_or(1.0, |n| n.efficiency());
+    let sharp = fabric.nodes.iter().enumerate().filter(|(i, n)| !n.is_gpu() && !fabric.is_nvswitch(NodeId(*i as u32))).all(
+        |(_, n)| matches!(n.kind, NodeKind::Switch { model, .. } if cat.switch.get(model as usize).is_some_and(|m| m.sharp)),
+    );
+    collective::Hardware {
+        gpu: name.to_string(),
+        nvlink,
+        nic,
+        nvls: gpu.and_then(|g| g.nvls_efficiency),
+        collnet: if sharp { gpu.map(|g| g.collnet_efficiency.unwrap_or(1.0)) } else { None },
+    }
+}
+
 /// The collective a `kind = "collective"` table describes.
 fn collective_kind(
     w: &WorkloadConfig,
@@ -316,7 +351,7 @@ fn collective_kind(
     let op = w.op.unwrap_or(Op::AllReduce);
     let chosen = w.algorithm.and_then(Algo::from_config);
     let auto = chosen.is_none();
-    let algo = chosen.unwrap_or(tuner::candidates(op)[0]);
+    let algo = chosen.unwrap_or(Algo::Ring);
     let model = match w.model {
         None | Some(CollModelConfig::Auto) => None,
         Some(CollModelConfig::Steps) => Some(Model::Steps),
@@ -349,6 +384,7 @@ fn collective_kind(
         pipeline: collective::Pipeline { depth: cat.simulation.pipeline_depth, chunk: cat.simulation.pipeline_chunk.0 },
         // Set when the workload is written (the scenario's protocol or the tuner's).
         proto: collective::Proto::TRANSPORT,
+        hw: hardware(setup.fabric, cat),
     };
     let protocol = match w.protocol.and_then(ProtocolConfig::name) {
         None => None,
@@ -725,7 +761,8 @@ fn tune(
 ) -> Result<Option<Choice>, SimulateError> {
     let Kind::Collective { spec, auto, protocol, .. } = &w.kind else { return Ok(None) };
     let spec = on_wire(spec, &cfg.wire, size);
-    let algos: Vec<Algo> = if *auto { tuner::candidates(spec.op).to_vec() } else { vec![spec.algo] };
+    let multi_host = spec.ranks.iter().any(|&r| topo.host_of(r) != topo.host_of(spec.ranks[0]));
+    let algos: Vec<Algo> = if *auto { tuner::candidates(spec.op, &spec.hw, multi_host) } else { vec![spec.algo] };
     let protos: Vec<collective::Proto> = match protocol {
         Some(p) => vec![p.clone()],
         None => cat.protocol.iter().map(collective::Proto::from_model).collect(),

@@ -11,6 +11,7 @@
 //! follow distances over the links that are up, as routing does once it has converged.
 
 use crate::engine::{LinkId as Arc, LinkView, Network};
+use crate::program::Leg;
 use meshway_fabric::catalog::Catalog;
 use meshway_fabric::routing::switch_latencies;
 use meshway_fabric::{Fabric, LinkClass, NodeId, NodeKind};
@@ -72,6 +73,11 @@ pub trait Topology {
     fn is_network_arc(&self, arc: Arc) -> bool;
     /// Capacity and latency of an arc.
     fn arc_spec(&self, arc: Arc) -> (BitsPerSec, Nanos);
+    /// The one link of a [`Leg`] other than a path: between `rank` and its NVSwitch or
+    /// leaf, NIC port `channel mod ports`. None when the rank has no such link.
+    fn attach(&self, _rank: u32, _leg: Leg, _channel: u32) -> Option<Arc> {
+        None
+    }
 
     /// Zero-load latency of one `packet` from `src` to `dst` (optionally relayed by `via`) on
     /// the path ECMP key 0 takes: arc latencies plus the packet's serialization at the
@@ -365,6 +371,30 @@ impl<'f> FabricTopo<'f> {
 }
 
 impl Topology for FabricTopo<'_> {
+    fn attach(&self, rank: u32, leg: Leg, channel: u32) -> Option<Arc> {
+        let f = self.fabric;
+        let gpu = *self.ranks.get(rank as usize)?;
+        let class = match leg {
+            Leg::Path => return None,
+            Leg::NvlinkUp | Leg::NvlinkDown => LinkClass::Nvlink,
+            Leg::NicUp | Leg::NicDown => LinkClass::Nic,
+        };
+        let mut ports: Vec<(u16, NodeId, meshway_fabric::LinkId)> = f
+            .neighbors(gpu)
+            .iter()
+            .filter(|(_, l)| f.link(*l).class == class)
+            .map(|&(n, l)| (f.node(n).plane, n, l))
+            .collect();
+        if ports.is_empty() {
+            return None;
+        }
+        ports.sort_unstable_by_key(|p| (p.0, p.2 .0));
+        let (_, other, link) = ports[channel as usize % ports.len()];
+        Some(match leg {
+            Leg::NvlinkUp | Leg::NicUp => self.arc(link, gpu),
+            _ => self.arc(link, other),
+        })
+    }
     fn fork(&self) -> Option<Box<dyn Topology + Send + '_>> {
         Some(Box::new(self.clone()))
     }
@@ -474,6 +504,16 @@ impl IdealTopo {
 }
 
 impl Topology for IdealTopo {
+    fn attach(&self, rank: u32, leg: Leg, _channel: u32) -> Option<Arc> {
+        let r = rank as usize;
+        let (base, rate) = match leg {
+            Leg::Path => return None,
+            Leg::NicUp | Leg::NicDown => (0, *self.nic.get(r)?),
+            Leg::NvlinkUp | Leg::NvlinkDown => (2, *self.nvlink.get(r)?),
+        };
+        let down = u32::from(matches!(leg, Leg::NicDown | Leg::NvlinkDown));
+        (rate.0 > 0).then_some(Arc(4 * rank + base + down))
+    }
     fn fork(&self) -> Option<Box<dyn Topology + Send + '_>> {
         Some(Box::new(self.clone()))
     }

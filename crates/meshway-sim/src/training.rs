@@ -264,6 +264,7 @@ fn lone_collective(
         packet: cfg.wire.mtu + cfg.wire.header,
         pipeline: Default::default(),
         proto: Default::default(),
+        hw: Default::default(),
     };
     let b = collective::build(&mut prog, topo, &spec, &[])?;
     let what = if op == Op::AllToAll { "expert-parallel" } else { "tensor-parallel" };
@@ -382,6 +383,7 @@ pub fn write(
                     packet: cfg.wire.mtu + cfg.wire.header,
                     pipeline: Default::default(),
                     proto: Default::default(),
+                    hw: Default::default(),
                 };
                 let b = match &s.site_of_rank {
                     Some(sites) => collective::site_all_reduce(prog, topo, &spec, sites, &[gate])?,

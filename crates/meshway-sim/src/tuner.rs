@@ -8,7 +8,7 @@
 //! predicts with a closed-form model, the choice comes from the same simulation that then
 //! runs it, so it is the fastest of the candidates by construction.
 
-use crate::collective::{self, Algo, CollSpec, Op, Proto};
+use crate::collective::{self, Algo, CollSpec, Hardware, Op, Proto};
 use crate::exec::{execute, ExecConfig};
 use crate::program::Program;
 use crate::topo::Topology;
@@ -24,12 +24,28 @@ pub struct Candidate {
     pub time_ns: u64,
 }
 
-/// The algorithms weighed for `op`, in order of preference on ties.
-pub fn candidates(op: Op) -> &'static [Algo] {
+/// The algorithms weighed for `op` on this hardware, in order of preference on ties: NVLS
+/// where the GPUs' NVSwitch reduces (inside one host, or across hosts with SHARP
+/// switches), NVLS-tree across hosts, CollNet where the switches reduce.
+pub fn candidates(op: Op, hw: &Hardware, multi_host: bool) -> Vec<Algo> {
+    let nvls = hw.nvls.is_some() && (!multi_host || hw.collnet.is_some());
     match op {
-        Op::AllReduce => &[Algo::Ring, Algo::Tree, Algo::Hierarchical],
-        Op::AllToAll | Op::SendRecv => &[Algo::Direct],
-        Op::AllGather | Op::ReduceScatter | Op::Broadcast => &[Algo::Ring],
+        Op::AllReduce => {
+            let mut v = vec![Algo::Ring, Algo::Tree, Algo::Hierarchical];
+            if nvls {
+                v.push(Algo::Nvls);
+            }
+            if hw.nvls.is_some() && multi_host {
+                v.push(Algo::NvlsTree);
+            }
+            if hw.collnet.is_some() && multi_host {
+                v.push(Algo::Collnet);
+            }
+            v
+        }
+        Op::AllToAll | Op::SendRecv => vec![Algo::Direct],
+        Op::AllGather | Op::ReduceScatter if nvls && !multi_host => vec![Algo::Ring, Algo::Nvls],
+        Op::AllGather | Op::ReduceScatter | Op::Broadcast => vec![Algo::Ring],
     }
 }
 

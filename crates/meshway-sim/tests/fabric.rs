@@ -78,7 +78,10 @@ fn ring_all_reduce_matches_the_closed_form() {
         let mut topo = FabricTopo::new(&f, &cat, 1);
         let lat = topo.edge_latency(0, 1, None, 4096 + u64::from(roce.header_bytes)).0 as f64;
         let step = p.ring_network_step.0.max(roce.alpha.0) as f64 + lat;
-        let b = 400e9 * 4096.0 / (4096.0 + f64::from(roce.header_bytes)) * p.efficiency; // payload bit/s
+        // Payload bit/s: the NIC's achievable share of the line rate (catalog), headers, protocol.
+        let nic = cat.nic_for(meshway_units::BitsPerSec(400_000_000_000)).unwrap().efficiency();
+        assert!((nic - 0.96).abs() < 1e-9, "ConnectX-7: 48 of 50 GB/s");
+        let b = 400e9 * nic * 4096.0 / (4096.0 + f64::from(roce.header_bytes)) * p.efficiency;
         let nf = n as f64;
         let closed = 2.0 * (nf - 1.0) / nf * (size as f64 * 8.0) / b * 1e9
             + 2.0 * (nf - 1.0) * step
@@ -101,8 +104,10 @@ fn the_tuner_picks_the_fastest_candidate_it_evaluated() {
     let text = "[fabric]\nkind = \"rail-optimized\"\ngpus = 32\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"32MiB\"\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"4KiB\"\n[[workload]]\nkind = \"collective\"\nop = \"all-gather\"\nsize = \"32MiB\"\n";
     let r = run(text, &Options { no_ideal: true, ..Options::default() });
     for w in &r.workloads[..2] {
-        // Every algorithm NCCL weighs for all-reduce, with every protocol: 3 x 3.
-        assert_eq!(w.tuner.len(), 9, "{:?}", w.tuner);
+        // Every algorithm NCCL weighs for all-reduce, with every protocol (3 x 3), and
+        // NVLS-tree (H100 hosts), which runs with simple only.
+        assert_eq!(w.tuner.len(), 10, "{:?}", w.tuner);
+        assert_eq!(w.tuner.iter().filter(|c| c.algorithm == "nvls-tree").count(), 1);
         let best = w.tuner.iter().min_by_key(|c| c.time_ns).unwrap();
         assert_eq!(w.algorithm.as_deref(), Some(best.algorithm.as_str()));
         assert_eq!(w.protocol.as_deref(), Some(best.protocol.as_str()));
@@ -414,8 +419,10 @@ fn htsim_export_has_header_connections_and_triggers() {
     assert_eq!(lines[1], format!("Connections {}", 2 * 7 * 8));
     assert!(lines[2].starts_with("Triggers "));
     assert_eq!(fallback, 0);
-    // The first step starts after the simple protocol's network step latency (14 us).
-    assert!(lines[3].starts_with("0->1 id 1 start 14000000 size 1048576"), "{}", lines[3]);
+    // The first step starts after the simple protocol's network step latency (14 us), and
+    // carries its 1 MiB at the NIC's achievable 48 of 50 GB/s: 1 MiB / 0.96 bytes at line rate.
+    let size = (1048576f64 / 0.96).ceil() as u64;
+    assert!(lines[3].starts_with(&format!("0->1 id 1 start 14000000 size {size}")), "{}", lines[3]);
     assert!(cm.contains(" trigger ") && cm.contains("barrier count 2"));
 }
 
@@ -569,14 +576,23 @@ fn all_reduce_busbw_never_beats_what_a_gpu_can_send() {
     ];
     for (fabric, nic, nvlink) in fabrics {
         for size in ["4KiB", "1MiB", "64MiB"] {
-            for algo in ["ring", "tree", "hierarchical"] {
+            for algo in ["ring", "tree", "hierarchical", "nvls", "nvls-tree"] {
                 for proto in ["simple", "ll128", "ll"] {
+                    if algo.starts_with("nvls") && proto != "simple" {
+                        continue;
+                    }
                     let text = format!(
                         "{fabric}[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"{algo}\"\nprotocol = \"{proto}\"\nsize = \"{size}\"\n"
                     );
                     let Ok(r) = run_with(&text, &Options { no_ideal: true, ..Options::default() }, &[]) else {
-                        // Hierarchical needs several hosts of several GPUs.
-                        assert!(algo == "hierarchical" && fabric.contains("gpus-per-host = 1"), "{algo} {fabric}");
+                        // Hierarchical and NVLS-tree need several hosts of several GPUs; NVLS
+                        // across hosts needs SHARP switches.
+                        assert!(
+                            algo != "ring"
+                                && algo != "tree"
+                                && (fabric.contains("gpus-per-host = 1") || algo == "nvls"),
+                            "{algo} {fabric}"
+                        );
                         continue;
                     };
                     let busbw = r.workloads[0].busbw_gbps.unwrap() * 1e9;
@@ -586,4 +602,88 @@ fn all_reduce_busbw_never_beats_what_a_gpu_can_send() {
             }
         }
     }
+}
+
+/// One 8-GPU H100 host (NVLink 3.6 Tbps each way, the H100 reaches 370.8 GB/s of it).
+const ONE_HOST: &str = "[fabric]\nkind = \"rail-optimized\"\ngpus = 8\ngpus-per-host = 8\nnvlink = \"3.6Tbps\"\n";
+
+#[test]
+fn nvls_matches_its_closed_form() {
+    // Every GPU moves its bytes into and out of the NVSwitch at the achievable NVLink rate
+    // times NCCL's NVLS efficiency; the collective ends the protocol's NVLS latency later.
+    // all-reduce: S + S/g each way; reduce-scatter: S in, S/g out; all-gather: S/g in, S out.
+    // Bytes on the wire carry the transport's headers (RoCE by default), as every message.
+    let cat = Catalog::builtin();
+    let roce = cat.transport_profile("roce").unwrap();
+    let wire = |b: f64| b + (b / 4096.0).ceil() * f64::from(roce.header_bytes);
+    let h100 = cat.gpu_model("h100-sxm").unwrap();
+    let share = h100.nvlink_achievable.unwrap().0 as f64 / 3.6e12 * h100.nvls_efficiency.unwrap();
+    assert!((share - 370.8 / 450.0 * 0.85).abs() < 1e-9);
+    let lat = cat.protocol("simple").unwrap().nvls_latency.unwrap().0 as f64;
+    let s = (1u64 << 30) as f64;
+    for (op, most) in [("all-reduce", s + s / 8.0), ("reduce-scatter", s), ("all-gather", s)] {
+        let text = format!(
+            "{ONE_HOST}[[workload]]\nkind = \"collective\"\nop = \"{op}\"\nalgorithm = \"nvls\"\nsize = \"1GiB\"\n"
+        );
+        let r = run(&text, &Options { no_ideal: true, ..Options::default() });
+        let w = &r.workloads[0];
+        assert_eq!((w.algorithm.as_deref(), w.protocol.as_deref()), (Some("nvls"), Some("simple")), "{op}");
+        let closed = wire((most / share).ceil()) * 8.0 / 3.6e12 * 1e9 + lat;
+        let got = w.time_ns.unwrap() as f64;
+        assert!((got - closed).abs() / closed < 0.001, "{op}: {got} ns vs closed form {closed} ns");
+    }
+    // All-reduce busbw on 8 GPUs: 2(n-1)/(n+1) x 370.8 x 0.85 = 490 GB/s less the latency,
+    // above what a ring can reach (370.8 GB/s): NVLS is why NCCL measures 480.
+    let text = format!("{ONE_HOST}[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"8GiB\"\n");
+    let r = run(&text, &Options { no_ideal: true, ..Options::default() });
+    let w = &r.workloads[0];
+    assert_eq!(w.algorithm.as_deref(), Some("nvls"), "the tuner takes NVLS at 8 GiB: {:?}", w.tuner);
+    let busbw = w.busbw_gbps.unwrap() / 8.0;
+    assert!(busbw > 480.0 && busbw <= 14.0 / 9.0 * 370.8 * 0.85, "{busbw}");
+}
+
+#[test]
+fn in_network_reduction_needs_the_hardware() {
+    let nvls = "[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"nvls\"\nsize = \"1GiB\"\n";
+    // A100s have no NVLink SHARP.
+    let e = err(&format!("{}gpu = \"a100-sxm\"\n{nvls}", ONE_HOST));
+    assert!(e.contains("algorithm nvls cannot run here: GPU model \"a100-sxm\" has no NVLink SHARP"), "{e}");
+    // NVLS runs with simple only.
+    let e = err(&format!("{ONE_HOST}{nvls}protocol = \"ll\"\n"));
+    assert!(e.contains("NCCL runs it with protocol simple only, not ll"), "{e}");
+    // CollNet needs SHARP switches; the default switch model is generic Ethernet.
+    let two = "[fabric]\nkind = \"rail-optimized\"\ngpus = 16\n";
+    let e = err(&format!("{two}[[workload]]\nkind = \"collective\"\nalgorithm = \"collnet\"\nsize = \"1GiB\"\n"));
+    assert!(e.contains("algorithm collnet cannot run here: the fabric's switches do not reduce"), "{e}");
+    // NVLS across hosts is NVLS with SHARP: refused without it too.
+    let e = err(&format!("{two}{nvls}"));
+    assert!(e.contains("CollNet needs switch models with sharp = true"), "{e}");
+    // An unknown GPU model is named with the catalog's.
+    let e = err(&format!("{ONE_HOST}gpu = \"h100\"\n"));
+    assert!(
+        e.contains("`fabric.gpu`: unknown GPU model \"h100\", expected one of") && e.contains("did you mean"),
+        "{e}"
+    );
+}
+
+#[test]
+fn sharp_switches_offer_collnet_and_nvls_across_hosts() {
+    // 4 hosts of 8 H100s on Quantum-2 switches: the tuner weighs NVLS (with SHARP),
+    // NVLS-tree and CollNet, and picks the fastest it evaluated.
+    let text = "[fabric]\nkind = \"rail-optimized\"\ngpus = 32\nnic = \"400Gbps\"\nnvlink = \"3.6Tbps\"\nleaf-model = \"quantum2-qm9700\"\nspine-model = \"quantum2-qm9700\"\n[transport]\nkind = \"infiniband\"\n[[workload]]\nkind = \"collective\"\nsize = \"1GiB\"\n";
+    let r = run(text, &Options { no_ideal: true, ..Options::default() });
+    let w = &r.workloads[0];
+    for a in ["nvls", "nvls-tree", "collnet"] {
+        assert!(w.tuner.iter().any(|c| c.algorithm == a && c.protocol == "simple"), "{a}: {:?}", w.tuner);
+    }
+    let best = w.tuner.iter().min_by_key(|c| c.time_ns).unwrap();
+    assert_eq!(w.algorithm.as_deref(), Some(best.algorithm.as_str()));
+    // CollNet sends each GPU's shard (S/8) up its NIC once and gets the result back: it
+    // beats the hierarchical all-reduce, whose ring sends 2(h-1)/h = 1.5 shards.
+    let t = |a: &str| w.tuner.iter().filter(|c| c.algorithm == a).map(|c| c.time_ns).min().unwrap();
+    assert!(t("collnet") < t("hierarchical"), "{:?}", w.tuner);
+    // Its busbw stays under the NICs' bound: S/8 per NIC at 48 GB/s x 0.85 each way.
+    let algbw_bound = 8.0 * 48e9 * 0.85;
+    let collnet_algbw = (1u64 << 30) as f64 / (t("collnet") as f64 / 1e9);
+    assert!(collnet_algbw <= algbw_bound, "{collnet_algbw} above {algbw_bound}");
 }

@@ -65,6 +65,7 @@ fn all_reduce(text: &str, size: u64, hier: bool) -> u64 {
         packet: wire.mtu + wire.header,
         pipeline: Default::default(),
         proto: Default::default(),
+        hw: Default::default(),
     };
     let mut prog = Program::new();
     prog.tag("ar");
