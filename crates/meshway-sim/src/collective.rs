@@ -297,6 +297,32 @@ fn host_groups(topo: &dyn Topology, ranks: &[u32]) -> Option<Vec<Vec<u32>>> {
     (groups.len() >= 2 && groups[0].len() >= 2).then_some(groups)
 }
 
+/// Where each rank sits, for PXN relays: its host group and local index.
+struct Layout {
+    groups: Vec<Vec<u32>>,
+    at: std::collections::HashMap<u32, (usize, usize)>,
+}
+
+impl Layout {
+    /// On hosts of several GPUs each.
+    fn of(topo: &dyn Topology, ranks: &[u32]) -> Option<Layout> {
+        let groups = by_host(topo, ranks).filter(|g| g[0].len() > 1)?;
+        let at = groups
+            .iter()
+            .enumerate()
+            .flat_map(|(h, grp)| grp.iter().enumerate().map(move |(l, &r)| (r, (h, l))))
+            .collect();
+        Some(Layout { groups, at })
+    }
+
+    /// The host-mate of `a` at `b`'s local index, when `b` is on another host and another
+    /// rail: its NIC is on `b`'s rail.
+    fn pxn(&self, a: u32, b: u32) -> Option<u32> {
+        let (&(ha, la), &(hb, lb)) = (self.at.get(&a)?, self.at.get(&b)?);
+        (ha != hb && la != lb).then(|| self.groups[ha][lb])
+    }
+}
+
 /// Groups `ranks` by host, keeping order, when every host holds the same number of them
 /// and a host's ranks are contiguous.
 fn by_host(topo: &dyn Topology, ranks: &[u32]) -> Option<Vec<Vec<u32>>> {
@@ -445,6 +471,17 @@ pub fn build(
     after: &[MsgId],
 ) -> Result<Built, CollectiveError> {
     let first = prog.msgs.len();
+    // A NIC with a port in each of several planes is that many NICs to NCCL: as many
+    // channels per port, channel c leaving by plane c / g (g GPUs per host).
+    let planes = topo.planes().max(1);
+    let widened;
+    let spec = if planes > 1 {
+        widened = CollSpec { channels: spec.channels.max(1).saturating_mul(planes), ..spec.clone() };
+        &widened
+    } else {
+        spec
+    };
+    let g = by_host(&*topo, &spec.ranks).map_or(1, |x| x[0].len().max(1)) as u32;
     let mut built = build_steps(prog, topo, spec, after)?;
     let transport = spec.proto.is_transport();
     for m in &mut prog.msgs[first..] {
@@ -454,6 +491,9 @@ pub fn build(
         }
         let local = m.via.is_none() && topo.local(m.src, m.dst);
         m.bytes = at_share(m.bytes, if local { spec.hw.nvlink } else { spec.hw.nic });
+        if !local && planes > 1 {
+            m.plane = Some(m.channel / g);
+        }
         if !transport {
             m.bytes = spec.proto.wire_bytes(m.bytes);
             m.alpha = Some(spec.step_alpha(local));
@@ -490,11 +530,17 @@ fn build_steps(
         }),
         (Op::AllToAll, _) => {
             let bytes = spec.size.div_ceil(nn).max(1);
+            // PXN, as NCCL does on multi-GPU hosts: a message to another host goes over
+            // NVLink to the sender's host-mate at the receiver's local index, whose NIC is on
+            // the receiver's rail, and leaves there; each message uses one NIC.
+            let layout = Layout::of(&*topo, &spec.ranks);
+            let relay = |a: u32, b: u32| layout.as_ref().and_then(|l| l.pxn(a, b));
             let mut all = Vec::with_capacity(n * (n - 1));
             for (i, &a) in spec.ranks.iter().enumerate() {
                 for k in 1..n {
                     let b = spec.ranks[(i + k) % n];
                     let mut m = Msg::send(a, b, bytes);
+                    m.via = relay(a, b);
                     m.deps = after.to_vec();
                     all.push(prog.push(m));
                 }
@@ -877,11 +923,12 @@ fn hierarchical(
     let part = spec.size.div_ceil(k).max(1);
     let shard = part.div_ceil(g as u64).max(1);
     let intra: Vec<Ring> = groups.iter().map(|grp| Ring { members: grp.clone(), via: vec![None; g] }).collect();
+    // Ring k of rail j is channel k x g + j: its NIC is GPU j's, its plane k.
     let mut inter = Vec::new();
-    for j in 0..g {
-        let members: Vec<u32> = groups.iter().map(|grp| grp[j]).collect();
-        for _ in 0..c {
-            inter.push(Ring { members: members.clone(), via: vec![None; h] });
+    for _ in 0..c {
+        for j in 0..g {
+            let members: Vec<u32> = groups.iter().map(|grp| grp[j]).collect();
+            inter.push(Ring { members, via: vec![None; h] });
         }
     }
     let steps2 = 2 * (h - 1) as u32;

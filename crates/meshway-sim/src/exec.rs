@@ -101,6 +101,7 @@ struct Route {
     choice: Choice,
     leg: Leg,
     channel: u32,
+    plane: Option<u32>,
 }
 
 const NO_VIA: u32 = u32::MAX;
@@ -119,11 +120,15 @@ impl ProgramRouter<'_> {
             let rank = if matches!(r.leg, Leg::NvlinkUp | Leg::NicUp) { src } else { dst };
             return self.topo.attach(rank, r.leg, r.channel).map(|a| vec![a]);
         }
+        let leg = |topo: &mut dyn Topology, a: u32, b: u32| match r.plane {
+            Some(p) => topo.path_on_plane(a, b, p, choice, live),
+            None => topo.path(a, b, choice, live),
+        };
         if via == NO_VIA {
-            return self.topo.path(src, dst, choice, live);
+            return leg(&mut *self.topo, src, dst);
         }
-        let mut p = self.topo.path(src, via, choice, live)?;
-        p.extend(self.topo.path(via, dst, choice, live)?);
+        let mut p = leg(&mut *self.topo, src, via)?;
+        p.extend(leg(&mut *self.topo, via, dst)?);
         Some(p)
     }
 }
@@ -200,6 +205,7 @@ pub fn execute(
                 choice,
                 leg: m.leg,
                 channel: m.channel,
+                plane: m.plane,
             }));
         }
         let last = first + k;

@@ -36,6 +36,10 @@ pub struct Msg {
     /// Which links the message crosses: the path between two ranks, or one link between a
     /// GPU and the switch that reduces (NVLS in the NVSwitch, SHARP in the leaf).
     pub leg: Leg,
+    /// On a multi-plane fabric, the plane (taken modulo the planes) whose NIC port the
+    /// message leaves by, as NCCL spreads its channels over a NIC's ports; None: routing
+    /// chooses among the planes as among any equal-cost paths.
+    pub plane: Option<u32>,
 }
 
 /// The links a message crosses.
@@ -68,6 +72,7 @@ impl Msg {
             channel: 0,
             alpha: None,
             leg: Leg::Path,
+            plane: None,
         }
     }
 

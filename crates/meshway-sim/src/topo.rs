@@ -61,6 +61,23 @@ pub trait Topology {
     /// run (None before). When no live path exists the path ignores failures, so the flow
     /// stalls on a down link and is reported. None only when the ranks are not connected.
     fn path(&mut self, src: u32, dst: u32, choice: Choice, live: Option<&LinkView<'_>>) -> Option<Vec<Arc>>;
+    /// Independent network planes (each NIC has a port into each).
+    fn planes(&self) -> u32 {
+        1
+    }
+    /// A path as [`Topology::path`] that leaves `src` by its NIC port in network plane
+    /// `plane` (modulo the planes) on a multi-plane fabric; the plain path elsewhere, or
+    /// when that plane offers no path.
+    fn path_on_plane(
+        &mut self,
+        src: u32,
+        dst: u32,
+        _plane: u32,
+        choice: Choice,
+        live: Option<&LinkView<'_>>,
+    ) -> Option<Vec<Arc>> {
+        self.path(src, dst, choice, live)
+    }
     /// Whether a message between these ranks stays inside a host (one path, no subflows).
     fn local(&self, src: u32, dst: u32) -> bool {
         self.host_of(src) == self.host_of(dst)
@@ -253,7 +270,14 @@ impl<'f> FabricTopo<'f> {
     }
 
     /// Walks from `s` to `d`, choosing among next hops that lower the distance to `d`.
-    fn walk(&mut self, s: NodeId, d: NodeId, choice: Choice, live: Option<&LinkView<'_>>) -> Option<Vec<Arc>> {
+    fn walk(
+        &mut self,
+        s: NodeId,
+        d: NodeId,
+        choice: Choice,
+        live: Option<&LinkView<'_>>,
+        plane: Option<u16>,
+    ) -> Option<Vec<Arc>> {
         let f = self.fabric;
         let use_live = live.is_some_and(|v| v.down_count() > 0);
         let attach: Vec<(NodeId, meshway_fabric::LinkId)> = f
@@ -275,13 +299,14 @@ impl<'f> FabricTopo<'f> {
             dists.iter().map(|dv| dv[w.idx()]).min().map_or(FAR, |m| m.saturating_add(1))
         };
         let links_ok = |l| Self::link_up(if use_live { live } else { None }, l);
+        let in_plane = |v: NodeId| plane.is_none_or(|p| f.node(v).plane == p);
         let mut path = Vec::new();
         let mut u = s;
         // Distance from s: over its own links (it forwards only as the source).
         let mut du = f
             .neighbors(s)
             .iter()
-            .filter(|&&(v, l)| links_ok(l) && (v == d || self.is_switch[v.idx()]))
+            .filter(|&&(v, l)| links_ok(l) && (v == d || self.is_switch[v.idx()]) && in_plane(v))
             .map(|&(v, _)| to_d(v).saturating_add(1))
             .min()
             .unwrap_or(FAR);
@@ -300,7 +325,7 @@ impl<'f> FabricTopo<'f> {
         while u != d {
             self.scratch.clear();
             for &(v, l) in f.neighbors(u) {
-                if (v == d || self.is_switch[v.idx()]) && links_ok(l) && to_d(v) == du - 1 {
+                if (v == d || self.is_switch[v.idx()]) && links_ok(l) && to_d(v) == du - 1 && (hop > 0 || in_plane(v)) {
                     self.scratch.push((v, l));
                 }
             }
@@ -364,6 +389,37 @@ impl<'f> FabricTopo<'f> {
         None
     }
 
+    /// A path from `src` to `dst`, leaving by a NIC port in `plane` when given.
+    fn route(
+        &mut self,
+        src: u32,
+        dst: u32,
+        choice: Choice,
+        live: Option<&LinkView<'_>>,
+        plane: Option<u16>,
+    ) -> Option<Vec<Arc>> {
+        let (s, d) = (self.ranks[src as usize], self.ranks[dst as usize]);
+        if s == d {
+            return Some(Vec::new());
+        }
+        // Inside a host, GPUs talk over their NVLink switch, never through the NIC.
+        if self.hosts[src as usize] == self.hosts[dst as usize] {
+            if let Some(p) = self.nvlink_path(s, d, live) {
+                return Some(p);
+            }
+        }
+        if let Some(v) = live {
+            if v.down_count() > 0 {
+                if let Some(p) = self.walk(s, d, choice, live, plane) {
+                    return Some(p);
+                }
+                // Cut off: take the nominal path and stall on its down link.
+                return self.walk(s, d, choice, None, plane);
+            }
+        }
+        self.walk(s, d, choice, live, plane)
+    }
+
     /// Sum of arc latencies along `path`.
     pub fn latency(&self, path: &[Arc]) -> Nanos {
         path.iter().map(|a| self.arc_latency[a.0 as usize]).sum()
@@ -420,26 +476,31 @@ impl Topology for FabricTopo<'_> {
     }
 
     fn path(&mut self, src: u32, dst: u32, choice: Choice, live: Option<&LinkView<'_>>) -> Option<Vec<Arc>> {
-        let (s, d) = (self.ranks[src as usize], self.ranks[dst as usize]);
-        if s == d {
-            return Some(Vec::new());
+        self.route(src, dst, choice, live, None)
+    }
+
+    fn planes(&self) -> u32 {
+        u32::from(self.fabric.planes.max(1))
+    }
+
+    fn path_on_plane(
+        &mut self,
+        src: u32,
+        dst: u32,
+        plane: u32,
+        choice: Choice,
+        live: Option<&LinkView<'_>>,
+    ) -> Option<Vec<Arc>> {
+        let planes = u32::from(self.fabric.planes.max(1));
+        if planes == 1 {
+            return self.route(src, dst, choice, live, None);
         }
-        // Inside a host, GPUs talk over their NVLink switch, never through the NIC.
-        if self.hosts[src as usize] == self.hosts[dst as usize] {
-            if let Some(p) = self.nvlink_path(s, d, live) {
-                return Some(p);
-            }
+        let p = (plane % planes) as u16;
+        match self.route(src, dst, choice, live, Some(p)) {
+            // The plane is cut off from dst: any plane, as routing would.
+            Some(path) if live.is_none_or(|v| v.down_count() == 0 || path.iter().all(|a| v.is_up(*a))) => Some(path),
+            pinned => self.route(src, dst, choice, live, None).or(pinned),
         }
-        if let Some(v) = live {
-            if v.down_count() > 0 {
-                if let Some(p) = self.walk(s, d, choice, live) {
-                    return Some(p);
-                }
-                // Cut off: take the nominal path and stall on its down link.
-                return self.walk(s, d, choice, None);
-            }
-        }
-        self.walk(s, d, choice, live)
     }
 
     fn arc_name(&self, arc: Arc) -> String {

@@ -687,3 +687,45 @@ fn sharp_switches_offer_collnet_and_nvls_across_hosts() {
     let collnet_algbw = (1u64 << 30) as f64 / (t("collnet") as f64 / 1e9);
     assert!(collnet_algbw <= algbw_bound, "{collnet_algbw} above {algbw_bound}");
 }
+
+#[test]
+fn channels_spread_over_the_planes_of_a_multi_plane_nic() {
+    // 800G NICs as 2 x 400G ports into two planes: a ring all-reduce runs a channel per port,
+    // so every port carries the same bytes and the ring runs as on the ideal fabric.
+    let text = "[fabric]\nkind = \"rail-optimized\"\ngpus = 32\ngpus-per-host = 8\nnic = \"800Gbps\"\nplanes = 2\n[[workload]]\nkind = \"collective\"\nalgorithm = \"ring\"\nprotocol = \"simple\"\nsize = \"1GiB\"\n";
+    let r = run(text, &Options::default());
+    let ports: Vec<u64> = r
+        .links
+        .iter()
+        .filter(|l| l.link.starts_with("gpu-") && l.link.contains("leaf"))
+        .map(|l| l.carried_bytes)
+        .collect();
+    assert_eq!(ports.len(), 2 * 32, "every GPU uses both of its ports");
+    assert!(ports.iter().all(|&b| b == ports[0]), "{ports:?}");
+    let w = &r.workloads[0];
+    let (t, ideal) = (w.time_ns.unwrap(), w.ideal_time_ns.unwrap());
+    assert!(t * 100 <= ideal * 101, "{t} ns vs ideal {ideal} ns");
+}
+
+#[test]
+fn all_to_all_relays_through_the_rail_local_nic() {
+    // 8 hosts of 8 GPUs in one rail group: with PXN a message to another host leaves by the
+    // NIC on the receiver's rail, so no byte crosses a spine, and every NIC carries the
+    // same: its GPU's share for the 56 GPUs on other hosts, at 48 of 50 GB/s, with headers.
+    let text = "[fabric]\nkind = \"rail-optimized\"\ngpus = 64\ngpus-per-host = 8\nnic = \"400Gbps\"\n[[workload]]\nkind = \"collective\"\nop = \"all-to-all\"\nsize = \"64MiB\"\n";
+    let r = run(text, &Options::default());
+    assert!(r.links.iter().all(|l| !l.link.contains("spine")), "no spine carries a byte");
+    let nic: Vec<u64> = r
+        .links
+        .iter()
+        .filter(|l| l.link.starts_with("gpu-") && l.link.contains("leaf"))
+        .map(|l| l.carried_bytes)
+        .collect();
+    assert_eq!(nic.len(), 64);
+    let cat = Catalog::builtin();
+    let roce = cat.transport_profile("roce").unwrap();
+    // 56 messages of 1 MiB each leave every NIC (8 per rail-mate host x 7 hosts).
+    let msg = ((1u64 << 20) as f64 / 0.96).ceil() as u64;
+    let wire = msg + msg.div_ceil(4096) * u64::from(roce.header_bytes);
+    assert!(nic.iter().all(|&b| b == 56 * wire), "{} vs {}", nic[0], 56 * wire);
+}
