@@ -753,6 +753,7 @@ type Choice = (Algo, collective::Proto, Vec<tuner::Candidate>);
 /// leaves them to it (None for other workloads).
 fn tune(
     topo: &mut dyn Topology,
+    ideal: Option<&mut dyn Topology>,
     w: &Workload,
     cfg: &ExecConfig,
     cat: &Catalog,
@@ -767,7 +768,7 @@ fn tune(
         Some(p) => vec![p.clone()],
         None => cat.protocol.iter().map(collective::Proto::from_model).collect(),
     };
-    tuner::pick(topo, cfg, &spec, &algos, &protos).map(Some).map_err(|e| workload_error(scn_file, w, e))
+    tuner::pick(topo, ideal, cfg, &spec, &algos, &protos).map(Some).map_err(|e| workload_error(scn_file, w, e))
 }
 
 fn workload_error(file: &str, w: &Workload, source: CollectiveError) -> SimulateError {
@@ -864,6 +865,8 @@ pub fn simulate(
             as u64,
     };
 
+    // The tuner's lower bounds come from the ideal fabric.
+    let mut bound = IdealTopo::of(&topo);
     // Sweeps run on their own, one size at a time.
     let mut sweeps = Vec::new();
     for w in &workloads {
@@ -871,7 +874,7 @@ pub fn simulate(
             let mut rows = Vec::new();
             let mut size = *from;
             while size <= *to {
-                let tuned = tune(&mut topo, w, &cfg, cat, Some(size), &file_prefix)?;
+                let tuned = tune(&mut topo, Some(&mut bound), w, &cfg, cat, Some(size), &file_prefix)?;
                 let (algo, proto) = tuned.map_or((spec.algo, spec.proto.clone()), |t| (t.0, t.1));
                 let protocol = proto.name.clone();
                 let mut prog = Program::new();
@@ -908,8 +911,10 @@ pub fn simulate(
         workloads.iter().filter(|w| !matches!(w.kind, Kind::Collective { sweep: Some(_), .. })).collect();
 
     // The tuner decides on the scenario's fabric; the ideal-fabric run keeps its choices.
-    let tuned: Vec<Option<Choice>> =
-        main.iter().map(|w| tune(&mut topo, w, &cfg, cat, None, &file_prefix)).collect::<Result<_, _>>()?;
+    let tuned: Vec<Option<Choice>> = main
+        .iter()
+        .map(|w| tune(&mut topo, Some(&mut bound), w, &cfg, cat, None, &file_prefix))
+        .collect::<Result<_, _>>()?;
     type Spans = Vec<(usize, usize, MsgId, Option<collective::Built>)>;
     let build = |topo: &mut dyn Topology| -> Result<(Program, Spans), SimulateError> {
         let mut prog = Program::new();

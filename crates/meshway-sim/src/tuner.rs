@@ -7,6 +7,11 @@
 //! and the fastest wins; ties go to the earlier in that order. Unlike NCCL's tuner, which
 //! predicts with a closed-form model, the choice comes from the same simulation that then
 //! runs it, so it is the fastest of the candidates by construction.
+//!
+//! Branch and bound: given the ideal non-blocking counterpart of the fabric, every candidate
+//! first runs there (no contention, no path latency: a lower bound, and cheap), and the
+//! candidates run on the fabric in order of that bound; one whose bound is already no better
+//! than the best time found is not simulated on the fabric, since it cannot win.
 
 use crate::collective::{self, Algo, CollSpec, Hardware, Op, Proto};
 use crate::exec::{execute, ExecConfig};
@@ -20,8 +25,12 @@ use serde::Serialize;
 pub struct Candidate {
     pub algorithm: String,
     pub protocol: String,
-    /// Its completion time alone on the fabric.
-    pub time_ns: u64,
+    /// Its completion time alone on the fabric; None when it was not simulated there
+    /// because its ideal-fabric time already was no better than the best.
+    pub time_ns: Option<u64>,
+    /// Its completion time alone on the ideal non-blocking fabric (the bound).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ideal_ns: Option<u64>,
 }
 
 /// The algorithms weighed for `op` on this hardware, in order of preference on ties: NVLS
@@ -50,10 +59,12 @@ pub fn candidates(op: Op, hw: &Hardware, multi_host: bool) -> Vec<Algo> {
 }
 
 /// The fastest of `algos` x `protos` for `spec` (its `algo` and `proto` are ignored) on
-/// `topo`, with every candidate evaluated. A candidate this fabric cannot run (hierarchical
-/// on one host) is left out; a single candidate is taken without simulating it.
+/// `topo`, with every candidate evaluated, or bounded out on `ideal` (see the module docs).
+/// A candidate this fabric cannot run (hierarchical on one host) is left out; a single
+/// candidate is taken without simulating it.
 pub fn pick(
     topo: &mut dyn Topology,
+    ideal: Option<&mut dyn Topology>,
     cfg: &ExecConfig,
     spec: &CollSpec,
     algos: &[Algo],
@@ -63,24 +74,67 @@ pub fn pick(
         return Ok((algos[0], protos.first().cloned().unwrap_or_default(), Vec::new()));
     }
     let jobs: Vec<(Algo, &Proto)> = algos.iter().flat_map(|&a| protos.iter().map(move |p| (a, p))).collect();
-    let times = run_all(topo, cfg, spec, &jobs)?;
+    let mut times: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
+    let bounds: Vec<Option<Outcome>> = match ideal {
+        Some(it) => run_all(it, cfg, spec, &jobs)?.into_iter().map(Some).collect(),
+        None => (0..jobs.len()).map(|_| None).collect(),
+    };
+    // Candidates by bound (refusals first: they are refused on the fabric too, unsimulated).
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| match &bounds[i] {
+        Some(Ok(b)) => (1, *b),
+        Some(Err(_)) => (0, 0),
+        None => (1, 0),
+    });
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).max(1);
+    let mut best = u64::MAX;
+    let mut k = 0;
+    while k < order.len() {
+        let mut batch = Vec::new();
+        while k < order.len() && batch.len() < workers {
+            let i = order[k];
+            k += 1;
+            match &bounds[i] {
+                Some(Err(e)) => times[i] = Some(Err(e.clone())),
+                Some(Ok(b)) if *b >= best => {}
+                _ => batch.push(i),
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let sub: Vec<(Algo, &Proto)> = batch.iter().map(|&i| jobs[i]).collect();
+        for (i, t) in batch.into_iter().zip(run_all(topo, cfg, spec, &sub)?) {
+            if let Ok(t) = &t {
+                best = best.min(*t);
+            }
+            times[i] = Some(t);
+        }
+    }
     let mut evaluated = Vec::new();
-    let mut best: Option<(Algo, Proto, u64)> = None;
+    let mut chosen: Option<(Algo, Proto, u64)> = None;
     let mut refused = None;
-    for (&(a, p), t) in jobs.iter().zip(times) {
-        let t = match t {
-            Ok(t) => t,
-            Err(e) => {
+    for (i, &(a, p)) in jobs.iter().enumerate() {
+        let ideal_ns = match &bounds[i] {
+            Some(Ok(b)) => Some(*b),
+            _ => None,
+        };
+        let time_ns = match times[i].take() {
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
                 refused = Some(e);
                 continue;
             }
+            None => None,
         };
-        evaluated.push(Candidate { algorithm: a.name().to_string(), protocol: p.name.clone(), time_ns: t });
-        if best.as_ref().is_none_or(|(_, _, bt)| t < *bt) {
-            best = Some((a, p.clone(), t));
+        evaluated.push(Candidate { algorithm: a.name().to_string(), protocol: p.name.clone(), time_ns, ideal_ns });
+        if let Some(t) = time_ns {
+            if chosen.as_ref().is_none_or(|(_, _, bt)| t < *bt) {
+                chosen = Some((a, p.clone(), t));
+            }
         }
     }
-    match (best, refused) {
+    match (chosen, refused) {
         (Some((a, p, _)), _) => Ok((a, p, evaluated)),
         // No candidate runs here: why the last one could not.
         (None, Some(e)) => Err(e),
