@@ -738,19 +738,25 @@ fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, F
     Ok(f)
 }
 
+/// Checks that the fabric's `gpu` names a catalog [[gpu]].
+fn check_gpu(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<(), FabricError> {
+    if let Some(g) = &fc.gpu {
+        if cat.gpu_model(g).is_none() {
+            let names: Vec<&str> = cat.gpu.iter().map(|m| m.name.as_str()).collect();
+            let hint = closest(g, &names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
+            return Err(
+                ctx.invalid("gpu", format!("unknown GPU model {g:?}, expected one of {}{hint}", names.join(", ")))
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Builds the fabric of a parsed scenario.
 pub fn build_scenario(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> {
     if let Some(fc) = &sc.config.fabric {
         let ctx = Ctx::new(&sc.file, &sc.text, "fabric", 0, "fabric");
-        if let Some(g) = &fc.gpu {
-            if cat.gpu_model(g).is_none() {
-                let names: Vec<&str> = cat.gpu.iter().map(|m| m.name.as_str()).collect();
-                let hint = closest(g, &names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
-                return Err(
-                    ctx.invalid("gpu", format!("unknown GPU model {g:?}, expected one of {}{hint}", names.join(", ")))
-                );
-            }
-        }
+        check_gpu(fc, cat, &ctx)?;
         let mut f = if fc.kind == FabricKind::Custom {
             build_custom(fc, cat, &ctx)?
         } else {
@@ -872,6 +878,18 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         }
         if fabric.planes.unwrap_or(1) > 1 {
             return Err(ctx.invalid("planes", "multi-plane sites are not supported in multi-site fabrics yet"));
+        }
+        check_gpu(fabric, cat, &ctx)?;
+        if let Some(g) = &fabric.gpu {
+            match &f.gpu {
+                Some(first) if first != g => return Err(ctx.invalid(
+                    "gpu",
+                    format!(
+                        "{g:?} differs from {first:?} at an earlier site: meshway simulates one GPU model per fabric"
+                    ),
+                )),
+                _ => f.gpu = Some(g.clone()),
+            }
         }
         let out = build_family(fabric, cat, &ctx, dci_ports[i])?;
         let mut sf = out.fabric;

@@ -156,3 +156,20 @@ fn out_of_range_values() {
     let e = err(&format!("{LS}spines = 5\n"));
     assert!(e.contains("`fabric.spines`: expected a divisor of the 32 leaf uplinks, got 5"), "{e}");
 }
+
+#[test]
+fn gpu_models_are_named_from_the_catalog() {
+    let e = err(&format!("{LS}gpu = \"h100sxm\"\n"));
+    assert!(e.contains("`fabric.gpu`: unknown GPU model \"h100sxm\", expected one of"), "{e}");
+    assert!(e.ends_with("did you mean \"h100-sxm\"?"), "{e}");
+    // Sites of one multi-site fabric share a GPU model.
+    let site = |name: &str, gpu: &str| {
+        format!("[[site]]\nname = \"{name}\"\n[site.fabric]\nkind = \"leaf-spine\"\ngpus = 64\ngpu = \"{gpu}\"\n")
+    };
+    let dci = "[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"10km\"\n";
+    let e = err(&format!("{}{}{dci}", site("a", "h100-sxm"), site("b", "b200")));
+    assert!(e.contains("`site[2].fabric.gpu`: \"b200\" differs from \"h100-sxm\" at an earlier site"), "{e}");
+    let cat = Catalog::builtin();
+    let s = Scenario::parse(&format!("{}{}{dci}", site("a", "b200"), site("b", "b200")), "ok.toml").unwrap();
+    assert_eq!(s.build(&cat).unwrap().gpu.as_deref(), Some("b200"));
+}

@@ -486,17 +486,17 @@ pub fn build(
     let transport = spec.proto.is_transport();
     for m in &mut prog.msgs[first..] {
         // Messages to and from a reducing switch were written with their own rates.
-        if m.is_wait() || m.leg != Leg::Path || m.alpha.is_some() {
+        if m.is_wait() || m.leg != Leg::Path || m.alpha().is_some() {
             continue;
         }
         let local = m.via.is_none() && topo.local(m.src, m.dst);
         m.bytes = at_share(m.bytes, if local { spec.hw.nvlink } else { spec.hw.nic });
         if !local && planes > 1 {
-            m.plane = Some(m.channel / g);
+            m.plane = Some(((m.channel / g) % planes) as u16);
         }
         if !transport {
             m.bytes = spec.proto.wire_bytes(m.bytes);
-            m.alpha = Some(spec.step_alpha(local));
+            m.set_alpha(spec.step_alpha(local));
         }
     }
     if !transport {
@@ -733,7 +733,7 @@ fn legs(
                 }
                 let mut m = Msg::leg(r, leg, at_share(part, share));
                 m.channel = ch as u32;
-                m.alpha = Some(Nanos::ZERO);
+                m.set_alpha(Nanos::ZERO);
                 m.deps = after.to_vec();
                 out.push(prog.push(m));
             }

@@ -100,9 +100,11 @@ struct Route {
     via: u32,
     choice: Choice,
     leg: Leg,
-    channel: u32,
-    plane: Option<u32>,
+    /// A leg's NIC port (its channel) or a path's plane; [`NO_PORT`] for none.
+    port: u32,
 }
+
+const NO_PORT: u32 = u32::MAX;
 
 const NO_VIA: u32 = u32::MAX;
 
@@ -118,11 +120,12 @@ impl ProgramRouter<'_> {
         let (src, dst, via, choice) = (r.src, r.dst, r.via, r.choice);
         if r.leg != Leg::Path {
             let rank = if matches!(r.leg, Leg::NvlinkUp | Leg::NicUp) { src } else { dst };
-            return self.topo.attach(rank, r.leg, r.channel).map(|a| vec![a]);
+            return self.topo.attach(rank, r.leg, r.port).map(|a| vec![a]);
         }
-        let leg = |topo: &mut dyn Topology, a: u32, b: u32| match r.plane {
-            Some(p) => topo.path_on_plane(a, b, p, choice, live),
-            None => topo.path(a, b, choice, live),
+        let plane = r.port;
+        let leg = |topo: &mut dyn Topology, a: u32, b: u32| match plane {
+            NO_PORT => topo.path(a, b, choice, live),
+            p => topo.path_on_plane(a, b, p, choice, live),
         };
         if via == NO_VIA {
             return leg(&mut *self.topo, src, dst);
@@ -180,7 +183,7 @@ pub fn execute(
             }
         };
         let k = (k as u64).min(m.bytes.max(1)) as u32;
-        let alpha = m.alpha.unwrap_or(cfg.wire.alpha);
+        let alpha = m.alpha().unwrap_or(cfg.wire.alpha);
         let first = sim.flow_count() as u32;
         let key_base = mix(cfg.seed ^ mix((u64::from(m.src) << 32) | u64::from(m.dst)) ^ u64::from(m.channel) << 20);
         for i in 0..k {
@@ -204,8 +207,7 @@ pub fn execute(
                 via: m.via.unwrap_or(NO_VIA),
                 choice,
                 leg: m.leg,
-                channel: m.channel,
-                plane: m.plane,
+                port: if m.leg == Leg::Path { m.plane.map_or(NO_PORT, u32::from) } else { m.channel },
             }));
         }
         let last = first + k;

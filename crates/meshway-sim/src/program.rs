@@ -31,16 +31,19 @@ pub struct Msg {
     /// Connection (NCCL channel) number, part of the ECMP flow key.
     pub channel: u32,
     /// Endpoint latency this message pays before it starts, when not the transport's
-    /// (a collective's protocol sets one per step, NVLink or network).
-    pub alpha: Option<Nanos>,
+    /// (a collective's protocol sets one per step, NVLink or network): see [`Msg::alpha`].
+    alpha_ns: u64,
     /// Which links the message crosses: the path between two ranks, or one link between a
     /// GPU and the switch that reduces (NVLS in the NVSwitch, SHARP in the leaf).
     pub leg: Leg,
     /// On a multi-plane fabric, the plane (taken modulo the planes) whose NIC port the
     /// message leaves by, as NCCL spreads its channels over a NIC's ports; None: routing
     /// chooses among the planes as among any equal-cost paths.
-    pub plane: Option<u32>,
+    pub plane: Option<u16>,
 }
+
+/// `alpha_ns` of a message that pays the transport's alpha (kept in 8 bytes, not 16).
+const NO_ALPHA: u64 = u64::MAX;
 
 /// The links a message crosses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -70,7 +73,7 @@ impl Msg {
             start: Nanos::ZERO,
             tag: 0,
             channel: 0,
-            alpha: None,
+            alpha_ns: NO_ALPHA,
             leg: Leg::Path,
             plane: None,
         }
@@ -84,6 +87,16 @@ impl Msg {
 
     pub fn wait(deps: Vec<MsgId>, delay: Nanos) -> Msg {
         Msg { deps, delay, ..Msg::send(0, 0, 0) }
+    }
+
+    /// The endpoint latency the message pays, when not the transport's.
+    pub fn alpha(&self) -> Option<Nanos> {
+        (self.alpha_ns != NO_ALPHA).then_some(Nanos(self.alpha_ns))
+    }
+
+    /// Sets the endpoint latency the message pays instead of the transport's.
+    pub fn set_alpha(&mut self, alpha: Nanos) {
+        self.alpha_ns = alpha.0.min(NO_ALPHA - 1);
     }
 
     pub fn is_wait(&self) -> bool {

@@ -746,6 +746,10 @@ fn on_wire(spec: &CollSpec, wire: &Wire, size: Option<u64>) -> CollSpec {
     spec
 }
 
+/// NCCL's `NCCL_P2P_LL_THRESHOLD` default: the largest point-to-point transfer per channel
+/// sent with LL (NVIDIA/nccl src/enqueue.cc).
+const P2P_LL_THRESHOLD: u64 = 16384;
+
 /// A collective's algorithm and protocol, and what the tuner evaluated to pick them.
 type Choice = (Algo, collective::Proto, Vec<tuner::Candidate>);
 
@@ -766,6 +770,14 @@ fn tune(
     let algos: Vec<Algo> = if *auto { tuner::candidates(spec.op, &spec.hw, multi_host) } else { vec![spec.algo] };
     let protos: Vec<collective::Proto> = match protocol {
         Some(p) => vec![p.clone()],
+        // NCCL's point-to-point operations (all-to-all, send-recv) use LL when a peer gets
+        // at most P2P_LL_THRESHOLD (16 KiB) per channel, else Simple, never LL128
+        // (NVIDIA/nccl src/enqueue.cc, NCCL 2.30.7); small transfers use one channel.
+        None if matches!(spec.op, Op::AllToAll | Op::SendRecv) => {
+            let peer = if spec.op == Op::AllToAll { spec.size / spec.ranks.len().max(1) as u64 } else { spec.size };
+            let name = if peer <= P2P_LL_THRESHOLD { "ll" } else { "simple" };
+            cat.protocol(name).map(collective::Proto::from_model).into_iter().collect()
+        }
         None => cat.protocol.iter().map(collective::Proto::from_model).collect(),
     };
     tuner::pick(topo, ideal, cfg, &spec, &algos, &protos).map(Some).map_err(|e| workload_error(scn_file, w, e))
@@ -1064,7 +1076,7 @@ fn origin(prog: &Program, ex: &Execution, a: usize, b: usize, alpha: u64) -> u64
     prog.msgs[a..b]
         .iter()
         .zip(&ex.msgs[a..b])
-        .filter_map(|(m, r)| Some(r.start?.0.saturating_sub(m.alpha.map_or(alpha, |x| x.0))))
+        .filter_map(|(m, r)| Some(r.start?.0.saturating_sub(m.alpha().map_or(alpha, |x| x.0))))
         .min()
         .unwrap_or(0)
 }

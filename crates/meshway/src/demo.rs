@@ -59,7 +59,14 @@ fn simulate_demo(file: &str, text: &str, cat: &Catalog) -> Result<DemoSim> {
 pub fn run(cat: &Catalog) -> Result<Demo> {
     let fabrics = SCENARIOS.iter().map(|(f, t)| plan_text(t, f, cat)).collect::<Result<Vec<_>, _>>()?;
     let rows = compare_rows(&fabrics);
-    let simulated = SCENARIOS.iter().map(|(f, t)| simulate_demo(f, t, cat)).collect::<Result<Vec<_>>>()?;
+    // The four simulations are independent: run them side by side (results in order).
+    let simulated = std::thread::scope(|sc| {
+        let handles: Vec<_> = SCENARIOS.iter().map(|(f, t)| sc.spawn(move || simulate_demo(f, t, cat))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a demo simulation panicked"))))
+            .collect::<Result<Vec<_>>>()
+    })?;
     let verdict = verdict(&fabrics, &simulated);
     Ok(Demo {
         fabrics,
