@@ -881,15 +881,11 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         }
         check_gpu(fabric, cat, &ctx)?;
         if let Some(g) = &fabric.gpu {
-            match &f.gpu {
-                Some(first) if first != g => return Err(ctx.invalid(
-                    "gpu",
-                    format!(
-                        "{g:?} differs from {first:?} at an earlier site: meshway simulates one GPU model per fabric"
-                    ),
-                )),
-                _ => f.gpu = Some(g.clone()),
+            if let Some(first) = f.gpu.as_ref().filter(|first| *first != g) {
+                let why = format!("{g:?} differs from {first:?} at an earlier site");
+                return Err(ctx.invalid("gpu", format!("{why}: meshway simulates one GPU model per fabric")));
             }
+            f.gpu = Some(g.clone());
         }
         let out = build_family(fabric, cat, &ctx, dci_ports[i])?;
         let mut sf = out.fabric;

@@ -737,3 +737,135 @@ fn all_to_all_relays_through_the_rail_local_nic() {
     let wire = msg + msg.div_ceil(4096) * u64::from(roce.header_bytes);
     assert!(nic.iter().all(|&b| b == 56 * wire), "{} vs {}", nic[0], 56 * wire);
 }
+
+#[test]
+fn hierarchical_all_reduce_matches_the_closed_form() {
+    // 2 hosts of 2 H100s, 2 MiB, one channel, simple, step by step: one pipeline chunk
+    // (1 MiB per rank). Reduce-scatter inside each host (1 step of the 1 MiB shard over
+    // NVLink), a ring all-reduce of the shard across the 2 hosts on each rail (2 steps of
+    // 512 KiB over the NIC), all-gather inside each host (1 step); each step pays the
+    // protocol's NVLink or network step latency and its path; the collective ends the base
+    // latency later. NVLink runs at 370.8 of 450 GB/s, the NIC at 48 of 50 GB/s.
+    let text = "[fabric]\nkind = \"leaf-spine\"\ngpus = 4\ngpus-per-host = 2\nnic = \"400Gbps\"\nnvlink = \"3.6Tbps\"\n[[workload]]\nkind = \"collective\"\nalgorithm = \"hierarchical\"\nprotocol = \"simple\"\nsize = \"2MiB\"\nchannels = 1\nmodel = \"steps\"\n";
+    let r = run(text, &Options { no_ideal: true, ..Options::default() });
+    let cat = Catalog::builtin();
+    let roce = cat.transport_profile("roce").unwrap();
+    let p = cat.protocol("simple").unwrap();
+    let s = Scenario::parse(text, "t").unwrap();
+    let f = s.build(&cat).unwrap();
+    let mut topo = FabricTopo::new(&f, &cat, 1);
+    let packet = 4096 + u64::from(roce.header_bytes);
+    let wire = |b: f64| b + (b / 4096.0).ceil() * f64::from(roce.header_bytes);
+    let step = |bytes: f64, share: f64, rate: f64, alpha: u64, lat: meshway_units::Nanos| {
+        alpha as f64 + lat.0 as f64 + wire((bytes / share).ceil()) * 8.0 / rate * 1e9
+    };
+    let nv =
+        step((1u64 << 20) as f64, 370.8 / 450.0, 3.6e12, p.ring_nvlink_step.0, topo.edge_latency(0, 1, None, packet));
+    let net = step(
+        (512u64 << 10) as f64,
+        0.96,
+        400e9,
+        p.ring_network_step.0.max(roce.alpha.0),
+        topo.edge_latency(0, 2, None, packet),
+    );
+    let closed = 2.0 * nv + 2.0 * net + p.ring_base_latency.0 as f64;
+    let got = r.workloads[0].time_ns.unwrap() as f64;
+    assert_eq!(r.workloads[0].model.as_deref(), Some("steps"));
+    assert!((got - closed).abs() / closed < 0.001, "simulated {got} ns vs closed form {closed} ns");
+}
+
+#[test]
+fn nvls_tree_all_reduce_matches_the_closed_form() {
+    // 2 hosts of 2 H100s, 2 MiB, one pipeline chunk: NVLS reduce-scatter (2 MiB into the
+    // NVSwitch, 1 MiB back), a double binary tree of each 1 MiB shard between the hosts (on
+    // 2 ranks: each rank sends two 512 KiB halves over its NIC at once, one per tree, then
+    // the tree's one network step), NVLS all-gather (1 MiB in, 2 MiB back), then the NVLS
+    // latency. NVLink at 370.8/450 x 0.85 (NVLS efficiency), the NIC at 48 of 50 GB/s.
+    use meshway_sim::program::Leg;
+    let text = "[fabric]\nkind = \"leaf-spine\"\ngpus = 4\ngpus-per-host = 2\nnic = \"400Gbps\"\nnvlink = \"3.6Tbps\"\n[[workload]]\nkind = \"collective\"\nalgorithm = \"nvls-tree\"\nsize = \"2MiB\"\n";
+    let r = run(text, &Options { no_ideal: true, ..Options::default() });
+    assert_eq!(r.workloads[0].protocol.as_deref(), Some("simple"), "NVLS-tree runs simple only");
+    let cat = Catalog::builtin();
+    let roce = cat.transport_profile("roce").unwrap();
+    let p = cat.protocol("simple").unwrap();
+    let s = Scenario::parse(text, "t").unwrap();
+    let f = s.build(&cat).unwrap();
+    let mut topo = FabricTopo::new(&f, &cat, 1);
+    let packet = 4096 + u64::from(roce.header_bytes);
+    let wire = |b: f64| b + (b / 4096.0).ceil() * f64::from(roce.header_bytes);
+    let tail = |leg| {
+        let (rate, lat) = topo.arc_spec(topo.attach(0, leg, 0).unwrap());
+        lat.0 as f64 + packet as f64 * 8.0 / rate.0 as f64 * 1e9
+    };
+    let nv = |bytes: u64| wire((bytes as f64 / (370.8 / 450.0 * 0.85)).ceil()) * 8.0 / 3.6e12 * 1e9;
+    let a = nv(2 << 20) + tail(Leg::NvlinkUp);
+    let c = nv(2 << 20) + tail(Leg::NvlinkDown);
+    let step = p.nvls_tree_network_step.unwrap().0.max(roce.alpha.0) as f64;
+    let edge = topo.edge_latency(0, 2, None, packet).0 as f64;
+    let half = wire(((512u64 << 10) as f64 / 0.96).ceil());
+    let b = step + 2.0 * half * 8.0 / 400e9 * 1e9 + edge + (step + edge);
+    let closed = a + b + c + p.nvls_latency.unwrap().0 as f64;
+    let got = r.workloads[0].time_ns.unwrap() as f64;
+    assert!((got - closed).abs() / closed < 0.001, "simulated {got} ns vs closed form {closed} ns");
+}
+
+#[test]
+fn collnet_all_reduce_matches_the_closed_form() {
+    // 2 hosts of 2 H100s on SHARP switches, 2 MiB, one channel, one pipeline chunk: ring
+    // reduce-scatter inside each host (1 step of the 1 MiB shard over NVLink), each GPU's
+    // shard up its NIC into the switch and the result back at once (48 of 50 GB/s x NCCL's
+    // CollNet factor 0.85), ring all-gather inside each host, then the CollNet latency.
+    use meshway_sim::program::Leg;
+    let text = "[fabric]\nkind = \"leaf-spine\"\ngpus = 4\ngpus-per-host = 2\nnic = \"400Gbps\"\nnvlink = \"3.6Tbps\"\nleaf-model = \"quantum2-qm9700\"\nspine-model = \"quantum2-qm9700\"\n[[workload]]\nkind = \"collective\"\nalgorithm = \"collnet\"\nprotocol = \"simple\"\nsize = \"2MiB\"\nchannels = 1\nmodel = \"steps\"\n";
+    let r = run(text, &Options { no_ideal: true, ..Options::default() });
+    let cat = Catalog::builtin();
+    let roce = cat.transport_profile("roce").unwrap();
+    let p = cat.protocol("simple").unwrap();
+    let s = Scenario::parse(text, "t").unwrap();
+    let f = s.build(&cat).unwrap();
+    let mut topo = FabricTopo::new(&f, &cat, 1);
+    let packet = 4096 + u64::from(roce.header_bytes);
+    let wire = |b: f64| b + (b / 4096.0).ceil() * f64::from(roce.header_bytes);
+    let mib = (1u64 << 20) as f64;
+    let nv = p.ring_nvlink_step.0 as f64
+        + topo.edge_latency(0, 1, None, packet).0 as f64
+        + wire((mib / (370.8 / 450.0)).ceil()) * 8.0 / 3.6e12 * 1e9;
+    let (rate, lat) = topo.arc_spec(topo.attach(0, Leg::NicUp, 0).unwrap());
+    assert_eq!(rate.0, 400_000_000_000);
+    let up = lat.0 as f64 + packet as f64 * 8.0 / 400e9 * 1e9 + wire((mib / (0.96 * 0.85)).ceil()) * 8.0 / 400e9 * 1e9;
+    let (_, lat_down) = topo.arc_spec(topo.attach(0, Leg::NicDown, 0).unwrap());
+    let down = up - lat.0 as f64 + lat_down.0 as f64;
+    let closed = 2.0 * nv + up.max(down) + p.collnet_latency.unwrap().0 as f64;
+    let got = r.workloads[0].time_ns.unwrap() as f64;
+    assert!((got - closed).abs() / closed < 0.001, "simulated {got} ns vs closed form {closed} ns");
+}
+
+#[test]
+fn tree_all_reduce_matches_the_closed_form() {
+    // 8 single-GPU hosts on one leaf, 8 MiB, each protocol: two heap trees (the second over
+    // the reversed order) each carry half the buffer up and down at once. The busiest NICs
+    // (interior with two children in one tree, a leaf in the other) send 4 halves, so the
+    // data takes 4 x half / (48 of 50 GB/s x the protocol's efficiency); then 2 x depth - 1
+    // = 5 more network steps of the tree table (the first is paid by the messages), and the
+    // protocol's base latency.
+    let cat = Catalog::builtin();
+    let roce = cat.transport_profile("roce").unwrap();
+    for proto in ["simple", "ll128", "ll"] {
+        let text = format!(
+            "{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"tree\"\nprotocol = \"{proto}\"\nsize = \"8MiB\"\n"
+        );
+        let r = run(&text, &Options { no_ideal: true, ..Options::default() });
+        let p = cat.protocol(proto).unwrap();
+        let s = Scenario::parse(&text, "t").unwrap();
+        let f = s.build(&cat).unwrap();
+        let mut topo = FabricTopo::new(&f, &cat, 1);
+        let lat = topo.edge_latency(0, 1, None, 4096 + u64::from(roce.header_bytes)).0 as f64;
+        let on_wire = ((4u64 << 20) as f64 / 0.96).ceil();
+        let on_wire = if p.efficiency < 1.0 { (on_wire / p.efficiency).ceil() } else { on_wire };
+        let wire = on_wire + (on_wire / 4096.0).ceil() * f64::from(roce.header_bytes);
+        let net = p.tree_network_step.0.max(roce.alpha.0) as f64 + lat;
+        let closed = net + 4.0 * wire * 8.0 / 400e9 * 1e9 + 5.0 * net + p.tree_base_latency.0 as f64;
+        let got = r.workloads[0].time_ns.unwrap() as f64;
+        assert!((got - closed).abs() / closed < 0.001, "{proto}: simulated {got} ns vs closed form {closed} ns");
+    }
+}
