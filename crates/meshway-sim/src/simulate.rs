@@ -212,6 +212,8 @@ pub struct ExportFlow {
     pub dst: u32,
     pub bytes: u64,
     pub start: u64,
+    /// Simulated completion (ns), or `u64::MAX` when it did not complete.
+    pub end: u64,
     pub deps: Vec<u32>,
 }
 
@@ -1029,7 +1031,10 @@ fn export_flows(prog: &Program, ex: &Execution) -> Vec<ExportFlow> {
     fn flatten(prog: &Program, idx: &[u32], deps: &[MsgId], out: &mut Vec<u32>, depth: u32) -> bool {
         for &d in deps {
             let m = &prog.msgs[d as usize];
-            if idx[d as usize] != u32::MAX {
+            if m.leg != crate::program::Leg::Path {
+                // Through an NVSwitch or a SHARP switch: htsim has no such flow.
+                return false;
+            } else if idx[d as usize] != u32::MAX {
                 out.push(idx[d as usize]);
             } else if m.delay.0 > 0 || depth > 4 || !flatten(prog, idx, &m.deps, out, depth + 1) {
                 return false;
@@ -1049,7 +1054,14 @@ fn export_flows(prog: &Program, ex: &Execution) -> Vec<ExportFlow> {
             if !flatten(prog, &idx, &m.deps, &mut deps, 0) {
                 deps = vec![u32::MAX];
             }
-            ExportFlow { src: m.src, dst: m.dst, bytes: m.bytes, start: ex.msgs[i].start.map_or(0, |s| s.0), deps }
+            ExportFlow {
+                src: m.src,
+                dst: m.dst,
+                bytes: m.bytes,
+                start: ex.msgs[i].start.map_or(0, |s| s.0),
+                end: ex.msgs[i].end.map_or(u64::MAX, |e| e.0),
+                deps,
+            }
         })
         .collect()
 }
@@ -1184,83 +1196,79 @@ fn flow_records(prog: &Program, ex: &Execution, topo: &FabricTopo<'_>) -> Vec<Fl
         .collect()
 }
 
-/// The flow list in htsim's connection-matrix format (`Nodes`, `Connections`, `Triggers`
-/// header; `src->dst id N start T size B` lines, with `trigger`, `recv_done_trigger` and
-/// `send_done_trigger` for dependencies, a flow feeding at most two triggers). Start times are in picoseconds as
-/// htsim's parser reads them; a flow whose dependencies cannot be expressed with one trigger
-/// per flow keeps its simulated start time instead. Returns the text and how many flows fell
-/// back to simulated start times.
-pub fn htsim_connection_matrix(report: &SimReport) -> (String, usize) {
-    use std::collections::BTreeMap;
+/// What [`htsim_connection_matrix`] could not say exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HtsimExportNotes {
+    /// Flows that keep their simulated start time: their dependencies have no trigger form
+    /// (a compute gap, a barrier of more than 64 flows, a flow through an NVSwitch or SHARP
+    /// switch, or one that did not complete).
+    pub fallback: usize,
+    /// Flows that depend on several flows and are triggered by the one that finished last in
+    /// meshway's run (htsim starts a flow from one trigger, and a flow fires one).
+    pub relaxed: usize,
+}
+
+/// The run's messages as an htsim connection matrix (`connection_matrix.cpp`: `Nodes`,
+/// `Connections`, `Triggers`, one line per flow, then the triggers), as htsim's transports
+/// execute it at Broadcom/csg-htsim commit 841d9e7: a flow fires a trigger when its sender is
+/// done (`send_done_trigger`, the last byte acknowledged; main_roce never fires
+/// `recv_done_trigger`), and a trigger starts every flow that waits on it. Every flow that
+/// others wait on fires its own one-shot trigger; a flow with several dependencies waits on
+/// the one that finished last in meshway's run (counted in [`HtsimExportNotes::relaxed`]).
+pub fn htsim_connection_matrix(report: &SimReport) -> (String, HtsimExportNotes) {
     use std::fmt::Write;
     let flows = &report.export;
-    // One trigger per distinct dependency set; a flow can fire only one trigger.
-    // A flow can fire two triggers: one when it is received, one when it is sent.
-    let mut fires: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    let mut sets: BTreeMap<Vec<u32>, u32> = BTreeMap::new();
-    let mut triggers: Vec<(u32, usize)> = Vec::new();
-    let mut flow_trigger: Vec<Option<u32>> = vec![None; flows.len()];
-    let mut fallback = 0;
+    let mut notes = HtsimExportNotes::default();
+    // Per flow: the flow whose send-done starts it.
+    let mut waits_on: Vec<Option<u32>> = vec![None; flows.len()];
+    // Per flow: the trigger it fires (1-based, in order of first use).
+    let mut fires: Vec<u32> = vec![0; flows.len()];
+    let mut triggers = 0u32;
     for (i, f) in flows.iter().enumerate() {
         if f.deps.is_empty() {
             continue;
         }
-        let mut deps: Vec<u32> = f.deps.iter().copied().filter(|&d| (d as usize) < flows.len()).collect();
-        deps.sort_unstable();
-        deps.dedup();
-        if deps.len() != f.deps.len() {
-            fallback += 1;
+        let ok = f.deps.iter().all(|&d| (d as usize) < flows.len() && flows[d as usize].end != u64::MAX);
+        if !ok {
+            notes.fallback += 1;
             continue;
         }
-        let id = match sets.get(&deps) {
-            Some(&id) => id,
-            None => {
-                if deps.iter().any(|d| fires.get(d).is_some_and(|t| t.len() >= 2)) {
-                    fallback += 1;
-                    continue;
-                }
-                let id = triggers.len() as u32 + 1;
-                for d in &deps {
-                    fires.entry(*d).or_default().push(id);
-                }
-                sets.insert(deps.clone(), id);
-                triggers.push((id, deps.len()));
-                id
-            }
-        };
-        flow_trigger[i] = Some(id);
+        // The dependency that finished last (the lowest index among ties).
+        let critical = f.deps.iter().copied().max_by_key(|&d| (flows[d as usize].end, std::cmp::Reverse(d)));
+        let Some(c) = critical else { continue };
+        if f.deps.iter().any(|&d| d != c) {
+            notes.relaxed += 1;
+        }
+        if fires[c as usize] == 0 {
+            triggers += 1;
+            fires[c as usize] = triggers;
+        }
+        waits_on[i] = Some(c);
     }
     let mut out = String::new();
     let _ = writeln!(out, "Nodes {}", report.gpus);
     let _ = writeln!(out, "Connections {}", flows.len());
-    let _ = writeln!(out, "Triggers {}", triggers.len());
+    let _ = writeln!(out, "Triggers {triggers}");
     for (i, f) in flows.iter().enumerate() {
         let _ = write!(out, "{}->{} id {}", f.src, f.dst, i + 1);
-        match flow_trigger[i] {
-            Some(t) => {
-                let _ = write!(out, " trigger {t}");
+        match waits_on[i] {
+            Some(c) => {
+                let _ = write!(out, " trigger {}", fires[c as usize]);
             }
             None => {
                 let _ = write!(out, " start {}", f.start.saturating_mul(1000));
             }
         }
         let _ = write!(out, " size {}", f.bytes);
-        if let Some(t) = fires.get(&(i as u32)) {
-            let _ = write!(out, " recv_done_trigger {}", t[0]);
-            if let Some(t2) = t.get(1) {
-                let _ = write!(out, " send_done_trigger {t2}");
-            }
+        if fires[i] != 0 {
+            let _ = write!(out, " send_done_trigger {}", fires[i]);
         }
         out.push('\n');
     }
-    for (id, count) in triggers {
-        if count == 1 {
-            let _ = writeln!(out, "trigger id {id} oneshot");
-        } else {
-            let _ = writeln!(out, "trigger id {id} barrier count {count}");
-        }
+    for t in 1..=triggers {
+        let _ = writeln!(out, "trigger id {t} oneshot");
     }
-    (out, fallback)
+    (out, notes)
 }
 
 /// Bandwidth in the unit nccl-tests prints (GB/s) from Gbit/s.

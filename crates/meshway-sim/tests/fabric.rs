@@ -418,17 +418,31 @@ fn htsim_export_has_header_connections_and_triggers() {
         "{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"ring\"\nprotocol = \"simple\"\nsize = \"8MiB\"\nchannels = 1\nmodel = \"steps\"\n"
     );
     let r = run(&text, &Options::default());
-    let (cm, fallback) = htsim_connection_matrix(&r);
+    let (cm, notes) = htsim_connection_matrix(&r);
     let lines: Vec<&str> = cm.lines().collect();
     assert_eq!(lines[0], "Nodes 8");
+    // 14 steps of 8 messages; a trigger per message that starts one of the next step's.
     assert_eq!(lines[1], format!("Connections {}", 2 * 7 * 8));
-    assert!(lines[2].starts_with("Triggers "));
-    assert_eq!(fallback, 0);
+    let triggers: u32 = lines[2].strip_prefix("Triggers ").unwrap().parse().unwrap();
+    assert!((8..=13 * 8).contains(&triggers), "{}", lines[2]);
+    // A step waits for two messages (the chunk it forwards and its own previous send);
+    // htsim starts a flow from one trigger: the later of the two, counted.
+    assert_eq!(notes.fallback, 0);
+    assert_eq!(notes.relaxed, 13 * 8);
     // The first step starts after the simple protocol's network step latency (14 us), and
-    // carries its 1 MiB at the NIC's achievable 48 of 50 GB/s: 1 MiB / 0.96 bytes at line rate.
+    // carries its 1 MiB at the NIC's achievable 48 of 50 GB/s: 1 MiB / 0.96 bytes at line
+    // rate; it fires its trigger when its sender is done (htsim's send_done_trigger).
     let size = (1048576f64 / 0.96).ceil() as u64;
-    assert!(lines[3].starts_with(&format!("0->1 id 1 start 14000000 size {size}")), "{}", lines[3]);
-    assert!(cm.contains(" trigger ") && cm.contains("barrier count 2"));
+    assert!(lines[3].starts_with(&format!("0->1 id 1 start 14000000 size {size} send_done_trigger ")), "{}", lines[3]);
+    assert!(!cm.contains("recv_done_trigger"), "htsim's RoCE never fires recv_done_trigger");
+    // Every trigger is fired by exactly one flow and starts at least one.
+    for t in 1..=triggers {
+        assert_eq!(cm.matches(&format!(" send_done_trigger {t}\n")).count(), 1, "trigger {t}");
+        assert!(cm.contains(&format!(" trigger {t} size ")), "trigger {t} starts a flow");
+        assert!(cm.contains(&format!("trigger id {t} oneshot\n")));
+    }
+    // The last step's flows start nothing.
+    assert!(lines[3 + 13 * 8..3 + 14 * 8].iter().all(|l| !l.contains("send_done")));
 }
 
 fn err(text: &str) -> String {

@@ -139,11 +139,19 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
     };
     let r = run_file(&args.file, cat, &opts)?;
     if let Some(p) = &args.htsim {
-        let (text, fallback) = htsim_connection_matrix(&r);
+        let (text, notes) = htsim_connection_matrix(&r);
         std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
-        if fallback > 0 {
+        if notes.fallback > 0 {
             eprintln!(
-                "note: {fallback} flows in {} keep their simulated start times: their dependencies (compute gaps or wide barriers) have no htsim trigger form",
+                "warning: {} flows in {} keep their simulated start times: their dependencies (compute gaps, barriers of more than 64 flows, NVSwitch or SHARP legs) have no htsim trigger form",
+                notes.fallback,
+                p.display()
+            );
+        }
+        if notes.relaxed > 0 {
+            eprintln!(
+                "warning: {} flows in {} depend on several flows; htsim starts a flow from one trigger, so each waits for the one that finished last in meshway's run",
+                notes.relaxed,
                 p.display()
             );
         }
