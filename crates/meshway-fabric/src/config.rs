@@ -225,4 +225,26 @@ pub struct TransportConfig {
     /// Queue pairs (subflows, each hashed on its own) per connection, as
     /// NCCL_IB_QPS_PER_CONNECTION (default: the catalog's `qps-per-connection`).
     pub qps: Option<u32>,
+    /// When a message counts as complete: its last byte at the receiver (`data`, the
+    /// default) or its last acknowledgement back at the sender (`ack`, as htsim counts).
+    pub completion: Option<CompletionConfig>,
+    /// How switches forward the last packet: `cut-through` (the default: it serializes once,
+    /// at the bottleneck) or `store-and-forward` (once per link, as htsim's queues do).
+    pub forwarding: Option<ForwardingConfig>,
+}
+
+/// When a message counts as complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompletionConfig {
+    Data,
+    Ack,
+}
+
+/// How switches forward a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardingConfig {
+    CutThrough,
+    StoreAndForward,
 }

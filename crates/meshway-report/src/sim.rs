@@ -17,7 +17,7 @@ pub fn sim_text(r: &SimReport) -> String {
     let mut out = String::new();
     let t = &r.transport;
     out.push_str(&format!(
-        "Simulation of {} ({} GPUs), seed {}\n  transport {} ({}), routing {}, MTU {} B + {} B headers (goodput {:.2}%), alpha {}\n\n",
+        "Simulation of {} ({} GPUs), seed {}\n  transport {} ({}), routing {}, MTU {} B + {} B headers (goodput {:.2}%), alpha {}\n  a message completes {}, {}\n\n",
         r.scenario,
         thousands(r.gpus as u64),
         r.seed,
@@ -27,7 +27,17 @@ pub fn sim_text(r: &SimReport) -> String {
         t.mtu_bytes,
         t.header_bytes,
         t.goodput * 100.0,
-        time(t.alpha_ns)
+        time(t.alpha_ns),
+        if t.completion == "ack" {
+            "when its acknowledgement is back at the sender"
+        } else {
+            "when its last byte is at the receiver"
+        },
+        if t.forwarding == "store-and-forward" {
+            "store-and-forward (every link serializes the last packet)"
+        } else {
+            "cut-through (the last packet serializes once, at the bottleneck)"
+        }
     ));
     for f in &r.failures {
         out.push_str(&format!(

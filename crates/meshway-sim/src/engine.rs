@@ -132,6 +132,16 @@ impl FlowSpec {
     }
 }
 
+/// When a flow counts as complete: its last byte at the receiver (the default) or, with
+/// `ack_bytes`, its acknowledgement of that many bytes back at the sender; and whether the
+/// last packet is store-and-forwarded at every link or cut through (serialized once, at the
+/// bottleneck).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Completion {
+    pub ack_bytes: Option<u64>,
+    pub store_and_forward: bool,
+}
+
 /// Chooses paths while the simulation runs: for flows added with [`FlowSpec::routed`] at the
 /// moment they become active, and for active flows whose path loses a link. Drive the run with
 /// [`Simulation::run_with`] or [`Simulation::advance_with`] to use one.
@@ -322,6 +332,7 @@ impl Eq for Share {}
 /// After a method returns an error the simulation's state is unspecified: discard it.
 #[derive(Debug, Clone)]
 pub struct Simulation {
+    completion: Completion,
     net: Network,
     links: Vec<Link>,
     flows: Vec<Flow>,
@@ -375,6 +386,7 @@ impl Simulation {
             })
             .collect();
         Simulation {
+            completion: Completion::default(),
             net,
             links,
             flows: Vec::new(),
@@ -421,6 +433,11 @@ impl Simulation {
     /// flow still completes at its own finish time under the current rates; the capacity it
     /// frees reaches the others up to that tolerance early, so they may finish up to about
     /// that share earlier than exact max-min sharing gives. 0 (the default) is exact.
+    /// When a flow counts as complete and how its last packet is forwarded (see [`Completion`]).
+    pub fn set_completion(&mut self, c: Completion) {
+        self.completion = c;
+    }
+
     pub fn set_tolerance(&mut self, ppm: u64) {
         self.tolerance_ppm = ppm;
     }
@@ -711,15 +728,36 @@ impl Simulation {
     }
 
     /// Latency of `path` plus the last packet's serialization at its bottleneck, in ns.
+    /// What a flow takes beyond its fluid transfer: the path's latency and the last packet's
+    /// serialization (once at the bottleneck when cut-through; at every link but the one the
+    /// fluid transfer already paid when store-and-forward), and with `ack` completion the
+    /// acknowledgement's way back (the same latency, its own serialization likewise).
     fn tail(&self, path: &[LinkId], size: Bytes, last_packet: Bytes) -> u64 {
         if path.is_empty() {
             return 0;
         }
         let specs = path.iter().map(|l| self.net.links[l.index()]);
         let latency: Nanos = specs.clone().map(|s| s.latency).sum();
-        let bottleneck = specs.map(|s| s.capacity).min().unwrap_or_default();
-        let packet = if last_packet.0 == 0 { Nanos::ZERO } else { bottleneck.transmit_time(last_packet.min(size)) };
-        (latency + packet).0
+        let bottleneck = specs.clone().map(|s| s.capacity).min().unwrap_or_default();
+        let serialize = |bytes: Bytes| -> Nanos {
+            if bytes.0 == 0 {
+                Nanos::ZERO
+            } else if self.completion.store_and_forward {
+                let all: Nanos = specs.clone().map(|s| s.capacity.transmit_time(bytes)).sum();
+                all.saturating_sub(bottleneck.transmit_time(bytes))
+            } else {
+                bottleneck.transmit_time(bytes)
+            }
+        };
+        let mut t = latency + serialize(last_packet.min(size));
+        if let Some(ack) = self.completion.ack_bytes {
+            t += latency + serialize(Bytes(ack));
+            if self.completion.store_and_forward && ack > 0 {
+                // The acknowledgement is its own packet: every link serializes it.
+                t += bottleneck.transmit_time(Bytes(ack));
+            }
+        }
+        t.0
     }
 
     fn push(&mut self, time: u64, event: Event) {
@@ -1206,6 +1244,28 @@ mod tests {
         // The last packet is clamped to the flow's size: 1000 B at 100 Gbps = 80 ns.
         assert_eq!(sim.tail(&[a, b], Bytes(1000), Bytes(4096)), 350 + 80);
         assert_eq!(sim.tail(&[], Bytes(1000), Bytes(4096)), 0);
+    }
+
+    #[test]
+    fn tail_by_completion_and_forwarding() {
+        // 400 Gbps then 100 Gbps, 100 + 250 ns; a 4096 B last packet: 82 ns at 400G, 328 ns
+        // at 100G (the bottleneck); a 64 B acknowledgement: 2 ns and 6 ns.
+        let mut net = Network::new();
+        let a = net.add_link(BitsPerSec::gbps(400), Nanos(100));
+        let b = net.add_link(BitsPerSec::gbps(100), Nanos(250));
+        let mut sim = Simulation::new(net);
+        let t = |sim: &Simulation| sim.tail(&[a, b], Bytes(1 << 20), Bytes(4096));
+        assert_eq!(t(&sim), 350 + 328, "data at the receiver, cut-through");
+        // Store-and-forward: the fluid transfer paid the bottleneck; the other link
+        // serializes the last packet once more.
+        sim.set_completion(Completion { ack_bytes: None, store_and_forward: true });
+        assert_eq!(t(&sim), 350 + 82);
+        // The acknowledgement comes back over the same latency, serialized at the bottleneck...
+        sim.set_completion(Completion { ack_bytes: Some(64), store_and_forward: false });
+        assert_eq!(t(&sim), 350 + 328 + 350 + 6);
+        // ... or at every link.
+        sim.set_completion(Completion { ack_bytes: Some(64), store_and_forward: true });
+        assert_eq!(t(&sim), 350 + 82 + 350 + 2 + 6);
     }
 
     #[test]

@@ -65,6 +65,8 @@ pub struct ExecConfig {
     /// Completion batching tolerance in parts per million (0: exact; see
     /// `Simulation::set_tolerance`).
     pub tolerance_ppm: u64,
+    /// When a message counts as complete, and how its last packet is forwarded.
+    pub completion: crate::engine::Completion,
 }
 
 /// A scheduled link state change (both directions of a physical link are given as arcs).
@@ -152,6 +154,7 @@ pub fn execute(
 ) -> Result<Execution, SimError> {
     let mut sim = Simulation::new(topo.network());
     sim.set_tolerance(cfg.tolerance_ppm);
+    sim.set_completion(cfg.completion);
     let mut routes: Vec<Option<Route>> = Vec::with_capacity(prog.msgs.len());
     // Per message: the engine flow that completes with it, and its subflow range.
     let mut handle: Vec<FlowId> = Vec::with_capacity(prog.msgs.len());

@@ -64,6 +64,6 @@ pub mod topo;
 pub mod training;
 pub mod tuner;
 
-pub use engine::{FlowId, FlowSpec, LinkId, LinkSpec, LinkView, Network, Router, Simulation};
+pub use engine::{Completion, FlowId, FlowSpec, LinkId, LinkSpec, LinkView, Network, Router, Simulation};
 pub use error::{CollectiveError, SimError, SimulateError};
 pub use result::{FlowResult, LinkStats, SimResult, Stall};

@@ -426,6 +426,8 @@ fn exec_config(
         spray_paths: cat.simulation.spray_paths,
         seed,
         tolerance_ppm: (tolerance.unwrap_or(cat.simulation.completion_tolerance).clamp(0.0, 0.5) * 1e6).round() as u64,
+        // Multi-site jobs count a message complete at the receiver, cut-through.
+        completion: Default::default(),
     };
     Ok((cfg, kind.to_string()))
 }

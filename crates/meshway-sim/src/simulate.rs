@@ -10,7 +10,7 @@ use crate::topo::{mix, FabricTopo, IdealTopo, Topology};
 use crate::training::{self, TrainSpec};
 use crate::tuner;
 use crate::{CollectiveError, SimError};
-use meshway_fabric::config::{RoutingKind, TransportKind};
+use meshway_fabric::config::{CompletionConfig, ForwardingConfig, RoutingKind, TransportKind};
 use meshway_fabric::error::closest;
 use meshway_fabric::scenario::Ctx;
 use meshway_fabric::workload_config::{CollModelConfig, ProtocolConfig, RankRef, WorkloadConfig, WorkloadKind};
@@ -85,6 +85,11 @@ pub struct TransportInfo {
     pub goodput: f64,
     pub alpha_ns: u64,
     pub lossless: String,
+    /// When a message counts as complete: "data" (last byte at the receiver) or "ack" (its
+    /// acknowledgement back at the sender).
+    pub completion: String,
+    /// "cut-through" or "store-and-forward".
+    pub forwarding: String,
 }
 
 /// One workload's outcome.
@@ -733,6 +738,13 @@ fn transport_info(setup: &Setup<'_>, opts: &Options) -> Result<(TransportInfo, W
         goodput: wire.goodput(),
         alpha_ns: p.alpha.0,
         lossless: p.lossless.clone(),
+        completion: if tc.completion == Some(CompletionConfig::Ack) { "ack" } else { "data" }.into(),
+        forwarding: if tc.forwarding == Some(ForwardingConfig::StoreAndForward) {
+            "store-and-forward"
+        } else {
+            "cut-through"
+        }
+        .into(),
     };
     Ok((info, wire))
 }
@@ -877,6 +889,11 @@ pub fn simulate(
         seed,
         tolerance_ppm: (opts.tolerance.unwrap_or(cat.simulation.completion_tolerance).clamp(0.0, 0.5) * 1e6).round()
             as u64,
+        // An acknowledgement is a header-only packet of the transport.
+        completion: crate::engine::Completion {
+            ack_bytes: (tinfo.completion == "ack").then_some(wire.header),
+            store_and_forward: tinfo.forwarding == "store-and-forward",
+        },
     };
 
     // The tuner's lower bounds come from the ideal fabric.

@@ -883,3 +883,38 @@ fn tree_all_reduce_matches_the_closed_form() {
         assert!((got - closed).abs() / closed < 0.001, "{proto}: simulated {got} ns vs closed form {closed} ns");
     }
 }
+
+#[test]
+fn completion_and_forwarding_are_chosen_and_stated() {
+    // One 1 MiB flow across one leaf (2 links of 400 Gbps): the acknowledgement adds the
+    // path's latency again and its header-only packet; store-and-forward adds the last
+    // packet once more at the second link.
+    let flow = |transport: &str| {
+        let text = format!(
+            "[fabric]\nkind = \"leaf-spine\"\ngpus = 8\ngpus-per-host = 1\n[transport]\nkind = \"roce\"\n{transport}[[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n"
+        );
+        let csv = "src,dst,bytes\ngpu-0,gpu-1,1MiB\n".to_string();
+        run_with(&text, &Options { no_ideal: true, ..Options::default() }, &[("f.csv", csv)]).unwrap()
+    };
+    let base = flow("");
+    assert_eq!((base.transport.completion.as_str(), base.transport.forwarding.as_str()), ("data", "cut-through"));
+    let ack = flow("completion = \"ack\"\n");
+    assert_eq!(ack.transport.completion, "ack");
+    let sf = flow("forwarding = \"store-and-forward\"\n");
+    assert_eq!(sf.transport.forwarding, "store-and-forward");
+    let cat = Catalog::builtin();
+    let roce = cat.transport_profile("roce").unwrap();
+    let sw = &cat.switch[cat.switch_index("generic-64x400g").unwrap() as usize];
+    let prop = cat.cable_lengths.host_leaf.propagation(cat.constants.fiber_delay_per_km);
+    let latency = 2 * prop.0 + sw.latency.0;
+    let ns = |bytes: u64| (bytes * 8 * 1_000_000_000).div_ceil(400_000_000_000);
+    let t = |r: &SimReport| r.workloads[0].time_ns.unwrap();
+    assert_eq!(t(&ack) - t(&base), latency + ns(u64::from(roce.header_bytes)));
+    // Equal rates: the bottleneck is the first link, so store-and-forward pays the second.
+    assert_eq!(t(&sf), t(&base));
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 8\n[transport]\nforwarding = \"wormhole\"\n");
+    assert!(
+        e.contains("`transport.forwarding`") && e.contains("cut-through") && e.contains("store-and-forward"),
+        "{e}"
+    );
+}

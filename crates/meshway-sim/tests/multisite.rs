@@ -50,7 +50,15 @@ fn all_reduce(text: &str, size: u64, hier: bool) -> u64 {
     let mut topo = FabricTopo::new(&f, &cat, 1);
     let roce = cat.transport_profile("roce").unwrap();
     let wire = Wire { mtu: 4096, header: u64::from(roce.header_bytes), alpha: roce.alpha };
-    let cfg = ExecConfig { policy: Policy::Ecmp, wire, qps: 1, spray_paths: 64, seed: 1, tolerance_ppm: 0 };
+    let cfg = ExecConfig {
+        policy: Policy::Ecmp,
+        wire,
+        qps: 1,
+        spray_paths: 64,
+        seed: 1,
+        tolerance_ppm: 0,
+        completion: Default::default(),
+    };
     let n = topo.ranks() as u32;
     let sites: Vec<u32> = (0..n).map(|r| u32::from(f.node(topo.node_of(r)).site)).collect();
     let spec = CollSpec {
