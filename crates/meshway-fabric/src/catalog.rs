@@ -309,35 +309,75 @@ pub struct Catalog {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct CatalogOverlay {
-    constants: Option<Constants>,
-    defaults: Option<Defaults>,
+    constants: Option<toml::Table>,
+    defaults: Option<toml::Table>,
     #[serde(default)]
-    switch: Vec<SwitchModel>,
+    switch: Vec<toml::Table>,
     #[serde(default)]
-    optic: Vec<Optic>,
+    optic: Vec<toml::Table>,
     #[serde(default)]
-    cable: Vec<Cable>,
-    cable_lengths: Option<CableLengths>,
+    cable: Vec<toml::Table>,
+    cable_lengths: Option<toml::Table>,
     #[serde(default)]
-    nic: Vec<Nic>,
+    nic: Vec<toml::Table>,
     #[serde(default)]
-    transport: Vec<TransportProfile>,
-    simulation: Option<SimDefaults>,
+    transport: Vec<toml::Table>,
+    simulation: Option<toml::Table>,
     #[serde(default)]
-    gpu: Vec<GpuModel>,
+    gpu: Vec<toml::Table>,
     #[serde(default)]
-    protocol: Vec<ProtocolModel>,
-    inference: Option<InferenceDefaults>,
-    multisite: Option<MultisiteDefaults>,
+    protocol: Vec<toml::Table>,
+    inference: Option<toml::Table>,
+    multisite: Option<toml::Table>,
 }
 
-fn merge<T: Clone>(base: &mut Vec<T>, add: Vec<T>, name: impl Fn(&T) -> &str) {
+/// `base` with the keys of `patch` replacing its own (a partial section or entry).
+fn patched<T: Serialize + serde::de::DeserializeOwned>(
+    base: Option<&T>,
+    patch: toml::Table,
+    file: &str,
+    entry: &str,
+) -> Result<T, FabricError> {
+    let bad = |message: String| FabricError::Catalog { file: file.to_string(), entry: entry.to_string(), message };
+    let mut t = match base {
+        Some(b) => toml::Table::try_from(b).map_err(|e| bad(e.to_string()))?,
+        None => toml::Table::new(),
+    };
+    t.extend(patch);
+    T::deserialize(toml::Value::Table(t)).map_err(|e| bad(e.to_string().trim().to_string()))
+}
+
+/// A section of the overlay over the built-in one: only the keys it gives change.
+fn patch_section<T: Serialize + serde::de::DeserializeOwned>(
+    base: &mut T,
+    patch: Option<toml::Table>,
+    file: &str,
+    entry: &str,
+) -> Result<(), FabricError> {
+    if let Some(p) = patch {
+        *base = patched(Some(&*base), p, file, entry)?;
+    }
+    Ok(())
+}
+
+/// Entries of the overlay: one named like a built-in entry changes the keys it gives; a new
+/// name adds a whole entry.
+fn merge<T: Serialize + serde::de::DeserializeOwned>(
+    base: &mut Vec<T>,
+    add: Vec<toml::Table>,
+    name: impl Fn(&T) -> &str,
+    kind: &str,
+    file: &str,
+) -> Result<(), FabricError> {
     for item in add {
-        match base.iter().position(|b| name(b) == name(&item)) {
-            Some(i) => base[i] = item,
-            None => base.push(item),
+        let n = item.get("name").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let entry = format!("{kind} {n:?}");
+        match base.iter().position(|b| name(b) == n) {
+            Some(i) => base[i] = patched(Some(&base[i]), item, file, &entry)?,
+            None => base.push(patched(None, item, file, &entry)?),
         }
     }
+    Ok(())
 }
 
 impl Catalog {
@@ -358,31 +398,23 @@ impl Catalog {
     pub fn with_overlay(text: &str, file: &str) -> Result<Catalog, FabricError> {
         let o: CatalogOverlay = toml::from_str(text).map_err(|e| locate_toml_error(file, text, &e))?;
         let mut c = Catalog::builtin();
-        if let Some(k) = o.constants {
-            c.constants = k;
+        patch_section(&mut c.constants, o.constants, file, "constants")?;
+        patch_section(&mut c.defaults, o.defaults, file, "defaults")?;
+        patch_section(&mut c.cable_lengths, o.cable_lengths, file, "cable-lengths")?;
+        patch_section(&mut c.simulation, o.simulation, file, "simulation")?;
+        if let Some(p) = o.inference {
+            c.inference = Some(patched(c.inference.as_ref(), p, file, "inference")?);
         }
-        if let Some(d) = o.defaults {
-            c.defaults = d;
+        if let Some(p) = o.multisite {
+            c.multisite = Some(patched(c.multisite.as_ref(), p, file, "multisite")?);
         }
-        if let Some(l) = o.cable_lengths {
-            c.cable_lengths = l;
-        }
-        if o.inference.is_some() {
-            c.inference = o.inference;
-        }
-        if o.multisite.is_some() {
-            c.multisite = o.multisite;
-        }
-        merge(&mut c.switch, o.switch, |s| &s.name);
-        merge(&mut c.optic, o.optic, |s| &s.name);
-        merge(&mut c.cable, o.cable, |s| &s.name);
-        merge(&mut c.nic, o.nic, |s| &s.name);
-        merge(&mut c.transport, o.transport, |s| &s.name);
-        merge(&mut c.gpu, o.gpu, |s| &s.name);
-        merge(&mut c.protocol, o.protocol, |s| &s.name);
-        if let Some(s) = o.simulation {
-            c.simulation = s;
-        }
+        merge(&mut c.switch, o.switch, |s| &s.name, "switch", file)?;
+        merge(&mut c.optic, o.optic, |s| &s.name, "optic", file)?;
+        merge(&mut c.cable, o.cable, |s| &s.name, "cable", file)?;
+        merge(&mut c.nic, o.nic, |s| &s.name, "nic", file)?;
+        merge(&mut c.transport, o.transport, |s| &s.name, "transport", file)?;
+        merge(&mut c.gpu, o.gpu, |s| &s.name, "gpu", file)?;
+        merge(&mut c.protocol, o.protocol, |s| &s.name, "protocol", file)?;
         c.check(file)?;
         Ok(c)
     }
@@ -618,5 +650,36 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.to_string(), "mine.toml: catalog entry switch \"x\": needs a `source` or an `assumption`");
+    }
+}
+#[cfg(test)]
+mod overlay_tests {
+    use super::Catalog;
+
+    #[test]
+    fn the_catalog_round_trips_through_toml() {
+        let c = Catalog::builtin();
+        let t = toml::to_string(&c).unwrap();
+        let back: Catalog = toml::from_str(&t).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(toml::to_string(&back).unwrap(), t);
+    }
+
+    #[test]
+    fn an_overlay_may_give_some_fields_of_a_section_or_an_entry() {
+        let base = Catalog::builtin();
+        let c = Catalog::with_overlay(
+            "[constants]\nfiber-delay-per-km = \"1us\"\n[[transport]]\nname = \"roce\"\nalpha = \"1us\"\n",
+            "mine.toml",
+        )
+        .unwrap();
+        assert_eq!(c.constants.fiber_delay_per_km, meshway_units::Nanos(1_000));
+        assert_eq!(c.constants.pfc_response, base.constants.pfc_response, "the rest of [constants] is the built-in's");
+        let roce = c.transport_profile("roce").unwrap();
+        assert_eq!(roce.alpha, meshway_units::Nanos(1_000));
+        assert_eq!(roce.header_bytes, base.transport_profile("roce").unwrap().header_bytes);
+        let e = Catalog::with_overlay("[constants]\nfiber-delay = \"1us\"\n", "mine.toml").unwrap_err().to_string();
+        assert!(e.contains("mine.toml") && e.contains("constants") && e.contains("fiber-delay"), "{e}");
+        let e = Catalog::with_overlay("[[switch]]\nname = \"new\"\nports = 8\n", "mine.toml").unwrap_err().to_string();
+        assert!(e.contains("switch \"new\"") && e.contains("missing field"), "{e}");
     }
 }
