@@ -481,7 +481,8 @@ pub fn build(
     } else {
         spec
     };
-    let g = by_host(&*topo, &spec.ranks).map_or(1, |x| x[0].len().max(1)) as u32;
+    // GPUs per host, for the plane of a channel (only multi-plane fabrics need it).
+    let g = if planes > 1 { by_host(&*topo, &spec.ranks).map_or(1, |x| x[0].len().max(1)) as u32 } else { 1 };
     let mut built = build_steps(prog, topo, spec, after)?;
     let transport = spec.proto.is_transport();
     for m in &mut prog.msgs[first..] {
