@@ -206,9 +206,14 @@ pub enum TransportKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RoutingKind {
+    /// Per-flow hashing over equal-cost next hops.
     #[default]
     Ecmp,
+    /// Each switch sends a new flow to its least-loaded next hop (local view).
     Adaptive,
+    /// A new flow takes the shortest path whose busiest link is least loaded (global view).
+    AdaptiveGlobal,
+    /// Packets sprayed evenly over all equal-cost paths.
     Spray,
 }
 

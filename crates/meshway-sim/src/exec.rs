@@ -2,7 +2,7 @@
 //! the routing policy), headers are added by the transport, paths are chosen as flows start
 //! and again when a link on them fails.
 
-use crate::engine::{FlowId, FlowSpec, LinkId as Arc, LinkView, Router, Simulation};
+use crate::engine::{FlowId, FlowSpec, LinkId as Arc, LinkView, Route as EngineRoute, Router, Simulation};
 use crate::program::{Leg, Program};
 use crate::result::Stall;
 use crate::topo::{mix, Choice, Topology};
@@ -16,6 +16,8 @@ use serde::Serialize;
 pub enum Policy {
     Ecmp,
     Adaptive,
+    /// The least-loaded whole path at flow start (a global view).
+    AdaptiveGlobal,
     Spray,
 }
 
@@ -24,6 +26,7 @@ impl Policy {
         match self {
             Policy::Ecmp => "ecmp",
             Policy::Adaptive => "adaptive",
+            Policy::AdaptiveGlobal => "adaptive-global",
             Policy::Spray => "spray",
         }
     }
@@ -104,6 +107,8 @@ struct Route {
     leg: Leg,
     /// A leg's NIC port (its channel) or a path's plane; [`NO_PORT`] for none.
     port: u32,
+    /// Paths the message's rate is spread over (spraying); 1 for one path.
+    spread: u32,
 }
 
 const NO_PORT: u32 = u32::MAX;
@@ -117,9 +122,23 @@ struct ProgramRouter<'t> {
 }
 
 impl ProgramRouter<'_> {
-    fn path_of(&mut self, flow: FlowId, live: Option<&LinkView<'_>>) -> Option<Vec<Arc>> {
+    /// The route of `flow`: one path, or its spread paths under spraying.
+    fn route_of(&mut self, flow: FlowId, live: Option<&LinkView<'_>>) -> Option<EngineRoute> {
         let r = self.routes.get(flow.index())?.as_ref()?;
-        let (src, dst, via, choice) = (r.src, r.dst, r.via, r.choice);
+        match (r.spread, r.choice) {
+            (2.., Choice::Spread { key, .. }) => {
+                let paths = (0..r.spread)
+                    .map(|index| self.path_of(flow, Choice::Spread { key, index }, live))
+                    .collect::<Option<Vec<_>>>()?;
+                Some(EngineRoute::Spread(paths))
+            }
+            (_, choice) => self.path_of(flow, choice, live).map(EngineRoute::Path),
+        }
+    }
+
+    fn path_of(&mut self, flow: FlowId, choice: Choice, live: Option<&LinkView<'_>>) -> Option<Vec<Arc>> {
+        let r = self.routes.get(flow.index())?.as_ref()?;
+        let (src, dst, via) = (r.src, r.dst, r.via);
         if r.leg != Leg::Path {
             let rank = if matches!(r.leg, Leg::NvlinkUp | Leg::NicUp) { src } else { dst };
             return self.topo.attach(rank, r.leg, r.port).map(|a| vec![a]);
@@ -139,8 +158,8 @@ impl ProgramRouter<'_> {
 }
 
 impl Router for ProgramRouter<'_> {
-    fn route(&mut self, flow: FlowId, links: &LinkView<'_>) -> Option<Vec<Arc>> {
-        self.path_of(flow, Some(links))
+    fn route(&mut self, flow: FlowId, links: &LinkView<'_>) -> Option<EngineRoute> {
+        self.route_of(flow, Some(links))
     }
 }
 
@@ -177,13 +196,14 @@ pub fn execute(
             continue;
         }
         let local = m.via.is_none() && topo.local(m.src, m.dst);
-        let k = if local {
-            1
-        } else {
-            match cfg.policy {
-                Policy::Spray => cfg.spray_paths.max(1),
-                Policy::Ecmp | Policy::Adaptive => cfg.qps.max(1),
+        // Queue pairs are separate flows; sprayed packets are one flow whose rate spreads
+        // over up to `spray_paths` paths (no more than it has packets).
+        let (k, spread) = match cfg.policy {
+            _ if local => (1, 1),
+            Policy::Spray => {
+                (1, (cfg.spray_paths.max(1) as u64).min(m.bytes.div_ceil(cfg.wire.mtu.max(1)).max(1)) as u32)
             }
+            Policy::Ecmp | Policy::Adaptive | Policy::AdaptiveGlobal => (cfg.qps.max(1), 1),
         };
         let k = (k as u64).min(m.bytes.max(1)) as u32;
         let alpha = m.alpha().unwrap_or(cfg.wire.alpha);
@@ -196,6 +216,7 @@ pub fn execute(
             let choice = match cfg.policy {
                 Policy::Ecmp => Choice::Hash(key),
                 Policy::Adaptive => Choice::LeastLoaded(key),
+                Policy::AdaptiveGlobal => Choice::LeastLoadedPath(key),
                 Policy::Spray => Choice::Spread { key: key_base, index: i },
             };
             let spec = if deps.is_empty() {
@@ -211,6 +232,7 @@ pub fn execute(
                 choice,
                 leg: m.leg,
                 port: if m.leg == Leg::Path { m.plane.map_or(NO_PORT, u32::from) } else { m.channel },
+                spread,
             }));
         }
         let last = first + k;

@@ -18,12 +18,19 @@
 //!   share `remaining capacity / unfrozen flows` (ties: lowest link id), freeze all its
 //!   unfrozen flows at that share, and subtract it from the other links they cross. A down
 //!   link has capacity zero, so its flows get rate zero.
+//! - **Spread flows.** A flow may be spread evenly over several paths (packet spraying,
+//!   [`FlowSpec::spread`]): it is still one flow with one rate, and a link that `m` of its `K`
+//!   paths cross carries `m/K` of that rate. In the filling a flow counts on each link with
+//!   that weight (`remaining / sum of unfrozen weights` is the share per unit of weight).
+//!   Weights are kept in units of 2⁻²⁰, exact for `K` a power of two.
 //! - **Incremental recompute.** When flows start or finish or a link changes state, only the
 //!   *connected component* touched by the change is recomputed: the flows that share a link
 //!   with a touched link, transitively. Max-min fair rates of separate components do not
 //!   influence each other, so this gives exactly the rates a full recompute would. When the
-//!   component is the whole network (an all-to-all), the recompute is a full one. Flows whose
-//!   rate did not change keep their scheduled finish event.
+//!   last recompute reached at least three quarters of the active flows (an all-to-all
+//!   couples every link), the search for the component is skipped and every link with
+//!   flows is refilled; the rates are the same. Flows whose rate did not change keep their
+//!   scheduled finish event.
 //! - **Exact fluid arithmetic.** Rates are integers in units of 1/1024 bit per second (the
 //!   fair share is rounded *down* to that unit, so a link is never over its capacity), and a
 //!   flow's remaining volume is an integer number of `rate unit × ns`. A flow of `S` bytes
@@ -43,10 +50,12 @@
 //!   move them with [`Simulation::set_path`].
 //! - **Cost.** One recompute is `O(P log L)` for a component whose flows cross `P` links in
 //!   total over `L` distinct links (breadth-first search, progressive filling with a lazy
-//!   heap of link shares, one division per flow whose rate changed). A run costs about the
-//!   number of distinct event times times the size of the component they touch: a million
-//!   equal flows all-to-all take two recomputes; a component of `n` flows that all finish at
-//!   different times costs `O(n²)`.
+//!   heap of link shares, one division per flow whose rate changed). Each link's list holds
+//!   its flows' paths inline (up to six links), so the filling reads lists front to back
+//!   rather than chasing each flow; flows that finished leave the lists at the next
+//!   recompute that walks them. A run costs about the number of distinct event times times
+//!   the size of the component they touch: a million equal flows all-to-all take two
+//!   recomputes; a component of `n` flows that all finish at different times costs `O(n²)`.
 //! - **Determinism.** No hash maps, no wall clock, no floating point in the engine; results
 //!   do not depend on the order in which flows were added (only ids do).
 

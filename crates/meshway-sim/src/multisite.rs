@@ -415,6 +415,7 @@ fn exec_config(
     // As `meshway simulate` chooses: the scenario's routing, else the transport's default.
     let policy = match (s.config.transport.as_ref().and_then(|t| t.routing), p.default_routing.as_str()) {
         (Some(RoutingKind::Adaptive), _) | (None, "adaptive") => Policy::Adaptive,
+        (Some(RoutingKind::AdaptiveGlobal), _) | (None, "adaptive-global") => Policy::AdaptiveGlobal,
         (Some(RoutingKind::Spray), _) | (None, "spray") => Policy::Spray,
         (Some(RoutingKind::Ecmp), _) | (None, _) => Policy::Ecmp,
     };

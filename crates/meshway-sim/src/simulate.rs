@@ -720,9 +720,11 @@ fn transport_info(setup: &Setup<'_>, opts: &Options) -> Result<(TransportInfo, W
     let routing = opts.routing.unwrap_or(
         match (s.config.transport.as_ref().and_then(|t| t.routing), p.default_routing.as_str()) {
             (Some(RoutingKind::Adaptive), _) => Policy::Adaptive,
+            (Some(RoutingKind::AdaptiveGlobal), _) => Policy::AdaptiveGlobal,
             (Some(RoutingKind::Spray), _) => Policy::Spray,
             (Some(RoutingKind::Ecmp), _) => Policy::Ecmp,
             (None, "adaptive") => Policy::Adaptive,
+            (None, "adaptive-global") => Policy::AdaptiveGlobal,
             (None, "spray") => Policy::Spray,
             _ => Policy::Ecmp,
         },

@@ -26,6 +26,10 @@ pub enum Choice {
     Hash(u64),
     /// Adaptive: the next hop with the fewest active flows now; ties by the hash.
     LeastLoaded(u64),
+    /// Global adaptive: the whole shortest path whose busiest link carries the fewest active
+    /// flows now (as a central controller that sees every link would choose); ties by the
+    /// hash, hop by hop.
+    LeastLoadedPath(u64),
     /// Spraying: subflow `index` of a message takes the `index`-th path in a mixed-radix
     /// enumeration of next hops (rotated per switch by `key`), so subflows cover next hops
     /// evenly.
@@ -313,6 +317,61 @@ impl<'f> FabricTopo<'f> {
         if du == FAR {
             return None;
         }
+        // Global adaptive: the busiest link's load on the best way from each node of the
+        // shortest-path graph to `d`, computed layer by layer backwards from `d`.
+        let mut best: Vec<(NodeId, usize)> = Vec::new();
+        if let Choice::LeastLoadedPath(_) = choice {
+            let load = |u: NodeId, l: meshway_fabric::LinkId| {
+                let arc = Arc(l.0 * 2 + u32::from(f.link(l).a != u));
+                live.map_or(0, |w| w.flows(arc))
+            };
+            let mut layers: Vec<Vec<NodeId>> = vec![vec![s]];
+            let mut dl = du;
+            while dl > 0 && layers.len() <= 64 {
+                let mut next: Vec<NodeId> = Vec::new();
+                for &u in layers.last().into_iter().flatten() {
+                    for &(v, l) in f.neighbors(u) {
+                        let first = layers.len() == 1;
+                        if (v == d || self.is_switch[v.idx()])
+                            && links_ok(l)
+                            && to_d(v) == dl - 1
+                            && (!first || in_plane(v))
+                        {
+                            next.push(v);
+                        }
+                    }
+                }
+                next.sort_unstable();
+                next.dedup();
+                layers.push(next);
+                dl -= 1;
+            }
+            best.push((d, 0));
+            for (i, layer) in layers.iter().enumerate().rev().skip(1) {
+                let (first, dv) = (i == 0, du - i as u16);
+                let mut add = Vec::with_capacity(layer.len());
+                for &u in layer {
+                    let c = f
+                        .neighbors(u)
+                        .iter()
+                        .filter(|&&(v, l)| {
+                            (v == d || self.is_switch[v.idx()])
+                                && links_ok(l)
+                                && to_d(v) == dv - 1
+                                && (!first || in_plane(v))
+                        })
+                        .filter_map(|&(v, l)| {
+                            let i = best.binary_search_by_key(&v, |b| b.0).ok()?;
+                            Some(load(u, l).max(best[i].1))
+                        })
+                        .min()
+                        .unwrap_or(usize::MAX);
+                    add.push((u, c));
+                }
+                best.extend(add);
+                best.sort_unstable_by_key(|b| b.0);
+            }
+        }
         let mut hop = 0u32;
         let index = match choice {
             Choice::Spread { index, .. } => u64::from(index),
@@ -351,6 +410,21 @@ impl<'f> FabricTopo<'f> {
                         }
                     }
                     best
+                }
+                Choice::LeastLoadedPath(key) => {
+                    let mut pick = 0;
+                    let mut best_key = (usize::MAX, u64::MAX);
+                    for (i, &(v, l)) in self.scratch.iter().enumerate() {
+                        let arc = Arc(l.0 * 2 + u32::from(f.link(l).a != u));
+                        let here = live.map_or(0, |w| w.flows(arc));
+                        let beyond = best.binary_search_by_key(&v, |b| b.0).map_or(usize::MAX, |j| best[j].1);
+                        let k = (here.max(beyond), mix(key ^ salt ^ u64::from(arc.0)));
+                        if k < best_key {
+                            best_key = k;
+                            pick = i;
+                        }
+                    }
+                    pick
                 }
                 Choice::Spread { key, .. } => {
                     // Subflows that reached this switch share `prefix` and differ in `rest`;

@@ -356,3 +356,88 @@ fn results_serialize_with_units_in_field_names() {
         r#"{"id":0,"tag":7,"size_bytes":1000000,"delivered_bytes":1000000,"start_ns":0,"end_ns":800000,"stall":null}"#
     );
 }
+
+/// A flow spread over several paths is one flow with one rate; a link that `m` of its `K`
+/// paths cross carries `m/K` of it.
+mod spread {
+    use super::*;
+
+    #[test]
+    fn spread_over_two_equal_paths_gets_both() {
+        let mut net = Network::new();
+        let a = net.add_link(BitsPerSec::gbps(10), Nanos(100));
+        let b = net.add_link(BitsPerSec::gbps(10), Nanos(300));
+        let mut sim = Simulation::new(net);
+        let f = sim.add_flow(FlowSpec::new(vec![], MB, SimTime::ZERO).spread(vec![vec![a], vec![b]])).unwrap();
+        sim.advance().unwrap();
+        assert_eq!(sim.flow_rate(f), Some(BitsPerSec::gbps(20)));
+        assert_eq!(sim.link_load(a), Some(BitsPerSec::gbps(10)));
+        let r = sim.run().unwrap();
+        // 8e6 bit at 20 Gbps = 400 us, plus the slower path's 300 ns.
+        assert_eq!(end(&r, f), 400_000 + 300);
+        assert_eq!(r.flows.len(), 1);
+        assert_eq!(r.link_stats[a.index()].bytes, Bytes(500_000));
+        assert_eq!(r.link_stats[b.index()].bytes, Bytes(500_000));
+    }
+
+    #[test]
+    fn even_spreading_is_held_back_by_the_slowest_path() {
+        // 10G and 40G: half the rate on each, so the 10G path caps the flow at 20G.
+        let mut net = Network::new();
+        let a = net.add_link(BitsPerSec::gbps(10), Nanos::ZERO);
+        let b = net.add_link(BitsPerSec::gbps(40), Nanos::ZERO);
+        let mut sim = Simulation::new(net);
+        let f = sim.add_flow(FlowSpec::new(vec![], MB, SimTime::ZERO).spread(vec![vec![a], vec![b]])).unwrap();
+        sim.advance().unwrap();
+        assert_eq!(sim.flow_rate(f), Some(BitsPerSec::gbps(20)));
+        assert_eq!(sim.link_load(b), Some(BitsPerSec::gbps(10)));
+    }
+
+    #[test]
+    fn weighted_share_against_a_one_path_flow() {
+        // x is spread over a and b (10G each); y uses a alone. On a: x/2 + y <= 10G and both
+        // get the same rate per unit of weight: x = y = 10 / 1.5 = 6.667 Gbps.
+        let mut net = Network::new();
+        let a = net.add_link(BitsPerSec::gbps(10), Nanos::ZERO);
+        let b = net.add_link(BitsPerSec::gbps(10), Nanos::ZERO);
+        let mut sim = Simulation::new(net);
+        let x = sim.add_flow(FlowSpec::new(vec![], MB, SimTime::ZERO).spread(vec![vec![a], vec![b]])).unwrap();
+        let y = sim.add_flow(flow(&[a], MB)).unwrap();
+        sim.advance().unwrap();
+        let (rx, ry) = (sim.flow_rate(x).unwrap().0, sim.flow_rate(y).unwrap().0);
+        assert_eq!(rx, 6_666_666_666);
+        assert_eq!(ry, 6_666_666_666);
+        assert!(sim.link_load(a).unwrap().0 <= 10_000_000_000);
+        assert_eq!(sim.link_load(b).unwrap().0, 3_333_333_333);
+    }
+
+    #[test]
+    fn shared_first_hop_and_three_paths() {
+        // One 30G first hop, then three 10G paths: K = 3 is not a power of two, so weights are
+        // rounded to 2^-20; the rate is 30G within a millionth.
+        let mut net = Network::new();
+        let up = net.add_link(BitsPerSec::gbps(30), Nanos(50));
+        let p: Vec<LinkId> = (0..3).map(|_| net.add_link(BitsPerSec::gbps(10), Nanos(100))).collect();
+        let mut sim = Simulation::new(net);
+        let paths = p.iter().map(|&l| vec![up, l]).collect();
+        let f = sim.add_flow(FlowSpec::new(vec![], MB, SimTime::ZERO).spread(paths)).unwrap();
+        sim.advance().unwrap();
+        let rate = sim.flow_rate(f).unwrap().0 as f64;
+        assert!((rate / 30e9 - 1.0).abs() < 1e-6, "{rate}");
+        assert!(sim.link_load(up).unwrap().0 <= 30_000_000_000);
+        let r = sim.run().unwrap();
+        // 8e6 bit at 30 Gbps = 266,667 ns, plus 150 ns of latency.
+        let t = end(&r, f) as i64;
+        assert!((t - 266_817).abs() <= 1, "{t}");
+    }
+
+    #[test]
+    fn a_spread_path_repeating_a_link_is_refused() {
+        let mut net = Network::new();
+        let a = net.add_link(BitsPerSec::gbps(10), Nanos::ZERO);
+        let b = net.add_link(BitsPerSec::gbps(10), Nanos::ZERO);
+        let mut sim = Simulation::new(net);
+        let e = sim.add_flow(FlowSpec::new(vec![], MB, SimTime::ZERO).spread(vec![vec![b], vec![a, a]])).unwrap_err();
+        assert_eq!(e, SimError::RepeatedLink { flow: FlowId(0), link: a });
+    }
+}

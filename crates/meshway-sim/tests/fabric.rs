@@ -158,6 +158,25 @@ fn ecmp_collides_spray_matches_ideal_on_a_fat_tree_permutation() {
 }
 
 #[test]
+fn global_adaptive_sees_collisions_local_adaptive_cannot() {
+    // The 128-host permutation at seed 7: ECMP leaves a 4-way collision, local adaptive
+    // (each switch picks its least-loaded next hop) a 3-way one further down the path, and
+    // the least-loaded whole path a 2-way one (greedy, flow by flow, cannot find the perfect
+    // matching spraying approximates). Each slowdown is the worst collision's width.
+    let slowdown = |p| {
+        let r = run(FAT_TREE_PERM, &policy(p));
+        let w = &r.workloads[0];
+        w.time_ns.unwrap() as f64 / w.ideal_time_ns.unwrap() as f64
+    };
+    let (e, a, g, s) =
+        (slowdown(Policy::Ecmp), slowdown(Policy::Adaptive), slowdown(Policy::AdaptiveGlobal), slowdown(Policy::Spray));
+    assert!((e - 4.0).abs() < 0.01, "ecmp {e}");
+    assert!((a - 3.0).abs() < 0.01, "adaptive {a}");
+    assert!((g - 2.0).abs() < 0.01, "adaptive-global {g}");
+    assert!((s - 1.0).abs() < 0.01, "spray {s}");
+}
+
+#[test]
 fn ecmp_collision_gives_half_rate_each() {
     // Two flows from two GPUs of leaf-0 to leaf-1 through a single spine with one uplink per
     // leaf: they share it and each gets half.

@@ -41,7 +41,7 @@ pub struct Args {
     /// Include per-message records in --json output.
     #[arg(long)]
     pub flows: bool,
-    /// Override the routing policy: ecmp, adaptive or spray.
+    /// Override the routing policy: ecmp, adaptive, adaptive-global or spray.
     #[arg(long, value_parser = parse_policy)]
     pub routing: Option<Policy>,
     /// Seed for ECMP hashing and traffic generators (default: the scenario's, else 1).
@@ -77,8 +77,9 @@ fn parse_policy(s: &str) -> Result<Policy, String> {
     match s {
         "ecmp" => Ok(Policy::Ecmp),
         "adaptive" => Ok(Policy::Adaptive),
+        "adaptive-global" => Ok(Policy::AdaptiveGlobal),
         "spray" => Ok(Policy::Spray),
-        _ => Err(format!("expected ecmp, adaptive or spray, got {s:?}")),
+        _ => Err(format!("expected ecmp, adaptive, adaptive-global or spray, got {s:?}")),
     }
 }
 

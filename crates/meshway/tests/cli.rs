@@ -137,7 +137,7 @@ fn simulate_errors_exit_2_with_the_key() {
     );
     let o = meshway(&["simulate", p.to_str().unwrap(), "--routing", "random"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("expected ecmp, adaptive or spray"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected ecmp, adaptive, adaptive-global or spray"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
