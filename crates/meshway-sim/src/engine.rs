@@ -466,6 +466,9 @@ pub struct Simulation {
     /// Flows frozen by the recompute: (flow, the link that froze it, its new rate).
     freezes: Vec<(u32, u32, u64)>,
     freezes_buf: Vec<(u32, u32, u64)>,
+    /// Whole-network refills record (rate, link) by flow here instead, and read them back
+    /// in flow order.
+    dense: Vec<(u64, u32)>,
     /// Parallel to `freezes` in the reschedule: each flow's (finish, activation, queued).
     sched: Vec<(u64, u64, u64)>,
     fill: BinaryHeap<Reverse<Share>>,
@@ -558,6 +561,7 @@ impl Simulation {
             scratch,
             freezes: Vec::new(),
             freezes_buf: Vec::new(),
+            dense: Vec::new(),
             sched: Vec::new(),
             fill: BinaryHeap::new(),
         }
@@ -1176,6 +1180,7 @@ impl Simulation {
             scratch,
             freezes,
             freezes_buf,
+            dense,
             sched,
             fill,
             queue,
@@ -1199,15 +1204,30 @@ impl Simulation {
         }
         seeds.clear();
         freezes.clear();
-        progressive_fill(links, path_links, path_w, comp_links, scratch, fill, freezes, on_links, frozen, t);
-        for &(f, _, _) in freezes.iter() {
-            reached.clear(f);
-            frozen.clear(f);
+        if whole {
+            dense.resize(flows.len(), (0, 0));
         }
-        let reached_flows = freezes.len() as u64;
+        let sink = if whole { Freezes::Dense(dense) } else { Freezes::List(freezes) };
+        progressive_fill(links, path_links, path_w, comp_links, scratch, fill, sink, on_links, frozen, t);
         // In flow order: the flows' state is then read front to back, and the finish events
         // are queued in the same order whichever way the component was found.
-        sort_by_flow(freezes, freezes_buf);
+        if whole {
+            for (w, word) in frozen.0.iter_mut().enumerate() {
+                while *word != 0 {
+                    let f = (w as u32) << 6 | word.trailing_zeros();
+                    *word &= *word - 1;
+                    let (rate, link) = dense[f as usize];
+                    freezes.push((f, link, rate));
+                }
+            }
+        } else {
+            sort_by_flow(freezes, freezes_buf);
+            for &(f, _, _) in freezes.iter() {
+                reached.clear(f);
+                frozen.clear(f);
+            }
+        }
+        let reached_flows = freezes.len() as u64;
         let r = reschedule(flows, freezes, sched, scratch, queue, *tolerance_ppm, t);
         self.last_active = self.active;
         self.last_reached = reached_flows;
@@ -1293,6 +1313,12 @@ fn find_components(
     }
 }
 
+/// Where the filling records the flows it freezes: a list, or by flow.
+enum Freezes<'a> {
+    List(&'a mut Vec<(u32, u32, u64)>),
+    Dense(&'a mut [(u64, u32)]),
+}
+
 /// The root of `l`'s component in the union-find over `scratch`, halving paths on the way.
 #[inline]
 fn root(scratch: &mut [LinkScratch], mut l: u32) -> u32 {
@@ -1317,7 +1343,7 @@ fn progressive_fill(
     comp_links: &[u32],
     scratch: &mut [LinkScratch],
     fill: &mut BinaryHeap<Reverse<Share>>,
-    freezes: &mut Vec<(u32, u32, u64)>,
+    mut freezes: Freezes<'_>,
     on_links: &Bits,
     frozen: &mut Bits,
     t: u64,
@@ -1354,15 +1380,24 @@ fn progressive_fill(
         let mut list = std::mem::take(&mut links[l].flows);
         // Every link a flow frozen here crosses joins `l`'s component, whose root stays `q`.
         let q = root(scratch, s.link);
-        list.retain(|e| {
+        // Keep the active entries in order (finished flows are dropped here), freezing the
+        // unfrozen ones.
+        let mut kept = 0;
+        for i in 0..list.len() {
+            let e = list[i];
             if !on_links.get(e.flow) {
-                return false; // finished: dropped from the list here
+                continue; // finished
             }
+            list[kept] = e;
+            kept += 1;
             if frozen.get(e.flow) {
-                return true;
+                continue;
             }
             frozen.set(e.flow);
-            freezes.push((e.flow, s.link, share));
+            match &mut freezes {
+                Freezes::List(v) => v.push((e.flow, s.link, share)),
+                Freezes::Dense(v) => v[e.flow as usize] = (share, s.link),
+            }
             e.for_each_link(path_links, path_w, |m, w| {
                 let take = if w == WEIGHT_ONE {
                     share
@@ -1380,8 +1415,8 @@ fn progressive_fill(
                     scratch[m as usize].parent = q;
                 }
             });
-            true
-        });
+        }
+        list.truncate(kept);
         links[l].flows = list;
     }
     for &l in comp_links.iter() {
