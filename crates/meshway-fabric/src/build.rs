@@ -19,6 +19,16 @@ impl Scenario {
     pub fn build(&self, catalog: &Catalog) -> Result<Fabric, FabricError> {
         let mut f = build_scenario(self, catalog)?;
         f.name = self.name.clone();
+        // A transport profile with its own hop latency (InfiniBand's) sets the switches'
+        // where the scenario does not: for plan and simulate alike.
+        let kind = self.config.transport.as_ref().map(|t| t.kind).unwrap_or_default();
+        if let Some(hop) = catalog.transport_profile(crate::plan::transport_name(kind)).and_then(|p| p.hop_latency) {
+            for site in 0..f.sites.len().max(1) as u16 {
+                if f.site_switch_latency(site).is_none() {
+                    f.switch_latency.push((site, hop));
+                }
+            }
+        }
         Ok(f)
     }
 }
@@ -709,7 +719,8 @@ fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, F
             return Err(ctx.invalid(&key, format!("count: expected 1 to 4096, got {count}")));
         }
         for _ in 0..count {
-            f.add_link(a, b, l.rate, l.length.unwrap_or(cat.cable_lengths.leaf_spine), LinkClass::Custom);
+            let id = f.add_link(a, b, l.rate, l.length.unwrap_or(cat.cable_lengths.leaf_spine), LinkClass::Custom);
+            f.links[id.idx()].latency = l.latency;
         }
         used[a.idx()] += u64::from(count);
         used[b.idx()] += u64::from(count);
@@ -753,6 +764,28 @@ fn check_gpu(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<(), FabricEr
 }
 
 /// Builds the fabric of a parsed scenario.
+/// The scenario's latency keys on a site's fabric: per-tier link latency in place of the
+/// cables' propagation, and the switches' latency.
+fn set_latencies(f: &mut Fabric, fc: &FabricConfig, site: u16) {
+    if let Some(ll) = &fc.link_latency {
+        for link in &mut f.links {
+            let given = match link.class {
+                LinkClass::Nic => ll.host_leaf,
+                LinkClass::LeafSpine => ll.leaf_spine,
+                LinkClass::SpineCore => ll.spine_core,
+                LinkClass::Nvlink | LinkClass::Dci | LinkClass::Custom => None,
+            };
+            if given.is_some() {
+                link.latency = given;
+            }
+        }
+    }
+    if let Some(lat) = fc.switch_latency {
+        f.switch_latency.retain(|&(s, _)| s != site);
+        f.switch_latency.push((site, lat));
+    }
+}
+
 pub fn build_scenario(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> {
     if let Some(fc) = &sc.config.fabric {
         let ctx = Ctx::new(&sc.file, &sc.text, "fabric", 0, "fabric");
@@ -766,6 +799,7 @@ pub fn build_scenario(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricErro
             build_family(fc, cat, &ctx, 0)?.fabric
         };
         f.gpu = fc.gpu.clone();
+        set_latencies(&mut f, fc, 0);
         return Ok(f);
     }
     if sc.config.site.iter().all(|s| s.fabric.is_none()) {
@@ -889,6 +923,10 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         }
         let out = build_family(fabric, cat, &ctx, dci_ports[i])?;
         let mut sf = out.fabric;
+        set_latencies(&mut sf, fabric, 0);
+        if let Some(lat) = fabric.switch_latency {
+            f.switch_latency.push((i as u16, lat));
+        }
         for n in &mut sf.nodes {
             n.name = format!("{}/{}", s.name, n.name);
         }

@@ -98,6 +98,12 @@ pub struct FabricConfig {
     /// Three-tier: number of core switches.
     pub core_switches: Option<u32>,
     pub cable_lengths: Option<CableLengthsConfig>,
+    /// One-way latency of every link of a tier, in place of its cable's propagation (to
+    /// match another simulator's per-link delay, or a measured one).
+    pub link_latency: Option<LinkLatencyConfig>,
+    /// Switching latency of every switch, in place of the switch model's (and of the
+    /// transport profile's `hop-latency`).
+    pub switch_latency: Option<meshway_units::Nanos>,
     /// Custom fabrics: nodes and links listed by hand.
     #[serde(default)]
     pub node: Vec<CustomNode>,
@@ -124,6 +130,18 @@ pub struct CableLengthsConfig {
     pub leaf_spine: Option<Meters>,
     pub spine_core: Option<Meters>,
     pub border: Option<Meters>,
+}
+
+/// One-way link latency per tier.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LinkLatencyConfig {
+    /// GPU NIC to its leaf.
+    pub host_leaf: Option<meshway_units::Nanos>,
+    /// Leaf to spine, border leaves' links included.
+    pub leaf_spine: Option<meshway_units::Nanos>,
+    /// Spine to core.
+    pub spine_core: Option<meshway_units::Nanos>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
@@ -156,6 +174,8 @@ pub struct CustomLink {
     pub b: String,
     pub rate: BitsPerSec,
     pub length: Option<Meters>,
+    /// One-way latency, in place of the cable's propagation.
+    pub latency: Option<meshway_units::Nanos>,
     pub count: Option<u32>,
 }
 

@@ -4,7 +4,7 @@
 //! as the simulator needs them, are numbered `2 * link` (from `a` to `b`) and `2 * link + 1`
 //! (from `b` to `a`).
 
-use meshway_units::{BitsPerSec, Meters};
+use meshway_units::{BitsPerSec, Meters, Nanos};
 use serde::Serialize;
 
 /// Index of a node in [`Fabric::nodes`].
@@ -101,6 +101,9 @@ pub struct Link {
     pub class: LinkClass,
     /// Explicit optic (catalog index) for DCI links; chosen by length otherwise.
     pub optic: Option<u16>,
+    /// One-way latency given by the scenario, in place of the cable's propagation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Nanos>,
 }
 
 impl Link {
@@ -148,6 +151,10 @@ pub struct Fabric {
     /// The GPU model the scenario names (a catalog [[gpu]]); None: the catalog's default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu: Option<String>,
+    /// Switching latency of every switch of a site, by site index, where the scenario gives
+    /// one (`switch-latency`, or its transport's `hop-latency`); the switch model's elsewhere.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub switch_latency: Vec<(u16, Nanos)>,
     #[serde(skip)]
     adj_start: Vec<u32>,
     #[serde(skip)]
@@ -167,6 +174,7 @@ impl Fabric {
             group_kind: String::new(),
             planes: 1,
             gpu: None,
+            switch_latency: Vec::new(),
             adj_start: Vec::new(),
             adj: Vec::new(),
         }
@@ -187,8 +195,20 @@ impl Fabric {
     }
 
     pub fn add_link(&mut self, a: NodeId, b: NodeId, rate: BitsPerSec, length: Meters, class: LinkClass) -> LinkId {
-        self.links.push(Link { a, b, rate, length, class, optic: None });
+        self.links.push(Link { a, b, rate, length, class, optic: None, latency: None });
         LinkId((self.links.len() - 1) as u32)
+    }
+
+    /// One-way latency of link `l`: the scenario's, or its cable's propagation at `per_km`.
+    /// The one place plan, simulate, testbed and multi-site read a link's latency from.
+    pub fn link_latency(&self, l: LinkId, per_km: Nanos) -> Nanos {
+        let link = self.link(l);
+        link.latency.unwrap_or_else(|| link.length.propagation(per_km))
+    }
+
+    /// The scenario's switching latency for switches of `site`, if it gives one.
+    pub fn site_switch_latency(&self, site: u16) -> Option<Nanos> {
+        self.switch_latency.iter().find(|&&(s, _)| s == site).map(|&(_, l)| l)
     }
 
     pub fn node(&self, n: NodeId) -> &Node {

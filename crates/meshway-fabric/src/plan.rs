@@ -92,7 +92,7 @@ pub struct PathStats {
     pub latency_min_ns: u64,
     pub latency_mean_ns: u64,
     pub latency_max_ns: u64,
-    /// Packet size serialized once in the zero-load latency.
+    /// Packet size (payload and headers) serialized once in the zero-load latency.
     pub mtu_bytes: u64,
 }
 
@@ -197,7 +197,10 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
     let links = link_reports(f);
     let split = choose_split(f);
     let bisection = bisection(f, &split);
-    let paths = path_stats(f, cat, tr.mtu);
+    // One packet as the wire carries it (payload and the transport's headers), as the
+    // simulator's last packet.
+    let header = cat.transport_profile(transport_name(tr.config.kind)).map_or(0, |p| u64::from(p.header_bytes));
+    let paths = path_stats(f, cat, Bytes(tr.mtu.0 + header));
     if paths.unreachable_pairs > 0 {
         warnings.push(format!("{} GPU pairs have no path between them", paths.unreachable_pairs));
     }
@@ -460,6 +463,15 @@ fn bisection(f: &Fabric, split: &Split) -> Bisection {
     }
 }
 
+/// The catalog's name for a transport kind.
+pub fn transport_name(kind: crate::config::TransportKind) -> &'static str {
+    match kind {
+        crate::config::TransportKind::Infiniband => "infiniband",
+        crate::config::TransportKind::Roce => "roce",
+        crate::config::TransportKind::Tcp => "tcp",
+    }
+}
+
 fn path_stats(f: &Fabric, cat: &Catalog, mtu: Bytes) -> PathStats {
     let gpus: Vec<NodeId> = f.gpus().collect();
     let sampled = gpus.len() > FULL_PAIRS_LIMIT;
@@ -624,7 +636,7 @@ fn lossless(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String
     let mtu = tr.mtu;
     let port_need = |l: LinkId| {
         let link = f.link(l);
-        headroom_bytes(link.rate, link.length.propagation(per_km), response, mtu)
+        headroom_bytes(link.rate, f.link_latency(l, per_km), response, mtu)
     };
     // Worst switch per tier, and DCI spans per site pair.
     let mut by_tier: BTreeMap<(u8, String), HeadroomRow> = BTreeMap::new();

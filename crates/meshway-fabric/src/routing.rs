@@ -26,12 +26,20 @@ pub struct ShortestPaths {
     pub bottleneck: Vec<BitsPerSec>,
 }
 
-/// Per-node switch latency from the catalog (zero for GPUs).
+/// Per-node switch latency (zero for GPUs).
+///
+/// The one source of switch latency for plan, simulate and testbed: the scenario's (or its
+/// transport's) for network switches where the fabric carries one, else the switch model's.
+/// NVLink switches always keep their model's.
 pub fn switch_latencies(f: &Fabric, cat: &Catalog) -> Vec<Nanos> {
     f.nodes
         .iter()
-        .map(|n| match n.kind {
-            NodeKind::Switch { model, .. } => cat.switch.get(model as usize).map(|m| m.latency).unwrap_or_default(),
+        .enumerate()
+        .map(|(i, n)| match n.kind {
+            NodeKind::Switch { model, .. } => {
+                let given = if f.is_nvswitch(NodeId(i as u32)) { None } else { f.site_switch_latency(n.site) };
+                given.unwrap_or_else(|| cat.switch.get(model as usize).map(|m| m.latency).unwrap_or_default())
+            }
             NodeKind::Gpu { .. } => Nanos::ZERO,
         })
         .collect()
@@ -69,7 +77,7 @@ impl ShortestPaths {
                 }
                 if *dv == du + 1 {
                     count[v.idx()] = count[v.idx()].saturating_add(count[u.idx()]);
-                    let lat = latency[u.idx()] + link.length.propagation(per_km) + sw_lat[v.idx()];
+                    let lat = latency[u.idx()] + f.link_latency(l, per_km) + sw_lat[v.idx()];
                     if lat < latency[v.idx()] {
                         latency[v.idx()] = lat;
                         bottleneck[v.idx()] = bottleneck[u.idx()].min(link.rate);

@@ -874,11 +874,8 @@ pub fn simulate(
             return Err(c.invalid("qps", format!("expected 1 to 64 queue pairs per connection, got {q}")).into());
         }
     }
-    let hop_latency = setup.catalog.transport_profile(&tinfo.kind).and_then(|p| p.hop_latency);
+    // Switch and link latencies come with the fabric (`Scenario::build`), as for `plan`.
     let mut topo = FabricTopo::new(setup.fabric, setup.catalog, seed);
-    if let Some(lat) = hop_latency {
-        topo = topo.with_hop_latency(lat);
-    }
     let workloads = parse_workloads(setup, &topo, seed)?;
     let (failures, failure_info) = parse_failures(setup.scenario, setup.fabric)?;
     let cat = setup.catalog;

@@ -137,7 +137,6 @@ pub struct FabricTopo<'f> {
     live_epoch: u64,
     live: Vec<Option<Box<[u16]>>>,
     seed: u64,
-    per_km: Nanos,
     scratch: Vec<(NodeId, meshway_fabric::LinkId)>,
 }
 
@@ -170,8 +169,8 @@ impl<'f> FabricTopo<'f> {
         let sw_lat = switch_latencies(fabric, catalog);
         let per_km = catalog.constants.fiber_delay_per_km;
         let mut arc_latency = Vec::with_capacity(fabric.links.len() * 2);
-        for l in &fabric.links {
-            let prop = l.length.propagation(per_km);
+        for (i, l) in fabric.links.iter().enumerate() {
+            let prop = fabric.link_latency(meshway_fabric::LinkId(i as u32), per_km);
             arc_latency.push(prop + sw_lat[l.b.idx()]);
             arc_latency.push(prop + sw_lat[l.a.idx()]);
         }
@@ -186,26 +185,8 @@ impl<'f> FabricTopo<'f> {
             live_epoch: u64::MAX,
             live: vec![None; fabric.nodes.len()],
             seed,
-            per_km,
             scratch: Vec::new(),
         }
-    }
-
-    /// Uses `lat` as the switching latency of every network switch (not the NVLink
-    /// switches): a transport's own switches, such as InfiniBand's.
-    pub fn with_hop_latency(mut self, lat: Nanos) -> Self {
-        let f = self.fabric;
-        for (i, l) in f.links.iter().enumerate() {
-            let prop = l.length.propagation(self.per_km);
-            let head = |n: NodeId| if self.is_switch[n.idx()] && !f.is_nvswitch(n) { Some(lat) } else { None };
-            if let Some(h) = head(l.b) {
-                self.arc_latency[2 * i] = prop + h;
-            }
-            if let Some(h) = head(l.a) {
-                self.arc_latency[2 * i + 1] = prop + h;
-            }
-        }
-        self
     }
 
     pub fn node_of(&self, rank: u32) -> NodeId {
