@@ -282,8 +282,15 @@ struct Flow {
     waiting: u32,
     /// Earliest activation time known so far.
     ready: u64,
-    activated: u64,
     completed: u64,
+    /// Head of this flow's list of dependents in `dep_edges`.
+    dependents: u32,
+}
+
+/// The per-flow fields a rate change updates, apart from [`Flow`] so that rescheduling a
+/// million flows reads one cache line each.
+#[derive(Debug, Clone)]
+struct Fluid {
     /// Remaining volume as of `last` (rate units × ns).
     remaining: u128,
     rate: u64,
@@ -293,8 +300,7 @@ struct Flow {
     /// Time of this flow's queued finish event, or [`NEVER`]; a queued event for another time
     /// is stale.
     queued_at: u64,
-    /// Head of this flow's list of dependents in `dep_edges`.
-    dependents: u32,
+    activated: u64,
 }
 
 /// Where a flow's path lies in `path_links` / `path_w`.
@@ -310,9 +316,9 @@ struct Hot {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     flow: u32,
-    start: u32,
     /// Path length, with [`INDIRECT`] set when the path is not inline.
     len: u32,
+    /// The path's links; when [`INDIRECT`], `inline[0]` is where it starts in `path_links`.
     inline: [u32; INLINE],
 }
 
@@ -328,7 +334,8 @@ impl Entry {
                 visit(m, WEIGHT_ONE);
             }
         } else {
-            let (a, b) = (self.start as usize, (self.start + (self.len & !INDIRECT)) as usize);
+            let start = self.inline[0];
+            let (a, b) = (start as usize, (start + (self.len & !INDIRECT)) as usize);
             for (&m, &w) in path_links[a..b].iter().zip(&path_w[a..b]) {
                 visit(m, w);
             }
@@ -427,6 +434,7 @@ pub struct Simulation {
     net: Network,
     links: Vec<Link>,
     flows: Vec<Flow>,
+    fluid: Vec<Fluid>,
     hot: Vec<Hot>,
     path_links: Vec<u32>,
     /// Parallel to `path_links`: the flow's weight on that link ([`WEIGHT_ONE`] on one path).
@@ -533,6 +541,7 @@ impl Simulation {
             net,
             links,
             flows: Vec::new(),
+            fluid: Vec::new(),
             hot: Vec::new(),
             path_links: Vec::new(),
             path_w: Vec::new(),
@@ -632,14 +641,16 @@ impl Simulation {
             state: State::Pending,
             waiting: 0,
             ready: spec.start.0,
-            activated: 0,
             completed: 0,
+            dependents: NONE,
+        };
+        let fluid = Fluid {
             remaining: u128::from(spec.size.0) * UNITS_PER_BYTE,
             rate: 0,
             last: 0,
             finish_at: NEVER,
             queued_at: NEVER,
-            dependents: NONE,
+            activated: 0,
         };
         flow.tail = self.route_tail(spec.route(), spec.size, spec.last_packet);
         for d in &spec.deps {
@@ -654,6 +665,7 @@ impl Simulation {
         }
         let (waiting, ready) = (flow.waiting, flow.ready);
         self.flows.push(flow);
+        self.fluid.push(fluid);
         self.hot.push(Hot { path_start, path_len });
         self.on_links.grow(self.flows.len());
         self.reached.grow(self.flows.len());
@@ -712,7 +724,7 @@ impl Simulation {
         if state == State::Active {
             self.settle(f, t);
             self.detach(f);
-            let fl = &mut self.flows[f];
+            let fl = &mut self.fluid[f];
             fl.rate = 0;
             fl.finish_at = NEVER;
             fl.queued_at = NEVER;
@@ -723,7 +735,7 @@ impl Simulation {
         self.flows[f].tail = tail;
         self.hot[f] = Hot { path_start: start, path_len: len };
         if state == State::Active {
-            if len == 0 || self.flows[f].remaining == 0 {
+            if len == 0 || self.fluid[f].remaining == 0 {
                 self.flows[f].state = State::Done;
                 self.complete(f, t);
             } else {
@@ -744,7 +756,7 @@ impl Simulation {
     /// A flow's current rate, rounded down to whole bit/s (zero unless active).
     pub fn flow_rate(&self, flow: FlowId) -> Option<BitsPerSec> {
         self.flows.get(flow.index()).map(|f| {
-            let r = if f.state == State::Active { f.rate } else { 0 };
+            let r = if f.state == State::Active { self.fluid[flow.index()].rate } else { 0 };
             BitsPerSec(r / RATE_SCALE)
         })
     }
@@ -814,12 +826,13 @@ impl Simulation {
             .iter()
             .enumerate()
             .map(|(i, f)| {
+                let fl = &self.fluid[i];
                 let delivered = match f.state {
                     State::Done => f.size,
                     State::Pending => Bytes(0),
                     State::Active => {
-                        let sent = u128::from(f.rate) * u128::from(t - f.last);
-                        let left = f.remaining.saturating_sub(sent).div_ceil(UNITS_PER_BYTE);
+                        let sent = u128::from(fl.rate) * u128::from(t - fl.last);
+                        let left = fl.remaining.saturating_sub(sent).div_ceil(UNITS_PER_BYTE);
                         Bytes(f.size.0 - left.min(u128::from(f.size.0)) as u64)
                     }
                 };
@@ -828,7 +841,7 @@ impl Simulation {
                     tag: f.tag,
                     bytes: f.size,
                     delivered,
-                    start: (f.state != State::Pending).then_some(SimTime(f.activated)),
+                    start: (f.state != State::Pending).then_some(SimTime(fl.activated)),
                     end: (f.state == State::Done).then_some(SimTime(f.completed)),
                     stall: if self.drained { self.stall_reason(i) } else { None },
                 }
@@ -959,10 +972,7 @@ impl Simulation {
     /// A finish event is stale once its flow finished or was rescheduled to another time.
     fn is_stale(&self, t: u64, ev: Event) -> bool {
         match ev {
-            Event::Finish(f) => {
-                let f = &self.flows[f as usize];
-                f.state != State::Active || f.queued_at != t
-            }
+            Event::Finish(f) => self.flows[f as usize].state != State::Active || self.fluid[f as usize].queued_at != t,
             _ => false,
         }
     }
@@ -1007,9 +1017,11 @@ impl Simulation {
             self.links[l].flows.iter().map(|e| e.flow).filter(|&f| self.on_links.get(f)).collect();
         affected.sort_unstable();
         for f in affected {
-            let fl = &self.flows[f as usize];
+            let fl = &self.fluid[f as usize];
             // A flow whose fluid part ends at this very instant keeps its path and finishes.
-            if fl.state != State::Active || u128::from(fl.rate) * u128::from(t - fl.last) >= fl.remaining {
+            if self.flows[f as usize].state != State::Active
+                || u128::from(fl.rate) * u128::from(t - fl.last) >= fl.remaining
+            {
                 continue;
             }
             if let Some(route) =
@@ -1026,20 +1038,22 @@ impl Simulation {
         let fl = &mut self.flows[f];
         debug_assert_eq!(fl.state, State::Pending);
         fl.state = State::Active;
-        fl.activated = t;
-        fl.last = t;
-        fl.rate = 0;
-        fl.finish_at = NEVER;
-        fl.queued_at = NEVER;
+        let routed = fl.routed;
+        let x = &mut self.fluid[f];
+        x.activated = t;
+        x.last = t;
+        x.rate = 0;
+        x.finish_at = NEVER;
+        x.queued_at = NEVER;
         let path_len = self.hot[f].path_len;
-        if fl.routed && path_len == 0 && fl.remaining > 0 {
+        if routed && path_len == 0 && x.remaining > 0 {
             // The router found no path: the flow stays active at rate zero (reported as
             // `Stall::NoPath`).
             return;
         }
-        if path_len == 0 || fl.remaining == 0 {
-            fl.remaining = 0;
-            fl.state = State::Done;
+        if path_len == 0 || x.remaining == 0 {
+            x.remaining = 0;
+            self.flows[f].state = State::Done;
             self.complete(f, t);
         } else {
             self.attach(f);
@@ -1050,7 +1064,7 @@ impl Simulation {
     fn attach(&mut self, f: usize) {
         let h = self.hot[f];
         let (a, b) = (h.path_start as usize, (h.path_start + h.path_len) as usize);
-        let mut entry = Entry { flow: f as u32, start: h.path_start, len: h.path_len | INDIRECT, inline: [0; INLINE] };
+        let mut entry = Entry { flow: f as u32, len: h.path_len | INDIRECT, inline: [h.path_start, 0, 0, 0, 0, 0] };
         if b - a <= INLINE && self.path_w[a..b].iter().all(|&w| w == WEIGHT_ONE) {
             entry.len = h.path_len;
             entry.inline[..b - a].copy_from_slice(&self.path_links[a..b]);
@@ -1096,7 +1110,7 @@ impl Simulation {
 
     /// Brings a flow's remaining volume up to `t` at its current rate.
     fn settle(&mut self, f: usize, t: u64) {
-        let fl = &mut self.flows[f];
+        let fl = &mut self.fluid[f];
         let sent = u128::from(fl.rate) * u128::from(t - fl.last);
         debug_assert!(sent <= fl.remaining, "flow {f} overran its size before its finish event");
         fl.remaining = fl.remaining.saturating_sub(sent);
@@ -1105,7 +1119,7 @@ impl Simulation {
 
     /// The fluid part of flow `f` ends at `t` (its scheduled finish event).
     fn finish(&mut self, f: usize, t: u64) {
-        let fl = &mut self.flows[f];
+        let fl = &mut self.fluid[f];
         let sent = u128::from(fl.rate) * u128::from(t - fl.last);
         // Batched early (see `set_tolerance`): the flow completes at its own finish time, and
         // the volume it still had counts as carried by its links.
@@ -1116,7 +1130,7 @@ impl Simulation {
         fl.remaining = 0;
         fl.rate = 0;
         fl.last = t;
-        fl.state = State::Done;
+        self.flows[f].state = State::Done;
         // Links integrate their load up to `t` in this batch's recompute; take back the part
         // of the last nanosecond this flow did not need, so carried bytes are exact.
         let h = self.hot[f];
@@ -1172,7 +1186,7 @@ impl Simulation {
         let whole = self.active >= self.whole_min && self.last_reached * 4 >= self.last_active * 3;
         let Self {
             links,
-            flows,
+            fluid,
             path_links,
             path_w,
             seeds,
@@ -1205,7 +1219,7 @@ impl Simulation {
         seeds.clear();
         freezes.clear();
         if whole {
-            dense.resize(flows.len(), (0, 0));
+            dense.resize(fluid.len(), (0, 0));
         }
         let sink = if whole { Freezes::Dense(dense) } else { Freezes::List(freezes) };
         progressive_fill(links, path_links, path_w, comp_links, scratch, fill, sink, on_links, frozen, t);
@@ -1228,7 +1242,7 @@ impl Simulation {
             }
         }
         let reached_flows = freezes.len() as u64;
-        let r = reschedule(flows, freezes, sched, scratch, queue, *tolerance_ppm, t);
+        let r = reschedule(fluid, freezes, sched, scratch, queue, *tolerance_ppm, t);
         self.last_active = self.active;
         self.last_reached = reached_flows;
         r
@@ -1388,7 +1402,9 @@ fn progressive_fill(
             if !on_links.get(e.flow) {
                 continue; // finished
             }
-            list[kept] = e;
+            if kept != i {
+                list[kept] = e;
+            }
             kept += 1;
             if frozen.get(e.flow) {
                 continue;
@@ -1467,7 +1483,7 @@ fn sort_by_flow(v: &mut Vec<(u32, u32, u64)>, buf: &mut Vec<(u32, u32, u64)>) {
 /// events for each component's earliest finisher(s).
 #[inline]
 fn reschedule(
-    flows: &mut [Flow],
+    flows: &mut [Fluid],
     freezes: &mut [(u32, u32, u64)],
     sched: &mut Vec<(u64, u64, u64)>,
     scratch: &mut [LinkScratch],
@@ -1535,7 +1551,7 @@ mod tests {
     impl Simulation {
         /// Current rates of all flows (zero unless active), in rate units.
         fn rates(&self) -> Vec<u64> {
-            self.flows.iter().map(|f| if f.state == State::Active { f.rate } else { 0 }).collect()
+            self.flows.iter().zip(&self.fluid).map(|(f, x)| if f.state == State::Active { x.rate } else { 0 }).collect()
         }
 
         /// The rates a from-scratch recompute of every link would give now.
