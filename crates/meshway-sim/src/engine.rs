@@ -474,9 +474,11 @@ pub struct Simulation {
     /// Flows frozen by the recompute: (flow, the link that froze it, its new rate).
     freezes: Vec<(u32, u32, u64)>,
     freezes_buf: Vec<(u32, u32, u64)>,
-    /// Whole-network refills record (rate, link) by flow here instead, and read them back
-    /// in flow order.
-    dense: Vec<(u64, u32)>,
+    /// Whole-network refills record by flow the link pop that froze it (an index into
+    /// `pops`: 4 bytes a flow), and read them back in flow order.
+    dense: Vec<u32>,
+    /// The links popped by a whole-network refill, in order: (rate, link).
+    pops: Vec<(u64, u32)>,
     /// Parallel to `freezes` in the reschedule: each flow's (finish, activation, queued).
     sched: Vec<(u64, u64, u64)>,
     fill: BinaryHeap<Reverse<Share>>,
@@ -571,6 +573,7 @@ impl Simulation {
             freezes: Vec::new(),
             freezes_buf: Vec::new(),
             dense: Vec::new(),
+            pops: Vec::new(),
             sched: Vec::new(),
             fill: BinaryHeap::new(),
         }
@@ -1195,6 +1198,7 @@ impl Simulation {
             freezes,
             freezes_buf,
             dense,
+            pops,
             sched,
             fill,
             queue,
@@ -1219,9 +1223,10 @@ impl Simulation {
         seeds.clear();
         freezes.clear();
         if whole {
-            dense.resize(fluid.len(), (0, 0));
+            dense.resize(fluid.len(), 0);
         }
-        let sink = if whole { Freezes::Dense(dense) } else { Freezes::List(freezes) };
+        pops.clear();
+        let sink = if whole { Freezes::Dense(dense, pops) } else { Freezes::List(freezes) };
         progressive_fill(links, path_links, path_w, comp_links, scratch, fill, sink, on_links, frozen, t);
         // In flow order: the flows' state is then read front to back, and the finish events
         // are queued in the same order whichever way the component was found.
@@ -1230,7 +1235,7 @@ impl Simulation {
                 while *word != 0 {
                     let f = (w as u32) << 6 | word.trailing_zeros();
                     *word &= *word - 1;
-                    let (rate, link) = dense[f as usize];
+                    let (rate, link) = pops[dense[f as usize] as usize];
                     freezes.push((f, link, rate));
                 }
             }
@@ -1330,7 +1335,7 @@ fn find_components(
 /// Where the filling records the flows it freezes: a list, or by flow.
 enum Freezes<'a> {
     List(&'a mut Vec<(u32, u32, u64)>),
-    Dense(&'a mut [(u64, u32)]),
+    Dense(&'a mut [u32], &'a mut Vec<(u64, u32)>),
 }
 
 /// The root of `l`'s component in the union-find over `scratch`, halving paths on the way.
@@ -1394,6 +1399,9 @@ fn progressive_fill(
         let mut list = std::mem::take(&mut links[l].flows);
         // Every link a flow frozen here crosses joins `l`'s component, whose root stays `q`.
         let q = root(scratch, s.link);
+        if let Freezes::Dense(_, pops) = &mut freezes {
+            pops.push((share, s.link));
+        }
         // Keep the active entries in order (finished flows are dropped here), freezing the
         // unfrozen ones.
         let mut kept = 0;
@@ -1412,7 +1420,7 @@ fn progressive_fill(
             frozen.set(e.flow);
             match &mut freezes {
                 Freezes::List(v) => v.push((e.flow, s.link, share)),
-                Freezes::Dense(v) => v[e.flow as usize] = (share, s.link),
+                Freezes::Dense(v, pops) => v[e.flow as usize] = pops.len() as u32 - 1,
             }
             e.for_each_link(path_links, path_w, |m, w| {
                 let take = if w == WEIGHT_ONE {
