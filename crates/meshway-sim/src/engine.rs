@@ -939,6 +939,10 @@ impl Simulation {
     /// serialization (once at the bottleneck when cut-through; at every link but the one the
     /// fluid transfer already paid when store-and-forward), and with `ack` completion the
     /// acknowledgement's way back (the same latency, its own serialization likewise).
+    ///
+    /// Serialization times are summed exactly (in femtoseconds) and the sum rounded up to
+    /// whole nanoseconds once, so a store-and-forward tail over `h` links is not `h`
+    /// roundings above the packet-level closed form.
     fn tail(&self, path: &[LinkId], size: Bytes, last_packet: Bytes) -> u64 {
         if path.is_empty() {
             return 0;
@@ -946,25 +950,37 @@ impl Simulation {
         let specs = path.iter().map(|l| self.net.links[l.index()]);
         let latency: Nanos = specs.clone().map(|s| s.latency).sum();
         let bottleneck = specs.clone().map(|s| s.capacity).min().unwrap_or_default();
-        let serialize = |bytes: Bytes| -> Nanos {
-            if bytes.0 == 0 {
-                Nanos::ZERO
-            } else if self.completion.store_and_forward {
-                let all: Nanos = specs.clone().map(|s| s.capacity.transmit_time(bytes)).sum();
-                all.saturating_sub(bottleneck.transmit_time(bytes))
+        // Serialization of `bytes` at `rate`, in fs, rounded up (a zero rate takes forever,
+        // as `transmit_time` has it).
+        let fs = |bytes: u64, rate: BitsPerSec| -> u128 {
+            if rate.0 == 0 {
+                u128::from(u64::MAX)
             } else {
-                bottleneck.transmit_time(bytes)
+                (u128::from(bytes) * 8_000_000_000_000_000).div_ceil(u128::from(rate.0))
             }
         };
-        let mut t = latency + serialize(last_packet.min(size));
+        let serialize = |bytes: u64| -> u128 {
+            if bytes == 0 {
+                0
+            } else if self.completion.store_and_forward {
+                let all: u128 = specs.clone().map(|s| fs(bytes, s.capacity)).sum();
+                all - fs(bytes, bottleneck)
+            } else {
+                fs(bytes, bottleneck)
+            }
+        };
+        let mut t = latency;
+        let mut ser = serialize(last_packet.min(size).0);
         if let Some(ack) = self.completion.ack_bytes {
-            t += latency + serialize(Bytes(ack));
+            t += latency;
+            ser += serialize(ack);
             if self.completion.store_and_forward && ack > 0 {
                 // The acknowledgement is its own packet: every link serializes it.
-                t += bottleneck.transmit_time(Bytes(ack));
+                ser += fs(ack, bottleneck);
             }
         }
-        t.0
+        let ser_ns = u64::try_from(ser.div_ceil(1_000_000)).unwrap_or(u64::MAX);
+        t.0.saturating_add(ser_ns)
     }
 
     fn push(&mut self, time: u64, event: Event) {
@@ -1608,11 +1624,12 @@ mod tests {
         sim.set_completion(Completion { ack_bytes: None, store_and_forward: true });
         assert_eq!(t(&sim), 350 + 82);
         // The acknowledgement comes back over the same latency, serialized at the bottleneck...
+        // Serializations add up exactly and round up once: 327.68 + 5.12 = 332.8 -> 333.
         sim.set_completion(Completion { ack_bytes: Some(64), store_and_forward: false });
-        assert_eq!(t(&sim), 350 + 328 + 350 + 6);
-        // ... or at every link.
+        assert_eq!(t(&sim), 350 + 350 + 333);
+        // ... or at every link: 81.92 + 1.28 + 5.12 = 88.32 -> 89.
         sim.set_completion(Completion { ack_bytes: Some(64), store_and_forward: true });
-        assert_eq!(t(&sim), 350 + 82 + 350 + 2 + 6);
+        assert_eq!(t(&sim), 350 + 350 + 89);
     }
 
     #[test]

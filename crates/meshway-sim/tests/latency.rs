@@ -88,3 +88,61 @@ fn latency_keys_give_closed_forms() {
     assert_eq!(plan, 4000 + 335);
     assert_eq!(sim, plan);
 }
+
+/// htsim's closed form for one lone RoCE flow (Broadcom/csg-htsim 841d9e7, derived from its
+/// source in validation/htsim and checked against htsim runs to the picosecond there):
+/// `(P - 1)·Td + h·Td + h·Ta + 2h·L + 2(h - 1)·S` for P full packets over h links, where Td
+/// is one packet of payload + 64 B and Ta one 64 B acknowledgement at the link rate, L the
+/// per-link and S the per-switch latency; the flow ends when the last ACK is back.
+fn htsim_lone_flow_ps(packets: u64, hops: u64, payload: u64, bps: u64, l_ps: u64, s_ps: u64) -> u64 {
+    let per_byte = 8_000_000_000_000 / bps; // ps per byte, as htsim floors it
+    let td = (payload + 64) * per_byte;
+    let ta = 64 * per_byte;
+    (packets - 1) * td + hops * td + hops * ta + 2 * hops * l_ps + 2 * (hops - 1) * s_ps
+}
+
+/// meshway's lone flow between `src` and `dst` with the htsim-aligned overlay.
+fn meshway_lone_flow(nic: &str, switch_latency: &str, src: &str, dst: &str, bytes: u64) -> u64 {
+    let overlay = include_str!("../../../validation/htsim/htsim-aligned.catalog.toml");
+    let cat = Catalog::with_overlay(overlay, "htsim-aligned.catalog.toml").unwrap();
+    let text = format!(
+        "[fabric]\nkind = \"fat-tree\"\nk = 8\ngpus-per-host = 1\nnic = \"{nic}\"\nswitch-latency = \"{switch_latency}\"\n\
+         [fabric.link-latency]\nhost-leaf = \"1us\"\nleaf-spine = \"1us\"\nspine-core = \"1us\"\n\
+         [transport]\nkind = \"roce\"\nmtu = \"4000B\"\ncompletion = \"ack\"\nforwarding = \"store-and-forward\"\n\
+         [[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n"
+    );
+    let s = Scenario::parse(&text, "t.toml").unwrap();
+    let f = s.build(&cat).unwrap_or_else(|e| panic!("{e}"));
+    let csv = format!("src,dst,bytes\n{src},{dst},{bytes}\n");
+    let read = |_: &str| -> Result<String, String> { Ok(csv.clone()) };
+    let setup = Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &read };
+    let r = simulate(&setup, &Options { no_ideal: true, ..Options::default() }, &mut |_, _| {}).unwrap();
+    r.workloads[0].time_ns.unwrap()
+}
+
+#[test]
+fn a_lone_flow_matches_htsims_closed_form() {
+    // On a k = 8 fat-tree: gpu-0 to gpu-1 crosses one leaf (h = 2), to gpu-4 a pod's spine
+    // (h = 4), to gpu-16 a core (h = 6).
+    let pairs = [("gpu-1", 2), ("gpu-4", 4), ("gpu-16", 6)];
+    // At 64 Gb/s every term is whole nanoseconds (125 ps a byte): exactly equal.
+    for (dst, h) in pairs {
+        for (packets, s_ns) in [(1u64, 0u64), (250, 0), (500, 500)] {
+            let got = meshway_lone_flow("64Gbps", &format!("{s_ns}ns"), "gpu-0", dst, packets * 4000);
+            let want = htsim_lone_flow_ps(packets, h, 4000, 64_000_000_000, 1_000_000, s_ns * 1000);
+            assert_eq!(got * 1000, want, "{packets} packets over {h} links, S = {s_ns} ns");
+        }
+    }
+    // At 100 Gb/s a packet is 325.12 ns: meshway rounds its fluid finish and its tail up to
+    // whole nanoseconds, so it is at most 2 ns above (htsim's runs: 13,981.44 ns for one
+    // packet across the core, 176,216.32 ns for 500).
+    for (dst, h) in pairs {
+        for packets in [1u64, 250, 500] {
+            let got = meshway_lone_flow("100Gbps", "0ns", "gpu-0", dst, packets * 4000) * 1000;
+            let want = htsim_lone_flow_ps(packets, h, 4000, 100_000_000_000, 1_000_000, 0);
+            assert!(got >= want && got - want < 2000, "{packets} packets over {h} links: {got} ps vs {want} ps");
+        }
+    }
+    assert_eq!(htsim_lone_flow_ps(1, 6, 4000, 100_000_000_000, 1_000_000, 0), 13_981_440);
+    assert_eq!(htsim_lone_flow_ps(500, 6, 4000, 100_000_000_000, 1_000_000, 0), 176_216_320);
+}
