@@ -265,27 +265,50 @@ impl<'f> FabricTopo<'f> {
     ) -> Option<Vec<Arc>> {
         let f = self.fabric;
         let use_live = live.is_some_and(|v| v.down_count() > 0);
-        let attach: Vec<(NodeId, meshway_fabric::LinkId)> = f
-            .neighbors(d)
-            .iter()
-            .copied()
-            .filter(|&(v, l)| self.is_switch[v.idx()] && Self::link_up(if use_live { live } else { None }, l))
-            .collect();
-        for &(x, _) in &attach {
+        // The switches `d` hangs off (a few: its NVLink switch and NIC leaves), kept on the
+        // stack: this runs once per flow.
+        const FEW: usize = 8;
+        let mut attach = [NodeId(0); FEW];
+        let mut more: Vec<NodeId> = Vec::new();
+        let mut n = 0;
+        for &(v, l) in f.neighbors(d) {
+            if self.is_switch[v.idx()] && Self::link_up(if use_live { live } else { None }, l) {
+                if n < FEW {
+                    attach[n] = v;
+                    n += 1;
+                } else {
+                    more.push(v);
+                }
+            }
+        }
+        for &x in attach[..n].iter().chain(&more) {
             self.ensure(x, if use_live { live } else { None });
         }
         let table = if use_live { &self.live } else { &self.dist };
-        let dists: Vec<&[u16]> = attach.iter().filter_map(|(x, _)| table[x.idx()].as_deref()).collect();
+        let mut dists: [&[u16]; FEW] = [&[]; FEW];
+        let mut nd = 0;
+        let mut dists_more: Vec<&[u16]> = Vec::new();
+        for x in attach[..n].iter().chain(&more) {
+            if let Some(dv) = table[x.idx()].as_deref() {
+                if nd < FEW {
+                    dists[nd] = dv;
+                    nd += 1;
+                } else {
+                    dists_more.push(dv);
+                }
+            }
+        }
+        let dists = &dists[..nd];
         // Distance from node w to d: through its best attachment switch.
         let to_d = |w: NodeId| -> u16 {
             if w == d {
                 return 0;
             }
-            dists.iter().map(|dv| dv[w.idx()]).min().map_or(FAR, |m| m.saturating_add(1))
+            dists.iter().chain(&dists_more).map(|dv| dv[w.idx()]).min().map_or(FAR, |m| m.saturating_add(1))
         };
         let links_ok = |l| Self::link_up(if use_live { live } else { None }, l);
         let in_plane = |v: NodeId| plane.is_none_or(|p| f.node(v).plane == p);
-        let mut path = Vec::new();
+        let mut path = Vec::with_capacity(8);
         let mut u = s;
         // Distance from s: over its own links (it forwards only as the source).
         let mut du = f
