@@ -143,14 +143,20 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
 }
 
 /// Splits `radix` ports into (down, up) so that down capacity : up capacity is at most `o`.
+///
+/// `radix` counts ports at the down rate. With mixed rates an up port takes `up / down` of
+/// them (a 400G uplink is two 200G lanes of a 51.2T switch), so the split is by bandwidth:
+/// the up ports get `1 / (1 + o)` of the switch's capacity, the down ports the rest up to `o`
+/// times the up capacity.
 fn split(radix: u32, o: Ratio, down_rate: BitsPerSec, up_rate: BitsPerSec) -> (u32, u32) {
     if down_rate == up_rate {
         return o.split_ports(radix);
     }
     let (rd, ru, o) = (down_rate.0 as f64, up_rate.0 as f64, o.as_f64());
-    let d = ((f64::from(radix) * o * ru / (rd + o * ru)) + 1e-9).floor() as u32;
-    let d = d.clamp(1, radix - 1);
-    (d, radix - d)
+    let cap = f64::from(radix) * rd;
+    let u = (cap / ((1.0 + o) * ru) + 1e-9).floor().max(1.0);
+    let d = ((o * u * ru).min(cap - u * ru) / rd + 1e-9).floor().max(1.0);
+    (d as u32, u as u32)
 }
 
 /// Largest `p` dividing `u` with `count * p <= radix` (links per pair), if any.
@@ -764,6 +770,88 @@ fn check_gpu(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<(), FabricEr
 }
 
 /// Builds the fabric of a parsed scenario.
+/// Keys of `[fabric]` that only some families read, with those families. A key given to a
+/// family that does not read it is an error rather than silently doing nothing.
+const FAMILY_KEYS: &[(&str, &[FabricKind])] = {
+    use FabricKind::*;
+    const FOUR: &[FabricKind] = &[ThreeTier, LeafSpine, FatTree, RailOptimized];
+    &[
+        ("gpus", FOUR),
+        ("gpus-per-host", FOUR),
+        ("nic", FOUR),
+        ("nvlink", FOUR),
+        ("uplink", FOUR),
+        ("planes", FOUR),
+        ("leaf-model", FOUR),
+        ("spine-model", FOUR),
+        ("leaf-radix", FOUR),
+        ("spine-radix", FOUR),
+        ("core-model", &[ThreeTier, FatTree, RailOptimized]),
+        ("core-radix", &[ThreeTier, FatTree, RailOptimized]),
+        ("oversubscription", &[ThreeTier, LeafSpine, RailOptimized]),
+        ("aggregation-oversubscription", &[ThreeTier]),
+        ("core-switches", &[ThreeTier]),
+        ("spines", &[LeafSpine, RailOptimized]),
+        ("tiers", &[LeafSpine, RailOptimized]),
+        ("k", &[FatTree]),
+        ("taper", &[FatTree]),
+        ("taper-at", &[FatTree]),
+        ("cable-lengths", FOUR),
+        ("link-latency", FOUR),
+        ("split", &[Custom]),
+    ]
+};
+
+/// Whether `fc` gives `key`.
+fn gives(fc: &FabricConfig, key: &str) -> bool {
+    match key {
+        "gpus" => fc.gpus.is_some(),
+        "gpus-per-host" => fc.gpus_per_host.is_some(),
+        "nic" => fc.nic.is_some(),
+        "nvlink" => fc.nvlink.is_some(),
+        "uplink" => fc.uplink.is_some(),
+        "planes" => fc.planes.is_some(),
+        "leaf-model" => fc.leaf_model.is_some(),
+        "spine-model" => fc.spine_model.is_some(),
+        "core-model" => fc.core_model.is_some(),
+        "leaf-radix" => fc.leaf_radix.is_some(),
+        "spine-radix" => fc.spine_radix.is_some(),
+        "core-radix" => fc.core_radix.is_some(),
+        "oversubscription" => fc.oversubscription.is_some(),
+        "aggregation-oversubscription" => fc.aggregation_oversubscription.is_some(),
+        "core-switches" => fc.core_switches.is_some(),
+        "spines" => fc.spines.is_some(),
+        "tiers" => fc.tiers.is_some(),
+        "k" => fc.k.is_some(),
+        "taper" => fc.taper.is_some(),
+        "taper-at" => fc.taper_at.is_some(),
+        "cable-lengths" => fc.cable_lengths.is_some(),
+        "link-latency" => fc.link_latency.is_some(),
+        "split" => fc.split.is_some(),
+        _ => false,
+    }
+}
+
+/// Refuses a key the fabric's family does not read, naming the families that do.
+fn check_family_keys(fc: &FabricConfig, ctx: &Ctx) -> Result<(), FabricError> {
+    for &(key, families) in FAMILY_KEYS {
+        if gives(fc, key) && !families.contains(&fc.kind) {
+            let names: Vec<&str> = families.iter().map(|k| k.name()).collect();
+            let hint = match (fc.kind, key) {
+                (FabricKind::FatTree, "oversubscription") => "; a fat-tree takes `taper` and `taper-at`",
+                (FabricKind::Custom, "link-latency") => "; give each [[fabric.link]] a `latency`",
+                (FabricKind::Custom, "cable-lengths") => "; give each [[fabric.link]] a `length`",
+                _ => "",
+            };
+            return Err(ctx.invalid(
+                key,
+                format!("a {} fabric does not use this key: it applies to {}{hint}", fc.kind.name(), names.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The scenario's latency keys on a site's fabric: per-tier link latency in place of the
 /// cables' propagation, and the switches' latency.
 fn set_latencies(f: &mut Fabric, fc: &FabricConfig, site: u16) {
@@ -789,6 +877,7 @@ fn set_latencies(f: &mut Fabric, fc: &FabricConfig, site: u16) {
 pub fn build_scenario(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> {
     if let Some(fc) = &sc.config.fabric {
         let ctx = Ctx::new(&sc.file, &sc.text, "fabric", 0, "fabric");
+        check_family_keys(fc, &ctx)?;
         check_gpu(fc, cat, &ctx)?;
         let mut f = if fc.kind == FabricKind::Custom {
             build_custom(fc, cat, &ctx)?
@@ -913,6 +1002,7 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         if fabric.planes.unwrap_or(1) > 1 {
             return Err(ctx.invalid("planes", "multi-plane sites are not supported in multi-site fabrics yet"));
         }
+        check_family_keys(fabric, &ctx)?;
         check_gpu(fabric, cat, &ctx)?;
         if let Some(g) = &fabric.gpu {
             if let Some(first) = f.gpu.as_ref().filter(|first| *first != g) {

@@ -204,6 +204,7 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
     if paths.unreachable_pairs > 0 {
         warnings.push(format!("{} GPU pairs have no path between them", paths.unreachable_pairs));
     }
+    over_capacity(f, cat, &mut warnings);
     let bom = bom(f, cat, &mut warnings);
     let lossless = lossless(f, cat, tr, &mut warnings);
     let resilience = resilience(f, &split, bisection.maxflow_bps);
@@ -231,6 +232,32 @@ fn model_name(cat: &Catalog, model: u16) -> String {
     cat.switch.get(model as usize).map(|m| m.name.clone()).unwrap_or_else(|| format!("model-{model}"))
 }
 
+/// Warns about switches whose links add up to more than their model forwards (a hand-set
+/// radix, or mixed port speeds), per tier and model.
+fn over_capacity(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) {
+    let mut over: BTreeMap<(u8, u16), (u64, u64, u64)> = BTreeMap::new();
+    for (i, n) in f.nodes.iter().enumerate() {
+        let NodeKind::Switch { tier, model, .. } = n.kind else { continue };
+        let Some(m) = cat.switch.get(model as usize).filter(|_| !f.is_nvswitch(NodeId(i as u32))) else { continue };
+        let cap = u64::from(m.ports) * m.port_rate.0;
+        let links: u64 = f.neighbors(NodeId(i as u32)).iter().map(|&(_, l)| f.link(l).rate.0).sum();
+        if links > cap {
+            let e = over.entry((tier, model)).or_insert((0, 0, cap));
+            e.0 += 1;
+            e.1 = e.1.max(links);
+        }
+    }
+    for ((tier, model), (count, links, cap)) in over {
+        warnings.push(format!(
+            "{count} {} switches have up to {} of links on a {} {}: more than the switch forwards",
+            f.tiers[tier as usize].name,
+            meshway_units::BitsPerSec(links),
+            meshway_units::BitsPerSec(cap),
+            model_name(cat, model)
+        ));
+    }
+}
+
 fn tier_reports(f: &Fabric, cat: &Catalog) -> Vec<TierReport> {
     let mut rows: Vec<TierReport> = f
         .tiers
@@ -253,7 +280,20 @@ fn tier_reports(f: &Fabric, cat: &Catalog) -> Vec<TierReport> {
             let r = &mut rows[tier as usize];
             r.switches += 1;
             *r.models.entry(model_name(cat, model)).or_default() += 1;
-            let used = f.degree(id) as u64;
+            // Ports in units of the switch's radix: a link faster than one radix port takes
+            // several (a 400G uplink on a switch counted in 200G ports takes two).
+            // NVLink switches are counted by link (their model is a port budget, not lanes).
+            let unit = if f.is_nvswitch(id) {
+                0
+            } else {
+                cat.switch.get(model as usize).map_or(0, |m| u64::from(m.ports) * m.port_rate.0)
+                    / u64::from(radix.max(1))
+            };
+            let used: u64 = f
+                .neighbors(id)
+                .iter()
+                .map(|&(_, l)| if unit == 0 { 1 } else { f.link(l).rate.0.div_ceil(unit).max(1) })
+                .sum();
             r.ports_used += used;
             r.ports_free += u64::from(radix).saturating_sub(used);
             let my = f.level(id);

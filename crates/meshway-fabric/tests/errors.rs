@@ -28,7 +28,7 @@ fn unknown_key_suggests_the_closest() {
         e.starts_with("bad.toml:4:1: `fabric.leaf-radx`: unknown key `leaf-radx`: expected one of leaf-radix, "),
         "{e}"
     );
-    assert!(e.contains("... (26 in all)"), "at most a handful of keys, closest first: {e}");
+    assert!(e.contains("... (28 in all)"), "at most a handful of keys, closest first: {e}");
     assert!(e.ends_with("did you mean `leaf-radix`?"), "{e}");
     let e = err("[fabrc]\nkind = \"leaf-spine\"\n");
     assert!(e.contains("did you mean `fabric`?"), "{e}");
@@ -172,4 +172,65 @@ fn gpu_models_are_named_from_the_catalog() {
     let cat = Catalog::builtin();
     let s = Scenario::parse(&format!("{}{}{dci}", site("a", "b200"), site("b", "b200")), "ok.toml").unwrap();
     assert_eq!(s.build(&cat).unwrap().gpu.as_deref(), Some("b200"));
+}
+
+/// A custom fabric of two GPUs on one switch; `{}` is where a `[fabric]` key goes.
+const CUSTOM: &str = "[fabric]\nkind = \"custom\"\n{}\n[[fabric.node]]\nname = \"a\"\nkind = \"gpu\"\nhost = 0\n\
+    [[fabric.node]]\nname = \"b\"\nkind = \"gpu\"\nhost = 1\n[[fabric.node]]\nname = \"s\"\nkind = \"switch\"\n\
+    [[fabric.link]]\na = \"a\"\nb = \"s\"\nrate = \"400Gbps\"\n[[fabric.link]]\na = \"b\"\nb = \"s\"\nrate = \"400Gbps\"\n";
+
+#[test]
+fn a_key_the_family_does_not_use_is_an_error_naming_the_families_that_do() {
+    const FOUR: &str = "three-tier, leaf-spine, fat-tree, rail-optimized";
+    let family = |kind: &str| match kind {
+        "custom" => CUSTOM.to_string(),
+        "fat-tree" => "[fabric]\nkind = \"fat-tree\"\nk = 8\ngpus-per-host = 1\n{}\n".to_string(),
+        _ => format!("[fabric]\nkind = \"{kind}\"\ngpus = 256\n{{}}\n"),
+    };
+    // (key, a value, a family that does not read it, the families that do)
+    let cases = [
+        ("gpus", "64", "custom", FOUR),
+        ("gpus-per-host", "8", "custom", FOUR),
+        ("nic", "\"400Gbps\"", "custom", FOUR),
+        ("nvlink", "\"3.6Tbps\"", "custom", FOUR),
+        ("uplink", "\"400Gbps\"", "custom", FOUR),
+        ("planes", "2", "custom", FOUR),
+        ("leaf-model", "\"generic-64x400g\"", "custom", FOUR),
+        ("spine-model", "\"generic-64x400g\"", "custom", FOUR),
+        ("leaf-radix", "64", "custom", FOUR),
+        ("spine-radix", "64", "custom", FOUR),
+        ("core-model", "\"generic-64x400g\"", "leaf-spine", "three-tier, fat-tree, rail-optimized"),
+        ("core-radix", "64", "leaf-spine", "three-tier, fat-tree, rail-optimized"),
+        ("oversubscription", "\"2:1\"", "fat-tree", "three-tier, leaf-spine, rail-optimized; a fat-tree takes `taper`"),
+        ("aggregation-oversubscription", "\"2:1\"", "rail-optimized", "three-tier"),
+        ("core-switches", "2", "leaf-spine", "three-tier"),
+        ("spines", "4", "fat-tree", "leaf-spine, rail-optimized"),
+        ("tiers", "3", "three-tier", "leaf-spine, rail-optimized"),
+        ("k", "8", "leaf-spine", "fat-tree"),
+        ("taper", "\"2:1\"", "rail-optimized", "fat-tree"),
+        ("taper-at", "\"leaf\"", "leaf-spine", "fat-tree"),
+        ("cable-lengths", "{ host-leaf = \"3m\" }", "custom", FOUR),
+        (
+            "link-latency",
+            "{ host-leaf = \"1us\" }",
+            "custom",
+            "three-tier, leaf-spine, fat-tree, rail-optimized; give each [[fabric.link]] a `latency`",
+        ),
+        ("split", "\"halves\"", "leaf-spine", "custom"),
+    ];
+    for (key, value, kind, families) in cases {
+        let text = family(kind).replace("{}", &format!("{key} = {value}"));
+        let e = err(&text);
+        let want = format!("`fabric.{key}`: a {kind} fabric does not use this key: it applies to {families}");
+        assert!(e.contains(&want), "{key} on {kind}:\n{e}\nwanted: {want}");
+        assert!(e.starts_with("bad.toml:"), "the message names the file and line: {e}");
+    }
+    // The same keys are accepted by a family that reads them.
+    for (key, value, kind) in
+        [("taper", "\"2:1\"", "fat-tree"), ("spines", "4", "leaf-spine"), ("split", "\"halves\"", "custom")]
+    {
+        let text = family(kind).replace("{}", &format!("{key} = {value}"));
+        let s = Scenario::parse(&text, "ok.toml").unwrap();
+        s.build(&Catalog::builtin()).unwrap_or_else(|e| panic!("{key} on {kind}: {e}"));
+    }
 }

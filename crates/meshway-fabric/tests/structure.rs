@@ -170,13 +170,14 @@ fn zero_load_latency_closed_form() {
     let cat = Catalog::builtin();
     let sw = cat.switch[cat.switch_index("generic-64x400g").unwrap() as usize].latency;
     let per_km = cat.constants.fiber_delay_per_km;
-    let ser = BitsPerSec::gbps(400).transmit_time(Bytes(4096));
+    // One wire packet: 4096 B of payload and RoCE's 82 B of headers.
+    let ser = BitsPerSec::gbps(400).transmit_time(Bytes(4096 + 82));
     let host = Meters::from_m(3).propagation(per_km);
     let up = Meters::from_m(30).propagation(per_km);
     // Same leaf: one switch; across leaves: leaf, spine, leaf.
     assert_eq!(Nanos(r.paths.latency_min_ns), sw + host.times(2) + ser);
     assert_eq!(Nanos(r.paths.latency_max_ns), sw.times(3) + host.times(2) + up.times(2) + ser);
-    assert_eq!(r.paths.latency_max_ns, 2_806);
+    assert_eq!(r.paths.latency_max_ns, 2_808);
 }
 
 #[test]
@@ -278,4 +279,46 @@ fn three_sites_pick_zr_plus_beyond_400zr_reach() {
     let spans: Vec<(&str, u64)> =
         r.lossless.rows.iter().filter(|h| h.scope.starts_with("dci")).map(|h| (h.scope.as_str(), h.switches)).collect();
     assert_eq!(spans, vec![("dci a-b", 2), ("dci b-c", 2)]);
+}
+
+#[test]
+fn mixed_port_speeds_split_a_switch_by_bandwidth() {
+    // 200G host ports and 400G uplinks on a 51.2T leaf (64x800G, Alibaba HPN's ToR class):
+    // 128 host ports (25.6T) and 64 uplinks (25.6T) at 1:1, not 170 + 85 ports counted at
+    // the host rate (68T on a 51.2T switch).
+    let text = "[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\ngpus-per-host = 8\nnic = \"200Gbps\"\n\
+        uplink = \"400Gbps\"\nleaf-model = \"tomahawk5-64x800g\"\nspine-model = \"tomahawk5-64x800g\"\n";
+    let (f, r) = build(text);
+    let leaf = tier(&r, "leaf");
+    assert_eq!(leaf.switches, 1024 / 128);
+    let per_leaf_down = leaf.down_bps / leaf.switches;
+    let per_leaf_up = leaf.up_bps / leaf.switches;
+    assert_eq!(per_leaf_down, 128 * 200_000_000_000);
+    assert_eq!(per_leaf_up, 64 * 400_000_000_000);
+    assert_eq!(leaf.oversubscription, Some(1.0));
+    // Every leaf port used, counted in 200G lanes: 128 + 2 x 64 = 256.
+    assert_eq!(leaf.ports_used, 256 * leaf.switches);
+    assert_eq!(leaf.ports_free, 0);
+    for (i, n) in f.nodes.iter().enumerate() {
+        if let NodeKind::Switch { .. } = n.kind {
+            let links: u64 = f.neighbors(meshway_fabric::NodeId(i as u32)).iter().map(|&(_, l)| f.link(l).rate.0).sum();
+            assert!(links <= 51_200_000_000_000, "{} carries {links}", n.name);
+        }
+    }
+    assert!(r.warnings.iter().all(|w| !w.contains("more than the switch forwards")), "{:?}", r.warnings);
+    // At 3:1 the uplinks get a quarter of the capacity: 32 x 400G up, 192 x 200G down.
+    let (_, r) = build(&format!("{}oversubscription = \"3:1\"\n", text.replace("gpus = 1024", "gpus = 768")));
+    assert_eq!(tier(&r, "leaf").switches, 4);
+    let leaf = tier(&r, "leaf");
+    assert_eq!(leaf.down_bps / leaf.switches, 192 * 200_000_000_000);
+    assert_eq!(leaf.up_bps / leaf.switches, 32 * 400_000_000_000);
+}
+
+#[test]
+fn a_hand_set_radix_beyond_the_switch_is_warned() {
+    // 96 ports of 400G on a 64x400G model: 38.4T of links on a 25.6T switch.
+    let text = "[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\ngpus-per-host = 8\nleaf-radix = 96\n";
+    let (_, r) = build(text);
+    let w = r.warnings.iter().find(|w| w.contains("more than the switch forwards")).expect("a warning");
+    assert!(w.contains("leaf switches have up to 38.4Tbps of links on a 25.6Tbps generic-64x400g"), "{w}");
 }
