@@ -252,25 +252,55 @@ fn port_plan(fc: &FabricConfig, p: &Params, ctx: &Ctx) -> Result<PortPlan, Fabri
         return fat_tree_ports(fc, p, ctx);
     }
     let o = fc.oversubscription.unwrap_or(Ratio::ONE);
-    let (d, u) = split(p.radix[0], o, p.port_rate, p.uplink);
+    let (d, u) = match fc.gpus_per_leaf {
+        None => split(p.radix[0], o, p.port_rate, p.uplink),
+        Some(g) => leaf_ports(g, o, p, ctx)?,
+    };
     let tiers = match (p.kind, fc.tiers) {
-        (FabricKind::LeafSpine, None | Some(2)) => 2,
-        (FabricKind::LeafSpine, Some(t)) => {
-            return Err(
-                ctx.invalid("tiers", format!("a leaf-spine has 2 tiers, got {t}; use kind = \"fat-tree\" for 3"))
-            )
-        }
+        (FabricKind::LeafSpine, None) => 2,
         (_, Some(t @ (2 | 3))) => t,
         (_, Some(t)) => return Err(ctx.invalid("tiers", format!("expected 2 or 3, got {t}"))),
         (_, None) => 0, // decided once the leaf count is known
     };
+    if let (Some(_), 2) = (fc.aggregation_oversubscription, tiers) {
+        return Err(
+            ctx.invalid("aggregation-oversubscription", "a 2-tier fabric has no second-tier uplinks; set tiers = 3")
+        );
+    }
     Ok(PortPlan {
         leaf_d: d,
         leaf_u: u,
-        spine_split: Ratio::ONE.split_ports(p.radix[1]),
+        spine_split: fc.aggregation_oversubscription.unwrap_or(Ratio::ONE).split_ports(p.radix[1]),
         core_radix: p.radix[2],
         tiers,
     })
+}
+
+/// A leaf with `gpus` GPU ports: as many uplinks as `o` asks (down capacity over up at most
+/// `o`), checked against the leaf's capacity.
+fn leaf_ports(gpus: u32, o: Ratio, p: &Params, ctx: &Ctx) -> Result<(u32, u32), FabricError> {
+    if gpus == 0 {
+        return Err(ctx.invalid("gpus-per-leaf", "expected at least 1"));
+    }
+    let (rd, ru) = (u128::from(p.port_rate.0), u128::from(p.uplink.0));
+    // Up capacity >= down capacity / o, in whole uplinks (o = num/den as kept by Ratio).
+    let (num, den) = o.parts();
+    let up = (u128::from(gpus) * rd * u128::from(den)).div_ceil(u128::from(num) * ru).max(1);
+    let need = u128::from(gpus) * rd + up * ru;
+    let have = u128::from(p.radix[0]) * rd;
+    if need > have {
+        return Err(ctx.invalid(
+            "gpus-per-leaf",
+            format!(
+                "{gpus} GPU ports and {up} uplinks need {} of leaf capacity; the leaf has {} ({} ports at {})",
+                BitsPerSec(need as u64),
+                BitsPerSec(have as u64),
+                p.radix[0],
+                p.port_rate
+            ),
+        ));
+    }
+    Ok((gpus, up as u32))
 }
 
 /// The leaves of one plane, in order: GPU leaves, then (plane 0) border leaves.
@@ -789,7 +819,8 @@ const FAMILY_KEYS: &[(&str, &[FabricKind])] = {
         ("core-model", &[ThreeTier, FatTree, RailOptimized]),
         ("core-radix", &[ThreeTier, FatTree, RailOptimized]),
         ("oversubscription", &[ThreeTier, LeafSpine, RailOptimized]),
-        ("aggregation-oversubscription", &[ThreeTier]),
+        ("aggregation-oversubscription", &[ThreeTier, LeafSpine, RailOptimized]),
+        ("gpus-per-leaf", &[LeafSpine, RailOptimized]),
         ("core-switches", &[ThreeTier]),
         ("spines", &[LeafSpine, RailOptimized]),
         ("tiers", &[LeafSpine, RailOptimized]),
@@ -819,6 +850,7 @@ fn gives(fc: &FabricConfig, key: &str) -> bool {
         "core-radix" => fc.core_radix.is_some(),
         "oversubscription" => fc.oversubscription.is_some(),
         "aggregation-oversubscription" => fc.aggregation_oversubscription.is_some(),
+        "gpus-per-leaf" => fc.gpus_per_leaf.is_some(),
         "core-switches" => fc.core_switches.is_some(),
         "spines" => fc.spines.is_some(),
         "tiers" => fc.tiers.is_some(),

@@ -84,8 +84,12 @@ pub struct FabricConfig {
     pub core_radix: Option<u32>,
     /// Leaf (access) down:up capacity ratio.
     pub oversubscription: Option<Ratio>,
-    /// Three-tier: aggregation down:up capacity ratio.
+    /// Down:up capacity ratio of the second switch tier (three-tier aggregation, or the
+    /// spines of a 3-tier leaf-spine or rail-optimized fabric).
     pub aggregation_oversubscription: Option<Ratio>,
+    /// Leaf-spine and rail-optimized: GPU ports per leaf (per plane), in place of filling
+    /// the leaf's ports; the uplinks follow from `oversubscription`.
+    pub gpus_per_leaf: Option<u32>,
     /// Leaf-spine: number of spines (derived when absent).
     pub spines: Option<u32>,
     /// Rail-optimized: 2 or 3 switch tiers (derived when absent).

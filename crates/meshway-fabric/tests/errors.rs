@@ -28,7 +28,7 @@ fn unknown_key_suggests_the_closest() {
         e.starts_with("bad.toml:4:1: `fabric.leaf-radx`: unknown key `leaf-radx`: expected one of leaf-radix, "),
         "{e}"
     );
-    assert!(e.contains("... (28 in all)"), "at most a handful of keys, closest first: {e}");
+    assert!(e.contains("... (29 in all)"), "at most a handful of keys, closest first: {e}");
     assert!(e.ends_with("did you mean `leaf-radix`?"), "{e}");
     let e = err("[fabrc]\nkind = \"leaf-spine\"\n");
     assert!(e.contains("did you mean `fabric`?"), "{e}");
@@ -202,7 +202,8 @@ fn a_key_the_family_does_not_use_is_an_error_naming_the_families_that_do() {
         ("core-model", "\"generic-64x400g\"", "leaf-spine", "three-tier, fat-tree, rail-optimized"),
         ("core-radix", "64", "leaf-spine", "three-tier, fat-tree, rail-optimized"),
         ("oversubscription", "\"2:1\"", "fat-tree", "three-tier, leaf-spine, rail-optimized; a fat-tree takes `taper`"),
-        ("aggregation-oversubscription", "\"2:1\"", "rail-optimized", "three-tier"),
+        ("aggregation-oversubscription", "\"2:1\"", "fat-tree", "three-tier, leaf-spine, rail-optimized"),
+        ("gpus-per-leaf", "16", "three-tier", "leaf-spine, rail-optimized"),
         ("core-switches", "2", "leaf-spine", "three-tier"),
         ("spines", "4", "fat-tree", "leaf-spine, rail-optimized"),
         ("tiers", "3", "three-tier", "leaf-spine, rail-optimized"),
@@ -233,4 +234,15 @@ fn a_key_the_family_does_not_use_is_an_error_naming_the_families_that_do() {
         let s = Scenario::parse(&text, "ok.toml").unwrap();
         s.build(&Catalog::builtin()).unwrap_or_else(|e| panic!("{key} on {kind}: {e}"));
     }
+}
+
+#[test]
+fn gpus_per_leaf_beyond_the_leaf_and_second_tier_keys_on_two_tiers() {
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\ngpus-per-leaf = 48\n");
+    assert!(
+        e.contains("`fabric.gpus-per-leaf`: 48 GPU ports and 48 uplinks need 38.4Tbps of leaf capacity; the leaf has 25.6Tbps (64 ports at 400Gbps)"),
+        "{e}"
+    );
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\naggregation-oversubscription = \"2:1\"\n");
+    assert!(e.contains("a 2-tier fabric has no second-tier uplinks; set tiers = 3"), "{e}");
 }

@@ -322,3 +322,28 @@ fn a_hand_set_radix_beyond_the_switch_is_warned() {
     let w = r.warnings.iter().find(|w| w.contains("more than the switch forwards")).expect("a warning");
     assert!(w.contains("leaf switches have up to 38.4Tbps of links on a 25.6Tbps generic-64x400g"), "{w}");
 }
+
+#[test]
+fn gpus_per_leaf_and_second_tier_oversubscription() {
+    // A Meta-style zone: 16-GPU leaves (two 8-GPU hosts per rack ToR) at 1:1 to the spines,
+    // and 7:1 from the spines to the core. On 64x400G switches a spine splits 56 down, 8 up:
+    // pods of 56 leaves.
+    let text = "[fabric]\nkind = \"leaf-spine\"\ngpus = 1792\ngpus-per-host = 8\nnic = \"400Gbps\"\n\
+        gpus-per-leaf = 16\ntiers = 3\naggregation-oversubscription = \"7:1\"\n";
+    let (f, r) = build(text);
+    let leaf = tier(&r, "leaf");
+    assert_eq!(leaf.switches, 1792 / 16);
+    assert_eq!(leaf.down_bps / leaf.switches, 16 * 400_000_000_000);
+    assert_eq!(leaf.up_bps / leaf.switches, 16 * 400_000_000_000);
+    assert_eq!(leaf.oversubscription, Some(1.0));
+    let spine = tier(&r, "spine");
+    assert_eq!(spine.oversubscription, Some(7.0));
+    assert_eq!(f.group_kind, "pod");
+    assert_eq!(f.groups.len(), 2, "112 leaves in pods of 56");
+    // 2:1 at the leaf with 16 GPUs: 8 uplinks.
+    let two_tier = text.replace("tiers = 3\naggregation-oversubscription = \"7:1\"\n", "oversubscription = \"2:1\"\n");
+    let (_, r) = build(&two_tier.replace("gpus = 1792", "gpus = 512"));
+    let leaf = tier(&r, "leaf");
+    assert_eq!(leaf.up_bps / leaf.switches, 8 * 400_000_000_000);
+    assert_eq!(leaf.oversubscription, Some(2.0));
+}

@@ -346,6 +346,10 @@ impl Ratio {
     pub fn as_f64(self) -> f64 {
         self.num as f64 / self.den as f64
     }
+    /// Numerator and denominator, scaled by 1000 as kept ("1.5:1" is (1500, 1000)).
+    pub fn parts(self) -> (u64, u64) {
+        (self.num, self.den)
+    }
     /// Splits `total` ports into (down, up) so that down:up is as close to this ratio as
     /// possible without exceeding it (down rounded down, at least one port each).
     pub fn split_ports(self, total: u32) -> (u32, u32) {
