@@ -697,6 +697,9 @@ fn probe_endpoint(r: &http::Request) -> http::Response {
     http::Response { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body: o.into_bytes() }
 }
 
+/// `/probe` requests served at once; more get 503 (each may wait up to its timeout).
+const MAX_PROBES: usize = 32;
+
 /// Runs the agent until `signals.stop`. `log` receives one line per notable event.
 pub fn run(config_path: &Path, signals: Signals, log: Arc<dyn Fn(String) + Send + Sync>) -> Result<(), AgentError> {
     let spec = load(config_path)?;
@@ -722,11 +725,13 @@ pub fn run(config_path: &Path, signals: Signals, log: Arc<dyn Fn(String) + Send 
     let http_stop = Arc::new(AtomicBool::new(false));
     let http_thread = {
         let (metrics, token, probe_on) = (metrics.clone(), token.clone(), spec.probe_endpoint);
+        let probes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let handler: Arc<dyn Fn(&http::Request) -> http::Response + Send + Sync> =
             Arc::new(move |r: &http::Request| {
+                // Liveness stays open so that a load balancer or orchestrator needs no secret.
                 let want = token.read().ok().and_then(|t| t.clone());
                 if let Some(t) = want {
-                    if r.authorization.as_deref() != Some(&format!("Bearer {t}")) {
+                    if r.path != "/healthz" && !http::bearer_matches(r.authorization.as_deref(), &t) {
                         return http::Response::text(401, "unauthorized\n");
                     }
                 }
@@ -739,7 +744,17 @@ pub fn run(config_path: &Path, signals: Signals, log: Arc<dyn Fn(String) + Send 
                             body: body.into_bytes(),
                         }
                     }
-                    "/probe" if probe_on => probe_endpoint(r),
+                    "/probe" if probe_on => {
+                        // Probes wait on their targets: a pool of their own, so held probes
+                        // cannot take the slots scrapes need.
+                        if probes.fetch_add(1, Ordering::SeqCst) >= MAX_PROBES {
+                            probes.fetch_sub(1, Ordering::SeqCst);
+                            return http::Response::text(503, "too many probes in flight\n");
+                        }
+                        let resp = probe_endpoint(r);
+                        probes.fetch_sub(1, Ordering::SeqCst);
+                        resp
+                    }
                     "/healthz" => http::Response::text(200, "ok\n"),
                     "/" => http::Response::text(200, "meshway agent: /metrics /probe?target=&module= /healthz\n"),
                     _ => http::Response::text(404, "not found\n"),

@@ -4,7 +4,8 @@
 //! [agent]
 //! listen = "127.0.0.1:9330"        # HTTP: /metrics, /probe, /healthz (loopback unless told)
 //! database = "meshway-agent.db"
-//! bearer-token = "s3cret"          # optional: required on every HTTP request
+//! bearer-token = "s3cret"          # optional: required on every HTTP request but /healthz
+//! allow-insecure = false           # true: listen beyond loopback with /probe on and no token
 //! evaluate-every = "10s"           # objective evaluation period
 //! retention-raw = "48h"            # raw samples
 //! retention-1m = "720h"            # 1-minute rollups
@@ -75,6 +76,10 @@ pub struct AgentSection {
     /// Serve the blackbox-style `/probe` endpoint.
     #[serde(default = "yes")]
     pub probe_endpoint: bool,
+    /// Accept listening beyond loopback with `/probe` on and no bearer token (anyone who
+    /// reaches the port can then make the agent send probes).
+    #[serde(default)]
+    pub allow_insecure: bool,
 }
 
 impl Default for AgentSection {
@@ -88,6 +93,7 @@ impl Default for AgentSection {
             retention_1m: default_1m(),
             retention_1h: default_1h(),
             probe_endpoint: true,
+            allow_insecure: false,
         }
     }
 }
@@ -232,6 +238,16 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
     }
     if c.agent.bearer_token.as_deref().is_some_and(|t| t.is_empty() || t.contains(char::is_whitespace)) {
         return Err(key("agent.bearer-token", "must be non-empty without spaces".into()));
+    }
+    if !listen.ip().is_loopback() && c.agent.probe_endpoint && c.agent.bearer_token.is_none() && !c.agent.allow_insecure
+    {
+        return Err(key(
+            "agent.listen",
+            format!(
+                "{listen} is reachable beyond this host and /probe would let anyone who reaches it make the agent send \
+                 probes: set bearer-token, probe-endpoint = false, or allow-insecure = true"
+            ),
+        ));
     }
     if let Some(w) = &c.alerts.webhook {
         crate::ping::parse_http_url(w).map_err(|e| key("alerts.webhook", e.to_string()))?;
@@ -388,10 +404,23 @@ objectives = { throughput-min = "100Mbps" }
     }
 
     #[test]
+    fn listening_beyond_loopback_with_probe_needs_a_token_or_a_say_so() {
+        for ok in [
+            "[agent]\nlisten = \"0.0.0.0:9330\"\nbearer-token = \"t\"",
+            "[agent]\nlisten = \"0.0.0.0:9330\"\nprobe-endpoint = false",
+            "[agent]\nlisten = \"0.0.0.0:9330\"\nallow-insecure = true",
+            "[agent]\nlisten = \"[::1]:9330\"",
+        ] {
+            parse(ok, "agent.toml").unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+    }
+
+    #[test]
     fn errors_name_the_target_and_key() {
         for (text, needle) in [
             ("[agent]\nlisten = \"nowhere\"", "agent.listen: invalid address"),
             ("[agent]\nlisten2 = \"x\"", "unknown field `listen2`"),
+            ("[agent]\nlisten = \"0.0.0.0:9330\"", "agent.listen: 0.0.0.0:9330 is reachable beyond this host"),
             ("[[target]]\nname = \"a\"\nkind = \"smoke\"\naddress = \"x\"", "target \"a\": unknown kind \"smoke\""),
             ("[[target]]\nname = \"a b\"\nkind = \"udp\"\naddress = \"x\"", "name must be"),
             (

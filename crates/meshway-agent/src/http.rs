@@ -10,7 +10,10 @@ use std::time::Duration;
 /// Largest request head accepted.
 const MAX_HEAD: usize = 8192;
 /// Connections served at once; more get 503.
-const MAX_CONNECTIONS: usize = 64;
+/// Connections served at once (a thread each, 256 KiB of stack reserved, touched only as
+/// used). Stalled clients are dropped at [`HEAD_DEADLINE`], so holding many open costs an
+/// attacker a steady stream of new connections, and scrapes still find a slot.
+const MAX_CONNECTIONS: usize = 512;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -39,6 +42,23 @@ impl Response {
     }
 }
 
+/// Whether an `Authorization` header value carries bearer `token`: the scheme matched without
+/// regard to case (RFC 9110), the token compared in time independent of where it differs.
+pub fn bearer_matches(header: Option<&str>, token: &str) -> bool {
+    let Some(h) = header else { return false };
+    let Some((scheme, given)) = h.trim().split_once(' ') else { return false };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return false;
+    }
+    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
+    // Every byte of the longer one is looked at; lengths and contents both decide.
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
@@ -46,6 +66,7 @@ fn reason(status: u16) -> &'static str {
         401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         503 => "Service Unavailable",
         _ => "Error",
     }
@@ -101,31 +122,47 @@ pub fn parse_request(head: &str) -> Option<Request> {
     Some(Request { method, path: percent_decode(path), query, authorization })
 }
 
+/// The whole request head must arrive within this (a client dribbling bytes cannot hold a
+/// connection longer).
+const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+
 fn serve_one(mut s: TcpStream, handler: &(dyn Fn(&Request) -> Response + Send + Sync)) -> io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let deadline = crate::clock::mono().0 + HEAD_DEADLINE.as_nanos() as u64;
     let mut head = Vec::new();
     let mut buf = [0u8; 2048];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = s.read(&mut buf)?;
+        let left = Duration::from_nanos(deadline.saturating_sub(crate::clock::mono().0));
+        if left.is_zero() {
+            return write_response(&mut s, &Response::text(408, "request head not received in time\n"), false);
+        }
+        s.set_read_timeout(Some(left))?;
+        let n = match s.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return write_response(&mut s, &Response::text(408, "request head not received in time\n"), false)
+            }
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             return Ok(());
         }
         head.extend_from_slice(&buf[..n]);
         if head.len() > MAX_HEAD {
-            return write_response(&mut s, &Response::text(400, "request head too large\n"));
+            return write_response(&mut s, &Response::text(400, "request head too large\n"), false);
         }
     }
     let text = String::from_utf8_lossy(&head);
-    let resp = match parse_request(&text) {
-        None => Response::text(400, "bad request\n"),
-        Some(r) if r.method != "GET" && r.method != "HEAD" => Response::text(405, "only GET\n"),
-        Some(r) => handler(&r),
+    let (resp, head_only) = match parse_request(&text) {
+        None => (Response::text(400, "bad request\n"), false),
+        Some(r) if r.method != "GET" && r.method != "HEAD" => (Response::text(405, "only GET and HEAD\n"), false),
+        Some(r) => (handler(&r), r.method == "HEAD"),
     };
-    write_response(&mut s, &resp)
+    write_response(&mut s, &resp, head_only)
 }
 
-fn write_response(s: &mut TcpStream, r: &Response) -> io::Result<()> {
+/// Writes `r`; a response to HEAD has the headers (with the body's length) and no body.
+fn write_response(s: &mut TcpStream, r: &Response, head_only: bool) -> io::Result<()> {
     let head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
         r.status,
@@ -135,7 +172,9 @@ fn write_response(s: &mut TcpStream, r: &Response) -> io::Result<()> {
         if r.status == 401 { "WWW-Authenticate: Bearer\r\n" } else { "" }
     );
     s.write_all(head.as_bytes())?;
-    s.write_all(&r.body)?;
+    if !head_only {
+        s.write_all(&r.body)?;
+    }
     s.flush()
 }
 
@@ -152,7 +191,7 @@ pub fn serve(
             Ok((mut s, _)) => {
                 let _ = s.set_nonblocking(false);
                 if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-                    let _ = write_response(&mut s, &Response::text(503, "busy\n"));
+                    let _ = write_response(&mut s, &Response::text(503, "busy\n"), false);
                     continue;
                 }
                 active.fetch_add(1, Ordering::Relaxed);
@@ -204,6 +243,18 @@ pub fn post_json(url: &str, body: &[u8], bearer: Option<&str>, timeout: Duration
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_the_token_exact() {
+        assert!(bearer_matches(Some("Bearer s3cret"), "s3cret"));
+        assert!(bearer_matches(Some("bearer s3cret"), "s3cret"));
+        assert!(bearer_matches(Some("BEARER  s3cret "), "s3cret"));
+        assert!(!bearer_matches(Some("Bearer s3cre"), "s3cret"));
+        assert!(!bearer_matches(Some("Bearer s3cretx"), "s3cret"));
+        assert!(!bearer_matches(Some("Basic s3cret"), "s3cret"));
+        assert!(!bearer_matches(Some("Bearer"), "s3cret"));
+        assert!(!bearer_matches(None, "s3cret"));
+    }
 
     #[test]
     fn parses_query_and_authorization() {

@@ -528,3 +528,75 @@ fn agent_perf_target_records_throughput() {
             && value(&s, "meshway_objective_met", &[("target", "bulk"), ("objective", "throughput-min")]) == Some(1.0)
     }));
 }
+
+/// A raw request; the whole response as text.
+fn raw(addr: &str, request: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut r = String::new();
+    let _ = s.read_to_string(&mut r);
+    r
+}
+
+#[test]
+fn http_holds_under_stalled_clients_and_held_probes() {
+    let dir = TempDir::new("http-hold");
+    let hport = free_port();
+    // A UDP port nobody answers on: every /probe against it waits its whole timeout.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let http = format!("127.0.0.1:{hport}");
+    let cfg = dir.0.join("agent.toml");
+    let text = format!(
+        "[agent]\nlisten = \"{http}\"\ndatabase = \"{}\"\nbearer-token = \"t0ken\"\n",
+        dir.0.join("a.db").display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let _a = agent(&cfg);
+    // /healthz needs no token; the scheme is case-insensitive; HEAD has headers and no body.
+    assert!(wait_until(10, || get(&http, "/healthz", None).is_some_and(|r| r.0 == 200)), "agent serves http");
+    let r = raw(&http, &format!("GET /metrics HTTP/1.1\r\nHost: {http}\r\nAuthorization: bearer t0ken\r\n\r\n"));
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let r = raw(&http, &format!("HEAD /metrics HTTP/1.1\r\nHost: {http}\r\nAuthorization: Bearer t0ken\r\n\r\n"));
+    let (head, body) = r.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(!head.contains("Content-Length: 0\r"), "HEAD gives the GET body's length: {head}");
+    assert_eq!(body, "", "HEAD has no body");
+    assert_eq!(get(&http, "/metrics", Some("t0ke")).unwrap().0, 401, "a prefix of the token is not the token");
+
+    // 200 clients that send half a request head and stall, and 40 probes held on the silent
+    // target for 3 s each (more than the probe pool): scrapes still answer, each within 1 s.
+    let mut stalled: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(&http).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    let probes: Vec<_> = (0..40)
+        .map(|_| {
+            let (h, t) = (http.clone(), format!("/probe?target={silent_addr}&module=udp&timeout=3s"));
+            std::thread::spawn(move || get(&h, &t, Some("t0ken")).map(|r| r.0))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        let t0 = meshway_agent::clock::mono();
+        let (status, body) = get(&http, "/metrics", Some("t0ken")).expect("a scrape answers");
+        assert_eq!(status, 200, "{body}");
+        let took = meshway_agent::clock::mono().0 - t0.0;
+        assert!(took < 1_000_000_000, "scrape took {took} ns");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let statuses: Vec<u16> = probes.into_iter().filter_map(|p| p.join().unwrap()).collect();
+    assert_eq!(statuses.len(), 40);
+    assert!(statuses.iter().filter(|&&s| s == 503).count() >= 8, "the probe pool is bounded: {statuses:?}");
+    assert!(statuses.contains(&200), "probes within the pool are served: {statuses:?}");
+    // The stalled clients are dropped at the head deadline with 408.
+    let mut r = String::new();
+    stalled[0].set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = stalled[0].read_to_string(&mut r);
+    assert!(r.starts_with("HTTP/1.1 408"), "{r}");
+    stalled.clear();
+}
