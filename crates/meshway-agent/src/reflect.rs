@@ -4,7 +4,9 @@
 //! Guarantees: an answer is never longer than the packet it answers (it is exactly as long);
 //! packets shorter than 44 bytes, longer than 65,507, or with an invalid error estimate are
 //! ignored; each source IP address gets a token bucket (`rate_limit_pps` tokens per second,
-//! a burst of one second's worth) and packets beyond it are ignored. A test mode drops every
+//! a burst of one second's worth) and packets beyond it are ignored. The per-source state is
+//! bounded ([`ReflectConfig::max_sources`]) and a new source is never refused: a churn of
+//! addresses pushes out the ones not seen lately (see [`Recent`]). A test mode drops every
 //! k-th valid packet of each source, so loss accounting can be checked exactly.
 //!
 //! Bound to a wildcard address, each answer leaves from the address the probe was sent to
@@ -23,8 +25,47 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Sources remembered at once; beyond this, idle ones are forgotten and new ones refused.
+/// Sources remembered at once by default (see [`Recent`]).
 const MAX_SOURCES: usize = 65_536;
+
+/// A bounded map that always admits a new key: two generations, each at most half the
+/// capacity. A key found in the old generation moves to the current one; when the current
+/// one is full it becomes the old one and the previous old one is dropped. A key seen at
+/// least once per generation therefore stays, and however many new keys arrive (a churn of
+/// source addresses) a newcomer is never refused; every operation is O(1).
+#[derive(Debug)]
+pub struct Recent<K, V> {
+    cur: HashMap<K, V>,
+    old: HashMap<K, V>,
+    half: usize,
+}
+
+impl<K: std::hash::Hash + Eq + Copy, V> Recent<K, V> {
+    pub fn new(capacity: usize) -> Self {
+        Recent { cur: HashMap::new(), old: HashMap::new(), half: (capacity / 2).max(1) }
+    }
+
+    /// The value of `k`, made with `make` if it is not remembered.
+    pub fn get_or_insert_with(&mut self, k: K, make: impl FnOnce() -> V) -> &mut V {
+        if !self.cur.contains_key(&k) {
+            let v = self.old.remove(&k).unwrap_or_else(make);
+            if self.cur.len() >= self.half {
+                self.old = std::mem::take(&mut self.cur);
+            }
+            self.cur.insert(k, v);
+        }
+        self.cur.get_mut(&k).expect("just inserted")
+    }
+
+    /// Keys remembered now (at most the capacity).
+    pub fn len(&self) -> usize {
+        self.cur.len() + self.old.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ReflectConfig {
@@ -34,11 +75,13 @@ pub struct ReflectConfig {
     pub drop_every: Option<u64>,
     /// Set the S bit: this host's clock is synchronized to UTC.
     pub synchronized: bool,
+    /// Source addresses (and source IPs for the rate limit) remembered at once.
+    pub max_sources: usize,
 }
 
 impl Default for ReflectConfig {
     fn default() -> Self {
-        ReflectConfig { rate_limit_pps: 10_000, drop_every: None, synchronized: false }
+        ReflectConfig { rate_limit_pps: 10_000, drop_every: None, synchronized: false, max_sources: MAX_SOURCES }
     }
 }
 
@@ -217,8 +260,8 @@ pub fn run(
 ) -> std::io::Result<()> {
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
     let error = if cfg.synchronized { ErrorEstimate::SYNCHRONIZED } else { ErrorEstimate::UNSYNCHRONIZED };
-    let mut sources: HashMap<SocketAddr, Source> = HashMap::new();
-    let mut buckets: HashMap<IpAddr, TokenBucket> = HashMap::new();
+    let mut sources: Recent<SocketAddr, Source> = Recent::new(cfg.max_sources);
+    let mut buckets: Recent<IpAddr, TokenBucket> = Recent::new(cfg.max_sources);
     let mut rx = vec![0u8; 65_536];
     let mut tx = vec![0u8; 65_536];
     let ancillary = enable_ancillary(sock);
@@ -241,40 +284,17 @@ pub fn run(
             counters.malformed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        if sources.len() >= MAX_SOURCES || buckets.len() >= MAX_SOURCES {
-            let horizon = Nanos(10_000_000_000);
-            sources.retain(|_, s| now.saturating_sub(s.last_seen) < horizon);
-            buckets.retain(|_, b| now.saturating_sub(b.last) < horizon);
-        }
         if cfg.rate_limit_pps > 0 {
-            let room = buckets.len() < MAX_SOURCES;
-            let allowed = match buckets.get_mut(&from.ip()) {
-                Some(b) => b.take(now, cfg.rate_limit_pps),
-                None if room => {
-                    let mut b = TokenBucket::new(now, cfg.rate_limit_pps);
-                    let ok = b.take(now, cfg.rate_limit_pps);
-                    buckets.insert(from.ip(), b);
-                    ok
-                }
-                None => false,
-            };
-            if !allowed {
+            let b = buckets.get_or_insert_with(from.ip(), || TokenBucket::new(now, cfg.rate_limit_pps));
+            if !b.take(now, cfg.rate_limit_pps) {
                 counters.rate_limited.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
         }
-        let room = sources.len() < MAX_SOURCES;
-        let src = match sources.get_mut(&from) {
-            Some(s) => s,
-            None if room => sources.entry(from).or_insert(Source { valid: 0, seq: 0, last_seen: now }),
-            None => {
-                counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-        };
+        let src = sources.get_or_insert_with(from, || Source { valid: 0, seq: 0, last_seen: now });
         src.valid += 1;
         src.last_seen = now;
-        if cfg.drop_every.is_some_and(|k| k > 0 && src.valid % k == 0) {
+        if cfg.drop_every.is_some_and(|k| k > 0 && src.valid.is_multiple_of(k)) {
             counters.test_dropped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
@@ -332,6 +352,26 @@ impl Drop for ReflectorHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_keeps_what_is_used_and_admits_every_newcomer() {
+        let mut r: Recent<u32, u32> = Recent::new(8);
+        *r.get_or_insert_with(1, || 10) += 1;
+        // A churn of 1,000 new keys, key 1 touched every 3: it keeps its value, every
+        // newcomer is admitted, and no more than 8 keys are held.
+        for k in 100..1_100u32 {
+            assert_eq!(*r.get_or_insert_with(k, || k), k);
+            if k % 3 == 0 {
+                assert_eq!(*r.get_or_insert_with(1, || 0), 11, "key 1 kept at churn key {k}");
+            }
+            assert!(r.len() <= 8);
+        }
+        // Not touched for a whole generation: forgotten, and made afresh.
+        for k in 2_000..2_010u32 {
+            r.get_or_insert_with(k, || k);
+        }
+        assert_eq!(*r.get_or_insert_with(1, || 0), 0);
+    }
 
     #[test]
     fn token_bucket_allows_rate_and_burst() {

@@ -59,7 +59,12 @@ pub fn reflect(a: ReflectArgs) -> Result<()> {
         let hint = if a.listen.port() < 1024 { " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" } else { "" };
         format!("cannot listen on udp {}{hint}", a.listen)
     })?;
-    let cfg = ReflectConfig { rate_limit_pps: a.rate_limit, drop_every: a.drop_every, synchronized: a.clock_synced };
+    let cfg = ReflectConfig {
+        rate_limit_pps: a.rate_limit,
+        drop_every: a.drop_every,
+        synchronized: a.clock_synced,
+        ..ReflectConfig::default()
+    };
     let h = ReflectorHandle::spawn(sock, cfg).context("cannot start the reflector")?;
     eprintln!("reflecting STAMP on udp {}", h.addr);
     let t0 = meshway_agent::clock::mono();
