@@ -154,10 +154,11 @@ fn render(m: &Metrics) -> String {
     family(&mut o, "meshway_window_rtt_seconds", "gauge", "RTT percentiles over the objective window.");
     for (t, v) in &m.targets {
         if let Some(r) = v.window.as_ref().and_then(|w| w.rtt.as_ref()) {
-            for (q, ns) in [("0.5", r.p50_ns), ("0.9", r.p90_ns), ("0.99", r.p99_ns)] {
+            // `percentile`, not `quantile`: Prometheus reserves `quantile` for summaries.
+            for (q, ns) in [("50", r.p50_ns), ("90", r.p90_ns), ("99", r.p99_ns)] {
                 let _ = writeln!(
                     o,
-                    "meshway_window_rtt_seconds{{target=\"{}\",quantile=\"{q}\"}} {}",
+                    "meshway_window_rtt_seconds{{target=\"{}\",percentile=\"{q}\"}} {}",
                     esc(t),
                     fmt_f(ns as f64 / 1e9)
                 );

@@ -600,3 +600,45 @@ fn http_holds_under_stalled_clients_and_held_probes() {
     assert!(r.starts_with("HTTP/1.1 408"), "{r}");
     stalled.clear();
 }
+
+#[test]
+fn metrics_pass_promtool_check_metrics() {
+    // Prometheus's own linter on a live exposition (Debian's `prometheus` package; .ci/run
+    // installs it). Skipped with a message where promtool is missing, a failure under CI.
+    let Ok(out) = Command::new("promtool").arg("--version").output() else {
+        assert!(std::env::var("CI").is_err(), "promtool is missing under CI");
+        eprintln!("skipped: promtool not installed (apt-get install prometheus)");
+        return;
+    };
+    assert!(out.status.success());
+    let dir = TempDir::new("promtool");
+    let (rport, hport) = (free_port(), free_port());
+    let _r = reflector(rport);
+    let http = format!("127.0.0.1:{hport}");
+    let cfg = dir.0.join("agent.toml");
+    let text = format!(
+        "[agent]\nlisten = \"{http}\"\ndatabase = \"{}\"\nevaluate-every = \"200ms\"\n\
+         [[target]]\nname = \"local-udp\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport}\"\ninterval = \"50ms\"\n\
+         objectives = {{ window = \"10s\", rtt-p99 = \"50ms\", loss = \"1%\" }}\n",
+        dir.0.join("a.db").display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let _a = agent(&cfg);
+    // Wait until every family has samples (window percentiles included).
+    let mut body = String::new();
+    assert!(wait_until(15, || {
+        body = get(&http, "/metrics", None).map(|r| r.1).unwrap_or_default();
+        body.contains("meshway_window_rtt_seconds{") && body.contains("meshway_objective_met{")
+    }));
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    p.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = p.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\n{body}");
+}
