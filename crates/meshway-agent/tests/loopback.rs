@@ -425,3 +425,56 @@ fn a_churn_of_sources_does_not_lock_out_a_new_sender() {
     // sender's.
     assert!(t.received <= 4_200 && t.received >= 4_000, "received {}", t.received);
 }
+
+#[test]
+fn the_receive_buffer_is_what_was_asked() {
+    // As root SO_RCVBUFFORCE passes net.core.rmem_max; Linux reports twice the size.
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let granted = meshway_agent::reflect::set_recv_buffer(&s, 2 << 20).unwrap();
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if root {
+        assert_eq!(granted, 4 << 20);
+    } else {
+        assert!(granted > 0);
+    }
+}
+
+/// A load test: its flood starves the other loopback tests running beside it of CPU, so it
+/// runs alone: `cargo test -p meshway-agent --test loopback -- --ignored a_malformed_flood`.
+#[test]
+#[ignore = "load test; run alone with --ignored"]
+fn a_malformed_flood_does_not_cost_a_valid_ping() {
+    // One thread sends 10-byte junk as fast as it can for at most 2 s (and at most 2 million
+    // packets) while a ping sends 300 probes 5 ms apart.
+    let r = reflector(ReflectConfig { rate_limit_pps: 0, ..Default::default() });
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flood = {
+        let (stop, to) = (stop.clone(), r.addr);
+        std::thread::spawn(move || {
+            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let t0 = meshway_agent::clock::mono();
+            let mut sent = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && sent < 2_000_000
+                && meshway_agent::clock::mono().0 - t0.0 < 2_000_000_000
+            {
+                let _ = s.send_to(&[0u8; 10], to);
+                sent += 1;
+            }
+            sent
+        })
+    };
+    let mut c = cfg(PingKind::Udp, r.addr.to_string(), 300);
+    c.interval = ms(5);
+    let res = ping::run(&c, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flooded = flood.join().unwrap();
+    let t = r.stop();
+    let (sent, lost) = (res.echo.counts.sent, res.echo.counts.lost);
+    assert_eq!(sent, 300);
+    assert!(t.malformed > 10_000, "the flood reached the reflector: {} of {flooded}", t.malformed);
+    assert!(lost * 100 <= sent, "a valid ping lost {lost} of {sent} under a flood of {flooded}");
+}

@@ -45,6 +45,10 @@ pub struct ReflectArgs {
     /// Claim this host's clock is synchronized to UTC (sets the STAMP S bit).
     #[arg(long)]
     clock_synced: bool,
+    /// Socket receive buffer ("4MiB"): room for bursts and floods of malformed packets
+    /// without dropping valid probes. Beyond net.core.rmem_max it needs root.
+    #[arg(long, default_value = "4MiB", value_name = "BYTES")]
+    recv_buffer: Bytes,
     /// Stop after this long ("60s", "10min"); default: until interrupted.
     #[arg(long, value_name = "DURATION")]
     duration: Option<Nanos>,
@@ -59,14 +63,19 @@ pub fn reflect(a: ReflectArgs) -> Result<()> {
         let hint = if a.listen.port() < 1024 { " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" } else { "" };
         format!("cannot listen on udp {}{hint}", a.listen)
     })?;
+    let granted =
+        meshway_agent::reflect::set_recv_buffer(&sock, usize::try_from(a.recv_buffer.0).unwrap_or(usize::MAX))
+            .context("cannot set the receive buffer")?;
     let cfg = ReflectConfig {
         rate_limit_pps: a.rate_limit,
         drop_every: a.drop_every,
         synchronized: a.clock_synced,
+        recv_buffer: 0, // set above
         ..ReflectConfig::default()
     };
     let h = ReflectorHandle::spawn(sock, cfg).context("cannot start the reflector")?;
-    eprintln!("reflecting STAMP on udp {}", h.addr);
+    // Linux reports twice the usable size.
+    eprintln!("reflecting STAMP on udp {} (receive buffer {})", h.addr, Bytes(granted as u64 / 2));
     let t0 = meshway_agent::clock::mono();
     while !sig.stop.load(Ordering::Relaxed) && a.duration.is_none_or(|d| meshway_agent::clock::mono() < t0 + d) {
         std::thread::sleep(std::time::Duration::from_millis(50));
