@@ -23,6 +23,18 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
+
+/// How much a log line matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+/// Where the agent writes its log lines: a level and a message (the caller adds time and
+/// format).
+pub type Log = Arc<dyn Fn(Level, String) + Send + Sync>;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -337,7 +349,7 @@ fn splay(name: &str, interval: Nanos) -> Nanos {
     Nanos(h % interval.get().max(1))
 }
 
-fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log: Arc<dyn Fn(String) + Send + Sync>) {
+fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log: Log) {
     let t = t.clone();
     let name: Arc<str> = Arc::from(t.name.as_str());
     let log2 = log.clone();
@@ -383,7 +395,7 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                             let _ = tx.send(Msg { target: name.clone(), sample });
                         });
                         if let Err(e) = r {
-                            log(format!("target {}: {e}", t.name));
+                            log(Level::Warn, format!("target {}: {e}", t.name));
                             let _ = tx.send(Msg {
                                 target: name.clone(),
                                 sample: Sample { at_ns: clock::unix_nanos(), rtt_ns: None, value: None },
@@ -403,7 +415,7 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                         let server = match crate::ping::resolve(&t.address, 5301) {
                             Ok(a) => a,
                             Err(e) => {
-                                log(format!("target {}: {e}", t.name));
+                                log(Level::Warn, format!("target {}: {e}", t.name));
                                 continue;
                             }
                         };
@@ -421,7 +433,7 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                         let value = match perf::run(&cfg, &stop, &mut |_| {}) {
                             Ok(r) => r.forward.map(|f| f.throughput_bps),
                             Err(e) => {
-                                log(format!("target {}: {e}", t.name));
+                                log(Level::Warn, format!("target {}: {e}", t.name));
                                 None
                             }
                         };
@@ -435,7 +447,7 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
             }
         });
     if let Err(e) = spawned {
-        log2(format!("cannot start target thread: {e}"));
+        log2(Level::Error, format!("cannot start target thread: {e}"));
     }
 }
 
@@ -459,7 +471,7 @@ struct Core {
     batch: Vec<(i64, Sample)>,
     stop_targets: Arc<AtomicBool>,
     webhook_tx: SyncSender<serde_json::Value>,
-    log: Arc<dyn Fn(String) + Send + Sync>,
+    log: Log,
 }
 
 impl Core {
@@ -540,7 +552,7 @@ impl Core {
         match r {
             Ok(_) => self.batch.clear(),
             Err(e) => {
-                (self.log)(format!("database write failed: {e}"));
+                (self.log)(Level::Error, format!("database write failed: {e}"));
                 // Keep the batch for the next try, bounded.
                 if self.batch.len() > 10 * BATCH {
                     let drop = self.batch.len() - 10 * BATCH;
@@ -564,11 +576,15 @@ impl Core {
                 if let Some(tr) = a.observe(violated, now) {
                     let payload =
                         webhook_payload(name, o, st.value(o.metric), tr, a.since_ns, now, &self.spec.external_url);
-                    (self.log)(format!(
-                        "alert {} {name} {}",
-                        if tr == Transition::Fired { "firing" } else { "resolved" },
-                        o.metric.name()
-                    ));
+                    let level = if tr == Transition::Fired { Level::Warn } else { Level::Info };
+                    (self.log)(
+                        level,
+                        format!(
+                            "alert {} {name} {}",
+                            if tr == Transition::Fired { "firing" } else { "resolved" },
+                            o.metric.name()
+                        ),
+                    );
                     if self.spec.webhook.is_some() {
                         let _ = self.webhook_tx.try_send(payload);
                     }
@@ -598,7 +614,7 @@ impl Core {
             Ok(spec) => {
                 let (listen, db) = (self.spec.listen, self.spec.database.clone());
                 if spec.listen != listen || spec.database != db {
-                    (self.log)("reload: listen and database changes take effect at restart".into());
+                    (self.log)(Level::Warn, "reload: listen and database changes take effect at restart".into());
                 }
                 self.spec = AgentSpec { listen, database: db, ..spec };
                 let r = self.install_targets(tx);
@@ -609,13 +625,13 @@ impl Core {
                         m.reload_err += 1;
                     }
                 }
-                (self.log)(format!("reloaded: {} targets", self.spec.targets.len()));
+                (self.log)(Level::Info, format!("reloaded: {} targets", self.spec.targets.len()));
             }
             Err(e) => {
                 if let Ok(mut m) = self.metrics.lock() {
                     m.reload_err += 1;
                 }
-                (self.log)(format!("reload failed, keeping the running configuration: {e}"));
+                (self.log)(Level::Error, format!("reload failed, keeping the running configuration: {e}"));
             }
         }
     }
@@ -625,7 +641,7 @@ fn webhook_loop(
     rx: Receiver<serde_json::Value>,
     url: Arc<RwLock<Option<String>>>,
     metrics: Arc<Mutex<Metrics>>,
-    log: Arc<dyn Fn(String) + Send + Sync>,
+    log: Log,
 ) {
     while let Ok(payload) = rx.recv() {
         let Some(u) = url.read().ok().and_then(|u| u.clone()) else { continue };
@@ -637,8 +653,8 @@ fn webhook_loop(
                     ok = true;
                     break;
                 }
-                Ok(s) => log(format!("webhook {u}: status {s} (attempt {})", attempt + 1)),
-                Err(e) => log(format!("webhook {u}: {e} (attempt {})", attempt + 1)),
+                Ok(s) => log(Level::Warn, format!("webhook {u}: status {s} (attempt {})", attempt + 1)),
+                Err(e) => log(Level::Warn, format!("webhook {u}: {e} (attempt {})", attempt + 1)),
             }
             std::thread::sleep(Duration::from_millis(500 * (attempt + 1)));
         }
@@ -702,7 +718,7 @@ fn probe_endpoint(r: &http::Request) -> http::Response {
 const MAX_PROBES: usize = 32;
 
 /// Runs the agent until `signals.stop`. `log` receives one line per notable event.
-pub fn run(config_path: &Path, signals: Signals, log: Arc<dyn Fn(String) + Send + Sync>) -> Result<(), AgentError> {
+pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentError> {
     let spec = load(config_path)?;
     let store_err = |source| AgentError::Store { path: spec.database.display().to_string(), source };
     let mut store = Store::open(&spec.database).map_err(store_err)?;
@@ -713,7 +729,10 @@ pub fn run(config_path: &Path, signals: Signals, log: Arc<dyn Fn(String) + Send 
     let listener = TcpListener::bind(spec.listen)
         .map_err(|source| AgentError::Listen { addr: spec.listen.to_string(), source })?;
     let local = listener.local_addr().map_err(|source| AgentError::Listen { addr: spec.listen.to_string(), source })?;
-    log(format!("agent: {} targets, http on {local}, database {}", spec.targets.len(), spec.database.display()));
+    log(
+        Level::Info,
+        format!("agent: {} targets, http on {local}, database {}", spec.targets.len(), spec.database.display()),
+    );
 
     let metrics = Arc::new(Mutex::new(Metrics { start_time_s: now as f64 / 1e9, ..Default::default() }));
     let token: Arc<RwLock<Option<String>>> = Arc::new(RwLock::new(spec.bearer_token.clone()));
@@ -815,11 +834,11 @@ pub fn run(config_path: &Path, signals: Signals, log: Arc<dyn Fn(String) + Send 
             let hour_closed = minute * MINUTE_NS / HOUR_NS != last_minute * MINUTE_NS / HOUR_NS;
             let (from, to) = (last_minute * MINUTE_NS, minute * MINUTE_NS);
             if let Err(e) = core.store.rollup_levels(from, to, true, false) {
-                log(format!("rollup failed: {e}"));
+                log(Level::Error, format!("rollup failed: {e}"));
             }
             if hour_closed {
                 if let Err(e) = core.store.rollup_levels(from, to, false, true) {
-                    log(format!("hourly rollup failed: {e}"));
+                    log(Level::Error, format!("hourly rollup failed: {e}"));
                 }
             }
             last_minute = minute;
@@ -828,7 +847,7 @@ pub fn run(config_path: &Path, signals: Signals, log: Arc<dyn Fn(String) + Send 
             let s = &core.spec;
             let (r, m, h) = (s.retention_raw.get(), s.retention_1m.get(), s.retention_1h.get());
             if let Err(e) = core.store.retain(clock::unix_nanos(), r, m, h) {
-                log(format!("retention failed: {e}"));
+                log(Level::Error, format!("retention failed: {e}"));
             }
             last_retain = now;
         }
@@ -840,7 +859,7 @@ pub fn run(config_path: &Path, signals: Signals, log: Arc<dyn Fn(String) + Send 
         }
     }
     // Graceful shutdown: stop probing, take what is queued, write it, close the open buckets.
-    log("agent: stopping".into());
+    log(Level::Info, "agent: stopping".into());
     core.stop_targets.store(true, Ordering::Relaxed);
     http_stop.store(true, Ordering::Relaxed);
     while let Ok(m) = rx.try_recv() {
@@ -854,7 +873,10 @@ pub fn run(config_path: &Path, signals: Signals, log: Arc<dyn Fn(String) + Send 
     if let Ok(Ok(t)) = http_thread.map(|t| t.join()) {
         let _ = t;
     }
-    log(format!("agent: stopped, {} samples written", core.metrics.lock().map(|m| m.samples_written).unwrap_or(0)));
+    log(
+        Level::Info,
+        format!("agent: stopped, {} samples written", core.metrics.lock().map(|m| m.samples_written).unwrap_or(0)),
+    );
     Ok(())
 }
 

@@ -473,6 +473,47 @@ pub struct AgentArgs {
     /// Validate the configuration and exit.
     #[arg(long)]
     check: bool,
+    /// Log lines on standard error as text or as one JSON object per line (timestamp,
+    /// level, message).
+    #[arg(long, value_enum, default_value = "text", value_name = "FORMAT")]
+    log_format: LogFormat,
+    /// Least important log lines written: error, warn or info.
+    #[arg(long, value_enum, default_value = "info", value_name = "LEVEL")]
+    log_level: LogLevel,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+}
+
+/// The agent's log through `tracing`: RFC 3339 UTC timestamps, levels, text or JSON lines on
+/// standard error.
+fn agent_log(format: LogFormat, level: LogLevel) -> meshway_agent::agent::Log {
+    use meshway_agent::agent::Level;
+    let max = match level {
+        LogLevel::Error => tracing::Level::ERROR,
+        LogLevel::Warn => tracing::Level::WARN,
+        LogLevel::Info => tracing::Level::INFO,
+    };
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(max).with_target(false);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    std::sync::Arc::new(|level, line: String| match level {
+        Level::Info => tracing::info!("{line}"),
+        Level::Warn => tracing::warn!("{line}"),
+        Level::Error => tracing::error!("{line}"),
+    })
 }
 
 pub fn agent(a: AgentArgs) -> Result<()> {
@@ -481,7 +522,7 @@ pub fn agent(a: AgentArgs) -> Result<()> {
         return emit(&text::agent_check_text(&a.config, spec.targets.len()));
     }
     let sig = Signals::install().context("cannot install signal handlers")?;
-    let log: std::sync::Arc<dyn Fn(String) + Send + Sync> = std::sync::Arc::new(|l| eprintln!("{l}"));
+    let log = agent_log(a.log_format, a.log_level);
     meshway_agent::agent::run(&a.config, sig, log)?;
     Ok(())
 }

@@ -642,3 +642,44 @@ fn metrics_pass_promtool_check_metrics() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && said.trim().is_empty(), "promtool check metrics:\n{said}\n{body}");
 }
+
+#[test]
+fn structured_logs_as_json_lines_with_levels() {
+    let dir = TempDir::new("logs");
+    let hport = free_port();
+    let cfg = dir.0.join("agent.toml");
+    let text = format!(
+        "[agent]\nlisten = \"127.0.0.1:{hport}\"\ndatabase = \"{}\"\n\
+         [[target]]\nname = \"nobody\"\nkind = \"tcp\"\naddress = \"127.0.0.1:1\"\ninterval = \"100ms\"\n",
+        dir.0.join("a.db").display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let run = |extra: &[&str]| -> String {
+        let child = Command::new(bin())
+            .args(["agent", "--config", cfg.to_str().unwrap()])
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id().to_string();
+        let http = format!("127.0.0.1:{hport}");
+        assert!(wait_until(10, || get(&http, "/healthz", None).is_some_and(|r| r.0 == 200)));
+        Command::new(kill_tool()).args(["-TERM", &pid]).status().unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let json = run(&["--log-format", "json"]);
+    let lines: Vec<serde_json::Value> =
+        json.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    assert!(lines.len() >= 3, "{json}");
+    for l in &lines {
+        let ts = l["timestamp"].as_str().unwrap();
+        assert!(ts.len() >= 20 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "RFC 3339 UTC: {ts}");
+        assert!(["INFO", "WARN", "ERROR"].contains(&l["level"].as_str().unwrap()), "{l}");
+    }
+    assert!(lines[0]["message"].as_str().unwrap().starts_with("agent: 1 targets, http on"), "{json}");
+    assert!(lines.iter().any(|l| l["message"].as_str().unwrap().starts_with("agent: stopped")), "{json}");
+    // At warn, a clean run says nothing.
+    assert_eq!(run(&["--log-level", "warn"]), "");
+}
