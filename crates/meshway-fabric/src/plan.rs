@@ -235,6 +235,28 @@ fn model_name(cat: &Catalog, model: u16) -> String {
 /// Warns about switches whose links add up to more than their model forwards (a hand-set
 /// radix, or mixed port speeds), per tier and model.
 fn over_capacity(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) {
+    // NVLink switches stand for a host's (or rack's) whole NVLink domain; say when the domain
+    // has more GPUs than the catalog entry has ports, as an NVL72 rack on the 64-port entry.
+    let mut nv: Option<(u64, u64, u16)> = None;
+    for (i, n) in f.nodes.iter().enumerate() {
+        let NodeKind::Switch { model, .. } = n.kind else { continue };
+        let id = NodeId(i as u32);
+        let Some(m) = cat.switch.get(model as usize).filter(|_| f.is_nvswitch(id)) else { continue };
+        let gpus = f.degree(id) as u64;
+        if gpus > u64::from(m.ports) {
+            let e = nv.get_or_insert((0, gpus, model));
+            e.0 += 1;
+            e.1 = e.1.max(gpus);
+        }
+    }
+    if let Some((count, gpus, model)) = nv {
+        warnings.push(format!(
+            "{count} NVLink domains of {gpus} GPUs on the {}-port {} entry: meshway models each domain as one \
+             switch of the GPUs' NVLink rate (an NVL72 rack has 18 switch chips of 72 ports)",
+            cat.switch[model as usize].ports,
+            model_name(cat, model)
+        ));
+    }
     let mut over: BTreeMap<(u8, u16), (u64, u64, u64)> = BTreeMap::new();
     for (i, n) in f.nodes.iter().enumerate() {
         let NodeKind::Switch { tier, model, .. } = n.kind else { continue };

@@ -347,3 +347,17 @@ fn gpus_per_leaf_and_second_tier_oversubscription() {
     assert_eq!(leaf.up_bps / leaf.switches, 8 * 400_000_000_000);
     assert_eq!(leaf.oversubscription, Some(2.0));
 }
+
+#[test]
+fn an_nvlink_domain_beyond_the_switch_entry_is_said() {
+    // 72-GPU NVLink domains (NVL72 racks) on the 64-port NVLink switch entry.
+    let text =
+        "[fabric]\nkind = \"leaf-spine\"\ngpus = 576\ngpus-per-host = 72\nnic = \"800Gbps\"\nnvlink = \"7.2Tbps\"\n\
+        leaf-model = \"spectrum4-sn5600\"\nspine-model = \"spectrum4-sn5600\"\n";
+    let (_, r) = build(text);
+    let w = r.warnings.iter().find(|w| w.contains("NVLink domains")).expect("a warning");
+    assert!(w.starts_with("8 NVLink domains of 72 GPUs on the 64-port nvswitch entry"), "{w}");
+    // 8-GPU hosts fit the entry: nothing said.
+    let (_, r) = build(&text.replace("gpus-per-host = 72", "gpus-per-host = 8"));
+    assert!(r.warnings.iter().all(|w| !w.contains("NVLink domains")), "{:?}", r.warnings);
+}
