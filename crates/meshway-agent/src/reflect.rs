@@ -178,7 +178,6 @@ impl TokenBucket {
 struct Source {
     valid: u64,
     seq: u32,
-    last_seen: Nanos,
 }
 
 /// One received datagram: its length, sender, the local address it was sent to and its TTL.
@@ -318,9 +317,8 @@ pub fn run(
                 continue;
             }
         }
-        let src = sources.get_or_insert_with(from, || Source { valid: 0, seq: 0, last_seen: now });
+        let src = sources.get_or_insert_with(from, || Source { valid: 0, seq: 0 });
         src.valid += 1;
-        src.last_seen = now;
         if cfg.drop_every.is_some_and(|k| k > 0 && src.valid.is_multiple_of(k)) {
             counters.test_dropped.fetch_add(1, Ordering::Relaxed);
             continue;

@@ -28,7 +28,7 @@ use crate::program::Program;
 use crate::topo::{FabricTopo, Topology};
 use crate::training::{self, TrainSpec};
 use meshway_fabric::catalog::OpticClass;
-use meshway_fabric::config::{RoutingKind, TransportKind};
+use meshway_fabric::config::RoutingKind;
 use meshway_fabric::scenario::Ctx;
 use meshway_fabric::workload_config::{OpConfig, Whole, WorkloadKind};
 use meshway_fabric::{Catalog, Fabric, FabricError, LinkClass, Scenario};
@@ -406,11 +406,7 @@ fn exec_config(
     tolerance: Option<f64>,
 ) -> Result<(ExecConfig, String), SimulateError> {
     let tc = s.config.transport.clone().unwrap_or_default();
-    let kind = match tc.kind {
-        TransportKind::Infiniband => "infiniband",
-        TransportKind::Roce => "roce",
-        TransportKind::Tcp => "tcp",
-    };
+    let kind = meshway_fabric::plan::transport_name(tc.kind);
     let p = cat.transport_profile(kind).ok_or_else(|| SimulateError::NoTransportProfile { kind: kind.to_string() })?;
     // As `meshway simulate` chooses: the scenario's routing, else the transport's default.
     let policy = match (s.config.transport.as_ref().and_then(|t| t.routing), p.default_routing.as_str()) {

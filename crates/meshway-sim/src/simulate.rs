@@ -10,7 +10,7 @@ use crate::topo::{mix, FabricTopo, IdealTopo, Topology};
 use crate::training::{self, TrainSpec};
 use crate::tuner;
 use crate::{CollectiveError, SimError};
-use meshway_fabric::config::{CompletionConfig, ForwardingConfig, RoutingKind, TransportKind};
+use meshway_fabric::config::{CompletionConfig, ForwardingConfig, RoutingKind};
 use meshway_fabric::error::closest;
 use meshway_fabric::scenario::Ctx;
 use meshway_fabric::workload_config::{CollModelConfig, ProtocolConfig, RankRef, WorkloadConfig, WorkloadKind};
@@ -708,11 +708,7 @@ pub struct FailureInfo {
 fn transport_info(setup: &Setup<'_>, opts: &Options) -> Result<(TransportInfo, Wire), SimulateError> {
     let s = setup.scenario;
     let tc = s.config.transport.clone().unwrap_or_default();
-    let kind = match tc.kind {
-        TransportKind::Infiniband => "infiniband",
-        TransportKind::Roce => "roce",
-        TransportKind::Tcp => "tcp",
-    };
+    let kind = meshway_fabric::plan::transport_name(tc.kind);
     let p = setup
         .catalog
         .transport_profile(kind)
