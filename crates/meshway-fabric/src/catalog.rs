@@ -39,6 +39,10 @@ pub struct InferenceDefaults {
     pub target_utilization: f64,
     /// How long users take to notice a failed site and send again elsewhere.
     pub failover_detect: Nanos,
+    /// Fixed one-way cost of a wide-area path beyond fibre and router hops (access, peering,
+    /// detours); 0 when a catalog predates it.
+    #[serde(default)]
+    pub wan_fixed: Nanos,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -272,6 +276,69 @@ pub struct GpuModel {
     pub nvls_efficiency: Option<f64>,
     /// CollNet (SHARP switches): NCCL's bandwidth factor for this GPU generation.
     pub collnet_efficiency: Option<f64>,
+    /// Memory per GPU (serving: weights and KV cache).
+    pub memory: Option<Bytes>,
+    /// Memory bandwidth per GPU (serving: decode reads weights and KV cache).
+    pub hbm_bandwidth: Option<BitsPerSec>,
+    /// Dense FP8 peak, FLOP/s (serving FP8 models). Absent: no FP8.
+    pub fp8_flops: Option<f64>,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
+/// A language model's shape (`[[llm]]`), from which the serving model derives weight bytes,
+/// KV-cache bytes per token and FLOPs per token.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LlmModel {
+    pub name: String,
+    pub layers: u32,
+    /// Model (residual stream) width.
+    pub hidden: u32,
+    /// Attention (query) heads.
+    pub heads: u32,
+    /// Key/value heads (grouped-query attention).
+    pub kv_heads: u32,
+    pub head_dim: u32,
+    /// Parameters in all.
+    pub params: f64,
+    /// Parameters each token uses (mixture of experts). Absent: all (a dense model).
+    pub active_params: Option<f64>,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
+impl LlmModel {
+    /// Parameters each token uses.
+    pub fn active(&self) -> f64 {
+        self.active_params.unwrap_or(self.params)
+    }
+    /// KV-cache elements per token: keys and values of every layer's KV heads.
+    pub fn kv_elements_per_token(&self) -> f64 {
+        2.0 * f64::from(self.layers) * f64::from(self.kv_heads) * f64::from(self.head_dim)
+    }
+}
+
+/// Serving-engine defaults (`[serving]`) of the inference model built from `[[llm]]` shapes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServingDefaults {
+    /// Share of peak FLOP/s a step's matrix work reaches (prefill is compute-bound).
+    pub flops_efficiency: f64,
+    /// Share of memory bandwidth a step's reads reach (decode is bandwidth-bound).
+    pub bandwidth_efficiency: f64,
+    /// Fixed time of every engine step (scheduling, kernel launches, sampling).
+    pub step_overhead: Nanos,
+    /// Fixed time of every request before it queues (HTTP, tokenization, detokenization).
+    pub request_overhead: Nanos,
+    /// Share of GPU memory the engine may use (weights + KV cache).
+    pub memory_utilization: f64,
+    /// Tokens one step may process (decode tokens + prefill chunks).
+    pub token_budget: u32,
+    /// Requests one server runs at once.
+    pub max_batch: u32,
+    /// Latency of one tensor-parallel all-reduce (two per layer per step).
+    pub allreduce_latency: Nanos,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -299,6 +366,11 @@ pub struct Catalog {
     /// NCCL protocols (Simple, LL, LL128) for collectives.
     #[serde(default)]
     pub protocol: Vec<ProtocolModel>,
+    /// Language-model shapes for the serving model.
+    #[serde(default)]
+    pub llm: Vec<LlmModel>,
+    /// Serving-engine defaults; absent only in user catalogs written before they existed.
+    pub serving: Option<ServingDefaults>,
     /// Inference defaults; absent only in user catalogs written before they existed.
     pub inference: Option<InferenceDefaults>,
     /// Multi-site training defaults; absent only in user catalogs written before they existed.
@@ -327,6 +399,9 @@ struct CatalogOverlay {
     gpu: Vec<toml::Table>,
     #[serde(default)]
     protocol: Vec<toml::Table>,
+    #[serde(default)]
+    llm: Vec<toml::Table>,
+    serving: Option<toml::Table>,
     inference: Option<toml::Table>,
     multisite: Option<toml::Table>,
 }
@@ -405,6 +480,9 @@ impl Catalog {
         if let Some(p) = o.inference {
             c.inference = Some(patched(c.inference.as_ref(), p, file, "inference")?);
         }
+        if let Some(p) = o.serving {
+            c.serving = Some(patched(c.serving.as_ref(), p, file, "serving")?);
+        }
         if let Some(p) = o.multisite {
             c.multisite = Some(patched(c.multisite.as_ref(), p, file, "multisite")?);
         }
@@ -415,6 +493,7 @@ impl Catalog {
         merge(&mut c.transport, o.transport, |s| &s.name, "transport", file)?;
         merge(&mut c.gpu, o.gpu, |s| &s.name, "gpu", file)?;
         merge(&mut c.protocol, o.protocol, |s| &s.name, "protocol", file)?;
+        merge(&mut c.llm, o.llm, |s| &s.name, "llm", file)?;
         c.check(file)?;
         Ok(c)
     }
@@ -469,6 +548,44 @@ impl Catalog {
             }
             if g.nvlink_achievable.is_some_and(|r| r.0 == 0) {
                 return Err(bad(format!("gpu {:?}", g.name), "nvlink-achievable must be positive"));
+            }
+            if g.memory.is_some_and(|m| m.0 == 0)
+                || g.hbm_bandwidth.is_some_and(|b| b.0 == 0)
+                || g.fp8_flops.is_some_and(|f| !(f.is_finite() && f > 0.0))
+            {
+                return Err(bad(format!("gpu {:?}", g.name), "memory, hbm-bandwidth and fp8-flops must be positive"));
+            }
+        }
+        for m in &self.llm {
+            provenance("llm", &m.name, &m.source, &m.assumption)?;
+            let active = m.active_params.unwrap_or(m.params);
+            if m.layers == 0
+                || m.hidden == 0
+                || m.heads == 0
+                || m.kv_heads == 0
+                || m.head_dim == 0
+                || !(m.params.is_finite() && m.params > 0.0)
+                || !(active > 0.0 && active <= m.params)
+            {
+                return Err(bad(
+                    format!("llm {:?}", m.name),
+                    "layers, hidden, heads, kv-heads, head-dim and params must be positive, active-params at most params",
+                ));
+            }
+        }
+        if let Some(sv) = &self.serving {
+            provenance("serving", "", &sv.source, &sv.assumption)?;
+            for (key, v) in [
+                ("flops-efficiency", sv.flops_efficiency),
+                ("bandwidth-efficiency", sv.bandwidth_efficiency),
+                ("memory-utilization", sv.memory_utilization),
+            ] {
+                if !(v > 0.0 && v <= 1.0) {
+                    return Err(bad("serving".into(), &format!("{key} must be in (0, 1]")));
+                }
+            }
+            if sv.token_budget == 0 || sv.max_batch == 0 {
+                return Err(bad("serving".into(), "token-budget and max-batch must be positive"));
             }
         }
         for p in &self.protocol {
@@ -586,6 +703,11 @@ impl Catalog {
 
     pub fn gpu_model(&self, name: &str) -> Option<&GpuModel> {
         self.gpu.iter().find(|g| g.name == name)
+    }
+
+    /// A language model's shape by name.
+    pub fn llm(&self, name: &str) -> Option<&LlmModel> {
+        self.llm.iter().find(|m| m.name == name)
     }
 
     pub fn mtu(&self) -> Bytes {

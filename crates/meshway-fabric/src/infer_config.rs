@@ -18,28 +18,82 @@ pub struct InferenceConfig {
     pub failover_detect: Option<Nanos>,
 }
 
-/// `[[model]]`: serving characteristics of one model replica ("server").
+/// `[[model]]`: one model replica ("server") and its requests. Either rated (`prefill-tokens-per-s`
+/// and `decode-tokens-per-s`, measured figures for one server) or built from a shape (`llm` and
+/// `gpu`, catalog entries: step times from FLOPs and memory traffic, KV-cache memory).
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ModelConfig {
     pub name: String,
-    /// GPUs one server (model replica) occupies.
+    /// GPUs one server (model replica) occupies (tensor parallel).
     pub gpus_per_server: Option<u32>,
-    /// Prompt tokens per second one server prefills.
-    pub prefill_tokens_per_s: f64,
-    /// Output tokens per second one server decodes, shared by its batch.
-    pub decode_tokens_per_s: f64,
-    /// Upper bound on one stream's decode rate (default: no bound beyond the share).
+    /// Rated: prompt tokens per second one server prefills.
+    pub prefill_tokens_per_s: Option<f64>,
+    /// Rated: output tokens per second one server decodes, shared by its batch.
+    pub decode_tokens_per_s: Option<f64>,
+    /// Rated: upper bound on one stream's decode rate (default: no bound beyond the share).
     pub decode_tokens_per_s_per_request: Option<f64>,
-    /// Requests one server holds at once (continuous batching).
-    pub max_batch: u32,
-    /// Mean prompt and output lengths in tokens.
-    pub prompt_tokens: u32,
-    pub output_tokens: u32,
+    /// Shape: the catalog's `[[llm]]` entry (layers, widths, parameters).
+    pub llm: Option<String>,
+    /// Shape: the catalog's `[[gpu]]` entry (memory, bandwidth, FLOP/s).
+    pub gpu: Option<String>,
+    /// Shape: precision of weights and matrix work (default fp8 where the GPU has it, else bf16).
+    pub precision: Option<PrecisionConfig>,
+    /// Shape: precision of the KV cache (default: `precision`).
+    pub kv_precision: Option<PrecisionConfig>,
+    /// Requests one server holds at once (default: catalog `[serving] max-batch`).
+    pub max_batch: Option<u32>,
+    /// Shape: split prompts into chunks that share steps with decoding (default true).
+    pub chunked_prefill: Option<bool>,
+    /// Shape: tokens one step may process (default: catalog `[serving] token-budget`).
+    pub token_budget: Option<u32>,
+    /// Shape: share of prompt tokens found in the prefix cache (not prefilled again).
+    pub prefix_cache_hit: Option<f64>,
+    /// Shape: speculative decoding, draft tokens per step.
+    pub speculative_draft_tokens: Option<u32>,
+    /// Shape: speculative decoding, probability that each draft token is accepted.
+    pub speculative_acceptance: Option<f64>,
+    /// Shape: overrides of the catalog's `[serving]` figures for this engine.
+    pub flops_efficiency: Option<f64>,
+    pub bandwidth_efficiency: Option<f64>,
+    pub memory_utilization: Option<f64>,
+    pub step_overhead: Option<Nanos>,
+    pub request_overhead: Option<Nanos>,
+    /// Mean prompt and output lengths in tokens (or `lengths`).
+    pub prompt_tokens: Option<u32>,
+    pub output_tokens: Option<u32>,
     /// Distribution of prompt and output lengths around their means (default fixed).
     pub length_dist: Option<LengthDistConfig>,
+    /// A CSV of `prompt,output` lengths (optional `count` column), relative to the scenario
+    /// file: each request draws one row.
+    pub lengths: Option<String>,
     pub source: Option<String>,
     pub assumption: Option<String>,
+}
+
+/// Number format of weights, matrix work or the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrecisionConfig {
+    Bf16,
+    Fp16,
+    Fp8,
+}
+
+impl PrecisionConfig {
+    pub fn bytes(self) -> f64 {
+        match self {
+            PrecisionConfig::Bf16 | PrecisionConfig::Fp16 => 2.0,
+            PrecisionConfig::Fp8 => 1.0,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            PrecisionConfig::Bf16 => "bf16",
+            PrecisionConfig::Fp16 => "fp16",
+            PrecisionConfig::Fp8 => "fp8",
+        }
+    }
 }
 
 /// `[[region]]`: a user population.
@@ -47,8 +101,11 @@ pub struct ModelConfig {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct RegionConfig {
     pub name: String,
-    /// Mean requests per second.
-    pub rate: f64,
+    /// Mean requests per second (or `concurrency`).
+    pub rate: Option<f64>,
+    /// Closed loop: this many users, each sending its next request as soon as the last one
+    /// has streamed back (as a benchmark client with a fixed concurrency does).
+    pub concurrency: Option<u32>,
     /// Arrival process (default poisson).
     pub arrivals: Option<ArrivalsConfig>,
     /// Bursty: rate while "on" as a multiple of the mean rate.
@@ -63,6 +120,8 @@ pub struct RegionConfig {
     pub last_mile: Option<Nanos>,
     /// Objective: p99 time to first token.
     pub ttft_p99: Option<Nanos>,
+    /// Objective: p99 time per output token after the first (a request's mean).
+    pub tpot_p99: Option<Nanos>,
     /// The model the region's users call (default: the only model).
     pub model: Option<String>,
     /// Great-circle distance to each site (fiber = distance x route factor).
@@ -74,6 +133,10 @@ pub struct RegionConfig {
     /// Extra router hops on the way to each site (added to the site's access hops).
     #[serde(default)]
     pub hops: BTreeMap<String, u32>,
+    /// Fixed one-way cost of the path to each site beyond fibre and hops (overrides the
+    /// catalog's `wan-fixed`).
+    #[serde(default)]
+    pub wan_fixed: BTreeMap<String, Nanos>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]

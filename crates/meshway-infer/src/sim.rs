@@ -10,20 +10,26 @@
 //!   the region has a route to, with global, instant knowledge of each site's load.
 //! - The request reaches the site after the path's one-way latency (last mile + fiber km x
 //!   fiber delay + hops x per-hop latency) and waits in the site's FIFO queue until a server
-//!   has a free batch slot (continuous batching: a request joins a running batch at once; the
-//!   server with the fewest requests is chosen).
-//! - A server prefills one prompt at a time at `prefill-tokens-per-s`; while it prefills, its
-//!   decoding streams pause (prefill has priority, as in an engine without chunked prefill).
-//!   The first output token exists when the prompt's prefill ends. The remaining tokens are
-//!   decoded with the server's `decode-tokens-per-s` shared equally by its decoding streams,
-//!   each stream capped at `decode-tokens-per-s-per-request` (processor sharing; KV-cache
-//!   memory is not modelled beyond max-batch).
+//!   can admit it (continuous batching: a request joins a running batch at the next step; the
+//!   server with the fewest requests is chosen). A fixed per-request overhead is added on the
+//!   way in.
+//! - A server runs steps, as an inference engine does. A step decodes one token (with
+//!   speculative decoding, the expected accepted tokens) for each decoding request and
+//!   prefills prompt tokens; with chunked prefill a step adds prompt chunks up to the token
+//!   budget beside its decode tokens, without it a step prefills whole prompts alone and
+//!   decoding waits. A request enters a server when a batch slot and the KV cache for its
+//!   prompt and output are free (reserved at admission, so nothing is evicted). A step's time
+//!   comes from the model: rated models take tokens / rate; shaped models a roofline over
+//!   FLOPs and weight and KV-cache bytes, plus tensor-parallel all-reduces and a fixed
+//!   overhead ([`crate::spec::Shape::step_ns`]). The first output token exists at the end of
+//!   the step that finishes the prompt; a request's time per output token (TPOT) is its
+//!   decode time over its output tokens after the first.
 //! - Tokens stream back over the same path: time to first token (TTFT) = first token + one-way
 //!   latency - send time; end-to-end = last token + one-way latency - send time.
 //! - Events are ordered by (time, sequence) at integer nanoseconds; same seed, same report.
 
 use crate::rng::Rng;
-use crate::spec::{token_time, Arrivals, InferSpec, LengthDist, Policy};
+use crate::spec::{Arrivals, Cost, InferSpec, LengthDist, Model, Policy};
 use meshway_fabric::infer_config::SiteTier;
 use serde::Serialize;
 use std::cmp::Reverse;
@@ -100,15 +106,18 @@ pub struct RegionResult {
     /// Requests sent again because their site failed under them.
     pub retried: u64,
     pub ttft: Percentiles,
+    /// Time per output token after the first, per request (requests of two or more tokens).
+    pub tpot: Percentiles,
     pub e2e: Percentiles,
     /// Output tokens delivered per second of the run.
     pub tokens_per_s: f64,
     /// Mean decode rate one user sees after the first token.
     pub stream_tokens_per_s: f64,
     pub ttft_p99_objective_ns: u64,
-    /// Share of requests whose TTFT met the objective.
+    pub tpot_p99_objective_ns: Option<u64>,
+    /// Share of requests whose TTFT (and TPOT, when it has an objective) met the objective.
     pub attainment: f64,
-    /// p99 TTFT within the objective and every request served.
+    /// p99 TTFT (and p99 TPOT) within the objectives and every request served.
     pub met: bool,
     /// The site that served most of the region's requests, and its share.
     pub main_site: String,
@@ -132,6 +141,8 @@ pub struct SiteResult {
     pub busy: f64,
     /// Mean requests in a server's batch over its max batch.
     pub batch_fill: f64,
+    /// Mean share of the servers' KV cache reserved (shaped models; 0 for rated ones).
+    pub kv_fill: f64,
     pub max_queue: u64,
     pub gpu_hour_usd: f64,
 }
@@ -144,6 +155,8 @@ pub struct InferReport {
     pub seed: u64,
     pub requests: u64,
     pub events: u64,
+    /// Time of the last event (the last token of the last request).
+    pub end_ns: u64,
     pub regions: Vec<RegionResult>,
     pub sites: Vec<SiteResult>,
     pub all_met: bool,
@@ -155,7 +168,19 @@ impl InferReport {
     pub fn worst_margin_ns(&self) -> i64 {
         self.regions
             .iter()
-            .map(|r| if r.unserved > 0 { i64::MAX } else { r.ttft.p99_ns as i64 - r.ttft_p99_objective_ns as i64 })
+            .map(|r| {
+                if r.unserved > 0 {
+                    return i64::MAX;
+                }
+                let t = r.ttft.p99_ns as i64 - r.ttft_p99_objective_ns as i64;
+                match r.tpot_p99_objective_ns {
+                    // A TPOT miss counts as large as the share it misses by, in TTFT terms.
+                    Some(o) if r.tpot.p99_ns > o => {
+                        t.max(((r.tpot.p99_ns - o) as f64 / o as f64 * r.ttft_p99_objective_ns as f64) as i64)
+                    }
+                    _ => t,
+                }
+            })
             .max()
             .unwrap_or(0)
     }
@@ -177,6 +202,12 @@ struct Req {
     server: u32,
     prompt: u32,
     output: u32,
+    /// Prompt tokens still to prefill.
+    left: u32,
+    /// KV-cache tokens reserved.
+    kv: u64,
+    /// Context at joining the decode set minus the server's decode counter then.
+    ctx0: f64,
     send: u64,
     first: u64,
 }
@@ -184,22 +215,29 @@ struct Req {
 #[derive(Debug, Default)]
 struct Server {
     active: u32,
+    kv_used: u64,
+    /// Admitted requests whose prompts are not fully prefilled, in order.
     pending: VecDeque<u32>,
-    prefill: Option<(u32, u64)>,
-    /// (virtual finish as f64 bits, request): non-negative f64 bits order like the values.
+    /// (target decode counter as f64 bits, request): non-negative f64 bits order like values.
     decoding: BinaryHeap<Reverse<(u64, u32)>>,
+    /// Tokens each decoding stream has gained since the decode set was last empty.
     v: f64,
-    last: u64,
+    /// Sum of ctx0 over the decode set: total context = ctx_base + decoding x v.
+    ctx_base: f64,
+    /// The step in flight: whether it decodes, and its prefill chunks (request, tokens).
+    running: bool,
+    step_decodes: bool,
+    chunks: Vec<(u32, u32)>,
     ver: u32,
     busy_ns: u64,
     active_ns: u128,
+    kv_ns: u128,
+    last: u64,
 }
 
 #[derive(Debug, Default)]
 struct SiteState {
     servers: Vec<Server>,
-    buckets: Vec<Vec<u32>>,
-    slot: Vec<u32>,
     queue: VecDeque<u32>,
     assigned: u64,
     down: bool,
@@ -209,30 +247,6 @@ struct SiteState {
     /// Work done: prefill time and decoded tokens (for the capacity-weighted utilization).
     prefill_ns: u64,
     decoded_tokens: u64,
-}
-
-impl SiteState {
-    fn pick(&self) -> Option<u32> {
-        self.buckets.iter().find_map(|b| b.last().copied())
-    }
-    fn set_active(&mut self, v: u32, to: u32) {
-        let from = self.servers[v as usize].active;
-        let i = self.slot[v as usize] as usize;
-        if let Some(b) = self.buckets.get_mut(from as usize) {
-            b.swap_remove(i);
-            if let Some(&moved) = b.get(i) {
-                self.slot[moved as usize] = i as u32;
-            }
-        }
-        self.servers[v as usize].active = to;
-        // A full server (active = max batch) sits in no bucket.
-        if let Some(b) = self.buckets.get_mut(to as usize) {
-            self.slot[v as usize] = b.len() as u32;
-            b.push(v);
-        } else {
-            self.slot[v as usize] = u32::MAX;
-        }
-    }
 }
 
 struct Gen {
@@ -253,7 +267,14 @@ struct Sim<'a> {
     sites: Vec<SiteState>,
     gens: Vec<Gen>,
     ttft: Vec<Vec<u64>>,
+    tpot: Vec<Vec<u64>>,
     e2e: Vec<Vec<u64>>,
+    /// Per region: requests that met every objective.
+    ok: Vec<u64>,
+    /// Per model: (requests per second of a full server, mean prefill time, requests a
+    /// server holds at mean lengths), for routing estimates.
+    est: Vec<(f64, u64, f64)>,
+    scratch: Vec<(u32, u32)>,
     tokens: Vec<u64>,
     stream_rate_sum: Vec<f64>,
     served_by: Vec<Vec<u64>>,
@@ -270,6 +291,18 @@ fn sample_len(rng: &mut Rng, mean: u32, dist: LengthDist) -> u32 {
         LengthDist::Fixed => mean,
         LengthDist::Exponential => rng.exp(m).round().clamp(1.0, 1e9) as u32,
         LengthDist::Uniform => 1 + (rng.uniform() * (2.0 * m - 1.0)).floor() as u32,
+    }
+}
+
+/// A request's prompt and output lengths: a row of the model's `lengths`, or drawn around
+/// its means.
+fn sample_lengths(rng: &mut Rng, m: &Model) -> (u32, u32) {
+    match &m.lengths {
+        Some(l) => l[((rng.uniform() * l.len() as f64) as usize).min(l.len() - 1)],
+        None => {
+            let p = sample_len(rng, m.prompt_tokens, m.length_dist);
+            (p, sample_len(rng, m.output_tokens, m.length_dist))
+        }
     }
 }
 
@@ -321,9 +354,8 @@ impl<'a> Sim<'a> {
             Policy::LeastLoaded => c
                 .min_by(|a, b| {
                     let load = |x: &(u32, u64)| {
-                        let s = &spec.sites[x.0 as usize];
                         let slots =
-                            f64::from(self.run.servers[x.0 as usize]) * f64::from(spec.models[s.model].max_batch);
+                            f64::from(self.run.servers[x.0 as usize]) * self.est[spec.sites[x.0 as usize].model].2;
                         self.sites[x.0 as usize].assigned as f64 / slots
                     };
                     load(a).total_cmp(&load(b))
@@ -332,14 +364,10 @@ impl<'a> Sim<'a> {
             Policy::LatencyAware => c
                 .min_by(|a, b| {
                     let est = |x: &(u32, u64)| {
-                        let s = &spec.sites[x.0 as usize];
-                        let m = &spec.models[s.model];
+                        let (cap, prefill, per) = self.est[spec.sites[x.0 as usize].model];
                         let n = f64::from(self.run.servers[x.0 as usize]);
-                        let slots = n * f64::from(m.max_batch);
-                        let waiting = (self.sites[x.0 as usize].assigned as f64 - slots).max(0.0);
-                        2.0 * x.1 as f64
-                            + m.prefill_ns(m.prompt_tokens) as f64
-                            + waiting / (n * m.server_capacity()) * 1e9
+                        let waiting = (self.sites[x.0 as usize].assigned as f64 - n * per).max(0.0);
+                        2.0 * x.1 as f64 + prefill as f64 + waiting / (n * cap) * 1e9
                     };
                     est(a).total_cmp(&est(b))
                 })
@@ -349,18 +377,18 @@ impl<'a> Sim<'a> {
 
     fn arrive(&mut self, r: usize, now: u64) {
         let m = &self.spec.models[self.spec.regions[r].model];
-        let (pm, om, dist) = (m.prompt_tokens, m.output_tokens, m.length_dist);
-        let g = &mut self.gens[r];
-        let prompt = sample_len(&mut g.rng, pm, dist);
-        let output = sample_len(&mut g.rng, om, dist);
+        let (prompt, output) = sample_lengths(&mut self.gens[r].rng, m);
+        let left = m.uncached(prompt);
+        let kv = m.kv_reserve(prompt, output);
         if let Some(t) = self.next_arrival(r) {
             self.push(t, Ev::Arrive(r as u32));
         }
-        if self.cands[r].is_empty() {
+        let req = Req { region: r as u32, prompt, output, left, kv, send: now, ..Req::default() };
+        if self.cands[r].is_empty() || kv > m.kv_capacity_tokens {
             self.unserved[r] += 1;
+            self.user_again(r, now + self.run.failover_detect_ns);
             return;
         }
-        let req = Req { region: r as u32, site: 0, server: 0, prompt, output, send: now, first: 0 };
         let id = match self.free.pop() {
             Some(i) => {
                 self.reqs[i as usize] = req;
@@ -374,17 +402,28 @@ impl<'a> Sim<'a> {
         self.send(id, now);
     }
 
+    /// A closed-loop region's user sends its next request at `t` (within the run).
+    fn user_again(&mut self, r: usize, t: u64) {
+        if self.spec.regions[r].concurrency.is_some() && t < self.run.duration_ns {
+            self.push(t, Ev::Arrive(r as u32));
+        }
+    }
+
     /// Routes request `q` (new or sent again) and puts it on its way.
     fn send(&mut self, q: u32, now: u64) {
         let r = self.reqs[q as usize].region as usize;
         let Some((s, ow)) = self.route(r) else {
             self.unserved[r] += 1;
             self.free.push(q);
+            self.user_again(r, now + self.run.failover_detect_ns);
             return;
         };
-        self.reqs[q as usize].site = s;
+        let req = &mut self.reqs[q as usize];
+        let m = &self.spec.models[self.spec.sites[s as usize].model];
+        req.site = s;
+        req.left = m.uncached(req.prompt);
         self.sites[s as usize].assigned += 1;
-        self.push(now + ow, Ev::Reach(q));
+        self.push(now + ow + m.request_overhead_ns, Ev::Reach(q));
     }
 
     /// Site `s` fails: everything queued or running there is sent again after detection.
@@ -397,13 +436,12 @@ impl<'a> Sim<'a> {
         let mut lost: Vec<u32> = site.queue.drain(..).collect();
         for srv in &mut site.servers {
             lost.extend(srv.pending.drain(..));
-            lost.extend(srv.prefill.take().map(|(q, _)| q));
             lost.extend(srv.decoding.drain().map(|Reverse((_, q))| q));
+            srv.chunks.clear();
+            srv.running = false;
             srv.active = 0;
+            srv.kv_used = 0;
             srv.ver = srv.ver.wrapping_add(1);
-        }
-        for b in &mut site.buckets {
-            b.clear();
         }
         site.assigned -= lost.len() as u64;
         lost.sort_unstable();
@@ -418,61 +456,101 @@ impl<'a> Sim<'a> {
     }
 
     fn advance(&mut self, s: usize, v: usize, now: u64) {
-        let model = &self.spec.models[self.spec.sites[s].model];
         let srv = &mut self.sites[s].servers[v];
         let dt = now.saturating_sub(srv.last);
         if dt > 0 {
-            let decoding = srv.prefill.is_none() && !srv.decoding.is_empty();
-            if decoding {
-                srv.v += model.stream_rate(srv.decoding.len()) * dt as f64 * 1e-9;
-            }
-            if srv.prefill.is_some() || decoding {
+            if srv.running {
                 srv.busy_ns += dt;
             }
             srv.active_ns += u128::from(srv.active) * u128::from(dt);
+            srv.kv_ns += u128::from(srv.kv_used) * u128::from(dt);
             srv.last = now;
         }
     }
 
-    fn schedule(&mut self, s: usize, v: usize, now: u64) {
+    /// Starts the next step of server `v` if it is idle and has work.
+    fn start_step(&mut self, s: usize, v: usize, now: u64) {
         let model = &self.spec.models[self.spec.sites[s].model];
+        let rated = matches!(model.cost, Cost::Rated { .. });
         let site = &mut self.sites[s];
         let srv = &mut site.servers[v];
-        srv.ver = srv.ver.wrapping_add(1);
-        if srv.prefill.is_none() {
-            if let Some(q) = srv.pending.pop_front() {
-                let p = model.prefill_ns(self.reqs[q as usize].prompt);
-                srv.prefill = Some((q, now + p));
-                site.prefill_ns += p;
-            }
+        if srv.running {
+            return;
         }
-        let next = if let Some((_, end)) = srv.prefill {
-            Some(end)
-        } else {
-            srv.decoding.peek().map(|Reverse((bits, _))| {
-                let left = f64::from_bits(*bits) - srv.v;
-                now + token_time(left, model.stream_rate(srv.decoding.len())).max(1)
-            })
+        let d = srv.decoding.len() as u32;
+        srv.chunks.clear();
+        self.scratch.clear();
+        let reqs = &self.reqs;
+        let take = |q: u32, c: u32, chunks: &mut Vec<(u32, u32)>, scratch: &mut Vec<(u32, u32)>| {
+            let r = &reqs[q as usize];
+            chunks.push((q, c));
+            scratch.push((c, r.prompt - r.left));
         };
-        let ver = srv.ver;
-        if let Some(t) = next {
-            self.push(t, Ev::Wake(s as u32, v as u32, ver));
+        let decodes = if model.chunked_prefill {
+            let mut budget = model.token_budget.saturating_sub(d * model.verify_tokens);
+            for &q in &srv.pending {
+                if budget == 0 {
+                    break;
+                }
+                let c = reqs[q as usize].left.min(budget);
+                take(q, c, &mut srv.chunks, &mut self.scratch);
+                budget -= c;
+            }
+            d > 0
+        } else if !srv.pending.is_empty() {
+            // Whole prompts alone, within the budget (at least one; one for a rated model).
+            let mut used = 0u32;
+            for &q in &srv.pending {
+                let l = reqs[q as usize].left;
+                if !srv.chunks.is_empty() && (rated || used.saturating_add(l) > model.token_budget) {
+                    break;
+                }
+                take(q, l, &mut srv.chunks, &mut self.scratch);
+                used = used.saturating_add(l);
+            }
+            false
+        } else {
+            d > 0
+        };
+        if !decodes && srv.chunks.is_empty() {
+            return;
         }
+        let dn = if decodes { d } else { 0 };
+        let ctx = srv.ctx_base + f64::from(dn) * srv.v;
+        let t = model.step_ns(dn, ctx, &self.scratch).max(1);
+        if let Cost::Rated { prefill, .. } = model.cost {
+            let pre: u32 = self.scratch.iter().map(|c| c.0).sum();
+            site.prefill_ns += crate::spec::token_time(f64::from(pre), prefill);
+        }
+        srv.running = true;
+        srv.step_decodes = decodes;
+        srv.ver = srv.ver.wrapping_add(1);
+        let ver = srv.ver;
+        self.push(now + t, Ev::Wake(s as u32, v as u32, ver));
     }
 
+    /// Moves requests from the site's queue into servers with a free batch slot and KV cache
+    /// for them (first come first served; the server with the fewest requests).
     fn admit(&mut self, s: usize, now: u64) {
-        while !self.sites[s].queue.is_empty() {
-            let Some(v) = self.sites[s].pick() else { break };
-            let q = self.sites[s].queue.pop_front().unwrap_or_default();
-            self.advance(s, v as usize, now);
-            let site = &mut self.sites[s];
-            let a = site.servers[v as usize].active;
-            site.set_active(v, a + 1);
-            site.servers[v as usize].pending.push_back(q);
-            self.reqs[q as usize].server = v;
-            if site.servers[v as usize].prefill.is_none() {
-                self.schedule(s, v as usize, now);
-            }
+        let model = &self.spec.models[self.spec.sites[s].model];
+        while let Some(&q) = self.sites[s].queue.front() {
+            let need = self.reqs[q as usize].kv;
+            let pick = self.sites[s]
+                .servers
+                .iter()
+                .enumerate()
+                .filter(|(_, x)| x.active < model.max_batch && x.kv_used + need <= model.kv_capacity_tokens)
+                .min_by_key(|(i, x)| (x.active, *i))
+                .map(|(i, _)| i);
+            let Some(v) = pick else { break };
+            self.sites[s].queue.pop_front();
+            self.advance(s, v, now);
+            let srv = &mut self.sites[s].servers[v];
+            srv.active += 1;
+            srv.kv_used += need;
+            srv.pending.push_back(q);
+            self.reqs[q as usize].server = v as u32;
+            self.start_step(s, v, now);
         }
     }
 
@@ -484,51 +562,84 @@ impl<'a> Sim<'a> {
         let e2e = now + ow - req.send;
         self.ttft[r].push(ttft);
         self.e2e[r].push(e2e);
-        self.tokens[r] += u64::from(req.output);
-        if req.output > 1 && e2e > ttft {
-            self.stream_rate_sum[r] += f64::from(req.output - 1) / ((e2e - ttft) as f64 * 1e-9);
+        let reg = &self.spec.regions[r];
+        let mut ok = ttft <= reg.ttft_p99.0;
+        if req.output > 1 {
+            let tpot = (now - req.first) / u64::from(req.output - 1);
+            self.tpot[r].push(tpot);
+            ok &= reg.tpot_p99.is_none_or(|o| tpot <= o.0);
+            if now > req.first {
+                self.stream_rate_sum[r] += f64::from(req.output - 1) / ((now - req.first) as f64 * 1e-9);
+            }
         }
+        self.ok[r] += u64::from(ok);
+        self.tokens[r] += u64::from(req.output);
         self.served_by[r][s] += 1;
         let site = &mut self.sites[s];
         site.assigned -= 1;
         site.requests += 1;
         site.decoded_tokens += u64::from(req.output.saturating_sub(1));
-        let a = site.servers[req.server as usize].active;
-        site.set_active(req.server, a - 1);
+        let srv = &mut site.servers[req.server as usize];
+        srv.active -= 1;
+        srv.kv_used -= req.kv;
         self.free.push(q);
+        self.user_again(r, now + ow);
     }
 
+    /// Server `v`'s step ends: decode streams gain their tokens, prefill chunks land.
     fn wake(&mut self, s: usize, v: usize, now: u64) {
         self.advance(s, v, now);
-        if let Some((q, end)) = self.sites[s].servers[v].prefill {
-            if end <= now {
-                self.sites[s].servers[v].prefill = None;
-                self.reqs[q as usize].first = now;
-                let out = self.reqs[q as usize].output;
-                if out <= 1 {
-                    self.complete(q, now);
-                } else {
-                    let srv = &mut self.sites[s].servers[v];
-                    if srv.decoding.is_empty() {
-                        srv.v = 0.0;
-                    }
-                    let vf = srv.v + f64::from(out - 1);
-                    srv.decoding.push(Reverse((vf.to_bits(), q)));
+        let model = &self.spec.models[self.spec.sites[s].model];
+        let srv = &mut self.sites[s].servers[v];
+        srv.running = false;
+        if srv.step_decodes {
+            srv.v += model.tokens_per_step;
+            loop {
+                let srv = &mut self.sites[s].servers[v];
+                let Some(&Reverse((bits, q))) = srv.decoding.peek() else { break };
+                let target = f64::from_bits(bits);
+                if target - srv.v > 1e-6 + 1e-12 * target {
+                    break;
                 }
+                srv.decoding.pop();
+                srv.ctx_base -= self.reqs[q as usize].ctx0;
+                if srv.decoding.is_empty() {
+                    srv.v = 0.0;
+                    srv.ctx_base = 0.0;
+                }
+                self.complete(q, now);
             }
         }
-        loop {
+        let chunks = std::mem::take(&mut self.sites[s].servers[v].chunks);
+        for &(q, c) in &chunks {
+            let req = &mut self.reqs[q as usize];
+            req.left -= c;
+            if req.left > 0 {
+                continue;
+            }
+            req.first = now;
+            let (out, prompt) = (req.output, req.prompt);
             let srv = &mut self.sites[s].servers[v];
-            let Some(&Reverse((bits, q))) = srv.decoding.peek() else { break };
-            let vf = f64::from_bits(bits);
-            if vf - srv.v > 1e-6 + 1e-12 * vf {
-                break;
+            if srv.pending.front() == Some(&q) {
+                srv.pending.pop_front();
+            } else if let Some(i) = srv.pending.iter().position(|&x| x == q) {
+                srv.pending.remove(i);
             }
-            srv.decoding.pop();
-            self.complete(q, now);
+            if out <= 1 {
+                self.complete(q, now);
+            } else {
+                let target = srv.v + f64::from(out - 1);
+                let ctx0 = f64::from(prompt) + 1.0 - srv.v;
+                srv.ctx_base += ctx0;
+                srv.decoding.push(Reverse((target.to_bits(), q)));
+                self.reqs[q as usize].ctx0 = ctx0;
+            }
         }
-        self.schedule(s, v, now);
+        let mut chunks = chunks;
+        chunks.clear();
+        self.sites[s].servers[v].chunks = chunks;
         self.admit(s, now);
+        self.start_step(s, v, now);
     }
 
     fn reach(&mut self, q: u32, now: u64) {
@@ -548,20 +659,13 @@ impl<'a> Sim<'a> {
 /// Every site's servers, idle, as the run configures them.
 fn initial_sites(spec: &InferSpec, run: &Run) -> Vec<SiteState> {
     let mut sites = Vec::with_capacity(spec.sites.len());
-    for (i, s) in spec.sites.iter().enumerate() {
-        let b = spec.models[s.model].max_batch as usize;
+    for i in 0..spec.sites.len() {
         let n = if run.site_down[i] { 0 } else { run.servers[i] };
-        let mut st = SiteState {
+        let st = SiteState {
             servers: (0..n).map(|_| Server::default()).collect(),
-            buckets: vec![Vec::new(); b],
-            slot: vec![0; n as usize],
             one_way: spec.regions.iter().map(|r| r.paths[i].as_ref().map_or(0, |p| p.one_way.0)).collect(),
             ..SiteState::default()
         };
-        for v in 0..n {
-            st.slot[v as usize] = st.buckets[0].len() as u32;
-            st.buckets[0].push(v);
-        }
         sites.push(st);
     }
     sites
@@ -643,8 +747,10 @@ fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>) -> Vec<RegionR
     for (r, reg) in spec.regions.iter().enumerate() {
         let served = sim.ttft[r].len() as u64;
         let obj = reg.ttft_p99.0;
-        let ok = sim.ttft[r].iter().filter(|&&x| x <= obj).count() as u64;
+        let ok = sim.ok[r];
         let ttft = Percentiles::of(&mut sim.ttft[r]);
+        let tpot = Percentiles::of(&mut sim.tpot[r]);
+        let tpot_obj = reg.tpot_p99.map(|t| t.0);
         let e2e = Percentiles::of(&mut sim.e2e[r]);
         let total = served + sim.unserved[r];
         let (main, cnt) =
@@ -656,18 +762,25 @@ fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>) -> Vec<RegionR
             unserved: sim.unserved[r],
             retried: sim.retried[r],
             ttft,
+            tpot,
             e2e,
             tokens_per_s: sim.tokens[r] as f64 / secs,
             stream_tokens_per_s: if served > 0 { sim.stream_rate_sum[r] / served as f64 } else { 0.0 },
             ttft_p99_objective_ns: obj,
+            tpot_p99_objective_ns: tpot_obj,
             attainment: if total > 0 { ok as f64 / total as f64 } else { 1.0 },
-            met: sim.unserved[r] == 0 && ttft.p99_ns <= obj,
+            met: sim.unserved[r] == 0 && ttft.p99_ns <= obj && tpot_obj.is_none_or(|o| tpot.p99_ns <= o),
             main_site: if cnt > 0 { spec.sites[main].name.clone() } else { String::new() },
             main_site_share: if served > 0 { cnt as f64 / served as f64 } else { 0.0 },
             rtt_ns: if cnt > 0 { 2 * main_ow } else { 0 },
         });
     }
     regions
+}
+
+/// Whether a site's servers ran (so shares of their time mean something).
+fn denom_ok(servers: u32, end: u64, down: bool) -> bool {
+    servers > 0 && end > 0 && !down
 }
 
 /// Per site: servers, load and cost; and the cost of the whole run per hour.
@@ -683,6 +796,8 @@ fn site_results(spec: &InferSpec, run: &Run, sim: &Sim<'_>, end: u64) -> (Vec<Si
             let n = run.servers[i];
             let busy: u64 = st.servers.iter().map(|v| v.busy_ns).sum();
             let act: u128 = st.servers.iter().map(|v| v.active_ns).sum();
+            let kv: u128 = st.servers.iter().map(|v| v.kv_ns).sum();
+            let up = denom_ok(n, end, run.site_down[i]);
             let denom = f64::from(n) * end as f64;
             cost += f64::from(n * m.gpus_per_server) * s.gpu_hour_usd;
             SiteResult {
@@ -692,16 +807,22 @@ fn site_results(spec: &InferSpec, run: &Run, sim: &Sim<'_>, end: u64) -> (Vec<Si
                 gpus: n * m.gpus_per_server,
                 servers: n,
                 requests: st.requests,
-                gpu_utilization: if denom > 0.0 && !run.site_down[i] {
-                    (st.prefill_ns as f64 + st.decoded_tokens as f64 / m.decode_tokens_per_s * 1e9) / denom
-                } else {
-                    0.0
+                gpu_utilization: match (&m.cost, up) {
+                    (_, false) => 0.0,
+                    (Cost::Rated { decode, .. }, true) => {
+                        (st.prefill_ns as f64 + st.decoded_tokens as f64 / decode * 1e9) / denom
+                    }
+                    (Cost::Shape(_), true) => busy as f64 / denom,
                 },
                 busy: if denom > 0.0 && !run.site_down[i] { busy as f64 / denom } else { 0.0 },
                 batch_fill: if denom > 0.0 && !run.site_down[i] {
                     act as f64 / denom / f64::from(m.max_batch)
                 } else {
                     0.0
+                },
+                kv_fill: match (&m.cost, up) {
+                    (Cost::Shape(sh), true) => kv as f64 / denom / sh.kv_capacity_tokens as f64,
+                    _ => 0.0,
                 },
                 max_queue: st.max_queue,
                 gpu_hour_usd: s.gpu_hour_usd,
@@ -732,11 +853,23 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
             .iter()
             .map(|r| Vec::with_capacity((r.rate * run.duration_ns as f64 * 1.1e-9) as usize))
             .collect(),
+        tpot: spec
+            .regions
+            .iter()
+            .map(|r| Vec::with_capacity((r.rate * run.duration_ns as f64 * 1.1e-9) as usize))
+            .collect(),
         e2e: spec
             .regions
             .iter()
             .map(|r| Vec::with_capacity((r.rate * run.duration_ns as f64 * 1.1e-9) as usize))
             .collect(),
+        ok: vec![0; nr],
+        est: spec
+            .models
+            .iter()
+            .map(|m| (m.server_capacity(), m.prefill_ns(m.prompt_tokens), f64::from(m.batch_at_mean())))
+            .collect(),
+        scratch: Vec::new(),
         tokens: vec![0; nr],
         stream_rate_sum: vec![0.0; nr],
         served_by: vec![vec![0; ns]; nr],
@@ -748,6 +881,9 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
     for r in 0..nr {
         if let Some(t) = sim.next_arrival(r) {
             sim.push(t, Ev::Arrive(r as u32));
+        }
+        for _ in 0..spec.regions[r].concurrency.unwrap_or(0) {
+            sim.push(0, Ev::Arrive(r as u32));
         }
     }
     for (s, at) in run.site_fail_at.iter().enumerate() {
@@ -772,6 +908,7 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
         seed: run.seed,
         requests: regions.iter().map(|r| r.requests).sum(),
         events: sim.events,
+        end_ns: now,
         regions,
         sites,
         all_met,

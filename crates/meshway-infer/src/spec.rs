@@ -5,7 +5,7 @@ use meshway_fabric::catalog::InferenceDefaults;
 use meshway_fabric::config::SiteConfig;
 use meshway_fabric::error::closest;
 use meshway_fabric::infer_config::{
-    ArrivalsConfig, LengthDistConfig, ModelConfig, PolicyConfig, RegionConfig, SiteTier,
+    ArrivalsConfig, LengthDistConfig, ModelConfig, PolicyConfig, PrecisionConfig, RegionConfig, SiteTier,
 };
 use meshway_fabric::scenario::Ctx;
 use meshway_fabric::{Catalog, FabricError, Scenario};
@@ -50,19 +50,121 @@ pub enum LengthDist {
     Uniform,
 }
 
+/// How long a server's steps take.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum Cost {
+    /// Measured rates of one server: a step prefills one prompt at `prefill` tokens/s, or
+    /// decodes one token of each of its k streams in max(k / `decode`, 1 / `cap`).
+    Rated {
+        prefill: f64,
+        decode: f64,
+        #[serde(skip)]
+        cap: f64,
+    },
+    /// From the model's shape on its GPUs (a roofline per step).
+    Shape(Shape),
+}
+
+/// A step's time from the model's shape: fixed overhead + max(matrix and attention FLOPs at
+/// the GPUs' peak x efficiency, weight and KV bytes at their memory bandwidth x efficiency) +
+/// two tensor-parallel all-reduces per layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shape {
+    pub llm: String,
+    pub gpu: String,
+    pub precision: &'static str,
+    pub kv_precision: &'static str,
+    pub layers: u32,
+    /// Query width (heads x head dim), for attention FLOPs.
+    pub q_dim: f64,
+    pub hidden: f64,
+    pub params: f64,
+    pub active_params: f64,
+    pub weight_bytes: f64,
+    pub kv_bytes_per_token: f64,
+    pub gpus: u32,
+    /// FLOP/s of the server: GPUs x peak x efficiency.
+    pub flops: f64,
+    /// Bytes/s of the server: GPUs x bandwidth x efficiency.
+    pub bytes_per_s: f64,
+    /// Bytes/s of one GPU's NVLink (all-reduce payload), 0 for one GPU.
+    pub nvlink_bytes_per_s: f64,
+    pub allreduce_ns: u64,
+    pub step_overhead_ns: u64,
+    /// KV-cache tokens a server holds: (GPUs x memory x utilization - weights) / bytes per token.
+    pub kv_capacity_tokens: u64,
+}
+
+impl Shape {
+    /// Weight bytes a step reads when it processes `tokens` tokens: a dense model reads all;
+    /// a mixture of experts reads its active share for one token and, treating every expert
+    /// parameter as routed independently, more of the rest as tokens grow.
+    pub fn weight_read(&self, tokens: f64) -> f64 {
+        if self.active_params >= self.params || tokens <= 0.0 {
+            return self.weight_bytes * (self.active_params / self.params);
+        }
+        let a = self.active_params / self.params;
+        self.weight_bytes * (1.0 - (1.0 - a).powf(tokens)).max(a)
+    }
+
+    /// One step: `decode` streams attending over `decode_ctx` tokens in all, `verify` tokens
+    /// each (1, or draft + 1 with speculative decoding), and prefill chunks of (tokens,
+    /// tokens already in the cache before the chunk).
+    pub fn step_ns(&self, decode: u32, decode_ctx: f64, verify: u32, chunks: &[(u32, u32)]) -> u64 {
+        let dec_tokens = f64::from(decode) * f64::from(verify);
+        let pre_tokens: f64 = chunks.iter().map(|&(c, _)| f64::from(c)).sum();
+        let tokens = dec_tokens + pre_tokens;
+        if tokens <= 0.0 {
+            return 0;
+        }
+        let l = f64::from(self.layers);
+        // 2 FLOPs per multiply-add: 2 x active params per token; attention 4 x layers x q_dim
+        // per (query, key) pair.
+        let mut flops = 2.0 * self.active_params * tokens + 4.0 * l * self.q_dim * decode_ctx * f64::from(verify);
+        let mut kv_read = decode_ctx;
+        for &(c, prior) in chunks {
+            let (c, p) = (f64::from(c), f64::from(prior));
+            flops += 4.0 * l * self.q_dim * (c * p + c * c / 2.0);
+            kv_read += p + c;
+        }
+        let bytes = self.weight_read(tokens) + kv_read * self.kv_bytes_per_token;
+        let roof = (flops / self.flops).max(bytes / self.bytes_per_s);
+        let comm = if self.gpus > 1 {
+            let payload = tokens * self.hidden * 2.0 * 2.0 * f64::from(self.gpus - 1) / f64::from(self.gpus);
+            2.0 * l * (self.allreduce_ns as f64 * 1e-9 + payload / self.nvlink_bytes_per_s)
+        } else {
+            0.0
+        };
+        self.step_overhead_ns + ((roof + comm) * 1e9).ceil() as u64
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Model {
     pub name: String,
     pub gpus_per_server: u32,
-    pub prefill_tokens_per_s: f64,
-    pub decode_tokens_per_s: f64,
-    /// One stream's decode ceiling (infinite when not given).
-    #[serde(skip)]
-    pub decode_cap: f64,
+    pub cost: Cost,
     pub max_batch: u32,
+    /// Prompt chunks share steps with decoding (else a step prefills whole prompts alone).
+    pub chunked_prefill: bool,
+    /// Tokens one step may process; a rated model prefills one prompt per step.
+    pub token_budget: u32,
+    /// KV-cache tokens one server holds (u64::MAX: not modelled, rated).
+    pub kv_capacity_tokens: u64,
+    pub prefix_cache_hit: f64,
+    /// Tokens one decode step yields per stream (1, or the speculative expectation).
+    pub tokens_per_step: f64,
+    /// Tokens one decode step processes per stream (1, or draft + 1).
+    pub verify_tokens: u32,
+    pub request_overhead_ns: u64,
+    /// Mean prompt and output lengths (of `lengths` when given).
     pub prompt_tokens: u32,
     pub output_tokens: u32,
     pub length_dist: LengthDist,
+    /// Empirical (prompt, output) samples; one is drawn per request.
+    #[serde(skip)]
+    pub lengths: Option<std::sync::Arc<Vec<(u32, u32)>>>,
 }
 
 /// `tokens` at `per_s` tokens per second, rounded up to the next nanosecond (with a
@@ -76,25 +178,108 @@ pub fn token_time(tokens: f64, per_s: f64) -> u64 {
 }
 
 impl Model {
-    /// Prefill time of a prompt of `tokens` on an otherwise idle server.
+    /// Prompt tokens a request must prefill (those not in the prefix cache; at least one).
+    pub fn uncached(&self, prompt: u32) -> u32 {
+        ((f64::from(prompt) * (1.0 - self.prefix_cache_hit)).ceil() as u32).clamp(1, prompt.max(1))
+    }
+    /// KV-cache tokens a request reserves when admitted (its uncached prompt and its output;
+    /// cached prefixes are shared).
+    pub fn kv_reserve(&self, prompt: u32, output: u32) -> u64 {
+        u64::from(self.uncached(prompt)) + u64::from(output)
+    }
+    /// One step's time: `decode` streams over `decode_ctx` context tokens, prefill `chunks`.
+    pub fn step_ns(&self, decode: u32, decode_ctx: f64, chunks: &[(u32, u32)]) -> u64 {
+        match &self.cost {
+            Cost::Rated { prefill, decode: d, cap } => {
+                let pre: u32 = chunks.iter().map(|c| c.0).sum();
+                let dec = if decode > 0 { token_time(f64::from(decode), *d).max(token_time(1.0, *cap)) } else { 0 };
+                token_time(f64::from(pre), *prefill) + dec
+            }
+            Cost::Shape(s) => s.step_ns(decode, decode_ctx, self.verify_tokens, chunks),
+        }
+    }
+    /// Prefill time of a prompt of `tokens` on an otherwise idle server (its chunks one after
+    /// another), plus the request overhead.
     pub fn prefill_ns(&self, tokens: u32) -> u64 {
-        token_time(f64::from(tokens), self.prefill_tokens_per_s)
+        let left = self.uncached(tokens);
+        match &self.cost {
+            Cost::Rated { .. } => self.request_overhead_ns + self.step_ns(0, 0.0, &[(left, 0)]),
+            Cost::Shape(_) => {
+                let (mut done, mut t) = (tokens - left, self.request_overhead_ns);
+                let budget = if self.chunked_prefill { self.token_budget } else { u32::MAX };
+                while done < tokens {
+                    let c = (tokens - done).min(budget);
+                    t += self.step_ns(0, 0.0, &[(c, done)]);
+                    done += c;
+                }
+                t
+            }
+        }
     }
-    /// Decode rate of each of `k` streams sharing a server: min(cap, D / k).
-    pub fn stream_rate(&self, k: usize) -> f64 {
-        (self.decode_tokens_per_s / k.max(1) as f64).min(self.decode_cap)
+    /// Decode rate of each of `k` streams sharing a server with mean context `ctx`.
+    pub fn stream_rate(&self, k: u32, ctx: f64) -> f64 {
+        let k = k.max(1);
+        self.tokens_per_step * 1e9 / self.step_ns(k, f64::from(k) * ctx, &[]) as f64
     }
-    /// Requests per second one server completes with its batch full: one request costs its
-    /// prefill (alone on the server) plus its output tokens at the server's full-batch decode
-    /// rate, min(D, max-batch x cap).
+    /// Requests at once one server holds at mean lengths (batch and KV-cache limits).
+    pub fn batch_at_mean(&self) -> u32 {
+        let per = self.kv_reserve(self.prompt_tokens, self.output_tokens).max(1);
+        let kv = (self.kv_capacity_tokens / per).min(u64::from(self.max_batch)) as u32;
+        kv.max(1)
+    }
+    /// Requests per second one server completes at mean lengths with `batch` requests
+    /// running: each step decodes one token for each and prefills as many prompt tokens as
+    /// requests finish per step (a rated model prefills alone, then decodes).
+    pub fn throughput_at(&self, batch: u32) -> f64 {
+        let (p, o) = (self.prompt_tokens, self.output_tokens.max(1));
+        let steps = (f64::from(o - 1) / self.tokens_per_step).max(1.0);
+        match &self.cost {
+            Cost::Rated { prefill, decode, cap } => {
+                let decode = decode.min(f64::from(batch) * cap);
+                1.0 / (f64::from(self.uncached(p)) / prefill + f64::from(o - 1) / decode)
+            }
+            Cost::Shape(_) => {
+                let per_step = (f64::from(batch) * f64::from(self.uncached(p)) / steps).round() as u32;
+                let ctx = f64::from(batch) * (f64::from(p) + f64::from(o) / 2.0);
+                let t = self.step_ns(batch, ctx, &[(per_step, 0)]) as f64 * 1e-9;
+                f64::from(batch) / (steps * t)
+            }
+        }
+    }
+    /// Requests per second one server completes with its batch full (the KV-cache limit at
+    /// mean lengths), or the largest batch whose step time keeps `tpot` when given.
+    pub fn server_capacity_within(&self, tpot: Option<u64>) -> f64 {
+        let full = self.batch_at_mean();
+        let Some(limit) = tpot else { return self.throughput_at(full) };
+        let (p, o) = (f64::from(self.prompt_tokens), f64::from(self.output_tokens));
+        let fits = |b: u32| {
+            let per_tok = 1e9 / self.stream_rate(b, p + o / 2.0);
+            per_tok <= limit as f64
+        };
+        let mut best = 1;
+        let (mut lo, mut hi) = (1, full);
+        while lo <= hi {
+            let mid = lo + (hi - lo) / 2;
+            if fits(mid) {
+                best = mid;
+                lo = mid + 1;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        self.throughput_at(best)
+    }
+    /// Requests per second one server completes with its batch full.
     pub fn server_capacity(&self) -> f64 {
-        let decode = self.decode_tokens_per_s.min(f64::from(self.max_batch) * self.decode_cap);
-        let t = f64::from(self.prompt_tokens) / self.prefill_tokens_per_s
-            + f64::from(self.output_tokens.saturating_sub(1)) / decode;
-        1.0 / t
+        self.server_capacity_within(None)
     }
     /// The prompt length at the 99th percentile of the length distribution.
     pub fn prompt_p99(&self) -> u32 {
+        if let Some(l) = &self.lengths {
+            let mut p: Vec<u32> = l.iter().map(|x| x.0).collect();
+            p.sort_unstable();
+            return p[((0.99 * p.len() as f64).ceil() as usize).clamp(1, p.len()) - 1];
+        }
         let m = f64::from(self.prompt_tokens);
         match self.length_dist {
             LengthDist::Fixed => self.prompt_tokens,
@@ -129,12 +314,16 @@ pub struct Path {
 #[derive(Debug, Clone, Serialize)]
 pub struct Region {
     pub name: String,
+    /// Mean requests per second (0 for a closed loop).
     pub rate: f64,
+    /// Closed loop: users each sending again as soon as their last request has streamed back.
+    pub concurrency: Option<u32>,
     pub arrivals: Arrivals,
     pub profile: Option<Vec<f64>>,
     pub utc_offset_hours: i32,
     pub last_mile: Nanos,
     pub ttft_p99: Nanos,
+    pub tpot_p99: Option<Nanos>,
     pub model: usize,
     /// Indexed by site; None when the region has no route to the site.
     pub paths: Vec<Option<Path>>,
@@ -195,48 +384,322 @@ fn at<'a>(sc: &'a Scenario, section: &str, i: usize) -> Ctx<'a> {
     Ctx::new(&sc.file, &sc.text, section, i, &format!("{section}[{}]", i + 1))
 }
 
-fn validate_model(m: &ModelConfig, ctx: &Ctx, d: &InferenceDefaults, earlier: &[Model]) -> Result<Model, FabricError> {
+/// Reads a `lengths` CSV: a header naming `prompt` and `output` (and optionally `count`),
+/// then one row per sample (or per histogram bin with its count).
+fn read_lengths(path: &std::path::Path, ctx: &Ctx) -> Result<Vec<(u32, u32)>, FabricError> {
+    let shown = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ctx.invalid("lengths", format!("cannot read {shown}: {e}")))?;
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
+    let Some((_, header)) = lines.next() else {
+        return Err(ctx.invalid("lengths", format!("{shown} is empty: expected a header `prompt,output`")));
+    };
+    let cols: Vec<String> = header.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
+    let col = |n: &str| cols.iter().position(|c| c == n);
+    let (Some(pi), Some(oi)) = (col("prompt"), col("output")) else {
+        return Err(ctx.invalid(
+            "lengths",
+            format!("{shown}:1: expected a header naming `prompt` and `output` columns, got {header:?}"),
+        ));
+    };
+    let ci = col("count");
+    let mut out = Vec::new();
+    for (n, line) in lines {
+        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        let num = |i: usize, what: &str| -> Result<u64, FabricError> {
+            f.get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|&v| what == "count" || (1..=10_000_000).contains(&v))
+                .ok_or_else(|| {
+                    ctx.invalid(
+                        "lengths",
+                        format!(
+                            "{shown}:{}: expected {what} as a whole number (tokens 1 to 10000000), got {:?}",
+                            n + 1,
+                            f.get(i).copied().unwrap_or("")
+                        ),
+                    )
+                })
+        };
+        let (p, o) = (num(pi, "prompt")? as u32, num(oi, "output")? as u32);
+        let c = match ci {
+            Some(i) => num(i, "count")?,
+            None => 1,
+        };
+        if out.len() as u64 + c > 10_000_000 {
+            return Err(ctx.invalid("lengths", format!("{shown}: more than 10000000 samples")));
+        }
+        out.extend(std::iter::repeat_n((p, o), c as usize));
+    }
+    if out.is_empty() {
+        return Err(ctx.invalid("lengths", format!("{shown} has no rows")));
+    }
+    Ok(out)
+}
+
+/// A model's step costs and KV-cache capacity from its `llm` shape on its `gpu`.
+fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Shape, FabricError> {
+    let names = |v: Vec<&str>| v.join(", ");
+    let (Some(ln), Some(gn)) = (&m.llm, &m.gpu) else {
+        return Err(ctx.invalid(
+            if m.llm.is_none() { "llm" } else { "gpu" },
+            "a model built from its shape needs both `llm` and `gpu` (or give rated `prefill-tokens-per-s` and `decode-tokens-per-s`)",
+        ));
+    };
+    let llm_names: Vec<&str> = cat.llm.iter().map(|x| x.name.as_str()).collect();
+    let llm = cat.llm(ln).ok_or_else(|| {
+        let hint = closest(ln, &llm_names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
+        ctx.invalid("llm", format!("unknown llm {ln:?}, expected one of {}{hint}", names(llm_names.clone())))
+    })?;
+    let gpu_names: Vec<&str> = cat.gpu.iter().map(|x| x.name.as_str()).collect();
+    let gpu = cat.gpu_model(gn).ok_or_else(|| {
+        let hint = closest(gn, &gpu_names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
+        ctx.invalid("gpu", format!("unknown gpu {gn:?}, expected one of {}{hint}", names(gpu_names.clone())))
+    })?;
+    let (Some(mem), Some(bw)) = (gpu.memory, gpu.hbm_bandwidth) else {
+        return Err(ctx.invalid("gpu", format!("catalog gpu {gn:?} has no `memory` and `hbm-bandwidth` for serving")));
+    };
+    let sv = cat.serving.as_ref().ok_or_else(|| ctx.invalid("llm", "the catalog has no [serving] section"))?;
+    let precision =
+        m.precision.unwrap_or(if gpu.fp8_flops.is_some() { PrecisionConfig::Fp8 } else { PrecisionConfig::Bf16 });
+    let peak = match precision {
+        PrecisionConfig::Fp8 => gpu.fp8_flops.ok_or_else(|| {
+            ctx.invalid("precision", format!("gpu {gn:?} has no FP8 (no `fp8-flops` in the catalog)"))
+        })?,
+        PrecisionConfig::Bf16 | PrecisionConfig::Fp16 => gpu.peak_flops,
+    };
+    let kv_precision = m.kv_precision.unwrap_or(precision);
+    let share = |key: &str, v: Option<f64>, d: f64| -> Result<f64, FabricError> {
+        let v = v.unwrap_or(d);
+        if v > 0.0 && v <= 1.0 {
+            Ok(v)
+        } else {
+            Err(ctx.invalid(key, format!("expected a share in (0, 1], got {v}")))
+        }
+    };
+    let fe = share("flops-efficiency", m.flops_efficiency, sv.flops_efficiency)?;
+    let be = share("bandwidth-efficiency", m.bandwidth_efficiency, sv.bandwidth_efficiency)?;
+    let mu = share("memory-utilization", m.memory_utilization, sv.memory_utilization)?;
+    let g = f64::from(gps);
+    let weight_bytes = llm.params * precision.bytes();
+    let kv_bytes_per_token = llm.kv_elements_per_token() * kv_precision.bytes();
+    let room = g * mem.0 as f64 * mu - weight_bytes;
+    if room < kv_bytes_per_token {
+        return Err(ctx.invalid(
+            "gpus-per-server",
+            format!(
+                "llm {ln:?} in {} needs {:.1} GB of weights; {gps} x {gn} ({:.0} GB each, {:.0}% usable) leaves {:.1} GB, no room for a KV cache: use more GPUs per server or a smaller precision",
+                precision.name(),
+                weight_bytes / 1e9,
+                mem.0 as f64 / 1e9,
+                mu * 100.0,
+                room / 1e9
+            ),
+        ));
+    }
+    let nvlink = gpu.nvlink_achievable.map_or(0.0, |b| b.0 as f64 / 8.0);
+    if gps > 1 && nvlink <= 0.0 {
+        return Err(ctx.invalid(
+            "gpu",
+            format!("gpu {gn:?} has no `nvlink-achievable` for tensor parallelism across {gps} GPUs"),
+        ));
+    }
+    Ok(Shape {
+        llm: llm.name.clone(),
+        gpu: gpu.name.clone(),
+        precision: precision.name(),
+        kv_precision: kv_precision.name(),
+        layers: llm.layers,
+        q_dim: f64::from(llm.heads) * f64::from(llm.head_dim),
+        hidden: f64::from(llm.hidden),
+        params: llm.params,
+        active_params: llm.active(),
+        weight_bytes,
+        kv_bytes_per_token,
+        gpus: gps,
+        flops: g * peak * fe,
+        bytes_per_s: g * bw.0 as f64 / 8.0 * be,
+        nvlink_bytes_per_s: nvlink,
+        allreduce_ns: sv.allreduce_latency.0,
+        step_overhead_ns: m.step_overhead.unwrap_or(sv.step_overhead).0,
+        kv_capacity_tokens: (room / kv_bytes_per_token).floor() as u64,
+    })
+}
+
+fn validate_model(
+    m: &ModelConfig,
+    ctx: &Ctx,
+    d: &InferenceDefaults,
+    cat: &Catalog,
+    dir: &std::path::Path,
+    earlier: &[Model],
+) -> Result<Model, FabricError> {
     if m.name.trim().is_empty() || earlier.iter().any(|x| x.name == m.name) {
         return Err(ctx.invalid("name", format!("expected a unique non-empty model name, got {:?}", m.name)));
     }
-    for (k, v) in [("prefill-tokens-per-s", m.prefill_tokens_per_s), ("decode-tokens-per-s", m.decode_tokens_per_s)] {
-        if !pos(v) {
-            return Err(ctx.invalid(k, format!("expected a positive number, got {v}")));
-        }
-    }
-    if let Some(c) = m.decode_tokens_per_s_per_request {
-        if !pos(c) {
-            return Err(ctx.invalid("decode-tokens-per-s-per-request", format!("expected a positive number, got {c}")));
-        }
-    }
-    if m.max_batch == 0 || m.max_batch > 4096 {
-        return Err(ctx.invalid("max-batch", format!("expected 1 to 4096, got {}", m.max_batch)));
-    }
-    for (k, v) in [("prompt-tokens", m.prompt_tokens), ("output-tokens", m.output_tokens)] {
-        if v == 0 || v > 10_000_000 {
-            return Err(ctx.invalid(k, format!("expected 1 to 10000000 tokens, got {v}")));
-        }
-    }
     let gps = m.gpus_per_server.unwrap_or(d.gpus_per_server);
-    if gps == 0 {
-        return Err(ctx.invalid("gpus-per-server", "expected at least 1"));
+    if gps == 0 || gps > 1024 {
+        return Err(ctx.invalid("gpus-per-server", format!("expected 1 to 1024, got {gps}")));
     }
+    let rated = m.prefill_tokens_per_s.is_some() || m.decode_tokens_per_s.is_some();
+    let shaped = m.llm.is_some() || m.gpu.is_some();
+    if rated && shaped {
+        return Err(ctx.invalid(
+            if m.llm.is_some() { "llm" } else { "gpu" },
+            "give either rated `prefill-tokens-per-s` and `decode-tokens-per-s`, or a shape (`llm` and `gpu`), not both",
+        ));
+    }
+    let sv = cat.serving.as_ref();
+    let (cost, kv_capacity_tokens) = if rated {
+        let (Some(p), Some(dd)) = (m.prefill_tokens_per_s, m.decode_tokens_per_s) else {
+            let k = if m.prefill_tokens_per_s.is_none() { "prefill-tokens-per-s" } else { "decode-tokens-per-s" };
+            return Err(ctx.invalid(k, "a rated model needs both `prefill-tokens-per-s` and `decode-tokens-per-s`"));
+        };
+        for (k, v) in [("prefill-tokens-per-s", p), ("decode-tokens-per-s", dd)] {
+            if !pos(v) {
+                return Err(ctx.invalid(k, format!("expected a positive number, got {v}")));
+            }
+        }
+        if let Some(c) = m.decode_tokens_per_s_per_request {
+            if !pos(c) {
+                return Err(
+                    ctx.invalid("decode-tokens-per-s-per-request", format!("expected a positive number, got {c}"))
+                );
+            }
+        }
+        for (k, set) in [
+            ("chunked-prefill", m.chunked_prefill.is_some()),
+            ("token-budget", m.token_budget.is_some()),
+            ("speculative-draft-tokens", m.speculative_draft_tokens.is_some()),
+            ("precision", m.precision.is_some() || m.kv_precision.is_some()),
+            ("flops-efficiency", m.flops_efficiency.is_some() || m.bandwidth_efficiency.is_some()),
+            ("memory-utilization", m.memory_utilization.is_some() || m.step_overhead.is_some()),
+        ] {
+            if set {
+                return Err(
+                    ctx.invalid(k, "applies to a model built from its shape (`llm` and `gpu`), not a rated one")
+                );
+            }
+        }
+        (
+            Cost::Rated { prefill: p, decode: dd, cap: m.decode_tokens_per_s_per_request.unwrap_or(f64::INFINITY) },
+            u64::MAX,
+        )
+    } else {
+        if m.decode_tokens_per_s_per_request.is_some() {
+            return Err(ctx.invalid("decode-tokens-per-s-per-request", "applies to a rated model only"));
+        }
+        let shape = shape_cost(m, ctx, cat, gps)?;
+        let cap = shape.kv_capacity_tokens;
+        (Cost::Shape(shape), cap)
+    };
+    let max_batch = match (m.max_batch, sv) {
+        (Some(b), _) => b,
+        (None, Some(sv)) if !rated => sv.max_batch,
+        _ => {
+            return Err(
+                ctx.invalid("max-batch", "expected the requests one server holds at once (a rated model needs it)")
+            )
+        }
+    };
+    if max_batch == 0 || max_batch > 4096 {
+        return Err(ctx.invalid("max-batch", format!("expected 1 to 4096, got {max_batch}")));
+    }
+    let token_budget = if rated { u32::MAX } else { m.token_budget.or(sv.map(|s| s.token_budget)).unwrap_or(8192) };
+    if token_budget == 0 {
+        return Err(ctx.invalid("token-budget", "expected at least 1 token"));
+    }
+    let prefix_cache_hit = m.prefix_cache_hit.unwrap_or(0.0);
+    if !(0.0..1.0).contains(&prefix_cache_hit) {
+        return Err(ctx.invalid("prefix-cache-hit", format!("expected a share in [0, 1), got {prefix_cache_hit}")));
+    }
+    let (tokens_per_step, verify_tokens) = match (m.speculative_draft_tokens, m.speculative_acceptance) {
+        (None, None) => (1.0, 1),
+        (Some(k), Some(a)) if (1..=16).contains(&k) && (0.0..1.0).contains(&a) => {
+            // Expected tokens per verification step with k drafts, each accepted with
+            // probability a until the first rejection, plus the target's own token
+            // (Leviathan et al., 'Fast Inference from Transformers via Speculative Decoding', 2023).
+            ((1.0 - a.powi(k as i32 + 1)) / (1.0 - a), k + 1)
+        }
+        (Some(_), Some(a)) if !(0.0..1.0).contains(&a) => {
+            return Err(ctx.invalid("speculative-acceptance", format!("expected a probability in [0, 1), got {a}")))
+        }
+        (Some(k), Some(_)) => return Err(ctx.invalid("speculative-draft-tokens", format!("expected 1 to 16, got {k}"))),
+        (None, Some(_)) => return Err(ctx.invalid("speculative-acceptance", "needs `speculative-draft-tokens`")),
+        (Some(_), None) => return Err(ctx.invalid("speculative-draft-tokens", "needs `speculative-acceptance`")),
+    };
+    if rated && (tokens_per_step != 1.0 || prefix_cache_hit > 0.0) {
+        return Err(ctx.invalid("prefix-cache-hit", "applies to a model built from its shape (`llm` and `gpu`)"));
+    }
+    let request_overhead_ns = match m.request_overhead {
+        Some(n) => n.0,
+        None if rated => 0,
+        None => sv.map_or(0, |s| s.request_overhead.0),
+    };
+    let lengths = match &m.lengths {
+        None => None,
+        Some(f) => {
+            if m.prompt_tokens.is_some() || m.output_tokens.is_some() || m.length_dist.is_some() {
+                return Err(ctx.invalid(
+                    "lengths",
+                    "give either `lengths` or `prompt-tokens`/`output-tokens`/`length-dist`, not both",
+                ));
+            }
+            Some(std::sync::Arc::new(read_lengths(&dir.join(f), ctx)?))
+        }
+    };
+    let (prompt_tokens, output_tokens) = match &lengths {
+        Some(l) => {
+            let n = l.len() as f64;
+            let mean = |f: fn(&(u32, u32)) -> u32| {
+                (l.iter().map(|x| f64::from(f(x))).sum::<f64>() / n).round().max(1.0) as u32
+            };
+            (mean(|x| x.0), mean(|x| x.1))
+        }
+        None => {
+            let (Some(p), Some(o)) = (m.prompt_tokens, m.output_tokens) else {
+                let k = if m.prompt_tokens.is_none() { "prompt-tokens" } else { "output-tokens" };
+                return Err(ctx.invalid(k, "expected mean prompt and output lengths in tokens (or a `lengths` file)"));
+            };
+            for (k, v) in [("prompt-tokens", p), ("output-tokens", o)] {
+                if v == 0 || v > 10_000_000 {
+                    return Err(ctx.invalid(k, format!("expected 1 to 10000000 tokens, got {v}")));
+                }
+            }
+            (p, o)
+        }
+    };
     let length_dist = match m.length_dist {
         None | Some(LengthDistConfig::Fixed) => LengthDist::Fixed,
         Some(LengthDistConfig::Exponential) => LengthDist::Exponential,
         Some(LengthDistConfig::Uniform) => LengthDist::Uniform,
     };
-    Ok(Model {
+    let model = Model {
         name: m.name.clone(),
         gpus_per_server: gps,
-        prefill_tokens_per_s: m.prefill_tokens_per_s,
-        decode_tokens_per_s: m.decode_tokens_per_s,
-        decode_cap: m.decode_tokens_per_s_per_request.unwrap_or(f64::INFINITY),
-        max_batch: m.max_batch,
-        prompt_tokens: m.prompt_tokens,
-        output_tokens: m.output_tokens,
+        cost,
+        max_batch,
+        chunked_prefill: !rated && m.chunked_prefill.unwrap_or(true),
+        token_budget,
+        kv_capacity_tokens,
+        prefix_cache_hit,
+        tokens_per_step,
+        verify_tokens,
+        request_overhead_ns,
+        prompt_tokens,
+        output_tokens,
         length_dist,
-    })
+        lengths,
+    };
+    if model.kv_reserve(prompt_tokens, output_tokens) > kv_capacity_tokens {
+        return Err(ctx.invalid(
+            "prompt-tokens",
+            format!(
+                "a mean request ({prompt_tokens} prompt + {output_tokens} output tokens) does not fit the server's KV cache of {kv_capacity_tokens} tokens"
+            ),
+        ));
+    }
+    Ok(model)
 }
 
 /// The model a site or region serves: its `model` key, or the only model.
@@ -340,6 +803,7 @@ fn region_paths(
         ("distance", r.distance.keys().collect::<Vec<_>>()),
         ("fiber", r.fiber.keys().collect()),
         ("hops", r.hops.keys().collect()),
+        ("wan-fixed", r.wan_fixed.keys().collect()),
     ] {
         for n in names {
             if !site_names.contains(&n.as_str()) {
@@ -360,7 +824,9 @@ fn region_paths(
             };
             fiber.map(|fiber| {
                 let hops = s.access_hops + r.hops.get(&s.name).copied().unwrap_or(0);
-                let one_way = Nanos(last_mile.0 + fiber.propagation(per_km).0 + s.hop_latency.0 * u64::from(hops));
+                let fixed = r.wan_fixed.get(&s.name).copied().unwrap_or(d.wan_fixed);
+                let one_way =
+                    Nanos(last_mile.0 + fiber.propagation(per_km).0 + s.hop_latency.0 * u64::from(hops) + fixed.0);
                 Path { fiber, hops, one_way }
             })
         })
@@ -379,9 +845,31 @@ fn validate_region(
     if r.name.trim().is_empty() || earlier.iter().any(|x| x.name == r.name) {
         return Err(ctx.invalid("name", format!("expected a unique non-empty region name, got {:?}", r.name)));
     }
-    if !(r.rate.is_finite() && r.rate >= 0.0 && r.rate <= 1e7) {
-        return Err(ctx.invalid("rate", format!("expected 0 to 10000000 requests per second, got {}", r.rate)));
-    }
+    let rate = match (r.rate, r.concurrency) {
+        (Some(_), Some(_)) => {
+            return Err(
+                ctx.invalid("concurrency", "give either `rate` (open loop) or `concurrency` (closed loop), not both")
+            )
+        }
+        (None, None) => {
+            return Err(ctx.invalid("rate", "expected `rate` (requests per second) or `concurrency` (users)"))
+        }
+        (Some(rate), None) => {
+            if !(rate.is_finite() && (0.0..=1e7).contains(&rate)) {
+                return Err(ctx.invalid("rate", format!("expected 0 to 10000000 requests per second, got {rate}")));
+            }
+            rate
+        }
+        (None, Some(c)) => {
+            if c == 0 || c > 1_000_000 {
+                return Err(ctx.invalid("concurrency", format!("expected 1 to 1000000 users, got {c}")));
+            }
+            if r.arrivals.is_some() || r.profile.is_some() {
+                return Err(ctx.invalid("concurrency", "a closed loop has no arrival process or daily profile"));
+            }
+            0.0
+        }
+    };
     let model = find_model(ctx, models, &r.model)?;
     let arrivals = arrivals(r, ctx)?;
     if let Some(p) = &r.profile {
@@ -403,12 +891,14 @@ fn validate_region(
     }
     Ok(Region {
         name: r.name.clone(),
-        rate: r.rate,
+        rate,
+        concurrency: r.concurrency,
         arrivals,
         profile: r.profile.clone(),
         utc_offset_hours: off,
         last_mile,
         ttft_p99: r.ttft_p99.unwrap_or(d.ttft_p99),
+        tpot_p99: r.tpot_p99,
         model,
         paths,
     })
@@ -451,7 +941,8 @@ pub fn from_scenario(sc: &Scenario, cat: &Catalog) -> Result<InferSpec, FabricEr
     }
     let mut models = Vec::new();
     for (i, m) in cfg.model.iter().enumerate() {
-        let model = validate_model(m, &at(sc, "model", i), d, &models)?;
+        let dir = std::path::Path::new(&sc.file).parent().unwrap_or(std::path::Path::new("."));
+        let model = validate_model(m, &at(sc, "model", i), d, cat, dir, &models)?;
         models.push(model);
     }
     let mut sites = Vec::new();

@@ -57,15 +57,64 @@ pub fn validate_text(r: &ValidationReport) -> String {
         pct(r.median_abs_error),
         pct(r.max_abs_error)
     );
-    if !r.skipped.is_empty() {
-        let mut by_why: BTreeMap<&str, usize> = BTreeMap::new();
-        for s in &r.skipped {
-            *by_why.entry(s.why.as_str()).or_default() += 1;
+    not_run(&mut o, r.skipped.iter().map(|s| s.why.as_str()));
+    o
+}
+
+/// `meshway validate`, inference set: each row's published and simulated figures with the
+/// error, the groups by setup, model and metric against the bound, and rows not run.
+pub fn infer_validate_text(r: &meshway_validate::inference::InferValidation) -> String {
+    let mut o = String::new();
+    let mut t = Table::new(&["row", "model", "GPUs", "in/out", "load", "metric", "published", "meshway", "error"]);
+    for x in &r.rows {
+        for (i, f) in x.figures.iter().enumerate() {
+            let first = i == 0;
+            let cell = |s: String| if first { s } else { String::new() };
+            t.row(vec![
+                cell(format!("{}:{}", x.file, x.line)),
+                cell(x.model.clone()),
+                cell(format!("{} x {}", x.gpus, x.gpu)),
+                cell(format!("{}/{}", x.input_tokens, x.output_tokens)),
+                cell(x.load.clone()),
+                f.metric.to_string(),
+                format!("{:.1}", f.published),
+                format!("{:.1}", f.meshway),
+                pct_signed(f.error),
+            ]);
         }
-        let _ = writeln!(o, "\nNot run ({} rows)", r.skipped.len());
+    }
+    let _ = writeln!(o, "Serving, published against meshway");
+    o.push_str(&t.render());
+    let mut g = Table::new(&["setup", "model", "metric", "rows", "median |error|", "max |error|", "within bound"]);
+    for x in &r.groups {
+        g.row(vec![
+            x.setup.clone(),
+            x.model.clone(),
+            x.metric.to_string(),
+            x.rows.to_string(),
+            pct(x.median_abs_error),
+            pct(x.max_abs_error),
+            format!("{} (bound {})", pct(x.within_bound), pct(meshway_validate::inference::bound(x.metric))),
+        ]);
+    }
+    let _ = writeln!(o, "\nBy group");
+    o.push_str(&g.render());
+    not_run(&mut o, r.skipped.iter().map(|s| s.why.as_str()));
+    o
+}
+
+/// The rows not run, counted by reason.
+fn not_run<'a>(o: &mut String, whys: impl Iterator<Item = &'a str>) {
+    let mut by_why: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut total = 0;
+    for w in whys {
+        *by_why.entry(w).or_default() += 1;
+        total += 1;
+    }
+    if total > 0 {
+        let _ = writeln!(o, "\nNot run ({total} rows)");
         for (why, n) in by_why {
             let _ = writeln!(o, "  {n:>3}  {why}");
         }
     }
-    o
 }

@@ -9,6 +9,8 @@
 //!
 //! Pure: the caller reads the files and passes their text.
 
+pub mod inference;
+
 use meshway_fabric::config::{FabricConfig, ScenarioConfig, TransportConfig};
 use meshway_fabric::workload_config::WorkloadConfig;
 use meshway_fabric::{Catalog, FabricError, Scenario};
@@ -162,7 +164,7 @@ pub fn size_band(bytes: u64) -> &'static str {
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return 0.0;
     }

@@ -122,17 +122,27 @@ of failure. Every default number comes from catalog/default.toml with its source
     #[command(after_help = "Examples:
   meshway validate                    the repository's validation/ set
   meshway validate validation --json
+  meshway validate --set inference    serving throughput and latency only
 
 Reads DIR/collectives/nccl-tests.csv (published nccl-tests results, each row citing its
 source) and DIR/collectives/setups.toml (their hardware as meshway fabrics, and the rows
 meshway cannot model yet with the reason). Each row runs as one collective on its fabric;
 the algorithm is NCCL's when the row names one meshway has, else the fastest of meshway's.
 Prints published and simulated bus bandwidth, the error, why a row is off by more than 25%,
-and the median and max |error| per operation, size band and scale.")]
+and the median and max |error| per operation, size band and scale.
+
+Reads DIR/inference/throughput.csv and latency-load.csv (published serving benchmarks) and
+DIR/inference/setups.toml (their models, GPUs and engine settings as meshway [[model]] keys).
+Each row runs as one server: offline rows with every request sent at once, rate rows with
+Poisson arrivals. Prints output tokens/s, time to first token and inter-token latency,
+published and simulated, and per group the share within 15% (throughput) or 20% (latency).")]
     Validate {
         /// The validation set (default: validation).
         #[arg(default_value = "validation")]
         dir: PathBuf,
+        /// Which part: collectives, inference or all.
+        #[arg(long, default_value = "all", value_parser = ["all", "collectives", "inference"])]
+        set: String,
         #[command(flatten)]
         common: Common,
     },
@@ -212,18 +222,35 @@ fn run(cli: Cli) -> Result<()> {
         Command::Trace(a) => measure::trace(a),
         Command::Agent(a) => measure::agent(a),
         Command::History(a) => measure::history(a),
-        Command::Validate { dir, common } => {
+        Command::Validate { dir, set, common } => {
             let cat = load_catalog(&common.catalog)?;
-            let read = |name: &str| -> Result<(String, String)> {
-                let p = dir.join("collectives").join(name);
+            let read = |part: &str, name: &str| -> Result<(String, String)> {
+                let p = dir.join(part).join(name);
                 let text = std::fs::read_to_string(&p)
                     .with_context(|| format!("cannot read {} (is {} a validation set?)", p.display(), dir.display()))?;
                 Ok((text, p.display().to_string()))
             };
-            let (rows, rows_file) = read("nccl-tests.csv")?;
-            let (setups, setups_file) = read("setups.toml")?;
-            let r = meshway_validate::run(&rows, &rows_file, &setups, &setups_file, &cat, &mut |_, _| {})?;
-            emit(&if common.json { json(&r)? } else { meshway_report::validate::validate_text(&r) })
+            let mut text = String::new();
+            let mut out = serde_json::Map::new();
+            if set != "inference" {
+                let (rows, rows_file) = read("collectives", "nccl-tests.csv")?;
+                let (setups, setups_file) = read("collectives", "setups.toml")?;
+                let r = meshway_validate::run(&rows, &rows_file, &setups, &setups_file, &cat, &mut |_, _| {})?;
+                text.push_str(&meshway_report::validate::validate_text(&r));
+                out.insert("collectives".into(), serde_json::to_value(&r)?);
+            }
+            if set != "collectives" {
+                let (setups, setups_file) = read("inference", "setups.toml")?;
+                let files = vec![read("inference", "throughput.csv")?, read("inference", "latency-load.csv")?];
+                let files: Vec<(String, String)> = files.into_iter().map(|(t, f)| (f, t)).collect();
+                let r = meshway_validate::inference::run(&files, &setups, &setups_file, &cat, &mut |_, _| {})?;
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(&meshway_report::validate::infer_validate_text(&r));
+                out.insert("inference".into(), serde_json::to_value(&r)?);
+            }
+            emit(&if common.json { json(&out)? } else { text })
         }
         Command::Schema => emit(&meshway_fabric::schema::scenario_schema()),
     }

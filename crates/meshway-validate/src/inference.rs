@@ -1,0 +1,330 @@
+//! Published serving measurements against meshway's inference model.
+//!
+//! A validation set's `inference/` directory holds `throughput.csv` (offline maximum
+//! throughput across prompt and output lengths), `latency-load.csv` (time to first token and
+//! inter-token latency at several request rates) and `setups.toml`, which says how rows map
+//! to meshway models (the `[[llm]]` and `[[gpu]]` of each published model and GPU name, and
+//! the engine's settings) or why rows are left out. Every row is run as a one-server
+//! scenario with no network: offline rows as all requests sent at once, rate rows as Poisson
+//! arrivals of the row's request count.
+//!
+//! Pure: the caller reads the files and passes their text.
+
+use crate::{median, ValidateError};
+use meshway_fabric::Catalog;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `inference/setups.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct InferSetups {
+    #[serde(default)]
+    pub setup: Vec<InferSetup>,
+    #[serde(default)]
+    pub excluded: Vec<InferExcluded>,
+}
+
+/// Rows of one file that meshway runs with one engine configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct InferSetup {
+    pub name: String,
+    /// `throughput.csv` or `latency-load.csv`.
+    pub file: String,
+    /// Column = value: a row belongs when every one matches exactly.
+    #[serde(rename = "match")]
+    pub matches: BTreeMap<String, String>,
+    /// Published model name -> catalog `[[llm]]`.
+    pub models: BTreeMap<String, String>,
+    /// Published GPU name -> catalog `[[gpu]]`.
+    pub gpus: BTreeMap<String, String>,
+    /// `[[model]]` keys of the engine (precision, max-batch, token-budget, ...).
+    #[serde(default)]
+    pub model: toml::Table,
+    /// Requests of an offline row (all sent at once) when the row does not say.
+    pub requests: Option<u32>,
+    pub description: String,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
+/// Rows left out, and why.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct InferExcluded {
+    pub file: String,
+    #[serde(rename = "match")]
+    pub matches: BTreeMap<String, String>,
+    pub why: String,
+}
+
+/// One compared figure of a row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figure {
+    /// "output tokens/s", "ttft ms" or "itl ms".
+    pub metric: &'static str,
+    pub published: f64,
+    pub meshway: f64,
+    /// (meshway - published) / published.
+    pub error: f64,
+}
+
+/// One row's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct InferOutcome {
+    pub file: String,
+    /// Line in the file (header = 1).
+    pub line: usize,
+    pub setup: String,
+    pub model: String,
+    pub gpu: String,
+    pub gpus: u32,
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    /// "offline" or "N req/s".
+    pub load: String,
+    pub figures: Vec<Figure>,
+}
+
+/// A row not run, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct InferSkipped {
+    pub file: String,
+    pub line: usize,
+    pub why: String,
+}
+
+/// Median and worst |error| of one metric over a group of rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct InferGroup {
+    pub setup: String,
+    pub model: String,
+    pub metric: &'static str,
+    pub rows: usize,
+    pub median_abs_error: f64,
+    pub max_abs_error: f64,
+    /// Share of rows within the issue's bound for the metric (15% throughput, 20% latency).
+    pub within_bound: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InferValidation {
+    pub rows: Vec<InferOutcome>,
+    pub groups: Vec<InferGroup>,
+    pub skipped: Vec<InferSkipped>,
+}
+
+/// The bound a metric is held to: throughput 15%, latencies 20%.
+pub fn bound(metric: &str) -> f64 {
+    if metric.contains("tokens/s") {
+        0.15
+    } else {
+        0.20
+    }
+}
+
+fn csv_err(file: &str, line: usize, message: String) -> ValidateError {
+    ValidateError::Csv { file: file.to_string(), line: line as u64, message }
+}
+
+/// A CSV row: column -> value.
+type CsvRow = BTreeMap<String, String>;
+
+/// A CSV file as (line, row) pairs.
+fn table(text: &str, file: &str) -> Result<Vec<(usize, CsvRow)>, ValidateError> {
+    let mut rd = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
+    let headers = rd.headers().map_err(|e| csv_err(file, 1, e.to_string()))?.clone();
+    let mut out = Vec::new();
+    for rec in rd.records() {
+        let rec = rec.map_err(|e| csv_err(file, e.position().map_or(0, |p| p.line() as usize), e.to_string()))?;
+        let line = rec.position().map_or(0, |p| p.line() as usize);
+        out.push((line, headers.iter().zip(rec.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()));
+    }
+    Ok(out)
+}
+
+fn matches(m: &BTreeMap<String, String>, row: &BTreeMap<String, String>) -> bool {
+    m.iter().all(|(k, v)| row.get(k) == Some(v))
+}
+
+/// How a row loads the server.
+enum Load {
+    /// All requests at once.
+    Offline(u32),
+    /// Poisson arrivals at this rate until this many requests are expected.
+    Rate(f64, u32),
+}
+
+/// Runs one row as a one-server scenario; returns (output tokens/s, mean and p50 TTFT ms,
+/// mean and p50 TPOT ms).
+#[allow(clippy::too_many_arguments)]
+fn run_row(
+    setup: &InferSetup,
+    llm: &str,
+    gpu: &str,
+    gpus: u32,
+    isl: u32,
+    osl: u32,
+    load: &Load,
+    cat: &Catalog,
+    at: &str,
+) -> Result<(f64, [f64; 4]), ValidateError> {
+    let mut model = setup.model.clone();
+    for (k, v) in [("name", "m"), ("llm", llm), ("gpu", gpu)] {
+        model.insert(k.into(), toml::Value::String(v.into()));
+    }
+    for (k, v) in [("gpus-per-server", gpus), ("prompt-tokens", isl), ("output-tokens", osl)] {
+        model.insert(k.into(), toml::Value::Integer(i64::from(v)));
+    }
+    let (duration_ns, region_load) = match *load {
+        Load::Offline(n) => (1, format!("concurrency = {n}")),
+        Load::Rate(r, n) => ((f64::from(n) / r * 1e9).round() as u64, format!("rate = {r}")),
+    };
+    let model_toml = toml::to_string(&model).map_err(|e| csv_err(at, 0, e.to_string()))?;
+    let text = format!(
+        "name = \"validate\"\nseed = 1\n[inference]\npolicy = \"nearest\"\nduration = \"{duration_ns}ns\"\n\
+         [[model]]\n{model_toml}\n[[site]]\nname = \"s\"\ngpus = {gpus}\naccess-hops = 0\n\
+         [[region]]\nname = \"bench\"\n{region_load}\nlast-mile = \"0ns\"\nttft-p99 = \"1000s\"\n\
+         fiber = {{ s = \"0m\" }}\nwan-fixed = {{ s = \"0ns\" }}\n"
+    );
+    let spec = meshway_infer::spec_from_text(&text, &format!("{at} (setup {})", setup.name), cat)?;
+    let r = meshway_infer::simulate(&spec, &meshway_infer::Run::new(&spec));
+    let reg = &r.regions[0];
+    let served = reg.requests - reg.unserved;
+    let tokens = served as f64 * f64::from(osl);
+    let tput = if r.end_ns > 0 { tokens / (r.end_ns as f64 * 1e-9) } else { 0.0 };
+    let ms = |ns: u64| ns as f64 * 1e-6;
+    Ok((tput, [ms(reg.ttft.mean_ns), ms(reg.ttft.p50_ns), ms(reg.tpot.mean_ns), ms(reg.tpot.p50_ns)]))
+}
+
+fn num<T: std::str::FromStr>(row: &BTreeMap<String, String>, col: &str) -> Option<T> {
+    row.get(col).and_then(|v| v.trim().parse().ok())
+}
+
+/// Runs the rows of `files` ((name, text) of `throughput.csv` and `latency-load.csv`)
+/// against `setups_text`.
+pub fn run(
+    files: &[(String, String)],
+    setups_text: &str,
+    setups_file: &str,
+    cat: &Catalog,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<InferValidation, ValidateError> {
+    let setups: InferSetups = toml::from_str(setups_text)
+        .map_err(|e| ValidateError::Setups(meshway_fabric::error::locate_toml_error(setups_file, setups_text, &e)))?;
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
+    let mut work = Vec::new();
+    for (path, text) in files {
+        let base = path.rsplit(['/', '\\']).next().unwrap_or(path).to_string();
+        for (line, row) in table(text, path)? {
+            if let Some(x) = setups.excluded.iter().find(|x| x.file == base && matches(&x.matches, &row)) {
+                skipped.push(InferSkipped { file: base.clone(), line, why: x.why.clone() });
+                continue;
+            }
+            let (model, gpu) =
+                (row.get("model").cloned().unwrap_or_default(), row.get("gpu").cloned().unwrap_or_default());
+            let found = setups.setup.iter().find(|s| {
+                s.file == base
+                    && matches(&s.matches, &row)
+                    && s.models.contains_key(&model)
+                    && s.gpus.contains_key(&gpu)
+            });
+            match found {
+                None => skipped.push(InferSkipped {
+                    file: base.clone(),
+                    line,
+                    why: format!("no [[setup]] in {setups_file} covers it ({model} on {gpu})"),
+                }),
+                Some(s) => work.push((base.clone(), line, row, s)),
+            }
+        }
+    }
+    let total = work.len();
+    for (i, (file, line, row, setup)) in work.into_iter().enumerate() {
+        progress(i, total);
+        let at = format!("{file}:{line}");
+        let bad = |what: &str| csv_err(&file, line, format!("expected {what}"));
+        let model = row.get("model").cloned().unwrap_or_default();
+        let gpu = row.get("gpu").cloned().unwrap_or_default();
+        let gpus: u32 = num(&row, "num_gpus").ok_or_else(|| bad("num_gpus"))?;
+        let isl: u32 = num(&row, "input_tokens").ok_or_else(|| bad("input_tokens"))?;
+        let osl: u32 = num(&row, "output_tokens").ok_or_else(|| bad("output_tokens"))?;
+        let requests: Option<u32> = num(&row, "num_requests").or(setup.requests);
+        let load = match row.get("load").map(String::as_str) {
+            None | Some("") => {
+                Load::Offline(requests.ok_or_else(|| bad("a request count (num_requests or the setup's requests)"))?)
+            }
+            Some(l) if l.eq_ignore_ascii_case("inf") => Load::Offline(requests.ok_or_else(|| bad("num_requests"))?),
+            Some(l) => {
+                let r: f64 = l.parse().map_err(|_| bad("load as requests per second or INF"))?;
+                Load::Rate(r, requests.ok_or_else(|| bad("num_requests"))?)
+            }
+        };
+        let (llm, g) = (&setup.models[&model], &setup.gpus[&gpu]);
+        let (tput, lat) = run_row(setup, llm, g, gpus, isl, osl, &load, cat, &at)?;
+        let mut figures = Vec::new();
+        let mut fig = |metric: &'static str, published: Option<f64>, meshway: f64| {
+            if let Some(p) = published.filter(|p| *p > 0.0) {
+                figures.push(Figure { metric, published: p, meshway, error: (meshway - p) / p });
+            }
+        };
+        let published_tput = if file == "throughput.csv" {
+            num(&row, "value")
+        } else if row.get("throughput_unit").is_some_and(|u| u.starts_with("output tokens/s")) {
+            num(&row, "throughput")
+        } else {
+            None
+        };
+        fig("output tokens/s", published_tput, tput);
+        let stat = |col: &str| row.get(col).map(String::as_str) == Some("p50");
+        fig("ttft ms", num(&row, "ttft_ms"), if stat("ttft_stat") { lat[1] } else { lat[0] });
+        fig("itl ms", num(&row, "itl_ms"), if stat("itl_stat") { lat[3] } else { lat[2] });
+        rows.push(InferOutcome {
+            file,
+            line,
+            setup: setup.name.clone(),
+            model,
+            gpu,
+            gpus,
+            input_tokens: isl,
+            output_tokens: osl,
+            load: match load {
+                Load::Offline(n) => format!("offline {n}"),
+                Load::Rate(r, _) => format!("{r} req/s"),
+            },
+            figures,
+        });
+    }
+    let mut keys: Vec<(String, String, &'static str)> = Vec::new();
+    for r in &rows {
+        for f in &r.figures {
+            let k = (r.setup.clone(), r.model.clone(), f.metric);
+            if !keys.contains(&k) {
+                keys.push(k);
+            }
+        }
+    }
+    let groups = keys
+        .into_iter()
+        .map(|(setup, model, metric)| {
+            let mut e: Vec<f64> = rows
+                .iter()
+                .filter(|r| r.setup == setup && r.model == model)
+                .flat_map(|r| r.figures.iter().filter(|f| f.metric == metric).map(|f| f.error.abs()))
+                .collect();
+            let within = e.iter().filter(|x| **x <= bound(metric)).count() as f64 / e.len().max(1) as f64;
+            InferGroup {
+                rows: e.len(),
+                max_abs_error: e.iter().copied().fold(0.0, f64::max),
+                median_abs_error: median(&mut e),
+                within_bound: within,
+                setup,
+                model,
+                metric,
+            }
+        })
+        .collect();
+    Ok(InferValidation { rows, groups, skipped })
+}
