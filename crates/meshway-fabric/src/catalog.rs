@@ -331,8 +331,11 @@ pub struct ServingDefaults {
     pub step_overhead: Nanos,
     /// Fixed time of every request before it queues (HTTP, tokenization, detokenization).
     pub request_overhead: Nanos,
-    /// Share of GPU memory the engine may use (weights + KV cache).
+    /// Share of the memory left after weights and the reserve that holds the KV cache.
     pub memory_utilization: f64,
+    /// Memory per GPU the engine cannot use for weights or KV cache (CUDA context,
+    /// activations, workspaces).
+    pub memory_reserve: Bytes,
     /// Tokens one step may process (decode tokens + prefill chunks).
     pub token_budget: u32,
     /// Requests one server runs at once.

@@ -2,7 +2,7 @@
 //! `[[region]]` and the inference keys of `[[site]]` (in [`crate::config::SiteConfig`]).
 //! Only syntax lives here; `meshway-infer` validates these into a runnable model.
 
-use meshway_units::{Meters, Nanos};
+use meshway_units::{Bytes, Meters, Nanos};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -57,6 +57,7 @@ pub struct ModelConfig {
     pub flops_efficiency: Option<f64>,
     pub bandwidth_efficiency: Option<f64>,
     pub memory_utilization: Option<f64>,
+    pub memory_reserve: Option<Bytes>,
     pub step_overhead: Option<Nanos>,
     pub request_overhead: Option<Nanos>,
     /// Mean prompt and output lengths in tokens (or `lengths`).

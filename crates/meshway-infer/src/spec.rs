@@ -66,9 +66,10 @@ pub enum Cost {
     Shape(Shape),
 }
 
-/// A step's time from the model's shape: fixed overhead + max(matrix and attention FLOPs at
-/// the GPUs' peak x efficiency, weight and KV bytes at their memory bandwidth x efficiency) +
-/// two tensor-parallel all-reduces per layer.
+/// A step's time from the model's shape: fixed overhead + the matrix work's roofline
+/// (FLOPs at the GPUs' peak x efficiency against weight bytes at memory bandwidth x
+/// efficiency) + attention's roofline (its FLOPs against the KV-cache bytes it reads) + two
+/// tensor-parallel all-reduces per layer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Shape {
     pub llm: String,
@@ -92,7 +93,8 @@ pub struct Shape {
     pub nvlink_bytes_per_s: f64,
     pub allreduce_ns: u64,
     pub step_overhead_ns: u64,
-    /// KV-cache tokens a server holds: (GPUs x memory x utilization - weights) / bytes per token.
+    /// KV-cache tokens a server holds: (GPUs x (memory - reserve) - weights) x utilization /
+    /// bytes per token.
     pub kv_capacity_tokens: u64,
 }
 
@@ -119,17 +121,19 @@ impl Shape {
             return 0;
         }
         let l = f64::from(self.layers);
-        // 2 FLOPs per multiply-add: 2 x active params per token; attention 4 x layers x q_dim
-        // per (query, key) pair.
-        let mut flops = 2.0 * self.active_params * tokens + 4.0 * l * self.q_dim * decode_ctx * f64::from(verify);
+        // Matrix work: 2 FLOPs per multiply-add, 2 x active params per token, against the
+        // weights it reads. Attention: 4 x layers x q_dim FLOPs per (query, key) pair against
+        // the KV cache it reads. Each is its own roofline (they run as separate kernels).
+        let gemm = (2.0 * self.active_params * tokens / self.flops).max(self.weight_read(tokens) / self.bytes_per_s);
+        let mut attn_flops = 4.0 * l * self.q_dim * decode_ctx * f64::from(verify);
         let mut kv_read = decode_ctx;
         for &(c, prior) in chunks {
             let (c, p) = (f64::from(c), f64::from(prior));
-            flops += 4.0 * l * self.q_dim * (c * p + c * c / 2.0);
+            attn_flops += 4.0 * l * self.q_dim * (c * p + c * c / 2.0);
             kv_read += p + c;
         }
-        let bytes = self.weight_read(tokens) + kv_read * self.kv_bytes_per_token;
-        let roof = (flops / self.flops).max(bytes / self.bytes_per_s);
+        let attn = (attn_flops / self.flops).max(kv_read * self.kv_bytes_per_token / self.bytes_per_s);
+        let roof = gemm + attn;
         let comm = if self.gpus > 1 {
             let payload = tokens * self.hidden * 2.0 * 2.0 * f64::from(self.gpus - 1) / f64::from(self.gpus);
             2.0 * l * (self.allreduce_ns as f64 * 1e-9 + payload / self.nvlink_bytes_per_s)
@@ -483,17 +487,18 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
     let g = f64::from(gps);
     let weight_bytes = llm.params * precision.bytes();
     let kv_bytes_per_token = llm.kv_elements_per_token() * kv_precision.bytes();
-    let room = g * mem.0 as f64 * mu - weight_bytes;
-    if room < kv_bytes_per_token {
+    let reserve = m.memory_reserve.unwrap_or(sv.memory_reserve).0 as f64;
+    let room = (g * (mem.0 as f64 - reserve) - weight_bytes) * mu;
+    if room < kv_bytes_per_token * 1024.0 {
         return Err(ctx.invalid(
             "gpus-per-server",
             format!(
-                "llm {ln:?} in {} needs {:.1} GB of weights; {gps} x {gn} ({:.0} GB each, {:.0}% usable) leaves {:.1} GB, no room for a KV cache: use more GPUs per server or a smaller precision",
+                "llm {ln:?} in {} needs {:.1} GB of weights; {gps} x {gn} ({:.0} GB each, {:.1} GB reserved) leaves {:.1} GB, no room for a KV cache of 1024 tokens: use more GPUs per server or a smaller precision",
                 precision.name(),
                 weight_bytes / 1e9,
                 mem.0 as f64 / 1e9,
-                mu * 100.0,
-                room / 1e9
+                reserve / 1e9,
+                room.max(0.0) / 1e9
             ),
         ));
     }

@@ -1,0 +1,287 @@
+//! The serving model built from a model's shape: closed forms for a lone request and the
+//! KV cache, invariants under load, and bad input.
+
+use meshway_fabric::Catalog;
+use meshway_infer::spec::{Cost, Shape};
+use meshway_infer::{simulate, spec_from_text, Run};
+
+/// One site with one server of `model`, one region at zero distance with `region`.
+fn scenario(model: &str, region: &str, duration: &str) -> String {
+    format!(
+        "[inference]\nduration = \"{duration}\"\npolicy = \"nearest\"\n\
+         [[model]]\nname = \"m\"\n{model}\n\n\
+         [[site]]\nname = \"s\"\ngpus = 1\naccess-hops = 0\n\n\
+         [[region]]\nname = \"r\"\n{region}\nlast-mile = \"0ms\"\nfiber = {{ s = \"0km\" }}\n\
+         wan-fixed = {{ s = \"0ns\" }}\nttft-p99 = \"10s\"\n"
+    )
+}
+
+/// Llama 3.1 8B in BF16 on one H100 with every serving figure given, so the closed forms
+/// below depend only on the model's shape and the GPU's datasheet.
+const EIGHT_B: &str = "llm = \"llama-3.1-8b\"\ngpu = \"h100-sxm\"\ngpus-per-server = 1\nprecision = \"bf16\"\n\
+    flops-efficiency = 0.5\nbandwidth-efficiency = 0.8\nstep-overhead = \"1ms\"\nrequest-overhead = \"5ms\"\n\
+    memory-utilization = 0.9\nmemory-reserve = \"2GB\"\nmax-batch = 64\ntoken-budget = 8192";
+
+fn shape(text: &str) -> Shape {
+    let spec = spec_from_text(text, "t.toml", &Catalog::builtin()).unwrap();
+    match &spec.models[0].cost {
+        Cost::Shape(s) => s.clone(),
+        Cost::Rated { .. } => panic!("expected a shaped model"),
+    }
+}
+
+/// KV bytes per token = 2 (K and V) x layers x KV heads x head dim x bytes; capacity =
+/// (GPUs x (memory - reserve) - weights) x utilization / bytes per token.
+#[test]
+fn kv_cache_arithmetic() {
+    let s = shape(&scenario(&format!("{EIGHT_B}\nprompt-tokens = 1000\noutput-tokens = 11"), "concurrency = 1", "1ns"));
+    assert_eq!(s.kv_bytes_per_token, 2.0 * 32.0 * 8.0 * 128.0 * 2.0); // 131,072 B
+    assert_eq!(s.weight_bytes, 8.03e9 * 2.0);
+    let room: f64 = (80e9 - 2e9 - 8.03e9 * 2.0) * 0.9;
+    assert_eq!(s.kv_capacity_tokens, (room / 131_072.0).floor() as u64);
+    assert_eq!(s.kv_capacity_tokens, 425_308);
+
+    // 70B in FP8 over 8 GPUs: FP8 KV cache of 163,840 B per token.
+    let m70 = "llm = \"llama-3.1-70b\"\ngpu = \"h100-sxm\"\ngpus-per-server = 8\nprecision = \"fp8\"\n\
+               memory-utilization = 0.9\nmemory-reserve = \"2GB\"\nprompt-tokens = 1000\noutput-tokens = 100";
+    let text = scenario(m70, "concurrency = 1", "1ns").replace("gpus = 1", "gpus = 8");
+    let s = shape(&text);
+    assert_eq!(s.kv_bytes_per_token, 2.0 * 80.0 * 8.0 * 128.0);
+    let room: f64 = (8.0 * 78e9 - 70.6e9) * 0.9;
+    assert_eq!(s.kv_capacity_tokens, (room / 163_840.0).floor() as u64);
+}
+
+/// The step time of the shape: overhead + matrix roofline + attention roofline, each a max of
+/// FLOPs at peak x efficiency and bytes at bandwidth x efficiency, rounded up to the ns.
+fn step(tokens: f64, ctx: f64, chunk: Option<(f64, f64)>) -> u64 {
+    let (flops, bw) = (989e12 * 0.5, 3.35e12 * 0.8);
+    let gemm = (2.0 * 8.03e9 * tokens / flops).max(8.03e9 * 2.0 / bw);
+    let (mut af, mut kv) = (4.0 * 32.0 * 4096.0 * ctx, ctx);
+    if let Some((c, p)) = chunk {
+        af += 4.0 * 32.0 * 4096.0 * (c * p + c * c / 2.0);
+        kv += p + c;
+    }
+    let attn = (af / flops).max(kv * 131_072.0 / bw);
+    1_000_000 + ((gemm + attn) * 1e9).ceil() as u64
+}
+
+/// A lone request: TTFT = request overhead + one prefill step of the whole prompt; then one
+/// decode step per further token over a context growing by one, TPOT their mean.
+#[test]
+fn lone_request_closed_form() {
+    let text = scenario(&format!("{EIGHT_B}\nprompt-tokens = 1000\noutput-tokens = 11"), "concurrency = 1", "1ns");
+    let spec = spec_from_text(&text, "t.toml", &Catalog::builtin()).unwrap();
+    let rep = simulate(&spec, &Run::new(&spec));
+    let r = &rep.regions[0];
+    assert_eq!(r.requests, 1);
+    let prefill = step(1000.0, 0.0, Some((1000.0, 0.0)));
+    assert_eq!(r.ttft.p50_ns, 5_000_000 + prefill);
+    // Decode step i (1..=10) attends over 1000 prompt + i tokens.
+    let decode: u64 = (1..=10).map(|i| step(1.0, 1000.0 + f64::from(i), None)).sum();
+    assert_eq!(r.e2e.p50_ns, 5_000_000 + prefill + decode);
+    assert_eq!(r.tpot.p50_ns, decode / 10);
+    // The same through the public step function.
+    assert_eq!(spec.models[0].prefill_ns(1000), 5_000_000 + prefill);
+    // Decode is memory-bound at batch 1: about the weights over the bandwidth, 6.0 ms, + 1 ms.
+    assert!((6_900_000..7_300_000).contains(&(decode / 10)), "{}", decode / 10);
+}
+
+/// Decode slows as the batch's context grows (memory-bound attention) and as the batch grows.
+#[test]
+fn decode_time_grows_with_context_and_batch() {
+    let spec = spec_from_text(
+        &scenario(&format!("{EIGHT_B}\nprompt-tokens = 1000\noutput-tokens = 11"), "concurrency = 1", "1ns"),
+        "t.toml",
+        &Catalog::builtin(),
+    )
+    .unwrap();
+    let m = &spec.models[0];
+    let mut last = f64::INFINITY;
+    for ctx in [100.0, 1000.0, 10_000.0, 100_000.0] {
+        let r = m.stream_rate(16, ctx);
+        assert!(r < last, "stream rate {r} at context {ctx} not below {last}");
+        last = r;
+    }
+    // A batch of 32 streams shares each step: per-stream rate falls, server rate rises.
+    let (one, many) = (m.stream_rate(1, 2000.0), m.stream_rate(32, 2000.0));
+    assert!(many < one && many * 32.0 > one * 8.0, "{one} {many}");
+}
+
+/// Admission by free KV cache: a server whose cache holds three mean requests never holds
+/// more, and runs fewer at once than one with a large cache.
+#[test]
+fn kv_cache_limits_the_batch() {
+    // A reserve of 61.5 GB leaves (80 - 61.5 - 16.06) x 0.9 = 2.2 GB: 16,754 tokens, three
+    // requests of 4,000 + 500.
+    let small = EIGHT_B.replace("memory-reserve = \"2GB\"", "memory-reserve = \"61.5GB\"");
+    let run = |m: &str| {
+        let text = scenario(&format!("{m}\nprompt-tokens = 4000\noutput-tokens = 500"), "concurrency = 32", "60s");
+        let spec = spec_from_text(&text, "t.toml", &Catalog::builtin()).unwrap();
+        let cap = spec.models[0].kv_capacity_tokens;
+        (cap, simulate(&spec, &Run::new(&spec)))
+    };
+    let (cap, r) = run(&small);
+    assert_eq!(cap / 4500, 3, "capacity {cap}");
+    let s = &r.sites[0];
+    assert!(s.kv_fill <= 1.0 && s.kv_fill > 0.5, "kv fill {}", s.kv_fill);
+    assert!(s.batch_fill * 64.0 <= 3.0 + 1e-9, "mean batch {}", s.batch_fill * 64.0);
+    let (_, big) = run(EIGHT_B);
+    assert!(big.sites[0].batch_fill * 64.0 > 20.0, "mean batch {}", big.sites[0].batch_fill * 64.0);
+    let (b, s) = (big.regions[0].tokens_per_s, r.regions[0].tokens_per_s);
+    assert!(b > 2.0 * s, "{b} vs {s} tokens/s");
+}
+
+/// Chunked prefill keeps decoding going while prompts arrive: inter-token latency at the
+/// tail is lower than when each prompt pauses every decode.
+#[test]
+fn chunked_prefill_smooths_inter_token_latency() {
+    let run = |chunked: bool| {
+        let m = EIGHT_B.replace("token-budget = 8192", "token-budget = 512");
+        let m = format!("{m}\nchunked-prefill = {chunked}\nprompt-tokens = 2000\noutput-tokens = 200");
+        let text = scenario(&m, "rate = 8", "2min");
+        let spec = spec_from_text(&text, "t.toml", &Catalog::builtin()).unwrap();
+        simulate(&spec, &Run::new(&spec))
+    };
+    let (c, n) = (run(true), run(false));
+    let (c, n) = (&c.regions[0], &n.regions[0]);
+    assert!(c.tpot.p99_ns < n.tpot.p99_ns, "chunked p99 TPOT {} vs {}", c.tpot.p99_ns, n.tpot.p99_ns);
+    // Without chunking the first token comes sooner (a prompt is prefilled in one step).
+    assert!(c.ttft.p50_ns > n.ttft.p50_ns, "chunked p50 TTFT {} vs {}", c.ttft.p50_ns, n.ttft.p50_ns);
+}
+
+/// Speculative decoding: k = 4 drafts accepted with probability 0.8 yield
+/// (1 - 0.8^5) / 0.2 = 3.3616 tokens per step, so 10 further tokens take 3 steps.
+#[test]
+fn speculative_decoding_tokens_per_step() {
+    let m = format!("{EIGHT_B}\nspeculative-draft-tokens = 4\nspeculative-acceptance = 0.8\nprompt-tokens = 1000\noutput-tokens = 11");
+    let spec = spec_from_text(&scenario(&m, "concurrency = 1", "1ns"), "t.toml", &Catalog::builtin()).unwrap();
+    assert!((spec.models[0].tokens_per_step - 3.3616).abs() < 1e-9);
+    assert_eq!(spec.models[0].verify_tokens, 5);
+    let r = simulate(&spec, &Run::new(&spec));
+    let plain = spec_from_text(
+        &scenario(&format!("{EIGHT_B}\nprompt-tokens = 1000\noutput-tokens = 11"), "concurrency = 1", "1ns"),
+        "t.toml",
+        &Catalog::builtin(),
+    )
+    .unwrap();
+    let p = simulate(&plain, &Run::new(&plain));
+    let (spec_decode, plain_decode) =
+        (r.regions[0].e2e.p50_ns - r.regions[0].ttft.p50_ns, p.regions[0].e2e.p50_ns - p.regions[0].ttft.p50_ns);
+    // 3 steps of ~7 ms against 10.
+    assert!(
+        spec_decode * 3 < plain_decode * 11 / 10 && spec_decode * 3 > plain_decode * 8 / 10,
+        "{spec_decode} vs {plain_decode}"
+    );
+}
+
+/// A prefix cache skips the cached share of each prompt's prefill.
+#[test]
+fn prefix_cache_skips_prefill() {
+    let run = |hit: f64| {
+        let m = format!("{EIGHT_B}\nprefix-cache-hit = {hit}\nprompt-tokens = 4000\noutput-tokens = 2");
+        let spec = spec_from_text(&scenario(&m, "concurrency = 1", "1ns"), "t.toml", &Catalog::builtin()).unwrap();
+        simulate(&spec, &Run::new(&spec)).regions[0].ttft.p50_ns
+    };
+    let (cold, warm) = (run(0.0), run(0.75));
+    // 1,000 of 4,000 tokens prefilled, attending over the 3,000 cached ones.
+    assert_eq!(warm, 5_000_000 + step(1000.0, 0.0, Some((1000.0, 3000.0))));
+    assert!(warm * 2 < cold, "{warm} vs {cold}");
+}
+
+/// A mixture of experts reads its active share of the weights for one token and nearly all
+/// of them for a large batch; FLOPs follow the active parameters.
+#[test]
+fn mixture_of_experts_weight_reads() {
+    let m = "llm = \"mixtral-8x7b\"\ngpu = \"h100-sxm\"\ngpus-per-server = 1\nprecision = \"fp8\"\nprompt-tokens = 100\noutput-tokens = 10";
+    let s = shape(&scenario(m, "concurrency = 1", "1ns"));
+    assert!((s.weight_read(1.0) - 12.9e9).abs() < 1.0);
+    assert!(s.weight_read(4096.0) > 0.999 * 46.7e9);
+    assert_eq!(s.active_params, 12.9e9);
+}
+
+/// TPOT objectives: a region whose p99 TPOT is above its objective misses, and attainment
+/// counts both objectives.
+#[test]
+fn tpot_objective() {
+    let m = format!("{EIGHT_B}\nprompt-tokens = 500\noutput-tokens = 50");
+    let run = |obj: &str| {
+        let text = scenario(&m, &format!("rate = 2\ntpot-p99 = \"{obj}\""), "1min");
+        let spec = spec_from_text(&text, "t.toml", &Catalog::builtin()).unwrap();
+        simulate(&spec, &Run::new(&spec))
+    };
+    let (tight, loose) = (run("1ms"), run("100ms"));
+    assert!(!tight.regions[0].met && tight.regions[0].attainment == 0.0);
+    assert!(loose.regions[0].met && loose.regions[0].attainment == 1.0);
+    assert_eq!(loose.regions[0].tpot_p99_objective_ns, Some(100_000_000));
+}
+
+/// Empirical lengths: every request draws a row of the CSV (counts weight the rows).
+#[test]
+fn lengths_from_csv() {
+    let dir = std::env::temp_dir().join(format!("meshway-lengths-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("len.csv"), "prompt,output,count\n100,3,3\n700,9,1\n").unwrap();
+    let text = scenario(&format!("{EIGHT_B}\nlengths = \"len.csv\""), "concurrency = 1", "20s");
+    let file = dir.join("s.toml");
+    let spec = spec_from_text(&text, file.to_str().unwrap(), &Catalog::builtin());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let spec = spec.unwrap();
+    let m = &spec.models[0];
+    assert_eq!((m.prompt_tokens, m.output_tokens), (250, 5)); // (3 x 100 + 700) / 4, (9 + 9) / 4 rounded
+    assert_eq!(m.prompt_p99(), 700);
+    let r = simulate(&spec, &Run::new(&spec));
+    let reg = &r.regions[0];
+    // Each request has 3 or 9 output tokens: the total is a sum of those.
+    let tokens = (reg.tokens_per_s * 20.0).round() as u64;
+    let n = reg.requests;
+    assert!(tokens >= 3 * n && tokens <= 9 * n && (tokens - 3 * n).is_multiple_of(6), "{tokens} tokens, {n} requests");
+}
+
+/// A closed loop keeps exactly `concurrency` requests in flight and sends again at once.
+#[test]
+fn closed_loop_concurrency() {
+    let m = format!("{EIGHT_B}\nprompt-tokens = 200\noutput-tokens = 20");
+    let text = scenario(&m, "concurrency = 4", "10s");
+    let spec = spec_from_text(&text, "t.toml", &Catalog::builtin()).unwrap();
+    let r = simulate(&spec, &Run::new(&spec));
+    let s = &r.sites[0];
+    // Four requests at once whenever the server runs (the gaps are the request overhead).
+    assert!(s.batch_fill * 64.0 <= 4.0 + 1e-9 && s.batch_fill * 64.0 > 3.0, "mean batch {}", s.batch_fill * 64.0);
+    assert!(r.regions[0].requests > 40, "{} requests", r.regions[0].requests);
+}
+
+fn err(model: &str) -> String {
+    let text = scenario(&format!("gpus-per-server = 1\n{model}"), "concurrency = 1", "1ns");
+    spec_from_text(&text, "bad.toml", &Catalog::builtin()).unwrap_err().to_string()
+}
+
+#[test]
+fn bad_serving_input() {
+    let lens = "prompt-tokens = 100\noutput-tokens = 10";
+    let e = err(&format!("llm = \"llama-3.1-405b\"\ngpu = \"h100-sxm\"\nprecision = \"bf16\"\n{lens}"));
+    assert!(
+        e.contains("bad.toml:") && e.contains("needs 811.8 GB of weights") && e.contains("no room for a KV cache"),
+        "{e}"
+    );
+    let e = err(&format!("llm = \"llama-3.1-8b\"\ngpu = \"h100-sxn\"\n{lens}"));
+    assert!(e.contains("unknown gpu \"h100-sxn\"") && e.contains("did you mean \"h100-sxm\"?"), "{e}");
+    let e = err(&format!("llm = \"llama-3-8b\"\ngpu = \"h100-sxm\"\n{lens}"));
+    assert!(e.contains("unknown llm \"llama-3-8b\""), "{e}");
+    let e = err(&format!("llm = \"llama-3.1-8b\"\ngpu = \"a100-sxm\"\nprecision = \"fp8\"\n{lens}"));
+    assert!(e.contains("has no FP8"), "{e}");
+    let e = err(&format!("llm = \"llama-3.1-8b\"\n{lens}"));
+    assert!(e.contains("needs both `llm` and `gpu`"), "{e}");
+    let e = err(&format!("llm = \"llama-3.1-8b\"\ngpu = \"h100-sxm\"\nprefill-tokens-per-s = 1000\n{lens}"));
+    assert!(e.contains("not both"), "{e}");
+    let e = err(&format!("llm = \"llama-3.1-8b\"\ngpu = \"h100-sxm\"\nspeculative-draft-tokens = 4\n{lens}"));
+    assert!(e.contains("needs `speculative-acceptance`"), "{e}");
+    let e = err(&format!("llm = \"llama-3.1-8b\"\ngpu = \"h100-sxm\"\nprefix-cache-hit = 1.0\n{lens}"));
+    assert!(e.contains("prefix-cache-hit") && e.contains("[0, 1)"), "{e}");
+    let e = err("llm = \"llama-3.1-8b\"\ngpu = \"h100-sxm\"\nlengths = \"/no/such/file.csv\"");
+    assert!(e.contains("cannot read /no/such/file.csv"), "{e}");
+    let e = err("llm = \"llama-3.1-8b\"\ngpu = \"h100-sxm\"\nprompt-tokens = 2000000\noutput-tokens = 10");
+    assert!(e.contains("does not fit the server's KV cache"), "{e}");
+    let text = scenario(&format!("{EIGHT_B}\n{lens}"), "concurrency = 2\nrate = 3", "1s");
+    let e = spec_from_text(&text, "bad.toml", &Catalog::builtin()).unwrap_err().to_string();
+    assert!(e.contains("not both"), "{e}");
+}

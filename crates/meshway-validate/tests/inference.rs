@@ -1,0 +1,50 @@
+//! The repository's serving validation set (validation/inference/) against meshway's
+//! inference model, with the bounds it holds today asserted so a regression fails.
+
+use meshway_fabric::Catalog;
+use meshway_validate::inference::run;
+
+fn read(name: &str) -> (String, String) {
+    let p = format!("{}/../../validation/inference/{name}", env!("CARGO_MANIFEST_DIR"));
+    (p.clone(), std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}")))
+}
+
+#[test]
+fn serving_validation_set_holds_its_bounds() {
+    let files = vec![read("throughput.csv"), read("latency-load.csv")];
+    let (sf, setups) = read("setups.toml");
+    let r = run(&files, &setups, &sf, &Catalog::builtin(), &mut |_, _| {}).unwrap();
+    assert!(r.rows.len() >= 230, "{} rows run", r.rows.len());
+    let mut figures = 0;
+    for g in &r.groups {
+        figures += g.rows;
+        // Today's medians are 7-17% and 58-83% of rows are within the bounds
+        // (15% throughput, 20% latency); the target is every row within.
+        assert!(
+            g.median_abs_error < 0.18,
+            "{} {} {}: median |error| {:.3}",
+            g.setup,
+            g.model,
+            g.metric,
+            g.median_abs_error
+        );
+        assert!(g.within_bound >= 0.55, "{} {} {}: {:.2} within bound", g.setup, g.model, g.metric, g.within_bound);
+    }
+    assert!(figures >= 370, "{figures} figures compared");
+    // Offline throughput of the 70B model across TP 1-8, H100 and H200: 80% within 15%.
+    let g = r
+        .groups
+        .iter()
+        .find(|g| g.model == "Llama 3.1 70B" && g.metric == "output tokens/s" && g.setup.contains("0.17"))
+        .unwrap();
+    assert!(g.within_bound >= 0.75 && g.median_abs_error < 0.10, "{g:?}");
+    // Every row not run says why.
+    assert!(r.skipped.iter().all(|s| !s.why.is_empty()));
+}
+
+#[test]
+fn bad_setup_is_a_clear_error() {
+    let files = vec![read("throughput.csv")];
+    let e = run(&files, "[[setup]]\nname = 1\n", "bad.toml", &Catalog::builtin(), &mut |_, _| {}).unwrap_err();
+    assert!(e.to_string().starts_with("bad.toml:2"), "{e}");
+}
