@@ -3,6 +3,12 @@
 use meshway_fabric::Catalog;
 use meshway_infer::{simulate, spec_from_text, Run};
 
+/// The built-in catalog without the fixed per-path cost, so latencies are the closed forms
+/// of fibre, hops and last mile alone.
+fn cat() -> Catalog {
+    Catalog::with_overlay("[inference]\nwan-fixed = \"0ns\"\n", "no-wan-fixed.toml").unwrap()
+}
+
 fn one_site(region: &str, model: &str, site: &str) -> String {
     format!(
         "[[model]]\nname = \"m\"\ngpus-per-server = 1\n{model}\n\n\
@@ -20,7 +26,7 @@ fn idle_latency_is_propagation_plus_hops_exactly() {
         "prefill-tokens-per-s = 10000\ndecode-tokens-per-s = 1000\nmax-batch = 8\nprompt-tokens = 500\noutput-tokens = 101",
         "access-hops = 3\nhop-latency = \"100us\"",
     ) + "[inference]\nduration = \"10h\"\n";
-    let spec = spec_from_text(&text, "idle.toml", &Catalog::builtin()).unwrap();
+    let spec = spec_from_text(&text, "idle.toml", &cat()).unwrap();
     let p = spec.regions[0].paths[0].as_ref().unwrap();
     // 2ms last mile + 1000 km x 4.9 us + 5 hops x 100 us = 7.4 ms one way.
     assert_eq!(p.one_way.0, 7_400_000);
@@ -40,7 +46,9 @@ fn idle_latency_is_propagation_plus_hops_exactly() {
     assert!((r.stream_tokens_per_s - 1000.0).abs() < 1e-6);
 }
 
-/// Great-circle distance becomes fiber through the catalog's route factor (1.3).
+/// Great-circle distance becomes fiber through the catalog's route factor (1.26), and each
+/// path pays the fixed per-path cost (4.6 ms one way), both fitted to Azure's published
+/// inter-region round trips.
 #[test]
 fn distance_uses_route_factor() {
     let text = one_site(
@@ -50,8 +58,8 @@ fn distance_uses_route_factor() {
     );
     let spec = spec_from_text(&text, "d.toml", &Catalog::builtin()).unwrap();
     let p = spec.regions[0].paths[0].as_ref().unwrap();
-    assert_eq!(p.fiber.0, 1_300_000_000);
-    assert_eq!(p.one_way.0, 6_370_000); // 1300 km x 4.9 us
+    assert_eq!(p.fiber.0, 1_260_000_000);
+    assert_eq!(p.one_way.0, 6_174_000 + 4_600_000); // 1260 km x 4.9 us + 4.6 ms
 }
 
 fn queue(extra_model: &str, rate: f64) -> meshway_infer::InferReport {
@@ -60,7 +68,7 @@ fn queue(extra_model: &str, rate: f64) -> meshway_infer::InferReport {
         &format!("max-batch = 1\n{extra_model}"),
         "access-hops = 0",
     ) + "[inference]\nduration = \"2h\"\npolicy = \"nearest\"\n";
-    let spec = spec_from_text(&text, "q.toml", &Catalog::builtin()).unwrap();
+    let spec = spec_from_text(&text, "q.toml", &cat()).unwrap();
     simulate(&spec, &Run::new(&spec))
 }
 
@@ -123,7 +131,7 @@ fn arrivals(region_keys: &str, duration: &str) -> u64 {
     )
     .replace("gpus = 1\n", "")
         + &format!("[inference]\nduration = \"{duration}\"\n");
-    let spec = spec_from_text(&text, "a.toml", &Catalog::builtin()).unwrap();
+    let spec = spec_from_text(&text, "a.toml", &cat()).unwrap();
     let rep = simulate(&spec, &Run::new(&spec));
     let served: u64 = rep.sites.iter().map(|s| s.requests).sum();
     assert_eq!(served + rep.regions[0].unserved, rep.regions[0].requests, "every request is counted once");
@@ -183,7 +191,7 @@ fiber = { near = \"10km\", far = \"2000km\" }
 ";
     let run = |policy: &str| {
         let t = format!("{text}[inference]\nduration = \"5min\"\npolicy = \"{policy}\"\n");
-        let spec = spec_from_text(&t, "p.toml", &Catalog::builtin()).unwrap();
+        let spec = spec_from_text(&t, "p.toml", &cat()).unwrap();
         simulate(&spec, &Run::new(&spec))
     };
     let near = run("nearest");
@@ -230,7 +238,7 @@ fiber = { near = \"10km\", far = \"2000km\" }
 duration = \"5min\"
 policy = \"nearest\"
 ";
-    let spec = spec_from_text(text, "f.toml", &Catalog::builtin()).unwrap();
+    let spec = spec_from_text(text, "f.toml", &cat()).unwrap();
     let mut run = Run::new(&spec);
     run.site_fail_at[0] = Some(120_000_000_000);
     let rep = simulate(&spec, &run);

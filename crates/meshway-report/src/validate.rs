@@ -100,6 +100,33 @@ pub fn infer_validate_text(r: &meshway_validate::inference::InferValidation) -> 
     let _ = writeln!(o, "\nBy group");
     o.push_str(&g.render());
     not_run(&mut o, r.skipped.iter().map(|s| s.why.as_str()));
+    if !r.wan.is_empty() {
+        let mut t = Table::new(&["row", "from", "to", "great circle", "published", "meshway", "error"]);
+        for w in &r.wan {
+            t.row(vec![
+                format!("wan-rtt.csv:{}", w.line),
+                w.from.clone(),
+                w.to.clone(),
+                format!("{:.0} km", w.great_circle_km),
+                format!("{:.1} ms", w.published_ms),
+                format!("{:.1} ms", w.meshway_ms),
+                pct_signed(w.error),
+            ]);
+        }
+        let _ = writeln!(o, "\nInter-region round trips, published against the path model");
+        o.push_str(&t.render());
+        let mut g = Table::new(&["pairs", "rows", "median |error|", "max |error|", "within 15%"]);
+        for x in &r.wan_groups {
+            g.row(vec![
+                x.model.clone(),
+                x.rows.to_string(),
+                pct(x.median_abs_error),
+                pct(x.max_abs_error),
+                pct(x.within_bound),
+            ]);
+        }
+        o.push_str(&g.render());
+    }
     o
 }
 

@@ -113,11 +113,86 @@ pub struct InferValidation {
     pub rows: Vec<InferOutcome>,
     pub groups: Vec<InferGroup>,
     pub skipped: Vec<InferSkipped>,
+    /// Inter-region round trips (`wan-rtt.csv`), when the set has them.
+    pub wan: Vec<WanOutcome>,
+    pub wan_groups: Vec<InferGroup>,
 }
 
-/// The bound a metric is held to: throughput 15%, latencies 20%.
+/// One published round trip between two cloud regions against meshway's path model.
+#[derive(Debug, Clone, Serialize)]
+pub struct WanOutcome {
+    pub line: usize,
+    pub from: String,
+    pub to: String,
+    pub class: String,
+    pub great_circle_km: f64,
+    pub published_ms: f64,
+    /// 2 x (great circle x route factor x fibre delay + the fixed per-path cost).
+    pub meshway_ms: f64,
+    pub error: f64,
+}
+
+/// Great-circle distance in km between two points in degrees (haversine, mean Earth
+/// radius 6,371 km).
+pub fn great_circle_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let (dp, dl) = ((lat2 - lat1).to_radians(), (lon2 - lon1).to_radians());
+    let h = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * 6371.0 * h.sqrt().min(1.0).asin()
+}
+
+/// Runs `wan-rtt.csv` (named `file`): each row's round trip from the great-circle distance of
+/// its two cities through the catalog's route factor, fibre delay and fixed per-path cost
+/// (no last mile or access hops: the table is between data centres).
+pub fn run_wan(text: &str, file: &str, cat: &Catalog) -> Result<(Vec<WanOutcome>, Vec<InferGroup>), ValidateError> {
+    let d = cat.inference.as_ref().ok_or_else(|| csv_err(file, 0, "the catalog has no [inference] section".into()))?;
+    let per_km = cat.constants.fiber_delay_per_km.0 as f64;
+    let mut out = Vec::new();
+    for (line, row) in table(text, file)? {
+        let f = |c: &str| -> Result<f64, ValidateError> {
+            num(&row, c).ok_or_else(|| csv_err(file, line, format!("expected a number in column {c}")))
+        };
+        let km = great_circle_km(f("from_lat")?, f("from_lon")?, f("to_lat")?, f("to_lon")?);
+        let published = f("rtt_ms")?;
+        let one_way_ns = km * d.route_factor * per_km + d.wan_fixed.0 as f64;
+        let meshway = 2.0 * one_way_ns * 1e-6;
+        out.push(WanOutcome {
+            line,
+            from: row.get("from").cloned().unwrap_or_default(),
+            to: row.get("to").cloned().unwrap_or_default(),
+            class: row.get("pair_class").cloned().unwrap_or_default(),
+            great_circle_km: km,
+            published_ms: published,
+            meshway_ms: meshway,
+            error: (meshway - published) / published,
+        });
+    }
+    let mut classes: Vec<String> = out.iter().map(|w| w.class.clone()).collect();
+    classes.sort();
+    classes.dedup();
+    classes.push("all".into());
+    let groups = classes
+        .into_iter()
+        .map(|c| {
+            let mut e: Vec<f64> = out.iter().filter(|w| c == "all" || w.class == c).map(|w| w.error.abs()).collect();
+            let within = e.iter().filter(|x| **x <= 0.15).count() as f64 / e.len().max(1) as f64;
+            InferGroup {
+                setup: "wan-rtt".into(),
+                rows: e.len(),
+                max_abs_error: e.iter().copied().fold(0.0, f64::max),
+                median_abs_error: median(&mut e),
+                within_bound: within,
+                model: c,
+                metric: "rtt ms",
+            }
+        })
+        .collect();
+    Ok((out, groups))
+}
+
+/// The bound a metric is held to: throughput and round trips 15%, serving latencies 20%.
 pub fn bound(metric: &str) -> f64 {
-    if metric.contains("tokens/s") {
+    if metric.contains("tokens/s") || metric == "rtt ms" {
         0.15
     } else {
         0.20
@@ -326,5 +401,5 @@ pub fn run(
             }
         })
         .collect();
-    Ok(InferValidation { rows, groups, skipped })
+    Ok(InferValidation { rows, groups, skipped, wan: Vec::new(), wan_groups: Vec::new() })
 }

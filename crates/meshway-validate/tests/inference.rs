@@ -48,3 +48,28 @@ fn bad_setup_is_a_clear_error() {
     let e = run(&files, "[[setup]]\nname = 1\n", "bad.toml", &Catalog::builtin(), &mut |_, _| {}).unwrap_err();
     assert!(e.to_string().starts_with("bad.toml:2"), "{e}");
 }
+
+/// The path model against Azure's published inter-region round trips: the fitted route
+/// factor and fixed cost put 63% of the 52 pairs within 15% (median 11.8%); Europe-Asia
+/// pairs, routed far from the great circle, are the misses.
+#[test]
+fn wan_round_trips_hold_their_bounds() {
+    let (f, text) = read("wan-rtt.csv");
+    let (rows, groups) = meshway_validate::inference::run_wan(&text, &f, &Catalog::builtin()).unwrap();
+    assert_eq!(rows.len(), 52);
+    let all = groups.iter().find(|g| g.model == "all").unwrap();
+    assert!(all.within_bound >= 0.6 && all.median_abs_error < 0.13, "{all:?}");
+    // One closed form: East US to West Europe, 6,483 km: 2 x (6,483 x 1.26 x 4.9 us + 4.6 ms).
+    let r = rows.iter().find(|r| r.from == "East US" && r.to == "West Europe").unwrap();
+    let want = 2.0 * (r.great_circle_km * 1.26 * 4.9e-3 + 4.6);
+    assert!((r.meshway_ms - want).abs() < 1e-9 && (r.great_circle_km - 6483.0).abs() < 1.0, "{r:?}");
+}
+
+#[test]
+fn great_circle_closed_forms() {
+    use meshway_validate::inference::great_circle_km;
+    // A degree of the equator and a quarter meridian on a 6,371 km sphere.
+    assert!((great_circle_km(0.0, 0.0, 0.0, 1.0) - 6371.0 * std::f64::consts::PI / 180.0).abs() < 1e-9);
+    assert!((great_circle_km(0.0, 0.0, 90.0, 0.0) - 6371.0 * std::f64::consts::FRAC_PI_2).abs() < 1e-9);
+    assert_eq!(great_circle_km(10.0, 20.0, 10.0, 20.0), 0.0);
+}

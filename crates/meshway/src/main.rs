@@ -135,7 +135,9 @@ Reads DIR/inference/throughput.csv and latency-load.csv (published serving bench
 DIR/inference/setups.toml (their models, GPUs and engine settings as meshway [[model]] keys).
 Each row runs as one server: offline rows with every request sent at once, rate rows with
 Poisson arrivals. Prints output tokens/s, time to first token and inter-token latency,
-published and simulated, and per group the share within 15% (throughput) or 20% (latency).")]
+published and simulated, and per group the share within 15% (throughput) or 20% (latency).
+DIR/inference/wan-rtt.csv (published inter-region round trips) is compared with the path
+model: great-circle distance x route factor x fibre delay + the fixed per-path cost.")]
     Validate {
         /// The validation set (default: validation).
         #[arg(default_value = "validation")]
@@ -243,7 +245,9 @@ fn run(cli: Cli) -> Result<()> {
                 let (setups, setups_file) = read("inference", "setups.toml")?;
                 let files = vec![read("inference", "throughput.csv")?, read("inference", "latency-load.csv")?];
                 let files: Vec<(String, String)> = files.into_iter().map(|(t, f)| (f, t)).collect();
-                let r = meshway_validate::inference::run(&files, &setups, &setups_file, &cat, &mut |_, _| {})?;
+                let mut r = meshway_validate::inference::run(&files, &setups, &setups_file, &cat, &mut |_, _| {})?;
+                let (wan, wan_file) = read("inference", "wan-rtt.csv")?;
+                (r.wan, r.wan_groups) = meshway_validate::inference::run_wan(&wan, &wan_file, &cat)?;
                 if !text.is_empty() {
                     text.push('\n');
                 }
