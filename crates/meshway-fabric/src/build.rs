@@ -990,6 +990,12 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
                 ),
             ));
         }
+        if d.capacity.is_some() || d.background.is_some() {
+            return Err(ctx.invalid(
+                "capacity",
+                "`capacity` and `background` apply to inference KV-cache transfers; a multi-site fabric's DCI is wavelengths x the optic's rate",
+            ));
+        }
         let w = d.wavelengths.unwrap_or(1);
         if w == 0 || w > 4096 {
             return Err(ctx.invalid("wavelengths", format!("expected 1 to 4096, got {w}")));

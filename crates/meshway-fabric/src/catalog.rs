@@ -340,7 +340,8 @@ pub struct ServingDefaults {
     pub token_budget: u32,
     /// Requests one server runs at once.
     pub max_batch: u32,
-    /// Latency of one tensor-parallel all-reduce (two per layer per step).
+    /// Latency of one tensor-parallel all-reduce between two GPUs (two per layer per step);
+    /// x log2(GPUs) for more.
     pub allreduce_latency: Nanos,
     pub source: Option<String>,
     pub assumption: Option<String>,

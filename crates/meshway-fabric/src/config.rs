@@ -202,6 +202,9 @@ pub struct SiteConfig {
     pub hop_latency: Option<meshway_units::Nanos>,
     /// Inference: the model served (default: the only `[[model]]`).
     pub model: Option<String>,
+    /// Inference: what the site's servers do (default both): `prefill` sites hand each
+    /// request's KV cache over a `[[dci]]` link to a `decode` (or `both`) site.
+    pub role: Option<crate::infer_config::SiteRole>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
@@ -216,6 +219,11 @@ pub struct DciConfig {
     pub optic: Option<String>,
     /// Wavelengths (each one link at the optic's rate).
     pub wavelengths: Option<u32>,
+    /// Inference: capacity of a routed path used for KV-cache transfers (instead of
+    /// wavelengths x the optic's rate).
+    pub capacity: Option<BitsPerSec>,
+    /// Inference: share of the capacity other traffic uses (default 0).
+    pub background: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema)]

@@ -147,6 +147,18 @@ pub enum SiteTier {
     Central,
 }
 
+/// What a site's servers do in disaggregated serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SiteRole {
+    /// Prefill and decode (no KV transfer).
+    Both,
+    /// Prefill only: the first token, then the KV cache moves to a decode site.
+    Prefill,
+    /// Decode only: takes KV caches from prefill sites.
+    Decode,
+}
+
 /// How each request picks a site among the reachable, healthy sites serving its model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]

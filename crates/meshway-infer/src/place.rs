@@ -10,7 +10,10 @@
 //!    checked by simulation).
 //! 3. Sizing rule: a site gets the fewest servers that keep its peak load (rate x the largest
 //!    daily-profile multiplier) at most `target-utilization` of its full-batch capacity, at
-//!    least one server, and no more than `max-gpus`.
+//!    least one server, and no more than `max-gpus`. A server's capacity comes from the
+//!    model: the batch its KV cache holds at mean lengths (shaped models), cut to the largest
+//!    batch whose decode step keeps the strictest TPOT objective of the regions it serves.
+//!    A region whose TPOT objective even a lone request misses is a latency violation.
 //! 4. With N+1, steps 1-3 are repeated with each open site failed (its regions move to their
 //!    next nearest open site) and each site keeps the largest size any case needs. A single
 //!    failed route moves one region to the place a failure of its site would move it, so
@@ -158,6 +161,7 @@ pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool) -> Sizing {
     let mut assignment = vec![None; spec.regions.len()];
     for &failed in &cases {
         let mut load = vec![0.0f64; ns];
+        let mut tpot: Vec<Option<u64>> = vec![None; ns];
         for (r, reg) in spec.regions.iter().enumerate() {
             let when = failed.map(|f| format!(" when {} fails", spec.sites[f].name)).unwrap_or_default();
             let Some(s) = nearest(spec, r, open, failed) else {
@@ -179,12 +183,26 @@ pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool) -> Sizing {
                     reg.ttft_p99.0 as f64 / 1e6
                 ));
             }
+            if let Some(t) = reg.tpot_p99 {
+                tpot[s] = Some(tpot[s].map_or(t.0, |x| x.min(t.0)));
+                let ctx = f64::from(m.prompt_tokens) + f64::from(m.output_tokens) / 2.0;
+                let lone = 1e9 / m.stream_rate(1, ctx);
+                if lone > t.0 as f64 {
+                    violations.push(format!(
+                        "{}: a lone request decodes at {:.1}ms per token on model {:?}, objective {:.1}ms",
+                        reg.name,
+                        lone / 1e6,
+                        m.name,
+                        t.0 as f64 / 1e6
+                    ));
+                }
+            }
             load[s] += peak_rate(spec, r);
         }
         for s in 0..ns {
             if open[s] {
                 let m = &spec.models[spec.sites[s].model];
-                let per_server = spec.target_utilization * m.server_capacity();
+                let per_server = spec.target_utilization * m.server_capacity_within(tpot[s]);
                 let need = ((load[s] / per_server) - 1e-9).ceil().max(1.0) as u32;
                 servers[s] = servers[s].max(need);
             }

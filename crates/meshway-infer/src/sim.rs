@@ -30,7 +30,7 @@
 
 use crate::rng::Rng;
 use crate::spec::{Arrivals, Cost, InferSpec, LengthDist, Model, Policy};
-use meshway_fabric::infer_config::SiteTier;
+use meshway_fabric::infer_config::{SiteRole, SiteTier};
 use serde::Serialize;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -100,7 +100,10 @@ impl Percentiles {
 #[derive(Debug, Clone, Serialize)]
 pub struct RegionResult {
     pub name: String,
+    /// Requests the region's users sent (each counted once, however often it was resent).
     pub requests: u64,
+    /// Requests that streamed their last token back.
+    pub served: u64,
     /// Requests no healthy site could take (counted as misses).
     pub unserved: u64,
     /// Requests sent again because their site failed under them.
@@ -147,6 +150,23 @@ pub struct SiteResult {
     pub gpu_hour_usd: f64,
 }
 
+/// One direction of a DCI link carrying KV caches.
+#[derive(Debug, Clone, Serialize)]
+pub struct DciResult {
+    pub from: String,
+    pub to: String,
+    pub capacity_bps: f64,
+    pub background: f64,
+    pub transfers: u64,
+    pub bytes: f64,
+    /// Share of the run with at least one transfer on the link.
+    pub busy: f64,
+    /// Mean throughput over the run as a share of the capacity left by background traffic.
+    pub utilization: f64,
+    /// Transfer time, first byte sent to last byte received (with propagation).
+    pub transfer: Percentiles,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct InferReport {
     pub scenario: String,
@@ -159,6 +179,8 @@ pub struct InferReport {
     pub end_ns: u64,
     pub regions: Vec<RegionResult>,
     pub sites: Vec<SiteResult>,
+    /// KV-cache transfers per DCI direction (disaggregated serving; empty otherwise).
+    pub dci: Vec<DciResult>,
     pub all_met: bool,
     pub cost_usd_per_hour: f64,
 }
@@ -193,6 +215,10 @@ enum Ev {
     Wake(u32, u32, u32),
     Fail(u32),
     Retry(u32),
+    /// A KV transfer on link direction `.0` may have finished (version `.1`).
+    KvDone(u32, u32),
+    /// A request's KV cache reaches its decode site.
+    Handoff(u32),
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -210,6 +236,31 @@ struct Req {
     ctx0: f64,
     send: u64,
     first: u64,
+    /// When the user sees the first token.
+    first_seen: u64,
+    /// Disaggregated: the prefill site and server holding the KV cache during its transfer.
+    psite: u32,
+    pserver: u32,
+    /// Times the request was sent again after a failure.
+    tries: u32,
+}
+
+/// Sends of one request before its user gives up.
+pub const MAX_TRIES: u32 = 8;
+
+/// One direction of a DCI link: KV transfers sharing its capacity equally (processor
+/// sharing in bytes: `v` is what each transfer has received since the link was last idle).
+#[derive(Debug, Default)]
+struct LinkState {
+    flows: BinaryHeap<Reverse<(u64, u32)>>,
+    v: f64,
+    last: u64,
+    ver: u32,
+    busy_ns: u64,
+    bytes: f64,
+    times: Vec<u64>,
+    /// Per request in flight: when its transfer began.
+    started: Vec<(u32, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -271,6 +322,7 @@ struct Sim<'a> {
     e2e: Vec<Vec<u64>>,
     /// Per region: requests that met every objective.
     ok: Vec<u64>,
+    links: Vec<LinkState>,
     /// Per model: (requests per second of a full server, mean prefill time, requests a
     /// server holds at mean lengths), for routing estimates.
     est: Vec<(f64, u64, f64)>,
@@ -279,6 +331,7 @@ struct Sim<'a> {
     stream_rate_sum: Vec<f64>,
     served_by: Vec<Vec<u64>>,
     unserved: Vec<u64>,
+    arrivals: Vec<u64>,
     retried: Vec<u64>,
     /// Per region: candidate sites sorted by one-way latency.
     cands: Vec<Vec<(u32, u64)>>,
@@ -346,9 +399,22 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// A healthy decode site that prefill site `p` can hand region `r`'s requests to.
+    fn decode_site_up(&self, r: usize, p: usize) -> bool {
+        self.spec.decode_links(p).into_iter().any(|(_, d)| {
+            !self.sites[d].down
+                && self.run.servers[d] > 0
+                && !self.run.path_down.contains(&(r, d))
+                && self.spec.regions[r].paths[d].is_some()
+        })
+    }
+
     fn route(&self, r: usize) -> Option<(u32, u64)> {
         let spec = self.spec;
-        let mut c = self.cands[r].iter().filter(|x| !self.sites[x.0 as usize].down);
+        let mut c = self.cands[r].iter().filter(|x| {
+            let s = x.0 as usize;
+            !self.sites[s].down && (spec.sites[s].role != SiteRole::Prefill || self.decode_site_up(r, s))
+        });
         match self.run.policy {
             Policy::Nearest => c.next().copied(),
             Policy::LeastLoaded => c
@@ -378,6 +444,7 @@ impl<'a> Sim<'a> {
     fn arrive(&mut self, r: usize, now: u64) {
         let m = &self.spec.models[self.spec.regions[r].model];
         let (prompt, output) = sample_lengths(&mut self.gens[r].rng, m);
+        self.arrivals[r] += 1;
         let left = m.uncached(prompt);
         let kv = m.kv_reserve(prompt, output);
         if let Some(t) = self.next_arrival(r) {
@@ -422,6 +489,7 @@ impl<'a> Sim<'a> {
         let m = &self.spec.models[self.spec.sites[s as usize].model];
         req.site = s;
         req.left = m.uncached(req.prompt);
+        req.kv = m.kv_reserve(req.prompt, req.output);
         self.sites[s as usize].assigned += 1;
         self.push(now + ow + m.request_overhead_ns, Ev::Reach(q));
     }
@@ -450,8 +518,19 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Request `q` is sent again after the failover delay; after [`MAX_TRIES`] sends its user
+    /// gives up and it counts as unserved.
     fn retry_later(&mut self, q: u32, now: u64) {
-        self.retried[self.reqs[q as usize].region as usize] += 1;
+        let req = &mut self.reqs[q as usize];
+        let r = req.region as usize;
+        req.tries += 1;
+        if req.tries >= MAX_TRIES {
+            self.unserved[r] += 1;
+            self.free.push(q);
+            self.user_again(r, now + self.run.failover_detect_ns);
+            return;
+        }
+        self.retried[r] += 1;
         self.push(now + self.run.failover_detect_ns, Ev::Retry(q));
     }
 
@@ -476,6 +555,15 @@ impl<'a> Sim<'a> {
         let srv = &mut site.servers[v];
         if srv.running {
             return;
+        }
+        // Requests whose KV cache arrived from a prefill site decode from the next step.
+        while let Some(i) = srv.pending.iter().position(|&q| self.reqs[q as usize].left == 0) {
+            let q = srv.pending.remove(i).unwrap_or_default();
+            let req = &mut self.reqs[q as usize];
+            let ctx0 = f64::from(req.prompt) + 1.0 - srv.v;
+            req.ctx0 = ctx0;
+            srv.ctx_base += ctx0;
+            srv.decoding.push(Reverse(((srv.v + f64::from(req.output - 1)).to_bits(), q)));
         }
         let d = srv.decoding.len() as u32;
         srv.chunks.clear();
@@ -513,6 +601,10 @@ impl<'a> Sim<'a> {
             d > 0
         };
         if !decodes && srv.chunks.is_empty() {
+            if srv.decoding.is_empty() {
+                srv.v = 0.0;
+                srv.ctx_base = 0.0;
+            }
             return;
         }
         let dn = if decodes { d } else { 0 };
@@ -558,18 +650,19 @@ impl<'a> Sim<'a> {
         let req = self.reqs[q as usize];
         let (r, s) = (req.region as usize, req.site as usize);
         let ow = self.sites[s].one_way[r];
-        let ttft = req.first + ow - req.send;
+        let ttft = req.first_seen - req.send;
         let e2e = now + ow - req.send;
         self.ttft[r].push(ttft);
         self.e2e[r].push(e2e);
         let reg = &self.spec.regions[r];
         let mut ok = ttft <= reg.ttft_p99.0;
         if req.output > 1 {
-            let tpot = (now - req.first) / u64::from(req.output - 1);
+            let span = (now + ow).saturating_sub(req.first_seen);
+            let tpot = span / u64::from(req.output - 1);
             self.tpot[r].push(tpot);
             ok &= reg.tpot_p99.is_none_or(|o| tpot <= o.0);
-            if now > req.first {
-                self.stream_rate_sum[r] += f64::from(req.output - 1) / ((now - req.first) as f64 * 1e-9);
+            if span > 0 {
+                self.stream_rate_sum[r] += f64::from(req.output - 1) / (span as f64 * 1e-9);
             }
         }
         self.ok[r] += u64::from(ok);
@@ -618,6 +711,7 @@ impl<'a> Sim<'a> {
                 continue;
             }
             req.first = now;
+            req.first_seen = now + self.sites[s].one_way[req.region as usize];
             let (out, prompt) = (req.output, req.prompt);
             let srv = &mut self.sites[s].servers[v];
             if srv.pending.front() == Some(&q) {
@@ -627,6 +721,8 @@ impl<'a> Sim<'a> {
             }
             if out <= 1 {
                 self.complete(q, now);
+            } else if self.spec.sites[s].role == SiteRole::Prefill {
+                self.hand_off(q, s, v, now);
             } else {
                 let target = srv.v + f64::from(out - 1);
                 let ctx0 = f64::from(prompt) + 1.0 - srv.v;
@@ -640,6 +736,135 @@ impl<'a> Sim<'a> {
         self.sites[s].servers[v].chunks = chunks;
         self.admit(s, now);
         self.start_step(s, v, now);
+    }
+
+    /// Prefill site `s` (server `v`) has produced request `q`'s first token: its KV cache
+    /// goes over a DCI link to the decode site nearest the user; the prefill server keeps it
+    /// until the transfer ends.
+    fn hand_off(&mut self, q: u32, s: usize, v: usize, now: u64) {
+        let r = self.reqs[q as usize].region as usize;
+        let reg = &self.spec.regions[r];
+        let best = self
+            .spec
+            .decode_links(s)
+            .into_iter()
+            .filter(|&(_, d)| !self.sites[d].down && self.run.servers[d] > 0 && !self.run.path_down.contains(&(r, d)))
+            .filter_map(|(l, d)| reg.paths[d].as_ref().map(|p| (p.one_way.0, d, l)))
+            .min();
+        let req = &mut self.reqs[q as usize];
+        req.psite = s as u32;
+        req.pserver = v as u32;
+        let Some((_, d, l)) = best else {
+            // No decode site left: release the prefill server and start over elsewhere.
+            self.release(q, now);
+            self.retry_later(q, now);
+            return;
+        };
+        req.site = d as u32;
+        let dci = &self.spec.dcis[l];
+        let dir = 2 * l + usize::from(dci.a != s);
+        let Cost::Shape(shape) = &self.spec.models[self.spec.sites[s].model].cost else { return };
+        let bytes = f64::from(req.prompt) * shape.kv_bytes_per_token;
+        self.link_advance(dir, now);
+        let link = &mut self.links[dir];
+        if link.flows.is_empty() {
+            link.v = 0.0;
+        }
+        link.flows.push(Reverse(((link.v + bytes).to_bits(), q)));
+        link.started.push((q, now));
+        link.bytes += bytes;
+        self.link_schedule(dir, now);
+    }
+
+    /// Frees the prefill server's batch slot and KV cache held for request `q`.
+    fn release(&mut self, q: u32, now: u64) {
+        let req = self.reqs[q as usize];
+        let (p, v) = (req.psite as usize, req.pserver as usize);
+        let site = &mut self.sites[p];
+        site.assigned = site.assigned.saturating_sub(1);
+        if site.down {
+            return;
+        }
+        site.requests += 1;
+        self.advance(p, v, now);
+        let srv = &mut self.sites[p].servers[v];
+        srv.active -= 1;
+        srv.kv_used -= req.kv;
+        self.admit(p, now);
+        self.start_step(p, v, now);
+    }
+
+    fn link_rate(&self, dir: usize) -> f64 {
+        let n = self.links[dir].flows.len().max(1) as f64;
+        self.spec.dcis[dir / 2].usable_bytes_per_s() / n
+    }
+
+    fn link_advance(&mut self, dir: usize, now: u64) {
+        let rate = self.link_rate(dir);
+        let link = &mut self.links[dir];
+        let dt = now.saturating_sub(link.last);
+        if dt > 0 && !link.flows.is_empty() {
+            link.v += rate * dt as f64 * 1e-9;
+            link.busy_ns += dt;
+        }
+        link.last = now;
+    }
+
+    fn link_schedule(&mut self, dir: usize, now: u64) {
+        let rate = self.link_rate(dir);
+        let link = &mut self.links[dir];
+        link.ver = link.ver.wrapping_add(1);
+        if let Some(&Reverse((bits, _))) = link.flows.peek() {
+            let left = (f64::from_bits(bits) - link.v).max(0.0);
+            let t = now + ((left / rate * 1e9).ceil() as u64).max(1);
+            let ver = link.ver;
+            self.push(t, Ev::KvDone(dir as u32, ver));
+        }
+    }
+
+    /// Transfers on link direction `dir` that have received all their bytes arrive after the
+    /// link's propagation.
+    fn kv_done(&mut self, dir: usize, now: u64) {
+        self.link_advance(dir, now);
+        let one_way = self.spec.dcis[dir / 2].one_way.0;
+        loop {
+            let link = &mut self.links[dir];
+            let Some(&Reverse((bits, q))) = link.flows.peek() else { break };
+            let target = f64::from_bits(bits);
+            if target - link.v > 1e-3 + 1e-12 * target {
+                break;
+            }
+            link.flows.pop();
+            if let Some(i) = link.started.iter().position(|x| x.0 == q) {
+                let (_, t0) = link.started.swap_remove(i);
+                link.times.push(now + one_way - t0);
+            }
+            let failed = self.sites[self.reqs[q as usize].psite as usize].down;
+            self.release(q, now);
+            if failed {
+                self.retry_later(q, now);
+            } else {
+                self.push(now + one_way, Ev::Handoff(q));
+            }
+        }
+        self.link_schedule(dir, now);
+    }
+
+    /// Request `q`'s KV cache reaches its decode site: it queues there to decode.
+    fn handoff(&mut self, q: u32, now: u64) {
+        let d = self.reqs[q as usize].site as usize;
+        if self.sites[d].down {
+            self.retry_later(q, now);
+            return;
+        }
+        let req = &mut self.reqs[q as usize];
+        req.left = 0;
+        req.kv = u64::from(req.prompt) + u64::from(req.output);
+        let site = &mut self.sites[d];
+        site.assigned += 1;
+        site.queue.push_back(q);
+        site.max_queue = site.max_queue.max(site.queue.len() as u64);
+        self.admit(d, now);
     }
 
     fn reach(&mut self, q: u32, now: u64) {
@@ -684,6 +909,7 @@ fn candidates(spec: &InferSpec, run: &Run) -> Vec<Vec<(u32, u64)>> {
                     !run.site_down[s]
                         && run.servers[s] > 0
                         && spec.sites[s].model == reg.model
+                        && spec.sites[s].role != SiteRole::Decode
                         && !run.path_down.contains(&(r, s))
                 })
                 .filter_map(|s| reg.paths[s].as_ref().map(|p| (s as u32, p.one_way.0)))
@@ -733,6 +959,12 @@ impl Sim<'_> {
                 }
                 Ev::Fail(s) => self.fail(s as usize, t),
                 Ev::Retry(q) => self.send(q, t),
+                Ev::KvDone(dir, ver) => {
+                    if self.links[dir as usize].ver == ver {
+                        self.kv_done(dir as usize, t);
+                    }
+                }
+                Ev::Handoff(q) => self.handoff(q, t),
             }
         }
         now
@@ -752,13 +984,14 @@ fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>) -> Vec<RegionR
         let tpot = Percentiles::of(&mut sim.tpot[r]);
         let tpot_obj = reg.tpot_p99.map(|t| t.0);
         let e2e = Percentiles::of(&mut sim.e2e[r]);
-        let total = served + sim.unserved[r];
+        let total = sim.arrivals[r];
         let (main, cnt) =
             sim.served_by[r].iter().enumerate().max_by_key(|&(s, c)| (*c, Reverse(s))).map_or((0, 0), |(s, c)| (s, *c));
         let main_ow = reg.paths[main].as_ref().map_or(0, |p| p.one_way.0);
         regions.push(RegionResult {
             name: reg.name.clone(),
             requests: total,
+            served,
             unserved: sim.unserved[r],
             retried: sim.retried[r],
             ttft,
@@ -832,6 +1065,31 @@ fn site_results(spec: &InferSpec, run: &Run, sim: &Sim<'_>, end: u64) -> (Vec<Si
     (sites, cost)
 }
 
+/// Per DCI direction that carried KV caches: transfers, bytes, load and transfer times.
+fn dci_results(spec: &InferSpec, sim: &mut Sim<'_>, end: u64) -> Vec<DciResult> {
+    let mut out = Vec::new();
+    for (dir, link) in sim.links.iter_mut().enumerate() {
+        if link.times.is_empty() {
+            continue;
+        }
+        let d = &spec.dcis[dir / 2];
+        let (from, to) = if dir % 2 == 0 { (d.a, d.b) } else { (d.b, d.a) };
+        let secs = end.max(1) as f64 * 1e-9;
+        out.push(DciResult {
+            from: spec.sites[from].name.clone(),
+            to: spec.sites[to].name.clone(),
+            capacity_bps: d.capacity_bps,
+            background: d.background,
+            transfers: link.times.len() as u64,
+            bytes: link.bytes,
+            busy: link.busy_ns as f64 / end.max(1) as f64,
+            utilization: link.bytes / secs / d.usable_bytes_per_s(),
+            transfer: Percentiles::of(&mut link.times),
+        });
+    }
+    out
+}
+
 /// Runs one simulation. Pure and deterministic: the same spec and run give the same report.
 pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
     let ns = spec.sites.len();
@@ -870,10 +1128,12 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
             .map(|m| (m.server_capacity(), m.prefill_ns(m.prompt_tokens), f64::from(m.batch_at_mean())))
             .collect(),
         scratch: Vec::new(),
+        links: (0..2 * spec.dcis.len()).map(|_| LinkState::default()).collect(),
         tokens: vec![0; nr],
         stream_rate_sum: vec![0.0; nr],
         served_by: vec![vec![0; ns]; nr],
         unserved: vec![0; nr],
+        arrivals: vec![0; nr],
         retried: vec![0; nr],
         cands,
         events: 0,
@@ -882,8 +1142,19 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
         if let Some(t) = sim.next_arrival(r) {
             sim.push(t, Ev::Arrive(r as u32));
         }
-        for _ in 0..spec.regions[r].concurrency.unwrap_or(0) {
-            sim.push(0, Ev::Arrive(r as u32));
+        // Closed-loop users start spread over one request's time alone (as a benchmark's
+        // users drift apart), so that they do not stay in lock step for the whole run.
+        let users = spec.regions[r].concurrency.unwrap_or(0);
+        if users > 0 {
+            let m = &spec.models[spec.regions[r].model];
+            let ctx = f64::from(m.prompt_tokens) + f64::from(m.output_tokens) / 2.0;
+            let alone = m.prefill_ns(m.prompt_tokens) as f64
+                + f64::from(m.output_tokens.saturating_sub(1)) * 1e9 / m.stream_rate(users.min(m.max_batch), ctx);
+            let window = alone.min(run.duration_ns as f64);
+            for _ in 0..users {
+                let t = (sim.gens[r].rng.uniform() * window) as u64;
+                sim.push(t.min(run.duration_ns.saturating_sub(1)), Ev::Arrive(r as u32));
+            }
         }
     }
     for (s, at) in run.site_fail_at.iter().enumerate() {
@@ -900,6 +1171,7 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
     }
     let regions = region_results(spec, run, &mut sim);
     let (sites, cost) = site_results(spec, run, &sim, end);
+    let dci = dci_results(spec, &mut sim, end);
     let all_met = regions.iter().all(|r| r.met);
     InferReport {
         scenario: spec.name.clone(),
@@ -911,6 +1183,7 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
         end_ns: now,
         regions,
         sites,
+        dci,
         all_met,
         cost_usd_per_hour: cost,
     }

@@ -5,7 +5,7 @@ use meshway_fabric::catalog::InferenceDefaults;
 use meshway_fabric::config::SiteConfig;
 use meshway_fabric::error::closest;
 use meshway_fabric::infer_config::{
-    ArrivalsConfig, LengthDistConfig, ModelConfig, PolicyConfig, PrecisionConfig, RegionConfig, SiteTier,
+    ArrivalsConfig, LengthDistConfig, ModelConfig, PolicyConfig, PrecisionConfig, RegionConfig, SiteRole, SiteTier,
 };
 use meshway_fabric::scenario::Ctx;
 use meshway_fabric::{Catalog, FabricError, Scenario};
@@ -136,7 +136,10 @@ impl Shape {
         let roof = gemm + attn;
         let comm = if self.gpus > 1 {
             let payload = tokens * self.hidden * 2.0 * 2.0 * f64::from(self.gpus - 1) / f64::from(self.gpus);
-            2.0 * l * (self.allreduce_ns as f64 * 1e-9 + payload / self.nvlink_bytes_per_s)
+            // Latency grows with the number of GPUs as log2 (a two-GPU all-reduce is one
+            // exchange; eight take three rounds of recursive doubling).
+            let latency = self.allreduce_ns as f64 * 1e-9 * f64::from(self.gpus).log2();
+            2.0 * l * (latency + payload / self.nvlink_bytes_per_s)
         } else {
             0.0
         };
@@ -356,6 +359,29 @@ pub struct Site {
     pub access_hops: u32,
     pub hop_latency: Nanos,
     pub model: usize,
+    pub role: SiteRole,
+}
+
+/// A link between two sites that carries KV caches from prefill to decode sites (each
+/// direction its own capacity, shared equally by the transfers on it).
+#[derive(Debug, Clone, Serialize)]
+pub struct Dci {
+    pub a: usize,
+    pub b: usize,
+    /// Capacity each way, bits per second, before background traffic.
+    pub capacity_bps: f64,
+    /// Share of the capacity other traffic uses.
+    pub background: f64,
+    pub distance: Meters,
+    /// Propagation one way.
+    pub one_way: Nanos,
+}
+
+impl Dci {
+    /// Bytes per second left for KV transfers each way.
+    pub fn usable_bytes_per_s(&self) -> f64 {
+        self.capacity_bps * (1.0 - self.background) / 8.0
+    }
 }
 
 /// Everything the simulator and the placement optimizer need.
@@ -370,9 +396,28 @@ pub struct InferSpec {
     pub models: Vec<Model>,
     pub sites: Vec<Site>,
     pub regions: Vec<Region>,
+    pub dcis: Vec<Dci>,
 }
 
 impl InferSpec {
+    /// Whether any site prefills for another (disaggregated serving).
+    pub fn disaggregated(&self) -> bool {
+        self.sites.iter().any(|s| s.role == SiteRole::Prefill)
+    }
+    /// The DCI links from site `p` to decode-capable sites serving its model: (link, the
+    /// other site).
+    pub fn decode_links(&self, p: usize) -> Vec<(usize, usize)> {
+        self.dcis
+            .iter()
+            .enumerate()
+            .filter_map(|(i, d)| match (d.a == p, d.b == p) {
+                (true, _) => Some((i, d.b)),
+                (_, true) => Some((i, d.a)),
+                _ => None,
+            })
+            .filter(|&(_, d)| self.sites[d].role != SiteRole::Prefill && self.sites[d].model == self.sites[p].model)
+            .collect()
+    }
     /// Servers at each site as configured.
     pub fn servers(&self) -> Vec<u32> {
         self.sites.iter().map(|s| s.gpus / self.models[s.model].gpus_per_server).collect()
@@ -760,6 +805,7 @@ fn validate_site(
         access_hops: s.access_hops.unwrap_or(d.access_hops),
         hop_latency: s.hop_latency.unwrap_or(d.hop_latency),
         model,
+        role: s.role.unwrap_or(SiteRole::Both),
     })
 }
 
@@ -961,6 +1007,7 @@ pub fn from_scenario(sc: &Scenario, cat: &Catalog) -> Result<InferSpec, FabricEr
         let region = validate_region(r, &at(sc, "region", i), d, &models, &sites, per_km, &regions)?;
         regions.push(region);
     }
+    let dcis = validate_dcis(sc, cat, &models, &sites, &regions)?;
     Ok(InferSpec {
         name: sc.name.clone(),
         policy,
@@ -971,5 +1018,119 @@ pub fn from_scenario(sc: &Scenario, cat: &Catalog) -> Result<InferSpec, FabricEr
         models,
         sites,
         regions,
+        dcis,
     })
+}
+
+/// The `[[dci]]` links between inference sites, and the checks of disaggregated serving:
+/// a prefill site serves a shaped model (its KV bytes per token) and reaches, for every
+/// region that can route to it, a decode site the region also reaches.
+fn validate_dcis(
+    sc: &Scenario,
+    cat: &Catalog,
+    models: &[Model],
+    sites: &[Site],
+    regions: &[Region],
+) -> Result<Vec<Dci>, FabricError> {
+    let per_km = cat.constants.fiber_delay_per_km;
+    let names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
+    let mut out = Vec::new();
+    for (i, d) in sc.config.dci.iter().enumerate() {
+        let ctx = at(sc, "dci", i);
+        let find = |key: &str, n: &str| {
+            names.iter().position(|x| *x == n).ok_or_else(|| {
+                let hint = closest(n, &names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
+                ctx.invalid(key, format!("unknown site {n:?}, expected one of {}{hint}", names.join(", ")))
+            })
+        };
+        let (a, b) = (find("a", &d.a)?, find("b", &d.b)?);
+        if a == b {
+            return Err(ctx.invalid("b", "a dci link joins two different sites"));
+        }
+        let capacity_bps = match d.capacity {
+            Some(c) if c.0 > 0 => c.0 as f64,
+            Some(_) => return Err(ctx.invalid("capacity", "expected a positive rate such as \"400Gbps\"")),
+            None => {
+                let optic = match &d.optic {
+                    Some(n) => {
+                        cat.optic_index(n).ok_or_else(|| ctx.invalid("optic", format!("unknown optic {n:?}")))?
+                    }
+                    None => cat.choose_coherent(d.distance).ok_or_else(|| {
+                        ctx.invalid(
+                            "distance",
+                            format!(
+                                "no coherent optic in the catalog reaches {}; give `capacity` for a routed path",
+                                d.distance
+                            ),
+                        )
+                    })?,
+                };
+                let w = d.wavelengths.unwrap_or(1);
+                if w == 0 || w > 4096 {
+                    return Err(ctx.invalid("wavelengths", format!("expected 1 to 4096, got {w}")));
+                }
+                cat.optic[optic as usize].rate.0 as f64 * f64::from(w)
+            }
+        };
+        let background = d.background.unwrap_or(0.0);
+        if !(0.0..1.0).contains(&background) {
+            return Err(ctx.invalid("background", format!("expected a share in [0, 1), got {background}")));
+        }
+        out.push(Dci { a, b, capacity_bps, background, distance: d.distance, one_way: d.distance.propagation(per_km) });
+    }
+    let spec_like = |p: usize| -> Vec<usize> {
+        out.iter()
+            .filter_map(|d| {
+                if d.a == p {
+                    Some(d.b)
+                } else if d.b == p {
+                    Some(d.a)
+                } else {
+                    None
+                }
+            })
+            .filter(|&x| sites[x].role != SiteRole::Prefill && sites[x].model == sites[p].model)
+            .collect()
+    };
+    for (i, r) in regions.iter().enumerate() {
+        if !sites.iter().zip(&r.paths).any(|(s, p)| p.is_some() && s.model == r.model && s.role != SiteRole::Decode) {
+            return Err(at(sc, "region", i).invalid(
+                "distance",
+                format!(
+                    "region {:?} reaches only decode sites; it needs a distance to a prefill (or both) site",
+                    r.name
+                ),
+            ));
+        }
+    }
+    for (p, site) in sites.iter().enumerate().filter(|(_, s)| s.role == SiteRole::Prefill) {
+        let ctx = at(sc, "site", p);
+        if matches!(models[site.model].cost, Cost::Rated { .. }) {
+            return Err(ctx.invalid(
+                "role",
+                format!("a prefill site hands KV caches on, so its model {:?} needs a shape (`llm` and `gpu`) for their bytes", models[site.model].name),
+            ));
+        }
+        let decode = spec_like(p);
+        if decode.is_empty() {
+            return Err(ctx.invalid(
+                "role",
+                format!("prefill site {:?} has no [[dci]] link to a decode site serving its model", site.name),
+            ));
+        }
+        for r in regions.iter().filter(|r| r.paths[p].is_some() && r.model == site.model) {
+            if !decode.iter().any(|&d| r.paths[d].is_some()) {
+                return Err(ctx.invalid(
+                    "role",
+                    format!(
+                        "region {:?} can reach prefill site {:?} but none of its decode sites ({}): give the region a distance to one",
+                        r.name,
+                        site.name,
+                        decode.iter().map(|&d| sites[d].name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(out)
 }

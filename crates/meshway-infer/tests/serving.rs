@@ -285,3 +285,91 @@ fn bad_serving_input() {
     let e = spec_from_text(&text, "bad.toml", &Catalog::builtin()).unwrap_err().to_string();
     assert!(e.contains("not both"), "{e}");
 }
+
+/// Disaggregated serving: prefill at P, the KV cache over a DCI link to D, decode at D.
+fn disaggregated(extra_dci: &str) -> String {
+    format!(
+        "[inference]\nduration = \"10min\"\npolicy = \"nearest\"\n\
+         [[model]]\nname = \"m\"\n{EIGHT_B}\nprompt-tokens = 1000\noutput-tokens = 11\n\n\
+         [[site]]\nname = \"P\"\nrole = \"prefill\"\ngpus = 1\naccess-hops = 0\n\n\
+         [[site]]\nname = \"D\"\nrole = \"decode\"\ngpus = 1\naccess-hops = 0\n\n\
+         [[dci]]\na = \"P\"\nb = \"D\"\ndistance = \"1000km\"\n{extra_dci}\n\n\
+         [[region]]\nname = \"r\"\nrate = 0.01\nlast-mile = \"0ms\"\nttft-p99 = \"10s\"\n\
+         fiber = {{ P = \"0km\", D = \"0km\" }}\nwan-fixed = {{ P = \"0ns\", D = \"0ns\" }}\n"
+    )
+}
+
+/// Each request's KV cache (1,000 tokens x 131,072 B) crosses the link at the capacity left by
+/// background traffic (100 Gb/s x 0.5), plus 1,000 km x 4.9 us; the first token still comes
+/// from the prefill site.
+#[test]
+fn disaggregated_transfer_closed_form() {
+    let text = disaggregated("capacity = \"100Gbps\"\nbackground = 0.5");
+    let spec = spec_from_text(&text, "t.toml", &Catalog::builtin()).unwrap();
+    let rep = simulate(&spec, &Run::new(&spec));
+    let r = &rep.regions[0];
+    assert!(r.requests >= 3, "{} requests", r.requests);
+    assert_eq!(r.unserved, 0);
+    assert_eq!(r.main_site, "D");
+    let bytes: f64 = 1000.0 * 131_072.0;
+    let transfer = (bytes / (100e9 * 0.5 / 8.0) * 1e9).ceil() as u64 + 4_900_000;
+    assert_eq!(rep.dci.len(), 1);
+    let d = &rep.dci[0];
+    assert_eq!((d.from.as_str(), d.to.as_str()), ("P", "D"));
+    assert_eq!(d.transfers, r.requests);
+    assert!((d.bytes - bytes * r.requests as f64).abs() < 1.0);
+    assert!(
+        d.transfer.p50_ns.abs_diff(transfer) <= 1 && d.transfer.max_ns.abs_diff(transfer) <= 1,
+        "{:?} vs {transfer}",
+        d.transfer
+    );
+    // TTFT: request overhead + the prefill step at P, as in one site.
+    assert_eq!(r.ttft.p50_ns, 5_000_000 + step(1000.0, 0.0, Some((1000.0, 0.0))));
+    // After the first token: the transfer, then ten decode steps at D.
+    let decode: u64 = (1..=10).map(|i| step(1.0, 1000.0 + f64::from(i), None)).sum();
+    assert_eq!(r.e2e.p50_ns - r.ttft.p50_ns, transfer + decode);
+    // Each site counts the requests it worked on.
+    assert_eq!(rep.sites[0].requests, r.requests);
+    assert_eq!(rep.sites[1].requests, r.requests);
+}
+
+/// Transfers share the link: a thinner link stretches them and the time per output token.
+#[test]
+fn disaggregated_link_contention() {
+    let run = |cap: &str, rate: f64| {
+        let text = disaggregated(&format!("capacity = \"{cap}\"")).replace("rate = 0.01", &format!("rate = {rate}"));
+        let spec = spec_from_text(&text, "t.toml", &Catalog::builtin()).unwrap();
+        simulate(&spec, &Run::new(&spec))
+    };
+    let (wide, thin) = (run("400Gbps", 4.0), run("10Gbps", 4.0));
+    assert!(
+        thin.dci[0].transfer.p99_ns > 10 * wide.dci[0].transfer.p99_ns / 2,
+        "{:?} {:?}",
+        thin.dci[0].transfer,
+        wide.dci[0].transfer
+    );
+    assert!(thin.regions[0].tpot.p50_ns > wide.regions[0].tpot.p50_ns);
+    assert!(thin.dci[0].utilization > wide.dci[0].utilization * 20.0);
+    // 4 requests/s x 131 MB = 4.2 Gb/s on 10 Gb/s: about 42% busy.
+    assert!((0.3..0.6).contains(&thin.dci[0].utilization), "{}", thin.dci[0].utilization);
+}
+
+#[test]
+fn bad_disaggregation() {
+    let bad = |text: &str| spec_from_text(text, "bad.toml", &Catalog::builtin()).unwrap_err().to_string();
+    let no_link = disaggregated("capacity = \"100Gbps\"")
+        .replace("[[dci]]\na = \"P\"\nb = \"D\"\ndistance = \"1000km\"\ncapacity = \"100Gbps\"\n", "");
+    assert!(bad(&no_link).contains("has no [[dci]] link to a decode site"), "{}", bad(&no_link));
+    let e = bad(&disaggregated("capacity = \"100Gbps\"\nbackground = 1.5"));
+    assert!(e.contains("`dci[1].background`") && e.contains("[0, 1)"), "{e}");
+    let e = bad(&disaggregated("capacity = \"100Gbps\"").replace("b = \"D\"", "b = \"E\""));
+    assert!(e.contains("unknown site \"E\""), "{e}");
+    let rated = disaggregated("capacity = \"100Gbps\"")
+        .replace(EIGHT_B, "gpus-per-server = 1\nprefill-tokens-per-s = 1000\ndecode-tokens-per-s = 100\nmax-batch = 4");
+    let e = bad(&rated);
+    assert!(e.contains("needs a shape"), "{e}");
+    let only_decode = disaggregated("capacity = \"100Gbps\"")
+        .replace("fiber = { P = \"0km\", D = \"0km\" }", "fiber = { D = \"0km\" }");
+    let e = bad(&only_decode);
+    assert!(e.contains("reaches only decode sites"), "{e}");
+}

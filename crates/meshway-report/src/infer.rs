@@ -4,6 +4,7 @@ use crate::format::{ms1, pct, run_length, secs2, thousands};
 use crate::table::Table;
 use meshway_infer::place::PlacementReport;
 use meshway_infer::sim::InferReport;
+use meshway_units::BitsPerSec;
 
 /// The per-region and per-site tables of one simulation.
 pub fn infer_text(r: &InferReport) -> String {
@@ -27,10 +28,11 @@ pub fn infer_text(r: &InferReport) -> String {
         "p99",
         "objective",
         "met",
+        "tpot p50",
+        "p99",
         "e2e p50",
         "p99",
         "tokens/s",
-        "per user",
     ]);
     for x in &r.regions {
         let site = if x.main_site_share < 0.995 && !x.main_site.is_empty() {
@@ -49,18 +51,32 @@ pub fn infer_text(r: &InferReport) -> String {
             ms1(x.ttft.p50_ns),
             ms1(x.ttft.p90_ns),
             ms1(x.ttft.p99_ns),
-            ms1(x.ttft_p99_objective_ns),
+            match x.tpot_p99_objective_ns {
+                Some(t) => format!("{}, tpot {}", ms1(x.ttft_p99_objective_ns), ms1(t)),
+                None => ms1(x.ttft_p99_objective_ns),
+            },
             if x.met { "yes".into() } else { format!("no {}", pct(x.attainment)) },
+            ms1(x.tpot.p50_ns),
+            ms1(x.tpot.p99_ns),
             secs2(x.e2e.p50_ns),
             secs2(x.e2e.p99_ns),
             format!("{:.0}", x.tokens_per_s),
-            format!("{:.1}", x.stream_tokens_per_s),
         ]);
     }
     o.push_str(&t.render());
     o.push('\n');
-    let mut t =
-        Table::new(&["site", "tier", "gpus", "servers", "requests", "gpu util", "batch fill", "max queue", "$/hour"]);
+    let mut t = Table::new(&[
+        "site",
+        "tier",
+        "gpus",
+        "servers",
+        "requests",
+        "gpu util",
+        "batch fill",
+        "kv cache",
+        "max queue",
+        "$/hour",
+    ]);
     for s in &r.sites {
         t.row(vec![
             s.name.clone(),
@@ -70,14 +86,37 @@ pub fn infer_text(r: &InferReport) -> String {
             thousands(s.requests),
             pct(s.gpu_utilization),
             pct(s.batch_fill),
+            if s.kv_fill > 0.0 { pct(s.kv_fill) } else { "-".into() },
             thousands(s.max_queue),
             format!("{:.0}", f64::from(s.gpus) * s.gpu_hour_usd),
         ]);
     }
     o.push_str(&t.render());
+    if !r.dci.is_empty() {
+        let mut t = Table::new(&["kv transfers", "to", "capacity", "transfers", "GB", "busy", "load", "p50", "p99"]);
+        for d in &r.dci {
+            t.row(vec![
+                d.from.clone(),
+                d.to.clone(),
+                format!(
+                    "{}{}",
+                    BitsPerSec(d.capacity_bps as u64),
+                    if d.background > 0.0 { format!(" ({} other)", pct(d.background)) } else { String::new() }
+                ),
+                thousands(d.transfers),
+                format!("{:.1}", d.bytes / 1e9),
+                pct(d.busy),
+                pct(d.utilization),
+                ms1(d.transfer.p50_ns),
+                ms1(d.transfer.p99_ns),
+            ]);
+        }
+        o.push('\n');
+        o.push_str(&t.render());
+    }
     let met = r.regions.iter().filter(|x| x.met).count();
     o.push_str(&format!(
-        "\n{met} of {} regions meet their p99 time-to-first-token objective; GPUs cost ${:.0} per hour.\n",
+        "\n{met} of {} regions meet their p99 objectives (time to first token, and time per output token where set); GPUs cost ${:.0} per hour.\n",
         r.regions.len(),
         r.cost_usd_per_hour
     ));
@@ -85,7 +124,17 @@ pub fn infer_text(r: &InferReport) -> String {
         .regions
         .iter()
         .filter(|x| !x.met)
-        .map(|x| format!("{} (p99 {} vs {})", x.name, ms1(x.ttft.p99_ns), ms1(x.ttft_p99_objective_ns)))
+        .map(|x| match x.tpot_p99_objective_ns {
+            Some(t) if x.tpot.p99_ns > t => format!(
+                "{} (p99 ttft {} vs {}, p99 tpot {} vs {})",
+                x.name,
+                ms1(x.ttft.p99_ns),
+                ms1(x.ttft_p99_objective_ns),
+                ms1(x.tpot.p99_ns),
+                ms1(t)
+            ),
+            _ => format!("{} (p99 {} vs {})", x.name, ms1(x.ttft.p99_ns), ms1(x.ttft_p99_objective_ns)),
+        })
         .collect();
     if !missed.is_empty() {
         o.push_str(&format!("Missed: {}.\n", missed.join(", ")));

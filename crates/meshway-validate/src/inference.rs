@@ -44,6 +44,8 @@ pub struct InferSetup {
     pub model: toml::Table,
     /// Requests of an offline row (all sent at once) when the row does not say.
     pub requests: Option<u32>,
+    /// How long a closed-loop (concurrency) row runs (default 2 minutes).
+    pub duration: Option<meshway_units::Nanos>,
     pub description: String,
     pub source: Option<String>,
     pub assumption: Option<String>,
@@ -229,6 +231,8 @@ enum Load {
     Offline(u32),
     /// Poisson arrivals at this rate until this many requests are expected.
     Rate(f64, u32),
+    /// A closed loop of this many users for this long.
+    Users(u32, u64),
 }
 
 /// Runs one row as a one-server scenario; returns (output tokens/s, mean and p50 TTFT ms,
@@ -255,6 +259,7 @@ fn run_row(
     let (duration_ns, region_load) = match *load {
         Load::Offline(n) => (1, format!("concurrency = {n}")),
         Load::Rate(r, n) => ((f64::from(n) / r * 1e9).round() as u64, format!("rate = {r}")),
+        Load::Users(n, ns) => (ns, format!("concurrency = {n}")),
     };
     let model_toml = toml::to_string(&model).map_err(|e| csv_err(at, 0, e.to_string()))?;
     let text = format!(
@@ -327,7 +332,12 @@ pub fn run(
         let isl: u32 = num(&row, "input_tokens").ok_or_else(|| bad("input_tokens"))?;
         let osl: u32 = num(&row, "output_tokens").ok_or_else(|| bad("output_tokens"))?;
         let requests: Option<u32> = num(&row, "num_requests").or(setup.requests);
+        let closed = row.get("load_kind").is_some_and(|k| k == "concurrency");
         let load = match row.get("load").map(String::as_str) {
+            Some(l) if closed => {
+                let n: u32 = l.parse().map_err(|_| bad("load as a number of concurrent users"))?;
+                Load::Users(n, setup.duration.map_or(120_000_000_000, |d| d.0))
+            }
             None | Some("") => {
                 Load::Offline(requests.ok_or_else(|| bad("a request count (num_requests or the setup's requests)"))?)
             }
@@ -368,6 +378,7 @@ pub fn run(
             load: match load {
                 Load::Offline(n) => format!("offline {n}"),
                 Load::Rate(r, _) => format!("{r} req/s"),
+                Load::Users(n, _) => format!("{n} users"),
             },
             figures,
         });
