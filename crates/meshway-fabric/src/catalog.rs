@@ -729,7 +729,11 @@ mod tests {
         assert!(c.switch.len() >= 5);
         assert!(c.optic.len() >= 10);
         assert_eq!(c.constants.fiber_delay_per_km, Nanos(4_900));
-        assert_eq!(c.inference.as_ref().map(|i| i.route_factor), Some(1.3));
+        assert_eq!(c.inference.as_ref().map(|i| (i.route_factor, i.wan_fixed)), Some((1.26, Nanos(4_600_000))));
+        assert!(c.llm.len() >= 4 && c.serving.is_some());
+        let h100 = c.gpu_model("h100-sxm").unwrap();
+        assert_eq!((h100.memory, h100.fp8_flops), (Some(Bytes(80_000_000_000)), Some(1979e12)));
+        assert_eq!(h100.hbm_bandwidth, Some(BitsPerSec(3_350_000_000_000 * 8)));
     }
 
     #[test]

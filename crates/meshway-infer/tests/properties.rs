@@ -4,6 +4,13 @@ use meshway_fabric::Catalog;
 use meshway_infer::{simulate, spec_from_text, Run};
 use proptest::prelude::*;
 
+/// Region `r` with `load` (a rate or a concurrency), `km + 7 r` from each site.
+fn region(r: usize, load: &str, sites: &[(u32, u32)]) -> String {
+    let d: Vec<String> =
+        sites.iter().enumerate().map(|(i, (_, km))| format!("s{i} = \"{}km\"", km + 7 * r as u32)).collect();
+    format!("\n[[region]]\nname = \"r{r}\"\n{load}\ndistance = {{ {} }}\n", d.join(", "))
+}
+
 fn scenario(sites: &[(u32, u32)], rates: &[f64], batch: u32, dist: &str, policy: &str, bursty: bool) -> String {
     let mut t = format!(
         "[inference]\nduration = \"20s\"\npolicy = \"{policy}\"\n\n[[model]]\nname = \"m\"\ngpus-per-server = 1\n\
@@ -14,9 +21,7 @@ fn scenario(sites: &[(u32, u32)], rates: &[f64], batch: u32, dist: &str, policy:
         t.push_str(&format!("\n[[site]]\nname = \"s{i}\"\ngpus = {gpus}\n"));
     }
     for (r, rate) in rates.iter().enumerate() {
-        let d: Vec<String> =
-            sites.iter().enumerate().map(|(i, (_, km))| format!("s{i} = \"{}km\"", km + 7 * r as u32)).collect();
-        t.push_str(&format!("\n[[region]]\nname = \"r{r}\"\nrate = {rate}\ndistance = {{ {} }}\n", d.join(", ")));
+        t.push_str(&region(r, &format!("rate = {rate}"), sites));
         if bursty && r == 0 {
             t.push_str("arrivals = \"bursty\"\nburst-factor = 3\nburst-on = \"2s\"\nburst-off = \"6s\"\n");
         }
@@ -112,10 +117,8 @@ fn shaped(
         ));
     }
     for (r, rate) in rates.iter().enumerate() {
-        let d: Vec<String> =
-            sites.iter().enumerate().map(|(i, (_, km))| format!("s{i} = \"{}km\"", km + 7 * r as u32)).collect();
         let load = if closed { format!("concurrency = {}", 1 + (*rate as u32) % 40) } else { format!("rate = {rate}") };
-        t.push_str(&format!("\n[[region]]\nname = \"r{r}\"\n{load}\ndistance = {{ {} }}\n", d.join(", ")));
+        t.push_str(&region(r, &load, sites));
     }
     t
 }

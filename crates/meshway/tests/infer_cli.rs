@@ -60,3 +60,21 @@ fn plan_on_an_inference_scenario_says_so() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("no fabric to plan") && e.contains("meshway infer"), "{e}");
 }
+
+/// Disaggregated serving: `infer` shows the KV transfers per DCI link; `place` says it does not
+/// size such deployments and names the way that works.
+#[test]
+fn disaggregated_example_runs_and_place_refuses_it() {
+    let file = "examples/inference-disaggregated.toml";
+    let o = meshway(&["infer", file, "--duration", "30s"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        out.contains("kv transfers") && out.contains("edge-east") && out.contains("800Gbps (30.0% other)"),
+        "{out}"
+    );
+    let o = meshway(&["place", file]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("prefill-only sites") && err.contains("meshway infer"), "{err}");
+}
