@@ -14,14 +14,16 @@ fn serving_validation_set_holds_its_bounds() {
     let files = vec![read("throughput.csv"), read("latency-load.csv")];
     let (sf, setups) = read("setups.toml");
     let r = run(&files, &setups, &sf, &Catalog::builtin(), &mut |_, _| {}).unwrap();
-    assert!(r.rows.len() >= 230, "{} rows run", r.rows.len());
+    assert!(r.rows.len() >= 300, "{} rows run", r.rows.len());
     let mut figures = 0;
     for g in &r.groups {
         figures += g.rows;
         // Today's medians are 4-14% and 75-100% of each group's rows are within the issue's
-        // bounds (15% throughput, 20% latency), except Mixtral (mixture of experts: median
-        // 21%, meshway too fast); the target is every row within.
-        let (median, within) = if g.model.starts_with("Mixtral") { (0.25, 0.2) } else { (0.15, 0.7) };
+        // bounds (15% throughput, 20% latency) on H100 and H200, except Mixtral (mixture of
+        // experts: median 21%, meshway too fast); A100 rows, not used in the calibration, have
+        // medians of 11-19%. The target is every row within.
+        let loose = g.model.starts_with("Mixtral") || g.setup.contains("a100");
+        let (median, within) = if loose { (0.25, 0.2) } else { (0.15, 0.7) };
         assert!(
             g.median_abs_error < median,
             "{} {} {}: median |error| {:.3}",
@@ -32,7 +34,7 @@ fn serving_validation_set_holds_its_bounds() {
         );
         assert!(g.within_bound >= within, "{} {} {}: {:.2} within bound", g.setup, g.model, g.metric, g.within_bound);
     }
-    assert!(figures >= 380, "{figures} figures compared");
+    assert!(figures >= 450, "{figures} figures compared");
     // Offline throughput of the 70B model across TP 1-8, H100 and H200: 85% within 15%.
     let g = r
         .groups
@@ -40,6 +42,9 @@ fn serving_validation_set_holds_its_bounds() {
         .find(|g| g.model == "Llama 3.1 70B" && g.metric == "output tokens/s" && g.setup.contains("0.17"))
         .unwrap();
     assert!(g.within_bound >= 0.8 && g.median_abs_error < 0.10, "{g:?}");
+    // Llama 3.1 405B on 8 x H200, not used in the calibration: every row within 15%.
+    let g = r.groups.iter().find(|g| g.model == "Llama 3.1 405B").unwrap();
+    assert!(g.within_bound == 1.0 && g.median_abs_error < 0.08, "{g:?}");
     // Every row not run says why.
     assert!(r.skipped.iter().all(|s| !s.why.is_empty()));
 }
