@@ -319,6 +319,10 @@ impl LlmModel {
     }
 }
 
+fn one() -> f64 {
+    1.0
+}
+
 /// Serving-engine defaults (`[serving]`) of the inference model built from `[[llm]]` shapes.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -327,6 +331,10 @@ pub struct ServingDefaults {
     pub flops_efficiency: f64,
     /// Share of memory bandwidth a step's reads reach (decode is bandwidth-bound).
     pub bandwidth_efficiency: f64,
+    /// Mixture-of-experts models: the share of the dense matrix rooflines their expert
+    /// (grouped) kernels reach. 1 when a catalog predates it.
+    #[serde(default = "one")]
+    pub moe_efficiency: f64,
     /// Fixed time of every engine step (scheduling, kernel launches, sampling).
     pub step_overhead: Nanos,
     /// Fixed time of every request before it queues (HTTP, tokenization, detokenization).
@@ -583,6 +591,7 @@ impl Catalog {
                 ("flops-efficiency", sv.flops_efficiency),
                 ("bandwidth-efficiency", sv.bandwidth_efficiency),
                 ("memory-utilization", sv.memory_utilization),
+                ("moe-efficiency", sv.moe_efficiency),
             ] {
                 if !(v > 0.0 && v <= 1.0) {
                     return Err(bad("serving".into(), &format!("{key} must be in (0, 1]")));

@@ -93,6 +93,8 @@ pub struct Shape {
     pub nvlink_bytes_per_s: f64,
     pub allreduce_ns: u64,
     pub step_overhead_ns: u64,
+    /// Share of the matrix roofline a mixture of experts reaches (1 for a dense model).
+    pub moe_efficiency: f64,
     /// KV-cache tokens a server holds: (GPUs x (memory - reserve) - weights) x utilization /
     /// bytes per token.
     pub kv_capacity_tokens: u64,
@@ -124,7 +126,8 @@ impl Shape {
         // Matrix work: 2 FLOPs per multiply-add, 2 x active params per token, against the
         // weights it reads. Attention: 4 x layers x q_dim FLOPs per (query, key) pair against
         // the KV cache it reads. Each is its own roofline (they run as separate kernels).
-        let gemm = (2.0 * self.active_params * tokens / self.flops).max(self.weight_read(tokens) / self.bytes_per_s);
+        let gemm = (2.0 * self.active_params * tokens / self.flops).max(self.weight_read(tokens) / self.bytes_per_s)
+            / self.moe_efficiency;
         let mut attn_flops = 4.0 * l * self.q_dim * decode_ctx * f64::from(verify);
         let mut kv_read = decode_ctx;
         for &(c, prior) in chunks {
@@ -572,6 +575,7 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
         nvlink_bytes_per_s: nvlink,
         allreduce_ns: sv.allreduce_latency.0,
         step_overhead_ns: m.step_overhead.unwrap_or(sv.step_overhead).0,
+        moe_efficiency: if llm.active() < llm.params { sv.moe_efficiency } else { 1.0 },
         kv_capacity_tokens: (room / kv_bytes_per_token).floor() as u64,
     })
 }

@@ -18,12 +18,11 @@ fn serving_validation_set_holds_its_bounds() {
     let mut figures = 0;
     for g in &r.groups {
         figures += g.rows;
-        // Today's medians are 4-14% and 75-100% of each group's rows are within the issue's
-        // bounds (15% throughput, 20% latency) on H100 and H200, except Mixtral (mixture of
-        // experts: median 21%, meshway too fast); A100 rows, not used in the calibration, have
-        // medians of 11-19%. The target is every row within.
-        let loose = g.model.starts_with("Mixtral") || g.setup.contains("a100");
-        let (median, within) = if loose { (0.25, 0.2) } else { (0.15, 0.7) };
+        // Today's medians are 4-14% and 68-100% of each group's rows are within the issue's
+        // bounds (15% throughput, 20% latency); the A100 8B rows, held out of the fit, are
+        // the exception (median 19%, meshway too slow). The target is every row within.
+        let loose = g.setup.contains("a100") && g.model == "Llama 3.1 8B";
+        let (median, within) = if loose { (0.25, 0.2) } else { (0.15, 0.65) };
         assert!(
             g.median_abs_error < median,
             "{} {} {}: median |error| {:.3}",
