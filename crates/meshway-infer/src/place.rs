@@ -14,12 +14,17 @@
 //!    model: the batch its KV cache holds at mean lengths (shaped models), cut to the largest
 //!    batch whose decode step keeps the strictest TPOT objective of the regions it serves.
 //!    A region whose TPOT objective even a lone request misses is a latency violation.
+//!    Disaggregated: a prefill-only site is sized for the prompts it prefills alone, the
+//!    decode site it hands them to (the linked open decode site nearest the user) for the
+//!    requests it decodes, and each DCI link's KV-cache traffic must stay within
+//!    `target-utilization` of the capacity other traffic leaves.
 //! 4. With N+1, steps 1-3 are repeated with each open site failed (its regions move to their
 //!    next nearest open site) and each site keeps the largest size any case needs. A single
 //!    failed route moves one region to the place a failure of its site would move it, so
 //!    sizing for site failures also covers single route failures.
 //! 5. Subsets that pass are simulated cheapest first (ties: fewer GPUs); a region that still
-//!    misses gets one more server at the site that served it, up to a few rounds. Repairs only
+//!    misses gets one more server at the site that made its first tokens (a TTFT miss) or
+//!    decoded them (a TPOT miss or anything else), up to a few rounds. Repairs only
 //!    add cost, so the search stops when the next subset's sized cost reaches the cheapest
 //!    simulated plan that met every objective (or after a few subsets); that plan wins.
 //!
@@ -28,7 +33,8 @@
 //! site and route failure by simulation.
 
 use crate::sim::{simulate, InferReport, Run};
-use crate::spec::InferSpec;
+use crate::spec::{Cost, InferSpec};
+use meshway_fabric::infer_config::SiteRole;
 use meshway_fabric::infer_config::SiteTier;
 use serde::Serialize;
 
@@ -139,14 +145,26 @@ fn peak_rate(spec: &InferSpec, r: usize) -> f64 {
     reg.rate * reg.profile.as_ref().map_or(1.0, |p| p.iter().copied().fold(0.0, f64::max))
 }
 
-/// Nearest open site serving the region's model, skipping `failed`.
-fn nearest(spec: &InferSpec, r: usize, open: &[bool], failed: Option<usize>) -> Option<usize> {
+/// Where region `r`'s requests go with `open` sites and `failed` down: the first-token site
+/// (nearest open site that prefills) and, when that site only prefills, the decode site it
+/// hands to (nearest the user among its linked open decode sites) with the link.
+fn assign(spec: &InferSpec, r: usize, open: &[bool], failed: Option<usize>) -> Option<(usize, Option<(usize, usize)>)> {
     let reg = &spec.regions[r];
+    let usable = |s: usize| open[s] && Some(s) != failed && spec.sites[s].model == reg.model;
+    let decode_for = |p: usize| {
+        spec.decode_links(p)
+            .into_iter()
+            .filter(|&(_, d)| usable(d))
+            .filter_map(|(l, d)| reg.paths[d].as_ref().map(|x| (x.one_way.0, d, l)))
+            .min()
+            .map(|(_, d, l)| (d, l))
+    };
     (0..spec.sites.len())
-        .filter(|&s| open[s] && Some(s) != failed && spec.sites[s].model == reg.model)
+        .filter(|&s| usable(s) && spec.sites[s].role != SiteRole::Decode)
+        .filter(|&s| spec.sites[s].role != SiteRole::Prefill || decode_for(s).is_some())
         .filter_map(|s| reg.paths[s].as_ref().map(|p| (p.one_way.0, s)))
         .min()
-        .map(|(_, s)| s)
+        .map(|(_, s)| (s, if spec.sites[s].role == SiteRole::Prefill { decode_for(s) } else { None }))
 }
 
 /// Sizes the open sites by the latency and utilization rules (see the module docs).
@@ -160,11 +178,13 @@ pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool) -> Sizing {
     }
     let mut assignment = vec![None; spec.regions.len()];
     for &failed in &cases {
-        let mut load = vec![0.0f64; ns];
+        // Requests per second each site prefills alone, decodes alone, or serves whole.
+        let (mut pre, mut dec, mut both) = (vec![0.0f64; ns], vec![0.0f64; ns], vec![0.0f64; ns]);
+        let mut dci = vec![0.0f64; spec.dcis.len()];
         let mut tpot: Vec<Option<u64>> = vec![None; ns];
         for (r, reg) in spec.regions.iter().enumerate() {
             let when = failed.map(|f| format!(" when {} fails", spec.sites[f].name)).unwrap_or_default();
-            let Some(s) = nearest(spec, r, open, failed) else {
+            let Some((s, handoff)) = assign(spec, r, open, failed) else {
                 violations.push(format!("{}: no open site{when}", reg.name));
                 continue;
             };
@@ -183,8 +203,23 @@ pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool) -> Sizing {
                     reg.ttft_p99.0 as f64 / 1e6
                 ));
             }
+            let rate = peak_rate(spec, r);
+            let decoder = match handoff {
+                Some((d, l)) => {
+                    pre[s] += rate;
+                    dec[d] += rate;
+                    if let Cost::Shape(sh) = &m.cost {
+                        dci[l] += rate * f64::from(m.prompt_tokens) * sh.kv_bytes_per_token;
+                    }
+                    d
+                }
+                None => {
+                    both[s] += rate;
+                    s
+                }
+            };
             if let Some(t) = reg.tpot_p99 {
-                tpot[s] = Some(tpot[s].map_or(t.0, |x| x.min(t.0)));
+                tpot[decoder] = Some(tpot[decoder].map_or(t.0, |x| x.min(t.0)));
                 let ctx = f64::from(m.prompt_tokens) + f64::from(m.output_tokens) / 2.0;
                 let lone = 1e9 / m.stream_rate(1, ctx);
                 if lone > t.0 as f64 {
@@ -197,14 +232,30 @@ pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool) -> Sizing {
                     ));
                 }
             }
-            load[s] += peak_rate(spec, r);
         }
+        let u = spec.target_utilization;
         for s in 0..ns {
             if open[s] {
                 let m = &spec.models[spec.sites[s].model];
-                let per_server = spec.target_utilization * m.server_capacity_within(tpot[s]);
-                let need = ((load[s] / per_server) - 1e-9).ceil().max(1.0) as u32;
+                // Servers busy prefilling alone, decoding alone, or doing both, as shares.
+                let busy = pre[s] / (u * m.prefill_capacity())
+                    + dec[s] / (u * m.decode_capacity_within(tpot[s]))
+                    + both[s] / (u * m.server_capacity_within(tpot[s]));
+                let need = (busy - 1e-9).ceil().max(1.0) as u32;
                 servers[s] = servers[s].max(need);
+            }
+        }
+        for (l, bytes) in dci.iter().enumerate() {
+            let d = &spec.dcis[l];
+            if *bytes > u * d.usable_bytes_per_s() {
+                violations.push(format!(
+                    "dci {} - {} carries {:.1} Gb/s of KV caches, more than {:.0}% of the {:.1} Gb/s left by other traffic",
+                    spec.sites[d.a].name,
+                    spec.sites[d.b].name,
+                    bytes * 8.0 / 1e9,
+                    u * 100.0,
+                    d.usable_bytes_per_s() * 8.0 / 1e9
+                ));
             }
         }
     }
@@ -282,11 +333,25 @@ fn plan(spec: &InferSpec, name: &str, sz: &Sizing, opt: &PlaceOptions, repair: b
             let mut grew = false;
             if round + 1 < rounds {
                 for reg in r.regions.iter().filter(|x| !x.met) {
-                    if let Some(s) = spec.sites.iter().position(|x| x.name == reg.main_site) {
-                        if (servers[s] + 1) * gps(spec, s) <= spec.sites[s].max_gpus {
-                            servers[s] += 1;
-                            repaired += 1;
-                            grew = true;
+                    // A late first token needs the site that made it; a slow stream (or
+                    // anything unserved) the site that decoded it.
+                    let ttft_late = reg.ttft.p99_ns > reg.ttft_p99_objective_ns;
+                    let tpot_late = reg.tpot_p99_objective_ns.is_some_and(|o| reg.tpot.p99_ns > o) || reg.unserved > 0;
+                    let mut grow: Vec<&str> = Vec::new();
+                    if ttft_late {
+                        grow.push(&reg.prefill_site);
+                    }
+                    if tpot_late || !ttft_late {
+                        grow.push(&reg.main_site);
+                    }
+                    grow.dedup();
+                    for name in grow {
+                        if let Some(s) = spec.sites.iter().position(|x| x.name == name) {
+                            if (servers[s] + 1) * gps(spec, s) <= spec.sites[s].max_gpus {
+                                servers[s] += 1;
+                                repaired += 1;
+                                grew = true;
+                            }
                         }
                     }
                 }

@@ -122,9 +122,13 @@ pub struct RegionResult {
     pub attainment: f64,
     /// p99 TTFT (and p99 TPOT) within the objectives and every request served.
     pub met: bool,
-    /// The site that served most of the region's requests, and its share.
+    /// The site that served most of the region's requests (streamed their last token), and
+    /// its share.
     pub main_site: String,
     pub main_site_share: f64,
+    /// The site that produced most of the region's first tokens (the main site unless a
+    /// prefill site handed its requests on).
+    pub prefill_site: String,
     /// Round trip to the main site without queueing or compute.
     pub rtt_ns: u64,
 }
@@ -243,6 +247,8 @@ struct Req {
     pserver: u32,
     /// Times the request was sent again after a failure.
     tries: u32,
+    /// Its KV cache moved from a prefill site (`psite`) to `site`.
+    handed: bool,
 }
 
 /// Sends of one request before its user gives up.
@@ -330,6 +336,8 @@ struct Sim<'a> {
     tokens: Vec<u64>,
     stream_rate_sum: Vec<f64>,
     served_by: Vec<Vec<u64>>,
+    /// Per region and site: requests whose first token came from the site.
+    prefilled_by: Vec<Vec<u64>>,
     unserved: Vec<u64>,
     arrivals: Vec<u64>,
     retried: Vec<u64>,
@@ -490,6 +498,7 @@ impl<'a> Sim<'a> {
         req.site = s;
         req.left = m.uncached(req.prompt);
         req.kv = m.kv_reserve(req.prompt, req.output);
+        req.handed = false;
         self.sites[s as usize].assigned += 1;
         self.push(now + ow + m.request_overhead_ns, Ev::Reach(q));
     }
@@ -668,6 +677,7 @@ impl<'a> Sim<'a> {
         self.ok[r] += u64::from(ok);
         self.tokens[r] += u64::from(req.output);
         self.served_by[r][s] += 1;
+        self.prefilled_by[r][if req.handed { req.psite as usize } else { s }] += 1;
         let site = &mut self.sites[s];
         site.assigned -= 1;
         site.requests += 1;
@@ -761,6 +771,7 @@ impl<'a> Sim<'a> {
             return;
         };
         req.site = d as u32;
+        req.handed = true;
         let dci = &self.spec.dcis[l];
         let dir = 2 * l + usize::from(dci.a != s);
         let Cost::Shape(shape) = &self.spec.models[self.spec.sites[s].model].cost else { return };
@@ -889,6 +900,7 @@ fn initial_sites(spec: &InferSpec, run: &Run) -> Vec<SiteState> {
         let st = SiteState {
             servers: (0..n).map(|_| Server::default()).collect(),
             one_way: spec.regions.iter().map(|r| r.paths[i].as_ref().map_or(0, |p| p.one_way.0)).collect(),
+            down: run.site_down[i],
             ..SiteState::default()
         };
         sites.push(st);
@@ -988,6 +1000,11 @@ fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>) -> Vec<RegionR
         let (main, cnt) =
             sim.served_by[r].iter().enumerate().max_by_key(|&(s, c)| (*c, Reverse(s))).map_or((0, 0), |(s, c)| (s, *c));
         let main_ow = reg.paths[main].as_ref().map_or(0, |p| p.one_way.0);
+        let (pre, pre_cnt) = sim.prefilled_by[r]
+            .iter()
+            .enumerate()
+            .max_by_key(|&(s, c)| (*c, Reverse(s)))
+            .map_or((0, 0), |(s, c)| (s, *c));
         regions.push(RegionResult {
             name: reg.name.clone(),
             requests: total,
@@ -1002,8 +1019,12 @@ fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>) -> Vec<RegionR
             ttft_p99_objective_ns: obj,
             tpot_p99_objective_ns: tpot_obj,
             attainment: if total > 0 { ok as f64 / total as f64 } else { 1.0 },
-            met: sim.unserved[r] == 0 && ttft.p99_ns <= obj && tpot_obj.is_none_or(|o| tpot.p99_ns <= o),
+            met: sim.unserved[r] == 0
+                && served == total
+                && ttft.p99_ns <= obj
+                && tpot_obj.is_none_or(|o| tpot.p99_ns <= o),
             main_site: if cnt > 0 { spec.sites[main].name.clone() } else { String::new() },
+            prefill_site: if pre_cnt > 0 { spec.sites[pre].name.clone() } else { String::new() },
             main_site_share: if served > 0 { cnt as f64 / served as f64 } else { 0.0 },
             rtt_ns: if cnt > 0 { 2 * main_ow } else { 0 },
         });
@@ -1132,6 +1153,7 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
         tokens: vec![0; nr],
         stream_rate_sum: vec![0.0; nr],
         served_by: vec![vec![0; ns]; nr],
+        prefilled_by: vec![vec![0; ns]; nr],
         unserved: vec![0; nr],
         arrivals: vec![0; nr],
         retried: vec![0; nr],

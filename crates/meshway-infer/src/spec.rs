@@ -279,6 +279,29 @@ impl Model {
         }
         self.throughput_at(best)
     }
+    /// Prompts per second a prefill-only server prefills at mean length (its steps one after
+    /// another, without the request overhead, which is latency and not work).
+    pub fn prefill_capacity(&self) -> f64 {
+        let t = self.prefill_ns(self.prompt_tokens).saturating_sub(self.request_overhead_ns).max(1);
+        1e9 / t as f64
+    }
+    /// Requests per second a decode-only server completes at mean lengths: the batch its KV
+    /// cache holds (prompt and output), cut to the largest whose step keeps `tpot`.
+    pub fn decode_capacity_within(&self, tpot: Option<u64>) -> f64 {
+        let (p, o) = (self.prompt_tokens, self.output_tokens.max(2));
+        let per = (u64::from(p) + u64::from(o)).max(1);
+        let full = ((self.kv_capacity_tokens / per).min(u64::from(self.max_batch)) as u32).max(1);
+        let ctx = f64::from(p) + f64::from(o) / 2.0;
+        let mut best = 1;
+        for b in 1..=full {
+            if tpot.is_none_or(|t| 1e9 / self.stream_rate(b, ctx) <= t as f64) {
+                best = b;
+            } else {
+                break;
+            }
+        }
+        f64::from(best) * self.stream_rate(best, ctx) / f64::from(o - 1)
+    }
     /// Requests per second one server completes with its batch full.
     pub fn server_capacity(&self) -> f64 {
         self.server_capacity_within(None)

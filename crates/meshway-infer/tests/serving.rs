@@ -373,3 +373,34 @@ fn bad_disaggregation() {
     let e = bad(&only_decode);
     assert!(e.contains("reaches only decode sites"), "{e}");
 }
+
+/// Placement sizes a prefill site for the prompts it prefills alone and its decode site for
+/// the requests it decodes; a DCI link that cannot carry the KV caches is a violation.
+#[test]
+fn placement_sizes_prefill_and_decode_sites() {
+    let text = disaggregated("capacity = \"400Gbps\"")
+        .replace("rate = 0.01", "rate = 40\ntpot-p99 = \"8ms\"")
+        .replace("gpus = 1\n", "gpus = 1\nmax-gpus = 64\n");
+    let spec = spec_from_text(&text, "t.toml", &Catalog::builtin()).unwrap();
+    let m = &spec.models[0];
+    // A prefill-only server: one 1,000-token step after another.
+    assert_eq!(m.prefill_capacity(), 1e9 / step(1000.0, 0.0, Some((1000.0, 0.0))) as f64);
+    let (pre, dec) = (m.prefill_capacity(), m.decode_capacity_within(Some(8_000_000)));
+    assert!(dec < m.decode_capacity_within(None), "a TPOT objective cuts the batch");
+    let sz = meshway_infer::place::size(&spec, &[true, true], false);
+    assert!(sz.violations.is_empty(), "{:?}", sz.violations);
+    let want = |cap: f64| (40.0 / (0.8 * cap) - 1e-9).ceil() as u32;
+    assert_eq!(sz.servers, vec![want(pre), want(dec)]);
+    assert_eq!(sz.assignment, vec![Some(0)]);
+    // 40 requests/s x 131 MB = 42 Gb/s of KV caches on a 40 Gb/s link.
+    let thin = spec_from_text(&text.replace("400Gbps", "40Gbps"), "t.toml", &Catalog::builtin()).unwrap();
+    let sz = meshway_infer::place::size(&thin, &[true, true], false);
+    assert!(
+        sz.violations.iter().any(|v| v.contains("dci P - D carries 41.9 Gb/s of KV caches")),
+        "{:?}",
+        sz.violations
+    );
+    // Without the decode site the prefill site cannot serve.
+    let sz = meshway_infer::place::size(&spec, &[true, false], false);
+    assert!(sz.violations.iter().any(|v| v.contains("r: no open site")), "{:?}", sz.violations);
+}

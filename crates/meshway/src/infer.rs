@@ -140,11 +140,6 @@ pub fn run_place(a: PlaceArgs) -> Result<()> {
         opt.duration_ns > 0 && opt.duration_ns <= MAX_DURATION_NS,
         "--duration: expected more than 0 and at most 366 days"
     );
-    anyhow::ensure!(
-        !spec.disaggregated(),
-        "{}: `meshway place` sizes sites that prefill and decode; this scenario has prefill-only sites (role = \"prefill\"): simulate it with `meshway infer`",
-        a.file.display()
-    );
     let rep = place(&spec, &opt);
     emit(&if a.common.json { json(&rep)? } else { place_text(&rep) })
 }

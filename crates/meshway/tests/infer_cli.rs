@@ -61,10 +61,10 @@ fn plan_on_an_inference_scenario_says_so() {
     assert!(e.contains("no fabric to plan") && e.contains("meshway infer"), "{e}");
 }
 
-/// Disaggregated serving: `infer` shows the KV transfers per DCI link; `place` says it does not
-/// size such deployments and names the way that works.
+/// Disaggregated serving: `infer` shows the KV transfers per DCI link; `place` sizes the
+/// prefill and decode sites and the plan it picks meets every objective in simulation.
 #[test]
-fn disaggregated_example_runs_and_place_refuses_it() {
+fn disaggregated_example_runs_and_places() {
     let file = "examples/inference-disaggregated.toml";
     let o = meshway(&["infer", file, "--duration", "30s"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -73,8 +73,14 @@ fn disaggregated_example_runs_and_place_refuses_it() {
         out.contains("kv transfers") && out.contains("edge-east") && out.contains("800Gbps (30.0% other)"),
         "{out}"
     );
-    let o = meshway(&["place", file]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("prefill-only sites") && err.contains("meshway infer"), "{err}");
+    let o = meshway(&["place", file, "--duration", "1min", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    let plans = v["plans"].as_array().unwrap();
+    let opt = plans.iter().find(|p| p["name"] == "optimized").expect("an optimized plan");
+    assert_eq!(opt["all_met"], true, "{opt}");
+    // A prefill edge and the decode campus are used (the cheapest plan serves both regions
+    // from one edge).
+    let g: Vec<u64> = opt["gpus"].as_array().unwrap().iter().map(|g| g.as_u64().unwrap()).collect();
+    assert!(g[0] + g[1] > 0 && g[2] > 0, "{opt}");
 }
