@@ -426,9 +426,11 @@ pub fn failure_checks(
             runs.push((format!("route {} -> {main}", spec.regions[r].name), run));
         }
     }
-    runs.into_iter()
-        .map(|(failure, run)| {
-            let rep = simulate(spec, &run);
+    let (names, runs): (Vec<String>, Vec<Run>) = runs.into_iter().unzip();
+    names
+        .into_iter()
+        .zip(simulate_all(spec, &runs))
+        .map(|(failure, rep)| {
             let worst = rep
                 .regions
                 .iter()
@@ -444,6 +446,20 @@ pub fn failure_checks(
             }
         })
         .collect()
+}
+
+/// Simulates independent runs on the machine's cores; the reports come back in the order of
+/// `runs` (each simulation is pure, so the result does not depend on the thread count).
+pub fn simulate_all(spec: &InferSpec, runs: &[Run]) -> Vec<InferReport> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, runs.len().max(1));
+    let chunk = runs.len().div_ceil(threads).max(1);
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = runs
+            .chunks(chunk)
+            .map(|c| sc.spawn(move || c.iter().map(|r| simulate(spec, r)).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
 }
 
 /// Compares all-central, all-edge and the optimized placement, and checks N+1.
