@@ -410,6 +410,20 @@ impl Dci {
     }
 }
 
+/// The links of `dcis` from site `p` to decode-capable sites serving its model: (link, the
+/// other site).
+fn decode_links(dcis: &[Dci], sites: &[Site], p: usize) -> Vec<(usize, usize)> {
+    dcis.iter()
+        .enumerate()
+        .filter_map(|(i, d)| match (d.a == p, d.b == p) {
+            (true, _) => Some((i, d.b)),
+            (_, true) => Some((i, d.a)),
+            _ => None,
+        })
+        .filter(|&(_, d)| sites[d].role != SiteRole::Prefill && sites[d].model == sites[p].model)
+        .collect()
+}
+
 /// Everything the simulator and the placement optimizer need.
 #[derive(Debug, Clone, Serialize)]
 pub struct InferSpec {
@@ -426,23 +440,10 @@ pub struct InferSpec {
 }
 
 impl InferSpec {
-    /// Whether any site prefills for another (disaggregated serving).
-    pub fn disaggregated(&self) -> bool {
-        self.sites.iter().any(|s| s.role == SiteRole::Prefill)
-    }
     /// The DCI links from site `p` to decode-capable sites serving its model: (link, the
     /// other site).
     pub fn decode_links(&self, p: usize) -> Vec<(usize, usize)> {
-        self.dcis
-            .iter()
-            .enumerate()
-            .filter_map(|(i, d)| match (d.a == p, d.b == p) {
-                (true, _) => Some((i, d.b)),
-                (_, true) => Some((i, d.a)),
-                _ => None,
-            })
-            .filter(|&(_, d)| self.sites[d].role != SiteRole::Prefill && self.sites[d].model == self.sites[p].model)
-            .collect()
+        decode_links(&self.dcis, &self.sites, p)
     }
     /// Servers at each site as configured.
     pub fn servers(&self) -> Vec<u32> {
@@ -1105,20 +1106,6 @@ fn validate_dcis(
         }
         out.push(Dci { a, b, capacity_bps, background, distance: d.distance, one_way: d.distance.propagation(per_km) });
     }
-    let spec_like = |p: usize| -> Vec<usize> {
-        out.iter()
-            .filter_map(|d| {
-                if d.a == p {
-                    Some(d.b)
-                } else if d.b == p {
-                    Some(d.a)
-                } else {
-                    None
-                }
-            })
-            .filter(|&x| sites[x].role != SiteRole::Prefill && sites[x].model == sites[p].model)
-            .collect()
-    };
     for (i, r) in regions.iter().enumerate() {
         if !sites.iter().zip(&r.paths).any(|(s, p)| p.is_some() && s.model == r.model && s.role != SiteRole::Decode) {
             return Err(at(sc, "region", i).invalid(
@@ -1138,7 +1125,7 @@ fn validate_dcis(
                 format!("a prefill site hands KV caches on, so its model {:?} needs a shape (`llm` and `gpu`) for their bytes", models[site.model].name),
             ));
         }
-        let decode = spec_like(p);
+        let decode: Vec<usize> = decode_links(&out, sites, p).into_iter().map(|(_, d)| d).collect();
         if decode.is_empty() {
             return Err(ctx.invalid(
                 "role",

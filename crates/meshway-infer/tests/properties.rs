@@ -11,6 +11,16 @@ fn region(r: usize, load: &str, sites: &[(u32, u32)]) -> String {
     format!("\n[[region]]\nname = \"r{r}\"\n{load}\ndistance = {{ {} }}\n", d.join(", "))
 }
 
+/// The scenario's run with `seed`, and site `fail` (when it exists) failing 5 s in.
+fn run_with(spec: &meshway_infer::InferSpec, seed: u64, fail: Option<usize>) -> Run {
+    let mut run = Run::new(spec);
+    run.seed = seed;
+    if let Some(f) = fail.filter(|&f| f < spec.sites.len()) {
+        run.site_fail_at[f] = Some(5_000_000_000);
+    }
+    run
+}
+
 fn scenario(sites: &[(u32, u32)], rates: &[f64], batch: u32, dist: &str, policy: &str, bursty: bool) -> String {
     let mut t = format!(
         "[inference]\nduration = \"20s\"\npolicy = \"{policy}\"\n\n[[model]]\nname = \"m\"\ngpus-per-server = 1\n\
@@ -49,13 +59,7 @@ proptest! {
     ) {
         let text = scenario(&sites, &rates, batch, dist, policy, bursty);
         let spec = spec_from_text(&text, "p.toml", &Catalog::builtin()).unwrap();
-        let mut run = Run::new(&spec);
-        run.seed = seed;
-        if let Some(f) = fail {
-            if f < sites.len() {
-                run.site_fail_at[f] = Some(5_000_000_000);
-            }
-        }
+        let run = run_with(&spec, seed, fail);
         let rep = simulate(&spec, &run);
         let served: u64 = rep.sites.iter().map(|s| s.requests).sum();
         let unserved: u64 = rep.regions.iter().map(|r| r.unserved).sum();
@@ -145,13 +149,7 @@ proptest! {
     ) {
         let text = shaped(&sites, &rates, closed, chunked, reserve_gb, disaggregate, dci_gbps);
         let spec = spec_from_text(&text, "p.toml", &Catalog::builtin()).unwrap();
-        let mut run = Run::new(&spec);
-        run.seed = seed;
-        if let Some(f) = fail {
-            if f < sites.len() {
-                run.site_fail_at[f] = Some(5_000_000_000);
-            }
-        }
+        let run = run_with(&spec, seed, fail);
         let rep = simulate(&spec, &run);
         for (r, reg) in rep.regions.iter().enumerate() {
             prop_assert_eq!(reg.served + reg.unserved, reg.requests, "region {}", r);
