@@ -99,6 +99,17 @@ pub fn infer_validate_text(r: &meshway_validate::inference::InferValidation) -> 
     }
     let _ = writeln!(o, "\nBy group");
     o.push_str(&g.render());
+    let _ = writeln!(o, "\nWhat each setup aligned");
+    for s in &r.setups {
+        let _ = writeln!(o, "  {}: {}", s.name, s.description);
+        let _ = writeln!(o, "    model keys: {}", s.model);
+        if let Some(src) = &s.source {
+            let _ = writeln!(o, "    source: {src}");
+        }
+        if let Some(a) = &s.assumption {
+            let _ = writeln!(o, "    assumed: {a}");
+        }
+    }
     not_run(&mut o, r.skipped.iter().map(|s| s.why.as_str()));
     if !r.wan.is_empty() {
         let mut t = Table::new(&["row", "from", "to", "great circle", "published", "meshway", "error"]);
@@ -113,7 +124,10 @@ pub fn infer_validate_text(r: &meshway_validate::inference::InferValidation) -> 
                 pct_signed(w.error),
             ]);
         }
-        let _ = writeln!(o, "\nInter-region round trips, published against the path model");
+        let _ = writeln!(
+            o,
+            "\nInter-region round trips, published against the path model (data centre to data centre: no last mile or access hops)"
+        );
         o.push_str(&t.render());
         let mut g = Table::new(&["pairs", "rows", "median |error|", "max |error|", "within 15%"]);
         for x in &r.wan_groups {

@@ -115,9 +115,22 @@ pub struct InferValidation {
     pub rows: Vec<InferOutcome>,
     pub groups: Vec<InferGroup>,
     pub skipped: Vec<InferSkipped>,
+    /// What each setup that ran rows aligned: its engine settings, sources and assumptions.
+    pub setups: Vec<SetupNote>,
     /// Inter-region round trips (`wan-rtt.csv`), when the set has them.
     pub wan: Vec<WanOutcome>,
     pub wan_groups: Vec<InferGroup>,
+}
+
+/// How a setup maps its rows to meshway.
+#[derive(Debug, Clone, Serialize)]
+pub struct SetupNote {
+    pub name: String,
+    pub description: String,
+    /// The `[[model]]` keys it sets, as TOML.
+    pub model: String,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
 }
 
 /// One published round trip between two cloud regions against meshway's path model.
@@ -412,5 +425,17 @@ pub fn run(
             }
         })
         .collect();
-    Ok(InferValidation { rows, groups, skipped, wan: Vec::new(), wan_groups: Vec::new() })
+    let setups = setups
+        .setup
+        .iter()
+        .filter(|s| rows.iter().any(|r| r.setup == s.name))
+        .map(|s| SetupNote {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            model: toml::to_string(&s.model).unwrap_or_default().trim().replace('\n', ", "),
+            source: s.source.clone(),
+            assumption: s.assumption.clone(),
+        })
+        .collect();
+    Ok(InferValidation { rows, groups, skipped, setups, wan: Vec::new(), wan_groups: Vec::new() })
 }

@@ -46,6 +46,12 @@ fn serving_validation_set_holds_its_bounds() {
     assert!(g.within_bound == 1.0 && g.median_abs_error < 0.08, "{g:?}");
     // Every row not run says why.
     assert!(r.skipped.iter().all(|s| !s.why.is_empty()));
+    // Every setup that ran rows says what it aligned, with its engine keys.
+    assert_eq!(r.setups.len(), 5);
+    assert!(r
+        .setups
+        .iter()
+        .all(|s| !s.description.is_empty() && s.model.contains("max-batch") && s.assumption.is_some()));
 }
 
 #[test]
