@@ -355,6 +355,42 @@ pub struct ServingDefaults {
     pub assumption: Option<String>,
 }
 
+/// Packet-level defaults (`[packet]`) of `meshway simulate --fidelity packet`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PacketDefaults {
+    /// Wire bytes of an ACK, NACK, pull, CNP or trimmed header.
+    pub control_bytes: u64,
+    /// PFC XOFF and XON per ingress port and priority.
+    pub xoff: Bytes,
+    pub xon: Bytes,
+    /// Lossy output queue limit.
+    pub queue: Bytes,
+    pub trim_packets: u32,
+    pub window_packets: u32,
+    pub rto: Nanos,
+    pub sample: Nanos,
+    pub series_ports: u32,
+    pub max_events: u64,
+    pub memory_limit: Bytes,
+    /// DCQCN with RoCE unless a scenario says otherwise.
+    pub dcqcn: bool,
+    pub dcqcn_kmin: Bytes,
+    pub dcqcn_kmax: Bytes,
+    pub dcqcn_pmax: f64,
+    pub dcqcn_g: f64,
+    pub dcqcn_alpha_period: Nanos,
+    pub dcqcn_timer: Nanos,
+    pub dcqcn_byte_counter: Bytes,
+    pub dcqcn_fast_recovery: u32,
+    pub dcqcn_rai: BitsPerSec,
+    pub dcqcn_rhai: BitsPerSec,
+    pub dcqcn_cnp_interval: Nanos,
+    pub dcqcn_min_rate: BitsPerSec,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
 /// A whole catalog.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -383,6 +419,8 @@ pub struct Catalog {
     pub llm: Vec<LlmModel>,
     /// Serving-engine defaults; absent only in user catalogs written before they existed.
     pub serving: Option<ServingDefaults>,
+    /// Packet-level defaults; absent only in user catalogs written before they existed.
+    pub packet: Option<PacketDefaults>,
     /// Inference defaults; absent only in user catalogs written before they existed.
     pub inference: Option<InferenceDefaults>,
     /// Multi-site training defaults; absent only in user catalogs written before they existed.
@@ -414,6 +452,7 @@ struct CatalogOverlay {
     #[serde(default)]
     llm: Vec<toml::Table>,
     serving: Option<toml::Table>,
+    packet: Option<toml::Table>,
     inference: Option<toml::Table>,
     multisite: Option<toml::Table>,
 }
@@ -491,6 +530,9 @@ impl Catalog {
         patch_section(&mut c.simulation, o.simulation, file, "simulation")?;
         if let Some(p) = o.inference {
             c.inference = Some(patched(c.inference.as_ref(), p, file, "inference")?);
+        }
+        if let Some(p) = o.packet {
+            c.packet = Some(patched(c.packet.as_ref(), p, file, "packet")?);
         }
         if let Some(p) = o.serving {
             c.serving = Some(patched(c.serving.as_ref(), p, file, "serving")?);
@@ -582,6 +624,24 @@ impl Catalog {
                 return Err(bad(
                     format!("llm {:?}", m.name),
                     "layers, hidden, heads, kv-heads, head-dim and params must be positive, active-params at most params",
+                ));
+            }
+        }
+        if let Some(pk) = &self.packet {
+            provenance("packet", "", &pk.source, &pk.assumption)?;
+            if pk.xon > pk.xoff {
+                return Err(bad("packet".into(), "xon must not exceed xoff"));
+            }
+            if pk.trim_packets == 0 || pk.window_packets == 0 || pk.series_ports == 0 {
+                return Err(bad("packet".into(), "trim-packets, window-packets and series-ports must be positive"));
+            }
+            if pk.dcqcn_kmin > pk.dcqcn_kmax
+                || !(0.0..=1.0).contains(&pk.dcqcn_pmax)
+                || !(0.0..=1.0).contains(&pk.dcqcn_g)
+            {
+                return Err(bad(
+                    "packet".into(),
+                    "dcqcn-kmin must not exceed dcqcn-kmax; dcqcn-pmax and dcqcn-g must be in [0, 1]",
                 ));
             }
         }

@@ -16,6 +16,8 @@ pub struct ScenarioConfig {
     #[serde(default)]
     pub dci: Vec<DciConfig>,
     pub transport: Option<TransportConfig>,
+    /// How `simulate` runs: flow level (the default) or packet by packet.
+    pub simulation: Option<SimulationConfig>,
     /// Read by `simulate` and `testbed`; the planner ignores them.
     #[serde(default)]
     pub workload: Vec<crate::workload_config::WorkloadConfig>,
@@ -233,6 +235,60 @@ pub enum TransportKind {
     #[default]
     Roce,
     Tcp,
+    /// Receiver-driven, trimming, sprayed (NDP/EQDS-like; the Ultra Ethernet lineage).
+    Ndp,
+}
+
+/// `[simulation]`: how `meshway simulate` runs the workloads.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SimulationConfig {
+    /// `flow` (the default), `packet`, or `both` (packet level, with the flow level beside it).
+    pub fidelity: Option<FidelityConfig>,
+    /// Packet-level settings (`[simulation.packet]`); defaults come from the catalog's `[packet]`.
+    pub packet: Option<PacketConfig>,
+}
+
+/// Which rung of the fidelity ladder runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum FidelityConfig {
+    Flow,
+    Packet,
+    Both,
+}
+
+/// `[simulation.packet]`: what the packet level models, each key overriding the catalog.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PacketConfig {
+    /// RoCE: DCQCN congestion control (ECN marking, CNPs, rate cuts).
+    pub dcqcn: Option<bool>,
+    /// PFC: an ingress port pauses its upstream above this many bytes.
+    pub xoff: Option<Bytes>,
+    /// PFC: and resumes it at or below this many.
+    pub xon: Option<Bytes>,
+    /// Lossless buffer per ingress port above `xoff` (default: each port's own need from its
+    /// link's round trip, as `meshway plan` computes it).
+    pub headroom: Option<Bytes>,
+    /// Headroom of ports on DCI spans (default: `headroom`).
+    pub dci_headroom: Option<Bytes>,
+    /// How long an upstream transmitter takes to act on a pause.
+    pub pause_response: Option<meshway_units::Nanos>,
+    /// Lossy fabrics: output queue limit before tail drop.
+    pub queue: Option<Bytes>,
+    /// NDP: data packets an output queue holds before it trims.
+    pub trim_packets: Option<u32>,
+    /// NDP: packets a sender sends before its first pull.
+    pub window_packets: Option<u32>,
+    /// Go-back-N retransmission timeout.
+    pub rto: Option<meshway_units::Nanos>,
+    /// Interval of the queue-depth and pause time series.
+    pub sample: Option<meshway_units::Nanos>,
+    /// Bound on the run's events.
+    pub max_events: Option<u64>,
+    /// Refuse runs whose estimated memory exceeds this (default: the catalog's).
+    pub memory_limit: Option<Bytes>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema)]

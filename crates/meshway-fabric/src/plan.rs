@@ -531,6 +531,7 @@ pub fn transport_name(kind: crate::config::TransportKind) -> &'static str {
         crate::config::TransportKind::Infiniband => "infiniband",
         crate::config::TransportKind::Roce => "roce",
         crate::config::TransportKind::Tcp => "tcp",
+        crate::config::TransportKind::Ndp => "ndp",
     }
 }
 

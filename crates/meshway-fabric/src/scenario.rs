@@ -149,7 +149,7 @@ impl Scenario {
             let ctx = Ctx::new(&self.file, &self.text, "transport", 0, "transport");
             return Err(ctx.invalid("mtu", format!("expected 256 to 65536 bytes, got {}", mtu.0)));
         }
-        let lossless = config.lossless.unwrap_or(config.kind != TransportKind::Tcp);
+        let lossless = config.lossless.unwrap_or(!matches!(config.kind, TransportKind::Tcp | TransportKind::Ndp));
         Ok(Transport { config, mtu, lossless })
     }
 }

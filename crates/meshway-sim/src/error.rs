@@ -39,6 +39,9 @@ pub enum SimError {
     /// A flow's finish time does not fit in 64-bit nanoseconds (about 584 years).
     #[error("flow {flow} would finish beyond the largest representable time")]
     TimeOverflow { flow: FlowId },
+    /// The packet-level engine cannot run the program as given (the message says why).
+    #[error("packet level: {0}")]
+    Packet(String),
 }
 
 /// Why a collective (or a training step made of them) cannot be written as a program.
@@ -92,6 +95,9 @@ pub enum SimulateError {
     /// A fabric derived from the scenario (a baseline, a swept distance) does not build.
     #[error("{what}: {source}")]
     Derived { what: String, source: FabricError },
+    /// A packet-level run would not fit in memory.
+    #[error("{scenario}: a packet-level run needs about {estimate} of memory, above the limit of {limit} ({why}); run it at flow level (--fidelity flow), on a smaller fabric or with fewer or smaller messages, or raise [simulation.packet] memory-limit")]
+    PacketTooLarge { scenario: String, estimate: String, limit: String, why: String },
     /// A command-line option out of range.
     #[error("{option}: {message}")]
     BadOption { option: &'static str, message: String },

@@ -65,6 +65,7 @@ mod error;
 pub mod exec;
 mod ids;
 pub mod multisite;
+pub mod packet;
 pub mod program;
 mod queue;
 mod result;

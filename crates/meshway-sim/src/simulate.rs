@@ -10,7 +10,7 @@ use crate::topo::{mix, FabricTopo, IdealTopo, Topology};
 use crate::training::{self, TrainSpec};
 use crate::tuner;
 use crate::{CollectiveError, SimError};
-use meshway_fabric::config::{CompletionConfig, ForwardingConfig, RoutingKind};
+use meshway_fabric::config::{CompletionConfig, FidelityConfig, ForwardingConfig, RoutingKind, TransportKind};
 use meshway_fabric::error::closest;
 use meshway_fabric::scenario::Ctx;
 use meshway_fabric::workload_config::{CollModelConfig, ProtocolConfig, RankRef, WorkloadConfig, WorkloadKind};
@@ -32,6 +32,69 @@ pub struct Options {
     /// Completion batching tolerance as a share of a flow's duration (default: the
     /// catalog's `completion-tolerance`; 0 is exact).
     pub tolerance: Option<f64>,
+    /// Which rung runs (default: the scenario's `[simulation] fidelity`, else flow level).
+    pub fidelity: Option<Fidelity>,
+}
+
+/// Which rung of the fidelity ladder a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fidelity {
+    Flow,
+    Packet,
+    /// Packet level, with the flow level run beside it for comparison.
+    Both,
+}
+
+impl Fidelity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fidelity::Flow => "flow",
+            Fidelity::Packet => "packet",
+            Fidelity::Both => "both",
+        }
+    }
+}
+
+/// Completion times of one workload's messages.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FctSummary {
+    pub messages: usize,
+    pub mean_ns: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// Jain's fairness index of the completion times (1: all equal).
+    pub fairness: f64,
+}
+
+/// One workload at both rungs (`--fidelity both`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RungRow {
+    pub workload: String,
+    pub flow_time_ns: Option<u64>,
+    pub packet_time_ns: Option<u64>,
+    /// Packet over flow time, less one.
+    pub difference: Option<f64>,
+    pub flow_fct: Option<FctSummary>,
+    pub packet_fct: Option<FctSummary>,
+}
+
+/// What a packet-level run adds to the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PacketSection {
+    pub params: crate::packet::PacketParams,
+    /// Estimated memory of the run, bytes (checked against `memory_limit` before it starts).
+    pub memory_estimate_bytes: u64,
+    /// Per workload: completion times of its messages at packet level.
+    pub fct: Vec<(String, Option<FctSummary>)>,
+    pub stats: crate::packet::PacketStats,
+    /// `--fidelity both`: each workload at flow and packet level.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rungs: Vec<RungRow>,
+    /// What a completion time includes at packet level.
+    pub completion: String,
 }
 
 /// What a workload is.
@@ -188,6 +251,8 @@ pub struct SimReport {
     pub scenario: String,
     pub gpus: usize,
     pub seed: u64,
+    /// The rung that produced the workloads' times: "flow" or "packet" (also with `both`).
+    pub fidelity: String,
     pub transport: TransportInfo,
     pub workloads: Vec<WorkloadResult>,
     /// The `[[failure]]` tables as applied.
@@ -205,6 +270,9 @@ pub struct SimReport {
     pub end_ns: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flows: Option<Vec<FlowRecord>>,
+    /// Packet level: parameters, per-port pauses, drops, trims, queue time series.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packet: Option<Box<PacketSection>>,
     /// Flow list for export (htsim) when requested.
     #[serde(skip)]
     pub export: Vec<ExportFlow>,
@@ -956,7 +1024,43 @@ pub fn simulate(
         Ok((prog, spans))
     };
     let (prog, spans) = build(&mut topo)?;
-    let ex = execute(&prog, &mut topo, &cfg, &failures, progress)?;
+    let fidelity = opts.fidelity.unwrap_or(match setup.scenario.config.simulation.as_ref().and_then(|s| s.fidelity) {
+        Some(FidelityConfig::Packet) => Fidelity::Packet,
+        Some(FidelityConfig::Both) => Fidelity::Both,
+        Some(FidelityConfig::Flow) | None => Fidelity::Flow,
+    });
+    let packet_run = if fidelity == Fidelity::Flow {
+        None
+    } else {
+        if !failures.is_empty() {
+            return Err(SimulateError::BadOption {
+                option: "--fidelity",
+                message: format!(
+                    "{}: [[failure]] tables are not modelled at packet level yet; run this scenario at flow level",
+                    setup.scenario.file
+                ),
+            });
+        }
+        let params = packet_params(setup, &cfg, seed)?;
+        let estimate = crate::packet::estimate_memory(&prog, &topo, &cfg, &params.0);
+        if estimate > params.1 {
+            return Err(SimulateError::PacketTooLarge {
+                scenario: setup.scenario.file.clone(),
+                estimate: Bytes(estimate).display_si(),
+                limit: Bytes(params.1).display_si(),
+                why: format!("{} messages on {} links", prog.msgs.len(), topo.network().len()),
+            });
+        }
+        let (pex, stats) = crate::packet::execute_packets(&prog, &mut topo, &cfg, &params.0, progress)?;
+        Some((pex, stats, params.0, estimate))
+    };
+    let flow_ex =
+        if fidelity == Fidelity::Packet { None } else { Some(execute(&prog, &mut topo, &cfg, &failures, progress)?) };
+    let (ex, packet_run, flow_ex) = match (packet_run, flow_ex) {
+        (Some((pex, stats, params, est)), flow) => (pex, Some((stats, params, est)), flow),
+        (None, Some(fex)) => (fex, None, None),
+        (None, None) => unreachable!("one rung always runs"),
+    };
     let ideal = if opts.no_ideal || main.is_empty() {
         None
     } else {
@@ -1009,10 +1113,54 @@ pub fn simulate(
 
     let flows = opts.flows.then(|| flow_records(&prog, &ex, &topo));
     let export = export_flows(&prog, &ex);
+    let packet = packet_run.map(|(stats, params, estimate)| {
+        let fct: Vec<(String, Option<FctSummary>)> =
+            main.iter().zip(&spans).map(|(w, &(a, b, _, _))| (w.name.clone(), fct_summary(&prog, &ex, a, b))).collect();
+        let rungs = flow_ex
+            .as_ref()
+            .map(|fex| {
+                main.iter()
+                    .enumerate()
+                    .map(|(k, w)| {
+                        let (a, b, done, _) = spans[k];
+                        let ft = span_time(&prog, fex, a, b, done, cfg.wire.alpha.0);
+                        let pt = span_time(&prog, &ex, a, b, done, cfg.wire.alpha.0);
+                        RungRow {
+                            workload: w.name.clone(),
+                            flow_time_ns: ft,
+                            packet_time_ns: pt,
+                            difference: match (ft, pt) {
+                                (Some(f), Some(p)) if f > 0 => Some(round6(p as f64 / f as f64 - 1.0)),
+                                _ => None,
+                            },
+                            flow_fct: fct_summary(&prog, fex, a, b),
+                            packet_fct: fct_summary(&prog, &ex, a, b),
+                        }
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Box::new(PacketSection {
+            params,
+            memory_estimate_bytes: estimate,
+            fct,
+            stats,
+            rungs,
+            completion: format!(
+                "a message completes when {}; every hop stores and forwards whole packets",
+                if cfg.completion.ack_bytes.is_some() {
+                    "its last acknowledgement is back at the sender (as htsim counts)"
+                } else {
+                    "its last data byte has reached the receiver"
+                }
+            ),
+        })
+    });
     Ok(SimReport {
         scenario: setup.scenario.name.clone(),
         gpus: topo.ranks(),
         seed,
+        fidelity: if fidelity == Fidelity::Flow { "flow" } else { "packet" }.into(),
         transport: tinfo,
         workloads: results,
         failures: failure_info,
@@ -1024,8 +1172,124 @@ pub fn simulate(
         recomputes: ex.sim.recomputes,
         end_ns: ex.sim.end.0,
         flows,
+        packet,
         export,
     })
+}
+
+/// Completion times (end less start) of the messages `a..b` that are not waits.
+fn fct_summary(prog: &Program, ex: &Execution, a: usize, b: usize) -> Option<FctSummary> {
+    let mut t: Vec<u64> = prog.msgs[a..b]
+        .iter()
+        .zip(&ex.msgs[a..b])
+        .filter(|(m, _)| !m.is_wait())
+        .filter_map(|(_, r)| Some(r.end?.0.saturating_sub(r.start?.0)))
+        .collect();
+    if t.is_empty() {
+        return None;
+    }
+    t.sort_unstable();
+    let n = t.len();
+    let sum: f64 = t.iter().map(|&x| x as f64).sum();
+    let sq: f64 = t.iter().map(|&x| (x as f64) * (x as f64)).sum();
+    let pick = |q: f64| t[((q * n as f64).ceil() as usize).clamp(1, n) - 1];
+    Some(FctSummary {
+        messages: n,
+        mean_ns: (sum / n as f64).round() as u64,
+        p50_ns: pick(0.5),
+        p99_ns: pick(0.99),
+        first_ns: t[0],
+        last_ns: t[n - 1],
+        fairness: if sq > 0.0 { round6(sum * sum / (n as f64 * sq)) } else { 1.0 },
+    })
+}
+
+/// The packet engine's parameters: the catalog's `[packet]` with the scenario's
+/// `[simulation.packet]` over it, and the memory limit.
+fn packet_params(
+    setup: &Setup<'_>,
+    cfg: &ExecConfig,
+    seed: u64,
+) -> Result<(crate::packet::PacketParams, u64), SimulateError> {
+    use crate::packet::{Balance, Dcqcn, PacketParams, Transport};
+    let s = setup.scenario;
+    let cat = setup.catalog;
+    let _ = seed;
+    let d = cat.packet.as_ref().ok_or_else(|| SimulateError::BadOption {
+        option: "--fidelity",
+        message: "the catalog has no [packet] section (packet-level defaults)".into(),
+    })?;
+    let pc = s.config.simulation.as_ref().and_then(|x| x.packet.clone()).unwrap_or_default();
+    let c = Ctx::new(&s.file, &s.text, "simulation", 0, "simulation.packet");
+    let tr = s.transport(cat)?;
+    let transport = match tr.config.kind {
+        TransportKind::Roce if tr.lossless => Transport::RocePfc,
+        TransportKind::Roce => Transport::RoceLossy,
+        TransportKind::Infiniband => Transport::Infiniband,
+        TransportKind::Ndp => Transport::Ndp,
+        TransportKind::Tcp => {
+            return Err(SimulateError::BadOption {
+                option: "--fidelity",
+                message: format!(
+                "{}: the packet level models roce (with or without PFC), infiniband and ndp; tcp runs at flow level",
+                s.file
+            ),
+            })
+        }
+    };
+    let dcqcn_on = pc.dcqcn.unwrap_or(d.dcqcn && tr.config.kind == TransportKind::Roce);
+    if dcqcn_on && tr.config.kind != TransportKind::Roce {
+        return Err(c
+            .invalid("dcqcn", "DCQCN is RoCE's congestion control; this scenario's transport is not roce")
+            .into());
+    }
+    let xoff = pc.xoff.unwrap_or(d.xoff).0;
+    let xon = pc.xon.unwrap_or(if pc.xoff.is_some() { Bytes(xoff * 4 / 5) } else { d.xon }).0;
+    if xon > xoff {
+        return Err(c.invalid("xon", format!("xon ({xon} B) must not exceed xoff ({xoff} B)")).into());
+    }
+    for (key, v) in [("trim-packets", pc.trim_packets), ("window-packets", pc.window_packets)] {
+        if v == Some(0) {
+            return Err(c.invalid(key, "expected a positive number of packets").into());
+        }
+    }
+    if pc.sample.is_some_and(|x| x.0 == 0) {
+        return Err(c.invalid("sample", "expected a positive interval such as \"10us\"").into());
+    }
+    let packet = cfg.wire.mtu + cfg.wire.header;
+    let params = PacketParams {
+        transport,
+        balance: Balance::of(cfg.policy),
+        dcqcn: dcqcn_on.then_some(Dcqcn {
+            kmin: d.dcqcn_kmin.0,
+            kmax: d.dcqcn_kmax.0,
+            pmax: d.dcqcn_pmax,
+            g: d.dcqcn_g,
+            alpha_period: d.dcqcn_alpha_period,
+            timer: d.dcqcn_timer,
+            byte_counter: d.dcqcn_byte_counter.0,
+            fast_recovery: d.dcqcn_fast_recovery,
+            rai: d.dcqcn_rai.0,
+            rhai: d.dcqcn_rhai.0,
+            cnp_interval: d.dcqcn_cnp_interval,
+            min_rate: d.dcqcn_min_rate.0,
+        }),
+        control_bytes: d.control_bytes,
+        xoff,
+        xon,
+        headroom: pc.headroom.map(|b| b.0),
+        dci_headroom: pc.dci_headroom.map(|b| b.0),
+        pause_response: pc.pause_response.unwrap_or(cat.constants.pfc_response),
+        queue: pc.queue.unwrap_or(d.queue).0,
+        trim: u64::from(pc.trim_packets.unwrap_or(d.trim_packets)) * packet,
+        window: pc.window_packets.unwrap_or(d.window_packets),
+        rto: pc.rto.unwrap_or(d.rto),
+        sample: pc.sample.unwrap_or(d.sample),
+        paths: cfg.spray_paths,
+        series_ports: d.series_ports as usize,
+        max_events: pc.max_events.unwrap_or(d.max_events),
+    };
+    Ok((params, pc.memory_limit.unwrap_or(d.memory_limit).0))
 }
 
 /// Flows for export, with dependencies renumbered to export indexes. Dependencies on waits

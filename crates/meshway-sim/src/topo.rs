@@ -36,6 +36,15 @@ pub enum Choice {
     Spread { key: u64, index: u32 },
 }
 
+/// The switch an arc leads into, as the packet engine sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArcHead {
+    /// Node index of the switch.
+    pub switch: u32,
+    /// Its shared packet buffer, bytes.
+    pub buffer: u64,
+}
+
 /// splitmix64 finalizer: the hash used for ECMP and seeds.
 pub fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -92,6 +101,15 @@ pub trait Topology {
     fn rank_name(&self, rank: u32) -> String;
     /// Whether an arc belongs to the scale-out network (not NVLink).
     fn is_network_arc(&self, arc: Arc) -> bool;
+    /// The switch at an arc's head and its shared buffer (packet level); None when the head
+    /// is a GPU or the topology does not model buffers.
+    fn arc_head(&self, _arc: Arc) -> Option<ArcHead> {
+        None
+    }
+    /// Whether an arc is a data-centre interconnect span.
+    fn is_dci_arc(&self, _arc: Arc) -> bool {
+        false
+    }
     /// Capacity and latency of an arc.
     fn arc_spec(&self, arc: Arc) -> (BitsPerSec, Nanos);
     /// The one link of a [`Leg`] other than a path: between `rank` and its NVSwitch or
@@ -138,6 +156,8 @@ pub struct FabricTopo<'f> {
     live: Vec<Option<Box<[u16]>>>,
     seed: u64,
     scratch: Vec<(NodeId, meshway_fabric::LinkId)>,
+    /// Shared buffer of each node's switch model (0 for GPUs).
+    buffers: Vec<u64>,
 }
 
 impl<'f> FabricTopo<'f> {
@@ -175,6 +195,14 @@ impl<'f> FabricTopo<'f> {
             arc_latency.push(prop + sw_lat[l.a.idx()]);
         }
         let is_switch = fabric.nodes.iter().map(|n| !n.is_gpu()).collect();
+        let buffers = fabric
+            .nodes
+            .iter()
+            .map(|n| match n.kind {
+                NodeKind::Switch { model, .. } => catalog.switch.get(model as usize).map_or(0, |m| m.buffer.0),
+                NodeKind::Gpu { .. } => 0,
+            })
+            .collect();
         FabricTopo {
             fabric,
             ranks,
@@ -186,6 +214,7 @@ impl<'f> FabricTopo<'f> {
             live: vec![None; fabric.nodes.len()],
             seed,
             scratch: Vec::new(),
+            buffers,
         }
     }
 
@@ -593,6 +622,17 @@ impl Topology for FabricTopo<'_> {
 
     fn is_network_arc(&self, arc: Arc) -> bool {
         self.fabric.link(meshway_fabric::LinkId(arc.0 / 2)).class != LinkClass::Nvlink
+    }
+
+    fn arc_head(&self, arc: Arc) -> Option<ArcHead> {
+        let l = self.fabric.link(meshway_fabric::LinkId(arc.0 / 2));
+        let head = if arc.0.is_multiple_of(2) { l.b } else { l.a };
+        let buffer = *self.buffers.get(head.idx())?;
+        (self.is_switch[head.idx()]).then_some(ArcHead { switch: head.0, buffer })
+    }
+
+    fn is_dci_arc(&self, arc: Arc) -> bool {
+        self.fabric.link(meshway_fabric::LinkId(arc.0 / 2)).class == LinkClass::Dci
     }
 
     fn arc_spec(&self, arc: Arc) -> (BitsPerSec, Nanos) {

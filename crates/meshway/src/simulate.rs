@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use meshway_fabric::{Catalog, Scenario};
 use meshway_sim::exec::Policy;
-use meshway_sim::simulate::{htsim_connection_matrix, simulate, Options, Setup, SimReport};
+use meshway_sim::simulate::{htsim_connection_matrix, simulate, Fidelity, Options, Setup, SimReport};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
@@ -13,6 +13,8 @@ pub const HELP: &str = "Examples:
   meshway simulate examples/train-3d-1024.toml --csv > flows.csv
   meshway simulate examples/bench/a2a-fat-tree-1024.toml --htsim a2a.cm
   meshway simulate examples/simulate-rail-256.toml --seed 7 --tolerance 0
+  meshway simulate examples/incast-pfc.toml --fidelity packet
+  meshway simulate examples/incast-pfc.toml --fidelity both --json
 
 Runs the scenario's [[workload]] tables one after another on its fabric, with its
 [[failure]] tables applied, and reports each workload's completion time, nccl-tests
@@ -54,6 +56,10 @@ pub struct Args {
     /// Skip the comparison run on an ideal non-blocking fabric.
     #[arg(long)]
     pub no_ideal: bool,
+    /// flow (default), packet (queues, PFC pauses or credits, drops, trims) or both
+    /// (packet level with the flow level beside it); default: the scenario's [simulation].
+    #[arg(long, value_parser = parse_fidelity)]
+    pub fidelity: Option<Fidelity>,
     /// Also write the flow list in htsim's connection-matrix format to this file.
     #[arg(long, value_name = "FILE")]
     pub htsim: Option<PathBuf>,
@@ -70,6 +76,15 @@ fn parse_share(s: &str) -> Result<f64, String> {
     match num.trim().parse::<f64>() {
         Ok(v) if (0.0..=50.0).contains(&(v / div * 100.0)) => Ok(v / div),
         _ => Err(format!("expected a share such as \"1%\" or 0.01 (at most 50%), got {s:?}")),
+    }
+}
+
+fn parse_fidelity(s: &str) -> Result<Fidelity, String> {
+    match s {
+        "flow" => Ok(Fidelity::Flow),
+        "packet" => Ok(Fidelity::Packet),
+        "both" => Ok(Fidelity::Both),
+        _ => Err(format!("expected flow, packet or both, got {s:?}")),
     }
 }
 
@@ -137,6 +152,7 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
         no_ideal: args.no_ideal,
         flows: args.flows || args.csv,
         tolerance: args.tolerance,
+        fidelity: args.fidelity,
     };
     let r = run_file(&args.file, cat, &opts)?;
     if let Some(p) = &args.htsim {

@@ -1,0 +1,1570 @@
+//! The packet-level engine (fidelity level 3 in `DESIGN.md`): the same [`Program`]s as the
+//! flow engine, run packet by packet.
+//!
+//! # Model
+//!
+//! - **Time** is kept in picoseconds, so a 4,064-byte packet at 100 Gb/s serializes in exactly
+//!   325,120 ps (whole nanoseconds would add 0.3% per hop). Reported times are nanoseconds,
+//!   rounded up.
+//! - **Ports.** Every directed link (arc) has one output port at its tail: a control queue
+//!   (acknowledgements, pulls, trimmed headers, congestion notifications; strict priority,
+//!   never paused, never dropped) and a FIFO data queue. A port serializes one whole packet at
+//!   a time at the link rate; the packet then propagates for the arc's latency (fibre plus the
+//!   head switch's latency) and is handed to the head: store-and-forward at every hop.
+//! - **Hosts** generate data packets when their NIC port is free, round-robin over the flows
+//!   that may send, so a host's flows share its NIC packet by packet.
+//! - **Switch buffers.** A switch counts the bytes it holds per ingress port (the arc they
+//!   arrived on) and in total against its model's shared buffer. A packet is released when
+//!   its last bit has left the output port.
+//! - **RoCEv2 with PFC** ([`Transport::RocePfc`]): when an ingress holds more than `xoff`
+//!   bytes the switch sends a pause back up the ingress link; it takes effect at the upstream
+//!   transmitter after the link's latency, a 64-byte pause frame and the response time, and
+//!   the packet in serialization finishes. Below `xon` a resume follows the same way. A
+//!   packet that arrives at an ingress already holding `xoff + headroom` bytes, or at a full
+//!   shared buffer, is dropped: lossless has failed. Senders run at line rate (or DCQCN's
+//!   rate), with go-back-N: the receiver acknowledges every packet cumulatively, discards out
+//!   of order packets with one NACK per gap, the sender rewinds on a NACK or a timeout.
+//! - **DCQCN** (with RoCE): switches mark ECN on a data packet with the RED probability of
+//!   the output queue it joins (`kmin`..`kmax`, up to `pmax`); the receiver sends at most
+//!   one CNP per flow per `cnp_interval`; the sender cuts and recovers its rate as the DCQCN
+//!   paper's reaction point does (see [`Dcqcn`]).
+//! - **InfiniBand** ([`Transport::Infiniband`]): credit-based link-level flow control. A port
+//!   into a switch transmits a data packet only when the switch has advertised room for it
+//!   (`xoff + headroom` bytes per port and virtual lane); the room returns when the packet
+//!   leaves that switch, one link latency later. Nothing is dropped. Transport as RoCE's.
+//! - **Lossy RoCE** ([`Transport::RoceLossy`], `lossless = false`): output queues tail-drop
+//!   above `queue` bytes; go-back-N recovers.
+//! - **Receiver-driven spraying** ([`Transport::Ndp`], NDP/EQDS-like): a sender starts with
+//!   `window` packets, then sends one packet (a retransmission first) per pull. A switch whose
+//!   data queue would exceed `trim` bytes cuts the packet to its header, which goes on at
+//!   control priority; the receiver answers a header with a NACK and a data packet with an
+//!   ACK, and for each queues a pull. A receiver's pulls leave one per data-packet time of its
+//!   link, round-robin over its senders.
+//! - **Load balancing**: per-flow ECMP (a flow's path is its hash's; queue pairs are
+//!   subflows as at flow level), per-packet spraying (each packet a seeded random path of the
+//!   message's equal-cost set), or adaptive (at each switch, the next hop whose output queue
+//!   holds the fewest bytes). Control packets take the reverse of their data packet's path.
+//! - **Completion**: a message completes when its last data byte has arrived (`data`) or its
+//!   last acknowledgement is back at the sender (`ack`, as htsim counts).
+//! - **Determinism**: events are ordered by (time, sequence); random choices come from a
+//!   seeded hash; the same program, topology and parameters give the same bytes.
+
+use crate::engine::LinkId as Arc;
+use crate::exec::{ExecConfig, Execution, MsgResult, Policy};
+use crate::ids::FlowId;
+use crate::program::{Leg, Msg, Program};
+use crate::result::{FlowResult, LinkStats, SimResult};
+use crate::topo::{mix, Choice, Topology};
+use crate::SimError;
+use meshway_units::{BitsPerSec, Bytes, Nanos, SimTime};
+use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+
+const NONE: u32 = u32::MAX;
+const PS: u64 = 1000;
+/// Bytes of a PFC pause frame on the wire (a minimum Ethernet frame with preamble and gap).
+const PAUSE_FRAME: u64 = 84;
+
+/// How packets are carried and protected from loss.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// RoCEv2 over a PFC-lossless fabric, go-back-N.
+    RocePfc,
+    /// RoCEv2 over a lossy fabric (tail drop), go-back-N.
+    RoceLossy,
+    /// InfiniBand: credit-based link-level flow control, go-back-N.
+    Infiniband,
+    /// Receiver-driven, trimming switches, per-packet spraying (NDP/EQDS-like).
+    Ndp,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::RocePfc => "roce-pfc",
+            Transport::RoceLossy => "roce-lossy",
+            Transport::Infiniband => "infiniband-credits",
+            Transport::Ndp => "ndp",
+        }
+    }
+    fn go_back_n(self) -> bool {
+        self != Transport::Ndp
+    }
+}
+
+/// Path choice for packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    /// Per-flow hash: every packet of a (sub)flow takes one path.
+    Ecmp,
+    /// Per-packet: a seeded random path of the equal-cost set.
+    Spray,
+    /// Per-packet, per switch: the next hop with the shortest output queue.
+    Adaptive,
+}
+
+impl Balance {
+    pub fn of(policy: Policy) -> Balance {
+        match policy {
+            Policy::Ecmp => Balance::Ecmp,
+            Policy::Spray => Balance::Spray,
+            Policy::Adaptive | Policy::AdaptiveGlobal => Balance::Adaptive,
+        }
+    }
+}
+
+/// DCQCN's parameters (switch marking, notification point, reaction point).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Dcqcn {
+    /// RED marking: no marks below `kmin` queued bytes, probability rising linearly to `pmax`
+    /// at `kmax`, every packet above.
+    pub kmin: u64,
+    pub kmax: u64,
+    pub pmax: f64,
+    /// Gain of the congestion estimate alpha.
+    pub g: f64,
+    /// Alpha decays by `1 - g` every `alpha_period` without a CNP.
+    pub alpha_period: Nanos,
+    /// Rate increase: one step per `timer` and per `byte_counter` bytes sent.
+    pub timer: Nanos,
+    pub byte_counter: u64,
+    /// Steps of fast recovery before additive increase.
+    pub fast_recovery: u32,
+    /// Additive and hyper increase of the target rate, bit/s.
+    pub rai: u64,
+    pub rhai: u64,
+    /// Notification point: at most one CNP per flow per this interval.
+    pub cnp_interval: Nanos,
+    /// Floor of the sending rate, bit/s.
+    pub min_rate: u64,
+}
+
+/// What the packet engine needs besides the program and topology.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PacketParams {
+    pub transport: Transport,
+    pub balance: Balance,
+    pub dcqcn: Option<Dcqcn>,
+    /// Bytes on the wire of an ACK, NACK, pull, CNP or trimmed header.
+    pub control_bytes: u64,
+    /// PFC: pause an ingress above this many bytes; resume at or below `xon`.
+    pub xoff: u64,
+    pub xon: u64,
+    /// Buffer per ingress port above `xoff` (PFC headroom; with credits, the room a port
+    /// advertises is `xoff + headroom`). None: each port's own need, as the planner computes
+    /// it (`meshway_fabric::plan::headroom_bytes` of its link).
+    pub headroom: Option<u64>,
+    /// Headroom of ports on DCI links only (overrides `headroom` there).
+    pub dci_headroom: Option<u64>,
+    /// Upstream transmitter's reaction time to a pause.
+    pub pause_response: Nanos,
+    /// Lossy output queue limit, bytes.
+    pub queue: u64,
+    /// Receiver-driven: a data queue above this many bytes trims arriving packets.
+    pub trim: u64,
+    /// Receiver-driven: packets a sender may send before its first pull.
+    pub window: u32,
+    /// Go-back-N retransmission timeout.
+    pub rto: Nanos,
+    /// Interval of the queue and pause time series.
+    pub sample: Nanos,
+    /// Most equal-cost paths a message sprays over (and adaptive routing chooses among).
+    pub paths: u32,
+    /// Time series kept for this many ports (those with the deepest queues).
+    pub series_ports: usize,
+    /// Stop after this many events (a bound, not a result).
+    pub max_events: u64,
+}
+
+/// One port's totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PortStats {
+    pub link: String,
+    pub capacity_bps: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+    /// Deepest data queue, bytes.
+    pub max_queue_bytes: u64,
+    /// Pause frames the switch at this link's head sent up it (PFC XOFF).
+    pub pauses_sent: u64,
+    /// Time this port's transmitter was paused.
+    pub paused_ns: u64,
+    pub drops: u64,
+    pub trims: u64,
+    pub ecn_marks: u64,
+}
+
+/// A port's queue depth and paused time per sample interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PortSeries {
+    pub link: String,
+    pub interval_ns: u64,
+    /// Deepest data queue in each interval, bytes.
+    pub queue_bytes: Vec<u64>,
+    /// Time paused in each interval.
+    pub paused_ns: Vec<u64>,
+    /// Bytes sent in each interval.
+    pub tx_bytes: Vec<u64>,
+}
+
+/// What the packet engine measured besides completion times.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PacketStats {
+    pub transport: Transport,
+    pub balance: Balance,
+    pub events: u64,
+    pub data_packets: u64,
+    pub retransmitted_packets: u64,
+    pub control_packets: u64,
+    pub drops: u64,
+    pub trims: u64,
+    pub pauses: u64,
+    pub paused_ns: u64,
+    pub ecn_marks: u64,
+    pub cnps: u64,
+    /// Whether the run stopped at `max_events`.
+    pub truncated: bool,
+    /// Ports with traffic, pauses, drops or trims, in link order.
+    pub ports: Vec<PortStats>,
+    /// Time series of the ports with the deepest queues.
+    pub series: Vec<PortSeries>,
+    /// Engine flows (messages and their queue-pair subflows).
+    pub flows: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Data,
+    Header,
+    Ack,
+    Nack,
+    Pull,
+    Cnp,
+}
+
+impl Kind {
+    /// Whether the packet goes from receiver to sender.
+    fn reverse(self) -> bool {
+        matches!(self, Kind::Ack | Kind::Nack | Kind::Pull | Kind::Cnp)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pkt {
+    flow: u32,
+    seq: u32,
+    wire: u32,
+    /// Index of the arc the packet is on along its route.
+    hop: u16,
+    /// Path within the flow's path set.
+    path: u16,
+    kind: Kind,
+    ecn: bool,
+    /// The arc whose head switch holds it (buffer accounting), or NONE.
+    ingress: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Ev {
+    TxDone(u32),
+    Arrive(u32),
+    Pause(u32, bool),
+    Credit(u32, u32),
+    Wake(u32),
+    PullTick(u32),
+    Rto(u32),
+    Ready(u32),
+    Dcqcn(u32),
+}
+
+#[derive(Default)]
+struct Port {
+    rate: u64,
+    lat_ps: u64,
+    /// Index of the switch at the head in `Engine::bufs`, or NONE for a host/GPU.
+    head: u32,
+    lossless: bool,
+    ctrl: VecDeque<u32>,
+    data: VecDeque<u32>,
+    qbytes: u64,
+    busy: bool,
+    cur: u32,
+    paused: bool,
+    paused_at: u64,
+    paused_ps: u64,
+    credits: u64,
+    credit_limited: bool,
+    /// Flows that source at this port (a NIC), round-robin.
+    ready: VecDeque<u32>,
+    /// Bytes held by the head switch that arrived on this arc.
+    in_bytes: u64,
+    /// Room above `xoff` (PFC) at the head's ingress for this arc.
+    headroom: u64,
+    xoff: bool,
+    /// Pull pacer of the receiver at this arc's head (a host).
+    pulls: VecDeque<u32>,
+    pull_armed: bool,
+    st: PortStats,
+    /// (bucket, deepest queue, bytes sent) per sample interval touched.
+    series: Vec<(u64, u64, u64)>,
+    pause_spans: Vec<(u64, u64)>,
+}
+
+#[derive(Default)]
+struct Flow {
+    msg: u32,
+    /// First arc (the NIC port it sources at) and last arc (into the receiver).
+    nic: u32,
+    /// Range of the flow's path set in `Engine::sets`.
+    set: u32,
+    pick: u16,
+    pkts: u32,
+    payload: u64,
+    start: u64,
+    end: Option<u64>,
+    data_end: Option<u64>,
+    queued: bool,
+    // Sender.
+    snd_nxt: u32,
+    snd_una: u32,
+    /// Highest sequence sent so far (go-back-N: lower ones sent again are retransmissions).
+    high: u32,
+    last_progress: u64,
+    rto_armed: bool,
+    wake_armed: bool,
+    // Go-back-N receiver.
+    rcv_nxt: u32,
+    nacked: bool,
+    // Receiver-driven.
+    allowance: u32,
+    rtx: VecDeque<u32>,
+    got: Vec<u64>,
+    got_n: u32,
+    acked: Vec<u64>,
+    acked_n: u32,
+    pulls_owed: u32,
+    // DCQCN.
+    /// Line rate of the NIC port.
+    line: u64,
+    rate: u64,
+    target: u64,
+    alpha: f64,
+    next_tx: u64,
+    last_cnp_sent: Option<u64>,
+    alpha_due: u64,
+    timer_due: u64,
+    timer_steps: u32,
+    byte_steps: u32,
+    bytes_since: u64,
+    dcqcn_armed: bool,
+}
+
+struct MsgState {
+    deps_left: u32,
+    ready_at: u64,
+    flows: (u32, u32),
+    left: u32,
+    start: Option<u64>,
+    end: Option<u64>,
+}
+
+struct Engine<'p> {
+    p: &'p PacketParams,
+    now: u64,
+    seq: u64,
+    heap: BinaryHeap<Reverse<(u64, u64, Ev)>>,
+    ports: Vec<Port>,
+    /// Shared buffer per switch: (used, capacity).
+    bufs: Vec<(u64, u64)>,
+    pkts: Vec<Pkt>,
+    free: Vec<u32>,
+    flows: Vec<Flow>,
+    /// Path sets: (start, count) into `paths`.
+    sets: Vec<(u32, u16)>,
+    paths: Vec<Vec<u32>>,
+    msgs: Vec<MsgState>,
+    dependents: Vec<Vec<u32>>,
+    mtu: u64,
+    header: u64,
+    seed: u64,
+    draws: u64,
+    events: u64,
+    ack_completion: bool,
+    /// Per message: delay (and alpha) after its dependencies, ps.
+    gaps: Vec<u64>,
+    stats: PacketStats,
+}
+
+fn ser_ps(bytes: u64, rate: u64) -> u64 {
+    if rate == 0 {
+        return u64::MAX / 4;
+    }
+    u64::try_from((u128::from(bytes) * 8 * 1_000_000_000_000).div_ceil(u128::from(rate))).unwrap_or(u64::MAX / 4)
+}
+
+fn ps_to_ns(ps: u64) -> u64 {
+    ps.div_ceil(PS)
+}
+
+/// Memory a packet run needs, estimated before it starts: flows and their path sets, ports,
+/// and the packets the buffers, links and windows can hold at once.
+pub fn estimate_memory(prog: &Program, topo: &dyn Topology, cfg: &ExecConfig, p: &PacketParams) -> u64 {
+    let net = topo.network();
+    let flows = prog.msgs.iter().filter(|m| !m.is_wait()).count() as u64 * u64::from(cfg.qps.max(1));
+    let paths = u64::from(p.paths.max(1)).min(64);
+    let packet = cfg.wire.mtu + cfg.wire.header;
+    let mut in_flight = 0u64;
+    for l in net.links() {
+        let per_port = match p.transport {
+            Transport::RocePfc | Transport::Infiniband => p.xoff + p.headroom.unwrap_or(0) + 4 * packet,
+            Transport::RoceLossy => p.queue,
+            Transport::Ndp => p.trim + packet,
+        };
+        in_flight += per_port / packet.max(1) + l.capacity.bytes_in(l.latency).0 / packet.max(1) + 2;
+    }
+    let window = if p.transport == Transport::Ndp { flows * u64::from(p.window) } else { 0 };
+    // Per flow ~400 B of state and bitmaps; per path 8 hops of 4 B plus a vector header;
+    // per packet 32 B plus a 32 B event; per port ~600 B plus its series.
+    flows * 400 + flows.min(1 << 20) * paths * 56 + (in_flight + window) * 64 + net.len() as u64 * 2048
+}
+
+impl<'p> Engine<'p> {
+    fn push(&mut self, t: u64, ev: Ev) {
+        self.seq += 1;
+        self.heap.push(Reverse((t, self.seq, ev)));
+    }
+
+    fn draw(&mut self) -> u64 {
+        self.draws += 1;
+        mix(self.seed ^ mix(self.draws))
+    }
+
+    fn alloc(&mut self, pkt: Pkt) -> u32 {
+        if let Some(i) = self.free.pop() {
+            self.pkts[i as usize] = pkt;
+            i
+        } else {
+            self.pkts.push(pkt);
+            (self.pkts.len() - 1) as u32
+        }
+    }
+
+    fn path_of(&self, f: u32, path: u16) -> &[u32] {
+        let (start, _) = self.sets[self.flows[f as usize].set as usize];
+        &self.paths[(start + u32::from(path)) as usize]
+    }
+
+    /// The arc a packet is on at `hop` of its route.
+    fn arc_at(&self, pkt: &Pkt, hop: u16) -> u32 {
+        let path = self.path_of(pkt.flow, pkt.path);
+        if pkt.kind.reverse() {
+            path[path.len() - 1 - hop as usize] ^ 1
+        } else {
+            path[hop as usize]
+        }
+    }
+
+    fn route_len(&self, pkt: &Pkt) -> u16 {
+        self.path_of(pkt.flow, pkt.path).len() as u16
+    }
+
+    fn note_queue(&mut self, a: u32) {
+        let sample = self.p.sample.0.max(1) * PS;
+        let bucket = self.now / sample;
+        let port = &mut self.ports[a as usize];
+        port.st.max_queue_bytes = port.st.max_queue_bytes.max(port.qbytes);
+        match port.series.last_mut() {
+            Some(last) if last.0 == bucket => last.1 = last.1.max(port.qbytes),
+            _ => port.series.push((bucket, port.qbytes, 0)),
+        }
+    }
+
+    fn note_tx(&mut self, a: u32, bytes: u64) {
+        let sample = self.p.sample.0.max(1) * PS;
+        let bucket = self.now / sample;
+        let port = &mut self.ports[a as usize];
+        match port.series.last_mut() {
+            Some(last) if last.0 == bucket => last.2 += bytes,
+            _ => port.series.push((bucket, port.qbytes, bytes)),
+        }
+    }
+
+    /// Starts the next packet on port `a` if it is idle and has one it may send.
+    fn try_start(&mut self, a: u32) {
+        let ai = a as usize;
+        if self.ports[ai].busy {
+            return;
+        }
+        let id = if let Some(id) = self.ports[ai].ctrl.pop_front() {
+            id
+        } else if self.ports[ai].paused {
+            return;
+        } else if let Some(&id) = self.ports[ai].data.front() {
+            let wire = u64::from(self.pkts[id as usize].wire);
+            let port = &mut self.ports[ai];
+            if port.credit_limited {
+                if port.credits < wire {
+                    return;
+                }
+                port.credits -= wire;
+            }
+            port.data.pop_front();
+            port.qbytes -= wire;
+            self.note_queue(a);
+            id
+        } else {
+            match self.generate(a) {
+                Some(id) => id,
+                None => return,
+            }
+        };
+        let wire = u64::from(self.pkts[id as usize].wire);
+        let port = &mut self.ports[ai];
+        port.busy = true;
+        port.cur = id;
+        let done = self.now + ser_ps(wire, port.rate);
+        self.push(done, Ev::TxDone(a));
+    }
+
+    /// A data packet from one of the flows sourcing at NIC port `a`, round-robin.
+    fn generate(&mut self, a: u32) -> Option<u32> {
+        let ai = a as usize;
+        let n = self.ports[ai].ready.len();
+        for _ in 0..n {
+            let f = self.ports[ai].ready.pop_front()?;
+            self.flows[f as usize].queued = false;
+            if !self.can_send(f) {
+                self.pace(f);
+                continue;
+            }
+            let (seq, retx) = self.next_seq(f);
+            let fl = &self.flows[f as usize];
+            let payload = if seq + 1 == fl.pkts { fl.payload - u64::from(seq) * self.mtu } else { self.mtu };
+            let wire = payload + self.header;
+            let port = &mut self.ports[ai];
+            if port.credit_limited {
+                if port.credits < wire {
+                    // Undo: no room downstream; this flow waits for credits.
+                    self.unsend(f, seq, retx);
+                    self.ports[ai].ready.push_front(f);
+                    self.flows[f as usize].queued = true;
+                    return None;
+                }
+                port.credits -= wire;
+            }
+            let path = self.pick_path(f, seq);
+            let id = self.alloc(Pkt {
+                flow: f,
+                seq,
+                wire: wire as u32,
+                hop: 0,
+                path,
+                kind: Kind::Data,
+                ecn: false,
+                ingress: NONE,
+            });
+            self.stats.data_packets += 1;
+            if retx {
+                self.stats.retransmitted_packets += 1;
+            }
+            self.after_send(f, wire);
+            if self.can_send(f) {
+                self.ports[ai].ready.push_back(f);
+                self.flows[f as usize].queued = true;
+            } else {
+                self.pace(f);
+            }
+            return Some(id);
+        }
+        None
+    }
+
+    fn can_send(&self, f: u32) -> bool {
+        let fl = &self.flows[f as usize];
+        if fl.end.is_some() {
+            return false;
+        }
+        if self.p.transport.go_back_n() {
+            fl.snd_nxt < fl.pkts && fl.next_tx <= self.now
+        } else {
+            fl.allowance > 0 && (!fl.rtx.is_empty() || fl.snd_nxt < fl.pkts)
+        }
+    }
+
+    /// Schedules a wake-up for a rate-paced flow.
+    fn pace(&mut self, f: u32) {
+        let fl = &self.flows[f as usize];
+        if self.p.transport.go_back_n()
+            && fl.end.is_none()
+            && fl.snd_nxt < fl.pkts
+            && fl.next_tx > self.now
+            && !fl.wake_armed
+        {
+            let t = fl.next_tx;
+            self.flows[f as usize].wake_armed = true;
+            self.push(t, Ev::Wake(f));
+        }
+    }
+
+    /// The next sequence number to send and whether it is a retransmission.
+    fn next_seq(&mut self, f: u32) -> (u32, bool) {
+        let fl = &mut self.flows[f as usize];
+        if self.p.transport.go_back_n() {
+            let s = fl.snd_nxt;
+            fl.snd_nxt += 1;
+            (s, s < fl.last_sent_high())
+        } else {
+            fl.allowance -= 1;
+            while let Some(s) = fl.rtx.pop_front() {
+                if !bit(&fl.acked, s) {
+                    return (s, true);
+                }
+            }
+            let s = fl.snd_nxt;
+            fl.snd_nxt += 1;
+            (s, false)
+        }
+    }
+
+    fn unsend(&mut self, f: u32, seq: u32, retx: bool) {
+        let fl = &mut self.flows[f as usize];
+        if self.p.transport.go_back_n() {
+            fl.snd_nxt = seq;
+        } else {
+            fl.allowance += 1;
+            if retx {
+                fl.rtx.push_front(seq);
+            } else {
+                fl.snd_nxt = seq;
+            }
+        }
+    }
+
+    fn after_send(&mut self, f: u32, wire: u64) {
+        let now = self.now;
+        let rto = self.p.rto.0 * PS;
+        let fl = &mut self.flows[f as usize];
+        fl.high = fl.high.max(fl.snd_nxt);
+        if let Some(d) = self.p.dcqcn {
+            if fl.rate > 0 {
+                fl.next_tx = now.max(fl.next_tx) + ser_ps(wire, fl.rate);
+                fl.bytes_since += wire;
+                if fl.rate < fl.line && fl.bytes_since >= d.byte_counter {
+                    fl.bytes_since = 0;
+                    fl.byte_steps += 1;
+                    dcqcn_increase(fl, &d);
+                }
+            }
+        }
+        if self.p.transport.go_back_n() && !fl.rto_armed {
+            fl.rto_armed = true;
+            fl.last_progress = now;
+            self.push(now + rto, Ev::Rto(f));
+        }
+    }
+
+    fn pick_path(&mut self, f: u32, seq: u32) -> u16 {
+        let (_, count) = self.sets[self.flows[f as usize].set as usize];
+        match self.p.balance {
+            Balance::Ecmp | Balance::Adaptive => self.flows[f as usize].pick,
+            Balance::Spray => {
+                let _ = seq;
+                (self.draw() % u64::from(count.max(1))) as u16
+            }
+        }
+    }
+
+    fn make_ready(&mut self, f: u32) {
+        let fl = &self.flows[f as usize];
+        if fl.queued || fl.end.is_some() {
+            return;
+        }
+        if !self.can_send(f) {
+            self.pace(f);
+            return;
+        }
+        let nic = fl.nic;
+        self.flows[f as usize].queued = true;
+        self.ports[nic as usize].ready.push_back(f);
+        self.try_start(nic);
+    }
+
+    fn on_tx_done(&mut self, a: u32) {
+        let ai = a as usize;
+        let id = self.ports[ai].cur;
+        self.ports[ai].busy = false;
+        let pkt = self.pkts[id as usize];
+        let wire = u64::from(pkt.wire);
+        {
+            let port = &mut self.ports[ai];
+            port.st.tx_bytes += wire;
+            port.st.tx_packets += 1;
+        }
+        self.note_tx(a, wire);
+        if pkt.ingress != NONE {
+            self.release(pkt.ingress, wire);
+            self.pkts[id as usize].ingress = NONE;
+        }
+        let lat = self.ports[ai].lat_ps;
+        self.push(self.now + lat, Ev::Arrive(id));
+        self.try_start(a);
+    }
+
+    /// The head switch of `ingress` no longer holds `wire` bytes that came in on it.
+    fn release(&mut self, ingress: u32, wire: u64) {
+        let ii = ingress as usize;
+        let head = self.ports[ii].head;
+        if head != NONE {
+            let b = &mut self.bufs[head as usize];
+            b.0 = b.0.saturating_sub(wire);
+        }
+        let port = &mut self.ports[ii];
+        port.in_bytes = port.in_bytes.saturating_sub(wire);
+        match self.p.transport {
+            Transport::RocePfc if port.xoff && port.in_bytes <= self.p.xon => {
+                port.xoff = false;
+                let t = self.now + port.lat_ps + ser_ps(PAUSE_FRAME, port.rate);
+                self.push(t, Ev::Pause(ingress, false));
+            }
+            Transport::Infiniband => {
+                let t = self.now + port.lat_ps;
+                self.push(t, Ev::Credit(ingress, wire as u32));
+            }
+            _ => {}
+        }
+    }
+
+    fn on_arrive(&mut self, id: u32) {
+        let pkt = self.pkts[id as usize];
+        let len = self.route_len(&pkt);
+        let a = self.arc_at(&pkt, pkt.hop);
+        if pkt.hop + 1 >= len {
+            self.free.push(id);
+            self.deliver(pkt);
+            return;
+        }
+        let mut pkt = pkt;
+        pkt.hop += 1;
+        if self.p.balance == Balance::Adaptive && !pkt.kind.reverse() {
+            pkt.path = self.adapt(&pkt, a);
+        }
+        let out = self.arc_at(&pkt, pkt.hop);
+        let oi = out as usize;
+        if pkt.kind != Kind::Data || self.ports[a as usize].head == NONE {
+            self.pkts[id as usize] = pkt;
+            self.ports[oi].ctrl.push_back(id);
+            if pkt.kind == Kind::Data {
+                // A host relaying (not modelled as a switch): no buffer limit.
+                self.ports[oi].ctrl.pop_back();
+                self.ports[oi].data.push_back(id);
+                self.ports[oi].qbytes += u64::from(pkt.wire);
+                self.note_queue(out);
+            }
+            self.try_start(out);
+            return;
+        }
+        let wire = u64::from(pkt.wire);
+        let head = self.ports[a as usize].head;
+        match self.p.transport {
+            Transport::RocePfc | Transport::Infiniband => {
+                let (used, cap) = self.bufs[head as usize];
+                let ingress = &self.ports[a as usize];
+                let limit = self.p.xoff + ingress.headroom;
+                let pfc = self.p.transport == Transport::RocePfc && ingress.lossless;
+                if pfc && (ingress.in_bytes + wire > limit || used + wire > cap) {
+                    self.ports[a as usize].st.drops += 1;
+                    self.stats.drops += 1;
+                    self.free.push(id);
+                    return;
+                }
+                self.bufs[head as usize].0 += wire;
+                pkt.ingress = a;
+                let port = &mut self.ports[a as usize];
+                port.in_bytes += wire;
+                if pfc && !port.xoff && port.in_bytes > self.p.xoff {
+                    port.xoff = true;
+                    port.st.pauses_sent += 1;
+                    self.stats.pauses += 1;
+                    let t = self.now + port.lat_ps + ser_ps(PAUSE_FRAME, port.rate) + self.p.pause_response.0 * PS;
+                    self.push(t, Ev::Pause(a, true));
+                }
+            }
+            Transport::RoceLossy => {
+                let (used, cap) = self.bufs[head as usize];
+                if self.ports[oi].qbytes + wire > self.p.queue || used + wire > cap {
+                    self.ports[oi].st.drops += 1;
+                    self.stats.drops += 1;
+                    self.free.push(id);
+                    return;
+                }
+                self.bufs[head as usize].0 += wire;
+                pkt.ingress = a;
+                self.ports[a as usize].in_bytes += wire;
+            }
+            Transport::Ndp => {
+                if self.ports[oi].qbytes + wire > self.p.trim {
+                    pkt.kind = Kind::Header;
+                    pkt.wire = self.p.control_bytes as u32;
+                    self.ports[oi].st.trims += 1;
+                    self.stats.trims += 1;
+                    self.pkts[id as usize] = pkt;
+                    self.ports[oi].ctrl.push_back(id);
+                    self.try_start(out);
+                    return;
+                }
+            }
+        }
+        if let Some(d) = self.p.dcqcn {
+            let q = self.ports[oi].qbytes;
+            let mark = if q <= d.kmin {
+                false
+            } else if q >= d.kmax {
+                true
+            } else {
+                let prob = d.pmax * (q - d.kmin) as f64 / (d.kmax - d.kmin).max(1) as f64;
+                ((self.draw() >> 11) as f64 / (1u64 << 53) as f64) < prob
+            };
+            if mark {
+                pkt.ecn = true;
+                self.ports[oi].st.ecn_marks += 1;
+                self.stats.ecn_marks += 1;
+            }
+        }
+        self.pkts[id as usize] = pkt;
+        let port = &mut self.ports[oi];
+        port.data.push_back(id);
+        port.qbytes += wire;
+        self.note_queue(out);
+        self.try_start(out);
+    }
+
+    /// Adaptive routing at the head of `a`: among the flow's paths that reach this switch by
+    /// the same arc, the one whose next output queue is shortest (ties rotate by a hash).
+    fn adapt(&mut self, pkt: &Pkt, a: u32) -> u16 {
+        let hop = pkt.hop as usize;
+        let (start, count) = self.sets[self.flows[pkt.flow as usize].set as usize];
+        let mut best = pkt.path;
+        let mut best_q = u64::MAX;
+        let rot = (mix(u64::from(pkt.seq) ^ (u64::from(pkt.flow) << 32) ^ self.seed) % u64::from(count.max(1))) as u16;
+        for k in 0..count {
+            let q = (k + rot) % count;
+            let path = &self.paths[(start + u32::from(q)) as usize];
+            if path.len() <= hop || path[hop - 1] != a {
+                continue;
+            }
+            let depth = self.ports[path[hop] as usize].qbytes + u64::from(self.ports[path[hop] as usize].busy);
+            if depth < best_q {
+                best_q = depth;
+                best = q;
+            }
+        }
+        best
+    }
+
+    fn send_control(&mut self, f: u32, kind: Kind, seq: u32, path: u16) {
+        let pkt =
+            Pkt { flow: f, seq, wire: self.p.control_bytes as u32, hop: 0, path, kind, ecn: false, ingress: NONE };
+        let first = self.arc_at(&pkt, 0);
+        let id = self.alloc(pkt);
+        self.stats.control_packets += 1;
+        self.ports[first as usize].ctrl.push_back(id);
+        self.try_start(first);
+    }
+
+    fn deliver(&mut self, pkt: Pkt) {
+        let f = pkt.flow;
+        let fi = f as usize;
+        if self.flows[fi].end.is_some() && pkt.kind.reverse() {
+            return;
+        }
+        match pkt.kind {
+            Kind::Data | Kind::Header if self.p.transport == Transport::Ndp => {
+                let fl = &mut self.flows[fi];
+                if pkt.kind == Kind::Data {
+                    if !bit(&fl.got, pkt.seq) {
+                        set_bit(&mut fl.got, pkt.seq);
+                        fl.got_n += 1;
+                        if fl.got_n == fl.pkts {
+                            fl.data_end = Some(self.now);
+                        }
+                    }
+                    self.send_control(f, Kind::Ack, pkt.seq, pkt.path);
+                } else {
+                    self.send_control(f, Kind::Nack, pkt.seq, pkt.path);
+                }
+                let last = self.last_arc(f);
+                let fl = &mut self.flows[fi];
+                if fl.got_n < fl.pkts {
+                    fl.pulls_owed += 1;
+                    if fl.pulls_owed == 1 {
+                        self.ports[last as usize].pulls.push_back(f);
+                    }
+                    if !self.ports[last as usize].pull_armed {
+                        self.ports[last as usize].pull_armed = true;
+                        self.push(self.now, Ev::PullTick(last));
+                    }
+                }
+                self.check_done(f);
+            }
+            Kind::Data => {
+                let fl = &mut self.flows[fi];
+                if pkt.seq == fl.rcv_nxt {
+                    fl.rcv_nxt += 1;
+                    fl.nacked = false;
+                    if fl.rcv_nxt == fl.pkts {
+                        fl.data_end = Some(self.now);
+                    }
+                    let n = fl.rcv_nxt;
+                    self.send_control(f, Kind::Ack, n, pkt.path);
+                } else if pkt.seq > fl.rcv_nxt {
+                    if !fl.nacked {
+                        fl.nacked = true;
+                        let n = fl.rcv_nxt;
+                        self.send_control(f, Kind::Nack, n, pkt.path);
+                    }
+                } else {
+                    let n = fl.rcv_nxt;
+                    self.send_control(f, Kind::Ack, n, pkt.path);
+                }
+                if pkt.ecn {
+                    if let Some(d) = self.p.dcqcn {
+                        let fl = &mut self.flows[fi];
+                        if fl.last_cnp_sent.is_none_or(|t| self.now >= t + d.cnp_interval.0 * PS) {
+                            fl.last_cnp_sent = Some(self.now);
+                            self.stats.cnps += 1;
+                            self.send_control(f, Kind::Cnp, 0, pkt.path);
+                        }
+                    }
+                }
+                self.check_done(f);
+            }
+            Kind::Header => {}
+            Kind::Ack => {
+                let now = self.now;
+                let fl = &mut self.flows[fi];
+                if self.p.transport.go_back_n() {
+                    if pkt.seq > fl.snd_una {
+                        fl.snd_una = pkt.seq;
+                        fl.last_progress = now;
+                    }
+                } else if !bit(&fl.acked, pkt.seq) {
+                    set_bit(&mut fl.acked, pkt.seq);
+                    fl.acked_n += 1;
+                }
+                self.check_done(f);
+            }
+            Kind::Nack => {
+                let fl = &mut self.flows[fi];
+                if self.p.transport.go_back_n() {
+                    if pkt.seq >= fl.snd_una && pkt.seq < fl.snd_nxt {
+                        fl.snd_una = pkt.seq;
+                        fl.snd_nxt = pkt.seq;
+                    }
+                } else if !bit(&fl.acked, pkt.seq) {
+                    fl.rtx.push_back(pkt.seq);
+                }
+                self.make_ready(f);
+            }
+            Kind::Pull => {
+                self.flows[fi].allowance += 1;
+                self.make_ready(f);
+            }
+            Kind::Cnp => {
+                if let Some(d) = self.p.dcqcn {
+                    let now = self.now;
+                    let fl = &mut self.flows[fi];
+                    fl.target = fl.rate;
+                    fl.rate = ((fl.rate as f64 * (1.0 - fl.alpha / 2.0)) as u64).max(d.min_rate);
+                    fl.alpha = (1.0 - d.g) * fl.alpha + d.g;
+                    fl.alpha_due = now + d.alpha_period.0 * PS;
+                    fl.timer_due = now + d.timer.0 * PS;
+                    fl.timer_steps = 0;
+                    fl.byte_steps = 0;
+                    fl.bytes_since = 0;
+                    if !fl.dcqcn_armed {
+                        fl.dcqcn_armed = true;
+                        let t = fl.alpha_due.min(fl.timer_due);
+                        self.push(t, Ev::Dcqcn(f));
+                    }
+                }
+            }
+        }
+    }
+
+    fn last_arc(&self, f: u32) -> u32 {
+        let path = self.path_of(f, self.flows[f as usize].pick);
+        path[path.len() - 1]
+    }
+
+    fn check_done(&mut self, f: u32) {
+        let fi = f as usize;
+        let ack = self.ack_completion;
+        let fl = &self.flows[fi];
+        if fl.end.is_some() {
+            return;
+        }
+        let done = if ack {
+            if self.p.transport.go_back_n() {
+                fl.snd_una >= fl.pkts
+            } else {
+                fl.acked_n >= fl.pkts
+            }
+        } else {
+            fl.data_end.is_some()
+        };
+        if !done {
+            return;
+        }
+        let end = if ack { self.now } else { fl.data_end.unwrap_or(self.now) };
+        self.flows[fi].end = Some(end);
+        let m = self.flows[fi].msg as usize;
+        let ms = &mut self.msgs[m];
+        ms.left -= 1;
+        let e = ms.end.map_or(end, |e| e.max(end));
+        ms.end = Some(e);
+        if ms.left == 0 {
+            self.msg_done(m as u32, e);
+        }
+    }
+
+    fn msg_done(&mut self, m: u32, end: u64) {
+        let deps = std::mem::take(&mut self.dependents[m as usize]);
+        for &d in &deps {
+            let gap = self.gaps[d as usize];
+            let ms = &mut self.msgs[d as usize];
+            ms.ready_at = ms.ready_at.max(end + gap);
+            ms.deps_left -= 1;
+            if ms.deps_left == 0 {
+                let t = ms.ready_at.max(self.now);
+                self.push(t, Ev::Ready(d));
+            }
+        }
+        self.dependents[m as usize] = deps;
+    }
+}
+
+impl Flow {
+    fn last_sent_high(&self) -> u32 {
+        self.high
+    }
+}
+
+fn bit(v: &[u64], i: u32) -> bool {
+    v.get((i / 64) as usize).is_some_and(|w| w >> (i % 64) & 1 == 1)
+}
+
+fn set_bit(v: &mut [u64], i: u32) {
+    if let Some(w) = v.get_mut((i / 64) as usize) {
+        *w |= 1 << (i % 64);
+    }
+}
+
+/// One DCQCN rate-increase event: fast recovery while neither the timer nor the byte
+/// counter has fired more than `fast_recovery` times since the last cut, hyper increase once
+/// both have, additive increase between; the rate then goes halfway to the target.
+fn dcqcn_increase(fl: &mut Flow, d: &Dcqcn) {
+    let (t, b) = (fl.timer_steps, fl.byte_steps);
+    if t.max(b) <= d.fast_recovery {
+        // Fast recovery: halfway back to the target.
+    } else if t.min(b) > d.fast_recovery {
+        let i = u64::from(t.min(b) - d.fast_recovery);
+        fl.target = (fl.target + i * d.rhai).min(fl.line);
+    } else {
+        fl.target = (fl.target + d.rai).min(fl.line);
+    }
+    fl.rate = ((fl.rate + fl.target) / 2).min(fl.line);
+}
+
+impl Engine<'_> {
+    fn on_pause(&mut self, a: u32, on: bool) {
+        let now = self.now;
+        let port = &mut self.ports[a as usize];
+        if on == port.paused {
+            return;
+        }
+        port.paused = on;
+        if on {
+            port.paused_at = now;
+        } else {
+            port.paused_ps += now - port.paused_at;
+            if port.pause_spans.len() < 100_000 {
+                port.pause_spans.push((port.paused_at, now));
+            }
+            self.try_start(a);
+        }
+    }
+
+    fn on_pull_tick(&mut self, a: u32) {
+        let ai = a as usize;
+        let Some(f) = self.ports[ai].pulls.pop_front() else {
+            self.ports[ai].pull_armed = false;
+            return;
+        };
+        let fl = &mut self.flows[f as usize];
+        fl.pulls_owed -= 1;
+        let (live, pick) = (fl.end.is_none() && fl.got_n < fl.pkts, fl.pick);
+        if fl.pulls_owed > 0 {
+            self.ports[ai].pulls.push_back(f);
+        }
+        if live {
+            self.send_control(f, Kind::Pull, 0, pick);
+        }
+        // One pull per full data packet at the receiver's link rate.
+        let t = self.now + ser_ps(self.mtu + self.header, self.ports[ai].rate);
+        self.push(t, Ev::PullTick(a));
+    }
+
+    fn on_rto(&mut self, f: u32) {
+        let now = self.now;
+        let rto = self.p.rto.0 * PS;
+        let fl = &mut self.flows[f as usize];
+        fl.rto_armed = false;
+        if fl.end.is_some() || fl.snd_una >= fl.high {
+            return;
+        }
+        if now < fl.last_progress + rto {
+            fl.rto_armed = true;
+            let t = fl.last_progress + rto;
+            self.push(t, Ev::Rto(f));
+            return;
+        }
+        // Nothing acknowledged for a timeout: send again from the first unacknowledged.
+        fl.snd_nxt = fl.snd_una;
+        fl.last_progress = now;
+        fl.rto_armed = true;
+        self.push(now + rto, Ev::Rto(f));
+        self.make_ready(f);
+    }
+
+    fn on_dcqcn(&mut self, f: u32) {
+        let Some(d) = self.p.dcqcn else { return };
+        let now = self.now;
+        let fl = &mut self.flows[f as usize];
+        fl.dcqcn_armed = false;
+        if fl.end.is_some() {
+            return;
+        }
+        if now >= fl.alpha_due {
+            fl.alpha *= 1.0 - d.g;
+            fl.alpha_due = now + d.alpha_period.0 * PS;
+        }
+        if now >= fl.timer_due {
+            fl.timer_steps += 1;
+            dcqcn_increase(fl, &d);
+            fl.timer_due = now + d.timer.0 * PS;
+        }
+        if fl.rate < fl.line || fl.alpha > 1e-6 {
+            fl.dcqcn_armed = true;
+            let t = fl.alpha_due.min(fl.timer_due);
+            self.push(t, Ev::Dcqcn(f));
+        }
+        self.make_ready(f);
+    }
+
+    fn on_ready(&mut self, m: u32) {
+        let now = self.now;
+        let ms = &mut self.msgs[m as usize];
+        ms.start = Some(now);
+        let (a, b) = ms.flows;
+        if a == b {
+            ms.end = Some(now);
+            self.msg_done(m, now);
+            return;
+        }
+        for f in a..b {
+            let fl = &mut self.flows[f as usize];
+            fl.start = now;
+            fl.last_progress = now;
+            fl.allowance = self.p.window.max(1);
+            fl.next_tx = now;
+            self.make_ready(f);
+        }
+    }
+}
+
+/// The links a message crosses by `choice` (as the flow engine routes it).
+fn msg_path(topo: &mut dyn Topology, m: &Msg, choice: Choice) -> Option<Vec<Arc>> {
+    if m.leg != Leg::Path {
+        let rank = if matches!(m.leg, Leg::NvlinkUp | Leg::NicUp) { m.src } else { m.dst };
+        return topo.attach(rank, m.leg, m.channel).map(|a| vec![a]);
+    }
+    let leg = |topo: &mut dyn Topology, a: u32, b: u32| match m.plane {
+        None => topo.path(a, b, choice, None),
+        Some(p) => topo.path_on_plane(a, b, u32::from(p), choice, None),
+    };
+    match m.via {
+        None => leg(topo, m.src, m.dst),
+        Some(v) => {
+            let mut p = leg(topo, m.src, v)?;
+            p.extend(leg(topo, v, m.dst)?);
+            Some(p)
+        }
+    }
+}
+
+/// Runs `prog` on `topo` packet by packet. `progress(done, total)` is called every 65,536
+/// events with messages completed and in all.
+pub fn execute_packets(
+    prog: &Program,
+    topo: &mut dyn Topology,
+    cfg: &ExecConfig,
+    p: &PacketParams,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<(Execution, PacketStats), SimError> {
+    let net = topo.network();
+    let packet = cfg.wire.mtu + cfg.wire.header;
+    let mut bufs: Vec<(u64, u64)> = Vec::new();
+    let mut buf_index: BTreeMap<u32, u32> = BTreeMap::new();
+    let mut ports: Vec<Port> = Vec::with_capacity(net.len());
+    for (i, l) in net.links().iter().enumerate() {
+        let arc = Arc(i as u32);
+        let net_arc = topo.is_network_arc(arc);
+        let head = match topo.arc_head(arc) {
+            Some(h) if net_arc => {
+                let next = bufs.len() as u32;
+                let idx = *buf_index.entry(h.switch).or_insert(next);
+                if idx == next {
+                    bufs.push((0, h.buffer));
+                }
+                idx
+            }
+            _ => NONE,
+        };
+        let own = meshway_fabric::plan::headroom_bytes(l.capacity, l.latency, p.pause_response, Bytes(packet)).0;
+        let headroom = if topo.is_dci_arc(arc) { p.dci_headroom.or(p.headroom) } else { p.headroom }.unwrap_or(own);
+        let credit_limited = p.transport == Transport::Infiniband && head != NONE;
+        ports.push(Port {
+            rate: l.capacity.0,
+            lat_ps: l.latency.0.saturating_mul(PS),
+            head,
+            lossless: head != NONE,
+            cur: NONE,
+            credits: if credit_limited { p.xoff + headroom } else { 0 },
+            credit_limited,
+            headroom,
+            st: PortStats { link: String::new(), capacity_bps: l.capacity.0, ..PortStats::default() },
+            ..Port::default()
+        });
+    }
+    let balance = p.balance;
+    let mut flows: Vec<Flow> = Vec::new();
+    let mut sets: Vec<(u32, u16)> = Vec::new();
+    let mut paths: Vec<Vec<u32>> = Vec::new();
+    // Path sets of sprayed or adaptive messages by (src, dst, via, leg, channel, plane).
+    type SetKey = (u32, u32, u32, u8, u32, Option<u16>);
+    let mut set_cache: BTreeMap<SetKey, u32> = BTreeMap::new();
+    let mut msgs: Vec<MsgState> = Vec::with_capacity(prog.msgs.len());
+    let mut dependents: Vec<Vec<u32>> = vec![Vec::new(); prog.msgs.len()];
+    let mut initial: Vec<(u64, u32)> = Vec::new();
+    let mut gaps: Vec<u64> = Vec::with_capacity(prog.msgs.len());
+    for (i, m) in prog.msgs.iter().enumerate() {
+        for &d in &m.deps {
+            dependents[d as usize].push(i as u32);
+        }
+        let gap = if m.is_wait() { m.delay.0 } else { m.delay.0 + m.alpha().unwrap_or(cfg.wire.alpha).0 };
+        gaps.push(gap * PS);
+        let first = flows.len() as u32;
+        if !m.is_wait() {
+            let key_base =
+                mix(cfg.seed ^ mix((u64::from(m.src) << 32) | u64::from(m.dst)) ^ u64::from(m.channel) << 20);
+            let local = m.via.is_none() && topo.local(m.src, m.dst);
+            let k = if balance == Balance::Ecmp && !local { cfg.qps.max(1) } else { 1 };
+            let k = (k as u64).min(m.bytes.max(1)) as u32;
+            for j in 0..k {
+                let share = m.bytes / u64::from(k) + u64::from(u64::from(j) < m.bytes % u64::from(k));
+                let key = mix(key_base ^ u64::from(j));
+                let set = if balance == Balance::Ecmp || local {
+                    let Some(path) = msg_path(topo, m, Choice::Hash(key)) else {
+                        return Err(SimError::Packet(format!(
+                            "no path from {} to {}",
+                            topo.rank_name(m.src),
+                            topo.rank_name(m.dst)
+                        )));
+                    };
+                    if path.is_empty() {
+                        continue;
+                    }
+                    paths.push(path.iter().map(|a| a.0).collect());
+                    sets.push(((paths.len() - 1) as u32, 1));
+                    (sets.len() - 1) as u32
+                } else {
+                    let ck = (m.src, m.dst, m.via.unwrap_or(NONE), m.leg as u8, m.channel, m.plane);
+                    if let Some(&s) = set_cache.get(&ck) {
+                        s
+                    } else {
+                        let start = paths.len() as u32;
+                        let want = p.paths.clamp(1, 64);
+                        let mut got: Vec<Vec<u32>> = Vec::new();
+                        for index in 0..want {
+                            let Some(path) = msg_path(topo, m, Choice::Spread { key: key_base, index }) else {
+                                return Err(SimError::Packet(format!(
+                                    "no path from {} to {}",
+                                    topo.rank_name(m.src),
+                                    topo.rank_name(m.dst)
+                                )));
+                            };
+                            let path: Vec<u32> = path.iter().map(|a| a.0).collect();
+                            if !got.contains(&path) {
+                                got.push(path);
+                            }
+                        }
+                        if got.iter().any(Vec::is_empty) {
+                            continue;
+                        }
+                        let n = got.len() as u16;
+                        paths.extend(got);
+                        sets.push((start, n));
+                        let s = (sets.len() - 1) as u32;
+                        set_cache.insert(ck, s);
+                        s
+                    }
+                };
+                let pkts = share.div_ceil(cfg.wire.mtu.max(1)).max(1);
+                let pkts = u32::try_from(pkts)
+                    .map_err(|_| SimError::Packet(format!("a message of {} bytes is too many packets", m.bytes)))?;
+                let nic = paths[sets[set as usize].0 as usize][0];
+                let line = ports[nic as usize].rate;
+                let words = if p.transport == Transport::Ndp { pkts.div_ceil(64) as usize } else { 0 };
+                flows.push(Flow {
+                    msg: i as u32,
+                    nic,
+                    set,
+                    pick: (key % u64::from(sets[set as usize].1.max(1))) as u16,
+                    pkts,
+                    payload: share.max(1),
+                    line,
+                    rate: line,
+                    target: line,
+                    alpha: 1.0,
+                    got: vec![0; words],
+                    acked: vec![0; words],
+                    ..Flow::default()
+                });
+            }
+        }
+        let last = flows.len() as u32;
+        msgs.push(MsgState {
+            deps_left: m.deps.len() as u32,
+            ready_at: m.start.0 * PS,
+            flows: (first, last),
+            left: last - first,
+            start: None,
+            end: None,
+        });
+        if m.deps.is_empty() {
+            initial.push((m.start.0 * PS + gaps[i], i as u32));
+        }
+    }
+    let total = msgs.len() as u64;
+    let mut e = Engine {
+        p,
+        now: 0,
+        seq: 0,
+        heap: BinaryHeap::new(),
+        ports,
+        bufs,
+        pkts: Vec::new(),
+        free: Vec::new(),
+        flows,
+        sets,
+        paths,
+        msgs,
+        dependents,
+        mtu: cfg.wire.mtu.max(1),
+        header: cfg.wire.header,
+        seed: mix(cfg.seed ^ 0x7061_636b_6574),
+        draws: 0,
+        events: 0,
+        ack_completion: cfg.completion.ack_bytes.is_some(),
+        gaps: Vec::new(),
+        stats: PacketStats {
+            transport: p.transport,
+            balance: p.balance,
+            events: 0,
+            data_packets: 0,
+            retransmitted_packets: 0,
+            control_packets: 0,
+            drops: 0,
+            trims: 0,
+            pauses: 0,
+            paused_ns: 0,
+            ecn_marks: 0,
+            cnps: 0,
+            truncated: false,
+            ports: Vec::new(),
+            series: Vec::new(),
+            flows: 0,
+        },
+    };
+    e.gaps = gaps;
+    for (t, m) in initial {
+        e.push(t, Ev::Ready(m));
+    }
+    let mut done_msgs = 0u64;
+    while let Some(Reverse((t, _, ev))) = e.heap.pop() {
+        if e.events >= p.max_events {
+            e.stats.truncated = true;
+            break;
+        }
+        e.now = t;
+        e.events += 1;
+        match ev {
+            Ev::TxDone(a) => e.on_tx_done(a),
+            Ev::Arrive(id) => e.on_arrive(id),
+            Ev::Pause(a, on) => e.on_pause(a, on),
+            Ev::Credit(a, bytes) => {
+                e.ports[a as usize].credits += u64::from(bytes);
+                e.try_start(a);
+            }
+            Ev::Wake(f) => {
+                e.flows[f as usize].wake_armed = false;
+                e.make_ready(f);
+            }
+            Ev::PullTick(a) => e.on_pull_tick(a),
+            Ev::Rto(f) => e.on_rto(f),
+            Ev::Ready(m) => e.on_ready(m),
+            Ev::Dcqcn(f) => e.on_dcqcn(f),
+        }
+        if e.events.is_multiple_of(1 << 16) {
+            done_msgs = e.msgs.iter().filter(|m| m.end.is_some()).count() as u64;
+            progress(done_msgs, total);
+        }
+    }
+    let _ = done_msgs;
+    progress(e.msgs.iter().filter(|m| m.end.is_some()).count() as u64, total);
+    Ok(e.finish(prog, &*topo))
+}
+
+impl Engine<'_> {
+    fn finish(mut self, prog: &Program, topo: &dyn Topology) -> (Execution, PacketStats) {
+        let end_ps = self.now;
+        for port in &mut self.ports {
+            if port.paused {
+                port.paused_ps += end_ps - port.paused_at;
+                port.pause_spans.push((port.paused_at, end_ps));
+            }
+        }
+        let why = |e: &Engine<'_>| -> String {
+            if e.stats.truncated {
+                format!("the run stopped at the event limit ({} events)", e.p.max_events)
+            } else if e.ports.iter().any(|p| p.paused) {
+                "paused for good: a PFC pause was never released (a pause cycle, or a pause toward a failed path)"
+                    .into()
+            } else {
+                "did not complete".into()
+            }
+        };
+        let msgs: Vec<MsgResult> = prog
+            .msgs
+            .iter()
+            .zip(&self.msgs)
+            .map(|(m, s)| MsgResult {
+                start: s.start.map(|t| SimTime(ps_to_ns(t))),
+                end: s.end.map(|t| SimTime(ps_to_ns(t))),
+                stall: if s.end.is_none() {
+                    Some(format!("{} to {}: {}", topo.rank_name(m.src), topo.rank_name(m.dst), why(&self)))
+                } else {
+                    None
+                },
+            })
+            .collect();
+        let flows: Vec<FlowResult> = self
+            .flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| FlowResult {
+                id: FlowId(i as u32),
+                tag: prog.msgs[f.msg as usize].tag,
+                bytes: Bytes(f.payload),
+                delivered: Bytes(if f.end.is_some() { f.payload } else { 0 }),
+                start: self.msgs[f.msg as usize].start.map(|_| SimTime(ps_to_ns(f.start))),
+                end: f.end.map(|t| SimTime(ps_to_ns(t))),
+                stall: None,
+            })
+            .collect();
+        let sample = self.p.sample.0.max(1) * PS;
+        let buckets = end_ps / sample + 1;
+        let factor = buckets.div_ceil(1000).max(1);
+        let interval = sample * factor;
+        let nb = (end_ps / interval + 1) as usize;
+        let link_stats: Vec<LinkStats> = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let peak = port.series.iter().map(|s| s.2).max().unwrap_or(0);
+                let cap_bytes = BitsPerSec(port.rate).bytes_in(Nanos(sample / PS)).0.max(1);
+                LinkStats {
+                    id: Arc(i as u32),
+                    bytes: Bytes(port.st.tx_bytes),
+                    peak_utilization: (peak as f64 / cap_bytes as f64).min(1.0),
+                    busy: Nanos(0),
+                }
+            })
+            .collect();
+        let mut order: Vec<usize> = (0..self.ports.len()).filter(|&i| self.ports[i].st.max_queue_bytes > 0).collect();
+        order.sort_by_key(|&i| (Reverse(self.ports[i].st.max_queue_bytes), i));
+        order.truncate(self.p.series_ports);
+        order.sort_unstable();
+        let mut series = Vec::new();
+        for &i in &order {
+            let port = &self.ports[i];
+            let mut q = vec![0u64; nb];
+            let mut tx = vec![0u64; nb];
+            let mut paused = vec![0u64; nb];
+            for &(b, depth, bytes) in &port.series {
+                let k = ((b * sample) / interval) as usize;
+                if k < nb {
+                    q[k] = q[k].max(depth);
+                    tx[k] += bytes;
+                }
+            }
+            for &(a, b) in &port.pause_spans {
+                let mut t = a;
+                while t < b {
+                    let k = (t / interval) as usize;
+                    let edge = ((k as u64) + 1) * interval;
+                    let upto = edge.min(b);
+                    if k < nb {
+                        paused[k] += upto - t;
+                    }
+                    t = upto;
+                }
+            }
+            series.push(PortSeries {
+                link: topo.arc_name(Arc(i as u32)),
+                interval_ns: interval / PS,
+                queue_bytes: q,
+                paused_ns: paused.into_iter().map(ps_to_ns).collect(),
+                tx_bytes: tx,
+            });
+        }
+        let mut ports = Vec::new();
+        for (i, port) in self.ports.iter_mut().enumerate() {
+            let st = &mut port.st;
+            st.paused_ns = ps_to_ns(port.paused_ps);
+            if st.tx_bytes > 0 || st.pauses_sent > 0 || st.drops > 0 || st.trims > 0 || st.paused_ns > 0 {
+                st.link = topo.arc_name(Arc(i as u32));
+                ports.push(std::mem::take(st));
+            }
+        }
+        let mut stats = self.stats;
+        stats.events = self.events;
+        stats.paused_ns = ports.iter().map(|p| p.paused_ns).sum();
+        stats.ports = ports;
+        stats.series = series;
+        stats.flows = flows.len();
+        let sim = SimResult {
+            end: SimTime(ps_to_ns(end_ps).max(self.msgs.iter().filter_map(|m| m.end).map(ps_to_ns).max().unwrap_or(0))),
+            flows,
+            link_stats,
+            events: self.events,
+            recomputes: 0,
+        };
+        let n = sim.flows.len();
+        (Execution { msgs, sim, flows: n }, stats)
+    }
+}
