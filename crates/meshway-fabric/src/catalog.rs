@@ -368,7 +368,10 @@ pub struct PacketDefaults {
     pub queue: Bytes,
     pub trim_packets: u32,
     pub window_packets: u32,
+    /// Go-back-N timeout on lossy fabrics.
     pub rto: Nanos,
+    /// Go-back-N timeout on lossless fabrics (PFC, credits): the NIC's transport timeout.
+    pub lossless_rto: Nanos,
     pub sample: Nanos,
     pub series_ports: u32,
     pub max_events: u64,

@@ -281,7 +281,8 @@ pub struct PacketConfig {
     pub trim_packets: Option<u32>,
     /// NDP: packets a sender sends before its first pull.
     pub window_packets: Option<u32>,
-    /// Go-back-N retransmission timeout.
+    /// Go-back-N retransmission timeout (default: the catalog's `rto` on lossy fabrics,
+    /// `lossless-rto` with PFC or credits).
     pub rto: Option<meshway_units::Nanos>,
     /// Interval of the queue-depth and pause time series.
     pub sample: Option<meshway_units::Nanos>,

@@ -89,9 +89,6 @@ impl Transport {
             Transport::Ndp => "ndp",
         }
     }
-    fn go_back_n(self) -> bool {
-        self != Transport::Ndp
-    }
 }
 
 /// Path choice for packets.
@@ -259,6 +256,10 @@ struct Pkt {
     wire: u32,
     /// Index of the arc the packet is on along its route.
     hop: u16,
+    /// Links on its route.
+    len: u16,
+    /// The arc it is on (the route's arc at `hop`).
+    arc: u32,
     /// Path within the flow's path set.
     path: u16,
     kind: Kind,
@@ -375,7 +376,7 @@ struct Engine<'p> {
     p: &'p PacketParams,
     now: u64,
     seq: u64,
-    heap: BinaryHeap<Reverse<(u64, u64, Ev)>>,
+    heap: Calendar,
     ports: Vec<Port>,
     /// Shared buffer per switch: (used, capacity).
     bufs: Vec<(u64, u64)>,
@@ -393,9 +394,99 @@ struct Engine<'p> {
     draws: u64,
     events: u64,
     ack_completion: bool,
+    /// Selective acknowledgement (per-packet paths reorder packets; NDP).
+    sel: bool,
+    /// Receiver-driven (NDP): senders need pulls.
+    ndp: bool,
     /// Per message: delay (and alpha) after its dependencies, ps.
     gaps: Vec<u64>,
     stats: PacketStats,
+}
+
+type Entry = Reverse<(u64, u64, Ev)>;
+
+/// The event queue: a calendar of time buckets (2^12 ps wide, 2^18 of them, about 1.07 ms
+/// ahead) with a binary heap for the bucket being run and one for events beyond the
+/// calendar. Events come out in (time, sequence) order, as from one binary heap, but most
+/// pushes and pops touch a small heap (the events of the next few tens of nanoseconds).
+struct Calendar {
+    /// Absolute index of the current bucket (time >> SHIFT).
+    at: u64,
+    cur: BinaryHeap<Entry>,
+    ring: Vec<Vec<Entry>>,
+    /// Events in `ring`.
+    in_ring: usize,
+    far: BinaryHeap<Entry>,
+}
+
+const SHIFT: u32 = 12;
+const SLOTS: u64 = 1 << 18;
+
+impl Calendar {
+    fn new() -> Calendar {
+        Calendar {
+            at: 0,
+            cur: BinaryHeap::new(),
+            ring: (0..SLOTS).map(|_| Vec::new()).collect(),
+            in_ring: 0,
+            far: BinaryHeap::new(),
+        }
+    }
+
+    fn push(&mut self, t: u64, seq: u64, ev: Ev) {
+        let b = t >> SHIFT;
+        let e = Reverse((t, seq, ev));
+        if b <= self.at {
+            self.cur.push(e);
+        } else if b < self.at + SLOTS {
+            self.ring[(b % SLOTS) as usize].push(e);
+            self.in_ring += 1;
+        } else {
+            self.far.push(e);
+        }
+    }
+
+    fn pop(&mut self) -> Option<(u64, Ev)> {
+        loop {
+            if let Some(Reverse((t, _, ev))) = self.cur.pop() {
+                return Some((t, ev));
+            }
+            if self.in_ring == 0 {
+                // Jump to the first far event's bucket.
+                let Reverse((t, _, _)) = *self.far.peek()?;
+                self.at = (t >> SHIFT).max(self.at + 1);
+            } else {
+                self.at += 1;
+            }
+            // Far events that the calendar now reaches move into it.
+            while let Some(&Reverse((t, seq, ev))) = self.far.peek() {
+                if (t >> SHIFT) >= self.at + SLOTS {
+                    break;
+                }
+                self.far.pop();
+                let b = t >> SHIFT;
+                if b <= self.at {
+                    self.cur.push(Reverse((t, seq, ev)));
+                } else {
+                    self.ring[(b % SLOTS) as usize].push(Reverse((t, seq, ev)));
+                    self.in_ring += 1;
+                }
+            }
+            let slot = (self.at % SLOTS) as usize;
+            if !self.ring[slot].is_empty() {
+                let v = std::mem::take(&mut self.ring[slot]);
+                self.in_ring -= v.len();
+                let spare = std::mem::replace(&mut self.cur, BinaryHeap::from(v)).into_vec();
+                if self.cur.is_empty() {
+                    self.ring[slot] = spare;
+                } else {
+                    for e in spare {
+                        self.cur.push(e);
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn ser_ps(bytes: u64, rate: u64) -> u64 {
@@ -434,7 +525,7 @@ pub fn estimate_memory(prog: &Program, topo: &dyn Topology, cfg: &ExecConfig, p:
 impl<'p> Engine<'p> {
     fn push(&mut self, t: u64, ev: Ev) {
         self.seq += 1;
-        self.heap.push(Reverse((t, self.seq, ev)));
+        self.heap.push(t, self.seq, ev);
     }
 
     fn draw(&mut self) -> u64 {
@@ -465,10 +556,6 @@ impl<'p> Engine<'p> {
         } else {
             path[hop as usize]
         }
-    }
-
-    fn route_len(&self, pkt: &Pkt) -> u16 {
-        self.path_of(pkt.flow, pkt.path).len() as u16
     }
 
     fn note_queue(&mut self, a: u32) {
@@ -556,11 +643,14 @@ impl<'p> Engine<'p> {
                 port.credits -= wire;
             }
             let path = self.pick_path(f, seq);
+            let len = self.path_of(f, path).len() as u16;
             let id = self.alloc(Pkt {
                 flow: f,
                 seq,
                 wire: wire as u32,
                 hop: 0,
+                len,
+                arc: a,
                 path,
                 kind: Kind::Data,
                 ecn: false,
@@ -587,19 +677,20 @@ impl<'p> Engine<'p> {
         if fl.end.is_some() {
             return false;
         }
-        if self.p.transport.go_back_n() {
-            fl.snd_nxt < fl.pkts && fl.next_tx <= self.now
+        let has = !fl.rtx.is_empty() || fl.snd_nxt < fl.pkts;
+        if self.ndp {
+            fl.allowance > 0 && has
         } else {
-            fl.allowance > 0 && (!fl.rtx.is_empty() || fl.snd_nxt < fl.pkts)
+            has && fl.next_tx <= self.now
         }
     }
 
     /// Schedules a wake-up for a rate-paced flow.
     fn pace(&mut self, f: u32) {
         let fl = &self.flows[f as usize];
-        if self.p.transport.go_back_n()
+        if !self.ndp
             && fl.end.is_none()
-            && fl.snd_nxt < fl.pkts
+            && (fl.snd_nxt < fl.pkts || !fl.rtx.is_empty())
             && fl.next_tx > self.now
             && !fl.wake_armed
         {
@@ -612,12 +703,14 @@ impl<'p> Engine<'p> {
     /// The next sequence number to send and whether it is a retransmission.
     fn next_seq(&mut self, f: u32) -> (u32, bool) {
         let fl = &mut self.flows[f as usize];
-        if self.p.transport.go_back_n() {
+        if !self.sel {
             let s = fl.snd_nxt;
             fl.snd_nxt += 1;
             (s, s < fl.last_sent_high())
         } else {
-            fl.allowance -= 1;
+            if self.ndp {
+                fl.allowance -= 1;
+            }
             while let Some(s) = fl.rtx.pop_front() {
                 if !bit(&fl.acked, s) {
                     return (s, true);
@@ -631,10 +724,12 @@ impl<'p> Engine<'p> {
 
     fn unsend(&mut self, f: u32, seq: u32, retx: bool) {
         let fl = &mut self.flows[f as usize];
-        if self.p.transport.go_back_n() {
+        if !self.sel {
             fl.snd_nxt = seq;
         } else {
-            fl.allowance += 1;
+            if self.ndp {
+                fl.allowance += 1;
+            }
             if retx {
                 fl.rtx.push_front(seq);
             } else {
@@ -659,7 +754,7 @@ impl<'p> Engine<'p> {
                 }
             }
         }
-        if self.p.transport.go_back_n() && !fl.rto_armed {
+        if !self.ndp && !fl.rto_armed {
             fl.rto_armed = true;
             fl.last_progress = now;
             self.push(now + rto, Ev::Rto(f));
@@ -739,8 +834,8 @@ impl<'p> Engine<'p> {
 
     fn on_arrive(&mut self, id: u32) {
         let pkt = self.pkts[id as usize];
-        let len = self.route_len(&pkt);
-        let a = self.arc_at(&pkt, pkt.hop);
+        let len = pkt.len;
+        let a = pkt.arc;
         if pkt.hop + 1 >= len {
             self.free.push(id);
             self.deliver(pkt);
@@ -752,6 +847,7 @@ impl<'p> Engine<'p> {
             pkt.path = self.adapt(&pkt, a);
         }
         let out = self.arc_at(&pkt, pkt.hop);
+        pkt.arc = out;
         let oi = out as usize;
         if pkt.kind != Kind::Data || self.ports[a as usize].head == NONE {
             self.pkts[id as usize] = pkt;
@@ -865,9 +961,21 @@ impl<'p> Engine<'p> {
     }
 
     fn send_control(&mut self, f: u32, kind: Kind, seq: u32, path: u16) {
-        let pkt =
-            Pkt { flow: f, seq, wire: self.p.control_bytes as u32, hop: 0, path, kind, ecn: false, ingress: NONE };
+        let len = self.path_of(f, path).len() as u16;
+        let mut pkt = Pkt {
+            flow: f,
+            seq,
+            wire: self.p.control_bytes as u32,
+            hop: 0,
+            len,
+            arc: NONE,
+            path,
+            kind,
+            ecn: false,
+            ingress: NONE,
+        };
         let first = self.arc_at(&pkt, 0);
+        pkt.arc = first;
         let id = self.alloc(pkt);
         self.stats.control_packets += 1;
         self.ports[first as usize].ctrl.push_back(id);
@@ -881,7 +989,7 @@ impl<'p> Engine<'p> {
             return;
         }
         match pkt.kind {
-            Kind::Data | Kind::Header if self.p.transport == Transport::Ndp => {
+            Kind::Data | Kind::Header if self.sel => {
                 let fl = &mut self.flows[fi];
                 if pkt.kind == Kind::Data {
                     if !bit(&fl.got, pkt.seq) {
@@ -897,7 +1005,7 @@ impl<'p> Engine<'p> {
                 }
                 let last = self.last_arc(f);
                 let fl = &mut self.flows[fi];
-                if fl.got_n < fl.pkts {
+                if self.ndp && fl.got_n < fl.pkts {
                     fl.pulls_owed += 1;
                     if fl.pulls_owed == 1 {
                         self.ports[last as usize].pulls.push_back(f);
@@ -906,6 +1014,9 @@ impl<'p> Engine<'p> {
                         self.ports[last as usize].pull_armed = true;
                         self.push(self.now, Ev::PullTick(last));
                     }
+                }
+                if pkt.ecn {
+                    self.notify(f, pkt.path);
                 }
                 self.check_done(f);
             }
@@ -930,14 +1041,7 @@ impl<'p> Engine<'p> {
                     self.send_control(f, Kind::Ack, n, pkt.path);
                 }
                 if pkt.ecn {
-                    if let Some(d) = self.p.dcqcn {
-                        let fl = &mut self.flows[fi];
-                        if fl.last_cnp_sent.is_none_or(|t| self.now >= t + d.cnp_interval.0 * PS) {
-                            fl.last_cnp_sent = Some(self.now);
-                            self.stats.cnps += 1;
-                            self.send_control(f, Kind::Cnp, 0, pkt.path);
-                        }
-                    }
+                    self.notify(f, pkt.path);
                 }
                 self.check_done(f);
             }
@@ -945,7 +1049,7 @@ impl<'p> Engine<'p> {
             Kind::Ack => {
                 let now = self.now;
                 let fl = &mut self.flows[fi];
-                if self.p.transport.go_back_n() {
+                if !self.sel {
                     if pkt.seq > fl.snd_una {
                         fl.snd_una = pkt.seq;
                         fl.last_progress = now;
@@ -953,12 +1057,13 @@ impl<'p> Engine<'p> {
                 } else if !bit(&fl.acked, pkt.seq) {
                     set_bit(&mut fl.acked, pkt.seq);
                     fl.acked_n += 1;
+                    fl.last_progress = now;
                 }
                 self.check_done(f);
             }
             Kind::Nack => {
                 let fl = &mut self.flows[fi];
-                if self.p.transport.go_back_n() {
+                if !self.sel {
                     if pkt.seq >= fl.snd_una && pkt.seq < fl.snd_nxt {
                         fl.snd_una = pkt.seq;
                         fl.snd_nxt = pkt.seq;
@@ -994,6 +1099,19 @@ impl<'p> Engine<'p> {
         }
     }
 
+    /// The DCQCN notification point: a CNP for an ECN-marked packet, at most one per flow
+    /// per interval.
+    fn notify(&mut self, f: u32, path: u16) {
+        let Some(d) = self.p.dcqcn else { return };
+        let now = self.now;
+        let fl = &mut self.flows[f as usize];
+        if fl.last_cnp_sent.is_none_or(|t| now >= t + d.cnp_interval.0 * PS) {
+            fl.last_cnp_sent = Some(now);
+            self.stats.cnps += 1;
+            self.send_control(f, Kind::Cnp, 0, path);
+        }
+    }
+
     fn last_arc(&self, f: u32) -> u32 {
         let path = self.path_of(f, self.flows[f as usize].pick);
         path[path.len() - 1]
@@ -1007,7 +1125,7 @@ impl<'p> Engine<'p> {
             return;
         }
         let done = if ack {
-            if self.p.transport.go_back_n() {
+            if !self.sel {
                 fl.snd_una >= fl.pkts
             } else {
                 fl.acked_n >= fl.pkts
@@ -1122,7 +1240,8 @@ impl Engine<'_> {
         let rto = self.p.rto.0 * PS;
         let fl = &mut self.flows[f as usize];
         fl.rto_armed = false;
-        if fl.end.is_some() || fl.snd_una >= fl.high {
+        let outstanding = if self.sel { fl.acked_n < fl.high } else { fl.snd_una < fl.high };
+        if fl.end.is_some() || !outstanding {
             return;
         }
         if now < fl.last_progress + rto {
@@ -1131,8 +1250,17 @@ impl Engine<'_> {
             self.push(t, Ev::Rto(f));
             return;
         }
-        // Nothing acknowledged for a timeout: send again from the first unacknowledged.
-        fl.snd_nxt = fl.snd_una;
+        // Nothing acknowledged for a timeout: send again from the first unacknowledged
+        // (go-back-N), or every packet not acknowledged (selective).
+        if self.sel {
+            for s in 0..fl.high {
+                if !bit(&fl.acked, s) {
+                    fl.rtx.push_back(s);
+                }
+            }
+        } else {
+            fl.snd_nxt = fl.snd_una;
+        }
         fl.last_progress = now;
         fl.rto_armed = true;
         self.push(now + rto, Ev::Rto(f));
@@ -1314,6 +1442,10 @@ pub fn execute_packets(
                         if got.iter().any(Vec::is_empty) {
                             continue;
                         }
+                        // A sender sprays from one NIC port: paths that leave by another
+                        // (another plane) are left out.
+                        let first_arc = got[0][0];
+                        got.retain(|p| p[0] == first_arc);
                         let n = got.len() as u16;
                         paths.extend(got);
                         sets.push((start, n));
@@ -1327,7 +1459,8 @@ pub fn execute_packets(
                     .map_err(|_| SimError::Packet(format!("a message of {} bytes is too many packets", m.bytes)))?;
                 let nic = paths[sets[set as usize].0 as usize][0];
                 let line = ports[nic as usize].rate;
-                let words = if p.transport == Transport::Ndp { pkts.div_ceil(64) as usize } else { 0 };
+                let selective = p.transport == Transport::Ndp || balance != Balance::Ecmp;
+                let words = if selective { pkts.div_ceil(64) as usize } else { 0 };
                 flows.push(Flow {
                     msg: i as u32,
                     nic,
@@ -1363,7 +1496,7 @@ pub fn execute_packets(
         p,
         now: 0,
         seq: 0,
-        heap: BinaryHeap::new(),
+        heap: Calendar::new(),
         ports,
         bufs,
         pkts: Vec::new(),
@@ -1379,6 +1512,8 @@ pub fn execute_packets(
         draws: 0,
         events: 0,
         ack_completion: cfg.completion.ack_bytes.is_some(),
+        sel: p.transport == Transport::Ndp || balance != Balance::Ecmp,
+        ndp: p.transport == Transport::Ndp,
         gaps: Vec::new(),
         stats: PacketStats {
             transport: p.transport,
@@ -1404,7 +1539,7 @@ pub fn execute_packets(
         e.push(t, Ev::Ready(m));
     }
     let mut done_msgs = 0u64;
-    while let Some(Reverse((t, _, ev))) = e.heap.pop() {
+    while let Some((t, ev)) = e.heap.pop() {
         if e.events >= p.max_events {
             e.stats.truncated = true;
             break;

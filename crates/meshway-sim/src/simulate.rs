@@ -1283,7 +1283,7 @@ fn packet_params(
         queue: pc.queue.unwrap_or(d.queue).0,
         trim: u64::from(pc.trim_packets.unwrap_or(d.trim_packets)) * packet,
         window: pc.window_packets.unwrap_or(d.window_packets),
-        rto: pc.rto.unwrap_or(d.rto),
+        rto: pc.rto.unwrap_or(if transport == Transport::RoceLossy { d.rto } else { d.lossless_rto }),
         sample: pc.sample.unwrap_or(d.sample),
         paths: cfg.spray_paths,
         series_ports: d.series_ports as usize,

@@ -1,0 +1,230 @@
+//! The packet level (`--fidelity packet`): closed forms, the phenomena it exists to show
+//! (PFC unfairness and congestion spreading, trimming, credits, lossless over distance),
+//! agreement with the flow level, determinism and bad input.
+
+use meshway_fabric::{Catalog, Scenario};
+use meshway_sim::simulate::{simulate, FctSummary, Fidelity, Options, Setup, SimReport};
+use meshway_units::{BitsPerSec, Bytes, Nanos};
+
+/// A k = 4 fat-tree (16 hosts) at 100 Gb/s with 1 us per link and no switch latency, as the
+/// htsim comparisons use.
+fn fat_tree(transport: &str, routing: &str, packet: &str) -> String {
+    format!(
+        "name = \"t\"\nseed = 1\n[fabric]\nkind = \"fat-tree\"\nk = 4\ngpus-per-host = 1\nnic = \"100Gbps\"\n\
+         switch-latency = \"0ns\"\n[fabric.link-latency]\nhost-leaf = \"1us\"\nleaf-spine = \"1us\"\nspine-core = \"1us\"\n\
+         [transport]\nkind = \"{transport}\"\nrouting = \"{routing}\"\ncompletion = \"ack\"\nmtu = \"4000B\"\n\
+         forwarding = \"store-and-forward\"\n[[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n\
+         [simulation.packet]\npause-response = \"0ns\"\n{packet}\n"
+    )
+}
+
+fn run_with(text: &str, csv: &str, fidelity: Fidelity) -> Result<SimReport, String> {
+    let cat = Catalog::builtin();
+    let s = Scenario::parse(text, "t.toml").map_err(|e| e.to_string())?;
+    let f = s.build(&cat).map_err(|e| e.to_string())?;
+    let csv = csv.to_string();
+    let read = move |_: &str| -> Result<String, String> { Ok(csv.clone()) };
+    let setup = Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &read };
+    let opts = Options { no_ideal: true, flows: true, fidelity: Some(fidelity), ..Options::default() };
+    simulate(&setup, &opts, &mut |_, _| {}).map_err(|e| e.to_string())
+}
+
+fn run(text: &str, csv: &str) -> SimReport {
+    run_with(text, csv, Fidelity::Packet).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn fct(r: &SimReport) -> FctSummary {
+    r.packet.as_ref().unwrap().fct[0].1.clone().unwrap()
+}
+
+fn csv(flows: &[(u32, u32, u64)]) -> String {
+    let mut s = String::from("src,dst,bytes\n");
+    for (a, b, n) in flows {
+        s += &format!("{a},{b},{n}\n");
+    }
+    s
+}
+
+fn incast(bytes: u64) -> String {
+    csv(&(1..16).map(|i| (i, 0, bytes)).collect::<Vec<_>>())
+}
+
+/// Picoseconds to serialize `bytes` at 100 Gb/s.
+fn ser_ps(bytes: u64) -> u64 {
+    bytes * 8 * 10
+}
+
+#[test]
+fn a_lone_flow_takes_the_store_and_forward_closed_form() {
+    // 100 full packets from host 0 to host 15 (another pod: 6 links). Payload 4000 B, the
+    // RoCE header 82 B, ACK 64 B (the catalog's control-bytes), 1 us per link.
+    let text = fat_tree("roce", "ecmp", "dcqcn = false");
+    let r = run(&text, &csv(&[(0, 15, 400_000)]));
+    let (n, h, lat) = (100u64, 6u64, 1_000_000u64);
+    let data = n * ser_ps(4082) + (h - 1) * ser_ps(4082) + h * lat;
+    let ack = h * (ser_ps(64) + lat);
+    assert_eq!(fct(&r).last_ns, (data + ack).div_ceil(1000));
+    let s = &r.packet.as_ref().unwrap().stats;
+    assert_eq!((s.data_packets, s.control_packets, s.drops, s.pauses), (100, 100, 0, 0));
+
+    // Completion at the last data byte: the ACK's return leaves.
+    let text = text.replace("completion = \"ack\"", "completion = \"data\"");
+    let r = run(&text, &csv(&[(0, 15, 400_000)]));
+    assert_eq!(fct(&r).last_ns, data.div_ceil(1000));
+}
+
+#[test]
+fn pfc_incast_is_bounded_by_the_receiver_link_and_unfair() {
+    let r = run(&fat_tree("roce", "ecmp", "dcqcn = false"), &incast(1_000_000));
+    let f = fct(&r);
+    let s = &r.packet.as_ref().unwrap().stats;
+    // 15 MB through one 100 Gb/s link, 250 packets of 4082 B each per sender.
+    let bound = 15 * 250 * ser_ps(4082) / 1000;
+    assert_eq!(f.messages, 15);
+    assert!(f.last_ns >= bound && f.last_ns < bound * 102 / 100, "{f:?} against {bound}");
+    assert_eq!(s.drops, 0, "lossless");
+    assert!(s.pauses > 100 && s.paused_ns > 0);
+    // The sender under the receiver's own leaf has an ingress port to itself: PFC shares
+    // per port, not per flow, so it finishes far earlier than the rest.
+    assert!(f.first_ns * 3 < f.last_ns, "{f:?}");
+    assert!(f.fairness < 0.97, "{f:?}");
+    // The pause counts and queue series name the ports.
+    let p = &r.packet.as_ref().unwrap().stats;
+    assert!(p.ports.iter().any(|x| x.pauses_sent > 0 && x.link.contains("->")));
+    assert!(!p.series.is_empty() && p.series.iter().all(|x| x.queue_bytes.len() == x.paused_ns.len()));
+}
+
+#[test]
+fn receiver_driven_incast_is_fair_and_trims_instead_of_pausing() {
+    let r = run(&fat_tree("ndp", "spray", ""), &incast(1_000_000));
+    let f = fct(&r);
+    let s = &r.packet.as_ref().unwrap().stats;
+    // NDP's header is 64 B: 250 packets of 4064 B per sender.
+    let bound = 15 * 250 * ser_ps(4064) / 1000;
+    assert!(f.last_ns >= bound && f.last_ns < bound * 103 / 100, "{f:?} against {bound}");
+    assert!(f.fairness > 0.99, "{f:?}");
+    assert!(f.first_ns * 10 > f.last_ns * 9, "{f:?}");
+    assert!(s.trims > 0 && s.retransmitted_packets == s.trims);
+    assert_eq!((s.drops, s.pauses), (0, 0));
+}
+
+#[test]
+fn credits_never_drop_or_pause() {
+    let r = run(&fat_tree("infiniband", "adaptive", ""), &incast(1_000_000));
+    let f = fct(&r);
+    let s = &r.packet.as_ref().unwrap().stats;
+    let bound = 15 * 250 * ser_ps(4026) / 1000;
+    assert!(f.last_ns >= bound && f.last_ns < bound * 102 / 100, "{f:?} against {bound}");
+    assert_eq!((s.drops, s.pauses, s.trims, s.retransmitted_packets), (0, 0, 0, 0));
+    assert_eq!(f.messages, 15);
+}
+
+/// Incast from the 8 hosts of pods 2 and 3 into host 0, and a victim flow from host 4
+/// (pod 1) to host 2 (pod 0, the other leaf): the victim shares no congested link with the
+/// incast, only upstream ports that PFC pauses.
+fn victim(transport: &str, routing: &str, with_incast: bool) -> u64 {
+    let mut flows: Vec<(u32, u32, u64)> =
+        if with_incast { (8..16).map(|i| (i, 0, 2_000_000)).collect() } else { Vec::new() };
+    flows.push((4, 2, 2_000_000));
+    let r = run(&fat_tree(transport, routing, if transport == "roce" { "dcqcn = false" } else { "" }), &csv(&flows));
+    let rec = r.flows.as_ref().unwrap().iter().find(|f| f.src == "gpu-4").unwrap().clone();
+    rec.end_ns.unwrap() - rec.start_ns.unwrap()
+}
+
+#[test]
+fn pfc_pauses_spread_congestion_to_a_victim_and_trimming_does_not() {
+    let (alone, hit) = (victim("roce", "ecmp", false), victim("roce", "ecmp", true));
+    assert!(hit > 3 * alone, "PFC victim: {hit} ns with the incast, {alone} ns alone");
+    let (alone, hit) = (victim("ndp", "spray", false), victim("ndp", "spray", true));
+    assert!(hit < alone * 11 / 10, "NDP victim: {hit} ns with the incast, {alone} ns alone");
+}
+
+#[test]
+fn all_to_all_under_pfc_on_a_clos_completes_without_deadlock() {
+    let flows: Vec<(u32, u32, u64)> =
+        (0..16).flat_map(|a| (0..16).filter(move |&b| b != a).map(move |b| (a, b, 256_000))).collect();
+    let r = run(&fat_tree("roce", "ecmp", "dcqcn = false"), &csv(&flows));
+    let f = fct(&r);
+    let s = &r.packet.as_ref().unwrap().stats;
+    assert_eq!(f.messages, 240);
+    assert!(s.pauses > 0 && s.drops == 0 && !s.truncated);
+    assert!(r.workloads[0].failed_messages == 0);
+}
+
+/// Two border switches 10 km apart at 400 Gb/s; the receiver's 10 Gb/s link backs the
+/// span up, so the far border pauses it.
+fn span(headroom: u64) -> (u64, u64) {
+    let text = format!(
+        "name = \"span\"\n[fabric]\nkind = \"custom\"\n\
+         [[fabric.node]]\nname = \"gpu-a\"\nkind = \"gpu\"\n[[fabric.node]]\nname = \"gpu-b\"\nkind = \"gpu\"\n\
+         [[fabric.node]]\nname = \"border-a\"\nkind = \"switch\"\ntier = \"leaf\"\nlevel = 1\n\
+         [[fabric.node]]\nname = \"border-b\"\nkind = \"switch\"\ntier = \"leaf\"\nlevel = 1\n\
+         [[fabric.link]]\na = \"gpu-a\"\nb = \"border-a\"\nrate = \"400Gbps\"\nlength = \"3m\"\n\
+         [[fabric.link]]\na = \"border-a\"\nb = \"border-b\"\nrate = \"400Gbps\"\nlength = \"10km\"\n\
+         [[fabric.link]]\na = \"border-b\"\nb = \"gpu-b\"\nrate = \"10Gbps\"\nlength = \"3m\"\n\
+         [transport]\nkind = \"roce\"\n[[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n\
+         [simulation.packet]\ndcqcn = false\nheadroom = \"{headroom}B\"\n"
+    );
+    let r = run(&text, "src,dst,bytes\ngpu-a,gpu-b,8MB\n");
+    let s = &r.packet.as_ref().unwrap().stats;
+    (s.drops, s.pauses)
+}
+
+#[test]
+fn lossless_over_distance_holds_exactly_with_the_planners_headroom() {
+    let cat = Catalog::builtin();
+    // The planner's figure for the 10 km span: rate x (2 x propagation + response) + 2 MTU.
+    let prop = Nanos(10 * cat.constants.fiber_delay_per_km.0);
+    let need =
+        meshway_fabric::plan::headroom_bytes(BitsPerSec::gbps(400), prop, cat.constants.pfc_response, Bytes(4096 + 82))
+            .0;
+    let (drops, pauses) = span(need);
+    assert_eq!(drops, 0, "headroom {need} B");
+    assert!(pauses > 0);
+    let (drops, _) = span(need * 95 / 100);
+    assert!(drops > 0, "5% short of {need} B must lose packets");
+}
+
+#[test]
+fn sprayed_permutations_agree_across_rungs() {
+    // A derangement of the 16 hosts.
+    let flows: Vec<(u32, u32, u64)> = (0..16).map(|i| (i, (i * 5 + 3) % 16, 2_000_000)).collect();
+    assert!(flows.iter().all(|f| f.0 != f.1));
+    let r = run_with(&fat_tree("roce", "spray", "dcqcn = false"), &csv(&flows), Fidelity::Both).unwrap();
+    let row = &r.packet.as_ref().unwrap().rungs[0];
+    let d = row.difference.unwrap();
+    assert!(d.abs() < 0.15, "packet vs flow: {row:?}");
+    assert_eq!(r.fidelity, "packet");
+}
+
+#[test]
+fn the_same_scenario_and_seed_give_the_same_bytes() {
+    let text = fat_tree("roce", "ecmp", "");
+    let a = serde_json::to_string(&run(&text, &incast(300_000))).unwrap();
+    let b = serde_json::to_string(&run(&text, &incast(300_000))).unwrap();
+    assert_eq!(a, b);
+    // DCQCN ran: marks and CNPs.
+    let r = run(&text, &incast(300_000));
+    let s = &r.packet.as_ref().unwrap().stats;
+    assert!(s.ecn_marks > 0 && s.cnps > 0, "{s:?}");
+}
+
+#[test]
+fn a_run_too_large_for_memory_is_refused_up_front() {
+    let text = fat_tree("roce", "ecmp", "memory-limit = \"10KB\"");
+    let e = run_with(&text, &incast(1_000_000), Fidelity::Packet).unwrap_err();
+    assert!(e.contains("needs about") && e.contains("above the limit of 10") && e.contains("--fidelity flow"), "{e}");
+}
+
+#[test]
+fn bad_packet_settings_are_named() {
+    let e = run_with(&fat_tree("roce", "ecmp", "xoff = \"10KB\"\nxon = \"20KB\""), &incast(1000), Fidelity::Packet)
+        .unwrap_err();
+    assert!(e.contains("xon") && e.contains("must not exceed xoff"), "{e}");
+    let e = run_with(&fat_tree("ndp", "spray", "dcqcn = true"), &incast(1000), Fidelity::Packet).unwrap_err();
+    assert!(e.contains("dcqcn") && e.contains("RoCE"), "{e}");
+    let e = run_with(&fat_tree("tcp", "ecmp", ""), &incast(1000), Fidelity::Packet).unwrap_err();
+    assert!(e.contains("tcp runs at flow level"), "{e}");
+    let e = run_with(&fat_tree("roce", "ecmp", "window-packets = 0"), &incast(1000), Fidelity::Packet).unwrap_err();
+    assert!(e.contains("window-packets"), "{e}");
+}
