@@ -2,7 +2,7 @@
 
 use crate::format::{gbps, pct, rate, thousands, time};
 use crate::table::Table;
-use meshway_sim::simulate::{SimReport, Sweep};
+use meshway_sim::simulate::{FctSummary, PacketSection, SimReport, Sweep};
 
 fn opt_time(ns: Option<u64>) -> String {
     ns.map_or_else(|| "-".into(), time)
@@ -135,6 +135,18 @@ pub fn sim_text(r: &SimReport) -> String {
         }
         out.push_str(&tab.render());
     }
+    if let Some(p) = &r.packet {
+        out.push_str(&packet_text(p));
+    }
+    if r.packet.is_some() {
+        out.push_str(&format!(
+            "\nEngine (packet level): {} flows, {} events, simulated time {}\n",
+            thousands(r.engine_flows as u64),
+            thousands(r.events),
+            time(r.end_ns)
+        ));
+        return out;
+    }
     out.push_str(&format!(
         "\nEngine: {} flows, {} events, {} rate recomputes, simulated time {}\n",
         thousands(r.engine_flows as u64),
@@ -142,6 +154,112 @@ pub fn sim_text(r: &SimReport) -> String {
         thousands(r.recomputes),
         time(r.end_ns)
     ));
+    out
+}
+
+fn fct_cells(f: Option<&FctSummary>) -> Vec<String> {
+    match f {
+        Some(f) => vec![
+            thousands(f.messages as u64),
+            time(f.mean_ns),
+            time(f.p99_ns),
+            time(f.first_ns),
+            time(f.last_ns),
+            format!("{:.3}", f.fairness),
+        ],
+        None => vec!["-".into(); 6],
+    }
+}
+
+/// The packet level's own tables: completion times per workload, the two rungs side by
+/// side (`--fidelity both`), pauses, drops and trims per port, and the deepest queues.
+pub fn packet_text(p: &PacketSection) -> String {
+    let s = &p.stats;
+    let mut out = format!(
+        "\nPacket level: {}, {} per packet{}; {}\n",
+        s.transport.name(),
+        match s.balance {
+            meshway_sim::packet::Balance::Ecmp => "ECMP hash per flow, one path",
+            meshway_sim::packet::Balance::Spray => "sprayed over equal-cost paths",
+            meshway_sim::packet::Balance::Adaptive => "adaptive routing to the shortest queue",
+        },
+        if p.params.dcqcn.is_some() { ", DCQCN" } else { "" },
+        p.completion
+    );
+    out.push_str(&format!(
+        "  {} data packets ({} sent again), {} control packets; {} pauses ({} of port time paused), {} drops, {} trims, {} ECN marks, {} CNPs{}\n",
+        thousands(s.data_packets),
+        thousands(s.retransmitted_packets),
+        thousands(s.control_packets),
+        thousands(s.pauses),
+        time(s.paused_ns),
+        thousands(s.drops),
+        thousands(s.trims),
+        thousands(s.ecn_marks),
+        thousands(s.cnps),
+        if s.truncated { "; STOPPED at the event limit" } else { "" }
+    ));
+    let mut tab = Table::new(&["workload", "messages", "mean FCT", "p99", "first", "last", "fairness"]);
+    for (name, f) in &p.fct {
+        let mut row = vec![name.clone()];
+        row.extend(fct_cells(f.as_ref()));
+        tab.row(row);
+    }
+    out.push('\n');
+    out.push_str(&tab.render());
+    if !p.rungs.is_empty() {
+        out.push_str("\nFlow level beside packet level (--fidelity both)\n");
+        let mut tab =
+            Table::new(&["workload", "flow level", "packet level", "difference", "flow last FCT", "packet last FCT"]);
+        for r in &p.rungs {
+            tab.row(vec![
+                r.workload.clone(),
+                opt_time(r.flow_time_ns),
+                opt_time(r.packet_time_ns),
+                r.difference.map_or_else(|| "-".into(), |d| format!("{:+.1}%", d * 100.0)),
+                opt_time(r.flow_fct.as_ref().map(|f| f.last_ns)),
+                opt_time(r.packet_fct.as_ref().map(|f| f.last_ns)),
+            ]);
+        }
+        out.push_str(&tab.render());
+    }
+    let mut ports: Vec<_> =
+        s.ports.iter().filter(|x| x.pauses_sent > 0 || x.drops > 0 || x.trims > 0 || x.paused_ns > 0).collect();
+    if !ports.is_empty() {
+        ports.sort_by(|a, b| {
+            b.paused_ns
+                .cmp(&a.paused_ns)
+                .then(b.drops.cmp(&a.drops))
+                .then(b.trims.cmp(&a.trims))
+                .then(a.link.cmp(&b.link))
+        });
+        out.push_str(&format!("\nPorts with pauses, drops or trims ({} of them; the 15 most paused)\n", ports.len()));
+        let mut tab = Table::new(&["link", "pauses sent up it", "paused", "deepest queue", "drops", "trims"]);
+        for x in ports.iter().take(15) {
+            tab.row(vec![
+                x.link.clone(),
+                thousands(x.pauses_sent),
+                time(x.paused_ns),
+                format!("{}", meshway_units::Bytes(x.max_queue_bytes)),
+                thousands(x.drops),
+                thousands(x.trims),
+            ]);
+        }
+        out.push_str(&tab.render());
+    }
+    if !s.series.is_empty() {
+        out.push_str(&format!("\nDeepest queues (time series per {} in the JSON)\n", time(s.series[0].interval_ns)));
+        let mut tab = Table::new(&["link", "deepest queue", "paused", "sent"]);
+        for x in &s.series {
+            tab.row(vec![
+                x.link.clone(),
+                format!("{}", meshway_units::Bytes(x.queue_bytes.iter().copied().max().unwrap_or(0))),
+                time(x.paused_ns.iter().sum()),
+                format!("{}", meshway_units::Bytes(x.tx_bytes.iter().sum())),
+            ]);
+        }
+        out.push_str(&tab.render());
+    }
     out
 }
 

@@ -1575,10 +1575,21 @@ pub fn execute_packets(
 
 impl Engine<'_> {
     fn finish(mut self, prog: &Program, topo: &dyn Topology) -> (Execution, PacketStats) {
-        let end_ps = self.now;
+        // The run ends with its last completion; timers still queued after it (a timeout
+        // armed for a flow that has since completed) do not stretch it.
+        let end_ps = if self.msgs.iter().all(|m| m.end.is_some()) {
+            self.msgs
+                .iter()
+                .filter_map(|m| m.end)
+                .max()
+                .unwrap_or(0)
+                .max(self.ports.iter().filter_map(|p| p.pause_spans.last().map(|s| s.1)).max().unwrap_or(0))
+        } else {
+            self.now
+        };
         for port in &mut self.ports {
             if port.paused {
-                port.paused_ps += end_ps - port.paused_at;
+                port.paused_ps += end_ps.saturating_sub(port.paused_at);
                 port.pause_spans.push((port.paused_at, end_ps));
             }
         }
