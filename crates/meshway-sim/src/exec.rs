@@ -109,6 +109,8 @@ struct Route {
     port: u32,
     /// Paths the message's rate is spread over (spraying); 1 for one path.
     spread: u32,
+    /// Pinned route (index into the program's routes) or NO_ROUTE.
+    pin: u32,
 }
 
 const NO_PORT: u32 = u32::MAX;
@@ -117,6 +119,7 @@ const NO_VIA: u32 = u32::MAX;
 
 struct ProgramRouter<'t> {
     topo: &'t mut dyn Topology,
+    pins: &'t [Vec<Arc>],
     /// Per engine flow: how to route it (None for waits and barriers).
     routes: Vec<Option<Route>>,
 }
@@ -138,6 +141,9 @@ impl ProgramRouter<'_> {
 
     fn path_of(&mut self, flow: FlowId, choice: Choice, live: Option<&LinkView<'_>>) -> Option<Vec<Arc>> {
         let r = self.routes.get(flow.index())?.as_ref()?;
+        if let Some(p) = self.pins.get(r.pin as usize).and_then(|p| self.topo.pinned_path(p)) {
+            return Some(p);
+        }
         let (src, dst, via) = (r.src, r.dst, r.via);
         if r.leg != Leg::Path {
             let rank = if matches!(r.leg, Leg::NvlinkUp | Leg::NicUp) { src } else { dst };
@@ -232,7 +238,8 @@ pub fn execute(
                 choice,
                 leg: m.leg,
                 port: if m.leg == Leg::Path { m.plane.map_or(NO_PORT, u32::from) } else { m.channel },
-                spread,
+                spread: if m.route == crate::program::NO_ROUTE { spread } else { 1 },
+                pin: m.route,
             }));
         }
         let last = first + k;
@@ -255,7 +262,7 @@ pub fn execute(
         }
     }
     let total = sim.flow_count() as u64;
-    let mut router = ProgramRouter { topo, routes };
+    let mut router = ProgramRouter { topo, pins: &prog.routes, routes };
     let mut n = 0u64;
     while sim.advance_with(&mut router)?.is_some() {
         n += 1;

@@ -308,10 +308,35 @@ struct Port {
     /// Pull pacer of the receiver at this arc's head (a host).
     pulls: VecDeque<u32>,
     pull_armed: bool,
+    /// Bytes and packets sent, deepest data queue.
+    tx_bytes: u64,
+    tx_packets: u64,
+    max_queue: u64,
+    /// The sample interval being filled: its index, deepest queue and bytes sent.
+    sb: u64,
+    sq: u64,
+    stx: u64,
+    /// What is touched rarely (counters of drops and pauses, the series).
+    cold: Box<Cold>,
+}
+
+#[derive(Default)]
+struct Cold {
     st: PortStats,
-    /// (bucket, deepest queue, bytes sent) per sample interval touched.
+    /// (interval, deepest queue, bytes sent) per sample interval with anything in it.
     series: Vec<(u64, u64, u64)>,
     pause_spans: Vec<(u64, u64)>,
+}
+
+impl Port {
+    /// Closes the sample interval being filled.
+    fn flush(&mut self) {
+        if self.sq > 0 || self.stx > 0 {
+            self.cold.series.push((self.sb, self.sq, self.stx));
+        }
+        self.sq = self.qbytes;
+        self.stx = 0;
+    }
 }
 
 #[derive(Default)]
@@ -394,6 +419,8 @@ struct Engine<'p> {
     draws: u64,
     events: u64,
     ack_completion: bool,
+    /// The sample interval, ps.
+    sample_ps: u64,
     /// Selective acknowledgement (per-packet paths reorder packets; NDP).
     sel: bool,
     /// Receiver-driven (NDP): senders need pulls.
@@ -559,24 +586,24 @@ impl<'p> Engine<'p> {
     }
 
     fn note_queue(&mut self, a: u32) {
-        let sample = self.p.sample.0.max(1) * PS;
-        let bucket = self.now / sample;
+        let bucket = self.now / self.sample_ps;
         let port = &mut self.ports[a as usize];
-        port.st.max_queue_bytes = port.st.max_queue_bytes.max(port.qbytes);
-        match port.series.last_mut() {
-            Some(last) if last.0 == bucket => last.1 = last.1.max(port.qbytes),
-            _ => port.series.push((bucket, port.qbytes, 0)),
+        port.max_queue = port.max_queue.max(port.qbytes);
+        if bucket != port.sb {
+            port.flush();
+            port.sb = bucket;
         }
+        port.sq = port.sq.max(port.qbytes);
     }
 
     fn note_tx(&mut self, a: u32, bytes: u64) {
-        let sample = self.p.sample.0.max(1) * PS;
-        let bucket = self.now / sample;
+        let bucket = self.now / self.sample_ps;
         let port = &mut self.ports[a as usize];
-        match port.series.last_mut() {
-            Some(last) if last.0 == bucket => last.2 += bytes,
-            _ => port.series.push((bucket, port.qbytes, bytes)),
+        if bucket != port.sb {
+            port.flush();
+            port.sb = bucket;
         }
+        port.stx += bytes;
     }
 
     /// Starts the next packet on port `a` if it is idle and has one it may send.
@@ -795,8 +822,8 @@ impl<'p> Engine<'p> {
         let wire = u64::from(pkt.wire);
         {
             let port = &mut self.ports[ai];
-            port.st.tx_bytes += wire;
-            port.st.tx_packets += 1;
+            port.tx_bytes += wire;
+            port.tx_packets += 1;
         }
         self.note_tx(a, wire);
         if pkt.ingress != NONE {
@@ -871,7 +898,7 @@ impl<'p> Engine<'p> {
                 let limit = self.p.xoff + ingress.headroom;
                 let pfc = self.p.transport == Transport::RocePfc && ingress.lossless;
                 if pfc && (ingress.in_bytes + wire > limit || used + wire > cap) {
-                    self.ports[a as usize].st.drops += 1;
+                    self.ports[a as usize].cold.st.drops += 1;
                     self.stats.drops += 1;
                     self.free.push(id);
                     return;
@@ -882,7 +909,7 @@ impl<'p> Engine<'p> {
                 port.in_bytes += wire;
                 if pfc && !port.xoff && port.in_bytes > self.p.xoff {
                     port.xoff = true;
-                    port.st.pauses_sent += 1;
+                    port.cold.st.pauses_sent += 1;
                     self.stats.pauses += 1;
                     let t = self.now + port.lat_ps + ser_ps(PAUSE_FRAME, port.rate) + self.p.pause_response.0 * PS;
                     self.push(t, Ev::Pause(a, true));
@@ -891,7 +918,7 @@ impl<'p> Engine<'p> {
             Transport::RoceLossy => {
                 let (used, cap) = self.bufs[head as usize];
                 if self.ports[oi].qbytes + wire > self.p.queue || used + wire > cap {
-                    self.ports[oi].st.drops += 1;
+                    self.ports[oi].cold.st.drops += 1;
                     self.stats.drops += 1;
                     self.free.push(id);
                     return;
@@ -904,7 +931,7 @@ impl<'p> Engine<'p> {
                 if self.ports[oi].qbytes + wire > self.p.trim {
                     pkt.kind = Kind::Header;
                     pkt.wire = self.p.control_bytes as u32;
-                    self.ports[oi].st.trims += 1;
+                    self.ports[oi].cold.st.trims += 1;
                     self.stats.trims += 1;
                     self.pkts[id as usize] = pkt;
                     self.ports[oi].ctrl.push_back(id);
@@ -925,7 +952,7 @@ impl<'p> Engine<'p> {
             };
             if mark {
                 pkt.ecn = true;
-                self.ports[oi].st.ecn_marks += 1;
+                self.ports[oi].cold.st.ecn_marks += 1;
                 self.stats.ecn_marks += 1;
             }
         }
@@ -1208,8 +1235,8 @@ impl Engine<'_> {
             port.paused_at = now;
         } else {
             port.paused_ps += now - port.paused_at;
-            if port.pause_spans.len() < 100_000 {
-                port.pause_spans.push((port.paused_at, now));
+            if port.cold.pause_spans.len() < 100_000 {
+                port.cold.pause_spans.push((port.paused_at, now));
             }
             self.try_start(a);
         }
@@ -1373,7 +1400,10 @@ pub fn execute_packets(
             credits: if credit_limited { p.xoff + headroom } else { 0 },
             credit_limited,
             headroom,
-            st: PortStats { link: String::new(), capacity_bps: l.capacity.0, ..PortStats::default() },
+            cold: Box::new(Cold {
+                st: PortStats { link: String::new(), capacity_bps: l.capacity.0, ..PortStats::default() },
+                ..Cold::default()
+            }),
             ..Port::default()
         });
     }
@@ -1404,7 +1434,12 @@ pub fn execute_packets(
             for j in 0..k {
                 let share = m.bytes / u64::from(k) + u64::from(u64::from(j) < m.bytes % u64::from(k));
                 let key = mix(key_base ^ u64::from(j));
-                let set = if balance == Balance::Ecmp || local {
+                let pinned = prog.routes.get(m.route as usize).and_then(|p| topo.pinned_path(p));
+                let set = if let Some(path) = pinned {
+                    paths.push(path.iter().map(|a| a.0).collect());
+                    sets.push(((paths.len() - 1) as u32, 1));
+                    (sets.len() - 1) as u32
+                } else if balance == Balance::Ecmp || local {
                     let Some(path) = msg_path(topo, m, Choice::Hash(key)) else {
                         return Err(SimError::Packet(format!(
                             "no path from {} to {}",
@@ -1512,6 +1547,7 @@ pub fn execute_packets(
         draws: 0,
         events: 0,
         ack_completion: cfg.completion.ack_bytes.is_some(),
+        sample_ps: p.sample.0.max(1) * PS,
         sel: p.transport == Transport::Ndp || balance != Balance::Ecmp,
         ndp: p.transport == Transport::Ndp,
         gaps: Vec::new(),
@@ -1583,14 +1619,18 @@ impl Engine<'_> {
                 .filter_map(|m| m.end)
                 .max()
                 .unwrap_or(0)
-                .max(self.ports.iter().filter_map(|p| p.pause_spans.last().map(|s| s.1)).max().unwrap_or(0))
+                .max(self.ports.iter().filter_map(|p| p.cold.pause_spans.last().map(|s| s.1)).max().unwrap_or(0))
         } else {
             self.now
         };
         for port in &mut self.ports {
+            port.flush();
+            port.cold.st.tx_bytes = port.tx_bytes;
+            port.cold.st.tx_packets = port.tx_packets;
+            port.cold.st.max_queue_bytes = port.max_queue;
             if port.paused {
                 port.paused_ps += end_ps.saturating_sub(port.paused_at);
-                port.pause_spans.push((port.paused_at, end_ps));
+                port.cold.pause_spans.push((port.paused_at, end_ps));
             }
         }
         let why = |e: &Engine<'_>| -> String {
@@ -1641,18 +1681,18 @@ impl Engine<'_> {
             .iter()
             .enumerate()
             .map(|(i, port)| {
-                let peak = port.series.iter().map(|s| s.2).max().unwrap_or(0);
+                let peak = port.cold.series.iter().map(|s| s.2).max().unwrap_or(0);
                 let cap_bytes = BitsPerSec(port.rate).bytes_in(Nanos(sample / PS)).0.max(1);
                 LinkStats {
                     id: Arc(i as u32),
-                    bytes: Bytes(port.st.tx_bytes),
+                    bytes: Bytes(port.tx_bytes),
                     peak_utilization: (peak as f64 / cap_bytes as f64).min(1.0),
                     busy: Nanos(0),
                 }
             })
             .collect();
-        let mut order: Vec<usize> = (0..self.ports.len()).filter(|&i| self.ports[i].st.max_queue_bytes > 0).collect();
-        order.sort_by_key(|&i| (Reverse(self.ports[i].st.max_queue_bytes), i));
+        let mut order: Vec<usize> = (0..self.ports.len()).filter(|&i| self.ports[i].max_queue > 0).collect();
+        order.sort_by_key(|&i| (Reverse(self.ports[i].max_queue), i));
         order.truncate(self.p.series_ports);
         order.sort_unstable();
         let mut series = Vec::new();
@@ -1661,14 +1701,14 @@ impl Engine<'_> {
             let mut q = vec![0u64; nb];
             let mut tx = vec![0u64; nb];
             let mut paused = vec![0u64; nb];
-            for &(b, depth, bytes) in &port.series {
+            for &(b, depth, bytes) in &port.cold.series {
                 let k = ((b * sample) / interval) as usize;
                 if k < nb {
                     q[k] = q[k].max(depth);
                     tx[k] += bytes;
                 }
             }
-            for &(a, b) in &port.pause_spans {
+            for &(a, b) in &port.cold.pause_spans {
                 let mut t = a;
                 while t < b {
                     let k = (t / interval) as usize;
@@ -1690,7 +1730,7 @@ impl Engine<'_> {
         }
         let mut ports = Vec::new();
         for (i, port) in self.ports.iter_mut().enumerate() {
-            let st = &mut port.st;
+            let st = &mut port.cold.st;
             st.paused_ns = ps_to_ns(port.paused_ps);
             if st.tx_bytes > 0 || st.pauses_sent > 0 || st.drops > 0 || st.trims > 0 || st.paused_ns > 0 {
                 st.link = topo.arc_name(Arc(i as u32));

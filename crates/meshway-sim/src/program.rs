@@ -40,7 +40,13 @@ pub struct Msg {
     /// message leaves by, as NCCL spreads its channels over a NIC's ports; None: routing
     /// chooses among the planes as among any equal-cost paths.
     pub plane: Option<u16>,
+    /// A path the message must take (an index into [`Program::routes`], given by a flow
+    /// file's `path` column), or [`NO_ROUTE`]: routing chooses.
+    pub route: u32,
 }
+
+/// [`Msg::route`] of a message that routing places.
+pub const NO_ROUTE: u32 = u32::MAX;
 
 /// `alpha_ns` of a message that pays the transport's alpha (kept in 8 bytes, not 16).
 const NO_ALPHA: u64 = u64::MAX;
@@ -76,6 +82,7 @@ impl Msg {
             alpha_ns: NO_ALPHA,
             leg: Leg::Path,
             plane: None,
+            route: NO_ROUTE,
         }
     }
 
@@ -115,6 +122,8 @@ pub struct Tag {
 pub struct Program {
     pub msgs: Vec<Msg>,
     pub tags: Vec<Tag>,
+    /// Pinned paths (arcs of the topology the program was written for).
+    pub routes: Vec<Vec<crate::ids::LinkId>>,
 }
 
 impl Program {

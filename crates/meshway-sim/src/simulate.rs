@@ -124,6 +124,9 @@ pub struct FlowLine {
     pub bytes: u64,
     pub start: Nanos,
     pub deps: Vec<u32>,
+    /// A pinned route (the flow file's `path`): arcs of the scenario's fabric; empty when
+    /// routing chooses.
+    pub path: Vec<crate::engine::LinkId>,
 }
 
 #[derive(Debug, Clone)]
@@ -493,7 +496,8 @@ fn pattern_kind(
     if n < 2 {
         return Err(c.invalid("ranks", "needs at least 2 GPUs"));
     }
-    let line = |a: u32, b: u32| FlowLine { src: a, dst: b, bytes, start: Nanos::ZERO, deps: Vec::new() };
+    let line =
+        |a: u32, b: u32| FlowLine { src: a, dst: b, bytes, start: Nanos::ZERO, deps: Vec::new(), path: Vec::new() };
     let flows = match w.kind {
         WorkloadKind::Permutation => {
             let p = derangement(n, wl_seed);
@@ -578,8 +582,9 @@ fn parse_workloads(setup: &Setup<'_>, topo: &FabricTopo<'_>, seed: u64) -> Resul
     Ok(out)
 }
 
-/// Parses a flow list: CSV with a header `src,dst,bytes[,start][,deps]` (deps separated by
-/// `;`, as 0-based line indexes of earlier flows) or JSON (an array of objects with the same
+/// Parses a flow list: CSV with a header `src,dst,bytes[,start][,deps][,path]` (deps
+/// separated by `;`, as 0-based line indexes of earlier flows; path: the switches a flow
+/// must cross, by name, separated by spaces) or JSON (an array of objects with the same
 /// keys). GPUs by name or rank number; sizes and times in human units. The CSV is read by the
 /// `csv` crate (RFC 4180 quoting; lines starting with `#` and blank lines skipped, columns
 /// other than those five ignored); errors name `file:line`.
@@ -617,7 +622,7 @@ pub fn parse_flow_file(file: &str, text: &str, topo: &FabricTopo<'_>) -> Result<
             out.push(flow_line(file, i, &rank(&at("src")?, i)?, &rank(&at("dst")?, i)?, &at("bytes")?, &start, deps)?);
         }
     } else {
-        parse_flow_csv(file, text, &rank, &mut out)?;
+        parse_flow_csv(file, text, &rank, &mut out, topo)?;
     }
     if out.is_empty() {
         return Err(format!("{file}: no flows"));
@@ -631,6 +636,7 @@ fn parse_flow_csv(
     text: &str,
     rank: &dyn Fn(&str, usize) -> Result<u32, String>,
     out: &mut Vec<FlowLine>,
+    topo: &FabricTopo<'_>,
 ) -> Result<(), String> {
     let mut rd = csv::ReaderBuilder::new()
         .has_headers(false)
@@ -656,7 +662,7 @@ fn parse_flow_csv(
             header.iter().collect::<Vec<_>>().join(",")
         ));
     };
-    let (cst, cdeps) = (col("start"), col("deps"));
+    let (cst, cdeps, cpath) = (col("start"), col("deps"), col("path"));
     for rec in records {
         let rec = rec?;
         let lno = line_of(rec.position());
@@ -673,7 +679,7 @@ fn parse_flow_csv(
             None => "0",
         };
         let idx = out.len();
-        out.push(flow_line(
+        let mut line = flow_line(
             &format!("{file}:{lno}"),
             idx,
             &rank(get(cs)?, lno)?,
@@ -681,7 +687,12 @@ fn parse_flow_csv(
             get(cb)?,
             start,
             deps,
-        )?);
+        )?;
+        if let Some(p) = cpath.and_then(|i| rec.get(i)).filter(|p| !p.trim().is_empty()) {
+            let via: Vec<&str> = p.split_whitespace().collect();
+            line.path = topo.route_through(line.src, line.dst, &via).map_err(|e| format!("{file}:{lno}: {e}"))?;
+        }
+        out.push(line);
     }
     Ok(())
 }
@@ -703,7 +714,7 @@ fn flow_line(
     if src == dst {
         return Err(format!("{at}: src and dst are the same GPU"));
     }
-    Ok(FlowLine { src: *src, dst: *dst, bytes: b.0.max(1), start: s, deps })
+    Ok(FlowLine { src: *src, dst: *dst, bytes: b.0.max(1), start: s, deps, path: Vec::new() })
 }
 
 /// Failures as arc events.
@@ -911,6 +922,10 @@ fn write_workload(
             let mut ids = Vec::with_capacity(flows.len());
             for f in flows {
                 let mut m = Msg::send(f.src, f.dst, f.bytes);
+                if !f.path.is_empty() {
+                    prog.routes.push(f.path.clone());
+                    m.route = (prog.routes.len() - 1) as u32;
+                }
                 m.start = Nanos(start.0 + f.start.0);
                 m.deps = if f.deps.is_empty() { after.clone() } else { f.deps.iter().map(|d| base + d).collect() };
                 ids.push(prog.push(m));

@@ -110,6 +110,11 @@ pub trait Topology {
     fn is_dci_arc(&self, _arc: Arc) -> bool {
         false
     }
+    /// A pinned path (a flow file's `path`, in this fabric's arcs) as this topology runs it;
+    /// None where it does not apply (the ideal fabric routes everything itself).
+    fn pinned_path(&self, _path: &[Arc]) -> Option<Vec<Arc>> {
+        None
+    }
     /// Capacity and latency of an arc.
     fn arc_spec(&self, arc: Arc) -> (BitsPerSec, Nanos);
     /// The one link of a [`Leg`] other than a path: between `rank` and its NVSwitch or
@@ -216,6 +221,33 @@ impl<'f> FabricTopo<'f> {
             scratch: Vec::new(),
             buffers,
         }
+    }
+
+    /// The arcs from GPU `src` through the switches named in `via` to GPU `dst`: the route a
+    /// flow file pins. Errors say which hop has no link.
+    pub fn route_through(&self, src: u32, dst: u32, via: &[&str]) -> Result<Vec<Arc>, String> {
+        let f = self.fabric;
+        let mut nodes = vec![self.ranks[src as usize]];
+        for name in via {
+            let n = f
+                .nodes
+                .iter()
+                .position(|n| n.name == *name && !n.is_gpu())
+                .ok_or_else(|| format!("path: {name:?} is not a switch of this fabric"))?;
+            nodes.push(NodeId(n as u32));
+        }
+        nodes.push(self.ranks[dst as usize]);
+        let mut arcs = Vec::with_capacity(nodes.len() - 1);
+        for w in nodes.windows(2) {
+            let link = f
+                .neighbors(w[0])
+                .iter()
+                .find(|(n, _)| *n == w[1])
+                .map(|&(_, l)| l)
+                .ok_or_else(|| format!("path: no link from {} to {}", f.node(w[0]).name, f.node(w[1]).name))?;
+            arcs.push(self.arc(link, w[0]));
+        }
+        Ok(arcs)
     }
 
     pub fn node_of(&self, rank: u32) -> NodeId {
@@ -633,6 +665,10 @@ impl Topology for FabricTopo<'_> {
 
     fn is_dci_arc(&self, arc: Arc) -> bool {
         self.fabric.link(meshway_fabric::LinkId(arc.0 / 2)).class == LinkClass::Dci
+    }
+
+    fn pinned_path(&self, path: &[Arc]) -> Option<Vec<Arc>> {
+        Some(path.to_vec())
     }
 
     fn arc_spec(&self, arc: Arc) -> (BitsPerSec, Nanos) {

@@ -4,6 +4,8 @@
 # last FCT in us, events, user seconds.
 # Usage: validation/htsim/packet/meshway-cases.sh CMDIR [path/to/meshway]
 #   CMDIR: where gen_cm.py wrote the .cm files. CASES="perm-k4-1MB ..." to choose.
+#   RoCE runs take htsim_roce's own per-flow paths from routes/CASE.csv where one exists
+#   (see routes/extract_routes.md); ROUTES=0 lets meshway's ECMP choose instead.
 set -euo pipefail
 cmdir=$(realpath "${1:?usage: meshway-cases.sh CMDIR [meshway]}")
 meshway=$(realpath "${2:-target/release/meshway}")
@@ -17,8 +19,14 @@ for c in $cases; do
     # The connection matrix as a meshway flow list (ranks are htsim's host numbers).
     awk 'BEGIN{print "src,dst,bytes"} /->/ {split($1,a,"->"); print a[1]","a[2]","$5}' "$cmdir/$c.cm" > "$work/$c.csv"
     for t in ndp roce; do
-        if [ "$t" = ndp ]; then routing=spray; extra=$'window-packets = 15\ntrim-packets = 15'; else routing=ecmp; extra=""; fi
-        sed -e "s/@K@/$k/; s/@KIND@/$t/; s/@ROUTING@/$routing/; s/@FILE@/$c.csv/" "$here/case.toml.in" > "$work/$c-$t.toml"
+        file=$c.csv
+        if [ "$t" = ndp ]; then
+            routing=spray; extra=$'window-packets = 15\ntrim-packets = 15'
+        else
+            routing=ecmp; extra=""
+            if [ "${ROUTES:-1}" = 1 ] && [ -f "$here/routes/$c.csv" ]; then cp "$here/routes/$c.csv" "$work/$c-routes.csv"; file=$c-routes.csv; fi
+        fi
+        sed -e "s/@K@/$k/; s/@KIND@/$t/; s/@ROUTING@/$routing/; s/@FILE@/$file/" "$here/case.toml.in" > "$work/$c-$t.toml"
         printf '%s\n' "$extra" >> "$work/$c-$t.toml"
         /usr/bin/time -f "%U" -o "$work/time" "$meshway" simulate "$work/$c-$t.toml" --catalog "$here/htsim-packet.catalog.toml" \
             --fidelity packet --json --no-ideal > "$work/out.json"
