@@ -232,8 +232,9 @@ pub struct PacketStats {
     pub flows: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 enum Kind {
+    #[default]
     Data,
     Header,
     Ack,
@@ -249,7 +250,7 @@ impl Kind {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 struct Pkt {
     flow: u32,
     seq: u32,
@@ -258,6 +259,8 @@ struct Pkt {
     hop: u16,
     /// Links on its route.
     len: u16,
+    /// Where its path starts in `Engine::arena`.
+    off: u32,
     /// The arc it is on (the route's arc at `hop`).
     arc: u32,
     /// Path within the flow's path set.
@@ -271,7 +274,7 @@ struct Pkt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
     TxDone(u32),
-    Arrive(u32),
+    Arrive(Pkt),
     Pause(u32, bool),
     Credit(u32, u32),
     Wake(u32),
@@ -288,11 +291,11 @@ struct Port {
     /// Index of the switch at the head in `Engine::bufs`, or NONE for a host/GPU.
     head: u32,
     lossless: bool,
-    ctrl: VecDeque<u32>,
-    data: VecDeque<u32>,
+    ctrl: VecDeque<Pkt>,
+    data: VecDeque<Pkt>,
     qbytes: u64,
     busy: bool,
-    cur: u32,
+    cur: Pkt,
     paused: bool,
     paused_at: u64,
     paused_ps: u64,
@@ -405,12 +408,14 @@ struct Engine<'p> {
     ports: Vec<Port>,
     /// Shared buffer per switch: (used, capacity).
     bufs: Vec<(u64, u64)>,
-    pkts: Vec<Pkt>,
-    free: Vec<u32>,
     flows: Vec<Flow>,
     /// Path sets: (start, count) into `paths`.
     sets: Vec<(u32, u16)>,
     paths: Vec<Vec<u32>>,
+    /// Every path's arcs end to end (`offsets[i]` is where path `i` starts): a packet keeps
+    /// its offset, so finding its next arc is one read.
+    arena: Vec<u32>,
+    offsets: Vec<u32>,
     msgs: Vec<MsgState>,
     dependents: Vec<Vec<u32>>,
     mtu: u64,
@@ -447,7 +452,7 @@ struct Calendar {
 }
 
 const SHIFT: u32 = 12;
-const SLOTS: u64 = 1 << 18;
+const SLOTS: u64 = 1 << 12;
 
 impl Calendar {
     fn new() -> Calendar {
@@ -560,28 +565,24 @@ impl<'p> Engine<'p> {
         mix(self.seed ^ mix(self.draws))
     }
 
-    fn alloc(&mut self, pkt: Pkt) -> u32 {
-        if let Some(i) = self.free.pop() {
-            self.pkts[i as usize] = pkt;
-            i
-        } else {
-            self.pkts.push(pkt);
-            (self.pkts.len() - 1) as u32
-        }
-    }
-
     fn path_of(&self, f: u32, path: u16) -> &[u32] {
         let (start, _) = self.sets[self.flows[f as usize].set as usize];
         &self.paths[(start + u32::from(path)) as usize]
     }
 
+    /// Where path `path` of flow `f` starts in the arena.
+    fn off_of(&self, f: u32, path: u16) -> u32 {
+        let (start, _) = self.sets[self.flows[f as usize].set as usize];
+        self.offsets[(start + u32::from(path)) as usize]
+    }
+
     /// The arc a packet is on at `hop` of its route.
     fn arc_at(&self, pkt: &Pkt, hop: u16) -> u32 {
-        let path = self.path_of(pkt.flow, pkt.path);
+        let o = pkt.off as usize;
         if pkt.kind.reverse() {
-            path[path.len() - 1 - hop as usize] ^ 1
+            self.arena[o + (pkt.len - 1 - hop) as usize] ^ 1
         } else {
-            path[hop as usize]
+            self.arena[o + hop as usize]
         }
     }
 
@@ -612,12 +613,12 @@ impl<'p> Engine<'p> {
         if self.ports[ai].busy {
             return;
         }
-        let id = if let Some(id) = self.ports[ai].ctrl.pop_front() {
-            id
+        let pkt = if let Some(pkt) = self.ports[ai].ctrl.pop_front() {
+            pkt
         } else if self.ports[ai].paused {
             return;
-        } else if let Some(&id) = self.ports[ai].data.front() {
-            let wire = u64::from(self.pkts[id as usize].wire);
+        } else if let Some(&pkt) = self.ports[ai].data.front() {
+            let wire = u64::from(pkt.wire);
             let port = &mut self.ports[ai];
             if port.credit_limited {
                 if port.credits < wire {
@@ -628,23 +629,23 @@ impl<'p> Engine<'p> {
             port.data.pop_front();
             port.qbytes -= wire;
             self.note_queue(a);
-            id
+            pkt
         } else {
             match self.generate(a) {
-                Some(id) => id,
+                Some(pkt) => pkt,
                 None => return,
             }
         };
-        let wire = u64::from(self.pkts[id as usize].wire);
+        let wire = u64::from(pkt.wire);
         let port = &mut self.ports[ai];
         port.busy = true;
-        port.cur = id;
+        port.cur = pkt;
         let done = self.now + ser_ps(wire, port.rate);
         self.push(done, Ev::TxDone(a));
     }
 
     /// A data packet from one of the flows sourcing at NIC port `a`, round-robin.
-    fn generate(&mut self, a: u32) -> Option<u32> {
+    fn generate(&mut self, a: u32) -> Option<Pkt> {
         let ai = a as usize;
         let n = self.ports[ai].ready.len();
         for _ in 0..n {
@@ -671,18 +672,20 @@ impl<'p> Engine<'p> {
             }
             let path = self.pick_path(f, seq);
             let len = self.path_of(f, path).len() as u16;
-            let id = self.alloc(Pkt {
+            let off = self.off_of(f, path);
+            let pkt = Pkt {
                 flow: f,
                 seq,
                 wire: wire as u32,
                 hop: 0,
                 len,
+                off,
                 arc: a,
                 path,
                 kind: Kind::Data,
                 ecn: false,
                 ingress: NONE,
-            });
+            };
             self.stats.data_packets += 1;
             if retx {
                 self.stats.retransmitted_packets += 1;
@@ -694,7 +697,7 @@ impl<'p> Engine<'p> {
             } else {
                 self.pace(f);
             }
-            return Some(id);
+            return Some(pkt);
         }
         None
     }
@@ -816,9 +819,8 @@ impl<'p> Engine<'p> {
 
     fn on_tx_done(&mut self, a: u32) {
         let ai = a as usize;
-        let id = self.ports[ai].cur;
+        let mut pkt = self.ports[ai].cur;
         self.ports[ai].busy = false;
-        let pkt = self.pkts[id as usize];
         let wire = u64::from(pkt.wire);
         {
             let port = &mut self.ports[ai];
@@ -828,10 +830,10 @@ impl<'p> Engine<'p> {
         self.note_tx(a, wire);
         if pkt.ingress != NONE {
             self.release(pkt.ingress, wire);
-            self.pkts[id as usize].ingress = NONE;
+            pkt.ingress = NONE;
         }
         let lat = self.ports[ai].lat_ps;
-        self.push(self.now + lat, Ev::Arrive(id));
+        self.push(self.now + lat, Ev::Arrive(pkt));
         self.try_start(a);
     }
 
@@ -859,12 +861,10 @@ impl<'p> Engine<'p> {
         }
     }
 
-    fn on_arrive(&mut self, id: u32) {
-        let pkt = self.pkts[id as usize];
+    fn on_arrive(&mut self, pkt: Pkt) {
         let len = pkt.len;
         let a = pkt.arc;
         if pkt.hop + 1 >= len {
-            self.free.push(id);
             self.deliver(pkt);
             return;
         }
@@ -872,19 +872,19 @@ impl<'p> Engine<'p> {
         pkt.hop += 1;
         if self.p.balance == Balance::Adaptive && !pkt.kind.reverse() {
             pkt.path = self.adapt(&pkt, a);
+            pkt.off = self.off_of(pkt.flow, pkt.path);
         }
         let out = self.arc_at(&pkt, pkt.hop);
         pkt.arc = out;
         let oi = out as usize;
         if pkt.kind != Kind::Data || self.ports[a as usize].head == NONE {
-            self.pkts[id as usize] = pkt;
-            self.ports[oi].ctrl.push_back(id);
             if pkt.kind == Kind::Data {
-                // A host relaying (not modelled as a switch): no buffer limit.
-                self.ports[oi].ctrl.pop_back();
-                self.ports[oi].data.push_back(id);
+                // Not a network switch (an NVLink switch): no buffer limit.
+                self.ports[oi].data.push_back(pkt);
                 self.ports[oi].qbytes += u64::from(pkt.wire);
                 self.note_queue(out);
+            } else {
+                self.ports[oi].ctrl.push_back(pkt);
             }
             self.try_start(out);
             return;
@@ -900,7 +900,6 @@ impl<'p> Engine<'p> {
                 if pfc && (ingress.in_bytes + wire > limit || used + wire > cap) {
                     self.ports[a as usize].cold.st.drops += 1;
                     self.stats.drops += 1;
-                    self.free.push(id);
                     return;
                 }
                 self.bufs[head as usize].0 += wire;
@@ -920,7 +919,6 @@ impl<'p> Engine<'p> {
                 if self.ports[oi].qbytes + wire > self.p.queue || used + wire > cap {
                     self.ports[oi].cold.st.drops += 1;
                     self.stats.drops += 1;
-                    self.free.push(id);
                     return;
                 }
                 self.bufs[head as usize].0 += wire;
@@ -933,8 +931,7 @@ impl<'p> Engine<'p> {
                     pkt.wire = self.p.control_bytes as u32;
                     self.ports[oi].cold.st.trims += 1;
                     self.stats.trims += 1;
-                    self.pkts[id as usize] = pkt;
-                    self.ports[oi].ctrl.push_back(id);
+                    self.ports[oi].ctrl.push_back(pkt);
                     self.try_start(out);
                     return;
                 }
@@ -956,9 +953,8 @@ impl<'p> Engine<'p> {
                 self.stats.ecn_marks += 1;
             }
         }
-        self.pkts[id as usize] = pkt;
         let port = &mut self.ports[oi];
-        port.data.push_back(id);
+        port.data.push_back(pkt);
         port.qbytes += wire;
         self.note_queue(out);
         self.try_start(out);
@@ -989,12 +985,14 @@ impl<'p> Engine<'p> {
 
     fn send_control(&mut self, f: u32, kind: Kind, seq: u32, path: u16) {
         let len = self.path_of(f, path).len() as u16;
+        let off = self.off_of(f, path);
         let mut pkt = Pkt {
             flow: f,
             seq,
             wire: self.p.control_bytes as u32,
             hop: 0,
             len,
+            off,
             arc: NONE,
             path,
             kind,
@@ -1003,9 +1001,8 @@ impl<'p> Engine<'p> {
         };
         let first = self.arc_at(&pkt, 0);
         pkt.arc = first;
-        let id = self.alloc(pkt);
         self.stats.control_packets += 1;
-        self.ports[first as usize].ctrl.push_back(id);
+        self.ports[first as usize].ctrl.push_back(pkt);
         self.try_start(first);
     }
 
@@ -1396,7 +1393,6 @@ pub fn execute_packets(
             lat_ps: l.latency.0.saturating_mul(PS),
             head,
             lossless: head != NONE,
-            cur: NONE,
             credits: if credit_limited { p.xoff + headroom } else { 0 },
             credit_limited,
             headroom,
@@ -1534,10 +1530,17 @@ pub fn execute_packets(
         heap: Calendar::new(),
         ports,
         bufs,
-        pkts: Vec::new(),
-        free: Vec::new(),
         flows,
         sets,
+        arena: paths.iter().flatten().copied().collect(),
+        offsets: paths
+            .iter()
+            .scan(0u32, |at, p| {
+                let o = *at;
+                *at += p.len() as u32;
+                Some(o)
+            })
+            .collect(),
         paths,
         msgs,
         dependents,
@@ -1584,7 +1587,7 @@ pub fn execute_packets(
         e.events += 1;
         match ev {
             Ev::TxDone(a) => e.on_tx_done(a),
-            Ev::Arrive(id) => e.on_arrive(id),
+            Ev::Arrive(pkt) => e.on_arrive(pkt),
             Ev::Pause(a, on) => e.on_pause(a, on),
             Ev::Credit(a, bytes) => {
                 e.ports[a as usize].credits += u64::from(bytes);
