@@ -14,6 +14,7 @@ pub mod infer;
 pub mod measure;
 pub mod multisite;
 pub mod sim;
+pub mod svg;
 pub mod table;
 pub mod testbed;
 pub mod validate;

@@ -263,6 +263,154 @@ pub fn packet_text(p: &PacketSection) -> String {
     out
 }
 
+/// `meshway simulate --html`: one self-contained page with the text report and charts:
+/// completion-time CDFs per workload (from the per-message records), busbw against message
+/// size for sweeps, the most utilized links, a training step split into compute and exposed
+/// communication, and at packet level the deepest queues and paused time over time.
+pub fn sim_html(r: &SimReport) -> String {
+    use crate::svg::{bar_chart, esc, line_chart, page, stacked_bar, LineChart, Series};
+    let fmt_time = |v: f64| time(v.max(0.0).round() as u64);
+    let fmt_share = |v: f64| format!("{:.0}%", v * 100.0);
+    let mut body = String::new();
+    body.push_str(&format!(
+        "<p class=\"note\">{} GPUs, seed {}, {} level. Every chart is drawn from the same run as the text below.</p>\n",
+        thousands(r.gpus as u64),
+        r.seed,
+        r.fidelity
+    ));
+    // Completion-time CDFs, one line per workload.
+    if let Some(flows) = &r.flows {
+        let mut series = Vec::new();
+        for w in &r.workloads {
+            let mut t: Vec<f64> = flows
+                .iter()
+                .filter(|f| f.workload == w.name)
+                .filter_map(|f| Some((f.end_ns? - f.start_ns?) as f64))
+                .collect();
+            if t.is_empty() {
+                continue;
+            }
+            t.sort_by(f64::total_cmp);
+            let n = t.len();
+            // At most about 400 points per line: every k-th message, and the last.
+            let k = n.div_ceil(400).max(1);
+            let points =
+                (0..n).filter(|i| i % k == k - 1 || i + 1 == n).map(|i| (t[i], (i + 1) as f64 / n as f64)).collect();
+            series.push(Series { name: w.name.clone(), points });
+        }
+        let c = LineChart {
+            title: "Message completion times (CDF)",
+            x_label: "completion time",
+            y_label: "share of messages",
+            log_x: false,
+            step: true,
+            fmt_x: &fmt_time,
+            fmt_y: &fmt_share,
+        };
+        if let Some(svg) = line_chart(&c, &series) {
+            body.push_str("<h2>Completion times</h2>\n");
+            body.push_str(&svg);
+        }
+    }
+    for s in &r.sweeps {
+        let series = vec![Series {
+            name: s.name.clone(),
+            points: s.rows.iter().map(|x| (x.size_bytes as f64, x.busbw_gbytes)).collect(),
+        }];
+        let fmt_size = |v: f64| format!("{}", meshway_units::Bytes(v.round() as u64));
+        let fmt_gb = |v: f64| format!("{v:.0}");
+        let title = format!("{} {} over {} ranks: bus bandwidth", s.op, s.algorithm, s.ranks);
+        let c = LineChart {
+            title: &title,
+            x_label: "message size",
+            y_label: "busbw (GB/s)",
+            log_x: true,
+            step: false,
+            fmt_x: &fmt_size,
+            fmt_y: &fmt_gb,
+        };
+        if let Some(svg) = line_chart(&c, &series) {
+            body.push_str(&format!("<h2>Sweep {}</h2>\n", esc(&s.name)));
+            body.push_str(&svg);
+        }
+    }
+    for w in &r.workloads {
+        if let Some(t) = &w.training {
+            let parts = vec![
+                ("compute".to_string(), t.compute_only_ns as f64),
+                ("exposed communication".to_string(), t.exposed_comm_ns as f64),
+            ];
+            let title = format!(
+                "{}: one step of {} ({:.1}% pipeline bubble, MFU {:.1}%)",
+                w.name,
+                time(t.step_ns),
+                t.bubble_fraction * 100.0,
+                t.mfu * 100.0
+            );
+            if let Some(svg) = stacked_bar(&title, &parts, &fmt_time) {
+                body.push_str(&format!("<h2>Training step {}</h2>\n", esc(&w.name)));
+                body.push_str(&svg);
+            }
+        }
+    }
+    let rows: Vec<(String, f64)> = r.congested_links.iter().map(|l| (l.link.clone(), l.mean_utilization)).collect();
+    if let Some(svg) = bar_chart("Most utilized links (mean over the run)", &rows, &|v| format!("{:.1}%", v * 100.0)) {
+        body.push_str("<h2>Hottest links</h2>\n");
+        body.push_str(&svg);
+    }
+    if let Some(p) = &r.packet {
+        let mk = |f: &dyn Fn(&meshway_sim::packet::PortSeries) -> Vec<u64>| -> Vec<Series> {
+            // The four deepest queues (the JSON and the table have all of them).
+            let mut top: Vec<&meshway_sim::packet::PortSeries> = p.stats.series.iter().collect();
+            top.sort_by_key(|x| std::cmp::Reverse(x.queue_bytes.iter().copied().max().unwrap_or(0)));
+            top.truncate(4);
+            top.into_iter()
+                .map(|x| Series {
+                    name: x.link.clone(),
+                    points: f(x)
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &v)| ((i as u64 * x.interval_ns) as f64, v as f64))
+                        .collect(),
+                })
+                .collect()
+        };
+        let fmt_bytes = |v: f64| format!("{}", meshway_units::Bytes(v.round() as u64));
+        let c = LineChart {
+            title: "Deepest queues over time",
+            x_label: "simulated time",
+            y_label: "queue",
+            log_x: false,
+            step: true,
+            fmt_x: &fmt_time,
+            fmt_y: &fmt_bytes,
+        };
+        if let Some(svg) = line_chart(&c, &mk(&|x| x.queue_bytes.clone())) {
+            body.push_str("<h2>Packet level: queues</h2>\n");
+            body.push_str(&svg);
+        }
+        let c = LineChart {
+            title: "Time paused per interval (PFC)",
+            x_label: "simulated time",
+            y_label: "paused",
+            log_x: false,
+            step: true,
+            fmt_x: &fmt_time,
+            fmt_y: &fmt_time,
+        };
+        if p.stats.paused_ns > 0 {
+            if let Some(svg) = line_chart(&c, &mk(&|x| x.paused_ns.clone())) {
+                body.push_str("<h2>Packet level: pauses</h2>\n");
+                body.push_str(&svg);
+            }
+        }
+    }
+    body.push_str("<h2>Report</h2>\n<pre>");
+    body.push_str(&esc(&sim_text(r)));
+    body.push_str("</pre>\n");
+    page(&format!("meshway simulate: {}", r.scenario), &body)
+}
+
 /// A size sweep printed as nccl-tests prints it (time in us, bandwidths in GB/s).
 pub fn sweep_text(s: &Sweep) -> String {
     let mut out = format!("# {}: {} ({}) over {} ranks\n", s.name, s.op, s.algorithm, s.ranks);

@@ -15,6 +15,7 @@ pub const HELP: &str = "Examples:
   meshway simulate examples/simulate-rail-256.toml --seed 7 --tolerance 0
   meshway simulate examples/incast-pfc.toml --fidelity packet
   meshway simulate examples/incast-pfc.toml --fidelity both --json
+  meshway simulate examples/simulate-rail-256.toml --html report.html
 
 Runs the scenario's [[workload]] tables one after another on its fabric, with its
 [[failure]] tables applied, and reports each workload's completion time, nccl-tests
@@ -60,6 +61,10 @@ pub struct Args {
     /// (packet level with the flow level beside it); default: the scenario's [simulation].
     #[arg(long, value_parser = parse_fidelity)]
     pub fidelity: Option<Fidelity>,
+    /// Also write a self-contained HTML report with charts (completion-time CDFs, sweeps,
+    /// hottest links, the training step, packet-level queues and pauses) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Also write the flow list in htsim's connection-matrix format to this file.
     #[arg(long, value_name = "FILE")]
     pub htsim: Option<PathBuf>,
@@ -150,11 +155,19 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
         routing: args.routing,
         seed: args.seed,
         no_ideal: args.no_ideal,
-        flows: args.flows || args.csv,
+        flows: args.flows || args.csv || args.html.is_some(),
         tolerance: args.tolerance,
         fidelity: args.fidelity,
     };
-    let r = run_file(&args.file, cat, &opts)?;
+    let mut r = run_file(&args.file, cat, &opts)?;
+    if let Some(p) = &args.html {
+        std::fs::write(p, meshway_report::sim::sim_html(&r))
+            .with_context(|| format!("cannot write {}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+        if !(args.flows || args.csv) {
+            r.flows = None;
+        }
+    }
     if let Some(p) = &args.htsim {
         let (text, notes) = htsim_connection_matrix(&r);
         std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;

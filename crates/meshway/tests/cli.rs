@@ -159,3 +159,71 @@ fn validate_needs_a_validation_set() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("cannot read no/such/dir/collectives/nccl-tests.csv (is no/such/dir a validation set?)"), "{e}");
 }
+
+/// Checks a report as a file a person opens offline: one HTML document, charts with lines
+/// in them, nothing fetched, no script.
+fn check_self_contained(html: &str, min_charts: usize) {
+    assert!(html.starts_with("<!DOCTYPE html>") && html.trim_end().ends_with("</html>"));
+    assert!(html.matches("<svg ").count() >= min_charts, "{} charts", html.matches("<svg ").count());
+    for banned in ["<script", " src=", " href=", "url(", "@import", "<link", "<iframe", "<img"] {
+        assert!(!html.contains(banned), "a report must not contain {banned:?}");
+    }
+    // The only URI is the SVG namespace, which is never fetched.
+    assert_eq!(html.matches("http").count(), html.matches("xmlns=\"http://www.w3.org/2000/svg\"").count());
+    // Every line has points.
+    for d in html.split("<path d=\"").skip(1) {
+        assert!(d.starts_with('M') && d.contains(" L"), "an empty line: {}", &d[..d.len().min(40)]);
+    }
+}
+
+#[test]
+fn simulate_writes_a_self_contained_html_report() {
+    let dir = tempdir("html");
+    let out = dir.join("incast.html");
+    let o = meshway(&["simulate", "examples/incast-pfc.toml", "--html", out.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // --json stays the run's JSON, without per-message records unless asked for.
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert!(v.get("flows").is_none() && v["packet"]["stats"]["pauses"].as_u64().unwrap() > 0);
+    let html = std::fs::read_to_string(&out).unwrap();
+    check_self_contained(&html, 4);
+    for chart in ["Message completion times (CDF)", "Most utilized links", "Deepest queues over time", "Time paused"] {
+        assert!(html.contains(chart), "missing {chart}");
+    }
+    // A sweep draws busbw against size on a log axis; a flow-level run has no packet charts.
+    let s = dir.join("sweep.toml");
+    std::fs::write(
+        &s,
+        "[fabric]\nkind = \"leaf-spine\"\ngpus = 32\ngpus-per-host = 8\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsweep-from = \"1MiB\"\nsweep-to = \"64MiB\"\n",
+    )
+    .unwrap();
+    let out2 = dir.join("sweep.html");
+    let o = meshway(&["simulate", s.to_str().unwrap(), "--html", out2.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&out2).unwrap();
+    check_self_contained(&html, 1);
+    assert!(html.contains("bus bandwidth") && html.contains("64MiB") && !html.contains("Deepest queues"));
+    render_with_chromium(&out, &dir.join("incast.png"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Renders a report headless in Debian's chromium, as a person would open it, and checks a
+/// picture came out. Skipped where chromium is absent, except in CI (`.ci/run` installs it).
+fn render_with_chromium(html: &std::path::Path, png: &std::path::Path) {
+    let found = std::process::Command::new("chromium").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var("CI").is_err(), "CI must have chromium (.ci/run installs it)");
+        eprintln!("chromium not found: the render check is skipped");
+        return;
+    }
+    let o = std::process::Command::new("timeout")
+        .args(["120", "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+        .arg("--window-size=1000,1600")
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let bytes = std::fs::read(png).expect("a screenshot");
+    assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000, "{} bytes", bytes.len());
+}

@@ -1,0 +1,258 @@
+//! SVG charts for the HTML reports, written by hand: a few hundred lines for exactly the charts
+//! meshway draws (lines and steps on linear or log axes, horizontal bars, one stacked bar),
+//! with no dependency, no script and nothing fetched, so a report opens offline and renders
+//! the same everywhere. Every number on an axis goes through [`crate::format`].
+
+use std::fmt::Write;
+
+/// Chart size in CSS pixels (the plot area is inset by the margins).
+const W: f64 = 720.0;
+const H: f64 = 300.0;
+const LEFT: f64 = 78.0;
+const RIGHT: f64 = 16.0;
+const TOP: f64 = 34.0;
+const BOTTOM: f64 = 48.0;
+
+/// Colours of successive series (colour-blind safe, Okabe-Ito).
+const COLOURS: [&str; 8] = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"];
+
+/// Escapes text for SVG and HTML.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// One named line of points.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// How a line chart draws.
+#[derive(Clone)]
+pub struct LineChart<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    pub y_label: &'a str,
+    /// Log-scale x axis (base 2 ticks), e.g. message sizes.
+    pub log_x: bool,
+    /// Draw as a staircase (CDFs, time series of intervals).
+    pub step: bool,
+    /// Formats an axis value for a tick label.
+    pub fmt_x: &'a dyn Fn(f64) -> String,
+    pub fmt_y: &'a dyn Fn(f64) -> String,
+}
+
+fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    if hi <= lo {
+        return vec![lo];
+    }
+    let raw = (hi - lo) / n as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw).unwrap_or(10.0 * mag);
+    let mut t = (lo / step).ceil() * step;
+    let mut out = Vec::new();
+    while t <= hi + step * 1e-9 && out.len() < 12 {
+        out.push(t);
+        t += step;
+    }
+    out
+}
+
+fn frame(out: &mut String, title: &str, x_label: &str, y_label: &str, legend_rows: usize) {
+    let h = H + 16.0 * legend_rows as f64;
+    let _ = write!(
+        out,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="{LEFT}" y="20" font-size="14" font-weight="bold">{t}</text><text x="{cx}" y="{xl}" font-size="12" text-anchor="middle">{x}</text><text transform="translate(14 {cy}) rotate(-90)" font-size="12" text-anchor="middle">{y}</text>"##,
+        t = esc(title),
+        cx = LEFT + (W - LEFT - RIGHT) / 2.0,
+        xl = H - 8.0,
+        cy = TOP + (H - TOP - BOTTOM) / 2.0,
+        x = esc(x_label),
+        y = esc(y_label),
+    );
+}
+
+/// A line (or staircase) chart of one or more series; None when there is nothing to draw.
+pub fn line_chart(c: &LineChart<'_>, series: &[Series]) -> Option<String> {
+    let pts: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .filter(|p| p.0.is_finite() && p.1.is_finite() && (!c.log_x || p.0 > 0.0))
+        .collect();
+    if pts.is_empty() {
+        return None;
+    }
+    let fx = |x: f64| if c.log_x { x.log2() } else { x };
+    let (mut x0, mut x1) = pts.iter().fold((f64::MAX, f64::MIN), |a, p| (a.0.min(fx(p.0)), a.1.max(fx(p.0))));
+    let y1 = pts.iter().fold(0f64, |a, p| a.max(p.1));
+    let y1 = if y1 > 0.0 { y1 * 1.05 } else { 1.0 };
+    if x1 <= x0 {
+        x0 -= 1.0;
+        x1 += 1.0;
+    }
+    let px = |x: f64| LEFT + (fx(x) - x0) / (x1 - x0) * (W - LEFT - RIGHT);
+    let py = |y: f64| H - BOTTOM - y / y1 * (H - TOP - BOTTOM);
+    let mut out = String::new();
+    let legend_rows = if series.len() > 1 { series.len().div_ceil(3) } else { 0 };
+    frame(&mut out, c.title, c.x_label, c.y_label, legend_rows);
+    // Axes and ticks.
+    let _ = write!(
+        out,
+        r##"<g stroke="#444" stroke-width="1"><line x1="{LEFT}" y1="{b}" x2="{r}" y2="{b}"/><line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{b}"/></g>"##,
+        b = H - BOTTOM,
+        r = W - RIGHT
+    );
+    for t in ticks(0.0, y1, 5) {
+        let y = py(t);
+        let _ = write!(
+            out,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{r}" y2="{y:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" font-size="11" text-anchor="end">{l}</text>"##,
+            r = W - RIGHT,
+            tx = LEFT - 6.0,
+            ty = y + 4.0,
+            l = esc(&(c.fmt_y)(t))
+        );
+    }
+    let xt: Vec<f64> = if c.log_x {
+        let (a, b) = (x0.floor() as i32, x1.ceil() as i32);
+        let every = ((b - a) / 8).max(1);
+        (a..=b)
+            .step_by(every as usize)
+            .map(|e| 2f64.powi(e))
+            .filter(|v| fx(*v) >= x0 - 1e-9 && fx(*v) <= x1 + 1e-9)
+            .collect()
+    } else {
+        ticks(x0, x1, 6)
+    };
+    for t in xt {
+        let x = px(t);
+        let _ = write!(
+            out,
+            r##"<line x1="{x:.1}" y1="{b}" x2="{x:.1}" y2="{b2}" stroke="#444"/><text x="{x:.1}" y="{ty}" font-size="11" text-anchor="middle">{l}</text>"##,
+            b = H - BOTTOM,
+            b2 = H - BOTTOM + 4.0,
+            ty = H - BOTTOM + 16.0,
+            l = esc(&(c.fmt_x)(t))
+        );
+    }
+    for (i, s) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        let mut d = String::new();
+        let mut last: Option<(f64, f64)> = None;
+        for &(x, y) in s.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite() && (!c.log_x || p.0 > 0.0)) {
+            let (sx, sy) = (px(x), py(y));
+            match last {
+                None => {
+                    let _ = write!(d, "M{sx:.1},{sy:.1}");
+                }
+                Some((_, ly)) if c.step => {
+                    let _ = write!(d, " L{sx:.1},{ly:.1} L{sx:.1},{sy:.1}");
+                }
+                Some(_) => {
+                    let _ = write!(d, " L{sx:.1},{sy:.1}");
+                }
+            }
+            last = Some((sx, sy));
+        }
+        let _ = write!(out, r##"<path d="{d}" fill="none" stroke="{colour}" stroke-width="2"/>"##);
+        if s.points.len() <= 40 {
+            for &(x, y) in &s.points {
+                if x.is_finite() && y.is_finite() && (!c.log_x || x > 0.0) {
+                    let _ = write!(out, r##"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{colour}"/>"##, px(x), py(y));
+                }
+            }
+        }
+        if series.len() > 1 {
+            // The legend: three entries a row, under the chart.
+            let ly = H - 2.0 + 16.0 * (i / 3) as f64;
+            let lx = LEFT + 210.0 * (i % 3) as f64;
+            let _ = write!(
+                out,
+                r##"<rect x="{lx}" y="{ly}" width="10" height="10" fill="{colour}"/><text x="{tx}" y="{ty}" font-size="11">{n}</text>"##,
+                tx = lx + 14.0,
+                ty = ly + 9.0,
+                n = esc(&s.name)
+            );
+        }
+    }
+    out.push_str("</svg>");
+    Some(out)
+}
+
+/// Horizontal bars, one per label; None when there is nothing to draw.
+pub fn bar_chart(title: &str, rows: &[(String, f64)], fmt: &dyn Fn(f64) -> String) -> Option<String> {
+    if rows.is_empty() {
+        return None;
+    }
+    let max = rows.iter().fold(0f64, |a, r| a.max(r.1)).max(f64::MIN_POSITIVE);
+    let row_h = 22.0;
+    let h = TOP + row_h * rows.len() as f64 + 12.0;
+    let label_w = 260.0;
+    let bar_w = W - label_w - 90.0;
+    let mut out = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{t}</text>"##,
+        t = esc(title)
+    );
+    for (i, (label, v)) in rows.iter().enumerate() {
+        let y = TOP + row_h * i as f64;
+        let w = (v / max * bar_w).max(1.0);
+        let _ = write!(
+            out,
+            r##"<text x="{lx}" y="{ty:.1}" font-size="11" text-anchor="end">{l}</text><rect x="{bx}" y="{y:.1}" width="{w:.1}" height="{bh}" fill="{c}"/><text x="{vx:.1}" y="{ty:.1}" font-size="11">{v}</text>"##,
+            lx = label_w - 6.0,
+            ty = y + 14.0,
+            l = esc(label),
+            bx = label_w,
+            bh = row_h - 6.0,
+            c = COLOURS[0],
+            vx = label_w + w + 6.0,
+            v = esc(&fmt(*v))
+        );
+    }
+    out.push_str("</svg>");
+    Some(out)
+}
+
+/// One bar split into named segments (a training step: compute, exposed communication).
+pub fn stacked_bar(title: &str, parts: &[(String, f64)], fmt: &dyn Fn(f64) -> String) -> Option<String> {
+    let total: f64 = parts.iter().map(|p| p.1.max(0.0)).sum();
+    if total <= 0.0 {
+        return None;
+    }
+    let h = 110.0;
+    let (x0, bw) = (16.0, W - 32.0);
+    let mut out = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{t}</text>"##,
+        t = esc(title)
+    );
+    let mut x = x0;
+    for (i, (name, v)) in parts.iter().enumerate() {
+        let w = v.max(0.0) / total * bw;
+        let c = COLOURS[i % COLOURS.len()];
+        let _ = write!(
+            out,
+            r##"<rect x="{x:.1}" y="34" width="{w:.1}" height="34" fill="{c}"/><rect x="{lx:.1}" y="80" width="10" height="10" fill="{c}"/><text x="{tx:.1}" y="89" font-size="11">{n}: {v}</text>"##,
+            lx = x0 + 230.0 * i as f64,
+            tx = x0 + 14.0 + 230.0 * i as f64,
+            n = esc(name),
+            v = esc(&fmt(*v))
+        );
+        x += w;
+    }
+    out.push_str("</svg>");
+    Some(out)
+}
+
+/// A self-contained HTML page: inline style, no script, nothing fetched.
+pub fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>\
+         body{{font-family:system-ui,sans-serif;margin:24px;max-width:1000px;color:#222}}\
+         h1{{font-size:22px}}h2{{font-size:17px;margin-top:28px}}\
+         pre{{background:#f6f6f6;padding:10px;overflow-x:auto;font-size:12px}}\
+         svg.chart{{display:block;margin:8px 0;border:1px solid #e4e4e4;max-width:100%;height:auto}}\
+         p.note{{color:#555;font-size:13px}}</style></head><body><h1>{t}</h1>\n{body}\n</body></html>\n",
+        t = esc(title)
+    )
+}
