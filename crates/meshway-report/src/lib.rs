@@ -300,6 +300,90 @@ fn row(metric: &str, better: Better, values: Vec<f64>, shown: Vec<String>) -> Co
 }
 
 /// The rows of `meshway compare`.
+/// `meshway plan --html`: the fabric drawn by tiers (switches, models, capacity down and
+/// up, oversubscription, the links between tiers), the bill of materials by cost, and the
+/// text report, in one self-contained page.
+pub fn plan_html(r: &FabricReport) -> String {
+    let mut body = plan_charts(r);
+    body.push_str("<h2>Report</h2>\n<pre>");
+    body.push_str(&svg::esc(&plan_text(r)));
+    body.push_str("</pre>\n");
+    svg::page(&format!("meshway plan: {}", r.name), &body)
+}
+
+/// `meshway compare --html`: each fabric drawn by tiers with its bill of materials, then the
+/// comparison table.
+pub fn compare_html(rs: &[FabricReport]) -> String {
+    let mut body = String::new();
+    for r in rs {
+        body.push_str(&format!("<h2>{}</h2>\n", svg::esc(&r.name)));
+        body.push_str(&plan_charts(r));
+    }
+    body.push_str("<h2>Comparison</h2>\n<pre>");
+    body.push_str(&svg::esc(&compare_text(rs)));
+    body.push_str("</pre>\n");
+    let names: Vec<&str> = rs.iter().map(|r| r.name.as_str()).collect();
+    svg::page(&format!("meshway compare: {}", names.join(", ")), &body)
+}
+
+fn plan_charts(r: &FabricReport) -> String {
+    use svg::{bar_chart, tier_diagram};
+    // NVLink switches stay inside hosts: the GPU box says so rather than drawing a tier.
+    let nvlink = r.tiers.iter().any(|t| t.level == 0 && t.switches > 0);
+    let mut tiers: Vec<&meshway_fabric::plan::TierReport> =
+        r.tiers.iter().filter(|t| t.switches > 0 && t.level > 0).collect();
+    tiers.sort_by_key(|t| std::cmp::Reverse(t.level));
+    let boxes: Vec<(String, String)> = tiers
+        .iter()
+        .map(|t| {
+            let models: Vec<String> = t.models.iter().map(|(m, n)| format!("{n} x {m}")).collect();
+            let over = t.oversubscription.map_or_else(String::new, |o| format!(", {o:.2}:1"));
+            (
+                format!("{}: {} switches", t.name, thousands(t.switches)),
+                format!(
+                    "{}; down {}{}{over}",
+                    models.join(", "),
+                    rate(t.down_bps),
+                    if t.up_bps > 0 { format!(" up {}", rate(t.up_bps)) } else { String::new() }
+                ),
+            )
+        })
+        .chain(std::iter::once((
+            format!("{} GPUs in {} hosts", thousands(r.gpus), thousands(r.hosts)),
+            format!(
+                "NIC {}{}{}",
+                rate(r.nic_bps),
+                if r.planes > 1 { format!(", {} planes", r.planes) } else { String::new() },
+                if nvlink { ", NVLink switches inside each host" } else { "" }
+            ),
+        )))
+        .collect();
+    // Links between tier i and the one below: the network link classes, top down.
+    let mut classes: Vec<&meshway_fabric::plan::LinkReport> =
+        r.links.iter().filter(|l| l.class != "nvlink" && l.class != "dci").collect();
+    classes.reverse();
+    let links: Vec<String> =
+        classes.iter().map(|l| format!("{} x {} ({})", thousands(l.count), rate(l.rate_bps), l.class)).collect();
+    let mut body = String::new();
+    if let Some(svg) = tier_diagram(&format!("{}: {} fabric", r.name, r.family), &boxes, &links) {
+        body.push_str(&svg);
+    }
+    let mut bom: Vec<(String, f64)> = r
+        .bom
+        .lines
+        .iter()
+        .map(|l| {
+            (if l.count > 0 { format!("{} x {}", thousands(l.count), l.item) } else { l.item.clone() }, l.cost_usd)
+        })
+        .collect();
+    bom.sort_by(|a, b| b.1.total_cmp(&a.1));
+    bom.truncate(12);
+    if let Some(svg) = bar_chart("Bill of materials by cost", &bom, &|v| dollars(v)) {
+        body.push_str(&svg);
+    }
+    body
+}
+
 pub fn compare_rows(rs: &[FabricReport]) -> Vec<CompareRow> {
     let col = |f: &dyn Fn(&FabricReport) -> f64, show: &dyn Fn(&FabricReport) -> String| -> (Vec<f64>, Vec<String>) {
         (rs.iter().map(f).collect(), rs.iter().map(show).collect())

@@ -256,3 +256,44 @@ pub fn page(title: &str, body: &str) -> String {
         t = esc(title)
     )
 }
+
+/// A fabric drawn by tiers, top tier first: one box per tier (its name and a detail line),
+/// joined by a connector labelled with the links between the two tiers.
+pub fn tier_diagram(title: &str, tiers: &[(String, String)], links: &[String]) -> Option<String> {
+    if tiers.is_empty() {
+        return None;
+    }
+    let (box_h, gap) = (46.0, 44.0);
+    let h = TOP + tiers.len() as f64 * (box_h + gap) - gap + 16.0;
+    let (bx, bw) = (150.0, 420.0);
+    let mut out = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{t}</text>"##,
+        t = esc(title)
+    );
+    for (i, (name, detail)) in tiers.iter().enumerate() {
+        let y = TOP + i as f64 * (box_h + gap);
+        let c = COLOURS[i % COLOURS.len()];
+        let _ = write!(
+            out,
+            r##"<rect x="{bx}" y="{y:.1}" width="{bw}" height="{box_h}" rx="6" fill="#f4f8fc" stroke="{c}" stroke-width="2"/><text x="{tx}" y="{ty1:.1}" font-size="13" font-weight="bold" text-anchor="middle">{n}</text><text x="{tx}" y="{ty2:.1}" font-size="11" text-anchor="middle">{d}</text>"##,
+            tx = bx + bw / 2.0,
+            ty1 = y + 19.0,
+            ty2 = y + 36.0,
+            n = esc(name),
+            d = esc(detail)
+        );
+        if let Some(label) = links.get(i).filter(|_| i + 1 < tiers.len()) {
+            let (y0, y1) = (y + box_h, y + box_h + gap);
+            let _ = write!(
+                out,
+                r##"<line x1="{lx}" y1="{y0:.1}" x2="{lx}" y2="{y1:.1}" stroke="#888" stroke-width="3"/><text x="{tx}" y="{ty:.1}" font-size="11">{l}</text>"##,
+                lx = bx + bw / 2.0,
+                tx = bx + bw / 2.0 + 10.0,
+                ty = y0 + gap / 2.0 + 4.0,
+                l = esc(label)
+            );
+        }
+    }
+    out.push_str("</svg>");
+    Some(out)
+}

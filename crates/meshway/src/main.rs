@@ -44,6 +44,10 @@ struct Common {
     /// A catalog file whose entries replace or add to the built-in catalog.
     #[arg(long, value_name = "FILE")]
     catalog: Option<PathBuf>,
+    /// Also write a self-contained HTML report with charts to this file: each fabric drawn
+    /// by tiers, its bill of materials by cost, and the text report.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -52,6 +56,7 @@ enum Command {
     #[command(after_help = "Examples:
   meshway plan examples/leaf-spine-1024.toml
   meshway plan examples/fat-tree-100k.toml --json > report.json
+  meshway plan examples/rail-optimized-1024.toml --html plan.html
 
 Reports switch counts per tier, oversubscription, bisection bandwidth (structural and
 max-flow), switch hops and equal-cost paths, zero-load latency, a bill of materials with
@@ -68,7 +73,7 @@ of failure. Every default number comes from catalog/default.toml with its source
   meshway compare examples/three-tier-1024.toml examples/leaf-spine-1024.toml examples/rail-optimized-1024.toml")]
     Compare {
         /// Two or more scenario files.
-        #[arg(required = true, num_args = 1..)]
+        #[arg(required = true, num_args = 2..)]
         files: Vec<PathBuf>,
         #[command(flatten)]
         common: Common,
@@ -192,11 +197,21 @@ fn run(cli: Cli) -> Result<()> {
         Command::Plan { file, common } => {
             let cat = load_catalog(&common.catalog)?;
             let r = plan_file(&file, &cat)?;
+            if let Some(p) = &common.html {
+                std::fs::write(p, meshway_report::plan_html(&r))
+                    .with_context(|| format!("cannot write {}", p.display()))?;
+                eprintln!("wrote {}", p.display());
+            }
             emit(&if common.json { json(&r)? } else { meshway_report::plan_text(&r) })
         }
         Command::Compare { files, common } => {
             let cat = load_catalog(&common.catalog)?;
             let rs = files.iter().map(|f| plan_file(f, &cat)).collect::<Result<Vec<_>>>()?;
+            if let Some(p) = &common.html {
+                std::fs::write(p, meshway_report::compare_html(&rs))
+                    .with_context(|| format!("cannot write {}", p.display()))?;
+                eprintln!("wrote {}", p.display());
+            }
             emit(&if common.json { meshway_report::compare_json(&rs)? } else { meshway_report::compare_text(&rs) })
         }
         Command::Testbed { cmd, catalog } => {

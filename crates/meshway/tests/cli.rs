@@ -227,3 +227,37 @@ fn render_with_chromium(html: &std::path::Path, png: &std::path::Path) {
     let bytes = std::fs::read(png).expect("a screenshot");
     assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000, "{} bytes", bytes.len());
 }
+
+#[test]
+fn plan_and_compare_write_self_contained_html_reports() {
+    let dir = tempdir("planhtml");
+    let out = dir.join("plan.html");
+    let o = meshway(&["plan", "examples/rail-optimized-1024.toml", "--html", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&out).unwrap();
+    check_self_contained(&html, 2);
+    // The tiers top down with their switch counts, the links between them, the GPUs.
+    let (spine, leaf, gpus) = (
+        html.find("spine: 16 switches").unwrap(),
+        html.find("leaf: 32 switches").unwrap(),
+        html.find("1,024 GPUs in 128 hosts").unwrap(),
+    );
+    assert!(spine < leaf && leaf < gpus);
+    assert!(html.contains("1,024 x 400Gbps (leaf-spine)") && html.contains("Bill of materials by cost"));
+    let out2 = dir.join("cmp.html");
+    let o = meshway(&[
+        "compare",
+        "examples/three-tier-1024.toml",
+        "examples/leaf-spine-1024.toml",
+        "--html",
+        out2.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&out2).unwrap();
+    check_self_contained(&html, 4);
+    // One file is not a comparison.
+    let o = meshway(&["compare", "examples/three-tier-1024.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("2 values required"), "{}", String::from_utf8_lossy(&o.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
