@@ -194,3 +194,25 @@ pub fn multisite_training_text(d: &Summary) -> String {
         at(&d.flat_break_even)
     )
 }
+
+/// `meshway demo --html`: the four designs drawn by tiers, the simulated all-reduce and
+/// all-to-all times side by side, and the text report with its verdict.
+pub fn demo_html(d: &Demo) -> String {
+    use crate::svg::{bar_chart, esc, page};
+    let fmt_time = |v: f64| crate::format::time(v.max(0.0).round() as u64);
+    let mut body = String::new();
+    let ar: Vec<(String, f64)> =
+        d.simulated.iter().filter_map(|s| Some((s.name.clone(), s.all_reduce_ns? as f64))).collect();
+    if let Some(svg) = bar_chart("All-reduce of 1 GiB over all GPUs (simulated)", &ar, &fmt_time) {
+        body.push_str("<h2>Simulated collectives</h2>\n");
+        body.push_str(&svg);
+    }
+    for f in &d.fabrics {
+        body.push_str(&format!("<h2>{}</h2>\n", esc(&f.name)));
+        body.push_str(&crate::plan_charts(f));
+    }
+    body.push_str("<h2>Report</h2>\n<pre>");
+    body.push_str(&esc(&demo_text(d)));
+    body.push_str("</pre>\n");
+    page("meshway demo", &body)
+}

@@ -1,6 +1,6 @@
 //! Text of `meshway infer` (one inference simulation) and `meshway place` (GPU placement).
 
-use crate::format::{ms1, pct, run_length, secs2, thousands};
+use crate::format::{ms1, pct, run_length, secs2, thousands, time};
 use crate::table::Table;
 use meshway_infer::place::PlacementReport;
 use meshway_infer::sim::InferReport;
@@ -241,4 +241,53 @@ pub(crate) fn plans_table(r: &PlacementReport) -> String {
         t.row(row);
     }
     t.render()
+}
+
+/// `meshway infer --html`: time to first token per region against its objective, the share
+/// of requests that met it, and the text report, in one self-contained page.
+pub fn infer_html(r: &InferReport) -> String {
+    use crate::svg::{bar_chart, esc, page};
+    let fmt_time = |v: f64| time(v.max(0.0).round() as u64);
+    let mut body = String::new();
+    let ttft: Vec<(String, f64)> = r
+        .regions
+        .iter()
+        .map(|g| (format!("{} (objective {})", g.name, time(g.ttft_p99_objective_ns)), g.ttft.p99_ns as f64))
+        .collect();
+    if let Some(svg) = bar_chart("p99 time to first token per region", &ttft, &fmt_time) {
+        body.push_str("<h2>Time to first token</h2>\n");
+        body.push_str(&svg);
+    }
+    let met: Vec<(String, f64)> = r.regions.iter().map(|g| (g.name.clone(), g.attainment)).collect();
+    if let Some(svg) = bar_chart("Requests within their objectives", &met, &|v| format!("{:.1}%", v * 100.0)) {
+        body.push_str(&svg);
+    }
+    body.push_str("<h2>Report</h2>\n<pre>");
+    body.push_str(&esc(&infer_text(r)));
+    body.push_str("</pre>\n");
+    page(&format!("meshway infer: {}", r.scenario), &body)
+}
+
+/// `meshway place --html`: GPUs per site and hourly cost of each plan, and the text report.
+pub fn place_html(r: &PlacementReport) -> String {
+    use crate::svg::{bar_chart, esc, page};
+    let mut body = String::new();
+    for p in &r.plans {
+        let rows: Vec<(String, f64)> = r
+            .site_names
+            .iter()
+            .zip(&p.gpus)
+            .filter(|(_, g)| **g > 0)
+            .map(|(n, g)| (n.clone(), f64::from(*g)))
+            .collect();
+        let title = format!("{}: GPUs per site, {}/h", p.name, crate::dollars(p.cost_usd_per_hour));
+        if let Some(svg) = bar_chart(&title, &rows, &|v| thousands(v.round() as u64)) {
+            body.push_str(&format!("<h2>{}</h2>\n", esc(&p.name)));
+            body.push_str(&svg);
+        }
+    }
+    body.push_str("<h2>Report</h2>\n<pre>");
+    body.push_str(&esc(&place_text(r)));
+    body.push_str("</pre>\n");
+    page(&format!("meshway place: {}", r.scenario), &body)
 }

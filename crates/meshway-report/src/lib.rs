@@ -326,7 +326,7 @@ pub fn compare_html(rs: &[FabricReport]) -> String {
     svg::page(&format!("meshway compare: {}", names.join(", ")), &body)
 }
 
-fn plan_charts(r: &FabricReport) -> String {
+pub(crate) fn plan_charts(r: &FabricReport) -> String {
     use svg::{bar_chart, tier_diagram};
     // NVLink switches stay inside hosts: the GPU box says so rather than drawing a tier.
     let nvlink = r.tiers.iter().any(|t| t.level == 0 && t.switches > 0);

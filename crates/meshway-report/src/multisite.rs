@@ -128,3 +128,63 @@ pub fn multisite_text(r: &Report) -> String {
     out.push('\n');
     out
 }
+
+/// `meshway multisite --html`: step time against DCI distance and against span capacity,
+/// site-hierarchical and flat, beside the one-site step, and the text report.
+pub fn multisite_html(r: &Report) -> String {
+    use crate::svg::{esc, line_chart, page, LineChart, Series};
+    let fmt_time = |v: f64| crate::format::time(v.max(0.0).round() as u64);
+    let fmt_km = |v: f64| format!("{:.0} km", v / 1000.0);
+    let mut body = String::new();
+    let flat_dist = |f: &dyn Fn(&meshway_sim::multisite::DistanceRow) -> u64| -> Vec<(f64, f64)> {
+        r.by_distance.iter().map(|d| (d.distance_m as f64, f(d) as f64)).collect()
+    };
+    let far = r.by_distance.iter().map(|d| d.distance_m).max().unwrap_or(0) as f64;
+    let one_site = |v: u64| vec![(0.0, v as f64), (far, v as f64)];
+    let series = vec![
+        Series { name: "site-hierarchical DP".into(), points: flat_dist(&|d| d.step_ns) },
+        Series { name: "flat DP ring".into(), points: flat_dist(&|d| d.flat_step_ns) },
+        Series { name: "one site".into(), points: one_site(r.one_site_step_ns) },
+    ];
+    let c = LineChart {
+        title: "Training step against DCI distance",
+        x_label: "distance between sites",
+        y_label: "step time",
+        log_x: false,
+        step: false,
+        fmt_x: &fmt_km,
+        fmt_y: &fmt_time,
+    };
+    if let Some(svg) = line_chart(&c, &series) {
+        body.push_str("<h2>Distance</h2>\n");
+        body.push_str(&svg);
+    }
+    let fmt_waves = |v: f64| format!("{v:.0}");
+    let series = vec![
+        Series {
+            name: "site-hierarchical DP".into(),
+            points: r.by_capacity.iter().map(|c| (f64::from(c.wavelengths), c.step_ns as f64)).collect(),
+        },
+        Series {
+            name: "flat DP ring".into(),
+            points: r.by_capacity.iter().map(|c| (f64::from(c.wavelengths), c.flat_step_ns as f64)).collect(),
+        },
+    ];
+    let c = LineChart {
+        title: "Training step against wavelengths per span",
+        x_label: "wavelengths per span",
+        y_label: "step time",
+        log_x: false,
+        step: false,
+        fmt_x: &fmt_waves,
+        fmt_y: &fmt_time,
+    };
+    if let Some(svg) = line_chart(&c, &series) {
+        body.push_str("<h2>Capacity</h2>\n");
+        body.push_str(&svg);
+    }
+    body.push_str("<h2>Report</h2>\n<pre>");
+    body.push_str(&esc(&multisite_text(r)));
+    body.push_str("</pre>\n");
+    page(&format!("meshway multisite: {}", r.scenario), &body)
+}

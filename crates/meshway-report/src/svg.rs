@@ -8,7 +8,7 @@ use std::fmt::Write;
 /// Chart size in CSS pixels (the plot area is inset by the margins).
 const W: f64 = 720.0;
 const H: f64 = 300.0;
-const LEFT: f64 = 78.0;
+const LEFT: f64 = 92.0;
 const RIGHT: f64 = 16.0;
 const TOP: f64 = 34.0;
 const BOTTOM: f64 = 48.0;

@@ -123,6 +123,11 @@ pub fn run_infer(a: InferArgs) -> Result<()> {
         }
     }
     let rep = simulate(&spec, &run);
+    if let Some(p) = &a.common.html {
+        std::fs::write(p, meshway_report::infer::infer_html(&rep))
+            .with_context(|| format!("cannot write {}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+    }
     emit(&if a.common.json { json(&rep)? } else { infer_text(&rep) })
 }
 
@@ -141,6 +146,11 @@ pub fn run_place(a: PlaceArgs) -> Result<()> {
         "--duration: expected more than 0 and at most 366 days"
     );
     let rep = place(&spec, &opt);
+    if let Some(p) = &a.common.html {
+        std::fs::write(p, meshway_report::infer::place_html(&rep))
+            .with_context(|| format!("cannot write {}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+    }
     emit(&if a.common.json { json(&rep)? } else { place_text(&rep) })
 }
 

@@ -225,6 +225,11 @@ fn run(cli: Cli) -> Result<()> {
         Command::Demo { common } => {
             let cat = load_catalog(&common.catalog)?;
             let d = demo::run(&cat)?;
+            if let Some(p) = &common.html {
+                std::fs::write(p, meshway_report::demo::demo_html(&d))
+                    .with_context(|| format!("cannot write {}", p.display()))?;
+                eprintln!("wrote {}", p.display());
+            }
             emit(&if common.json { json(&d)? } else { meshway_report::demo::demo_text(&d) })
         }
         Command::Infer(a) => infer::run_infer(a),
@@ -240,6 +245,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Agent(a) => measure::agent(a),
         Command::History(a) => measure::history(a),
         Command::Validate { dir, set, common } => {
+            anyhow::ensure!(
+                common.html.is_none(),
+                "--html: validate has no HTML report yet; use --json for the error tables"
+            );
             let cat = load_catalog(&common.catalog)?;
             let read = |part: &str, name: &str| -> Result<(String, String)> {
                 let p = dir.join(part).join(name);

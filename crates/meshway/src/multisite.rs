@@ -58,6 +58,9 @@ pub struct Args {
     /// A catalog file whose entries replace or add to the built-in catalog.
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<PathBuf>,
+    /// Also write a self-contained HTML report (step time against distance and capacity).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 fn parse_meters(s: &str) -> Result<Meters, String> {
@@ -102,6 +105,11 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
         tolerance: None,
     };
     let r = analyze_text(&text, &file, cat, &opts)?;
+    if let Some(p) = &args.html {
+        std::fs::write(p, meshway_report::multisite::multisite_html(&r))
+            .with_context(|| format!("cannot write {}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+    }
     Ok(if args.json { crate::json(&r)? } else { multisite_text(&r) })
 }
 

@@ -7,10 +7,16 @@ use std::path::PathBuf;
 
 #[test]
 fn demo_runs_and_gives_a_verdict() {
-    let o = meshway(&["demo"]);
+    let dir = tempdir("demo");
+    let html = dir.join("demo.html");
+    let o = meshway(&["demo", "--html", html.to_str().unwrap()]);
     assert!(o.status.success());
     let s = stdout(&o);
     golden("demo.txt", &s);
+    let page = std::fs::read_to_string(&html).unwrap();
+    check_self_contained(&page, 5);
+    assert!(page.contains("All-reduce of 1 GiB") && page.contains("Verdict"));
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(s.contains("Verdict"));
     let o = meshway(&["demo", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
@@ -259,5 +265,46 @@ fn plan_and_compare_write_self_contained_html_reports() {
     let o = meshway(&["compare", "examples/three-tier-1024.toml"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("2 values required"), "{}", String::from_utf8_lossy(&o.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn infer_place_and_multisite_write_html_and_validate_says_it_has_none() {
+    let dir = tempdir("morehtml");
+    let out = dir.join("infer.html");
+    let o = meshway(&[
+        "infer",
+        "examples/inference-edge-vs-central.toml",
+        "--duration",
+        "1min",
+        "--html",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&out).unwrap();
+    check_self_contained(&html, 2);
+    assert!(html.contains("p99 time to first token per region") && html.contains("objective"));
+    let out = dir.join("place.html");
+    let o = meshway(&["place", "examples/inference-edge-vs-central.toml", "--no-sim", "--html", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    check_self_contained(&std::fs::read_to_string(&out).unwrap(), 1);
+    let out = dir.join("ms.html");
+    let o = meshway(&[
+        "multisite",
+        "examples/two-site-training.toml",
+        "--distances",
+        "0km,100km",
+        "--wavelengths",
+        "1,8",
+        "--html",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&out).unwrap();
+    check_self_contained(&html, 2);
+    assert!(html.contains("Training step against DCI distance") && html.contains("100 km"));
+    let o = meshway(&["validate", "--html", dir.join("v.html").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("validate has no HTML report yet"));
     let _ = std::fs::remove_dir_all(&dir);
 }
