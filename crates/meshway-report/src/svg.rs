@@ -297,3 +297,83 @@ pub fn tier_diagram(title: &str, tiers: &[(String, String)], links: &[String]) -
     out.push_str("</svg>");
     Some(out)
 }
+
+/// Measured against predicted on log-log axes, one colour per series, with the line of
+/// agreement and dashed lines at ±`band` (e.g. 0.25 for ±25%); None when nothing is positive.
+pub fn agreement_chart(title: &str, x_label: &str, y_label: &str, series: &[Series], band: f64) -> Option<String> {
+    let pts: Vec<(f64, f64)> =
+        series.iter().flat_map(|s| s.points.iter().copied()).filter(|p| p.0 > 0.0 && p.1 > 0.0).collect();
+    if pts.is_empty() {
+        return None;
+    }
+    let lo = pts.iter().fold(f64::MAX, |a, p| a.min(p.0).min(p.1)).log10().floor();
+    let hi = pts.iter().fold(f64::MIN, |a, p| a.max(p.0).max(p.1)).log10().ceil().max(lo + 1.0);
+    let side = H - TOP - BOTTOM;
+    let p = |v: f64| (v.log10() - lo) / (hi - lo);
+    let px = |v: f64| LEFT + p(v) * side;
+    let py = |v: f64| H - BOTTOM - p(v) * side;
+    let legend_rows = if series.len() > 1 { series.len().div_ceil(3) } else { 0 };
+    let mut out = String::new();
+    frame(&mut out, title, x_label, y_label, legend_rows);
+    let (a, b) = (10f64.powf(lo), 10f64.powf(hi));
+    let _ = write!(
+        out,
+        r##"<g stroke="#444"><line x1="{LEFT}" y1="{bt}" x2="{r:.1}" y2="{bt}"/><line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bt}"/></g><line x1="{x0:.1}" y1="{y0:.1}" x2="{x1:.1}" y2="{y1:.1}" stroke="#888"/>"##,
+        bt = H - BOTTOM,
+        r = LEFT + side,
+        x0 = px(a),
+        y0 = py(a),
+        x1 = px(b),
+        y1 = py(b)
+    );
+    for f in [1.0 + band, 1.0 - band] {
+        // y = f x, clipped to the square.
+        let (xa, xb) = (a.max(a / f), b.min(b / f));
+        let _ = write!(
+            out,
+            r##"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#aaa" stroke-dasharray="4 3"/>"##,
+            px(xa),
+            py(xa * f),
+            px(xb),
+            py(xb * f)
+        );
+    }
+    let mut e = lo;
+    while e <= hi + 1e-9 {
+        let v = 10f64.powf(e);
+        let label = if v >= 1.0 { format!("{v:.0}") } else { format!("{v}") };
+        let _ = write!(
+            out,
+            r##"<text x="{:.1}" y="{}" font-size="11" text-anchor="middle">{label}</text><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{label}</text>"##,
+            px(v),
+            H - BOTTOM + 16.0,
+            LEFT - 6.0,
+            py(v) + 4.0
+        );
+        e += 1.0;
+    }
+    for (i, s) in series.iter().enumerate() {
+        let colour = COLOURS[i % COLOURS.len()];
+        for &(x, y) in s.points.iter().filter(|p| p.0 > 0.0 && p.1 > 0.0) {
+            let _ = write!(
+                out,
+                r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}" fill-opacity="0.7"/>"##,
+                px(x),
+                py(y)
+            );
+        }
+        if series.len() > 1 {
+            let ly = H - 2.0 + 16.0 * (i / 3) as f64;
+            let lx = LEFT + 210.0 * (i % 3) as f64;
+            let _ = write!(
+                out,
+                r##"<rect x="{lx}" y="{ly}" width="10" height="10" fill="{colour}"/><text x="{tx}" y="{ty}" font-size="11">{n}</text>"##,
+                tx = lx + 14.0,
+                ty = ly + 9.0,
+                n = esc(&s.name)
+            );
+        }
+    }
+    out.push_str("</svg>");
+    Some(out)
+}

@@ -159,3 +159,47 @@ fn not_run<'a>(o: &mut String, whys: impl Iterator<Item = &'a str>) {
         }
     }
 }
+
+/// `meshway validate --html`: every collective row's published bus bandwidth against
+/// meshway's on log-log axes (one colour per operation, the ±25% band dashed), then the
+/// text of every set that ran.
+pub fn validate_html(collectives: Option<&meshway_validate::ValidationReport>, text: &str) -> String {
+    use crate::svg::{agreement_chart, esc, page, Series};
+    let mut body = String::new();
+    if let Some(r) = collectives {
+        let mut ops: Vec<&str> = r.rows.iter().map(|o| o.op.as_str()).collect();
+        ops.sort_unstable();
+        ops.dedup();
+        let series: Vec<Series> = ops
+            .iter()
+            .map(|op| Series {
+                name: (*op).to_string(),
+                points: r
+                    .rows
+                    .iter()
+                    .filter(|o| o.op == *op)
+                    .map(|o| (o.published_busbw_gbytes_per_s, o.meshway_busbw_gbytes_per_s))
+                    .collect(),
+            })
+            .collect();
+        let title = format!(
+            "meshway against {} published nccl-tests rows (median error {:.1}%)",
+            r.rows.len(),
+            r.median_abs_error * 100.0
+        );
+        if let Some(svg) = agreement_chart(
+            &title,
+            "published busbw (GB/s)",
+            "meshway busbw (GB/s)",
+            &series,
+            meshway_validate::OUTSIDE,
+        ) {
+            body.push_str("<h2>Collectives</h2>\n");
+            body.push_str(&svg);
+        }
+    }
+    body.push_str("<h2>Report</h2>\n<pre>");
+    body.push_str(&esc(text));
+    body.push_str("</pre>\n");
+    page("meshway validate", &body)
+}

@@ -245,10 +245,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Agent(a) => measure::agent(a),
         Command::History(a) => measure::history(a),
         Command::Validate { dir, set, common } => {
-            anyhow::ensure!(
-                common.html.is_none(),
-                "--html: validate has no HTML report yet; use --json for the error tables"
-            );
             let cat = load_catalog(&common.catalog)?;
             let read = |part: &str, name: &str| -> Result<(String, String)> {
                 let p = dir.join(part).join(name);
@@ -258,12 +254,14 @@ fn run(cli: Cli) -> Result<()> {
             };
             let mut text = String::new();
             let mut out = serde_json::Map::new();
+            let mut coll = None;
             if set != "inference" {
                 let (rows, rows_file) = read("collectives", "nccl-tests.csv")?;
                 let (setups, setups_file) = read("collectives", "setups.toml")?;
                 let r = meshway_validate::run(&rows, &rows_file, &setups, &setups_file, &cat, &mut |_, _| {})?;
                 text.push_str(&meshway_report::validate::validate_text(&r));
                 out.insert("collectives".into(), serde_json::to_value(&r)?);
+                coll = Some(r);
             }
             if set != "collectives" {
                 let (setups, setups_file) = read("inference", "setups.toml")?;
@@ -277,6 +275,11 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 text.push_str(&meshway_report::validate::infer_validate_text(&r));
                 out.insert("inference".into(), serde_json::to_value(&r)?);
+            }
+            if let Some(p) = &common.html {
+                std::fs::write(p, meshway_report::validate::validate_html(coll.as_ref(), &text))
+                    .with_context(|| format!("cannot write {}", p.display()))?;
+                eprintln!("wrote {}", p.display());
             }
             emit(&if common.json { json(&out)? } else { text })
         }

@@ -269,7 +269,7 @@ fn plan_and_compare_write_self_contained_html_reports() {
 }
 
 #[test]
-fn infer_place_and_multisite_write_html_and_validate_says_it_has_none() {
+fn infer_place_multisite_and_validate_write_html() {
     let dir = tempdir("morehtml");
     let out = dir.join("infer.html");
     let o = meshway(&[
@@ -303,8 +303,31 @@ fn infer_place_and_multisite_write_html_and_validate_says_it_has_none() {
     let html = std::fs::read_to_string(&out).unwrap();
     check_self_contained(&html, 2);
     assert!(html.contains("Training step against DCI distance") && html.contains("100 km"));
-    let o = meshway(&["validate", "--html", dir.join("v.html").to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("validate has no HTML report yet"));
+    // validate: a small set (the first rows of the collectives' published table).
+    let set = dir.join("set");
+    std::fs::create_dir_all(set.join("collectives")).unwrap();
+    let rows = std::fs::read_to_string("../../validation/collectives/nccl-tests.csv")
+        .or_else(|_| std::fs::read_to_string("validation/collectives/nccl-tests.csv"))
+        .unwrap();
+    // The header and three Azure ND H100 v5 rows with a published busbw of at least 1 GB/s.
+    let mut lines = rows.lines().filter(|l| !l.starts_with('#'));
+    let mut head: Vec<&str> = vec![lines.next().unwrap()];
+    head.extend(
+        lines
+            .filter(|l| l.starts_with("az-ndh100v5-"))
+            .filter(|l| l.split(',').nth(12).and_then(|b| b.parse::<f64>().ok()).is_some_and(|b| b >= 1.0))
+            .take(3),
+    );
+    std::fs::write(set.join("collectives/nccl-tests.csv"), head.join("\n") + "\n").unwrap();
+    let setups = std::fs::read_to_string("../../validation/collectives/setups.toml")
+        .or_else(|_| std::fs::read_to_string("validation/collectives/setups.toml"))
+        .unwrap();
+    std::fs::write(set.join("collectives/setups.toml"), setups).unwrap();
+    let out = dir.join("v.html");
+    let o = meshway(&["validate", set.to_str().unwrap(), "--set", "collectives", "--html", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&out).unwrap();
+    check_self_contained(&html, 1);
+    assert!(html.contains("published nccl-tests rows") && html.contains("<circle"));
     let _ = std::fs::remove_dir_all(&dir);
 }
