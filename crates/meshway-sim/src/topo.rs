@@ -163,6 +163,9 @@ pub struct FabricTopo<'f> {
     scratch: Vec<(NodeId, meshway_fabric::LinkId)>,
     /// Shared buffer of each node's switch model (0 for GPUs).
     buffers: Vec<u64>,
+    /// Per link: its number (from 1) among the parallel links joining the same two nodes,
+    /// or 0 when it is the only one.
+    parallel: Vec<u32>,
 }
 
 impl<'f> FabricTopo<'f> {
@@ -200,6 +203,16 @@ impl<'f> FabricTopo<'f> {
             arc_latency.push(prop + sw_lat[l.a.idx()]);
         }
         let is_switch = fabric.nodes.iter().map(|n| !n.is_gpu()).collect();
+        let mut bundles: std::collections::BTreeMap<(u32, u32), Vec<usize>> = std::collections::BTreeMap::new();
+        for (i, l) in fabric.links.iter().enumerate() {
+            bundles.entry((l.a.0.min(l.b.0), l.a.0.max(l.b.0))).or_default().push(i);
+        }
+        let mut parallel = vec![0u32; fabric.links.len()];
+        for links in bundles.values().filter(|v| v.len() > 1) {
+            for (k, &i) in links.iter().enumerate() {
+                parallel[i] = k as u32 + 1;
+            }
+        }
         let buffers = fabric
             .nodes
             .iter()
@@ -220,6 +233,7 @@ impl<'f> FabricTopo<'f> {
             seed,
             scratch: Vec::new(),
             buffers,
+            parallel,
         }
     }
 
@@ -645,7 +659,10 @@ impl Topology for FabricTopo<'_> {
     fn arc_name(&self, arc: Arc) -> String {
         let l = self.fabric.link(meshway_fabric::LinkId(arc.0 / 2));
         let (from, to) = if arc.0.is_multiple_of(2) { (l.a, l.b) } else { (l.b, l.a) };
-        format!("{} -> {}", self.fabric.node(from).name, self.fabric.node(to).name)
+        match self.parallel.get((arc.0 / 2) as usize).copied().unwrap_or(0) {
+            0 => format!("{} -> {}", self.fabric.node(from).name, self.fabric.node(to).name),
+            k => format!("{} -> {} #{k}", self.fabric.node(from).name, self.fabric.node(to).name),
+        }
     }
 
     fn rank_name(&self, rank: u32) -> String {

@@ -937,3 +937,23 @@ fn completion_and_forwarding_are_chosen_and_stated() {
         "{e}"
     );
 }
+
+#[test]
+fn parallel_links_get_distinct_names() {
+    // Four leaves of 32 GPUs and two spines at 1:1: 16 uplinks from each leaf to each spine.
+    let text = "[fabric]\nkind = \"leaf-spine\"\ngpus = 128\ngpus-per-host = 8\nspines = 2\n\
+                [[workload]]\nkind = \"permutation\"\nsize = \"4MiB\"\n";
+    let cat = meshway_fabric::Catalog::builtin();
+    let s = meshway_fabric::Scenario::parse(text, "t.toml").unwrap();
+    let f = s.build(&cat).unwrap();
+    let read = |_: &str| -> Result<String, String> { Err("no files".into()) };
+    let setup = meshway_sim::simulate::Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &read };
+    let opts = meshway_sim::simulate::Options { no_ideal: true, ..Default::default() };
+    let r = meshway_sim::simulate::simulate(&setup, &opts, &mut |_, _| {}).unwrap();
+    let mut names: Vec<&str> = r.links.iter().map(|l| l.link.as_str()).collect();
+    let n = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), n, "every directed link has its own name");
+    assert!(names.iter().any(|x| x.ends_with(" #16")) && !names.iter().any(|x| x.ends_with(" #17")), "{names:?}");
+}
