@@ -59,6 +59,19 @@ fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
     out
 }
 
+/// Entry `i` of a legend under a chart, three a row (the frame reserves the rows).
+fn legend_entry(out: &mut String, i: usize, colour: &str, name: &str) {
+    let ly = H - 2.0 + 16.0 * (i / 3) as f64;
+    let lx = LEFT + 210.0 * (i % 3) as f64;
+    let _ = write!(
+        out,
+        r##"<rect x="{lx}" y="{ly}" width="10" height="10" fill="{colour}"/><text x="{tx}" y="{ty}" font-size="11">{n}</text>"##,
+        tx = lx + 14.0,
+        ty = ly + 9.0,
+        n = esc(name)
+    );
+}
+
 fn frame(out: &mut String, title: &str, x_label: &str, y_label: &str, legend_rows: usize) {
     let h = H + 16.0 * legend_rows as f64;
     let _ = write!(
@@ -164,16 +177,7 @@ pub fn line_chart(c: &LineChart<'_>, series: &[Series]) -> Option<String> {
             }
         }
         if series.len() > 1 {
-            // The legend: three entries a row, under the chart.
-            let ly = H - 2.0 + 16.0 * (i / 3) as f64;
-            let lx = LEFT + 210.0 * (i % 3) as f64;
-            let _ = write!(
-                out,
-                r##"<rect x="{lx}" y="{ly}" width="10" height="10" fill="{colour}"/><text x="{tx}" y="{ty}" font-size="11">{n}</text>"##,
-                tx = lx + 14.0,
-                ty = ly + 9.0,
-                n = esc(&s.name)
-            );
+            legend_entry(&mut out, i, colour, &s.name);
         }
     }
     out.push_str("</svg>");
@@ -363,15 +367,7 @@ pub fn agreement_chart(title: &str, x_label: &str, y_label: &str, series: &[Seri
             );
         }
         if series.len() > 1 {
-            let ly = H - 2.0 + 16.0 * (i / 3) as f64;
-            let lx = LEFT + 210.0 * (i % 3) as f64;
-            let _ = write!(
-                out,
-                r##"<rect x="{lx}" y="{ly}" width="10" height="10" fill="{colour}"/><text x="{tx}" y="{ty}" font-size="11">{n}</text>"##,
-                tx = lx + 14.0,
-                ty = ly + 9.0,
-                n = esc(&s.name)
-            );
+            legend_entry(&mut out, i, colour, &s.name);
         }
     }
     out.push_str("</svg>");

@@ -670,7 +670,7 @@ impl<'p> Engine<'p> {
                 }
                 port.credits -= wire;
             }
-            let path = self.pick_path(f, seq);
+            let path = self.pick_path(f);
             let len = self.path_of(f, path).len() as u16;
             let off = self.off_of(f, path);
             let pkt = Pkt {
@@ -736,7 +736,7 @@ impl<'p> Engine<'p> {
         if !self.sel {
             let s = fl.snd_nxt;
             fl.snd_nxt += 1;
-            (s, s < fl.last_sent_high())
+            (s, s < fl.high)
         } else {
             if self.ndp {
                 fl.allowance -= 1;
@@ -791,14 +791,11 @@ impl<'p> Engine<'p> {
         }
     }
 
-    fn pick_path(&mut self, f: u32, seq: u32) -> u16 {
+    fn pick_path(&mut self, f: u32) -> u16 {
         let (_, count) = self.sets[self.flows[f as usize].set as usize];
         match self.p.balance {
             Balance::Ecmp | Balance::Adaptive => self.flows[f as usize].pick,
-            Balance::Spray => {
-                let _ = seq;
-                (self.draw() % u64::from(count.max(1))) as u16
-            }
+            Balance::Spray => (self.draw() % u64::from(count.max(1))) as u16,
         }
     }
 
@@ -1188,12 +1185,6 @@ impl<'p> Engine<'p> {
     }
 }
 
-impl Flow {
-    fn last_sent_high(&self) -> u32 {
-        self.high
-    }
-}
-
 fn bit(v: &[u64], i: u32) -> bool {
     v.get((i / 64) as usize).is_some_and(|w| w >> (i % 64) & 1 == 1)
 }
@@ -1577,7 +1568,6 @@ pub fn execute_packets(
     for (t, m) in initial {
         e.push(t, Ev::Ready(m));
     }
-    let mut done_msgs = 0u64;
     while let Some((t, ev)) = e.heap.pop() {
         if e.events >= p.max_events {
             e.stats.truncated = true;
@@ -1603,11 +1593,9 @@ pub fn execute_packets(
             Ev::Dcqcn(f) => e.on_dcqcn(f),
         }
         if e.events.is_multiple_of(1 << 16) {
-            done_msgs = e.msgs.iter().filter(|m| m.end.is_some()).count() as u64;
-            progress(done_msgs, total);
+            progress(e.msgs.iter().filter(|m| m.end.is_some()).count() as u64, total);
         }
     }
-    let _ = done_msgs;
     progress(e.msgs.iter().filter(|m| m.end.is_some()).count() as u64, total);
     Ok(e.finish(prog, &*topo))
 }

@@ -1056,7 +1056,7 @@ pub fn simulate(
                 ),
             });
         }
-        let params = packet_params(setup, &cfg, seed)?;
+        let params = packet_params(setup, &cfg)?;
         let estimate = crate::packet::estimate_memory(&prog, &topo, &cfg, &params.0);
         if estimate > params.1 {
             return Err(SimulateError::PacketTooLarge {
@@ -1221,15 +1221,10 @@ fn fct_summary(prog: &Program, ex: &Execution, a: usize, b: usize) -> Option<Fct
 
 /// The packet engine's parameters: the catalog's `[packet]` with the scenario's
 /// `[simulation.packet]` over it, and the memory limit.
-fn packet_params(
-    setup: &Setup<'_>,
-    cfg: &ExecConfig,
-    seed: u64,
-) -> Result<(crate::packet::PacketParams, u64), SimulateError> {
+fn packet_params(setup: &Setup<'_>, cfg: &ExecConfig) -> Result<(crate::packet::PacketParams, u64), SimulateError> {
     use crate::packet::{Balance, Dcqcn, PacketParams, Transport};
     let s = setup.scenario;
     let cat = setup.catalog;
-    let _ = seed;
     let d = cat.packet.as_ref().ok_or_else(|| SimulateError::BadOption {
         option: "--fidelity",
         message: "the catalog has no [packet] section (packet-level defaults)".into(),
