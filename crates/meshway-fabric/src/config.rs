@@ -29,6 +29,11 @@ pub struct ScenarioConfig {
     pub model: Vec<crate::infer_config::ModelConfig>,
     #[serde(default)]
     pub region: Vec<crate::infer_config::RegionConfig>,
+    /// Jobs for `meshway schedule` (the planner and `simulate` ignore them).
+    #[serde(default)]
+    pub job: Vec<crate::job_config::JobConfig>,
+    /// Defaults for `meshway schedule`.
+    pub schedule: Option<crate::job_config::ScheduleConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]

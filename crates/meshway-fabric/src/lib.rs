@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod infer_config;
+pub mod job_config;
 pub mod maxflow;
 pub mod model;
 pub mod plan;

@@ -13,6 +13,7 @@ pub mod format;
 pub mod infer;
 pub mod measure;
 pub mod multisite;
+pub mod schedule;
 pub mod sim;
 pub mod svg;
 pub mod table;

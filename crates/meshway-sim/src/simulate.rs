@@ -718,7 +718,7 @@ fn flow_line(
 }
 
 /// Failures as arc events.
-fn parse_failures(s: &Scenario, fabric: &Fabric) -> Result<(Vec<LinkEvent>, Vec<FailureInfo>), FabricError> {
+pub fn parse_failures(s: &Scenario, fabric: &Fabric) -> Result<(Vec<LinkEvent>, Vec<FailureInfo>), FabricError> {
     let mut ev = Vec::new();
     let mut info = Vec::new();
     for (nth, f) in s.config.failure.iter().enumerate() {
@@ -939,12 +939,9 @@ fn write_workload(
     }
 }
 
-/// Runs the scenario's workloads. `progress(done, total)` reports engine progress.
-pub fn simulate(
-    setup: &Setup<'_>,
-    opts: &Options,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<SimReport, SimulateError> {
+/// The seed, routing, transport and tolerances a run of this scenario uses, as `simulate`
+/// sets them (shared with `meshway schedule`, so a job alone matches `simulate`).
+pub fn exec_config(setup: &Setup<'_>, opts: &Options) -> Result<(ExecConfig, TransportInfo), SimulateError> {
     let seed = opts.seed.or(setup.scenario.config.seed).unwrap_or(1);
     let (tinfo, wire) = transport_info(setup, opts)?;
     if let Some(q) = setup.scenario.config.transport.as_ref().and_then(|t| t.qps) {
@@ -953,12 +950,7 @@ pub fn simulate(
             return Err(c.invalid("qps", format!("expected 1 to 64 queue pairs per connection, got {q}")).into());
         }
     }
-    // Switch and link latencies come with the fabric (`Scenario::build`), as for `plan`.
-    let mut topo = FabricTopo::new(setup.fabric, setup.catalog, seed);
-    let workloads = parse_workloads(setup, &topo, seed)?;
-    let (failures, failure_info) = parse_failures(setup.scenario, setup.fabric)?;
     let cat = setup.catalog;
-    let file_prefix = format!("{}: ", setup.scenario.file);
     let cfg = ExecConfig {
         policy: tinfo.routing,
         wire,
@@ -973,6 +965,23 @@ pub fn simulate(
             store_and_forward: tinfo.forwarding == "store-and-forward",
         },
     };
+    Ok((cfg, tinfo))
+}
+
+/// Runs the scenario's workloads. `progress(done, total)` reports engine progress.
+pub fn simulate(
+    setup: &Setup<'_>,
+    opts: &Options,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<SimReport, SimulateError> {
+    let (cfg, tinfo) = exec_config(setup, opts)?;
+    let seed = cfg.seed;
+    // Switch and link latencies come with the fabric (`Scenario::build`), as for `plan`.
+    let mut topo = FabricTopo::new(setup.fabric, setup.catalog, seed);
+    let workloads = parse_workloads(setup, &topo, seed)?;
+    let (failures, failure_info) = parse_failures(setup.scenario, setup.fabric)?;
+    let cat = setup.catalog;
+    let file_prefix = format!("{}: ", setup.scenario.file);
 
     // The tuner's lower bounds come from the ideal fabric.
     let mut bound = IdealTopo::of(&topo);

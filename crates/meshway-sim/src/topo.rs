@@ -793,3 +793,91 @@ impl Topology for IdealTopo {
         (if arc.0 % 4 < 2 { self.nic[r] } else { self.nvlink[r] }, Nanos::ZERO)
     }
 }
+
+/// Some GPUs of a topology seen as a topology of their own: local rank `i` is rank
+/// `ranks[i]` of `inner`. Programs written on it (a job's training step) use local ranks;
+/// [`SubTopo::globalize`] renumbers them for the whole fabric. Arcs, paths and names are
+/// `inner`'s.
+pub struct SubTopo<'a> {
+    pub inner: &'a mut dyn Topology,
+    pub ranks: &'a [u32],
+}
+
+impl SubTopo<'_> {
+    fn g(&self, r: u32) -> u32 {
+        self.ranks[r as usize]
+    }
+
+    /// Rewrites a program written on this sub-topology into `inner`'s ranks.
+    pub fn globalize(&self, prog: &mut crate::program::Program) {
+        for m in &mut prog.msgs {
+            m.src = self.g(m.src);
+            m.dst = self.g(m.dst);
+            m.via = m.via.map(|v| self.g(v));
+        }
+    }
+}
+
+impl Topology for SubTopo<'_> {
+    fn ranks(&self) -> usize {
+        self.ranks.len()
+    }
+    fn host_of(&self, rank: u32) -> u32 {
+        self.inner.host_of(self.g(rank))
+    }
+    fn site_of(&self, rank: u32) -> u32 {
+        self.inner.site_of(self.g(rank))
+    }
+    fn network(&self) -> Network {
+        self.inner.network()
+    }
+    fn path(&mut self, src: u32, dst: u32, choice: Choice, live: Option<&LinkView<'_>>) -> Option<Vec<Arc>> {
+        let (s, d) = (self.g(src), self.g(dst));
+        self.inner.path(s, d, choice, live)
+    }
+    fn planes(&self) -> u32 {
+        self.inner.planes()
+    }
+    fn path_on_plane(
+        &mut self,
+        src: u32,
+        dst: u32,
+        plane: u32,
+        choice: Choice,
+        live: Option<&LinkView<'_>>,
+    ) -> Option<Vec<Arc>> {
+        let (s, d) = (self.g(src), self.g(dst));
+        self.inner.path_on_plane(s, d, plane, choice, live)
+    }
+    fn local(&self, src: u32, dst: u32) -> bool {
+        self.inner.local(self.g(src), self.g(dst))
+    }
+    fn arc_name(&self, arc: Arc) -> String {
+        self.inner.arc_name(arc)
+    }
+    fn rank_name(&self, rank: u32) -> String {
+        self.inner.rank_name(self.g(rank))
+    }
+    fn is_network_arc(&self, arc: Arc) -> bool {
+        self.inner.is_network_arc(arc)
+    }
+    fn arc_head(&self, arc: Arc) -> Option<ArcHead> {
+        self.inner.arc_head(arc)
+    }
+    fn is_dci_arc(&self, arc: Arc) -> bool {
+        self.inner.is_dci_arc(arc)
+    }
+    fn pinned_path(&self, path: &[Arc]) -> Option<Vec<Arc>> {
+        self.inner.pinned_path(path)
+    }
+    fn arc_spec(&self, arc: Arc) -> (BitsPerSec, Nanos) {
+        self.inner.arc_spec(arc)
+    }
+    fn attach(&self, rank: u32, leg: Leg, channel: u32) -> Option<Arc> {
+        self.inner.attach(self.g(rank), leg, channel)
+    }
+    fn edge_latency(&mut self, src: u32, dst: u32, via: Option<u32>, packet: u64) -> Nanos {
+        let (s, d) = (self.g(src), self.g(dst));
+        self.inner.edge_latency(s, d, via.map(|v| self.ranks[v as usize]), packet)
+    }
+}

@@ -21,7 +21,7 @@
 use crate::collective::{self, Algo, CollSpec, Op};
 use crate::exec::{execute, ExecConfig};
 use crate::program::{Msg, MsgId, Program};
-use crate::topo::{FabricTopo, Topology};
+use crate::topo::Topology;
 use crate::CollectiveError;
 use meshway_fabric::error::closest;
 use meshway_fabric::scenario::Ctx;
@@ -129,7 +129,7 @@ pub struct StepReport {
 
 /// Validates a `kind = "training"` workload against the fabric (its GPU count) and the
 /// catalog (its GPU models). Keys of other kinds were refused by the caller.
-pub fn parse(w: &WorkloadConfig, c: &Ctx<'_>, topo: &FabricTopo<'_>, cat: &Catalog) -> Result<TrainSpec, FabricError> {
+pub fn parse(w: &WorkloadConfig, c: &Ctx<'_>, topo: &dyn Topology, cat: &Catalog) -> Result<TrainSpec, FabricError> {
     let whole = |v: Option<Whole>| v.map(|x| x.0);
     let need = |key: &str, v: Option<Whole>| {
         v.map(|x| x.0).filter(|&x| x > 0).ok_or_else(|| c.invalid(key, "missing: expected a positive whole number"))

@@ -11,6 +11,7 @@ mod demo;
 mod infer;
 mod measure;
 mod multisite;
+mod schedule;
 mod simulate;
 mod testbed;
 
@@ -110,6 +111,10 @@ of failure. Every default number comes from catalog/default.toml with its source
     /// break-even distance of cross-site data parallelism, lossless headroom per span.
     #[command(after_help = multisite::HELP)]
     Multisite(multisite::Args),
+    /// Many training jobs on one fabric: place them with each policy, co-simulate them on
+    /// the shared links, compare; export the hierarchy for Slurm and Kueue.
+    #[command(after_help = schedule::HELP)]
+    Schedule(schedule::Args),
     /// Answer STAMP (RFC 8762) probes: the responder for `ping --kind udp` and the agent.
     Reflect(measure::ReflectArgs),
     /// Measure latency, jitter and loss to one target (udp to a reflector, tcp, icmp, http).
@@ -237,6 +242,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Multisite(a) => {
             let cat = load_catalog(&a.catalog)?;
             emit(&multisite::run(&a, &cat)?)
+        }
+        Command::Schedule(a) => {
+            let cat = load_catalog(&a.catalog)?;
+            emit(&schedule::run(&a, &cat)?)
         }
         Command::Reflect(a) => measure::reflect(a),
         Command::Ping(a) => measure::ping(a),

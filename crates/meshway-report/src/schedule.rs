@@ -1,0 +1,181 @@
+//! `meshway schedule` as text: the policies side by side, then one policy's jobs.
+
+use crate::table::Table;
+use meshway_sched::run::{JobOutcome, PolicyOutcome};
+use meshway_sched::ScheduleReport;
+use meshway_units::Bytes;
+
+/// A wall-clock span in the unit that reads best ("45s", "12.5min", "3.2h", "1.5d").
+pub fn dur(s: f64) -> String {
+    match s {
+        x if x < 120.0 => format!("{x:.0}s"),
+        x if x < 7200.0 => format!("{:.1}min", x / 60.0),
+        x if x < 172_800.0 => format!("{:.1}h", x / 3600.0),
+        x => format!("{:.1}d", x / 86_400.0),
+    }
+}
+
+fn step(ms: Option<f64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(x) if x < 1000.0 => format!("{x:.1}ms"),
+        Some(x) => format!("{:.2}s", x / 1e3),
+    }
+}
+
+/// Marks the best value of a column with '*'.
+fn mark(values: &[f64], lower_is_better: bool) -> Vec<bool> {
+    let best = values.iter().copied().fold(if lower_is_better { f64::INFINITY } else { f64::NEG_INFINITY }, |a, b| {
+        if lower_is_better {
+            a.min(b)
+        } else {
+            a.max(b)
+        }
+    });
+    values.iter().map(|&v| values.len() > 1 && (v - best).abs() <= 1e-9 * best.abs().max(1.0)).collect()
+}
+
+pub fn policies_table(r: &ScheduleReport) -> String {
+    let p = &r.policies;
+    let col = |f: &dyn Fn(&PolicyOutcome) -> f64| p.iter().map(f).collect::<Vec<f64>>();
+    let util = col(&|x| x.utilization);
+    let jct = col(&|x| x.mean_jct_s);
+    let p95 = col(&|x| x.p95_jct_s);
+    let mk = col(&|x| x.makespan_s);
+    let wait = col(&|x| x.mean_queue_s);
+    let slow = col(&|x| x.mean_slowdown);
+    let maxs = col(&|x| x.max_slowdown);
+    let up = col(&|x| (x.bytes.leaf_spine_bytes + x.bytes.spine_core_bytes) as f64);
+    let marks = [
+        mark(&util, false),
+        mark(&jct, true),
+        mark(&p95, true),
+        mark(&mk, true),
+        mark(&wait, true),
+        mark(&slow, true),
+        mark(&maxs, true),
+        mark(&up, true),
+    ];
+    let mut t = Table::new(&[
+        "policy",
+        "GPU util",
+        "mean JCT",
+        "p95 JCT",
+        "makespan",
+        "mean wait",
+        "slowdown",
+        "worst",
+        "spanning",
+        "fragmented",
+        "above leaf",
+        "unfinished",
+    ]);
+    for (i, x) in p.iter().enumerate() {
+        let m = |k: usize, s: String| if marks[k][i] { format!("{s}*") } else { s };
+        t.row(vec![
+            x.policy.name().to_string(),
+            m(0, format!("{:.1}%", x.utilization * 100.0)),
+            m(1, dur(x.mean_jct_s)),
+            m(2, dur(x.p95_jct_s)),
+            m(3, dur(x.makespan_s)),
+            m(4, dur(x.mean_queue_s)),
+            m(5, format!("{:.3}x", x.mean_slowdown)),
+            m(6, format!("{:.2}x", x.max_slowdown)),
+            x.spanning_jobs.to_string(),
+            format!("{:.1}%", x.fragmentation * 100.0),
+            m(7, Bytes(x.bytes.leaf_spine_bytes + x.bytes.spine_core_bytes).display_si()),
+            x.unfinished.to_string(),
+        ]);
+    }
+    t.render()
+}
+
+pub fn jobs_table(jobs: &[&JobOutcome]) -> String {
+    let mut t = Table::new(&[
+        "job",
+        "GPUs",
+        "profile",
+        "iters",
+        "arrival",
+        "wait",
+        "runs",
+        "step alone",
+        "shared",
+        "slowdown",
+        "hosts",
+        "blocks",
+    ]);
+    for j in jobs {
+        let blocks = match j.blocks.len() {
+            0 => "-".to_string(),
+            1 => j.blocks[0].clone(),
+            n => format!("{n} ({} pods)", j.pods),
+        };
+        t.row(vec![
+            j.name.clone(),
+            j.gpus.to_string(),
+            j.profile.clone().unwrap_or_else(|| "custom".into()),
+            j.iterations.to_string(),
+            dur(j.arrival_s),
+            j.queue_s.map_or("-".into(), dur),
+            match (j.start_s, j.finish_s) {
+                (Some(s), Some(f)) => dur(f - s),
+                _ => "-".into(),
+            },
+            step(j.step_alone_ms),
+            step(j.step_shared_ms),
+            j.slowdown.map_or("-".into(), |s| format!("{s:.3}x")),
+            if j.hosts.chars().count() > 28 {
+                format!("{}...", j.hosts.chars().take(25).collect::<String>())
+            } else {
+                j.hosts.clone()
+            },
+            blocks,
+        ]);
+    }
+    t.render()
+}
+
+/// The whole report; `detail` names the policy whose jobs are listed (default the last).
+pub fn schedule_text(r: &ScheduleReport, detail: Option<&str>, all_jobs: bool) -> String {
+    let mut s = format!(
+        "schedule: {} ({}), {} GPUs in {} hosts of {}, {} blocks in {} pod{}; {} jobs; {} backfill; seed {}\n\n",
+        r.scenario,
+        r.fabric,
+        r.gpus,
+        r.hosts,
+        r.gpus_per_host,
+        r.blocks,
+        r.pods,
+        if r.pods == 1 { "" } else { "s" },
+        r.jobs,
+        if r.backfill == "easy" { "EASY" } else { "no" },
+        r.seed
+    );
+    s += &policies_table(r);
+    s += "  (* best; JCT: job completion time from arrival; slowdown: mean step time shared over alone;\n   spanning: jobs over more than one block; fragmented: share of time a job waited while\n   enough GPUs were free in scattered hosts; above leaf: bytes on leaf-spine and spine-core links)\n";
+    let pick = detail.and_then(|d| r.policies.iter().find(|p| p.policy.name() == d)).or(r.policies.last());
+    if let Some(p) = pick {
+        let mut jobs: Vec<&JobOutcome> = p.jobs.iter().collect();
+        let title = if all_jobs || jobs.len() <= 25 {
+            format!("\nJobs under {}:\n", p.policy.name())
+        } else {
+            jobs.sort_by(|a, b| {
+                b.slowdown.unwrap_or(0.0).total_cmp(&a.slowdown.unwrap_or(0.0)).then(a.name.cmp(&b.name))
+            });
+            jobs.truncate(10);
+            format!("\nThe 10 most slowed jobs under {} (--all-jobs lists every job):\n", p.policy.name())
+        };
+        s += &title;
+        s += &jobs_table(&jobs);
+        let notes: Vec<String> =
+            p.jobs.iter().filter_map(|j| j.note.as_ref().map(|n| format!("  {}: {n}", j.name))).collect();
+        if !notes.is_empty() {
+            s += "\n";
+            s += &notes.join("\n");
+            s += "\n";
+        }
+    }
+    s += &format!("\nApproximation: {}.\n", r.approximation);
+    s
+}

@@ -1,0 +1,167 @@
+//! The fabric's hierarchy for the schedulers people run:
+//!
+//! - Slurm `topology.conf` for `TopologyPlugin=topology/tree`: one `SwitchName` per block
+//!   with its `Nodes`, one per pod with its `Switches`, and a root above several pods
+//!   (slurm.conf(5) and topology.conf(5), SchedMD/slurm `doc/man/man5/topology.conf.5`);
+//! - the same for `topology/block`: one `BlockName` per block, `BlockSizes` with the smallest
+//!   block as the base size (every block must hold at least that many nodes);
+//! - Slurm 25.05's `topology.yaml` with both, the tree as the cluster default
+//!   (`doc/man/man5/topology.yaml.5`);
+//! - Kubernetes node labels for the levels, and a Kueue `Topology` (apiVersion
+//!   `kueue.x-k8s.io/v1beta2`, Kueue 0.15 and later; `v1beta1` for 0.14) with a
+//!   `ResourceFlavor` that names it (kubernetes-sigs/kueue,
+//!   `site/content/en/docs/concepts/topology_aware_scheduling.md`).
+//!
+//! Host names follow the scenario's `[schedule] host-prefix`.
+
+use crate::hier::Hier;
+use crate::hostlist::compress;
+
+/// Label keys for Kueue's levels, coarsest first (the host level is Kubernetes' own).
+pub const BLOCK_LABEL: &str = "topology.meshway.io/block";
+pub const RACK_LABEL: &str = "topology.meshway.io/rack";
+pub const HOST_LABEL: &str = "kubernetes.io/hostname";
+
+/// A name Slurm and Kubernetes accept: letters, digits, '-', '_' and '.'; others become '-'.
+pub fn safe(name: &str) -> String {
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
+    let s = s.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
+    if s.is_empty() {
+        "x".into()
+    } else {
+        s.chars().take(63).collect()
+    }
+}
+
+fn block_hosts(h: &Hier, b: usize) -> String {
+    let names: Vec<String> = h.blocks[b].hosts.iter().map(|&x| h.hosts[x as usize].name.clone()).collect();
+    compress(&names)
+}
+
+/// Switch names for blocks, pods and the root, unique.
+fn switch_names(h: &Hier) -> (Vec<String>, Vec<String>, String) {
+    let mut seen: Vec<String> = Vec::new();
+    let mut uniq = |n: String| {
+        let mut m = n.clone();
+        let mut k = 2;
+        while seen.contains(&m) {
+            m = format!("{n}-{k}");
+            k += 1;
+        }
+        seen.push(m.clone());
+        m
+    };
+    let blocks: Vec<String> = h.blocks.iter().map(|b| uniq(safe(&b.name))).collect();
+    let pods: Vec<String> = h.pods.iter().map(|p| uniq(safe(&p.name))).collect();
+    let root = uniq("root".into());
+    (blocks, pods, root)
+}
+
+pub fn slurm_tree(h: &Hier, source: &str) -> String {
+    let (bn, pn, root) = switch_names(h);
+    let mut s = format!(
+        "# Slurm topology.conf for TopologyPlugin=topology/tree, written by meshway from {source}.\n\
+         # Leaf switches are the fabric's blocks (hosts that share their leaf or rail switches);\n\
+         # their parents are its pods (blocks that share spines).\n"
+    );
+    for (i, name) in bn.iter().enumerate() {
+        s += &format!("SwitchName={name} Nodes={}\n", block_hosts(h, i));
+    }
+    for (i, p) in h.pods.iter().enumerate() {
+        let children: Vec<String> = p.blocks.iter().map(|&b| bn[b as usize].clone()).collect();
+        s += &format!("SwitchName={} Switches={}\n", pn[i], children.join(","));
+    }
+    if h.pods.len() > 1 {
+        s += &format!("SwitchName={root} Switches={}\n", pn.join(","));
+    }
+    s
+}
+
+/// The base block size: the smallest block's hosts.
+pub fn base_block(h: &Hier) -> usize {
+    h.blocks.iter().map(|b| b.hosts.len()).min().unwrap_or(1)
+}
+
+pub fn slurm_block(h: &Hier, source: &str) -> String {
+    let (bn, _, _) = switch_names(h);
+    let mut s = format!(
+        "# Slurm topology.conf for TopologyPlugin=topology/block, written by meshway from {source}.\n\
+         # One block per group of hosts that share their leaf or rail switches, in fabric order\n\
+         # (Slurm joins neighbouring blocks into the larger sizes).\n"
+    );
+    for (i, name) in bn.iter().enumerate() {
+        s += &format!("BlockName={name} Nodes={}\n", block_hosts(h, i));
+    }
+    s += &format!("BlockSizes={}\n", base_block(h));
+    s
+}
+
+pub fn slurm_yaml(h: &Hier, source: &str) -> String {
+    let (bn, pn, root) = switch_names(h);
+    let mut s = format!("# Slurm topology.yaml (Slurm 25.05 and later), written by meshway from {source}.\n");
+    s += "- topology: fabric-tree\n  cluster_default: true\n  tree:\n    switches:\n";
+    for (i, name) in bn.iter().enumerate() {
+        s += &format!("      - switch: {name}\n        nodes: \"{}\"\n", block_hosts(h, i));
+    }
+    for (i, p) in h.pods.iter().enumerate() {
+        let children: Vec<String> = p.blocks.iter().map(|&b| bn[b as usize].clone()).collect();
+        s += &format!("      - switch: {}\n        children: \"{}\"\n", pn[i], children.join(","));
+    }
+    if h.pods.len() > 1 {
+        s += &format!("      - switch: {root}\n        children: \"{}\"\n", pn.join(","));
+    }
+    s += &format!(
+        "- topology: fabric-block\n  cluster_default: false\n  block:\n    block_sizes: [{}]\n    blocks:\n",
+        base_block(h)
+    );
+    for (i, name) in bn.iter().enumerate() {
+        s += &format!("      - block: {name}\n        nodes: \"{}\"\n", block_hosts(h, i));
+    }
+    s
+}
+
+/// `kubectl label` commands, one per host: the pod as the block level, the block as the
+/// rack level.
+pub fn k8s_labels(h: &Hier, source: &str) -> String {
+    let (bn, pn, _) = switch_names(h);
+    let mut s = format!(
+        "#!/bin/sh\n# Kubernetes node labels for Kueue topology-aware scheduling, written by meshway from {source}.\n\
+         # {BLOCK_LABEL}: the pod (blocks that share spines); {RACK_LABEL}: the block (hosts that\n\
+         # share leaf or rail switches).\nset -e\n"
+    );
+    for x in &h.hosts {
+        s += &format!(
+            "kubectl label node {} {BLOCK_LABEL}={} {RACK_LABEL}={} --overwrite\n",
+            x.name, pn[x.pod as usize], bn[x.block as usize]
+        );
+    }
+    s
+}
+
+pub fn kueue_topology(source: &str) -> String {
+    format!(
+        "# Kueue Topology for topology-aware scheduling, written by meshway from {source}.\n\
+         # apiVersion v1beta2 is Kueue 0.15 and later; write v1beta1 for Kueue 0.14.\n\
+         apiVersion: kueue.x-k8s.io/v1beta2\n\
+         kind: Topology\n\
+         metadata:\n  name: meshway-fabric\n\
+         spec:\n  levels:\n  - nodeLabel: \"{BLOCK_LABEL}\"\n  - nodeLabel: \"{RACK_LABEL}\"\n  - nodeLabel: \"{HOST_LABEL}\"\n\
+         ---\n\
+         apiVersion: kueue.x-k8s.io/v1beta2\n\
+         kind: ResourceFlavor\n\
+         metadata:\n  name: meshway-fabric\n\
+         spec:\n  nodeLabels:\n    {BLOCK_LABEL}: \"\"\n  topologyName: meshway-fabric\n"
+    )
+}
+
+/// Every export as (file name, contents).
+pub fn all(h: &Hier, source: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("topology-tree.conf", slurm_tree(h, source)),
+        ("topology-block.conf", slurm_block(h, source)),
+        ("topology.yaml", slurm_yaml(h, source)),
+        ("node-labels.sh", k8s_labels(h, source)),
+        ("kueue-topology.yaml", kueue_topology(source)),
+    ]
+}

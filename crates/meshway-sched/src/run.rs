@@ -1,0 +1,662 @@
+//! The event loop: arrivals, starts, finishes and link failures; a queue with optional EASY
+//! backfill; each policy's placements co-simulated (see [`crate::cosim`]).
+
+use crate::cosim::{self, Step, Summary, TierBytes};
+use crate::hier::Hier;
+use crate::jobs::Job;
+use crate::place::{self, Ask, Free, Policy};
+use crate::SchedError;
+use meshway_sim::exec::{ExecConfig, LinkEvent};
+use meshway_sim::topo::{mix, FabricTopo};
+use meshway_sim::training::{Dim, TrainSpec};
+use meshway_units::SimTime;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// A job ready to schedule: its step parsed and its iterations known.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub job: Job,
+    pub spec: TrainSpec,
+    pub iterations: u64,
+    /// Step time alone on the reference placement (the lowest-numbered hosts).
+    pub reference_ns: u64,
+    /// Network bytes per second it sends alone (NIC links), for contention-aware placement.
+    pub intensity: f64,
+    /// Key of its training step (jobs with equal steps share it).
+    pub spec_key: u32,
+}
+
+/// A link down over `[from, until)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Outage {
+    pub arcs: [u32; 2],
+    pub from: u64,
+    pub until: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobOutcome {
+    pub name: String,
+    pub gpus: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    pub priority: i64,
+    pub iterations: u64,
+    pub arrival_s: f64,
+    /// None: never started (it did not fit before the trace ended, or could not run).
+    pub start_s: Option<f64>,
+    pub finish_s: Option<f64>,
+    pub queue_s: Option<f64>,
+    /// Step time alone on its placement, and its mean while sharing.
+    pub step_alone_ms: Option<f64>,
+    pub step_shared_ms: Option<f64>,
+    /// Shared over alone.
+    pub slowdown: Option<f64>,
+    /// Its hosts as a Slurm host list.
+    pub hosts: String,
+    /// Blocks (leaf or rail-group switches) and pods it spans.
+    pub blocks: Vec<String>,
+    pub pods: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl JobOutcome {
+    /// A job before it starts.
+    fn unstarted(p: &Prepared) -> JobOutcome {
+        JobOutcome {
+            name: p.job.name.clone(),
+            gpus: p.job.gpus,
+            profile: p.job.profile.clone(),
+            priority: p.job.priority,
+            iterations: p.iterations,
+            arrival_s: p.job.arrival as f64 / 1e9,
+            start_s: None,
+            finish_s: None,
+            queue_s: None,
+            step_alone_ms: None,
+            step_shared_ms: None,
+            slowdown: None,
+            hosts: String::new(),
+            blocks: Vec::new(),
+            pods: 0,
+            note: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TierTotals {
+    pub nic_bytes: u64,
+    pub leaf_spine_bytes: u64,
+    pub spine_core_bytes: u64,
+    pub dci_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyOutcome {
+    pub policy: Policy,
+    pub jobs: Vec<JobOutcome>,
+    /// GPU-seconds used over GPUs x makespan.
+    pub utilization: f64,
+    pub mean_jct_s: f64,
+    pub p95_jct_s: f64,
+    pub makespan_s: f64,
+    pub mean_queue_s: f64,
+    /// Mean slowdown of the jobs that started (shared step over alone step).
+    pub mean_slowdown: f64,
+    pub max_slowdown: f64,
+    /// Share of the time a queued job waited although enough GPUs were free in total (the
+    /// free GPUs were scattered over partly used hosts).
+    pub fragmentation: f64,
+    /// Bytes carried per tier, all jobs.
+    pub bytes: TierTotals,
+    /// Jobs that spanned more than one block.
+    pub spanning_jobs: usize,
+    pub unfinished: usize,
+    /// Co-simulations run (components of co-running jobs simulated together), reused, and
+    /// estimated instead (components over the simulation budget).
+    pub cosims: u64,
+    pub cosims_reused: u64,
+    pub cosims_estimated: u64,
+}
+
+struct Running {
+    idx: usize,
+    ranks: Vec<u32>,
+    sum: Arc<Summary>,
+    /// Its program, written when a co-simulation first needs it.
+    step: Option<Step>,
+    spec: TrainSpec,
+    start: u64,
+    left: f64,
+    shared: Option<u64>,
+    blocks: Vec<u32>,
+    id: u32,
+}
+
+/// Alone-run summaries by (step, placement, rank order), shared by the policies' threads.
+pub type Summaries = Mutex<BTreeMap<(u32, Vec<u32>, u32), Arc<Summary>>>;
+
+/// Everything one policy's run needs.
+pub struct World<'a, 'f> {
+    pub topo: &'a mut FabricTopo<'f>,
+    pub cfg: &'a ExecConfig,
+    pub hier: &'a Hier,
+    pub jobs: &'a [Prepared],
+    pub outages: &'a [Outage],
+    pub backfill: bool,
+    pub seed: u64,
+    /// Alone-run summaries by (step, placement, rank order), shared by the policies.
+    pub summaries: &'a Summaries,
+}
+
+fn down_at(outages: &[Outage], t: u64) -> (Vec<LinkEvent>, u64) {
+    let mut ev = Vec::new();
+    let mut key = 0u64;
+    for (i, o) in outages.iter().enumerate() {
+        if o.from <= t && t < o.until {
+            for a in o.arcs {
+                ev.push(LinkEvent { at: SimTime(0), arc: meshway_sim::LinkId(a), up: false });
+            }
+            key = mix(key ^ i as u64);
+        }
+    }
+    (ev, key)
+}
+
+/// Cross-block bytes per step of `spec` laid out on `hosts` (job rank r on host r / gph).
+fn cross_block_bytes(h: &Hier, spec: &TrainSpec, hosts: &[u32], order: [Dim; 3]) -> f64 {
+    let gph = h.gpus_per_host as usize;
+    let (tp, pp, dp) = (spec.tp, spec.pp, spec.dp);
+    let rank = |t: u32, p: u32, d: u32| -> usize {
+        let c = |dim: Dim| match dim {
+            Dim::Tp => (t, tp),
+            Dim::Pp => (p, pp),
+            Dim::Dp => (d, dp),
+        };
+        let (a, na) = c(order[0]);
+        let (b, nb) = c(order[1]);
+        let (x, _) = c(order[2]);
+        (a + na * (b + nb * x)) as usize
+    };
+    let block = |r: usize| h.hosts[hosts[(r / gph).min(hosts.len() - 1)] as usize].block;
+    let act = (spec.micro_batch * spec.sequence * spec.hidden * 2) as f64;
+    let pp_edge = 2.0 * spec.micro_batches() as f64 * act / f64::from(tp);
+    let grads = spec.parameters / f64::from(tp * pp) * spec.grad_bytes as f64;
+    let dp_edge = 2.0 * f64::from(dp - 1) / f64::from(dp) * grads;
+    let mut cross = 0.0;
+    for t in 0..tp {
+        for d in 0..dp {
+            for p in 0..pp.saturating_sub(1) {
+                if block(rank(t, p, d)) != block(rank(t, p + 1, d)) {
+                    cross += pp_edge;
+                }
+            }
+        }
+        if dp > 1 {
+            for p in 0..pp {
+                for d in 0..dp {
+                    if block(rank(t, p, d)) != block(rank(t, p, (d + 1) % dp)) {
+                        cross += dp_edge;
+                    }
+                }
+            }
+        }
+    }
+    cross
+}
+
+/// The rank order network-aware placement uses: TP innermost, then whichever of PP and DP
+/// sends fewer bytes across blocks on these hosts.
+pub fn best_order(h: &Hier, spec: &TrainSpec, ranks: &[u32]) -> [Dim; 3] {
+    let hosts: Vec<u32> = ranks.chunks(h.gpus_per_host as usize).map(|c| h.locate(c[0]).0).collect();
+    let a = [Dim::Tp, Dim::Pp, Dim::Dp];
+    let b = [Dim::Tp, Dim::Dp, Dim::Pp];
+    if cross_block_bytes(h, spec, &hosts, b) < cross_block_bytes(h, spec, &hosts, a) {
+        b
+    } else {
+        a
+    }
+}
+
+/// The blocks a placement touches.
+fn blocks_of(h: &Hier, ranks: &[u32]) -> Vec<u32> {
+    let mut b: Vec<u32> = ranks.iter().map(|&r| h.hosts[h.locate(r).0 as usize].block).collect();
+    b.sort_unstable();
+    b.dedup();
+    b
+}
+
+fn host_list(h: &Hier, ranks: &[u32]) -> String {
+    let mut hosts: Vec<u32> = ranks.iter().map(|&r| h.locate(r).0).collect();
+    hosts.dedup();
+    let names: Vec<String> = hosts.iter().map(|&x| h.hosts[x as usize].name.clone()).collect();
+    crate::hostlist::compress(&names)
+}
+
+/// The GPUs a job's named hosts give it now, or None when they are busy.
+fn given(h: &Hier, free: &Free, job: &Job) -> Result<Option<Vec<u32>>, SchedError> {
+    let names = job.hosts.as_ref().ok_or_else(|| SchedError::Job {
+        origin: job.origin.clone(),
+        key: "hosts",
+        message: "missing: policy \"given\" needs every job's hosts".into(),
+    })?;
+    let gph = h.gpus_per_host;
+    let want = if job.gpus <= gph { 1 } else { (job.gpus / gph) as usize };
+    if names.len() != want {
+        return Err(SchedError::Job {
+            origin: job.origin.clone(),
+            key: "hosts",
+            message: format!("{} GPUs need {want} host(s) of {gph} GPUs, but {} are named", job.gpus, names.len()),
+        });
+    }
+    let mut out = Vec::new();
+    for n in names {
+        let x = h.host_by_name(n).ok_or_else(|| SchedError::Job {
+            origin: job.origin.clone(),
+            key: "hosts",
+            message: format!(
+                "host {n:?} is not in this fabric (hosts are {} to {})",
+                h.hosts[0].name,
+                h.hosts[h.hosts.len() - 1].name
+            ),
+        })? as usize;
+        if job.gpus <= gph {
+            let s = free.slots[x];
+            if s.count_ones() < job.gpus {
+                return Ok(None);
+            }
+            out.extend(
+                (0..h.hosts[x].ranks.len())
+                    .filter(|i| s & (1 << i) != 0)
+                    .take(job.gpus as usize)
+                    .map(|i| h.hosts[x].ranks[i]),
+            );
+        } else {
+            if !free.host_free(x) {
+                return Ok(None);
+            }
+            out.extend_from_slice(&h.hosts[x].ranks);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Runs one policy over the jobs. `progress(done, total)` after each finished job.
+pub fn run(
+    w: &mut World<'_, '_>,
+    policy: Policy,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<PolicyOutcome, SchedError> {
+    let h = w.hier;
+    let n = w.jobs.len();
+    let mut free = Free::new(h);
+    let total_gpus = free.free_gpus();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| (w.jobs[i].job.arrival, i));
+    let mut next_arrival = 0usize;
+    let mut queue: Vec<usize> = Vec::new();
+    let mut running: Vec<Running> = Vec::new();
+    let mut out: Vec<Option<JobOutcome>> = vec![None; n];
+    let mut starts = vec![None::<u64>; n];
+    let mut cache: BTreeMap<(Vec<u32>, u64), Vec<Option<u64>>> = BTreeMap::new();
+    let (mut cosims, mut reused, mut estimated) = (0u64, 0u64, 0u64);
+    let mut frag_time = 0u64;
+    let mut frag_now = false;
+    let mut now = 0u64;
+    let mut next_id = 0u32;
+    let mut done_count = 0usize;
+    let mut change_points: Vec<u64> = w.outages.iter().flat_map(|o| [o.from, o.until]).collect();
+    change_points.sort_unstable();
+    change_points.dedup();
+    let mut bytes = TierBytes::default();
+    loop {
+        // Next event: an arrival, a finish or a failure change.
+        let t_arr = order.get(next_arrival).map(|&i| w.jobs[i].job.arrival);
+        let t_fin =
+            running.iter().filter_map(|r| r.shared.map(|s| now + (r.left * s as f64).ceil().max(0.0) as u64)).min();
+        let t_chg = change_points.iter().copied().find(|&c| c > now);
+        let Some(t) = [t_arr, t_fin, t_chg].into_iter().flatten().min() else { break };
+        // Nothing left that can change: queued jobs that can never start, or jobs cut off
+        // by a failure that never heals.
+        if t_arr.is_none() && t_fin.is_none() && (running.is_empty() || t_chg.is_none()) {
+            break;
+        }
+        let dt = t - now;
+        if frag_now {
+            frag_time += dt;
+        }
+        for r in &mut running {
+            if let Some(s) = r.shared {
+                r.left -= dt as f64 / s.max(1) as f64;
+            }
+        }
+        now = t;
+        let failure_changed = change_points.binary_search(&now).is_ok();
+        // Finishes.
+        let mut changed = failure_changed;
+        let mut k = 0;
+        while k < running.len() {
+            let r = &running[k];
+            let due = r.shared.is_some_and(|s| r.left * s as f64 <= 0.5);
+            if due {
+                let r = running.swap_remove(k);
+                free.give(h, &r.ranks);
+                let p = &w.jobs[r.idx];
+                bytes = bytes.plus(&r.sum.bytes.scaled(p.iterations as f64));
+                let o = out[r.idx].as_mut().expect("started jobs have an outcome");
+                o.finish_s = Some(now as f64 / 1e9);
+                let shared = (now - r.start) as f64 / p.iterations.max(1) as f64;
+                o.step_shared_ms = Some(shared / 1e6);
+                o.slowdown = Some((shared / r.sum.alone.max(1) as f64 * 1e4).round() / 1e4);
+                changed = true;
+                done_count += 1;
+                progress(done_count, n);
+            } else {
+                k += 1;
+            }
+        }
+        while let Some(&i) = order.get(next_arrival) {
+            if w.jobs[i].job.arrival > now {
+                break;
+            }
+            queue.push(i);
+            next_arrival += 1;
+            changed = true;
+        }
+        if !changed {
+            continue;
+        }
+        // Scheduling pass: priority, then arrival.
+        queue.sort_by_key(|&i| (std::cmp::Reverse(w.jobs[i].job.priority), w.jobs[i].job.arrival, i));
+        let mut load = vec![0.0f64; h.blocks.len()];
+        for r in &running {
+            if r.blocks.len() > 1 {
+                for &b in &r.blocks {
+                    load[b as usize] += w.jobs[r.idx].intensity;
+                }
+            }
+        }
+        let mut started_any = false;
+        let mut shadow: Option<(u64, i64)> = None;
+        let mut q = 0;
+        frag_now = false;
+        while q < queue.len() {
+            let i = queue[q];
+            let p = &w.jobs[i];
+            let ask = Ask { gpus: p.job.gpus, intensity: p.intensity, seed: mix(w.seed ^ mix(i as u64) ^ now) };
+            let pick = if policy == Policy::Given {
+                given(h, &free, &p.job)?
+            } else {
+                place::choose(policy, h, &free, &ask, &load)
+            };
+            let fits_backfill = |shadow: Option<(u64, i64)>| match shadow {
+                None => true,
+                Some((s, extra)) => now + p.iterations * p.reference_ns <= s || i64::from(p.job.gpus) <= extra,
+            };
+            match pick {
+                Some(ranks) if fits_backfill(shadow) => {
+                    if let Some((s, extra)) = shadow.as_mut() {
+                        if now + p.iterations * p.reference_ns > *s {
+                            *extra -= i64::from(p.job.gpus);
+                        }
+                    }
+                    let mut spec = p.spec.clone();
+                    if matches!(policy, Policy::NetworkAware | Policy::ContentionAware)
+                        && !p.job.order_given
+                        && p.job.gpus > h.gpus_per_host
+                    {
+                        spec.order = best_order(h, &spec, &ranks);
+                    }
+                    let order_key = spec.order.iter().fold(0u32, |a, d| a * 3 + *d as u32);
+                    // A job inside one host never touches the scale-out network: its step
+                    // is the same on every host, so it is simulated once per slot pattern.
+                    let one_host = ranks.iter().all(|&r| h.locate(r).0 == h.locate(ranks[0]).0);
+                    let placement = if one_host {
+                        std::iter::once(u32::MAX).chain(ranks.iter().map(|&r| h.locate(r).1)).collect()
+                    } else {
+                        ranks.clone()
+                    };
+                    let key = (p.spec_key, placement, order_key);
+                    let known = w
+                        .summaries
+                        .lock()
+                        .map_err(|_| SchedError::Option("a policy thread failed".into()))?
+                        .get(&key)
+                        .cloned();
+                    let mut fresh = None;
+                    let sum = match known {
+                        Some(s) => s,
+                        None => {
+                            let step = cosim::write_step(w.topo, w.cfg, &spec, &ranks, &p.job.name)?;
+                            let s = Arc::new(cosim::alone(w.topo, w.cfg, &step, &[], &p.job.name)?);
+                            w.summaries
+                                .lock()
+                                .map_err(|_| SchedError::Option("a policy thread failed".into()))?
+                                .insert(key, s.clone());
+                            if !one_host {
+                                fresh = Some(step);
+                            }
+                            s
+                        }
+                    };
+                    free.take(h, &ranks);
+                    let blocks = blocks_of(h, &ranks);
+                    for &b in &blocks {
+                        if blocks.len() > 1 {
+                            load[b as usize] += p.intensity;
+                        }
+                    }
+                    let mut pods: Vec<u32> = blocks.iter().map(|&b| h.blocks[b as usize].pod).collect();
+                    pods.dedup();
+                    out[i] = Some(JobOutcome {
+                        start_s: Some(now as f64 / 1e9),
+                        queue_s: Some((now - p.job.arrival) as f64 / 1e9),
+                        step_alone_ms: Some(sum.alone as f64 / 1e6),
+                        hosts: host_list(h, &ranks),
+                        blocks: blocks.iter().map(|&b| h.blocks[b as usize].name.clone()).collect(),
+                        pods: pods.len(),
+                        ..JobOutcome::unstarted(p)
+                    });
+                    starts[i] = Some(now);
+                    running.push(Running {
+                        idx: i,
+                        ranks,
+                        sum,
+                        step: fresh,
+                        spec,
+                        start: now,
+                        left: p.iterations as f64,
+                        shared: None,
+                        blocks,
+                        id: next_id,
+                    });
+                    next_id += 1;
+                    queue.remove(q);
+                    started_any = true;
+                }
+                _ => {
+                    if free.free_gpus() >= u64::from(p.job.gpus) && pick.is_none() {
+                        frag_now = true;
+                    }
+                    if !w.backfill {
+                        break;
+                    }
+                    if shadow.is_none() {
+                        // EASY backfill: the head job's reservation. When will enough GPUs be
+                        // free, running jobs ending as now projected?
+                        let mut ends: Vec<(u64, u32)> = running
+                            .iter()
+                            .map(|r| {
+                                let s = r.shared.unwrap_or(r.sum.alone).max(1);
+                                (now + (r.left * s as f64) as u64, r.ranks.len() as u32)
+                            })
+                            .collect();
+                        ends.sort_unstable();
+                        let mut avail = free.free_gpus() as i64;
+                        let need = i64::from(p.job.gpus);
+                        let mut at = u64::MAX;
+                        for (e, g) in ends {
+                            avail += i64::from(g);
+                            if avail >= need {
+                                at = e;
+                                break;
+                            }
+                        }
+                        shadow = Some((at, avail - need));
+                    }
+                    q += 1;
+                }
+            }
+        }
+        let _ = started_any;
+        // Shared step times: components of running jobs linked by a shared arc.
+        let (down, down_key) = down_at(w.outages, now);
+        let m = running.len();
+        let mut parent: Vec<usize> = (0..m).collect();
+        fn root(p: &mut [usize], x: usize) -> usize {
+            let mut r = x;
+            while p[r] != r {
+                r = p[r];
+            }
+            p[x] = r;
+            r
+        }
+        let mut owner: BTreeMap<u32, usize> = BTreeMap::new();
+        for (k, r) in running.iter().enumerate() {
+            for &(a, _) in &r.sum.arcs {
+                match owner.get(&a) {
+                    None => {
+                        owner.insert(a, k);
+                    }
+                    Some(&o) => {
+                        let (x, y) = (root(&mut parent, o), root(&mut parent, k));
+                        if x != y {
+                            parent[x.max(y)] = x.min(y);
+                        }
+                    }
+                }
+            }
+        }
+        let mut comps: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for k in 0..m {
+            let r = root(&mut parent, k);
+            comps.entry(r).or_default().push(k);
+        }
+        for members in comps.values() {
+            let key: Vec<u32> = members.iter().map(|&k| running[k].id).collect();
+            let ck = (key, down_key);
+            let times = if let Some(t) = cache.get(&ck) {
+                reused += 1;
+                t.clone()
+            } else if members.len() == 1
+                && (down.is_empty() || running[members[0]].ranks.len() <= h.gpus_per_host as usize)
+            {
+                let a = running[members[0]].sum.alone;
+                vec![(a != u64::MAX).then_some(a)]
+            } else {
+                let sums: Vec<&Summary> = members.iter().map(|&k| running[k].sum.as_ref()).collect();
+                let t = if cosim::within_budget(&sums) {
+                    cosims += 1;
+                    for &k in members {
+                        if running[k].step.is_none() {
+                            let r = &running[k];
+                            let name = &w.jobs[r.idx].job.name;
+                            let step = cosim::write_step(w.topo, w.cfg, &r.spec, &r.ranks, name)?;
+                            running[k].step = Some(step);
+                        }
+                    }
+                    let sums: Vec<&Summary> = members.iter().map(|&k| running[k].sum.as_ref()).collect();
+                    let steps: Vec<&Step> = members.iter().filter_map(|&k| running[k].step.as_ref()).collect();
+                    cosim::together(w.topo, w.cfg, &sums, &steps, &down)?
+                } else {
+                    estimated += 1;
+                    cosim::estimate(&sums)
+                };
+                cache.insert(ck, t.clone());
+                t
+            };
+            for (&k, t) in members.iter().zip(times) {
+                running[k].shared = t;
+            }
+        }
+        // Forget components that no longer exist (ids are never reused).
+        if cache.len() > 4096 {
+            let live: std::collections::BTreeSet<u32> = running.iter().map(|r| r.id).collect();
+            cache.retain(|k, _| k.0.iter().all(|id| live.contains(id)));
+        }
+    }
+    // Jobs still running (stalled) or never started.
+    for r in &running {
+        if let Some(o) = out[r.idx].as_mut() {
+            o.note = Some("did not finish: a failure cut it off and nothing restored the link".into());
+        }
+    }
+    let mut jobs_out = Vec::with_capacity(n);
+    for (i, o) in out.into_iter().enumerate() {
+        let p = &w.jobs[i];
+        jobs_out.push(o.unwrap_or_else(|| JobOutcome {
+            note: Some(format!(
+                "never started: {} GPUs {}",
+                p.job.gpus,
+                if u64::from(p.job.gpus) > total_gpus {
+                    "is more than the fabric has"
+                } else {
+                    "never came free in that shape"
+                }
+            )),
+            ..JobOutcome::unstarted(p)
+        }));
+    }
+    let _ = starts;
+    Ok(summarize(policy, jobs_out, total_gpus, frag_time, bytes, [cosims, reused, estimated]))
+}
+
+fn summarize(
+    policy: Policy,
+    jobs: Vec<JobOutcome>,
+    total_gpus: u64,
+    frag_time: u64,
+    bytes: TierBytes,
+    [cosims, reused, estimated]: [u64; 3],
+) -> PolicyOutcome {
+    let finished: Vec<&JobOutcome> = jobs.iter().filter(|j| j.finish_s.is_some()).collect();
+    let makespan = finished.iter().filter_map(|j| j.finish_s).fold(0.0f64, f64::max);
+    let mut jct: Vec<f64> = finished.iter().map(|j| j.finish_s.unwrap_or(0.0) - j.arrival_s).collect();
+    jct.sort_by(f64::total_cmp);
+    let mean = |v: &[f64]| if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
+    let p95 =
+        if jct.is_empty() { 0.0 } else { jct[((jct.len() as f64 * 0.95).ceil() as usize).clamp(1, jct.len()) - 1] };
+    let gpu_s: f64 =
+        finished.iter().map(|j| f64::from(j.gpus) * (j.finish_s.unwrap_or(0.0) - j.start_s.unwrap_or(0.0))).sum();
+    let queue: Vec<f64> = jobs.iter().filter_map(|j| j.queue_s).collect();
+    let slow: Vec<f64> = finished.iter().filter_map(|j| j.slowdown).collect();
+    let r4 = |x: f64| (x * 1e4).round() / 1e4;
+    let r3 = |x: f64| (x * 1e3).round() / 1e3;
+    PolicyOutcome {
+        policy,
+        utilization: if makespan > 0.0 { r4(gpu_s / (total_gpus as f64 * makespan)) } else { 0.0 },
+        mean_jct_s: r3(mean(&jct)),
+        p95_jct_s: r3(p95),
+        makespan_s: r3(makespan),
+        mean_queue_s: r3(mean(&queue)),
+        mean_slowdown: r4(mean(&slow)),
+        max_slowdown: r4(slow.iter().copied().fold(0.0, f64::max)),
+        fragmentation: if makespan > 0.0 { r4(frag_time as f64 / 1e9 / makespan) } else { 0.0 },
+        bytes: TierTotals {
+            nic_bytes: bytes.nic,
+            leaf_spine_bytes: bytes.leaf_spine,
+            spine_core_bytes: bytes.spine_core,
+            dci_bytes: bytes.dci,
+        },
+        spanning_jobs: jobs.iter().filter(|j| j.blocks.len() > 1).count(),
+        unfinished: jobs.len() - finished.len(),
+        cosims,
+        cosims_reused: reused,
+        cosims_estimated: estimated,
+        jobs,
+    }
+}

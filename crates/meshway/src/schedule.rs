@@ -1,0 +1,226 @@
+//! `meshway schedule`: many training jobs on one fabric, placed by each policy and
+//! co-simulated; exports the fabric's hierarchy for Slurm and Kueue.
+
+use anyhow::{bail, Context, Result};
+use meshway_fabric::{Catalog, Scenario};
+use meshway_sched::jobs::{self, TraceSpec};
+use meshway_sched::place::Policy;
+use meshway_sched::{hier::Hier, Options};
+use meshway_sim::simulate::Setup;
+use meshway_sim::topo::FabricTopo;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+pub const HELP: &str = "Examples:
+  meshway schedule examples/schedule-rail-1024.toml
+  meshway schedule examples/schedule-rail-1024.toml --policy topology --policy contention-aware
+  meshway schedule examples/rail-optimized-1024.toml --generate 200 --span 1d --json
+  meshway schedule examples/rail-optimized-1024.toml --jobs trace.csv --all-jobs
+  meshway schedule examples/rail-optimized-1024.toml --jobs placed.csv --policy given
+  meshway schedule examples/rail-optimized-1024.toml --export slurm/ --no-run
+
+Places a stream of training jobs on the scenario's fabric with each policy, runs the jobs
+that overlap in time together on the shared links at flow level, and compares the policies:
+GPU utilization, job completion time (mean, p95), makespan, queueing, each job's slowdown
+against running alone, fragmentation, and bytes above the leaf tier.
+
+Jobs come from --jobs FILE (CSV with a header row, or JSON), else the scenario's [[job]]
+tables, else --generate N (sizes and run times from Acme's Kalos trace, NSDI 2024; daily
+arrival shape from Helios, SC'21). A job has: name, arrival (\"2h\"), gpus (at most one
+host, or whole hosts), priority, iterations or duration (run time alone), and either a
+profile or the training keys of a [[workload]] kind = \"training\" (parameters, layers,
+hidden, sequence, micro-batch, global-batch, tp, pp, ep, order, gpu, efficiency, ...).
+Profiles: bert-large, llama-7b, llama-13b, llama-65b, gpt3-175b.
+
+Policies: first-fit, random, topology (Slurm tree: the smallest block or pod that holds
+the job, best fit), network-aware (also lays ranks out so the heavier of pipeline and
+data-parallel traffic stays in blocks), contention-aware (also steers jobs that must span
+blocks away from uplinks busy with communication-heavy jobs, weighted by intensity), and
+given (the hosts each job names: score an existing placement; a Slurm host list such as
+node[001-004] or a list of names).
+
+--export DIR writes topology-tree.conf and topology-block.conf (Slurm topology.conf),
+topology.yaml (Slurm 25.05+), node-labels.sh (kubectl label) and kueue-topology.yaml
+(Kueue Topology and ResourceFlavor). Host names: node001... or [schedule] host-prefix.";
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The scenario file (TOML): its fabric, transport, [[failure]] and [[job]] tables.
+    pub file: PathBuf,
+    /// Jobs from a CSV or JSON file instead of the scenario's [[job]] tables.
+    #[arg(long, value_name = "FILE")]
+    pub jobs: Option<PathBuf>,
+    /// Generate this many jobs (seeded) instead.
+    #[arg(long, value_name = "N")]
+    pub generate: Option<usize>,
+    /// Span of generated arrivals ("7d", "12h").
+    #[arg(long, default_value = "7d", value_parser = parse_span)]
+    pub span: u64,
+    /// A placement policy to run (repeat for several; default: all but given).
+    #[arg(long = "policy", value_parser = parse_policy)]
+    pub policies: Vec<Policy>,
+    /// Backfill: easy (default) or none.
+    #[arg(long, default_value = "easy", value_parser = ["easy", "none"])]
+    pub backfill: String,
+    /// Seed for generated traces, random placement and ECMP (default: the scenario's, else 1).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print one JSON document instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// List every job (default: all when at most 25, else the 10 most slowed).
+    #[arg(long)]
+    pub all_jobs: bool,
+    /// Whose jobs to list (default: the last policy run).
+    #[arg(long, value_name = "POLICY")]
+    pub detail: Option<String>,
+    /// Write Slurm and Kubernetes/Kueue topology files into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub export: Option<PathBuf>,
+    /// Only export; schedule nothing.
+    #[arg(long, requires = "export")]
+    pub no_run: bool,
+    /// Write the generated trace as CSV to this file (with --generate).
+    #[arg(long, value_name = "FILE", requires = "generate")]
+    pub write_trace: Option<PathBuf>,
+    /// A catalog file whose entries replace or add to the built-in catalog.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+}
+
+fn parse_span(s: &str) -> Result<u64, String> {
+    s.parse::<meshway_units::Nanos>().map(|n| n.0).map_err(|e| format!("{e} (e.g. \"7d\" or \"12h\")")).and_then(|n| {
+        if n == 0 {
+            Err("expected a positive span".into())
+        } else {
+            Ok(n)
+        }
+    })
+}
+
+fn parse_policy(s: &str) -> Result<Policy, String> {
+    Policy::parse(s).ok_or_else(|| {
+        format!("expected first-fit, random, topology, network-aware, contention-aware or given, got {s:?}")
+    })
+}
+
+fn trace_csv(jobs: &[meshway_fabric::job_config::JobConfig]) -> String {
+    let mut s = String::from("name,arrival,gpus,profile,duration\n");
+    for j in jobs {
+        s += &format!(
+            "{},{}s,{},{},{}s\n",
+            j.name.clone().unwrap_or_default(),
+            j.arrival.map_or(0, |a| a.0 / 1_000_000_000),
+            j.gpus.map_or(0, |g| g.0),
+            j.profile.clone().unwrap_or_default(),
+            j.duration.map_or(0, |d| d.0 / 1_000_000_000)
+        );
+    }
+    s
+}
+
+pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
+    let path = &args.file;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
+    let file = path.display().to_string();
+    let scenario = Scenario::parse(&text, &file)?;
+    let fabric = scenario.build(cat)?;
+    let no_files = |_: &str| -> Result<String, String> { Err("schedule reads no flow files".into()) };
+    let setup = Setup { scenario: &scenario, catalog: cat, fabric: &fabric, read_file: &no_files };
+    let sched_cfg = scenario.config.schedule.clone().unwrap_or_default();
+    let prefix = sched_cfg.host_prefix.clone().unwrap_or_else(|| "node".into());
+    let seed = args.seed.or(scenario.config.seed).unwrap_or(1);
+    let topo = FabricTopo::new(&fabric, cat, seed);
+    let hier = Hier::new(&fabric, &topo, &prefix);
+    drop(topo);
+    let mut wrote = Vec::new();
+    if let Some(dir) = &args.export {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        for (name, body) in meshway_sched::export::all(&hier, &file) {
+            let p = dir.join(name);
+            std::fs::write(&p, body).with_context(|| format!("cannot write {}", p.display()))?;
+            wrote.push(p.display().to_string());
+        }
+        if args.no_run {
+            return Ok(if args.json {
+                crate::json(&serde_json::json!({ "exported": wrote }))?
+            } else {
+                format!("wrote {}\n", wrote.join(", "))
+            });
+        }
+    }
+    let gph = hier.gpus_per_host;
+    let job_list = if let Some(jf) = &args.jobs {
+        let t = std::fs::read_to_string(jf).with_context(|| format!("cannot read jobs file {}", jf.display()))?;
+        jobs::from_file(&jf.display().to_string(), &t, gph)?
+    } else if let Some(n) = args.generate {
+        if n == 0 || n > 1_000_000 {
+            bail!("--generate: expected 1 to 1,000,000 jobs, got {n}");
+        }
+        let total: u32 = hier.hosts.iter().map(|h| h.ranks.len() as u32).sum();
+        let spec = TraceSpec { jobs: n, span: args.span, seed, max_gpus: total };
+        let configs = jobs::generate(&spec, gph);
+        if let Some(p) = &args.write_trace {
+            std::fs::write(p, trace_csv(&configs)).with_context(|| format!("cannot write {}", p.display()))?;
+            eprintln!("wrote {}", p.display());
+        }
+        configs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| jobs::from_config(c, i, format!("generated job {}", i + 1), gph))
+            .collect::<Result<_, _>>()?
+    } else if !scenario.config.job.is_empty() {
+        scenario
+            .config
+            .job
+            .iter()
+            .enumerate()
+            .map(|(i, c)| jobs::from_config(c, i, format!("{file}: job[{}]", i + 1), gph))
+            .collect::<Result<_, _>>()?
+    } else {
+        bail!("{file}: no jobs: add [[job]] tables, or give --jobs FILE or --generate N");
+    };
+    let mut policies = args.policies.clone();
+    if policies.is_empty() {
+        if let Some(names) = &sched_cfg.policies {
+            for n in names {
+                policies.push(Policy::parse(n).with_context(|| {
+                    format!("{file}: schedule.policies: unknown policy {n:?}: expected first-fit, random, topology, network-aware, contention-aware or given")
+                })?);
+            }
+        } else if job_list.iter().all(|j| j.hosts.is_some()) {
+            policies.push(Policy::Given);
+        } else {
+            policies = Policy::ALL.to_vec();
+        }
+    }
+    let backfill = match sched_cfg.backfill.as_deref() {
+        _ if args.backfill == "none" => false,
+        Some("none") => false,
+        Some("easy") | None => true,
+        Some(other) => bail!("{file}: schedule.backfill: expected \"easy\" or \"none\", got {other:?}"),
+    };
+    let opts = Options { policies, backfill, seed: Some(seed) };
+    let tty = std::io::stderr().is_terminal();
+    let shown = std::sync::atomic::AtomicBool::new(false);
+    let r = meshway_sched::schedule(&setup, job_list, &opts, &|what, d, t| {
+        if tty && (d == t || d % 20 == 0) {
+            shown.store(true, std::sync::atomic::Ordering::Relaxed);
+            eprint!("\r{what}: {d}/{t} jobs          ");
+            let _ = std::io::stderr().flush();
+        }
+    });
+    if shown.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!();
+    }
+    let r = r?;
+    let mut out = if args.json {
+        crate::json(&r)?
+    } else {
+        meshway_report::schedule::schedule_text(&r, args.detail.as_deref(), args.all_jobs)
+    };
+    if !wrote.is_empty() && !args.json {
+        out += &format!("\nwrote {}\n", wrote.join(", "));
+    }
+    Ok(out)
+}
