@@ -139,9 +139,9 @@ pub fn alone(
     let mut arcs = Vec::new();
     for (i, l) in ex.sim.link_stats.iter().enumerate() {
         if l.bytes.0 > 0 {
-            let class = topo.fabric.links[i / 2].class;
-            bytes.add(class, l.bytes.0);
-            if !matches!(class, LinkClass::Nic | LinkClass::Nvlink) {
+            let link = &topo.fabric.links[i / 2];
+            bytes.add(link.class, l.bytes.0);
+            if !topo.fabric.node(link.a).is_gpu() && !topo.fabric.node(link.b).is_gpu() {
                 arcs.push((i as u32, l.busy.0));
             }
         }

@@ -186,7 +186,10 @@ fn tree(policy: Policy, h: &Hier, free: &Free, need: usize, ask: &Ask, load: &Lo
             return None;
         }
         if contention {
-            // Least loaded uplinks first, then the most free hosts.
+            // The set of blocks with the least summed uplink load that holds the job (fewest
+            // blocks among equals): a 0/1 knapsack over the blocks, capacity capped at `need`.
+            let chosen = least_loaded_blocks(&bs, need, load);
+            bs = chosen.into_iter().map(|k| bs[k].clone()).collect();
             bs.sort_by(|a, b| {
                 load[a.0 as usize].total_cmp(&load[b.0 as usize]).then(b.1.len().cmp(&a.1.len())).then(a.0.cmp(&b.0))
             });
@@ -225,4 +228,53 @@ fn tree(policy: Policy, h: &Hier, free: &Free, need: usize, ask: &Ask, load: &Lo
     }
     let all: Vec<u32> = (0..h.blocks.len() as u32).collect();
     pick(&all).map(|x| x.2)
+}
+
+/// Indices into `bs` (block, free hosts) of the blocks whose free hosts hold `need` at the
+/// least summed `load`, fewest blocks among equal loads.
+pub fn least_loaded_blocks(bs: &[(u32, Vec<u32>)], need: usize, load: &[f64]) -> Vec<usize> {
+    let n = bs.len();
+    let inf = (f64::INFINITY, usize::MAX);
+    // table[i][c]: the least (load, blocks) over the first i blocks reaching capacity c
+    // (capped at need).
+    let mut chosen = Vec::new();
+    let mut c = need;
+    let mut table = vec![vec![inf; need + 1]; n + 1];
+    table[0][0] = (0.0, 0);
+    for (i, (b, f)) in bs.iter().enumerate() {
+        let l = load[*b as usize];
+        table[i + 1] = table[i].clone();
+        for cap in 0..=need {
+            if table[i][cap].0.is_infinite() {
+                continue;
+            }
+            let to = (cap + f.len()).min(need);
+            let cand = (table[i][cap].0 + l, table[i][cap].1 + 1);
+            if cand.0 < table[i + 1][to].0 || (cand.0 == table[i + 1][to].0 && cand.1 < table[i + 1][to].1) {
+                table[i + 1][to] = cand;
+            }
+        }
+    }
+    for i in (0..n).rev() {
+        if table[i + 1][c] == table[i][c] {
+            continue;
+        }
+        // Block i was taken: find the capacity it came from.
+        let (b, f) = &bs[i];
+        let l = load[*b as usize];
+        let from = (0..=need).find(|&cap| {
+            !table[i][cap].0.is_infinite()
+                && (cap + f.len()).min(need) == c
+                && (table[i][cap].0 + l, table[i][cap].1 + 1) == table[i + 1][c]
+        });
+        match from {
+            Some(cap) => {
+                chosen.push(i);
+                c = cap;
+            }
+            None => break,
+        }
+    }
+    chosen.reverse();
+    chosen
 }

@@ -168,7 +168,7 @@ fn down_at(outages: &[Outage], t: u64) -> (Vec<LinkEvent>, u64) {
 }
 
 /// Cross-block bytes per step of `spec` laid out on `hosts` (job rank r on host r / gph).
-fn cross_block_bytes(h: &Hier, spec: &TrainSpec, hosts: &[u32], order: [Dim; 3]) -> f64 {
+pub fn cross_block_bytes(h: &Hier, spec: &TrainSpec, hosts: &[u32], order: [Dim; 3]) -> f64 {
     let gph = h.gpus_per_host as usize;
     let (tp, pp, dp) = (spec.tp, spec.pp, spec.dp);
     let rank = |t: u32, p: u32, d: u32| -> usize {

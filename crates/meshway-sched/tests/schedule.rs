@@ -1,0 +1,382 @@
+//! `meshway schedule`: closed forms, brute-force optima, exports parsed back, bad input,
+//! determinism, and the co-simulation's approximation against every iteration simulated.
+
+use meshway_fabric::{Catalog, Fabric, Scenario};
+use meshway_sched::cosim::{self, Step};
+use meshway_sched::hier::Hier;
+use meshway_sched::hostlist::expand;
+use meshway_sched::place::{self, Ask, Free, Policy};
+use meshway_sched::{export, jobs, schedule, Options, ScheduleReport};
+use meshway_sim::program::{Msg, Program};
+use meshway_sim::simulate::{self, Setup};
+use meshway_sim::topo::{mix, FabricTopo};
+
+fn load(text: &str) -> (Scenario, Catalog, Fabric) {
+    let cat = Catalog::builtin();
+    let s = Scenario::parse(text, "test.toml").unwrap();
+    let f = s.build(&cat).unwrap();
+    (s, cat, f)
+}
+
+fn no_files(_: &str) -> Result<String, String> {
+    Err("no files".into())
+}
+
+fn run(text: &str, policies: &[Policy]) -> Result<ScheduleReport, String> {
+    let (s, cat, f) = load(text);
+    let setup = Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &no_files };
+    let topo = FabricTopo::new(&f, &cat, 1);
+    let hier = Hier::new(&f, &topo, "node");
+    let list = s
+        .config
+        .job
+        .iter()
+        .enumerate()
+        .map(|(i, c)| jobs::from_config(c, i, format!("test.toml: job[{}]", i + 1), hier.gpus_per_host))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let opts = Options { policies: policies.to_vec(), backfill: true, seed: Some(1) };
+    schedule(&setup, list, &opts, &|_, _, _| {}).map_err(|e| e.to_string())
+}
+
+/// 32 GPUs: 16 hosts of 2, 4 hosts per leaf, 4 leaves, uplinks 4:1 oversubscribed.
+const SMALL: &str = r#"
+seed = 1
+[fabric]
+kind = "leaf-spine"
+gpus = 32
+gpus-per-host = 2
+gpus-per-leaf = 8
+nic = "100Gbps"
+oversubscription = "4:1"
+[transport]
+kind = "roce"
+routing = "ecmp"
+"#;
+
+#[test]
+fn two_jobs_forced_onto_one_uplink_each_get_half_its_rate() {
+    let (s, cat, f) = load(include_str!("../../../examples/custom-small.toml"));
+    let setup = Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &no_files };
+    let (cfg, _) = simulate::exec_config(&setup, &simulate::Options::default()).unwrap();
+    let mut topo = FabricTopo::new(&f, &cat, 1);
+    let rank = |n: &str| topo.rank_by_name(n).unwrap();
+    let size = 64 << 20;
+    let one = |src: u32, dst: u32| {
+        let mut prog = Program::new();
+        prog.tag("x");
+        let m = prog.push(Msg::send(src, dst, size));
+        Step { done: m, prog }
+    };
+    let x = one(rank("gpu-a0"), rank("gpu-b0"));
+    let y = one(rank("gpu-a1"), rank("gpu-b1"));
+    let sx = cosim::alone(&mut topo, &cfg, &x, &[], "x").unwrap();
+    let sy = cosim::alone(&mut topo, &cfg, &y, &[], "y").unwrap();
+    assert_eq!(sx.alone, sy.alone);
+    // Both cross leaf-a -> spine -> leaf-b, the only uplinks.
+    assert_eq!(sx.arcs.iter().map(|a| a.0).collect::<Vec<_>>(), sy.arcs.iter().map(|a| a.0).collect::<Vec<_>>());
+    let t = cosim::together(&mut topo, &cfg, &[&sx, &sy], &[&x, &y], &[]).unwrap();
+    // Fluid time at the full 400 Gbps, in ns, rounded up as the engine does.
+    let fluid = (cfg.wire.wire_bytes(size) as u128 * 8).div_ceil(400) as u64;
+    let fixed = sx.alone - fluid;
+    for v in t {
+        let v = v.unwrap();
+        // Each at half the rate: twice the fluid time, the same latencies.
+        assert!(v.abs_diff(fixed + 2 * fluid) <= 2, "{v} vs {}", fixed + 2 * fluid);
+    }
+}
+
+#[test]
+fn a_job_alone_matches_simulate_exactly() {
+    let keys = "parameters = 1.3e9\nlayers = 24\nhidden = 2048\nsequence = 2048\ntp = 2\npp = 2\nglobal-batch = 64\n";
+    let text = format!(
+        "{SMALL}\n[[workload]]\nname = \"step\"\nkind = \"training\"\n{keys}\n[[job]]\nname = \"alone\"\ngpus = 32\niterations = 3\n{keys}"
+    );
+    let (s, cat, f) = load(&text);
+    let setup = Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &no_files };
+    let opts = simulate::Options { no_ideal: true, ..Default::default() };
+    let sim = simulate::simulate(&setup, &opts, &mut |_, _| {}).unwrap();
+    let step = sim.workloads[0].training.as_ref().unwrap().step_ns;
+    let r = run(&text, &[Policy::FirstFit]).unwrap();
+    let j = &r.policies[0].jobs[0];
+    let alone_ns = (j.step_alone_ms.unwrap() * 1e6).round() as u64;
+    assert_eq!(alone_ns, step, "schedule's step alone equals simulate's training step");
+    // Alone on the fabric its shared step is its alone step: 3 iterations take 3 steps.
+    assert_eq!(j.slowdown, Some(1.0));
+    assert!((j.finish_s.unwrap() - 3.0 * step as f64 / 1e9).abs() < 1e-6);
+}
+
+#[test]
+fn topology_spans_the_fewest_blocks_and_fits_best_like_brute_force() {
+    let (_, cat, f) = load(SMALL);
+    let topo = FabricTopo::new(&f, &cat, 1);
+    let h = Hier::new(&f, &topo, "node");
+    assert_eq!((h.hosts.len(), h.blocks.len(), h.pods.len()), (16, 4, 1));
+    let load = vec![0.0; h.blocks.len()];
+    let mut z = 7u64;
+    for trial in 0..300 {
+        // A random free state: each host busy with probability 0.4.
+        let mut free = Free::new(&h);
+        for x in 0..h.hosts.len() {
+            z = mix(z ^ trial);
+            if z % 10 < 4 {
+                let r = h.hosts[x].ranks.clone();
+                free.take(&h, &r);
+            }
+        }
+        let free_hosts: Vec<usize> = (0..16).filter(|&x| free.host_free(x)).collect();
+        for need in 2..=6usize {
+            let ask = Ask { gpus: (need * 2) as u32, intensity: 1.0, seed: 1 };
+            let got = place::choose(Policy::Topology, &h, &free, &ask, &load);
+            if free_hosts.len() < need {
+                assert!(got.is_none());
+                continue;
+            }
+            let got = got.expect("fits");
+            let blocks = |hosts: &[usize]| {
+                let mut b: Vec<u32> = hosts.iter().map(|&x| h.hosts[x].block).collect();
+                b.sort_unstable();
+                b.dedup();
+                b.len()
+            };
+            let got_hosts: Vec<usize> = got.chunks(2).map(|c| h.locate(c[0]).0 as usize).collect();
+            assert!(got_hosts.iter().all(|&x| free.host_free(x)));
+            // Brute force: the fewest blocks any choice of `need` free hosts touches.
+            let mut best = usize::MAX;
+            let n = free_hosts.len();
+            for mask in 0u32..(1 << n) {
+                if mask.count_ones() as usize == need {
+                    let pick: Vec<usize> = (0..n).filter(|i| mask & (1 << i) != 0).map(|i| free_hosts[i]).collect();
+                    best = best.min(blocks(&pick));
+                }
+            }
+            assert_eq!(blocks(&got_hosts), best, "trial {trial} need {need}");
+        }
+    }
+}
+
+#[test]
+fn contention_aware_takes_the_least_loaded_blocks_like_brute_force() {
+    let mut z = 11u64;
+    for trial in 0..200u64 {
+        let n = 2 + (trial % 7) as usize;
+        let mut bs = Vec::new();
+        let mut load = Vec::new();
+        for b in 0..n {
+            z = mix(z ^ trial);
+            let free = 1 + (z % 5) as usize;
+            bs.push((b as u32, (0..free as u32).collect::<Vec<u32>>()));
+            load.push(((z >> 8) % 4) as f64);
+        }
+        let total: usize = bs.iter().map(|b| b.1.len()).sum();
+        let need = 1 + (trial as usize % total);
+        let got = place::least_loaded_blocks(&bs, need, &load);
+        let cost = |set: &[usize]| (set.iter().map(|&k| load[k]).sum::<f64>(), set.len());
+        assert!(got.iter().map(|&k| bs[k].1.len()).sum::<usize>() >= need);
+        let mut best = (f64::INFINITY, usize::MAX);
+        for mask in 1u32..(1 << n) {
+            let set: Vec<usize> = (0..n).filter(|i| mask & (1 << i) != 0).collect();
+            if set.iter().map(|&k| bs[k].1.len()).sum::<usize>() >= need {
+                let c = cost(&set);
+                if c.0 < best.0 || (c.0 == best.0 && c.1 < best.1) {
+                    best = c;
+                }
+            }
+        }
+        assert_eq!(cost(&got), best, "trial {trial}");
+    }
+}
+
+#[test]
+fn network_aware_order_sends_the_fewest_bytes_across_blocks() {
+    let text = format!("{SMALL}\n[[job]]\ngpus = 16\niterations = 1\nparameters = 1.3e9\nlayers = 24\nhidden = 2048\nsequence = 2048\ntp = 2\npp = 4\n");
+    let (s, cat, f) = load(&text);
+    let mut topo = FabricTopo::new(&f, &cat, 1);
+    let h = Hier::new(&f, &topo, "node");
+    let job = jobs::from_config(&s.config.job[0], 0, "t".into(), 2).unwrap();
+    let ctx = meshway_fabric::scenario::Ctx::new("t", "", "", 0, "");
+    let spec = cosim::spec_for(&mut topo, &job.training, &ctx, 16, &cat).unwrap();
+    use meshway_sim::training::Dim;
+    // 8 hosts over two blocks (hosts 2..10: blocks 0, 1, 2).
+    for start in 0..8u32 {
+        let hosts: Vec<u32> = (start..start + 8).collect();
+        let ranks: Vec<u32> = hosts.iter().flat_map(|&x| h.hosts[x as usize].ranks.clone()).collect();
+        let best = meshway_sched::run::best_order(&h, &spec, &ranks);
+        let a = meshway_sched::run::cross_block_bytes(&h, &spec, &hosts, [Dim::Tp, Dim::Pp, Dim::Dp]);
+        let b = meshway_sched::run::cross_block_bytes(&h, &spec, &hosts, [Dim::Tp, Dim::Dp, Dim::Pp]);
+        let chosen = meshway_sched::run::cross_block_bytes(&h, &spec, &hosts, best);
+        assert_eq!(chosen, a.min(b));
+    }
+}
+
+#[test]
+fn exports_parse_back_with_every_host_once() {
+    let (s, cat, f) =
+        load("[fabric]\nkind = \"fat-tree\"\nk = 8\ngpus-per-host = 2\n[schedule]\nhost-prefix = \"gpu-node\"\n");
+    let _ = s;
+    let topo = FabricTopo::new(&f, &cat, 1);
+    let h = Hier::new(&f, &topo, "gpu-node");
+    assert!(h.pods.len() > 1 && h.blocks.len() > h.pods.len());
+    let hosts: Vec<String> = h.hosts.iter().map(|x| x.name.clone()).collect();
+    // topology/tree: leaf switches list nodes, parents list defined switches, one root.
+    let tree = export::slurm_tree(&h, "t.toml");
+    let mut seen = Vec::new();
+    let mut switches = Vec::new();
+    let mut children = Vec::new();
+    for line in tree.lines().filter(|l| !l.starts_with('#')) {
+        let kv: Vec<(&str, &str)> = line.split_whitespace().map(|t| t.split_once('=').unwrap()).collect();
+        assert_eq!(kv[0].0, "SwitchName");
+        assert!(kv[0].1.len() <= 64);
+        switches.push(kv[0].1.to_string());
+        match kv[1].0 {
+            "Nodes" => seen.extend(expand(kv[1].1).unwrap()),
+            "Switches" => children.extend(expand(kv[1].1).unwrap()),
+            k => panic!("unexpected key {k}"),
+        }
+    }
+    seen.sort();
+    let mut want = hosts.clone();
+    want.sort();
+    assert_eq!(seen, want, "every host under exactly one leaf switch");
+    for c in &children {
+        assert!(switches.contains(c), "child switch {c} is defined");
+    }
+    assert_eq!(switches.len() - children.len(), 1, "exactly one root");
+    // topology/block: every block at least BlockSizes' base.
+    let block = export::slurm_block(&h, "t.toml");
+    let base: usize = block.lines().find_map(|l| l.strip_prefix("BlockSizes=")).unwrap().parse().unwrap();
+    let mut seen = Vec::new();
+    for l in block.lines().filter(|l| l.starts_with("BlockName=")) {
+        let nodes = expand(l.split_once(" Nodes=").unwrap().1).unwrap();
+        assert!(nodes.len() >= base);
+        seen.extend(nodes);
+    }
+    seen.sort();
+    assert_eq!(seen, want);
+    // topology.yaml: a tree (the default) and a block topology, names unique.
+    let yaml = export::slurm_yaml(&h, "t.toml");
+    assert!(yaml.contains("- topology: fabric-tree\n  cluster_default: true\n  tree:\n    switches:\n"));
+    assert!(yaml.contains("- topology: fabric-block\n  cluster_default: false\n  block:\n    block_sizes: ["));
+    let names: Vec<&str> = yaml.lines().filter_map(|l| l.trim().strip_prefix("- switch: ")).collect();
+    let mut uniq = names.clone();
+    uniq.dedup();
+    assert_eq!(names.len(), uniq.len());
+    // Node labels: one kubectl line per host; Kueue levels coarsest first, hostname last.
+    let labels = export::k8s_labels(&h, "t.toml");
+    assert_eq!(labels.lines().filter(|l| l.starts_with("kubectl label node ")).count(), hosts.len());
+    let kueue = export::kueue_topology("t.toml");
+    let levels: Vec<&str> = kueue.lines().filter_map(|l| l.trim().strip_prefix("- nodeLabel: ")).collect();
+    assert_eq!(levels, ["\"topology.meshway.io/block\"", "\"topology.meshway.io/rack\"", "\"kubernetes.io/hostname\""]);
+    assert!(kueue.contains("kind: Topology") && kueue.contains("topologyName: meshway-fabric"));
+}
+
+#[test]
+fn bad_jobs_get_clear_errors() {
+    let job = |extra: &str| format!("{SMALL}\n[[job]]\nname = \"big\"\niterations = 1\n{extra}\n");
+    let e = run(&job("gpus = 64\nprofile = \"llama-7b\""), &[Policy::FirstFit]).unwrap_err();
+    assert!(e.contains("big needs 64 GPUs but the fabric has 32"), "{e}");
+    let e = run(&job("gpus = 8\nprofile = \"gpt-5\""), &[Policy::FirstFit]).unwrap_err();
+    assert!(e.contains("test.toml: job[1]: profile: unknown profile \"gpt-5\": expected one of bert-large"), "{e}");
+    let e = run(&job("gpus = 4\nprofile = \"llama-7b\"\nhosts = \"node[001-002]\""), &[Policy::Given]).unwrap();
+    assert_eq!(e.policies[0].jobs[0].hosts, "node[001-002]");
+    let e = run(&job("gpus = 4\nprofile = \"llama-7b\"\nhosts = \"node[016-017]\""), &[Policy::Given]).unwrap_err();
+    assert!(e.contains("host \"node017\" is not in this fabric (hosts are node001 to node016)"), "{e}");
+    let e = run(&job("gpus = 3\nprofile = \"llama-7b\""), &[Policy::FirstFit]).unwrap_err();
+    assert!(e.contains("gpus: 3 GPUs: expected at most one host (2) or whole hosts (a multiple of 2)"), "{e}");
+    let e = run(&job("gpus = 4"), &[Policy::FirstFit]).unwrap_err();
+    assert!(e.contains("profile: missing"), "{e}");
+    let e = jobs::from_file("jobs.csv", "name,gpus,iterations\na,8,x\n", 8).unwrap_err().to_string();
+    assert!(e.starts_with("jobs.csv: line 2:"), "{e}");
+}
+
+fn mixed_jobs() -> String {
+    let mut t = SMALL.to_string();
+    for (i, (gpus, at, prof)) in [
+        (8, 0, "llama-7b"),
+        (8, 0, "bert-large"),
+        (16, 1, "llama-7b"),
+        (2, 2, "bert-large"),
+        (12, 3, "bert-large"),
+        (8, 3, "llama-7b"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        t += &format!(
+            "[[job]]\nname = \"j{i}\"\ngpus = {gpus}\narrival = \"{at}s\"\nprofile = \"{prof}\"\niterations = {}\n",
+            20 + i * 5
+        );
+    }
+    t
+}
+
+#[test]
+fn the_same_jobs_and_seed_give_the_same_report() {
+    let a = serde_json::to_string(&run(&mixed_jobs(), &Policy::ALL).unwrap()).unwrap();
+    let b = serde_json::to_string(&run(&mixed_jobs(), &Policy::ALL).unwrap()).unwrap();
+    assert_eq!(a, b);
+    // Every policy ran every job to the end.
+    let r = run(&mixed_jobs(), &Policy::ALL).unwrap();
+    for p in &r.policies {
+        assert_eq!(p.unfinished, 0, "{:?}", p.policy);
+        assert!(p.jobs.iter().all(|j| j.slowdown.unwrap() >= 0.999));
+    }
+}
+
+#[test]
+fn the_shared_step_approximation_is_close_to_every_iteration_simulated() {
+    // Three data-parallel jobs, each over two leaves, on 4:1 uplinks: they contend.
+    let mut text = SMALL.to_string();
+    let hosts = ["node[001,005]", "node[002,006]", "node[003,007]"];
+    for (i, h) in hosts.iter().enumerate() {
+        text += &format!(
+            "[[job]]\nname = \"dp{i}\"\ngpus = 4\narrival = \"{}ms\"\nprofile = \"bert-large\"\niterations = {}\nhosts = \"{h}\"\n",
+            i * 150,
+            12 + 4 * i
+        );
+    }
+    let r = run(&text, &[Policy::Given]).unwrap();
+    let p = &r.policies[0];
+    assert!(
+        p.jobs.iter().any(|j| j.slowdown.unwrap() > 1.05),
+        "the jobs contend: {:?}",
+        p.jobs.iter().map(|j| j.slowdown).collect::<Vec<_>>()
+    );
+    // The exact run: every iteration of every job, started when the schedule started them.
+    let (s, cat, f) = load(&text);
+    let setup = Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &no_files };
+    let (cfg, _) = simulate::exec_config(&setup, &simulate::Options { seed: Some(1), ..Default::default() }).unwrap();
+    let mut topo = FabricTopo::new(&f, &cat, 1);
+    let h = Hier::new(&f, &topo, "node");
+    let mut steps = Vec::new();
+    let mut starts = Vec::new();
+    let mut iters = Vec::new();
+    for (k, c) in s.config.job.iter().enumerate() {
+        let job = jobs::from_config(c, k, "t".into(), 2).unwrap();
+        let ctx = meshway_fabric::scenario::Ctx::new("t", "", "", 0, "");
+        let spec = cosim::spec_for(&mut topo, &job.training, &ctx, 4, &cat).unwrap();
+        let ranks: Vec<u32> = job
+            .hosts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .flat_map(|n| h.hosts[h.host_by_name(n).unwrap() as usize].ranks.clone())
+            .collect();
+        steps.push(cosim::write_step(&mut topo, &cfg, &spec, &ranks, &job.name).unwrap());
+        starts.push((p.jobs[k].start_s.unwrap() * 1e9).round() as u64);
+        iters.push(p.jobs[k].iterations);
+    }
+    let refs: Vec<&Step> = steps.iter().collect();
+    let exact = cosim::exact(&mut topo, &cfg, &refs, &starts, &iters).unwrap();
+    for (k, e) in exact.iter().enumerate() {
+        let e = e.unwrap() as f64 / 1e9;
+        let approx = p.jobs[k].finish_s.unwrap();
+        let err = (approx - e).abs() / (e - starts[k] as f64 / 1e9);
+        eprintln!("job {k}: approx {approx:.6} exact {e:.6} err {:.2}% slowdown {:?}", err * 100.0, p.jobs[k].slowdown);
+        assert!(
+            err < 0.10,
+            "job {k}: approximate finish {approx:.6} s vs exact {e:.6} s ({:.1}% of its run)",
+            err * 100.0
+        );
+    }
+}
