@@ -20,6 +20,8 @@ pub struct Demo {
     pub verdict: Vec<String>,
     pub inference: DemoInference,
     pub multisite_training: Summary,
+    /// The placement policies on one trace of jobs.
+    pub scheduling: meshway_sched::ScheduleReport,
 }
 
 /// Simulated collectives on one demo fabric.
@@ -136,6 +138,7 @@ pub fn demo_text(d: &Demo) -> String {
     }
     o.push_str(&inference_text(&d.inference));
     o.push_str(&multisite_training_text(&d.multisite_training));
+    o.push_str(&scheduling_line(&d.scheduling));
     o.push_str("\nDetails: meshway plan examples/<name>.toml; machine-readable: meshway demo --json\n");
     o
 }
@@ -215,4 +218,26 @@ pub fn demo_html(d: &Demo) -> String {
     body.push_str(&esc(&demo_text(d)));
     body.push_str("</pre>\n");
     page("meshway demo", &body)
+}
+
+/// The demo's scheduling line: each policy's mean job completion time and slowdown on the
+/// same jobs, and which does best.
+pub fn scheduling_line(r: &meshway_sched::ScheduleReport) -> String {
+    let parts: Vec<String> = r
+        .policies
+        .iter()
+        .map(|p| format!("{} {} ({:.2}x)", p.policy.name(), crate::schedule::dur(p.mean_jct_s), p.mean_slowdown))
+        .collect();
+    let best = r
+        .policies
+        .iter()
+        .min_by(|a, b| a.mean_jct_s.total_cmp(&b.mean_jct_s).then(a.mean_slowdown.total_cmp(&b.mean_slowdown)));
+    format!(
+        "\nScheduling: {} jobs on {} GPUs (meshway schedule examples/{}.toml), mean job completion time (mean slowdown from sharing links): {}{}\n",
+        r.jobs,
+        r.gpus,
+        r.scenario,
+        parts.join(", "),
+        best.map_or(String::new(), |b| format!("; best: {}", b.policy.name()))
+    )
 }

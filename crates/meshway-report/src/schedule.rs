@@ -38,7 +38,7 @@ fn mark(values: &[f64], lower_is_better: bool) -> Vec<bool> {
 pub fn policies_table(r: &ScheduleReport) -> String {
     let p = &r.policies;
     let col = |f: &dyn Fn(&PolicyOutcome) -> f64| p.iter().map(f).collect::<Vec<f64>>();
-    let util = col(&|x| x.utilization);
+    let util = col(&|x| x.goodput);
     let jct = col(&|x| x.mean_jct_s);
     let p95 = col(&|x| x.p95_jct_s);
     let mk = col(&|x| x.makespan_s);
@@ -58,7 +58,8 @@ pub fn policies_table(r: &ScheduleReport) -> String {
     ];
     let mut t = Table::new(&[
         "policy",
-        "GPU util",
+        "goodput",
+        "GPUs held",
         "mean JCT",
         "p95 JCT",
         "makespan",
@@ -74,7 +75,8 @@ pub fn policies_table(r: &ScheduleReport) -> String {
         let m = |k: usize, s: String| if marks[k][i] { format!("{s}*") } else { s };
         t.row(vec![
             x.policy.name().to_string(),
-            m(0, format!("{:.1}%", x.utilization * 100.0)),
+            m(0, format!("{:.1}%", x.goodput * 100.0)),
+            format!("{:.1}%", x.utilization * 100.0),
             m(1, dur(x.mean_jct_s)),
             m(2, dur(x.p95_jct_s)),
             m(3, dur(x.makespan_s)),
@@ -153,7 +155,7 @@ pub fn schedule_text(r: &ScheduleReport, detail: Option<&str>, all_jobs: bool) -
         r.seed
     );
     s += &policies_table(r);
-    s += "  (* best; JCT: job completion time from arrival; slowdown: mean step time shared over alone;\n   spanning: jobs over more than one block; fragmented: share of time a job waited while\n   enough GPUs were free in scattered hosts; above leaf: bytes on leaf-spine and spine-core links)\n";
+    s += "  (* best; goodput: useful GPU time (steps at their alone time) over GPUs x makespan; GPUs held:\n   the same for the time jobs held GPUs; JCT: job completion time from arrival; slowdown: mean step\n   time shared over alone; spanning: jobs over more than one block; fragmented: share of time a job\n   waited while enough GPUs were free in scattered hosts; above leaf: bytes on leaf-spine and spine-core links)\n";
     let pick = detail.and_then(|d| r.policies.iter().find(|p| p.policy.name() == d)).or(r.policies.last());
     if let Some(p) = pick {
         let mut jobs: Vec<&JobOutcome> = p.jobs.iter().collect();

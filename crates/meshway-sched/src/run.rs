@@ -44,6 +44,8 @@ pub struct JobOutcome {
     pub profile: Option<String>,
     pub priority: i64,
     pub iterations: u64,
+    /// Step time alone on the reference placement (the lowest-numbered hosts).
+    pub reference_ms: f64,
     pub arrival_s: f64,
     /// None: never started (it did not fit before the trace ended, or could not run).
     pub start_s: Option<f64>,
@@ -72,6 +74,7 @@ impl JobOutcome {
             profile: p.job.profile.clone(),
             priority: p.job.priority,
             iterations: p.iterations,
+            reference_ms: p.reference_ns as f64 / 1e6,
             arrival_s: p.job.arrival as f64 / 1e9,
             start_s: None,
             finish_s: None,
@@ -99,8 +102,11 @@ pub struct TierTotals {
 pub struct PolicyOutcome {
     pub policy: Policy,
     pub jobs: Vec<JobOutcome>,
-    /// GPU-seconds used over GPUs x makespan.
+    /// GPU-seconds held by jobs over GPUs x makespan (a slowed job holds its GPUs longer).
     pub utilization: f64,
+    /// GPU-seconds of useful work (each job's iterations at its step time alone on the
+    /// reference placement) over GPUs x makespan.
+    pub goodput: f64,
     pub mean_jct_s: f64,
     pub p95_jct_s: f64,
     pub makespan_s: f64,
@@ -630,6 +636,7 @@ fn summarize(
     let mean = |v: &[f64]| if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
     let p95 =
         if jct.is_empty() { 0.0 } else { jct[((jct.len() as f64 * 0.95).ceil() as usize).clamp(1, jct.len()) - 1] };
+    let useful: f64 = finished.iter().map(|j| f64::from(j.gpus) * j.iterations as f64 * j.reference_ms / 1e3).sum();
     let gpu_s: f64 =
         finished.iter().map(|j| f64::from(j.gpus) * (j.finish_s.unwrap_or(0.0) - j.start_s.unwrap_or(0.0))).sum();
     let queue: Vec<f64> = jobs.iter().filter_map(|j| j.queue_s).collect();
@@ -639,6 +646,7 @@ fn summarize(
     PolicyOutcome {
         policy,
         utilization: if makespan > 0.0 { r4(gpu_s / (total_gpus as f64 * makespan)) } else { 0.0 },
+        goodput: if makespan > 0.0 { r4(useful / (total_gpus as f64 * makespan)) } else { 0.0 },
         mean_jct_s: r3(mean(&jct)),
         p95_jct_s: r3(p95),
         makespan_s: r3(makespan),

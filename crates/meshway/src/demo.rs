@@ -75,5 +75,6 @@ pub fn run(cat: &Catalog) -> Result<Demo> {
         verdict,
         inference: crate::infer::demo(cat)?,
         multisite_training: crate::multisite::demo(cat)?,
+        scheduling: crate::schedule::demo(cat)?,
     })
 }

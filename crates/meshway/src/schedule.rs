@@ -224,3 +224,24 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
     }
     Ok(out)
 }
+
+/// The demo's scheduling run: examples/schedule-rail-1024.toml, every policy.
+pub fn demo(cat: &Catalog) -> Result<meshway_sched::ScheduleReport> {
+    let file = "examples/schedule-rail-1024.toml";
+    let scenario = Scenario::parse(include_str!("../../../examples/schedule-rail-1024.toml"), file)?;
+    let fabric = scenario.build(cat)?;
+    let no_files = |_: &str| -> Result<String, String> { Err("the demo reads no files".into()) };
+    let setup = Setup { scenario: &scenario, catalog: cat, fabric: &fabric, read_file: &no_files };
+    let topo = FabricTopo::new(&fabric, cat, 1);
+    let hier = Hier::new(&fabric, &topo, "node");
+    drop(topo);
+    let job_list = scenario
+        .config
+        .job
+        .iter()
+        .enumerate()
+        .map(|(i, c)| jobs::from_config(c, i, format!("{file}: job[{}]", i + 1), hier.gpus_per_host))
+        .collect::<Result<Vec<_>, _>>()?;
+    let opts = Options { policies: Policy::ALL.to_vec(), backfill: true, seed: scenario.config.seed };
+    Ok(meshway_sched::schedule(&setup, job_list, &opts, &|_, _, _| {})?)
+}
