@@ -1,0 +1,86 @@
+//! `meshway schedule` as a user runs it: the example's table, JSON, exports, trace files and
+//! messages for bad input.
+
+mod common;
+use common::*;
+
+#[test]
+fn schedule_example_golden_json_and_exports() {
+    let o = meshway(&["schedule", "examples/schedule-rail-1024.toml"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    golden("schedule-rail-1024.txt", &stdout(&o));
+    let dir = tempdir("schedule");
+    let o = meshway(&["schedule", "examples/schedule-rail-1024.toml", "--json", "--export", dir.to_str().unwrap()]);
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    let policies = v["policies"].as_array().unwrap();
+    assert_eq!(policies.len(), 5);
+    for p in policies {
+        assert_eq!(p["unfinished"], 0);
+        assert_eq!(p["jobs"].as_array().unwrap().len(), 12);
+    }
+    let tree = std::fs::read_to_string(dir.join("topology-tree.conf")).unwrap();
+    assert!(tree.contains("\nSwitchName=rail-group-0 Nodes=node[001-032]\n"), "{tree}");
+    assert!(tree.contains("\nSwitchName=fabric Switches=rail-group-0,rail-group-1,rail-group-2,rail-group-3\n"));
+    for f in ["topology-block.conf", "topology.yaml", "node-labels.sh", "kueue-topology.yaml"] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn generated_traces_round_trip_through_a_file() {
+    let dir = tempdir("schedule-trace");
+    let trace = dir.join("trace.csv");
+    let a = meshway(&[
+        "schedule",
+        "examples/schedule-rail-1024.toml",
+        "--generate",
+        "40",
+        "--span",
+        "1d",
+        "--policy",
+        "topology",
+        "--json",
+        "--write-trace",
+        trace.to_str().unwrap(),
+    ]);
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    let b = meshway(&[
+        "schedule",
+        "examples/schedule-rail-1024.toml",
+        "--jobs",
+        trace.to_str().unwrap(),
+        "--policy",
+        "topology",
+        "--json",
+    ]);
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+    let (va, vb): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_slice(&a.stdout).unwrap(), serde_json::from_slice(&b.stdout).unwrap());
+    assert_eq!(va["policies"], vb["policies"], "the written trace schedules exactly as the generated one");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn schedule_bad_input_names_file_and_key() {
+    let o = meshway(&["schedule", "examples/rail-optimized-1024.toml"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no jobs: add [[job]] tables, or give --jobs FILE or --generate N"), "{}", stderr(&o));
+    let dir = tempdir("schedule-bad");
+    let f = dir.join("jobs.csv");
+    std::fs::write(&f, "name,gpus,profile,iterations\na,8,llama-7b,10\nb,8,llama-99b,10\n").unwrap();
+    let o = meshway(&["schedule", "examples/rail-optimized-1024.toml", "--jobs", f.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("jobs.csv: line 3: profile: unknown profile \"llama-99b\""), "{}", stderr(&o));
+    let o = meshway(&["schedule", "examples/rail-optimized-1024.toml", "--generate", "5", "--policy", "fastest"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("expected first-fit, random, topology, network-aware, contention-aware or given"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("meshway-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
