@@ -235,7 +235,7 @@ pub fn scheduling_line(r: &meshway_sched::ScheduleReport) -> String {
     format!(
         "\nScheduling: {} jobs on {} GPUs (meshway schedule examples/{}.toml), mean job completion time (mean slowdown from sharing links): {}{}\n",
         r.jobs,
-        r.gpus,
+        crate::format::thousands(r.gpus),
         r.scenario,
         parts.join(", "),
         best.map_or(String::new(), |b| format!("; best: {}", b.policy.name()))

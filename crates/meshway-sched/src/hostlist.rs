@@ -103,6 +103,19 @@ pub fn compress(names: &[String]) -> String {
     let mut groups: Vec<(String, usize, Vec<u64>)> = Vec::new();
     let mut plain: Vec<(usize, String)> = Vec::new();
     let mut order: Vec<(bool, usize)> = Vec::new();
+    let split = |n: &str| -> (String, String) {
+        let digits = n.bytes().rev().take_while(u8::is_ascii_digit).count();
+        let (p, d) = n.split_at(n.len() - digits);
+        (p.to_string(), d.to_string())
+    };
+    // Widths written zero-padded, per prefix: unpadded numbers of that width join them.
+    let mut padded_widths: Vec<(String, usize)> = Vec::new();
+    for n in names {
+        let (p, d) = split(n);
+        if d.len() > 1 && d.starts_with('0') && !padded_widths.contains(&(p.clone(), d.len())) {
+            padded_widths.push((p, d.len()));
+        }
+    }
     for n in names {
         let digits = n.bytes().rev().take_while(u8::is_ascii_digit).count();
         let (p, d) = n.split_at(n.len() - digits);
@@ -110,10 +123,9 @@ pub fn compress(names: &[String]) -> String {
             Ok(x) if !d.is_empty() => {
                 // Zero-padded numbers group by their width; an unpadded number joins a padded
                 // group of its own length (node099, node100 -> node[099-100]).
-                let padded = d.len() > 1 && d.starts_with('0');
+                let padded = padded_widths.iter().any(|(q, w)| q == p && *w == d.len());
                 let width = if padded { d.len() } else { 0 };
-                let join = groups.iter().position(|g| g.0 == p && (g.1 == width || (!padded && g.1 == d.len())));
-                if let Some(i) = join {
+                if let Some(i) = groups.iter().position(|g| g.0 == p && g.1 == width) {
                     groups[i].2.push(x);
                 } else {
                     groups.push((p.to_string(), width, vec![x]));
@@ -177,6 +189,8 @@ mod tests {
         assert_eq!(c, "node[001-003,007,010],login");
         let wide = names(&["node098", "node099", "node100", "node101"]);
         assert_eq!(compress(&wide), "node[098-101]");
+        let late = names(&["node105", "node106", "node020", "node021"]);
+        assert_eq!(compress(&late), "node[020-021,105-106]");
         assert_eq!(expand("node[098-101]").unwrap(), wide);
         let mut back = expand(&c).unwrap();
         let mut want = n.clone();

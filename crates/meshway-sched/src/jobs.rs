@@ -404,6 +404,22 @@ pub fn generate(spec: &TraceSpec, gpus_per_host: u32) -> Vec<JobConfig> {
         .collect()
 }
 
+/// A generated trace as a `--jobs` CSV file (whole seconds).
+pub fn trace_csv(jobs: &[JobConfig]) -> String {
+    let mut s = String::from("name,arrival,gpus,profile,duration\n");
+    for j in jobs {
+        s += &format!(
+            "{},{}s,{},{},{}s\n",
+            j.name.clone().unwrap_or_default(),
+            j.arrival.map_or(0, |a| a.0 / 1_000_000_000),
+            j.gpus.map_or(0, |g| g.0),
+            j.profile.clone().unwrap_or_default(),
+            j.duration.map_or(0, |d| d.0 / 1_000_000_000)
+        );
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -104,21 +104,6 @@ fn parse_policy(s: &str) -> Result<Policy, String> {
     })
 }
 
-fn trace_csv(jobs: &[meshway_fabric::job_config::JobConfig]) -> String {
-    let mut s = String::from("name,arrival,gpus,profile,duration\n");
-    for j in jobs {
-        s += &format!(
-            "{},{}s,{},{},{}s\n",
-            j.name.clone().unwrap_or_default(),
-            j.arrival.map_or(0, |a| a.0 / 1_000_000_000),
-            j.gpus.map_or(0, |g| g.0),
-            j.profile.clone().unwrap_or_default(),
-            j.duration.map_or(0, |d| d.0 / 1_000_000_000)
-        );
-    }
-    s
-}
-
 pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
     let path = &args.file;
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
@@ -161,7 +146,7 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
         let spec = TraceSpec { jobs: n, span: args.span, seed, max_gpus: total };
         let configs = jobs::generate(&spec, gph);
         if let Some(p) = &args.write_trace {
-            std::fs::write(p, trace_csv(&configs)).with_context(|| format!("cannot write {}", p.display()))?;
+            std::fs::write(p, jobs::trace_csv(&configs)).with_context(|| format!("cannot write {}", p.display()))?;
             eprintln!("wrote {}", p.display());
         }
         configs
