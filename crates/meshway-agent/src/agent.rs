@@ -88,6 +88,19 @@ struct TargetMetrics {
     throughput_bps: Option<f64>,
     window: Option<WindowStats>,
     objectives: Vec<(Metric, Option<bool>, bool)>,
+    /// Per objective: its limit and its window's current value, in base units (seconds,
+    /// ratio, bytes per second).
+    limits: Vec<(Metric, f64, Option<f64>)>,
+}
+
+/// An objective's limit or value in Prometheus base units: seconds for RTT and jitter (kept
+/// in nanoseconds), bytes per second for throughput (kept in bits per second).
+fn base_units(m: Metric, v: f64) -> f64 {
+    match m {
+        Metric::Loss => v,
+        Metric::ThroughputMin => v / 8.0,
+        _ => v / 1e9,
+    }
 }
 
 #[derive(Debug, Default)]
@@ -200,6 +213,41 @@ fn render(m: &Metrics) -> String {
                     u8::from(!viol)
                 );
             }
+        }
+    }
+    family(&mut o, "meshway_objective_threshold", "gauge", "The objective's limit, in base units.");
+    for (t, v) in &m.targets {
+        for (metric, limit, _) in &v.limits {
+            let _ = writeln!(
+                o,
+                "meshway_objective_threshold{{target=\"{}\",objective=\"{}\"}} {}",
+                esc(t),
+                metric.name(),
+                fmt_f(*limit)
+            );
+        }
+    }
+    family(
+        &mut o,
+        "meshway_objective_ratio",
+        "gauge",
+        "The window's value over the objective's limit (the limit over the value for a throughput minimum): above 1 violates.",
+    );
+    for (t, v) in &m.targets {
+        for (metric, limit, value) in &v.limits {
+            let Some(x) = value else { continue };
+            let r = if *metric == Metric::ThroughputMin {
+                limit / x.max(f64::MIN_POSITIVE)
+            } else {
+                x / limit.max(f64::MIN_POSITIVE)
+            };
+            let _ = writeln!(
+                o,
+                "meshway_objective_ratio{{target=\"{}\",objective=\"{}\"}} {}",
+                esc(t),
+                metric.name(),
+                fmt_f(r)
+            );
         }
     }
     family(&mut o, "meshway_alert_firing", "gauge", "1 while the objective's alert fires.");
@@ -494,6 +542,7 @@ impl Core {
             let mut tm = metrics.remove(&t.name).unwrap_or_default();
             tm.kind = t.kind_name;
             tm.objectives = t.objectives.iter().zip(&alerts).map(|(o, a)| (o.metric, None, a.firing)).collect();
+            tm.limits = t.objectives.iter().map(|o| (o.metric, base_units(o.metric, o.threshold), None)).collect();
             new_metrics.insert(t.name.clone(), tm);
             self.targets.insert(t.name.clone(), TargetState { spec: t.clone(), id, window: w, alerts });
         }
@@ -570,6 +619,7 @@ impl Core {
             let span = t.spec.objectives.iter().map(|o| o.window_ns).max().unwrap_or(300_000_000_000);
             let ws = t.window.stats(now, span);
             let mut objs = Vec::new();
+            let mut limits = Vec::new();
             for (o, a) in t.spec.objectives.iter().zip(t.alerts.iter_mut()) {
                 let st = t.window.stats(now, o.window_ns);
                 let violated = o.violated(&st);
@@ -591,11 +641,17 @@ impl Core {
                     updates.push(tr);
                 }
                 objs.push((o.metric, violated, a.firing));
+                limits.push((
+                    o.metric,
+                    base_units(o.metric, o.threshold),
+                    st.value(o.metric).map(|v| base_units(o.metric, v)),
+                ));
             }
             if let Ok(mut met) = self.metrics.lock() {
                 if let Some(tm) = met.targets.get_mut(name) {
                     tm.window = Some(ws);
                     tm.objectives = objs;
+                    tm.limits = limits;
                 }
             }
         }

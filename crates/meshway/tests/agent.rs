@@ -683,3 +683,134 @@ fn structured_logs_as_json_lines_with_levels() {
     // At warn, a clean run says nothing.
     assert_eq!(run(&["--log-level", "warn"]), "");
 }
+
+/// Percent-encodes a query-string value.
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A body sent with `Transfer-Encoding: chunked`, joined; other bodies as they are.
+fn dechunk(body: &str) -> String {
+    if body.trim_start().starts_with('{') {
+        return body.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+#[test]
+fn grafana_dashboard_queries_return_data_from_a_real_prometheus() {
+    // deploy/grafana/meshway-agent.json: its structure, then every panel's PromQL against a real
+    // Prometheus (Debian's `prometheus`; .ci/run installs it) scraping a running agent.
+    let dash: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/meshway-agent.json"))
+            .unwrap(),
+    )
+    .expect("the dashboard is valid JSON");
+    assert_eq!(dash["uid"], "meshway-agent");
+    let panels = dash["panels"].as_array().unwrap();
+    let mut exprs = Vec::new();
+    let mut ids = Vec::new();
+    for p in panels {
+        ids.push(p["id"].as_u64().unwrap());
+        let g = &p["gridPos"];
+        assert!(g["w"].as_u64().unwrap() + g["x"].as_u64().unwrap() <= 24, "{}", p["title"]);
+        let targets = p["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{} has queries", p["title"]);
+        for t in targets {
+            exprs.push((p["title"].as_str().unwrap().to_string(), t["expr"].as_str().unwrap().to_string()));
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), panels.len(), "panel ids are unique");
+    let titles: Vec<&str> = panels.iter().map(|p| p["title"].as_str().unwrap()).collect();
+    for want in ["RTT percentiles", "Loss", "Jitter", "Throughput", "Objective state", "Objective burn", "Probe errors"]
+    {
+        assert!(titles.iter().any(|t| t.starts_with(want)), "a panel for {want}");
+    }
+    let Ok(out) = Command::new("prometheus").arg("--version").output() else {
+        assert!(std::env::var("CI").is_err(), "prometheus is missing under CI");
+        eprintln!("skipped: prometheus not installed (apt-get install prometheus)");
+        return;
+    };
+    assert!(out.status.success());
+    let dir = TempDir::new("grafana");
+    let (rport, pport, hport, prom_port) = (free_port(), free_port(), free_port(), free_port());
+    let _r = reflector(rport);
+    let perf = format!("127.0.0.1:{pport}");
+    let _s =
+        Proc(Command::new(bin()).args(["perf", "--server", "--listen", &perf]).stderr(Stdio::null()).spawn().unwrap());
+    let http = format!("127.0.0.1:{hport}");
+    let cfg = dir.0.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nlisten = \"{http}\"\ndatabase = \"{}\"\nevaluate-every = \"200ms\"\n\
+             [[target]]\nname = \"edge\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport}\"\ninterval = \"50ms\"\n\
+             objectives = {{ window = \"10s\", rtt-p99 = \"50ms\", loss = \"1%\", jitter = \"10ms\" }}\n\
+             [[target]]\nname = \"bulk\"\nkind = \"perf\"\naddress = \"{perf}\"\ninterval = \"2s\"\nduration = \"200ms\"\n\
+             objectives = {{ window = \"1min\", throughput-min = \"1Mbps\" }}\n",
+            dir.0.join("a.db").display()
+        ),
+    )
+    .unwrap();
+    let _a = agent(&cfg);
+    assert!(wait_until(20, || get(&http, "/metrics", None)
+        .is_some_and(|(_, b)| b.contains("meshway_throughput_bytes_per_second{")
+            && b.contains("meshway_objective_ratio{target=\"edge\""))));
+    let prom_cfg = dir.0.join("prometheus.yml");
+    std::fs::write(
+        &prom_cfg,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: meshway\n    static_configs:\n      - targets: [\"{http}\"]\n"
+        ),
+    )
+    .unwrap();
+    let prom = format!("127.0.0.1:{prom_port}");
+    let _p = Proc(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", prom_cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.0.join("tsdb").display()))
+            .arg(format!("--web.listen-address={prom}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let query = |expr: &str| -> Option<Vec<serde_json::Value>> {
+        let (status, body) = get(&prom, &format!("/api/v1/query?query={}", urlencode(expr)), None)?;
+        let v: serde_json::Value = serde_json::from_str(&dechunk(&body)).ok()?;
+        (status == 200 && v["status"] == "success").then(|| v["data"]["result"].as_array().cloned().unwrap_or_default())
+    };
+    // Prometheus is up and has scraped the agent a few times.
+    assert!(
+        wait_until(30, || query("up{job=\"meshway\"} == 1").is_some_and(|r| !r.is_empty())),
+        "prometheus scrapes the agent"
+    );
+    for (title, e) in &exprs {
+        let e = e.replace("$target", ".*").replace("$__rate_interval", "30s");
+        let mut last = None;
+        let ok = wait_until(30, || {
+            last = query(&e);
+            last.as_ref().is_some_and(|r| {
+                r.iter().any(|s| s["value"][1].as_str().is_some_and(|v| v.parse::<f64>().is_ok_and(f64::is_finite)))
+            })
+        });
+        assert!(ok, "panel {title:?}: {e} returned no finite data: {last:?}");
+    }
+}
