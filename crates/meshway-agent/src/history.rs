@@ -10,7 +10,7 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum HistoryError {
-    #[error("cannot open database {path}")]
+    #[error("cannot open database {path}: give --db with the agent's database ([agent] database in its configuration; `meshway agent --config FILE` creates it)")]
     Open {
         path: String,
         #[source]

@@ -208,6 +208,7 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
     let bom = bom(f, cat, &mut warnings);
     let lossless = lossless(f, cat, tr, &mut warnings);
     let resilience = resilience(f, &split, bisection.maxflow_bps);
+    spof_warnings(&tiers, &resilience, &mut warnings);
     FabricReport {
         name: f.name.clone(),
         family: f.family.clone(),
@@ -225,6 +226,30 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
         lossless,
         resilience,
         warnings,
+    }
+}
+
+/// Warns when a tier above the leaves is one switch, or when losing one switch of such a
+/// tier takes the whole bisection: the design has a single point of failure it need not have.
+fn spof_warnings(tiers: &[TierReport], r: &Resilience, warnings: &mut Vec<String>) {
+    for t in tiers.iter().filter(|t| t.level >= 2) {
+        let cut = r
+            .degradation
+            .iter()
+            .find(|d| d.element == format!("one {} switch", t.name))
+            .filter(|d| d.loss_pct >= 99.99);
+        if t.switches == 1 {
+            warnings.push(format!(
+                "the {} tier is a single switch: losing it cuts every path through that tier{}; plan at least two",
+                t.name,
+                cut.map_or(String::new(), |d| format!(" ({} down: bisection 0bps)", d.removed))
+            ));
+        } else if let Some(d) = cut {
+            warnings.push(format!(
+                "losing one {} switch ({}) cuts the bisection to 0bps: the {} tier is a single point of failure",
+                t.name, d.removed, t.name
+            ));
+        }
     }
 }
 

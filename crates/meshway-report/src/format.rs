@@ -62,9 +62,14 @@ pub fn span_f64(ns: f64) -> String {
     Nanos(ns.round().max(0.0) as u64).to_string()
 }
 
-/// Milliseconds with one decimal, no space ("12.3ms"): inference latencies.
+/// Milliseconds with one decimal, no space ("12.3ms"): inference latencies. From 10 s on,
+/// seconds with one decimal ("384.1s"), so a stalled region does not print 384103.8ms.
 pub fn ms1(ns: u64) -> String {
-    format!("{:.1}ms", ns as f64 / 1e6)
+    if ns >= 10_000_000_000 {
+        format!("{:.1}s", ns as f64 / 1e9)
+    } else {
+        format!("{:.1}ms", ns as f64 / 1e6)
+    }
 }
 
 /// Milliseconds with three decimals, no space ("12.345ms"): training steps and DCI round trips.
@@ -194,6 +199,13 @@ pub fn km(m: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn long_latencies_print_in_seconds() {
+        assert_eq!(super::ms1(246_200_000), "246.2ms");
+        assert_eq!(super::ms1(9_999_000_000), "9999.0ms");
+        assert_eq!(super::ms1(384_103_800_000), "384.1s");
+    }
+
     use super::*;
 
     #[test]

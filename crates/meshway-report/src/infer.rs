@@ -75,7 +75,7 @@ pub fn infer_text(r: &InferReport) -> String {
         "batch fill",
         "kv cache",
         "max queue",
-        "$/hour",
+        "cost per hour",
     ]);
     for s in &r.sites {
         t.row(vec![
@@ -88,7 +88,7 @@ pub fn infer_text(r: &InferReport) -> String {
             pct(s.batch_fill),
             if s.kv_fill > 0.0 { pct(s.kv_fill) } else { "-".into() },
             thousands(s.max_queue),
-            format!("{:.0}", f64::from(s.gpus) * s.gpu_hour_usd),
+            format!("${:.0}", f64::from(s.gpus) * s.gpu_hour_usd),
         ]);
     }
     o.push_str(&t.render());
@@ -220,8 +220,8 @@ pub(crate) fn plans_table(r: &PlacementReport) -> String {
         row.extend(r.plans.iter().map(|p| thousands(u64::from(p.gpus[i]))));
         t.row(row);
     }
-    let mut row = vec!["$/hour".to_string()];
-    row.extend(r.plans.iter().map(|p| format!("{:.0}", p.cost_usd_per_hour)));
+    let mut row = vec!["cost per hour".to_string()];
+    row.extend(r.plans.iter().map(|p| format!("${:.0}", p.cost_usd_per_hour)));
     t.row(row);
     if r.plans.iter().any(|p| p.simulated) {
         if let Some(first) = r.plans.iter().find(|p| p.simulated) {

@@ -404,6 +404,45 @@ pub fn history_text(r: &HistoryReport) -> String {
     s
 }
 
+/// `history --html`: the RTT of each interval as smokeping draws it (min to max, median to
+/// p90, the median line, loss marks), then the text report.
+pub fn history_html(r: &HistoryReport) -> String {
+    use crate::svg;
+    let t0 = r.series.first().map_or(r.from_ns, |p| p.start_ns);
+    let pts: Vec<svg::BandPoint> = r
+        .series
+        .iter()
+        .filter_map(|p| {
+            let ro = &p.rollup;
+            let ms = |v: u64| v as f64 / 1e6;
+            Some(svg::BandPoint {
+                x: (p.start_ns.saturating_sub(t0)) as f64 / 1e9,
+                min: ms(ro.min_ns?),
+                p50: ms(ro.p50_ns?),
+                p90: ms(ro.p90_ns.or(ro.p50_ns)?),
+                max: ms(ro.max_ns?),
+                loss: if ro.sent > 0 { ro.lost as f64 / ro.sent as f64 } else { 0.0 },
+            })
+        })
+        .collect();
+    let secs = |x: f64| {
+        if x >= 7200.0 {
+            format!("{:.1}h", x / 3600.0)
+        } else if x >= 120.0 {
+            format!("{:.0}min", x / 60.0)
+        } else {
+            format!("{x:.0}s")
+        }
+    };
+    let title = format!("{}: round-trip time per {} interval", r.target, format!("{:?}", r.step).to_lowercase());
+    let chart = svg::band_chart(&title, &format!("time since {}", rfc3339(t0)), "RTT (ms)", &pts, &secs, &|v| {
+        format!("{v:.2}")
+    })
+    .unwrap_or_else(|| "<p>No answered probes in this window.</p>".to_string());
+    let body = format!("{chart}\n<pre>{}</pre>", svg::esc(&history_text(r)));
+    svg::page(&format!("meshway history: {}", r.target), &body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,6 +135,11 @@ pub fn sim_text(r: &SimReport) -> String {
         }
         out.push_str(&tab.render());
     }
+    for n in &r.notes {
+        out.push_str("\nnote: ");
+        out.push_str(n);
+        out.push('\n');
+    }
     if let Some(p) = &r.packet {
         out.push_str(&packet_text(p));
     }
@@ -472,6 +477,11 @@ pub fn flows_csv(r: &SimReport) -> String {
 
 /// The progress bar `meshway simulate` shows on a terminal: `done` of `total` flows after
 /// `elapsed_s` seconds (no newline: the line is redrawn after a carriage return).
+/// The progress line before the engine starts: programs written, the tuner's candidates run.
+pub fn setup_line(elapsed_s: f64) -> String {
+    format!("\r  setting up (workloads, the tuner's candidates)  {elapsed_s:.0}s")
+}
+
 pub fn progress_line(done: u64, total: u64, elapsed_s: f64) -> String {
     let frac = if total == 0 { 1.0 } else { done as f64 / total as f64 };
     let width = 30;

@@ -86,6 +86,43 @@ fn frame(out: &mut String, title: &str, x_label: &str, y_label: &str, legend_row
     );
 }
 
+/// The x and y axis lines of a chart's plot area.
+fn axes(out: &mut String) {
+    let _ = write!(
+        out,
+        r##"<g stroke="#444" stroke-width="1"><line x1="{LEFT}" y1="{b}" x2="{r}" y2="{b}"/><line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{b}"/></g>"##,
+        b = H - BOTTOM,
+        r = W - RIGHT
+    );
+}
+
+/// Horizontal grid lines with their labels, from 0 to `y1`.
+fn y_grid(out: &mut String, y1: f64, py: &dyn Fn(f64) -> f64, fmt: &dyn Fn(f64) -> String) {
+    for t in ticks(0.0, y1, 5) {
+        let y = py(t);
+        let _ = write!(
+            out,
+            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{r}" y2="{y:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" font-size="11" text-anchor="end">{l}</text>"##,
+            r = W - RIGHT,
+            tx = LEFT - 6.0,
+            ty = y + 4.0,
+            l = esc(&fmt(t))
+        );
+    }
+}
+
+/// One tick under the x axis at `x` (pixels) with its label.
+fn x_tick(out: &mut String, x: f64, label: &str) {
+    let _ = write!(
+        out,
+        r##"<line x1="{x:.1}" y1="{b}" x2="{x:.1}" y2="{b2}" stroke="#444"/><text x="{x:.1}" y="{ty}" font-size="11" text-anchor="middle">{l}</text>"##,
+        b = H - BOTTOM,
+        b2 = H - BOTTOM + 4.0,
+        ty = H - BOTTOM + 16.0,
+        l = esc(label)
+    );
+}
+
 /// A line (or staircase) chart of one or more series; None when there is nothing to draw.
 pub fn line_chart(c: &LineChart<'_>, series: &[Series]) -> Option<String> {
     let pts: Vec<(f64, f64)> = series
@@ -110,23 +147,8 @@ pub fn line_chart(c: &LineChart<'_>, series: &[Series]) -> Option<String> {
     let legend_rows = if series.len() > 1 { series.len().div_ceil(3) } else { 0 };
     frame(&mut out, c.title, c.x_label, c.y_label, legend_rows);
     // Axes and ticks.
-    let _ = write!(
-        out,
-        r##"<g stroke="#444" stroke-width="1"><line x1="{LEFT}" y1="{b}" x2="{r}" y2="{b}"/><line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{b}"/></g>"##,
-        b = H - BOTTOM,
-        r = W - RIGHT
-    );
-    for t in ticks(0.0, y1, 5) {
-        let y = py(t);
-        let _ = write!(
-            out,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{r}" y2="{y:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" font-size="11" text-anchor="end">{l}</text>"##,
-            r = W - RIGHT,
-            tx = LEFT - 6.0,
-            ty = y + 4.0,
-            l = esc(&(c.fmt_y)(t))
-        );
-    }
+    axes(&mut out);
+    y_grid(&mut out, y1, &py, c.fmt_y);
     let xt: Vec<f64> = if c.log_x {
         let (a, b) = (x0.floor() as i32, x1.ceil() as i32);
         let every = ((b - a) / 8).max(1);
@@ -139,15 +161,7 @@ pub fn line_chart(c: &LineChart<'_>, series: &[Series]) -> Option<String> {
         ticks(x0, x1, 6)
     };
     for t in xt {
-        let x = px(t);
-        let _ = write!(
-            out,
-            r##"<line x1="{x:.1}" y1="{b}" x2="{x:.1}" y2="{b2}" stroke="#444"/><text x="{x:.1}" y="{ty}" font-size="11" text-anchor="middle">{l}</text>"##,
-            b = H - BOTTOM,
-            b2 = H - BOTTOM + 4.0,
-            ty = H - BOTTOM + 16.0,
-            l = esc(&(c.fmt_x)(t))
-        );
+        x_tick(&mut out, px(t), &(c.fmt_x)(t));
     }
     for (i, s) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
@@ -369,6 +383,86 @@ pub fn agreement_chart(title: &str, x_label: &str, y_label: &str, series: &[Seri
         if series.len() > 1 {
             legend_entry(&mut out, i, colour, &s.name);
         }
+    }
+    out.push_str("</svg>");
+    Some(out)
+}
+
+/// One interval of a latency history: its start, the RTT spread and its loss.
+#[derive(Debug, Clone, Copy)]
+pub struct BandPoint {
+    pub x: f64,
+    pub min: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub max: f64,
+    /// Lost over sent, 0 to 1.
+    pub loss: f64,
+}
+
+/// Latency history in the style of smokeping: per interval a light band from min to max, a
+/// darker band from median to p90, the median as a line, and a loss mark under the axis
+/// (orange from any loss, red from 5%). None when there is nothing to draw.
+pub fn band_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    pts: &[BandPoint],
+    fmt_x: &dyn Fn(f64) -> String,
+    fmt_y: &dyn Fn(f64) -> String,
+) -> Option<String> {
+    let pts: Vec<BandPoint> =
+        pts.iter().copied().filter(|p| [p.x, p.min, p.p50, p.p90, p.max].iter().all(|v| v.is_finite())).collect();
+    if pts.is_empty() {
+        return None;
+    }
+    let (mut x0, mut x1) = pts.iter().fold((f64::MAX, f64::MIN), |a, p| (a.0.min(p.x), a.1.max(p.x)));
+    if x1 <= x0 {
+        x0 -= 1.0;
+        x1 += 1.0;
+    }
+    let y1 = pts.iter().fold(0f64, |a, p| a.max(p.max));
+    let y1 = if y1 > 0.0 { y1 * 1.05 } else { 1.0 };
+    let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * (W - LEFT - RIGHT);
+    let py = |y: f64| H - BOTTOM - y / y1 * (H - TOP - BOTTOM);
+    let mut out = String::new();
+    frame(&mut out, title, x_label, y_label, 1);
+    axes(&mut out);
+    y_grid(&mut out, y1, &py, fmt_y);
+    for t in ticks(x0, x1, 6) {
+        x_tick(&mut out, px(t), &fmt_x(t));
+    }
+    // Each interval is a column as wide as the gap to the next point.
+    let gap = if pts.len() > 1 { (px(pts[pts.len() - 1].x) - px(pts[0].x)) / (pts.len() - 1) as f64 } else { 8.0 };
+    let wcol = gap.clamp(1.0, 24.0);
+    for p in &pts {
+        let x = px(p.x) - wcol / 2.0;
+        let _ = write!(
+            out,
+            r##"<rect x="{x:.1}" y="{a:.1}" width="{wcol:.1}" height="{h1:.1}" fill="#d9d9d9"/><rect x="{x:.1}" y="{b:.1}" width="{wcol:.1}" height="{h2:.1}" fill="#9ecae1"/>"##,
+            a = py(p.max),
+            h1 = (py(p.min) - py(p.max)).max(0.5),
+            b = py(p.p90),
+            h2 = (py(p.p50) - py(p.p90)).max(0.5),
+        );
+        if p.loss > 0.0 {
+            let colour = if p.loss >= 0.05 { "#d62728" } else { "#ff7f0e" };
+            let _ = write!(
+                out,
+                r##"<rect x="{x:.1}" y="{y:.1}" width="{wcol:.1}" height="4" fill="{colour}"><title>loss {l:.1}%</title></rect>"##,
+                y = H - BOTTOM + 20.0,
+                l = p.loss * 100.0
+            );
+        }
+    }
+    let mut d = String::new();
+    for (i, p) in pts.iter().enumerate() {
+        let _ = write!(d, "{}{:.1},{:.1}", if i == 0 { "M" } else { " L" }, px(p.x), py(p.p50));
+    }
+    let _ = write!(out, r##"<path d="{d}" fill="none" stroke="#08519c" stroke-width="1.5"/>"##);
+    for (i, (c, n)) in [("#d9d9d9", "min to max"), ("#9ecae1", "median to p90"), ("#ff7f0e", "loss")].iter().enumerate()
+    {
+        legend_entry(&mut out, i, c, n);
     }
     out.push_str("</svg>");
     Some(out)

@@ -77,3 +77,26 @@ pub fn up_text(u: &UpSummary) -> String {
 pub fn down_text(removed: usize) -> String {
     format!("testbed down: {removed} namespaces removed\n")
 }
+
+/// `testbed verify --html`: each flow's measured time against the simulator's prediction on
+/// log-log axes (one colour per workload, the line of agreement and ±25%), then the text.
+pub fn compared_html(rows: &[Compared]) -> String {
+    use crate::svg::{agreement_chart, esc, page, Series};
+    let mut series: Vec<Series> = Vec::new();
+    for r in rows {
+        let pt = (r.predicted_us as f64 / 1e3, r.measured_us as f64 / 1e3);
+        match series.iter_mut().find(|s| s.name == r.workload) {
+            Some(s) => s.points.push(pt),
+            None => series.push(Series { name: r.workload.clone(), points: vec![pt] }),
+        }
+    }
+    let chart = agreement_chart(
+        "Testbed: measured against predicted, per flow",
+        "predicted completion (ms)",
+        "measured completion (ms)",
+        &series,
+        0.25,
+    )
+    .unwrap_or_else(|| "<p>No flows completed.</p>".to_string());
+    page("meshway testbed verify", &format!("{chart}\n<pre>{}</pre>", esc(&compared_text(rows))))
+}

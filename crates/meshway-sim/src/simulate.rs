@@ -265,6 +265,9 @@ pub struct SimReport {
     pub sweeps: Vec<Sweep>,
     /// The ten directed links with the highest mean utilization.
     pub congested_links: Vec<LinkUse>,
+    /// Explanations of surprising results (e.g. ECMP hash collisions behind a slowdown).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// Every directed network link that carried traffic.
     pub links: Vec<LinkUse>,
     pub engine_flows: usize,
@@ -1090,7 +1093,7 @@ pub fn simulate(
     } else {
         let mut it = IdealTopo::of(&topo);
         let (iprog, ispans) = build(&mut it)?;
-        let iex = execute(&iprog, &mut it, &cfg, &[], &mut |_, _| {})?;
+        let iex = execute(&iprog, &mut it, &cfg, &[], progress)?;
         Some((iprog, iex, ispans))
     };
 
@@ -1135,6 +1138,7 @@ pub fn simulate(
     congested.truncate(10);
     links.sort_by(|x, y| x.link.cmp(&y.link));
 
+    let notes = if cfg.policy == Policy::Ecmp { ecmp_notes(&topo, &ex, &results) } else { Vec::new() };
     let flows = opts.flows.then(|| flow_records(&prog, &ex, &topo));
     let export = export_flows(&prog, &ex);
     let packet = packet_run.map(|(stats, params, estimate)| {
@@ -1190,6 +1194,7 @@ pub fn simulate(
         failures: failure_info,
         sweeps,
         congested_links: congested,
+        notes,
         links,
         engine_flows: ex.flows,
         events: ex.sim.events,
@@ -1359,6 +1364,52 @@ fn export_flows(prog: &Program, ex: &Execution) -> Vec<ExportFlow> {
             }
         })
         .collect()
+}
+
+/// Under ECMP, when a workload is slower than on the ideal fabric and the links between two
+/// switch tiers carry very uneven bytes, names the hash collisions and the routing that
+/// avoids them.
+fn ecmp_notes(topo: &FabricTopo<'_>, ex: &Execution, results: &[WorkloadResult]) -> Vec<String> {
+    let Some(worst) = results
+        .iter()
+        .filter_map(|w| w.slowdown.map(|s| (s, w)))
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .filter(|(s, _)| *s >= 1.1)
+    else {
+        return Vec::new();
+    };
+    let f = topo.fabric;
+    let mut notes = Vec::new();
+    for class in [LinkClass::LeafSpine, LinkClass::SpineCore] {
+        let arcs: Vec<(usize, u64)> = ex
+            .sim
+            .link_stats
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| f.links.get(i / 2).is_some_and(|l| l.class == class))
+            .map(|(i, l)| (i, l.bytes.0))
+            .collect();
+        let total: u64 = arcs.iter().map(|a| a.1).sum();
+        if arcs.len() < 2 || total == 0 {
+            continue;
+        }
+        let mean = total as f64 / arcs.len() as f64;
+        let (busiest, max) = arcs.iter().copied().max_by_key(|a| (a.1, std::cmp::Reverse(a.0))).unwrap_or((0, 0));
+        let idle = arcs.iter().filter(|a| a.1 == 0).count();
+        if max as f64 >= 1.5 * mean {
+            notes.push(format!(
+                "ECMP hashing spread {} traffic unevenly: the busiest link ({}) carried {:.1}x the mean of its {} links, {} of which carried nothing. Flows hashed onto one uplink share it, which likely explains much of {}'s {:.2}x slowdown against the ideal fabric; --routing adaptive or --routing spray spreads them.",
+                class.name(),
+                topo.arc_name(crate::LinkId(busiest as u32)),
+                max as f64 / mean,
+                arcs.len(),
+                idle,
+                worst.1.name,
+                worst.0
+            ));
+        }
+    }
+    notes
 }
 
 fn round6(x: f64) -> f64 {

@@ -21,10 +21,10 @@ use crate::emit;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
-  meshway reflect                                  answer STAMP probes on 0.0.0.0:862 (needs root for port 862)
+  meshway reflect                                  answer STAMP on 0.0.0.0:862 (root: port < 1024)
   meshway reflect --listen 127.0.0.1:8620          a local reflector on an unprivileged port
   meshway reflect --listen [::]:862 --rate-limit 1000
-  meshway reflect --listen 127.0.0.1:8620 --drop-every 10 --duration 60s   test mode: drop every 10th packet
+  meshway reflect --listen 127.0.0.1:8620 --drop-every 10 --duration 60s   drop every 10th
 
 The reflector answers STAMP (RFC 8762) unauthenticated test packets, so any STAMP
 session-sender works with it, as does `meshway ping --kind udp`. It answers each valid
@@ -221,8 +221,14 @@ pub fn ping(a: PingArgs) -> Result<()> {
         emit(&text::ping_summary(&report))?;
     }
     if report.echo.counts.received == 0 {
-        let hint =
-            if matches!(report.kind, PingKind::Tcp | PingKind::Http) { refused_hint(&report.address) } else { "" };
+        let hint = match report.kind {
+            PingKind::Tcp | PingKind::Http => refused_hint(&report.address).to_string(),
+            PingKind::Udp => format!(
+                "; udp probes need a STAMP reflector on the target: run `meshway reflect --listen {}` there, or try --kind tcp",
+                report.address
+            ),
+            _ => "; ICMP echo may be filtered on the path: try --kind tcp with an open port".to_string(),
+        };
         bail!("no answer from {} ({} probes sent){hint}", report.address, report.echo.counts.sent);
     }
     Ok(())
@@ -589,6 +595,10 @@ pub struct HistoryArgs {
     json: bool,
     #[arg(long)]
     csv: bool,
+    /// Also write a self-contained HTML page: RTT per interval as smokeping draws it (min to
+    /// max, median to p90, the median, loss marks).
+    #[arg(long, value_name = "FILE")]
+    html: Option<std::path::PathBuf>,
 }
 
 fn metric_of(m: HistoryMetric) -> meshway_probe::objective::Metric {
@@ -629,6 +639,10 @@ pub fn history(a: HistoryArgs) -> Result<()> {
         HistoryStep::Hour => Step::Hour,
     };
     let r = history::query(&a.db, target, metric, from, to, step, threshold, a.horizon.get())?;
+    if let Some(p) = &a.html {
+        std::fs::write(p, text::history_html(&r)).with_context(|| format!("cannot write {}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+    }
     emit(&if a.json {
         crate::json(&r)?
     } else if a.csv {

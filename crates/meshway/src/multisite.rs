@@ -11,7 +11,8 @@ use std::path::PathBuf;
 pub const HELP: &str = "Examples:
   meshway multisite examples/two-site-training.toml
   meshway multisite examples/two-site-training.toml --budget 5% --json
-  meshway multisite examples/two-site-training.toml --distances 0km,50km,100km,500km --wavelengths 4,8,16
+  meshway multisite examples/two-site-training.toml --distances 0km,50km,100km,500km
+  meshway multisite examples/two-site-training.toml --wavelengths 4,8,16
 
 Takes a multi-site scenario ([[site]] tables joined by [[dci]] links) and its first training
 workload (or all-reduce collective). Data-parallel gradients are all-reduced hierarchically

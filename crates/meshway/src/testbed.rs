@@ -1,7 +1,7 @@
 //! `meshway testbed`: flags and glue over the meshway-testbed library (the pure plan, the
 //! apply and teardown, the measured flows) and meshway-report's tables.
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 use meshway_fabric::Catalog;
 use std::path::PathBuf;
 
@@ -41,6 +41,9 @@ pub enum Cmd {
         file: PathBuf,
         #[arg(long)]
         json: bool,
+        /// Also write a self-contained HTML page: measured against predicted per flow.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
         #[command(flatten)]
         opts: Opts,
     },
@@ -66,14 +69,31 @@ pub struct Opts {
     /// Name prefix of everything created (namespaces, interfaces), 2 to 6 letters or digits.
     #[arg(long, default_value = "mw")]
     pub prefix: String,
-    /// State file recording what was created.
+    /// State file recording what was created (default: the one the last `up` with this prefix
+    /// was given, else $TMPDIR/meshway-testbed-PREFIX.json).
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
 }
 
 impl Opts {
+    /// Where the last `up` with this prefix put its state file (when it was given one).
+    fn remembered(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("meshway-testbed-{}.last", self.prefix))
+    }
+
+    /// The state file: `--state`, else the one the last `up` with this prefix used, else the
+    /// default for the prefix.
     fn state_path(&self) -> PathBuf {
-        self.state.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("meshway-testbed-{}.json", self.prefix)))
+        if let Some(s) = &self.state {
+            return s.clone();
+        }
+        if let Ok(p) = std::fs::read_to_string(self.remembered()) {
+            let p = PathBuf::from(p.trim());
+            if p.exists() {
+                return p;
+            }
+        }
+        std::env::temp_dir().join(format!("meshway-testbed-{}.json", self.prefix))
     }
 }
 
@@ -99,9 +119,18 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
                     e
                 }
             })?;
+            // Later verbs find this state file without --state.
+            if let Some(p) = &opts.state {
+                let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                let _ = std::fs::write(opts.remembered(), abs.display().to_string());
+            }
             text::up_text(&up)
         }
-        Cmd::Down { opts } => text::down_text(meshway_testbed::down(&opts.prefix, &opts.state_path())?),
+        Cmd::Down { opts } => {
+            let r = text::down_text(meshway_testbed::down(&opts.prefix, &opts.state_path())?);
+            let _ = std::fs::remove_file(opts.remembered());
+            r
+        }
         Cmd::Run { file, json, opts } => {
             meshway_testbed::check_prefix(&opts.prefix)?;
             let (st, flows) = meshway_testbed::run(&file, &opts.state_path(), &exe()?, cat)?;
@@ -111,9 +140,14 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
                 text::flows_text(&flows, &st)
             }
         }
-        Cmd::Verify { file, json, opts } => {
+        Cmd::Verify { file, json, html, opts } => {
             meshway_testbed::check_prefix(&opts.prefix)?;
             let rows = meshway_testbed::verify(&file, &opts.state_path(), &exe()?, cat)?;
+            if let Some(p) = &html {
+                std::fs::write(p, text::compared_html(&rows))
+                    .with_context(|| format!("cannot write {}", p.display()))?;
+                eprintln!("wrote {}", p.display());
+            }
             if json {
                 text::compared_json(&rows)?
             } else {

@@ -380,6 +380,21 @@ fn agent_stores_samples_serves_metrics_and_reloads() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["series"].as_array().unwrap().len(), n);
     assert_eq!(v["summary"]["sent"].as_u64(), Some(n as u64));
+    // And draws it as smokeping does, in one offline page.
+    let html = dir.0.join("history.html");
+    let o = Command::new(bin())
+        .args(["history", "--db", db.to_str().unwrap(), "--target", "local-udp", "--step", "raw"])
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("<svg") && page.contains("median to p90") && page.contains("round-trip time per raw interval")
+    );
+    assert!(!page.contains("<script") && !page.contains("src="), "self-contained");
+    assert_eq!(page.matches("fill=\"#9ecae1\"").count(), n + 1, "one median-to-p90 box per sample, and the legend");
 }
 
 #[test]

@@ -331,3 +331,71 @@ fn infer_place_multisite_and_validate_write_html() {
     assert!(html.contains("published nccl-tests rows") && html.contains("<circle"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn help_examples_never_wrap_mid_command() {
+    // Help goes to a pipe here, where clap wraps at 100 columns: every example line must fit,
+    // so none is split into a second line.
+    for verb in [
+        "plan",
+        "compare",
+        "simulate",
+        "demo",
+        "infer",
+        "place",
+        "multisite",
+        "schedule",
+        "validate",
+        "reflect",
+        "ping",
+        "perf",
+        "trace",
+        "agent",
+        "history",
+        "testbed",
+    ] {
+        let o = meshway(&[verb, "--help"]);
+        assert!(o.status.success(), "{verb}");
+        let s = stdout(&o);
+        let lines: Vec<&str> = s.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if l.starts_with("  meshway ") {
+                let next = lines.get(i + 1).copied().unwrap_or("");
+                let continued = !next.trim().is_empty() && next.starts_with("  ") && !next.starts_with("  meshway");
+                assert!(!(l.len() >= 95 && continued), "{verb}: an example wraps:\n{l}\n{next}");
+            }
+        }
+    }
+}
+
+#[test]
+fn surprising_plans_and_runs_explain_themselves() {
+    let dir = tempdir("explain");
+    // A 64-GPU leaf-spine with one spine: the plan warns.
+    let f = dir.join("one-spine.toml");
+    std::fs::write(
+        &f,
+        "[fabric]\nkind = \"leaf-spine\"\ngpus = 64\ngpus-per-host = 8\nnic = \"400Gbps\"\noversubscription = \"2:1\"\n",
+    )
+    .unwrap();
+    let o = meshway(&["plan", f.to_str().unwrap()]);
+    assert!(o.status.success());
+    let s = stdout(&o);
+    assert!(s.contains("the spine tier is a single switch: losing it cuts every path through that tier"), "{s}");
+    // A permutation on a fat-tree under ECMP: the note names hash collisions and the fix;
+    // sprayed, the note is gone.
+    let f = dir.join("perm.toml");
+    std::fs::write(
+        &f,
+        "seed = 3\n[fabric]\nkind = \"fat-tree\"\nk = 8\n[transport]\nkind = \"roce\"\nrouting = \"ecmp\"\n\
+         [[workload]]\nkind = \"permutation\"\nsize = \"16MiB\"\n",
+    )
+    .unwrap();
+    let o = meshway(&["simulate", f.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    assert!(s.contains("note: ECMP hashing spread") && s.contains("--routing adaptive or --routing spray"), "{s}");
+    let o = meshway(&["simulate", f.to_str().unwrap(), "--routing", "spray"]);
+    assert!(!stdout(&o).contains("note: ECMP"), "{}", stdout(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -153,6 +153,22 @@ fn perf_cli_json_over_loopback() {
     assert!(o.status.success() && s.contains("udp: target 10Mbps"), "{s}{}", text(&o.stderr));
 }
 
+#[test]
+fn no_answer_and_no_database_say_what_to_do_next() {
+    // A UDP port where nothing answers: ping names the reflector to start.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let o = meshway(&["ping", &addr, "--count", "2", "--interval", "50ms", "--timeout", "200ms"]);
+    assert!(!o.status.success());
+    let e = text(&o.stderr);
+    assert!(e.contains(&format!("run `meshway reflect --listen {addr}` there")), "{e}");
+    // history without a database names --db and the agent.
+    let o = meshway(&["history", "--db", "/nonexistent/meshway.db"]);
+    assert!(!o.status.success());
+    let e = text(&o.stderr);
+    assert!(e.contains("give --db with the agent's database") && e.contains("meshway agent --config"), "{e}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // network namespaces
 
