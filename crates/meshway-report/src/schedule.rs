@@ -181,3 +181,26 @@ pub fn schedule_text(r: &ScheduleReport, detail: Option<&str>, all_jobs: bool) -
     s += &format!("\nApproximation: {}.\n", r.approximation);
     s
 }
+
+/// `schedule --html`: the policies' mean job completion time, mean slowdown and bytes above
+/// the leaf tier as bars, then the text report.
+pub fn schedule_html(r: &ScheduleReport, detail: Option<&str>, all_jobs: bool) -> String {
+    use crate::svg::{bar_chart, esc, page};
+    let rows = |f: &dyn Fn(&PolicyOutcome) -> f64| -> Vec<(String, f64)> {
+        r.policies.iter().map(|p| (p.policy.name().to_string(), f(p))).collect()
+    };
+    let charts = [
+        bar_chart("Mean job completion time (from arrival)", &rows(&|p| p.mean_jct_s), &dur),
+        bar_chart("Mean slowdown from sharing links (step shared over alone)", &rows(&|p| p.mean_slowdown), &|v| {
+            format!("{v:.3}x")
+        }),
+        bar_chart(
+            "Bytes above the leaf tier",
+            &rows(&|p| (p.bytes.leaf_spine_bytes + p.bytes.spine_core_bytes) as f64),
+            &|v| Bytes(v as u64).display_si(),
+        ),
+    ];
+    let mut body: String = charts.into_iter().flatten().collect::<Vec<_>>().join("\n");
+    body.push_str(&format!("\n<pre>{}</pre>", esc(&schedule_text(r, detail, all_jobs))));
+    page(&format!("meshway schedule: {}", r.scenario), &body)
+}

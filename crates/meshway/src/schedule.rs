@@ -18,6 +18,7 @@ pub const HELP: &str = "Examples:
   meshway schedule examples/rail-optimized-1024.toml --jobs trace.csv --all-jobs
   meshway schedule examples/rail-optimized-1024.toml --jobs placed.csv --policy given
   meshway schedule examples/rail-optimized-1024.toml --export slurm/ --no-run
+  meshway schedule examples/schedule-rail-1024.toml --html schedule.html
 
 Places a stream of training jobs on the scenario's fabric with each policy, runs the jobs
 that overlap in time together on the shared links at flow level, and compares the policies:
@@ -74,6 +75,10 @@ pub struct Args {
     /// Whose jobs to list (default: the last policy run).
     #[arg(long, value_name = "POLICY")]
     pub detail: Option<String>,
+    /// Also write a self-contained HTML report: the policies' completion time, slowdown and
+    /// bytes above the leaf tier as bars, and the text report.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Write Slurm and Kubernetes/Kueue topology files into this directory.
     #[arg(long, value_name = "DIR")]
     pub export: Option<PathBuf>,
@@ -199,6 +204,11 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
         eprintln!();
     }
     let r = r?;
+    if let Some(p) = &args.html {
+        std::fs::write(p, meshway_report::schedule::schedule_html(&r, args.detail.as_deref(), args.all_jobs))
+            .with_context(|| format!("cannot write {}", p.display()))?;
+        eprintln!("wrote {}", p.display());
+    }
     let mut out = if args.json {
         crate::json(&r)?
     } else {

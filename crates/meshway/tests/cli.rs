@@ -15,6 +15,7 @@ fn demo_runs_and_gives_a_verdict() {
     golden("demo.txt", &s);
     let page = std::fs::read_to_string(&html).unwrap();
     check_self_contained(&page, 5);
+    render_with_chromium(&html, &dir.join("demo.png"));
     assert!(page.contains("All-reduce of 1 GiB") && page.contains("Verdict"));
     let _ = std::fs::remove_dir_all(&dir);
     assert!(s.contains("Verdict"));
@@ -224,14 +225,20 @@ fn render_with_chromium(html: &std::path::Path, png: &std::path::Path) {
     }
     let o = std::process::Command::new("timeout")
         .args(["120", "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
+        .args(["--enable-logging=stderr", "--v=0"])
         .arg("--window-size=1000,1600")
         .arg(format!("--screenshot={}", png.display()))
         .arg(format!("file://{}", html.display()))
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    // No console message from the page, and no request it tried to make.
+    for l in log.lines() {
+        assert!(!l.contains("CONSOLE") && !l.contains("net::ERR_"), "{}: {l}", html.display());
+    }
     let bytes = std::fs::read(png).expect("a screenshot");
-    assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000, "{} bytes", bytes.len());
+    assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 20_000, "{}: {} bytes", html.display(), bytes.len());
 }
 
 #[test]
@@ -261,6 +268,8 @@ fn plan_and_compare_write_self_contained_html_reports() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let html = std::fs::read_to_string(&out2).unwrap();
     check_self_contained(&html, 4);
+    render_with_chromium(&out, &dir.join("plan.png"));
+    render_with_chromium(&out2, &dir.join("cmp.png"));
     // One file is not a comparison.
     let o = meshway(&["compare", "examples/three-tier-1024.toml"]);
     assert_eq!(o.status.code(), Some(2));
@@ -288,6 +297,8 @@ fn infer_place_multisite_and_validate_write_html() {
     let o = meshway(&["place", "examples/inference-edge-vs-central.toml", "--no-sim", "--html", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     check_self_contained(&std::fs::read_to_string(&out).unwrap(), 1);
+    render_with_chromium(&dir.join("infer.html"), &dir.join("infer.png"));
+    render_with_chromium(&out, &dir.join("place.png"));
     let out = dir.join("ms.html");
     let o = meshway(&[
         "multisite",
@@ -303,6 +314,7 @@ fn infer_place_multisite_and_validate_write_html() {
     let html = std::fs::read_to_string(&out).unwrap();
     check_self_contained(&html, 2);
     assert!(html.contains("Training step against DCI distance") && html.contains("100 km"));
+    render_with_chromium(&out, &dir.join("ms.png"));
     // validate: a small set (the first rows of the collectives' published table).
     let set = dir.join("set");
     std::fs::create_dir_all(set.join("collectives")).unwrap();
@@ -329,6 +341,7 @@ fn infer_place_multisite_and_validate_write_html() {
     let html = std::fs::read_to_string(&out).unwrap();
     check_self_contained(&html, 1);
     assert!(html.contains("published nccl-tests rows") && html.contains("<circle"));
+    render_with_chromium(&out, &dir.join("v.png"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

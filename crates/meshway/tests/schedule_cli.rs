@@ -10,7 +10,16 @@ fn schedule_example_golden_json_and_exports() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     golden("schedule-rail-1024.txt", &stdout(&o));
     let dir = tempdir("schedule");
-    let o = meshway(&["schedule", "examples/schedule-rail-1024.toml", "--json", "--export", dir.to_str().unwrap()]);
+    let html = dir.join("s.html");
+    let o = meshway(&[
+        "schedule",
+        "examples/schedule-rail-1024.toml",
+        "--json",
+        "--export",
+        dir.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
     assert!(o.status.success());
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
     let policies = v["policies"].as_array().unwrap();
@@ -22,6 +31,9 @@ fn schedule_example_golden_json_and_exports() {
     let tree = std::fs::read_to_string(dir.join("topology-tree.conf")).unwrap();
     assert!(tree.contains("\nSwitchName=rail-group-0 Nodes=node[001-032]\n"), "{tree}");
     assert!(tree.contains("\nSwitchName=fabric Switches=rail-group-0,rail-group-1,rail-group-2,rail-group-3\n"));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<svg").count(), 3);
+    assert!(page.contains("Mean slowdown from sharing links") && !page.contains("<script") && !page.contains("src="));
     for f in ["topology-block.conf", "topology.yaml", "node-labels.sh", "kueue-topology.yaml"] {
         assert!(dir.join(f).exists(), "{f}");
     }
