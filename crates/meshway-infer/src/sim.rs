@@ -109,6 +109,10 @@ pub struct RegionResult {
     /// Requests sent again because their site failed under them.
     pub retried: u64,
     pub ttft: Percentiles,
+    /// The TTFT distribution as (time, share of requests at or below it): 50 evenly spaced
+    /// quantiles, for charts (left out of JSON, which has the percentiles).
+    #[serde(skip)]
+    pub ttft_cdf: Vec<(u64, f64)>,
     /// Time per output token after the first, per request (requests of two or more tokens).
     pub tpot: Percentiles,
     pub e2e: Percentiles,
@@ -993,6 +997,21 @@ fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>) -> Vec<RegionR
         let obj = reg.ttft_p99.0;
         let ok = sim.ok[r];
         let ttft = Percentiles::of(&mut sim.ttft[r]);
+        // Percentiles::of sorted the samples: nearest-rank quantiles at 2% steps.
+        let ttft_cdf: Vec<(u64, f64)> = {
+            let v = &sim.ttft[r];
+            let n = v.len();
+            if n == 0 {
+                Vec::new()
+            } else {
+                (0..=50)
+                    .map(|i| {
+                        let q = f64::from(i) / 50.0;
+                        (v[((q * n as f64).ceil() as usize).clamp(1, n) - 1], q)
+                    })
+                    .collect()
+            }
+        };
         let tpot = Percentiles::of(&mut sim.tpot[r]);
         let tpot_obj = reg.tpot_p99.map(|t| t.0);
         let e2e = Percentiles::of(&mut sim.e2e[r]);
@@ -1012,6 +1031,7 @@ fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>) -> Vec<RegionR
             unserved: sim.unserved[r],
             retried: sim.retried[r],
             ttft,
+            ttft_cdf,
             tpot,
             e2e,
             tokens_per_s: sim.tokens[r] as f64 / secs,

@@ -258,6 +258,27 @@ pub fn infer_html(r: &InferReport) -> String {
         body.push_str("<h2>Time to first token</h2>\n");
         body.push_str(&svg);
     }
+    let cdfs: Vec<crate::svg::Series> = r
+        .regions
+        .iter()
+        .filter(|g| !g.ttft_cdf.is_empty())
+        .map(|g| crate::svg::Series {
+            name: g.name.clone(),
+            points: g.ttft_cdf.iter().map(|&(t, q)| (t as f64, q)).collect(),
+        })
+        .collect();
+    let chart = crate::svg::LineChart {
+        title: "Time to first token: share of requests at or below",
+        x_label: "time to first token",
+        y_label: "share of requests",
+        log_x: false,
+        step: true,
+        fmt_x: &fmt_time,
+        fmt_y: &|v| format!("{:.0}%", v * 100.0),
+    };
+    if let Some(svg) = crate::svg::line_chart(&chart, &cdfs) {
+        body.push_str(&svg);
+    }
     let met: Vec<(String, f64)> = r.regions.iter().map(|g| (g.name.clone(), g.attainment)).collect();
     if let Some(svg) = bar_chart("Requests within their objectives", &met, &|v| format!("{:.1}%", v * 100.0)) {
         body.push_str(&svg);

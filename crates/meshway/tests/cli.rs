@@ -291,8 +291,9 @@ fn infer_place_multisite_and_validate_write_html() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let html = std::fs::read_to_string(&out).unwrap();
-    check_self_contained(&html, 2);
+    check_self_contained(&html, 3);
     assert!(html.contains("p99 time to first token per region") && html.contains("objective"));
+    assert!(html.contains("Time to first token: share of requests at or below"), "a TTFT CDF per region");
     let out = dir.join("place.html");
     let o = meshway(&["place", "examples/inference-edge-vs-central.toml", "--no-sim", "--html", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
