@@ -201,6 +201,30 @@ pub fn schedule_html(r: &ScheduleReport, detail: Option<&str>, all_jobs: bool) -
         ),
     ];
     let mut body: String = charts.into_iter().flatten().collect::<Vec<_>>().join("\n");
+    // The jobs of the detailed policy on a timeline: waiting grey, running shaded by slowdown
+    // (light: none, dark: 1.5x or more).
+    let pick = detail.and_then(|d| r.policies.iter().find(|p| p.policy.name() == d)).or(r.policies.last());
+    if let Some(p) = pick {
+        let spans: Vec<crate::svg::Span> = p
+            .jobs
+            .iter()
+            .filter_map(|j| {
+                Some(crate::svg::Span {
+                    label: format!("{} ({} GPUs)", j.name, j.gpus),
+                    from: j.arrival_s,
+                    start: j.start_s?,
+                    end: j.finish_s?,
+                    shade: (j.slowdown.unwrap_or(1.0) - 1.0) / 0.5,
+                })
+            })
+            .take(200)
+            .collect();
+        let title = format!("Jobs under {}: waiting (grey) and running (darker: slowed more)", p.policy.name());
+        if let Some(svg) = crate::svg::timeline(&title, "time since the first arrival", &spans, &dur) {
+            body.push('\n');
+            body.push_str(&svg);
+        }
+    }
     body.push_str(&format!("\n<pre>{}</pre>", esc(&schedule_text(r, detail, all_jobs))));
     page(&format!("meshway schedule: {}", r.scenario), &body)
 }

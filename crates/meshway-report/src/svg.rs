@@ -467,3 +467,73 @@ pub fn band_chart(
     out.push_str("</svg>");
     Some(out)
 }
+
+/// One bar of a timeline: a label, when it waited from, started and ended, and a shade
+/// value from 0 (light) to 1 (dark).
+#[derive(Debug, Clone)]
+pub struct Span {
+    pub label: String,
+    pub from: f64,
+    pub start: f64,
+    pub end: f64,
+    pub shade: f64,
+}
+
+/// A timeline (Gantt chart): per row a grey bar while waiting and a coloured bar while
+/// running, darker for higher `shade`. None when there is nothing to draw.
+pub fn timeline(title: &str, x_label: &str, rows: &[Span], fmt_x: &dyn Fn(f64) -> String) -> Option<String> {
+    let rows: Vec<&Span> =
+        rows.iter().filter(|r| r.end.is_finite() && r.start.is_finite() && r.end >= r.start).collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let x0 = rows.iter().fold(f64::MAX, |a, r| a.min(r.from));
+    let x1 = rows.iter().fold(f64::MIN, |a, r| a.max(r.end)).max(x0 + 1.0);
+    let row_h = 14.0;
+    let h = TOP + rows.len() as f64 * row_h + BOTTOM;
+    let left = 150.0;
+    let px = |x: f64| left + (x - x0) / (x1 - x0) * (W - left - RIGHT);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="{left}" y="20" font-size="14" font-weight="bold">{t}</text><text x="{cx}" y="{xl}" font-size="12" text-anchor="middle">{x}</text>"##,
+        t = esc(title),
+        cx = left + (W - left - RIGHT) / 2.0,
+        xl = h - 8.0,
+        x = esc(x_label),
+    );
+    let base = h - BOTTOM;
+    for t in ticks(x0, x1, 6) {
+        let x = px(t);
+        let _ = write!(
+            out,
+            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{base}" stroke="#eee"/><text x="{x:.1}" y="{ty}" font-size="11" text-anchor="middle">{l}</text>"##,
+            ty = base + 16.0,
+            l = esc(&fmt_x(t))
+        );
+    }
+    for (i, r) in rows.iter().enumerate() {
+        let y = TOP + i as f64 * row_h;
+        let s = r.shade.clamp(0.0, 1.0);
+        // From light blue (0) to dark red (1).
+        let (cr, cg, cb) = (
+            (158.0 + s * (165.0 - 158.0)) as u8,
+            (202.0 - s * (202.0 - 15.0)) as u8,
+            (225.0 - s * (225.0 - 21.0)) as u8,
+        );
+        let _ = write!(
+            out,
+            r##"<text x="{lx}" y="{ty:.1}" font-size="10" text-anchor="end">{l}</text><rect x="{wx:.1}" y="{y:.1}" width="{ww:.1}" height="{bh}" fill="#ddd"/><rect x="{rx:.1}" y="{y:.1}" width="{rw:.1}" height="{bh}" fill="rgb({cr},{cg},{cb})"/>"##,
+            lx = left - 6.0,
+            ty = y + 10.0,
+            l = esc(&r.label),
+            wx = px(r.from),
+            ww = (px(r.start) - px(r.from)).max(0.0),
+            rx = px(r.start),
+            rw = (px(r.end) - px(r.start)).max(1.0),
+            bh = row_h - 3.0,
+        );
+    }
+    out.push_str("</svg>");
+    Some(out)
+}

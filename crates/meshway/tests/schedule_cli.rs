@@ -32,7 +32,8 @@ fn schedule_example_golden_json_and_exports() {
     assert!(tree.contains("\nSwitchName=rail-group-0 Nodes=node[001-032]\n"), "{tree}");
     assert!(tree.contains("\nSwitchName=fabric Switches=rail-group-0,rail-group-1,rail-group-2,rail-group-3\n"));
     let page = std::fs::read_to_string(&html).unwrap();
-    assert_eq!(page.matches("<svg").count(), 3);
+    assert_eq!(page.matches("<svg").count(), 4);
+    assert!(page.contains("Jobs under contention-aware: waiting (grey)") && page.contains("late-65b (256 GPUs)"));
     assert!(page.contains("Mean slowdown from sharing links") && !page.contains("<script") && !page.contains("src="));
     for f in ["topology-block.conf", "topology.yaml", "node-labels.sh", "kueue-topology.yaml"] {
         assert!(dir.join(f).exists(), "{f}");
