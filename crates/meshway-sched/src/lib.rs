@@ -184,6 +184,22 @@ pub fn schedule(
         .and_then(|s| s.host_prefix.clone())
         .unwrap_or_else(|| "node".to_string());
     let hier = hier::Hier::new(setup.fabric, &topo, &prefix);
+    if let Some(h) = hier.hosts.iter().find(|h| h.ranks.len() as u32 != hier.gpus_per_host) {
+        return Err(SchedError::Option(format!(
+            "{}: host {} has {} GPUs where others have {}: meshway schedule needs hosts of one size",
+            setup.scenario.file,
+            h.name,
+            h.ranks.len(),
+            hier.gpus_per_host
+        )));
+    }
+    // Free GPU slots are kept as one 64-bit mask per host.
+    if hier.gpus_per_host > 64 {
+        return Err(SchedError::Option(format!(
+            "{}: hosts of {} GPUs: meshway schedule places jobs on hosts of at most 64 GPUs (an NVLink domain of more GPUs is not a scheduling tier yet)",
+            setup.scenario.file, hier.gpus_per_host
+        )));
+    }
     let outages = outages(setup.scenario, setup.fabric)?;
     let n = jobs.len();
     let prepared =

@@ -285,6 +285,9 @@ fn bad_jobs_get_clear_errors() {
     assert!(e.contains("gpus: 3 GPUs: expected at most one host (2) or whole hosts (a multiple of 2)"), "{e}");
     let e = run(&job("gpus = 4"), &[Policy::FirstFit]).unwrap_err();
     assert!(e.contains("profile: missing"), "{e}");
+    let big_hosts = "[fabric]\nkind = \"leaf-spine\"\ngpus = 144\ngpus-per-host = 72\nnic = \"400Gbps\"\n[[job]]\ngpus = 72\nprofile = \"llama-7b\"\niterations = 1\n";
+    let e = run(big_hosts, &[Policy::FirstFit]).unwrap_err();
+    assert!(e.contains("hosts of 72 GPUs: meshway schedule places jobs on hosts of at most 64 GPUs"), "{e}");
     let e = jobs::from_file("jobs.csv", "name,gpus,iterations\na,8,x\n", 8).unwrap_err().to_string();
     assert!(e.starts_with("jobs.csv: line 2:"), "{e}");
 }
