@@ -140,7 +140,7 @@ pub fn outages(scenario: &Scenario, fabric: &Fabric) -> Result<Vec<run::Outage>,
     // Pair each down with the next up of the same arc.
     let mut out: Vec<run::Outage> = Vec::new();
     let mut open: BTreeMap<u32, u64> = BTreeMap::new();
-    let mut sorted = events.clone();
+    let mut sorted = events;
     sorted.sort_by_key(|e| (e.at, e.arc.0, e.up));
     let mut closed: Vec<(u32, u64, u64)> = Vec::new();
     for e in sorted {
@@ -156,8 +156,7 @@ pub fn outages(scenario: &Scenario, fabric: &Fabric) -> Result<Vec<run::Outage>,
     closed.sort_unstable();
     for (a, from, until) in closed {
         let pair = a & !1;
-        if let Some(o) = out.iter_mut().find(|o| o.arcs[0] == pair && o.from == from && o.until == until) {
-            let _ = o;
+        if out.iter().any(|o| o.arcs[0] == pair && o.from == from && o.until == until) {
             continue;
         }
         out.push(run::Outage { arcs: [pair, pair + 1], from, until });

@@ -307,7 +307,6 @@ pub fn run(
     let mut queue: Vec<usize> = Vec::new();
     let mut running: Vec<Running> = Vec::new();
     let mut out: Vec<Option<JobOutcome>> = vec![None; n];
-    let mut starts = vec![None::<u64>; n];
     let mut cache: BTreeMap<(Vec<u32>, u64), Vec<Option<u64>>> = BTreeMap::new();
     let (mut cosims, mut reused, mut estimated) = (0u64, 0u64, 0u64);
     let mut frag_time = 0u64;
@@ -386,7 +385,6 @@ pub fn run(
                 }
             }
         }
-        let mut started_any = false;
         let mut shadow: Option<(u64, i64)> = None;
         let mut q = 0;
         frag_now = false;
@@ -467,7 +465,6 @@ pub fn run(
                         pods: pods.len(),
                         ..JobOutcome::unstarted(p)
                     });
-                    starts[i] = Some(now);
                     running.push(Running {
                         idx: i,
                         ranks,
@@ -482,7 +479,6 @@ pub fn run(
                     });
                     next_id += 1;
                     queue.remove(q);
-                    started_any = true;
                 }
                 _ => {
                     if free.free_gpus() >= u64::from(p.job.gpus) && pick.is_none() {
@@ -518,7 +514,6 @@ pub fn run(
                 }
             }
         }
-        let _ = started_any;
         // Shared step times: components of running jobs linked by a shared arc.
         let (down, down_key) = down_at(w.outages, now);
         let m = running.len();
@@ -617,7 +612,6 @@ pub fn run(
             ..JobOutcome::unstarted(p)
         }));
     }
-    let _ = starts;
     Ok(summarize(policy, jobs_out, total_gpus, frag_time, bytes, [cosims, reused, estimated]))
 }
 
