@@ -9,6 +9,8 @@
 //! not the listen address or database); SIGINT/SIGTERM stop probing, flush and exit.
 
 use crate::config::{self, AgentSpec, Probe, TargetSpec};
+use crate::iface::{self, CounterWindow, Rates, Snapshot};
+use crate::netlink::LinkStats;
 use crate::signals::Signals;
 use crate::store::{Store, HOUR_NS, MINUTE_NS};
 use crate::{clock, http, perf, ping};
@@ -97,15 +99,28 @@ struct TargetMetrics {
 /// in nanoseconds), bytes per second for throughput (kept in bits per second).
 fn base_units(m: Metric, v: f64) -> f64 {
     match m {
-        Metric::Loss => v,
+        Metric::Loss | Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio => v,
         Metric::ThroughputMin => v / 8.0,
         _ => v / 1e9,
     }
 }
 
+/// One interface of an interface target: its last counters, the rates over the last poll
+/// interval, and its objectives (as for probe targets).
+#[derive(Debug, Clone, Default)]
+struct IfaceMetrics {
+    link: LinkStats,
+    speed_bps: Option<f64>,
+    utilization: Option<f64>,
+    objectives: Vec<(Metric, Option<bool>, bool)>,
+    limits: Vec<(Metric, f64, Option<f64>)>,
+}
+
 #[derive(Debug, Default)]
 struct Metrics {
     targets: BTreeMap<String, TargetMetrics>,
+    /// (target, interface).
+    ifaces: BTreeMap<(String, String), IfaceMetrics>,
     samples_written: u64,
     store_errors: u64,
     webhook_ok: u64,
@@ -132,6 +147,79 @@ fn fmt_f(v: f64) -> String {
         if v > 0.0 { "+Inf" } else { "-Inf" }.into()
     } else {
         format!("{v}")
+    }
+}
+
+/// Objective rows: probe targets by name, then interfaces as `target/interface`.
+struct ObjectiveRow<'a> {
+    objectives: &'a [(Metric, Option<bool>, bool)],
+    limits: &'a [(Metric, f64, Option<f64>)],
+}
+
+fn objective_rows(m: &Metrics) -> Vec<(String, ObjectiveRow<'_>)> {
+    let mut rows: Vec<(String, ObjectiveRow<'_>)> = m
+        .targets
+        .iter()
+        .map(|(t, v)| (t.clone(), ObjectiveRow { objectives: &v.objectives, limits: &v.limits }))
+        .collect();
+    rows.extend(
+        m.ifaces
+            .iter()
+            .map(|((t, i), v)| (format!("{t}/{i}"), ObjectiveRow { objectives: &v.objectives, limits: &v.limits })),
+    );
+    rows
+}
+
+/// Interface families, named as node_exporter names them with the `meshway_interface_` prefix.
+fn render_interfaces(o: &mut String, m: &Metrics) {
+    if m.ifaces.is_empty() {
+        return;
+    }
+    type Get = fn(&LinkStats) -> u64;
+    let counters: [(&str, &str, Get); 11] = [
+        ("receive_bytes_total", "Bytes received.", |l| l.rx_bytes),
+        ("transmit_bytes_total", "Bytes sent.", |l| l.tx_bytes),
+        ("receive_packets_total", "Packets received.", |l| l.rx_packets),
+        ("transmit_packets_total", "Packets sent.", |l| l.tx_packets),
+        ("receive_errors_total", "Receive errors.", |l| l.rx_errors),
+        ("transmit_errors_total", "Transmit errors.", |l| l.tx_errors),
+        ("receive_drops_total", "Received packets dropped.", |l| l.rx_dropped),
+        ("transmit_drops_total", "Packets dropped before sending.", |l| l.tx_dropped),
+        ("receive_crc_errors_total", "Frames received with a bad CRC/FCS.", |l| l.rx_crc_errors),
+        ("receive_missed_total", "Frames the NIC missed for lack of buffers.", |l| l.rx_missed_errors),
+        ("carrier_changes_total", "Carrier up/down transitions.", |l| u64::from(l.carrier_changes)),
+    ];
+    let lbl = |t: &str, i: &str| format!("target=\"{}\",interface=\"{}\"", esc(t), esc(i));
+    for (name, help, get) in counters {
+        family(o, &format!("meshway_interface_{name}"), "counter", help);
+        for ((t, i), v) in &m.ifaces {
+            let _ = writeln!(o, "meshway_interface_{name}{{{}}} {}", lbl(t, i), get(&v.link));
+        }
+    }
+    family(o, "meshway_interface_up", "gauge", "1 when the interface's operational state is up.");
+    for ((t, i), v) in &m.ifaces {
+        let _ = writeln!(o, "meshway_interface_up{{{}}} {}", lbl(t, i), u8::from(v.link.oper_up));
+    }
+    family(o, "meshway_interface_mtu_bytes", "gauge", "Interface MTU.");
+    for ((t, i), v) in &m.ifaces {
+        let _ = writeln!(o, "meshway_interface_mtu_bytes{{{}}} {}", lbl(t, i), v.link.mtu);
+    }
+    family(o, "meshway_interface_speed_bytes_per_second", "gauge", "Link speed (configured or from the driver).");
+    for ((t, i), v) in &m.ifaces {
+        if let Some(s) = v.speed_bps {
+            let _ = writeln!(o, "meshway_interface_speed_bytes_per_second{{{}}} {}", lbl(t, i), fmt_f(s / 8.0));
+        }
+    }
+    family(
+        o,
+        "meshway_interface_utilization_ratio",
+        "gauge",
+        "The busier direction's rate over the link speed, over the last poll interval.",
+    );
+    for ((t, i), v) in &m.ifaces {
+        if let Some(u) = v.utilization {
+            let _ = writeln!(o, "meshway_interface_utilization_ratio{{{}}} {}", lbl(t, i), fmt_f(u));
+        }
     }
 }
 
@@ -201,14 +289,15 @@ fn render(m: &Metrics) -> String {
             );
         }
     }
+    render_interfaces(&mut o, m);
     family(&mut o, "meshway_objective_met", "gauge", "1 when the objective is met over its window, 0 when violated.");
-    for (t, v) in &m.targets {
-        for (metric, met, _) in &v.objectives {
+    for (t, v) in objective_rows(m) {
+        for (metric, met, _) in v.objectives {
             if let Some(viol) = met {
                 let _ = writeln!(
                     o,
                     "meshway_objective_met{{target=\"{}\",objective=\"{}\"}} {}",
-                    esc(t),
+                    esc(&t),
                     metric.name(),
                     u8::from(!viol)
                 );
@@ -216,12 +305,12 @@ fn render(m: &Metrics) -> String {
         }
     }
     family(&mut o, "meshway_objective_threshold", "gauge", "The objective's limit, in base units.");
-    for (t, v) in &m.targets {
-        for (metric, limit, _) in &v.limits {
+    for (t, v) in objective_rows(m) {
+        for (metric, limit, _) in v.limits {
             let _ = writeln!(
                 o,
                 "meshway_objective_threshold{{target=\"{}\",objective=\"{}\"}} {}",
-                esc(t),
+                esc(&t),
                 metric.name(),
                 fmt_f(*limit)
             );
@@ -233,8 +322,8 @@ fn render(m: &Metrics) -> String {
         "gauge",
         "The window's value over the objective's limit (the limit over the value for a throughput minimum): above 1 violates.",
     );
-    for (t, v) in &m.targets {
-        for (metric, limit, value) in &v.limits {
+    for (t, v) in objective_rows(m) {
+        for (metric, limit, value) in v.limits {
             let Some(x) = value else { continue };
             let r = if *metric == Metric::ThroughputMin {
                 limit / x.max(f64::MIN_POSITIVE)
@@ -244,19 +333,19 @@ fn render(m: &Metrics) -> String {
             let _ = writeln!(
                 o,
                 "meshway_objective_ratio{{target=\"{}\",objective=\"{}\"}} {}",
-                esc(t),
+                esc(&t),
                 metric.name(),
                 fmt_f(r)
             );
         }
     }
     family(&mut o, "meshway_alert_firing", "gauge", "1 while the objective's alert fires.");
-    for (t, v) in &m.targets {
-        for (metric, _, firing) in &v.objectives {
+    for (t, v) in objective_rows(m) {
+        for (metric, _, firing) in v.objectives {
             let _ = writeln!(
                 o,
                 "meshway_alert_firing{{target=\"{}\",objective=\"{}\"}} {}",
-                esc(t),
+                esc(&t),
                 metric.name(),
                 u8::from(*firing)
             );
@@ -315,7 +404,8 @@ fn fingerprint(s: &str) -> String {
 
 fn threshold_text(o: &Objective) -> String {
     match o.metric {
-        Metric::Loss => format!("{}%", o.threshold * 100.0),
+        Metric::Loss | Metric::Utilization | Metric::DropRatio => format!("{}%", o.threshold * 100.0),
+        Metric::ErrorRatio => format!("{:e}", o.threshold),
         Metric::ThroughputMin => meshway_units::BitsPerSec(o.threshold as u64).to_string(),
         _ => Nanos(o.threshold as u64).to_string(),
     }
@@ -386,9 +476,9 @@ pub fn webhook_payload(
 // ---------------------------------------------------------------------------------------------
 // target threads
 
-struct Msg {
-    target: Arc<str>,
-    sample: Sample,
+enum Msg {
+    Sample { target: Arc<str>, sample: Sample },
+    Interfaces { target: Arc<str>, snaps: Vec<Snapshot> },
 }
 
 /// Deterministic start offset of a target within its interval (FNV of the name).
@@ -440,11 +530,11 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                                 },
                                 _ => return,
                             };
-                            let _ = tx.send(Msg { target: name.clone(), sample });
+                            let _ = tx.send(Msg::Sample { target: name.clone(), sample });
                         });
                         if let Err(e) = r {
                             log(Level::Warn, format!("target {}: {e}", t.name));
-                            let _ = tx.send(Msg {
+                            let _ = tx.send(Msg::Sample {
                                 target: name.clone(),
                                 sample: Sample { at_ns: clock::unix_nanos(), rtt_ns: None, value: None },
                             });
@@ -489,7 +579,33 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                             Some(v) => Sample { at_ns: clock::unix_nanos(), rtt_ns: None, value: Some(v) },
                             None => Sample { at_ns: clock::unix_nanos(), rtt_ns: None, value: None },
                         };
-                        let _ = tx.send(Msg { target: name.clone(), sample });
+                        let _ = tx.send(Msg::Sample { target: name.clone(), sample });
+                    }
+                }
+                Probe::Interface { .. } => {
+                    let mut next = clock::mono();
+                    let mut warned = false;
+                    while !stop.load(Ordering::Relaxed) {
+                        let now = clock::mono();
+                        if now < next {
+                            std::thread::sleep(clock::dur(next.saturating_sub(now).min(Nanos(50_000_000))));
+                            continue;
+                        }
+                        // Fixed cadence; after a stall, start again from now rather than catch up.
+                        next = if now.saturating_sub(next) > t.interval { now + t.interval } else { next + t.interval };
+                        match iface::snapshot(&t.address, clock::unix_nanos()) {
+                            Ok(snaps) => {
+                                if snaps.is_empty() && !warned {
+                                    log(
+                                        Level::Warn,
+                                        format!("target {}: no interface matches {:?}", t.name, t.address),
+                                    );
+                                }
+                                warned = snaps.is_empty();
+                                let _ = tx.send(Msg::Interfaces { target: name.clone(), snaps });
+                            }
+                            Err(e) => log(Level::Warn, format!("target {}: {e}", t.name)),
+                        }
                     }
                 }
             }
@@ -507,6 +623,19 @@ struct TargetState {
     id: i64,
     window: Window,
     alerts: Vec<AlertState>,
+    /// Interface targets: one state per matching interface.
+    ifaces: BTreeMap<String, IfaceState>,
+}
+
+/// The series an interface stores, one value per poll interval (store names
+/// `target/interface/series`).
+pub const IFACE_SERIES: [&str; 3] = ["utilization", "error-ratio", "drop-ratio"];
+
+struct IfaceState {
+    window: CounterWindow,
+    alerts: Vec<AlertState>,
+    /// Store ids of [`IFACE_SERIES`].
+    ids: [i64; 3],
 }
 
 struct Core {
@@ -526,14 +655,22 @@ impl Core {
     fn install_targets(&mut self, tx: &SyncSender<Msg>) -> Result<(), rusqlite::Error> {
         let mut old = std::mem::take(&mut self.targets);
         let mut metrics = self.metrics.lock().map(|m| m.targets.clone()).unwrap_or_default();
+        let keep: std::collections::HashSet<&str> =
+            self.spec.targets.iter().filter(|t| t.kind_name == "interface").map(|t| t.name.as_str()).collect();
+        if let Ok(mut m) = self.metrics.lock() {
+            m.ifaces.retain(|(t, _), _| keep.contains(t.as_str()));
+        }
         let mut new_metrics = BTreeMap::new();
         for t in &self.spec.targets {
             let id = self.store.target_id(&t.name, t.kind_name, &t.address)?;
             let span = t.objectives.iter().map(|o| o.window_ns).max().unwrap_or(300_000_000_000);
-            let (window, mut alerts) = match old.remove(&t.name) {
-                Some(s) => (s.window, s.alerts),
-                None => (Window::new(span), Vec::new()),
+            let (window, mut alerts, mut ifaces) = match old.remove(&t.name) {
+                Some(s) => (s.window, s.alerts, s.ifaces),
+                None => (Window::new(span), Vec::new(), BTreeMap::new()),
             };
+            for st in ifaces.values_mut() {
+                st.alerts.resize(t.objectives.len(), AlertState::new(self.spec.fire_after, self.spec.resolve_after));
+            }
             let mut w = window;
             if w.is_empty() {
                 w = Window::new(span);
@@ -543,8 +680,10 @@ impl Core {
             tm.kind = t.kind_name;
             tm.objectives = t.objectives.iter().zip(&alerts).map(|(o, a)| (o.metric, None, a.firing)).collect();
             tm.limits = t.objectives.iter().map(|o| (o.metric, base_units(o.metric, o.threshold), None)).collect();
-            new_metrics.insert(t.name.clone(), tm);
-            self.targets.insert(t.name.clone(), TargetState { spec: t.clone(), id, window: w, alerts });
+            if t.kind_name != "interface" {
+                new_metrics.insert(t.name.clone(), tm);
+            }
+            self.targets.insert(t.name.clone(), TargetState { spec: t.clone(), id, window: w, alerts, ifaces });
         }
         if let Ok(mut m) = self.metrics.lock() {
             m.targets = new_metrics;
@@ -561,18 +700,75 @@ impl Core {
         Ok(())
     }
 
-    fn on_sample(&mut self, m: Msg) {
-        let Some(t) = self.targets.get_mut(&*m.target) else { return };
-        t.window.push(m.sample);
-        self.batch.push((t.id, m.sample));
+    fn on_message(&mut self, m: Msg) {
+        match m {
+            Msg::Sample { target, sample } => self.on_sample(&target, sample),
+            Msg::Interfaces { target, snaps } => self.on_interfaces(&target, snaps),
+        }
+    }
+
+    fn on_interfaces(&mut self, target: &str, snaps: Vec<Snapshot>) {
+        let Some(t) = self.targets.get_mut(target) else { return };
+        let Probe::Interface { speed_bps } = t.spec.probe else { return };
+        let span = t.spec.objectives.iter().map(|o| o.window_ns).max().unwrap_or(300_000_000_000);
+        let present: std::collections::HashSet<String> = snaps.iter().map(|s| s.link.name.clone()).collect();
+        t.ifaces.retain(|name, _| present.contains(name));
+        let mut updates = Vec::new();
+        for mut snap in snaps {
+            if speed_bps.is_some() {
+                snap.speed_bps = speed_bps;
+            }
+            let name = snap.link.name.clone();
+            if !t.ifaces.contains_key(&name) {
+                let mut ids = [0i64; 3];
+                for (k, series) in IFACE_SERIES.iter().enumerate() {
+                    match self.store.target_id(&format!("{target}/{name}/{series}"), "interface", &name) {
+                        Ok(id) => ids[k] = id,
+                        Err(e) => {
+                            (self.log)(Level::Error, format!("database: interface {name}: {e}"));
+                            return;
+                        }
+                    }
+                }
+                let alerts =
+                    vec![AlertState::new(self.spec.fire_after, self.spec.resolve_after); t.spec.objectives.len()];
+                t.ifaces.insert(name.clone(), IfaceState { window: CounterWindow::new(span), alerts, ids });
+            }
+            let Some(st) = t.ifaces.get_mut(&name) else { continue };
+            let rates = st.window.latest().and_then(|prev| Rates::between(prev, &snap));
+            if let Some(r) = &rates {
+                for (k, v) in [r.utilization, r.error_ratio, r.drop_ratio].into_iter().enumerate() {
+                    if let Some(v) = v {
+                        self.batch.push((st.ids[k], Sample { at_ns: snap.at_ns, rtt_ns: None, value: Some(v) }));
+                    }
+                }
+            }
+            updates.push((name, snap.link.clone(), snap.speed_bps, rates.and_then(|r| r.utilization)));
+            st.window.push(snap);
+        }
         if let Ok(mut met) = self.metrics.lock() {
-            if let Some(tm) = met.targets.get_mut(&*m.target) {
-                if let Some(v) = m.sample.value {
+            met.ifaces.retain(|(tn, i), _| tn != target || present.contains(i));
+            for (name, link, speed_bps, utilization) in updates {
+                let e = met.ifaces.entry((target.to_string(), name)).or_default();
+                e.link = link;
+                e.speed_bps = speed_bps;
+                e.utilization = utilization;
+            }
+        }
+    }
+
+    fn on_sample(&mut self, target: &str, sample: Sample) {
+        let Some(t) = self.targets.get_mut(target) else { return };
+        t.window.push(sample);
+        self.batch.push((t.id, sample));
+        if let Ok(mut met) = self.metrics.lock() {
+            if let Some(tm) = met.targets.get_mut(target) {
+                if let Some(v) = sample.value {
                     tm.throughput_bps = Some(v);
                     return;
                 }
                 tm.sent += 1;
-                match m.sample.rtt_ns {
+                match sample.rtt_ns {
                     None => tm.lost += 1,
                     Some(r) => {
                         let s = r as f64 / 1e9;
@@ -614,7 +810,39 @@ impl Core {
     fn evaluate(&mut self) {
         let now = clock::unix_nanos();
         let mut updates = Vec::new();
+        let mut iface_rows = Vec::new();
         for (name, t) in &mut self.targets {
+            for (ifname, st) in &mut t.ifaces {
+                let label = format!("{name}/{ifname}");
+                let mut objs = Vec::new();
+                let mut limits = Vec::new();
+                for (o, a) in t.spec.objectives.iter().zip(st.alerts.iter_mut()) {
+                    let r = st.window.over(o.window_ns);
+                    let value = r.and_then(|r| match o.metric {
+                        Metric::Utilization => r.utilization,
+                        Metric::ErrorRatio => r.error_ratio,
+                        Metric::DropRatio => r.drop_ratio,
+                        _ => None,
+                    });
+                    let violated = o.violated_by(value);
+                    if let Some(tr) = a.observe(violated, now) {
+                        let payload = webhook_payload(&label, o, value, tr, a.since_ns, now, &self.spec.external_url);
+                        let level = if tr == Transition::Fired { Level::Warn } else { Level::Info };
+                        let verb = if tr == Transition::Fired { "firing" } else { "resolved" };
+                        (self.log)(level, format!("alert {verb} {label} {}", o.metric.name()));
+                        if self.spec.webhook.is_some() {
+                            let _ = self.webhook_tx.try_send(payload);
+                        }
+                        updates.push(tr);
+                    }
+                    objs.push((o.metric, violated, a.firing));
+                    limits.push((o.metric, o.threshold, value));
+                }
+                iface_rows.push(((name.clone(), ifname.clone()), objs, limits));
+            }
+            if t.spec.kind_name == "interface" {
+                continue;
+            }
             t.window.evict(now);
             let span = t.spec.objectives.iter().map(|o| o.window_ns).max().unwrap_or(300_000_000_000);
             let ws = t.window.stats(now, span);
@@ -656,6 +884,12 @@ impl Core {
             }
         }
         if let Ok(mut met) = self.metrics.lock() {
+            for (key, objs, limits) in iface_rows {
+                if let Some(im) = met.ifaces.get_mut(&key) {
+                    im.objectives = objs;
+                    im.limits = limits;
+                }
+            }
             for tr in updates {
                 match tr {
                     Transition::Fired => met.fired += 1,
@@ -861,10 +1095,10 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
     while !signals.stop.load(Ordering::Relaxed) {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(m) => {
-                core.on_sample(m);
+                core.on_message(m);
                 // Drain what is queued without blocking.
                 while let Ok(m) = rx.try_recv() {
-                    core.on_sample(m);
+                    core.on_message(m);
                     if core.batch.len() >= BATCH {
                         break;
                     }
@@ -919,7 +1153,7 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
     core.stop_targets.store(true, Ordering::Relaxed);
     http_stop.store(true, Ordering::Relaxed);
     while let Ok(m) = rx.try_recv() {
-        core.on_sample(m);
+        core.on_message(m);
     }
     core.flush();
     let now = clock::unix_nanos();

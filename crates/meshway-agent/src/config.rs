@@ -18,7 +18,7 @@
 //!
 //! [[target]]
 //! name = "chatbot-edge"
-//! kind = "udp"                     # udp | tcp | icmp | http | perf
+//! kind = "udp"                     # udp | tcp | icmp | http | perf | interface
 //! address = "127.0.0.1:862"
 //! interval = "1s"
 //! timeout = "1s"
@@ -26,6 +26,17 @@
 //! window = "5min"
 //! rtt-p99 = "50ms"
 //! loss = "0.1%"
+//!
+//! [[target]]
+//! name = "uplinks"
+//! kind = "interface"               # kernel counters of the interfaces matching `address`
+//! address = "eth*, swp*"           # names or globs (`*`, `?`), comma-separated
+//! speed = "100Gbps"                # optional: when the driver reports none
+//! [target.objectives]
+//! window = "5min"
+//! utilization = "80%"
+//! error-ratio = "1e-6"
+//! drop-ratio = "0.01%"
 //! ```
 
 use crate::ping::PingKind;
@@ -147,6 +158,8 @@ pub struct TargetConfig {
     pub duration: Option<Nanos>,
     /// perf targets: parallel streams.
     pub streams: Option<u16>,
+    /// interface targets: the link speed when the driver reports none (or to override it).
+    pub speed: Option<BitsPerSec>,
     #[serde(default)]
     pub objectives: Option<ObjectivesConfig>,
 }
@@ -168,6 +181,10 @@ pub struct ObjectivesConfig {
     /// "0.1%" or a ratio such as 0.001.
     pub loss: Option<toml::Value>,
     pub throughput_min: Option<BitsPerSec>,
+    /// interface targets: ratios like loss.
+    pub utilization: Option<toml::Value>,
+    pub error_ratio: Option<toml::Value>,
+    pub drop_ratio: Option<toml::Value>,
 }
 
 fn five_minutes() -> Nanos {
@@ -177,8 +194,19 @@ fn five_minutes() -> Nanos {
 /// What a target measures with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {
-    Echo { kind: PingKind, size: usize, dscp: u8 },
-    Perf { duration: Nanos, streams: u16 },
+    Echo {
+        kind: PingKind,
+        size: usize,
+        dscp: u8,
+    },
+    Perf {
+        duration: Nanos,
+        streams: u16,
+    },
+    /// Interface counters of the names matching `address`; `speed_bps` overrides the driver's.
+    Interface {
+        speed_bps: Option<f64>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -301,7 +329,18 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                 }
                 (Probe::Perf { duration, streams: t.streams.unwrap_or(1).clamp(1, 128) }, "perf")
             }
-            other => return Err(terr(format!("unknown kind {other:?}: expected udp, tcp, icmp, http or perf"))),
+            "interface" => {
+                if t.address.split([',', ' ']).all(|p| p.is_empty()) {
+                    return Err(terr("address: expected interface names or globs such as \"eth*\"".into()));
+                }
+                if t.speed.is_some_and(|s| s.get() == 0) {
+                    return Err(terr("speed must be positive".into()));
+                }
+                (Probe::Interface { speed_bps: t.speed.map(|s| s.get() as f64) }, "interface")
+            }
+            other => {
+                return Err(terr(format!("unknown kind {other:?}: expected udp, tcp, icmp, http, perf or interface")))
+            }
         };
         let mut objectives = Vec::new();
         if let Some(o) = &t.objectives {
@@ -310,21 +349,34 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                 return Err(terr("objectives.window must be positive".into()));
             }
             let ns = |v: Option<Nanos>| v.map(|n| n.get() as f64);
+            let ratio = |key: &str, v: &Option<toml::Value>| {
+                v.as_ref().map(parse_ratio).transpose().map_err(|m| terr(format!("objectives.{key}: {m}")))
+            };
             for (metric, value) in [
                 (Metric::RttP50, ns(o.rtt_p50)),
                 (Metric::RttP90, ns(o.rtt_p90)),
                 (Metric::RttP99, ns(o.rtt_p99)),
                 (Metric::RttMean, ns(o.rtt_mean)),
                 (Metric::JitterRfc3550, ns(o.jitter)),
-                (
-                    Metric::Loss,
-                    o.loss.as_ref().map(parse_ratio).transpose().map_err(|m| terr(format!("objectives.loss: {m}")))?,
-                ),
+                (Metric::Loss, ratio("loss", &o.loss)?),
                 (Metric::ThroughputMin, o.throughput_min.map(|b| b.get() as f64)),
+                (Metric::Utilization, ratio("utilization", &o.utilization)?),
+                (Metric::ErrorRatio, ratio("error-ratio", &o.error_ratio)?),
+                (Metric::DropRatio, ratio("drop-ratio", &o.drop_ratio)?),
             ] {
                 if let Some(threshold) = value {
                     if metric == Metric::ThroughputMin && kind_name != "perf" {
                         return Err(terr("objectives.throughput-min needs kind = \"perf\"".into()));
+                    }
+                    if metric.is_interface() != (kind_name == "interface") {
+                        return Err(terr(if kind_name == "interface" {
+                            format!(
+                                "objectives.{}: interface targets take utilization, error-ratio and drop-ratio",
+                                metric.name()
+                            )
+                        } else {
+                            format!("objectives.{} needs kind = \"interface\"", metric.name())
+                        }));
                     }
                     objectives.push(Objective { metric, threshold, window_ns: w });
                 }
@@ -404,6 +456,20 @@ objectives = { throughput-min = "100Mbps" }
     }
 
     #[test]
+    fn interface_targets_take_globs_a_speed_and_ratio_objectives() {
+        let s = parse(
+            "[[target]]\nname = \"up\"\nkind = \"interface\"\naddress = \"eth*, swp?\"\nspeed = \"400Gbps\"\n\
+             objectives = { window = \"1min\", utilization = \"80%\", error-ratio = 1e-6, drop-ratio = \"0.01%\" }",
+            "agent.toml",
+        )
+        .unwrap();
+        let t = &s.targets[0];
+        assert_eq!((t.kind_name, &t.probe), ("interface", &Probe::Interface { speed_bps: Some(400e9) }));
+        let got: Vec<(Metric, f64)> = t.objectives.iter().map(|o| (o.metric, o.threshold)).collect();
+        assert_eq!(got, vec![(Metric::Utilization, 0.8), (Metric::ErrorRatio, 1e-6), (Metric::DropRatio, 1e-4)]);
+    }
+
+    #[test]
     fn listening_beyond_loopback_with_probe_needs_a_token_or_a_say_so() {
         for ok in [
             "[agent]\nlisten = \"0.0.0.0:9330\"\nbearer-token = \"t\"",
@@ -430,6 +496,11 @@ objectives = { throughput-min = "100Mbps" }
             ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\nobjectives = { loss = \"150%\" }", "out of range"),
             ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\ninterval = \"1ms\"", "below the 10ms minimum"),
             ("[[target]]\nname = \"a\"\nkind = \"tcp\"\naddress = \"x\"\nobjectives = { throughput-min = \"1Gbps\" }", "needs kind"),
+            ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\nobjectives = { utilization = \"80%\" }", "objectives.utilization needs kind = \"interface\""),
+            ("[[target]]\nname = \"i\"\nkind = \"interface\"\naddress = \"eth*\"\nobjectives = { rtt-p99 = \"5ms\" }", "interface targets take utilization, error-ratio and drop-ratio"),
+            ("[[target]]\nname = \"i\"\nkind = \"interface\"\naddress = \" , \"", "expected interface names or globs"),
+            ("[[target]]\nname = \"i\"\nkind = \"interface\"\naddress = \"eth0\"\nspeed = \"0bps\"", "speed must be positive"),
+            ("[[target]]\nname = \"i\"\nkind = \"interface\"\naddress = \"eth0\"\nobjectives = { drop-ratio = \"2\" }", "objectives.drop-ratio: ratio 2 out of range"),
         ] {
             let e = parse(text, "agent.toml").unwrap_err().to_string();
             assert!(e.starts_with("agent.toml"), "{e}");

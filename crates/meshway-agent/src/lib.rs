@@ -11,6 +11,8 @@ pub mod clock;
 pub mod config;
 pub mod history;
 pub mod http;
+pub mod iface;
+pub mod netlink;
 pub mod perf;
 pub mod ping;
 pub mod reflect;

@@ -30,10 +30,16 @@ pub enum Metric {
     JitterRfc3550,
     Loss,
     ThroughputMin,
+    /// Interfaces: the busier direction's rate over the link speed.
+    Utilization,
+    /// Interfaces: errors over packets.
+    ErrorRatio,
+    /// Interfaces: drops and misses over packets plus those drops.
+    DropRatio,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 10] = [
         Metric::RttP50,
         Metric::RttP90,
         Metric::RttP99,
@@ -41,6 +47,9 @@ impl Metric {
         Metric::JitterRfc3550,
         Metric::Loss,
         Metric::ThroughputMin,
+        Metric::Utilization,
+        Metric::ErrorRatio,
+        Metric::DropRatio,
     ];
 
     /// The config key and label value.
@@ -53,12 +62,25 @@ impl Metric {
             Metric::JitterRfc3550 => "jitter",
             Metric::Loss => "loss",
             Metric::ThroughputMin => "throughput-min",
+            Metric::Utilization => "utilization",
+            Metric::ErrorRatio => "error-ratio",
+            Metric::DropRatio => "drop-ratio",
         }
     }
 
     /// Higher is better (a floor) rather than lower is better (a ceiling).
     pub fn is_floor(self) -> bool {
         self == Metric::ThroughputMin
+    }
+
+    /// A ratio (loss, utilization, error and drop ratios) rather than a time or a rate.
+    pub fn is_ratio(self) -> bool {
+        matches!(self, Metric::Loss | Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio)
+    }
+
+    /// Measured on interface counters rather than by probes.
+    pub fn is_interface(self) -> bool {
+        matches!(self, Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio)
     }
 }
 
@@ -91,6 +113,7 @@ impl WindowStats {
             Metric::RttMean => self.rtt.as_ref().map(|r| r.mean_ns),
             Metric::JitterRfc3550 => self.rtt.as_ref().map(|r| r.jitter_rfc3550_ns),
             Metric::ThroughputMin => self.throughput_min_bps,
+            Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio => None,
         }
     }
 }
@@ -188,7 +211,12 @@ impl Window {
 impl Objective {
     /// `Some(true)` when violated, `Some(false)` when met, `None` without data.
     pub fn violated(&self, w: &WindowStats) -> Option<bool> {
-        let v = w.value(self.metric)?;
+        self.violated_by(w.value(self.metric))
+    }
+
+    /// The same for a value computed elsewhere (interface counters).
+    pub fn violated_by(&self, v: Option<f64>) -> Option<bool> {
+        let v = v?;
         Some(if self.metric.is_floor() { v < self.threshold } else { v > self.threshold })
     }
 }

@@ -289,7 +289,8 @@ pub fn agent_check_text(config: &std::path::Path, targets: usize) -> String {
 /// otherwise.
 pub fn metric_text(m: Metric, v: f64) -> String {
     match m {
-        Metric::Loss => pct3(v),
+        Metric::ErrorRatio => format!("{v:.3e}"),
+        m if m.is_ratio() => pct3(v),
         Metric::ThroughputMin => rate_f64(v),
         _ => span_f64(v),
     }

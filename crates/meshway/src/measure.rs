@@ -542,6 +542,9 @@ enum HistoryMetric {
     Jitter,
     Loss,
     ThroughputMin,
+    Utilization,
+    ErrorRatio,
+    DropRatio,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -560,10 +563,14 @@ enum HistoryStep {
   meshway history --target chatbot-edge --metric loss --step 1h --since 168h --csv
   meshway history --target bulk --metric throughput-min --json
   meshway history --target chatbot-edge --since 168h --step 1h --forecast --threshold 50ms
+  meshway history --target uplinks/eth0/utilization --since 720h --step 1h --forecast --threshold 80%
 
 --forecast fits a least-squares line to the series and prints a 95% prediction interval
 and when the line (and the interval's edges) reach --threshold: a duration for rtt and
-jitter, \"1%\" for loss, a rate (\"100Mbps\") for throughput-min (a floor: crossing from above).")]
+jitter, \"1%\" for loss and the interface ratios, a rate (\"100Mbps\") for throughput-min (a
+floor: crossing from above). Interface targets store one series per interface and ratio,
+named TARGET/INTERFACE/utilization, .../error-ratio and .../drop-ratio; --metric follows
+the series' name unless given.")]
 pub struct HistoryArgs {
     /// The agent's database.
     #[arg(long, default_value = "meshway-agent.db", value_name = "FILE")]
@@ -571,8 +578,9 @@ pub struct HistoryArgs {
     /// The target to query; without it, the targets are listed.
     #[arg(long)]
     target: Option<String>,
-    #[arg(long, value_enum, default_value = "rtt-p99")]
-    metric: HistoryMetric,
+    /// rtt-p99 unless given (or the interface ratio a series' name ends with).
+    #[arg(long, value_enum)]
+    metric: Option<HistoryMetric>,
     /// Window start, as a duration before --until.
     #[arg(long, default_value = "1h", value_name = "DURATION")]
     since: Nanos,
@@ -611,6 +619,9 @@ fn metric_of(m: HistoryMetric) -> meshway_probe::objective::Metric {
         HistoryMetric::Jitter => Metric::JitterRfc3550,
         HistoryMetric::Loss => Metric::Loss,
         HistoryMetric::ThroughputMin => Metric::ThroughputMin,
+        HistoryMetric::Utilization => Metric::Utilization,
+        HistoryMetric::ErrorRatio => Metric::ErrorRatio,
+        HistoryMetric::DropRatio => Metric::DropRatio,
     }
 }
 
@@ -620,10 +631,18 @@ pub fn history(a: HistoryArgs) -> Result<()> {
     let Some(target) = &a.target else {
         return emit(&text::history_targets_text(&history::targets(&a.db)?));
     };
-    let metric = metric_of(a.metric);
+    let metric = match a.metric {
+        Some(m) => metric_of(m),
+        None => match target.rsplit('/').next() {
+            Some("utilization") => Metric::Utilization,
+            Some("error-ratio") => Metric::ErrorRatio,
+            Some("drop-ratio") => Metric::DropRatio,
+            _ => Metric::RttP99,
+        },
+    };
     let threshold = match (&a.threshold, a.forecast) {
         (Some(t), true) => Some(match metric {
-            Metric::Loss => meshway_agent::config::parse_ratio(&toml::Value::String(t.clone()))
+            m if m.is_ratio() => meshway_agent::config::parse_ratio(&toml::Value::String(t.clone()))
                 .map_err(|e| anyhow::anyhow!("invalid --threshold: {e}"))?,
             Metric::ThroughputMin => t.parse::<BitsPerSec>().context("invalid --threshold")?.get() as f64,
             _ => t.parse::<Nanos>().context("invalid --threshold")?.get() as f64,

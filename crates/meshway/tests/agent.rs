@@ -634,7 +634,9 @@ fn metrics_pass_promtool_check_metrics() {
     let text = format!(
         "[agent]\nlisten = \"{http}\"\ndatabase = \"{}\"\nevaluate-every = \"200ms\"\n\
          [[target]]\nname = \"local-udp\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport}\"\ninterval = \"50ms\"\n\
-         objectives = {{ window = \"10s\", rtt-p99 = \"50ms\", loss = \"1%\" }}\n",
+         objectives = {{ window = \"10s\", rtt-p99 = \"50ms\", loss = \"1%\" }}\n\
+         [[target]]\nname = \"ifs\"\nkind = \"interface\"\naddress = \"lo\"\ninterval = \"100ms\"\nspeed = \"10Gbps\"\n\
+         objectives = {{ window = \"10s\", utilization = \"90%\" }}\n",
         dir.0.join("a.db").display()
     );
     std::fs::write(&cfg, text).unwrap();
@@ -643,7 +645,10 @@ fn metrics_pass_promtool_check_metrics() {
     let mut body = String::new();
     assert!(wait_until(15, || {
         body = get(&http, "/metrics", None).map(|r| r.1).unwrap_or_default();
-        body.contains("meshway_window_rtt_seconds{") && body.contains("meshway_objective_met{")
+        body.contains("meshway_window_rtt_seconds{")
+            && body.contains("meshway_objective_met{")
+            && body.contains("meshway_interface_utilization_ratio{")
+            && body.contains("meshway_objective_met{target=\"ifs/lo\"")
     }));
     let mut p = Command::new("promtool")
         .args(["check", "metrics"])
