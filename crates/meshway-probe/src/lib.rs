@@ -11,6 +11,7 @@
 //! | [`stats`] | log-linear histogram, summary (min/mean/max/stddev/percentiles), the three jitter metrics |
 //! | [`forecast`] | least-squares trend, prediction interval, threshold crossing |
 //! | [`objective`] | sliding windows, objectives, alert hysteresis |
+//! | [`optics`] | optical module EEPROM decoding: SFF-8472, SFF-8636, CMIS with VDM/C-CMIS |
 //! | [`echo`] | the echo (ping) sender: sequence numbers, deadlines, loss, duplicates, reordering |
 //! | [`perf`] | throughput test wire format, UDP pacing, UDP receiver accounting |
 //! | [`trace`] | per-hop aggregation of TTL-limited probes, ICMP rate-limit labelling |
@@ -18,6 +19,7 @@
 pub mod echo;
 pub mod forecast;
 pub mod objective;
+pub mod optics;
 pub mod perf;
 pub mod stamp;
 pub mod stats;

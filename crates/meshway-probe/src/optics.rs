@@ -1,0 +1,866 @@
+//! Optical module diagnostics: decodes a module's EEPROM image as `ethtool -m` does, for SFP
+//! (SFF-8472), QSFP/QSFP28 (SFF-8636) and QSFP-DD/OSFP (CMIS 4.0/5.x, with the Versatile
+//! Diagnostics Monitoring pages where coherent 400ZR/ZR+ modules report pre-FEC BER, eSNR,
+//! OSNR, chromatic dispersion and the like, as C-CMIS defines those observables).
+//!
+//! # The image
+//! One flat byte array, as Linux lays module memory out (the ioctl `ETHTOOL_GMODULEEEPROM`
+//! image, the `optoe` driver's sysfs `eeprom` file, and the kernel's netlink fallback):
+//! - SFP: A0h (I2C 0x50) at 0-255, then A2h (I2C 0x51) at 256-511 (256 bytes: no diagnostics);
+//! - QSFP and CMIS: the lower page at 0-127, then the upper half of page `p` at
+//!   `128 + 128 p` (page 00h at 128, 01h at 256, 02h at 384, 03h at 512, 11h at 2304, the VDM
+//!   pages 20h-2Fh from 4224). Pages beyond the end are absent, as with a flat-memory module.
+//!
+//! # Sources (offsets, scalings, flags)
+//! - SFF-8472 Rev 12.4: A0h serial ID fields, byte 92 diagnostic monitoring type, CC_BASE and
+//!   CC_EXT; A2h thresholds (bytes 0-39), external calibration constants (56-91), CC_DMI (95),
+//!   real-time values (96-105), alarm and warning flags (112-113, 116-117).
+//! - SFF-8636 Rev 2.10a: lower page flags (bytes 6-14), free-side and channel monitors
+//!   (22-57), upper page 00h identity, CC_BASE (191) and CC_EXT (223), page 03h thresholds.
+//! - CMIS 5.2 (OIF/QSFP-DD MSA): lower memory module state (byte 3), module flags (9) and
+//!   monitors (14-17), application descriptors (86-); page 00h identity and checksum (222);
+//!   page 01h monitor support (160) and VDM support (142); page 02h thresholds; page 11h lane
+//!   flags (135-152) and monitors (154-201); VDM descriptors (20h-23h), samples (24h-27h),
+//!   thresholds (28h-2Bh), group count (2Fh byte 128), the F16 format.
+//! - OIF-C-CMIS-01.2: the coherent VDM observable types (128-147) and their units.
+//! - SFF-8024 Rev 4.11: identifier values.
+//!
+//! These were cross-checked against the decoders of Linux `ethtool` (sfpdiag.c, qsfp.c,
+//! cmis.c) and SONiC's `sonic_xcvr` memory maps. Multi-byte fields are big-endian.
+
+use serde::Serialize;
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum OpticsError {
+    #[error("the image is empty")]
+    Empty,
+    #[error("the image is blank (every byte 0x{0:02x}): no module, or the read failed")]
+    Blank(u8),
+    #[error("byte 0 (identifier) is 0x{0:02x} ({1}): not an SFP, QSFP or CMIS module")]
+    Unsupported(u8, &'static str),
+    #[error("the image has {len} bytes; {what} needs at least {need}")]
+    Truncated { len: usize, need: usize, what: &'static str },
+}
+
+/// The SFF-8024 name of an identifier byte.
+pub fn identifier_name(id: u8) -> &'static str {
+    match id {
+        0x00 => "unknown",
+        0x01 => "GBIC",
+        0x02 => "soldered",
+        0x03 => "SFP/SFP+/SFP28",
+        0x06 => "XFP",
+        0x0b => "DWDM-SFP",
+        0x0c => "QSFP",
+        0x0d => "QSFP+",
+        0x0e => "CXP",
+        0x11 => "QSFP28",
+        0x12 => "CXP2",
+        0x18 => "QSFP-DD",
+        0x19 => "OSFP",
+        0x1a => "SFP-DD",
+        0x1b => "DSFP",
+        0x1e => "QSFP+ (CMIS)",
+        0x1f => "SFP-DD (CMIS)",
+        0x20 => "SFP+ (CMIS)",
+        0x21 => "OSFP-XD",
+        0x80..=0xff => "vendor specific",
+        _ => "other",
+    }
+}
+
+/// Which specification the memory map follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Standard {
+    #[serde(rename = "SFF-8472")]
+    Sff8472,
+    #[serde(rename = "SFF-8636")]
+    Sff8636,
+    #[serde(rename = "CMIS")]
+    Cmis,
+}
+
+impl Standard {
+    pub fn name(self) -> &'static str {
+        match self {
+            Standard::Sff8472 => "SFF-8472",
+            Standard::Sff8636 => "SFF-8636",
+            Standard::Cmis => "CMIS",
+        }
+    }
+}
+
+/// A module's own limits for one measurement, in the measurement's unit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Thresholds {
+    pub high_alarm: f64,
+    pub low_alarm: f64,
+    pub high_warn: f64,
+    pub low_warn: f64,
+}
+
+impl Thresholds {
+    /// Where `v` stands against these limits.
+    pub fn level(&self, v: f64) -> Level {
+        if v >= self.high_alarm || v <= self.low_alarm {
+            Level::Alarm
+        } else if v >= self.high_warn || v <= self.low_warn {
+            Level::Warning
+        } else {
+            Level::Ok
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warning,
+    Alarm,
+}
+
+/// The measurements a module reports, for thresholds and flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Measure {
+    Temperature,
+    SupplyVoltage,
+    TxBias,
+    TxPower,
+    RxPower,
+}
+
+impl Measure {
+    pub fn name(self) -> &'static str {
+        match self {
+            Measure::Temperature => "temperature",
+            Measure::SupplyVoltage => "supply-voltage",
+            Measure::TxBias => "tx-bias",
+            Measure::TxPower => "tx-power",
+            Measure::RxPower => "rx-power",
+        }
+    }
+
+    /// The unit of values and thresholds.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Measure::Temperature => "°C",
+            Measure::SupplyVoltage => "V",
+            Measure::TxBias => "mA",
+            Measure::TxPower | Measure::RxPower => "mW",
+        }
+    }
+}
+
+/// One lane's monitors (absent when the module does not implement them).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Lane {
+    /// 1-based.
+    pub lane: u8,
+    pub tx_bias_ma: Option<f64>,
+    pub tx_power_mw: Option<f64>,
+    pub rx_power_mw: Option<f64>,
+}
+
+/// A flag or a threshold crossing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub measure: Measure,
+    /// `None` for module-wide measures.
+    pub lane: Option<u8>,
+    pub level: Level,
+    /// "high" or "low".
+    pub side: &'static str,
+    /// Raised by the module's own flag bits (latched), rather than by comparing the current
+    /// value with the thresholds.
+    pub latched_flag: bool,
+}
+
+/// One VDM observable instance (CMIS VDM, C-CMIS for coherent modules).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VdmValue {
+    pub type_id: u8,
+    pub name: String,
+    /// 1-based lane (media or host, as the type says).
+    pub lane: u8,
+    pub value: f64,
+    pub unit: &'static str,
+    pub thresholds: Option<Thresholds>,
+    pub level: Option<Level>,
+}
+
+/// A checksum the image carries, and what its bytes sum to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Checksum {
+    pub name: &'static str,
+    /// Image offset of the checksum byte.
+    pub at: usize,
+    /// Image offsets summed (inclusive).
+    pub range: (usize, usize),
+    pub stored: u8,
+    pub computed: u8,
+}
+
+impl Checksum {
+    pub fn ok(&self) -> bool {
+        self.stored == self.computed
+    }
+}
+
+/// Everything decoded from one image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Module {
+    pub standard: Standard,
+    pub identifier: u8,
+    pub identifier_name: &'static str,
+    /// CMIS revision ("5.2") or SFF-8636/8472 revision code.
+    pub revision: String,
+    pub vendor: String,
+    pub vendor_oui: String,
+    pub part_number: String,
+    pub vendor_revision: String,
+    pub serial: String,
+    /// YYYY-MM-DD from the date code (plus the lot code when present).
+    pub date_code: String,
+    /// CMIS module state (LowPwr, Ready, Fault, ...).
+    pub module_state: Option<&'static str>,
+    /// Received power is average power (true) or OMA (false).
+    pub rx_power_average: Option<bool>,
+    pub temperature_c: Option<f64>,
+    pub supply_v: Option<f64>,
+    pub lanes: Vec<Lane>,
+    pub thresholds: Vec<(Measure, Thresholds)>,
+    pub findings: Vec<Finding>,
+    pub vdm: Vec<VdmValue>,
+    pub checksums: Vec<Checksum>,
+}
+
+impl Module {
+    /// The worst level among the findings.
+    pub fn worst(&self) -> Level {
+        let v = self.vdm.iter().filter_map(|v| v.level);
+        self.findings.iter().map(|f| f.level).chain(v).max().unwrap_or(Level::Ok)
+    }
+
+    pub fn threshold(&self, m: Measure) -> Option<&Thresholds> {
+        self.thresholds.iter().find(|(x, _)| *x == m).map(|(_, t)| t)
+    }
+}
+
+/// Milliwatts in dBm; `None` for no light.
+pub fn dbm(mw: f64) -> Option<f64> {
+    (mw > 0.0).then(|| 10.0 * mw.log10())
+}
+
+// ---------------------------------------------------------------------------------------------
+// byte access
+
+struct Img<'a>(&'a [u8]);
+
+impl Img<'_> {
+    fn has(&self, off: usize, len: usize) -> bool {
+        off + len <= self.0.len()
+    }
+    fn u8(&self, off: usize) -> Option<u8> {
+        self.0.get(off).copied()
+    }
+    fn u16(&self, off: usize) -> Option<u16> {
+        Some(u16::from_be_bytes([self.u8(off)?, self.u8(off + 1)?]))
+    }
+    fn i16(&self, off: usize) -> Option<i16> {
+        Some(i16::from_be_bytes([self.u8(off)?, self.u8(off + 1)?]))
+    }
+    fn f32(&self, off: usize) -> Option<f32> {
+        Some(f32::from_be_bytes(self.0.get(off..off + 4)?.try_into().ok()?))
+    }
+    fn text(&self, off: usize, len: usize) -> String {
+        let b = self.0.get(off..off + len).unwrap_or_default();
+        b.iter()
+            .map(|&c| if (0x20..0x7f).contains(&c) { c as char } else { '?' })
+            .collect::<String>()
+            .trim()
+            .to_string()
+    }
+    fn checksum(&self, name: &'static str, from: usize, to: usize, at: usize) -> Option<Checksum> {
+        let stored = self.u8(at)?;
+        let computed = self.0.get(from..=to)?.iter().fold(0u8, |a, &b| a.wrapping_add(b));
+        Some(Checksum { name, at, range: (from, to), stored, computed })
+    }
+}
+
+/// Image offset of byte `off` (128-255) of upper page `page`.
+pub fn page_offset(page: u8, off: usize) -> usize {
+    128 * page as usize + off
+}
+
+fn temp(raw: i16) -> f64 {
+    f64::from(raw) / 256.0
+}
+fn volts(raw: u16) -> f64 {
+    f64::from(raw) * 100e-6
+}
+fn bias_ma(raw: u16) -> f64 {
+    f64::from(raw) * 0.002
+}
+fn power_mw(raw: u16) -> f64 {
+    f64::from(raw) * 1e-4
+}
+
+fn date(img: &Img<'_>, off: usize) -> String {
+    let d = img.text(off, 8);
+    if d.len() >= 6 && d[..6].chars().all(|c| c.is_ascii_digit()) {
+        let lot = d[6..].trim();
+        let base = format!("20{}-{}-{}", &d[0..2], &d[2..4], &d[4..6]);
+        if lot.is_empty() {
+            base
+        } else {
+            format!("{base} lot {lot}")
+        }
+    } else {
+        d
+    }
+}
+
+fn oui(img: &Img<'_>, off: usize) -> String {
+    (0..3).filter_map(|k| img.u8(off + k)).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Four thresholds at `off` (high alarm, low alarm, high warn, low warn), 2 bytes each.
+fn thresholds(img: &Img<'_>, off: usize, m: Measure) -> Option<Thresholds> {
+    let conv = |k: usize| -> Option<f64> {
+        let o = off + 2 * k;
+        Some(match m {
+            Measure::Temperature => temp(img.i16(o)?),
+            Measure::SupplyVoltage => volts(img.u16(o)?),
+            Measure::TxBias => bias_ma(img.u16(o)?),
+            Measure::TxPower | Measure::RxPower => power_mw(img.u16(o)?),
+        })
+    };
+    Some(Thresholds { high_alarm: conv(0)?, low_alarm: conv(1)?, high_warn: conv(2)?, low_warn: conv(3)? })
+}
+
+/// Findings from comparing values with thresholds.
+fn compare(m: &mut Module) {
+    let mut out = Vec::new();
+    let mut check = |measure: Measure, lane: Option<u8>, v: Option<f64>, th: Option<&Thresholds>| {
+        let (Some(v), Some(t)) = (v, th) else { return };
+        let level = t.level(v);
+        if level != Level::Ok {
+            let side = if v >= t.high_warn { "high" } else { "low" };
+            out.push(Finding { measure, lane, level, side, latched_flag: false });
+        }
+    };
+    check(Measure::Temperature, None, m.temperature_c, m.threshold(Measure::Temperature));
+    check(Measure::SupplyVoltage, None, m.supply_v, m.threshold(Measure::SupplyVoltage));
+    for l in &m.lanes {
+        check(Measure::TxBias, Some(l.lane), l.tx_bias_ma, m.threshold(Measure::TxBias));
+        check(Measure::TxPower, Some(l.lane), l.tx_power_mw, m.threshold(Measure::TxPower));
+        check(Measure::RxPower, Some(l.lane), l.rx_power_mw, m.threshold(Measure::RxPower));
+    }
+    m.findings.extend(out);
+}
+
+/// Decodes an image (see the module docs for its layout).
+pub fn decode(image: &[u8]) -> Result<Module, OpticsError> {
+    let first = *image.first().ok_or(OpticsError::Empty)?;
+    if image.len() >= 128 && image[..128].iter().all(|&b| b == first) && (first == 0xff || first == 0) {
+        return Err(OpticsError::Blank(first));
+    }
+    match first {
+        0x03 => sff8472(image),
+        0x0c | 0x0d | 0x11 => sff8636(image),
+        0x18 | 0x19 | 0x1b | 0x1e | 0x1f | 0x20 | 0x21 => cmis(image),
+        other => Err(OpticsError::Unsupported(other, identifier_name(other))),
+    }
+}
+
+fn need(image: &[u8], need: usize, what: &'static str) -> Result<(), OpticsError> {
+    if image.len() < need {
+        Err(OpticsError::Truncated { len: image.len(), need, what })
+    } else {
+        Ok(())
+    }
+}
+
+fn empty(standard: Standard, id: u8) -> Module {
+    Module {
+        standard,
+        identifier: id,
+        identifier_name: identifier_name(id),
+        revision: String::new(),
+        vendor: String::new(),
+        vendor_oui: String::new(),
+        part_number: String::new(),
+        vendor_revision: String::new(),
+        serial: String::new(),
+        date_code: String::new(),
+        module_state: None,
+        rx_power_average: None,
+        temperature_c: None,
+        supply_v: None,
+        lanes: Vec::new(),
+        thresholds: Vec::new(),
+        findings: Vec::new(),
+        vdm: Vec::new(),
+        checksums: Vec::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SFF-8472
+
+fn sff8472(image: &[u8]) -> Result<Module, OpticsError> {
+    need(image, 96, "an SFP's serial ID (A0h bytes 0-95)")?;
+    let img = Img(image);
+    let mut m = empty(Standard::Sff8472, image[0]);
+    m.vendor = img.text(20, 16);
+    m.vendor_oui = oui(&img, 37);
+    m.part_number = img.text(40, 16);
+    m.vendor_revision = img.text(56, 4);
+    m.serial = img.text(68, 16);
+    m.date_code = date(&img, 84);
+    m.revision = format!("SFF-8472 compliance code 0x{:02x}", image[94]);
+    m.checksums.extend(img.checksum("CC_BASE", 0, 62, 63));
+    m.checksums.extend(img.checksum("CC_EXT", 64, 94, 95));
+    let diag = image[92];
+    let ddm = diag & 0x40 != 0;
+    if !ddm {
+        return Ok(m);
+    }
+    m.rx_power_average = Some(diag & 0x08 != 0);
+    need(image, 512, "an SFP with diagnostics (A0h and A2h)")?;
+    let a2 = Img(&image[256..512]);
+    m.checksums.extend(a2.checksum("CC_DMI", 0, 94, 95).map(|c| Checksum { at: c.at + 256, range: (256, 350), ..c }));
+    let external = diag & 0x10 != 0;
+    // External calibration: slope (unsigned 8.8) and offset (signed) per measure, Rx power a
+    // 4th-order polynomial with IEEE-754 coefficients.
+    let slope = |o: usize| a2.u16(o).map_or(1.0, |s| f64::from(s) / 256.0);
+    let offset = |o: usize| a2.i16(o).map_or(0.0, f64::from);
+    let cal = |raw: u16, s: usize, o: usize| -> f64 {
+        if external {
+            (slope(s) * f64::from(raw) + offset(o)).max(0.0)
+        } else {
+            f64::from(raw)
+        }
+    };
+    let rx_cal = |raw: u16| -> f64 {
+        if !external {
+            return f64::from(raw);
+        }
+        let x = f64::from(raw);
+        // Rx_PWR(4) at 56 ... Rx_PWR(0) at 72.
+        (0..5).map(|n| a2.f32(72 - 4 * n).map_or(0.0, f64::from) * x.powi(n as i32)).sum::<f64>().max(0.0)
+    };
+    let t = a2.i16(96).unwrap_or(0);
+    m.temperature_c = Some(if external { (slope(84) * f64::from(t) + offset(86)) / 256.0 } else { temp(t) });
+    let v = a2.u16(98).unwrap_or(0);
+    m.supply_v = Some(cal(v, 88, 90) * 100e-6);
+    m.lanes.push(Lane {
+        lane: 1,
+        tx_bias_ma: Some(cal(a2.u16(100).unwrap_or(0), 76, 78) * 0.002),
+        tx_power_mw: Some(cal(a2.u16(102).unwrap_or(0), 80, 82) * 1e-4),
+        rx_power_mw: Some(rx_cal(a2.u16(104).unwrap_or(0)) * 1e-4),
+    });
+    for (measure, off) in [
+        (Measure::Temperature, 0),
+        (Measure::SupplyVoltage, 8),
+        (Measure::TxBias, 16),
+        (Measure::TxPower, 24),
+        (Measure::RxPower, 32),
+    ] {
+        if let Some(t) = thresholds(&a2, off, measure) {
+            m.thresholds.push((measure, t));
+        }
+    }
+    // Latched flags (byte 93 bit 7: implemented): 112-113 alarms, 116-117 warnings.
+    if image[93] & 0x80 != 0 {
+        let bits = [
+            (112, 7, Measure::Temperature, "high"),
+            (112, 6, Measure::Temperature, "low"),
+            (112, 5, Measure::SupplyVoltage, "high"),
+            (112, 4, Measure::SupplyVoltage, "low"),
+            (112, 3, Measure::TxBias, "high"),
+            (112, 2, Measure::TxBias, "low"),
+            (112, 1, Measure::TxPower, "high"),
+            (112, 0, Measure::TxPower, "low"),
+            (113, 7, Measure::RxPower, "high"),
+            (113, 6, Measure::RxPower, "low"),
+        ];
+        for (level, delta) in [(Level::Alarm, 0), (Level::Warning, 4)] {
+            for (byte, bit, measure, side) in bits {
+                if a2.u8(byte + delta).is_some_and(|b| b & (1 << bit) != 0) {
+                    let lane = (measure != Measure::Temperature && measure != Measure::SupplyVoltage).then_some(1);
+                    m.findings.push(Finding { measure, lane, level, side, latched_flag: true });
+                }
+            }
+        }
+    }
+    compare(&mut m);
+    Ok(m)
+}
+
+// ---------------------------------------------------------------------------------------------
+// SFF-8636
+
+/// Per-channel flag bytes: (first byte, measure); two channels per byte, the lower-numbered
+/// channel in the high nibble, bits: high alarm, low alarm, high warn, low warn.
+fn channel_flags(img: &Img<'_>, m: &mut Module, layout: &[(usize, Measure)]) {
+    for &(byte, measure) in layout {
+        for half in 0..2usize {
+            let Some(b) = img.u8(byte + half) else { continue };
+            for (ch_in_byte, shift) in [(0u8, 4u8), (1, 0)] {
+                let lane = 1 + 2 * half as u8 + ch_in_byte;
+                let nib = (b >> shift) & 0x0f;
+                for (bit, level, side) in [
+                    (3, Level::Alarm, "high"),
+                    (2, Level::Alarm, "low"),
+                    (1, Level::Warning, "high"),
+                    (0, Level::Warning, "low"),
+                ] {
+                    if nib & (1 << bit) != 0 {
+                        m.findings.push(Finding { measure, lane: Some(lane), level, side, latched_flag: true });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Module-wide flags in one byte: bits `hi_alarm, lo_alarm, hi_warn, lo_warn` positions.
+fn module_flags(b: u8, bits: [u8; 4], measure: Measure, m: &mut Module) {
+    for (bit, level, side) in [
+        (bits[0], Level::Alarm, "high"),
+        (bits[1], Level::Alarm, "low"),
+        (bits[2], Level::Warning, "high"),
+        (bits[3], Level::Warning, "low"),
+    ] {
+        if b & (1 << bit) != 0 {
+            m.findings.push(Finding { measure, lane: None, level, side, latched_flag: true });
+        }
+    }
+}
+
+fn sff8636(image: &[u8]) -> Result<Module, OpticsError> {
+    need(image, 256, "a QSFP's lower page and upper page 00h")?;
+    let img = Img(image);
+    let mut m = empty(Standard::Sff8636, image[0]);
+    m.revision = format!("SFF-8636 revision code 0x{:02x}", image[1]);
+    m.vendor = img.text(148, 16);
+    m.vendor_oui = oui(&img, 165);
+    m.part_number = img.text(168, 16);
+    m.vendor_revision = img.text(184, 2);
+    m.serial = img.text(196, 16);
+    m.date_code = date(&img, 212);
+    m.checksums.extend(img.checksum("CC_BASE", 128, 190, 191));
+    m.checksums.extend(img.checksum("CC_EXT", 192, 222, 223));
+    let diag = image[220];
+    m.rx_power_average = Some(diag & 0x08 != 0);
+    if diag & 0x20 != 0 {
+        m.temperature_c = img.i16(22).map(temp);
+    }
+    if diag & 0x10 != 0 {
+        m.supply_v = img.u16(26).map(volts);
+    }
+    let tx_power = diag & 0x04 != 0;
+    for ch in 0..4u8 {
+        let o = 2 * ch as usize;
+        m.lanes.push(Lane {
+            lane: ch + 1,
+            rx_power_mw: img.u16(34 + o).map(power_mw),
+            tx_bias_ma: img.u16(42 + o).map(bias_ma),
+            tx_power_mw: if tx_power { img.u16(50 + o).map(power_mw) } else { None },
+        });
+    }
+    module_flags(image[6], [7, 6, 5, 4], Measure::Temperature, &mut m);
+    module_flags(image[7], [7, 6, 5, 4], Measure::SupplyVoltage, &mut m);
+    channel_flags(&img, &mut m, &[(9, Measure::RxPower), (11, Measure::TxBias), (13, Measure::TxPower)]);
+    // Page 03h thresholds, when the module pages (byte 2 bit 2 clear) and the image holds it.
+    let flat = image[2] & 0x04 != 0;
+    if !flat && img.has(page_offset(3, 128), 128) {
+        let p3 = |off: usize| page_offset(3, off);
+        for (measure, off) in [
+            (Measure::Temperature, 128),
+            (Measure::SupplyVoltage, 144),
+            (Measure::RxPower, 176),
+            (Measure::TxBias, 184),
+            (Measure::TxPower, 192),
+        ] {
+            if let Some(t) = thresholds(&img, p3(off), measure) {
+                m.thresholds.push((measure, t));
+            }
+        }
+    }
+    compare(&mut m);
+    Ok(m)
+}
+
+// ---------------------------------------------------------------------------------------------
+// CMIS
+
+fn module_state(b3: u8) -> &'static str {
+    match (b3 >> 1) & 0x07 {
+        1 => "LowPwr",
+        2 => "PwrUp",
+        3 => "Ready",
+        4 => "PwrDn",
+        5 => "Fault",
+        _ => "reserved",
+    }
+}
+
+fn cmis(image: &[u8]) -> Result<Module, OpticsError> {
+    need(image, 256, "a CMIS module's lower page and page 00h")?;
+    let img = Img(image);
+    let mut m = empty(Standard::Cmis, image[0]);
+    m.revision = format!("{}.{}", image[1] >> 4, image[1] & 0x0f);
+    m.module_state = Some(module_state(image[3]));
+    m.vendor = img.text(129, 16);
+    m.vendor_oui = oui(&img, 145);
+    m.part_number = img.text(148, 16);
+    m.vendor_revision = img.text(164, 2);
+    m.serial = img.text(166, 16);
+    m.date_code = date(&img, 182);
+    m.checksums.extend(img.checksum("page 00h", 128, 221, 222));
+    m.temperature_c = img.i16(14).map(temp);
+    m.supply_v = img.u16(16).map(volts);
+    module_flags(image[9], [0, 1, 2, 3], Measure::Temperature, &mut m);
+    module_flags(image[9], [4, 5, 6, 7], Measure::SupplyVoltage, &mut m);
+    let flat = image[2] & 0x80 != 0;
+    let p = page_offset;
+    if flat || !img.has(p(1, 128), 128) {
+        compare(&mut m);
+        return Ok(m);
+    }
+    // Page 01h: which lane monitors exist, the bias multiplier, Rx power type, VDM support.
+    let lane_mon = img.u8(p(1, 160)).unwrap_or(0);
+    let bias_mult = match (lane_mon >> 3) & 0x03 {
+        1 => 2.0,
+        2 => 4.0,
+        _ => 1.0,
+    };
+    m.rx_power_average = img.u8(p(1, 151)).map(|b| b & 0x10 != 0);
+    m.checksums.extend(img.checksum("page 01h", p(1, 130), p(1, 254), p(1, 255)));
+    // Media lanes of the first application (byte 88, low nibble), 8 when unset.
+    let lanes = match image[88] & 0x0f {
+        n @ 1..=8 => n,
+        _ => 8,
+    };
+    if img.has(p(2, 128), 128) {
+        m.checksums.extend(img.checksum("page 02h", p(2, 128), p(2, 254), p(2, 255)));
+        for (measure, off) in [
+            (Measure::Temperature, 128),
+            (Measure::SupplyVoltage, 136),
+            (Measure::TxPower, 176),
+            (Measure::TxBias, 184),
+            (Measure::RxPower, 192),
+        ] {
+            if let Some(mut t) = thresholds(&img, p(2, off), measure) {
+                if measure == Measure::TxBias {
+                    t = Thresholds {
+                        high_alarm: t.high_alarm * bias_mult,
+                        low_alarm: t.low_alarm * bias_mult,
+                        high_warn: t.high_warn * bias_mult,
+                        low_warn: t.low_warn * bias_mult,
+                    };
+                }
+                m.thresholds.push((measure, t));
+            }
+        }
+    }
+    if img.has(p(0x11, 128), 128) {
+        for l in 0..lanes {
+            let o = 2 * l as usize;
+            m.lanes.push(Lane {
+                lane: l + 1,
+                tx_power_mw: (lane_mon & 0x02 != 0).then(|| img.u16(p(0x11, 154) + o).map(power_mw)).flatten(),
+                tx_bias_ma: (lane_mon & 0x01 != 0)
+                    .then(|| img.u16(p(0x11, 170) + o).map(|r| bias_ma(r) * bias_mult))
+                    .flatten(),
+                rx_power_mw: (lane_mon & 0x04 != 0).then(|| img.u16(p(0x11, 186) + o).map(power_mw)).flatten(),
+            });
+        }
+        // Lane flags, one bit per lane: Tx power 139-142, Tx bias 143-146, Rx power 149-152
+        // (high alarm, low alarm, high warn, low warn).
+        for (first, measure) in [(139, Measure::TxPower), (143, Measure::TxBias), (149, Measure::RxPower)] {
+            for (k, level, side) in [
+                (0, Level::Alarm, "high"),
+                (1, Level::Alarm, "low"),
+                (2, Level::Warning, "high"),
+                (3, Level::Warning, "low"),
+            ] {
+                let b = img.u8(p(0x11, first + k)).unwrap_or(0);
+                for l in 0..lanes {
+                    if b & (1 << l) != 0 {
+                        m.findings.push(Finding { measure, lane: Some(l + 1), level, side, latched_flag: true });
+                    }
+                }
+            }
+        }
+    }
+    // VDM (page 01h byte 142 bit 6), groups from page 2Fh byte 128.
+    if img.u8(p(1, 142)).is_some_and(|b| b & 0x40 != 0) && img.has(p(0x2f, 128), 1) {
+        let groups = (img.u8(p(0x2f, 128)).unwrap_or(0) & 0x03) + 1;
+        for g in 0..groups {
+            let (desc, samp, thr) = (0x20 + g, 0x24 + g, 0x28 + g);
+            if !img.has(p(desc, 128), 128) || !img.has(p(samp, 128), 128) {
+                break;
+            }
+            for i in 0..64usize {
+                let d0 = img.u8(p(desc, 128 + 2 * i)).unwrap_or(0);
+                let type_id = img.u8(p(desc, 129 + 2 * i)).unwrap_or(0);
+                if type_id == 0 {
+                    continue;
+                }
+                let Some(raw) = img.u16(p(samp, 128 + 2 * i)) else { continue };
+                let Some(o) = observable(type_id) else { continue };
+                let value = o.convert(raw);
+                let set = (d0 >> 4) as usize;
+                let thresholds = if img.has(p(thr, 128 + 8 * set), 8) {
+                    let t = |k: usize| img.u16(p(thr, 128 + 8 * set + 2 * k)).map(|r| o.convert(r));
+                    match (t(0), t(1), t(2), t(3)) {
+                        (Some(high_alarm), Some(low_alarm), Some(high_warn), Some(low_warn))
+                            if !(high_alarm == 0.0 && low_alarm == 0.0) =>
+                        {
+                            Some(Thresholds { high_alarm, low_alarm, high_warn, low_warn })
+                        }
+                        _ => None,
+                    }
+                } else {
+                    None
+                };
+                m.vdm.push(VdmValue {
+                    type_id,
+                    name: o.name.to_string(),
+                    lane: (d0 & 0x0f) + 1,
+                    value,
+                    unit: o.unit,
+                    level: thresholds.map(|t| t.level(value)),
+                    thresholds,
+                });
+            }
+        }
+    }
+    compare(&mut m);
+    Ok(m)
+}
+
+/// How a VDM observable's 16 bits read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Encoding {
+    U16(f64),
+    S16(f64),
+    /// 5-bit exponent, 11-bit mantissa: m × 10^(e − 24).
+    F16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observable {
+    pub name: &'static str,
+    pub encoding: Encoding,
+    pub unit: &'static str,
+}
+
+impl Observable {
+    pub fn convert(&self, raw: u16) -> f64 {
+        match self.encoding {
+            Encoding::U16(s) => f64::from(raw) * s,
+            Encoding::S16(s) => f64::from(raw as i16) * s,
+            Encoding::F16 => f16(raw),
+        }
+    }
+}
+
+/// CMIS F16: value = mantissa × 10^(exponent − 24), exponent the top 5 bits.
+pub fn f16(raw: u16) -> f64 {
+    let e = i32::from(raw >> 11);
+    let m = f64::from(raw & 0x07ff);
+    m * 10f64.powi(e - 24)
+}
+
+/// The VDM observable types meshway decodes (CMIS 5.2 table of observable types; C-CMIS for
+/// 128-147).
+pub fn observable(id: u8) -> Option<Observable> {
+    use Encoding::*;
+    let (name, encoding, unit) = match id {
+        1 => ("laser age", U16(1.0), "%"),
+        2 => ("TEC current", S16(100.0 / 32767.0), "%"),
+        3 => ("laser frequency error", S16(10.0), "MHz"),
+        4 => ("laser temperature", S16(1.0 / 256.0), "°C"),
+        5 => ("eSNR media input", U16(1.0 / 256.0), "dB"),
+        6 => ("eSNR host input", U16(1.0 / 256.0), "dB"),
+        7 => ("PAM4 level transition media input", U16(1.0 / 256.0), "dB"),
+        8 => ("PAM4 level transition host input", U16(1.0 / 256.0), "dB"),
+        9 => ("pre-FEC BER minimum media input", F16, ""),
+        10 => ("pre-FEC BER minimum host input", F16, ""),
+        11 => ("pre-FEC BER maximum media input", F16, ""),
+        12 => ("pre-FEC BER maximum host input", F16, ""),
+        13 => ("pre-FEC BER average media input", F16, ""),
+        14 => ("pre-FEC BER average host input", F16, ""),
+        15 => ("pre-FEC BER media input", F16, ""),
+        16 => ("pre-FEC BER host input", F16, ""),
+        17 => ("errored frames minimum media input", F16, ""),
+        18 => ("errored frames minimum host input", F16, ""),
+        19 => ("errored frames maximum media input", F16, ""),
+        20 => ("errored frames maximum host input", F16, ""),
+        21 => ("errored frames average media input", F16, ""),
+        22 => ("errored frames average host input", F16, ""),
+        23 => ("errored frames media input", F16, ""),
+        24 => ("errored frames host input", F16, ""),
+        128..=133 => ("modulator bias", U16(100.0 / 65535.0), "%"),
+        134 => ("chromatic dispersion", S16(1.0), "ps/nm"),
+        135 => ("chromatic dispersion (long link)", S16(20.0), "ps/nm"),
+        136 => ("differential group delay", U16(0.01), "ps"),
+        137 => ("second-order PMD", U16(0.01), "ps²"),
+        138 => ("polarization dependent loss", U16(0.1), "dB"),
+        139 => ("OSNR", U16(0.1), "dB"),
+        140 => ("eSNR", U16(0.1), "dB"),
+        141 => ("carrier frequency offset", S16(1.0), "MHz"),
+        142 => ("EVM", U16(100.0 / 65535.0), "%"),
+        143 => ("Tx power", S16(0.01), "dBm"),
+        144 => ("Rx total power", S16(0.01), "dBm"),
+        145 => ("Rx signal power", S16(0.01), "dBm"),
+        146 => ("SOP rate of change", U16(1.0), "krad/s"),
+        147 => ("MER", U16(0.1), "dB"),
+        _ => return None,
+    };
+    Some(Observable { name, encoding, unit })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_and_dbm() {
+        // Exponent 24 - 5 = 19, mantissa 1234: 1.234e-2 ... 1234 × 10^-5.
+        let raw = (19u16 << 11) | 1234;
+        assert!((f16(raw) - 0.01234).abs() < 1e-15);
+        assert_eq!(f16(0), 0.0);
+        assert_eq!(dbm(1.0), Some(0.0));
+        assert!((dbm(0.5).unwrap() + 3.0103).abs() < 1e-4);
+        assert_eq!(dbm(0.0), None);
+    }
+
+    #[test]
+    fn bad_images_are_errors_not_panics() {
+        assert_eq!(decode(&[]), Err(OpticsError::Empty));
+        assert_eq!(decode(&[0xff; 256]), Err(OpticsError::Blank(0xff)));
+        assert_eq!(
+            decode(&[0x06; 256]).unwrap_err().to_string(),
+            "byte 0 (identifier) is 0x06 (XFP): not an SFP, QSFP or CMIS module"
+        );
+        assert!(matches!(decode(&[0x18; 100]), Err(OpticsError::Truncated { need: 256, .. })));
+        // Every prefix of every kind, and garbage after the identifier: never a panic.
+        for id in [0x03u8, 0x11, 0x18] {
+            let mut img: Vec<u8> = (0..6400u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+            img[0] = id;
+            img[2] = 0; // paged
+            for cut in (0..img.len()).step_by(61) {
+                let _ = decode(&img[..cut]);
+            }
+            let _ = decode(&img);
+        }
+    }
+}
