@@ -13,6 +13,7 @@ pub mod history;
 pub mod http;
 pub mod iface;
 pub mod netlink;
+pub mod optics;
 pub mod perf;
 pub mod ping;
 pub mod reflect;

@@ -19,6 +19,8 @@ pub enum NetlinkError {
     Malformed(&'static str),
     #[error("netlink: the kernel has no generic netlink family {0:?} (ethtool netlink needs Linux 5.6 or later)")]
     NoFamily(String),
+    #[error("{0}: the driver does not expose a module EEPROM (no pluggable module, or a virtual interface)")]
+    NoModule(String),
 }
 
 const NLMSG_ERROR: u16 = 2;
@@ -294,7 +296,18 @@ impl ModuleReader {
     pub fn read(&mut self, i2c: u8, page: u8, bank: u8, offset: u32, len: u32) -> Result<Vec<u8>, NetlinkError> {
         let body = module_eeprom_request(&self.ifname, i2c, page, bank, offset, len);
         let what = format!("{}: module EEPROM page {page:#04x} at {i2c:#04x}", self.ifname);
-        let bodies = self.sock.request(self.family, 0, &body, self.family, &what)?;
+        let bodies = match self.sock.request(self.family, 0, &body, self.family, &what) {
+            Err(NetlinkError::Kernel { errno: nix::Error::EOPNOTSUPP, .. }) if page == 0 && offset == 0 => {
+                return Err(NetlinkError::NoModule(self.ifname.clone()))
+            }
+            Err(NetlinkError::Kernel { errno: nix::Error::ENODEV, .. }) => {
+                return Err(NetlinkError::Kernel {
+                    what: format!("{}: no such interface", self.ifname),
+                    errno: nix::Error::ENODEV,
+                })
+            }
+            r => r?,
+        };
         bodies
             .iter()
             .flat_map(|b| attrs(b.get(4..).unwrap_or_default()))

@@ -421,7 +421,7 @@ fn sff8472(image: &[u8]) -> Result<Module, OpticsError> {
     m.vendor_revision = img.text(56, 4);
     m.serial = img.text(68, 16);
     m.date_code = date(&img, 84);
-    m.revision = format!("SFF-8472 compliance code 0x{:02x}", image[94]);
+    m.revision = format!("compliance 0x{:02x}", image[94]);
     m.checksums.extend(img.checksum("CC_BASE", 0, 62, 63));
     m.checksums.extend(img.checksum("CC_EXT", 64, 94, 95));
     let diag = image[92];
@@ -546,7 +546,7 @@ fn sff8636(image: &[u8]) -> Result<Module, OpticsError> {
     need(image, 256, "a QSFP's lower page and upper page 00h")?;
     let img = Img(image);
     let mut m = empty(Standard::Sff8636, image[0]);
-    m.revision = format!("SFF-8636 revision code 0x{:02x}", image[1]);
+    m.revision = format!("revision 0x{:02x}", image[1]);
     m.vendor = img.text(148, 16);
     m.vendor_oui = oui(&img, 165);
     m.part_number = img.text(168, 16);

@@ -466,3 +466,155 @@ mod tests {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// optics
+
+fn level_word(l: meshway_probe::optics::Level) -> &'static str {
+    use meshway_probe::optics::Level;
+    match l {
+        Level::Ok => "ok",
+        Level::Warning => "WARNING",
+        Level::Alarm => "ALARM",
+    }
+}
+
+/// A power in mW and dBm ("0.501 mW  -3.00 dBm", or "no light").
+fn power_text(mw: f64) -> String {
+    match meshway_probe::optics::dbm(mw) {
+        Some(d) => format!("{mw:.4} mW {d:>6.2} dBm"),
+        None => "no light".into(),
+    }
+}
+
+/// `meshway optics`: identity, monitors against the module's own thresholds, lanes, coherent
+/// (VDM) observables, flags and checksums.
+pub fn optics_text(source: &str, m: &meshway_probe::optics::Module) -> String {
+    use meshway_probe::optics::{Measure, Thresholds};
+    let mut s = format!(
+        "{source}: {} ({} {}){}\n",
+        m.identifier_name,
+        m.standard.name(),
+        m.revision,
+        m.module_state.map(|st| format!(", module state {st}")).unwrap_or_default()
+    );
+    let _ = writeln!(
+        s,
+        "  vendor {}  part {}  rev {}  serial {}  date {}  OUI {}",
+        m.vendor, m.part_number, m.vendor_revision, m.serial, m.date_code, m.vendor_oui
+    );
+    let lim = |t: Option<&Thresholds>, f: &dyn Fn(f64) -> String| {
+        t.map(|t| {
+            format!("  (warn {} .. {}, alarm {} .. {})", f(t.low_warn), f(t.high_warn), f(t.low_alarm), f(t.high_alarm))
+        })
+        .unwrap_or_default()
+    };
+    if let Some(t) = m.temperature_c {
+        let _ =
+            writeln!(s, "  temperature {t:.1} °C{}", lim(m.threshold(Measure::Temperature), &|v| format!("{v:.0}")));
+    }
+    if let Some(v) = m.supply_v {
+        let _ =
+            writeln!(s, "  supply      {v:.3} V{}", lim(m.threshold(Measure::SupplyVoltage), &|v| format!("{v:.2}")));
+    }
+    if !m.lanes.is_empty() {
+        let _ = writeln!(
+            s,
+            "  lane  tx bias      tx power                rx power{}",
+            match m.rx_power_average {
+                Some(false) => " (OMA)",
+                _ => "",
+            }
+        );
+        for l in &m.lanes {
+            let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map(f).unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                s,
+                "  {:<4}  {:<11}  {:<22}  {}",
+                l.lane,
+                opt(l.tx_bias_ma, &|v| format!("{v:.2} mA")),
+                opt(l.tx_power_mw, &power_text),
+                opt(l.rx_power_mw, &power_text)
+            );
+        }
+        let dbm = |v: f64| meshway_probe::optics::dbm(v).map_or("-inf".into(), |d| format!("{d:.1}"));
+        for (m_, name) in [(Measure::TxPower, "tx power dBm"), (Measure::RxPower, "rx power dBm")] {
+            if let Some(t) = m.threshold(m_) {
+                let _ = writeln!(s, "  {name}{}", lim(Some(t), &dbm));
+            }
+        }
+        if let Some(t) = m.threshold(Measure::TxBias) {
+            let _ = writeln!(s, "  tx bias mA{}", lim(Some(t), &|v| format!("{v:.1}")));
+        }
+    }
+    if !m.vdm.is_empty() {
+        s.push_str("  diagnostics (VDM)\n");
+        for v in &m.vdm {
+            let val = if v.unit.is_empty() { format!("{:.3e}", v.value) } else { format!("{:.2} {}", v.value, v.unit) };
+            let status = match (v.level, v.thresholds) {
+                (Some(l), Some(t)) => format!(
+                    "{} (warn {} .. {}, alarm {} .. {})",
+                    level_word(l),
+                    short(t.low_warn),
+                    short(t.high_warn),
+                    short(t.low_alarm),
+                    short(t.high_alarm)
+                ),
+                _ => String::new(),
+            };
+            let line = format!("    {:<36} lane {:<2} {:<16} {status}", v.name, v.lane, val);
+            let _ = writeln!(s, "{}", line.trim_end());
+        }
+    }
+    if m.worst() == meshway_probe::optics::Level::Ok {
+        s.push_str("  no warnings or alarms\n");
+    } else {
+        for v in m.vdm.iter().filter(|v| v.level.is_some_and(|l| l != meshway_probe::optics::Level::Ok)) {
+            let _ = writeln!(
+                s,
+                "  {} {} lane {} (the module's VDM threshold)",
+                level_word(v.level.unwrap_or(meshway_probe::optics::Level::Ok)),
+                v.name,
+                v.lane
+            );
+        }
+        for f in &m.findings {
+            let _ = writeln!(
+                s,
+                "  {} {} {}{} ({})",
+                level_word(f.level),
+                f.measure.name(),
+                f.side,
+                f.lane.map(|l| format!(" lane {l}")).unwrap_or_default(),
+                if f.latched_flag { "the module's latched flag" } else { "value against the module's threshold" }
+            );
+        }
+    }
+    let bad: Vec<String> = m
+        .checksums
+        .iter()
+        .filter(|c| !c.ok())
+        .map(|c| {
+            format!(
+                "{} at byte {} is 0x{:02x}, bytes {}-{} sum to 0x{:02x}",
+                c.name, c.at, c.stored, c.range.0, c.range.1, c.computed
+            )
+        })
+        .collect();
+    if bad.is_empty() {
+        let _ = writeln!(s, "  checksums ok ({})", m.checksums.iter().map(|c| c.name).collect::<Vec<_>>().join(", "));
+    } else {
+        for b in bad {
+            let _ = writeln!(s, "  CHECKSUM MISMATCH: {b}: the image is corrupt or was misread");
+        }
+    }
+    s
+}
+
+fn short(v: f64) -> String {
+    if v != 0.0 && (v.abs() < 0.01 || v.abs() >= 1e5) {
+        format!("{v:.2e}")
+    } else {
+        format!("{v:.2}")
+    }
+}

@@ -127,6 +127,9 @@ of failure. Every default number comes from catalog/default.toml with its source
     Agent(measure::AgentArgs),
     /// Query the agent's history: series, percentiles, trend forecast.
     History(measure::HistoryArgs),
+    /// Optical module diagnostics (SFP, QSFP, QSFP-DD/OSFP with coherent ZR pages) from an
+    /// interface or an EEPROM dump.
+    Optics(measure::OpticsArgs),
     /// Published measurements against the model: every row of a validation set run as a
     /// scenario, with the error per row and per group.
     #[command(after_help = "Examples:
@@ -253,6 +256,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Trace(a) => measure::trace(a),
         Command::Agent(a) => measure::agent(a),
         Command::History(a) => measure::history(a),
+        Command::Optics(a) => measure::optics(a),
         Command::Validate { dir, set, common } => {
             let cat = load_catalog(&common.catalog)?;
             let read = |part: &str, name: &str| -> Result<(String, String)> {

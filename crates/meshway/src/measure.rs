@@ -670,3 +670,47 @@ pub fn history(a: HistoryArgs) -> Result<()> {
         text::history_text(&r)
     })
 }
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  meshway optics eth4                     the module in eth4's cage (root; ethtool netlink)
+  meshway optics /sys/bus/i2c/devices/5-0050/eeprom     an optoe sysfs file
+  meshway optics dump.hex --json          `ethtool -m eth4 hex on > dump.hex`, or xxd output
+
+Decodes SFP (SFF-8472, internal or external calibration), QSFP/QSFP28 (SFF-8636) and
+QSFP-DD/OSFP (CMIS 4/5) modules: identity, temperature, supply, per-lane bias and
+transmit/receive power in mW and dBm, the module's own alarm and warning thresholds, its
+latched flags, and for coherent 400ZR/ZR+ modules the VDM observables (pre-FEC BER, eSNR,
+OSNR, chromatic dispersion, ...). A file is a binary image (upper page p at 128 + 128p, SFP
+A2h at 256) or hex text. Exits 1 when the image cannot be decoded; checksum mismatches are
+reported and decoding goes on.")]
+pub struct OpticsArgs {
+    /// An interface name, or a file holding an EEPROM image.
+    source: String,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn optics(a: OpticsArgs) -> Result<()> {
+    let path = std::path::Path::new(&a.source);
+    let is_file = a.source.contains('/') || path.exists();
+    let image = if is_file {
+        meshway_agent::optics::read_file(path)?
+    } else {
+        meshway_agent::optics::read_interface(&a.source)
+            .with_context(|| format!("cannot read the module of {} (give a file to decode a dump)", a.source))?
+    };
+    let m = meshway_probe::optics::decode(&image).with_context(|| format!("{}: cannot decode", a.source))?;
+    for c in m.checksums.iter().filter(|c| !c.ok()) {
+        eprintln!("warning: {}: {} checksum mismatch at byte {}", a.source, c.name, c.at);
+    }
+    if a.json {
+        let mut v = serde_json::to_value(&m)?;
+        v["source"] = serde_json::Value::String(a.source.clone());
+        v["worst"] = serde_json::to_value(m.worst())?;
+        emit(&format!("{}\n", serde_json::to_string_pretty(&v)?))
+    } else {
+        emit(&text::optics_text(&a.source, &m))
+    }
+}

@@ -1,0 +1,169 @@
+//! Module EEPROM from the kernel (ethtool netlink, half a page per request) or from a file
+//! (a binary image as `optoe`'s sysfs `eeprom` or the ethtool ioctl lays it out, or hex text),
+//! into the flat image [`meshway_probe::optics::decode`] reads.
+
+use crate::netlink::{ModuleReader, NetlinkError};
+use meshway_probe::optics::page_offset;
+use std::path::Path;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error("cannot read {path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Hex { path: String, line: usize, message: String },
+    #[error("{path}: {len} bytes; a module image is 128 to 65536 bytes")]
+    Size { path: String, len: usize },
+}
+
+/// The largest image: the last upper page (FFh).
+const MAX_IMAGE: usize = 128 * 256 + 128;
+
+fn put(img: &mut Vec<u8>, at: usize, data: &[u8]) {
+    if img.len() < at + data.len() {
+        img.resize(at + data.len(), 0);
+    }
+    img[at..at + data.len()].copy_from_slice(data);
+}
+
+/// Reads what the module's type needs, as `ethtool -m` does: SFP A0h and A2h; QSFP page 00h
+/// and 03h; CMIS pages 00h-02h, 11h and the VDM pages it advertises.
+pub fn read_interface(ifname: &str) -> Result<Vec<u8>, ReadError> {
+    let mut r = ModuleReader::open(ifname)?;
+    let mut img = r.read(0x50, 0, 0, 0, 128)?;
+    let id = img.first().copied().unwrap_or(0);
+    let upper = |r: &mut ModuleReader, img: &mut Vec<u8>, page: u8| -> bool {
+        match r.read(0x50, page, 0, 128, 128) {
+            Ok(d) => {
+                put(img, page_offset(page, 128), &d);
+                true
+            }
+            Err(_) => false,
+        }
+    };
+    upper(&mut r, &mut img, 0);
+    match id {
+        0x03 => {
+            // A2h: diagnostics, when the module has them.
+            if let (Ok(lo), Ok(hi)) = (r.read(0x51, 0, 0, 0, 128), r.read(0x51, 0, 0, 128, 128)) {
+                img.resize(512, 0);
+                put(&mut img, 256, &lo);
+                put(&mut img, 384, &hi);
+            }
+        }
+        0x0c | 0x0d | 0x11 => {
+            if img.get(2).is_some_and(|b| b & 0x04 == 0) {
+                upper(&mut r, &mut img, 3);
+            }
+        }
+        _ => {
+            if img.get(2).is_some_and(|b| b & 0x80 == 0) {
+                for page in [1, 2, 0x11] {
+                    upper(&mut r, &mut img, page);
+                }
+                let vdm = img.get(page_offset(1, 142)).is_some_and(|b| b & 0x40 != 0);
+                if vdm && upper(&mut r, &mut img, 0x2f) {
+                    let groups = (img.get(page_offset(0x2f, 128)).copied().unwrap_or(0) & 0x03) + 1;
+                    for g in 0..groups {
+                        for base in [0x20, 0x24, 0x28] {
+                            upper(&mut r, &mut img, base + g);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(img)
+}
+
+/// Hex text: bytes as two hex digits separated by spaces, lines optionally prefixed with an
+/// offset (`0x0080:` or `0080:`, as `ethtool -m hex on` and `xxd` print them); `#` comments;
+/// other lines (headings) are skipped when they hold no hex bytes.
+pub fn parse_hex(text: &str, path: &str) -> Result<Vec<u8>, ReadError> {
+    let mut img = Vec::new();
+    let mut next = 0usize;
+    let err = |line: usize, message: String| ReadError::Hex { path: path.into(), line, message };
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        let (off, rest) = match line.split_once(':') {
+            Some((o, rest)) => {
+                let o = o.trim();
+                let digits = o.strip_prefix("0x").or_else(|| o.strip_prefix("0X")).unwrap_or(o);
+                match usize::from_str_radix(digits, 16) {
+                    Ok(v) => (Some(v), rest),
+                    Err(_) => continue, // a heading such as "Offset: Values"
+                }
+            }
+            None => (None, line),
+        };
+        // xxd prints an ASCII column after two spaces: keep only leading hex tokens.
+        let mut bytes = Vec::new();
+        for tok in rest.split_whitespace() {
+            let t = tok.strip_prefix("0x").unwrap_or(tok);
+            if t.len() == 4 && off.is_some() && t.chars().all(|c| c.is_ascii_hexdigit()) {
+                // xxd groups two bytes per token.
+                bytes.push(u8::from_str_radix(&t[..2], 16).map_err(|e| err(n + 1, e.to_string()))?);
+                bytes.push(u8::from_str_radix(&t[2..], 16).map_err(|e| err(n + 1, e.to_string()))?);
+            } else if t.len() == 2 && t.chars().all(|c| c.is_ascii_hexdigit()) {
+                bytes.push(u8::from_str_radix(t, 16).map_err(|e| err(n + 1, e.to_string()))?);
+            } else if bytes.is_empty() && off.is_none() {
+                // A line of words: a heading.
+                break;
+            } else if !bytes.is_empty() || off.is_some() {
+                break;
+            }
+        }
+        if bytes.is_empty() {
+            continue;
+        }
+        let at = off.unwrap_or(next);
+        if at + bytes.len() > MAX_IMAGE {
+            return Err(err(n + 1, format!("offset 0x{at:x} beyond the last page")));
+        }
+        put(&mut img, at, &bytes);
+        next = at + bytes.len();
+    }
+    if img.is_empty() {
+        return Err(err(0, "no hex bytes found".into()));
+    }
+    Ok(img)
+}
+
+/// A file: binary when it is not hex text.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
+    let p = path.display().to_string();
+    let data = std::fs::read(path).map_err(|source| ReadError::File { path: p.clone(), source })?;
+    let texty = !data.is_empty()
+        && data.iter().all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+        && data.iter().filter(|b| b.is_ascii_hexdigit()).count() * 2 > data.len();
+    let img = if texty { parse_hex(&String::from_utf8_lossy(&data), &p)? } else { data };
+    if img.len() < 128 || img.len() > MAX_IMAGE {
+        return Err(ReadError::Size { path: p, len: img.len() });
+    }
+    Ok(img)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_forms() {
+        let ethtool = "Offset\t\tValues\n------\t\t------\n0x0000:\t\t18 52 00 06\n0x0080:\t\t18 41\n";
+        let i = parse_hex(ethtool, "x").unwrap();
+        assert_eq!((i.len(), &i[..4], i[0x80], i[0x81]), (0x82, &[0x18, 0x52, 0, 6][..], 0x18, 0x41));
+        let xxd = "00000000: 1852 0006 4142  ..RA\n";
+        assert_eq!(parse_hex(xxd, "x").unwrap(), vec![0x18, 0x52, 0, 6, 0x41, 0x42]);
+        let plain = "# a dump\n03 04 07\n10 00\n";
+        assert_eq!(parse_hex(plain, "x").unwrap(), vec![3, 4, 7, 0x10, 0]);
+        assert_eq!(parse_hex("hello\n", "f.txt").unwrap_err().to_string(), "f.txt:0: no hex bytes found");
+        assert!(parse_hex("0xffffff: 00\n", "f").unwrap_err().to_string().contains("beyond the last page"));
+    }
+}
