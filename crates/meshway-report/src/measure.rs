@@ -444,29 +444,6 @@ pub fn history_html(r: &HistoryReport) -> String {
     svg::page(&format!("meshway history: {}", r.target), &body)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metric_values_carry_their_unit() {
-        assert_eq!(metric_text(Metric::Loss, 0.00125), "0.125%");
-        assert_eq!(metric_text(Metric::ThroughputMin, 99.6), rate_f64(100.0));
-        assert_eq!(metric_text(Metric::RttP99, 1_500_000.4), span(1_500_000));
-    }
-
-    #[test]
-    fn target_list_is_aligned() {
-        let t = history_targets_text(&[("edge".into(), 12), ("a-much-longer-target-name".into(), 1234567)]);
-        assert_eq!(
-            t,
-            "target                           samples\n\
-             edge                                  12\n\
-             a-much-longer-target-name        1234567\n"
-        );
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // optics
 
@@ -616,5 +593,28 @@ fn short(v: f64) -> String {
         format!("{v:.2e}")
     } else {
         format!("{v:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_values_carry_their_unit() {
+        assert_eq!(metric_text(Metric::Loss, 0.00125), "0.125%");
+        assert_eq!(metric_text(Metric::ThroughputMin, 99.6), rate_f64(100.0));
+        assert_eq!(metric_text(Metric::RttP99, 1_500_000.4), span(1_500_000));
+    }
+
+    #[test]
+    fn target_list_is_aligned() {
+        let t = history_targets_text(&[("edge".into(), 12), ("a-much-longer-target-name".into(), 1234567)]);
+        assert_eq!(
+            t,
+            "target                           samples\n\
+             edge                                  12\n\
+             a-much-longer-target-name        1234567\n"
+        );
     }
 }
