@@ -99,6 +99,7 @@ struct TargetMetrics {
 /// in nanoseconds), bytes per second for throughput (kept in bits per second).
 fn base_units(m: Metric, v: f64) -> f64 {
     match m {
+        Metric::OpticsLevel => v,
         Metric::Loss | Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio => v,
         Metric::ThroughputMin => v / 8.0,
         _ => v / 1e9,
@@ -116,9 +117,20 @@ struct IfaceMetrics {
     limits: Vec<(Metric, f64, Option<f64>)>,
 }
 
+/// One optical module of an optics target.
+#[derive(Debug, Clone, Default)]
+struct OpticsMetrics {
+    module: Option<meshway_probe::optics::Module>,
+    read_errors: u64,
+    objectives: Vec<(Metric, Option<bool>, bool)>,
+    limits: Vec<(Metric, f64, Option<f64>)>,
+}
+
 #[derive(Debug, Default)]
 struct Metrics {
     targets: BTreeMap<String, TargetMetrics>,
+    /// (target, interface or file).
+    optics: BTreeMap<(String, String), OpticsMetrics>,
     /// (target, interface).
     ifaces: BTreeMap<(String, String), IfaceMetrics>,
     samples_written: u64,
@@ -164,6 +176,11 @@ fn objective_rows(m: &Metrics) -> Vec<(String, ObjectiveRow<'_>)> {
         .collect();
     rows.extend(
         m.ifaces
+            .iter()
+            .map(|((t, i), v)| (format!("{t}/{i}"), ObjectiveRow { objectives: &v.objectives, limits: &v.limits })),
+    );
+    rows.extend(
+        m.optics
             .iter()
             .map(|((t, i), v)| (format!("{t}/{i}"), ObjectiveRow { objectives: &v.objectives, limits: &v.limits })),
     );
@@ -220,6 +237,107 @@ fn render_interfaces(o: &mut String, m: &Metrics) {
         if let Some(u) = v.utilization {
             let _ = writeln!(o, "meshway_interface_utilization_ratio{{{}}} {}", lbl(t, i), fmt_f(u));
         }
+    }
+}
+
+/// Optical module families: base units (celsius, volts, amperes, watts), the module's own
+/// thresholds for receive power, its worst level, and the VDM observables as the module
+/// reports them.
+fn render_optics(o: &mut String, m: &Metrics) {
+    use meshway_probe::optics::{Level, Measure};
+    if m.optics.is_empty() {
+        return;
+    }
+    let lbl = |t: &str, i: &str| format!("target=\"{}\",interface=\"{}\"", esc(t), esc(i));
+    let mods = || m.optics.iter().filter_map(|((t, i), v)| v.module.as_ref().map(|x| (lbl(t, i), x)));
+    family(o, "meshway_optics_info", "gauge", "The module's identity; always 1.");
+    for (l, x) in mods() {
+        let _ = writeln!(
+            o,
+            "meshway_optics_info{{{l},standard=\"{}\",type=\"{}\",vendor=\"{}\",part=\"{}\",serial=\"{}\"}} 1",
+            x.standard.name(),
+            esc(x.identifier_name),
+            esc(&x.vendor),
+            esc(&x.part_number),
+            esc(&x.serial)
+        );
+    }
+    family(
+        o,
+        "meshway_optics_status",
+        "gauge",
+        "Worst level of the module's warnings and alarms: 0 ok, 1 warning, 2 alarm.",
+    );
+    for (l, x) in mods() {
+        let v = match x.worst() {
+            Level::Ok => 0,
+            Level::Warning => 1,
+            Level::Alarm => 2,
+        };
+        let _ = writeln!(o, "meshway_optics_status{{{l}}} {v}");
+    }
+    family(o, "meshway_optics_temperature_celsius", "gauge", "Module temperature.");
+    for (l, x) in mods() {
+        if let Some(t) = x.temperature_c {
+            let _ = writeln!(o, "meshway_optics_temperature_celsius{{{l}}} {}", fmt_f(t));
+        }
+    }
+    family(o, "meshway_optics_supply_volts", "gauge", "Module supply voltage.");
+    for (l, x) in mods() {
+        if let Some(v) = x.supply_v {
+            let _ = writeln!(o, "meshway_optics_supply_volts{{{l}}} {}", fmt_f(v));
+        }
+    }
+    type LaneGet = fn(&meshway_probe::optics::Lane) -> Option<f64>;
+    let lanes: [(&str, &str, LaneGet); 3] = [
+        ("tx_bias_amperes", "Laser bias current per lane.", |l| l.tx_bias_ma.map(|v| v / 1e3)),
+        ("tx_power_watts", "Transmit optical power per lane.", |l| l.tx_power_mw.map(|v| v / 1e3)),
+        ("rx_power_watts", "Receive optical power per lane.", |l| l.rx_power_mw.map(|v| v / 1e3)),
+    ];
+    for (name, help, get) in lanes {
+        family(o, &format!("meshway_optics_{name}"), "gauge", help);
+        for (l, x) in mods() {
+            for lane in &x.lanes {
+                if let Some(v) = get(lane) {
+                    let _ = writeln!(o, "meshway_optics_{name}{{{l},lane=\"{}\"}} {}", lane.lane, fmt_f(v));
+                }
+            }
+        }
+    }
+    family(o, "meshway_optics_rx_power_threshold_watts", "gauge", "The module's own receive power limits.");
+    for (l, x) in mods() {
+        if let Some(t) = x.threshold(Measure::RxPower) {
+            for (lv, v) in [
+                ("high_alarm", t.high_alarm),
+                ("high_warn", t.high_warn),
+                ("low_warn", t.low_warn),
+                ("low_alarm", t.low_alarm),
+            ] {
+                let _ = writeln!(o, "meshway_optics_rx_power_threshold_watts{{{l},level=\"{lv}\"}} {}", fmt_f(v / 1e3));
+            }
+        }
+    }
+    family(
+        o,
+        "meshway_optics_vdm",
+        "gauge",
+        "VDM observables (coherent modules: pre-FEC BER, eSNR, OSNR, CD, ...) in the unit labelled.",
+    );
+    for (l, x) in mods() {
+        for v in &x.vdm {
+            let _ = writeln!(
+                o,
+                "meshway_optics_vdm{{{l},observable=\"{}\",lane=\"{}\",unit=\"{}\"}} {}",
+                esc(&v.name),
+                v.lane,
+                esc(v.unit),
+                fmt_f(v.value)
+            );
+        }
+    }
+    family(o, "meshway_optics_read_errors_total", "counter", "Polls that could not read or decode the module.");
+    for ((t, i), v) in &m.optics {
+        let _ = writeln!(o, "meshway_optics_read_errors_total{{{}}} {}", lbl(t, i), v.read_errors);
     }
 }
 
@@ -290,6 +408,7 @@ fn render(m: &Metrics) -> String {
         }
     }
     render_interfaces(&mut o, m);
+    render_optics(&mut o, m);
     family(&mut o, "meshway_objective_met", "gauge", "1 when the objective is met over its window, 0 when violated.");
     for (t, v) in objective_rows(m) {
         for (metric, met, _) in v.objectives {
@@ -406,6 +525,13 @@ fn threshold_text(o: &Objective) -> String {
     match o.metric {
         Metric::Loss | Metric::Utilization | Metric::DropRatio => format!("{}%", o.threshold * 100.0),
         Metric::ErrorRatio => format!("{:e}", o.threshold),
+        // Thresholds 0.5 / 1.5, values 0 / 1 / 2.
+        Metric::OpticsLevel => match o.threshold {
+            t if t < 0.25 => "ok",
+            t if t < 1.25 => "warning",
+            _ => "alarm",
+        }
+        .to_string(),
         Metric::ThroughputMin => meshway_units::BitsPerSec(o.threshold as u64).to_string(),
         _ => Nanos(o.threshold as u64).to_string(),
     }
@@ -479,6 +605,7 @@ pub fn webhook_payload(
 enum Msg {
     Sample { target: Arc<str>, sample: Sample },
     Interfaces { target: Arc<str>, snaps: Vec<Snapshot> },
+    Optics { target: Arc<str>, poll: crate::optics::OpticsPoll },
 }
 
 /// Deterministic start offset of a target within its interval (FNV of the name).
@@ -582,6 +709,19 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                         let _ = tx.send(Msg::Sample { target: name.clone(), sample });
                     }
                 }
+                Probe::Optics => {
+                    let mut next = clock::mono();
+                    while !stop.load(Ordering::Relaxed) {
+                        let now = clock::mono();
+                        if now < next {
+                            std::thread::sleep(clock::dur(next.saturating_sub(now).min(Nanos(50_000_000))));
+                            continue;
+                        }
+                        next = if now.saturating_sub(next) > t.interval { now + t.interval } else { next + t.interval };
+                        let poll = crate::optics::poll(&t.address);
+                        let _ = tx.send(Msg::Optics { target: name.clone(), poll });
+                    }
+                }
                 Probe::Interface { .. } => {
                     let mut next = clock::mono();
                     let mut warned = false;
@@ -625,6 +765,14 @@ struct TargetState {
     alerts: Vec<AlertState>,
     /// Interface targets: one state per matching interface.
     ifaces: BTreeMap<String, IfaceState>,
+    /// Optics targets: per module, its alerts, worst level and last read error.
+    optics: BTreeMap<String, OpticsState>,
+}
+
+struct OpticsState {
+    alerts: Vec<AlertState>,
+    level: Option<f64>,
+    error: Option<String>,
 }
 
 /// The series an interface stores, one value per poll interval (store names
@@ -657,17 +805,23 @@ impl Core {
         let mut metrics = self.metrics.lock().map(|m| m.targets.clone()).unwrap_or_default();
         let keep: std::collections::HashSet<&str> =
             self.spec.targets.iter().filter(|t| t.kind_name == "interface").map(|t| t.name.as_str()).collect();
+        let keep_optics: std::collections::HashSet<&str> =
+            self.spec.targets.iter().filter(|t| t.kind_name == "optics").map(|t| t.name.as_str()).collect();
         if let Ok(mut m) = self.metrics.lock() {
             m.ifaces.retain(|(t, _), _| keep.contains(t.as_str()));
+            m.optics.retain(|(t, _), _| keep_optics.contains(t.as_str()));
         }
         let mut new_metrics = BTreeMap::new();
         for t in &self.spec.targets {
             let id = self.store.target_id(&t.name, t.kind_name, &t.address)?;
             let span = t.objectives.iter().map(|o| o.window_ns).max().unwrap_or(300_000_000_000);
-            let (window, mut alerts, mut ifaces) = match old.remove(&t.name) {
-                Some(s) => (s.window, s.alerts, s.ifaces),
-                None => (Window::new(span), Vec::new(), BTreeMap::new()),
+            let (window, mut alerts, mut ifaces, mut optics) = match old.remove(&t.name) {
+                Some(s) => (s.window, s.alerts, s.ifaces, s.optics),
+                None => (Window::new(span), Vec::new(), BTreeMap::new(), BTreeMap::new()),
             };
+            for st in optics.values_mut() {
+                st.alerts.resize(t.objectives.len(), AlertState::new(self.spec.fire_after, self.spec.resolve_after));
+            }
             for st in ifaces.values_mut() {
                 st.alerts.resize(t.objectives.len(), AlertState::new(self.spec.fire_after, self.spec.resolve_after));
             }
@@ -680,10 +834,10 @@ impl Core {
             tm.kind = t.kind_name;
             tm.objectives = t.objectives.iter().zip(&alerts).map(|(o, a)| (o.metric, None, a.firing)).collect();
             tm.limits = t.objectives.iter().map(|o| (o.metric, base_units(o.metric, o.threshold), None)).collect();
-            if t.kind_name != "interface" {
+            if t.kind_name != "interface" && t.kind_name != "optics" {
                 new_metrics.insert(t.name.clone(), tm);
             }
-            self.targets.insert(t.name.clone(), TargetState { spec: t.clone(), id, window: w, alerts, ifaces });
+            self.targets.insert(t.name.clone(), TargetState { spec: t.clone(), id, window: w, alerts, ifaces, optics });
         }
         if let Ok(mut m) = self.metrics.lock() {
             m.targets = new_metrics;
@@ -704,6 +858,47 @@ impl Core {
         match m {
             Msg::Sample { target, sample } => self.on_sample(&target, sample),
             Msg::Interfaces { target, snaps } => self.on_interfaces(&target, snaps),
+            Msg::Optics { target, poll } => self.on_optics(&target, poll),
+        }
+    }
+
+    fn on_optics(&mut self, target: &str, poll: crate::optics::OpticsPoll) {
+        use meshway_probe::optics::Level;
+        let Some(t) = self.targets.get_mut(target) else { return };
+        let present: std::collections::HashSet<&str> = poll.iter().map(|(n, _)| n.as_str()).collect();
+        t.optics.retain(|n, _| present.contains(n.as_str()));
+        let Ok(mut met) = self.metrics.lock() else { return };
+        met.optics.retain(|(tn, n), _| tn != target || present.contains(n.as_str()));
+        for (name, r) in poll {
+            let st = t.optics.entry(name.clone()).or_insert_with(|| OpticsState {
+                alerts: vec![AlertState::new(self.spec.fire_after, self.spec.resolve_after); t.spec.objectives.len()],
+                level: None,
+                error: None,
+            });
+            let e = met.optics.entry((target.to_string(), name.clone())).or_default();
+            match r {
+                Ok(m) => {
+                    st.level = Some(match m.worst() {
+                        Level::Ok => 0.0,
+                        Level::Warning => 1.0,
+                        Level::Alarm => 2.0,
+                    });
+                    if st.error.take().is_some() {
+                        (self.log)(
+                            crate::agent::Level::Info,
+                            format!("target {target}: {name}: module readable again"),
+                        );
+                    }
+                    e.module = Some(m);
+                }
+                Err(msg) => {
+                    e.read_errors += 1;
+                    if st.error.as_deref() != Some(msg.as_str()) {
+                        (self.log)(crate::agent::Level::Warn, format!("target {target}: {msg}"));
+                        st.error = Some(msg);
+                    }
+                }
+            }
         }
     }
 
@@ -811,7 +1006,33 @@ impl Core {
         let now = clock::unix_nanos();
         let mut updates = Vec::new();
         let mut iface_rows = Vec::new();
+        let mut optics_rows = Vec::new();
         for (name, t) in &mut self.targets {
+            for (src, st) in &mut t.optics {
+                let label = format!("{name}/{src}");
+                let mut objs = Vec::new();
+                let mut limits = Vec::new();
+                for (o, a) in t.spec.objectives.iter().zip(st.alerts.iter_mut()) {
+                    let violated = o.violated_by(st.level);
+                    if let Some(tr) = a.observe(violated, now) {
+                        let payload =
+                            webhook_payload(&label, o, st.level, tr, a.since_ns, now, &self.spec.external_url);
+                        let level = if tr == Transition::Fired { Level::Warn } else { Level::Info };
+                        let verb = if tr == Transition::Fired { "firing" } else { "resolved" };
+                        (self.log)(level, format!("alert {verb} {label} {}", o.metric.name()));
+                        if self.spec.webhook.is_some() {
+                            let _ = self.webhook_tx.try_send(payload);
+                        }
+                        updates.push(tr);
+                    }
+                    objs.push((o.metric, violated, a.firing));
+                    limits.push((o.metric, o.threshold, st.level));
+                }
+                optics_rows.push(((name.clone(), src.clone()), objs, limits));
+            }
+            if t.spec.kind_name == "optics" {
+                continue;
+            }
             for (ifname, st) in &mut t.ifaces {
                 let label = format!("{name}/{ifname}");
                 let mut objs = Vec::new();
@@ -888,6 +1109,12 @@ impl Core {
                 if let Some(im) = met.ifaces.get_mut(&key) {
                     im.objectives = objs;
                     im.limits = limits;
+                }
+            }
+            for (key, objs, limits) in optics_rows {
+                if let Some(om) = met.optics.get_mut(&key) {
+                    om.objectives = objs;
+                    om.limits = limits;
                 }
             }
             for tr in updates {

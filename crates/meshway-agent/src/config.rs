@@ -37,6 +37,13 @@
 //! utilization = "80%"
 //! error-ratio = "1e-6"
 //! drop-ratio = "0.01%"
+//!
+//! [[target]]
+//! name = "dci-optics"
+//! kind = "optics"                  # module EEPROM: temperature, power, thresholds, VDM
+//! address = "eth4, file:/sys/bus/i2c/devices/5-0050/eeprom"   # interfaces (globs) or files
+//! interval = "10s"
+//! objectives = { optics = "alarm" }   # alert on the module's alarms ("warning": also warnings)
 //! ```
 
 use crate::ping::PingKind;
@@ -185,6 +192,8 @@ pub struct ObjectivesConfig {
     pub utilization: Option<toml::Value>,
     pub error_ratio: Option<toml::Value>,
     pub drop_ratio: Option<toml::Value>,
+    /// optics targets: "warning" or "alarm".
+    pub optics: Option<String>,
 }
 
 fn five_minutes() -> Nanos {
@@ -207,6 +216,8 @@ pub enum Probe {
     Interface {
         speed_bps: Option<f64>,
     },
+    /// Optical module EEPROM of the interfaces matching `address` and its `file:` entries.
+    Optics,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -338,8 +349,18 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                 }
                 (Probe::Interface { speed_bps: t.speed.map(|s| s.get() as f64) }, "interface")
             }
+            "optics" => {
+                if t.address.split([',', ' ']).all(|p| p.is_empty() || p == "file:") {
+                    return Err(terr(
+                        "address: expected interface names or globs, or file:PATH entries, comma-separated".into(),
+                    ));
+                }
+                (Probe::Optics, "optics")
+            }
             other => {
-                return Err(terr(format!("unknown kind {other:?}: expected udp, tcp, icmp, http, perf or interface")))
+                return Err(terr(format!(
+                    "unknown kind {other:?}: expected udp, tcp, icmp, http, perf, interface or optics"
+                )))
             }
         };
         let mut objectives = Vec::new();
@@ -363,10 +384,33 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                 (Metric::Utilization, ratio("utilization", &o.utilization)?),
                 (Metric::ErrorRatio, ratio("error-ratio", &o.error_ratio)?),
                 (Metric::DropRatio, ratio("drop-ratio", &o.drop_ratio)?),
+                (
+                    Metric::OpticsLevel,
+                    match o.optics.as_deref() {
+                        None => None,
+                        Some("warning") => Some(0.5),
+                        Some("alarm") => Some(1.5),
+                        Some(other) => {
+                            return Err(terr(format!(
+                                "objectives.optics: expected \"warning\" or \"alarm\", got {other:?}"
+                            )))
+                        }
+                    },
+                ),
             ] {
                 if let Some(threshold) = value {
                     if metric == Metric::ThroughputMin && kind_name != "perf" {
                         return Err(terr("objectives.throughput-min needs kind = \"perf\"".into()));
+                    }
+                    if (metric == Metric::OpticsLevel) != (kind_name == "optics") {
+                        return Err(terr(if kind_name == "optics" {
+                            format!(
+                                "objectives.{}: optics targets take optics = \"warning\" or \"alarm\"",
+                                metric.name()
+                            )
+                        } else {
+                            "objectives.optics needs kind = \"optics\"".into()
+                        }));
                     }
                     if metric.is_interface() != (kind_name == "interface") {
                         return Err(terr(if kind_name == "interface" {

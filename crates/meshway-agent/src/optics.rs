@@ -150,6 +150,49 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
     Ok(img)
 }
 
+/// What one poll of an optics target found: per source (an interface name or a file path),
+/// the decoded module or why there is none.
+pub type OpticsPoll = Vec<(String, Result<meshway_probe::optics::Module, String>)>;
+
+/// Reads every source of an optics target's `address`: `file:PATH` entries, and the
+/// interfaces whose names match the other entries (globs). Interfaces without a module
+/// (virtual ones, empty cages) are left out.
+pub fn poll(address: &str) -> OpticsPoll {
+    let mut out = Vec::new();
+    let mut globs = Vec::new();
+    for entry in address.split([',', ' ']).filter(|e| !e.is_empty()) {
+        match entry.strip_prefix("file:") {
+            Some(path) if !path.is_empty() => {
+                let r = read_file(Path::new(path))
+                    .map_err(|e| e.to_string())
+                    .and_then(|img| meshway_probe::optics::decode(&img).map_err(|e| format!("{path}: {e}")));
+                out.push((path.to_string(), r));
+            }
+            Some(_) => {}
+            None => globs.push(entry),
+        }
+    }
+    if !globs.is_empty() {
+        let pattern = globs.join(",");
+        match crate::netlink::links() {
+            Ok(links) => {
+                for l in links.into_iter().filter(|l| crate::iface::matches(&pattern, &l.name)) {
+                    match read_interface(&l.name) {
+                        Err(ReadError::Netlink(NetlinkError::NoModule(_))) => {}
+                        Err(e) => out.push((l.name, Err(e.to_string()))),
+                        Ok(img) => {
+                            let r = meshway_probe::optics::decode(&img).map_err(|e| format!("{}: {e}", l.name));
+                            out.push((l.name, r));
+                        }
+                    }
+                }
+            }
+            Err(e) => out.push((pattern, Err(e.to_string()))),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

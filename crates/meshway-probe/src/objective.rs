@@ -36,10 +36,13 @@ pub enum Metric {
     ErrorRatio,
     /// Interfaces: drops and misses over packets plus those drops.
     DropRatio,
+    /// Optical modules: the worst level among their warnings and alarms (0 ok, 1 warning,
+    /// 2 alarm); thresholds 0.5 (alert on warnings) or 1.5 (on alarms).
+    OpticsLevel,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 10] = [
+    pub const ALL: [Metric; 11] = [
         Metric::RttP50,
         Metric::RttP90,
         Metric::RttP99,
@@ -50,6 +53,7 @@ impl Metric {
         Metric::Utilization,
         Metric::ErrorRatio,
         Metric::DropRatio,
+        Metric::OpticsLevel,
     ];
 
     /// The config key and label value.
@@ -65,6 +69,7 @@ impl Metric {
             Metric::Utilization => "utilization",
             Metric::ErrorRatio => "error-ratio",
             Metric::DropRatio => "drop-ratio",
+            Metric::OpticsLevel => "optics",
         }
     }
 
@@ -113,7 +118,7 @@ impl WindowStats {
             Metric::RttMean => self.rtt.as_ref().map(|r| r.mean_ns),
             Metric::JitterRfc3550 => self.rtt.as_ref().map(|r| r.jitter_rfc3550_ns),
             Metric::ThroughputMin => self.throughput_min_bps,
-            Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio => None,
+            Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio | Metric::OpticsLevel => None,
         }
     }
 }

@@ -636,8 +636,11 @@ fn metrics_pass_promtool_check_metrics() {
          [[target]]\nname = \"local-udp\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport}\"\ninterval = \"50ms\"\n\
          objectives = {{ window = \"10s\", rtt-p99 = \"50ms\", loss = \"1%\" }}\n\
          [[target]]\nname = \"ifs\"\nkind = \"interface\"\naddress = \"lo\"\ninterval = \"100ms\"\nspeed = \"10Gbps\"\n\
-         objectives = {{ window = \"10s\", utilization = \"90%\" }}\n",
-        dir.0.join("a.db").display()
+         objectives = {{ window = \"10s\", utilization = \"90%\" }}\n\
+         [[target]]\nname = \"optics\"\nkind = \"optics\"\naddress = \"file:{}\"\ninterval = \"100ms\"\n\
+         objectives = {{ optics = \"warning\" }}\n",
+        dir.0.join("a.db").display(),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/optics/qsfp-dd-400zr.hex").display()
     );
     std::fs::write(&cfg, text).unwrap();
     let _a = agent(&cfg);
@@ -649,6 +652,8 @@ fn metrics_pass_promtool_check_metrics() {
             && body.contains("meshway_objective_met{")
             && body.contains("meshway_interface_utilization_ratio{")
             && body.contains("meshway_objective_met{target=\"ifs/lo\"")
+            && body.contains("meshway_optics_vdm{")
+            && body.contains("objective=\"optics\"")
     }));
     let mut p = Command::new("promtool")
         .args(["check", "metrics"])
@@ -833,4 +838,63 @@ fn grafana_dashboard_queries_return_data_from_a_real_prometheus() {
         });
         assert!(ok, "panel {title:?}: {e} returned no finite data: {last:?}");
     }
+}
+
+#[test]
+fn optics_target_exports_the_module_and_alerts_on_its_alarms() {
+    // A file source (as the optoe driver exposes a module): the 400ZR example, whose pre-FEC
+    // BER is over its VDM alarm threshold; then a healthy SFP in its place.
+    let dir = TempDir::new("optics");
+    let hport = free_port();
+    let http = format!("127.0.0.1:{hport}");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/optics");
+    let module = dir.0.join("eeprom");
+    std::fs::copy(root.join("qsfp-dd-400zr.hex"), &module).unwrap();
+    let cfg = dir.0.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nlisten = \"{http}\"\ndatabase = \"{}\"\nevaluate-every = \"100ms\"\n\
+             [alerts]\nfire-after = 1\nresolve-after = 1\n\
+             [[target]]\nname = \"dci\"\nkind = \"optics\"\naddress = \"file:{}, nosuchif*\"\ninterval = \"100ms\"\n\
+             objectives = {{ optics = \"alarm\" }}\n",
+            dir.0.join("a.db").display(),
+            module.display()
+        ),
+    )
+    .unwrap();
+    let _a = agent(&cfg);
+    let src = module.display().to_string();
+    let firing = format!("meshway_alert_firing{{target=\"dci/{src}\",objective=\"optics\"}} 1");
+    let mut body = String::new();
+    assert!(
+        wait_until(10, || {
+            body = get(&http, "/metrics", None).map(|r| r.1).unwrap_or_default();
+            body.contains(&firing)
+        }),
+        "{body}"
+    );
+    let (_, s) = parse_prometheus(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    let l = [("target", "dci"), ("interface", src.as_str())];
+    assert_eq!(value(&s, "meshway_optics_status", &l), Some(2.0));
+    assert_eq!(value(&s, "meshway_optics_temperature_celsius", &l), Some(45.5));
+    let rx = value(&s, "meshway_optics_rx_power_watts", &[("interface", src.as_str()), ("lane", "1")]).unwrap();
+    assert!((rx - 0.0501e-3).abs() < 1e-12, "{rx}");
+    let ber = value(&s, "meshway_optics_vdm", &[("observable", "pre-FEC BER media input")]).unwrap();
+    assert!((ber - 1.5e-3).abs() < 1e-12);
+    assert_eq!(value(&s, "meshway_optics_info", &[("part", "QDD-400G-ZR")]), Some(1.0));
+    // The healthy module: the alert resolves.
+    std::fs::copy(root.join("sfp-25g-sr.hex"), &module).unwrap();
+    let resolved = format!("meshway_alert_firing{{target=\"dci/{src}\",objective=\"optics\"}} 0");
+    assert!(wait_until(10, || get(&http, "/metrics", None).is_some_and(|r| r.1.contains(&resolved))));
+    let body = get(&http, "/metrics", None).unwrap().1;
+    let (_, s) = parse_prometheus(&body).unwrap();
+    assert_eq!(value(&s, "meshway_optics_status", &l), Some(0.0));
+    // A corrupt file is counted and the last good reading goes on being served.
+    std::fs::write(&module, "not a module\n").unwrap();
+    assert!(wait_until(10, || {
+        let b = get(&http, "/metrics", None).map(|r| r.1).unwrap_or_default();
+        let (_, s) = parse_prometheus(&b).unwrap();
+        value(&s, "meshway_optics_read_errors_total", &l).unwrap_or(0.0) >= 2.0
+    }));
 }
