@@ -786,6 +786,36 @@ struct IfaceState {
     ids: [i64; 3],
 }
 
+/// Where an objective's alert transitions go: the log and the webhook queue.
+struct AlertSink<'a> {
+    spec: &'a AgentSpec,
+    log: &'a Log,
+    webhook_tx: &'a SyncSender<serde_json::Value>,
+}
+
+impl AlertSink<'_> {
+    /// Feeds one evaluation to `a`; logs and queues the webhook of the transition it caused.
+    fn observe(
+        &self,
+        label: &str,
+        o: &Objective,
+        a: &mut AlertState,
+        violated: Option<bool>,
+        value: Option<f64>,
+        now: u64,
+    ) -> Option<Transition> {
+        let tr = a.observe(violated, now)?;
+        let payload = webhook_payload(label, o, value, tr, a.since_ns, now, &self.spec.external_url);
+        let level = if tr == Transition::Fired { Level::Warn } else { Level::Info };
+        let verb = if tr == Transition::Fired { "firing" } else { "resolved" };
+        (self.log)(level, format!("alert {verb} {label} {}", o.metric.name()));
+        if self.spec.webhook.is_some() {
+            let _ = self.webhook_tx.try_send(payload);
+        }
+        Some(tr)
+    }
+}
+
 struct Core {
     spec: AgentSpec,
     config_path: PathBuf,
@@ -1014,17 +1044,8 @@ impl Core {
                 let mut limits = Vec::new();
                 for (o, a) in t.spec.objectives.iter().zip(st.alerts.iter_mut()) {
                     let violated = o.violated_by(st.level);
-                    if let Some(tr) = a.observe(violated, now) {
-                        let payload =
-                            webhook_payload(&label, o, st.level, tr, a.since_ns, now, &self.spec.external_url);
-                        let level = if tr == Transition::Fired { Level::Warn } else { Level::Info };
-                        let verb = if tr == Transition::Fired { "firing" } else { "resolved" };
-                        (self.log)(level, format!("alert {verb} {label} {}", o.metric.name()));
-                        if self.spec.webhook.is_some() {
-                            let _ = self.webhook_tx.try_send(payload);
-                        }
-                        updates.push(tr);
-                    }
+                    let sink = AlertSink { spec: &self.spec, log: &self.log, webhook_tx: &self.webhook_tx };
+                    updates.extend(sink.observe(&label, o, a, violated, st.level, now));
                     objs.push((o.metric, violated, a.firing));
                     limits.push((o.metric, o.threshold, st.level));
                 }
@@ -1046,16 +1067,8 @@ impl Core {
                         _ => None,
                     });
                     let violated = o.violated_by(value);
-                    if let Some(tr) = a.observe(violated, now) {
-                        let payload = webhook_payload(&label, o, value, tr, a.since_ns, now, &self.spec.external_url);
-                        let level = if tr == Transition::Fired { Level::Warn } else { Level::Info };
-                        let verb = if tr == Transition::Fired { "firing" } else { "resolved" };
-                        (self.log)(level, format!("alert {verb} {label} {}", o.metric.name()));
-                        if self.spec.webhook.is_some() {
-                            let _ = self.webhook_tx.try_send(payload);
-                        }
-                        updates.push(tr);
-                    }
+                    let sink = AlertSink { spec: &self.spec, log: &self.log, webhook_tx: &self.webhook_tx };
+                    updates.extend(sink.observe(&label, o, a, violated, value, now));
                     objs.push((o.metric, violated, a.firing));
                     limits.push((o.metric, o.threshold, value));
                 }
@@ -1072,23 +1085,8 @@ impl Core {
             for (o, a) in t.spec.objectives.iter().zip(t.alerts.iter_mut()) {
                 let st = t.window.stats(now, o.window_ns);
                 let violated = o.violated(&st);
-                if let Some(tr) = a.observe(violated, now) {
-                    let payload =
-                        webhook_payload(name, o, st.value(o.metric), tr, a.since_ns, now, &self.spec.external_url);
-                    let level = if tr == Transition::Fired { Level::Warn } else { Level::Info };
-                    (self.log)(
-                        level,
-                        format!(
-                            "alert {} {name} {}",
-                            if tr == Transition::Fired { "firing" } else { "resolved" },
-                            o.metric.name()
-                        ),
-                    );
-                    if self.spec.webhook.is_some() {
-                        let _ = self.webhook_tx.try_send(payload);
-                    }
-                    updates.push(tr);
-                }
+                let sink = AlertSink { spec: &self.spec, log: &self.log, webhook_tx: &self.webhook_tx };
+                updates.extend(sink.observe(name, o, a, violated, st.value(o.metric), now));
                 objs.push((o.metric, violated, a.firing));
                 limits.push((
                     o.metric,
