@@ -1,0 +1,555 @@
+//! From flows to answers: east-west against north-south, elephants and mice, the flow-size
+//! distribution, top talkers, traffic matrices between racks and sites, TCP and RoCEv2
+//! trouble, and the links the biggest flows cross on a planned fabric.
+//!
+//! Addresses map onto a fabric by its address plan: GPU rank `r` (meshway's rank order) has
+//! `base + r`, where `base` defaults to the testbed's 10.64.0.1, so a capture of `meshway
+//! testbed` traffic maps onto its scenario as it is.
+
+use crate::capture::CaptureInfo;
+use crate::flows::{Flow, FlowKey, Flows, Other};
+use meshway_fabric::routing::{is_network, pick_path, switch_latencies, ShortestPaths};
+use meshway_fabric::{Catalog, Fabric, LinkClass, NodeId};
+use meshway_sim::topo::{FabricTopo, Topology};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+
+/// An IPv4 or IPv6 prefix ("10.0.0.0/8", "fd00::/8").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Cidr {
+    pub net: IpAddr,
+    pub len: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (a, l) = s.trim().split_once('/').unwrap_or((s.trim(), ""));
+        let net: IpAddr = a.parse().map_err(|_| format!("{s:?}: expected a prefix such as 10.0.0.0/8"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let len = if l.is_empty() { max } else { l.parse().map_err(|_| format!("{s:?}: bad prefix length"))? };
+        if len > max {
+            return Err(format!("{s:?}: prefix length {len} over {max}"));
+        }
+        Ok(Cidr { net, len })
+    }
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let m = if self.len == 0 { 0 } else { u32::MAX << (32 - self.len) };
+                u32::from(n) & m == u32::from(a) & m
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let m = if self.len == 0 { 0 } else { u128::MAX << (128 - self.len) };
+                u128::from(n) & m == u128::from(a) & m
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Where a flow runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// Both ends GPUs of one host (NVLink traffic seen on a NIC is rare; loopback captures).
+    SameHost,
+    /// Both ends under one leaf (rack, or rail leaf).
+    SameLeaf,
+    /// Both ends in one site, across leaves.
+    CrossLeaf,
+    /// Both ends GPUs, in different sites (over DCI).
+    CrossSite,
+    /// Both ends inside the given prefixes (no fabric to say more).
+    EastWest,
+    /// One end inside, one outside.
+    NorthSouth,
+    /// Neither end inside.
+    External,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::SameHost => "same host",
+            Scope::SameLeaf => "same leaf",
+            Scope::CrossLeaf => "across leaves",
+            Scope::CrossSite => "across sites",
+            Scope::EastWest => "east-west",
+            Scope::NorthSouth => "north-south",
+            Scope::External => "external",
+        }
+    }
+
+    pub fn is_east_west(self) -> bool {
+        !matches!(self, Scope::NorthSouth | Scope::External)
+    }
+}
+
+/// GPUs of a fabric by address.
+pub struct AddressPlan<'f> {
+    pub fabric: &'f Fabric,
+    topo: FabricTopo<'f>,
+    by_ip: HashMap<IpAddr, u32>,
+    /// Per rank: GPU name, host, leaf, site.
+    names: Vec<(String, String, String, String)>,
+    sw_lat: Vec<meshway_units::Nanos>,
+    per_km: meshway_units::Nanos,
+}
+
+impl<'f> AddressPlan<'f> {
+    pub fn new(fabric: &'f Fabric, catalog: &Catalog, base: Ipv4Addr) -> AddressPlan<'f> {
+        let topo = FabricTopo::new(fabric, catalog, 1);
+        let n = topo.ranks() as u32;
+        let mut by_ip = HashMap::new();
+        let mut names = Vec::new();
+        for r in 0..n {
+            by_ip.insert(IpAddr::V4(Ipv4Addr::from(u32::from(base).wrapping_add(r))), r);
+            let g = topo.node_of(r);
+            let mut host = fabric.node(g).name.clone();
+            let mut leaf = String::from("-");
+            for &(v, l) in fabric.neighbors(g) {
+                match fabric.link(l).class {
+                    LinkClass::Nvlink => host = fabric.node(v).name.clone(),
+                    _ if leaf == "-" => leaf = fabric.node(v).name.clone(),
+                    _ => {}
+                }
+            }
+            let site = fabric.sites.get(fabric.node(g).site as usize).cloned().unwrap_or_default();
+            names.push((fabric.node(g).name.clone(), host, leaf, site));
+        }
+        AddressPlan {
+            fabric,
+            topo,
+            by_ip,
+            names,
+            sw_lat: switch_latencies(fabric, catalog),
+            per_km: catalog.constants.fiber_delay_per_km,
+        }
+    }
+
+    pub fn rank(&self, ip: IpAddr) -> Option<u32> {
+        self.by_ip.get(&ip).copied()
+    }
+
+    pub fn gpu_name(&self, r: u32) -> &str {
+        &self.names[r as usize].0
+    }
+
+    fn scope(&self, a: u32, b: u32) -> Scope {
+        let (x, y) = (&self.names[a as usize], &self.names[b as usize]);
+        if x.3 != y.3 {
+            Scope::CrossSite
+        } else if x.1 == y.1 {
+            Scope::SameHost
+        } else if x.2 == y.2 {
+            Scope::SameLeaf
+        } else {
+            Scope::CrossLeaf
+        }
+    }
+
+    /// The network links of one path from rank `a` to `b`, the hop choices made by a hash of
+    /// the 5-tuple as ECMP would.
+    fn path(&self, a: u32, b: u32, key: &FlowKey) -> Vec<meshway_fabric::LinkId> {
+        let (s, d): (NodeId, NodeId) = (self.topo.node_of(a), self.topo.node_of(b));
+        let sp = ShortestPaths::from(self.fabric, d, &self.sw_lat, self.per_km);
+        let mut h = fnv(key);
+        let p = pick_path(self.fabric, &sp, s, |n| {
+            h = h.wrapping_mul(0x100_0000_01b3) ^ (h >> 29);
+            (h % n as u64) as usize
+        });
+        p.unwrap_or_default().into_iter().filter(|&l| is_network(self.fabric.link(l).class)).collect()
+    }
+}
+
+fn fnv(k: &FlowKey) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let s = format!("{}{}{}{}{}", k.src, k.dst, k.proto, k.sport, k.dport);
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Prefixes that are "inside" when no fabric is given (or for addresses outside its plan).
+    pub internal: Vec<Cidr>,
+    /// Flows at least this large are elephants.
+    pub elephant_bytes: u64,
+    /// Rows in the top lists.
+    pub top: usize,
+    /// How many of the largest flows are mapped onto the fabric.
+    pub critical_flows: usize,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        // Assumption: 10 MB, the "large flow" bin of pFabric (SIGCOMM'13) and PIAS (NSDI'15),
+        // whose bins are (0,100KB] short, (100KB,10MB] medium, over 10MB large.
+        Options { internal: Vec::new(), elephant_bytes: 10_000_000, top: 10, critical_flows: 100 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScopeRow {
+    pub scope: Scope,
+    pub flows: u64,
+    pub bytes: u64,
+    pub share: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SizeBin {
+    pub label: &'static str,
+    pub flows: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlowRow {
+    #[serde(flatten)]
+    pub flow: Flow,
+    pub protocol: &'static str,
+    pub scope: Scope,
+    pub src_gpu: Option<String>,
+    pub dst_gpu: Option<String>,
+    /// Mean rate over the flow's life (0 for a single packet).
+    pub rate_bps: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Talker {
+    pub address: IpAddr,
+    pub gpu: Option<String>,
+    pub sent_bytes: u64,
+    pub received_bytes: u64,
+    pub flows: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Matrix {
+    /// "leaf" or "site".
+    pub level: &'static str,
+    pub names: Vec<String>,
+    /// bytes[from][to].
+    pub bytes: Vec<Vec<u64>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LinkLoad {
+    pub from: String,
+    pub to: String,
+    pub class: LinkClass,
+    pub rate_bps: u64,
+    pub bytes: u64,
+    /// Bytes over the capture's span at the link's rate.
+    pub utilization: f64,
+    /// Indexes into `top_flows` of the flows mapped onto this link (at most 10).
+    pub flows: Vec<usize>,
+    pub flow_count: u64,
+    pub tcp_retransmissions: u64,
+    pub roce_naks: u64,
+    pub roce_cnps: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Trouble {
+    pub tcp_flows: u64,
+    pub retransmissions: u64,
+    pub dup_acks: u64,
+    pub zero_windows: u64,
+    pub rocev2_flows: u64,
+    pub naks: u64,
+    pub rnr_naks: u64,
+    pub cnps: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrafficReport {
+    pub capture: CaptureInfo,
+    pub packets: u64,
+    pub bytes: u64,
+    pub duration_ns: u64,
+    pub flows: u64,
+    pub other: Other,
+    /// (protocol, flows, bytes), most bytes first.
+    pub protocols: Vec<(&'static str, u64, u64)>,
+    pub scopes: Vec<ScopeRow>,
+    pub east_west_share: f64,
+    pub size_bins: Vec<SizeBin>,
+    /// Flow size percentiles in bytes: p50, p90, p99, max.
+    pub size_percentiles: [u64; 4],
+    pub elephant_bytes: u64,
+    pub elephants: u64,
+    pub elephant_share: f64,
+    pub top_flows: Vec<FlowRow>,
+    pub top_talkers: Vec<Talker>,
+    pub matrices: Vec<Matrix>,
+    pub critical_links: Vec<LinkLoad>,
+    pub trouble: Trouble,
+    /// Flows with TCP retransmissions or RoCE NAKs/CNPs, worst first.
+    pub troubled_flows: Vec<FlowRow>,
+}
+
+const BINS: [(&str, u64); 8] = [
+    ("< 1 KB", 1_000),
+    ("1-10 KB", 10_000),
+    ("10-100 KB", 100_000),
+    ("100 KB-1 MB", 1_000_000),
+    ("1-10 MB", 10_000_000),
+    ("10-100 MB", 100_000_000),
+    ("100 MB-1 GB", 1_000_000_000),
+    (">= 1 GB", u64::MAX),
+];
+
+/// Analyses a flow table.
+pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>, o: &Options) -> TrafficReport {
+    let sorted = flows.sorted();
+    let inside = |ip: IpAddr| o.internal.iter().any(|c| c.contains(ip)) || plan.is_some_and(|p| p.rank(ip).is_some());
+    let scope_of = |k: &FlowKey| -> Scope {
+        if let Some(p) = plan {
+            if let (Some(a), Some(b)) = (p.rank(k.src), p.rank(k.dst)) {
+                return p.scope(a, b);
+            }
+        }
+        match (inside(k.src), inside(k.dst)) {
+            (true, true) => Scope::EastWest,
+            (false, false) => Scope::External,
+            _ => Scope::NorthSouth,
+        }
+    };
+    let gpu = |ip: IpAddr| plan.and_then(|p| p.rank(ip).map(|r| p.gpu_name(r).to_string()));
+    let row = |f: &Flow| FlowRow {
+        flow: f.clone(),
+        protocol: f.key.protocol_name(),
+        scope: scope_of(&f.key),
+        src_gpu: gpu(f.key.src),
+        dst_gpu: gpu(f.key.dst),
+        rate_bps: if f.duration_ns() > 0 { f.bytes as f64 * 8e9 / f.duration_ns() as f64 } else { 0.0 },
+    };
+    let total: u64 = sorted.iter().map(|f| f.bytes).sum();
+    let share = |b: u64| if total > 0 { b as f64 / total as f64 } else { 0.0 };
+
+    let mut protos: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
+    let mut scopes: BTreeMap<Scope, (u64, u64)> = BTreeMap::new();
+    let mut bins: Vec<SizeBin> = BINS.iter().map(|(l, _)| SizeBin { label: l, flows: 0, bytes: 0 }).collect();
+    let mut talkers: BTreeMap<IpAddr, (u64, u64, u64)> = BTreeMap::new();
+    let mut trouble = Trouble::default();
+    for f in &sorted {
+        let p = protos.entry(f.key.protocol_name()).or_default();
+        p.0 += 1;
+        p.1 += f.bytes;
+        let s = scopes.entry(scope_of(&f.key)).or_default();
+        s.0 += 1;
+        s.1 += f.bytes;
+        let b = BINS.iter().position(|(_, hi)| f.bytes < *hi).unwrap_or(BINS.len() - 1);
+        bins[b].flows += 1;
+        bins[b].bytes += f.bytes;
+        let t = talkers.entry(f.key.src).or_default();
+        t.0 += f.bytes;
+        t.2 += 1;
+        talkers.entry(f.key.dst).or_default().1 += f.bytes;
+        if let Some(t) = &f.tcp {
+            trouble.tcp_flows += 1;
+            trouble.retransmissions += t.retransmissions;
+            trouble.dup_acks += t.dup_acks;
+            trouble.zero_windows += t.zero_windows;
+        }
+        if let Some(r) = &f.roce {
+            trouble.rocev2_flows += 1;
+            trouble.naks += r.naks;
+            trouble.rnr_naks += r.rnr_naks;
+            trouble.cnps += r.cnps;
+        }
+    }
+    let mut protocols: Vec<(&'static str, u64, u64)> = protos.into_iter().map(|(k, (n, b))| (k, n, b)).collect();
+    protocols.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(b.0)));
+    let scopes: Vec<ScopeRow> =
+        scopes.into_iter().map(|(scope, (flows, bytes))| ScopeRow { scope, flows, bytes, share: share(bytes) }).collect();
+    let east_west_share = scopes.iter().filter(|r| r.scope.is_east_west()).map(|r| r.share).sum();
+
+    let mut sizes: Vec<u64> = sorted.iter().map(|f| f.bytes).collect();
+    sizes.sort_unstable();
+    let pct = |q: f64| -> u64 {
+        if sizes.is_empty() {
+            0
+        } else {
+            sizes[((q * sizes.len() as f64).ceil() as usize).clamp(1, sizes.len()) - 1]
+        }
+    };
+    let size_percentiles = [pct(0.5), pct(0.9), pct(0.99), sizes.last().copied().unwrap_or(0)];
+    let elephants: Vec<&&Flow> = sorted.iter().filter(|f| f.bytes >= o.elephant_bytes).collect();
+    let elephant_share = share(elephants.iter().map(|f| f.bytes).sum());
+
+    let top_flows: Vec<FlowRow> = sorted.iter().take(o.top.max(o.critical_flows.min(1000))).map(|f| row(f)).collect();
+    let mut top_talkers: Vec<Talker> = talkers
+        .into_iter()
+        .map(|(address, (sent, received, n))| Talker {
+            address,
+            gpu: gpu(address),
+            sent_bytes: sent,
+            received_bytes: received,
+            flows: n,
+        })
+        .collect();
+    top_talkers.sort_by(|a, b| b.sent_bytes.cmp(&a.sent_bytes).then(a.address.cmp(&b.address)));
+    top_talkers.truncate(o.top);
+
+    let duration_ns = flows.first_ns.map_or(0, |f| flows.last_ns - f);
+    let mut matrices = Vec::new();
+    let mut critical_links = Vec::new();
+    if let Some(p) = plan {
+        for (level, idx) in [("leaf", 2usize), ("site", 3usize)] {
+            let mut names: Vec<String> = p.names.iter().map(|n| if idx == 2 { n.2.clone() } else { n.3.clone() }).collect();
+            names.sort();
+            names.dedup();
+            if level == "site" && names.len() < 2 {
+                continue;
+            }
+            let at = |s: &str| names.binary_search_by(|x| x.as_str().cmp(s)).unwrap_or(0);
+            let mut bytes = vec![vec![0u64; names.len()]; names.len()];
+            for f in &sorted {
+                if let (Some(a), Some(b)) = (p.rank(f.key.src), p.rank(f.key.dst)) {
+                    let (x, y) = (&p.names[a as usize], &p.names[b as usize]);
+                    let (i, j) = if idx == 2 { (at(&x.2), at(&y.2)) } else { (at(&x.3), at(&y.3)) };
+                    bytes[i][j] += f.bytes;
+                }
+            }
+            matrices.push(Matrix { level, names, bytes });
+        }
+        // Critical paths: the largest flows between GPUs, routed as ECMP would hash them.
+        let mut load: HashMap<(u32, bool), LinkLoad> = HashMap::new();
+        for (i, fr) in top_flows.iter().enumerate().take(o.critical_flows) {
+            let k = &fr.flow.key;
+            let (Some(a), Some(b)) = (p.rank(k.src), p.rank(k.dst)) else { continue };
+            let mut u = p.topo.node_of(a);
+            for l in p.path(a, b, k) {
+                let link = p.fabric.link(l);
+                let forward = link.a == u;
+                let v = link.other(u);
+                let e = load.entry((l.0, forward)).or_insert_with(|| LinkLoad {
+                    from: p.fabric.node(u).name.clone(),
+                    to: p.fabric.node(v).name.clone(),
+                    class: link.class,
+                    rate_bps: link.rate.get(),
+                    bytes: 0,
+                    utilization: 0.0,
+                    flows: Vec::new(),
+                    flow_count: 0,
+                    tcp_retransmissions: 0,
+                    roce_naks: 0,
+                    roce_cnps: 0,
+                });
+                e.bytes += fr.flow.bytes;
+                e.flow_count += 1;
+                if e.flows.len() < 10 {
+                    e.flows.push(i);
+                }
+                e.tcp_retransmissions += fr.flow.tcp.as_ref().map_or(0, |t| t.retransmissions);
+                // NAKs and CNPs travel back to the sender: count those of the reverse pair.
+                for r in flows.table.values().filter(|g| g.key.src == k.dst && g.key.dst == k.src) {
+                    if let Some(x) = &r.roce {
+                        e.roce_naks += x.naks + x.rnr_naks;
+                        e.roce_cnps += x.cnps;
+                    }
+                }
+                u = v;
+            }
+        }
+        let secs = (duration_ns as f64 / 1e9).max(1e-9);
+        critical_links = load
+            .into_values()
+            .map(|mut l| {
+                l.utilization = l.bytes as f64 * 8.0 / secs / l.rate_bps.max(1) as f64;
+                l
+            })
+            .collect();
+        critical_links.sort_by(|a, b| {
+            b.bytes.cmp(&a.bytes).then_with(|| a.from.cmp(&b.from)).then_with(|| a.to.cmp(&b.to))
+        });
+        critical_links.truncate(o.top);
+    }
+    let mut troubled: Vec<&&Flow> = sorted
+        .iter()
+        .filter(|f| {
+            f.tcp.as_ref().is_some_and(|t| t.retransmissions + t.zero_windows > 0)
+                || f.roce.as_ref().is_some_and(|r| r.naks + r.rnr_naks + r.cnps > 0)
+        })
+        .collect();
+    let badness = |f: &Flow| {
+        f.tcp.as_ref().map_or(0, |t| t.retransmissions + t.zero_windows)
+            + f.roce.as_ref().map_or(0, |r| r.naks + r.rnr_naks + r.cnps)
+    };
+    troubled.sort_by(|a, b| badness(b).cmp(&badness(a)).then(a.key.cmp(&b.key)));
+    let troubled_flows = troubled.iter().take(o.top).map(|f| row(f)).collect();
+    TrafficReport {
+        capture: info,
+        packets: flows.packets,
+        bytes: flows.bytes,
+        duration_ns,
+        flows: sorted.len() as u64,
+        other: flows.other.clone(),
+        protocols,
+        scopes,
+        east_west_share,
+        size_bins: bins,
+        size_percentiles,
+        elephant_bytes: o.elephant_bytes,
+        elephants: elephants.len() as u64,
+        elephant_share,
+        top_flows,
+        top_talkers,
+        matrices,
+        critical_links,
+        trouble,
+        troubled_flows,
+    }
+}
+
+/// The flows between GPUs as a `flows` workload file (CSV: src,dst,bytes,start), start
+/// relative to the capture's first packet. Returns the text and how many flows it holds.
+pub fn flows_csv(flows: &Flows, plan: &AddressPlan<'_>) -> (String, usize) {
+    let t0 = flows.first_ns.unwrap_or(0);
+    let mut rows: Vec<&Flow> =
+        flows.table.values().filter(|f| plan.rank(f.key.src).is_some() && plan.rank(f.key.dst).is_some()).collect();
+    rows.sort_by(|a, b| a.first_ns.cmp(&b.first_ns).then(a.key.cmp(&b.key)));
+    let mut s = String::from("# flows captured on the wire, mapped onto the fabric by its address plan\nsrc,dst,bytes,start\n");
+    let mut n = 0;
+    for f in rows {
+        let (a, b) = (plan.rank(f.key.src).unwrap_or(0), plan.rank(f.key.dst).unwrap_or(0));
+        if a == b || f.payload_bytes == 0 {
+            continue;
+        }
+        s.push_str(&format!("{},{},{},{}ns\n", plan.gpu_name(a), plan.gpu_name(b), f.payload_bytes, f.first_ns - t0));
+        n += 1;
+    }
+    (s, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        let c: Cidr = "10.64.0.0/16".parse().unwrap();
+        assert!(c.contains("10.64.200.1".parse().unwrap()));
+        assert!(!c.contains("10.65.0.1".parse().unwrap()));
+        assert!(!c.contains("::1".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        let host: Cidr = "192.0.2.7".parse().unwrap();
+        assert_eq!(host.len, 32);
+        assert!("10.0.0.0/33".parse::<Cidr>().unwrap_err().contains("over 32"));
+        assert!("ten/8".parse::<Cidr>().is_err());
+    }
+}

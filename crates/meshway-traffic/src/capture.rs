@@ -1,0 +1,156 @@
+//! Capture files: pcap (microsecond and nanosecond) and pcapng (any number of sections and
+//! interfaces, each with its link type and timestamp resolution), read as a stream with
+//! `pcap-parser`. A damaged or cut file stops at the damage with what was read so far and a
+//! message naming the byte offset; a file that is not a capture is an error.
+
+use pcap_parser::pcapng::Block;
+use pcap_parser::{create_reader, PcapBlockOwned, PcapError};
+use serde::Serialize;
+use std::io::Read;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum CaptureError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("not a pcap or pcapng capture (the first bytes are neither format's magic number)")]
+    NotACapture,
+    #[error("cannot read the capture: {0}")]
+    Read(String),
+}
+
+/// One captured frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Packet<'a> {
+    /// Capture time, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    /// Length on the wire (the captured part may be shorter).
+    pub wire_len: u32,
+    /// LINKTYPE_ value of the frame's interface.
+    pub linktype: i32,
+    pub data: &'a [u8],
+}
+
+/// What reading found besides packets.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CaptureInfo {
+    pub format: &'static str,
+    pub packets: u64,
+    /// Where and why reading stopped early, if it did.
+    pub stopped_early: Option<String>,
+    /// Packets on interfaces whose link type meshway does not decode.
+    pub other_linktype_packets: u64,
+}
+
+/// Link types decoded: Ethernet, raw IP, IPv4, IPv6, Linux cooked v1 and v2.
+pub const LINKTYPE_ETHERNET: i32 = 1;
+pub const LINKTYPE_RAW: i32 = 101;
+pub const LINKTYPE_LINUX_SLL: i32 = 113;
+pub const LINKTYPE_IPV4: i32 = 228;
+pub const LINKTYPE_IPV6: i32 = 229;
+pub const LINKTYPE_LINUX_SLL2: i32 = 276;
+
+/// Reads every packet of `r`, in file order, into `each`.
+pub fn read<R: Read + Send>(r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Result<CaptureInfo, CaptureError> {
+    let mut reader = match create_reader(1 << 20, r) {
+        Ok(r) => r,
+        Err(PcapError::Eof) => return Err(CaptureError::Empty),
+        Err(PcapError::HeaderNotRecognized) => return Err(CaptureError::NotACapture),
+        Err(e) => return Err(CaptureError::Read(format!("{e:?}"))),
+    };
+    let mut info = CaptureInfo::default();
+    // pcap: one link type and resolution for the file. pcapng: per interface of the section.
+    let mut legacy: (i32, u64) = (LINKTYPE_ETHERNET, 1_000);
+    let mut ifaces: Vec<(i32, u64, i64)> = Vec::new();
+    let mut offset: u64 = 0;
+    loop {
+        match reader.next() {
+            Ok((len, block)) => {
+                match block {
+                    PcapBlockOwned::LegacyHeader(h) => {
+                        info.format = "pcap";
+                        // 0xa1b23c4d: nanosecond timestamps (either byte order).
+                        let nanos = h.magic_number == 0xa1b2_3c4d || h.magic_number == 0x4d3c_b2a1;
+                        legacy = (h.network.0, if nanos { 1 } else { 1_000 });
+                    }
+                    PcapBlockOwned::Legacy(b) => {
+                        info.packets += 1;
+                        let ts_ns = u64::from(b.ts_sec) * 1_000_000_000 + u64::from(b.ts_usec) * legacy.1;
+                        deliver(&mut info, each, ts_ns, b.origlen, legacy.0, b.data);
+                    }
+                    PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                        info.format = "pcapng";
+                        ifaces.clear();
+                    }
+                    PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+                        let per_s = idb.ts_resolution().unwrap_or(1_000_000);
+                        ifaces.push((idb.linktype.0, per_s, idb.ts_offset()));
+                    }
+                    PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                        info.packets += 1;
+                        let (lt, per_s, off) = ifaces.get(epb.if_id as usize).copied().unwrap_or((-1, 1_000_000, 0));
+                        let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                        let ns = units_to_ns(units, per_s).saturating_add_signed(off.saturating_mul(1_000_000_000));
+                        let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
+                        deliver(&mut info, each, ns, epb.origlen, lt, data);
+                    }
+                    PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                        info.packets += 1;
+                        let lt = ifaces.first().map_or(-1, |i| i.0);
+                        let data = &spb.data[..(spb.origlen as usize).min(spb.data.len())];
+                        deliver(&mut info, each, 0, spb.origlen, lt, data);
+                    }
+                    PcapBlockOwned::NG(_) => {}
+                }
+                offset += len as u64;
+                reader.consume(len);
+            }
+            Err(PcapError::Eof) => break,
+            Err(PcapError::Incomplete(_)) => {
+                if reader.reader_exhausted() {
+                    info.stopped_early = Some(format!("the capture ends inside a packet at byte {offset} (cut short)"));
+                    break;
+                }
+                if let Err(e) = reader.refill() {
+                    info.stopped_early = Some(format!("read error at byte {offset}: {e:?}"));
+                    break;
+                }
+            }
+            Err(PcapError::UnexpectedEof) => {
+                info.stopped_early = Some(format!("the capture ends inside a packet at byte {offset} (cut short)"));
+                break;
+            }
+            Err(e) => {
+                let what = match e {
+                    PcapError::BufferTooSmall => "a block larger than 1 MiB".to_string(),
+                    PcapError::NomError(_, k) => format!("malformed block ({k:?})"),
+                    PcapError::OwnedNomError(_, k) => format!("malformed block ({k:?})"),
+                    other => format!("{other:?}"),
+                };
+                info.stopped_early = Some(format!("{what} at byte {offset}; packets after it are not read"));
+                break;
+            }
+        }
+    }
+    if info.format.is_empty() {
+        info.format = "pcap";
+    }
+    Ok(info)
+}
+
+fn units_to_ns(units: u64, per_s: u64) -> u64 {
+    if per_s == 0 {
+        return 0;
+    }
+    let secs = units / per_s;
+    let frac = units % per_s;
+    secs.saturating_mul(1_000_000_000).saturating_add((u128::from(frac) * 1_000_000_000 / u128::from(per_s)) as u64)
+}
+
+fn deliver(info: &mut CaptureInfo, each: &mut dyn FnMut(&Packet<'_>), ts_ns: u64, wire: u32, lt: i32, data: &[u8]) {
+    match lt {
+        LINKTYPE_ETHERNET | LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_IPV6 | LINKTYPE_LINUX_SLL | LINKTYPE_LINUX_SLL2
+        | 12 | 14 => each(&Packet { ts_ns, wire_len: wire.max(data.len() as u32), linktype: lt, data }),
+        _ => info.other_linktype_packets += 1,
+    }
+}

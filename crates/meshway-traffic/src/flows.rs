@@ -1,0 +1,263 @@
+//! Packets into unidirectional flows (the 5-tuple, as NetFlow/IPFIX count them), with TCP
+//! analysis as Wireshark's `tcp.analysis` flags define it and RoCEv2 signals from the
+//! InfiniBand transport headers.
+//!
+//! - A flow's bytes are frame bytes on the wire (Ethernet header and all), its payload the
+//!   transport payload.
+//! - TCP retransmission: a segment carrying data (or SYN/FIN) that ends at or before the
+//!   highest sequence already seen in its direction and is not a keep-alive. Out-of-order
+//!   arrivals count here too (Wireshark separates them with an RTT estimate; meshway does not).
+//! - Duplicate ACK: no data, no SYN/FIN/RST, the same acknowledgement number and window as the
+//!   previous segment in its direction.
+//! - Zero window: a window of 0 on a segment without SYN/FIN/RST.
+//! - RoCEv2: UDP to port 4791 (IANA). The Base Transport Header's opcode (InfiniBand
+//!   Architecture Specification vol. 1, 9.2): 0x11 RC Acknowledge with the AETH syndrome
+//!   (bits 7-5: 000 ACK, 001 RNR NAK, 011 NAK) and 0x81 CNP (RoCEv2 Annex A17, congestion
+//!   notification packet).
+
+use crate::capture::{self, Packet};
+use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// IANA's RoCEv2 UDP port.
+pub const ROCEV2_PORT: u16 = 4791;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct FlowKey {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    /// IP protocol number (6 TCP, 17 UDP, ...).
+    pub proto: u8,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+impl FlowKey {
+    pub fn protocol_name(&self) -> &'static str {
+        match (self.proto, self.dport == ROCEV2_PORT) {
+            (17, true) => "rocev2",
+            (6, _) => "tcp",
+            (17, _) => "udp",
+            (1, _) | (58, _) => "icmp",
+            _ => "other",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TcpStats {
+    pub retransmissions: u64,
+    pub dup_acks: u64,
+    pub zero_windows: u64,
+    pub syn: bool,
+    pub fin: bool,
+    pub rst: bool,
+    #[serde(skip)]
+    next_seq: Option<u32>,
+    #[serde(skip)]
+    last_ack: Option<(u32, u16)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RoceStats {
+    pub acks: u64,
+    pub naks: u64,
+    pub rnr_naks: u64,
+    pub cnps: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flow {
+    pub key: FlowKey,
+    pub packets: u64,
+    pub bytes: u64,
+    pub payload_bytes: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roce: Option<RoceStats>,
+}
+
+impl Flow {
+    pub fn duration_ns(&self) -> u64 {
+        self.last_ns - self.first_ns
+    }
+}
+
+/// Counts of what was not a flow.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Other {
+    pub arp: u64,
+    pub non_ip: u64,
+    pub undecodable: u64,
+}
+
+/// The flow table.
+#[derive(Debug, Default)]
+pub struct Flows {
+    pub table: HashMap<FlowKey, Flow>,
+    pub other: Other,
+    pub packets: u64,
+    pub bytes: u64,
+    pub first_ns: Option<u64>,
+    pub last_ns: u64,
+}
+
+/// `a` is after `b` in sequence space (RFC 1982 serial arithmetic on 32 bits).
+fn seq_after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+impl Flows {
+    pub fn new() -> Flows {
+        Flows::default()
+    }
+
+    /// Decodes one frame and adds it to its flow.
+    pub fn add(&mut self, p: &Packet<'_>) {
+        self.packets += 1;
+        self.bytes += u64::from(p.wire_len);
+        self.first_ns = Some(self.first_ns.map_or(p.ts_ns, |f| f.min(p.ts_ns)));
+        self.last_ns = self.last_ns.max(p.ts_ns);
+        let sliced = match p.linktype {
+            capture::LINKTYPE_ETHERNET => LaxSlicedPacket::from_ethernet(p.data).ok(),
+            capture::LINKTYPE_LINUX_SLL => ip_after(p.data, 16, 14),
+            capture::LINKTYPE_LINUX_SLL2 => ip_after(p.data, 20, 0),
+            _ => LaxSlicedPacket::from_ip(p.data).ok(),
+        };
+        let Some(s) = sliced else {
+            self.other.undecodable += 1;
+            return;
+        };
+        let (src, dst, proto, ip_payload_len) = match &s.net {
+            Some(LaxNetSlice::Ipv4(v4)) => {
+                let h = v4.header();
+                let len = h.payload_len().map(u64::from).unwrap_or(v4.payload().payload.len() as u64);
+                (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), h.protocol().0, len)
+            }
+            Some(LaxNetSlice::Ipv6(v6)) => {
+                let h = v6.header();
+                let p6 = v6.payload();
+                (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), p6.ip_number.0, p6.payload.len() as u64)
+            }
+            Some(LaxNetSlice::Arp(_)) => {
+                self.other.arp += 1;
+                return;
+            }
+            None => {
+                self.other.non_ip += 1;
+                return;
+            }
+        };
+        let (sport, dport) = match &s.transport {
+            Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
+            Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port()),
+            _ => (0, 0),
+        };
+        let key = FlowKey { src, dst, proto, sport, dport };
+        let f = self.table.entry(key).or_insert_with(|| Flow {
+            key,
+            packets: 0,
+            bytes: 0,
+            payload_bytes: 0,
+            first_ns: p.ts_ns,
+            last_ns: p.ts_ns,
+            tcp: None,
+            roce: None,
+        });
+        f.packets += 1;
+        f.bytes += u64::from(p.wire_len);
+        f.first_ns = f.first_ns.min(p.ts_ns);
+        f.last_ns = f.last_ns.max(p.ts_ns);
+        match &s.transport {
+            Some(TransportSlice::Tcp(t)) => {
+                let hdr = u64::from(t.data_offset()) * 4;
+                let seg = ip_payload_len.saturating_sub(hdr);
+                f.payload_bytes += seg;
+                let st = f.tcp.get_or_insert_with(TcpStats::default);
+                let (syn, fin, rst) = (t.syn(), t.fin(), t.rst());
+                st.syn |= syn;
+                st.fin |= fin;
+                st.rst |= rst;
+                let seq = t.sequence_number();
+                let span = seg as u32 + u32::from(syn) + u32::from(fin);
+                if span > 0 {
+                    let end = seq.wrapping_add(span);
+                    match st.next_seq {
+                        Some(next) if !seq_after(end, next) => {
+                            // A keep-alive: one byte (or none) just below what was sent.
+                            let keepalive = seg <= 1 && seq.wrapping_add(1) == next && !syn && !fin;
+                            if !keepalive {
+                                st.retransmissions += 1;
+                            }
+                        }
+                        Some(next) if seq_after(end, next) => st.next_seq = Some(end),
+                        _ => st.next_seq = Some(end),
+                    }
+                }
+                if t.ack() && !syn && !fin && !rst {
+                    let ack = (t.acknowledgment_number(), t.window_size());
+                    if seg == 0 && st.last_ack == Some(ack) {
+                        st.dup_acks += 1;
+                    }
+                    st.last_ack = Some(ack);
+                }
+                if t.window_size() == 0 && !syn && !fin && !rst {
+                    st.zero_windows += 1;
+                }
+            }
+            Some(TransportSlice::Udp(u)) => {
+                let payload = u.payload();
+                f.payload_bytes += u64::from(u.length()).saturating_sub(8);
+                if dport == ROCEV2_PORT {
+                    let r = f.roce.get_or_insert_with(RoceStats::default);
+                    match payload.first() {
+                        Some(0x81) => r.cnps += 1,
+                        Some(0x11) => match payload.get(12).map(|s| s >> 5) {
+                            Some(0b000) => r.acks += 1,
+                            Some(0b001) => r.rnr_naks += 1,
+                            Some(0b011) => r.naks += 1,
+                            _ => {}
+                        },
+                        _ => {}
+                    }
+                }
+            }
+            _ => f.payload_bytes += ip_payload_len,
+        }
+    }
+
+    /// The flows, largest first (ties by key, so the order is deterministic).
+    pub fn sorted(&self) -> Vec<&Flow> {
+        let mut v: Vec<&Flow> = self.table.values().collect();
+        v.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.key.cmp(&b.key)));
+        v
+    }
+}
+
+/// Linux cooked captures: the IP packet after a `hdr`-byte header whose protocol type is at
+/// `proto_at` (SLL: 14; SLL2: 0).
+fn ip_after(data: &[u8], hdr: usize, proto_at: usize) -> Option<LaxSlicedPacket<'_>> {
+    let proto = u16::from_be_bytes([*data.get(proto_at)?, *data.get(proto_at + 1)?]);
+    if proto != 0x0800 && proto != 0x86dd {
+        return None;
+    }
+    LaxSlicedPacket::from_ip(data.get(hdr..)?).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_space_wraps() {
+        assert!(seq_after(5, 1));
+        assert!(!seq_after(1, 5));
+        assert!(seq_after(3, u32::MAX - 2), "wraps");
+        assert!(!seq_after(7, 7));
+    }
+}

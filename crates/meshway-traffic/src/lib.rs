@@ -1,0 +1,14 @@
+//! Captured traffic: what operators learn from `tcpdump` and `tshark`, in meshway's model of
+//! the network.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`capture`] | pcap and pcapng files, streamed; damaged files stop at the damage, named |
+//! | [`flows`] | unidirectional 5-tuple flows, TCP retransmissions / dup ACKs / zero windows, RoCEv2 ACK/NAK/CNP |
+//! | [`analysis`] | east-west vs north-south, sizes, elephants, talkers, matrices, critical paths, a `flows` workload |
+//!
+//! Pure: bytes in, reports out.
+
+pub mod analysis;
+pub mod capture;
+pub mod flows;

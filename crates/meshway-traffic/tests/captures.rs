@@ -1,0 +1,303 @@
+//! Captures written packet by packet (pcap with micro- and nanosecond stamps, pcapng with two
+//! interfaces), then read back and analysed; plus cut and foreign files.
+
+use etherparse::PacketBuilder;
+use meshway_fabric::{Catalog, Scenario};
+use meshway_traffic::analysis::{analyse, flows_csv, AddressPlan, Options, Scope};
+use meshway_traffic::capture::{self, CaptureError};
+use meshway_traffic::flows::Flows;
+use std::net::Ipv4Addr;
+
+const MAC_A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+/// A frame with its time (ns since the epoch).
+type Frame = (u64, Vec<u8>);
+
+fn tcp(t: u64, src: [u8; 4], dst: [u8; 4], ports: (u16, u16), seq: u32, ack: u32, win: u16, len: usize) -> Frame {
+    let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(src, dst, 64).tcp(ports.0, ports.1, seq, win).ack(ack);
+    let mut v = Vec::new();
+    b.write(&mut v, &vec![0x61; len]).unwrap();
+    (t, v)
+}
+
+fn syn(t: u64, src: [u8; 4], dst: [u8; 4], ports: (u16, u16), seq: u32) -> Frame {
+    let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(src, dst, 64).tcp(ports.0, ports.1, seq, 65535).syn();
+    let mut v = Vec::new();
+    b.write(&mut v, &[]).unwrap();
+    (t, v)
+}
+
+fn udp(t: u64, src: [u8; 4], dst: [u8; 4], ports: (u16, u16), payload: &[u8]) -> Frame {
+    let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(src, dst, 64).udp(ports.0, ports.1);
+    let mut v = Vec::new();
+    b.write(&mut v, payload).unwrap();
+    (t, v)
+}
+
+/// A RoCEv2 packet: the 12-byte Base Transport Header (opcode first), then for an RC
+/// Acknowledge the 4-byte AETH (syndrome first), then payload.
+fn roce(t: u64, src: [u8; 4], dst: [u8; 4], opcode: u8, aeth: Option<u8>, payload: usize) -> Frame {
+    let mut p = vec![opcode, 0, 0xff, 0xff, 0, 0, 0, 0x11, 0, 0, 0, 1];
+    if let Some(s) = aeth {
+        p.extend_from_slice(&[s, 0, 0, 1]);
+    }
+    p.extend(std::iter::repeat_n(0u8, payload));
+    p.extend_from_slice(&[0, 0, 0, 0]); // ICRC
+    udp(t, src, dst, (49152, 4791), &p)
+}
+
+fn arp(t: u64) -> Frame {
+    let mut v = vec![0xffu8; 6];
+    v.extend_from_slice(&MAC_A);
+    v.extend_from_slice(&[0x08, 0x06]);
+    v.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+    v.extend_from_slice(&[0; 20]);
+    (t, v)
+}
+
+/// pcap, little-endian, microsecond (magic a1b2c3d4) or nanosecond (a1b23c4d) stamps.
+fn pcap(frames: &[Frame], nanos: bool, snaplen: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(if nanos { 0xa1b2_3c4du32 } else { 0xa1b2_c3d4 }).to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&0i32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&(snaplen as u32).to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
+    for (t, f) in frames {
+        let cap = f.len().min(snaplen);
+        let frac = if nanos { t % 1_000_000_000 } else { t % 1_000_000_000 / 1000 };
+        out.extend_from_slice(&((t / 1_000_000_000) as u32).to_le_bytes());
+        out.extend_from_slice(&(frac as u32).to_le_bytes());
+        out.extend_from_slice(&(cap as u32).to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(&f[..cap]);
+    }
+    out
+}
+
+fn block(out: &mut Vec<u8>, typ: u32, body: &[u8]) {
+    let len = 12 + body.len().div_ceil(4) * 4;
+    out.extend_from_slice(&typ.to_le_bytes());
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.extend_from_slice(body);
+    out.resize(out.len() + (4 - body.len() % 4) % 4, 0);
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+}
+
+/// pcapng: a section, two Ethernet interfaces (the second with if_tsresol 9: nanoseconds),
+/// frames alternating between them.
+fn pcapng(frames: &[Frame]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut shb = Vec::new();
+    shb.extend_from_slice(&0x1a2b_3c4du32.to_le_bytes());
+    shb.extend_from_slice(&1u16.to_le_bytes());
+    shb.extend_from_slice(&0u16.to_le_bytes());
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    block(&mut out, 0x0a0d_0d0a, &shb);
+    for ns in [false, true] {
+        let mut idb = Vec::new();
+        idb.extend_from_slice(&1u16.to_le_bytes());
+        idb.extend_from_slice(&0u16.to_le_bytes());
+        idb.extend_from_slice(&65535u32.to_le_bytes());
+        if ns {
+            // if_tsresol (code 9, length 1) = 9, then opt_endofopt.
+            idb.extend_from_slice(&[9, 0, 1, 0, 9, 0, 0, 0, 0, 0, 0, 0]);
+        }
+        block(&mut out, 1, &idb);
+    }
+    for (i, (t, f)) in frames.iter().enumerate() {
+        let iface = (i % 2) as u32;
+        let units = if iface == 1 { *t } else { t / 1000 };
+        let mut epb = Vec::new();
+        epb.extend_from_slice(&iface.to_le_bytes());
+        epb.extend_from_slice(&((units >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(units as u32).to_le_bytes());
+        epb.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        epb.extend_from_slice(f);
+        block(&mut out, 6, &epb);
+    }
+    out
+}
+
+const A: [u8; 4] = [10, 64, 0, 1];
+const B: [u8; 4] = [10, 64, 0, 2];
+const C: [u8; 4] = [10, 64, 0, 3];
+const OUT: [u8; 4] = [198, 51, 100, 7];
+const T0: u64 = 1_780_000_000_000_000_000;
+const US: u64 = 1_000;
+
+/// The reference conversation, times in microseconds from T0.
+fn frames() -> Vec<Frame> {
+    let t = |us: u64| T0 + us * US;
+    vec![
+        syn(t(0), A, B, (40000, 5201), 999),
+        tcp(t(10), A, B, (40000, 5201), 1000, 1, 65535, 1000),
+        tcp(t(20), A, B, (40000, 5201), 2000, 1, 65535, 1000),
+        tcp(t(25), B, A, (5201, 40000), 1, 2000, 512, 0), // ACK 2000
+        tcp(t(26), B, A, (5201, 40000), 1, 2000, 512, 0), // duplicate ACK
+        tcp(t(27), B, A, (5201, 40000), 1, 2000, 512, 0), // duplicate ACK
+        tcp(t(30), A, B, (40000, 5201), 2000, 1, 65535, 1000), // retransmission
+        tcp(t(40), A, B, (40000, 5201), 3000, 1, 65535, 1000),
+        tcp(t(45), B, A, (5201, 40000), 1, 4000, 0, 0), // zero window
+        tcp(t(60), A, B, (40000, 5201), 3999, 1, 65535, 1), // keep-alive: not a retransmission
+        roce(t(100), A, C, 0x0a, None, 4096), // RDMA WRITE ONLY
+        roce(t(110), A, C, 0x0a, None, 4096),
+        roce(t(120), C, A, 0x11, Some(0x60), 0), // NAK (PSN sequence error)
+        roce(t(121), C, A, 0x81, None, 16),     // CNP
+        roce(t(130), C, A, 0x11, Some(0x00), 0), // ACK
+        udp(t(200), A, OUT, (53000, 53), &[0; 40]),
+        arp(t(300)),
+    ]
+}
+
+fn read(bytes: &[u8]) -> (capture::CaptureInfo, Flows) {
+    let mut flows = Flows::new();
+    let info = capture::read(bytes, &mut |p| flows.add(p)).unwrap();
+    (info, flows)
+}
+
+#[test]
+fn flows_tcp_analysis_and_rocev2_counts() {
+    let (info, flows) = read(&pcap(&frames(), false, 65535));
+    assert_eq!((info.format, info.packets, info.stopped_early.as_deref()), ("pcap", 17, None));
+    assert_eq!((flows.packets, flows.other.arp, flows.table.len()), (17, 1, 5));
+    assert_eq!(flows.last_ns - flows.first_ns.unwrap(), 300_000);
+    let key = |s: [u8; 4], d: [u8; 4], sp: u16, dp: u16| {
+        flows.table.values().find(|f| f.key.src == Ipv4Addr::from(s) && f.key.dst == Ipv4Addr::from(d) && f.key.sport == sp && f.key.dport == dp).unwrap()
+    };
+    let ab = key(A, B, 40000, 5201);
+    // SYN + 4 data segments + keep-alive: 6 packets; payload 4,001 bytes (the retransmission
+    // counts: it crossed the wire); frames 54 bytes of headers each.
+    assert_eq!((ab.packets, ab.payload_bytes, ab.bytes), (6, 4001, 6 * 54 + 4001));
+    let t = ab.tcp.as_ref().unwrap();
+    assert_eq!((t.retransmissions, t.dup_acks, t.zero_windows, t.syn), (1, 0, 0, true));
+    let ba = key(B, A, 5201, 40000);
+    let t = ba.tcp.as_ref().unwrap();
+    assert_eq!((t.retransmissions, t.dup_acks, t.zero_windows), (0, 2, 1));
+    let ac = key(A, C, 49152, 4791);
+    assert_eq!(ac.key.protocol_name(), "rocev2");
+    assert_eq!(ac.payload_bytes, 2 * (12 + 4096 + 4));
+    let ca = key(C, A, 49152, 4791);
+    let r = ca.roce.as_ref().unwrap();
+    assert_eq!((r.naks, r.cnps, r.acks, r.rnr_naks), (1, 1, 1, 0));
+
+    // Without a fabric, inside = 10.64.0.0/16: the DNS query is north-south.
+    let o = Options { internal: vec!["10.64.0.0/16".parse().unwrap()], ..Options::default() };
+    let rep = analyse(info, &flows, None, &o);
+    let ns: Vec<_> = rep.scopes.iter().filter(|s| s.scope == Scope::NorthSouth).collect();
+    assert_eq!((ns.len(), ns[0].flows, ns[0].bytes), (1, 1, 82));
+    // The ARP frame is no flow: shares are of flow bytes.
+    let flow_bytes = rep.bytes - 42;
+    assert!((rep.east_west_share - (1.0 - 82.0 / flow_bytes as f64)).abs() < 1e-12, "{}", rep.east_west_share);
+    assert_eq!((rep.trouble.retransmissions, rep.trouble.dup_acks, rep.trouble.naks, rep.trouble.cnps), (1, 2, 1, 1));
+    assert_eq!(rep.top_flows[0].flow.key.dport, 4791, "the RoCE write is the biggest flow");
+    assert_eq!(rep.size_bins.iter().map(|b| b.flows).sum::<u64>(), 5);
+    assert_eq!(rep.troubled_flows.len(), 3);
+}
+
+#[test]
+fn pcap_nanosecond_and_pcapng_read_the_same_flows() {
+    let (_, a) = read(&pcap(&frames(), false, 65535));
+    let (_, b) = read(&pcap(&frames(), true, 65535));
+    let (ng, c) = read(&pcapng(&frames()));
+    assert_eq!(ng.format, "pcapng");
+    for other in [&b, &c] {
+        let mut x: Vec<_> = a.table.values().map(|f| (f.key, f.packets, f.bytes, f.payload_bytes, f.tcp.clone(), f.roce.clone())).collect();
+        let mut y: Vec<_> = other.table.values().map(|f| (f.key, f.packets, f.bytes, f.payload_bytes, f.tcp.clone(), f.roce.clone())).collect();
+        x.sort_by_key(|r| r.0);
+        y.sort_by_key(|r| r.0);
+        assert_eq!(x, y);
+    }
+    // Nanosecond stamps survive in pcap-ns and on pcapng's second interface.
+    let (_, d) = read(&pcap(&[(T0 + 123, arp(0).1)], true, 65535));
+    assert_eq!(d.first_ns, Some(T0 + 123));
+    let (_, e) = read(&pcapng(&[(T0 + 5_000, arp(0).1), (T0 + 7_001, arp(0).1)]));
+    assert_eq!((e.first_ns, e.last_ns), (Some(T0 + 5_000), T0 + 7_001));
+}
+
+#[test]
+fn snaplen_cut_packets_still_count_their_wire_bytes() {
+    // tcpdump -s 96: headers only, the payload counted from the IP length.
+    let (info, flows) = read(&pcap(&frames(), false, 96));
+    assert_eq!(info.stopped_early, None);
+    let ac = flows.table.values().find(|f| f.key.dport == 4791 && f.key.src == Ipv4Addr::from(A)).unwrap();
+    assert_eq!(ac.payload_bytes, 2 * (12 + 4096 + 4));
+    let ab = flows.table.values().find(|f| f.key.dport == 5201).unwrap();
+    assert_eq!(ab.tcp.as_ref().unwrap().retransmissions, 1);
+}
+
+#[test]
+fn cut_malformed_and_foreign_files() {
+    let full = pcap(&frames(), false, 65535);
+    // Cut inside the 10th record: 9 packets read, the offset named.
+    let mut off = 24;
+    for (_, f) in frames().iter().take(9) {
+        off += 16 + f.len();
+    }
+    let (info, flows) = read(&full[..off + 30]);
+    assert_eq!(flows.packets, 9);
+    let why = info.stopped_early.unwrap();
+    assert!(why.contains(&format!("at byte {off}")) && why.contains("cut short"), "{why}");
+    // Every cut: no panic, never more packets than written.
+    for cut in 0..full.len() {
+        let mut n = 0;
+        match capture::read(&full[..cut], &mut |_| n += 1) {
+            Ok(_) => assert!(n <= 17),
+            Err(e) => assert!(cut < 24, "cut {cut}: {e}"),
+        }
+    }
+    // A record claiming 3 GB: stops there.
+    let mut bad = pcap(&frames()[..2], false, 65535);
+    let at = bad.len();
+    bad.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xc0, 0, 0, 0, 0xc0]);
+    bad.extend_from_slice(&[0; 64]);
+    let (info, flows) = read(&bad);
+    assert_eq!(flows.packets, 2);
+    assert!(info.stopped_early.as_deref().is_some_and(|w| w.contains(&format!("at byte {at}"))), "{info:?}");
+    assert!(matches!(capture::read(&b"GET / HTTP/1.1\r\n\r\n"[..], &mut |_| {}), Err(CaptureError::NotACapture)));
+    assert!(matches!(capture::read(&b""[..], &mut |_| {}), Err(CaptureError::Empty)));
+    // Garbage frames inside a valid file: counted as undecodable, not a panic.
+    let junk: Vec<Frame> = (0..50u64).map(|i| (T0 + i, (0..(i * 7 % 90) as u8).map(|b| b.wrapping_mul(37)).collect())).collect();
+    let (_, flows) = read(&pcap(&junk, false, 65535));
+    assert_eq!(flows.packets, 50);
+}
+
+fn scenario() -> (meshway_fabric::Fabric, Catalog) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/testbed-2x2.toml");
+    let text = std::fs::read_to_string(&root).unwrap();
+    let s = Scenario::parse(&text, "testbed-2x2.toml").unwrap();
+    let cat = Catalog::builtin();
+    (s.build(&cat).unwrap(), cat)
+}
+
+#[test]
+fn the_fabric_maps_addresses_scopes_matrices_and_critical_links() {
+    let (f, cat) = scenario();
+    let plan = AddressPlan::new(&f, &cat, Ipv4Addr::new(10, 64, 0, 1));
+    let (info, flows) = read(&pcap(&frames(), false, 65535));
+    let rep = analyse(info, &flows, Some(&plan), &Options::default());
+    // 4 GPUs, 2 per leaf: A (rank 0) and B (rank 1) share a leaf, C (rank 2) is across.
+    let scope = |s: Scope| rep.scopes.iter().find(|r| r.scope == s).map_or(0, |r| r.flows);
+    assert_eq!((scope(Scope::SameLeaf), scope(Scope::CrossLeaf), scope(Scope::NorthSouth)), (2, 2, 1));
+    let m = &rep.matrices[0];
+    assert_eq!((m.level, m.names.len()), ("leaf", 2));
+    let total: u64 = m.bytes.iter().flatten().sum();
+    let gpu_bytes: u64 = flows.table.values().filter(|x| x.key.dst != Ipv4Addr::from(OUT)).map(|x| x.bytes).sum();
+    assert_eq!(total, gpu_bytes, "the matrix holds every GPU-to-GPU byte");
+    // The RoCE write A -> C crosses leaf, spine, leaf: 4 network links (NIC, up, down, NIC).
+    let write = &rep.top_flows[0];
+    let on: Vec<_> = rep.critical_links.iter().filter(|l| l.flows.contains(&0)).collect();
+    assert_eq!(on.len(), 4, "{:?}", rep.critical_links);
+    assert!(on.iter().all(|l| l.bytes >= write.flow.bytes && l.roce_naks == 1 && l.roce_cnps == 1));
+    // The flows workload parses back on the same fabric.
+    let (csv, n) = flows_csv(&flows, &plan);
+    // Pure ACK flows carry no payload and are left out.
+    assert_eq!(n, 3, "{csv}");
+    let topo = meshway_sim::topo::FabricTopo::new(&f, &cat, 1);
+    let lines = meshway_sim::simulate::parse_flow_file("captured.csv", &csv, &topo).unwrap();
+    assert_eq!(lines.len(), 3);
+}
