@@ -18,6 +18,7 @@ pub mod sim;
 pub mod svg;
 pub mod table;
 pub mod testbed;
+pub mod traffic;
 pub mod validate;
 pub use format::{dollars, rate, thousands, watts};
 use format::{gpus, share};

@@ -289,7 +289,11 @@ pub struct TrafficReport {
     pub elephant_bytes: u64,
     pub elephants: u64,
     pub elephant_share: f64,
+    /// The largest flows: the first `top` are for reading, the rest (up to the mapped
+    /// `critical_flows`) are what `critical_links` refers to.
     pub top_flows: Vec<FlowRow>,
+    /// Rows in the top lists.
+    pub top: usize,
     pub top_talkers: Vec<Talker>,
     pub matrices: Vec<Matrix>,
     pub critical_links: Vec<LinkLoad>,
@@ -371,8 +375,10 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
     }
     let mut protocols: Vec<(&'static str, u64, u64)> = protos.into_iter().map(|(k, (n, b))| (k, n, b)).collect();
     protocols.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(b.0)));
-    let scopes: Vec<ScopeRow> =
-        scopes.into_iter().map(|(scope, (flows, bytes))| ScopeRow { scope, flows, bytes, share: share(bytes) }).collect();
+    let scopes: Vec<ScopeRow> = scopes
+        .into_iter()
+        .map(|(scope, (flows, bytes))| ScopeRow { scope, flows, bytes, share: share(bytes) })
+        .collect();
     let east_west_share = scopes.iter().filter(|r| r.scope.is_east_west()).map(|r| r.share).sum();
 
     let mut sizes: Vec<u64> = sorted.iter().map(|f| f.bytes).collect();
@@ -407,7 +413,8 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
     let mut critical_links = Vec::new();
     if let Some(p) = plan {
         for (level, idx) in [("leaf", 2usize), ("site", 3usize)] {
-            let mut names: Vec<String> = p.names.iter().map(|n| if idx == 2 { n.2.clone() } else { n.3.clone() }).collect();
+            let mut names: Vec<String> =
+                p.names.iter().map(|n| if idx == 2 { n.2.clone() } else { n.3.clone() }).collect();
             names.sort();
             names.dedup();
             if level == "site" && names.len() < 2 {
@@ -471,9 +478,8 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
                 l
             })
             .collect();
-        critical_links.sort_by(|a, b| {
-            b.bytes.cmp(&a.bytes).then_with(|| a.from.cmp(&b.from)).then_with(|| a.to.cmp(&b.to))
-        });
+        critical_links
+            .sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.from.cmp(&b.from)).then_with(|| a.to.cmp(&b.to)));
         critical_links.truncate(o.top);
     }
     let mut troubled: Vec<&&Flow> = sorted
@@ -505,6 +511,7 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
         elephants: elephants.len() as u64,
         elephant_share,
         top_flows,
+        top: o.top,
         top_talkers,
         matrices,
         critical_links,
@@ -520,7 +527,8 @@ pub fn flows_csv(flows: &Flows, plan: &AddressPlan<'_>) -> (String, usize) {
     let mut rows: Vec<&Flow> =
         flows.table.values().filter(|f| plan.rank(f.key.src).is_some() && plan.rank(f.key.dst).is_some()).collect();
     rows.sort_by(|a, b| a.first_ns.cmp(&b.first_ns).then(a.key.cmp(&b.key)));
-    let mut s = String::from("# flows captured on the wire, mapped onto the fabric by its address plan\nsrc,dst,bytes,start\n");
+    let mut s =
+        String::from("# flows captured on the wire, mapped onto the fabric by its address plan\nsrc,dst,bytes,start\n");
     let mut n = 0;
     for f in rows {
         let (a, b) = (plan.rank(f.key.src).unwrap_or(0), plan.rank(f.key.dst).unwrap_or(0));

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`capture`] | pcap and pcapng files, streamed; damaged files stop at the damage, named |
 //! | [`flows`] | unidirectional 5-tuple flows, TCP retransmissions / dup ACKs / zero windows, RoCEv2 ACK/NAK/CNP |
+//! | [`synth`] | synthetic captures for tests and benchmarks |
 //! | [`analysis`] | east-west vs north-south, sizes, elephants, talkers, matrices, critical paths, a `flows` workload |
 //!
 //! Pure: bytes in, reports out.
@@ -12,3 +13,4 @@
 pub mod analysis;
 pub mod capture;
 pub mod flows;
+pub mod synth;

@@ -14,6 +14,7 @@ const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
 /// A frame with its time (ns since the epoch).
 type Frame = (u64, Vec<u8>);
 
+#[allow(clippy::too_many_arguments)]
 fn tcp(t: u64, src: [u8; 4], dst: [u8; 4], ports: (u16, u16), seq: u32, ack: u32, win: u16, len: usize) -> Frame {
     let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(src, dst, 64).tcp(ports.0, ports.1, seq, win).ack(ack);
     let mut v = Vec::new();
@@ -142,12 +143,12 @@ fn frames() -> Vec<Frame> {
         tcp(t(27), B, A, (5201, 40000), 1, 2000, 512, 0), // duplicate ACK
         tcp(t(30), A, B, (40000, 5201), 2000, 1, 65535, 1000), // retransmission
         tcp(t(40), A, B, (40000, 5201), 3000, 1, 65535, 1000),
-        tcp(t(45), B, A, (5201, 40000), 1, 4000, 0, 0), // zero window
+        tcp(t(45), B, A, (5201, 40000), 1, 4000, 0, 0),     // zero window
         tcp(t(60), A, B, (40000, 5201), 3999, 1, 65535, 1), // keep-alive: not a retransmission
-        roce(t(100), A, C, 0x0a, None, 4096), // RDMA WRITE ONLY
+        roce(t(100), A, C, 0x0a, None, 4096),               // RDMA WRITE ONLY
         roce(t(110), A, C, 0x0a, None, 4096),
         roce(t(120), C, A, 0x11, Some(0x60), 0), // NAK (PSN sequence error)
-        roce(t(121), C, A, 0x81, None, 16),     // CNP
+        roce(t(121), C, A, 0x81, None, 16),      // CNP
         roce(t(130), C, A, 0x11, Some(0x00), 0), // ACK
         udp(t(200), A, OUT, (53000, 53), &[0; 40]),
         arp(t(300)),
@@ -167,7 +168,16 @@ fn flows_tcp_analysis_and_rocev2_counts() {
     assert_eq!((flows.packets, flows.other.arp, flows.table.len()), (17, 1, 5));
     assert_eq!(flows.last_ns - flows.first_ns.unwrap(), 300_000);
     let key = |s: [u8; 4], d: [u8; 4], sp: u16, dp: u16| {
-        flows.table.values().find(|f| f.key.src == Ipv4Addr::from(s) && f.key.dst == Ipv4Addr::from(d) && f.key.sport == sp && f.key.dport == dp).unwrap()
+        flows
+            .table
+            .values()
+            .find(|f| {
+                f.key.src == Ipv4Addr::from(s)
+                    && f.key.dst == Ipv4Addr::from(d)
+                    && f.key.sport == sp
+                    && f.key.dport == dp
+            })
+            .unwrap()
     };
     let ab = key(A, B, 40000, 5201);
     // SYN + 4 data segments + keep-alive: 6 packets; payload 4,001 bytes (the retransmission
@@ -206,8 +216,16 @@ fn pcap_nanosecond_and_pcapng_read_the_same_flows() {
     let (ng, c) = read(&pcapng(&frames()));
     assert_eq!(ng.format, "pcapng");
     for other in [&b, &c] {
-        let mut x: Vec<_> = a.table.values().map(|f| (f.key, f.packets, f.bytes, f.payload_bytes, f.tcp.clone(), f.roce.clone())).collect();
-        let mut y: Vec<_> = other.table.values().map(|f| (f.key, f.packets, f.bytes, f.payload_bytes, f.tcp.clone(), f.roce.clone())).collect();
+        let mut x: Vec<_> = a
+            .table
+            .values()
+            .map(|f| (f.key, f.packets, f.bytes, f.payload_bytes, f.tcp.clone(), f.roce.clone()))
+            .collect();
+        let mut y: Vec<_> = other
+            .table
+            .values()
+            .map(|f| (f.key, f.packets, f.bytes, f.payload_bytes, f.tcp.clone(), f.roce.clone()))
+            .collect();
         x.sort_by_key(|r| r.0);
         y.sort_by_key(|r| r.0);
         assert_eq!(x, y);
@@ -261,7 +279,8 @@ fn cut_malformed_and_foreign_files() {
     assert!(matches!(capture::read(&b"GET / HTTP/1.1\r\n\r\n"[..], &mut |_| {}), Err(CaptureError::NotACapture)));
     assert!(matches!(capture::read(&b""[..], &mut |_| {}), Err(CaptureError::Empty)));
     // Garbage frames inside a valid file: counted as undecodable, not a panic.
-    let junk: Vec<Frame> = (0..50u64).map(|i| (T0 + i, (0..(i * 7 % 90) as u8).map(|b| b.wrapping_mul(37)).collect())).collect();
+    let junk: Vec<Frame> =
+        (0..50u64).map(|i| (T0 + i, (0..(i * 7 % 90) as u8).map(|b| b.wrapping_mul(37)).collect())).collect();
     let (_, flows) = read(&pcap(&junk, false, 65535));
     assert_eq!(flows.packets, 50);
 }

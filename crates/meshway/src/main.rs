@@ -14,6 +14,7 @@ mod multisite;
 mod schedule;
 mod simulate;
 mod testbed;
+mod traffic;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -130,6 +131,10 @@ of failure. Every default number comes from catalog/default.toml with its source
     /// Optical module diagnostics (SFP, QSFP, QSFP-DD/OSFP with coherent ZR pages) from an
     /// interface or an EEPROM dump.
     Optics(measure::OpticsArgs),
+    /// Analyse a capture (pcap, pcapng): flows, east-west and north-south, elephants, traffic
+    /// matrices, TCP and RoCEv2 trouble, the links the largest flows cross.
+    #[command(after_help = traffic::HELP)]
+    Traffic(traffic::Args),
     /// Published measurements against the model: every row of a validation set run as a
     /// scenario, with the error per row and per group.
     #[command(after_help = "Examples:
@@ -257,6 +262,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Agent(a) => measure::agent(a),
         Command::History(a) => measure::history(a),
         Command::Optics(a) => measure::optics(a),
+        Command::Traffic(a) => {
+            let cat = load_catalog(&a.catalog)?;
+            emit(&traffic::run(&a, &cat)?)
+        }
         Command::Validate { dir, set, common } => {
             let cat = load_catalog(&common.catalog)?;
             let read = |part: &str, name: &str| -> Result<(String, String)> {

@@ -1,0 +1,202 @@
+//! `meshway traffic` as text.
+
+use crate::format::{pct, rate_f64, span, thousands};
+use meshway_traffic::analysis::{FlowRow, TrafficReport};
+use std::fmt::Write as _;
+
+/// Bytes in decimal units, as network people count them: "13.7 MB".
+fn b(n: u64) -> String {
+    let v = n as f64;
+    for (unit, scale) in [("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)] {
+        if v >= scale {
+            return format!("{:.1} {unit}", v / scale);
+        }
+    }
+    format!("{n} B")
+}
+
+fn flow_line(i: usize, r: &FlowRow) -> String {
+    let k = &r.flow.key;
+    let end = |ip: std::net::IpAddr, port: u16, gpu: &Option<String>| {
+        let a = if port > 0 { format!("{ip}:{port}") } else { ip.to_string() };
+        match gpu {
+            Some(g) => format!("{a} ({g})"),
+            None => a,
+        }
+    };
+    let mut flags = Vec::new();
+    if let Some(t) = &r.flow.tcp {
+        if t.retransmissions > 0 {
+            flags.push(format!("{} retrans", t.retransmissions));
+        }
+        if t.dup_acks > 0 {
+            flags.push(format!("{} dup ACKs", t.dup_acks));
+        }
+        if t.zero_windows > 0 {
+            flags.push(format!("{} zero windows", t.zero_windows));
+        }
+    }
+    if let Some(x) = &r.flow.roce {
+        if x.naks + x.rnr_naks > 0 {
+            flags.push(format!("{} NAKs", x.naks + x.rnr_naks));
+        }
+        if x.cnps > 0 {
+            flags.push(format!("{} CNPs", x.cnps));
+        }
+    }
+    format!(
+        "  {:>3}  {:<6}  {} -> {}  {}  {} pkts  {}  {}  {}{}\n",
+        i + 1,
+        r.protocol,
+        end(k.src, k.sport, &r.src_gpu),
+        end(k.dst, k.dport, &r.dst_gpu),
+        b(r.flow.bytes),
+        thousands(r.flow.packets),
+        span(r.flow.duration_ns()),
+        rate_f64(r.rate_bps),
+        r.scope.name(),
+        if flags.is_empty() { String::new() } else { format!("  [{}]", flags.join(", ")) }
+    )
+}
+
+/// `meshway traffic`: the capture, where its bytes run, sizes, top flows and talkers,
+/// matrices, critical links and TCP/RoCEv2 trouble.
+pub fn traffic_text(name: &str, r: &TrafficReport) -> String {
+    let mut s = String::new();
+    let secs = r.duration_ns as f64 / 1e9;
+    let _ = writeln!(
+        s,
+        "{name}: {}, {} packets, {} over {}{}, {} flows",
+        r.capture.format,
+        thousands(r.packets),
+        b(r.bytes),
+        span(r.duration_ns),
+        if secs > 0.0 { format!(" ({})", rate_f64(r.bytes as f64 * 8.0 / secs)) } else { String::new() },
+        thousands(r.flows)
+    );
+    let o = &r.other;
+    if o.arp + o.non_ip + o.undecodable + r.capture.other_linktype_packets > 0 {
+        let _ = writeln!(
+            s,
+            "  not in flows: {} ARP, {} other non-IP, {} undecodable, {} on other link types",
+            o.arp, o.non_ip, o.undecodable, r.capture.other_linktype_packets
+        );
+    }
+    let protos: Vec<String> =
+        r.protocols.iter().map(|(p, n, by)| format!("{p} {} in {} flows", b(*by), thousands(*n))).collect();
+    let _ = writeln!(s, "  protocols: {}", protos.join(", "));
+    let _ = writeln!(s, "  east-west {} of flow bytes", pct(r.east_west_share));
+    s.push_str("\n  where            flows        bytes   share\n");
+    for row in &r.scopes {
+        let _ = writeln!(
+            s,
+            "  {:<14} {:>7} {:>12} {:>7}",
+            row.scope.name(),
+            thousands(row.flows),
+            b(row.bytes),
+            pct(row.share)
+        );
+    }
+    let p = r.size_percentiles;
+    let _ = writeln!(
+        s,
+        "\n  flow sizes: median {}, p90 {}, p99 {}, largest {}; elephants (>= {}): {} flows, {} of bytes",
+        b(p[0]),
+        b(p[1]),
+        b(p[2]),
+        b(p[3]),
+        b(r.elephant_bytes),
+        thousands(r.elephants),
+        pct(r.elephant_share)
+    );
+    s.push_str("  size           flows        bytes\n");
+    for bin in r.size_bins.iter().filter(|x| x.flows > 0) {
+        let _ = writeln!(s, "  {:<12} {:>7} {:>12}", bin.label, thousands(bin.flows), b(bin.bytes));
+    }
+    s.push_str("\n  largest flows\n");
+    for (i, f) in r.top_flows.iter().take(r.top).enumerate() {
+        s.push_str(&flow_line(i, f));
+    }
+    s.push_str("\n  top talkers    sent         received     flows\n");
+    for t in &r.top_talkers {
+        let who = match &t.gpu {
+            Some(g) => format!("{} ({g})", t.address),
+            None => t.address.to_string(),
+        };
+        let _ = writeln!(s, "  {who:<24} {:>12} {:>12} {:>6}", b(t.sent_bytes), b(t.received_bytes), t.flows);
+    }
+    for m in &r.matrices {
+        let level = if m.level == "leaf" { "leaves" } else { "sites" };
+        let _ = writeln!(s, "\n  traffic matrix between {level} (bytes, row sends to column)");
+        let w = m.names.iter().map(|n| n.len()).max().unwrap_or(4).max(10);
+        let _ = write!(s, "  {:<w$}", "");
+        for n in &m.names {
+            let _ = write!(s, " {n:>w$}");
+        }
+        s.push('\n');
+        for (i, row) in m.bytes.iter().enumerate() {
+            let _ = write!(s, "  {:<w$}", m.names[i]);
+            for v in row {
+                let _ = write!(s, " {:>w$}", b(*v));
+            }
+            s.push('\n');
+        }
+    }
+    if !r.critical_links.is_empty() {
+        s.push_str(
+            "\n  critical links (the largest flows routed over the fabric as ECMP hashes them; #n: nth largest)\n",
+        );
+        for l in &r.critical_links {
+            let flows: Vec<String> = l.flows.iter().map(|i| format!("#{}", i + 1)).collect();
+            let mut trouble = Vec::new();
+            if l.tcp_retransmissions > 0 {
+                trouble.push(format!("{} TCP retrans", l.tcp_retransmissions));
+            }
+            if l.roce_naks > 0 {
+                trouble.push(format!("{} NAKs", l.roce_naks));
+            }
+            if l.roce_cnps > 0 {
+                trouble.push(format!("{} CNPs", l.roce_cnps));
+            }
+            let _ = writeln!(
+                s,
+                "  {} -> {} ({}, {})  {}, {} busy over the capture, flows {}{}",
+                l.from,
+                l.to,
+                l.class.name(),
+                rate_f64(l.rate_bps as f64),
+                b(l.bytes),
+                pct(l.utilization),
+                flows.join(" "),
+                if trouble.is_empty() { String::new() } else { format!("  [{}]", trouble.join(", ")) }
+            );
+        }
+    }
+    let t = &r.trouble;
+    let _ = writeln!(
+        s,
+        "\n  TCP: {} flows, {} retransmissions, {} duplicate ACKs, {} zero windows",
+        thousands(t.tcp_flows),
+        thousands(t.retransmissions),
+        thousands(t.dup_acks),
+        thousands(t.zero_windows)
+    );
+    let _ = writeln!(
+        s,
+        "  RoCEv2: {} flows, {} NAKs, {} RNR NAKs, {} CNPs",
+        thousands(t.rocev2_flows),
+        thousands(t.naks),
+        thousands(t.rnr_naks),
+        thousands(t.cnps)
+    );
+    if !r.troubled_flows.is_empty() {
+        s.push_str("  flows with trouble\n");
+        for (i, f) in r.troubled_flows.iter().enumerate() {
+            s.push_str(&flow_line(i, f));
+        }
+    }
+    if let Some(why) = &r.capture.stopped_early {
+        let _ = writeln!(s, "\n  note: {why}; the numbers above cover what was read");
+    }
+    s
+}

@@ -1,0 +1,104 @@
+//! `meshway traffic`: a capture's flows, where they run on the fabric, and what went wrong.
+
+use anyhow::{bail, Context, Result};
+use meshway_fabric::{Catalog, Scenario};
+use meshway_traffic::analysis::{self, AddressPlan, Cidr, Options};
+use meshway_traffic::capture;
+use meshway_traffic::flows::Flows;
+use meshway_units::Bytes;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+pub const HELP: &str = "Examples:
+  meshway traffic capture.pcapng
+  meshway traffic capture.pcap --internal 10.0.0.0/8,fd00::/8 --top 20
+  meshway traffic testbed.pcap --scenario examples/testbed-2x2.toml --write-flows captured.csv
+  tcpdump -i eth0 -s 128 -w - | meshway traffic - --json
+
+Reads pcap or pcapng (tcpdump, tshark, dumpcap; Ethernet, raw IP and Linux cooked link
+types; packets cut by a snap length still count their wire length). Flows are one-way
+5-tuples as NetFlow counts them. With --scenario, GPU rank r of the fabric has address
+--base-address + r (the testbed's plan by default), flows between GPUs are placed on hosts,
+leaves and sites, the largest ones are routed over the fabric as ECMP would hash them
+(critical links), and --write-flows writes them as a `flows` workload for `meshway
+simulate`. TCP retransmissions, duplicate ACKs and zero windows follow Wireshark's
+definitions; RoCEv2 (UDP 4791) NAKs and CNPs come from the transport headers.";
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The capture file (pcap or pcapng), or - for standard input.
+    file: PathBuf,
+    /// A scenario whose fabric the captured addresses belong to.
+    #[arg(long, value_name = "FILE")]
+    scenario: Option<PathBuf>,
+    /// Address of GPU rank 0 in the scenario's fabric (rank r has this + r).
+    #[arg(long, default_value = "10.64.0.1", value_name = "IPV4")]
+    base_address: Ipv4Addr,
+    /// Prefixes inside the cluster (comma-separated): both ends inside is east-west.
+    #[arg(long, value_delimiter = ',', value_name = "CIDR")]
+    internal: Vec<String>,
+    /// Flows of at least this size are elephants.
+    #[arg(long, default_value = "10MB", value_name = "SIZE")]
+    elephant: Bytes,
+    /// Rows in the top lists.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    top: u32,
+    /// Write the flows between GPUs as a flows workload (CSV); needs --scenario.
+    #[arg(long, value_name = "FILE", requires = "scenario")]
+    write_flows: Option<PathBuf>,
+    /// A catalog file whose entries replace or add to the built-in catalog.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// Print one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(a: &Args, cat: &Catalog) -> Result<String> {
+    let mut internal = Vec::new();
+    for c in &a.internal {
+        internal.push(c.parse::<Cidr>().map_err(|e| anyhow::anyhow!("--internal: {e}"))?);
+    }
+    let name = a.file.display().to_string();
+    let mut flows = Flows::new();
+    let info = if name == "-" {
+        capture::read(std::io::stdin(), &mut |p| flows.add(p))
+    } else {
+        let f = std::fs::File::open(&a.file).with_context(|| format!("cannot read {name}"))?;
+        capture::read(std::io::BufReader::with_capacity(1 << 20, f), &mut |p| flows.add(p))
+    }
+    .with_context(|| format!("{name}: cannot read the capture"))?;
+    if let Some(why) = &info.stopped_early {
+        eprintln!("warning: {name}: {why}");
+    }
+    let built = match &a.scenario {
+        None => None,
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read scenario {}", p.display()))?;
+            let s = Scenario::parse(&text, &p.display().to_string())?;
+            Some(s.build(cat)?)
+        }
+    };
+    let plan = built.as_ref().map(|f| AddressPlan::new(f, cat, a.base_address));
+    let o = Options { internal, elephant_bytes: a.elephant.get(), top: a.top as usize, ..Options::default() };
+    let rep = analysis::analyse(info, &flows, plan.as_ref(), &o);
+    if let (Some(path), Some(plan)) = (&a.write_flows, &plan) {
+        let (csv, n) = analysis::flows_csv(&flows, plan);
+        if n == 0 {
+            bail!("no flows between the fabric's GPUs to write (is --base-address {} right?)", a.base_address);
+        }
+        std::fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!(
+            "wrote {} flows to {}; replay them with [[workload]] kind = \"flows\" file = \"{}\"",
+            n,
+            path.display(),
+            path.display()
+        );
+    }
+    if a.json {
+        let mut v = serde_json::to_value(&rep)?;
+        v["file"] = serde_json::Value::String(name);
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&v)?));
+    }
+    Ok(meshway_report::traffic::traffic_text(&name, &rep))
+}

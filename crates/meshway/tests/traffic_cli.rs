@@ -1,0 +1,103 @@
+//! `meshway traffic` on captures the test writes (meshway_traffic::synth): the report, JSON,
+//! the flows workload replayed by `meshway simulate`, and bad input.
+
+mod common;
+use common::*;
+
+struct Tmp(std::path::PathBuf);
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmp(tag: &str) -> Tmp {
+    let p = std::env::temp_dir().join(format!("meshway-traffic-cli-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    Tmp(p)
+}
+
+fn capture(dir: &std::path::Path) -> String {
+    let p = dir.join("gpus.pcap");
+    let mut f = std::fs::File::create(&p).unwrap();
+    // 6 flows among the 4 GPUs of testbed-2x2, 6,000 packets of 4 KiB payload, 1 us apart.
+    meshway_traffic::synth::gpu_traffic(&mut f, 4, 6, 6_000, 7, 65_535).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn report_json_and_replay_on_the_fabric() {
+    let d = tmp("replay");
+    let cap = capture(&d.0);
+    let csv = d.0.join("captured.csv");
+    let o = meshway(&[
+        "traffic",
+        &cap,
+        "--scenario",
+        "examples/testbed-2x2.toml",
+        "--write-flows",
+        csv.to_str().unwrap(),
+        "--top",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    golden("traffic-synth-2x2.txt", &stdout(&o).replace(&cap, "gpus.pcap"));
+    assert!(stderr(&o).contains("wrote 6 flows"), "{}", stderr(&o));
+    let o = meshway(&["traffic", &cap, "--scenario", "examples/testbed-2x2.toml", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["packets"].as_u64(), v["flows"].as_u64()), (Some(6_000), Some(6)));
+    assert_eq!(v["east_west_share"].as_f64(), Some(1.0));
+    let matrix_total: u64 = v["matrices"][0]["bytes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|x| x.as_u64().unwrap())
+        .sum();
+    assert_eq!(matrix_total, v["bytes"].as_u64().unwrap());
+    // Replay: the testbed scenario with the captured flows as its workload.
+    let text = std::fs::read_to_string(root().join("examples/testbed-2x2.toml")).unwrap();
+    let base = text.split("[[workload]]").next().unwrap();
+    let scen = d.0.join("replay.toml");
+    std::fs::write(
+        &scen,
+        format!("{base}[[workload]]\nname = \"captured\"\nkind = \"flows\"\nfile = \"captured.csv\"\n"),
+    )
+    .unwrap();
+    let o = meshway(&["simulate", scen.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v.to_string().contains("captured"), "{v}");
+}
+
+#[test]
+fn prefixes_without_a_fabric_and_bad_input() {
+    let d = tmp("bad");
+    let cap = capture(&d.0);
+    let o = meshway(&["traffic", &cap, "--internal", "10.64.0.0/30"]);
+    let s = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // .1-.3 inside, .4 outside: flows to or from 10.64.0.4 are north-south.
+    assert!(s.contains("north-south") && s.contains("east-west"), "{s}");
+    let o = meshway(&["traffic", &cap, "--internal", "10.64.0.0/40"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("prefix length 40 over 32"), "{}", stderr(&o));
+    let o = meshway(&["traffic", "examples/testbed-2x2.toml"]);
+    assert!(stderr(&o).contains("not a pcap or pcapng capture"), "{}", stderr(&o));
+    let o = meshway(&["traffic", "/nonexistent.pcap"]);
+    assert!(stderr(&o).contains("cannot read /nonexistent.pcap"));
+    // Cut in the middle: a warning, the packets before it analysed.
+    let full = std::fs::read(&cap).unwrap();
+    let cut = d.0.join("cut.pcap");
+    std::fs::write(&cut, &full[..full.len() / 2]).unwrap();
+    let o = meshway(&["traffic", cut.to_str().unwrap(), "--json"]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("cut short"), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let n = v["packets"].as_u64().unwrap();
+    assert!((2_900..3_000).contains(&n), "{n}");
+    // --write-flows needs the fabric.
+    let o = meshway(&["traffic", &cap, "--write-flows", "x.csv"]);
+    assert_eq!(o.status.code(), Some(2));
+}
