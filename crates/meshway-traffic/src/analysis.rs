@@ -153,13 +153,18 @@ impl<'f> AddressPlan<'f> {
         }
     }
 
-    /// The network links of one path from rank `a` to `b`, the hop choices made by a hash of
-    /// the 5-tuple as ECMP would.
-    fn path(&self, a: u32, b: u32, key: &FlowKey) -> Vec<meshway_fabric::LinkId> {
-        let (s, d): (NodeId, NodeId) = (self.topo.node_of(a), self.topo.node_of(b));
-        let sp = ShortestPaths::from(self.fabric, d, &self.sw_lat, self.per_km);
+    /// Shortest paths toward rank `b`.
+    fn tree(&self, b: u32) -> ShortestPaths {
+        let d: NodeId = self.topo.node_of(b);
+        ShortestPaths::from(self.fabric, d, &self.sw_lat, self.per_km)
+    }
+
+    /// The network links of one path from rank `a` along `tree` (toward its root), the hop
+    /// choices made by a hash of the 5-tuple as ECMP would.
+    fn path(&self, a: u32, tree: &ShortestPaths, key: &FlowKey) -> Vec<meshway_fabric::LinkId> {
+        let s: NodeId = self.topo.node_of(a);
         let mut h = fnv(key);
-        let p = pick_path(self.fabric, &sp, s, |n| {
+        let p = pick_path(self.fabric, tree, s, |n| {
             h = h.wrapping_mul(0x100_0000_01b3) ^ (h >> 29);
             (h % n as u64) as usize
         });
@@ -193,7 +198,7 @@ impl Default for Options {
     fn default() -> Options {
         // Assumption: 10 MB, the "large flow" bin of pFabric (SIGCOMM'13) and PIAS (NSDI'15),
         // whose bins are (0,100KB] short, (100KB,10MB] medium, over 10MB large.
-        Options { internal: Vec::new(), elephant_bytes: 10_000_000, top: 10, critical_flows: 100 }
+        Options { internal: Vec::new(), elephant_bytes: 10_000_000, top: 10, critical_flows: 10_000 }
     }
 }
 
@@ -251,7 +256,7 @@ pub struct LinkLoad {
     pub bytes: u64,
     /// Bytes over the capture's span at the link's rate.
     pub utilization: f64,
-    /// Indexes into `top_flows` of the flows mapped onto this link (at most 10).
+    /// Ranks (0-based, largest first) of the flows mapped onto this link (at most 10).
     pub flows: Vec<usize>,
     pub flow_count: u64,
     pub tcp_retransmissions: u64,
@@ -289,8 +294,7 @@ pub struct TrafficReport {
     pub elephant_bytes: u64,
     pub elephants: u64,
     pub elephant_share: f64,
-    /// The largest flows: the first `top` are for reading, the rest (up to the mapped
-    /// `critical_flows`) are what `critical_links` refers to.
+    /// The `top` largest flows.
     pub top_flows: Vec<FlowRow>,
     /// Rows in the top lists.
     pub top: usize,
@@ -394,7 +398,7 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
     let elephants: Vec<&&Flow> = sorted.iter().filter(|f| f.bytes >= o.elephant_bytes).collect();
     let elephant_share = share(elephants.iter().map(|f| f.bytes).sum());
 
-    let top_flows: Vec<FlowRow> = sorted.iter().take(o.top.max(o.critical_flows.min(1000))).map(|f| row(f)).collect();
+    let top_flows: Vec<FlowRow> = sorted.iter().take(o.top).map(|f| row(f)).collect();
     let mut top_talkers: Vec<Talker> = talkers
         .into_iter()
         .map(|(address, (sent, received, n))| Talker {
@@ -432,12 +436,24 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
             matrices.push(Matrix { level, names, bytes });
         }
         // Critical paths: the largest flows between GPUs, routed as ECMP would hash them.
+        // RoCE NAKs and CNPs travel back to the sender: those of the reverse address pair.
+        let mut back: HashMap<(IpAddr, IpAddr), (u64, u64)> = HashMap::new();
+        for g in flows.table.values() {
+            if let Some(x) = &g.roce {
+                let e = back.entry((g.key.dst, g.key.src)).or_default();
+                e.0 += x.naks + x.rnr_naks;
+                e.1 += x.cnps;
+            }
+        }
+        let mut trees: HashMap<u32, ShortestPaths> = HashMap::new();
         let mut load: HashMap<(u32, bool), LinkLoad> = HashMap::new();
-        for (i, fr) in top_flows.iter().enumerate().take(o.critical_flows) {
-            let k = &fr.flow.key;
+        for (i, f) in sorted.iter().enumerate().take(o.critical_flows) {
+            let k = &f.key;
             let (Some(a), Some(b)) = (p.rank(k.src), p.rank(k.dst)) else { continue };
+            let (naks, cnps) = back.get(&(k.src, k.dst)).copied().unwrap_or((0, 0));
+            let tree = trees.entry(b).or_insert_with(|| p.tree(b));
             let mut u = p.topo.node_of(a);
-            for l in p.path(a, b, k) {
+            for l in p.path(a, tree, k) {
                 let link = p.fabric.link(l);
                 let forward = link.a == u;
                 let v = link.other(u);
@@ -454,19 +470,14 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
                     roce_naks: 0,
                     roce_cnps: 0,
                 });
-                e.bytes += fr.flow.bytes;
+                e.bytes += f.bytes;
                 e.flow_count += 1;
                 if e.flows.len() < 10 {
                     e.flows.push(i);
                 }
-                e.tcp_retransmissions += fr.flow.tcp.as_ref().map_or(0, |t| t.retransmissions);
-                // NAKs and CNPs travel back to the sender: count those of the reverse pair.
-                for r in flows.table.values().filter(|g| g.key.src == k.dst && g.key.dst == k.src) {
-                    if let Some(x) = &r.roce {
-                        e.roce_naks += x.naks + x.rnr_naks;
-                        e.roce_cnps += x.cnps;
-                    }
-                }
+                e.tcp_retransmissions += f.tcp.as_ref().map_or(0, |t| t.retransmissions);
+                e.roce_naks += naks;
+                e.roce_cnps += cnps;
                 u = v;
             }
         }

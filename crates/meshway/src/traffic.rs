@@ -43,6 +43,9 @@ pub struct Args {
     /// Rows in the top lists.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     top: u32,
+    /// How many of the largest flows are routed over the fabric for the critical links.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    critical_flows: usize,
     /// Write the flows between GPUs as a flows workload (CSV); needs --scenario.
     #[arg(long, value_name = "FILE", requires = "scenario")]
     write_flows: Option<PathBuf>,
@@ -80,7 +83,8 @@ pub fn run(a: &Args, cat: &Catalog) -> Result<String> {
         }
     };
     let plan = built.as_ref().map(|f| AddressPlan::new(f, cat, a.base_address));
-    let o = Options { internal, elephant_bytes: a.elephant.get(), top: a.top as usize, ..Options::default() };
+    let o =
+        Options { internal, elephant_bytes: a.elephant.get(), top: a.top as usize, critical_flows: a.critical_flows };
     let rep = analysis::analyse(info, &flows, plan.as_ref(), &o);
     if let (Some(path), Some(plan)) = (&a.write_flows, &plan) {
         let (csv, n) = analysis::flows_csv(&flows, plan);
