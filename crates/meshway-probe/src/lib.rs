@@ -10,12 +10,14 @@
 //! | [`stamp`] | STAMP (RFC 8762) unauthenticated test packets: encode, decode, reflect |
 //! | [`stats`] | log-linear histogram, summary (min/mean/max/stddev/percentiles), the three jitter metrics |
 //! | [`forecast`] | least-squares trend, prediction interval, threshold crossing |
+//! | [`anomaly`] | seasonal baseline, point anomalies, change points, seasonal capacity forecast |
 //! | [`objective`] | sliding windows, objectives, alert hysteresis |
 //! | [`optics`] | optical module EEPROM decoding: SFF-8472, SFF-8636, CMIS with VDM/C-CMIS |
 //! | [`echo`] | the echo (ping) sender: sequence numbers, deadlines, loss, duplicates, reordering |
 //! | [`perf`] | throughput test wire format, UDP pacing, UDP receiver accounting |
 //! | [`trace`] | per-hop aggregation of TTL-limited probes, ICMP rate-limit labelling |
 
+pub mod anomaly;
 pub mod echo;
 pub mod forecast;
 pub mod objective;
