@@ -2,6 +2,7 @@
 //! summary of the window from raw samples, and a trend forecast.
 
 use crate::store::{Rollup, Store, HOUR_NS, MINUTE_NS};
+use meshway_probe::anomaly;
 use meshway_probe::forecast::{self, Crossing, Fit};
 use meshway_probe::objective::{Metric, Window, WindowStats};
 use serde::Serialize;
@@ -50,6 +51,69 @@ pub struct ForecastReport {
     pub latest_ns: Option<u64>,
     pub already_past: bool,
     pub horizon_ns: u64,
+    /// With a season: the threshold is reached by the line plus this (the season's peak for a
+    /// ceiling, its trough for a floor); the line is fitted to the deseasonalised series.
+    pub season_extreme: Option<f64>,
+}
+
+/// A point that stands out of its neighbourhood (in the metric's unit).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnomalyPoint {
+    pub at_ns: u64,
+    pub value: f64,
+    pub expected: f64,
+    pub z: f64,
+}
+
+/// A step in the series' level.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangePoint {
+    pub at_ns: u64,
+    pub before: f64,
+    pub after: f64,
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnomalyReport {
+    pub season_s: Option<f64>,
+    pub window_points: usize,
+    /// Point-to-point noise (robust).
+    pub sigma: f64,
+    pub points: Vec<AnomalyPoint>,
+    pub changes: Vec<ChangePoint>,
+}
+
+/// Median spacing of the series' points in seconds.
+fn spacing(ts: &[f64]) -> f64 {
+    let d: Vec<f64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
+    anomaly::median(&d).max(1e-3)
+}
+
+/// Anomalies and change points of `series` (times as unix seconds so the season is aligned to
+/// UTC days).
+pub fn anomalies(series: &[Point], season_s: Option<f64>) -> AnomalyReport {
+    let (t, y): (Vec<f64>, Vec<f64>) =
+        series.iter().filter_map(|p| p.value.map(|v| (p.start_ns as f64 / 1e9, v))).unzip();
+    let mut o = anomaly::Options::daily(spacing(&t));
+    o.period_s = season_s;
+    let a = anomaly::analyse(&t, &y, &o);
+    let ns = |s: f64| (s * 1e9) as u64;
+    AnomalyReport {
+        season_s,
+        window_points: o.window,
+        sigma: a.sigma,
+        points: a
+            .anomalies
+            .iter()
+            .map(|x| AnomalyPoint { at_ns: ns(x.t), value: x.value, expected: x.expected, z: x.z })
+            .collect(),
+        changes: a
+            .changes
+            .iter()
+            .map(|c| ChangePoint { at_ns: ns(c.t), before: c.before, after: c.after, score: c.score })
+            .collect(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -63,6 +127,8 @@ pub struct HistoryReport {
     pub summary: WindowStats,
     pub series: Vec<Point>,
     pub forecast: Option<ForecastReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anomalies: Option<AnomalyReport>,
 }
 
 /// The value of `metric` in one rollup (nanoseconds, a ratio, or bits per second).
@@ -102,6 +168,8 @@ pub fn query(
     step: Step,
     forecast_threshold: Option<f64>,
     horizon_ns: u64,
+    season_s: Option<f64>,
+    want_anomalies: bool,
 ) -> Result<HistoryReport, HistoryError> {
     let s =
         Store::open_read_only(db).map_err(|source| HistoryError::Open { path: db.display().to_string(), source })?;
@@ -128,10 +196,28 @@ pub fn query(
         Some(threshold) => {
             let pts: Vec<(f64, f64)> =
                 series.iter().filter_map(|p| p.value.map(|v| ((p.start_ns - from_ns) as f64 / 1e9, v))).collect();
-            let fit = forecast::fit(&pts).ok_or(HistoryError::TooFewPoints { n: pts.len() })?;
-            let last = pts.last().map_or(0.0, |p| p.0);
-            let until = last + horizon_ns as f64 / 1e9;
-            let c: Crossing = fit.crossing(threshold, !metric.is_floor(), last, until);
+            let span = pts.last().map_or(0.0, |p| p.0) - pts.first().map_or(0.0, |p| p.0);
+            let seasonal = season_s.filter(|p| span >= 2.0 * p);
+            let (fit, c, season_extreme) = match seasonal {
+                // Two periods or more: the line through the deseasonalised series, and when
+                // the season's extreme on top of it reaches the threshold.
+                Some(p) => {
+                    let (t, y): (Vec<f64>, Vec<f64>) = pts.iter().copied().unzip();
+                    let mut o = anomaly::Options::daily(spacing(&t));
+                    o.period_s = Some(p);
+                    let f =
+                        anomaly::seasonal_forecast(&t, &y, &o, threshold, !metric.is_floor(), horizon_ns as f64 / 1e9)
+                            .ok_or(HistoryError::TooFewPoints { n: t.len() })?;
+                    (f.fit, f.crossing, Some(f.season_extreme))
+                }
+                None => {
+                    let fit = forecast::fit(&pts).ok_or(HistoryError::TooFewPoints { n: pts.len() })?;
+                    let last = pts.last().map_or(0.0, |p| p.0);
+                    let until = last + horizon_ns as f64 / 1e9;
+                    let c: Crossing = fit.crossing(threshold, !metric.is_floor(), last, until);
+                    (fit, c, None)
+                }
+            };
             let at = |t: Option<f64>| t.map(|t| from_ns + (t * 1e9) as u64);
             Some(ForecastReport {
                 threshold,
@@ -141,8 +227,10 @@ pub fn query(
                 already_past: c.already,
                 horizon_ns,
                 fit,
+                season_extreme,
             })
         }
     };
-    Ok(HistoryReport { target: target.into(), metric, from_ns, to_ns, step, summary, series, forecast })
+    let anomalies = want_anomalies.then(|| anomalies(&series, season_s));
+    Ok(HistoryReport { target: target.into(), metric, from_ns, to_ns, step, summary, series, forecast, anomalies })
 }

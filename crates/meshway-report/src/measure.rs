@@ -382,12 +382,23 @@ pub fn history_text(r: &HistoryReport) -> String {
         if f.already_past {
             s.push_str("forecast: the trend is already past the threshold\n");
         } else {
+            if let Some(e) = f.season_extreme {
+                let _ = writeln!(
+                    s,
+                    "forecast: seasonal: the line through the deseasonalised series, plus the season's {} ({}{})",
+                    if metric.is_floor() { "trough" } else { "peak" },
+                    if e >= 0.0 { "+" } else { "-" },
+                    metric_text(metric, e.abs())
+                );
+            }
             match f.expected_ns {
                 Some(t) => {
+                    let days = t.saturating_sub(r.to_ns) as f64 / 86_400e9;
                     let _ = writeln!(
                         s,
-                        "forecast: crosses at {} (95% interval {} .. {})",
+                        "forecast: crosses at {} (in about {} days; 95% interval {} .. {})",
                         rfc3339(t),
+                        if days >= 10.0 { format!("{days:.0}") } else { format!("{days:.1}") },
                         f.earliest_ns.map_or("-".into(), rfc3339),
                         f.latest_ns.map_or("beyond the horizon".into(), rfc3339)
                     );
@@ -401,6 +412,37 @@ pub fn history_text(r: &HistoryReport) -> String {
                     );
                 }
             }
+        }
+    }
+    if let Some(a) = &r.anomalies {
+        let _ = writeln!(
+            s,
+            "anomalies: {} points off by more than 5 sigma, {} level changes (noise sigma {}, windows of {} points{})",
+            a.points.len(),
+            a.changes.len(),
+            metric_text(metric, a.sigma),
+            a.window_points,
+            a.season_s.map_or(String::new(), |p| format!(", season {}", Nanos((p * 1e9) as u64)))
+        );
+        for c in &a.changes {
+            let _ = writeln!(
+                s,
+                "  change  {}  {} -> {} ({:+.1} standard errors)",
+                rfc3339(c.at_ns),
+                metric_text(metric, c.before),
+                metric_text(metric, c.after),
+                c.score
+            );
+        }
+        for p in &a.points {
+            let _ = writeln!(
+                s,
+                "  point   {}  {} where {} was expected ({:+.1} sigma)",
+                rfc3339(p.at_ns),
+                metric_text(metric, p.value),
+                metric_text(metric, p.expected),
+                p.z
+            );
         }
     }
     s

@@ -564,6 +564,7 @@ enum HistoryStep {
   meshway history --target bulk --metric throughput-min --json
   meshway history --target chatbot-edge --since 168h --step 1h --forecast --threshold 50ms
   meshway history --target uplinks/eth0/utilization --since 720h --step 1h --forecast --threshold 80%
+  meshway history --target chatbot-edge --since 168h --anomalies
 
 --forecast fits a least-squares line to the series and prints a 95% prediction interval
 and when the line (and the interval's edges) reach --threshold: a duration for rtt and
@@ -596,6 +597,13 @@ pub struct HistoryArgs {
     /// The threshold for --forecast.
     #[arg(long)]
     threshold: Option<String>,
+    /// The season of --forecast and --anomalies (0s: none); a forecast over two seasons or
+    /// more fits the deseasonalised series and asks when its peak crosses.
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    season: Nanos,
+    /// List points that stand out of their neighbourhood and steps in the level.
+    #[arg(long)]
+    anomalies: bool,
     /// How far ahead --forecast looks.
     #[arg(long, default_value = "720h", value_name = "DURATION")]
     horizon: Nanos,
@@ -657,7 +665,8 @@ pub fn history(a: HistoryArgs) -> Result<()> {
         HistoryStep::Minute => Step::Minute,
         HistoryStep::Hour => Step::Hour,
     };
-    let r = history::query(&a.db, target, metric, from, to, step, threshold, a.horizon.get())?;
+    let season = (a.season.get() > 0).then(|| a.season.get() as f64 / 1e9);
+    let r = history::query(&a.db, target, metric, from, to, step, threshold, a.horizon.get(), season, a.anomalies)?;
     if let Some(p) = &a.html {
         std::fs::write(p, text::history_html(&r)).with_context(|| format!("cannot write {}", p.display()))?;
         eprintln!("wrote {}", p.display());

@@ -898,3 +898,72 @@ fn optics_target_exports_the_module_and_alerts_on_its_alarms() {
         value(&s, "meshway_optics_read_errors_total", &l).unwrap_or(0.0) >= 2.0
     }));
 }
+
+#[test]
+fn history_finds_a_step_and_forecasts_a_seasonal_peak() {
+    use meshway_probe::objective::Sample;
+    let dir = TempDir::new("anomaly");
+    let db = dir.0.join("h.db");
+    let now = meshway_agent::clock::unix_nanos();
+    let day = 86_400_000_000_000u64;
+    let start = now - now % 60_000_000_000 - 7 * day;
+    {
+        let mut st = Store::open(&db).unwrap();
+        let rtt = st.target_id("edge", "udp", "x").unwrap();
+        let util = st.target_id("up/eth0/utilization", "interface", "eth0").unwrap();
+        let mut batch = Vec::new();
+        let mut x: u64 = 99;
+        for i in 0..(7 * 1440) {
+            let at = start + i * 60_000_000_000;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let noise = (x % 1000) as f64 / 1000.0 - 0.5; // uniform, sd 0.29
+            let phase = 2.0 * std::f64::consts::PI * (at % day) as f64 / day as f64;
+            // RTT: 10 ms with a ±2 ms daily swing, 0.3 ms noise, +3 ms from day 5 on.
+            let step = if i >= 5 * 1440 { 3.0 } else { 0.0 };
+            let ms = 10.0 + 2.0 * phase.sin() + noise + step;
+            batch.push((rtt, Sample { at_ns: at, rtt_ns: Some((ms * 1e6) as u64), value: None }));
+            // Utilization: 0.30 + 0.01/day with a ±0.10 daily swing: the peak reaches 0.80 at day 40.
+            let u = 0.30 + 0.01 * (i as f64 / 1440.0) + 0.10 * phase.sin() + 0.01 * noise;
+            batch.push((util, Sample { at_ns: at, rtt_ns: None, value: Some(u) }));
+        }
+        st.insert(&batch).unwrap();
+        st.rollup(start, now).unwrap();
+    }
+    let o = Command::new(bin())
+        .args(["history", "--db", db.to_str().unwrap(), "--target", "edge", "--metric", "rtt-p50", "--since", "170h"])
+        .args(["--anomalies", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let changes = v["anomalies"]["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1, "{}", v["anomalies"]);
+    let at = changes[0]["at_ns"].as_u64().unwrap();
+    let want = start + 5 * day;
+    assert!(at.abs_diff(want) <= 2 * 3_600_000_000_000, "step found {} h off", at.abs_diff(want) as f64 / 3.6e12);
+    let size = changes[0]["after"].as_f64().unwrap() - changes[0]["before"].as_f64().unwrap();
+    assert!((size / 1e6 - 3.0).abs() < 0.5, "step of {} ms", size / 1e6);
+    // Text names it.
+    let o = Command::new(bin())
+        .args(["history", "--db", db.to_str().unwrap(), "--target", "edge", "--since", "170h", "--anomalies"])
+        .output()
+        .unwrap();
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("1 level changes") && s.contains("  change  "), "{s}");
+
+    let o = Command::new(bin())
+        .args(["history", "--db", db.to_str().unwrap(), "--target", "up/eth0/utilization", "--since", "170h"])
+        .args(["--step", "1h", "--forecast", "--threshold", "80%", "--horizon", "2000h", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let f = &v["forecast"];
+    assert!(f["season_extreme"].as_f64().unwrap() > 0.08, "{f}");
+    let days = (f["expected_ns"].as_u64().unwrap() - start) as f64 / day as f64;
+    assert!((days - 40.0).abs() < 2.0, "crossing at day {days:.1}, truth 40");
+    let (lo, hi) = (f["earliest_ns"].as_u64().unwrap(), f["latest_ns"].as_u64().unwrap_or(u64::MAX));
+    assert!(lo <= start + 40 * day && start + 40 * day <= hi, "the interval holds the truth");
+}
