@@ -99,7 +99,7 @@ struct TargetMetrics {
 /// in nanoseconds), bytes per second for throughput (kept in bits per second).
 fn base_units(m: Metric, v: f64) -> f64 {
     match m {
-        Metric::OpticsLevel => v,
+        Metric::OpticsLevel | Metric::Anomaly => v,
         Metric::Loss | Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio => v,
         Metric::ThroughputMin => v / 8.0,
         _ => v / 1e9,
@@ -525,6 +525,7 @@ fn threshold_text(o: &Objective) -> String {
     match o.metric {
         Metric::Loss | Metric::Utilization | Metric::DropRatio => format!("{}%", o.threshold * 100.0),
         Metric::ErrorRatio => format!("{:e}", o.threshold),
+        Metric::Anomaly => if o.threshold < 0.25 { "normal" } else { "anomalous" }.to_string(),
         // Thresholds 0.5 / 1.5, values 0 / 1 / 2.
         Metric::OpticsLevel => match o.threshold {
             t if t < 0.25 => "ok",
@@ -767,6 +768,8 @@ struct TargetState {
     ifaces: BTreeMap<String, IfaceState>,
     /// Optics targets: per module, its alerts, worst level and last read error.
     optics: BTreeMap<String, OpticsState>,
+    /// The last anomaly verdict of the stored series (1 anomalous, 0 not), once a minute.
+    anomaly: Option<f64>,
 }
 
 struct OpticsState {
@@ -782,6 +785,8 @@ pub const IFACE_SERIES: [&str; 3] = ["utilization", "error-ratio", "drop-ratio"]
 struct IfaceState {
     window: CounterWindow,
     alerts: Vec<AlertState>,
+    /// The last anomaly verdict of the utilization series.
+    anomaly: Option<f64>,
     /// Store ids of [`IFACE_SERIES`].
     ids: [i64; 3],
 }
@@ -845,9 +850,9 @@ impl Core {
         for t in &self.spec.targets {
             let id = self.store.target_id(&t.name, t.kind_name, &t.address)?;
             let span = t.objectives.iter().map(|o| o.window_ns).max().unwrap_or(300_000_000_000);
-            let (window, mut alerts, mut ifaces, mut optics) = match old.remove(&t.name) {
-                Some(s) => (s.window, s.alerts, s.ifaces, s.optics),
-                None => (Window::new(span), Vec::new(), BTreeMap::new(), BTreeMap::new()),
+            let (window, mut alerts, mut ifaces, mut optics, anomaly) = match old.remove(&t.name) {
+                Some(s) => (s.window, s.alerts, s.ifaces, s.optics, s.anomaly),
+                None => (Window::new(span), Vec::new(), BTreeMap::new(), BTreeMap::new(), None),
             };
             for st in optics.values_mut() {
                 st.alerts.resize(t.objectives.len(), AlertState::new(self.spec.fire_after, self.spec.resolve_after));
@@ -867,7 +872,10 @@ impl Core {
             if t.kind_name != "interface" && t.kind_name != "optics" {
                 new_metrics.insert(t.name.clone(), tm);
             }
-            self.targets.insert(t.name.clone(), TargetState { spec: t.clone(), id, window: w, alerts, ifaces, optics });
+            self.targets.insert(
+                t.name.clone(),
+                TargetState { spec: t.clone(), id, window: w, alerts, ifaces, optics, anomaly },
+            );
         }
         if let Ok(mut m) = self.metrics.lock() {
             m.targets = new_metrics;
@@ -957,7 +965,8 @@ impl Core {
                 }
                 let alerts =
                     vec![AlertState::new(self.spec.fire_after, self.spec.resolve_after); t.spec.objectives.len()];
-                t.ifaces.insert(name.clone(), IfaceState { window: CounterWindow::new(span), alerts, ids });
+                t.ifaces
+                    .insert(name.clone(), IfaceState { window: CounterWindow::new(span), alerts, ids, anomaly: None });
             }
             let Some(st) = t.ifaces.get_mut(&name) else { continue };
             let rates = st.window.latest().and_then(|prev| Rates::between(prev, &snap));
@@ -1064,11 +1073,15 @@ impl Core {
                         Metric::Utilization => r.utilization,
                         Metric::ErrorRatio => r.error_ratio,
                         Metric::DropRatio => r.drop_ratio,
+                        Metric::Anomaly => st.anomaly,
                         _ => None,
                     });
                     let violated = o.violated_by(value);
-                    let sink = AlertSink { spec: &self.spec, log: &self.log, webhook_tx: &self.webhook_tx };
-                    updates.extend(sink.observe(&label, o, a, violated, value, now));
+                    // Anomaly alerts advance once a minute, in evaluate_anomalies.
+                    if o.metric != Metric::Anomaly {
+                        let sink = AlertSink { spec: &self.spec, log: &self.log, webhook_tx: &self.webhook_tx };
+                        updates.extend(sink.observe(&label, o, a, violated, value, now));
+                    }
                     objs.push((o.metric, violated, a.firing));
                     limits.push((o.metric, o.threshold, value));
                 }
@@ -1084,15 +1097,14 @@ impl Core {
             let mut limits = Vec::new();
             for (o, a) in t.spec.objectives.iter().zip(t.alerts.iter_mut()) {
                 let st = t.window.stats(now, o.window_ns);
-                let violated = o.violated(&st);
-                let sink = AlertSink { spec: &self.spec, log: &self.log, webhook_tx: &self.webhook_tx };
-                updates.extend(sink.observe(name, o, a, violated, st.value(o.metric), now));
+                let value = if o.metric == Metric::Anomaly { t.anomaly } else { st.value(o.metric) };
+                let violated = o.violated_by(value);
+                if o.metric != Metric::Anomaly {
+                    let sink = AlertSink { spec: &self.spec, log: &self.log, webhook_tx: &self.webhook_tx };
+                    updates.extend(sink.observe(name, o, a, violated, value, now));
+                }
                 objs.push((o.metric, violated, a.firing));
-                limits.push((
-                    o.metric,
-                    base_units(o.metric, o.threshold),
-                    st.value(o.metric).map(|v| base_units(o.metric, v)),
-                ));
+                limits.push((o.metric, base_units(o.metric, o.threshold), value.map(|v| base_units(o.metric, v))));
             }
             if let Ok(mut met) = self.metrics.lock() {
                 if let Some(tm) = met.targets.get_mut(name) {
@@ -1116,6 +1128,65 @@ impl Core {
                 }
             }
             for tr in updates {
+                match tr {
+                    Transition::Fired => met.fired += 1,
+                    Transition::Resolved => met.resolved += 1,
+                }
+            }
+        }
+    }
+
+    /// Once a minute (and at start): each `anomaly` objective looks at the last two days of
+    /// its target's 1-minute rollups (RTT median, throughput, or an interface's utilization)
+    /// and decides whether the series has just turned worse; alerts advance with the same
+    /// hysteresis as the other objectives.
+    fn evaluate_anomalies(&mut self) {
+        let now = clock::unix_nanos();
+        let from = now.saturating_sub(2 * 86_400_000_000_000);
+        let o = meshway_probe::anomaly::online_options();
+        let mut fired = Vec::new();
+        for (name, t) in &mut self.targets {
+            let Some(k) = t.spec.objectives.iter().position(|x| x.metric == Metric::Anomaly) else { continue };
+            let obj = t.spec.objectives[k];
+            let series = |store: &Store, id: i64, f: &dyn Fn(&crate::store::Rollup) -> Option<f64>| {
+                let rows = store.rollups(id, false, from, now).unwrap_or_default();
+                rows.iter()
+                    .filter_map(|r| f(r).map(|v| (r.start_ns as f64 / 1e9, v)))
+                    .unzip::<f64, f64, Vec<_>, Vec<_>>()
+            };
+            let sink = AlertSink { spec: &self.spec, log: &self.log, webhook_tx: &self.webhook_tx };
+            if t.spec.kind_name == "interface" {
+                for (ifname, st) in &mut t.ifaces {
+                    let (ts, ys) = series(&self.store, st.ids[0], &|r| r.value_mean);
+                    let v = f64::from(u8::from(meshway_probe::anomaly::anomalous_now(&ts, &ys, &o, true)));
+                    st.anomaly = Some(v);
+                    if let Some(a) = st.alerts.get_mut(k) {
+                        fired.extend(sink.observe(
+                            &format!("{name}/{ifname}"),
+                            &obj,
+                            a,
+                            obj.violated_by(Some(v)),
+                            Some(v),
+                            now,
+                        ));
+                    }
+                }
+                continue;
+            }
+            let perf = matches!(t.spec.probe, Probe::Perf { .. });
+            let (ts, ys) = if perf {
+                series(&self.store, t.id, &|r| r.value_mean)
+            } else {
+                series(&self.store, t.id, &|r| r.p50_ns.map(|v| v as f64))
+            };
+            let v = f64::from(u8::from(meshway_probe::anomaly::anomalous_now(&ts, &ys, &o, !perf)));
+            t.anomaly = Some(v);
+            if let Some(a) = t.alerts.get_mut(k) {
+                fired.extend(sink.observe(name, &obj, a, obj.violated_by(Some(v)), Some(v), now));
+            }
+        }
+        if let Ok(mut met) = self.metrics.lock() {
+            for tr in fired {
                 match tr {
                     Transition::Fired => met.fired += 1,
                     Transition::Resolved => met.resolved += 1,
@@ -1313,6 +1384,7 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
         log: log.clone(),
     };
     core.install_targets(&tx).map_err(store_err_fn(&core.spec.database))?;
+    core.evaluate_anomalies();
     let mut last_flush = clock::mono();
     let mut last_eval = clock::mono();
     let mut last_minute = clock::unix_nanos() / MINUTE_NS;
@@ -1356,6 +1428,7 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
                     log(Level::Error, format!("hourly rollup failed: {e}"));
                 }
             }
+            core.evaluate_anomalies();
             last_minute = minute;
         }
         if now.saturating_sub(last_retain) >= Nanos(600_000_000_000) {

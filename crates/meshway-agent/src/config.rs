@@ -194,6 +194,10 @@ pub struct ObjectivesConfig {
     pub drop_ratio: Option<toml::Value>,
     /// optics targets: "warning" or "alarm".
     pub optics: Option<String>,
+    /// Alert when the stored series turns anomalous (a level change or an outlier for the
+    /// worse, against its daily profile).
+    #[serde(default)]
+    pub anomaly: bool,
 }
 
 fn five_minutes() -> Nanos {
@@ -397,8 +401,18 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                         }
                     },
                 ),
+                (Metric::Anomaly, o.anomaly.then_some(0.5)),
             ] {
                 if let Some(threshold) = value {
+                    if metric == Metric::Anomaly {
+                        if kind_name == "optics" {
+                            return Err(terr(
+                                "objectives.anomaly: optics targets alert on the module's thresholds".into(),
+                            ));
+                        }
+                        objectives.push(Objective { metric, threshold, window_ns: w });
+                        continue;
+                    }
                     if metric == Metric::ThroughputMin && kind_name != "perf" {
                         return Err(terr("objectives.throughput-min needs kind = \"perf\"".into()));
                     }

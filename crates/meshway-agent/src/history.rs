@@ -142,7 +142,9 @@ pub fn rollup_value(r: &Rollup, m: Metric) -> Option<f64> {
         Metric::Loss => (r.sent > 0).then(|| r.lost as f64 / r.sent as f64),
         Metric::ThroughputMin => r.value_min,
         // Interface series store one value per poll interval.
-        Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio | Metric::OpticsLevel => r.value_mean,
+        Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio | Metric::OpticsLevel | Metric::Anomaly => {
+            r.value_mean
+        }
     }
 }
 

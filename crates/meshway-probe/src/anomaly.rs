@@ -223,6 +223,27 @@ pub fn analyse(t: &[f64], y: &[f64], o: &Options) -> Analysis {
     Analysis { sigma, slope_per_s: slope, season, anomalies, changes }
 }
 
+/// Options for deciding online, once a minute, whether a series of 1-minute points is
+/// anomalous now: a daily season, windows of 15 points.
+pub fn online_options() -> Options {
+    Options { period_s: Some(86_400.0), bins: 48, window: 15, k: 5.0, h: 8.0 }
+}
+
+/// Whether the end of the series is anomalous for the worse: a level change within the last
+/// two windows that moved up (`higher_is_worse`) or down, or one of the last three points an
+/// outlier on that side.
+pub fn anomalous_now(t: &[f64], y: &[f64], o: &Options, higher_is_worse: bool) -> bool {
+    let n = t.len().min(y.len());
+    if n < 2 * o.window + 1 {
+        return false;
+    }
+    let a = analyse(&t[..n], &y[..n], o);
+    let worse = |delta: f64| if higher_is_worse { delta > 0.0 } else { delta < 0.0 };
+    let recent = t[n.saturating_sub(2 * o.window)];
+    a.changes.iter().any(|c| c.t >= recent && worse(c.after - c.before))
+        || a.anomalies.iter().any(|x| x.t >= t[n - 3.min(n)] && worse(x.z))
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SeasonalForecast {
     /// The line through the deseasonalised series.

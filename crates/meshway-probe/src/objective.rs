@@ -39,10 +39,13 @@ pub enum Metric {
     /// Optical modules: the worst level among their warnings and alarms (0 ok, 1 warning,
     /// 2 alarm); thresholds 0.5 (alert on warnings) or 1.5 (on alarms).
     OpticsLevel,
+    /// The target's stored series (RTT median, throughput or utilization per minute) shows a
+    /// level change or an outlier for the worse now: 1, else 0; threshold 0.5.
+    Anomaly,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 11] = [
+    pub const ALL: [Metric; 12] = [
         Metric::RttP50,
         Metric::RttP90,
         Metric::RttP99,
@@ -54,6 +57,7 @@ impl Metric {
         Metric::ErrorRatio,
         Metric::DropRatio,
         Metric::OpticsLevel,
+        Metric::Anomaly,
     ];
 
     /// The config key and label value.
@@ -70,6 +74,7 @@ impl Metric {
             Metric::ErrorRatio => "error-ratio",
             Metric::DropRatio => "drop-ratio",
             Metric::OpticsLevel => "optics",
+            Metric::Anomaly => "anomaly",
         }
     }
 
@@ -118,7 +123,9 @@ impl WindowStats {
             Metric::RttMean => self.rtt.as_ref().map(|r| r.mean_ns),
             Metric::JitterRfc3550 => self.rtt.as_ref().map(|r| r.jitter_rfc3550_ns),
             Metric::ThroughputMin => self.throughput_min_bps,
-            Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio | Metric::OpticsLevel => None,
+            Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio | Metric::OpticsLevel | Metric::Anomaly => {
+                None
+            }
         }
     }
 }

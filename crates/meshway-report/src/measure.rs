@@ -290,7 +290,7 @@ pub fn agent_check_text(config: &std::path::Path, targets: usize) -> String {
 pub fn metric_text(m: Metric, v: f64) -> String {
     match m {
         Metric::ErrorRatio => format!("{v:.3e}"),
-        Metric::OpticsLevel => format!("{v}"),
+        Metric::OpticsLevel | Metric::Anomaly => format!("{v}"),
         m if m.is_ratio() => pct3(v),
         Metric::ThroughputMin => rate_f64(v),
         _ => span_f64(v),

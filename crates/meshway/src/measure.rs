@@ -563,7 +563,7 @@ enum HistoryStep {
   meshway history --target chatbot-edge --metric loss --step 1h --since 168h --csv
   meshway history --target bulk --metric throughput-min --json
   meshway history --target chatbot-edge --since 168h --step 1h --forecast --threshold 50ms
-  meshway history --target uplinks/eth0/utilization --since 720h --step 1h --forecast --threshold 80%
+  meshway history --target up/eth0/utilization --since 720h --forecast --threshold 80%
   meshway history --target chatbot-edge --since 168h --anomalies
 
 --forecast fits a least-squares line to the series and prints a 95% prediction interval

@@ -967,3 +967,67 @@ fn history_finds_a_step_and_forecasts_a_seasonal_peak() {
     let (lo, hi) = (f["earliest_ns"].as_u64().unwrap(), f["latest_ns"].as_u64().unwrap_or(u64::MAX));
     assert!(lo <= start + 40 * day && start + 40 * day <= hi, "the interval holds the truth");
 }
+
+#[test]
+fn an_anomaly_objective_fires_on_a_fresh_step_in_the_stored_series() {
+    use meshway_probe::objective::Sample;
+    // Two days of 1-minute RTT history already in the database: "jumpy" stepped up by 3 ms
+    // 20 minutes ago, "calm" did not. The agent judges both at start.
+    let dir = TempDir::new("anomaly-alert");
+    let db = dir.0.join("a.db");
+    let rport = free_port();
+    let _r = reflector(rport);
+    let now = meshway_agent::clock::unix_nanos();
+    let start = now - now % 60_000_000_000 - 2 * 86_400_000_000_000;
+    {
+        let mut st = Store::open(&db).unwrap();
+        let addr = format!("127.0.0.1:{rport}");
+        let ids = [st.target_id("jumpy", "udp", &addr).unwrap(), st.target_id("calm", "udp", &addr).unwrap()];
+        let mut batch = Vec::new();
+        let mut x: u64 = 7;
+        let n = 2 * 1440;
+        for i in 0..n {
+            let at = start + i * 60_000_000_000;
+            for (k, id) in ids.iter().enumerate() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let noise = (x % 1000) as f64 / 1000.0 - 0.5;
+                let step = if k == 0 && i >= n - 20 { 3.0 } else { 0.0 };
+                let ms = 10.0 + noise + step;
+                batch.push((*id, Sample { at_ns: at, rtt_ns: Some((ms * 1e6) as u64), value: None }));
+            }
+        }
+        st.insert(&batch).unwrap();
+        st.rollup(start, now).unwrap();
+    }
+    let hport = free_port();
+    let http = format!("127.0.0.1:{hport}");
+    let cfg = dir.0.join("agent.toml");
+    let mut text = format!(
+        "[agent]\nlisten = \"{http}\"\ndatabase = \"{}\"\nevaluate-every = \"100ms\"\n[alerts]\nfire-after = 1\n",
+        db.display()
+    );
+    for name in ["jumpy", "calm"] {
+        text.push_str(&format!(
+            "[[target]]\nname = \"{name}\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport}\"\ninterval = \"1s\"\n\
+             objectives = {{ anomaly = true }}\n"
+        ));
+    }
+    std::fs::write(&cfg, text).unwrap();
+    let _a = agent(&cfg);
+    let mut body = String::new();
+    assert!(wait_until(10, || {
+        body = get(&http, "/metrics", None).map(|r| r.1).unwrap_or_default();
+        body.contains("meshway_objective_met{target=\"calm\",objective=\"anomaly\"}")
+    }));
+    let (_, s) = parse_prometheus(&body).unwrap();
+    assert_eq!(
+        value(&s, "meshway_alert_firing", &[("target", "jumpy"), ("objective", "anomaly")]),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(value(&s, "meshway_objective_met", &[("target", "jumpy"), ("objective", "anomaly")]), Some(0.0));
+    assert_eq!(value(&s, "meshway_alert_firing", &[("target", "calm"), ("objective", "anomaly")]), Some(0.0));
+    assert_eq!(value(&s, "meshway_objective_met", &[("target", "calm"), ("objective", "anomaly")]), Some(1.0));
+}

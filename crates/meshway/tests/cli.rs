@@ -367,6 +367,8 @@ fn help_examples_never_wrap_mid_command() {
         "agent",
         "history",
         "testbed",
+        "optics",
+        "traffic",
     ] {
         let o = meshway(&[verb, "--help"]);
         assert!(o.status.success(), "{verb}");
