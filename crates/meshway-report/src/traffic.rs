@@ -74,6 +74,31 @@ pub fn traffic_text(name: &str, r: &TrafficReport) -> String {
         if secs > 0.0 { format!(" ({})", rate_f64(r.bytes as f64 * 8.0 / secs)) } else { String::new() },
         thousands(r.flows)
     );
+    if r.from_exported {
+        s.push_str(
+            "  (the flows sFlow samples and IPFIX records describe: sFlow counts scaled by the sampling rate)\n",
+        );
+    }
+    if let Some(t) = &r.telemetry {
+        let agents: Vec<String> = t.agents.iter().map(|a| a.to_string()).collect();
+        let _ = writeln!(
+            s,
+            "  flow telemetry in the capture: {} sFlow datagrams ({} flow samples, {} counter samples), {} IPFIX messages ({} records{}), {} malformed; from {}{}",
+            thousands(t.sflow_datagrams),
+            thousands(t.sflow_flow_samples),
+            thousands(t.sflow_counter_samples),
+            thousands(t.ipfix_messages),
+            thousands(t.ipfix_records),
+            if t.ipfix_unknown_template_sets > 0 {
+                format!(", {} sets before their template", t.ipfix_unknown_template_sets)
+            } else {
+                String::new()
+            },
+            t.malformed,
+            agents.join(", "),
+            if r.from_exported { "" } else { "; --exported analyses the traffic they describe" }
+        );
+    }
     let o = &r.other;
     if o.arp + o.non_ip + o.undecodable + r.capture.other_linktype_packets > 0 {
         let _ = writeln!(

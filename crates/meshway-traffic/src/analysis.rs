@@ -304,6 +304,10 @@ pub struct TrafficReport {
     pub trouble: Trouble,
     /// Flows with TCP retransmissions or RoCE NAKs/CNPs, worst first.
     pub troubled_flows: Vec<FlowRow>,
+    /// sFlow and IPFIX found in the capture (set by the caller).
+    pub telemetry: Option<crate::export::ExportStats>,
+    /// The report is of the flows that sFlow and IPFIX describe, not of the captured packets.
+    pub from_exported: bool,
 }
 
 const BINS: [(&str, u64); 8] = [
@@ -528,6 +532,8 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
         critical_links,
         trouble,
         troubled_flows,
+        telemetry: None,
+        from_exported: false,
     }
 }
 

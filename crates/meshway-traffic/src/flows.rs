@@ -107,6 +107,14 @@ pub struct Flows {
     pub last_ns: u64,
 }
 
+/// A UDP datagram seen while adding a packet: for flow telemetry carried inside the capture.
+#[derive(Debug, Clone, Copy)]
+pub struct Datagram<'a> {
+    pub src: IpAddr,
+    pub dport: u16,
+    pub payload: &'a [u8],
+}
+
 /// `a` is after `b` in sequence space (RFC 1982 serial arithmetic on 32 bits).
 fn seq_after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
@@ -117,10 +125,34 @@ impl Flows {
         Flows::default()
     }
 
-    /// Decodes one frame and adds it to its flow.
-    pub fn add(&mut self, p: &Packet<'_>) {
-        self.packets += 1;
-        self.bytes += u64::from(p.wire_len);
+    /// Decodes one frame and adds it to its flow; returns its UDP datagram, if it is one.
+    pub fn add<'a>(&mut self, p: &Packet<'a>) -> Option<Datagram<'a>> {
+        self.add_weighted(p, 1)
+    }
+
+    /// A sampled frame (sFlow) standing for `weight` frames: counted `weight` times, without
+    /// TCP or RoCE analysis (a sample says nothing about sequence).
+    pub fn add_sampled(&mut self, p: &Packet<'_>, weight: u64) {
+        self.add_weighted(p, weight.max(1));
+    }
+
+    /// A flow record exported by a meter (IPFIX): merged with its key's flow.
+    pub fn add_record(&mut self, r: Flow) {
+        self.packets += r.packets;
+        self.bytes += r.bytes;
+        self.first_ns = Some(self.first_ns.map_or(r.first_ns, |f| f.min(r.first_ns)));
+        self.last_ns = self.last_ns.max(r.last_ns);
+        let f = self.table.entry(r.key).or_insert_with(|| Flow { packets: 0, bytes: 0, ..r.clone() });
+        f.packets += r.packets;
+        f.bytes += r.bytes;
+        f.first_ns = f.first_ns.min(r.first_ns);
+        f.last_ns = f.last_ns.max(r.last_ns);
+    }
+
+    fn add_weighted<'a>(&mut self, p: &Packet<'a>, weight: u64) -> Option<Datagram<'a>> {
+        let analyse = weight == 1;
+        self.packets += weight;
+        self.bytes += u64::from(p.wire_len) * weight;
         self.first_ns = Some(self.first_ns.map_or(p.ts_ns, |f| f.min(p.ts_ns)));
         self.last_ns = self.last_ns.max(p.ts_ns);
         let sliced = match p.linktype {
@@ -130,8 +162,8 @@ impl Flows {
             _ => LaxSlicedPacket::from_ip(p.data).ok(),
         };
         let Some(s) = sliced else {
-            self.other.undecodable += 1;
-            return;
+            self.other.undecodable += weight;
+            return None;
         };
         let (src, dst, proto, ip_payload_len) = match &s.net {
             Some(LaxNetSlice::Ipv4(v4)) => {
@@ -145,12 +177,12 @@ impl Flows {
                 (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), p6.ip_number.0, p6.payload.len() as u64)
             }
             Some(LaxNetSlice::Arp(_)) => {
-                self.other.arp += 1;
-                return;
+                self.other.arp += weight;
+                return None;
             }
             None => {
-                self.other.non_ip += 1;
-                return;
+                self.other.non_ip += weight;
+                return None;
             }
         };
         let (sport, dport) = match &s.transport {
@@ -169,15 +201,18 @@ impl Flows {
             tcp: None,
             roce: None,
         });
-        f.packets += 1;
-        f.bytes += u64::from(p.wire_len);
+        f.packets += weight;
+        f.bytes += u64::from(p.wire_len) * weight;
         f.first_ns = f.first_ns.min(p.ts_ns);
         f.last_ns = f.last_ns.max(p.ts_ns);
         match &s.transport {
             Some(TransportSlice::Tcp(t)) => {
                 let hdr = u64::from(t.data_offset()) * 4;
                 let seg = ip_payload_len.saturating_sub(hdr);
-                f.payload_bytes += seg;
+                f.payload_bytes += seg * weight;
+                if !analyse {
+                    return None;
+                }
                 let st = f.tcp.get_or_insert_with(TcpStats::default);
                 let (syn, fin, rst) = (t.syn(), t.fin(), t.rst());
                 st.syn |= syn;
@@ -212,7 +247,10 @@ impl Flows {
             }
             Some(TransportSlice::Udp(u)) => {
                 let payload = u.payload();
-                f.payload_bytes += u64::from(u.length()).saturating_sub(8);
+                f.payload_bytes += u64::from(u.length()).saturating_sub(8) * weight;
+                if !analyse {
+                    return None;
+                }
                 if dport == ROCEV2_PORT {
                     let r = f.roce.get_or_insert_with(RoceStats::default);
                     match payload.first() {
@@ -226,9 +264,11 @@ impl Flows {
                         _ => {}
                     }
                 }
+                return Some(Datagram { src, dport, payload });
             }
-            _ => f.payload_bytes += ip_payload_len,
+            _ => f.payload_bytes += ip_payload_len * weight,
         }
+        None
     }
 
     /// The flows, largest first (ties by key, so the order is deterministic).

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`capture`] | pcap and pcapng files, streamed; damaged files stop at the damage, named |
 //! | [`flows`] | unidirectional 5-tuple flows, TCP retransmissions / dup ACKs / zero windows, RoCEv2 ACK/NAK/CNP |
+//! | [`export`] | sFlow v5 and IPFIX carried in a capture: an estimated flow table |
 //! | [`synth`] | synthetic captures for tests and benchmarks |
 //! | [`analysis`] | east-west vs north-south, sizes, elephants, talkers, matrices, critical paths, a `flows` workload |
 //!
@@ -12,5 +13,6 @@
 
 pub mod analysis;
 pub mod capture;
+pub mod export;
 pub mod flows;
 pub mod synth;

@@ -157,7 +157,10 @@ fn frames() -> Vec<Frame> {
 
 fn read(bytes: &[u8]) -> (capture::CaptureInfo, Flows) {
     let mut flows = Flows::new();
-    let info = capture::read(bytes, &mut |p| flows.add(p)).unwrap();
+    let info = capture::read(bytes, &mut |p| {
+        flows.add(p);
+    })
+    .unwrap();
     (info, flows)
 }
 
@@ -319,4 +322,171 @@ fn the_fabric_maps_addresses_scopes_matrices_and_critical_links() {
     let topo = meshway_sim::topo::FabricTopo::new(&f, &cat, 1);
     let lines = meshway_sim::simulate::parse_flow_file("captured.csv", &csv, &topo).unwrap();
     assert_eq!(lines.len(), 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// sFlow v5 and IPFIX inside a capture
+
+fn be32(v: &mut Vec<u8>, x: u32) {
+    v.extend_from_slice(&x.to_be_bytes());
+}
+
+/// An sFlow v5 datagram from agent 192.0.2.10 with one flow sample (sampling rate `rate`)
+/// holding one raw packet header record: the first 128 bytes of `frame`, whose length on the
+/// wire was `frame_len`; and one counter sample (skipped).
+fn sflow(frame: &[u8], frame_len: u32, rate: u32) -> Vec<u8> {
+    let hdr = &frame[..frame.len().min(128)];
+    let mut rec = Vec::new();
+    be32(&mut rec, 1); // header protocol: Ethernet (ISO 8802-3)
+    be32(&mut rec, frame_len);
+    be32(&mut rec, 4); // stripped (FCS)
+    be32(&mut rec, hdr.len() as u32);
+    rec.extend_from_slice(hdr);
+    rec.resize(rec.len().div_ceil(4) * 4, 0);
+    let mut fs = Vec::new();
+    be32(&mut fs, 17); // sequence
+    be32(&mut fs, 3); // source id: ifIndex 3
+    be32(&mut fs, rate);
+    be32(&mut fs, rate * 40); // sample pool
+    be32(&mut fs, 0); // drops
+    be32(&mut fs, 3); // input
+    be32(&mut fs, 4); // output
+    be32(&mut fs, 1); // one record
+    be32(&mut fs, 1); // record format: raw packet header
+    be32(&mut fs, rec.len() as u32);
+    fs.extend_from_slice(&rec);
+    let mut d = Vec::new();
+    be32(&mut d, 5); // version
+    be32(&mut d, 1); // agent address type IPv4
+    d.extend_from_slice(&[192, 0, 2, 10]);
+    be32(&mut d, 0); // sub agent
+    be32(&mut d, 99); // sequence
+    be32(&mut d, 123_456); // uptime ms
+    be32(&mut d, 2); // two samples
+    be32(&mut d, 1); // flow sample
+    be32(&mut d, fs.len() as u32);
+    d.extend_from_slice(&fs);
+    be32(&mut d, 2); // counter sample, 8 bytes of body
+    be32(&mut d, 8);
+    d.extend_from_slice(&[0; 8]);
+    d
+}
+
+/// An IPFIX message (observation domain 7): template 256 (src/dst IPv4, ports, protocol,
+/// octets, packets, start/end ms, a variable-length field, an enterprise field), then one data
+/// set with two records.
+fn ipfix(with_template: bool) -> Vec<u8> {
+    let mut sets = Vec::new();
+    if with_template {
+        let fields: [(u16, u16); 11] = [
+            (8, 4),
+            (12, 4),
+            (7, 2),
+            (11, 2),
+            (4, 1),
+            (1, 8),
+            (2, 8),
+            (152, 8),
+            (153, 8),
+            (82, 65535),
+            (0x8000 | 5, 4),
+        ];
+        let mut t = Vec::new();
+        t.extend_from_slice(&256u16.to_be_bytes());
+        t.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+        for (ie, len) in fields {
+            t.extend_from_slice(&ie.to_be_bytes());
+            t.extend_from_slice(&len.to_be_bytes());
+            if ie & 0x8000 != 0 {
+                t.extend_from_slice(&9u32.to_be_bytes()); // enterprise number
+            }
+        }
+        sets.extend_from_slice(&2u16.to_be_bytes());
+        sets.extend_from_slice(&((t.len() + 4) as u16).to_be_bytes());
+        sets.extend_from_slice(&t);
+    }
+    let mut data = Vec::new();
+    for (src, dst, bytes, pkts) in
+        [([10, 64, 0, 1], [10, 64, 0, 3], 9_000_000_000u64, 2_000_000u64), ([10, 64, 0, 2], [8, 8, 8, 8], 5_000, 10)]
+    {
+        data.extend_from_slice(&src);
+        data.extend_from_slice(&dst);
+        data.extend_from_slice(&49152u16.to_be_bytes());
+        data.extend_from_slice(&4791u16.to_be_bytes());
+        data.push(17);
+        data.extend_from_slice(&bytes.to_be_bytes());
+        data.extend_from_slice(&pkts.to_be_bytes());
+        data.extend_from_slice(&1_780_000_000_000u64.to_be_bytes());
+        data.extend_from_slice(&1_780_000_060_000u64.to_be_bytes());
+        data.push(4);
+        data.extend_from_slice(b"eth0"); // interfaceName, variable length
+        data.extend_from_slice(&[0, 0, 0, 1]);
+    }
+    sets.extend_from_slice(&256u16.to_be_bytes());
+    sets.extend_from_slice(&((data.len() + 4) as u16).to_be_bytes());
+    sets.extend_from_slice(&data);
+    let mut m = Vec::new();
+    m.extend_from_slice(&10u16.to_be_bytes());
+    m.extend_from_slice(&((sets.len() + 16) as u16).to_be_bytes());
+    m.extend_from_slice(&1_780_000_060u32.to_be_bytes());
+    m.extend_from_slice(&1u32.to_be_bytes());
+    m.extend_from_slice(&7u32.to_be_bytes());
+    m.extend_from_slice(&sets);
+    m
+}
+
+#[test]
+fn sflow_and_ipfix_in_a_capture_become_an_estimated_flow_table() {
+    use meshway_traffic::export::Exported;
+    let sampled = tcp(T0, A, B, (40000, 5201), 1, 1, 65535, 1446).1; // a 1,500-byte frame
+    assert_eq!(sampled.len(), 1500);
+    let frames = vec![
+        udp(T0, [192, 0, 2, 10], [192, 0, 2, 99], (50000, 6343), &sflow(&sampled, 1504, 1000)),
+        udp(T0 + US, [192, 0, 2, 10], [192, 0, 2, 99], (50000, 6343), &sflow(&sampled, 1504, 1000)),
+        udp(T0 + 2 * US, [192, 0, 2, 11], [192, 0, 2, 99], (50001, 4739), &ipfix(false)), // before its template
+        udp(T0 + 3 * US, [192, 0, 2, 11], [192, 0, 2, 99], (50001, 4739), &ipfix(true)),
+        udp(T0 + 4 * US, [192, 0, 2, 10], [192, 0, 2, 99], (50000, 6343), &[0, 0, 0, 5, 0, 0]), // cut short
+    ];
+    let mut flows = Flows::new();
+    let mut ex = Exported::new();
+    capture::read(&pcap(&frames, false, 65535)[..], &mut |p| {
+        if let Some(d) = flows.add(p) {
+            ex.offer(d.src, d.dport, d.payload, p.ts_ns);
+        }
+    })
+    .unwrap();
+    let s = &ex.stats;
+    assert_eq!((s.sflow_datagrams, s.sflow_flow_samples, s.sflow_counter_samples), (2, 2, 2));
+    assert_eq!((s.ipfix_messages, s.ipfix_records, s.ipfix_unknown_template_sets, s.malformed), (2, 2, 1, 1));
+    assert_eq!(s.agents.len(), 2);
+    let t = &ex.flows.table;
+    let ab = t.values().find(|f| f.key.dport == 5201).unwrap();
+    // Two samples at 1 in 1,000: 2,000 frames of 1,504 bytes.
+    assert_eq!((ab.packets, ab.bytes, ab.payload_bytes), (2_000, 2_000 * 1504, 2_000 * 1446));
+    assert!(ab.tcp.is_none(), "no TCP analysis on samples");
+    let ac = t.values().find(|f| f.key.dst == Ipv4Addr::new(10, 64, 0, 3)).unwrap();
+    assert_eq!((ac.packets, ac.bytes, ac.key.protocol_name()), (2_000_000, 9_000_000_000, "rocev2"));
+    assert_eq!(ac.last_ns - ac.first_ns, 60_000_000_000);
+    // The estimated table analyses like a captured one.
+    let (f, cat) = scenario();
+    let plan = AddressPlan::new(&f, &cat, Ipv4Addr::new(10, 64, 0, 1));
+    let rep = analyse(capture::CaptureInfo::default(), &ex.flows, Some(&plan), &Options::default());
+    assert_eq!(rep.top_flows[0].flow.bytes, 9_000_000_000);
+    assert_eq!(rep.elephants, 1);
+    assert!(rep.scopes.iter().any(|r| r.scope == Scope::NorthSouth && r.bytes == 5_000));
+    // Garbage to the telemetry ports: counted, never a panic.
+    let mut x = Exported::new();
+    for n in 0..300usize {
+        let junk: Vec<u8> = (0..n).map(|i| (i * 31 + n) as u8).collect();
+        let mut j5 = junk.clone();
+        if j5.len() >= 4 {
+            j5[..4].copy_from_slice(&5u32.to_be_bytes());
+        }
+        x.offer("192.0.2.1".parse().unwrap(), 6343, &j5, 0);
+        let mut j10 = junk.clone();
+        if j10.len() >= 2 {
+            j10[..2].copy_from_slice(&10u16.to_be_bytes());
+        }
+        x.offer("192.0.2.1".parse().unwrap(), 4739, &j10, 0);
+    }
 }

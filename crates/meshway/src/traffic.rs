@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use meshway_fabric::{Catalog, Scenario};
 use meshway_traffic::analysis::{self, AddressPlan, Cidr, Options};
 use meshway_traffic::capture;
+use meshway_traffic::export::Exported;
 use meshway_traffic::flows::Flows;
 use meshway_units::Bytes;
 use std::net::Ipv4Addr;
@@ -46,6 +47,10 @@ pub struct Args {
     /// How many of the largest flows are routed over the fabric for the critical links.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     critical_flows: usize,
+    /// Analyse the flows that sFlow (UDP 6343) and IPFIX (UDP 4739) in the capture describe
+    /// instead of the captured packets.
+    #[arg(long)]
+    exported: bool,
     /// Write the flows between GPUs as a flows workload (CSV); needs --scenario.
     #[arg(long, value_name = "FILE", requires = "scenario")]
     write_flows: Option<PathBuf>,
@@ -64,13 +69,26 @@ pub fn run(a: &Args, cat: &Catalog) -> Result<String> {
     }
     let name = a.file.display().to_string();
     let mut flows = Flows::new();
+    let mut exported = Exported::new();
+    let mut each = |p: &capture::Packet<'_>| {
+        if let Some(d) = flows.add(p) {
+            exported.offer(d.src, d.dport, d.payload, p.ts_ns);
+        }
+    };
     let info = if name == "-" {
-        capture::read(std::io::stdin(), &mut |p| flows.add(p))
+        capture::read(std::io::stdin(), &mut each)
     } else {
         let f = std::fs::File::open(&a.file).with_context(|| format!("cannot read {name}"))?;
-        capture::read(std::io::BufReader::with_capacity(1 << 20, f), &mut |p| flows.add(p))
+        capture::read(std::io::BufReader::with_capacity(1 << 20, f), &mut each)
     }
     .with_context(|| format!("{name}: cannot read the capture"))?;
+    let telemetry = exported.stats.clone();
+    if a.exported {
+        if telemetry.sflow_datagrams + telemetry.ipfix_messages == 0 {
+            bail!("{name}: --exported: the capture holds no sFlow (UDP 6343) or IPFIX (UDP 4739) datagrams");
+        }
+        flows = exported.flows;
+    }
     if let Some(why) = &info.stopped_early {
         eprintln!("warning: {name}: {why}");
     }
@@ -85,7 +103,9 @@ pub fn run(a: &Args, cat: &Catalog) -> Result<String> {
     let plan = built.as_ref().map(|f| AddressPlan::new(f, cat, a.base_address));
     let o =
         Options { internal, elephant_bytes: a.elephant.get(), top: a.top as usize, critical_flows: a.critical_flows };
-    let rep = analysis::analyse(info, &flows, plan.as_ref(), &o);
+    let mut rep = analysis::analyse(info, &flows, plan.as_ref(), &o);
+    rep.from_exported = a.exported;
+    rep.telemetry = (telemetry.sflow_datagrams + telemetry.ipfix_messages > 0).then_some(telemetry);
     if let (Some(path), Some(plan)) = (&a.write_flows, &plan) {
         let (csv, n) = analysis::flows_csv(&flows, plan);
         if n == 0 {

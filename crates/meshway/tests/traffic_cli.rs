@@ -97,6 +97,10 @@ fn prefixes_without_a_fabric_and_bad_input() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let n = v["packets"].as_u64().unwrap();
     assert!((2_900..3_000).contains(&n), "{n}");
+    // --exported needs sFlow or IPFIX in the capture.
+    let o = meshway(&["traffic", &cap, "--exported"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("holds no sFlow (UDP 6343) or IPFIX (UDP 4739) datagrams"), "{}", stderr(&o));
     // --write-flows needs the fabric.
     let o = meshway(&["traffic", &cap, "--write-flows", "x.csv"]);
     assert_eq!(o.status.code(), Some(2));
