@@ -8,6 +8,12 @@
 //! `f` uses source port `base + f` (UDP) or identifier `base + f` (ICMP), which spreads the
 //! flows over parallel paths where the network hashes on them.
 //!
+//! With `tcp_port`, probes are TCP SYNs to that port (as tcptraceroute sends them, for paths
+//! where UDP and ICMP are filtered): crafted on a raw TCP socket with fixed ports per flow, the
+//! probe's identity in the sequence number (`0x4d00_0000 | round mod 4 << 8 | ttl`); routers
+//! answer with time exceeded quoting it, the destination with SYN-ACK (port open) or RST
+//! (closed), both acknowledging sequence + 1. The kernel resets the half-open connection.
+//!
 //! Answers are read from a raw ICMP socket: this needs root or CAP_NET_RAW. IPv4 only.
 
 use crate::clock;
@@ -37,6 +43,61 @@ pub struct TraceConfig {
     pub timeout: Nanos,
     /// Parallel flows (distinct source ports or ICMP identifiers).
     pub flows: u16,
+    /// TCP SYN probes to this port instead of UDP or ICMP.
+    pub tcp_port: Option<u16>,
+}
+
+/// The sequence number of a TCP probe.
+fn tcp_seq(ttl: u8, round_mod: u8) -> u32 {
+    0x4d00_0000 | (u32::from(round_mod) << 8) | u32::from(ttl)
+}
+
+/// The Internet checksum of the TCP pseudo header (RFC 793) and `seg`.
+fn tcp_checksum(src: Ipv4Addr, dst: Ipv4Addr, seg: &[u8]) -> u16 {
+    let mut b = Vec::with_capacity(12 + seg.len());
+    b.extend_from_slice(&src.octets());
+    b.extend_from_slice(&dst.octets());
+    b.extend_from_slice(&[0, 6]);
+    b.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+    b.extend_from_slice(seg);
+    crate::ping::inet_checksum(&b)
+}
+
+/// A 20-byte TCP SYN.
+pub fn tcp_syn(src: Ipv4Addr, dst: Ipv4Addr, sport: u16, dport: u16, seq: u32) -> [u8; 20] {
+    let mut h = [0u8; 20];
+    h[0..2].copy_from_slice(&sport.to_be_bytes());
+    h[2..4].copy_from_slice(&dport.to_be_bytes());
+    h[4..8].copy_from_slice(&seq.to_be_bytes());
+    h[12] = 5 << 4;
+    h[13] = 0x02;
+    h[14..16].copy_from_slice(&65_535u16.to_be_bytes());
+    let c = tcp_checksum(src, dst, &h);
+    h[16..18].copy_from_slice(&c.to_be_bytes());
+    h
+}
+
+/// Matches a packet read from a raw TCP socket (IPv4 header first) to a probe: the
+/// destination's SYN-ACK or RST acknowledging one of our sequence numbers.
+pub fn match_tcp_reply(pkt: &[u8], target: Ipv4Addr, port: u16, flow_base: u16, flows: u16) -> Option<Matched> {
+    let ihl = usize::from(*pkt.first()? & 0x0f) * 4;
+    if ihl < 20 || *pkt.get(9)? != 6 || pkt.get(12..16)? != target.octets() {
+        return None;
+    }
+    let t = pkt.get(ihl..ihl + 20)?;
+    let (sport, dport) = (u16::from_be_bytes([t[0], t[1]]), u16::from_be_bytes([t[2], t[3]]));
+    let flags = t[13];
+    let syn_ack = flags & 0x12 == 0x12;
+    let rst = flags & 0x04 != 0;
+    if sport != port || !(syn_ack || rst) || flags & 0x10 == 0 {
+        return None;
+    }
+    let flow = dport.checked_sub(flow_base).filter(|f| *f < flows)?;
+    let ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]).wrapping_sub(1);
+    if ack >> 16 != 0x4d00 {
+        return None;
+    }
+    Some(Matched { flow, ttl: (ack & 0xff) as u8, round_mod: ((ack >> 8) & 0xff) as u8, destination: true })
 }
 
 #[derive(Debug, Error)]
@@ -84,6 +145,12 @@ pub struct Matched {
 /// Parses an IPv4 packet from a raw ICMP socket and matches it to a probe. `flow_base` is the
 /// first source port (UDP) or identifier (ICMP). Pure, so it is tested on crafted bytes.
 pub fn match_answer(pkt: &[u8], target: Ipv4Addr, icmp: bool, flow_base: u16, flows: u16) -> Option<Matched> {
+    match_answer_proto(pkt, target, if icmp { 1 } else { 17 }, flow_base, flows)
+}
+
+/// [`match_answer`] for a probe protocol: 1 ICMP, 17 UDP, 6 TCP.
+pub fn match_answer_proto(pkt: &[u8], target: Ipv4Addr, proto: u8, flow_base: u16, flows: u16) -> Option<Matched> {
+    let icmp = proto == 1;
     let ihl = usize::from(*pkt.first()? & 0x0f) * 4;
     if ihl < 20 {
         return None;
@@ -126,6 +193,16 @@ pub fn match_answer(pkt: &[u8], target: Ipv4Addr, icmp: bool, flow_base: u16, fl
         let flow = flow_of(u16::from_be_bytes([l4[4], l4[5]]))?;
         let seq = u16::from_be_bytes([l4[6], l4[7]]);
         Some(Matched { flow, ttl: (seq & 0xff) as u8, round_mod: (seq >> 8) as u8, destination })
+    } else if proto == 6 {
+        if quoted[9] != 6 {
+            return None;
+        }
+        let flow = flow_of(u16::from_be_bytes([l4[0], l4[1]]))?;
+        let seq = u32::from_be_bytes([l4[4], l4[5], l4[6], l4[7]]);
+        if seq >> 16 != 0x4d00 {
+            return None;
+        }
+        Some(Matched { flow, ttl: (seq & 0xff) as u8, round_mod: ((seq >> 8) & 0xff) as u8, destination })
     } else {
         if quoted[9] != 17 || u16::from_be_bytes([l4[2], l4[3]]) != TRACE_PORT {
             return None;
@@ -149,9 +226,31 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
         Err(e) if matches!(e.raw_os_error(), Some(1 | 13)) => return Err(TraceError::NotPermitted),
         Err(e) => return Err(io_err("cannot open a raw icmp socket")(e)),
     };
+    // TCP: a raw TCP socket sends the SYNs and reads the destination's answers; the source
+    // address (for the checksum) is the one the kernel would use toward the target.
+    let tcp = match cfg.tcp_port {
+        None => None,
+        Some(port) => {
+            let s = match Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP)) {
+                Ok(s) => s,
+                Err(e) if matches!(e.raw_os_error(), Some(1 | 13)) => return Err(TraceError::NotPermitted),
+                Err(e) => return Err(io_err("cannot open a raw tcp socket")(e)),
+            };
+            let probe = UdpSocket::bind("0.0.0.0:0").map_err(io_err("cannot bind a udp socket"))?;
+            probe.connect(SocketAddrV4::new(cfg.target, port)).map_err(io_err("no route to the target"))?;
+            let src = match probe.local_addr().map_err(io_err("socket"))?.ip() {
+                IpAddr::V4(v4) => v4,
+                IpAddr::V6(_) => return Err(TraceError::Invalid("no IPv4 source address".into())),
+            };
+            Some((s, src, port))
+        }
+    };
     // UDP probe sockets, one per flow, on consecutive source ports where free.
     let mut udp: Vec<UdpSocket> = Vec::new();
-    let flow_base = if cfg.icmp {
+    let flow_base = if tcp.is_some() {
+        // Source ports of the TCP flows: high, fixed per run.
+        0xc000 | ((std::process::id() as u16) & 0x0fc0)
+    } else if cfg.icmp {
         0x4d00 | ((std::process::id() as u16) & 0x00c0)
     } else {
         let first = UdpSocket::bind("0.0.0.0:0").map_err(io_err("cannot bind a udp socket"))?;
@@ -179,7 +278,12 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
         for f in 0..cfg.flows {
             for ttl in 1..=max_ttl {
                 let now = clock::mono();
-                if cfg.icmp {
+                if let Some((s, src, port)) = &tcp {
+                    let syn = tcp_syn(*src, cfg.target, flow_base + f, *port, tcp_seq(ttl, rmod));
+                    s.set_ttl_v4(u32::from(ttl)).map_err(io_err("cannot set ttl"))?;
+                    let to = SockAddr::from(SocketAddr::V4(SocketAddrV4::new(cfg.target, 0)));
+                    s.send_to(&syn, &to).map_err(io_err("cannot send a probe"))?;
+                } else if cfg.icmp {
                     let mut pkt = [0u8; 8 + PAYLOAD_BASE];
                     pkt[0] = 8;
                     pkt[4..6].copy_from_slice(&(flow_base + f).to_be_bytes());
@@ -211,10 +315,23 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
             if now >= deadline || sent_at.is_empty() {
                 break;
             }
-            raw.set_read_timeout(Some(
-                clock::dur(deadline.saturating_sub(now)).max(std::time::Duration::from_micros(100)),
-            ))
-            .map_err(io_err("socket"))?;
+            // With TCP, two sockets take turns in short waits.
+            let wait = clock::dur(deadline.saturating_sub(now)).max(std::time::Duration::from_micros(100));
+            let wait = if tcp.is_some() { wait.min(std::time::Duration::from_millis(2)) } else { wait };
+            if let Some((s, _, port)) = &tcp {
+                s.set_read_timeout(Some(std::time::Duration::from_micros(500))).map_err(io_err("socket"))?;
+                let mut r = s;
+                while let Ok(n) = r.read(&mut rx) {
+                    let at = clock::mono();
+                    let Some(m) = match_tcp_reply(&rx[..n], cfg.target, *port, flow_base, cfg.flows) else { continue };
+                    if m.round_mod != rmod {
+                        continue;
+                    }
+                    let Some(t0) = sent_at.remove(&(m.flow, m.ttl)) else { continue };
+                    table.on_answer(m.ttl, m.flow, IpAddr::V4(cfg.target), at.saturating_sub(t0).get(), true);
+                }
+            }
+            raw.set_read_timeout(Some(wait)).map_err(io_err("socket"))?;
             let mut r = &raw;
             let n = match r.read(&mut rx) {
                 Ok(n) => n,
@@ -224,12 +341,22 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
                     ) =>
                 {
-                    break
+                    if tcp.is_some() {
+                        continue; // back to the TCP socket until the deadline
+                    }
+                    break;
                 }
                 Err(e) => return Err(io_err("cannot read icmp")(e)),
             };
             let at = clock::mono();
-            let Some(m) = match_answer(&rx[..n], cfg.target, cfg.icmp, flow_base, cfg.flows) else { continue };
+            let proto = if tcp.is_some() {
+                6
+            } else if cfg.icmp {
+                1
+            } else {
+                17
+            };
+            let Some(m) = match_answer_proto(&rx[..n], cfg.target, proto, flow_base, cfg.flows) else { continue };
             if m.round_mod != rmod {
                 continue; // a late answer from an earlier round
             }
@@ -274,7 +401,13 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
     }
     Ok(TraceReport {
         target: cfg.target.to_string(),
-        protocol: if cfg.icmp { "icmp" } else { "udp" },
+        protocol: if tcp.is_some() {
+            "tcp"
+        } else if cfg.icmp {
+            "icmp"
+        } else {
+            "udp"
+        },
         rounds: cfg.rounds,
         flows: cfg.flows,
         hops,
@@ -318,6 +451,38 @@ mod tests {
         let mut bad = pkt.clone();
         bad[0] = 0x41; // ihl 4: shorter than an IPv4 header
         assert!(match_answer(&bad, target, false, 40_000, 4).is_none());
+    }
+
+    #[test]
+    fn tcp_probes_match_time_exceeded_and_the_destinations_answers() {
+        let (me, target) = (Ipv4Addr::new(10, 0, 0, 5), Ipv4Addr::new(10, 0, 0, 9));
+        let syn = tcp_syn(me, target, 0xc001, 443, tcp_seq(4, 3));
+        // A valid checksum sums to zero with the pseudo header.
+        assert_eq!(tcp_checksum(me, target, &syn), 0);
+        assert_eq!((syn[13], u32::from_be_bytes([syn[4], syn[5], syn[6], syn[7]])), (0x02, 0x4d00_0304));
+        let mut te = ipv4_header([10, 0, 0, 1], me.octets(), 1);
+        te.extend_from_slice(&[11, 0, 0, 0, 0, 0, 0, 0]);
+        te.extend(ipv4_header(me.octets(), target.octets(), 6));
+        te.extend_from_slice(&syn[..8]);
+        let m = match_answer_proto(&te, target, 6, 0xc000, 2).unwrap();
+        assert_eq!(m, Matched { flow: 1, ttl: 4, round_mod: 3, destination: false });
+        assert!(match_answer_proto(&te, target, 17, 0xc000, 2).is_none(), "not a UDP probe");
+        // The destination: RST+ACK from a closed port, acknowledging seq + 1.
+        let mut rst = ipv4_header(target.octets(), me.octets(), 6);
+        let mut t = [0u8; 20];
+        t[0..2].copy_from_slice(&443u16.to_be_bytes());
+        t[2..4].copy_from_slice(&0xc001u16.to_be_bytes());
+        t[8..12].copy_from_slice(&(tcp_seq(4, 3) + 1).to_be_bytes());
+        t[12] = 5 << 4;
+        t[13] = 0x14;
+        rst.extend_from_slice(&t);
+        let m = match_tcp_reply(&rst, target, 443, 0xc000, 2).unwrap();
+        assert_eq!(m, Matched { flow: 1, ttl: 4, round_mod: 3, destination: true });
+        assert!(match_tcp_reply(&rst, target, 80, 0xc000, 2).is_none(), "another port");
+        for n in 0..rst.len() {
+            let _ = match_tcp_reply(&rst[..n], target, 443, 0xc000, 2);
+            let _ = match_answer_proto(&te[..n.min(te.len())], target, 6, 0xc000, 2);
+        }
     }
 
     #[test]

@@ -386,11 +386,12 @@ pub(crate) fn resolve_host_port(target: &str, default_port: u16) -> Result<Socke
   meshway trace 10.0.0.2                           UDP probes, 10 rounds, one flow
   meshway trace 10.0.0.2 --icmp --rounds 30
   meshway trace 10.0.0.2 --flows 8                 eight flows: discover parallel (ECMP) paths
+  meshway trace 10.0.0.2 --tcp 443                 TCP SYNs, for paths that filter UDP and ICMP
   meshway trace 10.0.0.2 --json
 
 Every probe of a flow has the same addresses and ports, so it follows one ECMP path; the
-probe's TTL and round ride in the UDP length (or the ICMP sequence number), which routers do
-not hash. --flows N varies the source port (ICMP identifier) to find parallel paths. Loss
+probe's TTL and round ride in the UDP length (the ICMP or TCP sequence number), which routers
+do not hash; the destination answers a TCP SYN with SYN-ACK (open) or RST (closed). --flows N varies the source port (ICMP identifier) to find parallel paths. Loss
 at a hop that later hops do not show is labelled \"icmp rate limit\": the router limits the
 ICMP it generates, it is not dropping traffic. Needs root or CAP_NET_RAW (a raw ICMP
 socket reads the answers). IPv4.")]
@@ -398,8 +399,11 @@ pub struct TraceArgs {
     /// The target host (IPv4 address or name).
     target: String,
     /// ICMP echo probes instead of UDP.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tcp")]
     icmp: bool,
+    /// TCP SYN probes to this port instead of UDP (as tcptraceroute sends them).
+    #[arg(long, value_name = "PORT")]
+    tcp: Option<u16>,
     /// Highest TTL probed.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u8).range(1..=63))]
     max_ttl: u8,
@@ -434,6 +438,7 @@ pub fn trace(a: TraceArgs) -> Result<()> {
         interval: a.interval,
         timeout: a.timeout,
         flows: a.flows,
+        tcp_port: a.tcp,
     };
     let r =
         meshway_agent::trace::run(&cfg, &sig.stop, &mut |_| {}).with_context(|| format!("trace to {target} failed"))?;

@@ -414,7 +414,7 @@ fn netns_trace_finds_two_hops_and_labels_router_rate_limiting() {
             return;
         }
     };
-    for icmp in [false, true] {
+    for proto in ["udp", "icmp", "tcp"] {
         let mut args = vec![
             "netns",
             "exec",
@@ -430,8 +430,11 @@ fn netns_trace_finds_two_hops_and_labels_router_rate_limiting() {
             "200ms",
             "--json",
         ];
-        if icmp {
-            args.push("--icmp");
+        match proto {
+            "icmp" => args.push("--icmp"),
+            // Port 9 is closed there: the destination answers with RST.
+            "tcp" => args.extend(["--tcp", "9"]),
+            _ => {}
         }
         let o = Command::new(tool("ip")).args(&args).output().unwrap();
         assert!(o.status.success(), "{}", text(&o.stderr));
@@ -444,7 +447,8 @@ fn netns_trace_finds_two_hops_and_labels_router_rate_limiting() {
         assert_eq!(hops[1]["loss_ratio"].as_f64(), Some(0.0), "the destination answers every probe");
         // 20 rounds in under a second through a router allowing a burst of 6 and 1/s.
         let loss = hops[0]["loss_ratio"].as_f64().unwrap();
-        eprintln!("trace icmp={icmp}: hop 1 loss {loss}");
+        eprintln!("trace {proto}: hop 1 loss {loss}");
+        assert_eq!(v["protocol"], proto);
         assert!(loss >= 0.5, "router rate limiting shows as loss at hop 1: {loss}");
         assert_eq!(hops[0]["loss_kind"], "icmp-rate-limit");
     }
