@@ -99,7 +99,7 @@ struct TargetMetrics {
 /// in nanoseconds), bytes per second for throughput (kept in bits per second).
 fn base_units(m: Metric, v: f64) -> f64 {
     match m {
-        Metric::OpticsLevel | Metric::Anomaly => v,
+        Metric::OpticsLevel | Metric::Anomaly | Metric::RxPower => v,
         Metric::Loss | Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio => v,
         Metric::ThroughputMin => v / 8.0,
         _ => v / 1e9,
@@ -527,6 +527,7 @@ fn threshold_text(o: &Objective) -> String {
         Metric::ErrorRatio => format!("{:e}", o.threshold),
         Metric::Anomaly => if o.threshold < 0.25 { "normal" } else { "anomalous" }.to_string(),
         // Thresholds 0.5 / 1.5, values 0 / 1 / 2.
+        Metric::RxPower => format!("{:.2} dBm", o.threshold),
         Metric::OpticsLevel => match o.threshold {
             t if t < 0.25 => "ok",
             t if t < 1.25 => "warning",
@@ -774,6 +775,8 @@ struct TargetState {
 
 struct OpticsState {
     alerts: Vec<AlertState>,
+    /// Store ids of the receive power series, per lane.
+    rx_ids: BTreeMap<u8, i64>,
     level: Option<f64>,
     error: Option<String>,
 }
@@ -910,6 +913,7 @@ impl Core {
         for (name, r) in poll {
             let st = t.optics.entry(name.clone()).or_insert_with(|| OpticsState {
                 alerts: vec![AlertState::new(self.spec.fire_after, self.spec.resolve_after); t.spec.objectives.len()],
+                rx_ids: BTreeMap::new(),
                 level: None,
                 error: None,
             });
@@ -921,6 +925,26 @@ impl Core {
                         Level::Warning => 1.0,
                         Level::Alarm => 2.0,
                     });
+                    // Receive power per lane, in dBm (no light stored as -40 dBm), as a series.
+                    for l in &m.lanes {
+                        let Some(mw) = l.rx_power_mw else { continue };
+                        let id = match st.rx_ids.get(&l.lane) {
+                            Some(id) => *id,
+                            None => match self.store.target_id(
+                                &format!("{target}/{name}/rx-power/lane{}", l.lane),
+                                "optics",
+                                &name,
+                            ) {
+                                Ok(id) => {
+                                    st.rx_ids.insert(l.lane, id);
+                                    id
+                                }
+                                Err(_) => continue,
+                            },
+                        };
+                        let dbm = meshway_probe::optics::dbm(mw).unwrap_or(-40.0).max(-40.0);
+                        self.batch.push((id, Sample { at_ns: clock::unix_nanos(), rtt_ns: None, value: Some(dbm) }));
+                    }
                     if st.error.take().is_some() {
                         (self.log)(
                             crate::agent::Level::Info,

@@ -141,10 +141,13 @@ pub fn rollup_value(r: &Rollup, m: Metric) -> Option<f64> {
         Metric::JitterRfc3550 => r.jitter_ns,
         Metric::Loss => (r.sent > 0).then(|| r.lost as f64 / r.sent as f64),
         Metric::ThroughputMin => r.value_min,
-        // Interface series store one value per poll interval.
-        Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio | Metric::OpticsLevel | Metric::Anomaly => {
-            r.value_mean
-        }
+        // Interface and optics series store one value per poll interval.
+        Metric::Utilization
+        | Metric::ErrorRatio
+        | Metric::DropRatio
+        | Metric::OpticsLevel
+        | Metric::Anomaly
+        | Metric::RxPower => r.value_mean,
     }
 }
 

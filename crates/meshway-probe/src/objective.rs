@@ -42,10 +42,12 @@ pub enum Metric {
     /// The target's stored series (RTT median, throughput or utilization per minute) shows a
     /// level change or an outlier for the worse now: 1, else 0; threshold 0.5.
     Anomaly,
+    /// Optical modules: received power in dBm, a stored series (a floor: low is bad).
+    RxPower,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 12] = [
+    pub const ALL: [Metric; 13] = [
         Metric::RttP50,
         Metric::RttP90,
         Metric::RttP99,
@@ -58,6 +60,7 @@ impl Metric {
         Metric::DropRatio,
         Metric::OpticsLevel,
         Metric::Anomaly,
+        Metric::RxPower,
     ];
 
     /// The config key and label value.
@@ -75,12 +78,13 @@ impl Metric {
             Metric::DropRatio => "drop-ratio",
             Metric::OpticsLevel => "optics",
             Metric::Anomaly => "anomaly",
+            Metric::RxPower => "rx-power",
         }
     }
 
     /// Higher is better (a floor) rather than lower is better (a ceiling).
     pub fn is_floor(self) -> bool {
-        self == Metric::ThroughputMin
+        matches!(self, Metric::ThroughputMin | Metric::RxPower)
     }
 
     /// A ratio (loss, utilization, error and drop ratios) rather than a time or a rate.
@@ -123,9 +127,12 @@ impl WindowStats {
             Metric::RttMean => self.rtt.as_ref().map(|r| r.mean_ns),
             Metric::JitterRfc3550 => self.rtt.as_ref().map(|r| r.jitter_rfc3550_ns),
             Metric::ThroughputMin => self.throughput_min_bps,
-            Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio | Metric::OpticsLevel | Metric::Anomaly => {
-                None
-            }
+            Metric::Utilization
+            | Metric::ErrorRatio
+            | Metric::DropRatio
+            | Metric::OpticsLevel
+            | Metric::Anomaly
+            | Metric::RxPower => None,
         }
     }
 }

@@ -291,6 +291,7 @@ pub fn metric_text(m: Metric, v: f64) -> String {
     match m {
         Metric::ErrorRatio => format!("{v:.3e}"),
         Metric::OpticsLevel | Metric::Anomaly => format!("{v}"),
+        Metric::RxPower => format!("{v:.2}dBm"),
         m if m.is_ratio() => pct3(v),
         Metric::ThroughputMin => rate_f64(v),
         _ => span_f64(v),

@@ -550,6 +550,7 @@ enum HistoryMetric {
     Utilization,
     ErrorRatio,
     DropRatio,
+    RxPower,
 }
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -635,6 +636,7 @@ fn metric_of(m: HistoryMetric) -> meshway_probe::objective::Metric {
         HistoryMetric::Utilization => Metric::Utilization,
         HistoryMetric::ErrorRatio => Metric::ErrorRatio,
         HistoryMetric::DropRatio => Metric::DropRatio,
+        HistoryMetric::RxPower => Metric::RxPower,
     }
 }
 
@@ -646,6 +648,7 @@ pub fn history(a: HistoryArgs) -> Result<()> {
     };
     let metric = match a.metric {
         Some(m) => metric_of(m),
+        None if target.contains("/rx-power/") => Metric::RxPower,
         None => match target.rsplit('/').next() {
             Some("utilization") => Metric::Utilization,
             Some("error-ratio") => Metric::ErrorRatio,
@@ -655,6 +658,12 @@ pub fn history(a: HistoryArgs) -> Result<()> {
     };
     let threshold = match (&a.threshold, a.forecast) {
         (Some(t), true) => Some(match metric {
+            Metric::RxPower => t
+                .trim()
+                .trim_end_matches("dBm")
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| anyhow::anyhow!("invalid --threshold {t:?}: a power such as -12dBm"))?,
             m if m.is_ratio() => meshway_agent::config::parse_ratio(&toml::Value::String(t.clone()))
                 .map_err(|e| anyhow::anyhow!("invalid --threshold: {e}"))?,
             Metric::ThroughputMin => t.parse::<BitsPerSec>().context("invalid --threshold")?.get() as f64,

@@ -883,6 +883,21 @@ fn optics_target_exports_the_module_and_alerts_on_its_alarms() {
     let ber = value(&s, "meshway_optics_vdm", &[("observable", "pre-FEC BER media input")]).unwrap();
     assert!((ber - 1.5e-3).abs() < 1e-12);
     assert_eq!(value(&s, "meshway_optics_info", &[("part", "QDD-400G-ZR")]), Some(1.0));
+    // Receive power is kept as a series per lane, in dBm.
+    let series = format!("dci/{src}/rx-power/lane1");
+    let db = dir.0.join("a.db");
+    let mut v = serde_json::Value::Null;
+    assert!(wait_until(10, || {
+        let o = Command::new(bin())
+            .args(["history", "--db", db.to_str().unwrap(), "--target", &series, "--step", "raw", "--json"])
+            .output()
+            .unwrap();
+        v = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v["series"].as_array().is_some_and(|a| a.len() >= 2)
+    }));
+    assert_eq!(v["metric"], "rx-power");
+    let dbm = v["series"][0]["value"].as_f64().unwrap();
+    assert!((dbm + 13.0).abs() < 0.01, "{dbm} dBm");
     // The healthy module: the alert resolves.
     std::fs::copy(root.join("sfp-25g-sr.hex"), &module).unwrap();
     let resolved = format!("meshway_alert_firing{{target=\"dci/{src}\",objective=\"optics\"}} 0");
