@@ -14,7 +14,9 @@
 //! answer with time exceeded quoting it, the destination with SYN-ACK (port open) or RST
 //! (closed), both acknowledging sequence + 1. The kernel resets the half-open connection.
 //!
-//! Answers are read from a raw ICMP socket: this needs root or CAP_NET_RAW. IPv4 only.
+//! Answers are read from a raw ICMP socket (ICMPv6 for IPv6 targets, whose time exceeded and
+//! destination unreachable messages quote the probe the same way): this needs root or
+//! CAP_NET_RAW. TCP probes are IPv4 only.
 
 use crate::clock;
 use meshway_probe::trace::{HopReport, TraceTable};
@@ -23,7 +25,7 @@ use serde::Serialize;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
 
@@ -33,7 +35,7 @@ const PAYLOAD_BASE: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct TraceConfig {
-    pub target: Ipv4Addr,
+    pub target: IpAddr,
     pub icmp: bool,
     pub max_ttl: u8,
     pub rounds: u32,
@@ -213,6 +215,65 @@ pub fn match_answer_proto(pkt: &[u8], target: Ipv4Addr, proto: u8, flow_base: u1
     }
 }
 
+/// Matches an ICMPv6 message (a raw ICMPv6 socket delivers it without the IPv6 header) from
+/// `from` to a probe: time exceeded (type 3) from a router, destination unreachable (type 1)
+/// or an echo reply (129) from the target. The quoted packet is the probe's 40-byte IPv6
+/// header and at least 8 bytes of its UDP header or ICMPv6 echo.
+pub fn match_answer_v6(
+    msg: &[u8],
+    from: Ipv6Addr,
+    target: Ipv6Addr,
+    icmp: bool,
+    flow_base: u16,
+    flows: u16,
+) -> Option<Matched> {
+    let (typ, code) = (*msg.first()?, *msg.get(1)?);
+    let flow_of = |v: u16| v.checked_sub(flow_base).filter(|f| *f < flows);
+    if icmp && typ == 129 {
+        if from != target || msg.len() < 8 {
+            return None;
+        }
+        let flow = flow_of(u16::from_be_bytes([msg[4], msg[5]]))?;
+        let seq = u16::from_be_bytes([msg[6], msg[7]]);
+        return Some(Matched { flow, ttl: (seq & 0xff) as u8, round_mod: (seq >> 8) as u8, destination: true });
+    }
+    let destination = match (typ, code) {
+        (3, 0) => false,
+        (1, _) => true,
+        _ => return None,
+    };
+    let quoted = msg.get(8..)?;
+    if quoted.first()? >> 4 != 6 || quoted.get(24..40)? != target.octets() {
+        return None;
+    }
+    let next = *quoted.get(6)?;
+    let l4 = quoted.get(40..48)?;
+    if icmp {
+        if next != 58 || l4[0] != 128 {
+            return None;
+        }
+        let flow = flow_of(u16::from_be_bytes([l4[4], l4[5]]))?;
+        let seq = u16::from_be_bytes([l4[6], l4[7]]);
+        Some(Matched { flow, ttl: (seq & 0xff) as u8, round_mod: (seq >> 8) as u8, destination })
+    } else {
+        if next != 17 || u16::from_be_bytes([l4[2], l4[3]]) != TRACE_PORT {
+            return None;
+        }
+        let flow = flow_of(u16::from_be_bytes([l4[0], l4[1]]))?;
+        let payload = usize::from(u16::from_be_bytes([l4[4], l4[5]])).checked_sub(8 + PAYLOAD_BASE)?;
+        Some(Matched { flow, ttl: (payload % 64) as u8, round_mod: (payload / 64) as u8, destination })
+    }
+}
+
+/// Sets the TTL (IPv4) or hop limit (IPv6) of a socket.
+fn set_hops(s: socket2::SockRef<'_>, v6: bool, ttl: u8) -> io::Result<()> {
+    if v6 {
+        s.set_unicast_hops_v6(u32::from(ttl))
+    } else {
+        s.set_ttl_v4(u32::from(ttl))
+    }
+}
+
 /// Runs the trace; `on_round` sees the round number after each round.
 pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) -> Result<TraceReport, TraceError> {
     if cfg.max_ttl == 0 || cfg.max_ttl > 63 {
@@ -221,7 +282,20 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
     if cfg.flows == 0 || cfg.flows > 64 {
         return Err(TraceError::Invalid(format!("flows {} out of range 1..=64", cfg.flows)));
     }
-    let raw = match Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)) {
+    let v6 = cfg.target.is_ipv6();
+    let target4 = match cfg.target {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    };
+    let target6 = match cfg.target {
+        IpAddr::V6(a) => a,
+        IpAddr::V4(_) => Ipv6Addr::UNSPECIFIED,
+    };
+    if v6 && cfg.tcp_port.is_some() {
+        return Err(TraceError::Invalid("--tcp traces IPv4 targets; an IPv6 target takes udp or icmp probes".into()));
+    }
+    let (domain, proto) = if v6 { (Domain::IPV6, Protocol::ICMPV6) } else { (Domain::IPV4, Protocol::ICMPV4) };
+    let raw = match Socket::new(domain, Type::RAW, Some(proto)) {
         Ok(s) => s,
         Err(e) if matches!(e.raw_os_error(), Some(1 | 13)) => return Err(TraceError::NotPermitted),
         Err(e) => return Err(io_err("cannot open a raw icmp socket")(e)),
@@ -237,7 +311,7 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
                 Err(e) => return Err(io_err("cannot open a raw tcp socket")(e)),
             };
             let probe = UdpSocket::bind("0.0.0.0:0").map_err(io_err("cannot bind a udp socket"))?;
-            probe.connect(SocketAddrV4::new(cfg.target, port)).map_err(io_err("no route to the target"))?;
+            probe.connect(SocketAddrV4::new(target4, port)).map_err(io_err("no route to the target"))?;
             let src = match probe.local_addr().map_err(io_err("socket"))?.ip() {
                 IpAddr::V4(v4) => v4,
                 IpAddr::V6(_) => return Err(TraceError::Invalid("no IPv4 source address".into())),
@@ -253,18 +327,19 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
     } else if cfg.icmp {
         0x4d00 | ((std::process::id() as u16) & 0x00c0)
     } else {
-        let first = UdpSocket::bind("0.0.0.0:0").map_err(io_err("cannot bind a udp socket"))?;
+        let any: IpAddr = if v6 { Ipv6Addr::UNSPECIFIED.into() } else { Ipv4Addr::UNSPECIFIED.into() };
+        let first = UdpSocket::bind(SocketAddr::new(any, 0)).map_err(io_err("cannot bind a udp socket"))?;
         let base = first.local_addr().map_err(io_err("socket"))?.port();
         drop(first);
         let base = base.min(u16::MAX - cfg.flows);
         for f in 0..cfg.flows {
-            let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, base + f))
+            let s = UdpSocket::bind(SocketAddr::new(any, base + f))
                 .map_err(io_err("cannot bind the probe source ports"))?;
             udp.push(s);
         }
         base
     };
-    let dest = SocketAddr::V4(SocketAddrV4::new(cfg.target, TRACE_PORT));
+    let dest = SocketAddr::new(cfg.target, TRACE_PORT);
     let mut table = TraceTable::new();
     let mut max_ttl = cfg.max_ttl;
     let buf = vec![0u8; 2048];
@@ -279,22 +354,27 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
             for ttl in 1..=max_ttl {
                 let now = clock::mono();
                 if let Some((s, src, port)) = &tcp {
-                    let syn = tcp_syn(*src, cfg.target, flow_base + f, *port, tcp_seq(ttl, rmod));
+                    let syn = tcp_syn(*src, target4, flow_base + f, *port, tcp_seq(ttl, rmod));
                     s.set_ttl_v4(u32::from(ttl)).map_err(io_err("cannot set ttl"))?;
-                    let to = SockAddr::from(SocketAddr::V4(SocketAddrV4::new(cfg.target, 0)));
+                    let to = SockAddr::from(SocketAddr::V4(SocketAddrV4::new(target4, 0)));
                     s.send_to(&syn, &to).map_err(io_err("cannot send a probe"))?;
                 } else if cfg.icmp {
                     let mut pkt = [0u8; 8 + PAYLOAD_BASE];
-                    pkt[0] = 8;
+                    pkt[0] = if v6 { 128 } else { 8 };
                     pkt[4..6].copy_from_slice(&(flow_base + f).to_be_bytes());
                     pkt[6..8].copy_from_slice(&((u16::from(rmod) << 8) | u16::from(ttl)).to_be_bytes());
-                    let c = crate::ping::inet_checksum(&pkt);
-                    pkt[2..4].copy_from_slice(&c.to_be_bytes());
-                    raw.set_ttl_v4(u32::from(ttl)).map_err(io_err("cannot set ttl"))?;
-                    raw.send_to(&pkt, &SockAddr::from(dest)).map_err(io_err("cannot send a probe"))?;
+                    if !v6 {
+                        // ICMPv6 checksums cover a pseudo header: the kernel fills them in.
+                        let c = crate::ping::inet_checksum(&pkt);
+                        pkt[2..4].copy_from_slice(&c.to_be_bytes());
+                    }
+                    set_hops(socket2::SockRef::from(&raw), v6, ttl).map_err(io_err("cannot set ttl"))?;
+                    // Port 0: a raw IPv6 socket reads a port as the protocol and refuses others.
+                    raw.send_to(&pkt, &SockAddr::from(SocketAddr::new(cfg.target, 0)))
+                        .map_err(io_err("cannot send a probe"))?;
                 } else {
                     let s = &udp[usize::from(f)];
-                    s.set_ttl(u32::from(ttl)).map_err(io_err("cannot set ttl"))?;
+                    set_hops(socket2::SockRef::from(s), v6, ttl).map_err(io_err("cannot set ttl"))?;
                     let len = PAYLOAD_BASE + usize::from(ttl) + 64 * usize::from(rmod);
                     match s.send_to(&buf[..len], dest) {
                         Ok(_) => {}
@@ -323,18 +403,29 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
                 let mut r = s;
                 while let Ok(n) = r.read(&mut rx) {
                     let at = clock::mono();
-                    let Some(m) = match_tcp_reply(&rx[..n], cfg.target, *port, flow_base, cfg.flows) else { continue };
+                    let Some(m) = match_tcp_reply(&rx[..n], target4, *port, flow_base, cfg.flows) else { continue };
                     if m.round_mod != rmod {
                         continue;
                     }
                     let Some(t0) = sent_at.remove(&(m.flow, m.ttl)) else { continue };
-                    table.on_answer(m.ttl, m.flow, IpAddr::V4(cfg.target), at.saturating_sub(t0).get(), true);
+                    table.on_answer(m.ttl, m.flow, cfg.target, at.saturating_sub(t0).get(), true);
                 }
             }
             raw.set_read_timeout(Some(wait)).map_err(io_err("socket"))?;
-            let mut r = &raw;
-            let n = match r.read(&mut rx) {
-                Ok(n) => n,
+            let got = if v6 {
+                // The ICMPv6 message alone; the sender from the socket address.
+                nix::sys::socket::recvfrom::<nix::sys::socket::SockaddrStorage>(
+                    std::os::fd::AsRawFd::as_raw_fd(&raw),
+                    &mut rx,
+                )
+                .map_err(io::Error::from)
+                .map(|(n, from)| (n, from.and_then(|a| a.as_sockaddr_in6().map(|a| a.ip()))))
+            } else {
+                let mut r = &raw;
+                r.read(&mut rx).map(|n| (n, None))
+            };
+            let (n, from6) = match got {
+                Ok(x) => x,
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -356,12 +447,20 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
             } else {
                 17
             };
-            let Some(m) = match_answer_proto(&rx[..n], cfg.target, proto, flow_base, cfg.flows) else { continue };
+            let matched = if v6 {
+                from6.and_then(|from| match_answer_v6(&rx[..n], from, target6, cfg.icmp, flow_base, cfg.flows))
+            } else {
+                match_answer_proto(&rx[..n], target4, proto, flow_base, cfg.flows)
+            };
+            let Some(m) = matched else { continue };
             if m.round_mod != rmod {
                 continue; // a late answer from an earlier round
             }
             let Some(t0) = sent_at.remove(&(m.flow, m.ttl)) else { continue };
-            let from = IpAddr::V4(Ipv4Addr::new(rx[12], rx[13], rx[14], rx[15])); // n ≥ 20: matched
+            let from = match from6 {
+                Some(a) => IpAddr::V6(a),
+                None => IpAddr::V4(Ipv4Addr::new(rx[12], rx[13], rx[14], rx[15])), // n ≥ 20: matched
+            };
             table.on_answer(m.ttl, m.flow, from, at.saturating_sub(t0).get(), m.destination);
         }
         // Once every flow has reached the destination, stop probing past it.
@@ -482,6 +581,43 @@ mod tests {
         for n in 0..rst.len() {
             let _ = match_tcp_reply(&rst[..n], target, 443, 0xc000, 2);
             let _ = match_answer_proto(&te[..n.min(te.len())], target, 6, 0xc000, 2);
+        }
+    }
+
+    #[test]
+    fn icmpv6_time_exceeded_unreachable_and_echo_reply_match() {
+        let target: Ipv6Addr = "fd00::9".parse().unwrap();
+        let router: Ipv6Addr = "fd00::1".parse().unwrap();
+        let me: Ipv6Addr = "fd00::5".parse().unwrap();
+        let quoted = |next: u8, l4: &[u8]| {
+            let mut q = vec![0x60, 0, 0, 0, 0, 0, next, 1];
+            q.extend_from_slice(&me.octets());
+            q.extend_from_slice(&target.octets());
+            q.extend_from_slice(l4);
+            q
+        };
+        let udp_len = (8 + PAYLOAD_BASE + 7 + 64) as u16;
+        let mut l4 = Vec::new();
+        l4.extend_from_slice(&40_002u16.to_be_bytes());
+        l4.extend_from_slice(&TRACE_PORT.to_be_bytes());
+        l4.extend_from_slice(&udp_len.to_be_bytes());
+        l4.extend_from_slice(&[0, 0]);
+        let mut te = vec![3, 0, 0, 0, 0, 0, 0, 0];
+        te.extend(quoted(17, &l4));
+        let m = match_answer_v6(&te, router, target, false, 40_000, 4).unwrap();
+        assert_eq!(m, Matched { flow: 2, ttl: 7, round_mod: 1, destination: false });
+        let mut un = vec![1, 4, 0, 0, 0, 0, 0, 0];
+        un.extend(quoted(17, &l4));
+        assert!(match_answer_v6(&un, target, target, false, 40_000, 4).unwrap().destination);
+        let echo = [129, 0, 0, 0, 0x4d, 0x01, 0x02, 0x03];
+        assert_eq!(
+            match_answer_v6(&echo, target, target, true, 0x4d00, 4),
+            Some(Matched { flow: 1, ttl: 3, round_mod: 2, destination: true })
+        );
+        assert!(match_answer_v6(&echo, router, target, true, 0x4d00, 4).is_none(), "a reply from elsewhere");
+        for n in 0..te.len() {
+            let _ = match_answer_v6(&te[..n], router, target, false, 40_000, 4);
+            let _ = match_answer_v6(&te[..n], router, target, true, 40_000, 4);
         }
     }
 

@@ -393,10 +393,10 @@ Every probe of a flow has the same addresses and ports, so it follows one ECMP p
 probe's TTL and round ride in the UDP length (the ICMP or TCP sequence number), which routers
 do not hash; the destination answers a TCP SYN with SYN-ACK (open) or RST (closed). --flows N varies the source port (ICMP identifier) to find parallel paths. Loss
 at a hop that later hops do not show is labelled \"icmp rate limit\": the router limits the
-ICMP it generates, it is not dropping traffic. Needs root or CAP_NET_RAW (a raw ICMP
-socket reads the answers). IPv4.")]
+ICMP it generates, it is not dropping traffic. Needs root or CAP_NET_RAW (a raw ICMP or
+ICMPv6 socket reads the answers). IPv4 and IPv6 (--tcp: IPv4).")]
 pub struct TraceArgs {
-    /// The target host (IPv4 address or name).
+    /// The target host (IPv4 or IPv6 address, or name).
     target: String,
     /// ICMP echo probes instead of UDP.
     #[arg(long, conflicts_with = "tcp")]
@@ -426,10 +426,10 @@ pub struct TraceArgs {
 
 pub fn trace(a: TraceArgs) -> Result<()> {
     let sig = Signals::install().context("cannot install signal handlers")?;
-    let target = match resolve_host_port(&a.target, 0)?.ip() {
-        std::net::IpAddr::V4(v4) => v4,
-        std::net::IpAddr::V6(_) => bail!("trace supports IPv4 targets only; {} is IPv6", a.target),
-    };
+    let target = resolve_host_port(&a.target, 0)?.ip();
+    if target.is_ipv6() && a.tcp.is_some() {
+        bail!("--tcp traces IPv4 targets; {} is IPv6 (use udp or --icmp)", a.target);
+    }
     let cfg = meshway_agent::trace::TraceConfig {
         target,
         icmp: a.icmp,
