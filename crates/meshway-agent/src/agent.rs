@@ -631,7 +631,7 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                 std::thread::sleep(clock::dur(start.saturating_sub(clock::mono()).min(Nanos(50_000_000))));
             }
             match &t.probe {
-                Probe::Echo { kind, size, dscp } => {
+                Probe::Echo { kind, size, dscp, ca } => {
                     let cfg = ping::PingConfig {
                         kind: *kind,
                         target: t.address.clone(),
@@ -642,6 +642,7 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                         dscp: *dscp,
                         clock_synchronized: false,
                         statistics: false,
+                        ca: ca.clone(),
                     };
                     // A probe that cannot even start (resolution, permissions) is retried each interval.
                     while !stop.load(Ordering::Relaxed) {
@@ -1247,18 +1248,32 @@ impl Core {
     }
 }
 
+/// The webhook URL and the CA bundle trusted for it, shared with reloads.
+type WebhookTarget = Arc<RwLock<Option<(String, Option<PathBuf>)>>>;
+
 fn webhook_loop(
     rx: Receiver<serde_json::Value>,
-    url: Arc<RwLock<Option<String>>>,
+    url: WebhookTarget,
     metrics: Arc<Mutex<Metrics>>,
     log: Log,
 ) {
     while let Ok(payload) = rx.recv() {
-        let Some(u) = url.read().ok().and_then(|u| u.clone()) else { continue };
+        let Some((u, ca)) = url.read().ok().and_then(|u| u.clone()) else { continue };
+        // An https webhook with its own CA bundle: a client configuration trusting it too.
+        let tls = match &ca {
+            Some(p) => match crate::tls::client_config(Some(p)) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    log(Level::Error, format!("webhook {u}: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
         let body = payload.to_string();
         let mut ok = false;
         for attempt in 0..3 {
-            match http::post_json(&u, body.as_bytes(), None, Duration::from_secs(5)) {
+            match http::post_json(&u, body.as_bytes(), None, Duration::from_secs(5), tls.as_ref()) {
                 Ok(s) if (200..300).contains(&s) => {
                     ok = true;
                     break;
@@ -1304,6 +1319,7 @@ fn probe_endpoint(r: &http::Request) -> http::Response {
         dscp: 0,
         clock_synchronized: false,
         statistics: true,
+        ca: None,
     };
     let t0 = clock::mono();
     let res = ping::run(&cfg, &AtomicBool::new(false), &mut |_| {});
@@ -1346,7 +1362,7 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
 
     let metrics = Arc::new(Mutex::new(Metrics { start_time_s: now as f64 / 1e9, ..Default::default() }));
     let token: Arc<RwLock<Option<String>>> = Arc::new(RwLock::new(spec.bearer_token.clone()));
-    let webhook_url = Arc::new(RwLock::new(spec.webhook.clone()));
+    let webhook_url = Arc::new(RwLock::new(spec.webhook.clone().map(|u| (u, spec.webhook_ca.clone()))));
     let (webhook_tx, webhook_rx) = mpsc::sync_channel(1024);
     {
         let (u, m, l) = (webhook_url.clone(), metrics.clone(), log.clone());
@@ -1466,7 +1482,7 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
         if signals.reload.swap(false, Ordering::Relaxed) {
             core.reload(&tx);
             if let Ok(mut u) = webhook_url.write() {
-                u.clone_from(&core.spec.webhook);
+                *u = core.spec.webhook.clone().map(|w| (w, core.spec.webhook_ca.clone()));
             }
         }
     }

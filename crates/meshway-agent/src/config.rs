@@ -12,7 +12,8 @@
 //! retention-1h = "8760h"           # 1-hour rollups
 //!
 //! [alerts]
-//! webhook = "http://127.0.0.1:9093/hook"   # Alertmanager-compatible webhook JSON
+//! webhook = "http://127.0.0.1:9093/hook"   # Alertmanager-compatible webhook JSON (http or https)
+//! ca = "/etc/meshway/ca.pem"       # optional: CAs trusted besides the system's, for https
 //! fire-after = 3                   # consecutive violated evaluations before firing
 //! resolve-after = 3                # consecutive met evaluations before resolving
 //!
@@ -142,6 +143,8 @@ fn default_1h() -> Nanos {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct AlertsSection {
     pub webhook: Option<String>,
+    /// https webhooks: a PEM bundle of CAs trusted besides the system's.
+    pub ca: Option<PathBuf>,
     pub fire_after: Option<u32>,
     pub resolve_after: Option<u32>,
     /// Sent as the webhook's `externalURL`.
@@ -167,6 +170,8 @@ pub struct TargetConfig {
     pub streams: Option<u16>,
     /// interface targets: the link speed when the driver reports none (or to override it).
     pub speed: Option<BitsPerSec>,
+    /// https targets: a PEM bundle of CAs trusted besides the system's.
+    pub ca: Option<PathBuf>,
     #[serde(default)]
     pub objectives: Option<ObjectivesConfig>,
 }
@@ -211,6 +216,8 @@ pub enum Probe {
         kind: PingKind,
         size: usize,
         dscp: u8,
+        /// https: extra trusted CAs.
+        ca: Option<PathBuf>,
     },
     Perf {
         duration: Nanos,
@@ -246,6 +253,7 @@ pub struct AgentSpec {
     pub retention_1h: Nanos,
     pub probe_endpoint: bool,
     pub webhook: Option<String>,
+    pub webhook_ca: Option<PathBuf>,
     pub fire_after: u32,
     pub resolve_after: u32,
     pub external_url: String,
@@ -295,6 +303,9 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
     if let Some(w) = &c.alerts.webhook {
         crate::ping::parse_http_url(w).map_err(|e| key("alerts.webhook", e.to_string()))?;
     }
+    if let Some(ca) = &c.alerts.ca {
+        crate::tls::client_config(Some(ca)).map_err(|e| key("alerts.ca", e))?;
+    }
     if c.targets.len() > 10_000 {
         return Err(key("target", format!("{} targets, at most 10000", c.targets.len())));
     }
@@ -335,7 +346,10 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                 if kind == PingKind::Http {
                     crate::ping::parse_http_url(&t.address).map_err(|e| terr(e.to_string()))?;
                 }
-                (Probe::Echo { kind, size, dscp: t.dscp }, name)
+                if let Some(ca) = &t.ca {
+                    crate::tls::client_config(Some(ca)).map_err(|e| terr(format!("ca: {e}")))?;
+                }
+                (Probe::Echo { kind, size, dscp: t.dscp, ca: t.ca.clone() }, name)
             }
             "perf" => {
                 let duration = t.duration.unwrap_or(Nanos(2_000_000_000));
@@ -460,6 +474,7 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
         retention_1h: c.agent.retention_1h,
         probe_endpoint: c.agent.probe_endpoint,
         webhook: c.alerts.webhook,
+        webhook_ca: c.alerts.ca,
         fire_after: c.alerts.fire_after.unwrap_or(3).max(1),
         resolve_after: c.alerts.resolve_after.unwrap_or(3).max(1),
         external_url: c.alerts.external_url.unwrap_or_else(|| format!("http://{listen}")),

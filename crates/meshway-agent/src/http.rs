@@ -212,17 +212,25 @@ pub fn serve(
 }
 
 /// POSTs `body` as JSON to an `http://` URL; returns the status code.
-pub fn post_json(url: &str, body: &[u8], bearer: Option<&str>, timeout: Duration) -> io::Result<u16> {
-    let (host, port, path) =
-        crate::ping::parse_http_url(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let hostport = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+pub fn post_json(
+    url: &str,
+    body: &[u8],
+    bearer: Option<&str>,
+    timeout: Duration,
+    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
+) -> io::Result<u16> {
+    let u = crate::ping::parse_http_url(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let hostport = u.host_port();
+    let path = &u.path;
     let addr: SocketAddr = hostport
         .to_socket_addrs()?
         .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} resolved to no address")))?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
-    s.set_read_timeout(Some(timeout))?;
-    s.set_write_timeout(Some(timeout))?;
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} resolved to no address", u.host)))?;
+    let tcp = TcpStream::connect_timeout(&addr, timeout)?;
+    tcp.set_read_timeout(Some(timeout))?;
+    tcp.set_write_timeout(Some(timeout))?;
+    // https webhooks: the system's CAs (and `ca` when the caller built a config with it).
+    let mut s = crate::tls::wrap(tcp, &u, tls)?;
     let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: meshway/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n",

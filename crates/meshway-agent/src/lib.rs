@@ -19,4 +19,5 @@ pub mod ping;
 pub mod reflect;
 pub mod signals;
 pub mod store;
+pub mod tls;
 pub mod trace;

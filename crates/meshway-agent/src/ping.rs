@@ -46,6 +46,8 @@ pub struct PingConfig {
     /// Keep delay statistics for the final report; `false` for unbounded sessions whose
     /// samples are aggregated by the caller (the agent), so memory stays constant.
     pub statistics: bool,
+    /// https: a PEM bundle of CAs trusted besides the system's.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Error)]
@@ -60,6 +62,8 @@ pub enum PingError {
     NoAddress { target: String },
     #[error("invalid url {url:?}: {why}")]
     BadUrl { url: String, why: &'static str },
+    #[error("tls: {0}")]
+    Tls(String),
     #[error(
         "icmp needs a ping socket or a raw socket: this user may open neither. Allow unprivileged ping \
          sockets with `sysctl -w net.ipv4.ping_group_range=\"0 2147483647\"`, run as root, or grant \
@@ -84,6 +88,9 @@ fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> PingError {
 pub struct HttpAttempt {
     pub status: u16,
     pub connect_ns: u64,
+    /// https: when the TLS handshake completed (certificate verified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ns: Option<u64>,
     pub first_byte_ns: u64,
     pub total_ns: u64,
     pub body_bytes: u64,
@@ -101,10 +108,15 @@ pub struct PingEvent {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HttpSummary {
     pub connect: Option<Summary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Summary>,
     pub first_byte: Option<Summary>,
     pub total: Option<Summary>,
     /// Responses by status code.
     pub status: Vec<(u16, u64)>,
+    /// Why the last failed attempt failed (refused, timed out, certificate not trusted, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -250,40 +262,17 @@ impl Prober for TcpProber {
 
 struct HttpProber {
     addr: SocketAddr,
-    host: String,
-    path: String,
+    url: crate::tls::Url,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     timeout: Nanos,
     dscp: u8,
+    /// Why the last attempt failed, for the report.
+    last_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
-/// Splits `http://host[:port]/path` into (host, port, path).
-pub fn parse_http_url(url: &str) -> Result<(String, u16, String), PingError> {
-    let bad = |why| PingError::BadUrl { url: url.to_string(), why };
-    if url.starts_with("https://") {
-        return Err(bad("https is not supported (this build has no TLS library); use http:// or a local TLS proxy"));
-    }
-    let rest = url.strip_prefix("http://").ok_or_else(|| bad("expected http://host[:port]/path"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err(bad("missing host"));
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let end = v6.find(']').ok_or_else(|| bad("unclosed '[' in host"))?;
-        let port = match &v6[end + 1..] {
-            "" => 80,
-            p => p.strip_prefix(':').and_then(|p| p.parse().ok()).ok_or_else(|| bad("invalid port"))?,
-        };
-        (v6[..end].to_string(), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad("invalid port"))?),
-            None => (authority.to_string(), 80),
-        }
-    };
-    Ok((host, port, path.to_string()))
+/// Parses `http[s]://host[:port]/path`.
+pub fn parse_http_url(url: &str) -> Result<crate::tls::Url, PingError> {
+    crate::tls::parse_url(url).map_err(|why| PingError::BadUrl { url: url.to_string(), why })
 }
 
 fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
@@ -292,17 +281,21 @@ fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
     set_dscp(&s, &p.addr, p.dscp)?;
     s.connect_timeout(&SockAddr::from(p.addr), clock::dur(p.timeout))?;
     let connect_ns = clock::mono().saturating_sub(t0).get();
-    let mut stream: TcpStream = s.into();
+    let tcp: TcpStream = s.into();
     let deadline = t0 + p.timeout;
-    let host = if p.host.contains(':') { format!("[{}]", p.host) } else { p.host.clone() };
+    tcp.set_read_timeout(Some(wait_for(deadline)))?;
+    tcp.set_write_timeout(Some(wait_for(deadline)))?;
+    let mut stream = crate::tls::wrap(tcp, &p.url, p.tls.as_ref())?;
+    let tls_ns = p.url.tls.then(|| clock::mono().saturating_sub(t0).get());
+    let host = if p.url.host.contains(':') { format!("[{}]", p.url.host) } else { p.url.host.clone() };
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: meshway/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        p.path,
+        p.url.path,
         host,
         env!("CARGO_PKG_VERSION")
     );
-    stream.set_write_timeout(Some(wait_for(deadline)))?;
     stream.write_all(req.as_bytes())?;
+    stream.flush()?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut head = Vec::new();
     let mut first_byte_ns = None;
@@ -312,7 +305,6 @@ fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
         if clock::mono() >= deadline {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "http response not complete before the timeout"));
         }
-        stream.set_read_timeout(Some(wait_for(deadline)))?;
         let n = stream.read(&mut buf)?;
         if n == 0 {
             break;
@@ -335,6 +327,7 @@ fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
     Ok(HttpAttempt {
         status,
         connect_ns,
+        tls_ns,
         first_byte_ns: first_byte_ns.unwrap_or(total_ns),
         total_ns,
         body_bytes: total_bytes.saturating_sub(header_len),
@@ -345,7 +338,12 @@ impl Prober for HttpProber {
     fn send(&mut self, seq: u32) -> io::Result<Option<Answer>> {
         match http_get(self) {
             Ok(a) => Ok(Some(Answer { seq, at: clock::mono(), hold_ns: 0, one_way: None, http: Some(a) })),
-            Err(_) => Ok(None),
+            Err(e) => {
+                if let Ok(mut l) = self.last_error.lock() {
+                    *l = Some(e.to_string());
+                }
+                Ok(None)
+            }
         }
     }
 
@@ -473,6 +471,7 @@ impl Prober for IcmpProber {
 /// Runs one ping session. `on_event` sees each reply and loss as it happens; `stop` ends the
 /// session early (pending probes still get their timeout).
 pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEvent)) -> Result<PingReport, PingError> {
+    let http_error: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
     let (mut prober, addr, size): (Box<dyn Prober>, SocketAddr, usize) = match cfg.kind {
         PingKind::Udp => {
             let addr = resolve(&cfg.target, STAMP_PORT)?;
@@ -501,12 +500,15 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
             (Box::new(TcpProber { addr, timeout: cfg.timeout, dscp: cfg.dscp }), addr, 0)
         }
         PingKind::Http => {
-            let (host, port, path) = parse_http_url(&cfg.target)?;
-            let addr = resolve(
-                &format!("{}:{port}", if host.contains(':') { format!("[{host}]") } else { host.clone() }),
-                port,
-            )?;
-            (Box::new(HttpProber { addr, host, path, timeout: cfg.timeout, dscp: cfg.dscp }), addr, 0)
+            let url = parse_http_url(&cfg.target)?;
+            let addr = resolve(&url.host_port(), url.port)?;
+            let tls = match (&cfg.ca, url.tls) {
+                (Some(ca), true) => Some(crate::tls::client_config(Some(ca)).map_err(PingError::Tls)?),
+                (None, true) => Some(crate::tls::default_config().map_err(PingError::Tls)?),
+                _ => None,
+            };
+            let p = HttpProber { addr, url, tls, timeout: cfg.timeout, dscp: cfg.dscp, last_error: http_error.clone() };
+            (Box::new(p), addr, 0)
         }
         PingKind::Icmp => {
             let addr = resolve(&cfg.target, 0)?;
@@ -519,6 +521,7 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
     }
     let mut http_attempts: HashMap<u32, HttpAttempt> = HashMap::new();
     let mut http_stats = (DelayStats::new(), DelayStats::new(), DelayStats::new());
+    let mut tls_stats = DelayStats::new();
     let mut status: std::collections::BTreeMap<u16, u64> = Default::default();
     let handle = |session: &mut EchoSession, a: Answer, http_attempts: &mut HashMap<u32, HttpAttempt>| {
         if let Some(h) = a.http {
@@ -551,6 +554,9 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
                 _ => None,
             };
             if let Some(h) = http {
+                if let Some(t) = h.tls_ns {
+                    tls_stats.record(t);
+                }
                 http_stats.0.record(h.connect_ns);
                 http_stats.1.record(h.first_byte_ns);
                 http_stats.2.record(h.total_ns);
@@ -571,6 +577,8 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
         echo: session.report(),
         http: (cfg.kind == PingKind::Http).then(|| HttpSummary {
             connect: http_stats.0.summary(),
+            tls: tls_stats.summary(),
+            last_error: http_error.lock().ok().and_then(|e| e.clone()),
             first_byte: http_stats.1.summary(),
             total: http_stats.2.summary(),
             status: status.into_iter().collect(),
@@ -590,10 +598,11 @@ mod tests {
 
     #[test]
     fn http_urls() {
-        assert_eq!(parse_http_url("http://a.b:8080/v1/x").unwrap(), ("a.b".into(), 8080, "/v1/x".into()));
-        assert_eq!(parse_http_url("http://a.b").unwrap(), ("a.b".into(), 80, "/".into()));
-        assert_eq!(parse_http_url("http://[::1]:9/").unwrap(), ("::1".into(), 9, "/".into()));
-        assert!(parse_http_url("https://a.b/").unwrap_err().to_string().contains("https is not supported"));
+        let p = |u: &str| parse_http_url(u).map(|u| (u.host, u.port, u.path));
+        assert_eq!(p("http://a.b:8080/v1/x").unwrap(), ("a.b".into(), 8080, "/v1/x".into()));
+        assert_eq!(p("http://a.b").unwrap(), ("a.b".into(), 80, "/".into()));
+        assert_eq!(p("http://[::1]:9/").unwrap(), ("::1".into(), 9, "/".into()));
+        assert_eq!(p("https://a.b/").unwrap(), ("a.b".into(), 443, "/".into()));
         assert!(parse_http_url("ftp://a").is_err());
         assert!(parse_http_url("http://a:x/").is_err());
     }

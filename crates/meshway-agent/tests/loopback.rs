@@ -30,6 +30,7 @@ fn cfg(kind: PingKind, target: String, count: u64) -> PingConfig {
         dscp: 0,
         clock_synchronized: false,
         statistics: true,
+        ca: None,
     }
 }
 

@@ -50,9 +50,10 @@ pub fn reply_line(r: &LineCtx, e: &PingEvent) -> String {
             if let Some(h) = e.http {
                 let _ = write!(
                     s,
-                    " status={} connect={} first-byte={} total={} body={}",
+                    " status={} connect={}{} first-byte={} total={} body={}",
                     h.status,
                     span(h.connect_ns),
+                    h.tls_ns.map_or(String::new(), |t| format!(" tls={}", span(t))),
                     span(h.first_byte_ns),
                     span(h.total_ns),
                     Bytes(h.body_bytes)
@@ -117,7 +118,7 @@ pub fn ping_summary(r: &PingReport) -> String {
         s.push_str(&summary_lines("rtt", m));
     }
     if let Some(h) = &r.http {
-        for (label, m) in [("connect", &h.connect), ("first-byte", &h.first_byte)] {
+        for (label, m) in [("connect", &h.connect), ("tls", &h.tls), ("first-byte", &h.first_byte)] {
             if let Some(m) = m {
                 let _ = writeln!(
                     s,
@@ -131,6 +132,9 @@ pub fn ping_summary(r: &PingReport) -> String {
         }
         let st: Vec<String> = h.status.iter().map(|(c, n)| format!("{c}×{n}")).collect();
         let _ = writeln!(s, "status {}", st.join(" "));
+        if let Some(e) = &h.last_error {
+            let _ = writeln!(s, "last error: {e}");
+        }
     }
     if r.kind == PingKind::Udp {
         match (&r.echo.forward, &r.echo.backward) {

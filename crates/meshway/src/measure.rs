@@ -100,7 +100,7 @@ enum Kind {
     Tcp,
     /// ICMP echo: an unprivileged ping socket where allowed, a raw socket as root.
     Icmp,
-    /// HTTP GET phases: connect, first byte, total (http:// URLs).
+    /// HTTP GET phases: connect, TLS handshake (https), first byte, total (http:// and https:// URLs).
     Http,
 }
 
@@ -111,11 +111,12 @@ enum Kind {
   meshway ping --kind tcp example.internal:443     TCP connect time
   meshway ping --kind icmp 127.0.0.1
   meshway ping --kind http http://127.0.0.1:8080/v1/health -c 20 --json
+  meshway ping --kind http https://api.internal/v1/health --ca ca.pem
   meshway ping 127.0.0.1:8620 -c 0 --ndjson        until Ctrl-C, one JSON object per line
 
 Statistics (the same definitions everywhere in meshway):
   rtt            round-trip time minus the reflector's hold time (udp); connect time (tcp);
-                 echo round trip (icmp); whole GET (http)
+                 echo round trip (icmp); whole GET (http; https includes the TLS handshake)
   min/mean/max/stddev  exact; stddev is the population standard deviation
   p50/p90/p99/p99.9    nearest rank from a log-linear histogram, within ±0.4% of the exact value
   loss           probes without an answer within --timeout, over probes sent; late answers
@@ -128,7 +129,7 @@ Statistics (the same definitions everywhere in meshway):
 
 Exit status: 0 when at least one answer came back, 2 on an error or when none did.")]
 pub struct PingArgs {
-    /// The target: host or host:port (udp, tcp, icmp), or a URL (http).
+    /// The target: host or host:port (udp, tcp, icmp), or a URL (http, https).
     target: String,
     /// What to send.
     #[arg(long, short = 'k', value_enum, default_value = "udp")]
@@ -152,6 +153,9 @@ pub struct PingArgs {
     /// reflector claims the same.
     #[arg(long)]
     clock_synced: bool,
+    /// https: a PEM file of CAs to trust besides the system's (a private PKI).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
     /// Print one JSON document at the end (replies and summary).
     #[arg(long, conflicts_with = "ndjson")]
     json: bool,
@@ -192,6 +196,7 @@ pub fn ping(a: PingArgs) -> Result<()> {
         dscp: a.dscp,
         clock_synchronized: a.clock_synced,
         statistics: true,
+        ca: a.ca.clone(),
     };
     let mut events = Vec::new();
     let mut out_err = None;

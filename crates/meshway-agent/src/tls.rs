@@ -1,0 +1,181 @@
+//! HTTP and HTTPS URLs, and client connections over either: `rustls` (ring provider) with the
+//! system's trust store (`rustls-native-certs`: /etc/ssl/certs and the usual bundles) plus an
+//! optional PEM bundle of extra CAs (a private PKI, a test CA).
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+/// A parsed `http://` or `https://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+impl Url {
+    /// `host:port`, IPv6 hosts in brackets.
+    pub fn host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Splits `http[s]://host[:port]/path`; the default port is 80 or 443.
+pub fn parse_url(url: &str) -> Result<Url, &'static str> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err("expected http://host[:port]/path or https://...");
+    };
+    let default = if tls { 443 } else { 80 };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err("missing host");
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let end = v6.find(']').ok_or("unclosed '[' in host")?;
+        let port = match &v6[end + 1..] {
+            "" => default,
+            p => p.strip_prefix(':').and_then(|p| p.parse().ok()).ok_or("invalid port")?,
+        };
+        (v6[..end].to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| "invalid port")?),
+            None => (authority.to_string(), default),
+        }
+    };
+    Ok(Url { tls, host, port, path: path.to_string() })
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A client configuration trusting the system's CAs and those in `extra_ca` (PEM).
+pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(p) = extra_ca {
+        let pem = std::fs::read(p).map_err(|e| format!("cannot read CA file {}: {e}", p.display()))?;
+        let mut n = 0;
+        for c in CertificateDer::pem_slice_iter(&pem) {
+            let c = c.map_err(|e| format!("{}: not a PEM certificate bundle ({e})", p.display()))?;
+            roots.add(c).map_err(|e| format!("{}: {e}", p.display()))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(format!("{}: no certificates in the file", p.display()));
+        }
+    }
+    let cfg = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// The configuration with the system's CAs only, built once.
+pub fn default_config() -> Result<Arc<ClientConfig>, String> {
+    static CFG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+    CFG.get_or_init(|| client_config(None)).clone()
+}
+
+/// A connection, plain or TLS.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            // A peer that closes without close_notify has still sent a complete response
+            // when it said `Connection: close`; treat it as the end.
+            Conn::Tls(s) => match s.read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+                r => r,
+            },
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// Wraps a connected socket for `url`: as it is for http, after a complete TLS handshake
+/// (certificate and name verified) for https. Timeouts are the socket's.
+pub fn wrap(tcp: TcpStream, url: &Url, cfg: Option<&Arc<ClientConfig>>) -> io::Result<Conn> {
+    if !url.tls {
+        return Ok(Conn::Plain(tcp));
+    }
+    let cfg = match cfg {
+        Some(c) => c.clone(),
+        None => default_config().map_err(io::Error::other)?,
+    };
+    let name = ServerName::try_from(url.host.clone())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: {e}", url.host)))?;
+    let conn = ClientConnection::new(cfg, name).map_err(io::Error::other)?;
+    let mut s = StreamOwned::new(conn, tcp);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock)?;
+    }
+    Ok(Conn::Tls(Box::new(s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = parse_url("https://a.b/v1").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port, u.path.as_str()), (true, "a.b", 443, "/v1"));
+        let u = parse_url("http://[::1]:9").unwrap();
+        assert_eq!((u.tls, u.host_port().as_str(), u.path.as_str()), (false, "[::1]:9", "/"));
+        assert_eq!(parse_url("ftp://a"), Err("expected http://host[:port]/path or https://..."));
+        assert_eq!(parse_url("https://a:x/"), Err("invalid port"));
+        assert_eq!(parse_url("https:///x"), Err("missing host"));
+    }
+
+    #[test]
+    fn a_missing_or_empty_ca_file_is_named() {
+        let e = client_config(Some(Path::new("/nonexistent/ca.pem"))).unwrap_err();
+        assert!(e.contains("cannot read CA file /nonexistent/ca.pem"), "{e}");
+        let p = std::env::temp_dir().join(format!("meshway-empty-ca-{}.pem", std::process::id()));
+        std::fs::write(&p, "not a certificate\n").unwrap();
+        let e = client_config(Some(&p)).unwrap_err();
+        let _ = std::fs::remove_file(&p);
+        assert!(e.contains("no certificates"), "{e}");
+    }
+}
