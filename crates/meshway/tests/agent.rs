@@ -1046,3 +1046,29 @@ fn an_anomaly_objective_fires_on_a_fresh_step_in_the_stored_series() {
     assert_eq!(value(&s, "meshway_alert_firing", &[("target", "calm"), ("objective", "anomaly")]), Some(0.0));
     assert_eq!(value(&s, "meshway_objective_met", &[("target", "calm"), ("objective", "anomaly")]), Some(1.0));
 }
+
+#[test]
+fn deploy_prometheus_config_and_rules_pass_promtool() {
+    // deploy/prometheus: the scrape config and rules are what Prometheus itself accepts, and the
+    // rules' unit tests (meshway-rules.test.yml) pass.
+    let Ok(out) = Command::new("promtool").arg("--version").output() else {
+        assert!(std::env::var("CI").is_err(), "promtool is missing under CI");
+        eprintln!("skipped: promtool not installed (apt-get install prometheus)");
+        return;
+    };
+    assert!(out.status.success());
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus");
+    for args in [
+        vec!["check", "config", "prometheus.yml"],
+        vec!["check", "rules", "meshway-rules.yml"],
+        vec!["test", "rules", "meshway-rules.test.yml"],
+    ] {
+        let o = Command::new("promtool").args(&args).current_dir(&dir).output().unwrap();
+        assert!(
+            o.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}
