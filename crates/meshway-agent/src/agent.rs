@@ -137,6 +137,8 @@ struct Metrics {
     store_errors: u64,
     webhook_ok: u64,
     webhook_err: u64,
+    /// Alerts written to the outbox and not yet delivered.
+    outbox_pending: u64,
     reload_ok: u64,
     reload_err: u64,
     fired: u64,
@@ -476,6 +478,13 @@ fn render(m: &Metrics) -> String {
     family(&mut o, "meshway_webhook_requests_total", "counter", "Webhook deliveries by result.");
     let _ = writeln!(o, "meshway_webhook_requests_total{{result=\"ok\"}} {}", m.webhook_ok);
     let _ = writeln!(o, "meshway_webhook_requests_total{{result=\"error\"}} {}", m.webhook_err);
+    family(
+        &mut o,
+        "meshway_webhook_outbox_pending",
+        "gauge",
+        "Alerts kept in the outbox until their webhook is delivered.",
+    );
+    let _ = writeln!(o, "meshway_webhook_outbox_pending {}", m.outbox_pending);
     family(&mut o, "meshway_store_samples_written_total", "counter", "Samples committed to the database.");
     let _ = writeln!(o, "meshway_store_samples_written_total {}", m.samples_written);
     family(&mut o, "meshway_store_errors_total", "counter", "Failed database writes.");
@@ -1251,44 +1260,110 @@ impl Core {
 /// The webhook URL and the CA bundle trusted for it, shared with reloads.
 type WebhookTarget = Arc<RwLock<Option<(String, Option<PathBuf>)>>>;
 
+/// Webhook bodies kept at most in the outbox, and for how long (an alert older than a day is
+/// no news).
+const OUTBOX_MAX: usize = 10_000;
+const OUTBOX_KEEP_NS: u64 = 86_400_000_000_000;
+
+/// Delivers alerts through an outbox in the agent's database: every body is written there
+/// first (its own connection; WAL lets it share the file with the core), posted, and deleted
+/// once the receiver answers 2xx. Failures retry with exponential backoff (1 s doubling to
+/// 5 min); what is pending survives a restart and is sent then. Returns when the core hangs
+/// up, after one last round.
 fn webhook_loop(
     rx: Receiver<serde_json::Value>,
     url: WebhookTarget,
+    db: PathBuf,
     metrics: Arc<Mutex<Metrics>>,
     log: Log,
 ) {
-    while let Ok(payload) = rx.recv() {
-        let Some((u, ca)) = url.read().ok().and_then(|u| u.clone()) else { continue };
-        // An https webhook with its own CA bundle: a client configuration trusting it too.
-        let tls = match &ca {
-            Some(p) => match crate::tls::client_config(Some(p)) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    log(Level::Error, format!("webhook {u}: {e}"));
-                    None
+    let mut store = match Store::open(&db) {
+        Ok(s) => s,
+        Err(e) => {
+            log(Level::Error, format!("webhook outbox: cannot open {}: {e}", db.display()));
+            return;
+        }
+    };
+    let mut tls_for: Option<(PathBuf, Arc<rustls::ClientConfig>)> = None;
+    let mut last_expire = 0u64;
+    loop {
+        let hung_up = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(payload) => {
+                let now = clock::unix_nanos();
+                if let Err(e) = store.outbox_add(&payload.to_string(), now, OUTBOX_MAX) {
+                    log(Level::Error, format!("webhook outbox: {e}"));
                 }
-            },
-            None => None,
-        };
-        let body = payload.to_string();
-        let mut ok = false;
-        for attempt in 0..3 {
-            match http::post_json(&u, body.as_bytes(), None, Duration::from_secs(5), tls.as_ref()) {
-                Ok(s) if (200..300).contains(&s) => {
-                    ok = true;
-                    break;
+                // Take whatever else is queued before posting.
+                while let Ok(p) = rx.try_recv() {
+                    let _ = store.outbox_add(&p.to_string(), now, OUTBOX_MAX);
                 }
-                Ok(s) => log(Level::Warn, format!("webhook {u}: status {s} (attempt {})", attempt + 1)),
-                Err(e) => log(Level::Warn, format!("webhook {u}: {e} (attempt {})", attempt + 1)),
+                false
             }
-            std::thread::sleep(Duration::from_millis(500 * (attempt + 1)));
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => true,
+        };
+        let now = clock::unix_nanos();
+        if now.saturating_sub(last_expire) > 60_000_000_000 {
+            if let Ok(n) = store.outbox_expire(now.saturating_sub(OUTBOX_KEEP_NS)) {
+                if n > 0 {
+                    log(Level::Warn, format!("webhook outbox: dropped {n} alerts older than a day"));
+                }
+            }
+            last_expire = now;
+        }
+        if let Some((u, ca)) = url.read().ok().and_then(|u| u.clone()) {
+            // An https webhook with its own CA bundle: a client configuration trusting it too.
+            let tls = match &ca {
+                Some(p) => match &tls_for {
+                    Some((q, c)) if q == p => Some(c.clone()),
+                    _ => match crate::tls::client_config(Some(p)) {
+                        Ok(c) => {
+                            tls_for = Some((p.clone(), c.clone()));
+                            Some(c)
+                        }
+                        Err(e) => {
+                            log(Level::Error, format!("webhook {u}: {e}"));
+                            None
+                        }
+                    },
+                },
+                None => None,
+            };
+            for (id, body, attempts) in store.outbox_due(now, 32).unwrap_or_default() {
+                let r = http::post_json(&u, body.as_bytes(), None, Duration::from_secs(5), tls.as_ref());
+                let ok = matches!(r, Ok(s) if (200..300).contains(&s));
+                match r {
+                    Ok(_) if ok => {
+                        let _ = store.outbox_done(id);
+                    }
+                    other => {
+                        let why = match other {
+                            Ok(s) => format!("status {s}"),
+                            Err(e) => e.to_string(),
+                        };
+                        let n = attempts + 1;
+                        let wait = (1u64 << n.min(9)).min(300) * 1_000_000_000;
+                        log(Level::Warn, format!("webhook {u}: {why} (attempt {n}; next in {})", Nanos(wait)));
+                        let _ = store.outbox_retry(id, n, now + wait);
+                    }
+                }
+                if let Ok(mut m) = metrics.lock() {
+                    if ok {
+                        m.webhook_ok += 1;
+                    } else {
+                        m.webhook_err += 1;
+                    }
+                }
+                if !ok {
+                    break; // the receiver is down: the rest waits for the next round
+                }
+            }
         }
         if let Ok(mut m) = metrics.lock() {
-            if ok {
-                m.webhook_ok += 1;
-            } else {
-                m.webhook_err += 1;
-            }
+            m.outbox_pending = store.outbox_len().unwrap_or(0);
+        }
+        if hung_up {
+            return;
         }
     }
 }
@@ -1364,9 +1439,14 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
     let token: Arc<RwLock<Option<String>>> = Arc::new(RwLock::new(spec.bearer_token.clone()));
     let webhook_url = Arc::new(RwLock::new(spec.webhook.clone().map(|u| (u, spec.webhook_ca.clone()))));
     let (webhook_tx, webhook_rx) = mpsc::sync_channel(1024);
+    let webhook_thread;
     {
         let (u, m, l) = (webhook_url.clone(), metrics.clone(), log.clone());
-        let _ = std::thread::Builder::new().name("webhook".into()).spawn(move || webhook_loop(webhook_rx, u, m, l));
+        let db = spec.database.clone();
+        webhook_thread = std::thread::Builder::new()
+            .name("webhook".into())
+            .spawn(move || webhook_loop(webhook_rx, u, db, m, l))
+            .ok();
     }
     let http_stop = Arc::new(AtomicBool::new(false));
     let http_thread = {
@@ -1498,6 +1578,16 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
     // The open minute and the open hour.
     let _ = core.store.rollup(now - now % MINUTE_NS, now + 1);
     let _ = core.store.checkpoint();
+    // The webhook thread writes what is queued to the outbox, tries once more, and ends; an
+    // unreachable receiver cannot hold the exit for more than a few seconds (the outbox keeps
+    // the rest for the next start).
+    core.webhook_tx = mpsc::sync_channel(1).0;
+    if let Some(t) = webhook_thread {
+        let until = clock::mono() + Nanos(8_000_000_000);
+        while !t.is_finished() && clock::mono() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     if let Ok(Ok(t)) = http_thread.map(|t| t.join()) {
         let _ = t;
     }

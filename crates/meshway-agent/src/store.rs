@@ -124,10 +124,56 @@ impl Store {
                value_min REAL, value_mean REAL, PRIMARY KEY(target_id, start_ns));
              CREATE TABLE IF NOT EXISTS rollup_1h(target_id INTEGER NOT NULL, start_ns INTEGER NOT NULL, sent INTEGER, lost INTEGER,
                min_ns INTEGER, mean_ns REAL, max_ns INTEGER, p50_ns INTEGER, p90_ns INTEGER, p99_ns INTEGER, jitter_ns REAL,
-               value_min REAL, value_mean REAL, PRIMARY KEY(target_id, start_ns));",
+               value_min REAL, value_mean REAL, PRIMARY KEY(target_id, start_ns));
+             CREATE TABLE IF NOT EXISTS outbox(id INTEGER PRIMARY KEY, created_ns INTEGER NOT NULL, body TEXT NOT NULL,
+               attempts INTEGER NOT NULL DEFAULT 0, next_ns INTEGER NOT NULL);",
         )?;
         let ids = load_ids(&conn)?;
         Ok(Store { conn, ids })
+    }
+
+    /// Queues a webhook body for delivery; keeps at most `max` rows (the oldest go first).
+    pub fn outbox_add(&mut self, body: &str, now_ns: u64, max: usize) -> Result<i64> {
+        self.conn.execute(
+            "INSERT INTO outbox(created_ns, body, attempts, next_ns) VALUES (?1, ?2, 0, ?1)",
+            params![i(now_ns), body],
+        )?;
+        let id = self.conn.last_insert_rowid();
+        self.conn.execute(
+            "DELETE FROM outbox WHERE id NOT IN (SELECT id FROM outbox ORDER BY id DESC LIMIT ?1)",
+            params![max as i64],
+        )?;
+        Ok(id)
+    }
+
+    /// Queued bodies due at `now`, oldest first: (id, body, attempts so far).
+    pub fn outbox_due(&self, now_ns: u64, limit: usize) -> Result<Vec<(i64, String, u32)>> {
+        let mut st =
+            self.conn.prepare("SELECT id, body, attempts FROM outbox WHERE next_ns <= ?1 ORDER BY id LIMIT ?2")?;
+        let rows = st.query_map(params![i(now_ns), limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        rows.collect()
+    }
+
+    pub fn outbox_done(&mut self, id: i64) -> Result<()> {
+        self.conn.execute("DELETE FROM outbox WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    pub fn outbox_retry(&mut self, id: i64, attempts: u32, next_ns: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE outbox SET attempts = ?2, next_ns = ?3 WHERE id = ?1",
+            params![id, attempts, i(next_ns)],
+        )?;
+        Ok(())
+    }
+
+    /// Drops queued bodies created before `before_ns`; returns how many.
+    pub fn outbox_expire(&mut self, before_ns: u64) -> Result<usize> {
+        self.conn.execute("DELETE FROM outbox WHERE created_ns < ?1", params![i(before_ns)])
+    }
+
+    pub fn outbox_len(&self) -> Result<u64> {
+        self.conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0)).map(u)
     }
 
     /// Opens read-only (for `meshway history`), failing when the file does not exist.

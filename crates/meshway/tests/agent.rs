@@ -1072,3 +1072,88 @@ fn deploy_prometheus_config_and_rules_pass_promtool() {
         );
     }
 }
+
+#[test]
+fn an_alert_that_fired_while_the_receiver_was_down_is_delivered_after_a_restart() {
+    let dir = TempDir::new("outbox");
+    let db = dir.0.join("a.db");
+    let hook_port = free_port(); // nothing listens there yet
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let cfg = dir.0.join("agent.toml");
+    let http = format!("127.0.0.1:{}", free_port());
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nlisten = \"{http}\"\ndatabase = \"{}\"\nevaluate-every = \"100ms\"\n\
+             [alerts]\nwebhook = \"http://127.0.0.1:{hook_port}/hook\"\nfire-after = 1\nresolve-after = 1000\n\
+             [[target]]\nname = \"silent\"\nkind = \"udp\"\naddress = \"{}\"\ninterval = \"50ms\"\ntimeout = \"100ms\"\n\
+             objectives = {{ window = \"5s\", loss = \"10%\" }}\n",
+            db.display(),
+            silent.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    // First run: the alert fires, delivery fails, the body waits in the outbox.
+    let mut a = agent(&cfg);
+    assert!(wait_until(15, || {
+        get(&http, "/metrics", None).is_some_and(|r| {
+            r.1.contains("meshway_webhook_outbox_pending 1")
+                && r.1.contains("meshway_webhook_requests_total{result=\"error\"} 1")
+        })
+    }));
+    let pid = a.0.id().to_string();
+    assert!(Command::new(kill_tool()).args(["-TERM", &pid]).status().unwrap().success());
+    assert!(a.0.wait().unwrap().success());
+    let n: i64 = rusqlite_count(&db);
+    assert_eq!(n, 1, "the undelivered alert is in the outbox");
+    // The receiver comes up; the second run delivers what the first could not.
+    let listener = TcpListener::bind(("127.0.0.1", hook_port)).unwrap();
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    {
+        let got = got.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming().take(5) {
+                let Ok(mut s) = s else { continue };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut buf = vec![0u8; 65536];
+                let mut req = Vec::new();
+                while let Ok(n) = s.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                    let t = String::from_utf8_lossy(&req).to_string();
+                    if let Some(i) = t.find("\r\n\r\n") {
+                        let len: usize = t
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if req.len() >= i + 4 + len {
+                            got.lock().unwrap().push(t[i + 4..].to_string());
+                            break;
+                        }
+                    }
+                }
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+    }
+    let _b = agent(&cfg);
+    assert!(wait_until(15, || !got.lock().unwrap().is_empty()));
+    let first: serde_json::Value = serde_json::from_str(&got.lock().unwrap()[0]).unwrap();
+    assert_eq!(
+        (first["status"].as_str(), first["alerts"][0]["labels"]["target"].as_str()),
+        (Some("firing"), Some("silent"))
+    );
+    assert!(wait_until(10, || get(&http, "/metrics", None)
+        .is_some_and(|r| r.1.contains("meshway_webhook_outbox_pending 0"))));
+}
+
+fn rusqlite_count(db: &Path) -> i64 {
+    let st = Store::open_read_only(db).unwrap();
+    i64::try_from(st.outbox_len().unwrap()).unwrap()
+}
