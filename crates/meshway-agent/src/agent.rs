@@ -640,7 +640,7 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                 std::thread::sleep(clock::dur(start.saturating_sub(clock::mono()).min(Nanos(50_000_000))));
             }
             match &t.probe {
-                Probe::Echo { kind, size, dscp, ca } => {
+                Probe::Echo { kind, size, dscp, ca, key } => {
                     let cfg = ping::PingConfig {
                         kind: *kind,
                         target: t.address.clone(),
@@ -652,6 +652,7 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                         clock_synchronized: false,
                         statistics: false,
                         ca: ca.clone(),
+                        key: key.as_deref().cloned(),
                     };
                     // A probe that cannot even start (resolution, permissions) is retried each interval.
                     while !stop.load(Ordering::Relaxed) {
@@ -1395,6 +1396,7 @@ fn probe_endpoint(r: &http::Request) -> http::Response {
         clock_synchronized: false,
         statistics: true,
         ca: None,
+        key: None,
     };
     let t0 = clock::mono();
     let res = ping::run(&cfg, &AtomicBool::new(false), &mut |_| {});

@@ -172,6 +172,8 @@ pub struct TargetConfig {
     pub speed: Option<BitsPerSec>,
     /// https targets: a PEM bundle of CAs trusted besides the system's.
     pub ca: Option<PathBuf>,
+    /// udp targets: STAMP authenticated mode with the key in this file (hex or raw bytes).
+    pub key_file: Option<PathBuf>,
     #[serde(default)]
     pub objectives: Option<ObjectivesConfig>,
 }
@@ -218,6 +220,8 @@ pub enum Probe {
         dscp: u8,
         /// https: extra trusted CAs.
         ca: Option<PathBuf>,
+        /// udp: STAMP authenticated mode.
+        key: Option<Box<meshway_probe::stamp_auth::Key>>,
     },
     Perf {
         duration: Nanos,
@@ -349,7 +353,20 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                 if let Some(ca) = &t.ca {
                     crate::tls::client_config(Some(ca)).map_err(|e| terr(format!("ca: {e}")))?;
                 }
-                (Probe::Echo { kind, size, dscp: t.dscp, ca: t.ca.clone() }, name)
+                let key = match &t.key_file {
+                    None => None,
+                    Some(_) if kind != PingKind::Udp => {
+                        return Err(terr("key-file is for kind = \"udp\" (STAMP authenticated mode)".into()))
+                    }
+                    Some(p) => {
+                        let bytes = std::fs::read(p).map_err(|e| terr(format!("key-file {}: {e}", p.display())))?;
+                        Some(Box::new(
+                            meshway_probe::stamp_auth::parse_key(&bytes)
+                                .map_err(|e| terr(format!("key-file {}: {e}", p.display())))?,
+                        ))
+                    }
+                };
+                (Probe::Echo { kind, size, dscp: t.dscp, ca: t.ca.clone(), key }, name)
             }
             "perf" => {
                 let duration = t.duration.unwrap_or(Nanos(2_000_000_000));

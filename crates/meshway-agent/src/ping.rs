@@ -48,6 +48,8 @@ pub struct PingConfig {
     pub statistics: bool,
     /// https: a PEM bundle of CAs trusted besides the system's.
     pub ca: Option<std::path::PathBuf>,
+    /// udp: STAMP authenticated mode with this key (112-byte packets at least).
+    pub key: Option<meshway_probe::stamp_auth::Key>,
 }
 
 #[derive(Debug, Error)]
@@ -198,12 +200,17 @@ struct UdpProber {
     buf: Vec<u8>,
     /// Answers are exactly as long as probes; a little slack detects longer (foreign) ones.
     rx: Vec<u8>,
+    key: Option<meshway_probe::stamp_auth::Key>,
 }
 
 impl Prober for UdpProber {
     fn send(&mut self, seq: u32) -> io::Result<Option<Answer>> {
         let p = SenderPacket { seq, timestamp: clock::ntp(), error: self.error };
-        p.encode(&mut self.buf, self.size).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        let r = match &self.key {
+            Some(k) => meshway_probe::stamp_auth::encode_sender(&p, k, &mut self.buf, self.size),
+            None => p.encode(&mut self.buf, self.size),
+        };
+        r.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         match self.sock.send(&self.buf[..self.size]) {
             Ok(_) => Ok(None),
             // An ICMP port unreachable from an earlier probe: the probe is lost, not fatal.
@@ -225,7 +232,12 @@ impl Prober for UdpProber {
         if n != self.size {
             return Ok(None); // not an answer to our probe (which are all `size` bytes)
         }
-        let Ok(r) = ReflectorPacket::decode(&rx[..n]) else { return Ok(None) };
+        // Authenticated mode: an answer whose HMAC does not verify is not an answer.
+        let decoded = match &self.key {
+            Some(k) => meshway_probe::stamp_auth::decode_reflector(&rx[..n], k),
+            None => ReflectorPacket::decode(&rx[..n]),
+        };
+        let Ok(r) = decoded else { return Ok(None) };
         let synced = self.synchronized && r.error.synchronized && r.sender_error.synchronized;
         let one_way =
             synced.then(|| (r.rx_timestamp.nanos_since(r.sender_timestamp), wall.nanos_since(r.tx_timestamp)));
@@ -475,7 +487,9 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
     let (mut prober, addr, size): (Box<dyn Prober>, SocketAddr, usize) = match cfg.kind {
         PingKind::Udp => {
             let addr = resolve(&cfg.target, STAMP_PORT)?;
-            let size = cfg.size.max(meshway_probe::stamp::BASE_LEN);
+            let min =
+                if cfg.key.is_some() { meshway_probe::stamp_auth::AUTH_LEN } else { meshway_probe::stamp::BASE_LEN };
+            let size = cfg.size.max(min);
             let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
                 .map_err(io_err("cannot open a udp socket"))?;
             set_dscp(&s, &addr, cfg.dscp).map_err(io_err("cannot set dscp"))?;
@@ -492,6 +506,7 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
                 synchronized: cfg.clock_synchronized,
                 buf: vec![0u8; size],
                 rx: vec![0u8; size + 64],
+                key: cfg.key.clone(),
             };
             (Box::new(p), addr, size)
         }

@@ -81,6 +81,8 @@ pub struct ReflectConfig {
     /// packets) without dropping valid probes. Above `net.core.rmem_max` it takes
     /// CAP_NET_ADMIN (SO_RCVBUFFORCE); otherwise the kernel caps it there.
     pub recv_buffer: usize,
+    /// STAMP authenticated mode: only packets whose HMAC verifies under this key are answered.
+    pub key: Option<meshway_probe::stamp_auth::Key>,
 }
 
 /// Default receive buffer: 4 MiB, about 90,000 minimum-size STAMP packets of kernel
@@ -105,6 +107,7 @@ impl Default for ReflectConfig {
             synchronized: false,
             max_sources: MAX_SOURCES,
             recv_buffer: DEFAULT_RECV_BUFFER,
+            key: None,
         }
     }
 }
@@ -118,6 +121,8 @@ pub struct ReflectCounters {
     pub rate_limited: AtomicU64,
     pub test_dropped: AtomicU64,
     pub send_errors: AtomicU64,
+    /// Authenticated mode: packets whose HMAC did not verify.
+    pub auth_failures: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,6 +133,7 @@ pub struct ReflectTotals {
     pub rate_limited: u64,
     pub test_dropped: u64,
     pub send_errors: u64,
+    pub auth_failures: u64,
 }
 
 impl ReflectCounters {
@@ -140,6 +146,7 @@ impl ReflectCounters {
             rate_limited: g(&self.rate_limited),
             test_dropped: g(&self.test_dropped),
             send_errors: g(&self.send_errors),
+            auth_failures: g(&self.auth_failures),
         }
     }
 }
@@ -306,7 +313,17 @@ pub fn run(
         let now = clock::mono();
         counters.received.fetch_add(1, Ordering::Relaxed);
         let pkt = &rx[..n];
-        if stamp::SenderPacket::decode(pkt).is_err() {
+        let valid = match &cfg.key {
+            Some(k) => match meshway_probe::stamp_auth::decode_sender(pkt, k) {
+                Err(stamp::StampError::BadHmac) => {
+                    counters.auth_failures.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                r => r.is_ok(),
+            },
+            None => stamp::SenderPacket::decode(pkt).is_ok(),
+        };
+        if !valid {
             counters.malformed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
@@ -325,7 +342,12 @@ pub fn run(
         }
         let seq = src.seq;
         src.seq = src.seq.wrapping_add(1);
-        let Ok(len) = stamp::reflect(pkt, &mut tx, seq, rx_time, clock::ntp(), error, ttl.unwrap_or(0)) else {
+        let ttl = ttl.unwrap_or(0);
+        let reflected = match &cfg.key {
+            Some(k) => meshway_probe::stamp_auth::reflect(pkt, k, &mut tx, seq, rx_time, clock::ntp(), error, ttl),
+            None => stamp::reflect(pkt, &mut tx, seq, rx_time, clock::ntp(), error, ttl),
+        };
+        let Ok(len) = reflected else {
             counters.malformed.fetch_add(1, Ordering::Relaxed);
             continue;
         };

@@ -31,6 +31,7 @@ fn cfg(kind: PingKind, target: String, count: u64) -> PingConfig {
         clock_synchronized: false,
         statistics: true,
         ca: None,
+        key: None,
     }
 }
 
@@ -478,4 +479,29 @@ fn a_malformed_flood_does_not_cost_a_valid_ping() {
     assert_eq!(sent, 300);
     assert!(t.malformed > 10_000, "the flood reached the reflector: {} of {flooded}", t.malformed);
     assert!(lost * 100 <= sent, "a valid ping lost {lost} of {sent} under a flood of {flooded}");
+}
+
+#[test]
+fn authenticated_stamp_answers_only_its_key() {
+    use meshway_probe::stamp_auth::parse_key;
+    let key = parse_key(&[7u8; 32]).unwrap();
+    let r = reflector(ReflectConfig { key: Some(key.clone()), ..Default::default() });
+    // The same key: every probe answered, 112-byte packets.
+    let mut c = cfg(PingKind::Udp, r.addr.to_string(), 20);
+    c.key = Some(key);
+    let rep = ping::run(&c, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!((rep.echo.counts.received, rep.size_bytes), (20, 112));
+    // Another key: the reflector refuses every packet (counted), the sender hears nothing.
+    let mut other = cfg(PingKind::Udp, r.addr.to_string(), 10);
+    other.key = Some(parse_key(&[8u8; 32]).unwrap());
+    other.timeout = ms(100);
+    let rep = ping::run(&other, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!(rep.echo.counts.received, 0);
+    // Unauthenticated probes (44 bytes) are not answered by an authenticated reflector.
+    let mut plain = cfg(PingKind::Udp, r.addr.to_string(), 10);
+    plain.timeout = ms(100);
+    let rep = ping::run(&plain, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    assert_eq!(rep.echo.counts.received, 0);
+    let t = r.stop();
+    assert_eq!((t.answered, t.auth_failures, t.malformed), (20, 10, 10));
 }

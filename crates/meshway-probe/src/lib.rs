@@ -8,6 +8,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`stamp`] | STAMP (RFC 8762) unauthenticated test packets: encode, decode, reflect |
+//! | [`stamp_auth`] | STAMP authenticated mode: 112-byte packets with HMAC-SHA-256 |
 //! | [`stats`] | log-linear histogram, summary (min/mean/max/stddev/percentiles), the three jitter metrics |
 //! | [`forecast`] | least-squares trend, prediction interval, threshold crossing |
 //! | [`anomaly`] | seasonal baseline, point anomalies, change points, seasonal capacity forecast |
@@ -24,5 +25,6 @@ pub mod objective;
 pub mod optics;
 pub mod perf;
 pub mod stamp;
+pub mod stamp_auth;
 pub mod stats;
 pub mod trace;

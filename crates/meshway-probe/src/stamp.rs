@@ -57,6 +57,8 @@ pub enum StampError {
     PtpFormat,
     #[error("buffer too small: {len} bytes, need {need}")]
     BufferTooSmall { len: usize, need: usize },
+    #[error("authenticated packet: the HMAC does not verify (another key, or altered on the way)")]
+    BadHmac,
 }
 
 /// A 64-bit NTP timestamp: seconds since 1900 (32 bits) and a binary fraction (32 bits).
@@ -96,14 +98,14 @@ impl NtpTimestamp {
         }
     }
 
-    fn to_be_bytes(self) -> [u8; 8] {
+    pub(crate) fn to_be_bytes(self) -> [u8; 8] {
         let mut b = [0u8; 8];
         b[..4].copy_from_slice(&self.secs.to_be_bytes());
         b[4..].copy_from_slice(&self.frac.to_be_bytes());
         b
     }
 
-    fn from_be_slice(b: &[u8]) -> NtpTimestamp {
+    pub(crate) fn from_be_slice(b: &[u8]) -> NtpTimestamp {
         NtpTimestamp { secs: be32(&b[..4]), frac: be32(&b[4..8]) }
     }
 }

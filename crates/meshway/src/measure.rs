@@ -52,9 +52,21 @@ pub struct ReflectArgs {
     /// Stop after this long ("60s", "10min"); default: until interrupted.
     #[arg(long, value_name = "DURATION")]
     duration: Option<Nanos>,
+    /// STAMP authenticated mode (RFC 8762): answer only packets whose HMAC-SHA-256 verifies
+    /// under the key in this file (hex, or raw bytes; at least 16 bytes).
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<std::path::PathBuf>,
     /// Print the final counters as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// Reads a STAMP key file for --key-file.
+fn stamp_key(path: &Option<std::path::PathBuf>) -> Result<Option<meshway_probe::stamp_auth::Key>> {
+    let Some(p) = path else { return Ok(None) };
+    let bytes = std::fs::read(p).with_context(|| format!("cannot read key file {}", p.display()))?;
+    let key = meshway_probe::stamp_auth::parse_key(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    Ok(Some(key))
 }
 
 pub fn reflect(a: ReflectArgs) -> Result<()> {
@@ -71,6 +83,7 @@ pub fn reflect(a: ReflectArgs) -> Result<()> {
         drop_every: a.drop_every,
         synchronized: a.clock_synced,
         recv_buffer: 0, // set above
+        key: stamp_key(&a.key_file)?,
         ..ReflectConfig::default()
     };
     let h = ReflectorHandle::spawn(sock, cfg).context("cannot start the reflector")?;
@@ -156,6 +169,10 @@ pub struct PingArgs {
     /// https: a PEM file of CAs to trust besides the system's (a private PKI).
     #[arg(long, value_name = "FILE")]
     ca: Option<std::path::PathBuf>,
+    /// udp: STAMP authenticated mode with the key in this file (hex or raw bytes); probes are
+    /// 112 bytes at least and answers whose HMAC does not verify are ignored.
+    #[arg(long, value_name = "FILE")]
+    key_file: Option<std::path::PathBuf>,
     /// Print one JSON document at the end (replies and summary).
     #[arg(long, conflicts_with = "ndjson")]
     json: bool,
@@ -197,6 +214,7 @@ pub fn ping(a: PingArgs) -> Result<()> {
         clock_synchronized: a.clock_synced,
         statistics: true,
         ca: a.ca.clone(),
+        key: stamp_key(&a.key_file)?,
     };
     let mut events = Vec::new();
     let mut out_err = None;
