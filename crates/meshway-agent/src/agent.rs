@@ -1489,7 +1489,16 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
                 }
             });
         let s = http_stop.clone();
-        std::thread::Builder::new().name("http-accept".into()).spawn(move || http::serve(listener, s, handler))
+        // Built at load (and checked there): a failure now would be a file changed since.
+        let tls =
+            match &spec.tls {
+                None => None,
+                Some((c, k)) => Some(http::server_tls(c, k).map_err(|e| AgentError::Listen {
+                    addr: spec.listen.to_string(),
+                    source: std::io::Error::other(e),
+                })?),
+            };
+        std::thread::Builder::new().name("http-accept".into()).spawn(move || http::serve(listener, s, tls, handler))
     };
 
     let (tx, rx) = mpsc::sync_channel::<Msg>(100_000);

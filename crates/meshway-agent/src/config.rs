@@ -6,6 +6,8 @@
 //! database = "meshway-agent.db"
 //! bearer-token = "s3cret"          # optional: required on every HTTP request but /healthz
 //! allow-insecure = false           # true: listen beyond loopback with /probe on and no token
+//! tls-cert = "/etc/meshway/cert.pem"   # optional: serve HTTPS (with tls-key)
+//! tls-key = "/etc/meshway/key.pem"
 //! evaluate-every = "10s"           # objective evaluation period
 //! retention-raw = "48h"            # raw samples
 //! retention-1m = "720h"            # 1-minute rollups
@@ -99,6 +101,9 @@ pub struct AgentSection {
     /// reaches the port can then make the agent send probes).
     #[serde(default)]
     pub allow_insecure: bool,
+    /// Serve HTTPS: a PEM certificate chain and its private key (both or neither).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for AgentSection {
@@ -107,6 +112,8 @@ impl Default for AgentSection {
             listen: default_listen(),
             database: default_db(),
             bearer_token: None,
+            tls_cert: None,
+            tls_key: None,
             evaluate_every: default_eval(),
             retention_raw: default_raw(),
             retention_1m: default_1m(),
@@ -256,6 +263,8 @@ pub struct AgentSpec {
     pub retention_1m: Nanos,
     pub retention_1h: Nanos,
     pub probe_endpoint: bool,
+    /// HTTPS for the agent's own server: (certificate chain, private key).
+    pub tls: Option<(PathBuf, PathBuf)>,
     pub webhook: Option<String>,
     pub webhook_ca: Option<PathBuf>,
     pub fire_after: u32,
@@ -307,6 +316,14 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
     if let Some(w) = &c.alerts.webhook {
         crate::ping::parse_http_url(w).map_err(|e| key("alerts.webhook", e.to_string()))?;
     }
+    let tls = match (&c.agent.tls_cert, &c.agent.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(k)) => {
+            crate::http::server_tls(cert, k).map_err(|e| key("agent.tls-cert", e))?;
+            Some((cert.clone(), k.clone()))
+        }
+        _ => return Err(key("agent.tls-cert", "tls-cert and tls-key go together".into())),
+    };
     if let Some(ca) = &c.alerts.ca {
         crate::tls::client_config(Some(ca)).map_err(|e| key("alerts.ca", e))?;
     }
@@ -490,6 +507,7 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
         retention_1m: c.agent.retention_1m,
         retention_1h: c.agent.retention_1h,
         probe_endpoint: c.agent.probe_endpoint,
+        tls,
         webhook: c.alerts.webhook,
         webhook_ca: c.alerts.ca,
         fire_after: c.alerts.fire_after.unwrap_or(3).max(1),

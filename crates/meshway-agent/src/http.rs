@@ -126,8 +126,84 @@ pub fn parse_request(head: &str) -> Option<Request> {
 /// connection longer).
 const HEAD_DEADLINE: Duration = Duration::from_secs(5);
 
-fn serve_one(mut s: TcpStream, handler: &(dyn Fn(&Request) -> Response + Send + Sync)) -> io::Result<()> {
+/// A served connection: plain, or TLS over it (the handshake runs inside the first reads, under
+/// the same head deadline).
+enum ServerConn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl ServerConn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            ServerConn::Plain(s) => s,
+            ServerConn::Tls(s) => &s.sock,
+        }
+    }
+}
+
+impl Read for ServerConn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ServerConn::Plain(s) => s.read(buf),
+            ServerConn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for ServerConn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            ServerConn::Plain(s) => s.write(buf),
+            ServerConn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            ServerConn::Plain(s) => s.flush(),
+            ServerConn::Tls(s) => {
+                s.conn.send_close_notify();
+                s.flush()
+            }
+        }
+    }
+}
+
+/// A server TLS configuration from PEM files: the certificate chain and its private key.
+pub fn server_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let pem = std::fs::read(cert).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: not a PEM certificate chain ({e})", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificates in the file", cert.display()));
+    }
+    let kpem = std::fs::read(key).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+    let k = PrivateKeyDer::from_pem_slice(&kpem).map_err(|e| format!("{}: no private key ({e})", key.display()))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, k)
+        .map(Arc::new)
+        .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))
+}
+
+fn serve_one(
+    s: TcpStream,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+    handler: &(dyn Fn(&Request) -> Response + Send + Sync),
+) -> io::Result<()> {
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    let mut s = match tls {
+        None => ServerConn::Plain(s),
+        Some(cfg) => {
+            let conn = rustls::ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
+            ServerConn::Tls(Box::new(rustls::StreamOwned::new(conn, s)))
+        }
+    };
     let deadline = crate::clock::mono().0 + HEAD_DEADLINE.as_nanos() as u64;
     let mut head = Vec::new();
     let mut buf = [0u8; 2048];
@@ -136,7 +212,7 @@ fn serve_one(mut s: TcpStream, handler: &(dyn Fn(&Request) -> Response + Send + 
         if left.is_zero() {
             return write_response(&mut s, &Response::text(408, "request head not received in time\n"), false);
         }
-        s.set_read_timeout(Some(left))?;
+        s.tcp().set_read_timeout(Some(left))?;
         let n = match s.read(&mut buf) {
             Ok(n) => n,
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
@@ -162,7 +238,7 @@ fn serve_one(mut s: TcpStream, handler: &(dyn Fn(&Request) -> Response + Send + 
 }
 
 /// Writes `r`; a response to HEAD has the headers (with the body's length) and no body.
-fn write_response(s: &mut TcpStream, r: &Response, head_only: bool) -> io::Result<()> {
+fn write_response(s: &mut impl Write, r: &Response, head_only: bool) -> io::Result<()> {
     let head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
         r.status,
@@ -182,6 +258,7 @@ fn write_response(s: &mut TcpStream, r: &Response, head_only: bool) -> io::Resul
 pub fn serve(
     listener: TcpListener,
     shutdown: Arc<AtomicBool>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     handler: Arc<dyn Fn(&Request) -> Response + Send + Sync>,
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
@@ -195,9 +272,11 @@ pub fn serve(
                     continue;
                 }
                 active.fetch_add(1, Ordering::Relaxed);
-                let (h, a) = (handler.clone(), active.clone());
-                let spawned = std::thread::Builder::new().name("http".into()).stack_size(256 * 1024).spawn(move || {
-                    let _ = serve_one(s, &*h);
+                let (h, a, t) = (handler.clone(), active.clone(), tls.clone());
+                // A TLS handshake runs deeper than plain HTTP: a larger stack for it.
+                let stack = if t.is_some() { 1 << 20 } else { 256 * 1024 };
+                let spawned = std::thread::Builder::new().name("http".into()).stack_size(stack).spawn(move || {
+                    let _ = serve_one(s, t.as_ref(), &*h);
                     a.fetch_sub(1, Ordering::Relaxed);
                 });
                 if spawned.is_err() {

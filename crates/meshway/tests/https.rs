@@ -221,3 +221,47 @@ fn the_agent_posts_alerts_to_an_https_webhook() {
     let v: serde_json::Value = serde_json::from_str(&got).unwrap_or_else(|e| panic!("{e}: {got:?}"));
     assert_eq!((v["status"].as_str(), v["alerts"][0]["labels"]["target"].as_str()), (Some("firing"), Some("silent")));
 }
+
+#[test]
+fn the_agent_serves_metrics_over_https() {
+    let Some(d) = pki("serve") else { return };
+    let port = free_port();
+    let cfg = d.0.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nlisten = \"127.0.0.1:{port}\"\ndatabase = \"{}\"\ntls-cert = \"{}\"\ntls-key = \"{}\"\n",
+            d.0.join("a.db").display(),
+            d.0.join("cert.pem").display(),
+            d.0.join("key.pem").display()
+        ),
+    )
+    .unwrap();
+    let _agent = Proc(Command::new(bin()).args(["agent", "--config"]).arg(&cfg).stderr(Stdio::null()).spawn().unwrap());
+    wait_port(port);
+    let url = meshway_agent::tls::parse_url(&format!("https://localhost:{port}/metrics")).unwrap();
+    let client = meshway_agent::tls::client_config(Some(&d.0.join("ca.pem"))).unwrap();
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut c = meshway_agent::tls::wrap(tcp, &url, Some(&client)).unwrap();
+    write!(c, "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    c.flush().unwrap();
+    let mut body = String::new();
+    c.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200") && body.contains("meshway_up 1"), "{body}");
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    let mut p = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    p.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = write!(p, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut r = Vec::new();
+    let _ = p.read_to_end(&mut r);
+    assert!(!String::from_utf8_lossy(&r).contains("meshway_up"), "served in the clear");
+    // A key without its certificate is refused at load, naming the keys.
+    std::fs::write(&cfg, format!("[agent]\nlisten = \"127.0.0.1:{port}\"\ntls-key = \"x.pem\"\n")).unwrap();
+    let o = Command::new(bin()).args(["agent", "--check", "--config"]).arg(&cfg).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("tls-cert and tls-key go together"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
