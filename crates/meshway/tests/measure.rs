@@ -100,7 +100,8 @@ fn bad_input_exits_2_with_a_message() {
     for (args, needle) in [
         (vec!["ping", "127.0.0.1", "--interval", "5parsecs"], "unknown unit"),
         (vec!["ping", "127.0.0.1", "--size", "20B"], "44 to 65507"),
-        (vec!["ping", "--kind", "http", "https://127.0.0.1/"], "https is not supported"),
+        (vec!["ping", "--kind", "http", "ftp://127.0.0.1/"], "expected http://host[:port]/path or https://"),
+        (vec!["ping", "--kind", "http", "https://127.0.0.1/", "--ca", "/nonexistent.pem"], "cannot read CA file"),
         (vec!["ping", "--kind", "carrier-pigeon", "127.0.0.1"], "invalid value"),
         (vec!["perf", "127.0.0.1", "--udp", "-P", "2", "-t", "1s"], "one stream"),
         (vec!["perf", "127.0.0.1", "--rate", "fast"], "invalid rate"),
