@@ -8,7 +8,7 @@
 use crate::catalog::Catalog;
 use crate::config::{CustomNodeKind, FabricConfig, FabricKind, SplitConfig, TaperAt};
 use crate::error::{closest, FabricError};
-use crate::model::{Fabric, Group, LinkClass, NodeId, NodeKind};
+use crate::model::{Fabric, Group, LinkClass, NodeId, NodeKind, ScaleUp};
 use crate::scenario::{Ctx, Scenario};
 use meshway_units::{BitsPerSec, Meters, Ratio};
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,6 +56,8 @@ struct Params {
     port_rate: BitsPerSec,
     uplink: BitsPerSec,
     nvlink: BitsPerSec,
+    /// NVLink domains larger than a host (`nvlink-domain`).
+    scale_up: Option<ScaleUp>,
     models: [u16; 3],
     radix: [u32; 3],
     lengths: Lengths,
@@ -115,6 +117,7 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
             ctx.invalid("gpus", format!("{gpus} GPUs is not a whole number of {gph}-GPU hosts (gpus-per-host)"))
         );
     }
+    let scale_up = scale_up(fc, cat, ctx, gpus, gph, nvlink)?;
     let models = [
         model(cat, ctx, "leaf-model", &fc.leaf_model)?,
         model(cat, ctx, "spine-model", &fc.spine_model)?,
@@ -139,7 +142,54 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
         spine_core: cl.spine_core.unwrap_or(d.spine_core),
         border: cl.border.unwrap_or(d.border),
     };
-    Ok(Params { kind: fc.kind, gpus, gph, planes, port_rate, uplink, nvlink, models, radix, lengths })
+    Ok(Params { kind: fc.kind, gpus, gph, planes, port_rate, uplink, nvlink, scale_up, models, radix, lengths })
+}
+
+/// The NVLink domain of `nvlink-domain` GPUs, when it is larger than a host: whole hosts
+/// per domain, whole domains, and the switch trays its NVLink ports need.
+fn scale_up(
+    fc: &FabricConfig,
+    cat: &Catalog,
+    ctx: &Ctx,
+    gpus: u32,
+    gph: u32,
+    nvlink: BitsPerSec,
+) -> Result<Option<ScaleUp>, FabricError> {
+    let Some(dom) = fc.nvlink_domain else {
+        if fc.nvlink_switch_model.is_some() {
+            return Err(
+                ctx.invalid("nvlink-switch-model", "applies only with `nvlink-domain` (GPUs per NVLink domain)")
+            );
+        }
+        return Ok(None);
+    };
+    if dom == 0 || dom > 1024 || !dom.is_multiple_of(gph) {
+        return Err(ctx.invalid(
+            "nvlink-domain",
+            format!("expected a whole number of {gph}-GPU hosts (gpus-per-host), at most 1024 GPUs, got {dom}"),
+        ));
+    }
+    if !gpus.is_multiple_of(dom) {
+        return Err(ctx.invalid("gpus", format!("{gpus} GPUs is not a whole number of {dom}-GPU NVLink domains")));
+    }
+    if dom == gph {
+        return Ok(None);
+    }
+    let name = fc.nvlink_switch_model.as_ref().or(cat.defaults.nvlink_domain_switch.as_ref()).ok_or_else(|| {
+        ctx.invalid(
+            "nvlink-switch-model",
+            "missing: the catalog has no [defaults] nvlink-domain-switch; name a switch model",
+        )
+    })?;
+    let model = model(cat, ctx, "nvlink-switch-model", &Some(name.clone()))?;
+    let m = &cat.switch[model as usize];
+    if nvlink.0 == 0 {
+        return Err(ctx.invalid("nvlink", "expected a positive NVLink rate per GPU"));
+    }
+    let links_per_gpu = u32::try_from(nvlink.0.div_ceil(m.port_rate.0)).unwrap_or(u32::MAX);
+    let ports = u64::from(dom) * u64::from(links_per_gpu);
+    let trays = u32::try_from(ports.div_ceil(u64::from(m.ports.max(1)))).unwrap_or(u32::MAX);
+    Ok(Some(ScaleUp { gpus: dom, gpus_per_host: gph, model, trays, links_per_gpu }))
 }
 
 /// Splits `radix` ports into (down, up) so that down capacity : up capacity is at most `o`.
@@ -171,17 +221,25 @@ struct SiteOut {
     border_ports: u32,
 }
 
-/// Builds GPUs (and their NVLink switches) for `p`; returns GPU ids in order.
+/// Builds GPUs (and their NVLink switches) for `p`; returns GPU ids in order. With an
+/// NVLink domain larger than a host, the GPUs of a domain share one NVLink switch (standing
+/// for its trays) and its number is their `host`: collectives see the domain as NVLink.
 fn add_hosts(f: &mut Fabric, p: &Params, cat: &Catalog) -> Vec<NodeId> {
     let mut gpus = Vec::with_capacity(p.gpus as usize);
-    let nv_tier = if p.gph > 1 { Some(f.tier("nvswitch", 0)) } else { None };
-    let nv_model = cat.switch_index("nvswitch").unwrap_or(p.models[0]);
-    for h in 0..p.gpus / p.gph {
+    f.scale_up = p.scale_up;
+    let dom = p.scale_up.map_or(p.gph, |s| s.gpus);
+    let nv_tier = if dom > 1 { Some(f.tier("nvswitch", 0)) } else { None };
+    let nv_model = match p.scale_up {
+        Some(s) => s.model,
+        None => cat.switch_index("nvswitch").unwrap_or(p.models[0]),
+    };
+    for h in 0..p.gpus / dom {
         let nvs = nv_tier.map(|tier| {
-            f.add_node(format!("host-{h}/nvswitch"), NodeKind::Switch { tier, model: nv_model, radix: p.gph })
+            let name = if p.scale_up.is_some() { format!("nvl-{h}/nvlink") } else { format!("host-{h}/nvswitch") };
+            f.add_node(name, NodeKind::Switch { tier, model: nv_model, radix: dom })
         });
-        for i in 0..p.gph {
-            let g = f.add_node(format!("gpu-{}", h * p.gph + i), NodeKind::Gpu { host: h, local: i });
+        for i in 0..dom {
+            let g = f.add_node(format!("gpu-{}", h * dom + i), NodeKind::Gpu { host: h, local: i });
             if let Some(s) = nvs {
                 f.add_link(g, s, p.nvlink, Meters(0), LinkClass::Nvlink);
             }
@@ -808,6 +866,8 @@ const FAMILY_KEYS: &[(&str, &[FabricKind])] = {
     &[
         ("gpus", FOUR),
         ("gpus-per-host", FOUR),
+        ("nvlink-domain", FOUR),
+        ("nvlink-switch-model", FOUR),
         ("nic", FOUR),
         ("nvlink", FOUR),
         ("uplink", FOUR),
@@ -838,6 +898,8 @@ fn gives(fc: &FabricConfig, key: &str) -> bool {
     match key {
         "gpus" => fc.gpus.is_some(),
         "gpus-per-host" => fc.gpus_per_host.is_some(),
+        "nvlink-domain" => fc.nvlink_domain.is_some(),
+        "nvlink-switch-model" => fc.nvlink_switch_model.is_some(),
         "nic" => fc.nic.is_some(),
         "nvlink" => fc.nvlink.is_some(),
         "uplink" => fc.uplink.is_some(),

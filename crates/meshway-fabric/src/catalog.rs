@@ -73,6 +73,9 @@ pub struct Defaults {
     pub nic: BitsPerSec,
     pub gpus_per_host: u32,
     pub nvlink_per_gpu: BitsPerSec,
+    /// Switch model of the trays of an NVLink domain larger than a host (`nvlink-domain`).
+    #[serde(default)]
+    pub nvlink_domain_switch: Option<String>,
     pub three_tier_access_oversubscription: Ratio,
     pub three_tier_aggregation_oversubscription: Ratio,
     pub three_tier_core_switches: u32,

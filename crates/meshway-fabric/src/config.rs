@@ -76,6 +76,12 @@ pub struct FabricConfig {
     pub nic: Option<BitsPerSec>,
     /// Intra-host NVLink bandwidth per GPU, each direction.
     pub nvlink: Option<BitsPerSec>,
+    /// GPUs per NVLink (scale-up) domain, when it spans several hosts (compute trays): an
+    /// NVL72 rack is `gpus-per-host = 4` and `nvlink-domain = 72`. Default: one host.
+    pub nvlink_domain: Option<u32>,
+    /// The catalog switch model of a multi-host NVLink domain's switch trays (default:
+    /// `[defaults] nvlink-domain-switch`).
+    pub nvlink_switch_model: Option<String>,
     /// The GPU model (a catalog [[gpu]] name, such as "h100-sxm"): its achievable NVLink
     /// rate and whether its NVSwitch reduces (NVLS). Default: `[simulation] gpu-model`.
     pub gpu: Option<String>,

@@ -17,7 +17,7 @@ pub mod workload_config;
 
 pub use catalog::Catalog;
 pub use error::FabricError;
-pub use model::{Fabric, LinkClass, LinkId, NodeId, NodeKind};
+pub use model::{Fabric, LinkClass, LinkId, NodeId, NodeKind, ScaleUp};
 pub use plan::{analyze, FabricReport};
 pub use scenario::{Scenario, Transport};
 

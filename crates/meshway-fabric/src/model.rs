@@ -133,6 +133,23 @@ pub struct Group {
     pub nodes: Vec<NodeId>,
 }
 
+/// An NVLink (scale-up) domain larger than one host, as an NVL72 rack: the GPUs of a domain
+/// share one NVLink switch node (`host` of a GPU numbers its domain), which stands for the
+/// domain's switch trays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ScaleUp {
+    /// GPUs per domain.
+    pub gpus: u32,
+    /// GPUs per host (compute tray); the scale-out rails are a tray's GPU positions.
+    pub gpus_per_host: u32,
+    /// Catalog switch model of the trays.
+    pub model: u16,
+    /// Switch trays per domain: the domain's NVLink ports over a tray's ports.
+    pub trays: u32,
+    /// NVLink links per GPU: its NVLink rate over the tray's port rate.
+    pub links_per_gpu: u32,
+}
+
 /// A built fabric: the graph plus what the builder knows about its structure.
 #[derive(Debug, Clone, Serialize)]
 pub struct Fabric {
@@ -148,6 +165,9 @@ pub struct Fabric {
     pub groups: Vec<Group>,
     pub group_kind: String,
     pub planes: u16,
+    /// NVLink domains larger than a host, when the scenario sets `nvlink-domain`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale_up: Option<ScaleUp>,
     /// The GPU model the scenario names (a catalog [[gpu]]); None: the catalog's default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu: Option<String>,
@@ -173,6 +193,7 @@ impl Fabric {
             groups: Vec::new(),
             group_kind: String::new(),
             planes: 1,
+            scale_up: None,
             gpu: None,
             switch_latency: Vec::new(),
             adj_start: Vec::new(),
@@ -306,6 +327,8 @@ impl Fabric {
             }
             self.groups.push(g);
         }
+        // Sites may differ; the report describes the first multi-host domain it meets.
+        self.scale_up = self.scale_up.or(other.scale_up);
         off
     }
 

@@ -24,6 +24,9 @@ pub struct FabricReport {
     pub hosts: u64,
     pub planes: u16,
     pub nic_bps: u64,
+    /// NVLink domains larger than a host (NVL72 class), when the scenario sets them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale_up: Option<ScaleUpReport>,
     pub switches: u64,
     pub tiers: Vec<TierReport>,
     pub links: Vec<LinkReport>,
@@ -33,6 +36,25 @@ pub struct FabricReport {
     pub lossless: Lossless,
     pub resilience: Resilience,
     pub warnings: Vec<String>,
+}
+
+/// The scale-up tier: NVLink domains spanning several hosts.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleUpReport {
+    pub domains: u64,
+    pub gpus_per_domain: u32,
+    /// Hosts (compute trays) per domain.
+    pub hosts_per_domain: u32,
+    pub switch_model: String,
+    pub switch_trays: u64,
+    pub trays_per_domain: u32,
+    pub links_per_gpu: u32,
+    /// GPU-to-tray NVLink links in all domains.
+    pub nvlink_links: u64,
+    /// NVLink bandwidth per GPU, each direction.
+    pub nvlink_per_gpu_bps: u64,
+    /// A domain's GPUs' NVLink bandwidth, each direction (twice this both ways).
+    pub domain_bps: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -180,8 +202,10 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
             .collect();
         h.sort_unstable();
         h.dedup();
-        h.len() as u64
+        // With multi-host NVLink domains a GPU's `host` numbers its domain.
+        h.len() as u64 * f.scale_up.map_or(1, |s| u64::from(s.gpus / s.gpus_per_host.max(1)))
     };
+    let scale_up = scale_up_report(f, cat);
     let nic_bps = f
         .gpus()
         .next()
@@ -217,6 +241,7 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
         hosts,
         planes: f.planes,
         nic_bps,
+        scale_up,
         switches: f.switches().filter(|&s| !f.is_nvswitch(s)).count() as u64,
         tiers,
         links,
@@ -227,6 +252,28 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
         resilience,
         warnings,
     }
+}
+
+fn scale_up_report(f: &Fabric, cat: &Catalog) -> Option<ScaleUpReport> {
+    let s = f.scale_up?;
+    let domains = f.switches().filter(|&n| f.is_nvswitch(n)).count() as u64;
+    let nvlink = f
+        .gpus()
+        .next()
+        .and_then(|g| f.neighbors(g).iter().find(|(_, l)| f.link(*l).class == LinkClass::Nvlink))
+        .map_or(0, |(_, l)| f.link(*l).rate.0);
+    Some(ScaleUpReport {
+        domains,
+        gpus_per_domain: s.gpus,
+        hosts_per_domain: s.gpus / s.gpus_per_host.max(1),
+        switch_model: model_name(cat, s.model),
+        switch_trays: domains * u64::from(s.trays),
+        trays_per_domain: s.trays,
+        links_per_gpu: s.links_per_gpu,
+        nvlink_links: domains * u64::from(s.gpus) * u64::from(s.links_per_gpu),
+        nvlink_per_gpu_bps: nvlink,
+        domain_bps: nvlink * u64::from(s.gpus),
+    })
 }
 
 /// Warns when a tier above the leaves is one switch, or when losing one switch of such a
@@ -266,7 +313,9 @@ fn over_capacity(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) {
     for (i, n) in f.nodes.iter().enumerate() {
         let NodeKind::Switch { model, .. } = n.kind else { continue };
         let id = NodeId(i as u32);
-        let Some(m) = cat.switch.get(model as usize).filter(|_| f.is_nvswitch(id)) else { continue };
+        let Some(m) = cat.switch.get(model as usize).filter(|_| f.is_nvswitch(id) && f.scale_up.is_none()) else {
+            continue;
+        };
         let gpus = f.degree(id) as u64;
         if gpus > u64::from(m.ports) {
             let e = nv.get_or_insert((0, gpus, model));
@@ -277,7 +326,8 @@ fn over_capacity(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) {
     if let Some((count, gpus, model)) = nv {
         warnings.push(format!(
             "{count} NVLink domains of {gpus} GPUs on the {}-port {} entry: meshway models each domain as one \
-             switch of the GPUs' NVLink rate (an NVL72 rack has 18 switch chips of 72 ports)",
+             switch of the GPUs' NVLink rate; for a rack-scale domain give the compute tray as gpus-per-host and \
+             the domain as nvlink-domain (an NVL72 rack: gpus-per-host = 4, nvlink-domain = 72)",
             cat.switch[model as usize].ports,
             model_name(cat, model)
         ));
@@ -635,7 +685,14 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
         e.power_w += power;
         e.cost_usd += cost;
     };
-    // NVLink switches are part of the GPU servers, not the network: left out.
+    // NVLink switches are part of the GPU servers, not the network: left out, except the
+    // switch trays and links of a domain larger than a host, which are counted.
+    if let Some(s) = scale_up_report(f, cat) {
+        let m = &cat.switch[f.scale_up.map_or(0, |u| u.model) as usize];
+        let t = s.switch_trays;
+        add(0, &m.name, "nvlink switch tray", t, m.power_w * t as f64, m.price_usd * t as f64);
+        add(1, "nvlink link", "nvlink (in rack)", s.nvlink_links, 0.0, 0.0);
+    }
     for (i, n) in f.nodes.iter().enumerate() {
         if f.is_nvswitch(NodeId(i as u32)) {
             continue;

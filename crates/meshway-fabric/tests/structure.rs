@@ -361,3 +361,70 @@ fn an_nvlink_domain_beyond_the_switch_entry_is_said() {
     let (_, r) = build(&text.replace("gpus-per-host = 72", "gpus-per-host = 8"));
     assert!(r.warnings.iter().all(|w| !w.contains("NVLink domains")), "{:?}", r.warnings);
 }
+
+/// 8 GB200 NVL72 racks: 4-GPU compute trays, 72-GPU NVLink domains, a 400G NIC per GPU on a
+/// rail-optimized fabric.
+const NVL72: &str = "[fabric]\nkind = \"rail-optimized\"\ngpus = 576\ngpus-per-host = 4\nnvlink-domain = 72\n\
+    nvlink = \"7.2Tbps\"\nnic = \"400Gbps\"\nleaf-model = \"quantum2-qm9700\"\nspine-model = \"quantum2-qm9700\"\n\
+    [transport]\nkind = \"infiniband\"\n";
+
+#[test]
+fn nvl72_domains_are_a_scale_up_tier_with_trays_and_links() {
+    let (f, r) = build(NVL72);
+    let s = r.scale_up.as_ref().expect("a scale-up tier");
+    // NVIDIA: 18 compute trays and 9 NVLink switch trays per rack, 18 links per GPU, one to
+    // each switch chip; 130 TB/s of NVLink per rack (72 x 900 GB/s each way).
+    assert_eq!((s.domains, s.gpus_per_domain, s.hosts_per_domain), (8, 72, 18));
+    assert_eq!((s.trays_per_domain, s.switch_trays, s.links_per_gpu), (9, 72, 18));
+    assert_eq!(s.nvlink_links, 576 * 18);
+    assert_eq!(s.domain_bps * 2, 1_036_800_000_000_000, "72 x 7.2 Tbps x 2 = 129.6 TB/s");
+    assert_eq!(s.switch_model, "nvlink5-switch-tray");
+    assert_eq!(r.hosts, 144, "hosts are compute trays");
+    assert!(r.warnings.iter().all(|w| !w.contains("NVLink domains")), "{:?}", r.warnings);
+    // The bill of materials counts the trays and the in-rack links.
+    let line = |item: &str| r.bom.lines.iter().find(|l| l.item == item).map(|l| l.count);
+    assert_eq!(line("nvlink5-switch-tray"), Some(72));
+    assert_eq!(line("nvlink link"), Some(10_368));
+    assert_eq!(line("connectx7-400g"), Some(576));
+    // A domain is one NVLink island: GPUs 0 and 71 (trays 0 and 17) share a host number,
+    // GPU 72 starts the next domain.
+    let host = |name: &str| match f.node(f.find(name).unwrap()).kind {
+        NodeKind::Gpu { host, .. } => host,
+        _ => unreachable!(),
+    };
+    assert_eq!((host("gpu-0"), host("gpu-71"), host("gpu-72")), (0, 0, 1));
+    // Rails are the tray's GPU positions: GPUs 0 and 4 (position 0 of trays 0 and 1) share a
+    // leaf, GPUs 0 and 1 do not.
+    let leaf = |name: &str| {
+        let g = f.find(name).unwrap();
+        f.neighbors(g).iter().find(|(_, l)| f.link(*l).class == LinkClass::Nic).unwrap().0
+    };
+    assert_eq!(leaf("gpu-0"), leaf("gpu-4"));
+    assert_ne!(leaf("gpu-0"), leaf("gpu-1"));
+    assert_eq!(f.node(leaf("gpu-0")).name, "leaf-g0-r0");
+    // 4 rails, 144 trays in rail groups of 32: 5 groups, 20 leaves of 32 down.
+    assert_eq!(tier(&r, "leaf").switches, 20);
+    // Pairs inside a domain go over NVLink: 576 x 71 ordered pairs.
+    let same: u64 = r.paths.same_host_pairs;
+    assert!(same > 0 && same <= 576 * 71, "{same}");
+}
+
+#[test]
+fn bad_nvlink_domains_are_refused_with_the_reason() {
+    let err = |text: &str| {
+        let cat = Catalog::builtin();
+        let sc = Scenario::parse(text, "bad.toml").unwrap_or_else(|e| panic!("{e}"));
+        sc.build(&cat).map(|_| ()).unwrap_err().to_string()
+    };
+    let e = err(&NVL72.replace("nvlink-domain = 72", "nvlink-domain = 70"));
+    assert!(e.contains("`fabric.nvlink-domain`: expected a whole number of 4-GPU hosts"), "{e}");
+    let e = err(&NVL72.replace("gpus = 576", "gpus = 600"));
+    assert!(e.contains("600 GPUs is not a whole number of 72-GPU NVLink domains"), "{e}");
+    let e = err(&NVL72.replace("nvlink-domain = 72", "nvlink-switch-model = \"nvswitch\""));
+    assert!(e.contains("`fabric.nvlink-switch-model`: applies only with `nvlink-domain`"), "{e}");
+    let e = err(&NVL72.replace("nvlink-domain = 72", "nvlink-domain = 72\nnvlink-switch-model = \"nvl\""));
+    assert!(e.contains("unknown switch model \"nvl\""), "{e}");
+    // A domain of one host is the plain host.
+    let (f, r) = build(&NVL72.replace("gpus-per-host = 4", "gpus-per-host = 72"));
+    assert!(r.scale_up.is_none() && f.scale_up.is_none());
+}

@@ -58,6 +58,24 @@ fn plan_header(o: &mut String, r: &FabricReport) {
         if r.planes > 1 { format!(", {} planes", r.planes) } else { String::new() },
         if r.sites.is_empty() { String::new() } else { format!(", sites {}", r.sites.join(", ")) }
     );
+    if let Some(s) = &r.scale_up {
+        let _ = writeln!(
+            o,
+            "Scale-up: {} NVLink domains of {} GPUs ({} hosts each), {} per GPU each way, {} per domain \
+             both ways; {} {} ({} per domain), {} NVLink links ({} per GPU). Traffic inside a domain stays on \
+             NVLink; \"hosts\" below means domains.",
+            thousands(s.domains),
+            s.gpus_per_domain,
+            s.hosts_per_domain,
+            rate(s.nvlink_per_gpu_bps),
+            rate(s.domain_bps.saturating_mul(2)),
+            thousands(s.switch_trays),
+            s.switch_model,
+            s.trays_per_domain,
+            thousands(s.nvlink_links),
+            s.links_per_gpu
+        );
+    }
     o.push('\n');
 }
 

@@ -957,3 +957,20 @@ fn parallel_links_get_distinct_names() {
     assert_eq!(names.len(), n, "every directed link has its own name");
     assert!(names.iter().any(|x| x.ends_with(" #16")) && !names.iter().any(|x| x.ends_with(" #17")), "{names:?}");
 }
+
+#[test]
+fn traffic_inside_an_nvlink_domain_stays_on_nvlink() {
+    // Two NVL72 racks: GPUs 0 and 71 sit on different compute trays of one domain, GPU 72
+    // in the other rack.
+    let text = "[fabric]\nkind = \"rail-optimized\"\ngpus = 144\ngpus-per-host = 4\nnvlink-domain = 72\n\
+        nvlink = \"7.2Tbps\"\nnic = \"400Gbps\"\n[transport]\nkind = \"roce\"\n\
+        [[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n";
+    let time = |dst: &str| {
+        let csv = format!("src,dst,bytes\ngpu-0,{dst},1GiB\n");
+        run_with(text, &Options::default(), &[("f.csv", csv)]).unwrap().workloads[0].time_ns.unwrap()
+    };
+    let (inside, across) = (time("gpu-71"), time("gpu-72"));
+    // 1 GiB at 7.2 Tbps is 1.19 ms; at 400 Gb/s, 21.5 ms.
+    assert!((1_190_000..1_400_000).contains(&inside), "inside the domain: {inside} ns");
+    assert!((21_400_000..23_500_000).contains(&across), "across domains: {across} ns");
+}
