@@ -28,6 +28,8 @@ pub struct FabricReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scale_up: Option<ScaleUpReport>,
     pub switches: u64,
+    /// The fabric's groups (pods, rail groups, leaves, sites).
+    pub groups: GroupsReport,
     pub tiers: Vec<TierReport>,
     pub links: Vec<LinkReport>,
     pub bisection: Bisection,
@@ -36,6 +38,16 @@ pub struct FabricReport {
     pub lossless: Lossless,
     pub resilience: Resilience,
     pub warnings: Vec<String>,
+}
+
+/// The groups a structural bisection never splits: pods, rail groups, leaves or sites.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupsReport {
+    /// "pod", "rail-group", "leaf", "site" or "" when the fabric has none.
+    pub kind: String,
+    pub count: u64,
+    /// GPUs in the largest group.
+    pub gpus_max: u64,
 }
 
 /// The scale-up tier: NVLink domains spanning several hosts.
@@ -243,6 +255,16 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
         nic_bps,
         scale_up,
         switches: f.switches().filter(|&s| !f.is_nvswitch(s)).count() as u64,
+        groups: GroupsReport {
+            kind: f.group_kind.clone(),
+            count: f.groups.len() as u64,
+            gpus_max: f
+                .groups
+                .iter()
+                .map(|g| g.nodes.iter().filter(|n| f.node(**n).is_gpu()).count() as u64)
+                .max()
+                .unwrap_or(0),
+        },
         tiers,
         links,
         bisection,

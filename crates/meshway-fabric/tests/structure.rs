@@ -425,6 +425,8 @@ fn bad_nvlink_domains_are_refused_with_the_reason() {
     let e = err(&NVL72.replace("nvlink-domain = 72", "nvlink-domain = 72\nnvlink-switch-model = \"nvl\""));
     assert!(e.contains("unknown switch model \"nvl\""), "{e}");
     // A domain of one host is the plain host.
-    let (f, r) = build(&NVL72.replace("gpus-per-host = 4", "gpus-per-host = 72"));
+    let (f, r) = build(
+        &NVL72.replace("gpus-per-host = 4", "gpus-per-host = 8").replace("nvlink-domain = 72", "nvlink-domain = 8"),
+    );
     assert!(r.scale_up.is_none() && f.scale_up.is_none());
 }

@@ -1,6 +1,6 @@
 //! Text output of `meshway validate`.
 
-use crate::format::{pct, pct_signed};
+use crate::format::{pct, pct_signed, thousands};
 use crate::table::Table;
 use meshway_units::Bytes;
 use meshway_validate::ValidationReport;
@@ -202,4 +202,42 @@ pub fn validate_html(collectives: Option<&meshway_validate::ValidationReport>, t
     body.push_str(&esc(text));
     body.push_str("</pre>\n");
     page("meshway validate", &body)
+}
+
+/// Published reference designs against meshway's plans.
+pub fn plan_validate_text(r: &meshway_validate::plan::PlanValidation) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "Reference designs, published counts against meshway plan");
+    let mut t = Table::new(&["design", "quantity", "published", "meshway", "status"]);
+    let num = |x: f64| if x.fract() == 0.0 { thousands(x as u64) } else { format!("{x:.3}") };
+    for x in &r.rows {
+        t.row(vec![
+            x.design.clone(),
+            x.quantity.clone(),
+            num(x.published),
+            x.planned.map_or_else(|| "-".to_string(), num),
+            x.status.clone(),
+        ]);
+    }
+    o.push_str(&t.render());
+    let differs: Vec<_> = r.rows.iter().filter(|x| x.differs.is_some() && x.status != "match").collect();
+    if !differs.is_empty() {
+        let _ = writeln!(o, "\nDeliberate differences");
+        for x in differs {
+            let _ = writeln!(o, "  {} {}: {}", x.design, x.quantity, x.differs.as_deref().unwrap_or(""));
+        }
+    }
+    let _ = writeln!(o, "\nSources");
+    for d in &r.designs {
+        let _ = writeln!(o, "  {} ({}/{} match): {}", d.name, d.matched, d.rows, d.source);
+    }
+    let _ = writeln!(
+        o,
+        "\n{} rows: {} match, {} differ deliberately, {} mismatch",
+        r.rows.len(),
+        r.matched,
+        r.differs,
+        r.mismatched
+    );
+    o
 }

@@ -10,6 +10,7 @@
 //! Pure: the caller reads the files and passes their text.
 
 pub mod inference;
+pub mod plan;
 
 use meshway_fabric::config::{FabricConfig, ScenarioConfig, TransportConfig};
 use meshway_fabric::workload_config::WorkloadConfig;

@@ -141,6 +141,7 @@ of failure. Every default number comes from catalog/default.toml with its source
   meshway validate                    the repository's validation/ set
   meshway validate validation --json
   meshway validate --set inference    serving throughput and latency only
+  meshway validate --set plan         published reference designs against meshway plan
 
 Reads DIR/collectives/nccl-tests.csv (published nccl-tests results, each row citing its
 source) and DIR/collectives/setups.toml (their hardware as meshway fabrics, and the rows
@@ -155,13 +156,18 @@ Each row runs as one server: offline rows with every request sent at once, rate 
 Poisson arrivals. Prints output tokens/s, time to first token and inter-token latency,
 published and simulated, and per group the share within 15% (throughput) or 20% (latency).
 DIR/inference/wan-rtt.csv (published inter-region round trips) is compared with the path
-model: great-circle distance x route factor x fibre delay + the fixed per-path cost.")]
+model: great-circle distance x route factor x fibre delay + the fixed per-path cost.
+
+Reads DIR/plan/designs.toml (published reference designs: DGX SuperPOD generations, GB200
+NVL72, Alibaba HPN) and plans each one: switches per tier, links, hosts, NVLink trays and
+oversubscription against the published counts, each row cited; a deliberate difference says
+why. The exit status is 1 when a row that should match does not.")]
     Validate {
         /// The validation set (default: validation).
         #[arg(default_value = "validation")]
         dir: PathBuf,
         /// Which part: collectives, inference or all.
-        #[arg(long, default_value = "all", value_parser = ["all", "collectives", "inference"])]
+        #[arg(long, default_value = "all", value_parser = ["all", "collectives", "inference", "plan"])]
         set: String,
         #[command(flatten)]
         common: Common,
@@ -277,7 +283,7 @@ fn run(cli: Cli) -> Result<()> {
             let mut text = String::new();
             let mut out = serde_json::Map::new();
             let mut coll = None;
-            if set != "inference" {
+            if set == "all" || set == "collectives" {
                 let (rows, rows_file) = read("collectives", "nccl-tests.csv")?;
                 let (setups, setups_file) = read("collectives", "setups.toml")?;
                 let r = meshway_validate::run(&rows, &rows_file, &setups, &setups_file, &cat, &mut |_, _| {})?;
@@ -285,7 +291,18 @@ fn run(cli: Cli) -> Result<()> {
                 out.insert("collectives".into(), serde_json::to_value(&r)?);
                 coll = Some(r);
             }
-            if set != "collectives" {
+            let mut plan_mismatch = 0;
+            if set == "all" || set == "plan" {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                let (designs, designs_file) = read("plan", "designs.toml")?;
+                let r = meshway_validate::plan::run(&designs, &designs_file, &cat)?;
+                text.push_str(&meshway_report::validate::plan_validate_text(&r));
+                out.insert("plan".into(), serde_json::to_value(&r)?);
+                plan_mismatch = r.mismatched;
+            }
+            if set == "all" || set == "inference" {
                 let (setups, setups_file) = read("inference", "setups.toml")?;
                 let files = vec![read("inference", "throughput.csv")?, read("inference", "latency-load.csv")?];
                 let files: Vec<(String, String)> = files.into_iter().map(|(t, f)| (f, t)).collect();
@@ -303,7 +320,12 @@ fn run(cli: Cli) -> Result<()> {
                     .with_context(|| format!("cannot write {}", p.display()))?;
                 eprintln!("wrote {}", p.display());
             }
-            emit(&if common.json { json(&out)? } else { text })
+            emit(&if common.json { json(&out)? } else { text })?;
+            if plan_mismatch > 0 {
+                eprintln!("{plan_mismatch} reference-design rows do not match their published counts");
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Schema => emit(&meshway_fabric::schema::scenario_schema()),
     }

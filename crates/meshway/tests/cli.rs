@@ -167,6 +167,63 @@ fn validate_needs_a_validation_set() {
     assert!(e.contains("cannot read no/such/dir/collectives/nccl-tests.csv (is no/such/dir a validation set?)"), "{e}");
 }
 
+#[test]
+fn validate_plan_matches_the_published_reference_designs() {
+    let set = root().join("validation");
+    let o = meshway(&["validate", set.to_str().unwrap(), "--set", "plan", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v["plan"]["rows"].as_array().unwrap();
+    assert!(rows.len() >= 80, "{} rows", rows.len());
+    // Every row matches its published count exactly, except the rows that say why not.
+    for r in rows {
+        match r["status"].as_str().unwrap() {
+            "match" if r["quantity"].as_str().unwrap().starts_with("oversubscription") => {
+                let (p, q) = (r["planned"].as_f64().unwrap(), r["published"].as_f64().unwrap());
+                assert!((p / q - 1.0).abs() <= 0.005, "{r}");
+            }
+            "match" => assert_eq!(r["planned"], r["published"], "{r}"),
+            "differs" => assert!(r["differs"].as_str().is_some_and(|d| d.len() > 20), "{r}"),
+            _ => panic!("a row that does not match: {r}"),
+        }
+    }
+    assert_eq!(v["plan"]["mismatched"], 0);
+    let planned = |design: &str, q: &str| {
+        rows.iter()
+            .find(|r| r["design"] == design && r["quantity"] == q)
+            .map(|r| r["planned"].as_f64().unwrap())
+            .unwrap()
+    };
+    // NVIDIA's XDR spines are not linear in the SU count (4, 18, 36, 72): a leaf's 72
+    // uplinks go evenly to a number of spines that divides 72.
+    assert_eq!(planned("dgx-b300-xdr-4su", "switches.spine"), 18.0);
+    assert_eq!(planned("dgx-b300-xdr-8su", "switches.spine"), 36.0);
+    assert_eq!(planned("dgx-h100-64su", "switches.core"), 256.0);
+    assert_eq!(planned("dgx-gb200-1su", "scale-up.switch-trays"), 72.0);
+
+    // A design whose published count is wrong fails the run with exit status 1.
+    let dir = std::env::temp_dir().join(format!("meshway-validate-plan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("plan")).unwrap();
+    let text = std::fs::read_to_string(set.join("plan/designs.toml")).unwrap();
+    let one = &text[..text.find("[[design]]\nname = \"dgx-h100-2su\"").unwrap()];
+    std::fs::write(dir.join("plan/designs.toml"), one.replace("published = 4,", "published = 5,")).unwrap();
+    let o = meshway(&["validate", dir.to_str().unwrap(), "--set", "plan"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("1 mismatch"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("1 reference-design rows do not match"), "{}", stderr(&o));
+    // An unknown quantity names the file, the design and what is expected.
+    std::fs::write(dir.join("plan/designs.toml"), one.replace("\"switches.spine\"", "\"spine-count\"")).unwrap();
+    let o = meshway(&["validate", dir.to_str().unwrap(), "--set", "plan"]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("designs.toml") && e.contains("design \"dgx-h100-1su\": unknown quantity \"spine-count\""),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Checks a report as a file a person opens offline: one HTML document, charts with lines
 /// in them, nothing fetched, no script.
 fn check_self_contained(html: &str, min_charts: usize) {
