@@ -320,18 +320,58 @@ fn port_plan(fc: &FabricConfig, p: &Params, ctx: &Ctx) -> Result<PortPlan, Fabri
         (_, Some(t)) => return Err(ctx.invalid("tiers", format!("expected 2 or 3, got {t}"))),
         (_, None) => 0, // decided once the leaf count is known
     };
+    if p.kind == FabricKind::LeafSpine && tiers == 2 {
+        for (key, given) in [("core-model", fc.core_model.is_some()), ("core-radix", fc.core_radix.is_some())] {
+            if given {
+                return Err(ctx.invalid(key, "a 2-tier leaf-spine has no core; set tiers = 3"));
+            }
+        }
+    }
     if let (Some(_), 2) = (fc.aggregation_oversubscription, tiers) {
         return Err(
             ctx.invalid("aggregation-oversubscription", "a 2-tier fabric has no second-tier uplinks; set tiers = 3")
         );
     }
-    Ok(PortPlan {
-        leaf_d: d,
-        leaf_u: u,
-        spine_split: fc.aggregation_oversubscription.unwrap_or(Ratio::ONE).split_ports(p.radix[1]),
-        core_radix: p.radix[2],
-        tiers,
-    })
+    let o2 = fc.aggregation_oversubscription.unwrap_or(Ratio::ONE);
+    let (spine_split, tiers) = match fc.pod_size {
+        None => (o2.split_ports(p.radix[1]), tiers),
+        Some(_) if tiers == 2 => {
+            return Err(ctx.invalid("pod-size", "a 2-tier fabric has no pods; set tiers = 3"));
+        }
+        Some(ps) => (pod_spine_ports(ps, d, o2, p, ctx)?, 3),
+    };
+    Ok(PortPlan { leaf_d: d, leaf_u: u, spine_split, core_radix: p.radix[2], tiers })
+}
+
+/// A pod spine's (down, up) ports for pods of `pod_gpus` GPUs: one down port per leaf of the
+/// pod, and as many uplinks as `o` asks (down over up at most `o`), within the spine's radix.
+fn pod_spine_ports(pod_gpus: u32, leaf_d: u32, o: Ratio, p: &Params, ctx: &Ctx) -> Result<(u32, u32), FabricError> {
+    // The unit a pod holds whole: a leaf, or a rail group (leaf_d hosts on gph rail leaves).
+    let (unit_gpus, unit_leaves, what) = if p.kind == FabricKind::RailOptimized {
+        (u64::from(leaf_d) * u64::from(p.gph), u64::from(p.gph), "rail groups")
+    } else {
+        (u64::from(leaf_d), 1, "leaves")
+    };
+    let ps = u64::from(pod_gpus);
+    if ps == 0 || !ps.is_multiple_of(unit_gpus) {
+        return Err(
+            ctx.invalid("pod-size", format!("expected a whole number of {unit_gpus}-GPU {what}, got {pod_gpus}"))
+        );
+    }
+    let down = ps / unit_gpus * unit_leaves;
+    let (num, den) = o.parts();
+    let up = (u128::from(down) * u128::from(den)).div_ceil(u128::from(num).max(1)) as u64;
+    if down + up > u64::from(p.radix[1]) {
+        return Err(ctx.invalid(
+            "pod-size",
+            format!(
+                "a pod of {pod_gpus} GPUs has {down} leaves: each pod spine needs {down} ports down and {up} up \
+                 at {o}, more than its {} ports (spine-model or spine-radix)",
+                p.radix[1]
+            ),
+        ));
+    }
+    Ok((down as u32, up.max(1) as u32))
 }
 
 /// A leaf with `gpus` GPU ports: as many uplinks as `o` asks (down capacity over up at most
@@ -876,14 +916,15 @@ const FAMILY_KEYS: &[(&str, &[FabricKind])] = {
         ("spine-model", FOUR),
         ("leaf-radix", FOUR),
         ("spine-radix", FOUR),
-        ("core-model", &[ThreeTier, FatTree, RailOptimized]),
-        ("core-radix", &[ThreeTier, FatTree, RailOptimized]),
+        ("core-model", FOUR),
+        ("core-radix", FOUR),
         ("oversubscription", &[ThreeTier, LeafSpine, RailOptimized]),
         ("aggregation-oversubscription", &[ThreeTier, LeafSpine, RailOptimized]),
         ("gpus-per-leaf", &[LeafSpine, RailOptimized]),
         ("core-switches", &[ThreeTier]),
         ("spines", &[LeafSpine, RailOptimized]),
         ("tiers", &[LeafSpine, RailOptimized]),
+        ("pod-size", &[LeafSpine, RailOptimized]),
         ("k", &[FatTree]),
         ("taper", &[FatTree]),
         ("taper-at", &[FatTree]),
@@ -916,6 +957,7 @@ fn gives(fc: &FabricConfig, key: &str) -> bool {
         "core-switches" => fc.core_switches.is_some(),
         "spines" => fc.spines.is_some(),
         "tiers" => fc.tiers.is_some(),
+        "pod-size" => fc.pod_size.is_some(),
         "k" => fc.k.is_some(),
         "taper" => fc.taper.is_some(),
         "taper-at" => fc.taper_at.is_some(),

@@ -103,6 +103,11 @@ pub struct FabricConfig {
     /// Leaf-spine and rail-optimized: GPU ports per leaf (per plane), in place of filling
     /// the leaf's ports; the uplinks follow from `oversubscription`.
     pub gpus_per_leaf: Option<u32>,
+    /// Leaf-spine and rail-optimized with 3 tiers: GPUs per pod (whole leaves, or whole rail
+    /// groups); each pod spine takes one link from every leaf of its pod, and its uplinks
+    /// follow from `aggregation-oversubscription`. Default: as many leaves as a spine's
+    /// down ports hold.
+    pub pod_size: Option<u32>,
     /// Leaf-spine: number of spines (derived when absent).
     pub spines: Option<u32>,
     /// Rail-optimized: 2 or 3 switch tiers (derived when absent).

@@ -28,7 +28,7 @@ fn unknown_key_suggests_the_closest() {
         e.starts_with("bad.toml:4:1: `fabric.leaf-radx`: unknown key `leaf-radx`: expected one of leaf-radix, "),
         "{e}"
     );
-    assert!(e.contains("... (31 in all)"), "at most a handful of keys, closest first: {e}");
+    assert!(e.contains("... (32 in all)"), "at most a handful of keys, closest first: {e}");
     assert!(e.ends_with("did you mean `leaf-radix`?"), "{e}");
     let e = err("[fabrc]\nkind = \"leaf-spine\"\n");
     assert!(e.contains("did you mean `fabric`?"), "{e}");
@@ -201,8 +201,9 @@ fn a_key_the_family_does_not_use_is_an_error_naming_the_families_that_do() {
         ("spine-model", "\"generic-64x400g\"", "custom", FOUR),
         ("leaf-radix", "64", "custom", FOUR),
         ("spine-radix", "64", "custom", FOUR),
-        ("core-model", "\"generic-64x400g\"", "leaf-spine", "three-tier, fat-tree, rail-optimized"),
-        ("core-radix", "64", "leaf-spine", "three-tier, fat-tree, rail-optimized"),
+        ("core-model", "\"generic-64x400g\"", "custom", FOUR),
+        ("core-radix", "64", "custom", FOUR),
+        ("pod-size", "1024", "fat-tree", "leaf-spine, rail-optimized"),
         ("oversubscription", "\"2:1\"", "fat-tree", "three-tier, leaf-spine, rail-optimized; a fat-tree takes `taper`"),
         ("aggregation-oversubscription", "\"2:1\"", "fat-tree", "three-tier, leaf-spine, rail-optimized"),
         ("gpus-per-leaf", "16", "three-tier", "leaf-spine, rail-optimized"),
@@ -247,4 +248,37 @@ fn gpus_per_leaf_beyond_the_leaf_and_second_tier_keys_on_two_tiers() {
     );
     let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\naggregation-oversubscription = \"2:1\"\n");
     assert!(e.contains("a 2-tier fabric has no second-tier uplinks; set tiers = 3"), "{e}");
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\ncore-model = \"generic-64x400g\"\n");
+    assert!(e.contains("`fabric.core-model`: a 2-tier leaf-spine has no core; set tiers = 3"), "{e}");
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\ntiers = 2\npod-size = 512\n");
+    assert!(e.contains("`fabric.pod-size`: a 2-tier fabric has no pods; set tiers = 3"), "{e}");
+}
+
+#[test]
+fn pod_size_sets_the_pods_and_refuses_what_does_not_fit() {
+    // Meta-style: 16-GPU leaves at 1:1, pods of 3,072 GPUs (192 leaves), 7:1 to the core.
+    let text = "[fabric]\nkind = \"leaf-spine\"\ngpus = 6144\ngpus-per-host = 8\ngpus-per-leaf = 16\ntiers = 3\n\
+        pod-size = 3072\naggregation-oversubscription = \"7:1\"\nleaf-model = \"tomahawk5-128x400g\"\n\
+        spine-model = \"modular-576x400g\"\ncore-model = \"modular-576x400g\"\n";
+    let cat = Catalog::builtin();
+    let s = Scenario::parse(text, "ok.toml").unwrap();
+    let f = s.build(&cat).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(f.groups.len(), 2, "two pods");
+    let gpus_in = |g: &meshway_fabric::model::Group| g.nodes.iter().filter(|n| f.node(**n).is_gpu()).count();
+    assert_eq!(gpus_in(&f.groups[0]), 3072);
+    // Each pod spine: one port to each of the 192 leaves, ceil(192 / 7) = 28 up.
+    let tr = s.transport(&cat).unwrap();
+    let r = meshway_fabric::analyze(&f, &cat, &tr);
+    let spine = r.tiers.iter().find(|t| t.name == "spine").unwrap();
+    assert_eq!(spine.switches, 2 * 16, "16 spines per pod (the leaves' uplinks)");
+    assert_eq!(spine.down_bps / spine.switches, 192 * 400_000_000_000);
+    assert_eq!(spine.up_bps / spine.switches, 28 * 400_000_000_000);
+    // Not whole leaves, or more ports than the spine has.
+    let e = err(&text.replace("pod-size = 3072", "pod-size = 3000"));
+    assert!(e.contains("`fabric.pod-size`: expected a whole number of 16-GPU leaves, got 3000"), "{e}");
+    let e = err(&text.replace("spine-model = \"modular-576x400g\"", "spine-model = \"tomahawk5-128x400g\""));
+    assert!(
+        e.contains("a pod of 3072 GPUs has 192 leaves: each pod spine needs 192 ports down and 28 up at 7:1, more than its 128 ports"),
+        "{e}"
+    );
 }
