@@ -58,6 +58,7 @@ struct Params {
     nvlink: BitsPerSec,
     /// NVLink domains larger than a host (`nvlink-domain`).
     scale_up: Option<ScaleUp>,
+    host_cage_rate: Option<BitsPerSec>,
     models: [u16; 3],
     radix: [u32; 3],
     lengths: Lengths,
@@ -118,6 +119,15 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
         );
     }
     let scale_up = scale_up(fc, cat, ctx, gpus, gph, nvlink)?;
+    let host_cage_rate = fc.host_cage_rate;
+    if let Some(c) = host_cage_rate {
+        if c.0 == 0 || !c.0.is_multiple_of(port_rate.0) {
+            return Err(ctx.invalid(
+                "host-cage-rate",
+                format!("expected a whole number of NIC ports ({port_rate}) per cage, got {c}"),
+            ));
+        }
+    }
     let models = [
         model(cat, ctx, "leaf-model", &fc.leaf_model)?,
         model(cat, ctx, "spine-model", &fc.spine_model)?,
@@ -142,7 +152,20 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
         spine_core: cl.spine_core.unwrap_or(d.spine_core),
         border: cl.border.unwrap_or(d.border),
     };
-    Ok(Params { kind: fc.kind, gpus, gph, planes, port_rate, uplink, nvlink, scale_up, models, radix, lengths })
+    Ok(Params {
+        kind: fc.kind,
+        gpus,
+        gph,
+        planes,
+        port_rate,
+        uplink,
+        nvlink,
+        scale_up,
+        host_cage_rate,
+        models,
+        radix,
+        lengths,
+    })
 }
 
 /// The NVLink domain of `nvlink-domain` GPUs, when it is larger than a host: whole hosts
@@ -227,6 +250,7 @@ struct SiteOut {
 fn add_hosts(f: &mut Fabric, p: &Params, cat: &Catalog) -> Vec<NodeId> {
     let mut gpus = Vec::with_capacity(p.gpus as usize);
     f.scale_up = p.scale_up;
+    f.host_cage_rate = p.host_cage_rate;
     let dom = p.scale_up.map_or(p.gph, |s| s.gpus);
     let nv_tier = if dom > 1 { Some(f.tier("nvswitch", 0)) } else { None };
     let nv_model = match p.scale_up {
@@ -908,6 +932,7 @@ const FAMILY_KEYS: &[(&str, &[FabricKind])] = {
         ("gpus-per-host", FOUR),
         ("nvlink-domain", FOUR),
         ("nvlink-switch-model", FOUR),
+        ("host-cage-rate", FOUR),
         ("nic", FOUR),
         ("nvlink", FOUR),
         ("uplink", FOUR),
@@ -941,6 +966,7 @@ fn gives(fc: &FabricConfig, key: &str) -> bool {
         "gpus-per-host" => fc.gpus_per_host.is_some(),
         "nvlink-domain" => fc.nvlink_domain.is_some(),
         "nvlink-switch-model" => fc.nvlink_switch_model.is_some(),
+        "host-cage-rate" => fc.host_cage_rate.is_some(),
         "nic" => fc.nic.is_some(),
         "nvlink" => fc.nvlink.is_some(),
         "uplink" => fc.uplink.is_some(),

@@ -98,6 +98,10 @@ pub struct SwitchModel {
     /// In-network reduction (NVIDIA SHARP): NCCL's CollNet can reduce in these switches.
     #[serde(default)]
     pub sharp: bool,
+    /// What one front-panel cage carries (an 800G twin-port OSFP cage holds two 400G links,
+    /// served by one twin-port module or one breakout cable). Absent: one link per cage.
+    #[serde(default)]
+    pub cage_rate: Option<BitsPerSec>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -770,9 +774,13 @@ impl Catalog {
         self.cable.iter().find(|c| c.name == want)
     }
 
-    /// The NIC whose rate matches, else the first one.
+    /// The NIC of exactly `rate`, else the slowest one faster than it; None when every
+    /// catalog NIC is slower.
     pub fn nic_for(&self, rate: BitsPerSec) -> Option<&Nic> {
-        self.nic.iter().find(|n| n.rate == rate).or(self.nic.first())
+        self.nic
+            .iter()
+            .find(|n| n.rate == rate)
+            .or_else(|| self.nic.iter().filter(|n| n.rate > rate).min_by_key(|n| n.rate))
     }
 
     /// The transport profile named `name` ("infiniband", "roce", "tcp").

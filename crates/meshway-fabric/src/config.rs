@@ -87,6 +87,10 @@ pub struct FabricConfig {
     pub gpu: Option<String>,
     /// Independent network planes; each NIC has one port into each plane.
     pub planes: Option<u32>,
+    /// What one cage of a host carries (DGX H100/B200: "800Gbps", four twin-port OSFP cages
+    /// for eight 400G ConnectX-7): a host's optical NIC links share modules by cage. Absent:
+    /// one module per NIC link.
+    pub host_cage_rate: Option<BitsPerSec>,
     /// Switch-to-switch link rate; defaults to the per-plane NIC rate.
     pub uplink: Option<BitsPerSec>,
     pub leaf_model: Option<String>,

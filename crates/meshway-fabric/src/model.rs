@@ -165,6 +165,9 @@ pub struct Fabric {
     pub groups: Vec<Group>,
     pub group_kind: String,
     pub planes: u16,
+    /// What one host cage carries (`host-cage-rate`), when the scenario sets it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_cage_rate: Option<meshway_units::BitsPerSec>,
     /// NVLink domains larger than a host, when the scenario sets `nvlink-domain`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scale_up: Option<ScaleUp>,
@@ -194,6 +197,7 @@ impl Fabric {
             group_kind: String::new(),
             planes: 1,
             scale_up: None,
+            host_cage_rate: None,
             gpu: None,
             switch_latency: Vec::new(),
             adj_start: Vec::new(),
@@ -329,6 +333,7 @@ impl Fabric {
         }
         // Sites may differ; the report describes the first multi-host domain it meets.
         self.scale_up = self.scale_up.or(other.scale_up);
+        self.host_cage_rate = self.host_cage_rate.or(other.host_cage_rate);
         off
     }
 

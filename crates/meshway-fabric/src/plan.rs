@@ -142,6 +142,13 @@ pub struct BomLine {
 #[derive(Debug, Clone, Serialize)]
 pub struct Bom {
     pub lines: Vec<BomLine>,
+    /// Cable assemblies: one per optical link (its fibre), one per copper link or per
+    /// breakout cable serving several.
+    pub cables: u64,
+    /// Optical modules in switch cages (a twin-port module serves two links).
+    pub switch_modules: u64,
+    /// Optical modules at the hosts (NICs, or shared host cages with `host-cage-rate`).
+    pub host_modules: u64,
     pub fiber_m: f64,
     pub dci_fiber_km: f64,
     pub total_power_w: f64,
@@ -729,6 +736,37 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
     let mut dci_km = 0.0;
     let mut missing: BTreeMap<String, u64> = BTreeMap::new();
     let mut cable_cost: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    // Link ends that share a cage: (cage owner, module) -> ends. A switch's cage carries its
+    // model's `cage-rate`; a host's, the scenario's `host-cage-rate` (keyed by its first GPU).
+    let mut shared: BTreeMap<(u32, u16, bool), (u64, u64)> = BTreeMap::new();
+    let (mut cables, mut switch_modules, mut host_modules) = (0u64, 0u64, 0u64);
+    // A host (compute tray with NVLink domains), numbered within its site.
+    let host_of = |g: NodeId| -> u32 {
+        match f.node(g).kind {
+            NodeKind::Gpu { host, local } => {
+                let tray = match f.scale_up {
+                    Some(s) => host * (s.gpus / s.gpus_per_host.max(1)) + local / s.gpus_per_host.max(1),
+                    None => host,
+                };
+                (u32::from(f.node(g).site) << 24) ^ tray
+            }
+            _ => g.0,
+        }
+    };
+    // Per end: (owner key, links per cage, the module of the cage's rate) when it shares.
+    let cage = |n: NodeId, l: &crate::model::Link, class: OpticClass| -> Option<(u32, u64, u16)> {
+        let cage_rate = match f.node(n).kind {
+            NodeKind::Switch { model, .. } => cat.switch.get(model as usize).and_then(|m| m.cage_rate)?,
+            NodeKind::Gpu { .. } => f.host_cage_rate?,
+        };
+        let per = cage_rate.0 / l.rate.0.max(1);
+        if per < 2 {
+            return None;
+        }
+        let o = cat.choose_optic(cage_rate, l.length).filter(|&o| cat.optic[o as usize].class == class)?;
+        let owner = if f.node(n).is_gpu() { host_of(n) } else { n.0 | (1 << 31) };
+        Some((owner, per, o))
+    };
     for l in &f.links {
         if !is_network(l.class) {
             continue;
@@ -739,10 +777,38 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
         };
         let o = &cat.optic[oi as usize];
         if o.class == OpticClass::Copper {
-            add(1, &o.name, "copper cable", 1, 2.0 * o.power_w, o.price_usd);
+            // A copper link from a shared cage is one leg of a breakout cable.
+            match [l.a, l.b].into_iter().find_map(|n| cage(n, l, o.class)) {
+                Some((owner, per, bo)) => {
+                    let e = shared.entry((owner, bo, true)).or_default();
+                    e.0 += 1;
+                    e.1 = per;
+                }
+                None => {
+                    cables += 1;
+                    add(1, &o.name, "copper cable", 1, 2.0 * o.power_w, o.price_usd);
+                }
+            }
             continue;
         }
-        add(1, &o.name, "optic", 2, 2.0 * o.power_w, 2.0 * o.price_usd);
+        cables += 1;
+        for n in [l.a, l.b] {
+            match cage(n, l, o.class).filter(|_| l.class != LinkClass::Dci) {
+                Some((owner, per, mo)) => {
+                    let e = shared.entry((owner, mo, false)).or_default();
+                    e.0 += 1;
+                    e.1 = per;
+                }
+                None => {
+                    if f.node(n).is_gpu() {
+                        host_modules += 1;
+                    } else {
+                        switch_modules += 1;
+                    }
+                    add(1, &o.name, "optic", 1, o.power_w, o.price_usd);
+                }
+            }
+        }
         if l.class == LinkClass::Dci {
             dci_km += l.length.as_km_f64();
             continue;
@@ -752,6 +818,21 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
             let e = cable_cost.entry(c.name.clone()).or_default();
             e.0 += l.length.as_m_f64();
             e.1 += l.length.as_m_f64() * c.price_usd_per_m;
+        }
+    }
+    for ((owner, oi, breakout), (ends, per)) in shared {
+        let o = &cat.optic[oi as usize];
+        let n = ends.div_ceil(per.max(1));
+        if breakout {
+            cables += n;
+            add(1, &o.name, "breakout cable", n, 2.0 * o.power_w * n as f64, o.price_usd * n as f64);
+        } else {
+            if owner & (1 << 31) != 0 {
+                switch_modules += n;
+            } else {
+                host_modules += n;
+            }
+            add(1, &o.name, "optic (twin-port)", n, o.power_w * n as f64, o.price_usd * n as f64);
         }
     }
     for (name, (m, cost)) in cable_cost {
@@ -770,9 +851,15 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
             )
         })
         .unwrap_or_default();
-    if let Some(nic) = cat.nic_for(nic_rate) {
-        let n = f.gpu_count() as u64;
-        add(3, &nic.name, "nic", n, nic.power_w * n as f64, nic.price_usd * n as f64);
+    match cat.nic_for(nic_rate) {
+        Some(nic) => {
+            let n = f.gpu_count() as u64;
+            add(3, &nic.name, "nic", n, nic.power_w * n as f64, nic.price_usd * n as f64);
+        }
+        None if nic_rate.0 > 0 => warnings.push(format!(
+            "no catalog NIC reaches {nic_rate} per GPU: NICs are left out of the bill of materials (add a [[nic]])"
+        )),
+        None => {}
     }
     for (what, count) in missing {
         warnings.push(format!(
@@ -786,7 +873,17 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
     let total_power_w = lines.iter().map(|l| l.power_w).sum();
     let total_cost_usd: f64 = lines.iter().map(|l| l.cost_usd).sum();
     let gpus = f.gpu_count().max(1) as f64;
-    Bom { lines, fiber_m, dci_fiber_km: dci_km, total_power_w, total_cost_usd, cost_per_gpu_usd: total_cost_usd / gpus }
+    Bom {
+        lines,
+        cables,
+        switch_modules,
+        host_modules,
+        fiber_m,
+        dci_fiber_km: dci_km,
+        total_power_w,
+        total_cost_usd,
+        cost_per_gpu_usd: total_cost_usd / gpus,
+    }
 }
 
 /// Headroom one lossless port needs to absorb what arrives after it asks its peer to stop:
@@ -797,7 +894,96 @@ pub fn headroom_bytes(rate: BitsPerSec, propagation: Nanos, response: Nanos, mtu
     Bytes(in_flight.0 + 2 * mtu.0)
 }
 
+/// Credits one InfiniBand port needs to run at line rate: a round trip of data (the receiver
+/// advertises only buffer it has) plus one packet.
+pub fn credit_bytes(rate: BitsPerSec, propagation: Nanos, mtu: Bytes) -> Bytes {
+    Bytes(rate.bytes_in(propagation.times(2)).0 + mtu.0)
+}
+
+/// InfiniBand: credit-based flow control per link, no pauses. Each port needs a round trip of
+/// credits for line rate; a switch's buffer is split over its ports. Short credits do not
+/// drop packets: they cap the link at buffer / round trip.
+fn credits(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String>) -> Lossless {
+    let per_km = cat.constants.fiber_delay_per_km;
+    let mut rows: BTreeMap<(u8, String), HeadroomRow> = BTreeMap::new();
+    for s in f.switches().filter(|&s| !f.is_nvswitch(s)) {
+        let NodeKind::Switch { tier, model, .. } = f.node(s).kind else { continue };
+        let Some(m) = cat.switch.get(model as usize) else { continue };
+        let per_port_buffer = m.buffer.0 / u64::from(m.ports.max(1));
+        for &(_, l) in f.neighbors(s) {
+            let link = f.link(l);
+            if !is_network(link.class) {
+                continue;
+            }
+            let prop = f.link_latency(l, per_km);
+            let need = credit_bytes(link.rate, prop, tr.mtu).0;
+            let scope = if link.class == LinkClass::Dci {
+                let (a, b) = (f.node(link.a).site as usize, f.node(link.b).site as usize);
+                let name = |i: usize| f.sites.get(i).cloned().unwrap_or_default();
+                format!("dci {}-{}", name(a.min(b)), name(a.max(b)))
+            } else {
+                f.tiers[tier as usize].name.clone()
+            };
+            let level = if link.class == LinkClass::Dci { u8::MAX } else { f.tiers[tier as usize].level };
+            let row = rows.entry((level, scope.clone())).or_insert_with(|| HeadroomRow {
+                scope,
+                switches: 0,
+                link_length_mm: 0,
+                rate_bps: 0,
+                per_port_bytes: 0,
+                switch_total_bytes: 0,
+                buffer_bytes: per_port_buffer,
+                feasible: true,
+            });
+            if need > row.per_port_bytes {
+                row.per_port_bytes = need;
+                row.switch_total_bytes = need;
+                row.link_length_mm = link.length.as_mm();
+                row.rate_bps = link.rate.0;
+                row.buffer_bytes = per_port_buffer;
+            }
+        }
+        // Count switches per tier once.
+        let key = (f.tiers[tier as usize].level, f.tiers[tier as usize].name.clone());
+        if let Some(r) = rows.get_mut(&key) {
+            r.switches += 1;
+        }
+    }
+    let mut rows: Vec<HeadroomRow> = rows.into_values().collect();
+    for r in &mut rows {
+        r.feasible = r.per_port_bytes <= r.buffer_bytes;
+        if !r.feasible {
+            let rtt_s = (r.per_port_bytes as f64 * 8.0 / r.rate_bps.max(1) as f64).max(1e-12);
+            let cap = BitsPerSec((r.buffer_bytes as f64 * 8.0 / rtt_s) as u64);
+            warnings.push(format!(
+                "infiniband {} over {}: a port needs {} of credits for line rate but has {} of buffer; \
+                 the link runs at most {cap} (long-haul InfiniBand needs deep-buffer range extenders)",
+                r.scope,
+                meshway_units::Meters(r.link_length_mm),
+                Bytes(r.per_port_bytes).display_si(),
+                Bytes(r.buffer_bytes).display_si(),
+            ));
+        }
+    }
+    for r in rows.iter_mut().filter(|r| r.scope.starts_with("dci")) {
+        r.switches =
+            f.switches().filter(|&s| f.neighbors(s).iter().any(|(_, l)| f.link(*l).class == LinkClass::Dci)).count()
+                as u64;
+    }
+    Lossless {
+        required: true,
+        transport: "infiniband".into(),
+        formula: "credits per port: rate x 2 x propagation + MTU (a round trip of credits for line rate), vs the \
+                  switch's buffer per port; short credits cap the link, nothing is dropped"
+            .into(),
+        rows,
+    }
+}
+
 fn lossless(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String>) -> Lossless {
+    if transport_name(tr.config.kind) == "infiniband" {
+        return credits(f, cat, tr, warnings);
+    }
     let per_km = cat.constants.fiber_delay_per_km;
     let response = cat.constants.pfc_response;
     let mtu = tr.mtu;

@@ -28,7 +28,7 @@ fn unknown_key_suggests_the_closest() {
         e.starts_with("bad.toml:4:1: `fabric.leaf-radx`: unknown key `leaf-radx`: expected one of leaf-radix, "),
         "{e}"
     );
-    assert!(e.contains("... (32 in all)"), "at most a handful of keys, closest first: {e}");
+    assert!(e.contains("... (33 in all)"), "at most a handful of keys, closest first: {e}");
     assert!(e.ends_with("did you mean `leaf-radix`?"), "{e}");
     let e = err("[fabrc]\nkind = \"leaf-spine\"\n");
     assert!(e.contains("did you mean `fabric`?"), "{e}");
@@ -192,6 +192,7 @@ fn a_key_the_family_does_not_use_is_an_error_naming_the_families_that_do() {
         ("gpus", "64", "custom", FOUR),
         ("gpus-per-host", "8", "custom", FOUR),
         ("nvlink-domain", "72", "custom", FOUR),
+        ("host-cage-rate", "\"800Gbps\"", "custom", FOUR),
         ("nvlink-switch-model", "\"nvlink5-switch-tray\"", "custom", FOUR),
         ("nic", "\"400Gbps\"", "custom", FOUR),
         ("nvlink", "\"3.6Tbps\"", "custom", FOUR),

@@ -430,3 +430,71 @@ fn bad_nvlink_domains_are_refused_with_the_reason() {
     );
     assert!(r.scale_up.is_none() && f.scale_up.is_none());
 }
+
+#[test]
+fn infiniband_checks_credits_per_port_over_the_round_trip() {
+    let text = "[fabric]\nkind = \"leaf-spine\"\ngpus = 64\ngpus-per-host = 8\nnic = \"400Gbps\"\n\
+        leaf-model = \"quantum2-qm9700\"\nspine-model = \"quantum2-qm9700\"\n\
+        [fabric.cable-lengths]\nleaf-spine = \"10km\"\n[transport]\nkind = \"infiniband\"\n";
+    let (_, r) = build(text);
+    assert!(r.lossless.formula.starts_with("credits per port"), "{}", r.lossless.formula);
+    let leaf = r.lossless.rows.iter().find(|h| h.scope == "leaf").unwrap();
+    // 400 Gb/s x 2 x 49 us (10 km at 4.9 us/km) = 4.9 MB, plus one 4,096-byte packet.
+    assert_eq!(leaf.per_port_bytes, 4_900_000 + 4096);
+    // QM9700: 64 MB (assumed) over 64 ports.
+    assert_eq!(leaf.buffer_bytes, 64_000_000 / 64);
+    assert!(!leaf.feasible);
+    let w = r.warnings.iter().find(|w| w.starts_with("infiniband leaf over 10km")).expect("a warning");
+    // 1 MB per 98 us round trip (and one packet): about 81.6 Gb/s.
+    assert!(w.contains("the link runs at most 81.") && w.contains("Gbps"), "{w}");
+    // 30 m: 18.8 KB of credits, well within.
+    let (_, r) = build(&text.replace("10km", "30m"));
+    assert!(r.lossless.rows.iter().all(|h| h.feasible), "{:?}", r.lossless.rows);
+    // RoCE keeps the PFC headroom check.
+    let (_, r) = build(&text.replace("kind = \"infiniband\"", "kind = \"roce\""));
+    assert!(r.lossless.formula.contains("pause response"), "{}", r.lossless.formula);
+}
+
+#[test]
+fn twin_port_cages_share_modules_and_breakout_cables() {
+    // 64 GPUs, QM9700 leaves and spines (32 twin-port 800G cages of 2 x 400G each).
+    let text = "[fabric]\nkind = \"leaf-spine\"\ngpus = 64\ngpus-per-host = 8\nnic = \"400Gbps\"\n\
+        leaf-model = \"quantum2-qm9700\"\nspine-model = \"quantum2-qm9700\"\noversubscription = \"1:1\"\n\
+        [fabric.cable-lengths]\nhost-leaf = \"30m\"\nleaf-spine = \"30m\"\n[transport]\nkind = \"infiniband\"\n";
+    let (f, r) = build(text);
+    let links = f.links.iter().filter(|l| l.class == LinkClass::Nic || l.class == LinkClass::LeafSpine).count() as u64;
+    assert_eq!(r.bom.cables, links, "one fibre per optical link");
+    // Switch ends: every port of every switch; two links per twin-port module.
+    let ends: u64 = r.tiers.iter().filter(|t| t.level >= 1).map(|t| t.ports_used).sum();
+    let per_switch_modules: u64 =
+        f.switches().filter(|&s| !f.is_nvswitch(s)).map(|s| (f.degree(s) as u64).div_ceil(2)).sum();
+    assert_eq!(r.bom.switch_modules, per_switch_modules);
+    assert!(r.bom.switch_modules * 2 >= ends && r.bom.switch_modules * 2 <= ends + 2 * r.switches);
+    // Hosts without shared cages: one 400G module per NIC.
+    assert_eq!(r.bom.host_modules, 64);
+    let line = |item: &str| r.bom.lines.iter().filter(|l| l.item == item).map(|l| l.count).sum::<u64>();
+    assert_eq!(line("800g-sr8"), r.bom.switch_modules, "twin-port 2 x SR4 in the switch cages");
+    assert_eq!(line("400g-sr8"), 64, "single 400G modules at the NICs");
+    // Power: 15 W per twin-port module, not 2 x 10 W per link end.
+    let twin = r.bom.lines.iter().find(|l| l.item == "800g-sr8").unwrap();
+    assert!((twin.power_w - 15.0 * twin.count as f64).abs() < 1e-6);
+    // DGX-style hosts: four twin-port cages for eight NICs.
+    let (_, r) = build(&text.replace("oversubscription", "host-cage-rate = \"800Gbps\"\noversubscription"));
+    assert_eq!(r.bom.host_modules, 8 * 4);
+    // Copper from twin cages: a 1 m host link is one leg of a 2 x 400G breakout DAC.
+    let (_, r) = build(&text.replace("host-leaf = \"30m\"", "host-leaf = \"1m\""));
+    let breakout = r.bom.lines.iter().find(|l| l.kind == "breakout cable").expect("breakout cables");
+    assert_eq!((breakout.item.as_str(), breakout.count), ("800g-dac", 32));
+    // A host cage that is not a whole number of NIC ports is refused.
+    let cat = Catalog::builtin();
+    let e = Scenario::parse(
+        &text.replace("oversubscription", "host-cage-rate = \"500Gbps\"\noversubscription"),
+        "bad.toml",
+    )
+    .unwrap()
+    .build(&cat)
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("`fabric.host-cage-rate`: expected a whole number of NIC ports (400Gbps) per cage"), "{e}");
+}

@@ -182,6 +182,13 @@ fn plan_bom(o: &mut String, r: &FabricReport) {
         format!("{} ({} per GPU)", dollars(r.bom.total_cost_usd), dollars(r.bom.cost_per_gpu_usd)),
     ]);
     o.push_str(&t.render());
+    let _ = writeln!(
+        o,
+        "{} cables; {} optical modules in switch cages, {} at hosts (a twin-port module serves two links)",
+        thousands(r.bom.cables),
+        thousands(r.bom.switch_modules),
+        thousands(r.bom.host_modules)
+    );
     o.push('\n');
 }
 

@@ -58,6 +58,9 @@ pub const QUANTITIES: &[&str] = &[
     "scale-up.domains",
     "scale-up.switch-trays",
     "scale-up.nvlink-links",
+    "bom.cables",
+    "bom.switch-modules",
+    "bom.host-modules",
     "bom.<item>",
 ];
 
@@ -110,7 +113,10 @@ pub fn quantity(r: &FabricReport, q: &str) -> Option<f64> {
         ("scale-up", "domains") => r.scale_up.as_ref()?.domains as f64,
         ("scale-up", "switch-trays") => r.scale_up.as_ref()?.switch_trays as f64,
         ("scale-up", "nvlink-links") => r.scale_up.as_ref()?.nvlink_links as f64,
-        ("bom", item) => r.bom.lines.iter().find(|l| l.item == item)?.count as f64,
+        ("bom", "cables") => r.bom.cables as f64,
+        ("bom", "switch-modules") => r.bom.switch_modules as f64,
+        ("bom", "host-modules") => r.bom.host_modules as f64,
+        ("bom", item) => r.bom.lines.iter().filter(|l| l.item == item).map(|l| l.count).sum::<u64>() as f64,
         _ => return None,
     })
 }
