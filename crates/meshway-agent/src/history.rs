@@ -200,7 +200,8 @@ pub fn query(
         None => None,
         Some(threshold) => {
             let pts: Vec<(f64, f64)> =
-                series.iter().filter_map(|p| p.value.map(|v| ((p.start_ns - from_ns) as f64 / 1e9, v))).collect();
+                // Signed: the first hour or minute bucket may start before `from_ns`.
+                series.iter().filter_map(|p| p.value.map(|v| ((p.start_ns as f64 - from_ns as f64) / 1e9, v))).collect();
             let span = pts.last().map_or(0.0, |p| p.0) - pts.first().map_or(0.0, |p| p.0);
             let seasonal = season_s.filter(|p| span >= 2.0 * p);
             let (fit, c, season_extreme) = match seasonal {

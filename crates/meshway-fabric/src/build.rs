@@ -59,6 +59,10 @@ struct Params {
     /// NVLink domains larger than a host (`nvlink-domain`).
     scale_up: Option<ScaleUp>,
     host_cage_rate: Option<BitsPerSec>,
+    /// Leaves each NIC port reaches (2: dual-homed to a leaf pair, at half rate each).
+    homes: u32,
+    /// Leaf ports held for spare hosts.
+    backup: u32,
     models: [u16; 3],
     radix: [u32; 3],
     lengths: Lengths,
@@ -87,6 +91,12 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
         return Err(ctx.invalid("nic", format!("expected a positive rate divisible by planes ({planes}), got {nic}")));
     }
     let port_rate = BitsPerSec(nic.0 / u64::from(planes));
+    let homes = if fc.dual_homed == Some(true) { 2 } else { 1 };
+    if homes == 2 && !port_rate.0.is_multiple_of(2) {
+        return Err(ctx.invalid("dual-homed", format!("the NIC port rate {port_rate} does not split in two")));
+    }
+    let host_rate = BitsPerSec(port_rate.0 / u64::from(homes));
+    let backup = fc.backup_ports.unwrap_or(0);
     let uplink = fc.uplink.unwrap_or(port_rate);
     if uplink.0 == 0 {
         return Err(ctx.invalid("uplink", "expected a positive rate"));
@@ -135,7 +145,7 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
     ];
     let ports = |m: u16, rate: BitsPerSec| cat.switch[m as usize].ports_at(rate);
     let radix = [
-        fc.leaf_radix.unwrap_or(ports(models[0], port_rate)),
+        fc.leaf_radix.unwrap_or(ports(models[0], host_rate)),
         fc.spine_radix.unwrap_or(ports(models[1], uplink)),
         fc.core_radix.unwrap_or(ports(models[2], uplink)),
     ];
@@ -162,10 +172,19 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
         nvlink,
         scale_up,
         host_cage_rate,
+        homes,
+        backup,
         models,
         radix,
         lengths,
     })
+}
+
+impl Params {
+    /// The rate of one host link: the NIC port rate, halved when dual-homed.
+    fn host_rate(&self) -> BitsPerSec {
+        BitsPerSec(self.port_rate.0 / u64::from(self.homes))
+    }
 }
 
 /// The NVLink domain of `nvlink-domain` GPUs, when it is larger than a host: whole hosts
@@ -251,6 +270,7 @@ fn add_hosts(f: &mut Fabric, p: &Params, cat: &Catalog) -> Vec<NodeId> {
     let mut gpus = Vec::with_capacity(p.gpus as usize);
     f.scale_up = p.scale_up;
     f.host_cage_rate = p.host_cage_rate;
+    f.backup_ports = p.backup;
     let dom = p.scale_up.map_or(p.gph, |s| s.gpus);
     let nv_tier = if dom > 1 { Some(f.tier("nvswitch", 0)) } else { None };
     let nv_model = match p.scale_up {
@@ -334,8 +354,11 @@ fn port_plan(fc: &FabricConfig, p: &Params, ctx: &Ctx) -> Result<PortPlan, Fabri
         return fat_tree_ports(fc, p, ctx);
     }
     let o = fc.oversubscription.unwrap_or(Ratio::ONE);
+    if p.backup >= p.radix[0] {
+        return Err(ctx.invalid("backup-ports", format!("expected fewer than the leaf's {} ports", p.radix[0])));
+    }
     let (d, u) = match fc.gpus_per_leaf {
-        None => split(p.radix[0], o, p.port_rate, p.uplink),
+        None => split(p.radix[0] - p.backup, o, p.host_rate(), p.uplink),
         Some(g) => leaf_ports(g, o, p, ctx)?,
     };
     let tiers = match (p.kind, fc.tiers) {
@@ -371,10 +394,11 @@ fn port_plan(fc: &FabricConfig, p: &Params, ctx: &Ctx) -> Result<PortPlan, Fabri
 /// pod, and as many uplinks as `o` asks (down over up at most `o`), within the spine's radix.
 fn pod_spine_ports(pod_gpus: u32, leaf_d: u32, o: Ratio, p: &Params, ctx: &Ctx) -> Result<(u32, u32), FabricError> {
     // The unit a pod holds whole: a leaf, or a rail group (leaf_d hosts on gph rail leaves).
+    let h = u64::from(p.homes);
     let (unit_gpus, unit_leaves, what) = if p.kind == FabricKind::RailOptimized {
-        (u64::from(leaf_d) * u64::from(p.gph), u64::from(p.gph), "rail groups")
+        (u64::from(leaf_d) * u64::from(p.gph), u64::from(p.gph) * h, "rail groups")
     } else {
-        (u64::from(leaf_d), 1, "leaves")
+        (u64::from(leaf_d), h, if h == 2 { "leaf pairs" } else { "leaves" })
     };
     let ps = u64::from(pod_gpus);
     if ps == 0 || !ps.is_multiple_of(unit_gpus) {
@@ -404,21 +428,22 @@ fn leaf_ports(gpus: u32, o: Ratio, p: &Params, ctx: &Ctx) -> Result<(u32, u32), 
     if gpus == 0 {
         return Err(ctx.invalid("gpus-per-leaf", "expected at least 1"));
     }
-    let (rd, ru) = (u128::from(p.port_rate.0), u128::from(p.uplink.0));
+    let (rd, ru) = (u128::from(p.host_rate().0), u128::from(p.uplink.0));
     // Up capacity >= down capacity / o, in whole uplinks (o = num/den as kept by Ratio).
     let (num, den) = o.parts();
     let up = (u128::from(gpus) * rd * u128::from(den)).div_ceil(u128::from(num) * ru).max(1);
-    let need = u128::from(gpus) * rd + up * ru;
+    let need = (u128::from(gpus) + u128::from(p.backup)) * rd + up * ru;
     let have = u128::from(p.radix[0]) * rd;
     if need > have {
         return Err(ctx.invalid(
             "gpus-per-leaf",
             format!(
-                "{gpus} GPU ports and {up} uplinks need {} of leaf capacity; the leaf has {} ({} ports at {})",
+                "{gpus} GPU ports{} and {up} uplinks need {} of leaf capacity; the leaf has {} ({} ports at {})",
+                if p.backup > 0 { format!(", {} backup ports", p.backup) } else { String::new() },
                 BitsPerSec(need as u64),
                 BitsPerSec(have as u64),
                 p.radix[0],
-                p.port_rate
+                p.host_rate()
             ),
         ));
     }
@@ -454,26 +479,40 @@ fn add_leaves(
     let mut nodes = Vec::new();
     let mut unit = Vec::new();
     let hosts = p.gpus / p.gph;
+    // Dual-homed: each leaf becomes a pair ("a" and "b") serving the same GPUs at half rate.
+    let suffix = |k: u32| {
+        if p.homes == 1 {
+            ""
+        } else if k == 0 {
+            "a"
+        } else {
+            "b"
+        }
+    };
     if p.kind == FabricKind::RailOptimized {
         for g in 0..hosts.div_ceil(leaf_d) {
             for r in 0..p.gph {
-                let leaf = sw(f, format!("leaf-g{g}-r{r}"), t_leaf, p.models[0], p.radix[0], plane);
-                for h in g * leaf_d..((g + 1) * leaf_d).min(hosts) {
-                    let gpu = gpus[(h * p.gph + r) as usize];
-                    f.add_link(gpu, leaf, p.port_rate, p.lengths.host_leaf, LinkClass::Nic);
+                for k in 0..p.homes {
+                    let leaf = sw(f, format!("leaf-g{g}-r{r}{}", suffix(k)), t_leaf, p.models[0], p.radix[0], plane);
+                    for h in g * leaf_d..((g + 1) * leaf_d).min(hosts) {
+                        let gpu = gpus[(h * p.gph + r) as usize];
+                        f.add_link(gpu, leaf, p.host_rate(), p.lengths.host_leaf, LinkClass::Nic);
+                    }
+                    nodes.push(leaf);
+                    unit.push(g);
                 }
-                nodes.push(leaf);
-                unit.push(g);
             }
         }
     } else {
-        for l in 0..leaves_needed {
-            let leaf = sw(f, format!("leaf-{l}"), t_leaf, p.models[0], p.radix[0], plane);
-            for g in l * leaf_d..((l + 1) * leaf_d).min(p.gpus) {
-                f.add_link(gpus[g as usize], leaf, p.port_rate, p.lengths.host_leaf, LinkClass::Nic);
+        for l in 0..leaves_needed / p.homes {
+            for k in 0..p.homes {
+                let leaf = sw(f, format!("leaf-{l}{}", suffix(k)), t_leaf, p.models[0], p.radix[0], plane);
+                for g in l * leaf_d..((l + 1) * leaf_d).min(p.gpus) {
+                    f.add_link(gpus[g as usize], leaf, p.host_rate(), p.lengths.host_leaf, LinkClass::Nic);
+                }
+                nodes.push(leaf);
+                unit.push(l);
             }
-            nodes.push(leaf);
-            unit.push(l);
         }
     }
     let units = unit.last().map(|u| u + 1).unwrap_or(0);
@@ -654,9 +693,9 @@ fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> 
     let hosts = p.gpus / p.gph;
     // Leaves per "unit" that must stay in one pod (a rail group), and leaf count.
     let (unit, leaves_needed) = if p.kind == FabricKind::RailOptimized {
-        (p.gph, hosts.div_ceil(leaf_d) * p.gph)
+        (p.gph * p.homes, hosts.div_ceil(leaf_d) * p.gph * p.homes)
     } else {
-        (1, p.gpus.div_ceil(leaf_d))
+        (p.homes, p.gpus.div_ceil(leaf_d) * p.homes)
     };
     let border_ports = leaf_d;
     let n_borders = dci_ports.div_ceil(border_ports);
@@ -933,6 +972,8 @@ const FAMILY_KEYS: &[(&str, &[FabricKind])] = {
         ("nvlink-domain", FOUR),
         ("nvlink-switch-model", FOUR),
         ("host-cage-rate", FOUR),
+        ("dual-homed", &[LeafSpine, RailOptimized]),
+        ("backup-ports", &[LeafSpine, RailOptimized]),
         ("nic", FOUR),
         ("nvlink", FOUR),
         ("uplink", FOUR),
@@ -967,6 +1008,8 @@ fn gives(fc: &FabricConfig, key: &str) -> bool {
         "nvlink-domain" => fc.nvlink_domain.is_some(),
         "nvlink-switch-model" => fc.nvlink_switch_model.is_some(),
         "host-cage-rate" => fc.host_cage_rate.is_some(),
+        "dual-homed" => fc.dual_homed.is_some(),
+        "backup-ports" => fc.backup_ports.is_some(),
         "nic" => fc.nic.is_some(),
         "nvlink" => fc.nvlink.is_some(),
         "uplink" => fc.uplink.is_some(),

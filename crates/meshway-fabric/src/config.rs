@@ -87,6 +87,13 @@ pub struct FabricConfig {
     pub gpu: Option<String>,
     /// Independent network planes; each NIC has one port into each plane.
     pub planes: Option<u32>,
+    /// Leaf-spine and rail-optimized: each NIC port splits into two links of half its rate to
+    /// a pair of leaves in the same plane (dual-ToR): one leaf lost halves a GPU's bandwidth
+    /// instead of cutting it off.
+    pub dual_homed: Option<bool>,
+    /// Leaf-spine and rail-optimized: ports per leaf held for spare hosts (at the host link
+    /// rate), cabled but carrying no planned traffic (Alibaba HPN: 8 per ToR).
+    pub backup_ports: Option<u32>,
     /// What one cage of a host carries (DGX H100/B200: "800Gbps", four twin-port OSFP cages
     /// for eight 400G ConnectX-7): a host's optical NIC links share modules by cage. Absent:
     /// one module per NIC link.

@@ -150,6 +150,10 @@ pub struct ScaleUp {
     pub links_per_gpu: u32,
 }
 
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
 /// A built fabric: the graph plus what the builder knows about its structure.
 #[derive(Debug, Clone, Serialize)]
 pub struct Fabric {
@@ -165,6 +169,9 @@ pub struct Fabric {
     pub groups: Vec<Group>,
     pub group_kind: String,
     pub planes: u16,
+    /// Ports per leaf held for spare hosts (`backup-ports`): counted as used, not cabled here.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub backup_ports: u32,
     /// What one host cage carries (`host-cage-rate`), when the scenario sets it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_cage_rate: Option<meshway_units::BitsPerSec>,
@@ -198,6 +205,7 @@ impl Fabric {
             planes: 1,
             scale_up: None,
             host_cage_rate: None,
+            backup_ports: 0,
             gpu: None,
             switch_latency: Vec::new(),
             adj_start: Vec::new(),
@@ -334,6 +342,7 @@ impl Fabric {
         // Sites may differ; the report describes the first multi-host domain it meets.
         self.scale_up = self.scale_up.or(other.scale_up);
         self.host_cage_rate = self.host_cage_rate.or(other.host_cage_rate);
+        self.backup_ports = self.backup_ports.max(other.backup_ports);
         off
     }
 

@@ -420,6 +420,8 @@ fn tier_reports(f: &Fabric, cat: &Catalog) -> Vec<TierReport> {
                 .iter()
                 .map(|&(_, l)| if unit == 0 { 1 } else { f.link(l).rate.0.div_ceil(unit).max(1) })
                 .sum();
+            // Ports held for spare hosts on GPU leaves count as used.
+            let used = used + if f.tiers[tier as usize].name == "leaf" { u64::from(f.backup_ports) } else { 0 };
             r.ports_used += used;
             r.ports_free += u64::from(radix).saturating_sub(used);
             let my = f.level(id);

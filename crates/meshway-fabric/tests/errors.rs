@@ -28,7 +28,7 @@ fn unknown_key_suggests_the_closest() {
         e.starts_with("bad.toml:4:1: `fabric.leaf-radx`: unknown key `leaf-radx`: expected one of leaf-radix, "),
         "{e}"
     );
-    assert!(e.contains("... (33 in all)"), "at most a handful of keys, closest first: {e}");
+    assert!(e.contains("... (35 in all)"), "at most a handful of keys, closest first: {e}");
     assert!(e.ends_with("did you mean `leaf-radix`?"), "{e}");
     let e = err("[fabrc]\nkind = \"leaf-spine\"\n");
     assert!(e.contains("did you mean `fabric`?"), "{e}");
@@ -205,6 +205,8 @@ fn a_key_the_family_does_not_use_is_an_error_naming_the_families_that_do() {
         ("core-model", "\"generic-64x400g\"", "custom", FOUR),
         ("core-radix", "64", "custom", FOUR),
         ("pod-size", "1024", "fat-tree", "leaf-spine, rail-optimized"),
+        ("dual-homed", "true", "three-tier", "leaf-spine, rail-optimized"),
+        ("backup-ports", "8", "fat-tree", "leaf-spine, rail-optimized"),
         ("oversubscription", "\"2:1\"", "fat-tree", "three-tier, leaf-spine, rail-optimized; a fat-tree takes `taper`"),
         ("aggregation-oversubscription", "\"2:1\"", "fat-tree", "three-tier, leaf-spine, rail-optimized"),
         ("gpus-per-leaf", "16", "three-tier", "leaf-spine, rail-optimized"),

@@ -498,3 +498,54 @@ fn twin_port_cages_share_modules_and_breakout_cables() {
     .to_string();
     assert!(e.contains("`fabric.host-cage-rate`: expected a whole number of NIC ports (400Gbps) per cage"), "{e}");
 }
+
+#[test]
+fn dual_homed_hosts_survive_a_leaf_and_backup_ports_are_held() {
+    // 128 GPUs, 400G NICs on 64 x 400G leaves at 1:1; single-homed first.
+    let base = "[fabric]\nkind = \"leaf-spine\"\ngpus = 128\ngpus-per-host = 8\nnic = \"400Gbps\"\n\
+        leaf-model = \"tomahawk5-128x400g\"\nspine-model = \"tomahawk5-128x400g\"\noversubscription = \"1:1\"\n";
+    let (_, single) = build(base);
+    assert!(single.resilience.switch_spofs.iter().any(|s| s.element == "leaf"), "{:?}", single.resilience);
+    // Dual-homed: each NIC splits into 2 x 200G to a leaf pair; leaves count 200G ports.
+    let (f, r) = build(&base.replace("oversubscription", "dual-homed = true\noversubscription"));
+    let gpu = f.find("gpu-0").unwrap();
+    let nic: Vec<_> = f.neighbors(gpu).iter().filter(|(_, l)| f.link(*l).class == LinkClass::Nic).collect();
+    assert_eq!(nic.len(), 2, "two links per NIC");
+    assert!(nic.iter().all(|(_, l)| f.link(*l).rate.0 == 200_000_000_000));
+    assert_eq!(f.node(nic[0].0).name, "leaf-0a");
+    assert_eq!(f.node(nic[1].0).name, "leaf-0b");
+    // Each leaf: 256 ports of 200G, 128 down and 64 x 400G up at 1:1 -> 128 GPUs on one pair.
+    let leaf = tier(&r, "leaf");
+    assert_eq!(leaf.switches, 2);
+    assert_eq!(leaf.oversubscription, Some(1.0));
+    // No leaf is a single point of failure now, and losing one halves what crosses it.
+    assert!(r.resilience.switch_spofs.iter().all(|s| s.element != "leaf"), "{:?}", r.resilience.switch_spofs);
+    assert!(r.resilience.link_spofs.is_empty(), "{:?}", r.resilience.link_spofs);
+    assert_eq!(r.bisection.full_ratio, 1.0);
+    // Rail-optimized: a leaf pair per rail.
+    let rail =
+        base.replace("leaf-spine", "rail-optimized").replace("oversubscription", "dual-homed = true\noversubscription");
+    let (f, r) = build(&rail);
+    assert_eq!(tier(&r, "leaf").switches, 16, "8 rails x 2");
+    assert!(f.find("leaf-g0-r7b").is_some());
+    // Backup ports are held on every GPU leaf: counted used, never cabled.
+    let (_, r) = build(
+        &base.replace("oversubscription = \"1:1\"", "gpus-per-leaf = 32\nbackup-ports = 4\noversubscription = \"1:1\""),
+    );
+    let leaf = tier(&r, "leaf");
+    assert_eq!((leaf.switches, leaf.ports_used), (4, 4 * (32 + 32 + 4)));
+    let cat = Catalog::builtin();
+    let e = Scenario::parse(
+        &base.replace("oversubscription = \"1:1\"", "gpus-per-leaf = 64\nbackup-ports = 8\noversubscription = \"1:1\""),
+        "bad.toml",
+    )
+    .unwrap()
+    .build(&cat)
+    .map(|_| ())
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("64 GPU ports, 8 backup ports and 64 uplinks need 54.4Tbps of leaf capacity; the leaf has 51.2Tbps"),
+        "{e}"
+    );
+}
