@@ -154,6 +154,14 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
             return Err(ctx.invalid(key, format!("expected 2 to 4096 ports, got {r}")));
         }
     }
+    if let Some(l) = &fc.layout {
+        if fc.cable_lengths.is_some() {
+            return Err(ctx.invalid("layout", "give either `layout` or `cable-lengths`: the layout sets every length"));
+        }
+        if l.hosts_per_rack == 0 || l.racks_per_row == 0 {
+            return Err(ctx.invalid("layout", "expected at least 1 host per rack and 1 rack per row"));
+        }
+    }
     let cl = fc.cable_lengths.clone().unwrap_or_default();
     let d = &cat.cable_lengths;
     let lengths = Lengths {
@@ -744,6 +752,9 @@ fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> 
         }
     }
     f.finish();
+    if let Some(l) = &fc.layout {
+        crate::layout::apply(&mut f, &crate::layout::Layout::resolve(l, &cat.cable_lengths));
+    }
     add_gpus_to_groups(&f, &mut groups, &gpus);
     f.groups = groups;
     Ok(SiteOut { fabric: f, borders, border_ports })
@@ -835,6 +846,9 @@ fn build_three_tier(
         groups.push(Group { name: format!("aggregation-block-{pair}"), nodes: members });
     }
     f.finish();
+    if let Some(l) = &fc.layout {
+        crate::layout::apply(&mut f, &crate::layout::Layout::resolve(l, &cat.cable_lengths));
+    }
     // NVLink switches join their GPUs' block.
     for g in &mut groups {
         let mut extra = BTreeSet::new();
@@ -995,6 +1009,7 @@ const FAMILY_KEYS: &[(&str, &[FabricKind])] = {
         ("taper", &[FatTree]),
         ("taper-at", &[FatTree]),
         ("cable-lengths", FOUR),
+        ("layout", FOUR),
         ("link-latency", FOUR),
         ("split", &[Custom]),
     ]
@@ -1031,6 +1046,7 @@ fn gives(fc: &FabricConfig, key: &str) -> bool {
         "taper" => fc.taper.is_some(),
         "taper-at" => fc.taper_at.is_some(),
         "cable-lengths" => fc.cable_lengths.is_some(),
+        "layout" => fc.layout.is_some(),
         "link-latency" => fc.link_latency.is_some(),
         "split" => fc.split.is_some(),
         _ => false,

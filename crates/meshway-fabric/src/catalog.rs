@@ -157,6 +157,13 @@ pub struct CableLengths {
     pub leaf_spine: Meters,
     pub spine_core: Meters,
     pub border: Meters,
+    /// `[fabric.layout]` defaults: rack width along a row, row pitch, slack per cable.
+    #[serde(default)]
+    pub rack_width: Option<Meters>,
+    #[serde(default)]
+    pub row_pitch: Option<Meters>,
+    #[serde(default)]
+    pub slack: Option<Meters>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -738,7 +745,13 @@ impl Catalog {
     /// The cheapest pluggable (non-coherent) optic of exactly `rate` reaching `length`;
     /// if none has that rate, the cheapest faster one. None when nothing reaches.
     pub fn choose_optic(&self, rate: BitsPerSec, length: Meters) -> Option<u16> {
-        let fits = |o: &&Optic| o.reach >= length && o.class != OpticClass::Coherent;
+        self.choose_optic_of(rate, length, None)
+    }
+
+    /// As [`Catalog::choose_optic`], among the optics of one class only (when given).
+    pub fn choose_optic_of(&self, rate: BitsPerSec, length: Meters, class: Option<OpticClass>) -> Option<u16> {
+        let fits =
+            |o: &&Optic| o.reach >= length && o.class != OpticClass::Coherent && class.is_none_or(|c| o.class == c);
         let best = |want_exact: bool| {
             self.optic
                 .iter()

@@ -131,6 +131,9 @@ pub struct FabricConfig {
     /// Three-tier: number of core switches.
     pub core_switches: Option<u32>,
     pub cable_lengths: Option<CableLengthsConfig>,
+    /// Racks and rows: every cable's length from where its ends stand, in place of
+    /// `cable-lengths` (leaf-spine, fat-tree, rail-optimized, three-tier).
+    pub layout: Option<LayoutConfig>,
     /// One-way latency of every link of a tier, in place of its cable's propagation (to
     /// match another simulator's per-link delay, or a measured one).
     pub link_latency: Option<LinkLatencyConfig>,
@@ -163,6 +166,22 @@ pub struct CableLengthsConfig {
     pub leaf_spine: Option<Meters>,
     pub spine_core: Option<Meters>,
     pub border: Option<Meters>,
+}
+
+/// Where hosts stand: racks and rows, from which cable lengths follow (`[fabric.layout]`).
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LayoutConfig {
+    /// Hosts (compute trays) per rack.
+    pub hosts_per_rack: u32,
+    /// Racks per row.
+    pub racks_per_row: u32,
+    /// Rack width along the row (default: the catalog's `[cable-lengths] rack-width`).
+    pub rack_width: Option<Meters>,
+    /// Distance between rows (default: `[cable-lengths] row-pitch`).
+    pub row_pitch: Option<Meters>,
+    /// Added to every cable for the runs up and down and slack (default: `[cable-lengths] slack`).
+    pub slack: Option<Meters>,
 }
 
 /// One-way link latency per tier.

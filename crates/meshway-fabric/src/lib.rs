@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod infer_config;
 pub mod job_config;
+pub mod layout;
 pub mod maxflow;
 pub mod model;
 pub mod plan;

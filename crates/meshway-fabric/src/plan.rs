@@ -765,7 +765,9 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
         if per < 2 {
             return None;
         }
-        let o = cat.choose_optic(cage_rate, l.length).filter(|&o| cat.optic[o as usize].class == class)?;
+        let o = cat
+            .choose_optic_of(cage_rate, l.length, Some(class))
+            .filter(|&o| cat.optic[o as usize].rate == cage_rate)?;
         let owner = if f.node(n).is_gpu() { host_of(n) } else { n.0 | (1 << 31) };
         Some((owner, per, o))
     };

@@ -549,3 +549,36 @@ fn dual_homed_hosts_survive_a_leaf_and_backup_ports_are_held() {
         "{e}"
     );
 }
+
+#[test]
+fn a_rack_layout_gives_each_cable_its_own_length() {
+    // 8 hosts of 8 GPUs, 2 per rack, 2 racks per row: racks 0,1 in row 0 and 2,3 in row 1.
+    let text = "[fabric]\nkind = \"leaf-spine\"\ngpus = 64\ngpus-per-host = 8\nnic = \"400Gbps\"\n\
+        oversubscription = \"1:1\"\n[fabric.layout]\nhosts-per-rack = 2\nracks-per-row = 2\n";
+    let (f, r) = build(text);
+    let len = |a: &str, b: &str| {
+        let (a, b) = (f.find(a).unwrap(), f.find(b).unwrap());
+        f.neighbors(a).iter().find(|(n, _)| *n == b).map(|(_, l)| f.link(*l).length).unwrap()
+    };
+    // leaf-0 serves hosts 0-3 (racks 0 and 1) and stands in rack 1 (the median): a host in
+    // rack 0 is one rack width (0.6 m) plus 2 m of slack away, one in rack 1 just the slack.
+    assert_eq!(len("gpu-0", "leaf-0"), Meters(2_600));
+    assert_eq!(len("gpu-16", "leaf-0"), Meters(2_000));
+    // Spines stand in the network rack in the middle of the middle row (rack 3): leaf-0 is a
+    // row pitch (2.4 m) away, leaf-1 (rack 3) in the same rack.
+    assert_eq!(len("leaf-0", "spine-0"), Meters(4_400));
+    assert_eq!(len("leaf-1", "spine-0"), Meters(2_000));
+    let nic = r.links.iter().find(|l| l.class == "nic").unwrap();
+    assert_eq!((nic.length_mm_min, nic.length_mm_max), (2_000, 2_600));
+    // The optic follows each length: DAC up to 3 m, optics beyond.
+    let line = |item: &str| r.bom.lines.iter().filter(|l| l.item == item).map(|l| l.count).sum::<u64>();
+    assert_eq!(line("400g-dac"), 64 + 32, "every host link and leaf-1's uplinks");
+    assert_eq!(line("400g-sr8"), 2 * 32, "leaf-0's 32 uplinks at 4.4 m, both ends");
+    // Layout and fixed lengths do not mix; the layout needs racks and rows.
+    let cat = Catalog::builtin();
+    let err = |t: &str| Scenario::parse(t, "bad.toml").unwrap().build(&cat).map(|_| ()).unwrap_err().to_string();
+    let e = err(&text.replace("[fabric.layout]", "[fabric.cable-lengths]\nhost-leaf = \"3m\"\n[fabric.layout]"));
+    assert!(e.contains("`fabric.layout`: give either `layout` or `cable-lengths`"), "{e}");
+    let e = err(&text.replace("hosts-per-rack = 2", "hosts-per-rack = 0"));
+    assert!(e.contains("expected at least 1 host per rack"), "{e}");
+}
