@@ -63,6 +63,8 @@ struct Params {
     homes: u32,
     /// Leaf ports held for spare hosts.
     backup: u32,
+    /// Leaf ports cabled to management appliances, in the whole fabric.
+    management: u32,
     models: [u16; 3],
     radix: [u32; 3],
     lengths: Lengths,
@@ -182,6 +184,7 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
         host_cage_rate,
         homes,
         backup,
+        management: fc.management_ports.unwrap_or(0),
         models,
         radix,
         lengths,
@@ -277,6 +280,7 @@ struct SiteOut {
 fn add_hosts(f: &mut Fabric, p: &Params, cat: &Catalog) -> Vec<NodeId> {
     let mut gpus = Vec::with_capacity(p.gpus as usize);
     f.scale_up = p.scale_up;
+    f.management_ports = p.management;
     f.host_cage_rate = p.host_cage_rate;
     f.backup_ports = p.backup;
     let dom = p.scale_up.map_or(p.gph, |s| s.gpus);
@@ -1010,6 +1014,7 @@ const FAMILY_KEYS: &[(&str, &[FabricKind])] = {
         ("taper-at", &[FatTree]),
         ("cable-lengths", FOUR),
         ("layout", FOUR),
+        ("management-ports", FOUR),
         ("link-latency", FOUR),
         ("split", &[Custom]),
     ]
@@ -1047,6 +1052,7 @@ fn gives(fc: &FabricConfig, key: &str) -> bool {
         "taper-at" => fc.taper_at.is_some(),
         "cable-lengths" => fc.cable_lengths.is_some(),
         "layout" => fc.layout.is_some(),
+        "management-ports" => fc.management_ports.is_some(),
         "link-latency" => fc.link_latency.is_some(),
         "split" => fc.split.is_some(),
         _ => false,

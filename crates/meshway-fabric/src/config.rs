@@ -94,6 +94,10 @@ pub struct FabricConfig {
     /// Leaf-spine and rail-optimized: ports per leaf held for spare hosts (at the host link
     /// rate), cabled but carrying no planned traffic (Alibaba HPN: 8 per ToR).
     pub backup_ports: Option<u32>,
+    /// Leaf ports cabled to fabric managers and management appliances (NVIDIA UFM: the DGX
+    /// SuperPOD reference designs give 4), at the NIC port rate: counted as used leaf ports
+    /// and billed as host-leaf cables.
+    pub management_ports: Option<u32>,
     /// What one cage of a host carries (DGX H100/B200: "800Gbps", four twin-port OSFP cages
     /// for eight 400G ConnectX-7): a host's optical NIC links share modules by cage. Absent:
     /// one module per NIC link.

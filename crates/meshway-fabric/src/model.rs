@@ -172,6 +172,9 @@ pub struct Fabric {
     /// Ports per leaf held for spare hosts (`backup-ports`): counted as used, not cabled here.
     #[serde(skip_serializing_if = "is_zero")]
     pub backup_ports: u32,
+    /// Leaf ports cabled to management appliances (`management-ports`), in the whole fabric.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub management_ports: u32,
     /// What one host cage carries (`host-cage-rate`), when the scenario sets it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_cage_rate: Option<meshway_units::BitsPerSec>,
@@ -206,6 +209,7 @@ impl Fabric {
             scale_up: None,
             host_cage_rate: None,
             backup_ports: 0,
+            management_ports: 0,
             gpu: None,
             switch_latency: Vec::new(),
             adj_start: Vec::new(),
@@ -343,6 +347,7 @@ impl Fabric {
         self.scale_up = self.scale_up.or(other.scale_up);
         self.host_cage_rate = self.host_cage_rate.or(other.host_cage_rate);
         self.backup_ports = self.backup_ports.max(other.backup_ports);
+        self.management_ports += other.management_ports;
         off
     }
 

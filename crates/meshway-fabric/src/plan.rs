@@ -24,6 +24,8 @@ pub struct FabricReport {
     pub hosts: u64,
     pub planes: u16,
     pub nic_bps: u64,
+    /// Leaf ports cabled to management appliances (`management-ports`).
+    pub management_ports: u64,
     /// NVLink domains larger than a host (NVL72 class), when the scenario sets them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scale_up: Option<ScaleUpReport>,
@@ -260,6 +262,7 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
         hosts,
         planes: f.planes,
         nic_bps,
+        management_ports: u64::from(f.management_ports),
         scale_up,
         switches: f.switches().filter(|&s| !f.is_nvswitch(s)).count() as u64,
         groups: GroupsReport {
@@ -438,6 +441,12 @@ fn tier_reports(f: &Fabric, cat: &Catalog) -> Vec<TierReport> {
                 }
             }
         }
+    }
+    // Management ports take free ports on the GPU leaves.
+    if let Some(r) = rows.iter_mut().find(|r| r.name == "leaf" || r.name == "access") {
+        let m = u64::from(f.management_ports).min(r.ports_free);
+        r.ports_used += m;
+        r.ports_free -= m;
     }
     for r in &mut rows {
         r.oversubscription =
@@ -822,6 +831,34 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
             let e = cable_cost.entry(c.name.clone()).or_default();
             e.0 += l.length.as_m_f64();
             e.1 += l.length.as_m_f64() * c.price_usd_per_m;
+        }
+    }
+    // Management appliances: one host-leaf cable each, at the NIC port rate.
+    if f.management_ports > 0 {
+        let host_link = f.links.iter().find(|l| l.class == LinkClass::Nic);
+        if let Some(l) = host_link {
+            let n = u64::from(f.management_ports);
+            match cat.choose_optic(l.rate, l.length) {
+                Some(oi) => {
+                    let o = &cat.optic[oi as usize];
+                    cables += n;
+                    if o.class == OpticClass::Copper {
+                        add(2, &o.name, "management cable", n, 2.0 * o.power_w * n as f64, o.price_usd * n as f64);
+                    } else {
+                        switch_modules += n;
+                        host_modules += n;
+                        add(
+                            2,
+                            &o.name,
+                            "management optic",
+                            2 * n,
+                            2.0 * o.power_w * n as f64,
+                            2.0 * o.price_usd * n as f64,
+                        );
+                    }
+                }
+                None => *missing.entry(format!("management at {} over {}", l.rate, l.length)).or_default() += n,
+            }
         }
     }
     for ((owner, oi, breakout), (ends, per)) in shared {

@@ -28,7 +28,7 @@ fn unknown_key_suggests_the_closest() {
         e.starts_with("bad.toml:4:1: `fabric.leaf-radx`: unknown key `leaf-radx`: expected one of leaf-radix, "),
         "{e}"
     );
-    assert!(e.contains("... (36 in all)"), "at most a handful of keys, closest first: {e}");
+    assert!(e.contains("... (37 in all)"), "at most a handful of keys, closest first: {e}");
     assert!(e.ends_with("did you mean `leaf-radix`?"), "{e}");
     let e = err("[fabrc]\nkind = \"leaf-spine\"\n");
     assert!(e.contains("did you mean `fabric`?"), "{e}");
@@ -218,6 +218,7 @@ fn a_key_the_family_does_not_use_is_an_error_naming_the_families_that_do() {
         ("taper-at", "\"leaf\"", "leaf-spine", "fat-tree"),
         ("cable-lengths", "{ host-leaf = \"3m\" }", "custom", FOUR),
         ("layout", "{ hosts-per-rack = 4, racks-per-row = 8 }", "custom", FOUR),
+        ("management-ports", "4", "custom", FOUR),
         (
             "link-latency",
             "{ host-leaf = \"1us\" }",

@@ -582,3 +582,16 @@ fn a_rack_layout_gives_each_cable_its_own_length() {
     let e = err(&text.replace("hosts-per-rack = 2", "hosts-per-rack = 0"));
     assert!(e.contains("expected at least 1 host per rack"), "{e}");
 }
+
+#[test]
+fn management_ports_take_leaf_ports_and_cables() {
+    let text = "[fabric]\nkind = \"leaf-spine\"\ngpus = 48\ngpus-per-host = 8\nnic = \"400Gbps\"\noversubscription = \"1:1\"\n";
+    let (_, plain) = build(text);
+    let (_, r) = build(&text.replace("oversubscription", "management-ports = 4\noversubscription"));
+    assert_eq!(r.management_ports, 4);
+    assert_eq!(tier(&r, "leaf").ports_used, tier(&plain, "leaf").ports_used + 4);
+    assert_eq!(tier(&r, "leaf").ports_free, tier(&plain, "leaf").ports_free - 4);
+    assert_eq!(r.bom.cables, plain.bom.cables + 4);
+    let m = r.bom.lines.iter().find(|l| l.kind == "management cable").expect("a management line");
+    assert_eq!((m.item.as_str(), m.count), ("400g-dac", 4));
+}

@@ -47,6 +47,8 @@ pub struct RowConfig {
 pub const QUANTITIES: &[&str] = &[
     "gpus",
     "hosts",
+    "management-ports",
+    "host-cables",
     "switches",
     "switches.<tier>",
     "links.<class>",
@@ -102,6 +104,9 @@ pub fn quantity(r: &FabricReport, q: &str) -> Option<f64> {
     Some(match (head, arg) {
         ("gpus", "") => r.gpus as f64,
         ("hosts", "") => r.hosts as f64,
+        ("management-ports", "") => r.management_ports as f64,
+        // Host-facing leaf cables: GPU links and management ports.
+        ("host-cables", "") => (r.links.iter().find(|l| l.class == "nic")?.count + r.management_ports) as f64,
         ("switches", "") => r.switches as f64,
         ("switches", t) => tier(t)?.switches as f64,
         ("links", c) => r.links.iter().find(|l| l.class == c)?.count as f64,

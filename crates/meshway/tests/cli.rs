@@ -207,7 +207,11 @@ fn validate_plan_matches_the_published_reference_designs() {
     std::fs::create_dir_all(dir.join("plan")).unwrap();
     let text = std::fs::read_to_string(set.join("plan/designs.toml")).unwrap();
     let one = &text[..text.find("[[design]]\nname = \"dgx-h100-2su\"").unwrap()];
-    std::fs::write(dir.join("plan/designs.toml"), one.replace("published = 4,", "published = 5,")).unwrap();
+    std::fs::write(
+        dir.join("plan/designs.toml"),
+        one.replace("\"switches.spine\", published = 4,", "\"switches.spine\", published = 5,"),
+    )
+    .unwrap();
     let o = meshway(&["validate", dir.to_str().unwrap(), "--set", "plan"]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stdout(&o).contains("1 mismatch"), "{}", stdout(&o));
