@@ -250,6 +250,21 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
         warnings.push(format!("{} GPU pairs have no path between them", paths.unreachable_pairs));
     }
     over_capacity(f, cat, &mut warnings);
+    if let Some(t) = tiers.iter().find(|t| t.name == "leaf" || t.name == "access") {
+        let placed = t.ports_used.saturating_sub(
+            f.switches()
+                .filter(|&s| f.node(s).tier().is_some_and(|x| f.tiers[x as usize].name == t.name))
+                .map(|s| f.degree(s) as u64)
+                .sum::<u64>(),
+        );
+        if u64::from(f.management_ports) > placed && f.backup_ports == 0 {
+            warnings.push(format!(
+                "{} management ports do not fit: the {} switches have {} free ports; lower the oversubscription \
+                 or add a leaf",
+                f.management_ports, t.name, placed
+            ));
+        }
+    }
     let bom = bom(f, cat, &mut warnings);
     let lossless = lossless(f, cat, tr, &mut warnings);
     let resilience = resilience(f, &split, bisection.maxflow_bps);
@@ -442,7 +457,7 @@ fn tier_reports(f: &Fabric, cat: &Catalog) -> Vec<TierReport> {
             }
         }
     }
-    // Management ports take free ports on the GPU leaves.
+    // Management ports take free ports on the GPU leaves (a warning says when they do not fit).
     if let Some(r) = rows.iter_mut().find(|r| r.name == "leaf" || r.name == "access") {
         let m = u64::from(f.management_ports).min(r.ports_free);
         r.ports_used += m;
@@ -784,10 +799,21 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
         if !is_network(l.class) {
             continue;
         }
-        let Some(oi) = l.optic.or_else(|| cat.choose_optic(l.rate, l.length)) else {
+        let Some(mut oi) = l.optic.or_else(|| cat.choose_optic(l.rate, l.length)) else {
             *missing.entry(format!("{} at {} over {}", l.class.name(), l.rate, l.length)).or_default() += 1;
             continue;
         };
+        // A shared cage whose twin-port module is of another class (XDR cages take single-mode
+        // 2 x 800G modules only) sets the class of the whole link, both ends alike.
+        let first = cat.optic[oi as usize].class;
+        if l.optic.is_none() && first != OpticClass::Copper && ![l.a, l.b].iter().any(|&n| cage(n, l, first).is_some())
+        {
+            let other = [OpticClass::SingleMode, OpticClass::Multimode]
+                .into_iter()
+                .filter(|&c| c != first && [l.a, l.b].iter().any(|&n| cage(n, l, c).is_some()))
+                .find_map(|c| cat.choose_optic_of(l.rate, l.length, Some(c)));
+            oi = other.unwrap_or(oi);
+        }
         let o = &cat.optic[oi as usize];
         if o.class == OpticClass::Copper {
             // A copper link from a shared cage is one leg of a breakout cable.

@@ -595,3 +595,19 @@ fn management_ports_take_leaf_ports_and_cables() {
     let m = r.bom.lines.iter().find(|l| l.kind == "management cable").expect("a management line");
     assert_eq!((m.item.as_str(), m.count), ("400g-dac", 4));
 }
+
+#[test]
+fn the_nvl72_800g_walkthrough_plans_as_the_docs_say() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/nvl72-800g.toml")).unwrap();
+    let (_, r) = build(&text);
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    let s = r.scale_up.as_ref().unwrap();
+    assert_eq!((s.domains, s.switch_trays, s.nvlink_links), (16, 144, 20_736));
+    assert_eq!((tier(&r, "leaf").switches, tier(&r, "spine").switches), (16, 8));
+    assert_eq!(r.bisection.full_ratio, 1.0);
+    assert_eq!(r.bom.cables, 2_304);
+    // XDR cages take single-mode twin-port 1.6T modules, never 2 x 400G multimode ones.
+    assert!(r.bom.lines.iter().all(|l| l.item != "800g-sr8" && l.item != "400g-sr8"), "{:?}", r.bom.lines);
+    assert!(r.bom.lines.iter().any(|l| l.item == "1600g-dr8"));
+    assert!(r.bom.lines.iter().any(|l| l.item == "connectx8-800g" && l.count == 1_152));
+}
