@@ -102,6 +102,10 @@ pub struct SwitchModel {
     /// served by one twin-port module or one breakout cable). Absent: one link per cage.
     #[serde(default)]
     pub cage_rate: Option<BitsPerSec>,
+    /// The most logical ports breakout gives (the switch's port count limit): 64x800G splits
+    /// to 128x400G and 256x200G, but no further when this is 256. Absent: no limit.
+    #[serde(default)]
+    pub max_ports: Option<u32>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -110,11 +114,13 @@ impl SwitchModel {
     /// Ports available at `rate`: native ports, or native ports split by breakout when the
     /// native rate is a whole multiple of `rate` (a 64x800G box is 128x400G).
     pub fn ports_at(&self, rate: BitsPerSec) -> u32 {
-        if rate.0 > 0 && self.port_rate.0 > rate.0 && self.port_rate.0.is_multiple_of(rate.0) {
-            self.ports * u32::try_from(self.port_rate.0 / rate.0).unwrap_or(1)
+        let n = if rate.0 > 0 && self.port_rate.0 > rate.0 && self.port_rate.0.is_multiple_of(rate.0) {
+            self.ports.saturating_mul(u32::try_from(self.port_rate.0 / rate.0).unwrap_or(1))
         } else {
             self.ports
-        }
+        };
+        // Breakout ends at the switch's port (MAC) count: slower ports then leave bandwidth idle.
+        self.max_ports.map_or(n, |m| n.min(m.max(self.ports)))
     }
 }
 
@@ -858,6 +864,9 @@ mod tests {
         let th5 = &c.switch[c.switch_index("tomahawk5-64x800g").unwrap() as usize];
         assert_eq!(th5.ports_at(BitsPerSec::gbps(400)), 128);
         assert_eq!(th5.ports_at(BitsPerSec::gbps(800)), 64);
+        // 256 x 200G is its most logical ports: 100G ports stop there (half its bandwidth).
+        assert_eq!(th5.ports_at(BitsPerSec::gbps(200)), 256);
+        assert_eq!(th5.ports_at(BitsPerSec::gbps(100)), 256);
     }
 
     #[test]

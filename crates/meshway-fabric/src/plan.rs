@@ -250,6 +250,7 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
         warnings.push(format!("{} GPU pairs have no path between them", paths.unreachable_pairs));
     }
     over_capacity(f, cat, &mut warnings);
+    idle_by_port_count(f, cat, &mut warnings);
     if let Some(t) = tiers.iter().find(|t| t.name == "leaf" || t.name == "access") {
         let placed = t.ports_used.saturating_sub(
             f.switches()
@@ -399,6 +400,28 @@ fn over_capacity(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) {
             meshway_units::BitsPerSec(cap),
             model_name(cat, model)
         ));
+    }
+}
+
+/// Says when breakout reached a switch's port count before its bandwidth: slow ports leave
+/// part of the switch idle (100G ports on a 51.2T switch of 256 logical ports use half of it).
+fn idle_by_port_count(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) {
+    let mut seen = std::collections::BTreeSet::new();
+    for s in f.switches().filter(|&s| !f.is_nvswitch(s)) {
+        let NodeKind::Switch { tier, model, radix } = f.node(s).kind else { continue };
+        let Some(m) = cat.switch.get(model as usize) else { continue };
+        let Some(rate) = f.neighbors(s).iter().map(|(_, l)| f.link(*l).rate).min() else { continue };
+        let (used, cap) = (u64::from(radix) * rate.0, u64::from(m.ports) * m.port_rate.0);
+        if m.max_ports.is_some_and(|mp| radix >= mp) && used < cap && seen.insert((tier, model)) {
+            warnings.push(format!(
+                "{} switches: {radix} ports at {rate} (the {}'s most logical ports) use {} of its {}; faster ports \
+                 would use the rest",
+                f.tiers[tier as usize].name,
+                m.name,
+                BitsPerSec(used),
+                BitsPerSec(cap)
+            ));
+        }
     }
 }
 

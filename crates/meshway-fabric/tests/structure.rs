@@ -611,3 +611,23 @@ fn the_nvl72_800g_walkthrough_plans_as_the_docs_say() {
     assert!(r.bom.lines.iter().any(|l| l.item == "1600g-dr8"));
     assert!(r.bom.lines.iter().any(|l| l.item == "connectx8-800g" && l.count == 1_152));
 }
+
+#[test]
+fn breakout_stops_at_the_port_count_and_the_bandwidth_left_idle_is_said() {
+    // 100G hosts on a 51.2T Tomahawk 5 leaf: 256 logical ports at most, so 128 down and 128
+    // up at 1:1 carry 25.6 Tb/s, half of what the chip forwards.
+    let text = "[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\ngpus-per-host = 8\nnic = \"100Gbps\"\n\
+        leaf-model = \"tomahawk5-64x800g\"\nspine-model = \"tomahawk5-64x800g\"\noversubscription = \"1:1\"\n";
+    let (_, r) = build(text);
+    let leaf = tier(&r, "leaf");
+    assert_eq!(leaf.switches, 8, "1,024 GPUs at 128 per leaf");
+    assert_eq!(leaf.ports_used + leaf.ports_free, 8 * 256);
+    assert_eq!(leaf.down_bps, 1024 * 100_000_000_000);
+    let w = r.warnings.iter().find(|w| w.starts_with("leaf switches: 256 ports at 100Gbps")).expect("a warning");
+    assert!(w.contains("use 25.6Tbps of its 51.2Tbps"), "{w}");
+    // 200G hosts use every port and all the bandwidth.
+    let (_, r) = build(&text.replace("\"100Gbps\"", "\"200Gbps\""));
+    assert_eq!(tier(&r, "leaf").switches, 8);
+    assert_eq!(tier(&r, "leaf").ports_free, 0);
+    assert!(r.warnings.iter().all(|w| !w.contains("most logical ports")), "{:?}", r.warnings);
+}
