@@ -471,8 +471,16 @@ fn worst_oversub(r: &FabricReport) -> f64 {
 fn max_paths(r: &FabricReport) -> u64 {
     r.paths.path_count_histogram.iter().map(|(n, _)| *n).max().unwrap_or(0)
 }
+/// Optical modules and copper cable assemblies (a twin-port module or a breakout counts once).
 fn optics(r: &FabricReport) -> u64 {
-    r.bom.lines.iter().filter(|l| l.kind == "optic" || l.kind == "copper cable").map(|l| l.count).sum()
+    let copper: u64 = r
+        .bom
+        .lines
+        .iter()
+        .filter(|l| matches!(l.kind.as_str(), "copper cable" | "breakout cable" | "management cable"))
+        .map(|l| l.count)
+        .sum();
+    r.bom.switch_modules + r.bom.host_modules + copper
 }
 fn spof_switches(r: &FabricReport) -> u64 {
     r.resilience.switch_spofs.iter().map(|s| s.count).sum()
