@@ -98,6 +98,19 @@ pub struct Plan {
     pub worst_margin_ns: i64,
     pub regions: Vec<RegionOutcome>,
     pub sites: Vec<SiteOutcome>,
+    /// Region -> the site that makes its first tokens, by the sizing rules, without failures
+    /// (the nearest open site that prefills).
+    pub first_token_site: Vec<Option<String>>,
+}
+
+/// A region's network round trip to each site, for the placement map.
+#[derive(Debug, Clone, Serialize)]
+pub struct RegionRoutes {
+    pub name: String,
+    pub ttft_p99_objective_ns: u64,
+    /// Zero-load round trip to each site (in `site_names` order); `None` where the site serves
+    /// another model or no path is given.
+    pub rtt_ns: Vec<Option<u64>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -125,6 +138,8 @@ pub struct PlacementReport {
     /// Of those, how many were simulated (cheapest first).
     pub subsets_simulated: u64,
     pub site_names: Vec<String>,
+    /// Each region's round trip to each site.
+    pub routes: Vec<RegionRoutes>,
     pub plans: Vec<Plan>,
     /// The optimized plan under each single failure.
     pub failures: Vec<FailureCheck>,
@@ -401,6 +416,7 @@ fn plan(spec: &InferSpec, name: &str, sz: &Sizing, opt: &PlaceOptions, repair: b
         worst_margin_ns: worst,
         regions,
         sites,
+        first_token_site: sz.assignment.iter().map(|a| a.map(|s| spec.sites[s].name.clone())).collect(),
     }
 }
 
@@ -525,6 +541,20 @@ pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
         subsets_feasible: ranked.len() as u64,
         subsets_simulated: simulated as u64,
         site_names: spec.sites.iter().map(|s| s.name.clone()).collect(),
+        routes: spec
+            .regions
+            .iter()
+            .map(|reg| RegionRoutes {
+                name: reg.name.clone(),
+                ttft_p99_objective_ns: reg.ttft_p99.0,
+                rtt_ns: (0..spec.sites.len())
+                    .map(|s| {
+                        let same_model = spec.sites[s].model == reg.model;
+                        reg.paths[s].as_ref().filter(|_| same_model).map(|p| 2 * p.one_way.0)
+                    })
+                    .collect(),
+            })
+            .collect(),
         plans,
         failures,
         n_plus_1_holds,

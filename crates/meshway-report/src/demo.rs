@@ -214,6 +214,23 @@ pub fn demo_html(d: &Demo) -> String {
         body.push_str(&format!("<h2>{}</h2>\n", esc(&f.name)));
         body.push_str(&crate::plan_charts(f));
     }
+    let r = &d.inference.placement;
+    let cost: Vec<(String, f64)> = r.plans.iter().map(|p| (p.name.clone(), p.cost_usd_per_hour)).collect();
+    let title = format!("Inference ({}): GPU cost per hour of each placement", d.inference.scenario);
+    if let Some(svg) = bar_chart(&title, &cost, &|v| crate::dollars(v)) {
+        body.push_str("<h2>Inference placement</h2>\n");
+        body.push_str(&svg);
+    }
+    if let Some(svg) = crate::infer::placement_map(r) {
+        body.push_str(&svg);
+    }
+    let jct: Vec<(String, f64)> =
+        d.scheduling.policies.iter().map(|p| (p.policy.name().to_string(), p.mean_jct_s * 1e9)).collect();
+    let title = format!("Scheduling {} jobs: mean job completion time per policy", d.scheduling.jobs);
+    if let Some(svg) = bar_chart(&title, &jct, &fmt_time) {
+        body.push_str("<h2>Scheduling</h2>\n");
+        body.push_str(&svg);
+    }
     body.push_str("<h2>Report</h2>\n<pre>");
     body.push_str(&esc(&demo_text(d)));
     body.push_str("</pre>\n");

@@ -307,8 +307,69 @@ pub fn place_html(r: &PlacementReport) -> String {
             body.push_str(&svg);
         }
     }
+    if let Some(svg) = placement_map(r) {
+        body.push_str("<h2>Where each region is served</h2>\n");
+        body.push_str(&svg);
+    }
     body.push_str("<h2>Report</h2>\n<pre>");
     body.push_str(&esc(&place_text(r)));
     body.push_str("</pre>\n");
     page(&format!("meshway place: {}", r.scenario), &body)
+}
+
+/// The placement as a map-like table: regions down, sites across, each cell the zero-load
+/// round trip, shaded by how much of the region's time-to-first-token objective it takes, and
+/// the site that makes the region's first tokens in the chosen plan filled dark.
+pub(crate) fn placement_map(r: &PlacementReport) -> Option<String> {
+    use crate::svg::{grid, Cell, COLOURS};
+    let plan = r.plans.iter().find(|p| p.name == "optimized").or_else(|| r.plans.first())?;
+    let columns: Vec<String> = r
+        .site_names
+        .iter()
+        .zip(&plan.gpus)
+        .map(|(n, g)| if *g > 0 { format!("{n}\n{} GPUs", thousands(u64::from(*g))) } else { format!("{n}\nclosed") })
+        .collect();
+    let rows: Vec<(String, Vec<Cell>)> = r
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, reg)| {
+            let chosen = plan.first_token_site.get(i).cloned().flatten();
+            let cells = reg
+                .rtt_ns
+                .iter()
+                .zip(&r.site_names)
+                .map(|(rtt, site)| match rtt {
+                    None => Cell { text: "-".into(), fill: "#eeeeee", chosen: false },
+                    Some(t) => {
+                        let share = *t as f64 / reg.ttft_p99_objective_ns.max(1) as f64;
+                        Cell {
+                            text: ms1(*t),
+                            fill: if share <= 0.25 {
+                                "#c7e9c0"
+                            } else if share <= 1.0 {
+                                "#fee391"
+                            } else {
+                                "#fcae91"
+                            },
+                            chosen: chosen.as_deref() == Some(site.as_str()),
+                        }
+                    }
+                })
+                .collect();
+            (format!("{} ({})", reg.name, ms1(reg.ttft_p99_objective_ns)), cells)
+        })
+        .collect();
+    let title = format!("{}: round trip from each region (objective) to each site", plan.name);
+    grid(
+        &title,
+        &columns,
+        &rows,
+        &[
+            (COLOURS[0], "makes the region's first tokens"),
+            ("#c7e9c0", "round trip ≤ 25% of objective"),
+            ("#fee391", "≤ objective"),
+            ("#fcae91", "> objective"),
+        ],
+    )
 }

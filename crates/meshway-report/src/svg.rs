@@ -14,7 +14,8 @@ const TOP: f64 = 34.0;
 const BOTTOM: f64 = 48.0;
 
 /// Colours of successive series (colour-blind safe, Okabe-Ito).
-const COLOURS: [&str; 8] = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"];
+pub(crate) const COLOURS: [&str; 8] =
+    ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"];
 
 /// Escapes text for SVG and HTML.
 pub fn esc(s: &str) -> String {
@@ -533,6 +534,86 @@ pub fn timeline(title: &str, x_label: &str, rows: &[Span], fmt_x: &dyn Fn(f64) -
             rw = (px(r.end) - px(r.start)).max(1.0),
             bh = row_h - 3.0,
         );
+    }
+    out.push_str("</svg>");
+    Some(out)
+}
+
+/// One cell of a [`grid`]: its text and how it is filled.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub text: String,
+    /// Background colour; the chosen cells are dark with white text.
+    pub fill: &'static str,
+    pub chosen: bool,
+}
+
+/// A map-like table: one row per label, one column per heading, each cell coloured, with a
+/// legend of the fills below. None when there is no row or column.
+pub fn grid(title: &str, columns: &[String], rows: &[(String, Vec<Cell>)], legend: &[(&str, &str)]) -> Option<String> {
+    if rows.is_empty() || columns.is_empty() {
+        return None;
+    }
+    // Labels at 11 px take about 6.5 px a character.
+    let chars = |t: &str| t.chars().count() as f64;
+    let label_w = rows.iter().map(|r| chars(&r.0) * 6.5 + 16.0).fold(80.0, f64::max);
+    let (cell_h, head_h) = (24.0, 40.0);
+    let cell_w = ((W - label_w - 8.0) / columns.len() as f64).max(84.0);
+    let width = (label_w + cell_w * columns.len() as f64 + 8.0).max(W);
+    let legend_y = TOP + head_h + cell_h * rows.len() as f64 + 10.0;
+    let h = legend_y + 22.0;
+    let mut out = format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {h}" width="{width}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{width}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{t}</text>"##,
+        t = esc(title)
+    );
+    for (j, c) in columns.iter().enumerate() {
+        // Headings may have two lines: the name, then a detail.
+        let x = label_w + cell_w * (j as f64 + 0.5);
+        for (k, line) in c.split('\n').take(2).enumerate() {
+            let _ = write!(
+                out,
+                r##"<text x="{x:.1}" y="{y:.1}" font-size="11" text-anchor="middle"{b}>{l}</text>"##,
+                y = TOP + 14.0 + 14.0 * k as f64,
+                b = if k == 0 { r#" font-weight="bold""# } else { "" },
+                l = esc(line)
+            );
+        }
+    }
+    for (i, (label, cells)) in rows.iter().enumerate() {
+        let y = TOP + head_h + cell_h * i as f64;
+        let _ = write!(
+            out,
+            r##"<text x="{lx}" y="{ty:.1}" font-size="11" text-anchor="end">{l}</text>"##,
+            lx = label_w - 8.0,
+            ty = y + 16.0,
+            l = esc(label)
+        );
+        for (j, c) in cells.iter().enumerate().take(columns.len()) {
+            let x = label_w + cell_w * j as f64;
+            let _ = write!(
+                out,
+                r##"<rect x="{x:.1}" y="{y:.1}" width="{w:.1}" height="{ch}" fill="{f}" stroke="#fff" stroke-width="2"/><text x="{tx:.1}" y="{ty:.1}" font-size="11" text-anchor="middle" fill="{tc}"{b}>{t}</text>"##,
+                w = cell_w,
+                ch = cell_h,
+                f = if c.chosen { COLOURS[0] } else { c.fill },
+                tx = x + cell_w / 2.0,
+                ty = y + 16.0,
+                tc = if c.chosen { "#fff" } else { "#222" },
+                b = if c.chosen { r#" font-weight="bold""# } else { "" },
+                t = esc(&c.text)
+            );
+        }
+    }
+    let mut lx = 8.0;
+    for (fill, name) in legend {
+        let _ = write!(
+            out,
+            r##"<rect x="{lx}" y="{legend_y}" width="10" height="10" fill="{fill}" stroke="#999" stroke-width="0.5"/><text x="{tx}" y="{ty}" font-size="11">{n}</text>"##,
+            tx = lx + 14.0,
+            ty = legend_y + 9.0,
+            n = esc(name)
+        );
+        lx += 14.0 + chars(name) * 6.5 + 18.0;
     }
     out.push_str("</svg>");
     Some(out)

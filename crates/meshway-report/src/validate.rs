@@ -163,7 +163,12 @@ fn not_run<'a>(o: &mut String, whys: impl Iterator<Item = &'a str>) {
 /// `meshway validate --html`: every collective row's published bus bandwidth against
 /// meshway's on log-log axes (one colour per operation, the ±25% band dashed), then the
 /// text of every set that ran.
-pub fn validate_html(collectives: Option<&meshway_validate::ValidationReport>, text: &str) -> String {
+pub fn validate_html(
+    collectives: Option<&meshway_validate::ValidationReport>,
+    plan: Option<&meshway_validate::plan::PlanValidation>,
+    inference: Option<&meshway_validate::inference::InferValidation>,
+    text: &str,
+) -> String {
     use crate::svg::{agreement_chart, esc, page, Series};
     let mut body = String::new();
     if let Some(r) = collectives {
@@ -195,6 +200,82 @@ pub fn validate_html(collectives: Option<&meshway_validate::ValidationReport>, t
             meshway_validate::OUTSIDE,
         ) {
             body.push_str("<h2>Collectives</h2>\n");
+            body.push_str(&svg);
+        }
+    }
+    if let Some(r) = plan {
+        // Counts: by status, as the designs are too many for a colour each.
+        let series: Vec<Series> = ["match", "differs", "mismatch"]
+            .iter()
+            .map(|st| Series {
+                name: format!("{st} ({})", r.rows.iter().filter(|x| x.status == *st).count()),
+                points: r
+                    .rows
+                    .iter()
+                    .filter(|x| x.status == *st)
+                    .filter_map(|x| Some((x.published, x.planned?)))
+                    .collect(),
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        let title =
+            format!("meshway plan against {} published counts of {} reference designs", r.rows.len(), r.designs.len());
+        if let Some(svg) = agreement_chart(&title, "published count", "meshway count", &series, 0.0) {
+            body.push_str("<h2>Reference designs</h2>\n");
+            body.push_str(&svg);
+        }
+    }
+    if let Some(r) = inference {
+        let mut drawn = false;
+        for (metric, label) in [
+            ("output tokens/s", "output tokens/s"),
+            ("ttft ms", "time to first token (ms)"),
+            ("itl ms", "inter-token latency (ms)"),
+        ] {
+            let mut models: Vec<&str> = r.rows.iter().map(|o| o.model.as_str()).collect();
+            models.sort_unstable();
+            models.dedup();
+            let series: Vec<Series> = models
+                .iter()
+                .map(|m| Series {
+                    name: (*m).to_string(),
+                    points: r
+                        .rows
+                        .iter()
+                        .filter(|o| o.model == *m)
+                        .flat_map(|o| o.figures.iter().filter(|f| f.metric == metric).map(|f| (f.published, f.meshway)))
+                        .collect(),
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect();
+            let n: usize = series.iter().map(|s| s.points.len()).sum();
+            let bound = meshway_validate::inference::bound(metric);
+            let title = format!("Serving: {label}, {n} published rows (band ±{:.0}%)", bound * 100.0);
+            if let Some(svg) =
+                agreement_chart(&title, &format!("published {label}"), &format!("meshway {label}"), &series, bound)
+            {
+                if !drawn {
+                    body.push_str("<h2>Inference</h2>\n");
+                    drawn = true;
+                }
+                body.push_str(&svg);
+            }
+        }
+        let mut classes: Vec<&str> = r.wan.iter().map(|w| w.class.as_str()).collect();
+        classes.sort_unstable();
+        classes.dedup();
+        let series: Vec<Series> = classes
+            .iter()
+            .map(|c| Series {
+                name: (*c).to_string(),
+                points: r.wan.iter().filter(|w| w.class == *c).map(|w| (w.published_ms, w.meshway_ms)).collect(),
+            })
+            .collect();
+        let bound = meshway_validate::inference::bound("rtt ms");
+        let title = format!("Inter-region round trips, {} published pairs (band ±{:.0}%)", r.wan.len(), bound * 100.0);
+        if let Some(svg) =
+            agreement_chart(&title, "published round trip (ms)", "meshway round trip (ms)", &series, bound)
+        {
             body.push_str(&svg);
         }
     }

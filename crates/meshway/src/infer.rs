@@ -14,30 +14,38 @@ use std::path::PathBuf;
 
 pub const INFER_HELP: &str = "Examples:
   meshway infer examples/inference-edge-vs-central.toml
-  meshway infer examples/inference-edge-vs-central.toml --policy nearest --duration 1h --seed 7
-  meshway infer examples/inference-edge-vs-central.toml --fail-site us-central --json
-  meshway infer examples/inference-edge-vs-central.toml --fail-site edge-ashburn@5min
-  meshway infer examples/inference-disaggregated.toml     prefill at the edge, decode central
+  meshway infer examples/inference-edge-vs-central.toml --policy nearest \\
+      --duration 1h --seed 7
+  meshway infer examples/inference-edge-vs-central.toml --fail-site \\
+      us-central --json
+  meshway infer examples/inference-edge-vs-central.toml --fail-site \\
+      edge-ashburn@5min
+  # prefill at the edge, decode central
+  meshway infer examples/inference-disaggregated.toml
 
-Simulates every request: arrivals per region (Poisson, bursty, daily profile or a closed loop
-of users), routing to a site, queueing, and the site's servers running engine steps
-(continuous batching, KV-cache admission, chunked prefill; step times from the model's shape
-on its GPUs, see docs/inference.md), KV caches moving over DCI links from prefill to decode
-sites, and the network both ways (fiber km x 4.9 us/km, hops, a fixed per-path cost, last
-mile). Reports time to first token, time per output token and end-to-end latency at
-p50/p90/p99 per region against its objectives, tokens per second, GPU, batch and KV-cache use
-per site, and the KV transfers per DCI link. Same seed, same output.";
+Simulates every request: arrivals per region (Poisson, bursty, daily profile
+or a closed loop of users), routing to a site, queueing, and the site's
+servers running engine steps (continuous batching, KV-cache admission, chunked
+prefill; step times from the model's shape on its GPUs, see
+docs/inference.md), KV caches moving over DCI links from prefill to decode
+sites, and the network both ways (fiber km x 4.9 us/km, hops, a fixed per-path
+cost, last mile). Reports time to first token, time per output token and
+end-to-end latency at p50/p90/p99 per region against its objectives, tokens
+per second, GPU, batch and KV-cache use per site, and the KV transfers per DCI
+link. Same seed, same output.";
 
 pub const PLACE_HELP: &str = "Examples:
   meshway place examples/inference-edge-vs-central.toml
   meshway place examples/inference-edge-vs-central.toml --n-plus-1 --json
 
-Chooses how many GPUs go to each candidate site (max-gpus > 0) so every region meets its p99
-time-to-first-token (and time-per-output-token) objectives at least cost (a server's capacity
-comes from its KV cache and the strictest TPOT objective it serves): every subset of sites is tried with each region
-at its nearest open site, sized to the target utilization, then simulated (and repaired where
-a region misses). Compares all-central, all-edge and optimized, and simulates the optimized
-plan with each site and each region's route failed in turn.";
+Chooses how many GPUs go to each candidate site (max-gpus > 0) so every region
+meets its p99 time-to-first-token (and time-per-output-token) objectives at
+least cost (a server's capacity comes from its KV cache and the strictest TPOT
+objective it serves): every subset of sites is tried with each region at its
+nearest open site, sized to the target utilization, then simulated (and
+repaired where a region misses). Compares all-central, all-edge and optimized,
+and simulates the optimized plan with each site and each region's route failed
+in turn.";
 
 #[derive(clap::Args, Debug)]
 pub struct InferArgs {

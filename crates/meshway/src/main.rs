@@ -18,13 +18,15 @@ mod traffic;
 
 const EXAMPLES: &str = "\
 Examples:
-  meshway demo                                   three fabrics for 1,024 GPUs, one verdict
+  meshway demo                           three fabrics for 1,024 GPUs, a verdict
   meshway plan examples/rail-optimized-1024.toml
   meshway plan examples/two-site-100km.toml --json
   meshway compare examples/three-tier-1024.toml examples/leaf-spine-1024.toml
-  meshway plan my.toml --catalog my-parts.toml   use your own switch models and prices
-  meshway place examples/inference-edge-vs-central.toml   GPUs per site for inference latency
-  meshway multisite examples/two-site-training.toml       training over two sites vs distance";
+  meshway plan my.toml --catalog my.toml   your own switch models and prices
+  # GPUs per site for inference latency
+  meshway place examples/inference-edge-vs-central.toml
+  # training over two sites against distance
+  meshway multisite examples/two-site-training.toml";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -60,10 +62,11 @@ enum Command {
   meshway plan examples/fat-tree-100k.toml --json > report.json
   meshway plan examples/rail-optimized-1024.toml --html plan.html
 
-Reports switch counts per tier, oversubscription, bisection bandwidth (structural and
-max-flow), switch hops and equal-cost paths, zero-load latency, a bill of materials with
-power and cost, lossless (PFC / credit) headroom per port and switch, and single points
-of failure. Every default number comes from catalog/default.toml with its source.")]
+Reports switch counts per tier, oversubscription, bisection bandwidth
+(structural and max-flow), switch hops and equal-cost paths, zero-load
+latency, a bill of materials with power and cost, lossless (PFC / credit)
+headroom per port and switch, and single points of failure. Every default
+number comes from catalog/default.toml with its source.")]
     Plan {
         /// The scenario file (TOML).
         file: PathBuf,
@@ -72,7 +75,8 @@ of failure. Every default number comes from catalog/default.toml with its source
     },
     /// Compare scenarios side by side; the best value on each row is marked.
     #[command(after_help = "Example:
-  meshway compare examples/three-tier-1024.toml examples/leaf-spine-1024.toml examples/rail-optimized-1024.toml")]
+  meshway compare examples/three-tier-1024.toml examples/leaf-spine-1024.toml \\
+      examples/rail-optimized-1024.toml")]
     Compare {
         /// Two or more scenario files.
         #[arg(required = true, num_args = 2..)]
@@ -141,27 +145,32 @@ of failure. Every default number comes from catalog/default.toml with its source
   meshway validate                    the repository's validation/ set
   meshway validate validation --json
   meshway validate --set inference    serving throughput and latency only
-  meshway validate --set plan         published reference designs against meshway plan
+  # published reference designs against meshway plan
+  meshway validate --set plan
 
-Reads DIR/collectives/nccl-tests.csv (published nccl-tests results, each row citing its
-source) and DIR/collectives/setups.toml (their hardware as meshway fabrics, and the rows
-meshway cannot model yet with the reason). Each row runs as one collective on its fabric;
-the algorithm is NCCL's when the row names one meshway has, else the fastest of meshway's.
-Prints published and simulated bus bandwidth, the error, why a row is off by more than 25%,
-and the median and max |error| per operation, size band and scale.
+Reads DIR/collectives/nccl-tests.csv (published nccl-tests results, each row
+citing its source) and DIR/collectives/setups.toml (their hardware as meshway
+fabrics, and the rows meshway cannot model yet with the reason). Each row runs
+as one collective on its fabric; the algorithm is NCCL's when the row names
+one meshway has, else the fastest of meshway's. Prints published and simulated
+bus bandwidth, the error, why a row is off by more than 25%, and the median
+and max |error| per operation, size band and scale.
 
-Reads DIR/inference/throughput.csv and latency-load.csv (published serving benchmarks) and
-DIR/inference/setups.toml (their models, GPUs and engine settings as meshway [[model]] keys).
-Each row runs as one server: offline rows with every request sent at once, rate rows with
-Poisson arrivals. Prints output tokens/s, time to first token and inter-token latency,
-published and simulated, and per group the share within 15% (throughput) or 20% (latency).
-DIR/inference/wan-rtt.csv (published inter-region round trips) is compared with the path
-model: great-circle distance x route factor x fibre delay + the fixed per-path cost.
+Reads DIR/inference/throughput.csv and latency-load.csv (published serving
+benchmarks) and DIR/inference/setups.toml (their models, GPUs and engine
+settings as meshway [[model]] keys). Each row runs as one server: offline rows
+with every request sent at once, rate rows with Poisson arrivals. Prints
+output tokens/s, time to first token and inter-token latency, published and
+simulated, and per group the share within 15% (throughput) or 20% (latency).
+DIR/inference/wan-rtt.csv (published inter-region round trips) is compared
+with the path model: great-circle distance x route factor x fibre delay + the
+fixed per-path cost.
 
-Reads DIR/plan/designs.toml (published reference designs: DGX SuperPOD generations, GB200
-NVL72, Alibaba HPN) and plans each one: switches per tier, links, hosts, NVLink trays and
-oversubscription against the published counts, each row cited; a deliberate difference says
-why. The exit status is 1 when a row that should match does not.")]
+Reads DIR/plan/designs.toml (published reference designs: DGX SuperPOD
+generations, GB200 NVL72, Alibaba HPN) and plans each one: switches per tier,
+links, hosts, NVLink trays and oversubscription against the published counts,
+each row cited; a deliberate difference says why. The exit status is 1 when a
+row that should match does not.")]
     Validate {
         /// The validation set (default: validation).
         #[arg(default_value = "validation")]
@@ -178,8 +187,8 @@ why. The exit status is 1 when a row that should match does not.")]
   # then, as the first line of a scenario, for Taplo / Even Better TOML:
   #:schema ./scenario.schema.json
 
-The same schema is in docs/scenario.schema.json; it is generated from the types the
-parser uses, so what it accepts is what meshway accepts.")]
+The same schema is in docs/scenario.schema.json; it is generated from the
+types the parser uses, so what it accepts is what meshway accepts.")]
     Schema,
 }
 
@@ -282,7 +291,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let mut text = String::new();
             let mut out = serde_json::Map::new();
-            let mut coll = None;
+            let (mut coll, mut plan_set, mut infer_set) = (None, None, None);
             if set == "all" || set == "collectives" {
                 let (rows, rows_file) = read("collectives", "nccl-tests.csv")?;
                 let (setups, setups_file) = read("collectives", "setups.toml")?;
@@ -301,6 +310,7 @@ fn run(cli: Cli) -> Result<()> {
                 text.push_str(&meshway_report::validate::plan_validate_text(&r));
                 out.insert("plan".into(), serde_json::to_value(&r)?);
                 plan_mismatch = r.mismatched;
+                plan_set = Some(r);
             }
             if set == "all" || set == "inference" {
                 let (setups, setups_file) = read("inference", "setups.toml")?;
@@ -314,10 +324,19 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 text.push_str(&meshway_report::validate::infer_validate_text(&r));
                 out.insert("inference".into(), serde_json::to_value(&r)?);
+                infer_set = Some(r);
             }
             if let Some(p) = &common.html {
-                std::fs::write(p, meshway_report::validate::validate_html(coll.as_ref(), &text))
-                    .with_context(|| format!("cannot write {}", p.display()))?;
+                std::fs::write(
+                    p,
+                    meshway_report::validate::validate_html(
+                        coll.as_ref(),
+                        plan_set.as_ref(),
+                        infer_set.as_ref(),
+                        &text,
+                    ),
+                )
+                .with_context(|| format!("cannot write {}", p.display()))?;
                 eprintln!("wrote {}", p.display());
             }
             emit(&if common.json { json(&out)? } else { text })?;

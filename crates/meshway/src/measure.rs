@@ -21,17 +21,21 @@ use crate::emit;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
-  meshway reflect                                  answer STAMP on 0.0.0.0:862 (root: port < 1024)
-  meshway reflect --listen 127.0.0.1:8620          a local reflector on an unprivileged port
+  # answer STAMP on 0.0.0.0:862 (root: port < 1024)
+  meshway reflect
+  # a local reflector on an unprivileged port
+  meshway reflect --listen 127.0.0.1:8620
   meshway reflect --listen [::]:862 --rate-limit 1000
-  meshway reflect --listen 127.0.0.1:8620 --drop-every 10 --duration 60s   drop every 10th
+  # drop every 10th
+  meshway reflect --listen 127.0.0.1:8620 --drop-every 10 --duration 60s
 
-The reflector answers STAMP (RFC 8762) unauthenticated test packets, so any STAMP
-session-sender works with it, as does `meshway ping --kind udp`. It answers each valid
-packet with exactly as many bytes as it received (never more), ignores malformed packets
-(shorter than 44 bytes, invalid error estimate), and allows each source address at most
---rate-limit packets per second (a one-second burst). On exit (Ctrl-C, SIGTERM, or after
---duration) it prints its counters.")]
+The reflector answers STAMP (RFC 8762) unauthenticated test packets, so any
+STAMP session-sender works with it, as does `meshway ping --kind udp`. It
+answers each valid packet with exactly as many bytes as it received (never
+more), ignores malformed packets (shorter than 44 bytes, invalid error
+estimate), and allows each source address at most --rate-limit packets per
+second (a one-second burst). On exit (Ctrl-C, SIGTERM, or after --duration) it
+prints its counters.")]
 pub struct ReflectArgs {
     /// Address and UDP port to listen on.
     #[arg(long, default_value = "0.0.0.0:862", value_name = "ADDR")]
@@ -119,28 +123,35 @@ enum Kind {
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
-  meshway ping 127.0.0.1:8620                      STAMP to a reflector (default kind udp, port 862)
+  # STAMP to a reflector (default kind udp, port 862)
+  meshway ping 127.0.0.1:8620
   meshway ping 10.0.0.7 -c 100 -i 10ms --size 1400B --dscp 46
   meshway ping --kind tcp example.internal:443     TCP connect time
   meshway ping --kind icmp 127.0.0.1
   meshway ping --kind http http://127.0.0.1:8080/v1/health -c 20 --json
   meshway ping --kind http https://api.internal/v1/health --ca ca.pem
-  meshway ping 127.0.0.1:8620 -c 0 --ndjson        until Ctrl-C, one JSON object per line
+  # until Ctrl-C, one JSON object per line
+  meshway ping 127.0.0.1:8620 -c 0 --ndjson
 
 Statistics (the same definitions everywhere in meshway):
-  rtt            round-trip time minus the reflector's hold time (udp); connect time (tcp);
-                 echo round trip (icmp); whole GET (http; https includes the TLS handshake)
+  # round-trip time minus the reflector's hold time (udp); connect time (tcp);
+  rtt
+  echo round trip (icmp); whole GET (http; https includes the TLS handshake)
   min/mean/max/stddev  exact; stddev is the population standard deviation
-  p50/p90/p99/p99.9    nearest rank from a log-linear histogram, within ±0.4% of the exact value
-  loss           probes without an answer within --timeout, over probes sent; late answers
-                 count as lost. duplicates: repeated answers; reordered: an answer arriving
+  # nearest rank from a log-linear histogram, within ±0.4% of the exact value
+  p50/p90/p99/p99.9
+  # probes without an answer within --timeout, over probes sent; late answers
+  loss
+  count as lost. duplicates: repeated answers; reordered: an answer arriving
                  after the answer to a later probe
-  jitter rfc3550 J += (|D| − J)/16 over consecutive answers, D the difference of their delays
+  jitter rfc3550 J += (|D| − J)/16 over consecutive answers, D the difference \\
+      of their delays
                  (RFC 3550 §6.4.1)
   jitter mean|Δ| mean absolute difference of consecutive delays
   jitter p95−p50 the 95th minus the 50th percentile of delay
 
-Exit status: 0 when at least one answer came back, 2 on an error or when none did.")]
+Exit status: 0 when at least one answer came back, 2 on an error or when none
+did.")]
 pub struct PingArgs {
     /// The target: host or host:port (udp, tcp, icmp), or a URL (http, https).
     target: String,
@@ -277,21 +288,25 @@ const PERF_PORT: u16 = 5301;
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
-  meshway perf --server                            serve tests on 0.0.0.0:5301 (TCP and UDP)
+  # serve tests on 0.0.0.0:5301 (TCP and UDP)
+  meshway perf --server
   meshway perf --server --listen 127.0.0.1:5301
   meshway perf 10.0.0.2                            one TCP stream for 10 s
   meshway perf 10.0.0.2 -P 8 -t 30s                eight parallel streams
   meshway perf 10.0.0.2 --bytes 1GiB               until 1 GiB has been sent
-  meshway perf 10.0.0.2 --reverse                  server sends, client receives
+  # server sends, client receives
+  meshway perf 10.0.0.2 --reverse
   meshway perf 10.0.0.2 --bidir -P 2               two streams each way at once
-  meshway perf 10.0.0.2 --udp --rate 100Mbps --size 1200B   UDP: loss, jitter, reordering
+  # UDP: loss, jitter, reordering
+  meshway perf 10.0.0.2 --udp --rate 100Mbps --size 1200B
   meshway perf 127.0.0.1 -t 5s --json              one JSON document
 
-Throughput is the receiver's goodput: bytes counted by the receiving application over its
-span from first to last byte. Intervals are the client's view (bytes it sent and received).
-CPU is process CPU time (user + system, from /proc) over wall time, percent of one core;
-the server's figure covers its whole process. UDP jitter is RFC 3550's, on one-way transit
-times (clock offsets cancel). The server answers many clients at once.")]
+Throughput is the receiver's goodput: bytes counted by the receiving
+application over its span from first to last byte. Intervals are the client's
+view (bytes it sent and received). CPU is process CPU time (user + system,
+from /proc) over wall time, percent of one core; the server's figure covers
+its whole process. UDP jitter is RFC 3550's, on one-way transit times (clock
+offsets cancel). The server answers many clients at once.")]
 pub struct PerfArgs {
     /// The server to test against: host or host:port (default port 5301).
     #[arg(required_unless_present = "server")]
@@ -406,18 +421,23 @@ pub(crate) fn resolve_host_port(target: &str, default_port: u16) -> Result<Socke
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
-  meshway trace 10.0.0.2                           UDP probes, 10 rounds, one flow
+  # UDP probes, 10 rounds, one flow
+  meshway trace 10.0.0.2
   meshway trace 10.0.0.2 --icmp --rounds 30
-  meshway trace 10.0.0.2 --flows 8                 eight flows: discover parallel (ECMP) paths
-  meshway trace 10.0.0.2 --tcp 443                 TCP SYNs, for paths that filter UDP and ICMP
+  # eight flows: discover parallel (ECMP) paths
+  meshway trace 10.0.0.2 --flows 8
+  # TCP SYNs, for paths that filter UDP and ICMP
+  meshway trace 10.0.0.2 --tcp 443
   meshway trace 10.0.0.2 --json
 
-Every probe of a flow has the same addresses and ports, so it follows one ECMP path; the
-probe's TTL and round ride in the UDP length (the ICMP or TCP sequence number), which routers
-do not hash; the destination answers a TCP SYN with SYN-ACK (open) or RST (closed). --flows N varies the source port (ICMP identifier) to find parallel paths. Loss
-at a hop that later hops do not show is labelled \"icmp rate limit\": the router limits the
-ICMP it generates, it is not dropping traffic. Needs root or CAP_NET_RAW (a raw ICMP or
-ICMPv6 socket reads the answers). IPv4 and IPv6 (--tcp: IPv4).")]
+Every probe of a flow has the same addresses and ports, so it follows one ECMP
+path; the probe's TTL and round ride in the UDP length (the ICMP or TCP
+sequence number), which routers do not hash; the destination answers a TCP SYN
+with SYN-ACK (open) or RST (closed). --flows N varies the source port (ICMP
+identifier) to find parallel paths. Loss at a hop that later hops do not show
+is labelled \"icmp rate limit\": the router limits the ICMP it generates, it
+is not dropping traffic. Needs root or CAP_NET_RAW (a raw ICMP or ICMPv6
+socket reads the answers). IPv4 and IPv6 (--tcp: IPv4).")]
 pub struct TraceArgs {
     /// The target host (IPv4 or IPv6 address, or name).
     target: String,
@@ -473,20 +493,26 @@ pub fn trace(a: TraceArgs) -> Result<()> {
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
-  meshway agent --config agent.toml                run: probe, store, serve /metrics, alert
+  # run: probe, store, serve /metrics, alert
+  meshway agent --config agent.toml
   meshway agent --config agent.toml --check        validate the file and exit
-  kill -HUP $(pidof meshway)                       reload targets, objectives, alerting, token
+  # reload targets, objectives, alerting, token
+  kill -HUP $(pidof meshway)
 
 agent.toml:
   [agent]
-  listen = \"127.0.0.1:9330\"        # /metrics, /probe?target=&module=, /healthz
-  database = \"meshway-agent.db\"    # SQLite, WAL: raw samples, 1-minute and 1-hour rollups
+  # # /metrics, /probe?target=&module=, /healthz
+  listen = \"127.0.0.1:9330\"
+  # # SQLite, WAL: raw samples, 1-minute and 1-hour rollups
+  database = \"meshway-agent.db\"
   bearer-token = \"s3cret\"          # optional
   evaluate-every = \"10s\"
   retention-raw = \"48h\"            # also retention-1m, retention-1h
   [alerts]
-  webhook = \"http://127.0.0.1:9093/hook\"   # Alertmanager webhook JSON (version 4)
-  fire-after = 3                   # consecutive violated evaluations (hysteresis)
+  # # Alertmanager webhook JSON (version 4)
+  webhook = \"http://127.0.0.1:9093/hook\"
+  # # consecutive violated evaluations (hysteresis)
+  fire-after = 3
   resolve-after = 3
   [[target]]
   name = \"chatbot-edge\"
@@ -496,10 +522,11 @@ agent.toml:
   [target.objectives]
   window = \"5min\"
   rtt-p99 = \"50ms\"
-  loss = \"0.1%\"                    # also rtt-p50, rtt-p90, rtt-mean, jitter, throughput-min
+  # # also rtt-p50, rtt-p90, rtt-mean, jitter, throughput-min
+  loss = \"0.1%\"
 
-Each target starts at a fixed offset within its interval (start splay). SIGINT or SIGTERM
-stops probing, writes what is queued and exits 0.")]
+Each target starts at a fixed offset within its interval (start splay). SIGINT
+or SIGTERM stops probing, writes what is queued and exits 0.")]
 pub struct AgentArgs {
     /// The agent configuration file (TOML).
     #[arg(long, value_name = "FILE")]
@@ -588,19 +615,24 @@ enum HistoryStep {
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
   meshway history --db meshway-agent.db                          list targets
-  meshway history --target chatbot-edge --since 6h               1-minute series of rtt p99
-  meshway history --target chatbot-edge --metric loss --step 1h --since 168h --csv
+  # 1-minute series of rtt p99
+  meshway history --target chatbot-edge --since 6h
+  meshway history --target chatbot-edge --metric loss --step 1h --since 168h \\
+      --csv
   meshway history --target bulk --metric throughput-min --json
-  meshway history --target chatbot-edge --since 168h --step 1h --forecast --threshold 50ms
-  meshway history --target up/eth0/utilization --since 720h --forecast --threshold 80%
+  meshway history --target chatbot-edge --since 168h --step 1h --forecast \\
+      --threshold 50ms
+  meshway history --target up/eth0/utilization --since 720h --forecast \\
+      --threshold 80%
   meshway history --target chatbot-edge --since 168h --anomalies
 
---forecast fits a least-squares line to the series and prints a 95% prediction interval
-and when the line (and the interval's edges) reach --threshold: a duration for rtt and
-jitter, \"1%\" for loss and the interface ratios, a rate (\"100Mbps\") for throughput-min (a
-floor: crossing from above). Interface targets store one series per interface and ratio,
-named TARGET/INTERFACE/utilization, .../error-ratio and .../drop-ratio; --metric follows
-the series' name unless given.")]
+--forecast fits a least-squares line to the series and prints a 95% prediction
+interval and when the line (and the interval's edges) reach --threshold: a
+duration for rtt and jitter, \"1%\" for loss and the interface ratios, a rate
+(\"100Mbps\") for throughput-min (a floor: crossing from above). Interface
+targets store one series per interface and ratio, named
+TARGET/INTERFACE/utilization, .../error-ratio and .../drop-ratio; --metric
+follows the series' name unless given.")]
 pub struct HistoryArgs {
     /// The agent's database.
     #[arg(long, default_value = "meshway-agent.db", value_name = "FILE")]
@@ -719,16 +751,19 @@ pub fn history(a: HistoryArgs) -> Result<()> {
 
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:
-  meshway optics eth4                     the module in eth4's cage (root; ethtool netlink)
+  # the module in eth4's cage (root; ethtool netlink)
+  meshway optics eth4
   meshway optics /sys/bus/i2c/devices/5-0050/eeprom     an optoe sysfs file
-  meshway optics dump.hex --json          `ethtool -m eth4 hex on > dump.hex`, or xxd output
+  # `ethtool -m eth4 hex on > dump.hex`, or xxd output
+  meshway optics dump.hex --json
 
-Decodes SFP (SFF-8472, internal or external calibration), QSFP/QSFP28 (SFF-8636) and
-QSFP-DD/OSFP (CMIS 4/5) modules: identity, temperature, supply, per-lane bias and
-transmit/receive power in mW and dBm, the module's own alarm and warning thresholds, its
-latched flags, and for coherent 400ZR/ZR+ modules the VDM observables (pre-FEC BER, eSNR,
-OSNR, chromatic dispersion, ...). A file is a binary image (upper page p at 128 + 128p, SFP
-A2h at 256) or hex text. Exits 1 when the image cannot be decoded; checksum mismatches are
+Decodes SFP (SFF-8472, internal or external calibration), QSFP/QSFP28
+(SFF-8636) and QSFP-DD/OSFP (CMIS 4/5) modules: identity, temperature, supply,
+per-lane bias and transmit/receive power in mW and dBm, the module's own alarm
+and warning thresholds, its latched flags, and for coherent 400ZR/ZR+ modules
+the VDM observables (pre-FEC BER, eSNR, OSNR, chromatic dispersion, ...). A
+file is a binary image (upper page p at 128 + 128p, SFP A2h at 256) or hex
+text. Exits 1 when the image cannot be decoded; checksum mismatches are
 reported and decoding goes on.")]
 pub struct OpticsArgs {
     /// An interface name, or a file holding an EEPROM image.

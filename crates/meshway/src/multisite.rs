@@ -11,20 +11,23 @@ use std::path::PathBuf;
 pub const HELP: &str = "Examples:
   meshway multisite examples/two-site-training.toml
   meshway multisite examples/two-site-training.toml --budget 5% --json
-  meshway multisite examples/two-site-training.toml --distances 0km,50km,100km,500km
+  meshway multisite examples/two-site-training.toml --distances \\
+      0km,50km,100km,500km
   meshway multisite examples/two-site-training.toml --wavelengths 4,8,16
 
-Takes a multi-site scenario ([[site]] tables joined by [[dci]] links) and its first training
-workload (or all-reduce collective). Data-parallel gradients are all-reduced hierarchically
-by site: reduce-scatter inside each site, all-reduce of each shard across the sites over the
-DCI, all-gather inside each site; the flat ring across sites is shown for comparison.
+Takes a multi-site scenario ([[site]] tables joined by [[dci]] links) and its
+first training workload (or all-reduce collective). Data-parallel gradients
+are all-reduced hierarchically by site: reduce-scatter inside each site,
+all-reduce of each shard across the sites over the DCI, all-gather inside each
+site; the flat ring across sites is shown for comparison.
 
-Reports the step at the scenario's own DCI, the same job on one site holding every GPU (the
-first site's family), the step against DCI distance (every span set to each distance; a
-span beyond its optic's reach gets a coherent optic that reaches) with the planner's
-lossless headroom check per span, the step against DCI wavelengths, and the distance beyond
-which cross-site DP costs more than --budget of the step ((step - one-site step) / step),
-found by bisection to --resolution. Distance only adds fibre latency in this model
+Reports the step at the scenario's own DCI, the same job on one site holding
+every GPU (the first site's family), the step against DCI distance (every span
+set to each distance; a span beyond its optic's reach gets a coherent optic
+that reaches) with the planner's lossless headroom check per span, the step
+against DCI wavelengths, and the distance beyond which cross-site DP costs
+more than --budget of the step ((step - one-site step) / step), found by
+bisection to --resolution. Distance only adds fibre latency in this model
 (flow-level: no congestion-control window or loss effects).";
 
 #[derive(clap::Args, Debug)]

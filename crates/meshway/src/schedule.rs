@@ -13,36 +13,44 @@ use std::path::PathBuf;
 
 pub const HELP: &str = "Examples:
   meshway schedule examples/schedule-rail-1024.toml
-  meshway schedule examples/schedule-rail-1024.toml --policy topology --policy contention-aware
-  meshway schedule examples/rail-optimized-1024.toml --generate 200 --span 1d --json
-  meshway schedule examples/rail-optimized-1024.toml --jobs trace.csv --all-jobs
-  meshway schedule examples/rail-optimized-1024.toml --jobs placed.csv --policy given
+  meshway schedule examples/schedule-rail-1024.toml --policy topology \\
+      --policy contention-aware
+  meshway schedule examples/rail-optimized-1024.toml --generate 200 --span 1d \\
+      --json
+  meshway schedule examples/rail-optimized-1024.toml --jobs trace.csv \\
+      --all-jobs
+  meshway schedule examples/rail-optimized-1024.toml --jobs placed.csv \\
+      --policy given
   meshway schedule examples/rail-optimized-1024.toml --export slurm/ --no-run
   meshway schedule examples/schedule-rail-1024.toml --html schedule.html
 
-Places a stream of training jobs on the scenario's fabric with each policy, runs the jobs
-that overlap in time together on the shared links at flow level, and compares the policies:
-GPU utilization, job completion time (mean, p95), makespan, queueing, each job's slowdown
-against running alone, fragmentation, and bytes above the leaf tier.
+Places a stream of training jobs on the scenario's fabric with each policy,
+runs the jobs that overlap in time together on the shared links at flow level,
+and compares the policies: GPU utilization, job completion time (mean, p95),
+makespan, queueing, each job's slowdown against running alone, fragmentation,
+and bytes above the leaf tier.
 
-Jobs come from --jobs FILE (CSV with a header row, or JSON), else the scenario's [[job]]
-tables, else --generate N (sizes and run times from Acme's Kalos trace, NSDI 2024; daily
-arrival shape from Helios, SC'21). A job has: name, arrival (\"2h\"), gpus (at most one
-host, or whole hosts), priority, iterations or duration (run time alone), and either a
-profile or the training keys of a [[workload]] kind = \"training\" (parameters, layers,
-hidden, sequence, micro-batch, global-batch, tp, pp, ep, order, gpu, efficiency, ...).
+Jobs come from --jobs FILE (CSV with a header row, or JSON), else the
+scenario's [[job]] tables, else --generate N (sizes and run times from Acme's
+Kalos trace, NSDI 2024; daily arrival shape from Helios, SC'21). A job has:
+name, arrival (\"2h\"), gpus (at most one host, or whole hosts), priority,
+iterations or duration (run time alone), and either a profile or the training
+keys of a [[workload]] kind = \"training\" (parameters, layers, hidden,
+sequence, micro-batch, global-batch, tp, pp, ep, order, gpu, efficiency, ...).
 Profiles: bert-large, llama-7b, llama-13b, llama-65b, gpt3-175b.
 
-Policies: first-fit, random, topology (Slurm tree: the smallest block or pod that holds
-the job, best fit), network-aware (also lays ranks out so the heavier of pipeline and
-data-parallel traffic stays in blocks), contention-aware (also steers jobs that must span
-blocks away from uplinks busy with communication-heavy jobs, weighted by intensity), and
-given (the hosts each job names: score an existing placement; a Slurm host list such as
+Policies: first-fit, random, topology (Slurm tree: the smallest block or pod
+that holds the job, best fit), network-aware (also lays ranks out so the
+heavier of pipeline and data-parallel traffic stays in blocks),
+contention-aware (also steers jobs that must span blocks away from uplinks
+busy with communication-heavy jobs, weighted by intensity), and given (the
+hosts each job names: score an existing placement; a Slurm host list such as
 node[001-004] or a list of names).
 
---export DIR writes topology-tree.conf and topology-block.conf (Slurm topology.conf),
-topology.yaml (Slurm 25.05+), node-labels.sh (kubectl label) and kueue-topology.yaml
-(Kueue Topology and ResourceFlavor). Host names: node001... or [schedule] host-prefix.";
+--export DIR writes topology-tree.conf and topology-block.conf (Slurm
+topology.conf), topology.yaml (Slurm 25.05+), node-labels.sh (kubectl label)
+and kueue-topology.yaml (Kueue Topology and ResourceFlavor). Host names:
+node001... or [schedule] host-prefix.";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -17,18 +17,20 @@ pub const HELP: &str = "Examples:
   meshway simulate examples/incast-pfc.toml --fidelity both --json
   meshway simulate examples/simulate-rail-256.toml --html report.html
 
-Runs the scenario's [[workload]] tables one after another on its fabric, with its
-[[failure]] tables applied, and reports each workload's completion time, nccl-tests
-algbw/busbw for collectives (busbw = algbw x 2(n-1)/n for all-reduce, (n-1)/n for
-all-gather, reduce-scatter and all-to-all, 1 for broadcast and send/recv), the same
-workload on an ideal non-blocking fabric, and the ten most congested links.
+Runs the scenario's [[workload]] tables one after another on its fabric, with
+its [[failure]] tables applied, and reports each workload's completion time,
+nccl-tests algbw/busbw for collectives (busbw = algbw x 2(n-1)/n for
+all-reduce, (n-1)/n for all-gather, reduce-scatter and all-to-all, 1 for
+broadcast and send/recv), the same workload on an ideal non-blocking fabric,
+and the ten most congested links.
 
-Workload kinds: collective (op = all-reduce | all-gather | reduce-scatter | all-to-all |
-broadcast | send-recv; algorithm = auto | ring | tree | halving-doubling | hierarchical |
-site-hierarchical; protocol = auto | simple | ll128 | ll; auto, the default, simulates
-each candidate alone and keeps the fastest, and the output says what it picked;
-sweep-from/sweep-to for an nccl-tests style size sweep), permutation, uniform, incast,
-all-to-all, flows (file = CSV or JSON flow list) and training (parameters, layers, hidden,
+Workload kinds: collective (op = all-reduce | all-gather | reduce-scatter |
+all-to-all | broadcast | send-recv; algorithm = auto | ring | tree |
+halving-doubling | hierarchical | site-hierarchical; protocol = auto | simple
+| ll128 | ll; auto, the default, simulates each candidate alone and keeps the
+fastest, and the output says what it picked; sweep-from/sweep-to for an
+nccl-tests style size sweep), permutation, uniform, incast, all-to-all, flows
+(file = CSV or JSON flow list) and training (parameters, layers, hidden,
 sequence, micro-batch, global-batch, tp, pp, dp, ep, dp-algorithm).";
 
 #[derive(clap::Args, Debug)]

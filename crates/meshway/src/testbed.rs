@@ -11,11 +11,12 @@ pub const HELP: &str = "Examples (as root):
   meshway testbed verify examples/testbed-2x2.toml --json
   meshway testbed down
 
-Builds the scenario's fabric from network namespaces (one per GPU host and per switch, a veth
-pair per link, multipath routes hashed on L4 like ECMP switches, tbf rate limits scaled down:
-400Gbps at 1:1000 is 400Mbps), runs its workloads as real TCP between the host namespaces,
-and compares each flow's measured completion time with the simulator's prediction for the
-same scaled fabric on the paths the kernel chose. Traffic stays inside the namespaces.";
+Builds the scenario's fabric from network namespaces (one per GPU host and per
+switch, a veth pair per link, multipath routes hashed on L4 like ECMP
+switches, tbf rate limits scaled down: 400Gbps at 1:1000 is 400Mbps), runs its
+workloads as real TCP between the host namespaces, and compares each flow's
+measured completion time with the simulator's prediction for the same scaled
+fabric on the paths the kernel chose. Traffic stays inside the namespaces.";
 
 #[derive(clap::Subcommand, Debug)]
 pub enum Cmd {

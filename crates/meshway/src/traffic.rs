@@ -13,17 +13,20 @@ use std::path::PathBuf;
 pub const HELP: &str = "Examples:
   meshway traffic capture.pcapng
   meshway traffic capture.pcap --internal 10.0.0.0/8,fd00::/8 --top 20
-  meshway traffic testbed.pcap --scenario examples/testbed-2x2.toml --write-flows captured.csv
+  meshway traffic testbed.pcap --scenario examples/testbed-2x2.toml \\
+      --write-flows captured.csv
   tcpdump -i eth0 -s 128 -w - | meshway traffic - --json
 
-Reads pcap or pcapng (tcpdump, tshark, dumpcap; Ethernet, raw IP and Linux cooked link
-types; packets cut by a snap length still count their wire length). Flows are one-way
-5-tuples as NetFlow counts them. With --scenario, GPU rank r of the fabric has address
---base-address + r (the testbed's plan by default), flows between GPUs are placed on hosts,
-leaves and sites, the largest ones are routed over the fabric as ECMP would hash them
-(critical links), and --write-flows writes them as a `flows` workload for `meshway
-simulate`. TCP retransmissions, duplicate ACKs and zero windows follow Wireshark's
-definitions; RoCEv2 (UDP 4791) NAKs and CNPs come from the transport headers.";
+Reads pcap or pcapng (tcpdump, tshark, dumpcap; Ethernet, raw IP and Linux
+cooked link types; packets cut by a snap length still count their wire
+length). Flows are one-way 5-tuples as NetFlow counts them. With --scenario,
+GPU rank r of the fabric has address --base-address + r (the testbed's plan by
+default), flows between GPUs are placed on hosts, leaves and sites, the
+largest ones are routed over the fabric as ECMP would hash them (critical
+links), and --write-flows writes them as a `flows` workload for `meshway
+simulate`. TCP retransmissions, duplicate ACKs and zero windows follow
+Wireshark's definitions; RoCEv2 (UDP 4791) NAKs and CNPs come from the
+transport headers.";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

@@ -2,6 +2,7 @@
 //! parser, bearer token, SIGHUP reload, alerts that fire once and resolve once, and a `kill -9`
 //! that leaves every committed sample. Loopback only.
 
+mod common;
 use meshway_agent::store::Store;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -393,6 +394,7 @@ fn agent_stores_samples_serves_metrics_and_reloads() {
     assert!(
         page.contains("<svg") && page.contains("median to p90") && page.contains("round-trip time per raw interval")
     );
+    common::render_in_chromium(&html);
     assert!(!page.contains("<script") && !page.contains("src="), "self-contained");
     assert_eq!(page.matches("fill=\"#9ecae1\"").count(), n + 1, "one median-to-p90 box per sample, and the legend");
 }

@@ -35,6 +35,7 @@ fn schedule_example_golden_json_and_exports() {
     assert_eq!(page.matches("<svg").count(), 4);
     assert!(page.contains("Jobs under contention-aware: waiting (grey)") && page.contains("late-65b (256 GPUs)"));
     assert!(page.contains("Mean slowdown from sharing links") && !page.contains("<script") && !page.contains("src="));
+    render_in_chromium(&html);
     for f in ["topology-block.conf", "topology.yaml", "node-labels.sh", "kueue-topology.yaml"] {
         assert!(dir.join(f).exists(), "{f}");
     }
@@ -90,10 +91,4 @@ fn schedule_bad_input_names_file_and_key() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("expected first-fit, random, topology, network-aware, contention-aware or given"));
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn tempdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("meshway-cli-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }

@@ -2,6 +2,7 @@
 //! creates and always removes. Needs root (CI runs as root); elsewhere the tests are skipped
 //! with a message, unless CI=true, when a missing root is a failure.
 
+mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
@@ -176,6 +177,7 @@ fn an_incast_shares_fairly_and_a_permutation_matches_the_prediction() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg") && page.contains("measured against predicted") && page.contains("incast"), "{page}");
     assert!(!page.contains("<script") && !page.contains("src="), "self-contained");
+    common::render_in_chromium(&html);
 }
 
 fn check_incast_and_permutation(doc: &serde_json::Value) -> Result<(), String> {
