@@ -356,11 +356,71 @@ pub fn sim_html(r: &SimReport) -> String {
                 body.push_str(&format!("<h2>Training step {}</h2>\n", esc(&w.name)));
                 body.push_str(&svg);
             }
+            // The step per pipeline stage: forward and backward compute, the gradient
+            // all-reduce; the white gaps are the pipeline bubble and communication waited for.
+            use meshway_sim::program::StepKind;
+            let kinds = [StepKind::Forward, StepKind::Backward, StepKind::GradientAllReduce];
+            let stages = t.timeline.iter().map(|x| x.stage + 1).max().unwrap_or(0);
+            let lanes: Vec<crate::svg::Lane> = (0..stages.min(32))
+                .map(|p| {
+                    let segs = t
+                        .timeline
+                        .iter()
+                        .filter(|x| x.stage == p)
+                        .map(|x| {
+                            let k = kinds.iter().position(|k| *k == x.kind).unwrap_or(0);
+                            (x.start_ns as f64, x.end_ns as f64, k)
+                        })
+                        .collect();
+                    (format!("stage {p}"), segs)
+                })
+                .collect();
+            let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+            let title = format!("{}: each pipeline stage (white: bubble and waiting)", w.name);
+            if let Some(svg) = crate::svg::lanes(&title, "simulated time", &lanes, &names, &fmt_time) {
+                body.push_str(&svg);
+            }
         }
     }
     let rows: Vec<(String, f64)> = r.congested_links.iter().map(|l| (l.link.clone(), l.mean_utilization)).collect();
     if let Some(svg) = bar_chart("Most utilized links (mean over the run)", &rows, &|v| format!("{:.1}%", v * 100.0)) {
         body.push_str("<h2>Hottest links</h2>\n");
+        body.push_str(&svg);
+    }
+    // The five hottest links over time: utilization per interval of the link history.
+    let w = r.link_history_interval_ns;
+    let series: Vec<Series> = r
+        .congested_links
+        .iter()
+        .filter(|l| !l.history.is_empty() && w > 0)
+        .take(5)
+        .map(|l| {
+            let n = l.history.len();
+            Series {
+                name: l.link.clone(),
+                points: l
+                    .history
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &b)| {
+                        // The last interval ends with the run.
+                        let span = if i + 1 == n { r.end_ns.saturating_sub(w * i as u64).clamp(1, w) } else { w };
+                        ((w * i as u64) as f64, b as f64 * 8.0 / (l.capacity_bps.max(1) as f64 * span as f64 / 1e9))
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    let c = LineChart {
+        title: "Hottest links over time (utilization per interval)",
+        x_label: "simulated time",
+        y_label: "utilization",
+        log_x: false,
+        step: true,
+        fmt_x: &fmt_time,
+        fmt_y: &|v| format!("{:.0}%", v * 100.0),
+    };
+    if let Some(svg) = line_chart(&c, &series) {
         body.push_str(&svg);
     }
     if let Some(p) = &r.packet {

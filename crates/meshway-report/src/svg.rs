@@ -618,3 +618,83 @@ pub fn grid(title: &str, columns: &[String], rows: &[(String, Vec<Cell>)], legen
     out.push_str("</svg>");
     Some(out)
 }
+
+/// One lane of a [`lanes`] chart: its label and its segments (start, end, kind index).
+pub type Lane = (String, Vec<(f64, f64, usize)>);
+
+/// Lanes of segments on one time axis (a training step per pipeline stage): each segment
+/// coloured by its kind, gaps left white, a legend of the kinds below. None when no segment
+/// has a positive length.
+pub fn lanes(
+    title: &str,
+    x_label: &str,
+    rows: &[Lane],
+    kinds: &[&str],
+    fmt_x: &dyn Fn(f64) -> String,
+) -> Option<String> {
+    let segs = || rows.iter().flat_map(|r| r.1.iter()).filter(|s| s.0.is_finite() && s.1.is_finite() && s.1 > s.0);
+    let x0 = segs().fold(f64::MAX, |a, s| a.min(s.0));
+    let x1 = segs().fold(f64::MIN, |a, s| a.max(s.1));
+    if segs().next().is_none() || x1 <= x0 {
+        return None;
+    }
+    let (row_h, left) = (18.0, 110.0);
+    let legend_y = TOP + rows.len() as f64 * row_h + 34.0;
+    let h = legend_y + 22.0;
+    let px = |x: f64| left + (x - x0) / (x1 - x0) * (W - left - RIGHT);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{t}</text><text x="{cx}" y="{xl}" font-size="12" text-anchor="middle">{x}</text>"##,
+        t = esc(title),
+        cx = left + (W - left - RIGHT) / 2.0,
+        xl = legend_y - 6.0,
+        x = esc(x_label),
+    );
+    let base = TOP + rows.len() as f64 * row_h;
+    for t in ticks(x0, x1, 6) {
+        let x = px(t);
+        let _ = write!(
+            out,
+            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{base}" stroke="#eee"/><text x="{x:.1}" y="{ty}" font-size="11" text-anchor="middle">{l}</text>"##,
+            ty = base + 14.0,
+            l = esc(&fmt_x(t))
+        );
+    }
+    for (i, (label, s)) in rows.iter().enumerate() {
+        let y = TOP + i as f64 * row_h;
+        let _ = write!(
+            out,
+            r##"<text x="{lx}" y="{ty:.1}" font-size="11" text-anchor="end">{l}</text><rect x="{left}" y="{y:.1}" width="{lw:.1}" height="{bh}" fill="#f4f4f4"/>"##,
+            lx = left - 6.0,
+            ty = y + 12.0,
+            l = esc(label),
+            lw = W - left - RIGHT,
+            bh = row_h - 4.0,
+        );
+        for &(a, b, k) in s.iter().filter(|s| s.1 > s.0) {
+            let _ = write!(
+                out,
+                r##"<rect x="{x:.1}" y="{y:.1}" width="{w:.2}" height="{bh}" fill="{c}"/>"##,
+                x = px(a),
+                w = (px(b) - px(a)).max(0.5),
+                bh = row_h - 4.0,
+                c = COLOURS[k % COLOURS.len()],
+            );
+        }
+    }
+    let mut lx = 8.0;
+    for (k, name) in kinds.iter().enumerate() {
+        let _ = write!(
+            out,
+            r##"<rect x="{lx}" y="{legend_y}" width="10" height="10" fill="{c}"/><text x="{tx}" y="{ty}" font-size="11">{n}</text>"##,
+            c = COLOURS[k % COLOURS.len()],
+            tx = lx + 14.0,
+            ty = legend_y + 9.0,
+            n = esc(name)
+        );
+        lx += 14.0 + name.chars().count() as f64 * 6.5 + 18.0;
+    }
+    out.push_str("</svg>");
+    Some(out)
+}

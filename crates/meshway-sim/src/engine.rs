@@ -8,7 +8,7 @@
 
 use crate::error::SimError;
 use crate::queue::{Event, EventQueue};
-use crate::result::{FlowResult, LinkStats, SimResult, Stall};
+use crate::result::{FlowResult, LinkHistory, LinkStats, SimResult, Stall};
 use meshway_units::{BitsPerSec, Bytes, Nanos, SimTime};
 use serde::{Deserialize, Serialize};
 use std::cmp::{Ordering, Reverse};
@@ -431,6 +431,8 @@ impl Eq for Share {}
 #[derive(Debug, Clone)]
 pub struct Simulation {
     completion: Completion,
+    /// Carried bytes of every link at regular instants, when asked for.
+    history: Option<History>,
     net: Network,
     links: Vec<Link>,
     flows: Vec<Flow>,
@@ -482,6 +484,26 @@ pub struct Simulation {
     /// Parallel to `freezes` in the reschedule: each flow's (finish, activation, queued).
     sched: Vec<(u64, u64, u64)>,
     fill: BinaryHeap<Reverse<Share>>,
+}
+
+/// Intervals a link history keeps at most (see [`Simulation::record_link_history`]).
+pub const HISTORY_POINTS: usize = 64;
+/// The first interval width; it doubles each time the history fills up.
+const HISTORY_FIRST_WIDTH_NS: u64 = 1_000;
+
+/// Every link's carried bytes at instants `width`, `2 width`, ... (links fastest).
+#[derive(Debug, Clone)]
+struct History {
+    width: u64,
+    next: u64,
+    cumulative: Vec<u64>,
+}
+
+/// Bytes `l` has carried up to `t` (not before its last integration), rounded down.
+fn carried_bytes_at(l: &Link, t: u64) -> u64 {
+    let dt = t.saturating_sub(l.last);
+    let carried = l.carried.saturating_add(i128::from(l.load) * i128::from(dt));
+    (carried.max(0) as u128 / UNITS_PER_BYTE).min(u128::from(u64::MAX)) as u64
 }
 
 /// One bit per flow.
@@ -540,6 +562,7 @@ impl Simulation {
         let scratch = vec![LinkScratch::default(); links.len()];
         Simulation {
             completion: Completion::default(),
+            history: None,
             net,
             links,
             flows: Vec::new(),
@@ -605,6 +628,36 @@ impl Simulation {
 
     pub fn set_tolerance(&mut self, ppm: u64) {
         self.tolerance_ppm = ppm;
+    }
+
+    /// Records every link's carried bytes over time (see [`LinkHistory`]): at most
+    /// [`HISTORY_POINTS`] intervals of equal width, the width doubling as the run grows. Costs
+    /// 8 bytes per link per point; refused (false) above `max_links` links.
+    pub fn record_link_history(&mut self, max_links: usize) -> bool {
+        if self.links.len() > max_links {
+            return false;
+        }
+        self.history =
+            Some(History { width: HISTORY_FIRST_WIDTH_NS, next: HISTORY_FIRST_WIDTH_NS, cumulative: Vec::new() });
+        true
+    }
+
+    /// Takes the history's snapshots due at or before `t` (loads are constant between batches,
+    /// so a link's carried volume at an instant before the batch at `t` is exact).
+    fn snapshot_history(&mut self, t: u64) {
+        let Some(h) = self.history.as_mut() else { return };
+        let n = self.links.len();
+        while h.next <= t {
+            let at = h.next;
+            h.cumulative.extend(self.links.iter().map(|l| carried_bytes_at(l, at)));
+            if h.cumulative.len() / n.max(1) == HISTORY_POINTS {
+                // Keep every second instant: the intervals double in width.
+                let keep: Vec<u64> = h.cumulative.chunks(n.max(1)).skip(1).step_by(2).flatten().copied().collect();
+                h.cumulative = keep;
+                h.width *= 2;
+            }
+            h.next = h.width * (h.cumulative.len() / n.max(1) + 1) as u64;
+        }
     }
 
     /// Flows that have completed so far (for progress reports).
@@ -797,6 +850,7 @@ impl Simulation {
             self.drained = true;
             return Ok(None);
         };
+        self.snapshot_history(t);
         self.now = t;
         while self.queue.first_time() == Some(t) {
             let Some((_, batch)) = self.queue.pop_batch() else { break };
@@ -857,9 +911,8 @@ impl Simulation {
             .map(|(i, l)| {
                 // The load since the link's last recompute, as `integrate` would add it.
                 let dt = t.saturating_sub(l.last);
-                let carried = l.carried.saturating_add(i128::from(l.load) * i128::from(dt));
                 let busy = if l.load > 0 { l.busy.saturating_add(dt) } else { l.busy };
-                let bytes = (carried.max(0) as u128 / UNITS_PER_BYTE).min(u128::from(u64::MAX)) as u64;
+                let bytes = carried_bytes_at(l, t);
                 LinkStats {
                     id: LinkId(i as u32),
                     bytes: Bytes(bytes),
@@ -868,8 +921,33 @@ impl Simulation {
                 }
             })
             .collect();
+        let link_history = self.history.as_ref().map(|h| {
+            let n = self.links.len();
+            let points = h.cumulative.len() / n.max(1);
+            // Bytes per interval: differences of the cumulative snapshots, then the part of
+            // the run after the last snapshot.
+            let bytes = (0..n)
+                .map(|l| {
+                    let mut prev = 0u64;
+                    let mut v: Vec<u64> = (0..points)
+                        .map(|k| {
+                            let c = h.cumulative[k * n + l];
+                            let d = c.saturating_sub(prev);
+                            prev = c;
+                            d
+                        })
+                        .collect();
+                    if t > h.width * points as u64 || points == 0 {
+                        v.push(carried_bytes_at(&self.links[l], t).saturating_sub(prev));
+                    }
+                    v
+                })
+                .collect();
+            LinkHistory { interval: Nanos(h.width), bytes }
+        });
         SimResult {
             flows,
+            link_history,
             link_stats,
             events: self.events,
             recomputes: self.recomputes,

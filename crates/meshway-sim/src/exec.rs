@@ -70,7 +70,13 @@ pub struct ExecConfig {
     pub tolerance_ppm: u64,
     /// When a message counts as complete, and how its last packet is forwarded.
     pub completion: crate::engine::Completion,
+    /// Record every link's carried bytes over time (for the hottest links over time), up to
+    /// [`MAX_HISTORY_LINKS`] links.
+    pub link_history: bool,
 }
+
+/// Links beyond which no link history is recorded: 64 points of 8 bytes a link, 64 MiB.
+pub const MAX_HISTORY_LINKS: usize = 131_072;
 
 /// A scheduled link state change (both directions of a physical link are given as arcs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +186,9 @@ pub fn execute(
     let mut sim = Simulation::new(topo.network());
     sim.set_tolerance(cfg.tolerance_ppm);
     sim.set_completion(cfg.completion);
+    if cfg.link_history {
+        sim.record_link_history(MAX_HISTORY_LINKS);
+    }
     let mut routes: Vec<Option<Route>> = Vec::with_capacity(prog.msgs.len());
     // Per message: the engine flow that completes with it, and its subflow range.
     let mut handle: Vec<FlowId> = Vec::with_capacity(prog.msgs.len());

@@ -425,6 +425,7 @@ fn exec_config(
         tolerance_ppm: (tolerance.unwrap_or(cat.simulation.completion_tolerance).clamp(0.0, 0.5) * 1e6).round() as u64,
         // Multi-site jobs count a message complete at the receiver, cut-through.
         completion: Default::default(),
+        link_history: false,
     };
     Ok((cfg, kind.to_string()))
 }

@@ -1735,6 +1735,7 @@ impl Engine<'_> {
         stats.series = series;
         stats.flows = flows.len();
         let sim = SimResult {
+            link_history: None,
             end: SimTime(ps_to_ns(end_ps).max(self.msgs.iter().filter_map(|m| m.end).map(ps_to_ns).max().unwrap_or(0))),
             flows,
             link_stats,

@@ -124,6 +124,37 @@ pub struct Program {
     pub tags: Vec<Tag>,
     /// Pinned paths (arcs of the topology the program was written for).
     pub routes: Vec<Vec<crate::ids::LinkId>>,
+    /// What a training step's first data-parallel replica does, stage by stage, for its
+    /// timeline (see [`StepOp`]).
+    pub step_ops: Vec<StepOp>,
+}
+
+/// One piece of a training step on one pipeline stage (tensor rank 0, replica 0): a forward
+/// or backward compute op (the wait `op`), or the gradient all-reduce that starts when `gate`
+/// completes and ends with `op`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepOp {
+    pub stage: u32,
+    pub kind: StepKind,
+    pub gate: Option<MsgId>,
+    pub op: MsgId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    Forward,
+    Backward,
+    GradientAllReduce,
+}
+
+impl StepKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            StepKind::Forward => "forward",
+            StepKind::Backward => "backward",
+            StepKind::GradientAllReduce => "gradient all-reduce",
+        }
+    }
 }
 
 impl Program {

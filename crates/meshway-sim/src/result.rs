@@ -79,10 +79,23 @@ pub struct LinkStats {
     pub busy: Nanos,
 }
 
+/// Each link's carried bytes per interval of equal width from time 0 (the last interval may
+/// be cut short by the end of the run). Indexed by [`LinkId`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkHistory {
+    #[serde(rename = "interval_ns")]
+    pub interval: Nanos,
+    pub bytes: Vec<Vec<u64>>,
+}
+
 /// Everything a run reports. `flows` is indexed by [`FlowId`], `link_stats` by [`LinkId`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SimResult {
     pub flows: Vec<FlowResult>,
+    /// Carried bytes per link over time, when recorded
+    /// ([`crate::engine::Simulation::record_link_history`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_history: Option<LinkHistory>,
     pub link_stats: Vec<LinkStats>,
     /// Events processed (flow activations, fluid finishes, link changes; stale rescheduled
     /// finish events are not counted).

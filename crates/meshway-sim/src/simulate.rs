@@ -34,6 +34,8 @@ pub struct Options {
     pub tolerance: Option<f64>,
     /// Which rung runs (default: the scenario's `[simulation] fidelity`, else flow level).
     pub fidelity: Option<Fidelity>,
+    /// Record the hottest links' carried bytes over time (flow level; for the HTML report).
+    pub link_history: bool,
 }
 
 /// Which rung of the fidelity ladder a run uses.
@@ -233,6 +235,10 @@ pub struct LinkUse {
     pub peak_utilization: f64,
     /// Carried bytes over capacity x run time.
     pub mean_utilization: f64,
+    /// Bytes carried per interval of the run's link history (`link_history_interval_ns`), when
+    /// recorded; not in JSON.
+    #[serde(skip)]
+    pub history: Vec<u64>,
 }
 
 /// One message in the per-flow output.
@@ -265,6 +271,9 @@ pub struct SimReport {
     pub sweeps: Vec<Sweep>,
     /// The ten directed links with the highest mean utilization.
     pub congested_links: Vec<LinkUse>,
+    /// Width of the intervals of the congested links' `history` (0: not recorded); not in JSON.
+    #[serde(skip)]
+    pub link_history_interval_ns: u64,
     /// Explanations of surprising results (e.g. ECMP hash collisions behind a slowdown).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -967,6 +976,7 @@ pub fn exec_config(setup: &Setup<'_>, opts: &Options) -> Result<(ExecConfig, Tra
             ack_bytes: (tinfo.completion == "ack").then_some(wire.header),
             store_and_forward: tinfo.forwarding == "store-and-forward",
         },
+        link_history: opts.link_history,
     };
     Ok((cfg, tinfo))
 }
@@ -1093,7 +1103,7 @@ pub fn simulate(
     } else {
         let mut it = IdealTopo::of(&topo);
         let (iprog, ispans) = build(&mut it)?;
-        let iex = execute(&iprog, &mut it, &cfg, &[], progress)?;
+        let iex = execute(&iprog, &mut it, &ExecConfig { link_history: false, ..cfg }, &[], progress)?;
         Some((iprog, iex, ispans))
     };
 
@@ -1115,27 +1125,40 @@ pub fn simulate(
 
     let dur = ex.sim.end.0.max(1);
     let net = topo.network();
-    let mut links: Vec<LinkUse> = ex
+    let used: Vec<(usize, LinkUse)> = ex
         .sim
         .link_stats
         .iter()
         .filter(|l| l.bytes.0 > 0)
         .map(|l| {
             let cap = net.links()[l.id.index()].capacity;
-            LinkUse {
+            let u = LinkUse {
                 link: topo.arc_name(l.id),
                 capacity_bps: cap.0,
                 carried_bytes: l.bytes.0,
                 peak_utilization: round6(l.peak_utilization),
                 mean_utilization: round6(l.bytes.0 as f64 * 8.0 / (cap.0.max(1) as f64 * dur as f64 / 1e9)),
-            }
+                history: Vec::new(),
+            };
+            (l.id.index(), u)
         })
         .collect();
-    let mut congested = links.clone();
-    congested.sort_by(|x, y| {
+    let mut congested = used.clone();
+    congested.sort_by(|(_, x), (_, y)| {
         y.mean_utilization.total_cmp(&x.mean_utilization).then(y.peak_utilization.total_cmp(&x.peak_utilization))
     });
     congested.truncate(10);
+    let history = ex.sim.link_history.as_ref();
+    let congested: Vec<LinkUse> = congested
+        .into_iter()
+        .map(|(id, mut u)| {
+            if let Some(h) = history {
+                u.history = h.bytes[id].clone();
+            }
+            u
+        })
+        .collect();
+    let mut links: Vec<LinkUse> = used.into_iter().map(|(_, u)| u).collect();
     links.sort_by(|x, y| x.link.cmp(&y.link));
 
     let notes = if cfg.policy == Policy::Ecmp { ecmp_notes(&topo, &ex, &results) } else { Vec::new() };
@@ -1194,6 +1217,7 @@ pub fn simulate(
         failures: failure_info,
         sweeps,
         congested_links: congested,
+        link_history_interval_ns: ex.sim.link_history.as_ref().map_or(0, |h| h.interval.0),
         notes,
         links,
         engine_flows: ex.flows,
@@ -1494,7 +1518,12 @@ fn workload_result(
         Kind::Training(t) => (None, None, None, t.gpus(), 0, None, None),
     };
     let training = match &w.kind {
-        Kind::Training(t) => time.map(|tt| training::report(t, tt, ideal_time)),
+        Kind::Training(t) => time.map(|tt| {
+            let mut r = training::report(t, tt, ideal_time);
+            let ops: Vec<_> = prog.step_ops.iter().filter(|o| (a..b).contains(&(o.op as usize))).copied().collect();
+            r.timeline = training::timeline(&ops, prog, ex);
+            r
+        }),
         _ => None,
     };
     WorkloadResult {

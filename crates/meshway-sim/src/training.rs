@@ -20,7 +20,7 @@
 
 use crate::collective::{self, Algo, CollSpec, Op};
 use crate::exec::{execute, ExecConfig};
-use crate::program::{Msg, MsgId, Program};
+use crate::program::{Msg, MsgId, Program, StepKind, StepOp};
 use crate::topo::Topology;
 use crate::CollectiveError;
 use meshway_fabric::error::closest;
@@ -125,6 +125,19 @@ pub struct StepReport {
     pub ideal_step_ns: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slowdown_vs_ideal: Option<f64>,
+    /// The step as it ran on each pipeline stage of the first replica (for the HTML
+    /// timeline); not in JSON.
+    #[serde(skip)]
+    pub timeline: Vec<StepSpan>,
+}
+
+/// One compute op or gradient all-reduce of a stage, as simulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepSpan {
+    pub stage: u32,
+    pub kind: StepKind,
+    pub start_ns: u64,
+    pub end_ns: u64,
 }
 
 /// Validates a `kind = "training"` workload against the fabric (its GPU count) and the
@@ -342,6 +355,10 @@ pub fn write(
                         let mut deps = vec![last_op[p]];
                         deps.extend(recv);
                         let op = prog.push(Msg::wait(deps, if fwd { tf } else { tb }));
+                        if d == 0 && t == 0 {
+                            let kind = if fwd { StepKind::Forward } else { StepKind::Backward };
+                            prog.step_ops.push(StepOp { stage: p as u32, kind, gate: None, op });
+                        }
                         last_op[p] = op;
                         let me = s.rank(t, p as u32, d);
                         if fwd && p + 1 < pp {
@@ -389,6 +406,10 @@ pub fn write(
                     Some(sites) => collective::site_all_reduce(prog, topo, &spec, sites, &[gate])?,
                     None => collective::build(prog, topo, &spec, &[gate])?,
                 };
+                if t == 0 {
+                    let kind = StepKind::GradientAllReduce;
+                    prog.step_ops.push(StepOp { stage: p, kind, gate: Some(gate), op: b.done });
+                }
                 step_ends.push(b.done);
             }
         }
@@ -420,5 +441,22 @@ pub fn report(s: &TrainSpec, step_ns: u64, ideal_ns: Option<u64>) -> StepReport 
         tflops_per_gpu: (per_gpu / 1e12 * 10.0).round() / 10.0,
         ideal_step_ns: ideal_ns,
         slowdown_vs_ideal: ideal_ns.filter(|&i| i > 0).map(|i| r4(step_ns as f64 / i as f64)),
+        timeline: Vec::new(),
     }
+}
+
+/// The step's timeline from a run of `prog`: `ops` (from [`Program::step_ops`]) with the times `ex` gave
+/// them; ops that did not run are left out.
+pub fn timeline(ops: &[StepOp], prog: &Program, ex: &crate::exec::Execution) -> Vec<StepSpan> {
+    let end = |m: MsgId| ex.msgs.get(m as usize).and_then(|r| r.end).map(|t| t.0);
+    ops.iter()
+        .filter_map(|o| {
+            // A compute op is a wait of its duration: it started that long before it ended.
+            let start = match o.gate {
+                Some(g) => end(g)?,
+                None => end(o.op)?.saturating_sub(prog.msgs.get(o.op as usize)?.delay.0),
+            };
+            Some(StepSpan { stage: o.stage, kind: o.kind, start_ns: start, end_ns: end(o.op)? })
+        })
+        .collect()
 }

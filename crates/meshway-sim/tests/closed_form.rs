@@ -441,3 +441,34 @@ mod spread {
         assert_eq!(e, SimError::RepeatedLink { flow: FlowId(0), link: a });
     }
 }
+
+#[test]
+fn link_history_is_carried_bytes_per_interval() {
+    // Link a carries 1 MB at 10 Gbps from 0 to 800 us; link b 0.5 MB from 400 to 800 us. The
+    // history starts at 1 us intervals and doubles them each time it holds 64: 16 us wide by
+    // 512 us, so 800 us is 50 intervals of 16 us, 20,000 B each while a link is busy.
+    let mut net = Network::new();
+    let a = net.add_link(BitsPerSec::gbps(10), Nanos::ZERO);
+    let b = net.add_link(BitsPerSec::gbps(10), Nanos::ZERO);
+    let mut sim = Simulation::new(net);
+    assert!(sim.record_link_history(2));
+    sim.add_flow(flow(&[a], MB)).unwrap();
+    sim.add_flow(FlowSpec::new(vec![b], Bytes(500_000), SimTime(400_000))).unwrap();
+    let r = sim.run().unwrap();
+    assert_eq!(r.end, SimTime(800_000));
+    let h = r.link_history.expect("recorded");
+    assert_eq!(h.interval, Nanos(16_000));
+    assert_eq!(h.bytes[0], vec![20_000; 50]);
+    assert_eq!(h.bytes[1][..25], [0; 25]);
+    assert_eq!(h.bytes[1][25..], [20_000; 25]);
+    for (l, s) in h.bytes.iter().zip(&r.link_stats) {
+        assert_eq!(l.iter().sum::<u64>(), s.bytes.0);
+    }
+    // A cap below the link count refuses, and nothing is recorded.
+    let mut net = Network::new();
+    let a = net.add_link(BitsPerSec::gbps(10), Nanos::ZERO);
+    let mut sim = Simulation::new(net);
+    assert!(!sim.record_link_history(0));
+    sim.add_flow(flow(&[a], MB)).unwrap();
+    assert!(sim.run().unwrap().link_history.is_none());
+}

@@ -58,6 +58,7 @@ fn all_reduce(text: &str, size: u64, hier: bool) -> u64 {
         seed: 1,
         tolerance_ppm: 0,
         completion: Default::default(),
+        link_history: false,
     };
     let n = topo.ranks() as u32;
     let sites: Vec<u32> = (0..n).map(|r| u32::from(f.node(topo.node_of(r)).site)).collect();

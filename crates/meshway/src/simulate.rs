@@ -200,6 +200,7 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
         flows: args.flows || args.csv || args.html.is_some(),
         tolerance: args.tolerance,
         fidelity: args.fidelity,
+        link_history: args.html.is_some(),
     };
     let mut r = run_file(&args.file, cat, &opts)?;
     if let Some(p) = &args.html {

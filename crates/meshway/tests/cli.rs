@@ -275,6 +275,26 @@ fn simulate_writes_a_self_contained_html_report() {
     check_self_contained(&html, 1);
     assert!(html.contains("bus bandwidth") && html.contains("64MiB") && !html.contains("Deepest queues"));
     render_in_chromium(&out);
+    // A training step: one lane per pipeline stage with every forward and backward op of the
+    // first replica and its gradient all-reduce; the hottest links over time.
+    let out3 = dir.join("train.html");
+    let o = meshway(&["simulate", "examples/train-3d-1024.toml", "--html", out3.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t = &v["workloads"][0]["training"];
+    assert!(t.get("timeline").is_none(), "the timeline stays out of JSON");
+    let (pp, m) = (t["pp"].as_u64().unwrap(), t["micro_batches"].as_u64().unwrap());
+    let html = std::fs::read_to_string(&out3).unwrap();
+    check_self_contained(&html, 4);
+    let lanes = html.split("<svg ").find(|c| c.contains("each pipeline stage")).expect("a step timeline");
+    assert_eq!(lanes.matches(">stage ").count() as u64, pp);
+    let segments = ["#0072B2", "#E69F00", "#009E73"]
+        .iter()
+        .map(|c| lanes.matches(&format!("height=\"14\" fill=\"{c}\"")).count() as u64)
+        .collect::<Vec<_>>();
+    assert_eq!(segments, vec![pp * m, pp * m, pp], "forward, backward and all-reduce per stage");
+    assert!(html.contains("Hottest links over time"));
+    render_in_chromium(&out3);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
