@@ -503,16 +503,7 @@ pub fn timeline(title: &str, x_label: &str, rows: &[Span], fmt_x: &dyn Fn(f64) -
         xl = h - 8.0,
         x = esc(x_label),
     );
-    let base = h - BOTTOM;
-    for t in ticks(x0, x1, 6) {
-        let x = px(t);
-        let _ = write!(
-            out,
-            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{base}" stroke="#eee"/><text x="{x:.1}" y="{ty}" font-size="11" text-anchor="middle">{l}</text>"##,
-            ty = base + 16.0,
-            l = esc(&fmt_x(t))
-        );
-    }
+    time_grid(&mut out, (x0, x1), &px, h - BOTTOM, 16.0, fmt_x);
     for (i, r) in rows.iter().enumerate() {
         let y = TOP + i as f64 * row_h;
         let s = r.shade.clamp(0.0, 1.0);
@@ -537,6 +528,27 @@ pub fn timeline(title: &str, x_label: &str, rows: &[Span], fmt_x: &dyn Fn(f64) -
     }
     out.push_str("</svg>");
     Some(out)
+}
+
+/// Vertical grid lines from the top of the plot to `base` at round values of `x0..x1`, with
+/// their labels `gap` below.
+fn time_grid(
+    out: &mut String,
+    (x0, x1): (f64, f64),
+    px: &dyn Fn(f64) -> f64,
+    base: f64,
+    gap: f64,
+    fmt_x: &dyn Fn(f64) -> String,
+) {
+    for t in ticks(x0, x1, 6) {
+        let x = px(t);
+        let _ = write!(
+            out,
+            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{base}" stroke="#eee"/><text x="{x:.1}" y="{ty}" font-size="11" text-anchor="middle">{l}</text>"##,
+            ty = base + gap,
+            l = esc(&fmt_x(t))
+        );
+    }
 }
 
 /// One cell of a [`grid`]: its text and how it is filled.
@@ -651,16 +663,7 @@ pub fn lanes(
         xl = legend_y - 6.0,
         x = esc(x_label),
     );
-    let base = TOP + rows.len() as f64 * row_h;
-    for t in ticks(x0, x1, 6) {
-        let x = px(t);
-        let _ = write!(
-            out,
-            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{base}" stroke="#eee"/><text x="{x:.1}" y="{ty}" font-size="11" text-anchor="middle">{l}</text>"##,
-            ty = base + 14.0,
-            l = esc(&fmt_x(t))
-        );
-    }
+    time_grid(&mut out, (x0, x1), &px, TOP + rows.len() as f64 * row_h, 14.0, fmt_x);
     for (i, (label, s)) in rows.iter().enumerate() {
         let y = TOP + i as f64 * row_h;
         let _ = write!(
