@@ -13,6 +13,7 @@ use crate::iface::{self, CounterWindow, Rates, Snapshot};
 use crate::netlink::LinkStats;
 use crate::signals::Signals;
 use crate::store::{Store, HOUR_NS, MINUTE_NS};
+use crate::udp_core::{UdpProbes, UdpTarget};
 use crate::{clock, http, perf, ping};
 use meshway_probe::echo::EchoEvent;
 use meshway_probe::objective::{AlertState, Metric, Objective, Sample, Transition, Window, WindowStats};
@@ -625,6 +626,51 @@ fn splay(name: &str, interval: Nanos) -> Nanos {
     Nanos(h % interval.get().max(1))
 }
 
+/// A udp echo target for the event-driven core, or None (another kind, or an address that
+/// does not resolve now).
+fn udp_target(t: &TargetSpec) -> Option<UdpTarget> {
+    let Probe::Echo { kind: ping::PingKind::Udp, size, dscp, key, .. } = &t.probe else { return None };
+    let addr = ping::resolve(&t.address, ping::STAMP_PORT).ok()?;
+    Some(UdpTarget {
+        addr,
+        interval: t.interval,
+        timeout: t.timeout,
+        size: *size,
+        dscp: *dscp,
+        key: key.as_deref().map(|k| Arc::new(k.clone())),
+        first: clock::mono() + splay(&t.name, t.interval),
+    })
+}
+
+/// Runs every udp target in one thread until `stop`; each reply or loss is a sample.
+fn spawn_udp_core(targets: Vec<(Arc<str>, UdpTarget)>, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log: Log) {
+    let log2 = log.clone();
+    let spawned = std::thread::Builder::new().name("udp-probes".into()).spawn(move || {
+        let (names, specs): (Vec<Arc<str>>, Vec<UdpTarget>) = targets.into_iter().unzip();
+        let timeouts: Vec<Nanos> = specs.iter().map(|t| t.timeout).collect();
+        let mut core = UdpProbes::new(specs);
+        crate::udp_core::run(&mut core, &stop, &mut |r| match r {
+            crate::udp_core::Report::Event(i, e) => {
+                let sample = match e {
+                    EchoEvent::Reply { rtt_ns: Some(r), .. } => {
+                        Sample { at_ns: clock::unix_nanos(), rtt_ns: Some(*r), value: None }
+                    }
+                    // Stamped with its send time, as the per-target threads do.
+                    EchoEvent::Lost { .. } => {
+                        Sample { at_ns: clock::unix_nanos().saturating_sub(timeouts[i].0), rtt_ns: None, value: None }
+                    }
+                    _ => return,
+                };
+                let _ = tx.send(Msg::Sample { target: names[i].clone(), sample });
+            }
+            crate::udp_core::Report::Error(e) => log(Level::Error, e),
+        });
+    });
+    if let Err(e) = spawned {
+        log2(Level::Error, format!("cannot start the udp probe thread: {e}"));
+    }
+}
+
 fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log: Log) {
     let t = t.clone();
     let name: Arc<str> = Arc::from(t.name.as_str());
@@ -897,8 +943,17 @@ impl Core {
         // Old threads stop; new ones start.
         self.stop_targets.store(true, Ordering::Relaxed);
         self.stop_targets = Arc::new(AtomicBool::new(false));
+        // udp targets share one event-driven thread (crate::udp_core); the others, and a udp
+        // target whose address does not resolve yet (its thread retries), a thread each.
+        let mut udp: Vec<(Arc<str>, UdpTarget)> = Vec::new();
         for t in &self.spec.targets {
-            spawn_target(t, tx.clone(), self.stop_targets.clone(), self.log.clone());
+            match udp_target(t) {
+                Some(u) => udp.push((Arc::from(t.name.as_str()), u)),
+                None => spawn_target(t, tx.clone(), self.stop_targets.clone(), self.log.clone()),
+            }
+        }
+        if !udp.is_empty() {
+            spawn_udp_core(udp, tx.clone(), self.stop_targets.clone(), self.log.clone());
         }
         if let Ok(mut tok) = self.token.write() {
             tok.clone_from(&self.spec.bearer_token);

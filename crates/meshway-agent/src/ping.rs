@@ -222,12 +222,13 @@ impl Prober for UdpProber {
     fn recv(&mut self, until: Nanos) -> io::Result<Option<Answer>> {
         self.sock.set_read_timeout(Some(wait_for(until)))?;
         let rx = &mut self.rx;
-        let n = match self.sock.recv(rx) {
-            Ok(n) => n,
+        let (n, stamp) = match crate::kstamp::recv(&self.sock, rx, false) {
+            Ok(r) => (r.len, r.kernel_ns),
             Err(e) if is_timeout(&e) || e.kind() == io::ErrorKind::ConnectionRefused => return Ok(None),
             Err(e) => return Err(e),
         };
-        let at = clock::mono();
+        // When the kernel received it, not when this thread got to read it.
+        let at = crate::kstamp::to_mono(stamp);
         let wall = clock::ntp();
         if n != self.size {
             return Ok(None); // not an answer to our probe (which are all `size` bytes)
@@ -497,6 +498,7 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
             s.bind(&SockAddr::from(any)).map_err(io_err("cannot bind a udp socket"))?;
             let sock: UdpSocket = s.into();
             sock.connect(addr).map_err(io_err(format!("cannot reach {addr}")))?;
+            crate::kstamp::enable(&sock);
             let error =
                 if cfg.clock_synchronized { ErrorEstimate::SYNCHRONIZED } else { ErrorEstimate::UNSYNCHRONIZED };
             let p = UdpProber {

@@ -5,6 +5,7 @@
 mod common;
 use meshway_agent::store::Store;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -1172,4 +1173,73 @@ fn an_alert_that_fired_while_the_receiver_was_down_is_delivered_after_a_restart(
 fn rusqlite_count(db: &Path) -> i64 {
     let st = Store::open_read_only(db).unwrap();
     i64::try_from(st.outbox_len().unwrap()).unwrap()
+}
+
+/// Threads of a process, from /proc.
+fn threads(pid: u32) -> usize {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn many_udp_targets_share_one_probe_thread_and_all_get_round_trips() {
+    // 300 udp targets against one reflector (so 300 sockets, one per target: replies are told
+    // apart by source address) and two at distinct ports, all in one event-driven thread.
+    let dir = TempDir::new("many-udp");
+    let (rport, rport2, hport) = (free_port(), free_port(), free_port());
+    let _r = reflector(rport);
+    let _r2 = reflector(rport2);
+    let http = format!("127.0.0.1:{hport}");
+    let mut text = format!(
+        "[agent]\nlisten = \"{http}\"\ndatabase = \"{}\"\nevaluate-every = \"200ms\"\n",
+        dir.0.join("a.db").display()
+    );
+    for i in 0..300 {
+        let _ = write!(
+            text,
+            "[[target]]\nname = \"t{i}\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport}\"\ninterval = \"200ms\"\n"
+        );
+    }
+    let _ = write!(
+        text,
+        "[[target]]\nname = \"other\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport2}\"\ninterval = \"200ms\"\n"
+    );
+    let cfg = dir.0.join("agent.toml");
+    std::fs::write(&cfg, &text).unwrap();
+    let a = agent(&cfg);
+    let answered = |min: f64| {
+        let Some((200, body)) = get(&http, "/metrics", None) else { return None };
+        let (_, s) = parse_prometheus(&body).ok()?;
+        let n = (0..300)
+            .filter(|i| {
+                value(&s, "meshway_probes_sent_total", &[("target", &format!("t{i}"))]).unwrap_or(0.0) >= min
+            })
+            .count();
+        Some((n, s))
+    };
+    assert!(
+        wait_until(20, || answered(3.0).is_some_and(|(n, _)| n == 300)),
+        "every target answered: {:?}",
+        answered(3.0).map(|x| x.0)
+    );
+    let (_, s) = answered(3.0).unwrap();
+    assert!(value(&s, "meshway_probes_sent_total", &[("target", "other")]).unwrap_or(0.0) >= 3.0);
+    assert_eq!(
+        s.iter().filter(|x| x.name == "meshway_probes_lost_total" && x.value > 0.0).count(),
+        0,
+        "no loss on loopback"
+    );
+    // Round trips on loopback, from kernel receive stamps: well under a millisecond at the median.
+    let p50: Vec<f64> = s
+        .iter()
+        .filter(|x| {
+            x.name == "meshway_window_rtt_seconds" && x.labels.get("percentile").map(String::as_str) == Some("50")
+        })
+        .map(|x| x.value)
+        .collect();
+    assert!(p50.len() >= 300, "{}", p50.len());
+    assert!(p50.iter().all(|&v| v > 0.0 && v < 0.01), "{:?}", p50.iter().fold(0f64, |a, &b| a.max(b)));
+    // One probe thread, not one per target.
+    let n = threads(a.0.id());
+    assert!(n > 0 && n < 30, "{n} threads for 301 targets");
 }

@@ -1,0 +1,417 @@
+//! Event-driven UDP (STAMP) probing: every udp target of the agent in one thread, on a few
+//! shared sockets, with kernel receive timestamps.
+//!
+//! A thread per target measured its own scheduler: under a busy CPU the reply waited in the
+//! socket until the thread ran, and that wait was counted as round trip. Here one loop sends
+//! each probe when its [`EchoSession`] asks, sleeps in `poll(2)` until the next deadline or a
+//! reply, and takes the reply's arrival time from the kernel (`SO_TIMESTAMPNS`, see
+//! [`crate::kstamp`]), so the round trip ends when the datagram arrived, not when it was read.
+//!
+//! [`UdpProbes`] is the sans-IO part: it is given the time and the datagrams, and it answers
+//! the datagrams to send and the samples measured. [`run`] is the runtime around it.
+//!
+//! Sockets: a target's replies are told apart by their source address, so a socket never
+//! carries two targets with the same address (or the same DSCP and family mismatch): targets
+//! are spread over as many sockets as the most repeated address needs. 10,000 targets at
+//! distinct addresses share one socket per family and DSCP.
+
+use crate::kstamp;
+use meshway_probe::echo::{Action, EchoConfig, EchoEvent, EchoSession};
+use meshway_probe::stamp::{ErrorEstimate, NtpTimestamp, ReflectorPacket, SenderPacket, BASE_LEN};
+use meshway_probe::stamp_auth::{self, AUTH_LEN};
+use meshway_units::Nanos;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// One udp target as the core sees it.
+#[derive(Clone)]
+pub struct UdpTarget {
+    pub addr: SocketAddr,
+    pub interval: Nanos,
+    pub timeout: Nanos,
+    /// Probe size in bytes (at least STAMP's 44, or 112 authenticated).
+    pub size: usize,
+    pub dscp: u8,
+    /// STAMP authenticated mode (RFC 8762 section 4.1.1).
+    pub key: Option<std::sync::Arc<stamp_auth::Key>>,
+    /// When its first probe goes (monotonic), to spread targets over their interval.
+    pub first: Nanos,
+}
+
+/// Which socket each target uses, and what each socket is (family, DSCP): targets with the
+/// same family and DSCP share a socket unless they share an address.
+pub fn shard(targets: &[UdpTarget]) -> (Vec<usize>, Vec<(bool, u8)>) {
+    let mut sockets: Vec<(bool, u8)> = Vec::new();
+    let mut used: Vec<std::collections::HashSet<SocketAddr>> = Vec::new();
+    let assign = targets
+        .iter()
+        .map(|t| {
+            let kind = (t.addr.is_ipv4(), t.dscp);
+            let found = (0..sockets.len()).find(|&s| sockets[s] == kind && !used[s].contains(&t.addr));
+            let s = found.unwrap_or_else(|| {
+                sockets.push(kind);
+                used.push(Default::default());
+                sockets.len() - 1
+            });
+            used[s].insert(t.addr);
+            s
+        })
+        .collect();
+    (assign, sockets)
+}
+
+/// A datagram to send now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub target: usize,
+    pub socket: usize,
+    pub to: SocketAddr,
+    pub bytes: Vec<u8>,
+}
+
+/// The sans-IO probe core: sessions, deadlines and the map from (socket, source) to target.
+pub struct UdpProbes {
+    targets: Vec<UdpTarget>,
+    socket_of: Vec<usize>,
+    sessions: Vec<EchoSession>,
+    /// Per target the deadline queued for it (a popped entry that differs is stale).
+    due: Vec<Nanos>,
+    heap: BinaryHeap<Reverse<(Nanos, usize)>>,
+    by_source: HashMap<(usize, SocketAddr), usize>,
+    events: Vec<(usize, EchoEvent)>,
+    sockets: Vec<(bool, u8)>,
+    /// Datagrams that answered no target (unknown source, bad size or packet, failed HMAC).
+    pub ignored: u64,
+}
+
+impl UdpProbes {
+    pub fn new(targets: Vec<UdpTarget>) -> UdpProbes {
+        let (socket_of, sockets) = shard(&targets);
+        let by_source = targets.iter().enumerate().map(|(i, t)| ((socket_of[i], t.addr), i)).collect();
+        let sessions = targets
+            .iter()
+            .map(|t| {
+                EchoSession::new(EchoConfig { count: None, interval: t.interval, timeout: t.timeout }).counts_only()
+            })
+            .collect();
+        let due: Vec<Nanos> = targets.iter().map(|t| t.first).collect();
+        let heap = due.iter().enumerate().map(|(i, &d)| Reverse((d, i))).collect();
+        UdpProbes { targets, socket_of, sessions, due, heap, by_source, events: Vec::new(), sockets, ignored: 0 }
+    }
+
+    /// The sockets to open: (IPv4, DSCP) each.
+    pub fn sockets(&self) -> &[(bool, u8)] {
+        &self.sockets
+    }
+
+    pub fn targets(&self) -> &[UdpTarget] {
+        &self.targets
+    }
+
+    /// The next probe due at or before `now`, stamped `wall` (its STAMP timestamp); the
+    /// session counts it as sent at `now`, so send it at once.
+    pub fn next_send(&mut self, now: Nanos, wall: NtpTimestamp) -> Option<Outgoing> {
+        while let Some(&Reverse((at, i))) = self.heap.peek() {
+            if at > now {
+                return None;
+            }
+            self.heap.pop();
+            if at != self.due[i] {
+                continue; // replaced by a later deadline
+            }
+            loop {
+                match self.sessions[i].poll(now) {
+                    Action::Send { seq } => {
+                        if let Some(o) = self.encode(i, seq, wall) {
+                            self.reschedule(i, now);
+                            return Some(o);
+                        }
+                    }
+                    Action::Wait { until } => {
+                        self.schedule(i, until);
+                        break;
+                    }
+                    Action::Done => break,
+                }
+            }
+            self.collect(i);
+        }
+        None
+    }
+
+    /// After a send, the session's next deadline (asked at the same `now`).
+    fn reschedule(&mut self, i: usize, now: Nanos) {
+        if let Action::Wait { until } = self.sessions[i].poll(now) {
+            self.schedule(i, until);
+        }
+        self.collect(i);
+    }
+
+    fn schedule(&mut self, i: usize, until: Nanos) {
+        self.due[i] = until;
+        self.heap.push(Reverse((until, i)));
+    }
+
+    fn encode(&self, i: usize, seq: u32, wall: NtpTimestamp) -> Option<Outgoing> {
+        let t = &self.targets[i];
+        let p = SenderPacket { seq, timestamp: wall, error: ErrorEstimate::UNSYNCHRONIZED };
+        let min = if t.key.is_some() { AUTH_LEN } else { BASE_LEN };
+        let size = t.size.max(min);
+        let mut bytes = vec![0u8; size];
+        let r = match &t.key {
+            Some(k) => stamp_auth::encode_sender(&p, k, &mut bytes, size),
+            None => p.encode(&mut bytes, size),
+        };
+        r.ok()?;
+        Some(Outgoing { target: i, socket: self.socket_of[i], to: t.addr, bytes })
+    }
+
+    /// The earliest deadline of any target (to sleep until).
+    pub fn next_deadline(&mut self) -> Option<Nanos> {
+        while let Some(&Reverse((at, i))) = self.heap.peek() {
+            if at == self.due[i] {
+                return Some(at);
+            }
+            self.heap.pop();
+        }
+        None
+    }
+
+    /// A datagram that arrived at `at` (monotonic) on `socket` from `from`.
+    pub fn on_datagram(&mut self, socket: usize, from: SocketAddr, bytes: &[u8], at: Nanos) {
+        let Some(&i) = self.by_source.get(&(socket, canonical(from))) else {
+            self.ignored += 1;
+            return;
+        };
+        let t = &self.targets[i];
+        let size = t.size.max(if t.key.is_some() { AUTH_LEN } else { BASE_LEN });
+        let decoded = match &t.key {
+            _ if bytes.len() != size => None,
+            Some(k) => stamp_auth::decode_reflector(bytes, k).ok(),
+            None => ReflectorPacket::decode(bytes).ok(),
+        };
+        let Some(r) = decoded else {
+            self.ignored += 1;
+            return;
+        };
+        self.sessions[i].on_reply(at, r.sender_seq, r.turnaround_nanos(), None);
+        // A reply can move the next deadline later, never earlier: the queued one stays.
+        self.collect(i);
+    }
+
+    fn collect(&mut self, i: usize) {
+        let events = &mut self.events;
+        events.extend(self.sessions[i].drain_events().map(|e| (i, e)));
+    }
+
+    /// Replies and losses since the last call: (target, event).
+    pub fn drain(&mut self) -> std::vec::Drain<'_, (usize, EchoEvent)> {
+        self.events.drain(..)
+    }
+}
+
+/// IPv4-mapped IPv6 sources compare as IPv4.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    match a {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => a,
+        },
+        v4 => v4,
+    }
+}
+
+/// What the runtime reports to the agent.
+pub enum Report<'a> {
+    /// A reply with its round trip (kernel receive stamp less send time, less the reflector's
+    /// hold) or a loss (declared one timeout after sending).
+    Event(usize, &'a EchoEvent),
+    /// A socket could not be opened or used; the targets on it get no samples.
+    Error(String),
+}
+
+/// Runs the core until `stop`: opens its sockets (each with a 4 MiB receive buffer where the
+/// system allows and kernel receive stamps), sends what is due, waits in `poll(2)` for replies
+/// or the next deadline (at most 50 ms, to notice `stop`), and reports every event.
+pub fn run(core: &mut UdpProbes, stop: &AtomicBool, report: &mut dyn FnMut(Report<'_>)) {
+    let mut socks: Vec<Option<UdpSocket>> = Vec::new();
+    for &(v4, dscp) in core.sockets() {
+        match open(v4, dscp) {
+            Ok(s) => socks.push(Some(s)),
+            Err(e) => {
+                report(Report::Error(format!("cannot open a udp socket: {e}")));
+                socks.push(None);
+            }
+        }
+    }
+    let mut buf = vec![0u8; 65_536];
+    while !stop.load(Ordering::Relaxed) {
+        while let Some(o) = core.next_send(crate::clock::mono(), crate::clock::ntp()) {
+            if let Some(s) = &socks[o.socket] {
+                // A send that fails is a probe lost; the session times it out.
+                let _ = s.send_to(&o.bytes, o.to);
+            }
+        }
+        for (i, e) in core.drain() {
+            report(Report::Event(i, &e));
+        }
+        let now = crate::clock::mono();
+        let wait = core.next_deadline().map_or(Nanos(50_000_000), |d| d.saturating_sub(now)).min(Nanos(50_000_000));
+        let mut fds: Vec<nix::poll::PollFd<'_>> =
+            socks.iter().flatten().map(|s| nix::poll::PollFd::new(s.as_fd(), nix::poll::PollFlags::POLLIN)).collect();
+        // Round up to whole milliseconds: a probe goes at most 1 ms late, and its send time
+        // is read when it goes.
+        let ms = u16::try_from(wait.get().div_ceil(1_000_000)).unwrap_or(u16::MAX);
+        if fds.is_empty() {
+            std::thread::sleep(crate::clock::dur(wait));
+            continue;
+        }
+        let ready = nix::poll::poll(&mut fds, ms).unwrap_or(0);
+        if ready <= 0 {
+            continue;
+        }
+        let readable: Vec<bool> =
+            fds.iter().map(|f| f.revents().is_some_and(|r| r.intersects(nix::poll::PollFlags::POLLIN))).collect();
+        drop(fds);
+        let open_idx: Vec<usize> = (0..socks.len()).filter(|&k| socks[k].is_some()).collect();
+        for (j, &k) in open_idx.iter().enumerate() {
+            if !readable[j] {
+                continue;
+            }
+            let Some(s) = &socks[k] else { continue };
+            // Drain the socket: every datagram carries its own arrival stamp.
+            for _ in 0..4_096 {
+                match kstamp::recv(s, &mut buf, true) {
+                    Ok(r) => {
+                        if let Some(from) = r.from {
+                            core.on_datagram(k, from, &buf[..r.len], kstamp::to_mono(r.kernel_ns));
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        for (i, e) in core.drain() {
+            report(Report::Event(i, &e));
+        }
+    }
+}
+
+fn open(v4: bool, dscp: u8) -> io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(if v4 { Domain::IPV4 } else { Domain::IPV6 }, Type::DGRAM, Some(Protocol::UDP))?;
+    // Replies from thousands of targets can arrive together: a large buffer keeps them.
+    let _ = s.set_recv_buffer_size(4 << 20);
+    if dscp != 0 {
+        if v4 {
+            s.set_tos_v4(u32::from(dscp) << 2)?;
+        } else {
+            s.set_tclass_v6(u32::from(dscp) << 2)?;
+        }
+    }
+    let any: SocketAddr = if v4 { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
+    s.bind(&any.into())?;
+    let sock: UdpSocket = s.into();
+    kstamp::enable(&sock);
+    Ok(sock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meshway_probe::stamp::ReflectorPacket;
+
+    fn target(addr: &str, first_ms: u64) -> UdpTarget {
+        UdpTarget {
+            addr: addr.parse().unwrap(),
+            interval: Nanos(1_000_000_000),
+            timeout: Nanos(500_000_000),
+            size: 44,
+            dscp: 0,
+            key: None,
+            first: Nanos(first_ms * 1_000_000),
+        }
+    }
+
+    #[test]
+    fn targets_share_a_socket_unless_they_share_an_address_family_or_dscp() {
+        let mut t = vec![target("10.0.0.1:862", 0), target("10.0.0.2:862", 0), target("10.0.0.1:862", 0)];
+        t.push(target("[2001:db8::1]:862", 0));
+        let mut marked = target("10.0.0.3:862", 0);
+        marked.dscp = 46;
+        t.push(marked);
+        let (assign, sockets) = shard(&t);
+        assert_eq!(assign, vec![0, 0, 1, 2, 3]);
+        assert_eq!(sockets, vec![(true, 0), (true, 0), (false, 0), (true, 46)]);
+    }
+
+    /// A fake network: the reflector answers each probe `delay` later, holding it 1 us.
+    fn answer(o: &Outgoing, wall: NtpTimestamp) -> Vec<u8> {
+        let s = SenderPacket::decode(&o.bytes).unwrap();
+        let r = ReflectorPacket {
+            seq: s.seq,
+            tx_timestamp: wall,
+            error: ErrorEstimate::UNSYNCHRONIZED,
+            rx_timestamp: wall,
+            sender_seq: s.seq,
+            sender_timestamp: s.timestamp,
+            sender_error: s.error,
+            sender_ttl: 64,
+        };
+        let mut b = vec![0u8; o.bytes.len()];
+        r.encode(&mut b, o.bytes.len()).unwrap();
+        b
+    }
+
+    #[test]
+    fn each_target_gets_its_own_round_trips_and_losses_by_source_address() {
+        // Two targets at one address (two sockets) and one elsewhere. Target 1's replies are
+        // dropped; the others answer after 3 ms and 7 ms.
+        let mut core =
+            UdpProbes::new(vec![target("10.0.0.1:862", 0), target("10.0.0.1:862", 10), target("10.0.0.2:862", 20)]);
+        let wall = NtpTimestamp::from_unix_nanos(1_700_000_000_000_000_000);
+        let mut rtts: Vec<Vec<u64>> = vec![Vec::new(); 3];
+        let mut lost = [0u32; 3];
+        let mut pending: Vec<(Nanos, usize, SocketAddr, Vec<u8>)> = Vec::new();
+        let mut now = Nanos::ZERO;
+        while now < Nanos(5_100_000_000) {
+            while let Some(o) = core.next_send(now, wall) {
+                let delay = [3_000_000, 0, 7_000_000][o.target];
+                if o.target != 1 {
+                    pending.push((now + Nanos(delay), o.socket, o.to, answer(&o, wall)));
+                }
+            }
+            pending.retain(|(at, s, from, b)| {
+                if *at <= now {
+                    core.on_datagram(*s, *from, b, *at);
+                    false
+                } else {
+                    true
+                }
+            });
+            for (i, e) in core.drain() {
+                match e {
+                    EchoEvent::Reply { rtt_ns: Some(r), .. } => rtts[i].push(r),
+                    EchoEvent::Lost { .. } => lost[i] += 1,
+                    _ => {}
+                }
+            }
+            now += Nanos(1_000_000);
+        }
+        // Probes at 0-5 s plus each splay, six each; a loss is declared 500 ms after its probe,
+        // so target 1 has five by 5.1 s.
+        assert_eq!(rtts[0], vec![3_000_000; 6]);
+        assert_eq!(rtts[2], vec![7_000_000; 6]);
+        assert!(rtts[1].is_empty());
+        assert_eq!(lost, [0, 5, 0]);
+        // A datagram from an unknown source, or of the wrong size, answers nothing.
+        core.on_datagram(0, "10.9.9.9:862".parse().unwrap(), &[0u8; 44], now);
+        core.on_datagram(0, "10.0.0.1:862".parse().unwrap(), &[0u8; 12], now);
+        assert_eq!(core.ignored, 2);
+        assert_eq!(core.drain().count(), 0);
+    }
+}
