@@ -147,6 +147,10 @@ trait Prober {
     fn send(&mut self, seq: u32) -> io::Result<Option<Answer>>;
     /// Waits until `until` (monotonic) for one answer.
     fn recv(&mut self, until: Nanos) -> io::Result<Option<Answer>>;
+    /// When the kernel sent recent probes (seq, monotonic), where it stamps them.
+    fn transmitted(&mut self) -> Vec<(u32, Nanos)> {
+        Vec::new()
+    }
 }
 
 fn wait_for(until: Nanos) -> Duration {
@@ -201,6 +205,10 @@ struct UdpProber {
     /// Answers are exactly as long as probes; a little slack detects longer (foreign) ones.
     rx: Vec<u8>,
     key: Option<meshway_probe::stamp_auth::Key>,
+    /// The socket gives transmit stamps; `unstamped` holds the seq of probes sent and not yet
+    /// stamped.
+    tx_stamps: bool,
+    unstamped: crate::kstamp::TxQueue<u32>,
 }
 
 impl Prober for UdpProber {
@@ -212,7 +220,12 @@ impl Prober for UdpProber {
         };
         r.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         match self.sock.send(&self.buf[..self.size]) {
-            Ok(_) => Ok(None),
+            Ok(_) => {
+                if self.tx_stamps {
+                    self.unstamped.sent(seq);
+                }
+                Ok(None)
+            }
             // An ICMP port unreachable from an earlier probe: the probe is lost, not fatal.
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(None),
             Err(e) => Err(e),
@@ -243,6 +256,17 @@ impl Prober for UdpProber {
         let one_way =
             synced.then(|| (r.rx_timestamp.nanos_since(r.sender_timestamp), wall.nanos_since(r.tx_timestamp)));
         Ok(Some(Answer { seq: r.sender_seq, at, hold_ns: r.turnaround_nanos(), one_way, http: None }))
+    }
+
+    fn transmitted(&mut self) -> Vec<(u32, Nanos)> {
+        let mut stamps = Vec::new();
+        if self.tx_stamps {
+            crate::kstamp::tx_stamps(&self.sock, &mut stamps);
+        }
+        stamps
+            .into_iter()
+            .filter_map(|(id, ns)| Some((self.unstamped.stamped(id)?, crate::kstamp::to_mono(Some(ns)))))
+            .collect()
     }
 }
 
@@ -498,7 +522,11 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
             s.bind(&SockAddr::from(any)).map_err(io_err("cannot bind a udp socket"))?;
             let sock: UdpSocket = s.into();
             sock.connect(addr).map_err(io_err(format!("cannot reach {addr}")))?;
-            crate::kstamp::enable(&sock);
+            // Kernel transmit and receive stamps; failing that, receive stamps alone.
+            let tx_stamps = crate::kstamp::enable_tx(&sock);
+            if !tx_stamps {
+                crate::kstamp::enable(&sock);
+            }
             let error =
                 if cfg.clock_synchronized { ErrorEstimate::SYNCHRONIZED } else { ErrorEstimate::UNSYNCHRONIZED };
             let p = UdpProber {
@@ -509,6 +537,8 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
                 buf: vec![0u8; size],
                 rx: vec![0u8; size + 64],
                 key: cfg.key.clone(),
+                tx_stamps,
+                unstamped: Default::default(),
             };
             (Box::new(p), addr, size)
         }
@@ -540,11 +570,19 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
     let mut http_stats = (DelayStats::new(), DelayStats::new(), DelayStats::new());
     let mut tls_stats = DelayStats::new();
     let mut status: std::collections::BTreeMap<u16, u64> = Default::default();
-    let handle = |session: &mut EchoSession, a: Answer, http_attempts: &mut HashMap<u32, HttpAttempt>| {
+    // How long after the session's send time the kernel sent each probe (transmit stamps);
+    // that time comes off the round trip.
+    let mut tx_delay: std::collections::VecDeque<(u32, Nanos)> = Default::default();
+    let handle = |session: &mut EchoSession,
+                  a: Answer,
+                  http_attempts: &mut HashMap<u32, HttpAttempt>,
+                  tx_delay: &mut std::collections::VecDeque<(u32, Nanos)>| {
         if let Some(h) = a.http {
             http_attempts.insert(a.seq, h);
         }
-        session.on_reply(a.at, a.seq, a.hold_ns, a.one_way);
+        let k = tx_delay.iter().position(|d| d.0 == a.seq);
+        let delay = k.and_then(|k| tx_delay.remove(k)).map_or(Nanos::ZERO, |d| d.1);
+        session.on_reply(a.at.saturating_sub(delay), a.seq, a.hold_ns, a.one_way);
     };
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -553,13 +591,21 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
         let done = match session.poll(clock::mono()) {
             Action::Send { seq } => {
                 if let Some(a) = prober.send(seq).map_err(io_err(format!("cannot send to {addr}")))? {
-                    handle(&mut session, a, &mut http_attempts);
+                    handle(&mut session, a, &mut http_attempts, &mut tx_delay);
                 }
                 false
             }
             Action::Wait { until } => {
+                for (seq, at) in prober.transmitted() {
+                    if let Some(sent) = session.sent_at(seq) {
+                        if tx_delay.len() == 64 {
+                            tx_delay.pop_front();
+                        }
+                        tx_delay.push_back((seq, at.saturating_sub(sent)));
+                    }
+                }
                 if let Some(a) = prober.recv(until).map_err(io_err(format!("cannot receive from {addr}")))? {
-                    handle(&mut session, a, &mut http_attempts);
+                    handle(&mut session, a, &mut http_attempts, &mut tx_delay);
                 }
                 false
             }

@@ -12,11 +12,15 @@
 //! Bound to a wildcard address, each answer leaves from the address the probe was sent to
 //! (IP_PKTINFO / IPV6_PKTINFO), so one reflector serves every local address, and the STAMP
 //! "Ses-Sender TTL" field carries the probe's received TTL or hop limit (IP_RECVTTL /
-//! IPV6_RECVHOPLIMIT). Bound to one address it uses plain `recv_from`/`send_to`, about a
-//! quarter cheaper per packet, and writes TTL 0 (unknown).
+//! IPV6_RECVHOPLIMIT). Bound to one address it writes TTL 0 (unknown).
+//!
+//! The receive timestamp is the kernel's (`SO_TIMESTAMPNS`), so a probe that waited in the
+//! socket for the reflector to be scheduled shows that wait as hold time, which the sender
+//! subtracts, rather than as network round trip. Where the kernel gives no stamp the clock is
+//! read after the receive.
 
 use crate::clock;
-use meshway_probe::stamp::{self, ErrorEstimate};
+use meshway_probe::stamp::{self, ErrorEstimate, NtpTimestamp};
 use meshway_units::Nanos;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -193,6 +197,8 @@ struct Received {
     from: SocketAddr,
     local: Option<IpAddr>,
     ttl: Option<u8>,
+    /// The kernel's receive time (ns since the Unix epoch), when stamps are on.
+    kernel_ns: Option<u64>,
 }
 
 /// Asks the kernel for the destination address and TTL of each datagram, when the socket is
@@ -217,14 +223,20 @@ fn enable_ancillary(sock: &UdpSocket) -> bool {
     }
 }
 
-fn receive(sock: &UdpSocket, buf: &mut [u8], ancillary: bool) -> std::io::Result<Received> {
+fn receive(sock: &UdpSocket, buf: &mut [u8], ancillary: bool, stamps: bool) -> std::io::Result<Received> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, SockaddrStorage};
     use std::os::fd::AsRawFd;
-    if !ancillary {
+    if !ancillary && !stamps {
         let (len, from) = sock.recv_from(buf)?;
-        return Ok(Received { len, from, local: None, ttl: None });
+        return Ok(Received { len, from, local: None, ttl: None, kernel_ns: None });
     }
-    let mut cmsg = nix::cmsg_space!(nix::libc::in6_pktinfo, nix::libc::c_int, nix::libc::in_pktinfo, nix::libc::c_int);
+    let mut cmsg = nix::cmsg_space!(
+        nix::libc::in6_pktinfo,
+        nix::libc::c_int,
+        nix::libc::in_pktinfo,
+        nix::libc::c_int,
+        nix::sys::time::TimeSpec
+    );
     let mut iov = [std::io::IoSliceMut::new(buf)];
     let msg = recvmsg::<SockaddrStorage>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
         .map_err(std::io::Error::from)?;
@@ -236,7 +248,7 @@ fn receive(sock: &UdpSocket, buf: &mut [u8], ancillary: bool) -> std::io::Result
     let Some(from) = from else {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "datagram without a source address"));
     };
-    let (mut local, mut ttl) = (None, None);
+    let (mut local, mut ttl, mut kernel_ns) = (None, None, None);
     if let Ok(cmsgs) = msg.cmsgs() {
         for c in cmsgs {
             match c {
@@ -249,11 +261,15 @@ fn receive(sock: &UdpSocket, buf: &mut [u8], ancillary: bool) -> std::io::Result
                     local = Some(IpAddr::V6(std::net::Ipv6Addr::from(p.ipi6_addr.s6_addr)))
                 }
                 ControlMessageOwned::Ipv4Ttl(t) | ControlMessageOwned::Ipv6HopLimit(t) => ttl = u8::try_from(t).ok(),
+                ControlMessageOwned::ScmTimestampns(ts) => {
+                    let ns = i128::from(ts.tv_sec()) * 1_000_000_000 + i128::from(ts.tv_nsec());
+                    kernel_ns = u64::try_from(ns).ok();
+                }
                 _ => {}
             }
         }
     }
-    Ok(Received { len: msg.bytes, from, local, ttl })
+    Ok(Received { len: msg.bytes, from, local, ttl, kernel_ns })
 }
 
 /// Sends `buf` to `to`, from `local` when known (so the answer leaves from the probed address).
@@ -298,8 +314,11 @@ pub fn run(
     let mut rx = vec![0u8; 65_536];
     let mut tx = vec![0u8; 65_536];
     let ancillary = enable_ancillary(sock);
+    // The receive timestamp is when the kernel took the packet, so a sender subtracting the
+    // hold time does not count the time a probe waited for this thread to be scheduled.
+    let stamps = crate::kstamp::enable(sock);
     while !shutdown.load(Ordering::Relaxed) {
-        let Received { len: n, from, local, ttl } = match receive(sock, &mut rx, ancillary) {
+        let Received { len: n, from, local, ttl, kernel_ns } = match receive(sock, &mut rx, ancillary, stamps) {
             Ok(v) => v,
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -309,7 +328,7 @@ pub fn run(
             Err(e) if e.kind() == std::io::ErrorKind::InvalidData => continue,
             Err(e) => return Err(e),
         };
-        let rx_time = clock::ntp();
+        let rx_time = kernel_ns.map_or_else(clock::ntp, NtpTimestamp::from_unix_nanos);
         let now = clock::mono();
         counters.received.fetch_add(1, Ordering::Relaxed);
         let pkt = &rx[..n];

@@ -64,10 +64,14 @@ pub fn shard(targets: &[UdpTarget]) -> (Vec<usize>, Vec<(bool, u8)>) {
     (assign, sockets)
 }
 
+/// Transmit delays kept per target (probes whose reply has not come yet).
+const TX_KEPT: usize = 64;
+
 /// A datagram to send now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
     pub target: usize,
+    pub seq: u32,
     pub socket: usize,
     pub to: SocketAddr,
     pub bytes: Vec<u8>,
@@ -84,6 +88,9 @@ pub struct UdpProbes {
     by_source: HashMap<(usize, SocketAddr), usize>,
     events: Vec<(usize, EchoEvent)>,
     sockets: Vec<(bool, u8)>,
+    /// Per target, how long after the session's send time the kernel sent recent probes
+    /// (seq, delay), from transmit stamps; at most [`TX_KEPT`].
+    tx_delay: Vec<std::collections::VecDeque<(u32, Nanos)>>,
     /// Datagrams that answered no target (unknown source, bad size or packet, failed HMAC).
     pub ignored: u64,
 }
@@ -100,7 +107,19 @@ impl UdpProbes {
             .collect();
         let due: Vec<Nanos> = targets.iter().map(|t| t.first).collect();
         let heap = due.iter().enumerate().map(|(i, &d)| Reverse((d, i))).collect();
-        UdpProbes { targets, socket_of, sessions, due, heap, by_source, events: Vec::new(), sockets, ignored: 0 }
+        let tx_delay = vec![Default::default(); targets.len()];
+        UdpProbes {
+            targets,
+            socket_of,
+            sessions,
+            due,
+            heap,
+            by_source,
+            events: Vec::new(),
+            sockets,
+            tx_delay,
+            ignored: 0,
+        }
     }
 
     /// The sockets to open: (IPv4, DSCP) each.
@@ -167,7 +186,7 @@ impl UdpProbes {
             None => p.encode(&mut bytes, size),
         };
         r.ok()?;
-        Some(Outgoing { target: i, socket: self.socket_of[i], to: t.addr, bytes })
+        Some(Outgoing { target: i, seq, socket: self.socket_of[i], to: t.addr, bytes })
     }
 
     /// The earliest deadline of any target (to sleep until).
@@ -179,6 +198,17 @@ impl UdpProbes {
             self.heap.pop();
         }
         None
+    }
+
+    /// The kernel sent probe `seq` of `target` at `at` (monotonic, from a transmit stamp): its
+    /// round trip starts there rather than when [`UdpProbes::next_send`] handed it out.
+    pub fn on_transmitted(&mut self, target: usize, seq: u32, at: Nanos) {
+        let Some(sent) = self.sessions.get(target).and_then(|s| s.sent_at(seq)) else { return };
+        let q = &mut self.tx_delay[target];
+        if q.len() == TX_KEPT {
+            q.pop_front();
+        }
+        q.push_back((seq, at.saturating_sub(sent)));
     }
 
     /// A datagram that arrived at `at` (monotonic) on `socket` from `from`.
@@ -198,7 +228,10 @@ impl UdpProbes {
             self.ignored += 1;
             return;
         };
-        self.sessions[i].on_reply(at, r.sender_seq, r.turnaround_nanos(), None);
+        // The time between the session's send and the kernel's comes off the round trip.
+        let q = &mut self.tx_delay[i];
+        let delay = q.iter().position(|d| d.0 == r.sender_seq).and_then(|k| q.remove(k)).map_or(Nanos::ZERO, |d| d.1);
+        self.sessions[i].on_reply(at.saturating_sub(delay), r.sender_seq, r.turnaround_nanos(), None);
         // A reply can move the next deadline later, never earlier: the queued one stays.
         self.collect(i);
     }
@@ -235,10 +268,13 @@ pub enum Report<'a> {
 }
 
 /// Runs the core until `stop`: opens its sockets (each with a 4 MiB receive buffer where the
-/// system allows and kernel receive stamps), sends what is due, waits in `poll(2)` for replies
-/// or the next deadline (at most 50 ms, to notice `stop`), and reports every event.
+/// system allows, and kernel transmit and receive stamps), reads the transmit stamps and every
+/// waiting reply, sends what is due,
+/// reports every event, and waits in `poll(2)` for a reply or the next deadline (at most
+/// 50 ms, to notice `stop`).
 pub fn run(core: &mut UdpProbes, stop: &AtomicBool, report: &mut dyn FnMut(Report<'_>)) {
-    let mut socks: Vec<Option<UdpSocket>> = Vec::new();
+    // Each socket, and whether it gives transmit stamps.
+    let mut socks: Vec<Option<(UdpSocket, bool)>> = Vec::new();
     for &(v4, dscp) in core.sockets() {
         match open(v4, dscp) {
             Ok(s) => socks.push(Some(s)),
@@ -249,41 +285,27 @@ pub fn run(core: &mut UdpProbes, stop: &AtomicBool, report: &mut dyn FnMut(Repor
         }
     }
     let mut buf = vec![0u8; 65_536];
+    // Per socket with transmit stamps: the probes sent and not yet stamped (target, seq).
+    let mut sent: Vec<Option<kstamp::TxQueue<(usize, u32)>>> =
+        socks.iter().map(|s| s.as_ref().filter(|s| s.1).map(|_| kstamp::TxQueue::new())).collect();
+    let mut stamps = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        while let Some(o) = core.next_send(crate::clock::mono(), crate::clock::ntp()) {
-            if let Some(s) = &socks[o.socket] {
-                // A send that fails is a probe lost; the session times it out.
-                let _ = s.send_to(&o.bytes, o.to);
+        // Transmit stamps, then replies: one that arrived in time but waited in the socket
+        // while this thread was not running must be seen before the session's timeout
+        // declares it lost.
+        for (k, s) in socks.iter().enumerate() {
+            let (Some((s, _)), Some(q)) = (s, &mut sent[k]) else { continue };
+            stamps.clear();
+            kstamp::tx_stamps(s, &mut stamps);
+            for &(id, ns) in &stamps {
+                if let Some((target, seq)) = q.stamped(id) {
+                    core.on_transmitted(target, seq, kstamp::to_mono(Some(ns)));
+                }
             }
         }
-        for (i, e) in core.drain() {
-            report(Report::Event(i, &e));
-        }
-        let now = crate::clock::mono();
-        let wait = core.next_deadline().map_or(Nanos(50_000_000), |d| d.saturating_sub(now)).min(Nanos(50_000_000));
-        let mut fds: Vec<nix::poll::PollFd<'_>> =
-            socks.iter().flatten().map(|s| nix::poll::PollFd::new(s.as_fd(), nix::poll::PollFlags::POLLIN)).collect();
-        // Round up to whole milliseconds: a probe goes at most 1 ms late, and its send time
-        // is read when it goes.
-        let ms = u16::try_from(wait.get().div_ceil(1_000_000)).unwrap_or(u16::MAX);
-        if fds.is_empty() {
-            std::thread::sleep(crate::clock::dur(wait));
-            continue;
-        }
-        let ready = nix::poll::poll(&mut fds, ms).unwrap_or(0);
-        if ready <= 0 {
-            continue;
-        }
-        let readable: Vec<bool> =
-            fds.iter().map(|f| f.revents().is_some_and(|r| r.intersects(nix::poll::PollFlags::POLLIN))).collect();
-        drop(fds);
-        let open_idx: Vec<usize> = (0..socks.len()).filter(|&k| socks[k].is_some()).collect();
-        for (j, &k) in open_idx.iter().enumerate() {
-            if !readable[j] {
-                continue;
-            }
-            let Some(s) = &socks[k] else { continue };
-            // Drain the socket: every datagram carries its own arrival stamp.
+        for (k, s) in socks.iter().enumerate() {
+            let Some((s, _)) = s else { continue };
+            // Every datagram carries its own arrival stamp; bounded per socket per pass.
             for _ in 0..4_096 {
                 match kstamp::recv(s, &mut buf, true) {
                     Ok(r) => {
@@ -295,17 +317,40 @@ pub fn run(core: &mut UdpProbes, stop: &AtomicBool, report: &mut dyn FnMut(Repor
                 }
             }
         }
+        while let Some(o) = core.next_send(crate::clock::mono(), crate::clock::ntp()) {
+            // A send that fails is a probe lost; the session times it out.
+            if let Some((s, _)) = &socks[o.socket] {
+                if s.send_to(&o.bytes, o.to).is_ok() {
+                    if let Some(q) = &mut sent[o.socket] {
+                        q.sent((o.target, o.seq));
+                    }
+                }
+            }
+        }
         for (i, e) in core.drain() {
             report(Report::Event(i, &e));
         }
+        let now = crate::clock::mono();
+        let wait = core.next_deadline().map_or(Nanos(50_000_000), |d| d.saturating_sub(now)).min(Nanos(50_000_000));
+        let mut fds: Vec<nix::poll::PollFd<'_>> = socks
+            .iter()
+            .flatten()
+            .map(|(s, _)| nix::poll::PollFd::new(s.as_fd(), nix::poll::PollFlags::POLLIN))
+            .collect();
+        if fds.is_empty() {
+            std::thread::sleep(crate::clock::dur(wait));
+            continue;
+        }
+        // Round up to whole milliseconds: a probe goes at most 1 ms late, and its send time
+        // is read when it goes.
+        let ms = u16::try_from(wait.get().div_ceil(1_000_000)).unwrap_or(u16::MAX);
+        let _ = nix::poll::poll(&mut fds, ms);
     }
 }
 
-fn open(v4: bool, dscp: u8) -> io::Result<UdpSocket> {
+fn open(v4: bool, dscp: u8) -> io::Result<(UdpSocket, bool)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(if v4 { Domain::IPV4 } else { Domain::IPV6 }, Type::DGRAM, Some(Protocol::UDP))?;
-    // Replies from thousands of targets can arrive together: a large buffer keeps them.
-    let _ = s.set_recv_buffer_size(4 << 20);
     if dscp != 0 {
         if v4 {
             s.set_tos_v4(u32::from(dscp) << 2)?;
@@ -316,8 +361,15 @@ fn open(v4: bool, dscp: u8) -> io::Result<UdpSocket> {
     let any: SocketAddr = if v4 { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
     s.bind(&any.into())?;
     let sock: UdpSocket = s.into();
-    kstamp::enable(&sock);
-    Ok(sock)
+    // Replies from thousands of targets can arrive together: a large buffer keeps them (past
+    // rmem_max as root, as the reflector's).
+    let _ = crate::reflect::set_recv_buffer(&sock, 4 << 20);
+    // Transmit and receive stamps; failing that, receive stamps alone.
+    let tx = kstamp::enable_tx(&sock);
+    if !tx {
+        kstamp::enable(&sock);
+    }
+    Ok((sock, tx))
 }
 
 #[cfg(test)]
@@ -413,5 +465,26 @@ mod tests {
         core.on_datagram(0, "10.0.0.1:862".parse().unwrap(), &[0u8; 12], now);
         assert_eq!(core.ignored, 2);
         assert_eq!(core.drain().count(), 0);
+    }
+
+    #[test]
+    fn a_transmit_stamp_moves_the_start_of_the_round_trip() {
+        // Handed out at 0, sent by the kernel 0.5 ms later, answered at 3 ms: 2.5 ms.
+        let mut core = UdpProbes::new(vec![target("10.0.0.1:862", 0)]);
+        let wall = NtpTimestamp::from_unix_nanos(1_700_000_000_000_000_000);
+        let o = core.next_send(Nanos::ZERO, wall).unwrap();
+        core.on_transmitted(o.target, o.seq, Nanos(500_000));
+        core.on_datagram(o.socket, o.to, &answer(&o, wall), Nanos(3_000_000));
+        let rtts: Vec<u64> = core
+            .drain()
+            .filter_map(|(_, e)| match e {
+                EchoEvent::Reply { rtt_ns, .. } => rtt_ns,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rtts, vec![2_500_000]);
+        // A stamp for a probe never sent changes nothing.
+        core.on_transmitted(0, 99, Nanos(1));
+        assert!(core.tx_delay[0].is_empty());
     }
 }

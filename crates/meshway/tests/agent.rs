@@ -1211,9 +1211,7 @@ fn many_udp_targets_share_one_probe_thread_and_all_get_round_trips() {
         let Some((200, body)) = get(&http, "/metrics", None) else { return None };
         let (_, s) = parse_prometheus(&body).ok()?;
         let n = (0..300)
-            .filter(|i| {
-                value(&s, "meshway_probes_sent_total", &[("target", &format!("t{i}"))]).unwrap_or(0.0) >= min
-            })
+            .filter(|i| value(&s, "meshway_probes_sent_total", &[("target", &format!("t{i}"))]).unwrap_or(0.0) >= min)
             .count();
         Some((n, s))
     };
