@@ -1131,8 +1131,9 @@ impl Core {
         }
     }
 
-    fn evaluate(&mut self) {
-        let now = clock::unix_nanos();
+    /// Evaluates every objective at `now` (ns since the Unix epoch): the core is given the time,
+    /// it does not read it.
+    fn evaluate(&mut self, now: u64) {
         let mut updates = Vec::new();
         let mut iface_rows = Vec::new();
         let mut optics_rows = Vec::new();
@@ -1230,8 +1231,7 @@ impl Core {
     /// its target's 1-minute rollups (RTT median, throughput, or an interface's utilization)
     /// and decides whether the series has just turned worse; alerts advance with the same
     /// hysteresis as the other objectives.
-    fn evaluate_anomalies(&mut self) {
-        let now = clock::unix_nanos();
+    fn evaluate_anomalies(&mut self, now: u64) {
         let from = now.saturating_sub(2 * 86_400_000_000_000);
         let o = meshway_probe::anomaly::online_options();
         let mut fired = Vec::new();
@@ -1570,7 +1570,7 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
         log: log.clone(),
     };
     core.install_targets(&tx).map_err(store_err_fn(&core.spec.database))?;
-    core.evaluate_anomalies();
+    core.evaluate_anomalies(clock::unix_nanos());
     let mut last_flush = clock::mono();
     let mut last_eval = clock::mono();
     let mut last_minute = clock::unix_nanos() / MINUTE_NS;
@@ -1596,7 +1596,7 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
             last_flush = now;
         }
         if now.saturating_sub(last_eval) >= core.spec.evaluate_every {
-            core.evaluate();
+            core.evaluate(clock::unix_nanos());
             last_eval = now;
         }
         let minute = clock::unix_nanos() / MINUTE_NS;
@@ -1614,7 +1614,7 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
                     log(Level::Error, format!("hourly rollup failed: {e}"));
                 }
             }
-            core.evaluate_anomalies();
+            core.evaluate_anomalies(clock::unix_nanos());
             last_minute = minute;
         }
         if now.saturating_sub(last_retain) >= Nanos(600_000_000_000) {

@@ -3,8 +3,9 @@
 //! next deadline. Library code never prints: commands return reports and pass events to
 //! callbacks.
 //!
-//! Threads, not an async runtime: each command is a handful of blocking loops, which keeps
-//! the build lean and the behaviour easy to reason about.
+//! Threads and `poll(2)`, not an async runtime: each command is a handful of blocking loops,
+//! and the agent's udp probes share one event loop (`udp_core`), which keeps the build lean
+//! and the behaviour easy to reason about.
 
 pub mod agent;
 pub mod clock;

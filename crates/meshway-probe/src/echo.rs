@@ -14,11 +14,12 @@
 use crate::stats::{DelayStats, LossCounts, Summary};
 use meshway_units::Nanos;
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 /// How many of the latest sequence numbers are remembered as answered, for duplicate
 /// detection; a duplicate of an older probe is counted as late.
 const ANSWERED_WINDOW: u32 = 4_096;
+const ANSWERED_WORDS: usize = ANSWERED_WINDOW as usize / 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EchoConfig {
@@ -89,7 +90,10 @@ pub struct EchoSession {
     next_send: Option<Nanos>,
     stopped: bool,
     pending: BTreeMap<u32, Nanos>,
-    answered: BTreeSet<u32>,
+    /// One bit per sequence number of the latest [`ANSWERED_WINDOW`] sent (slot `seq %
+    /// ANSWERED_WINDOW`, cleared when the slot's next sequence number is sent): a fixed
+    /// 512 bytes however long the session runs.
+    answered: Box<[u64; ANSWERED_WORDS]>,
     max_answered: Option<u32>,
     counts: LossCounts,
     rtt: DelayStats,
@@ -108,7 +112,7 @@ impl EchoSession {
             next_send: None,
             stopped: false,
             pending: BTreeMap::new(),
-            answered: BTreeSet::new(),
+            answered: Box::new([0; ANSWERED_WORDS]),
             max_answered: None,
             counts: LossCounts::default(),
             rtt: DelayStats::new(),
@@ -151,6 +155,8 @@ impl EchoSession {
             let due = self.next_send.unwrap_or(now);
             if now >= due {
                 let seq = self.sent as u32;
+                // The slot now belongs to `seq`; the probe it held falls out of the window.
+                self.set_answered(seq, false);
                 self.sent += 1;
                 self.counts.sent += 1;
                 self.pending.insert(seq, now);
@@ -167,6 +173,23 @@ impl EchoSession {
             (Some(a), Some(b)) => Action::Wait { until: a.min(b) },
             (Some(a), None) | (None, Some(a)) => Action::Wait { until: a },
         }
+    }
+
+    fn set_answered(&mut self, seq: u32, on: bool) {
+        let slot = seq % ANSWERED_WINDOW;
+        let (w, b) = ((slot / 64) as usize, slot % 64);
+        if on {
+            self.answered[w] |= 1 << b;
+        } else {
+            self.answered[w] &= !(1 << b);
+        }
+    }
+
+    /// Probe `seq` is among the latest [`ANSWERED_WINDOW`] sent and was answered in time.
+    fn was_answered(&self, seq: u32) -> bool {
+        let floor = self.sent.saturating_sub(u64::from(ANSWERED_WINDOW));
+        let slot = seq % ANSWERED_WINDOW;
+        (floor..self.sent).contains(&u64::from(seq)) && self.answered[(slot / 64) as usize] & (1 << (slot % 64)) != 0
     }
 
     /// The send time recorded for a pending probe (for runtimes that stamp packets).
@@ -190,11 +213,7 @@ impl EchoSession {
                     self.counts.reordered += 1;
                 }
                 self.max_answered = Some(self.max_answered.map_or(seq, |m| m.max(seq)));
-                self.answered.insert(seq);
-                let floor = (self.sent as u32).saturating_sub(ANSWERED_WINDOW);
-                while self.answered.first().is_some_and(|&s| s < floor) {
-                    self.answered.pop_first();
-                }
+                self.set_answered(seq, true);
                 match one_way {
                     Some((f, b)) if self.statistics => {
                         self.forward.record(f.max(0) as u64);
@@ -212,7 +231,7 @@ impl EchoSession {
                 });
                 return if reordered { ReplyKind::Reordered } else { ReplyKind::Ok };
             }
-            None if self.answered.contains(&seq) => {
+            None if self.was_answered(seq) => {
                 self.counts.duplicates += 1;
                 ReplyKind::Duplicate
             }
@@ -339,7 +358,12 @@ mod tests {
             now += Nanos(1);
             s.drain_events().for_each(drop);
         }
-        assert!(s.answered.len() <= ANSWERED_WINDOW as usize + 1);
+        // Duplicates are told from late answers over the last 4,096 probes, in 512 bytes.
+        assert_eq!(std::mem::size_of_val(&*s.answered), 512);
+        let last = (s.counts().sent - 1) as u32;
+        assert_eq!(s.on_reply(now, last, 0, None), ReplyKind::Duplicate);
+        assert_eq!(s.on_reply(now, last + 1 - ANSWERED_WINDOW, 0, None), ReplyKind::Duplicate);
+        assert_eq!(s.on_reply(now, last - ANSWERED_WINDOW, 0, None), ReplyKind::Late);
         assert_eq!(s.rtt_stats().count(), 0);
         assert_eq!(s.counts().received, s.counts().sent);
     }
