@@ -20,7 +20,6 @@ use meshway_probe::objective::{AlertState, Metric, Objective, Sample, Transition
 use meshway_units::Nanos;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -147,23 +146,8 @@ struct Metrics {
     start_time_s: f64,
 }
 
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-fn family(out: &mut String, name: &str, typ: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {typ}");
-}
-
-fn fmt_f(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
-    }
-}
+use crate::expo::Families;
+use prometheus::proto::MetricType::{COUNTER, GAUGE, HISTOGRAM};
 
 /// Objective rows: probe targets by name, then interfaces as `target/interface`.
 struct ObjectiveRow<'a> {
@@ -191,10 +175,7 @@ fn objective_rows(m: &Metrics) -> Vec<(String, ObjectiveRow<'_>)> {
 }
 
 /// Interface families, named as node_exporter names them with the `meshway_interface_` prefix.
-fn render_interfaces(o: &mut String, m: &Metrics) {
-    if m.ifaces.is_empty() {
-        return;
-    }
+fn render_interfaces(f: &mut Families, m: &Metrics) {
     type Get = fn(&LinkStats) -> u64;
     let counters: [(&str, &str, Get); 11] = [
         ("receive_bytes_total", "Bytes received.", |l| l.rx_bytes),
@@ -209,36 +190,34 @@ fn render_interfaces(o: &mut String, m: &Metrics) {
         ("receive_missed_total", "Frames the NIC missed for lack of buffers.", |l| l.rx_missed_errors),
         ("carrier_changes_total", "Carrier up/down transitions.", |l| u64::from(l.carrier_changes)),
     ];
-    let lbl = |t: &str, i: &str| format!("target=\"{}\",interface=\"{}\"", esc(t), esc(i));
     for (name, help, get) in counters {
-        family(o, &format!("meshway_interface_{name}"), "counter", help);
+        f.family(&format!("meshway_interface_{name}"), COUNTER, help);
         for ((t, i), v) in &m.ifaces {
-            let _ = writeln!(o, "meshway_interface_{name}{{{}}} {}", lbl(t, i), get(&v.link));
+            f.counter(&[("target", t), ("interface", i)], get(&v.link));
         }
     }
-    family(o, "meshway_interface_up", "gauge", "1 when the interface's operational state is up.");
+    f.family("meshway_interface_up", GAUGE, "1 when the interface's operational state is up.");
     for ((t, i), v) in &m.ifaces {
-        let _ = writeln!(o, "meshway_interface_up{{{}}} {}", lbl(t, i), u8::from(v.link.oper_up));
+        f.gauge(&[("target", t), ("interface", i)], f64::from(u8::from(v.link.oper_up)));
     }
-    family(o, "meshway_interface_mtu_bytes", "gauge", "Interface MTU.");
+    f.family("meshway_interface_mtu_bytes", GAUGE, "Interface MTU.");
     for ((t, i), v) in &m.ifaces {
-        let _ = writeln!(o, "meshway_interface_mtu_bytes{{{}}} {}", lbl(t, i), v.link.mtu);
+        f.gauge(&[("target", t), ("interface", i)], f64::from(v.link.mtu));
     }
-    family(o, "meshway_interface_speed_bytes_per_second", "gauge", "Link speed (configured or from the driver).");
+    f.family("meshway_interface_speed_bytes_per_second", GAUGE, "Link speed (configured or from the driver).");
     for ((t, i), v) in &m.ifaces {
         if let Some(s) = v.speed_bps {
-            let _ = writeln!(o, "meshway_interface_speed_bytes_per_second{{{}}} {}", lbl(t, i), fmt_f(s / 8.0));
+            f.gauge(&[("target", t), ("interface", i)], s / 8.0);
         }
     }
-    family(
-        o,
+    f.family(
         "meshway_interface_utilization_ratio",
-        "gauge",
+        GAUGE,
         "The busier direction's rate over the link speed, over the last poll interval.",
     );
     for ((t, i), v) in &m.ifaces {
         if let Some(u) = v.utilization {
-            let _ = writeln!(o, "meshway_interface_utilization_ratio{{{}}} {}", lbl(t, i), fmt_f(u));
+            f.gauge(&[("target", t), ("interface", i)], u);
         }
     }
 }
@@ -246,49 +225,47 @@ fn render_interfaces(o: &mut String, m: &Metrics) {
 /// Optical module families: base units (celsius, volts, amperes, watts), the module's own
 /// thresholds for receive power, its worst level, and the VDM observables as the module
 /// reports them.
-fn render_optics(o: &mut String, m: &Metrics) {
+fn render_optics(f: &mut Families, m: &Metrics) {
     use meshway_probe::optics::{Level, Measure};
-    if m.optics.is_empty() {
-        return;
-    }
-    let lbl = |t: &str, i: &str| format!("target=\"{}\",interface=\"{}\"", esc(t), esc(i));
-    let mods = || m.optics.iter().filter_map(|((t, i), v)| v.module.as_ref().map(|x| (lbl(t, i), x)));
-    family(o, "meshway_optics_info", "gauge", "The module's identity; always 1.");
-    for (l, x) in mods() {
-        let _ = writeln!(
-            o,
-            "meshway_optics_info{{{l},standard=\"{}\",type=\"{}\",vendor=\"{}\",part=\"{}\",serial=\"{}\"}} 1",
-            x.standard.name(),
-            esc(x.identifier_name),
-            esc(&x.vendor),
-            esc(&x.part_number),
-            esc(&x.serial)
+    let mods = || m.optics.iter().filter_map(|((t, i), v)| v.module.as_ref().map(|x| (t.as_str(), i.as_str(), x)));
+    f.family("meshway_optics_info", GAUGE, "The module's identity; always 1.");
+    for (t, i, x) in mods() {
+        f.gauge(
+            &[
+                ("target", t),
+                ("interface", i),
+                ("standard", x.standard.name()),
+                ("type", x.identifier_name),
+                ("vendor", &x.vendor),
+                ("part", &x.part_number),
+                ("serial", &x.serial),
+            ],
+            1.0,
         );
     }
-    family(
-        o,
+    f.family(
         "meshway_optics_status",
-        "gauge",
+        GAUGE,
         "Worst level of the module's warnings and alarms: 0 ok, 1 warning, 2 alarm.",
     );
-    for (l, x) in mods() {
+    for (t, i, x) in mods() {
         let v = match x.worst() {
-            Level::Ok => 0,
-            Level::Warning => 1,
-            Level::Alarm => 2,
+            Level::Ok => 0.0,
+            Level::Warning => 1.0,
+            Level::Alarm => 2.0,
         };
-        let _ = writeln!(o, "meshway_optics_status{{{l}}} {v}");
+        f.gauge(&[("target", t), ("interface", i)], v);
     }
-    family(o, "meshway_optics_temperature_celsius", "gauge", "Module temperature.");
-    for (l, x) in mods() {
-        if let Some(t) = x.temperature_c {
-            let _ = writeln!(o, "meshway_optics_temperature_celsius{{{l}}} {}", fmt_f(t));
+    f.family("meshway_optics_temperature_celsius", GAUGE, "Module temperature.");
+    for (t, i, x) in mods() {
+        if let Some(c) = x.temperature_c {
+            f.gauge(&[("target", t), ("interface", i)], c);
         }
     }
-    family(o, "meshway_optics_supply_volts", "gauge", "Module supply voltage.");
-    for (l, x) in mods() {
+    f.family("meshway_optics_supply_volts", GAUGE, "Module supply voltage.");
+    for (t, i, x) in mods() {
         if let Some(v) = x.supply_v {
-            let _ = writeln!(o, "meshway_optics_supply_volts{{{l}}} {}", fmt_f(v));
+            f.gauge(&[("target", t), ("interface", i)], v);
         }
     }
     type LaneGet = fn(&meshway_probe::optics::Lane) -> Option<f64>;
@@ -298,150 +275,121 @@ fn render_optics(o: &mut String, m: &Metrics) {
         ("rx_power_watts", "Receive optical power per lane.", |l| l.rx_power_mw.map(|v| v / 1e3)),
     ];
     for (name, help, get) in lanes {
-        family(o, &format!("meshway_optics_{name}"), "gauge", help);
-        for (l, x) in mods() {
+        f.family(&format!("meshway_optics_{name}"), GAUGE, help);
+        for (t, i, x) in mods() {
             for lane in &x.lanes {
                 if let Some(v) = get(lane) {
-                    let _ = writeln!(o, "meshway_optics_{name}{{{l},lane=\"{}\"}} {}", lane.lane, fmt_f(v));
+                    f.gauge(&[("target", t), ("interface", i), ("lane", &lane.lane.to_string())], v);
                 }
             }
         }
     }
-    family(o, "meshway_optics_rx_power_threshold_watts", "gauge", "The module's own receive power limits.");
-    for (l, x) in mods() {
-        if let Some(t) = x.threshold(Measure::RxPower) {
+    f.family("meshway_optics_rx_power_threshold_watts", GAUGE, "The module's own receive power limits.");
+    for (t, i, x) in mods() {
+        if let Some(th) = x.threshold(Measure::RxPower) {
             for (lv, v) in [
-                ("high_alarm", t.high_alarm),
-                ("high_warn", t.high_warn),
-                ("low_warn", t.low_warn),
-                ("low_alarm", t.low_alarm),
+                ("high_alarm", th.high_alarm),
+                ("high_warn", th.high_warn),
+                ("low_warn", th.low_warn),
+                ("low_alarm", th.low_alarm),
             ] {
-                let _ = writeln!(o, "meshway_optics_rx_power_threshold_watts{{{l},level=\"{lv}\"}} {}", fmt_f(v / 1e3));
+                f.gauge(&[("target", t), ("interface", i), ("level", lv)], v / 1e3);
             }
         }
     }
-    family(
-        o,
+    f.family(
         "meshway_optics_vdm",
-        "gauge",
+        GAUGE,
         "VDM observables (coherent modules: pre-FEC BER, eSNR, OSNR, CD, ...) in the unit labelled.",
     );
-    for (l, x) in mods() {
+    for (t, i, x) in mods() {
         for v in &x.vdm {
-            let _ = writeln!(
-                o,
-                "meshway_optics_vdm{{{l},observable=\"{}\",lane=\"{}\",unit=\"{}\"}} {}",
-                esc(&v.name),
-                v.lane,
-                esc(v.unit),
-                fmt_f(v.value)
+            f.gauge(
+                &[
+                    ("target", t),
+                    ("interface", i),
+                    ("observable", &v.name),
+                    ("lane", &v.lane.to_string()),
+                    ("unit", v.unit),
+                ],
+                v.value,
             );
         }
     }
-    family(o, "meshway_optics_read_errors_total", "counter", "Polls that could not read or decode the module.");
+    f.family("meshway_optics_read_errors_total", COUNTER, "Polls that could not read or decode the module.");
     for ((t, i), v) in &m.optics {
-        let _ = writeln!(o, "meshway_optics_read_errors_total{{{}}} {}", lbl(t, i), v.read_errors);
+        f.counter(&[("target", t), ("interface", i)], v.read_errors);
     }
 }
 
 /// The Prometheus text exposition (format 0.0.4) of the agent's state.
 fn render(m: &Metrics) -> String {
-    let mut o = String::new();
-    family(&mut o, "meshway_up", "gauge", "1 while the agent runs.");
-    o.push_str("meshway_up 1\n");
-    family(&mut o, "meshway_build_info", "gauge", "Build information; always 1.");
-    let _ = writeln!(o, "meshway_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
-    family(&mut o, "meshway_start_time_seconds", "gauge", "Agent start time, seconds since the Unix epoch.");
-    let _ = writeln!(o, "meshway_start_time_seconds {}", fmt_f(m.start_time_s));
-    family(&mut o, "meshway_probes_sent_total", "counter", "Probes sent per target.");
+    let mut f = Families::default();
+    f.family("meshway_up", GAUGE, "1 while the agent runs.");
+    f.gauge(&[], 1.0);
+    f.family("meshway_build_info", GAUGE, "Build information; always 1.");
+    f.gauge(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    f.family("meshway_start_time_seconds", GAUGE, "Agent start time, seconds since the Unix epoch.");
+    f.gauge(&[], m.start_time_s);
+    f.family("meshway_probes_sent_total", COUNTER, "Probes sent per target.");
     for (t, v) in &m.targets {
-        let _ = writeln!(o, "meshway_probes_sent_total{{target=\"{}\",kind=\"{}\"}} {}", esc(t), v.kind, v.sent);
+        f.counter(&[("target", t), ("kind", v.kind)], v.sent);
     }
-    family(&mut o, "meshway_probes_lost_total", "counter", "Probes without an answer within the timeout.");
+    f.family("meshway_probes_lost_total", COUNTER, "Probes without an answer within the timeout.");
     for (t, v) in &m.targets {
-        let _ = writeln!(o, "meshway_probes_lost_total{{target=\"{}\",kind=\"{}\"}} {}", esc(t), v.kind, v.lost);
+        f.counter(&[("target", t), ("kind", v.kind)], v.lost);
     }
-    family(&mut o, "meshway_probe_rtt_seconds", "histogram", "Round-trip time of answered probes.");
+    f.family("meshway_probe_rtt_seconds", HISTOGRAM, "Round-trip time of answered probes.");
     for (t, v) in &m.targets {
-        let t = esc(t);
-        let mut cum = 0;
-        for (k, le) in RTT_BUCKETS.iter().enumerate() {
-            cum += v.buckets[k];
-            let _ = writeln!(o, "meshway_probe_rtt_seconds_bucket{{target=\"{t}\",le=\"{le}\"}} {cum}");
-        }
-        let _ = writeln!(o, "meshway_probe_rtt_seconds_bucket{{target=\"{t}\",le=\"+Inf\"}} {}", v.rtt_count);
-        let _ = writeln!(o, "meshway_probe_rtt_seconds_sum{{target=\"{t}\"}} {}", fmt_f(v.rtt_sum_s));
-        let _ = writeln!(o, "meshway_probe_rtt_seconds_count{{target=\"{t}\"}} {}", v.rtt_count);
+        let b: Vec<(f64, u64)> = RTT_BUCKETS.iter().zip(v.buckets).map(|(&le, n)| (le, n)).collect();
+        f.histogram(&[("target", t)], &b, v.rtt_count, v.rtt_sum_s);
     }
-    family(&mut o, "meshway_throughput_bytes_per_second", "gauge", "Goodput of the last throughput test.");
+    f.family("meshway_throughput_bytes_per_second", GAUGE, "Goodput of the last throughput test.");
     for (t, v) in &m.targets {
         if let Some(b) = v.throughput_bps {
-            let _ = writeln!(o, "meshway_throughput_bytes_per_second{{target=\"{}\"}} {}", esc(t), fmt_f(b / 8.0));
+            f.gauge(&[("target", t)], b / 8.0);
         }
     }
-    family(&mut o, "meshway_window_loss_ratio", "gauge", "Loss ratio over the target's objective window.");
+    f.family("meshway_window_loss_ratio", GAUGE, "Loss ratio over the target's objective window.");
     for (t, v) in &m.targets {
         if let Some(w) = v.window.as_ref().filter(|w| w.sent > 0) {
-            let _ = writeln!(o, "meshway_window_loss_ratio{{target=\"{}\"}} {}", esc(t), fmt_f(w.loss_ratio));
+            f.gauge(&[("target", t)], w.loss_ratio);
         }
     }
-    family(&mut o, "meshway_window_rtt_seconds", "gauge", "RTT percentiles over the objective window.");
+    f.family("meshway_window_rtt_seconds", GAUGE, "RTT percentiles over the objective window.");
     for (t, v) in &m.targets {
         if let Some(r) = v.window.as_ref().and_then(|w| w.rtt.as_ref()) {
             // `percentile`, not `quantile`: Prometheus reserves `quantile` for summaries.
             for (q, ns) in [("50", r.p50_ns), ("90", r.p90_ns), ("99", r.p99_ns)] {
-                let _ = writeln!(
-                    o,
-                    "meshway_window_rtt_seconds{{target=\"{}\",percentile=\"{q}\"}} {}",
-                    esc(t),
-                    fmt_f(ns as f64 / 1e9)
-                );
+                f.gauge(&[("target", t), ("percentile", q)], ns as f64 / 1e9);
             }
         }
     }
-    family(&mut o, "meshway_window_jitter_seconds", "gauge", "RFC 3550 interarrival jitter of RTT over the window.");
+    f.family("meshway_window_jitter_seconds", GAUGE, "RFC 3550 interarrival jitter of RTT over the window.");
     for (t, v) in &m.targets {
         if let Some(r) = v.window.as_ref().and_then(|w| w.rtt.as_ref()) {
-            let _ = writeln!(
-                o,
-                "meshway_window_jitter_seconds{{target=\"{}\"}} {}",
-                esc(t),
-                fmt_f(r.jitter_rfc3550_ns / 1e9)
-            );
+            f.gauge(&[("target", t)], r.jitter_rfc3550_ns / 1e9);
         }
     }
-    render_interfaces(&mut o, m);
-    render_optics(&mut o, m);
-    family(&mut o, "meshway_objective_met", "gauge", "1 when the objective is met over its window, 0 when violated.");
+    render_interfaces(&mut f, m);
+    render_optics(&mut f, m);
+    f.family("meshway_objective_met", GAUGE, "1 when the objective is met over its window, 0 when violated.");
     for (t, v) in objective_rows(m) {
         for (metric, met, _) in v.objectives {
             if let Some(viol) = met {
-                let _ = writeln!(
-                    o,
-                    "meshway_objective_met{{target=\"{}\",objective=\"{}\"}} {}",
-                    esc(&t),
-                    metric.name(),
-                    u8::from(!viol)
-                );
+                f.gauge(&[("target", &t), ("objective", metric.name())], f64::from(u8::from(!viol)));
             }
         }
     }
-    family(&mut o, "meshway_objective_threshold", "gauge", "The objective's limit, in base units.");
+    f.family("meshway_objective_threshold", GAUGE, "The objective's limit, in base units.");
     for (t, v) in objective_rows(m) {
         for (metric, limit, _) in v.limits {
-            let _ = writeln!(
-                o,
-                "meshway_objective_threshold{{target=\"{}\",objective=\"{}\"}} {}",
-                esc(&t),
-                metric.name(),
-                fmt_f(*limit)
-            );
+            f.gauge(&[("target", &t), ("objective", metric.name())], *limit);
         }
     }
-    family(
-        &mut o,
+    f.family(
         "meshway_objective_ratio",
-        "gauge",
+        GAUGE,
         "The window's value over the objective's limit (the limit over the value for a throughput minimum): above 1 violates.",
     );
     for (t, v) in objective_rows(m) {
@@ -452,48 +400,31 @@ fn render(m: &Metrics) -> String {
             } else {
                 x / limit.max(f64::MIN_POSITIVE)
             };
-            let _ = writeln!(
-                o,
-                "meshway_objective_ratio{{target=\"{}\",objective=\"{}\"}} {}",
-                esc(&t),
-                metric.name(),
-                fmt_f(r)
-            );
+            f.gauge(&[("target", &t), ("objective", metric.name())], r);
         }
     }
-    family(&mut o, "meshway_alert_firing", "gauge", "1 while the objective's alert fires.");
+    f.family("meshway_alert_firing", GAUGE, "1 while the objective's alert fires.");
     for (t, v) in objective_rows(m) {
         for (metric, _, firing) in v.objectives {
-            let _ = writeln!(
-                o,
-                "meshway_alert_firing{{target=\"{}\",objective=\"{}\"}} {}",
-                esc(&t),
-                metric.name(),
-                u8::from(*firing)
-            );
+            f.gauge(&[("target", &t), ("objective", metric.name())], f64::from(u8::from(*firing)));
         }
     }
-    family(&mut o, "meshway_alert_transitions_total", "counter", "Alerts fired and resolved.");
-    let _ = writeln!(o, "meshway_alert_transitions_total{{transition=\"fired\"}} {}", m.fired);
-    let _ = writeln!(o, "meshway_alert_transitions_total{{transition=\"resolved\"}} {}", m.resolved);
-    family(&mut o, "meshway_webhook_requests_total", "counter", "Webhook deliveries by result.");
-    let _ = writeln!(o, "meshway_webhook_requests_total{{result=\"ok\"}} {}", m.webhook_ok);
-    let _ = writeln!(o, "meshway_webhook_requests_total{{result=\"error\"}} {}", m.webhook_err);
-    family(
-        &mut o,
-        "meshway_webhook_outbox_pending",
-        "gauge",
-        "Alerts kept in the outbox until their webhook is delivered.",
-    );
-    let _ = writeln!(o, "meshway_webhook_outbox_pending {}", m.outbox_pending);
-    family(&mut o, "meshway_store_samples_written_total", "counter", "Samples committed to the database.");
-    let _ = writeln!(o, "meshway_store_samples_written_total {}", m.samples_written);
-    family(&mut o, "meshway_store_errors_total", "counter", "Failed database writes.");
-    let _ = writeln!(o, "meshway_store_errors_total {}", m.store_errors);
-    family(&mut o, "meshway_config_reloads_total", "counter", "Configuration reloads by result.");
-    let _ = writeln!(o, "meshway_config_reloads_total{{result=\"ok\"}} {}", m.reload_ok);
-    let _ = writeln!(o, "meshway_config_reloads_total{{result=\"error\"}} {}", m.reload_err);
-    o
+    f.family("meshway_alert_transitions_total", COUNTER, "Alerts fired and resolved.");
+    f.counter(&[("transition", "fired")], m.fired);
+    f.counter(&[("transition", "resolved")], m.resolved);
+    f.family("meshway_webhook_requests_total", COUNTER, "Webhook deliveries by result.");
+    f.counter(&[("result", "ok")], m.webhook_ok);
+    f.counter(&[("result", "error")], m.webhook_err);
+    f.family("meshway_webhook_outbox_pending", GAUGE, "Alerts kept in the outbox until their webhook is delivered.");
+    f.gauge(&[], m.outbox_pending as f64);
+    f.family("meshway_store_samples_written_total", COUNTER, "Samples committed to the database.");
+    f.counter(&[], m.samples_written);
+    f.family("meshway_store_errors_total", COUNTER, "Failed database writes.");
+    f.counter(&[], m.store_errors);
+    f.family("meshway_config_reloads_total", COUNTER, "Configuration reloads by result.");
+    f.counter(&[("result", "ok")], m.reload_ok);
+    f.counter(&[("result", "error")], m.reload_err);
+    f.encode()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1456,20 +1387,20 @@ fn probe_endpoint(r: &http::Request) -> http::Response {
     let t0 = clock::mono();
     let res = ping::run(&cfg, &AtomicBool::new(false), &mut |_| {});
     let dur = clock::mono().saturating_sub(t0).as_secs_f64();
-    let mut o = String::new();
     let (ok, rtt) = match &res {
         Ok(rep) => (rep.echo.counts.received > 0, rep.echo.rtt.as_ref().map(|s| s.min_ns as f64 / 1e9)),
         Err(_) => (false, None),
     };
-    family(&mut o, "meshway_probe_success", "gauge", "1 when the probe was answered.");
-    let _ = writeln!(o, "meshway_probe_success {}", u8::from(ok));
-    family(&mut o, "meshway_probe_duration_seconds", "gauge", "Time the probe took.");
-    let _ = writeln!(o, "meshway_probe_duration_seconds {}", fmt_f(dur));
+    let mut f = Families::default();
+    f.family("meshway_probe_success", GAUGE, "1 when the probe was answered.");
+    f.gauge(&[], f64::from(u8::from(ok)));
+    f.family("meshway_probe_duration_seconds", GAUGE, "Time the probe took.");
+    f.gauge(&[], dur);
     if let Some(r) = rtt {
-        family(&mut o, "meshway_probe_round_trip_seconds", "gauge", "Round-trip time of the probe.");
-        let _ = writeln!(o, "meshway_probe_round_trip_seconds {}", fmt_f(r));
+        f.family("meshway_probe_round_trip_seconds", GAUGE, "Round-trip time of the probe.");
+        f.gauge(&[], r);
     }
-    http::Response { status: 200, content_type: "text/plain; version=0.0.4; charset=utf-8", body: o.into_bytes() }
+    http::Response { status: 200, content_type: crate::expo::CONTENT_TYPE, body: f.encode().into_bytes() }
 }
 
 /// `/probe` requests served at once; more get 503 (each may wait up to its timeout).
@@ -1521,11 +1452,7 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
                 match r.path.as_str() {
                     "/metrics" => {
                         let body = metrics.lock().map(|m| render(&m)).unwrap_or_default();
-                        http::Response {
-                            status: 200,
-                            content_type: "text/plain; version=0.0.4; charset=utf-8",
-                            body: body.into_bytes(),
-                        }
+                        http::Response { status: 200, content_type: crate::expo::CONTENT_TYPE, body: body.into_bytes() }
                     }
                     "/probe" if probe_on => {
                         // Probes wait on their targets: a pool of their own, so held probes
@@ -1708,7 +1635,8 @@ mod tests {
         assert!(s.contains("meshway_probe_rtt_seconds_bucket{target=\"a\",le=\"0.001\"} 9"));
         assert!(s.contains("meshway_probe_rtt_seconds_bucket{target=\"a\",le=\"+Inf\"} 9"));
         assert!(s.contains("meshway_build_info{version="));
-        assert_eq!(esc("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        m.targets.insert("q\"\n".into(), TargetMetrics { kind: "udp", ..Default::default() });
+        assert!(render(&m).contains("meshway_probes_sent_total{target=\"q\\\"\\n\",kind=\"udp\"} 0"));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod clock;
 pub mod config;
+pub mod expo;
 pub mod history;
 pub mod http;
 pub mod iface;

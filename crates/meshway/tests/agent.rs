@@ -84,6 +84,12 @@ fn agent(config: &Path) -> Proc {
     )
 }
 
+/// An agent whose log goes to `log`, for a failure message to show.
+fn agent_logged(config: &Path, log: &Path) -> Proc {
+    let f = std::fs::File::create(log).unwrap();
+    Proc(Command::new(bin()).args(["agent", "--config", config.to_str().unwrap()]).stderr(f).spawn().unwrap())
+}
+
 /// GET over a raw socket: (status, body).
 fn get(addr: &str, path: &str, token: Option<&str>) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
@@ -486,7 +492,7 @@ fn alert_fires_once_and_resolves_once() {
 fn kill_9_mid_write_keeps_every_committed_sample() {
     let dir = TempDir::new("kill9");
     let (rport, hport) = (free_port(), free_port());
-    let _r = reflector(rport);
+    let mut refl = reflector(rport);
     let db = dir.0.join("a.db");
     let cfg = dir.0.join("agent.toml");
     let mut text = format!("[agent]\nlisten = \"127.0.0.1:{hport}\"\ndatabase = \"{}\"\n", db.display());
@@ -497,12 +503,22 @@ fn kill_9_mid_write_keeps_every_committed_sample() {
         ));
     }
     std::fs::write(&cfg, text).unwrap();
-    let mut a = agent(&cfg);
+    let log = dir.0.join("agent.log");
+    let mut a = agent_logged(&cfg, &log);
     let mut committed = 0;
-    assert!(wait_until(20, || {
+    let got = wait_until(20, || {
         committed = Store::open_read_only(&db).and_then(|s| s.sample_count()).unwrap_or(0);
         committed >= 3_000
-    }));
+    });
+    let status = a.0.try_wait();
+    let metrics = get(&format!("127.0.0.1:{hport}"), "/metrics", None).map(|(_, b)| b).unwrap_or_default();
+    let sent: Vec<&str> = metrics.lines().filter(|l| l.starts_with("meshway_probes_")).take(4).collect();
+    assert!(
+        got,
+        "{committed} samples in 20 s; agent {status:?}; reflector alive: {:?}; metrics: {sent:?}; log:\n{}",
+        refl.0.try_wait(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     // What a reader sees now is committed; kill at once, mid-stream.
     committed = Store::open_read_only(&db).unwrap().sample_count().unwrap();
     a.0.kill().unwrap(); // SIGKILL
