@@ -1,18 +1,24 @@
-//! A minimal HTTP/1.1 server (GET, one request per connection) and client (POST JSON), enough
-//! for `/metrics`, `/probe` and Alertmanager-style webhooks without an HTTP library.
+//! The agent's HTTP: a server for `/metrics`, `/probe` and `/healthz`, and a client that POSTs
+//! JSON webhooks, both on `hyper` (HTTP/1.1) over a current-thread `tokio` runtime, with TLS
+//! through `tokio-rustls`. Handlers stay synchronous (`Fn(&Request) -> Response`) and run on
+//! tokio's blocking pool, so a probe that waits on a silent target holds a pool thread, never
+//! the event loop.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::io;
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Largest request head accepted.
+/// Largest request head accepted (hyper's smallest read buffer); a larger one gets 431.
 const MAX_HEAD: usize = 8192;
-/// Connections served at once; more get 503.
-/// Connections served at once (a thread each, 256 KiB of stack reserved, touched only as
-/// used). Stalled clients are dropped at [`HEAD_DEADLINE`], so holding many open costs an
-/// attacker a steady stream of new connections, and scrapes still find a slot.
+/// Connections served at once; more get 503. Stalled clients are dropped at
+/// [`HEAD_DEADLINE`], so holding many open costs an attacker a steady stream of new
+/// connections, and scrapes still find a slot.
 const MAX_CONNECTIONS: usize = 512;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,19 +65,6 @@ pub fn bearer_matches(header: Option<&str>, token: &str) -> bool {
     diff == 0
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        503 => "Service Unavailable",
-        _ => "Error",
-    }
-}
-
 fn hex(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
@@ -97,15 +90,8 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Parses a request head; `None` when it is not HTTP.
-pub fn parse_request(head: &str) -> Option<Request> {
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let target = first.next()?;
-    if !first.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
+/// A request as the handler sees it, from `method` and the request target (`/path?query`).
+pub fn request(method: &str, target: &str, authorization: Option<&str>) -> Request {
     let (path, q) = target.split_once('?').unwrap_or((target, ""));
     let query = q
         .split('&')
@@ -115,58 +101,182 @@ pub fn parse_request(head: &str) -> Option<Request> {
             (percent_decode(k), percent_decode(v))
         })
         .collect();
-    let authorization = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("authorization"))
-        .map(|(_, v)| v.trim().to_string());
-    Some(Request { method, path: percent_decode(path), query, authorization })
+    Request {
+        method: method.to_string(),
+        path: percent_decode(path),
+        query,
+        authorization: authorization.map(|v| v.trim().to_string()),
+    }
 }
 
-/// The whole request head must arrive within this (a client dribbling bytes cannot hold a
-/// connection longer).
+/// The whole request head, TLS handshake included, must arrive within this: a client
+/// dribbling bytes cannot hold a connection longer (hyper answers 408 and closes).
 const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+/// A connection lives at most this long: the head, the handler (a probe waits up to 10 s)
+/// and writing the response.
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
 
-/// A served connection: plain, or TLS over it (the handshake runs inside the first reads, under
-/// the same head deadline).
-enum ServerConn {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
+
+fn reply(r: Response) -> hyper::Response<Full<Bytes>> {
+    let mut b = hyper::Response::builder()
+        .status(r.status)
+        .header(hyper::header::CONTENT_TYPE, r.content_type)
+        // Explicit, so a HEAD response carries the GET body's length (hyper sends no body).
+        .header(hyper::header::CONTENT_LENGTH, r.body.len());
+    if r.status == 401 {
+        b = b.header(hyper::header::WWW_AUTHENTICATE, "Bearer");
+    }
+    b.body(Full::new(Bytes::from(r.body))).unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
 }
 
-impl ServerConn {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            ServerConn::Plain(s) => s,
-            ServerConn::Tls(s) => &s.sock,
-        }
+async fn answer(req: hyper::Request<Incoming>, handler: Handler) -> Result<hyper::Response<Full<Bytes>>, io::Error> {
+    let m = req.method();
+    if m != hyper::Method::GET && m != hyper::Method::HEAD {
+        return Ok(reply(Response::text(405, "only GET and HEAD\n")));
     }
+    let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let auth = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let r = request(m.as_str(), target, auth);
+    // The handler may block (a probe waits on its target): the blocking pool runs it.
+    let resp = tokio::task::spawn_blocking(move || handler(&r))
+        .await
+        .unwrap_or_else(|_| Response::text(500, "handler failed\n"));
+    Ok(reply(resp))
 }
 
-impl Read for ServerConn {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            ServerConn::Plain(s) => s.read(buf),
-            ServerConn::Tls(s) => s.read(buf),
-        }
-    }
+async fn serve_connection<S>(io: S, handler: Handler)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| answer(req, handler.clone()));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEAD_DEADLINE)
+        .keep_alive(false)
+        .max_buf_size(MAX_HEAD)
+        .serve_connection(TokioIo::new(io), svc);
+    let _ = conn.await;
 }
 
-impl Write for ServerConn {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            ServerConn::Plain(s) => s.write(buf),
-            ServerConn::Tls(s) => s.write(buf),
+/// Serves `handler` on `listener` until `shutdown`: one thread with an event loop, handlers on
+/// its blocking pool, at most [`MAX_CONNECTIONS`] connections at once.
+pub fn serve(
+    listener: TcpListener,
+    shutdown: Arc<AtomicBool>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handler: Handler,
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .max_blocking_threads(MAX_CONNECTIONS)
+        .thread_name("http-handler")
+        .thread_stack_size(1 << 20)
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+        while !shutdown.load(Ordering::Relaxed) {
+            let Ok(accepted) = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await else {
+                continue;
+            };
+            let Ok((stream, _)) = accepted else {
+                // Out of descriptors and the like: back off rather than spin.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let mut s = stream;
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(1),
+                        s.write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\nConnection: close\r\n\r\nbusy\n",
+                        ),
+                    )
+                    .await;
+                });
+                continue;
+            };
+            let (h, acc) = (handler.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let _slot = slot;
+                let work = async move {
+                    match acc {
+                        None => serve_connection(stream, h).await,
+                        Some(a) => {
+                            if let Ok(Ok(s)) = tokio::time::timeout(HEAD_DEADLINE, a.accept(stream)).await {
+                                serve_connection(s, h).await;
+                            }
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(CONNECTION_DEADLINE, work).await;
+            });
         }
+        Ok(())
+    })
+}
+
+/// POSTs `body` as JSON to an `http://` or `https://` URL (the system's CAs, or `tls` when the
+/// caller built a configuration with its own CA); returns the status code. The whole exchange,
+/// connection and handshake included, is bounded by `timeout`.
+pub fn post_json(
+    url: &str,
+    body: &[u8],
+    bearer: Option<&str>,
+    timeout: Duration,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> io::Result<u16> {
+    let u = crate::ping::parse_http_url(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let hostport = u.host_port();
+    let addr: SocketAddr = hostport
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} resolved to no address", u.host)))?;
+    let mut req = hyper::Request::post(u.path.as_str())
+        .header(hyper::header::HOST, hostport.as_str())
+        .header(hyper::header::USER_AGENT, concat!("meshway/", env!("CARGO_PKG_VERSION")))
+        .header(hyper::header::CONTENT_TYPE, "application/json");
+    if let Some(t) = bearer {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
     }
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            ServerConn::Plain(s) => s.flush(),
-            ServerConn::Tls(s) => {
-                s.conn.send_close_notify();
-                s.flush()
+    let req = req.body(Full::new(Bytes::copy_from_slice(body))).map_err(io::Error::other)?;
+    let cfg = match (u.tls, tls) {
+        (false, _) => None,
+        (true, Some(c)) => Some(c.clone()),
+        (true, None) => Some(crate::tls::default_config().map_err(io::Error::other)?),
+    };
+    let name = rustls::pki_types::ServerName::try_from(u.host.clone())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: {e}", u.host)))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+    rt.block_on(async move {
+        let exchange = async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            match cfg {
+                None => send(tcp, req).await,
+                Some(c) => send(tokio_rustls::TlsConnector::from(c).connect(name, tcp).await?, req).await,
             }
-        }
-    }
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no answer from {url} within {timeout:?}")))?
+    })
+}
+
+async fn send<S>(io: S, req: hyper::Request<Full<Bytes>>) -> io::Result<u16>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await.map_err(io::Error::other)?;
+    let driver = tokio::spawn(conn);
+    let status = sender.send_request(req).await.map_err(io::Error::other)?.status().as_u16();
+    driver.abort();
+    Ok(status)
 }
 
 /// A server TLS configuration from PEM files: the certificate chain and its private key.
@@ -191,142 +301,6 @@ pub fn server_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<r
         .map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))
 }
 
-fn serve_one(
-    s: TcpStream,
-    tls: Option<&Arc<rustls::ServerConfig>>,
-    handler: &(dyn Fn(&Request) -> Response + Send + Sync),
-) -> io::Result<()> {
-    s.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let mut s = match tls {
-        None => ServerConn::Plain(s),
-        Some(cfg) => {
-            let conn = rustls::ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
-            ServerConn::Tls(Box::new(rustls::StreamOwned::new(conn, s)))
-        }
-    };
-    let deadline = crate::clock::mono().0 + HEAD_DEADLINE.as_nanos() as u64;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 2048];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let left = Duration::from_nanos(deadline.saturating_sub(crate::clock::mono().0));
-        if left.is_zero() {
-            return write_response(&mut s, &Response::text(408, "request head not received in time\n"), false);
-        }
-        s.tcp().set_read_timeout(Some(left))?;
-        let n = match s.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                return write_response(&mut s, &Response::text(408, "request head not received in time\n"), false)
-            }
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
-        if head.len() > MAX_HEAD {
-            return write_response(&mut s, &Response::text(400, "request head too large\n"), false);
-        }
-    }
-    let text = String::from_utf8_lossy(&head);
-    let (resp, head_only) = match parse_request(&text) {
-        None => (Response::text(400, "bad request\n"), false),
-        Some(r) if r.method != "GET" && r.method != "HEAD" => (Response::text(405, "only GET and HEAD\n"), false),
-        Some(r) => (handler(&r), r.method == "HEAD"),
-    };
-    write_response(&mut s, &resp, head_only)
-}
-
-/// Writes `r`; a response to HEAD has the headers (with the body's length) and no body.
-fn write_response(s: &mut impl Write, r: &Response, head_only: bool) -> io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
-        r.status,
-        reason(r.status),
-        r.content_type,
-        r.body.len(),
-        if r.status == 401 { "WWW-Authenticate: Bearer\r\n" } else { "" }
-    );
-    s.write_all(head.as_bytes())?;
-    if !head_only {
-        s.write_all(&r.body)?;
-    }
-    s.flush()
-}
-
-/// Serves `handler` on `listener` until `shutdown`; a thread per connection, at most 64.
-pub fn serve(
-    listener: TcpListener,
-    shutdown: Arc<AtomicBool>,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    handler: Arc<dyn Fn(&Request) -> Response + Send + Sync>,
-) -> io::Result<()> {
-    listener.set_nonblocking(true)?;
-    let active = Arc::new(AtomicUsize::new(0));
-    while !shutdown.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((mut s, _)) => {
-                let _ = s.set_nonblocking(false);
-                if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
-                    let _ = write_response(&mut s, &Response::text(503, "busy\n"), false);
-                    continue;
-                }
-                active.fetch_add(1, Ordering::Relaxed);
-                let (h, a, t) = (handler.clone(), active.clone(), tls.clone());
-                // A TLS handshake runs deeper than plain HTTP: a larger stack for it.
-                let stack = if t.is_some() { 1 << 20 } else { 256 * 1024 };
-                let spawned = std::thread::Builder::new().name("http".into()).stack_size(stack).spawn(move || {
-                    let _ = serve_one(s, t.as_ref(), &*h);
-                    a.fetch_sub(1, Ordering::Relaxed);
-                });
-                if spawned.is_err() {
-                    active.fetch_sub(1, Ordering::Relaxed);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-    Ok(())
-}
-
-/// POSTs `body` as JSON to an `http://` URL; returns the status code.
-pub fn post_json(
-    url: &str,
-    body: &[u8],
-    bearer: Option<&str>,
-    timeout: Duration,
-    tls: Option<&std::sync::Arc<rustls::ClientConfig>>,
-) -> io::Result<u16> {
-    let u = crate::ping::parse_http_url(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-    let hostport = u.host_port();
-    let path = &u.path;
-    let addr: SocketAddr = hostport
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{} resolved to no address", u.host)))?;
-    let tcp = TcpStream::connect_timeout(&addr, timeout)?;
-    tcp.set_read_timeout(Some(timeout))?;
-    tcp.set_write_timeout(Some(timeout))?;
-    // https webhooks: the system's CAs (and `ca` when the caller built a config with it).
-    let mut s = crate::tls::wrap(tcp, &u, tls)?;
-    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {hostport}\r\nUser-Agent: meshway/{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n",
-        env!("CARGO_PKG_VERSION"),
-        body.len()
-    );
-    s.write_all(head.as_bytes())?;
-    s.write_all(body)?;
-    let mut resp = Vec::new();
-    let _ = s.take(64 * 1024).read_to_end(&mut resp);
-    let text = String::from_utf8_lossy(&resp);
-    text.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an http response"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,17 +319,28 @@ mod tests {
 
     #[test]
     fn parses_query_and_authorization() {
-        let r = parse_request(
-            "GET /probe?target=127.0.0.1%3A862&module=udp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\r\n",
-        )
-        .unwrap();
+        let r = request("GET", "/probe?target=127.0.0.1%3A862&module=udp", Some(" Bearer s3cret"));
         assert_eq!(r.path, "/probe");
         assert_eq!(r.param("target"), Some("127.0.0.1:862"));
         assert_eq!(r.param("module"), Some("udp"));
         assert_eq!(r.authorization.as_deref(), Some("Bearer s3cret"));
-        assert!(parse_request("hello").is_none());
-        assert!(parse_request("GET / SMTP\r\n\r\n").is_none());
+        assert_eq!(request("GET", "/a%20b?x", None).path, "/a b");
+        assert_eq!(request("GET", "/a%20b?x", None).param("x"), Some(""));
         assert_eq!(percent_decode("a%2"), "a%2");
         assert_eq!(percent_decode("%zz%41"), "%zzA");
+    }
+
+    #[test]
+    fn a_webhook_that_never_answers_times_out_and_a_bad_url_is_named() {
+        // The listener's backlog completes the connection; nobody ever reads or answers.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        let t0 = std::time::Instant::now();
+        let e = post_json(&url, b"{}", None, Duration::from_millis(300), None).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(3));
+        let e = post_json("ftp://x/hook", b"{}", None, Duration::from_millis(300), None).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("ftp://x/hook"), "{e}");
     }
 }

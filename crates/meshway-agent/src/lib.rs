@@ -3,9 +3,10 @@
 //! next deadline. Library code never prints: commands return reports and pass events to
 //! callbacks.
 //!
-//! Threads and `poll(2)`, not an async runtime: each command is a handful of blocking loops,
-//! and the agent's udp probes share one event loop (`udp_core`), which keeps the build lean
-//! and the behaviour easy to reason about.
+//! Threads and `poll(2)` for measurement: each command is a handful of blocking loops, and the
+//! agent's udp probes share one event loop (`udp_core`), which keeps timing easy to reason
+//! about. The one async runtime is HTTP's: hyper on a current-thread tokio runtime in the
+//! `http-accept` thread (`http`), and one per webhook delivery.
 
 pub mod agent;
 pub mod clock;
