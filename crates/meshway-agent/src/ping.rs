@@ -582,7 +582,10 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
         }
         let k = tx_delay.iter().position(|d| d.0 == a.seq);
         let delay = k.and_then(|k| tx_delay.remove(k)).map_or(Nanos::ZERO, |d| d.1);
-        session.on_reply(a.at.saturating_sub(delay), a.seq, a.hold_ns, a.one_way);
+        // The packet's send timestamp was read before the kernel sent it: the forward delay
+        // loses the same time the round trip does.
+        let one_way = a.one_way.map(|(f, b)| (f.saturating_sub(i64::try_from(delay.get()).unwrap_or(i64::MAX)), b));
+        session.on_reply(a.at.saturating_sub(delay), a.seq, a.hold_ns, one_way);
     };
     loop {
         if stop.load(Ordering::Relaxed) {

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Sources remembered at once by default (see [`Recent`]).
-const MAX_SOURCES: usize = 65_536;
+pub const MAX_SOURCES: usize = 65_536;
 
 /// A bounded map that always admits a new key: two generations, each at most half the
 /// capacity. A key found in the old generation moves to the current one; when the current

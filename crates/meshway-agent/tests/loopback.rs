@@ -423,9 +423,11 @@ fn a_churn_of_sources_does_not_lock_out_a_new_sender() {
     let t = r.stop();
     assert_eq!(answered, 200, "the new sender lost {} of 200", 200 - answered);
     assert_eq!(t.rate_limited, 0);
-    // The kernel may drop a few churn datagrams from a full receive buffer; none of the new
-    // sender's.
-    assert!(t.received <= 4_200 && t.received >= 4_000, "received {}", t.received);
+    // The kernel may drop churn datagrams sent in a burst (loopback's backlog queue holds
+    // net.core.netdev_max_backlog = 1,000 packets, and a busy machine drains it late); none of
+    // the new sender's, which waits for each answer. At least 1,000 churn sources reached a
+    // 64-source table.
+    assert!(t.received <= 4_200 && t.received >= 1_200, "received {}", t.received);
 }
 
 #[test]
@@ -476,6 +478,10 @@ fn a_malformed_flood_does_not_cost_a_valid_ping() {
     let flooded = flood.join().unwrap();
     let t = r.stop();
     let (sent, lost) = (res.echo.counts.sent, res.echo.counts.lost);
+    eprintln!(
+        "flood: {flooded} junk packets sent, {} read by the reflector as malformed; ping: {lost} of {sent} lost",
+        t.malformed
+    );
     assert_eq!(sent, 300);
     assert!(t.malformed > 10_000, "the flood reached the reflector: {} of {flooded}", t.malformed);
     assert!(lost * 100 <= sent, "a valid ping lost {lost} of {sent} under a flood of {flooded}");

@@ -53,6 +53,11 @@ pub struct ReflectArgs {
     /// without dropping valid probes. Beyond net.core.rmem_max it needs root.
     #[arg(long, default_value = "4MiB", value_name = "BYTES")]
     recv_buffer: Bytes,
+    /// Source addresses remembered at once (their sequence counters and rate-limit buckets).
+    /// When full, the ones not seen for longest are forgotten; a new sender is never refused.
+    #[arg(long, default_value_t = meshway_agent::reflect::MAX_SOURCES, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(2..=16_777_216))]
+    max_sources: usize,
     /// Stop after this long ("60s", "10min"); default: until interrupted.
     #[arg(long, value_name = "DURATION")]
     duration: Option<Nanos>,
@@ -88,7 +93,7 @@ pub fn reflect(a: ReflectArgs) -> Result<()> {
         synchronized: a.clock_synced,
         recv_buffer: 0, // set above
         key: stamp_key(&a.key_file)?,
-        ..ReflectConfig::default()
+        max_sources: a.max_sources,
     };
     let h = ReflectorHandle::spawn(sock, cfg).context("cannot start the reflector")?;
     // Linux reports twice the usable size.
