@@ -1,22 +1,26 @@
 //! `meshway agent`: continuous probing of configured targets, history in SQLite, Prometheus
 //! `/metrics`, a blackbox-style `/probe`, objectives over sliding windows and webhook alerts.
 //!
-//! Threads: one per target (its probe loop, started at a splay offset within its interval so
-//! targets do not fire together), one HTTP server (plus one per connection), one webhook
-//! sender, and the core loop, which alone owns the database: it batches samples into one
-//! transaction per second, evaluates objectives, writes rollups when a minute closes and
-//! applies retention. SIGHUP reloads the configuration (targets, objectives, alerting, token;
-//! not the listen address or database); SIGINT/SIGTERM stop probing, flush and exit.
+//! Threads: one for every udp target (`udp_core::UdpSockets`, a [`crate::monitor::Prober`]),
+//! one per other target (tcp, icmp, http, perf, interface and optics probe loops, each started
+//! at a splay offset within its interval so targets do not fire together), the HTTP server
+//! (one event loop, handlers on its blocking pool), one webhook sender, and the core loop,
+//! which alone owns the database: it batches samples into one transaction per second, has
+//! the [`crate::monitor::Monitor`] judge the probe targets' objectives at the time it gives
+//! it, writes rollups when a minute closes and applies retention. SIGHUP reloads the
+//! configuration (targets, objectives, alerting, token; not the listen address or database);
+//! SIGINT/SIGTERM stop probing, flush and exit.
 
 use crate::config::{self, AgentSpec, Probe, TargetSpec};
 use crate::iface::{self, CounterWindow, Rates, Snapshot};
+use crate::monitor::{base_units, AlertEvent, Monitor};
 use crate::netlink::LinkStats;
 use crate::signals::Signals;
 use crate::store::{Store, HOUR_NS, MINUTE_NS};
-use crate::udp_core::{UdpProbes, UdpTarget};
+use crate::udp_core::{UdpProbes, UdpSockets, UdpTarget};
 use crate::{clock, http, perf, ping};
 use meshway_probe::echo::EchoEvent;
-use meshway_probe::objective::{AlertState, Metric, Objective, Sample, Transition, Window, WindowStats};
+use meshway_probe::objective::{AlertState, Metric, Objective, Sample, Transition, WindowStats};
 use meshway_units::Nanos;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -93,17 +97,6 @@ struct TargetMetrics {
     /// Per objective: its limit and its window's current value, in base units (seconds,
     /// ratio, bytes per second).
     limits: Vec<(Metric, f64, Option<f64>)>,
-}
-
-/// An objective's limit or value in Prometheus base units: seconds for RTT and jitter (kept
-/// in nanoseconds), bytes per second for throughput (kept in bits per second).
-fn base_units(m: Metric, v: f64) -> f64 {
-    match m {
-        Metric::OpticsLevel | Metric::Anomaly | Metric::RxPower => v,
-        Metric::Loss | Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio => v,
-        Metric::ThroughputMin => v / 8.0,
-        _ => v / 1e9,
-    }
 }
 
 /// One interface of an interface target: its last counters, the rates over the last poll
@@ -578,23 +571,12 @@ fn spawn_udp_core(targets: Vec<(Arc<str>, UdpTarget)>, tx: SyncSender<Msg>, stop
     let log2 = log.clone();
     let spawned = std::thread::Builder::new().name("udp-probes".into()).spawn(move || {
         let (names, specs): (Vec<Arc<str>>, Vec<UdpTarget>) = targets.into_iter().unzip();
-        let timeouts: Vec<Nanos> = specs.iter().map(|t| t.timeout).collect();
-        let mut core = UdpProbes::new(specs);
-        crate::udp_core::run(&mut core, &stop, &mut |r| match r {
-            crate::udp_core::Report::Event(i, e) => {
-                let sample = match e {
-                    EchoEvent::Reply { rtt_ns: Some(r), .. } => {
-                        Sample { at_ns: clock::unix_nanos(), rtt_ns: Some(*r), value: None }
-                    }
-                    // Stamped with its send time, as the per-target threads do.
-                    EchoEvent::Lost { .. } => {
-                        Sample { at_ns: clock::unix_nanos().saturating_sub(timeouts[i].0), rtt_ns: None, value: None }
-                    }
-                    _ => return,
-                };
-                let _ = tx.send(Msg::Sample { target: names[i].clone(), sample });
-            }
-            crate::udp_core::Report::Error(e) => log(Level::Error, e),
+        let (mut sockets, errors) = UdpSockets::open(UdpProbes::new(specs));
+        for e in errors {
+            log(Level::Error, e);
+        }
+        crate::monitor::run(&mut sockets, &stop, &mut |i, sample| {
+            let _ = tx.send(Msg::Sample { target: names[i].clone(), sample });
         });
     });
     if let Err(e) = spawned {
@@ -751,14 +733,10 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
 struct TargetState {
     spec: TargetSpec,
     id: i64,
-    window: Window,
-    alerts: Vec<AlertState>,
     /// Interface targets: one state per matching interface.
     ifaces: BTreeMap<String, IfaceState>,
     /// Optics targets: per module, its alerts, worst level and last read error.
     optics: BTreeMap<String, OpticsState>,
-    /// The last anomaly verdict of the stored series (1 anomalous, 0 not), once a minute.
-    anomaly: Option<f64>,
 }
 
 struct OpticsState {
@@ -801,14 +779,27 @@ impl AlertSink<'_> {
         now: u64,
     ) -> Option<Transition> {
         let tr = a.observe(violated, now)?;
-        let payload = webhook_payload(label, o, value, tr, a.since_ns, now, &self.spec.external_url);
+        self.emit(&AlertEvent {
+            target: label.to_string(),
+            objective: *o,
+            transition: tr,
+            value,
+            since_ns: a.since_ns,
+            at_ns: now,
+        });
+        Some(tr)
+    }
+
+    /// Logs a transition and queues its webhook.
+    fn emit(&self, e: &AlertEvent) {
+        let (o, tr) = (&e.objective, e.transition);
+        let payload = webhook_payload(&e.target, o, e.value, tr, e.since_ns, e.at_ns, &self.spec.external_url);
         let level = if tr == Transition::Fired { Level::Warn } else { Level::Info };
         let verb = if tr == Transition::Fired { "firing" } else { "resolved" };
-        (self.log)(level, format!("alert {verb} {label} {}", o.metric.name()));
+        (self.log)(level, format!("alert {verb} {} {}", e.target, o.metric.name()));
         if self.spec.webhook.is_some() {
             let _ = self.webhook_tx.try_send(payload);
         }
-        Some(tr)
     }
 }
 
@@ -817,6 +808,8 @@ struct Core {
     config_path: PathBuf,
     store: Store,
     targets: HashMap<String, TargetState>,
+    /// Probe targets' windows and alerts (interface and optics targets keep theirs here).
+    monitor: Monitor,
     metrics: Arc<Mutex<Metrics>>,
     token: Arc<RwLock<Option<String>>>,
     batch: Vec<(i64, Sample)>,
@@ -838,12 +831,16 @@ impl Core {
             m.optics.retain(|(t, _), _| keep_optics.contains(t.as_str()));
         }
         let mut new_metrics = BTreeMap::new();
+        let probe_target = |t: &TargetSpec| t.kind_name != "interface" && t.kind_name != "optics";
+        let probed: std::collections::HashSet<String> =
+            self.spec.targets.iter().filter(|t| probe_target(t)).map(|t| t.name.clone()).collect();
+        self.monitor.retain(|n| probed.contains(n));
+        self.monitor.set_hysteresis(self.spec.fire_after, self.spec.resolve_after);
         for t in &self.spec.targets {
             let id = self.store.target_id(&t.name, t.kind_name, &t.address)?;
-            let span = t.objectives.iter().map(|o| o.window_ns).max().unwrap_or(300_000_000_000);
-            let (window, mut alerts, mut ifaces, mut optics, anomaly) = match old.remove(&t.name) {
-                Some(s) => (s.window, s.alerts, s.ifaces, s.optics, s.anomaly),
-                None => (Window::new(span), Vec::new(), BTreeMap::new(), BTreeMap::new(), None),
+            let (mut ifaces, mut optics) = match old.remove(&t.name) {
+                Some(s) => (s.ifaces, s.optics),
+                None => (BTreeMap::new(), BTreeMap::new()),
             };
             for st in optics.values_mut() {
                 st.alerts.resize(t.objectives.len(), AlertState::new(self.spec.fire_after, self.spec.resolve_after));
@@ -851,22 +848,23 @@ impl Core {
             for st in ifaces.values_mut() {
                 st.alerts.resize(t.objectives.len(), AlertState::new(self.spec.fire_after, self.spec.resolve_after));
             }
-            let mut w = window;
-            if w.is_empty() {
-                w = Window::new(span);
+            if probe_target(t) {
+                self.monitor.watch(&t.name, &t.objectives);
             }
-            alerts.resize(t.objectives.len(), AlertState::new(self.spec.fire_after, self.spec.resolve_after));
+            let firing = self.monitor.firing(&t.name);
             let mut tm = metrics.remove(&t.name).unwrap_or_default();
             tm.kind = t.kind_name;
-            tm.objectives = t.objectives.iter().zip(&alerts).map(|(o, a)| (o.metric, None, a.firing)).collect();
+            tm.objectives = t
+                .objectives
+                .iter()
+                .enumerate()
+                .map(|(k, o)| (o.metric, None, firing.get(k).copied().unwrap_or(false)))
+                .collect();
             tm.limits = t.objectives.iter().map(|o| (o.metric, base_units(o.metric, o.threshold), None)).collect();
-            if t.kind_name != "interface" && t.kind_name != "optics" {
+            if probe_target(t) {
                 new_metrics.insert(t.name.clone(), tm);
             }
-            self.targets.insert(
-                t.name.clone(),
-                TargetState { spec: t.clone(), id, window: w, alerts, ifaces, optics, anomaly },
-            );
+            self.targets.insert(t.name.clone(), TargetState { spec: t.clone(), id, ifaces, optics });
         }
         if let Ok(mut m) = self.metrics.lock() {
             m.targets = new_metrics;
@@ -1013,8 +1011,8 @@ impl Core {
     }
 
     fn on_sample(&mut self, target: &str, sample: Sample) {
-        let Some(t) = self.targets.get_mut(target) else { return };
-        t.window.push(sample);
+        let Some(t) = self.targets.get(target) else { return };
+        self.monitor.on_sample(target, sample);
         self.batch.push((t.id, sample));
         if let Ok(mut met) = self.metrics.lock() {
             if let Some(tm) = met.targets.get_mut(target) {
@@ -1109,34 +1107,21 @@ impl Core {
                 }
                 iface_rows.push(((name.clone(), ifname.clone()), objs, limits));
             }
-            if t.spec.kind_name == "interface" {
-                continue;
-            }
-            t.window.evict(now);
-            let span = t.spec.objectives.iter().map(|o| o.window_ns).max().unwrap_or(300_000_000_000);
-            let ws = t.window.stats(now, span);
-            let mut objs = Vec::new();
-            let mut limits = Vec::new();
-            for (o, a) in t.spec.objectives.iter().zip(t.alerts.iter_mut()) {
-                let st = t.window.stats(now, o.window_ns);
-                let value = if o.metric == Metric::Anomaly { t.anomaly } else { st.value(o.metric) };
-                let violated = o.violated_by(value);
-                if o.metric != Metric::Anomaly {
-                    let sink = AlertSink { spec: &self.spec, log: &self.log, webhook_tx: &self.webhook_tx };
-                    updates.extend(sink.observe(name, o, a, violated, value, now));
-                }
-                objs.push((o.metric, violated, a.firing));
-                limits.push((o.metric, base_units(o.metric, o.threshold), value.map(|v| base_units(o.metric, v))));
-            }
-            if let Ok(mut met) = self.metrics.lock() {
-                if let Some(tm) = met.targets.get_mut(name) {
-                    tm.window = Some(ws);
-                    tm.objectives = objs;
-                    tm.limits = limits;
-                }
-            }
+        }
+        let (events, verdicts) = self.monitor.evaluate(now);
+        let sink = AlertSink { spec: &self.spec, log: &self.log, webhook_tx: &self.webhook_tx };
+        for e in &events {
+            sink.emit(e);
+            updates.push(e.transition);
         }
         if let Ok(mut met) = self.metrics.lock() {
+            for (name, v) in verdicts {
+                if let Some(tm) = met.targets.get_mut(&name) {
+                    tm.window = Some(v.window);
+                    tm.objectives = v.objectives;
+                    tm.limits = v.limits;
+                }
+            }
             for (key, objs, limits) in iface_rows {
                 if let Some(im) = met.ifaces.get_mut(&key) {
                     im.objectives = objs;
@@ -1201,9 +1186,9 @@ impl Core {
                 series(&self.store, t.id, &|r| r.p50_ns.map(|v| v as f64))
             };
             let v = f64::from(u8::from(meshway_probe::anomaly::anomalous_now(&ts, &ys, &o, !perf)));
-            t.anomaly = Some(v);
-            if let Some(a) = t.alerts.get_mut(k) {
-                fired.extend(sink.observe(name, &obj, a, obj.violated_by(Some(v)), Some(v), now));
+            if let Some(e) = self.monitor.observe_anomaly(name, v, now) {
+                sink.emit(&e);
+                fired.push(e.transition);
             }
         }
         if let Ok(mut met) = self.metrics.lock() {
@@ -1485,6 +1470,7 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
 
     let (tx, rx) = mpsc::sync_channel::<Msg>(100_000);
     let mut core = Core {
+        monitor: Monitor::new(spec.fire_after, spec.resolve_after),
         spec,
         config_path: config_path.to_path_buf(),
         store,

@@ -16,6 +16,7 @@ pub mod history;
 pub mod http;
 pub mod iface;
 pub mod kstamp;
+pub mod monitor;
 pub mod netlink;
 pub mod optics;
 pub mod perf;

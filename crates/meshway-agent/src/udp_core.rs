@@ -8,7 +8,8 @@
 //! [`crate::kstamp`]), so the round trip ends when the datagram arrived, not when it was read.
 //!
 //! [`UdpProbes`] is the sans-IO part: it is given the time and the datagrams, and it answers
-//! the datagrams to send and the samples measured. [`run`] is the runtime around it.
+//! the datagrams to send and the samples measured. [`UdpSockets`] is the runtime around it, a
+//! [`Prober`] that `monitor::run` drives.
 //!
 //! Sockets: a target's replies are told apart by their source address, so a socket never
 //! carries two targets with the same address (or the same DSCP and family mismatch): targets
@@ -16,7 +17,9 @@
 //! distinct addresses share one socket per family and DSCP.
 
 use crate::kstamp;
+use crate::monitor::{Now, Prober};
 use meshway_probe::echo::{Action, EchoConfig, EchoEvent, EchoSession};
+use meshway_probe::objective::Sample;
 use meshway_probe::stamp::{ErrorEstimate, NtpTimestamp, ReflectorPacket, SenderPacket, BASE_LEN};
 use meshway_probe::stamp_auth::{self, AUTH_LEN};
 use meshway_units::Nanos;
@@ -25,7 +28,6 @@ use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// One udp target as the core sees it.
 #[derive(Clone)]
@@ -258,88 +260,114 @@ fn canonical(a: SocketAddr) -> SocketAddr {
     }
 }
 
-/// What the runtime reports to the agent.
-pub enum Report<'a> {
-    /// A reply with its round trip (kernel receive stamp less send time, less the reflector's
-    /// hold) or a loss (declared one timeout after sending).
-    Event(usize, &'a EchoEvent),
-    /// A socket could not be opened or used; the targets on it get no samples.
-    Error(String),
+/// The runtime around [`UdpProbes`]: its sockets, each with a 4 MiB receive buffer where the
+/// system allows and kernel transmit and receive stamps. As a [`Prober`] it reads the transmit
+/// stamps and every waiting reply, sends what is due (each send stamped when it goes, and
+/// again by the kernel), and reports each reply and loss as a sample; `wait` sleeps in
+/// `poll(2)` until a reply arrives or the deadline passes.
+pub struct UdpSockets {
+    core: UdpProbes,
+    /// Each socket, and whether it gives transmit stamps.
+    socks: Vec<Option<(UdpSocket, bool)>>,
+    /// Per socket with transmit stamps: the probes sent and not yet stamped (target, seq).
+    sent: Vec<Option<kstamp::TxQueue<(usize, u32)>>>,
+    timeouts: Vec<Nanos>,
+    buf: Vec<u8>,
+    stamps: Vec<(u32, u64)>,
 }
 
-/// Runs the core until `stop`: opens its sockets (each with a 4 MiB receive buffer where the
-/// system allows, and kernel transmit and receive stamps), reads the transmit stamps and every
-/// waiting reply, sends what is due,
-/// reports every event, and waits in `poll(2)` for a reply or the next deadline (at most
-/// 50 ms, to notice `stop`).
-pub fn run(core: &mut UdpProbes, stop: &AtomicBool, report: &mut dyn FnMut(Report<'_>)) {
-    // Each socket, and whether it gives transmit stamps.
-    let mut socks: Vec<Option<(UdpSocket, bool)>> = Vec::new();
-    for &(v4, dscp) in core.sockets() {
-        match open(v4, dscp) {
-            Ok(s) => socks.push(Some(s)),
-            Err(e) => {
-                report(Report::Error(format!("cannot open a udp socket: {e}")));
-                socks.push(None);
+impl UdpSockets {
+    /// Opens the sockets `core` needs; a socket that cannot be opened is reported, and its
+    /// targets get no samples.
+    pub fn open(core: UdpProbes) -> (UdpSockets, Vec<String>) {
+        let mut errors = Vec::new();
+        let mut socks = Vec::new();
+        for &(v4, dscp) in core.sockets() {
+            match open(v4, dscp) {
+                Ok(s) => socks.push(Some(s)),
+                Err(e) => {
+                    errors.push(format!("cannot open a udp socket: {e}"));
+                    socks.push(None);
+                }
             }
         }
+        let sent = socks.iter().map(|s| s.as_ref().filter(|s| s.1).map(|_| kstamp::TxQueue::new())).collect();
+        let timeouts = core.targets().iter().map(|t| t.timeout).collect();
+        (UdpSockets { core, socks, sent, timeouts, buf: vec![0u8; 65_536], stamps: Vec::new() }, errors)
     }
-    let mut buf = vec![0u8; 65_536];
-    // Per socket with transmit stamps: the probes sent and not yet stamped (target, seq).
-    let mut sent: Vec<Option<kstamp::TxQueue<(usize, u32)>>> =
-        socks.iter().map(|s| s.as_ref().filter(|s| s.1).map(|_| kstamp::TxQueue::new())).collect();
-    let mut stamps = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
+}
+
+impl Prober for UdpSockets {
+    fn poll(&mut self, now: Now, out: &mut dyn FnMut(usize, Sample)) {
+        let core = &mut self.core;
         // Transmit stamps, then replies: one that arrived in time but waited in the socket
         // while this thread was not running must be seen before the session's timeout
         // declares it lost.
-        for (k, s) in socks.iter().enumerate() {
-            let (Some((s, _)), Some(q)) = (s, &mut sent[k]) else { continue };
-            stamps.clear();
-            kstamp::tx_stamps(s, &mut stamps);
-            for &(id, ns) in &stamps {
+        for (k, s) in self.socks.iter().enumerate() {
+            let (Some((s, _)), Some(q)) = (s, &mut self.sent[k]) else { continue };
+            self.stamps.clear();
+            kstamp::tx_stamps(s, &mut self.stamps);
+            for &(id, ns) in &self.stamps {
                 if let Some((target, seq)) = q.stamped(id) {
                     core.on_transmitted(target, seq, kstamp::to_mono(Some(ns)));
                 }
             }
         }
-        for (k, s) in socks.iter().enumerate() {
+        for (k, s) in self.socks.iter().enumerate() {
             let Some((s, _)) = s else { continue };
             // Every datagram carries its own arrival stamp; bounded per socket per pass.
             for _ in 0..4_096 {
-                match kstamp::recv(s, &mut buf, true) {
+                match kstamp::recv(s, &mut self.buf, true) {
                     Ok(r) => {
                         if let Some(from) = r.from {
-                            core.on_datagram(k, from, &buf[..r.len], kstamp::to_mono(r.kernel_ns));
+                            core.on_datagram(k, from, &self.buf[..r.len], kstamp::to_mono(r.kernel_ns));
                         }
                     }
                     Err(_) => break,
                 }
             }
         }
-        while let Some(o) = core.next_send(crate::clock::mono(), crate::clock::ntp()) {
+        // The first send goes at `now`; later ones in the same pass read the clock as they go.
+        let mut at = now.mono;
+        while let Some(o) = core.next_send(at, crate::clock::ntp()) {
             // A send that fails is a probe lost; the session times it out.
-            if let Some((s, _)) = &socks[o.socket] {
+            if let Some((s, _)) = &self.socks[o.socket] {
                 if s.send_to(&o.bytes, o.to).is_ok() {
-                    if let Some(q) = &mut sent[o.socket] {
+                    if let Some(q) = &mut self.sent[o.socket] {
                         q.sent((o.target, o.seq));
                     }
                 }
             }
+            at = crate::clock::mono().max(at);
         }
         for (i, e) in core.drain() {
-            report(Report::Event(i, &e));
+            let sample = match e {
+                EchoEvent::Reply { rtt_ns: Some(r), .. } => Sample { at_ns: now.unix_ns, rtt_ns: Some(r), value: None },
+                // Stamped with its send time, so it falls in the same window as its neighbours.
+                EchoEvent::Lost { .. } => {
+                    Sample { at_ns: now.unix_ns.saturating_sub(self.timeouts[i].get()), rtt_ns: None, value: None }
+                }
+                _ => continue,
+            };
+            out(i, sample);
         }
-        let now = crate::clock::mono();
-        let wait = core.next_deadline().map_or(Nanos(50_000_000), |d| d.saturating_sub(now)).min(Nanos(50_000_000));
-        let mut fds: Vec<nix::poll::PollFd<'_>> = socks
+    }
+
+    fn poll_timeout(&mut self) -> Option<Nanos> {
+        self.core.next_deadline()
+    }
+
+    fn wait(&mut self, until: Nanos) {
+        let wait = until.saturating_sub(crate::clock::mono());
+        let mut fds: Vec<nix::poll::PollFd<'_>> = self
+            .socks
             .iter()
             .flatten()
             .map(|(s, _)| nix::poll::PollFd::new(s.as_fd(), nix::poll::PollFlags::POLLIN))
             .collect();
         if fds.is_empty() {
             std::thread::sleep(crate::clock::dur(wait));
-            continue;
+            return;
         }
         // Round up to whole milliseconds: a probe goes at most 1 ms late, and its send time
         // is read when it goes.

@@ -185,6 +185,11 @@ impl Window {
         }
     }
 
+    /// Keeps `span_ns` from now on (the samples held stay until the next eviction).
+    pub fn set_span(&mut self, span_ns: u64) {
+        self.span_ns = span_ns;
+    }
+
     /// Drops samples older than the span before `now`.
     pub fn evict(&mut self, now_ns: u64) {
         let from = now_ns.saturating_sub(self.span_ns);

@@ -1,0 +1,378 @@
+//! The agent's judgement without its I/O: what probe targets measured, held in sliding
+//! windows, and their objectives' alerts, advanced only by the time it is given
+//! (`on_sample`, `evaluate(now)`). And the [`Prober`] trait between that judgement and the
+//! network: the agent's udp probes implement it over sockets (`udp_core::UdpSockets`), and
+//! tests implement it with scripted round trips, so a day of probing and alerting runs in
+//! milliseconds with exact outcomes.
+//!
+//! The agent's runtime (`agent::run`) owns everything else: threads, the SQLite history, the
+//! log, webhooks and `/metrics`.
+
+use meshway_probe::objective::{AlertState, Metric, Objective, Sample, Transition, Window, WindowStats};
+use meshway_units::Nanos;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The time, as a prober is given it: monotonic (for schedules and round trips) and Unix
+/// (for the samples' timestamps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub mono: Nanos,
+    pub unix_ns: u64,
+}
+
+impl Now {
+    /// The machine's clocks now.
+    pub fn read() -> Now {
+        Now { mono: crate::clock::mono(), unix_ns: crate::clock::unix_nanos() }
+    }
+}
+
+/// Something that probes targets, told the time rather than reading it.
+pub trait Prober {
+    /// Does what is due at `now` (sends, takes what arrived, declares losses) and hands each
+    /// measurement to `out`: the target's index and its sample (a round trip, or a loss with
+    /// `rtt_ns: None`).
+    fn poll(&mut self, now: Now, out: &mut dyn FnMut(usize, Sample));
+    /// When `poll` next has something to do (monotonic); `None` when nothing is scheduled.
+    fn poll_timeout(&mut self) -> Option<Nanos>;
+    /// Blocks until `until` (monotonic) or until input arrives, whichever comes first. A
+    /// prober over sockets waits on them; a fake returns at once.
+    fn wait(&mut self, until: Nanos);
+}
+
+/// Runs `p` on the machine's clocks until `stop`, waking at least every 50 ms to notice it.
+pub fn run(p: &mut dyn Prober, stop: &AtomicBool, out: &mut dyn FnMut(usize, Sample)) {
+    while !stop.load(Ordering::Relaxed) {
+        let now = Now::read();
+        p.poll(now, out);
+        let cap = now.mono + Nanos(50_000_000);
+        let until = p.poll_timeout().map_or(cap, |d| d.min(cap));
+        p.wait(until);
+    }
+}
+
+/// An objective's limit or a window's value in base units (seconds, ratios, bytes per
+/// second), as `/metrics` shows them.
+pub fn base_units(m: Metric, v: f64) -> f64 {
+    match m {
+        Metric::OpticsLevel | Metric::Anomaly | Metric::RxPower => v,
+        Metric::Loss | Metric::Utilization | Metric::ErrorRatio | Metric::DropRatio => v,
+        Metric::ThroughputMin => v / 8.0,
+        _ => v / 1e9,
+    }
+}
+
+/// An alert that changed state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertEvent {
+    pub target: String,
+    pub objective: Objective,
+    pub transition: Transition,
+    /// The window's value when it changed (the objective's units), if the window had one.
+    pub value: Option<f64>,
+    /// When the alert began firing (Unix ns).
+    pub since_ns: u64,
+    /// When it changed (Unix ns).
+    pub at_ns: u64,
+}
+
+/// A target's state after an evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// The window over the longest objective's span.
+    pub window: WindowStats,
+    /// Per objective: whether it is violated (`None`: no samples to judge), and whether its
+    /// alert fires.
+    pub objectives: Vec<(Metric, Option<bool>, bool)>,
+    /// Per objective: its limit and the window's value, in base units.
+    pub limits: Vec<(Metric, f64, Option<f64>)>,
+}
+
+struct Watched {
+    objectives: Vec<Objective>,
+    window: Window,
+    alerts: Vec<AlertState>,
+    /// The last anomaly verdict of the stored series (1 anomalous, 0 not).
+    anomaly: Option<f64>,
+}
+
+/// Default window span when a target has no objective: 5 minutes.
+const DEFAULT_SPAN_NS: u64 = 300_000_000_000;
+
+fn span(objectives: &[Objective]) -> u64 {
+    objectives.iter().map(|o| o.window_ns).max().unwrap_or(DEFAULT_SPAN_NS)
+}
+
+/// Probe targets' windows and alerts. Pure: no clock, no I/O.
+pub struct Monitor {
+    targets: BTreeMap<String, Watched>,
+    fire_after: u32,
+    resolve_after: u32,
+}
+
+impl Monitor {
+    /// Alerts fire after `fire_after` consecutive violated evaluations and resolve after
+    /// `resolve_after` consecutive met ones.
+    pub fn new(fire_after: u32, resolve_after: u32) -> Monitor {
+        Monitor { targets: BTreeMap::new(), fire_after, resolve_after }
+    }
+
+    /// The hysteresis of alerts created from now on (a reload); alerts already kept keep theirs.
+    pub fn set_hysteresis(&mut self, fire_after: u32, resolve_after: u32) {
+        self.fire_after = fire_after;
+        self.resolve_after = resolve_after;
+    }
+
+    /// Watches `name` with `objectives`. A target already watched (a reload) keeps its
+    /// window and the states of the alerts it keeps.
+    pub fn watch(&mut self, name: &str, objectives: &[Objective]) {
+        let new = AlertState::new(self.fire_after, self.resolve_after);
+        let w = self.targets.entry(name.to_string()).or_insert_with(|| Watched {
+            objectives: Vec::new(),
+            window: Window::new(span(objectives)),
+            alerts: Vec::new(),
+            anomaly: None,
+        });
+        // Keep what was measured; a new span bounds it from the next eviction on.
+        w.window.set_span(span(objectives));
+        w.objectives = objectives.to_vec();
+        w.alerts.resize(objectives.len(), new);
+    }
+
+    /// Forgets every target for which `keep` is false.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+        self.targets.retain(|n, _| keep(n));
+    }
+
+    /// Whether each objective's alert of `name` fires now.
+    pub fn firing(&self, name: &str) -> Vec<bool> {
+        self.targets.get(name).map(|w| w.alerts.iter().map(|a| a.firing).collect()).unwrap_or_default()
+    }
+
+    /// A measurement of `name` (ignored for a target not watched).
+    pub fn on_sample(&mut self, name: &str, s: Sample) {
+        if let Some(w) = self.targets.get_mut(name) {
+            w.window.push(s);
+        }
+    }
+
+    /// Judges every objective at `now` (Unix ns): the alerts that changed, and each target's
+    /// verdict. `anomaly` objectives are judged by [`Monitor::observe_anomaly`] instead.
+    pub fn evaluate(&mut self, now: u64) -> (Vec<AlertEvent>, Vec<(String, Verdict)>) {
+        let mut events = Vec::new();
+        let mut verdicts = Vec::with_capacity(self.targets.len());
+        for (name, w) in &mut self.targets {
+            w.window.evict(now);
+            let window = w.window.stats(now, span(&w.objectives));
+            let mut objectives = Vec::with_capacity(w.objectives.len());
+            let mut limits = Vec::with_capacity(w.objectives.len());
+            for (o, a) in w.objectives.iter().zip(w.alerts.iter_mut()) {
+                let value = if o.metric == Metric::Anomaly {
+                    w.anomaly
+                } else {
+                    w.window.stats(now, o.window_ns).value(o.metric)
+                };
+                let violated = o.violated_by(value);
+                if o.metric != Metric::Anomaly {
+                    if let Some(tr) = a.observe(violated, now) {
+                        events.push(AlertEvent {
+                            target: name.clone(),
+                            objective: *o,
+                            transition: tr,
+                            value,
+                            since_ns: a.since_ns,
+                            at_ns: now,
+                        });
+                    }
+                }
+                objectives.push((o.metric, violated, a.firing));
+                limits.push((o.metric, base_units(o.metric, o.threshold), value.map(|v| base_units(o.metric, v))));
+            }
+            verdicts.push((name.clone(), Verdict { window, objectives, limits }));
+        }
+        (events, verdicts)
+    }
+
+    /// The `anomaly` objective of `name`, given the verdict on its stored series (1
+    /// anomalous, 0 not): advances its alert with the same hysteresis as the others.
+    pub fn observe_anomaly(&mut self, name: &str, anomalous: f64, now: u64) -> Option<AlertEvent> {
+        let w = self.targets.get_mut(name)?;
+        w.anomaly = Some(anomalous);
+        let k = w.objectives.iter().position(|o| o.metric == Metric::Anomaly)?;
+        let o = w.objectives[k];
+        let a = &mut w.alerts[k];
+        let tr = a.observe(o.violated_by(Some(anomalous)), now)?;
+        Some(AlertEvent {
+            target: name.to_string(),
+            objective: o,
+            transition: tr,
+            value: Some(anomalous),
+            since_ns: a.since_ns,
+            at_ns: now,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+    const MS: u64 = 1_000_000;
+
+    /// A fake prober: one probe per target per second, answered after the round trip the
+    /// script gives for that target and second, or lost (`None`) one timeout later.
+    struct Scripted {
+        targets: usize,
+        timeout: Nanos,
+        script: fn(usize, u64) -> Option<u64>,
+        next: Nanos,
+        sent: u64,
+        /// (due, target, sample): answers and losses waiting for their time.
+        pending: Vec<(Nanos, usize, Sample)>,
+    }
+
+    impl Prober for Scripted {
+        fn poll(&mut self, now: Now, out: &mut dyn FnMut(usize, Sample)) {
+            while self.next <= now.mono {
+                let (sec, at_mono) = (self.sent, self.next);
+                let at_unix = now.unix_ns - now.mono.saturating_sub(at_mono).get();
+                for t in 0..self.targets {
+                    match (self.script)(t, sec) {
+                        Some(rtt) => self.pending.push((
+                            at_mono + Nanos(rtt),
+                            t,
+                            Sample { at_ns: at_unix + rtt, rtt_ns: Some(rtt), value: None },
+                        )),
+                        None => self.pending.push((
+                            at_mono + self.timeout,
+                            t,
+                            Sample { at_ns: at_unix, rtt_ns: None, value: None },
+                        )),
+                    }
+                }
+                self.sent += 1;
+                self.next += Nanos(S);
+            }
+            self.pending.sort_by_key(|p| (p.0, p.1));
+            let due = self.pending.iter().take_while(|p| p.0 <= now.mono).count();
+            for (_, t, s) in self.pending.drain(..due) {
+                out(t, s);
+            }
+        }
+        fn poll_timeout(&mut self) -> Option<Nanos> {
+            Some(self.pending.iter().map(|p| p.0).min().map_or(self.next, |d| d.min(self.next)))
+        }
+        fn wait(&mut self, _until: Nanos) {}
+    }
+
+    /// Drives `p` and `m` on a virtual clock for `secs` seconds, evaluating every 10 s;
+    /// returns the alert events.
+    fn drive(p: &mut Scripted, m: &mut Monitor, names: &[&str], secs: u64) -> Vec<AlertEvent> {
+        let (mono0, unix0) = (Nanos(5 * S), 1_800_000_000 * S);
+        let mut events = Vec::new();
+        let mut next_eval = mono0 + Nanos(10 * S);
+        let mut now = mono0;
+        while now <= mono0 + Nanos(secs * S) {
+            let t = Now { mono: now, unix_ns: unix0 + now.saturating_sub(mono0).get() };
+            p.poll(t, &mut |i, s| m.on_sample(names[i], s));
+            if now >= next_eval {
+                events.extend(m.evaluate(t.unix_ns).0);
+                next_eval += Nanos(10 * S);
+            }
+            let wake = p.poll_timeout().unwrap_or(next_eval).min(next_eval);
+            p.wait(wake);
+            now = wake.max(now + Nanos(1));
+        }
+        events
+    }
+
+    fn objective(metric: Metric, threshold: f64, window_s: u64) -> Objective {
+        Objective { metric, threshold, window_ns: window_s * S }
+    }
+
+    #[test]
+    fn a_latency_step_fires_once_and_resolves_once_at_the_evaluations_hysteresis_gives() {
+        // Target 0: 1 ms, then 80 ms from second 120 to 299, then 1 ms. Target 1: 1 ms
+        // throughout. p99 over 60 s must stay under 50 ms; fire after 2, resolve after 3.
+        fn script(t: usize, sec: u64) -> Option<u64> {
+            Some(if t == 0 && (120..300).contains(&sec) { 80 * MS } else { MS })
+        }
+        let mut p = Scripted { targets: 2, timeout: Nanos(S), script, next: Nanos(5 * S), sent: 0, pending: vec![] };
+        let mut m = Monitor::new(2, 3);
+        let o = [objective(Metric::RttP99, 50e6, 60)];
+        m.watch("edge", &o);
+        m.watch("core", &o);
+        let ev = drive(&mut p, &mut m, &["edge", "core"], 600);
+        let unix0 = 1_800_000_000 * S;
+        let at: Vec<(&str, Transition, u64)> =
+            ev.iter().map(|e| (e.target.as_str(), e.transition, (e.at_ns - unix0) / S)).collect();
+        // The step's first sample lands at 120.08 s: the window's p99 crosses 50 ms at the
+        // evaluation at 130 s, the second violated one at 140 s fires. After the last slow
+        // sample (299.08 s) leaves the 60 s window, evaluations at 360, 370, 380 s are met:
+        // resolved at 380 s.
+        assert_eq!(at, vec![("edge", Transition::Fired, 140), ("edge", Transition::Resolved, 380)]);
+        assert_eq!(ev[0].since_ns, unix0 + 140 * S);
+        assert!(ev[0].value.unwrap() > 50e6);
+        assert_eq!(m.firing("edge"), vec![false]);
+    }
+
+    #[test]
+    fn losses_count_in_the_window_they_were_sent_in_and_verdicts_are_in_base_units() {
+        // Every 10th probe of target 0 is lost: 10% loss against a 5% objective.
+        fn script(_t: usize, sec: u64) -> Option<u64> {
+            (sec % 10 != 9).then_some(2 * MS)
+        }
+        let mut p = Scripted { targets: 1, timeout: Nanos(S), script, next: Nanos(5 * S), sent: 0, pending: vec![] };
+        let mut m = Monitor::new(1, 1);
+        m.watch("t", &[objective(Metric::Loss, 0.05, 100), objective(Metric::RttP50, 10e6, 100)]);
+        let ev = drive(&mut p, &mut m, &["t"], 200);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!((ev[0].transition, ev[0].objective.metric), (Transition::Fired, Metric::Loss));
+        let (_, v) = m.evaluate(1_800_000_000 * S + 200 * S);
+        let v = &v[0].1;
+        assert_eq!(v.window.sent, 100);
+        assert_eq!(v.window.lost, 10);
+        assert_eq!(v.limits[0], (Metric::Loss, 0.05, Some(0.1)));
+        assert_eq!(v.limits[1], (Metric::RttP50, 0.01, Some(0.002)));
+        assert_eq!(v.objectives, vec![(Metric::Loss, Some(true), true), (Metric::RttP50, Some(false), false)]);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_window_and_the_alerts_it_keeps() {
+        let mut m = Monitor::new(1, 1);
+        m.watch("t", &[objective(Metric::RttP50, 1e6, 60)]);
+        for k in 0..10 {
+            m.on_sample("t", Sample { at_ns: k * S, rtt_ns: Some(5 * MS), value: None });
+        }
+        let (ev, _) = m.evaluate(10 * S);
+        assert_eq!(ev.len(), 1);
+        m.watch("t", &[objective(Metric::RttP50, 1e6, 60), objective(Metric::Loss, 0.5, 60)]);
+        assert_eq!(m.firing("t"), vec![true, false]);
+        let (ev, v) = m.evaluate(11 * S);
+        assert!(ev.is_empty());
+        assert_eq!(v[0].1.window.sent, 10);
+        m.retain(|n| n != "t");
+        assert!(m.evaluate(12 * S).1.is_empty());
+        m.on_sample("t", Sample { at_ns: 12 * S, rtt_ns: None, value: None });
+        assert!(m.firing("t").is_empty());
+    }
+
+    #[test]
+    fn anomaly_objectives_advance_only_through_observe_anomaly() {
+        let mut m = Monitor::new(2, 1);
+        m.watch("t", &[objective(Metric::Anomaly, 0.5, 60)]);
+        m.on_sample("t", Sample { at_ns: S, rtt_ns: Some(MS), value: None });
+        assert!(m.evaluate(2 * S).0.is_empty());
+        assert_eq!(m.observe_anomaly("t", 1.0, 60 * S), None);
+        let e = m.observe_anomaly("t", 1.0, 120 * S).unwrap();
+        assert_eq!((e.transition, e.since_ns), (Transition::Fired, 120 * S));
+        // evaluate reports it but does not advance it.
+        let (ev, v) = m.evaluate(121 * S);
+        assert!(ev.is_empty());
+        assert_eq!(v[0].1.objectives, vec![(Metric::Anomaly, Some(true), true)]);
+        assert_eq!(m.observe_anomaly("t", 0.0, 180 * S).unwrap().transition, Transition::Resolved);
+        assert_eq!(m.observe_anomaly("nobody", 1.0, 180 * S), None);
+    }
+}
