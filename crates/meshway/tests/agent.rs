@@ -628,6 +628,7 @@ fn http_holds_under_stalled_clients_and_held_probes() {
         let (status, body) = get(&http, "/metrics", Some("t0ken")).expect("a scrape answers");
         assert_eq!(status, 200, "{body}");
         let took = meshway_agent::clock::mono().0 - t0.0;
+        eprintln!("scrape under 200 stalled clients and 40 held probes: {:.2} ms", took as f64 / 1e6);
         assert!(took < 1_000_000_000, "scrape took {took} ns");
         std::thread::sleep(Duration::from_millis(200));
     }
