@@ -87,6 +87,46 @@ pub struct ReflectConfig {
     pub recv_buffer: usize,
     /// STAMP authenticated mode: only packets whose HMAC verifies under this key are answered.
     pub key: Option<meshway_probe::stamp_auth::Key>,
+    /// Drop malformed packets in the kernel, before they take room in the receive buffer or
+    /// time of this thread (a socket filter, [`junk_filter`]); they are then not counted.
+    pub kernel_filter: bool,
+}
+
+/// A classic BPF socket filter that drops, in the kernel, what the reflector would ignore as
+/// malformed: datagrams shorter than a STAMP sender packet (44 bytes, or 112 authenticated)
+/// and, unauthenticated, those whose error estimate has a zero multiplier or the PTP format.
+/// A socket filter on a UDP socket sees the packet from the UDP header (8 bytes) on.
+pub fn junk_filter(authenticated: bool) -> Vec<socket2::SockFilter> {
+    use socket2::SockFilter as F;
+    // Opcodes (linux/bpf_common.h): ld len, ldh abs, jge k, jset k, and k, jeq k, ret k.
+    const LD_LEN: u16 = 0x80;
+    const LDH_ABS: u16 = 0x28;
+    const JGE_K: u16 = 0x35;
+    const JSET_K: u16 = 0x45;
+    const AND_K: u16 = 0x54;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    const UDP_HEADER: u32 = 8;
+    if authenticated {
+        let min = UDP_HEADER + meshway_probe::stamp_auth::AUTH_LEN as u32;
+        return vec![
+            F::new(LD_LEN, 0, 0, 0),
+            F::new(JGE_K, 0, 1, min),
+            F::new(RET_K, 0, 0, u32::MAX),
+            F::new(RET_K, 0, 0, 0),
+        ];
+    }
+    let min = UDP_HEADER + stamp::BASE_LEN as u32;
+    vec![
+        F::new(LD_LEN, 0, 0, 0),
+        F::new(JGE_K, 0, 5, min),               // too short: drop
+        F::new(LDH_ABS, 0, 0, UDP_HEADER + 12), // the error estimate
+        F::new(JSET_K, 3, 0, 0x4000),           // PTP format: drop
+        F::new(AND_K, 0, 0, 0xff),
+        F::new(JEQ_K, 1, 0, 0), // zero multiplier: drop
+        F::new(RET_K, 0, 0, u32::MAX),
+        F::new(RET_K, 0, 0, 0),
+    ]
 }
 
 /// Default receive buffer: 4 MiB, about 90,000 minimum-size STAMP packets of kernel
@@ -112,6 +152,7 @@ impl Default for ReflectConfig {
             max_sources: MAX_SOURCES,
             recv_buffer: DEFAULT_RECV_BUFFER,
             key: None,
+            kernel_filter: true,
         }
     }
 }
@@ -297,6 +338,18 @@ fn send(sock: &UdpSocket, buf: &[u8], to: SocketAddr, local: Option<IpAddr>) -> 
     r.map_err(std::io::Error::from)
 }
 
+/// The receive buffer and the kernel filter. [`ReflectorHandle::spawn`] applies them before it
+/// returns, so no junk sent after it returns reaches the socket.
+fn prepare(sock: &UdpSocket, cfg: &ReflectConfig) -> std::io::Result<()> {
+    if cfg.recv_buffer > 0 {
+        set_recv_buffer(sock, cfg.recv_buffer)?;
+    }
+    if cfg.kernel_filter {
+        socket2::SockRef::from(sock).attach_filter(&junk_filter(cfg.key.is_some()))?;
+    }
+    Ok(())
+}
+
 /// Runs the reflector on `sock` until `shutdown` is set (checked every 100 ms).
 pub fn run(
     sock: &UdpSocket,
@@ -305,9 +358,7 @@ pub fn run(
     shutdown: &AtomicBool,
 ) -> std::io::Result<()> {
     sock.set_read_timeout(Some(Duration::from_millis(100)))?;
-    if cfg.recv_buffer > 0 {
-        set_recv_buffer(sock, cfg.recv_buffer)?;
-    }
+    prepare(sock, cfg)?;
     let error = if cfg.synchronized { ErrorEstimate::SYNCHRONIZED } else { ErrorEstimate::UNSYNCHRONIZED };
     let mut sources: Recent<SocketAddr, Source> = Recent::new(cfg.max_sources);
     let mut buckets: Recent<IpAddr, TokenBucket> = Recent::new(cfg.max_sources);
@@ -390,6 +441,7 @@ pub struct ReflectorHandle {
 impl ReflectorHandle {
     pub fn spawn(sock: UdpSocket, cfg: ReflectConfig) -> std::io::Result<ReflectorHandle> {
         let addr = sock.local_addr()?;
+        prepare(&sock, &cfg)?;
         let counters = Arc::new(ReflectCounters::default());
         let shutdown = Arc::new(AtomicBool::new(false));
         let (c, s) = (counters.clone(), shutdown.clone());

@@ -32,10 +32,10 @@ use crate::emit;
 The reflector answers STAMP (RFC 8762) unauthenticated test packets, so any
 STAMP session-sender works with it, as does `meshway ping --kind udp`. It
 answers each valid packet with exactly as many bytes as it received (never
-more), ignores malformed packets (shorter than 44 bytes, invalid error
-estimate), and allows each source address at most --rate-limit packets per
-second (a one-second burst). On exit (Ctrl-C, SIGTERM, or after --duration) it
-prints its counters.")]
+more), drops malformed packets (shorter than 44 bytes, invalid error
+estimate) in the kernel with a socket filter, and allows each source address
+at most --rate-limit packets per second (a one-second burst). On exit
+(Ctrl-C, SIGTERM, or after --duration) it prints its counters.")]
 pub struct ReflectArgs {
     /// Address and UDP port to listen on.
     #[arg(long, default_value = "0.0.0.0:862", value_name = "ADDR")]
@@ -94,6 +94,7 @@ pub fn reflect(a: ReflectArgs) -> Result<()> {
         recv_buffer: 0, // set above
         key: stamp_key(&a.key_file)?,
         max_sources: a.max_sources,
+        kernel_filter: true,
     };
     let h = ReflectorHandle::spawn(sock, cfg).context("cannot start the reflector")?;
     // Linux reports twice the usable size.
