@@ -12,15 +12,15 @@
 //! SIGINT/SIGTERM stop probing, flush and exit.
 
 use crate::config::{self, AgentSpec, Probe, TargetSpec};
-use crate::iface::{self, CounterWindow, Rates, Snapshot};
-use crate::monitor::{base_units, AlertEvent, Monitor};
+use crate::iface::{self, Snapshot};
+use crate::monitor::{base_units, AlertEvent, Kind as MonitorKind, Monitor};
 use crate::netlink::LinkStats;
 use crate::signals::Signals;
 use crate::store::{Store, HOUR_NS, MINUTE_NS};
 use crate::udp_core::{UdpProbes, UdpSockets, UdpTarget};
 use crate::{clock, http, perf, ping};
 use meshway_probe::echo::EchoEvent;
-use meshway_probe::objective::{AlertState, Metric, Objective, Sample, Transition, WindowStats};
+use meshway_probe::objective::{Metric, Objective, Sample, Transition, WindowStats};
 use meshway_units::Nanos;
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
@@ -739,11 +739,11 @@ struct TargetState {
     optics: BTreeMap<String, OpticsState>,
 }
 
+/// What the runtime keeps of an optical module: where its series go and its last read error
+/// (its alerts are the monitor's).
 struct OpticsState {
-    alerts: Vec<AlertState>,
     /// Store ids of the receive power series, per lane.
     rx_ids: BTreeMap<u8, i64>,
-    level: Option<f64>,
     error: Option<String>,
 }
 
@@ -751,12 +751,9 @@ struct OpticsState {
 /// `target/interface/series`).
 pub const IFACE_SERIES: [&str; 3] = ["utilization", "error-ratio", "drop-ratio"];
 
+/// What the runtime keeps of an interface: the store ids of [`IFACE_SERIES`] (its counters
+/// and alerts are the monitor's).
 struct IfaceState {
-    window: CounterWindow,
-    alerts: Vec<AlertState>,
-    /// The last anomaly verdict of the utilization series.
-    anomaly: Option<f64>,
-    /// Store ids of [`IFACE_SERIES`].
     ids: [i64; 3],
 }
 
@@ -768,28 +765,6 @@ struct AlertSink<'a> {
 }
 
 impl AlertSink<'_> {
-    /// Feeds one evaluation to `a`; logs and queues the webhook of the transition it caused.
-    fn observe(
-        &self,
-        label: &str,
-        o: &Objective,
-        a: &mut AlertState,
-        violated: Option<bool>,
-        value: Option<f64>,
-        now: u64,
-    ) -> Option<Transition> {
-        let tr = a.observe(violated, now)?;
-        self.emit(&AlertEvent {
-            target: label.to_string(),
-            objective: *o,
-            transition: tr,
-            value,
-            since_ns: a.since_ns,
-            at_ns: now,
-        });
-        Some(tr)
-    }
-
     /// Logs a transition and queues its webhook.
     fn emit(&self, e: &AlertEvent) {
         let (o, tr) = (&e.objective, e.transition);
@@ -832,9 +807,8 @@ impl Core {
         }
         let mut new_metrics = BTreeMap::new();
         let probe_target = |t: &TargetSpec| t.kind_name != "interface" && t.kind_name != "optics";
-        let probed: std::collections::HashSet<String> =
-            self.spec.targets.iter().filter(|t| probe_target(t)).map(|t| t.name.clone()).collect();
-        self.monitor.retain(|n| probed.contains(n));
+        let named: std::collections::HashSet<String> = self.spec.targets.iter().map(|t| t.name.clone()).collect();
+        self.monitor.retain(|n| named.contains(n));
         self.monitor.set_hysteresis(self.spec.fire_after, self.spec.resolve_after);
         for t in &self.spec.targets {
             let id = self.store.target_id(&t.name, t.kind_name, &t.address)?;
@@ -842,15 +816,18 @@ impl Core {
                 Some(s) => (s.ifaces, s.optics),
                 None => (BTreeMap::new(), BTreeMap::new()),
             };
-            for st in optics.values_mut() {
-                st.alerts.resize(t.objectives.len(), AlertState::new(self.spec.fire_after, self.spec.resolve_after));
+            if t.kind_name != "interface" {
+                ifaces.clear();
             }
-            for st in ifaces.values_mut() {
-                st.alerts.resize(t.objectives.len(), AlertState::new(self.spec.fire_after, self.spec.resolve_after));
+            if t.kind_name != "optics" {
+                optics.clear();
             }
-            if probe_target(t) {
-                self.monitor.watch(&t.name, &t.objectives);
-            }
+            let kind = match t.kind_name {
+                "interface" => MonitorKind::Interface,
+                "optics" => MonitorKind::Optics,
+                _ => MonitorKind::Probe,
+            };
+            self.monitor.watch_kind(&t.name, kind, &t.objectives);
             let firing = self.monitor.firing(&t.name);
             let mut tm = metrics.remove(&t.name).unwrap_or_default();
             tm.kind = t.kind_name;
@@ -905,21 +882,25 @@ impl Core {
         t.optics.retain(|n, _| present.contains(n.as_str()));
         let Ok(mut met) = self.metrics.lock() else { return };
         met.optics.retain(|(tn, n), _| tn != target || present.contains(n.as_str()));
+        let names: Vec<&str> = poll.iter().map(|(n, _)| n.as_str()).collect();
+        let levels: Vec<(&str, Option<f64>)> = poll
+            .iter()
+            .map(|(n, r)| {
+                let level = r.as_ref().ok().map(|m| match m.worst() {
+                    Level::Ok => 0.0,
+                    Level::Warning => 1.0,
+                    Level::Alarm => 2.0,
+                });
+                (n.as_str(), level)
+            })
+            .collect();
+        self.monitor.on_modules(target, &names, &levels);
         for (name, r) in poll {
-            let st = t.optics.entry(name.clone()).or_insert_with(|| OpticsState {
-                alerts: vec![AlertState::new(self.spec.fire_after, self.spec.resolve_after); t.spec.objectives.len()],
-                rx_ids: BTreeMap::new(),
-                level: None,
-                error: None,
-            });
+            let st =
+                t.optics.entry(name.clone()).or_insert_with(|| OpticsState { rx_ids: BTreeMap::new(), error: None });
             let e = met.optics.entry((target.to_string(), name.clone())).or_default();
             match r {
                 Ok(m) => {
-                    st.level = Some(match m.worst() {
-                        Level::Ok => 0.0,
-                        Level::Warning => 1.0,
-                        Level::Alarm => 2.0,
-                    });
                     // Receive power per lane, in dBm (no light stored as -40 dBm), as a series.
                     for l in &m.lanes {
                         let Some(mw) = l.rx_power_mw else { continue };
@@ -959,36 +940,34 @@ impl Core {
         }
     }
 
-    fn on_interfaces(&mut self, target: &str, snaps: Vec<Snapshot>) {
+    fn on_interfaces(&mut self, target: &str, mut snaps: Vec<Snapshot>) {
         let Some(t) = self.targets.get_mut(target) else { return };
         let Probe::Interface { speed_bps } = t.spec.probe else { return };
-        let span = t.spec.objectives.iter().map(|o| o.window_ns).max().unwrap_or(300_000_000_000);
         let present: std::collections::HashSet<String> = snaps.iter().map(|s| s.link.name.clone()).collect();
         t.ifaces.retain(|name, _| present.contains(name));
-        let mut updates = Vec::new();
-        for mut snap in snaps {
+        for snap in &mut snaps {
             if speed_bps.is_some() {
                 snap.speed_bps = speed_bps;
             }
-            let name = snap.link.name.clone();
-            if !t.ifaces.contains_key(&name) {
-                let mut ids = [0i64; 3];
-                for (k, series) in IFACE_SERIES.iter().enumerate() {
-                    match self.store.target_id(&format!("{target}/{name}/{series}"), "interface", &name) {
-                        Ok(id) => ids[k] = id,
-                        Err(e) => {
-                            (self.log)(Level::Error, format!("database: interface {name}: {e}"));
-                            return;
-                        }
+            let name = &snap.link.name;
+            if t.ifaces.contains_key(name) {
+                continue;
+            }
+            let mut ids = [0i64; 3];
+            for (k, series) in IFACE_SERIES.iter().enumerate() {
+                match self.store.target_id(&format!("{target}/{name}/{series}"), "interface", name) {
+                    Ok(id) => ids[k] = id,
+                    Err(e) => {
+                        (self.log)(Level::Error, format!("database: interface {name}: {e}"));
+                        return;
                     }
                 }
-                let alerts =
-                    vec![AlertState::new(self.spec.fire_after, self.spec.resolve_after); t.spec.objectives.len()];
-                t.ifaces
-                    .insert(name.clone(), IfaceState { window: CounterWindow::new(span), alerts, ids, anomaly: None });
             }
-            let Some(st) = t.ifaces.get_mut(&name) else { continue };
-            let rates = st.window.latest().and_then(|prev| Rates::between(prev, &snap));
+            t.ifaces.insert(name.clone(), IfaceState { ids });
+        }
+        let mut updates = Vec::new();
+        for (name, rates, snap) in self.monitor.on_interfaces(target, snaps) {
+            let Some(st) = t.ifaces.get(&name) else { continue };
             if let Some(r) = &rates {
                 for (k, v) in [r.utilization, r.error_ratio, r.drop_ratio].into_iter().enumerate() {
                     if let Some(v) = v {
@@ -996,8 +975,7 @@ impl Core {
                     }
                 }
             }
-            updates.push((name, snap.link.clone(), snap.speed_bps, rates.and_then(|r| r.utilization)));
-            st.window.push(snap);
+            updates.push((name, snap.link, snap.speed_bps, rates.and_then(|r| r.utilization)));
         }
         if let Ok(mut met) = self.metrics.lock() {
             met.ifaces.retain(|(tn, i), _| tn != target || present.contains(i));
@@ -1063,79 +1041,33 @@ impl Core {
     /// Evaluates every objective at `now` (ns since the Unix epoch): the core is given the time,
     /// it does not read it.
     fn evaluate(&mut self, now: u64) {
-        let mut updates = Vec::new();
-        let mut iface_rows = Vec::new();
-        let mut optics_rows = Vec::new();
-        for (name, t) in &mut self.targets {
-            for (src, st) in &mut t.optics {
-                let label = format!("{name}/{src}");
-                let mut objs = Vec::new();
-                let mut limits = Vec::new();
-                for (o, a) in t.spec.objectives.iter().zip(st.alerts.iter_mut()) {
-                    let violated = o.violated_by(st.level);
-                    let sink = AlertSink { spec: &self.spec, log: &self.log, webhook_tx: &self.webhook_tx };
-                    updates.extend(sink.observe(&label, o, a, violated, st.level, now));
-                    objs.push((o.metric, violated, a.firing));
-                    limits.push((o.metric, o.threshold, st.level));
-                }
-                optics_rows.push(((name.clone(), src.clone()), objs, limits));
-            }
-            if t.spec.kind_name == "optics" {
-                continue;
-            }
-            for (ifname, st) in &mut t.ifaces {
-                let label = format!("{name}/{ifname}");
-                let mut objs = Vec::new();
-                let mut limits = Vec::new();
-                for (o, a) in t.spec.objectives.iter().zip(st.alerts.iter_mut()) {
-                    let r = st.window.over(o.window_ns);
-                    let value = r.and_then(|r| match o.metric {
-                        Metric::Utilization => r.utilization,
-                        Metric::ErrorRatio => r.error_ratio,
-                        Metric::DropRatio => r.drop_ratio,
-                        Metric::Anomaly => st.anomaly,
-                        _ => None,
-                    });
-                    let violated = o.violated_by(value);
-                    // Anomaly alerts advance once a minute, in evaluate_anomalies.
-                    if o.metric != Metric::Anomaly {
-                        let sink = AlertSink { spec: &self.spec, log: &self.log, webhook_tx: &self.webhook_tx };
-                        updates.extend(sink.observe(&label, o, a, violated, value, now));
-                    }
-                    objs.push((o.metric, violated, a.firing));
-                    limits.push((o.metric, o.threshold, value));
-                }
-                iface_rows.push(((name.clone(), ifname.clone()), objs, limits));
-            }
-        }
-        let (events, verdicts) = self.monitor.evaluate(now);
+        let ev = self.monitor.evaluate(now);
         let sink = AlertSink { spec: &self.spec, log: &self.log, webhook_tx: &self.webhook_tx };
-        for e in &events {
+        for e in &ev.events {
             sink.emit(e);
-            updates.push(e.transition);
         }
         if let Ok(mut met) = self.metrics.lock() {
-            for (name, v) in verdicts {
+            for (name, v) in ev.targets {
                 if let Some(tm) = met.targets.get_mut(&name) {
                     tm.window = Some(v.window);
                     tm.objectives = v.objectives;
                     tm.limits = v.limits;
                 }
             }
-            for (key, objs, limits) in iface_rows {
+            for (key, objs, limits) in ev.interfaces {
                 if let Some(im) = met.ifaces.get_mut(&key) {
                     im.objectives = objs;
                     im.limits = limits;
                 }
             }
-            for (key, objs, limits) in optics_rows {
+            for (key, objs, limits) in ev.modules {
                 if let Some(om) = met.optics.get_mut(&key) {
                     om.objectives = objs;
                     om.limits = limits;
                 }
             }
-            for tr in updates {
-                match tr {
+            for e in &ev.events {
+                match e.transition {
                     Transition::Fired => met.fired += 1,
                     Transition::Resolved => met.resolved += 1,
                 }
@@ -1152,8 +1084,9 @@ impl Core {
         let o = meshway_probe::anomaly::online_options();
         let mut fired = Vec::new();
         for (name, t) in &mut self.targets {
-            let Some(k) = t.spec.objectives.iter().position(|x| x.metric == Metric::Anomaly) else { continue };
-            let obj = t.spec.objectives[k];
+            if !t.spec.objectives.iter().any(|x| x.metric == Metric::Anomaly) {
+                continue;
+            }
             let series = |store: &Store, id: i64, f: &dyn Fn(&crate::store::Rollup) -> Option<f64>| {
                 let rows = store.rollups(id, false, from, now).unwrap_or_default();
                 rows.iter()
@@ -1162,19 +1095,12 @@ impl Core {
             };
             let sink = AlertSink { spec: &self.spec, log: &self.log, webhook_tx: &self.webhook_tx };
             if t.spec.kind_name == "interface" {
-                for (ifname, st) in &mut t.ifaces {
+                for (ifname, st) in &t.ifaces {
                     let (ts, ys) = series(&self.store, st.ids[0], &|r| r.value_mean);
                     let v = f64::from(u8::from(meshway_probe::anomaly::anomalous_now(&ts, &ys, &o, true)));
-                    st.anomaly = Some(v);
-                    if let Some(a) = st.alerts.get_mut(k) {
-                        fired.extend(sink.observe(
-                            &format!("{name}/{ifname}"),
-                            &obj,
-                            a,
-                            obj.violated_by(Some(v)),
-                            Some(v),
-                            now,
-                        ));
+                    if let Some(e) = self.monitor.observe_interface_anomaly(name, ifname, v, now) {
+                        sink.emit(&e);
+                        fired.push(e.transition);
                     }
                 }
                 continue;

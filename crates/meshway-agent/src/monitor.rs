@@ -8,6 +8,7 @@
 //! The agent's runtime (`agent::run`) owns everything else: threads, the SQLite history, the
 //! log, webhooks and `/metrics`.
 
+use crate::iface::{CounterWindow, Rates, Snapshot};
 use meshway_probe::objective::{AlertState, Metric, Objective, Sample, Transition, Window, WindowStats};
 use meshway_units::Nanos;
 use std::collections::BTreeMap;
@@ -89,12 +90,53 @@ pub struct Verdict {
     pub limits: Vec<(Metric, f64, Option<f64>)>,
 }
 
+/// What a watched target is: probed (samples), interfaces (counter snapshots) or optical
+/// modules (their worst warning level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Probe,
+    Interface,
+    Optics,
+}
+
 struct Watched {
+    kind: Kind,
     objectives: Vec<Objective>,
     window: Window,
     alerts: Vec<AlertState>,
     /// The last anomaly verdict of the stored series (1 anomalous, 0 not).
     anomaly: Option<f64>,
+    /// Interface targets: each matching interface.
+    ifaces: BTreeMap<String, Sub>,
+    /// Optics targets: each module.
+    modules: BTreeMap<String, Sub>,
+}
+
+/// One interface of an interface target, or one module of an optics target: its own alerts
+/// on the target's objectives.
+struct Sub {
+    counters: CounterWindow,
+    alerts: Vec<AlertState>,
+    anomaly: Option<f64>,
+    /// Optics: the module's worst level (0 ok, 1 warning, 2 alarm), `None` when unread.
+    level: Option<f64>,
+}
+
+/// An interface's or a module's state after an evaluation: per objective, violated (or not
+/// judged), firing, and its limit and value as the objective states them.
+pub type SubVerdict = ((String, String), Vec<(Metric, Option<bool>, bool)>, Vec<(Metric, f64, Option<f64>)>);
+
+/// Everything one evaluation says.
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    /// Alerts that changed state, in target order.
+    pub events: Vec<AlertEvent>,
+    /// Probe targets.
+    pub targets: Vec<(String, Verdict)>,
+    /// Interfaces, keyed (target, interface).
+    pub interfaces: Vec<SubVerdict>,
+    /// Optical modules, keyed (target, module).
+    pub modules: Vec<SubVerdict>,
 }
 
 /// Default window span when a target has no objective: 5 minutes.
@@ -124,20 +166,81 @@ impl Monitor {
         self.resolve_after = resolve_after;
     }
 
-    /// Watches `name` with `objectives`. A target already watched (a reload) keeps its
-    /// window and the states of the alerts it keeps.
+    /// Watches probe target `name` with `objectives`. A target already watched (a reload)
+    /// keeps its window and the states of the alerts it keeps.
     pub fn watch(&mut self, name: &str, objectives: &[Objective]) {
+        self.watch_kind(name, Kind::Probe, objectives);
+    }
+
+    /// Watches `name` as `kind`: probe samples, interface snapshots or module levels.
+    pub fn watch_kind(&mut self, name: &str, kind: Kind, objectives: &[Objective]) {
         let new = AlertState::new(self.fire_after, self.resolve_after);
         let w = self.targets.entry(name.to_string()).or_insert_with(|| Watched {
+            kind,
             objectives: Vec::new(),
             window: Window::new(span(objectives)),
             alerts: Vec::new(),
             anomaly: None,
+            ifaces: BTreeMap::new(),
+            modules: BTreeMap::new(),
         });
+        if w.kind != kind {
+            w.ifaces.clear();
+            w.modules.clear();
+            w.kind = kind;
+        }
         // Keep what was measured; a new span bounds it from the next eviction on.
         w.window.set_span(span(objectives));
         w.objectives = objectives.to_vec();
         w.alerts.resize(objectives.len(), new);
+        for sub in w.ifaces.values_mut().chain(w.modules.values_mut()) {
+            sub.alerts.resize(objectives.len(), new);
+        }
+    }
+
+    /// Interface target `name`'s snapshots, one per matching interface: interfaces not among
+    /// them are forgotten. Returns, per interface, the rates since its previous snapshot.
+    pub fn on_interfaces(&mut self, name: &str, snaps: Vec<Snapshot>) -> Vec<(String, Option<Rates>, Snapshot)> {
+        let Some(w) = self.targets.get_mut(name) else { return Vec::new() };
+        let present: std::collections::HashSet<&str> = snaps.iter().map(|s| s.link.name.as_str()).collect();
+        w.ifaces.retain(|n, _| present.contains(n.as_str()));
+        let (n, sp) = (w.objectives.len(), span(&w.objectives));
+        let new = AlertState::new(self.fire_after, self.resolve_after);
+        let mut out = Vec::with_capacity(snaps.len());
+        for snap in snaps {
+            let sub = w.ifaces.entry(snap.link.name.clone()).or_insert_with(|| Sub {
+                counters: CounterWindow::new(sp),
+                alerts: vec![new; n],
+                anomaly: None,
+                level: None,
+            });
+            let rates = sub.counters.latest().and_then(|prev| Rates::between(prev, &snap));
+            sub.counters.push(snap.clone());
+            out.push((snap.link.name.clone(), rates, snap));
+        }
+        out
+    }
+
+    /// Optics target `name`'s modules now present (others are forgotten) and, for each module
+    /// read, its worst level.
+    pub fn on_modules(&mut self, name: &str, present: &[&str], levels: &[(&str, Option<f64>)]) {
+        let Some(w) = self.targets.get_mut(name) else { return };
+        w.modules.retain(|n, _| present.contains(&n.as_str()));
+        let new = AlertState::new(self.fire_after, self.resolve_after);
+        let n = w.objectives.len();
+        for m in present {
+            w.modules.entry((*m).to_string()).or_insert_with(|| Sub {
+                counters: CounterWindow::new(0),
+                alerts: vec![new; n],
+                anomaly: None,
+                level: None,
+            });
+        }
+        for (m, level) in levels {
+            if let (Some(sub), Some(l)) = (w.modules.get_mut(*m), level) {
+                sub.level = Some(*l);
+            }
+        }
     }
 
     /// Forgets every target for which `keep` is false.
@@ -157,12 +260,59 @@ impl Monitor {
         }
     }
 
-    /// Judges every objective at `now` (Unix ns): the alerts that changed, and each target's
-    /// verdict. `anomaly` objectives are judged by [`Monitor::observe_anomaly`] instead.
-    pub fn evaluate(&mut self, now: u64) -> (Vec<AlertEvent>, Vec<(String, Verdict)>) {
-        let mut events = Vec::new();
-        let mut verdicts = Vec::with_capacity(self.targets.len());
+    /// Judges every objective at `now` (Unix ns): the alerts that changed, and each target's,
+    /// interface's and module's verdict. `anomaly` objectives are judged by
+    /// [`Monitor::observe_anomaly`] instead.
+    pub fn evaluate(&mut self, now: u64) -> Evaluation {
+        let mut ev = Evaluation::default();
         for (name, w) in &mut self.targets {
+            match w.kind {
+                Kind::Probe => {}
+                Kind::Interface => {
+                    for (ifname, sub) in &mut w.ifaces {
+                        let label = format!("{name}/{ifname}");
+                        let mut objs = Vec::with_capacity(w.objectives.len());
+                        let mut limits = Vec::with_capacity(w.objectives.len());
+                        for (o, a) in w.objectives.iter().zip(sub.alerts.iter_mut()) {
+                            let r = sub.counters.over(o.window_ns);
+                            let value = match o.metric {
+                                Metric::Anomaly => sub.anomaly,
+                                Metric::Utilization => r.and_then(|r| r.utilization),
+                                Metric::ErrorRatio => r.and_then(|r| r.error_ratio),
+                                Metric::DropRatio => r.and_then(|r| r.drop_ratio),
+                                _ => None,
+                            };
+                            let violated = o.violated_by(value);
+                            if o.metric != Metric::Anomaly {
+                                if let Some(tr) = a.observe(violated, now) {
+                                    ev.events.push(event(&label, o, tr, value, a.since_ns, now));
+                                }
+                            }
+                            objs.push((o.metric, violated, a.firing));
+                            limits.push((o.metric, o.threshold, value));
+                        }
+                        ev.interfaces.push(((name.clone(), ifname.clone()), objs, limits));
+                    }
+                    continue;
+                }
+                Kind::Optics => {
+                    for (module, sub) in &mut w.modules {
+                        let label = format!("{name}/{module}");
+                        let mut objs = Vec::with_capacity(w.objectives.len());
+                        let mut limits = Vec::with_capacity(w.objectives.len());
+                        for (o, a) in w.objectives.iter().zip(sub.alerts.iter_mut()) {
+                            let violated = o.violated_by(sub.level);
+                            if let Some(tr) = a.observe(violated, now) {
+                                ev.events.push(event(&label, o, tr, sub.level, a.since_ns, now));
+                            }
+                            objs.push((o.metric, violated, a.firing));
+                            limits.push((o.metric, o.threshold, sub.level));
+                        }
+                        ev.modules.push(((name.clone(), module.clone()), objs, limits));
+                    }
+                    continue;
+                }
+            }
             w.window.evict(now);
             let window = w.window.stats(now, span(&w.objectives));
             let mut objectives = Vec::with_capacity(w.objectives.len());
@@ -176,22 +326,15 @@ impl Monitor {
                 let violated = o.violated_by(value);
                 if o.metric != Metric::Anomaly {
                     if let Some(tr) = a.observe(violated, now) {
-                        events.push(AlertEvent {
-                            target: name.clone(),
-                            objective: *o,
-                            transition: tr,
-                            value,
-                            since_ns: a.since_ns,
-                            at_ns: now,
-                        });
+                        ev.events.push(event(name, o, tr, value, a.since_ns, now));
                     }
                 }
                 objectives.push((o.metric, violated, a.firing));
                 limits.push((o.metric, base_units(o.metric, o.threshold), value.map(|v| base_units(o.metric, v))));
             }
-            verdicts.push((name.clone(), Verdict { window, objectives, limits }));
+            ev.targets.push((name.clone(), Verdict { window, objectives, limits }));
         }
-        (events, verdicts)
+        ev
     }
 
     /// The `anomaly` objective of `name`, given the verdict on its stored series (1
@@ -203,15 +346,35 @@ impl Monitor {
         let o = w.objectives[k];
         let a = &mut w.alerts[k];
         let tr = a.observe(o.violated_by(Some(anomalous)), now)?;
-        Some(AlertEvent {
-            target: name.to_string(),
-            objective: o,
-            transition: tr,
-            value: Some(anomalous),
-            since_ns: a.since_ns,
-            at_ns: now,
-        })
+        Some(event(name, &o, tr, Some(anomalous), a.since_ns, now))
     }
+
+    /// The same for one interface of interface target `name`.
+    pub fn observe_interface_anomaly(
+        &mut self,
+        name: &str,
+        interface: &str,
+        anomalous: f64,
+        now: u64,
+    ) -> Option<AlertEvent> {
+        let w = self.targets.get_mut(name)?;
+        let k = w.objectives.iter().position(|o| o.metric == Metric::Anomaly)?;
+        let o = w.objectives[k];
+        let sub = w.ifaces.get_mut(interface)?;
+        sub.anomaly = Some(anomalous);
+        let a = &mut sub.alerts[k];
+        let tr = a.observe(o.violated_by(Some(anomalous)), now)?;
+        Some(event(&format!("{name}/{interface}"), &o, tr, Some(anomalous), a.since_ns, now))
+    }
+
+    /// The interfaces interface target `name` watches now.
+    pub fn interfaces(&self, name: &str) -> Vec<String> {
+        self.targets.get(name).map(|w| w.ifaces.keys().cloned().collect()).unwrap_or_default()
+    }
+}
+
+fn event(label: &str, o: &Objective, tr: Transition, value: Option<f64>, since_ns: u64, now: u64) -> AlertEvent {
+    AlertEvent { target: label.to_string(), objective: *o, transition: tr, value, since_ns, at_ns: now }
 }
 
 #[cfg(test)]
@@ -278,7 +441,7 @@ mod tests {
             let t = Now { mono: now, unix_ns: unix0 + now.saturating_sub(mono0).get() };
             p.poll(t, &mut |i, s| m.on_sample(names[i], s));
             if now >= next_eval {
-                events.extend(m.evaluate(t.unix_ns).0);
+                events.extend(m.evaluate(t.unix_ns).events);
                 next_eval += Nanos(10 * S);
             }
             let wake = p.poll_timeout().unwrap_or(next_eval).min(next_eval);
@@ -330,8 +493,8 @@ mod tests {
         let ev = drive(&mut p, &mut m, &["t"], 200);
         assert_eq!(ev.len(), 1, "{ev:?}");
         assert_eq!((ev[0].transition, ev[0].objective.metric), (Transition::Fired, Metric::Loss));
-        let (_, v) = m.evaluate(1_800_000_000 * S + 200 * S);
-        let v = &v[0].1;
+        let e = m.evaluate(1_800_000_000 * S + 200 * S);
+        let v = &e.targets[0].1;
         assert_eq!(v.window.sent, 100);
         assert_eq!(v.window.lost, 10);
         assert_eq!(v.limits[0], (Metric::Loss, 0.05, Some(0.1)));
@@ -346,15 +509,14 @@ mod tests {
         for k in 0..10 {
             m.on_sample("t", Sample { at_ns: k * S, rtt_ns: Some(5 * MS), value: None });
         }
-        let (ev, _) = m.evaluate(10 * S);
-        assert_eq!(ev.len(), 1);
+        assert_eq!(m.evaluate(10 * S).events.len(), 1);
         m.watch("t", &[objective(Metric::RttP50, 1e6, 60), objective(Metric::Loss, 0.5, 60)]);
         assert_eq!(m.firing("t"), vec![true, false]);
-        let (ev, v) = m.evaluate(11 * S);
-        assert!(ev.is_empty());
-        assert_eq!(v[0].1.window.sent, 10);
+        let e = m.evaluate(11 * S);
+        assert!(e.events.is_empty());
+        assert_eq!(e.targets[0].1.window.sent, 10);
         m.retain(|n| n != "t");
-        assert!(m.evaluate(12 * S).1.is_empty());
+        assert!(m.evaluate(12 * S).targets.is_empty());
         m.on_sample("t", Sample { at_ns: 12 * S, rtt_ns: None, value: None });
         assert!(m.firing("t").is_empty());
     }
@@ -364,14 +526,14 @@ mod tests {
         let mut m = Monitor::new(2, 1);
         m.watch("t", &[objective(Metric::Anomaly, 0.5, 60)]);
         m.on_sample("t", Sample { at_ns: S, rtt_ns: Some(MS), value: None });
-        assert!(m.evaluate(2 * S).0.is_empty());
+        assert!(m.evaluate(2 * S).events.is_empty());
         assert_eq!(m.observe_anomaly("t", 1.0, 60 * S), None);
         let e = m.observe_anomaly("t", 1.0, 120 * S).unwrap();
         assert_eq!((e.transition, e.since_ns), (Transition::Fired, 120 * S));
         // evaluate reports it but does not advance it.
-        let (ev, v) = m.evaluate(121 * S);
-        assert!(ev.is_empty());
-        assert_eq!(v[0].1.objectives, vec![(Metric::Anomaly, Some(true), true)]);
+        let e = m.evaluate(121 * S);
+        assert!(e.events.is_empty());
+        assert_eq!(e.targets[0].1.objectives, vec![(Metric::Anomaly, Some(true), true)]);
         assert_eq!(m.observe_anomaly("t", 0.0, 180 * S).unwrap().transition, Transition::Resolved);
         assert_eq!(m.observe_anomaly("nobody", 1.0, 180 * S), None);
     }

@@ -164,11 +164,12 @@ impl UdpProbes {
         None
     }
 
-    /// After a send, the session's next deadline (asked at the same `now`).
+    /// After a send, the target comes up again at once: what its session wants next (a wait,
+    /// or another probe straight away when the loop has fallen an interval behind) is asked
+    /// when this entry is popped, so every probe a session hands out is sent. (Asking here
+    /// and keeping only a wait dropped the target for good the first time the loop ran late.)
     fn reschedule(&mut self, i: usize, now: Nanos) {
-        if let Action::Wait { until } = self.sessions[i].poll(now) {
-            self.schedule(i, until);
-        }
+        self.schedule(i, now);
         self.collect(i);
     }
 
@@ -514,5 +515,30 @@ mod tests {
         // A stamp for a probe never sent changes nothing.
         core.on_transmitted(0, 99, Nanos(1));
         assert!(core.tx_delay[0].is_empty());
+    }
+
+    #[test]
+    fn a_loop_that_runs_late_keeps_probing_every_target() {
+        // Two targets at 10 ms; the loop stalls for 2 s at 1 s, then runs every 1 ms again.
+        // Each target sends one catch-up probe after the stall and then keeps its interval.
+        let mut t = vec![target("10.0.0.1:862", 0), target("10.0.0.2:862", 3)];
+        for x in &mut t {
+            x.interval = Nanos(10_000_000);
+        }
+        let mut core = UdpProbes::new(t);
+        let wall = NtpTimestamp::from_unix_nanos(1_700_000_000_000_000_000);
+        let mut sent = [0u32; 2];
+        let mut now = Nanos::ZERO;
+        while now < Nanos(5_000_000_000) {
+            while let Some(o) = core.next_send(now, wall) {
+                sent[o.target] += 1;
+            }
+            core.drain().for_each(drop);
+            now += if now == Nanos(1_000_000_000) { Nanos(2_000_000_000) } else { Nanos(1_000_000) };
+        }
+        // 0-1 s: 101 probes (100 for the one starting at 3 ms); after the stall, one at 3 s
+        // and then every 10 ms to 4.999 s: 200 more.
+        assert_eq!(sent, [101 + 200, 100 + 200]);
+        assert!(core.next_deadline().is_some());
     }
 }
