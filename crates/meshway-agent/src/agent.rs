@@ -954,17 +954,23 @@ impl Core {
                 continue;
             }
             let mut ids = [0i64; 3];
+            let mut ok = true;
             for (k, series) in IFACE_SERIES.iter().enumerate() {
                 match self.store.target_id(&format!("{target}/{name}/{series}"), "interface", name) {
                     Ok(id) => ids[k] = id,
                     Err(e) => {
                         (self.log)(Level::Error, format!("database: interface {name}: {e}"));
-                        return;
+                        ok = false;
+                        break;
                     }
                 }
             }
-            t.ifaces.insert(name.clone(), IfaceState { ids });
+            if ok {
+                t.ifaces.insert(name.clone(), IfaceState { ids });
+            }
         }
+        // An interface the database could not register waits for the next poll; the others go on.
+        snaps.retain(|s| t.ifaces.contains_key(&s.link.name));
         let mut updates = Vec::new();
         for (name, rates, snap) in self.monitor.on_interfaces(target, snaps) {
             let Some(st) = t.ifaces.get(&name) else { continue };

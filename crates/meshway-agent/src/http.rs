@@ -110,11 +110,11 @@ pub fn request(method: &str, target: &str, authorization: Option<&str>) -> Reque
 }
 
 /// The whole request head, TLS handshake included, must arrive within this: a client
-/// dribbling bytes cannot hold a connection longer (hyper answers 408 and closes).
+/// dribbling bytes cannot hold a connection longer (hyper closes it, sending nothing).
 const HEAD_DEADLINE: Duration = Duration::from_secs(5);
 /// A connection lives at most this long: the head, the handler (a probe waits up to 10 s)
-/// and writing the response.
-const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
+/// and writing the response (a client that stops reading is dropped then).
+const CONNECTION_DEADLINE: Duration = Duration::from_secs(20);
 
 type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
 
@@ -127,7 +127,11 @@ fn reply(r: Response) -> hyper::Response<Full<Bytes>> {
     if r.status == 401 {
         b = b.header(hyper::header::WWW_AUTHENTICATE, "Bearer");
     }
-    b.body(Full::new(Bytes::from(r.body))).unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
+    b.body(Full::new(Bytes::from(r.body))).unwrap_or_else(|_| {
+        let mut e = hyper::Response::new(Full::new(Bytes::from_static(b"bad response\n")));
+        *e.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+        e
+    })
 }
 
 async fn answer(req: hyper::Request<Incoming>, handler: Handler) -> Result<hyper::Response<Full<Bytes>>, io::Error> {
@@ -145,15 +149,20 @@ async fn answer(req: hyper::Request<Incoming>, handler: Handler) -> Result<hyper
     Ok(reply(resp))
 }
 
-async fn serve_connection<S>(io: S, handler: Handler)
+/// Serves one request on `io`; the head must arrive within `head` (what is left of
+/// [`HEAD_DEADLINE`] after a TLS handshake).
+async fn serve_connection<S>(io: S, handler: Handler, head: Duration)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req| answer(req, handler.clone()));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEAD_DEADLINE)
+        .header_read_timeout(head)
         .keep_alive(false)
+        // A client that half-closes after its request (`nc -N`, some health checkers) still
+        // gets its answer.
+        .half_close(true)
         .max_buf_size(MAX_HEAD)
         .serve_connection(TokioIo::new(io), svc);
     let _ = conn.await;
@@ -175,7 +184,7 @@ pub fn serve(
         .thread_name("http-handler")
         .thread_stack_size(1 << 20)
         .build()?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -207,10 +216,12 @@ pub fn serve(
                 let _slot = slot;
                 let work = async move {
                     match acc {
-                        None => serve_connection(stream, h).await,
+                        None => serve_connection(stream, h, HEAD_DEADLINE).await,
                         Some(a) => {
+                            let t0 = tokio::time::Instant::now();
                             if let Ok(Ok(s)) = tokio::time::timeout(HEAD_DEADLINE, a.accept(stream)).await {
-                                serve_connection(s, h).await;
+                                let left = HEAD_DEADLINE.saturating_sub(t0.elapsed()).max(Duration::from_millis(1));
+                                serve_connection(s, h, left).await;
                             }
                         }
                     }
@@ -218,8 +229,11 @@ pub fn serve(
                 let _ = tokio::time::timeout(CONNECTION_DEADLINE, work).await;
             });
         }
-        Ok(())
-    })
+        Ok::<(), io::Error>(())
+    });
+    // Handlers still running (a probe waiting on its target) do not hold up the agent's exit.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    served
 }
 
 /// POSTs `body` as JSON to an `http://` or `https://` URL (the system's CAs, or `tls` when the
@@ -251,15 +265,20 @@ pub fn post_json(
         (true, Some(c)) => Some(c.clone()),
         (true, None) => Some(crate::tls::default_config().map_err(io::Error::other)?),
     };
-    let name = rustls::pki_types::ServerName::try_from(u.host.clone())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: {e}", u.host)))?;
+    let name = match &cfg {
+        None => None,
+        Some(_) => Some(
+            rustls::pki_types::ServerName::try_from(u.host.clone())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: {e}", u.host)))?,
+        ),
+    };
     let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
     rt.block_on(async move {
         let exchange = async move {
             let tcp = tokio::net::TcpStream::connect(addr).await?;
-            match cfg {
-                None => send(tcp, req).await,
-                Some(c) => send(tokio_rustls::TlsConnector::from(c).connect(name, tcp).await?, req).await,
+            match (cfg, name) {
+                (Some(c), Some(name)) => send(tokio_rustls::TlsConnector::from(c).connect(name, tcp).await?, req).await,
+                _ => send(tcp, req).await,
             }
         };
         tokio::time::timeout(timeout, exchange)

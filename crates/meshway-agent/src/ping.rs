@@ -4,7 +4,7 @@
 
 use crate::clock;
 use meshway_probe::echo::{Action, EchoConfig, EchoEvent, EchoReport, EchoSession};
-use meshway_probe::stamp::{ErrorEstimate, ReflectorPacket, SenderPacket};
+use meshway_probe::stamp::{ErrorEstimate, NtpTimestamp, ReflectorPacket, SenderPacket};
 use meshway_probe::stats::{DelayStats, Summary};
 use meshway_units::Nanos;
 use serde::Serialize;
@@ -242,7 +242,8 @@ impl Prober for UdpProber {
         };
         // When the kernel received it, not when this thread got to read it.
         let at = crate::kstamp::to_mono(stamp);
-        let wall = clock::ntp();
+        // The backward delay ends at the kernel's receive stamp too.
+        let wall = stamp.map_or_else(clock::ntp, NtpTimestamp::from_unix_nanos);
         if n != self.size {
             return Ok(None); // not an answer to our probe (which are all `size` bytes)
         }

@@ -345,7 +345,9 @@ fn prepare(sock: &UdpSocket, cfg: &ReflectConfig) -> std::io::Result<()> {
         set_recv_buffer(sock, cfg.recv_buffer)?;
     }
     if cfg.kernel_filter {
-        socket2::SockRef::from(sock).attach_filter(&junk_filter(cfg.key.is_some()))?;
+        // Without it (a kernel without socket filters) the reflector's own checks still drop
+        // junk, only later: not a reason to refuse to run.
+        let _ = socket2::SockRef::from(sock).attach_filter(&junk_filter(cfg.key.is_some()));
     }
     Ok(())
 }

@@ -328,8 +328,8 @@ impl Prober for UdpSockets {
                 }
             }
         }
-        // The first send goes at `now`; later ones in the same pass read the clock as they go.
-        let mut at = now.mono;
+        // Each send is stamped when it goes (the drains above take time), never before `now`.
+        let mut at = crate::clock::mono().max(now.mono);
         while let Some(o) = core.next_send(at, crate::clock::ntp()) {
             // A send that fails is a probe lost; the session times it out.
             if let Some((s, _)) = &self.socks[o.socket] {
@@ -520,7 +520,8 @@ mod tests {
     #[test]
     fn a_loop_that_runs_late_keeps_probing_every_target() {
         // Two targets at 10 ms; the loop stalls for 2 s at 1 s, then runs every 1 ms again.
-        // Each target sends one catch-up probe after the stall and then keeps its interval.
+        // After the stall each session sends its late probe and one more at once (the
+        // session's catch-up), then keeps its interval from there.
         let mut t = vec![target("10.0.0.1:862", 0), target("10.0.0.2:862", 3)];
         for x in &mut t {
             x.interval = Nanos(10_000_000);
@@ -536,9 +537,9 @@ mod tests {
             core.drain().for_each(drop);
             now += if now == Nanos(1_000_000_000) { Nanos(2_000_000_000) } else { Nanos(1_000_000) };
         }
-        // 0-1 s: 101 probes (100 for the one starting at 3 ms); after the stall, one at 3 s
-        // and then every 10 ms to 4.999 s: 200 more.
-        assert_eq!(sent, [101 + 200, 100 + 200]);
+        // 0-1 s: 101 probes (100 for the one starting at 3 ms); after the stall, two at 3 s
+        // and then every 10 ms from 3.01 s to 4.99 s: 201 more.
+        assert_eq!(sent, [101 + 201, 100 + 201]);
         assert!(core.next_deadline().is_some());
     }
 }

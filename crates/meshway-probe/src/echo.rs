@@ -160,11 +160,9 @@ impl EchoSession {
                 self.sent += 1;
                 self.counts.sent += 1;
                 self.pending.insert(seq, now);
-                // Schedule from the planned time, not from now, so a slow loop does not drift;
-                // a loop that fell a whole interval behind resumes from now, with no burst of
-                // catch-up probes.
+                // Schedule from the planned time, not from now, so a slow loop does not drift.
                 let next = due + self.cfg.interval;
-                self.next_send = Some(if next <= now { now + self.cfg.interval } else { next });
+                self.next_send = Some(if next < now { now } else { next });
                 return Action::Send { seq };
             }
         }

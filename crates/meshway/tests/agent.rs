@@ -1185,8 +1185,13 @@ fn an_alert_that_fired_while_the_receiver_was_down_is_delivered_after_a_restart(
             }
         });
     }
-    let _b = agent(&cfg);
-    assert!(wait_until(15, || !got.lock().unwrap().is_empty()));
+    let log = dir.0.join("second.log");
+    let _b = agent_logged(&cfg, &log);
+    assert!(
+        wait_until(15, || !got.lock().unwrap().is_empty()),
+        "nothing delivered after the restart; the agent's log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     let first: serde_json::Value = serde_json::from_str(&got.lock().unwrap()[0]).unwrap();
     assert_eq!(
         (first["status"].as_str(), first["alerts"][0]["labels"]["target"].as_str()),
