@@ -808,7 +808,9 @@ impl Core {
         let mut new_metrics = BTreeMap::new();
         let probe_target = |t: &TargetSpec| t.kind_name != "interface" && t.kind_name != "optics";
         let named: std::collections::HashSet<String> = self.spec.targets.iter().map(|t| t.name.clone()).collect();
-        self.monitor.retain(|n| named.contains(n));
+        let now = clock::unix_nanos();
+        // Alerts of targets and objectives that are gone are resolved, so receivers hear of it.
+        let mut gone = self.monitor.retain(|n| named.contains(n), now);
         self.monitor.set_hysteresis(self.spec.fire_after, self.spec.resolve_after);
         for t in &self.spec.targets {
             let id = self.store.target_id(&t.name, t.kind_name, &t.address)?;
@@ -827,7 +829,7 @@ impl Core {
                 "optics" => MonitorKind::Optics,
                 _ => MonitorKind::Probe,
             };
-            self.monitor.watch_kind(&t.name, kind, &t.objectives);
+            gone.extend(self.monitor.watch_kind(&t.name, kind, &t.objectives, now));
             let firing = self.monitor.firing(&t.name);
             let mut tm = metrics.remove(&t.name).unwrap_or_default();
             tm.kind = t.kind_name;
@@ -845,6 +847,11 @@ impl Core {
         }
         if let Ok(mut m) = self.metrics.lock() {
             m.targets = new_metrics;
+            m.resolved += gone.len() as u64;
+        }
+        let sink = AlertSink { spec: &self.spec, log: &self.log, webhook_tx: &self.webhook_tx };
+        for e in &gone {
+            sink.emit(e);
         }
         // Old threads stop; new ones start.
         self.stop_targets.store(true, Ordering::Relaxed);

@@ -169,12 +169,17 @@ impl Monitor {
     /// Watches probe target `name` with `objectives`. A target already watched (a reload)
     /// keeps its window and the states of the alerts it keeps.
     pub fn watch(&mut self, name: &str, objectives: &[Objective]) {
-        self.watch_kind(name, Kind::Probe, objectives);
+        self.watch_kind(name, Kind::Probe, objectives, 0);
     }
 
-    /// Watches `name` as `kind`: probe samples, interface snapshots or module levels.
-    pub fn watch_kind(&mut self, name: &str, kind: Kind, objectives: &[Objective]) {
+    /// Watches `name` as `kind`: probe samples, interface snapshots or module levels. On a
+    /// reload each objective keeps the alert of the objective on the same metric it had (in
+    /// whatever order the objectives now come); an alert that was firing and has no objective
+    /// any more (or whose interfaces and modules go with a change of kind) is resolved at
+    /// `now`, and returned, so its receiver hears of it.
+    pub fn watch_kind(&mut self, name: &str, kind: Kind, objectives: &[Objective], now: u64) -> Vec<AlertEvent> {
         let new = AlertState::new(self.fire_after, self.resolve_after);
+        let mut gone = Vec::new();
         let w = self.targets.entry(name.to_string()).or_insert_with(|| Watched {
             kind,
             objectives: Vec::new(),
@@ -185,17 +190,26 @@ impl Monitor {
             modules: BTreeMap::new(),
         });
         if w.kind != kind {
+            for (sub, st) in w.ifaces.iter().chain(w.modules.iter()) {
+                gone.extend(resolved(&format!("{name}/{sub}"), &w.objectives, &st.alerts, now));
+            }
             w.ifaces.clear();
             w.modules.clear();
             w.kind = kind;
         }
         // Keep what was measured; a new span bounds it from the next eviction on.
         w.window.set_span(span(objectives));
-        w.objectives = objectives.to_vec();
-        w.alerts.resize(objectives.len(), new);
-        for sub in w.ifaces.values_mut().chain(w.modules.values_mut()) {
-            sub.alerts.resize(objectives.len(), new);
+        let old = std::mem::take(&mut w.objectives);
+        let (alerts, dropped) = carry(&old, std::mem::take(&mut w.alerts), objectives, new);
+        gone.extend(resolved(name, &old, &dropped, now));
+        w.alerts = alerts;
+        for (sub, st) in w.ifaces.iter_mut().chain(w.modules.iter_mut()) {
+            let (alerts, dropped) = carry(&old, std::mem::take(&mut st.alerts), objectives, new);
+            gone.extend(resolved(&format!("{name}/{sub}"), &old, &dropped, now));
+            st.alerts = alerts;
         }
+        w.objectives = objectives.to_vec();
+        gone
     }
 
     /// Interface target `name`'s snapshots, one per matching interface: interfaces not among
@@ -243,9 +257,18 @@ impl Monitor {
         }
     }
 
-    /// Forgets every target for which `keep` is false.
-    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
+    /// Forgets every target for which `keep` is false; the alerts of those that were firing
+    /// are resolved at `now` and returned.
+    pub fn retain(&mut self, keep: impl Fn(&str) -> bool, now: u64) -> Vec<AlertEvent> {
+        let mut gone = Vec::new();
+        for (name, w) in self.targets.iter().filter(|(n, _)| !keep(n)) {
+            gone.extend(resolved(name, &w.objectives, &w.alerts, now));
+            for (sub, st) in w.ifaces.iter().chain(w.modules.iter()) {
+                gone.extend(resolved(&format!("{name}/{sub}"), &w.objectives, &st.alerts, now));
+            }
+        }
         self.targets.retain(|n, _| keep(n));
+        gone
     }
 
     /// Whether each objective's alert of `name` fires now.
@@ -371,6 +394,45 @@ impl Monitor {
     pub fn interfaces(&self, name: &str) -> Vec<String> {
         self.targets.get(name).map(|w| w.ifaces.keys().cloned().collect()).unwrap_or_default()
     }
+}
+
+/// The new objectives' alerts: each takes the alert of an old objective on the same metric
+/// (each old one used once), else `new`. Also returns the old alerts nobody took, in the old
+/// objectives' order (a taken one is left as a fresh state there).
+fn carry(
+    old: &[Objective],
+    mut alerts: Vec<AlertState>,
+    objectives: &[Objective],
+    new: AlertState,
+) -> (Vec<AlertState>, Vec<AlertState>) {
+    alerts.resize(old.len(), new);
+    let mut taken = vec![false; old.len()];
+    let kept = objectives
+        .iter()
+        .map(|o| match (0..old.len()).find(|&k| !taken[k] && old[k].metric == o.metric) {
+            Some(k) => {
+                taken[k] = true;
+                std::mem::replace(&mut alerts[k], new)
+            }
+            None => new,
+        })
+        .collect();
+    for (k, t) in taken.iter().enumerate() {
+        if *t {
+            alerts[k] = new; // not firing: nothing to resolve
+        }
+    }
+    (kept, alerts)
+}
+
+/// Resolved events for the alerts of `label` that fire (`alerts[k]` belongs to `objectives[k]`).
+fn resolved(label: &str, objectives: &[Objective], alerts: &[AlertState], now: u64) -> Vec<AlertEvent> {
+    objectives
+        .iter()
+        .zip(alerts)
+        .filter(|(_, a)| a.firing)
+        .map(|(o, a)| event(label, o, Transition::Resolved, None, a.since_ns, now))
+        .collect()
 }
 
 fn event(label: &str, o: &Objective, tr: Transition, value: Option<f64>, since_ns: u64, now: u64) -> AlertEvent {
@@ -515,7 +577,12 @@ mod tests {
         let e = m.evaluate(11 * S);
         assert!(e.events.is_empty());
         assert_eq!(e.targets[0].1.window.sent, 10);
-        m.retain(|n| n != "t");
+        let gone = m.retain(|n| n != "t", 12 * S);
+        assert_eq!(gone.len(), 1, "the firing rtt-p50 alert is resolved as its target goes");
+        assert_eq!(
+            (gone[0].transition, gone[0].objective.metric, gone[0].at_ns),
+            (Transition::Resolved, Metric::RttP50, 12 * S)
+        );
         assert!(m.evaluate(12 * S).targets.is_empty());
         m.on_sample("t", Sample { at_ns: 12 * S, rtt_ns: None, value: None });
         assert!(m.firing("t").is_empty());
@@ -536,5 +603,30 @@ mod tests {
         assert_eq!(e.targets[0].1.objectives, vec![(Metric::Anomaly, Some(true), true)]);
         assert_eq!(m.observe_anomaly("t", 0.0, 180 * S).unwrap().transition, Transition::Resolved);
         assert_eq!(m.observe_anomaly("nobody", 1.0, 180 * S), None);
+    }
+
+    #[test]
+    fn a_reload_matches_alerts_by_metric_and_resolves_the_ones_it_drops() {
+        let mut m = Monitor::new(1, 1);
+        let (p50, loss, jit) = (
+            objective(Metric::RttP50, 1e6, 60),
+            objective(Metric::Loss, 0.5, 60),
+            objective(Metric::JitterRfc3550, 1.0, 60),
+        );
+        m.watch("t", &[p50, loss, jit]);
+        m.on_sample("t", Sample { at_ns: S, rtt_ns: Some(5 * MS), value: None });
+        m.on_sample("t", Sample { at_ns: 2 * S, rtt_ns: Some(9 * MS), value: None });
+        let e = m.evaluate(3 * S);
+        // p50 (7 ms > 1 ms) and jitter fire; loss (0) does not.
+        assert_eq!(e.events.len(), 2, "{:?}", e.events);
+        assert_eq!(m.firing("t"), vec![true, false, true]);
+        // Reordered, and jitter dropped: p50 keeps its firing state in its new place, and
+        // jitter's alert is resolved now.
+        let gone = m.watch_kind("t", Kind::Probe, &[loss, p50], 4 * S);
+        assert_eq!(m.firing("t"), vec![false, true]);
+        assert_eq!(gone.len(), 1);
+        assert_eq!((gone[0].objective.metric, gone[0].transition), (Metric::JitterRfc3550, Transition::Resolved));
+        // A change of kind keeps the target's own alerts and resolves nothing more here.
+        assert!(m.watch_kind("t", Kind::Probe, &[loss, p50], 5 * S).is_empty());
     }
 }
