@@ -149,6 +149,9 @@ fn span(objectives: &[Objective]) -> u64 {
 /// Probe targets' windows and alerts. Pure: no clock, no I/O.
 pub struct Monitor {
     targets: BTreeMap<String, Watched>,
+    /// Firing alerts of interfaces and modules that disappeared: resolved at the next
+    /// evaluation.
+    dropped: Vec<AlertEvent>,
     fire_after: u32,
     resolve_after: u32,
 }
@@ -157,7 +160,7 @@ impl Monitor {
     /// Alerts fire after `fire_after` consecutive violated evaluations and resolve after
     /// `resolve_after` consecutive met ones.
     pub fn new(fire_after: u32, resolve_after: u32) -> Monitor {
-        Monitor { targets: BTreeMap::new(), fire_after, resolve_after }
+        Monitor { targets: BTreeMap::new(), dropped: Vec::new(), fire_after, resolve_after }
     }
 
     /// The hysteresis of alerts created from now on (a reload); alerts already kept keep theirs.
@@ -217,6 +220,9 @@ impl Monitor {
     pub fn on_interfaces(&mut self, name: &str, snaps: Vec<Snapshot>) -> Vec<(String, Option<Rates>, Snapshot)> {
         let Some(w) = self.targets.get_mut(name) else { return Vec::new() };
         let present: std::collections::HashSet<&str> = snaps.iter().map(|s| s.link.name.as_str()).collect();
+        for (i, sub) in w.ifaces.iter().filter(|(i, _)| !present.contains(i.as_str())) {
+            self.dropped.extend(resolved(&format!("{name}/{i}"), &w.objectives, &sub.alerts, 0));
+        }
         w.ifaces.retain(|n, _| present.contains(n.as_str()));
         let (n, sp) = (w.objectives.len(), span(&w.objectives));
         let new = AlertState::new(self.fire_after, self.resolve_after);
@@ -239,6 +245,9 @@ impl Monitor {
     /// read, its worst level.
     pub fn on_modules(&mut self, name: &str, present: &[&str], levels: &[(&str, Option<f64>)]) {
         let Some(w) = self.targets.get_mut(name) else { return };
+        for (m, sub) in w.modules.iter().filter(|(m, _)| !present.contains(&m.as_str())) {
+            self.dropped.extend(resolved(&format!("{name}/{m}"), &w.objectives, &sub.alerts, 0));
+        }
         w.modules.retain(|n, _| present.contains(&n.as_str()));
         let new = AlertState::new(self.fire_after, self.resolve_after);
         let n = w.objectives.len();
@@ -288,6 +297,7 @@ impl Monitor {
     /// [`Monitor::observe_anomaly`] instead.
     pub fn evaluate(&mut self, now: u64) -> Evaluation {
         let mut ev = Evaluation::default();
+        ev.events.extend(self.dropped.drain(..).map(|e| AlertEvent { at_ns: now, ..e }));
         for (name, w) in &mut self.targets {
             match w.kind {
                 Kind::Probe => {}
@@ -628,5 +638,29 @@ mod tests {
         assert_eq!((gone[0].objective.metric, gone[0].transition), (Metric::JitterRfc3550, Transition::Resolved));
         // A change of kind keeps the target's own alerts and resolves nothing more here.
         assert!(m.watch_kind("t", Kind::Probe, &[loss, p50], 5 * S).is_empty());
+    }
+
+    #[test]
+    fn a_firing_interface_that_disappears_is_resolved_at_the_next_evaluation() {
+        use crate::netlink::LinkStats;
+        let mut m = Monitor::new(1, 1);
+        m.watch_kind("nics", Kind::Interface, &[objective(Metric::ErrorRatio, 0.01, 60)], 0);
+        let snap = |at: u64, name: &str, errors: u64| Snapshot {
+            at_ns: at,
+            link: LinkStats { name: name.into(), rx_packets: 1_000 * at / S, rx_errors: errors, ..Default::default() },
+            speed_bps: None,
+        };
+        m.on_interfaces("nics", vec![snap(S, "eth0", 0), snap(S, "eth1", 0)]);
+        m.on_interfaces("nics", vec![snap(2 * S, "eth0", 500), snap(2 * S, "eth1", 0)]);
+        let e = m.evaluate(2 * S);
+        assert_eq!(e.events.len(), 1, "{:?}", e.events);
+        assert_eq!((e.events[0].target.as_str(), e.events[0].transition), ("nics/eth0", Transition::Fired));
+        // eth0 goes away while firing: resolved at the next evaluation, once.
+        m.on_interfaces("nics", vec![snap(3 * S, "eth1", 0)]);
+        let e = m.evaluate(3 * S);
+        let got: Vec<(&str, Transition, u64)> =
+            e.events.iter().map(|x| (x.target.as_str(), x.transition, x.at_ns)).collect();
+        assert_eq!(got, vec![("nics/eth0", Transition::Resolved, 3 * S)]);
+        assert!(m.evaluate(4 * S).events.is_empty());
     }
 }
