@@ -140,6 +140,11 @@ impl CounterWindow {
         CounterWindow { snaps: VecDeque::new(), span_ns }
     }
 
+    /// Keeps `span_ns` from the next push on (a reload that changes an objective's window).
+    pub fn set_span(&mut self, span_ns: u64) {
+        self.span_ns = span_ns;
+    }
+
     pub fn push(&mut self, s: Snapshot) {
         if self.snaps.back().is_some_and(|b| b.at_ns >= s.at_ns) {
             return;
@@ -252,5 +257,11 @@ mod tests {
         let mut one = CounterWindow::new(60 * S);
         one.push(snap(1, 0, 0, 0, 0, 0));
         assert_eq!(one.over(60 * S), None);
+        // A longer span (a reload) holds more from then on: 120 s later, 120 s of history.
+        w.set_span(300 * S);
+        for t in 601..=720 {
+            w.push(snap(t, 300 * 125_000_000 + (t - 300) * 500_000_000, 0, t * 1000, 0, 0));
+        }
+        assert_eq!(w.over(3600 * S).unwrap().secs, 180.0);
     }
 }

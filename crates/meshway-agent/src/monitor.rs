@@ -207,6 +207,7 @@ impl Monitor {
         gone.extend(resolved(name, &old, &dropped, now));
         w.alerts = alerts;
         for (sub, st) in w.ifaces.iter_mut().chain(w.modules.iter_mut()) {
+            st.counters.set_span(span(objectives));
             let (alerts, dropped) = carry(&old, std::mem::take(&mut st.alerts), objectives, new);
             gone.extend(resolved(&format!("{name}/{sub}"), &old, &dropped, now));
             st.alerts = alerts;
@@ -655,6 +656,9 @@ mod tests {
         let e = m.evaluate(2 * S);
         assert_eq!(e.events.len(), 1, "{:?}", e.events);
         assert_eq!((e.events[0].target.as_str(), e.events[0].transition), ("nics/eth0", Transition::Fired));
+        // A reload that only lengthens the window keeps the firing alert (same metric).
+        assert!(m.watch_kind("nics", Kind::Interface, &[objective(Metric::ErrorRatio, 0.01, 600)], 2 * S).is_empty());
+        assert_eq!(m.interfaces("nics"), vec!["eth0".to_string(), "eth1".to_string()]);
         // eth0 goes away while firing: resolved at the next evaluation, once.
         m.on_interfaces("nics", vec![snap(3 * S, "eth1", 0)]);
         let e = m.evaluate(3 * S);
