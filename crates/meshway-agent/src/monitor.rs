@@ -122,9 +122,14 @@ struct Sub {
     level: Option<f64>,
 }
 
+/// An objective's state: its metric, violated (`None`: not judged), firing.
+pub type Judged = (Metric, Option<bool>, bool);
+/// An objective's limit and its window's value.
+pub type Limit = (Metric, f64, Option<f64>);
+
 /// An interface's or a module's state after an evaluation: per objective, violated (or not
 /// judged), firing, and its limit and value as the objective states them.
-pub type SubVerdict = ((String, String), Vec<(Metric, Option<bool>, bool)>, Vec<(Metric, f64, Option<f64>)>);
+pub type SubVerdict = ((String, String), Vec<Judged>, Vec<Limit>);
 
 /// Everything one evaluation says.
 #[derive(Debug, Default)]
@@ -304,44 +309,30 @@ impl Monitor {
                 Kind::Probe => {}
                 Kind::Interface => {
                     for (ifname, sub) in &mut w.ifaces {
-                        let label = format!("{name}/{ifname}");
-                        let mut objs = Vec::with_capacity(w.objectives.len());
-                        let mut limits = Vec::with_capacity(w.objectives.len());
-                        for (o, a) in w.objectives.iter().zip(sub.alerts.iter_mut()) {
-                            let r = sub.counters.over(o.window_ns);
-                            let value = match o.metric {
-                                Metric::Anomaly => sub.anomaly,
+                        let (counters, anomaly) = (&sub.counters, sub.anomaly);
+                        let value = |o: &Objective| {
+                            let r = counters.over(o.window_ns);
+                            match o.metric {
+                                Metric::Anomaly => anomaly,
                                 Metric::Utilization => r.and_then(|r| r.utilization),
                                 Metric::ErrorRatio => r.and_then(|r| r.error_ratio),
                                 Metric::DropRatio => r.and_then(|r| r.drop_ratio),
                                 _ => None,
-                            };
-                            let violated = o.violated_by(value);
-                            if o.metric != Metric::Anomaly {
-                                if let Some(tr) = a.observe(violated, now) {
-                                    ev.events.push(event(&label, o, tr, value, a.since_ns, now));
-                                }
                             }
-                            objs.push((o.metric, violated, a.firing));
-                            limits.push((o.metric, o.threshold, value));
-                        }
+                        };
+                        let label = format!("{name}/{ifname}");
+                        let (objs, limits) =
+                            judge(&label, &w.objectives, &mut sub.alerts, value, false, now, &mut ev.events);
                         ev.interfaces.push(((name.clone(), ifname.clone()), objs, limits));
                     }
                     continue;
                 }
                 Kind::Optics => {
                     for (module, sub) in &mut w.modules {
+                        let level = sub.level;
                         let label = format!("{name}/{module}");
-                        let mut objs = Vec::with_capacity(w.objectives.len());
-                        let mut limits = Vec::with_capacity(w.objectives.len());
-                        for (o, a) in w.objectives.iter().zip(sub.alerts.iter_mut()) {
-                            let violated = o.violated_by(sub.level);
-                            if let Some(tr) = a.observe(violated, now) {
-                                ev.events.push(event(&label, o, tr, sub.level, a.since_ns, now));
-                            }
-                            objs.push((o.metric, violated, a.firing));
-                            limits.push((o.metric, o.threshold, sub.level));
-                        }
+                        let (objs, limits) =
+                            judge(&label, &w.objectives, &mut sub.alerts, |_| level, false, now, &mut ev.events);
                         ev.modules.push(((name.clone(), module.clone()), objs, limits));
                     }
                     continue;
@@ -349,23 +340,15 @@ impl Monitor {
             }
             w.window.evict(now);
             let window = w.window.stats(now, span(&w.objectives));
-            let mut objectives = Vec::with_capacity(w.objectives.len());
-            let mut limits = Vec::with_capacity(w.objectives.len());
-            for (o, a) in w.objectives.iter().zip(w.alerts.iter_mut()) {
-                let value = if o.metric == Metric::Anomaly {
-                    w.anomaly
+            let (win, anomaly) = (&w.window, w.anomaly);
+            let value = |o: &Objective| {
+                if o.metric == Metric::Anomaly {
+                    anomaly
                 } else {
-                    w.window.stats(now, o.window_ns).value(o.metric)
-                };
-                let violated = o.violated_by(value);
-                if o.metric != Metric::Anomaly {
-                    if let Some(tr) = a.observe(violated, now) {
-                        ev.events.push(event(name, o, tr, value, a.since_ns, now));
-                    }
+                    win.stats(now, o.window_ns).value(o.metric)
                 }
-                objectives.push((o.metric, violated, a.firing));
-                limits.push((o.metric, base_units(o.metric, o.threshold), value.map(|v| base_units(o.metric, v))));
-            }
+            };
+            let (objectives, limits) = judge(name, &w.objectives, &mut w.alerts, value, true, now, &mut ev.events);
             ev.targets.push((name.clone(), Verdict { window, objectives, limits }));
         }
         ev
@@ -405,6 +388,36 @@ impl Monitor {
     pub fn interfaces(&self, name: &str) -> Vec<String> {
         self.targets.get(name).map(|w| w.ifaces.keys().cloned().collect()).unwrap_or_default()
     }
+}
+
+/// One evaluation of `objectives` (their alerts in `alerts`) with `value` giving each one's
+/// current value: alert transitions go to `events` (an `anomaly` objective advances in
+/// `observe_anomaly` instead, and only shows here); returns each objective's (violated,
+/// firing) and (limit, value), in base units when `base` is set.
+fn judge(
+    label: &str,
+    objectives: &[Objective],
+    alerts: &mut [AlertState],
+    value: impl Fn(&Objective) -> Option<f64>,
+    base: bool,
+    now: u64,
+    events: &mut Vec<AlertEvent>,
+) -> (Vec<Judged>, Vec<Limit>) {
+    let unit = |m: Metric, v: f64| if base { base_units(m, v) } else { v };
+    let mut objs = Vec::with_capacity(objectives.len());
+    let mut limits = Vec::with_capacity(objectives.len());
+    for (o, a) in objectives.iter().zip(alerts.iter_mut()) {
+        let v = value(o);
+        let violated = o.violated_by(v);
+        if o.metric != Metric::Anomaly {
+            if let Some(tr) = a.observe(violated, now) {
+                events.push(event(label, o, tr, v, a.since_ns, now));
+            }
+        }
+        objs.push((o.metric, violated, a.firing));
+        limits.push((o.metric, unit(o.metric, o.threshold), v.map(|v| unit(o.metric, v))));
+    }
+    (objs, limits)
 }
 
 /// The new objectives' alerts: each takes the alert of an old objective on the same metric
