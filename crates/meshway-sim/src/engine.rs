@@ -484,6 +484,46 @@ pub struct Simulation {
     /// Parallel to `freezes` in the reschedule: each flow's (finish, activation, queued).
     sched: Vec<(u64, u64, u64)>,
     fill: BinaryHeap<Reverse<Share>>,
+    /// The link that froze each flow at the last recompute reaching it (its bottleneck), or
+    /// [`NONE`]; and per link, how many active flows it froze.
+    bottleneck: Vec<u32>,
+    bottlenecked: Vec<u32>,
+    /// A flow went onto links, or a link changed, in the current batch.
+    attached: bool,
+    /// Whether a batch of finishes that frees only capacity nobody can use skips the filling
+    /// (see `skip_fill`); tests turn it off to compare.
+    skip_fills: bool,
+    /// Recomputes that skipped the filling.
+    skipped: u64,
+    upcoming: Upcoming,
+}
+
+/// The finish times the skipped fillings follow (see `Simulation::skip_fill`).
+#[derive(Debug, Clone, Default)]
+struct Upcoming {
+    state: UpcomingState,
+    /// (fluid finish, flow, root link of its component) of every flow active at the last
+    /// filling, by time then flow.
+    list: Vec<(u64, u32, u32)>,
+    /// Components with a flow due at the current batch time.
+    roots: Vec<u32>,
+    /// Entries before `pos` are finished.
+    pos: usize,
+    /// The earliest activation among them.
+    first_activation: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum UpcomingState {
+    /// The last recompute filled part of the network: a batch that frees capacity refills.
+    #[default]
+    Off,
+    /// The last recompute refilled the whole network and queued each component's earliest
+    /// finisher; skipping is allowed, and the first skip builds the list.
+    Eligible,
+    /// Skips have happened: only the list's next finishers are sure to have a queued event, so
+    /// the next filling must refill the whole network.
+    Built,
 }
 
 /// Intervals a link history keeps at most (see [`Simulation::record_link_history`]).
@@ -560,6 +600,7 @@ impl Simulation {
             })
             .collect();
         let scratch = vec![LinkScratch::default(); links.len()];
+        let n_links = links.len();
         Simulation {
             completion: Completion::default(),
             history: None,
@@ -599,6 +640,12 @@ impl Simulation {
             pops: Vec::new(),
             sched: Vec::new(),
             fill: BinaryHeap::new(),
+            bottleneck: Vec::new(),
+            bottlenecked: vec![0; n_links],
+            attached: false,
+            skip_fills: true,
+            skipped: 0,
+            upcoming: Upcoming::default(),
         }
     }
 
@@ -726,6 +773,7 @@ impl Simulation {
         self.on_links.grow(self.flows.len());
         self.reached.grow(self.flows.len());
         self.frozen.grow(self.flows.len());
+        self.bottleneck.push(NONE);
         if waiting == 0 {
             self.push(ready, Event::Activate(id.0));
         }
@@ -1093,6 +1141,7 @@ impl Simulation {
             }
             Event::Finish(f) => self.finish(f as usize, t),
             Event::LinkDown(l) | Event::LinkUp(l) => {
+                self.attached = true;
                 let up = matches!(ev, Event::LinkUp(_));
                 if self.links[l as usize].up != up {
                     self.down = if up { self.down - 1 } else { self.down + 1 };
@@ -1176,11 +1225,16 @@ impl Simulation {
         }
         self.on_links.set(f as u32);
         self.active += 1;
+        self.attached = true;
     }
 
     /// Takes an active flow off its links (it stays listed until the next recompute that walks
     /// the link drops it) and marks those links for recompute.
     fn release(&mut self, f: usize) {
+        let b = std::mem::replace(&mut self.bottleneck[f], NONE);
+        if b != NONE {
+            self.bottlenecked[b as usize] -= 1;
+        }
         let h = self.hot[f];
         for k in h.path_start as usize..(h.path_start + h.path_len) as usize {
             let l = self.path_links[k];
@@ -1224,16 +1278,21 @@ impl Simulation {
         // The finish time was rounded up to the next ns: the flow drained within the last ns.
         debug_assert!(own > t || (sent >= fl.remaining && sent - fl.remaining < u128::from(fl.rate)));
         let overshoot = sent as i128 - fl.remaining as i128;
+        let rate = fl.rate;
         fl.remaining = 0;
         fl.rate = 0;
         fl.last = t;
         self.flows[f].state = State::Done;
         // Links integrate their load up to `t` in this batch's recompute; take back the part
         // of the last nanosecond this flow did not need, so carried bytes are exact.
+        // Its links lose its rate now: what a refill would give them if the other flows keep
+        // their rates (see `skip_fill`; a refill sets every load again anyway).
         let h = self.hot[f];
         for k in h.path_start as usize..(h.path_start + h.path_len) as usize {
             let l = &mut self.links[self.path_links[k] as usize];
             l.carried -= overshoot * i128::from(self.path_w[k]) / i128::from(WEIGHT_ONE);
+            l.integrate(t);
+            l.load -= take(rate, self.path_w[k]);
         }
         self.release(f);
         self.complete(f, own.max(t));
@@ -1273,6 +1332,15 @@ impl Simulation {
         }
         self.recomputes += 1;
         self.drained = false;
+        let attached = std::mem::take(&mut self.attached);
+        if self.skip_fills
+            && !attached
+            && self.upcoming.state != UpcomingState::Off
+            && self.seeds.iter().all(|&l| self.bottlenecked[l as usize] == 0)
+        {
+            self.skip_fill(t);
+            return Ok(());
+        }
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
             // Wrapped: clear all marks once every 2^32 recomputes.
@@ -1280,7 +1348,9 @@ impl Simulation {
             self.epoch = 1;
         }
         let epoch = self.epoch;
-        let whole = self.active >= self.whole_min && self.last_reached * 4 >= self.last_active * 3;
+        let whole = self.upcoming.state == UpcomingState::Built
+            || self.active >= self.whole_min && self.last_reached * 4 >= self.last_active * 3;
+        self.upcoming.state = if whole { UpcomingState::Eligible } else { UpcomingState::Off };
         let Self {
             links,
             fluid,
@@ -1340,11 +1410,89 @@ impl Simulation {
                 frozen.clear(f);
             }
         }
+        for &(f, l, _) in freezes.iter() {
+            let b = &mut self.bottleneck[f as usize];
+            if *b != NONE {
+                self.bottlenecked[*b as usize] -= 1;
+            }
+            *b = l;
+            self.bottlenecked[l as usize] += 1;
+        }
         let reached_flows = freezes.len() as u64;
         let r = reschedule(fluid, freezes, sched, scratch, queue, *tolerance_ppm, t);
         self.last_active = self.active;
         self.last_reached = reached_flows;
         r
+    }
+
+    /// A recompute whose batch only finished flows, none of whose links is the bottleneck of
+    /// a flow still active: every other flow keeps its rate, exactly.
+    ///
+    /// Why: a flow's rate is max-min fair when it crosses a saturated link on which no flow
+    /// is faster (its bottleneck). Finishing flows only lowers the load of their own links, so
+    /// every other flow keeps its bottleneck, saturated as before; a refill would pop the
+    /// same links in the same order with the same remainders, and the finished flows' links
+    /// later, with nothing left to freeze. Their loads already dropped in `finish`.
+    ///
+    /// What remains is to queue the next finish. Only each component's earliest finisher had
+    /// an event, and the finished flows were those; so the first skip after a whole-network
+    /// filling lists every active flow by finish time, and each skip queues the list's next
+    /// finishers: every flow due at the earliest time, and with a tolerance the flows of
+    /// their components it lets finish in the same batch, as a filling would. Until the next
+    /// filling, those are the only queued finishes sure to exist, so that filling refills the
+    /// whole network. (With a tolerance, a component that the finished flows split still
+    /// batches as one; the tolerance bounds each flow's error all the same.)
+    fn skip_fill(&mut self, t: u64) {
+        self.skipped += 1;
+        self.seeds.clear();
+        let up = &mut self.upcoming;
+        if up.state == UpcomingState::Eligible {
+            up.state = UpcomingState::Built;
+            up.list.clear();
+            up.pos = 0;
+            up.first_activation = NEVER;
+            // The last filling's flows, with the components `reschedule` found.
+            for &(f, root, _) in &self.freezes {
+                let fl = &self.fluid[f as usize];
+                if fl.finish_at != NEVER && self.on_links.get(f) {
+                    up.list.push((fl.finish_at, f, root));
+                    up.first_activation = up.first_activation.min(fl.activated);
+                }
+            }
+            up.list.sort_unstable();
+        }
+        while up.pos < up.list.len() && !self.on_links.get(up.list[up.pos].1) {
+            up.pos += 1;
+        }
+        let Some(&(earliest, _, _)) = up.list.get(up.pos) else { return };
+        debug_assert!(earliest >= t, "a flow still active was due to finish before {t}");
+        // A flow may join the batch when `finish - earliest <= tol * (finish - activation)`,
+        // so no later than `(earliest - tol * first_activation) / (1 - tol)`.
+        let tol = u128::from(self.tolerance_ppm.min(999_999));
+        let last = (u128::from(earliest) * 1_000_000 - tol * u128::from(up.first_activation.min(earliest)))
+            / (1_000_000 - tol);
+        up.roots.clear();
+        for &(finish_at, f, root) in &up.list[up.pos..] {
+            if finish_at != earliest {
+                break;
+            }
+            if self.on_links.get(f) && !up.roots.contains(&root) {
+                up.roots.push(root);
+            }
+        }
+        for &(finish_at, f, root) in &up.list[up.pos..] {
+            if u128::from(finish_at) > last {
+                break;
+            }
+            let fl = &mut self.fluid[f as usize];
+            let on_time = finish_at == earliest
+                || up.roots.contains(&root)
+                    && u128::from(finish_at - earliest) * 1_000_000 <= u128::from(finish_at - fl.activated) * tol;
+            if on_time && self.on_links.get(f) && fl.queued_at != earliest {
+                fl.queued_at = earliest;
+                self.queue.push(earliest, Event::Finish(f));
+            }
+        }
     }
 
     fn stall_reason(&self, f: usize) -> Option<Stall> {
@@ -1517,11 +1665,7 @@ fn progressive_fill(
                 Freezes::Dense(v, pops) => v[e.flow as usize] = pops.len() as u32 - 1,
             }
             e.for_each_link(path_links, path_w, |m, w| {
-                let take = if w == WEIGHT_ONE {
-                    share
-                } else {
-                    (u128::from(share) * u128::from(w) / u128::from(WEIGHT_ONE)) as u64
-                };
+                let take = take(share, w);
                 let x = &mut scratch[m as usize];
                 // `l` has the smallest share, so every link can afford it.
                 debug_assert!(x.rem >= take);
@@ -1546,6 +1690,16 @@ fn progressive_fill(
         if link.flows.len() > link.live as usize {
             link.flows.retain(|e| on_links.get(e.flow));
         }
+    }
+}
+
+/// What a flow at `rate` (per unit of weight) puts on a link it crosses with weight `w`.
+#[inline(always)]
+fn take(rate: u64, w: u32) -> u64 {
+    if w == WEIGHT_ONE {
+        rate
+    } else {
+        (u128::from(rate) * u128::from(w) / u128::from(WEIGHT_ONE)) as u64
     }
 }
 
@@ -1659,6 +1813,7 @@ mod tests {
         /// The rates a from-scratch recompute of every link would give now.
         fn rates_after_full_recompute(&self) -> Vec<u64> {
             let mut full = self.clone();
+            full.skip_fills = false;
             full.seeds.extend(0..full.links.len() as u32);
             full.recompute(full.now).unwrap();
             full.rates()
@@ -1724,6 +1879,36 @@ mod tests {
         assert_eq!(r.events, 4, "two activations, two finishes");
     }
 
+    /// Three flows share a 30 Gb/s link; two of them also cross a 10 Gb/s link. The lone fast
+    /// flow's finish frees capacity the slow pair cannot use (they are held at 5 Gb/s by the
+    /// narrow link), so that filling is skipped; the pair's finish leaves the link to nobody.
+    #[test]
+    fn a_finish_that_frees_unusable_capacity_skips_the_filling() {
+        let run = |skip: bool| {
+            let mut net = Network::new();
+            let wide = net.add_link(BitsPerSec::gbps(30), Nanos::ZERO);
+            let narrow = net.add_link(BitsPerSec::gbps(10), Nanos::ZERO);
+            let mut sim = Simulation::new(net);
+            sim.whole_min = 0;
+            sim.skip_fills = skip;
+            sim.add_flow(FlowSpec::new(vec![wide], Bytes(1_000_000), SimTime::ZERO)).unwrap();
+            for _ in 0..2 {
+                sim.add_flow(FlowSpec::new(vec![wide, narrow], Bytes(1_000_000), SimTime::ZERO)).unwrap();
+            }
+            let r = sim.run().unwrap();
+            (r, sim.skipped, sim.link_load(wide))
+        };
+        let (r, skipped, load) = run(true);
+        // 20 Gb/s: 1 MB in 400 us; 5 Gb/s: 1.6 ms.
+        let ends: Vec<_> = r.flows.iter().map(|f| f.end).collect();
+        assert_eq!(ends, [Some(SimTime(400_000)), Some(SimTime(1_600_000)), Some(SimTime(1_600_000))]);
+        assert_eq!((r.recomputes, skipped), (3, 2));
+        assert_eq!(load, Some(BitsPerSec(0)));
+        let (unskipped, none, _) = run(false);
+        assert_eq!(none, 0);
+        assert_eq!(r, unskipped);
+    }
+
     /// Link capacities in Gbps, and flows as (path, size, start).
     type Scenario = (Vec<u64>, Vec<(Vec<usize>, u64, u64)>);
 
@@ -1761,7 +1946,8 @@ mod tests {
             sim.schedule_link_down(LinkId(0), SimTime(50_000)).unwrap();
             sim.schedule_link_up(LinkId(0), SimTime(90_000)).unwrap();
             // The same run refilling the whole network whenever the last recompute reached
-            // most flows: identical rates and results.
+            // most flows, and so skipping fillings that cannot change a rate: identical rates
+            // and results.
             let mut whole = sim.clone();
             whole.whole_min = 0;
             while sim.advance().unwrap().is_some() {
@@ -1771,6 +1957,7 @@ mod tests {
             }
             prop_assert!(whole.advance().unwrap().is_none());
             prop_assert_eq!(sim.result(), whole.result());
+            prop_assert_eq!(sim.skipped, 0);
         }
     }
 }

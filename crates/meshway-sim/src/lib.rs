@@ -56,6 +56,9 @@
 //!   recompute that walks them. A run costs about the number of distinct event times times
 //!   the size of the component they touch: a million equal flows all-to-all take two
 //!   recomputes; a component of `n` flows that all finish at different times costs `O(n²)`.
+//!   A batch that only finishes flows, none of whose links is the bottleneck of a flow still
+//!   running, changes no rate: it skips the filling (exactly; see `Simulation::skip_fill`),
+//!   which is every finish of an all-to-all of equal messages.
 //! - **Determinism.** No hash maps, no wall clock, no floating point in the engine; results
 //!   do not depend on the order in which flows were added (only ids do).
 
