@@ -211,6 +211,11 @@ pub trait Router {
     fn reroute(&mut self, flow: FlowId, links: &LinkView<'_>) -> Option<Route> {
         self.route(flow, links)
     }
+
+    /// `flows` (routed) are about to become active, in this order, before anything else
+    /// happens: a router may work out their routes ahead, for instance on several threads,
+    /// as long as [`Router::route`] then gives each the route it would have given anyway.
+    fn prepare(&mut self, _flows: &[FlowId], _links: &LinkView<'_>) {}
 }
 
 /// The router that never changes a path.
@@ -496,6 +501,10 @@ pub struct Simulation {
     /// Recomputes that skipped the filling.
     skipped: u64,
     upcoming: Upcoming,
+    /// Flows attached in this batch whose entries are not on their links' lists yet (see
+    /// `flush_attached`), and a count per link to size the lists.
+    pending: Vec<u32>,
+    per_link: Vec<u32>,
 }
 
 /// The finish times the skipped fillings follow (see `Simulation::skip_fill`).
@@ -646,6 +655,8 @@ impl Simulation {
             skip_fills: true,
             skipped: 0,
             upcoming: Upcoming::default(),
+            pending: Vec::new(),
+            per_link: vec![0; n_links],
         }
     }
 
@@ -902,6 +913,7 @@ impl Simulation {
         self.now = t;
         while self.queue.first_time() == Some(t) {
             let Some((_, batch)) = self.queue.pop_batch() else { break };
+            self.prepare(&batch, router);
             for &ev in &batch {
                 self.handle(t, ev, router)?;
             }
@@ -909,6 +921,24 @@ impl Simulation {
         }
         self.recompute(t)?;
         Ok(Some(SimTime(t)))
+    }
+
+    /// Offers the router the routed flows `batch` activates, when there are many.
+    fn prepare(&mut self, batch: &[Event], router: &mut dyn Router) {
+        const MANY: usize = 4096;
+        if batch.len() < MANY {
+            return;
+        }
+        let flows: Vec<FlowId> = batch
+            .iter()
+            .filter_map(|ev| match ev {
+                Event::Activate(f) if self.flows[*f as usize].routed => Some(FlowId(*f)),
+                _ => None,
+            })
+            .collect();
+        if flows.len() >= MANY {
+            router.prepare(&flows, &LinkView { links: &self.links, down: self.down, changes: self.changes });
+        }
     }
 
     /// Runs until no event remains and returns the result.
@@ -1159,6 +1189,7 @@ impl Simulation {
 
     /// Offers every active flow on down link `l` to the router for a new path.
     fn reroute_off(&mut self, l: usize, t: u64, router: &mut dyn Router) -> Result<(), SimError> {
+        self.flush_attached();
         let mut affected: Vec<u32> =
             self.links[l].flows.iter().map(|e| e.flow).filter(|&f| self.on_links.get(f)).collect();
         affected.sort_unstable();
@@ -1206,19 +1237,15 @@ impl Simulation {
         }
     }
 
-    /// Puts an active flow on its path's link lists and marks those links for recompute.
+    /// Puts an active flow on its path's links and marks those links for recompute. Its
+    /// entries join the links' lists at the end of the batch (`flush_attached`).
     fn attach(&mut self, f: usize) {
         let h = self.hot[f];
         let (a, b) = (h.path_start as usize, (h.path_start + h.path_len) as usize);
-        let mut entry = Entry { flow: f as u32, len: h.path_len | INDIRECT, inline: [h.path_start, 0, 0, 0, 0, 0] };
-        if b - a <= INLINE && self.path_w[a..b].iter().all(|&w| w == WEIGHT_ONE) {
-            entry.len = h.path_len;
-            entry.inline[..b - a].copy_from_slice(&self.path_links[a..b]);
-        }
+        self.pending.push(f as u32);
         for k in a..b {
             let l = self.path_links[k];
             let link = &mut self.links[l as usize];
-            link.flows.push(entry);
             link.live += 1;
             link.live_w += u64::from(self.path_w[k]);
             self.seeds.push(l);
@@ -1226,6 +1253,43 @@ impl Simulation {
         self.on_links.set(f as u32);
         self.active += 1;
         self.attached = true;
+    }
+
+    /// Puts the flows attached since the last call on their links' lists, in the order they
+    /// were attached, each list grown once to what it needs.
+    fn flush_attached(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let Self { pending, per_link, links, hot, path_links, path_w, .. } = self;
+        let entry = |f: u32| {
+            let h = hot[f as usize];
+            let (a, b) = (h.path_start as usize, (h.path_start + h.path_len) as usize);
+            let mut entry = Entry { flow: f, len: h.path_len | INDIRECT, inline: [h.path_start, 0, 0, 0, 0, 0] };
+            if b - a <= INLINE && path_w[a..b].iter().all(|&w| w == WEIGHT_ONE) {
+                entry.len = h.path_len;
+                entry.inline[..b - a].copy_from_slice(&path_links[a..b]);
+            }
+            (entry, a..b)
+        };
+        if pending.len() >= 64 {
+            for &f in pending.iter() {
+                for &l in &path_links[entry(f).1] {
+                    per_link[l as usize] += 1;
+                }
+            }
+            for (link, n) in links.iter_mut().zip(per_link.iter_mut()) {
+                link.flows.reserve(*n as usize);
+                *n = 0;
+            }
+        }
+        for &f in pending.iter() {
+            let (e, range) = entry(f);
+            for &l in &path_links[range] {
+                links[l as usize].flows.push(e);
+            }
+        }
+        pending.clear();
     }
 
     /// Takes an active flow off its links (it stays listed until the next recompute that walks
@@ -1249,6 +1313,7 @@ impl Simulation {
 
     /// Takes an active flow off its links' lists now (it moves to another path).
     fn detach(&mut self, f: usize) {
+        self.flush_attached();
         self.release(f);
         let h = self.hot[f];
         for k in h.path_start as usize..(h.path_start + h.path_len) as usize {
@@ -1327,6 +1392,7 @@ impl Simulation {
     /// refills every link that carries flows: the search would find about the same set, and
     /// components the change did not touch get the rates they already have.
     fn recompute(&mut self, t: u64) -> Result<(), SimError> {
+        self.flush_attached();
         if self.seeds.is_empty() {
             return Ok(());
         }
@@ -1444,6 +1510,7 @@ impl Simulation {
     /// batches as one; the tolerance bounds each flow's error all the same.)
     fn skip_fill(&mut self, t: u64) {
         self.skipped += 1;
+        // `seeds` (links) is free until the next batch: it holds the flows to queue.
         self.seeds.clear();
         let up = &mut self.upcoming;
         if up.state == UpcomingState::Eligible {
@@ -1490,9 +1557,16 @@ impl Simulation {
                     && u128::from(finish_at - earliest) * 1_000_000 <= u128::from(finish_at - fl.activated) * tol;
             if on_time && self.on_links.get(f) && fl.queued_at != earliest {
                 fl.queued_at = earliest;
-                self.queue.push(earliest, Event::Finish(f));
+                self.seeds.push(f);
             }
         }
+        // In flow order, as a filling queues them (and the batch then reads the flows' state
+        // front to back).
+        self.seeds.sort_unstable();
+        for &f in &self.seeds {
+            self.queue.push(earliest, Event::Finish(f));
+        }
+        self.seeds.clear();
     }
 
     fn stall_reason(&self, f: usize) -> Option<Stall> {

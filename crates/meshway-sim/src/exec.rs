@@ -128,50 +128,114 @@ struct ProgramRouter<'t> {
     pins: &'t [Vec<Arc>],
     /// Per engine flow: how to route it (None for waits and barriers).
     routes: Vec<Option<Route>>,
+    /// Routes worked out ahead for a large batch of activations (see `Router::prepare`):
+    /// per flow, which of `prepared` is its route, or [`NOT_PREPARED`].
+    prepared_at: Vec<u32>,
+    prepared: Vec<Option<EngineRoute>>,
+    /// `LinkView::changes` when they were worked out: a link change voids them.
+    prepared_changes: u64,
 }
 
-impl ProgramRouter<'_> {
-    /// The route of `flow`: one path, or its spread paths under spraying.
-    fn route_of(&mut self, flow: FlowId, live: Option<&LinkView<'_>>) -> Option<EngineRoute> {
-        let r = self.routes.get(flow.index())?.as_ref()?;
-        match (r.spread, r.choice) {
-            (2.., Choice::Spread { key, .. }) => {
-                let paths = (0..r.spread)
-                    .map(|index| self.path_of(flow, Choice::Spread { key, index }, live))
-                    .collect::<Option<Vec<_>>>()?;
-                Some(EngineRoute::Spread(paths))
-            }
-            (_, choice) => self.path_of(flow, choice, live).map(EngineRoute::Path),
-        }
-    }
+const NOT_PREPARED: u32 = u32::MAX;
 
-    fn path_of(&mut self, flow: FlowId, choice: Choice, live: Option<&LinkView<'_>>) -> Option<Vec<Arc>> {
-        let r = self.routes.get(flow.index())?.as_ref()?;
-        if let Some(p) = self.pins.get(r.pin as usize).and_then(|p| self.topo.pinned_path(p)) {
-            return Some(p);
+/// Activations in one batch from which routes are worked out on two threads.
+const PREPARE_MIN_FLOWS: usize = 4096;
+
+/// The route of a flow routed as `r`: one path, or its spread paths under spraying.
+fn route_of(topo: &mut dyn Topology, pins: &[Vec<Arc>], r: &Route, live: Option<&LinkView<'_>>) -> Option<EngineRoute> {
+    match (r.spread, r.choice) {
+        (2.., Choice::Spread { key, .. }) => {
+            let paths = (0..r.spread)
+                .map(|index| path_of(topo, pins, r, Choice::Spread { key, index }, live))
+                .collect::<Option<Vec<_>>>()?;
+            Some(EngineRoute::Spread(paths))
         }
-        let (src, dst, via) = (r.src, r.dst, r.via);
-        if r.leg != Leg::Path {
-            let rank = if matches!(r.leg, Leg::NvlinkUp | Leg::NicUp) { src } else { dst };
-            return self.topo.attach(rank, r.leg, r.port).map(|a| vec![a]);
-        }
-        let plane = r.port;
-        let leg = |topo: &mut dyn Topology, a: u32, b: u32| match plane {
-            NO_PORT => topo.path(a, b, choice, live),
-            p => topo.path_on_plane(a, b, p, choice, live),
-        };
-        if via == NO_VIA {
-            return leg(&mut *self.topo, src, dst);
-        }
-        let mut p = leg(&mut *self.topo, src, via)?;
-        p.extend(leg(&mut *self.topo, via, dst)?);
-        Some(p)
+        (_, choice) => path_of(topo, pins, r, choice, live).map(EngineRoute::Path),
     }
+}
+
+fn path_of(
+    topo: &mut dyn Topology,
+    pins: &[Vec<Arc>],
+    r: &Route,
+    choice: Choice,
+    live: Option<&LinkView<'_>>,
+) -> Option<Vec<Arc>> {
+    if let Some(p) = pins.get(r.pin as usize).and_then(|p| topo.pinned_path(p)) {
+        return Some(p);
+    }
+    let (src, dst, via) = (r.src, r.dst, r.via);
+    if r.leg != Leg::Path {
+        let rank = if matches!(r.leg, Leg::NvlinkUp | Leg::NicUp) { src } else { dst };
+        return topo.attach(rank, r.leg, r.port).map(|a| vec![a]);
+    }
+    let plane = r.port;
+    let leg = |topo: &mut dyn Topology, a: u32, b: u32| match plane {
+        NO_PORT => topo.path(a, b, choice, live),
+        p => topo.path_on_plane(a, b, p, choice, live),
+    };
+    if via == NO_VIA {
+        return leg(topo, src, dst);
+    }
+    let mut p = leg(topo, src, via)?;
+    p.extend(leg(topo, via, dst)?);
+    Some(p)
 }
 
 impl Router for ProgramRouter<'_> {
     fn route(&mut self, flow: FlowId, links: &LinkView<'_>) -> Option<EngineRoute> {
-        self.route_of(flow, Some(links))
+        if let Some(at) = self.prepared_at.get_mut(flow.index()).filter(|at| **at != NOT_PREPARED) {
+            let i = std::mem::replace(at, NOT_PREPARED) as usize;
+            if links.changes() == self.prepared_changes {
+                return self.prepared[i].take();
+            }
+        }
+        let r = self.routes.get(flow.index())?.as_ref()?;
+        route_of(&mut *self.topo, self.pins, r, Some(links))
+    }
+
+    /// Works out, on two threads, the routes that do not depend on the links' load (hashed
+    /// and sprayed) while every link is up: a route depends then only on the flow, so
+    /// `route` returns what it would have found itself.
+    fn prepare(&mut self, flows: &[FlowId], links: &LinkView<'_>) {
+        if links.down_count() > 0 || flows.len() < PREPARE_MIN_FLOWS {
+            return;
+        }
+        let routes = &self.routes;
+        let todo: Vec<FlowId> = flows
+            .iter()
+            .copied()
+            .filter(|f| {
+                routes
+                    .get(f.index())
+                    .and_then(Option::as_ref)
+                    .is_some_and(|r| matches!(r.choice, Choice::Hash(_) | Choice::Spread { .. }))
+            })
+            .collect();
+        if todo.len() < PREPARE_MIN_FLOWS {
+            return;
+        }
+        let (Some(mut a), Some(mut b)) = (self.topo.fork(), self.topo.fork()) else { return };
+        let pins = self.pins;
+        let (first, second) = todo.split_at(todo.len() / 2);
+        let work = |topo: &mut dyn Topology, part: &[FlowId]| -> Vec<Option<EngineRoute>> {
+            part.iter().map(|f| routes[f.index()].as_ref().and_then(|r| route_of(topo, pins, r, Some(links)))).collect()
+        };
+        let (mut done, rest) = std::thread::scope(|s| {
+            let helper = s.spawn(|| work(&mut *b, second));
+            let done = work(&mut *a, first);
+            (done, helper.join())
+        });
+        // The helper runs the same code as this thread: if it panicked, so does this.
+        done.extend(rest.unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        if self.prepared_at.len() < routes.len() {
+            self.prepared_at.resize(routes.len(), NOT_PREPARED);
+        }
+        self.prepared = done;
+        self.prepared_changes = links.changes();
+        for (i, f) in todo.iter().enumerate() {
+            self.prepared_at[f.index()] = i as u32;
+        }
     }
 }
 
@@ -271,7 +335,14 @@ pub fn execute(
         }
     }
     let total = sim.flow_count() as u64;
-    let mut router = ProgramRouter { topo, pins: &prog.routes, routes };
+    let mut router = ProgramRouter {
+        topo,
+        pins: &prog.routes,
+        routes,
+        prepared_at: Vec::new(),
+        prepared: Vec::new(),
+        prepared_changes: 0,
+    };
     let mut n = 0u64;
     while sim.advance_with(&mut router)?.is_some() {
         n += 1;
