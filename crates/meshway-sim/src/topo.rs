@@ -16,6 +16,7 @@ use meshway_fabric::catalog::Catalog;
 use meshway_fabric::routing::switch_latencies;
 use meshway_fabric::{Fabric, LinkClass, NodeId, NodeKind};
 use meshway_units::{BitsPerSec, Nanos};
+use std::sync::Arc as Shared;
 
 const FAR: u16 = u16::MAX;
 
@@ -154,11 +155,12 @@ pub struct FabricTopo<'f> {
     hosts: Vec<u32>,
     arc_latency: Vec<Nanos>,
     is_switch: Vec<bool>,
-    /// Static distances to each attachment switch, by node.
-    dist: Vec<Option<Box<[u16]>>>,
+    /// Static distances to each attachment switch, by node (shared with forks: a 16,384-GPU
+    /// fabric has thousands of these tables of 40 KB).
+    dist: Vec<Option<Shared<[u16]>>>,
     /// Distances over the links that are up, for one failure epoch.
     live_epoch: u64,
-    live: Vec<Option<Box<[u16]>>>,
+    live: Vec<Option<Shared<[u16]>>>,
     seed: u64,
     scratch: Vec<(NodeId, meshway_fabric::LinkId)>,
     /// Shared buffer of each node's switch model (0 for GPUs).
@@ -287,7 +289,7 @@ impl<'f> FabricTopo<'f> {
 
     /// Breadth-first distances (in links) from every node to switch `x`, over links that are
     /// up in `live`; only switches forward.
-    fn bfs(&self, x: NodeId, live: Option<&LinkView<'_>>) -> Box<[u16]> {
+    fn bfs(&self, x: NodeId, live: Option<&LinkView<'_>>) -> Shared<[u16]> {
         let f = self.fabric;
         let mut dist = vec![FAR; f.nodes.len()];
         let mut queue = vec![x];
@@ -307,7 +309,7 @@ impl<'f> FabricTopo<'f> {
                 }
             }
         }
-        dist.into_boxed_slice()
+        dist.into()
     }
 
     fn ensure(&mut self, x: NodeId, live: Option<&LinkView<'_>>) {
