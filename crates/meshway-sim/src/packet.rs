@@ -437,20 +437,37 @@ struct Engine<'p> {
 
 type Entry = Reverse<(u64, u64, Ev)>;
 
-/// The event queue: a calendar of time buckets (2^12 ps wide, 2^18 of them, about 1.07 ms
-/// ahead) with a binary heap for the bucket being run and one for events beyond the
-/// calendar. Events come out in (time, sequence) order, as from one binary heap, but most
-/// pushes and pops touch a small heap (the events of the next few tens of nanoseconds).
+/// The event queue: a calendar of time buckets (2^12 ps wide, 2^12 of them, about 16.8 us
+/// ahead), a sorted list for the bucket being run, and a binary heap for events beyond the
+/// calendar. Events come out in (time, sequence) order, as from one binary heap.
+///
+/// A bucket holds a few events (one per 4 ns at most ports' rates), so the bucket being run
+/// is sorted once when it is reached, latest first, and popped from its end; an event pushed
+/// into it is inserted in order. The buckets are lists threaded through one pool of nodes
+/// whose free nodes are reused last-freed first: a push writes to a node that was freed a
+/// moment ago and is still in cache, where a vector per bucket would write to memory last
+/// touched a whole turn of the calendar ago (the packet level's main cost before).
 struct Calendar {
     /// Absolute index of the current bucket (time >> SHIFT).
     at: u64,
-    cur: BinaryHeap<Entry>,
-    ring: Vec<Vec<Entry>>,
-    /// Events in `ring`.
+    /// The current bucket's events, latest (time, sequence) first.
+    cur: Vec<(u64, u64, Ev)>,
+    /// Per bucket: its first node in `nodes`, or [`NIL`].
+    heads: Vec<u32>,
+    nodes: Vec<Node>,
+    /// First free node, or [`NIL`].
+    free: u32,
+    /// Events in the buckets.
     in_ring: usize,
     far: BinaryHeap<Entry>,
 }
 
+struct Node {
+    event: (u64, u64, Ev),
+    next: u32,
+}
+
+const NIL: u32 = u32::MAX;
 const SHIFT: u32 = 12;
 const SLOTS: u64 = 1 << 12;
 
@@ -458,29 +475,53 @@ impl Calendar {
     fn new() -> Calendar {
         Calendar {
             at: 0,
-            cur: BinaryHeap::new(),
-            ring: (0..SLOTS).map(|_| Vec::new()).collect(),
+            cur: Vec::new(),
+            heads: vec![NIL; SLOTS as usize],
+            nodes: Vec::new(),
+            free: NIL,
             in_ring: 0,
             far: BinaryHeap::new(),
         }
     }
 
+    /// Puts an event into the current bucket, keeping it sorted latest first.
+    fn insert_cur(&mut self, t: u64, seq: u64, ev: Ev) {
+        let i = self.cur.partition_point(|&(u, s, _)| (u, s) > (t, seq));
+        self.cur.insert(i, (t, seq, ev));
+    }
+
+    /// Puts an event into bucket `b` of the calendar.
+    fn insert_ring(&mut self, b: u64, event: (u64, u64, Ev)) {
+        let slot = (b % SLOTS) as usize;
+        let next = self.heads[slot];
+        let i = if self.free != NIL {
+            let i = self.free;
+            let node = &mut self.nodes[i as usize];
+            self.free = node.next;
+            *node = Node { event, next };
+            i
+        } else {
+            self.nodes.push(Node { event, next });
+            self.nodes.len() as u32 - 1
+        };
+        self.heads[slot] = i;
+        self.in_ring += 1;
+    }
+
     fn push(&mut self, t: u64, seq: u64, ev: Ev) {
         let b = t >> SHIFT;
-        let e = Reverse((t, seq, ev));
         if b <= self.at {
-            self.cur.push(e);
+            self.insert_cur(t, seq, ev);
         } else if b < self.at + SLOTS {
-            self.ring[(b % SLOTS) as usize].push(e);
-            self.in_ring += 1;
+            self.insert_ring(b, (t, seq, ev));
         } else {
-            self.far.push(e);
+            self.far.push(Reverse((t, seq, ev)));
         }
     }
 
     fn pop(&mut self) -> Option<(u64, Ev)> {
         loop {
-            if let Some(Reverse((t, _, ev))) = self.cur.pop() {
+            if let Some((t, _, ev)) = self.cur.pop() {
                 return Some((t, ev));
             }
             if self.in_ring == 0 {
@@ -490,6 +531,18 @@ impl Calendar {
             } else {
                 self.at += 1;
             }
+            // The bucket now current, sorted; its nodes go back to the free list.
+            let slot = (self.at % SLOTS) as usize;
+            let mut i = std::mem::replace(&mut self.heads[slot], NIL);
+            while i != NIL {
+                let node = &mut self.nodes[i as usize];
+                self.cur.push(node.event);
+                let next = std::mem::replace(&mut node.next, self.free);
+                self.free = i;
+                self.in_ring -= 1;
+                i = next;
+            }
+            self.cur.sort_unstable_by_key(|&(t, seq, _)| std::cmp::Reverse((t, seq)));
             // Far events that the calendar now reaches move into it.
             while let Some(&Reverse((t, seq, ev))) = self.far.peek() {
                 if (t >> SHIFT) >= self.at + SLOTS {
@@ -498,23 +551,9 @@ impl Calendar {
                 self.far.pop();
                 let b = t >> SHIFT;
                 if b <= self.at {
-                    self.cur.push(Reverse((t, seq, ev)));
+                    self.insert_cur(t, seq, ev);
                 } else {
-                    self.ring[(b % SLOTS) as usize].push(Reverse((t, seq, ev)));
-                    self.in_ring += 1;
-                }
-            }
-            let slot = (self.at % SLOTS) as usize;
-            if !self.ring[slot].is_empty() {
-                let v = std::mem::take(&mut self.ring[slot]);
-                self.in_ring -= v.len();
-                let spare = std::mem::replace(&mut self.cur, BinaryHeap::from(v)).into_vec();
-                if self.cur.is_empty() {
-                    self.ring[slot] = spare;
-                } else {
-                    for e in spare {
-                        self.cur.push(e);
-                    }
+                    self.insert_ring(b, (t, seq, ev));
                 }
             }
         }
