@@ -505,6 +505,7 @@ pub struct Simulation {
     /// `flush_attached`), and a count per link to size the lists.
     pending: Vec<u32>,
     per_link: Vec<u32>,
+    touched: Vec<u32>,
 }
 
 /// The finish times the skipped fillings follow (see `Simulation::skip_fill`).
@@ -657,6 +658,7 @@ impl Simulation {
             upcoming: Upcoming::default(),
             pending: Vec::new(),
             per_link: vec![0; n_links],
+            touched: Vec::new(),
         }
     }
 
@@ -1261,7 +1263,7 @@ impl Simulation {
         if self.pending.is_empty() {
             return;
         }
-        let Self { pending, per_link, links, hot, path_links, path_w, .. } = self;
+        let Self { pending, per_link, touched, links, hot, path_links, path_w, .. } = self;
         let entry = |f: u32| {
             let h = hot[f as usize];
             let (a, b) = (h.path_start as usize, (h.path_start + h.path_len) as usize);
@@ -1273,14 +1275,18 @@ impl Simulation {
             (entry, a..b)
         };
         if pending.len() >= 64 {
+            touched.clear();
             for &f in pending.iter() {
                 for &l in &path_links[entry(f).1] {
+                    if per_link[l as usize] == 0 {
+                        touched.push(l);
+                    }
                     per_link[l as usize] += 1;
                 }
             }
-            for (link, n) in links.iter_mut().zip(per_link.iter_mut()) {
-                link.flows.reserve(*n as usize);
-                *n = 0;
+            for &l in touched.iter() {
+                links[l as usize].flows.reserve(per_link[l as usize] as usize);
+                per_link[l as usize] = 0;
             }
         }
         for &f in pending.iter() {
