@@ -845,7 +845,13 @@ impl Simulation {
         let state = self.flows[f].state;
         if state == State::Active {
             self.settle(f, t);
-            self.detach(f);
+            // A flow that found no path when it started is on no link.
+            if self.on_links.get(f as u32) {
+                self.detach(f);
+            }
+            // Its old links lose its rate: a filling must set their loads again (a skipped
+            // one lowers only the loads of flows that finish).
+            self.attached = true;
             let fl = &mut self.fluid[f];
             fl.rate = 0;
             fl.finish_at = NEVER;
@@ -1993,6 +1999,35 @@ mod tests {
         let (unskipped, none, _) = run(false);
         assert_eq!(none, 0);
         assert_eq!(r, unskipped);
+    }
+
+    /// A flow moved off its links mid-run (here to no path, completing it) gives its links'
+    /// capacity back in their loads and carried bytes, with or without skipped fillings.
+    #[test]
+    fn moving_a_flow_off_its_links_resets_their_load() {
+        let run = |skip: bool| {
+            let mut net = Network::new();
+            let wide = net.add_link(BitsPerSec::gbps(30), Nanos::ZERO);
+            let narrow = net.add_link(BitsPerSec::gbps(10), Nanos::ZERO);
+            let mut sim = Simulation::new(net);
+            sim.whole_min = 0;
+            sim.skip_fills = skip;
+            sim.add_flow(FlowSpec::new(vec![wide], Bytes(1_000_000), SimTime::ZERO)).unwrap();
+            for _ in 0..2 {
+                sim.add_flow(FlowSpec::new(vec![wide, narrow], Bytes(1_000_000), SimTime::ZERO)).unwrap();
+            }
+            sim.advance().unwrap();
+            assert_eq!(sim.link_load(wide), Some(BitsPerSec::gbps(30)));
+            sim.set_path(FlowId(0), Vec::new()).unwrap();
+            // The pair keeps 5 Gb/s each (held by the narrow link).
+            assert_eq!(sim.link_load(wide), Some(BitsPerSec::gbps(10)));
+            let r = sim.run().unwrap();
+            assert_eq!(sim.link_load(wide), Some(BitsPerSec(0)));
+            // Flow 0 sent nothing; the pair 1 MB each over the wide link.
+            assert_eq!(r.link_stats[wide.index()].bytes, Bytes(2_000_000));
+            r
+        };
+        assert_eq!(run(true), run(false));
     }
 
     /// Link capacities in Gbps, and flows as (path, size, start).

@@ -74,9 +74,24 @@ impl Topology for OneThread<'_> {
 
 const FAT_TREE: &str = "name = \"k8\"\n[fabric]\nkind = \"fat-tree\"\nk = 8\ngpus-per-host = 1\nnic = \"100Gbps\"\n";
 
+/// When the all-to-all starts: with the transport's alpha after time 0, or after a wait
+/// that ends at `GATE_NS`, so that a link event queued for the same instant at the start
+/// comes before the activations in their batch.
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    AtZero,
+    AfterGate,
+}
+
+const GATE_NS: u64 = 50_000;
+
 /// An all-to-all of 64 KiB among the 128 hosts (16,256 flows activated at once) under
 /// `policy`, with a first core link going down at `down` when given; the results as text.
 fn run(one_thread: bool, policy: Policy, down: Option<u64>) -> String {
+    run_from(one_thread, policy, down, Start::AtZero)
+}
+
+fn run_from(one_thread: bool, policy: Policy, down: Option<u64>, start: Start) -> String {
     let cat = Catalog::builtin();
     let f = Scenario::parse(FAT_TREE, "k8.toml").unwrap().build(&cat).unwrap();
     let mut topo = FabricTopo::new(&f, &cat, 7);
@@ -94,9 +109,15 @@ fn run(one_thread: bool, policy: Policy, down: Option<u64>) -> String {
     let n = topo.ranks() as u32;
     let mut prog = Program::new();
     prog.tag("a2a");
+    let gate = match start {
+        Start::AtZero => Vec::new(),
+        Start::AfterGate => vec![prog.push(Msg::wait(Vec::new(), Nanos(GATE_NS)))],
+    };
     for s in 0..n {
         for d in (0..n).filter(|&d| d != s) {
-            prog.push(Msg::send(s, d, 64 << 10));
+            let mut m = Msg::send(s, d, 64 << 10);
+            m.deps = gate.clone();
+            prog.push(m);
         }
     }
     // The first link between two switches, both ways, at `down` ns.
@@ -117,7 +138,7 @@ fn run(one_thread: bool, policy: Policy, down: Option<u64>) -> String {
         assert!(topo.fork().is_some());
         execute(&prog, &mut topo, &cfg, &failures, &mut |_, _| {}).unwrap()
     };
-    assert_eq!(ex.msgs.len(), 128 * 127);
+    assert_eq!(ex.msgs.len(), 128 * 127 + gate.len());
     assert!(ex.msgs.iter().all(|m| m.end.is_some()));
     format!("{:?}", (ex.msgs, ex.sim))
 }
@@ -130,8 +151,22 @@ fn hashed_and_sprayed_routes_worked_out_ahead_change_nothing() {
 }
 
 #[test]
+fn a_link_down_just_before_the_activations_in_their_batch_voids_the_routes_found_ahead() {
+    // The gate ends at GATE_NS; its dependents start an alpha later, in one batch whose
+    // first event is the link going down (queued at the start, before them). The routes
+    // were worked out with every link up; the flows must be routed around the dead link.
+    let alpha = Catalog::builtin().transport_profile("roce").unwrap().alpha.0;
+    let at = GATE_NS + alpha;
+    assert_eq!(
+        run_from(false, Policy::Ecmp, Some(at), Start::AfterGate),
+        run_from(true, Policy::Ecmp, Some(at), Start::AfterGate)
+    );
+}
+
+#[test]
 fn a_link_down_in_the_batch_routes_as_without() {
-    // Down at time 0, in the same batch as the activations (after them), and later.
+    // Down at time 0, before the flows start (an alpha later: routes are then found one by
+    // one), and at 20 us, while they run (rerouted).
     for down in [0, 20_000] {
         assert_eq!(run(false, Policy::Ecmp, Some(down)), run(true, Policy::Ecmp, Some(down)), "down at {down} ns");
     }
