@@ -522,6 +522,8 @@ struct Upcoming {
     list: Vec<(u64, u32, u32)>,
     /// Components with a flow due at the current batch time.
     roots: Vec<u32>,
+    /// Flows a skip queues.
+    due: Vec<u32>,
     /// Entries before `pos` are finished.
     pos: usize,
     /// The earliest activation among them.
@@ -1528,7 +1530,6 @@ impl Simulation {
     /// batches as one; the tolerance bounds each flow's error all the same.)
     fn skip_fill(&mut self, t: u64) {
         self.skipped += 1;
-        // `seeds` (links) is free until the next batch: it holds the flows to queue.
         self.seeds.clear();
         let up = &mut self.upcoming;
         if up.state == UpcomingState::Eligible {
@@ -1557,6 +1558,7 @@ impl Simulation {
         let last = (u128::from(earliest) * 1_000_000 - tol * u128::from(up.first_activation.min(earliest)))
             / (1_000_000 - tol);
         up.roots.clear();
+        up.due.clear();
         for &(finish_at, f, root) in &up.list[up.pos..] {
             if finish_at != earliest {
                 break;
@@ -1575,16 +1577,15 @@ impl Simulation {
                     && u128::from(finish_at - earliest) * 1_000_000 <= u128::from(finish_at - fl.activated) * tol;
             if on_time && self.on_links.get(f) && fl.queued_at != earliest {
                 fl.queued_at = earliest;
-                self.seeds.push(f);
+                up.due.push(f);
             }
         }
         // In flow order, as a filling queues them (and the batch then reads the flows' state
         // front to back).
-        self.seeds.sort_unstable();
-        for &f in &self.seeds {
+        up.due.sort_unstable();
+        for &f in &up.due {
             self.queue.push(earliest, Event::Finish(f));
         }
-        self.seeds.clear();
     }
 
     fn stall_reason(&self, f: usize) -> Option<Stall> {
@@ -1971,22 +1972,30 @@ mod tests {
         assert_eq!(r.events, 4, "two activations, two finishes");
     }
 
+    /// A 30 Gb/s link and a 10 Gb/s one; 1 MB flows: one on the wide link, two on both. The
+    /// whole network is refilled from the first batch on (so fillings may be skipped when
+    /// `skip`). Returns the simulation and the wide link.
+    fn wide_and_narrow(skip: bool) -> (Simulation, LinkId) {
+        let mut net = Network::new();
+        let wide = net.add_link(BitsPerSec::gbps(30), Nanos::ZERO);
+        let narrow = net.add_link(BitsPerSec::gbps(10), Nanos::ZERO);
+        let mut sim = Simulation::new(net);
+        sim.whole_min = 0;
+        sim.skip_fills = skip;
+        sim.add_flow(FlowSpec::new(vec![wide], Bytes(1_000_000), SimTime::ZERO)).unwrap();
+        for _ in 0..2 {
+            sim.add_flow(FlowSpec::new(vec![wide, narrow], Bytes(1_000_000), SimTime::ZERO)).unwrap();
+        }
+        (sim, wide)
+    }
+
     /// Three flows share a 30 Gb/s link; two of them also cross a 10 Gb/s link. The lone fast
     /// flow's finish frees capacity the slow pair cannot use (they are held at 5 Gb/s by the
     /// narrow link), so that filling is skipped; the pair's finish leaves the link to nobody.
     #[test]
     fn a_finish_that_frees_unusable_capacity_skips_the_filling() {
         let run = |skip: bool| {
-            let mut net = Network::new();
-            let wide = net.add_link(BitsPerSec::gbps(30), Nanos::ZERO);
-            let narrow = net.add_link(BitsPerSec::gbps(10), Nanos::ZERO);
-            let mut sim = Simulation::new(net);
-            sim.whole_min = 0;
-            sim.skip_fills = skip;
-            sim.add_flow(FlowSpec::new(vec![wide], Bytes(1_000_000), SimTime::ZERO)).unwrap();
-            for _ in 0..2 {
-                sim.add_flow(FlowSpec::new(vec![wide, narrow], Bytes(1_000_000), SimTime::ZERO)).unwrap();
-            }
+            let (mut sim, wide) = wide_and_narrow(skip);
             let r = sim.run().unwrap();
             (r, sim.skipped, sim.link_load(wide))
         };
@@ -2006,16 +2015,7 @@ mod tests {
     #[test]
     fn moving_a_flow_off_its_links_resets_their_load() {
         let run = |skip: bool| {
-            let mut net = Network::new();
-            let wide = net.add_link(BitsPerSec::gbps(30), Nanos::ZERO);
-            let narrow = net.add_link(BitsPerSec::gbps(10), Nanos::ZERO);
-            let mut sim = Simulation::new(net);
-            sim.whole_min = 0;
-            sim.skip_fills = skip;
-            sim.add_flow(FlowSpec::new(vec![wide], Bytes(1_000_000), SimTime::ZERO)).unwrap();
-            for _ in 0..2 {
-                sim.add_flow(FlowSpec::new(vec![wide, narrow], Bytes(1_000_000), SimTime::ZERO)).unwrap();
-            }
+            let (mut sim, wide) = wide_and_narrow(skip);
             sim.advance().unwrap();
             assert_eq!(sim.link_load(wide), Some(BitsPerSec::gbps(30)));
             sim.set_path(FlowId(0), Vec::new()).unwrap();
