@@ -19,7 +19,8 @@
 //! - **RoCEv2 with PFC** ([`Transport::RocePfc`]): when an ingress holds more than `xoff`
 //!   bytes the switch sends a pause back up the ingress link; it takes effect at the upstream
 //!   transmitter after the link's latency, a 64-byte pause frame and the response time, and
-//!   the packet in serialization finishes. Below `xon` a resume follows the same way. A
+//!   the packet in serialization finishes. Below `xon` a resume follows the same way, with
+//!   the same delays, so the upstream acts on pauses and resumes in the order sent. A
 //!   packet that arrives at an ingress already holding `xoff + headroom` bytes, or at a full
 //!   shared buffer, is dropped: lossless has failed. Senders run at line rate (or DCQCN's
 //!   rate), with go-back-N: the receiver acknowledges every packet cumulatively, discards out
@@ -156,7 +157,7 @@ pub struct PacketParams {
     pub headroom: Option<u64>,
     /// Headroom of ports on DCI links only (overrides `headroom` there).
     pub dci_headroom: Option<u64>,
-    /// Upstream transmitter's reaction time to a pause.
+    /// Upstream transmitter's reaction time to a pause or a resume frame.
     pub pause_response: Nanos,
     /// Lossy output queue limit, bytes.
     pub queue: u64,
@@ -250,26 +251,42 @@ impl Kind {
     }
 }
 
+/// A packet in flight: 24 bytes, so an event carrying one is 24 bytes too (its tag lives in
+/// `kind`'s unused values) and the calendar moves little memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 struct Pkt {
     flow: u32,
     seq: u32,
-    wire: u32,
-    /// Index of the arc the packet is on along its route.
-    hop: u16,
-    /// Links on its route.
-    len: u16,
     /// Where its path starts in `Engine::arena`.
     off: u32,
     /// The arc it is on (the route's arc at `hop`).
     arc: u32,
+    /// Bytes on the wire (at most [`MAX_WIRE`]).
+    wire: u16,
     /// Path within the flow's path set.
     path: u16,
+    /// Index of the arc the packet is on along its route.
+    hop: u8,
+    /// Links on its route (at most [`MAX_HOPS`]).
+    len: u8,
     kind: Kind,
-    ecn: bool,
-    /// The arc whose head switch holds it (buffer accounting), or NONE.
-    ingress: u32,
+    /// [`ECN`] and [`HELD`].
+    flags: u8,
 }
+
+/// Flag: the packet carries an ECN congestion mark.
+const ECN: u8 = 1;
+/// Flag: the head switch of the arc before this one holds the packet in its buffer (counted
+/// against that arc's ingress until the packet leaves).
+const HELD: u8 = 2;
+/// Flag (NDP): the control packet carries a pull, a credit of one packet for the sender.
+const PULL: u8 = 4;
+/// The largest packet the engine carries, bytes on the wire.
+const MAX_WIRE: u64 = u16::MAX as u64;
+/// The longest route the engine carries, links.
+const MAX_HOPS: usize = u8::MAX as usize;
+
+const _: () = assert!(std::mem::size_of::<Pkt>() == 24 && std::mem::size_of::<Ev>() == 24);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
@@ -287,6 +304,9 @@ enum Ev {
 #[derive(Default)]
 struct Port {
     rate: u64,
+    /// Picoseconds per byte at `rate` when that is a whole number (then a packet's
+    /// serialization is one multiplication, the same value [`ser_ps`] gives), else 0.
+    ps_per_byte: u64,
     lat_ps: u64,
     /// Index of the switch at the head in `Engine::bufs`, or NONE for a host/GPU.
     head: u32,
@@ -311,6 +331,8 @@ struct Port {
     /// Pull pacer of the receiver at this arc's head (a host).
     pulls: VecDeque<u32>,
     pull_armed: bool,
+    /// When the pacer may send its next pull, ps.
+    pull_at: u64,
     /// Bytes and packets sent, deepest data queue.
     tx_bytes: u64,
     tx_packets: u64,
@@ -332,6 +354,15 @@ struct Cold {
 }
 
 impl Port {
+    /// Time to serialize `bytes` on this port, ps: [`ser_ps`] at the port's rate.
+    fn ser(&self, bytes: u64) -> u64 {
+        if self.ps_per_byte > 0 {
+            bytes * self.ps_per_byte
+        } else {
+            ser_ps(bytes, self.rate)
+        }
+    }
+
     /// Closes the sample interval being filled.
     fn flush(&mut self) {
         if self.sq > 0 || self.stx > 0 {
@@ -404,7 +435,7 @@ struct Engine<'p> {
     p: &'p PacketParams,
     now: u64,
     seq: u64,
-    heap: Calendar,
+    heap: Queue,
     ports: Vec<Port>,
     /// Shared buffer per switch: (used, capacity).
     bufs: Vec<(u64, u64)>,
@@ -426,6 +457,10 @@ struct Engine<'p> {
     ack_completion: bool,
     /// The sample interval, ps.
     sample_ps: u64,
+    /// The sample interval `now` is in, and where it ends (ps): kept by the run loop, so
+    /// the per-packet counters need no division.
+    sample: u64,
+    sample_end: u64,
     /// Selective acknowledgement (per-packet paths reorder packets; NDP).
     sel: bool,
     /// Receiver-driven (NDP): senders need pulls.
@@ -519,14 +554,15 @@ impl Calendar {
         }
     }
 
-    fn pop(&mut self) -> Option<(u64, Ev)> {
+    /// Makes the earliest event the current bucket's last; false when no event is queued.
+    fn fill(&mut self) -> bool {
         loop {
-            if let Some((t, _, ev)) = self.cur.pop() {
-                return Some((t, ev));
+            if !self.cur.is_empty() {
+                return true;
             }
             if self.in_ring == 0 {
                 // Jump to the first far event's bucket.
-                let Reverse((t, _, _)) = *self.far.peek()?;
+                let Some(&Reverse((t, _, _))) = self.far.peek() else { return false };
                 self.at = (t >> SHIFT).max(self.at + 1);
             } else {
                 self.at += 1;
@@ -557,6 +593,111 @@ impl Calendar {
                 }
             }
         }
+    }
+
+    /// The (time, sequence) of the earliest event.
+    fn peek(&mut self) -> Option<(u64, u64)> {
+        if self.fill() {
+            self.cur.last().map(|&(t, seq, _)| (t, seq))
+        } else {
+            None
+        }
+    }
+
+    fn pop(&mut self) -> Option<(u64, Ev)> {
+        if self.fill() {
+            self.cur.pop().map(|(t, _, ev)| (t, ev))
+        } else {
+            None
+        }
+    }
+}
+
+/// Most to least of the packet level's events: the end of a packet's serialization, its
+/// arrival a link's latency later, the pull pacer's next tick. Each comes a fixed delay after
+/// the event that queues it (for a given port and packet size), and events due the same
+/// delay after now are queued in time order, since now never goes back. So each delay gets
+/// its own first-in first-out queue, already sorted by (time, sequence), and a small heap of
+/// the queues' first events picks the earliest: a push appends, a pop takes a queue's front,
+/// and nothing is sorted or chased through memory. Other events (timeouts, pacing, message
+/// starts) and delays beyond the first [`FIXED_QUEUES`] go to the [`Calendar`]. Events come
+/// out in (time, sequence) order, as from one binary heap.
+struct Queue {
+    cal: Calendar,
+    /// The calendar's earliest (time << 64 | sequence), or `u128::MAX` when it is empty.
+    cal_front: u128,
+    /// Delay (ps) → its FIFO, open addressing; `u64::MAX` marks a free entry.
+    delays: Vec<(u64, u32)>,
+    fifos: Vec<VecDeque<(u64, u64, Ev)>>,
+    /// Per FIFO: its first event's (time << 64 | sequence), or `u128::MAX` when it is empty.
+    fronts: Vec<u128>,
+}
+
+/// FIFOs at most (the delays a run uses are a few per link type and packet size).
+const FIXED_QUEUES: usize = 64;
+const DELAY_TABLE: usize = 256;
+
+fn key(t: u64, seq: u64) -> u128 {
+    u128::from(t) << 64 | u128::from(seq)
+}
+
+impl Queue {
+    fn new() -> Queue {
+        Queue {
+            cal: Calendar::new(),
+            cal_front: u128::MAX,
+            delays: vec![(u64::MAX, 0); DELAY_TABLE],
+            fifos: Vec::new(),
+            fronts: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, t: u64, seq: u64, ev: Ev) {
+        self.cal.push(t, seq, ev);
+        self.cal_front = self.cal_front.min(key(t, seq));
+    }
+
+    /// Queues an event due `delay` after now (`t` = now + `delay`).
+    fn push_fixed(&mut self, delay: u64, t: u64, seq: u64, ev: Ev) {
+        let mut h = (delay.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as usize % DELAY_TABLE;
+        let q = loop {
+            match self.delays[h] {
+                (d, q) if d == delay => break q as usize,
+                (u64::MAX, _) if self.fifos.len() < FIXED_QUEUES => {
+                    let q = self.fifos.len();
+                    self.fifos.push(VecDeque::new());
+                    self.fronts.push(u128::MAX);
+                    self.delays[h] = (delay, q as u32);
+                    break q;
+                }
+                (u64::MAX, _) => return self.push(t, seq, ev),
+                _ => h = (h + 1) % DELAY_TABLE,
+            }
+        };
+        let fifo = &mut self.fifos[q];
+        if fifo.is_empty() {
+            self.fronts[q] = key(t, seq);
+        }
+        fifo.push_back((t, seq, ev));
+    }
+
+    fn pop(&mut self) -> Option<(u64, Ev)> {
+        let (mut best, mut q) = (self.cal_front, usize::MAX);
+        for (i, &f) in self.fronts.iter().enumerate() {
+            if f < best {
+                best = f;
+                q = i;
+            }
+        }
+        if q == usize::MAX {
+            let got = self.cal.pop();
+            self.cal_front = self.cal.peek().map_or(u128::MAX, |(t, seq)| key(t, seq));
+            return got;
+        }
+        let fifo = &mut self.fifos[q];
+        let (t, _, ev) = fifo.pop_front()?;
+        self.fronts[q] = fifo.front().map_or(u128::MAX, |&(t, seq, _)| key(t, seq));
+        Some((t, ev))
     }
 }
 
@@ -599,6 +740,13 @@ impl<'p> Engine<'p> {
         self.heap.push(t, self.seq, ev);
     }
 
+    /// Queues an event due a fixed delay after now that recurs (a hop's serialization or
+    /// latency, a pause or credit's return, the pull pacer): see [`Queue`].
+    fn push_fixed(&mut self, t: u64, ev: Ev) {
+        self.seq += 1;
+        self.heap.push_fixed(t - self.now, t, self.seq, ev);
+    }
+
     fn draw(&mut self) -> u64 {
         self.draws += 1;
         mix(self.seed ^ mix(self.draws))
@@ -616,7 +764,7 @@ impl<'p> Engine<'p> {
     }
 
     /// The arc a packet is on at `hop` of its route.
-    fn arc_at(&self, pkt: &Pkt, hop: u16) -> u32 {
+    fn arc_at(&self, pkt: &Pkt, hop: u8) -> u32 {
         let o = pkt.off as usize;
         if pkt.kind.reverse() {
             self.arena[o + (pkt.len - 1 - hop) as usize] ^ 1
@@ -626,7 +774,7 @@ impl<'p> Engine<'p> {
     }
 
     fn note_queue(&mut self, a: u32) {
-        let bucket = self.now / self.sample_ps;
+        let bucket = self.sample;
         let port = &mut self.ports[a as usize];
         port.max_queue = port.max_queue.max(port.qbytes);
         if bucket != port.sb {
@@ -637,7 +785,7 @@ impl<'p> Engine<'p> {
     }
 
     fn note_tx(&mut self, a: u32, bytes: u64) {
-        let bucket = self.now / self.sample_ps;
+        let bucket = self.sample;
         let port = &mut self.ports[a as usize];
         if bucket != port.sb {
             port.flush();
@@ -679,8 +827,8 @@ impl<'p> Engine<'p> {
         let port = &mut self.ports[ai];
         port.busy = true;
         port.cur = pkt;
-        let done = self.now + ser_ps(wire, port.rate);
-        self.push(done, Ev::TxDone(a));
+        let done = self.now + port.ser(wire);
+        self.push_fixed(done, Ev::TxDone(a));
     }
 
     /// A data packet from one of the flows sourcing at NIC port `a`, round-robin.
@@ -710,21 +858,10 @@ impl<'p> Engine<'p> {
                 port.credits -= wire;
             }
             let path = self.pick_path(f);
-            let len = self.path_of(f, path).len() as u16;
+            let len = self.path_of(f, path).len() as u8;
             let off = self.off_of(f, path);
-            let pkt = Pkt {
-                flow: f,
-                seq,
-                wire: wire as u32,
-                hop: 0,
-                len,
-                off,
-                arc: a,
-                path,
-                kind: Kind::Data,
-                ecn: false,
-                ingress: NONE,
-            };
+            let pkt =
+                Pkt { flow: f, seq, wire: wire as u16, hop: 0, len, off, arc: a, path, kind: Kind::Data, flags: 0 };
             self.stats.data_packets += 1;
             if retx {
                 self.stats.retransmitted_packets += 1;
@@ -864,12 +1001,13 @@ impl<'p> Engine<'p> {
             port.tx_packets += 1;
         }
         self.note_tx(a, wire);
-        if pkt.ingress != NONE {
-            self.release(pkt.ingress, wire);
-            pkt.ingress = NONE;
+        if pkt.flags & HELD != 0 {
+            let ingress = self.arc_at(&pkt, pkt.hop - 1);
+            self.release(ingress, wire);
+            pkt.flags &= !HELD;
         }
         let lat = self.ports[ai].lat_ps;
-        self.push(self.now + lat, Ev::Arrive(pkt));
+        self.push_fixed(self.now + lat, Ev::Arrive(pkt));
         self.try_start(a);
     }
 
@@ -886,12 +1024,15 @@ impl<'p> Engine<'p> {
         match self.p.transport {
             Transport::RocePfc if port.xoff && port.in_bytes <= self.p.xon => {
                 port.xoff = false;
-                let t = self.now + port.lat_ps + ser_ps(PAUSE_FRAME, port.rate);
-                self.push(t, Ev::Pause(ingress, false));
+                // The same delay as the pause's: the upstream acts on both frames in the
+                // order they were sent (a resume that overtook its pause left the port
+                // paused for good).
+                let t = self.now + port.lat_ps + port.ser(PAUSE_FRAME) + self.p.pause_response.0 * PS;
+                self.push_fixed(t, Ev::Pause(ingress, false));
             }
             Transport::Infiniband => {
                 let t = self.now + port.lat_ps;
-                self.push(t, Ev::Credit(ingress, wire as u32));
+                self.push_fixed(t, Ev::Credit(ingress, wire as u32));
             }
             _ => {}
         }
@@ -939,15 +1080,15 @@ impl<'p> Engine<'p> {
                     return;
                 }
                 self.bufs[head as usize].0 += wire;
-                pkt.ingress = a;
+                pkt.flags |= HELD;
                 let port = &mut self.ports[a as usize];
                 port.in_bytes += wire;
                 if pfc && !port.xoff && port.in_bytes > self.p.xoff {
                     port.xoff = true;
                     port.cold.st.pauses_sent += 1;
                     self.stats.pauses += 1;
-                    let t = self.now + port.lat_ps + ser_ps(PAUSE_FRAME, port.rate) + self.p.pause_response.0 * PS;
-                    self.push(t, Ev::Pause(a, true));
+                    let t = self.now + port.lat_ps + port.ser(PAUSE_FRAME) + self.p.pause_response.0 * PS;
+                    self.push_fixed(t, Ev::Pause(a, true));
                 }
             }
             Transport::RoceLossy => {
@@ -958,13 +1099,13 @@ impl<'p> Engine<'p> {
                     return;
                 }
                 self.bufs[head as usize].0 += wire;
-                pkt.ingress = a;
+                pkt.flags |= HELD;
                 self.ports[a as usize].in_bytes += wire;
             }
             Transport::Ndp => {
                 if self.ports[oi].qbytes + wire > self.p.trim {
                     pkt.kind = Kind::Header;
-                    pkt.wire = self.p.control_bytes as u32;
+                    pkt.wire = self.p.control_bytes as u16;
                     self.ports[oi].cold.st.trims += 1;
                     self.stats.trims += 1;
                     self.ports[oi].ctrl.push_back(pkt);
@@ -984,7 +1125,7 @@ impl<'p> Engine<'p> {
                 ((self.draw() >> 11) as f64 / (1u64 << 53) as f64) < prob
             };
             if mark {
-                pkt.ecn = true;
+                pkt.flags |= ECN;
                 self.ports[oi].cold.st.ecn_marks += 1;
                 self.stats.ecn_marks += 1;
             }
@@ -1019,22 +1160,11 @@ impl<'p> Engine<'p> {
         best
     }
 
-    fn send_control(&mut self, f: u32, kind: Kind, seq: u32, path: u16) {
-        let len = self.path_of(f, path).len() as u16;
+    fn send_control(&mut self, f: u32, kind: Kind, seq: u32, path: u16, flags: u8) {
+        let len = self.path_of(f, path).len() as u8;
         let off = self.off_of(f, path);
-        let mut pkt = Pkt {
-            flow: f,
-            seq,
-            wire: self.p.control_bytes as u32,
-            hop: 0,
-            len,
-            off,
-            arc: NONE,
-            path,
-            kind,
-            ecn: false,
-            ingress: NONE,
-        };
+        let mut pkt =
+            Pkt { flow: f, seq, wire: self.p.control_bytes as u16, hop: 0, len, off, arc: NONE, path, kind, flags };
         let first = self.arc_at(&pkt, 0);
         pkt.arc = first;
         self.stats.control_packets += 1;
@@ -1048,10 +1178,13 @@ impl<'p> Engine<'p> {
         if self.flows[fi].end.is_some() && pkt.kind.reverse() {
             return;
         }
+        if pkt.flags & PULL != 0 {
+            self.flows[fi].allowance += 1;
+        }
         match pkt.kind {
             Kind::Data | Kind::Header if self.sel => {
                 let fl = &mut self.flows[fi];
-                if pkt.kind == Kind::Data {
+                let reply = if pkt.kind == Kind::Data {
                     if !bit(&fl.got, pkt.seq) {
                         set_bit(&mut fl.got, pkt.seq);
                         fl.got_n += 1;
@@ -1059,23 +1192,13 @@ impl<'p> Engine<'p> {
                             fl.data_end = Some(self.now);
                         }
                     }
-                    self.send_control(f, Kind::Ack, pkt.seq, pkt.path);
+                    Kind::Ack
                 } else {
-                    self.send_control(f, Kind::Nack, pkt.seq, pkt.path);
-                }
-                let last = self.last_arc(f);
-                let fl = &mut self.flows[fi];
-                if self.ndp && fl.got_n < fl.pkts {
-                    fl.pulls_owed += 1;
-                    if fl.pulls_owed == 1 {
-                        self.ports[last as usize].pulls.push_back(f);
-                    }
-                    if !self.ports[last as usize].pull_armed {
-                        self.ports[last as usize].pull_armed = true;
-                        self.push(self.now, Ev::PullTick(last));
-                    }
-                }
-                if pkt.ecn {
+                    Kind::Nack
+                };
+                let flags = if self.ndp && fl.got_n < fl.pkts { self.pull(f) } else { 0 };
+                self.send_control(f, reply, pkt.seq, pkt.path, flags);
+                if pkt.flags & ECN != 0 {
                     self.notify(f, pkt.path);
                 }
                 self.check_done(f);
@@ -1089,18 +1212,18 @@ impl<'p> Engine<'p> {
                         fl.data_end = Some(self.now);
                     }
                     let n = fl.rcv_nxt;
-                    self.send_control(f, Kind::Ack, n, pkt.path);
+                    self.send_control(f, Kind::Ack, n, pkt.path, 0);
                 } else if pkt.seq > fl.rcv_nxt {
                     if !fl.nacked {
                         fl.nacked = true;
                         let n = fl.rcv_nxt;
-                        self.send_control(f, Kind::Nack, n, pkt.path);
+                        self.send_control(f, Kind::Nack, n, pkt.path, 0);
                     }
                 } else {
                     let n = fl.rcv_nxt;
-                    self.send_control(f, Kind::Ack, n, pkt.path);
+                    self.send_control(f, Kind::Ack, n, pkt.path, 0);
                 }
-                if pkt.ecn {
+                if pkt.flags & ECN != 0 {
                     self.notify(f, pkt.path);
                 }
                 self.check_done(f);
@@ -1120,6 +1243,9 @@ impl<'p> Engine<'p> {
                     fl.last_progress = now;
                 }
                 self.check_done(f);
+                if pkt.flags & PULL != 0 {
+                    self.make_ready(f);
+                }
             }
             Kind::Nack => {
                 let fl = &mut self.flows[fi];
@@ -1133,10 +1259,7 @@ impl<'p> Engine<'p> {
                 }
                 self.make_ready(f);
             }
-            Kind::Pull => {
-                self.flows[fi].allowance += 1;
-                self.make_ready(f);
-            }
+            Kind::Pull => self.make_ready(f),
             Kind::Cnp => {
                 if let Some(d) = self.p.dcqcn {
                     let now = self.now;
@@ -1168,7 +1291,7 @@ impl<'p> Engine<'p> {
         if fl.last_cnp_sent.is_none_or(|t| now >= t + d.cnp_interval.0 * PS) {
             fl.last_cnp_sent = Some(now);
             self.stats.cnps += 1;
-            self.send_control(f, Kind::Cnp, 0, path);
+            self.send_control(f, Kind::Cnp, 0, path, 0);
         }
     }
 
@@ -1269,24 +1392,55 @@ impl Engine<'_> {
         }
     }
 
+    /// The receiver of flow `f` owes its sender a pull (NDP, as htsim's pull pacer): the
+    /// acknowledgement being sent carries it when the receiver's pacer has nothing queued and
+    /// a packet time of its link has passed since the last pull (returns [`PULL`] for the
+    /// reply's flags); otherwise the pull is queued for the pacer, which sends one pull per
+    /// packet time, round-robin over its senders.
+    fn pull(&mut self, f: u32) -> u8 {
+        let last = self.last_arc(f) as usize;
+        let now = self.now;
+        let port = &mut self.ports[last];
+        if !port.pull_armed && now >= port.pull_at {
+            port.pull_at = now + port.ser(self.mtu + self.header);
+            return PULL;
+        }
+        let fl = &mut self.flows[f as usize];
+        fl.pulls_owed += 1;
+        if fl.pulls_owed == 1 {
+            port.pulls.push_back(f);
+        }
+        if !port.pull_armed {
+            port.pull_armed = true;
+            let t = port.pull_at;
+            self.push(t, Ev::PullTick(last as u32));
+        }
+        0
+    }
+
     fn on_pull_tick(&mut self, a: u32) {
         let ai = a as usize;
-        let Some(f) = self.ports[ai].pulls.pop_front() else {
-            self.ports[ai].pull_armed = false;
-            return;
-        };
-        let fl = &mut self.flows[f as usize];
-        fl.pulls_owed -= 1;
-        let (live, pick) = (fl.end.is_none() && fl.got_n < fl.pkts, fl.pick);
-        if fl.pulls_owed > 0 {
-            self.ports[ai].pulls.push_back(f);
+        while let Some(f) = self.ports[ai].pulls.pop_front() {
+            let fl = &mut self.flows[f as usize];
+            fl.pulls_owed -= 1;
+            let (live, pick) = (fl.end.is_none() && fl.got_n < fl.pkts, fl.pick);
+            if fl.pulls_owed > 0 {
+                self.ports[ai].pulls.push_back(f);
+            }
+            if live {
+                self.send_control(f, Kind::Pull, 0, pick, PULL);
+                // One pull per full data packet at the receiver's link rate.
+                let port = &mut self.ports[ai];
+                port.pull_at = self.now + port.ser(self.mtu + self.header);
+                if port.pulls.is_empty() {
+                    break;
+                }
+                let t = port.pull_at;
+                self.push_fixed(t, Ev::PullTick(a));
+                return;
+            }
         }
-        if live {
-            self.send_control(f, Kind::Pull, 0, pick);
-        }
-        // One pull per full data packet at the receiver's link rate.
-        let t = self.now + ser_ps(self.mtu + self.header, self.ports[ai].rate);
-        self.push(t, Ev::PullTick(a));
+        self.ports[ai].pull_armed = false;
     }
 
     fn on_rto(&mut self, f: u32) {
@@ -1398,6 +1552,12 @@ pub fn execute_packets(
 ) -> Result<(Execution, PacketStats), SimError> {
     let net = topo.network();
     let packet = cfg.wire.mtu + cfg.wire.header;
+    if packet > MAX_WIRE || p.control_bytes > MAX_WIRE {
+        return Err(SimError::Packet(format!(
+            "packets of {} bytes (MTU {} + header {}) and control packets of {} bytes: the packet level carries packets of at most {MAX_WIRE} bytes; use a smaller mtu or the flow level",
+            packet, cfg.wire.mtu, cfg.wire.header, p.control_bytes
+        )));
+    }
     let mut bufs: Vec<(u64, u64)> = Vec::new();
     let mut buf_index: BTreeMap<u32, u32> = BTreeMap::new();
     let mut ports: Vec<Port> = Vec::with_capacity(net.len());
@@ -1418,8 +1578,15 @@ pub fn execute_packets(
         let own = meshway_fabric::plan::headroom_bytes(l.capacity, l.latency, p.pause_response, Bytes(packet)).0;
         let headroom = if topo.is_dci_arc(arc) { p.dci_headroom.or(p.headroom) } else { p.headroom }.unwrap_or(own);
         let credit_limited = p.transport == Transport::Infiniband && head != NONE;
+        const PS_PER_BYTE_AT_1BPS: u64 = 8 * 1_000_000_000_000;
+        let rate = l.capacity.0;
         ports.push(Port {
-            rate: l.capacity.0,
+            rate,
+            ps_per_byte: if rate > 0 && PS_PER_BYTE_AT_1BPS.is_multiple_of(rate) {
+                PS_PER_BYTE_AT_1BPS / rate
+            } else {
+                0
+            },
             lat_ps: l.latency.0.saturating_mul(PS),
             head,
             lossless: head != NONE,
@@ -1553,11 +1720,17 @@ pub fn execute_packets(
         }
     }
     let total = msgs.len() as u64;
+    if let Some(long) = paths.iter().find(|p| p.len() > MAX_HOPS) {
+        return Err(SimError::Packet(format!(
+            "a route of {} links: the packet level carries routes of at most {MAX_HOPS} links",
+            long.len()
+        )));
+    }
     let mut e = Engine {
         p,
         now: 0,
         seq: 0,
-        heap: Calendar::new(),
+        heap: Queue::new(),
         ports,
         bufs,
         flows,
@@ -1581,6 +1754,8 @@ pub fn execute_packets(
         events: 0,
         ack_completion: cfg.completion.ack_bytes.is_some(),
         sample_ps: p.sample.0.max(1) * PS,
+        sample: 0,
+        sample_end: p.sample.0.max(1) * PS,
         sel: p.transport == Transport::Ndp || balance != Balance::Ecmp,
         ndp: p.transport == Transport::Ndp,
         gaps: Vec::new(),
@@ -1613,6 +1788,10 @@ pub fn execute_packets(
             break;
         }
         e.now = t;
+        if t >= e.sample_end {
+            e.sample = t / e.sample_ps;
+            e.sample_end = (e.sample + 1).saturating_mul(e.sample_ps);
+        }
         e.events += 1;
         match ev {
             Ev::TxDone(a) => e.on_tx_done(a),
