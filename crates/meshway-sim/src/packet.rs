@@ -1964,3 +1964,47 @@ impl Engine<'_> {
         (Execution { msgs, sim, flows: n }, stats)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The event queue gives events in (time, sequence) order, as one binary heap would:
+        /// fixed-delay pushes (more distinct delays than it has FIFOs, so some go to the
+        /// calendar), calendar pushes, and pushes while popping, with ties in time.
+        #[test]
+        fn the_queue_pops_in_time_then_sequence_order(
+            steps in proptest::collection::vec((0u64..200, 0u64..3_000_000, any::<bool>(), 0u8..3), 1..400)
+        ) {
+            let mut q = Queue::new();
+            let mut reference: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::new();
+            let (mut now, mut seq) = (0u64, 0u64);
+            for (delay_class, far, fixed, pops) in steps {
+                // Delays: 200 distinct small values (ties likely) or a far one.
+                let delay = if far % 7 == 0 { far } else { delay_class * 1_000 };
+                seq += 1;
+                let t = now + delay;
+                let ev = Ev::Wake(seq as u32);
+                if fixed {
+                    q.push_fixed(delay, t, seq, ev);
+                } else {
+                    q.push(t, seq, ev);
+                }
+                reference.push(Reverse((t, seq)));
+                for _ in 0..pops {
+                    let Some(Reverse((t, s))) = reference.pop() else { break };
+                    let got = q.pop();
+                    prop_assert_eq!(got, Some((t, Ev::Wake(s as u32))));
+                    now = t;
+                }
+            }
+            while let Some(Reverse((t, s))) = reference.pop() {
+                prop_assert_eq!(q.pop(), Some((t, Ev::Wake(s as u32))));
+            }
+            prop_assert_eq!(q.pop(), None);
+            prop_assert!(q.fifos.len() <= FIXED_QUEUES);
+        }
+    }
+}
