@@ -43,8 +43,41 @@ pub struct InferenceDefaults {
     /// detours); 0 when a catalog predates it.
     #[serde(default)]
     pub wan_fixed: Nanos,
+    /// Route factor and fixed cost per pair of continents, used when a region and a site
+    /// both say where they are; `route-factor` and `wan-fixed` otherwise.
+    #[serde(default, rename = "wan-route")]
+    pub wan_routes: Vec<WanRoute>,
     pub source: Option<String>,
     pub assumption: Option<String>,
+}
+
+/// `[[inference.wan-route]]`: the wide-area path model between two continents.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WanRoute {
+    /// The two continents (either order; the same twice for paths within one).
+    pub between: [crate::infer_config::Continent; 2],
+    pub route_factor: f64,
+    pub wan_fixed: Nanos,
+    pub source: String,
+}
+
+impl InferenceDefaults {
+    /// Route factor and fixed one-way cost of a path between two places: the
+    /// `[[inference.wan-route]]` of their continents when both are known and the catalog
+    /// has one, else `route-factor` and `wan-fixed`.
+    pub fn route(
+        &self,
+        a: Option<crate::infer_config::Continent>,
+        b: Option<crate::infer_config::Continent>,
+    ) -> (f64, Nanos) {
+        if let (Some(a), Some(b)) = (a, b) {
+            if let Some(w) = self.wan_routes.iter().find(|w| w.between == [a, b] || w.between == [b, a]) {
+                return (w.route_factor, w.wan_fixed);
+            }
+        }
+        (self.route_factor, self.wan_fixed)
+    }
 }
 
 /// Multi-site training defaults (`[multisite]`) of `meshway multisite`.
@@ -708,6 +741,15 @@ impl Catalog {
             if !(i.route_factor >= 1.0 && i.route_factor.is_finite()) {
                 return Err(bad("inference".into(), "route-factor must be at least 1"));
             }
+            for (k, w) in i.wan_routes.iter().enumerate() {
+                if !(w.route_factor >= 1.0 && w.route_factor.is_finite()) {
+                    return Err(bad(format!("inference.wan-route[{}]", k + 1), "route-factor must be at least 1"));
+                }
+                if i.wan_routes[..k].iter().any(|x| x.between == w.between || x.between == [w.between[1], w.between[0]])
+                {
+                    return Err(bad(format!("inference.wan-route[{}]", k + 1), "names a pair of continents twice"));
+                }
+            }
         }
         if let Some(m) = &self.multisite {
             provenance("multisite", "", &m.source, &m.assumption)?;
@@ -916,5 +958,24 @@ mod overlay_tests {
         assert!(e.contains("mine.toml") && e.contains("constants") && e.contains("fiber-delay"), "{e}");
         let e = Catalog::with_overlay("[[switch]]\nname = \"new\"\nports = 8\n", "mine.toml").unwrap_err().to_string();
         assert!(e.contains("switch \"new\"") && e.contains("missing field"), "{e}");
+    }
+
+    #[test]
+    fn wan_routes_are_looked_up_by_pair_and_checked() {
+        use crate::infer_config::Continent::{AsiaPacific, Europe, SouthAmerica};
+        use meshway_units::Nanos;
+        let i = Catalog::builtin().inference.unwrap();
+        assert_eq!(i.route(Some(Europe), Some(AsiaPacific)), (2.03, Nanos(2_250_000)));
+        assert_eq!(i.route(Some(AsiaPacific), Some(Europe)), (2.03, Nanos(2_250_000)));
+        assert_eq!(i.route(Some(Europe), None), (1.26, Nanos(4_600_000)));
+        assert_eq!(i.route(Some(SouthAmerica), Some(Europe)), (1.26, Nanos(4_600_000)));
+        let route = |between: &str, factor: f64| {
+            format!("[[inference.wan-route]]\nbetween = [{between}]\nroute-factor = {factor}\nwan-fixed = \"1ms\"\nsource = \"s\"\n")
+        };
+        let twice = route("\"europe\", \"africa\"", 1.5) + &route("\"africa\", \"europe\"", 1.6);
+        let e = Catalog::with_overlay(&twice, "mine.toml").unwrap_err().to_string();
+        assert!(e.contains("wan-route[2]") && e.contains("twice"), "{e}");
+        let e = Catalog::with_overlay(&route("\"europe\", \"africa\"", 0.9), "mine.toml").unwrap_err().to_string();
+        assert!(e.contains("wan-route[1]") && e.contains("at least 1"), "{e}");
     }
 }

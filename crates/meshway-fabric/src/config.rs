@@ -249,6 +249,8 @@ pub struct SiteConfig {
     pub max_gpus: Option<u32>,
     /// Inference: cost of one GPU for one hour, USD.
     pub gpu_hour_usd: Option<f64>,
+    /// Inference: where the site is (see `[[region]] continent`).
+    pub continent: Option<crate::infer_config::Continent>,
     /// Inference: router hops between the metro network and the servers, and their latency.
     pub access_hops: Option<u32>,
     pub hop_latency: Option<meshway_units::Nanos>,

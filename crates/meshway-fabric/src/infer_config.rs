@@ -119,6 +119,9 @@ pub struct RegionConfig {
     pub utc_offset_hours: Option<i32>,
     /// Access latency from a user to the region's network edge, one way.
     pub last_mile: Option<Nanos>,
+    /// Where the region is: with the site's continent, picks the catalog's route factor and
+    /// fixed cost for that pair of continents (`[[inference.wan-route]]`).
+    pub continent: Option<Continent>,
     /// Objective: p99 time to first token.
     pub ttft_p99: Option<Nanos>,
     /// Objective: p99 time per output token after the first (a request's mean).
@@ -138,6 +141,48 @@ pub struct RegionConfig {
     /// catalog's `wan-fixed`).
     #[serde(default)]
     pub wan_fixed: BTreeMap<String, Nanos>,
+}
+
+/// A continent, for the wide-area route model: paths between two continents detour from the
+/// great circle by amounts that depend on the pair (Europe to East Asia far more than across
+/// the Atlantic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Continent {
+    NorthAmerica,
+    SouthAmerica,
+    Europe,
+    AsiaPacific,
+    MiddleEast,
+    Africa,
+}
+
+impl Continent {
+    /// The short code validation tables use (NA, SA, EU, APAC, ME, AF).
+    pub fn code(self) -> &'static str {
+        match self {
+            Continent::NorthAmerica => "NA",
+            Continent::SouthAmerica => "SA",
+            Continent::Europe => "EU",
+            Continent::AsiaPacific => "APAC",
+            Continent::MiddleEast => "ME",
+            Continent::Africa => "AF",
+        }
+    }
+
+    /// The continent with this short code.
+    pub fn from_code(code: &str) -> Option<Continent> {
+        [
+            Continent::NorthAmerica,
+            Continent::SouthAmerica,
+            Continent::Europe,
+            Continent::AsiaPacific,
+            Continent::MiddleEast,
+            Continent::Africa,
+        ]
+        .into_iter()
+        .find(|c| c.code() == code)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]

@@ -5,7 +5,8 @@ use meshway_fabric::catalog::InferenceDefaults;
 use meshway_fabric::config::SiteConfig;
 use meshway_fabric::error::closest;
 use meshway_fabric::infer_config::{
-    ArrivalsConfig, LengthDistConfig, ModelConfig, PolicyConfig, PrecisionConfig, RegionConfig, SiteRole, SiteTier,
+    ArrivalsConfig, Continent, LengthDistConfig, ModelConfig, PolicyConfig, PrecisionConfig, RegionConfig, SiteRole,
+    SiteTier,
 };
 use meshway_fabric::scenario::Ctx;
 use meshway_fabric::{Catalog, FabricError, Scenario};
@@ -386,6 +387,8 @@ pub struct Site {
     pub hop_latency: Nanos,
     pub model: usize,
     pub role: SiteRole,
+    /// Where it is (the wide-area route model's continent pairs).
+    pub continent: Option<Continent>,
 }
 
 /// A link between two sites that carries KV caches from prefill to decode sites (each
@@ -834,6 +837,7 @@ fn validate_site(
         hop_latency: s.hop_latency.unwrap_or(d.hop_latency),
         model,
         role: s.role.unwrap_or(SiteRole::Both),
+        continent: s.continent,
     })
 }
 
@@ -896,14 +900,15 @@ fn region_paths(
     Ok(sites
         .iter()
         .map(|s| {
+            let (factor, default_fixed) = d.route(r.continent, s.continent);
             let fiber = match (r.fiber.get(&s.name), r.distance.get(&s.name)) {
                 (Some(f), _) => Some(*f),
-                (None, Some(g)) => Some(Meters((g.0 as f64 * d.route_factor).round() as u64)),
+                (None, Some(g)) => Some(Meters((g.0 as f64 * factor).round() as u64)),
                 (None, None) => None,
             };
             fiber.map(|fiber| {
                 let hops = s.access_hops + r.hops.get(&s.name).copied().unwrap_or(0);
-                let fixed = r.wan_fixed.get(&s.name).copied().unwrap_or(d.wan_fixed);
+                let fixed = r.wan_fixed.get(&s.name).copied().unwrap_or(default_fixed);
                 let one_way =
                     Nanos(last_mile.0 + fiber.propagation(per_km).0 + s.hop_latency.0 * u64::from(hops) + fixed.0);
                 Path { fiber, hops, one_way }

@@ -62,6 +62,47 @@ fn distance_uses_route_factor() {
     assert_eq!(p.one_way.0, 6_174_000 + 4_600_000); // 1260 km x 4.9 us + 4.6 ms
 }
 
+/// With continents on both ends, the path takes the catalog's route for that pair: Europe
+/// to Asia-Pacific is 2.03 x the great circle plus 2.25 ms (fitted to Azure's round trips
+/// between the two); the same path without continents keeps 1.26 and 4.6 ms, and an
+/// explicit `wan-fixed` still wins.
+#[test]
+fn continents_pick_the_route_of_their_pair() {
+    let model = "prefill-tokens-per-s = 10000\ndecode-tokens-per-s = 1000\nmax-batch = 8\nprompt-tokens = 500\noutput-tokens = 101";
+    let path = |region: &str, site: &str| {
+        let text = one_site(
+            &format!("rate = 1\nlast-mile = \"0ms\"\ndistance = {{ s = \"1000km\" }}\n{region}"),
+            model,
+            &format!("access-hops = 0\n{site}"),
+        );
+        let spec = spec_from_text(&text, "c.toml", &Catalog::builtin()).unwrap_or_else(|e| panic!("{e}"));
+        let p = spec.regions[0].paths[0].clone().unwrap();
+        (p.fiber.0, p.one_way.0)
+    };
+    assert_eq!(
+        path("continent = \"europe\"", "continent = \"asia-pacific\""),
+        (2_030_000_000, 9_947_000 + 2_250_000) // 2030 km x 4.9 us + 2.25 ms
+    );
+    // Either order, and the same continent on both ends.
+    assert_eq!(path("continent = \"asia-pacific\"", "continent = \"europe\"").0, 2_030_000_000);
+    assert_eq!(path("continent = \"europe\"", "continent = \"europe\"").0, 1_200_000_000);
+    // One end unknown, or a pair the catalog has no route for: the defaults.
+    assert_eq!(path("continent = \"europe\"", "").1, 6_174_000 + 4_600_000);
+    assert_eq!(path("continent = \"south-america\"", "continent = \"europe\"").1, 6_174_000 + 4_600_000);
+    assert_eq!(
+        path("continent = \"europe\"\nwan-fixed = { s = \"1ms\" }", "continent = \"asia-pacific\"").1,
+        9_947_000 + 1_000_000
+    );
+    let e = spec_from_text(
+        &one_site("rate = 1\ncontinent = \"atlantis\"\ndistance = { s = \"1km\" }", model, ""),
+        "c.toml",
+        &Catalog::builtin(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("continent") && e.contains("atlantis") && e.contains("asia-pacific"), "{e}");
+}
+
 fn queue(extra_model: &str, rate: f64) -> meshway_infer::InferReport {
     let text = one_site(
         &format!("rate = {rate}\nlast-mile = \"0ms\"\nfiber = {{ s = \"0km\" }}\nttft-p99 = \"1s\""),

@@ -115,7 +115,7 @@ pub fn infer_validate_text(r: &meshway_validate::inference::InferValidation) -> 
         let mut t = Table::new(&["row", "from", "to", "great circle", "published", "meshway", "error"]);
         for w in &r.wan {
             t.row(vec![
-                format!("wan-rtt.csv:{}", w.line),
+                format!("{}:{}", w.file, w.line),
                 w.from.clone(),
                 w.to.clone(),
                 format!("{:.0} km", w.great_circle_km),
@@ -129,9 +129,10 @@ pub fn infer_validate_text(r: &meshway_validate::inference::InferValidation) -> 
             "\nInter-region round trips, published against the path model (data centre to data centre: no last mile or access hops)"
         );
         o.push_str(&t.render());
-        let mut g = Table::new(&["pairs", "rows", "median |error|", "max |error|", "within 15%"]);
+        let mut g = Table::new(&["table", "pairs", "rows", "median |error|", "max |error|", "within 15%"]);
         for x in &r.wan_groups {
             g.row(vec![
+                if x.setup == "wan-rtt" { "wan-rtt (fitted)".to_string() } else { format!("{} (held out)", x.setup) },
                 x.model.clone(),
                 x.rows.to_string(),
                 pct(x.median_abs_error),

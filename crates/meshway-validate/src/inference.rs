@@ -11,6 +11,7 @@
 //! Pure: the caller reads the files and passes their text.
 
 use crate::{median, ValidateError};
+use meshway_fabric::infer_config::Continent;
 use meshway_fabric::Catalog;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -136,14 +137,18 @@ pub struct SetupNote {
 /// One published round trip between two cloud regions against meshway's path model.
 #[derive(Debug, Clone, Serialize)]
 pub struct WanOutcome {
+    /// The table it comes from (its file name) and its line there.
+    pub file: String,
     pub line: usize,
     pub from: String,
     pub to: String,
     pub class: String,
     pub great_circle_km: f64,
     pub published_ms: f64,
-    /// 2 x (great circle x route factor x fibre delay + the fixed per-path cost).
+    /// 2 x (great circle x route factor x fibre delay + the fixed per-path cost), with the
+    /// route factor and fixed cost of the row's pair of continents.
     pub meshway_ms: f64,
+    pub route_factor: f64,
     pub error: f64,
 }
 
@@ -156,12 +161,24 @@ pub fn great_circle_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     2.0 * 6371.0 * h.sqrt().min(1.0).asin()
 }
 
-/// Runs `wan-rtt.csv` (named `file`): each row's round trip from the great-circle distance of
-/// its two cities through the catalog's route factor, fibre delay and fixed per-path cost
-/// (no last mile or access hops: the table is between data centres).
+/// The continents of a `pair_class` such as `intra-EU` or `NA-APAC`.
+pub fn pair_continents(class: &str) -> Option<(Continent, Continent)> {
+    if let Some(c) = class.strip_prefix("intra-") {
+        let c = Continent::from_code(c)?;
+        return Some((c, c));
+    }
+    let (a, b) = class.split_once('-')?;
+    Some((Continent::from_code(a)?, Continent::from_code(b)?))
+}
+
+/// Runs an inter-region round-trip table such as `wan-rtt.csv` (named `file`): each row's
+/// round trip from the great-circle distance of its two cities through the route factor and
+/// fixed per-path cost of its pair of continents (`pair_class`) and the fibre delay (no last
+/// mile or access hops: the tables are between data centres).
 pub fn run_wan(text: &str, file: &str, cat: &Catalog) -> Result<(Vec<WanOutcome>, Vec<InferGroup>), ValidateError> {
     let d = cat.inference.as_ref().ok_or_else(|| csv_err(file, 0, "the catalog has no [inference] section".into()))?;
     let per_km = cat.constants.fiber_delay_per_km.0 as f64;
+    let name = std::path::Path::new(file).file_name().map_or(file.to_string(), |n| n.to_string_lossy().into_owned());
     let mut out = Vec::new();
     for (line, row) in table(text, file)? {
         let f = |c: &str| -> Result<f64, ValidateError> {
@@ -169,16 +186,21 @@ pub fn run_wan(text: &str, file: &str, cat: &Catalog) -> Result<(Vec<WanOutcome>
         };
         let km = great_circle_km(f("from_lat")?, f("from_lon")?, f("to_lat")?, f("to_lon")?);
         let published = f("rtt_ms")?;
-        let one_way_ns = km * d.route_factor * per_km + d.wan_fixed.0 as f64;
+        let class = row.get("pair_class").cloned().unwrap_or_default();
+        let pair = pair_continents(&class);
+        let (factor, fixed) = d.route(pair.map(|p| p.0), pair.map(|p| p.1));
+        let one_way_ns = km * factor * per_km + fixed.0 as f64;
         let meshway = 2.0 * one_way_ns * 1e-6;
         out.push(WanOutcome {
+            file: name.clone(),
             line,
             from: row.get("from").cloned().unwrap_or_default(),
             to: row.get("to").cloned().unwrap_or_default(),
-            class: row.get("pair_class").cloned().unwrap_or_default(),
+            class,
             great_circle_km: km,
             published_ms: published,
             meshway_ms: meshway,
+            route_factor: factor,
             error: (meshway - published) / published,
         });
     }
@@ -192,7 +214,7 @@ pub fn run_wan(text: &str, file: &str, cat: &Catalog) -> Result<(Vec<WanOutcome>
             let mut e: Vec<f64> = out.iter().filter(|w| c == "all" || w.class == c).map(|w| w.error.abs()).collect();
             let within = e.iter().filter(|x| **x <= 0.15).count() as f64 / e.len().max(1) as f64;
             InferGroup {
-                setup: "wan-rtt".into(),
+                setup: name.trim_end_matches(".csv").to_string(),
                 rows: e.len(),
                 max_abs_error: e.iter().copied().fold(0.0, f64::max),
                 median_abs_error: median(&mut e),

@@ -61,20 +61,37 @@ fn bad_setup_is_a_clear_error() {
     assert!(e.to_string().starts_with("bad.toml:2"), "{e}");
 }
 
-/// The path model against Azure's published inter-region round trips: the fitted route
-/// factor and fixed cost put 63% of the 52 pairs within 15% (median 11.8%); Europe-Asia
-/// pairs, routed far from the great circle, are the misses.
+/// The path model against Azure's published inter-region round trips: with a route factor
+/// per pair of continents and one fixed cost (both fitted to this table) 75% of the 52 pairs
+/// are within 15% (median 9.5%); with one factor for all pairs it was 63% (11.8%).
 #[test]
 fn wan_round_trips_hold_their_bounds() {
     let (f, text) = read("wan-rtt.csv");
     let (rows, groups) = meshway_validate::inference::run_wan(&text, &f, &Catalog::builtin()).unwrap();
     assert_eq!(rows.len(), 52);
     let all = groups.iter().find(|g| g.model == "all").unwrap();
-    assert!(all.within_bound >= 0.6 && all.median_abs_error < 0.13, "{all:?}");
-    // One closed form: East US to West Europe, 6,483 km: 2 x (6,483 x 1.26 x 4.9 us + 4.6 ms).
+    assert!(all.within_bound >= 0.75 && all.median_abs_error < 0.10, "{all:?}");
+    assert!(groups.iter().all(|g| g.setup == "wan-rtt"));
+    // One closed form: East US to West Europe, 6,483 km, North America to Europe:
+    // 2 x (6,483 x 1.27 x 4.9 us + 2.25 ms).
     let r = rows.iter().find(|r| r.from == "East US" && r.to == "West Europe").unwrap();
-    let want = 2.0 * (r.great_circle_km * 1.26 * 4.9e-3 + 4.6);
+    let want = 2.0 * (r.great_circle_km * 1.27 * 4.9e-3 + 2.25);
     assert!((r.meshway_ms - want).abs() < 1e-9 && (r.great_circle_km - 6483.0).abs() < 1.0, "{r:?}");
+    // A pair of continents without a fitted route (South America) keeps 1.26 and 4.6 ms.
+    let r = rows.iter().find(|r| r.class == "NA-SA").unwrap();
+    assert!((r.meshway_ms - 2.0 * (r.great_circle_km * 1.26 * 4.9e-3 + 4.6)).abs() < 1e-9, "{r:?}");
+}
+
+/// AWS's inter-region table, held out of the route model's fit: 56% of its 45 pairs within
+/// 15% (median 11.6%), where the single-factor model put 40% (median 20.8%).
+#[test]
+fn held_out_wan_round_trips_hold_their_bounds() {
+    let (f, text) = read("wan-rtt-aws.csv");
+    let (rows, groups) = meshway_validate::inference::run_wan(&text, &f, &Catalog::builtin()).unwrap();
+    assert_eq!(rows.len(), 45);
+    let all = groups.iter().find(|g| g.model == "all").unwrap();
+    assert!(all.within_bound >= 0.55 && all.median_abs_error < 0.12 && all.setup == "wan-rtt-aws", "{all:?}");
+    assert!(rows.iter().all(|r| r.file == "wan-rtt-aws.csv"));
 }
 
 #[test]

@@ -162,9 +162,10 @@ settings as meshway [[model]] keys). Each row runs as one server: offline rows
 with every request sent at once, rate rows with Poisson arrivals. Prints
 output tokens/s, time to first token and inter-token latency, published and
 simulated, and per group the share within 15% (throughput) or 20% (latency).
-DIR/inference/wan-rtt.csv (published inter-region round trips) is compared
-with the path model: great-circle distance x route factor x fibre delay + the
-fixed per-path cost.
+DIR/inference/wan-rtt.csv (published inter-region round trips, Azure) is
+compared with the path model: great-circle distance x route factor x fibre
+delay + the fixed per-path cost, both for the row's pair of continents; and
+DIR/inference/wan-rtt-aws.csv (AWS, held out of the model's fit) likewise.
 
 Reads DIR/plan/designs.toml (published reference designs: DGX SuperPOD
 generations, GB200 NVL72, Alibaba HPN) and plans each one: switches per tier,
@@ -319,6 +320,12 @@ fn run(cli: Cli) -> Result<()> {
                 let mut r = meshway_validate::inference::run(&files, &setups, &setups_file, &cat, &mut |_, _| {})?;
                 let (wan, wan_file) = read("inference", "wan-rtt.csv")?;
                 (r.wan, r.wan_groups) = meshway_validate::inference::run_wan(&wan, &wan_file, &cat)?;
+                // A second table held out of the route model's fit, when the set has it.
+                if let Ok((held, held_file)) = read("inference", "wan-rtt-aws.csv") {
+                    let (rows, groups) = meshway_validate::inference::run_wan(&held, &held_file, &cat)?;
+                    r.wan.extend(rows);
+                    r.wan_groups.extend(groups);
+                }
                 if !text.is_empty() {
                     text.push('\n');
                 }
