@@ -633,8 +633,10 @@ struct Queue {
     fronts: Vec<u128>,
 }
 
-/// FIFOs at most (the delays a run uses are a few per link type and packet size).
-const FIXED_QUEUES: usize = 64;
+/// FIFOs at most. The delays a run uses are a few per link type and packet size, and a pop
+/// scans every FIFO's front, so a fabric with many distinct link latencies sends the delays
+/// beyond these to the calendar rather than lengthening the scan.
+const FIXED_QUEUES: usize = 16;
 const DELAY_TABLE: usize = 256;
 
 fn key(t: u64, seq: u64) -> u128 {
