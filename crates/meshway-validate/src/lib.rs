@@ -334,6 +334,9 @@ pub fn run(
         fabric.gpus = Some(gpus);
         let gph = fabric.gpus_per_host.unwrap_or(cat.defaults.gpus_per_host).min(gpus);
         fabric.gpus_per_host = Some(gph);
+        if let Some(d) = fabric.nvlink_domain {
+            fabric.nvlink_domain = Some(nvlink_domain(gpus, gph, d));
+        }
         let nccl = row.nccl_algo.clone().filter(|a| !a.is_empty());
         // NCCL's algorithm when meshway has it for this operation (NCCL reports "Ring" for
         // an all-to-all, which sends directly), else the tuner's pick.
@@ -380,6 +383,18 @@ pub fn run(
     Ok(summarize(out, skipped))
 }
 
+/// The NVLink domain a row's job runs in, for a setup whose racks hold `rack` GPUs: the
+/// whole job when it fits one rack, else the largest domain of at most `rack` GPUs, a whole
+/// number of hosts of `per_host`, that splits the job evenly (128 GPUs on 72-GPU racks: two
+/// domains of 64).
+pub fn nvlink_domain(gpus: u32, per_host: u32, rack: u32) -> u32 {
+    if gpus <= rack {
+        return gpus;
+    }
+    let per_host = per_host.max(1);
+    (per_host..=rack).rev().find(|d| d.is_multiple_of(per_host) && gpus.is_multiple_of(*d)).unwrap_or(per_host)
+}
+
 /// Groups by operation, size band and scale; overall median and max |error|.
 pub fn summarize(rows: Vec<Outcome>, skipped: Vec<Skipped>) -> ValidationReport {
     let mut keys: Vec<(String, &'static str, &'static str)> =
@@ -412,6 +427,17 @@ pub fn summarize(rows: Vec<Outcome>, skipped: Vec<Skipped>) -> ValidationReport 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_job_larger_than_a_rack_splits_into_even_nvlink_domains() {
+        assert_eq!(nvlink_domain(8, 4, 72), 8); // within one rack: the whole job
+        assert_eq!(nvlink_domain(72, 4, 72), 72);
+        assert_eq!(nvlink_domain(144, 4, 72), 72);
+        assert_eq!(nvlink_domain(1440, 4, 72), 72);
+        assert_eq!(nvlink_domain(128, 4, 72), 64); // two racks of 64
+        assert_eq!(nvlink_domain(192, 4, 72), 64); // three of 64
+        assert_eq!(nvlink_domain(100, 4, 72), 20); // 50 and 25 are not whole hosts of 4: 5 x 20
+    }
+
     use super::*;
 
     const CSV: &str = "id,op,gpus,gpus_per_host,gpu,nic,nic_gbps_per_gpu,fabric,transport,size_bytes,time_us,algbw_gbytes_per_s,busbw_gbytes_per_s,nccl_algo,nccl_proto,nccl_version,read_as,reading_error,source_url,note\n\
