@@ -405,19 +405,24 @@ fn a_churn_of_sources_does_not_lock_out_a_new_sender() {
     // A table of 64 sources, and 2,000 distinct source ports sending one probe each (a
     // socket per probe, so each gets a new ephemeral port): then a new sender's 200 probes,
     // interleaved with more churn, are all answered.
-    let r = reflector(ReflectConfig { rate_limit_pps: 0, max_sources: 64, ..Default::default() });
+    // On 127.0.0.2, its own loopback address: thousands of short-lived ports, with answers
+    // the kernel may deliver late, must not reach other tests' sockets on 127.0.0.1 that
+    // reuse those port numbers.
+    let sock = UdpSocket::bind("127.0.0.2:0").unwrap();
+    let r = ReflectorHandle::spawn(sock, ReflectConfig { rate_limit_pps: 0, max_sources: 64, ..Default::default() })
+        .unwrap();
     let mut b = [0u8; 44];
     SenderPacket { seq: 0, timestamp: NtpTimestamp::default(), error: ErrorEstimate::UNSYNCHRONIZED }
         .encode(&mut b, 44)
         .unwrap();
     let churn = |n: usize| {
         for _ in 0..n {
-            let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let s = UdpSocket::bind("127.0.0.2:0").unwrap();
             s.send_to(&b, r.addr).unwrap();
         }
     };
     churn(2_000);
-    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let c = UdpSocket::bind("127.0.0.2:0").unwrap();
     c.connect(r.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut answered = 0;
