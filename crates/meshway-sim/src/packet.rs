@@ -554,11 +554,6 @@ impl Calendar {
         }
     }
 
-    /// Whether no event is queued.
-    fn is_empty(&self) -> bool {
-        self.cur.is_empty() && self.in_ring == 0 && self.far.is_empty()
-    }
-
     /// With the current bucket run out: moves to the next bucket (or, with nothing in the
     /// calendar's window, towards the first far event's bucket, but no further than bucket
     /// `limit`), sorts its events into `cur` and brings the far events it now reaches into
@@ -610,6 +605,11 @@ impl Calendar {
 /// out in (time, sequence) order, as from one binary heap.
 struct Queue {
     cal: Calendar,
+    /// No calendar event comes before this (time << 64 | sequence): the current bucket's
+    /// last when it has one, the first far event when that is all there is (both exact),
+    /// else the next bucket's start; `u128::MAX` when the calendar is empty. Kept up to date on every calendar change, so a pop from a FIFO
+    /// compares one number.
+    cal_key: u128,
     /// Delay (ps) → its FIFO, open addressing; `u64::MAX` marks a free entry.
     delays: Vec<(u64, u32)>,
     fifos: Vec<VecDeque<(u64, u64, Ev)>>,
@@ -629,11 +629,27 @@ fn key(t: u64, seq: u64) -> u128 {
 
 impl Queue {
     fn new() -> Queue {
-        Queue { cal: Calendar::new(), delays: vec![(u64::MAX, 0); DELAY_TABLE], fifos: Vec::new(), fronts: Vec::new() }
+        Queue {
+            cal: Calendar::new(),
+            cal_key: u128::MAX,
+            delays: vec![(u64::MAX, 0); DELAY_TABLE],
+            fifos: Vec::new(),
+            fronts: Vec::new(),
+        }
     }
 
     fn push(&mut self, t: u64, seq: u64, ev: Ev) {
         self.cal.push(t, seq, ev);
+        self.refresh();
+    }
+
+    fn refresh(&mut self) {
+        self.cal_key = match self.cal.cur.last() {
+            Some(&(t, seq, _)) => key(t, seq),
+            // Only far events: the earliest of them, exactly.
+            None if self.cal.in_ring == 0 => self.cal.far.peek().map_or(u128::MAX, |&Reverse((t, seq, _))| key(t, seq)),
+            None => key((self.cal.at + 1) << SHIFT, 0),
+        };
     }
 
     /// Queues an event due `delay` after now (`t` = now + `delay`).
@@ -668,20 +684,17 @@ impl Queue {
                 q = i;
             }
         }
-        loop {
-            // The calendar's earliest is its current bucket's last; with that bucket run out,
-            // every calendar event is at or after the next bucket's start.
-            if let Some(&(t, seq, _)) = self.cal.cur.last() {
-                if key(t, seq) < best {
-                    return self.cal.cur.pop().map(|(t, _, ev)| (t, ev));
-                }
-                break;
+        while best >= self.cal_key && self.cal_key != u128::MAX {
+            if !self.cal.cur.is_empty() {
+                let got = self.cal.cur.pop().map(|(t, _, ev)| (t, ev));
+                self.refresh();
+                return got;
             }
-            if self.cal.is_empty() || best >> 64 < u128::from((self.cal.at + 1) << SHIFT) {
-                break;
-            }
+            // The current bucket has run out and the FIFOs' earliest is not before the next
+            // bucket: move on, no further than that earliest's bucket.
             let limit = if q == usize::MAX { u64::MAX } else { ((best >> 64) as u64) >> SHIFT };
             self.cal.advance(limit);
+            self.refresh();
         }
         if q == usize::MAX {
             return None;
