@@ -354,6 +354,13 @@ struct Cold {
 }
 
 impl Port {
+    /// From a switch's decision to pause or resume the transmitter of this arc until the
+    /// transmitter acts on it, ps: the frame's serialization, the link's latency and the
+    /// transmitter's response time, the same for both frames so they act in the order sent.
+    fn pause_delay(&self, response: Nanos) -> u64 {
+        self.lat_ps + self.ser(PAUSE_FRAME) + response.0 * PS
+    }
+
     /// Time to serialize `bytes` on this port, ps: [`ser_ps`] at the port's rate.
     fn ser(&self, bytes: u64) -> u64 {
         if self.ps_per_byte > 0 {
@@ -1029,10 +1036,9 @@ impl<'p> Engine<'p> {
         match self.p.transport {
             Transport::RocePfc if port.xoff && port.in_bytes <= self.p.xon => {
                 port.xoff = false;
-                // The same delay as the pause's: the upstream acts on both frames in the
-                // order they were sent (a resume that overtook its pause left the port
-                // paused for good).
-                let t = self.now + port.lat_ps + port.ser(PAUSE_FRAME) + self.p.pause_response.0 * PS;
+                // The same delay as the pause's (a resume that overtook its pause left the
+                // port paused for good).
+                let t = self.now + port.pause_delay(self.p.pause_response);
                 self.push_fixed(t, Ev::Pause(ingress, false));
             }
             Transport::Infiniband => {
@@ -1092,7 +1098,7 @@ impl<'p> Engine<'p> {
                     port.xoff = true;
                     port.cold.st.pauses_sent += 1;
                     self.stats.pauses += 1;
-                    let t = self.now + port.lat_ps + port.ser(PAUSE_FRAME) + self.p.pause_response.0 * PS;
+                    let t = self.now + port.pause_delay(self.p.pause_response);
                     self.push_fixed(t, Ev::Pause(a, true));
                 }
             }
