@@ -309,6 +309,10 @@ pub struct ProtocolModel {
     /// CollNet (in-network reduction in SHARP switches): latency of the network stage;
     /// absent when the protocol cannot run CollNet (Simple only).
     pub collnet_latency: Option<meshway_units::Nanos>,
+    /// The payload of one pipeline chunk of a tree all-reduce before NCCL shrinks it for
+    /// the message size (its step buffer: buffer size / NCCL_STEPS, less the protocol's
+    /// flags). Absent: the tree is not charged a pipeline fill.
+    pub tree_chunk: Option<Bytes>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -327,6 +331,10 @@ pub struct GpuModel {
     /// NVLink SHARP (NVLS): the NVSwitch of this GPU's hosts reduces and multicasts; the
     /// value is NCCL's NVLS efficiency factor. Absent: no NVLS.
     pub nvls_efficiency: Option<f64>,
+    /// NCCL's NVLS channels (thread blocks) on one NVLink domain for this GPU generation;
+    /// with NCCL's NVLS chunk size it sets how many chunks a message fills the NVLS
+    /// pipeline with. Absent: NVLS is not charged a pipeline fill.
+    pub nvls_channels: Option<u32>,
     /// CollNet (SHARP switches): NCCL's bandwidth factor for this GPU generation.
     pub collnet_efficiency: Option<f64>,
     /// Memory per GPU (serving: weights and KV cache).
@@ -721,6 +729,9 @@ impl Catalog {
             provenance("protocol", &p.name, &p.source, &p.assumption)?;
             if !(p.efficiency > 0.0 && p.efficiency <= 1.0) {
                 return Err(bad(format!("protocol {:?}", p.name), "efficiency must be in (0, 1]"));
+            }
+            if p.tree_chunk.is_some_and(|b| b.0 == 0) {
+                return Err(bad(format!("protocol {:?}", p.name), "tree-chunk must be positive"));
             }
         }
         let sim = &self.simulation;

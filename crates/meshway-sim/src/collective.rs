@@ -14,6 +14,7 @@
 //! buffer size of all-reduce and broadcast, the total output of all-gather, the total input
 //! of reduce-scatter, and each rank's send buffer of all-to-all.
 
+use crate::engine::LinkId as Arc;
 use crate::program::{Leg, Msg, MsgId, Program};
 use crate::topo::Topology;
 use crate::CollectiveError;
@@ -133,6 +134,8 @@ pub struct Hardware {
     pub nic: f64,
     /// NVLS: the NVSwitch reduces, at this efficiency (None: it does not).
     pub nvls: Option<f64>,
+    /// NCCL's NVLS channels in one NVLink domain (0: no NVLS pipeline fill).
+    pub nvls_channels: u32,
     /// CollNet: every network switch is SHARP capable; NCCL's efficiency factor.
     pub collnet: Option<f64>,
 }
@@ -140,7 +143,7 @@ pub struct Hardware {
 impl Default for Hardware {
     /// Line rates, no in-network reduction.
     fn default() -> Hardware {
-        Hardware { gpu: String::new(), nvlink: 1.0, nic: 1.0, nvls: None, collnet: None }
+        Hardware { gpu: String::new(), nvlink: 1.0, nic: 1.0, nvls: None, nvls_channels: 0, collnet: None }
     }
 }
 
@@ -168,6 +171,8 @@ pub struct Proto {
     pub nvls: Option<Nanos>,
     pub nvls_tree_step: Option<Nanos>,
     pub collnet: Option<Nanos>,
+    /// Payload of a tree's pipeline chunk before NCCL shrinks it (0: no pipeline fill).
+    pub tree_chunk: u64,
 }
 
 impl Default for Proto {
@@ -187,6 +192,7 @@ impl Proto {
         nvls: None,
         nvls_tree_step: None,
         collnet: None,
+        tree_chunk: 0,
     };
 
     /// From a catalog entry.
@@ -199,6 +205,7 @@ impl Proto {
             nvls: p.nvls_latency,
             nvls_tree_step: p.nvls_tree_network_step,
             collnet: p.collnet_latency,
+            tree_chunk: p.tree_chunk.map_or(0, |b| b.0),
         }
     }
 
@@ -501,9 +508,111 @@ pub fn build(
         }
     }
     if !transport {
-        built.done = prog.barrier(vec![built.done], spec.base_latency());
+        let fill = if spec.algo == Algo::Tree && spec.op == Op::AllReduce {
+            tree_fill(prog, first, &*topo, spec, built.steps)
+        } else {
+            Nanos::ZERO
+        };
+        built.done = prog.barrier(vec![built.done], spec.base_latency() + fill);
     }
     Ok(built)
+}
+
+/// The chunk NCCL pipelines a tree all-reduce of `spec` in: the protocol's step payload,
+/// which LL128 halves while the message gives each channel too few chunks for the tree's
+/// steps (NVIDIA/nccl src/enqueue.cc calcCollChunking, NCCL 2.30.7: `nstepsLL128 = 1 +
+/// log2(nodes) + 0.1 x ppn`; halved while `bytes / (channels x chunk)` is below
+/// `64 x nstepsLL128 / ppn` and the chunk above 128 KiB, then below `16 x nstepsLL128 / ppn`
+/// and above 32 KiB). Simple and LL keep their step payload.
+pub fn tree_chunk(spec: &CollSpec, nodes: u64) -> u64 {
+    let mut chunk = spec.proto.tree_chunk;
+    if spec.proto.name == "ll128" && chunk > 0 {
+        let nodes = nodes.max(1);
+        let ppn = spec.ranks.len() as f64 / nodes as f64;
+        let steps = 1.0 + f64::from(u64::BITS - 1 - nodes.leading_zeros()) + 0.1 * ppn;
+        let c = u64::from(spec.channels.max(1));
+        let few = |chunk: u64, k: f64| ((spec.size / (c * chunk)) as f64) < k * steps / ppn;
+        while chunk > 131_072 && few(chunk, 64.0) {
+            chunk /= 2;
+        }
+        while chunk > 32_768 && few(chunk, 16.0) {
+            chunk /= 2;
+        }
+    }
+    chunk
+}
+
+/// A pipelined tree's fill: the first chunk of each channel crosses `steps` stages before
+/// the pipeline streams, so the collective takes `steps - 1` chunk times more than its
+/// steady state. A chunk time is the steady-state time of the busiest GPU port (NVLink or
+/// NIC, each direction, at zero load, from the messages just written) over the chunks each
+/// channel carries (NCCL's chunks of [`tree_chunk`] bytes, at least one).
+fn tree_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &CollSpec, steps: u32) -> Nanos {
+    let nodes = {
+        let mut h: Vec<u32> = spec.ranks.iter().map(|&r| topo.host_of(r)).collect();
+        h.sort_unstable();
+        h.dedup();
+        h.len() as u64
+    };
+    let chunk = tree_chunk(spec, nodes);
+    let per_channel = spec.size.div_ceil(u64::from(spec.channels.max(2))).max(1);
+    if chunk == 0 || steps < 2 {
+        return Nanos::ZERO;
+    }
+    let busiest = port_seconds(prog, first, topo);
+    let chunks = per_channel.div_ceil(chunk).max(1) as f64;
+    Nanos((f64::from(steps - 1) * busiest / chunks * 1e9).round() as u64)
+}
+
+/// Seconds the busiest GPU port (NVLink or NIC, out or in) needs at line rate for the
+/// messages from `first` on, at zero load. Ports the topology cannot name are skipped.
+fn port_seconds(prog: &Program, first: usize, topo: &dyn Topology) -> f64 {
+    use std::collections::HashMap;
+    // (rank, NIC?, in?) -> bytes
+    let mut load: HashMap<(u32, bool, bool), u64> = HashMap::new();
+    let mut add = |r: u32, nic: bool, inbound: bool, b: u64| *load.entry((r, nic, inbound)).or_default() += b;
+    for m in &prog.msgs[first..] {
+        if m.is_wait() {
+            continue;
+        }
+        match m.leg {
+            Leg::Path => {
+                let hop = |a: u32, b: u32| !topo.local(a, b);
+                let mut legs = Vec::with_capacity(2);
+                match m.via {
+                    Some(v) => legs.extend([(m.src, v), (v, m.dst)]),
+                    None => legs.push((m.src, m.dst)),
+                }
+                for (a, b) in legs {
+                    let nic = hop(a, b);
+                    add(a, nic, false, m.bytes);
+                    add(b, nic, true, m.bytes);
+                }
+            }
+            Leg::NvlinkUp => add(m.src, false, false, m.bytes),
+            Leg::NvlinkDown => add(m.dst, false, true, m.bytes),
+            Leg::NicUp => add(m.src, true, false, m.bytes),
+            Leg::NicDown => add(m.dst, true, true, m.bytes),
+        }
+    }
+    let planes = topo.planes().max(1);
+    let mut worst = 0.0f64;
+    for (&(r, nic, inbound), &bytes) in &load {
+        let leg = match (nic, inbound) {
+            (false, false) => Leg::NvlinkUp,
+            (false, true) => Leg::NvlinkDown,
+            (true, false) => Leg::NicUp,
+            (true, true) => Leg::NicDown,
+        };
+        let mut arcs: Vec<Arc> = (0..if nic { planes } else { 1 }).filter_map(|c| topo.attach(r, leg, c)).collect();
+        arcs.sort_unstable_by_key(|a| a.0);
+        arcs.dedup();
+        let bps: f64 = arcs.iter().map(|&a| topo.arc_spec(a).0 .0 as f64).sum();
+        if bps > 0.0 {
+            worst = worst.max(bytes as f64 * 8.0 / bps);
+        }
+    }
+    worst
 }
 
 /// [`build`] without the protocol (the messages as the algorithm writes them).
@@ -779,8 +888,43 @@ fn nvls(
         _ => (s / g, s),
     };
     let mut all = Vec::with_capacity(2 * spec.ranks.len());
+    let first = prog.msgs.len();
     legs(prog, &spec.ranks, false, up, down, spec.hw.nvlink * eff, 1, after, &mut all);
-    Ok(Built { done: prog.barrier(all, lat), model: Model::Steady, steps: 1 })
+    let fill = if spec.proto.is_transport() { Nanos::ZERO } else { nvls_fill(prog, first, &*topo, spec) };
+    Ok(Built { done: prog.barrier(all, lat + fill), model: Model::Steady, steps: 1 })
+}
+
+/// NCCL's NVLS chunk inside one NVLink domain for a message of `size` bytes: its NVLS
+/// chunk size (128 KiB), cut to 64, 32 and 16 KiB as the message gives fewer chunks to
+/// each of the `channels x heads` concurrent operations (NVIDIA/nccl src/enqueue.cc
+/// calcCollChunking and src/transport/nvls.cc NCCL_NVLS_CHUNKSIZE, NCCL 2.30.7).
+pub fn nvls_chunk(size: u64, channels: u64, heads: u64) -> u64 {
+    let ops = channels.max(1) * heads.max(1);
+    let mut chunk: u64 = 128 << 10;
+    for (k, cut) in [(64, 64 << 10), (8, 32 << 10), (2, 16 << 10)] {
+        if size < k * ops * chunk && chunk > cut {
+            chunk = cut;
+        }
+    }
+    chunk
+}
+
+/// The NVLS pipeline's fill inside one NVLink domain: each channel moves loops of one chunk
+/// per head (every GPU of the domain, at most NCCL's 32) through its stages (all-reduce:
+/// scatter into the switch, reduce and multicast, gather out; reduce-scatter and
+/// all-gather: two), so the collective takes `stages - 1` loop times more than its steady
+/// state. A loop time is the busiest NVLink port's time over the loops per channel.
+fn nvls_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &CollSpec) -> Nanos {
+    let c = u64::from(spec.hw.nvls_channels);
+    if c == 0 {
+        return Nanos::ZERO;
+    }
+    let heads = (spec.ranks.len() as u64).min(32);
+    let stages: u32 = if spec.op == Op::AllReduce { 3 } else { 2 };
+    let chunk = nvls_chunk(spec.size, c, heads);
+    let loops = spec.size.div_ceil(c).div_ceil(heads * chunk).max(1) as f64;
+    let busiest = port_seconds(prog, first, topo);
+    Nanos((f64::from(stages - 1) * busiest / loops * 1e9).round() as u64)
 }
 
 /// All-reduce across hosts with a reduction in a switch, pipelined over chunks as the
@@ -1033,4 +1177,57 @@ pub fn site_all_reduce(
         gate2
     };
     Ok(Built { done, model: if steady { Model::Steady } else { Model::Steps }, steps: 2 * steps + steps2 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(proto: &str, chunk: u64, size: u64, ranks: u32, channels: u32) -> CollSpec {
+        CollSpec {
+            op: Op::AllReduce,
+            algo: Algo::Tree,
+            size,
+            ranks: (0..ranks).collect(),
+            channels,
+            model: None,
+            steps_limit: 0,
+            alpha: Nanos::ZERO,
+            packet: 4096,
+            pipeline: Pipeline::default(),
+            proto: Proto { name: proto.into(), tree_chunk: chunk, ..Proto::TRANSPORT },
+            hw: Hardware::default(),
+        }
+    }
+
+    #[test]
+    fn tree_chunks_follow_nccls_rules() {
+        // Simple and LL keep their step payload at any size.
+        assert_eq!(tree_chunk(&spec("simple", 512 << 10, 1 << 20, 16, 8), 2), 512 << 10);
+        assert_eq!(tree_chunk(&spec("ll", 32 << 10, 8, 16, 8), 2), 32 << 10);
+        // LL128, 2 nodes of 8 (nsteps = 1 + 1 + 0.8 = 2.8; thresholds 22.4 and 5.6 chunks
+        // per channel), 16 channels, 16 MiB: 576,000 -> 288,000 -> 144,000 -> 72,000 (the
+        // first rule stops at 128 KiB); 16 MiB / (16 x 72,000) = 14 chunks, above 5.6.
+        assert_eq!(tree_chunk(&spec("ll128", 576_000, 16 << 20, 16, 16), 2), 72_000);
+        // 1 MiB: 0 chunks per channel at 72,000, so on to 36,000 and 18,000 (the second rule
+        // stops at 32 KiB).
+        assert_eq!(tree_chunk(&spec("ll128", 576_000, 1 << 20, 16, 16), 2), 18_000);
+        // 8 GiB: 8 GiB / (16 x 576,000) = 932 chunks, above both thresholds.
+        assert_eq!(tree_chunk(&spec("ll128", 576_000, 8 << 30, 16, 16), 2), 576_000);
+        // No chunk in the protocol: no pipeline.
+        assert_eq!(tree_chunk(&spec("ll128", 0, 1 << 20, 16, 16), 2), 0);
+    }
+
+    #[test]
+    fn nvls_chunks_follow_nccls_rules() {
+        // 16 channels x 8 heads = 128 concurrent operations.
+        let c = |size: u64| nvls_chunk(size, 16, 8);
+        assert_eq!(c(8 << 30), 128 << 10);
+        assert_eq!(c(1 << 30), 128 << 10); // 1 GiB is not below 64 x 128 x 128 KiB
+        assert_eq!(c((1 << 30) - 1), 64 << 10);
+        assert_eq!(c(256 << 20), 64 << 10); // not below 8 x 128 x 64 KiB = 64 MiB
+        assert_eq!(c(16 << 20), 32 << 10); // below 64 MiB, not below 2 x 128 x 32 KiB = 8 MiB
+        assert_eq!(c(1 << 20), 16 << 10);
+        assert_eq!(c(8), 16 << 10);
+    }
 }

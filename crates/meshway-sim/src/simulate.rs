@@ -426,6 +426,7 @@ pub fn hardware(fabric: &Fabric, cat: &Catalog) -> collective::Hardware {
         nvlink,
         nic,
         nvls: gpu.and_then(|g| g.nvls_efficiency),
+        nvls_channels: gpu.and_then(|g| g.nvls_channels).unwrap_or(0),
         collnet: if sharp { gpu.map(|g| g.collnet_efficiency.unwrap_or(1.0)) } else { None },
     }
 }

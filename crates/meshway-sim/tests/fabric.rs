@@ -666,18 +666,26 @@ fn nvls_matches_its_closed_form() {
         let r = run(&text, &Options { no_ideal: true, ..Options::default() });
         let w = &r.workloads[0];
         assert_eq!((w.algorithm.as_deref(), w.protocol.as_deref()), (Some("nvls"), Some("simple")), "{op}");
-        let closed = wire((most / share).ceil()) * 8.0 / 3.6e12 * 1e9 + lat;
+        // NCCL's pipeline: 16 NVLS channels x 8 heads, 128 KiB chunks at 1 GiB, so each
+        // channel runs 64 loops of 8 chunks; the fill is one loop per stage after the
+        // first (all-reduce: 3 stages; reduce-scatter and all-gather: 2), at the busiest
+        // port's pace.
+        let stages = if op == "all-reduce" { 3.0 } else { 2.0 };
+        let port = (most / share).ceil() * 8.0 / 3.6e12 * 1e9;
+        let fill = (stages - 1.0) / 64.0 * port;
+        let closed = wire((most / share).ceil()) * 8.0 / 3.6e12 * 1e9 + lat + fill;
         let got = w.time_ns.unwrap() as f64;
         assert!((got - closed).abs() / closed < 0.001, "{op}: {got} ns vs closed form {closed} ns");
     }
-    // All-reduce busbw on 8 GPUs: 2(n-1)/(n+1) x 370.8 x 0.85 = 490 GB/s less the latency,
-    // above what a ring can reach (370.8 GB/s): NVLS is why NCCL measures 480.
+    // All-reduce busbw on 8 GPUs: 2(n-1)/(n+1) x 370.8 x 0.85 = 490 GB/s less the latency
+    // and the pipeline's fill, well above what a ring can reach (370.8 GB/s): NVLS is why
+    // NCCL measures 479-480 GB/s on 8 H100 at 8 GiB.
     let text = format!("{ONE_HOST}[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"8GiB\"\n");
     let r = run(&text, &Options { no_ideal: true, ..Options::default() });
     let w = &r.workloads[0];
     assert_eq!(w.algorithm.as_deref(), Some("nvls"), "the tuner takes NVLS at 8 GiB: {:?}", w.tuner);
     let busbw = w.busbw_gbps.unwrap() / 8.0;
-    assert!(busbw > 480.0 && busbw <= 14.0 / 9.0 * 370.8 * 0.85, "{busbw}");
+    assert!(busbw > 470.0 && busbw <= 14.0 / 9.0 * 370.8 * 0.85, "{busbw}");
 }
 
 #[test]
@@ -880,10 +888,13 @@ fn tree_all_reduce_matches_the_closed_form() {
     // (interior with two children in one tree, a leaf in the other) send 4 halves, so the
     // data takes 4 x half / (48 of 50 GB/s x the protocol's efficiency); then 2 x depth - 1
     // = 5 more network steps of the tree table (the first is paid by the messages), and the
-    // protocol's base latency.
+    // protocol's base latency. Then the pipeline's fill: 6 stages (2 x depth 3), so 5 chunk
+    // times, a chunk time being the busiest port's time over the chunks per channel (8
+    // channels of 1 MiB): Simple 512 KiB chunks (2 per channel), LL 32 KiB (32), LL128
+    // 576,000 B halved to 18,000 B for 8 one-GPU nodes at this size (59).
     let cat = Catalog::builtin();
     let roce = cat.transport_profile("roce").unwrap();
-    for proto in ["simple", "ll128", "ll"] {
+    for (proto, chunks) in [("simple", 2.0), ("ll128", 59.0), ("ll", 32.0)] {
         let text = format!(
             "{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"tree\"\nprotocol = \"{proto}\"\nsize = \"8MiB\"\n"
         );
@@ -897,7 +908,8 @@ fn tree_all_reduce_matches_the_closed_form() {
         let on_wire = if p.efficiency < 1.0 { (on_wire / p.efficiency).ceil() } else { on_wire };
         let wire = on_wire + (on_wire / 4096.0).ceil() * f64::from(roce.header_bytes);
         let net = p.tree_network_step.0.max(roce.alpha.0) as f64 + lat;
-        let closed = net + 4.0 * wire * 8.0 / 400e9 * 1e9 + 5.0 * net + p.tree_base_latency.0 as f64;
+        let fill = 5.0 / chunks * 4.0 * on_wire * 8.0 / 400e9 * 1e9;
+        let closed = net + 4.0 * wire * 8.0 / 400e9 * 1e9 + 5.0 * net + p.tree_base_latency.0 as f64 + fill;
         let got = r.workloads[0].time_ns.unwrap() as f64;
         assert!((got - closed).abs() / closed < 0.001, "{proto}: simulated {got} ns vs closed form {closed} ns");
     }

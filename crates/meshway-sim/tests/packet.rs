@@ -158,7 +158,7 @@ fn a_resume_never_overtakes_its_pause() {
     // sprayed all-reduce ran into the event limit with 41 messages unfinished.
     let text = "name = \"t\"\nseed = 3\n[fabric]\nkind = \"fat-tree\"\nk = 4\ngpus-per-host = 1\n\
                 nic = \"100Gbps\"\n[transport]\nkind = \"roce\"\nrouting = \"spray\"\n[[workload]]\n\
-                kind = \"collective\"\nop = \"all-reduce\"\nsize = \"4MB\"\n\
+                kind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"tree\"\nsize = \"4MB\"\n\
                 [simulation.packet]\nmax-events = 3000000\n";
     let r = run(text, "");
     let s = &r.packet.as_ref().unwrap().stats;
