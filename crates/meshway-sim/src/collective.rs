@@ -518,19 +518,19 @@ pub fn build(
     Ok(built)
 }
 
-/// The chunk NCCL pipelines a tree all-reduce of `spec` in: the protocol's step payload,
-/// which LL128 halves while the message gives each channel too few chunks for the tree's
-/// steps (NVIDIA/nccl src/enqueue.cc calcCollChunking, NCCL 2.30.7: `nstepsLL128 = 1 +
-/// log2(nodes) + 0.1 x ppn`; halved while `bytes / (channels x chunk)` is below
-/// `64 x nstepsLL128 / ppn` and the chunk above 128 KiB, then below `16 x nstepsLL128 / ppn`
-/// and above 32 KiB). Simple and LL keep their step payload.
-pub fn tree_chunk(spec: &CollSpec, nodes: u64) -> u64 {
+/// The chunk NCCL pipelines a tree all-reduce of `spec` in, on `channels` tree channels:
+/// the protocol's step payload, which LL128 halves while the message gives each channel too
+/// few chunks for the tree's steps (NVIDIA/nccl src/enqueue.cc calcCollChunking, NCCL
+/// 2.30.7: `nstepsLL128 = 1 + log2(nodes) + 0.1 x ppn`; halved while `bytes / (channels x
+/// chunk)` is below `64 x nstepsLL128 / ppn` and the chunk above 128 KiB, then below `16 x
+/// nstepsLL128 / ppn` and above 32 KiB). Simple and LL keep their step payload.
+pub fn tree_chunk(spec: &CollSpec, nodes: u64, channels: u64) -> u64 {
     let mut chunk = spec.proto.tree_chunk;
     if spec.proto.name == "ll128" && chunk > 0 {
         let nodes = nodes.max(1);
         let ppn = spec.ranks.len() as f64 / nodes as f64;
         let steps = 1.0 + f64::from(u64::BITS - 1 - nodes.leading_zeros()) + 0.1 * ppn;
-        let c = u64::from(spec.channels.max(1));
+        let c = channels.max(1);
         let few = |chunk: u64, k: f64| ((spec.size / (c * chunk)) as f64) < k * steps / ppn;
         while chunk > 131_072 && few(chunk, 64.0) {
             chunk /= 2;
@@ -546,7 +546,9 @@ pub fn tree_chunk(spec: &CollSpec, nodes: u64) -> u64 {
 /// the pipeline streams, so the collective takes `steps - 1` chunk times more than its
 /// steady state. A chunk time is the steady-state time of the busiest GPU port (NVLink or
 /// NIC, each direction, at zero load, from the messages just written) over the chunks each
-/// channel carries (NCCL's chunks of [`tree_chunk`] bytes, at least one).
+/// channel carries (NCCL's chunks of [`tree_chunk`] bytes, at least one). NCCL's tree
+/// channels are the trees [`tree`] writes: two per channel on multi-GPU hosts (as NCCL
+/// doubles its channels, half on each tree), two in all otherwise.
 fn tree_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &CollSpec, steps: u32) -> Nanos {
     let nodes = {
         let mut h: Vec<u32> = spec.ranks.iter().map(|&r| topo.host_of(r)).collect();
@@ -554,11 +556,12 @@ fn tree_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &CollSpec,
         h.dedup();
         h.len() as u64
     };
-    let chunk = tree_chunk(spec, nodes);
-    let per_channel = spec.size.div_ceil(u64::from(spec.channels.max(2))).max(1);
+    let channels = if host_groups(topo, &spec.ranks).is_some() { 2 * u64::from(spec.channels.max(1)) } else { 2 };
+    let chunk = tree_chunk(spec, nodes, channels);
     if chunk == 0 || steps < 2 {
         return Nanos::ZERO;
     }
+    let per_channel = spec.size.div_ceil(channels).max(1);
     let busiest = port_seconds(prog, first, topo);
     let chunks = per_channel.div_ceil(chunk).max(1) as f64;
     Nanos((f64::from(steps - 1) * busiest / chunks * 1e9).round() as u64)
@@ -715,12 +718,12 @@ fn build_steps(
     }
 }
 
-/// Double binary tree: two heap-shaped trees, the second over the reversed order, so a rank
-/// interior in one is a leaf in the other; pipelined reduce up and broadcast down, written as
+/// Double binary tree: NCCL's two binary trees ([`tree_edges`]), so a rank interior in one
+/// is a leaf in the other; pipelined reduce up and broadcast down, written as
 /// steady-state flows on every edge plus `2 x depth` latency terms. On multi-GPU hosts, as
-/// NCCL does, the trees span hosts: channel `c` uses tree `c mod 2` over the hosts' GPU
-/// `c mod g` (its NIC, so channels spread over the rails) and a chain through the host's
-/// other GPUs over NVLink; each channel carries `1/c` of the data. Otherwise the trees span
+/// NCCL does, the trees span hosts: channel `c` runs both trees over the hosts' GPU
+/// `c mod g` (its NIC, so channels spread over the rails), half of its `1/c` of the data on
+/// each, and a chain through the host's other GPUs over NVLink. Otherwise the trees span
 /// the ranks and carry half the data each.
 fn tree(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[MsgId]) -> Built {
     let mut last = Vec::new();
@@ -734,20 +737,23 @@ fn tree(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[M
             edges.push((a, b, None));
         };
     let heap_edges = |order: &[u32], t: u32| -> Vec<(u32, u32)> {
-        let n = order.len();
-        let at = |p: usize| if t == 0 { order[p] } else { order[n - 1 - p] };
-        (1..n).map(|p| (at(p), at((p - 1) / 2))).collect()
+        tree_edges(order.len(), t).into_iter().map(|(c, p)| (order[c], order[p])).collect()
     };
     let (depth, chain) = match host_groups(&*topo, &spec.ranks) {
         Some(groups) => {
             let g = groups[0].len();
-            let c = spec.channels.max(2);
+            let c = spec.channels.max(1);
             let bytes = spec.size.div_ceil(u64::from(c)).max(1);
+            let half = bytes.div_ceil(2).max(1);
             for ch in 0..c {
+                // Both trees, half of the channel's bytes each, as NCCL pairs channel c with
+                // channel c + nChannels on the mirrored tree.
                 let leaders: Vec<u32> = groups.iter().map(|grp| grp[ch as usize % g]).collect();
-                for (child, parent) in heap_edges(&leaders, ch % 2) {
-                    send(prog, child, parent, bytes, ch, &mut edges);
-                    send(prog, parent, child, bytes, ch, &mut edges);
+                for t in 0..2 {
+                    for (child, parent) in heap_edges(&leaders, t) {
+                        send(prog, child, parent, half, ch, &mut edges);
+                        send(prog, parent, child, half, ch, &mut edges);
+                    }
                 }
                 for grp in &groups {
                     let chain: Vec<u32> = (0..g).map(|k| grp[(ch as usize + k) % g]).collect();
@@ -780,6 +786,31 @@ fn tree(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[M
             .saturating_sub(net),
     );
     Built { done: prog.barrier(last, term), model: Model::Steady, steps }
+}
+
+/// The (child, parent) positions of tree `t` (0 or 1) of NCCL's double binary tree over
+/// `n` positions in order. Tree 0: position 0 is the root; any other position's parent
+/// clears its lowest set bit and sets the next one up (for example 5 -> 6, 6 -> 4), or only
+/// clears it when that would leave the range, so most edges join near neighbours and the
+/// depth is log2(n). Tree 1 is tree 0 mirrored (position p as n - 1 - p) when n is even,
+/// shifted by one position when n is odd, so a position interior in one tree is a leaf in
+/// the other (the structure of NVIDIA/nccl src/graph/trees.cc).
+fn tree_edges(n: usize, t: u32) -> Vec<(usize, usize)> {
+    let parent = |r: usize| {
+        let bit = r & r.wrapping_neg();
+        let up = (r ^ bit) | (bit << 1);
+        if up >= n {
+            r ^ bit
+        } else {
+            up
+        }
+    };
+    let map = |p: usize| match t {
+        0 => p,
+        _ if n.is_multiple_of(2) => n - 1 - p,
+        _ => (p + 1) % n,
+    };
+    (1..n).map(|r| (map(r), map(parent(r)))).collect()
 }
 
 fn unsupported(algo: Algo, why: impl Into<String>) -> CollectiveError {
@@ -1203,19 +1234,45 @@ mod tests {
     #[test]
     fn tree_chunks_follow_nccls_rules() {
         // Simple and LL keep their step payload at any size.
-        assert_eq!(tree_chunk(&spec("simple", 512 << 10, 1 << 20, 16, 8), 2), 512 << 10);
-        assert_eq!(tree_chunk(&spec("ll", 32 << 10, 8, 16, 8), 2), 32 << 10);
+        assert_eq!(tree_chunk(&spec("simple", 512 << 10, 1 << 20, 16, 8), 2, 8), 512 << 10);
+        assert_eq!(tree_chunk(&spec("ll", 32 << 10, 8, 16, 8), 2, 8), 32 << 10);
         // LL128, 2 nodes of 8 (nsteps = 1 + 1 + 0.8 = 2.8; thresholds 22.4 and 5.6 chunks
         // per channel), 16 channels, 16 MiB: 576,000 -> 288,000 -> 144,000 -> 72,000 (the
         // first rule stops at 128 KiB); 16 MiB / (16 x 72,000) = 14 chunks, above 5.6.
-        assert_eq!(tree_chunk(&spec("ll128", 576_000, 16 << 20, 16, 16), 2), 72_000);
+        assert_eq!(tree_chunk(&spec("ll128", 576_000, 16 << 20, 16, 16), 2, 16), 72_000);
         // 1 MiB: 0 chunks per channel at 72,000, so on to 36,000 and 18,000 (the second rule
         // stops at 32 KiB).
-        assert_eq!(tree_chunk(&spec("ll128", 576_000, 1 << 20, 16, 16), 2), 18_000);
+        assert_eq!(tree_chunk(&spec("ll128", 576_000, 1 << 20, 16, 16), 2, 16), 18_000);
         // 8 GiB: 8 GiB / (16 x 576,000) = 932 chunks, above both thresholds.
-        assert_eq!(tree_chunk(&spec("ll128", 576_000, 8 << 30, 16, 16), 2), 576_000);
+        assert_eq!(tree_chunk(&spec("ll128", 576_000, 8 << 30, 16, 16), 2, 16), 576_000);
         // No chunk in the protocol: no pipeline.
-        assert_eq!(tree_chunk(&spec("ll128", 0, 1 << 20, 16, 16), 2), 0);
+        assert_eq!(tree_chunk(&spec("ll128", 0, 1 << 20, 16, 16), 2, 16), 0);
+    }
+
+    #[test]
+    fn double_binary_trees_are_nccls() {
+        // 8 positions: 0-4, 4-2, 4-6, 2-1, 2-3, 6-5, 6-7 (children of 2^k sit at +-2^(k-1)).
+        let mut t0 = tree_edges(8, 0);
+        t0.sort_unstable();
+        assert_eq!(t0, vec![(1, 2), (2, 4), (3, 2), (4, 0), (5, 6), (6, 4), (7, 6)]);
+        // Even n: tree 1 mirrors tree 0, so the root is 7 and 4 (interior in tree 0) a leaf.
+        let t1 = tree_edges(8, 1);
+        assert!(t1.contains(&(3, 7)) && !t1.iter().any(|&(_, p)| p == 4));
+        // 13 positions: 12's parent would be 8 | 16 = 24, out of range, so it is 8; tree 1
+        // is shifted by one.
+        assert!(tree_edges(13, 0).contains(&(12, 8)));
+        assert!(tree_edges(13, 1).contains(&(0, 9)));
+        // Every position but the root has one parent, in both trees, for any n.
+        for n in 2..70 {
+            for t in 0..2 {
+                let e = tree_edges(n, t);
+                let mut kids: Vec<usize> = e.iter().map(|&(c, _)| c).collect();
+                kids.sort_unstable();
+                kids.dedup();
+                assert_eq!(kids.len(), n - 1, "n {n} tree {t}");
+                assert!(e.iter().all(|&(c, p)| c < n && p < n && c != p));
+            }
+        }
     }
 
     #[test]

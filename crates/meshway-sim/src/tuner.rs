@@ -1,12 +1,14 @@
 //! `algorithm = "auto"` and `protocol = "auto"`: what a collective runs with when the
 //! scenario leaves it to meshway, as NCCL's tuner leaves it to NCCL. Protocols: simple,
 //! ll128 and ll from the catalog. Each algorithm NCCL would weigh for the
-//! operation (all-reduce: ring, double binary tree, and hierarchical as the stand-in for
-//! NCCL's tree and NVLS-tree pipelines with an intra-host stage; all-gather, reduce-scatter
-//! and broadcast: ring; all-to-all and send-recv: direct) is simulated alone on the fabric,
+//! operation (all-reduce: ring, double binary tree, and NVLS, NVLS-tree and CollNet where
+//! the hardware has them; all-gather, reduce-scatter and broadcast: ring, and NVLS inside
+//! one NVLink domain; all-to-all and send-recv: direct) is simulated alone on the fabric,
 //! and the fastest wins; ties go to the earlier in that order. Unlike NCCL's tuner, which
 //! predicts with a closed-form model, the choice comes from the same simulation that then
-//! runs it, so it is the fastest of the candidates by construction.
+//! runs it, so it is the fastest of the candidates by construction. meshway's own
+//! `hierarchical` and `halving-doubling` are not NCCL algorithms: they run when a scenario
+//! names them, never by the tuner's choice.
 //!
 //! Branch and bound: given the ideal non-blocking counterpart of the fabric, every candidate
 //! first runs there (no contention, no path latency: a lower bound, and cheap), and the
@@ -40,7 +42,7 @@ pub fn candidates(op: Op, hw: &Hardware, multi_host: bool) -> Vec<Algo> {
     let nvls = hw.nvls.is_some() && (!multi_host || hw.collnet.is_some());
     match op {
         Op::AllReduce => {
-            let mut v = vec![Algo::Ring, Algo::Tree, Algo::Hierarchical];
+            let mut v = vec![Algo::Ring, Algo::Tree];
             if nvls {
                 v.push(Algo::Nvls);
             }
@@ -60,7 +62,7 @@ pub fn candidates(op: Op, hw: &Hardware, multi_host: bool) -> Vec<Algo> {
 
 /// The fastest of `algos` x `protos` for `spec` (its `algo` and `proto` are ignored) on
 /// `topo`, with every candidate evaluated, or bounded out on `ideal` (see the module docs).
-/// A candidate this fabric cannot run (hierarchical on one host) is left out; a single
+/// A candidate this fabric cannot run (NVLS-tree on one host) is left out; a single
 /// candidate is taken without simulating it.
 pub fn pick(
     topo: &mut dyn Topology,
