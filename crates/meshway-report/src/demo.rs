@@ -31,7 +31,7 @@ pub struct DemoSim {
     pub routing: String,
     pub all_reduce_ns: Option<u64>,
     pub all_reduce_busbw_gbps: Option<f64>,
-    /// The algorithm and protocol the tuner picked ("hierarchical, ll128").
+    /// The algorithm and protocol the tuner picked ("double-binary-tree, simple").
     pub all_reduce_algorithm: Option<String>,
     pub all_to_all_ns: Option<u64>,
     pub all_to_all_busbw_gbps: Option<f64>,
