@@ -335,6 +335,11 @@ pub struct GpuModel {
     /// with NCCL's NVLS chunk size it sets how many chunks a message fills the NVLS
     /// pipeline with. Absent: NVLS is not charged a pipeline fill.
     pub nvls_channels: Option<u32>,
+    /// NCCL's ceiling on NVLS-tree bus bandwidth per NVLS channel (one per head: a GPU with
+    /// its NIC), across 2 hosts and across 3 or more; the collective never beats `heads x`
+    /// this. Absent: no ceiling.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nvls_tree_channel_max: Vec<BitsPerSec>,
     /// CollNet (SHARP switches): NCCL's bandwidth factor for this GPU generation.
     pub collnet_efficiency: Option<f64>,
     /// Memory per GPU (serving: weights and KV cache).
@@ -658,6 +663,14 @@ impl Catalog {
             provenance("gpu", &g.name, &g.source, &g.assumption)?;
             if g.peak_flops.is_nan() || g.peak_flops <= 0.0 {
                 return Err(bad(format!("gpu {:?}", g.name), "peak-flops must be positive"));
+            }
+            if !g.nvls_tree_channel_max.is_empty()
+                && (g.nvls_tree_channel_max.len() != 2 || g.nvls_tree_channel_max.iter().any(|r| r.0 == 0))
+            {
+                return Err(bad(
+                    format!("gpu {:?}", g.name),
+                    "nvls-tree-channel-max must give two positive rates: across 2 hosts, and across 3 or more",
+                ));
             }
             for (key, v) in [("nvls-efficiency", g.nvls_efficiency), ("collnet-efficiency", g.collnet_efficiency)] {
                 if v.is_some_and(|v| !(v > 0.0 && v <= 1.0)) {

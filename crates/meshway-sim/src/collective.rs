@@ -136,6 +136,9 @@ pub struct Hardware {
     pub nvls: Option<f64>,
     /// NCCL's NVLS channels in one NVLink domain (0: no NVLS pipeline fill).
     pub nvls_channels: u32,
+    /// NCCL's NVLS-tree bus bandwidth ceiling per head, bytes/s, across 2 hosts and across 3
+    /// or more (0: none).
+    pub nvls_tree_max: [f64; 2],
     /// CollNet: every network switch is SHARP capable; NCCL's efficiency factor.
     pub collnet: Option<f64>,
 }
@@ -143,7 +146,15 @@ pub struct Hardware {
 impl Default for Hardware {
     /// Line rates, no in-network reduction.
     fn default() -> Hardware {
-        Hardware { gpu: String::new(), nvlink: 1.0, nic: 1.0, nvls: None, nvls_channels: 0, collnet: None }
+        Hardware {
+            gpu: String::new(),
+            nvlink: 1.0,
+            nic: 1.0,
+            nvls: None,
+            nvls_channels: 0,
+            nvls_tree_max: [0.0; 2],
+            collnet: None,
+        }
     }
 }
 
@@ -510,6 +521,8 @@ pub fn build(
     if !transport {
         let fill = if spec.algo == Algo::Tree && spec.op == Op::AllReduce {
             tree_fill(prog, first, &*topo, spec, built.steps)
+        } else if spec.algo == Algo::NvlsTree && spec.hw.nvls_channels > 0 {
+            nvls_tree_fill(prog, first, &*topo, spec)
         } else {
             Nanos::ZERO
         };
@@ -543,12 +556,13 @@ pub fn tree_chunk(spec: &CollSpec, nodes: u64, channels: u64) -> u64 {
 }
 
 /// A pipelined tree's fill: the first chunk of each channel crosses `steps` stages before
-/// the pipeline streams, so the collective takes `steps - 1` chunk times more than its
-/// steady state. A chunk time is the steady-state time of the busiest GPU port (NVLink or
-/// NIC, each direction, at zero load, from the messages just written) over the chunks each
-/// channel carries (NCCL's chunks of [`tree_chunk`] bytes, at least one). NCCL's tree
-/// channels are the trees [`tree`] writes: two per channel on multi-GPU hosts (as NCCL
-/// doubles its channels, half on each tree), two in all otherwise.
+/// the pipeline streams, so the collective takes `steps - 1` stage times more than its
+/// steady state. A stage moves one chunk one hop; the busiest GPU port (NVLink or NIC, each
+/// direction, at zero load, from the messages just written) moves two per channel and
+/// chunk of data (one up, one down), so a stage takes half the busiest port's steady-state
+/// time over the chunks each channel carries (NCCL's chunks of [`tree_chunk`] bytes, at
+/// least one). NCCL's tree channels are the trees [`tree`] writes: two per channel on
+/// multi-GPU hosts (as NCCL doubles its channels, half on each tree), two in all otherwise.
 fn tree_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &CollSpec, steps: u32) -> Nanos {
     let nodes = {
         let mut h: Vec<u32> = spec.ranks.iter().map(|&r| topo.host_of(r)).collect();
@@ -564,7 +578,7 @@ fn tree_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &CollSpec,
     let per_channel = spec.size.div_ceil(channels).max(1);
     let busiest = port_seconds(prog, first, topo);
     let chunks = per_channel.div_ceil(chunk).max(1) as f64;
-    Nanos((f64::from(steps - 1) * busiest / chunks * 1e9).round() as u64)
+    Nanos((f64::from(steps - 1) * busiest / (2.0 * chunks) * 1e9).round() as u64)
 }
 
 /// Seconds the busiest GPU port (NVLink or NIC, out or in) needs at line rate for the
@@ -994,6 +1008,9 @@ fn in_network(
         check_attach(&*topo, spec, Leg::NicUp, "NIC")?;
     }
     let g = groups[0].len();
+    if spec.algo == Algo::NvlsTree && !spec.proto.is_transport() && spec.hw.nvls_channels > 0 {
+        return nvls_tree_steady(prog, topo, spec, after, &groups, nv_eff, lat);
+    }
     let k = spec.pipeline.chunks(spec.size, g as u64);
     let part = spec.size.div_ceil(k).max(1);
     let shard = part.div_ceil(g as u64).max(1);
@@ -1041,6 +1058,83 @@ fn in_network(
     }
     let intra_steps = if nv { 2 } else { 2 * (g - 1) as u32 };
     Ok(Built { done: prog.barrier(dones, lat), model: Model::Steady, steps: intra_steps + steps })
+}
+
+/// NVLS-tree as NCCL pipelines it, in its steady state: the NVLS reduce-scatter and
+/// all-gather inside each host and each GPU's shard on a double binary tree across hosts
+/// (one tree per local index), all at once, as NCCL's chunks keep every stage busy, and
+/// never faster than NCCL's NVLS-tree ceiling; then the NVLS and tree latencies and the
+/// pipeline's fill. NCCL's NVLS-tree stages: NVLS in,
+/// up and down the tree across hosts (2 x log2 hosts), NVLS out; a channel's loop is one
+/// chunk per head (a GPU with its NIC, at most 32) of [`nvls_tree_chunk`] bytes over the GPU
+/// model's NVLS channels.
+fn nvls_tree_steady(
+    prog: &mut Program,
+    topo: &mut dyn Topology,
+    spec: &CollSpec,
+    after: &[MsgId],
+    groups: &[Vec<u32>],
+    nv_eff: f64,
+    lat: Nanos,
+) -> Result<Built, CollectiveError> {
+    let g = groups[0].len();
+    let (s, shard) = (spec.size, spec.size.div_ceil(g as u64).max(1));
+    let nv_share = spec.hw.nvlink * nv_eff;
+    let mut all = Vec::new();
+    // Inside each host: NVLS reduce-scatter (S in, S/g out) and all-gather (S/g in, S out).
+    legs(prog, &spec.ranks, false, s + shard, shard + s, nv_share, 1, after, &mut all);
+    // NCCL's ceiling on NVLS-tree bus bandwidth: heads x its per-channel figure, so the
+    // collective lasts at least its bus bytes over that.
+    let max = spec.hw.nvls_tree_max[usize::from(groups.len() > 2)] * (g as f64).min(32.0);
+    if max > 0.0 {
+        let n = spec.ranks.len() as f64;
+        let bus = s as f64 * 2.0 * (n - 1.0) / n;
+        all.push(prog.barrier(after.to_vec(), Nanos((bus / max * 1e9).round() as u64)));
+    }
+    let mut steps = 2u32;
+    for j in 0..g {
+        let ranks: Vec<u32> = groups.iter().map(|grp| grp[j]).collect();
+        let sub = CollSpec { ranks, size: shard, ..spec.clone() };
+        let t = tree(prog, topo, &sub, after);
+        steps = 2 + t.steps;
+        all.push(t.done);
+    }
+    Ok(Built { done: prog.barrier(all, lat), model: Model::Steady, steps })
+}
+
+/// NVLS-tree's pipeline fill ([`nvls_tree_steady`]), from the messages written from
+/// `first` on with their final bytes: `stages - 1` stage times, a stage moving one chunk of
+/// a channel one hop, and the busiest port moving two chunks per channel and loop each way
+/// (a double binary tree's node is interior in one tree and a leaf in the other: three
+/// chunks and one, two on average), so a stage takes half a loop of the busiest port.
+fn nvls_tree_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &CollSpec) -> Nanos {
+    let Some(groups) = host_groups(topo, &spec.ranks) else {
+        return Nanos::ZERO;
+    };
+    let (g, hosts) = (groups[0].len() as u64, groups.len() as u64);
+    let depth = u64::from(u64::BITS - 1 - hosts.leading_zeros());
+    let stages = 2 + 2 * depth;
+    let c = u64::from(spec.hw.nvls_channels);
+    let heads = g.min(32);
+    let chunk = nvls_tree_chunk(spec.size, c, heads, hosts);
+    let loops = spec.size.div_ceil(c).div_ceil(heads * chunk).max(1) as f64;
+    let busiest = port_seconds(prog, first, topo);
+    Nanos(((stages - 1) as f64 * busiest / (2.0 * loops) * 1e9).round() as u64)
+}
+
+/// NCCL's NVLS-tree chunk for a message of `size` bytes on `channels x heads` concurrent
+/// operations across `hosts` hosts: its NVLS chunk (128 KiB), at most 64 KiB from 4 hosts
+/// up, cut to 64 and 32 KiB as the message gives fewer chunks to each operation (NVIDIA/nccl
+/// src/enqueue.cc calcCollChunking and src/transport/nvls.cc, NCCL 2.30.7).
+pub fn nvls_tree_chunk(size: u64, channels: u64, heads: u64, hosts: u64) -> u64 {
+    let ops = channels.max(1) * heads.max(1);
+    let mut chunk: u64 = if hosts >= 4 { 64 << 10 } else { 128 << 10 };
+    for (k, cut) in [(16, 128 << 10), (4, 64 << 10), (1, 32 << 10)] {
+        if size < k * ops * chunk && chunk > cut {
+            chunk = cut;
+        }
+    }
+    chunk
 }
 
 /// Recursive halving (reduce-scatter) then doubling (all-gather), step by step.
@@ -1273,6 +1367,16 @@ mod tests {
                 assert!(e.iter().all(|&(c, p)| c < n && p < n && c != p));
             }
         }
+    }
+
+    #[test]
+    fn nvls_tree_chunks_follow_nccls_rules() {
+        // 16 channels x 8 heads = 128 operations; 128 KiB below 4 hosts, 64 KiB from 4 up.
+        assert_eq!(nvls_tree_chunk(1 << 30, 16, 8, 2), 128 << 10);
+        assert_eq!(nvls_tree_chunk(1 << 30, 16, 8, 4), 64 << 10);
+        assert_eq!(nvls_tree_chunk(32 << 20, 16, 8, 2), 64 << 10); // below 4 x 128 x 128 KiB
+        assert_eq!(nvls_tree_chunk(4 << 20, 16, 8, 8), 32 << 10); // below 1 x 128 x 64 KiB
+        assert_eq!(nvls_tree_chunk(8 << 20, 16, 8, 8), 64 << 10);
     }
 
     #[test]

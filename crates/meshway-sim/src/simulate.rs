@@ -427,6 +427,10 @@ pub fn hardware(fabric: &Fabric, cat: &Catalog) -> collective::Hardware {
         nic,
         nvls: gpu.and_then(|g| g.nvls_efficiency),
         nvls_channels: gpu.and_then(|g| g.nvls_channels).unwrap_or(0),
+        nvls_tree_max: gpu.map_or([0.0; 2], |g| {
+            let r = |i: usize| g.nvls_tree_channel_max.get(i).map_or(0.0, |b| b.0 as f64 / 8.0);
+            [r(0), r(1)]
+        }),
         collnet: if sharp { gpu.map(|g| g.collnet_efficiency.unwrap_or(1.0)) } else { None },
     }
 }

@@ -817,11 +817,12 @@ fn hierarchical_all_reduce_matches_the_closed_form() {
 
 #[test]
 fn nvls_tree_all_reduce_matches_the_closed_form() {
-    // 2 hosts of 2 H100s, 2 MiB, one pipeline chunk: NVLS reduce-scatter (2 MiB into the
-    // NVSwitch, 1 MiB back), a double binary tree of each 1 MiB shard between the hosts (on
-    // 2 ranks: each rank sends two 512 KiB halves over its NIC at once, one per tree, then
-    // the tree's one network step), NVLS all-gather (1 MiB in, 2 MiB back), then the NVLS
-    // latency. NVLink at 370.8/450 x 0.85 (NVLS efficiency), the NIC at 48 of 50 GB/s.
+    // 2 hosts of 2 H100s, 2 MiB, in NCCL's steady state: every GPU moves the NVLS
+    // reduce-scatter and all-gather through its NVSwitch at once (2 MiB + 1 MiB each way),
+    // while a double binary tree reduces each 1 MiB shard between the hosts (on 2 ranks each
+    // rank sends two 512 KiB halves over its NIC at once, one per tree, then the tree's one
+    // network step); the slower of the two, then the NVLS latency and the pipeline's fill.
+    // NVLink at 370.8/450 x 0.85 (NVLS efficiency), the NIC at 48 of 50 GB/s.
     use meshway_sim::program::Leg;
     let text = "[fabric]\nkind = \"leaf-spine\"\ngpus = 4\ngpus-per-host = 2\nnic = \"400Gbps\"\nnvlink = \"3.6Tbps\"\n[[workload]]\nkind = \"collective\"\nalgorithm = \"nvls-tree\"\nsize = \"2MiB\"\n";
     let r = run(text, &Options { no_ideal: true, ..Options::default() });
@@ -839,13 +840,21 @@ fn nvls_tree_all_reduce_matches_the_closed_form() {
         lat.0 as f64 + packet as f64 * 8.0 / rate.0 as f64 * 1e9
     };
     let nv = |bytes: u64| wire((bytes as f64 / (370.8 / 450.0 * 0.85)).ceil()) * 8.0 / 3.6e12 * 1e9;
-    let a = nv(2 << 20) + tail(Leg::NvlinkUp);
-    let c = nv(2 << 20) + tail(Leg::NvlinkDown);
+    let legs = (nv(3 << 20) + tail(Leg::NvlinkUp)).max(nv(3 << 20) + tail(Leg::NvlinkDown));
     let step = p.nvls_tree_network_step.unwrap().0.max(roce.alpha.0) as f64;
     let edge = topo.edge_latency(0, 2, None, packet).0 as f64;
-    let half = wire(((512u64 << 10) as f64 / 0.96).ceil());
-    let b = step + 2.0 * half * 8.0 / 400e9 * 1e9 + edge + (step + edge);
-    let closed = a + b + c + p.nvls_latency.unwrap().0 as f64;
+    let half = ((512u64 << 10) as f64 / 0.96).ceil();
+    let b = step + 2.0 * wire(half) * 8.0 / 400e9 * 1e9 + edge + (step + edge);
+    // Fill: 4 stages (NVLS in, up, down, NVLS out); 16 NVLS channels x 2 heads, NCCL's chunk
+    // 64 KiB (2 MiB is below 4 x 32 x 128 KiB), so each channel's 128 KiB is one loop; the
+    // busiest port is a NIC (two halves each way, headers aside), and a stage is half a loop.
+    let nic = 2.0 * half * 8.0 / 400e9 * 1e9;
+    let fill = 3.0 * nic / 2.0;
+    // NCCL's NVLS-tree ceiling across 2 hosts: 57.7 GB/s of bus bandwidth per head (2 here),
+    // bus bytes 2 MiB x 2 x 3/4; it does not bind at this size.
+    let ceiling = (2u64 << 20) as f64 * 1.5 / (2.0 * 57.7e9) * 1e9;
+    assert!(ceiling < b);
+    let closed = legs.max(b).max(ceiling) + p.nvls_latency.unwrap().0 as f64 + fill;
     let got = r.workloads[0].time_ns.unwrap() as f64;
     assert!((got - closed).abs() / closed < 0.001, "simulated {got} ns vs closed form {closed} ns");
 }
@@ -909,7 +918,7 @@ fn tree_all_reduce_matches_the_closed_form() {
         let on_wire = if p.efficiency < 1.0 { (on_wire / p.efficiency).ceil() } else { on_wire };
         let wire = on_wire + (on_wire / 4096.0).ceil() * f64::from(roce.header_bytes);
         let net = p.tree_network_step.0.max(roce.alpha.0) as f64 + lat;
-        let fill = 5.0 / chunks * 4.0 * on_wire * 8.0 / 400e9 * 1e9;
+        let fill = 5.0 / (2.0 * chunks) * 4.0 * on_wire * 8.0 / 400e9 * 1e9;
         let closed = net + 4.0 * wire * 8.0 / 400e9 * 1e9 + 5.0 * net + p.tree_base_latency.0 as f64 + fill;
         let got = r.workloads[0].time_ns.unwrap() as f64;
         assert!((got - closed).abs() / closed < 0.001, "{proto}: simulated {got} ns vs closed form {closed} ns");
