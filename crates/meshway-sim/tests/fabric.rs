@@ -996,3 +996,19 @@ fn traffic_inside_an_nvlink_domain_stays_on_nvlink() {
     assert!((1_190_000..1_400_000).contains(&inside), "inside the domain: {inside} ns");
     assert!((21_400_000..23_500_000).contains(&across), "across domains: {across} ns");
 }
+
+#[test]
+fn nvls_tree_never_beats_nccls_ceiling() {
+    // 4 and 2 hosts of 8 H100 on InfiniBand, 8 GiB NVLS-tree: from 3 hosts up NCCL caps its
+    // bus bandwidth at 8 heads x 45.5 GB/s = 364 GB/s, below the NICs' 8 x 48 GB/s; across 2
+    // hosts at 8 x 57.7 = 461.6 GB/s, below NVLink's bound (S + S/8 each way at 370.8 x 0.85
+    // GB/s gives 525). The fill and latencies are under 0.5% at this size.
+    for (gpus, ceiling) in [(32, 364.0), (16, 461.6)] {
+        let text = format!(
+            "[fabric]\nkind = \"rail-optimized\"\ngpus = {gpus}\nnic = \"400Gbps\"\nnvlink = \"3.6Tbps\"\n[transport]\nkind = \"infiniband\"\n[[workload]]\nkind = \"collective\"\nalgorithm = \"nvls-tree\"\nsize = \"8GiB\"\n"
+        );
+        let r = run(&text, &Options { no_ideal: true, ..Options::default() });
+        let busbw = r.workloads[0].busbw_gbps.unwrap() / 8.0;
+        assert!(busbw <= ceiling && busbw > 0.99 * ceiling, "{gpus} GPUs: {busbw} GB/s against {ceiling}");
+    }
+}
