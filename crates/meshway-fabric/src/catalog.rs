@@ -1002,4 +1002,28 @@ mod overlay_tests {
         let e = Catalog::with_overlay(&route("\"europe\", \"africa\"", 0.9), "mine.toml").unwrap_err().to_string();
         assert!(e.contains("wan-route[1]") && e.contains("at least 1"), "{e}");
     }
+
+    #[test]
+    fn pipeline_keys_are_checked() {
+        let c = Catalog::builtin();
+        let h100 = c.gpu_model("h100-sxm").unwrap();
+        assert_eq!(h100.nvls_channels, Some(16));
+        assert_eq!(
+            h100.nvls_tree_channel_max.iter().map(|r| r.0).collect::<Vec<_>>(),
+            [461_600_000_000, 364_000_000_000]
+        );
+        assert_eq!(c.protocol("ll128").unwrap().tree_chunk.map(|b| b.0), Some(576_000));
+        let e = Catalog::with_overlay("[[protocol]]\nname = \"simple\"\ntree-chunk = \"0B\"\n", "mine.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mine.toml") && e.contains("\"simple\"") && e.contains("tree-chunk must be positive"),
+            "{e}"
+        );
+        let e =
+            Catalog::with_overlay("[[gpu]]\nname = \"h100-sxm\"\nnvls-tree-channel-max = [\"400Gbps\"]\n", "mine.toml")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("\"h100-sxm\"") && e.contains("two positive rates"), "{e}");
+    }
 }
