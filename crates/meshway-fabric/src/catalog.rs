@@ -337,7 +337,8 @@ pub struct GpuModel {
     pub nvls_channels: Option<u32>,
     /// NCCL's ceiling on NVLS-tree bus bandwidth per NVLS channel (one per head: a GPU with
     /// its NIC), across 2 hosts and across 3 or more; the collective never beats `heads x`
-    /// this. Absent: no ceiling.
+    /// this. Applies with `nvls-channels` (NVLS-tree's steady-state model); absent: no
+    /// ceiling.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nvls_tree_channel_max: Vec<BitsPerSec>,
     /// CollNet (SHARP switches): NCCL's bandwidth factor for this GPU generation.
@@ -664,6 +665,12 @@ impl Catalog {
             if g.peak_flops.is_nan() || g.peak_flops <= 0.0 {
                 return Err(bad(format!("gpu {:?}", g.name), "peak-flops must be positive"));
             }
+            if !g.nvls_tree_channel_max.is_empty() && g.nvls_channels.is_none() {
+                return Err(bad(
+                    format!("gpu {:?}", g.name),
+                    "nvls-tree-channel-max needs nvls-channels (the ceiling applies to NVLS-tree's channel model)",
+                ));
+            }
             if !g.nvls_tree_channel_max.is_empty()
                 && (g.nvls_tree_channel_max.len() != 2 || g.nvls_tree_channel_max.iter().any(|r| r.0 == 0))
             {
@@ -743,8 +750,8 @@ impl Catalog {
             if !(p.efficiency > 0.0 && p.efficiency <= 1.0) {
                 return Err(bad(format!("protocol {:?}", p.name), "efficiency must be in (0, 1]"));
             }
-            if p.tree_chunk.is_some_and(|b| b.0 == 0) {
-                return Err(bad(format!("protocol {:?}", p.name), "tree-chunk must be positive"));
+            if p.tree_chunk.is_some_and(|b| b.0 == 0 || b.0 > 1 << 30) {
+                return Err(bad(format!("protocol {:?}", p.name), "tree-chunk must be positive and at most 1GiB"));
             }
         }
         let sim = &self.simulation;
@@ -1017,7 +1024,9 @@ mod overlay_tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("mine.toml") && e.contains("\"simple\"") && e.contains("tree-chunk must be positive"),
+            e.contains("mine.toml")
+                && e.contains("\"simple\"")
+                && e.contains("tree-chunk must be positive and at most 1GiB"),
             "{e}"
         );
         let e =

@@ -544,7 +544,7 @@ pub fn tree_chunk(spec: &CollSpec, nodes: u64, channels: u64) -> u64 {
         let ppn = spec.ranks.len() as f64 / nodes as f64;
         let steps = 1.0 + f64::from(u64::BITS - 1 - nodes.leading_zeros()) + 0.1 * ppn;
         let c = channels.max(1);
-        let few = |chunk: u64, k: f64| ((spec.size / (c * chunk)) as f64) < k * steps / ppn;
+        let few = |chunk: u64, k: f64| ((spec.size / c.saturating_mul(chunk)) as f64) < k * steps / ppn;
         while chunk > 131_072 && few(chunk, 64.0) {
             chunk /= 2;
         }
@@ -585,43 +585,50 @@ fn tree_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &CollSpec,
 /// messages from `first` on, at zero load. Ports the topology cannot name are skipped.
 fn port_seconds(prog: &Program, first: usize, topo: &dyn Topology) -> f64 {
     use std::collections::HashMap;
-    // (rank, NIC?, in?) -> bytes
-    let mut load: HashMap<(u32, bool, bool), u64> = HashMap::new();
-    let mut add = |r: u32, nic: bool, inbound: bool, b: u64| *load.entry((r, nic, inbound)).or_default() += b;
+    // (rank, NIC?, in?, plane) -> bytes; a NIC message on no particular plane may use any.
+    let mut load: HashMap<(u32, bool, bool, Option<u16>), u64> = HashMap::new();
     for m in &prog.msgs[first..] {
         if m.is_wait() {
             continue;
         }
+        let mut add = |r: u32, nic: bool, inbound: bool| {
+            *load.entry((r, nic, inbound, if nic { m.plane } else { None })).or_default() += m.bytes
+        };
         match m.leg {
             Leg::Path => {
-                let hop = |a: u32, b: u32| !topo.local(a, b);
                 let mut legs = Vec::with_capacity(2);
                 match m.via {
                     Some(v) => legs.extend([(m.src, v), (v, m.dst)]),
                     None => legs.push((m.src, m.dst)),
                 }
                 for (a, b) in legs {
-                    let nic = hop(a, b);
-                    add(a, nic, false, m.bytes);
-                    add(b, nic, true, m.bytes);
+                    let nic = !topo.local(a, b);
+                    add(a, nic, false);
+                    add(b, nic, true);
                 }
             }
-            Leg::NvlinkUp => add(m.src, false, false, m.bytes),
-            Leg::NvlinkDown => add(m.dst, false, true, m.bytes),
-            Leg::NicUp => add(m.src, true, false, m.bytes),
-            Leg::NicDown => add(m.dst, true, true, m.bytes),
+            Leg::NvlinkUp => add(m.src, false, false),
+            Leg::NvlinkDown => add(m.dst, false, true),
+            Leg::NicUp => add(m.src, true, false),
+            Leg::NicDown => add(m.dst, true, true),
         }
     }
     let planes = topo.planes().max(1);
     let mut worst = 0.0f64;
-    for (&(r, nic, inbound), &bytes) in &load {
+    for (&(r, nic, inbound, plane), &bytes) in &load {
         let leg = match (nic, inbound) {
             (false, false) => Leg::NvlinkUp,
             (false, true) => Leg::NvlinkDown,
             (true, false) => Leg::NicUp,
             (true, true) => Leg::NicDown,
         };
-        let mut arcs: Vec<Arc> = (0..if nic { planes } else { 1 }).filter_map(|c| topo.attach(r, leg, c)).collect();
+        // One plane's port for a message pinned to it; every port otherwise.
+        let ports: Vec<u32> = match (nic, plane) {
+            (true, Some(p)) => vec![u32::from(p)],
+            (true, None) => (0..planes).collect(),
+            (false, _) => vec![0],
+        };
+        let mut arcs: Vec<Arc> = ports.into_iter().filter_map(|c| topo.attach(r, leg, c)).collect();
         arcs.sort_unstable_by_key(|a| a.0);
         arcs.dedup();
         let bps: f64 = arcs.iter().map(|&a| topo.arc_spec(a).0 .0 as f64).sum();
@@ -806,7 +813,8 @@ fn tree(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[M
 /// `n` positions in order. Tree 0: position 0 is the root; any other position's parent
 /// clears its lowest set bit and sets the next one up (for example 5 -> 6, 6 -> 4), or only
 /// clears it when that would leave the range, so most edges join near neighbours and the
-/// depth is log2(n). Tree 1 is tree 0 mirrored (position p as n - 1 - p) when n is even,
+/// depth is about log2(n) (the latency terms and the fill count floor(log2 n) levels, as
+/// NCCL's tuning model and its tree depth do). Tree 1 is tree 0 mirrored (position p as n - 1 - p) when n is even,
 /// shifted by one position when n is odd, so a position interior in one tree is a leaf in
 /// the other (the structure of NVIDIA/nccl src/graph/trees.cc).
 fn tree_edges(n: usize, t: u32) -> Vec<(usize, usize)> {
@@ -973,8 +981,10 @@ fn nvls_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &CollSpec)
 }
 
 /// All-reduce across hosts with a reduction in a switch, pipelined over chunks as the
-/// hierarchical all-reduce is: inside each host a reduce-scatter and an all-gather (NVLS
-/// for `nvls` and `nvls-tree`, a ring for `collnet`); across hosts each GPU's shard is
+/// hierarchical all-reduce is (NVLS-tree with a protocol and a GPU model with
+/// `nvls-channels` runs in its steady state instead: [`nvls_tree_steady`]): inside each host
+/// a reduce-scatter and an all-gather (NVLS for `nvls` and `nvls-tree`, a ring for
+/// `collnet`); across hosts each GPU's shard is
 /// reduced in the SHARP switches (`nvls`, `collnet`: the shard goes up the GPU's NIC and
 /// the result comes back, at the achievable NIC rate times NCCL's CollNet factor) or by a
 /// double binary tree over the GPUs of one local index (`nvls-tree`). The switches above
@@ -1352,9 +1362,9 @@ mod tests {
         // Even n: tree 1 mirrors tree 0, so the root is 7 and 4 (interior in tree 0) a leaf.
         let t1 = tree_edges(8, 1);
         assert!(t1.contains(&(3, 7)) && !t1.iter().any(|&(_, p)| p == 4));
-        // 13 positions: 12's parent would be 8 | 16 = 24, out of range, so it is 8; tree 1
+        // 13 positions: 8's parent would be 16, out of range, so it is 0; 12's is 8; tree 1
         // is shifted by one.
-        assert!(tree_edges(13, 0).contains(&(12, 8)));
+        assert!(tree_edges(13, 0).contains(&(8, 0)) && tree_edges(13, 0).contains(&(12, 8)));
         assert!(tree_edges(13, 1).contains(&(0, 9)));
         // Every position but the root has one parent, in both trees, for any n.
         for n in 2..70 {

@@ -62,7 +62,7 @@ pub fn candidates(op: Op, hw: &Hardware, multi_host: bool) -> Vec<Algo> {
 
 /// The fastest of `algos` x `protos` for `spec` (its `algo` and `proto` are ignored) on
 /// `topo`, with every candidate evaluated, or bounded out on `ideal` (see the module docs).
-/// A candidate this fabric cannot run (NVLS-tree on one host) is left out; a single
+/// A candidate this fabric cannot run (NVLS-tree on hosts of one GPU) is left out; a single
 /// candidate is taken without simulating it.
 pub fn pick(
     topo: &mut dyn Topology,
