@@ -542,7 +542,7 @@ pub fn tree_chunk(spec: &CollSpec, nodes: u64, channels: u64) -> u64 {
     if spec.proto.name == "ll128" && chunk > 0 {
         let nodes = nodes.max(1);
         let ppn = spec.ranks.len() as f64 / nodes as f64;
-        let steps = 1.0 + f64::from(u64::BITS - 1 - nodes.leading_zeros()) + 0.1 * ppn;
+        let steps = 1.0 + f64::from(nodes.ilog2()) + 0.1 * ppn;
         let c = channels.max(1);
         let few = |chunk: u64, k: f64| ((spec.size / c.saturating_mul(chunk)) as f64) < k * steps / ppn;
         while chunk > 131_072 && few(chunk, 64.0) {
@@ -575,10 +575,15 @@ fn tree_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &CollSpec,
     if chunk == 0 || steps < 2 {
         return Nanos::ZERO;
     }
-    let per_channel = spec.size.div_ceil(channels).max(1);
-    let busiest = port_seconds(prog, first, topo);
-    let chunks = per_channel.div_ceil(chunk).max(1) as f64;
-    Nanos((f64::from(steps - 1) * busiest / (2.0 * chunks) * 1e9).round() as u64)
+    let chunks = spec.size.div_ceil(channels).div_ceil(chunk).max(1);
+    stage_fill(u64::from(steps), 2, port_seconds(prog, first, topo), chunks)
+}
+
+/// `stages - 1` stage times, a stage being `1 / per_loop` of a loop of the busiest port
+/// (whose steady state, `busiest` seconds, is `loops` loops per channel).
+fn stage_fill(stages: u64, per_loop: u64, busiest: f64, loops: u64) -> Nanos {
+    let stage = busiest / (per_loop.max(1) * loops.max(1)) as f64;
+    Nanos((stages.saturating_sub(1) as f64 * stage * 1e9).round() as u64)
 }
 
 /// Seconds the busiest GPU port (NVLink or NIC, out or in) needs at line rate for the
@@ -757,7 +762,7 @@ fn tree(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[M
             last.push(prog.push(m));
             edges.push((a, b, None));
         };
-    let heap_edges = |order: &[u32], t: u32| -> Vec<(u32, u32)> {
+    let ranks_of = |order: &[u32], t: u32| -> Vec<(u32, u32)> {
         tree_edges(order.len(), t).into_iter().map(|(c, p)| (order[c], order[p])).collect()
     };
     let (depth, chain) = match host_groups(&*topo, &spec.ranks) {
@@ -771,7 +776,7 @@ fn tree(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[M
                 // channel c + nChannels on the mirrored tree.
                 let leaders: Vec<u32> = groups.iter().map(|grp| grp[ch as usize % g]).collect();
                 for t in 0..2 {
-                    for (child, parent) in heap_edges(&leaders, t) {
+                    for (child, parent) in ranks_of(&leaders, t) {
                         send(prog, child, parent, half, ch, &mut edges);
                         send(prog, parent, child, half, ch, &mut edges);
                     }
@@ -789,7 +794,7 @@ fn tree(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[M
         None => {
             let half = spec.size.div_ceil(2).max(1);
             for t in 0..2u32 {
-                for (child, parent) in heap_edges(&spec.ranks, t) {
+                for (child, parent) in ranks_of(&spec.ranks, t) {
                     send(prog, child, parent, half, t, &mut edges);
                     send(prog, parent, child, half, t, &mut edges);
                 }
@@ -814,9 +819,9 @@ fn tree(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[M
 /// clears its lowest set bit and sets the next one up (for example 5 -> 6, 6 -> 4), or only
 /// clears it when that would leave the range, so most edges join near neighbours and the
 /// depth is about log2(n) (the latency terms and the fill count floor(log2 n) levels, as
-/// NCCL's tuning model and its tree depth do). Tree 1 is tree 0 mirrored (position p as n - 1 - p) when n is even,
-/// shifted by one position when n is odd, so a position interior in one tree is a leaf in
-/// the other (the structure of NVIDIA/nccl src/graph/trees.cc).
+/// NCCL's tuning model and its tree depth do). Tree 1 is tree 0 mirrored (position p as
+/// n - 1 - p) when n is even, shifted by one position when n is odd, so a position interior
+/// in one tree is a leaf in the other (the structure of NVIDIA/nccl src/graph/trees.cc).
 fn tree_edges(n: usize, t: u32) -> Vec<(usize, usize)> {
     let parent = |r: usize| {
         let bit = r & r.wrapping_neg();
@@ -973,23 +978,21 @@ fn nvls_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &CollSpec)
         return Nanos::ZERO;
     }
     let heads = (spec.ranks.len() as u64).min(32);
-    let stages: u32 = if spec.op == Op::AllReduce { 3 } else { 2 };
+    let stages = if spec.op == Op::AllReduce { 3 } else { 2 };
     let chunk = nvls_chunk(spec.size, c, heads);
-    let loops = spec.size.div_ceil(c).div_ceil(heads * chunk).max(1) as f64;
-    let busiest = port_seconds(prog, first, topo);
-    Nanos((f64::from(stages - 1) * busiest / loops * 1e9).round() as u64)
+    let loops = spec.size.div_ceil(c).div_ceil(heads * chunk);
+    stage_fill(stages, 1, port_seconds(prog, first, topo), loops)
 }
 
 /// All-reduce across hosts with a reduction in a switch, pipelined over chunks as the
 /// hierarchical all-reduce is (NVLS-tree with a protocol and a GPU model with
 /// `nvls-channels` runs in its steady state instead: [`nvls_tree_steady`]): inside each host
 /// a reduce-scatter and an all-gather (NVLS for `nvls` and `nvls-tree`, a ring for
-/// `collnet`); across hosts each GPU's shard is
-/// reduced in the SHARP switches (`nvls`, `collnet`: the shard goes up the GPU's NIC and
-/// the result comes back, at the achievable NIC rate times NCCL's CollNet factor) or by a
-/// double binary tree over the GPUs of one local index (`nvls-tree`). The switches above
-/// the leaf carry one reduced stream per leaf, never more than a NIC; they are not
-/// simulated. The collective ends the protocol's NVLS and CollNet latencies after its last
+/// `collnet`); across hosts each GPU's shard is reduced in the SHARP switches (`nvls`,
+/// `collnet`: the shard goes up the GPU's NIC and the result comes back, at the achievable
+/// NIC rate times NCCL's CollNet factor) or by a double binary tree over the GPUs of one
+/// local index (`nvls-tree`). The switches above the leaf carry one reduced stream per
+/// leaf, never more than a NIC; they are not simulated. The collective ends the protocol's NVLS and CollNet latencies after its last
 /// message.
 fn in_network(
     prog: &mut Program,
@@ -1074,10 +1077,10 @@ fn in_network(
 /// all-gather inside each host and each GPU's shard on a double binary tree across hosts
 /// (one tree per local index), all at once, as NCCL's chunks keep every stage busy, and
 /// never faster than NCCL's NVLS-tree ceiling; then the NVLS and tree latencies and the
-/// pipeline's fill. NCCL's NVLS-tree stages: NVLS in,
-/// up and down the tree across hosts (2 x log2 hosts), NVLS out; a channel's loop is one
-/// chunk per head (a GPU with its NIC, at most 32) of [`nvls_tree_chunk`] bytes over the GPU
-/// model's NVLS channels.
+/// pipeline's fill ([`nvls_tree_fill`], charged by [`build`]). NCCL's NVLS-tree stages:
+/// NVLS in, up and down the tree across hosts (2 x log2 hosts), NVLS out; a channel's loop
+/// is one chunk per head (a GPU with its NIC, at most 32) of [`nvls_tree_chunk`] bytes over
+/// the GPU model's NVLS channels.
 fn nvls_tree_steady(
     prog: &mut Program,
     topo: &mut dyn Topology,
@@ -1122,24 +1125,23 @@ fn nvls_tree_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &Coll
         return Nanos::ZERO;
     };
     let (g, hosts) = (groups[0].len() as u64, groups.len() as u64);
-    let depth = u64::from(u64::BITS - 1 - hosts.leading_zeros());
-    let stages = 2 + 2 * depth;
+    let stages = 2 + 2 * u64::from(hosts.ilog2());
     let c = u64::from(spec.hw.nvls_channels);
     let heads = g.min(32);
     let chunk = nvls_tree_chunk(spec.size, c, heads, hosts);
-    let loops = spec.size.div_ceil(c).div_ceil(heads * chunk).max(1) as f64;
-    let busiest = port_seconds(prog, first, topo);
-    Nanos(((stages - 1) as f64 * busiest / (2.0 * loops) * 1e9).round() as u64)
+    let loops = spec.size.div_ceil(c).div_ceil(heads * chunk);
+    stage_fill(stages, 2, port_seconds(prog, first, topo), loops)
 }
 
 /// NCCL's NVLS-tree chunk for a message of `size` bytes on `channels x heads` concurrent
 /// operations across `hosts` hosts: its NVLS chunk (128 KiB), at most 64 KiB from 4 hosts
 /// up, cut to 64 and 32 KiB as the message gives fewer chunks to each operation (NVIDIA/nccl
-/// src/enqueue.cc calcCollChunking and src/transport/nvls.cc, NCCL 2.30.7).
+/// src/enqueue.cc calcCollChunking and src/transport/nvls.cc, NCCL 2.30.7; its rules for
+/// chunks above 128 KiB never apply from this start).
 pub fn nvls_tree_chunk(size: u64, channels: u64, heads: u64, hosts: u64) -> u64 {
     let ops = channels.max(1) * heads.max(1);
     let mut chunk: u64 = if hosts >= 4 { 64 << 10 } else { 128 << 10 };
-    for (k, cut) in [(16, 128 << 10), (4, 64 << 10), (1, 32 << 10)] {
+    for (k, cut) in [(4, 64 << 10), (1, 32 << 10)] {
         if size < k * ops * chunk && chunk > cut {
             chunk = cut;
         }
