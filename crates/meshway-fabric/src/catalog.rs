@@ -349,6 +349,12 @@ pub struct GpuModel {
     pub hbm_bandwidth: Option<BitsPerSec>,
     /// Dense FP8 peak, FLOP/s (serving FP8 models). Absent: no FP8.
     pub fp8_flops: Option<f64>,
+    /// The highest BF16 matrix-multiply rate measured on this GPU, FLOP/s (its maximum
+    /// achievable matmul FLOPS); the serving model's `flops-efficiency` is a share of it.
+    /// Absent: the datasheet's `peak-flops`.
+    pub matmul_achievable: Option<f64>,
+    /// The same for FP8 inputs. Absent: `fp8-flops`.
+    pub fp8_matmul_achievable: Option<f64>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -693,6 +699,21 @@ impl Catalog {
             {
                 return Err(bad(format!("gpu {:?}", g.name), "memory, hbm-bandwidth and fp8-flops must be positive"));
             }
+            for (key, v, peak) in [
+                ("matmul-achievable", g.matmul_achievable, Some(g.peak_flops)),
+                ("fp8-matmul-achievable", g.fp8_matmul_achievable, g.fp8_flops),
+            ] {
+                let Some(v) = v else { continue };
+                let Some(peak) = peak else {
+                    return Err(bad(format!("gpu {:?}", g.name), &format!("{key} needs fp8-flops (the FP8 peak)")));
+                };
+                if !(v.is_finite() && v > 0.0 && v <= peak) {
+                    return Err(bad(
+                        format!("gpu {:?}", g.name),
+                        &format!("{key} must be positive and at most its datasheet peak ({peak:e} FLOP/s), got {v:e}"),
+                    ));
+                }
+            }
         }
         for m in &self.llm {
             provenance("llm", &m.name, &m.source, &m.assumption)?;
@@ -907,7 +928,8 @@ mod tests {
         assert_eq!(c.inference.as_ref().map(|i| (i.route_factor, i.wan_fixed)), Some((1.26, Nanos(4_600_000))));
         assert!(c.llm.len() >= 4 && c.serving.is_some());
         let h100 = c.gpu_model("h100-sxm").unwrap();
-        assert_eq!((h100.memory, h100.fp8_flops), (Some(Bytes(80_000_000_000)), Some(1979e12)));
+        assert_eq!((h100.memory, h100.fp8_flops), (Some(Bytes(81_559 * 1024 * 1024)), Some(1979e12)));
+        assert_eq!((h100.matmul_achievable, h100.fp8_matmul_achievable), (Some(794.5e12), Some(1402.6e12)));
         assert_eq!(h100.hbm_bandwidth, Some(BitsPerSec(3_350_000_000_000 * 8)));
     }
 
@@ -1034,5 +1056,31 @@ mod overlay_tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("\"h100-sxm\"") && e.contains("two positive rates"), "{e}");
+    }
+
+    /// Measured matmul rates: every built-in GPU with a serving memory has them, each at most
+    /// its datasheet peak; a rate above the peak or an FP8 rate without an FP8 peak is refused.
+    #[test]
+    fn matmul_rates_are_checked() {
+        let c = Catalog::builtin();
+        for g in c.gpu.iter().filter(|g| g.memory.is_some()) {
+            let bf = g.matmul_achievable.unwrap_or_else(|| panic!("{} has no matmul-achievable", g.name));
+            assert!(bf > 0.6 * g.peak_flops && bf <= g.peak_flops, "{}: {bf:e}", g.name);
+            if let (Some(f8), Some(peak)) = (g.fp8_matmul_achievable, g.fp8_flops) {
+                assert!(f8 > 0.6 * peak && f8 <= peak, "{}: {f8:e}", g.name);
+            }
+        }
+        assert_eq!(c.gpu_model("a100-sxm").unwrap().matmul_achievable, Some(271.2e12));
+        let gpu = |extra: &str| format!("[[gpu]]\nname = \"x\"\npeak-flops = 100e12\nsource = \"test\"\n{extra}");
+        let e = Catalog::with_overlay(&gpu("matmul-achievable = 120e12"), "mine.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("mine.toml")
+                && e.contains("\"x\"")
+                && e.contains("matmul-achievable must be positive and at most"),
+            "{e}"
+        );
+        let e = Catalog::with_overlay(&gpu("fp8-matmul-achievable = 90e12"), "mine.toml").unwrap_err().to_string();
+        assert!(e.contains("fp8-matmul-achievable needs fp8-flops"), "{e}");
+        assert!(Catalog::with_overlay(&gpu("matmul-achievable = 80e12"), "mine.toml").is_ok());
     }
 }

@@ -541,11 +541,13 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
     let sv = cat.serving.as_ref().ok_or_else(|| ctx.invalid("llm", "the catalog has no [serving] section"))?;
     let precision =
         m.precision.unwrap_or(if gpu.fp8_flops.is_some() { PrecisionConfig::Fp8 } else { PrecisionConfig::Bf16 });
+    // The rate matrix multiplies reach on this GPU (measured where the catalog has it, else
+    // the datasheet peak); `flops-efficiency` is the share of it a serving engine's kernels get.
     let peak = match precision {
-        PrecisionConfig::Fp8 => gpu.fp8_flops.ok_or_else(|| {
+        PrecisionConfig::Fp8 => gpu.fp8_matmul_achievable.or(gpu.fp8_flops).ok_or_else(|| {
             ctx.invalid("precision", format!("gpu {gn:?} has no FP8 (no `fp8-flops` in the catalog)"))
         })?,
-        PrecisionConfig::Bf16 | PrecisionConfig::Fp16 => gpu.peak_flops,
+        PrecisionConfig::Bf16 | PrecisionConfig::Fp16 => gpu.matmul_achievable.unwrap_or(gpu.peak_flops),
     };
     let kv_precision = m.kv_precision.unwrap_or(precision);
     let share = |key: &str, v: Option<f64>, d: f64| -> Result<f64, FabricError> {
