@@ -94,7 +94,8 @@ pub struct Shape {
     pub nvlink_bytes_per_s: f64,
     pub allreduce_ns: u64,
     pub step_overhead_ns: u64,
-    /// Share of the matrix roofline a mixture of experts reaches (1 for a dense model).
+    /// Share of the matmul rate a mixture of experts' grouped expert GEMMs reach (1 for a dense
+    /// model); its weight reads are not slowed.
     pub moe_efficiency: f64,
     /// KV-cache tokens a server holds: (GPUs x (memory - reserve) - weights) x utilization /
     /// bytes per token.
@@ -126,9 +127,11 @@ impl Shape {
         let l = f64::from(self.layers);
         // Matrix work: 2 FLOPs per multiply-add, 2 x active params per token, against the
         // weights it reads. Attention: 4 x layers x q_dim FLOPs per (query, key) pair against
-        // the KV cache it reads. Each is its own roofline (they run as separate kernels).
-        let gemm = (2.0 * self.active_params * tokens / self.flops).max(self.weight_read(tokens) / self.bytes_per_s)
-            / self.moe_efficiency;
+        // the KV cache it reads. Each is its own roofline (they run as separate kernels). A
+        // mixture of experts' grouped GEMMs reach `moe_efficiency` of the matmul rate; its
+        // weight reads stream at the HBM rate like a dense model's.
+        let gemm = (2.0 * self.active_params * tokens / self.flops / self.moe_efficiency)
+            .max(self.weight_read(tokens) / self.bytes_per_s);
         let mut attn_flops = 4.0 * l * self.q_dim * decode_ctx * f64::from(verify);
         let mut kv_read = decode_ctx;
         for &(c, prior) in chunks {

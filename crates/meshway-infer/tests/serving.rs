@@ -406,3 +406,29 @@ fn placement_sizes_prefill_and_decode_sites() {
     let sz = meshway_infer::place::size(&spec, &[true, false], false);
     assert!(sz.violations.iter().any(|v| v.contains("r: no open site")), "{:?}", sz.violations);
 }
+
+/// A mixture of experts pays `moe-efficiency` on its FLOPs only: at one token a step is
+/// bound by reading the active experts' weights and is the same at any efficiency; at a
+/// large prefill it is FLOP-bound and slows by the efficiency.
+#[test]
+fn mixture_of_experts_efficiency_applies_to_flops() {
+    let m = "llm = \"mixtral-8x7b\"\ngpu = \"h100-sxm\"\ngpus-per-server = 1\nprecision = \"fp8\"\nprompt-tokens = 100\noutput-tokens = 10";
+    let mut s = shape(&scenario(m, "concurrency = 1", "1ns"));
+    s.step_overhead_ns = 0;
+    let (flops, bw) = (1402.6e12 * 0.75, 3.35e12 * 0.7);
+    assert!((s.flops - flops).abs() < 1.0 && (s.bytes_per_s - bw).abs() < 1.0);
+    let full = |s: &Shape, tokens: u32| s.step_ns(0, 0.0, 1, &[(tokens, 0)]);
+    // One token: 12.9 GB of active weights over the bandwidth, plus one token's KV write.
+    let attn1 = (4.0 * 32.0 * 4096.0 * 0.5 / flops).max(65_536.0 / bw);
+    assert_eq!(full(&s, 1), ((12.9e9 / bw + attn1) * 1e9).ceil() as u64);
+    let mut half = s.clone();
+    half.moe_efficiency = 0.5;
+    assert_eq!(full(&half, 1), full(&s, 1));
+    // 8,192 tokens: 2 x 12.9e9 x 8192 FLOPs at the rate x efficiency.
+    let c = 8192.0;
+    let attn = (4.0 * 32.0 * 4096.0 * (c * c / 2.0) / flops).max(c * 65_536.0 / bw);
+    let gemm = |e: f64| (2.0 * 12.9e9 * c / flops / e).max(s.weight_read(c) / bw);
+    assert_eq!(full(&s, 8192), ((gemm(0.75) + attn) * 1e9).ceil() as u64);
+    assert_eq!(full(&half, 8192), ((gemm(0.5) + attn) * 1e9).ceil() as u64);
+    assert!(full(&half, 8192) > full(&s, 8192) * 13 / 10);
+}
