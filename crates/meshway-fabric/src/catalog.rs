@@ -400,12 +400,14 @@ fn one() -> f64 {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ServingDefaults {
-    /// Share of peak FLOP/s a step's matrix work reaches (prefill is compute-bound).
+    /// Share of the GPU's measured matmul rate (`matmul-achievable`, else its datasheet
+    /// peak) a step's matrix work reaches (prefill is compute-bound).
     pub flops_efficiency: f64,
     /// Share of memory bandwidth a step's reads reach (decode is bandwidth-bound).
     pub bandwidth_efficiency: f64,
-    /// Mixture-of-experts models: the share of the dense matrix rooflines their expert
-    /// (grouped) kernels reach. 1 when a catalog predates it.
+    /// Mixture-of-experts models: the share of the dense FLOP rate their grouped expert
+    /// GEMMs reach (their weight reads stream at the full HBM rate). 1 when a catalog
+    /// predates it.
     #[serde(default = "one")]
     pub moe_efficiency: f64,
     /// Fixed time of every engine step (scheduling, kernel launches, sampling).
@@ -621,6 +623,26 @@ impl Catalog {
         merge(&mut c.cable, o.cable, |s| &s.name, "cable", file)?;
         merge(&mut c.nic, o.nic, |s| &s.name, "nic", file)?;
         merge(&mut c.transport, o.transport, |s| &s.name, "transport", file)?;
+        // A patched peak would be silently ignored by the serving model where the built-in
+        // entry has a measured matmul rate (it computes at that rate): require both.
+        for g in &o.gpu {
+            let n = g.get("name").and_then(|v| v.as_str()).unwrap_or("");
+            let Some(b) = c.gpu.iter().find(|b| b.name == n) else { continue };
+            for (peak, rate, has) in [
+                ("peak-flops", "matmul-achievable", b.matmul_achievable.is_some()),
+                ("fp8-flops", "fp8-matmul-achievable", b.fp8_matmul_achievable.is_some()),
+            ] {
+                if has && g.contains_key(peak) && !g.contains_key(rate) {
+                    return Err(FabricError::Catalog {
+                        file: file.to_string(),
+                        entry: format!("gpu {n:?}"),
+                        message: format!(
+                            "sets {peak} but not {rate}: the serving model computes at {rate} x flops-efficiency, so give both ({rate} at most {peak})"
+                        ),
+                    });
+                }
+            }
+        }
         merge(&mut c.gpu, o.gpu, |s| &s.name, "gpu", file)?;
         merge(&mut c.protocol, o.protocol, |s| &s.name, "protocol", file)?;
         merge(&mut c.llm, o.llm, |s| &s.name, "llm", file)?;
@@ -699,9 +721,9 @@ impl Catalog {
             {
                 return Err(bad(format!("gpu {:?}", g.name), "memory, hbm-bandwidth and fp8-flops must be positive"));
             }
-            for (key, v, peak) in [
-                ("matmul-achievable", g.matmul_achievable, Some(g.peak_flops)),
-                ("fp8-matmul-achievable", g.fp8_matmul_achievable, g.fp8_flops),
+            for (key, v, peak, peak_key) in [
+                ("matmul-achievable", g.matmul_achievable, Some(g.peak_flops), "peak-flops"),
+                ("fp8-matmul-achievable", g.fp8_matmul_achievable, g.fp8_flops, "fp8-flops"),
             ] {
                 let Some(v) = v else { continue };
                 let Some(peak) = peak else {
@@ -710,7 +732,7 @@ impl Catalog {
                 if !(v.is_finite() && v > 0.0 && v <= peak) {
                     return Err(bad(
                         format!("gpu {:?}", g.name),
-                        &format!("{key} must be positive and at most its datasheet peak ({peak:e} FLOP/s), got {v:e}"),
+                        &format!("{key} must be positive and at most {peak_key} ({peak:e} FLOP/s), got {v:e}"),
                     ));
                 }
             }
@@ -1066,7 +1088,8 @@ mod overlay_tests {
         for g in c.gpu.iter().filter(|g| g.memory.is_some()) {
             let bf = g.matmul_achievable.unwrap_or_else(|| panic!("{} has no matmul-achievable", g.name));
             assert!(bf > 0.6 * g.peak_flops && bf <= g.peak_flops, "{}: {bf:e}", g.name);
-            if let (Some(f8), Some(peak)) = (g.fp8_matmul_achievable, g.fp8_flops) {
+            if let Some(peak) = g.fp8_flops {
+                let f8 = g.fp8_matmul_achievable.unwrap_or_else(|| panic!("{} has no fp8-matmul-achievable", g.name));
                 assert!(f8 > 0.6 * peak && f8 <= peak, "{}: {f8:e}", g.name);
             }
         }
@@ -1082,5 +1105,30 @@ mod overlay_tests {
         let e = Catalog::with_overlay(&gpu("fp8-matmul-achievable = 90e12"), "mine.toml").unwrap_err().to_string();
         assert!(e.contains("fp8-matmul-achievable needs fp8-flops"), "{e}");
         assert!(Catalog::with_overlay(&gpu("matmul-achievable = 80e12"), "mine.toml").is_ok());
+        for bad in ["0", "nan", "-1e12"] {
+            let e = Catalog::with_overlay(&gpu(&format!("matmul-achievable = {bad}")), "mine.toml")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("matmul-achievable must be positive and at most peak-flops"), "{bad}: {e}");
+        }
+        let e = Catalog::with_overlay(&gpu("fp8-flops = 200e12\nfp8-matmul-achievable = 250e12"), "mine.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fp8-matmul-achievable must be positive and at most fp8-flops"), "{e}");
+        // A built-in GPU's peak patched without its measured rate would be ignored: refused.
+        let e = Catalog::with_overlay("[[gpu]]\nname = \"h100-sxm\"\npeak-flops = 1000e12\n", "mine.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mine.toml")
+                && e.contains("\"h100-sxm\"")
+                && e.contains("sets peak-flops but not matmul-achievable"),
+            "{e}"
+        );
+        let ok = "[[gpu]]\nname = \"h100-sxm\"\npeak-flops = 1000e12\nmatmul-achievable = 800e12\n";
+        assert_eq!(
+            Catalog::with_overlay(ok, "mine.toml").unwrap().gpu_model("h100-sxm").unwrap().matmul_achievable,
+            Some(800e12)
+        );
     }
 }

@@ -68,7 +68,7 @@ pub enum Cost {
 }
 
 /// A step's time from the model's shape: fixed overhead + the matrix work's roofline
-/// (FLOPs at the GPUs' peak x efficiency against weight bytes at memory bandwidth x
+/// (FLOPs at the GPUs' measured matmul rate x efficiency against weight bytes at memory bandwidth x
 /// efficiency) + attention's roofline (its FLOPs against the KV-cache bytes it reads) + two
 /// tensor-parallel all-reduces per layer.
 #[derive(Debug, Clone, Serialize)]
@@ -86,7 +86,7 @@ pub struct Shape {
     pub weight_bytes: f64,
     pub kv_bytes_per_token: f64,
     pub gpus: u32,
-    /// FLOP/s of the server: GPUs x peak x efficiency.
+    /// FLOP/s of the server: GPUs x measured matmul rate (else datasheet peak) x efficiency.
     pub flops: f64,
     /// Bytes/s of the server: GPUs x bandwidth x efficiency.
     pub bytes_per_s: f64,
@@ -546,7 +546,7 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
         m.precision.unwrap_or(if gpu.fp8_flops.is_some() { PrecisionConfig::Fp8 } else { PrecisionConfig::Bf16 });
     // The rate matrix multiplies reach on this GPU (measured where the catalog has it, else
     // the datasheet peak); `flops-efficiency` is the share of it a serving engine's kernels get.
-    let peak = match precision {
+    let rate = match precision {
         PrecisionConfig::Fp8 => gpu.fp8_matmul_achievable.or(gpu.fp8_flops).ok_or_else(|| {
             ctx.invalid("precision", format!("gpu {gn:?} has no FP8 (no `fp8-flops` in the catalog)"))
         })?,
@@ -573,10 +573,10 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
         return Err(ctx.invalid(
             "gpus-per-server",
             format!(
-                "llm {ln:?} in {} needs {:.1} GB of weights; {gps} x {gn} ({:.0} GB each, {:.1} GB reserved) leaves {:.1} GB, no room for a KV cache of 1024 tokens: use more GPUs per server or a smaller precision",
+                "llm {ln:?} in {} needs {:.1} GB of weights; {gps} x {gn} ({:.0} MiB each, {:.1} GB reserved) leaves {:.1} GB, no room for a KV cache of 1024 tokens: use more GPUs per server or a smaller precision",
                 precision.name(),
                 weight_bytes / 1e9,
-                mem.0 as f64 / 1e9,
+                mem.0 as f64 / 1_048_576.0,
                 reserve / 1e9,
                 room.max(0.0) / 1e9
             ),
@@ -602,7 +602,7 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
         weight_bytes,
         kv_bytes_per_token,
         gpus: gps,
-        flops: g * peak * fe,
+        flops: g * rate * fe,
         bytes_per_s: g * bw.0 as f64 / 8.0 * be,
         nvlink_bytes_per_s: nvlink,
         allreduce_ns: sv.allreduce_latency.0,

@@ -499,6 +499,34 @@ why = "multi-node NVLink"
         assert!(r.max_abs_error >= r.median_abs_error);
     }
 
+    /// A launch floor: a row faster than the floor takes the floor's time, at the busbw that
+    /// time gives (rows with and without a published time); a slower row is untouched.
+    #[test]
+    fn a_launch_floor_bounds_the_time_from_below() {
+        let cat = Catalog::builtin();
+        let csv = "id,op,gpus,gpus_per_host,gpu,nic,nic_gbps_per_gpu,fabric,transport,size_bytes,time_us,algbw_gbytes_per_s,busbw_gbytes_per_s,nccl_algo,nccl_proto,nccl_version,read_as,reading_error,source_url,note\n\
+            t-1,all-gather,8,8,H100,,,,nvlink-only,65536,40.0,,1.43,Ring,,,table,,https://example.org/a,\n\
+            t-2,all-gather,8,8,H100,,,,nvlink-only,65536,,,1.43,Ring,,,table,,https://example.org/a,\n\
+            t-3,all-gather,8,8,H100,,,,nvlink-only,1073741824,,,350.0,Ring,,,table,,https://example.org/a,\n";
+        let free = run(csv, "v.csv", SETUPS, "s.toml", &cat, &mut |_, _| {}).unwrap();
+        let floored = SETUPS.replace("size = \"1GiB\"", "size = \"1GiB\"\nlaunch-floor = \"50us\"");
+        let f = run(csv, "v.csv", &floored, "s.toml", &cat, &mut |_, _| {}).unwrap();
+        // Without the floor a 64 KiB ring all-gather on 8 H100s takes well under 50 us.
+        assert!(free.rows[0].meshway_time_us < 30.0, "{:?}", free.rows[0]);
+        for i in 0..2 {
+            let (a, b) = (&free.rows[i], &f.rows[i]);
+            assert_eq!(b.meshway_time_us, 50.0);
+            let want = a.meshway_busbw_gbytes_per_s * a.meshway_time_us / 50.0;
+            assert!((b.meshway_busbw_gbytes_per_s - want).abs() < 1e-9 * want, "{b:?}");
+        }
+        // With a published time the error is from the times: 40 / 50 - 1.
+        assert!((f.rows[0].error - (40.0 / 50.0 - 1.0)).abs() < 1e-12);
+        assert!((f.rows[1].error - (f.rows[1].meshway_busbw_gbytes_per_s - 1.43) / 1.43).abs() < 1e-12);
+        // 1 GiB takes milliseconds: the floor does not bind.
+        assert_eq!(free.rows[2].meshway_time_us, f.rows[2].meshway_time_us);
+        assert_eq!(free.rows[2].meshway_busbw_gbytes_per_s, f.rows[2].meshway_busbw_gbytes_per_s);
+    }
+
     #[test]
     fn a_row_without_a_setup_is_an_error_naming_it() {
         let cat = Catalog::builtin();

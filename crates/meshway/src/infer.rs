@@ -139,9 +139,10 @@ pub fn run_infer(a: InferArgs) -> Result<()> {
     emit(&if a.common.json { json(&rep)? } else { infer_text(&rep) })
 }
 
-/// Simulations per plan in `place`: the sized plan and up to five rounds of one more server
-/// at each site where a region missed (each round adds at most a server per missing region).
-const REPAIR_ROUNDS: u32 = 6;
+/// Simulations per plan in `place`: the sized plan, then up to five repairs, each adding a
+/// server where a region missed (at its prefill site for a late first token, at its decode
+/// site for slow tokens: up to two per missing region).
+const SIMULATIONS_PER_PLAN: u32 = 6;
 
 pub fn run_place(a: PlaceArgs) -> Result<()> {
     let cat = load_catalog(&a.common.catalog)?;
@@ -150,7 +151,7 @@ pub fn run_place(a: PlaceArgs) -> Result<()> {
         n_plus_1: a.n_plus_1,
         duration_ns: a.duration.map_or(spec.duration.0, |d| d.0),
         seed: a.seed.unwrap_or(spec.seed),
-        repair_rounds: if a.no_sim { 0 } else { REPAIR_ROUNDS },
+        repair_rounds: if a.no_sim { 0 } else { SIMULATIONS_PER_PLAN },
         failure_check: !a.no_sim,
     };
     anyhow::ensure!(
@@ -176,7 +177,7 @@ pub fn demo(cat: &Catalog) -> Result<DemoInference> {
         n_plus_1: false,
         duration_ns: 60_000_000_000,
         seed: spec.seed,
-        repair_rounds: REPAIR_ROUNDS,
+        repair_rounds: SIMULATIONS_PER_PLAN,
         failure_check: false,
     };
     Ok(DemoInference { scenario: DEMO_SCENARIO.0.to_string(), placement: place(&spec, &opt) })
