@@ -1054,6 +1054,11 @@ mod overlay_tests {
         assert!(e.contains("wan-route[1]") && e.contains("at least 1"), "{e}");
     }
 
+    /// The error a `mine.toml` overlay is refused with.
+    fn refused(text: &str) -> String {
+        Catalog::with_overlay(text, "mine.toml").unwrap_err().to_string()
+    }
+
     #[test]
     fn pipeline_keys_are_checked() {
         let c = Catalog::builtin();
@@ -1064,19 +1069,14 @@ mod overlay_tests {
             [461_600_000_000, 364_000_000_000]
         );
         assert_eq!(c.protocol("ll128").unwrap().tree_chunk.map(|b| b.0), Some(576_000));
-        let e = Catalog::with_overlay("[[protocol]]\nname = \"simple\"\ntree-chunk = \"0B\"\n", "mine.toml")
-            .unwrap_err()
-            .to_string();
+        let e = refused("[[protocol]]\nname = \"simple\"\ntree-chunk = \"0B\"\n");
         assert!(
             e.contains("mine.toml")
                 && e.contains("\"simple\"")
                 && e.contains("tree-chunk must be positive and at most 1GiB"),
             "{e}"
         );
-        let e =
-            Catalog::with_overlay("[[gpu]]\nname = \"h100-sxm\"\nnvls-tree-channel-max = [\"400Gbps\"]\n", "mine.toml")
-                .unwrap_err()
-                .to_string();
+        let e = refused("[[gpu]]\nname = \"h100-sxm\"\nnvls-tree-channel-max = [\"400Gbps\"]\n");
         assert!(e.contains("\"h100-sxm\"") && e.contains("two positive rates"), "{e}");
     }
 
@@ -1095,30 +1095,24 @@ mod overlay_tests {
         }
         assert_eq!(c.gpu_model("a100-sxm").unwrap().matmul_achievable, Some(271.2e12));
         let gpu = |extra: &str| format!("[[gpu]]\nname = \"x\"\npeak-flops = 100e12\nsource = \"test\"\n{extra}");
-        let e = Catalog::with_overlay(&gpu("matmul-achievable = 120e12"), "mine.toml").unwrap_err().to_string();
+        let e = refused(&gpu("matmul-achievable = 120e12"));
         assert!(
             e.contains("mine.toml")
                 && e.contains("\"x\"")
                 && e.contains("matmul-achievable must be positive and at most"),
             "{e}"
         );
-        let e = Catalog::with_overlay(&gpu("fp8-matmul-achievable = 90e12"), "mine.toml").unwrap_err().to_string();
+        let e = refused(&gpu("fp8-matmul-achievable = 90e12"));
         assert!(e.contains("fp8-matmul-achievable needs fp8-flops"), "{e}");
         assert!(Catalog::with_overlay(&gpu("matmul-achievable = 80e12"), "mine.toml").is_ok());
         for bad in ["0", "nan", "-1e12"] {
-            let e = Catalog::with_overlay(&gpu(&format!("matmul-achievable = {bad}")), "mine.toml")
-                .unwrap_err()
-                .to_string();
+            let e = refused(&gpu(&format!("matmul-achievable = {bad}")));
             assert!(e.contains("matmul-achievable must be positive and at most peak-flops"), "{bad}: {e}");
         }
-        let e = Catalog::with_overlay(&gpu("fp8-flops = 200e12\nfp8-matmul-achievable = 250e12"), "mine.toml")
-            .unwrap_err()
-            .to_string();
+        let e = refused(&gpu("fp8-flops = 200e12\nfp8-matmul-achievable = 250e12"));
         assert!(e.contains("fp8-matmul-achievable must be positive and at most fp8-flops"), "{e}");
         // A built-in GPU's peak patched without its measured rate would be ignored: refused.
-        let e = Catalog::with_overlay("[[gpu]]\nname = \"h100-sxm\"\npeak-flops = 1000e12\n", "mine.toml")
-            .unwrap_err()
-            .to_string();
+        let e = refused("[[gpu]]\nname = \"h100-sxm\"\npeak-flops = 1000e12\n");
         assert!(
             e.contains("mine.toml")
                 && e.contains("\"h100-sxm\"")
