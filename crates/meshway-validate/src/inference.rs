@@ -45,6 +45,10 @@ pub struct InferSetup {
     pub model: toml::Table,
     /// Requests of an offline row (all sent at once) when the row does not say.
     pub requests: Option<u32>,
+    /// Requests of an offline row by "prompt/output" tokens (e.g. "128/128"), when the
+    /// source gives a count per length; before `requests`.
+    #[serde(default)]
+    pub requests_by_length: BTreeMap<String, u32>,
     /// How long a closed-loop (concurrency) row runs (default 2 minutes).
     pub duration: Option<meshway_units::Nanos>,
     pub description: String,
@@ -366,7 +370,9 @@ pub fn run(
         let gpus: u32 = num(&row, "num_gpus").ok_or_else(|| bad("num_gpus"))?;
         let isl: u32 = num(&row, "input_tokens").ok_or_else(|| bad("input_tokens"))?;
         let osl: u32 = num(&row, "output_tokens").ok_or_else(|| bad("output_tokens"))?;
-        let requests: Option<u32> = num(&row, "num_requests").or(setup.requests);
+        let requests: Option<u32> = num(&row, "num_requests")
+            .or_else(|| setup.requests_by_length.get(&format!("{isl}/{osl}")).copied())
+            .or(setup.requests);
         let closed = row.get("load_kind").is_some_and(|k| k == "concurrency");
         let load = match row.get("load").map(String::as_str) {
             Some(l) if closed => {
@@ -391,7 +397,9 @@ pub fn run(
             }
         };
         let published_tput = if file == "throughput.csv" {
-            num(&row, "value")
+            // Per-GPU rows ("tokens/sec/GPU") are compared as the whole group's output.
+            let per_gpu = row.get("metric").is_some_and(|m| m.contains("tokens/sec/GPU"));
+            num::<f64>(&row, "value").map(|v| if per_gpu { v * f64::from(gpus) } else { v })
         } else if row.get("throughput_unit").is_some_and(|u| u.starts_with("output tokens/s")) {
             num(&row, "throughput")
         } else {
