@@ -99,6 +99,7 @@ pub fn infer_validate_text(r: &meshway_validate::inference::InferValidation) -> 
     }
     let _ = writeln!(o, "\nBy group");
     o.push_str(&g.render());
+    outside_bound(&mut o, r);
     let _ = writeln!(o, "\nWhat each setup aligned");
     for s in &r.setups {
         let _ = writeln!(o, "  {}: {}", s.name, s.description);
@@ -143,6 +144,38 @@ pub fn infer_validate_text(r: &meshway_validate::inference::InferValidation) -> 
         o.push_str(&g.render());
     }
     o
+}
+
+/// The figures outside their bound, grouped by the reason `setups.toml` gives (those
+/// without one last).
+fn outside_bound(o: &mut String, r: &meshway_validate::inference::InferValidation) {
+    use meshway_validate::inference::bound;
+    let total: usize = r.rows.iter().map(|x| x.figures.len()).sum();
+    let mut by_why: BTreeMap<(bool, &str), Vec<String>> = BTreeMap::new();
+    for x in &r.rows {
+        for f in x.figures.iter().filter(|f| f.error.abs() > bound(f.metric)) {
+            let key = f.why.as_deref().map_or((true, "no reason known"), |w| (false, w));
+            by_why.entry(key).or_default().push(format!("{}:{} {} {}", x.file, x.line, f.metric, pct_signed(f.error)));
+        }
+    }
+    let n: usize = by_why.values().map(Vec::len).sum();
+    if n == 0 {
+        return;
+    }
+    let _ = writeln!(o, "\nOutside the bound ({n} of {total} figures)");
+    for ((_, why), refs) in by_why {
+        let _ = writeln!(o, "  {:>3}  {why}", refs.len());
+        let mut line = String::new();
+        for r in refs {
+            if !line.is_empty() && line.len() + r.len() > 96 {
+                let _ = writeln!(o, "       {}", line.trim_end_matches([',', ' ']));
+                line.clear();
+            }
+            line.push_str(&r);
+            line.push_str(", ");
+        }
+        let _ = writeln!(o, "       {}", line.trim_end_matches([',', ' ']));
+    }
 }
 
 /// The rows not run, counted by reason.

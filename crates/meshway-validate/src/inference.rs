@@ -24,6 +24,9 @@ pub struct InferSetups {
     pub setup: Vec<InferSetup>,
     #[serde(default)]
     pub excluded: Vec<InferExcluded>,
+    /// Why some rows' figures stay outside their bound, where the evidence says.
+    #[serde(default)]
+    pub known: Vec<InferKnown>,
 }
 
 /// Rows of one file that meshway runs with one engine configuration.
@@ -66,6 +69,18 @@ pub struct InferExcluded {
     pub why: String,
 }
 
+/// A known reason for figures outside their bound: rows of `file` whose columns match, for
+/// `metric` (every metric when absent).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct InferKnown {
+    pub file: String,
+    #[serde(rename = "match")]
+    pub matches: BTreeMap<String, String>,
+    pub metric: Option<String>,
+    pub why: String,
+}
+
 /// One compared figure of a row.
 #[derive(Debug, Clone, Serialize)]
 pub struct Figure {
@@ -75,6 +90,9 @@ pub struct Figure {
     pub meshway: f64,
     /// (meshway - published) / published.
     pub error: f64,
+    /// Why the figure is outside its bound, when `setups.toml` knows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 /// One row's outcome.
@@ -231,6 +249,9 @@ pub fn run_wan(text: &str, file: &str, cat: &Catalog) -> Result<(Vec<WanOutcome>
     Ok((out, groups))
 }
 
+/// The figures a serving row compares.
+pub const SERVING_METRICS: [&str; 3] = ["output tokens/s", "ttft ms", "itl ms"];
+
 /// The bound a metric is held to: throughput and round trips 15%, serving latencies 20%.
 pub fn bound(metric: &str) -> f64 {
     if metric.contains("tokens/s") || metric == "rtt ms" {
@@ -332,6 +353,19 @@ pub fn run(
 ) -> Result<InferValidation, ValidateError> {
     let setups: InferSetups = toml::from_str(setups_text)
         .map_err(|e| ValidateError::Setups(meshway_fabric::error::locate_toml_error(setups_file, setups_text, &e)))?;
+    if let Some(k) = setups.known.iter().find(|k| k.metric.as_deref().is_some_and(|m| !SERVING_METRICS.contains(&m))) {
+        return Err(ValidateError::Setups(meshway_fabric::FabricError::Invalid {
+            file: setups_file.to_string(),
+            line: None,
+            key: "known.metric".into(),
+            message: format!(
+                "{:?} (for \"{}\") is not one of {}",
+                k.metric.as_deref().unwrap_or_default(),
+                k.why,
+                SERVING_METRICS.map(|m| format!("\"{m}\"")).join(", ")
+            ),
+        }));
+    }
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
     let mut work = Vec::new();
@@ -393,7 +427,18 @@ pub fn run(
         let mut figures = Vec::new();
         let mut fig = |metric: &'static str, published: Option<f64>, meshway: f64| {
             if let Some(p) = published.filter(|p| *p > 0.0) {
-                figures.push(Figure { metric, published: p, meshway, error: (meshway - p) / p });
+                let error = (meshway - p) / p;
+                let why = (error.abs() > bound(metric))
+                    .then(|| {
+                        setups.known.iter().find(|k| {
+                            k.file == file
+                                && k.metric.as_deref().is_none_or(|m| m == metric)
+                                && matches(&k.matches, &row)
+                        })
+                    })
+                    .flatten()
+                    .map(|k| k.why.clone());
+                figures.push(Figure { metric, published: p, meshway, error, why });
             }
         };
         let published_tput = if file == "throughput.csv" {

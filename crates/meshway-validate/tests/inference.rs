@@ -82,6 +82,30 @@ fn request_counts_by_length_and_per_gpu_figures() {
     assert_eq!((r.rows[0].figures[0].published, r.rows[1].figures[0].published), (1000.0, 2000.0));
 }
 
+/// A figure outside its bound carries the reason `[[known]]` gives for its rows and metric;
+/// one within its bound, or of another metric, carries none.
+#[test]
+fn known_reasons_mark_figures_outside_their_bound() {
+    let files = vec![read("latency-load.csv")];
+    let (sf, setups) = read("setups.toml");
+    let r = run(&files, &setups, &sf, &Catalog::builtin(), &mut |_, _| {}).unwrap();
+    let mut marked = 0;
+    for x in &r.rows {
+        for f in &x.figures {
+            let outside = f.error.abs() > meshway_validate::inference::bound(f.metric);
+            let dataset_row = x.input_tokens == 202 && f.metric == "output tokens/s";
+            assert_eq!(f.why.is_some(), outside && (dataset_row || (x.gpus == 2 && f.metric == "ttft ms")), "{x:?}");
+            marked += usize::from(f.why.is_some());
+        }
+    }
+    // 14 of the 202/214 throughput figures and the NIM 25- and 50-user TTFTs.
+    assert_eq!(marked, 16);
+    let bad =
+        format!("{setups}\n[[known]]\nfile = \"latency-load.csv\"\nmatch = {{}}\nmetric = \"tpot\"\nwhy = \"w\"\n");
+    let e = run(&files, &bad, "s.toml", &Catalog::builtin(), &mut |_, _| {}).unwrap_err().to_string();
+    assert!(e.contains("s.toml") && e.contains("\"tpot\"") && e.contains("\"itl ms\""), "{e}");
+}
+
 #[test]
 fn bad_setup_is_a_clear_error() {
     let files = vec![read("throughput.csv")];
