@@ -48,8 +48,9 @@ pub struct InferSetup {
     pub model: toml::Table,
     /// Requests of an offline row (all sent at once) when the row does not say.
     pub requests: Option<u32>,
-    /// Requests of an offline row by "prompt/output" tokens (e.g. "128/128"), when the
-    /// source gives a count per length; before `requests`.
+    /// Requests of a row by "prompt/output" tokens (e.g. "128/128"), when the source gives a
+    /// count per length: takes precedence over `requests`; a row's own `num_requests` takes
+    /// precedence over both.
     #[serde(default)]
     pub requests_by_length: BTreeMap<String, u32>,
     /// How long a closed-loop (concurrency) row runs (default 2 minutes).
@@ -268,14 +269,25 @@ fn csv_err(file: &str, line: usize, message: String) -> ValidateError {
 /// A CSV row: column -> value.
 type CsvRow = BTreeMap<String, String>;
 
-/// A CSV file as (line, row) pairs.
+/// The 1-based line of `text` a record starting at byte offset `byte` is on (the csv
+/// reader's record position can sit on the line break that ends the previous record).
+fn line_at(text: &str, byte: u64) -> usize {
+    let t = text.as_bytes();
+    let mut end = usize::try_from(byte).unwrap_or(usize::MAX).min(t.len());
+    while end < t.len() && matches!(t[end], b'\n' | b'\r') {
+        end += 1;
+    }
+    1 + t[..end].iter().filter(|b| **b == b'\n').count()
+}
+
+/// A CSV file as (line in the file, header = 1; row) pairs.
 fn table(text: &str, file: &str) -> Result<Vec<(usize, CsvRow)>, ValidateError> {
     let mut rd = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
     let headers = rd.headers().map_err(|e| csv_err(file, 1, e.to_string()))?.clone();
     let mut out = Vec::new();
     for rec in rd.records() {
-        let rec = rec.map_err(|e| csv_err(file, e.position().map_or(0, |p| p.line() as usize), e.to_string()))?;
-        let line = rec.position().map_or(0, |p| p.line() as usize);
+        let rec = rec.map_err(|e| csv_err(file, e.position().map_or(0, |p| line_at(text, p.byte())), e.to_string()))?;
+        let line = rec.position().map_or(0, |p| line_at(text, p.byte()));
         out.push((line, headers.iter().zip(rec.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()));
     }
     Ok(out)
@@ -353,18 +365,52 @@ pub fn run(
 ) -> Result<InferValidation, ValidateError> {
     let setups: InferSetups = toml::from_str(setups_text)
         .map_err(|e| ValidateError::Setups(meshway_fabric::error::locate_toml_error(setups_file, setups_text, &e)))?;
-    if let Some(k) = setups.known.iter().find(|k| k.metric.as_deref().is_some_and(|m| !SERVING_METRICS.contains(&m))) {
-        return Err(ValidateError::Setups(meshway_fabric::FabricError::Invalid {
+    let invalid = |key: String, message: String| {
+        ValidateError::Setups(meshway_fabric::FabricError::Invalid {
             file: setups_file.to_string(),
             line: None,
-            key: "known.metric".into(),
-            message: format!(
-                "{:?} (for \"{}\") is not one of {}",
-                k.metric.as_deref().unwrap_or_default(),
-                k.why,
-                SERVING_METRICS.map(|m| format!("\"{m}\"")).join(", ")
-            ),
-        }));
+            key,
+            message,
+        })
+    };
+    for s in &setups.setup {
+        for k in s.requests_by_length.keys() {
+            let ok = k
+                .split_once('/')
+                .is_some_and(|(a, b)| a.trim().parse::<u32>().is_ok() && b.trim().parse::<u32>().is_ok());
+            if !ok || k.contains(' ') {
+                return Err(invalid(
+                    format!("setup {:?}: requests-by-length", s.name),
+                    format!("key {k:?} is not \"<prompt tokens>/<output tokens>\" (e.g. \"128/2048\")"),
+                ));
+            }
+        }
+    }
+    let headers: BTreeMap<String, Vec<String>> = files
+        .iter()
+        .map(|(path, text)| {
+            let base = path.rsplit(['/', '\\']).next().unwrap_or(path).to_string();
+            let mut rd = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
+            let h = rd.headers().map(|h| h.iter().map(str::to_string).collect()).unwrap_or_default();
+            (base, h)
+        })
+        .collect();
+    for (i, k) in setups.known.iter().enumerate() {
+        let at = format!("known[{}] (file {:?})", i + 1, k.file);
+        if let Some(m) = k.metric.as_deref().filter(|m| !SERVING_METRICS.contains(m)) {
+            let want = SERVING_METRICS.map(|m| format!("\"{m}\"")).join(", ");
+            return Err(invalid(format!("{at}: metric"), format!("{m:?} is not one of {want}")));
+        }
+        if let Some(h) = headers.get(&k.file) {
+            if let Some(col) = k.matches.keys().find(|c| !h.contains(c)) {
+                return Err(invalid(format!("{at}: match"), format!("{:?} is not a column of {}", col, k.file)));
+            }
+        } else if k.file.contains(['/', '\\']) {
+            return Err(invalid(
+                format!("{at}: file"),
+                "expected a file name such as \"latency-load.csv\", not a path".into(),
+            ));
+        }
     }
     let mut rows = Vec::new();
     let mut skipped = Vec::new();
@@ -408,18 +454,22 @@ pub fn run(
             .or_else(|| setup.requests_by_length.get(&format!("{isl}/{osl}")).copied())
             .or(setup.requests);
         let closed = row.get("load_kind").is_some_and(|k| k == "concurrency");
+        let no_count = || {
+            bad(&format!(
+                "a request count: the row has no num_requests, and setup {:?} has neither a requests-by-length entry \"{isl}/{osl}\" nor requests",
+                setup.name
+            ))
+        };
         let load = match row.get("load").map(String::as_str) {
             Some(l) if closed => {
                 let n: u32 = l.parse().map_err(|_| bad("load as a number of concurrent users"))?;
                 Load::Users(n, setup.duration.map_or(120_000_000_000, |d| d.0))
             }
-            None | Some("") => {
-                Load::Offline(requests.ok_or_else(|| bad("a request count (num_requests or the setup's requests)"))?)
-            }
-            Some(l) if l.eq_ignore_ascii_case("inf") => Load::Offline(requests.ok_or_else(|| bad("num_requests"))?),
+            None | Some("") => Load::Offline(requests.ok_or_else(no_count)?),
+            Some(l) if l.eq_ignore_ascii_case("inf") => Load::Offline(requests.ok_or_else(no_count)?),
             Some(l) => {
                 let r: f64 = l.parse().map_err(|_| bad("load as requests per second or INF"))?;
-                Load::Rate(r, requests.ok_or_else(|| bad("num_requests"))?)
+                Load::Rate(r, requests.ok_or_else(no_count)?)
             }
         };
         let (llm, g) = (&setup.models[&model], &setup.gpus[&gpu]);
@@ -442,8 +492,12 @@ pub fn run(
             }
         };
         let published_tput = if file == "throughput.csv" {
-            // Per-GPU rows ("tokens/sec/GPU") are compared as the whole group's output.
-            let per_gpu = row.get("metric").is_some_and(|m| m.contains("tokens/sec/GPU"));
+            // Per-GPU rows ("tokens/sec/GPU", trtllm-bench's "tps/gpu") are compared as the
+            // whole group's output.
+            let per_gpu = row
+                .get("metric")
+                .map(|m| m.to_ascii_lowercase())
+                .is_some_and(|m| m.contains("tokens/sec/gpu") || m.contains("tokens/s/gpu") || m.contains("tps/gpu"));
             num::<f64>(&row, "value").map(|v| if per_gpu { v * f64::from(gpus) } else { v })
         } else if row.get("throughput_unit").is_some_and(|u| u.starts_with("output tokens/s")) {
             num(&row, "throughput")

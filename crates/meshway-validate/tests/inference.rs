@@ -78,6 +78,8 @@ fn request_counts_by_length_and_per_gpu_figures() {
     let files = vec![("throughput.csv".to_string(), csv.to_string())];
     let r = run(&files, setups, "s.toml", &Catalog::builtin(), &mut |_, _| {}).unwrap();
     assert_eq!(r.rows.len(), 2);
+    // Rows are named by their line in the file (the header is line 1).
+    assert_eq!((r.rows[0].line, r.rows[1].line), (2, 3));
     assert_eq!((r.rows[0].load.as_str(), r.rows[1].load.as_str()), ("offline 40", "offline 7"));
     assert_eq!((r.rows[0].figures[0].published, r.rows[1].figures[0].published), (1000.0, 2000.0));
 }
@@ -100,10 +102,28 @@ fn known_reasons_mark_figures_outside_their_bound() {
     }
     // 14 of the 202/214 throughput figures and the NIM 25- and 50-user TTFTs.
     assert_eq!(marked, 16);
-    let bad =
-        format!("{setups}\n[[known]]\nfile = \"latency-load.csv\"\nmatch = {{}}\nmetric = \"tpot\"\nwhy = \"w\"\n");
-    let e = run(&files, &bad, "s.toml", &Catalog::builtin(), &mut |_, _| {}).unwrap_err().to_string();
-    assert!(e.contains("s.toml") && e.contains("\"tpot\"") && e.contains("\"itl ms\""), "{e}");
+    // Every [[known]] entry marks something: a reason that marks nothing is stale.
+    let reasons: std::collections::BTreeSet<&str> =
+        r.rows.iter().flat_map(|x| x.figures.iter().filter_map(|f| f.why.as_deref())).collect();
+    let table: toml::Table = toml::from_str(&setups).unwrap();
+    let known = table["known"].as_array().unwrap();
+    assert!(known.iter().all(|k| reasons.contains(k["why"].as_str().unwrap())));
+    // Mistakes in [[known]] and requests-by-length are refused, naming the entry and the key.
+    let refused = |extra: &str| {
+        let text = format!("{setups}\n{extra}");
+        run(&files, &text, "s.toml", &Catalog::builtin(), &mut |_, _| {}).unwrap_err().to_string()
+    };
+    let e = refused("[[known]]\nfile = \"latency-load.csv\"\nmatch = {}\nmetric = \"tpot\"\nwhy = \"w\"\n");
+    assert!(e.contains("s.toml") && e.contains("metric") && e.contains("\"tpot\"") && e.contains("\"itl ms\""), "{e}");
+    let e = refused("[[known]]\nfile = \"latency-load.csv\"\nmatch = { isl = \"1\" }\nwhy = \"w\"\n");
+    assert!(e.contains("known[4]") && e.contains("\"isl\" is not a column of latency-load.csv"), "{e}");
+    let e = refused("[[known]]\nfile = \"inference/latency-load.csv\"\nmatch = {}\nwhy = \"w\"\n");
+    assert!(e.contains("not a path"), "{e}");
+    let e = refused(
+        "[[setup]]\nname = \"x\"\nfile = \"latency-load.csv\"\nmatch = {}\nmodels = {}\ngpus = {}\n\
+         requests-by-length = { \"128 x 128\" = 5 }\ndescription = \"d\"\n",
+    );
+    assert!(e.contains("setup \"x\"") && e.contains("\"128 x 128\"") && e.contains("\"128/2048\""), "{e}");
 }
 
 #[test]
