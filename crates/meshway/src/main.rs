@@ -161,7 +161,9 @@ benchmarks) and DIR/inference/setups.toml (their models, GPUs and engine
 settings as meshway [[model]] keys). Each row runs as one server: offline rows
 with every request sent at once, rate rows with Poisson arrivals. Prints
 output tokens/s, time to first token and inter-token latency, published and
-simulated, and per group the share within 15% (throughput) or 20% (latency).
+simulated, and per group the share within 15% (throughput) or 20% (latency);
+then every figure outside its bound, with the reason setups.toml's [[known]]
+entries give (or \"no reason known\").
 DIR/inference/wan-rtt.csv (published inter-region round trips, Azure) is
 compared with the path model: great-circle distance x route factor x fibre
 delay + the fixed per-path cost, both for the row's pair of continents; and
