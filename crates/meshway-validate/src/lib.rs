@@ -60,6 +60,10 @@ pub struct SetupsFile {
     pub setup: Vec<SetupConfig>,
     #[serde(default)]
     pub excluded: Vec<ExcludedConfig>,
+    /// Why some rows that run stay outside the bound, where the evidence says (else the
+    /// output gives the general pattern for their size and sign).
+    #[serde(default)]
+    pub known: Vec<KnownConfig>,
 }
 
 /// The hardware of some rows as a meshway fabric.
@@ -91,6 +95,15 @@ pub struct SetupConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ExcludedConfig {
+    pub rows: Vec<String>,
+    pub why: String,
+}
+
+/// The evidence for some rows outside the bound.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct KnownConfig {
+    /// Row ids, exact or a prefix ending in `*`.
     pub rows: Vec<String>,
     pub why: String,
 }
@@ -387,7 +400,13 @@ pub fn run(
             error,
             size_band: size_band(size),
             scale: if gpus > gph { "multi-host" } else { "one host" },
-            why: (error.abs() > OUTSIDE).then(|| why_outside(row, size, error)),
+            why: (error.abs() > OUTSIDE).then(|| {
+                setups
+                    .known
+                    .iter()
+                    .find(|k| matches(&k.rows, &row.id))
+                    .map_or_else(|| why_outside(row, size, error), |k| k.why.clone())
+            }),
         });
     }
     progress(rows.len(), rows.len());

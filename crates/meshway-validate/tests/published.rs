@@ -27,6 +27,31 @@ fn every_row_is_run_or_excluded_with_a_reason() {
     assert!(to.iter().all(|t| t.as_ref().err().is_none_or(|why| why.len() > 20)), "every exclusion says why");
     // Every row cites its source.
     assert!(rows.iter().all(|r| r.source_url.starts_with("https://")));
+    // Every [[known]] pattern names rows that run (a reason for nothing is stale).
+    for k in &s.known {
+        for p in &k.rows {
+            let hit = |id: &str| p.strip_suffix('*').map_or(id == p, |pre| id.starts_with(pre));
+            assert!(rows.iter().zip(&to).any(|(r, t)| hit(&r.id) && t.is_ok()), "{p} matches no row that runs");
+        }
+    }
+}
+
+/// A row outside the bound carries the evidence `[[known]]` gives for it; one within the
+/// bound carries no reason.
+#[test]
+fn known_reasons_replace_the_general_pattern() {
+    let (csv, setups) = files();
+    let mut lines = csv.lines();
+    let mut sub = format!("{}\n", lines.next().unwrap());
+    for l in lines.filter(|l| l.starts_with("vp-h100-0") || l.starts_with("az-ndh100v5-06")) {
+        sub.push_str(l);
+        sub.push('\n');
+    }
+    let r = run(&sub, "nccl-tests.csv", &setups, "setups.toml", &Catalog::builtin(), &mut |_, _| {}).unwrap();
+    let row = |id: &str| r.rows.iter().find(|x| x.id == id).unwrap();
+    let vp = row("vp-h100-02");
+    assert!(vp.error > 0.25 && vp.why.as_deref().unwrap().contains("183 GB/s"), "{vp:?}");
+    assert!(row("az-ndh100v5-06").why.is_none());
 }
 
 /// The rows CI runs: every row of 256 MiB and up from the sources that state their hardware

@@ -153,8 +153,9 @@ citing its source) and DIR/collectives/setups.toml (their hardware as meshway
 fabrics, and the rows meshway cannot model yet with the reason). Each row runs
 as one collective on its fabric; the algorithm is NCCL's when the row names
 one meshway has, else the fastest of meshway's. Prints published and simulated
-bus bandwidth, the error, why a row is off by more than 25%, and the median
-and max |error| per operation, size band and scale.
+bus bandwidth, the error, why a row is off by more than 25% (setups.toml's
+[[known]] evidence where it has some, else the general pattern for its size),
+and the median and max |error| per operation, size band and scale.
 
 Reads DIR/inference/throughput.csv and latency-load.csv (published serving
 benchmarks) and DIR/inference/setups.toml (their models, GPUs and engine
