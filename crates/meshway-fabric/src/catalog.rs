@@ -410,6 +410,12 @@ pub struct ServingDefaults {
     /// predates it.
     #[serde(default = "one")]
     pub moe_efficiency: f64,
+    /// The roofline's corner: a step's matrix work takes (compute^p + memory^p)^(1/p) for
+    /// this p, since its kernels overlap compute and weight reads imperfectly near the ridge
+    /// point (1: no overlap, their sum; large: perfect, their max). Absent: the max, as
+    /// catalogs written before it assumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roofline_knee: Option<f64>,
     /// Fixed time of every engine step (scheduling, kernel launches, sampling).
     pub step_overhead: Nanos,
     /// Fixed time of every request before it queues (HTTP, tokenization, detokenization).
@@ -784,6 +790,12 @@ impl Catalog {
                     return Err(bad("serving".into(), &format!("{key} must be in (0, 1]")));
                 }
             }
+            if sv.roofline_knee.is_some_and(|p| !(1.0..=64.0).contains(&p)) {
+                return Err(bad(
+                    "serving".into(),
+                    "roofline-knee must be in [1, 64] (1 adds compute and memory time, larger tends to their max)",
+                ));
+            }
             if sv.token_budget == 0 || sv.max_batch == 0 {
                 return Err(bad("serving".into(), "token-budget and max-batch must be positive"));
             }
@@ -1124,5 +1136,16 @@ mod overlay_tests {
             Catalog::with_overlay(ok, "mine.toml").unwrap().gpu_model("h100-sxm").unwrap().matmul_achievable,
             Some(800e12)
         );
+    }
+    /// The serving roofline's knee: 2 built in, an overlay may set it within [1, 64].
+    #[test]
+    fn roofline_knee_is_checked() {
+        assert_eq!(Catalog::builtin().serving.as_ref().unwrap().roofline_knee, Some(2.0));
+        for bad in ["0.5", "100", "nan"] {
+            let e = refused(&format!("[serving]\nroofline-knee = {bad}\n"));
+            assert!(e.contains("mine.toml") && e.contains("roofline-knee must be in [1, 64]"), "{bad}: {e}");
+        }
+        let c = Catalog::with_overlay("[serving]\nroofline-knee = 4\n", "mine.toml").unwrap();
+        assert_eq!(c.serving.unwrap().roofline_knee, Some(4.0));
     }
 }

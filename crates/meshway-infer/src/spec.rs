@@ -67,6 +67,20 @@ pub enum Cost {
     Shape(Shape),
 }
 
+/// Time of work that needs `compute` seconds of FLOPs and `memory` seconds of reads: with a
+/// knee p, (compute^p + memory^p)^(1/p) (kernels overlap the two imperfectly near the ridge
+/// point); without one, the sharp roofline's max.
+pub fn roofline(compute: f64, memory: f64, knee: Option<f64>) -> f64 {
+    match knee {
+        Some(p) if compute > 0.0 && memory > 0.0 => {
+            // Scaled by the larger term so the powers cannot overflow.
+            let big = compute.max(memory);
+            big * ((compute / big).powf(p) + (memory / big).powf(p)).powf(1.0 / p)
+        }
+        _ => compute.max(memory),
+    }
+}
+
 /// A step's time from the model's shape: fixed overhead + the matrix work's roofline
 /// (FLOPs at the GPUs' measured matmul rate x efficiency against weight bytes at memory bandwidth x
 /// efficiency) + attention's roofline (its FLOPs against the KV-cache bytes it reads) + two
@@ -97,6 +111,8 @@ pub struct Shape {
     /// Share of the matmul rate a mixture of experts' grouped expert GEMMs reach (1 for a dense
     /// model); its weight reads are not slowed.
     pub moe_efficiency: f64,
+    /// The roofline's corner for the matrix work (`[serving] roofline-knee`): None is the max.
+    pub knee: Option<f64>,
     /// KV-cache tokens a server holds: (GPUs x (memory - reserve) - weights) x utilization /
     /// bytes per token.
     pub kv_capacity_tokens: u64,
@@ -130,8 +146,9 @@ impl Shape {
         // the KV cache it reads. Each is its own roofline (they run as separate kernels). A
         // mixture of experts' grouped GEMMs reach `moe_efficiency` of the matmul rate; its
         // weight reads stream at the HBM rate like a dense model's.
-        let gemm = (2.0 * self.active_params * tokens / self.flops / self.moe_efficiency)
-            .max(self.weight_read(tokens) / self.bytes_per_s);
+        let compute = 2.0 * self.active_params * tokens / self.flops / self.moe_efficiency;
+        let memory = self.weight_read(tokens) / self.bytes_per_s;
+        let gemm = roofline(compute, memory, self.knee);
         let mut attn_flops = 4.0 * l * self.q_dim * decode_ctx * f64::from(verify);
         let mut kv_read = decode_ctx;
         for &(c, prior) in chunks {
@@ -608,6 +625,7 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
         allreduce_ns: sv.allreduce_latency.0,
         step_overhead_ns: m.step_overhead.unwrap_or(sv.step_overhead).0,
         moe_efficiency: if llm.active() < llm.params { sv.moe_efficiency } else { 1.0 },
+        knee: sv.roofline_knee,
         kv_capacity_tokens: (room / kv_bytes_per_token).floor() as u64,
     })
 }

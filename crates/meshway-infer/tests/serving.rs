@@ -52,12 +52,14 @@ fn kv_cache_arithmetic() {
     assert_eq!(s.kv_capacity_tokens, (room / 163_840.0).floor() as u64);
 }
 
-/// The step time of the shape: overhead + matrix roofline + attention roofline, each a max of
-/// FLOPs at the measured matmul rate x efficiency and bytes at bandwidth x efficiency,
-/// rounded up to the ns.
+/// The step time of the shape: overhead + matrix roofline + attention roofline, rounded up to
+/// the ns. The matrix work's FLOPs (at the measured matmul rate x efficiency) and weight reads
+/// (at bandwidth x efficiency) combine at the catalog's roofline knee p = 2, sqrt(c^2 + m^2);
+/// attention's are a max.
 fn step(tokens: f64, ctx: f64, chunk: Option<(f64, f64)>) -> u64 {
     let (flops, bw) = (794.5e12 * 0.5, 3.35e12 * 0.8);
-    let gemm = (2.0 * 8.03e9 * tokens / flops).max(8.03e9 * 2.0 / bw);
+    let (c, m) = (2.0 * 8.03e9 * tokens / flops, 8.03e9 * 2.0 / bw);
+    let gemm = (c * c + m * m).sqrt();
     let (mut af, mut kv) = (4.0 * 32.0 * 4096.0 * ctx, ctx);
     if let Some((c, p)) = chunk {
         af += 4.0 * 32.0 * 4096.0 * (c * p + c * c / 2.0);
@@ -415,7 +417,9 @@ fn mixture_of_experts_efficiency_applies_to_flops() {
     let m = "llm = \"mixtral-8x7b\"\ngpu = \"h100-sxm\"\ngpus-per-server = 1\nprecision = \"fp8\"\nprompt-tokens = 100\noutput-tokens = 10";
     let mut s = shape(&scenario(m, "concurrency = 1", "1ns"));
     s.step_overhead_ns = 0;
-    let (flops, bw) = (1402.6e12 * 0.75, 3.35e12 * 0.7);
+    // The sharp roofline, so one token's step is the weight read alone.
+    s.knee = None;
+    let (flops, bw) = (1402.6e12 * 0.8, 3.35e12 * 0.75);
     assert!((s.flops - flops).abs() < 1.0 && (s.bytes_per_s - bw).abs() < 1.0);
     let full = |s: &Shape, tokens: u32| s.step_ns(0, 0.0, 1, &[(tokens, 0)]);
     // One token: 12.9 GB of active weights over the bandwidth, plus one token's KV write.
@@ -428,7 +432,31 @@ fn mixture_of_experts_efficiency_applies_to_flops() {
     let c = 8192.0;
     let attn = (4.0 * 32.0 * 4096.0 * (c * c / 2.0) / flops).max(c * 65_536.0 / bw);
     let gemm = |e: f64| (2.0 * 12.9e9 * c / flops / e).max(s.weight_read(c) / bw);
-    assert_eq!(full(&s, 8192), ((gemm(0.75) + attn) * 1e9).ceil() as u64);
+    assert_eq!(full(&s, 8192), ((gemm(0.7) + attn) * 1e9).ceil() as u64);
     assert_eq!(full(&half, 8192), ((gemm(0.5) + attn) * 1e9).ceil() as u64);
     assert!(full(&half, 8192) > full(&s, 8192) * 13 / 10);
+}
+
+/// The roofline's knee: (c^p + m^p)^(1/p) for the matrix work; none is the max; p = 1 adds.
+#[test]
+fn roofline_knee_closed_form() {
+    use meshway_infer::spec::roofline;
+    assert_eq!(roofline(3.0, 4.0, None), 4.0);
+    assert!((roofline(3.0, 4.0, Some(2.0)) - 5.0).abs() < 1e-12);
+    assert!((roofline(3.0, 4.0, Some(1.0)) - 7.0).abs() < 1e-12);
+    assert!((roofline(3.0, 4.0, Some(64.0)) - 4.0).abs() < 1e-6);
+    assert_eq!(roofline(0.0, 4.0, Some(2.0)), 4.0);
+    // Tiny and huge times do not under- or overflow.
+    assert!((roofline(3e-300, 4e-300, Some(2.0)) / 5e-300 - 1.0).abs() < 1e-12);
+    assert!((roofline(3e300, 4e300, Some(2.0)) / 5e300 - 1.0).abs() < 1e-12);
+    // The built-in catalog's knee is 2: a step whose FLOPs and weight reads take as long
+    // each takes sqrt(2) times either.
+    let mut s =
+        shape(&scenario(&format!("{EIGHT_B}\nprompt-tokens = 100\noutput-tokens = 10"), "concurrency = 1", "1ns"));
+    assert_eq!(s.knee, Some(2.0));
+    s.step_overhead_ns = 0;
+    let tokens = (8.03e9 * 2.0 / s.bytes_per_s) * s.flops / (2.0 * 8.03e9);
+    let t = s.step_ns(0, 0.0, 1, &[(tokens.round() as u32, 0)]) as f64 * 1e-9;
+    let m = 8.03e9 * 2.0 / s.bytes_per_s;
+    assert!((t / (m * 2f64.sqrt()) - 1.0).abs() < 0.02, "{t} vs {m}");
 }
