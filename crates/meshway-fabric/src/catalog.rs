@@ -412,8 +412,9 @@ pub struct ServingDefaults {
     pub moe_efficiency: f64,
     /// The roofline's corner: a step's matrix work takes (compute^p + memory^p)^(1/p) for
     /// this p, since its kernels overlap compute and weight reads imperfectly near the ridge
-    /// point (1: no overlap, their sum; large: perfect, their max). Absent: the max, as
-    /// catalogs written before it assumed.
+    /// point (1: no overlap, their sum; inf: perfect, their max). Absent: the max. An overlay
+    /// that patches `[serving]` without it inherits the built-in catalog's 2; `inf` keeps the
+    /// max.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roofline_knee: Option<f64>,
     /// Fixed time of every engine step (scheduling, kernel launches, sampling).
@@ -790,10 +791,10 @@ impl Catalog {
                     return Err(bad("serving".into(), &format!("{key} must be in (0, 1]")));
                 }
             }
-            if sv.roofline_knee.is_some_and(|p| !(1.0..=64.0).contains(&p)) {
+            if sv.roofline_knee.is_some_and(|p| p.is_nan() || p < 1.0) {
                 return Err(bad(
                     "serving".into(),
-                    "roofline-knee must be in [1, 64] (1 adds compute and memory time, larger tends to their max)",
+                    "roofline-knee must be at least 1 (1 adds compute and memory time; inf is their max)",
                 ));
             }
             if sv.token_budget == 0 || sv.max_batch == 0 {
@@ -1137,15 +1138,20 @@ mod overlay_tests {
             Some(800e12)
         );
     }
-    /// The serving roofline's knee: 2 built in, an overlay may set it within [1, 64].
+    /// The serving roofline's knee: 2 built in; an overlay may set it from 1 to inf (the max),
+    /// and one that patches other `[serving]` keys inherits it.
     #[test]
     fn roofline_knee_is_checked() {
         assert_eq!(Catalog::builtin().serving.as_ref().unwrap().roofline_knee, Some(2.0));
-        for bad in ["0.5", "100", "nan"] {
+        for bad in ["0.5", "0", "-inf", "nan"] {
             let e = refused(&format!("[serving]\nroofline-knee = {bad}\n"));
-            assert!(e.contains("mine.toml") && e.contains("roofline-knee must be in [1, 64]"), "{bad}: {e}");
+            assert!(e.contains("mine.toml") && e.contains("roofline-knee must be at least 1"), "{bad}: {e}");
         }
-        let c = Catalog::with_overlay("[serving]\nroofline-knee = 4\n", "mine.toml").unwrap();
-        assert_eq!(c.serving.unwrap().roofline_knee, Some(4.0));
+        for (text, want) in
+            [("roofline-knee = 4", 4.0), ("roofline-knee = inf", f64::INFINITY), ("step-overhead = \"2ms\"", 2.0)]
+        {
+            let c = Catalog::with_overlay(&format!("[serving]\n{text}\n"), "mine.toml").unwrap();
+            assert_eq!(c.serving.unwrap().roofline_knee, Some(want), "{text}");
+        }
     }
 }

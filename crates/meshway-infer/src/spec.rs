@@ -69,11 +69,11 @@ pub enum Cost {
 
 /// Time of work that needs `compute` seconds of FLOPs and `memory` seconds of reads: with a
 /// knee p, (compute^p + memory^p)^(1/p) (kernels overlap the two imperfectly near the ridge
-/// point); without one, the sharp roofline's max.
+/// point; p = 1 is their sum, p = inf their max); without one, the sharp roofline's max.
 pub fn roofline(compute: f64, memory: f64, knee: Option<f64>) -> f64 {
     match knee {
-        Some(p) if compute > 0.0 && memory > 0.0 => {
-            // Scaled by the larger term so the powers cannot overflow.
+        Some(p) if compute > 0.0 && memory > 0.0 && compute.max(memory).is_finite() => {
+            // Scaled by the larger term so the powers cannot overflow; p = inf gives the max.
             let big = compute.max(memory);
             big * ((compute / big).powf(p) + (memory / big).powf(p)).powf(1.0 / p)
         }

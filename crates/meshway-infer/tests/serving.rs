@@ -59,7 +59,8 @@ fn kv_cache_arithmetic() {
 fn step(tokens: f64, ctx: f64, chunk: Option<(f64, f64)>) -> u64 {
     let (flops, bw) = (794.5e12 * 0.5, 3.35e12 * 0.8);
     let (c, m) = (2.0 * 8.03e9 * tokens / flops, 8.03e9 * 2.0 / bw);
-    let gemm = (c * c + m * m).sqrt();
+    // sqrt(c^2 + m^2), as `roofline` computes it (its own closed form is tested below).
+    let gemm = meshway_infer::spec::roofline(c, m, Some(2.0));
     let (mut af, mut kv) = (4.0 * 32.0 * 4096.0 * ctx, ctx);
     if let Some((c, p)) = chunk {
         af += 4.0 * 32.0 * 4096.0 * (c * p + c * c / 2.0);
@@ -435,6 +436,13 @@ fn mixture_of_experts_efficiency_applies_to_flops() {
     assert_eq!(full(&s, 8192), ((gemm(0.7) + attn) * 1e9).ceil() as u64);
     assert_eq!(full(&half, 8192), ((gemm(0.5) + attn) * 1e9).ceil() as u64);
     assert!(full(&half, 8192) > full(&s, 8192) * 13 / 10);
+    // With the built-in knee the matrix work is sqrt(C^2 + M^2).
+    let mut kneed = s.clone();
+    kneed.knee = Some(2.0);
+    let (cf, mr) = (2.0 * 12.9e9 * c / flops / 0.7, s.weight_read(c) / bw);
+    let want = ((meshway_infer::spec::roofline(cf, mr, Some(2.0)) + attn) * 1e9).ceil() as u64;
+    assert_eq!(full(&kneed, 8192), want);
+    assert!(full(&kneed, 8192) > full(&s, 8192));
 }
 
 /// The roofline's knee: (c^p + m^p)^(1/p) for the matrix work; none is the max; p = 1 adds.
@@ -445,6 +453,9 @@ fn roofline_knee_closed_form() {
     assert!((roofline(3.0, 4.0, Some(2.0)) - 5.0).abs() < 1e-12);
     assert!((roofline(3.0, 4.0, Some(1.0)) - 7.0).abs() < 1e-12);
     assert!((roofline(3.0, 4.0, Some(64.0)) - 4.0).abs() < 1e-6);
+    assert_eq!(roofline(3.0, 4.0, Some(f64::INFINITY)), 4.0);
+    assert_eq!(roofline(4.0, 4.0, Some(f64::INFINITY)), 4.0);
+    assert_eq!(roofline(f64::INFINITY, 4.0, Some(2.0)), f64::INFINITY);
     assert_eq!(roofline(0.0, 4.0, Some(2.0)), 4.0);
     // Tiny and huge times do not under- or overflow.
     assert!((roofline(3e-300, 4e-300, Some(2.0)) / 5e-300 - 1.0).abs() < 1e-12);
