@@ -269,25 +269,46 @@ fn csv_err(file: &str, line: usize, message: String) -> ValidateError {
 /// A CSV row: column -> value.
 type CsvRow = BTreeMap<String, String>;
 
-/// The 1-based line of `text` a record starting at byte offset `byte` is on (the csv
-/// reader's record position can sit on the line break that ends the previous record).
-fn line_at(text: &str, byte: u64) -> usize {
-    let t = text.as_bytes();
-    let mut end = usize::try_from(byte).unwrap_or(usize::MAX).min(t.len());
-    while end < t.len() && matches!(t[end], b'\n' | b'\r') {
-        end += 1;
+/// Line numbers of a text's records, counted forward from the last one asked for (records
+/// come in order, so the text is scanned once).
+struct Lines<'a> {
+    text: &'a [u8],
+    pos: usize,
+    line: usize,
+}
+
+impl Lines<'_> {
+    /// The 1-based line a record starting at byte offset `byte` is on (the csv reader's record
+    /// position can sit on the line break that ends the previous record).
+    fn at(&mut self, byte: u64) -> usize {
+        let t = self.text;
+        let mut end = usize::try_from(byte).unwrap_or(usize::MAX).min(t.len());
+        while end < t.len() && matches!(t[end], b'\n' | b'\r') {
+            end += 1;
+        }
+        if end < self.pos {
+            (self.pos, self.line) = (0, 1);
+        }
+        self.line += t[self.pos..end].iter().filter(|b| **b == b'\n').count();
+        self.pos = end;
+        self.line
     }
-    1 + t[..end].iter().filter(|b| **b == b'\n').count()
+}
+
+/// The file name of a path (what `setups.toml`'s `file` keys name).
+fn file_name(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
 }
 
 /// A CSV file as (line in the file, header = 1; row) pairs.
 fn table(text: &str, file: &str) -> Result<Vec<(usize, CsvRow)>, ValidateError> {
     let mut rd = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
     let headers = rd.headers().map_err(|e| csv_err(file, 1, e.to_string()))?.clone();
+    let mut lines = Lines { text: text.as_bytes(), pos: 0, line: 1 };
     let mut out = Vec::new();
     for rec in rd.records() {
-        let rec = rec.map_err(|e| csv_err(file, e.position().map_or(0, |p| line_at(text, p.byte())), e.to_string()))?;
-        let line = rec.position().map_or(0, |p| line_at(text, p.byte()));
+        let rec = rec.map_err(|e| csv_err(file, e.position().map_or(0, |p| lines.at(p.byte())), e.to_string()))?;
+        let line = rec.position().map_or(0, |p| lines.at(p.byte()));
         out.push((line, headers.iter().zip(rec.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()));
     }
     Ok(out)
@@ -389,7 +410,7 @@ pub fn run(
     let headers: BTreeMap<String, Vec<String>> = files
         .iter()
         .map(|(path, text)| {
-            let base = path.rsplit(['/', '\\']).next().unwrap_or(path).to_string();
+            let base = file_name(path).to_string();
             let mut rd = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
             let h = rd.headers().map(|h| h.iter().map(str::to_string).collect()).unwrap_or_default();
             (base, h)
@@ -416,7 +437,7 @@ pub fn run(
     let mut skipped = Vec::new();
     let mut work = Vec::new();
     for (path, text) in files {
-        let base = path.rsplit(['/', '\\']).next().unwrap_or(path).to_string();
+        let base = file_name(path).to_string();
         for (line, row) in table(text, path)? {
             if let Some(x) = setups.excluded.iter().find(|x| x.file == base && matches(&x.matches, &row)) {
                 skipped.push(InferSkipped { file: base.clone(), line, why: x.why.clone() });
