@@ -47,6 +47,13 @@ pub struct InferenceDefaults {
     /// both say where they are; `route-factor` and `wan-fixed` otherwise.
     #[serde(default, rename = "wan-route")]
     pub wan_routes: Vec<WanRoute>,
+    /// Where long-haul paths leave a continent (submarine cable landings); with
+    /// `wan-cable`, paths between continents are routed through them.
+    #[serde(default, rename = "wan-gateway")]
+    pub wan_gateways: Vec<WanGateway>,
+    /// Cables between gateways of two continents.
+    #[serde(default, rename = "wan-cable")]
+    pub wan_cables: Vec<WanCable>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -62,7 +69,124 @@ pub struct WanRoute {
     pub source: String,
 }
 
+/// `[[inference.wan-gateway]]`: a place where paths between continents leave one (a
+/// submarine cable landing or the backbone city behind it).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WanGateway {
+    pub name: String,
+    pub continent: crate::infer_config::Continent,
+    /// Latitude and longitude in degrees.
+    pub location: [f64; 2],
+    pub source: String,
+}
+
+/// `[[inference.wan-cable]]`: a long-haul link between gateways of two continents; its
+/// length is the great circle between them times the pair's route factor.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WanCable {
+    pub name: String,
+    /// The two gateways' names.
+    pub between: [String; 2],
+    pub source: String,
+}
+
+/// A place on the wide-area model: where it is and, when known, its continent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Place {
+    pub lat: f64,
+    pub lon: f64,
+    pub continent: Option<crate::infer_config::Continent>,
+}
+
+/// A routed wide-area path: its fibre length (each leg's great circle times its route
+/// factor), the fixed one-way cost of the pair of continents, and the gateways it passes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WanPath {
+    pub fiber_km: f64,
+    pub fixed: Nanos,
+    pub via: Vec<String>,
+}
+
+/// Great-circle distance in km between two points in degrees (haversine, mean Earth
+/// radius 6,371 km).
+pub fn great_circle_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let (dp, dl) = ((lat2 - lat1).to_radians(), (lon2 - lon1).to_radians());
+    let h = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * 6371.0 * h.sqrt().min(1.0).asin()
+}
+
 impl InferenceDefaults {
+    /// The path between two places. Within a continent, or where a continent is unknown:
+    /// the great circle times the pair's route factor. Between continents: the shortest
+    /// route from `a` over land to a gateway of its continent, over cables (and across
+    /// other continents' land between their gateways) to a gateway of `b`'s continent, and
+    /// on to `b`, each land leg times its continent's route factor and each cable times its
+    /// pair's; the great circle times the pair's factor when no gateways connect the two.
+    /// The fixed cost is the pair of continents' (`route`).
+    pub fn wan_path(&self, a: Place, b: Place) -> WanPath {
+        let (factor, fixed) = self.route(a.continent, b.continent);
+        let direct = great_circle_km(a.lat, a.lon, b.lat, b.lon) * factor;
+        let (Some(ca), Some(cb)) = (a.continent, b.continent) else {
+            return WanPath { fiber_km: direct, fixed, via: Vec::new() };
+        };
+        if ca == cb || self.wan_gateways.is_empty() {
+            return WanPath { fiber_km: direct, fixed, via: Vec::new() };
+        }
+        // Dijkstra over a, b and the gateways (a few dozen nodes: the dense form).
+        let mut nodes = vec![a, b];
+        nodes.extend(self.wan_gateways.iter().map(|g| Place {
+            lat: g.location[0],
+            lon: g.location[1],
+            continent: Some(g.continent),
+        }));
+        let gw = |name: &str| self.wan_gateways.iter().position(|g| g.name == name).map(|i| i + 2);
+        let cables: Vec<(usize, usize)> =
+            self.wan_cables.iter().filter_map(|c| Some((gw(&c.between[0])?, gw(&c.between[1])?))).collect();
+        let edge = |u: usize, v: usize| -> Option<f64> {
+            let (pu, pv) = (nodes[u], nodes[v]);
+            let same = pu.continent == pv.continent;
+            // The endpoints reach each other only over a gateway (they are on two continents).
+            if (u < 2 && v < 2) || !(same || cables.contains(&(u, v)) || cables.contains(&(v, u))) {
+                return None;
+            }
+            let f = self.route(pu.continent, pv.continent).0;
+            Some(great_circle_km(pu.lat, pu.lon, pv.lat, pv.lon) * f)
+        };
+        let n = nodes.len();
+        let (mut dist, mut prev, mut done) = (vec![f64::INFINITY; n], vec![usize::MAX; n], vec![false; n]);
+        dist[0] = 0.0;
+        while let Some(u) =
+            (0..n).filter(|&i| !done[i] && dist[i].is_finite()).min_by(|&i, &j| dist[i].total_cmp(&dist[j]))
+        {
+            done[u] = true;
+            if u == 1 {
+                break;
+            }
+            for v in 0..n {
+                if let Some(w) = (!done[v]).then(|| edge(u, v)).flatten() {
+                    if dist[u] + w < dist[v] {
+                        dist[v] = dist[u] + w;
+                        prev[v] = u;
+                    }
+                }
+            }
+        }
+        if !dist[1].is_finite() {
+            return WanPath { fiber_km: direct, fixed, via: Vec::new() };
+        }
+        let mut via = Vec::new();
+        let mut at = prev[1];
+        while at >= 2 && at != usize::MAX {
+            via.push(self.wan_gateways[at - 2].name.clone());
+            at = prev[at];
+        }
+        via.reverse();
+        WanPath { fiber_km: dist[1], fixed, via }
+    }
+
     /// Route factor and fixed one-way cost of a path between two places: the
     /// `[[inference.wan-route]]` of their continents when both are known and the catalog
     /// has one, else `route-factor` and `wan-fixed`.
@@ -837,6 +961,36 @@ impl Catalog {
                     return Err(bad(format!("inference.wan-route[{}]", k + 1), "names a pair of continents twice"));
                 }
             }
+            for (k, g) in i.wan_gateways.iter().enumerate() {
+                let entry = || format!("inference.wan-gateway[{}] {:?}", k + 1, g.name);
+                if g.name.trim().is_empty() || i.wan_gateways[..k].iter().any(|x| x.name == g.name) {
+                    return Err(bad(entry(), "needs a unique non-empty name"));
+                }
+                let [lat, lon] = g.location;
+                if !((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)) {
+                    return Err(bad(entry(), "location must be [latitude, longitude] in degrees (-90..90, -180..180)"));
+                }
+                if g.source.trim().is_empty() {
+                    return Err(bad(entry(), "needs a `source`"));
+                }
+            }
+            for (k, c) in i.wan_cables.iter().enumerate() {
+                let entry = || format!("inference.wan-cable[{}] {:?}", k + 1, c.name);
+                let ends: Vec<_> = c.between.iter().map(|n| i.wan_gateways.iter().find(|g| &g.name == n)).collect();
+                let (Some(x), Some(y)) = (ends[0], ends[1]) else {
+                    let names: Vec<&str> = i.wan_gateways.iter().map(|g| g.name.as_str()).collect();
+                    return Err(bad(
+                        entry(),
+                        &format!("between must name two [[inference.wan-gateway]] entries ({})", names.join(", ")),
+                    ));
+                };
+                if x.continent == y.continent {
+                    return Err(bad(entry(), "joins two gateways of one continent (paths within one need no cable)"));
+                }
+                if c.source.trim().is_empty() {
+                    return Err(bad(entry(), "needs a `source`"));
+                }
+            }
         }
         if let Some(m) = &self.multisite {
             provenance("multisite", "", &m.source, &m.assumption)?;
@@ -1053,8 +1207,8 @@ mod overlay_tests {
         use crate::infer_config::Continent::{AsiaPacific, Europe, SouthAmerica};
         use meshway_units::Nanos;
         let i = Catalog::builtin().inference.unwrap();
-        assert_eq!(i.route(Some(Europe), Some(AsiaPacific)), (2.03, Nanos(2_250_000)));
-        assert_eq!(i.route(Some(AsiaPacific), Some(Europe)), (2.03, Nanos(2_250_000)));
+        assert_eq!(i.route(Some(Europe), Some(AsiaPacific)), (1.9, Nanos(2_250_000)));
+        assert_eq!(i.route(Some(AsiaPacific), Some(Europe)), (1.9, Nanos(2_250_000)));
         assert_eq!(i.route(Some(Europe), None), (1.26, Nanos(4_600_000)));
         assert_eq!(i.route(Some(SouthAmerica), Some(Europe)), (1.26, Nanos(4_600_000)));
         let route = |between: &str, factor: f64| {
@@ -1065,6 +1219,63 @@ mod overlay_tests {
         assert!(e.contains("wan-route[2]") && e.contains("twice"), "{e}");
         let e = Catalog::with_overlay(&route("\"europe\", \"africa\"", 0.9), "mine.toml").unwrap_err().to_string();
         assert!(e.contains("wan-route[1]") && e.contains("at least 1"), "{e}");
+    }
+
+    /// Paths between continents go over the cable landings; within one, or where a continent
+    /// is unknown, along the great circle times the factor.
+    #[test]
+    fn wan_paths_are_routed_over_cable_landings() {
+        use super::{great_circle_km, Place};
+        use crate::infer_config::Continent::{Africa, Europe, NorthAmerica, SouthAmerica};
+        use meshway_units::Nanos;
+        let i = Catalog::builtin().inference.unwrap();
+        let gw = |n: &str| i.wan_gateways.iter().find(|g| g.name == n).unwrap().location;
+        let at = |[lat, lon]: [f64; 2], c| Place { lat, lon, continent: Some(c) };
+        let gc = |a: [f64; 2], b: [f64; 2]| great_circle_km(a[0], a[1], b[0], b[1]);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+        // Within Europe: 1.20 x the great circle, no landings.
+        let (paris, berlin) = ([48.86, 2.35], [52.52, 13.40]);
+        let p = i.wan_path(at(paris, Europe), at(berlin, Europe));
+        assert!(close(p.fiber_km, gc(paris, berlin) * 1.2) && p.via.is_empty(), "{p:?}");
+        assert_eq!(p.fixed, Nanos(2_250_000));
+        // From one landing to the other end of its cable: the cable alone, at 1.25.
+        let (vb, bilbao) = (gw("virginia-beach"), gw("bilbao"));
+        let p = i.wan_path(at(vb, NorthAmerica), at(bilbao, Europe));
+        assert!(close(p.fiber_km, gc(vb, bilbao) * 1.25), "{p:?}");
+        assert_eq!(p.via, ["virginia-beach", "bilbao"]);
+        // From the US West Coast to Bilbao: across North America (1.78) to the better of
+        // the two Atlantic landings that reach Bilbao, then the cable; far longer than the
+        // great circle at the pair's factor.
+        let bandon = gw("bandon");
+        let want = ["virginia-beach", "new-york"]
+            .iter()
+            .map(|x| gc(bandon, gw(x)) * 1.78 + gc(gw(x), bilbao) * 1.25)
+            .fold(f64::INFINITY, f64::min);
+        let p = i.wan_path(at(bandon, NorthAmerica), at(bilbao, Europe));
+        assert!(close(p.fiber_km, want) && p.fiber_km > gc(bandon, bilbao) * 1.4, "{p:?}");
+        assert_eq!(p.via.len(), 2, "{p:?}");
+        // No landing in Africa, or an unknown continent: the great circle at the default
+        // factor and fixed cost.
+        let (rio, lagos) = ([-22.9, -43.2], [6.45, 3.39]);
+        for p in [
+            i.wan_path(at(rio, SouthAmerica), at(lagos, Africa)),
+            i.wan_path(at(rio, SouthAmerica), Place { lat: lagos[0], lon: lagos[1], continent: None }),
+        ] {
+            assert!(close(p.fiber_km, gc(rio, lagos) * 1.26) && p.via.is_empty(), "{p:?}");
+            assert_eq!(p.fixed, Nanos(4_600_000));
+        }
+        // Bad entries are refused, naming the entry.
+        let cable = |a: &str, b: &str| {
+            format!("[[inference.wan-cable]]\nname = \"x\"\nbetween = [\"{a}\", \"{b}\"]\nsource = \"s\"\n")
+        };
+        let e = refused(&cable("nowhere", "bilbao"));
+        assert!(e.contains("wan-cable[1]") && e.contains("two [[inference.wan-gateway]]"), "{e}");
+        let e = refused(&cable("marseille", "bilbao"));
+        assert!(e.contains("one continent"), "{e}");
+        let e = refused(
+            "[[inference.wan-gateway]]\nname = \"g\"\ncontinent = \"europe\"\nlocation = [95.0, 0.0]\nsource = \"s\"\n",
+        );
+        assert!(e.contains("wan-gateway[1]") && e.contains("latitude"), "{e}");
     }
 
     /// The error a `mine.toml` overlay is refused with.

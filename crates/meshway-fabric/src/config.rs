@@ -251,6 +251,9 @@ pub struct SiteConfig {
     pub gpu_hour_usd: Option<f64>,
     /// Inference: where the site is (see `[[region]] continent`).
     pub continent: Option<crate::infer_config::Continent>,
+    /// Inference: latitude and longitude in degrees; with a region's, the path between
+    /// them is routed (see `[[region]] location`).
+    pub location: Option<[f64; 2]>,
     /// Inference: router hops between the metro network and the servers, and their latency.
     pub access_hops: Option<u32>,
     pub hop_latency: Option<meshway_units::Nanos>,

@@ -122,6 +122,11 @@ pub struct RegionConfig {
     /// Where the region is: with the site's continent, picks the catalog's route factor and
     /// fixed cost for that pair of continents (`[[inference.wan-route]]`).
     pub continent: Option<Continent>,
+    /// Latitude and longitude in degrees. With a site's `location`, the path to that site
+    /// needs no `distance`: the great circle between them times the route factor, or,
+    /// between two continents, routed over the catalog's cable landings
+    /// (`[[inference.wan-gateway]]`, `[[inference.wan-cable]]`).
+    pub location: Option<[f64; 2]>,
     /// Objective: p99 time to first token.
     pub ttft_p99: Option<Nanos>,
     /// Objective: p99 time per output token after the first (a request's mean).

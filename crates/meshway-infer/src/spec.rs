@@ -1,7 +1,7 @@
 //! Validation of the inference part of a scenario into a runnable [`InferSpec`].
 //! Errors are [`FabricError::Invalid`] naming the file, line and key, like the planner's.
 
-use meshway_fabric::catalog::InferenceDefaults;
+use meshway_fabric::catalog::{InferenceDefaults, Place};
 use meshway_fabric::config::SiteConfig;
 use meshway_fabric::error::closest;
 use meshway_fabric::infer_config::{
@@ -409,6 +409,8 @@ pub struct Site {
     pub role: SiteRole,
     /// Where it is (the wide-area route model's continent pairs).
     pub continent: Option<Continent>,
+    /// Latitude and longitude in degrees, when given.
+    pub location: Option<[f64; 2]>,
 }
 
 /// A link between two sites that carries KV caches from prefill to decode sites (each
@@ -861,7 +863,19 @@ fn validate_site(
         model,
         role: s.role.unwrap_or(SiteRole::Both),
         continent: s.continent,
+        location: checked_location(s.location, ctx)?,
     })
+}
+
+/// A `location` as given, or why it is not one.
+fn checked_location(l: Option<[f64; 2]>, ctx: &Ctx) -> Result<Option<[f64; 2]>, FabricError> {
+    match l {
+        Some([lat, lon]) if !((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)) => Err(ctx.invalid(
+            "location",
+            format!("expected [latitude, longitude] in degrees (-90..90, -180..180), got [{lat}, {lon}]"),
+        )),
+        l => Ok(l),
+    }
 }
 
 fn arrivals(r: &RegionConfig, ctx: &Ctx) -> Result<Arrivals, FabricError> {
@@ -904,6 +918,7 @@ fn region_paths(
     per_km: Nanos,
     last_mile: Nanos,
 ) -> Result<Vec<Option<Path>>, FabricError> {
+    checked_location(r.location, ctx)?;
     let site_names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
     for (key, names) in [
         ("distance", r.distance.keys().collect::<Vec<_>>()),
@@ -923,11 +938,19 @@ fn region_paths(
     Ok(sites
         .iter()
         .map(|s| {
-            let (factor, default_fixed) = d.route(r.continent, s.continent);
-            let fiber = match (r.fiber.get(&s.name), r.distance.get(&s.name)) {
-                (Some(f), _) => Some(*f),
-                (None, Some(g)) => Some(Meters((g.0 as f64 * factor).round() as u64)),
-                (None, None) => None,
+            let (factor, mut default_fixed) = d.route(r.continent, s.continent);
+            let fiber = match (r.fiber.get(&s.name), r.distance.get(&s.name), r.location, s.location) {
+                (Some(f), ..) => Some(*f),
+                (None, Some(g), ..) => Some(Meters((g.0 as f64 * factor).round() as u64)),
+                (None, None, Some([lat, lon]), Some([slat, slon])) => {
+                    let p = d.wan_path(
+                        Place { lat, lon, continent: r.continent },
+                        Place { lat: slat, lon: slon, continent: s.continent },
+                    );
+                    default_fixed = p.fixed;
+                    Some(Meters((p.fiber_km * 1000.0).round() as u64))
+                }
+                _ => None,
             };
             fiber.map(|fiber| {
                 let hops = s.access_hops + r.hops.get(&s.name).copied().unwrap_or(0);
@@ -993,7 +1016,7 @@ fn validate_region(
     if !sites.iter().zip(&paths).any(|(s, p)| p.is_some() && s.model == model) {
         return Err(ctx.invalid(
             "distance",
-            format!("region {:?} has no distance or fiber to any site serving model {:?}", r.name, models[model].name),
+            format!("region {:?} has no distance or fiber to any site serving model {:?} (or give `location` on the region and the site)", r.name, models[model].name),
         ));
     }
     Ok(Region {

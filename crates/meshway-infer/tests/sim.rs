@@ -62,9 +62,62 @@ fn distance_uses_route_factor() {
     assert_eq!(p.one_way.0, 6_174_000 + 4_600_000); // 1260 km x 4.9 us + 4.6 ms
 }
 
+/// With `location` on both ends and no `distance`, the path is the catalog's routed one:
+/// New York to Frankfurt over an Atlantic landing, at 4.9 us/km plus the pair's 2.25 ms;
+/// within one continent the great circle x its factor. A location off the globe is refused.
+#[test]
+fn locations_route_the_path() {
+    use meshway_fabric::catalog::Place;
+    use meshway_fabric::infer_config::Continent::{Europe, NorthAmerica};
+    let model = "prefill-tokens-per-s = 10000\ndecode-tokens-per-s = 1000\nmax-batch = 8\nprompt-tokens = 500\noutput-tokens = 101";
+    let cat = Catalog::builtin();
+    let i = cat.inference.as_ref().unwrap();
+    let path = |region: &str, site: &str| {
+        let text =
+            one_site(&format!("rate = 1\nlast-mile = \"0ms\"\n{region}"), model, &format!("access-hops = 0\n{site}"));
+        let spec = spec_from_text(&text, "c.toml", &cat).unwrap_or_else(|e| panic!("{e}"));
+        spec.regions[0].paths[0].clone().map(|p| (p.fiber.0, p.one_way.0))
+    };
+    let (ny, fra) = ([40.71, -74.0], [50.11, 8.68]);
+    let want = i.wan_path(
+        Place { lat: ny[0], lon: ny[1], continent: Some(NorthAmerica) },
+        Place { lat: fra[0], lon: fra[1], continent: Some(Europe) },
+    );
+    assert!(!want.via.is_empty());
+    let mm = (want.fiber_km * 1000.0).round() as u64;
+    let got = path(
+        "continent = \"north-america\"\nlocation = [40.71, -74.0]",
+        "continent = \"europe\"\nlocation = [50.11, 8.68]",
+    );
+    assert_eq!(got, Some((mm, (mm as f64 * 4.9e-3).round() as u64 + 2_250_000)));
+    // Both in Europe: 1.20 x the great circle, no landing.
+    let (fiber, _) =
+        path("continent = \"europe\"\nlocation = [48.86, 2.35]", "continent = \"europe\"\nlocation = [50.11, 8.68]")
+            .unwrap();
+    let gc = meshway_fabric::catalog::great_circle_km(48.86, 2.35, 50.11, 8.68);
+    assert_eq!(fiber, (gc * 1.2 * 1000.0).round() as u64);
+    // A `distance` still wins; no location on one end and no distance: the site is not reached.
+    assert_eq!(
+        path("location = [40.71, -74.0]\ndistance = { s = \"100km\" }", "location = [50.11, 8.68]").unwrap().0,
+        126_000_000
+    );
+    let e = spec_from_text(&one_site("rate = 1\nlocation = [40.71, -74.0]", model, ""), "c.toml", &cat)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no distance or fiber") && e.contains("location"), "{e}");
+    let e = spec_from_text(&one_site("rate = 1\nlocation = [40.71, 190.0]", model, ""), "c.toml", &cat)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("location") && e.contains("-180..180") && e.contains("190"), "{e}");
+    let e = spec_from_text(&one_site("rate = 1", model, "location = [-91.0, 0.0]"), "c.toml", &cat)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("location") && e.contains("-91"), "{e}");
+}
+
 /// With continents on both ends, the path takes the catalog's route for that pair: Europe
-/// to Asia-Pacific is 2.03 x the great circle plus 2.25 ms (fitted to Azure's round trips
-/// between the two); the same path without continents keeps 1.26 and 4.6 ms, and an
+/// to Asia-Pacific is 1.90 x the given distance plus 2.25 ms (fitted to Azure's round trips
+/// between the two, as the factor of the cables between them); the same path without continents keeps 1.26 and 4.6 ms, and an
 /// explicit `wan-fixed` still wins.
 #[test]
 fn continents_pick_the_route_of_their_pair() {
@@ -81,17 +134,17 @@ fn continents_pick_the_route_of_their_pair() {
     };
     assert_eq!(
         path("continent = \"europe\"", "continent = \"asia-pacific\""),
-        (2_030_000_000, 9_947_000 + 2_250_000) // 2030 km x 4.9 us + 2.25 ms
+        (1_900_000_000, 9_310_000 + 2_250_000) // 1900 km x 4.9 us + 2.25 ms
     );
     // Either order, and the same continent on both ends.
-    assert_eq!(path("continent = \"asia-pacific\"", "continent = \"europe\"").0, 2_030_000_000);
+    assert_eq!(path("continent = \"asia-pacific\"", "continent = \"europe\"").0, 1_900_000_000);
     assert_eq!(path("continent = \"europe\"", "continent = \"europe\"").0, 1_200_000_000);
     // One end unknown, or a pair the catalog has no route for: the defaults.
     assert_eq!(path("continent = \"europe\"", "").1, 6_174_000 + 4_600_000);
     assert_eq!(path("continent = \"south-america\"", "continent = \"europe\"").1, 6_174_000 + 4_600_000);
     assert_eq!(
         path("continent = \"europe\"\nwan-fixed = { s = \"1ms\" }", "continent = \"asia-pacific\"").1,
-        9_947_000 + 1_000_000
+        9_310_000 + 1_000_000
     );
     let e = spec_from_text(
         &one_site("rate = 1\ncontinent = \"atlantis\"\ndistance = { s = \"1km\" }", model, ""),

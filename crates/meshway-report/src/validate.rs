@@ -113,13 +113,16 @@ pub fn infer_validate_text(r: &meshway_validate::inference::InferValidation) -> 
     }
     not_run(&mut o, r.skipped.iter().map(|s| s.why.as_str()));
     if !r.wan.is_empty() {
-        let mut t = Table::new(&["row", "from", "to", "great circle", "published", "meshway", "error"]);
+        let mut t =
+            Table::new(&["row", "from", "to", "great circle", "routed", "via", "published", "meshway", "error"]);
         for w in &r.wan {
             t.row(vec![
                 format!("{}:{}", w.file, w.line),
                 w.from.clone(),
                 w.to.clone(),
                 format!("{:.0} km", w.great_circle_km),
+                format!("{:.0} km", w.great_circle_km * w.route_factor),
+                if w.via.is_empty() { "-".to_string() } else { w.via.join(" > ") },
                 format!("{:.1} ms", w.published_ms),
                 format!("{:.1} ms", w.meshway_ms),
                 pct_signed(w.error),

@@ -11,6 +11,7 @@
 //! Pure: the caller reads the files and passes their text.
 
 use crate::{median, ValidateError};
+use meshway_fabric::catalog::Place;
 use meshway_fabric::infer_config::Continent;
 use meshway_fabric::Catalog;
 use serde::{Deserialize, Serialize};
@@ -168,21 +169,18 @@ pub struct WanOutcome {
     pub class: String,
     pub great_circle_km: f64,
     pub published_ms: f64,
-    /// 2 x (great circle x route factor x fibre delay + the fixed per-path cost), with the
-    /// route factor and fixed cost of the row's pair of continents.
+    /// 2 x (the routed fibre length x fibre delay + the fixed per-path cost of the row's
+    /// pair of continents): within a continent the great circle times its route factor,
+    /// between continents over the catalog's cable landings (`via`).
     pub meshway_ms: f64,
+    /// The routed fibre length over the great circle.
     pub route_factor: f64,
+    /// The cable landings the path passes, in order (empty for a direct path).
+    pub via: Vec<String>,
     pub error: f64,
 }
 
-/// Great-circle distance in km between two points in degrees (haversine, mean Earth
-/// radius 6,371 km).
-pub fn great_circle_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
-    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
-    let (dp, dl) = ((lat2 - lat1).to_radians(), (lon2 - lon1).to_radians());
-    let h = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    2.0 * 6371.0 * h.sqrt().min(1.0).asin()
-}
+pub use meshway_fabric::catalog::great_circle_km;
 
 /// The continents of a `pair_class` such as `intra-EU` or `NA-APAC`.
 pub fn pair_continents(class: &str) -> Option<(Continent, Continent)> {
@@ -195,9 +193,10 @@ pub fn pair_continents(class: &str) -> Option<(Continent, Continent)> {
 }
 
 /// Runs an inter-region round-trip table such as `wan-rtt.csv` (named `file`): each row's
-/// round trip from the great-circle distance of its two cities through the route factor and
-/// fixed per-path cost of its pair of continents (`pair_class`) and the fibre delay (no last
-/// mile or access hops: the tables are between data centres).
+/// round trip from its two cities' coordinates routed as `InferenceDefaults::wan_path` does
+/// (great circle times the route factor within a continent, over the cable landings between
+/// continents, with the fixed per-path cost of its pair of continents, `pair_class`) and the
+/// fibre delay (no last mile or access hops: the tables are between data centres).
 pub fn run_wan(text: &str, file: &str, cat: &Catalog) -> Result<(Vec<WanOutcome>, Vec<InferGroup>), ValidateError> {
     let d = cat.inference.as_ref().ok_or_else(|| csv_err(file, 0, "the catalog has no [inference] section".into()))?;
     let per_km = cat.constants.fiber_delay_per_km.0 as f64;
@@ -207,12 +206,16 @@ pub fn run_wan(text: &str, file: &str, cat: &Catalog) -> Result<(Vec<WanOutcome>
         let f = |c: &str| -> Result<f64, ValidateError> {
             num(&row, c).ok_or_else(|| csv_err(file, line, format!("expected a number in column {c}")))
         };
-        let km = great_circle_km(f("from_lat")?, f("from_lon")?, f("to_lat")?, f("to_lon")?);
+        let (from, to) = ((f("from_lat")?, f("from_lon")?), (f("to_lat")?, f("to_lon")?));
+        let km = great_circle_km(from.0, from.1, to.0, to.1);
         let published = f("rtt_ms")?;
         let class = row.get("pair_class").cloned().unwrap_or_default();
         let pair = pair_continents(&class);
-        let (factor, fixed) = d.route(pair.map(|p| p.0), pair.map(|p| p.1));
-        let one_way_ns = km * factor * per_km + fixed.0 as f64;
+        let path = d.wan_path(
+            Place { lat: from.0, lon: from.1, continent: pair.map(|p| p.0) },
+            Place { lat: to.0, lon: to.1, continent: pair.map(|p| p.1) },
+        );
+        let one_way_ns = path.fiber_km * per_km + path.fixed.0 as f64;
         let meshway = 2.0 * one_way_ns * 1e-6;
         out.push(WanOutcome {
             file: name.clone(),
@@ -223,7 +226,8 @@ pub fn run_wan(text: &str, file: &str, cat: &Catalog) -> Result<(Vec<WanOutcome>
             great_circle_km: km,
             published_ms: published,
             meshway_ms: meshway,
-            route_factor: factor,
+            route_factor: if km > 0.0 { path.fiber_km / km } else { 1.0 },
+            via: path.via,
             error: (meshway - published) / published,
         });
     }

@@ -166,9 +166,12 @@ simulated, and per group the share within 15% (throughput) or 20% (latency);
 then every figure outside its bound, with the reason setups.toml's [[known]]
 entries give (or \"no reason known\").
 DIR/inference/wan-rtt.csv (published inter-region round trips, Azure) is
-compared with the path model: great-circle distance x route factor x fibre
-delay + the fixed per-path cost, both for the row's pair of continents; and
-DIR/inference/wan-rtt-aws.csv (AWS, held out of the model's fit) likewise.
+compared with the path model: within a continent the great-circle distance x
+its route factor, between continents routed over the catalog's cable landings
+([[inference.wan-gateway]], [[inference.wan-cable]]), x fibre delay + the
+fixed per-path cost of the row's pair of continents; DIR/inference/
+wan-rtt-aws.csv (AWS, 2017) and wan-rtt-modern.csv (IBM Cloud, 2026), held
+out of the model's fit, likewise.
 
 Reads DIR/plan/designs.toml (published reference designs: DGX SuperPOD
 generations, GB200 NVL72, Alibaba HPN) and plans each one: switches per tier,
@@ -323,11 +326,13 @@ fn run(cli: Cli) -> Result<()> {
                 let mut r = meshway_validate::inference::run(&files, &setups, &setups_file, &cat, &mut |_, _| {})?;
                 let (wan, wan_file) = read("inference", "wan-rtt.csv")?;
                 (r.wan, r.wan_groups) = meshway_validate::inference::run_wan(&wan, &wan_file, &cat)?;
-                // A second table held out of the route model's fit, when the set has it.
-                if let Ok((held, held_file)) = read("inference", "wan-rtt-aws.csv") {
-                    let (rows, groups) = meshway_validate::inference::run_wan(&held, &held_file, &cat)?;
-                    r.wan.extend(rows);
-                    r.wan_groups.extend(groups);
+                // Tables held out of the route model's fit, when the set has them.
+                for held in ["wan-rtt-aws.csv", "wan-rtt-modern.csv"] {
+                    if let Ok((held, held_file)) = read("inference", held) {
+                        let (rows, groups) = meshway_validate::inference::run_wan(&held, &held_file, &cat)?;
+                        r.wan.extend(rows);
+                        r.wan_groups.extend(groups);
+                    }
                 }
                 if !text.is_empty() {
                     text.push('\n');
