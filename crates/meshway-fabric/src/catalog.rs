@@ -64,7 +64,12 @@ pub struct InferenceDefaults {
 pub struct WanRoute {
     /// The two continents (either order; the same twice for paths within one).
     pub between: [crate::infer_config::Continent; 2],
+    /// Fibre length over the great circle of a whole path given by `distance`.
     pub route_factor: f64,
+    /// Fibre length over the great circle of a cable between the two continents' landings
+    /// (a routed path, `wan_path`); `route-factor` when not given.
+    #[serde(default)]
+    pub cable_factor: Option<f64>,
     pub wan_fixed: Nanos,
     pub source: String,
 }
@@ -152,7 +157,11 @@ impl InferenceDefaults {
             if (u < 2 && v < 2) || !(same || cables.contains(&(u, v)) || cables.contains(&(v, u))) {
                 return None;
             }
-            let f = self.route(pu.continent, pv.continent).0;
+            let f = if same {
+                self.route(pu.continent, pv.continent).0
+            } else {
+                self.cable_factor(pu.continent, pv.continent)
+            };
             Some(great_circle_km(pu.lat, pu.lon, pv.lat, pv.lon) * f)
         };
         let n = nodes.len();
@@ -185,6 +194,21 @@ impl InferenceDefaults {
         }
         via.reverse();
         WanPath { fiber_km: dist[1], fixed, via }
+    }
+
+    /// Fibre length over the great circle of a cable between landings of these continents:
+    /// the pair's `cable-factor`, else its `route-factor`, else the default `route-factor`.
+    pub fn cable_factor(
+        &self,
+        a: Option<crate::infer_config::Continent>,
+        b: Option<crate::infer_config::Continent>,
+    ) -> f64 {
+        if let (Some(a), Some(b)) = (a, b) {
+            if let Some(w) = self.wan_routes.iter().find(|w| w.between == [a, b] || w.between == [b, a]) {
+                return w.cable_factor.unwrap_or(w.route_factor);
+            }
+        }
+        self.route_factor
     }
 
     /// Route factor and fixed one-way cost of a path between two places: the
@@ -953,8 +977,13 @@ impl Catalog {
                 return Err(bad("inference".into(), "route-factor must be at least 1"));
             }
             for (k, w) in i.wan_routes.iter().enumerate() {
-                if !(w.route_factor >= 1.0 && w.route_factor.is_finite()) {
-                    return Err(bad(format!("inference.wan-route[{}]", k + 1), "route-factor must be at least 1"));
+                if !(w.route_factor >= 1.0 && w.route_factor.is_finite())
+                    || w.cable_factor.is_some_and(|c| !(c >= 1.0 && c.is_finite()))
+                {
+                    return Err(bad(
+                        format!("inference.wan-route[{}]", k + 1),
+                        "route-factor and cable-factor must be at least 1",
+                    ));
                 }
                 if i.wan_routes[..k].iter().any(|x| x.between == w.between || x.between == [w.between[1], w.between[0]])
                 {
@@ -968,7 +997,10 @@ impl Catalog {
                 }
                 let [lat, lon] = g.location;
                 if !((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)) {
-                    return Err(bad(entry(), "location must be [latitude, longitude] in degrees (-90..90, -180..180)"));
+                    return Err(bad(
+                        entry(),
+                        &format!("location must be [latitude, longitude] in degrees (-90..90, -180..180), got [{lat}, {lon}]"),
+                    ));
                 }
                 if g.source.trim().is_empty() {
                     return Err(bad(entry(), "needs a `source`"));
@@ -981,7 +1013,10 @@ impl Catalog {
                     let names: Vec<&str> = i.wan_gateways.iter().map(|g| g.name.as_str()).collect();
                     return Err(bad(
                         entry(),
-                        &format!("between must name two [[inference.wan-gateway]] entries ({})", names.join(", ")),
+                        &format!(
+                            "between must name two [[inference.wan-gateway]] entries ({}); a catalog overlay that gives [[inference.wan-gateway]] replaces the built-in list, so it must give [[inference.wan-cable]] too",
+                            names.join(", ")
+                        ),
                     ));
                 };
                 if x.continent == y.continent {
@@ -1207,8 +1242,11 @@ mod overlay_tests {
         use crate::infer_config::Continent::{AsiaPacific, Europe, SouthAmerica};
         use meshway_units::Nanos;
         let i = Catalog::builtin().inference.unwrap();
-        assert_eq!(i.route(Some(Europe), Some(AsiaPacific)), (1.9, Nanos(2_250_000)));
-        assert_eq!(i.route(Some(AsiaPacific), Some(Europe)), (1.9, Nanos(2_250_000)));
+        assert_eq!(i.route(Some(Europe), Some(AsiaPacific)), (2.03, Nanos(2_250_000)));
+        assert_eq!(i.route(Some(AsiaPacific), Some(Europe)), (2.03, Nanos(2_250_000)));
+        // The cable between their landings: its own factor; a pair without one, the default.
+        assert_eq!(i.cable_factor(Some(AsiaPacific), Some(Europe)), 1.78);
+        assert_eq!(i.cable_factor(Some(SouthAmerica), Some(Europe)), 1.26);
         assert_eq!(i.route(Some(Europe), None), (1.26, Nanos(4_600_000)));
         assert_eq!(i.route(Some(SouthAmerica), Some(Europe)), (1.26, Nanos(4_600_000)));
         let route = |between: &str, factor: f64| {
@@ -1219,6 +1257,8 @@ mod overlay_tests {
         assert!(e.contains("wan-route[2]") && e.contains("twice"), "{e}");
         let e = Catalog::with_overlay(&route("\"europe\", \"africa\"", 0.9), "mine.toml").unwrap_err().to_string();
         assert!(e.contains("wan-route[1]") && e.contains("at least 1"), "{e}");
+        let e = refused(&(route("\"europe\", \"africa\"", 1.5) + "cable-factor = 0.5\n"));
+        assert!(e.contains("wan-route[1]") && e.contains("cable-factor"), "{e}");
     }
 
     /// Paths between continents go over the cable landings; within one, or where a continent
@@ -1238,10 +1278,10 @@ mod overlay_tests {
         let p = i.wan_path(at(paris, Europe), at(berlin, Europe));
         assert!(close(p.fiber_km, gc(paris, berlin) * 1.2) && p.via.is_empty(), "{p:?}");
         assert_eq!(p.fixed, Nanos(2_250_000));
-        // From one landing to the other end of its cable: the cable alone, at 1.25.
+        // From one landing to the other end of its cable: the cable alone, at its 1.26.
         let (vb, bilbao) = (gw("virginia-beach"), gw("bilbao"));
         let p = i.wan_path(at(vb, NorthAmerica), at(bilbao, Europe));
-        assert!(close(p.fiber_km, gc(vb, bilbao) * 1.25), "{p:?}");
+        assert!(close(p.fiber_km, gc(vb, bilbao) * 1.26), "{p:?}");
         assert_eq!(p.via, ["virginia-beach", "bilbao"]);
         // From the US West Coast to Bilbao: across North America (1.78) to the better of
         // the two Atlantic landings that reach Bilbao, then the cable; far longer than the
@@ -1249,7 +1289,7 @@ mod overlay_tests {
         let bandon = gw("bandon");
         let want = ["virginia-beach", "new-york"]
             .iter()
-            .map(|x| gc(bandon, gw(x)) * 1.78 + gc(gw(x), bilbao) * 1.25)
+            .map(|x| gc(bandon, gw(x)) * 1.78 + gc(gw(x), bilbao) * 1.26)
             .fold(f64::INFINITY, f64::min);
         let p = i.wan_path(at(bandon, NorthAmerica), at(bilbao, Europe));
         assert!(close(p.fiber_km, want) && p.fiber_km > gc(bandon, bilbao) * 1.4, "{p:?}");

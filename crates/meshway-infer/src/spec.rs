@@ -948,7 +948,7 @@ fn region_paths(
                         Place { lat: slat, lon: slon, continent: s.continent },
                     );
                     default_fixed = p.fixed;
-                    Some(Meters((p.fiber_km * 1000.0).round() as u64))
+                    Some(Meters((p.fiber_km * 1e6).round() as u64)) // km to mm
                 }
                 _ => None,
             };

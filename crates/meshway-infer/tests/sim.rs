@@ -84,18 +84,23 @@ fn locations_route_the_path() {
         Place { lat: fra[0], lon: fra[1], continent: Some(Europe) },
     );
     assert!(!want.via.is_empty());
-    let mm = (want.fiber_km * 1000.0).round() as u64;
-    let got = path(
+    let (fiber_mm, one_way_ns) = path(
         "continent = \"north-america\"\nlocation = [40.71, -74.0]",
         "continent = \"europe\"\nlocation = [50.11, 8.68]",
-    );
-    assert_eq!(got, Some((mm, (mm as f64 * 4.9e-3).round() as u64 + 2_250_000)));
+    )
+    .unwrap();
+    // Millimetres of fibre; one way 4.9 us per km + 2.25 ms: New York to Frankfurt is
+    // about 40 ms one way (published round trips across the Atlantic are 75-90 ms).
+    assert_eq!(fiber_mm, (want.fiber_km * 1e6).round() as u64);
+    assert_eq!(one_way_ns, (want.fiber_km * 4_900.0).round() as u64 + 2_250_000);
+    assert!((38_000_000..45_000_000).contains(&one_way_ns), "{one_way_ns}");
     // Both in Europe: 1.20 x the great circle, no landing.
     let (fiber, _) =
         path("continent = \"europe\"\nlocation = [48.86, 2.35]", "continent = \"europe\"\nlocation = [50.11, 8.68]")
             .unwrap();
     let gc = meshway_fabric::catalog::great_circle_km(48.86, 2.35, 50.11, 8.68);
-    assert_eq!(fiber, (gc * 1.2 * 1000.0).round() as u64);
+    assert_eq!(fiber, (gc * 1.2 * 1e6).round() as u64);
+    assert!((500_000_000..600_000_000).contains(&fiber), "Paris-Frankfurt is about 480 km: {fiber}");
     // A `distance` still wins; no location on one end and no distance: the site is not reached.
     assert_eq!(
         path("location = [40.71, -74.0]\ndistance = { s = \"100km\" }", "location = [50.11, 8.68]").unwrap().0,
@@ -116,8 +121,8 @@ fn locations_route_the_path() {
 }
 
 /// With continents on both ends, the path takes the catalog's route for that pair: Europe
-/// to Asia-Pacific is 1.90 x the given distance plus 2.25 ms (fitted to Azure's round trips
-/// between the two, as the factor of the cables between them); the same path without continents keeps 1.26 and 4.6 ms, and an
+/// to Asia-Pacific is 2.03 x the great circle plus 2.25 ms (fitted to Azure's round trips
+/// between the two); the same path without continents keeps 1.26 and 4.6 ms, and an
 /// explicit `wan-fixed` still wins.
 #[test]
 fn continents_pick_the_route_of_their_pair() {
@@ -134,17 +139,17 @@ fn continents_pick_the_route_of_their_pair() {
     };
     assert_eq!(
         path("continent = \"europe\"", "continent = \"asia-pacific\""),
-        (1_900_000_000, 9_310_000 + 2_250_000) // 1900 km x 4.9 us + 2.25 ms
+        (2_030_000_000, 9_947_000 + 2_250_000) // 2030 km x 4.9 us + 2.25 ms
     );
     // Either order, and the same continent on both ends.
-    assert_eq!(path("continent = \"asia-pacific\"", "continent = \"europe\"").0, 1_900_000_000);
+    assert_eq!(path("continent = \"asia-pacific\"", "continent = \"europe\"").0, 2_030_000_000);
     assert_eq!(path("continent = \"europe\"", "continent = \"europe\"").0, 1_200_000_000);
     // One end unknown, or a pair the catalog has no route for: the defaults.
     assert_eq!(path("continent = \"europe\"", "").1, 6_174_000 + 4_600_000);
     assert_eq!(path("continent = \"south-america\"", "continent = \"europe\"").1, 6_174_000 + 4_600_000);
     assert_eq!(
         path("continent = \"europe\"\nwan-fixed = { s = \"1ms\" }", "continent = \"asia-pacific\"").1,
-        9_310_000 + 1_000_000
+        9_947_000 + 1_000_000
     );
     let e = spec_from_text(
         &one_site("rate = 1\ncontinent = \"atlantis\"\ndistance = { s = \"1km\" }", model, ""),

@@ -121,7 +121,7 @@ pub fn infer_validate_text(r: &meshway_validate::inference::InferValidation) -> 
                 w.from.clone(),
                 w.to.clone(),
                 format!("{:.0} km", w.great_circle_km),
-                format!("{:.0} km", w.great_circle_km * w.route_factor),
+                format!("{:.0} km", w.routed_km),
                 if w.via.is_empty() { "-".to_string() } else { w.via.join(" > ") },
                 format!("{:.1} ms", w.published_ms),
                 format!("{:.1} ms", w.meshway_ms),

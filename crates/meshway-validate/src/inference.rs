@@ -173,7 +173,9 @@ pub struct WanOutcome {
     /// pair of continents): within a continent the great circle times its route factor,
     /// between continents over the catalog's cable landings (`via`).
     pub meshway_ms: f64,
-    /// The routed fibre length over the great circle.
+    /// The routed fibre length in km, and its ratio to the great circle (the path's
+    /// effective route factor, not a catalog value).
+    pub routed_km: f64,
     pub route_factor: f64,
     /// The cable landings the path passes, in order (empty for a direct path).
     pub via: Vec<String>,
@@ -204,7 +206,9 @@ pub fn run_wan(text: &str, file: &str, cat: &Catalog) -> Result<(Vec<WanOutcome>
     let mut out = Vec::new();
     for (line, row) in table(text, file)? {
         let f = |c: &str| -> Result<f64, ValidateError> {
-            num(&row, c).ok_or_else(|| csv_err(file, line, format!("expected a number in column {c}")))
+            num(&row, c)
+                .filter(|x: &f64| x.is_finite())
+                .ok_or_else(|| csv_err(file, line, format!("expected a finite number in column {c}")))
         };
         let (from, to) = ((f("from_lat")?, f("from_lon")?), (f("to_lat")?, f("to_lon")?));
         let km = great_circle_km(from.0, from.1, to.0, to.1);
@@ -226,6 +230,7 @@ pub fn run_wan(text: &str, file: &str, cat: &Catalog) -> Result<(Vec<WanOutcome>
             great_circle_km: km,
             published_ms: published,
             meshway_ms: meshway,
+            routed_km: path.fiber_km,
             route_factor: if km > 0.0 { path.fiber_km / km } else { 1.0 },
             via: path.via,
             error: (meshway - published) / published,

@@ -141,7 +141,7 @@ fn bad_setup_is_a_clear_error() {
 /// The path model against Azure's published inter-region round trips: with a route factor
 /// per pair of continents and one fixed cost (both fitted to this table), and paths between
 /// continents routed over the catalog's cable landings, 83% of the 52 pairs are within 15%
-/// (median 8.5%); along the great circle it was 75% (9.5%), with one factor for all pairs
+/// (median 8.9%); along the great circle it was 75% (9.5%), with one factor for all pairs
 /// 63% (11.8%).
 #[test]
 fn wan_round_trips_hold_their_bounds() {
@@ -152,38 +152,50 @@ fn wan_round_trips_hold_their_bounds() {
     let all = groups.iter().find(|g| g.model == "all").unwrap();
     assert!(all.within_bound >= 0.82 && all.median_abs_error < 0.09, "{all:?}");
     assert!(groups.iter().all(|g| g.setup == "wan-rtt"));
-    // Closed form of a routed path: West US 2 to West Europe, over land to a North
-    // American landing (1.78), a cable (1.25), land in Europe (1.20), + 2 x 2.25 ms.
     let i = cat.inference.as_ref().unwrap();
-    let r = rows.iter().find(|r| r.from == "West US 2" && r.to == "West Europe").unwrap();
-    assert!(r.via.len() == 2 && r.route_factor > 1.5, "{r:?}");
     let loc = |n: &str| i.wan_gateways.iter().find(|g| g.name == n).unwrap().location;
-    let (a, b) = (loc(&r.via[0]), loc(&r.via[1]));
-    let gc = meshway_validate::inference::great_circle_km;
-    let (wus2, weu) = ([47.233, -119.852], [52.3667, 4.9]);
-    let km = gc(wus2[0], wus2[1], a[0], a[1]) * 1.78
-        + gc(a[0], a[1], b[0], b[1]) * 1.25
-        + gc(b[0], b[1], weu[0], weu[1]) * 1.2;
-    assert!((r.meshway_ms - 2.0 * (km * 4.9e-3 + 2.25)).abs() < 1e-6, "{r:?} {km}");
-    // Within a continent: the great circle times its factor.
+    let gc = |a: [f64; 2], b: [f64; 2]| meshway_validate::inference::great_circle_km(a[0], a[1], b[0], b[1]);
+    // The closed form of a routed path: the sum of its legs, each at its factor, x 4.9 us
+    // per km, + the pair's fixed cost, both ways.
+    let routed = |from: [f64; 2], via: &[String], to: [f64; 2], factors: &[f64], fixed_ms: f64| {
+        let mut pts = vec![from];
+        pts.extend(via.iter().map(|v| loc(v)));
+        pts.push(to);
+        assert_eq!(pts.len() - 1, factors.len(), "{via:?}");
+        let km: f64 = pts.windows(2).zip(factors).map(|(w, f)| gc(w[0], w[1]) * f).sum();
+        (km, 2.0 * (km * 4.9e-3 + fixed_ms))
+    };
+    // West US 2 to West Europe: over North America (1.78) to an Atlantic landing, the
+    // cable (1.26), Europe (1.20); the routed path is far longer than the great circle.
+    let r = rows.iter().find(|r| r.from == "West US 2" && r.to == "West Europe").unwrap();
+    let (km, ms) = routed([47.233, -119.852], &r.via, [52.3667, 4.9], &[1.78, 1.26, 1.2], 2.25);
+    assert!((r.meshway_ms - ms).abs() < 1e-6 && (r.routed_km - km).abs() < 1e-6 && r.route_factor > 1.5, "{r:?}");
+    // Brazil South to West Europe: through North America, four landings (a pair without a
+    // fitted route, so 1.26 on the Monet cable and 4.6 ms).
+    let r = rows.iter().find(|r| r.from == "Brazil South" && r.to == "West Europe").unwrap();
+    assert_eq!(r.via, ["fortaleza", "boca-raton", "new-york", "bude"]);
+    let (_, ms) = routed([-23.55, -46.633], &r.via, [52.3667, 4.9], &[1.26, 1.26, 1.78, 1.26, 1.2], 4.6);
+    assert!((r.meshway_ms - ms).abs() < 1e-6, "{r:?} {ms}");
+    // Within a continent: the great circle times its factor, no landings.
     let r = rows.iter().find(|r| r.from == "East US" && r.to == "Central US").unwrap();
     assert!(
         (r.meshway_ms - 2.0 * (r.great_circle_km * 1.78 * 4.9e-3 + 2.25)).abs() < 1e-9 && r.via.is_empty(),
         "{r:?}"
     );
-    // A pair of continents without a fitted route (South America) keeps 1.26 and 4.6 ms,
-    // on its cable too.
+    // East US to Brazil South: to Boca Raton over land (1.78), Monet (1.26, no fitted
+    // route for the pair), on to Sao Paulo over land (1.26), + 4.6 ms.
     let r = rows.iter().find(|r| r.class == "NA-SA").unwrap();
-    assert!(r.via == ["boca-raton", "fortaleza"], "{r:?}");
+    let (_, ms) = routed([37.3719, -79.8164], &r.via, [-23.55, -46.633], &[1.78, 1.26, 1.26], 4.6);
+    assert!(r.via == ["boca-raton", "fortaleza"] && (r.meshway_ms - ms).abs() < 1e-6, "{r:?} {ms}");
 }
 
-/// Two tables held out of the route model's fit. AWS (2017, ~2016 paths): 84% of its 45
-/// pairs within 15% (median 8.1%), where the great-circle model put 56% (11.6%) and the
-/// single-factor model 40% (20.8%). IBM Cloud (2026): 74% of 78 pairs (median 7.3%), where
-/// the great-circle model put 46% (17.8%).
+/// Two tables held out of the route model's fit. IBM Cloud (2026): 76% of 78 pairs within
+/// 15% (median 6.3%), where the great-circle model put 47% (16.2%). AWS (2017, ~2016 paths):
+/// 82% of 45 pairs (median 8.4%), where the great-circle model put 56% (11.6%); its misses
+/// are what showed the detours, so it is no longer a clean hold-out.
 #[test]
 fn held_out_wan_round_trips_hold_their_bounds() {
-    for (file, n, within, median) in [("wan-rtt-aws.csv", 45, 0.84, 0.085), ("wan-rtt-modern.csv", 78, 0.74, 0.08)] {
+    for (file, n, within, median) in [("wan-rtt-aws.csv", 45, 0.82, 0.085), ("wan-rtt-modern.csv", 78, 0.75, 0.07)] {
         let (f, text) = read(file);
         let (rows, groups) = meshway_validate::inference::run_wan(&text, &f, &Catalog::builtin()).unwrap();
         assert_eq!(rows.len(), n, "{file}");
@@ -191,6 +203,12 @@ fn held_out_wan_round_trips_hold_their_bounds() {
         assert!(all.within_bound >= within && all.median_abs_error < median, "{file}: {all:?}");
         assert!(all.setup == file.trim_end_matches(".csv") && rows.iter().all(|r| r.file == file));
     }
+    // A coordinate that is not a finite number is refused, naming the line and column.
+    let (f, text) = read("wan-rtt-modern.csv");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines[1] = lines[1].replacen("32.78", "NaN", 1);
+    let e = meshway_validate::inference::run_wan(&lines.join("\n"), &f, &Catalog::builtin()).unwrap_err().to_string();
+    assert!(e.contains(":2") && e.contains("from_lat") && e.contains("finite"), "{e}");
 }
 
 #[test]
