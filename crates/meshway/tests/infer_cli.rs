@@ -84,3 +84,53 @@ fn disaggregated_example_runs_and_places() {
     let g: Vec<u64> = opt["gpus"].as_array().unwrap().iter().map(|g| g.as_u64().unwrap()).collect();
     assert!(g[0] + g[1] > 0 && g[2] > 0, "{opt}");
 }
+
+/// The located example: every round trip `place` reports is 2 x (last mile + the routed
+/// fibre x 4.9 us/km + 4 access hops x 50 us + the pair's fixed cost), with the path the
+/// catalog routes; Los Angeles reaches Dublin across North America and the Atlantic, well
+/// beyond the great circle at the Atlantic factor, and Sao Paulo is nearer Ashburn than Dublin.
+#[test]
+fn place_routes_the_located_example() {
+    use meshway_fabric::catalog::Place;
+    use meshway_fabric::infer_config::Continent;
+    let o = meshway(&["place", "examples/inference-global.toml", "--no-sim", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    let cat = meshway_fabric::Catalog::builtin();
+    let i = cat.inference.as_ref().unwrap();
+    let sites = [
+        ("us-east", Continent::NorthAmerica, [39.04, -77.49]),
+        ("eu-west", Continent::Europe, [53.35, -6.26]),
+        ("ap-southeast", Continent::AsiaPacific, [1.35, 103.82]),
+    ];
+    let regions = [
+        ("los-angeles", Continent::NorthAmerica, [34.05, -118.24]),
+        ("sao-paulo", Continent::SouthAmerica, [-23.55, -46.63]),
+        ("london", Continent::Europe, [51.51, -0.13]),
+        ("frankfurt", Continent::Europe, [50.11, 8.68]),
+        ("mumbai", Continent::AsiaPacific, [19.08, 72.88]),
+        ("sydney", Continent::AsiaPacific, [-33.87, 151.21]),
+    ];
+    let names: Vec<&str> = v["site_names"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    assert_eq!(names, ["us-east", "eu-west", "ap-southeast"]);
+    let routes = v["routes"].as_array().unwrap();
+    assert_eq!(routes.len(), regions.len());
+    let rtt = |region: &str, site: usize| {
+        let r = routes.iter().find(|r| r["name"] == region).unwrap();
+        r["rtt_ns"][site].as_u64().unwrap()
+    };
+    for (name, rc, [lat, lon]) in regions {
+        for (k, (_, sc, [slat, slon])) in sites.iter().enumerate() {
+            let p = i.wan_path(
+                Place { lat, lon, continent: Some(rc) },
+                Place { lat: *slat, lon: *slon, continent: Some(*sc) },
+            );
+            let fiber_ns = ((p.fiber_km * 1e6).round() * 4.9 / 1e3).round() as u64;
+            let want = 2 * (5_000_000 + fiber_ns + 4 * 50_000 + p.fixed.0);
+            assert!(rtt(name, k).abs_diff(want) <= 2, "{name} -> site {k}: {} against {want}", rtt(name, k));
+        }
+    }
+    let gc = meshway_fabric::catalog::great_circle_km(34.05, -118.24, 53.35, -6.26);
+    assert!(rtt("los-angeles", 1) as f64 > 2.0 * (gc * 1.27 * 4_900.0 + 5e6) * 1.2);
+    assert!(rtt("sao-paulo", 0) < rtt("sao-paulo", 1));
+}
