@@ -22,6 +22,8 @@ pub const INFER_HELP: &str = "Examples:
       edge-ashburn@5min
   # prefill at the edge, decode central
   meshway infer examples/inference-disaggregated.toml
+  # paths from each region's and site's location, routed over cable landings
+  meshway infer examples/inference-global.toml
 
 Simulates every request: arrivals per region (Poisson, bursty, daily profile
 or a closed loop of users), routing to a site, queueing, and the site's
@@ -29,7 +31,8 @@ servers running engine steps (continuous batching, KV-cache admission, chunked
 prefill; step times from the model's shape on its GPUs, see
 docs/inference.md), KV caches moving over DCI links from prefill to decode
 sites, and the network both ways (fiber km x 4.9 us/km, hops, a fixed per-path
-cost, last mile). Reports time to first token, time per output token and
+cost, last mile; fiber from a `distance` x the route factor, or, given
+`location` on both ends, routed over the catalog's cable landings). Reports time to first token, time per output token and
 end-to-end latency at p50/p90/p99 per region against its objectives, tokens
 per second, GPU, batch and KV-cache use per site, and the KV transfers per DCI
 link. Same seed, same output.";
