@@ -32,10 +32,11 @@ prefill; step times from the model's shape on its GPUs, see
 docs/inference.md), KV caches moving over DCI links from prefill to decode
 sites, and the network both ways (fiber km x 4.9 us/km, hops, a fixed per-path
 cost, last mile; fiber from a `distance` x the route factor, or, given
-`location` on both ends, routed over the catalog's cable landings). Reports time to first token, time per output token and
-end-to-end latency at p50/p90/p99 per region against its objectives, tokens
-per second, GPU, batch and KV-cache use per site, and the KV transfers per DCI
-link. Same seed, same output.";
+`location` on both ends, routed over the catalog's cable landings). Reports
+time to first token, time per output token and end-to-end latency at
+p50/p90/p99 per region against its objectives, tokens per second, GPU, batch
+and KV-cache use per site, and the KV transfers per DCI link. Same seed, same
+output.";
 
 pub const PLACE_HELP: &str = "Examples:
   meshway place examples/inference-edge-vs-central.toml
