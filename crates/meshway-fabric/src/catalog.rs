@@ -87,7 +87,7 @@ pub struct WanGateway {
 }
 
 /// `[[inference.wan-cable]]`: a long-haul link between gateways of two continents; its
-/// length is the great circle between them times the pair's route factor.
+/// length is the great circle between them times the pair's `cable-factor`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct WanCable {
@@ -129,7 +129,8 @@ impl InferenceDefaults {
     /// route from `a` over land to a gateway of its continent, over cables (and across
     /// other continents' land between their gateways) to a gateway of `b`'s continent, and
     /// on to `b`, each land leg times its continent's route factor and each cable times its
-    /// pair's; the great circle times the pair's factor when no gateways connect the two.
+    /// pair's `cable-factor`; the great circle times the pair's route factor when no
+    /// gateways connect the two (continents without landings: the Middle East, Africa).
     /// The fixed cost is the pair of continents' (`route`).
     pub fn wan_path(&self, a: Place, b: Place) -> WanPath {
         let (factor, fixed) = self.route(a.continent, b.continent);
@@ -985,6 +986,12 @@ impl Catalog {
                         "route-factor and cable-factor must be at least 1",
                     ));
                 }
+                if w.cable_factor.is_some() && w.between[0] == w.between[1] {
+                    return Err(bad(
+                        format!("inference.wan-route[{}]", k + 1),
+                        "cable-factor applies to cables between two continents, not within one",
+                    ));
+                }
                 if i.wan_routes[..k].iter().any(|x| x.between == w.between || x.between == [w.between[1], w.between[0]])
                 {
                     return Err(bad(format!("inference.wan-route[{}]", k + 1), "names a pair of continents twice"));
@@ -1304,6 +1311,22 @@ mod overlay_tests {
             assert!(close(p.fiber_km, gc(rio, lagos) * 1.26) && p.via.is_empty(), "{p:?}");
             assert_eq!(p.fixed, Nanos(4_600_000));
         }
+        // Continents with a route but no cable between their landings: the great circle at
+        // the pair's whole-path route factor (2.03 from Europe to Asia-Pacific), no landings.
+        let only_marea = Catalog::with_overlay(
+            "[[inference.wan-cable]]\nname = \"MAREA\"\nbetween = [\"virginia-beach\", \"bilbao\"]\nsource = \"s\"\n",
+            "mine.toml",
+        )
+        .unwrap();
+        let j = only_marea.inference.unwrap();
+        assert_eq!(j.wan_cables.len(), 1, "an overlay's cables replace the built-in list");
+        let (paris, tokyo) = ([48.86, 2.35], [35.68, 139.77]);
+        let p = j.wan_path(at(paris, Europe), at(tokyo, crate::infer_config::Continent::AsiaPacific));
+        assert!(close(p.fiber_km, gc(paris, tokyo) * 2.03) && p.via.is_empty(), "{p:?}");
+        assert_eq!(p.fixed, Nanos(2_250_000));
+        // A cable factor within one continent is refused.
+        let e = refused("[[inference.wan-route]]\nbetween = [\"africa\", \"africa\"]\nroute-factor = 1.3\ncable-factor = 1.2\nwan-fixed = \"1ms\"\nsource = \"s\"\n");
+        assert!(e.contains("wan-route[1]") && e.contains("not within one"), "{e}");
         // Bad entries are refused, naming the entry.
         let cable = |a: &str, b: &str| {
             format!("[[inference.wan-cable]]\nname = \"x\"\nbetween = [\"{a}\", \"{b}\"]\nsource = \"s\"\n")

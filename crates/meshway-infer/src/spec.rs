@@ -863,12 +863,23 @@ fn validate_site(
         model,
         role: s.role.unwrap_or(SiteRole::Both),
         continent: s.continent,
-        location: checked_location(s.location, ctx)?,
+        location: checked_location(s.location, s.continent, ctx)?,
     })
 }
 
-/// A `location` as given, or why it is not one.
-fn checked_location(l: Option<[f64; 2]>, ctx: &Ctx) -> Result<Option<[f64; 2]>, FabricError> {
+/// A `location` as given, or why it is not one. It needs a `continent` beside it: paths are
+/// routed over the cable landings of their ends' continents.
+fn checked_location(
+    l: Option<[f64; 2]>,
+    continent: Option<Continent>,
+    ctx: &Ctx,
+) -> Result<Option<[f64; 2]>, FabricError> {
+    if l.is_some() && continent.is_none() {
+        return Err(ctx.invalid(
+            "continent",
+            "a `location` needs a `continent` (north-america, south-america, europe, asia-pacific, middle-east or africa): paths between continents are routed over that continent's cable landings",
+        ));
+    }
     match l {
         Some([lat, lon]) if !((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)) => Err(ctx.invalid(
             "location",
@@ -918,7 +929,7 @@ fn region_paths(
     per_km: Nanos,
     last_mile: Nanos,
 ) -> Result<Vec<Option<Path>>, FabricError> {
-    checked_location(r.location, ctx)?;
+    checked_location(r.location, r.continent, ctx)?;
     let site_names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
     for (key, names) in [
         ("distance", r.distance.keys().collect::<Vec<_>>()),

@@ -102,22 +102,34 @@ fn locations_route_the_path() {
     assert_eq!(fiber, (gc * 1.2 * 1e6).round() as u64);
     assert!((500_000_000..600_000_000).contains(&fiber), "Paris-Frankfurt is about 480 km: {fiber}");
     // A `distance` still wins; no location on one end and no distance: the site is not reached.
+    let (na, eu) = ("continent = \"north-america\"\n", "continent = \"europe\"\n");
     assert_eq!(
-        path("location = [40.71, -74.0]\ndistance = { s = \"100km\" }", "location = [50.11, 8.68]").unwrap().0,
-        126_000_000
+        path(
+            &format!("{na}location = [40.71, -74.0]\ndistance = {{ s = \"100km\" }}"),
+            &format!("{eu}location = [50.11, 8.68]")
+        )
+        .unwrap()
+        .0,
+        127_000_000 // 100 km x North America to Europe's 1.27
     );
-    let e = spec_from_text(&one_site("rate = 1\nlocation = [40.71, -74.0]", model, ""), "c.toml", &cat)
-        .unwrap_err()
-        .to_string();
+    let refused = |region: &str, site: &str| {
+        spec_from_text(&one_site(&format!("rate = 1\n{region}"), model, site), "c.toml", &cat).unwrap_err().to_string()
+    };
+    let e = refused(&format!("{na}location = [40.71, -74.0]"), "");
     assert!(e.contains("no distance or fiber") && e.contains("location"), "{e}");
-    let e = spec_from_text(&one_site("rate = 1\nlocation = [40.71, 190.0]", model, ""), "c.toml", &cat)
-        .unwrap_err()
-        .to_string();
+    let e = refused(&format!("{na}location = [40.71, 190.0]"), "");
     assert!(e.contains("location") && e.contains("-180..180") && e.contains("190"), "{e}");
-    let e = spec_from_text(&one_site("rate = 1", model, "location = [-91.0, 0.0]"), "c.toml", &cat)
-        .unwrap_err()
-        .to_string();
+    let e = refused("distance = { s = \"1km\" }", &format!("{eu}location = [-91.0, 0.0]"));
     assert!(e.contains("location") && e.contains("-91"), "{e}");
+    for bad in ["[nan, 0.0]", "[0.0, inf]", "[0.0, -inf]"] {
+        let e = refused(&format!("{na}location = {bad}"), "");
+        assert!(e.contains("location") && e.contains("expected [latitude, longitude]"), "{bad}: {e}");
+    }
+    // A location without a continent is refused (it could not be routed), naming the key.
+    let e = refused("location = [40.71, -74.0]", "");
+    assert!(e.contains("region[1].continent") && e.contains("needs a `continent`"), "{e}");
+    let e = refused("distance = { s = \"1km\" }", "location = [50.11, 8.68]");
+    assert!(e.contains("continent") && e.contains("needs a `continent`"), "{e}");
 }
 
 /// With continents on both ends, the path takes the catalog's route for that pair: Europe

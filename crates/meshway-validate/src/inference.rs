@@ -173,9 +173,9 @@ pub struct WanOutcome {
     /// pair of continents): within a continent the great circle times its route factor,
     /// between continents over the catalog's cable landings (`via`).
     pub meshway_ms: f64,
-    /// The routed fibre length in km, and its ratio to the great circle (the path's
-    /// effective route factor, not a catalog value).
+    /// The routed fibre length in km.
     pub routed_km: f64,
+    /// Its ratio to the great circle: the path's effective route factor, not a catalog value.
     pub route_factor: f64,
     /// The cable landings the path passes, in order (empty for a direct path).
     pub via: Vec<String>,
@@ -213,6 +213,22 @@ pub fn run_wan(text: &str, file: &str, cat: &Catalog) -> Result<(Vec<WanOutcome>
         let (from, to) = ((f("from_lat")?, f("from_lon")?), (f("to_lat")?, f("to_lon")?));
         let km = great_circle_km(from.0, from.1, to.0, to.1);
         let published = f("rtt_ms")?;
+        if published <= 0.0 {
+            return Err(csv_err(
+                file,
+                line,
+                format!("expected a positive round trip in column rtt_ms, got {published}"),
+            ));
+        }
+        for (lat, lon, which) in [(from.0, from.1, "from"), (to.0, to.1, "to")] {
+            if !((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)) {
+                return Err(csv_err(
+                    file,
+                    line,
+                    format!("expected {which}_lat in -90..90 and {which}_lon in -180..180, got {lat}, {lon}"),
+                ));
+            }
+        }
         let class = row.get("pair_class").cloned().unwrap_or_default();
         let pair = pair_continents(&class);
         let path = d.wan_path(

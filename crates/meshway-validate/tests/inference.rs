@@ -176,6 +176,13 @@ fn wan_round_trips_hold_their_bounds() {
     assert_eq!(r.via, ["fortaleza", "boca-raton", "new-york", "bude"]);
     let (_, ms) = routed([-23.55, -46.633], &r.via, [52.3667, 4.9], &[1.26, 1.26, 1.78, 1.26, 1.2], 4.6);
     assert!((r.meshway_ms - ms).abs() < 1e-6, "{r:?} {ms}");
+    // The Pacific and Europe-Asia cables at their own factors (1.22, 1.78), not the default.
+    let r = rows.iter().find(|r| r.from == "West US" && r.to == "Japan East").unwrap();
+    let (_, ms) = routed([37.783, -122.417], &r.via, [35.68, 139.77], &[1.78, 1.22, 1.45], 2.25);
+    assert!(r.via.len() == 2 && (r.meshway_ms - ms).abs() < 1e-6, "{r:?} {ms}");
+    let r = rows.iter().find(|r| r.from == "West Europe" && r.to == "Central India").unwrap();
+    let (_, ms) = routed([52.3667, 4.9], &r.via, [18.5822, 73.9197], &[1.2, 1.78, 1.45], 2.25);
+    assert!(r.via == ["marseille", "mumbai"] && (r.meshway_ms - ms).abs() < 1e-6, "{r:?} {ms}");
     // Within a continent: the great circle times its factor, no landings.
     let r = rows.iter().find(|r| r.from == "East US" && r.to == "Central US").unwrap();
     assert!(
