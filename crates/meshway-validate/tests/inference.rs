@@ -141,7 +141,7 @@ fn bad_setup_is_a_clear_error() {
 /// The path model against Azure's published inter-region round trips: with a route factor
 /// per pair of continents and one fixed cost (both fitted to this table), and paths between
 /// continents routed over the catalog's cable landings, 83% of the 52 pairs are within 15%
-/// (median 8.9%); along the great circle it was 75% (9.5%), with one factor for all pairs
+/// (median 8.4%); along the great circle it was 75% (9.5%), with one factor for all pairs
 /// 63% (11.8%).
 #[test]
 fn wan_round_trips_hold_their_bounds() {
@@ -173,7 +173,7 @@ fn wan_round_trips_hold_their_bounds() {
     // Brazil South to West Europe: through North America, four landings (a pair without a
     // fitted route, so 1.26 on the Monet cable and 4.6 ms).
     let r = rows.iter().find(|r| r.from == "Brazil South" && r.to == "West Europe").unwrap();
-    assert_eq!(r.via, ["fortaleza", "boca-raton", "new-york", "bude"]);
+    assert_eq!(r.via, ["praia-grande", "boca-raton", "new-york", "bude"]);
     let (_, ms) = routed([-23.55, -46.633], &r.via, [52.3667, 4.9], &[1.26, 1.26, 1.78, 1.26, 1.2], 4.6);
     assert!((r.meshway_ms - ms).abs() < 1e-6, "{r:?} {ms}");
     // The Pacific and Europe-Asia cables at their own factors (1.22, 1.78), not the default.
@@ -189,20 +189,20 @@ fn wan_round_trips_hold_their_bounds() {
         (r.meshway_ms - 2.0 * (r.great_circle_km * 1.78 * 4.9e-3 + 2.25)).abs() < 1e-9 && r.via.is_empty(),
         "{r:?}"
     );
-    // East US to Brazil South: to Boca Raton over land (1.78), Monet (1.26, no fitted
-    // route for the pair), on to Sao Paulo over land (1.26), + 4.6 ms.
+    // East US to Brazil South: to Boca Raton over land (1.78), Monet to Praia Grande (1.26,
+    // no fitted route for the pair), on to Sao Paulo over land (1.26), + 4.6 ms.
     let r = rows.iter().find(|r| r.class == "NA-SA").unwrap();
     let (_, ms) = routed([37.3719, -79.8164], &r.via, [-23.55, -46.633], &[1.78, 1.26, 1.26], 4.6);
-    assert!(r.via == ["boca-raton", "fortaleza"] && (r.meshway_ms - ms).abs() < 1e-6, "{r:?} {ms}");
+    assert!(r.via == ["boca-raton", "praia-grande"] && (r.meshway_ms - ms).abs() < 1e-6, "{r:?} {ms}");
 }
 
-/// Two tables held out of the route model's fit. IBM Cloud (2026): 76% of 78 pairs within
-/// 15% (median 6.3%), where the great-circle model put 47% (16.2%). AWS (2017, ~2016 paths):
-/// 82% of 45 pairs (median 8.4%), where the great-circle model put 56% (11.6%); its misses
-/// are what showed the detours, so it is no longer a clean hold-out.
+/// Two tables held out of the route model's fit. IBM Cloud (2026): 77% of 78 pairs within
+/// 15% (median 6.9%), where the great-circle model put 47% (16.2%). AWS (2017, ~2016 paths,
+/// before Monet): 80% of 45 pairs (median 8.3%), where the great-circle model put 56%
+/// (11.6%); its misses are what showed the detours, so it is no longer a clean hold-out.
 #[test]
 fn held_out_wan_round_trips_hold_their_bounds() {
-    for (file, n, within, median) in [("wan-rtt-aws.csv", 45, 0.82, 0.085), ("wan-rtt-modern.csv", 78, 0.75, 0.07)] {
+    for (file, n, within, median) in [("wan-rtt-aws.csv", 45, 0.80, 0.085), ("wan-rtt-modern.csv", 78, 0.76, 0.072)] {
         let (f, text) = read(file);
         let (rows, groups) = meshway_validate::inference::run_wan(&text, &f, &Catalog::builtin()).unwrap();
         assert_eq!(rows.len(), n, "{file}");
