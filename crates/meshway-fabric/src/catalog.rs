@@ -123,6 +123,12 @@ pub fn great_circle_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     2.0 * 6371.0 * h.sqrt().min(1.0).asin()
 }
 
+/// Whether a latitude and longitude in degrees are on the globe (-90..=90, -180..=180);
+/// NaN is not.
+pub fn on_globe(lat: f64, lon: f64) -> bool {
+    (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)
+}
+
 impl InferenceDefaults {
     /// The path between two places. Within a continent, or where a continent is unknown:
     /// the great circle times the pair's route factor. Between continents: the shortest
@@ -154,8 +160,9 @@ impl InferenceDefaults {
         let edge = |u: usize, v: usize| -> Option<f64> {
             let (pu, pv) = (nodes[u], nodes[v]);
             let same = pu.continent == pv.continent;
-            // The endpoints reach each other only over a gateway (they are on two continents).
-            if (u < 2 && v < 2) || !(same || cables.contains(&(u, v)) || cables.contains(&(v, u))) {
+            // Land within a continent, or a cable (the endpoints are on two continents, so
+            // they reach each other only over gateways).
+            if !(same || cables.contains(&(u, v)) || cables.contains(&(v, u))) {
                 return None;
             }
             let f = if same {
@@ -1003,7 +1010,7 @@ impl Catalog {
                     return Err(bad(entry(), "needs a unique non-empty name"));
                 }
                 let [lat, lon] = g.location;
-                if !((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)) {
+                if !on_globe(lat, lon) {
                     return Err(bad(
                         entry(),
                         &format!("location must be [latitude, longitude] in degrees (-90..90, -180..180), got [{lat}, {lon}]"),

@@ -1,7 +1,7 @@
 //! Validation of the inference part of a scenario into a runnable [`InferSpec`].
 //! Errors are [`FabricError::Invalid`] naming the file, line and key, like the planner's.
 
-use meshway_fabric::catalog::{InferenceDefaults, Place};
+use meshway_fabric::catalog::{on_globe, InferenceDefaults, Place};
 use meshway_fabric::config::SiteConfig;
 use meshway_fabric::error::closest;
 use meshway_fabric::infer_config::{
@@ -881,7 +881,7 @@ fn checked_location(
         ));
     }
     match l {
-        Some([lat, lon]) if !((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)) => Err(ctx.invalid(
+        Some([lat, lon]) if !on_globe(lat, lon) => Err(ctx.invalid(
             "location",
             format!("expected [latitude, longitude] in degrees (-90..90, -180..180), got [{lat}, {lon}]"),
         )),

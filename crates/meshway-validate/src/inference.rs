@@ -11,7 +11,7 @@
 //! Pure: the caller reads the files and passes their text.
 
 use crate::{median, ValidateError};
-use meshway_fabric::catalog::Place;
+use meshway_fabric::catalog::{on_globe, Place};
 use meshway_fabric::infer_config::Continent;
 use meshway_fabric::Catalog;
 use serde::{Deserialize, Serialize};
@@ -221,7 +221,7 @@ pub fn run_wan(text: &str, file: &str, cat: &Catalog) -> Result<(Vec<WanOutcome>
             ));
         }
         for (lat, lon, which) in [(from.0, from.1, "from"), (to.0, to.1, "to")] {
-            if !((-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon)) {
+            if !on_globe(lat, lon) {
                 return Err(csv_err(
                     file,
                     line,
