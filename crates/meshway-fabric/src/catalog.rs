@@ -589,6 +589,11 @@ pub struct ServingDefaults {
     /// Latency of one tensor-parallel all-reduce between two GPUs (two per layer per step);
     /// x log2(GPUs) for more.
     pub allreduce_latency: Nanos,
+    /// Latency of a one-shot all-reduce (each GPU reads every peer's buffer over NVLink and
+    /// reduces locally, as engines' custom all-reduce kernels do for small messages). When
+    /// set, an all-reduce takes the cheaper of it and the ring. Absent: the ring only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allreduce_oneshot_latency: Option<Nanos>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }

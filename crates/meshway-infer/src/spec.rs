@@ -107,6 +107,8 @@ pub struct Shape {
     /// Bytes/s of one GPU's NVLink (all-reduce payload), 0 for one GPU.
     pub nvlink_bytes_per_s: f64,
     pub allreduce_ns: u64,
+    /// One-shot all-reduce latency (`[serving] allreduce-oneshot-latency`), if any.
+    pub oneshot_ns: Option<u64>,
     pub step_overhead_ns: u64,
     /// Share of the matmul rate a mixture of experts' grouped expert GEMMs reach (1 for a dense
     /// model); its weight reads are not slowed.
@@ -159,11 +161,17 @@ impl Shape {
         let attn = (attn_flops / self.flops).max(kv_read * self.kv_bytes_per_token / self.bytes_per_s);
         let roof = gemm + attn;
         let comm = if self.gpus > 1 {
-            let payload = tokens * self.hidden * 2.0 * 2.0 * f64::from(self.gpus - 1) / f64::from(self.gpus);
-            // Latency grows with the number of GPUs as log2 (a two-GPU all-reduce is one
-            // exchange; eight take three rounds of recursive doubling).
-            let latency = self.allreduce_ns as f64 * 1e-9 * f64::from(self.gpus).log2();
-            2.0 * l * (latency + payload / self.nvlink_bytes_per_s)
+            let (n, bytes) = (f64::from(self.gpus), tokens * self.hidden * 2.0);
+            // Ring: each GPU sends 2 (n-1)/n of the activations; its latency grows with the
+            // number of GPUs as log2 (a two-GPU all-reduce is one exchange; eight take three
+            // rounds of recursive doubling).
+            let ring =
+                self.allreduce_ns as f64 * 1e-9 * n.log2() + 2.0 * bytes * (n - 1.0) / n / self.nvlink_bytes_per_s;
+            // One-shot: each GPU reads all n-1 peers' activations at once, one latency.
+            let once = self
+                .oneshot_ns
+                .map_or(f64::INFINITY, |a| a as f64 * 1e-9 + bytes * (n - 1.0) / self.nvlink_bytes_per_s);
+            2.0 * l * ring.min(once)
         } else {
             0.0
         };
@@ -625,6 +633,7 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
         bytes_per_s: g * bw.0 as f64 / 8.0 * be,
         nvlink_bytes_per_s: nvlink,
         allreduce_ns: sv.allreduce_latency.0,
+        oneshot_ns: sv.allreduce_oneshot_latency.map(|n| n.0),
         step_overhead_ns: m.step_overhead.unwrap_or(sv.step_overhead).0,
         moe_efficiency: if llm.active() < llm.params { sv.moe_efficiency } else { 1.0 },
         knee: sv.roofline_knee,

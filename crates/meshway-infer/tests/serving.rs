@@ -433,13 +433,13 @@ fn mixture_of_experts_efficiency_applies_to_flops() {
     let c = 8192.0;
     let attn = (4.0 * 32.0 * 4096.0 * (c * c / 2.0) / flops).max(c * 65_536.0 / bw);
     let gemm = |e: f64| (2.0 * 12.9e9 * c / flops / e).max(s.weight_read(c) / bw);
-    assert_eq!(full(&s, 8192), ((gemm(0.7) + attn) * 1e9).ceil() as u64);
+    assert_eq!(full(&s, 8192), ((gemm(0.75) + attn) * 1e9).ceil() as u64);
     assert_eq!(full(&half, 8192), ((gemm(0.5) + attn) * 1e9).ceil() as u64);
     assert!(full(&half, 8192) > full(&s, 8192) * 13 / 10);
     // With the built-in knee the matrix work is sqrt(C^2 + M^2).
     let mut kneed = s.clone();
     kneed.knee = Some(2.0);
-    let (cf, mr) = (2.0 * 12.9e9 * c / flops / 0.7, s.weight_read(c) / bw);
+    let (cf, mr) = (2.0 * 12.9e9 * c / flops / 0.75, s.weight_read(c) / bw);
     let want = ((meshway_infer::spec::roofline(cf, mr, Some(2.0)) + attn) * 1e9).ceil() as u64;
     assert_eq!(full(&kneed, 8192), want);
     assert!(full(&kneed, 8192) > full(&s, 8192));
@@ -470,4 +470,39 @@ fn roofline_knee_closed_form() {
     let t = s.step_ns(0, 0.0, 1, &[(tokens.round() as u32, 0)]) as f64 * 1e-9;
     let m = 8.03e9 * 2.0 / s.bytes_per_s;
     assert!((t / (m * 2f64.sqrt()) - 1.0).abs() < 0.02, "{t} vs {m}");
+}
+
+/// Tensor parallelism: two all-reduces per layer per step, each the cheaper of a one-shot
+/// (one latency, every GPU reading its n-1 peers' activations) and a ring (latency x log2 n,
+/// 2 (n-1)/n of the activations). Llama 3.1 70B in BF16 over 4 H100s with the built-in
+/// figures: one-shot 28 us, ring 40 us x 2, NVLink 370.8 GB/s, 8,192 x 2 bytes per token.
+#[test]
+fn tensor_parallel_allreduce_is_the_cheaper_of_one_shot_and_ring() {
+    let m = "llm = \"llama-3.1-70b\"\ngpu = \"h100-sxm\"\ngpus-per-server = 4\nprecision = \"bf16\"\n\
+             prompt-tokens = 100\noutput-tokens = 10";
+    let s = shape(&scenario(m, "concurrency = 1", "1ns").replace("gpus = 1", "gpus = 4"));
+    assert_eq!((s.gpus, s.allreduce_ns, s.oneshot_ns), (4, 40_000, Some(28_000)));
+    assert!((s.nvlink_bytes_per_s - 370.8e9).abs() < 1.0);
+    // The same step without communication: one GPU's worth of all-reduces is none.
+    let mut alone = s.clone();
+    alone.gpus = 1;
+    let comm = |s: &Shape, tokens: u32| {
+        s.step_ns(0, 0.0, 1, &[(tokens, 0)]) as f64 - alone.step_ns(0, 0.0, 1, &[(tokens, 0)]) as f64
+    };
+    let (b, bw) = (8192.0 * 2.0, 370.8e9);
+    let once = |t: f64| 28e-6 + 3.0 * t * b / bw;
+    let ring = |t: f64| 80e-6 + 1.5 * t * b / bw;
+    // One-shot below the crossover (52 us x 370.8 GB/s / 1.5 = 12.9 MB, 784 tokens), the ring
+    // above it; each within the two steps' rounding.
+    for (tokens, want) in [(1.0, once(1.0)), (700.0, once(700.0)), (900.0, ring(900.0)), (8192.0, ring(8192.0))] {
+        let got = comm(&s, tokens as u32);
+        assert!((got - 160.0 * want * 1e9).abs() <= 1.0, "{tokens} tokens: {got} ns, want {}", 160.0 * want * 1e9);
+    }
+    assert!(once(700.0) < ring(700.0) && ring(900.0) < once(900.0));
+    // A lone token's step pays 160 one-shot latencies: 4.5 ms, not the ring's 12.8 ms.
+    assert!((4_450_000.0..4_550_000.0).contains(&comm(&s, 1)), "{}", comm(&s, 1));
+    // Without a one-shot figure every all-reduce is a ring.
+    let mut no_oneshot = s.clone();
+    no_oneshot.oneshot_ns = None;
+    assert!((comm(&no_oneshot, 1) - 160.0 * ring(1.0) * 1e9).abs() <= 1.0);
 }
