@@ -586,12 +586,14 @@ pub struct ServingDefaults {
     pub token_budget: u32,
     /// Requests one server runs at once.
     pub max_batch: u32,
-    /// Latency of one tensor-parallel all-reduce between two GPUs (two per layer per step);
-    /// x log2(GPUs) for more.
+    /// Latency of one tensor-parallel ring all-reduce between two GPUs (two per layer per
+    /// step); x log2(GPUs) for more.
     pub allreduce_latency: Nanos,
     /// Latency of a one-shot all-reduce (each GPU reads every peer's buffer over NVLink and
     /// reduces locally, as engines' custom all-reduce kernels do for small messages). When
-    /// set, an all-reduce takes the cheaper of it and the ring. Absent: the ring only.
+    /// set, an all-reduce takes the cheaper of it and the ring. Absent: the ring only. An
+    /// overlay that patches `[serving]` without it inherits the built-in 28 us; a large
+    /// value ("1s") turns it off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allreduce_oneshot_latency: Option<Nanos>,
     pub source: Option<String>,

@@ -106,6 +106,7 @@ pub struct Shape {
     pub bytes_per_s: f64,
     /// Bytes/s of one GPU's NVLink (all-reduce payload), 0 for one GPU.
     pub nvlink_bytes_per_s: f64,
+    /// Ring all-reduce latency per log2 of the GPUs (`[serving] allreduce-latency`).
     pub allreduce_ns: u64,
     /// One-shot all-reduce latency (`[serving] allreduce-oneshot-latency`), if any.
     pub oneshot_ns: Option<u64>,
@@ -162,9 +163,9 @@ impl Shape {
         let roof = gemm + attn;
         let comm = if self.gpus > 1 {
             let (n, bytes) = (f64::from(self.gpus), tokens * self.hidden * 2.0);
-            // Ring: each GPU sends 2 (n-1)/n of the activations; its latency grows with the
-            // number of GPUs as log2 (a two-GPU all-reduce is one exchange; eight take three
-            // rounds of recursive doubling).
+            // Ring (NCCL's, or an engine's two-shot): each GPU sends 2 (n-1)/n of the
+            // activations; its latency grows with the number of GPUs as log2 (a two-GPU
+            // all-reduce is one exchange; eight take three rounds), a fitted figure.
             let ring =
                 self.allreduce_ns as f64 * 1e-9 * n.log2() + 2.0 * bytes * (n - 1.0) / n / self.nvlink_bytes_per_s;
             // One-shot: each GPU reads all n-1 peers' activations at once, one latency.

@@ -505,4 +505,16 @@ fn tensor_parallel_allreduce_is_the_cheaper_of_one_shot_and_ring() {
     let mut no_oneshot = s.clone();
     no_oneshot.oneshot_ns = None;
     assert!((comm(&no_oneshot, 1) - 160.0 * ring(1.0) * 1e9).abs() <= 1.0);
+    // TP 8 (log2 n = 3 rounds, 7/4 of the activations; one-shot 7 x): the crossover moves to
+    // 92 us x 370.8 GB/s / 5.25 = 6.5 MB, 397 tokens.
+    let mut s8 = s.clone();
+    s8.gpus = 8;
+    let once8 = |t: f64| 28e-6 + 7.0 * t * b / bw;
+    let ring8 = |t: f64| 120e-6 + 1.75 * t * b / bw;
+    for (tokens, want) in [(1.0, once8(1.0)), (390.0, once8(390.0)), (400.0, ring8(400.0)), (4096.0, ring8(4096.0))] {
+        let got = s8.step_ns(0, 0.0, 1, &[(tokens as u32, 0)]) as f64
+            - alone.step_ns(0, 0.0, 1, &[(tokens as u32, 0)]) as f64;
+        assert!((got - 160.0 * want * 1e9).abs() <= 1.0, "TP8 {tokens} tokens: {got} ns, want {}", 160.0 * want * 1e9);
+    }
+    assert!(once8(390.0) < ring8(390.0) && ring8(400.0) < once8(400.0));
 }
