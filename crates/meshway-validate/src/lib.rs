@@ -281,23 +281,25 @@ fn busbw(
 fn why_outside(row: &Row, size: u64, error: f64) -> String {
     let algo = row.nccl_algo.as_deref().unwrap_or("");
     if algo.to_ascii_lowercase().starts_with("collnet") || row.id.contains("sharp") {
-        return "NCCL may have reduced in the InfiniBand switches (SHARP / CollNet); the source's fabric is not described as SHARP-capable switches here".into();
+        return "NCCL may have reduced in the InfiniBand switches (SHARP / CollNet); this setup does not model SHARP switches".into();
     }
     if size <= 1 << 20 {
         return if error > 0.0 {
-            "small message: meshway's step latencies are NCCL's own tuning-model figures (tuning.cc), and measured runs take longer (kernel launch, proxy and synchronization costs the model leaves out; single-process runs add more)".into()
+            "small message: meshway uses the base and step latencies of NCCL's tuning model (tuning.cc; for all-to-all, which that model does not cover, the ring figures), and this run took longer; the source does not say where the time went".into()
         } else {
-            "small message: meshway is slower than measured; NCCL's choice of algorithm or protocol for this size is not among meshway's candidates".into()
+            "small message: meshway is slower than measured; the source does not say which algorithm and protocol ran"
+                .into()
         };
     }
     if size <= 64 << 20 && error > 0.0 {
-        // Not fewer channels: NCCL trims a ring's or tree's channels only below nChannels x
-        // threads x threshold bytes (32 KiB a channel for Simple; enqueue.cc, getAlgoInfo),
-        // 2 MiB at 64 channels, under this band.
-        return "medium message: meshway follows NCCL's tuning model (tuning.cc's step latencies and the catalog's achievable rates) and this run was slower; the source does not say what it lost at this size".into();
+        // Not fewer channels for Simple: NCCL trims a ring's or tree's channels only below
+        // nChannels x threads x threshold bytes (32 KiB a channel for Simple; enqueue.cc,
+        // getAlgoInfo), 2 MiB at 64 channels, under this band (ring LL's threshold grows
+        // with the ranks, but LL is rarely picked at these sizes).
+        return "medium message: meshway uses the step latencies of NCCL's tuning model (tuning.cc) and the catalog's achievable rates, and this run was slower; the source does not say what it lost at this size".into();
     }
     if error > 0.0 {
-        "meshway runs NVLink and the NICs at the achievable rates of the catalog (NCCL's topology model and its maintainers' figures); this system measured less".into()
+        "meshway runs NVLink and the NICs at the achievable rates of the catalog (NCCL's topology model and its maintainers' figures; the line rate where the catalog gives none); this system measured less".into()
     } else {
         "meshway is slower than measured: NCCL's algorithm or protocol for this size is faster than meshway's candidates here".into()
     }

@@ -42,14 +42,15 @@ pub const PLACE_HELP: &str = "Examples:
   meshway place examples/inference-edge-vs-central.toml
   meshway place examples/inference-edge-vs-central.toml --n-plus-1 --json
 
-Chooses how many GPUs go to each candidate site (max-gpus > 0) so every region
-meets its p99 time-to-first-token (and time-per-output-token) objectives at
-least cost (a server's capacity comes from its KV cache and the strictest TPOT
-objective it serves): every subset of sites is tried with each region at its
-nearest open site, sized to the target utilization, then simulated (and
-repaired where a region misses). Compares all-central, all-edge and optimized,
-and simulates the optimized plan with each site and each region's route failed
-in turn.";
+Chooses how many GPUs go to each candidate site (one whose max-gpus holds at
+least one server) so every region meets its p99 time-to-first-token (and
+time-per-output-token) objectives at least cost (a server's capacity comes from
+its KV cache and the strictest TPOT objective it serves): every subset of sites
+is sized with each region at its nearest open site and the target utilization;
+the subsets that pass are simulated cheapest first (and repaired where a region
+misses) until no cheaper one is left. Compares all-central, all-edge and
+optimized, and simulates the optimized plan with each site and each region's
+route failed in turn.";
 
 #[derive(clap::Args, Debug)]
 pub struct InferArgs {
@@ -83,6 +84,7 @@ pub struct PlaceArgs {
     /// Simulated time for each check (default: [inference] duration).
     #[arg(long)]
     duration: Option<Nanos>,
+    /// Random seed (default: the scenario's `seed`, else 1).
     #[arg(long)]
     seed: Option<u64>,
     /// Sizing rules only: no simulation, repair or failure checks.

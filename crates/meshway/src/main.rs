@@ -48,8 +48,10 @@ struct Common {
     /// A catalog file whose entries replace or add to the built-in catalog.
     #[arg(long, value_name = "FILE")]
     catalog: Option<PathBuf>,
-    /// Also write a self-contained HTML report with charts to this file: each fabric drawn
-    /// by tiers, its bill of materials by cost, and the text report.
+    /// Also write a self-contained HTML report to this file: the command's charts (plan and
+    /// compare: each fabric by tiers and its bill of materials; infer: p99 TTFT per region
+    /// against its objective; place: GPUs per site of each plan; validate: published
+    /// against simulated) and its text report.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
 }
@@ -160,7 +162,8 @@ and the median and max |error| per operation, size band and scale.
 Reads DIR/inference/throughput.csv and latency-load.csv (published serving
 benchmarks) and DIR/inference/setups.toml (their models, GPUs and engine
 settings as meshway [[model]] keys). Each row runs as one server: offline rows
-with every request sent at once, rate rows with Poisson arrivals. Prints
+with every request sent at once, rate rows with Poisson arrivals, concurrency
+rows as a closed loop of users. Prints
 output tokens/s, time to first token and inter-token latency, published and
 simulated, and per group the share within 15% (throughput) or 20% (latency);
 then every figure outside its bound, with the reason setups.toml's [[known]]
@@ -182,7 +185,7 @@ row that should match does not.")]
         /// The validation set (default: validation).
         #[arg(default_value = "validation")]
         dir: PathBuf,
-        /// Which part: collectives, inference or all.
+        /// Which part: collectives, inference, plan or all.
         #[arg(long, default_value = "all", value_parser = ["all", "collectives", "inference", "plan"])]
         set: String,
         #[command(flatten)]
