@@ -431,6 +431,11 @@ pub struct SimDefaults {
     pub pipeline_depth: u32,
     #[serde(default = "default_pipeline_chunk")]
     pub pipeline_chunk: meshway_units::Bytes,
+    /// NCCL's network post overhead (its getNetOverhead: 1 us on Intel x86 hosts, 2 us on
+    /// AMD): a ring across hosts pays at least this per NVLink step (three times it with
+    /// Simple). Absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_overhead: Option<Nanos>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }

@@ -120,6 +120,26 @@ pub struct CollSpec {
     pub proto: Proto,
     /// The rates NCCL reaches on this hardware and the reductions it offers.
     pub hw: Hardware,
+    /// NCCL's network post overhead for a flat ring across hosts (`[simulation]
+    /// net-overhead`): see [`CollSpec::ring_step_alpha`]. None for rings inside another
+    /// algorithm (hierarchical phases), which NCCL's tuning model does not describe.
+    pub net_overhead: Option<Nanos>,
+}
+
+/// Where a collective's ranks sit: on how many hosts, and whether each host holds one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostShape {
+    pub hosts: usize,
+    pub one_per_host: bool,
+}
+
+impl HostShape {
+    pub fn of(topo: &dyn Topology, ranks: &[u32]) -> HostShape {
+        let mut hosts: Vec<u32> = ranks.iter().map(|&r| topo.host_of(r)).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        HostShape { hosts: hosts.len(), one_per_host: hosts.len() == ranks.len() }
+    }
 }
 
 /// What the hardware lets a collective reach: the achievable share of the NVLink and NIC
@@ -255,6 +275,29 @@ impl CollSpec {
             self.proto.nvls_tree_step.unwrap_or(t[2]).max(self.alpha)
         } else {
             t[2].max(self.alpha)
+        }
+    }
+
+    /// The step latency NCCL's tuning model gives a message of a flat ring all-reduce,
+    /// all-gather or reduce-scatter across hosts (NVIDIA/nccl src/graph/tuning.cc, NCCL
+    /// 2.30.7): an NVLink step at least the network post overhead (three times it with
+    /// Simple), since "inter-node rings still have to launch nsteps * net overhead"; with one
+    /// GPU per host a network step is the tree's ("with ppn=1 latencies are fully exposed").
+    /// Any other message: [`CollSpec::step_alpha`].
+    pub fn ring_step_alpha(&self, local: bool, shape: HostShape) -> Nanos {
+        let base = self.step_alpha(local);
+        let ring = self.algo == Algo::Ring && matches!(self.op, Op::AllReduce | Op::AllGather | Op::ReduceScatter);
+        match self.net_overhead {
+            Some(o) if ring && shape.hosts > 1 && !self.proto.is_transport() => {
+                if local {
+                    base.max(Nanos(o.0.saturating_mul(if self.proto.name == "simple" { 3 } else { 1 })))
+                } else if shape.one_per_host {
+                    self.proto.tree[2].max(self.alpha)
+                } else {
+                    base
+                }
+            }
+            _ => base,
         }
     }
 
@@ -440,6 +483,7 @@ fn ring_phase(
         }
         Model::Steady | Model::Direct => {
             let mut worst = 0u64;
+            let shape = HostShape::of(&*topo, &spec.ranks);
             for (ch, ring) in rings.iter().enumerate() {
                 let mut lats = Vec::with_capacity(n);
                 for i in 0..n {
@@ -450,7 +494,9 @@ fn ring_phase(
                     m.deps = after.to_vec();
                     last.push(prog.push(m));
                     let local = ring.via[i].is_none() && topo.local(a, b);
-                    lats.push(topo.edge_latency(a, b, ring.via[i], spec.packet).0 + spec.step_alpha(local).0);
+                    lats.push(
+                        topo.edge_latency(a, b, ring.via[i], spec.packet).0 + spec.ring_step_alpha(local, shape).0,
+                    );
                 }
                 worst = worst.max(chain_latency(&mut lats, steps));
             }
@@ -503,6 +549,7 @@ pub fn build(
     let g = if planes > 1 { by_host(&*topo, &spec.ranks).map_or(1, |x| x[0].len().max(1)) as u32 } else { 1 };
     let mut built = build_steps(prog, topo, spec, after)?;
     let transport = spec.proto.is_transport();
+    let shape = HostShape::of(&*topo, &spec.ranks);
     for m in &mut prog.msgs[first..] {
         // Messages to and from a reducing switch were written with their own rates.
         if m.is_wait() || m.leg != Leg::Path || m.alpha().is_some() {
@@ -515,7 +562,7 @@ pub fn build(
         }
         if !transport {
             m.bytes = spec.proto.wire_bytes(m.bytes);
-            m.set_alpha(spec.step_alpha(local));
+            m.set_alpha(spec.ring_step_alpha(local, shape));
         }
     }
     if !transport {
@@ -733,7 +780,7 @@ fn build_steps(
         (Op::AllReduce, Algo::Hierarchical) => hierarchical(prog, topo, spec, after),
         (Op::AllReduce, Algo::SiteHierarchical) => {
             let sites: Vec<u32> = (0..topo.ranks() as u32).map(|r| topo.site_of(r)).collect();
-            let flat = CollSpec { algo: Algo::Ring, ..spec.clone() };
+            let flat = CollSpec { algo: Algo::Ring, net_overhead: None, ..spec.clone() };
             site_all_reduce(prog, topo, &flat, &sites, after)
         }
         (op, algo) => Err(CollectiveError::NotModeled {
@@ -1273,7 +1320,14 @@ pub fn site_all_reduce(
     if let Some(bad) = groups.iter().find(|x| x.len() != g) {
         return Err(CollectiveError::UnevenSites { first: g, other: bad.len() });
     }
-    let sub = |op: Op, size: u64, ranks: Vec<u32>| CollSpec { op, algo: Algo::Ring, size, ranks, ..spec.clone() };
+    let sub = |op: Op, size: u64, ranks: Vec<u32>| CollSpec {
+        op,
+        algo: Algo::Ring,
+        size,
+        ranks,
+        net_overhead: None,
+        ..spec.clone()
+    };
     let mut steady = false;
     let mut steps = 0u32;
     // Phase 1: every site reduce-scatters the whole buffer over its own fabric.
@@ -1334,6 +1388,7 @@ mod tests {
             pipeline: Pipeline::default(),
             proto: Proto { name: proto.into(), tree_chunk: chunk, ..Proto::TRANSPORT },
             hw: Hardware::default(),
+            net_overhead: None,
         }
     }
 

@@ -266,6 +266,7 @@ impl Runner<'_> {
                     pipeline: Default::default(),
                     proto: Default::default(),
                     hw: Default::default(),
+                    net_overhead: None,
                 };
                 let b = if let Some(sites) = sites {
                     site_all_reduce(&mut prog, &mut topo, &spec, sites, &[])

@@ -278,6 +278,7 @@ fn lone_collective(
         pipeline: Default::default(),
         proto: Default::default(),
         hw: Default::default(),
+        net_overhead: None,
     };
     let b = collective::build(&mut prog, topo, &spec, &[])?;
     let what = if op == Op::AllToAll { "expert-parallel" } else { "tensor-parallel" };
@@ -401,6 +402,7 @@ pub fn write(
                     pipeline: Default::default(),
                     proto: Default::default(),
                     hw: Default::default(),
+                    net_overhead: None,
                 };
                 let b = match &s.site_of_rank {
                     Some(sites) => collective::site_all_reduce(prog, topo, &spec, sites, &[gate])?,

@@ -57,7 +57,8 @@ fn one_message_takes_wire_bytes_over_rate_plus_latency_exactly() {
 fn ring_all_reduce_matches_the_closed_form() {
     // S = 32 MiB over n = 8 ranks, one channel: chunks of 4 MiB, whole packets. Each of the
     // 2(n-1) steps pays the protocol's network step latency (at least the transport's
-    // alpha) and one packet's path latency; the collective ends the protocol's base latency
+    // alpha; with one GPU per host NCCL's tuning model charges a ring the tree's network
+    // step, "with ppn=1 latencies are fully exposed") and one packet's path latency; the collective ends the protocol's base latency
     // after its last message; LL and LL128 carry payload / efficiency bytes.
     let n = 8u64;
     let size = 32u64 << 20;
@@ -77,7 +78,7 @@ fn ring_all_reduce_matches_the_closed_form() {
         let f = s.build(&cat).unwrap();
         let mut topo = FabricTopo::new(&f, &cat, 1);
         let lat = topo.edge_latency(0, 1, None, 4096 + u64::from(roce.header_bytes)).0 as f64;
-        let step = p.ring_network_step.0.max(roce.alpha.0) as f64 + lat;
+        let step = p.tree_network_step.0.max(roce.alpha.0) as f64 + lat;
         // Payload bit/s: the NIC's achievable share of the line rate (catalog), headers, protocol.
         let nic = cat.nic_for(meshway_units::BitsPerSec(400_000_000_000)).unwrap().efficiency();
         assert!((nic - 0.96).abs() < 1e-9, "ConnectX-7: 48 of 50 GB/s");
@@ -1011,4 +1012,38 @@ fn nvls_tree_never_beats_nccls_ceiling() {
         let busbw = r.workloads[0].busbw_gbps.unwrap() / 8.0;
         assert!(busbw <= ceiling && busbw > 0.99 * ceiling, "{gpus} GPUs: {busbw} GB/s against {ceiling}");
     }
+}
+
+/// A ring across hosts pays NCCL's network post overhead on its NVLink steps (tuning.cc:
+/// "inter-node rings still have to launch nsteps * net overhead"): each NVLink step costs at
+/// least `[simulation] net-overhead`, three times it with Simple. Two hosts of 8 GPUs, one
+/// ring, steady state: the chain crosses 15 of the lap's 16 edges (2 network, 13 NVLink), less
+/// the cheapest one the message pays itself, so 12 NVLink steps carry the difference.
+#[test]
+fn rings_across_hosts_pay_the_network_post_overhead() {
+    let text = |proto: &str| {
+        format!(
+            "[fabric]\nkind = \"rail-optimized\"\ngpus = 16\ngpus-per-host = 8\nnic = \"400Gbps\"\nnvlink = \"3.6Tbps\"\n\
+             [transport]\nkind = \"infiniband\"\n[[workload]]\nkind = \"collective\"\nop = \"all-gather\"\n\
+             algorithm = \"ring\"\nprotocol = \"{proto}\"\nsize = \"16KiB\"\nchannels = 1\nmodel = \"steady\"\n"
+        )
+    };
+    let time = |proto: &str, overhead: Option<u64>| {
+        let mut cat = Catalog::builtin();
+        cat.simulation.net_overhead = overhead.map(meshway_units::Nanos);
+        let s = Scenario::parse(&text(proto), "t.toml").unwrap();
+        let f = s.build(&cat).unwrap();
+        let read = |_: &str| -> Result<String, String> { Err("no files".into()) };
+        let setup = Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &read };
+        simulate(&setup, &Options::default(), &mut |_, _| {}).unwrap().workloads[0].time_ns.unwrap()
+    };
+    let cat = Catalog::builtin();
+    assert_eq!(cat.simulation.net_overhead, Some(meshway_units::Nanos(1_000)), "NCCL's figure for Intel x86 hosts");
+    // LL's NVLink step is 0.6 us: 1 us of overhead adds 0.4 us to each of the 12.
+    assert_eq!(time("ll", Some(1_000)) - time("ll", None), 12 * 400);
+    // Simple's is 3.4 us, above 3 x 1 us: no change; at 2 us (AMD hosts) 6 us, 2.6 us more.
+    assert_eq!(time("simple", Some(1_000)), time("simple", None));
+    assert_eq!(time("simple", Some(2_000)) - time("simple", None), 12 * 2_600);
+    // LL128's is 1.9 us: the overhead counts once (not x 3), 2 us adds 0.1 us each.
+    assert_eq!(time("ll128", Some(2_000)) - time("ll128", None), 12 * 100);
 }

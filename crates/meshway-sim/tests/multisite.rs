@@ -75,6 +75,7 @@ fn all_reduce(text: &str, size: u64, hier: bool) -> u64 {
         pipeline: Default::default(),
         proto: Default::default(),
         hw: Default::default(),
+        net_overhead: None,
     };
     let mut prog = Program::new();
     prog.tag("ar");
