@@ -121,8 +121,9 @@ pub struct CollSpec {
     /// The rates NCCL reaches on this hardware and the reductions it offers.
     pub hw: Hardware,
     /// NCCL's network post overhead for a flat ring across hosts (`[simulation]
-    /// net-overhead`): see [`CollSpec::ring_step_alpha`]. None for rings inside another
-    /// algorithm (hierarchical phases), which NCCL's tuning model does not describe.
+    /// net-overhead`, zero when the catalog has none): see [`CollSpec::ring_step_alpha`].
+    /// None exempts the ring from NCCL's ring rules: rings inside another algorithm
+    /// (hierarchical phases), which NCCL's tuning model does not describe.
     pub net_overhead: Option<Nanos>,
 }
 
@@ -287,17 +288,18 @@ impl CollSpec {
     pub fn ring_step_alpha(&self, local: bool, shape: HostShape) -> Nanos {
         let base = self.step_alpha(local);
         let ring = self.algo == Algo::Ring && matches!(self.op, Op::AllReduce | Op::AllGather | Op::ReduceScatter);
-        match self.net_overhead {
-            Some(o) if ring && shape.hosts > 1 && !self.proto.is_transport() => {
-                if local {
-                    base.max(Nanos(o.0.saturating_mul(if self.proto.name == "simple" { 3 } else { 1 })))
-                } else if shape.one_per_host {
-                    self.proto.tree[2].max(self.alpha)
-                } else {
-                    base
-                }
-            }
-            _ => base,
+        let Some(o) = self.net_overhead else { return base };
+        if !ring || shape.hosts < 2 || self.proto.is_transport() {
+            return base;
+        }
+        if local {
+            // NCCL multiplies the overhead by 3 for its Simple protocol (matched by the
+            // catalog's name for it).
+            base.max(Nanos(o.0.saturating_mul(if self.proto.name == "simple" { 3 } else { 1 })))
+        } else if shape.one_per_host {
+            self.proto.tree[2].max(self.alpha)
+        } else {
+            base
         }
     }
 

@@ -480,7 +480,7 @@ fn collective_kind(
         // Set when the workload is written (the scenario's protocol or the tuner's).
         proto: collective::Proto::TRANSPORT,
         hw: hardware(setup.fabric, cat),
-        net_overhead: cat.simulation.net_overhead,
+        net_overhead: Some(cat.simulation.net_overhead.unwrap_or(Nanos::ZERO)),
     };
     let protocol = match w.protocol.and_then(ProtocolConfig::name) {
         None => None,

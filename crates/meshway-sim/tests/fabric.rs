@@ -1039,7 +1039,8 @@ fn rings_across_hosts_pay_the_network_post_overhead() {
     };
     let cat = Catalog::builtin();
     assert_eq!(cat.simulation.net_overhead, Some(meshway_units::Nanos(1_000)), "NCCL's figure for Intel x86 hosts");
-    // LL's NVLink step is 0.6 us: 1 us of overhead adds 0.4 us to each of the 12.
+    // LL's NVLink step is 0.6 us: 1 us of overhead adds 0.4 us to each of the 12 (12, not
+    // NCCL's 14: the steady-state chain counts 3 network steps where NCCL counts 1).
     assert_eq!(time("ll", Some(1_000)) - time("ll", None), 12 * 400);
     // Simple's is 3.4 us, above 3 x 1 us: no change; at 2 us (AMD hosts) 6 us, 2.6 us more.
     assert_eq!(time("simple", Some(1_000)), time("simple", None));
