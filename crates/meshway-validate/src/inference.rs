@@ -37,9 +37,10 @@ pub struct InferSetup {
     pub name: String,
     /// `throughput.csv` or `latency-load.csv`.
     pub file: String,
-    /// Column = value: a row belongs when every one matches exactly.
+    /// Column = value (or a list of values): a row belongs when every column holds one of
+    /// its values exactly.
     #[serde(rename = "match")]
-    pub matches: BTreeMap<String, String>,
+    pub matches: BTreeMap<String, Cell>,
     /// Published model name -> catalog `[[llm]]`.
     pub models: BTreeMap<String, String>,
     /// Published GPU name -> catalog `[[gpu]]`.
@@ -67,7 +68,7 @@ pub struct InferSetup {
 pub struct InferExcluded {
     pub file: String,
     #[serde(rename = "match")]
-    pub matches: BTreeMap<String, String>,
+    pub matches: BTreeMap<String, Cell>,
     pub why: String,
 }
 
@@ -78,7 +79,7 @@ pub struct InferExcluded {
 pub struct InferKnown {
     pub file: String,
     #[serde(rename = "match")]
-    pub matches: BTreeMap<String, String>,
+    pub matches: BTreeMap<String, Cell>,
     pub metric: Option<String>,
     pub why: String,
 }
@@ -339,8 +340,44 @@ fn table(text: &str, file: &str) -> Result<Vec<(usize, CsvRow)>, ValidateError> 
     Ok(out)
 }
 
-fn matches(m: &BTreeMap<String, String>, row: &BTreeMap<String, String>) -> bool {
-    m.iter().all(|(k, v)| row.get(k) == Some(v))
+/// The value a `match` column must hold: one text, or any of a list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cell(pub Vec<String>);
+
+impl Cell {
+    fn accepts(&self, v: &str) -> bool {
+        self.0.iter().any(|x| x == v)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cell {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Cell;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a cell's text (\"32\") or a list of them ([\"32\", \"INF\"])")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Cell, E> {
+                Ok(Cell(vec![v.to_string()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Cell, A::Error> {
+                let mut v = Vec::new();
+                while let Some(x) = a.next_element::<String>()? {
+                    v.push(x);
+                }
+                if v.is_empty() {
+                    return Err(serde::de::Error::invalid_length(0, &self));
+                }
+                Ok(Cell(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn matches(m: &BTreeMap<String, Cell>, row: &BTreeMap<String, String>) -> bool {
+    m.iter().all(|(k, v)| row.get(k).is_some_and(|x| v.accepts(x)))
 }
 
 /// How a row loads the server.
