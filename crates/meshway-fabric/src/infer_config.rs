@@ -107,6 +107,10 @@ pub struct RegionConfig {
     /// Closed loop: this many users, each sending its next request as soon as the last one
     /// has streamed back (as a benchmark client with a fixed concurrency does).
     pub concurrency: Option<u32>,
+    /// Open loop: exactly this many requests at Poisson times over `requests / rate` (a
+    /// Poisson process given its count, as a benchmark of N requests at a rate sends them);
+    /// the run's duration still cuts them off if it is shorter.
+    pub requests: Option<u64>,
     /// Arrival process (default poisson).
     pub arrivals: Option<ArrivalsConfig>,
     /// Bursty: rate while "on" as a multiple of the mean rate.

@@ -316,6 +316,10 @@ struct Gen {
     t: f64,
     on: bool,
     next_toggle: f64,
+    /// A region with a request count: requests still to send, and the last arrival as a
+    /// share of the span `requests / rate`.
+    left: u64,
+    u: f64,
 }
 
 struct Sim<'a> {
@@ -384,6 +388,19 @@ impl<'a> Sim<'a> {
             return None;
         }
         let end = self.run.duration_ns as f64;
+        if let Some(n) = region.requests {
+            // Exactly n requests over the span n / rate: a Poisson process given its count,
+            // whose arrivals are n sorted uniform points, drawn in order (each the next order
+            // statistic of those left).
+            if g.left == 0 {
+                return None;
+            }
+            let v = 1.0 - g.rng.uniform();
+            g.u = 1.0 - (1.0 - g.u) * v.powf(1.0 / g.left as f64);
+            g.left -= 1;
+            let t = g.u * n as f64 / (region.rate * 1e-9);
+            return (t < end).then_some(t as u64);
+        }
         loop {
             g.t += g.rng.exp(1.0 / g.peak_per_ns);
             if g.t >= end {
@@ -953,7 +970,8 @@ fn generators(spec: &InferSpec, run: &Run) -> Vec<Gen> {
                     (factor, on, first)
                 }
             };
-            Gen { rng, peak_per_ns: reg.rate * 1e-9 * prof * burst, t: 0.0, on, next_toggle }
+            let left = reg.requests.unwrap_or(0);
+            Gen { rng, peak_per_ns: reg.rate * 1e-9 * prof * burst, t: 0.0, on, next_toggle, left, u: 0.0 }
         })
         .collect()
 }

@@ -381,6 +381,8 @@ pub struct Region {
     pub rate: f64,
     /// Closed loop: users each sending again as soon as their last request has streamed back.
     pub concurrency: Option<u32>,
+    /// Open loop: arrivals stop after this many requests.
+    pub requests: Option<u64>,
     pub arrivals: Arrivals,
     pub profile: Option<Vec<f64>>,
     pub utc_offset_hours: i32,
@@ -1021,8 +1023,25 @@ fn validate_region(
             0.0
         }
     };
+    if let Some(n) = r.requests {
+        if r.concurrency.is_some() {
+            return Err(ctx.invalid(
+                "requests",
+                "a closed loop (`concurrency`) runs for the duration; `requests` caps an open loop (`rate`)",
+            ));
+        }
+        if !(1..=1_000_000_000).contains(&n) {
+            return Err(ctx.invalid("requests", format!("expected 1 to 1000000000 requests, got {n}")));
+        }
+    }
     let model = find_model(ctx, models, &r.model)?;
     let arrivals = arrivals(r, ctx)?;
+    if r.requests.is_some() && (rate <= 0.0 || !matches!(arrivals, Arrivals::Poisson) || r.profile.is_some()) {
+        return Err(ctx.invalid(
+            "requests",
+            "a request count sends that many requests at Poisson times over requests / rate: it needs a positive `rate`, Poisson `arrivals` and no `profile`",
+        ));
+    }
     if let Some(p) = &r.profile {
         if p.len() != 24 || p.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
             return Err(ctx.invalid("profile", format!("expected 24 non-negative hourly multipliers, got {}", p.len())));
@@ -1044,6 +1063,7 @@ fn validate_region(
         name: r.name.clone(),
         rate,
         concurrency: r.concurrency,
+        requests: r.requests,
         arrivals,
         profile: r.profile.clone(),
         utc_offset_hours: off,

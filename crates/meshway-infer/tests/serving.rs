@@ -255,6 +255,43 @@ fn closed_loop_concurrency() {
     assert!(r.regions[0].requests > 40, "{} requests", r.regions[0].requests);
 }
 
+/// `requests = N` with a rate sends exactly N requests, at Poisson times over N / rate (a
+/// Poisson process given its count), unless the duration cuts them off first; it is refused
+/// where it has no meaning.
+#[test]
+fn request_count_sends_exactly_that_many() {
+    let m = format!("{EIGHT_B}\nprompt-tokens = 200\noutput-tokens = 20");
+    let run = |region: &str, duration: &str| {
+        let spec = spec_from_text(&scenario(&m, region, duration), "t.toml", &Catalog::builtin()).unwrap();
+        simulate(&spec, &Run::new(&spec))
+    };
+    let r = run("rate = 20\nrequests = 100", "60s");
+    assert_eq!((r.regions[0].requests, r.regions[0].unserved), (100, 0));
+    // The last of 100 arrivals lands before 100 / 20 = 5 s, and all are served soon after.
+    assert!(r.end_ns > 4_000_000_000 && r.end_ns < 5_500_000_000, "ended at {} ns", r.end_ns);
+    // At half the rate the same draw spreads over twice the span.
+    let slow = run("rate = 10\nrequests = 100", "60s");
+    assert_eq!(slow.regions[0].requests, 100);
+    assert!(slow.end_ns > 8_000_000_000 && slow.end_ns < 10_500_000_000, "ended at {} ns", slow.end_ns);
+    // A shorter duration cuts the arrivals off.
+    let cut = run("rate = 20\nrequests = 100", "2s").regions[0].requests;
+    assert!(cut > 20 && cut < 60, "{cut} requests in 2 s");
+    let bad = |region: &str| {
+        spec_from_text(&scenario(&m, region, "1s"), "bad.toml", &Catalog::builtin()).unwrap_err().to_string()
+    };
+    let e = bad("concurrency = 4\nrequests = 10");
+    assert!(e.contains("bad.toml") && e.contains("requests") && e.contains("closed loop"), "{e}");
+    let e = bad("rate = 5\nrequests = 0");
+    assert!(e.contains("requests") && e.contains("expected 1 to 1000000000"), "{e}");
+    let e = bad("rate = 0\nrequests = 10");
+    assert!(e.contains("positive `rate`"), "{e}");
+    let e =
+        bad("rate = 5\nrequests = 10\narrivals = \"bursty\"\nburst-factor = 2\nburst-on = \"1s\"\nburst-off = \"1s\"");
+    assert!(e.contains("Poisson `arrivals` and no `profile`"), "{e}");
+    let poisson = run("rate = 20\nrequests = 100\narrivals = \"poisson\"", "60s");
+    assert_eq!(poisson.regions[0].requests, 100);
+}
+
 fn err(model: &str) -> String {
     let text = scenario(&format!("gpus-per-server = 1\n{model}"), "concurrency = 1", "1ns");
     spec_from_text(&text, "bad.toml", &Catalog::builtin()).unwrap_err().to_string()

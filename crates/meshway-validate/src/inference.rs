@@ -5,8 +5,8 @@
 //! inter-token latency at several request rates) and `setups.toml`, which says how rows map
 //! to meshway models (the `[[llm]]` and `[[gpu]]` of each published model and GPU name, and
 //! the engine's settings) or why rows are left out. Every row is run as a one-server
-//! scenario with no network: offline rows as all requests sent at once, rate rows as Poisson
-//! arrivals of the row's request count.
+//! scenario with no network: offline rows as all requests sent at once, rate rows as the
+//! row's request count at Poisson times over its span at the rate.
 //!
 //! Pure: the caller reads the files and passes their text.
 
@@ -384,7 +384,7 @@ fn matches(m: &BTreeMap<String, Cell>, row: &BTreeMap<String, String>) -> bool {
 enum Load {
     /// All requests at once.
     Offline(u32),
-    /// Poisson arrivals at this rate until this many requests are expected.
+    /// Poisson arrivals at this rate, this many requests.
     Rate(f64, u32),
     /// A closed loop of this many users for this long.
     Users(u32, u64),
@@ -413,7 +413,8 @@ fn run_row(
     }
     let (duration_ns, region_load) = match *load {
         Load::Offline(n) => (1, format!("concurrency = {n}")),
-        Load::Rate(r, n) => ((f64::from(n) / r * 1e9).round() as u64, format!("rate = {r}")),
+        // Exactly the row's request count over its span at the rate, as the benchmark sends.
+        Load::Rate(r, n) => ((f64::from(n) / r * 1e9).ceil() as u64 + 1, format!("rate = {r}\nrequests = {n}")),
         Load::Users(n, ns) => (ns, format!("concurrency = {n}")),
     };
     let model_toml = toml::to_string(&model).map_err(|e| csv_err(at, 0, e.to_string()))?;

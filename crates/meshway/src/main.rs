@@ -162,8 +162,8 @@ and the median and max |error| per operation, size band and scale.
 Reads DIR/inference/throughput.csv and latency-load.csv (published serving
 benchmarks) and DIR/inference/setups.toml (their models, GPUs and engine
 settings as meshway [[model]] keys). Each row runs as one server: offline rows
-with every request sent at once, rate rows with Poisson arrivals, concurrency
-rows as a closed loop of users. Prints
+with every request sent at once, rate rows as their request count at Poisson
+times over count / rate, concurrency rows as a closed loop of users. Prints
 output tokens/s, time to first token and inter-token latency, published and
 simulated, and per group the share within 15% (throughput) or 20% (latency);
 then every figure outside its bound, with the reason setups.toml's [[known]]
