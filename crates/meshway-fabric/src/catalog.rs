@@ -956,7 +956,18 @@ impl Catalog {
                 ("moe-efficiency", sv.moe_efficiency),
             ] {
                 if !(v > 0.0 && v <= 1.0) {
-                    return Err(bad("serving".into(), &format!("{key} must be in (0, 1]")));
+                    return Err(bad("serving".into(), &format!("{key} must be in (0, 1], got {v}")));
+                }
+            }
+            const HOUR: u64 = 3_600_000_000_000;
+            for (key, v) in [
+                ("step-overhead", Some(sv.step_overhead)),
+                ("request-overhead", Some(sv.request_overhead)),
+                ("allreduce-latency", Some(sv.allreduce_latency)),
+                ("allreduce-oneshot-latency", sv.allreduce_oneshot_latency),
+            ] {
+                if let Some(n) = v.filter(|n| n.0 > HOUR) {
+                    return Err(bad("serving".into(), &format!("{key} must be at most 1h, got {n}")));
                 }
             }
             if sv.roofline_knee.is_some_and(|p| p.is_nan() || p < 1.0) {
@@ -982,6 +993,22 @@ impl Catalog {
         provenance("simulation", "", &sim.source, &sim.assumption)?;
         if sim.channels == 0 || sim.qps_per_connection == 0 || sim.spray_paths == 0 {
             return Err(bad("simulation".into(), "channels, qps-per-connection and spray-paths must be positive"));
+        }
+        if sim.qps_per_connection > 128 {
+            // NCCL_IB_QPS_PER_CONNECTION is at most 128 (NCCL_IB_MAX_QPS, src/transport/net_ib/common.h).
+            return Err(bad(
+                "simulation".into(),
+                &format!("qps-per-connection must be at most 128, got {}", sim.qps_per_connection),
+            ));
+        }
+        if !(0.0..=0.5).contains(&sim.completion_tolerance) {
+            return Err(bad(
+                "simulation".into(),
+                &format!("completion-tolerance must be in [0, 0.5], got {}", sim.completion_tolerance),
+            ));
+        }
+        if let Some(n) = sim.net_overhead.filter(|n| n.0 > 1_000_000_000) {
+            return Err(bad("simulation".into(), &format!("net-overhead must be at most 1s, got {n}")));
         }
         if !(sim.compute_efficiency > 0.0 && sim.compute_efficiency <= 1.0) {
             return Err(bad("simulation".into(), "compute-efficiency must be in (0, 1]"));

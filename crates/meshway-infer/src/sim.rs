@@ -521,7 +521,7 @@ impl<'a> Sim<'a> {
         req.kv = m.kv_reserve(req.prompt, req.output);
         req.handed = false;
         self.sites[s as usize].assigned += 1;
-        self.push(now + ow + m.request_overhead_ns, Ev::Reach(q));
+        self.push(now.saturating_add(ow + m.request_overhead_ns), Ev::Reach(q));
     }
 
     /// Site `s` fails: everything queued or running there is sent again after detection.
@@ -648,7 +648,7 @@ impl<'a> Sim<'a> {
         srv.step_decodes = decodes;
         srv.ver = srv.ver.wrapping_add(1);
         let ver = srv.ver;
-        self.push(now + t, Ev::Wake(s as u32, v as u32, ver));
+        self.push(now.saturating_add(t), Ev::Wake(s as u32, v as u32, ver));
     }
 
     /// Moves requests from the site's queue into servers with a free batch slot and KV cache
@@ -848,7 +848,7 @@ impl<'a> Sim<'a> {
         link.ver = link.ver.wrapping_add(1);
         if let Some(&Reverse((bits, _))) = link.flows.peek() {
             let left = (f64::from_bits(bits) - link.v).max(0.0);
-            let t = now + ((left / rate * 1e9).ceil() as u64).max(1);
+            let t = now.saturating_add(((left / rate * 1e9).ceil() as u64).max(1));
             let ver = link.ver;
             self.push(t, Ev::KvDone(dir as u32, ver));
         }

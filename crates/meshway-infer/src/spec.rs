@@ -475,7 +475,37 @@ pub struct InferSpec {
     pub dcis: Vec<Dci>,
 }
 
+/// The most requests one run may send (their latencies are kept for percentiles: about
+/// 24 bytes each, 1.2 GB at this count).
+pub const MAX_REQUESTS: f64 = 5e7;
+
 impl InferSpec {
+    /// Requests the open-loop regions are expected to send in `duration_ns` (a region's
+    /// `requests` where it gives one, else rate x mean profile multiplier x duration).
+    pub fn expected_requests(&self, duration_ns: u64) -> f64 {
+        let secs = duration_ns as f64 * 1e-9;
+        self.regions
+            .iter()
+            .map(|r| {
+                let mean = r.profile.as_ref().map_or(1.0, |p| p.iter().sum::<f64>() / p.len() as f64);
+                let n = r.rate * mean * secs;
+                r.requests.map_or(n, |c| n.min(c as f64))
+            })
+            .sum()
+    }
+
+    /// An error when a run of `duration_ns` would send more than [`MAX_REQUESTS`].
+    pub fn check_run_size(&self, duration_ns: u64) -> Result<(), String> {
+        let n = self.expected_requests(duration_ns);
+        if n > MAX_REQUESTS {
+            return Err(format!(
+                "the regions would send about {n:.3e} requests in {:.0} s (rate x duration); expected at most {MAX_REQUESTS:.0e}: shorten the duration or lower the rates",
+                duration_ns as f64 * 1e-9
+            ));
+        }
+        Ok(())
+    }
+
     /// The DCI links from site `p` to decode-capable sites serving its model: (link, the
     /// other site).
     pub fn decode_links(&self, p: usize) -> Vec<(usize, usize)> {
@@ -485,10 +515,6 @@ impl InferSpec {
     pub fn servers(&self) -> Vec<u32> {
         self.sites.iter().map(|s| s.gpus / self.models[s.model].gpus_per_server).collect()
     }
-}
-
-fn pos(x: f64) -> bool {
-    x.is_finite() && x > 0.0
 }
 
 /// Where a table of the scenario is, for messages (`model[2]`, counted from 1).
@@ -502,11 +528,23 @@ fn read_lengths(path: &std::path::Path, ctx: &Ctx) -> Result<Vec<(u32, u32)>, Fa
     let shown = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|e| ctx.invalid("lengths", format!("cannot read {shown}: {e}")))?;
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
     let Some((_, header)) = lines.next() else {
         return Err(ctx.invalid("lengths", format!("{shown} is empty: expected a header `prompt,output`")));
     };
     let cols: Vec<String> = header.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
+    for (i, c) in cols.iter().enumerate() {
+        if !["prompt", "output", "count"].contains(&c.as_str()) || cols[..i].contains(c) {
+            let what = if cols[..i].contains(c) { "a second" } else { "an unknown" };
+            return Err(ctx.invalid(
+                "lengths",
+                format!(
+                    "{shown}:1: {what} column {c:?}: expected `prompt`, `output` and optionally `count`, once each"
+                ),
+            ));
+        }
+    }
     let col = |n: &str| cols.iter().position(|c| c == n);
     let (Some(pi), Some(oi)) = (col("prompt"), col("output")) else {
         return Err(ctx.invalid(
@@ -519,14 +557,15 @@ fn read_lengths(path: &std::path::Path, ctx: &Ctx) -> Result<Vec<(u32, u32)>, Fa
     for (n, line) in lines {
         let f: Vec<&str> = line.split(',').map(str::trim).collect();
         let num = |i: usize, what: &str| -> Result<u64, FabricError> {
+            let range = if what == "count" { "0 to 10000000" } else { "tokens 1 to 10000000" };
             f.get(i)
                 .and_then(|v| v.parse::<u64>().ok())
-                .filter(|&v| what == "count" || (1..=10_000_000).contains(&v))
+                .filter(|&v| v <= 10_000_000 && (what == "count" || v >= 1))
                 .ok_or_else(|| {
                     ctx.invalid(
                         "lengths",
                         format!(
-                            "{shown}:{}: expected {what} as a whole number (tokens 1 to 10000000), got {:?}",
+                            "{shown}:{}: expected {what} as a whole number ({range}), got {:?}",
                             n + 1,
                             f.get(i).copied().unwrap_or("")
                         ),
@@ -538,7 +577,7 @@ fn read_lengths(path: &std::path::Path, ctx: &Ctx) -> Result<Vec<(u32, u32)>, Fa
             Some(i) => num(i, "count")?,
             None => 1,
         };
-        if out.len() as u64 + c > 10_000_000 {
+        if (out.len() as u64).saturating_add(c) > 10_000_000 {
             return Err(ctx.invalid("lengths", format!("{shown}: more than 10000000 samples")));
         }
         out.extend(std::iter::repeat_n((p, o), c as usize));
@@ -659,6 +698,11 @@ fn validate_model(
     if gps == 0 || gps > 1024 {
         return Err(ctx.invalid("gpus-per-server", format!("expected 1 to 1024, got {gps}")));
     }
+    for (k, v) in [("step-overhead", m.step_overhead), ("request-overhead", m.request_overhead)] {
+        if let Some(n) = v.filter(|n| n.0 > 3_600_000_000_000) {
+            return Err(ctx.invalid(k, format!("expected at most 1h, got {n}")));
+        }
+    }
     let rated = m.prefill_tokens_per_s.is_some() || m.decode_tokens_per_s.is_some();
     let shaped = m.llm.is_some() || m.gpu.is_some();
     if rated && shaped {
@@ -673,16 +717,20 @@ fn validate_model(
             let k = if m.prefill_tokens_per_s.is_none() { "prefill-tokens-per-s" } else { "decode-tokens-per-s" };
             return Err(ctx.invalid(k, "a rated model needs both `prefill-tokens-per-s` and `decode-tokens-per-s`"));
         };
+        // Bounded so that a token's time fits the clock (a token at 0.001/s takes 1000 s).
+        let rated_ok = |v: f64| (1e-3..=1e18).contains(&v);
+        let shown = |v: f64| if (1e-3..1e18).contains(&v.abs()) { v.to_string() } else { format!("{v:e}") };
         for (k, v) in [("prefill-tokens-per-s", p), ("decode-tokens-per-s", dd)] {
-            if !pos(v) {
-                return Err(ctx.invalid(k, format!("expected a positive number, got {v}")));
+            if !rated_ok(v) {
+                return Err(ctx.invalid(k, format!("expected 0.001 to 1e18 tokens per second, got {}", shown(v))));
             }
         }
         if let Some(c) = m.decode_tokens_per_s_per_request {
-            if !pos(c) {
-                return Err(
-                    ctx.invalid("decode-tokens-per-s-per-request", format!("expected a positive number, got {c}"))
-                );
+            if !rated_ok(c) {
+                return Err(ctx.invalid(
+                    "decode-tokens-per-s-per-request",
+                    format!("expected 0.001 to 1e18 tokens per second, got {}", shown(c)),
+                ));
             }
         }
         for (k, set) in [
@@ -1043,9 +1091,26 @@ fn validate_region(
         ));
     }
     if let Some(p) = &r.profile {
-        if p.len() != 24 || p.iter().any(|x| !(x.is_finite() && *x >= 0.0)) {
-            return Err(ctx.invalid("profile", format!("expected 24 non-negative hourly multipliers, got {}", p.len())));
+        if p.len() != 24 {
+            return Err(ctx.invalid("profile", format!("expected 24 hourly multipliers, got {}", p.len())));
         }
+        if let Some(x) = p.iter().find(|x| !(x.is_finite() && **x >= 0.0)) {
+            return Err(ctx.invalid("profile", format!("expected non-negative hourly multipliers, got {x}")));
+        }
+    }
+    let top = r.profile.as_ref().map_or(1.0, |p| p.iter().copied().fold(0.0, f64::max));
+    let burst = match arrivals {
+        Arrivals::Bursty { factor, .. } => factor,
+        Arrivals::Poisson => 1.0,
+    };
+    if rate * top * burst > 1e7 {
+        return Err(ctx.invalid(
+            if top > 1.0 { "profile" } else { "burst-factor" },
+            format!(
+                "the peak arrival rate (rate x largest profile multiplier x burst factor) would be {:.3e} requests per second; expected at most 10000000",
+                rate * top * burst
+            ),
+        ));
     }
     let off = r.utc_offset_hours.unwrap_or(0);
     if !(-12..=14).contains(&off) {
@@ -1128,7 +1193,7 @@ pub fn from_scenario(sc: &Scenario, cat: &Catalog) -> Result<InferSpec, FabricEr
         regions.push(region);
     }
     let dcis = validate_dcis(sc, cat, &models, &sites, &regions)?;
-    Ok(InferSpec {
+    let spec = InferSpec {
         name: sc.name.clone(),
         policy,
         duration,
@@ -1139,7 +1204,12 @@ pub fn from_scenario(sc: &Scenario, cat: &Catalog) -> Result<InferSpec, FabricEr
         sites,
         regions,
         dcis,
-    })
+    };
+    if let Err(m) = spec.check_run_size(duration.0) {
+        let ictx = Ctx::new(file, &sc.text, "inference", 0, "inference");
+        return Err(ictx.invalid("duration", m));
+    }
+    Ok(spec)
 }
 
 /// The `[[dci]]` links between inference sites, and the checks of disaggregated serving:
@@ -1195,6 +1265,15 @@ fn validate_dcis(
         let background = d.background.unwrap_or(0.0);
         if !(0.0..1.0).contains(&background) {
             return Err(ctx.invalid("background", format!("expected a share in [0, 1), got {background}")));
+        }
+        if capacity_bps * (1.0 - background) < 1e6 {
+            return Err(ctx.invalid(
+                "background",
+                format!(
+                    "the capacity left for KV transfers ({:.3e} b/s: capacity x (1 - background)) is below 1 Mb/s",
+                    capacity_bps * (1.0 - background)
+                ),
+            ));
         }
         out.push(Dci { a, b, capacity_bps, background, distance: d.distance, one_way: d.distance.propagation(per_km) });
     }

@@ -242,6 +242,35 @@ fn lengths_from_csv() {
     assert!(tokens >= 3 * n && tokens <= 9 * n && (tokens - 3 * n).is_multiple_of(6), "{tokens} tokens, {n} requests");
 }
 
+/// A lengths CSV with a count past the limit, an unknown or repeated column is refused,
+/// naming the file; a byte-order mark and indented comments are fine.
+#[test]
+fn bad_lengths_csv() {
+    let dir = std::env::temp_dir().join(format!("meshway-badlengths-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("s.toml");
+    let text = scenario(&format!("{EIGHT_B}\nlengths = \"len.csv\""), "concurrency = 1", "1s");
+    let load = |csv: &str| {
+        std::fs::write(dir.join("len.csv"), csv).unwrap();
+        spec_from_text(&text, file.to_str().unwrap(), &Catalog::builtin()).map(|s| s.models[0].prompt_tokens)
+    };
+    let huge = load("prompt,output,count\n500,100,1\n500,100,18446744073709551615\n");
+    let typo = load("prompt,output,counts\n500,100,3\n");
+    let twice = load("prompt,prompt,output\n500,500,100\n");
+    let many = load("prompt,output,count\n500,100,9000000\n500,100,2000000\n");
+    let bom = load("\u{feff}prompt,output\n  # a comment\n500,100\n");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let e = huge.unwrap_err().to_string();
+    assert!(e.contains("len.csv:3") && e.contains("count") && e.contains("0 to 10000000"), "{e}");
+    let e = typo.unwrap_err().to_string();
+    assert!(e.contains("unknown column \"counts\""), "{e}");
+    let e = twice.unwrap_err().to_string();
+    assert!(e.contains("a second column \"prompt\""), "{e}");
+    let e = many.unwrap_err().to_string();
+    assert!(e.contains("more than 10000000 samples"), "{e}");
+    assert_eq!(bom.unwrap(), 500);
+}
+
 /// A closed loop keeps exactly `concurrency` requests in flight and sends again at once.
 #[test]
 fn closed_loop_concurrency() {
@@ -554,4 +583,38 @@ fn tensor_parallel_allreduce_is_the_cheaper_of_one_shot_and_ring() {
         assert!((got - 160.0 * want * 1e9).abs() <= 1.0, "TP8 {tokens} tokens: {got} ns, want {}", 160.0 * want * 1e9);
     }
     assert!(once8(390.0) < ring8(390.0) && ring8(400.0) < once8(400.0));
+}
+
+/// Inputs that would overflow the clock, never finish or exhaust memory are refused with
+/// the file, the key and the limit.
+#[test]
+fn runaway_inputs_are_refused() {
+    let m = format!("{EIGHT_B}\nprompt-tokens = 200\noutput-tokens = 20");
+    let bad = |model: &str, region: &str, duration: &str| {
+        spec_from_text(&scenario(model, region, duration), "bad.toml", &Catalog::builtin()).unwrap_err().to_string()
+    };
+    let profile = format!("rate = 5\nprofile = [{}]", vec!["1e30"; 24].join(", "));
+    let e = bad(&m, &profile, "1s");
+    assert!(e.contains("bad.toml") && e.contains("profile") && e.contains("at most 10000000"), "{e}");
+    let e = bad(&m, "rate = 10000000", "20s");
+    assert!(e.contains("inference.duration") && e.contains("2.000e8 requests") && e.contains("at most 5e7"), "{e}");
+    let rated = "gpus-per-server = 1\nprefill-tokens-per-s = 1000\ndecode-tokens-per-s = 1e-12\n\
+                 prompt-tokens = 200\noutput-tokens = 20";
+    let e = bad(rated, "rate = 1", "1s");
+    assert!(e.contains("decode-tokens-per-s") && e.contains("0.001 to 1e18") && e.contains("got 1e-12"), "{e}");
+    let e = bad(&m.replace("step-overhead = \"1ms\"", "step-overhead = \"2h\""), "rate = 1", "1s");
+    assert!(e.contains("step-overhead") && e.contains("at most 1h"), "{e}");
+    let text = disaggregated("capacity = \"1Mbps\"\nbackground = 0.99");
+    let e = spec_from_text(&text, "bad.toml", &Catalog::builtin()).unwrap_err().to_string();
+    assert!(e.contains("dci[1].background") && e.contains("below 1 Mb/s"), "{e}");
+    // Catalog overlays: the serving latencies and the simulation's knobs are bounded too.
+    for (overlay, want) in [
+        ("[serving]\nstep-overhead = \"2h\"\n", "step-overhead must be at most 1h"),
+        ("[simulation]\nqps-per-connection = 100000\n", "qps-per-connection must be at most 128, got 100000"),
+        ("[simulation]\ncompletion-tolerance = nan\n", "completion-tolerance must be in [0, 0.5], got NaN"),
+        ("[serving]\nflops-efficiency = 2.0\n", "flops-efficiency must be in (0, 1], got 2"),
+    ] {
+        let e = Catalog::with_overlay(overlay, "mine.toml").unwrap_err().to_string();
+        assert!(e.contains("mine.toml") && e.contains(want), "{e}");
+    }
 }

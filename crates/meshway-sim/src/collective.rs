@@ -528,6 +528,10 @@ fn pick_model(spec: &CollSpec, msgs_if_steps: u64) -> Model {
     spec.model.unwrap_or(if msgs_if_steps <= spec.steps_limit { Model::Steps } else { Model::Steady })
 }
 
+/// The most messages one collective may write (an all-to-all on n GPUs writes n (n - 1)):
+/// 50 million, as for a uniform workload's flows.
+pub const MAX_MESSAGES: u64 = 50_000_000;
+
 /// Writes `spec` into `prog`, starting after `after`, with its protocol: message bytes on
 /// the wire, a step latency per message by link kind, and the base latency at the end.
 pub fn build(
@@ -717,6 +721,15 @@ fn build_steps(
             hint: "broadcast is modeled as a pipelined ring chain",
         }),
         (Op::AllToAll, _) => {
+            let messages = nn * (nn - 1);
+            if messages > MAX_MESSAGES {
+                return Err(CollectiveError::TooManyMessages {
+                    op: "all-to-all",
+                    ranks: n,
+                    messages,
+                    max: MAX_MESSAGES,
+                });
+            }
             let bytes = spec.size.div_ceil(nn).max(1);
             // PXN, as NCCL does on multi-GPU hosts: a message to another host goes over
             // NVLink to the sender's host-mate at the receiver's local index, whose NIC is on

@@ -17,6 +17,9 @@ use meshway_fabric::Catalog;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The published tables a `[[setup]]` or `[[excluded]]` can name.
+const SERVING_FILES: [&str; 2] = ["throughput.csv", "latency-load.csv"];
+
 /// `inference/setups.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -330,12 +333,20 @@ fn file_name(path: &str) -> &str {
 fn table(text: &str, file: &str) -> Result<Vec<(usize, CsvRow)>, ValidateError> {
     let mut rd = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
     let headers = rd.headers().map_err(|e| csv_err(file, 1, e.to_string()))?.clone();
+    for (i, h) in headers.iter().enumerate() {
+        if headers.iter().take(i).any(|x| x == h) {
+            return Err(csv_err(file, 1, format!("column {h:?} appears twice")));
+        }
+    }
     let mut lines = Lines { text: text.as_bytes(), pos: 0, line: 1 };
     let mut out = Vec::new();
     for rec in rd.records() {
         let rec = rec.map_err(|e| csv_err(file, e.position().map_or(0, |p| lines.at(p.byte())), e.to_string()))?;
         let line = rec.position().map_or(0, |p| lines.at(p.byte()));
         out.push((line, headers.iter().zip(rec.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()));
+    }
+    if out.is_empty() {
+        return Err(csv_err(file, 1, "expected a header and at least one row".into()));
     }
     Ok(out)
 }
@@ -479,6 +490,52 @@ pub fn run(
             (base, h)
         })
         .collect();
+    for (base, h) in &headers {
+        let need: &[&str] = match base.as_str() {
+            "throughput.csv" => &["model", "gpu", "num_gpus", "input_tokens", "output_tokens", "value"],
+            "latency-load.csv" => &[
+                "model",
+                "gpu",
+                "num_gpus",
+                "input_tokens",
+                "output_tokens",
+                "load_kind",
+                "load",
+                "ttft_ms",
+                "itl_ms",
+                "throughput",
+                "throughput_unit",
+            ],
+            _ => &[],
+        };
+        if let Some(c) = need.iter().find(|c| !h.iter().any(|x| x == *c)) {
+            return Err(csv_err(base, 1, format!("expected a column {c:?} (the columns are {})", need.join(", "))));
+        }
+    }
+    for (i, s) in setups.setup.iter().enumerate() {
+        let at = format!("setup {:?}", s.name);
+        if setups.setup[..i].iter().any(|x| x.name == s.name) {
+            return Err(invalid(format!("{at}: name"), "expected a name no other [[setup]] has".into()));
+        }
+        if !SERVING_FILES.contains(&s.file.as_str()) {
+            return Err(invalid(
+                format!("{at}: file"),
+                format!("{:?} is not one of {}", s.file, SERVING_FILES.join(", ")),
+            ));
+        }
+        if let Some(col) = headers.get(&s.file).and_then(|h| s.matches.keys().find(|c| !h.contains(c))) {
+            return Err(invalid(format!("{at}: match"), format!("{:?} is not a column of {}", col, s.file)));
+        }
+    }
+    for (i, x) in setups.excluded.iter().enumerate() {
+        let at = format!("excluded[{}] (file {:?})", i + 1, x.file);
+        if !SERVING_FILES.contains(&x.file.as_str()) {
+            return Err(invalid(format!("{at}: file"), format!("expected one of {}", SERVING_FILES.join(", "))));
+        }
+        if let Some(col) = headers.get(&x.file).and_then(|h| x.matches.keys().find(|c| !h.contains(c))) {
+            return Err(invalid(format!("{at}: match"), format!("{:?} is not a column of {}", col, x.file)));
+        }
+    }
     for (i, k) in setups.known.iter().enumerate() {
         let at = format!("known[{}] (file {:?})", i + 1, k.file);
         if let Some(m) = k.metric.as_deref().filter(|m| !SERVING_METRICS.contains(m)) {
@@ -537,7 +594,11 @@ pub fn run(
         let requests: Option<u32> = num(&row, "num_requests")
             .or_else(|| setup.requests_by_length.get(&format!("{isl}/{osl}")).copied())
             .or(setup.requests);
-        let closed = row.get("load_kind").is_some_and(|k| k == "concurrency");
+        let closed = match row.get("load_kind").map(String::as_str) {
+            None | Some("" | "rate_rps") => false,
+            Some("concurrency") => true,
+            Some(k) => return Err(bad(&format!("load_kind rate_rps or concurrency, got {k:?}"))),
+        };
         let no_count = || {
             bad(&format!(
                 "a request count: the row has no num_requests, and setup {:?} has neither a requests-by-length entry \"{isl}/{osl}\" nor requests",
@@ -546,16 +607,38 @@ pub fn run(
         };
         let load = match row.get("load").map(String::as_str) {
             Some(l) if closed => {
-                let n: u32 = l.parse().map_err(|_| bad("load as a number of concurrent users"))?;
+                let n: u32 = l
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .ok_or_else(|| bad(&format!("load as 1 to 1000000 concurrent users, got {l:?}")))?;
                 Load::Users(n, setup.duration.map_or(120_000_000_000, |d| d.0))
             }
             None | Some("") => Load::Offline(requests.ok_or_else(no_count)?),
             Some(l) if l.eq_ignore_ascii_case("inf") => Load::Offline(requests.ok_or_else(no_count)?),
             Some(l) => {
-                let r: f64 = l.parse().map_err(|_| bad("load as requests per second or INF"))?;
+                let r: f64 =
+                    l.parse().ok().filter(|r: &f64| r.is_finite() && *r >= 1e-3 && *r <= 1e7).ok_or_else(|| {
+                        bad(&format!("load as 0.001 to 10000000 requests per second or INF, got {l:?}"))
+                    })?;
                 Load::Rate(r, requests.ok_or_else(no_count)?)
             }
         };
+        // A published figure: a blank cell is not published; anything else must be a
+        // positive number.
+        let figure = |col: &str| -> Result<Option<f64>, ValidateError> {
+            match row.get(col).map(String::as_str) {
+                None | Some("") => Ok(None),
+                Some(v) => v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x > 0.0)
+                    .map(Some)
+                    .ok_or_else(|| bad(&format!("{col} as a positive number or a blank cell, got {v:?}"))),
+            }
+        };
+        let (value, throughput, ttft, itl) =
+            (figure("value")?, figure("throughput")?, figure("ttft_ms")?, figure("itl_ms")?);
         let (llm, g) = (&setup.models[&model], &setup.gpus[&gpu]);
         let (tput, lat) = run_row(setup, llm, g, gpus, isl, osl, &load, cat, &at)?;
         let mut figures = Vec::new();
@@ -582,16 +665,16 @@ pub fn run(
                 .get("metric")
                 .map(|m| m.to_ascii_lowercase())
                 .is_some_and(|m| m.contains("tokens/sec/gpu") || m.contains("tokens/s/gpu") || m.contains("tps/gpu"));
-            num::<f64>(&row, "value").map(|v| if per_gpu { v * f64::from(gpus) } else { v })
+            value.map(|v| if per_gpu { v * f64::from(gpus) } else { v })
         } else if row.get("throughput_unit").is_some_and(|u| u.starts_with("output tokens/s")) {
-            num(&row, "throughput")
+            throughput
         } else {
             None
         };
         fig("output tokens/s", published_tput, tput);
         let stat = |col: &str| row.get(col).map(String::as_str) == Some("p50");
-        fig("ttft ms", num(&row, "ttft_ms"), if stat("ttft_stat") { lat[1] } else { lat[0] });
-        fig("itl ms", num(&row, "itl_ms"), if stat("itl_stat") { lat[3] } else { lat[2] });
+        fig("ttft ms", ttft, if stat("ttft_stat") { lat[1] } else { lat[0] });
+        fig("itl ms", itl, if stat("itl_stat") { lat[3] } else { lat[2] });
         rows.push(InferOutcome {
             file,
             line,

@@ -159,6 +159,52 @@ fn bad_setup_is_a_clear_error() {
     assert!(e.to_string().starts_with("bad.toml:2"), "{e}");
 }
 
+/// Tables and setups that would lose rows or figures silently are refused, naming the file,
+/// the line or key, and what was expected.
+#[test]
+fn bad_serving_tables_are_refused() {
+    let setup = "[[setup]]\nname = \"t\"\nfile = \"throughput.csv\"\nmatch = { engine_version = \"t\" }\n\
+                 models = { \"Llama 3.1 8B\" = \"llama-3.1-8b\" }\ngpus = { \"H100\" = \"h100-sxm\" }\n\
+                 model = { precision = \"fp8\", kv-precision = \"fp8\" }\nrequests = 7\ndescription = \"d\"\n";
+    let head = "engine_version,model,precision,gpu,num_gpus,input_tokens,output_tokens,metric,value\n";
+    let row = "t,Llama 3.1 8B,FP8,H100,1,128,128,Total Output Throughput (tokens/sec),1000\n";
+    let err = |csv: String, setups: &str| {
+        let files = vec![("d/throughput.csv".to_string(), csv)];
+        run(&files, setups, "s.toml", &Catalog::builtin(), &mut |_, _| {}).unwrap_err().to_string()
+    };
+    let e = err(head.replace(",value", ",val") + row, setup);
+    assert!(e.contains("throughput.csv:1") && e.contains("expected a column \"value\""), "{e}");
+    let e = err(format!("{head}{}", row.replace(",1000", ",abc")), setup);
+    assert!(e.contains("throughput.csv:2") && e.contains("value as a positive number") && e.contains("\"abc\""), "{e}");
+    let e = err(format!("{head}{}", row.replace(",1000", ",inf")), setup);
+    assert!(e.contains("throughput.csv:2") && e.contains("\"inf\""), "{e}");
+    let e = err(head.to_string(), setup);
+    assert!(e.contains("throughput.csv:1") && e.contains("at least one row"), "{e}");
+    let e = err(head.replace(",metric,", ",model,") + row, setup);
+    assert!(e.contains("column \"model\" appears twice"), "{e}");
+    let e = err(format!("{head}{row}"), &setup.replace("engine_version =", "engine_versoin ="));
+    assert!(e.contains("s.toml") && e.contains("\"engine_versoin\" is not a column of throughput.csv"), "{e}");
+    let e = err(format!("{head}{row}"), &setup.replace("file = \"throughput.csv\"", "file = \"nosuch.csv\""));
+    assert!(e.contains("setup \"t\": file") && e.contains("\"nosuch.csv\" is not one of"), "{e}");
+    let e = err(format!("{head}{row}"), &format!("{setup}{setup}"));
+    assert!(e.contains("setup \"t\": name"), "{e}");
+    // A latency row with an unknown load kind or a load that is not a rate.
+    let lhead = "engine_version,model,precision,gpu,num_gpus,input_tokens,output_tokens,load_kind,load,\
+                 ttft_ms,itl_ms,throughput,throughput_unit,num_requests\n";
+    let lsetup = setup.replace("throughput.csv", "latency-load.csv");
+    let lerr = |load_kind: &str, load: &str| {
+        let csv = format!("{lhead}t,Llama 3.1 8B,FP8,H100,1,128,128,{load_kind},{load},20,8,900,output tokens/s,50\n");
+        let files = vec![("d/latency-load.csv".to_string(), csv)];
+        run(&files, &lsetup, "s.toml", &Catalog::builtin(), &mut |_, _| {}).unwrap_err().to_string()
+    };
+    let e = lerr("nosuch", "2");
+    assert!(e.contains("latency-load.csv:2") && e.contains("load_kind rate_rps or concurrency"), "{e}");
+    let e = lerr("rate_rps", "nan");
+    assert!(e.contains("latency-load.csv:2") && e.contains("load as 0.001 to 10000000"), "{e}");
+    let e = lerr("concurrency", "0");
+    assert!(e.contains("1 to 1000000 concurrent users"), "{e}");
+}
+
 /// The path model against Azure's published inter-region round trips: with a route factor
 /// per pair of continents and one fixed cost (both fitted to this table), and paths between
 /// continents routed over the catalog's cable landings, 83% of the 52 pairs are within 15%
