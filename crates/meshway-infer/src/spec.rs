@@ -623,11 +623,12 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
     };
     let kv_precision = m.kv_precision.unwrap_or(precision);
     let share = |key: &str, v: Option<f64>, d: f64| -> Result<f64, FabricError> {
+        let from = if v.is_none() { format!(" (the catalog's [serving] {key})") } else { String::new() };
         let v = v.unwrap_or(d);
         if v > 0.0 && v <= 1.0 {
             Ok(v)
         } else {
-            Err(ctx.invalid(key, format!("expected a share in (0, 1], got {v}")))
+            Err(ctx.invalid(key, format!("expected a share in (0, 1], got {v}{from}")))
         }
     };
     let fe = share("flops-efficiency", m.flops_efficiency, sv.flops_efficiency)?;
@@ -769,7 +770,8 @@ fn validate_model(
         }
     };
     if max_batch == 0 || max_batch > 4096 {
-        return Err(ctx.invalid("max-batch", format!("expected 1 to 4096, got {max_batch}")));
+        let from = if m.max_batch.is_none() { " (the catalog's [serving] max-batch)" } else { "" };
+        return Err(ctx.invalid("max-batch", format!("expected 1 to 4096, got {max_batch}{from}")));
     }
     let token_budget = if rated { u32::MAX } else { m.token_budget.or(sv.map(|s| s.token_budget)).unwrap_or(8192) };
     if token_budget == 0 {
@@ -910,7 +912,12 @@ fn validate_site(
         SiteTier::Edge => d.gpu_hour_usd_edge,
     });
     if !(gpu_hour_usd.is_finite() && gpu_hour_usd >= 0.0) {
-        return Err(ctx.invalid("gpu-hour-usd", format!("expected a non-negative price, got {gpu_hour_usd}")));
+        let from = match (s.gpu_hour_usd, tier) {
+            (Some(_), _) => "",
+            (None, SiteTier::Central) => " (the catalog's [inference] gpu-hour-usd-central)",
+            (None, SiteTier::Edge) => " (the catalog's [inference] gpu-hour-usd-edge)",
+        };
+        return Err(ctx.invalid("gpu-hour-usd", format!("expected a non-negative price, got {gpu_hour_usd}{from}")));
     }
     Ok(Site {
         name: s.name.clone(),
@@ -1153,7 +1160,7 @@ pub fn from_scenario(sc: &Scenario, cat: &Catalog) -> Result<InferSpec, FabricEr
     let d: &InferenceDefaults =
         cat.inference.as_ref().ok_or_else(|| catalog_error("the catalog has no [inference] section of defaults"))?;
     if !(d.target_utilization > 0.0 && d.target_utilization <= 1.0) {
-        return Err(catalog_error("target-utilization must be in (0, 1]"));
+        return Err(catalog_error(&format!("target-utilization must be in (0, 1], got {}", d.target_utilization)));
     }
     if cfg.region.is_empty() {
         return Err(top.invalid("region", "no [[region]] tables: an inference scenario needs user regions"));
@@ -1173,7 +1180,8 @@ pub fn from_scenario(sc: &Scenario, cat: &Catalog) -> Result<InferSpec, FabricEr
     let duration = inf.duration.unwrap_or(d.duration);
     if duration.0 == 0 || duration.0 > 366 * 86_400 * 1_000_000_000 {
         let ictx = Ctx::new(file, &sc.text, "inference", 0, "inference");
-        return Err(ictx.invalid("duration", "expected a duration between 1ns and 366 days"));
+        let from = if inf.duration.is_none() { " (the catalog's [inference] duration)" } else { "" };
+        return Err(ictx.invalid("duration", format!("expected a duration between 1ns and 366 days{from}")));
     }
     let mut models = Vec::new();
     for (i, m) in cfg.model.iter().enumerate() {

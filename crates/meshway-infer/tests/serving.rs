@@ -607,6 +607,15 @@ fn runaway_inputs_are_refused() {
     let text = disaggregated("capacity = \"1Mbps\"\nbackground = 0.99");
     let e = spec_from_text(&text, "bad.toml", &Catalog::builtin()).unwrap_err().to_string();
     assert!(e.contains("dci[1].background") && e.contains("below 1 Mb/s"), "{e}");
+    // A value the model takes from the catalog says so.
+    let cat = Catalog::with_overlay("[serving]\nmax-batch = 1000000\n", "mine.toml").unwrap();
+    let text = scenario(
+        "llm = \"llama-3.1-8b\"\ngpu = \"h100-sxm\"\nprompt-tokens = 100\noutput-tokens = 10",
+        "rate = 1",
+        "1s",
+    );
+    let e = spec_from_text(&text, "bad.toml", &cat).unwrap_err().to_string();
+    assert!(e.contains("max-batch") && e.contains("(the catalog's [serving] max-batch)"), "{e}");
     // Catalog overlays: the serving latencies and the simulation's knobs are bounded too.
     for (overlay, want) in [
         ("[serving]\nstep-overhead = \"2h\"\n", "step-overhead must be at most 1h"),

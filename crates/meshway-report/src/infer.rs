@@ -40,26 +40,37 @@ pub fn infer_text(r: &InferReport) -> String {
         } else {
             x.main_site.clone()
         };
+        // A region none of whose requests completed has no latencies to show.
+        let none = x.requests == x.unserved;
+        let ms = |ns: u64| if none { "-".to_string() } else { ms1(ns) };
+        let s2 = |ns: u64| if none { "-".to_string() } else { secs2(ns) };
         t.row(vec![
             x.name.clone(),
-            match (x.unserved, x.retried) {
-                (0, 0) => site,
-                (0, t) => format!("{site} ({} retried)", thousands(t)),
-                (u, _) => format!("{site} ({} unserved)", thousands(u)),
+            match (x.requests, x.unserved, x.retried) {
+                (0, _, _) => format!("{site} (no requests)"),
+                (_, 0, 0) => site,
+                (_, 0, t) => format!("{site} ({} retried)", thousands(t)),
+                (_, u, _) => format!("{site} ({} unserved)", thousands(u)),
             },
-            ms1(x.rtt_ns),
-            ms1(x.ttft.p50_ns),
-            ms1(x.ttft.p90_ns),
-            ms1(x.ttft.p99_ns),
+            if x.main_site.is_empty() { "-".into() } else { ms1(x.rtt_ns) },
+            ms(x.ttft.p50_ns),
+            ms(x.ttft.p90_ns),
+            ms(x.ttft.p99_ns),
             match x.tpot_p99_objective_ns {
                 Some(t) => format!("{}, tpot {}", ms1(x.ttft_p99_objective_ns), ms1(t)),
                 None => ms1(x.ttft_p99_objective_ns),
             },
-            if x.met { "yes".into() } else { format!("no {}", pct(x.attainment)) },
-            ms1(x.tpot.p50_ns),
-            ms1(x.tpot.p99_ns),
-            secs2(x.e2e.p50_ns),
-            secs2(x.e2e.p99_ns),
+            if x.requests == 0 {
+                "-".into()
+            } else if x.met {
+                "yes".into()
+            } else {
+                format!("no {}", pct(x.attainment))
+            },
+            ms(x.tpot.p50_ns),
+            ms(x.tpot.p99_ns),
+            s2(x.e2e.p50_ns),
+            s2(x.e2e.p99_ns),
             format!("{:.0}", x.tokens_per_s),
         ]);
     }

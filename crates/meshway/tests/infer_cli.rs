@@ -134,3 +134,22 @@ fn place_routes_the_located_example() {
     assert!(rtt("los-angeles", 1) as f64 > 2.0 * (gc * 1.27 * 4_900.0 + 5e6) * 1.2);
     assert!(rtt("sao-paulo", 0) < rtt("sao-paulo", 1));
 }
+
+/// A region that sends nothing shows no latencies and no verdict, not zeros that read as met.
+#[test]
+fn a_region_without_requests_shows_no_latencies() {
+    let dir = tempdir("infer-rate0");
+    let f = dir.join("s.toml");
+    std::fs::write(
+        &f,
+        "name = \"idle\"\n[inference]\nduration = \"10s\"\n[[model]]\nname = \"m\"\nllm = \"llama-3.1-8b\"\n\
+         gpu = \"h100-sxm\"\ngpus-per-server = 1\nprompt-tokens = 100\noutput-tokens = 10\n\
+         [[site]]\nname = \"s\"\ngpus = 1\n[[region]]\nname = \"quiet\"\nrate = 0\ndistance = { s = \"10km\" }\n",
+    )
+    .unwrap();
+    let o = meshway(&["infer", f.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = stdout(&o).lines().find(|l| l.starts_with("quiet")).unwrap_or_default().to_string();
+    assert!(line.contains("(no requests)") && !line.contains(" 0.0ms") && !line.contains("yes"), "{line}");
+}
