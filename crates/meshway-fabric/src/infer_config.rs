@@ -110,6 +110,7 @@ pub struct RegionConfig {
     /// Open loop: exactly this many requests at Poisson times over `requests / rate` (a
     /// Poisson process given its count, as a benchmark of N requests at a rate sends them);
     /// the run's duration still cuts them off if it is shorter.
+    #[schemars(range(min = 1, max = 1_000_000_000))]
     pub requests: Option<u64>,
     /// Arrival process (default poisson).
     pub arrivals: Option<ArrivalsConfig>,

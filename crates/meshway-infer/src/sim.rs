@@ -1168,17 +1168,23 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
         ttft: spec
             .regions
             .iter()
-            .map(|r| Vec::with_capacity((r.rate * run.duration_ns as f64 * 1.1e-9) as usize))
+            .map(|r| {
+                Vec::with_capacity((r.expected_requests(run.duration_ns).min(crate::spec::MAX_REQUESTS) * 1.1) as usize)
+            })
             .collect(),
         tpot: spec
             .regions
             .iter()
-            .map(|r| Vec::with_capacity((r.rate * run.duration_ns as f64 * 1.1e-9) as usize))
+            .map(|r| {
+                Vec::with_capacity((r.expected_requests(run.duration_ns).min(crate::spec::MAX_REQUESTS) * 1.1) as usize)
+            })
             .collect(),
         e2e: spec
             .regions
             .iter()
-            .map(|r| Vec::with_capacity((r.rate * run.duration_ns as f64 * 1.1e-9) as usize))
+            .map(|r| {
+                Vec::with_capacity((r.expected_requests(run.duration_ns).min(crate::spec::MAX_REQUESTS) * 1.1) as usize)
+            })
             .collect(),
         ok: vec![0; nr],
         est: spec

@@ -479,28 +479,84 @@ pub struct InferSpec {
 /// 24 bytes each, 1.2 GB at this count).
 pub const MAX_REQUESTS: f64 = 5e7;
 
-impl InferSpec {
-    /// Requests the open-loop regions are expected to send in `duration_ns` (a region's
-    /// `requests` where it gives one, else rate x mean profile multiplier x duration).
+/// The most arrival candidates one run may draw (open loops draw them at the peak rate and
+/// keep a share: bursty arrivals and daily profiles).
+pub const MAX_CANDIDATES: f64 = 5e8;
+
+impl Region {
+    /// Requests this open-loop region is expected to send in the first `duration_ns` of a run:
+    /// its rate over the daily profile of those hours (from its UTC offset), at most its
+    /// `requests`. 0 for a closed loop.
     pub fn expected_requests(&self, duration_ns: u64) -> f64 {
         let secs = duration_ns as f64 * 1e-9;
+        let n = match &self.profile {
+            None => self.rate * secs,
+            Some(p) => {
+                let mut t = 0.0;
+                let mut sum = 0.0;
+                while t < secs {
+                    let h = (t / 3600.0) as i64;
+                    let len = (3600.0 * (h + 1) as f64).min(secs) - t;
+                    sum += p[(h + i64::from(self.utc_offset_hours)).rem_euclid(24) as usize] * len;
+                    t += len;
+                }
+                self.rate * sum
+            }
+        };
+        self.requests.map_or(n, |c| n.min(c as f64))
+    }
+
+    /// Arrival candidates an open-loop region draws in `duration_ns`: at its peak rate
+    /// (largest profile multiplier x burst factor), or its `requests`.
+    fn candidates(&self, duration_ns: u64) -> f64 {
+        if let Some(c) = self.requests {
+            return c as f64;
+        }
+        let top = self.profile.as_ref().map_or(1.0, |p| p.iter().copied().fold(0.0, f64::max));
+        let burst = match self.arrivals {
+            Arrivals::Bursty { factor, .. } => factor,
+            Arrivals::Poisson => 1.0,
+        };
+        self.rate * top * burst * duration_ns as f64 * 1e-9
+    }
+}
+
+impl InferSpec {
+    /// Requests the regions can send in `duration_ns`: open loops as expected
+    /// ([`Region::expected_requests`]); a closed loop at most its users x duration / the
+    /// shortest a request can take (round trip to its nearest site plus a lone request's
+    /// prefill and decode, at least 1 us).
+    pub fn expected_requests(&self, duration_ns: u64) -> f64 {
         self.regions
             .iter()
-            .map(|r| {
-                let mean = r.profile.as_ref().map_or(1.0, |p| p.iter().sum::<f64>() / p.len() as f64);
-                let n = r.rate * mean * secs;
-                r.requests.map_or(n, |c| n.min(c as f64))
+            .map(|r| match r.concurrency {
+                None => r.expected_requests(duration_ns),
+                Some(users) => {
+                    let m = &self.models[r.model];
+                    let rtt = r.paths.iter().flatten().map(|p| 2 * p.one_way.0).min().unwrap_or(0) as f64;
+                    let ctx = f64::from(m.prompt_tokens) + f64::from(m.output_tokens) / 2.0;
+                    let decode = f64::from(m.output_tokens.saturating_sub(1)) * 1e9 / m.stream_rate(1, ctx);
+                    let least = (rtt + m.prefill_ns(m.prompt_tokens) as f64 + decode).max(1e3);
+                    f64::from(users) * duration_ns as f64 / least
+                }
             })
             .sum()
     }
 
-    /// An error when a run of `duration_ns` would send more than [`MAX_REQUESTS`].
+    /// An error when a run of `duration_ns` would send more than [`MAX_REQUESTS`] requests
+    /// or draw more than [`MAX_CANDIDATES`] arrival candidates.
     pub fn check_run_size(&self, duration_ns: u64) -> Result<(), String> {
+        let secs = duration_ns as f64 * 1e-9;
         let n = self.expected_requests(duration_ns);
         if n > MAX_REQUESTS {
             return Err(format!(
-                "the regions would send about {n:.3e} requests in {:.0} s (rate x duration); expected at most {MAX_REQUESTS:.0e}: shorten the duration or lower the rates",
-                duration_ns as f64 * 1e-9
+                "the regions could send about {n:.3e} requests in {secs:.0} s (rates over the daily profile, closed loops at their shortest request time); expected at most {MAX_REQUESTS:.0e}: shorten the duration or lower the load"
+            ));
+        }
+        let c: f64 = self.regions.iter().filter(|r| r.concurrency.is_none()).map(|r| r.candidates(duration_ns)).sum();
+        if c > MAX_CANDIDATES {
+            return Err(format!(
+                "open-loop arrivals are drawn at the peak rate (rate x largest profile multiplier x burst factor): {c:.3e} draws in {secs:.0} s, expected at most {MAX_CANDIDATES:.0e}: shorten the duration or lower the peak"
             ));
         }
         Ok(())
@@ -530,7 +586,7 @@ fn read_lengths(path: &std::path::Path, ctx: &Ctx) -> Result<Vec<(u32, u32)>, Fa
         std::fs::read_to_string(path).map_err(|e| ctx.invalid("lengths", format!("cannot read {shown}: {e}")))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
-    let Some((_, header)) = lines.next() else {
+    let Some((hi, header)) = lines.next() else {
         return Err(ctx.invalid("lengths", format!("{shown} is empty: expected a header `prompt,output`")));
     };
     let cols: Vec<String> = header.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
@@ -540,7 +596,8 @@ fn read_lengths(path: &std::path::Path, ctx: &Ctx) -> Result<Vec<(u32, u32)>, Fa
             return Err(ctx.invalid(
                 "lengths",
                 format!(
-                    "{shown}:1: {what} column {c:?}: expected `prompt`, `output` and optionally `count`, once each"
+                    "{shown}:{}: {what} column {c:?}: expected `prompt`, `output` and optionally `count`, once each",
+                    hi + 1
                 ),
             ));
         }
@@ -549,7 +606,7 @@ fn read_lengths(path: &std::path::Path, ctx: &Ctx) -> Result<Vec<(u32, u32)>, Fa
     let (Some(pi), Some(oi)) = (col("prompt"), col("output")) else {
         return Err(ctx.invalid(
             "lengths",
-            format!("{shown}:1: expected a header naming `prompt` and `output` columns, got {header:?}"),
+            format!("{shown}:{}: expected a header naming `prompt` and `output` columns, got {header:?}", hi + 1),
         ));
     };
     let ci = col("count");
@@ -738,9 +795,12 @@ fn validate_model(
             ("chunked-prefill", m.chunked_prefill.is_some()),
             ("token-budget", m.token_budget.is_some()),
             ("speculative-draft-tokens", m.speculative_draft_tokens.is_some()),
-            ("precision", m.precision.is_some() || m.kv_precision.is_some()),
-            ("flops-efficiency", m.flops_efficiency.is_some() || m.bandwidth_efficiency.is_some()),
-            ("memory-utilization", m.memory_utilization.is_some() || m.step_overhead.is_some()),
+            ("precision", m.precision.is_some()),
+            ("kv-precision", m.kv_precision.is_some()),
+            ("flops-efficiency", m.flops_efficiency.is_some()),
+            ("bandwidth-efficiency", m.bandwidth_efficiency.is_some()),
+            ("memory-utilization", m.memory_utilization.is_some()),
+            ("step-overhead", m.step_overhead.is_some()),
         ] {
             if set {
                 return Err(
@@ -1213,10 +1273,6 @@ pub fn from_scenario(sc: &Scenario, cat: &Catalog) -> Result<InferSpec, FabricEr
         regions,
         dcis,
     };
-    if let Err(m) = spec.check_run_size(duration.0) {
-        let ictx = Ctx::new(file, &sc.text, "inference", 0, "inference");
-        return Err(ictx.invalid("duration", m));
-    }
     Ok(spec)
 }
 

@@ -596,8 +596,35 @@ fn runaway_inputs_are_refused() {
     let profile = format!("rate = 5\nprofile = [{}]", vec!["1e30"; 24].join(", "));
     let e = bad(&m, &profile, "1s");
     assert!(e.contains("bad.toml") && e.contains("profile") && e.contains("at most 10000000"), "{e}");
-    let e = bad(&m, "rate = 10000000", "20s");
-    assert!(e.contains("inference.duration") && e.contains("2.000e8 requests") && e.contains("at most 5e7"), "{e}");
+    // The run's size is checked by the callers at the duration they run (`--duration` may
+    // shorten a scenario's own).
+    let size = |region: &str, duration: &str| {
+        let spec = spec_from_text(&scenario(&m, region, duration), "t.toml", &Catalog::builtin()).unwrap();
+        spec.check_run_size(spec.duration.0)
+    };
+    let e = size("rate = 10000000", "20s").unwrap_err();
+    assert!(e.contains("2.000e8 requests") && e.contains("at most 5e7"), "{e}");
+    assert!(size("rate = 10000000", "2s").is_ok());
+    // A daily profile counts the hours the run covers: one busy hour at 300,000 per second.
+    let busy = format!("rate = 300000\nprofile = [1{}]", ", 0".repeat(23));
+    let e = size(&busy, "1h").unwrap_err();
+    assert!(e.contains("1.080e9 requests"), "{e}");
+    // In a quiet hour it sends nothing, but the thinning still draws at the peak rate.
+    let e = size(&busy.replace("profile = [1", "utc-offset-hours = 1\nprofile = [1"), "1h").unwrap_err();
+    assert!(e.contains("1.080e9 draws"), "{e}");
+    // Bursty arrivals are drawn at the peak rate.
+    let e = size("rate = 1\narrivals = \"bursty\"\nburst-factor = 1e7\nburst-on = \"1ns\"\nburst-off = \"10ms\"", "1h")
+        .unwrap_err();
+    assert!(e.contains("peak rate") && e.contains("3.600e10 draws"), "{e}");
+    // A closed loop sends at most users x duration / a lone request's time.
+    let e = size("concurrency = 4096", "1h").unwrap_err();
+    assert!(e.contains("requests"), "{e}");
+    assert!(size("concurrency = 4096", "10s").is_ok());
+    // A request count bounds the run whatever its duration, and sizes its buffers.
+    assert!(size("rate = 100000\nrequests = 1000", "366d").is_ok());
+    let spec =
+        spec_from_text(&scenario(&m, "rate = 100000\nrequests = 1000", "366d"), "t.toml", &Catalog::builtin()).unwrap();
+    assert_eq!(simulate(&spec, &Run::new(&spec)).regions[0].requests, 1000);
     let rated = "gpus-per-server = 1\nprefill-tokens-per-s = 1000\ndecode-tokens-per-s = 1e-12\n\
                  prompt-tokens = 200\noutput-tokens = 20";
     let e = bad(rated, "rate = 1", "1s");

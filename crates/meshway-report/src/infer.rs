@@ -125,17 +125,21 @@ pub fn infer_text(r: &InferReport) -> String {
         o.push('\n');
         o.push_str(&t.render());
     }
-    let met = r.regions.iter().filter(|x| x.met).count();
+    // Regions that sent nothing have nothing to meet or miss.
+    let sending: Vec<_> = r.regions.iter().filter(|x| x.requests > 0).collect();
+    let met = sending.iter().filter(|x| x.met).count();
+    let idle = r.regions.len() - sending.len();
     o.push_str(&format!(
-        "\n{met} of {} regions meet their p99 objectives (time to first token, and time per output token where set); GPUs cost ${:.0} per hour.\n",
-        r.regions.len(),
+        "\n{met} of {} regions meet their p99 objectives (time to first token, and time per output token where set){}; GPUs cost ${:.0} per hour.\n",
+        sending.len(),
+        if idle > 0 { format!(" ({idle} sent no requests)") } else { String::new() },
         r.cost_usd_per_hour
     ));
-    let missed: Vec<String> = r
-        .regions
+    let missed: Vec<String> = sending
         .iter()
         .filter(|x| !x.met)
         .map(|x| match x.tpot_p99_objective_ns {
+            _ if x.requests == x.unserved => format!("{} (no request served)", x.name),
             Some(t) if x.tpot.p99_ns > t => format!(
                 "{} (p99 ttft {} vs {}, p99 tpot {} vs {})",
                 x.name,

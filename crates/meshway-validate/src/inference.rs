@@ -436,6 +436,10 @@ fn run_row(
          fiber = {{ s = \"0m\" }}\nwan-fixed = {{ s = \"0ns\" }}\n"
     );
     let spec = meshway_infer::spec_from_text(&text, &format!("{at} (setup {})", setup.name), cat)?;
+    spec.check_run_size(duration_ns).map_err(|m| {
+        let (file, line) = at.rsplit_once(':').unwrap_or((at, "0"));
+        csv_err(file, line.parse().unwrap_or(0), format!("setup {:?}: {m}", setup.name))
+    })?;
     let r = meshway_infer::simulate(&spec, &meshway_infer::Run::new(&spec));
     let reg = &r.regions[0];
     let served = reg.requests - reg.unserved;
@@ -542,15 +546,14 @@ pub fn run(
             let want = SERVING_METRICS.map(|m| format!("\"{m}\"")).join(", ");
             return Err(invalid(format!("{at}: metric"), format!("{m:?} is not one of {want}")));
         }
-        if let Some(h) = headers.get(&k.file) {
-            if let Some(col) = k.matches.keys().find(|c| !h.contains(c)) {
-                return Err(invalid(format!("{at}: match"), format!("{:?} is not a column of {}", col, k.file)));
-            }
-        } else if k.file.contains(['/', '\\']) {
+        if !SERVING_FILES.contains(&k.file.as_str()) {
             return Err(invalid(
                 format!("{at}: file"),
-                "expected a file name such as \"latency-load.csv\", not a path".into(),
+                format!("expected a file name, one of {}", SERVING_FILES.join(", ")),
             ));
+        }
+        if let Some(col) = headers.get(&k.file).and_then(|h| k.matches.keys().find(|c| !h.contains(c))) {
+            return Err(invalid(format!("{at}: match"), format!("{:?} is not a column of {}", col, k.file)));
         }
     }
     let mut rows = Vec::new();
@@ -621,7 +624,11 @@ pub fn run(
                     l.parse().ok().filter(|r: &f64| r.is_finite() && *r >= 1e-3 && *r <= 1e7).ok_or_else(|| {
                         bad(&format!("load as 0.001 to 10000000 requests per second or INF, got {l:?}"))
                     })?;
-                Load::Rate(r, requests.ok_or_else(no_count)?)
+                let n = requests.ok_or_else(no_count)?;
+                if f64::from(n) / r > 366.0 * 86_400.0 {
+                    return Err(bad(&format!("{n} requests at {r} per second to take at most 366 days")));
+                }
+                Load::Rate(r, n)
             }
         };
         // A published figure: a blank cell is not published; anything else must be a

@@ -198,15 +198,58 @@ pub(crate) fn median(v: &mut [f64]) -> f64 {
 
 /// Parses `nccl-tests.csv` (named `file` in messages).
 pub fn parse_rows(text: &str, file: &str) -> Result<Vec<Row>, ValidateError> {
+    let err = |line: u64, message: String| ValidateError::Csv { file: file.to_string(), line, message };
     let mut rd = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
-    let mut rows = Vec::new();
-    for r in rd.deserialize::<Row>() {
-        let row = r.map_err(|e| ValidateError::Csv {
-            file: file.to_string(),
-            line: e.position().map_or(0, |p| p.line()),
-            message: e.to_string(),
+    let headers = rd.headers().map_err(|e| err(1, e.to_string()))?.clone();
+    // Every column a row is read from: a misspelled one would read as blank in every row.
+    const COLUMNS: [&str; 13] = [
+        "id",
+        "op",
+        "gpus",
+        "gpus_per_host",
+        "gpu",
+        "transport",
+        "size_bytes",
+        "time_us",
+        "busbw_gbytes_per_s",
+        "nccl_algo",
+        "nccl_proto",
+        "read_as",
+        "source_url",
+    ];
+    if let Some(c) = COLUMNS.iter().find(|c| !headers.iter().any(|h| h == **c)) {
+        return Err(err(1, format!("expected a column {c:?} (the columns read are {})", COLUMNS.join(", "))));
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    for rec in rd.records() {
+        let rec = rec.map_err(|e| err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
+        let line = rec.position().map_or(0, |p| p.line());
+        let row: Row = rec.deserialize(Some(&headers)).map_err(|e| {
+            let col = match e.kind() {
+                csv::ErrorKind::Deserialize { err: de, .. } => {
+                    de.field().and_then(|i| headers.get(i as usize)).map(|c| format!("column {c:?}: "))
+                }
+                _ => None,
+            }
+            .unwrap_or_default();
+            err(line, format!("{col}{e}"))
         })?;
+        if row.id.is_empty() || rows.iter().any(|r| r.id == row.id) {
+            return Err(err(line, format!("expected a unique non-empty id, got {:?}", row.id)));
+        }
+        if let Some(t) = row.time_us.filter(|t| !(t.is_finite() && *t > 0.0)) {
+            return Err(err(line, format!("time_us: expected a positive time in microseconds, got {t}")));
+        }
+        if let Some(b) = row.busbw_gbytes_per_s.filter(|b| !(b.is_finite() && *b >= 0.0)) {
+            return Err(err(line, format!("busbw_gbytes_per_s: expected a non-negative rate, got {b}")));
+        }
+        if row.time_us.is_none() && row.busbw_gbytes_per_s.is_some_and(|b| b == 0.0) {
+            return Err(err(line, "a row with busbw_gbytes_per_s 0 needs its time_us".into()));
+        }
         rows.push(row);
+    }
+    if rows.is_empty() {
+        return Err(err(1, "expected a header and at least one row".into()));
     }
     Ok(rows)
 }
@@ -322,6 +365,35 @@ pub fn assign(
             }
         })
         .collect()
+}
+
+/// Entries of `setups` none of whose row patterns match a row of `rows` (a typo, or a row
+/// since removed), and setup names given twice: one line each, for the full set (a subset
+/// of the rows leaves entries unmatched on purpose).
+pub fn stale_entries(rows: &[Row], setups: &SetupsFile) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |what: String, patterns: &[String]| {
+        for p in patterns {
+            if !rows.iter().any(|r| matches(std::slice::from_ref(p), &r.id)) {
+                out.push(format!("{what}: {p:?} matches no row"));
+            }
+        }
+    };
+    for x in &setups.setup {
+        check(format!("[[setup]] {:?}", x.name), &x.rows);
+    }
+    for (i, x) in setups.excluded.iter().enumerate() {
+        check(format!("[[excluded]] {}", i + 1), &x.rows);
+    }
+    for (i, x) in setups.known.iter().enumerate() {
+        check(format!("[[known]] {}", i + 1), &x.rows);
+    }
+    for (i, x) in setups.setup.iter().enumerate() {
+        if setups.setup[..i].iter().any(|y| y.name == x.name) {
+            out.push(format!("[[setup]] {:?}: the name is given twice", x.name));
+        }
+    }
+    out
 }
 
 /// Runs every row of `rows_text` against `setups_text` (named `rows_file`, `setups_file`).
@@ -559,6 +631,9 @@ why = "multi-node NVLink"
         let e = parse_setups("[[setup]]\nname = 1\n", "s.toml").unwrap_err().to_string();
         assert!(e.starts_with("s.toml:2:8: `setup[1].name`"), "{e}");
         let e = parse_rows("id,op\nq\n", "v.csv").unwrap_err().to_string();
+        assert!(e.starts_with("v.csv:1: expected a column \"gpus\""), "{e}");
+        let head = CSV.lines().next().unwrap_or_default();
+        let e = parse_rows(&format!("{head}\nq\n"), "v.csv").unwrap_err().to_string();
         assert!(e.starts_with("v.csv:2: "), "{e}");
     }
 

@@ -144,7 +144,9 @@ fn known_reasons_mark_figures_outside_their_bound() {
     let e = refused("[[known]]\nfile = \"latency-load.csv\"\nmatch = { load = [] }\nwhy = \"w\"\n");
     assert!(e.contains("s.toml") && e.contains("length 0"), "{e}");
     let e = refused("[[known]]\nfile = \"inference/latency-load.csv\"\nmatch = {}\nwhy = \"w\"\n");
-    assert!(e.contains("not a path"), "{e}");
+    assert!(e.contains("expected a file name, one of throughput.csv, latency-load.csv"), "{e}");
+    let e = refused("[[known]]\nfile = \"latency-loads.csv\"\nmatch = {}\nwhy = \"w\"\n");
+    assert!(e.contains("file") && e.contains("one of throughput.csv, latency-load.csv"), "{e}");
     let e = refused(
         "[[setup]]\nname = \"x\"\nfile = \"latency-load.csv\"\nmatch = {}\nmodels = {}\ngpus = {}\n\
          requests-by-length = { \"128 x 128\" = 5 }\ndescription = \"d\"\n",

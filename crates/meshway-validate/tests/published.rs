@@ -3,7 +3,7 @@
 //! meets issue 11's target (median |error| <= 10%, max <= 25% per group).
 
 use meshway_fabric::Catalog;
-use meshway_validate::{assign, parse_rows, parse_setups, run};
+use meshway_validate::{assign, parse_rows, parse_setups, run, stale_entries};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../validation/collectives");
 
@@ -114,4 +114,40 @@ fn the_ci_subset_meets_the_target() {
         "{:?}",
         r.rows.iter().filter(|x| x.why.is_some()).collect::<Vec<_>>()
     );
+}
+
+/// A table that would lose or bend rows silently is refused with the line and the column;
+/// setups entries that match no row are listed (the repository's set has none).
+#[test]
+fn bad_tables_are_refused_and_stale_entries_listed() {
+    let (csv, setups) = files();
+    let mut lines = csv.lines();
+    let head = lines.next().unwrap().to_string();
+    let row = lines.find(|l| l.starts_with("az-ndh100v5-05")).unwrap().to_string();
+    let err = |text: String| parse_rows(&text, "t.csv").unwrap_err().to_string();
+    let e = err(format!("{}\n{row}\n", head.replace("time_us", "time_usec")));
+    assert!(e.starts_with("t.csv:1:") && e.contains("expected a column \"time_us\""), "{e}");
+    let e = err(format!("{head}\n{row}\n{row}\n"));
+    assert!(e.starts_with("t.csv:3:") && e.contains("unique non-empty id"), "{e}");
+    let e = err(format!("{head}\n"));
+    assert!(e.contains("at least one row"), "{e}");
+    let cols: Vec<&str> = head.split(',').collect();
+    let with = |col: &str, v: &str| {
+        let i = cols.iter().position(|c| *c == col).unwrap();
+        let mut f: Vec<String> = row.split(',').map(str::to_string).collect();
+        f[i] = v.to_string();
+        format!("{head}\n{}\n", f.join(","))
+    };
+    let e = err(with("busbw_gbytes_per_s", "NaN"));
+    assert!(e.starts_with("t.csv:2:") && e.contains("busbw_gbytes_per_s") && e.contains("NaN"), "{e}");
+    let e = err(with("time_us", "-5"));
+    assert!(e.contains("time_us: expected a positive time"), "{e}");
+    let e = err(with("size_bytes", "lots"));
+    assert!(e.starts_with("t.csv:2:") && e.contains("column \"size_bytes\""), "{e}");
+    let rows = parse_rows(&csv, "nccl-tests.csv").unwrap();
+    let s = parse_setups(&setups, "setups.toml").unwrap();
+    assert!(stale_entries(&rows, &s).is_empty(), "{:?}", stale_entries(&rows, &s));
+    let typo = parse_setups(&setups.replacen("cw-gb200-1440-*", "cw-gb200-1400-*", 1), "setups.toml").unwrap();
+    let w = stale_entries(&rows, &typo);
+    assert!(w.len() == 1 && w[0].contains("\"cw-gb200-1400-*\" matches no row"), "{w:?}");
 }

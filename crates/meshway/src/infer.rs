@@ -112,8 +112,11 @@ pub fn run_infer(a: InferArgs) -> Result<()> {
     if let Some(d) = a.duration {
         anyhow::ensure!(d.0 > 0 && d.0 <= MAX_DURATION_NS, "--duration: expected more than 0 and at most 366 days");
         run.duration_ns = d.0;
-        spec.check_run_size(d.0).map_err(|m| anyhow::anyhow!("--duration: {m}"))?;
     }
+    spec.check_run_size(run.duration_ns).map_err(|m| match a.duration {
+        Some(_) => anyhow::anyhow!("--duration: {m}"),
+        None => anyhow::anyhow!("{}: inference.duration: {m}", a.file.display()),
+    })?;
     if let Some(p) = &a.policy {
         run.policy = Policy::parse(p)
             .with_context(|| format!("--policy: expected nearest, least-loaded or latency-aware, got {p:?}"))?;
@@ -165,7 +168,10 @@ pub fn run_place(a: PlaceArgs) -> Result<()> {
         opt.duration_ns > 0 && opt.duration_ns <= MAX_DURATION_NS,
         "--duration: expected more than 0 and at most 366 days"
     );
-    spec.check_run_size(opt.duration_ns).map_err(|m| anyhow::anyhow!("--duration: {m}"))?;
+    spec.check_run_size(opt.duration_ns).map_err(|m| match a.duration {
+        Some(_) => anyhow::anyhow!("--duration: {m}"),
+        None => anyhow::anyhow!("{}: inference.duration: {m}", a.file.display()),
+    })?;
     let rep = place(&spec, &opt);
     if let Some(p) = &a.common.html {
         std::fs::write(p, meshway_report::infer::place_html(&rep))

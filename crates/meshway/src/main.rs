@@ -306,6 +306,13 @@ fn run(cli: Cli) -> Result<()> {
                 let (rows, rows_file) = read("collectives", "nccl-tests.csv")?;
                 let (setups, setups_file) = read("collectives", "setups.toml")?;
                 let r = meshway_validate::run(&rows, &rows_file, &setups, &setups_file, &cat, &mut |_, _| {})?;
+                let stale = meshway_validate::stale_entries(
+                    &meshway_validate::parse_rows(&rows, &rows_file)?,
+                    &meshway_validate::parse_setups(&setups, &setups_file)?,
+                );
+                for w in &stale {
+                    eprintln!("warning: {setups_file}: {w}");
+                }
                 text.push_str(&meshway_report::validate::validate_text(&r));
                 out.insert("collectives".into(), serde_json::to_value(&r)?);
                 coll = Some(r);
