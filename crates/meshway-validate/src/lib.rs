@@ -243,6 +243,9 @@ pub fn parse_rows(text: &str, file: &str) -> Result<Vec<Row>, ValidateError> {
         if let Some(b) = row.busbw_gbytes_per_s.filter(|b| !(b.is_finite() && *b >= 0.0)) {
             return Err(err(line, format!("busbw_gbytes_per_s: expected a non-negative rate, got {b}")));
         }
+        if row.time_us.is_some() && row.size_bytes.is_none() {
+            return Err(err(line, "a row with time_us needs its size_bytes (the time is for one size)".into()));
+        }
         if row.time_us.is_none() && row.busbw_gbytes_per_s.is_some_and(|b| b == 0.0) {
             return Err(err(line, "a row with busbw_gbytes_per_s 0 needs its time_us".into()));
         }

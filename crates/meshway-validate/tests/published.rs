@@ -132,16 +132,20 @@ fn bad_tables_are_refused_and_stale_entries_listed() {
     let e = err(format!("{head}\n"));
     assert!(e.contains("at least one row"), "{e}");
     let cols: Vec<&str> = head.split(',').collect();
-    let with = |col: &str, v: &str| {
-        let i = cols.iter().position(|c| *c == col).unwrap();
+    let set = |cells: &[(&str, &str)]| {
         let mut f: Vec<String> = row.split(',').map(str::to_string).collect();
-        f[i] = v.to_string();
+        for (col, v) in cells {
+            f[cols.iter().position(|c| c == col).unwrap()] = v.to_string();
+        }
         format!("{head}\n{}\n", f.join(","))
     };
+    let with = |col: &str, v: &str| set(&[(col, v)]);
     let e = err(with("busbw_gbytes_per_s", "NaN"));
     assert!(e.starts_with("t.csv:2:") && e.contains("busbw_gbytes_per_s") && e.contains("NaN"), "{e}");
     let e = err(with("time_us", "-5"));
     assert!(e.contains("time_us: expected a positive time"), "{e}");
+    let e = err(set(&[("size_bytes", ""), ("time_us", "100")]));
+    assert!(e.starts_with("t.csv:2:") && e.contains("needs its size_bytes"), "{e}");
     let e = err(with("size_bytes", "lots"));
     assert!(e.starts_with("t.csv:2:") && e.contains("column \"size_bytes\""), "{e}");
     let rows = parse_rows(&csv, "nccl-tests.csv").unwrap();
