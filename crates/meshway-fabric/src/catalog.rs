@@ -538,6 +538,8 @@ pub struct LlmModel {
     pub params: f64,
     /// Parameters each token uses (mixture of experts). Absent: all (a dense model).
     pub active_params: Option<f64>,
+    /// The longest sequence (prompt + output tokens) the model takes. Absent: not checked.
+    pub context: Option<u32>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }

@@ -919,6 +919,22 @@ fn validate_model(
         length_dist,
         lengths,
     };
+    if let (Cost::Shape(sh), Some(llm)) = (&model.cost, m.llm.as_ref().and_then(|n| cat.llm(n))) {
+        // The longest request the model takes: a fixed length, or the longest in a lengths file.
+        let longest = match &model.lengths {
+            Some(l) => l.iter().map(|x| u64::from(x.0) + u64::from(x.1)).max().unwrap_or(0),
+            None => u64::from(prompt_tokens) + u64::from(output_tokens),
+        };
+        if let Some(c) = llm.context.filter(|c| longest > u64::from(*c)) {
+            return Err(ctx.invalid(
+                if model.lengths.is_some() { "lengths" } else { "prompt-tokens" },
+                format!(
+                    "a request of {longest} tokens (prompt + output) is longer than {}'s context of {c} tokens",
+                    sh.llm
+                ),
+            ));
+        }
+    }
     if model.kv_reserve(prompt_tokens, output_tokens) > kv_capacity_tokens {
         return Err(ctx.invalid(
             "prompt-tokens",

@@ -350,7 +350,7 @@ fn bad_serving_input() {
     assert!(e.contains("prefix-cache-hit") && e.contains("[0, 1)"), "{e}");
     let e = err("llm = \"llama-3.1-8b\"\ngpu = \"h100-sxm\"\nlengths = \"/no/such/file.csv\"");
     assert!(e.contains("cannot read /no/such/file.csv"), "{e}");
-    let e = err("llm = \"llama-3.1-8b\"\ngpu = \"h100-sxm\"\nprompt-tokens = 2000000\noutput-tokens = 10");
+    let e = err("llm = \"llama-3.1-8b\"\ngpu = \"h100-sxm\"\nmemory-utilization = 0.1\nprompt-tokens = 120000\noutput-tokens = 10");
     assert!(e.contains("does not fit the server's KV cache"), "{e}");
     let text = scenario(&format!("{EIGHT_B}\n{lens}"), "concurrency = 2\nrate = 3", "1s");
     let e = spec_from_text(&text, "bad.toml", &Catalog::builtin()).unwrap_err().to_string();
@@ -634,6 +634,9 @@ fn runaway_inputs_are_refused() {
     let text = disaggregated("capacity = \"1Mbps\"\nbackground = 0.99");
     let e = spec_from_text(&text, "bad.toml", &Catalog::builtin()).unwrap_err().to_string();
     assert!(e.contains("dci[1].background") && e.contains("below 1 Mb/s"), "{e}");
+    // A request longer than the model's context (Llama 3.1: 131,072 tokens).
+    let e = bad(&format!("{EIGHT_B}\nprompt-tokens = 131000\noutput-tokens = 1000"), "rate = 1", "1s");
+    assert!(e.contains("prompt-tokens") && e.contains("132000 tokens") && e.contains("context of 131072"), "{e}");
     // A value the model takes from the catalog says so.
     let cat = Catalog::with_overlay("[serving]\nmax-batch = 1000000\n", "mine.toml").unwrap();
     let text = scenario(
