@@ -509,15 +509,13 @@ impl Region {
     /// Arrival candidates an open-loop region draws in `duration_ns`: at its peak rate
     /// (largest profile multiplier x burst factor), or its `requests`.
     fn candidates(&self, duration_ns: u64) -> f64 {
-        if let Some(c) = self.requests {
-            return c as f64;
-        }
         let top = self.profile.as_ref().map_or(1.0, |p| p.iter().copied().fold(0.0, f64::max));
         let burst = match self.arrivals {
             Arrivals::Bursty { factor, .. } => factor,
             Arrivals::Poisson => 1.0,
         };
-        self.rate * top * burst * duration_ns as f64 * 1e-9
+        let draws = self.rate * top * burst * duration_ns as f64 * 1e-9;
+        self.requests.map_or(draws, |c| draws.min(c as f64))
     }
 }
 
@@ -536,8 +534,26 @@ impl InferSpec {
                     let rtt = r.paths.iter().flatten().map(|p| 2 * p.one_way.0).min().unwrap_or(0) as f64;
                     let ctx = f64::from(m.prompt_tokens) + f64::from(m.output_tokens) / 2.0;
                     let decode = f64::from(m.output_tokens.saturating_sub(1)) * 1e9 / m.stream_rate(1, ctx);
-                    let least = (rtt + m.prefill_ns(m.prompt_tokens) as f64 + decode).max(1e3);
-                    f64::from(users) * duration_ns as f64 / least
+                    // A user resends as soon as its request streams back, or after
+                    // failover-detect when no site can take it.
+                    let lone = (rtt + m.prefill_ns(m.prompt_tokens) as f64 + decode).max(1e3);
+                    let least = lone.min(self.failover_detect.0 as f64);
+                    let users = f64::from(users);
+                    let by_users = users * (1.0 + duration_ns as f64 / least);
+                    // Served requests cannot outrun the sites' capacity (at their largest,
+                    // twice over for the queue's swings); only failed ones come faster.
+                    let cap: f64 = self
+                        .sites
+                        .iter()
+                        .filter(|s| s.model == r.model)
+                        .map(|s| f64::from(s.max_gpus / m.gpus_per_server) * m.server_capacity())
+                        .sum();
+                    let by_capacity = users + 2.0 * cap * duration_ns as f64 * 1e-9;
+                    if least < lone {
+                        by_users
+                    } else {
+                        by_users.min(by_capacity)
+                    }
                 }
             })
             .sum()
@@ -1044,8 +1060,8 @@ fn arrivals(r: &RegionConfig, ctx: &Ctx) -> Result<Arrivals, FabricError> {
             let factor = r.burst_factor.unwrap_or(3.0);
             let on = r.burst_on.unwrap_or(Nanos(30_000_000_000));
             let off = r.burst_off.unwrap_or(Nanos(90_000_000_000));
-            if on.0 == 0 || off.0 == 0 {
-                return Err(ctx.invalid("burst-on", "expected positive on and off periods"));
+            if on.0 < 1_000_000 || off.0 < 1_000_000 {
+                return Err(ctx.invalid("burst-on", "expected on and off periods of at least 1ms"));
             }
             let share = on.0 as f64 / (on.0 + off.0) as f64;
             if !(factor.is_finite() && factor >= 1.0 && factor * share <= 1.0 + 1e-12) {
@@ -1277,13 +1293,22 @@ pub fn from_scenario(sc: &Scenario, cat: &Catalog) -> Result<InferSpec, FabricEr
         regions.push(region);
     }
     let dcis = validate_dcis(sc, cat, &models, &sites, &regions)?;
+    let failover_detect = inf.failover_detect.unwrap_or(d.failover_detect);
+    if !(1_000_000..=3_600_000_000_000).contains(&failover_detect.0) {
+        let ictx = Ctx::new(file, &sc.text, "inference", 0, "inference");
+        let from = if inf.failover_detect.is_none() { " (the catalog's [inference] failover-detect)" } else { "" };
+        return Err(ictx.invalid(
+            "failover-detect",
+            format!("expected 1ms to 1h (users resend after it), got {failover_detect}{from}"),
+        ));
+    }
     let spec = InferSpec {
         name: sc.name.clone(),
         policy,
         duration,
         seed: cfg.seed.unwrap_or(1),
         target_utilization: d.target_utilization,
-        failover_detect: inf.failover_detect.unwrap_or(d.failover_detect),
+        failover_detect,
         models,
         sites,
         regions,

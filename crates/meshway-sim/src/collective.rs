@@ -529,9 +529,10 @@ fn pick_model(spec: &CollSpec, msgs_if_steps: u64) -> Model {
 }
 
 /// The most messages one collective may write (an all-to-all on n GPUs writes n (n - 1)):
-/// 20 million. A message and its flow take about 400 bytes while they run (an all-to-all of
-/// 49.9 million on 7,064 GPUs peaked at 20 GB), so this keeps a run under about 8 GB.
-pub const MAX_MESSAGES: u64 = 20_000_000;
+/// 9 million. A message and its flow take about 900 bytes while they run (an all-to-all of
+/// 20 million on 4,472 GPUs peaked at 17-18.5 GB, 9 million on 3,000 at 7.7 GB), so this
+/// keeps a run near 8 GB.
+pub const MAX_MESSAGES: u64 = 9_000_000;
 
 /// Writes `spec` into `prog`, starting after `after`, with its protocol: message bytes on
 /// the wire, a step latency per message by link kind, and the base latency at the end.

@@ -50,7 +50,7 @@ pub enum CollectiveError {
     #[error("a collective needs at least 2 ranks, got {ranks}")]
     TooFewRanks { ranks: usize },
     /// More messages than a run may hold in memory.
-    #[error("{op} on {ranks} GPUs sends {messages} messages, more than the {max} one run may hold (about 400 bytes each while they run); simulate a smaller group")]
+    #[error("{op} on {ranks} GPUs sends {messages} messages, more than the {max} one run may hold (about 900 bytes each while they run); simulate a smaller group")]
     TooManyMessages { op: &'static str, ranks: usize, messages: u64, max: u64 },
     /// All-to-all and send-recv only send directly.
     #[error("{op} sends every message directly; algorithm {algorithm} does not apply (leave `algorithm` out)")]

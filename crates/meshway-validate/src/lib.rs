@@ -224,15 +224,19 @@ pub fn parse_rows(text: &str, file: &str) -> Result<Vec<Row>, ValidateError> {
     for rec in rd.records() {
         let rec = rec.map_err(|e| err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
         let line = rec.position().map_or(0, |p| p.line());
+        // A blank record (a spreadsheet's trailing `,,,`) is no row.
+        if rec.iter().all(str::is_empty) {
+            continue;
+        }
         let row: Row = rec.deserialize(Some(&headers)).map_err(|e| {
-            let col = match e.kind() {
-                csv::ErrorKind::Deserialize { err: de, .. } => {
-                    de.field().and_then(|i| headers.get(i as usize)).map(|c| format!("column {c:?}: "))
-                }
-                _ => None,
-            }
-            .unwrap_or_default();
-            err(line, format!("{col}{e}"))
+            let msg = match e.kind() {
+                csv::ErrorKind::Deserialize { err: de, .. } => match de.field().and_then(|i| headers.get(i as usize)) {
+                    Some(c) => format!("column {c:?}: {}", de.kind()),
+                    None => de.to_string(),
+                },
+                _ => e.to_string(),
+            };
+            err(line, msg)
         })?;
         if row.id.is_empty() || rows.iter().any(|r| r.id == row.id) {
             return Err(err(line, format!("expected a unique non-empty id, got {:?}", row.id)));

@@ -168,10 +168,12 @@ pub fn run_place(a: PlaceArgs) -> Result<()> {
         opt.duration_ns > 0 && opt.duration_ns <= MAX_DURATION_NS,
         "--duration: expected more than 0 and at most 366 days"
     );
-    spec.check_run_size(opt.duration_ns).map_err(|m| match a.duration {
-        Some(_) => anyhow::anyhow!("--duration: {m}"),
-        None => anyhow::anyhow!("{}: inference.duration: {m}", a.file.display()),
-    })?;
+    if !a.no_sim {
+        spec.check_run_size(opt.duration_ns).map_err(|m| match a.duration {
+            Some(_) => anyhow::anyhow!("--duration: {m}"),
+            None => anyhow::anyhow!("{}: inference.duration: {m}", a.file.display()),
+        })?;
+    }
     let rep = place(&spec, &opt);
     if let Some(p) = &a.common.html {
         std::fs::write(p, meshway_report::infer::place_html(&rep))
