@@ -264,9 +264,12 @@ pub fn infer_html(r: &InferReport) -> String {
     use crate::svg::{bar_chart, esc, page};
     let fmt_time = |v: f64| time(v.max(0.0).round() as u64);
     let mut body = String::new();
+    // Regions none of whose requests completed have no latency to draw (the report below
+    // lists them).
     let ttft: Vec<(String, f64)> = r
         .regions
         .iter()
+        .filter(|g| g.requests > g.unserved)
         .map(|g| (format!("{} (objective {})", g.name, time(g.ttft_p99_objective_ns)), g.ttft.p99_ns as f64))
         .collect();
     if let Some(svg) = bar_chart("p99 time to first token per region", &ttft, &fmt_time) {
@@ -294,7 +297,8 @@ pub fn infer_html(r: &InferReport) -> String {
     if let Some(svg) = crate::svg::line_chart(&chart, &cdfs) {
         body.push_str(&svg);
     }
-    let met: Vec<(String, f64)> = r.regions.iter().map(|g| (g.name.clone(), g.attainment)).collect();
+    let met: Vec<(String, f64)> =
+        r.regions.iter().filter(|g| g.requests > 0).map(|g| (g.name.clone(), g.attainment)).collect();
     if let Some(svg) = bar_chart("Requests within their objectives", &met, &|v| format!("{:.1}%", v * 100.0)) {
         body.push_str(&svg);
     }

@@ -147,9 +147,13 @@ fn a_region_without_requests_shows_no_latencies() {
          [[site]]\nname = \"s\"\ngpus = 1\n[[region]]\nname = \"quiet\"\nrate = 0\ndistance = { s = \"10km\" }\n",
     )
     .unwrap();
-    let o = meshway(&["infer", f.to_str().unwrap()]);
+    let html = dir.join("r.html");
+    let o = meshway(&["infer", f.to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    let page = std::fs::read_to_string(&html).unwrap_or_default();
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let line = stdout(&o).lines().find(|l| l.starts_with("quiet")).unwrap_or_default().to_string();
     assert!(line.contains("(no requests)") && !line.contains(" 0.0ms") && !line.contains("yes"), "{line}");
+    // The charts leave it out: it has no latency and no share of requests to draw.
+    assert!(page.contains("quiet") && !page.contains("quiet (objective"), "the TTFT chart draws the idle region");
 }
