@@ -506,24 +506,34 @@ impl Region {
         self.requests.map_or(n, |c| n.min(c as f64))
     }
 
-    /// Arrival candidates an open-loop region draws in `duration_ns`: at its peak rate
-    /// (largest profile multiplier x burst factor), or its `requests`.
-    fn candidates(&self, duration_ns: u64) -> f64 {
-        let top = self.profile.as_ref().map_or(1.0, |p| p.iter().copied().fold(0.0, f64::max));
+    /// The largest profile multiplier (1 without a profile).
+    fn top_multiplier(&self) -> f64 {
+        self.profile.as_ref().map_or(1.0, |p| p.iter().copied().fold(0.0, f64::max))
+    }
+
+    /// Requests per second at the busiest hour of an "on" period: rate x largest profile
+    /// multiplier x burst factor.
+    pub fn peak_rate(&self) -> f64 {
         let burst = match self.arrivals {
             Arrivals::Bursty { factor, .. } => factor,
             Arrivals::Poisson => 1.0,
         };
-        let draws = self.rate * top * burst * duration_ns as f64 * 1e-9;
+        self.rate * self.top_multiplier() * burst
+    }
+
+    /// Arrival candidates an open-loop region draws in `duration_ns`: at its peak rate
+    /// (largest profile multiplier x burst factor), or its `requests`.
+    fn candidates(&self, duration_ns: u64) -> f64 {
+        let draws = self.peak_rate() * duration_ns as f64 * 1e-9;
         self.requests.map_or(draws, |c| draws.min(c as f64))
     }
 }
 
 impl InferSpec {
     /// Requests the regions can send in `duration_ns`: open loops as expected
-    /// ([`Region::expected_requests`]); a closed loop at most its users x duration / the
-    /// shortest a request can take (round trip to its nearest site plus a lone request's
-    /// prefill and decode, at least 1 us).
+    /// ([`Region::expected_requests`]); a closed loop at most its users x (1 + duration / a
+    /// lone request at the mean lengths, or failover-detect where that is shorter), and, when
+    /// its requests are served, at most twice its sites' capacity at `max-gpus`.
     pub fn expected_requests(&self, duration_ns: u64) -> f64 {
         self.regions
             .iter()
@@ -1197,20 +1207,6 @@ fn validate_region(
             return Err(ctx.invalid("profile", format!("expected non-negative hourly multipliers, got {x}")));
         }
     }
-    let top = r.profile.as_ref().map_or(1.0, |p| p.iter().copied().fold(0.0, f64::max));
-    let burst = match arrivals {
-        Arrivals::Bursty { factor, .. } => factor,
-        Arrivals::Poisson => 1.0,
-    };
-    if rate * top * burst > 1e7 {
-        return Err(ctx.invalid(
-            if top > 1.0 { "profile" } else { "burst-factor" },
-            format!(
-                "the peak arrival rate (rate x largest profile multiplier x burst factor) would be {:.3e} requests per second; expected at most 10000000",
-                rate * top * burst
-            ),
-        ));
-    }
     let off = r.utc_offset_hours.unwrap_or(0);
     if !(-12..=14).contains(&off) {
         return Err(ctx.invalid("utc-offset-hours", format!("expected -12 to 14, got {off}")));
@@ -1223,7 +1219,7 @@ fn validate_region(
             format!("region {:?} has no distance or fiber to any site serving model {:?} (or give `location` on the region and the site)", r.name, models[model].name),
         ));
     }
-    Ok(Region {
+    let region = Region {
         name: r.name.clone(),
         rate,
         concurrency: r.concurrency,
@@ -1236,7 +1232,17 @@ fn validate_region(
         tpot_p99: r.tpot_p99,
         model,
         paths,
-    })
+    };
+    let peak = region.peak_rate();
+    if peak > 1e7 {
+        return Err(ctx.invalid(
+            if region.top_multiplier() > 1.0 { "profile" } else { "burst-factor" },
+            format!(
+                "the peak arrival rate (rate x largest profile multiplier x burst factor) would be {peak:.3e} requests per second; expected at most 10000000"
+            ),
+        ));
+    }
+    Ok(region)
 }
 
 /// Validates the `[inference]`, `[[model]]`, `[[region]]` and inference `[[site]]` keys.
