@@ -68,8 +68,11 @@ pub struct Sizing {
 pub struct RegionOutcome {
     pub name: String,
     pub site: String,
+    /// Requests the region sent in the simulated run (0: its objective was not tested).
+    pub requests: u64,
     pub ttft_p99_ns: u64,
     pub objective_ns: u64,
+    /// The objectives held (vacuously for a region that sent no requests).
     pub met: bool,
 }
 
@@ -386,6 +389,7 @@ fn plan(spec: &InferSpec, name: &str, sz: &Sizing, opt: &PlaceOptions, repair: b
                 .map(|x| RegionOutcome {
                     name: x.name.clone(),
                     site: x.main_site.clone(),
+                    requests: x.requests,
                     ttft_p99_ns: x.ttft.p99_ns,
                     objective_ns: x.ttft_p99_objective_ns,
                     met: x.met,

@@ -191,7 +191,17 @@ pub struct InferReport {
     pub dci: Vec<DciResult>,
     pub all_met: bool,
     pub cost_usd_per_hour: f64,
+    /// Requests still queued or running when the clock passed [`DRAIN_HORIZON_NS`] after the
+    /// arrivals ended (counted as unserved; 0 when the run drained).
+    pub unfinished: u64,
 }
+
+/// How long after its arrivals end a run may take to drain before it stops and counts what
+/// is left as unserved: 1e18 ns, about 31.7 years. An assumption: any scenario that can be
+/// served at all drains within hours; this keeps the nanosecond clock (which saturates at
+/// about 584 years) from wrapping on one that cannot, such as a rated model at 0.001
+/// tokens/s.
+pub const DRAIN_HORIZON_NS: u64 = 1_000_000_000_000_000_000;
 
 impl InferReport {
     /// The worst miss: max over regions of p99 TTFT - objective (negative: slack).
@@ -977,10 +987,16 @@ fn generators(spec: &InferSpec, run: &Run) -> Vec<Gen> {
 }
 
 impl Sim<'_> {
-    /// Runs events until none is left; returns the time of the last.
-    fn run_events(&mut self) -> u64 {
+    /// Runs events until none is left, or until the clock passes [`DRAIN_HORIZON_NS`] after
+    /// the arrivals end; returns the time of the last event run and whether the horizon
+    /// stopped the run.
+    fn run_events(&mut self) -> (u64, bool) {
+        let horizon = self.run.duration_ns.saturating_add(DRAIN_HORIZON_NS);
         let mut now = 0;
         while let Some(Reverse((t, _, ev))) = self.heap.pop() {
+            if t > horizon {
+                return (now, true);
+            }
             now = t;
             self.events += 1;
             match ev {
@@ -1001,7 +1017,21 @@ impl Sim<'_> {
                 Ev::Handoff(q) => self.handoff(q, t),
             }
         }
-        now
+        (now, false)
+    }
+
+    /// Counts the requests still in the system as unserved (a run stopped at its horizon).
+    fn unfinished_as_unserved(&mut self) -> u64 {
+        let mut live = vec![true; self.reqs.len()];
+        for &q in &self.free {
+            live[q as usize] = false;
+        }
+        let mut n = 0;
+        for (q, _) in live.iter().enumerate().filter(|(_, l)| **l) {
+            self.unserved[self.reqs[q].region as usize] += 1;
+            n += 1;
+        }
+        n
     }
 }
 
@@ -1101,8 +1131,10 @@ fn site_results(spec: &InferSpec, run: &Run, sim: &Sim<'_>, end: u64) -> (Vec<Si
                 requests: st.requests,
                 gpu_utilization: match (&m.cost, up) {
                     (_, false) => 0.0,
+                    // Prefill time is counted when a prefill starts, so a run stopped at
+                    // its horizon counts the ones in progress whole: capped at the run.
                     (Cost::Rated { decode, .. }, true) => {
-                        (st.prefill_ns as f64 + st.decoded_tokens as f64 / decode * 1e9) / denom
+                        ((st.prefill_ns as f64 + st.decoded_tokens as f64 / decode * 1e9) / denom).min(1.0)
                     }
                     (Cost::Shape(_), true) => busy as f64 / denom,
                 },
@@ -1228,7 +1260,10 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
             sim.push(*t, Ev::Fail(s as u32));
         }
     }
-    let now = sim.run_events();
+    let (last, stopped) = sim.run_events();
+    let unfinished = if stopped { sim.unfinished_as_unserved() } else { 0 };
+    // A run stopped at its horizon ran until then.
+    let now = if stopped { run.duration_ns.saturating_add(DRAIN_HORIZON_NS) } else { last };
     let end = now.max(run.duration_ns);
     for s in 0..ns {
         for v in 0..sim.sites[s].servers.len() {
@@ -1252,5 +1287,6 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
         dci,
         all_met,
         cost_usd_per_hour: cost,
+        unfinished,
     }
 }

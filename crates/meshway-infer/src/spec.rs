@@ -479,6 +479,10 @@ pub struct InferSpec {
 /// 24 bytes each, 1.2 GB at this count).
 pub const MAX_REQUESTS: f64 = 5e7;
 
+/// The longest run of arrivals: 10 years (an assumption, far beyond any capacity study; it
+/// keeps the run and its drain inside the nanosecond clock).
+pub const MAX_DURATION_NS: u64 = 10 * 365 * 86_400 * 1_000_000_000;
+
 /// The most arrival candidates one run may draw (open loops draw them at the peak rate and
 /// keep a share: bursty arrivals and daily profiles).
 pub const MAX_CANDIDATES: f64 = 5e8;
@@ -573,6 +577,12 @@ impl InferSpec {
     /// or draw more than [`MAX_CANDIDATES`] arrival candidates.
     pub fn check_run_size(&self, duration_ns: u64) -> Result<(), String> {
         let secs = duration_ns as f64 * 1e-9;
+        if duration_ns > MAX_DURATION_NS {
+            return Err(format!(
+                "a run of {secs:.3e} s, expected at most 10 years ({:.3e} s)",
+                MAX_DURATION_NS as f64 * 1e-9
+            ));
+        }
         let n = self.expected_requests(duration_ns);
         if n > MAX_REQUESTS {
             return Err(format!(

@@ -663,3 +663,31 @@ fn runaway_inputs_are_refused() {
         assert!(e.contains("mine.toml") && e.contains(want), "{e}");
     }
 }
+
+/// A run whose sites cannot serve its requests in any sensible time stops 1e18 ns (31.7
+/// years) after its arrivals end, counting what is left as unserved, instead of letting the
+/// nanosecond clock saturate and report years as latencies.
+#[test]
+fn a_run_that_cannot_drain_stops_at_its_horizon() {
+    use meshway_infer::sim::DRAIN_HORIZON_NS;
+    // Each prompt takes 1e9 s (31.7 years) to prefill.
+    let rated = "gpus-per-server = 1\nprefill-tokens-per-s = 0.001\ndecode-tokens-per-s = 1000\n\
+                 prompt-tokens = 1000000\noutput-tokens = 10\nmax-batch = 4";
+    let spec =
+        spec_from_text(&scenario(rated, "rate = 1\nrequests = 5", "10s"), "t.toml", &Catalog::builtin()).unwrap();
+    let r = simulate(&spec, &Run::new(&spec));
+    assert_eq!((r.requests, r.unfinished, r.regions[0].unserved), (5, 5, 5));
+    assert_eq!(r.end_ns, 10_000_000_000 + DRAIN_HORIZON_NS);
+    assert!(!r.all_met && !r.regions[0].met);
+    assert!(r.sites[0].gpu_utilization <= 1.0, "{}", r.sites[0].gpu_utilization);
+    // At 1,000 tokens/s the same run drains in about 5,000 s and nothing is cut off.
+    let fast = rated.replace("prefill-tokens-per-s = 0.001", "prefill-tokens-per-s = 1000");
+    let spec =
+        spec_from_text(&scenario(&fast, "rate = 1\nrequests = 5", "10s"), "t.toml", &Catalog::builtin()).unwrap();
+    let r = simulate(&spec, &Run::new(&spec));
+    assert_eq!((r.unfinished, r.regions[0].unserved), (0, 0));
+    assert!(r.end_ns > 5_000_000_000_000 && r.end_ns < 5_100_000_000_000, "{}", r.end_ns);
+    // Runs longer than 10 years are refused before they start.
+    let e = spec.check_run_size(11 * 365 * 86_400 * 1_000_000_000).unwrap_err();
+    assert!(e.contains("at most 10 years"), "{e}");
+}

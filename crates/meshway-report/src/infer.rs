@@ -135,6 +135,13 @@ pub fn infer_text(r: &InferReport) -> String {
         if idle > 0 { format!(" ({idle} sent no requests)") } else { String::new() },
         r.cost_usd_per_hour
     ));
+    if r.unfinished > 0 {
+        o.push_str(&format!(
+            "The run stopped {:.1} years after its arrivals ended with {} requests unfinished (counted as unserved): the sites cannot serve this load.\n",
+            meshway_infer::sim::DRAIN_HORIZON_NS as f64 * 1e-9 / (365.25 * 86_400.0),
+            thousands(r.unfinished)
+        ));
+    }
     let missed: Vec<String> = sending
         .iter()
         .filter(|x| !x.met)
@@ -192,6 +199,21 @@ pub fn place_text(r: &PlacementReport) -> String {
              site would need more than max-gpus (see the reasons above).\n"
         });
     }
+    let mut idle: Vec<&str> = Vec::new();
+    for p in r.plans.iter().filter(|p| p.simulated) {
+        for x in p.regions.iter().filter(|x| x.requests == 0) {
+            if !idle.contains(&x.name.as_str()) {
+                idle.push(&x.name);
+            }
+        }
+    }
+    if !idle.is_empty() {
+        o.push_str(&format!(
+            "  {} sent no requests in the simulated run: {} objective is untested (raise the rate or --duration)\n",
+            idle.join(", "),
+            if idle.len() == 1 { "its" } else { "their" }
+        ));
+    }
     if !r.failures.is_empty() {
         o.push_str("\nOptimized plan under one failure (simulated)\n");
         let mut t = Table::new(&["failure", "holds", "worst region", "p99 ttft", "miss", "unserved"]);
@@ -243,16 +265,19 @@ pub(crate) fn plans_table(r: &PlacementReport) -> String {
             for (i, reg) in first.regions.iter().enumerate() {
                 let mut row = vec![format!("{} p99 ttft", reg.name)];
                 row.extend(r.plans.iter().map(|p| match p.regions.get(i) {
+                    Some(x) if x.requests == 0 => "- (no requests)".into(),
                     Some(x) => format!("{}{}", ms1(x.ttft_p99_ns), if x.met { "" } else { " !" }),
                     None => "-".into(),
                 }));
                 t.row(row);
             }
         }
+        // Regions that sent nothing have nothing to meet or miss.
         let mut row = vec!["regions meeting objective".to_string()];
-        row.extend(
-            r.plans.iter().map(|p| format!("{} of {}", p.regions.iter().filter(|x| x.met).count(), p.regions.len())),
-        );
+        row.extend(r.plans.iter().map(|p| {
+            let sending = p.regions.iter().filter(|x| x.requests > 0);
+            format!("{} of {}", sending.clone().filter(|x| x.met).count(), sending.count())
+        }));
         t.row(row);
     }
     t.render()

@@ -135,6 +135,9 @@ pub fn run_infer(a: InferArgs) -> Result<()> {
             let names: Vec<&str> = spec.sites.iter().map(|s| s.name.as_str()).collect();
             format!("--fail-site: unknown site {name:?}, expected one of {}", names.join(", "))
         })?;
+        if run.site_down[i] || run.site_fail_at[i].is_some() {
+            anyhow::bail!("--fail-site {f:?}: site {name:?} is already failed by an earlier --fail-site");
+        }
         match at {
             None => run.site_down[i] = true,
             Some(t) => run.site_fail_at[i] = Some(t),

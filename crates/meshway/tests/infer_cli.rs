@@ -38,6 +38,14 @@ fn infer_with_a_failed_site_reroutes() {
     let o = meshway(&["infer", EXAMPLE, "--fail-site", "nowhere"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown site \"nowhere\""));
+    // A site failed twice (for the whole run and from a time on) is ambiguous: refused.
+    let o = meshway(&["infer", EXAMPLE, "--fail-site", "eu-north", "--fail-site", "eu-north@5min"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("site \"eu-north\" is already failed by an earlier --fail-site"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -150,7 +158,16 @@ fn a_region_without_requests_shows_no_latencies() {
     let html = dir.join("r.html");
     let o = meshway(&["infer", f.to_str().unwrap(), "--html", html.to_str().unwrap()]);
     let page = std::fs::read_to_string(&html).unwrap_or_default();
+    let placed = meshway(&["place", f.to_str().unwrap()]);
     std::fs::remove_dir_all(&dir).unwrap();
+    // `place` neither shows its p99 as 0 nor counts it among the regions meeting theirs.
+    assert!(placed.status.success(), "{}", stderr(&placed));
+    let text = stdout(&placed);
+    let line = text.lines().find(|l| l.starts_with("quiet p99 ttft")).unwrap_or_default();
+    assert!(line.contains("(no requests)") && !line.contains("0.0ms"), "{text}");
+    let line = text.lines().find(|l| l.starts_with("regions meeting objective")).unwrap_or_default();
+    assert!(line.contains("0 of 0") && !line.contains("1 of 1"), "{text}");
+    assert!(text.contains("quiet sent no requests in the simulated run: its objective is untested"), "{text}");
     assert!(o.status.success(), "{}", stderr(&o));
     let line = stdout(&o).lines().find(|l| l.starts_with("quiet")).unwrap_or_default().to_string();
     assert!(line.contains("(no requests)") && !line.contains(" 0.0ms") && !line.contains("yes"), "{line}");
