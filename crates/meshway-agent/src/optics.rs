@@ -124,8 +124,11 @@ pub fn parse_hex(text: &str, path: &str) -> Result<Vec<u8>, ReadError> {
             continue;
         }
         let at = off.unwrap_or(next);
-        if at + bytes.len() > MAX_IMAGE {
-            return Err(err(n + 1, format!("offset 0x{at:x} beyond the last page")));
+        if at.saturating_add(bytes.len()) > MAX_IMAGE {
+            return Err(err(
+                n + 1,
+                format!("{} bytes at offset 0x{at:x} run beyond the last page (0x{MAX_IMAGE:x} bytes)", bytes.len()),
+            ));
         }
         put(&mut img, at, &bytes);
         next = at + bytes.len();
@@ -208,5 +211,8 @@ mod tests {
         assert_eq!(parse_hex(plain, "x").unwrap(), vec![3, 4, 7, 0x10, 0]);
         assert_eq!(parse_hex("hello\n", "f.txt").unwrap_err().to_string(), "f.txt:0: no hex bytes found");
         assert!(parse_hex("0xffffff: 00\n", "f").unwrap_err().to_string().contains("beyond the last page"));
+        // An offset at the top of the address space does not wrap past the check.
+        let e = parse_hex("0xffffffffffffffff: 03\n", "f").unwrap_err().to_string();
+        assert!(e.contains("1 bytes at offset 0xffffffffffffffff run beyond the last page"), "{e}");
     }
 }

@@ -89,6 +89,9 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
         return Err(ctx.invalid("planes", format!("expected 1 to 16, got {planes}")));
     }
     let nic = fc.nic.unwrap_or(cat.defaults.nic);
+    if nic.0 > MAX_RATE_BPS {
+        return Err(ctx.invalid("nic", format!("expected at most 100Tbps, got {nic}")));
+    }
     if nic.0 == 0 || !nic.0.is_multiple_of(u64::from(planes)) {
         return Err(ctx.invalid("nic", format!("expected a positive rate divisible by planes ({planes}), got {nic}")));
     }
@@ -926,8 +929,11 @@ fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, F
         if a == b {
             return Err(ctx.invalid(&key, format!("a link needs two different nodes, got {:?} twice", l.a)));
         }
-        if l.rate.0 == 0 {
-            return Err(ctx.invalid(&key, "rate must be positive"));
+        if l.rate.0 == 0 || l.rate.0 > MAX_RATE_BPS {
+            return Err(ctx.invalid(&key, format!("rate: expected a positive rate up to 100Tbps, got {}", l.rate)));
+        }
+        if let Some(lat) = l.latency.filter(|l| l.0 > MAX_LATENCY_NS) {
+            return Err(ctx.invalid(&key, format!("latency: expected at most 1s, got {lat}")));
         }
         let count = l.count.unwrap_or(1);
         if count == 0 || count > 4096 {
@@ -947,6 +953,9 @@ fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, F
     }
     if f.gpu_count() < 2 {
         return Err(ctx.invalid("node", "a custom fabric needs at least 2 GPU nodes"));
+    }
+    if let Some(n) = f.nodes.iter().enumerate().find(|(i, n)| matches!(n.kind, NodeKind::Gpu { .. }) && used[*i] == 0) {
+        return Err(ctx.invalid("link", format!("GPU node {:?} has no link: give it a [[fabric.link]]", n.1.name)));
     }
     match fc.split.unwrap_or(SplitConfig::Halves) {
         SplitConfig::Halves => {}
@@ -1079,9 +1088,27 @@ fn check_family_keys(fc: &FabricConfig, ctx: &Ctx) -> Result<(), FabricError> {
     Ok(())
 }
 
+/// The fastest link or NIC a scenario may give: 100 Tb/s (an assumption, 60 times today's
+/// 1.6 Tb/s NICs), so that port counts and capacities stay meaningful.
+const MAX_RATE_BPS: u64 = 100_000_000_000_000;
+/// The longest latency a scenario may give a link or a switch: 1 s (an assumption; a
+/// fibre span around the globe is about 0.2 s).
+const MAX_LATENCY_NS: u64 = 1_000_000_000;
+
 /// The scenario's latency keys on a site's fabric: per-tier link latency in place of the
 /// cables' propagation, and the switches' latency.
-fn set_latencies(f: &mut Fabric, fc: &FabricConfig, site: u16) {
+fn set_latencies(f: &mut Fabric, fc: &FabricConfig, site: u16, ctx: &Ctx<'_>) -> Result<(), FabricError> {
+    let ll = fc.link_latency.as_ref();
+    for (key, v) in [
+        ("link-latency.host-leaf", ll.and_then(|l| l.host_leaf)),
+        ("link-latency.leaf-spine", ll.and_then(|l| l.leaf_spine)),
+        ("link-latency.spine-core", ll.and_then(|l| l.spine_core)),
+        ("switch-latency", fc.switch_latency),
+    ] {
+        if let Some(v) = v.filter(|v| v.0 > MAX_LATENCY_NS) {
+            return Err(ctx.invalid(key, format!("expected at most 1s, got {v}")));
+        }
+    }
     if let Some(ll) = &fc.link_latency {
         for link in &mut f.links {
             let given = match link.class {
@@ -1099,6 +1126,7 @@ fn set_latencies(f: &mut Fabric, fc: &FabricConfig, site: u16) {
         f.switch_latency.retain(|&(s, _)| s != site);
         f.switch_latency.push((site, lat));
     }
+    Ok(())
 }
 
 pub fn build_scenario(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> {
@@ -1115,7 +1143,7 @@ pub fn build_scenario(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricErro
             build_family(fc, cat, &ctx, 0)?.fabric
         };
         f.gpu = fc.gpu.clone();
-        set_latencies(&mut f, fc, 0);
+        set_latencies(&mut f, fc, 0, &ctx)?;
         return Ok(f);
     }
     if sc.config.site.iter().all(|s| s.fabric.is_none()) {
@@ -1149,7 +1177,7 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
     }
     // Validate DCI links first: they decide each site's border ports.
     let mut dci_ports = vec![0u32; sites.len()];
-    let mut spans = Vec::new();
+    let mut spans: Vec<(usize, usize, u32, u16, Meters)> = Vec::new();
     for (i, d) in sc.config.dci.iter().enumerate() {
         let ctx = Ctx::new(&sc.file, &sc.text, "dci", i, &format!("dci[{}]", i + 1));
         let names: Vec<&str> = index.keys().map(String::as_str).collect();
@@ -1162,6 +1190,17 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         let (a, b) = (site("a", &d.a)?, site("b", &d.b)?);
         if a == b {
             return Err(ctx.invalid("b", "a dci link joins two different sites"));
+        }
+        if let Some(k) = spans.iter().position(|&(x, y, ..)| (x, y) == (a, b) || (x, y) == (b, a)) {
+            return Err(ctx.invalid(
+                "b",
+                format!(
+                    "{} and {} are already joined by dci[{}]: give one link per pair of sites, with more wavelengths for more capacity",
+                    d.a,
+                    d.b,
+                    k + 1
+                ),
+            ));
         }
         let optic = match &d.optic {
             Some(name) => cat.optic_index(name).ok_or_else(|| {
@@ -1246,7 +1285,7 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         }
         let out = build_family(fabric, cat, &ctx, dci_ports[i])?;
         let mut sf = out.fabric;
-        set_latencies(&mut sf, fabric, 0);
+        set_latencies(&mut sf, fabric, 0, &ctx)?;
         if let Some(lat) = fabric.switch_latency {
             f.switch_latency.push((i as u16, lat));
         }

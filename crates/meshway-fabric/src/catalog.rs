@@ -838,6 +838,28 @@ impl Catalog {
                 Ok(())
             }
         };
+        // Prices and power: finite and not negative, and at most a figure no device reaches
+        // (1e9 USD, 1e7 W), so that totals over a fabric stay printable.
+        let amounts = |entry: String, items: &[(&str, f64, f64)]| {
+            for &(key, v, max) in items {
+                if !(v.is_finite() && (0.0..=max).contains(&v)) {
+                    return Err(bad(entry, &format!("{key} must be a number from 0 to {max:e}, got {v}")));
+                }
+            }
+            Ok(())
+        };
+        for s in &self.switch {
+            amounts(format!("switch {:?}", s.name), &[("power-w", s.power_w, 1e7), ("price-usd", s.price_usd, 1e9)])?;
+        }
+        for o in &self.optic {
+            amounts(format!("optic {:?}", o.name), &[("power-w", o.power_w, 1e7), ("price-usd", o.price_usd, 1e9)])?;
+        }
+        for n in &self.nic {
+            amounts(format!("nic {:?}", n.name), &[("power-w", n.power_w, 1e7), ("price-usd", n.price_usd, 1e9)])?;
+        }
+        for c in &self.cable {
+            amounts(format!("cable {:?}", c.name), &[("price-usd-per-m", c.price_usd_per_m, 1e9)])?;
+        }
         for s in &self.switch {
             provenance("switch", &s.name, &s.source, &s.assumption)?;
             if s.ports == 0 || s.port_rate.0 == 0 {
@@ -935,6 +957,10 @@ impl Catalog {
             provenance("packet", "", &pk.source, &pk.assumption)?;
             if pk.xon > pk.xoff {
                 return Err(bad("packet".into(), "xon must not exceed xoff"));
+            }
+            if pk.rto.0 < 1_000 || pk.lossless_rto.0 < 1_000 {
+                // Shorter than a packet's round trip, go-back-N resends without end.
+                return Err(bad("packet".into(), "rto and lossless-rto must be at least 1us"));
             }
             if pk.trim_packets == 0 || pk.window_packets == 0 || pk.series_ports == 0 {
                 return Err(bad("packet".into(), "trim-packets, window-packets and series-ports must be positive"));
@@ -1259,6 +1285,25 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.to_string(), "mine.toml: catalog entry switch \"x\": needs a `source` or an `assumption`");
+        // Prices and power must be finite, not negative and plausible; retransmission
+        // timeouts at least 1 us.
+        let sw = |power: &str, price: &str| {
+            Catalog::with_overlay(
+                &format!(
+                    "[[switch]]\nname = \"x\"\nports = 32\nport-rate = \"400Gbps\"\nlatency = \"1us\"\n\
+                     buffer = \"32MB\"\npower-w = {power}\nprice-usd = {price}\nassumption = \"test\"\n"
+                ),
+                "mine.toml",
+            )
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(sw("500", "nan").contains("price-usd must be a number from 0 to 1e9, got NaN"));
+        assert!(sw("500", "-30000").contains("price-usd must be a number from 0 to 1e9, got -30000"));
+        assert!(sw("inf", "1").contains("power-w must be a number from 0 to 1e7, got inf"));
+        let e = Catalog::with_overlay("[packet]\nrto = \"0ns\"\n", "mine.toml").map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("rto and lossless-rto must be at least 1us"), "{e}");
     }
 }
 #[cfg(test)]

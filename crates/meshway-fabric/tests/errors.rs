@@ -129,6 +129,12 @@ fn multi_site_errors() {
     let e =
         err(&format!("{}[[site]]\nname = \"b\"\n[site.fabric]\nkind = \"leaf-spine\"\ngpus = 63\n{dci}", site("a")));
     assert!(e.starts_with("bad.toml:10: `site[2].fabric.gpus`: 63 GPUs is not a whole number"), "{e}");
+    // A second link between the same sites would be merged silently: refused.
+    let again = dci
+        .replace("distance = \"10km\"", "distance = \"30km\"")
+        .replace("a = \"a\"\nb = \"b\"", "a = \"b\"\nb = \"a\"");
+    let e = err(&format!("{two}{dci}{again}"));
+    assert!(e.contains("`dci[2].b`: b and a are already joined by dci[1]"), "{e}");
 }
 
 #[test]
@@ -139,6 +145,16 @@ fn custom_fabric_errors() {
     assert!(e.contains("`fabric.node[2]`: duplicate node name \"a\""), "{e}");
     let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 8\n[[fabric.node]]\nname = \"a\"\nkind = \"gpu\"\n");
     assert!(e.contains("only for kind = \"custom\""), "{e}");
+    // A GPU with no link, and a link's rate and latency beyond any hardware.
+    let nodes = "[fabric]\nkind = \"custom\"\n[[fabric.node]]\nname = \"g0\"\nkind = \"gpu\"\n\
+                 [[fabric.node]]\nname = \"g1\"\nkind = \"gpu\"\n";
+    let e = err(nodes);
+    assert!(e.contains("`fabric.link`: GPU node \"g0\" has no link"), "{e}");
+    let link = |extra: &str| format!("{nodes}[[fabric.link]]\na = \"g0\"\nb = \"g1\"\n{extra}");
+    let e = err(&link("rate = \"200Tbps\"\n"));
+    assert!(e.contains("`fabric.link[1]`: rate: expected a positive rate up to 100Tbps, got 200Tbps"), "{e}");
+    let e = err(&link("rate = \"400Gbps\"\nlatency = \"2s\"\n"));
+    assert!(e.contains("`fabric.link[1]`: latency: expected at most 1s, got 2s"), "{e}");
 }
 
 #[test]
@@ -153,6 +169,10 @@ fn out_of_range_values() {
     assert!(e.contains("more than meshway builds in memory"), "{e}");
     let e = err(&format!("{LS}[transport]\nmtu = \"100B\"\n"));
     assert!(e.contains("`transport.mtu`: expected 256 to 65536 bytes, got 100"), "{e}");
+    let e = err(&format!("{LS}nic = \"18446744073709551615bps\"\n"));
+    assert!(e.contains("`fabric.nic`: expected at most 100Tbps"), "{e}");
+    let e = err(&format!("{LS}[fabric.link-latency]\nleaf-spine = \"5s\"\n"));
+    assert!(e.contains("`fabric.link-latency.leaf-spine`: expected at most 1s, got 5s"), "{e}");
     let e = err(&format!("{LS}spines = 5\n"));
     assert!(e.contains("`fabric.spines`: expected a divisor of the 32 leaf uplinks, got 5"), "{e}");
 }

@@ -107,6 +107,13 @@ pub fn traffic_text(name: &str, r: &TrafficReport) -> String {
             o.arp, o.non_ip, o.undecodable, r.capture.other_linktype_packets
         );
     }
+    if r.capture.bad_length_packets + r.capture.bad_time_packets > 0 {
+        let _ = writeln!(
+            s,
+            "  corrupt fields: {} wire lengths above 262,144 bytes (counted at their captured length), {} timestamps past 2116 (given the previous packet's time)",
+            r.capture.bad_length_packets, r.capture.bad_time_packets
+        );
+    }
     let protos: Vec<String> =
         r.protocols.iter().map(|(p, n, by)| format!("{p} {} in {} flows", b(*by), thousands(*n))).collect();
     let _ = writeln!(s, "  protocols: {}", protos.join(", "));

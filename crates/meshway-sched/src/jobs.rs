@@ -182,6 +182,22 @@ pub fn from_config(c: &JobConfig, nth: usize, origin: String, gpus_per_host: u32
         Some(HostsConfig::Names(v)) => Some(v.clone()),
         Some(HostsConfig::List(s)) => Some(crate::hostlist::expand(s).map_err(|m| job_error(&origin, "hosts", m))?),
     };
+    if let Some(h) = &hosts {
+        if let Some((i, dup)) = h.iter().enumerate().find(|(i, x)| h[..*i].contains(x)) {
+            return Err(job_error(
+                &origin,
+                "hosts",
+                format!(
+                    "host {dup:?} is named twice (entries {} and {})",
+                    h.iter().position(|x| x == dup).unwrap_or(0) + 1,
+                    i + 1
+                ),
+            ));
+        }
+    }
+    if c.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        return Err(job_error(&origin, "name", "expected a non-empty name"));
+    }
     let mut job = Job {
         name: c.name.clone().unwrap_or_else(|| format!("job-{}", nth + 1)),
         arrival: c.arrival.map_or(0, |a| a.0),

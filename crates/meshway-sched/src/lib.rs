@@ -164,6 +164,25 @@ pub fn outages(scenario: &Scenario, fabric: &Fabric) -> Result<Vec<run::Outage>,
     Ok(out)
 }
 
+/// The scenario's `[schedule] host-prefix` ("node" by default). It goes into Slurm,
+/// Kubernetes and shell files, so only the start of a host name is accepted.
+pub fn host_prefix(scenario: &Scenario) -> Result<String, SchedError> {
+    let prefix =
+        scenario.config.schedule.as_ref().and_then(|s| s.host_prefix.clone()).unwrap_or_else(|| "node".to_string());
+    let mut chars = prefix.chars();
+    if chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && prefix.len() <= 50
+    {
+        Ok(prefix)
+    } else {
+        Err(SchedError::Option(format!(
+            "{}: `schedule.host-prefix`: expected a letter then letters, digits or '-' (at most 50, the start of a host name such as \"node\"), got {prefix:?}",
+            scenario.file
+        )))
+    }
+}
+
 /// Runs every policy in `opts` on `jobs`.
 #[allow(clippy::too_many_arguments)]
 pub fn schedule(
@@ -172,16 +191,21 @@ pub fn schedule(
     opts: &Options,
     progress: &(dyn Fn(&str, usize, usize) + Sync),
 ) -> Result<ScheduleReport, SchedError> {
+    // Names key the job lists, `--detail` and the exports.
+    let mut seen: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for j in &jobs {
+        if let Some(first) = seen.insert(&j.name, &j.origin) {
+            return Err(SchedError::Job {
+                origin: j.origin.clone(),
+                key: "name",
+                message: format!("job name {:?} is already used by {first}", j.name),
+            });
+        }
+    }
     let sim_opts = SimOptions { seed: opts.seed, ..SimOptions::default() };
     let (cfg, _) = simulate::exec_config(setup, &sim_opts)?;
     let mut topo = FabricTopo::new(setup.fabric, setup.catalog, cfg.seed);
-    let prefix = setup
-        .scenario
-        .config
-        .schedule
-        .as_ref()
-        .and_then(|s| s.host_prefix.clone())
-        .unwrap_or_else(|| "node".to_string());
+    let prefix = host_prefix(setup.scenario)?;
     let hier = hier::Hier::new(setup.fabric, &topo, &prefix);
     if let Some(h) = hier.hosts.iter().find(|h| h.ranks.len() as u32 != hier.gpus_per_host) {
         return Err(SchedError::Option(format!(

@@ -416,6 +416,7 @@ fn exec_config(
         (Some(RoutingKind::Spray), _) | (None, "spray") => Policy::Spray,
         (Some(RoutingKind::Ecmp), _) | (None, _) => Policy::Ecmp,
     };
+    s.transport(cat)?;
     let mtu = tc.mtu.map_or(p.mtu.0, |m| m.0).max(1);
     let cfg = ExecConfig {
         policy,
@@ -445,6 +446,14 @@ fn check_opts(opts: &Options) -> Result<(), SimulateError> {
     }
     if opts.resolution.0 == 0 {
         return Err(SimulateError::BadOption { option: "--resolution", message: "must be positive".into() });
+    }
+    // The search steps in units of the resolution up to the limit: a coarser step has no
+    // distance to try.
+    if opts.resolution > opts.max_distance {
+        return Err(SimulateError::BadOption {
+            option: "--resolution",
+            message: format!("{} is above the search limit --max-distance ({})", opts.resolution, opts.max_distance),
+        });
     }
     Ok(())
 }

@@ -453,11 +453,17 @@ fn collective_kind(
         Some(CollModelConfig::Steady) => Some(Model::Steady),
     };
     let sweep = match (w.sweep_from, w.sweep_to) {
+        (Some(_), Some(b)) if b.0 > MAX_WORKLOAD_BYTES => {
+            return Err(c.invalid("sweep-to", format!("expected at most 1PiB, got {b}")))
+        }
         (Some(a), Some(b)) if a.0 > 0 && a.0 <= b.0 => Some((a.0, b.0)),
         (None, None) => None,
         _ => return Err(c.invalid("sweep-from", "give both sweep-from and sweep-to, with 0 < from <= to")),
     };
-    let size = if sweep.is_some() && w.size.is_none() { 1 } else { required_size(w, c)? };
+    if sweep.is_some() && w.size.is_some() {
+        return Err(c.invalid("size", "give either size or sweep-from and sweep-to, not both"));
+    }
+    let size = if sweep.is_some() { 1 } else { required_size(w, c)? };
     let ranks = resolve_ranks(w, c, topo, setup.fabric)?;
     if ranks.len() < 2 {
         return Err(c.invalid("ranks", format!("a collective needs at least 2 GPUs, got {}", ranks.len())));
@@ -497,8 +503,20 @@ fn required_size(w: &WorkloadConfig, c: &Ctx<'_>) -> Result<u64, FabricError> {
     if b.0 == 0 {
         return Err(c.invalid("size", "must be positive"));
     }
+    if b.0 > MAX_WORKLOAD_BYTES {
+        return Err(c.invalid("size", format!("expected at most 1PiB, got {b}")));
+    }
     Ok(b.0)
 }
+
+/// The latest time a scenario may give a workload's start or a failure: 365 days (an
+/// assumption far beyond any simulated run), so that sums of times stay inside the clock.
+const MAX_SCENARIO_TIME_NS: u64 = 365 * 86_400 * 1_000_000_000;
+
+/// The largest size a workload may give (`size`, `sweep-to`): 1 PiB, an assumption far above
+/// any collective or flow (nccl-tests sweeps end at 16 GiB; a 405B model's FP32 gradients are
+/// 1.6 TB), so that sums over millions of flows stay inside 64 bits.
+const MAX_WORKLOAD_BYTES: u64 = 1 << 50;
 
 /// The flows of a generated pattern (permutation, uniform, incast, all-to-all).
 fn pattern_kind(
@@ -585,6 +603,9 @@ fn parse_workloads(setup: &Setup<'_>, topo: &FabricTopo<'_>, seed: u64) -> Resul
             }
             WorkloadKind::Training => Kind::Training(Box::new(training::parse(w, &c, topo, setup.catalog)?)),
         };
+        if let Some(t) = w.start.filter(|t| t.0 > MAX_SCENARIO_TIME_NS) {
+            return Err(c.invalid("start", format!("expected at most 365d, got {t}")));
+        }
         out.push(Workload { nth, name: w.display_name(nth), kind_name: w.kind.to_string(), start: w.start, kind });
     }
     if out.is_empty() {
@@ -742,11 +763,20 @@ pub fn parse_failures(s: &Scenario, fabric: &Fabric) -> Result<(Vec<LinkEvent>, 
     for (nth, f) in s.config.failure.iter().enumerate() {
         let c = ctx(s, "failure", nth);
         let at = f.at.unwrap_or(SimTime::ZERO);
+        for (key, t) in
+            [("at", f.at.map(|t| t.0)), ("until", f.until.map(|t| t.0)), ("duration", f.duration.map(|d| d.0))]
+        {
+            if let Some(t) = t.filter(|t| *t > MAX_SCENARIO_TIME_NS) {
+                return Err(c.invalid(key, format!("expected at most 365d, got {}", Nanos(t))));
+            }
+        }
         let until = match (f.until, f.duration) {
             (Some(u), None) if u > at => Some(u),
+            (Some(_), None) => return Err(c.invalid("until", "expected a time after `at`")),
             (None, Some(d)) if d.0 > 0 => Some(SimTime(at.0 + d.0)),
+            (None, Some(_)) => return Err(c.invalid("duration", "expected a positive duration")),
             (None, None) => None,
-            _ => return Err(c.invalid("until", "give `until` (after `at`) or a positive `duration`, not both")),
+            (Some(_), Some(_)) => return Err(c.invalid("until", "give `until` or `duration`, not both")),
         };
         let find = |name: &str, key: &str| {
             fabric.find(name).ok_or_else(|| c.invalid(key, format!("no node named {name:?} in the fabric")))
@@ -822,6 +852,8 @@ fn transport_info(setup: &Setup<'_>, opts: &Options) -> Result<(TransportInfo, W
             _ => Policy::Ecmp,
         },
     );
+    // The scenario's MTU within the range `plan` accepts (256 B to 64 KiB).
+    s.transport(setup.catalog)?;
     let mtu = tc.mtu.map_or(p.mtu.0, |m| m.0).max(1);
     let wire = Wire { mtu, header: u64::from(p.header_bytes), alpha: p.alpha };
     let info = TransportInfo {
@@ -1030,9 +1062,9 @@ pub fn simulate(
                     algorithm: algo.name().to_string(),
                     protocol,
                 });
-                size = size.saturating_mul(2);
-                if size == 0 {
-                    break;
+                match size.checked_mul(2) {
+                    Some(next) if size < *to => size = next,
+                    _ => break,
                 }
             }
             sweeps.push(Sweep {
@@ -1310,6 +1342,11 @@ fn packet_params(setup: &Setup<'_>, cfg: &ExecConfig) -> Result<(crate::packet::
     if pc.sample.is_some_and(|x| x.0 == 0) {
         return Err(c.invalid("sample", "expected a positive interval such as \"10us\"").into());
     }
+    // A retransmission timeout shorter than a packet's round trip resends without end (0 ns
+    // livelocks); real ones are milliseconds (RoCE NICs: 4.096 us x 2^timeout).
+    if let Some(r) = pc.rto.filter(|r| r.0 < 1_000) {
+        return Err(c.invalid("rto", format!("expected at least 1us, got {r}")).into());
+    }
     let packet = cfg.wire.mtu + cfg.wire.header;
     let params = PacketParams {
         transport,
@@ -1519,7 +1556,7 @@ fn workload_result(
             let mut r: Vec<u32> = flows.iter().flat_map(|f| [f.src, f.dst]).collect();
             r.sort_unstable();
             r.dedup();
-            (None, None, None, r.len(), flows.iter().map(|f| f.bytes).sum(), None, None)
+            (None, None, None, r.len(), flows.iter().fold(0u64, |a, f| a.saturating_add(f.bytes)), None, None)
         }
         Kind::Training(t) => (None, None, None, t.gpus(), 0, None, None),
     };

@@ -30,6 +30,9 @@ use meshway_fabric::{Catalog, FabricError};
 use meshway_units::Nanos;
 use serde::Serialize;
 
+/// The most micro-batches one training step may run (see the check on `global-batch`).
+pub const MAX_MICRO_BATCHES: u64 = 4096;
+
 #[derive(Debug, Clone)]
 pub struct TrainSpec {
     pub parameters: f64,
@@ -176,11 +179,23 @@ pub fn parse(w: &WorkloadConfig, c: &Ctx<'_>, topo: &dyn Topology, cat: &Catalog
     if ep == 0 || dp % ep != 0 {
         return Err(c.invalid("ep", format!("ep must divide dp = {dp}")));
     }
-    let global_batch = whole(w.global_batch).unwrap_or(micro_batch * u64::from(dp) * u64::from(pp) * 4);
-    if global_batch == 0 || global_batch % (micro_batch * u64::from(dp)) != 0 {
+    let per_step = micro_batch
+        .checked_mul(u64::from(dp))
+        .ok_or_else(|| c.invalid("micro-batch", format!("micro-batch x dp = {micro_batch} x {dp} is too large")))?;
+    let global_batch = whole(w.global_batch).unwrap_or(per_step.saturating_mul(u64::from(pp) * 4));
+    if global_batch == 0 || global_batch % per_step != 0 {
+        return Err(c.invalid("global-batch", format!("must be a positive multiple of micro-batch x dp = {per_step}")));
+    }
+    // Each micro-batch is written out as messages for every stage: at most 4,096 a step (an
+    // assumption; pipeline schedules run tens to a few hundred, e.g. 192 for GPT-3 175B's
+    // 1,536 sequences at micro-batch 1 over 8 data-parallel replicas).
+    if global_batch / per_step > MAX_MICRO_BATCHES {
         return Err(c.invalid(
             "global-batch",
-            format!("must be a positive multiple of micro-batch x dp = {}", micro_batch * u64::from(dp)),
+            format!(
+                "{global_batch} / (micro-batch x dp = {per_step}) = {} micro-batches a step, expected at most {MAX_MICRO_BATCHES}",
+                global_batch / per_step
+            ),
         ));
     }
     if !layers.is_multiple_of(pp) {

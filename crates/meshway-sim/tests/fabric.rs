@@ -517,6 +517,48 @@ fn bad_workloads_name_file_line_and_key() {
     assert!(e.contains("no [[workload]] tables"), "{e}");
 }
 
+/// Values that would wrap 64-bit sums, run without end or build millions of messages are
+/// refused naming the key.
+#[test]
+fn runaway_workloads_are_refused() {
+    let coll = |extra: &str| format!("{ONE_LEAF}\n[[workload]]\nkind = \"collective\"\n{extra}");
+    // A sweep to the top of the 64-bit range doubled without end.
+    let e = err(&coll("sweep-from = \"1B\"\nsweep-to = \"18446744073709551615B\"\n"));
+    assert!(e.contains("`workload[1].sweep-to`: expected at most 1PiB"), "{e}");
+    let e = err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"incast\"\nsize = \"2PiB\"\n"));
+    assert!(e.contains("`workload[1].size`: expected at most 1PiB, got 2PiB"), "{e}");
+    let e = err(&coll("size = \"1MiB\"\nsweep-from = \"1KiB\"\nsweep-to = \"1MiB\"\n"));
+    assert!(e.contains("`workload[1].size`: give either size or sweep-from and sweep-to, not both"), "{e}");
+    // A sweep that ends exactly at its limit runs each power of two once.
+    let r = run_with(&coll("sweep-from = \"1KiB\"\nsweep-to = \"4KiB\"\n"), &Options::default(), &[]).unwrap();
+    let sizes: Vec<u64> = r.sweeps[0].rows.iter().map(|x| x.size_bytes).collect();
+    assert_eq!(sizes, [1024, 2048, 4096]);
+    let e = err(&coll("size = \"1MiB\"\nstart = \"400d\"\n"));
+    assert!(e.contains("`workload[1].start`: expected at most 365d"), "{e}");
+    let e = err(&format!(
+        "{}[[failure]]\nswitch = \"leaf-0\"\nat = \"1ms\"\nduration = \"0ns\"\n",
+        coll("size = \"1MiB\"\n")
+    ));
+    assert!(e.contains("`failure[1].duration`: expected a positive duration"), "{e}");
+    let e = err(&format!("{}[[failure]]\nswitch = \"leaf-0\"\nat = \"400d\"\n", coll("size = \"1MiB\"\n")));
+    assert!(e.contains("`failure[1].at`: expected at most 365d"), "{e}");
+    // `simulate` holds the MTU to the range `plan` does.
+    let e = err(&coll("size = \"1MiB\"\n").replace("kind = \"roce\"", "kind = \"roce\"\nmtu = \"1B\""));
+    assert!(e.contains("`transport.mtu`: expected 256 to 65536 bytes, got 1"), "{e}");
+    // A retransmission timeout of 0 resent without end.
+    let packet = Options { fidelity: Some(meshway_sim::simulate::Fidelity::Packet), ..Options::default() };
+    let e = run_with(&format!("{}[simulation.packet]\nrto = \"0ns\"\n", coll("size = \"1MiB\"\n")), &packet, &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`simulation.packet.rto`: expected at least 1us, got 0ns"), "{e}");
+    // 5,000 micro-batches a step (8 data-parallel GPUs at micro-batch 1).
+    let e = err(&format!(
+        "{ONE_LEAF}\n[[workload]]\nkind = \"training\"\nparameters = 1e9\nlayers = 8\nhidden = 2048\n\
+         sequence = 2048\nglobal-batch = 40000\n"
+    ));
+    assert!(e.contains("`workload[1].global-batch`: 40000 / (micro-batch x dp = 8) = 5000 micro-batches a step, expected at most 4096"), "{e}");
+}
+
 #[test]
 fn csv_flow_lists_follow_rfc_4180() {
     // Quoted fields, a comma inside quotes, comments and blank lines (indented or not), and a

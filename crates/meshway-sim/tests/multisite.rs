@@ -274,6 +274,13 @@ fn bad_input_names_file_and_key() {
     let s = Scenario::parse(&two_sites(100, 4, ALL_REDUCE), "bad.toml").unwrap();
     let e = analyze(&s, &cat, &Options { budget: 1.5, ..opts(&[0], &[1]) }).unwrap_err().to_string();
     assert!(e.contains("budget"), "{e}");
+    // A search step coarser than the search's limit has no distance to try.
+    let coarse = Options { resolution: Meters::from_km(1001), ..opts(&[0], &[1]) };
+    let e = analyze(&s, &cat, &coarse).unwrap_err().to_string();
+    assert!(
+        e.contains("--resolution") && e.contains("1001km is above the search limit --max-distance (1000km)"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -387,7 +387,8 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
         .into_iter()
         .map(|(scope, (flows, bytes))| ScopeRow { scope, flows, bytes, share: share(bytes) })
         .collect();
-    let east_west_share = scopes.iter().filter(|r| r.scope.is_east_west()).map(|r| r.share).sum();
+    // Folded from +0.0: an empty f64 sum is -0.0, printed "-0.0%".
+    let east_west_share = scopes.iter().filter(|r| r.scope.is_east_west()).map(|r| r.share).fold(0.0, |a, b| a + b);
 
     let mut sizes: Vec<u64> = sorted.iter().map(|f| f.bytes).collect();
     sizes.sort_unstable();

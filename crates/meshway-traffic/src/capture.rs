@@ -40,7 +40,21 @@ pub struct CaptureInfo {
     pub stopped_early: Option<String>,
     /// Packets on interfaces whose link type meshway does not decode.
     pub other_linktype_packets: u64,
+    /// Packets whose recorded wire length was above 262,144 bytes (the largest snap length
+    /// tools write; no frame is that long): counted at their captured length.
+    pub bad_length_packets: u64,
+    /// Packets whose timestamp was past 2116 (2^62 ns; corrupt): given the previous
+    /// packet's time so that one bad field does not stretch the capture's span.
+    pub bad_time_packets: u64,
+    /// The last good timestamp delivered.
+    #[serde(skip)]
+    last_ts_ns: u64,
 }
+
+/// The longest frame a wire length may claim: pcap's largest snap length (262,144 bytes).
+const MAX_WIRE_LEN: u32 = 262_144;
+/// Timestamps past this (2^62 ns, the year 2116) are taken as corrupt.
+const MAX_TS_NS: u64 = 1 << 62;
 
 /// Link types decoded: Ethernet, raw IP, IPv4, IPv6, Linux cooked v1 and v2.
 pub const LINKTYPE_ETHERNET: i32 = 1;
@@ -150,7 +164,22 @@ fn units_to_ns(units: u64, per_s: u64) -> u64 {
 fn deliver(info: &mut CaptureInfo, each: &mut dyn FnMut(&Packet<'_>), ts_ns: u64, wire: u32, lt: i32, data: &[u8]) {
     match lt {
         LINKTYPE_ETHERNET | LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_IPV6 | LINKTYPE_LINUX_SLL | LINKTYPE_LINUX_SLL2
-        | 12 | 14 => each(&Packet { ts_ns, wire_len: wire.max(data.len() as u32), linktype: lt, data }),
+        | 12 | 14 => {
+            let wire = if wire > MAX_WIRE_LEN {
+                info.bad_length_packets += 1;
+                0
+            } else {
+                wire
+            };
+            let ts_ns = if ts_ns > MAX_TS_NS {
+                info.bad_time_packets += 1;
+                info.last_ts_ns
+            } else {
+                ts_ns
+            };
+            info.last_ts_ns = ts_ns;
+            each(&Packet { ts_ns, wire_len: wire.max(data.len() as u32), linktype: lt, data })
+        }
         _ => info.other_linktype_packets += 1,
     }
 }

@@ -199,6 +199,9 @@ fn flows_tcp_analysis_and_rocev2_counts() {
     assert_eq!((r.naks, r.cnps, r.acks, r.rnr_naks), (1, 1, 1, 0));
 
     // Without a fabric, inside = 10.64.0.0/16: the DNS query is north-south.
+    // Without any internal prefix nothing is east-west: 0, not the empty sum's -0.0.
+    let none = analyse(info.clone(), &flows, None, &Options::default());
+    assert!(none.east_west_share == 0.0 && none.east_west_share.is_sign_positive(), "{}", none.east_west_share);
     let o = Options { internal: vec!["10.64.0.0/16".parse().unwrap()], ..Options::default() };
     let rep = analyse(info, &flows, None, &o);
     let ns: Vec<_> = rep.scopes.iter().filter(|s| s.scope == Scope::NorthSouth).collect();
@@ -489,4 +492,25 @@ fn sflow_and_ipfix_in_a_capture_become_an_estimated_flow_table() {
         }
         x.offer("192.0.2.1".parse().unwrap(), 4739, &j10, 0);
     }
+}
+
+/// A corrupt wire length is counted at the captured length, and a timestamp past 2116 takes
+/// the previous packet's time, so one bad field neither adds gigabytes nor stretches the
+/// capture over centuries.
+#[test]
+fn corrupt_lengths_and_timestamps_are_contained() {
+    let frames = [udp(1_000_000_000, [10, 0, 0, 1], [10, 0, 0, 2], (1, 2), &[0; 64])];
+    let mut bytes = pcap(&frames, true, 65535);
+    // The record header's original length (after ts_sec, ts_frac, incl_len).
+    bytes[24 + 12..24 + 16].copy_from_slice(&u32::MAX.to_le_bytes());
+    let mut seen = Vec::new();
+    let info = capture::read(&bytes[..], &mut |p| seen.push((p.ts_ns, p.wire_len))).unwrap();
+    assert_eq!(info.bad_length_packets, 1);
+    assert_eq!(seen, [(1_000_000_000, frames[0].1.len() as u32)]);
+    // Interface 1 of the pcapng counts nanoseconds: 2^63 ns is past 2116.
+    let late = [frames[0].clone(), udp(1 << 63, [10, 0, 0, 1], [10, 0, 0, 2], (1, 2), &[0; 64])];
+    let mut seen = Vec::new();
+    let info = capture::read(&pcapng(&late)[..], &mut |p| seen.push(p.ts_ns)).unwrap();
+    assert_eq!((info.bad_time_packets, info.bad_length_packets), (1, 0));
+    assert_eq!(seen, [1_000_000_000, 1_000_000_000]);
 }

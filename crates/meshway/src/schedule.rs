@@ -126,7 +126,7 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
     let no_files = |_: &str| -> Result<String, String> { Err("schedule reads no flow files".into()) };
     let setup = Setup { scenario: &scenario, catalog: cat, fabric: &fabric, read_file: &no_files };
     let sched_cfg = scenario.config.schedule.clone().unwrap_or_default();
-    let prefix = sched_cfg.host_prefix.clone().unwrap_or_else(|| "node".into());
+    let prefix = meshway_sched::host_prefix(&scenario)?;
     let seed = args.seed.or(scenario.config.seed).unwrap_or(1);
     let topo = FabricTopo::new(&fabric, cat, seed);
     let hier = Hier::new(&fabric, &topo, &prefix);

@@ -90,5 +90,26 @@ fn schedule_bad_input_names_file_and_key() {
     let o = meshway(&["schedule", "examples/rail-optimized-1024.toml", "--generate", "5", "--policy", "fastest"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("expected first-fit, random, topology, network-aware, contention-aware or given"));
+    // Two jobs of one name, a host named twice, and a host prefix that is no host name (it is
+    // written into a shell script by --export).
+    let run = |csv: &str| {
+        std::fs::write(&f, csv).unwrap();
+        stderr(&meshway(&["schedule", "examples/rail-optimized-1024.toml", "--jobs", f.to_str().unwrap()]))
+    };
+    let e = run("name,gpus,profile,iterations\na,8,llama-7b,10\na,8,llama-7b,10\n");
+    assert!(e.contains("jobs.csv: line 3: name: job name \"a\" is already used by"), "{e}");
+    let e = run("name,gpus,profile,iterations,hosts\na,16,llama-7b,10,\"node[001-001],node001\"\n");
+    assert!(e.contains("hosts: host \"node001\" is named twice (entries 1 and 2)"), "{e}");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/schedule-rail-1024.toml"))
+        .unwrap();
+    let bad = dir.join("prefix.toml");
+    std::fs::write(&bad, text.replacen("host-prefix = \"node\"", "host-prefix = \"n$(touch x);\"", 1)).unwrap();
+    let o = meshway(&["schedule", bad.to_str().unwrap(), "--export", dir.join("out").to_str().unwrap(), "--no-run"]);
+    assert!(!o.status.success() && !dir.join("out").exists());
+    assert!(
+        stderr(&o).contains("`schedule.host-prefix`: expected a letter then letters, digits or '-'"),
+        "{}",
+        stderr(&o)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
