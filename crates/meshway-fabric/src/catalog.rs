@@ -1019,8 +1019,11 @@ impl Catalog {
         }
         let sim = &self.simulation;
         provenance("simulation", "", &sim.source, &sim.assumption)?;
-        if sim.channels == 0 || sim.qps_per_connection == 0 || sim.spray_paths == 0 {
-            return Err(bad("simulation".into(), "channels, qps-per-connection and spray-paths must be positive"));
+        if sim.channels == 0 || sim.qps_per_connection == 0 || sim.spray_paths == 0 || sim.pipeline_depth == 0 {
+            return Err(bad(
+                "simulation".into(),
+                "channels, qps-per-connection, spray-paths and pipeline-depth must be positive",
+            ));
         }
         if sim.qps_per_connection > 128 {
             // NCCL_IB_QPS_PER_CONNECTION is at most 128 (NCCL_IB_MAX_QPS, src/transport/net_ib/common.h).

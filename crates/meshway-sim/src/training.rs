@@ -147,13 +147,22 @@ pub struct StepSpan {
 /// catalog (its GPU models). Keys of other kinds were refused by the caller.
 pub fn parse(w: &WorkloadConfig, c: &Ctx<'_>, topo: &dyn Topology, cat: &Catalog) -> Result<TrainSpec, FabricError> {
     let whole = |v: Option<Whole>| v.map(|x| x.0);
-    let need = |key: &str, v: Option<Whole>| {
-        v.map(|x| x.0).filter(|&x| x > 0).ok_or_else(|| c.invalid(key, "missing: expected a positive whole number"))
+    // Present, positive and at most `max`: each bound an assumption far above today's
+    // models (Llama 3.1 405B: 126 layers, hidden 16,384, 131,072-token context), so that
+    // FLOP and byte counts stay inside the clock.
+    let need = |key: &str, v: Option<Whole>, max: u64| match v.map(|x| x.0) {
+        None => Err(c.invalid(key, "missing: expected a positive whole number")),
+        Some(0) => Err(c.invalid(key, "expected a positive whole number, got 0")),
+        Some(x) if x > max => Err(c.invalid(key, format!("expected at most {max}, got {x}"))),
+        Some(x) => Ok(x),
     };
     let parameters = w.parameters.ok_or_else(|| c.invalid("parameters", "missing: e.g. 70e9"))?.0;
-    let layers = u32::try_from(need("layers", w.layers)?).map_err(|_| c.invalid("layers", "too many layers"))?;
-    let hidden = need("hidden", w.hidden)?;
-    let sequence = need("sequence", w.sequence)?;
+    if parameters > 1e15 {
+        return Err(c.invalid("parameters", format!("expected at most 1e15, got {parameters:e}")));
+    }
+    let layers = need("layers", w.layers, 100_000)? as u32;
+    let hidden = need("hidden", w.hidden, 1 << 20)?;
+    let sequence = need("sequence", w.sequence, 100_000_000)?;
     let micro_batch = whole(w.micro_batch).unwrap_or(1);
     if micro_batch == 0 {
         return Err(c.invalid("micro-batch", "expected at least 1"));
@@ -164,6 +173,9 @@ pub fn parse(w: &WorkloadConfig, c: &Ctx<'_>, topo: &dyn Topology, cat: &Catalog
     };
     let tp = degree("tp", w.tp)?;
     let pp = degree("pp", w.pp)?;
+    if pp == 0 {
+        return Err(c.invalid("pp", "expected at least 1 pipeline stage"));
+    }
     let n = topo.ranks() as u32;
     if tp == 0 || pp == 0 || u64::from(tp) * u64::from(pp) > u64::from(n) || !n.is_multiple_of(tp * pp) {
         return Err(c.invalid("tp", format!("tp x pp = {} must divide the {n} GPUs", u64::from(tp) * u64::from(pp))));
@@ -225,8 +237,8 @@ pub fn parse(w: &WorkloadConfig, c: &Ctx<'_>, topo: &dyn Topology, cat: &Catalog
         c.invalid("gpu", format!("unknown GPU {gpu_name:?}: expected one of {}{hint}", names.join(", ")))
     })?;
     let efficiency = w.efficiency.map_or(cat.simulation.compute_efficiency, |e| e.0);
-    if efficiency > 1.0 {
-        return Err(c.invalid("efficiency", "expected a share of peak in (0, 1]"));
+    if !(0.001..=1.0).contains(&efficiency) {
+        return Err(c.invalid("efficiency", format!("expected a share of peak from 0.001 to 1, got {efficiency}")));
     }
     // DP gradient all-reduce: flat rings (default) or hierarchical by site.
     let site_of_rank = match w.dp_algorithm {

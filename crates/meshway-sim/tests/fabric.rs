@@ -557,6 +557,18 @@ fn runaway_workloads_are_refused() {
          sequence = 2048\nglobal-batch = 40000\n"
     ));
     assert!(e.contains("`workload[1].global-batch`: 40000 / (micro-batch x dp = 8) = 5000 micro-batches a step, expected at most 4096"), "{e}");
+    // Training keys past any model name the key (the clock overflowed without one).
+    let train = |extra: &str| {
+        err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"training\"\nlayers = 8\nsequence = 2048\n{extra}"))
+    };
+    let e = train("parameters = 1e30\nhidden = 2048\n");
+    assert!(e.contains("`workload[1].parameters`: expected at most 1e15, got 1e30"), "{e}");
+    let e = train("parameters = 1e9\nhidden = 0\n");
+    assert!(e.contains("`workload[1].hidden`: expected a positive whole number, got 0"), "{e}");
+    let e = train("parameters = 1e9\nhidden = 2048\npp = 0\n");
+    assert!(e.contains("`workload[1].pp`: expected at least 1 pipeline stage"), "{e}");
+    let e = train("parameters = 1e9\nhidden = 2048\nefficiency = 1e-300\n");
+    assert!(e.contains("`workload[1].efficiency`: expected a share of peak from 0.001 to 1"), "{e}");
 }
 
 #[test]
