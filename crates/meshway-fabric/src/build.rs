@@ -109,6 +109,9 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
     let nvlink = fc.nvlink.unwrap_or(cat.defaults.nvlink_per_gpu);
     let gpus = match (fc.gpus, fc.kind, fc.k) {
         (Some(g), _, _) => g,
+        (None, FabricKind::FatTree, Some(k)) if k < 2 || k % 2 != 0 => {
+            return Err(ctx.invalid("k", format!("expected an even radix of at least 2, got {k}")))
+        }
         (None, FabricKind::FatTree, Some(k)) => {
             let h = u64::from(k).pow(3) / 4;
             u32::try_from(h).ok().filter(|h| *h <= MAX_GPUS).ok_or_else(|| FabricError::TooLarge {
@@ -934,6 +937,10 @@ fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, F
         }
         if let Some(lat) = l.latency.filter(|l| l.0 > MAX_LATENCY_NS) {
             return Err(ctx.invalid(&key, format!("latency: expected at most 1s, got {lat}")));
+        }
+        // The longest cable on Earth (SEA-ME-WE 3) is about 39,000 km.
+        if let Some(len) = l.length.filter(|m| *m > Meters::from_km(50_000)) {
+            return Err(ctx.invalid(&key, format!("length: expected at most 50000km, got {len}")));
         }
         let count = l.count.unwrap_or(1);
         if count == 0 || count > 4096 {

@@ -1041,8 +1041,11 @@ impl Catalog {
         if let Some(n) = sim.net_overhead.filter(|n| n.0 > 1_000_000_000) {
             return Err(bad("simulation".into(), &format!("net-overhead must be at most 1s, got {n}")));
         }
-        if !(sim.compute_efficiency > 0.0 && sim.compute_efficiency <= 1.0) {
-            return Err(bad("simulation".into(), "compute-efficiency must be in (0, 1]"));
+        if !(0.001..=1.0).contains(&sim.compute_efficiency) {
+            return Err(bad(
+                "simulation".into(),
+                "compute-efficiency must be from 0.001 to 1 (as a workload's efficiency)",
+            ));
         }
         if !self.gpu.iter().any(|g| g.name == sim.gpu_model) {
             return Err(bad("simulation".into(), "gpu-model names no [[gpu]] entry"));

@@ -153,6 +153,8 @@ fn custom_fabric_errors() {
     let link = |extra: &str| format!("{nodes}[[fabric.link]]\na = \"g0\"\nb = \"g1\"\n{extra}");
     let e = err(&link("rate = \"200Tbps\"\n"));
     assert!(e.contains("`fabric.link[1]`: rate: expected a positive rate up to 100Tbps, got 200Tbps"), "{e}");
+    let e = err(&link("rate = \"400Gbps\"\nlength = \"18000000000km\"\n"));
+    assert!(e.contains("`fabric.link[1]`: length: expected at most 50000km"), "{e}");
     let e = err(&link("rate = \"400Gbps\"\nlatency = \"2s\"\n"));
     assert!(e.contains("`fabric.link[1]`: latency: expected at most 1s, got 2s"), "{e}");
 }

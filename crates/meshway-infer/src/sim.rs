@@ -316,7 +316,8 @@ struct SiteState {
     max_queue: u64,
     one_way: Vec<u64>,
     /// Work done: prefill time and decoded tokens (for the capacity-weighted utilization).
-    prefill_ns: u64,
+    /// u128: many servers prefilling up to the drain horizon overflow a u64.
+    prefill_ns: u128,
     decoded_tokens: u64,
 }
 
@@ -652,7 +653,7 @@ impl<'a> Sim<'a> {
         let t = model.step_ns(dn, ctx, &self.scratch).max(1);
         if let Cost::Rated { prefill, .. } = model.cost {
             let pre: u32 = self.scratch.iter().map(|c| c.0).sum();
-            site.prefill_ns += crate::spec::token_time(f64::from(pre), prefill);
+            site.prefill_ns += u128::from(crate::spec::token_time(f64::from(pre), prefill));
         }
         srv.running = true;
         srv.step_decodes = decodes;
@@ -1116,7 +1117,8 @@ fn site_results(spec: &InferSpec, run: &Run, sim: &Sim<'_>, end: u64) -> (Vec<Si
             let st = &sim.sites[i];
             let m = &spec.models[s.model];
             let n = run.servers[i];
-            let busy: u64 = st.servers.iter().map(|v| v.busy_ns).sum();
+            // u128: servers each busy up to the drain horizon overflow a u64 sum.
+            let busy: u128 = st.servers.iter().map(|v| u128::from(v.busy_ns)).sum();
             let act: u128 = st.servers.iter().map(|v| v.active_ns).sum();
             let kv: u128 = st.servers.iter().map(|v| v.kv_ns).sum();
             let up = denom_ok(n, end, run.site_down[i]);
@@ -1260,8 +1262,11 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
             sim.push(*t, Ev::Fail(s as u32));
         }
     }
-    let (last, stopped) = sim.run_events();
-    let unfinished = if stopped { sim.unfinished_as_unserved() } else { 0 };
+    let (last, horizon) = sim.run_events();
+    let unfinished = if horizon { sim.unfinished_as_unserved() } else { 0 };
+    // Only requests left unfinished make a stopped run (a site failure scheduled past the
+    // horizon, with nothing left to serve, does not).
+    let stopped = unfinished > 0;
     // A run stopped at its horizon ran until then.
     let now = if stopped { run.duration_ns.saturating_add(DRAIN_HORIZON_NS) } else { last };
     let end = now.max(run.duration_ns);

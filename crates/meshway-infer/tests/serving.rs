@@ -680,6 +680,13 @@ fn a_run_that_cannot_drain_stops_at_its_horizon() {
     assert_eq!(r.end_ns, 10_000_000_000 + DRAIN_HORIZON_NS);
     assert!(!r.all_met && !r.regions[0].met);
     assert!(r.sites[0].gpu_utilization <= 1.0, "{}", r.sites[0].gpu_utilization);
+    // Twenty servers each busy to the horizon: their busy time (2e19 ns) is summed without
+    // wrapping a u64, so the site reads fully busy.
+    let text = scenario(rated, "rate = 4\nrequests = 40", "10s").replace("gpus = 1", "gpus = 20");
+    let spec = spec_from_text(&text, "t.toml", &Catalog::builtin()).unwrap();
+    let r = simulate(&spec, &Run::new(&spec));
+    assert_eq!((r.sites[0].servers, r.unfinished), (20, 40));
+    assert!(r.sites[0].busy > 0.99 && r.sites[0].gpu_utilization > 0.99, "{:?}", r.sites[0]);
     // At 1,000 tokens/s the same run drains in about 5,000 s and nothing is cut off.
     let fast = rated.replace("prefill-tokens-per-s = 0.001", "prefill-tokens-per-s = 1000");
     let spec =

@@ -110,7 +110,7 @@ pub fn traffic_text(name: &str, r: &TrafficReport) -> String {
     if r.capture.bad_length_packets + r.capture.bad_time_packets > 0 {
         let _ = writeln!(
             s,
-            "  corrupt fields: {} wire lengths above 262,144 bytes (counted at their captured length), {} timestamps past 2116 (given the previous packet's time)",
+            "  corrupt fields: {} wire lengths above 1 MiB (counted at their captured length), {} timestamps past 2116 (given the previous packet's time, or left out before the first good one)",
             r.capture.bad_length_packets, r.capture.bad_time_packets
         );
     }

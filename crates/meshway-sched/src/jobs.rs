@@ -142,6 +142,10 @@ fn job_error(origin: &str, key: &'static str, message: impl Into<String>) -> Sch
     SchedError::Job { origin: origin.to_string(), key, message: message.into() }
 }
 
+/// The latest arrival a job (or a generated trace's span) may give: 365 days, an assumption
+/// far beyond any trace, so that arrival plus run time stays inside the clock.
+pub const MAX_ARRIVAL_NS: u64 = 365 * 86_400 * 1_000_000_000;
+
 /// A job from its table; `origin` names it in errors.
 pub fn from_config(c: &JobConfig, nth: usize, origin: String, gpus_per_host: u32) -> Result<Job, SchedError> {
     let gpus = c.gpus.ok_or_else(|| job_error(&origin, "gpus", "missing: expected the GPUs the job needs, e.g. 64"))?.0;
@@ -194,6 +198,9 @@ pub fn from_config(c: &JobConfig, nth: usize, origin: String, gpus_per_host: u32
                 ),
             ));
         }
+    }
+    if let Some(a) = c.arrival.filter(|a| a.0 > MAX_ARRIVAL_NS) {
+        return Err(job_error(&origin, "arrival", format!("expected at most 365d, got {a}")));
     }
     if c.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
         return Err(job_error(&origin, "name", "expected a non-empty name"));

@@ -437,7 +437,7 @@ fn share(step: u64, base: u64) -> f64 {
     (x * 1e6).round() / 1e6
 }
 
-fn check_opts(opts: &Options) -> Result<(), SimulateError> {
+fn check_opts(opts: &Options, cat: &Catalog) -> Result<(), SimulateError> {
     if !(opts.budget > 0.0 && opts.budget < 1.0) {
         return Err(SimulateError::BadOption {
             option: "--budget",
@@ -447,12 +447,19 @@ fn check_opts(opts: &Options) -> Result<(), SimulateError> {
     if opts.resolution.0 == 0 {
         return Err(SimulateError::BadOption { option: "--resolution", message: "must be positive".into() });
     }
-    // The search steps in units of the resolution up to the limit: a coarser step has no
-    // distance to try.
-    if opts.resolution > opts.max_distance {
+    // The search steps in units of the resolution up to its limit (--max-distance, at most
+    // the longest coherent reach): a coarser step has no distance to try.
+    let limit = opts.max_distance.min(coherent_reach(cat));
+    if opts.resolution > limit {
         return Err(SimulateError::BadOption {
             option: "--resolution",
-            message: format!("{} is above the search limit --max-distance ({})", opts.resolution, opts.max_distance),
+            message: format!(
+                "{} is above the search limit ({}: --max-distance {}, the longest coherent reach {})",
+                opts.resolution,
+                limit,
+                opts.max_distance,
+                coherent_reach(cat)
+            ),
         });
     }
     Ok(())
@@ -506,11 +513,16 @@ pub struct Summary {
     pub flat_break_even: BreakEven,
 }
 
+/// The longest reach of the catalog's coherent optics (the break-even search's ceiling).
+fn coherent_reach(cat: &Catalog) -> Meters {
+    cat.optic.iter().filter(|o| o.class == OpticClass::Coherent).map(|o| o.reach).max().unwrap_or(Meters(0))
+}
+
 /// [`Summary`] of `s` (only `budget`, `resolution`, `max_distance`, `seed` and `tolerance`
 /// of `opts` are used).
 pub fn summary(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Summary, SimulateError> {
     let nth = check(s)?;
-    check_opts(opts)?;
+    check_opts(opts, cat)?;
     let seed = opts.seed.or(s.config.seed).unwrap_or(1);
     let (cfg, _) = exec_config(s, cat, seed, opts.tolerance)?;
     let runner = Runner { scenario: s, catalog: cat, nth, cfg, seed };
@@ -531,7 +543,7 @@ pub fn summary(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Summary, S
 /// Multi-site analysis of `s` (module docs).
 pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, SimulateError> {
     let nth = check(s)?;
-    check_opts(opts)?;
+    check_opts(opts, cat)?;
     let seed = opts.seed.or(s.config.seed).unwrap_or(1);
     let (cfg, transport) = exec_config(s, cat, seed, opts.tolerance)?;
     let runner = Runner { scenario: s, catalog: cat, nth, cfg, seed };
@@ -627,9 +639,7 @@ fn search(
     hier: bool,
 ) -> Result<BreakEven, SimulateError> {
     let one = base.of(hier);
-    let reach =
-        cat.optic.iter().filter(|o| o.class == OpticClass::Coherent).map(|o| o.reach).max().unwrap_or(Meters(0));
-    let limit = opts.max_distance.min(reach);
+    let limit = opts.max_distance.min(coherent_reach(cat));
     let res = opts.resolution.0;
     let mut memo: BTreeMap<u64, f64> = BTreeMap::new();
     let mut eval = |k: u64| -> Result<f64, SimulateError> {

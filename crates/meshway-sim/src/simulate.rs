@@ -753,6 +753,12 @@ fn flow_line(
     if src == dst {
         return Err(format!("{at}: src and dst are the same GPU"));
     }
+    if b.0 > MAX_WORKLOAD_BYTES {
+        return Err(format!("{at}: bytes: expected at most 1PiB, got {b}"));
+    }
+    if s.0 > MAX_SCENARIO_TIME_NS {
+        return Err(format!("{at}: start: expected at most 365d, got {s}"));
+    }
     Ok(FlowLine { src: *src, dst: *dst, bytes: b.0.max(1), start: s, deps, path: Vec::new() })
 }
 
@@ -976,7 +982,7 @@ fn write_workload(
                     prog.routes.push(f.path.clone());
                     m.route = (prog.routes.len() - 1) as u32;
                 }
-                m.start = Nanos(start.0 + f.start.0);
+                m.start = Nanos(start.0.saturating_add(f.start.0));
                 m.deps = if f.deps.is_empty() { after.clone() } else { f.deps.iter().map(|d| base + d).collect() };
                 ids.push(prog.push(m));
             }

@@ -104,7 +104,8 @@ impl TrainSpec {
     }
 
     fn activation_bytes(&self) -> u64 {
-        self.micro_batch * self.sequence * self.hidden * 2
+        // At most 1 PiB (checked by `parse`).
+        self.micro_batch.saturating_mul(self.sequence).saturating_mul(self.hidden).saturating_mul(2)
     }
 }
 
@@ -257,7 +258,7 @@ pub fn parse(w: &WorkloadConfig, c: &Ctx<'_>, topo: &dyn Topology, cat: &Catalog
     if top_k == 0 || top_k > 64 {
         return Err(c.invalid("top-k", "expected 1 to 64 experts per token"));
     }
-    Ok(TrainSpec {
+    let spec = TrainSpec {
         parameters,
         layers,
         hidden,
@@ -276,7 +277,28 @@ pub fn parse(w: &WorkloadConfig, c: &Ctx<'_>, topo: &dyn Topology, cat: &Catalog
         channels: channels as u32,
         steps_limit: cat.simulation.steps_flow_limit,
         site_of_rank,
-    })
+    };
+    // Each key is bounded above; their product is held too: one step's compute and a
+    // micro-batch's activations must fit the clock and 64-bit sizes.
+    let acts = micro_batch as f64 * sequence as f64 * hidden as f64 * 2.0;
+    if acts > (1u64 << 50) as f64 {
+        return Err(c.invalid(
+            "micro-batch",
+            format!("micro-batch x sequence x hidden x 2 B = {acts:.3e} B of activations, expected at most 1PiB"),
+        ));
+    }
+    let fwd = spec.fwd_flops() / f64::from(tp * pp) / (spec.peak_flops * efficiency);
+    let step = 3.0 * fwd * (spec.micro_batches() + u64::from(pp) - 1) as f64;
+    if step > 365.0 * 86_400.0 {
+        return Err(c.invalid(
+            "parameters",
+            format!(
+                "one step computes for {:.3e} s on each GPU (3 x forward FLOPs of parameters, sequence, micro-batch and layers, over peak x efficiency, for every micro-batch), expected at most 365 days",
+                step
+            ),
+        ));
+    }
+    Ok(spec)
 }
 
 /// Time of one collective on `ranks` simulated alone.

@@ -567,6 +567,21 @@ fn runaway_workloads_are_refused() {
     assert!(e.contains("`workload[1].hidden`: expected a positive whole number, got 0"), "{e}");
     let e = train("parameters = 1e9\nhidden = 2048\npp = 0\n");
     assert!(e.contains("`workload[1].pp`: expected at least 1 pipeline stage"), "{e}");
+    // Each key within its bound, their product not: 3 x 4.2e18 FLOPs a micro-batch, four a
+    // step, at 0.1% of an H100's peak is about 1.6 years.
+    let e = train("parameters = 1e15\nhidden = 1048576\nefficiency = 0.001\n");
+    assert!(e.contains("`workload[1].parameters`: one step computes for") && e.contains("at most 365 days"), "{e}");
+    // A flow file's lines hold the same bounds as workloads.
+    let flows = format!("{ONE_LEAF}\n[[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n");
+    let line = |row: &str| {
+        run_with(&flows, &Options::default(), &[("f.csv", format!("src,dst,bytes,start\n{row}\n"))])
+            .unwrap_err()
+            .to_string()
+    };
+    let e = line("gpu-0,gpu-1,2PiB,0");
+    assert!(e.contains("f.csv:2: bytes: expected at most 1PiB, got 2PiB"), "{e}");
+    let e = line("gpu-0,gpu-1,1MiB,18446744073709551615ns");
+    assert!(e.contains("f.csv:2: start: expected at most 365d"), "{e}");
     let e = train("parameters = 1e9\nhidden = 2048\nefficiency = 1e-300\n");
     assert!(e.contains("`workload[1].efficiency`: expected a share of peak from 0.001 to 1"), "{e}");
 }

@@ -278,9 +278,13 @@ fn bad_input_names_file_and_key() {
     let coarse = Options { resolution: Meters::from_km(1001), ..opts(&[0], &[1]) };
     let e = analyze(&s, &cat, &coarse).unwrap_err().to_string();
     assert!(
-        e.contains("--resolution") && e.contains("1001km is above the search limit --max-distance (1000km)"),
+        e.contains("--resolution") && e.contains("1001km is above the search limit (1000km: --max-distance 1000km"),
         "{e}"
     );
+    // The limit is the longest coherent reach when --max-distance is longer.
+    let far = Options { resolution: Meters::from_km(2000), max_distance: Meters::from_km(5000), ..opts(&[0], &[1]) };
+    let e = analyze(&s, &cat, &far).unwrap_err().to_string();
+    assert!(e.contains("2000km is above the search limit") && e.contains("the longest coherent reach"), "{e}");
 }
 
 #[test]

@@ -40,19 +40,21 @@ pub struct CaptureInfo {
     pub stopped_early: Option<String>,
     /// Packets on interfaces whose link type meshway does not decode.
     pub other_linktype_packets: u64,
-    /// Packets whose recorded wire length was above 262,144 bytes (the largest snap length
-    /// tools write; no frame is that long): counted at their captured length.
+    /// Packets whose recorded wire length was above 1 MiB (corrupt): counted at their
+    /// captured length.
     pub bad_length_packets: u64,
     /// Packets whose timestamp was past 2116 (2^62 ns; corrupt): given the previous
-    /// packet's time so that one bad field does not stretch the capture's span.
+    /// packet's time so that one bad field does not stretch the capture's span, or left
+    /// out when no packet before them had a good time.
     pub bad_time_packets: u64,
     /// The last good timestamp delivered.
     #[serde(skip)]
-    last_ts_ns: u64,
+    last_ts_ns: Option<u64>,
 }
 
-/// The longest frame a wire length may claim: pcap's largest snap length (262,144 bytes).
-const MAX_WIRE_LEN: u32 = 262_144;
+/// The longest frame a wire length may claim: 1 MiB (an assumption: twice the 512 KiB a
+/// host capture of Linux BIG TCP's aggregated segments can record; 4 GB lengths are corrupt).
+const MAX_WIRE_LEN: u32 = 1 << 20;
 /// Timestamps past this (2^62 ns, the year 2116) are taken as corrupt.
 const MAX_TS_NS: u64 = 1 << 62;
 
@@ -171,13 +173,18 @@ fn deliver(info: &mut CaptureInfo, each: &mut dyn FnMut(&Packet<'_>), ts_ns: u64
             } else {
                 wire
             };
-            let ts_ns = if ts_ns > MAX_TS_NS {
-                info.bad_time_packets += 1;
-                info.last_ts_ns
-            } else {
-                ts_ns
+            let ts_ns = match (ts_ns > MAX_TS_NS, info.last_ts_ns) {
+                (false, _) => ts_ns,
+                (true, Some(last)) => {
+                    info.bad_time_packets += 1;
+                    last
+                }
+                (true, None) => {
+                    info.bad_time_packets += 1;
+                    return;
+                }
             };
-            info.last_ts_ns = ts_ns;
+            info.last_ts_ns = Some(ts_ns);
             each(&Packet { ts_ns, wire_len: wire.max(data.len() as u32), linktype: lt, data })
         }
         _ => info.other_linktype_packets += 1,

@@ -262,8 +262,8 @@ impl Exported {
                 (12, 4) => dst = Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v).ok()?))),
                 (27, 16) => src = Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).ok()?))),
                 (28, 16) => dst = Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).ok()?))),
-                (152, _) => start = uint(v) * 1_000_000,
-                (153, _) => end = uint(v) * 1_000_000,
+                (152, _) => start = uint(v).saturating_mul(1_000_000),
+                (153, _) => end = uint(v).saturating_mul(1_000_000),
                 _ => {}
             }
         }

@@ -138,13 +138,13 @@ impl Flows {
 
     /// A flow record exported by a meter (IPFIX): merged with its key's flow.
     pub fn add_record(&mut self, r: Flow) {
-        self.packets += r.packets;
-        self.bytes += r.bytes;
+        self.packets = self.packets.saturating_add(r.packets);
+        self.bytes = self.bytes.saturating_add(r.bytes);
         self.first_ns = Some(self.first_ns.map_or(r.first_ns, |f| f.min(r.first_ns)));
         self.last_ns = self.last_ns.max(r.last_ns);
         let f = self.table.entry(r.key).or_insert_with(|| Flow { packets: 0, bytes: 0, ..r.clone() });
-        f.packets += r.packets;
-        f.bytes += r.bytes;
+        f.packets = f.packets.saturating_add(r.packets);
+        f.bytes = f.bytes.saturating_add(r.bytes);
         f.first_ns = f.first_ns.min(r.first_ns);
         f.last_ns = f.last_ns.max(r.last_ns);
     }

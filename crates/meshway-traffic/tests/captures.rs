@@ -513,4 +513,11 @@ fn corrupt_lengths_and_timestamps_are_contained() {
     let info = capture::read(&pcapng(&late)[..], &mut |p| seen.push(p.ts_ns)).unwrap();
     assert_eq!((info.bad_time_packets, info.bad_length_packets), (1, 0));
     assert_eq!(seen, [1_000_000_000, 1_000_000_000]);
+    // A bad time on the first packet has nothing to borrow: that packet is left out; the
+    // third borrows the second's.
+    let first = [late[1].clone(), late[0].clone(), late[1].clone()];
+    let mut seen = Vec::new();
+    let info = capture::read(&pcapng(&first)[..], &mut |p| seen.push(p.ts_ns)).unwrap();
+    assert_eq!(info.bad_time_packets, 2);
+    assert_eq!(seen, [1_000_000_000, 1_000_000_000]);
 }

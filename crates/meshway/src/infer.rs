@@ -127,6 +127,12 @@ pub fn run_infer(a: InferArgs) -> Result<()> {
                 let at: Nanos = t
                     .parse()
                     .with_context(|| format!("--fail-site {f:?}: expected SITE@TIME such as eu-north@5min"))?;
+                if at.0 >= run.duration_ns {
+                    anyhow::bail!(
+                        "--fail-site {f:?}: expected a time within the run's {} of arrivals, got {at}",
+                        meshway_units::Nanos(run.duration_ns)
+                    );
+                }
                 (n, Some(at.0))
             }
             None => (f.as_str(), None),

@@ -105,6 +105,8 @@ fn parse_span(s: &str) -> Result<u64, String> {
     s.parse::<meshway_units::Nanos>().map(|n| n.0).map_err(|e| format!("{e} (e.g. \"7d\" or \"12h\")")).and_then(|n| {
         if n == 0 {
             Err("expected a positive span".into())
+        } else if n > meshway_sched::jobs::MAX_ARRIVAL_NS {
+            Err("expected at most 365d".into())
         } else {
             Ok(n)
         }
@@ -198,6 +200,12 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
         Some("easy") | None => true,
         Some(other) => bail!("{file}: schedule.backfill: expected \"easy\" or \"none\", got {other:?}"),
     };
+    if let Some(d) = &args.detail {
+        if !policies.iter().any(|p| p.name() == d) {
+            let names: Vec<&str> = policies.iter().map(|p| p.name()).collect();
+            bail!("--detail: expected one of the policies run ({}), got {d:?}", names.join(", "));
+        }
+    }
     let opts = Options { policies, backfill, seed: Some(seed) };
     let tty = std::io::stderr().is_terminal();
     let shown = std::sync::atomic::AtomicBool::new(false);

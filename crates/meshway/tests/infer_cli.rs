@@ -38,6 +38,10 @@ fn infer_with_a_failed_site_reroutes() {
     let o = meshway(&["infer", EXAMPLE, "--fail-site", "nowhere"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown site \"nowhere\""));
+    // A failure after the arrivals end would only stretch the run: refused.
+    let o = meshway(&["infer", EXAMPLE, "--duration", "1min", "--fail-site", "eu-north@1h"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected a time within the run's 60s of arrivals, got 3600s"));
     // A site failed twice (for the whole run and from a time on) is ambiguous: refused.
     let o = meshway(&["infer", EXAMPLE, "--fail-site", "eu-north", "--fail-site", "eu-north@5min"]);
     assert_eq!(o.status.code(), Some(2));

@@ -96,6 +96,10 @@ fn schedule_bad_input_names_file_and_key() {
         std::fs::write(&f, csv).unwrap();
         stderr(&meshway(&["schedule", "examples/rail-optimized-1024.toml", "--jobs", f.to_str().unwrap()]))
     };
+    let e = run("name,gpus,profile,iterations,arrival\na,8,llama-7b,10,18446744073709551615ns\n");
+    assert!(e.contains("jobs.csv: line 2: arrival: expected at most 365d"), "{e}");
+    let o = meshway(&["schedule", "examples/rail-optimized-1024.toml", "--generate", "5", "--span", "400d"]);
+    assert!(stderr(&o).contains("expected at most 365d"), "{}", stderr(&o));
     let e = run("name,gpus,profile,iterations\na,8,llama-7b,10\na,8,llama-7b,10\n");
     assert!(e.contains("jobs.csv: line 3: name: job name \"a\" is already used by"), "{e}");
     let e = run("name,gpus,profile,iterations,hosts\na,16,llama-7b,10,\"node[001-001],node001\"\n");
