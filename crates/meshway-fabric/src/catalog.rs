@@ -862,8 +862,8 @@ impl Catalog {
         }
         for s in &self.switch {
             provenance("switch", &s.name, &s.source, &s.assumption)?;
-            if s.ports == 0 || s.port_rate.0 == 0 {
-                return Err(bad(format!("switch {:?}", s.name), "ports and port-rate must be positive"));
+            if s.ports < 2 || s.ports > 4096 || s.port_rate.0 == 0 {
+                return Err(bad(format!("switch {:?}", s.name), "ports must be 2 to 4096 and port-rate positive"));
             }
         }
         for o in &self.optic {
@@ -1023,6 +1023,16 @@ impl Catalog {
             return Err(bad(
                 "simulation".into(),
                 "channels, qps-per-connection, spray-paths and pipeline-depth must be positive",
+            ));
+        }
+        if sim.channels > 64 {
+            // NCCL's MAXCHANNELS (src/include/device.h).
+            return Err(bad("simulation".into(), &format!("channels must be at most 64, got {}", sim.channels)));
+        }
+        if !(256..=65_536).contains(&self.constants.default_mtu_bytes) {
+            return Err(bad(
+                "constants".into(),
+                &format!("default-mtu-bytes must be 256 to 65536, got {}", self.constants.default_mtu_bytes),
             ));
         }
         if sim.qps_per_connection > 128 {
@@ -1310,6 +1320,24 @@ mod tests {
         assert!(sw("inf", "1").contains("power-w must be a number from 0 to 1e7, got inf"));
         let e = Catalog::with_overlay("[packet]\nrto = \"0ns\"\n", "mine.toml").map(|_| ()).unwrap_err().to_string();
         assert!(e.contains("rto and lossless-rto must be at least 1us"), "{e}");
+        // Catalog values that used to surface as errors about scenario keys.
+        for (overlay, want) in [
+            ("[simulation]\nchannels = 100000\n", "channels must be at most 64, got 100000"),
+            ("[constants]\ndefault-mtu-bytes = 0\n", "default-mtu-bytes must be 256 to 65536, got 0"),
+            ("[simulation]\ncompute-efficiency = 0.0005\n", "compute-efficiency must be from 0.001 to 1"),
+        ] {
+            let e = Catalog::with_overlay(overlay, "mine.toml").map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains(want), "{overlay}: {e}");
+        }
+        let e = Catalog::with_overlay(
+            "[[switch]]\nname = \"x\"\nports = 1\nport-rate = \"400Gbps\"\nlatency = \"1us\"\n\
+             buffer = \"32MB\"\npower-w = 500\nprice-usd = 1\nassumption = \"test\"\n",
+            "mine.toml",
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ports must be 2 to 4096"), "{e}");
     }
 }
 #[cfg(test)]

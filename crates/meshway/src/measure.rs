@@ -740,6 +740,10 @@ pub fn history(a: HistoryArgs) -> Result<()> {
         HistoryStep::Minute => Step::Minute,
         HistoryStep::Hour => Step::Hour,
     };
+    // A season shorter than a minute has too few points of any rollup to fit.
+    if a.season.get() > 0 && a.season.get() < 60_000_000_000 {
+        anyhow::bail!("--season: expected 0s (none) or at least 1min, got {}", a.season);
+    }
     let season = (a.season.get() > 0).then(|| a.season.get() as f64 / 1e9);
     let r = history::query(&a.db, target, metric, from, to, step, threshold, a.horizon.get(), season, a.anomalies)?;
     if let Some(p) = &a.html {

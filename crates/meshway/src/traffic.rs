@@ -95,6 +95,12 @@ pub fn run(a: &Args, cat: &Catalog) -> Result<String> {
     if let Some(why) = &info.stopped_early {
         eprintln!("warning: {name}: {why}");
     }
+    if info.other_linktype_packets > 0 {
+        eprintln!(
+            "warning: {name}: {} of {} packets are on link types meshway does not decode (it reads Ethernet, raw IP, IPv4, IPv6 and Linux cooked captures)",
+            info.other_linktype_packets, info.packets
+        );
+    }
     let built = match &a.scenario {
         None => None,
         Some(p) => {

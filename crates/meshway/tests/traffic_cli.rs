@@ -104,4 +104,16 @@ fn prefixes_without_a_fabric_and_bad_input() {
     // --write-flows needs the fabric.
     let o = meshway(&["traffic", &cap, "--write-flows", "x.csv"]);
     assert_eq!(o.status.code(), Some(2));
+    // A link type meshway does not decode (9999 in the file header) is warned of.
+    let mut other = full.clone();
+    other[20..24].copy_from_slice(&9999u32.to_le_bytes());
+    let p = d.0.join("other.pcap");
+    std::fs::write(&p, &other).unwrap();
+    let o = meshway(&["traffic", p.to_str().unwrap()]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("6000 of 6000 packets are on link types meshway does not decode"), "{}", stderr(&o));
+    // A season shorter than a minute has nothing to fit (checked before the database is read).
+    let o = meshway(&["history", "--db", "/nonexistent.db", "--target", "x", "--season", "1ns"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--season: expected 0s (none) or at least 1min, got 1ns"), "{}", stderr(&o));
 }
