@@ -167,6 +167,9 @@ fn out_of_range_values() {
     assert!(e.contains("`fabric.nic`: expected a positive rate divisible by planes (3)"), "{e}");
     let e = err("[fabric]\nkind = \"fat-tree\"\nk = 7\ngpus-per-host = 1\n");
     assert!(e.contains("`fabric.k`: expected an even radix"), "{e}");
+    // k = 0 names k, not the GPU count it would have given.
+    let e = err("[fabric]\nkind = \"fat-tree\"\nk = 0\n");
+    assert!(e.contains("`fabric.k`: expected an even radix of at least 2, got 0"), "{e}");
     let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 3000000\ngpus-per-host = 1\n");
     assert!(e.contains("more than meshway builds in memory"), "{e}");
     let e = err(&format!("{LS}[transport]\nmtu = \"100B\"\n"));

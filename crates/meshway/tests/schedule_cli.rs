@@ -98,6 +98,8 @@ fn schedule_bad_input_names_file_and_key() {
     };
     let e = run("name,gpus,profile,iterations,arrival\na,8,llama-7b,10,18446744073709551615ns\n");
     assert!(e.contains("jobs.csv: line 2: arrival: expected at most 365d"), "{e}");
+    let o = meshway(&["schedule", "examples/rail-optimized-1024.toml", "--generate", "5", "--detail", "bogus"]);
+    assert!(stderr(&o).contains("--detail: expected one of the policies run ("), "{}", stderr(&o));
     let o = meshway(&["schedule", "examples/rail-optimized-1024.toml", "--generate", "5", "--span", "400d"]);
     assert!(stderr(&o).contains("expected at most 365d"), "{}", stderr(&o));
     let e = run("name,gpus,profile,iterations\na,8,llama-7b,10\na,8,llama-7b,10\n");
