@@ -137,7 +137,10 @@ fn reply(r: Response) -> hyper::Response<Full<Bytes>> {
 async fn answer(req: hyper::Request<Incoming>, handler: Handler) -> Result<hyper::Response<Full<Bytes>>, io::Error> {
     let m = req.method();
     if m != hyper::Method::GET && m != hyper::Method::HEAD {
-        return Ok(reply(Response::text(405, "only GET and HEAD\n")));
+        // RFC 9110 section 15.5.6: a 405 lists the methods the target supports.
+        let mut r = reply(Response::text(405, "only GET and HEAD\n"));
+        r.headers_mut().insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
+        return Ok(r);
     }
     let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let auth = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());

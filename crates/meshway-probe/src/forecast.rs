@@ -77,24 +77,48 @@ impl Fit {
     /// `expected_s` is `None` when the line does not reach the threshold within the horizon.
     pub fn crossing(&self, threshold: f64, rising: bool, from: f64, until: f64) -> Crossing {
         let reached = |v: f64| if rising { v >= threshold } else { v <= threshold };
-        let steps = 10_000;
-        let dt = (until - from) / steps as f64;
-        let (mut early, mut line, mut late) = (None, None, None);
-        for k in 0..=steps {
-            let t = from + dt * k as f64;
+        let near = |t: f64| {
             let (lo, hi) = self.interval(t);
-            let (near, far) = if rising { (hi, lo) } else { (lo, hi) };
-            if early.is_none() && reached(near) {
-                early = Some(t);
+            if rising {
+                hi
+            } else {
+                lo
             }
-            if line.is_none() && reached(self.predict(t)) {
-                line = Some(t);
+        };
+        let far = |t: f64| {
+            let (lo, hi) = self.interval(t);
+            if rising {
+                lo
+            } else {
+                hi
             }
-            if late.is_none() && reached(far) {
-                late = Some(t);
+        };
+        // The first grid point past the threshold, then bisection between it and the point
+        // before: the time does not depend on the horizon's grid.
+        let first = |f: &dyn Fn(f64) -> f64| -> Option<f64> {
+            let steps = 10_000;
+            let dt = (until - from) / steps as f64;
+            let k = (0..=steps).find(|&k| reached(f(from + dt * k as f64)))?;
+            if k == 0 {
+                return Some(from);
             }
+            let (mut a, mut b) = (from + dt * (k - 1) as f64, from + dt * k as f64);
+            for _ in 0..100 {
+                let m = 0.5 * (a + b);
+                if reached(f(m)) {
+                    b = m;
+                } else {
+                    a = m;
+                }
+            }
+            Some(b)
+        };
+        Crossing {
+            already: reached(self.predict(from)),
+            earliest_s: first(&near),
+            expected_s: first(&|t| self.predict(t)),
+            latest_s: first(&far),
         }
-        Crossing { already: reached(self.predict(from)), earliest_s: early, expected_s: line, latest_s: late }
     }
 }
 
@@ -121,8 +145,14 @@ mod tests {
         let c = f.crossing(50.0, true, 9.0, 109.0);
         assert!(!c.already);
         let e = c.expected_s.unwrap();
-        assert!((e - 20.0).abs() <= 0.011, "{e}");
-        assert!((c.earliest_s.unwrap() - 20.0).abs() <= 0.011 && (c.latest_s.unwrap() - 20.0).abs() <= 0.011);
+        assert!((e - 20.0).abs() <= 1e-9, "{e}");
+        assert!((c.earliest_s.unwrap() - 20.0).abs() <= 1e-6 && (c.latest_s.unwrap() - 20.0).abs() <= 1e-6);
+        // The same crossing whatever the horizon searched (it was found on a grid of
+        // horizon / 10,000 before).
+        for until in [25.0, 1e3, 1e6, 1e9] {
+            let e = f.crossing(50.0, true, 9.0, until).expected_s.unwrap();
+            assert!((e - 20.0).abs() <= 1e-6, "{until}: {e}");
+        }
     }
 
     #[test]

@@ -661,8 +661,8 @@ pub struct HistoryArgs {
     /// Fit a trend and say when it crosses --threshold.
     #[arg(long, requires = "threshold")]
     forecast: bool,
-    /// The threshold for --forecast.
-    #[arg(long)]
+    /// The threshold for --forecast (negative values such as -12dBm are read as values).
+    #[arg(long, allow_hyphen_values = true)]
     threshold: Option<String>,
     /// The season of --forecast and --anomalies (0s: none); a forecast over two seasons or
     /// more fits the deseasonalised series and asks when its peak crosses.

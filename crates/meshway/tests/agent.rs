@@ -601,6 +601,7 @@ fn http_holds_under_stalled_clients_and_held_probes() {
     assert_eq!(body, "", "HEAD has no body");
     let r = raw(&http, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
     assert!(r.starts_with("HTTP/1.1 405"), "{r}");
+    assert!(r.to_ascii_lowercase().contains("\r\nallow: get, head\r\n"), "a 405 lists the methods (RFC 9110): {r}");
     let r = raw(&http, &format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000)));
     assert!(r.starts_with("HTTP/1.1 431"), "a head over 8 KiB is refused: {r}");
     let r = raw(&http, "BREW /metrics HTCPCP/1.0\r\n\r\n");

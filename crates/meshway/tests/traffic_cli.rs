@@ -116,4 +116,8 @@ fn prefixes_without_a_fabric_and_bad_input() {
     let o = meshway(&["history", "--db", "/nonexistent.db", "--target", "x", "--season", "1ns"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--season: expected 0s (none) or at least 1min, got 1ns"), "{}", stderr(&o));
+    // A negative threshold (an optical power) is read as a value, not as a flag.
+    let o = meshway(&["history", "--db", "/nonexistent.db", "--target", "x", "--forecast", "--threshold", "-12dBm"]);
+    assert!(!stderr(&o).contains("unexpected argument"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("invalid --threshold") && stderr(&o).contains("\"-12dBm\""), "{}", stderr(&o));
 }
