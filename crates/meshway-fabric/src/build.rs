@@ -106,6 +106,11 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
     if uplink.0 == 0 {
         return Err(ctx.invalid("uplink", "expected a positive rate"));
     }
+    // Ports on leaves for management appliances, fabric-wide: at most 65,536 (an assumption
+    // far above any fabric; 4e9 planned 859 MW of appliances with only a warning).
+    if let Some(m) = fc.management_ports.filter(|m| *m > 65_536) {
+        return Err(ctx.invalid("management-ports", format!("expected 0 to 65536, got {m}")));
+    }
     let nvlink = fc.nvlink.unwrap_or(cat.defaults.nvlink_per_gpu);
     let gpus = match (fc.gpus, fc.kind, fc.k) {
         (Some(g), _, _) => g,

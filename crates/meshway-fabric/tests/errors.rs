@@ -174,6 +174,8 @@ fn out_of_range_values() {
     assert!(e.contains("more than meshway builds in memory"), "{e}");
     let e = err(&format!("{LS}[transport]\nmtu = \"100B\"\n"));
     assert!(e.contains("`transport.mtu`: expected 256 to 65536 bytes, got 100"), "{e}");
+    let e = err(&format!("{LS}management-ports = 4294967295\n"));
+    assert!(e.contains("`fabric.management-ports`: expected 0 to 65536, got 4294967295"), "{e}");
     let e = err(&format!("{LS}nic = \"18446744073709551615bps\"\n"));
     assert!(e.contains("`fabric.nic`: expected at most 100Tbps"), "{e}");
     let e = err(&format!("{LS}[fabric.link-latency]\nleaf-spine = \"5s\"\n"));
