@@ -823,7 +823,16 @@ impl Catalog {
         merge(&mut c.gpu, o.gpu, |s| &s.name, "gpu", file)?;
         merge(&mut c.protocol, o.protocol, |s| &s.name, "protocol", file)?;
         merge(&mut c.llm, o.llm, |s| &s.name, "llm", file)?;
-        c.check(file)?;
+        c.check(file).map_err(|e| match e {
+            FabricError::Catalog { file, entry, message } => {
+                let file = match entry_line(text, &entry) {
+                    Some(l) => format!("{file}:{l}"),
+                    None => file,
+                };
+                FabricError::Catalog { file, entry, message }
+            }
+            e => e,
+        })?;
         Ok(c)
     }
 
@@ -1236,6 +1245,34 @@ impl Catalog {
     }
 }
 
+/// The line (from 1) of an overlay's table that a catalog error names: `switch "x"` is the
+/// `[[switch]]` whose `name` is "x", `simulation` the `[simulation]` table. `None` when the
+/// entry came from the built-in catalog.
+fn entry_line(text: &str, entry: &str) -> Option<usize> {
+    let (kind, name) = match entry.split_once(' ') {
+        Some((k, n)) => (k, Some(n.trim_matches('"'))),
+        None => (entry, None),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let header = |l: &str| l.trim().starts_with('[');
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim();
+        match name {
+            None if t == format!("[{kind}]") => return Some(i + 1),
+            Some(n) if t == format!("[[{kind}]]") => {
+                let named = lines[i + 1..].iter().take_while(|x| !header(x)).any(|x| {
+                    x.split_once('=').is_some_and(|(k, v)| k.trim() == "name" && v.trim().trim_matches('"') == n)
+                });
+                if named {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1300,7 +1337,8 @@ mod tests {
             "mine.toml",
         )
         .unwrap_err();
-        assert_eq!(e.to_string(), "mine.toml: catalog entry switch \"x\": needs a `source` or an `assumption`");
+        // The message gives the overlay's line of the entry.
+        assert_eq!(e.to_string(), "mine.toml:1: catalog entry switch \"x\": needs a `source` or an `assumption`");
         // Prices and power must be finite, not negative and plausible; retransmission
         // timeouts at least 1 us.
         let sw = |power: &str, price: &str| {
@@ -1318,8 +1356,11 @@ mod tests {
         assert!(sw("500", "nan").contains("price-usd must be a number from 0 to 1e9, got NaN"));
         assert!(sw("500", "-30000").contains("price-usd must be a number from 0 to 1e9, got -30000"));
         assert!(sw("inf", "1").contains("power-w must be a number from 0 to 1e7, got inf"));
-        let e = Catalog::with_overlay("[packet]\nrto = \"0ns\"\n", "mine.toml").map(|_| ()).unwrap_err().to_string();
-        assert!(e.contains("rto and lossless-rto must be at least 1us"), "{e}");
+        let e = Catalog::with_overlay("# mine\n[packet]\nrto = \"0ns\"\n", "mine.toml")
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("mine.toml:2: catalog entry packet: rto and lossless-rto must be at least 1us"), "{e}");
         // Catalog values that used to surface as errors about scenario keys.
         for (overlay, want) in [
             ("[simulation]\nchannels = 100000\n", "channels must be at most 64, got 100000"),
