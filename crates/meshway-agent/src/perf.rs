@@ -87,6 +87,30 @@ pub fn validate(r: &Request) -> Result<(), String> {
     Ok(())
 }
 
+/// The server's end-of-test figures, held to what the client knows: it cannot have received
+/// more than was sent, nor taken negative or non-finite time, and its CPU share is finite.
+fn check_server_result(res: &ServerResult, sent: u64, udp_sent: Option<u64>, elapsed: f64) -> Result<(), PerfError> {
+    let bad = |why: String| Err(PerfError::Protocol(format!("the server's report is implausible: {why}")));
+    if res.received_bytes > sent {
+        return bad(format!("it received {} B, more than the {sent} B sent", res.received_bytes));
+    }
+    if !(res.receive_secs.is_finite() && res.receive_secs >= 0.0 && res.receive_secs <= elapsed + 60.0) {
+        return bad(format!("a receive time of {} s in a {elapsed:.1} s test", res.receive_secs));
+    }
+    if !(res.cpu_percent.is_finite() && (0.0..=1e5).contains(&res.cpu_percent)) {
+        return bad(format!("a CPU share of {}%", res.cpu_percent));
+    }
+    if let (Some(u), Some(n)) = (&res.udp, udp_sent) {
+        if u.received > n || u.lost > n || !(0.0..=1.0).contains(&u.loss_ratio) {
+            return bad(format!(
+                "{} datagrams received and {} lost (ratio {}) of the {n} sent",
+                u.received, u.lost, u.loss_ratio
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Does the server send on data connection `stream` of this request?
 fn server_sends(r: &Request, stream: u16) -> bool {
     match r.direction {
@@ -96,13 +120,52 @@ fn server_sends(r: &Request, stream: u16) -> bool {
     }
 }
 
-fn read_json_line<T: serde::de::DeserializeOwned>(r: &mut impl BufRead) -> Result<T, PerfError> {
-    let mut line = String::new();
-    let n = r.take(64 * 1024).read_line(&mut line).map_err(io_err("cannot read a control message"))?;
-    if n == 0 {
-        return Err(PerfError::Protocol("control connection closed".into()));
+/// Reads one JSON control line (at most 64 KiB), all of it within `within`: a peer that
+/// trickles a byte at a time would otherwise restart the socket's timeout with each byte.
+fn read_json_line<T: serde::de::DeserializeOwned>(
+    r: &mut BufReader<TcpStream>,
+    within: Duration,
+) -> Result<T, PerfError> {
+    let deadline = clock::mono() + Nanos(u64::try_from(within.as_nanos()).unwrap_or(u64::MAX));
+    let mut line = Vec::new();
+    loop {
+        let left = clock::dur(deadline.saturating_sub(clock::mono()));
+        if left.is_zero() {
+            return Err(PerfError::Protocol(format!(
+                "no complete control message within {:.0} s",
+                within.as_secs_f64()
+            )));
+        }
+        r.get_ref().set_read_timeout(Some(left)).map_err(io_err("socket"))?;
+        let buf = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(PerfError::Protocol(format!(
+                    "no complete control message within {:.0} s",
+                    within.as_secs_f64()
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err("cannot read a control message")(e)),
+        };
+        if buf.is_empty() {
+            return Err(PerfError::Protocol("control connection closed".into()));
+        }
+        let (take, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        line.extend_from_slice(&buf[..take]);
+        r.consume(take);
+        if line.len() > 64 * 1024 {
+            return Err(PerfError::Protocol("a control message over 64 KiB".into()));
+        }
+        if done {
+            break;
+        }
     }
-    serde_json::from_str(line.trim()).map_err(|e| PerfError::Protocol(format!("bad control message: {e}")))
+    let text = String::from_utf8_lossy(&line);
+    serde_json::from_str(text.trim()).map_err(|e| PerfError::Protocol(format!("bad control message: {e}")))
 }
 
 fn write_json_line<T: Serialize>(w: &mut impl Write, v: &T) -> Result<(), PerfError> {
@@ -141,8 +204,13 @@ fn receive_loop(mut s: TcpStream, size: usize, bytes: &AtomicU64, span: &Span, s
         match s.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
-                span.mark(clock::mono());
+                let now = clock::mono();
+                span.mark(now);
                 bytes.fetch_add(n as u64, Ordering::Relaxed);
+                // A peer still sending past the hard end (a broken or hostile one) is cut off.
+                if now > hard_end {
+                    break;
+                }
             }
             Err(e)
                 if matches!(
@@ -380,7 +448,7 @@ fn handle_connection(
     // A control connection.
     let mut reader = BufReader::new(s.try_clone().map_err(io_err("socket"))?);
     let mut w = s;
-    let req: Request = read_json_line(&mut reader)?;
+    let req: Request = read_json_line(&mut reader, Duration::from_secs(10))?;
     if let Err(why) = validate(&req) {
         write_json_line(&mut w, &Accept { ok: false, session: 0, error: Some(why.clone()) })?;
         return Err(PerfError::Refused(why));
@@ -432,8 +500,7 @@ fn handle_connection(
         }
     }
     // Wait for the client's finish (or its disappearance, or the hard end).
-    reader.get_ref().set_read_timeout(Some(clock::dur(Nanos(req.duration_ns) + GRACE))).map_err(io_err("socket"))?;
-    let fin: Result<Finish, _> = read_json_line(&mut reader);
+    let fin: Result<Finish, _> = read_json_line(&mut reader, clock::dur(Nanos(req.duration_ns) + GRACE));
     sess.stop.store(true, Ordering::Relaxed);
     // Receivers run until the client's end of stream; senders stop at once.
     let threads = std::mem::take(&mut *sess.threads.lock().map_err(|_| PerfError::Protocol("poisoned".into()))?);
@@ -564,9 +631,18 @@ fn handshake(cfg: &PerfConfig, req: &Request) -> Result<(BufReader<TcpStream>, T
     let mut reader = BufReader::new(ctl.try_clone().map_err(io_err("socket"))?);
     let mut w = ctl;
     write_json_line(&mut w, req)?;
-    let acc: Accept = read_json_line(&mut reader)?;
+    let acc: Accept = read_json_line(&mut reader, Duration::from_secs(10))?;
     if !acc.ok {
-        return Err(PerfError::Refused(acc.error.unwrap_or_default()));
+        // The server's words go to the user's terminal: control characters (escape
+        // sequences, newlines) are shown escaped, and at most 500 characters.
+        let why: String = acc
+            .error
+            .unwrap_or_default()
+            .chars()
+            .take(500)
+            .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+            .collect();
+        return Err(PerfError::Refused(why));
     }
     Ok((reader, w, acc))
 }
@@ -741,8 +817,7 @@ pub fn run(
     }
     let elapsed = clock::mono().saturating_sub(t0).as_secs_f64();
     write_json_line(&mut w, &Finish { finish: true, udp_sent })?;
-    reader.get_ref().set_read_timeout(Some(clock::dur(GRACE + Nanos(5_000_000_000)))).map_err(io_err("socket"))?;
-    let res: ServerResult = read_json_line(&mut reader)?;
+    let res: ServerResult = read_json_line(&mut reader, clock::dur(GRACE + Nanos(5_000_000_000)))?;
     // TCP receivers end at the server's end of stream; UDP receivers after a short drain.
     if cfg.protocol == Protocol::Udp {
         std::thread::sleep(Duration::from_millis(200));
@@ -756,6 +831,7 @@ pub fn run(
     }
     let client_sent = sh.sent.load(Ordering::Relaxed);
     let client_received = sh.received.load(Ordering::Relaxed);
+    check_server_result(&res, client_sent, udp_sent, elapsed)?;
     // Bytes that moved between the last report and the end (the last writes, the drain of
     // the receive side) go into a final short interval so the intervals add up to the total.
     if client_sent > last.1 || client_received > last.2 {
@@ -793,6 +869,38 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The server's figures are held to what the client knows.
+    #[test]
+    fn implausible_server_reports_are_refused() {
+        let ok = ServerResult {
+            received_bytes: 1000,
+            sent_bytes: 0,
+            receive_secs: 1.0,
+            cpu_percent: 3.0,
+            udp: None,
+            udp_sent: None,
+        };
+        assert!(check_server_result(&ok, 1000, None, 1.0).is_ok());
+        let e = |r: ServerResult, udp_sent: Option<u64>| {
+            check_server_result(&r, 1000, udp_sent, 1.0).unwrap_err().to_string()
+        };
+        assert!(e(ServerResult { received_bytes: u64::MAX, ..ok.clone() }, None).contains("more than the 1000 B sent"));
+        assert!(e(ServerResult { receive_secs: -5.0, ..ok.clone() }, None).contains("a receive time of -5 s"));
+        assert!(e(ServerResult { cpu_percent: f64::INFINITY, ..ok.clone() }, None).contains("a CPU share of inf%"));
+        let udp = UdpReport {
+            sent: 10,
+            received: 1000,
+            received_bytes: 0,
+            lost: 99_999,
+            loss_ratio: 5.0,
+            duplicates: 0,
+            reordered: 0,
+            jitter_rfc3550_ns: 0.0,
+            queueing_p99_ns: 0,
+        };
+        assert!(e(ServerResult { udp: Some(udp), ..ok.clone() }, Some(1040)).contains("of the 1040 sent"));
+    }
 
     fn req() -> Request {
         Request {

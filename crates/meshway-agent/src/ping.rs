@@ -323,7 +323,11 @@ fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
     let deadline = t0 + p.timeout;
     tcp.set_read_timeout(Some(wait_for(deadline)))?;
     tcp.set_write_timeout(Some(wait_for(deadline)))?;
-    let mut stream = crate::tls::wrap(tcp, &p.url, p.tls.as_ref())?;
+    let mut stream = crate::tls::wrap_by(tcp, &p.url, p.tls.as_ref(), Some(deadline))?;
+    if p.url.tls {
+        // The handshake set the socket's timeouts to what was left of it.
+        stream.set_timeouts(wait_for(deadline))?;
+    }
     let tls_ns = p.url.tls.then(|| clock::mono().saturating_sub(t0).get());
     let host = if p.url.host.contains(':') { format!("[{}]", p.url.host) } else { p.url.host.clone() };
     let req = format!(
@@ -338,13 +342,24 @@ fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
     let mut head = Vec::new();
     let mut first_byte_ns = None;
     let mut total_bytes = 0u64;
+    let mut ended = false;
     // Bounded: at most 64 MiB are read, and never past the timeout.
     while total_bytes < 64 << 20 {
         if clock::mono() >= deadline {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "http response not complete before the timeout"));
         }
-        let n = stream.read(&mut buf)?;
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no complete http response within {}", p.timeout),
+                ))
+            }
+            Err(e) => return Err(e),
+        };
         if n == 0 {
+            ended = true;
             break;
         }
         first_byte_ns.get_or_insert_with(|| clock::mono().saturating_sub(t0).get());
@@ -355,13 +370,25 @@ fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
     }
     let total_ns = clock::mono().saturating_sub(t0).get();
     let text = String::from_utf8_lossy(&head);
-    let status = text
+    let status: u16 = text
         .lines()
         .next()
+        .filter(|l| l.starts_with("HTTP/"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok())
+        .filter(|c| (100..=599).contains(c))
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an http response"))?;
-    let header_len = text.find("\r\n\r\n").map_or(total_bytes, |i| i as u64 + 4);
+    // The head must end (within the 8 KiB kept), and the body must be read to its end.
+    let Some(end) = text.find("\r\n\r\n") else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the response's headers did not end (closed early, or over 8 KiB)",
+        ));
+    };
+    if !ended {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "response over 64 MiB (the read limit)"));
+    }
+    let header_len = end as u64 + 4;
     Ok(HttpAttempt {
         status,
         connect_ns,

@@ -104,6 +104,18 @@ pub enum Conn {
     Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
 }
 
+impl Conn {
+    /// Sets the socket's read and write timeouts.
+    pub fn set_timeouts(&self, t: std::time::Duration) -> io::Result<()> {
+        let sock = match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => &s.sock,
+        };
+        sock.set_read_timeout(Some(t))?;
+        sock.set_write_timeout(Some(t))
+    }
+}
+
 impl Read for Conn {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
@@ -136,6 +148,17 @@ impl Write for Conn {
 /// Wraps a connected socket for `url`: as it is for http, after a complete TLS handshake
 /// (certificate and name verified) for https. Timeouts are the socket's.
 pub fn wrap(tcp: TcpStream, url: &Url, cfg: Option<&Arc<ClientConfig>>) -> io::Result<Conn> {
+    wrap_by(tcp, url, cfg, None)
+}
+
+/// [`wrap`], with the whole handshake done by `deadline`: a server that trickles its
+/// handshake a byte at a time would otherwise restart the socket's timeout with every byte.
+pub fn wrap_by(
+    tcp: TcpStream,
+    url: &Url,
+    cfg: Option<&Arc<ClientConfig>>,
+    deadline: Option<meshway_units::Nanos>,
+) -> io::Result<Conn> {
     if !url.tls {
         return Ok(Conn::Plain(tcp));
     }
@@ -147,8 +170,28 @@ pub fn wrap(tcp: TcpStream, url: &Url, cfg: Option<&Arc<ClientConfig>>) -> io::R
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: {e}", url.host)))?;
     let conn = ClientConnection::new(cfg, name).map_err(io::Error::other)?;
     let mut s = StreamOwned::new(conn, tcp);
+    // One record at a time (rustls' complete_io keeps reading while bytes trickle in, so a
+    // deadline between its calls would not be looked at).
     while s.conn.is_handshaking() {
-        s.conn.complete_io(&mut s.sock)?;
+        if let Some(d) = deadline {
+            let left = crate::clock::dur(d.saturating_sub(crate::clock::mono()));
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake not complete before the timeout"));
+            }
+            s.sock.set_read_timeout(Some(left))?;
+            s.sock.set_write_timeout(Some(left))?;
+        }
+        if s.conn.wants_write() {
+            s.conn.write_tls(&mut s.sock)?;
+            continue;
+        }
+        if s.conn.read_tls(&mut s.sock)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed during the TLS handshake"));
+        }
+        s.conn.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    }
+    while s.conn.wants_write() {
+        s.conn.write_tls(&mut s.sock)?;
     }
     Ok(Conn::Tls(Box::new(s)))
 }

@@ -210,6 +210,47 @@ fn http_ping_phases() {
     assert_eq!(rep.http.unwrap().status, vec![(200, 3)]);
 }
 
+/// Broken servers: a response whose headers never end, a status that is no status, and a
+/// TLS handshake trickled a byte at a time. None counts as an answer, and the trickle is
+/// bounded by the probe's timeout, not by the server.
+#[test]
+fn http_ping_refuses_broken_responses_and_bounds_a_trickled_handshake() {
+    for reply in [&b"HTTP/1.1 200 OK\r\nContent-Le"[..], b"HTTP/1.1 0 Nothing\r\n\r\n", b"hello\r\n\r\n"] {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut req = [0u8; 1024];
+            let _ = s.read(&mut req);
+            let _ = s.write_all(reply);
+        });
+        let rep = ping::run(&cfg(PingKind::Http, format!("http://{addr}/"), 1), &AtomicBool::new(false), &mut |_| {});
+        server.join().unwrap();
+        let rep = rep.unwrap();
+        assert_eq!(rep.echo.counts.received, 0, "{}", String::from_utf8_lossy(reply));
+    }
+    // One byte of a TLS record every 200 ms, for up to 4 s.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        for _ in 0..20 {
+            if s.write_all(&[0x16]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let mut c = cfg(PingKind::Http, format!("https://127.0.0.1:{}/", addr.port()), 1);
+    c.timeout = ms(600);
+    let t0 = meshway_agent::clock::mono();
+    let rep = ping::run(&c, &AtomicBool::new(false), &mut |_| {}).unwrap();
+    let took = meshway_agent::clock::dur(meshway_agent::clock::mono().saturating_sub(t0));
+    server.join().unwrap();
+    assert_eq!(rep.echo.counts.received, 0);
+    assert!(took < Duration::from_millis(1_500), "the handshake ran {took:?} past a 600 ms timeout");
+}
+
 #[test]
 fn icmp_ping_loopback_or_clear_error() {
     match ping::run(&cfg(PingKind::Icmp, "127.0.0.1".into(), 3), &AtomicBool::new(false), &mut |_| {}) {

@@ -202,6 +202,12 @@ impl EchoSession {
     /// are synchronized, `None` otherwise.
     pub fn on_reply(&mut self, now: Nanos, seq: u32, hold_ns: u64, one_way: Option<(i64, i64)>) -> ReplyKind {
         let kind = match self.pending.remove(&seq) {
+            Some(at) if now < at || hold_ns > now.saturating_sub(at).get() => {
+                // Its times cannot be right; the probe stays pending for a true answer.
+                self.pending.insert(seq, at);
+                self.counts.implausible += 1;
+                ReplyKind::Unknown
+            }
             Some(at) => {
                 let rtt = now.saturating_sub(at).get().saturating_sub(hold_ns);
                 if self.statistics {
@@ -215,7 +221,11 @@ impl EchoSession {
                 self.max_answered = Some(self.max_answered.map_or(seq, |m| m.max(seq)));
                 self.set_answered(seq, true);
                 match one_way {
+                    // The two one-way delays add up to the round trip when the clocks agree; one
+                    // below minus the round trip means they are off by more than it.
+                    Some((f, b)) if f < -(rtt as i64) || b < -(rtt as i64) => self.all_synchronized = false,
                     Some((f, b)) if self.statistics => {
+                        // Small negatives are the clocks' error within the round trip.
                         self.forward.record(f.max(0) as u64);
                         self.backward.record(b.max(0) as u64);
                     }
@@ -302,7 +312,10 @@ mod tests {
         assert_eq!(s.on_reply(ms(27), 7, 0, None), ReplyKind::Unknown);
         assert_eq!(s.poll(ms(30)), Action::Done);
         let r = s.report();
-        assert_eq!(r.counts, LossCounts { sent: 3, received: 3, lost: 0, duplicates: 1, reordered: 1, late: 0 });
+        assert_eq!(
+            r.counts,
+            LossCounts { sent: 3, received: 3, lost: 0, duplicates: 1, reordered: 1, late: 0, implausible: 0 }
+        );
         let rtt = r.rtt.unwrap();
         assert_eq!((rtt.min_ns, rtt.max_ns), (5 * MS, 16 * MS));
         assert!(!r.clock_synchronized && r.forward.is_none());
@@ -324,6 +337,26 @@ mod tests {
         assert_eq!(r.loss_ratio, 0.5);
         assert!(r.clock_synchronized);
         assert_eq!(r.forward.unwrap().min_ns, 20 * MS);
+    }
+
+    /// An answer stamped before its probe was sent, or whose reflector claims to have held
+    /// it longer than the whole round trip, is left out; the probe waits for a true answer. A
+    /// one-way delay below minus the round trip means the clocks are not in step.
+    #[test]
+    fn implausible_answers_are_left_out() {
+        let mut s = session(2);
+        assert_eq!(s.poll(ms(10)), Action::Send { seq: 0 });
+        assert_eq!(s.on_reply(ms(9), 0, 0, None), ReplyKind::Unknown);
+        assert_eq!(s.on_reply(ms(12), 0, 3 * MS, None), ReplyKind::Unknown);
+        // Clocks off by 5 s against a 2 ms round trip.
+        assert_eq!(s.on_reply(ms(13), 0, MS, Some((-5_000_000_000, 5_002_000_000))), ReplyKind::Ok);
+        assert_eq!(s.poll(ms(20)), Action::Send { seq: 1 });
+        assert_eq!(s.on_reply(ms(21), 1, 0, Some((400, 600))), ReplyKind::Ok);
+        assert_eq!(s.poll(ms(200)), Action::Done);
+        let r = s.report();
+        assert_eq!((r.counts.received, r.counts.lost, r.counts.implausible), (2, 0, 2));
+        assert_eq!(r.rtt.unwrap().min_ns, MS);
+        assert!(!r.clock_synchronized && r.forward.is_none());
     }
 
     #[test]

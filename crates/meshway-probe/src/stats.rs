@@ -240,6 +240,9 @@ pub struct LossCounts {
     pub reordered: u64,
     /// Answers that arrived after their probe's timeout (counted in `lost`).
     pub late: u64,
+    /// Answers whose times cannot be right, left out: received before their probe was sent,
+    /// or a reflector's stated hold longer than the whole round trip.
+    pub implausible: u64,
 }
 
 impl LossCounts {

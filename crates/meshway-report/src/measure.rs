@@ -114,6 +114,13 @@ pub fn ping_summary(r: &PingReport) -> String {
         c.reordered,
         c.late
     );
+    if c.implausible > 0 {
+        let _ = writeln!(
+            s,
+            "{} answers left out as implausible (received before their probe was sent, or a stated hold longer than the round trip)",
+            c.implausible
+        );
+    }
     if let Some(m) = &r.echo.rtt {
         s.push_str(&summary_lines("rtt", m));
     }
