@@ -138,7 +138,9 @@ pub fn ping_summary(r: &PingReport) -> String {
             }
         }
         let st: Vec<String> = h.status.iter().map(|(c, n)| format!("{c}×{n}")).collect();
-        let _ = writeln!(s, "status {}", st.join(" "));
+        if !st.is_empty() {
+            let _ = writeln!(s, "status {}", st.join(" "));
+        }
         if let Some(e) = &h.last_error {
             let _ = writeln!(s, "last error: {e}");
         }

@@ -138,6 +138,13 @@ fn known(q: &str) -> bool {
 pub fn run(text: &str, file: &str, cat: &Catalog) -> Result<PlanValidation, ValidateError> {
     let d: DesignsFile = toml::from_str(text)
         .map_err(|e| ValidateError::Setups(meshway_fabric::error::locate_toml_error(file, text, &e)))?;
+    if d.design.is_empty() {
+        return Err(ValidateError::Csv {
+            file: file.into(),
+            line: 1,
+            message: "no [[design]] tables: an empty set checks nothing".into(),
+        });
+    }
     let mut rows = Vec::new();
     let mut designs = Vec::new();
     for design in &d.design {

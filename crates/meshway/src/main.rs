@@ -244,7 +244,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Compare { files, common } => {
             let cat = load_catalog(&common.catalog)?;
-            let rs = files.iter().map(|f| plan_file(f, &cat)).collect::<Result<Vec<_>>>()?;
+            let mut rs = files.iter().map(|f| plan_file(f, &cat)).collect::<Result<Vec<_>>>()?;
+            // Columns are headed by scenario name: a name given twice gets its position.
+            let names: Vec<String> = rs.iter().map(|r| r.name.clone()).collect();
+            for (i, r) in rs.iter_mut().enumerate() {
+                if names.iter().filter(|n| **n == r.name).count() > 1 {
+                    r.name = format!("{} ({})", r.name, i + 1);
+                }
+            }
             if let Some(p) = &common.html {
                 std::fs::write(p, meshway_report::compare_html(&rs))
                     .with_context(|| format!("cannot write {}", p.display()))?;

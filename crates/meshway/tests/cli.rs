@@ -57,6 +57,10 @@ fn compare_marks_the_best() {
     let o = meshway(&["compare", "examples/three-tier-1024.toml", "examples/leaf-spine-1024.toml", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
     assert_eq!(v["fabrics"].as_array().unwrap().len(), 2);
+    // The same scenario twice: its columns are told apart by position.
+    let o = meshway(&["compare", "examples/testbed-2x2.toml", "examples/testbed-2x2.toml"]);
+    let head = stdout(&o).lines().next().unwrap_or_default().to_string();
+    assert!(head.contains("testbed-2x2 (1)") && head.contains("testbed-2x2 (2)"), "{head}");
 }
 
 #[test]
@@ -222,6 +226,11 @@ fn validate_plan_matches_the_published_reference_designs() {
         e.contains("designs.toml") && e.contains("design \"dgx-h100-1su\": unknown quantity \"spine-count\""),
         "{e}"
     );
+    // An empty set checks nothing: refused rather than passed.
+    std::fs::write(dir.join("plan/designs.toml"), "# nothing\n").unwrap();
+    let o = meshway(&["validate", dir.to_str().unwrap(), "--set", "plan"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("designs.toml:1: no [[design]] tables"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
