@@ -181,11 +181,17 @@ pub fn wrap_by(
             s.sock.set_read_timeout(Some(left))?;
             s.sock.set_write_timeout(Some(left))?;
         }
+        let timed_out = |e: io::Error| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                io::Error::new(io::ErrorKind::TimedOut, "TLS handshake not complete before the timeout")
+            }
+            _ => e,
+        };
         if s.conn.wants_write() {
-            s.conn.write_tls(&mut s.sock)?;
+            s.conn.write_tls(&mut s.sock).map_err(timed_out)?;
             continue;
         }
-        if s.conn.read_tls(&mut s.sock)? == 0 {
+        if s.conn.read_tls(&mut s.sock).map_err(timed_out)? == 0 {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the server closed during the TLS handshake"));
         }
         s.conn.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
