@@ -23,6 +23,8 @@ pub enum HistoryError {
     UnknownTarget { name: String, known: String },
     #[error("not enough points to forecast ({n}; need at least 3 with values)")]
     TooFewPoints { n: usize },
+    #[error("target {target:?} has samples but no {metric} values: round-trip metrics are for probe targets, utilization, error-ratio, drop-ratio and rx-power for interface and optics series")]
+    NoValues { target: String, metric: &'static str },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -196,6 +198,18 @@ pub fn query(
         .into_iter()
         .map(|r| Point { start_ns: r.start_ns, value: rollup_value(&r, metric), rollup: r })
         .collect();
+    // A metric of the other kind of series (utilization of a probe target, RTT of an
+    // interface) has no values at all: say so rather than print a column of "-".
+    if !raw.is_empty() && series.iter().all(|p| p.value.is_none()) && !matches!(metric, Metric::Loss) {
+        let probe_metric = matches!(
+            metric,
+            Metric::RttP50 | Metric::RttP90 | Metric::RttP99 | Metric::RttMean | Metric::JitterRfc3550
+        );
+        let any_value = series.iter().any(|p| p.rollup.value_mean.is_some() || p.rollup.p50_ns.is_some());
+        if any_value || !probe_metric {
+            return Err(HistoryError::NoValues { target: target.into(), metric: metric.name() });
+        }
+    }
     let forecast = match forecast_threshold {
         None => None,
         Some(threshold) => {

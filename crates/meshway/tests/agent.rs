@@ -388,6 +388,14 @@ fn agent_stores_samples_serves_metrics_and_reloads() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["series"].as_array().unwrap().len(), n);
     assert_eq!(v["summary"]["sent"].as_u64(), Some(n as u64));
+    // An interface metric of a probe target has no values: an error, not a column of "-".
+    let o = Command::new(bin())
+        .args(["history", "--db", db.to_str().unwrap(), "--target", "local-udp", "--metric", "utilization"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("target \"local-udp\" has samples but no utilization values"), "{e}");
     // And draws it as smokeping does, in one offline page.
     let html = dir.0.join("history.html");
     let o = Command::new(bin())
