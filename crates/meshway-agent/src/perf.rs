@@ -127,24 +127,17 @@ fn read_json_line<T: serde::de::DeserializeOwned>(
     within: Duration,
 ) -> Result<T, PerfError> {
     let deadline = clock::mono() + Nanos(u64::try_from(within.as_nanos()).unwrap_or(u64::MAX));
+    let late = || PerfError::Protocol(format!("no complete control message within {:.0} s", within.as_secs_f64()));
     let mut line = Vec::new();
     loop {
         let left = clock::dur(deadline.saturating_sub(clock::mono()));
         if left.is_zero() {
-            return Err(PerfError::Protocol(format!(
-                "no complete control message within {:.0} s",
-                within.as_secs_f64()
-            )));
+            return Err(late());
         }
         r.get_ref().set_read_timeout(Some(left)).map_err(io_err("socket"))?;
         let buf = match r.fill_buf() {
             Ok(b) => b,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                return Err(PerfError::Protocol(format!(
-                    "no complete control message within {:.0} s",
-                    within.as_secs_f64()
-                )))
-            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Err(late()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(io_err("cannot read a control message")(e)),
         };

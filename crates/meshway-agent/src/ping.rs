@@ -324,10 +324,8 @@ fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
     tcp.set_read_timeout(Some(wait_for(deadline)))?;
     tcp.set_write_timeout(Some(wait_for(deadline)))?;
     let mut stream = crate::tls::wrap_by(tcp, &p.url, p.tls.as_ref(), Some(deadline))?;
-    if p.url.tls {
-        // The handshake set the socket's timeouts to what was left of it.
-        stream.set_timeouts(wait_for(deadline))?;
-    }
+    // A handshake set the socket's timeouts to what was left of it.
+    stream.set_timeouts(wait_for(deadline))?;
     let tls_ns = p.url.tls.then(|| clock::mono().saturating_sub(t0).get());
     let host = if p.url.host.contains(':') { format!("[{}]", p.url.host) } else { p.url.host.clone() };
     let req = format!(
@@ -343,19 +341,15 @@ fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
     let mut first_byte_ns = None;
     let mut total_bytes = 0u64;
     let mut ended = false;
+    let late = || io::Error::new(io::ErrorKind::TimedOut, format!("no complete http response within {}", p.timeout));
     // Bounded: at most 64 MiB are read, and never past the timeout.
     while total_bytes < 64 << 20 {
         if clock::mono() >= deadline {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "http response not complete before the timeout"));
+            return Err(late());
         }
         let n = match stream.read(&mut buf) {
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("no complete http response within {}", p.timeout),
-                ))
-            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Err(late()),
             Err(e) => return Err(e),
         };
         if n == 0 {

@@ -172,21 +172,20 @@ pub fn wrap_by(
     let mut s = StreamOwned::new(conn, tcp);
     // One record at a time (rustls' complete_io keeps reading while bytes trickle in, so a
     // deadline between its calls would not be looked at).
+    let late = || io::Error::new(io::ErrorKind::TimedOut, "TLS handshake not complete before the timeout");
+    let timed_out = |e: io::Error| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => late(),
+        _ => e,
+    };
     while s.conn.is_handshaking() {
         if let Some(d) = deadline {
             let left = crate::clock::dur(d.saturating_sub(crate::clock::mono()));
             if left.is_zero() {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "TLS handshake not complete before the timeout"));
+                return Err(late());
             }
             s.sock.set_read_timeout(Some(left))?;
             s.sock.set_write_timeout(Some(left))?;
         }
-        let timed_out = |e: io::Error| match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                io::Error::new(io::ErrorKind::TimedOut, "TLS handshake not complete before the timeout")
-            }
-            _ => e,
-        };
         if s.conn.wants_write() {
             s.conn.write_tls(&mut s.sock).map_err(timed_out)?;
             continue;

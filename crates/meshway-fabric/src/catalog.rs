@@ -859,32 +859,24 @@ impl Catalog {
         };
         for s in &self.switch {
             amounts(format!("switch {:?}", s.name), &[("power-w", s.power_w, 1e7), ("price-usd", s.price_usd, 1e9)])?;
-        }
-        for o in &self.optic {
-            amounts(format!("optic {:?}", o.name), &[("power-w", o.power_w, 1e7), ("price-usd", o.price_usd, 1e9)])?;
-        }
-        for n in &self.nic {
-            amounts(format!("nic {:?}", n.name), &[("power-w", n.power_w, 1e7), ("price-usd", n.price_usd, 1e9)])?;
-        }
-        for c in &self.cable {
-            amounts(format!("cable {:?}", c.name), &[("price-usd-per-m", c.price_usd_per_m, 1e9)])?;
-        }
-        for s in &self.switch {
             provenance("switch", &s.name, &s.source, &s.assumption)?;
             if s.ports < 2 || s.ports > 4096 || s.port_rate.0 == 0 {
                 return Err(bad(format!("switch {:?}", s.name), "ports must be 2 to 4096 and port-rate positive"));
             }
         }
         for o in &self.optic {
+            amounts(format!("optic {:?}", o.name), &[("power-w", o.power_w, 1e7), ("price-usd", o.price_usd, 1e9)])?;
             provenance("optic", &o.name, &o.source, &o.assumption)?;
             if o.rate.0 == 0 {
                 return Err(bad(format!("optic {:?}", o.name), "rate must be positive"));
             }
         }
         for c in &self.cable {
+            amounts(format!("cable {:?}", c.name), &[("price-usd-per-m", c.price_usd_per_m, 1e9)])?;
             provenance("cable", &c.name, &c.source, &c.assumption)?;
         }
         for n in &self.nic {
+            amounts(format!("nic {:?}", n.name), &[("power-w", n.power_w, 1e7), ("price-usd", n.price_usd, 1e9)])?;
             provenance("nic", &n.name, &n.source, &n.assumption)?;
             if n.achievable.is_some_and(|a| a.0 == 0 || a.0 > n.rate.0) {
                 return Err(bad(format!("nic {:?}", n.name), "achievable must be positive and at most the rate"));

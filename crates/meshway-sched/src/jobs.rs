@@ -144,7 +144,7 @@ fn job_error(origin: &str, key: &'static str, message: impl Into<String>) -> Sch
 
 /// The latest arrival a job (or a generated trace's span) may give: 365 days, an assumption
 /// far beyond any trace, so that arrival plus run time stays inside the clock.
-pub const MAX_ARRIVAL_NS: u64 = 365 * 86_400 * 1_000_000_000;
+pub const MAX_ARRIVAL_NS: u64 = meshway_sim::simulate::MAX_SCENARIO_TIME_NS;
 
 /// A job from its table; `origin` names it in errors.
 pub fn from_config(c: &JobConfig, nth: usize, origin: String, gpus_per_host: u32) -> Result<Job, SchedError> {
@@ -187,15 +187,12 @@ pub fn from_config(c: &JobConfig, nth: usize, origin: String, gpus_per_host: u32
         Some(HostsConfig::List(s)) => Some(crate::hostlist::expand(s).map_err(|m| job_error(&origin, "hosts", m))?),
     };
     if let Some(h) = &hosts {
-        if let Some((i, dup)) = h.iter().enumerate().find(|(i, x)| h[..*i].contains(x)) {
+        let twice = h.iter().enumerate().find_map(|(j, x)| h[..j].iter().position(|y| y == x).map(|i| (i, j, x)));
+        if let Some((i, j, dup)) = twice {
             return Err(job_error(
                 &origin,
                 "hosts",
-                format!(
-                    "host {dup:?} is named twice (entries {} and {})",
-                    h.iter().position(|x| x == dup).unwrap_or(0) + 1,
-                    i + 1
-                ),
+                format!("host {dup:?} is named twice (entries {} and {})", i + 1, j + 1),
             ));
         }
     }
