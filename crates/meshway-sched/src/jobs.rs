@@ -144,7 +144,7 @@ fn job_error(origin: &str, key: &'static str, message: impl Into<String>) -> Sch
 
 /// The latest arrival a job (or a generated trace's span) may give: 365 days, an assumption
 /// far beyond any trace, so that arrival plus run time stays inside the clock.
-pub const MAX_ARRIVAL_NS: u64 = meshway_sim::simulate::MAX_SCENARIO_TIME_NS;
+pub const MAX_ARRIVAL_NS: u64 = meshway_sim::limits::MAX_SCENARIO_TIME_NS;
 
 /// A job from its table; `origin` names it in errors.
 pub fn from_config(c: &JobConfig, nth: usize, origin: String, gpus_per_host: u32) -> Result<Job, SchedError> {

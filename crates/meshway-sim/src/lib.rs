@@ -67,6 +67,7 @@ mod engine;
 mod error;
 pub mod exec;
 mod ids;
+pub mod limits;
 pub mod multisite;
 pub mod packet;
 pub mod program;

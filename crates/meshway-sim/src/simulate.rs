@@ -509,14 +509,7 @@ fn required_size(w: &WorkloadConfig, c: &Ctx<'_>) -> Result<u64, FabricError> {
     Ok(b.0)
 }
 
-/// The latest time a scenario may give a workload's start or a failure: 365 days (an
-/// assumption far beyond any simulated run), so that sums of times stay inside the clock.
-pub const MAX_SCENARIO_TIME_NS: u64 = 365 * 86_400 * 1_000_000_000;
-
-/// The largest size a workload may give (`size`, `sweep-to`): 1 PiB, an assumption far above
-/// any collective or flow (nccl-tests sweeps end at 16 GiB; a 405B model's FP32 gradients are
-/// 1.6 TB), so that sums over millions of flows stay inside 64 bits.
-pub const MAX_WORKLOAD_BYTES: u64 = 1 << 50;
+use crate::limits::{MAX_SCENARIO_TIME_NS, MAX_WORKLOAD_BYTES};
 
 /// The flows of a generated pattern (permutation, uniform, incast, all-to-all).
 fn pattern_kind(

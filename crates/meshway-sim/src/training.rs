@@ -281,7 +281,7 @@ pub fn parse(w: &WorkloadConfig, c: &Ctx<'_>, topo: &dyn Topology, cat: &Catalog
     // Each key is bounded above; their product is held too: one step's compute and a
     // micro-batch's activations must fit the clock and 64-bit sizes.
     let acts = micro_batch as f64 * sequence as f64 * hidden as f64 * 2.0;
-    if acts > crate::simulate::MAX_WORKLOAD_BYTES as f64 {
+    if acts > crate::limits::MAX_WORKLOAD_BYTES as f64 {
         return Err(c.invalid(
             "micro-batch",
             format!("micro-batch x sequence x hidden x 2 B = {acts:.3e} B of activations, expected at most 1PiB"),
@@ -289,7 +289,7 @@ pub fn parse(w: &WorkloadConfig, c: &Ctx<'_>, topo: &dyn Topology, cat: &Catalog
     }
     let fwd = spec.fwd_flops() / f64::from(tp * pp) / (spec.peak_flops * efficiency);
     let step = 3.0 * fwd * (spec.micro_batches() + u64::from(pp) - 1) as f64;
-    if step > crate::simulate::MAX_SCENARIO_TIME_NS as f64 * 1e-9 {
+    if step > crate::limits::MAX_SCENARIO_TIME_NS as f64 * 1e-9 {
         return Err(c.invalid(
             "parameters",
             format!(
