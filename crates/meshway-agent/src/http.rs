@@ -20,6 +20,58 @@ const MAX_HEAD: usize = 8192;
 /// [`HEAD_DEADLINE`], so holding many open costs an attacker a steady stream of new
 /// connections, and scrapes still find a slot.
 const MAX_CONNECTIONS: usize = 512;
+/// Connections served at once from one source (an IPv4 address, or an IPv6 /64, the block
+/// one host is usually given): more from it get 503, so one client cannot hold the slots
+/// other sources' scrapes need. An assumption: twice the `/probe` pool (32), so one
+/// Prometheus server probing many targets through the agent stays within it.
+pub const MAX_PER_SOURCE: usize = 64;
+
+/// The source a connection counts against: an IPv4 address (an IPv4-mapped IPv6 one taken
+/// as IPv4), or the /64 of an IPv6 address.
+pub fn source_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv6Addr};
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
+/// Connections open per source; a [`SourceSlot`] gives its one back when dropped.
+#[derive(Default)]
+struct PerSource(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+struct SourceSlot {
+    table: Arc<PerSource>,
+    key: std::net::IpAddr,
+}
+
+impl PerSource {
+    fn take(table: &Arc<PerSource>, ip: std::net::IpAddr, max: usize) -> Option<SourceSlot> {
+        let key = source_key(ip);
+        let mut m = table.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot { table: table.clone(), key })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut m = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -172,7 +224,8 @@ where
 }
 
 /// Serves `handler` on `listener` until `shutdown`: one thread with an event loop, handlers on
-/// its blocking pool, at most [`MAX_CONNECTIONS`] connections at once.
+/// its blocking pool, at most [`MAX_CONNECTIONS`] connections at once and [`MAX_PER_SOURCE`]
+/// from one source.
 pub fn serve(
     listener: TcpListener,
     shutdown: Arc<AtomicBool>,
@@ -190,17 +243,19 @@ pub fn serve(
     let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+        let per_source = Arc::new(PerSource::default());
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         while !shutdown.load(Ordering::Relaxed) {
             let Ok(accepted) = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await else {
                 continue;
             };
-            let Ok((stream, _)) = accepted else {
+            let Ok((stream, peer)) = accepted else {
                 // Out of descriptors and the like: back off rather than spin.
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             };
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
+            let mine = PerSource::take(&per_source, peer.ip(), MAX_PER_SOURCE);
+            let (Some(mine), Ok(slot)) = (mine, slots.clone().try_acquire_owned()) else {
                 tokio::spawn(async move {
                     use tokio::io::AsyncWriteExt;
                     let mut s = stream;
@@ -216,7 +271,7 @@ pub fn serve(
             };
             let (h, acc) = (handler.clone(), acceptor.clone());
             tokio::spawn(async move {
-                let _slot = slot;
+                let _slots = (slot, mine);
                 let work = async move {
                     match acc {
                         None => serve_connection(stream, h, HEAD_DEADLINE).await,
@@ -326,6 +381,30 @@ pub fn server_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<r
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_are_addresses_and_ipv6_blocks() {
+        let k = |s: &str| source_key(s.parse().unwrap()).to_string();
+        assert_eq!(k("192.0.2.7"), "192.0.2.7");
+        assert_eq!(k("::ffff:192.0.2.7"), "192.0.2.7", "an IPv4-mapped address is its IPv4 source");
+        assert_eq!(k("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff::9"), "one /64 is one source");
+        assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
+        assert_eq!(k("::1"), "::");
+    }
+
+    #[test]
+    fn per_source_slots_are_bounded_and_given_back() {
+        let t = Arc::new(PerSource::default());
+        let a: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let b: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+        let held: Vec<SourceSlot> = (0..3).map(|_| PerSource::take(&t, a, 3).expect("within the cap")).collect();
+        assert!(PerSource::take(&t, a, 3).is_none(), "a fourth from one source is refused");
+        assert!(PerSource::take(&t, b, 3).is_some(), "another source is not");
+        drop(held);
+        assert!(t.0.lock().unwrap().is_empty(), "every slot given back, no entry left behind");
+        assert!(PerSource::take(&t, a, 3).is_some());
+    }
 
     #[test]
     fn bearer_scheme_is_case_insensitive_and_the_token_exact() {

@@ -75,6 +75,10 @@ impl<K: std::hash::Hash + Eq + Copy, V> Recent<K, V> {
 pub struct ReflectConfig {
     /// Packets per second allowed from one source IP; 0 means unlimited.
     pub rate_limit_pps: u32,
+    /// Bytes per second answered to one source IP (a one-second burst); 0 means unlimited.
+    /// A reflector's answers are as large as the probes, so this bounds what it sends
+    /// towards any one address, a spoofed one included.
+    pub rate_limit_bytes: u64,
     /// Test mode: drop the k-th, 2k-th, ... valid packet from each source.
     pub drop_every: Option<u64>,
     /// Set the S bit: this host's clock is synchronized to UTC.
@@ -129,6 +133,11 @@ pub fn junk_filter(authenticated: bool) -> Vec<socket2::SockFilter> {
     ]
 }
 
+/// Default byte rate answered to one source: 12.5 MB/s (100 Mbit/s), an assumption: 100
+/// times what a probe stream of 1,000 full-size (1,500-byte) packets a second needs, and a
+/// bound on what a spoofed source can aim at its victim.
+pub const DEFAULT_RATE_LIMIT_BYTES: u64 = 12_500_000;
+
 /// Default receive buffer: 4 MiB, about 90,000 minimum-size STAMP packets of kernel
 /// accounting (an assumption sized to absorb 100 ms of a 1 Mpps flood per core).
 pub const DEFAULT_RECV_BUFFER: usize = 4 << 20;
@@ -147,6 +156,7 @@ impl Default for ReflectConfig {
     fn default() -> Self {
         ReflectConfig {
             rate_limit_pps: 10_000,
+            rate_limit_bytes: DEFAULT_RATE_LIMIT_BYTES,
             drop_every: None,
             synchronized: false,
             max_sources: MAX_SOURCES,
@@ -200,29 +210,86 @@ impl ReflectCounters {
 #[derive(Debug, Clone, Copy)]
 pub struct TokenBucket {
     /// Tokens in millionths, so integer refill is exact at any rate.
-    micro_tokens: u64,
+    micro_tokens: u128,
     last: Nanos,
 }
 
 impl TokenBucket {
-    pub fn new(now: Nanos, rate: u32) -> TokenBucket {
-        TokenBucket { micro_tokens: u64::from(rate.max(1)) * 1_000_000, last: now }
+    pub fn new(now: Nanos, rate: u64) -> TokenBucket {
+        TokenBucket { micro_tokens: u128::from(rate.max(1)) * 1_000_000, last: now }
+    }
+
+    /// Refills for the time since the last call (at most one second's worth).
+    fn refill(&mut self, now: Nanos, rate: u64) {
+        let cap = u128::from(rate.max(1)) * 1_000_000;
+        let dt = now.saturating_sub(self.last).get();
+        // rate tokens/s × dt ns = rate × dt / 1000 micro-tokens.
+        let add = (u128::from(rate) * u128::from(dt) / 1_000).min(cap);
+        self.micro_tokens = (self.micro_tokens + add).min(cap);
+        self.last = now;
+    }
+
+    fn has(&self, n: u64) -> bool {
+        self.micro_tokens >= u128::from(n) * 1_000_000
+    }
+
+    fn spend(&mut self, n: u64) {
+        self.micro_tokens = self.micro_tokens.saturating_sub(u128::from(n) * 1_000_000);
     }
 
     /// Takes one token if there is one.
-    pub fn take(&mut self, now: Nanos, rate: u32) -> bool {
-        let cap = u64::from(rate.max(1)) * 1_000_000;
-        let dt = now.saturating_sub(self.last).get();
-        // rate tokens/s × dt ns = rate × dt / 1000 micro-tokens.
-        let add = (u128::from(rate) * u128::from(dt) / 1_000).min(u128::from(cap)) as u64;
-        self.micro_tokens = (self.micro_tokens + add).min(cap);
-        self.last = now;
-        if self.micro_tokens >= 1_000_000 {
-            self.micro_tokens -= 1_000_000;
-            true
-        } else {
-            false
+    pub fn take(&mut self, now: Nanos, rate: u64) -> bool {
+        self.take_n(now, rate, 1)
+    }
+
+    /// Takes `n` tokens if there are that many (a packet of `n` bytes against a byte rate;
+    /// one larger than the burst is never allowed).
+    pub fn take_n(&mut self, now: Nanos, rate: u64, n: u64) -> bool {
+        self.refill(now, rate);
+        let ok = self.has(n);
+        if ok {
+            self.spend(n);
         }
+        ok
+    }
+}
+
+/// What one source may still send: packets and bytes per second, each with a one-second
+/// burst; a packet is answered only when both allow it, and then takes from both.
+#[derive(Debug, Clone, Copy)]
+struct Allowance {
+    packets: TokenBucket,
+    bytes: TokenBucket,
+}
+
+impl Allowance {
+    fn new(now: Nanos, cfg: &ReflectConfig) -> Allowance {
+        Allowance {
+            packets: TokenBucket::new(now, u64::from(cfg.rate_limit_pps)),
+            bytes: TokenBucket::new(now, cfg.rate_limit_bytes),
+        }
+    }
+
+    /// Whether a packet of `len` bytes is within both limits (a limit of 0 is none).
+    fn admit(&mut self, now: Nanos, cfg: &ReflectConfig, len: u64) -> bool {
+        let pps = u64::from(cfg.rate_limit_pps);
+        let bps = cfg.rate_limit_bytes;
+        if pps > 0 {
+            self.packets.refill(now, pps);
+        }
+        if bps > 0 {
+            self.bytes.refill(now, bps);
+        }
+        if (pps > 0 && !self.packets.has(1)) || (bps > 0 && !self.bytes.has(len)) {
+            return false;
+        }
+        if pps > 0 {
+            self.packets.spend(1);
+        }
+        if bps > 0 {
+            self.bytes.spend(len);
+        }
+        true
     }
 }
 
@@ -363,7 +430,7 @@ pub fn run(
     prepare(sock, cfg)?;
     let error = if cfg.synchronized { ErrorEstimate::SYNCHRONIZED } else { ErrorEstimate::UNSYNCHRONIZED };
     let mut sources: Recent<SocketAddr, Source> = Recent::new(cfg.max_sources);
-    let mut buckets: Recent<IpAddr, TokenBucket> = Recent::new(cfg.max_sources);
+    let mut buckets: Recent<IpAddr, Allowance> = Recent::new(cfg.max_sources);
     let mut rx = vec![0u8; 65_536];
     let mut tx = vec![0u8; 65_536];
     let ancillary = enable_ancillary(sock);
@@ -399,9 +466,9 @@ pub fn run(
             counters.malformed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        if cfg.rate_limit_pps > 0 {
-            let b = buckets.get_or_insert_with(from.ip(), || TokenBucket::new(now, cfg.rate_limit_pps));
-            if !b.take(now, cfg.rate_limit_pps) {
+        if cfg.rate_limit_pps > 0 || cfg.rate_limit_bytes > 0 {
+            let b = buckets.get_or_insert_with(from.ip(), || Allowance::new(now, cfg));
+            if !b.admit(now, cfg, n as u64) {
                 counters.rate_limited.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
@@ -503,5 +570,31 @@ mod tests {
         // A long idle period refills only up to the burst.
         let ok = (0..50).filter(|_| b.take(Nanos(100_000_000_000), 10)).count();
         assert_eq!(ok, 10);
+    }
+
+    #[test]
+    fn allowance_needs_both_limits_and_takes_from_both() {
+        let cfg = ReflectConfig { rate_limit_pps: 3, rate_limit_bytes: 1_000, ..Default::default() };
+        let mut a = Allowance::new(Nanos(0), &cfg);
+        // 400 + 400 bytes pass; the third 400 would exceed the 1,000-byte burst.
+        assert!(a.admit(Nanos(0), &cfg, 400));
+        assert!(a.admit(Nanos(0), &cfg, 400));
+        assert!(!a.admit(Nanos(0), &cfg, 400));
+        // A refusal takes nothing: 200 bytes still fit, and use the third packet token.
+        assert!(a.admit(Nanos(0), &cfg, 200));
+        assert!(!a.admit(Nanos(0), &cfg, 1), "no packet token left");
+        // After 0.5 s: 1.5 packet tokens and 500 bytes.
+        assert!(a.admit(Nanos(500_000_000), &cfg, 500));
+        assert!(!a.admit(Nanos(500_000_000), &cfg, 1), "nothing left of either");
+        // A probe larger than the one-second burst is never answered.
+        assert!(!a.admit(Nanos(10_000_000_000), &cfg, 1_001));
+        // A limit of 0 is none.
+        let open = ReflectConfig { rate_limit_pps: 0, rate_limit_bytes: 0, ..Default::default() };
+        let mut a = Allowance::new(Nanos(0), &open);
+        assert!((0..10_000).all(|_| a.admit(Nanos(0), &open, 65_507)));
+        // A byte rate of 100 Tbit/s does not overflow.
+        let fast = ReflectConfig { rate_limit_pps: 0, rate_limit_bytes: 12_500_000_000_000, ..Default::default() };
+        let mut a = Allowance::new(Nanos(0), &fast);
+        assert!(a.admit(Nanos(u64::MAX), &fast, 65_507));
     }
 }

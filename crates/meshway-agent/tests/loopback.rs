@@ -10,6 +10,31 @@ use std::net::{TcpListener, UdpSocket};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+/// A server on its own thread, stopped (its flag set, its thread joined) when dropped, so a
+/// failed assertion does not leave it running.
+struct Server {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn run(addr: std::net::SocketAddr, f: impl FnOnce(std::sync::Arc<AtomicBool>) + Send + 'static) -> Server {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        Server { addr, stop, thread: Some(std::thread::spawn(move || f(s))) }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 fn reflector(cfg: ReflectConfig) -> ReflectorHandle {
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     ReflectorHandle::spawn(sock, cfg).unwrap()
@@ -170,6 +195,28 @@ fn rate_limit_per_source() {
 }
 
 #[test]
+fn byte_rate_limit_per_source() {
+    // 40,000 bytes a second, no packet limit: 4,000-byte probes get a burst of ten answers,
+    // then what the rate refills (about one every 100 ms) while the queue drains.
+    let r = reflector(ReflectConfig { rate_limit_pps: 0, rate_limit_bytes: 40_000, ..Default::default() });
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.connect(r.addr).unwrap();
+    let mut b = vec![0u8; 4000];
+    for seq in 0..100u32 {
+        SenderPacket { seq, timestamp: NtpTimestamp::default(), error: ErrorEstimate::UNSYNCHRONIZED }
+            .encode(&mut b, 4000)
+            .unwrap();
+        c.send(&b).unwrap();
+    }
+    // Small probes from the same source still fit in what the large ones left.
+    std::thread::sleep(Duration::from_millis(100));
+    let t = r.stop();
+    assert_eq!(t.received, 100);
+    assert!(t.answered >= 10 && t.answered <= 14, "answered {}", t.answered);
+    assert_eq!(t.answered + t.rate_limited, 100);
+}
+
+#[test]
 fn tcp_connect_ping() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
@@ -272,32 +319,13 @@ mod perf {
     use meshway_agent::perf::{self, PerfConfig, PerfError};
     use meshway_probe::perf::{Direction, Protocol};
     use meshway_units::{BitsPerSec, Bytes};
-    use std::sync::atomic::Ordering;
     use std::sync::Arc;
-
-    struct Server {
-        addr: std::net::SocketAddr,
-        stop: Arc<AtomicBool>,
-        thread: Option<std::thread::JoinHandle<()>>,
-    }
-
-    impl Drop for Server {
-        fn drop(&mut self) {
-            self.stop.store(true, Ordering::Relaxed);
-            if let Some(t) = self.thread.take() {
-                let _ = t.join();
-            }
-        }
-    }
 
     fn server() -> Server {
         let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = tcp.local_addr().unwrap();
         let udp = UdpSocket::bind(addr).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let thread = std::thread::spawn(move || perf::serve(tcp, udp, s, Arc::new(|_| {})).unwrap());
-        Server { addr, stop, thread: Some(thread) }
+        Server::run(addr, move |s| perf::serve(tcp, udp, s, Arc::new(|_| {})).unwrap())
     }
 
     fn cfg(addr: std::net::SocketAddr, protocol: Protocol, direction: Direction, streams: u16) -> PerfConfig {
@@ -565,4 +593,79 @@ fn authenticated_stamp_answers_only_its_key() {
     let t = r.stop();
     // The 44-byte probes are shorter than an authenticated packet: the kernel filter drops them.
     assert_eq!((t.answered, t.auth_failures, t.malformed), (20, 10, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// the agent's HTTP server: one source holding connections open cannot take the slots another
+// source's scrapes need
+
+mod http_sources {
+    use super::*;
+    use meshway_agent::http::{self, Request, Response, MAX_PER_SOURCE};
+    use socket2::{Domain, Socket, Type};
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::Arc;
+
+    /// A TCP connection to `to` from the loopback address `from` (any of 127.0.0.0/8).
+    fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let local: SocketAddr = format!("{from}:0").parse().unwrap();
+        s.bind(&local.into()).unwrap();
+        s.connect_timeout(&to.into(), Duration::from_secs(5)).unwrap();
+        let s: TcpStream = s.into();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+
+    fn get_from(from: &str, to: SocketAddr) -> String {
+        let mut s = connect_from(from, to);
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut r = String::new();
+        let _ = s.read_to_string(&mut r);
+        r
+    }
+
+    fn server() -> Server {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let handler = Arc::new(|_: &Request| Response::text(200, "ok\n"));
+        Server::run(addr, move |s| http::serve(l, s, None, handler).unwrap())
+    }
+
+    #[test]
+    fn one_source_cannot_take_another_sources_slots() {
+        let srv = server();
+        // Every held connection sends half a request head and stalls (the server keeps it until
+        // the 5 s head deadline).
+        let stalled: Vec<TcpStream> = (0..MAX_PER_SOURCE)
+            .map(|_| {
+                let mut s = connect_from("127.0.0.2", srv.addr);
+                s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+                s
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        // More from that source are refused at once, with a 503 (they sent nothing, so the
+        // server's close is clean and the answer readable).
+        for _ in 0..5 {
+            let mut s = connect_from("127.0.0.2", srv.addr);
+            let mut r = String::new();
+            let _ = s.read_to_string(&mut r);
+            assert!(r.starts_with("HTTP/1.1 503"), "a connection over the source's cap: {r:?}");
+        }
+        // Another source is served.
+        let r = get_from("127.0.0.1", srv.addr);
+        assert!(r.starts_with("HTTP/1.1 200") && r.ends_with("ok\n"), "{r:?}");
+        // Closing the held ones gives the source its slots back.
+        drop(stalled);
+        let mut served = false;
+        for _ in 0..50 {
+            if get_from("127.0.0.2", srv.addr).starts_with("HTTP/1.1 200") {
+                served = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(served, "the source is served again once its connections close");
+    }
 }

@@ -26,6 +26,7 @@ use crate::emit;
   # a local reflector on an unprivileged port
   meshway reflect --listen 127.0.0.1:8620
   meshway reflect --listen [::]:862 --rate-limit 1000
+  meshway reflect --rate-limit-bandwidth 1Gbps     more for large probes
   # drop every 10th
   meshway reflect --listen 127.0.0.1:8620 --drop-every 10 --duration 60s
 
@@ -33,8 +34,9 @@ The reflector answers STAMP (RFC 8762) unauthenticated test packets, so any
 STAMP session-sender works with it, as does `meshway ping --kind udp`. It
 answers each valid packet with exactly as many bytes as it received (never
 more), drops malformed packets (shorter than 44 bytes, invalid error
-estimate) in the kernel with a socket filter, and allows each source address
-at most --rate-limit packets per second (a one-second burst). On exit
+estimate) in the kernel with a socket filter, and answers each source address
+at most --rate-limit packets and --rate-limit-bandwidth a second (each with a
+one-second burst), so it cannot be aimed at a victim by spoofed probes. On exit
 (Ctrl-C, SIGTERM, or after --duration) it prints its counters.")]
 pub struct ReflectArgs {
     /// Address and UDP port to listen on.
@@ -43,6 +45,11 @@ pub struct ReflectArgs {
     /// Packets per second accepted from one source IP address; 0 for no limit.
     #[arg(long, default_value_t = 10_000, value_name = "PPS")]
     rate_limit: u32,
+    /// Answers sent to one source IP address, as a rate ("100Mbps", a one-second burst); 0
+    /// for no limit. It bounds what the reflector sends towards an address that a spoofed
+    /// sender names.
+    #[arg(long, default_value = "100Mbps", value_name = "RATE", value_parser = rate_or_zero)]
+    rate_limit_bandwidth: BitsPerSec,
     /// Test mode: drop the k-th, 2k-th, ... valid packet of each source.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
     drop_every: Option<u64>,
@@ -70,6 +77,14 @@ pub struct ReflectArgs {
     json: bool,
 }
 
+/// A rate such as "100Mbps", or a bare 0 for none.
+fn rate_or_zero(s: &str) -> std::result::Result<BitsPerSec, String> {
+    if s.trim() == "0" {
+        return Ok(BitsPerSec(0));
+    }
+    s.parse::<BitsPerSec>().map_err(|e| e.to_string())
+}
+
 /// Reads a STAMP key file for --key-file.
 fn stamp_key(path: &Option<std::path::PathBuf>) -> Result<Option<meshway_probe::stamp_auth::Key>> {
     let Some(p) = path else { return Ok(None) };
@@ -89,6 +104,7 @@ pub fn reflect(a: ReflectArgs) -> Result<()> {
             .context("cannot set the receive buffer")?;
     let cfg = ReflectConfig {
         rate_limit_pps: a.rate_limit,
+        rate_limit_bytes: a.rate_limit_bandwidth.0.div_ceil(8),
         drop_every: a.drop_every,
         synchronized: a.clock_synced,
         recv_buffer: 0, // set above
