@@ -13,8 +13,8 @@ pub fn compared_text(rows: &[Compared]) -> String {
             format!("{} -> {}", r.src, r.dst),
             format!("{}", meshway_units::Bytes(r.bytes)),
             r.path.join(" > "),
-            time(r.measured_us * 1000),
-            time(r.predicted_us * 1000),
+            time(r.measured_us.saturating_mul(1000)),
+            time(r.predicted_us.saturating_mul(1000)),
             pct_signed(r.error),
         ]);
     }
@@ -23,8 +23,8 @@ pub fn compared_text(rows: &[Compared]) -> String {
         w.row(vec![
             x.workload,
             x.flows.to_string(),
-            time(x.measured_us * 1000),
-            time(x.predicted_us * 1000),
+            time(x.measured_us.saturating_mul(1000)),
+            time(x.predicted_us.saturating_mul(1000)),
             pct_signed(x.error),
         ]);
     }
@@ -74,8 +74,15 @@ pub fn up_text(u: &UpSummary) -> String {
 }
 
 /// `meshway testbed down`.
-pub fn down_text(removed: usize) -> String {
-    format!("testbed down: {removed} namespaces removed\n")
+pub fn down_text(d: &meshway_testbed::apply::Down) -> String {
+    let mut s = format!("testbed down: {} namespaces removed\n", d.removed);
+    if !d.unclaimed.is_empty() {
+        s += &format!(
+            "left alone, as no state file of yours lists them (remove with `ip netns del NAME` if they are yours): {}\n",
+            d.unclaimed.join(", ")
+        );
+    }
+    s
 }
 
 /// `testbed verify --html`: each flow's measured time against the simulator's prediction on

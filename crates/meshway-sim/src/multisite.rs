@@ -486,6 +486,20 @@ fn check(s: &Scenario) -> Result<usize, FabricError> {
         let c = Ctx::new(&s.file, &s.text, "site.fabric", i, &format!("site[{}].fabric", i + 1));
         return Err(c.invalid("gpus", "missing: multisite needs each site's GPU count"));
     }
+    let gpus = |i: usize| s.config.site[i].fabric.as_ref().and_then(|f| f.gpus).unwrap_or(0);
+    if let Some(i) = (1..s.config.site.len()).find(|&i| gpus(i) != gpus(0)) {
+        let c = Ctx::new(&s.file, &s.text, "site.fabric", i, &format!("site[{}].fabric", i + 1));
+        return Err(c.invalid(
+            "gpus",
+            format!(
+                "{} GPUs, but site[1] ({}) has {}: multisite reduces data parallelism by site, which needs \
+                 the same number of GPUs at every site",
+                gpus(i),
+                s.config.site[0].name,
+                gpus(0)
+            ),
+        ));
+    }
     for (nth, w) in s.config.workload.iter().enumerate() {
         let all_reduce = w.op.unwrap_or(OpConfig::AllReduce) == OpConfig::AllReduce;
         if w.kind == WorkloadKind::Training || (w.kind == WorkloadKind::Collective && all_reduce) {

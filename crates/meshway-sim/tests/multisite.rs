@@ -270,7 +270,14 @@ fn bad_input_names_file_and_key() {
     // Unequal sites cannot be reduced hierarchically by site.
     let uneven = two_sites(100, 4, ALL_REDUCE).replacen("gpus = 8", "gpus = 4", 1);
     let e = err(&uneven);
-    assert!(e.contains("same number of ranks at every site"), "{e}");
+    assert!(
+        e.starts_with("bad.toml:")
+            && e.contains("site[2].fabric")
+            && e.contains("gpus")
+            && e.contains("8 GPUs, but site[1] (a) has 4"),
+        "{e}"
+    );
+    assert!(e.contains("same number of GPUs at every site"), "{e}");
     let s = Scenario::parse(&two_sites(100, 4, ALL_REDUCE), "bad.toml").unwrap();
     let e = analyze(&s, &cat, &Options { budget: 1.5, ..opts(&[0], &[1]) }).unwrap_err().to_string();
     assert!(e.contains("budget"), "{e}");

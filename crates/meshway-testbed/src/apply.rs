@@ -59,12 +59,18 @@ pub struct UpSummary {
 
 /// Plans and creates the testbed of `file`, recording it in `state_path` first so that
 /// [`down`] can remove it even after a crash. On failure everything created is removed.
+/// Refuses when a namespace it would create already exists, so the state file only ever
+/// lists namespaces this `up` made.
 pub fn up(file: &Path, scale: u64, prefix: &str, state_path: &Path, cat: &Catalog) -> Result<UpSummary, TestbedError> {
     check_prefix(prefix)?;
     let (_, f) = load(file, cat)?;
     let p = plan(&f, cat, prefix, scale)?;
-    if state_path.exists() {
+    if std::fs::symlink_metadata(state_path).is_ok() {
         return Err(TestbedError::AlreadyUp { state: state_path.to_path_buf() });
+    }
+    let existing = namespaces()?;
+    if let Some(n) = p.ns.iter().find(|n| existing.contains(n)) {
+        return Err(TestbedError::NamespaceExists { name: n.clone() });
     }
     let state = State {
         prefix: prefix.to_string(),
@@ -72,13 +78,16 @@ pub fn up(file: &Path, scale: u64, prefix: &str, state_path: &Path, cat: &Catalo
         scale,
         namespaces: p.ns.clone(),
         gpus: p.gpus.clone(),
+        fabric: p.fingerprint(),
     };
     let text = serde_json::to_string_pretty(&state)
         .map_err(|source| TestbedError::StateFile { state: state_path.to_path_buf(), source })?;
-    std::fs::write(state_path, text)?;
+    write_private(state_path, &text)?;
     if let Err(e) = apply(&p) {
-        let _ = down(prefix, state_path);
-        return Err(e);
+        return Err(match down(prefix, state_path) {
+            Ok(_) => e,
+            Err(d) => TestbedError::Worker { what: format!("{e}; and removing what was created failed: {d}") },
+        });
     }
     Ok(UpSummary {
         namespaces: p.ns.len(),
@@ -89,13 +98,66 @@ pub fn up(file: &Path, scale: u64, prefix: &str, state_path: &Path, cat: &Catalo
     })
 }
 
-/// Creates what `p` describes, with `ip` and `tc` (root only).
+/// The network namespaces that exist now (`ip netns list`).
+fn namespaces() -> Result<Vec<String>, TestbedError> {
+    Ok(cmd("ip", &["netns", "list"], None)?
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect())
+}
+
+/// The effective user of this process (the owner of /proc/self).
+fn euid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+/// Refuses `path` unless it is what this user made: not a symbolic link, owned by this
+/// process's user, writable by no one else; and the same of its directory, unless that is
+/// sticky (like /tmp, where others cannot replace what is ours). So a state file or a
+/// pointer to one that another local user planted is never acted on as root.
+pub fn check_owned(path: &Path) -> Result<(), TestbedError> {
+    use std::os::unix::fs::MetadataExt;
+    let unsafe_ = |why: String| TestbedError::Unsafe { path: path.to_path_buf(), why };
+    let me = euid().ok_or_else(|| unsafe_("cannot tell which user this is (/proc is not mounted)".into()))?;
+    let m = std::fs::symlink_metadata(path).map_err(|e| unsafe_(e.to_string()))?;
+    let t = m.file_type();
+    if t.is_symlink() {
+        return Err(unsafe_("it is a symbolic link".into()));
+    }
+    if !(t.is_file() || t.is_dir()) {
+        return Err(unsafe_("it is not a regular file".into()));
+    }
+    if m.uid() != me {
+        return Err(unsafe_(format!("it is owned by uid {}, not {me}", m.uid())));
+    }
+    if m.mode() & 0o022 != 0 {
+        return Err(unsafe_(format!("others can write it (mode {:o})", m.mode() & 0o777)));
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let d = std::fs::metadata(dir).map_err(|e| unsafe_(format!("its directory: {e}")))?;
+    let sticky = d.mode() & 0o1000 != 0;
+    if !sticky && (d.mode() & 0o022 != 0 || (d.uid() != me && d.uid() != 0)) {
+        return Err(unsafe_(format!("its directory {} can be changed by others", dir.display())));
+    }
+    Ok(())
+}
+
+/// Writes a new file only this user can read and write; never follows or replaces a link
+/// or an existing file.
+pub fn write_private(path: &Path, text: &str) -> Result<(), TestbedError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Creates what `p` describes, with `ip` and `tc` (root only). Forwarding and hashing are
+/// set before the veths exist, so `conf.default` reaches them.
 pub fn apply(p: &Plan) -> Result<(), TestbedError> {
     for n in &p.ns {
         cmd("ip", &["netns", "add", n], None)?;
-    }
-    for (_, va, na, vb, nb) in &p.veths {
-        cmd("ip", &["link", "add", va, "netns", na, "type", "veth", "peer", "name", vb, "netns", nb], None)?;
     }
     for s in &p.switches {
         for (k, v) in [
@@ -107,6 +169,13 @@ pub fn apply(p: &Plan) -> Result<(), TestbedError> {
             cmd("ip", &["netns", "exec", s, "sysctl", "-q", "-w", &format!("{k}={v}")], None)?;
         }
     }
+    // Hosts with several NICs spread their flows over them by the same L4 hash.
+    for (g, _) in &p.gpus {
+        cmd("ip", &["netns", "exec", g, "sysctl", "-q", "-w", "net.ipv4.fib_multipath_hash_policy=1"], None)?;
+    }
+    for (_, va, na, vb, nb) in &p.veths {
+        cmd("ip", &["link", "add", va, "netns", na, "type", "veth", "peer", "name", vb, "netns", nb], None)?;
+    }
     for (n, lines) in &p.ip {
         cmd("ip", &["-n", n, "-batch", "-"], Some(&(lines.join("\n") + "\n")))?;
     }
@@ -116,42 +185,53 @@ pub fn apply(p: &Plan) -> Result<(), TestbedError> {
     Ok(())
 }
 
-/// Removes the namespaces in the state file, then any namespace or interface left with the
-/// prefix (after a crash). Idempotent.
-/// Returns how many namespaces were removed.
-pub fn down(prefix: &str, state_path: &Path) -> Result<usize, TestbedError> {
+/// What `down` did: namespaces removed, and namespaces with the prefix it left alone
+/// because no state file of this user lists them.
+#[derive(Debug, Clone, Default)]
+pub struct Down {
+    pub removed: usize,
+    pub unclaimed: Vec<String>,
+}
+
+/// Removes the namespaces the state file lists (each named `PREFIX-...`), then the state
+/// file. Idempotent: namespaces already gone are not an error. Nothing it cannot prove it
+/// made is touched: a state file another user could have written is refused, and other
+/// namespaces with the prefix are only reported.
+pub fn down(prefix: &str, state_path: &Path) -> Result<Down, TestbedError> {
     check_prefix(prefix)?;
-    let mut removed = 0;
-    if let Ok(text) = std::fs::read_to_string(state_path) {
-        if let Ok(st) = serde_json::from_str::<State>(&text) {
-            for n in &st.namespaces {
-                if cmd("ip", &["netns", "del", n], None).is_ok() {
-                    removed += 1;
-                }
+    let mine = format!("{prefix}-");
+    let mut listed = Vec::new();
+    let have_state = std::fs::symlink_metadata(state_path).is_ok();
+    if have_state {
+        let st = read_state(state_path)?;
+        if st.prefix != prefix {
+            return Err(TestbedError::PrefixMismatch {
+                state: state_path.to_path_buf(),
+                state_prefix: st.prefix,
+                prefix: prefix.to_string(),
+            });
+        }
+        listed = st.namespaces.into_iter().filter(|n| n.starts_with(&mine)).collect();
+    }
+    let before = namespaces()?;
+    let (mut removed, mut names, mut errors) = (0, Vec::new(), Vec::new());
+    for n in listed.iter().filter(|n| before.contains(n)) {
+        match cmd("ip", &["netns", "del", n], None) {
+            Ok(_) => removed += 1,
+            Err(e) => {
+                names.push(n.clone());
+                errors.push(e.to_string());
             }
         }
     }
-    let mine = format!("{prefix}-");
-    for line in cmd("ip", &["netns", "list"], None)?.lines() {
-        let n = line.split_whitespace().next().unwrap_or("");
-        if n.starts_with(&mine) && cmd("ip", &["netns", "del", n], None).is_ok() {
-            removed += 1;
-        }
+    if !names.is_empty() {
+        return Err(TestbedError::DownFailed { names, errors, state: state_path.to_path_buf() });
     }
-    // veths created in the root namespace by an interrupted `up` (names PREFIX<digits>a/b).
-    for line in cmd("ip", &["-o", "link", "show"], None)?.lines() {
-        let name = line.split(':').nth(1).unwrap_or("").trim().split('@').next().unwrap_or("");
-        let rest = name.strip_prefix(prefix).unwrap_or("");
-        if !rest.is_empty()
-            && rest.len() >= 2
-            && rest[..rest.len() - 1].chars().all(|c| c.is_ascii_digit())
-            && (rest.ends_with('a') || rest.ends_with('b'))
-        {
-            let _ = cmd("ip", &["link", "del", name], None);
-        }
+    if have_state {
+        std::fs::remove_file(state_path)?;
     }
-    let _ = std::fs::remove_file(state_path);
-    Ok(removed)
+    let unclaimed = namespaces()?.into_iter().filter(|n| n.starts_with(&mine) && !listed.contains(n)).collect();
+    Ok(Down { removed, unclaimed })
 }
 
 #[allow(clippy::disallowed_methods)]
@@ -159,20 +239,47 @@ fn now_us() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
-/// The worker: `--recv PORT` accepts one connection and reads to the end; `--send
-/// IP:PORT --bytes N` connects (retrying for up to 5 s while the receiver starts) and writes.
-/// Each prints one JSON line.
+/// The clock for a worker's deadlines (the testbed runs in real time, unlike the simulator).
+#[allow(clippy::disallowed_methods)]
+fn mono() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// How long a receiver waits for its sender to connect, a sender tries to connect, and any
+/// one read or write may block: a worker whose peer is gone ends instead of waiting forever.
+const ACCEPT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const IO_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The worker: `--recv PORT` accepts one connection (within 60 s) and reads to the end;
+/// `--send IP:PORT --bytes N` connects (retrying for up to 5 s while the receiver starts)
+/// and writes. Each prints one JSON line; no read or write blocks for more than 120 s.
 pub fn flow_worker(recv: Option<u16>, send: Option<String>, bytes: u64) -> Result<String, TestbedError> {
-    use std::net::{TcpListener, TcpStream};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    let worker = |what: String| TestbedError::Worker { what };
     if let Some(port) = recv {
         let l = TcpListener::bind(("0.0.0.0", port))?;
+        l.set_nonblocking(true)?;
         {
             let mut out = std::io::stdout().lock();
             out.write_all(b"ready\n")?;
             out.flush()?;
         }
-        let (mut s, _) = l.accept()?;
-        s.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+        let t0 = mono();
+        let mut s = loop {
+            match l.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && t0.elapsed() < ACCEPT_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    return Err(worker(format!("no sender connected to port {port} within {ACCEPT_WAIT:?}")));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        s.set_nonblocking(false)?;
+        s.set_read_timeout(Some(IO_WAIT))?;
         let mut buf = vec![0u8; 1 << 16];
         let mut total = 0u64;
         let mut first = 0u64;
@@ -188,19 +295,18 @@ pub fn flow_worker(recv: Option<u16>, send: Option<String>, bytes: u64) -> Resul
         }
         return Ok(format!("{{\"bytes\":{total},\"first_us\":{first},\"end_us\":{}}}\n", now_us()));
     }
-    let to = send.ok_or_else(|| TestbedError::Worker { what: "give --recv PORT or --send IP:PORT".into() })?;
-    let mut tries = 0;
+    let to = send.ok_or_else(|| worker("give --recv PORT or --send IP:PORT".into()))?;
+    let addr: SocketAddr = to.parse().map_err(|_| worker(format!("--send {to:?}: expected IP:PORT")))?;
+    let t0 = mono();
     let mut s = loop {
-        match TcpStream::connect(&to) {
+        match TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)) {
             Ok(s) => break s,
-            Err(e) if tries < 500 => {
-                tries += 1;
-                let _ = e;
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(e) => return Err(TestbedError::Worker { what: format!("connect {to}: {e}") }),
+            Err(_) if t0.elapsed() < CONNECT_WAIT => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(e) => return Err(worker(format!("connect {to} (for {CONNECT_WAIT:?}): {e}"))),
         }
     };
+    s.set_write_timeout(Some(IO_WAIT))?;
+    s.set_read_timeout(Some(IO_WAIT))?;
     let sport = s.local_addr()?.port();
     let start = now_us();
     let buf = vec![0x5au8; 1 << 16];
@@ -222,60 +328,100 @@ fn json_u64(line: &str, key: &str) -> Option<u64> {
     v.get(key)?.as_u64()
 }
 
+/// Flows one phase runs at once: each holds two processes and four pipe descriptors here,
+/// so 200 stay inside the common limit of 1,024 open files (an assumption about the host).
+pub const MAX_FLOWS_PER_PHASE: usize = 200;
+
+/// Worker processes, killed and reaped when dropped: an error midway leaves none behind.
+struct Workers(Vec<std::process::Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `exe testbed flow ARGS` inside namespace `ns`, its output piped.
+fn spawn_worker(ns: &str, exe: &str, args: &[&str]) -> Result<std::process::Child, TestbedError> {
+    Command::new("ip")
+        .args(["netns", "exec", ns, exe, "testbed", "flow"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| TestbedError::Spawn { prog: "ip netns exec".into(), source })
+}
+
+/// What a worker that failed said on its standard error (it has ended, or is killed first).
+fn why_failed(c: &mut std::process::Child, fallback: String) -> String {
+    let _ = c.kill();
+    let mut why = String::new();
+    if let Some(mut e) = c.stderr.take() {
+        let _ = e.read_to_string(&mut why);
+    }
+    let why = why.trim();
+    if why.is_empty() {
+        fallback
+    } else {
+        why.to_string()
+    }
+}
+
 /// Runs one phase: all its flows at once; fills in the measurements.
 fn run_phase(flows: &mut [FlowRun], st: &State, exe: &str, port_base: u16) -> Result<(), TestbedError> {
+    if flows.len() > MAX_FLOWS_PER_PHASE {
+        return Err(TestbedError::TooManyFlows { flows: flows.len(), max: MAX_FLOWS_PER_PHASE });
+    }
     let worker = |what: String| TestbedError::Worker { what };
-    let mut recvs = Vec::new();
+    let mut recvs = Workers(Vec::new());
+    let mut outs = Vec::new();
     for (i, f) in flows.iter_mut().enumerate() {
         let port = port_base + i as u16;
         f.dport = port;
         let (dns, _) = &st.gpus[f.dst as usize];
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", dns, exe, "testbed", "flow", "--recv", &port.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+        let mut child = spawn_worker(dns, exe, &["--recv", &port.to_string()])?;
+        let out = child.stdout.take();
+        recvs.0.push(child);
+        let mut out = out.ok_or_else(|| worker("receiver has no stdout".into()))?;
         // Wait for "ready".
-        let mut out = child.stdout.take().ok_or_else(|| worker("receiver has no stdout".into()))?;
         let mut b = [0u8; 6];
-        out.read_exact(&mut b).map_err(|e| worker(format!("receiver did not start: {e}")))?;
-        recvs.push((child, out));
+        if let Err(e) = out.read_exact(&mut b) {
+            let c = recvs.0.last_mut().expect("just pushed");
+            return Err(worker(format!(
+                "receiver on port {port} in {dns} did not start: {}",
+                why_failed(c, e.to_string())
+            )));
+        }
+        outs.push(out);
     }
-    let mut sends = Vec::new();
+    let mut sends = Workers(Vec::new());
     for f in flows.iter() {
         let (sns, _) = &st.gpus[f.src as usize];
         let (_, daddr) = &st.gpus[f.dst as usize];
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                sns,
-                exe,
-                "testbed",
-                "flow",
-                "--send",
-                &format!("{daddr}:{}", f.dport),
-                "--bytes",
-                &f.bytes.to_string(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        sends.push(child);
+        let to = format!("{daddr}:{}", f.dport);
+        sends.0.push(spawn_worker(sns, exe, &["--send", &to, "--bytes", &f.bytes.to_string()])?);
     }
-    for (f, s) in flows.iter_mut().zip(sends) {
-        let out = s.wait_with_output()?;
-        if !out.status.success() {
-            return Err(worker(format!("sender failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    for (f, c) in flows.iter_mut().zip(sends.0.iter_mut()) {
+        let mut line = String::new();
+        if let Some(mut o) = c.stdout.take() {
+            o.read_to_string(&mut line)?;
         }
-        let line = String::from_utf8_lossy(&out.stdout);
+        if !c.wait()?.success() {
+            return Err(worker(format!("sender failed: {}", why_failed(c, "no message".into()))));
+        }
         f.start_us = json_u64(&line, "start_us").ok_or_else(|| worker(format!("bad sender output {line:?}")))?;
         f.sport = json_u64(&line, "sport").unwrap_or(0) as u16;
     }
-    for (f, (mut child, mut out)) in flows.iter_mut().zip(recvs) {
+    for ((f, c), mut out) in flows.iter_mut().zip(recvs.0.iter_mut()).zip(outs) {
         let mut line = String::new();
         out.read_to_string(&mut line)?;
-        let _ = child.wait();
+        if !c.wait()?.success() {
+            return Err(worker(format!("receiver failed: {}", why_failed(c, "no message".into()))));
+        }
         f.end_us = json_u64(&line, "end_us").ok_or_else(|| worker(format!("bad receiver output {line:?}")))?;
         let got = json_u64(&line, "bytes").unwrap_or(0);
         if got != f.bytes {
@@ -286,8 +432,12 @@ fn run_phase(flows: &mut [FlowRun], st: &State, exe: &str, port_base: u16) -> Re
 }
 
 fn read_state(state_path: &Path) -> Result<State, TestbedError> {
-    let text =
-        std::fs::read_to_string(state_path).map_err(|_| TestbedError::NotUp { state: state_path.to_path_buf() })?;
+    if std::fs::symlink_metadata(state_path).is_err() {
+        return Err(TestbedError::NotUp { state: state_path.to_path_buf() });
+    }
+    check_owned(state_path)?;
+    let text = std::fs::read_to_string(state_path)
+        .map_err(|source| TestbedError::Read { path: state_path.to_path_buf(), source })?;
     serde_json::from_str(&text).map_err(|source| TestbedError::StateFile { state: state_path.to_path_buf(), source })
 }
 
@@ -302,6 +452,10 @@ pub fn run(file: &Path, state_path: &Path, exe: &str, cat: &Catalog) -> Result<(
             scenario: file.display().to_string(),
             gpus: f.gpu_count(),
         });
+    }
+    let planned = plan(&f, cat, &st.prefix, st.scale)?;
+    if !st.fabric.is_empty() && planned.fingerprint() != st.fabric {
+        return Err(TestbedError::FabricMismatch { up: st.scenario.clone(), scenario: file.display().to_string() });
     }
     let mut flows = workloads(file, &s, &f, cat)?;
     let phases = flows.iter().map(|x| x.phase).max().unwrap_or(0) + 1;

@@ -16,6 +16,26 @@ pub enum TestbedError {
         "fabric too big for a testbed on this machine: {namespaces} namespaces and {links} links, the limit is {max_namespaces} namespaces and {max_links} links (see docs/testbed.md)"
     )]
     TooBig { namespaces: usize, links: usize, max_namespaces: usize, max_links: usize },
+    #[error("nodes {a:?} and {b:?} both map to namespace {namespace:?} (letters, digits and '-' are kept, anything else becomes '_'): rename one")]
+    NameClash { a: String, b: String, namespace: String },
+    #[error("node {node:?} makes a namespace name longer than {max} bytes: shorten it")]
+    LongName { node: String, max: usize },
+    #[error(
+        "--scale leaves link {link} at {bps} bit/s, below tc's smallest rate ({min_kbit} kbit/s): use a smaller scale"
+    )]
+    TooSlow { link: String, bps: u64, min_kbit: u64 },
+    #[error("namespace {name:?} already exists (another testbed with this prefix, or not meshway's): choose another --prefix, or run `meshway testbed down` for the testbed that made it")]
+    NamespaceExists { name: String },
+    #[error("refusing {}: {why}; testbed state must be a regular file (in a directory) owned by the user running meshway and writable by no one else", path.display())]
+    Unsafe { path: PathBuf, why: String },
+    #[error("state file {} was written for --prefix {state_prefix}, not {prefix}", state.display())]
+    PrefixMismatch { state: PathBuf, state_prefix: String, prefix: String },
+    #[error("the testbed that is up was built from {up}; {scenario} plans a different fabric (nodes, links, addresses or rates differ): run `meshway testbed down`, then `up` with this file")]
+    FabricMismatch { up: String, scenario: String },
+    #[error("could not remove {}: {}; the state file {} is kept (are you root?)", names.join(", "), errors.join("; "), state.display())]
+    DownFailed { names: Vec<String>, errors: Vec<String>, state: PathBuf },
+    #[error("a phase of {flows} flows at once: the testbed runs at most {max} (two processes and four descriptors each); split the workload")]
+    TooManyFlows { flows: usize, max: usize },
     #[error("{node} has no links")]
     NoLinks { node: String },
     #[error("a testbed is already up ({}); run `meshway testbed down` first", state.display())]

@@ -11,6 +11,11 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+/// Longest namespace name (a file under /run/netns): an assumption well inside NAME_MAX (255).
+pub const MAX_NAME: usize = 200;
+/// tc's smallest rate (kbit/s), which the scaled link rates must reach.
+pub const MIN_TC_KBIT: u64 = 8;
+
 /// Largest fabric `up` builds: namespaces (GPUs + switches) and links.
 pub const MAX_NAMESPACES: usize = 128;
 pub const MAX_LINKS: usize = 512;
@@ -24,6 +29,10 @@ pub struct State {
     pub namespaces: Vec<String>,
     /// GPU rank order -> (namespace, address).
     pub gpus: Vec<(String, Ipv4Addr)>,
+    /// [`Plan::fingerprint`] of what was built, so `run` and `verify` refuse a scenario that
+    /// plans a different fabric (empty in state files written before it was recorded).
+    #[serde(default)]
+    pub fabric: String,
 }
 
 /// The pure plan of a testbed.
@@ -104,6 +113,26 @@ pub fn plan(f: &Fabric, cat: &Catalog, prefix: &str, scale: u64) -> Result<Plan,
     let mut tc: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut veths = Vec::new();
     let ns: Vec<String> = (0..nodes as u32).map(|i| name(NodeId(i))).collect();
+    let mut seen: BTreeMap<&str, NodeId> = BTreeMap::new();
+    for (i, n) in ns.iter().enumerate() {
+        if n.len() > MAX_NAME {
+            return Err(TestbedError::LongName { node: f.node(NodeId(i as u32)).name.clone(), max: MAX_NAME });
+        }
+        if let Some(first) = seen.insert(n, NodeId(i as u32)) {
+            return Err(TestbedError::NameClash {
+                a: f.node(first).name.clone(),
+                b: f.node(NodeId(i as u32)).name.clone(),
+                namespace: n.clone(),
+            });
+        }
+    }
+    if let Some(l) = f.links.iter().find(|l| l.rate.0 / scale / 1000 < MIN_TC_KBIT) {
+        return Err(TestbedError::TooSlow {
+            link: format!("{} - {}", f.node(l.a).name, f.node(l.b).name),
+            bps: l.rate.0 / scale,
+            min_kbit: MIN_TC_KBIT,
+        });
+    }
     for n in &ns {
         ip.entry(n.clone()).or_default().push("link set lo up".into());
     }
@@ -111,7 +140,7 @@ pub fn plan(f: &Fabric, cat: &Catalog, prefix: &str, scale: u64) -> Result<Plan,
         let i = i as u32;
         let (va, vb) = (format!("{prefix}{i}a"), format!("{prefix}{i}b"));
         let (na, nb) = (name(l.a), name(l.b));
-        let rate_kbit = (l.rate.0 / scale / 1000).max(8);
+        let rate_kbit = l.rate.0 / scale / 1000;
         // Burst: 2 ms at the rate or 64 KiB, whichever is more (tbf needs at least one MTU).
         let burst = (rate_kbit * 1000 / 8 / 500).max(65_536);
         for (ns_, v, me) in [(&na, &va, 0u32), (&nb, &vb, 1u32)] {
@@ -169,6 +198,32 @@ pub fn plan(f: &Fabric, cat: &Catalog, prefix: &str, scale: u64) -> Result<Plan,
         }
     }
     Ok(Plan { ns, ip, tc, veths, switches: switches.iter().map(|&s| name(s)).collect(), gpus })
+}
+
+impl Plan {
+    /// A digest of everything `up` builds from this plan (names, addresses, routes, rate
+    /// limits): FNV-1a, 64 bits, as hex. Two scenarios with the same fingerprint build the
+    /// same testbed.
+    pub fn fingerprint(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |t: &str| {
+            for b in t.bytes().chain([0u8]) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        for n in &self.ns {
+            eat(n);
+        }
+        for (n, lines) in self.ip.iter().chain(&self.tc) {
+            eat(n);
+            lines.iter().for_each(|l| eat(l));
+        }
+        for (n, a) in &self.gpus {
+            eat(n);
+            eat(&a.to_string());
+        }
+        format!("{h:016x}")
+    }
 }
 
 /// One flow to run: ranks, bytes, phase (phases run one after another).
@@ -404,6 +459,40 @@ mod tests {
         let cat = Catalog::builtin();
         let s = Scenario::parse(text, "t.toml").unwrap();
         (s.build(&cat).unwrap(), cat)
+    }
+
+    #[test]
+    fn names_that_clash_or_run_long_and_rates_below_tc_are_refused() {
+        let custom = |a: &str, b: &str| {
+            format!(
+                "[fabric]\nkind = \"custom\"\n[[fabric.node]]\nname = \"{a}\"\nkind = \"gpu\"\n\
+                 [[fabric.node]]\nname = \"{b}\"\nkind = \"gpu\"\n[[fabric.node]]\nname = \"sw\"\nkind = \"switch\"\n\
+                 [[fabric.link]]\na = \"{a}\"\nb = \"sw\"\nrate = \"100Gbps\"\n\
+                 [[fabric.link]]\na = \"{b}\"\nb = \"sw\"\nrate = \"100Gbps\"\n"
+            )
+        };
+        let (f, cat) = fabric(&custom("gpu.0", "gpu_0"));
+        let e = plan(&f, &cat, "tb", 1000).unwrap_err().to_string();
+        assert!(e.contains("\"gpu.0\" and \"gpu_0\" both map to namespace \"tb-gpu_0\""), "{e}");
+        let (f, cat) = fabric(&custom(&"g".repeat(250), "h"));
+        let e = plan(&f, &cat, "tb", 1000).unwrap_err().to_string();
+        assert!(e.contains("longer than 200 bytes"), "{e}");
+        let (f, cat) = fabric(&custom("a", "b"));
+        assert!(plan(&f, &cat, "tb", 1000).is_ok());
+        // 100 Gbit/s at 1:20,000,000 is 5 kbit/s, below tc's 8.
+        let e = plan(&f, &cat, "tb", 20_000_000).unwrap_err().to_string();
+        assert!(e.contains("at 5000 bit/s, below tc's smallest rate (8 kbit/s)"), "{e}");
+    }
+
+    #[test]
+    fn the_fingerprint_follows_what_is_built() {
+        let (f, cat) = fabric(TWO_BY_TWO);
+        let a = plan(&f, &cat, "tb", 1000).unwrap().fingerprint();
+        assert_eq!(a, plan(&f, &cat, "tb", 1000).unwrap().fingerprint(), "deterministic");
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, plan(&f, &cat, "tb", 100).unwrap().fingerprint(), "another scale");
+        let (g, cat) = fabric(&TWO_BY_TWO.replace("spines = 2", "spines = 1"));
+        assert_ne!(a, plan(&g, &cat, "tb", 1000).unwrap().fingerprint(), "another fabric, same GPUs");
     }
 
     #[test]

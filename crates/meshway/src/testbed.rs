@@ -71,30 +71,53 @@ pub struct Opts {
     #[arg(long, default_value = "mw")]
     pub prefix: String,
     /// State file recording what was created (default: the one the last `up` with this prefix
-    /// was given, else $TMPDIR/meshway-testbed-PREFIX.json).
+    /// was given, else /run/meshway/testbed-PREFIX.json). It must be yours and writable by no
+    /// one else, so another user cannot make root act on a file they planted.
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
 }
 
+/// Where testbed state lives unless --state names a file: a directory only its owner (root)
+/// can write, unlike the shared temporary directory.
+const STATE_DIR: &str = "/run/meshway";
+
 impl Opts {
-    /// Where the last `up` with this prefix put its state file (when it was given one).
-    fn remembered(&self) -> PathBuf {
-        std::env::temp_dir().join(format!("meshway-testbed-{}.last", self.prefix))
+    /// The state directory, created private (0700) when missing, and refused when another
+    /// user could have changed it.
+    fn state_dir() -> Result<PathBuf> {
+        use std::os::unix::fs::DirBuilderExt;
+        let d = PathBuf::from(STATE_DIR);
+        if std::fs::symlink_metadata(&d).is_err() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&d)
+                .with_context(|| format!("cannot create {STATE_DIR} (the testbed needs root)"))?;
+        }
+        meshway_testbed::apply::check_owned(&d)?;
+        Ok(d)
     }
 
-    /// The state file: `--state`, else the one the last `up` with this prefix used, else the
-    /// default for the prefix.
-    fn state_path(&self) -> PathBuf {
+    /// Where the last `up` with this prefix put its state file (when it was given one).
+    fn remembered(&self) -> Result<PathBuf> {
+        Ok(Self::state_dir()?.join(format!("testbed-{}.last", self.prefix)))
+    }
+
+    /// The state file: `--state`, else the one the last `up` with this prefix used (when the
+    /// note of it is ours and unchanged by others), else the default for the prefix.
+    fn state_path(&self) -> Result<PathBuf> {
         if let Some(s) = &self.state {
-            return s.clone();
+            return Ok(s.clone());
         }
-        if let Ok(p) = std::fs::read_to_string(self.remembered()) {
-            let p = PathBuf::from(p.trim());
-            if p.exists() {
-                return p;
+        let last = self.remembered()?;
+        if std::fs::symlink_metadata(&last).is_ok() {
+            meshway_testbed::apply::check_owned(&last)?;
+            let p = PathBuf::from(std::fs::read_to_string(&last)?.trim());
+            if std::fs::symlink_metadata(&p).is_ok() {
+                return Ok(p);
             }
         }
-        std::env::temp_dir().join(format!("meshway-testbed-{}.json", self.prefix))
+        Ok(Self::state_dir()?.join(format!("testbed-{}.json", self.prefix)))
     }
 }
 
@@ -110,7 +133,7 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
         Cmd::Up { file, scale, opts } => {
             meshway_testbed::check_prefix(&opts.prefix)?;
             let scale = meshway_testbed::parse_scale(&scale)?;
-            let up = meshway_testbed::up(&file, scale, &opts.prefix, &opts.state_path(), cat).map_err(|e| {
+            let up = meshway_testbed::up(&file, scale, &opts.prefix, &opts.state_path()?, cat).map_err(|e| {
                 use meshway_testbed::TestbedError as E;
                 let created = matches!(e, E::Command { .. } | E::Spawn { .. } | E::Io(_));
                 let e = anyhow::Error::new(e);
@@ -123,18 +146,20 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
             // Later verbs find this state file without --state.
             if let Some(p) = &opts.state {
                 let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-                let _ = std::fs::write(opts.remembered(), abs.display().to_string());
+                let last = opts.remembered()?;
+                let _ = std::fs::remove_file(&last);
+                meshway_testbed::apply::write_private(&last, &abs.display().to_string())?;
             }
             text::up_text(&up)
         }
         Cmd::Down { opts } => {
-            let r = text::down_text(meshway_testbed::down(&opts.prefix, &opts.state_path())?);
-            let _ = std::fs::remove_file(opts.remembered());
+            let r = text::down_text(&meshway_testbed::down(&opts.prefix, &opts.state_path()?)?);
+            let _ = std::fs::remove_file(opts.remembered()?);
             r
         }
         Cmd::Run { file, json, opts } => {
             meshway_testbed::check_prefix(&opts.prefix)?;
-            let (st, flows) = meshway_testbed::run(&file, &opts.state_path(), &exe()?, cat)?;
+            let (st, flows) = meshway_testbed::run(&file, &opts.state_path()?, &exe()?, cat)?;
             if json {
                 crate::json(&flows)?
             } else {
@@ -143,7 +168,7 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
         }
         Cmd::Verify { file, json, html, opts } => {
             meshway_testbed::check_prefix(&opts.prefix)?;
-            let rows = meshway_testbed::verify(&file, &opts.state_path(), &exe()?, cat)?;
+            let rows = meshway_testbed::verify(&file, &opts.state_path()?, &exe()?, cat)?;
             if let Some(p) = &html {
                 std::fs::write(p, text::compared_html(&rows))
                     .with_context(|| format!("cannot write {}", p.display()))?;

@@ -97,6 +97,7 @@ fn leftovers(prefix: &str) -> Vec<String> {
     let mut v: Vec<String> = String::from_utf8_lossy(&ns.stdout)
         .lines()
         .filter(|l| l.starts_with(&format!("{prefix}-")))
+        .filter_map(|l| l.split_whitespace().next())
         .map(str::to_string)
         .collect();
     v.extend(
@@ -105,6 +106,7 @@ fn leftovers(prefix: &str) -> Vec<String> {
             .filter(|l| l.split(':').nth(1).is_some_and(|n| n.trim().starts_with(prefix)))
             .map(str::to_string),
     );
+    v.sort();
     v
 }
 
@@ -210,30 +212,65 @@ fn check_incast_and_permutation(doc: &serde_json::Value) -> Result<(), String> {
 }
 
 #[test]
-fn teardown_leaves_nothing_even_after_a_failed_up() {
+fn teardown_removes_only_what_up_made_and_trusts_no_planted_state() {
     if !need_root("teardown") {
         return;
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let bed = Bed::new("d", "[[workload]]\nkind = \"permutation\"\nsize = \"1MiB\"\n", &[]);
     let prefix = bed.prefix.clone();
-    assert!(!leftovers(&prefix).is_empty(), "up created namespaces");
+    let made = leftovers(&prefix);
+    assert!(!made.is_empty(), "up created namespaces");
+    let down = |state: &str| run(&["testbed", "down", "--prefix", &prefix, "--state", state]);
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).to_string();
     // A second `up` on the same state fails and changes nothing.
     let o = run(&["testbed", "up", bed.file(), "--prefix", &prefix, "--state", bed.state()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("already up"));
-    // Simulate a crash: lose the state file, then `down` sweeps by prefix; twice is fine.
+    assert!(stderr(&o).contains("already up"));
+    // Nor does an `up` with another state file whose namespaces exist: it must not tear down
+    // the testbed that is up (its cleanup used to).
+    let other = bed.dir.join("other.json");
+    let o = run(&["testbed", "up", bed.file(), "--prefix", &prefix, "--state", other.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    assert_eq!(leftovers(&prefix), made, "the testbed that was up is untouched");
+    // A state file others can write, one owned by another user, a symbolic link, or one of
+    // another prefix is refused, and nothing is removed.
+    let saved = std::fs::read_to_string(&bed.state).unwrap();
+    let planted = bed.dir.join("planted.json");
+    std::fs::write(&planted, &saved).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let o = down(planted.to_str().unwrap());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("others can write it"), "{}", stderr(&o));
+    std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&planted, Some(65534), None).unwrap();
+    let o = down(planted.to_str().unwrap());
+    assert!(stderr(&o).contains("owned by uid 65534"), "{}", stderr(&o));
+    let link = bed.dir.join("link.json");
+    std::os::unix::fs::symlink(&bed.state, &link).unwrap();
+    let o = down(link.to_str().unwrap());
+    assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+    let o = run(&["testbed", "down", "--prefix", "zz", "--state", bed.state()]);
+    assert!(stderr(&o).contains("written for --prefix"), "{}", stderr(&o));
+    assert_eq!(leftovers(&prefix), made, "nothing removed on a refusal");
+    // Without its state file, `down` removes nothing and names what it left.
     std::fs::remove_file(&bed.state).unwrap();
-    // A stray veth in the root namespace, as an interrupted `up` could leave.
-    let stray = format!("{prefix}99a");
-    let _ = Command::new("ip")
-        .args(["link", "add", &stray, "type", "veth", "peer", "name", &format!("{prefix}99b")])
-        .status();
-    for _ in 0..2 {
-        let o = run(&["testbed", "down", "--prefix", &prefix, "--state", bed.state()]);
-        assert!(o.status.success());
-    }
+    let o = down(bed.state());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("0 namespaces removed") && out.contains("left alone") && out.contains(&made[0]), "{out}");
+    assert_eq!(leftovers(&prefix), made);
+    // With it back, `down` removes everything; twice is fine.
+    std::fs::write(&bed.state, &saved).unwrap();
+    std::fs::set_permissions(&bed.state, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = down(bed.state());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("{} namespaces removed", made.len())));
     assert_eq!(leftovers(&prefix), Vec::<String>::new());
+    let o = down(bed.state());
+    assert!(o.status.success(), "{}", stderr(&o));
     drop(bed);
 }
 
