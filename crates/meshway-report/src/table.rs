@@ -10,8 +10,10 @@ impl Table {
         Table { head: head.iter().map(|s| s.to_string()).collect(), rows: Vec::new() }
     }
 
+    /// Adds a row. Control characters in a cell (from names in the user's files: a newline
+    /// would break the table, an escape sequence reach the terminal) are shown escaped.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(cells.into_iter().map(printable).collect());
     }
 
     pub fn render(&self) -> String {
@@ -44,6 +46,15 @@ impl Table {
     }
 }
 
+/// `s` with its control characters escaped as Rust writes them (`\n`, `\u{1b}`).
+fn printable(s: String) -> String {
+    if s.chars().any(char::is_control) {
+        s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+    } else {
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -51,5 +62,12 @@ mod tests {
         let mut t = super::Table::new(&["a", "bb"]);
         t.row(vec!["long".into(), "1".into()]);
         assert_eq!(t.render(), "a     bb\nlong   1\n");
+    }
+
+    #[test]
+    fn control_characters_in_cells_are_escaped() {
+        let mut t = super::Table::new(&["job"]);
+        t.row(vec!["a\nb\u{1b}[31m".into()]);
+        assert_eq!(t.render(), "job\na\\nb\\u{1b}[31m\n");
     }
 }

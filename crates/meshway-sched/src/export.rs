@@ -21,17 +21,44 @@ use crate::hostlist::compress;
 pub const BLOCK_LABEL: &str = "topology.meshway.io/block";
 pub const RACK_LABEL: &str = "topology.meshway.io/rack";
 pub const HOST_LABEL: &str = "kubernetes.io/hostname";
+/// A label every host of the fabric carries, which the ResourceFlavor selects nodes by
+/// (Kueue matches `nodeLabels` key and value against the nodes' labels).
+pub const FABRIC_LABEL: &str = "topology.meshway.io/fabric";
+/// The value of [`FABRIC_LABEL`], and the name of the Topology and ResourceFlavor.
+pub const FABRIC: &str = "meshway-fabric";
 
-/// A name Slurm and Kubernetes accept: letters, digits, '-', '_' and '.'; others become '-'.
+/// Longest Kubernetes label value and DNS label (RFC 1123).
+const MAX_NAME: usize = 63;
+
+/// A name Slurm and Kubernetes accept as a label value: letters, digits, '-', '_' and '.'
+/// (others become '-'), at most 63, starting and ending with a letter or digit.
 pub fn safe(name: &str) -> String {
-    let s: String =
-        name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' }).collect();
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' })
+        .take(MAX_NAME)
+        .collect();
     let s = s.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string();
     if s.is_empty() {
         "x".into()
     } else {
-        s.chars().take(63).collect()
+        s
     }
+}
+
+/// `name` with `-k` appended, cut so the whole stays within 63 and still ends in a letter
+/// or digit.
+fn suffixed(name: &str, k: usize) -> String {
+    let tail = format!("-{k}");
+    let head: String = name.chars().take(MAX_NAME - tail.len()).collect();
+    format!("{}{tail}", head.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()))
+}
+
+/// The scenario's path as it may appear in a comment line of a generated file: control
+/// characters (a newline would end the comment and start a command in node-labels.sh, or
+/// break the YAML) become '?'.
+pub fn comment_safe(source: &str) -> String {
+    source.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
 }
 
 fn block_hosts(h: &Hier, b: usize) -> String {
@@ -46,7 +73,7 @@ fn switch_names(h: &Hier) -> (Vec<String>, Vec<String>, String) {
         let mut m = n.clone();
         let mut k = 2;
         while seen.contains(&m) {
-            m = format!("{n}-{k}");
+            m = suffixed(&n, k);
             k += 1;
         }
         seen.push(m.clone());
@@ -122,17 +149,17 @@ pub fn slurm_yaml(h: &Hier, source: &str) -> String {
 }
 
 /// `kubectl label` commands, one per host: the pod as the block level, the block as the
-/// rack level.
+/// rack level, and the fabric label the ResourceFlavor selects by.
 pub fn k8s_labels(h: &Hier, source: &str) -> String {
     let (bn, pn, _) = switch_names(h);
     let mut s = format!(
         "#!/bin/sh\n# Kubernetes node labels for Kueue topology-aware scheduling, written by meshway from {source}.\n\
          # {BLOCK_LABEL}: the pod (blocks that share spines); {RACK_LABEL}: the block (hosts that\n\
-         # share leaf or rail switches).\nset -e\n"
+         # share leaf or rail switches); {FABRIC_LABEL}: every host, for the ResourceFlavor.\nset -e\n"
     );
     for x in &h.hosts {
         s += &format!(
-            "kubectl label node {} {BLOCK_LABEL}={} {RACK_LABEL}={} --overwrite\n",
+            "kubectl label node {} {FABRIC_LABEL}={FABRIC} {BLOCK_LABEL}={} {RACK_LABEL}={} --overwrite\n",
             x.name, pn[x.pod as usize], bn[x.block as usize]
         );
     }
@@ -145,18 +172,19 @@ pub fn kueue_topology(source: &str) -> String {
          # apiVersion v1beta2 is Kueue 0.15 and later; write v1beta1 for Kueue 0.14.\n\
          apiVersion: kueue.x-k8s.io/v1beta2\n\
          kind: Topology\n\
-         metadata:\n  name: meshway-fabric\n\
+         metadata:\n  name: {FABRIC}\n\
          spec:\n  levels:\n  - nodeLabel: \"{BLOCK_LABEL}\"\n  - nodeLabel: \"{RACK_LABEL}\"\n  - nodeLabel: \"{HOST_LABEL}\"\n\
          ---\n\
          apiVersion: kueue.x-k8s.io/v1beta2\n\
          kind: ResourceFlavor\n\
-         metadata:\n  name: meshway-fabric\n\
-         spec:\n  nodeLabels:\n    {BLOCK_LABEL}: \"\"\n  topologyName: meshway-fabric\n"
+         metadata:\n  name: {FABRIC}\n\
+         spec:\n  nodeLabels:\n    {FABRIC_LABEL}: \"{FABRIC}\"\n  topologyName: {FABRIC}\n"
     )
 }
 
 /// Every export as (file name, contents).
 pub fn all(h: &Hier, source: &str) -> Vec<(&'static str, String)> {
+    let source = &comment_safe(source);
     vec![
         ("topology-tree.conf", slurm_tree(h, source)),
         ("topology-block.conf", slurm_block(h, source)),

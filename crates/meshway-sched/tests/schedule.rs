@@ -268,6 +268,53 @@ fn exports_parse_back_with_every_host_once() {
     let levels: Vec<&str> = kueue.lines().filter_map(|l| l.trim().strip_prefix("- nodeLabel: ")).collect();
     assert_eq!(levels, ["\"topology.meshway.io/block\"", "\"topology.meshway.io/rack\"", "\"kubernetes.io/hostname\""]);
     assert!(kueue.contains("kind: Topology") && kueue.contains("topologyName: meshway-fabric"));
+    // The ResourceFlavor selects nodes by a label every host is given (Kueue matches key and
+    // value), not by a label whose value no host has.
+    assert!(kueue.contains("  nodeLabels:\n    topology.meshway.io/fabric: \"meshway-fabric\"\n"), "{kueue}");
+    assert!(labels
+        .lines()
+        .filter(|l| l.starts_with("kubectl label node "))
+        .all(|l| l.contains(" topology.meshway.io/fabric=meshway-fabric ")));
+    // A scenario path with a newline stays inside its comment in every file.
+    for (name, text) in export::all(&h, "x\ntouch PWNED; echo injected\n#.toml") {
+        assert!(!text.lines().any(|l| l.starts_with("touch")), "{name}: {text}");
+        assert!(text.contains("from x?touch PWNED; echo injected?#.toml"), "{name}");
+    }
+}
+
+#[test]
+fn export_names_are_valid_label_values() {
+    // At most 63, starting and ending with a letter or digit, also when cut or suffixed.
+    let valid = |n: &str| {
+        n.len() <= 63
+            && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && n.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    let long = format!("{}-x", "L".repeat(62));
+    assert_eq!(export::safe(&long), "L".repeat(62), "cut at 63, then the '-' trimmed");
+    for n in [long.as_str(), "--a--", "é", "", "a b/c", &"z".repeat(200)] {
+        assert!(valid(&export::safe(n)), "{n:?} -> {:?}", export::safe(n));
+    }
+    // Blocks whose names agree once cut get suffixes that keep them within 63.
+    let (_, cat, f) = load("[fabric]\nkind = \"fat-tree\"\nk = 4\ngpus-per-host = 2\n");
+    let topo = FabricTopo::new(&f, &cat, 1);
+    let mut h = Hier::new(&f, &topo, "node");
+    for b in &mut h.blocks {
+        b.name = format!("{}-{}", "b".repeat(62), b.name);
+    }
+    let tree = export::slurm_tree(&h, "t.toml");
+    let names: Vec<&str> = tree
+        .lines()
+        .filter_map(|l| l.strip_prefix("SwitchName="))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert!(names.len() > 2);
+    let mut uniq = names.clone();
+    uniq.sort();
+    uniq.dedup();
+    assert_eq!(uniq.len(), names.len(), "{names:?}");
+    assert!(names.iter().all(|n| valid(n)), "{names:?}");
 }
 
 #[test]

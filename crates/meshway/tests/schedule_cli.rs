@@ -113,7 +113,8 @@ fn schedule_bad_input_names_file_and_key() {
     let o = meshway(&["schedule", bad.to_str().unwrap(), "--export", dir.join("out").to_str().unwrap(), "--no-run"]);
     assert!(!o.status.success() && !dir.join("out").exists());
     assert!(
-        stderr(&o).contains("`schedule.host-prefix`: expected a letter then letters, digits or '-'"),
+        stderr(&o)
+            .contains("`schedule.host-prefix`: expected a lower-case letter then lower-case letters, digits or '-'"),
         "{}",
         stderr(&o)
     );
