@@ -1162,7 +1162,14 @@ impl Core {
                 if let Ok(mut m) = self.metrics.lock() {
                     m.reload_err += 1;
                 }
-                (self.log)(Level::Error, format!("reload failed, keeping the running configuration: {e}"));
+                // The whole chain: "cannot read config F" alone does not say why.
+                let mut why = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(c) = src {
+                    why += &format!(": {c}");
+                    src = c.source();
+                }
+                (self.log)(Level::Error, format!("reload failed, keeping the running configuration: {why}"));
             }
         }
     }
@@ -1327,6 +1334,35 @@ fn probe_endpoint(r: &http::Request) -> http::Response {
     http::Response { status: 200, content_type: crate::expo::CONTENT_TYPE, body: f.encode().into_bytes() }
 }
 
+/// How long after a moment samples stamped at it may still arrive: a lost probe is stamped
+/// with its send time but known only when its timeout (or a perf run) ends, plus a second for
+/// the batch to be written.
+fn settle_ns(spec: &AgentSpec) -> u64 {
+    let longest = spec
+        .targets
+        .iter()
+        .map(|t| match t.probe {
+            crate::config::Probe::Perf { duration, .. } => t.timeout.get().max(duration.get()),
+            _ => t.timeout.get(),
+        })
+        .max()
+        .unwrap_or(0);
+    longest.saturating_add(1_000_000_000)
+}
+
+/// The span to roll up when the clock passes from minute `last` to minute `now` (minute
+/// numbers since the epoch), as (from, to, whether hours too): the minutes just closed, and
+/// again every minute in which samples could still land (`settle_ns` back), so a probe lost
+/// near the end of a minute is counted in that minute's rollup. Hours are rolled up when the
+/// span touches a closed hour.
+pub fn rollup_window(last: u64, now: u64, settle_ns: u64) -> (u64, u64, bool) {
+    let to = now * MINUTE_NS;
+    let back = (last * MINUTE_NS).saturating_sub(settle_ns);
+    let from = back - back % MINUTE_NS;
+    let hours = from / HOUR_NS != to / HOUR_NS;
+    (from, to, hours)
+}
+
 /// `/probe` requests served at once; more get 503 (each may wait up to its timeout).
 const MAX_PROBES: usize = 32;
 
@@ -1456,12 +1492,11 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
             // The previous minute closed: its rollup from raw samples; and when an hour closed,
             // the hour's (an open hour is rolled up at shutdown and, after a crash, at startup).
             core.flush();
-            let hour_closed = minute * MINUTE_NS / HOUR_NS != last_minute * MINUTE_NS / HOUR_NS;
-            let (from, to) = (last_minute * MINUTE_NS, minute * MINUTE_NS);
+            let (from, to, hours) = rollup_window(last_minute, minute, settle_ns(&core.spec));
             if let Err(e) = core.store.rollup_levels(from, to, true, false) {
                 log(Level::Error, format!("rollup failed: {e}"));
             }
-            if hour_closed {
+            if hours {
                 if let Err(e) = core.store.rollup_levels(from, to, false, true) {
                     log(Level::Error, format!("hourly rollup failed: {e}"));
                 }
@@ -1523,6 +1558,25 @@ fn store_err_fn(path: &Path) -> impl FnOnce(rusqlite::Error) -> AgentError + '_ 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rollups_are_redone_while_late_losses_can_land() {
+        let m = MINUTE_NS;
+        // Minute 100 closed (the clock is in 101), probes time out after 1 s: minute 99 may
+        // still get losses stamped in its last second, so 99 and 100 are rolled up again.
+        assert_eq!(rollup_window(100, 101, 2_000_000_000), (99 * m, 101 * m, false));
+        // A 60 s timeout reaches two minutes back.
+        assert_eq!(rollup_window(100, 101, 61_000_000_000), (98 * m, 101 * m, false));
+        // Nothing late: only the closed minute.
+        assert_eq!(rollup_window(100, 101, 0), (100 * m, 101 * m, false));
+        // The first minute of an hour: the closed hour is rolled up; the second minute still
+        // reaches into it (late losses of its last second), so it is rolled up once more.
+        assert_eq!(rollup_window(59, 60, 2_000_000_000), (58 * m, 60 * m, true));
+        assert_eq!(rollup_window(60, 61, 2_000_000_000), (59 * m, 61 * m, true));
+        assert_eq!(rollup_window(61, 62, 2_000_000_000), (60 * m, 62 * m, false));
+        // Minute 0 does not underflow.
+        assert_eq!(rollup_window(0, 1, 5_000_000_000), (0, m, false));
+    }
 
     #[test]
     fn rfc3339_known_dates() {

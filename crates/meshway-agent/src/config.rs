@@ -290,6 +290,43 @@ pub fn parse_ratio(v: &toml::Value) -> Result<f64, String> {
     Ok(r)
 }
 
+/// Longest probe timeout: an answer later than this is taken as lost. An assumption, six
+/// times blackbox_exporter's default module timeout (10 s); unanswered probes are held this
+/// long, and rollups wait this long before they are final.
+pub const MAX_TIMEOUT: Nanos = Nanos(60_000_000_000);
+
+/// Checks a probe address without resolving it: `host`, `host:port`, `[v6]:port` or an IP
+/// address; a port, when given (`ports`), is 1-65535.
+fn check_host(address: &str, ports: bool) -> Result<(), String> {
+    let a = address.trim();
+    if a.is_empty() || a.contains(char::is_whitespace) {
+        return Err(format!("{address:?}: expected a host, host:port or [v6]:port"));
+    }
+    if a.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let (host, port) = match a.strip_prefix('[') {
+        Some(rest) => match rest.split_once("]:") {
+            Some((h, p)) => (h, Some(p)),
+            None => (rest.strip_suffix(']').unwrap_or(""), None),
+        },
+        None => match a.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (a, None),
+        },
+    };
+    if host.is_empty() {
+        return Err(format!("{address:?}: no host"));
+    }
+    match port {
+        Some(_) if !ports => Err(format!("{address:?}: icmp takes a host without a port")),
+        Some(p) if p.parse::<u16>().map_or(true, |v| v == 0) => {
+            Err(format!("{address:?}: port {p:?} out of range 1-65535"))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Parses and validates an agent configuration; `file` names it in messages.
 pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
     let c: AgentFileConfig = toml::from_str(text)
@@ -300,8 +337,22 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
     if c.agent.evaluate_every == Nanos::ZERO {
         return Err(key("agent.evaluate-every", "must be positive".into()));
     }
-    if c.agent.bearer_token.as_deref().is_some_and(|t| t.is_empty() || t.contains(char::is_whitespace)) {
-        return Err(key("agent.bearer-token", "must be non-empty without spaces".into()));
+    // An Authorization header carries visible ASCII only (RFC 6750's token68): any other
+    // token could never be sent, and would lock every client out.
+    if c.agent.bearer_token.as_deref().is_some_and(|t| t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic())) {
+        return Err(key(
+            "agent.bearer-token",
+            "must be non-empty visible ASCII (letters, digits, punctuation; no spaces or other characters)".into(),
+        ));
+    }
+    let db = c.agent.database.to_string_lossy();
+    if db.trim().is_empty() || db == ":memory:" || db.starts_with("file:") {
+        return Err(key(
+            "agent.database",
+            format!(
+                "{db:?}: expected a file path such as \"meshway-agent.db\" (an empty path or :memory: keeps nothing on disk)"
+            ),
+        ));
     }
     if !listen.ip().is_loopback() && c.agent.probe_endpoint && c.agent.bearer_token.is_none() && !c.agent.allow_insecure
     {
@@ -346,8 +397,11 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
         if t.interval < Nanos(10_000_000) {
             return Err(terr(format!("interval {} below the 10ms minimum", t.interval)));
         }
-        if t.timeout == Nanos::ZERO {
-            return Err(terr("timeout must be positive".into()));
+        if t.timeout == Nanos::ZERO || t.timeout > MAX_TIMEOUT {
+            return Err(terr(format!(
+                "timeout {} out of range: expected more than 0 and at most {MAX_TIMEOUT}",
+                t.timeout
+            )));
         }
         if t.dscp > 63 {
             return Err(terr(format!("dscp {} out of range 0..=63", t.dscp)));
@@ -366,6 +420,8 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                 }
                 if kind == PingKind::Http {
                     crate::ping::parse_http_url(&t.address).map_err(|e| terr(e.to_string()))?;
+                } else {
+                    check_host(&t.address, kind != PingKind::Icmp).map_err(|e| terr(format!("address: {e}")))?;
                 }
                 if let Some(ca) = &t.ca {
                     crate::tls::client_config(Some(ca)).map_err(|e| terr(format!("ca: {e}")))?;
@@ -376,7 +432,8 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                         return Err(terr("key-file is for kind = \"udp\" (STAMP authenticated mode)".into()))
                     }
                     Some(p) => {
-                        let bytes = std::fs::read(p).map_err(|e| terr(format!("key-file {}: {e}", p.display())))?;
+                        let bytes = crate::read_regular(p, crate::MAX_SMALL_FILE)
+                            .map_err(|e| terr(format!("key-file {}: {e}", p.display())))?;
                         Some(Box::new(
                             meshway_probe::stamp_auth::parse_key(&bytes)
                                 .map_err(|e| terr(format!("key-file {}: {e}", p.display())))?,
@@ -420,6 +477,12 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
             let w = o.window.get();
             if w == 0 {
                 return Err(terr("objectives.window must be positive".into()));
+            }
+            if w < t.interval.get() {
+                return Err(terr(format!(
+                    "objectives.window {} is shorter than the interval {}: it would hold at most one probe",
+                    o.window, t.interval
+                )));
             }
             let ns = |v: Option<Nanos>| v.map(|n| n.get() as f64);
             let ratio = |key: &str, v: &Option<toml::Value>| {
@@ -593,6 +656,15 @@ objectives = { throughput-min = "100Mbps" }
     fn errors_name_the_target_and_key() {
         for (text, needle) in [
             ("[agent]\nlisten = \"nowhere\"", "agent.listen: invalid address"),
+            ("[agent]\ndatabase = \"\"", "agent.database: \"\": expected a file path"),
+            ("[agent]\ndatabase = \":memory:\"", "an empty path or :memory: keeps nothing on disk"),
+            ("[agent]\nbearer-token = \"ключ\"", "agent.bearer-token: must be non-empty visible ASCII"),
+            ("[agent]\nbearer-token = \"a\\u0001b\"", "agent.bearer-token: must be non-empty visible ASCII"),
+            ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"127.0.0.1:70000\"", "port \"70000\" out of range 1-65535"),
+            ("[[target]]\nname = \"a\"\nkind = \"tcp\"\naddress = \"\"", "address: \"\": expected a host"),
+            ("[[target]]\nname = \"a\"\nkind = \"icmp\"\naddress = \"h:80\"", "icmp takes a host without a port"),
+            ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\ntimeout = \"1h\"", "timeout 3600s out of range: expected more than 0 and at most 60s"),
+            ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\ninterval = \"10s\"\nobjectives = { window = \"1s\", loss = \"1%\" }", "objectives.window 1s is shorter than the interval 10s"),
             ("[agent]\nlisten2 = \"x\"", "unknown field `listen2`"),
             ("[agent]\nlisten = \"0.0.0.0:9330\"", "agent.listen: 0.0.0.0:9330 is reachable beyond this host"),
             ("[[target]]\nname = \"a\"\nkind = \"smoke\"\naddress = \"x\"", "target \"a\": unknown kind \"smoke\""),

@@ -11,14 +11,21 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum HistoryError {
-    #[error("cannot open database {path}: give --db with the agent's database ([agent] database in its configuration; `meshway agent --config FILE` creates it)")]
+    #[error("cannot open database {path}: {hint}")]
     Open {
         path: String,
+        hint: &'static str,
         #[source]
         source: rusqlite::Error,
     },
     #[error("database query failed")]
     Query(#[from] rusqlite::Error),
+    #[error("{path}: a query failed: it is not a meshway agent database, or a damaged one")]
+    QueryAt {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("unknown target {name:?}; the database has: {known}")]
     UnknownTarget { name: String, known: String },
     #[error("not enough points to forecast ({n}; need at least 3 with values)")]
@@ -153,9 +160,33 @@ pub fn rollup_value(r: &Rollup, m: Metric) -> Option<f64> {
     }
 }
 
+/// Opens the agent's database read-only, with a hint that fits what went wrong.
+fn open(db: &Path) -> Result<Store, HistoryError> {
+    Store::open_read_only(db).map_err(|source| HistoryError::Open {
+        path: db.display().to_string(),
+        hint: if db.exists() {
+            "it is not a meshway agent database, or a damaged one"
+        } else {
+            "give --db with the agent's database ([agent] database in its configuration; `meshway agent --config FILE` creates it)"
+        },
+        source,
+    })
+}
+
+/// A failed query named with the database it ran on.
+fn at(db: &Path) -> impl Fn(HistoryError) -> HistoryError + '_ {
+    move |e| match e {
+        HistoryError::Query(source) => HistoryError::QueryAt { path: db.display().to_string(), source },
+        e => e,
+    }
+}
+
 pub fn targets(db: &Path) -> Result<Vec<(String, u64)>, HistoryError> {
-    let s =
-        Store::open_read_only(db).map_err(|source| HistoryError::Open { path: db.display().to_string(), source })?;
+    targets_in(db).map_err(at(db))
+}
+
+fn targets_in(db: &Path) -> Result<Vec<(String, u64)>, HistoryError> {
+    let s = open(db)?;
     let mut out = Vec::new();
     for t in s.targets() {
         let id = s.id(&t).unwrap_or(0);
@@ -178,79 +209,87 @@ pub fn query(
     season_s: Option<f64>,
     want_anomalies: bool,
 ) -> Result<HistoryReport, HistoryError> {
-    let s =
-        Store::open_read_only(db).map_err(|source| HistoryError::Open { path: db.display().to_string(), source })?;
-    let id = s
-        .id(target)
-        .ok_or_else(|| HistoryError::UnknownTarget { name: target.into(), known: s.targets().join(", ") })?;
-    let raw = s.samples(id, from_ns, to_ns)?;
-    let mut w = Window::new(to_ns - from_ns);
-    for x in &raw {
-        w.push(*x);
-    }
-    let summary = w.stats(to_ns, to_ns - from_ns);
-    let rollups: Vec<Rollup> = match step {
-        Step::Raw => raw.iter().map(|x| Rollup::of(x.at_ns, std::slice::from_ref(x))).collect(),
-        Step::Minute => s.rollups(id, false, from_ns - from_ns % MINUTE_NS, to_ns)?,
-        Step::Hour => s.rollups(id, true, from_ns - from_ns % HOUR_NS, to_ns)?,
-    };
-    let series: Vec<Point> = rollups
-        .into_iter()
-        .map(|r| Point { start_ns: r.start_ns, value: rollup_value(&r, metric), rollup: r })
-        .collect();
-    // A metric of the other kind of series (utilization of a probe target, RTT of an
-    // interface) has no values at all: say so rather than print a column of "-".
-    if !raw.is_empty() && series.iter().all(|p| p.value.is_none()) && !matches!(metric, Metric::Loss) {
-        let probe_metric = matches!(
-            metric,
-            Metric::RttP50 | Metric::RttP90 | Metric::RttP99 | Metric::RttMean | Metric::JitterRfc3550
-        );
-        let any_value = series.iter().any(|p| p.rollup.value_mean.is_some() || p.rollup.p50_ns.is_some());
-        if any_value || !probe_metric {
-            return Err(HistoryError::NoValues { target: target.into(), metric: metric.name() });
+    let run = || -> Result<HistoryReport, HistoryError> {
+        let s = open(db)?;
+        let id = s
+            .id(target)
+            .ok_or_else(|| HistoryError::UnknownTarget { name: target.into(), known: s.targets().join(", ") })?;
+        let raw = s.samples(id, from_ns, to_ns)?;
+        let mut w = Window::new(to_ns - from_ns);
+        for x in &raw {
+            w.push(*x);
         }
-    }
-    let forecast = match forecast_threshold {
-        None => None,
-        Some(threshold) => {
-            let pts: Vec<(f64, f64)> =
-                // Signed: the first hour or minute bucket may start before `from_ns`.
-                series.iter().filter_map(|p| p.value.map(|v| ((p.start_ns as f64 - from_ns as f64) / 1e9, v))).collect();
-            let span = pts.last().map_or(0.0, |p| p.0) - pts.first().map_or(0.0, |p| p.0);
-            let seasonal = season_s.filter(|p| span >= 2.0 * p);
-            let (fit, c, season_extreme) = match seasonal {
-                // Two periods or more: the line through the deseasonalised series, and when
-                // the season's extreme on top of it reaches the threshold.
-                Some(p) => {
-                    let (t, y): (Vec<f64>, Vec<f64>) = pts.iter().copied().unzip();
-                    let mut o = anomaly::Options::daily(spacing(&t));
-                    o.period_s = Some(p);
-                    let f =
-                        anomaly::seasonal_forecast(&t, &y, &o, threshold, !metric.is_floor(), horizon_ns as f64 / 1e9)
-                            .ok_or(HistoryError::TooFewPoints { n: t.len() })?;
-                    (f.fit, f.crossing, Some(f.season_extreme))
-                }
-                None => {
-                    let fit = forecast::fit(&pts).ok_or(HistoryError::TooFewPoints { n: pts.len() })?;
-                    let last = pts.last().map_or(0.0, |p| p.0);
-                    let until = last + horizon_ns as f64 / 1e9;
-                    let c: Crossing = fit.crossing(threshold, !metric.is_floor(), last, until);
-                    (fit, c, None)
-                }
-            };
-            let at = |t: Option<f64>| t.map(|t| from_ns + (t * 1e9) as u64);
-            Some(ForecastReport {
-                threshold,
-                earliest_ns: at(c.earliest_s),
-                expected_ns: at(c.expected_s),
-                latest_ns: at(c.latest_s),
-                already_past: c.already,
-                horizon_ns,
-                fit,
-                season_extreme,
-            })
+        let summary = w.stats(to_ns, to_ns - from_ns);
+        let rollups: Vec<Rollup> = match step {
+            Step::Raw => raw.iter().map(|x| Rollup::of(x.at_ns, std::slice::from_ref(x))).collect(),
+            Step::Minute => s.rollups(id, false, from_ns - from_ns % MINUTE_NS, to_ns)?,
+            Step::Hour => s.rollups(id, true, from_ns - from_ns % HOUR_NS, to_ns)?,
+        };
+        let series: Vec<Point> = rollups
+            .into_iter()
+            .map(|r| Point { start_ns: r.start_ns, value: rollup_value(&r, metric), rollup: r })
+            .collect();
+        // A metric of the other kind of series (utilization of a probe target, RTT of an
+        // interface) has no values at all: say so rather than print a column of "-".
+        if !raw.is_empty() && series.iter().all(|p| p.value.is_none()) && !matches!(metric, Metric::Loss) {
+            let probe_metric = matches!(
+                metric,
+                Metric::RttP50 | Metric::RttP90 | Metric::RttP99 | Metric::RttMean | Metric::JitterRfc3550
+            );
+            let any_value = series.iter().any(|p| p.rollup.value_mean.is_some() || p.rollup.p50_ns.is_some());
+            if any_value || !probe_metric {
+                return Err(HistoryError::NoValues { target: target.into(), metric: metric.name() });
+            }
         }
+        let forecast = match forecast_threshold {
+            None => None,
+            Some(threshold) => {
+                let pts: Vec<(f64, f64)> =
+                    // Signed: the first hour or minute bucket may start before `from_ns`.
+                    series.iter().filter_map(|p| p.value.map(|v| ((p.start_ns as f64 - from_ns as f64) / 1e9, v))).collect();
+                let span = pts.last().map_or(0.0, |p| p.0) - pts.first().map_or(0.0, |p| p.0);
+                let seasonal = season_s.filter(|p| span >= 2.0 * p);
+                let (fit, c, season_extreme) = match seasonal {
+                    // Two periods or more: the line through the deseasonalised series, and when
+                    // the season's extreme on top of it reaches the threshold.
+                    Some(p) => {
+                        let (t, y): (Vec<f64>, Vec<f64>) = pts.iter().copied().unzip();
+                        let mut o = anomaly::Options::daily(spacing(&t));
+                        o.period_s = Some(p);
+                        let f = anomaly::seasonal_forecast(
+                            &t,
+                            &y,
+                            &o,
+                            threshold,
+                            !metric.is_floor(),
+                            horizon_ns as f64 / 1e9,
+                        )
+                        .ok_or(HistoryError::TooFewPoints { n: t.len() })?;
+                        (f.fit, f.crossing, Some(f.season_extreme))
+                    }
+                    None => {
+                        let fit = forecast::fit(&pts).ok_or(HistoryError::TooFewPoints { n: pts.len() })?;
+                        let last = pts.last().map_or(0.0, |p| p.0);
+                        let until = last + horizon_ns as f64 / 1e9;
+                        let c: Crossing = fit.crossing(threshold, !metric.is_floor(), last, until);
+                        (fit, c, None)
+                    }
+                };
+                let at = |t: Option<f64>| t.map(|t| from_ns + (t * 1e9) as u64);
+                Some(ForecastReport {
+                    threshold,
+                    earliest_ns: at(c.earliest_s),
+                    expected_ns: at(c.expected_s),
+                    latest_ns: at(c.latest_s),
+                    already_past: c.already,
+                    horizon_ns,
+                    fit,
+                    season_extreme,
+                })
+            }
+        };
+        let anomalies = want_anomalies.then(|| anomalies(&series, season_s));
+        Ok(HistoryReport { target: target.into(), metric, from_ns, to_ns, step, summary, series, forecast, anomalies })
     };
-    let anomalies = want_anomalies.then(|| anomalies(&series, season_s));
-    Ok(HistoryReport { target: target.into(), metric, from_ns, to_ns, step, summary, series, forecast, anomalies })
+    run().map_err(at(db))
 }

@@ -27,3 +27,23 @@ pub mod store;
 pub mod tls;
 pub mod trace;
 pub mod udp_core;
+
+/// Reads a small file the user named (a key, a certificate, a module image): only a regular
+/// file, and at most `max` bytes, so `/dev/zero` or a FIFO given by mistake is an error at
+/// once instead of a hang or an exhausted memory.
+pub fn read_regular(path: &std::path::Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    let m = std::fs::metadata(path)?;
+    if !m.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut data = Vec::new();
+    std::fs::File::open(path)?.take(max + 1).read_to_end(&mut data)?;
+    if data.len() as u64 > max {
+        return Err(Error::new(ErrorKind::InvalidData, format!("larger than {max} bytes")));
+    }
+    Ok(data)
+}
+
+/// Largest key, certificate or CA file read: 1 MiB (an assumption; real ones are a few KiB).
+pub const MAX_SMALL_FILE: u64 = 1 << 20;

@@ -142,7 +142,9 @@ pub fn parse_hex(text: &str, path: &str) -> Result<Vec<u8>, ReadError> {
 /// A file: binary when it is not hex text.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
     let p = path.display().to_string();
-    let data = std::fs::read(path).map_err(|source| ReadError::File { path: p.clone(), source })?;
+    // A hex dump of the largest image, with offsets and spacing, is well under 1 MiB.
+    let data = crate::read_regular(path, crate::MAX_SMALL_FILE)
+        .map_err(|source| ReadError::File { path: p.clone(), source })?;
     let texty = !data.is_empty()
         && data.iter().all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace())
         && data.iter().filter(|b| b.is_ascii_hexdigit()).count() * 2 > data.len();

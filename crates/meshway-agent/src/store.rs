@@ -178,6 +178,13 @@ impl Store {
 
     /// Opens read-only (for `meshway history`), failing when the file does not exist.
     pub fn open_read_only(path: &Path) -> Result<Store> {
+        // Opening a FIFO or a device would block or read nonsense: only a regular file.
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("{} is not a regular file", path.display())),
+            ));
+        }
         let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         let ids = load_ids(&conn)?;

@@ -88,7 +88,8 @@ fn rate_or_zero(s: &str) -> std::result::Result<BitsPerSec, String> {
 /// Reads a STAMP key file for --key-file.
 fn stamp_key(path: &Option<std::path::PathBuf>) -> Result<Option<meshway_probe::stamp_auth::Key>> {
     let Some(p) = path else { return Ok(None) };
-    let bytes = std::fs::read(p).with_context(|| format!("cannot read key file {}", p.display()))?;
+    let bytes = meshway_agent::read_regular(p, meshway_agent::MAX_SMALL_FILE)
+        .with_context(|| format!("cannot read key file {}", p.display()))?;
     let key = meshway_probe::stamp_auth::parse_key(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
     Ok(Some(key))
 }

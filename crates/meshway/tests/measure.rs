@@ -177,6 +177,38 @@ fn no_answer_and_no_database_say_what_to_do_next() {
     assert!(!o.status.success());
     let e = text(&o.stderr);
     assert!(e.contains("give --db with the agent's database") && e.contains("meshway agent --config"), "{e}");
+    // A file that is not the agent's database says so; a FIFO or a device is refused at once
+    // (opening a FIFO to read it used to block for ever, reading /dev/zero to fill memory).
+    let dir = std::env::temp_dir().join(format!("meshway-measure-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junk = dir.join("junk.db");
+    std::fs::write(&junk, "hello, this is text").unwrap();
+    let e = text(&meshway(&["history", "--db", junk.to_str().unwrap()]).stderr);
+    assert!(e.contains("it is not a meshway agent database, or a damaged one"), "{e}");
+    let fifo = dir.join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success());
+    let mut refused = vec![("optics", "/dev/zero".to_string())];
+    if made {
+        refused.push(("history", fifo.display().to_string()));
+        refused.push(("optics", fifo.display().to_string()));
+    }
+    for (verb, path) in refused {
+        let args: Vec<&str> = if verb == "history" { vec![verb, "--db", &path] } else { vec![verb, &path] };
+        // Bounded: were the FIFO opened, the command would wait for a writer.
+        let mut c = Command::new(bin()).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let ended = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            c.try_wait().unwrap().is_some()
+        });
+        if !ended {
+            let _ = c.kill();
+        }
+        let o = c.wait_with_output().unwrap();
+        assert!(ended, "{verb} {path} still running after 10 s");
+        assert_eq!(o.status.code(), Some(2), "{verb} {path}");
+        assert!(text(&o.stderr).contains("not a regular file"), "{verb} {path}: {}", text(&o.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---------------------------------------------------------------------------------------------
