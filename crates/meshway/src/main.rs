@@ -22,7 +22,7 @@ Examples:
   meshway plan examples/rail-optimized-1024.toml
   meshway plan examples/two-site-100km.toml --json
   meshway compare examples/three-tier-1024.toml examples/leaf-spine-1024.toml
-  meshway plan my.toml --catalog my.toml   your own switch models and prices
+  meshway plan my.toml --catalog mine.toml  your own switch models and prices
   # GPUs per site for inference latency
   meshway place examples/inference-edge-vs-central.toml
   # training over two sites against distance

@@ -157,21 +157,22 @@ enum Kind {
   meshway ping 127.0.0.1:8620 -c 0 --ndjson
 
 Statistics (the same definitions everywhere in meshway):
-  # round-trip time minus the reflector's hold time (udp); connect time (tcp);
-  rtt
-  echo round trip (icmp); whole GET (http; https includes the TLS handshake)
-  min/mean/max/stddev  exact; stddev is the population standard deviation
-  # nearest rank from a log-linear histogram, within ±0.4% of the exact value
+  rtt             round-trip time minus the reflector's hold time (udp);
+                  connect time (tcp); echo round trip (icmp); the whole GET
+                  (http; https includes the TLS handshake)
+  min/mean/max/stddev
+                  exact; stddev is the population standard deviation
   p50/p90/p99/p99.9
-  # probes without an answer within --timeout, over probes sent; late answers
-  loss
-  count as lost. duplicates: repeated answers; reordered: an answer arriving
-                 after the answer to a later probe
-  jitter rfc3550 J += (|D| − J)/16 over consecutive answers, D the difference \\
-      of their delays
-                 (RFC 3550 §6.4.1)
-  jitter mean|Δ| mean absolute difference of consecutive delays
-  jitter p95−p50 the 95th minus the 50th percentile of delay
+                  nearest rank from a log-linear histogram, within ±0.4% of
+                  the exact value
+  loss            probes without an answer within --timeout, over probes
+                  sent; late answers count as lost
+  duplicates      repeated answers
+  reordered       an answer arriving after the answer to a later probe
+  jitter rfc3550  J += (|D| − J)/16 over consecutive answers, D the
+                  difference of their delays (RFC 3550 §6.4.1)
+  jitter mean|Δ|  mean absolute difference of consecutive delays
+  jitter p95−p50  the 95th minus the 50th percentile of delay
 
 Exit status: 0 when at least one answer came back, 2 on an error or when none
 did.")]
@@ -524,17 +525,17 @@ pub fn trace(a: TraceArgs) -> Result<()> {
 
 agent.toml:
   [agent]
-  # # /metrics, /probe?target=&module=, /healthz
+  # /metrics, /probe?target=&module=, /healthz
   listen = \"127.0.0.1:9330\"
-  # # SQLite, WAL: raw samples, 1-minute and 1-hour rollups
+  # SQLite, WAL: raw samples, 1-minute and 1-hour rollups
   database = \"meshway-agent.db\"
   bearer-token = \"s3cret\"          # optional
   evaluate-every = \"10s\"
   retention-raw = \"48h\"            # also retention-1m, retention-1h
   [alerts]
-  # # Alertmanager webhook JSON (version 4)
+  # Alertmanager webhook JSON (version 4)
   webhook = \"http://127.0.0.1:9093/hook\"
-  # # consecutive violated evaluations (hysteresis)
+  # consecutive violated evaluations (hysteresis)
   fire-after = 3
   resolve-after = 3
   [[target]]
@@ -545,7 +546,7 @@ agent.toml:
   [target.objectives]
   window = \"5min\"
   rtt-p99 = \"50ms\"
-  # # also rtt-p50, rtt-p90, rtt-mean, jitter, throughput-min
+  # also rtt-p50, rtt-p90, rtt-mean, jitter, throughput-min
   loss = \"0.1%\"
 
 Each target starts at a fixed offset within its interval (start splay). SIGINT
@@ -691,8 +692,10 @@ pub struct HistoryArgs {
     /// How far ahead --forecast looks.
     #[arg(long, default_value = "720h", value_name = "DURATION")]
     horizon: Nanos,
+    /// Print the report as JSON.
     #[arg(long, conflicts_with = "csv")]
     json: bool,
+    /// Print the series as CSV (one row per interval).
     #[arg(long)]
     csv: bool,
     /// Also write a self-contained HTML page: RTT per interval as smokeping draws it (min to
@@ -790,7 +793,7 @@ per-lane bias and transmit/receive power in mW and dBm, the module's own alarm
 and warning thresholds, its latched flags, and for coherent 400ZR/ZR+ modules
 the VDM observables (pre-FEC BER, eSNR, OSNR, chromatic dispersion, ...). A
 file is a binary image (upper page p at 128 + 128p, SFP A2h at 256) or hex
-text. Exits 1 when the image cannot be decoded; checksum mismatches are
+text. Exits 2 when the image cannot be decoded; checksum mismatches are
 reported and decoding goes on.")]
 pub struct OpticsArgs {
     /// An interface name, or a file holding an EEPROM image.

@@ -32,6 +32,7 @@ pub enum Cmd {
     /// Run the scenario's workloads as TCP flows and print each flow's measurements.
     Run {
         file: PathBuf,
+        /// Print each flow's measurements as JSON.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -40,6 +41,7 @@ pub enum Cmd {
     /// Run the workloads, simulate them on the scaled fabric, print measured vs predicted.
     Verify {
         file: PathBuf,
+        /// Print measured against predicted as JSON.
         #[arg(long)]
         json: bool,
         /// Also write a self-contained HTML page: measured against predicted per flow.

@@ -6,6 +6,7 @@ Sizes are decimal (1 MB = 1,000,000 B; 256 KB = 256,000 B), as meshway's units p
 Every flow starts at 0 (the cm 'start' field is in picoseconds in this htsim version).
 Permutation: a random derangement (no host sends to itself), random.Random(SEED).
 """
+import os
 import random
 import sys
 
@@ -30,6 +31,8 @@ def write(path, n, flows):
 def main():
     out = sys.argv[1]
     big = sys.argv[2] if len(sys.argv) > 2 else out
+    os.makedirs(out, exist_ok=True)
+    os.makedirs(big, exist_ok=True)
     for k in (4, 8):
         n = k ** 3 // 4
         rng = random.Random(SEED + k)
