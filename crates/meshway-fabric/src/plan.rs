@@ -230,13 +230,7 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
     let nic_bps = f
         .gpus()
         .next()
-        .map(|g| {
-            f.neighbors(g)
-                .iter()
-                .filter(|(_, l)| f.link(*l).class == LinkClass::Nic)
-                .map(|(_, l)| f.link(*l).rate.0)
-                .sum()
-        })
+        .map(|g| f.neighbors(g).iter().filter(|(_, l)| network_port(f, *l)).map(|(_, l)| f.link(*l).rate.0).sum())
         .unwrap_or(0);
     let tiers = tier_reports(f, cat);
     let links = link_reports(f);
@@ -658,12 +652,7 @@ fn bisection(f: &Fabric, split: &Split) -> Bisection {
     let nic = |side: bool| -> u64 {
         f.gpus()
             .filter(|g| split.side[g.idx()] == Some(side))
-            .flat_map(|g| {
-                f.neighbors(g)
-                    .iter()
-                    .filter(|(_, l)| f.link(*l).class == LinkClass::Nic)
-                    .map(|(_, l)| f.link(*l).rate.0)
-            })
+            .flat_map(|g| f.neighbors(g).iter().filter(|(_, l)| network_port(f, *l)).map(|(_, l)| f.link(*l).rate.0))
             .sum()
     };
     let injection = nic(true).min(nic(false));
@@ -932,13 +921,7 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
         .gpus()
         .next()
         .map(|g| {
-            BitsPerSec(
-                f.neighbors(g)
-                    .iter()
-                    .filter(|(_, l)| f.link(*l).class == LinkClass::Nic)
-                    .map(|(_, l)| f.link(*l).rate.0)
-                    .sum(),
-            )
+            BitsPerSec(f.neighbors(g).iter().filter(|(_, l)| network_port(f, *l)).map(|(_, l)| f.link(*l).rate.0).sum())
         })
         .unwrap_or_default();
     match cat.nic_for(nic_rate) {
@@ -1323,4 +1306,14 @@ fn resilience(f: &Fabric, split: &Split, base: u64) -> Resilience {
         });
     }
     Resilience { switch_spofs, link_spofs, degradation, components }
+}
+
+/// Whether a GPU's link `l` is one of its network ports: a NIC link, or in a custom fabric
+/// (whose links are listed by hand, all of class custom) a link to a switch.
+fn network_port(f: &Fabric, l: LinkId) -> bool {
+    let k = f.link(l);
+    k.class == LinkClass::Nic
+        || (k.class == LinkClass::Custom
+            && matches!(f.node(k.a).kind, NodeKind::Switch { .. })
+                != matches!(f.node(k.b).kind, NodeKind::Switch { .. }))
 }
