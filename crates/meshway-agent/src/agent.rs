@@ -1496,8 +1496,11 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
             if let Err(e) = core.store.rollup_levels(from, to, true, false) {
                 log(Level::Error, format!("rollup failed: {e}"));
             }
-            if hours {
-                if let Err(e) = core.store.rollup_levels(from, to, false, true) {
+            // Closed hours only: the open one is rolled up at shutdown (and after a crash at
+            // startup), not from its first minutes.
+            let closed = to - to % HOUR_NS;
+            if hours && from < closed {
+                if let Err(e) = core.store.rollup_levels(from, closed, false, true) {
                     log(Level::Error, format!("hourly rollup failed: {e}"));
                 }
             }

@@ -350,7 +350,7 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
         return Err(key(
             "agent.database",
             format!(
-                "{db:?}: expected a file path such as \"meshway-agent.db\" (an empty path or :memory: keeps nothing on disk)"
+                "{db:?}: expected a file path such as \"meshway-agent.db\" (an empty path or :memory: keeps nothing on disk; file: URIs are not taken)"
             ),
         ));
     }
@@ -432,7 +432,7 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                         return Err(terr("key-file is for kind = \"udp\" (STAMP authenticated mode)".into()))
                     }
                     Some(p) => {
-                        let bytes = crate::read_regular(p, crate::MAX_SMALL_FILE)
+                        let bytes = crate::read_regular(p, crate::MAX_SMALL_FILE, true)
                             .map_err(|e| terr(format!("key-file {}: {e}", p.display())))?;
                         Some(Box::new(
                             meshway_probe::stamp_auth::parse_key(&bytes)

@@ -20,7 +20,9 @@ pub enum HistoryError {
     },
     #[error("database query failed")]
     Query(#[from] rusqlite::Error),
-    #[error("{path}: a query failed: it is not a meshway agent database, or a damaged one")]
+    #[error(
+        "{path}: a query failed (a database that is not the agent's, a damaged one, or one locked by another process)"
+    )]
     QueryAt {
         path: String,
         #[source]
@@ -164,10 +166,20 @@ pub fn rollup_value(r: &Rollup, m: Metric) -> Option<f64> {
 fn open(db: &Path) -> Result<Store, HistoryError> {
     Store::open_read_only(db).map_err(|source| HistoryError::Open {
         path: db.display().to_string(),
-        hint: if db.exists() {
-            "it is not a meshway agent database, or a damaged one"
-        } else {
-            "give --db with the agent's database ([agent] database in its configuration; `meshway agent --config FILE` creates it)"
+        hint: match source.sqlite_error_code() {
+            _ if !db.exists() => {
+                "give --db with the agent's database ([agent] database in its configuration; `meshway agent --config FILE` creates it)"
+            }
+            Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+                "it is not a meshway agent database, or a damaged one"
+            }
+            Some(rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::PermissionDenied) => {
+                "it cannot be opened: check its permissions and its directory's (SQLite also needs to read the -wal and -shm files beside it)"
+            }
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                "it is busy: another process holds it locked"
+            }
+            _ => "see the cause below",
         },
         source,
     })

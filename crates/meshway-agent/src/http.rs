@@ -360,16 +360,16 @@ where
 pub fn server_tls(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustls::ServerConfig>, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let pem =
-        crate::read_regular(cert, crate::MAX_SMALL_FILE).map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
+    let pem = crate::read_regular(cert, crate::MAX_SMALL_FILE, true)
+        .map_err(|e| format!("cannot read {}: {e}", cert.display()))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: not a PEM certificate chain ({e})", cert.display()))?;
     if certs.is_empty() {
         return Err(format!("{}: no certificates in the file", cert.display()));
     }
-    let kpem =
-        crate::read_regular(key, crate::MAX_SMALL_FILE).map_err(|e| format!("cannot read {}: {e}", key.display()))?;
+    let kpem = crate::read_regular(key, crate::MAX_SMALL_FILE, true)
+        .map_err(|e| format!("cannot read {}: {e}", key.display()))?;
     let k = PrivateKeyDer::from_pem_slice(&kpem).map_err(|e| format!("{}: no private key ({e})", key.display()))?;
     rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()

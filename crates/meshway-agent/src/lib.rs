@@ -28,13 +28,15 @@ pub mod tls;
 pub mod trace;
 pub mod udp_core;
 
-/// Reads a small file the user named (a key, a certificate, a module image): only a regular
-/// file, and at most `max` bytes, so `/dev/zero` or a FIFO given by mistake is an error at
-/// once instead of a hang or an exhausted memory.
-pub fn read_regular(path: &std::path::Path, max: u64) -> std::io::Result<Vec<u8>> {
+/// Reads a small file the user named (a key, a certificate, a module image): a regular file,
+/// or with `pipes` also a pipe (`--key-file <(...)` in a shell), never a device; at most `max`
+/// bytes. So `/dev/zero` given by mistake is an error at once instead of exhausted memory,
+/// and a FIFO where a file is expected is not waited on.
+pub fn read_regular(path: &std::path::Path, max: u64, pipes: bool) -> std::io::Result<Vec<u8>> {
     use std::io::{Error, ErrorKind, Read};
-    let m = std::fs::metadata(path)?;
-    if !m.is_file() {
+    use std::os::unix::fs::FileTypeExt;
+    let t = std::fs::metadata(path)?.file_type();
+    if !(t.is_file() || (pipes && t.is_fifo())) {
         return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
     }
     let mut data = Vec::new();

@@ -143,7 +143,7 @@ pub fn parse_hex(text: &str, path: &str) -> Result<Vec<u8>, ReadError> {
 pub fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
     let p = path.display().to_string();
     // A hex dump of the largest image, with offsets and spacing, is well under 1 MiB.
-    let data = crate::read_regular(path, crate::MAX_SMALL_FILE)
+    let data = crate::read_regular(path, crate::MAX_SMALL_FILE, false)
         .map_err(|source| ReadError::File { path: p.clone(), source })?;
     let texty = !data.is_empty()
         && data.iter().all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace())

@@ -3,8 +3,9 @@
 //!
 //! Guarantees: an answer is never longer than the packet it answers (it is exactly as long);
 //! packets shorter than 44 bytes, longer than 65,507, or with an invalid error estimate are
-//! ignored; each source IP address gets a token bucket (`rate_limit_pps` tokens per second,
-//! a burst of one second's worth) and packets beyond it are ignored. The per-source state is
+//! ignored; each source IP address gets two token buckets, packets (`rate_limit_pps`) and
+//! bytes (`rate_limit_bytes`) per second, each with a burst of one second's worth, and
+//! packets beyond either are ignored. The per-source state is
 //! bounded ([`ReflectConfig::max_sources`]) and a new source is never refused: a churn of
 //! addresses pushes out the ones not seen lately (see [`Recent`]). A test mode drops every
 //! k-th valid packet of each source, so loss accounting can be checked exactly.
@@ -133,10 +134,14 @@ pub fn junk_filter(authenticated: bool) -> Vec<socket2::SockFilter> {
     ]
 }
 
-/// Default byte rate answered to one source: 12.5 MB/s (100 Mbit/s), an assumption: 100
-/// times what a probe stream of 1,000 full-size (1,500-byte) packets a second needs, and a
-/// bound on what a spoofed source can aim at its victim.
-pub const DEFAULT_RATE_LIMIT_BYTES: u64 = 12_500_000;
+/// Default byte rate answered to one source: 125 MB/s (1 Gbit/s), an assumption: above what
+/// the default packet limit allows of full-size (1,500-byte) probes (10,000 a second, 120
+/// Mbit/s) and of a 60,000-byte probe every millisecond (480 Mbit/s), and a fifth of the 5
+/// Gbit/s that 10,000 maximum-size answers a second would aim at a spoofed address.
+pub const DEFAULT_RATE_LIMIT_BYTES: u64 = 125_000_000;
+/// Smallest byte rate that still answers a maximum-size probe (65,507 bytes) within its
+/// one-second burst.
+pub const MIN_RATE_LIMIT_BYTES: u64 = 65_507;
 
 /// Default receive buffer: 4 MiB, about 90,000 minimum-size STAMP packets of kernel
 /// accounting (an assumption sized to absorb 100 ms of a 1 Mpps flood per core).

@@ -73,7 +73,7 @@ pub fn client_config(extra_ca: Option<&Path>) -> Result<Arc<ClientConfig>, Strin
     let native = rustls_native_certs::load_native_certs();
     roots.add_parsable_certificates(native.certs);
     if let Some(p) = extra_ca {
-        let pem = crate::read_regular(p, crate::MAX_SMALL_FILE)
+        let pem = crate::read_regular(p, crate::MAX_SMALL_FILE, true)
             .map_err(|e| format!("cannot read CA file {}: {e}", p.display()))?;
         let mut n = 0;
         for c in CertificateDer::pem_slice_iter(&pem) {

@@ -208,7 +208,6 @@ fn byte_rate_limit_per_source() {
             .unwrap();
         c.send(&b).unwrap();
     }
-    // Small probes from the same source still fit in what the large ones left.
     std::thread::sleep(Duration::from_millis(100));
     let t = r.stop();
     assert_eq!(t.received, 100);

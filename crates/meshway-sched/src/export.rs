@@ -58,7 +58,8 @@ fn suffixed(name: &str, k: usize) -> String {
 /// characters (a newline would end the comment and start a command in node-labels.sh, or
 /// break the YAML) become '?'.
 pub fn comment_safe(source: &str) -> String {
-    source.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+    // U+2028 and U+2029 are line breaks to YAML parsers too.
+    source.chars().map(|c| if c.is_control() || c == '\u{2028}' || c == '\u{2029}' { '?' } else { c }).collect()
 }
 
 fn block_hosts(h: &Hier, b: usize) -> String {

@@ -169,16 +169,15 @@ pub fn outages(scenario: &Scenario, fabric: &Fabric) -> Result<Vec<run::Outage>,
 pub fn host_prefix(scenario: &Scenario) -> Result<String, SchedError> {
     let prefix =
         scenario.config.schedule.as_ref().and_then(|s| s.host_prefix.clone()).unwrap_or_else(|| "node".to_string());
-    // Kubernetes node names are lower-case DNS names (RFC 1123).
     let mut chars = prefix.chars();
-    if chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    if chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
         && prefix.len() <= 50
     {
         Ok(prefix)
     } else {
         Err(SchedError::Option(format!(
-            "{}: `schedule.host-prefix`: expected a lower-case letter then lower-case letters, digits or '-' (at most 50, the start of a host name such as \"node\"; Kubernetes node names are lower case), got {prefix:?}",
+            "{}: `schedule.host-prefix`: expected a letter then letters, digits or '-' (at most 50, the start of a host name such as \"node\"), got {prefix:?}",
             scenario.file
         )))
     }

@@ -276,7 +276,7 @@ fn exports_parse_back_with_every_host_once() {
         .filter(|l| l.starts_with("kubectl label node "))
         .all(|l| l.contains(" topology.meshway.io/fabric=meshway-fabric ")));
     // A scenario path with a newline stays inside its comment in every file.
-    for (name, text) in export::all(&h, "x\ntouch PWNED; echo injected\n#.toml") {
+    for (name, text) in export::all(&h, "x\ntouch PWNED; echo injected\u{2028}#.toml") {
         assert!(!text.lines().any(|l| l.starts_with("touch")), "{name}: {text}");
         assert!(text.contains("from x?touch PWNED; echo injected?#.toml"), "{name}");
     }

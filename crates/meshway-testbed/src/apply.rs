@@ -68,6 +68,8 @@ pub fn up(file: &Path, scale: u64, prefix: &str, state_path: &Path, cat: &Catalo
     if std::fs::symlink_metadata(state_path).is_ok() {
         return Err(TestbedError::AlreadyUp { state: state_path.to_path_buf() });
     }
+    // Refused now rather than by `down` after the namespaces exist.
+    check_dir(state_path)?;
     let existing = namespaces()?;
     if let Some(n) = p.ns.iter().find(|n| existing.contains(n)) {
         return Err(TestbedError::NamespaceExists { name: n.clone() });
@@ -84,10 +86,8 @@ pub fn up(file: &Path, scale: u64, prefix: &str, state_path: &Path, cat: &Catalo
         .map_err(|source| TestbedError::StateFile { state: state_path.to_path_buf(), source })?;
     write_private(state_path, &text)?;
     if let Err(e) = apply(&p) {
-        return Err(match down(prefix, state_path) {
-            Ok(_) => e,
-            Err(d) => TestbedError::Worker { what: format!("{e}; and removing what was created failed: {d}") },
-        });
+        let cleanup = down(prefix, state_path).err().map(Box::new);
+        return Err(TestbedError::UpFailed { error: Box::new(e), cleanup });
     }
     Ok(UpSummary {
         namespaces: p.ns.len(),
@@ -135,11 +135,27 @@ pub fn check_owned(path: &Path) -> Result<(), TestbedError> {
     if m.mode() & 0o022 != 0 {
         return Err(unsafe_(format!("others can write it (mode {:o})", m.mode() & 0o777)));
     }
+    check_dir(path)
+}
+
+/// Refuses `path` when its directory lets another user replace what is in it: writable by
+/// group or others (unless sticky, like /tmp), or owned by a user other than this one or root.
+pub fn check_dir(path: &Path) -> Result<(), TestbedError> {
+    use std::os::unix::fs::MetadataExt;
+    let unsafe_ = |why: String| TestbedError::Unsafe { path: path.to_path_buf(), why };
+    let me = euid().ok_or_else(|| unsafe_("cannot tell which user this is (/proc is not mounted)".into()))?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let d = std::fs::metadata(dir).map_err(|e| unsafe_(format!("its directory: {e}")))?;
     let sticky = d.mode() & 0o1000 != 0;
-    if !sticky && (d.mode() & 0o022 != 0 || (d.uid() != me && d.uid() != 0)) {
-        return Err(unsafe_(format!("its directory {} can be changed by others", dir.display())));
+    if !sticky && d.mode() & 0o022 != 0 {
+        return Err(unsafe_(format!("its directory {} is writable by other users", dir.display())));
+    }
+    if !sticky && d.uid() != me && d.uid() != 0 {
+        return Err(unsafe_(format!(
+            "its directory {} belongs to uid {}, who could replace the file; put the state file in a directory of yours or root's",
+            dir.display(),
+            d.uid()
+        )));
     }
     Ok(())
 }
@@ -328,9 +344,26 @@ fn json_u64(line: &str, key: &str) -> Option<u64> {
     v.get(key)?.as_u64()
 }
 
-/// Flows one phase runs at once: each holds two processes and four pipe descriptors here,
-/// so 200 stay inside the common limit of 1,024 open files (an assumption about the host).
-pub const MAX_FLOWS_PER_PHASE: usize = 200;
+/// Descriptors one flow holds here while its phase runs: two pipes for each of its two
+/// worker processes.
+const FDS_PER_FLOW: u64 = 4;
+/// Descriptors kept free for everything else this process has open.
+const FDS_SPARE: u64 = 64;
+
+/// Flows one phase may run at once: what this process's open-file limit (the soft
+/// RLIMIT_NOFILE, from /proc/self/limits) leaves at four descriptors a flow, and never more
+/// than distinct ports from 20,000 up; 240 where the limit cannot be read (1,024 descriptors).
+pub fn max_flows_per_phase() -> usize {
+    let soft =
+        std::fs::read_to_string("/proc/self/limits").ok().and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| if v == "unlimited" { Some(u64::MAX) } else { v.parse().ok() })
+        });
+    let fds = soft.unwrap_or(1024);
+    (fds.saturating_sub(FDS_SPARE) / FDS_PER_FLOW).min(u64::from(u16::MAX - 20_000)) as usize
+}
 
 /// Worker processes, killed and reaped when dropped: an error midway leaves none behind.
 struct Workers(Vec<std::process::Child>);
@@ -373,9 +406,6 @@ fn why_failed(c: &mut std::process::Child, fallback: String) -> String {
 
 /// Runs one phase: all its flows at once; fills in the measurements.
 fn run_phase(flows: &mut [FlowRun], st: &State, exe: &str, port_base: u16) -> Result<(), TestbedError> {
-    if flows.len() > MAX_FLOWS_PER_PHASE {
-        return Err(TestbedError::TooManyFlows { flows: flows.len(), max: MAX_FLOWS_PER_PHASE });
-    }
     let worker = |what: String| TestbedError::Worker { what };
     let mut recvs = Workers(Vec::new());
     let mut outs = Vec::new();
@@ -459,6 +489,14 @@ pub fn run(file: &Path, state_path: &Path, exe: &str, cat: &Catalog) -> Result<(
     }
     let mut flows = workloads(file, &s, &f, cat)?;
     let phases = flows.iter().map(|x| x.phase).max().unwrap_or(0) + 1;
+    // Every phase is checked before the first runs.
+    let max = max_flows_per_phase();
+    for ph in 0..phases {
+        let n = flows.iter().filter(|x| x.phase == ph).count();
+        if n > max {
+            return Err(TestbedError::TooManyFlows { flows: n, max });
+        }
+    }
     for ph in 0..phases {
         let idx: Vec<usize> = (0..flows.len()).filter(|&i| flows[i].phase == ph).collect();
         let mut batch: Vec<FlowRun> = idx.iter().map(|&i| flows[i].clone()).collect();

@@ -34,8 +34,10 @@ pub enum TestbedError {
     FabricMismatch { up: String, scenario: String },
     #[error("could not remove {}: {}; the state file {} is kept (are you root?)", names.join(", "), errors.join("; "), state.display())]
     DownFailed { names: Vec<String>, errors: Vec<String>, state: PathBuf },
-    #[error("a phase of {flows} flows at once: the testbed runs at most {max} (two processes and four descriptors each); split the workload")]
+    #[error("a phase of {flows} flows at once: this process's open-file limit lets the testbed run at most {max} (two processes and four descriptors each); raise it (ulimit -n) or split the workload")]
     TooManyFlows { flows: usize, max: usize },
+    #[error("testbed up failed; {}: {error}", match cleanup { None => "everything created was removed".to_string(), Some(c) => format!("and removing what was created failed too ({c})") })]
+    UpFailed { error: Box<TestbedError>, cleanup: Option<Box<TestbedError>> },
     #[error("{node} has no links")]
     NoLinks { node: String },
     #[error("a testbed is already up ({}); run `meshway testbed down` first", state.display())]

@@ -26,7 +26,7 @@ use crate::emit;
   # a local reflector on an unprivileged port
   meshway reflect --listen 127.0.0.1:8620
   meshway reflect --listen [::]:862 --rate-limit 1000
-  meshway reflect --rate-limit-bandwidth 1Gbps     more for large probes
+  meshway reflect --rate-limit-bandwidth 10Gbps    more for large probes
   # drop every 10th
   meshway reflect --listen 127.0.0.1:8620 --drop-every 10 --duration 60s
 
@@ -45,10 +45,10 @@ pub struct ReflectArgs {
     /// Packets per second accepted from one source IP address; 0 for no limit.
     #[arg(long, default_value_t = 10_000, value_name = "PPS")]
     rate_limit: u32,
-    /// Answers sent to one source IP address, as a rate ("100Mbps", a one-second burst); 0
+    /// Answers sent to one source IP address, as a rate ("1Gbps", a one-second burst); 0
     /// for no limit. It bounds what the reflector sends towards an address that a spoofed
     /// sender names.
-    #[arg(long, default_value = "100Mbps", value_name = "RATE", value_parser = rate_or_zero)]
+    #[arg(long, default_value = "1Gbps", value_name = "RATE", value_parser = rate_or_zero)]
     rate_limit_bandwidth: BitsPerSec,
     /// Test mode: drop the k-th, 2k-th, ... valid packet of each source.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
@@ -77,18 +77,24 @@ pub struct ReflectArgs {
     json: bool,
 }
 
-/// A rate such as "100Mbps", or a bare 0 for none.
+/// A rate such as "100Mbps", or a bare 0 for none; at least what answers one maximum-size
+/// probe a second.
 fn rate_or_zero(s: &str) -> std::result::Result<BitsPerSec, String> {
     if s.trim() == "0" {
         return Ok(BitsPerSec(0));
     }
-    s.parse::<BitsPerSec>().map_err(|e| e.to_string())
+    let r = s.parse::<BitsPerSec>().map_err(|e| e.to_string())?;
+    let min = BitsPerSec(meshway_agent::reflect::MIN_RATE_LIMIT_BYTES * 8);
+    if r < min {
+        return Err(format!("{r} would never answer a maximum-size probe (65,507 bytes): give at least {min}, or 0"));
+    }
+    Ok(r)
 }
 
 /// Reads a STAMP key file for --key-file.
 fn stamp_key(path: &Option<std::path::PathBuf>) -> Result<Option<meshway_probe::stamp_auth::Key>> {
     let Some(p) = path else { return Ok(None) };
-    let bytes = meshway_agent::read_regular(p, meshway_agent::MAX_SMALL_FILE)
+    let bytes = meshway_agent::read_regular(p, meshway_agent::MAX_SMALL_FILE, true)
         .with_context(|| format!("cannot read key file {}", p.display()))?;
     let key = meshway_probe::stamp_auth::parse_key(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
     Ok(Some(key))

@@ -135,6 +135,13 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
     drop(topo);
     let mut wrote = Vec::new();
     if let Some(dir) = &args.export {
+        // Kubernetes node names are lower-case DNS names (RFC 1123); Slurm takes any case.
+        if prefix.chars().any(|c| c.is_ascii_uppercase()) {
+            anyhow::bail!(
+                "{file}: `schedule.host-prefix`: {prefix:?} has upper-case letters, which Kubernetes node names \
+                 cannot have; --export writes node-labels.sh for Kubernetes: use a lower-case prefix"
+            );
+        }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for (name, body) in meshway_sched::export::all(&hier, &file) {
             let p = dir.join(name);

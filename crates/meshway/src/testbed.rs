@@ -135,16 +135,7 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
         Cmd::Up { file, scale, opts } => {
             meshway_testbed::check_prefix(&opts.prefix)?;
             let scale = meshway_testbed::parse_scale(&scale)?;
-            let up = meshway_testbed::up(&file, scale, &opts.prefix, &opts.state_path()?, cat).map_err(|e| {
-                use meshway_testbed::TestbedError as E;
-                let created = matches!(e, E::Command { .. } | E::Spawn { .. } | E::Io(_));
-                let e = anyhow::Error::new(e);
-                if created {
-                    e.context("testbed up failed; everything created was removed")
-                } else {
-                    e
-                }
-            })?;
+            let up = meshway_testbed::up(&file, scale, &opts.prefix, &opts.state_path()?, cat)?;
             // Later verbs find this state file without --state.
             if let Some(p) = &opts.state {
                 let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());

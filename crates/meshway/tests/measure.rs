@@ -209,6 +209,10 @@ fn no_answer_and_no_database_say_what_to_do_next() {
         assert!(text(&o.stderr).contains("not a regular file"), "{verb} {path}: {}", text(&o.stderr));
     }
     let _ = std::fs::remove_dir_all(&dir);
+    // A reflector byte limit that could never answer a maximum-size probe is refused.
+    let o = meshway(&["reflect", "--listen", "127.0.0.1:0", "--rate-limit-bandwidth", "100bps", "--duration", "1s"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o.stderr).contains("would never answer a maximum-size probe"), "{}", text(&o.stderr));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -113,10 +113,14 @@ fn schedule_bad_input_names_file_and_key() {
     let o = meshway(&["schedule", bad.to_str().unwrap(), "--export", dir.join("out").to_str().unwrap(), "--no-run"]);
     assert!(!o.status.success() && !dir.join("out").exists());
     assert!(
-        stderr(&o)
-            .contains("`schedule.host-prefix`: expected a lower-case letter then lower-case letters, digits or '-'"),
+        stderr(&o).contains("`schedule.host-prefix`: expected a letter then letters, digits or '-'"),
         "{}",
         stderr(&o)
     );
+    // An upper-case prefix schedules (Slurm takes it) but cannot be exported for Kubernetes.
+    std::fs::write(&bad, text.replacen("host-prefix = \"node\"", "host-prefix = \"Node\"", 1)).unwrap();
+    let o = meshway(&["schedule", bad.to_str().unwrap(), "--export", dir.join("out").to_str().unwrap(), "--no-run"]);
+    assert!(!o.status.success() && !dir.join("out").exists());
+    assert!(stderr(&o).contains("\"Node\" has upper-case letters"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }

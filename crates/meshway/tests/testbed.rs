@@ -234,6 +234,15 @@ fn teardown_removes_only_what_up_made_and_trusts_no_planted_state() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
     assert_eq!(leftovers(&prefix), made, "the testbed that was up is untouched");
+    // A state file in a directory another user owns is refused before anything is created
+    // (`down` would refuse it afterwards and leave the namespaces behind).
+    let theirs = bed.dir.join("theirs");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+    let o = run(&["testbed", "up", bed.file(), "--prefix", "tbx", "--state", theirs.join("s.json").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("belongs to uid 65534"), "{}", stderr(&o));
+    assert!(leftovers("tbx").is_empty() && !theirs.join("s.json").exists());
     // A state file others can write, one owned by another user, a symbolic link, or one of
     // another prefix is refused, and nothing is removed.
     let saved = std::fs::read_to_string(&bed.state).unwrap();
