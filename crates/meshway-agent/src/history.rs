@@ -185,20 +185,19 @@ fn open(db: &Path) -> Result<Store, HistoryError> {
     })
 }
 
-/// A failed query named with the database it ran on.
-fn at(db: &Path) -> impl Fn(HistoryError) -> HistoryError + '_ {
-    move |e| match e {
+/// Runs `f` on the database `db`, opened read-only; a query that fails is named with it.
+fn on<T>(db: &Path, f: impl FnOnce(Store) -> Result<T, HistoryError>) -> Result<T, HistoryError> {
+    open(db).and_then(f).map_err(|e| match e {
         HistoryError::Query(source) => HistoryError::QueryAt { path: db.display().to_string(), source },
         e => e,
-    }
+    })
 }
 
 pub fn targets(db: &Path) -> Result<Vec<(String, u64)>, HistoryError> {
-    targets_in(db).map_err(at(db))
+    on(db, targets_in)
 }
 
-fn targets_in(db: &Path) -> Result<Vec<(String, u64)>, HistoryError> {
-    let s = open(db)?;
+fn targets_in(s: Store) -> Result<Vec<(String, u64)>, HistoryError> {
     let mut out = Vec::new();
     for t in s.targets() {
         let id = s.id(&t).unwrap_or(0);
@@ -221,8 +220,7 @@ pub fn query(
     season_s: Option<f64>,
     want_anomalies: bool,
 ) -> Result<HistoryReport, HistoryError> {
-    let run = || -> Result<HistoryReport, HistoryError> {
-        let s = open(db)?;
+    on(db, |s| {
         let id = s
             .id(target)
             .ok_or_else(|| HistoryError::UnknownTarget { name: target.into(), known: s.targets().join(", ") })?;
@@ -302,6 +300,5 @@ pub fn query(
         };
         let anomalies = want_anomalies.then(|| anomalies(&series, season_s));
         Ok(HistoryReport { target: target.into(), metric, from_ns, to_ns, step, summary, series, forecast, anomalies })
-    };
-    run().map_err(at(db))
+    })
 }

@@ -244,16 +244,10 @@ impl TokenBucket {
 
     /// Takes one token if there is one.
     pub fn take(&mut self, now: Nanos, rate: u64) -> bool {
-        self.take_n(now, rate, 1)
-    }
-
-    /// Takes `n` tokens if there are that many (a packet of `n` bytes against a byte rate;
-    /// one larger than the burst is never allowed).
-    pub fn take_n(&mut self, now: Nanos, rate: u64, n: u64) -> bool {
         self.refill(now, rate);
-        let ok = self.has(n);
+        let ok = self.has(1);
         if ok {
-            self.spend(n);
+            self.spend(1);
         }
         ok
     }
