@@ -1286,6 +1286,23 @@ fn webhook_loop(
     }
 }
 
+/// `/probe`'s `timeout=`: a duration ("500ms") or seconds ("2.5", as Prometheus gives its
+/// scrape timeout), from 1 ms to 10 s. Anything else is the client's error, said as such
+/// rather than replaced by a default it did not ask for.
+fn probe_timeout(t: &str) -> Result<Nanos, String> {
+    let ns = match t.parse::<Nanos>() {
+        Ok(n) => n,
+        Err(e) => match t.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && s >= 0.0 => Nanos((s * 1e9).min(1e18) as u64),
+            _ => return Err(format!("bad timeout: {e}, or seconds such as 2.5")),
+        },
+    };
+    if !(Nanos(1_000_000)..=Nanos(10_000_000_000)).contains(&ns) {
+        return Err(format!("bad timeout {t:?}: must be from 1ms to 10s"));
+    }
+    Ok(ns)
+}
+
 fn probe_endpoint(r: &http::Request) -> http::Response {
     let Some(target) = r.param("target") else {
         return http::Response::text(400, "missing target parameter\n");
@@ -1297,11 +1314,10 @@ fn probe_endpoint(r: &http::Request) -> http::Response {
         "http" => ping::PingKind::Http,
         m => return http::Response::text(400, format!("unknown module {m:?}: expected udp, tcp, icmp or http\n")),
     };
-    let timeout = r
-        .param("timeout")
-        .and_then(|t| t.parse::<Nanos>().ok())
-        .unwrap_or(Nanos(1_000_000_000))
-        .min(Nanos(10_000_000_000));
+    let timeout = match r.param("timeout").map(probe_timeout).transpose() {
+        Ok(t) => t.unwrap_or(Nanos(1_000_000_000)),
+        Err(m) => return http::Response::text(400, format!("{m}\n")),
+    };
     let cfg = ping::PingConfig {
         kind,
         target: target.to_string(),
@@ -1561,6 +1577,27 @@ fn store_err_fn(path: &Path) -> impl FnOnce(rusqlite::Error) -> AgentError + '_ 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_timeouts_are_durations_or_seconds_within_bounds() {
+        assert_eq!(probe_timeout("500ms"), Ok(Nanos(500_000_000)));
+        assert_eq!(probe_timeout("2.5"), Ok(Nanos(2_500_000_000)));
+        assert_eq!(probe_timeout("10s"), Ok(Nanos(10_000_000_000)));
+        assert_eq!(probe_timeout("1ms"), Ok(Nanos(1_000_000)));
+        for (bad, says) in [
+            ("3 seconds", "bad timeout: invalid duration \"3 seconds\""),
+            ("-1", "bad timeout: invalid duration \"-1\": must not be negative"),
+            ("NaN", "or seconds such as 2.5"),
+            ("inf", "or seconds such as 2.5"),
+            ("", "bad timeout"),
+            ("0", "bad timeout \"0\": must be from 1ms to 10s"),
+            ("11s", "must be from 1ms to 10s"),
+            ("1e300", "must be from 1ms to 10s"),
+        ] {
+            let e = probe_timeout(bad).unwrap_err();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn rollups_are_redone_while_late_losses_can_land() {

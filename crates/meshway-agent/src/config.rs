@@ -329,7 +329,7 @@ fn check_host(address: &str, ports: bool) -> Result<(), String> {
 
 /// Parses and validates an agent configuration; `file` names it in messages.
 pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
-    let c: AgentFileConfig = toml::from_str(text)
+    let c: AgentFileConfig = meshway_units::units_required(|| toml::from_str(text))
         .map_err(|e| ConfigError::Parse { file: file.into(), message: e.to_string().trim().to_string() })?;
     let key = |key: &'static str, message: String| ConfigError::Key { file: file.into(), key, message };
     let listen: SocketAddr =

@@ -4,7 +4,7 @@
 use crate::store::{Rollup, Store, HOUR_NS, MINUTE_NS};
 use meshway_probe::anomaly;
 use meshway_probe::forecast::{self, Crossing, Fit};
-use meshway_probe::objective::{Metric, Window, WindowStats};
+use meshway_probe::objective::{Metric, StatsOf, WindowStats};
 use serde::Serialize;
 use std::path::Path;
 use thiserror::Error;
@@ -224,14 +224,19 @@ pub fn query(
         let id = s
             .id(target)
             .ok_or_else(|| HistoryError::UnknownTarget { name: target.into(), known: s.targets().join(", ") })?;
-        let raw = s.samples(id, from_ns, to_ns)?;
-        let mut w = Window::new(to_ns - from_ns);
-        for x in &raw {
-            w.push(*x);
-        }
-        let summary = w.stats(to_ns, to_ns - from_ns);
+        // The summary streams the raw samples into a histogram: a span of months holds
+        // millions, and only the raw series keeps each.
+        let mut acc = StatsOf::default();
+        let mut raw = Vec::new();
+        let n = s.each_sample(id, from_ns, to_ns, |x| {
+            acc.push(x);
+            if step == Step::Raw {
+                raw.push(Rollup::of(x.at_ns, std::slice::from_ref(&x)));
+            }
+        })?;
+        let summary = acc.finish();
         let rollups: Vec<Rollup> = match step {
-            Step::Raw => raw.iter().map(|x| Rollup::of(x.at_ns, std::slice::from_ref(x))).collect(),
+            Step::Raw => raw,
             Step::Minute => s.rollups(id, false, from_ns - from_ns % MINUTE_NS, to_ns)?,
             Step::Hour => s.rollups(id, true, from_ns - from_ns % HOUR_NS, to_ns)?,
         };
@@ -241,7 +246,7 @@ pub fn query(
             .collect();
         // A metric of the other kind of series (utilization of a probe target, RTT of an
         // interface) has no values at all: say so rather than print a column of "-".
-        if !raw.is_empty() && series.iter().all(|p| p.value.is_none()) && !matches!(metric, Metric::Loss) {
+        if n > 0 && series.iter().all(|p| p.value.is_none()) && !matches!(metric, Metric::Loss) {
             let probe_metric = matches!(
                 metric,
                 Metric::RttP50 | Metric::RttP90 | Metric::RttP99 | Metric::RttMean | Metric::JitterRfc3550

@@ -108,10 +108,48 @@ fn u(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
+/// SQLite's `application_id` of the agent's database ("mesh"), so a file is known as ours.
+pub const APPLICATION_ID: i64 = 0x6d65_7368;
+/// The agent's tables: a database made before `APPLICATION_ID` was set has only these.
+const TABLES: [&str; 5] = ["targets", "samples", "rollup_1m", "rollup_1h", "outbox"];
+
+/// Refuses a database that belongs to another program: one stamped with another application
+/// id, or an unstamped one holding tables that are not the agent's. An empty file or a new
+/// one is ours to make.
+fn check_ours(conn: &Connection, path: &Path) -> Result<()> {
+    let refuse = |why: String| {
+        Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!(
+                "{} is not a meshway agent database ({why}); give the agent a file of its own",
+                path.display()
+            )),
+        ))
+    };
+    let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    if app != 0 && app != APPLICATION_ID {
+        return refuse(format!("its application_id is {app:#x}"));
+    }
+    let mut st =
+        conn.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")?;
+    let foreign: Vec<String> = st
+        .query_map([], |r| r.get::<_, String>(0))?
+        .filter(|n| n.as_ref().map_or(true, |n| !TABLES.contains(&n.as_str())))
+        .collect::<Result<_>>()?;
+    if app == 0 && !foreign.is_empty() {
+        let more = if foreign.len() > 5 { format!(" and {} more", foreign.len() - 5) } else { String::new() };
+        return refuse(format!("it holds other tables: {}{more}", foreign[..foreign.len().min(5)].join(", ")));
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Before anything is written (WAL mode included): another program's database is left
+        // exactly as it was.
+        check_ours(&conn, path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(
@@ -128,6 +166,7 @@ impl Store {
              CREATE TABLE IF NOT EXISTS outbox(id INTEGER PRIMARY KEY, created_ns INTEGER NOT NULL, body TEXT NOT NULL,
                attempts INTEGER NOT NULL DEFAULT 0, next_ns INTEGER NOT NULL);",
         )?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID)?;
         let ids = load_ids(&conn)?;
         Ok(Store { conn, ids })
     }
@@ -225,11 +264,23 @@ impl Store {
 
     /// Raw samples of one target in `[from, to)`, in time order.
     pub fn samples(&self, target_id: i64, from_ns: u64, to_ns: u64) -> Result<Vec<Sample>> {
+        let mut out = Vec::new();
+        self.each_sample(target_id, from_ns, to_ns, |s| out.push(s))?;
+        Ok(out)
+    }
+
+    /// Hands the raw samples of one target in `[from, to)` to `f` in time order, without
+    /// holding them (a long span may have millions); returns how many there were.
+    pub fn each_sample(&self, target_id: i64, from_ns: u64, to_ns: u64, mut f: impl FnMut(Sample)) -> Result<u64> {
         let mut st = self.conn.prepare_cached(
             "SELECT ts_ns, rtt_ns, value FROM samples WHERE target_id = ?1 AND ts_ns >= ?2 AND ts_ns < ?3 ORDER BY ts_ns",
         )?;
-        let rows = st.query_map(params![target_id, i(from_ns), i(to_ns)], sample_row)?;
-        rows.collect()
+        let mut n = 0;
+        for row in st.query_map(params![target_id, i(from_ns), i(to_ns)], sample_row)? {
+            f(row?);
+            n += 1;
+        }
+        Ok(n)
     }
 
     pub fn id(&self, name: &str) -> Option<i64> {
@@ -371,6 +422,41 @@ mod tests {
         let p = std::env::temp_dir().join(format!("meshway-store-{}-{name}.db", std::process::id()));
         let _ = std::fs::remove_file(&p);
         p
+    }
+
+    #[test]
+    fn another_programs_database_is_refused_and_left_as_it_was() {
+        let p = tmp("foreign");
+        let c = Connection::open(&p).unwrap();
+        c.execute_batch(
+            "CREATE TABLE invoices(id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices VALUES (1, 9.5);",
+        )
+        .unwrap();
+        drop(c);
+        let before = std::fs::read(&p).unwrap();
+        let e = Store::open(&p).err().unwrap().to_string();
+        assert!(e.contains("is not a meshway agent database (it holds other tables: invoices)"), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), before, "not a byte changed (no WAL switch, no tables)");
+        assert!(!std::path::Path::new(&format!("{}-wal", p.display())).exists());
+        // Stamped by another application: refused even with no tables.
+        let q = tmp("stamped");
+        Connection::open(&q).unwrap().pragma_update(None, "application_id", 42).unwrap();
+        let e = Store::open(&q).err().unwrap().to_string();
+        assert!(e.contains("its application_id is 0x2a"), "{e}");
+        // Ours: a new file gets the stamp; one made before the stamp existed (the agent's
+        // tables, application_id 0) is taken and stamped.
+        let r = tmp("ours");
+        drop(Store::open(&r).unwrap());
+        let app: i64 = Connection::open(&r).unwrap().query_row("PRAGMA application_id", [], |r| r.get(0)).unwrap();
+        assert_eq!(app, APPLICATION_ID);
+        Connection::open(&r).unwrap().pragma_update(None, "application_id", 0).unwrap();
+        let mut s = Store::open(&r).unwrap();
+        assert!(s.target_id("t", "udp", "127.0.0.1:862").is_ok());
+        for f in [p, q, r] {
+            let _ = std::fs::remove_file(&f);
+            let _ = std::fs::remove_file(format!("{}-wal", f.display()));
+            let _ = std::fs::remove_file(format!("{}-shm", f.display()));
+        }
     }
 
     #[test]

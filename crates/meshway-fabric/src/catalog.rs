@@ -720,12 +720,16 @@ fn patched<T: Serialize + serde::de::DeserializeOwned>(
     entry: &str,
 ) -> Result<T, FabricError> {
     let bad = |message: String| FabricError::Catalog { file: file.to_string(), entry: entry.to_string(), message };
-    let mut t = match base {
-        Some(b) => toml::Table::try_from(b).map_err(|e| bad(e.to_string()))?,
-        None => toml::Table::new(),
-    };
-    t.extend(patch);
-    T::deserialize(toml::Value::Table(t)).map_err(|e| bad(e.to_string().trim().to_string()))
+    // Both ways inside `units_required`: the base is written with units, and the user's
+    // patch may not give a duration, rate or length as a bare number.
+    meshway_units::units_required(|| {
+        let mut t = match base {
+            Some(b) => toml::Table::try_from(b).map_err(|e| bad(e.to_string()))?,
+            None => toml::Table::new(),
+        };
+        t.extend(patch);
+        T::deserialize(toml::Value::Table(t)).map_err(|e| bad(e.to_string().trim().to_string()))
+    })
 }
 
 /// A section of the overlay over the built-in one: only the keys it gives change.
@@ -770,7 +774,8 @@ impl Catalog {
 
     /// Parses and checks a complete catalog.
     pub fn parse(text: &str, file: &str) -> Result<Catalog, FabricError> {
-        let cat: Catalog = toml::from_str(text).map_err(|e| locate_toml_error(file, text, &e))?;
+        let cat: Catalog =
+            meshway_units::units_required(|| toml::from_str(text)).map_err(|e| locate_toml_error(file, text, &e))?;
         cat.check(file)?;
         Ok(cat)
     }

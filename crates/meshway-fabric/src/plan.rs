@@ -460,16 +460,24 @@ fn tier_reports(f: &Fabric, cat: &Catalog) -> Vec<TierReport> {
             r.ports_used += used;
             r.ports_free += u64::from(radix).saturating_sub(used);
             let my = f.level(id);
+            // A switch with DCI ports (a border leaf) faces its own site on every other port:
+            // those are its down side and the DCI its up side, so its ratio is how much of the
+            // site's capacity into it the DCI can carry on.
+            let border = f.neighbors(id).iter().any(|&(_, l)| f.link(l).class == LinkClass::Dci);
             for &(v, l) in f.neighbors(id) {
                 let rate = f.link(l).rate.0;
+                if border {
+                    if f.link(l).class == LinkClass::Dci {
+                        r.up_bps += rate;
+                    } else {
+                        r.down_bps += rate;
+                    }
+                    continue;
+                }
                 match f.level(v).cmp(&my) {
                     std::cmp::Ordering::Less => r.down_bps += rate,
                     std::cmp::Ordering::Greater => r.up_bps += rate,
-                    std::cmp::Ordering::Equal => {
-                        if f.link(l).class == LinkClass::Dci {
-                            r.up_bps += rate;
-                        }
-                    }
+                    std::cmp::Ordering::Equal => {}
                 }
             }
         }

@@ -120,7 +120,8 @@ pub struct Scenario {
 impl Scenario {
     /// Parses `text` (named `file` in messages). Never panics.
     pub fn parse(text: &str, file: &str) -> Result<Scenario, FabricError> {
-        let config: ScenarioConfig = toml::from_str(text).map_err(|e| locate_toml_error(file, text, &e))?;
+        let config: ScenarioConfig =
+            meshway_units::units_required(|| toml::from_str(text)).map_err(|e| locate_toml_error(file, text, &e))?;
         let ctx = Ctx::new(file, text, "", 0, "");
         match (&config.fabric, config.site.is_empty()) {
             (None, true) => {

@@ -10,6 +10,10 @@
 //! - an answer for a probe already answered is a **duplicate**;
 //! - an in-time answer whose sequence number is below the highest already answered is
 //!   **reordered** (RFC 4737's definition, applied to the returning stream).
+//!
+//! The wire carries 32-bit sequence numbers (STAMP's); the session counts in 64 bits and reads
+//! a wire number as the latest probe sent with it, so a session that runs past 2^32 probes
+//! (497 days at 10 ms) wraps around and goes on.
 
 use crate::stats::{DelayStats, LossCounts, Summary};
 use meshway_units::Nanos;
@@ -89,12 +93,13 @@ pub struct EchoSession {
     sent: u64,
     next_send: Option<Nanos>,
     stopped: bool,
-    pending: BTreeMap<u32, Nanos>,
+    /// Unanswered probes by 64-bit number (send order), with their send time.
+    pending: BTreeMap<u64, Nanos>,
     /// One bit per sequence number of the latest [`ANSWERED_WINDOW`] sent (slot `seq %
     /// ANSWERED_WINDOW`, cleared when the slot's next sequence number is sent): a fixed
     /// 512 bytes however long the session runs.
     answered: Box<[u64; ANSWERED_WORDS]>,
-    max_answered: Option<u32>,
+    max_answered: Option<u64>,
     counts: LossCounts,
     rtt: DelayStats,
     forward: DelayStats,
@@ -137,33 +142,33 @@ impl EchoSession {
     }
 
     fn more_to_send(&self) -> bool {
-        !self.stopped && self.cfg.count.is_none_or(|c| self.sent < c) && self.sent < u64::from(u32::MAX)
+        !self.stopped && self.cfg.count.is_none_or(|c| self.sent < c)
     }
 
     /// The next thing to do at `now`. Expires timed-out probes first.
     pub fn poll(&mut self, now: Nanos) -> Action {
         let timeout = self.cfg.timeout;
-        while let Some((&seq, &at)) = self.pending.first_key_value() {
+        while let Some((&n, &at)) = self.pending.first_key_value() {
             if at + timeout > now {
                 break;
             }
-            self.pending.remove(&seq);
+            self.pending.remove(&n);
             self.counts.lost += 1;
-            self.events.push_back(EchoEvent::Lost { seq });
+            self.events.push_back(EchoEvent::Lost { seq: n as u32 });
         }
         if self.more_to_send() {
             let due = self.next_send.unwrap_or(now);
             if now >= due {
-                let seq = self.sent as u32;
-                // The slot now belongs to `seq`; the probe it held falls out of the window.
-                self.set_answered(seq, false);
+                let n = self.sent;
+                // The slot now belongs to `n`; the probe it held falls out of the window.
+                self.set_answered(n, false);
                 self.sent += 1;
                 self.counts.sent += 1;
-                self.pending.insert(seq, now);
+                self.pending.insert(n, now);
                 // Schedule from the planned time, not from now, so a slow loop does not drift.
                 let next = due + self.cfg.interval;
                 self.next_send = Some(if next < now { now } else { next });
-                return Action::Send { seq };
+                return Action::Send { seq: n as u32 };
             }
         }
         let deadline = self.pending.values().map(|&t| t + timeout).min();
@@ -175,8 +180,14 @@ impl EchoSession {
         }
     }
 
-    fn set_answered(&mut self, seq: u32, on: bool) {
-        let slot = seq % ANSWERED_WINDOW;
+    /// The latest probe sent with wire number `seq`, if any was.
+    fn number(&self, seq: u32) -> Option<u64> {
+        let last = self.sent.checked_sub(1)?;
+        last.checked_sub(u64::from((last as u32).wrapping_sub(seq)))
+    }
+
+    fn set_answered(&mut self, n: u64, on: bool) {
+        let slot = (n % u64::from(ANSWERED_WINDOW)) as u32;
         let (w, b) = ((slot / 64) as usize, slot % 64);
         if on {
             self.answered[w] |= 1 << b;
@@ -185,26 +196,29 @@ impl EchoSession {
         }
     }
 
-    /// Probe `seq` is among the latest [`ANSWERED_WINDOW`] sent and was answered in time.
-    fn was_answered(&self, seq: u32) -> bool {
+    /// Probe `n` is among the latest [`ANSWERED_WINDOW`] sent and was answered in time.
+    fn was_answered(&self, n: u64) -> bool {
         let floor = self.sent.saturating_sub(u64::from(ANSWERED_WINDOW));
-        let slot = seq % ANSWERED_WINDOW;
-        (floor..self.sent).contains(&u64::from(seq)) && self.answered[(slot / 64) as usize] & (1 << (slot % 64)) != 0
+        let slot = (n % u64::from(ANSWERED_WINDOW)) as u32;
+        (floor..self.sent).contains(&n) && self.answered[(slot / 64) as usize] & (1 << (slot % 64)) != 0
     }
 
     /// The send time recorded for a pending probe (for runtimes that stamp packets).
     pub fn sent_at(&self, seq: u32) -> Option<Nanos> {
-        self.pending.get(&seq).copied()
+        self.pending.get(&self.number(seq)?).copied()
     }
 
     /// A reply for probe `seq` arrived at `now`. `hold_ns` is time the responder held it
     /// (subtracted from the RTT); `one_way` the forward and backward delays when both clocks
     /// are synchronized, `None` otherwise.
     pub fn on_reply(&mut self, now: Nanos, seq: u32, hold_ns: u64, one_way: Option<(i64, i64)>) -> ReplyKind {
-        let kind = match self.pending.remove(&seq) {
+        let Some(n) = self.number(seq) else {
+            return ReplyKind::Unknown; // not sent yet
+        };
+        let kind = match self.pending.remove(&n) {
             Some(at) if now < at || hold_ns > now.saturating_sub(at).get() => {
                 // Its times cannot be right; the probe stays pending for a true answer.
-                self.pending.insert(seq, at);
+                self.pending.insert(n, at);
                 self.counts.implausible += 1;
                 ReplyKind::Unknown
             }
@@ -214,12 +228,12 @@ impl EchoSession {
                     self.rtt.record(rtt);
                 }
                 self.counts.received += 1;
-                let reordered = self.max_answered.is_some_and(|m| seq < m);
+                let reordered = self.max_answered.is_some_and(|m| n < m);
                 if reordered {
                     self.counts.reordered += 1;
                 }
-                self.max_answered = Some(self.max_answered.map_or(seq, |m| m.max(seq)));
-                self.set_answered(seq, true);
+                self.max_answered = Some(self.max_answered.map_or(n, |m| m.max(n)));
+                self.set_answered(n, true);
                 match one_way {
                     // The two one-way delays add up to the round trip when the clocks agree; one
                     // below minus the round trip means they are off by more than it.
@@ -241,15 +255,14 @@ impl EchoSession {
                 });
                 return if reordered { ReplyKind::Reordered } else { ReplyKind::Ok };
             }
-            None if self.was_answered(seq) => {
+            None if self.was_answered(n) => {
                 self.counts.duplicates += 1;
                 ReplyKind::Duplicate
             }
-            None if u64::from(seq) < self.sent => {
+            None => {
                 self.counts.late += 1;
                 ReplyKind::Late
             }
-            None => ReplyKind::Unknown,
         };
         if kind != ReplyKind::Unknown {
             self.events.push_back(EchoEvent::Reply { seq, kind, rtt_ns: None, forward_ns: None, backward_ns: None });
@@ -399,6 +412,38 @@ mod tests {
         assert_eq!(s.on_reply(now, last - ANSWERED_WINDOW, 0, None), ReplyKind::Late);
         assert_eq!(s.rtt_stats().count(), 0);
         assert_eq!(s.counts().received, s.counts().sent);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap_past_two_to_the_32() {
+        let mut s = EchoSession::new(EchoConfig { count: None, interval: ms(1), timeout: ms(5) });
+        // As if 2^32 - 2 probes had gone before (497 days at 10 ms), all answered.
+        s.sent = (1 << 32) - 2;
+        s.counts.sent = s.sent;
+        let sent: Vec<u32> = (0..4)
+            .map(|i| match s.poll(ms(i)) {
+                Action::Send { seq } => seq,
+                a => panic!("{a:?}"),
+            })
+            .collect();
+        assert_eq!(sent, [u32::MAX - 1, u32::MAX, 0, 1]);
+        assert_eq!(s.sent_at(0), Some(ms(2)));
+        // Wire number 0 is the probe sent third, not probe 0 of 497 days ago.
+        assert_eq!(s.on_reply(ms(4), 0, 0, None), ReplyKind::Ok);
+        assert_eq!(s.on_reply(ms(4), u32::MAX, 0, None), ReplyKind::Reordered);
+        assert_eq!(s.on_reply(ms(4), 0, 0, None), ReplyKind::Duplicate);
+        // Wire number 2 now names the probe sent 2^32 before: long past its timeout.
+        assert_eq!(s.on_reply(ms(4), 2, 0, None), ReplyKind::Late);
+        assert_eq!(s.rtt_stats().summary().map(|r| (r.min_ns, r.max_ns)), Some((2 * MS, 3 * MS)));
+        // Losses expire in send order across the wrap: u32::MAX - 1 first, then 1.
+        s.stop();
+        assert_eq!(s.poll(ms(5)), Action::Wait { until: ms(8) });
+        assert_eq!(s.poll(ms(8)), Action::Done);
+        let lost: Vec<EchoEvent> = s.drain_events().filter(|e| matches!(e, EchoEvent::Lost { .. })).collect();
+        assert_eq!(lost, [EchoEvent::Lost { seq: u32::MAX - 1 }, EchoEvent::Lost { seq: 1 }]);
+        assert_eq!(s.on_reply(ms(9), 1, 0, None), ReplyKind::Late);
+        let c = s.counts();
+        assert_eq!((c.sent, c.received, c.lost, c.late, c.reordered, c.duplicates), ((1 << 32) + 2, 2, 2, 2, 1, 1));
     }
 
     #[test]

@@ -209,25 +209,45 @@ impl Window {
     /// Statistics of the samples within `window_ns` before `now` (at most the span).
     pub fn stats(&self, now_ns: u64, window_ns: u64) -> WindowStats {
         let from = now_ns.saturating_sub(window_ns);
-        let mut d = DelayStats::new();
-        let (mut sent, mut lost, mut tmin) = (0u64, 0u64, None::<f64>);
-        for s in self.samples.iter().filter(|s| s.at_ns >= from && s.at_ns <= now_ns).map(|s| s.unpack()) {
-            if let Some(v) = s.value {
-                tmin = Some(tmin.map_or(v, |m| m.min(v)));
-                continue;
-            }
-            sent += 1;
-            match s.rtt_ns {
-                Some(r) => d.record(r),
-                None => lost += 1,
-            }
+        let mut acc = StatsOf::default();
+        for s in self.samples.iter().filter(|s| s.at_ns >= from && s.at_ns <= now_ns) {
+            acc.push(s.unpack());
         }
+        acc.finish()
+    }
+}
+
+/// [`WindowStats`] of samples given one at a time, in constant memory (the RTTs go into a
+/// histogram): for spans too long to hold, such as a history query over months.
+#[derive(Debug, Clone, Default)]
+pub struct StatsOf {
+    d: DelayStats,
+    sent: u64,
+    lost: u64,
+    tmin: Option<f64>,
+}
+
+impl StatsOf {
+    pub fn push(&mut self, s: Sample) {
+        if let Some(v) = s.value {
+            self.tmin = Some(self.tmin.map_or(v, |m| m.min(v)));
+            return;
+        }
+        self.sent += 1;
+        match s.rtt_ns {
+            Some(r) => self.d.record(r),
+            None => self.lost += 1,
+        }
+    }
+
+    pub fn finish(self) -> WindowStats {
+        let (sent, lost) = (self.sent, self.lost);
         WindowStats {
             sent,
             lost,
             loss_ratio: if sent == 0 { 0.0 } else { lost as f64 / sent as f64 },
-            rtt: d.summary(),
-            throughput_min_bps: tmin,
+            rtt: self.d.summary(),
+            throughput_min_bps: self.tmin,
         }
     }
 }

@@ -138,24 +138,41 @@ pub fn check_owned(path: &Path) -> Result<(), TestbedError> {
     check_dir(path)
 }
 
-/// Refuses `path` when its directory lets another user replace what is in it: writable by
-/// group or others (unless sticky, like /tmp), or owned by a user other than this one or root.
+/// Refuses `path` when a directory above it lets another user replace what is below:
+/// writable by group or others (unless sticky, like /tmp), or owned by a user other than this
+/// one or root. Every directory up to `/` counts (a user who can rename a grandparent can
+/// swap the whole subtree), along the path as given and where its links lead, and a link on
+/// the way must be this user's or root's.
 pub fn check_dir(path: &Path) -> Result<(), TestbedError> {
     use std::os::unix::fs::MetadataExt;
     let unsafe_ = |why: String| TestbedError::Unsafe { path: path.to_path_buf(), why };
     let me = euid().ok_or_else(|| unsafe_("cannot tell which user this is (/proc is not mounted)".into()))?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let d = std::fs::metadata(dir).map_err(|e| unsafe_(format!("its directory: {e}")))?;
-    let sticky = d.mode() & 0o1000 != 0;
-    if !sticky && d.mode() & 0o022 != 0 {
-        return Err(unsafe_(format!("its directory {} is writable by other users", dir.display())));
+    let given = std::path::absolute(dir).map_err(|e| unsafe_(format!("its directory: {e}")))?;
+    let real = std::fs::canonicalize(dir).map_err(|e| unsafe_(format!("its directory: {e}")))?;
+    for d in given.ancestors() {
+        let m = std::fs::symlink_metadata(d).map_err(|e| unsafe_(format!("{}: {e}", d.display())))?;
+        if m.file_type().is_symlink() && m.uid() != me && m.uid() != 0 {
+            return Err(unsafe_(format!(
+                "{} is a link owned by uid {}, who could point it elsewhere",
+                d.display(),
+                m.uid()
+            )));
+        }
     }
-    if !sticky && d.uid() != me && d.uid() != 0 {
-        return Err(unsafe_(format!(
-            "its directory {} belongs to uid {}, who could replace the file; put the state file in a directory of yours or root's",
-            dir.display(),
-            d.uid()
-        )));
+    for d in given.ancestors().chain(real.ancestors()) {
+        let m = std::fs::metadata(d).map_err(|e| unsafe_(format!("{}: {e}", d.display())))?;
+        let sticky = m.mode() & 0o1000 != 0;
+        if !sticky && m.mode() & 0o022 != 0 {
+            return Err(unsafe_(format!("the directory {} is writable by other users", d.display())));
+        }
+        if !sticky && m.uid() != me && m.uid() != 0 {
+            return Err(unsafe_(format!(
+                "the directory {} belongs to uid {}, who could replace the file; put the state file in a directory of yours or root's",
+                d.display(),
+                m.uid()
+            )));
+        }
     }
     Ok(())
 }

@@ -15,9 +15,11 @@
 //!
 //! Serde: each type deserializes from a human string or from a bare integer in its base unit,
 //! and serializes as the bare integer (output field names carry the unit: `size_bytes`).
+//! Files people write are read inside [`units_required`], where a bare number other than 0 is
+//! refused for a duration, rate or length (a size's bare number is bytes).
 
 mod parse;
 mod types;
 
 pub use parse::UnitError;
-pub use types::{BitsPerSec, Bytes, Meters, Nanos, Ratio, SimTime};
+pub use types::{units_required, BitsPerSec, Bytes, Meters, Nanos, Ratio, SimTime};

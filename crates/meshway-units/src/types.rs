@@ -106,6 +106,46 @@ const LENGTH_KIND: Kind = Kind {
     case_insensitive: true,
 };
 
+thread_local! {
+    static UNITS_REQUIRED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with bare numbers refused for durations, rates and lengths: a file a person
+/// wrote says `latency = 50` meaning 50 of something, and which unit is a guess (it would be
+/// read as 50ns; `distance = 100` as 100mm). Sizes keep bare numbers (bytes, as in strings)
+/// and 0 is 0 in every unit. Outside `f` a bare number is the base unit, as meshway's own JSON
+/// output writes it.
+pub fn units_required<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            UNITS_REQUIRED.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(UNITS_REQUIRED.with(|c| c.replace(true)));
+    f()
+}
+
+/// Inside [`units_required`], a value is written with its base unit ("300ns") so that what
+/// it writes there (the built-in catalog under a user's overlay) reads back.
+fn human_base(v: u64, kind: &Kind) -> Option<String> {
+    (kind.bare.is_none() && UNITS_REQUIRED.with(|c| c.get())).then(|| format!("{v}{}", kind.units[0].0))
+}
+
+/// A bare number as a quantity of `kind`: its base unit, unless [`units_required`] is in force.
+fn bare_number(v: u64, kind: &Kind) -> Result<u64, String> {
+    if v == 0 || kind.bare.is_some() || !UNITS_REQUIRED.with(|c| c.get()) {
+        return Ok(v);
+    }
+    // A unit people write for this kind, for the example only.
+    let unit = match kind.what {
+        "duration" => "ms",
+        "length" => "km",
+        _ => "Gbps",
+    };
+    Err(format!("invalid {} {v}: a number needs a unit, as in \"{v}{unit}\" (units: {})", kind.what, kind.list))
+}
+
 /// Implements FromStr, Display, serde (string or integer in; integer out) for a newtype.
 macro_rules! unit_type {
     ($ty:ident, $kind:expr, $display:expr, $decimals:expr) => {
@@ -122,7 +162,10 @@ macro_rules! unit_type {
         }
         impl serde::Serialize for $ty {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_u64(self.0)
+                match human_base(self.0, &$kind) {
+                    Some(text) => s.serialize_str(&text),
+                    None => s.serialize_u64(self.0),
+                }
             }
         }
         impl<'de> serde::Deserialize<'de> for $ty {
@@ -137,12 +180,12 @@ macro_rules! unit_type {
                         v.parse().map_err(E::custom)
                     }
                     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<$ty, E> {
-                        Ok($ty(v))
+                        bare_number(v, &$kind).map($ty).map_err(E::custom)
                     }
                     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<$ty, E> {
-                        u64::try_from(v)
-                            .map($ty)
-                            .map_err(|_| E::custom(format!("invalid {} {v}: must not be negative", $kind.what)))
+                        let v = u64::try_from(v)
+                            .map_err(|_| E::custom(format!("invalid {} {v}: must not be negative", $kind.what)))?;
+                        self.visit_u64(v)
                     }
                 }
                 d.deserialize_any(V)
@@ -292,7 +335,7 @@ impl fmt::Display for SimTime {
 }
 impl serde::Serialize for SimTime {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(self.0)
+        Nanos(self.0).serialize(s)
     }
 }
 impl<'de> serde::Deserialize<'de> for SimTime {
@@ -518,6 +561,42 @@ mod tests {
         assert!(e.contains("invalid rate \"4Gbs\""), "{e}");
     }
 
+    #[test]
+    fn files_people_write_need_units_except_for_sizes_and_zero() {
+        #[derive(serde::Deserialize, serde::Serialize, Debug, PartialEq)]
+        struct T {
+            a: BitsPerSec,
+            b: Bytes,
+            t: Nanos,
+            at: SimTime,
+            m: Meters,
+        }
+        let bare = r#"{"a":400,"b":4096,"t":50,"at":7,"m":100}"#;
+        // meshway's own output reads back: bare numbers are base units.
+        let t: T = serde_json::from_str(bare).unwrap();
+        assert_eq!((t.a, t.t, t.m), (BitsPerSec(400), Nanos(50), Meters(100)));
+        let strict = |text: &str| units_required(|| serde_json::from_str::<T>(text)).map_err(|e| e.to_string());
+        let e = strict(bare).unwrap_err();
+        assert!(e.contains("invalid rate 400: a number needs a unit, as in \"400Gbps\""), "{e}");
+        let e = strict(r#"{"a":0,"b":4096,"t":50,"at":0,"m":0}"#).unwrap_err();
+        assert!(e.contains("invalid duration 50: a number needs a unit, as in \"50ms\" (units: ns, us"), "{e}");
+        let e = strict(r#"{"a":0,"b":1,"t":0,"at":0,"m":100}"#).unwrap_err();
+        assert!(e.contains("invalid length 100: a number needs a unit, as in \"100km\""), "{e}");
+        let e = strict(r#"{"a":0,"b":1,"t":0,"at":-3,"m":0}"#).unwrap_err();
+        assert!(e.contains("invalid duration -3: must not be negative"), "{e}");
+        // 0 is 0 in every unit; a size's bare number is bytes, as in "4096".
+        let ok = strict(r#"{"a":0,"b":4096,"t":0,"at":0,"m":0}"#).unwrap();
+        assert_eq!((ok.a, ok.b, ok.t, ok.m), (BitsPerSec(0), Bytes(4096), Nanos(0), Meters(0)));
+        // Inside, values are written with their base unit and read back exactly; outside, the
+        // mode is off again (also after a nested call).
+        let v = T { a: BitsPerSec(123_456_789), b: Bytes(5), t: Nanos(7), at: SimTime(9), m: Meters(1_500) };
+        let text = units_required(|| units_required(|| serde_json::to_string(&v)).unwrap());
+        assert_eq!(text, r#"{"a":"123456789bps","b":5,"t":"7ns","at":"9ns","m":"1500mm"}"#);
+        assert_eq!(strict(&text).unwrap(), v);
+        assert_eq!(serde_json::to_string(&v).unwrap(), r#"{"a":123456789,"b":5,"t":7,"at":9,"m":1500}"#);
+        assert!(serde_json::from_str::<T>(bare).is_ok());
+    }
+
     proptest::proptest! {
         #[test]
         fn parser_never_panics(s in "\\PC{0,24}") {
@@ -557,27 +636,26 @@ macro_rules! unit_schema {
                 $name.into()
             }
             fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                if $integer {
-                    schemars::json_schema!({
+                match $integer {
+                    Some(0) => schemars::json_schema!({
+                        "description": $desc,
+                        "anyOf": [{ "type": "string", "examples": [$example] }, { "type": "integer", "const": 0 }]
+                    }),
+                    Some(_) => schemars::json_schema!({
                         "description": $desc,
                         "anyOf": [{ "type": "string", "examples": [$example] }, { "type": "integer", "minimum": 0 }]
-                    })
-                } else {
-                    schemars::json_schema!({ "description": $desc, "type": "string", "examples": [$example] })
+                    }),
+                    None => schemars::json_schema!({ "description": $desc, "type": "string", "examples": [$example] }),
                 }
             }
         }
     };
 }
-unit_schema!(Bytes, "Bytes", "a size: \"1GiB\", \"64KB\", or a whole number of bytes", "1GiB", true);
-unit_schema!(
-    BitsPerSec,
-    "BitsPerSec",
-    "a rate: \"400Gbps\", \"100G\", or a whole number of bits per second",
-    "400Gbps",
-    true
-);
-unit_schema!(Nanos, "Nanos", "a duration: \"2ms\", \"1.5us\", or a whole number of nanoseconds", "2ms", true);
-unit_schema!(SimTime, "SimTime", "a time from the start: \"2ms\", or a whole number of nanoseconds", "1ms", true);
-unit_schema!(Meters, "Meters", "a length: \"100km\", \"3m\", or a whole number of millimetres", "100km", true);
-unit_schema!(Ratio, "Ratio", "a ratio down:up such as \"3:1\"", "3:1", false);
+// The schema describes the files people write: there a duration, rate or length needs its
+// unit (`units_required`), and only 0 may be a bare number.
+unit_schema!(Bytes, "Bytes", "a size: \"1GiB\", \"64KB\", or a whole number of bytes", "1GiB", Some(1));
+unit_schema!(BitsPerSec, "BitsPerSec", "a rate with its unit: \"400Gbps\", \"50GBps\"", "400Gbps", Some(0));
+unit_schema!(Nanos, "Nanos", "a duration with its unit: \"2ms\", \"1.5us\"", "2ms", Some(0));
+unit_schema!(SimTime, "SimTime", "a time from the start with its unit: \"2ms\"", "1ms", Some(0));
+unit_schema!(Meters, "Meters", "a length with its unit: \"100km\", \"3m\"", "100km", Some(0));
+unit_schema!(Ratio, "Ratio", "a ratio down:up such as \"3:1\"", "3:1", None::<u8>);

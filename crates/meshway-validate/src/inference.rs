@@ -462,7 +462,7 @@ pub fn run(
     cat: &Catalog,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<InferValidation, ValidateError> {
-    let setups: InferSetups = toml::from_str(setups_text)
+    let setups: InferSetups = meshway_units::units_required(|| toml::from_str(setups_text))
         .map_err(|e| ValidateError::Setups(meshway_fabric::error::locate_toml_error(setups_file, setups_text, &e)))?;
     let invalid = |key: String, message: String| {
         ValidateError::Setups(meshway_fabric::FabricError::Invalid {

@@ -263,7 +263,8 @@ pub fn parse_rows(text: &str, file: &str) -> Result<Vec<Row>, ValidateError> {
 
 /// Parses `setups.toml` (named `file` in messages).
 pub fn parse_setups(text: &str, file: &str) -> Result<SetupsFile, ValidateError> {
-    toml::from_str(text).map_err(|e| ValidateError::Setups(meshway_fabric::error::locate_toml_error(file, text, &e)))
+    meshway_units::units_required(|| toml::from_str(text))
+        .map_err(|e| ValidateError::Setups(meshway_fabric::error::locate_toml_error(file, text, &e)))
 }
 
 /// meshway's algorithm for NCCL's name, when meshway has it.

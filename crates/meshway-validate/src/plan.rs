@@ -136,7 +136,7 @@ fn known(q: &str) -> bool {
 
 /// Plans every design of `text` (the designs file, named `file` in messages) and compares.
 pub fn run(text: &str, file: &str, cat: &Catalog) -> Result<PlanValidation, ValidateError> {
-    let d: DesignsFile = toml::from_str(text)
+    let d: DesignsFile = meshway_units::units_required(|| toml::from_str(text))
         .map_err(|e| ValidateError::Setups(meshway_fabric::error::locate_toml_error(file, text, &e)))?;
     if d.design.is_empty() {
         return Err(ValidateError::Csv {

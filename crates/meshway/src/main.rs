@@ -265,7 +265,13 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Simulate(args) => {
             let cat = load_catalog(&args.catalog)?;
-            emit(&simulate::run(&args, &cat)?)
+            let (text, failed) = simulate::run(&args, &cat)?;
+            emit(&text)?;
+            if failed > 0 {
+                eprintln!("{failed} messages failed: their endpoints had no path left (see the report)");
+                std::process::exit(1);
+            }
+            Ok(())
         }
         Command::Demo { common } => {
             let cat = load_catalog(&common.catalog)?;

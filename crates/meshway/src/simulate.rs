@@ -31,7 +31,10 @@ halving-doubling | hierarchical | site-hierarchical; protocol = auto | simple
 fastest, and the output says what it picked; sweep-from/sweep-to for an
 nccl-tests style size sweep), permutation, uniform, incast, all-to-all, flows
 (file = CSV or JSON flow list) and training (parameters, layers, hidden,
-sequence, micro-batch, global-batch, tp, pp, dp, ep, dp-algorithm).";
+sequence, micro-batch, global-batch, tp, pp, dp, ep, dp-algorithm).
+
+Exit status: 0; 1 when a message failed (its [[failure]] tables cut the
+fabric; the report is printed in full and names them); 2 on bad input.";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -192,7 +195,8 @@ pub fn run_file(path: &Path, cat: &Catalog, opts: &Options) -> Result<SimReport>
     Ok(r?)
 }
 
-pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
+/// The report as text, JSON or CSV, and how many messages failed in all workloads.
+pub fn run(args: &Args, cat: &Catalog) -> Result<(String, usize)> {
     let opts = Options {
         routing: args.routing,
         seed: args.seed,
@@ -229,11 +233,13 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
             );
         }
     }
-    Ok(if args.json {
+    let failed = r.workloads.iter().map(|w| w.failed_messages).sum();
+    let text = if args.json {
         crate::json(&r)?
     } else if args.csv {
         meshway_report::sim::flows_csv(&r)
     } else {
         meshway_report::sim::sim_text(&r)
-    })
+    };
+    Ok((text, failed))
 }

@@ -146,6 +146,41 @@ fn simulate_errors_exit_2_with_the_key() {
     let o = meshway(&["simulate", p.to_str().unwrap(), "--routing", "random"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("expected ecmp, adaptive, adaptive-global or spray"));
+    // A bare number where a duration needs its unit is refused, not read as nanoseconds.
+    std::fs::write(&p, "[fabric]\nkind = \"leaf-spine\"\ngpus = 16\n[[failure]]\nat = 5\nswitch = \"spine-0\"\n")
+        .unwrap();
+    let o = meshway(&["simulate", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("bad.toml:5:6: `failure[1].at`: invalid duration 5: a number needs a unit, as in \"5ms\""),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn simulate_exits_1_when_messages_fail() {
+    let dir = tempdir("simfail");
+    let p = dir.join("cut.toml");
+    let base = "[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 1\n\
+                [[workload]]\nkind = \"all-to-all\"\nsize = \"1MiB\"\ngroup = \"all\"\n";
+    std::fs::write(&p, format!("{base}[[failure]]\nat = \"0s\"\nlink = \"gpu-0:leaf-0\"\n")).unwrap();
+    for json in [false, true] {
+        let o = meshway(&["simulate", p.to_str().unwrap(), if json { "--json" } else { "--seed=1" }]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(stderr(&o).contains("30 messages failed"), "{}", stderr(&o));
+        if json {
+            let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+            assert_eq!(v["workloads"][0]["failed_messages"], 30);
+        } else {
+            assert!(stdout(&o).contains("30 messages FAILED"), "{}", stdout(&o));
+        }
+    }
+    // Healed in time: every message arrives, exit 0.
+    std::fs::write(&p, format!("{base}[[failure]]\nat = \"0s\"\nlink = \"gpu-0:leaf-0\"\nuntil = \"2ms\"\n")).unwrap();
+    let o = meshway(&["simulate", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -243,6 +243,13 @@ fn teardown_removes_only_what_up_made_and_trusts_no_planted_state() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("belongs to uid 65534"), "{}", stderr(&o));
     assert!(leftovers("tbx").is_empty() && !theirs.join("s.json").exists());
+    // So is one in a directory of root's below theirs: they could rename it away.
+    let below = theirs.join("mine");
+    std::fs::create_dir_all(&below).unwrap();
+    let o = run(&["testbed", "up", bed.file(), "--prefix", "tbx", "--state", below.join("s.json").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains(&format!("the directory {} belongs to uid 65534", theirs.display())), "{}", stderr(&o));
+    assert!(leftovers("tbx").is_empty() && !below.join("s.json").exists());
     // A state file others can write, one owned by another user, a symbolic link, or one of
     // another prefix is refused, and nothing is removed.
     let saved = std::fs::read_to_string(&bed.state).unwrap();
