@@ -110,8 +110,15 @@ pub fn traffic_text(name: &str, r: &TrafficReport) -> String {
     if r.capture.bad_length_packets + r.capture.bad_time_packets > 0 {
         let _ = writeln!(
             s,
-            "  corrupt fields: {} wire lengths above 1 MiB (counted at their captured length), {} timestamps past 2116 (given the previous packet's time, or left out before the first good one)",
+            "  corrupt fields: {} wire lengths above 1 MiB (counted at their captured length), {} timestamps past 2116 or with a fraction of a second of 1 s or more (given the previous packet's time, or left out before the first good one)",
             r.capture.bad_length_packets, r.capture.bad_time_packets
+        );
+    }
+    if r.capture.untimed_packets > 0 {
+        let _ = writeln!(
+            s,
+            "  {} pcapng Simple Packet Blocks carry no time: each is placed at the packet before it (or the first after it)",
+            thousands(r.capture.untimed_packets)
         );
     }
     let protos: Vec<String> =
@@ -205,22 +212,28 @@ pub fn traffic_text(name: &str, r: &TrafficReport) -> String {
         }
     }
     let t = &r.trouble;
-    let _ = writeln!(
-        s,
-        "\n  TCP: {} flows, {} retransmissions, {} duplicate ACKs, {} zero windows",
-        thousands(t.tcp_flows),
-        thousands(t.retransmissions),
-        thousands(t.dup_acks),
-        thousands(t.zero_windows)
-    );
-    let _ = writeln!(
-        s,
-        "  RoCEv2: {} flows, {} NAKs, {} RNR NAKs, {} CNPs",
-        thousands(t.rocev2_flows),
-        thousands(t.naks),
-        thousands(t.rnr_naks),
-        thousands(t.cnps)
-    );
+    if r.from_exported {
+        s.push_str(
+            "\n  TCP and RoCEv2 trouble: not analysed (sFlow samples and IPFIX records hold no sequence numbers)\n",
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "\n  TCP: {} flows, {} retransmissions, {} duplicate ACKs, {} zero windows",
+            thousands(t.tcp_flows),
+            thousands(t.retransmissions),
+            thousands(t.dup_acks),
+            thousands(t.zero_windows)
+        );
+        let _ = writeln!(
+            s,
+            "  RoCEv2: {} flows, {} NAKs, {} RNR NAKs, {} CNPs",
+            thousands(t.rocev2_flows),
+            thousands(t.naks),
+            thousands(t.rnr_naks),
+            thousands(t.cnps)
+        );
+    }
     if !r.troubled_flows.is_empty() {
         s.push_str("  flows with trouble\n");
         for (i, f) in r.troubled_flows.iter().enumerate() {

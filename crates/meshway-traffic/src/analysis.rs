@@ -346,7 +346,7 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
         dst_gpu: gpu(f.key.dst),
         rate_bps: if f.duration_ns() > 0 { f.bytes as f64 * 8e9 / f.duration_ns() as f64 } else { 0.0 },
     };
-    let total: u64 = sorted.iter().map(|f| f.bytes).sum();
+    let total: u64 = sorted.iter().map(|f| f.bytes).fold(0u64, u64::saturating_add);
     let share = |b: u64| if total > 0 { b as f64 / total as f64 } else { 0.0 };
 
     let mut protos: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
@@ -357,17 +357,20 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
     for f in &sorted {
         let p = protos.entry(f.key.protocol_name()).or_default();
         p.0 += 1;
-        p.1 += f.bytes;
+        p.1 = p.1.saturating_add(f.bytes);
         let s = scopes.entry(scope_of(&f.key)).or_default();
         s.0 += 1;
-        s.1 += f.bytes;
+        s.1 = s.1.saturating_add(f.bytes);
         let b = BINS.iter().position(|(_, hi)| f.bytes < *hi).unwrap_or(BINS.len() - 1);
         bins[b].flows += 1;
-        bins[b].bytes += f.bytes;
+        bins[b].bytes = bins[b].bytes.saturating_add(f.bytes);
         let t = talkers.entry(f.key.src).or_default();
-        t.0 += f.bytes;
+        t.0 = t.0.saturating_add(f.bytes);
         t.2 += 1;
-        talkers.entry(f.key.dst).or_default().1 += f.bytes;
+        {
+            let e = &mut talkers.entry(f.key.dst).or_default().1;
+            *e = e.saturating_add(f.bytes);
+        }
         if let Some(t) = &f.tcp {
             trouble.tcp_flows += 1;
             trouble.retransmissions += t.retransmissions;
@@ -401,7 +404,7 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
     };
     let size_percentiles = [pct(0.5), pct(0.9), pct(0.99), sizes.last().copied().unwrap_or(0)];
     let elephants: Vec<&&Flow> = sorted.iter().filter(|f| f.bytes >= o.elephant_bytes).collect();
-    let elephant_share = share(elephants.iter().map(|f| f.bytes).sum());
+    let elephant_share = share(elephants.iter().map(|f| f.bytes).fold(0u64, u64::saturating_add));
 
     let top_flows: Vec<FlowRow> = sorted.iter().take(o.top).map(|f| row(f)).collect();
     let mut top_talkers: Vec<Talker> = talkers
@@ -435,7 +438,7 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
                 if let (Some(a), Some(b)) = (p.rank(f.key.src), p.rank(f.key.dst)) {
                     let (x, y) = (&p.names[a as usize], &p.names[b as usize]);
                     let (i, j) = if idx == 2 { (at(&x.2), at(&y.2)) } else { (at(&x.3), at(&y.3)) };
-                    bytes[i][j] += f.bytes;
+                    bytes[i][j] = bytes[i][j].saturating_add(f.bytes);
                 }
             }
             matrices.push(Matrix { level, names, bytes });
@@ -452,9 +455,12 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
         }
         let mut trees: HashMap<u32, ShortestPaths> = HashMap::new();
         let mut load: HashMap<(u32, bool), LinkLoad> = HashMap::new();
-        for (i, f) in sorted.iter().enumerate().take(o.critical_flows) {
+        // The largest flows between GPUs: flows to or from elsewhere cross no fabric path
+        // and do not use up the count.
+        let between_gpus =
+            sorted.iter().enumerate().filter_map(|(i, f)| Some((i, f, p.rank(f.key.src)?, p.rank(f.key.dst)?)));
+        for (i, f, a, b) in between_gpus.take(o.critical_flows) {
             let k = &f.key;
-            let (Some(a), Some(b)) = (p.rank(k.src), p.rank(k.dst)) else { continue };
             let (naks, cnps) = back.get(&(k.src, k.dst)).copied().unwrap_or((0, 0));
             let tree = trees.entry(b).or_insert_with(|| p.tree(b));
             let mut u = p.topo.node_of(a);
@@ -475,7 +481,7 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
                     roce_naks: 0,
                     roce_cnps: 0,
                 });
-                e.bytes += f.bytes;
+                e.bytes = e.bytes.saturating_add(f.bytes);
                 e.flow_count += 1;
                 if e.flows.len() < 10 {
                     e.flows.push(i);

@@ -43,10 +43,14 @@ pub struct CaptureInfo {
     /// Packets whose recorded wire length was above 1 MiB (corrupt): counted at their
     /// captured length.
     pub bad_length_packets: u64,
-    /// Packets whose timestamp was past 2116 (2^62 ns; corrupt): given the previous
+    /// Packets whose timestamp was past 2116 (2^62 ns), or whose pcap fraction of a second
+    /// was a second or more (corrupt): given the previous
     /// packet's time so that one bad field does not stretch the capture's span, or left
     /// out when no packet before them had a good time.
     pub bad_time_packets: u64,
+    /// pcapng Simple Packet Blocks, which carry no time: each is given the time of the
+    /// timestamped packet before it (or, before any, of the first one after it).
+    pub untimed_packets: u64,
     /// The last good timestamp delivered.
     #[serde(skip)]
     last_ts_ns: Option<u64>,
@@ -54,7 +58,7 @@ pub struct CaptureInfo {
 
 /// The longest frame a wire length may claim: 1 MiB (an assumption: twice the 512 KiB a
 /// host capture of Linux BIG TCP's aggregated segments can record; 4 GB lengths are corrupt).
-const MAX_WIRE_LEN: u32 = 1 << 20;
+pub const MAX_WIRE_LEN: u32 = 1 << 20;
 /// Timestamps past this (2^62 ns, the year 2116) are taken as corrupt.
 const MAX_TS_NS: u64 = 1 << 62;
 
@@ -66,14 +70,58 @@ pub const LINKTYPE_IPV4: i32 = 228;
 pub const LINKTYPE_IPV6: i32 = 229;
 pub const LINKTYPE_LINUX_SLL2: i32 = 276;
 
+/// The file headers' magic numbers: pcap (microsecond and nanosecond, both byte orders) and
+/// pcapng's Section Header Block type.
+const MAGICS: [[u8; 4]; 5] = [
+    [0xd4, 0xc3, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0xc3, 0xd4],
+    [0x4d, 0x3c, 0xb2, 0xa1],
+    [0xa1, 0xb2, 0x3c, 0x4d],
+    [0x0a, 0x0d, 0x0d, 0x0a],
+];
+/// How much is read before the format is decided: `create_reader` looks at what one read
+/// gives, and a pipe (ssh, netcat) may hand over a few bytes at a time.
+const HEAD: usize = 64 * 1024;
+/// Simple Packet Blocks held while no packet has had a time (an assumption: a capture that
+/// opens with more than this is given time 0 for the rest of them).
+const MAX_HELD: usize = 4_096;
+
+/// Units per second of a pcapng `if_tsresol` (RFC-draft pcapng section 4.2): 10^-n, or 2^-n
+/// when the top bit is set; `None` when that does not fit 64 bits.
+fn per_second(tsresol: u8) -> Option<u64> {
+    let e = u32::from(tsresol & 0x7f);
+    if tsresol & 0x80 == 0 {
+        10u64.checked_pow(e)
+    } else {
+        (e < 64).then(|| 1u64 << e)
+    }
+}
+
 /// Reads every packet of `r`, in file order, into `each`.
-pub fn read<R: Read + Send>(r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Result<CaptureInfo, CaptureError> {
-    let mut reader = match create_reader(1 << 20, r) {
+pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Result<CaptureInfo, CaptureError> {
+    let mut head = Vec::with_capacity(HEAD);
+    (&mut r).take(HEAD as u64).read_to_end(&mut head).map_err(|e| CaptureError::Read(e.to_string()))?;
+    if head.is_empty() {
+        return Err(CaptureError::Empty);
+    }
+    let magic = head.get(..4).is_some_and(|m| MAGICS.iter().any(|k| k == m));
+    let cut =
+        |n: usize| CaptureError::Read(format!("the capture ends inside its file header, after {n} bytes (cut short)"));
+    if !magic && head.len() < 4 && MAGICS.iter().any(|k| k.starts_with(&head)) {
+        return Err(cut(head.len()));
+    }
+    let n = head.len();
+    let mut reader = match create_reader(1 << 20, std::io::Cursor::new(head).chain(r)) {
         Ok(r) => r,
         Err(PcapError::Eof) => return Err(CaptureError::Empty),
-        Err(PcapError::HeaderNotRecognized) => return Err(CaptureError::NotACapture),
+        Err(PcapError::HeaderNotRecognized) if !magic => return Err(CaptureError::NotACapture),
+        Err(PcapError::HeaderNotRecognized | PcapError::Incomplete(_) | PcapError::UnexpectedEof) if n < HEAD => {
+            return Err(cut(n))
+        }
         Err(e) => return Err(CaptureError::Read(format!("{e:?}"))),
     };
+    // Simple Packet Blocks seen before any packet had a time: (data, wire length, link type).
+    let mut held: Vec<(Vec<u8>, u32, i32)> = Vec::new();
     let mut info = CaptureInfo::default();
     // pcap: one link type and resolution for the file. pcapng: per interface of the section.
     let mut legacy: (i32, u64) = (LINKTYPE_ETHERNET, 1_000);
@@ -91,15 +139,21 @@ pub fn read<R: Read + Send>(r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Result<C
                     }
                     PcapBlockOwned::Legacy(b) => {
                         info.packets += 1;
-                        let ts_ns = u64::from(b.ts_sec) * 1_000_000_000 + u64::from(b.ts_usec) * legacy.1;
+                        // A fraction of a second of a second or more is corrupt.
+                        let ts_ns = if u64::from(b.ts_usec) * legacy.1 >= 1_000_000_000 {
+                            u64::MAX
+                        } else {
+                            u64::from(b.ts_sec) * 1_000_000_000 + u64::from(b.ts_usec) * legacy.1
+                        };
                         deliver(&mut info, each, ts_ns, b.origlen, legacy.0, b.data);
+                        release(&mut info, each, &mut held);
                     }
                     PcapBlockOwned::NG(Block::SectionHeader(_)) => {
                         info.format = "pcapng";
                         ifaces.clear();
                     }
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                        let per_s = idb.ts_resolution().unwrap_or(1_000_000);
+                        let per_s = per_second(idb.if_tsresol).unwrap_or(1_000_000);
                         ifaces.push((idb.linktype.0, per_s, idb.ts_offset()));
                     }
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
@@ -109,12 +163,18 @@ pub fn read<R: Read + Send>(r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Result<C
                         let ns = units_to_ns(units, per_s).saturating_add_signed(off.saturating_mul(1_000_000_000));
                         let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
                         deliver(&mut info, each, ns, epb.origlen, lt, data);
+                        release(&mut info, each, &mut held);
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                         info.packets += 1;
                         let lt = ifaces.first().map_or(-1, |i| i.0);
                         let data = &spb.data[..(spb.origlen as usize).min(spb.data.len())];
-                        deliver(&mut info, each, 0, spb.origlen, lt, data);
+                        info.untimed_packets += 1;
+                        match info.last_ts_ns {
+                            Some(t) => deliver(&mut info, each, t, spb.origlen, lt, data),
+                            None if held.len() < MAX_HELD => held.push((data.to_vec(), spb.origlen, lt)),
+                            None => deliver(&mut info, each, 0, spb.origlen, lt, data),
+                        }
                     }
                     PcapBlockOwned::NG(_) => {}
                 }
@@ -148,10 +208,23 @@ pub fn read<R: Read + Send>(r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Result<C
             }
         }
     }
+    // No packet had a time: the held ones get 0, as the rest of them did.
+    if info.last_ts_ns.is_none() {
+        info.last_ts_ns = Some(0);
+    }
+    release(&mut info, each, &mut held);
     if info.format.is_empty() {
         info.format = "pcap";
     }
     Ok(info)
+}
+
+/// Delivers the held Simple Packet Blocks at the first time known.
+fn release(info: &mut CaptureInfo, each: &mut dyn FnMut(&Packet<'_>), held: &mut Vec<(Vec<u8>, u32, i32)>) {
+    let Some(t) = info.last_ts_ns else { return };
+    for (data, wire, lt) in std::mem::take(held) {
+        deliver(info, each, t, wire, lt, &data);
+    }
 }
 
 fn units_to_ns(units: u64, per_s: u64) -> u64 {

@@ -11,9 +11,13 @@
 //!   exporter, observation domain and template id, data sets decoded with them; fields
 //!   (IANA IPFIX information elements): 1 octetDeltaCount, 2 packetDeltaCount,
 //!   4 protocolIdentifier, 7 sourceTransportPort, 8 sourceIPv4Address, 11
-//!   destinationTransportPort, 12 destinationIPv4Address, 27/28 IPv6 addresses, 152/153
-//!   flowStart/EndMilliseconds; others skipped, variable-length fields and enterprise
-//!   fields included. A data set whose template has not been seen is counted and skipped.
+//!   destinationTransportPort, 12 destinationIPv4Address, 27/28 IPv6 addresses, 150/151
+//!   flowStart/EndSeconds, 152/153 flowStart/EndMilliseconds; others skipped, variable-length
+//!   fields and enterprise fields included. A record with neither is placed at its message's
+//!   capture time. A template with no fields withdraws that template (RFC 7011 section 8.1).
+//!   A data set whose template has not been seen is counted and skipped. IPFIX octet counts
+//!   include the IP and transport headers; a record's payload is estimated as its octets less
+//!   `packets` of those headers (20 + 20 for TCP over IPv4, 20 + 8 for UDP; 40 for IPv6).
 //!
 //! Malformed input stops the decoding of that datagram and is counted, never a panic.
 
@@ -101,7 +105,7 @@ impl Exported {
                 true
             }
             IPFIX_PORT => {
-                if self.ipfix(src, payload).is_none() {
+                if self.ipfix(src, payload, ts_ns).is_none() {
                     self.stats.malformed += 1;
                 }
                 true
@@ -173,6 +177,11 @@ impl Exported {
             let _stripped = h.u32()?;
             let hl = h.u32()? as usize;
             let header = h.bytes(hl)?;
+            // The same bound as a capture's wire lengths: a longer frame is a corrupt record.
+            if frame_len > crate::capture::MAX_WIRE_LEN {
+                self.stats.malformed += 1;
+                continue;
+            }
             let linktype = match proto {
                 1 => LINKTYPE_ETHERNET,
                 11 => LINKTYPE_IPV4,
@@ -185,7 +194,7 @@ impl Exported {
         Some(())
     }
 
-    fn ipfix(&mut self, src: IpAddr, b: &[u8]) -> Option<()> {
+    fn ipfix(&mut self, src: IpAddr, b: &[u8], ts_ns: u64) -> Option<()> {
         let mut r = Rd { b, i: 0 };
         if r.u16()? != 10 {
             return None;
@@ -207,6 +216,11 @@ impl Exported {
                     while t.i + 4 <= body.len() {
                         let id = t.u16()?;
                         let count = t.u16()?;
+                        if count == 0 {
+                            // A withdrawal: the template is gone.
+                            self.templates.remove(&(src, domain, id));
+                            continue;
+                        }
                         let mut fields = Vec::new();
                         for _ in 0..count {
                             let ie = t.u16()?;
@@ -228,9 +242,18 @@ impl Exported {
                         continue;
                     };
                     let fixed: usize = fields.iter().map(|f| if f.1 == 65535 { 1 } else { f.1 as usize }).sum();
+                    if fixed == 0 && fields.iter().all(|f| f.1 != 65535) {
+                        return None; // records of no bytes: nothing to read
+                    }
                     let mut d = Rd { b: body, i: 0 };
                     while d.i + fixed.max(1) <= body.len() {
-                        self.record(&mut d, &fields)?;
+                        let at = d.i;
+                        self.record(&mut d, &fields, ts_ns)?;
+                        if d.i == at {
+                            // Fields of length 0 only: records that take no bytes cannot be
+                            // told apart from padding.
+                            return None;
+                        }
                     }
                 }
                 _ => {}
@@ -239,9 +262,10 @@ impl Exported {
         Some(())
     }
 
-    fn record(&mut self, d: &mut Rd<'_>, fields: &[(u16, u16)]) -> Option<()> {
+    fn record(&mut self, d: &mut Rd<'_>, fields: &[(u16, u16)], ts_ns: u64) -> Option<()> {
         let (mut src, mut dst) = (None, None);
-        let (mut proto, mut sport, mut dport, mut bytes, mut packets, mut start, mut end) = (0u8, 0, 0, 0, 0, 0, 0);
+        let (mut proto, mut sport, mut dport, mut bytes, mut packets) = (0u8, 0, 0, 0u64, 0u64);
+        let (mut start, mut end) = (None::<u64>, None::<u64>);
         for &(ie, flen) in fields {
             let n = if flen == 65535 {
                 match d.u8()? {
@@ -262,21 +286,34 @@ impl Exported {
                 (12, 4) => dst = Some(IpAddr::V4(Ipv4Addr::from(<[u8; 4]>::try_from(v).ok()?))),
                 (27, 16) => src = Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).ok()?))),
                 (28, 16) => dst = Some(IpAddr::V6(Ipv6Addr::from(<[u8; 16]>::try_from(v).ok()?))),
-                (152, _) => start = uint(v).saturating_mul(1_000_000),
-                (153, _) => end = uint(v).saturating_mul(1_000_000),
+                (150, _) => start = Some(uint(v).saturating_mul(1_000_000_000)),
+                (151, _) => end = Some(uint(v).saturating_mul(1_000_000_000)),
+                (152, _) => start = Some(uint(v).saturating_mul(1_000_000)),
+                (153, _) => end = Some(uint(v).saturating_mul(1_000_000)),
                 _ => {}
             }
         }
         self.stats.ipfix_records += 1;
         if let (Some(src), Some(dst)) = (src, dst) {
             let key = FlowKey { src, dst, proto, sport, dport };
+            let (start, end) = match (start, end) {
+                (Some(a), Some(b)) => (a.min(b), a.max(b)),
+                (Some(a), None) | (None, Some(a)) => (a, a),
+                (None, None) => (ts_ns, ts_ns),
+            };
+            let headers = match (src.is_ipv4(), proto) {
+                (true, 6) => 40,
+                (true, _) => 28,
+                (false, 6) => 60,
+                (false, _) => 48,
+            };
             self.flows.add_record(Flow {
                 key,
                 packets,
                 bytes,
-                payload_bytes: 0,
-                first_ns: start.min(end.max(start)),
-                last_ns: end.max(start),
+                payload_bytes: bytes.saturating_sub(packets.saturating_mul(headers)),
+                first_ns: start,
+                last_ns: end,
                 tcp: None,
                 roce: None,
             });

@@ -142,17 +142,20 @@ impl Flows {
         self.bytes = self.bytes.saturating_add(r.bytes);
         self.first_ns = Some(self.first_ns.map_or(r.first_ns, |f| f.min(r.first_ns)));
         self.last_ns = self.last_ns.max(r.last_ns);
-        let f = self.table.entry(r.key).or_insert_with(|| Flow { packets: 0, bytes: 0, ..r.clone() });
+        let f = self.table.entry(r.key).or_insert_with(|| Flow { packets: 0, bytes: 0, payload_bytes: 0, ..r.clone() });
         f.packets = f.packets.saturating_add(r.packets);
         f.bytes = f.bytes.saturating_add(r.bytes);
+        f.payload_bytes = f.payload_bytes.saturating_add(r.payload_bytes);
         f.first_ns = f.first_ns.min(r.first_ns);
         f.last_ns = f.last_ns.max(r.last_ns);
     }
 
     fn add_weighted<'a>(&mut self, p: &Packet<'a>, weight: u64) -> Option<Datagram<'a>> {
         let analyse = weight == 1;
-        self.packets += weight;
-        self.bytes += u64::from(p.wire_len) * weight;
+        // Sampled counts (frames x sampling rate) saturate rather than wrap.
+        let wire = u64::from(p.wire_len).saturating_mul(weight);
+        self.packets = self.packets.saturating_add(weight);
+        self.bytes = self.bytes.saturating_add(wire);
         self.first_ns = Some(self.first_ns.map_or(p.ts_ns, |f| f.min(p.ts_ns)));
         self.last_ns = self.last_ns.max(p.ts_ns);
         let sliced = match p.linktype {
@@ -162,7 +165,7 @@ impl Flows {
             _ => LaxSlicedPacket::from_ip(p.data).ok(),
         };
         let Some(s) = sliced else {
-            self.other.undecodable += weight;
+            self.other.undecodable = self.other.undecodable.saturating_add(weight);
             return None;
         };
         let (src, dst, proto, ip_payload_len) = match &s.net {
@@ -174,14 +177,21 @@ impl Flows {
             Some(LaxNetSlice::Ipv6(v6)) => {
                 let h = v6.header();
                 let p6 = v6.payload();
-                (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), p6.ip_number.0, p6.payload.len() as u64)
+                // The header's Payload Length counts the extension headers too; the captured
+                // slice is shorter when the snap length cut the packet. 0 is a jumbogram.
+                let ext = v6.extensions().slice().len() as u64;
+                let len = match u64::from(h.payload_length()) {
+                    0 => p6.payload.len() as u64,
+                    n => n.saturating_sub(ext),
+                };
+                (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), p6.ip_number.0, len)
             }
             Some(LaxNetSlice::Arp(_)) => {
-                self.other.arp += weight;
+                self.other.arp = self.other.arp.saturating_add(weight);
                 return None;
             }
             None => {
-                self.other.non_ip += weight;
+                self.other.non_ip = self.other.non_ip.saturating_add(weight);
                 return None;
             }
         };
@@ -201,15 +211,15 @@ impl Flows {
             tcp: None,
             roce: None,
         });
-        f.packets += weight;
-        f.bytes += u64::from(p.wire_len) * weight;
+        f.packets = f.packets.saturating_add(weight);
+        f.bytes = f.bytes.saturating_add(wire);
         f.first_ns = f.first_ns.min(p.ts_ns);
         f.last_ns = f.last_ns.max(p.ts_ns);
         match &s.transport {
             Some(TransportSlice::Tcp(t)) => {
                 let hdr = u64::from(t.data_offset()) * 4;
                 let seg = ip_payload_len.saturating_sub(hdr);
-                f.payload_bytes += seg * weight;
+                f.payload_bytes = f.payload_bytes.saturating_add(seg.saturating_mul(weight));
                 if !analyse {
                     return None;
                 }
@@ -247,7 +257,8 @@ impl Flows {
             }
             Some(TransportSlice::Udp(u)) => {
                 let payload = u.payload();
-                f.payload_bytes += u64::from(u.length()).saturating_sub(8) * weight;
+                f.payload_bytes =
+                    f.payload_bytes.saturating_add(u64::from(u.length()).saturating_sub(8).saturating_mul(weight));
                 if !analyse {
                     return None;
                 }
@@ -266,7 +277,7 @@ impl Flows {
                 }
                 return Some(Datagram { src, dport, payload });
             }
-            _ => f.payload_bytes += ip_payload_len * weight,
+            _ => f.payload_bytes = f.payload_bytes.saturating_add(ip_payload_len.saturating_mul(weight)),
         }
         None
     }

@@ -521,3 +521,167 @@ fn corrupt_lengths_and_timestamps_are_contained() {
     assert_eq!(info.bad_time_packets, 2);
     assert_eq!(seen, [1_000_000_000, 1_000_000_000]);
 }
+
+/// An IPFIX message of domain 7 holding `sets` (set id, body).
+fn ipfix_message(sets: &[(u16, Vec<u8>)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (id, b) in sets {
+        body.extend_from_slice(&id.to_be_bytes());
+        body.extend_from_slice(&((b.len() + 4) as u16).to_be_bytes());
+        body.extend_from_slice(b);
+    }
+    let mut m = Vec::new();
+    m.extend_from_slice(&10u16.to_be_bytes());
+    m.extend_from_slice(&((body.len() + 16) as u16).to_be_bytes());
+    m.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 7]);
+    m.extend_from_slice(&body);
+    m
+}
+
+/// A template set body: template `id` with `fields` (element id, length).
+fn template(id: u16, fields: &[(u16, u16)]) -> Vec<u8> {
+    let mut t = id.to_be_bytes().to_vec();
+    t.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+    for (ie, len) in fields {
+        t.extend_from_slice(&ie.to_be_bytes());
+        t.extend_from_slice(&len.to_be_bytes());
+    }
+    t
+}
+
+#[test]
+fn ipfix_withdrawals_empty_records_and_times_in_seconds() {
+    use meshway_traffic::export::Exported;
+    let src: std::net::IpAddr = "192.0.2.11".parse().unwrap();
+    // Template 300: addresses, protocol, octets, packets, flowStart/EndSeconds.
+    let fields = [(8, 4), (12, 4), (4, 1), (1, 8), (2, 8), (150, 4), (151, 4)];
+    let mut rec = vec![10, 64, 0, 1, 10, 64, 0, 2, 6];
+    rec.extend_from_slice(&1_000_000u64.to_be_bytes());
+    rec.extend_from_slice(&1_000u64.to_be_bytes());
+    rec.extend_from_slice(&1_780_000_000u32.to_be_bytes());
+    rec.extend_from_slice(&1_780_000_030u32.to_be_bytes());
+    let mut x = Exported::new();
+    x.offer(src, 4739, &ipfix_message(&[(2, template(300, &fields)), (300, rec.clone())]), 5);
+    let f = x.flows.table.values().next().unwrap();
+    assert_eq!((f.first_ns, f.last_ns), (1_780_000_000_000_000_000, 1_780_000_030_000_000_000), "seconds, not 1970");
+    // Octets less 1,000 packets of IPv4 + TCP headers.
+    assert_eq!((f.bytes, f.payload_bytes), (1_000_000, 1_000_000 - 1_000 * 40));
+    // A template of no fields withdraws it (RFC 7011 section 8.1): its data is now unknown.
+    x.offer(src, 4739, &ipfix_message(&[(2, template(300, &[])), (300, rec.clone())]), 6);
+    assert_eq!((x.stats.ipfix_records, x.stats.ipfix_unknown_template_sets, x.stats.malformed), (1, 1, 0));
+    // A template whose only field has length 0: its records take no bytes. This looped
+    // forever; it is malformed.
+    x.offer(src, 4739, &ipfix_message(&[(2, template(301, &[(1, 0)])), (301, vec![0; 8])]), 7);
+    assert_eq!((x.stats.ipfix_records, x.stats.malformed), (1, 1));
+    // No time fields: the record is placed at its message's capture time.
+    let untimed = [(8, 4), (12, 4), (1, 8)];
+    let mut r = vec![10, 64, 0, 3, 10, 64, 0, 4];
+    r.extend_from_slice(&500u64.to_be_bytes());
+    x.offer(src, 4739, &ipfix_message(&[(2, template(302, &untimed)), (302, r)]), 1_780_000_010_000_000_000);
+    let g = x.flows.table.values().find(|f| f.bytes == 500).unwrap();
+    assert_eq!((g.first_ns, g.last_ns), (1_780_000_010_000_000_000, 1_780_000_010_000_000_000));
+    // sFlow: a frame length above 1 MiB times the sampling rate wrapped 64 bits; it is a
+    // corrupt record now.
+    let frame = tcp(T0, A, B, (1, 2), 1, 1, 100, 100).1;
+    let mut s = Exported::new();
+    s.offer(src, 6343, &sflow(&frame, u32::MAX, u32::MAX), 0);
+    assert_eq!((s.stats.malformed, s.flows.bytes), (1, 0));
+}
+
+/// pcapng with base-2 time resolution and Simple Packet Blocks (which carry no time), read
+/// through a pipe that hands over a few bytes at a time.
+#[test]
+fn base2_resolution_untimed_blocks_and_slow_pipes() {
+    let mut out = Vec::new();
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    block(&mut out, 0x0a0d_0d0a, &shb);
+    // if_tsresol 0x8a: 2^-10 s units.
+    let mut idb = vec![1, 0, 0, 0, 0xff, 0xff, 0, 0];
+    idb.extend_from_slice(&[9, 0, 1, 0, 0x8a, 0, 0, 0, 0, 0, 0, 0]);
+    block(&mut out, 1, &idb);
+    let f = udp(0, A, B, (1, 2), &[0; 50]).1;
+    let spb = |out: &mut Vec<u8>| {
+        let mut b = (f.len() as u32).to_le_bytes().to_vec();
+        b.extend_from_slice(&f);
+        block(out, 3, &b);
+    };
+    spb(&mut out); // before any time: takes the first packet's
+    for units in [1_780_000_000u64 * 1024, 1_780_000_000 * 1024 + 9] {
+        let mut epb = 0u32.to_le_bytes().to_vec();
+        epb.extend_from_slice(&((units >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(units as u32).to_le_bytes());
+        epb.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&f);
+        block(&mut out, 6, &epb);
+        spb(&mut out); // after: takes the packet before it
+    }
+    /// A reader that gives at most 7 bytes per read, as a slow pipe may.
+    struct Trickle<'a>(&'a [u8]);
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(7).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let mut seen = Vec::new();
+    let info = capture::read(Trickle(&out), &mut |p| seen.push(p.ts_ns)).unwrap();
+    let t0 = 1_780_000_000_000_000_000;
+    let t1 = t0 + 9 * 1_000_000_000 / 1024; // 9/1024 s = 8.789 ms
+    assert_eq!(seen, [t0, t0, t0, t1, t1]);
+    assert_eq!((info.packets, info.untimed_packets), (5, 3));
+    // Cut inside the file header: said so, not "not a capture".
+    for n in [2, 20] {
+        let e = capture::read(Trickle(&out[..n]), &mut |_| {}).unwrap_err().to_string();
+        assert!(e.contains(&format!("ends inside its file header, after {n} bytes (cut short)")), "{e}");
+    }
+}
+
+/// The snap length cuts an IPv6 TCP packet: its payload comes from the header's Payload
+/// Length (less extension headers), as IPv4's comes from Total Length.
+#[test]
+fn ipv6_payload_comes_from_the_header_when_the_packet_is_cut() {
+    let v6 = |ext: bool| {
+        let b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv6([1; 16], [2; 16], 64);
+        let mut v = Vec::new();
+        if ext {
+            // A hop-by-hop options header (8 bytes) before TCP.
+            let b = b.tcp(1, 2, 1, 100);
+            b.write(&mut v, &[0x61; 1000]).unwrap();
+            // Insert the extension: next header 6 (TCP) after it; the IPv6 next header
+            // becomes 0 and the payload length grows by 8.
+            let mut w = v[..54].to_vec();
+            w[20] = 0;
+            let pl = u16::from_be_bytes([w[18], w[19]]) + 8;
+            w[18..20].copy_from_slice(&pl.to_be_bytes());
+            w.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+            w.extend_from_slice(&v[54..]);
+            v = w;
+        } else {
+            b.tcp(1, 2, 1, 100).write(&mut v, &[0x61; 1000]).unwrap();
+        }
+        (T0, v)
+    };
+    for ext in [false, true] {
+        let (_, flows) = read(&pcap(&[v6(ext)], false, 128));
+        let f = flows.table.values().next().unwrap();
+        assert_eq!(f.payload_bytes, 1000, "extension header: {ext}");
+    }
+}
+
+#[test]
+fn a_pcap_fraction_of_a_second_above_one_second_is_a_bad_time() {
+    let frames = [udp(T0, A, B, (1, 2), &[0; 10]), udp(T0 + 5 * US, A, B, (1, 2), &[0; 10])];
+    let mut bytes = pcap(&frames, false, 65535);
+    // The second record's ts_usec: 4e9 microseconds would add 4,000 s.
+    let second = 24 + 16 + frames[0].1.len();
+    bytes[second + 4..second + 8].copy_from_slice(&4_000_000_000u32.to_le_bytes());
+    let mut seen = Vec::new();
+    let info = capture::read(&bytes[..], &mut |p| seen.push(p.ts_ns)).unwrap();
+    assert_eq!(info.bad_time_packets, 1);
+    assert_eq!(seen, [T0, T0]);
+}

@@ -47,7 +47,7 @@ pub struct Args {
     /// Rows in the top lists.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     top: u32,
-    /// How many of the largest flows are routed over the fabric for the critical links.
+    /// How many of the largest flows between GPUs are routed over the fabric for the critical links.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     critical_flows: usize,
     /// Analyse the flows that sFlow (UDP 6343) and IPFIX (UDP 4739) in the capture describe
@@ -82,6 +82,9 @@ pub fn run(a: &Args, cat: &Catalog) -> Result<String> {
         capture::read(std::io::stdin(), &mut each)
     } else {
         let f = std::fs::File::open(&a.file).with_context(|| format!("cannot read {name}"))?;
+        if f.metadata().is_ok_and(|m| m.is_dir()) {
+            bail!("{name} is a directory: give a capture file (pcap or pcapng), or - for standard input");
+        }
         capture::read(std::io::BufReader::with_capacity(1 << 20, f), &mut each)
     }
     .with_context(|| format!("{name}: cannot read the capture"))?;
