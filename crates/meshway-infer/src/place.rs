@@ -70,7 +70,8 @@ pub struct RegionOutcome {
     pub site: String,
     /// Requests the region sent in the simulated run (0: its objective was not tested).
     pub requests: u64,
-    pub ttft_p99_ns: u64,
+    /// None when no request was served (no open site reached it).
+    pub ttft_p99_ns: Option<u64>,
     pub objective_ns: u64,
     /// The objectives held (vacuously for a region that sent no requests).
     pub met: bool,
@@ -154,7 +155,7 @@ fn gps(spec: &InferSpec, s: usize) -> u32 {
 }
 
 fn cost(spec: &InferSpec, servers: &[u32]) -> f64 {
-    servers.iter().enumerate().map(|(s, &n)| f64::from(n * gps(spec, s)) * spec.sites[s].gpu_hour_usd).sum()
+    servers.iter().enumerate().map(|(s, &n)| f64::from(n) * f64::from(gps(spec, s)) * spec.sites[s].gpu_hour_usd).sum()
 }
 
 /// Peak request rate of a region (largest daily-profile multiplier).
@@ -186,7 +187,14 @@ fn assign(spec: &InferSpec, r: usize, open: &[bool], failed: Option<usize>) -> O
 }
 
 /// Sizes the open sites by the latency and utilization rules (see the module docs).
-pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool) -> Sizing {
+/// Per model, the prefill part of the sizing rule's TTFT estimate: its p99 prompt and one
+/// mean prompt ahead. Computed once per search, not per subset (with a small token budget a
+/// prefill is thousands of steps).
+pub fn prefill_estimates(spec: &InferSpec) -> Vec<u64> {
+    spec.models.iter().map(|m| m.prefill_ns(m.prompt_p99()).saturating_add(m.prefill_ns(m.prompt_tokens))).collect()
+}
+
+pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool, prefill: &[u64]) -> Sizing {
     let ns = spec.sites.len();
     let mut servers = vec![0u32; ns];
     let mut violations = Vec::new();
@@ -211,7 +219,7 @@ pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool) -> Sizing {
             }
             let m = &spec.models[reg.model];
             let ow = reg.paths[s].as_ref().map_or(0, |p| p.one_way.0);
-            let est = 2 * ow + m.prefill_ns(m.prompt_p99()) + m.prefill_ns(m.prompt_tokens);
+            let est = ow.saturating_mul(2).saturating_add(prefill[reg.model]);
             if est > reg.ttft_p99.0 {
                 violations.push(format!(
                     "{}: {}{when} is {:.1}ms away (round trip + p99 prefill + one prefill ahead), objective {:.1}ms",
@@ -281,9 +289,11 @@ pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool) -> Sizing {
         let max = spec.sites[s].max_gpus / gps(spec, s);
         if *n > max {
             violations.push(format!(
-                "{} needs {} GPUs, max-gpus is {}",
+                "{} needs {}{} GPUs, max-gpus is {}",
                 spec.sites[s].name,
-                *n * gps(spec, s),
+                // `need` saturates at u32::MAX servers.
+                if *n == u32::MAX { "more than " } else { "" },
+                u64::from(*n) * u64::from(gps(spec, s)),
                 spec.sites[s].max_gpus
             ));
             *n = max;
@@ -305,13 +315,14 @@ pub fn ranked(spec: &InferSpec, n_plus_1: bool) -> (Vec<(f64, Sizing)>, u64) {
     let k = cand.len().min(MAX_CANDIDATES);
     let mut ok: Vec<(f64, u32, u32, Sizing)> = Vec::new();
     let mut tried = 0;
+    let prefill = prefill_estimates(spec);
     for mask in 1u32..(1u32 << k) {
         let mut open = vec![false; spec.sites.len()];
         for (i, &s) in cand.iter().take(k).enumerate() {
             open[s] = mask & (1 << i) != 0;
         }
         tried += 1;
-        let sz = size(spec, &open, n_plus_1);
+        let sz = size(spec, &open, n_plus_1, &prefill);
         if sz.violations.is_empty() {
             let g: u32 = sz.servers.iter().enumerate().map(|(s, &n)| n * gps(spec, s)).sum();
             ok.push((cost(spec, &sz.servers), g, mask, sz));
@@ -390,7 +401,7 @@ fn plan(spec: &InferSpec, name: &str, sz: &Sizing, opt: &PlaceOptions, repair: b
                     name: x.name.clone(),
                     site: x.main_site.clone(),
                     requests: x.requests,
-                    ttft_p99_ns: x.ttft.p99_ns,
+                    ttft_p99_ns: (x.served > 0).then_some(x.ttft.p99_ns),
                     objective_ns: x.ttft_p99_objective_ns,
                     met: x.met,
                 })
@@ -496,7 +507,7 @@ pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
     for (name, tier) in [("all-central", SiteTier::Central), ("all-edge", SiteTier::Edge)] {
         let open = open_tier(tier);
         if open.iter().any(|&o| o) {
-            plans.push(plan(spec, name, &size(spec, &open, opt.n_plus_1), opt, false));
+            plans.push(plan(spec, name, &size(spec, &open, opt.n_plus_1, &prefill_estimates(spec)), opt, false));
         }
     }
     // Simulate subsets cheapest first; repairs only add cost, so stop once the next subset's

@@ -116,7 +116,7 @@ pub struct RegionResult {
     /// Time per output token after the first, per request (requests of two or more tokens).
     pub tpot: Percentiles,
     pub e2e: Percentiles,
-    /// Output tokens delivered per second of the run.
+    /// Output tokens delivered per second of the run (arrivals and drain).
     pub tokens_per_s: f64,
     /// Mean decode rate one user sees after the first token.
     pub stream_tokens_per_s: f64,
@@ -556,6 +556,26 @@ impl<'a> Sim<'a> {
         lost.sort_unstable();
         for q in lost {
             self.retry_later(q, now);
+        }
+        // KV caches still leaving the failed site stop with it: their users resend after the
+        // failover delay, as for the requests above (they used to keep the link busy and
+        // retry only once the transfer ended).
+        for l in 0..self.spec.dcis.len() {
+            let d = &self.spec.dcis[l];
+            if d.a != s && d.b != s {
+                continue;
+            }
+            let dir = 2 * l + usize::from(d.a != s);
+            self.link_advance(dir, now);
+            let link = &mut self.links[dir];
+            let mut gone: Vec<u32> = link.flows.drain().map(|Reverse((_, q))| q).collect();
+            link.started.clear();
+            gone.sort_unstable();
+            self.link_schedule(dir, now);
+            for q in gone {
+                self.release(q, now);
+                self.retry_later(q, now);
+            }
         }
     }
 
@@ -1037,9 +1057,11 @@ impl Sim<'_> {
 }
 
 /// Per region: requests, latency percentiles, attainment of its objective, main site.
-fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>) -> Vec<RegionResult> {
+fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>, end: u64) -> Vec<RegionResult> {
     let nr = spec.regions.len();
-    let secs = run.duration_ns as f64 * 1e-9;
+    // Tokens over the whole run, drain included: over the arrival window alone an overloaded
+    // run reported many times what its servers can produce.
+    let secs = end.max(run.duration_ns).max(1) as f64 * 1e-9;
     let mut regions = Vec::with_capacity(nr);
     for (r, reg) in spec.regions.iter().enumerate() {
         let served = sim.ttft[r].len() as u64;
@@ -1275,7 +1297,7 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
             sim.advance(s, v, end);
         }
     }
-    let regions = region_results(spec, run, &mut sim);
+    let regions = region_results(spec, run, &mut sim, end);
     let (sites, cost) = site_results(spec, run, &sim, end);
     let dci = dci_results(spec, &mut sim, end);
     let all_met = regions.iter().all(|r| r.met);

@@ -176,7 +176,7 @@ impl Shape {
         } else {
             0.0
         };
-        self.step_overhead_ns + ((roof + comm) * 1e9).ceil() as u64
+        self.step_overhead_ns.saturating_add(((roof + comm) * 1e9).ceil() as u64)
     }
 }
 
@@ -205,6 +205,10 @@ pub struct Model {
     /// Empirical (prompt, output) samples; one is drawn per request.
     #[serde(skip)]
     pub lengths: Option<std::sync::Arc<Vec<(u32, u32)>>>,
+    /// `prefill_ns(prompt_tokens)`, kept once computed: capacities ask for it in every
+    /// subset `place` tries, and with a small token budget it is thousands of steps.
+    #[serde(skip)]
+    pub mean_prefill: std::sync::OnceLock<u64>,
 }
 
 /// `tokens` at `per_s` tokens per second, rounded up to the next nanosecond (with a
@@ -241,6 +245,12 @@ impl Model {
     /// Prefill time of a prompt of `tokens` on an otherwise idle server (its chunks one after
     /// another), plus the request overhead.
     pub fn prefill_ns(&self, tokens: u32) -> u64 {
+        if tokens == self.prompt_tokens {
+            return *self.mean_prefill.get_or_init(|| self.prefill_uncached_ns(tokens));
+        }
+        self.prefill_uncached_ns(tokens)
+    }
+    fn prefill_uncached_ns(&self, tokens: u32) -> u64 {
         let left = self.uncached(tokens);
         match &self.cost {
             Cost::Rated { .. } => self.request_overhead_ns + self.step_ns(0, 0.0, &[(left, 0)]),
@@ -249,7 +259,7 @@ impl Model {
                 let budget = if self.chunked_prefill { self.token_budget } else { u32::MAX };
                 while done < tokens {
                     let c = (tokens - done).min(budget);
-                    t += self.step_ns(0, 0.0, &[(c, done)]);
+                    t = t.saturating_add(self.step_ns(0, 0.0, &[(c, done)]));
                     done += c;
                 }
                 t
@@ -718,10 +728,12 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
     let share = |key: &str, v: Option<f64>, d: f64| -> Result<f64, FabricError> {
         let from = if v.is_none() { format!(" (the catalog's [serving] {key})") } else { String::new() };
         let v = v.unwrap_or(d);
-        if v > 0.0 && v <= 1.0 {
+        // The floor, 0.001, is an assumption (as the simulator's compute-efficiency): no
+        // serving engine runs at a thousandth of its GPU, and below it step times leave u64.
+        if (0.001..=1.0).contains(&v) {
             Ok(v)
         } else {
-            Err(ctx.invalid(key, format!("expected a share in (0, 1], got {v}{from}")))
+            Err(ctx.invalid(key, format!("expected a share from 0.001 to 1, got {v}{from}")))
         }
     };
     let fe = share("flops-efficiency", m.flops_efficiency, sv.flops_efficiency)?;
@@ -954,6 +966,7 @@ fn validate_model(
         output_tokens,
         length_dist,
         lengths,
+        mean_prefill: std::sync::OnceLock::new(),
     };
     if let (Cost::Shape(sh), Some(llm)) = (&model.cost, m.llm.as_ref().and_then(|n| cat.llm(n))) {
         // The longest request the model takes: a fixed length, or the longest in a lengths file.
@@ -1023,13 +1036,28 @@ fn validate_site(
         SiteTier::Central => d.gpu_hour_usd_central,
         SiteTier::Edge => d.gpu_hour_usd_edge,
     });
-    if !(gpu_hour_usd.is_finite() && gpu_hour_usd >= 0.0) {
+    // At most $1M per GPU-hour (an assumption, a thousand times past any list price), as the
+    // catalog's prices: larger ones made the plan's cost infinite (and null in JSON).
+    if !(0.0..=1e6).contains(&gpu_hour_usd) {
         let from = match (s.gpu_hour_usd, tier) {
             (Some(_), _) => "",
             (None, SiteTier::Central) => " (the catalog's [inference] gpu-hour-usd-central)",
             (None, SiteTier::Edge) => " (the catalog's [inference] gpu-hour-usd-edge)",
         };
-        return Err(ctx.invalid("gpu-hour-usd", format!("expected a non-negative price, got {gpu_hour_usd}{from}")));
+        return Err(ctx.invalid(
+            "gpu-hour-usd",
+            format!("expected a price from 0 to 1000000 (dollars per GPU-hour), got {gpu_hour_usd}{from}"),
+        ));
+    }
+    // At most 1,000 hops and 1 s a hop (assumptions far past any real path): a hop count
+    // near 2^32 wrapped the path's sum to a shorter one.
+    let access_hops = s.access_hops.unwrap_or(d.access_hops);
+    if access_hops > MAX_HOPS {
+        return Err(ctx.invalid("access-hops", format!("expected at most {MAX_HOPS}, got {access_hops}")));
+    }
+    let hop_latency = s.hop_latency.unwrap_or(d.hop_latency);
+    if hop_latency.0 > 1_000_000_000 {
+        return Err(ctx.invalid("hop-latency", format!("expected at most 1s, got {hop_latency}")));
     }
     Ok(Site {
         name: s.name.clone(),
@@ -1037,8 +1065,8 @@ fn validate_site(
         gpus,
         max_gpus,
         gpu_hour_usd,
-        access_hops: s.access_hops.unwrap_or(d.access_hops),
-        hop_latency: s.hop_latency.unwrap_or(d.hop_latency),
+        access_hops,
+        hop_latency,
         model,
         role: s.role.unwrap_or(SiteRole::Both),
         continent: s.continent,
@@ -1117,6 +1145,18 @@ fn region_paths(
         ("wan-fixed", r.wan_fixed.keys().collect()),
     ] {
         for n in names {
+            let too_far = |m: Option<&Meters>| m.is_some_and(|m| m.0 > MAX_PATH_MM);
+            let bad = match key {
+                "distance" => {
+                    too_far(r.distance.get(n)).then(|| "at most 50000km (past any path on Earth)".to_string())
+                }
+                "fiber" => too_far(r.fiber.get(n)).then(|| "at most 50000km (past any path on Earth)".to_string()),
+                "hops" => r.hops.get(n).is_some_and(|&h| h > MAX_HOPS).then(|| format!("at most {MAX_HOPS} hops")),
+                _ => None,
+            };
+            if let Some(want) = bad {
+                return Err(ctx.invalid(key, format!("{n}: expected {want}")));
+            }
             if !site_names.contains(&n.as_str()) {
                 let hint = closest(n, &site_names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
                 return Err(
@@ -1143,7 +1183,7 @@ fn region_paths(
                 _ => None,
             };
             fiber.map(|fiber| {
-                let hops = s.access_hops + r.hops.get(&s.name).copied().unwrap_or(0);
+                let hops = s.access_hops + r.hops.get(&s.name).copied().unwrap_or(0); // each at most MAX_HOPS
                 let fixed = r.wan_fixed.get(&s.name).copied().unwrap_or(default_fixed);
                 let one_way =
                     Nanos(last_mile.0 + fiber.propagation(per_km).0 + s.hop_latency.0 * u64::from(hops) + fixed.0);
@@ -1152,6 +1192,11 @@ fn region_paths(
         })
         .collect())
 }
+
+/// The most hops a path may have (an assumption: far past any real route).
+const MAX_HOPS: u32 = 1_000;
+/// The longest fibre or distance a region's path may have: 50,000 km, as a custom link's.
+const MAX_PATH_MM: u64 = 50_000_000_000;
 
 fn validate_region(
     r: &RegionConfig,
@@ -1357,6 +1402,20 @@ fn validate_dcis(
         let (a, b) = (find("a", &d.a)?, find("b", &d.b)?);
         if a == b {
             return Err(ctx.invalid("b", "a dci link joins two different sites"));
+        }
+        // As a training fabric's: the second link between a pair was never used.
+        if let Some(k) =
+            sc.config.dci[..i].iter().position(|e| (e.a == d.a && e.b == d.b) || (e.a == d.b && e.b == d.a))
+        {
+            return Err(ctx.invalid(
+                "b",
+                format!(
+                    "{} and {} are already joined by dci[{}]: give one link per pair of sites, with more capacity or wavelengths",
+                    d.a,
+                    d.b,
+                    k + 1
+                ),
+            ));
         }
         let capacity_bps = match d.capacity {
             Some(c) if c.0 > 0 => c.0 as f64,

@@ -57,6 +57,19 @@ fn invalid_inference_scenarios() {
         "bad.toml:17: `region[1].burst-factor`: expected 1 to 4.000 (on-time share 0.250: the on periods alone would exceed the mean rate), got 5"
     );
     assert!(err(&GOOD.replace("rate = 5", "rat = 5")).contains("did you mean `rate`?"));
+    // Paths past any on Earth, and hop counts that wrapped the path's sum to a shorter one.
+    assert_eq!(
+        err(&GOOD.replace("{ a = \"100km\" }", "{ a = \"1000000000km\" }")),
+        "bad.toml:16: `region[1].distance`: a: expected at most 50000km (past any path on Earth)"
+    );
+    assert_eq!(
+        err(&GOOD.replace("rate = 5\n", "rate = 5\nhops = { a = 4294967295 }\n")),
+        "bad.toml:16: `region[1].hops`: a: expected at most 1000 hops"
+    );
+    assert_eq!(
+        err(&GOOD.replace("gpus = 16", "gpus = 16\naccess-hops = 1001")),
+        "bad.toml:12: `site[1].access-hops`: expected at most 1000, got 1001"
+    );
     assert_eq!(
         err(&GOOD.replace("[[region]]\nname = \"r\"\nrate = 5\ndistance = { a = \"100km\" }\n", "")),
         "bad.toml: `region`: no [[region]] tables: an inference scenario needs user regions"

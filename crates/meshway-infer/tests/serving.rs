@@ -237,7 +237,8 @@ fn lengths_from_csv() {
     let r = simulate(&spec, &Run::new(&spec));
     let reg = &r.regions[0];
     // Each request has 3 or 9 output tokens: the total is a sum of those.
-    let tokens = (reg.tokens_per_s * 20.0).round() as u64;
+    // Tokens per second of the whole run, drain included.
+    let tokens = (reg.tokens_per_s * r.end_ns.max(r.duration_ns) as f64 * 1e-9).round() as u64;
     let n = reg.requests;
     assert!(tokens >= 3 * n && tokens <= 9 * n && (tokens - 3 * n).is_multiple_of(6), "{tokens} tokens, {n} requests");
 }
@@ -425,6 +426,28 @@ fn disaggregated_link_contention() {
     assert!((0.3..0.6).contains(&thin.dci[0].utilization), "{}", thin.dci[0].utilization);
 }
 
+/// A prefill site that fails stops sending its KV caches: the link goes quiet at the
+/// failure and its users resend after the failover delay. (The transfers used to run on,
+/// keeping the link busy and holding the requests until they ended.)
+#[test]
+fn kv_transfers_stop_with_their_prefill_site() {
+    // 1,000 tokens x 131,072 B at 1 Gb/s: 1.05 s a transfer, two a second: a backlog of
+    // about a minute by the failure.
+    let text = disaggregated("capacity = \"1Gbps\"").replace("rate = 0.01", "rate = 2");
+    let spec = spec_from_text(&text, "t.toml", &Catalog::builtin()).unwrap();
+    let mut run = Run::new(&spec);
+    let fail_at = 60_000_000_000;
+    run.site_fail_at[0] = Some(fail_at);
+    let rep = simulate(&spec, &run);
+    let d = &rep.dci[0];
+    let busy_ns = d.busy * rep.end_ns.max(rep.duration_ns) as f64;
+    assert!(busy_ns <= fail_at as f64 + 1e6, "busy {:.1}s past the failure at 60s", busy_ns * 1e-9);
+    let r = &rep.regions[0];
+    assert!(r.unserved > 0, "{} unserved", r.unserved);
+    // Every request is accounted for: served or unserved (none is left on the dead link).
+    assert_eq!(r.served + r.unserved, r.requests);
+}
+
 #[test]
 fn bad_disaggregation() {
     let bad = |text: &str| spec_from_text(text, "bad.toml", &Catalog::builtin()).unwrap_err().to_string();
@@ -443,6 +466,19 @@ fn bad_disaggregation() {
         .replace("fiber = { P = \"0km\", D = \"0km\" }", "fiber = { D = \"0km\" }");
     let e = bad(&only_decode);
     assert!(e.contains("reaches only decode sites"), "{e}");
+    // A second link between the same pair was accepted and never used.
+    let twice = disaggregated(
+        "capacity = \"100Gbps\"\n[[dci]]\na = \"D\"\nb = \"P\"\ndistance = \"10km\"\ncapacity = \"1Mbps\"",
+    );
+    let e = bad(&twice);
+    assert!(e.contains("`dci[2].b`: D and P are already joined by dci[1]"), "{e}");
+    // Shares below 0.001 made a step overflow 64 bits and wrap to a fast one; prices past
+    // $1M an hour made the cost infinite.
+    let e = bad(&disaggregated("capacity = \"100Gbps\"").replace("flops-efficiency = 0.5", "flops-efficiency = 1e-16"));
+    assert!(e.contains("`model[1].flops-efficiency`: expected a share from 0.001 to 1, got 0.0000000000000001"), "{e}");
+    let e = bad(&disaggregated("capacity = \"100Gbps\"")
+        .replace("role = \"decode\"", "role = \"decode\"\ngpu-hour-usd = 1e308"));
+    assert!(e.contains("`site[2].gpu-hour-usd`: expected a price from 0 to 1000000"), "{e}");
 }
 
 /// Placement sizes a prefill site for the prompts it prefills alone and its decode site for
@@ -458,21 +494,21 @@ fn placement_sizes_prefill_and_decode_sites() {
     assert_eq!(m.prefill_capacity(), 1e9 / step(1000.0, 0.0, Some((1000.0, 0.0))) as f64);
     let (pre, dec) = (m.prefill_capacity(), m.decode_capacity_within(Some(8_000_000)));
     assert!(dec < m.decode_capacity_within(None), "a TPOT objective cuts the batch");
-    let sz = meshway_infer::place::size(&spec, &[true, true], false);
+    let sz = meshway_infer::place::size(&spec, &[true, true], false, &meshway_infer::place::prefill_estimates(&spec));
     assert!(sz.violations.is_empty(), "{:?}", sz.violations);
     let want = |cap: f64| (40.0 / (0.8 * cap) - 1e-9).ceil() as u32;
     assert_eq!(sz.servers, vec![want(pre), want(dec)]);
     assert_eq!(sz.assignment, vec![Some(0)]);
     // 40 requests/s x 131 MB = 42 Gb/s of KV caches on a 40 Gb/s link.
     let thin = spec_from_text(&text.replace("400Gbps", "40Gbps"), "t.toml", &Catalog::builtin()).unwrap();
-    let sz = meshway_infer::place::size(&thin, &[true, true], false);
+    let sz = meshway_infer::place::size(&thin, &[true, true], false, &meshway_infer::place::prefill_estimates(&thin));
     assert!(
         sz.violations.iter().any(|v| v.contains("dci P - D carries 41.9 Gb/s of KV caches")),
         "{:?}",
         sz.violations
     );
     // Without the decode site the prefill site cannot serve.
-    let sz = meshway_infer::place::size(&spec, &[true, false], false);
+    let sz = meshway_infer::place::size(&spec, &[true, false], false, &meshway_infer::place::prefill_estimates(&spec));
     assert!(sz.violations.iter().any(|v| v.contains("r: no open site")), "{:?}", sz.violations);
 }
 

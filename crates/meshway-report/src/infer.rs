@@ -155,6 +155,13 @@ pub fn infer_text(r: &InferReport) -> String {
                 ms1(x.tpot.p99_ns),
                 ms1(t)
             ),
+            _ if x.ttft.p99_ns <= x.ttft_p99_objective_ns && x.unserved > 0 => format!(
+                "{} ({} of {} requests unserved; p99 {} of those served)",
+                x.name,
+                thousands(x.unserved),
+                thousands(x.requests),
+                ms1(x.ttft.p99_ns)
+            ),
             _ => format!("{} (p99 {} vs {})", x.name, ms1(x.ttft.p99_ns), ms1(x.ttft_p99_objective_ns)),
         })
         .collect();
@@ -266,7 +273,10 @@ pub(crate) fn plans_table(r: &PlacementReport) -> String {
                 let mut row = vec![format!("{} p99 ttft", reg.name)];
                 row.extend(r.plans.iter().map(|p| match p.regions.get(i) {
                     Some(x) if x.requests == 0 => "- (no requests)".into(),
-                    Some(x) => format!("{}{}", ms1(x.ttft_p99_ns), if x.met { "" } else { " !" }),
+                    Some(x) => match x.ttft_p99_ns {
+                        Some(t) => format!("{}{}", ms1(t), if x.met { "" } else { " !" }),
+                        None => "- (none served) !".into(),
+                    },
                     None => "-".into(),
                 }));
                 t.row(row);

@@ -76,6 +76,10 @@ pub(crate) fn parse(input: &str, kind: &Kind) -> Result<u64, UnitError> {
     let s = s.strip_prefix('+').unwrap_or(s);
     let (mantissa, frac_digits, unit, overflow) = split_number(s).ok_or_else(malformed)?;
     let factor = if unit.is_empty() {
+        // 0 is 0 in every unit.
+        if mantissa == 0 && !overflow {
+            return Ok(0);
+        }
         kind.bare.ok_or_else(malformed)?
     } else {
         let exact = kind.units.iter().find(|(u, _)| *u == unit);

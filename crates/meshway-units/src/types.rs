@@ -584,6 +584,9 @@ mod tests {
         assert!(e.contains("invalid length 100: a number needs a unit, as in \"100km\""), "{e}");
         let e = strict(r#"{"a":0,"b":1,"t":0,"at":-3,"m":0}"#).unwrap_err();
         assert!(e.contains("invalid duration -3: must not be negative"), "{e}");
+        // As a string too ("--duration 0").
+        assert_eq!(("0".parse::<Nanos>(), "0".parse::<Meters>()), (Ok(Nanos(0)), Ok(Meters(0))));
+        assert!("5".parse::<Nanos>().is_err() && "0.0".parse::<BitsPerSec>() == Ok(BitsPerSec(0)));
         // 0 is 0 in every unit; a size's bare number is bytes, as in "4096".
         let ok = strict(r#"{"a":0,"b":4096,"t":0,"at":0,"m":0}"#).unwrap();
         assert_eq!((ok.a, ok.b, ok.t, ok.m), (BitsPerSec(0), Bytes(4096), Nanos(0), Meters(0)));

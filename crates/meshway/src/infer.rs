@@ -183,6 +183,17 @@ pub fn run_place(a: PlaceArgs) -> Result<()> {
             None => anyhow::anyhow!("{}: inference.duration: {m}", a.file.display()),
         })?;
     }
+    let cand = meshway_infer::place::candidates(&spec);
+    if cand.len() > meshway_infer::place::MAX_CANDIDATES {
+        let names: Vec<&str> = cand.iter().map(|&s| spec.sites[s].name.as_str()).collect();
+        anyhow::bail!(
+            "{}: {} candidate sites ({}); place searches every subset of at most {}: give max-gpus = 0 to the sites that may not host",
+            a.file.display(),
+            cand.len(),
+            names.join(", "),
+            meshway_infer::place::MAX_CANDIDATES
+        );
+    }
     let rep = place(&spec, &opt);
     if let Some(p) = &a.common.html {
         std::fs::write(p, meshway_report::infer::place_html(&rep))

@@ -160,6 +160,26 @@ fn simulate_errors_exit_2_with_the_key() {
 }
 
 #[test]
+fn place_refuses_more_candidates_than_it_searches() {
+    let dir = tempdir("place17");
+    let p = dir.join("many.toml");
+    let mut t = String::from(
+        "[[model]]\nname = \"m\"\ngpus-per-server = 1\nprefill-tokens-per-s = 100000\n\
+         decode-tokens-per-s = 1000\nmax-batch = 8\nprompt-tokens = 100\noutput-tokens = 50\n",
+    );
+    for i in 0..17 {
+        t.push_str(&format!("[[site]]\nname = \"s{i}\"\ngpus = 0\nmax-gpus = 8\n"));
+    }
+    t.push_str("[[region]]\nname = \"r\"\nrate = 1\ndistance = { s16 = \"10km\" }\n");
+    std::fs::write(&p, t).unwrap();
+    // 17 candidates: the 17th used to be dropped without a word.
+    let o = meshway(&["place", p.to_str().unwrap(), "--no-sim"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("17 candidate sites (s0, s1,") && stderr(&o).contains("at most 16"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn simulate_exits_1_when_messages_fail() {
     let dir = tempdir("simfail");
     let p = dir.join("cut.toml");
