@@ -350,7 +350,7 @@ fn sflow(frame: &[u8], frame_len: u32, rate: u32) -> Vec<u8> {
     be32(&mut fs, 17); // sequence
     be32(&mut fs, 3); // source id: ifIndex 3
     be32(&mut fs, rate);
-    be32(&mut fs, rate * 40); // sample pool
+    be32(&mut fs, rate.wrapping_mul(40)); // sample pool
     be32(&mut fs, 0); // drops
     be32(&mut fs, 3); // input
     be32(&mut fs, 4); // output
