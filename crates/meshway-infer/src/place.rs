@@ -313,7 +313,7 @@ pub fn candidates(spec: &InferSpec) -> Vec<usize> {
 pub fn ranked(spec: &InferSpec, n_plus_1: bool) -> (Vec<(f64, Sizing)>, u64) {
     let cand = candidates(spec);
     let k = cand.len().min(MAX_CANDIDATES);
-    let mut ok: Vec<(f64, u32, u32, Sizing)> = Vec::new();
+    let mut ok: Vec<(f64, u64, u32, Sizing)> = Vec::new();
     let mut tried = 0;
     let prefill = prefill_estimates(spec);
     for mask in 1u32..(1u32 << k) {
@@ -324,7 +324,7 @@ pub fn ranked(spec: &InferSpec, n_plus_1: bool) -> (Vec<(f64, Sizing)>, u64) {
         tried += 1;
         let sz = size(spec, &open, n_plus_1, &prefill);
         if sz.violations.is_empty() {
-            let g: u32 = sz.servers.iter().enumerate().map(|(s, &n)| n * gps(spec, s)).sum();
+            let g: u64 = sz.servers.iter().enumerate().map(|(s, &n)| u64::from(n) * u64::from(gps(spec, s))).sum();
             ok.push((cost(spec, &sz.servers), g, mask, sz));
         }
     }

@@ -568,6 +568,10 @@ impl<'a> Sim<'a> {
             let dir = 2 * l + usize::from(d.a != s);
             self.link_advance(dir, now);
             let link = &mut self.links[dir];
+            // Bytes not sent yet come off the link's count: it carries what it delivered.
+            let unsent: f64 =
+                link.flows.iter().map(|Reverse((bits, _))| (f64::from_bits(*bits) - link.v).max(0.0)).sum();
+            link.bytes = (link.bytes - unsent).max(0.0);
             let mut gone: Vec<u32> = link.flows.drain().map(|Reverse((_, q))| q).collect();
             link.started.clear();
             gone.sort_unstable();

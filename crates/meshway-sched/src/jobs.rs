@@ -242,7 +242,8 @@ pub fn from_file(file: &str, text: &str, gpus_per_host: u32) -> Result<Vec<Job>,
             .enumerate()
             .map(|(i, v)| {
                 let origin = format!("{file}: job {}", i + 1);
-                serde_json::from_value::<JobConfig>(v)
+                // A person's file, as a [[job]] table: durations need their unit.
+                meshway_units::units_required(|| serde_json::from_value::<JobConfig>(v))
                     .map(|c| (c, origin.clone()))
                     .map_err(|e| SchedError::File { file: file.into(), message: format!("job {}: {e}", i + 1) })
             })
@@ -271,7 +272,7 @@ pub fn from_file(file: &str, text: &str, gpus_per_host: u32) -> Result<Vec<Job>,
                 obj.insert(h.clone(), v);
             }
             let origin = format!("{file}: line {line}");
-            let c: JobConfig = serde_json::from_value(serde_json::Value::Object(obj))
+            let c: JobConfig = meshway_units::units_required(|| serde_json::from_value(serde_json::Value::Object(obj)))
                 .map_err(|e| SchedError::File { file: file.into(), message: format!("line {line}: {e}") })?;
             out.push((c, origin));
         }

@@ -337,6 +337,16 @@ fn bad_jobs_get_clear_errors() {
     assert!(e.contains("hosts of 72 GPUs: meshway schedule places jobs on hosts of at most 64 GPUs"), "{e}");
     let e = jobs::from_file("jobs.csv", "name,gpus,iterations\na,8,x\n", 8).unwrap_err().to_string();
     assert!(e.starts_with("jobs.csv: line 2:"), "{e}");
+    // A jobs file is a person's, as a [[job]] table: a bare arrival is refused, not read as
+    // nanoseconds; with its unit it reads.
+    let csv = "name,arrival,gpus,profile,iterations\nj1,3600,8,bert-large,10\n";
+    let e = jobs::from_file("jobs.csv", csv, 8).unwrap_err().to_string();
+    assert!(e.contains("jobs.csv: line 2: invalid duration 3600: a number needs a unit"), "{e}");
+    let e = jobs::from_file("jobs.json", r#"[{"name": "j1", "arrival": 60, "gpus": 8, "profile": "bert-large"}]"#, 8)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("jobs.json: job 1: invalid duration 60"), "{e}");
+    assert!(jobs::from_file("jobs.csv", &csv.replace("3600", "3600s"), 8).is_ok());
 }
 
 fn mixed_jobs() -> String {

@@ -166,7 +166,8 @@ pub fn check_dir(path: &Path) -> Result<(), TestbedError> {
         if !sticky && m.mode() & 0o022 != 0 {
             return Err(unsafe_(format!("the directory {} is writable by other users", d.display())));
         }
-        if !sticky && m.uid() != me && m.uid() != 0 {
+        // Sticky keeps others from renaming what is not theirs, but not the owner.
+        if m.uid() != me && m.uid() != 0 {
             return Err(unsafe_(format!(
                 "the directory {} belongs to uid {}, who could replace the file; put the state file in a directory of yours or root's",
                 d.display(),

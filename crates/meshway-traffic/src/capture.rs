@@ -104,17 +104,19 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
     if head.is_empty() {
         return Err(CaptureError::Empty);
     }
-    let magic = head.get(..4).is_some_and(|m| MAGICS.iter().any(|k| k == m));
+    // Starts as a capture does (all four bytes of a magic number, or as many as there are).
+    let n = head.len();
+    if !MAGICS.iter().any(|k| k.starts_with(&head[..n.min(4)])) {
+        return Err(CaptureError::NotACapture);
+    }
     let cut =
         |n: usize| CaptureError::Read(format!("the capture ends inside its file header, after {n} bytes (cut short)"));
-    if !magic && head.len() < 4 && MAGICS.iter().any(|k| k.starts_with(&head)) {
-        return Err(cut(head.len()));
+    if n < 4 {
+        return Err(cut(n));
     }
-    let n = head.len();
     let mut reader = match create_reader(1 << 20, std::io::Cursor::new(head).chain(r)) {
         Ok(r) => r,
         Err(PcapError::Eof) => return Err(CaptureError::Empty),
-        Err(PcapError::HeaderNotRecognized) if !magic => return Err(CaptureError::NotACapture),
         Err(PcapError::HeaderNotRecognized | PcapError::Incomplete(_) | PcapError::UnexpectedEof) if n < HEAD => {
             return Err(cut(n))
         }
@@ -145,8 +147,8 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
                         } else {
                             u64::from(b.ts_sec) * 1_000_000_000 + u64::from(b.ts_usec) * legacy.1
                         };
+                        release(&mut info, each, &mut held, ts_ns);
                         deliver(&mut info, each, ts_ns, b.origlen, legacy.0, b.data);
-                        release(&mut info, each, &mut held);
                     }
                     PcapBlockOwned::NG(Block::SectionHeader(_)) => {
                         info.format = "pcapng";
@@ -162,8 +164,8 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
                         let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
                         let ns = units_to_ns(units, per_s).saturating_add_signed(off.saturating_mul(1_000_000_000));
                         let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
+                        release(&mut info, each, &mut held, ns);
                         deliver(&mut info, each, ns, epb.origlen, lt, data);
-                        release(&mut info, each, &mut held);
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                         info.packets += 1;
@@ -173,7 +175,10 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
                         match info.last_ts_ns {
                             Some(t) => deliver(&mut info, each, t, spb.origlen, lt, data),
                             None if held.len() < MAX_HELD => held.push((data.to_vec(), spb.origlen, lt)),
-                            None => deliver(&mut info, each, 0, spb.origlen, lt, data),
+                            None => {
+                                release(&mut info, each, &mut held, 0);
+                                deliver(&mut info, each, 0, spb.origlen, lt, data);
+                            }
                         }
                     }
                     PcapBlockOwned::NG(_) => {}
@@ -208,20 +213,20 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
             }
         }
     }
-    // No packet had a time: the held ones get 0, as the rest of them did.
-    if info.last_ts_ns.is_none() {
-        info.last_ts_ns = Some(0);
-    }
-    release(&mut info, each, &mut held);
+    // No packet had a time: the held ones get 0.
+    release(&mut info, each, &mut held, 0);
     if info.format.is_empty() {
         info.format = "pcap";
     }
     Ok(info)
 }
 
-/// Delivers the held Simple Packet Blocks at the first time known.
-fn release(info: &mut CaptureInfo, each: &mut dyn FnMut(&Packet<'_>), held: &mut Vec<(Vec<u8>, u32, i32)>) {
-    let Some(t) = info.last_ts_ns else { return };
+/// Delivers the held Simple Packet Blocks, in file order, at `t` (the time of the packet
+/// after them) unless that time is corrupt: then they wait for a good one.
+fn release(info: &mut CaptureInfo, each: &mut dyn FnMut(&Packet<'_>), held: &mut Vec<(Vec<u8>, u32, i32)>, t: u64) {
+    if held.is_empty() || t > MAX_TS_NS {
+        return;
+    }
     for (data, wire, lt) in std::mem::take(held) {
         deliver(info, each, t, wire, lt, &data);
     }

@@ -217,8 +217,13 @@ impl Exported {
                         let id = t.u16()?;
                         let count = t.u16()?;
                         if count == 0 {
-                            // A withdrawal: the template is gone.
-                            self.templates.remove(&(src, domain, id));
+                            // A withdrawal: the template is gone; id 2 (the template set's
+                            // own) withdraws them all (RFC 7011 section 8.1).
+                            if id == 2 {
+                                self.templates.retain(|k, _| (k.0, k.1) != (src, domain));
+                            } else {
+                                self.templates.remove(&(src, domain, id));
+                            }
                             continue;
                         }
                         let mut fields = Vec::new();

@@ -634,11 +634,27 @@ fn base2_resolution_untimed_blocks_and_slow_pipes() {
     let t1 = t0 + 9 * 1_000_000_000 / 1024; // 9/1024 s = 8.789 ms
     assert_eq!(seen, [t0, t0, t0, t1, t1]);
     assert_eq!((info.packets, info.untimed_packets), (5, 3));
-    // Cut inside the file header: said so, not "not a capture".
+    // Cut inside the file header: said so, not "not a capture"; three bytes of text are not
+    // a capture at all.
     for n in [2, 20] {
         let e = capture::read(Trickle(&out[..n]), &mut |_| {}).unwrap_err().to_string();
         assert!(e.contains(&format!("ends inside its file header, after {n} bytes (cut short)")), "{e}");
     }
+    assert!(matches!(capture::read(&b"hi\n"[..], &mut |_| {}), Err(CaptureError::NotACapture)));
+    // More Simple Packet Blocks than are held for a time, with none at all: every one is
+    // delivered, in file order (out of order they read as retransmissions).
+    let mut only = out[..out.len()].to_vec();
+    only.truncate(28 + 32); // the section header and the interface
+    for port in 0..5_000u16 {
+        let f = udp(0, A, B, (port, 2), &[0; 8]).1;
+        let mut b = (f.len() as u32).to_le_bytes().to_vec();
+        b.extend_from_slice(&f);
+        block(&mut only, 3, &b);
+    }
+    let mut ports = Vec::new();
+    let info = capture::read(&only[..], &mut |p| ports.push(u16::from_be_bytes([p.data[34], p.data[35]]))).unwrap();
+    assert_eq!(info.untimed_packets, 5_000);
+    assert_eq!(ports, (0..5_000).collect::<Vec<u16>>());
 }
 
 /// The snap length cuts an IPv6 TCP packet: its payload comes from the header's Payload

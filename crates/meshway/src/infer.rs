@@ -187,7 +187,7 @@ pub fn run_place(a: PlaceArgs) -> Result<()> {
     if cand.len() > meshway_infer::place::MAX_CANDIDATES {
         let names: Vec<&str> = cand.iter().map(|&s| spec.sites[s].name.as_str()).collect();
         anyhow::bail!(
-            "{}: {} candidate sites ({}); place searches every subset of at most {}: give max-gpus = 0 to the sites that may not host",
+            "{}: {} candidate sites ({}); place searches every subset of at most {}: give gpus = 0 and max-gpus = 0 to the sites that may not host",
             a.file.display(),
             cand.len(),
             names.join(", "),
