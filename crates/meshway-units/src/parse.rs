@@ -26,6 +26,8 @@ pub(crate) struct Kind {
     pub units: &'static [(&'static str, u128)],
     /// Human list of accepted units for messages.
     pub list: &'static str,
+    /// A unit people commonly write for this kind, for examples in messages.
+    pub example: &'static str,
     /// The factor for a bare number (no unit), if one is accepted.
     pub bare: Option<u128>,
     pub case_insensitive: bool,

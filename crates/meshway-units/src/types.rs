@@ -78,6 +78,7 @@ const BYTES_KIND: Kind = Kind {
     base: "bytes",
     units: BYTE_UNITS,
     list: "B, KB, MB, GB, TB, KiB, MiB, GiB, TiB",
+    example: "B",
     bare: Some(1),
     case_insensitive: false,
 };
@@ -86,6 +87,7 @@ const RATE_KIND: Kind = Kind {
     base: "bits per second",
     units: RATE_UNITS,
     list: "bps, kbps, Mbps, Gbps, Tbps, or bytes per second as MBps, GBps, GB/s",
+    example: "Gbps",
     bare: None,
     case_insensitive: false,
 };
@@ -94,6 +96,7 @@ const TIME_KIND: Kind = Kind {
     base: "nanoseconds",
     units: TIME_UNITS,
     list: "ns, us, ms, s, min, h",
+    example: "ms",
     bare: None,
     case_insensitive: true,
 };
@@ -102,6 +105,7 @@ const LENGTH_KIND: Kind = Kind {
     base: "millimetres",
     units: LENGTH_UNITS,
     list: "mm, cm, m, km",
+    example: "km",
     bare: None,
     case_insensitive: true,
 };
@@ -137,13 +141,10 @@ fn bare_number(v: u64, kind: &Kind) -> Result<u64, String> {
     if v == 0 || kind.bare.is_some() || !UNITS_REQUIRED.with(|c| c.get()) {
         return Ok(v);
     }
-    // A unit people write for this kind, for the example only.
-    let unit = match kind.what {
-        "duration" => "ms",
-        "length" => "km",
-        _ => "Gbps",
-    };
-    Err(format!("invalid {} {v}: a number needs a unit, as in \"{v}{unit}\" (units: {})", kind.what, kind.list))
+    Err(format!(
+        "invalid {} {v}: a number needs a unit, as in \"{v}{}\" (units: {})",
+        kind.what, kind.example, kind.list
+    ))
 }
 
 /// Implements FromStr, Display, serde (string or integer in; integer out) for a newtype.
@@ -412,6 +413,7 @@ impl FromStr for Ratio {
             base: "thousandths",
             units: &[],
             list: "",
+            example: "",
             bare: Some(1000),
             case_insensitive: false,
         };
