@@ -127,6 +127,8 @@ pub struct FailureCheck {
     /// p99 TTFT beyond the objective in the worst region (0 when it holds).
     pub miss_ns: u64,
     pub unserved: u64,
+    /// Regions that sent no request in this run: the failure is untested for them.
+    pub untested: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -229,7 +231,13 @@ pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool, prefill: &[u64]) ->
                     reg.ttft_p99.0 as f64 / 1e6
                 ));
             }
-            let rate = peak_rate(spec, r);
+            let rate = match reg.concurrency {
+                // A closed loop's users each wait for their request, so they send at most
+                // users / (round trip + a lone request at the mean lengths): Little's law
+                // at the shortest response time, an upper bound on its throughput.
+                Some(users) => f64::from(users) * 1e9 / (2.0 * ow as f64 + m.lone_ns()).max(1e3),
+                None => peak_rate(spec, r),
+            };
             let decoder = match handoff {
                 Some((d, l)) => {
                     pre[s] += rate;
@@ -465,7 +473,7 @@ pub fn failure_checks(
             let worst = rep
                 .regions
                 .iter()
-                .max_by_key(|x| (x.unserved, x.ttft.p99_ns as i64 - x.ttft_p99_objective_ns as i64))
+                .max_by_key(|x| (x.requests > 0, x.unserved, x.ttft.p99_ns as i64 - x.ttft_p99_objective_ns as i64))
                 .expect("at least one region");
             FailureCheck {
                 failure,
@@ -474,6 +482,7 @@ pub fn failure_checks(
                 worst_ttft_p99_ns: worst.ttft.p99_ns,
                 miss_ns: worst.ttft.p99_ns.saturating_sub(worst.ttft_p99_objective_ns),
                 unserved: worst.unserved,
+                untested: rep.regions.iter().filter(|x| x.requests == 0).map(|x| x.name.clone()).collect(),
             }
         })
         .collect()

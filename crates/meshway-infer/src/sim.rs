@@ -106,6 +106,10 @@ pub struct RegionResult {
     pub served: u64,
     /// Requests no healthy site could take (counted as misses).
     pub unserved: u64,
+    /// Requests no server could take, however many: longer than the model's context or than
+    /// an empty server's KV cache (engines refuse them). Misses for attainment, but not
+    /// against `met`, which more GPUs cannot change.
+    pub too_long: u64,
     /// Requests sent again because their site failed under them.
     pub retried: u64,
     pub ttft: Percentiles,
@@ -358,6 +362,8 @@ struct Sim<'a> {
     /// Per region and site: requests whose first token came from the site.
     prefilled_by: Vec<Vec<u64>>,
     unserved: Vec<u64>,
+    /// Requests no server could take (see [`Model::too_long`]).
+    too_long: Vec<u64>,
     arrivals: Vec<u64>,
     retried: Vec<u64>,
     /// Per region: candidate sites sorted by one-way latency.
@@ -491,7 +497,12 @@ impl<'a> Sim<'a> {
             self.push(t, Ev::Arrive(r as u32));
         }
         let req = Req { region: r as u32, prompt, output, left, kv, send: now, ..Req::default() };
-        if self.cands[r].is_empty() || kv > m.kv_capacity_tokens {
+        if m.too_long(prompt, output) {
+            self.too_long[r] += 1;
+            self.user_again(r, now + self.run.failover_detect_ns);
+            return;
+        }
+        if self.cands[r].is_empty() {
             self.unserved[r] += 1;
             self.user_again(r, now + self.run.failover_detect_ns);
             return;
@@ -1104,6 +1115,7 @@ fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>, end: u64) -> V
             requests: total,
             served,
             unserved: sim.unserved[r],
+            too_long: sim.too_long[r],
             retried: sim.retried[r],
             ttft,
             ttft_cdf,
@@ -1115,7 +1127,8 @@ fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>, end: u64) -> V
             tpot_p99_objective_ns: tpot_obj,
             attainment: if total > 0 { ok as f64 / total as f64 } else { 1.0 },
             met: sim.unserved[r] == 0
-                && served == total
+                && served + sim.too_long[r] == total
+                && (served > 0 || total == 0)
                 && ttft.p99_ns <= obj
                 && tpot_obj.is_none_or(|o| tpot.p99_ns <= o),
             main_site: if cnt > 0 { spec.sites[main].name.clone() } else { String::new() },
@@ -1259,6 +1272,7 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
         served_by: vec![vec![0; ns]; nr],
         prefilled_by: vec![vec![0; ns]; nr],
         unserved: vec![0; nr],
+        too_long: vec![0; nr],
         arrivals: vec![0; nr],
         retried: vec![0; nr],
         cands,

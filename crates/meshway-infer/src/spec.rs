@@ -209,6 +209,10 @@ pub struct Model {
     /// subset `place` tries, and with a small token budget it is thousands of steps.
     #[serde(skip)]
     pub mean_prefill: std::sync::OnceLock<u64>,
+    /// The model's context in tokens (prompt + output), from the catalog's `llm`; a request
+    /// longer than it is refused, as serving engines refuse one.
+    #[serde(skip)]
+    pub context: Option<u32>,
 }
 
 /// `tokens` at `per_s` tokens per second, rounded up to the next nanosecond (with a
@@ -230,6 +234,12 @@ impl Model {
     /// cached prefixes are shared).
     pub fn kv_reserve(&self, prompt: u32, output: u32) -> u64 {
         u64::from(self.uncached(prompt)) + u64::from(output)
+    }
+    /// Whether no server can take a request of these lengths: longer than the model's
+    /// context, or reserving more KV cache than an empty server holds.
+    pub fn too_long(&self, prompt: u32, output: u32) -> bool {
+        self.context.is_some_and(|c| u64::from(prompt) + u64::from(output) > u64::from(c))
+            || self.kv_reserve(prompt, output) > self.kv_capacity_tokens
     }
     /// One step's time: `decode` streams over `decode_ctx` context tokens, prefill `chunks`.
     pub fn step_ns(&self, decode: u32, decode_ctx: f64, chunks: &[(u32, u32)]) -> u64 {
@@ -265,6 +275,13 @@ impl Model {
                 t
             }
         }
+    }
+    /// Time a lone request at the mean lengths spends on an idle server: its prefill (with
+    /// the request overhead) and its decode after the first token, in ns.
+    pub fn lone_ns(&self) -> f64 {
+        let ctx = f64::from(self.prompt_tokens) + f64::from(self.output_tokens) / 2.0;
+        let decode = f64::from(self.output_tokens.saturating_sub(1)) * 1e9 / self.stream_rate(1, ctx);
+        self.prefill_ns(self.prompt_tokens) as f64 + decode
     }
     /// Decode rate of each of `k` streams sharing a server with mean context `ctx`.
     pub fn stream_rate(&self, k: u32, ctx: f64) -> f64 {
@@ -556,11 +573,9 @@ impl InferSpec {
                 Some(users) => {
                     let m = &self.models[r.model];
                     let rtt = r.paths.iter().flatten().map(|p| 2 * p.one_way.0).min().unwrap_or(0) as f64;
-                    let ctx = f64::from(m.prompt_tokens) + f64::from(m.output_tokens) / 2.0;
-                    let decode = f64::from(m.output_tokens.saturating_sub(1)) * 1e9 / m.stream_rate(1, ctx);
                     // A user resends as soon as its request streams back, or after
                     // failover-detect when no site can take it.
-                    let lone = (rtt + m.prefill_ns(m.prompt_tokens) as f64 + decode).max(1e3);
+                    let lone = (rtt + m.lone_ns()).max(1e3);
                     let least = lone.min(self.failover_detect.0 as f64);
                     let users = f64::from(users);
                     let by_users = users * (1.0 + duration_ns as f64 / least);
@@ -659,6 +674,19 @@ fn read_lengths(path: &std::path::Path, ctx: &Ctx) -> Result<Vec<(u32, u32)>, Fa
     let mut out = Vec::new();
     for (n, line) in lines {
         let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        if f.len() != cols.len() {
+            return Err(ctx.invalid(
+                "lengths",
+                format!(
+                    "{shown}:{}: expected {} fields ({}) as the header names, got {}: {:?}",
+                    n + 1,
+                    cols.len(),
+                    cols.join(","),
+                    f.len(),
+                    line.trim()
+                ),
+            ));
+        }
         let num = |i: usize, what: &str| -> Result<u64, FabricError> {
             let range = if what == "count" { "0 to 10000000" } else { "tokens 1 to 10000000" };
             f.get(i)
@@ -967,6 +995,7 @@ fn validate_model(
         length_dist,
         lengths,
         mean_prefill: std::sync::OnceLock::new(),
+        context: m.llm.as_ref().and_then(|n| cat.llm(n)).and_then(|l| l.context),
     };
     if let (Cost::Shape(sh), Some(llm)) = (&model.cost, m.llm.as_ref().and_then(|n| cat.llm(n))) {
         // The longest request the model takes: a fixed length, or the longest in a lengths file.

@@ -137,3 +137,20 @@ fn placement_report_compares_and_checks_failures() {
     assert!(!down.holds && down.unserved > 0);
     assert!(!rep.n_plus_1_holds);
 }
+
+/// A closed loop is sized for the most its users can send: users / (round trip + a lone
+/// request of 100 ms prefill + 100 decode steps of 1 ms). Region A as 40 users instead of
+/// 20 req/s: at E (10 ms away) up to 40 / 0.22 s = 181.8 req/s, 46 servers ($92, with B at C
+/// $96); at E2 (40 ms away) 40 / 0.28 s = 142.9 req/s, with B's 14 there 39.2 servers' worth:
+/// 40 servers, $72, the optimum. (Sized at zero load, as before, A needed 1 server at E.)
+#[test]
+fn closed_loops_are_sized_for_what_their_users_can_send() {
+    let text = CASE.replacen("rate = 20", "concurrency = 40", 1);
+    let cat = Catalog::with_overlay("[inference]\nwan-fixed = \"0ns\"\n", "no-wan-fixed.toml").unwrap();
+    let spec = spec_from_text(&text, "case.toml", &cat).unwrap();
+    assert!((spec.models[0].lone_ns() - 200e6).abs() < 1.0, "{}", spec.models[0].lone_ns());
+    let (best, _) = optimize(&spec, false);
+    let best = best.expect("feasible");
+    assert_eq!(best.assignment, vec![Some(2), Some(2)]);
+    assert_eq!(best.servers, vec![0, 0, 40]);
+}

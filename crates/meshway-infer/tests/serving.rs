@@ -260,7 +260,13 @@ fn bad_lengths_csv() {
     let twice = load("prompt,prompt,output\n500,500,100\n");
     let many = load("prompt,output,count\n500,100,9000000\n500,100,2000000\n");
     let bom = load("\u{feff}prompt,output\n  # a comment\n500,100\n");
+    let extra = load("prompt,output\n500,100\n500,100,7\n");
+    let short = load("prompt,output,count\n500,100\n");
     std::fs::remove_dir_all(&dir).unwrap();
+    let e = extra.unwrap_err().to_string();
+    assert!(e.contains("len.csv:3: expected 2 fields (prompt,output)") && e.contains("got 3"), "{e}");
+    let e = short.unwrap_err().to_string();
+    assert!(e.contains("len.csv:2: expected 3 fields") && e.contains("got 2"), "{e}");
     let e = huge.unwrap_err().to_string();
     assert!(e.contains("len.csv:3") && e.contains("count") && e.contains("0 to 10000000"), "{e}");
     let e = typo.unwrap_err().to_string();
@@ -270,6 +276,31 @@ fn bad_lengths_csv() {
     let e = many.unwrap_err().to_string();
     assert!(e.contains("more than 10000000 samples"), "{e}");
     assert_eq!(bom.unwrap(), 500);
+}
+
+/// Drawn lengths past the model's context (131,072 tokens for Llama 3.1 8B) are refused, as
+/// engines refuse them: counted as too long, neither served nor unserved, and not held
+/// against the objective, since more GPUs cannot serve them. With exponential prompts of
+/// mean 60,000, P(prompt > 131,072 - output) is about exp(-131,072 / 60,000) = 11%.
+#[test]
+fn requests_past_the_context_are_refused_as_too_long() {
+    let m = format!("{EIGHT_B}\nprompt-tokens = 60000\noutput-tokens = 20\nlength-dist = \"exponential\"");
+    let text = scenario(&m, "rate = 100\nrequests = 400", "10s").replace("ttft-p99 = \"10s\"", "ttft-p99 = \"10000s\"");
+    let spec = spec_from_text(&text, "t.toml", &Catalog::builtin()).unwrap();
+    assert_eq!(spec.models[0].context, Some(131_072));
+    let r = simulate(&spec, &Run::new(&spec));
+    let reg = &r.regions[0];
+    assert_eq!(reg.requests, 400);
+    assert_eq!(reg.unserved, 0);
+    let share = reg.too_long as f64 / reg.requests as f64;
+    assert!((0.07..0.16).contains(&share), "{} of {} too long", reg.too_long, reg.requests);
+    // Every request is served or too long.
+    assert_eq!(reg.served + reg.too_long, reg.requests);
+    assert!(reg.met, "{reg:?}");
+    // A context of its own is the model's, and a fixed length past it is refused up front.
+    let fixed = scenario(&format!("{EIGHT_B}\nprompt-tokens = 131000\noutput-tokens = 100"), "concurrency = 1", "1s");
+    let e = spec_from_text(&fixed, "t.toml", &Catalog::builtin()).unwrap_err().to_string();
+    assert!(e.contains("a request of 131100 tokens") && e.contains("context of 131072"), "{e}");
 }
 
 /// A closed loop keeps exactly `concurrency` requests in flight and sends again at once.

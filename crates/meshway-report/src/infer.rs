@@ -41,16 +41,17 @@ pub fn infer_text(r: &InferReport) -> String {
             x.main_site.clone()
         };
         // A region none of whose requests completed has no latencies to show.
-        let none = x.requests == x.unserved;
+        let none = x.served == 0;
         let ms = |ns: u64| if none { "-".to_string() } else { ms1(ns) };
         let s2 = |ns: u64| if none { "-".to_string() } else { secs2(ns) };
         t.row(vec![
             x.name.clone(),
-            match (x.requests, x.unserved, x.retried) {
-                (0, _, _) => format!("{site} (no requests)"),
-                (_, 0, 0) => site,
-                (_, 0, t) => format!("{site} ({} retried)", thousands(t)),
-                (_, u, _) => format!("{site} ({} unserved)", thousands(u)),
+            match (x.requests, x.unserved, x.retried, x.too_long) {
+                (0, ..) => format!("{site} (no requests)"),
+                (_, 0, 0, 0) => site,
+                (_, 0, t, 0) => format!("{site} ({} retried)", thousands(t)),
+                (_, 0, _, l) => format!("{site} ({} too long)", thousands(l)),
+                (_, u, _, _) => format!("{site} ({} unserved)", thousands(u)),
             },
             if x.main_site.is_empty() { "-".into() } else { ms1(x.rtt_ns) },
             ms(x.ttft.p50_ns),
@@ -142,11 +143,22 @@ pub fn infer_text(r: &InferReport) -> String {
             thousands(r.unfinished)
         ));
     }
+    let long: Vec<_> = sending.iter().filter(|x| x.too_long > 0).collect();
+    if !long.is_empty() {
+        let shown: Vec<String> = long
+            .iter()
+            .map(|x| format!("{} of {} from {}", thousands(x.too_long), thousands(x.requests), x.name))
+            .collect();
+        o.push_str(&format!(
+            "Refused as too long (prompt + output over the model's context, or over an empty server's KV cache; more GPUs do not change it): {}.\n",
+            shown.join(", ")
+        ));
+    }
     let missed: Vec<String> = sending
         .iter()
         .filter(|x| !x.met)
         .map(|x| match x.tpot_p99_objective_ns {
-            _ if x.requests == x.unserved => format!("{} (no request served)", x.name),
+            _ if x.served == 0 => format!("{} (no request served)", x.name),
             Some(t) if x.tpot.p99_ns > t => format!(
                 "{} (p99 ttft {} vs {}, p99 tpot {} vs {})",
                 x.name,
@@ -244,7 +256,20 @@ pub fn place_text(r: &PlacementReport) -> String {
         o.push_str(&format!(
             "N+1: {}\n",
             if r.n_plus_1_holds {
-                "holds for every single site and route failure".to_string()
+                let mut untested: Vec<&str> = Vec::new();
+                for n in r.failures.iter().flat_map(|f| &f.untested) {
+                    if !untested.contains(&n.as_str()) {
+                        untested.push(n);
+                    }
+                }
+                if untested.is_empty() {
+                    "holds for every single site and route failure".to_string()
+                } else {
+                    format!(
+                        "holds for every single site and route failure, but is untested for {}, which sent no requests in some of those runs",
+                        untested.join(", ")
+                    )
+                }
             } else {
                 let n = r.failures.iter().filter(|f| !f.holds).count();
                 format!("{n} of {} single failures miss an objective (try meshway place --n-plus-1)", r.failures.len())
@@ -304,7 +329,7 @@ pub fn infer_html(r: &InferReport) -> String {
     let ttft: Vec<(String, f64)> = r
         .regions
         .iter()
-        .filter(|g| g.requests > g.unserved)
+        .filter(|g| g.served > 0)
         .map(|g| (format!("{} (objective {})", g.name, time(g.ttft_p99_objective_ns)), g.ttft.p99_ns as f64))
         .collect();
     if let Some(svg) = bar_chart("p99 time to first token per region", &ttft, &fmt_time) {

@@ -442,7 +442,7 @@ fn run_row(
     })?;
     let r = meshway_infer::simulate(&spec, &meshway_infer::Run::new(&spec));
     let reg = &r.regions[0];
-    let served = reg.requests - reg.unserved;
+    let served = reg.served;
     let tokens = served as f64 * f64::from(osl);
     let tput = if r.end_ns > 0 { tokens / (r.end_ns as f64 * 1e-9) } else { 0.0 };
     let ms = |ns: u64| ns as f64 * 1e-6;

@@ -147,6 +147,36 @@ fn place_routes_the_located_example() {
     assert!(rtt("sao-paulo", 0) < rtt("sao-paulo", 1));
 }
 
+/// N+1 that holds only because a region sent nothing says so.
+#[test]
+fn n_plus_1_names_regions_it_did_not_test() {
+    let dir = tempdir("place-idle-n1");
+    let f = dir.join("s.toml");
+    std::fs::write(
+        &f,
+        "name = \"idle\"\n[inference]\nduration = \"10s\"\n[[model]]\nname = \"m\"\nllm = \"llama-3.1-8b\"\n\
+         gpu = \"h100-sxm\"\ngpus-per-server = 1\nprompt-tokens = 100\noutput-tokens = 10\n\
+         [[site]]\nname = \"s\"\ngpus = 1\n[[site]]\nname = \"t\"\ngpus = 1\n\
+         [[region]]\nname = \"quiet\"\nrate = 0\ndistance = { s = \"10km\", t = \"10km\" }\n\
+         [[region]]\nname = \"busy\"\nrate = 1\ndistance = { t = \"10km\", s = \"20km\" }\n",
+    )
+    .unwrap();
+    let o = meshway(&["place", f.to_str().unwrap(), "--n-plus-1"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    // The worst region of each failure is one that sent requests.
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with("site ") || l.starts_with("route ")).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows.iter().all(|l| l.contains(" yes ") && l.contains(" busy ")), "{text}");
+    assert!(
+        text.contains(
+            "N+1: holds for every single site and route failure, but is untested for quiet, which sent no requests"
+        ),
+        "{text}"
+    );
+}
+
 /// A region that sends nothing shows no latencies and no verdict, not zeros that read as met.
 #[test]
 fn a_region_without_requests_shows_no_latencies() {
