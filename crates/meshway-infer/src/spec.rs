@@ -502,8 +502,10 @@ pub struct InferSpec {
     pub dcis: Vec<Dci>,
 }
 
-/// The most requests one run may send (their latencies are kept for percentiles: about
-/// 24 bytes each, 1.2 GB at this count).
+/// The most requests one run may send. Their latencies are kept for percentiles, 24 bytes
+/// each (1.2 GB at this count); a run whose sites fall behind also holds every queued
+/// request (about 80 bytes, and its events): one overloaded run at this count was measured
+/// at 5.4 GB (session 23, on this workspace's 24 GiB build machine).
 pub const MAX_REQUESTS: f64 = 5e7;
 
 /// The longest run of arrivals: 10 years (an assumption, far beyond any capacity study; it

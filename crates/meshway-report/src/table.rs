@@ -21,7 +21,7 @@ impl Table {
         let mut w = vec![0usize; cols];
         for r in std::iter::once(&self.head).chain(&self.rows) {
             for (i, c) in r.iter().enumerate().take(cols) {
-                w[i] = w[i].max(c.chars().count());
+                w[i] = w[i].max(columns(c));
             }
         }
         let mut out = String::new();
@@ -29,7 +29,7 @@ impl Table {
             let mut line = String::new();
             for (i, width) in w.iter().enumerate() {
                 let c = r.get(i).map(String::as_str).unwrap_or("");
-                let pad = width - c.chars().count();
+                let pad = width - columns(c);
                 if i == 0 {
                     line.push_str(c);
                     line.push_str(&" ".repeat(pad));
@@ -44,6 +44,11 @@ impl Table {
         }
         out
     }
+}
+
+/// Terminal columns `s` takes (a wide CJK character or emoji two, a combining mark none).
+pub fn columns(s: &str) -> usize {
+    unicode_width::UnicodeWidthStr::width(s)
 }
 
 /// `s` with its control characters escaped as Rust writes them (`\n`, `\u{1b}`).
@@ -62,6 +67,17 @@ mod tests {
         let mut t = super::Table::new(&["a", "bb"]);
         t.row(vec!["long".into(), "1".into()]);
         assert_eq!(t.render(), "a     bb\nlong   1\n");
+    }
+
+    /// Cells are padded by the columns a terminal gives them: 東京 takes four, the é of
+    /// "e" + U+0301 one.
+    #[test]
+    fn wide_and_combining_characters_align() {
+        let mut t = super::Table::new(&["region", "p99"]);
+        t.row(vec!["東京".into(), "1.0ms".into()]);
+        t.row(vec!["Qu\u{e9}bec".into(), "2.0ms".into()]);
+        t.row(vec!["Que\u{301}bec".into(), "3.0ms".into()]);
+        assert_eq!(t.render(), "region    p99\n東京    1.0ms\nQu\u{e9}bec  2.0ms\nQue\u{301}bec  3.0ms\n");
     }
 
     #[test]
