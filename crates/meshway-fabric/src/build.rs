@@ -1308,11 +1308,13 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         sf.groups.clear();
         let off = f.absorb(sf, i as u16);
         groups.push(Group { name: s.name.clone(), nodes: all.into_iter().map(|n| NodeId(n.0 + off)).collect() });
+        // DCI ports taken round-robin over the border leaves, so the spans spread evenly
+        // (17 and 16 wavelengths, not 32 and 1: ECMP splits cross-site flows evenly over the
+        // border leaves, and a leaf with one wavelength would carry half of them) and each span
+        // over all of them.
         let mut pool = Vec::new();
-        for b in out.borders {
-            for _ in 0..out.border_ports {
-                pool.push(NodeId(b.0 + off));
-            }
+        for _ in 0..out.border_ports {
+            pool.extend(out.borders.iter().map(|b| NodeId(b.0 + off)));
         }
         pool.reverse();
         port_pools.push(pool);

@@ -631,3 +631,23 @@ fn breakout_stops_at_the_port_count_and_the_bandwidth_left_idle_is_said() {
     assert_eq!(tier(&r, "leaf").ports_free, 0);
     assert!(r.warnings.iter().all(|w| !w.contains("most logical ports")), "{:?}", r.warnings);
 }
+
+/// DCI wavelengths spread round-robin over the border leaves: 33 on a leaf of 32 site-side
+/// ports take two border leaves, 17 and 16 (they were packed 32 and 1, and ECMP, which splits
+/// cross-site flows evenly over the border leaves, put half of them on one wavelength).
+#[test]
+fn dci_wavelengths_spread_evenly_over_border_leaves() {
+    let text = include_str!("../../../examples/two-site-training.toml").replace("wavelengths = 16", "wavelengths = 33");
+    let (f, _) = build(&text);
+    let mut per_border: std::collections::BTreeMap<String, u32> = Default::default();
+    for l in f.links.iter().filter(|l| l.class == LinkClass::Dci) {
+        for n in [l.a, l.b] {
+            *per_border.entry(f.nodes[n.idx()].name.clone()).or_default() += 1;
+        }
+    }
+    let counts: Vec<(&str, u32)> = per_border.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    assert_eq!(
+        counts,
+        vec![("dc-a/border-0", 17), ("dc-a/border-1", 16), ("dc-b/border-0", 17), ("dc-b/border-1", 16)]
+    );
+}

@@ -202,7 +202,13 @@ pub fn packet_text(p: &PacketSection) -> String {
         thousands(s.trims),
         thousands(s.ecn_marks),
         thousands(s.cnps),
-        if s.truncated { "; STOPPED at the event limit" } else { "" }
+        if s.truncated {
+            "; STOPPED at the event limit"
+        } else if s.clock_limit {
+            "; STOPPED at 100 days of simulated time"
+        } else {
+            ""
+        }
     ));
     let mut tab = Table::new(&["workload", "messages", "mean FCT", "p99", "first", "last", "fairness"]);
     for (name, f) in &p.fct {

@@ -64,6 +64,9 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 const NONE: u32 = u32::MAX;
 const PS: u64 = 1000;
+/// The packet level's clock counts picoseconds in 64 bits (213 days); runs stop at 100 days of
+/// simulated time, an assumption that leaves room for the timers armed past it.
+pub const CLOCK_LIMIT_PS: u64 = 100 * 86_400 * 1_000_000_000_000;
 /// Bytes of a PFC pause frame on the wire (a minimum Ethernet frame with preamble and gap).
 const PAUSE_FRAME: u64 = 84;
 
@@ -225,6 +228,8 @@ pub struct PacketStats {
     pub cnps: u64,
     /// Whether the run stopped at `max_events`.
     pub truncated: bool,
+    /// Whether the run stopped at [`CLOCK_LIMIT_PS`], 100 days of simulated time.
+    pub clock_limit: bool,
     /// Ports with traffic, pauses, drops or trims, in link order.
     pub ports: Vec<PortStats>,
     /// Time series of the ports with the deepest queues.
@@ -1347,7 +1352,7 @@ impl<'p> Engine<'p> {
         for &d in &deps {
             let gap = self.gaps[d as usize];
             let ms = &mut self.msgs[d as usize];
-            ms.ready_at = ms.ready_at.max(end + gap);
+            ms.ready_at = ms.ready_at.max(end.saturating_add(gap));
             ms.deps_left -= 1;
             if ms.deps_left == 0 {
                 let t = ms.ready_at.max(self.now);
@@ -1627,7 +1632,13 @@ pub fn execute_packets(
             dependents[d as usize].push(i as u32);
         }
         let gap = if m.is_wait() { m.delay.0 } else { m.delay.0 + m.alpha().unwrap_or(cfg.wire.alpha).0 };
-        gaps.push(gap * PS);
+        gaps.push(gap.saturating_mul(PS).min(CLOCK_LIMIT_PS));
+        if m.start.0 > CLOCK_LIMIT_PS / PS {
+            return Err(SimError::Packet(format!(
+                "a message starts at {:.1} days: the packet level's clock runs to 100 days of simulated time",
+                m.start.0 as f64 / 86_400e9
+            )));
+        }
         let first = flows.len() as u32;
         if !m.is_wait() {
             let key_base =
@@ -1784,6 +1795,7 @@ pub fn execute_packets(
             ecn_marks: 0,
             cnps: 0,
             truncated: false,
+            clock_limit: false,
             ports: Vec::new(),
             series: Vec::new(),
             flows: 0,
@@ -1796,6 +1808,10 @@ pub fn execute_packets(
     while let Some((t, ev)) = e.heap.pop() {
         if e.events >= p.max_events {
             e.stats.truncated = true;
+            break;
+        }
+        if t > CLOCK_LIMIT_PS {
+            e.stats.clock_limit = true;
             break;
         }
         e.now = t;
@@ -1856,6 +1872,8 @@ impl Engine<'_> {
         let why = |e: &Engine<'_>| -> String {
             if e.stats.truncated {
                 format!("the run stopped at the event limit ({} events)", e.p.max_events)
+            } else if e.stats.clock_limit {
+                "the run stopped at the packet level's clock limit (100 days of simulated time)".into()
             } else if e.ports.iter().any(|p| p.paused) {
                 "paused for good: a PFC pause was never released (a pause cycle, or a pause toward a failed path)"
                     .into()

@@ -1198,7 +1198,8 @@ pub fn simulate(
     let mut links: Vec<LinkUse> = used.into_iter().map(|(_, u)| u).collect();
     links.sort_by(|x, y| x.link.cmp(&y.link));
 
-    let notes = if cfg.policy == Policy::Ecmp { ecmp_notes(&topo, &ex, &results) } else { Vec::new() };
+    let losses = packet_run.as_ref().map_or((0, 0), |(st, _, _)| (st.drops, st.retransmitted_packets));
+    let notes = if cfg.policy == Policy::Ecmp { ecmp_notes(&topo, &ex, &results, losses) } else { Vec::new() };
     let flows = opts.flows.then(|| flow_records(&prog, &ex, &topo));
     let export = export_flows(&prog, &ex);
     let packet = packet_run.map(|(stats, params, estimate)| {
@@ -1347,6 +1348,43 @@ fn packet_params(setup: &Setup<'_>, cfg: &ExecConfig) -> Result<(crate::packet::
         return Err(c.invalid("rto", format!("expected at least 1us, got {r}")).into());
     }
     let packet = cfg.wire.mtu + cfg.wire.header;
+    // A buffer that cannot hold one packet drops (or, under credits, never sends) every
+    // packet: the run would resend until max-events, or stall.
+    let queue = pc.queue.unwrap_or(d.queue).0;
+    match transport {
+        Transport::RoceLossy if queue < packet => {
+            return Err(c
+                .invalid(
+                    "queue",
+                    format!("a lossy queue of {queue} B cannot hold one packet ({packet} B with headers)"),
+                )
+                .into());
+        }
+        Transport::RocePfc | Transport::Infiniband => {
+            for (key, h) in [("headroom", pc.headroom), ("dci-headroom", pc.dci_headroom)] {
+                if let Some(h) = h.filter(|h| xoff.saturating_add(h.0) < packet) {
+                    return Err(c
+                        .invalid(
+                            key,
+                            format!(
+                                "xoff + {key} ({xoff} B + {} B) cannot hold one packet ({packet} B with headers): {}",
+                                h.0,
+                                if transport == Transport::Infiniband {
+                                    "the sender would never get credit for one"
+                                } else {
+                                    "every packet past the pause threshold would be dropped"
+                                }
+                            ),
+                        )
+                        .into());
+                }
+            }
+        }
+        _ => {}
+    }
+    if pc.max_events == Some(0) {
+        return Err(c.invalid("max-events", "expected at least 1 event").into());
+    }
     let params = PacketParams {
         transport,
         balance: Balance::of(cfg.policy),
@@ -1370,7 +1408,7 @@ fn packet_params(setup: &Setup<'_>, cfg: &ExecConfig) -> Result<(crate::packet::
         headroom: pc.headroom.map(|b| b.0),
         dci_headroom: pc.dci_headroom.map(|b| b.0),
         pause_response: pc.pause_response.unwrap_or(cat.constants.pfc_response),
-        queue: pc.queue.unwrap_or(d.queue).0,
+        queue,
         trim: u64::from(pc.trim_packets.unwrap_or(d.trim_packets)) * packet,
         window: pc.window_packets.unwrap_or(d.window_packets),
         rto: pc.rto.unwrap_or(if transport == Transport::RoceLossy { d.rto } else { d.lossless_rto }),
@@ -1435,7 +1473,9 @@ fn export_flows(prog: &Program, ex: &Execution) -> Vec<ExportFlow> {
 /// Under ECMP, when a workload is slower than on the ideal fabric and the links between two
 /// switch tiers carry very uneven bytes, names the hash collisions and the routing that
 /// avoids them.
-fn ecmp_notes(topo: &FabricTopo<'_>, ex: &Execution, results: &[WorkloadResult]) -> Vec<String> {
+/// Notes on uneven ECMP spreading, when the slowest workload ran 1.1x its ideal or slower.
+/// `losses` (packet level: drops, packets sent again) name a likelier cause when there are any.
+fn ecmp_notes(topo: &FabricTopo<'_>, ex: &Execution, results: &[WorkloadResult], losses: (u64, u64)) -> Vec<String> {
     let Some(worst) = results
         .iter()
         .filter_map(|w| w.slowdown.map(|s| (s, w)))
@@ -1463,15 +1503,24 @@ fn ecmp_notes(topo: &FabricTopo<'_>, ex: &Execution, results: &[WorkloadResult])
         let (busiest, max) = arcs.iter().copied().max_by_key(|a| (a.1, std::cmp::Reverse(a.0))).unwrap_or((0, 0));
         let idle = arcs.iter().filter(|a| a.1 == 0).count();
         if max as f64 >= 1.5 * mean {
+            let cause = if losses.0 > 0 {
+                format!(
+                    "which may explain part of {}'s {:.2}x slowdown against the ideal fabric, though its {} drops and {} packets sent again (each after a timeout) likely explain more; --routing adaptive or --routing spray spreads them.",
+                    worst.1.name, worst.0, losses.0, losses.1
+                )
+            } else {
+                format!(
+                    "which likely explains much of {}'s {:.2}x slowdown against the ideal fabric; --routing adaptive or --routing spray spreads them.",
+                    worst.1.name, worst.0
+                )
+            };
             notes.push(format!(
-                "ECMP hashing spread {} traffic unevenly: the busiest link ({}) carried {:.1}x the mean of its {} links, {} of which carried nothing. Flows hashed onto one uplink share it, which likely explains much of {}'s {:.2}x slowdown against the ideal fabric; --routing adaptive or --routing spray spreads them.",
+                "ECMP hashing spread {} traffic unevenly: the busiest link ({}) carried {:.1}x the mean of its {} links, {} of which carried nothing. Flows hashed onto one uplink share it, {cause}",
                 class.name(),
                 topo.arc_name(crate::LinkId(busiest as u32)),
                 max as f64 / mean,
                 arcs.len(),
                 idle,
-                worst.1.name,
-                worst.0
             ));
         }
     }

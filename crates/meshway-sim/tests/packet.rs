@@ -244,6 +244,25 @@ fn bad_packet_settings_are_named() {
     assert!(e.contains("tcp runs at flow level"), "{e}");
     let e = run_with(&fat_tree("roce", "ecmp", "window-packets = 0"), &incast(1000), Fidelity::Packet).unwrap_err();
     assert!(e.contains("window-packets"), "{e}");
+    // Buffers that cannot hold one packet (4,000 B + headers) would drop every packet, or
+    // never earn a credit, until max-events.
+    let e = run_with(&fat_tree("roce", "ecmp", "xoff = \"0B\"\nheadroom = \"0B\""), &incast(1000), Fidelity::Packet)
+        .unwrap_err();
+    assert!(e.contains("headroom") && e.contains("cannot hold one packet") && e.contains("dropped"), "{e}");
+    let ib = fat_tree("infiniband", "ecmp", "xoff = \"1KB\"\nxon = \"0B\"\nheadroom = \"1KB\"");
+    let e = run_with(&ib, &incast(1000), Fidelity::Packet).unwrap_err();
+    assert!(e.contains("headroom") && e.contains("never get credit"), "{e}");
+    let lossy = fat_tree("roce", "ecmp", "queue = \"4KB\"").replace("completion = ", "lossless = false\ncompletion = ");
+    let e = run_with(&lossy, &incast(1000), Fidelity::Packet).unwrap_err();
+    assert!(e.contains("`simulation.packet.queue`") && e.contains("4000 B cannot hold one packet"), "{e}");
+    let e = run_with(&fat_tree("roce", "ecmp", "max-events = 0"), &incast(1000), Fidelity::Packet).unwrap_err();
+    assert!(e.contains("max-events") && e.contains("at least 1"), "{e}");
+    // The clock counts picoseconds in 64 bits: starts past 100 days are refused, not wrapped.
+    let late = "src,dst,bytes,start\n1,0,1000,101d\n";
+    let e = run_with(&fat_tree("roce", "ecmp", ""), late, Fidelity::Packet).unwrap_err();
+    assert!(e.contains("starts at 101.0 days") && e.contains("100 days"), "{e}");
+    let r = run(&fat_tree("roce", "ecmp", ""), "src,dst,bytes,start\n1,0,1000,99d\n");
+    assert!(r.workloads[0].end_ns.is_some_and(|e| e > 99 * 86_400_000_000_000), "{:?}", r.workloads[0].end_ns);
     let jumbo = fat_tree("roce", "ecmp", "").replace("mtu = \"4000B\"", "mtu = \"65536B\"");
     let e = run_with(&jumbo, &incast(1_000_000), Fidelity::Packet).unwrap_err();
     assert!(e.contains("65618 bytes") && e.contains("at most 65535 bytes") && e.contains("flow level"), "{e}");

@@ -267,8 +267,8 @@ fn run(cli: Cli) -> Result<()> {
             let cat = load_catalog(&args.catalog)?;
             let (text, failed) = simulate::run(&args, &cat)?;
             emit(&text)?;
-            if failed > 0 {
-                eprintln!("{failed} messages failed: their endpoints had no path left (see the report)");
+            if let Some(why) = failed {
+                eprintln!("{why}");
                 std::process::exit(1);
             }
             Ok(())

@@ -196,7 +196,9 @@ pub fn run_file(path: &Path, cat: &Catalog, opts: &Options) -> Result<SimReport>
 }
 
 /// The report as text, JSON or CSV, and how many messages failed in all workloads.
-pub fn run(args: &Args, cat: &Catalog) -> Result<(String, usize)> {
+/// The report, and when messages failed, what to say about it on stderr (the count and the
+/// first reason: no path left, the event or clock limit, a stall).
+pub fn run(args: &Args, cat: &Catalog) -> Result<(String, Option<String>)> {
     let opts = Options {
         routing: args.routing,
         seed: args.seed,
@@ -233,7 +235,11 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<(String, usize)> {
             );
         }
     }
-    let failed = r.workloads.iter().map(|w| w.failed_messages).sum();
+    let n: usize = r.workloads.iter().map(|w| w.failed_messages).sum();
+    let failed = (n > 0).then(|| {
+        let why = r.workloads.iter().flat_map(|w| &w.failures).next().cloned().unwrap_or_default();
+        format!("{n} messages failed; the first: {why} (see the report)")
+    });
     let text = if args.json {
         crate::json(&r)?
     } else if args.csv {

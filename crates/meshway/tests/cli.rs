@@ -189,7 +189,7 @@ fn simulate_exits_1_when_messages_fail() {
     for json in [false, true] {
         let o = meshway(&["simulate", p.to_str().unwrap(), if json { "--json" } else { "--seed=1" }]);
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-        assert!(stderr(&o).contains("30 messages failed"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("30 messages failed; the first: no path from gpu-0"), "{}", stderr(&o));
         if json {
             let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
             assert_eq!(v["workloads"][0]["failed_messages"], 30);
@@ -201,6 +201,13 @@ fn simulate_exits_1_when_messages_fail() {
     std::fs::write(&p, format!("{base}[[failure]]\nat = \"0s\"\nlink = \"gpu-0:leaf-0\"\nuntil = \"2ms\"\n")).unwrap();
     let o = meshway(&["simulate", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // A packet-level run cut at its event limit says so, not that paths were lost.
+    let incast = include_str!("../../../examples/incast-pfc.toml")
+        .replace("[simulation.packet]", "[simulation.packet]\nmax-events = 10");
+    std::fs::write(&p, incast).unwrap();
+    let o = meshway(&["simulate", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the run stopped at the event limit (10 events)"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
