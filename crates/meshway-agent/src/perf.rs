@@ -29,6 +29,9 @@ pub const MAX_STREAMS: u16 = 128;
 pub const MAX_SIZE: u32 = 1 << 20;
 /// Longest test a server accepts.
 pub const MAX_DURATION: Nanos = Nanos(3_600_000_000_000);
+/// Fastest UDP rate a server accepts: 100 Gb/s (an assumption, above what one user-space
+/// socket paces; it bounds what a request can make the server send).
+pub const MAX_UDP_RATE_BPS: u64 = 100_000_000_000;
 /// How long a server keeps sending past the requested duration if the client goes silent.
 const GRACE: Nanos = Nanos(10_000_000_000);
 
@@ -80,6 +83,13 @@ pub fn validate(r: &Request) -> Result<(), String> {
         if r.rate_bps.is_none_or(|b| b == 0) {
             return Err("udp tests need a positive rate".into());
         }
+        if let Some(b) = r.rate_bps.filter(|&b| b > MAX_UDP_RATE_BPS) {
+            return Err(format!(
+                "udp rate {} above the server's limit of {}",
+                BitsPerSec(b),
+                BitsPerSec(MAX_UDP_RATE_BPS)
+            ));
+        }
         if r.bytes.is_some() {
             return Err("udp tests run for a duration, not a byte count".into());
         }
@@ -109,6 +119,11 @@ fn check_server_result(res: &ServerResult, sent: u64, udp_sent: Option<u64>, ela
         }
     }
     Ok(())
+}
+
+/// `s` with control characters escaped (`\n`, `\u{1b}`), for a log line.
+fn printable(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
 }
 
 /// Does the server send on data connection `stream` of this request?
@@ -335,6 +350,25 @@ struct ServerSession {
     udp_rx: Mutex<UdpReceiver>,
     udp_peer: Mutex<Option<SocketAddr>>,
     udp_sent: AtomicU64,
+    /// The control connection's address: data connections and datagrams come from it, so a
+    /// request cannot aim the server's traffic at another host.
+    client: std::net::IpAddr,
+    /// Data connections taken, by stream number (each once).
+    streams_seen: Mutex<Vec<bool>>,
+}
+
+/// Streams a request opens: twice its `streams` for bidir.
+fn stream_count(r: &Request) -> u16 {
+    if r.direction == Direction::Bidir {
+        r.streams.saturating_mul(2)
+    } else {
+        r.streams
+    }
+}
+
+/// The same host, an IPv4 address and its IPv4-mapped IPv6 form alike.
+fn same_host(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
 }
 
 type Sessions = Arc<Mutex<HashMap<u64, Arc<ServerSession>>>>;
@@ -356,14 +390,21 @@ pub fn serve(
         let (udp, sessions, shutdown) = (udp.clone(), sessions.clone(), shutdown.clone());
         std::thread::Builder::new().name("perf-udp".into()).spawn(move || udp_receive(&udp, &sessions, &shutdown))?
     };
-    let mut next_id = clock::unix_nanos() ^ (u64::from(std::process::id()) << 32);
+    // Session ids are a keyed hash (SipHash with std's per-process random key) of a counter,
+    // so one client's id tells nothing of the next: a data stream or datagram naming another
+    // client's session cannot be guessed.
+    let keyed = std::collections::hash_map::RandomState::new();
+    let mut counter = 0u64;
+    // Peers' names and errors reach the log with control characters escaped.
+    let log: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |line: String| log(printable(&line)));
     while !shutdown.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((s, peer)) => {
                 let _ = s.set_nonblocking(false);
                 let _ = s.set_nodelay(true);
-                next_id = next_id.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-                let (sessions, udp, log, id) = (sessions.clone(), udp.clone(), log.clone(), next_id);
+                counter += 1;
+                let id = std::hash::BuildHasher::hash_one(&keyed, counter);
+                let (sessions, udp, log) = (sessions.clone(), udp.clone(), log.clone());
                 let _ = std::thread::Builder::new().name("perf-conn".into()).spawn(move || {
                     if let Err(e) = handle_connection(s, peer, id, &sessions, &udp, &*log) {
                         log(format!("{peer}: {e}"));
@@ -386,6 +427,9 @@ fn udp_receive(udp: &UdpSocket, sessions: &Sessions, shutdown: &AtomicBool) {
         let now = clock::mono();
         let Some(h) = UdpHeader::decode(&buf[..n]) else { continue };
         let Some(s) = sessions.lock().map(|m| m.get(&h.session).cloned()).unwrap_or(None) else { continue };
+        if !same_host(from.ip(), s.client) {
+            continue;
+        }
         if h.seq == u64::MAX {
             // The client's hello for a reverse test: where to send.
             if let Ok(mut p) = s.udp_peer.lock() {
@@ -423,6 +467,24 @@ fn handle_connection(
             .ok()
             .and_then(|m| m.get(&h.session).cloned())
             .ok_or_else(|| PerfError::Protocol(format!("unknown session {:x}", h.session)))?;
+        if !same_host(peer.ip(), sess.client) {
+            return Err(PerfError::Protocol(format!("a data stream for session {:x} from another host", h.session)));
+        }
+        let fresh = sess.streams_seen.lock().ok().is_some_and(|mut seen| match seen.get_mut(usize::from(h.stream)) {
+            Some(x) if !*x => {
+                *x = true;
+                true
+            }
+            _ => false,
+        });
+        if !fresh {
+            return Err(PerfError::Protocol(format!(
+                "data stream {} of session {:x}: the test has {} streams, each opened once",
+                h.stream,
+                h.session,
+                stream_count(&sess.req)
+            )));
+        }
         let size = sess.req.size as usize;
         let sess2 = sess.clone();
         let t = std::thread::spawn(move || {
@@ -460,6 +522,8 @@ fn handle_connection(
         udp_rx: Mutex::new(UdpReceiver::new()),
         udp_peer: Mutex::new(None),
         udp_sent: AtomicU64::new(0),
+        client: peer.ip(),
+        streams_seen: Mutex::new(vec![false; usize::from(stream_count(&req))]),
     });
     if let Ok(mut m) = sessions.lock() {
         m.insert(id, sess.clone());

@@ -415,6 +415,95 @@ mod perf {
         }
     }
 
+    /// A control connection by hand: the request, then the server's accept.
+    fn control(s: &Server, req: &meshway_probe::perf::Request) -> (std::io::BufReader<std::net::TcpStream>, u64) {
+        let mut c = std::net::TcpStream::connect(s.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        c.write_all(format!("{}\n", serde_json::to_string(req).unwrap()).as_bytes()).unwrap();
+        let mut r = std::io::BufReader::new(c);
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+        let a: meshway_probe::perf::Accept = serde_json::from_str(&line).unwrap();
+        assert!(a.ok, "{line}");
+        (r, a.session)
+    }
+
+    fn finish(mut r: std::io::BufReader<std::net::TcpStream>) -> meshway_probe::perf::ServerResult {
+        let f = meshway_probe::perf::Finish { finish: true, udp_sent: None };
+        r.get_mut().write_all(format!("{}\n", serde_json::to_string(&f).unwrap()).as_bytes()).unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+
+    fn request(protocol: Protocol, direction: Direction, rate: Option<u64>) -> meshway_probe::perf::Request {
+        meshway_probe::perf::Request {
+            version: meshway_probe::perf::PROTOCOL_VERSION,
+            protocol,
+            direction,
+            streams: 1,
+            duration_ns: 1_000_000_000,
+            bytes: None,
+            rate_bps: rate,
+            size: 1200,
+        }
+    }
+
+    /// A reverse UDP test sends only to the host of its control connection: a hello from
+    /// another address (127.0.0.2, standing in for a spoofed victim) gets nothing.
+    #[test]
+    fn udp_reverse_goes_only_to_the_control_connections_host() {
+        let s = server();
+        let (r, session) = control(&s, &request(Protocol::Udp, Direction::Reverse, Some(9_600_000)));
+        let hello = {
+            let mut b = [0u8; meshway_probe::perf::UDP_HEADER_LEN];
+            let _ = meshway_probe::perf::UdpHeader { session, seq: u64::MAX, sent_ns: 0 }.encode(&mut b);
+            b
+        };
+        let other = UdpSocket::bind("127.0.0.2:0").unwrap();
+        other.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+        other.send_to(&hello, s.addr).unwrap();
+        let mut buf = [0u8; 2048];
+        assert!(other.recv(&mut buf).is_err(), "the server sent to another host");
+        let own = UdpSocket::bind("127.0.0.1:0").unwrap();
+        own.set_read_timeout(Some(Duration::from_millis(2000))).unwrap();
+        own.send_to(&hello, s.addr).unwrap();
+        assert_eq!(own.recv(&mut buf).unwrap(), 1200, "the client's own hello starts the stream");
+        finish(r);
+        // Rates past 100 Gb/s are refused.
+        let mut c = cfg(s.addr, Protocol::Udp, Direction::Reverse, 1);
+        c.rate = Some(BitsPerSec(200_000_000_000));
+        c.size = 1200;
+        match perf::run(&c, &AtomicBool::new(false), &mut |_| {}) {
+            Err(PerfError::Invalid(m)) => assert!(m.contains("above the server's limit of 100Gbps"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Data connections beyond the request's streams, or a stream opened twice, are refused:
+    /// their bytes are not read or counted.
+    #[test]
+    fn data_streams_beyond_the_request_are_refused() {
+        let s = server();
+        let (r, session) = control(&s, &request(Protocol::Tcp, Direction::Forward, None));
+        let send = |stream: u16, n: usize| {
+            let mut d = std::net::TcpStream::connect(s.addr).unwrap();
+            d.write_all(&meshway_probe::perf::Hello { stream, session }.encode()).unwrap();
+            // A refused stream is closed by the server: later writes may fail.
+            let _ = d.write_all(&vec![7u8; n]);
+            d
+        };
+        let good = send(0, 100_000);
+        std::thread::sleep(Duration::from_millis(200));
+        let twice = send(0, 50_000);
+        let beyond = send(9, 50_000);
+        std::thread::sleep(Duration::from_millis(300));
+        drop((good, twice, beyond));
+        std::thread::sleep(Duration::from_millis(100));
+        let res = finish(r);
+        assert_eq!(res.received_bytes, 100_000);
+    }
+
     #[test]
     fn invalid_requests_are_refused_with_the_reason() {
         let s = server();
