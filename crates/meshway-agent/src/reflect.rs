@@ -3,7 +3,7 @@
 //!
 //! Guarantees: an answer is never longer than the packet it answers (it is exactly as long);
 //! packets shorter than 44 bytes, longer than 65,507, or with an invalid error estimate are
-//! ignored; each source IP address gets two token buckets, packets (`rate_limit_pps`) and
+//! ignored, and so are packets that could loop between reflectors (see [`loops`]); each source IP address gets two token buckets, packets (`rate_limit_pps`) and
 //! bytes (`rate_limit_bytes`) per second, each with a burst of one second's worth, and
 //! packets beyond either are ignored. The per-source state is
 //! bounded ([`ReflectConfig::max_sources`]) and a new source is never refused: a churn of
@@ -183,6 +183,9 @@ pub struct ReflectCounters {
     pub send_errors: AtomicU64,
     /// Authenticated mode: packets whose HMAC did not verify.
     pub auth_failures: AtomicU64,
+    /// Packets from this reflector's own address and port, or shaped as a reflector's answer:
+    /// answering them would loop between reflectors.
+    pub looped: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -194,6 +197,7 @@ pub struct ReflectTotals {
     pub test_dropped: u64,
     pub send_errors: u64,
     pub auth_failures: u64,
+    pub looped: u64,
 }
 
 impl ReflectCounters {
@@ -207,6 +211,7 @@ impl ReflectCounters {
             test_dropped: g(&self.test_dropped),
             send_errors: g(&self.send_errors),
             auth_failures: g(&self.auth_failures),
+            looped: g(&self.looped),
         }
     }
 }
@@ -436,6 +441,7 @@ pub fn run(
     // The receive timestamp is when the kernel took the packet, so a sender subtracting the
     // hold time does not count the time a probe waited for this thread to be scheduled.
     let stamps = crate::kstamp::enable(sock);
+    let own = sock.local_addr()?;
     while !shutdown.load(Ordering::Relaxed) {
         let Received { len: n, from, local, ttl, kernel_ns } = match receive(sock, &mut rx, ancillary, stamps) {
             Ok(v) => v,
@@ -463,6 +469,10 @@ pub fn run(
         };
         if !valid {
             counters.malformed.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if loops(pkt, from, local, own, cfg.key.is_some()) {
+            counters.looped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
         if cfg.rate_limit_pps > 0 || cfg.rate_limit_bytes > 0 {
@@ -496,6 +506,21 @@ pub fn run(
         };
     }
     Ok(())
+}
+
+/// Whether answering `pkt` from `from` could start a loop between reflectors: it comes from
+/// this socket itself (its port, and its address or the one the packet was sent to), or,
+/// unauthenticated, it has a reflector answer's shape: the receive timestamp (bytes 16-23)
+/// and the sender timestamp (28-35) set where a sender's packet has zeros (RFC 8762 4.2.1:
+/// MBZ). A reflector answering another's answer would feed it forever, one spoofed packet
+/// enough to start it. (Authenticated answers fail the sender's HMAC.)
+fn loops(pkt: &[u8], from: SocketAddr, local: Option<IpAddr>, own: SocketAddr, authenticated: bool) -> bool {
+    let ours = |ip: IpAddr| ip.to_canonical() == from.ip().to_canonical();
+    if from.port() == own.port() && (ours(own.ip()) || local.is_some_and(ours)) {
+        return true;
+    }
+    let set = |r: std::ops::Range<usize>| pkt.get(r).is_some_and(|b| b.iter().any(|&x| x != 0));
+    !authenticated && set(16..24) && set(28..36)
 }
 
 /// A reflector on its own thread, for tests and the agent: bound, running, stoppable.
@@ -538,6 +563,31 @@ impl Drop for ReflectorHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A packet from the reflector's own socket, or shaped as a reflector's answer, would
+    /// loop; a sender's packet from another port or host would not.
+    #[test]
+    fn loops_are_refused() {
+        let own: SocketAddr = "127.0.0.1:862".parse().unwrap();
+        let wild: SocketAddr = "0.0.0.0:862".parse().unwrap();
+        let sender = [0u8; 44];
+        let mut answer = [0u8; 44];
+        answer[16] = 1; // receive timestamp
+        answer[30] = 1; // sender timestamp
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let at = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        assert!(loops(&sender, own, None, own, false));
+        assert!(loops(&sender, at("127.0.0.1:862"), Some(lo), wild, false));
+        assert!(loops(&sender, at("[::ffff:127.0.0.1]:862"), None, own, false));
+        assert!(!loops(&sender, at("127.0.0.1:40000"), Some(lo), wild, false));
+        assert!(!loops(&sender, at("127.0.0.2:862"), None, own, false));
+        assert!(loops(&answer, at("127.0.0.2:862"), None, own, false));
+        assert!(!loops(&answer, at("127.0.0.2:862"), None, own, true));
+        // Either timestamp alone is a sender's own padding, not an answer.
+        let mut half = [0u8; 44];
+        half[16] = 1;
+        assert!(!loops(&half, at("127.0.0.2:9"), None, own, false));
+    }
 
     #[test]
     fn recent_keeps_what_is_used_and_admits_every_newcomer() {

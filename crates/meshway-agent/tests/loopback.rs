@@ -144,6 +144,27 @@ fn malformed_and_oversized(kernel_filter: bool) {
     assert_eq!((t.received, t.malformed, t.answered), expect, "kernel filter {kernel_filter}");
 }
 
+/// A reflector's answer sent to a reflector is not answered (two reflectors, or one and
+/// itself by a spoofed source, would feed each other): counted as looping.
+#[test]
+fn an_answer_is_not_answered() {
+    let r = reflector(ReflectConfig { rate_limit_pps: 0, ..Default::default() });
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.connect(r.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let p = SenderPacket { seq: 7, timestamp: NtpTimestamp { secs: 1, frac: 2 }, error: ErrorEstimate::UNSYNCHRONIZED };
+    let mut b = [0u8; 44];
+    p.encode(&mut b, 44).unwrap();
+    c.send(&b).unwrap();
+    let mut answer = [0u8; 100];
+    let n = c.recv(&mut answer).unwrap();
+    // The answer, sent back to the reflector, gets nothing.
+    c.send(&answer[..n]).unwrap();
+    assert!(c.recv(&mut answer).is_err(), "an answer was answered");
+    let t = r.stop();
+    assert_eq!((t.received, t.answered, t.looped), (2, 1, 1));
+}
+
 #[test]
 fn answers_leave_from_the_probed_address_and_carry_the_ttl() {
     // A wildcard-bound reflector probed at 127.0.0.2 and 127.0.0.3: each answer must come from

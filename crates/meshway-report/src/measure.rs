@@ -20,8 +20,8 @@ use std::fmt::Write as _;
 /// The reflector's counters when it stops.
 pub fn reflect_text(t: &ReflectTotals) -> String {
     format!(
-        "received {}, answered {}, malformed {}, failed authentication {}, rate-limited {}, test-dropped {}, send errors {}\n",
-        t.received, t.answered, t.malformed, t.auth_failures, t.rate_limited, t.test_dropped, t.send_errors
+        "received {}, answered {}, malformed {}, failed authentication {}, looping {}, rate-limited {}, test-dropped {}, send errors {}\n",
+        t.received, t.answered, t.malformed, t.auth_failures, t.looped, t.rate_limited, t.test_dropped, t.send_errors
     )
 }
 
