@@ -8,6 +8,8 @@ use meshway_units::Bytes;
 /// A wall-clock span in the unit that reads best ("45s", "12.5min", "3.2h", "1.5d").
 pub fn dur(s: f64) -> String {
     match s {
+        // Below 10 s, milliseconds count: a one-step job of 285 ms is not "0s".
+        x if x > 0.0 && x < 10.0 => format!("{x:.2}s"),
         x if x < 120.0 => format!("{x:.0}s"),
         x if x < 7200.0 => format!("{:.1}min", x / 60.0),
         x if x < 172_800.0 => format!("{:.1}h", x / 3600.0),
@@ -227,4 +229,16 @@ pub fn schedule_html(r: &ScheduleReport, detail: Option<&str>, all_jobs: bool) -
     }
     body.push_str(&format!("\n<pre>{}</pre>", esc(&schedule_text(r, detail, all_jobs))));
     page(&format!("meshway schedule: {}", r.scenario), &body)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Run times below 10 s keep their milliseconds (a 285 ms job is not "0s").
+    #[test]
+    fn short_durations_keep_milliseconds() {
+        let cases = [(0.0, "0s"), (0.2851, "0.29s"), (9.994, "9.99s"), (60.0, "60s"), (150.0, "2.5min")];
+        for (s, want) in cases {
+            assert_eq!(super::dur(s), want);
+        }
+    }
 }

@@ -2,9 +2,24 @@
 //! them and `scontrol show hostlist` compresses them (Slurm's hostlist syntax: a prefix, then
 //! a bracketed list of numbers and ranges whose width, zero padding included, is kept).
 
+/// Names a host list may expand to (an assumption: far beyond any cluster).
+pub const MAX_NAMES: usize = 10_000_000;
+
 /// Expands a host list ("node[001-003],login1") into names, in order.
 pub fn expand(list: &str) -> Result<Vec<String>, String> {
+    expand_at_most(list, MAX_NAMES)
+}
+
+/// [`expand`], refusing a list of more than `max` names before it builds them all (several
+/// bracket groups multiply: `n[0-999999][0-999999]` is 10^12 names).
+pub fn expand_at_most(list: &str, max: usize) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
+    expand_into(list, &mut out, max)?;
+    Ok(out)
+}
+
+fn expand_into(list: &str, out: &mut Vec<String>, max: usize) -> Result<(), String> {
+    let too_many = || format!("host list expands to more than {max} names");
     for item in split_top(list)? {
         let item = item.trim();
         if item.is_empty() {
@@ -14,6 +29,9 @@ pub fn expand(list: &str) -> Result<Vec<String>, String> {
             if item.contains(']') {
                 return Err(format!("{item:?}: ']' without '['"));
             }
+            if out.len() >= max {
+                return Err(too_many());
+            }
             out.push(item.to_string());
             continue;
         };
@@ -21,24 +39,51 @@ pub fn expand(list: &str) -> Result<Vec<String>, String> {
         let (prefix, inner, suffix) = (&item[..open], &item[open + 1..close], &item[close + 1..]);
         if suffix.contains('[') {
             // Several bracket groups: expand the rest for each value of the first.
-            for v in ranges(item, inner)? {
-                for rest in expand(&format!("{prefix}{v}{suffix}"))? {
-                    out.push(rest);
-                }
+            for v in ranges(item, inner, max)? {
+                expand_into(&format!("{prefix}{v}{suffix}"), out, max)?;
             }
             continue;
         }
         if suffix.contains(']') {
             return Err(format!("{item:?}: ']' without '['"));
         }
-        for v in ranges(item, inner)? {
+        for v in ranges(item, inner, max)? {
+            if out.len() >= max {
+                return Err(too_many());
+            }
             out.push(format!("{prefix}{v}{suffix}"));
         }
-        if out.len() > 10_000_000 {
-            return Err("host list expands to more than 10 million names".into());
-        }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// How many names a host list holds, without building them (each item's bracket groups
+/// multiply; saturating). Malformed lists are left to [`expand`] to name.
+pub fn count(list: &str) -> Result<u128, String> {
+    let mut n: u128 = 0;
+    for item in split_top(list)? {
+        let mut item = item.trim();
+        if item.is_empty() {
+            continue;
+        }
+        let mut k: u128 = 1;
+        while let (Some(open), Some(close)) = (item.find('['), item.find(']')) {
+            if close < open {
+                break;
+            }
+            let mut g: u128 = 0;
+            for part in item[open + 1..close].split(',') {
+                let (a, b) = part.trim().split_once('-').unwrap_or((part.trim(), part.trim()));
+                if let (Ok(lo), Ok(hi)) = (a.parse::<u64>(), b.parse::<u64>()) {
+                    g = g.saturating_add(u128::from(hi.saturating_sub(lo)) + 1);
+                }
+            }
+            k = k.saturating_mul(g);
+            item = &item[close + 1..];
+        }
+        n = n.saturating_add(k);
+    }
+    Ok(n)
 }
 
 /// Splits on commas outside brackets.
@@ -66,8 +111,8 @@ fn split_top(s: &str) -> Result<Vec<&str>, String> {
     Ok(parts)
 }
 
-/// The values of one bracket ("001-003,7"), each with its written width.
-fn ranges(item: &str, inner: &str) -> Result<Vec<String>, String> {
+/// The values of one bracket ("001-003,7"), each with its written width: at most `max`.
+fn ranges(item: &str, inner: &str, max: usize) -> Result<Vec<String>, String> {
     let mut v = Vec::new();
     for part in inner.split(',') {
         let part = part.trim();
@@ -87,6 +132,9 @@ fn ranges(item: &str, inner: &str) -> Result<Vec<String>, String> {
         }
         if hi - lo > 1_000_000 {
             return Err(format!("{item:?}: range {part:?} is longer than a million hosts"));
+        }
+        if (v.len() as u64).saturating_add(hi - lo + 1) > max as u64 {
+            return Err(format!("{item:?}: [{inner}] expands to more than {max} names"));
         }
         let width = if a.starts_with('0') && a.len() > 1 { a.len() } else { 0 };
         for x in lo..=hi {
@@ -205,5 +253,23 @@ mod tests {
         assert!(expand("node[5-2]").unwrap_err().contains("runs backwards"));
         assert!(expand("node[a-b]").unwrap_err().contains("expected numbers"));
         assert!(expand("node]1[").unwrap_err().contains("unbalanced"));
+    }
+
+    /// Lists are counted without being built, and never built past their limit: two bracket
+    /// groups of a million are 10^12 names (this used to take all memory).
+    #[test]
+    fn huge_lists_are_counted_not_built() {
+        use super::{count, expand_at_most};
+        assert_eq!(count("n[0-999999][0-999999]").unwrap(), 1_000_000_000_000);
+        assert_eq!(count("a1,b[8-10],r[1-2]-n[01-02]").unwrap(), 1 + 3 + 4);
+        let e = expand_at_most("n[0-999999][0-999999]", 3).unwrap_err();
+        assert!(e.contains("expands to more than 3 names"), "{e}");
+        let e = expand_at_most("a,b,c,d", 3).unwrap_err();
+        assert!(e.contains("more than 3 names"), "{e}");
+        let e = expand_at_most("n[0-1,0-1]", 3).unwrap_err();
+        assert!(e.contains("more than 3 names"), "{e}");
+        assert_eq!(expand_at_most("n[1-3]", 3).unwrap().len(), 3);
+        let e = expand(&format!("n[{}]", vec!["0-1000000"; 11].join(","))).unwrap_err();
+        assert!(e.contains("more than 10000000 names"), "{e}");
     }
 }

@@ -184,10 +184,25 @@ pub fn from_config(c: &JobConfig, nth: usize, origin: String, gpus_per_host: u32
     let hosts = match &c.hosts {
         None => None,
         Some(HostsConfig::Names(v)) => Some(v.clone()),
-        Some(HostsConfig::List(s)) => Some(crate::hostlist::expand(s).map_err(|m| job_error(&origin, "hosts", m))?),
+        Some(HostsConfig::List(s)) => {
+            // Counted before it is built: `n[0-999999][0-999999]` would be 10^12 names.
+            let need = if gpus <= gph { 1 } else { gpus / gph };
+            let n = crate::hostlist::count(s).map_err(|m| job_error(&origin, "hosts", m))?;
+            if n > u128::from(need) {
+                let shown: String =
+                    if s.chars().count() > 60 { s.chars().take(57).chain("...".chars()).collect() } else { s.clone() };
+                return Err(job_error(
+                    &origin,
+                    "hosts",
+                    format!("{gpus} GPUs need {need} host(s) of {gph} GPUs, but {shown:?} names {n}"),
+                ));
+            }
+            Some(crate::hostlist::expand_at_most(s, need as usize).map_err(|m| job_error(&origin, "hosts", m))?)
+        }
     };
     if let Some(h) = &hosts {
-        let twice = h.iter().enumerate().find_map(|(j, x)| h[..j].iter().position(|y| y == x).map(|i| (i, j, x)));
+        let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(h.len());
+        let twice = h.iter().enumerate().find_map(|(j, x)| first.insert(x.as_str(), j).map(|i| (i, j, x)));
         if let Some((i, j, dup)) = twice {
             return Err(job_error(
                 &origin,
@@ -465,6 +480,30 @@ mod tests {
         assert!(jobs.last().unwrap().arrival.unwrap().0 <= spec.span);
         let again = generate(&spec, 8);
         assert_eq!(format!("{:?}", again[..50].to_vec()), format!("{:?}", jobs[..50].to_vec()));
+    }
+
+    /// A job's host list longer than its hosts is refused before it is built, and a name
+    /// given twice is found among 100,000 at once (the check was quadratic).
+    #[test]
+    fn host_lists_are_checked_in_proportion_to_their_size() {
+        let job = |hosts: HostsConfig| JobConfig {
+            gpus: Some(Whole(16)),
+            profile: Some("llama-7b".into()),
+            iterations: Some(Whole(1)),
+            hosts: Some(hosts),
+            ..JobConfig::default()
+        };
+        let e = from_config(&job(HostsConfig::List("n[0-999999][0-999999]".into())), 0, "j".into(), 8)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("16 GPUs need 2 host(s) of 8 GPUs, but \"n[0-999999][0-999999]\" names 1000000000000"),
+            "{e}"
+        );
+        let mut many: Vec<String> = (0..100_000).map(|i| format!("n{i}")).collect();
+        many.push("n5".into());
+        let e = from_config(&job(HostsConfig::Names(many)), 0, "j".into(), 8).unwrap_err().to_string();
+        assert!(e.contains("host \"n5\" is named twice (entries 6 and 100001)"), "{e}");
     }
 
     #[test]

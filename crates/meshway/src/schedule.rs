@@ -60,17 +60,17 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub jobs: Option<PathBuf>,
     /// Generate this many jobs (seeded) instead.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "jobs")]
     pub generate: Option<usize>,
-    /// Span of generated arrivals ("7d", "12h").
-    #[arg(long, default_value = "7d", value_parser = parse_span)]
+    /// Span of generated arrivals ("7d", "12h"; with --generate).
+    #[arg(long, default_value = "7d", value_parser = parse_span, requires = "generate")]
     pub span: u64,
     /// A placement policy to run (repeat for several; default: all but given).
     #[arg(long = "policy", value_parser = parse_policy)]
     pub policies: Vec<Policy>,
-    /// Backfill: easy (default) or none.
-    #[arg(long, default_value = "easy", value_parser = ["easy", "none"])]
-    pub backfill: String,
+    /// Backfill: easy or none (default: the scenario's `schedule.backfill`, else easy).
+    #[arg(long, value_parser = ["easy", "none"])]
+    pub backfill: Option<String>,
     /// Seed for generated traces, random placement and ECMP (default: the scenario's, else 1).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -187,7 +187,13 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
     } else {
         bail!("{file}: no jobs: add [[job]] tables, or give --jobs FILE or --generate N");
     };
-    let mut policies = args.policies.clone();
+    // A policy asked for twice runs once.
+    let mut policies: Vec<Policy> = Vec::new();
+    for p in &args.policies {
+        if !policies.contains(p) {
+            policies.push(*p);
+        }
+    }
     if policies.is_empty() {
         if let Some(names) = &sched_cfg.policies {
             for n in names {
@@ -201,8 +207,7 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
             policies = Policy::ALL.to_vec();
         }
     }
-    let backfill = match sched_cfg.backfill.as_deref() {
-        _ if args.backfill == "none" => false,
+    let backfill = match args.backfill.as_deref().or(sched_cfg.backfill.as_deref()) {
         Some("none") => false,
         Some("easy") | None => true,
         Some(other) => bail!("{file}: schedule.backfill: expected \"easy\" or \"none\", got {other:?}"),

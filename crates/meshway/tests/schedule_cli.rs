@@ -122,5 +122,24 @@ fn schedule_bad_input_names_file_and_key() {
     let o = meshway(&["schedule", bad.to_str().unwrap(), "--export", dir.join("out").to_str().unwrap(), "--no-run"]);
     assert!(!o.status.success() && !dir.join("out").exists());
     assert!(stderr(&o).contains("\"Node\" has upper-case letters"), "{}", stderr(&o));
+    // Flags that would be ignored are refused: --generate with --jobs, --span without --generate.
+    let o =
+        meshway(&["schedule", "examples/rail-optimized-1024.toml", "--generate", "5", "--jobs", f.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+    let o = meshway(&["schedule", "examples/schedule-rail-1024.toml", "--span", "1h"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--generate"), "{}", stderr(&o));
+    // --backfill overrides the scenario's, either way; a policy given twice runs once.
+    std::fs::write(&bad, text.replacen("[schedule]", "[schedule]\nbackfill = \"none\"", 1)).unwrap();
+    let head = |extra: &[&str]| {
+        let mut a = vec!["schedule", bad.to_str().unwrap(), "--policy", "first-fit", "--policy", "first-fit"];
+        a.extend_from_slice(extra);
+        stdout(&meshway(&a))
+    };
+    let (none, easy) = (head(&[]), head(&["--backfill", "easy"]));
+    assert!(none.contains("; no backfill;"), "{none}");
+    assert!(easy.contains("; EASY backfill;"), "{easy}");
+    assert_eq!(easy.lines().filter(|l| l.starts_with("first-fit ")).count(), 1, "{easy}");
     let _ = std::fs::remove_dir_all(&dir);
 }
