@@ -269,7 +269,7 @@ mod tests {
         let e = expand_at_most("n[0-1,0-1]", 3).unwrap_err();
         assert!(e.contains("more than 3 names"), "{e}");
         assert_eq!(expand_at_most("n[1-3]", 3).unwrap().len(), 3);
-        let e = expand(&format!("n[{}]", vec!["0-1000000"; 11].join(","))).unwrap_err();
+        let e = expand(&format!("n[{}]", ["0-1000000"; 11].join(","))).unwrap_err();
         assert!(e.contains("more than 10000000 names"), "{e}");
     }
 }
