@@ -19,7 +19,7 @@ pub enum ReadError {
     },
     #[error("{path}:{line}: {message}")]
     Hex { path: String, line: usize, message: String },
-    #[error("{path}: {len} bytes; a module image is 128 to 65536 bytes")]
+    #[error("{path}: {len} bytes; a module image is 128 to 32896 bytes (the lower page and 256 upper pages of 128)")]
     Size { path: String, len: usize },
 }
 
@@ -98,6 +98,12 @@ pub fn parse_hex(text: &str, path: &str) -> Result<Vec<u8>, ReadError> {
                 let digits = o.strip_prefix("0x").or_else(|| o.strip_prefix("0X")).unwrap_or(o);
                 match usize::from_str_radix(digits, 16) {
                     Ok(v) => (Some(v), rest),
+                    Err(_) if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_hexdigit()) => {
+                        return Err(err(
+                            n + 1,
+                            format!("offset 0x{digits} is beyond the last page (0x{MAX_IMAGE:x} bytes)"),
+                        ));
+                    }
                     Err(_) => continue, // a heading such as "Offset: Values"
                 }
             }
@@ -216,5 +222,8 @@ mod tests {
         // An offset at the top of the address space does not wrap past the check.
         let e = parse_hex("0xffffffffffffffff: 03\n", "f").unwrap_err().to_string();
         assert!(e.contains("1 bytes at offset 0xffffffffffffffff run beyond the last page"), "{e}");
+        // One too large for a number is named, not skipped as a heading.
+        let e = parse_hex("03 04\n0x1ffffffffffffffff: 03\n", "f").unwrap_err().to_string();
+        assert!(e.contains("f:2: offset 0x1ffffffffffffffff is beyond the last page"), "{e}");
     }
 }

@@ -329,16 +329,27 @@ fn oui(img: &Img<'_>, off: usize) -> String {
 
 /// Four thresholds at `off` (high alarm, low alarm, high warn, low warn), 2 bytes each.
 fn thresholds(img: &Img<'_>, off: usize, m: Measure) -> Option<Thresholds> {
-    let conv = |k: usize| -> Option<f64> {
-        let o = off + 2 * k;
-        Some(match m {
-            Measure::Temperature => temp(img.i16(o)?),
-            Measure::SupplyVoltage => volts(img.u16(o)?),
-            Measure::TxBias => bias_ma(img.u16(o)?),
-            Measure::TxPower | Measure::RxPower => power_mw(img.u16(o)?),
-        })
-    };
-    Some(Thresholds { high_alarm: conv(0)?, low_alarm: conv(1)?, high_warn: conv(2)?, low_warn: conv(3)? })
+    thresholds_by(img, off, |raw| match m {
+        Measure::Temperature => temp(raw as i16),
+        Measure::SupplyVoltage => volts(raw),
+        Measure::TxBias => bias_ma(raw),
+        Measure::TxPower | Measure::RxPower => power_mw(raw),
+    })
+}
+
+/// Four thresholds at `off`, each 2-byte word converted by `conv`. None when all four are 0:
+/// a module that does not implement them leaves them zeroed (else every reading would be an
+/// alarm), or when a conversion is not finite.
+fn thresholds_by(img: &Img<'_>, off: usize, conv: impl Fn(u16) -> f64) -> Option<Thresholds> {
+    let raw: Vec<u16> = (0..4).map(|k| img.u16(off + 2 * k)).collect::<Option<_>>()?;
+    if raw.iter().all(|&r| r == 0) {
+        return None;
+    }
+    let v: Vec<f64> = raw.iter().map(|&r| conv(r)).collect();
+    if !v.iter().all(|x| x.is_finite()) {
+        return None;
+    }
+    Some(Thresholds { high_alarm: v[0], low_alarm: v[1], high_warn: v[2], low_warn: v[3] })
 }
 
 /// Findings from comparing values with thresholds.
@@ -450,9 +461,16 @@ fn sff8472(image: &[u8]) -> Result<Module, OpticsError> {
             return f64::from(raw);
         }
         let x = f64::from(raw);
-        // Rx_PWR(4) at 56 ... Rx_PWR(0) at 72.
-        (0..5).map(|n| a2.f32(72 - 4 * n).map_or(0.0, f64::from) * x.powi(n as i32)).sum::<f64>().max(0.0)
+        // Rx_PWR(4) at 56 ... Rx_PWR(0) at 72. Non-finite coefficients give NaN, which the
+        // caller reports as no reading (f64::max would have made it 0, "no light").
+        let p: f64 = (0..5).map(|n| a2.f32(72 - 4 * n).map_or(0.0, f64::from) * x.powi(n as i32)).sum();
+        if p.is_finite() {
+            p.max(0.0)
+        } else {
+            f64::NAN
+        }
     };
+    let finite = |v: f64| v.is_finite().then_some(v);
     let t = a2.i16(96).unwrap_or(0);
     m.temperature_c = Some(if external { (slope(84) * f64::from(t) + offset(86)) / 256.0 } else { temp(t) });
     let v = a2.u16(98).unwrap_or(0);
@@ -461,16 +479,26 @@ fn sff8472(image: &[u8]) -> Result<Module, OpticsError> {
         lane: 1,
         tx_bias_ma: Some(cal(a2.u16(100).unwrap_or(0), 76, 78) * 0.002),
         tx_power_mw: Some(cal(a2.u16(102).unwrap_or(0), 80, 82) * 1e-4),
-        rx_power_mw: Some(rx_cal(a2.u16(104).unwrap_or(0)) * 1e-4),
+        rx_power_mw: finite(rx_cal(a2.u16(104).unwrap_or(0)) * 1e-4),
     });
-    for (measure, off) in [
-        (Measure::Temperature, 0),
-        (Measure::SupplyVoltage, 8),
-        (Measure::TxBias, 16),
-        (Measure::TxPower, 24),
-        (Measure::RxPower, 32),
-    ] {
-        if let Some(t) = thresholds(&a2, off, measure) {
+    // Thresholds are calibrated as the readings are (SFF-8472 9.3; ethtool's sfpdiag.c:
+    // "Calibration should occur for all values (threshold and current)").
+    let tcal = |raw: u16| {
+        if external {
+            (slope(84) * f64::from(raw as i16) + offset(86)) / 256.0
+        } else {
+            temp(raw as i16)
+        }
+    };
+    let convs: [(Measure, usize, &dyn Fn(u16) -> f64); 5] = [
+        (Measure::Temperature, 0, &tcal),
+        (Measure::SupplyVoltage, 8, &|r| cal(r, 88, 90) * 100e-6),
+        (Measure::TxBias, 16, &|r| cal(r, 76, 78) * 0.002),
+        (Measure::TxPower, 24, &|r| cal(r, 80, 82) * 1e-4),
+        (Measure::RxPower, 32, &|r| rx_cal(r) * 1e-4),
+    ];
+    for (measure, off, conv) in convs {
+        if let Some(t) = thresholds_by(&a2, off, conv) {
             m.thresholds.push((measure, t));
         }
     }

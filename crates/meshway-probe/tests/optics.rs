@@ -152,6 +152,34 @@ fn sfp_external_calibration_applies_slopes_offsets_and_the_rx_polynomial() {
     assert!(close(l.tx_bias_ma.unwrap(), (2.0 * 3000.0 + 100.0) * 0.002));
     // x = 1000: 10 + 2000 + 1000 = 3010 × 0.1 µW = 0.301 mW (f32 coefficients).
     assert!((l.rx_power_mw.unwrap() - 0.301).abs() < 1e-6, "{:?}", l.rx_power_mw);
+    // Thresholds are calibrated as the readings are: bias high alarm 2 × 6000 + 100 = 12,100
+    // (× 2 µA = 24.2 mA), so the 12.2 mA reading is no alarm; temperature +1 °C; Rx by the
+    // polynomial (x = 200: 10 + 400 + 40 = 450 × 0.1 µW).
+    let t = m.threshold(Measure::TxBias).unwrap();
+    assert!(close(t.high_alarm, 24.2) && close(t.low_alarm, (2.0 * 1000.0 + 100.0) * 0.002), "{t:?}");
+    assert_eq!(m.threshold(Measure::Temperature).unwrap().high_alarm, 81.0);
+    assert!((m.threshold(Measure::RxPower).unwrap().low_alarm - 0.045).abs() < 1e-6);
+    assert!(m.findings.is_empty(), "{:?}", m.findings);
+    // A non-finite Rx coefficient gives no reading and no Rx thresholds, not "no light".
+    i.f32(a2 + 72, f32::NAN).sum(a2, a2 + 94, a2 + 95);
+    let m = decode(&i.0).unwrap();
+    assert_eq!(m.lanes[0].rx_power_mw, None);
+    assert!(m.threshold(Measure::RxPower).is_none());
+    assert!(m.findings.iter().all(|f| f.measure != Measure::RxPower), "{:?}", m.findings);
+}
+
+/// Thresholds a module leaves at zero are not implemented: no thresholds, no alarms (they
+/// used to raise an alarm on every reading).
+#[test]
+fn zeroed_thresholds_are_absent() {
+    let mut i = sfp(3162);
+    for k in 0..40 {
+        i.b(256 + k, 0);
+    }
+    i.sum(256, 256 + 94, 256 + 95);
+    let m = decode(&i.0).unwrap();
+    assert!(m.thresholds.is_empty(), "{:?}", m.thresholds);
+    assert!(m.findings.is_empty(), "{:?}", m.findings);
 }
 
 #[test]
