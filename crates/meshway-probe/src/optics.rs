@@ -490,7 +490,8 @@ fn sff8472(image: &[u8]) -> Result<Module, OpticsError> {
             temp(raw as i16)
         }
     };
-    let convs: [(Measure, usize, &dyn Fn(u16) -> f64); 5] = [
+    type Conv<'a> = &'a dyn Fn(u16) -> f64;
+    let convs: [(Measure, usize, Conv); 5] = [
         (Measure::Temperature, 0, &tcal),
         (Measure::SupplyVoltage, 8, &|r| cal(r, 88, 90) * 100e-6),
         (Measure::TxBias, 16, &|r| cal(r, 76, 78) * 0.002),
