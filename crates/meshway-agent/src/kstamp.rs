@@ -17,7 +17,7 @@ use std::os::fd::AsRawFd;
 
 /// Asks the kernel to stamp every datagram `sock` receives. False where it refuses (the
 /// prober then falls back to reading the clock after the receive).
-pub fn enable(sock: &UdpSocket) -> bool {
+pub fn enable(sock: &impl std::os::fd::AsFd) -> bool {
     setsockopt(sock, sockopt::ReceiveTimestampns, &true).is_ok()
 }
 
@@ -123,7 +123,7 @@ pub struct Received {
 }
 
 /// Reads one datagram into `buf`; `dont_wait` makes an empty socket answer `WouldBlock`.
-pub fn recv(sock: &UdpSocket, buf: &mut [u8], dont_wait: bool) -> io::Result<Received> {
+pub fn recv(sock: &impl AsRawFd, buf: &mut [u8], dont_wait: bool) -> io::Result<Received> {
     // Room for both kinds of stamp, should both be on.
     let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec, nix::sys::socket::Timestamps);
     let mut iov = [IoSliceMut::new(buf)];

@@ -24,7 +24,7 @@ use meshway_units::Nanos;
 use serde::Serialize;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use thiserror::Error;
@@ -339,6 +339,12 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
         }
         base
     };
+    // Answers carry the kernel's receive time: read after a round's whole send loop, the
+    // clock would add that loop to every round trip (15 ms on loopback at 64 flows).
+    let stamps = crate::kstamp::enable(&raw);
+    if let Some((s, _, _)) = &tcp {
+        crate::kstamp::enable(s);
+    }
     let dest = SocketAddr::new(cfg.target, TRACE_PORT);
     let mut table = TraceTable::new();
     let mut max_ttl = cfg.max_ttl;
@@ -400,9 +406,8 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
             let wait = if tcp.is_some() { wait.min(std::time::Duration::from_millis(2)) } else { wait };
             if let Some((s, _, port)) = &tcp {
                 s.set_read_timeout(Some(std::time::Duration::from_micros(500))).map_err(io_err("socket"))?;
-                let mut r = s;
-                while let Ok(n) = r.read(&mut rx) {
-                    let at = clock::mono();
+                while let Ok(got) = crate::kstamp::recv(s, &mut rx, false) {
+                    let (n, at) = (got.len, crate::kstamp::to_mono(got.kernel_ns));
                     let Some(m) = match_tcp_reply(&rx[..n], target4, *port, flow_base, cfg.flows) else { continue };
                     if m.round_mod != rmod {
                         continue;
@@ -412,19 +417,16 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
                 }
             }
             raw.set_read_timeout(Some(wait)).map_err(io_err("socket"))?;
-            let got = if v6 {
-                // The ICMPv6 message alone; the sender from the socket address.
-                nix::sys::socket::recvfrom::<nix::sys::socket::SockaddrStorage>(
-                    std::os::fd::AsRawFd::as_raw_fd(&raw),
-                    &mut rx,
-                )
-                .map_err(io::Error::from)
-                .map(|(n, from)| (n, from.and_then(|a| a.as_sockaddr_in6().map(|a| a.ip()))))
-            } else {
-                let mut r = &raw;
-                r.read(&mut rx).map(|n| (n, None))
-            };
-            let (n, from6) = match got {
+            // IPv6: the ICMPv6 message alone, the sender from the socket address; IPv4: the
+            // IP packet, the sender from its header.
+            let got = crate::kstamp::recv(&raw, &mut rx, false).map(|r| {
+                let from6 = match r.from {
+                    Some(SocketAddr::V6(a)) if v6 => Some(*a.ip()),
+                    _ => None,
+                };
+                (r.len, from6, r.kernel_ns)
+            });
+            let (n, from6, kernel_ns) = match got {
                 Ok(x) => x,
                 Err(e)
                     if matches!(
@@ -439,7 +441,7 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
                 }
                 Err(e) => return Err(io_err("cannot read icmp")(e)),
             };
-            let at = clock::mono();
+            let at = if stamps { crate::kstamp::to_mono(kernel_ns) } else { clock::mono() };
             let proto = if tcp.is_some() {
                 6
             } else if cfg.icmp {
@@ -483,6 +485,10 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
     for f in 0..cfg.flows {
         let path: Vec<Option<IpAddr>> =
             hops.iter().filter(|h| h.flow == f).map(|h| h.addresses.first().map(|a| a.0)).collect();
+        // A flow nothing answered (routers rate-limit their ICMP errors) shows no path.
+        if path.iter().all(Option::is_none) {
+            continue;
+        }
         // A hop that never answered (None) matches any address: such a path is not distinct.
         let same = |a: &Vec<Option<IpAddr>>| {
             a.len() == path.len() && a.iter().zip(&path).all(|(x, y)| x.is_none() || y.is_none() || x == y)

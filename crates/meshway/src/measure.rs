@@ -500,6 +500,12 @@ pub struct TraceArgs {
 }
 
 pub fn trace(a: TraceArgs) -> Result<()> {
+    if a.timeout.get() == 0 {
+        bail!("invalid --timeout 0: must be positive (every hop would read as lost)");
+    }
+    if a.interval.get() == 0 && a.rounds > 1 {
+        bail!("invalid --interval 0: must be positive");
+    }
     let sig = Signals::install().context("cannot install signal handlers")?;
     let target = resolve_host_port(&a.target, 0)?.ip();
     if target.is_ipv6() && a.tcp.is_some() {
