@@ -327,7 +327,7 @@ fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
     // A handshake set the socket's timeouts to what was left of it.
     stream.set_timeouts(wait_for(deadline))?;
     let tls_ns = p.url.tls.then(|| clock::mono().saturating_sub(t0).get());
-    let host = if p.url.host.contains(':') { format!("[{}]", p.url.host) } else { p.url.host.clone() };
+    let host = p.url.host_header();
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: meshway/{}\r\nAccept: */*\r\nConnection: close\r\n\r\n",
         p.url.path,
@@ -337,13 +337,19 @@ fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
     stream.write_all(req.as_bytes())?;
     stream.flush()?;
     let mut buf = vec![0u8; 64 * 1024];
-    let mut head = Vec::new();
+    // Bytes until the head ends (at most 8 KiB of head), then the body by its framing.
+    let mut pre: Vec<u8> = Vec::new();
+    let mut got: Option<(u16, Body)> = None;
     let mut first_byte_ns = None;
     let mut total_bytes = 0u64;
     let mut ended = false;
     let late = || io::Error::new(io::ErrorKind::TimedOut, format!("no complete http response within {}", p.timeout));
+    let bad = |why: String| io::Error::new(io::ErrorKind::InvalidData, why);
     // Bounded: at most 64 MiB are read, and never past the timeout.
     while total_bytes < 64 << 20 {
+        if got.as_ref().is_some_and(|(_, b)| b.complete()) {
+            break;
+        }
         if clock::mono() >= deadline {
             return Err(late());
         }
@@ -357,40 +363,200 @@ fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
             break;
         }
         first_byte_ns.get_or_insert_with(|| clock::mono().saturating_sub(t0).get());
-        if head.len() < 8192 {
-            head.extend_from_slice(&buf[..n.min(8192)]);
-        }
         total_bytes += n as u64;
+        match got.as_mut() {
+            Some((_, b)) => b.feed(&buf[..n]).map_err(bad)?,
+            None => {
+                pre.extend_from_slice(&buf[..n]);
+                if let Some(end) = pre.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let (status, mut b) = http_head(&pre[..end]).map_err(bad)?;
+                    b.feed(&pre[end + 4..]).map_err(bad)?;
+                    got = Some((status, b));
+                } else if pre.len() > 8192 {
+                    if !pre.starts_with(b"HTTP/") {
+                        return Err(bad("not an http response".into()));
+                    }
+                    return Err(bad("the response's headers did not end (closed early, or over 8 KiB)".into()));
+                }
+            }
+        }
     }
     let total_ns = clock::mono().saturating_sub(t0).get();
-    let text = String::from_utf8_lossy(&head);
-    let status: u16 = text
-        .lines()
-        .next()
-        .filter(|l| l.starts_with("HTTP/"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .filter(|c| (100..=599).contains(c))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an http response"))?;
-    // The head must end (within the 8 KiB kept), and the body must be read to its end.
-    let Some(end) = text.find("\r\n\r\n") else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "the response's headers did not end (closed early, or over 8 KiB)",
-        ));
+    let Some((status, body)) = got else {
+        if !pre.starts_with(b"HTTP/") {
+            return Err(bad("not an http response".into()));
+        }
+        return Err(bad("the response's headers did not end (closed early, or over 8 KiB)".into()));
     };
-    if !ended {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "response over 64 MiB (the read limit)"));
+    if !body.complete() {
+        if !ended {
+            return Err(bad("response over 64 MiB (the read limit)".into()));
+        }
+        if let Some(why) = body.short() {
+            return Err(bad(why));
+        }
     }
-    let header_len = end as u64 + 4;
     Ok(HttpAttempt {
         status,
         connect_ns,
         tls_ns,
         first_byte_ns: first_byte_ns.unwrap_or(total_ns),
         total_ns,
-        body_bytes: total_bytes.saturating_sub(header_len),
+        body_bytes: body.bytes,
     })
+}
+
+/// The status and body framing of a response head (without its blank line).
+fn http_head(head: &[u8]) -> Result<(u16, Body), String> {
+    let text = String::from_utf8_lossy(head);
+    let mut lines = text.split("\r\n");
+    let status: u16 = lines
+        .next()
+        .filter(|l| l.starts_with("HTTP/"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .filter(|c| (100..=599).contains(c))
+        .ok_or("not an http response")?;
+    let (mut length, mut chunked) = (None, false);
+    for l in lines {
+        let Some((k, v)) = l.split_once(':') else { continue };
+        let (k, v) = (k.trim(), v.trim());
+        if k.eq_ignore_ascii_case("content-length") {
+            let n: u64 = v.parse().map_err(|_| format!("bad Content-Length {v:?}"))?;
+            if length.is_some_and(|m| m != n) {
+                return Err("two different Content-Length headers".into());
+            }
+            length = Some(n);
+        } else if k.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = v.rsplit(',').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
+        }
+    }
+    // No body: 1xx, 204, 304 (RFC 9112 6.3).
+    let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
+        Framing::Length(0)
+    } else if chunked {
+        Framing::Chunked(Chunk::Size { digits: 0, value: 0, ext: false })
+    } else {
+        length.map_or(Framing::Close, Framing::Length)
+    };
+    Ok((status, Body { framing, bytes: 0 }))
+}
+
+/// A response body as its framing delimits it (RFC 9112 6): the bytes of its content, and
+/// whether it is all there.
+#[derive(Debug)]
+struct Body {
+    framing: Framing,
+    bytes: u64,
+}
+
+#[derive(Debug)]
+enum Framing {
+    /// To the end of the connection.
+    Close,
+    /// Exactly this many bytes.
+    Length(u64),
+    Chunked(Chunk),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Chunk {
+    /// Reading a chunk's size line (hex digits, then extensions to the line's end).
+    Size {
+        digits: u32,
+        value: u64,
+        ext: bool,
+    },
+    /// The size line's LF.
+    SizeLf(u64),
+    /// Data still to come.
+    Data(u64),
+    /// The CR LF after a chunk's data (`true` when the CR was seen).
+    DataEnd(bool),
+    /// Trailer lines after the last chunk; the count of bytes on the current line.
+    Trailer(u64, bool),
+    Done,
+}
+
+impl Body {
+    fn complete(&self) -> bool {
+        match self.framing {
+            Framing::Close => false,
+            Framing::Length(n) => self.bytes == n,
+            Framing::Chunked(c) => matches!(c, Chunk::Done),
+        }
+    }
+
+    /// Why a body that ended with its connection is short, if it is.
+    fn short(&self) -> Option<String> {
+        match self.framing {
+            Framing::Close => None,
+            Framing::Length(n) => {
+                Some(format!("the body ended after {} of its {n} bytes (Content-Length)", self.bytes))
+            }
+            Framing::Chunked(_) => {
+                Some(format!("the chunked body ended after {} bytes, before its last chunk", self.bytes))
+            }
+        }
+    }
+
+    fn feed(&mut self, mut data: &[u8]) -> Result<(), String> {
+        match &mut self.framing {
+            Framing::Close => self.bytes += data.len() as u64,
+            Framing::Length(n) => {
+                self.bytes += data.len() as u64;
+                if self.bytes > *n {
+                    return Err(format!("more body than its Content-Length of {n} bytes"));
+                }
+            }
+            Framing::Chunked(state) => {
+                while let Some((&c, rest)) = data.split_first() {
+                    *state = match *state {
+                        Chunk::Size { digits, value, ext } => match c {
+                            b'\r' => Chunk::SizeLf(value),
+                            _ if ext => Chunk::Size { digits, value, ext },
+                            b';' | b' ' | b'\t' if digits > 0 => Chunk::Size { digits, value, ext: true },
+                            _ if c.is_ascii_hexdigit() && digits < 15 => Chunk::Size {
+                                digits: digits + 1,
+                                value: value * 16 + u64::from((c as char).to_digit(16).unwrap_or(0)),
+                                ext,
+                            },
+                            _ => return Err(format!("bad chunk size (byte 0x{c:02x})")),
+                        },
+                        Chunk::SizeLf(v) if c == b'\n' => {
+                            if v == 0 {
+                                Chunk::Trailer(0, false)
+                            } else {
+                                Chunk::Data(v)
+                            }
+                        }
+                        Chunk::SizeLf(_) => return Err("bad chunk size line".into()),
+                        Chunk::Data(left) => {
+                            let take = (left as usize).min(data.len());
+                            self.bytes += take as u64;
+                            data = &data[take..];
+                            *state = if left as usize == take {
+                                Chunk::DataEnd(false)
+                            } else {
+                                Chunk::Data(left - take as u64)
+                            };
+                            continue;
+                        }
+                        Chunk::DataEnd(false) if c == b'\r' => Chunk::DataEnd(true),
+                        Chunk::DataEnd(true) if c == b'\n' => Chunk::Size { digits: 0, value: 0, ext: false },
+                        Chunk::DataEnd(_) => return Err("a chunk's data is not followed by CR LF".into()),
+                        Chunk::Trailer(k, false) if c == b'\r' => Chunk::Trailer(k, true),
+                        Chunk::Trailer(0, true) if c == b'\n' => Chunk::Done,
+                        Chunk::Trailer(_, true) if c == b'\n' => Chunk::Trailer(0, false),
+                        Chunk::Trailer(k, _) => Chunk::Trailer(k + 1, false),
+                        Chunk::Done => return Err("bytes after the last chunk".into()),
+                    };
+                    data = rest;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Prober for HttpProber {
@@ -677,6 +843,41 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Bodies by their framing: Content-Length exact, chunked decoded (extensions and
+    /// trailers skipped), short or malformed ones named.
+    #[test]
+    fn http_bodies_by_their_framing() {
+        let body = |head: &str, parts: &[&[u8]]| -> Result<(u16, u64, bool, Option<String>), String> {
+            let (st, mut b) = http_head(head.as_bytes())?;
+            for p in parts {
+                b.feed(p)?;
+            }
+            Ok((st, b.bytes, b.complete(), b.short()))
+        };
+        let chunked = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked";
+        // One byte at a time, as a slow server sends it.
+        let wire = b"5;x=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n";
+        let bytes: Vec<&[u8]> = wire.chunks(1).collect();
+        assert_eq!(
+            body(chunked, &bytes).unwrap(),
+            (200, 15, true, Some("the chunked body ended after 15 bytes, before its last chunk".into()))
+        );
+        let e = body(chunked, &[b"zz\r\n"]).unwrap_err();
+        assert!(e.contains("bad chunk size"), "{e}");
+        let cut = body(chunked, &[b"5\r\nhel"]).unwrap();
+        assert_eq!((cut.1, cut.2), (3, false));
+        let lied = body("HTTP/1.1 200 OK\r\nContent-Length: 1000", &[b"hello"]).unwrap();
+        assert_eq!(lied, (200, 5, false, Some("the body ended after 5 of its 1000 bytes (Content-Length)".into())));
+        let e = body("HTTP/1.1 200 OK\r\ncontent-length: 2", &[b"abc"]).unwrap_err();
+        assert!(e.contains("more body than its Content-Length of 2"), "{e}");
+        assert_eq!(
+            body("HTTP/1.1 204 No Content", &[]).unwrap(),
+            (204, 0, true, Some("the body ended after 0 of its 0 bytes (Content-Length)".into()))
+        );
+        assert_eq!(body("HTTP/1.0 200 OK", &[b"abc"]).unwrap(), (200, 3, false, None));
+        assert!(body("SSH-2.0-x", &[]).unwrap_err().contains("not an http response"));
+    }
 
     #[test]
     fn checksum_of_rfc1071_example() {

@@ -20,6 +20,19 @@ pub struct Url {
 }
 
 impl Url {
+    /// The HTTP `Host` header's value: the host (IPv6 in brackets), with the port when it is
+    /// not the scheme's default (RFC 9110 7.2).
+    pub fn host_header(&self) -> String {
+        if self.port == if self.tls { 443 } else { 80 } {
+            if self.host.contains(':') {
+                format!("[{}]", self.host)
+            } else {
+                self.host.clone()
+            }
+        } else {
+            self.host_port()
+        }
+    }
     /// `host:port`, IPv6 hosts in brackets.
     pub fn host_port(&self) -> String {
         if self.host.contains(':') {
@@ -32,20 +45,31 @@ impl Url {
 
 /// Splits `http[s]://host[:port]/path`; the default port is 80 or 443.
 pub fn parse_url(url: &str) -> Result<Url, &'static str> {
-    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+    // Written into the request line: a space or line break would start another header.
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a URL cannot hold spaces or control characters (percent-encode them, as %20)");
+    }
+    let scheme = |p: &str| url.get(..p.len()).filter(|s| s.eq_ignore_ascii_case(p)).map(|_| &url[p.len()..]);
+    let (tls, rest) = if let Some(r) = scheme("https://") {
         (true, r)
-    } else if let Some(r) = url.strip_prefix("http://") {
+    } else if let Some(r) = scheme("http://") {
         (false, r)
     } else {
         return Err("expected http://host[:port]/path or https://...");
     };
     let default = if tls { 443 } else { 80 };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+    // The fragment stays with the client (RFC 9110 4.2.4); the query follows the path.
+    let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
+        Some(i) => (&rest[..i], rest[i..].to_string()),
+        None => (rest, "/".to_string()),
     };
     if authority.is_empty() {
         return Err("missing host");
+    }
+    if authority.contains('@') {
+        return Err("user:password@ in a URL is not supported (meshway sends no credentials)");
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let end = v6.find(']').ok_or("unclosed '[' in host")?;
@@ -60,7 +84,7 @@ pub fn parse_url(url: &str) -> Result<Url, &'static str> {
             None => (authority.to_string(), default),
         }
     };
-    Ok(Url { tls, host, port, path: path.to_string() })
+    Ok(Url { tls, host, port, path })
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -215,6 +239,16 @@ mod tests {
         assert_eq!(parse_url("ftp://a"), Err("expected http://host[:port]/path or https://..."));
         assert_eq!(parse_url("https://a:x/"), Err("invalid port"));
         assert_eq!(parse_url("https:///x"), Err("missing host"));
+        // Upper-case schemes, a query without a path, fragments kept back, the Host header's
+        // port; spaces, line breaks and credentials refused.
+        let u = parse_url("HTTP://h:8080?x=1#frag").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port, u.path.as_str()), (false, "h", 8080, "/?x=1"));
+        assert_eq!(u.host_header(), "h:8080");
+        assert_eq!(parse_url("https://h/a#b").unwrap().host_header(), "h");
+        assert_eq!(parse_url("http://[::1]/").unwrap().host_header(), "[::1]");
+        let e = parse_url("http://h/a b\r\nX-Injected: 1").unwrap_err();
+        assert!(e.contains("spaces or control characters"), "{e}");
+        assert!(parse_url("http://user:pw@h/").unwrap_err().contains("user:password@"));
     }
 
     #[test]
