@@ -162,9 +162,22 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
         fc.spine_radix.unwrap_or(ports(models[1], uplink)),
         fc.core_radix.unwrap_or(ports(models[2], uplink)),
     ];
-    for (r, key) in radix.iter().zip(["leaf-radix", "spine-radix", "core-radix"]) {
+    let given = [fc.leaf_radix.is_some(), fc.spine_radix.is_some(), fc.core_radix.is_some()];
+    let rates = [host_rate, uplink, uplink];
+    for (i, (r, key)) in radix.iter().zip(["leaf-radix", "spine-radix", "core-radix"]).enumerate() {
         if *r < 2 || *r > 4096 {
-            return Err(ctx.invalid(key, format!("expected 2 to 4096 ports, got {r}")));
+            // A radix derived from the switch model at the port rate: say where it came from.
+            let why = if given[i] {
+                String::new()
+            } else {
+                format!(
+                    " (the {} model {:?} at {} ports: set `nic` or the radix)",
+                    ["leaf", "spine", "core"][i],
+                    cat.switch[models[i] as usize].name,
+                    rates[i]
+                )
+            };
+            return Err(ctx.invalid(key, format!("expected 2 to 4096 ports, got {r}{why}")));
         }
     }
     if let Some(l) = &fc.layout {

@@ -178,6 +178,13 @@ fn out_of_range_values() {
     assert!(e.contains("`fabric.management-ports`: expected 0 to 65536, got 4294967295"), "{e}");
     let e = err(&format!("{LS}nic = \"18446744073709551615bps\"\n"));
     assert!(e.contains("`fabric.nic`: expected at most 100Tbps"), "{e}");
+    // A radix derived from the switch at a slow NIC's rate says where it came from.
+    let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 1\nnic = \"1Kbps\"\n");
+    assert!(
+        e.contains("`fabric.leaf-radix`: expected 2 to 4096 ports")
+            && e.contains("at 1kbps ports: set `nic` or the radix"),
+        "{e}"
+    );
     let e = err(&format!("{LS}[fabric.link-latency]\nleaf-spine = \"5s\"\n"));
     assert!(e.contains("`fabric.link-latency.leaf-spine`: expected at most 1s, got 5s"), "{e}");
     let e = err(&format!("{LS}spines = 5\n"));

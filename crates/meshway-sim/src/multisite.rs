@@ -385,6 +385,10 @@ fn dci_spans(f: &Fabric, cat: &Catalog) -> Vec<SpanInfo> {
 
 fn headroom(s: &Scenario, f: &Fabric, cat: &Catalog) -> Result<Vec<SpanHeadroom>, SimulateError> {
     let tr = s.transport(cat)?;
+    // A lossy transport (TCP, RoCE without PFC) pauses nothing: no headroom to need.
+    if !tr.lossless {
+        return Ok(Vec::new());
+    }
     let r = meshway_fabric::plan::analyze(f, cat, &tr);
     Ok(r.lossless
         .rows
@@ -446,6 +450,12 @@ fn check_opts(opts: &Options, cat: &Catalog) -> Result<(), SimulateError> {
     }
     if opts.resolution.0 == 0 {
         return Err(SimulateError::BadOption { option: "--resolution", message: "must be positive".into() });
+    }
+    if opts.max_distance.0 == 0 {
+        return Err(SimulateError::BadOption {
+            option: "--max-distance",
+            message: "must be positive (the break-even search needs a distance to try)".into(),
+        });
     }
     // The search steps in units of the resolution up to its limit (--max-distance, at most
     // the longest coherent reach): a coarser step has no distance to try.

@@ -292,6 +292,20 @@ fn bad_input_names_file_and_key() {
     let far = Options { resolution: Meters::from_km(2000), max_distance: Meters::from_km(5000), ..opts(&[0], &[1]) };
     let e = analyze(&s, &cat, &far).unwrap_err().to_string();
     assert!(e.contains("2000km is above the search limit") && e.contains("the longest coherent reach"), "{e}");
+    let zero = Options { max_distance: Meters(0), ..opts(&[0], &[1]) };
+    let e = analyze(&s, &cat, &zero).unwrap_err().to_string();
+    assert!(e.contains("--max-distance") && e.contains("must be positive"), "{e}");
+}
+
+/// A lossy transport pauses nothing: its spans get no headroom check (TCP showed
+/// "infeasible").
+#[test]
+fn a_lossy_transport_has_no_headroom_to_check() {
+    let tcp = two_sites(100, 4, ALL_REDUCE).replace("kind = \"roce\"", "kind = \"tcp\"");
+    let r = report(&tcp, &opts(&[0, 100], &[4]));
+    assert!(r.by_distance.iter().all(|d| d.headroom.is_empty()), "{:?}", r.by_distance[0].headroom);
+    let roce = report(&two_sites(100, 4, ALL_REDUCE), &opts(&[0, 100], &[4]));
+    assert!(roce.by_distance.iter().all(|d| d.headroom.len() == 1));
 }
 
 #[test]
