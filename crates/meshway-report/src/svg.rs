@@ -19,7 +19,21 @@ pub(crate) const COLOURS: [&str; 8] =
 
 /// Escapes text for SVG and HTML.
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            // Control characters (a NUL is an HTML parse error; an escape sequence means
+            // nothing on a page) show as the replacement character; line breaks and tabs stay.
+            '\n' | '\t' | '\r' => o.push(c),
+            c if c.is_control() => o.push('\u{fffd}'),
+            c => o.push(c),
+        }
+    }
+    o
 }
 
 /// One named line of points.
@@ -700,4 +714,17 @@ pub fn lanes(
     }
     out.push_str("</svg>");
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Markup characters are entities; control characters (NUL, ESC) the replacement
+    /// character; line breaks stay.
+    #[test]
+    fn esc_leaves_no_markup_and_no_control_characters() {
+        assert_eq!(
+            super::esc("<a href=\"x\">&\u{0}\u{1b}[31m\n"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;\u{fffd}\u{fffd}[31m\n"
+        );
+    }
 }

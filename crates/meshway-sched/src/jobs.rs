@@ -280,9 +280,13 @@ pub fn from_file(file: &str, text: &str, gpus_per_host: u32) -> Result<Vec<Job>,
                 if cell.is_empty() {
                     continue;
                 }
-                let v = match cell.parse::<i64>() {
-                    Ok(n) => serde_json::Value::from(n),
-                    Err(_) => serde_json::Value::from(cell),
+                // Names stay text ("007" is not 7); counts stay whole (u64::MAX is not a float).
+                let text = ["name", "profile", "hosts", "order", "gpu"].contains(&h.as_str());
+                let v = match (cell.parse::<u64>(), cell.parse::<i64>()) {
+                    _ if text => serde_json::Value::from(cell),
+                    (Ok(n), _) => serde_json::Value::from(n),
+                    (_, Ok(n)) => serde_json::Value::from(n),
+                    _ => serde_json::Value::from(cell),
                 };
                 obj.insert(h.clone(), v);
             }

@@ -122,6 +122,18 @@ fn schedule_bad_input_names_file_and_key() {
     let o = meshway(&["schedule", bad.to_str().unwrap(), "--export", dir.join("out").to_str().unwrap(), "--no-run"]);
     assert!(!o.status.success() && !dir.join("out").exists());
     assert!(stderr(&o).contains("\"Node\" has upper-case letters"), "{}", stderr(&o));
+    // Names that look like numbers stay names.
+    std::fs::write(&f, "name,gpus,profile,iterations\n007,8,llama-7b,10\n123,8,llama-7b,10\n").unwrap();
+    let o = meshway(&[
+        "schedule",
+        "examples/rail-optimized-1024.toml",
+        "--jobs",
+        f.to_str().unwrap(),
+        "--policy",
+        "first-fit",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).lines().any(|l| l.starts_with("007 ")) && stdout(&o).lines().any(|l| l.starts_with("123 ")));
     // Flags that would be ignored are refused: --generate with --jobs, --span without --generate.
     let o =
         meshway(&["schedule", "examples/rail-optimized-1024.toml", "--generate", "5", "--jobs", f.to_str().unwrap()]);
