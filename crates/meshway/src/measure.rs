@@ -199,9 +199,10 @@ pub struct PingArgs {
     /// A probe without an answer after this long is lost.
     #[arg(long, short = 'W', default_value = "1s", value_name = "DURATION")]
     timeout: Nanos,
-    /// Probe size in bytes: the UDP payload (STAMP packet, at least 44B) or the ICMP payload.
-    #[arg(long, short = 's', default_value = "44B", value_name = "SIZE")]
-    size: Bytes,
+    /// Probe size in bytes: the UDP payload (STAMP packet, at least 44B) or the ICMP payload
+    /// [default: 44B].
+    #[arg(long, short = 's', value_name = "SIZE")]
+    size: Option<Bytes>,
     /// DSCP (0-63) to mark probes with.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=63))]
     dscp: u8,
@@ -238,12 +239,21 @@ pub fn ping(a: PingArgs) -> Result<()> {
     if a.timeout == Nanos::ZERO {
         bail!("invalid --timeout 0: must be positive");
     }
-    let size = usize::try_from(a.size.get()).unwrap_or(usize::MAX);
+    let size_b = a.size.unwrap_or(Bytes(44));
+    let size = usize::try_from(size_b.get()).unwrap_or(usize::MAX);
     match kind {
         PingKind::Udp if !(44..=65_507).contains(&size) => {
-            bail!("invalid --size {}: a STAMP probe is 44 to 65507 bytes", a.size)
+            bail!("invalid --size {} bytes: a STAMP probe is 44 to 65507 bytes", size_b.get())
         }
-        PingKind::Icmp if size > 65_000 => bail!("invalid --size {}: at most 65000 bytes of icmp payload", a.size),
+        PingKind::Icmp if size > 65_000 => {
+            bail!("invalid --size {} bytes: at most 65000 bytes of icmp payload", size_b.get())
+        }
+        // TCP and HTTP probes are a connection (and a request): their size is the network's.
+        PingKind::Tcp | PingKind::Http if a.size.is_some() => {
+            bail!(
+                "--size applies to udp and icmp probes; a tcp or http probe is a connection, its size the handshake's"
+            )
+        }
         _ => {}
     }
     let cfg = PingConfig {

@@ -99,7 +99,10 @@ fn ping_udp_json_ndjson_and_text_against_cli_reflector() {
 fn bad_input_exits_2_with_a_message() {
     for (args, needle) in [
         (vec!["ping", "127.0.0.1", "--interval", "5parsecs"], "unknown unit"),
-        (vec!["ping", "127.0.0.1", "--size", "20B"], "44 to 65507"),
+        (vec!["ping", "127.0.0.1", "--size", "65508B"], "invalid --size 65508 bytes: a STAMP probe is 44 to 65507"),
+        (vec!["ping", "--kind", "tcp", "127.0.0.1:1", "--size", "9000B"], "--size applies to udp and icmp probes"),
+        (vec!["ping", "--kind", "http", "http://127.0.0.1/a b"], "spaces or control characters"),
+        (vec!["trace", "127.0.0.1", "-W", "0s"], "invalid --timeout 0"),
         (vec!["ping", "--kind", "http", "ftp://127.0.0.1/"], "expected http://host[:port]/path or https://"),
         (vec!["ping", "--kind", "http", "https://127.0.0.1/", "--ca", "/nonexistent.pem"], "cannot read CA file"),
         (vec!["ping", "--kind", "carrier-pigeon", "127.0.0.1"], "invalid value"),
