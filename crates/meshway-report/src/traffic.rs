@@ -107,6 +107,13 @@ pub fn traffic_text(name: &str, r: &TrafficReport) -> String {
             o.arp, o.non_ip, o.undecodable, r.capture.other_linktype_packets
         );
     }
+    if o.orphan_fragments > 0 {
+        let _ = writeln!(
+            s,
+            "  {} IP fragments came without their first fragment (before them): their ports are unknown, counted in flows of port 0",
+            o.orphan_fragments
+        );
+    }
     if r.capture.bad_length_packets + r.capture.bad_time_packets > 0 {
         let _ = writeln!(
             s,

@@ -94,12 +94,22 @@ pub struct Other {
     pub arp: u64,
     pub non_ip: u64,
     pub undecodable: u64,
+    /// IP fragments after the first whose first fragment was not seen (before them): their
+    /// ports are unknown, so they count in a flow of ports 0.
+    pub orphan_fragments: u64,
 }
+
+/// First fragments remembered for their ports, at most (an assumption: far more datagrams
+/// than are in reassembly at once; past it the table starts again).
+const MAX_FRAGMENTED: usize = 65_536;
 
 /// The flow table.
 #[derive(Debug, Default)]
 pub struct Flows {
     pub table: HashMap<FlowKey, Flow>,
+    /// Ports of fragmented datagrams by (source, destination, protocol, IP identification),
+    /// from their first fragment: later fragments carry no transport header.
+    fragmented: HashMap<(IpAddr, IpAddr, u8, u32), (u16, u16)>,
     pub other: Other,
     pub packets: u64,
     pub bytes: u64,
@@ -168,11 +178,16 @@ impl Flows {
             self.other.undecodable = self.other.undecodable.saturating_add(weight);
             return None;
         };
-        let (src, dst, proto, ip_payload_len) = match &s.net {
+        // A fragment: (identification, whether it is the first, the IP payload it holds).
+        let (src, dst, proto, ip_payload_len, frag) = match &s.net {
             Some(LaxNetSlice::Ipv4(v4)) => {
                 let h = v4.header();
                 let len = h.payload_len().map(u64::from).unwrap_or(v4.payload().payload.len() as u64);
-                (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), h.protocol().0, len)
+                let frag = v4
+                    .payload()
+                    .fragmented
+                    .then(|| (u32::from(h.identification()), h.fragments_offset().value() == 0, v4.payload().payload));
+                (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), h.protocol().0, len, frag)
             }
             Some(LaxNetSlice::Ipv6(v6)) => {
                 let h = v6.header();
@@ -184,7 +199,16 @@ impl Flows {
                     0 => p6.payload.len() as u64,
                     n => n.saturating_sub(ext),
                 };
-                (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), p6.ip_number.0, len)
+                let frag = p6.fragmented.then(|| {
+                    v6.extensions().clone().into_iter().find_map(|e| match e {
+                        etherparse::Ipv6ExtensionSlice::Fragment(f) => {
+                            Some((f.identification(), f.fragment_offset().value() == 0, p6.payload))
+                        }
+                        _ => None,
+                    })
+                });
+                let frag = frag.flatten().or(p6.fragmented.then_some((0, false, p6.payload)));
+                (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), p6.ip_number.0, len, frag)
             }
             Some(LaxNetSlice::Arp(_)) => {
                 self.other.arp = self.other.arp.saturating_add(weight);
@@ -195,6 +219,10 @@ impl Flows {
                 return None;
             }
         };
+        if let Some((id, first, payload)) = frag {
+            self.add_fragment(p, weight, wire, (src, dst, proto, id), first, payload, ip_payload_len);
+            return None;
+        }
         let (sport, dport) = match &s.transport {
             Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
             Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port()),
@@ -280,6 +308,64 @@ impl Flows {
             _ => f.payload_bytes = f.payload_bytes.saturating_add(ip_payload_len.saturating_mul(weight)),
         }
         None
+    }
+
+    /// Adds a fragment to its datagram's flow: the first carries the ports (TCP and UDP),
+    /// later ones take them from it. Fragments are counted, not analysed (no TCP or RoCEv2
+    /// trouble, no telemetry).
+    #[allow(clippy::too_many_arguments)]
+    fn add_fragment(
+        &mut self,
+        p: &Packet<'_>,
+        weight: u64,
+        wire: u64,
+        dgram: (IpAddr, IpAddr, u8, u32),
+        first: bool,
+        payload: &[u8],
+        ip_payload_len: u64,
+    ) {
+        let (src, dst, proto, _) = dgram;
+        let ported = proto == 6 || proto == 17;
+        let (ports, header) = if first {
+            let ports = match payload {
+                [a, b, c, d, ..] if ported => (u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d])),
+                _ => (0, 0),
+            };
+            if ported {
+                if self.fragmented.len() >= MAX_FRAGMENTED {
+                    self.fragmented.clear();
+                }
+                self.fragmented.insert(dgram, ports);
+            }
+            let header = match proto {
+                17 => 8,
+                6 => payload.get(12).map_or(20, |b| u64::from(b >> 4) * 4),
+                _ => 0,
+            };
+            (ports, header)
+        } else {
+            let ports = self.fragmented.get(&dgram).copied();
+            if ports.is_none() && ported {
+                self.other.orphan_fragments = self.other.orphan_fragments.saturating_add(weight);
+            }
+            (ports.unwrap_or((0, 0)), 0)
+        };
+        let key = FlowKey { src, dst, proto, sport: ports.0, dport: ports.1 };
+        let f = self.table.entry(key).or_insert_with(|| Flow {
+            key,
+            packets: 0,
+            bytes: 0,
+            payload_bytes: 0,
+            first_ns: p.ts_ns,
+            last_ns: p.ts_ns,
+            tcp: None,
+            roce: None,
+        });
+        f.packets = f.packets.saturating_add(weight);
+        f.bytes = f.bytes.saturating_add(wire);
+        f.first_ns = f.first_ns.min(p.ts_ns);
+        f.last_ns = f.last_ns.max(p.ts_ns);
+        f.payload_bytes = f.payload_bytes.saturating_add(ip_payload_len.saturating_sub(header).saturating_mul(weight));
     }
 
     /// The flows, largest first (ties by key, so the order is deterministic).

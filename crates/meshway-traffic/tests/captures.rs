@@ -701,3 +701,37 @@ fn a_pcap_fraction_of_a_second_above_one_second_is_a_bad_time() {
     assert_eq!(info.bad_time_packets, 1);
     assert_eq!(seen, [T0, T0]);
 }
+
+/// IPv4 fragments: the first carries the UDP header, later ones none; all count in the
+/// datagram's flow by its identification. A fragment whose first never came is counted and
+/// falls in a flow of ports 0.
+#[test]
+fn fragments_join_their_datagrams_flow() {
+    // One UDP datagram of 8 + 2,000 bytes from 1000 to 2000, cut at 1,480 bytes of IP payload.
+    let (t, whole) = udp(T0, A, B, (1000, 2000), &[7; 2000]);
+    let (eth, ip) = (14, 20);
+    let payload = &whole[eth + ip..];
+    let frag = |id: u16, off: usize, more: bool, data: &[u8]| -> Frame {
+        let mut v = whole[..eth + ip].to_vec();
+        v.extend_from_slice(data);
+        let total = (ip + data.len()) as u16;
+        v[eth + 2..eth + 4].copy_from_slice(&total.to_be_bytes());
+        v[eth + 4..eth + 6].copy_from_slice(&id.to_be_bytes());
+        let flags = (u16::from(more) << 13) | (off / 8) as u16;
+        v[eth + 6..eth + 8].copy_from_slice(&flags.to_be_bytes());
+        (t, v)
+    };
+    let frames = [
+        frag(7, 0, true, &payload[..1480]),
+        frag(7, 1480, false, &payload[1480..]),
+        // Another datagram's second fragment, its first never captured.
+        frag(9, 1480, false, &payload[1480..]),
+    ];
+    let (_, flows) = read(&pcap(&frames, false, 65535));
+    let f = flows.table.values().find(|f| f.key.sport == 1000).expect("the datagram's flow");
+    assert_eq!((f.key.dport, f.packets, f.payload_bytes), (2000, 2, 2000));
+    let orphan = flows.table.values().find(|f| f.key.sport == 0).expect("a flow of ports 0");
+    assert_eq!((orphan.packets, orphan.payload_bytes), (1, 528));
+    assert_eq!(flows.other.orphan_fragments, 1);
+    assert_eq!(flows.table.len(), 2);
+}
