@@ -214,6 +214,12 @@ impl Flows {
                 self.other.arp = self.other.arp.saturating_add(weight);
                 return None;
             }
+            // No network layer: a frame of another protocol, or one whose IP header was cut
+            // or malformed (the decoder stopped with an error there).
+            None if s.stop_err.is_some() => {
+                self.other.undecodable = self.other.undecodable.saturating_add(weight);
+                return None;
+            }
             None => {
                 self.other.non_ip = self.other.non_ip.saturating_add(weight);
                 return None;

@@ -735,3 +735,11 @@ fn fragments_join_their_datagrams_flow() {
     assert_eq!(flows.other.orphan_fragments, 1);
     assert_eq!(flows.table.len(), 2);
 }
+
+/// A frame cut inside its IP header is undecodable, not "non-IP".
+#[test]
+fn a_frame_cut_in_its_ip_header_is_undecodable() {
+    let (t, v) = udp(T0, A, B, (1, 2), &[0; 10]);
+    let (_, flows) = read(&pcap(&[(t, v[..14 + 10].to_vec()), arp(T0)], false, 65535));
+    assert_eq!((flows.other.undecodable, flows.other.non_ip, flows.other.arp), (1, 0, 1));
+}
