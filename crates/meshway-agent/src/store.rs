@@ -136,7 +136,17 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<()> {
         .query_map([], |r| r.get::<_, String>(0))?
         .filter(|n| n.as_ref().map_or(true, |n| !TABLES.contains(&n.as_str())))
         .collect::<Result<_>>()?;
-    if app == 0 && !foreign.is_empty() {
+    // An older agent's database (unstamped) may hold a backup tool's tables beside the
+    // agent's (Litestream's `_litestream_seq`): the agent's own two tables, column for
+    // column, say whose it is.
+    let columns = |table: &str| -> Result<Vec<String>> {
+        let mut st = conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"))?;
+        let v = st.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>>>()?;
+        Ok(v)
+    };
+    let agents = columns("targets")? == ["id", "name", "kind", "address"]
+        && columns("samples")? == ["target_id", "ts_ns", "rtt_ns", "value"];
+    if app == 0 && !foreign.is_empty() && !agents {
         let more = if foreign.len() > 5 { format!(" and {} more", foreign.len() - 5) } else { String::new() };
         return refuse(format!("it holds other tables: {}{more}", foreign[..foreign.len().min(5)].join(", ")));
     }
@@ -452,6 +462,21 @@ mod tests {
         Connection::open(&r).unwrap().pragma_update(None, "application_id", 0).unwrap();
         let mut s = Store::open(&r).unwrap();
         assert!(s.target_id("t", "udp", "127.0.0.1:862").is_ok());
+        drop(s);
+        // An older one a backup tool added its tables to (Litestream's) is still the agent's.
+        let c = Connection::open(&r).unwrap();
+        c.pragma_update(None, "application_id", 0).unwrap();
+        c.execute_batch("CREATE TABLE _litestream_seq(id INTEGER PRIMARY KEY, seq INTEGER);").unwrap();
+        drop(c);
+        assert!(Store::open(&r).is_ok());
+        // A table named `samples` with other columns is not the agent's.
+        let q2 = tmp("lookalike");
+        let c = Connection::open(&q2).unwrap();
+        c.execute_batch("CREATE TABLE samples(x); CREATE TABLE targets(y); CREATE TABLE other(z);").unwrap();
+        drop(c);
+        let e = Store::open(&q2).err().unwrap().to_string();
+        assert!(e.contains("it holds other tables: other"), "{e}");
+        let _ = std::fs::remove_file(&q2);
         for f in [p, q, r] {
             let _ = std::fs::remove_file(&f);
             let _ = std::fs::remove_file(format!("{}-wal", f.display()));
