@@ -32,9 +32,15 @@ pub enum HistoryError {
     UnknownTarget { name: String, known: String },
     #[error("not enough points to forecast ({n}; need at least 3 with values)")]
     TooFewPoints { n: usize },
+    #[error("{n} samples in the span: --step raw lists at most {max} (each is a row); narrow --since/--until or use --step 1m")]
+    TooManyRaw { n: u64, max: u64 },
     #[error("target {target:?} has samples but no {metric} values: round-trip metrics are for probe targets, utilization, error-ratio, drop-ratio and rx-power for interface and optics series")]
     NoValues { target: String, metric: &'static str },
 }
+
+/// Samples `--step raw` lists at most: each is a row of output and about 150 bytes held
+/// (an assumption: a day at one a second is 86,400; a million is 12 days of it).
+pub const MAX_RAW: u64 = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -220,6 +226,22 @@ pub fn query(
     season_s: Option<f64>,
     want_anomalies: bool,
 ) -> Result<HistoryReport, HistoryError> {
+    let w = (forecast_threshold, horizon_ns, season_s, want_anomalies);
+    query_limited(db, target, metric, from_ns, to_ns, step, w, MAX_RAW)
+}
+
+/// [`query`] with `max_raw` in place of [`MAX_RAW`].
+#[allow(clippy::too_many_arguments)]
+fn query_limited(
+    db: &Path,
+    target: &str,
+    metric: Metric,
+    from_ns: u64,
+    to_ns: u64,
+    step: Step,
+    (forecast_threshold, horizon_ns, season_s, want_anomalies): (Option<f64>, u64, Option<f64>, bool),
+    max_raw: u64,
+) -> Result<HistoryReport, HistoryError> {
     on(db, |s| {
         let id = s
             .id(target)
@@ -230,10 +252,13 @@ pub fn query(
         let mut raw = Vec::new();
         let n = s.each_sample(id, from_ns, to_ns, |x| {
             acc.push(x);
-            if step == Step::Raw {
+            if step == Step::Raw && (raw.len() as u64) < max_raw {
                 raw.push(Rollup::of(x.at_ns, std::slice::from_ref(&x)));
             }
         })?;
+        if step == Step::Raw && n > max_raw {
+            return Err(HistoryError::TooManyRaw { n, max: max_raw });
+        }
         let summary = acc.finish();
         let rollups: Vec<Rollup> = match step {
             Step::Raw => raw,
@@ -306,4 +331,37 @@ pub fn query(
         let anomalies = want_anomalies.then(|| anomalies(&series, season_s));
         Ok(HistoryReport { target: target.into(), metric, from_ns, to_ns, step, summary, series, forecast, anomalies })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use meshway_probe::objective::Sample;
+
+    /// `--step raw` lists every sample up to its limit, and past it refuses with the count
+    /// instead of holding them all.
+    #[test]
+    fn raw_series_are_bounded() {
+        let p = std::env::temp_dir().join(format!("meshway-history-raw-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&p);
+        let mut s = Store::open(&p).unwrap();
+        let id = s.target_id("t", "udp", "127.0.0.1:862").unwrap();
+        let batch: Vec<(i64, Sample)> = (0..20u64)
+            .map(|k| (id, Sample { at_ns: 1_000_000_000 + k * 1_000_000_000, rtt_ns: Some(1_000_000), value: None }))
+            .collect();
+        s.insert(&batch).unwrap();
+        drop(s);
+        let q = |max: u64| {
+            query_limited(&p, "t", Metric::RttP50, 0, 100_000_000_000, Step::Raw, (None, 0, None, false), max)
+        };
+        let ok = q(20).map(|r| r.series.len());
+        let over = q(19).err().map(|e| e.to_string());
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", p.display()));
+        }
+        assert_eq!(ok.unwrap(), 20);
+        let e = over.unwrap();
+        assert!(e.contains("20 samples in the span: --step raw lists at most 19"), "{e}");
+    }
 }
