@@ -494,7 +494,14 @@ pub fn compare_json(rs: &[FabricReport]) -> Result<String, serde_json::Error> {
 /// The `meshway compare` text: one column per fabric, the best value per row marked `*`.
 pub fn compare_text(rs: &[FabricReport]) -> String {
     let mut head = vec!["".to_string()];
-    head.extend(rs.iter().map(|r| r.name.clone()));
+    // A column is as wide as its header: a long name is cut (the JSON keeps it whole).
+    head.extend(rs.iter().map(|r| {
+        if r.name.chars().count() > 40 {
+            r.name.chars().take(39).chain(['…']).collect()
+        } else {
+            r.name.clone()
+        }
+    }));
     let head_refs: Vec<&str> = head.iter().map(String::as_str).collect();
     let mut t = Table::new(&head_refs);
     for r in compare_rows(rs) {

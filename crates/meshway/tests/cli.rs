@@ -593,3 +593,20 @@ fn surprising_plans_and_runs_explain_themselves() {
     assert!(!stdout(&o).contains("note: ECMP"), "{}", stdout(&o));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A long scenario name is cut in compare's column header (it padded every row to its width).
+#[test]
+fn compare_cuts_long_names_in_its_header() {
+    let dir = tempdir("compare-long");
+    let p = dir.join("long.toml");
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/leaf-spine-1024.toml")).unwrap();
+    let name = "x".repeat(5000);
+    std::fs::write(&p, text.replacen("name = \"leaf-spine\"", &format!("name = \"{name}\""), 1)).unwrap();
+    let o = meshway(&["compare", p.to_str().unwrap(), "examples/leaf-spine-1024.toml"]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.lines().all(|l| l.chars().count() < 200), "{}", &out[..out.len().min(500)]);
+    assert!(out.contains(&format!("{}…", "x".repeat(39))));
+}
