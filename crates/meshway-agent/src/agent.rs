@@ -1318,6 +1318,16 @@ fn probe_endpoint(r: &http::Request) -> http::Response {
         Ok(t) => t.unwrap_or(Nanos(1_000_000_000)),
         Err(m) => return http::Response::text(400, format!("{m}\n")),
     };
+    // A target that cannot be probed is the request's fault (400, with the reason), not a
+    // failed probe that reads as an outage.
+    let bad = match kind {
+        ping::PingKind::Http => ping::parse_http_url(target).err().map(|e| e.to_string()),
+        k => crate::config::check_host(target, k != ping::PingKind::Icmp).err(),
+    };
+    if let Some(why) = bad {
+        let why: String = why.chars().map(|c| if c.is_control() { '?' } else { c }).take(300).collect();
+        return http::Response::text(400, format!("bad target: {why}\n"));
+    }
     let cfg = ping::PingConfig {
         kind,
         target: target.to_string(),

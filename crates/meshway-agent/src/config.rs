@@ -297,10 +297,14 @@ pub const MAX_TIMEOUT: Nanos = Nanos(60_000_000_000);
 
 /// Checks a probe address without resolving it: `host`, `host:port`, `[v6]:port` or an IP
 /// address; a port, when given (`ports`), is 1-65535.
-fn check_host(address: &str, ports: bool) -> Result<(), String> {
+pub(crate) fn check_host(address: &str, ports: bool) -> Result<(), String> {
     let a = address.trim();
-    if a.is_empty() || a.contains(char::is_whitespace) {
+    if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Err(format!("{address:?}: expected a host, host:port or [v6]:port"));
+    }
+    // A DNS name is at most 253 characters (RFC 1035 2.3.4), with a port 6 more.
+    if a.len() > 253 + 8 {
+        return Err(format!("a host of {} characters: a name is at most 253", a.len()));
     }
     if a.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());

@@ -357,12 +357,12 @@ struct ServerSession {
     streams_seen: Mutex<Vec<bool>>,
 }
 
-/// Streams a request opens: twice its `streams` for bidir.
+/// TCP data streams a request opens: twice its `streams` for bidir; none for UDP.
 fn stream_count(r: &Request) -> u16 {
-    if r.direction == Direction::Bidir {
-        r.streams.saturating_mul(2)
-    } else {
-        r.streams
+    match (r.protocol, r.direction) {
+        (Protocol::Udp, _) => 0,
+        (_, Direction::Bidir) => r.streams.saturating_mul(2),
+        _ => r.streams,
     }
 }
 
@@ -467,9 +467,8 @@ fn handle_connection(
             .ok()
             .and_then(|m| m.get(&h.session).cloned())
             .ok_or_else(|| PerfError::Protocol(format!("unknown session {:x}", h.session)))?;
-        if !same_host(peer.ip(), sess.client) {
-            return Err(PerfError::Protocol(format!("a data stream for session {:x} from another host", h.session)));
-        }
+        // TCP cannot be spoofed and the session id cannot be guessed: a data stream may come
+        // from another address of the client (a NAT pool), unlike UDP datagrams.
         let fresh = sess.streams_seen.lock().ok().is_some_and(|mut seen| match seen.get_mut(usize::from(h.stream)) {
             Some(x) if !*x => {
                 *x = true;

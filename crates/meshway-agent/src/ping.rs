@@ -368,11 +368,19 @@ fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
             Some((_, b)) => b.feed(&buf[..n]).map_err(bad)?,
             None => {
                 pre.extend_from_slice(&buf[..n]);
-                if let Some(end) = pre.windows(4).position(|w| w == b"\r\n\r\n") {
+                // Interim 1xx heads (100 Continue, 103 Early Hints) come before the final
+                // one: each is dropped and the next read from what follows it.
+                while let Some(end) = pre.windows(4).position(|w| w == b"\r\n\r\n") {
                     let (status, mut b) = http_head(&pre[..end]).map_err(bad)?;
+                    if (100..200).contains(&status) && status != 101 {
+                        pre.drain(..end + 4);
+                        continue;
+                    }
                     b.feed(&pre[end + 4..]).map_err(bad)?;
                     got = Some((status, b));
-                } else if pre.len() > 8192 {
+                    break;
+                }
+                if got.is_none() && pre.len() > 8192 {
                     if !pre.starts_with(b"HTTP/") {
                         return Err(bad("not an http response".into()));
                     }
@@ -417,25 +425,32 @@ fn http_head(head: &[u8]) -> Result<(u16, Body), String> {
         .and_then(|c| c.parse().ok())
         .filter(|c| (100..=599).contains(c))
         .ok_or("not an http response")?;
-    let (mut length, mut chunked) = (None, false);
+    let (mut length, mut chunked, mut encoded) = (None, false, false);
     for l in lines {
         let Some((k, v)) = l.split_once(':') else { continue };
         let (k, v) = (k.trim(), v.trim());
         if k.eq_ignore_ascii_case("content-length") {
-            let n: u64 = v.parse().map_err(|_| format!("bad Content-Length {v:?}"))?;
-            if length.is_some_and(|m| m != n) {
-                return Err("two different Content-Length headers".into());
+            // A list of one value repeated is that value (RFC 9110 8.6).
+            for part in v.split(',') {
+                let n: u64 = part.trim().parse().map_err(|_| format!("bad Content-Length {v:?}"))?;
+                if length.is_some_and(|m| m != n) {
+                    return Err(format!("Content-Length {v:?} gives different lengths"));
+                }
+                length = Some(n);
             }
-            length = Some(n);
         } else if k.eq_ignore_ascii_case("transfer-encoding") {
+            encoded = true;
             chunked = v.rsplit(',').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
         }
     }
-    // No body: 1xx, 204, 304 (RFC 9112 6.3).
+    // RFC 9112 6.3: no body for 1xx, 204, 304; chunked when it is the last coding; another
+    // transfer coding runs to the close, whatever Content-Length says.
     let framing = if (100..200).contains(&status) || status == 204 || status == 304 {
         Framing::Length(0)
     } else if chunked {
         Framing::Chunked(Chunk::Size { digits: 0, value: 0, ext: false })
+    } else if encoded {
+        Framing::Close
     } else {
         length.map_or(Framing::Close, Framing::Length)
     };
@@ -512,12 +527,15 @@ impl Body {
             Framing::Chunked(state) => {
                 while let Some((&c, rest)) = data.split_first() {
                     *state = match *state {
+                        // `digits` counts the size's digits (leading zeros too, which any
+                        // number of may come); the value must stay within 60 bits.
                         Chunk::Size { digits, value, ext } => match c {
-                            b'\r' => Chunk::SizeLf(value),
+                            b'\r' if digits > 0 => Chunk::SizeLf(value),
+                            b'\r' => return Err("an empty chunk size line".into()),
                             _ if ext => Chunk::Size { digits, value, ext },
                             b';' | b' ' | b'\t' if digits > 0 => Chunk::Size { digits, value, ext: true },
-                            _ if c.is_ascii_hexdigit() && digits < 15 => Chunk::Size {
-                                digits: digits + 1,
+                            _ if c.is_ascii_hexdigit() && value < 1 << 56 => Chunk::Size {
+                                digits: digits.saturating_add(1),
                                 value: value * 16 + u64::from((c as char).to_digit(16).unwrap_or(0)),
                                 ext,
                             },
@@ -877,6 +895,20 @@ mod tests {
         );
         assert_eq!(body("HTTP/1.0 200 OK", &[b"abc"]).unwrap(), (200, 3, false, None));
         assert!(body("SSH-2.0-x", &[]).unwrap_err().contains("not an http response"));
+        // Leading zeros, any number; an empty size line is no last chunk.
+        let z = body(chunked, &[b"0000000000000000005\r\nhello\r\n00000000000000000\r\n\r\n"]).unwrap();
+        assert_eq!((z.1, z.2), (5, true));
+        assert!(body(chunked, &[b"5\r\nhello\r\n\r\n\r\n"]).unwrap_err().contains("an empty chunk size line"));
+        let e = body(chunked, &[b"fffffffffffffffff\r\n"]).unwrap_err();
+        assert!(e.contains("bad chunk size"), "{e}");
+        // A repeated Content-Length is one; a last coding other than chunked runs to the close.
+        assert_eq!(
+            body("HTTP/1.1 200 OK\r\nContent-Length: 5, 5", &[b"hello"]).unwrap(),
+            (200, 5, true, Some("the body ended after 5 of its 5 bytes (Content-Length)".into()))
+        );
+        assert!(body("HTTP/1.1 200 OK\r\nContent-Length: 5, 6", &[]).unwrap_err().contains("different lengths"));
+        let gz = body("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2", &[b"abcdef"]).unwrap();
+        assert_eq!((gz.1, gz.2), (6, false));
     }
 
     #[test]

@@ -183,7 +183,7 @@ pub struct ReflectCounters {
     pub send_errors: AtomicU64,
     /// Authenticated mode: packets whose HMAC did not verify.
     pub auth_failures: AtomicU64,
-    /// Packets from this reflector's own address and port, or shaped as a reflector's answer:
+    /// Packets from this reflector's own address and port, or carrying a reflector answer's times:
     /// answering them would loop between reflectors.
     pub looped: AtomicU64,
 }
@@ -471,7 +471,7 @@ pub fn run(
             counters.malformed.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        if loops(pkt, from, local, own, cfg.key.is_some()) {
+        if loops(pkt, from, local, own, cfg.key.is_some(), rx_time) {
             counters.looped.fetch_add(1, Ordering::Relaxed);
             continue;
         }
@@ -508,19 +508,41 @@ pub fn run(
     Ok(())
 }
 
-/// Whether answering `pkt` from `from` could start a loop between reflectors: it comes from
-/// this socket itself (its port, and its address or the one the packet was sent to), or,
-/// unauthenticated, it has a reflector answer's shape: the receive timestamp (bytes 16-23)
-/// and the sender timestamp (28-35) set where a sender's packet has zeros (RFC 8762 4.2.1:
-/// MBZ). A reflector answering another's answer would feed it forever, one spoofed packet
-/// enough to start it. (Authenticated answers fail the sender's HMAC.)
-fn loops(pkt: &[u8], from: SocketAddr, local: Option<IpAddr>, own: SocketAddr, authenticated: bool) -> bool {
+/// How near this reflector's clock a timestamp in a sender's must-be-zero bytes must be to
+/// mark the packet as a reflector's answer: 60 s (an assumption; NTP keeps hosts within
+/// milliseconds, and random padding lands this near with odds of about 3e-8 per field).
+const LOOP_WINDOW_SECS: u32 = 60;
+
+/// Whether answering `pkt` from `from` could feed a loop between reflectors: it comes from
+/// this socket itself (its port, and its address or the one the packet was sent to), or a
+/// field where a sender's packet has must-be-zero bytes holds a time within
+/// [`LOOP_WINDOW_SECS`] of `now`: a reflector answer's receive timestamp (unauthenticated
+/// bytes 16-23, authenticated 32-39) or its copy of the sender's timestamp (28-35, 64-71).
+/// In a loop one of them is this reflector's own time by the second bounce, whatever the
+/// other reflector's clock says: its own receive time when it answers itself, its own send
+/// time copied back by the other. Senders that pad with random bytes (TWAMP-Light) are
+/// still answered (RFC 8762 4.2.1: must-be-zero bytes are ignored on receipt), and the
+/// authenticated case is covered too, where an answer carries a valid HMAC.
+fn loops(
+    pkt: &[u8],
+    from: SocketAddr,
+    local: Option<IpAddr>,
+    own: SocketAddr,
+    authenticated: bool,
+    now: NtpTimestamp,
+) -> bool {
     let ours = |ip: IpAddr| ip.to_canonical() == from.ip().to_canonical();
     if from.port() == own.port() && (ours(own.ip()) || local.is_some_and(ours)) {
         return true;
     }
-    let set = |r: std::ops::Range<usize>| pkt.get(r).is_some_and(|b| b.iter().any(|&x| x != 0));
-    !authenticated && set(16..24) && set(28..36)
+    let near = |at: usize| {
+        pkt.get(at..at + 4).is_some_and(|b| {
+            let secs = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+            secs.wrapping_sub(now.secs).wrapping_add(LOOP_WINDOW_SECS) <= 2 * LOOP_WINDOW_SECS
+        })
+    };
+    let fields: [usize; 2] = if authenticated { [32, 64] } else { [16, 28] };
+    fields.iter().any(|&at| near(at))
 }
 
 /// A reflector on its own thread, for tests and the agent: bound, running, stoppable.
@@ -564,29 +586,46 @@ impl Drop for ReflectorHandle {
 mod tests {
     use super::*;
 
-    /// A packet from the reflector's own socket, or shaped as a reflector's answer, would
-    /// loop; a sender's packet from another port or host would not.
+    /// A packet from the reflector's own socket, or carrying a time near the reflector's
+    /// clock where a sender's packet has must-be-zero bytes, would loop; a sender's packet
+    /// from another port or host, zero- or randomly padded, would not.
     #[test]
     fn loops_are_refused() {
+        let now = NtpTimestamp { secs: 3_970_000_000, frac: 0 };
         let own: SocketAddr = "127.0.0.1:862".parse().unwrap();
         let wild: SocketAddr = "0.0.0.0:862".parse().unwrap();
-        let sender = [0u8; 44];
-        let mut answer = [0u8; 44];
-        answer[16] = 1; // receive timestamp
-        answer[30] = 1; // sender timestamp
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let at = |s: &str| -> SocketAddr { s.parse().unwrap() };
-        assert!(loops(&sender, own, None, own, false));
-        assert!(loops(&sender, at("127.0.0.1:862"), Some(lo), wild, false));
-        assert!(loops(&sender, at("[::ffff:127.0.0.1]:862"), None, own, false));
-        assert!(!loops(&sender, at("127.0.0.1:40000"), Some(lo), wild, false));
-        assert!(!loops(&sender, at("127.0.0.2:862"), None, own, false));
-        assert!(loops(&answer, at("127.0.0.2:862"), None, own, false));
-        assert!(!loops(&answer, at("127.0.0.2:862"), None, own, true));
-        // Either timestamp alone is a sender's own padding, not an answer.
-        let mut half = [0u8; 44];
-        half[16] = 1;
-        assert!(!loops(&half, at("127.0.0.2:9"), None, own, false));
+        let sender = [0u8; 112];
+        let with = |off: usize, secs: u32| {
+            let mut p = [0u8; 112];
+            p[off..off + 4].copy_from_slice(&secs.to_be_bytes());
+            p
+        };
+        let other = at("127.0.0.2:40000");
+        assert!(loops(&sender, own, None, own, false, now));
+        assert!(loops(&sender, at("127.0.0.1:862"), Some(lo), wild, false, now));
+        assert!(loops(&sender, at("[::ffff:127.0.0.1]:862"), None, own, false, now));
+        assert!(!loops(&sender, at("127.0.0.1:40000"), Some(lo), wild, false, now));
+        assert!(!loops(&sender, at("127.0.0.2:862"), None, own, false, now));
+        // An answer's receive or sender timestamp near our clock, either mode at its offsets.
+        for (auth, offs) in [(false, [16, 28]), (true, [32, 64])] {
+            for off in offs {
+                assert!(loops(&with(off, now.secs - 30), other, None, own, auth, now), "{auth} {off}");
+                assert!(loops(&with(off, now.secs + 59), other, None, own, auth, now), "{auth} {off}");
+                assert!(!loops(&with(off, now.secs - 61), other, None, own, auth, now), "{auth} {off}");
+            }
+        }
+        // Random padding (TWAMP-Light) is answered: these bytes are no time near ours.
+        let mut random = [0u8; 112];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for b in random.iter_mut().skip(14) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        assert!(!loops(&random, other, None, own, false, now));
     }
 
     #[test]

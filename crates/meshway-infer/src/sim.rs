@@ -108,7 +108,7 @@ pub struct RegionResult {
     pub unserved: u64,
     /// Requests no server could take, however many: longer than the model's context or than
     /// an empty server's KV cache (engines refuse them). Misses for attainment, but not
-    /// against `met`, which more GPUs cannot change.
+    /// against `met`, which more GPUs cannot change, unless nothing else was served.
     pub too_long: u64,
     /// Requests sent again because their site failed under them.
     pub retried: u64,
@@ -213,7 +213,9 @@ impl InferReport {
         self.regions
             .iter()
             .map(|r| {
-                if r.unserved > 0 {
+                // Unserved requests, or none served though some were sent: no latency to
+                // compare, the worst margin there is.
+                if r.unserved > 0 || (r.served == 0 && r.requests > 0) {
                     return i64::MAX;
                 }
                 let t = r.ttft.p99_ns as i64 - r.ttft_p99_objective_ns as i64;

@@ -188,16 +188,24 @@ pub fn from_config(c: &JobConfig, nth: usize, origin: String, gpus_per_host: u32
             // Counted before it is built: `n[0-999999][0-999999]` would be 10^12 names.
             let need = if gpus <= gph { 1 } else { gpus / gph };
             let n = crate::hostlist::count(s).map_err(|m| job_error(&origin, "hosts", m))?;
+            let shown: String =
+                if s.chars().count() > 60 { s.chars().take(57).chain("...".chars()).collect() } else { s.clone() };
+            let max = crate::hostlist::MAX_NAMES;
             if n > u128::from(need) {
-                let shown: String =
-                    if s.chars().count() > 60 { s.chars().take(57).chain("...".chars()).collect() } else { s.clone() };
                 return Err(job_error(
                     &origin,
                     "hosts",
                     format!("{gpus} GPUs need {need} host(s) of {gph} GPUs, but {shown:?} names {n}"),
                 ));
             }
-            Some(crate::hostlist::expand_at_most(s, need as usize).map_err(|m| job_error(&origin, "hosts", m))?)
+            if n > max as u128 {
+                return Err(job_error(
+                    &origin,
+                    "hosts",
+                    format!("{shown:?} names {n} hosts, more than a list may ({max})"),
+                ));
+            }
+            Some(crate::hostlist::expand_at_most(s, n as usize).map_err(|m| job_error(&origin, "hosts", m))?)
         }
     };
     if let Some(h) = &hosts {
@@ -504,6 +512,11 @@ mod tests {
             e.contains("16 GPUs need 2 host(s) of 8 GPUs, but \"n[0-999999][0-999999]\" names 1000000000000"),
             "{e}"
         );
+        // A job large enough to take 480 million hosts is still held to the list limit.
+        let mut big = job(HostsConfig::List("n[00000-59999]-[000-999]".into()));
+        big.gpus = Some(Whole(480_000_000));
+        let e = from_config(&big, 0, "j".into(), 1).unwrap_err().to_string();
+        assert!(e.contains("names 60000000 hosts, more than a list may (10000000)"), "{e}");
         let mut many: Vec<String> = (0..100_000).map(|i| format!("n{i}")).collect();
         many.push("n5".into());
         let e = from_config(&job(HostsConfig::Names(many)), 0, "j".into(), 8).unwrap_err().to_string();

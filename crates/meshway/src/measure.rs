@@ -37,8 +37,9 @@ more), drops malformed packets (shorter than 44 bytes, invalid error
 estimate) in the kernel with a socket filter, and answers each source address
 at most --rate-limit packets and --rate-limit-bandwidth a second (each with a
 one-second burst), and does not answer a packet from its own address and port
-or shaped as a reflector's answer, so spoofed probes can aim at a victim only
-what the limits let through, and cannot start a loop between reflectors. On exit
+or carrying a reflector's answer's timestamps, so spoofed probes can aim at a
+victim only what the limits let through, and cannot start a loop between
+reflectors. On exit
 (Ctrl-C, SIGTERM, or after --duration) it prints its counters.")]
 pub struct ReflectArgs {
     /// Address and UDP port to listen on.

@@ -360,6 +360,19 @@ fn agent_stores_samples_serves_metrics_and_reloads() {
     assert_eq!(value(&ps, "meshway_probe_success", &[]), Some(1.0));
     let (st, _) = get(&http, "/probe?target=127.0.0.1:1&module=smtp", Some("t0ken")).unwrap();
     assert_eq!(st, 400);
+    // A target that cannot be probed is the request's fault: 400 with the reason, not a
+    // failed probe that reads as an outage.
+    for (q, why) in [
+        ("target=", "expected a host"),
+        ("target=127.0.0.1:65536", "out of range 1-65535"),
+        ("target=127.0.0.1:1&module=icmp", "icmp takes a host without a port"),
+        ("target=127.0.0.1:1&module=http", "invalid url"),
+        ("target=%00", "expected a host"),
+    ] {
+        let (st, body) = get(&http, &format!("/probe?{q}"), Some("t0ken")).unwrap();
+        assert_eq!(st, 400, "{q}: {body}");
+        assert!(body.contains("bad target") && body.contains(why), "{q}: {body}");
+    }
 
     // SIGHUP: a second target appears.
     std::fs::write(
