@@ -50,13 +50,17 @@ pub fn validate_text(r: &ValidationReport) -> String {
     }
     let _ = writeln!(o, "\nBy group");
     o.push_str(&g.render());
-    let _ = writeln!(
-        o,
-        "all {} rows: median |error| {}, max {}",
-        r.rows.len(),
-        pct(r.median_abs_error),
-        pct(r.max_abs_error)
-    );
+    if r.rows.is_empty() {
+        let _ = writeln!(o, "no row ran: there is no error to report");
+    } else {
+        let _ = writeln!(
+            o,
+            "all {} rows: median |error| {}, max {}",
+            r.rows.len(),
+            pct(r.median_abs_error),
+            pct(r.max_abs_error)
+        );
+    }
     not_run(&mut o, r.skipped.iter().map(|s| s.why.as_str()));
     o
 }

@@ -50,7 +50,14 @@ pub struct Row {
     pub nccl_proto: Option<String>,
     pub read_as: String,
     pub source_url: String,
+    /// The row's line in its file, for messages.
+    #[serde(skip)]
+    pub line: u64,
 }
+
+/// The largest message a row may give: 1 TiB (an assumption; nccl-tests tables stop at
+/// 16-32 GiB, and the scenario reads a size as a 64-bit TOML integer).
+const MAX_ROW_SIZE: u64 = 1 << 40;
 
 /// `setups.toml`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -238,8 +245,42 @@ pub fn parse_rows(text: &str, file: &str) -> Result<Vec<Row>, ValidateError> {
             };
             err(line, msg)
         })?;
+        let mut row = row;
+        row.line = line;
         if row.id.is_empty() || rows.iter().any(|r| r.id == row.id) {
             return Err(err(line, format!("expected a unique non-empty id, got {:?}", row.id)));
+        }
+        // The operation goes into a scenario: one of the collectives, named as the workload
+        // table names them.
+        let op = <meshway_fabric::workload_config::OpConfig as Deserialize>::deserialize(
+            serde::de::value::StrDeserializer::<serde::de::value::Error>::new(&row.op),
+        );
+        if op.is_err() {
+            return Err(err(
+                line,
+                format!(
+                    "column \"op\": expected all-reduce, all-gather, reduce-scatter, all-to-all, broadcast or send-recv, got {:?}",
+                    row.op
+                ),
+            ));
+        }
+        if let Some(g) = row.gpus.filter(|g| *g < 2) {
+            return Err(err(line, format!("column \"gpus\": a collective needs at least 2 GPUs, got {g}")));
+        }
+        if row.gpus_per_host == Some(0) {
+            return Err(err(line, "column \"gpus_per_host\": expected at least 1".into()));
+        }
+        if let Some(b) = row.size_bytes.filter(|b| *b == 0 || *b > MAX_ROW_SIZE) {
+            return Err(err(
+                line,
+                format!("column \"size_bytes\": expected 1 to {MAX_ROW_SIZE} bytes (1 TiB), got {b}"),
+            ));
+        }
+        // Every published figure says where it comes from and how it was read.
+        for (c, v) in [("source_url", &row.source_url), ("read_as", &row.read_as)] {
+            if v.trim().is_empty() {
+                return Err(err(line, format!("column {c:?}: every row cites its source and how it was read")));
+            }
         }
         if let Some(t) = row.time_us.filter(|t| !(t.is_finite() && *t > 0.0)) {
             return Err(err(line, format!("time_us: expected a positive time in microseconds, got {t}")));
@@ -263,8 +304,19 @@ pub fn parse_rows(text: &str, file: &str) -> Result<Vec<Row>, ValidateError> {
 
 /// Parses `setups.toml` (named `file` in messages).
 pub fn parse_setups(text: &str, file: &str) -> Result<SetupsFile, ValidateError> {
-    meshway_units::units_required(|| toml::from_str(text))
-        .map_err(|e| ValidateError::Setups(meshway_fabric::error::locate_toml_error(file, text, &e)))
+    let s: SetupsFile = meshway_units::units_required(|| toml::from_str(text))
+        .map_err(|e| ValidateError::Setups(meshway_fabric::error::locate_toml_error(file, text, &e)))?;
+    // A setup is a claim about hardware: it says where that comes from, or that it is assumed.
+    for (i, x) in s.setup.iter().enumerate() {
+        let given = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+        if !given(&x.source) && !given(&x.assumption) {
+            let ctx = meshway_fabric::scenario::Ctx::new(file, text, "setup", i, &format!("setup[{}]", i + 1));
+            return Err(ValidateError::Setups(
+                ctx.invalid("source", format!("setup {:?} gives neither a `source` nor an `assumption`", x.name)),
+            ));
+        }
+    }
+    Ok(s)
 }
 
 /// meshway's algorithm for NCCL's name, when meshway has it.
@@ -437,6 +489,17 @@ pub fn run(
         fabric.gpus = Some(gpus);
         let gph = fabric.gpus_per_host.unwrap_or(cat.defaults.gpus_per_host).min(gpus);
         fabric.gpus_per_host = Some(gph);
+        // The row's hosts are the setup's: a row measured on other hosts belongs to another setup.
+        if let Some(g) = row.gpus_per_host.filter(|g| *g != gph) {
+            return Err(ValidateError::Csv {
+                file: rows_file.to_string(),
+                line: row.line,
+                message: format!(
+                    "column \"gpus_per_host\": {g}, but setup {:?} builds hosts of {gph} GPUs: give the row a setup of its own",
+                    setup.name
+                ),
+            });
+        }
         if let Some(d) = fabric.nvlink_domain {
             fabric.nvlink_domain = Some(nvlink_domain(gpus, gph, d));
         }

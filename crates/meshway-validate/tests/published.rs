@@ -148,6 +148,45 @@ fn bad_tables_are_refused_and_stale_entries_listed() {
     assert!(e.starts_with("t.csv:2:") && e.contains("needs its size_bytes"), "{e}");
     let e = err(with("size_bytes", "lots"));
     assert!(e.starts_with("t.csv:2:") && e.contains("column \"size_bytes\""), "{e}");
+    // Cells that go into a scenario are checked, and named by their column: an op (a quote in
+    // it could add keys to the workload), sizes, GPU counts; every row cites its source.
+    let e = err(with("op", "all-reduce\" size = 5 x = \""));
+    assert!(e.starts_with("t.csv:2:") && e.contains("column \"op\": expected all-reduce"), "{e}");
+    let e = err(with("op", "teleport"));
+    assert!(e.starts_with("t.csv:2:") && e.contains("got \"teleport\""), "{e}");
+    for (col, v, why) in [
+        ("size_bytes", "0", "expected 1 to 1099511627776 bytes"),
+        ("size_bytes", "18446744073709551615", "expected 1 to 1099511627776 bytes"),
+        ("gpus", "1", "at least 2 GPUs"),
+        ("gpus_per_host", "0", "expected at least 1"),
+        ("source_url", "", "cites its source"),
+        ("read_as", "", "cites its source"),
+    ] {
+        let e = err(with(col, v));
+        assert!(
+            e.starts_with("t.csv:2:") && e.contains(&format!("column \"{col}\"")) && e.contains(why),
+            "{col}={v}: {e}"
+        );
+    }
+    // A row measured on hosts of another size than its setup builds is named, not run as the setup's.
+    let mut g: Vec<String> = row.split(',').map(str::to_string).collect();
+    g[cols.iter().position(|c| *c == "gpus_per_host").unwrap()] = "2".into();
+    let e = run(
+        &format!("{head}\n{}\n", g.join(",")),
+        "t.csv",
+        &setups,
+        "setups.toml",
+        &Catalog::builtin(),
+        &mut |_, _| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("t.csv:2:") && e.contains("column \"gpus_per_host\": 2, but setup"), "{e}");
+    // A setup says where its hardware comes from, or that it is assumed.
+    let bare = "[[setup]]\nname = \"x\"\nrows = [\"a-*\"]\ndescription = \"d\"\nsource = \" \"\n[setup.fabric]\nkind = \"leaf-spine\"\n";
+    let e = parse_setups(bare, "setups.toml").unwrap_err().to_string();
+    assert!(e.contains("setup \"x\" gives neither a `source` nor an `assumption`"), "{e}");
+    assert!(parse_setups(&bare.replace("source = \" \"", "assumption = \"a lab\""), "setups.toml").is_ok());
     let rows = parse_rows(&csv, "nccl-tests.csv").unwrap();
     let s = parse_setups(&setups, "setups.toml").unwrap();
     assert!(stale_entries(&rows, &s).is_empty(), "{:?}", stale_entries(&rows, &s));
