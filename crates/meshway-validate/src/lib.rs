@@ -628,6 +628,7 @@ mod tests {
 name = "one-host"
 rows = ["t-*"]
 description = "one 8-GPU host"
+assumption = "a test's host"
 gpus = 8
 size = "1GiB"
 [setup.fabric]
