@@ -112,6 +112,9 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
         return Err(ctx.invalid("management-ports", format!("expected 0 to 65536, got {m}")));
     }
     let nvlink = fc.nvlink.unwrap_or(cat.defaults.nvlink_per_gpu);
+    if nvlink.0 == 0 || nvlink.0 > MAX_RATE_BPS {
+        return Err(ctx.invalid("nvlink", format!("expected a positive rate of at most 100Tbps, got {nvlink}")));
+    }
     let gpus = match (fc.gpus, fc.kind, fc.k) {
         (Some(g), _, _) => g,
         (None, FabricKind::FatTree, Some(k)) if k < 2 || k % 2 != 0 => {

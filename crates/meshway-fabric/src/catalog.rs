@@ -895,8 +895,8 @@ impl Catalog {
         }
         for g in &self.gpu {
             provenance("gpu", &g.name, &g.source, &g.assumption)?;
-            if g.peak_flops.is_nan() || g.peak_flops <= 0.0 {
-                return Err(bad(format!("gpu {:?}", g.name), "peak-flops must be positive"));
+            if !(g.peak_flops.is_finite() && g.peak_flops > 0.0) {
+                return Err(bad(format!("gpu {:?}", g.name), "peak-flops must be positive and finite"));
             }
             if !g.nvls_tree_channel_max.is_empty() && g.nvls_channels.is_none() {
                 return Err(bad(
@@ -1142,6 +1142,54 @@ impl Catalog {
         if self.switch_index(&self.defaults.switch_model).is_none() {
             return Err(bad("defaults".into(), "switch-model names no [[switch]] entry"));
         }
+        // Defaults every scenario takes without writing them: checked here, so a bad one is
+        // named in the catalog, not in the scenario that never wrote it.
+        let d = &self.defaults;
+        if d.nic.0 == 0 || d.nic.0 > 100_000_000_000_000 || d.nvlink_per_gpu.0 == 0 {
+            return Err(bad("defaults".into(), "nic must be positive and at most 100Tbps, nvlink-per-gpu positive"));
+        }
+        if !(1..=1024).contains(&d.gpus_per_host) {
+            return Err(bad("defaults".into(), &format!("gpus-per-host must be 1 to 1024, got {}", d.gpus_per_host)));
+        }
+        if let Some(n) = d.nvlink_domain_switch.as_deref().filter(|n| self.switch_index(n).is_none()) {
+            return Err(bad("defaults".into(), &format!("nvlink-domain-switch {n:?} names no [[switch]] entry")));
+        }
+        // Times a device or a fibre takes, bounded by what none does (assumptions): every
+        // figure built on them (a path's latency, a step) stays far inside the clock.
+        const SECOND: u64 = 1_000_000_000;
+        let times = [
+            ("constants".to_string(), "fiber-delay-per-km", self.constants.fiber_delay_per_km.0, 1_000_000),
+            ("constants".to_string(), "pfc-response", self.constants.pfc_response.0, SECOND),
+        ]
+        .into_iter()
+        .chain(self.switch.iter().map(|s| (format!("switch {:?}", s.name), "latency", s.latency.0, SECOND)))
+        .chain(self.transport.iter().map(|t| (format!("transport {:?}", t.name), "alpha", t.alpha.0, SECOND)))
+        .chain(
+            self.transport
+                .iter()
+                .filter_map(|t| t.hop_latency.map(|h| (format!("transport {:?}", t.name), "hop-latency", h.0, SECOND))),
+        );
+        for (entry, key, v, max) in times {
+            if v > max {
+                return Err(bad(entry, &format!("{key} must be at most {}, got {}", Nanos(max), Nanos(v))));
+            }
+        }
+        for t in &self.transport {
+            if t.header_bytes > 65_535 {
+                return Err(bad(format!("transport {:?}", t.name), "header-bytes must be at most 65535"));
+            }
+        }
+        for (kind, names) in [
+            ("switch", self.switch.iter().map(|x| x.name.as_str()).collect::<Vec<_>>()),
+            ("optic", self.optic.iter().map(|x| x.name.as_str()).collect()),
+            ("nic", self.nic.iter().map(|x| x.name.as_str()).collect()),
+            ("gpu", self.gpu.iter().map(|x| x.name.as_str()).collect()),
+            ("transport", self.transport.iter().map(|x| x.name.as_str()).collect()),
+        ] {
+            if let Some(n) = names.iter().find(|n| n.trim().is_empty() || n.chars().any(char::is_control)) {
+                return Err(bad(format!("{kind} {n:?}"), "a name must be printable text, not empty"));
+            }
+        }
         Ok(())
     }
 
@@ -1363,6 +1411,15 @@ mod tests {
             ("[simulation]\nchannels = 100000\n", "channels must be at most 64, got 100000"),
             ("[constants]\ndefault-mtu-bytes = 0\n", "default-mtu-bytes must be 256 to 65536, got 0"),
             ("[simulation]\ncompute-efficiency = 0.0005\n", "compute-efficiency must be from 0.001 to 1"),
+            // Defaults every scenario takes, and times no device takes (they saturated the
+            // clock, or turned into errors about the scenario's keys).
+            ("[defaults]\nnic = \"0bps\"\n", "defaults: nic must be positive"),
+            ("[defaults]\ngpus-per-host = 0\n", "gpus-per-host must be 1 to 1024, got 0"),
+            ("[defaults]\nnvlink-domain-switch = \"nope\"\n", "nvlink-domain-switch \"nope\" names no [[switch]]"),
+            ("[constants]\nfiber-delay-per-km = \"1000000h\"\n", "fiber-delay-per-km must be at most 1ms"),
+            ("[[transport]]\nname = \"roce\"\nalpha = \"1000000h\"\n", "transport \"roce\": alpha must be at most 1s"),
+            ("[[switch]]\nname = \"generic-64x400g\"\nlatency = \"2h\"\n", "latency must be at most 1s"),
+            ("[[transport]]\nname = \"roce\"\nheader-bytes = 4294967295\n", "header-bytes must be at most 65535"),
         ] {
             let e = Catalog::with_overlay(overlay, "mine.toml").map(|_| ()).unwrap_err().to_string();
             assert!(e.contains(want), "{overlay}: {e}");

@@ -180,6 +180,8 @@ fn out_of_range_values() {
     assert!(e.contains("`fabric.nic`: expected at most 100Tbps"), "{e}");
     let e = err(&format!("name = \"a\\u001b[31mb\"\n{LS}"));
     assert!(e.contains("`name`: expected printable text, got the control character '\\u{1b}'"), "{e}");
+    let e = err(&format!("{LS}nvlink = \"0bps\"\n"));
+    assert!(e.contains("`fabric.nvlink`: expected a positive rate"), "{e}");
     // A radix derived from the switch at a slow NIC's rate says where it came from.
     let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 1\nnic = \"1Kbps\"\n");
     assert!(
