@@ -358,7 +358,10 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
             ),
         ));
     }
-    if !listen.ip().is_loopback() && c.agent.probe_endpoint && c.agent.bearer_token.is_none() && !c.agent.allow_insecure
+    if !listen.ip().to_canonical().is_loopback()
+        && c.agent.probe_endpoint
+        && c.agent.bearer_token.is_none()
+        && !c.agent.allow_insecure
     {
         return Err(key(
             "agent.listen",
@@ -451,7 +454,16 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                 if duration >= t.interval {
                     return Err(terr(format!("duration {duration} must be shorter than the interval {}", t.interval)));
                 }
-                (Probe::Perf { duration, streams: t.streams.unwrap_or(1).clamp(1, 128) }, "perf")
+                // What a perf server accepts (crate::perf::validate): else every run would be
+                // refused, and counted as lost probes.
+                if duration.get() == 0 || duration > crate::perf::MAX_DURATION {
+                    return Err(terr(format!("duration must be positive and at most 1h, got {duration}")));
+                }
+                let streams = t.streams.unwrap_or(1);
+                if !(1..=crate::perf::MAX_STREAMS).contains(&streams) {
+                    return Err(terr(format!("streams must be 1 to {}, got {streams}", crate::perf::MAX_STREAMS)));
+                }
+                (Probe::Perf { duration, streams }, "perf")
             }
             "interface" => {
                 if t.address.split([',', ' ']).all(|p| p.is_empty()) {
@@ -565,6 +577,21 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
             objectives,
         });
     }
+    let a = &c.agent;
+    if a.retention_raw.get() == 0 || a.retention_raw > a.retention_1m || a.retention_1m > a.retention_1h {
+        return Err(key(
+            "agent.retention-raw",
+            format!(
+                "expected 0 < retention-raw <= retention-1m <= retention-1h, got {}, {} and {}",
+                a.retention_raw, a.retention_1m, a.retention_1h
+            ),
+        ));
+    }
+    for (k, v) in [("alerts.fire-after", c.alerts.fire_after), ("alerts.resolve-after", c.alerts.resolve_after)] {
+        if v == Some(0) {
+            return Err(key(k, "expected at least 1 evaluation".into()));
+        }
+    }
     Ok(AgentSpec {
         listen,
         database: c.agent.database,
@@ -658,6 +685,8 @@ objectives = { throughput-min = "100Mbps" }
 
     #[test]
     fn errors_name_the_target_and_key() {
+        // An IPv4-mapped loopback listen address is loopback.
+        assert!(parse("[agent]\nlisten = \"[::ffff:127.0.0.1]:9330\"", "agent.toml").is_ok());
         for (text, needle) in [
             ("[agent]\nlisten = \"nowhere\"", "agent.listen: invalid address"),
             ("[agent]\ndatabase = \"\"", "agent.database: \"\": expected a file path"),
@@ -685,6 +714,13 @@ objectives = { throughput-min = "100Mbps" }
             ("[[target]]\nname = \"i\"\nkind = \"interface\"\naddress = \" , \"", "expected interface names or globs"),
             ("[[target]]\nname = \"i\"\nkind = \"interface\"\naddress = \"eth0\"\nspeed = \"0bps\"", "speed must be positive"),
             ("[[target]]\nname = \"i\"\nkind = \"interface\"\naddress = \"eth0\"\nobjectives = { drop-ratio = \"2\" }", "objectives.drop-ratio: ratio 2 out of range"),
+            // What a run would refuse every time, counting it as lost probes.
+            ("[[target]]\nname = \"p\"\nkind = \"perf\"\naddress = \"x\"\nduration = \"0s\"\ninterval = \"2s\"", "duration must be positive and at most 1h"),
+            ("[[target]]\nname = \"p\"\nkind = \"perf\"\naddress = \"x\"\nduration = \"2h\"\ninterval = \"3h\"", "duration must be positive and at most 1h"),
+            ("[[target]]\nname = \"p\"\nkind = \"perf\"\naddress = \"x\"\nstreams = 500\ninterval = \"10s\"", "streams must be 1 to 128, got 500"),
+            ("[agent]\nretention-raw = \"0s\"", "agent.retention-raw: expected 0 < retention-raw <= retention-1m"),
+            ("[agent]\nretention-raw = \"2000h\"", "agent.retention-raw: expected 0 < retention-raw <= retention-1m"),
+            ("[alerts]\nfire-after = 0", "alerts.fire-after: expected at least 1"),
         ] {
             let e = parse(text, "agent.toml").unwrap_err().to_string();
             assert!(e.starts_with("agent.toml"), "{e}");
