@@ -868,6 +868,19 @@ impl Catalog {
             if s.ports < 2 || s.ports > 4096 || s.port_rate.0 == 0 {
                 return Err(bad(format!("switch {:?}", s.name), "ports must be 2 to 4096 and port-rate positive"));
             }
+            if s.buffer.0 == 0 {
+                return Err(bad(format!("switch {:?}", s.name), "buffer must be positive"));
+            }
+            // A cage holds whole ports: its rate is a multiple of the port rate.
+            if s.cage_rate.is_some_and(|c| c.0 == 0 || !c.0.is_multiple_of(s.port_rate.0)) {
+                return Err(bad(
+                    format!("switch {:?}", s.name),
+                    &format!("cage-rate must be a whole number of ports ({})", s.port_rate),
+                ));
+            }
+            if s.max_ports.is_some_and(|m| m < s.ports) {
+                return Err(bad(format!("switch {:?}", s.name), "max-ports must be at least ports"));
+            }
         }
         for o in &self.optic {
             amounts(format!("optic {:?}", o.name), &[("power-w", o.power_w, 1e7), ("price-usd", o.price_usd, 1e9)])?;
@@ -883,6 +896,9 @@ impl Catalog {
         for n in &self.nic {
             amounts(format!("nic {:?}", n.name), &[("power-w", n.power_w, 1e7), ("price-usd", n.price_usd, 1e9)])?;
             provenance("nic", &n.name, &n.source, &n.assumption)?;
+            if n.ports == 0 || n.rate.0 == 0 {
+                return Err(bad(format!("nic {:?}", n.name), "ports and rate must be positive"));
+            }
             if n.achievable.is_some_and(|a| a.0 == 0 || a.0 > n.rate.0) {
                 return Err(bad(format!("nic {:?}", n.name), "achievable must be positive and at most the rate"));
             }
@@ -892,11 +908,23 @@ impl Catalog {
             if t.mtu.0 == 0 {
                 return Err(bad(format!("transport {:?}", t.name), "mtu must be positive"));
             }
+            if !["ecmp", "adaptive", "adaptive-global", "spray"].contains(&t.default_routing.as_str()) {
+                return Err(bad(
+                    format!("transport {:?}", t.name),
+                    &format!(
+                        "default-routing must be ecmp, adaptive, adaptive-global or spray, got {:?}",
+                        t.default_routing
+                    ),
+                ));
+            }
         }
         for g in &self.gpu {
             provenance("gpu", &g.name, &g.source, &g.assumption)?;
             if !(g.peak_flops.is_finite() && g.peak_flops > 0.0) {
                 return Err(bad(format!("gpu {:?}", g.name), "peak-flops must be positive and finite"));
+            }
+            if g.nvls_channels.is_some_and(|c| c == 0 || c > 64) {
+                return Err(bad(format!("gpu {:?}", g.name), "nvls-channels must be 1 to 64 (NCCL's MAXCHANNELS)"));
             }
             if !g.nvls_tree_channel_max.is_empty() && g.nvls_channels.is_none() {
                 return Err(bad(
@@ -1420,6 +1448,14 @@ mod tests {
             ("[[transport]]\nname = \"roce\"\nalpha = \"1000000h\"\n", "transport \"roce\": alpha must be at most 1s"),
             ("[[switch]]\nname = \"generic-64x400g\"\nlatency = \"2h\"\n", "latency must be at most 1s"),
             ("[[transport]]\nname = \"roce\"\nheader-bytes = 4294967295\n", "header-bytes must be at most 65535"),
+            ("[[transport]]\nname = \"roce\"\ndefault-routing = \"teleport\"\n", "default-routing must be ecmp"),
+            (
+                "[[switch]]\nname = \"generic-64x400g\"\ncage-rate = \"300Gbps\"\n",
+                "cage-rate must be a whole number of ports",
+            ),
+            ("[[switch]]\nname = \"generic-64x400g\"\nbuffer = \"0B\"\n", "buffer must be positive"),
+            ("[[gpu]]\nname = \"h100-sxm\"\nnvls-channels = 0\n", "nvls-channels must be 1 to 64"),
+            ("[[nic]]\nname = \"connectx7-400g\"\nports = 0\n", "ports and rate must be positive"),
         ] {
             let e = Catalog::with_overlay(overlay, "mine.toml").map(|_| ()).unwrap_err().to_string();
             assert!(e.contains(want), "{overlay}: {e}");
