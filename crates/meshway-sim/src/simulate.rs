@@ -759,6 +759,8 @@ fn flow_line(
 pub fn parse_failures(s: &Scenario, fabric: &Fabric) -> Result<(Vec<LinkEvent>, Vec<FailureInfo>), FabricError> {
     let mut ev = Vec::new();
     let mut info = Vec::new();
+    // Each direction's outages (from, until; u64::MAX: for good).
+    let mut down: std::collections::BTreeMap<u32, Vec<(u64, u64)>> = std::collections::BTreeMap::new();
     for (nth, f) in s.config.failure.iter().enumerate() {
         let c = ctx(s, "failure", nth);
         let at = f.at.unwrap_or(SimTime::ZERO);
@@ -809,13 +811,29 @@ pub fn parse_failures(s: &Scenario, fabric: &Fabric) -> Result<(Vec<LinkEvent>, 
         info.push(FailureInfo { what, links: links.len(), down_ns: at.0, up_ns: until.map(|u| u.0) });
         for l in links {
             for arc in [2 * l, 2 * l + 1] {
-                ev.push(LinkEvent { at, arc: crate::LinkId(arc), up: false });
-                if let Some(u) = until {
-                    ev.push(LinkEvent { at: u, arc: crate::LinkId(arc), up: true });
-                }
+                down.entry(arc).or_default().push((at.0, until.map_or(u64::MAX, |u| u.0)));
             }
         }
     }
+    // A link is down while any of its failures holds (a switch's and a link's own may
+    // overlap): the union of its outages, so the first to heal does not bring it back.
+    for (arc, mut spans) in down {
+        spans.sort_unstable();
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (a, b) in spans {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        for (a, b) in merged {
+            ev.push(LinkEvent { at: SimTime(a), arc: crate::LinkId(arc), up: false });
+            if b != u64::MAX {
+                ev.push(LinkEvent { at: SimTime(b), arc: crate::LinkId(arc), up: true });
+            }
+        }
+    }
+    ev.sort_by_key(|e| (e.at, e.arc, e.up));
     Ok((ev, info))
 }
 
@@ -1160,7 +1178,10 @@ pub fn simulate(
         results.push(r);
     }
 
-    let dur = ex.sim.end.0.max(1);
+    // Utilization averages over the traffic's span: to the last message's end when every
+    // message ended (a failure scheduled after it is no traffic), else to where the run stopped.
+    let last = ex.msgs.iter().map(|m| m.end).collect::<Option<Vec<_>>>().and_then(|v| v.into_iter().max());
+    let dur = last.map_or(ex.sim.end.0, |e| e.0).max(1);
     let net = topo.network();
     let used: Vec<(usize, LinkUse)> = ex
         .sim

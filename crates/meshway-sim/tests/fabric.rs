@@ -291,6 +291,28 @@ fn a_failed_spine_reroutes_and_every_byte_arrives() {
     let mid =
         run(&format!("{TWO_LEAVES}\n[[failure]]\nat = \"100us\"\nswitch = \"spine-0\"\n"), &policy(Policy::Adaptive));
     assert_eq!(mid.workloads[0].failed_messages, 0);
+    // A link is down while any of its failures holds: two overlapping outages, in either
+    // order, are one (the first to heal used to bring the link back).
+    let fail = |spans: &[(&str, &str)]| {
+        let mut t = String::from(
+            "[fabric]\nkind = \"fat-tree\"\nk = 4\ngpus-per-host = 2\nnic = \"400Gbps\"\n[transport]\nkind = \"roce\"\n\
+             [[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n",
+        );
+        for (a, u) in spans {
+            t += &format!("[[failure]]\nat = \"{a}\"\nuntil = \"{u}\"\nlink = \"gpu-0:leaf-0\"\n");
+        }
+        let r = run_with(&t, &policy(Policy::Ecmp), &[("f.csv", "src,dst,bytes\n0,8,1GiB\n".into())]).unwrap();
+        r.workloads[0].time_ns.unwrap()
+    };
+    let one = fail(&[("1ms", "10ms")]);
+    assert_eq!(fail(&[("1ms", "3ms"), ("2ms", "10ms")]), one);
+    assert_eq!(fail(&[("2ms", "10ms"), ("1ms", "3ms")]), one);
+    assert!(fail(&[("1ms", "3ms")]) < one);
+    // A failure long after the traffic does not dilute the links' mean utilization.
+    let late = run(&format!("{TWO_LEAVES}\n[[failure]]\nat = \"10s\"\nswitch = \"spine-0\"\n"), &policy(Policy::Ecmp));
+    let mean = |r: &SimReport| r.congested_links.first().map(|l| l.mean_utilization).unwrap();
+    assert_eq!(mean(&late), mean(&base));
+    assert!(mean(&base) > 0.1, "{}", mean(&base));
 }
 
 #[test]
