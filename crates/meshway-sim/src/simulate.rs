@@ -617,7 +617,8 @@ fn parse_workloads(setup: &Setup<'_>, topo: &FabricTopo<'_>, seed: u64) -> Resul
 /// Parses a flow list: CSV with a header `src,dst,bytes[,start][,deps][,path]` (deps
 /// separated by `;`, as 0-based line indexes of earlier flows; path: the switches a flow
 /// must cross, by name, separated by spaces) or JSON (an array of objects with the same
-/// keys). GPUs by name or rank number; sizes and times in human units. The CSV is read by the
+/// keys, `path` a string or a list of names; other keys are refused). GPUs by name or rank
+/// number; sizes and times in human units. The CSV is read by the
 /// `csv` crate (RFC 4180 quoting; lines starting with `#` and blank lines skipped, columns
 /// other than those five ignored); errors name `file:line`.
 pub fn parse_flow_file(file: &str, text: &str, topo: &FabricTopo<'_>) -> Result<Vec<FlowLine>, String> {
@@ -625,11 +626,21 @@ pub fn parse_flow_file(file: &str, text: &str, topo: &FabricTopo<'_>) -> Result<
         topo.rank_by_name(s.trim()).ok_or_else(|| format!("{file}:{line}: {:?} is not a GPU of this fabric", s.trim()))
     };
     let mut out = Vec::new();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let trimmed = text.trim_start();
-    if trimmed.starts_with('[') {
+    if trimmed.starts_with('[') || trimmed.starts_with('{') {
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("{file}: invalid JSON: {e}"))?;
-        let arr = v.as_array().ok_or_else(|| format!("{file}: expected a JSON array of flows"))?;
+        let arr =
+            v.as_array().ok_or_else(|| format!("{file}: expected a JSON array of flows, [{{\"src\": ...}}, ...]"))?;
         for (i, f) in arr.iter().enumerate() {
+            let obj = f.as_object().ok_or_else(|| format!("{file}: flow {i}: expected an object"))?;
+            if let Some(k) =
+                obj.keys().find(|k| !["src", "dst", "bytes", "start", "deps", "path"].contains(&k.as_str()))
+            {
+                return Err(format!(
+                    "{file}: flow {i}: unknown key {k:?}: expected src, dst, bytes, start, deps, path"
+                ));
+            }
             let at = |k: &str| -> Result<String, String> {
                 match f.get(k) {
                     Some(serde_json::Value::String(s)) => Ok(s.clone()),
@@ -644,14 +655,33 @@ pub fn parse_flow_file(file: &str, text: &str, topo: &FabricTopo<'_>) -> Result<
                     .iter()
                     .map(|d| {
                         d.as_u64()
-                            .map(|d| d as u32)
-                            .ok_or_else(|| format!("{file}: flow {i}: deps must be flow indexes"))
+                            .and_then(|d| u32::try_from(d).ok())
+                            .ok_or_else(|| format!("{file}: flow {i}: deps must be flow indexes, got {d}"))
                     })
                     .collect::<Result<_, _>>()?,
                 Some(_) => return Err(format!("{file}: flow {i}: deps must be a list of flow indexes")),
             };
             let start = if f.get("start").is_some() { at("start")? } else { "0".into() };
-            out.push(flow_line(file, i, &rank(&at("src")?, i)?, &rank(&at("dst")?, i)?, &at("bytes")?, &start, deps)?);
+            let here = format!("{file}: flow {i}");
+            let mut line =
+                flow_line(&here, i, &rank(&at("src")?, i)?, &rank(&at("dst")?, i)?, &at("bytes")?, &start, deps)?;
+            match f.get("path") {
+                None => {}
+                Some(serde_json::Value::String(p)) if p.trim().is_empty() => {}
+                Some(serde_json::Value::String(p)) => {
+                    let via: Vec<&str> = p.split_whitespace().collect();
+                    line.path = topo.route_through(line.src, line.dst, &via).map_err(|e| format!("{here}: {e}"))?;
+                }
+                Some(serde_json::Value::Array(a)) => {
+                    let via: Vec<&str> = a.iter().filter_map(serde_json::Value::as_str).collect();
+                    if via.len() != a.len() {
+                        return Err(format!("{here}: path must list switch names"));
+                    }
+                    line.path = topo.route_through(line.src, line.dst, &via).map_err(|e| format!("{here}: {e}"))?;
+                }
+                Some(_) => return Err(format!("{here}: path must be switch names, as a string or a list")),
+            }
+            out.push(line);
         }
     } else {
         parse_flow_csv(file, text, &rank, &mut out, topo)?;
@@ -686,6 +716,14 @@ fn parse_flow_csv(
         .filter(|r| !r.as_ref().is_ok_and(skip));
     let header = records.next().ok_or_else(|| format!("{file}: empty flow list"))??;
     let cols: Vec<String> = header.iter().map(str::to_ascii_lowercase).collect();
+    if let Some((j, c)) = cols.iter().enumerate().find(|(j, c)| !c.is_empty() && cols[..*j].contains(c)) {
+        return Err(format!(
+            "{file}:{}: column {c:?} is given twice (columns {} and {})",
+            line_of(header.position()),
+            cols.iter().position(|x| x == c).map_or(0, |x| x + 1),
+            j + 1
+        ));
+    }
     let col = |name: &str| cols.iter().position(|c| c == name);
     let (Some(cs), Some(cd), Some(cb)) = (col("src"), col("dst"), col("bytes")) else {
         return Err(format!(
@@ -698,6 +736,9 @@ fn parse_flow_csv(
     for rec in records {
         let rec = rec?;
         let lno = line_of(rec.position());
+        if rec.len() > cols.len() {
+            return Err(format!("{file}:{lno}: {} fields, but the header names {}", rec.len(), cols.len()));
+        }
         let get = |i: usize| rec.get(i).ok_or_else(|| format!("{file}:{lno}: expected {} fields", cols.len()));
         let deps = match cdeps.and_then(|i| rec.get(i)) {
             Some(d) if !d.is_empty() => d
@@ -746,13 +787,13 @@ fn flow_line(
     if src == dst {
         return Err(format!("{at}: src and dst are the same GPU"));
     }
-    if b.0 > MAX_WORKLOAD_BYTES {
-        return Err(format!("{at}: bytes: expected at most 1PiB, got {b}"));
+    if b.0 == 0 || b.0 > MAX_WORKLOAD_BYTES {
+        return Err(format!("{at}: bytes: expected 1B to 1PiB, got {b}"));
     }
     if s.0 > MAX_SCENARIO_TIME_NS {
         return Err(format!("{at}: start: expected at most 365d, got {s}"));
     }
-    Ok(FlowLine { src: *src, dst: *dst, bytes: b.0.max(1), start: s, deps, path: Vec::new() })
+    Ok(FlowLine { src: *src, dst: *dst, bytes: b.0, start: s, deps, path: Vec::new() })
 }
 
 /// Failures as arc events.

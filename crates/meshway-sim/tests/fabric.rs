@@ -601,7 +601,7 @@ fn runaway_workloads_are_refused() {
             .to_string()
     };
     let e = line("gpu-0,gpu-1,2PiB,0");
-    assert!(e.contains("f.csv:2: bytes: expected at most 1PiB, got 2PiB"), "{e}");
+    assert!(e.contains("f.csv:2: bytes: expected 1B to 1PiB, got 2PiB"), "{e}");
     let e = line("gpu-0,gpu-1,1MiB,18446744073709551615ns");
     assert!(e.contains("f.csv:2: start: expected at most 365d"), "{e}");
     let e = train("parameters = 1e9\nhidden = 2048\nefficiency = 1e-300\n");
@@ -652,6 +652,31 @@ fn json_flow_lists_and_dependencies() {
     assert_eq!(f.len(), 3);
     assert!(f[1].start_ns.unwrap() >= f[0].end_ns.unwrap(), "the dependent flow starts after its dependency");
     assert_eq!(f[2].start_ns, Some(10_000 + 3_000), "start plus alpha");
+    // JSON takes the CSV's keys and no others: a pinned path (a string or a list), deps that
+    // fit a flow index; a byte-order mark is skipped; 0 bytes are refused, not sent as 1.
+    let bad = |json: &str| run_with(&text, &Options::default(), &[("f.json", json.into())]).unwrap_err().to_string();
+    let e = bad(r#"[{"src":"gpu-0","dst":"gpu-1","bytes":"1MiB","strt":"1us"}]"#);
+    assert!(e.contains("f.json: flow 0: unknown key \"strt\""), "{e}");
+    let e = bad(
+        r#"[{"src":"gpu-0","dst":"gpu-1","bytes":"1MiB"},{"src":"gpu-0","dst":"gpu-1","bytes":"1MiB","deps":[4294967296]}]"#,
+    );
+    assert!(e.contains("flow 1: deps must be flow indexes, got 4294967296"), "{e}");
+    let e = bad(r#"[{"src":"gpu-0","dst":"gpu-1","bytes":"1MiB","path":"spine-9"}]"#);
+    assert!(e.contains("f.json: flow 0: path:"), "{e}");
+    let e = bad(r#"[{"src":"gpu-0","dst":"gpu-1","bytes":0}]"#);
+    assert!(e.contains("bytes: expected 1B to 1PiB, got 0B"), "{e}");
+    let ok = "\u{feff}[{\"src\":\"gpu-0\",\"dst\":\"gpu-1\",\"bytes\":\"1MiB\",\"path\":[\"leaf-0\"]}]";
+    assert!(run_with(&text, &Options::default(), &[("f.json", ok.into())]).is_ok());
+    // The CSV: a column named twice, or a row longer than its header, is refused.
+    let csv = format!("{ONE_LEAF}\n[[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n");
+    let e = run_with(&csv, &Options::default(), &[("f.csv", "src,dst,bytes,bytes\n0,1,1MiB,2MiB\n".into())])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("f.csv:1: column \"bytes\" is given twice"), "{e}");
+    let e = run_with(&csv, &Options::default(), &[("f.csv", "src,dst,bytes\n0,1,1MiB,5us\n".into())])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("f.csv:2: 4 fields, but the header names 3"), "{e}");
 }
 
 #[test]
