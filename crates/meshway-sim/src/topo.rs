@@ -593,7 +593,11 @@ impl Topology for FabricTopo<'_> {
         let mut ports: Vec<(u16, NodeId, meshway_fabric::LinkId)> = f
             .neighbors(gpu)
             .iter()
-            .filter(|(_, l)| f.link(*l).class == class)
+            // A custom fabric's GPU links are its NICs (the ideal fabric counts them so).
+            .filter(|(_, l)| {
+                let c = f.link(*l).class;
+                c == class || (class == LinkClass::Nic && c == LinkClass::Custom)
+            })
             .map(|&(n, l)| (f.node(n).plane, n, l))
             .collect();
         if ports.is_empty() {
