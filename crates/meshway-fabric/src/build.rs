@@ -917,6 +917,13 @@ fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, F
             return Err(ctx.invalid(&key, format!("duplicate node name {:?}", n.name)));
         }
         let kind = match n.kind {
+            // Flow files name GPUs by name or by rank number: "3" would be both.
+            CustomNodeKind::Gpu if n.name.bytes().all(|b| b.is_ascii_digit()) => {
+                return Err(ctx.invalid(
+                    &key,
+                    format!("GPU name {:?} is digits only, which flow files read as a rank number: add a letter, as in \"gpu-{}\"", n.name, n.name),
+                ));
+            }
             CustomNodeKind::Gpu => {
                 let host = n.host.unwrap_or_else(|| {
                     next_host += 1;

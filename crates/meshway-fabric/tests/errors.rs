@@ -180,6 +180,8 @@ fn out_of_range_values() {
     assert!(e.contains("`fabric.nic`: expected at most 100Tbps"), "{e}");
     let e = err(&format!("name = \"a\\u001b[31mb\"\n{LS}"));
     assert!(e.contains("`name`: expected printable text, got the control character '\\u{1b}'"), "{e}");
+    let e = err("[fabric]\nkind = \"custom\"\n[[fabric.node]]\nname = \"3\"\nkind = \"gpu\"\n");
+    assert!(e.contains("GPU name \"3\" is digits only, which flow files read as a rank number"), "{e}");
     let e = err(&format!("{LS}nvlink = \"0bps\"\n"));
     assert!(e.contains("`fabric.nvlink`: expected a positive rate"), "{e}");
     // A radix derived from the switch at a slow NIC's rate says where it came from.

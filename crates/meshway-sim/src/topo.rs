@@ -253,6 +253,15 @@ impl<'f> FabricTopo<'f> {
             nodes.push(NodeId(n as u32));
         }
         nodes.push(self.ranks[dst as usize]);
+        // A path visits each node once: a loop would carry the flow over a switch (or a link)
+        // twice.
+        if let Some((i, n)) = nodes.iter().enumerate().find(|(i, n)| nodes[..*i].contains(n)) {
+            return Err(format!(
+                "path: {} comes twice (place {} of the path): a path visits each switch once",
+                f.node(*n).name,
+                i
+            ));
+        }
         let mut arcs = Vec::with_capacity(nodes.len() - 1);
         for w in nodes.windows(2) {
             let link = f
@@ -270,9 +279,11 @@ impl<'f> FabricTopo<'f> {
         self.ranks[rank as usize]
     }
 
-    /// The rank of a GPU named `name` ("gpu-3"), or a rank number.
+    /// The rank of a GPU named `name` ("gpu-3"), or a rank number (digits only: "+1" is no
+    /// number; no GPU may be named with digits only, see the custom fabric's build).
     pub fn rank_by_name(&self, name: &str) -> Option<u32> {
-        if let Ok(i) = name.parse::<u32>() {
+        if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+            let i: u32 = name.parse().ok()?;
             return ((i as usize) < self.ranks.len()).then_some(i);
         }
         self.ranks.iter().position(|n| self.fabric.node(*n).name == name).map(|i| i as u32)

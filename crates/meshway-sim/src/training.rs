@@ -258,6 +258,13 @@ pub fn parse(w: &WorkloadConfig, c: &Ctx<'_>, topo: &dyn Topology, cat: &Catalog
     if top_k == 0 || top_k > 64 {
         return Err(c.invalid("top-k", "expected 1 to 64 experts per token"));
     }
+    // Experts are routed only across an expert-parallel group: a dense model (ep 1) has none.
+    if w.top_k.is_some() && ep <= 1 {
+        return Err(c.invalid(
+            "top-k",
+            "top-k routes tokens to experts: give ep (expert parallelism) above 1, or drop top-k for a dense model",
+        ));
+    }
     let spec = TrainSpec {
         parameters,
         layers,

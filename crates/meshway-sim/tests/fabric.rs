@@ -585,6 +585,8 @@ fn runaway_workloads_are_refused() {
     };
     let e = train("parameters = 1e30\nhidden = 2048\n");
     assert!(e.contains("`workload[1].parameters`: expected at most 1e15, got 1e30"), "{e}");
+    let e = train("parameters = 1e9\nhidden = 2048\ntop-k = 2\n");
+    assert!(e.contains("`workload[1].top-k`: top-k routes tokens to experts: give ep"), "{e}");
     let e = train("parameters = 1e9\nhidden = 0\n");
     assert!(e.contains("`workload[1].hidden`: expected a positive whole number, got 0"), "{e}");
     let e = train("parameters = 1e9\nhidden = 2048\npp = 0\n");
@@ -677,6 +679,15 @@ fn json_flow_lists_and_dependencies() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("f.csv:2: 4 fields, but the header names 3"), "{e}");
+    // A pinned path visits each switch once.
+    let e = run_with(&csv, &Options::default(), &[("f.csv", "src,dst,bytes,path\n0,1,1MiB,leaf-0 leaf-0\n".into())])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("f.csv:2: path: leaf-0 comes twice"), "{e}");
+    // "+1" is no rank number.
+    let e =
+        run_with(&csv, &Options::default(), &[("f.csv", "src,dst,bytes\n+1,2,1MiB\n".into())]).unwrap_err().to_string();
+    assert!(e.contains("\"+1\" is not a GPU of this fabric"), "{e}");
 }
 
 #[test]
