@@ -1634,18 +1634,24 @@ fn workload_result(
     let start = origin(prog, ex, a, b, cfg.wire.alpha.0);
     let end = ex.msgs[done as usize].end.map(|e| e.0);
     let time = end.map(|e| e.saturating_sub(start));
+    // The first five failed messages, those that failed themselves (no path, a stall) before
+    // those that only waited on another: the cause before its consequences.
     let mut failures = Vec::new();
+    let mut waiting = Vec::new();
     let mut failed = 0;
     for (m, r) in msgs.iter().zip(res) {
         if !m.is_wait() && r.end.is_none() {
             failed += 1;
-            if failures.len() < 5 {
-                failures.push(
-                    r.stall.clone().unwrap_or_else(|| format!("{} to {} did not complete", name(m.src), name(m.dst))),
-                );
+            let why = r.stall.clone().unwrap_or_else(|| format!("{} to {} did not complete", name(m.src), name(m.dst)));
+            let list =
+                if why.ends_with("waits on a message that did not complete") { &mut waiting } else { &mut failures };
+            if list.len() < 5 {
+                list.push(why);
             }
         }
     }
+    failures.extend(waiting);
+    failures.truncate(5);
     let slowest =
         msgs.iter().zip(res).filter(|(m, _)| !m.is_wait()).filter_map(|(_, r)| Some(r.end?.0 - r.start?.0)).max();
     let (op, algorithm, model, ranks, size, algbw, busbw) = match &w.kind {

@@ -1198,3 +1198,17 @@ fn a_custom_fabric_tree_is_no_faster_than_the_ideal() {
         assert!(s >= 1.0, "{size}: slowdown {s}");
     }
 }
+
+/// A training step cut by a failed leaf names the messages that had no path first, before
+/// the many that only waited on them.
+#[test]
+fn failures_name_their_cause_before_their_consequences() {
+    let text =
+        "[fabric]\nkind = \"fat-tree\"\nk = 4\ngpus-per-host = 2\nnic = \"400Gbps\"\n[transport]\nkind = \"roce\"\n\
+                [[workload]]\nkind = \"training\"\nparameters = 1e9\nlayers = 16\nhidden = 2048\nsequence = 2048\n\
+                micro-batch = 1\nglobal-batch = 32\ntp = 2\npp = 2\n[[failure]]\nat = \"20ms\"\nswitch = \"leaf-3\"\n";
+    let r = run(text, &Options::default());
+    let w = &r.workloads[0];
+    assert!(w.failed_messages > 100, "{}", w.failed_messages);
+    assert!(w.failures[0].starts_with("no path from"), "{:?}", w.failures);
+}

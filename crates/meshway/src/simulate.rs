@@ -47,7 +47,7 @@ pub struct Args {
     #[arg(long)]
     pub csv: bool,
     /// Include per-message records in --json output.
-    #[arg(long)]
+    #[arg(long, requires = "json")]
     pub flows: bool,
     /// Override the routing policy: ecmp, adaptive, adaptive-global or spray.
     #[arg(long, value_parser = parse_policy)]
