@@ -77,7 +77,7 @@ const BYTES_KIND: Kind = Kind {
     what: "size",
     base: "bytes",
     units: BYTE_UNITS,
-    list: "B, KB, MB, GB, TB, KiB, MiB, GiB, TiB",
+    list: "B, KB, MB, GB, TB, PB, KiB, MiB, GiB, TiB, PiB",
     example: "B",
     bare: Some(1),
     case_insensitive: false,
