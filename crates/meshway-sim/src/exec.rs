@@ -365,7 +365,9 @@ pub fn execute(
             let stall = if end.is_some() {
                 None
             } else {
-                fl.iter().find_map(|f| f.stall).map(|s| describe_stall(s, &*topo, &prog.msgs[i]))
+                let m = &prog.msgs[i];
+                let pinned = prog.routes.get(m.route as usize).and_then(|p| topo.pinned_path(p)).is_some();
+                fl.iter().find_map(|f| f.stall).map(|s| describe_stall(s, &*topo, m, pinned))
             };
             MsgResult { start, end, stall }
         })
@@ -373,9 +375,15 @@ pub fn execute(
     Ok(Execution { msgs, flows: res.flows.len(), sim: res })
 }
 
-fn describe_stall(s: Stall, topo: &dyn Topology, m: &crate::program::Msg) -> String {
+fn describe_stall(s: Stall, topo: &dyn Topology, m: &crate::program::Msg, pinned: bool) -> String {
     let who = format!("{} to {}", topo.rank_name(m.src), topo.rank_name(m.dst));
     match s {
+        Stall::LinkDown { link } if pinned => {
+            format!(
+                "{who}: its pinned path crosses link {}, which is down (a pinned flow does not reroute)",
+                topo.arc_name(link)
+            )
+        }
         Stall::LinkDown { link } => {
             format!(
                 "no path from {who}: link {} is down and no equal-cost or longer path avoids it",

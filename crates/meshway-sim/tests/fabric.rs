@@ -1212,3 +1212,21 @@ fn failures_name_their_cause_before_their_consequences() {
     assert!(w.failed_messages > 100, "{}", w.failed_messages);
     assert!(w.failures[0].starts_with("no path from"), "{:?}", w.failures);
 }
+
+/// A pinned flow whose path loses a switch says that its pinned path is cut (it does not
+/// reroute), not that no other path exists.
+#[test]
+fn a_pinned_flow_on_a_cut_path_says_so() {
+    let text =
+        "[fabric]\nkind = \"fat-tree\"\nk = 4\ngpus-per-host = 2\nnic = \"400Gbps\"\n[transport]\nkind = \"roce\"\n\
+                [[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n[[failure]]\nat = \"1ms\"\nswitch = \"core-2\"\n";
+    let csv = "src,dst,bytes,path\ngpu-0,gpu-8,1GiB,leaf-0 pod-0/spine-1 core-2 pod-2/spine-1 leaf-4\n";
+    let r = run_with(text, &Options::default(), &[("f.csv", csv.into())]).unwrap();
+    let w = &r.workloads[0];
+    assert_eq!(w.failed_messages, 1);
+    assert!(
+        w.failures[0].contains("its pinned path crosses link pod-0/spine-1 -> core-2, which is down"),
+        "{:?}",
+        w.failures
+    );
+}
