@@ -235,20 +235,7 @@ impl Flows {
             _ => (0, 0),
         };
         let key = FlowKey { src, dst, proto, sport, dport };
-        let f = self.table.entry(key).or_insert_with(|| Flow {
-            key,
-            packets: 0,
-            bytes: 0,
-            payload_bytes: 0,
-            first_ns: p.ts_ns,
-            last_ns: p.ts_ns,
-            tcp: None,
-            roce: None,
-        });
-        f.packets = f.packets.saturating_add(weight);
-        f.bytes = f.bytes.saturating_add(wire);
-        f.first_ns = f.first_ns.min(p.ts_ns);
-        f.last_ns = f.last_ns.max(p.ts_ns);
+        let f = self.count(key, p.ts_ns, weight, wire);
         match &s.transport {
             Some(TransportSlice::Tcp(t)) => {
                 let hdr = u64::from(t.data_offset()) * 4;
@@ -357,21 +344,28 @@ impl Flows {
             (ports.unwrap_or((0, 0)), 0)
         };
         let key = FlowKey { src, dst, proto, sport: ports.0, dport: ports.1 };
+        let f = self.count(key, p.ts_ns, weight, wire);
+        f.payload_bytes = f.payload_bytes.saturating_add(ip_payload_len.saturating_sub(header).saturating_mul(weight));
+    }
+
+    /// The flow of `key`, made at its first packet, with a packet (of `weight` and `wire`
+    /// bytes) at `ts_ns` counted.
+    fn count(&mut self, key: FlowKey, ts_ns: u64, weight: u64, wire: u64) -> &mut Flow {
         let f = self.table.entry(key).or_insert_with(|| Flow {
             key,
             packets: 0,
             bytes: 0,
             payload_bytes: 0,
-            first_ns: p.ts_ns,
-            last_ns: p.ts_ns,
+            first_ns: ts_ns,
+            last_ns: ts_ns,
             tcp: None,
             roce: None,
         });
         f.packets = f.packets.saturating_add(weight);
         f.bytes = f.bytes.saturating_add(wire);
-        f.first_ns = f.first_ns.min(p.ts_ns);
-        f.last_ns = f.last_ns.max(p.ts_ns);
-        f.payload_bytes = f.payload_bytes.saturating_add(ip_payload_len.saturating_sub(header).saturating_mul(weight));
+        f.first_ns = f.first_ns.min(ts_ns);
+        f.last_ns = f.last_ns.max(ts_ns);
+        f
     }
 
     /// The flows, largest first (ties by key, so the order is deterministic).
