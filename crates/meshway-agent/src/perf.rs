@@ -329,10 +329,12 @@ fn udp_send_loop(
 
 /// Asks for 4 MiB socket buffers so a paced burst is not dropped by the host itself (the
 /// kernel caps this at net.core.rmem_max / wmem_max).
+/// 4 MiB each way. As root the receive buffer is forced past `net.core.rmem_max` (often
+/// 208 KiB: about 20 ms of 1,200 B datagrams at 50 Mbit/s, so a short stall of the receiving
+/// thread lost datagrams the network delivered); otherwise it is what that limit allows.
 fn big_buffers(s: &UdpSocket) {
-    let r = socket2::SockRef::from(s);
-    let _ = r.set_recv_buffer_size(4 << 20);
-    let _ = r.set_send_buffer_size(4 << 20);
+    let _ = crate::reflect::set_recv_buffer(s, 4 << 20);
+    let _ = socket2::SockRef::from(s).set_send_buffer_size(4 << 20);
 }
 
 // =============================================================================================
@@ -546,7 +548,9 @@ fn handle_connection(
             };
             if let Some(p) = peer {
                 let rate = BitsPerSec(ss.req.rate_bps.unwrap_or(1));
-                let end = clock::mono() + Nanos(ss.req.duration_ns) + GRACE;
+                // The test's length from the first datagram, as the client's own sender
+                // times it: a late Finish (a busy client) does not stretch it.
+                let end = clock::mono() + Nanos(ss.req.duration_ns);
                 let n = udp_send_loop(&udp, Some(p), id, ss.req.size as usize, rate, &ss.tx_bytes, &ss.stop, end);
                 ss.udp_sent.store(n, Ordering::Relaxed);
             }

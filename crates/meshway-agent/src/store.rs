@@ -225,6 +225,50 @@ impl Store {
         self.conn.query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0)).map(u)
     }
 
+    /// Whether the agent could open `path` as its database, without writing anything (for
+    /// `meshway agent --check`): an existing file must be a regular file holding a meshway
+    /// agent database (or nothing yet); a new one needs a writable directory that is not a
+    /// kernel pseudo-filesystem (/proc, /sys), where no file can be made.
+    pub fn check_location(path: &Path) -> std::result::Result<(), String> {
+        let shown = path.display();
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => Err(format!("{shown} is a directory; give the database a file name inside it")),
+            Ok(m) if !m.is_file() => Err(format!("{shown} is not a regular file")),
+            Ok(_) => {
+                let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .map_err(|e| format!("cannot open {shown}: {e}"))?;
+                check_ours(&conn, path)
+                    .and_then(|()| conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)))
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("cannot read {shown}: {e}")),
+            Err(_) => {
+                let parent = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => std::path::PathBuf::from("."),
+                };
+                let dir = std::fs::canonicalize(&parent)
+                    .map_err(|e| format!("{shown}: its directory {} cannot be used: {e}", parent.display()))?;
+                if !dir.is_dir() {
+                    return Err(format!("{shown}: {} is not a directory", parent.display()));
+                }
+                if ["/proc", "/sys"].iter().any(|k| dir.starts_with(k)) {
+                    return Err(format!(
+                        "{shown}: {} is a kernel pseudo-filesystem; no database can be made there",
+                        dir.display()
+                    ));
+                }
+                if let Err(e) =
+                    nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK)
+                {
+                    return Err(format!("{shown}: cannot create it in {}: {}", dir.display(), std::io::Error::from(e)));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Opens read-only (for `meshway history`), failing when the file does not exist.
     pub fn open_read_only(path: &Path) -> Result<Store> {
         // Opening a FIFO or a device would block or read nonsense: only a regular file.

@@ -481,29 +481,7 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
         }
     }
     let hops = table.report();
-    let mut paths: Vec<Vec<Option<IpAddr>>> = Vec::new();
-    for f in 0..cfg.flows {
-        let path: Vec<Option<IpAddr>> =
-            hops.iter().filter(|h| h.flow == f).map(|h| h.addresses.first().map(|a| a.0)).collect();
-        // A flow nothing answered (routers rate-limit their ICMP errors) shows no path.
-        if path.iter().all(Option::is_none) {
-            continue;
-        }
-        // A hop that never answered (None) matches any address: such a path is not distinct.
-        let same = |a: &Vec<Option<IpAddr>>| {
-            a.len() == path.len() && a.iter().zip(&path).all(|(x, y)| x.is_none() || y.is_none() || x == y)
-        };
-        match paths.iter_mut().find(|p| same(p)) {
-            Some(p) => {
-                for (x, y) in p.iter_mut().zip(&path) {
-                    if x.is_none() {
-                        *x = *y;
-                    }
-                }
-            }
-            None => paths.push(path),
-        }
-    }
+    let paths = distinct_paths(&hops, cfg.flows);
     Ok(TraceReport {
         target: cfg.target.to_string(),
         protocol: if tcp.is_some() {
@@ -520,9 +498,90 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
     })
 }
 
+/// The distinct hop sequences of `flows` flows (ECMP paths), each hop by the address that
+/// answered most often.
+fn distinct_paths(hops: &[HopReport], flows: u16) -> Vec<Vec<Option<IpAddr>>> {
+    let mut paths: Vec<Vec<Option<IpAddr>>> = Vec::new();
+    for f in 0..flows {
+        let path: Vec<Option<IpAddr>> =
+            hops.iter().filter(|h| h.flow == f).map(|h| h.addresses.first().map(|a| a.0)).collect();
+        // A flow nothing answered (routers rate-limit their ICMP errors) shows no path.
+        if path.iter().all(Option::is_none) {
+            continue;
+        }
+        // A hop that never answered (None) matches any address: such a path is not distinct.
+        // Nor is one cut short: a flow whose destination never answered has silent TTLs past
+        // where the others ended, and the shorter path is read as silent beyond its end.
+        let at = |p: &[Option<IpAddr>], i: usize| p.get(i).copied().flatten();
+        let same = |a: &[Option<IpAddr>]| {
+            (0..a.len().max(path.len())).all(|i| {
+                let (x, y) = (at(a, i), at(&path, i));
+                x.is_none() || y.is_none() || x == y
+            })
+        };
+        match paths.iter_mut().find(|p| same(p)) {
+            Some(p) => {
+                if p.len() < path.len() {
+                    p.resize(path.len(), None);
+                }
+                for (x, y) in p.iter_mut().zip(&path) {
+                    if x.is_none() {
+                        *x = *y;
+                    }
+                }
+            }
+            None => paths.push(path),
+        }
+    }
+    for p in &mut paths {
+        while p.last().is_some_and(Option::is_none) {
+            p.pop();
+        }
+    }
+    paths
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Three flows over one path: one reached the target at TTL 3, one never heard from it
+    /// (silent TTLs 3-5), one went another way at TTL 2. Two paths, the first complete.
+    #[test]
+    fn a_flow_cut_short_is_not_a_path_of_its_own() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let mut t = TraceTable::new();
+        for (flow, hops) in [
+            (0u16, vec![Some("2001:db8::1"), Some("2001:db8::2"), Some("2001:db8::9")]),
+            (1, vec![Some("2001:db8::1"), Some("2001:db8::2"), None, None, None]),
+            (2, vec![Some("2001:db8::1"), Some("2001:db8::3"), Some("2001:db8::9")]),
+        ] {
+            for (i, h) in hops.iter().enumerate() {
+                let ttl = i as u8 + 1;
+                t.on_sent(ttl, flow);
+                if let Some(a) = h {
+                    t.on_answer(ttl, flow, ip(a), 1_000, *a == "2001:db8::9");
+                }
+            }
+        }
+        let paths = distinct_paths(&t.report(), 3);
+        let want: Vec<Vec<Option<IpAddr>>> = vec![
+            vec![Some(ip("2001:db8::1")), Some(ip("2001:db8::2")), Some(ip("2001:db8::9"))],
+            vec![Some(ip("2001:db8::1")), Some(ip("2001:db8::3")), Some(ip("2001:db8::9"))],
+        ];
+        assert_eq!(paths, want);
+        // A longer path is still distinct from a shorter one that answered at every TTL.
+        let mut u = TraceTable::new();
+        for (ttl, a) in [(1u8, "2001:db8::1"), (2, "2001:db8::2"), (3, "2001:db8::4"), (4, "2001:db8::9")] {
+            u.on_sent(ttl, 0);
+            u.on_answer(ttl, 0, ip(a), 1_000, a == "2001:db8::9");
+        }
+        for (ttl, a) in [(1u8, "2001:db8::1"), (2, "2001:db8::2"), (3, "2001:db8::9")] {
+            u.on_sent(ttl, 1);
+            u.on_answer(ttl, 1, ip(a), 1_000, a == "2001:db8::9");
+        }
+        assert_eq!(distinct_paths(&u.report(), 2).len(), 2);
+    }
 
     fn ipv4_header(src: [u8; 4], dst: [u8; 4], proto: u8) -> Vec<u8> {
         let mut h = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 1, proto, 0, 0];

@@ -629,6 +629,8 @@ fn agent_log(format: LogFormat, level: LogLevel) -> meshway_agent::agent::Log {
 pub fn agent(a: AgentArgs) -> Result<()> {
     if a.check {
         let spec = meshway_agent::agent::load(&a.config)?;
+        meshway_agent::store::Store::check_location(&spec.database)
+            .map_err(|e| anyhow::anyhow!("{}: agent.database: {e}", a.config.display()))?;
         return emit(&text::agent_check_text(&a.config, spec.targets.len()));
     }
     let sig = Signals::install().context("cannot install signal handlers")?;

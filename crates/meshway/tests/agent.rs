@@ -63,15 +63,30 @@ fn kill_tool() -> &'static str {
     }
 }
 
+/// A reflector on `port`, returned once it says it is listening (at most 10 s), so a test
+/// that counts losses does not count the probes sent before it was up.
 fn reflector(port: u16) -> Proc {
+    use std::io::BufRead;
     let listen = format!("127.0.0.1:{port}");
-    Proc(
+    let mut p = Proc(
         Command::new(bin())
             .args(["reflect", "--listen", &listen, "--duration", "60s"])
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
-    )
+    );
+    let err = p.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads its stderr to the end, so it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            if line.contains("reflecting STAMP on udp") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(10)).expect("the reflector said it was listening");
+    p
 }
 
 fn agent(config: &Path) -> Proc {
@@ -328,7 +343,7 @@ fn agent_stores_samples_serves_metrics_and_reloads() {
     let text = format!(
         "[agent]\nlisten = \"{http}\"\ndatabase = \"{}\"\nbearer-token = \"t0ken\"\nevaluate-every = \"200ms\"\n\
          [[target]]\nname = \"local-udp\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport}\"\ninterval = \"50ms\"\n\
-         objectives = {{ window = \"10s\", rtt-p99 = \"50ms\", loss = \"1%\" }}\n",
+         objectives = {{ window = \"10s\", rtt-p99 = \"500ms\", loss = \"1%\" }}\n",
         db.display()
     );
     std::fs::write(&cfg, &text).unwrap();
@@ -487,7 +502,7 @@ fn alert_fires_once_and_resolves_once() {
         format!(
             "[agent]\nlisten = \"127.0.0.1:{hport}\"\ndatabase = \"{}\"\nevaluate-every = \"200ms\"\n\
              [alerts]\nwebhook = \"http://{hook_addr}/hook\"\nfire-after = 2\nresolve-after = 2\n\
-             [[target]]\nname = \"flaky\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport}\"\ninterval = \"50ms\"\ntimeout = \"100ms\"\n\
+             [[target]]\nname = \"flaky\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport}\"\ninterval = \"50ms\"\ntimeout = \"500ms\"\n\
              objectives = {{ window = \"1s\", loss = \"20%\" }}\n",
             db.display()
         ),
@@ -663,7 +678,8 @@ fn http_holds_under_stalled_clients_and_held_probes() {
         assert_eq!(status, 200, "{body}");
         let took = meshway_agent::clock::mono().0 - t0.0;
         eprintln!("scrape under 600 stalled clients and 40 held probes: {:.2} ms", took as f64 / 1e6);
-        assert!(took < 1_000_000_000, "scrape took {took} ns");
+        // Milliseconds when quiet; 3 s leaves room for the other tests of this file beside it.
+        assert!(took < 3_000_000_000, "scrape took {took} ns");
         std::thread::sleep(Duration::from_millis(200));
     }
     let statuses: Vec<u16> = probes.into_iter().filter_map(|p| p.join().unwrap()).collect();
@@ -1154,7 +1170,11 @@ fn deploy_prometheus_config_and_rules_pass_promtool() {
 fn an_alert_that_fired_while_the_receiver_was_down_is_delivered_after_a_restart() {
     let dir = TempDir::new("outbox");
     let db = dir.0.join("a.db");
-    let hook_port = free_port(); // nothing listens there yet
+    // The receiver's port, held (bound, not listening: connections are refused) until it
+    // comes up, so no other test's process can take it meanwhile.
+    let hook = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    hook.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+    let hook_port = hook.local_addr().unwrap().as_socket().unwrap().port();
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let cfg = dir.0.join("agent.toml");
     let http = format!("127.0.0.1:{}", free_port());
@@ -1184,7 +1204,8 @@ fn an_alert_that_fired_while_the_receiver_was_down_is_delivered_after_a_restart(
     let n: i64 = rusqlite_count(&db);
     assert_eq!(n, 1, "the undelivered alert is in the outbox");
     // The receiver comes up; the second run delivers what the first could not.
-    let listener = TcpListener::bind(("127.0.0.1", hook_port)).unwrap();
+    hook.listen(16).unwrap();
+    let listener: TcpListener = hook.into();
     let got: Arc<Mutex<Vec<String>>> = Arc::default();
     {
         let got = got.clone();
@@ -1262,12 +1283,12 @@ fn many_udp_targets_share_one_probe_thread_and_all_get_round_trips() {
     for i in 0..300 {
         let _ = write!(
             text,
-            "[[target]]\nname = \"t{i}\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport}\"\ninterval = \"200ms\"\n"
+            "[[target]]\nname = \"t{i}\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport}\"\ninterval = \"200ms\"\ntimeout = \"3s\"\n"
         );
     }
     let _ = write!(
         text,
-        "[[target]]\nname = \"other\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport2}\"\ninterval = \"200ms\"\n"
+        "[[target]]\nname = \"other\"\nkind = \"udp\"\naddress = \"127.0.0.1:{rport2}\"\ninterval = \"200ms\"\ntimeout = \"3s\"\n"
     );
     let cfg = dir.0.join("agent.toml");
     std::fs::write(&cfg, &text).unwrap();
@@ -1305,4 +1326,38 @@ fn many_udp_targets_share_one_probe_thread_and_all_get_round_trips() {
     // One probe thread, not one per target.
     let n = threads(a.0.id());
     assert!(n > 0 && n < 30, "{n} threads for 301 targets");
+}
+
+/// `--check` opens nothing for writing but says where the agent could not keep its database:
+/// a directory, a kernel pseudo-filesystem, a missing directory, another program's database.
+#[test]
+fn check_refuses_a_database_the_agent_could_not_open() {
+    let d = TempDir::new("check-db");
+    let cfg = d.0.join("agent.toml");
+    let other = d.0.join("other.db");
+    {
+        let c = rusqlite::Connection::open(&other).unwrap();
+        c.execute_batch("CREATE TABLE invoices(id INTEGER);").unwrap();
+    }
+    let before = std::fs::read(&other).unwrap();
+    let fresh = d.0.join("fresh.db");
+    for (db, needle) in [
+        (d.0.display().to_string(), "is a directory"),
+        ("/proc/meshway-test.db".to_string(), "kernel pseudo-filesystem"),
+        (d.0.join("no/such/dir/a.db").display().to_string(), "cannot be used"),
+        (other.display().to_string(), "not a meshway agent database"),
+        (fresh.display().to_string(), ""),
+    ] {
+        std::fs::write(&cfg, format!("[agent]\ndatabase = {db:?}\n")).unwrap();
+        let o = Command::new(bin()).args(["agent", "--check", "--config"]).arg(&cfg).output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        if needle.is_empty() {
+            assert!(o.status.success(), "{db}: {e}");
+        } else {
+            assert_eq!(o.status.code(), Some(2), "{db}: {e}");
+            assert!(e.contains("agent.database") && e.contains(needle), "{db}: {e}");
+        }
+    }
+    assert_eq!(std::fs::read(&other).unwrap(), before, "--check wrote to another program's database");
+    assert!(!fresh.exists(), "--check created the database");
 }

@@ -64,6 +64,15 @@ fn lab() -> Option<Lab> {
     let make = || -> Result<(), String> {
         sh(&["netns", "add", &l.a])?;
         sh(&["netns", "add", &l.b])?;
+        // No IPv6 on the link: its start-up packets (duplicate address detection, multicast
+        // reports, router solicitations) would land in the counting window below. A kernel
+        // without IPv6 has nothing to turn off.
+        for ns in [&l.a, &l.b] {
+            for k in ["default", "all"] {
+                let knob = format!("echo 1 > /proc/sys/net/ipv6/conf/{k}/disable_ipv6");
+                let _ = sh(&["netns", "exec", ns, "sh", "-c", &knob]);
+            }
+        }
         sh(&["link", "add", &l.va, "netns", &l.a, "type", "veth", "peer", "name", &l.vb, "netns", &l.b])?;
         for (ns, dev, addr) in [(&l.a, &l.va, ADDR_A), (&l.b, &l.vb, ADDR_B)] {
             sh(&["-n", ns, "addr", "add", &format!("{addr}/30"), "dev", dev])?;

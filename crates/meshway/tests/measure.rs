@@ -358,8 +358,8 @@ fn netns_tcp_throughput_through_100mbit_tbf_is_within_5_percent() {
     let Some(p) = pair_or_skip("t") else { return };
     p.limit("t", "100mbit").unwrap();
     let listen = format!("{ADDR_B}:5301");
-    let _server = spawn(&mut p.exec(&p.b, &["perf", "--server", "--listen", &listen]));
-    std::thread::sleep(Duration::from_millis(500));
+    let mut server = spawn(&mut p.exec(&p.b, &["perf", "--server", "--listen", &listen]));
+    wait_line(&mut server, "perf server on");
     // tbf counts whole frames (14 B Ethernet + 20 B IP + 32 B TCP with timestamps per 1448 B of
     // payload at MTU 1500), so the goodput ceiling is 100 Mbit/s × 1448 / 1514.
     let ceiling = 100e6 * 1448.0 / 1514.0;
@@ -392,11 +392,12 @@ fn netns_loss_accounting_is_exact_and_udp_over_capacity_loses() {
     let Some(p) = pair_or_skip("l") else { return };
     p.limit("l", "100mbit").unwrap();
     let listen = format!("{ADDR_B}:862");
-    let _reflector =
+    let mut reflector =
         spawn(&mut p.exec(&p.b, &["reflect", "--listen", &listen, "--drop-every", "4", "--duration", "30s"]));
-    let _server = spawn(&mut p.exec(&p.b, &["perf", "--server", "--listen", &format!("{ADDR_B}:5301")]));
-    std::thread::sleep(Duration::from_millis(500));
-    let o = p.exec(&p.a, &["ping", ADDR_B, "-c", "40", "-i", "5ms", "-W", "1s", "--json"]).output().unwrap();
+    wait_line(&mut reflector, "reflecting STAMP on udp");
+    let mut server = spawn(&mut p.exec(&p.b, &["perf", "--server", "--listen", &format!("{ADDR_B}:5301")]));
+    wait_line(&mut server, "perf server on");
+    let o = p.exec(&p.a, &["ping", ADDR_B, "-c", "40", "-i", "5ms", "-W", "3s", "--json"]).output().unwrap();
     assert!(o.status.success(), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let r = &v["report"];
