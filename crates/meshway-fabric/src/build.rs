@@ -916,6 +916,15 @@ fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, F
         if by_name.contains_key(&n.name) {
             return Err(ctx.invalid(&key, format!("duplicate node name {:?}", n.name)));
         }
+        // Names reach the terminal and the pages: an escape sequence or a NUL would act there.
+        for (what, v) in [("name", Some(&n.name)), ("tier", n.tier.as_ref()), ("group", n.group.as_ref())] {
+            if let Some(c) = v.and_then(|v| v.chars().find(|c| c.is_control())) {
+                return Err(ctx.invalid(
+                    &format!("{key}.{what}"),
+                    format!("expected printable text, got the control character {c:?}"),
+                ));
+            }
+        }
         let kind = match n.kind {
             // Flow files name GPUs by name or by rank number: "3" would be both.
             CustomNodeKind::Gpu if n.name.bytes().all(|b| b.is_ascii_digit()) => {

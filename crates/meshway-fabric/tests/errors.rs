@@ -182,6 +182,8 @@ fn out_of_range_values() {
     assert!(e.contains("`name`: expected printable text, got the control character '\\u{1b}'"), "{e}");
     let e = err("[fabric]\nkind = \"custom\"\n[[fabric.node]]\nname = \"3\"\nkind = \"gpu\"\n");
     assert!(e.contains("GPU name \"3\" is digits only, which flow files read as a rank number"), "{e}");
+    let e = err("[fabric]\nkind = \"custom\"\n[[fabric.node]]\nname = \"s\"\nkind = \"switch\"\ntier = \"t\\u0001\"\n");
+    assert!(e.contains("`fabric.node[1].tier`: expected printable text, got the control character '\\u{1}'"), "{e}");
     let e = err(&format!("{LS}nvlink = \"0bps\"\n"));
     assert!(e.contains("`fabric.nvlink`: expected a positive rate"), "{e}");
     // A radix derived from the switch at a slow NIC's rate says where it came from.

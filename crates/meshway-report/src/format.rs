@@ -116,12 +116,21 @@ pub fn pct4(x: f64) -> String {
 
 /// A signed change as a percent with one decimal (0.05 -> "+5.0%", -0.1 -> "-10.0%").
 pub fn pct_signed(x: f64) -> String {
-    format!("{:+.1}%", x * 100.0)
+    if x.is_finite() {
+        format!("{:+.1}%", x * 100.0)
+    } else {
+        "-".into()
+    }
 }
 
-/// A signed change as a whole percent (0.054 -> "+5%").
+/// A signed change as a whole percent (0.054 -> "+5%"); "-" when there is none (a change
+/// against 0, as when every price in a catalog is 0).
 pub fn pct_signed0(x: f64) -> String {
-    format!("{:+.0}%", x * 100.0)
+    if x.is_finite() {
+        format!("{:+.0}%", x * 100.0)
+    } else {
+        "-".into()
+    }
 }
 
 /// `part` as a share of `whole` with one decimal; "-" when `whole` is 0 and "<0.1%" for a
@@ -248,6 +257,7 @@ mod tests {
         assert_eq!(pct_signed(0.05), "+5.0%");
         assert_eq!(pct_signed(-0.1), "-10.0%");
         assert_eq!(pct_signed0(0.054), "+5%");
+        assert_eq!((pct_signed0(f64::NAN), pct_signed(f64::INFINITY)), ("-".to_string(), "-".to_string()));
         assert_eq!(share(1, 0), "-");
         assert_eq!(share(1, 10_000), "<0.1%");
         assert_eq!(share(0, 10), "0.0%");

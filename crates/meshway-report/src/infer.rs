@@ -321,7 +321,7 @@ pub(crate) fn plans_table(r: &PlacementReport) -> String {
 /// `meshway infer --html`: time to first token per region against its objective, the share
 /// of requests that met it, and the text report, in one self-contained page.
 pub fn infer_html(r: &InferReport) -> String {
-    use crate::svg::{bar_chart, esc, page};
+    use crate::svg::{bar_chart, esc, page, share_bar_chart};
     let fmt_time = |v: f64| time(v.max(0.0).round() as u64);
     let mut body = String::new();
     // Regions none of whose requests completed have no latency to draw (the report below
@@ -359,7 +359,7 @@ pub fn infer_html(r: &InferReport) -> String {
     }
     let met: Vec<(String, f64)> =
         r.regions.iter().filter(|g| g.requests > 0).map(|g| (g.name.clone(), g.attainment)).collect();
-    if let Some(svg) = bar_chart("Requests within their objectives", &met, &|v| format!("{:.1}%", v * 100.0)) {
+    if let Some(svg) = share_bar_chart("Requests within their objectives", &met) {
         body.push_str(&svg);
     }
     body.push_str("<h2>Report</h2>\n<pre>");

@@ -391,9 +391,18 @@ pub(crate) fn plan_charts(r: &FabricReport) -> String {
     classes.reverse();
     let links: Vec<String> =
         classes.iter().map(|l| format!("{} x {} ({})", thousands(l.count), rate(l.rate_bps), l.class)).collect();
+    // A built-in single-site family stacks its tiers one on another, one link class between
+    // each two: the connectors can carry them. Sites (each with its own tiers and border
+    // leaves beside the leaves) and hand-listed fabrics (links between any nodes) cannot be
+    // drawn that way: their tiers are boxes and their links listed under them.
+    let stacked = r.sites.is_empty() && r.family != "custom" && links.len() + 1 == boxes.len();
     let mut body = String::new();
-    if let Some(svg) = tier_diagram(&format!("{}: {} fabric", r.name, r.family), &boxes, &links) {
+    let title = format!("{}: {} fabric", r.name, r.family);
+    if let Some(svg) = tier_diagram(&title, &boxes, if stacked { &links } else { &[] }) {
         body.push_str(&svg);
+        if !stacked && !links.is_empty() {
+            body.push_str(&format!("<p class=\"note\">Links: {}</p>\n", svg::esc(&links.join(", "))));
+        }
     }
     let mut bom: Vec<(String, f64)> = r
         .bom

@@ -279,7 +279,7 @@ pub fn packet_text(p: &PacketSection) -> String {
 /// size for sweeps, the most utilized links, a training step split into compute and exposed
 /// communication, and at packet level the deepest queues and paused time over time.
 pub fn sim_html(r: &SimReport) -> String {
-    use crate::svg::{bar_chart, esc, line_chart, page, stacked_bar, LineChart, Series};
+    use crate::svg::{esc, line_chart, page, share_bar_chart, stacked_bar, LineChart, Series};
     let fmt_time = |v: f64| time(v.max(0.0).round() as u64);
     let fmt_share = |v: f64| format!("{:.0}%", v * 100.0);
     let mut body = String::new();
@@ -389,7 +389,7 @@ pub fn sim_html(r: &SimReport) -> String {
         }
     }
     let rows: Vec<(String, f64)> = r.congested_links.iter().map(|l| (l.link.clone(), l.mean_utilization)).collect();
-    if let Some(svg) = bar_chart("Most utilized links (mean over the run)", &rows, &|v| format!("{:.1}%", v * 100.0)) {
+    if let Some(svg) = share_bar_chart("Most utilized links (mean over the run)", &rows) {
         body.push_str("<h2>Hottest links</h2>\n");
         body.push_str(&svg);
     }

@@ -30,6 +30,10 @@ pub fn esc(s: &str) -> String {
             // nothing on a page) show as the replacement character; line breaks and tabs stay.
             '\n' | '\t' | '\r' => o.push(c),
             c if c.is_control() => o.push('\u{fffd}'),
+            // Bidirectional overrides and isolates would reverse the rest of the page's
+            // text, numbers included ("190.8ms" read "sm8.091"); noncharacters are not XML.
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => o.push('\u{fffd}'),
+            c if (c as u32 & 0xfffe) == 0xfffe || ('\u{fdd0}'..='\u{fdef}').contains(&c) => o.push('\u{fffd}'),
             c => o.push(c),
         }
     }
@@ -113,15 +117,21 @@ fn axes(out: &mut String) {
 
 /// Horizontal grid lines with their labels, from 0 to `y1`.
 fn y_grid(out: &mut String, y1: f64, py: &dyn Fn(f64) -> f64, fmt: &dyn Fn(f64) -> String) {
+    let mut shown = String::new();
     for t in ticks(0.0, y1, 5) {
         let y = py(t);
+        let label = fmt(t);
+        if label == shown {
+            continue;
+        }
+        shown.clone_from(&label);
         let _ = write!(
             out,
             r##"<line x1="{LEFT}" y1="{y:.1}" x2="{r}" y2="{y:.1}" stroke="#ddd"/><text x="{tx}" y="{ty:.1}" font-size="11" text-anchor="end">{l}</text>"##,
             r = W - RIGHT,
             tx = LEFT - 6.0,
             ty = y + 4.0,
-            l = esc(&fmt(t))
+            l = esc(&label)
         );
     }
 }
@@ -153,8 +163,10 @@ pub fn line_chart(c: &LineChart<'_>, series: &[Series]) -> Option<String> {
     let y1 = pts.iter().fold(0f64, |a, p| a.max(p.1));
     let y1 = if y1 > 0.0 { y1 * 1.05 } else { 1.0 };
     if x1 <= x0 {
-        x0 -= 1.0;
-        x1 += 1.0;
+        // One x value: a range around it, not below 0 when it is not (a distance of 0 km
+        // read "-0 km").
+        let pad = if c.log_x || x0 == 0.0 { 1.0 } else { x0.abs() * 0.5 };
+        (x0, x1) = (if x0 >= 0.0 && !c.log_x { (x0 - pad).max(0.0) } else { x0 - pad }, x1 + pad);
     }
     let px = |x: f64| LEFT + (fx(x) - x0) / (x1 - x0) * (W - LEFT - RIGHT);
     let py = |y: f64| H - BOTTOM - y / y1 * (H - TOP - BOTTOM);
@@ -175,14 +187,28 @@ pub fn line_chart(c: &LineChart<'_>, series: &[Series]) -> Option<String> {
     } else {
         ticks(x0, x1, 6)
     };
+    let mut shown = String::new();
     for t in xt {
-        x_tick(&mut out, px(t), &(c.fmt_x)(t));
+        // Ticks closer than the labels' precision would repeat a label: each is shown once.
+        let l = (c.fmt_x)(t);
+        if l != shown {
+            x_tick(&mut out, px(t), &l);
+            shown = l;
+        }
     }
     for (i, s) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
         let mut d = String::new();
         let mut last: Option<(f64, f64)> = None;
-        for &(x, y) in s.points.iter().filter(|p| p.0.is_finite() && p.1.is_finite() && (!c.log_x || p.0 > 0.0)) {
+        // Drawn left to right, whatever order the points came in.
+        let mut drawn: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p.0.is_finite() && p.1.is_finite() && (!c.log_x || p.0 > 0.0))
+            .collect();
+        drawn.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for &(x, y) in &drawn {
             let (sx, sy) = (px(x), py(y));
             match last {
                 None => {
@@ -215,10 +241,21 @@ pub fn line_chart(c: &LineChart<'_>, series: &[Series]) -> Option<String> {
 
 /// Horizontal bars, one per label; None when there is nothing to draw.
 pub fn bar_chart(title: &str, rows: &[(String, f64)], fmt: &dyn Fn(f64) -> String) -> Option<String> {
+    bars(title, rows, fmt, f64::MIN_POSITIVE)
+}
+
+/// Horizontal bars of shares (0 to 1, shown as percents), scaled to 100% however small the
+/// largest is: 0.1% is not drawn as a full bar.
+pub fn share_bar_chart(title: &str, rows: &[(String, f64)]) -> Option<String> {
+    bars(title, rows, &|v| format!("{:.1}%", v * 100.0), 1.0)
+}
+
+/// Bars scaled to the largest value, or to `at_least` when that is larger.
+fn bars(title: &str, rows: &[(String, f64)], fmt: &dyn Fn(f64) -> String, at_least: f64) -> Option<String> {
     if rows.is_empty() {
         return None;
     }
-    let max = rows.iter().fold(0f64, |a, r| a.max(r.1)).max(f64::MIN_POSITIVE);
+    let max = rows.iter().fold(0f64, |a, r| a.max(r.1)).max(at_least);
     let row_h = 22.0;
     let h = TOP + row_h * rows.len() as f64 + 12.0;
     let label_w = 260.0;
@@ -725,6 +762,11 @@ mod tests {
         assert_eq!(
             super::esc("<a href=\"x\">&\u{0}\u{1b}[31m\n"),
             "&lt;a href=&quot;x&quot;&gt;&amp;\u{fffd}\u{fffd}[31m\n"
+        );
+        // A right-to-left override, an isolate, noncharacters; letters of any script stay.
+        assert_eq!(
+            super::esc("a\u{202e}b\u{2067}c\u{fffe}\u{ffff}\u{fdd0}\u{1fffe}東é"),
+            "a\u{fffd}b\u{fffd}c\u{fffd}\u{fffd}\u{fffd}\u{fffd}東é"
         );
     }
 }

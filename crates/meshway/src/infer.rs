@@ -151,8 +151,11 @@ pub fn run_infer(a: InferArgs) -> Result<()> {
     }
     let rep = simulate(&spec, &run);
     if let Some(p) = &a.common.html {
-        std::fs::write(p, meshway_report::infer::infer_html(&rep))
-            .with_context(|| format!("cannot write {}", p.display()))?;
+        crate::output::write_html(
+            p,
+            &meshway_report::infer::infer_html(&rep),
+            &crate::inputs(&[&a.file], &a.common.catalog),
+        )?;
         eprintln!("wrote {}", p.display());
     }
     emit(&if a.common.json { json(&rep)? } else { infer_text(&rep) })
@@ -196,8 +199,11 @@ pub fn run_place(a: PlaceArgs) -> Result<()> {
     }
     let rep = place(&spec, &opt);
     if let Some(p) = &a.common.html {
-        std::fs::write(p, meshway_report::infer::place_html(&rep))
-            .with_context(|| format!("cannot write {}", p.display()))?;
+        crate::output::write_html(
+            p,
+            &meshway_report::infer::place_html(&rep),
+            &crate::inputs(&[&a.file], &a.common.catalog),
+        )?;
         eprintln!("wrote {}", p.display());
     }
     emit(&if a.common.json { json(&rep)? } else { place_text(&rep) })

@@ -11,6 +11,7 @@ mod demo;
 mod infer;
 mod measure;
 mod multisite;
+mod output;
 mod schedule;
 mod simulate;
 mod testbed;
@@ -226,6 +227,11 @@ fn emit(s: &str) -> Result<()> {
     }
 }
 
+/// The files a run read, for the outputs to keep off: those named and the catalog.
+fn inputs<'a>(named: &[&'a std::path::Path], catalog: &'a Option<PathBuf>) -> Vec<&'a std::path::Path> {
+    named.iter().copied().chain(catalog.as_deref()).collect()
+}
+
 fn json<T: serde::Serialize>(v: &T) -> Result<String> {
     Ok(meshway_report::json(v)?)
 }
@@ -236,8 +242,7 @@ fn run(cli: Cli) -> Result<()> {
             let cat = load_catalog(&common.catalog)?;
             let r = plan_file(&file, &cat)?;
             if let Some(p) = &common.html {
-                std::fs::write(p, meshway_report::plan_html(&r))
-                    .with_context(|| format!("cannot write {}", p.display()))?;
+                output::write_html(p, &meshway_report::plan_html(&r), &inputs(&[&file], &common.catalog))?;
                 eprintln!("wrote {}", p.display());
             }
             emit(&if common.json { json(&r)? } else { meshway_report::plan_text(&r) })
@@ -253,8 +258,8 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             if let Some(p) = &common.html {
-                std::fs::write(p, meshway_report::compare_html(&rs))
-                    .with_context(|| format!("cannot write {}", p.display()))?;
+                let named: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+                output::write_html(p, &meshway_report::compare_html(&rs), &inputs(&named, &common.catalog))?;
                 eprintln!("wrote {}", p.display());
             }
             emit(&if common.json { meshway_report::compare_json(&rs)? } else { meshway_report::compare_text(&rs) })
@@ -277,8 +282,7 @@ fn run(cli: Cli) -> Result<()> {
             let cat = load_catalog(&common.catalog)?;
             let d = demo::run(&cat)?;
             if let Some(p) = &common.html {
-                std::fs::write(p, meshway_report::demo::demo_html(&d))
-                    .with_context(|| format!("cannot write {}", p.display()))?;
+                output::write_html(p, &meshway_report::demo::demo_html(&d), &inputs(&[], &common.catalog))?;
                 eprintln!("wrote {}", p.display());
             }
             emit(&if common.json { json(&d)? } else { meshway_report::demo::demo_text(&d) })
@@ -369,16 +373,13 @@ fn run(cli: Cli) -> Result<()> {
                 infer_set = Some(r);
             }
             if let Some(p) = &common.html {
-                std::fs::write(
-                    p,
-                    meshway_report::validate::validate_html(
-                        coll.as_ref(),
-                        plan_set.as_ref(),
-                        infer_set.as_ref(),
-                        &text,
-                    ),
-                )
-                .with_context(|| format!("cannot write {}", p.display()))?;
+                let page = meshway_report::validate::validate_html(
+                    coll.as_ref(),
+                    plan_set.as_ref(),
+                    infer_set.as_ref(),
+                    &text,
+                );
+                output::write_html(p, &page, &inputs(&[], &common.catalog))?;
                 eprintln!("wrote {}", p.display());
             }
             emit(&if common.json { json(&out)? } else { text })?;

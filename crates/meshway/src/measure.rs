@@ -794,7 +794,7 @@ pub fn history(a: HistoryArgs) -> Result<()> {
     let season = (a.season.get() > 0).then(|| a.season.get() as f64 / 1e9);
     let r = history::query(&a.db, target, metric, from, to, step, threshold, a.horizon.get(), season, a.anomalies)?;
     if let Some(p) = &a.html {
-        std::fs::write(p, text::history_html(&r)).with_context(|| format!("cannot write {}", p.display()))?;
+        crate::output::write_html(p, &text::history_html(&r), &[&a.db])?;
         eprintln!("wrote {}", p.display());
     }
     emit(&if a.json {

@@ -110,8 +110,11 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
     };
     let r = analyze_text(&text, &file, cat, &opts)?;
     if let Some(p) = &args.html {
-        std::fs::write(p, meshway_report::multisite::multisite_html(&r))
-            .with_context(|| format!("cannot write {}", p.display()))?;
+        crate::output::write_html(
+            p,
+            &meshway_report::multisite::multisite_html(&r),
+            &crate::inputs(&[&args.file], &args.catalog),
+        )?;
         eprintln!("wrote {}", p.display());
     }
     Ok(if args.json { crate::json(&r)? } else { multisite_text(&r) })

@@ -119,6 +119,11 @@ fn parse_policy(s: &str) -> Result<Policy, String> {
     })
 }
 
+/// The files a run reads: the scenario, the jobs file and the catalog.
+fn schedule_inputs(args: &Args) -> Vec<&std::path::Path> {
+    [Some(args.file.as_path()), args.jobs.as_deref(), args.catalog.as_deref()].into_iter().flatten().collect()
+}
+
 pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
     let path = &args.file;
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
@@ -145,7 +150,7 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for (name, body) in meshway_sched::export::all(&hier, &file) {
             let p = dir.join(name);
-            std::fs::write(&p, body).with_context(|| format!("cannot write {}", p.display()))?;
+            crate::output::write(&p, body.as_bytes(), &schedule_inputs(args))?;
             wrote.push(p.display().to_string());
         }
         if args.no_run {
@@ -168,7 +173,7 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
         let spec = TraceSpec { jobs: n, span: args.span, seed, max_gpus: total };
         let configs = jobs::generate(&spec, gph);
         if let Some(p) = &args.write_trace {
-            std::fs::write(p, jobs::trace_csv(&configs)).with_context(|| format!("cannot write {}", p.display()))?;
+            crate::output::write(p, jobs::trace_csv(&configs).as_bytes(), &schedule_inputs(args))?;
             eprintln!("wrote {}", p.display());
         }
         configs
@@ -233,8 +238,8 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
     }
     let r = r?;
     if let Some(p) = &args.html {
-        std::fs::write(p, meshway_report::schedule::schedule_html(&r, args.detail.as_deref(), args.all_jobs))
-            .with_context(|| format!("cannot write {}", p.display()))?;
+        let page = meshway_report::schedule::schedule_html(&r, args.detail.as_deref(), args.all_jobs);
+        crate::output::write_html(p, &page, &schedule_inputs(args))?;
         eprintln!("wrote {}", p.display());
     }
     let mut out = if args.json {

@@ -210,8 +210,7 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<(String, Option<String>)> {
     };
     let mut r = run_file(&args.file, cat, &opts)?;
     if let Some(p) = &args.html {
-        std::fs::write(p, meshway_report::sim::sim_html(&r))
-            .with_context(|| format!("cannot write {}", p.display()))?;
+        crate::output::write_html(p, &meshway_report::sim::sim_html(&r), &crate::inputs(&[&args.file], &args.catalog))?;
         eprintln!("wrote {}", p.display());
         if !(args.flows || args.csv) {
             r.flows = None;
@@ -219,7 +218,7 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<(String, Option<String>)> {
     }
     if let Some(p) = &args.htsim {
         let (text, notes) = htsim_connection_matrix(&r);
-        std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
+        crate::output::write(p, text.as_bytes(), &crate::inputs(&[&args.file], &args.catalog))?;
         if notes.fallback > 0 {
             eprintln!(
                 "warning: {} flows in {} keep their simulated start times: their dependencies (compute gaps, barriers of more than 64 flows, NVSwitch or SHARP legs) have no htsim trigger form",

@@ -163,8 +163,7 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
             meshway_testbed::check_prefix(&opts.prefix)?;
             let rows = meshway_testbed::verify(&file, &opts.state_path()?, &exe()?, cat)?;
             if let Some(p) = &html {
-                std::fs::write(p, text::compared_html(&rows))
-                    .with_context(|| format!("cannot write {}", p.display()))?;
+                crate::output::write_html(p, &text::compared_html(&rows), &[&file])?;
                 eprintln!("wrote {}", p.display());
             }
             if json {

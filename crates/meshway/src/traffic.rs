@@ -123,7 +123,9 @@ pub fn run(a: &Args, cat: &Catalog) -> Result<String> {
         if n == 0 {
             bail!("no flows between the fabric's GPUs to write (is --base-address {} right?)", a.base_address);
         }
-        std::fs::write(path, csv).with_context(|| format!("cannot write {}", path.display()))?;
+        let inputs: Vec<&std::path::Path> =
+            [Some(a.file.as_path()), a.scenario.as_deref(), a.catalog.as_deref()].into_iter().flatten().collect();
+        crate::output::write(path, csv.as_bytes(), &inputs)?;
         eprintln!(
             "wrote {} flows to {}; replay them with [[workload]] kind = \"flows\" file = \"{}\"",
             n,

@@ -610,3 +610,41 @@ fn compare_cuts_long_names_in_its_header() {
     assert!(out.lines().all(|l| l.chars().count() < 200), "{}", &out[..out.len().min(500)]);
     assert!(out.contains(&format!("{}…", "x".repeat(39))));
 }
+
+/// `--html` (and the other files meshway writes) never replaces an input of the run, standard
+/// output, or a file that is not a page: a scenario turned into a web page is lost work.
+#[test]
+fn outputs_never_replace_inputs() {
+    let dir = tempdir("outputs");
+    let scenario = dir.join("in.toml");
+    std::fs::copy(root().join("examples/custom-small.toml"), &scenario).unwrap();
+    let before = std::fs::read(&scenario).unwrap();
+    let s = scenario.to_str().unwrap();
+    let notes = dir.join("notes.txt");
+    std::fs::write(&notes, "mine\n").unwrap();
+    let page = dir.join("plan.html");
+    let sim = sim_scenario(&dir);
+    let sim_before = std::fs::read(&sim).unwrap();
+    let sim = sim.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["plan", s, "--html", s], "is an input of this run"),
+        (vec!["simulate", sim, "--html", sim], "is an input of this run"),
+        (vec!["simulate", sim, "--htsim", sim], "is an input of this run"),
+        (vec!["plan", s, "--html", notes.to_str().unwrap()], "is not an HTML page"),
+        (vec!["plan", s, "--html", "-"], "cannot write -"),
+    ] {
+        let o = meshway(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+    assert_eq!(std::fs::read(&scenario).unwrap(), before);
+    assert_eq!(std::fs::read(sim).unwrap(), sim_before);
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine\n");
+    // A page is replaced by a page, twice over.
+    for _ in 0..2 {
+        let o = meshway(&["plan", s, "--html", page.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert!(std::fs::read_to_string(&page).unwrap().starts_with("<!DOCTYPE html>"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,166 @@
+//! Files meshway writes besides standard output (`--html`, `--write-flows`, `--write-trace`,
+//! `--htsim`, `--export`): never over an input, never over standard output, never half
+//! written.
+//!
+//! - A path that is an input of the run (the same file, by device and inode, whatever name
+//!   or link reaches it) or standard output (`/dev/stdout`, or the file stdout is redirected
+//!   to) is refused, and so is `-`: the report already goes to standard output.
+//! - An HTML page replaces only an HTML page (or an empty file): `--html plan.toml` or
+//!   `--html flows.csv` must not turn a scenario or a flow list into a web page.
+//! - A regular file is written beside its target and renamed over it, with the target's
+//!   permissions: a full disk or a size limit leaves the old file as it was, never a
+//!   truncated one. A link is followed and the file it names replaced. Anything else that
+//!   exists (`/dev/null`, a FIFO) is written in place.
+
+use anyhow::{bail, Context, Result};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Refuses a target that is `-`, standard output or one of `inputs`.
+fn check_target(path: &Path, inputs: &[&Path]) -> Result<()> {
+    if path.as_os_str() == "-" {
+        bail!("cannot write -: give a file name (the report itself goes to standard output)");
+    }
+    let Some(id) = identity(path) else { return Ok(()) };
+    // A terminal or /dev/null as both is harmless; a file or pipe would get two documents.
+    let device = std::fs::metadata(path).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_char_device()
+    });
+    if !device && identity(Path::new("/proc/self/fd/1")) == Some(id) {
+        bail!("cannot write {}: it is standard output, where the report goes; give a file name", path.display());
+    }
+    if let Some(input) = inputs.iter().find(|i| identity(i) == Some(id)) {
+        let same = if input == &path { String::new() } else { format!("the same file as {}, ", input.display()) };
+        bail!("cannot write {}: it is {same}an input of this run; give the output another name", path.display());
+    }
+    Ok(())
+}
+
+/// Writes `contents` to `path` (see the module's rules), refusing inputs of the run.
+pub fn write(path: &Path, contents: &[u8], inputs: &[&Path]) -> Result<()> {
+    check_target(path, inputs)?;
+    write_unchecked(path, contents)
+}
+
+/// Writes an HTML page: as [`write`], and an existing non-empty file must be an HTML page.
+pub fn write_html(path: &Path, page: &str, inputs: &[&Path]) -> Result<()> {
+    check_target(path, inputs)?;
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.is_file() && m.len() > 0 && !is_html(path) {
+            bail!(
+                "cannot write {}: it exists and is not an HTML page, and meshway replaces only its own pages; \
+                 give another name or remove the file",
+                path.display()
+            );
+        }
+    }
+    write_unchecked(path, page.as_bytes())
+}
+
+/// Whether the file starts (after a byte-order mark and white space) with `<!DOCTYPE html`
+/// or `<html`, in any case.
+fn is_html(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 512];
+    let Ok(mut f) = std::fs::File::open(path) else { return false };
+    let n = f.read(&mut head).unwrap_or(0);
+    let s = String::from_utf8_lossy(&head[..n]);
+    let s = s.trim_start_matches('\u{feff}').trim_start().to_ascii_lowercase();
+    s.starts_with("<!doctype html") || s.starts_with("<html")
+}
+
+fn write_unchecked(path: &Path, contents: &[u8]) -> Result<()> {
+    let cannot = || format!("cannot write {}", path.display());
+    // Through links to the file they name, so the link stays a link.
+    let target: PathBuf = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).with_context(cannot)?,
+        _ => path.to_path_buf(),
+    };
+    let existing = std::fs::metadata(&target).ok();
+    if existing.as_ref().is_some_and(|m| !m.is_file() && !m.is_dir()) {
+        // A device or a FIFO: there is nothing to replace.
+        return std::fs::write(&target, contents).with_context(cannot);
+    }
+    if existing.as_ref().is_some_and(std::fs::Metadata::is_dir) {
+        bail!("cannot write {}: it is a directory", path.display());
+    }
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.meshway-{}.tmp", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(contents)?;
+        if let Some(m) = &existing {
+            f.set_permissions(m.permissions())?;
+        }
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &target)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(cannot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn inputs_standard_output_and_other_files_are_not_replaced() {
+        let d = Dir(std::env::temp_dir().join(format!("meshway-output-test-{}", std::process::id())));
+        let _ = std::fs::remove_dir_all(&d.0);
+        std::fs::create_dir_all(&d.0).unwrap();
+        let input = d.0.join("in.toml");
+        std::fs::write(&input, "name = \"x\"\n").unwrap();
+        let link = d.0.join("link.toml");
+        std::os::unix::fs::symlink(&input, &link).unwrap();
+        let e = write_html(&input, "<!DOCTYPE html>", &[&input]).unwrap_err().to_string();
+        assert!(e.contains("an input of this run"), "{e}");
+        let e = write(&link, b"x", &[&input]).unwrap_err().to_string();
+        assert!(e.contains("the same file as"), "{e}");
+        // Not an input, but not a page either.
+        let e = write_html(&input, "<!DOCTYPE html>", &[]).unwrap_err().to_string();
+        assert!(e.contains("not an HTML page"), "{e}");
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), "name = \"x\"\n");
+        assert!(write(Path::new("-"), b"x", &[]).unwrap_err().to_string().contains("cannot write -"));
+        // A page replaces a page, through a link, keeping the link and the permissions.
+        let page = d.0.join("page.html");
+        std::fs::write(&page, "\u{feff} <!doctype HTML><p>old").unwrap();
+        std::fs::set_permissions(&page, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let plink = d.0.join("plink.html");
+        std::os::unix::fs::symlink(&page, &plink).unwrap();
+        write_html(&plink, "<!DOCTYPE html><p>new", &[&input]).unwrap();
+        assert_eq!(std::fs::read_to_string(&page).unwrap(), "<!DOCTYPE html><p>new");
+        assert!(std::fs::symlink_metadata(&plink).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::metadata(&page).unwrap().mode() & 0o777, 0o600);
+        // A new file, and nothing left beside it.
+        write(&d.0.join("new.csv"), b"a,b\n", &[]).unwrap();
+        let left: Vec<String> = std::fs::read_dir(&d.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        // A device is written in place.
+        write(Path::new("/dev/null"), b"x", &[]).unwrap();
+        assert!(write(&d.0, b"x", &[]).unwrap_err().to_string().contains("is a directory"));
+    }
+}
