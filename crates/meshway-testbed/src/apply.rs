@@ -60,8 +60,16 @@ pub struct UpSummary {
 /// Plans and creates the testbed of `file`, recording it in `state_path` first so that
 /// [`down`] can remove it even after a crash. On failure everything created is removed.
 /// Refuses when a namespace it would create already exists, so the state file only ever
-/// lists namespaces this `up` made.
-pub fn up(file: &Path, scale: u64, prefix: &str, state_path: &Path, cat: &Catalog) -> Result<UpSummary, TestbedError> {
+/// lists namespaces this `up` made. `recorded` runs once the state file is written, before
+/// anything is built (the CLI notes where the state file is).
+pub fn up(
+    file: &Path,
+    scale: u64,
+    prefix: &str,
+    state_path: &Path,
+    cat: &Catalog,
+    recorded: &mut dyn FnMut() -> Result<(), TestbedError>,
+) -> Result<UpSummary, TestbedError> {
     check_prefix(prefix)?;
     let (_, f) = load(file, cat)?;
     let p = plan(&f, cat, prefix, scale)?;
@@ -81,11 +89,19 @@ pub fn up(file: &Path, scale: u64, prefix: &str, state_path: &Path, cat: &Catalo
         namespaces: p.ns.clone(),
         gpus: p.gpus.clone(),
         fabric: p.fingerprint(),
+        complete: false,
     };
     let text = serde_json::to_string_pretty(&state)
         .map_err(|source| TestbedError::StateFile { state: state_path.to_path_buf(), source })?;
     write_private(state_path, &text)?;
-    if let Err(e) = apply(&p) {
+    let built = recorded().and_then(|()| apply(&p)).and_then(|()| {
+        // Only now may `run` and `verify` use it: the finished state replaces the first.
+        let done = State { complete: true, ..state };
+        let text = serde_json::to_string_pretty(&done)
+            .map_err(|source| TestbedError::StateFile { state: state_path.to_path_buf(), source })?;
+        replace_private(state_path, &text)
+    });
+    if let Err(e) = built {
         let cleanup = down(prefix, state_path).err().map(Box::new);
         return Err(TestbedError::UpFailed { error: Box::new(e), cleanup });
     }
@@ -187,6 +203,19 @@ pub fn write_private(path: &Path, text: &str) -> Result<(), TestbedError> {
     Ok(())
 }
 
+/// Replaces the private file at `path` by one holding `text`: written beside it (a new file
+/// only this user can read) and renamed over it, so no reader sees half of it.
+fn replace_private(path: &Path, text: &str) -> Result<(), TestbedError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    write_private(&tmp, text)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        TestbedError::from(e)
+    })
+}
+
 /// Creates what `p` describes, with `ip` and `tc` (root only). Forwarding and hashing are
 /// set before the veths exist, so `conf.default` reaches them.
 pub fn apply(p: &Plan) -> Result<(), TestbedError> {
@@ -281,16 +310,26 @@ fn mono() -> std::time::Instant {
 
 /// How long a receiver waits for its sender to connect, a sender tries to connect, and any
 /// one read or write may block: a worker whose peer is gone ends instead of waiting forever.
-const ACCEPT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const ACCEPT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 const IO_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// The worker: `--recv PORT` accepts one connection (within 60 s) and reads to the end;
+/// The worker: `--recv PORT` accepts one connection (within 600 s: the receivers of a large
+/// phase all start before its first sender) and reads to the end;
 /// `--send IP:PORT --bytes N` connects (retrying for up to 5 s while the receiver starts)
 /// and writes. Each prints one JSON line; no read or write blocks for more than 120 s.
 pub fn flow_worker(recv: Option<u16>, send: Option<String>, bytes: u64) -> Result<String, TestbedError> {
     use std::net::{SocketAddr, TcpListener, TcpStream};
     let worker = |what: String| TestbedError::Worker { what };
+    // A worker outlives no `run`: killed or crashed, its workers are handed to init, and
+    // each then ends within 100 ms instead of at its own deadlines.
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if std::os::unix::process::parent_id() != parent {
+            std::process::exit(3);
+        }
+    });
     if let Some(port) = recv {
         let l = TcpListener::bind(("0.0.0.0", port))?;
         l.set_nonblocking(true)?;
@@ -493,6 +532,9 @@ fn read_state(state_path: &Path) -> Result<State, TestbedError> {
 /// `exe` is the meshway executable, run in each namespace as `testbed flow`.
 pub fn run(file: &Path, state_path: &Path, exe: &str, cat: &Catalog) -> Result<(State, Vec<FlowRun>), TestbedError> {
     let st = read_state(state_path)?;
+    if !st.complete {
+        return Err(TestbedError::Unfinished { state: state_path.to_path_buf() });
+    }
     let (s, f) = load(file, cat)?;
     if f.gpu_count() != st.gpus.len() {
         return Err(TestbedError::GpuMismatch {

@@ -16,6 +16,8 @@ pub enum TestbedError {
         "fabric too big for a testbed on this machine: {namespaces} namespaces and {links} links, the limit is {max_namespaces} namespaces and {max_links} links (see docs/testbed.md)"
     )]
     TooBig { namespaces: usize, links: usize, max_namespaces: usize, max_links: usize },
+    #[error("{node} has {hops} equal-cost next hops toward {gpu}; a testbed route takes at most {max} (iproute2 reads at most 512 words a line)")]
+    TooManyNextHops { node: String, gpu: String, hops: usize, max: usize },
     #[error("nodes {a:?} and {b:?} both map to namespace {namespace:?} (letters, digits and '-' are kept, anything else becomes '_'): rename one")]
     NameClash { a: String, b: String, namespace: String },
     #[error("node {node:?} makes a namespace name longer than {max} bytes: shorten it")]
@@ -44,6 +46,8 @@ pub enum TestbedError {
     AlreadyUp { state: PathBuf },
     #[error("no testbed is up ({} missing): run `meshway testbed up FILE` first", state.display())]
     NotUp { state: PathBuf },
+    #[error("the testbed in {} was never finished (its `up` was interrupted, or is still running): run `meshway testbed down`, then `up` again", state.display())]
+    Unfinished { state: PathBuf },
     #[error("state file {}: {source}", state.display())]
     StateFile { state: PathBuf, source: serde_json::Error },
     #[error("the testbed that is up has {up} GPUs but {scenario} has {gpus}")]

@@ -19,6 +19,9 @@ pub const MIN_TC_KBIT: u64 = 8;
 /// Largest fabric `up` builds: namespaces (GPUs + switches) and links.
 pub const MAX_NAMESPACES: usize = 128;
 pub const MAX_LINKS: usize = 512;
+/// Next hops in one route: `ip -batch` splits a line into at most 512 words (iproute2's
+/// MAXARGS), and each next hop takes five ("nexthop via A dev D") besides the route's own.
+pub const MAX_NEXT_HOPS: usize = 100;
 
 /// What `up` created, written before the first command runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +36,10 @@ pub struct State {
     /// plans a different fabric (empty in state files written before it was recorded).
     #[serde(default)]
     pub fabric: String,
+    /// Set once `up` has built everything: a state file without it is an `up` that was
+    /// interrupted (or is still running), whose testbed `run` and `verify` must not use.
+    #[serde(default)]
+    pub complete: bool,
 }
 
 /// The pure plan of a testbed.
@@ -162,13 +169,53 @@ pub fn plan(f: &Fabric, cat: &Catalog, prefix: &str, scale: u64) -> Result<Plan,
             return Err(TestbedError::NoLinks { node: f.node(g).name.clone() });
         };
         let dev = |l: u32, is_a: bool| format!("{prefix}{l}{}", if is_a { "a" } else { "b" });
+        let hop = |l: u32, is_a: bool| format!("nexthop via {} dev {}", link_ip(l, u32::from(is_a)), dev(l, is_a));
         let e = ip.entry(me.clone()).or_default();
         e.push(format!("addr add {addr}/32 dev {}", dev(first, first_is_a)));
-        let hops: Vec<String> = nics
-            .iter()
-            .map(|&(l, is_a)| format!("nexthop via {} dev {}", link_ip(l, u32::from(is_a)), dev(l, is_a)))
-            .collect();
-        e.push(format!("route add default src {addr} {}", hops.join(" ")));
+        // GPUs do not forward, and an NVLink switch reaches only its own GPUs: the default
+        // route spreads over the links to other switches (the NICs), and GPUs reached
+        // otherwise get routes of their own, as the simulator routes them: a GPU of the same
+        // host over the NVLink switch, a GPU at the other end of a hand-listed link directly.
+        let host_of = |n: NodeId| match f.node(n).kind {
+            meshway_fabric::NodeKind::Gpu { host, .. } => Some(host),
+            _ => None,
+        };
+        let mut direct: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        let mut out = Vec::new();
+        for &(v, l) in f.neighbors(g) {
+            let is_a = f.link(l).a == g;
+            if f.node(v).is_gpu() {
+                if rank_of[v.idx()] != u32::MAX {
+                    direct.entry(rank_of[v.idx()]).or_default().push(hop(l.0, is_a));
+                }
+            } else if f.link(l).class == meshway_fabric::LinkClass::Nvlink {
+                for &(w, l2) in f.neighbors(v) {
+                    let same_host = host_of(w).is_some() && host_of(w) == host_of(g);
+                    let nvlink = f.link(l2).class == meshway_fabric::LinkClass::Nvlink;
+                    if w != g && same_host && nvlink && rank_of[w.idx()] != u32::MAX {
+                        direct.entry(rank_of[w.idx()]).or_default().push(hop(l.0, is_a));
+                    }
+                }
+            } else {
+                out.push(hop(l.0, is_a));
+            }
+        }
+        if out.len().max(direct.values().map(Vec::len).max().unwrap_or(0)) > MAX_NEXT_HOPS {
+            return Err(TestbedError::TooManyNextHops {
+                node: f.node(g).name.clone(),
+                gpu: "the other GPUs".into(),
+                hops: out.len(),
+                max: MAX_NEXT_HOPS,
+            });
+        }
+        if !out.is_empty() {
+            e.push(format!("route add default src {addr} {}", out.join(" ")));
+        }
+        for (w, mut hops) in direct {
+            hops.sort();
+            hops.dedup();
+            e.push(format!("route add {}/32 src {addr} {}", gpu_ip(w), hops.join(" ")));
+        }
         gpus.push((me, addr));
     }
     // Switch routes: per GPU, the equal-cost next hops toward it.
@@ -193,6 +240,14 @@ pub fn plan(f: &Fabric, cat: &Catalog, prefix: &str, scale: u64) -> Result<Plan,
                 .collect();
             if hops.is_empty() {
                 continue;
+            }
+            if hops.len() > MAX_NEXT_HOPS {
+                return Err(TestbedError::TooManyNextHops {
+                    node: f.node(s).name.clone(),
+                    gpu: f.node(g).name.clone(),
+                    hops: hops.len(),
+                    max: MAX_NEXT_HOPS,
+                });
             }
             ip.entry(name(s)).or_default().push(format!("route add {}/32 {}", gpu_ip(r as u32), hops.join(" ")));
         }
@@ -471,6 +526,12 @@ mod tests {
                  [[fabric.link]]\na = \"{b}\"\nb = \"sw\"\nrate = \"100Gbps\"\n"
             )
         };
+        // 101 parallel links: one route more than an `ip -batch` line can hold.
+        let many = custom("a", "b").replace("kind = \"switch\"", "kind = \"switch\"\nradix = 256")
+            + &"[[fabric.link]]\na = \"a\"\nb = \"sw\"\nrate = \"100Gbps\"\n".repeat(100);
+        let (f, cat) = fabric(&many);
+        let e = plan(&f, &cat, "tb", 1000).unwrap_err().to_string();
+        assert!(e.contains("a has 101 equal-cost next hops") && e.contains("at most 100"), "{e}");
         let (f, cat) = fabric(&custom("gpu.0", "gpu_0"));
         let e = plan(&f, &cat, "tb", 1000).unwrap_err().to_string();
         assert!(e.contains("\"gpu.0\" and \"gpu_0\" both map to namespace \"tb-gpu_0\""), "{e}");
@@ -529,6 +590,51 @@ mod tests {
                 assert_eq!(hops, [1, 1, 1, 1], "{sw}: {routes:?}");
             }
         }
+    }
+
+    /// Two GPUs per host: each GPU's default route leaves by its NIC only (an NVLink switch
+    /// reaches no other host), and its host peer has a route of its own over NVLink. A
+    /// hand-listed chain a - b - c gives a and c a direct route to b and nothing further.
+    #[test]
+    fn gpus_route_other_hosts_by_their_nics_and_their_host_peer_over_nvlink() {
+        let (f, cat) = fabric(&TWO_BY_TWO.replace("gpus-per-host = 1", "gpus-per-host = 2"));
+        let p = plan(&f, &cat, "tb", 1000).unwrap();
+        let nvlink: Vec<String> = f
+            .links
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.class == meshway_fabric::LinkClass::Nvlink)
+            .map(|(i, _)| format!("tb{i}a"))
+            .collect();
+        assert_eq!(nvlink.len(), 4);
+        for (r, (ns, addr)) in p.gpus.iter().enumerate() {
+            let routes: Vec<&String> = p.ip[ns].iter().filter(|l| l.starts_with("route add")).collect();
+            assert_eq!(routes.len(), 2, "{ns}: {routes:?}");
+            let default = routes.iter().find(|l| l.starts_with("route add default")).unwrap();
+            assert_eq!(default.matches("nexthop").count(), 1, "{default}");
+            assert!(!nvlink.iter().any(|d| default.contains(&format!("dev {d}"))), "{default}");
+            let peer = gpu_ip((r ^ 1) as u32);
+            let own = routes.iter().find(|l| l.starts_with(&format!("route add {peer}/32 src {addr} "))).unwrap();
+            assert!(nvlink.iter().any(|d| own.ends_with(&format!("dev {d}"))), "{own}");
+        }
+        let chain = "[fabric]\nkind = \"custom\"\n\
+            [[fabric.node]]\nname = \"a\"\nkind = \"gpu\"\n[[fabric.node]]\nname = \"b\"\nkind = \"gpu\"\n\
+            [[fabric.node]]\nname = \"c\"\nkind = \"gpu\"\n\
+            [[fabric.link]]\na = \"a\"\nb = \"b\"\nrate = \"10Gbps\"\n[[fabric.link]]\na = \"b\"\nb = \"c\"\nrate = \"10Gbps\"\n\
+            [transport]\nkind = \"tcp\"\n";
+        let (f, cat) = fabric(chain);
+        let p = plan(&f, &cat, "tb", 1000).unwrap();
+        let routes = |ns: &str| -> Vec<String> {
+            p.ip[ns]
+                .iter()
+                .filter(|l| l.starts_with("route add"))
+                .map(|l| l.split(" src ").next().unwrap().to_string())
+                .collect()
+        };
+        let (a, b, c) = (&p.gpus[0].0, &p.gpus[1].0, &p.gpus[2].0);
+        assert_eq!(routes(a), [format!("route add {}/32", gpu_ip(1))]);
+        assert_eq!(routes(b), [format!("route add {}/32", gpu_ip(0)), format!("route add {}/32", gpu_ip(2))]);
+        assert_eq!(routes(c), [format!("route add {}/32", gpu_ip(1))]);
     }
 
     #[test]

@@ -9,13 +9,19 @@
 //!   `--html flows.csv` must not turn a scenario or a flow list into a web page.
 //! - A regular file is written beside its target and renamed over it, with the target's
 //!   permissions: a full disk or a size limit leaves the old file as it was, never a
-//!   truncated one. A link is followed and the file it names replaced. Anything else that
-//!   exists (`/dev/null`, a FIFO) is written in place.
+//!   truncated one. A link is followed and the file it names replaced, unless another user
+//!   (not root) owns the link. Anything else that exists (`/dev/null`, a FIFO) is written in
+//!   place.
 
 use anyhow::{bail, Context, Result};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+/// This process's effective user: the owner of its /proc entry.
+fn euid() -> Option<u32> {
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
 
 fn identity(path: &Path) -> Option<(u64, u64)> {
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
@@ -79,6 +85,14 @@ fn write_unchecked(path: &Path, contents: &[u8]) -> Result<()> {
     let cannot = || format!("cannot write {}", path.display());
     // Through links to the file they name, so the link stays a link.
     let target: PathBuf = match std::fs::symlink_metadata(path) {
+        // Another user's link (in /tmp, say) could point root at any file on the machine.
+        Ok(m) if m.file_type().is_symlink() && m.uid() != 0 && Some(m.uid()) != euid() => {
+            bail!(
+                "cannot write {}: it is a link owned by uid {}, who could point it at any file; remove it or give another name",
+                path.display(),
+                m.uid()
+            )
+        }
         Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).with_context(cannot)?,
         _ => path.to_path_buf(),
     };
@@ -159,6 +173,14 @@ mod tests {
             .filter(|n| n.ends_with(".tmp"))
             .collect();
         assert!(left.is_empty(), "{left:?}");
+        // Another user's link is not followed (as root: the link can be given away).
+        let planted = d.0.join("planted.html");
+        std::os::unix::fs::symlink(&page, &planted).unwrap();
+        if std::os::unix::fs::lchown(&planted, Some(65534), Some(65534)).is_ok() {
+            let e = write_html(&planted, "<!DOCTYPE html>", &[]).unwrap_err().to_string();
+            assert!(e.contains("a link owned by uid 65534"), "{e}");
+            assert_eq!(std::fs::read_to_string(&page).unwrap(), "<!DOCTYPE html><p>new");
+        }
         // A device is written in place.
         write(Path::new("/dev/null"), b"x", &[]).unwrap();
         assert!(write(&d.0, b"x", &[]).unwrap_err().to_string().contains("is a directory"));

@@ -1,7 +1,7 @@
 //! `meshway testbed`: flags and glue over the meshway-testbed library (the pure plan, the
 //! apply and teardown, the measured flows) and meshway-report's tables.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use meshway_fabric::Catalog;
 use std::path::PathBuf;
 
@@ -105,6 +105,16 @@ impl Opts {
         Ok(Self::state_dir()?.join(format!("testbed-{}.last", self.prefix)))
     }
 
+    /// The state file the last `up` with this prefix noted, if there is a note (its own).
+    fn noted(&self) -> Result<Option<PathBuf>> {
+        let last = self.remembered()?;
+        if std::fs::symlink_metadata(&last).is_err() {
+            return Ok(None);
+        }
+        meshway_testbed::apply::check_owned(&last)?;
+        Ok(Some(PathBuf::from(std::fs::read_to_string(&last)?.trim())))
+    }
+
     /// The state file: `--state`, else the one the last `up` with this prefix used (when the
     /// note of it is ours and unchanged by others), else the default for the prefix.
     fn state_path(&self) -> Result<PathBuf> {
@@ -123,6 +133,15 @@ impl Opts {
     }
 }
 
+/// `p` with its directory made absolute (the file itself need not exist), as notes record it.
+fn absolute(p: &std::path::Path) -> PathBuf {
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::canonicalize(&dir).map(|d| d.join(p.file_name().unwrap_or_default())).unwrap_or_else(|_| p.to_path_buf())
+}
+
 fn exe() -> Result<String> {
     let exe = std::env::current_exe()?;
     Ok(exe.to_str().ok_or_else(|| anyhow!("non-UTF-8 executable path"))?.to_string())
@@ -135,20 +154,46 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
         Cmd::Up { file, scale, opts } => {
             meshway_testbed::check_prefix(&opts.prefix)?;
             let scale = meshway_testbed::parse_scale(&scale)?;
-            let up = meshway_testbed::up(&file, scale, &opts.prefix, &opts.state_path()?, cat)?;
-            // Later verbs find this state file without --state.
-            if let Some(p) = &opts.state {
-                let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-                let last = opts.remembered()?;
-                let _ = std::fs::remove_file(&last);
-                meshway_testbed::apply::write_private(&last, &abs.display().to_string())?;
-            }
+            let state = opts.state_path()?;
+            // Later verbs find this state file without --state: noted once it is written,
+            // before anything is built, so a `down` after an `up` killed half-way finds it.
+            let mut note = || -> std::result::Result<(), meshway_testbed::TestbedError> {
+                if let Some(p) = &opts.state {
+                    let last = opts.remembered().map_err(|e| std::io::Error::other(e.to_string()))?;
+                    let _ = std::fs::remove_file(&last);
+                    meshway_testbed::apply::write_private(&last, &absolute(p).display().to_string())?;
+                }
+                Ok(())
+            };
+            let up = meshway_testbed::up(&file, scale, &opts.prefix, &state, cat, &mut note)?;
             text::up_text(&up)
         }
         Cmd::Down { opts } => {
-            let r = text::down_text(&meshway_testbed::down(&opts.prefix, &opts.state_path()?)?);
-            let _ = std::fs::remove_file(opts.remembered()?);
-            r
+            let state = opts.state_path()?;
+            if let Some(p) = &opts.state {
+                if std::fs::symlink_metadata(p).is_err() && opts.noted()?.is_some_and(|n| n != absolute(p)) {
+                    bail!(
+                        "no state file at {}; the last `up` with prefix {} recorded {}: run `meshway testbed down` without --state, or give that file",
+                        p.display(),
+                        opts.prefix,
+                        opts.noted()?.unwrap_or_default().display()
+                    );
+                }
+            }
+            let d = meshway_testbed::down(&opts.prefix, &state)?;
+            // The note goes with the state file it names, not with a mistyped --state.
+            if opts.noted()?.is_none_or(|n| n == absolute(&state) || std::fs::symlink_metadata(&n).is_err()) {
+                let _ = std::fs::remove_file(opts.remembered()?);
+            }
+            if !d.unclaimed.is_empty() {
+                crate::emit(&text::down_text(&d))?;
+                bail!(
+                    "{} namespaces with prefix {} remain that no state file of yours lists",
+                    d.unclaimed.len(),
+                    opts.prefix
+                );
+            }
+            text::down_text(&d)
         }
         Cmd::Run { file, json, opts } => {
             meshway_testbed::check_prefix(&opts.prefix)?;

@@ -227,6 +227,14 @@ fn teardown_removes_only_what_up_made_and_trusts_no_planted_state() {
     let o = run(&["testbed", "up", bed.file(), "--prefix", &prefix, "--state", bed.state()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("already up"));
+    // A state file `up` never marked finished (an `up` killed half-way) is refused by `run`.
+    let finished = std::fs::read_to_string(&bed.state).unwrap();
+    assert!(finished.contains("\"complete\": true"), "{finished}");
+    std::fs::write(&bed.state, finished.replace("\"complete\": true", "\"complete\": false")).unwrap();
+    let o = run(&["testbed", "run", bed.file(), "--prefix", &prefix, "--state", bed.state()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("was never finished"), "{}", stderr(&o));
+    std::fs::write(&bed.state, &finished).unwrap();
     // Nor does an `up` with another state file whose namespaces exist: it must not tear down
     // the testbed that is up (its cleanup used to).
     let other = bed.dir.join("other.json");
@@ -271,10 +279,12 @@ fn teardown_removes_only_what_up_made_and_trusts_no_planted_state() {
     let o = run(&["testbed", "down", "--prefix", "zz", "--state", bed.state()]);
     assert!(stderr(&o).contains("written for --prefix"), "{}", stderr(&o));
     assert_eq!(leftovers(&prefix), made, "nothing removed on a refusal");
-    // Without its state file, `down` removes nothing and names what it left.
+    // Without its state file, `down` removes nothing, names what it left, and fails: the
+    // namespaces are still there.
     std::fs::remove_file(&bed.state).unwrap();
     let o = down(bed.state());
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("{} namespaces with prefix {prefix} remain", made.len())), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("0 namespaces removed") && out.contains("left alone") && out.contains(&made[0]), "{out}");
     assert_eq!(leftovers(&prefix), made);
