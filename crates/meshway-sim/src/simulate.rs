@@ -1833,6 +1833,15 @@ pub fn workload_flows(setup: &Setup<'_>) -> Result<Vec<(String, Phases)>, Simula
                         reason: "flows with dependencies or start times are not run by the testbed",
                     });
                 }
+                // The kernel hashes each flow onto its own path: a pinned one would be
+                // measured on another.
+                if flows.iter().any(|f| !f.path.is_empty()) {
+                    return Err(SimulateError::NotRunnableOnTestbed {
+                        workload: w.name.clone(),
+                        reason:
+                            "flows with a `path` are not run by the testbed (the kernel's ECMP hash picks each path)",
+                    });
+                }
                 vec![flows.iter().map(|f| (f.src, f.dst, f.bytes)).collect()]
             }
             // `auto` runs as a ring here: the testbed emulates rings.

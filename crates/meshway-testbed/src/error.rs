@@ -26,6 +26,8 @@ pub enum TestbedError {
         "--scale leaves link {link} at {bps} bit/s, below tc's smallest rate ({min_kbit} kbit/s): use a smaller scale"
     )]
     TooSlow { link: String, bps: u64, min_kbit: u64 },
+    #[error("--scale leaves link {link} at {}, beyond what this machine's cores can forward through a veth pair ({} at most): use a larger scale such as 1:1000", meshway_units::BitsPerSec(*bps), meshway_units::BitsPerSec(*max_bps))]
+    TooFast { link: String, bps: u64, max_bps: u64 },
     #[error("namespace {name:?} already exists (another testbed with this prefix, or not meshway's): choose another --prefix, or run `meshway testbed down` for the testbed that made it")]
     NamespaceExists { name: String },
     #[error("refusing {}: {why}; testbed state must be a regular file (in a directory) owned by the user running meshway and writable by no one else", path.display())]

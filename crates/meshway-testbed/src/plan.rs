@@ -19,6 +19,10 @@ pub const MIN_TC_KBIT: u64 = 8;
 /// Largest fabric `up` builds: namespaces (GPUs + switches) and links.
 pub const MAX_NAMESPACES: usize = 128;
 pub const MAX_LINKS: usize = 512;
+/// Fastest scaled link: all emulated traffic is forwarded by this machine's cores, and a veth
+/// pair moves on the order of 10 Gbit/s a core (an assumption; `--scale 1:1` asked tbf for
+/// 400 Gbit/s and measured flows 140x slower than predicted).
+pub const MAX_TC_BPS: u64 = 40_000_000_000;
 /// Next hops in one route: `ip -batch` splits a line into at most 512 words (iproute2's
 /// MAXARGS), and each next hop takes five ("nexthop via A dev D") besides the route's own.
 pub const MAX_NEXT_HOPS: usize = 100;
@@ -138,6 +142,13 @@ pub fn plan(f: &Fabric, cat: &Catalog, prefix: &str, scale: u64) -> Result<Plan,
             link: format!("{} - {}", f.node(l.a).name, f.node(l.b).name),
             bps: l.rate.0 / scale,
             min_kbit: MIN_TC_KBIT,
+        });
+    }
+    if let Some(l) = f.links.iter().find(|l| l.rate.0 / scale > MAX_TC_BPS) {
+        return Err(TestbedError::TooFast {
+            link: format!("{} - {}", f.node(l.a).name, f.node(l.b).name),
+            bps: l.rate.0 / scale,
+            max_bps: MAX_TC_BPS,
         });
     }
     for n in &ns {
@@ -655,6 +666,13 @@ mod tests {
         assert!(check_prefix("mw").is_ok() && check_prefix("abc123").is_ok());
         let (f, cat) = fabric(TWO_BY_TWO);
         assert!(plan(&f, &cat, "x", 1).is_err());
+        // 400 Gbps at 1:1 or 1:5 is beyond the cores; 1:10 is 40 Gbps, the most.
+        let e = plan(&f, &cat, "tb", 5).unwrap_err().to_string();
+        assert!(
+            e.contains("at 80Gbps, beyond what this machine's cores can forward") && e.contains("40Gbps at most"),
+            "{e}"
+        );
+        assert!(plan(&f, &cat, "tb", 10).is_ok());
     }
 
     #[test]
