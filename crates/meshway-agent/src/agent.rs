@@ -75,7 +75,7 @@ pub enum AgentError {
 }
 
 pub fn load(path: &Path) -> Result<AgentSpec, AgentError> {
-    let text = std::fs::read_to_string(path)
+    let text = meshway_units::files::read_text(path)
         .map_err(|source| AgentError::ReadConfig { path: path.display().to_string(), source })?;
     Ok(config::parse(&text, &path.display().to_string())?)
 }

@@ -239,8 +239,18 @@ impl Store {
                     .map_err(|e| format!("cannot open {shown}: {e}"))?;
                 check_ours(&conn, path)
                     .and_then(|()| conn.query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)))
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| e.to_string())?;
+                // The agent writes the file, and its journal (-wal, -shm) beside it.
+                use nix::unistd::{access, AccessFlags};
+                access(path, AccessFlags::W_OK)
+                    .map_err(|e| format!("{shown}: cannot write it: {}", std::io::Error::from(e)))?;
+                let dir = match path.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                    _ => std::path::PathBuf::from("."),
+                };
+                access(&dir, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| {
+                    format!("{shown}: cannot create its journal in {}: {}", dir.display(), std::io::Error::from(e))
+                })
             }
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("cannot read {shown}: {e}")),
             Err(_) => {

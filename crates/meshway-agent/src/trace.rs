@@ -501,44 +501,56 @@ pub fn run(cfg: &TraceConfig, stop: &AtomicBool, on_round: &mut dyn FnMut(u32)) 
 /// The distinct hop sequences of `flows` flows (ECMP paths), each hop by the address that
 /// answered most often.
 fn distinct_paths(hops: &[HopReport], flows: u16) -> Vec<Vec<Option<IpAddr>>> {
-    let mut paths: Vec<Vec<Option<IpAddr>>> = Vec::new();
+    // Each path with whether its flow reached the target (its last hop is the target).
+    let mut paths: Vec<(Vec<Option<IpAddr>>, bool)> = Vec::new();
     for f in 0..flows {
-        let path: Vec<Option<IpAddr>> =
-            hops.iter().filter(|h| h.flow == f).map(|h| h.addresses.first().map(|a| a.0)).collect();
+        let mine: Vec<&HopReport> = hops.iter().filter(|h| h.flow == f).collect();
+        let path: Vec<Option<IpAddr>> = mine.iter().map(|h| h.addresses.first().map(|a| a.0)).collect();
+        let reached = mine.iter().any(|h| h.destination);
         // A flow nothing answered (routers rate-limit their ICMP errors) shows no path.
         if path.iter().all(Option::is_none) {
             continue;
         }
         // A hop that never answered (None) matches any address: such a path is not distinct.
-        // Nor is one cut short: a flow whose destination never answered has silent TTLs past
-        // where the others ended, and the shorter path is read as silent beyond its end.
-        let at = |p: &[Option<IpAddr>], i: usize| p.get(i).copied().flatten();
-        let same = |a: &[Option<IpAddr>]| {
-            (0..a.len().max(path.len())).all(|i| {
-                let (x, y) = (at(a, i), at(&path, i));
-                x.is_none() || y.is_none() || x == y
+        // Nor is one cut short: a flow whose target never answered has silent TTLs past where
+        // the others ended, so a path that did not reach the target is silent beyond its end.
+        // One that reached it ends there: a longer path is another path.
+        let same = |a: &[Option<IpAddr>], a_reached: bool| {
+            (0..a.len().max(path.len())).all(|i| match (a.get(i), path.get(i)) {
+                (Some(None), _) | (_, Some(None)) => true,
+                (Some(Some(x)), Some(Some(y))) => x == y,
+                (None, None) => true,
+                (None, Some(Some(_))) => !a_reached,
+                (Some(Some(_)), None) => !reached,
             })
         };
-        match paths.iter_mut().find(|p| same(p)) {
-            Some(p) => {
-                if p.len() < path.len() {
-                    p.resize(path.len(), None);
-                }
+        match paths.iter_mut().find(|(p, r)| same(p, *r)) {
+            Some((p, r)) => {
+                let len = match (*r, reached) {
+                    (true, _) => p.len(),
+                    (false, true) => path.len(),
+                    (false, false) => p.len().max(path.len()),
+                };
+                p.resize(len, None);
                 for (x, y) in p.iter_mut().zip(&path) {
                     if x.is_none() {
                         *x = *y;
                     }
                 }
+                *r |= reached;
             }
-            None => paths.push(path),
-        }
-    }
-    for p in &mut paths {
-        while p.last().is_some_and(Option::is_none) {
-            p.pop();
+            None => paths.push((path, reached)),
         }
     }
     paths
+        .into_iter()
+        .map(|(mut p, _)| {
+            while p.last().is_some_and(Option::is_none) {
+                p.pop();
+            }
+            p
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -581,6 +593,21 @@ mod tests {
             u.on_answer(ttl, 1, ip(a), 1_000, a == "2001:db8::9");
         }
         assert_eq!(distinct_paths(&u.report(), 2).len(), 2);
+        // One that reached the target at TTL 3 and one that reached it at TTL 4 after a
+        // silent TTL 3 are two paths, not one ending in the target twice.
+        let mut w = TraceTable::new();
+        for (flow, hops) in [
+            (0u16, vec![Some("2001:db8::1"), Some("2001:db8::2"), Some("2001:db8::9")]),
+            (1, vec![Some("2001:db8::1"), Some("2001:db8::2"), None, Some("2001:db8::9")]),
+        ] {
+            for (i, h) in hops.iter().enumerate() {
+                w.on_sent(i as u8 + 1, flow);
+                if let Some(a) = h {
+                    w.on_answer(i as u8 + 1, flow, ip(a), 1_000, *a == "2001:db8::9");
+                }
+            }
+        }
+        assert_eq!(distinct_paths(&w.report(), 2).len(), 2);
     }
 
     fn ipv4_header(src: [u8; 4], dst: [u8; 4], proto: u8) -> Vec<u8> {

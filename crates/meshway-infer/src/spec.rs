@@ -645,8 +645,8 @@ fn at<'a>(sc: &'a Scenario, section: &str, i: usize) -> Ctx<'a> {
 /// then one row per sample (or per histogram bin with its count).
 fn read_lengths(path: &std::path::Path, ctx: &Ctx) -> Result<Vec<(u32, u32)>, FabricError> {
     let shown = path.display().to_string();
-    let text =
-        std::fs::read_to_string(path).map_err(|e| ctx.invalid("lengths", format!("cannot read {shown}: {e}")))?;
+    let text = meshway_units::files::read_text(path)
+        .map_err(|e| ctx.invalid("lengths", format!("cannot read {shown}: {e}")))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
     let Some((hi, header)) = lines.next() else {

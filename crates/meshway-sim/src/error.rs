@@ -105,6 +105,6 @@ pub enum SimulateError {
     #[error("{option}: {message}")]
     BadOption { option: &'static str, message: String },
     /// The testbed runs traffic patterns and ring all-reduces only.
-    #[error("workload {workload:?}: {reason}")]
-    NotRunnableOnTestbed { workload: String, reason: &'static str },
+    #[error("{file}: workload {workload:?}: {reason}")]
+    NotRunnableOnTestbed { file: String, workload: String, reason: &'static str },
 }

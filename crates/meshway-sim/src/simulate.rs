@@ -1829,6 +1829,7 @@ pub fn workload_flows(setup: &Setup<'_>) -> Result<Vec<(String, Phases)>, Simula
             Kind::Flows { flows } => {
                 if flows.iter().any(|f| !f.deps.is_empty() || f.start.0 > 0) {
                     return Err(SimulateError::NotRunnableOnTestbed {
+                        file: setup.scenario.file.clone(),
                         workload: w.name.clone(),
                         reason: "flows with dependencies or start times are not run by the testbed",
                     });
@@ -1837,6 +1838,7 @@ pub fn workload_flows(setup: &Setup<'_>) -> Result<Vec<(String, Phases)>, Simula
                 // measured on another.
                 if flows.iter().any(|f| !f.path.is_empty()) {
                     return Err(SimulateError::NotRunnableOnTestbed {
+                        file: setup.scenario.file.clone(),
                         workload: w.name.clone(),
                         reason:
                             "flows with a `path` are not run by the testbed (the kernel's ECMP hash picks each path)",
@@ -1856,6 +1858,7 @@ pub fn workload_flows(setup: &Setup<'_>) -> Result<Vec<(String, Phases)>, Simula
             }
             _ => {
                 return Err(SimulateError::NotRunnableOnTestbed {
+                    file: setup.scenario.file.clone(),
                     workload: format!("{} ({})", w.name, w.kind_name),
                     reason: "the testbed runs traffic patterns and ring all-reduce collectives",
                 })

@@ -40,8 +40,8 @@ fn cmd(prog: &str, args: &[&str], input: Option<&str>) -> Result<String, Testbed
 
 /// Reads, parses and builds a scenario file.
 pub fn load(file: &Path, cat: &Catalog) -> Result<(Scenario, Fabric), TestbedError> {
-    let text =
-        std::fs::read_to_string(file).map_err(|source| TestbedError::Read { path: file.to_path_buf(), source })?;
+    let text = meshway_units::files::read_text(file)
+        .map_err(|source| TestbedError::Read { path: file.to_path_buf(), source })?;
     let s = Scenario::parse(&text, &file.display().to_string())?;
     let f = s.build(cat)?;
     Ok((s, f))
@@ -73,8 +73,19 @@ pub fn up(
     check_prefix(prefix)?;
     let (_, f) = load(file, cat)?;
     let p = plan(&f, cat, prefix, scale)?;
-    if std::fs::symlink_metadata(state_path).is_ok() {
-        return Err(TestbedError::AlreadyUp { state: state_path.to_path_buf() });
+    match std::fs::symlink_metadata(state_path) {
+        Ok(m) if m.is_file() => return Err(TestbedError::AlreadyUp { state: state_path.to_path_buf() }),
+        Ok(m) => {
+            let what = if m.is_dir() {
+                "it is a directory"
+            } else if m.file_type().is_symlink() {
+                "it is a symbolic link"
+            } else {
+                "it is not a regular file"
+            };
+            return Err(TestbedError::Unsafe { path: state_path.to_path_buf(), why: what.into() });
+        }
+        Err(_) => {}
     }
     // Refused now rather than by `down` after the namespaces exist.
     check_dir(state_path)?;
@@ -89,14 +100,14 @@ pub fn up(
         namespaces: p.ns.clone(),
         gpus: p.gpus.clone(),
         fabric: p.fingerprint(),
-        complete: false,
+        complete: Some(false),
     };
     let text = serde_json::to_string_pretty(&state)
         .map_err(|source| TestbedError::StateFile { state: state_path.to_path_buf(), source })?;
     write_private(state_path, &text)?;
     let built = recorded().and_then(|()| apply(&p)).and_then(|()| {
         // Only now may `run` and `verify` use it: the finished state replaces the first.
-        let done = State { complete: true, ..state };
+        let done = State { complete: Some(true), ..state };
         let text = serde_json::to_string_pretty(&done)
             .map_err(|source| TestbedError::StateFile { state: state_path.to_path_buf(), source })?;
         replace_private(state_path, &text)
@@ -198,9 +209,11 @@ pub fn check_dir(path: &Path) -> Result<(), TestbedError> {
 /// or an existing file.
 pub fn write_private(path: &Path, text: &str) -> Result<(), TestbedError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        f.write_all(text.as_bytes())
+    };
+    write().map_err(|source| TestbedError::Write { path: path.to_path_buf(), source })
 }
 
 /// Replaces the private file at `path` by one holding `text`: written beside it (a new file
@@ -318,17 +331,23 @@ const IO_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 /// phase all start before its first sender) and reads to the end;
 /// `--send IP:PORT --bytes N` connects (retrying for up to 5 s while the receiver starts)
 /// and writes. Each prints one JSON line; no read or write blocks for more than 120 s.
-pub fn flow_worker(recv: Option<u16>, send: Option<String>, bytes: u64) -> Result<String, TestbedError> {
+pub fn flow_worker(
+    recv: Option<u16>,
+    send: Option<String>,
+    bytes: u64,
+    parent: Option<u32>,
+) -> Result<String, TestbedError> {
     use std::net::{SocketAddr, TcpListener, TcpStream};
     let worker = |what: String| TestbedError::Worker { what };
-    // A worker outlives no `run`: killed or crashed, its workers are handed to init, and
-    // each then ends within 100 ms instead of at its own deadlines.
-    let parent = std::os::unix::process::parent_id();
+    // A worker outlives no `run`: killed or crashed, its workers are handed to init (or a
+    // subreaper), and each then ends within 100 ms instead of at its own deadlines. The
+    // `run` names itself, so a worker whose `run` died before it started ends at once.
+    let parent = parent.unwrap_or_else(std::os::unix::process::parent_id);
     std::thread::spawn(move || loop {
-        std::thread::sleep(std::time::Duration::from_millis(100));
         if std::os::unix::process::parent_id() != parent {
             std::process::exit(3);
         }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     });
     if let Some(port) = recv {
         let l = TcpListener::bind(("0.0.0.0", port))?;
@@ -437,7 +456,7 @@ impl Drop for Workers {
 /// Starts `exe testbed flow ARGS` inside namespace `ns`, its output piped.
 fn spawn_worker(ns: &str, exe: &str, args: &[&str]) -> Result<std::process::Child, TestbedError> {
     Command::new("ip")
-        .args(["netns", "exec", ns, exe, "testbed", "flow"])
+        .args(["netns", "exec", ns, exe, "testbed", "flow", "--parent", &std::process::id().to_string()])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -518,7 +537,7 @@ fn run_phase(flows: &mut [FlowRun], st: &State, exe: &str, port_base: u16) -> Re
     Ok(())
 }
 
-fn read_state(state_path: &Path) -> Result<State, TestbedError> {
+pub fn read_state(state_path: &Path) -> Result<State, TestbedError> {
     if std::fs::symlink_metadata(state_path).is_err() {
         return Err(TestbedError::NotUp { state: state_path.to_path_buf() });
     }
@@ -532,7 +551,7 @@ fn read_state(state_path: &Path) -> Result<State, TestbedError> {
 /// `exe` is the meshway executable, run in each namespace as `testbed flow`.
 pub fn run(file: &Path, state_path: &Path, exe: &str, cat: &Catalog) -> Result<(State, Vec<FlowRun>), TestbedError> {
     let st = read_state(state_path)?;
-    if !st.complete {
+    if st.complete == Some(false) {
         return Err(TestbedError::Unfinished { state: state_path.to_path_buf() });
     }
     let (s, f) = load(file, cat)?;

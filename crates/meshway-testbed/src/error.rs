@@ -56,6 +56,8 @@ pub enum TestbedError {
     GpuMismatch { up: usize, scenario: String, gpus: usize },
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
     #[error("cannot run {prog} (is iproute2 installed and are you root?): {source}")]
     Spawn { prog: String, source: std::io::Error },
     #[error("{prog} {args}: {stderr}")]

@@ -40,10 +40,11 @@ pub struct State {
     /// plans a different fabric (empty in state files written before it was recorded).
     #[serde(default)]
     pub fabric: String,
-    /// Set once `up` has built everything: a state file without it is an `up` that was
+    /// `false` until `up` has built everything: such a state file is an `up` that was
     /// interrupted (or is still running), whose testbed `run` and `verify` must not use.
-    #[serde(default)]
-    pub complete: bool,
+    /// Absent in state files written before it was recorded, which are taken as finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub complete: Option<bool>,
 }
 
 /// The pure plan of a testbed.
@@ -172,6 +173,7 @@ pub fn plan(f: &Fabric, cat: &Catalog, prefix: &str, scale: u64) -> Result<Plan,
         veths.push((i, va, na, vb, nb));
     }
     let mut gpus = Vec::new();
+    let mut nvlink_routes: Vec<BTreeMap<u32, Vec<String>>> = Vec::new();
     for (r, &g) in rank_nodes.iter().enumerate() {
         let addr = gpu_ip(r as u32);
         let me = name(g);
@@ -183,50 +185,28 @@ pub fn plan(f: &Fabric, cat: &Catalog, prefix: &str, scale: u64) -> Result<Plan,
         let hop = |l: u32, is_a: bool| format!("nexthop via {} dev {}", link_ip(l, u32::from(is_a)), dev(l, is_a));
         let e = ip.entry(me.clone()).or_default();
         e.push(format!("addr add {addr}/32 dev {}", dev(first, first_is_a)));
-        // GPUs do not forward, and an NVLink switch reaches only its own GPUs: the default
-        // route spreads over the links to other switches (the NICs), and GPUs reached
-        // otherwise get routes of their own, as the simulator routes them: a GPU of the same
-        // host over the NVLink switch, a GPU at the other end of a hand-listed link directly.
+        // A GPU of the same host is reached over the NVLink switch, as the simulator routes
+        // it (never through the NIC); every other GPU by the links on the shortest paths to
+        // it (below). GPUs do not forward.
         let host_of = |n: NodeId| match f.node(n).kind {
             meshway_fabric::NodeKind::Gpu { host, .. } => Some(host),
             _ => None,
         };
-        let mut direct: BTreeMap<u32, Vec<String>> = BTreeMap::new();
-        let mut out = Vec::new();
+        let mut nvl: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         for &(v, l) in f.neighbors(g) {
+            if f.node(v).is_gpu() || f.link(l).class != meshway_fabric::LinkClass::Nvlink {
+                continue;
+            }
             let is_a = f.link(l).a == g;
-            if f.node(v).is_gpu() {
-                if rank_of[v.idx()] != u32::MAX {
-                    direct.entry(rank_of[v.idx()]).or_default().push(hop(l.0, is_a));
+            for &(w, l2) in f.neighbors(v) {
+                let same_host = host_of(w).is_some() && host_of(w) == host_of(g);
+                let nvlink = f.link(l2).class == meshway_fabric::LinkClass::Nvlink;
+                if w != g && same_host && nvlink && rank_of[w.idx()] != u32::MAX {
+                    nvl.entry(rank_of[w.idx()]).or_default().push(hop(l.0, is_a));
                 }
-            } else if f.link(l).class == meshway_fabric::LinkClass::Nvlink {
-                for &(w, l2) in f.neighbors(v) {
-                    let same_host = host_of(w).is_some() && host_of(w) == host_of(g);
-                    let nvlink = f.link(l2).class == meshway_fabric::LinkClass::Nvlink;
-                    if w != g && same_host && nvlink && rank_of[w.idx()] != u32::MAX {
-                        direct.entry(rank_of[w.idx()]).or_default().push(hop(l.0, is_a));
-                    }
-                }
-            } else {
-                out.push(hop(l.0, is_a));
             }
         }
-        if out.len().max(direct.values().map(Vec::len).max().unwrap_or(0)) > MAX_NEXT_HOPS {
-            return Err(TestbedError::TooManyNextHops {
-                node: f.node(g).name.clone(),
-                gpu: "the other GPUs".into(),
-                hops: out.len(),
-                max: MAX_NEXT_HOPS,
-            });
-        }
-        if !out.is_empty() {
-            e.push(format!("route add default src {addr} {}", out.join(" ")));
-        }
-        for (w, mut hops) in direct {
-            hops.sort();
-            hops.dedup();
-            e.push(format!("route add {}/32 src {addr} {}", gpu_ip(w), hops.join(" ")));
-        }
+        nvlink_routes.push(nvl);
         gpus.push((me, addr));
     }
     // Switch routes: per GPU, the equal-cost next hops toward it.
@@ -234,33 +214,39 @@ pub fn plan(f: &Fabric, cat: &Catalog, prefix: &str, scale: u64) -> Result<Plan,
     let switches: Vec<NodeId> = f.switches().collect();
     for (r, &g) in rank_nodes.iter().enumerate() {
         let sp = ShortestPaths::from(f, g, &sw_lat, cat.constants.fiber_delay_per_km);
-        for &s in &switches {
-            let hops: Vec<String> = sp
-                .next_hops_toward_source(f, s)
-                .map(|(v, l)| {
-                    let link = f.link(l);
-                    let s_is_a = link.a == s;
-                    let _ = v;
-                    format!(
-                        "nexthop via {} dev {prefix}{}{}",
-                        link_ip(l.0, u32::from(s_is_a)),
-                        l.0,
-                        if s_is_a { "a" } else { "b" }
-                    )
-                })
-                .collect();
+        // Every other GPU (from its own address) and every switch, toward `g`.
+        let others = rank_nodes.iter().enumerate().filter(|&(r2, _)| r2 != r).map(|(r2, &g2)| (g2, Some(r2)));
+        for (u, rank) in others.chain(switches.iter().map(|&s| (s, None))) {
+            let mut hops: Vec<String> = match rank.and_then(|r2| nvlink_routes[r2].get(&(r as u32))) {
+                Some(h) => h.clone(),
+                None => sp
+                    .next_hops_toward_source(f, u)
+                    .map(|(_, l)| {
+                        let is_a = f.link(l).a == u;
+                        format!(
+                            "nexthop via {} dev {prefix}{}{}",
+                            link_ip(l.0, u32::from(is_a)),
+                            l.0,
+                            if is_a { "a" } else { "b" }
+                        )
+                    })
+                    .collect(),
+            };
+            hops.sort();
+            hops.dedup();
             if hops.is_empty() {
                 continue;
             }
             if hops.len() > MAX_NEXT_HOPS {
                 return Err(TestbedError::TooManyNextHops {
-                    node: f.node(s).name.clone(),
+                    node: f.node(u).name.clone(),
                     gpu: f.node(g).name.clone(),
                     hops: hops.len(),
                     max: MAX_NEXT_HOPS,
                 });
             }
-            ip.entry(name(s)).or_default().push(format!("route add {}/32 {}", gpu_ip(r as u32), hops.join(" ")));
+            let src = rank.map(|r2| format!(" src {}", gpu_ip(r2 as u32))).unwrap_or_default();
+            ip.entry(name(u)).or_default().push(format!("route add {}/32{src} {}", gpu_ip(r as u32), hops.join(" ")));
         }
     }
     Ok(Plan { ns, ip, tc, veths, switches: switches.iter().map(|&s| name(s)).collect(), gpus })
@@ -321,7 +307,7 @@ pub fn workloads(file: &Path, s: &Scenario, f: &Fabric, cat: &Catalog) -> Result
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let read = move |name: &str| -> Result<String, String> {
         let p = dir.join(name);
-        std::fs::read_to_string(&p).map_err(|e| format!("cannot read flow file {}: {e}", p.display()))
+        meshway_units::files::read_text(&p).map_err(|e| format!("cannot read flow file {}: {e}", p.display()))
     };
     let setup = meshway_sim::simulate::Setup { scenario: s, catalog: cat, fabric: f, read_file: &read };
     // The simulator parses and validates the workloads; we take its program per workload.
@@ -542,7 +528,7 @@ mod tests {
             + &"[[fabric.link]]\na = \"a\"\nb = \"sw\"\nrate = \"100Gbps\"\n".repeat(100);
         let (f, cat) = fabric(&many);
         let e = plan(&f, &cat, "tb", 1000).unwrap_err().to_string();
-        assert!(e.contains("a has 101 equal-cost next hops") && e.contains("at most 100"), "{e}");
+        assert!(e.contains("has 101 equal-cost next hops toward a") && e.contains("at most 100"), "{e}");
         let (f, cat) = fabric(&custom("gpu.0", "gpu_0"));
         let e = plan(&f, &cat, "tb", 1000).unwrap_err().to_string();
         assert!(e.contains("\"gpu.0\" and \"gpu_0\" both map to namespace \"tb-gpu_0\""), "{e}");
@@ -603,8 +589,8 @@ mod tests {
         }
     }
 
-    /// Two GPUs per host: each GPU's default route leaves by its NIC only (an NVLink switch
-    /// reaches no other host), and its host peer has a route of its own over NVLink. A
+    /// Two GPUs per host: each GPU reaches the other host's GPUs by its NIC only (an NVLink
+    /// switch reaches no other host), and its host peer over NVLink. A
     /// hand-listed chain a - b - c gives a and c a direct route to b and nothing further.
     #[test]
     fn gpus_route_other_hosts_by_their_nics_and_their_host_peer_over_nvlink() {
@@ -620,13 +606,13 @@ mod tests {
         assert_eq!(nvlink.len(), 4);
         for (r, (ns, addr)) in p.gpus.iter().enumerate() {
             let routes: Vec<&String> = p.ip[ns].iter().filter(|l| l.starts_with("route add")).collect();
-            assert_eq!(routes.len(), 2, "{ns}: {routes:?}");
-            let default = routes.iter().find(|l| l.starts_with("route add default")).unwrap();
-            assert_eq!(default.matches("nexthop").count(), 1, "{default}");
-            assert!(!nvlink.iter().any(|d| default.contains(&format!("dev {d}"))), "{default}");
-            let peer = gpu_ip((r ^ 1) as u32);
-            let own = routes.iter().find(|l| l.starts_with(&format!("route add {peer}/32 src {addr} "))).unwrap();
-            assert!(nvlink.iter().any(|d| own.ends_with(&format!("dev {d}"))), "{own}");
+            assert_eq!(routes.len(), 3, "{ns}: one route per other GPU: {routes:?}");
+            for (r2, route) in (0..4).filter(|&x| x != r).zip(&routes) {
+                assert!(route.starts_with(&format!("route add {}/32 src {addr} ", gpu_ip(r2 as u32))), "{route}");
+                assert_eq!(route.matches("nexthop").count(), 1, "{route}");
+                let over_nvlink = nvlink.iter().any(|d| route.ends_with(&format!("dev {d}")));
+                assert_eq!(over_nvlink, r2 == (r ^ 1), "{route}");
+            }
         }
         let chain = "[fabric]\nkind = \"custom\"\n\
             [[fabric.node]]\nname = \"a\"\nkind = \"gpu\"\n[[fabric.node]]\nname = \"b\"\nkind = \"gpu\"\n\

@@ -18,6 +18,7 @@
 //! Files people write are read inside [`units_required`], where a bare number other than 0 is
 //! refused for a duration, rate or length (a size's bare number is bytes).
 
+pub mod files;
 mod parse;
 mod types;
 

@@ -97,8 +97,9 @@ pub struct PlaceArgs {
 /// The longest run accepted, as in the scenario's `[inference] duration`.
 const MAX_DURATION_NS: u64 = 366 * 86_400 * 1_000_000_000;
 
-fn load(file: &PathBuf, cat: &Catalog) -> Result<InferSpec> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read scenario {}", file.display()))?;
+fn load(file: &std::path::Path, cat: &Catalog) -> Result<InferSpec> {
+    let text =
+        meshway_units::files::read_text(file).with_context(|| format!("cannot read scenario {}", file.display()))?;
     Ok(spec_from_text(&text, &file.display().to_string(), cat)?)
 }
 

@@ -207,14 +207,16 @@ fn load_catalog(path: &Option<PathBuf>) -> Result<Catalog> {
     match path {
         None => Ok(Catalog::builtin()),
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read catalog {}", p.display()))?;
+            let text =
+                meshway_units::files::read_text(p).with_context(|| format!("cannot read catalog {}", p.display()))?;
             Ok(Catalog::with_overlay(&text, &p.display().to_string())?)
         }
     }
 }
 
-fn plan_file(path: &PathBuf, cat: &Catalog) -> Result<FabricReport> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
+fn plan_file(path: &std::path::Path, cat: &Catalog) -> Result<FabricReport> {
+    let text =
+        meshway_units::files::read_text(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
     Ok(meshway_fabric::plan_text(&text, &path.display().to_string(), cat)?)
 }
 
@@ -312,7 +314,7 @@ fn run(cli: Cli) -> Result<()> {
             let cat = load_catalog(&common.catalog)?;
             let read = |part: &str, name: &str| -> Result<(String, String)> {
                 let p = dir.join(part).join(name);
-                let text = std::fs::read_to_string(&p)
+                let text = meshway_units::files::read_text(&p)
                     .with_context(|| format!("cannot read {} (is {} a validation set?)", p.display(), dir.display()))?;
                 Ok((text, p.display().to_string()))
             };

@@ -97,7 +97,7 @@ pub fn analyze_text(text: &str, file: &str, cat: &Catalog, opts: &Options) -> Re
 
 pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
     let file = args.file.display().to_string();
-    let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read scenario {file}"))?;
+    let text = meshway_units::files::read_text(&args.file).with_context(|| format!("cannot read scenario {file}"))?;
     let d = Options::from_catalog(cat)?;
     let opts = Options {
         distances: args.distances.clone().unwrap_or(d.distances),

@@ -83,38 +83,61 @@ fn is_html(path: &Path) -> bool {
 
 fn write_unchecked(path: &Path, contents: &[u8]) -> Result<()> {
     let cannot = || format!("cannot write {}", path.display());
-    // Through links to the file they name, so the link stays a link.
-    let target: PathBuf = match std::fs::symlink_metadata(path) {
-        // Another user's link (in /tmp, say) could point root at any file on the machine.
-        Ok(m) if m.file_type().is_symlink() && m.uid() != 0 && Some(m.uid()) != euid() => {
-            bail!(
-                "cannot write {}: it is a link owned by uid {}, who could point it at any file; remove it or give another name",
-                path.display(),
-                m.uid()
-            )
-        }
-        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).with_context(cannot)?,
-        _ => path.to_path_buf(),
-    };
-    let existing = std::fs::metadata(&target).ok();
-    if existing.as_ref().is_some_and(|m| !m.is_file() && !m.is_dir()) {
-        // A device or a FIFO: there is nothing to replace.
-        return std::fs::write(&target, contents).with_context(cannot);
+    let link = std::fs::symlink_metadata(path).ok().filter(|m| m.file_type().is_symlink());
+    // Another user's link (in /tmp, say) could point root at any file on the machine.
+    if let Some(m) = link.as_ref().filter(|m| m.uid() != 0 && Some(m.uid()) != euid()) {
+        bail!(
+            "cannot write {}: it is a link owned by uid {}, who could point it at any file; remove it or give another name",
+            path.display(),
+            m.uid()
+        );
     }
+    let existing = std::fs::metadata(path).ok();
     if existing.as_ref().is_some_and(std::fs::Metadata::is_dir) {
         bail!("cannot write {}: it is a directory", path.display());
     }
+    if existing.as_ref().is_some_and(|m| !m.is_file()) {
+        // A device, a FIFO, a pipe (`--html >(wc -c)`): there is nothing to replace.
+        return std::fs::write(path, contents).with_context(cannot);
+    }
+    if existing.as_ref().is_some_and(|m| m.permissions().readonly()) {
+        bail!("cannot write {}: it is read-only", path.display());
+    }
+    // Through links to the file they name (existing or not yet), so a link stays a link.
+    let target: PathBuf = match &link {
+        Some(_) => {
+            let to = std::fs::read_link(path).with_context(cannot)?;
+            match (to.is_absolute(), path.parent()) {
+                (false, Some(dir)) => dir.join(to),
+                _ => to,
+            }
+        }
+        None => path.to_path_buf(),
+    };
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(".{name}.meshway-{}.tmp", std::process::id()));
+    let tmp = dir.join(format!(".{name}.meshway-{}-{}.tmp", std::process::id(), nonce()));
+    let f = match std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp) {
+        Ok(f) => f,
+        // A directory this user may not create in (or a read-only mount) around a file it
+        // may write: written in place, as before.
+        Err(e) if matches!(e.raw_os_error(), Some(13 | 1 | 30)) => {
+            return std::fs::write(&target, contents).with_context(cannot);
+        }
+        Err(e) => return Err(e).with_context(cannot),
+    };
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut f = f;
         f.write_all(contents)?;
         if let Some(m) = &existing {
             f.set_permissions(m.permissions())?;
+            // Root replacing a user's page leaves it theirs.
+            if euid() == Some(0) && m.uid() != 0 {
+                std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()))?;
+            }
         }
         f.sync_all()?;
         drop(f);
@@ -124,6 +147,15 @@ fn write_unchecked(path: &Path, contents: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result.with_context(cannot)
+}
+
+/// A number that differs between calls and runs, for temporary names.
+#[allow(clippy::disallowed_methods)]
+fn nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish() & 0xffff_ffff
 }
 
 #[cfg(test)]
@@ -180,6 +212,22 @@ mod tests {
             let e = write_html(&planted, "<!DOCTYPE html>", &[]).unwrap_err().to_string();
             assert!(e.contains("a link owned by uid 65534"), "{e}");
             assert_eq!(std::fs::read_to_string(&page).unwrap(), "<!DOCTYPE html><p>new");
+        }
+        // A link of one's own to a page not written yet is followed; a read-only page is
+        // refused; root replacing a user's page leaves it the user's.
+        let dangling = d.0.join("dangling.html");
+        std::os::unix::fs::symlink("later.html", &dangling).unwrap();
+        write_html(&dangling, "<!DOCTYPE html>", &[]).unwrap();
+        assert_eq!(std::fs::read_to_string(d.0.join("later.html")).unwrap(), "<!DOCTYPE html>");
+        let ro = d.0.join("ro.html");
+        std::fs::write(&ro, "<!DOCTYPE html>").unwrap();
+        std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o444)).unwrap();
+        assert!(write_html(&ro, "<!DOCTYPE html>x", &[]).unwrap_err().to_string().contains("read-only"));
+        let theirs = d.0.join("theirs.html");
+        std::fs::write(&theirs, "<!DOCTYPE html>").unwrap();
+        if std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).is_ok() {
+            write_html(&theirs, "<!DOCTYPE html>new", &[]).unwrap();
+            assert_eq!(std::fs::metadata(&theirs).unwrap().uid(), 65534);
         }
         // A device is written in place.
         write(Path::new("/dev/null"), b"x", &[]).unwrap();

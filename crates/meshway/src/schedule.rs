@@ -126,7 +126,8 @@ fn schedule_inputs(args: &Args) -> Vec<&std::path::Path> {
 
 pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
     let path = &args.file;
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
+    let text =
+        meshway_units::files::read_text(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
     let file = path.display().to_string();
     let scenario = Scenario::parse(&text, &file)?;
     let fabric = scenario.build(cat)?;
@@ -163,7 +164,8 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
     }
     let gph = hier.gpus_per_host;
     let job_list = if let Some(jf) = &args.jobs {
-        let t = std::fs::read_to_string(jf).with_context(|| format!("cannot read jobs file {}", jf.display()))?;
+        let t =
+            meshway_units::files::read_text(jf).with_context(|| format!("cannot read jobs file {}", jf.display()))?;
         jobs::from_file(&jf.display().to_string(), &t, gph)?
     } else if let Some(n) = args.generate {
         if n == 0 || n > 1_000_000 {

@@ -173,14 +173,15 @@ impl Progress {
 }
 
 pub fn run_file(path: &Path, cat: &Catalog, opts: &Options) -> Result<SimReport> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
+    let text =
+        meshway_units::files::read_text(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
     let file = path.display().to_string();
     let scenario = Scenario::parse(&text, &file)?;
     let fabric = scenario.build(cat)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let read = move |name: &str| -> Result<String, String> {
         let p = dir.join(name);
-        std::fs::read_to_string(&p).map_err(|e| format!("cannot read flow file {}: {e}", p.display()))
+        meshway_units::files::read_text(&p).map_err(|e| format!("cannot read flow file {}: {e}", p.display()))
     };
     let setup = Setup { scenario: &scenario, catalog: cat, fabric: &fabric, read_file: &read };
     let bar = Progress::new();
@@ -193,6 +194,14 @@ pub fn run_file(path: &Path, cat: &Catalog, opts: &Options) -> Result<SimReport>
         r
     });
     Ok(r?)
+}
+
+/// The flow files a scenario's workloads read (relative to it), as far as it parses.
+fn flow_files(scenario: &Path) -> Vec<PathBuf> {
+    let dir = scenario.parent().map(Path::to_path_buf).unwrap_or_default();
+    let Ok(text) = meshway_units::files::read_text(scenario) else { return Vec::new() };
+    let Ok(s) = Scenario::parse(&text, &scenario.display().to_string()) else { return Vec::new() };
+    s.config.workload.iter().filter_map(|w| w.file.as_ref()).map(|f| dir.join(f)).collect()
 }
 
 /// The report as text, JSON or CSV, and how many messages failed in all workloads.
@@ -209,8 +218,13 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<(String, Option<String>)> {
         link_history: args.html.is_some(),
     };
     let mut r = run_file(&args.file, cat, &opts)?;
+    // What the run read: the scenario, the catalog and its flow files.
+    let flow_files = flow_files(&args.file);
+    let mut read: Vec<&Path> = vec![&args.file];
+    read.extend(flow_files.iter().map(PathBuf::as_path));
+    let read = crate::inputs(&read, &args.catalog);
     if let Some(p) = &args.html {
-        crate::output::write_html(p, &meshway_report::sim::sim_html(&r), &crate::inputs(&[&args.file], &args.catalog))?;
+        crate::output::write_html(p, &meshway_report::sim::sim_html(&r), &read)?;
         eprintln!("wrote {}", p.display());
         if !(args.flows || args.csv) {
             r.flows = None;
@@ -218,7 +232,7 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<(String, Option<String>)> {
     }
     if let Some(p) = &args.htsim {
         let (text, notes) = htsim_connection_matrix(&r);
-        crate::output::write(p, text.as_bytes(), &crate::inputs(&[&args.file], &args.catalog))?;
+        crate::output::write(p, text.as_bytes(), &read)?;
         if notes.fallback > 0 {
             eprintln!(
                 "warning: {} flows in {} keep their simulated start times: their dependencies (compute gaps, barriers of more than 64 flows, NVSwitch or SHARP legs) have no htsim trigger form",

@@ -64,6 +64,9 @@ pub enum Cmd {
         send: Option<String>,
         #[arg(long, default_value_t = 0)]
         bytes: u64,
+        /// The `run` that started this worker: the worker ends when it is gone.
+        #[arg(long)]
+        parent: Option<u32>,
     },
 }
 
@@ -105,6 +108,11 @@ impl Opts {
         Ok(Self::state_dir()?.join(format!("testbed-{}.last", self.prefix)))
     }
 
+    /// The state file used when neither --state nor a note names one.
+    fn default_state(&self) -> Result<PathBuf> {
+        Ok(Self::state_dir()?.join(format!("testbed-{}.json", self.prefix)))
+    }
+
     /// The state file the last `up` with this prefix noted, if there is a note (its own).
     fn noted(&self) -> Result<Option<PathBuf>> {
         let last = self.remembered()?;
@@ -129,7 +137,7 @@ impl Opts {
                 return Ok(p);
             }
         }
-        Ok(Self::state_dir()?.join(format!("testbed-{}.json", self.prefix)))
+        self.default_state()
     }
 }
 
@@ -170,20 +178,34 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
         }
         Cmd::Down { opts } => {
             let state = opts.state_path()?;
-            if let Some(p) = &opts.state {
-                if std::fs::symlink_metadata(p).is_err() && opts.noted()?.is_some_and(|n| n != absolute(p)) {
+            // The other state files this user's testbeds with this prefix may have: the one
+            // the last `up` noted and the default one.
+            let mut others: Vec<PathBuf> = Vec::new();
+            for o in [opts.noted()?, Some(opts.default_state()?)].into_iter().flatten() {
+                if o != absolute(&state) && std::fs::symlink_metadata(&o).is_ok() && !others.contains(&o) {
+                    others.push(o);
+                }
+            }
+            if let (Some(p), Some(o)) = (&opts.state, others.first()) {
+                if std::fs::symlink_metadata(p).is_err() {
                     bail!(
-                        "no state file at {}; the last `up` with prefix {} recorded {}: run `meshway testbed down` without --state, or give that file",
+                        "no state file at {}; a testbed with prefix {} is recorded in {}: run `meshway testbed down` without --state, or give that file",
                         p.display(),
                         opts.prefix,
-                        opts.noted()?.unwrap_or_default().display()
+                        o.display()
                     );
                 }
             }
-            let d = meshway_testbed::down(&opts.prefix, &state)?;
+            let mut d = meshway_testbed::down(&opts.prefix, &state)?;
             // The note goes with the state file it names, not with a mistyped --state.
             if opts.noted()?.is_none_or(|n| n == absolute(&state) || std::fs::symlink_metadata(&n).is_err()) {
                 let _ = std::fs::remove_file(opts.remembered()?);
+            }
+            // Namespaces another state file of this user lists are that testbed's, not lost.
+            for o in &others {
+                if let Ok(st) = meshway_testbed::apply::read_state(o) {
+                    d.unclaimed.retain(|n| !st.namespaces.contains(n));
+                }
             }
             if !d.unclaimed.is_empty() {
                 crate::emit(&text::down_text(&d))?;
@@ -217,6 +239,6 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
                 text::compared_text(&rows)
             }
         }
-        Cmd::Flow { recv, send, bytes } => meshway_testbed::flow_worker(recv, send, bytes)?,
+        Cmd::Flow { recv, send, bytes, parent } => meshway_testbed::flow_worker(recv, send, bytes, parent)?,
     })
 }

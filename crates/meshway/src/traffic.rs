@@ -107,7 +107,8 @@ pub fn run(a: &Args, cat: &Catalog) -> Result<String> {
     let built = match &a.scenario {
         None => None,
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read scenario {}", p.display()))?;
+            let text =
+                meshway_units::files::read_text(p).with_context(|| format!("cannot read scenario {}", p.display()))?;
             let s = Scenario::parse(&text, &p.display().to_string())?;
             Some(s.build(cat)?)
         }

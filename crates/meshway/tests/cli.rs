@@ -626,10 +626,14 @@ fn outputs_never_replace_inputs() {
     let sim = sim_scenario(&dir);
     let sim_before = std::fs::read(&sim).unwrap();
     let sim = sim.to_str().unwrap();
+    let flows_path = dir.join("f.csv");
+    let flows_before = std::fs::read(&flows_path).unwrap();
+    let flows = flows_path.to_str().unwrap();
     for (args, needle) in [
         (vec!["plan", s, "--html", s], "is an input of this run"),
         (vec!["simulate", sim, "--html", sim], "is an input of this run"),
         (vec!["simulate", sim, "--htsim", sim], "is an input of this run"),
+        (vec!["simulate", sim, "--htsim", flows], "is an input of this run"),
         (vec!["plan", s, "--html", notes.to_str().unwrap()], "is not an HTML page"),
         (vec!["plan", s, "--html", "-"], "cannot write -"),
     ] {
@@ -639,6 +643,7 @@ fn outputs_never_replace_inputs() {
     }
     assert_eq!(std::fs::read(&scenario).unwrap(), before);
     assert_eq!(std::fs::read(sim).unwrap(), sim_before);
+    assert_eq!(std::fs::read(flows).unwrap(), flows_before);
     assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine\n");
     // A page is replaced by a page, twice over.
     for _ in 0..2 {
