@@ -11,7 +11,7 @@ pub fn compared_text(rows: &[Compared]) -> String {
         t.row(vec![
             format!("{} #{}", r.workload, r.phase),
             format!("{} -> {}", r.src, r.dst),
-            format!("{}", meshway_units::Bytes(r.bytes)),
+            format!("{}{}", meshway_units::Bytes(r.bytes), if r.within_burst { "*" } else { "" }),
             r.path.join(" > "),
             time(r.measured_us.saturating_mul(1000)),
             time(r.predicted_us.saturating_mul(1000)),
@@ -30,8 +30,17 @@ pub fn compared_text(rows: &[Compared]) -> String {
     }
     let worst = rows.iter().map(|r| r.error.abs()).fold(0.0, f64::max);
     let mean = rows.iter().map(|r| r.error.abs()).sum::<f64>() / rows.len().max(1) as f64;
+    let burst = rows.iter().filter(|r| r.within_burst).count();
+    let note = if burst > 0 {
+        format!(
+            "* {burst} flows are no larger than tbf's burst on their path (64 KiB, or 2 ms at the scaled rate): \
+             they pass at the veth's own speed, so their errors say little about the model\n"
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{}\nPer workload (sum over its phases of the phase's span)\n{}\n{} flows: mean |error| {}, worst {}\n",
+        "{}\nPer workload (sum over its phases of the phase's span)\n{}\n{} flows: mean |error| {}, worst {}\n{note}",
         t.render(),
         w.render(),
         rows.len(),

@@ -336,16 +336,22 @@ pub fn flow_worker(
     send: Option<String>,
     bytes: u64,
     parent: Option<u32>,
+    until_us: u64,
 ) -> Result<String, TestbedError> {
     use std::net::{SocketAddr, TcpListener, TcpStream};
     let worker = |what: String| TestbedError::Worker { what };
     // A worker outlives no `run`: killed or crashed, its workers are handed to init (or a
     // subreaper), and each then ends within 100 ms instead of at its own deadlines. The
     // `run` names itself, so a worker whose `run` died before it started ends at once.
+    // It also ends when the run's time is up (`--until-us`), wherever it is waiting.
     let parent = parent.unwrap_or_else(std::os::unix::process::parent_id);
     std::thread::spawn(move || loop {
         if std::os::unix::process::parent_id() != parent {
             std::process::exit(3);
+        }
+        if until_us > 0 && now_us() >= until_us {
+            let _ = writeln!(std::io::stderr(), "the run's --timeout passed");
+            std::process::exit(4);
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     });
@@ -481,15 +487,20 @@ fn why_failed(c: &mut std::process::Child, fallback: String) -> String {
 }
 
 /// Runs one phase: all its flows at once; fills in the measurements.
-fn run_phase(flows: &mut [FlowRun], st: &State, exe: &str, port_base: u16) -> Result<(), TestbedError> {
-    let worker = |what: String| TestbedError::Worker { what };
+fn run_phase(flows: &mut [FlowRun], st: &State, exe: &str, port_base: u16, until_us: u64) -> Result<(), TestbedError> {
+    let until = until_us.to_string();
+    // Past the run's time every worker ends, and the first failure seen may be the broken
+    // connection of a peer that ended first: the timeout is what to report.
+    let worker = |what: String| TestbedError::Worker {
+        what: if now_us() >= until_us { "the run's --timeout passed".into() } else { what },
+    };
     let mut recvs = Workers(Vec::new());
     let mut outs = Vec::new();
     for (i, f) in flows.iter_mut().enumerate() {
         let port = port_base + i as u16;
         f.dport = port;
         let (dns, _) = &st.gpus[f.dst as usize];
-        let mut child = spawn_worker(dns, exe, &["--recv", &port.to_string()])?;
+        let mut child = spawn_worker(dns, exe, &["--recv", &port.to_string(), "--until-us", &until])?;
         let out = child.stdout.take();
         recvs.0.push(child);
         let mut out = out.ok_or_else(|| worker("receiver has no stdout".into()))?;
@@ -509,7 +520,7 @@ fn run_phase(flows: &mut [FlowRun], st: &State, exe: &str, port_base: u16) -> Re
         let (sns, _) = &st.gpus[f.src as usize];
         let (_, daddr) = &st.gpus[f.dst as usize];
         let to = format!("{daddr}:{}", f.dport);
-        sends.0.push(spawn_worker(sns, exe, &["--send", &to, "--bytes", &f.bytes.to_string()])?);
+        sends.0.push(spawn_worker(sns, exe, &["--send", &to, "--bytes", &f.bytes.to_string(), "--until-us", &until])?);
     }
     for (f, c) in flows.iter_mut().zip(sends.0.iter_mut()) {
         let mut line = String::new();
@@ -549,7 +560,14 @@ pub fn read_state(state_path: &Path) -> Result<State, TestbedError> {
 
 /// Runs the workloads of `file` on the testbed recorded in `state_path`, phase by phase.
 /// `exe` is the meshway executable, run in each namespace as `testbed flow`.
-pub fn run(file: &Path, state_path: &Path, exe: &str, cat: &Catalog) -> Result<(State, Vec<FlowRun>), TestbedError> {
+/// The run stops, failing, once `timeout` has passed (every worker is told when).
+pub fn run(
+    file: &Path,
+    state_path: &Path,
+    exe: &str,
+    cat: &Catalog,
+    timeout: std::time::Duration,
+) -> Result<(State, Vec<FlowRun>), TestbedError> {
     let st = read_state(state_path)?;
     if st.complete == Some(false) {
         return Err(TestbedError::Unfinished { state: state_path.to_path_buf() });
@@ -576,10 +594,16 @@ pub fn run(file: &Path, state_path: &Path, exe: &str, cat: &Catalog) -> Result<(
             return Err(TestbedError::TooManyFlows { flows: n, max });
         }
     }
+    let until_us = now_us().saturating_add(u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX));
     for ph in 0..phases {
         let idx: Vec<usize> = (0..flows.len()).filter(|&i| flows[i].phase == ph).collect();
         let mut batch: Vec<FlowRun> = idx.iter().map(|&i| flows[i].clone()).collect();
-        run_phase(&mut batch, &st, exe, 20_000)?;
+        if now_us() >= until_us {
+            return Err(TestbedError::Worker {
+                what: format!("the run's --timeout ({timeout:?}) passed before phase {ph}"),
+            });
+        }
+        run_phase(&mut batch, &st, exe, 20_000, until_us)?;
         for (k, &i) in idx.iter().enumerate() {
             flows[i] = batch[k].clone();
         }
@@ -624,11 +648,17 @@ fn kernel_path(st: &State, f: &Fabric, flow: &FlowRun) -> Result<Vec<(u32, bool)
 
 /// Runs the workloads, finds each flow's path in the kernel, simulates the same flows on the
 /// scaled fabric on those paths from their measured starts, and compares.
-pub fn verify(file: &Path, state_path: &Path, exe: &str, cat: &Catalog) -> Result<Vec<Compared>, TestbedError> {
-    let (st, flows) = run(file, state_path, exe, cat)?;
+pub fn verify(
+    file: &Path,
+    state_path: &Path,
+    exe: &str,
+    cat: &Catalog,
+    timeout: std::time::Duration,
+) -> Result<Vec<Compared>, TestbedError> {
+    let (st, flows) = run(file, state_path, exe, cat, timeout)?;
     let (_, f) = load(file, cat)?;
     let paths: Vec<Vec<(u32, bool)>> = flows.iter().map(|fl| kernel_path(&st, &f, fl)).collect::<Result<_, _>>()?;
     let inputs = fixed_flows(&flows, &paths);
     let predicted = meshway_sim::simulate::simulate_fixed(&scaled(&f, st.scale), cat, &inputs, testbed_wire())?;
-    Ok(compare(&f, cat, &flows, &paths, &predicted))
+    Ok(compare(&f, cat, st.scale, &flows, &paths, &predicted))
 }

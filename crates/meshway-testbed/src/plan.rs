@@ -102,6 +102,12 @@ pub fn ranks(f: &Fabric, cat: &Catalog) -> Vec<NodeId> {
     (0..meshway_sim::topo::Topology::ranks(&topo) as u32).map(|r| topo.node_of(r)).collect()
 }
 
+/// The tbf burst of a link at `bps` (scaled): 2 ms at the rate or 64 KiB, whichever is more
+/// (tbf needs at least one MTU). A flow no larger passes at the veth's own speed.
+pub fn tbf_burst_bytes(bps: u64) -> u64 {
+    (bps / 8 / 500).max(65_536)
+}
+
 /// The namespaces, links, addresses, routes and rate limits that emulate `f` with every
 /// link rate divided by `scale`. Pure: nothing is created.
 pub fn plan(f: &Fabric, cat: &Catalog, prefix: &str, scale: u64) -> Result<Plan, TestbedError> {
@@ -161,7 +167,7 @@ pub fn plan(f: &Fabric, cat: &Catalog, prefix: &str, scale: u64) -> Result<Plan,
         let (na, nb) = (name(l.a), name(l.b));
         let rate_kbit = l.rate.0 / scale / 1000;
         // Burst: 2 ms at the rate or 64 KiB, whichever is more (tbf needs at least one MTU).
-        let burst = (rate_kbit * 1000 / 8 / 500).max(65_536);
+        let burst = tbf_burst_bytes(rate_kbit * 1000);
         for (ns_, v, me) in [(&na, &va, 0u32), (&nb, &vb, 1u32)] {
             let e = ip.entry(ns_.clone()).or_default();
             e.push(format!("addr add {}/31 dev {v}", link_ip(i, me)));
@@ -352,6 +358,9 @@ pub struct Compared {
     pub measured_us: u64,
     pub predicted_us: u64,
     pub error: f64,
+    /// No larger than tbf's burst on its path: it is not rate-limited, so its error says
+    /// little about the model.
+    pub within_burst: bool,
 }
 
 /// Measured vs predicted for a whole workload: the sum over its phases of the phase's span
@@ -400,6 +409,7 @@ pub fn per_workload(rows: &[Compared]) -> Vec<WorkloadCompared> {
 pub fn compare(
     f: &Fabric,
     cat: &Catalog,
+    scale: u64,
     flows: &[FlowRun],
     paths: &[Vec<(u32, bool)>],
     predicted_ns: &[u64],
@@ -413,6 +423,7 @@ pub fn compare(
         .map(|((fl, p), &pred)| {
             let m = fl.fct_us();
             let pu = pred.div_ceil(1000);
+            let slowest = p.iter().map(|&(l, _)| f.link(meshway_fabric::LinkId(l)).rate.0 / scale.max(1)).min();
             Compared {
                 workload: fl.workload.clone(),
                 phase: fl.phase,
@@ -431,6 +442,7 @@ pub fn compare(
                 measured_us: m,
                 predicted_us: pu,
                 error: if pu == 0 { 0.0 } else { (m as f64 - pu as f64) / pu as f64 },
+                within_burst: slowest.is_some_and(|r| fl.bytes <= tbf_burst_bytes(r)),
             }
         })
         .collect()
@@ -684,7 +696,7 @@ mod tests {
         let fixed = fixed_flows(&flows, &paths);
         assert_eq!(fixed.iter().map(|x| x.start.0).collect::<Vec<_>>(), [0, 500_000, 0]);
         assert_eq!(fixed[0].arcs, [0]);
-        let rows = compare(&f, &cat, &flows, &paths, &[2_500_000, 1_000_000, 1_000_000]);
+        let rows = compare(&f, &cat, 1000, &flows, &paths, &[2_500_000, 1_000_000, 1_000_000]);
         assert_eq!(rows.iter().map(|r| r.measured_us).collect::<Vec<_>>(), [2_000, 1_500, 1_000]);
         assert_eq!(rows[0].predicted_us, 2_500);
         assert!((rows[0].error - (-0.2)).abs() < 1e-12);
@@ -694,6 +706,12 @@ mod tests {
         // Phase 0 spans max(0 + 2000, 500 + 1500) = 2000 measured, max(2500, 500 + 1000) = 2500
         // predicted; phase 1 adds 1000 and 1000.
         assert_eq!((w[0].measured_us, w[0].predicted_us, w[0].flows), (3_000, 3_500, 3));
+        // 1 MiB over 400 Mbit/s links (400 Gbps at 1:1000): the burst is 100 KB, so the flow is
+        // rate-limited; at 1:10 (40 Gbit/s, a 10 MB burst) it is not.
+        assert_eq!(tbf_burst_bytes(400_000_000), 100_000);
+        assert!(rows.iter().all(|r| !r.within_burst));
+        let rows = compare(&f, &cat, 10, &flows, &paths, &[2_500_000, 1_000_000, 1_000_000]);
+        assert!(rows.iter().all(|r| r.within_burst));
     }
 
     #[test]

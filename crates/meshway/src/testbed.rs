@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 pub const HELP: &str = "Examples (as root):
   meshway testbed up examples/testbed-2x2.toml --scale 1:1000
-  meshway testbed run examples/testbed-2x2.toml
+  meshway testbed run examples/testbed-2x2.toml --timeout 10min
   meshway testbed verify examples/testbed-2x2.toml --json
   meshway testbed down
 
@@ -35,6 +35,9 @@ pub enum Cmd {
         /// Print each flow's measurements as JSON.
         #[arg(long)]
         json: bool,
+        /// Longest the whole run may take; its workers stop there and the run fails.
+        #[arg(long, default_value = "1h", value_name = "DURATION")]
+        timeout: meshway_units::Nanos,
         #[command(flatten)]
         opts: Opts,
     },
@@ -44,6 +47,9 @@ pub enum Cmd {
         /// Print measured against predicted as JSON.
         #[arg(long)]
         json: bool,
+        /// Longest the whole run may take; its workers stop there and the run fails.
+        #[arg(long, default_value = "1h", value_name = "DURATION")]
+        timeout: meshway_units::Nanos,
         /// Also write a self-contained HTML page: measured against predicted per flow.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
@@ -67,6 +73,9 @@ pub enum Cmd {
         /// The `run` that started this worker: the worker ends when it is gone.
         #[arg(long)]
         parent: Option<u32>,
+        /// When the run's time is up (microseconds since the Unix epoch; 0: no limit).
+        #[arg(long, default_value_t = 0)]
+        until_us: u64,
     },
 }
 
@@ -150,6 +159,14 @@ fn absolute(p: &std::path::Path) -> PathBuf {
     std::fs::canonicalize(&dir).map(|d| d.join(p.file_name().unwrap_or_default())).unwrap_or_else(|_| p.to_path_buf())
 }
 
+/// `--timeout`: more than 0 and at most a week (an assumption, far beyond a testbed run).
+fn check_timeout(t: meshway_units::Nanos) -> Result<std::time::Duration> {
+    if t == meshway_units::Nanos::ZERO || t.0 > 7 * 86_400 * 1_000_000_000 {
+        bail!("--timeout: expected more than 0 and at most 168h, got {t}");
+    }
+    Ok(std::time::Duration::from_nanos(t.0))
+}
+
 fn exe() -> Result<String> {
     let exe = std::env::current_exe()?;
     Ok(exe.to_str().ok_or_else(|| anyhow!("non-UTF-8 executable path"))?.to_string())
@@ -217,18 +234,18 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
             }
             text::down_text(&d)
         }
-        Cmd::Run { file, json, opts } => {
+        Cmd::Run { file, json, timeout, opts } => {
             meshway_testbed::check_prefix(&opts.prefix)?;
-            let (st, flows) = meshway_testbed::run(&file, &opts.state_path()?, &exe()?, cat)?;
+            let (st, flows) = meshway_testbed::run(&file, &opts.state_path()?, &exe()?, cat, check_timeout(timeout)?)?;
             if json {
                 crate::json(&flows)?
             } else {
                 text::flows_text(&flows, &st)
             }
         }
-        Cmd::Verify { file, json, html, opts } => {
+        Cmd::Verify { file, json, timeout, html, opts } => {
             meshway_testbed::check_prefix(&opts.prefix)?;
-            let rows = meshway_testbed::verify(&file, &opts.state_path()?, &exe()?, cat)?;
+            let rows = meshway_testbed::verify(&file, &opts.state_path()?, &exe()?, cat, check_timeout(timeout)?)?;
             if let Some(p) = &html {
                 crate::output::write_html(p, &text::compared_html(&rows), &[&file])?;
                 eprintln!("wrote {}", p.display());
@@ -239,6 +256,8 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
                 text::compared_text(&rows)
             }
         }
-        Cmd::Flow { recv, send, bytes, parent } => meshway_testbed::flow_worker(recv, send, bytes, parent)?,
+        Cmd::Flow { recv, send, bytes, parent, until_us } => {
+            meshway_testbed::flow_worker(recv, send, bytes, parent, until_us)?
+        }
     })
 }

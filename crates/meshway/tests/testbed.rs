@@ -147,6 +147,32 @@ fn one_flow_reaches_the_scaled_rate_and_two_flows_share_a_link() {
     assert!(ok, "two flows sharing a link missed half the rate by 10% or more in 3 runs");
 }
 
+/// `--timeout` bounds a run: a flow that would take about 20 s at the scaled rate is stopped
+/// at 1 s, the run fails naming the timeout, and no worker is left.
+#[test]
+#[allow(clippy::disallowed_methods)] // a wall-clock bound on a real run
+fn a_run_stops_at_its_timeout() {
+    if !need_root("timeout") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let w = "[[workload]]\nkind = \"flows\"\nfile = \"big.csv\"\n";
+    let bed = Bed::new("c", w, &[("big.csv", "src,dst,bytes\ngpu-0,gpu-3,1GiB\n")]);
+    let t0 = std::time::Instant::now();
+    let o = run(&["testbed", "run", bed.file(), "--timeout", "1s", "--prefix", &bed.prefix, "--state", bed.state()]);
+    let took = t0.elapsed();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("the run's --timeout passed"), "{e}");
+    assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
+    let o = run(&["testbed", "run", bed.file(), "--timeout", "0s", "--prefix", &bed.prefix, "--state", bed.state()]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--timeout: expected more than 0"));
+    let workers = Command::new("pgrep").args(["-f", "testbed flow --parent"]).output();
+    if let Ok(w) = workers {
+        assert!(w.stdout.is_empty(), "workers left: {}", String::from_utf8_lossy(&w.stdout));
+    }
+}
+
 #[test]
 fn an_incast_shares_fairly_and_a_permutation_matches_the_prediction() {
     if !need_root("incast") {
