@@ -82,9 +82,16 @@ fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
 fn legend_entry(out: &mut String, i: usize, colour: &str, name: &str) {
     let ly = H - 2.0 + 16.0 * (i / 3) as f64;
     let lx = LEFT + 210.0 * (i % 3) as f64;
+    // Past the palette's eight colours a series is told apart by an outlined swatch (and a
+    // dashed line or hollow points in the chart).
+    let swatch = if i < COLOURS.len() {
+        format!(r##"fill="{colour}""##)
+    } else {
+        format!(r##"fill="#fff" stroke="{colour}" stroke-width="2""##)
+    };
     let _ = write!(
         out,
-        r##"<rect x="{lx}" y="{ly}" width="10" height="10" fill="{colour}"/><text x="{tx}" y="{ty}" font-size="11">{n}</text>"##,
+        r##"<rect x="{lx}" y="{ly}" width="10" height="10" {swatch}/><text x="{tx}" y="{ty}" font-size="11">{n}</text>"##,
         tx = lx + 14.0,
         ty = ly + 9.0,
         n = esc(name)
@@ -223,7 +230,8 @@ pub fn line_chart(c: &LineChart<'_>, series: &[Series]) -> Option<String> {
             }
             last = Some((sx, sy));
         }
-        let _ = write!(out, r##"<path d="{d}" fill="none" stroke="{colour}" stroke-width="2"/>"##);
+        let dash = if i >= COLOURS.len() { r#" stroke-dasharray="6 3""# } else { "" };
+        let _ = write!(out, r##"<path d="{d}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>"##);
         if s.points.len() <= 40 {
             for &(x, y) in &s.points {
                 if x.is_finite() && y.is_finite() && (!c.log_x || x > 0.0) {
@@ -424,13 +432,13 @@ pub fn agreement_chart(title: &str, x_label: &str, y_label: &str, series: &[Seri
     }
     for (i, s) in series.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
+        let fill = if i < COLOURS.len() {
+            format!(r##"fill="{colour}" fill-opacity="0.7""##)
+        } else {
+            format!(r##"fill="none" stroke="{colour}" stroke-width="1.5""##)
+        };
         for &(x, y) in s.points.iter().filter(|p| p.0 > 0.0 && p.1 > 0.0) {
-            let _ = write!(
-                out,
-                r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{colour}" fill-opacity="0.7"/>"##,
-                px(x),
-                py(y)
-            );
+            let _ = write!(out, r##"<circle cx="{:.1}" cy="{:.1}" r="3" {fill}/>"##, px(x), py(y));
         }
         if series.len() > 1 {
             legend_entry(&mut out, i, colour, &s.name);
@@ -755,6 +763,44 @@ pub fn lanes(
 
 #[cfg(test)]
 mod tests {
+    /// Nine series: the ninth reuses the first colour, dashed, with an outlined swatch; a
+    /// one-point axis stays at or above 0 and shows each tick label once; points are drawn
+    /// left to right.
+    #[test]
+    fn series_past_the_palette_are_dashed_and_axes_are_sane() {
+        let series: Vec<super::Series> = (0..9)
+            .map(|i| super::Series { name: format!("s{i}"), points: vec![(0.0, i as f64), (2.0, 1.0), (1.0, 3.0)] })
+            .collect();
+        let c = super::LineChart {
+            title: "t",
+            x_label: "x",
+            y_label: "y",
+            log_x: false,
+            step: false,
+            fmt_x: &|v| format!("{v:.0} km"),
+            fmt_y: &|v| format!("{v:.0}"),
+        };
+        let svg = super::line_chart(&c, &series).unwrap();
+        assert_eq!(svg.matches("stroke-dasharray").count(), 1, "{svg}");
+        assert_eq!(svg.matches(r##"fill="#fff" stroke="#0072B2""##).count(), 1);
+        // x from 0 to 2 drawn in order: the path's x coordinates increase.
+        let d = svg.split("<path d=\"").nth(1).unwrap().split('"').next().unwrap();
+        let xs: Vec<f64> = d
+            .split(['M', 'L'])
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| t.trim().split(',').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(xs.windows(2).all(|w| w[0] < w[1]), "{d}");
+        let one = vec![super::Series { name: "a".into(), points: vec![(0.0, 1.0)] }];
+        let svg = super::line_chart(&c, &one).unwrap();
+        assert!(!svg.contains("-0 km") && !svg.contains(">-1 km<"), "{svg}");
+        let labels: Vec<&str> =
+            svg.split("text-anchor=\"middle\">").skip(1).map(|t| t.split('<').next().unwrap()).collect();
+        let mut dedup = labels.clone();
+        dedup.dedup();
+        assert_eq!(labels, dedup, "{labels:?}");
+    }
+
     /// Markup characters are entities; control characters (NUL, ESC) the replacement
     /// character; line breaks stay.
     #[test]

@@ -319,6 +319,21 @@ fn ctx<'a>(s: &'a Scenario, section: &str, nth: usize) -> Ctx<'a> {
 }
 
 /// Resolves `group`/`ranks` keys into ranks.
+/// A workload over fewer than 2 GPUs, named by the key that chose them: `ranks`, `group`,
+/// or, when neither is given, the fabric (all its GPUs).
+fn too_few_ranks(w: &WorkloadConfig, c: &Ctx<'_>, what: &str, n: usize) -> FabricError {
+    if w.ranks.is_some() {
+        c.invalid("ranks", format!("{what}, got {n}"))
+    } else if w.group.is_some() {
+        c.invalid("group", format!("{what}, the group has {n}"))
+    } else {
+        c.invalid(
+            "kind",
+            format!("{what} (all of the fabric's, as neither ranks nor group is given), the fabric has {n}"),
+        )
+    }
+}
+
 fn resolve_ranks(
     w: &WorkloadConfig,
     c: &Ctx<'_>,
@@ -466,7 +481,7 @@ fn collective_kind(
     let size = if sweep.is_some() { 1 } else { required_size(w, c)? };
     let ranks = resolve_ranks(w, c, topo, setup.fabric)?;
     if ranks.len() < 2 {
-        return Err(c.invalid("ranks", format!("a collective needs at least 2 GPUs, got {}", ranks.len())));
+        return Err(too_few_ranks(w, c, "a collective needs at least 2 GPUs", ranks.len()));
     }
     let channels = w.channels.map_or(u64::from(cat.simulation.channels), |c| c.0);
     if channels == 0 || channels > 64 {
@@ -523,7 +538,7 @@ fn pattern_kind(
     let ranks = resolve_ranks(w, c, topo, fabric)?;
     let n = ranks.len();
     if n < 2 {
-        return Err(c.invalid("ranks", "needs at least 2 GPUs"));
+        return Err(too_few_ranks(w, c, "needs at least 2 GPUs", n));
     }
     let line =
         |a: u32, b: u32| FlowLine { src: a, dst: b, bytes, start: Nanos::ZERO, deps: Vec::new(), path: Vec::new() };

@@ -478,7 +478,10 @@ fn why_failed(c: &mut std::process::Child, fallback: String) -> String {
     if let Some(mut e) = c.stderr.take() {
         let _ = e.read_to_string(&mut why);
     }
+    // The worker printed its own "error: flow worker: ..." line: its message alone.
     let why = why.trim();
+    let why = why.strip_prefix("error: ").unwrap_or(why);
+    let why = why.strip_prefix("flow worker: ").unwrap_or(why);
     if why.is_empty() {
         fallback
     } else {

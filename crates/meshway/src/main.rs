@@ -267,7 +267,9 @@ fn run(cli: Cli) -> Result<()> {
             emit(&if common.json { meshway_report::compare_json(&rs)? } else { meshway_report::compare_text(&rs) })
         }
         Command::Testbed { cmd, catalog } => {
-            let cat = load_catalog(&catalog)?;
+            // `down` reads no catalog: a missing one must not keep it from cleaning up.
+            let cat =
+                if matches!(cmd, testbed::Cmd::Down { .. }) { load_catalog(&None)? } else { load_catalog(&catalog)? };
             emit(&testbed::run(cmd, &cat)?)
         }
         Command::Simulate(args) => {
