@@ -235,7 +235,12 @@ pub fn line_chart(c: &LineChart<'_>, series: &[Series]) -> Option<String> {
         if s.points.len() <= 40 {
             for &(x, y) in &s.points {
                 if x.is_finite() && y.is_finite() && (!c.log_x || x > 0.0) {
-                    let _ = write!(out, r##"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{colour}"/>"##, px(x), py(y));
+                    let fill = if i < COLOURS.len() {
+                        format!(r##"fill="{colour}""##)
+                    } else {
+                        format!(r##"fill="#fff" stroke="{colour}" stroke-width="1.5""##)
+                    };
+                    let _ = write!(out, r##"<circle cx="{:.1}" cy="{:.1}" r="2.5" {fill}/>"##, px(x), py(y));
                 }
             }
         }
@@ -782,7 +787,8 @@ mod tests {
         };
         let svg = super::line_chart(&c, &series).unwrap();
         assert_eq!(svg.matches("stroke-dasharray").count(), 1, "{svg}");
-        assert_eq!(svg.matches(r##"fill="#fff" stroke="#0072B2""##).count(), 1);
+        assert_eq!(svg.matches(r##"fill="#fff" stroke="#0072B2" stroke-width="2""##).count(), 1);
+        assert_eq!(svg.matches(r##"fill="#fff" stroke="#0072B2" stroke-width="1.5""##).count(), 3);
         // x from 0 to 2 drawn in order: the path's x coordinates increase.
         let d = svg.split("<path d=\"").nth(1).unwrap().split('"').next().unwrap();
         let xs: Vec<f64> = d

@@ -318,7 +318,6 @@ fn ctx<'a>(s: &'a Scenario, section: &str, nth: usize) -> Ctx<'a> {
     Ctx::new(&s.file, &s.text, section, nth, &format!("{section}[{}]", nth + 1))
 }
 
-/// Resolves `group`/`ranks` keys into ranks.
 /// A workload over fewer than 2 GPUs, named by the key that chose them: `ranks`, `group`,
 /// or, when neither is given, the fabric (all its GPUs).
 fn too_few_ranks(w: &WorkloadConfig, c: &Ctx<'_>, what: &str, n: usize) -> FabricError {
@@ -334,6 +333,7 @@ fn too_few_ranks(w: &WorkloadConfig, c: &Ctx<'_>, what: &str, n: usize) -> Fabri
     }
 }
 
+/// Resolves `group`/`ranks` keys into ranks.
 fn resolve_ranks(
     w: &WorkloadConfig,
     c: &Ctx<'_>,

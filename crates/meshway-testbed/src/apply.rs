@@ -222,7 +222,10 @@ fn replace_private(path: &Path, text: &str) -> Result<(), TestbedError> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    write_private(&tmp, text)?;
+    if let Err(e) = write_private(&tmp, text) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         TestbedError::from(e)
@@ -492,10 +495,15 @@ fn why_failed(c: &mut std::process::Child, fallback: String) -> String {
 /// Runs one phase: all its flows at once; fills in the measurements.
 fn run_phase(flows: &mut [FlowRun], st: &State, exe: &str, port_base: u16, until_us: u64) -> Result<(), TestbedError> {
     let until = until_us.to_string();
-    // Past the run's time every worker ends, and the first failure seen may be the broken
-    // connection of a peer that ended first: the timeout is what to report.
+    // Past the run's time every worker ends (exit code 4), and the first failure seen may be
+    // the broken connection of a peer that ended first: the timeout is said first, with what
+    // the worker said, so a real failure behind it still shows.
     let worker = |what: String| TestbedError::Worker {
-        what: if now_us() >= until_us { "the run's --timeout passed".into() } else { what },
+        what: if now_us() >= until_us && !what.contains("--timeout passed") {
+            format!("the run's --timeout passed ({what})")
+        } else {
+            what
+        },
     };
     let mut recvs = Workers(Vec::new());
     let mut outs = Vec::new();

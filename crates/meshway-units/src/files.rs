@@ -1,6 +1,6 @@
 //! Reading the text files people give meshway (scenarios, catalogs, flow lists, job lists,
-//! configurations): only regular files, and only up to a size, so a device, a FIFO or a
-//! runaway file gets an error instead of a hang or all of memory.
+//! configurations): files and pipes up to a size, never a device, so `/dev/zero` or a
+//! runaway file gets an error instead of all of memory.
 
 use std::io::Read;
 use std::path::Path;
@@ -9,9 +9,8 @@ use std::path::Path;
 /// of a million lines is about 40 MB).
 pub const MAX_TEXT_BYTES: u64 = 1 << 30;
 
-/// The whole of `path` as UTF-8 text. Refuses what is not a regular file (`/dev/zero`
-/// would be read until memory ran out, a FIFO waits for a writer) and files over
-/// [`MAX_TEXT_BYTES`].
+/// The whole of `path` as UTF-8 text. Refuses devices (`/dev/zero` would be read until
+/// memory ran out) and anything over [`MAX_TEXT_BYTES`]; a pipe is read like a file.
 pub fn read_text(path: &Path) -> std::io::Result<String> {
     read_text_at_most(path, MAX_TEXT_BYTES)
 }
@@ -21,8 +20,11 @@ fn read_text_at_most(path: &Path, max: u64) -> std::io::Result<String> {
     if m.is_dir() {
         return Err(std::io::Error::other("it is a directory"));
     }
-    if !m.is_file() {
-        return Err(std::io::Error::other("it is not a regular file (a device, FIFO or socket)"));
+    // Pipes are taken (`<(...)`, /dev/stdin from a pipe) up to the same size; a device is not
+    // a file of text.
+    use std::os::unix::fs::FileTypeExt;
+    if m.file_type().is_char_device() || m.file_type().is_block_device() {
+        return Err(std::io::Error::other("it is a device, not a file"));
     }
     let f = std::fs::File::open(path)?;
     let mut bytes = Vec::with_capacity(m.len().min(max) as usize);
@@ -54,7 +56,7 @@ mod tests {
         std::fs::write(&f, b"ab\xffcd").unwrap();
         assert!(read_text(&f).unwrap_err().to_string().contains("not UTF-8 text (byte 2)"));
         assert!(read_text(&d).unwrap_err().to_string().contains("directory"));
-        assert!(read_text(Path::new("/dev/zero")).unwrap_err().to_string().contains("not a regular file"));
+        assert!(read_text(Path::new("/dev/zero")).unwrap_err().to_string().contains("a device"));
         assert_eq!(read_text(&d.join("none")).unwrap_err().kind(), std::io::ErrorKind::NotFound);
         let _ = std::fs::remove_dir_all(&d);
     }

@@ -83,14 +83,26 @@ fn is_html(path: &Path) -> bool {
 
 fn write_unchecked(path: &Path, contents: &[u8]) -> Result<()> {
     let cannot = || format!("cannot write {}", path.display());
-    let link = std::fs::symlink_metadata(path).ok().filter(|m| m.file_type().is_symlink());
+    // Through links (a chain of them) to the name they end at, so every link stays a link.
     // Another user's link (in /tmp, say) could point root at any file on the machine.
-    if let Some(m) = link.as_ref().filter(|m| m.uid() != 0 && Some(m.uid()) != euid()) {
-        bail!(
-            "cannot write {}: it is a link owned by uid {}, who could point it at any file; remove it or give another name",
-            path.display(),
-            m.uid()
-        );
+    let mut target = path.to_path_buf();
+    for _ in 0..40 {
+        let Some(m) = std::fs::symlink_metadata(&target).ok().filter(|m| m.file_type().is_symlink()) else {
+            break;
+        };
+        if m.uid() != 0 && Some(m.uid()) != euid() {
+            bail!(
+                "cannot write {}: {} is a link owned by uid {}, who could point it at any file; remove it or give another name",
+                path.display(),
+                target.display(),
+                m.uid()
+            );
+        }
+        let to = std::fs::read_link(&target).with_context(cannot)?;
+        target = match (to.is_absolute(), target.parent()) {
+            (false, Some(dir)) => dir.join(to),
+            _ => to,
+        };
     }
     let existing = std::fs::metadata(path).ok();
     if existing.as_ref().is_some_and(std::fs::Metadata::is_dir) {
@@ -103,17 +115,6 @@ fn write_unchecked(path: &Path, contents: &[u8]) -> Result<()> {
     if existing.as_ref().is_some_and(|m| m.permissions().readonly()) {
         bail!("cannot write {}: it is read-only", path.display());
     }
-    // Through links to the file they name (existing or not yet), so a link stays a link.
-    let target: PathBuf = match &link {
-        Some(_) => {
-            let to = std::fs::read_link(path).with_context(cannot)?;
-            match (to.is_absolute(), path.parent()) {
-                (false, Some(dir)) => dir.join(to),
-                _ => to,
-            }
-        }
-        None => path.to_path_buf(),
-    };
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -210,9 +211,17 @@ mod tests {
         std::os::unix::fs::symlink(&page, &planted).unwrap();
         if std::os::unix::fs::lchown(&planted, Some(65534), Some(65534)).is_ok() {
             let e = write_html(&planted, "<!DOCTYPE html>", &[]).unwrap_err().to_string();
-            assert!(e.contains("a link owned by uid 65534"), "{e}");
+            assert!(e.contains("is a link owned by uid 65534"), "{e}");
             assert_eq!(std::fs::read_to_string(&page).unwrap(), "<!DOCTYPE html><p>new");
         }
+        // A chain of links reaches the page at its end, and every link stays a link.
+        let l2 = d.0.join("l2.html");
+        let l1 = d.0.join("l1.html");
+        std::os::unix::fs::symlink("page.html", &l2).unwrap();
+        std::os::unix::fs::symlink("l2.html", &l1).unwrap();
+        write_html(&l1, "<!DOCTYPE html><p>chain", &[]).unwrap();
+        assert_eq!(std::fs::read_to_string(&page).unwrap(), "<!DOCTYPE html><p>chain");
+        assert!(std::fs::symlink_metadata(&l2).unwrap().file_type().is_symlink());
         // A link of one's own to a page not written yet is followed; a read-only page is
         // refused; root replacing a user's page leaves it the user's.
         let dangling = d.0.join("dangling.html");
