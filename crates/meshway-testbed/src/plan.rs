@@ -183,10 +183,10 @@ pub fn plan(f: &Fabric, cat: &Catalog, prefix: &str, scale: u64) -> Result<Plan,
     for (r, &g) in rank_nodes.iter().enumerate() {
         let addr = gpu_ip(r as u32);
         let me = name(g);
-        let nics: Vec<(u32, bool)> = f.neighbors(g).iter().map(|&(_, l)| (l.0, f.link(l).a == g)).collect();
-        let Some(&(first, first_is_a)) = nics.first() else {
+        let Some(&(_, first)) = f.neighbors(g).first() else {
             return Err(TestbedError::NoLinks { node: f.node(g).name.clone() });
         };
+        let (first, first_is_a) = (first.0, f.link(first).a == g);
         let dev = |l: u32, is_a: bool| format!("{prefix}{l}{}", if is_a { "a" } else { "b" });
         let hop = |l: u32, is_a: bool| format!("nexthop via {} dev {}", link_ip(l, u32::from(is_a)), dev(l, is_a));
         let e = ip.entry(me.clone()).or_default();

@@ -218,8 +218,10 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<(String, Option<String>)> {
         link_history: args.html.is_some(),
     };
     let mut r = run_file(&args.file, cat, &opts)?;
-    // What the run read: the scenario, the catalog and its flow files.
-    let flow_files = flow_files(&args.file);
+    // What the run read, for the files it writes to keep off: the scenario, the catalog and
+    // its flow files (found only when a file is written).
+    let writes = args.html.is_some() || args.htsim.is_some();
+    let flow_files = if writes { flow_files(&args.file) } else { Vec::new() };
     let mut read: Vec<&Path> = vec![&args.file];
     read.extend(flow_files.iter().map(PathBuf::as_path));
     let read = crate::inputs(&read, &args.catalog);

@@ -198,7 +198,8 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
             // The other state files this user's testbeds with this prefix may have: the one
             // the last `up` noted and the default one.
             let mut others: Vec<PathBuf> = Vec::new();
-            for o in [opts.noted()?, Some(opts.default_state()?)].into_iter().flatten() {
+            let noted = opts.noted()?;
+            for o in [noted.clone(), Some(opts.default_state()?)].into_iter().flatten() {
                 if o != absolute(&state) && std::fs::symlink_metadata(&o).is_ok() && !others.contains(&o) {
                     others.push(o);
                 }
@@ -215,7 +216,7 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
             }
             let mut d = meshway_testbed::down(&opts.prefix, &state)?;
             // The note goes with the state file it names, not with a mistyped --state.
-            if opts.noted()?.is_none_or(|n| n == absolute(&state) || std::fs::symlink_metadata(&n).is_err()) {
+            if noted.is_none_or(|n| n == absolute(&state) || std::fs::symlink_metadata(&n).is_err()) {
                 let _ = std::fs::remove_file(opts.remembered()?);
             }
             // Namespaces another state file of this user lists are that testbed's, not lost.
