@@ -569,15 +569,39 @@ pub fn read_state(state_path: &Path) -> Result<State, TestbedError> {
     serde_json::from_str(&text).map_err(|source| TestbedError::StateFile { state: state_path.to_path_buf(), source })
 }
 
+/// How long a run may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    /// Refused before it starts when the simulator expects it to take longer.
+    Checked(std::time::Duration),
+    /// Started whatever the simulator expects.
+    Force(std::time::Duration),
+}
+
+/// What a run reports as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunProgress {
+    /// Before the first phase: how many, and what the simulator expects the transfers to
+    /// take at the scaled rates ([`expected_phase_us`]).
+    Planned { phases: u32, flows: usize, expected_us: u64 },
+    /// After each phase: phases done, time since the first started, and the time the
+    /// phases left should take: the simulator's expectation for their transfers plus their
+    /// workers' start-up at the cost per worker measured so far (what the phases done took
+    /// beyond their transfers).
+    Phase { done: u32, phases: u32, elapsed_us: u64, left_us: u64 },
+}
+
 /// Runs the workloads of `file` on the testbed recorded in `state_path`, phase by phase.
 /// `exe` is the meshway executable, run in each namespace as `testbed flow`.
-/// The run stops, failing, once `timeout` has passed (every worker is told when).
+/// The run stops, failing, once `timeout` has passed (every worker is told when); a run the
+/// simulator expects to take longer than `timeout` is refused before it starts.
 pub fn run(
     file: &Path,
     state_path: &Path,
     exe: &str,
     cat: &Catalog,
-    timeout: std::time::Duration,
+    timeout: Timeout,
+    progress: &mut dyn FnMut(RunProgress),
 ) -> Result<(State, Vec<FlowRun>), TestbedError> {
     let st = read_state(state_path)?;
     if st.complete == Some(false) {
@@ -605,7 +629,19 @@ pub fn run(
             return Err(TestbedError::TooManyFlows { flows: n, max });
         }
     }
-    let until_us = now_us().saturating_add(u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX));
+    let expected = expected_phase_us(&f, cat, st.scale, &flows)?;
+    let expected_us = expected.iter().fold(0u64, |a, &p| a.saturating_add(p));
+    let (checked, timeout) = match timeout {
+        Timeout::Checked(t) => (true, t),
+        Timeout::Force(t) => (false, t),
+    };
+    let timeout_us = u64::try_from(timeout.as_micros()).unwrap_or(u64::MAX);
+    if checked && expected_us > timeout_us {
+        return Err(TestbedError::TooLong { expected_us, timeout_us, scale: st.scale });
+    }
+    progress(RunProgress::Planned { phases, flows: flows.len(), expected_us });
+    let started = now_us();
+    let until_us = started.saturating_add(timeout_us);
     for ph in 0..phases {
         let idx: Vec<usize> = (0..flows.len()).filter(|&i| flows[i].phase == ph).collect();
         let mut batch: Vec<FlowRun> = idx.iter().map(|&i| flows[i].clone()).collect();
@@ -618,6 +654,18 @@ pub fn run(
         for (k, &i) in idx.iter().enumerate() {
             flows[i] = batch[k].clone();
         }
+        let elapsed_us = now_us().saturating_sub(started);
+        let sum = |p: &[u64]| p.iter().fold(0u64, |a, &x| a.saturating_add(x));
+        let (done, left) = expected.split_at(ph as usize + 1);
+        let workers_done = 2 * flows.iter().filter(|x| x.phase <= ph).count() as u64;
+        let workers_left = 2 * flows.len() as u64 - workers_done;
+        let per_worker = elapsed_us.saturating_sub(sum(done)) / workers_done.max(1);
+        progress(RunProgress::Phase {
+            done: ph + 1,
+            phases,
+            elapsed_us,
+            left_us: sum(left).saturating_add(per_worker.saturating_mul(workers_left)),
+        });
     }
     Ok((st, flows))
 }
@@ -664,9 +712,10 @@ pub fn verify(
     state_path: &Path,
     exe: &str,
     cat: &Catalog,
-    timeout: std::time::Duration,
+    timeout: Timeout,
+    progress: &mut dyn FnMut(RunProgress),
 ) -> Result<Vec<Compared>, TestbedError> {
-    let (st, flows) = run(file, state_path, exe, cat, timeout)?;
+    let (st, flows) = run(file, state_path, exe, cat, timeout, progress)?;
     let (_, f) = load(file, cat)?;
     let paths: Vec<Vec<(u32, bool)>> = flows.iter().map(|fl| kernel_path(&st, &f, fl)).collect::<Result<_, _>>()?;
     let inputs = fixed_flows(&flows, &paths);

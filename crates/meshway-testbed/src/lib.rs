@@ -14,8 +14,9 @@ pub mod apply;
 mod error;
 pub mod plan;
 
-pub use apply::{down, flow_worker, load, run, up, verify, UpSummary};
+pub use apply::{down, flow_worker, load, run, up, verify, RunProgress, Timeout, UpSummary};
 pub use error::TestbedError;
 pub use plan::{
-    check_prefix, parse_scale, per_workload, plan, testbed_wire, Compared, FlowRun, Plan, State, WorkloadCompared,
+    check_prefix, expected_phase_us, parse_scale, per_workload, plan, testbed_wire, Compared, FlowRun, Plan, State,
+    WorkloadCompared,
 };

@@ -477,6 +477,43 @@ pub fn fixed_flows(flows: &[FlowRun], paths: &[Vec<(u32, bool)>]) -> Vec<meshway
         .collect()
 }
 
+/// What the simulator expects each phase of a run to take (µs): its flows together at the
+/// scaled rates, on the paths the simulator's ECMP hash picks (the kernel hashes its own,
+/// so collisions may differ), with no time for starting the workers. A real run is slower:
+/// TCP does not fill a link as the fluid model does, and each flow starts two processes.
+pub fn expected_phase_us(f: &Fabric, cat: &Catalog, scale: u64, flows: &[FlowRun]) -> Result<Vec<u64>, TestbedError> {
+    use meshway_sim::topo::{Choice, FabricTopo, Topology};
+    let scaled = scaled(f, scale);
+    let mut topo = FabricTopo::new(&scaled, cat, 1);
+    let mut inputs = Vec::with_capacity(flows.len());
+    for (i, fl) in flows.iter().enumerate() {
+        let arcs =
+            topo.path(fl.src, fl.dst, Choice::Hash(meshway_sim::topo::mix(i as u64)), None).ok_or_else(|| {
+                TestbedError::NoPath {
+                    namespace: format!("rank {}", fl.src),
+                    dst: format!("rank {}", fl.dst),
+                    hops: f.nodes.len(),
+                }
+            })?;
+        inputs.push(meshway_sim::simulate::FixedFlow {
+            src: fl.src,
+            dst: fl.dst,
+            bytes: fl.bytes,
+            phase: fl.phase,
+            start: meshway_units::Nanos::ZERO,
+            arcs: arcs.iter().map(|a| a.0).collect(),
+        });
+    }
+    let ns = meshway_sim::simulate::simulate_fixed(&scaled, cat, &inputs, testbed_wire())?;
+    let phases = flows.iter().map(|x| x.phase).max().map_or(0, |p| p as usize + 1);
+    let mut out = vec![0u64; phases];
+    for (fl, d) in flows.iter().zip(ns) {
+        let p = &mut out[fl.phase as usize];
+        *p = (*p).max(d.div_ceil(1000));
+    }
+    Ok(out)
+}
+
 /// `f` with every link rate divided by `scale`, as the testbed runs it.
 pub fn scaled(f: &Fabric, scale: u64) -> Fabric {
     let mut scaled = f.clone();
@@ -552,6 +589,43 @@ mod tests {
         // 100 Gbit/s at 1:20,000,000 is 5 kbit/s, below tc's 8.
         let e = plan(&f, &cat, "tb", 20_000_000).unwrap_err().to_string();
         assert!(e.contains("at 5000 bit/s, below tc's smallest rate (8 kbit/s)"), "{e}");
+    }
+
+    #[test]
+    fn a_run_is_expected_to_take_its_phases_transfers_at_the_scaled_rates() {
+        let (f, cat) = fabric(
+            "[fabric]\nkind = \"custom\"\n[[fabric.node]]\nname = \"a\"\nkind = \"gpu\"\n\
+             [[fabric.node]]\nname = \"b\"\nkind = \"gpu\"\n[[fabric.node]]\nname = \"c\"\nkind = \"gpu\"\n\
+             [[fabric.node]]\nname = \"sw\"\nkind = \"switch\"\n\
+             [[fabric.link]]\na = \"a\"\nb = \"sw\"\nrate = \"100Gbps\"\n\
+             [[fabric.link]]\na = \"b\"\nb = \"sw\"\nrate = \"100Gbps\"\n\
+             [[fabric.link]]\na = \"c\"\nb = \"sw\"\nrate = \"100Gbps\"\n",
+        );
+        let flow = |src, dst, phase| FlowRun {
+            src,
+            dst,
+            bytes: 1 << 20,
+            phase,
+            workload: "w".into(),
+            start_us: 0,
+            end_us: 0,
+            sport: 0,
+            dport: 0,
+        };
+        // Phase 0: a -> b alone; phase 1: a -> c and b -> c share c's link.
+        let flows = [flow(0, 1, 0), flow(0, 2, 1), flow(1, 2, 1)];
+        let us = expected_phase_us(&f, &cat, 1000, &flows).unwrap();
+        assert_eq!(us.len(), 2);
+        // 1 MiB in 725 segments of 1448 bytes, 66 bytes of headers each, at 100 Mbit/s:
+        // 87,714 us, and the last segment's 121 us on the second link.
+        let alone = 8.0 * ((1u64 << 20) + 725 * 66) as f64 / 100.0;
+        assert!((us[0] as f64 - alone - 121.0).abs() < 20.0, "{us:?} against {alone:.0} us + 121 us");
+        let ratio = us[1] as f64 / us[0] as f64;
+        assert!((ratio - 2.0).abs() < 0.01, "two flows on one link take twice as long: {us:?}");
+        // Same input, same answer; a tenth of the scale, a tenth of the time.
+        assert_eq!(us, expected_phase_us(&f, &cat, 1000, &flows).unwrap());
+        let fast = expected_phase_us(&f, &cat, 100, &flows).unwrap();
+        assert!((us[0] as f64 / fast[0] as f64 - 10.0).abs() < 0.1, "{us:?} {fast:?}");
     }
 
     #[test]

@@ -270,7 +270,7 @@ fn run(cli: Cli) -> Result<()> {
             // `down` reads no catalog: a missing one must not keep it from cleaning up.
             let cat =
                 if matches!(cmd, testbed::Cmd::Down { .. }) { load_catalog(&None)? } else { load_catalog(&catalog)? };
-            emit(&testbed::run(cmd, &cat)?)
+            emit(&testbed::run(cmd, &cat, &catalog)?)
         }
         Command::Simulate(args) => {
             let cat = load_catalog(&args.catalog)?;

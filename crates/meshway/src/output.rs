@@ -50,23 +50,48 @@ fn check_target(path: &Path, inputs: &[&Path]) -> Result<()> {
 
 /// Writes `contents` to `path` (see the module's rules), refusing inputs of the run.
 pub fn write(path: &Path, contents: &[u8], inputs: &[&Path]) -> Result<()> {
-    check_target(path, inputs)?;
-    write_unchecked(path, contents)
+    let target = check(path, inputs, false)?;
+    write_unchecked(path, &target, contents)
 }
 
 /// Writes an HTML page: as [`write`], and an existing non-empty file must be an HTML page.
 pub fn write_html(path: &Path, page: &str, inputs: &[&Path]) -> Result<()> {
+    let target = check(path, inputs, true)?;
+    write_unchecked(path, &target, page.as_bytes())
+}
+
+/// Whether [`write_html`] would refuse `path`, found before a long run rather than after
+/// it: everything it checks but the write itself.
+pub fn check_html(path: &Path, inputs: &[&Path]) -> Result<()> {
+    check(path, inputs, true).map(|_| ())
+}
+
+/// The rules of the module short of writing; the name at the end of `path`'s links.
+fn check(path: &Path, inputs: &[&Path], html: bool) -> Result<PathBuf> {
     check_target(path, inputs)?;
-    if let Ok(m) = std::fs::metadata(path) {
-        if m.is_file() && m.len() > 0 && !is_html(path) {
-            bail!(
-                "cannot write {}: it exists and is not an HTML page, and meshway replaces only its own pages; \
-                 give another name or remove the file",
-                path.display()
-            );
+    let target = resolve(path)?;
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => bail!("cannot write {}: it is a directory", path.display()),
+        Ok(m) if m.is_file() && m.permissions().readonly() => {
+            bail!("cannot write {}: it is read-only", path.display())
+        }
+        Ok(m) if html && m.is_file() && m.len() > 0 && !is_html(path) => bail!(
+            "cannot write {}: it exists and is not an HTML page, and meshway replaces only its own pages; \
+             give another name or remove the file",
+            path.display()
+        ),
+        Ok(_) => {}
+        Err(_) => {
+            let dir = match target.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if !std::fs::metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                bail!("cannot write {}: there is no directory {}", path.display(), dir.display());
+            }
         }
     }
-    write_unchecked(path, page.as_bytes())
+    Ok(target)
 }
 
 /// Whether the file starts (after a byte-order mark and white space) with `<!DOCTYPE html`
@@ -81,10 +106,9 @@ fn is_html(path: &Path) -> bool {
     s.starts_with("<!doctype html") || s.starts_with("<html")
 }
 
-fn write_unchecked(path: &Path, contents: &[u8]) -> Result<()> {
-    let cannot = || format!("cannot write {}", path.display());
-    // Through links (a chain of them) to the name they end at, so every link stays a link.
-    // Another user's link (in /tmp, say) could point root at any file on the machine.
+/// Follows a chain of links to the name it ends at, so every link stays a link. Another
+/// user's link (in /tmp, say) could point root at any file on the machine: refused.
+fn resolve(path: &Path) -> Result<PathBuf> {
     let mut target = path.to_path_buf();
     for _ in 0..40 {
         let Some(m) = std::fs::symlink_metadata(&target).ok().filter(|m| m.file_type().is_symlink()) else {
@@ -98,22 +122,22 @@ fn write_unchecked(path: &Path, contents: &[u8]) -> Result<()> {
                 m.uid()
             );
         }
-        let to = std::fs::read_link(&target).with_context(cannot)?;
+        let to = std::fs::read_link(&target).with_context(|| format!("cannot write {}", path.display()))?;
         target = match (to.is_absolute(), target.parent()) {
             (false, Some(dir)) => dir.join(to),
             _ => to,
         };
     }
+    Ok(target)
+}
+
+/// Writes `contents` at `target`, the name `path`'s links end at ([`check`] has passed).
+fn write_unchecked(path: &Path, target: &Path, contents: &[u8]) -> Result<()> {
+    let cannot = || format!("cannot write {}", path.display());
     let existing = std::fs::metadata(path).ok();
-    if existing.as_ref().is_some_and(std::fs::Metadata::is_dir) {
-        bail!("cannot write {}: it is a directory", path.display());
-    }
     if existing.as_ref().is_some_and(|m| !m.is_file()) {
         // A device, a FIFO, a pipe (`--html >(wc -c)`): there is nothing to replace.
         return std::fs::write(path, contents).with_context(cannot);
-    }
-    if existing.as_ref().is_some_and(|m| m.permissions().readonly()) {
-        bail!("cannot write {}: it is read-only", path.display());
     }
     let dir = match target.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -126,7 +150,7 @@ fn write_unchecked(path: &Path, contents: &[u8]) -> Result<()> {
         // A directory this user may not create in (or a read-only mount) around a file it
         // may write: written in place, as before.
         Err(e) if matches!(e.raw_os_error(), Some(13 | 1 | 30)) => {
-            return std::fs::write(&target, contents).with_context(cannot);
+            return std::fs::write(target, contents).with_context(cannot);
         }
         Err(e) => return Err(e).with_context(cannot),
     };
@@ -142,7 +166,7 @@ fn write_unchecked(path: &Path, contents: &[u8]) -> Result<()> {
         }
         f.sync_all()?;
         drop(f);
-        std::fs::rename(&tmp, &target)
+        std::fs::rename(&tmp, target)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

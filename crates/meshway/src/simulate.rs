@@ -217,14 +217,18 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<(String, Option<String>)> {
         fidelity: args.fidelity,
         link_history: args.html.is_some(),
     };
-    let mut r = run_file(&args.file, cat, &opts)?;
-    // What the run read, for the files it writes to keep off: the scenario, the catalog and
-    // its flow files (found only when a file is written).
+    // What the run reads, for the files it writes to keep off: the scenario, the catalog and
+    // its flow files (found only when a file is written). A page that cannot be written is
+    // found before a long run, not after it.
     let writes = args.html.is_some() || args.htsim.is_some();
     let flow_files = if writes { flow_files(&args.file) } else { Vec::new() };
     let mut read: Vec<&Path> = vec![&args.file];
     read.extend(flow_files.iter().map(PathBuf::as_path));
     let read = crate::inputs(&read, &args.catalog);
+    if let Some(p) = &args.html {
+        crate::output::check_html(p, &read)?;
+    }
+    let mut r = run_file(&args.file, cat, &opts)?;
     if let Some(p) = &args.html {
         crate::output::write_html(p, &meshway_report::sim::sim_html(&r), &read)?;
         eprintln!("wrote {}", p.display());

@@ -35,9 +35,13 @@ pub enum Cmd {
         /// Print each flow's measurements as JSON.
         #[arg(long)]
         json: bool,
-        /// Longest the whole run may take; its workers stop there and the run fails.
+        /// Longest the whole run may take; its workers stop there and the run fails. A run
+        /// the simulator expects to take longer is refused before it starts.
         #[arg(long, default_value = "1h", value_name = "DURATION")]
         timeout: meshway_units::Nanos,
+        /// Start even when the simulator expects the run to outlast --timeout.
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         opts: Opts,
     },
@@ -47,9 +51,13 @@ pub enum Cmd {
         /// Print measured against predicted as JSON.
         #[arg(long)]
         json: bool,
-        /// Longest the whole run may take; its workers stop there and the run fails.
+        /// Longest the whole run may take; its workers stop there and the run fails. A run
+        /// the simulator expects to take longer is refused before it starts.
         #[arg(long, default_value = "1h", value_name = "DURATION")]
         timeout: meshway_units::Nanos,
+        /// Start even when the simulator expects the run to outlast --timeout.
+        #[arg(long)]
+        force: bool,
         /// Also write a self-contained HTML page: measured against predicted per flow.
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
@@ -160,11 +168,64 @@ fn absolute(p: &std::path::Path) -> PathBuf {
 }
 
 /// `--timeout`: more than 0 and at most a week (an assumption, far beyond a testbed run).
-fn check_timeout(t: meshway_units::Nanos) -> Result<std::time::Duration> {
+/// With `--force`, the run gets the timeout but no check of the simulator's expectation
+/// against it: [`meshway_testbed::Timeout::Force`].
+fn check_timeout(t: meshway_units::Nanos, force: bool) -> Result<meshway_testbed::Timeout> {
     if t == meshway_units::Nanos::ZERO || t.0 > 7 * 86_400 * 1_000_000_000 {
         bail!("--timeout: expected more than 0 and at most 168h, got {t}");
     }
-    Ok(std::time::Duration::from_nanos(t.0))
+    let d = std::time::Duration::from_nanos(t.0);
+    Ok(if force { meshway_testbed::Timeout::Force(d) } else { meshway_testbed::Timeout::Checked(d) })
+}
+
+/// A duration to read at a glance: "350 ms", "12.5 s", "14 min", "2.3 h".
+fn about(us: u64) -> String {
+    match us {
+        0..=999_999 => format!("{} ms", us.div_ceil(1000)),
+        1_000_000..=119_999_999 => format!("{:.1} s", us as f64 / 1e6),
+        120_000_000..=7_199_999_999 => format!("{:.0} min", us as f64 / 60e6),
+        _ => format!("{:.1} h", us as f64 / 3600e6),
+    }
+}
+
+/// Progress of a run on standard error: what the simulator expects before it starts, then
+/// the phases done, at most one line every 5 s (and the last when any was shown).
+#[derive(Default)]
+struct Shown {
+    last_us: u64,
+}
+
+impl Shown {
+    fn progress(&mut self, p: meshway_testbed::RunProgress) {
+        use meshway_testbed::RunProgress;
+        match p {
+            RunProgress::Planned { phases, flows, expected_us } => {
+                let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+                eprintln!(
+                    "running {} in {}; the simulator expects about {} of transfers (TCP and starting {} add to it)",
+                    plural(flows, "flow"),
+                    plural(phases as usize, "phase"),
+                    about(expected_us),
+                    plural(flows * 2, "worker")
+                );
+            }
+            RunProgress::Phase { done, phases, elapsed_us, left_us } => {
+                let last = done == phases;
+                if elapsed_us >= self.last_us + 5_000_000 || last && self.last_us > 0 {
+                    self.last_us = elapsed_us;
+                    if last {
+                        eprintln!("phase {done} of {phases} done after {}", about(elapsed_us));
+                    } else {
+                        eprintln!(
+                            "phase {done} of {phases} done after {}; about {} to go",
+                            about(elapsed_us),
+                            about(left_us)
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn exe() -> Result<String> {
@@ -172,8 +233,9 @@ fn exe() -> Result<String> {
     Ok(exe.to_str().ok_or_else(|| anyhow!("non-UTF-8 executable path"))?.to_string())
 }
 
-/// Runs one `meshway testbed` verb; returns what to print.
-pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
+/// Runs one `meshway testbed` verb; returns what to print. `catalog` is the `--catalog`
+/// file `cat` was read from, if any (an input a written page must not replace).
+pub fn run(cmd: Cmd, cat: &Catalog, catalog: &Option<PathBuf>) -> Result<String> {
     use meshway_report::testbed as text;
     Ok(match cmd {
         Cmd::Up { file, scale, opts } => {
@@ -235,20 +297,41 @@ pub fn run(cmd: Cmd, cat: &Catalog) -> Result<String> {
             }
             text::down_text(&d)
         }
-        Cmd::Run { file, json, timeout, opts } => {
+        Cmd::Run { file, json, timeout, force, opts } => {
             meshway_testbed::check_prefix(&opts.prefix)?;
-            let (st, flows) = meshway_testbed::run(&file, &opts.state_path()?, &exe()?, cat, check_timeout(timeout)?)?;
+            let mut shown = Shown::default();
+            let (st, flows) = meshway_testbed::run(
+                &file,
+                &opts.state_path()?,
+                &exe()?,
+                cat,
+                check_timeout(timeout, force)?,
+                &mut |p| shown.progress(p),
+            )?;
             if json {
                 crate::json(&flows)?
             } else {
                 text::flows_text(&flows, &st)
             }
         }
-        Cmd::Verify { file, json, timeout, html, opts } => {
+        Cmd::Verify { file, json, timeout, force, html, opts } => {
             meshway_testbed::check_prefix(&opts.prefix)?;
-            let rows = meshway_testbed::verify(&file, &opts.state_path()?, &exe()?, cat, check_timeout(timeout)?)?;
+            let inputs: Vec<&std::path::Path> = std::iter::once(file.as_path()).chain(catalog.as_deref()).collect();
+            // A page that cannot be written is found before the run, not after it.
             if let Some(p) = &html {
-                crate::output::write_html(p, &text::compared_html(&rows), &[&file])?;
+                crate::output::check_html(p, &inputs)?;
+            }
+            let mut shown = Shown::default();
+            let rows = meshway_testbed::verify(
+                &file,
+                &opts.state_path()?,
+                &exe()?,
+                cat,
+                check_timeout(timeout, force)?,
+                &mut |p| shown.progress(p),
+            )?;
+            if let Some(p) = &html {
+                crate::output::write_html(p, &text::compared_html(&rows), &inputs)?;
                 eprintln!("wrote {}", p.display());
             }
             if json {

@@ -636,6 +636,9 @@ fn outputs_never_replace_inputs() {
         (vec!["simulate", sim, "--htsim", flows], "is an input of this run"),
         (vec!["plan", s, "--html", notes.to_str().unwrap()], "is not an HTML page"),
         (vec!["plan", s, "--html", "-"], "cannot write -"),
+        // Found before the run, not after it.
+        (vec!["simulate", sim, "--html", "/nonexistent-dir/p.html"], "there is no directory /nonexistent-dir"),
+        (vec!["simulate", sim, "--html", dir.to_str().unwrap()], "it is a directory"),
     ] {
         let o = meshway(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));

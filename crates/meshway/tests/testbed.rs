@@ -147,8 +147,9 @@ fn one_flow_reaches_the_scaled_rate_and_two_flows_share_a_link() {
     assert!(ok, "two flows sharing a link missed half the rate by 10% or more in 3 runs");
 }
 
-/// `--timeout` bounds a run: a flow that would take about 20 s at the scaled rate is stopped
-/// at 1 s, the run fails naming the timeout, and no worker is left.
+/// `--timeout` bounds a run: a flow that would take about 20 s at the scaled rate is refused
+/// before it starts (the simulator's expectation is past the timeout); with `--force` it is
+/// stopped at 1 s, the run fails naming the timeout, and no worker is left.
 #[test]
 #[allow(clippy::disallowed_methods)] // a wall-clock bound on a real run
 fn a_run_stops_at_its_timeout() {
@@ -160,9 +161,28 @@ fn a_run_stops_at_its_timeout() {
     let bed = Bed::new("c", w, &[("big.csv", "src,dst,bytes\ngpu-0,gpu-3,1GiB\n")]);
     let t0 = std::time::Instant::now();
     let o = run(&["testbed", "run", bed.file(), "--timeout", "1s", "--prefix", &bed.prefix, "--state", bed.state()]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    // 1 GiB and its headers at 400 Mbit/s: 22.5 s.
+    assert!(e.contains("the simulator expects this run's transfers alone to take 22.454s at 1:1000"), "{e}");
+    assert!(e.contains("past --timeout 1s") && e.contains("--force"), "{e}");
+    assert!(!e.contains("running 1 flow"), "refused before it started: {e}");
+    let o = run(&[
+        "testbed",
+        "run",
+        bed.file(),
+        "--timeout",
+        "1s",
+        "--force",
+        "--prefix",
+        &bed.prefix,
+        "--state",
+        bed.state(),
+    ]);
     let took = t0.elapsed();
     let e = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("running 1 flow in 1 phase; the simulator expects about 22.5 s"), "{e}");
     assert!(e.contains("the run's --timeout passed"), "{e}");
     assert!(took < std::time::Duration::from_secs(15), "took {took:?}");
     let o = run(&["testbed", "run", bed.file(), "--timeout", "0s", "--prefix", &bed.prefix, "--state", bed.state()]);
