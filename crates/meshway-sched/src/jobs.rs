@@ -146,6 +146,10 @@ fn job_error(origin: &str, key: &'static str, message: impl Into<String>) -> Sch
 /// far beyond any trace, so that arrival plus run time stays inside the clock.
 pub const MAX_ARRIVAL_NS: u64 = meshway_sim::limits::MAX_SCENARIO_TIME_NS;
 
+/// The longest a job may run alone (`duration`, or `iterations` at its step time): 365 days,
+/// an assumption far beyond any training run, so that the clock never overflows.
+pub const MAX_RUN_NS: u64 = meshway_sim::limits::MAX_SCENARIO_TIME_NS;
+
 /// A job from its table; `origin` names it in errors.
 pub fn from_config(c: &JobConfig, nth: usize, origin: String, gpus_per_host: u32) -> Result<Job, SchedError> {
     let gpus = c.gpus.ok_or_else(|| job_error(&origin, "gpus", "missing: expected the GPUs the job needs, e.g. 64"))?.0;
@@ -165,6 +169,11 @@ pub fn from_config(c: &JobConfig, nth: usize, origin: String, gpus_per_host: u32
         (Some(Whole(0)), None) => return Err(job_error(&origin, "iterations", "expected at least 1")),
         (Some(Whole(i)), None) => Work::Iterations(i),
         (None, Some(d)) if d.0 == 0 => return Err(job_error(&origin, "duration", "expected a positive time")),
+        (None, Some(d)) if d.0 > MAX_RUN_NS => {
+            let days = d.0 as f64 / 86_400e9;
+            let days = if days.fract() == 0.0 { format!("{days:.0}") } else { format!("{days:.2}") };
+            return Err(job_error(&origin, "duration", format!("expected at most 365d, got {days}d")));
+        }
         (None, Some(d)) => Work::Duration(d.0),
         (None, None) => {
             return Err(job_error(
@@ -246,6 +255,9 @@ pub fn from_config(c: &JobConfig, nth: usize, origin: String, gpus_per_host: u32
 pub fn from_file(file: &str, text: &str, gpus_per_host: u32) -> Result<Vec<Job>, SchedError> {
     let trimmed = text.trim_start();
     let configs: Vec<(JobConfig, String)> = if trimmed.starts_with('[') || trimmed.starts_with('{') {
+        // A key given twice in one job would silently take the last value.
+        serde_json::from_str::<NoDuplicateKeys>(text)
+            .map_err(|e| SchedError::File { file: file.into(), message: format!("line {}: {e}", e.line()) })?;
         let v: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| SchedError::File { file: file.into(), message: format!("line {}: {e}", e.line()) })?;
         let arr = match v {
@@ -266,7 +278,7 @@ pub fn from_file(file: &str, text: &str, gpus_per_host: u32) -> Result<Vec<Job>,
             .map(|(i, v)| {
                 let origin = format!("{file}: job {}", i + 1);
                 // A person's file, as a [[job]] table: durations need their unit.
-                meshway_units::units_required(|| serde_json::from_value::<JobConfig>(v))
+                config_from(v)
                     .map(|c| (c, origin.clone()))
                     .map_err(|e| SchedError::File { file: file.into(), message: format!("job {}: {e}", i + 1) })
             })
@@ -279,6 +291,13 @@ pub fn from_file(file: &str, text: &str, gpus_per_host: u32) -> Result<Vec<Job>,
             .iter()
             .map(str::to_string)
             .collect::<Vec<_>>();
+        if let Some((j, h)) = headers.iter().enumerate().find(|(j, h)| headers[..*j].contains(h)) {
+            let first = headers.iter().position(|x| x == h).unwrap_or(0);
+            return Err(SchedError::File {
+                file: file.into(),
+                message: format!("line 1: column {h:?} appears twice (columns {} and {})", first + 1, j + 1),
+            });
+        }
         let mut out = Vec::new();
         for (i, rec) in rdr.records().enumerate() {
             let rec = rec.map_err(|e| SchedError::File { file: file.into(), message: e.to_string() })?;
@@ -299,7 +318,7 @@ pub fn from_file(file: &str, text: &str, gpus_per_host: u32) -> Result<Vec<Job>,
                 obj.insert(h.clone(), v);
             }
             let origin = format!("{file}: line {line}");
-            let c: JobConfig = meshway_units::units_required(|| serde_json::from_value(serde_json::Value::Object(obj)))
+            let c = config_from(serde_json::Value::Object(obj))
                 .map_err(|e| SchedError::File { file: file.into(), message: format!("line {line}: {e}") })?;
             out.push((c, origin));
         }
@@ -309,6 +328,74 @@ pub fn from_file(file: &str, text: &str, gpus_per_host: u32) -> Result<Vec<Job>,
         return Err(SchedError::File { file: file.into(), message: "no jobs in the file".into() });
     }
     configs.iter().enumerate().map(|(i, (c, o))| from_config(c, i, o.clone(), gpus_per_host)).collect()
+}
+
+/// A job from one object of a jobs file, as a person wrote it (durations need their unit).
+/// An error names the key it is about: the first key that fails alone.
+fn config_from(v: serde_json::Value) -> Result<JobConfig, String> {
+    let parse = |v: serde_json::Value| meshway_units::units_required(|| serde_json::from_value::<JobConfig>(v));
+    match parse(v.clone()) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            let e = e.to_string();
+            let serde_json::Value::Object(obj) = v else { return Err(e) };
+            for (k, x) in obj {
+                let alone = serde_json::Value::Object(std::iter::once((k.clone(), x)).collect());
+                if parse(alone).is_err() {
+                    return Err(if e.contains(&format!("`{k}`")) { e } else { format!("{k}: {e}") });
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Any JSON document in which no object gives a key twice (serde_json keeps the last).
+struct NoDuplicateKeys;
+
+impl<'de> serde::Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut keys = std::collections::BTreeSet::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if !keys.insert(k.clone()) {
+                return Err(serde::de::Error::custom(format!("key {k:?} is given twice in one object")));
+            }
+            map.next_value::<NoDuplicateKeys>()?;
+        }
+        Ok(self)
+    }
 }
 
 /// Parameters of a generated trace.

@@ -128,6 +128,18 @@ pub fn prepare(
             jobs::Work::Iterations(k) => k,
             jobs::Work::Duration(d) => (d as f64 / reference_ns.max(1) as f64).round().max(1.0) as u64,
         };
+        if iterations.saturating_mul(reference_ns) > jobs::MAX_RUN_NS {
+            return Err(SchedError::Job {
+                origin: job.origin.clone(),
+                key: "iterations",
+                message: format!(
+                    "{} iterations of its {:.3} ms step run {:.0} days alone; expected at most 365 days of work",
+                    iterations,
+                    reference_ns as f64 / 1e6,
+                    iterations as f64 * reference_ns as f64 / 86_400e9
+                ),
+            });
+        }
         out.push(run::Prepared { job, spec, iterations, reference_ns, intensity, spec_key });
         progress(i + 1, n);
     }

@@ -314,15 +314,20 @@ pub fn run(
     let mut now = 0u64;
     let mut next_id = 0u32;
     let mut done_count = 0usize;
-    let mut change_points: Vec<u64> = w.outages.iter().flat_map(|o| [o.from, o.until]).collect();
+    // An outage that never heals (`until` u64::MAX) has no end to wait for: the jobs it cuts
+    // off stay unfinished.
+    let mut change_points: Vec<u64> =
+        w.outages.iter().flat_map(|o| [o.from, o.until]).filter(|&c| c != u64::MAX).collect();
     change_points.sort_unstable();
     change_points.dedup();
     let mut bytes = TierBytes::default();
     loop {
         // Next event: an arrival, a finish or a failure change.
         let t_arr = order.get(next_arrival).map(|&i| w.jobs[i].job.arrival);
-        let t_fin =
-            running.iter().filter_map(|r| r.shared.map(|s| now + (r.left * s as f64).ceil().max(0.0) as u64)).min();
+        let t_fin = running
+            .iter()
+            .filter_map(|r| r.shared.map(|s| now.saturating_add((r.left * s as f64).ceil().max(0.0) as u64)))
+            .min();
         let t_chg = change_points.iter().copied().find(|&c| c > now);
         let Some(t) = [t_arr, t_fin, t_chg].into_iter().flatten().min() else { break };
         // Nothing left that can change: queued jobs that can never start, or jobs cut off
@@ -399,12 +404,15 @@ pub fn run(
             };
             let fits_backfill = |shadow: Option<(u64, i64)>| match shadow {
                 None => true,
-                Some((s, extra)) => now + p.iterations * p.reference_ns <= s || i64::from(p.job.gpus) <= extra,
+                Some((s, extra)) => {
+                    now.saturating_add(p.iterations.saturating_mul(p.reference_ns)) <= s
+                        || i64::from(p.job.gpus) <= extra
+                }
             };
             match pick {
                 Some(ranks) if fits_backfill(shadow) => {
                     if let Some((s, extra)) = shadow.as_mut() {
-                        if now + p.iterations * p.reference_ns > *s {
+                        if now.saturating_add(p.iterations.saturating_mul(p.reference_ns)) > *s {
                             *extra -= i64::from(p.job.gpus);
                         }
                     }

@@ -341,12 +341,69 @@ fn bad_jobs_get_clear_errors() {
     // nanoseconds; with its unit it reads.
     let csv = "name,arrival,gpus,profile,iterations\nj1,3600,8,bert-large,10\n";
     let e = jobs::from_file("jobs.csv", csv, 8).unwrap_err().to_string();
-    assert!(e.contains("jobs.csv: line 2: invalid duration 3600: a number needs a unit"), "{e}");
+    assert!(e.contains("jobs.csv: line 2: arrival: invalid duration 3600: a number needs a unit"), "{e}");
     let e = jobs::from_file("jobs.json", r#"[{"name": "j1", "arrival": 60, "gpus": 8, "profile": "bert-large"}]"#, 8)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("jobs.json: job 1: invalid duration 60"), "{e}");
+    assert!(e.contains("jobs.json: job 1: arrival: invalid duration 60"), "{e}");
+    let e = jobs::from_file("jobs.csv", "name,gpus,profile,iterations,tp\nj,8,bert-large,10,3.5\n", 8)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("jobs.csv: line 2: tp: expected a whole number, got 3.5"), "{e}");
     assert!(jobs::from_file("jobs.csv", &csv.replace("3600", "3600s"), 8).is_ok());
+    // A key given twice is refused, not read as its last value.
+    let dup = "name,arrival,gpus,profile,iterations,gpus\nj1,0s,8,bert-large,10,4\n";
+    let e = jobs::from_file("jobs.csv", dup, 8).unwrap_err().to_string();
+    assert!(e.contains("jobs.csv: line 1: column \"gpus\" appears twice (columns 3 and 6)"), "{e}");
+    let dup = r#"[{"name": "j1", "gpus": 8, "profile": "bert-large", "iterations": 10, "gpus": 4}]"#;
+    let e = jobs::from_file("jobs.json", dup, 8).unwrap_err().to_string();
+    assert!(e.contains("jobs.json: line 1: key \"gpus\" is given twice in one object"), "{e}");
+    // Work is bounded so that the clock never wraps (a wrapped sum read as slowdown 0.000x).
+    let e = run(
+        &job("gpus = 4\nprofile = \"llama-7b\"").replace("iterations = 1\n", "iterations = 1000000000000\n"),
+        &[Policy::FirstFit],
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("test.toml: job[1]: iterations: 1000000000000 iterations of its")
+            && e.contains("expected at most 365 days of work"),
+        "{e}"
+    );
+    let e = run(
+        &job("gpus = 4\nprofile = \"llama-7b\"").replace("iterations = 1\n", "duration = \"400d\"\n"),
+        &[Policy::FirstFit],
+    )
+    .unwrap_err();
+    assert!(e.contains("test.toml: job[1]: duration: expected at most 365d, got 400d"), "{e}");
+}
+
+/// A failure that never heals leaves the jobs it cuts off unfinished; the others finish as
+/// if it had not happened.
+#[test]
+fn jobs_cut_off_for_good_never_finish() {
+    let jobs = "[[job]]\nname = \"cut\"\ngpus = 8\nprofile = \"llama-7b\"\niterations = 20\n\
+                [[job]]\nname = \"spared\"\ngpus = 8\nprofile = \"llama-7b\"\niterations = 20\n";
+    let base = run(&format!("{SMALL}\n{jobs}"), &[Policy::FirstFit]).unwrap();
+    let jb = &base.policies[0].jobs;
+    let (cut_hosts, spared_finish) = (jb[0].hosts.clone(), jb[1].finish_s.unwrap());
+    assert_eq!(cut_hosts, "node[001-004]", "first fit puts the first job on leaf-0's hosts");
+    let failed =
+        run(&format!("{SMALL}\n{jobs}\n[[failure]]\nat = \"1ms\"\nswitch = \"leaf-0\"\n"), &[Policy::FirstFit])
+            .unwrap();
+    let j = &failed.policies[0].jobs;
+    assert_eq!(j[0].finish_s, None, "{:?}", j[0]);
+    assert_eq!(j[0].slowdown, None, "{:?}", j[0]);
+    assert_eq!(j[1].finish_s, Some(spared_finish), "{:?}", j[1]);
+    assert_eq!(failed.policies[0].unfinished, 1);
+    // Healed after 10 s, the cut job finishes 10 s later than it would have.
+    let healed = run(
+        &format!("{SMALL}\n{jobs}\n[[failure]]\nat = \"1ms\"\nuntil = \"10s\"\nswitch = \"leaf-0\"\n"),
+        &[Policy::FirstFit],
+    )
+    .unwrap();
+    let h = &healed.policies[0].jobs;
+    let delay = h[0].finish_s.unwrap() - jb[0].finish_s.unwrap();
+    assert!((delay - 10.0).abs() < 0.01, "{delay}");
 }
 
 fn mixed_jobs() -> String {
