@@ -84,7 +84,7 @@ pub fn multisite_text(r: &Report) -> String {
     let head_refs: Vec<&str> = head.iter().map(String::as_str).collect();
     let mut t = Table::new(&head_refs);
     for d in &r.by_distance {
-        let mut optics = d.optics.clone();
+        let mut optics: Vec<String> = d.optics.iter().zip(&d.wavelengths).map(|(o, w)| format!("{w} x {o}")).collect();
         optics.dedup();
         let mut row = vec![
             km(d.distance_m),

@@ -183,6 +183,14 @@ fn analysis_of_an_all_reduce_adds_the_round_trip_per_distance_and_checks_headroo
     // Beyond 400ZR's 120 km the span gets ZR+ (same 400G rate).
     assert_eq!(d[2].optics, vec!["400g-zr".to_string()]);
     assert_eq!(d[3].optics, vec!["400g-zr-plus".to_string()]);
+    assert!(d.iter().all(|x| x.wavelengths == vec![4] && x.dci_bps == vec![1_600_000_000_000]));
+    // 800ZR gives way to ZR+ at 400G beyond its reach: twice the wavelengths, the same
+    // capacity, so the sweep shows distance and not a halved DCI.
+    let r8 = report(&two_sites(100, 2, ALL_REDUCE).replace("400ZR", "800ZR"), &opts(&[100, 150], &[]));
+    let d8 = &r8.by_distance;
+    assert_eq!((d8[0].optics[0].as_str(), d8[0].wavelengths[0]), ("800g-zr", 2));
+    assert_eq!((d8[1].optics[0].as_str(), d8[1].wavelengths[0]), ("400g-zr-plus", 4));
+    assert_eq!(d8[0].dci_bps, d8[1].dci_bps);
     // Lossless headroom: one span, feasible at 0 km only (the planner's numbers: a 400G port
     // needs 400e9/8 x (2 x 490 us + 1.16 us) + 2 x 4096 B at 100 km).
     assert!(d.iter().all(|x| x.headroom.len() == 1 && x.headroom[0].span == "a-b"));
@@ -311,6 +319,7 @@ fn a_lossy_transport_has_no_headroom_to_check() {
 #[test]
 fn catalog_defaults_sweep_0_to_200_km_with_a_10_percent_budget() {
     let o = Options::from_catalog(&Catalog::builtin()).unwrap();
+    assert_eq!(o.tolerance, Some(0.0), "exact: the break-even search needs steps monotonic in distance");
     assert_eq!(o.distances, (0..=8).map(|i| Meters::from_km(25 * i)).collect::<Vec<_>>());
     assert_eq!(o.wavelengths, vec![1, 2, 4, 8, 16, 32]);
     assert_eq!(o.budget, 0.10);

@@ -106,7 +106,7 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
         resolution: args.resolution.unwrap_or(d.resolution),
         max_distance: args.max_distance.unwrap_or(d.max_distance),
         seed: args.seed,
-        tolerance: None,
+        tolerance: d.tolerance,
     };
     let r = analyze_text(&text, &file, cat, &opts)?;
     if let Some(p) = &args.html {

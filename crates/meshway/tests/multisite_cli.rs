@@ -44,6 +44,27 @@ fn multisite_json_is_valid_deterministic_and_consistent() {
     assert_eq!(b["distance_m"].as_u64().unwrap() - b["below_m"].as_u64().unwrap(), 1000);
 }
 
+/// The break-even search bisects, so the step must not shrink as the distance grows: the
+/// runs are exact (no completion batching), and the flat ring's break-even is where a sweep
+/// finds it.
+#[test]
+fn steps_grow_with_distance_and_the_break_even_is_where_the_sweep_crosses() {
+    let km: Vec<String> = (0..=20).map(|i| format!("{}m", 55_000 + 250 * i)).collect();
+    let a = meshway(&["multisite", "examples/two-site-training.toml", "--json", "--distances", &km.join(",")]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    let v: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
+    let rows = v["by_distance"].as_array().unwrap();
+    for key in ["step_ns", "flat_step_ns"] {
+        let steps: Vec<u64> = rows.iter().map(|r| r[key].as_u64().unwrap()).collect();
+        assert!(steps.windows(2).all(|w| w[0] <= w[1]), "{key}: {steps:?}");
+    }
+    let first_over = rows.iter().find(|r| r["flat_cross_site_share"].as_f64().unwrap() > 0.10).unwrap();
+    let b = &v["flat_break_even"];
+    let over = first_over["distance_m"].as_u64().unwrap();
+    // The search's resolution is 1 km: its crossing is within the 250 m step of the sweep's.
+    assert!(b["distance_m"].as_u64().unwrap().abs_diff(over) <= 1000, "{b} against {over} m");
+}
+
 #[test]
 fn budget_moves_the_break_even() {
     let at = |budget: &str| {
