@@ -16,10 +16,11 @@ use std::time::Duration;
 
 /// Largest request head accepted (hyper's smallest read buffer); a larger one gets 431.
 const MAX_HEAD: usize = 8192;
-/// Connections served at once; more get 503. Stalled clients are dropped at
-/// [`HEAD_DEADLINE`], so holding many open costs an attacker a steady stream of new
-/// connections, and scrapes still find a slot.
-const MAX_CONNECTIONS: usize = 512;
+/// Connections served at once. When all are taken, a new connection takes the place of the
+/// one that has waited longest without sending a complete request (a scrape sends its
+/// request at once, so only silent connections are taken): connections from many sources
+/// cannot keep a scrape out. Stalled clients are also dropped at [`HEAD_DEADLINE`].
+pub const MAX_CONNECTIONS: usize = 512;
 /// Connections served at once from one source (an IPv4 address, or an IPv6 /64, the block
 /// one host is usually given): more from it get 503, so one client cannot hold the slots
 /// other sources' scrapes need. An assumption: twice the `/probe` pool (32), so one
@@ -206,11 +207,35 @@ async fn answer(req: hyper::Request<Incoming>, handler: Handler) -> Result<hyper
 
 /// Serves one request on `io`; the head must arrive within `head` (what is left of
 /// [`HEAD_DEADLINE`] after a TLS handshake).
-async fn serve_connection<S>(io: S, handler: Handler, head: Duration)
+/// Connections that have not yet sent a complete request, by accept order: the ones a new
+/// connection may take the place of when every slot is taken.
+#[derive(Default)]
+struct Silent(std::sync::Mutex<std::collections::BTreeMap<u64, tokio::task::AbortHandle>>);
+
+impl Silent {
+    fn remove(&self, id: u64) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+}
+
+/// Takes connection `id` off the [`Silent`] list when its task ends, however it ends.
+struct Heard(Arc<Silent>, u64);
+
+impl Drop for Heard {
+    fn drop(&mut self) {
+        self.0.remove(self.1);
+    }
+}
+
+async fn serve_connection<S>(io: S, handler: Handler, head: Duration, heard: Heard)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| answer(req, handler.clone()));
+    let svc = hyper::service::service_fn(move |req| {
+        // A complete request: this connection is no longer one to drop for a newcomer.
+        heard.0.remove(heard.1);
+        answer(req, handler.clone())
+    });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(head)
@@ -244,6 +269,8 @@ pub fn serve(
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         let per_source = Arc::new(PerSource::default());
+        let silent = Arc::new(Silent::default());
+        let mut next_id = 0u64;
         let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
         while !shutdown.load(Ordering::Relaxed) {
             let Ok(accepted) = tokio::time::timeout(Duration::from_millis(100), listener.accept()).await else {
@@ -255,7 +282,19 @@ pub fn serve(
                 continue;
             };
             let mine = PerSource::take(&per_source, peer.ip(), MAX_PER_SOURCE);
-            let (Some(mine), Ok(slot)) = (mine, slots.clone().try_acquire_owned()) else {
+            let mut slot = slots.clone().try_acquire_owned().ok();
+            if mine.is_some() && slot.is_none() {
+                // Every slot taken: the connection silent the longest gives up its place.
+                let oldest = silent.0.lock().unwrap_or_else(|e| e.into_inner()).pop_first();
+                if let Some((_, task)) = oldest {
+                    task.abort();
+                    slot = tokio::time::timeout(Duration::from_millis(100), slots.clone().acquire_owned())
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
+                }
+            }
+            let (Some(mine), Some(slot)) = (mine, slot) else {
                 tokio::spawn(async move {
                     use tokio::io::AsyncWriteExt;
                     let mut s = stream;
@@ -270,22 +309,26 @@ pub fn serve(
                 continue;
             };
             let (h, acc) = (handler.clone(), acceptor.clone());
-            tokio::spawn(async move {
+            next_id += 1;
+            let (id, heard) = (next_id, Heard(silent.clone(), next_id));
+            let task = tokio::spawn(async move {
                 let _slots = (slot, mine);
                 let work = async move {
                     match acc {
-                        None => serve_connection(stream, h, HEAD_DEADLINE).await,
+                        None => serve_connection(stream, h, HEAD_DEADLINE, heard).await,
                         Some(a) => {
                             let t0 = tokio::time::Instant::now();
                             if let Ok(Ok(s)) = tokio::time::timeout(HEAD_DEADLINE, a.accept(stream)).await {
                                 let left = HEAD_DEADLINE.saturating_sub(t0.elapsed()).max(Duration::from_millis(1));
-                                serve_connection(s, h, left).await;
+                                serve_connection(s, h, left, heard).await;
                             }
                         }
                     }
                 };
                 let _ = tokio::time::timeout(CONNECTION_DEADLINE, work).await;
             });
+            // The task has not run yet (one thread): it is listed before it can be heard.
+            silent.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id, task.abort_handle());
         }
         Ok::<(), io::Error>(())
     });

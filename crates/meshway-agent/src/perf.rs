@@ -375,6 +375,69 @@ fn same_host(a: std::net::IpAddr, b: std::net::IpAddr) -> bool {
 
 type Sessions = Arc<Mutex<HashMap<u64, Arc<ServerSession>>>>;
 
+/// Tests a server runs at once, in all and from one address. Tests side by side measure
+/// each other (iperf3 runs one at a time); a few let several people test without one client
+/// holding the server. Assumptions.
+pub const MAX_SESSIONS: usize = 8;
+pub const MAX_SESSIONS_PER_SOURCE: usize = 4;
+/// Connections that have not yet said what they are (a test request or a stream hello), in
+/// all and from one address; each gets 10 s to speak. A client's own connections speak at
+/// once, so these bound only silent ones (each holds a thread and a descriptor). Assumptions.
+pub const MAX_PENDING: usize = 128;
+pub const MAX_PENDING_PER_SOURCE: usize = 16;
+
+/// Connections not yet identified, by source address.
+#[derive(Default)]
+struct Pending {
+    by_source: Mutex<HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One pending connection's place; given back when dropped.
+struct PendingSlot {
+    pending: Arc<Pending>,
+    source: std::net::IpAddr,
+}
+
+impl Pending {
+    /// A place for a connection from `source`, or None when it is over a limit.
+    fn enter(self: &Arc<Self>, source: std::net::IpAddr) -> Option<PendingSlot> {
+        let source = source.to_canonical();
+        let mut m = self.by_source.lock().ok()?;
+        let total: usize = m.values().sum();
+        let mine = m.get(&source).copied().unwrap_or(0);
+        if total >= MAX_PENDING || mine >= MAX_PENDING_PER_SOURCE {
+            return None;
+        }
+        m.insert(source, mine + 1);
+        Some(PendingSlot { pending: self.clone(), source })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.pending.by_source.lock() {
+            if let Some(n) = m.get_mut(&self.source) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.source);
+                }
+            }
+        }
+    }
+}
+
+/// An error with its causes, for the server's log ("socket: Too many open files").
+fn with_causes(e: &PerfError) -> String {
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 /// Serves perf clients on `listener` (TCP) and `udp` (the same port number) until `shutdown`.
 /// `log` receives one line per test started and finished.
 pub fn serve(
@@ -399,17 +462,34 @@ pub fn serve(
     let mut counter = 0u64;
     // Peers' names and errors reach the log with control characters escaped.
     let log: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |line: String| log(printable(&line)));
+    let pending: Arc<Pending> = Arc::default();
+    // Connections closed unheard, logged at most once every 10 s.
+    let (mut dropped, mut dropped_logged) = (0u64, Nanos::ZERO);
     while !shutdown.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((s, peer)) => {
+                let Some(slot) = pending.enter(peer.ip()) else {
+                    // Closed at once: the client sees a reset, and this server keeps its
+                    // threads for clients that speak.
+                    drop(s);
+                    dropped += 1;
+                    let now = clock::mono();
+                    if dropped_logged == Nanos::ZERO || now.saturating_sub(dropped_logged) >= Nanos(10_000_000_000) {
+                        log(format!(
+                            "{peer}: closed {dropped} connection(s) unheard: over {MAX_PENDING_PER_SOURCE} silent connections from one address or {MAX_PENDING} in all"
+                        ));
+                        (dropped, dropped_logged) = (0, now);
+                    }
+                    continue;
+                };
                 let _ = s.set_nonblocking(false);
                 let _ = s.set_nodelay(true);
                 counter += 1;
                 let id = std::hash::BuildHasher::hash_one(&keyed, counter);
                 let (sessions, udp, log) = (sessions.clone(), udp.clone(), log.clone());
                 let _ = std::thread::Builder::new().name("perf-conn".into()).spawn(move || {
-                    if let Err(e) = handle_connection(s, peer, id, &sessions, &udp, &*log) {
-                        log(format!("{peer}: {e}"));
+                    if let Err(e) = handle_connection(s, peer, id, slot, &sessions, &udp, &*log) {
+                        log(format!("{peer}: {}", with_causes(&e)));
                     }
                 });
             }
@@ -453,6 +533,7 @@ fn handle_connection(
     s: TcpStream,
     peer: SocketAddr,
     id: u64,
+    slot: PendingSlot,
     sessions: &Sessions,
     udp: &Arc<UdpSocket>,
     log: &(dyn Fn(String) + Send + Sync),
@@ -463,6 +544,7 @@ fn handle_connection(
     if head == HELLO_MAGIC {
         let mut hello = [0u8; HELLO_LEN];
         (&s).read_exact(&mut hello).map_err(io_err("cannot read the stream hello"))?;
+        drop(slot);
         let h = Hello::decode(&hello).ok_or_else(|| PerfError::Protocol("bad stream hello".into()))?;
         let sess = sessions
             .lock()
@@ -488,14 +570,18 @@ fn handle_connection(
         }
         let size = sess.req.size as usize;
         let sess2 = sess.clone();
-        let t = std::thread::spawn(move || {
-            let ss = &*sess2;
-            if server_sends(&ss.req, h.stream) {
-                send_loop(s, size, &ss.tx_bytes, ss.budget.as_ref(), &ss.stop, ss.hard_end)
-            } else {
-                receive_loop(s, size, &ss.rx_bytes, &ss.span, &ss.stop, ss.hard_end)
-            }
-        });
+        // A thread the system refuses closes this stream (the test reports what moved).
+        let t = std::thread::Builder::new()
+            .name("perf-stream".into())
+            .spawn(move || {
+                let ss = &*sess2;
+                if server_sends(&ss.req, h.stream) {
+                    send_loop(s, size, &ss.tx_bytes, ss.budget.as_ref(), &ss.stop, ss.hard_end)
+                } else {
+                    receive_loop(s, size, &ss.rx_bytes, &ss.span, &ss.stop, ss.hard_end)
+                }
+            })
+            .map_err(io_err(format!("cannot start a thread for data stream {}", h.stream)))?;
         if let Ok(mut v) = sess.threads.lock() {
             v.push(t);
         }
@@ -504,7 +590,18 @@ fn handle_connection(
     // A control connection.
     let mut reader = BufReader::new(s.try_clone().map_err(io_err("socket"))?);
     let mut w = s;
-    let req: Request = read_json_line(&mut reader, Duration::from_secs(10))?;
+    let req: Request = match read_json_line(&mut reader, Duration::from_secs(10)) {
+        Ok(r) => r,
+        Err(e) => {
+            // A message it cannot read is answered with the reason, when the client is
+            // still there to read it (a newer client's field, a typo).
+            if let PerfError::Protocol(why) = &e {
+                let _ = write_json_line(&mut w, &Accept { ok: false, session: 0, error: Some(why.clone()) });
+            }
+            return Err(e);
+        }
+    };
+    drop(slot);
     if let Err(why) = validate(&req) {
         write_json_line(&mut w, &Accept { ok: false, session: 0, error: Some(why.clone()) })?;
         return Err(PerfError::Refused(why));
@@ -526,15 +623,34 @@ fn handle_connection(
         client: peer.ip(),
         streams_seen: Mutex::new(vec![false; usize::from(stream_count(&req))]),
     });
-    if let Ok(mut m) = sessions.lock() {
-        m.insert(id, sess.clone());
+    // Checked and taken under one lock: two clients cannot both take the last place.
+    let busy = match sessions.lock() {
+        Ok(mut m) => {
+            let mine = m.values().filter(|x| same_host(x.client, peer.ip())).count();
+            if m.len() >= MAX_SESSIONS {
+                Some(format!("busy: {} tests are running, the most this server runs at once; try again later", m.len()))
+            } else if mine >= MAX_SESSIONS_PER_SOURCE {
+                Some(format!(
+                    "busy: {mine} tests from {} are running, the most it runs for one address; try again later",
+                    peer.ip()
+                ))
+            } else {
+                m.insert(id, sess.clone());
+                None
+            }
+        }
+        Err(_) => Some("busy: the server's session table is unusable".into()),
+    };
+    if let Some(why) = busy {
+        write_json_line(&mut w, &Accept { ok: false, session: 0, error: Some(why.clone()) })?;
+        return Err(PerfError::Refused(why));
     }
     log(format!("{peer}: {:?} {:?} test, {} stream(s), session {id:x}", req.protocol, req.direction, req.streams)
         .to_lowercase());
     write_json_line(&mut w, &Accept { ok: true, session: id, error: None })?;
     if req.protocol == Protocol::Udp && req.direction == Direction::Reverse {
         let (ss, udp) = (sess.clone(), udp.clone());
-        let t = std::thread::spawn(move || {
+        let t = std::thread::Builder::new().name("perf-udp-send".into()).spawn(move || {
             // Wait for the client's hello (at most 3 s) to learn where to send.
             let t0 = clock::mono();
             let peer = loop {
@@ -555,8 +671,14 @@ fn handle_connection(
                 ss.udp_sent.store(n, Ordering::Relaxed);
             }
         });
-        if let Ok(mut v) = sess.threads.lock() {
-            v.push(t);
+        match t {
+            Ok(t) => {
+                if let Ok(mut v) = sess.threads.lock() {
+                    v.push(t);
+                }
+            }
+            // The session stays until the client's Finish, as any, and reports 0 sent.
+            Err(e) => log(format!("{peer}: session {id:x}: cannot start the UDP sender: {e}")),
         }
     }
     // Wait for the client's finish (or its disappearance, or the hard end).

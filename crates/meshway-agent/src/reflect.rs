@@ -151,6 +151,9 @@ pub const DEFAULT_RECV_BUFFER: usize = 4 << 20;
 /// returns what the kernel granted (it reports twice the usable size, as Linux does).
 pub fn set_recv_buffer(sock: &UdpSocket, bytes: usize) -> std::io::Result<usize> {
     use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    // The option is a C int, which the kernel doubles: past i32::MAX / 2 a request wrapped to
+    // the kernel's minimum (2 GiB asked gave 1.13 KiB).
+    let bytes = bytes.min(i32::MAX as usize / 2);
     if setsockopt(sock, sockopt::RcvBufForce, &bytes).is_err() {
         setsockopt(sock, sockopt::RcvBuf, &bytes).map_err(std::io::Error::from)?;
     }

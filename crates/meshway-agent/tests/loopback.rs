@@ -592,6 +592,106 @@ mod perf {
         let mut c2 = c.clone();
         c2.duration = ms(300);
         assert!(perf::run(&c2, &AtomicBool::new(false), &mut |_| {}).is_ok());
+        // A request it cannot read is answered with the reason (a newer client's field).
+        let mut g = std::net::TcpStream::connect(s.addr).unwrap();
+        g.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut req = serde_json::to_value(request(Protocol::Tcp, Direction::Forward, None)).unwrap();
+        req["compression"] = serde_json::Value::Bool(true);
+        g.write_all(format!("{req}\n").as_bytes()).unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(g), &mut line).unwrap();
+        let a: meshway_probe::perf::Accept = serde_json::from_str(&line).unwrap();
+        assert!(!a.ok && a.error.as_deref().is_some_and(|e| e.contains("unknown field `compression`")), "{line}");
+    }
+
+    fn control_from(from: &str, s: &Server, req: &meshway_probe::perf::Request) -> (std::net::TcpStream, String) {
+        let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+        c.bind(&local.into()).unwrap();
+        c.connect_timeout(&s.addr.into(), Duration::from_secs(5)).unwrap();
+        let mut c: std::net::TcpStream = c.into();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.write_all(format!("{}\n", serde_json::to_string(req).unwrap()).as_bytes()).unwrap();
+        let mut line = String::new();
+        let mut b = [0u8; 1];
+        while !line.ends_with('\n') && c.read(&mut b).unwrap_or(0) == 1 {
+            line.push(char::from(b[0]));
+        }
+        (c, line)
+    }
+
+    /// At most 8 tests at once, 4 from one address: a client that opens tests and never
+    /// finishes them cannot hold the server; the next client hears why.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // wall-clock bounds on a real server
+    fn tests_at_once_are_bounded_per_address_and_in_all() {
+        let _turn = turn();
+        let s = server();
+        let mut req = request(Protocol::Tcp, Direction::Forward, None);
+        req.duration_ns = 20_000_000_000;
+        let ok = |l: &str| serde_json::from_str::<meshway_probe::perf::Accept>(l).is_ok_and(|a| a.ok);
+        let mut held = Vec::new();
+        for _ in 0..perf::MAX_SESSIONS_PER_SOURCE {
+            let (c, l) = control_from("127.0.0.2", &s, &req);
+            assert!(ok(&l), "{l}");
+            held.push(c);
+        }
+        let (_, l) = control_from("127.0.0.2", &s, &req);
+        assert!(!ok(&l) && l.contains("busy: 4 tests from 127.0.0.2 are running"), "{l}");
+        for _ in 0..perf::MAX_SESSIONS - perf::MAX_SESSIONS_PER_SOURCE {
+            let (c, l) = control_from("127.0.0.3", &s, &req);
+            assert!(ok(&l), "{l}");
+            held.push(c);
+        }
+        let (_, l) = control_from("127.0.0.4", &s, &req);
+        assert!(!ok(&l) && l.contains("busy: 8 tests are running"), "{l}");
+        // Their clients gone, the tests end and the server takes new ones.
+        drop(held);
+        let mut c = cfg(s.addr, Protocol::Tcp, Direction::Forward, 1);
+        c.duration = ms(300);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match perf::run(&c, &AtomicBool::new(false), &mut |_| {}) {
+                Ok(_) => break,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("not yet: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    /// Silent connections are bounded per address: the 17th from one address is closed at
+    /// once, and another address is still served.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // wall-clock bounds on a real server
+    fn silent_connections_from_one_address_cannot_starve_others() {
+        let _turn = turn();
+        let s = server();
+        let connect = |from: &str| {
+            let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+            let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+            c.bind(&local.into()).unwrap();
+            c.connect_timeout(&s.addr.into(), Duration::from_secs(5)).unwrap();
+            let c: std::net::TcpStream = c.into();
+            c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            c
+        };
+        let silent: Vec<std::net::TcpStream> =
+            (0..perf::MAX_PENDING_PER_SOURCE).map(|_| connect("127.0.0.5")).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        // The next one is closed unheard: its read ends (EOF or reset) well before the 10 s
+        // a silent connection is given.
+        let mut extra = connect("127.0.0.5");
+        let t0 = std::time::Instant::now();
+        let mut b = [0u8; 16];
+        let r = extra.read(&mut b);
+        assert!(matches!(r, Ok(0) | Err(_)) && t0.elapsed() < Duration::from_secs(2), "{r:?} after {:?}", t0.elapsed());
+        let req = request(Protocol::Tcp, Direction::Forward, None);
+        let (c, l) = control_from("127.0.0.6", &s, &req);
+        assert!(l.contains("\"ok\":true"), "{l}");
+        drop((c, silent));
     }
 }
 
@@ -777,7 +877,7 @@ fn authenticated_stamp_answers_only_its_key() {
 
 mod http_sources {
     use super::*;
-    use meshway_agent::http::{self, Request, Response, MAX_PER_SOURCE};
+    use meshway_agent::http::{self, Request, Response, MAX_CONNECTIONS, MAX_PER_SOURCE};
     use socket2::{Domain, Socket, Type};
     use std::net::{SocketAddr, TcpStream};
     use std::sync::Arc;
@@ -806,6 +906,43 @@ mod http_sources {
         let addr = l.local_addr().unwrap();
         let handler = Arc::new(|_: &Request| Response::text(200, "ok\n"));
         Server::run(addr, move |s| http::serve(l, s, None, handler).unwrap())
+    }
+
+    /// Silent connections from enough sources to take every slot (8 x 64) do not keep a
+    /// scrape out: it takes the place of the connection silent the longest.
+    #[test]
+    fn silent_connections_from_many_sources_give_way_to_a_scrape() {
+        let _turn = turn();
+        // Both ends of 512 connections live in this process.
+        let soft = std::fs::read_to_string("/proc/self/limits").ok().and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+        });
+        if soft.is_some_and(|n| n < 2 * MAX_CONNECTIONS as u64 + 100) {
+            eprintln!("skipped: the open-file limit {soft:?} is below two ends of {MAX_CONNECTIONS} connections");
+            return;
+        }
+        let srv = server();
+        let sources = MAX_CONNECTIONS / MAX_PER_SOURCE;
+        let silent: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+            .map(|i| connect_from(&format!("127.0.1.{}", 1 + i / MAX_PER_SOURCE), srv.addr))
+            .collect();
+        assert_eq!(sources * MAX_PER_SOURCE, silent.len());
+        std::thread::sleep(Duration::from_millis(300));
+        for k in 0..3 {
+            let r = get_from("127.9.9.9", srv.addr);
+            assert!(r.starts_with("HTTP/1.1 200"), "scrape {k}: {r}");
+        }
+        // The oldest silent connections gave way: closed by the server, read gets EOF.
+        let mut first = &silent[0];
+        let mut b = [0u8; 8];
+        let r = first.read(&mut b);
+        let closed = match &r {
+            Ok(n) => *n == 0,
+            Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        };
+        assert!(closed, "the oldest silent connection is still open: {r:?}");
     }
 
     #[test]

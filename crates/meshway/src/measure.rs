@@ -103,7 +103,14 @@ fn stamp_key(path: &Option<std::path::PathBuf>) -> Result<Option<meshway_probe::
     Ok(Some(key))
 }
 
+/// `--recv-buffer`'s range: 4 KiB (a few probes) to 1 GiB (the kernel takes at most
+/// i32::MAX / 2). Assumptions beyond the kernel's bound.
+const RECV_BUFFER_RANGE: (u64, u64) = (4 << 10, 1 << 30);
+
 pub fn reflect(a: ReflectArgs) -> Result<()> {
+    if a.recv_buffer.0 < RECV_BUFFER_RANGE.0 || a.recv_buffer.0 > RECV_BUFFER_RANGE.1 {
+        anyhow::bail!("--recv-buffer: expected 4KiB to 1GiB, got {}", a.recv_buffer);
+    }
     let sig = Signals::install().context("cannot install signal handlers")?;
     let sock = std::net::UdpSocket::bind(a.listen).with_context(|| {
         let hint = if a.listen.port() < 1024 { " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" } else { "" };

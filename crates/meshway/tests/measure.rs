@@ -134,6 +134,15 @@ fn bad_input_exits_2_with_a_message() {
         (vec!["perf", "127.0.0.1", "--udp", "-P", "2", "-t", "1s"], "one stream"),
         (vec!["perf", "127.0.0.1", "--rate", "fast"], "invalid rate"),
         (vec!["reflect", "--listen", "nowhere"], "invalid socket address"),
+        // A C int the kernel doubles: 2 GiB used to wrap to the kernel's 1.13 KiB minimum.
+        (
+            vec!["reflect", "--listen", "127.0.0.1:0", "--recv-buffer", "2GiB"],
+            "--recv-buffer: expected 4KiB to 1GiB, got 2GiB",
+        ),
+        (
+            vec!["reflect", "--listen", "127.0.0.1:0", "--recv-buffer", "0"],
+            "--recv-buffer: expected 4KiB to 1GiB, got 0B",
+        ),
     ] {
         let o = meshway(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}");
