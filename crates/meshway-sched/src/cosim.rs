@@ -7,8 +7,9 @@
 //! **The approximation.** A week of iterations cannot each be simulated. When the set of
 //! running jobs changes, the jobs that share a link (transitively: a *component*) are
 //! simulated together for a window: the longest step among them, during which each shorter
-//! job repeats its step back to back (up to [`MAX_REPEAT`] times). A job's shared step time
-//! is its window's end divided by its repeats. Every job then advances at that rate until
+//! job repeats its step back to back until the window ends (up to [`MAX_REPEAT`] times, as
+//! [`REPEAT_BUDGET`] allows, and at least [`MIN_REPEAT`]; spread over the window when they
+//! cannot cover it). A job's shared step time is the mean of its repeats. Every job then advances at that rate until
 //! the next change. Jobs that share no link cannot slow each other (max-min fair shares of
 //! disjoint components are independent), so they are simulated apart, and a component's
 //! result is reused until its membership changes. A component bigger than
@@ -36,8 +37,20 @@ fn timed<T>(what: &str, msgs: usize, f: impl FnOnce() -> T) -> T {
     r
 }
 
-/// Longest run of a short job's steps inside a component's window.
-pub const MAX_REPEAT: u64 = 4;
+/// Longest run of a short job's steps inside a component's window: as many as cover the
+/// window, up to this, as long as the component stays within [`COSIM_BUDGET`]; never fewer
+/// than [`MIN_REPEAT`] (or than cover the window). A short job that stopped before the
+/// window's end would miss the long job's traffic late in its step (its gradient all-reduce).
+pub const MAX_REPEAT: u64 = 64;
+/// Repeats a component is always given (up to covering the window); one that exceeds the
+/// budget with them is estimated.
+pub const MIN_REPEAT: u64 = 4;
+
+/// Largest co-simulation once shorter jobs repeat to cover the window (messages): a
+/// component within [`COSIM_BUDGET`] with [`MIN_REPEAT`] repeats may grow to this so its
+/// short jobs run through the whole window. Our assumption: four times the budget, a few
+/// seconds of the flow engine.
+pub const REPEAT_BUDGET: u64 = 4 * COSIM_BUDGET;
 
 /// Largest co-simulation (messages, repeats included); bigger components are estimated.
 /// Our assumption, set so a 16,384-GPU week of jobs runs in about a minute.
@@ -169,18 +182,36 @@ pub fn append(dst: &mut Program, src: &Program, done: MsgId, after: &[MsgId]) ->
     done + off
 }
 
-/// Repeats of each job's step in a component's window (see the module notes).
-pub fn repeats(sums: &[&Summary]) -> Vec<u64> {
+/// Repeats of each job's step in a component's window, each at most `cap`.
+fn repeats_capped(sums: &[&Summary], cap: u64) -> Vec<u64> {
     let window = sums.iter().map(|s| s.alone).filter(|&a| a != u64::MAX).max().unwrap_or(1).max(1);
-    sums.iter()
-        .map(|s| if s.alone == u64::MAX { 1 } else { window.div_ceil(s.alone.max(1)).clamp(1, MAX_REPEAT) })
-        .collect()
+    sums.iter().map(|s| if s.alone == u64::MAX { 1 } else { window.div_ceil(s.alone.max(1)).clamp(1, cap) }).collect()
+}
+
+fn messages(sums: &[&Summary], reps: &[u64]) -> u64 {
+    sums.iter().zip(reps).map(|(s, &r)| (s.msgs as u64).saturating_mul(r)).fold(0, u64::saturating_add)
+}
+
+/// Repeats of each job's step in a component's window (see the module notes): enough to
+/// cover the window, capped by the largest cap from [`MIN_REPEAT`] to [`MAX_REPEAT`] that
+/// keeps the component within [`COSIM_BUDGET`].
+pub fn repeats(sums: &[&Summary]) -> Vec<u64> {
+    repeats_within(sums, REPEAT_BUDGET)
+}
+
+/// [`repeats`] within a budget of `budget` messages.
+pub fn repeats_within(sums: &[&Summary], budget: u64) -> Vec<u64> {
+    let mut cap = MIN_REPEAT;
+    while cap < MAX_REPEAT && messages(sums, &repeats_capped(sums, cap + 1)) <= budget {
+        cap += 1;
+    }
+    repeats_capped(sums, cap)
 }
 
 /// Whether a component is small enough to co-simulate (at most [`COSIM_BUDGET`] messages
-/// with its repeats); bigger ones are estimated by [`estimate`].
+/// with [`MIN_REPEAT`] repeats); bigger ones are estimated by [`estimate`].
 pub fn within_budget(sums: &[&Summary]) -> bool {
-    sums.iter().zip(repeats(sums)).map(|(s, r)| s.msgs as u64 * r).sum::<u64>() <= COSIM_BUDGET
+    messages(sums, &repeats_capped(sums, MIN_REPEAT)) <= COSIM_BUDGET
 }
 
 /// Shared step times of jobs that run together (None: a job that cannot finish a step,
@@ -192,19 +223,54 @@ pub fn together(
     steps: &[&Step],
     down: &[LinkEvent],
 ) -> Result<Vec<Option<u64>>, SchedError> {
-    let reps = repeats(sums);
+    together_repeating(topo, cfg, sums, steps, down, &repeats(sums))
+}
+
+/// [`together`] with each job's step repeated `reps[i]` times in the window: back to back
+/// when they cover it, spread evenly over it when they do not.
+pub fn together_repeating(
+    topo: &mut FabricTopo<'_>,
+    cfg: &ExecConfig,
+    sums: &[&Summary],
+    steps: &[&Step],
+    down: &[LinkEvent],
+    reps: &[u64],
+) -> Result<Vec<Option<u64>>, SchedError> {
+    let window = sums.iter().map(|s| s.alone).filter(|&a| a != u64::MAX).max().unwrap_or(1).max(1);
     let mut prog = Program::new();
-    let mut ends = Vec::with_capacity(steps.len());
-    for (s, &r) in steps.iter().zip(&reps) {
+    // Per job, each repeat's (gate, done): it starts when its gate opens.
+    let mut parts: Vec<Vec<(MsgId, MsgId)>> = Vec::with_capacity(steps.len());
+    for ((s, &r), sum) in steps.iter().zip(reps).zip(sums) {
+        // Repeats that cannot cover the window back to back (the budget) are spread over
+        // it, so they meet the other jobs' traffic wherever it falls in their steps.
+        let spacing = if sum.alone != u64::MAX && r.saturating_mul(sum.alone) < window { window / r } else { 0 };
         let mut after: Vec<MsgId> = Vec::new();
-        for _ in 0..r {
-            after = vec![append(&mut prog, &s.prog, s.done, &after)];
+        let mut mine = Vec::with_capacity(r as usize);
+        for k in 0..r {
+            let mut gate = Msg::wait(after, Nanos::ZERO);
+            gate.start = Nanos(k * spacing);
+            prog.tag("gate");
+            let g = prog.push(gate);
+            let d = append(&mut prog, &s.prog, s.done, &[g]);
+            mine.push((g, d));
+            after = vec![d];
         }
-        ends.push((after[0], r));
+        parts.push(mine);
     }
     let ex = timed("together", prog.msgs.len(), || execute(&prog, topo, cfg, down, &mut |_, _| {}))
         .map_err(|e| SchedError::Sim { job: "co-running jobs".into(), message: e.to_string() })?;
-    Ok(ends.iter().map(|&(d, reps)| ex.msgs[d as usize].end.map(|e| e.0 / reps)).collect())
+    // A job's shared step: the mean of its repeats, each from its gate to its end.
+    Ok(parts
+        .iter()
+        .map(|mine| {
+            let mut total = 0u64;
+            for &(g, d) in mine {
+                let (Some(open), Some(end)) = (ex.msgs[g as usize].end, ex.msgs[d as usize].end) else { return None };
+                total += end.0.saturating_sub(open.0);
+            }
+            Some(total / mine.len().max(1) as u64)
+        })
+        .collect())
 }
 
 /// Shared step times of a component too big to co-simulate: on each link a job shares, its

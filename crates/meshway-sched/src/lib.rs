@@ -292,9 +292,10 @@ pub fn schedule(
         backfill: if opts.backfill { "easy".into() } else { "none".into() },
         seed: cfg.seed,
         approximation: format!(
-            "co-running jobs that share a link are simulated together for the longest step among them (shorter steps repeat, at most {}x); each job then runs at that step time until the set changes; a group of more than {} messages is estimated from each job's busy time on the links it shares",
+            "co-running jobs that share a link are simulated together for the longest step among them (shorter steps repeat through it, at most {}x as the budget allows, spread over it when fewer); each job then runs at that step time until the set changes; a group of more than {} messages with {} repeats is estimated from each job's busy time on the links it shares",
             cosim::MAX_REPEAT,
-            cosim::COSIM_BUDGET
+            cosim::COSIM_BUDGET,
+            cosim::MIN_REPEAT
         ),
         policies,
     })
