@@ -58,7 +58,9 @@ pub fn policies_table(r: &ScheduleReport) -> String {
         mark(&maxs, true),
         mark(&up, true),
     ];
-    let mut t = Table::new(&[
+    // Bytes between sites, on a multi-site fabric.
+    let dci = p.iter().any(|x| x.bytes.dci_bytes > 0);
+    let mut head = vec![
         "policy",
         "goodput",
         "GPUs held",
@@ -71,11 +73,15 @@ pub fn policies_table(r: &ScheduleReport) -> String {
         "spanning",
         "fragmented",
         "above leaf",
-        "unfinished",
-    ]);
+    ];
+    if dci {
+        head.push("dci");
+    }
+    head.push("unfinished");
+    let mut t = Table::new(&head);
     for (i, x) in p.iter().enumerate() {
         let m = |k: usize, s: String| if marks[k][i] { format!("{s}*") } else { s };
-        t.row(vec![
+        let mut row = vec![
             x.policy.name().to_string(),
             m(0, format!("{:.1}%", x.goodput * 100.0)),
             format!("{:.1}%", x.utilization * 100.0),
@@ -88,8 +94,12 @@ pub fn policies_table(r: &ScheduleReport) -> String {
             x.spanning_jobs.to_string(),
             format!("{:.1}%", x.fragmentation * 100.0),
             m(7, Bytes(x.bytes.leaf_spine_bytes + x.bytes.spine_core_bytes).display_si()),
-            x.unfinished.to_string(),
-        ]);
+        ];
+        if dci {
+            row.push(Bytes(x.bytes.dci_bytes).display_si());
+        }
+        row.push(x.unfinished.to_string());
+        t.row(row);
     }
     t.render()
 }
@@ -157,7 +167,10 @@ pub fn schedule_text(r: &ScheduleReport, detail: Option<&str>, all_jobs: bool) -
         r.seed
     );
     s += &policies_table(r);
-    s += "  (* best; goodput: useful GPU time (steps at their alone time) over GPUs x makespan; GPUs held:\n   the same for the time jobs held GPUs; JCT: job completion time from arrival; slowdown: mean step\n   time shared over alone; spanning: jobs over more than one block; fragmented: share of time a job\n   waited while enough GPUs were free in scattered hosts; above leaf: bytes on leaf-spine and spine-core links)\n";
+    s += "  (* best; goodput: useful GPU time (steps at their alone time) over GPUs x makespan; GPUs held:\n   the same for the time jobs held GPUs; JCT: job completion time from arrival; slowdown: mean step\n   time shared over alone; spanning: jobs over more than one block; fragmented: share of time a job\n   waited while enough GPUs were free in scattered hosts; above leaf: bytes on links between switches\n   of a site)\n";
+    if r.policies.iter().any(|x| x.bytes.dci_bytes > 0) {
+        s += "  (dci: bytes between sites)\n";
+    }
     let pick = detail.and_then(|d| r.policies.iter().find(|p| p.policy.name() == d)).or(r.policies.last());
     if let Some(p) = pick {
         let mut jobs: Vec<&JobOutcome> = p.jobs.iter().collect();

@@ -153,8 +153,12 @@ pub fn alone(
     for (i, l) in ex.sim.link_stats.iter().enumerate() {
         if l.bytes.0 > 0 {
             let link = &topo.fabric.links[i / 2];
-            bytes.add(link.class, l.bytes.0);
-            if !topo.fabric.node(link.a).is_gpu() && !topo.fabric.node(link.b).is_gpu() {
+            let between_switches = !topo.fabric.node(link.a).is_gpu() && !topo.fabric.node(link.b).is_gpu();
+            // A hand-listed link between two switches is above the leaf as a spine's is.
+            let class =
+                if link.class == LinkClass::Custom && between_switches { LinkClass::LeafSpine } else { link.class };
+            bytes.add(class, l.bytes.0);
+            if between_switches {
                 arcs.push((i as u32, l.busy.0));
             }
         }

@@ -377,6 +377,20 @@ fn bad_jobs_get_clear_errors() {
     assert!(e.contains("test.toml: job[1]: duration: expected at most 365d, got 400d"), "{e}");
 }
 
+/// On a hand-listed fabric the links between switches count as above the leaf: a job over
+/// both leaves of custom-small moves bytes there (it read 0 B).
+#[test]
+fn hand_listed_links_between_switches_count_above_the_leaf() {
+    let text = format!(
+        "{}\n[[job]]\nname = \"wide\"\ngpus = 4\nprofile = \"bert-large\"\niterations = 2\n",
+        include_str!("../../../examples/custom-small.toml")
+    );
+    let r = run(&text, &[Policy::FirstFit]).unwrap();
+    let p = &r.policies[0];
+    assert_eq!(p.spanning_jobs, 1);
+    assert!(p.bytes.leaf_spine_bytes > 0, "{:?}", p.bytes);
+}
+
 /// A failure that never heals leaves the jobs it cuts off unfinished; the others finish as
 /// if it had not happened.
 #[test]

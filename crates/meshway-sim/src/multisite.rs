@@ -215,6 +215,15 @@ impl Runner<'_> {
         if let Some(k) = w.given_keys().into_iter().find(|k| !["op", "algorithm", "size", "channels"].contains(k)) {
             return Err(c.invalid(k, "multisite reads kind, name, op, algorithm, size and channels of an all-reduce"));
         }
+        // Both are always run and compared; another algorithm would be silently ignored.
+        use meshway_fabric::workload_config::AlgorithmConfig as A;
+        if let Some(a) = w.algorithm.filter(|a| !matches!(a, A::Auto | A::Ring | A::SiteHierarchical)) {
+            let name = serde_json::to_value(a).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+            return Err(c.invalid(
+                "algorithm",
+                format!("multisite compares the site-hierarchical all-reduce with a flat ring, so it takes auto, ring or site-hierarchical, not {name:?}"),
+            ));
+        }
         let size = w.size.ok_or_else(|| c.invalid("size", "missing: expected a size like \"1GiB\""))?;
         if size.0 == 0 {
             return Err(c.invalid("size", "must be positive"));
@@ -464,8 +473,13 @@ fn check_opts(opts: &Options, cat: &Catalog) -> Result<(), SimulateError> {
             message: format!("expected a share in (0, 1), got {}", opts.budget),
         });
     }
-    if opts.resolution.0 == 0 {
-        return Err(SimulateError::BadOption { option: "--resolution", message: "must be positive".into() });
+    // Distances print to the metre (and a metre of fibre is 4.9 ns): a finer step would
+    // print both sides of the break-even alike.
+    if opts.resolution < Meters::from_m(1) {
+        return Err(SimulateError::BadOption {
+            option: "--resolution",
+            message: format!("expected at least 1m, got {}", opts.resolution),
+        });
     }
     if opts.max_distance.0 == 0 {
         return Err(SimulateError::BadOption {

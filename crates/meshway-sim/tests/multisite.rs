@@ -273,6 +273,9 @@ fn bad_input_names_file_and_key() {
     assert!(e.contains("bad.toml") && e.contains("workload") && e.contains("training"), "{e}");
     let e = err(&two_sites(100, 4, "[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\n"));
     assert!(e.contains("size") && e.contains("missing"), "{e}");
+    // Both algorithms are always compared: another one would be silently ignored.
+    let e = err(&two_sites(100, 4, &ALL_REDUCE.replace("channels = 2", "channels = 2\nalgorithm = \"tree\"")));
+    assert!(e.contains("algorithm") && e.contains("auto, ring or site-hierarchical, not \"tree\""), "{e}");
     let e = err(&two_sites(100, 4, &TRAINING.replace("dp = 8", "dp = 4")));
     assert!(e.contains("dp"), "{e}");
     // Unequal sites cannot be reduced hierarchically by site.
@@ -290,6 +293,9 @@ fn bad_input_names_file_and_key() {
     let e = analyze(&s, &cat, &Options { budget: 1.5, ..opts(&[0], &[1]) }).unwrap_err().to_string();
     assert!(e.contains("budget"), "{e}");
     // A search step coarser than the search's limit has no distance to try.
+    let fine = Options { resolution: Meters(999), ..opts(&[0], &[1]) };
+    let e = analyze(&s, &cat, &fine).unwrap_err().to_string();
+    assert!(e.contains("--resolution") && e.contains("expected at least 1m, got 0.999m"), "{e}");
     let coarse = Options { resolution: Meters::from_km(1001), ..opts(&[0], &[1]) };
     let e = analyze(&s, &cat, &coarse).unwrap_err().to_string();
     assert!(
