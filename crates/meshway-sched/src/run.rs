@@ -489,7 +489,9 @@ pub fn run(
                     queue.remove(q);
                 }
                 _ => {
-                    if free.free_gpus() >= u64::from(p.job.gpus) && pick.is_none() {
+                    // Under `given` a job waits for the hosts it names, wherever GPUs are
+                    // free: that is not fragmentation.
+                    if policy != Policy::Given && free.free_gpus() >= u64::from(p.job.gpus) && pick.is_none() {
                         frag_now = true;
                     }
                     if !w.backfill {

@@ -409,6 +409,15 @@ fn jobs_cut_off_for_good_never_finish() {
     assert_eq!(j[0].slowdown, None, "{:?}", j[0]);
     assert_eq!(j[1].finish_s, Some(spared_finish), "{:?}", j[1]);
     assert_eq!(failed.policies[0].unfinished, 1);
+    // Under `given` a job that waits for the busy hosts it names is not fragmentation, though
+    // other hosts are free.
+    let named = format!(
+        "{SMALL}\n[[job]]\nname = \"a\"\ngpus = 4\nprofile = \"llama-7b\"\niterations = 5\nhosts = \"node[001-002]\"\n\
+         [[job]]\nname = \"b\"\ngpus = 4\nprofile = \"llama-7b\"\niterations = 5\nhosts = \"node[001-002]\"\n"
+    );
+    let g = run(&named, &[Policy::Given]).unwrap();
+    assert!(g.policies[0].jobs[1].queue_s.unwrap() > 0.0, "b waits for a's hosts");
+    assert_eq!(g.policies[0].fragmentation, 0.0);
     // Healed after 10 s, the cut job finishes 10 s later than it would have.
     let healed = run(
         &format!("{SMALL}\n{jobs}\n[[failure]]\nat = \"1ms\"\nuntil = \"10s\"\nswitch = \"leaf-0\"\n"),
