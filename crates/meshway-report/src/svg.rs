@@ -98,13 +98,29 @@ fn legend_entry(out: &mut String, i: usize, colour: &str, name: &str) {
     );
 }
 
-fn frame(out: &mut String, title: &str, x_label: &str, y_label: &str, legend_rows: usize) {
+/// `text` shortened with "…" to what fits from `x` to the chart's right edge at `font_px`
+/// (bold: about 0.62 of the font size a character, an assumption for the sans-serif
+/// fonts browsers use); the full text stays in the chart's `<title>`.
+fn fit(text: &str, x: f64, font_px: f64) -> String {
+    let max = (((W - x - 8.0) / (font_px * 0.62)).floor() as usize).max(4);
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        text.chars().take(max - 1).chain(std::iter::once('…')).collect()
+    }
+}
+
+/// The frame of an x-y chart: title, axis labels. `x_axis` is the x axis's extent (the label
+/// is centred under it); None: the full plot width.
+fn frame(out: &mut String, title: &str, x_label: &str, y_label: &str, legend_rows: usize, x_axis: Option<(f64, f64)>) {
     let h = H + 16.0 * legend_rows as f64;
+    let (xa, xb) = x_axis.unwrap_or((LEFT, W - RIGHT));
     let _ = write!(
         out,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="{LEFT}" y="20" font-size="14" font-weight="bold">{t}</text><text x="{cx}" y="{xl}" font-size="12" text-anchor="middle">{x}</text><text transform="translate(14 {cy}) rotate(-90)" font-size="12" text-anchor="middle">{y}</text>"##,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="{LEFT}" y="20" font-size="14" font-weight="bold">{shown}</text><text x="{cx}" y="{xl}" font-size="12" text-anchor="middle">{x}</text><text transform="translate(14 {cy}) rotate(-90)" font-size="12" text-anchor="middle">{y}</text>"##,
         t = esc(title),
-        cx = LEFT + (W - LEFT - RIGHT) / 2.0,
+        shown = esc(&fit(title, LEFT, 14.0)),
+        cx = (xa + xb) / 2.0,
         xl = H - 8.0,
         cy = TOP + (H - TOP - BOTTOM) / 2.0,
         x = esc(x_label),
@@ -179,7 +195,7 @@ pub fn line_chart(c: &LineChart<'_>, series: &[Series]) -> Option<String> {
     let py = |y: f64| H - BOTTOM - y / y1 * (H - TOP - BOTTOM);
     let mut out = String::new();
     let legend_rows = if series.len() > 1 { series.len().div_ceil(3) } else { 0 };
-    frame(&mut out, c.title, c.x_label, c.y_label, legend_rows);
+    frame(&mut out, c.title, c.x_label, c.y_label, legend_rows, None);
     // Axes and ticks.
     axes(&mut out);
     y_grid(&mut out, y1, &py, c.fmt_y);
@@ -397,7 +413,7 @@ pub fn agreement_chart(title: &str, x_label: &str, y_label: &str, series: &[Seri
     let py = |v: f64| H - BOTTOM - p(v) * side;
     let legend_rows = if series.len() > 1 { series.len().div_ceil(3) } else { 0 };
     let mut out = String::new();
-    frame(&mut out, title, x_label, y_label, legend_rows);
+    frame(&mut out, title, x_label, y_label, legend_rows, Some((LEFT, LEFT + side)));
     let (a, b) = (10f64.powf(lo), 10f64.powf(hi));
     let _ = write!(
         out,
@@ -491,7 +507,7 @@ pub fn band_chart(
     let px = |x: f64| LEFT + (x - x0) / (x1 - x0) * (W - LEFT - RIGHT);
     let py = |y: f64| H - BOTTOM - y / y1 * (H - TOP - BOTTOM);
     let mut out = String::new();
-    frame(&mut out, title, x_label, y_label, 1);
+    frame(&mut out, title, x_label, y_label, 1, None);
     axes(&mut out);
     y_grid(&mut out, y1, &py, fmt_y);
     for t in ticks(x0, x1, 6) {
@@ -561,8 +577,9 @@ pub fn timeline(title: &str, x_label: &str, rows: &[Span], fmt_x: &dyn Fn(f64) -
     let mut out = String::new();
     let _ = write!(
         out,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="{left}" y="20" font-size="14" font-weight="bold">{t}</text><text x="{cx}" y="{xl}" font-size="12" text-anchor="middle">{x}</text>"##,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="{left}" y="20" font-size="14" font-weight="bold">{shown}</text><text x="{cx}" y="{xl}" font-size="12" text-anchor="middle">{x}</text>"##,
         t = esc(title),
+        shown = esc(&fit(title, left, 14.0)),
         cx = left + (W - left - RIGHT) / 2.0,
         xl = h - 8.0,
         x = esc(x_label),
@@ -721,8 +738,9 @@ pub fn lanes(
     let mut out = String::new();
     let _ = write!(
         out,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{t}</text><text x="{cx}" y="{xl}" font-size="12" text-anchor="middle">{x}</text>"##,
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{shown}</text><text x="{cx}" y="{xl}" font-size="12" text-anchor="middle">{x}</text>"##,
         t = esc(title),
+        shown = esc(&fit(title, 8.0, 14.0)),
         cx = left + (W - left - RIGHT) / 2.0,
         xl = legend_y - 6.0,
         x = esc(x_label),
@@ -805,6 +823,30 @@ mod tests {
         let mut dedup = labels.clone();
         dedup.dedup();
         assert_eq!(labels, dedup, "{labels:?}");
+    }
+
+    /// A title longer than the chart is shortened with "…" on the chart and kept whole in
+    /// its `<title>`; the square agreement chart's x label is centred under its own axis.
+    #[test]
+    fn long_titles_fit_and_square_charts_centre_their_x_label() {
+        let long = "validation ".repeat(20);
+        let s = vec![super::Series { name: "a".into(), points: vec![(1.0, 2.0), (10.0, 9.0)] }];
+        let svg = super::agreement_chart(&long, "published", "meshway", &s, 0.25).unwrap();
+        assert!(svg.contains(&format!("<title>{long}</title>")), "the whole title on hover");
+        let shown = svg.split(r#"font-weight="bold">"#).nth(1).unwrap().split('<').next().unwrap();
+        assert!(shown.ends_with('…') && shown.chars().count() < long.chars().count(), "{shown}");
+        // 0.62 x 14 px a character from x = 92 to 8 px from the 720 px edge: 71 characters.
+        assert_eq!(shown.chars().count(), 71);
+        let side = super::H - super::TOP - super::BOTTOM;
+        let cx = super::LEFT + side / 2.0;
+        assert!(
+            svg.contains(&format!(
+                r#"<text x="{cx}" y="{}" font-size="12" text-anchor="middle">published</text>"#,
+                super::H - 8.0
+            )),
+            "{svg}"
+        );
+        assert_eq!(super::fit("short", 92.0, 14.0), "short");
     }
 
     /// Markup characters are entities; control characters (NUL, ESC) the replacement
