@@ -381,47 +381,92 @@ type Sessions = Arc<Mutex<HashMap<u64, Arc<ServerSession>>>>;
 pub const MAX_SESSIONS: usize = 8;
 pub const MAX_SESSIONS_PER_SOURCE: usize = 4;
 /// Connections that have not yet said what they are (a test request or a stream hello), in
-/// all and from one address; each gets 10 s to speak. A client's own connections speak at
-/// once, so these bound only silent ones (each holds a thread and a descriptor). Assumptions.
-pub const MAX_PENDING: usize = 128;
-pub const MAX_PENDING_PER_SOURCE: usize = 16;
+/// all and from one source (an IPv4 address or an IPv6 /64, as the agent's HTTP server
+/// counts them); each gets 10 s to speak. One source may open a whole test's streams at
+/// once (twice the most streams, for bidir) and some; when all places are taken, a new
+/// connection takes the place of the one silent longest, which is closed. Assumptions.
+pub const MAX_PENDING: usize = 1024;
+pub const MAX_PENDING_PER_SOURCE: usize = 2 * MAX_STREAMS as usize + 16;
+/// How long a connection may take to say what it is.
+const SPEAK_WITHIN: Duration = Duration::from_secs(10);
 
-/// Connections not yet identified, by source address.
+/// Connections not yet identified: a count by source, and a handle on each, by accept order,
+/// to close the one silent longest.
 #[derive(Default)]
 struct Pending {
-    by_source: Mutex<HashMap<std::net::IpAddr, usize>>,
+    inner: Mutex<PendingState>,
 }
 
-/// One pending connection's place; given back when dropped.
+#[derive(Default)]
+struct PendingState {
+    by_source: HashMap<std::net::IpAddr, usize>,
+    silent: std::collections::BTreeMap<u64, (std::net::IpAddr, TcpStream)>,
+    next: u64,
+}
+
+/// One pending connection's place; given back when dropped (or when it was closed to make
+/// room).
 struct PendingSlot {
     pending: Arc<Pending>,
-    source: std::net::IpAddr,
+    id: u64,
+}
+
+impl PendingState {
+    fn forget(&mut self, id: u64) -> Option<TcpStream> {
+        let (source, s) = self.silent.remove(&id)?;
+        if let Some(n) = self.by_source.get_mut(&source) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_source.remove(&source);
+            }
+        }
+        Some(s)
+    }
 }
 
 impl Pending {
-    /// A place for a connection from `source`, or None when it is over a limit.
-    fn enter(self: &Arc<Self>, source: std::net::IpAddr) -> Option<PendingSlot> {
-        let source = source.to_canonical();
-        let mut m = self.by_source.lock().ok()?;
-        let total: usize = m.values().sum();
-        let mine = m.get(&source).copied().unwrap_or(0);
-        if total >= MAX_PENDING || mine >= MAX_PENDING_PER_SOURCE {
+    /// A place for connection `s` from `source`; None when its source has all its places.
+    fn enter(self: &Arc<Self>, source: std::net::IpAddr, s: &TcpStream) -> Option<PendingSlot> {
+        let source = crate::http::source_key(source);
+        let handle = s.try_clone().ok()?;
+        let mut st = self.inner.lock().ok()?;
+        if st.by_source.get(&source).copied().unwrap_or(0) >= MAX_PENDING_PER_SOURCE {
             return None;
         }
-        m.insert(source, mine + 1);
-        Some(PendingSlot { pending: self.clone(), source })
+        if st.silent.len() >= MAX_PENDING {
+            // The connection silent longest gives up its place: closed, its read ends.
+            if let Some(&oldest) = st.silent.keys().next() {
+                if let Some(old) = st.forget(oldest) {
+                    let _ = old.shutdown(std::net::Shutdown::Both);
+                }
+            }
+        }
+        st.next += 1;
+        let id = st.next;
+        *st.by_source.entry(source).or_insert(0) += 1;
+        st.silent.insert(id, (source, handle));
+        Some(PendingSlot { pending: self.clone(), id })
     }
 }
 
 impl Drop for PendingSlot {
     fn drop(&mut self) {
-        if let Ok(mut m) = self.pending.by_source.lock() {
-            if let Some(n) = m.get_mut(&self.source) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&self.source);
-                }
-            }
+        if let Ok(mut st) = self.pending.inner.lock() {
+            st.forget(self.id);
+        }
+    }
+}
+
+/// Removes a session from the table when dropped: every way a test ends gives its place back.
+struct Listed<'a> {
+    sessions: &'a Sessions,
+    id: u64,
+}
+
+impl Drop for Listed<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.sessions.lock() {
+            m.remove(&self.id);
         }
     }
 }
@@ -468,15 +513,15 @@ pub fn serve(
     while !shutdown.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((s, peer)) => {
-                let Some(slot) = pending.enter(peer.ip()) else {
-                    // Closed at once: the client sees a reset, and this server keeps its
-                    // threads for clients that speak.
+                let Some(slot) = pending.enter(peer.ip(), &s) else {
+                    // Closed at once, and this server keeps its threads for clients that
+                    // speak.
                     drop(s);
                     dropped += 1;
                     let now = clock::mono();
                     if dropped_logged == Nanos::ZERO || now.saturating_sub(dropped_logged) >= Nanos(10_000_000_000) {
                         log(format!(
-                            "{peer}: closed {dropped} connection(s) unheard: over {MAX_PENDING_PER_SOURCE} silent connections from one address or {MAX_PENDING} in all"
+                            "{peer}: closed {dropped} connection(s) unheard: over {MAX_PENDING_PER_SOURCE} silent connections from one source"
                         ));
                         (dropped, dropped_logged) = (0, now);
                     }
@@ -538,12 +583,28 @@ fn handle_connection(
     udp: &Arc<UdpSocket>,
     log: &(dyn Fn(String) + Send + Sync),
 ) -> Result<(), PerfError> {
-    s.set_read_timeout(Some(Duration::from_secs(10))).map_err(io_err("socket"))?;
+    let speak_by = clock::mono() + Nanos(u64::try_from(SPEAK_WITHIN.as_nanos()).unwrap_or(u64::MAX));
+    s.set_read_timeout(Some(SPEAK_WITHIN)).map_err(io_err("socket"))?;
     let mut head = [0u8; 4];
     s.peek(&mut head).map_err(io_err("cannot read from the client"))?;
     if head == HELLO_MAGIC {
+        // The whole hello within the same 10 s, however it is trickled.
         let mut hello = [0u8; HELLO_LEN];
-        (&s).read_exact(&mut hello).map_err(io_err("cannot read the stream hello"))?;
+        let mut got = 0;
+        while got < HELLO_LEN {
+            let left = clock::dur(speak_by.saturating_sub(clock::mono()));
+            if left.is_zero() {
+                return Err(PerfError::Protocol("no complete stream hello within 10 s".into()));
+            }
+            s.set_read_timeout(Some(left)).map_err(io_err("socket"))?;
+            match (&s).read(&mut hello[got..]) {
+                Ok(0) => return Err(PerfError::Protocol("connection closed in the stream hello".into())),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io_err("cannot read the stream hello")(e)),
+            }
+        }
+        s.set_read_timeout(Some(SPEAK_WITHIN)).map_err(io_err("socket"))?;
         drop(slot);
         let h = Hello::decode(&hello).ok_or_else(|| PerfError::Protocol("bad stream hello".into()))?;
         let sess = sessions
@@ -645,6 +706,8 @@ fn handle_connection(
         write_json_line(&mut w, &Accept { ok: false, session: 0, error: Some(why.clone()) })?;
         return Err(PerfError::Refused(why));
     }
+    // From here every way out, an error included, takes the session off the table.
+    let _listed = Listed { sessions, id };
     log(format!("{peer}: {:?} {:?} test, {} stream(s), session {id:x}", req.protocol, req.direction, req.streams)
         .to_lowercase());
     write_json_line(&mut w, &Accept { ok: true, session: id, error: None })?;
@@ -693,9 +756,7 @@ fn handle_connection(
         // Datagrams still in flight.
         std::thread::sleep(Duration::from_millis(200));
     }
-    if let Ok(mut m) = sessions.lock() {
-        m.remove(&id);
-    }
+    drop(_listed);
     let fin = fin?;
     let udp_report = (req.protocol == Protocol::Udp && req.direction == Direction::Forward)
         .then(|| sess.udp_rx.lock().map(|r| r.report(fin.udp_sent)).ok())

@@ -291,7 +291,8 @@ pub fn from_file(file: &str, text: &str, gpus_per_host: u32) -> Result<Vec<Job>,
             .iter()
             .map(str::to_string)
             .collect::<Vec<_>>();
-        if let Some((j, h)) = headers.iter().enumerate().find(|(j, h)| headers[..*j].contains(h)) {
+        // Blank columns (a spreadsheet's trailing commas) are skipped as their cells are.
+        if let Some((j, h)) = headers.iter().enumerate().find(|(j, h)| !h.is_empty() && headers[..*j].contains(h)) {
             let first = headers.iter().position(|x| x == h).unwrap_or(0);
             return Err(SchedError::File {
                 file: file.into(),

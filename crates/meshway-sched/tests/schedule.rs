@@ -351,6 +351,14 @@ fn bad_jobs_get_clear_errors() {
         .to_string();
     assert!(e.contains("jobs.csv: line 2: tp: expected a whole number, got 3.5"), "{e}");
     assert!(jobs::from_file("jobs.csv", &csv.replace("3600", "3600s"), 8).is_ok());
+    // 365 days is the most, and a duration rounds to whole steps past it without complaint.
+    let most = jobs::from_file("jobs.csv", "name,gpus,profile,duration\na,4,llama-7b,365d\n", 2).unwrap();
+    let mut text = SMALL.to_string();
+    text += "[[job]]\nname = \"year\"\ngpus = 4\nprofile = \"llama-7b\"\nduration = \"365d\"\n";
+    assert_eq!(most.len(), 1);
+    assert!(run(&text, &[Policy::FirstFit]).is_ok());
+    // A spreadsheet's trailing commas are blank columns, not a column given twice.
+    assert!(jobs::from_file("jobs.csv", "name,gpus,profile,iterations,,\nj1,8,bert-large,10,,\n", 8).is_ok());
     // A key given twice is refused, not read as its last value.
     let dup = "name,arrival,gpus,profile,iterations,gpus\nj1,0s,8,bert-large,10,4\n";
     let e = jobs::from_file("jobs.csv", dup, 8).unwrap_err().to_string();

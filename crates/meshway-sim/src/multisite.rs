@@ -340,8 +340,9 @@ fn baseline(s: &Scenario, cat: &Catalog, runner: &Runner<'_>, multi: &Fabric) ->
 
 /// The scenario with every DCI span at `distance` and/or `wavelengths`; a span beyond its
 /// optic's reach gets a coherent optic that reaches (same rate preferred, then cheapest),
-/// and as many more wavelengths as keep its capacity (800ZR to ZR+ doubles them, up to the
-/// 4,096 a span may have), so the distance sweep measures distance, not a halved DCI.
+/// and as many more wavelengths as keep its capacity (800ZR to ZR+ doubles them; past the
+/// 4,096 a span may have, the build refuses), so the distance sweep measures distance, not a
+/// halved DCI.
 fn variant(s: &Scenario, cat: &Catalog, distance: Option<Meters>, wavelengths: Option<u32>) -> Scenario {
     let mut v = s.clone();
     for d in &mut v.config.dci {
@@ -362,7 +363,9 @@ fn variant(s: &Scenario, cat: &Catalog, distance: Option<Meters>, wavelengths: O
                         if x.rate.0 > 0 && x.rate.0 < rate.0 {
                             let w = u128::from(d.wavelengths.unwrap_or(1));
                             let keep = (w * u128::from(rate.0)).div_ceil(u128::from(x.rate.0));
-                            d.wavelengths = Some(keep.min(4096) as u32);
+                            // Past a span's 4,096 wavelengths the build refuses the
+                            // distance, naming it, rather than halving the capacity.
+                            d.wavelengths = Some(u32::try_from(keep).unwrap_or(u32::MAX));
                         }
                     }
                     d.optic = pick.map(|x| x.name.clone());

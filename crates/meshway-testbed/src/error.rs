@@ -38,7 +38,7 @@ pub enum TestbedError {
     FabricMismatch { up: String, scenario: String },
     #[error("could not remove {}: {}; the state file {} is kept (are you root?)", names.join(", "), errors.join("; "), state.display())]
     DownFailed { names: Vec<String>, errors: Vec<String>, state: PathBuf },
-    #[error("the simulator expects this run's transfers alone to take {} at 1:{scale}, past --timeout {} (TCP and starting the workers only add to it): raise --timeout, bring the testbed up with faster links (--scale 1:100 runs them 10 times faster than 1:1000), or start anyway with --force", meshway_units::Nanos(expected_us.div_ceil(1000).saturating_mul(1_000_000)), meshway_units::Nanos(timeout_us.saturating_mul(1000)))]
+    #[error("the simulator expects this run's transfers alone to take {} at 1:{scale}, past --timeout {} (TCP and starting the workers only add to it): raise --timeout, bring the testbed up with faster links (a smaller N in --scale 1:N: 1:{} runs them 10 times faster), or start anyway with --force", meshway_units::Nanos(expected_us.div_ceil(1000).saturating_mul(1_000_000)), meshway_units::Nanos(timeout_us.saturating_mul(1000)), (scale / 10).max(1))]
     TooLong { expected_us: u64, timeout_us: u64, scale: u64 },
     #[error("a phase of {flows} flows at once: this process's open-file limit lets the testbed run at most {max} (two processes and four descriptors each); raise it (ulimit -n) or split the workload")]
     TooManyFlows { flows: usize, max: usize },

@@ -69,6 +69,9 @@ pub fn check_html(path: &Path, inputs: &[&Path]) -> Result<()> {
 /// The rules of the module short of writing; the name at the end of `path`'s links.
 fn check(path: &Path, inputs: &[&Path], html: bool) -> Result<PathBuf> {
     check_target(path, inputs)?;
+    if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        bail!("cannot write {}: a name ending in / is a directory; give a file name", path.display());
+    }
     let target = resolve(path)?;
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => bail!("cannot write {}: it is a directory", path.display()),
@@ -80,6 +83,12 @@ fn check(path: &Path, inputs: &[&Path], html: bool) -> Result<PathBuf> {
              give another name or remove the file",
             path.display()
         ),
+        // A file this user may not write (opened, not truncated: nothing changes).
+        Ok(m) if m.is_file() => {
+            if let Err(e) = std::fs::OpenOptions::new().write(true).open(path) {
+                bail!("cannot write {}: {e}", path.display());
+            }
+        }
         Ok(_) => {}
         Err(_) => {
             let dir = match target.parent() {
@@ -88,6 +97,14 @@ fn check(path: &Path, inputs: &[&Path], html: bool) -> Result<PathBuf> {
             };
             if !std::fs::metadata(&dir).is_ok_and(|m| m.is_dir()) {
                 bail!("cannot write {}: there is no directory {}", path.display(), dir.display());
+            }
+            // A directory this user may not create in (or /proc): found now, not after a run.
+            let probe = dir.join(format!(".meshway-check-{}-{}.tmp", std::process::id(), nonce()));
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+                Ok(_) => {
+                    let _ = std::fs::remove_file(&probe);
+                }
+                Err(e) => bail!("cannot write {}: cannot create a file in {}: {e}", path.display(), dir.display()),
             }
         }
     }
@@ -127,6 +144,9 @@ fn resolve(path: &Path) -> Result<PathBuf> {
             (false, Some(dir)) => dir.join(to),
             _ => to,
         };
+    }
+    if std::fs::symlink_metadata(&target).is_ok_and(|m| m.file_type().is_symlink()) {
+        bail!("cannot write {}: its links do not end (a loop, or more than 40)", path.display());
     }
     Ok(target)
 }
@@ -212,6 +232,26 @@ mod tests {
         assert!(e.contains("not an HTML page"), "{e}");
         assert_eq!(std::fs::read_to_string(&input).unwrap(), "name = \"x\"\n");
         assert!(write(Path::new("-"), b"x", &[]).unwrap_err().to_string().contains("cannot write -"));
+        // Found before writing: a name ending in /, a loop of links, a directory that takes
+        // no files (/proc).
+        let slash = format!("{}/", d.0.join("p.html").display());
+        assert!(check_html(Path::new(&slash), &[]).unwrap_err().to_string().contains("ending in /"));
+        let (la, lb) = (d.0.join("la"), d.0.join("lb"));
+        std::os::unix::fs::symlink(&lb, &la).unwrap();
+        std::os::unix::fs::symlink(&la, &lb).unwrap();
+        assert!(check_html(&la, &[]).unwrap_err().to_string().contains("links do not end"));
+        assert!(std::fs::symlink_metadata(&la).unwrap().file_type().is_symlink());
+        let e = check_html(Path::new("/proc/meshway-x.html"), &[]).unwrap_err().to_string();
+        assert!(e.contains("cannot create a file in /proc"), "{e}");
+        assert!(check_html(&d.0.join("new.html"), &[]).is_ok());
+        assert_eq!(
+            std::fs::read_dir(&d.0)
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains("meshway-check"))
+                .count(),
+            0,
+            "the probe file is removed"
+        );
         // A page replaces a page, through a link, keeping the link and the permissions.
         let page = d.0.join("page.html");
         std::fs::write(&page, "\u{feff} <!doctype HTML><p>old").unwrap();
