@@ -1075,6 +1075,14 @@ pub fn run(
     let client_sent = sh.sent.load(Ordering::Relaxed);
     let client_received = sh.received.load(Ordering::Relaxed);
     check_server_result(&res, client_sent, udp_sent, elapsed)?;
+    // TCP delivers every byte of a stream that lives: fewer received than sent means one
+    // broke (the server closed it, or refused it at its limits).
+    if cfg.protocol == Protocol::Tcp && cfg.direction != Direction::Reverse && res.received_bytes < client_sent {
+        return Err(PerfError::Protocol(format!(
+            "the server received {} of the {} bytes sent: a data stream broke (the server's log may say why)",
+            res.received_bytes, client_sent
+        )));
+    }
     // Bytes that moved between the last report and the end (the last writes, the drain of
     // the receive side) go into a final short interval so the intervals add up to the total.
     if client_sent > last.1 || client_received > last.2 {
