@@ -83,6 +83,9 @@ pub struct TierReport {
     pub up_bps: u64,
     /// Down capacity over up capacity; None for the top tier.
     pub oversubscription: Option<f64>,
+    /// The largest down over up of one switch of the tier (a tier's total hides a fuller
+    /// switch: 48 + 16 GPUs on two 3:1 leaves total 2:1); None for the top tier.
+    pub worst_switch_oversubscription: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -433,6 +436,7 @@ fn tier_reports(f: &Fabric, cat: &Catalog) -> Vec<TierReport> {
             down_bps: 0,
             up_bps: 0,
             oversubscription: None,
+            worst_switch_oversubscription: None,
         })
         .collect();
     for (i, n) in f.nodes.iter().enumerate() {
@@ -464,21 +468,28 @@ fn tier_reports(f: &Fabric, cat: &Catalog) -> Vec<TierReport> {
             // those are its down side and the DCI its up side, so its ratio is how much of the
             // site's capacity into it the DCI can carry on.
             let border = f.neighbors(id).iter().any(|&(_, l)| f.link(l).class == LinkClass::Dci);
+            let (mut down, mut up) = (0u64, 0u64);
             for &(v, l) in f.neighbors(id) {
                 let rate = f.link(l).rate.0;
                 if border {
                     if f.link(l).class == LinkClass::Dci {
-                        r.up_bps += rate;
+                        up += rate;
                     } else {
-                        r.down_bps += rate;
+                        down += rate;
                     }
                     continue;
                 }
                 match f.level(v).cmp(&my) {
-                    std::cmp::Ordering::Less => r.down_bps += rate,
-                    std::cmp::Ordering::Greater => r.up_bps += rate,
+                    std::cmp::Ordering::Less => down += rate,
+                    std::cmp::Ordering::Greater => up += rate,
                     std::cmp::Ordering::Equal => {}
                 }
+            }
+            r.down_bps += down;
+            r.up_bps += up;
+            if up > 0 && down > 0 && r.level > 0 {
+                let mine = down as f64 / up as f64;
+                r.worst_switch_oversubscription = Some(r.worst_switch_oversubscription.map_or(mine, |w| w.max(mine)));
             }
         }
     }

@@ -67,10 +67,19 @@ fn leaf_spine_oversubscription_cases() {
         assert_eq!(leaf.up_bps, leaves * up * 400_000_000_000, "{ratio}");
         let o = leaf.oversubscription.unwrap();
         assert!((o - 960.0 / (leaves * up) as f64).abs() < 1e-9, "{ratio}: {o}");
+        // A full leaf has the design's ratio, which the tier's total can hide.
+        let w = leaf.worst_switch_oversubscription.unwrap();
+        assert!((w - down as f64 / up as f64).abs() < 1e-9, "{ratio}: worst {w}");
         // Bisection is limited by the uplinks of the leaves on each side.
         let structural = r.bisection.structural_bps.unwrap();
         assert_eq!(structural, r.bisection.maxflow_bps, "{ratio}");
     }
+    // 64 GPUs on 3:1 leaves: 48 and 16, 2:1 in all, 3:1 on the full leaf.
+    let (_, r) = build(
+        "[fabric]\nkind = \"leaf-spine\"\ngpus = 64\ngpus-per-host = 8\nleaf-radix = 64\noversubscription = \"3:1\"\n",
+    );
+    let leaf = tier(&r, "leaf");
+    assert_eq!((leaf.oversubscription, leaf.worst_switch_oversubscription), (Some(2.0), Some(3.0)));
     let (_, r) = build("[fabric]\nkind = \"leaf-spine\"\ngpus = 1152\ngpus-per-host = 8\nleaf-radix = 64\noversubscription = \"3:1\"\n");
     // 24 leaves of 48 GPUs and 16 uplinks: each half has 12 x 16 x 400G = 76.8 Tbps up.
     assert_eq!(r.bisection.maxflow_bps, 76_800_000_000_000);

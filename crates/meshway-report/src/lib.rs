@@ -97,7 +97,7 @@ fn plan_switches(o: &mut String, r: &FabricReport) {
             thousands(tier.ports_free),
             if tier.down_bps > 0 { rate(tier.down_bps) } else { "-".into() },
             if tier.up_bps > 0 { rate(tier.up_bps) } else { "-".into() },
-            tier.oversubscription.map(|x| format!("{x:.2}:1")).unwrap_or_else(|| "-".into()),
+            oversub_cell(tier),
         ]);
     }
     let _ = writeln!(o, "Switches ({} excluding NVLink switches)", thousands(r.switches));
@@ -474,8 +474,18 @@ pub fn compare_rows(rs: &[FabricReport]) -> Vec<CompareRow> {
     rows
 }
 
+/// The worst switch's oversubscription (below 1:1 counts as 1:1, non-blocking).
 fn worst_oversub(r: &FabricReport) -> f64 {
-    r.tiers.iter().filter_map(|t| t.oversubscription).fold(1.0, f64::max)
+    r.tiers.iter().filter_map(|t| t.worst_switch_oversubscription.or(t.oversubscription)).fold(1.0, f64::max)
+}
+
+/// A tier's oversubscription, and its worst switch's when that differs ("2.00:1, worst 3.00:1").
+fn oversub_cell(t: &meshway_fabric::plan::TierReport) -> String {
+    match (t.oversubscription, t.worst_switch_oversubscription) {
+        (None, _) => "-".into(),
+        (Some(x), Some(w)) if format!("{w:.2}") != format!("{x:.2}") => format!("{x:.2}:1, worst {w:.2}:1"),
+        (Some(x), _) => format!("{x:.2}:1"),
+    }
 }
 fn max_paths(r: &FabricReport) -> u64 {
     r.paths.path_count_histogram.iter().map(|(n, _)| *n).max().unwrap_or(0)
