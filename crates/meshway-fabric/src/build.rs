@@ -266,7 +266,19 @@ fn scale_up(
     if nvlink.0 == 0 {
         return Err(ctx.invalid("nvlink", "expected a positive NVLink rate per GPU"));
     }
-    let links_per_gpu = u32::try_from(nvlink.0.div_ceil(m.port_rate.0)).unwrap_or(u32::MAX);
+    // A GPU has 18 NVLink 5 links; 1,024 (an assumption) leaves room for any design and
+    // catches a port rate that makes no sense (1 bit/s gave 4e9 links and 1.7e19 dollars).
+    let links = nvlink.0.div_ceil(m.port_rate.0.max(1));
+    if links > 1024 {
+        return Err(ctx.invalid(
+            "nvlink-switch-model",
+            format!(
+                "{} ports of {} would take {links} links per GPU for {} of NVLink; expected at most 1024 (check the switch model's port-rate in the catalog)",
+                m.name, m.port_rate, nvlink
+            ),
+        ));
+    }
+    let links_per_gpu = links as u32;
     let ports = u64::from(dom) * u64::from(links_per_gpu);
     let trays = u32::try_from(ports.div_ceil(u64::from(m.ports.max(1)))).unwrap_or(u32::MAX);
     Ok(Some(ScaleUp { gpus: dom, gpus_per_host: gph, model, trays, links_per_gpu }))

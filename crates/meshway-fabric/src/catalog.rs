@@ -754,9 +754,19 @@ fn merge<T: Serialize + serde::de::DeserializeOwned>(
     kind: &str,
     file: &str,
 ) -> Result<(), FabricError> {
+    let mut seen: Vec<String> = Vec::new();
     for item in add {
         let n = item.get("name").and_then(|v| v.as_str()).unwrap_or("").to_string();
         let entry = format!("{kind} {n:?}");
+        // Given twice in one file, the second would silently replace the first.
+        if seen.contains(&n) {
+            return Err(FabricError::Catalog {
+                file: file.to_string(),
+                entry,
+                message: format!("is given twice in this file: give each {kind} once"),
+            });
+        }
+        seen.push(n.clone());
         match base.iter().position(|b| name(b) == n) {
             Some(i) => base[i] = patched(Some(&base[i]), item, file, &entry)?,
             None => base.push(patched(None, item, file, &entry)?),
@@ -1179,6 +1189,22 @@ impl Catalog {
         if !(1..=1024).contains(&d.gpus_per_host) {
             return Err(bad("defaults".into(), &format!("gpus-per-host must be 1 to 1024, got {}", d.gpus_per_host)));
         }
+        // Three-tier defaults: 1 to 64 core switches and ratios from 1:1 to 32:1, assumptions
+        // far beyond any design (a bad one was reported against the scenario's keys).
+        if !(1..=64).contains(&d.three_tier_core_switches) {
+            return Err(bad(
+                "defaults".into(),
+                &format!("three-tier-core-switches must be 1 to 64, got {}", d.three_tier_core_switches),
+            ));
+        }
+        for (key, r) in [
+            ("three-tier-access-oversubscription", d.three_tier_access_oversubscription),
+            ("three-tier-aggregation-oversubscription", d.three_tier_aggregation_oversubscription),
+        ] {
+            if !(1.0..=32.0).contains(&r.as_f64()) {
+                return Err(bad("defaults".into(), &format!("{key} must be from 1:1 to 32:1, got {r}")));
+            }
+        }
         if let Some(n) = d.nvlink_domain_switch.as_deref().filter(|n| self.switch_index(n).is_none()) {
             return Err(bad("defaults".into(), &format!("nvlink-domain-switch {n:?} names no [[switch]] entry")));
         }
@@ -1255,6 +1281,13 @@ impl Catalog {
     pub fn choose_optic_of(&self, rate: BitsPerSec, length: Meters, class: Option<OpticClass>) -> Option<u16> {
         let fits =
             |o: &&Optic| o.reach >= length && o.class != OpticClass::Coherent && class.is_none_or(|c| o.class == c);
+        // What one link costs: a copper cable is the whole link; an optic takes a module at
+        // each end and its fibre (a module's price against a cable's picked a $100 module
+        // pair and fibre over a $150 cable).
+        let link_cost = |o: &Optic| match o.class {
+            OpticClass::Copper => o.price_usd,
+            _ => 2.0 * o.price_usd + self.cable_for(o).map_or(0.0, |c| c.price_usd_per_m * length.0 as f64 / 1000.0),
+        };
         let best = |want_exact: bool| {
             self.optic
                 .iter()
@@ -1262,7 +1295,7 @@ impl Catalog {
                 .filter(|(_, o)| fits(o))
                 .filter(|(_, o)| if want_exact { o.rate == rate } else { o.rate > rate })
                 .min_by(|(_, a), (_, b)| {
-                    (a.rate, a.price_usd).partial_cmp(&(b.rate, b.price_usd)).unwrap_or(std::cmp::Ordering::Equal)
+                    (a.rate, link_cost(a)).partial_cmp(&(b.rate, link_cost(b))).unwrap_or(std::cmp::Ordering::Equal)
                 })
                 .map(|(i, _)| i as u16)
         };
@@ -1293,8 +1326,11 @@ impl Catalog {
     /// The NIC of exactly `rate`, else the slowest one faster than it; None when every
     /// catalog NIC is slower.
     pub fn nic_for(&self, rate: BitsPerSec) -> Option<&Nic> {
+        // Of several NICs of the rate, the last: a catalog file's own entries come after the
+        // built-in ones, so a NIC it adds is the one used (the first was always taken).
         self.nic
             .iter()
+            .rev()
             .find(|n| n.rate == rate)
             .or_else(|| self.nic.iter().filter(|n| n.rate > rate).min_by_key(|n| n.rate))
     }
@@ -1382,6 +1418,27 @@ mod tests {
         assert_eq!(coh("100km").as_deref(), Some("400g-zr"));
         assert_eq!(coh("300km").as_deref(), Some("400g-zr-plus"));
         assert_eq!(coh("5000km"), None);
+        // A link's cost decides, not a module's against a cable's: $100 DR4 modules (two,
+        // and 3 m of fibre: $209) lose to the $150 cable at 3 m and win over SR8 at 30 m.
+        let cheap = Catalog::with_overlay("[[optic]]\nname = \"400g-dr4\"\nprice-usd = 100\n", "mine.toml").unwrap();
+        let pick = |l: &str| {
+            cheap.choose_optic(BitsPerSec::gbps(400), l.parse().unwrap()).map(|i| cheap.optic[i as usize].name.clone())
+        };
+        assert_eq!(pick("3m").as_deref(), Some("400g-dac"));
+        assert_eq!(pick("30m").as_deref(), Some("400g-dr4"));
+    }
+
+    #[test]
+    fn a_nic_a_catalog_file_adds_is_the_one_used() {
+        let c = Catalog::builtin();
+        assert_eq!(c.nic_for(BitsPerSec::gbps(400)).unwrap().name, "connectx7-400g");
+        // The built-in entry's own text, renamed.
+        let start = DEFAULT_CATALOG.find("name = \"connectx7-400g\"").unwrap();
+        let end = start + DEFAULT_CATALOG[start..].find("\n[[").unwrap();
+        let text = DEFAULT_CATALOG[start..end].replace("connectx7-400g", "acme-400g");
+        let mine = Catalog::with_overlay(&format!("[[nic]]\n{text}"), "mine.toml").unwrap();
+        assert_eq!(mine.nic_for(BitsPerSec::gbps(400)).unwrap().name, "acme-400g");
+        assert_eq!(mine.nic_for(BitsPerSec::gbps(800)).unwrap().name, "connectx8-800g");
     }
 
     #[test]
@@ -1404,6 +1461,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.switch[c.switch_index("generic-64x400g").unwrap() as usize].ports, 32);
+        // Three-tier defaults are checked in the catalog, not blamed on a scenario.
+        for (overlay, needle) in [
+            ("[defaults]\nthree-tier-core-switches = 0\n", "three-tier-core-switches must be 1 to 64, got 0"),
+            (
+                "[defaults]\nthree-tier-access-oversubscription = \"1000:1\"\n",
+                "three-tier-access-oversubscription must be from 1:1 to 32:1, got 1000:1",
+            ),
+        ] {
+            let e = Catalog::with_overlay(overlay, "mine.toml").unwrap_err().to_string();
+            assert!(e.contains("mine.toml") && e.contains(needle), "{e}");
+        }
+        // One entry given twice in a file is refused, not the last one taken.
+        let twice = "[[optic]]\nname = \"400g-sr8\"\nprice-usd = 500\n[[optic]]\nname = \"400g-sr8\"\nprice-usd = 5\n";
+        let e = Catalog::with_overlay(twice, "mine.toml").unwrap_err().to_string();
+        assert!(e.contains("optic \"400g-sr8\"") && e.contains("is given twice in this file"), "{e}");
         let e = Catalog::with_overlay(
             "[[switch]]\nname = \"x\"\nports = 32\nport-rate = \"400Gbps\"\nlatency = \"1us\"\n\
              buffer = \"32MB\"\npower-w = 500\nprice-usd = 1\n",

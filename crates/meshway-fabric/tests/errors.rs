@@ -199,6 +199,21 @@ fn out_of_range_values() {
     assert!(e.contains("`fabric.spines`: expected a divisor of the 32 leaf uplinks, got 5"), "{e}");
 }
 
+/// A catalog NVLink switch whose port rate makes no sense is refused, not counted into
+/// billions of trays (1 bit/s ports gave 1.7e19 dollars).
+#[test]
+fn an_nvlink_switch_port_rate_that_needs_absurd_links_is_refused() {
+    let cat = Catalog::with_overlay("[[switch]]\nname = \"nvlink5-switch-tray\"\nport-rate = \"1bps\"\n", "mine.toml")
+        .unwrap();
+    let s = Scenario::parse(include_str!("../../../examples/nvl72-576.toml"), "nvl.toml").unwrap();
+    let e = s.build(&cat).unwrap_err().to_string();
+    assert!(e.contains("would take 7200000000000 links per GPU") && e.contains("expected at most 1024"), "{e}");
+    assert!(Scenario::parse(include_str!("../../../examples/nvl72-576.toml"), "nvl.toml")
+        .unwrap()
+        .build(&Catalog::builtin())
+        .is_ok());
+}
+
 #[test]
 fn gpu_models_are_named_from_the_catalog() {
     let e = err(&format!("{LS}gpu = \"h100sxm\"\n"));
