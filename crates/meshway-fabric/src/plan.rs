@@ -248,6 +248,7 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
     }
     over_capacity(f, cat, &mut warnings);
     idle_by_port_count(f, cat, &mut warnings);
+    one_leaf(f, &mut warnings);
     if let Some(t) = tiers.iter().find(|t| t.name == "leaf" || t.name == "access") {
         let placed = t.ports_used.saturating_sub(
             f.switches()
@@ -400,6 +401,28 @@ fn over_capacity(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) {
     }
 }
 
+/// Says when every GPU sits on one switch of a fabric with more: the tiers above it carry no
+/// traffic between GPUs (16 GPUs on a leaf-spine got a spine, half the bill, for nothing).
+fn one_leaf(f: &Fabric, warnings: &mut Vec<String>) {
+    let mut leaves = std::collections::BTreeSet::new();
+    for g in f.gpus() {
+        for &(n, _) in f.neighbors(g) {
+            if !f.node(n).is_gpu() && !f.is_nvswitch(n) {
+                leaves.insert(n);
+            }
+        }
+    }
+    let others = f.switches().filter(|&s| !f.is_nvswitch(s) && !leaves.contains(&s)).count();
+    if leaves.len() == 1 && others > 0 && f.sites.len() <= 1 {
+        let leaf = leaves.iter().next().map(|&n| f.node(n).name.clone()).unwrap_or_default();
+        warnings.push(format!(
+            "every GPU is on one switch ({leaf}): the {others} switch{} above it carry no traffic between GPUs; \
+             a smaller leaf-radix spreads the GPUs over leaves, or one switch does",
+            if others == 1 { "" } else { "es" }
+        ));
+    }
+}
+
 /// Says when breakout reached a switch's port count before its bandwidth: slow ports leave
 /// part of the switch idle (100G ports on a 51.2T switch of 256 logical ports use half of it).
 fn idle_by_port_count(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) {
@@ -417,6 +440,19 @@ fn idle_by_port_count(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) {
                 m.name,
                 BitsPerSec(used),
                 BitsPerSec(cap)
+            ));
+        }
+        // A model without a port-count limit is split as far as its rate divides; past 8 ways
+        // (an OSFP's lanes: an assumption) no switch breaks a port out, and the counts are
+        // not a real design (planes = 16 cabled 1,024 uplinks a leaf).
+        let ways = m.port_rate.0.checked_div(rate.0).unwrap_or(0);
+        if m.max_ports.is_none() && ways > 8 && seen.insert((tier, model)) {
+            warnings.push(format!(
+                "{} switches: each {} port of the {} is split {ways} ways into {rate} ports ({radix} in all); switches \
+                 break a port out at most 8 ways: set the model's max-ports, or use faster links",
+                f.tiers[tier as usize].name,
+                m.port_rate,
+                m.name,
             ));
         }
     }

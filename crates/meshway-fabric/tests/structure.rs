@@ -74,6 +74,19 @@ fn leaf_spine_oversubscription_cases() {
         let structural = r.bisection.structural_bps.unwrap();
         assert_eq!(structural, r.bisection.maxflow_bps, "{ratio}");
     }
+    // 16 GPUs fit on one leaf: its spine carries nothing, and the report says so.
+    let (_, r) = build("[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 8\n");
+    assert!(
+        r.warnings.iter().any(|w| w.contains("every GPU is on one switch (leaf-0): the 1 switch above it")),
+        "{:?}",
+        r.warnings
+    );
+    let (_, r) = build("[fabric]\nkind = \"leaf-spine\"\ngpus = 128\ngpus-per-host = 8\n");
+    assert!(!r.warnings.iter().any(|w| w.contains("every GPU is on one switch")), "{:?}", r.warnings);
+    // A port split past 8 ways is said to be no real design.
+    let (_, r) =
+        build("[fabric]\nkind = \"rail-optimized\"\ngpus = 64\ngpus-per-host = 8\nnic = \"400Gbps\"\nplanes = 16\n");
+    assert!(r.warnings.iter().any(|w| w.contains("split 16 ways into 25Gbps ports")), "{:?}", r.warnings);
     // 64 GPUs on 3:1 leaves: 48 and 16, 2:1 in all, 3:1 on the full leaf.
     let (_, r) = build(
         "[fabric]\nkind = \"leaf-spine\"\ngpus = 64\ngpus-per-host = 8\nleaf-radix = 64\noversubscription = \"3:1\"\n",
