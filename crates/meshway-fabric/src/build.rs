@@ -1272,13 +1272,27 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         };
         let o = &cat.optic[optic as usize];
         if d.distance > o.reach {
-            return Err(ctx.invalid(
-                "distance",
-                format!(
-                    "{} exceeds the {} reach of {} ({}); choose an optic with more reach such as ZR+",
-                    d.distance, o.name, o.reach, o.reach
-                ),
-            ));
+            // Name an optic that reaches, or the farthest there is.
+            let hint = match cat.choose_coherent(d.distance) {
+                Some(i) => format!("choose an optic that reaches it, such as {}", cat.optic[i as usize].name),
+                None => {
+                    let far = cat
+                        .optic
+                        .iter()
+                        .filter(|x| x.class == crate::catalog::OpticClass::Coherent)
+                        .max_by_key(|x| x.reach);
+                    match far {
+                        Some(x) => format!(
+                            "no coherent optic in the catalog reaches it (the farthest, {}, reaches {}): add sites between, or a catalog optic",
+                            x.name, x.reach
+                        ),
+                        None => "the catalog has no coherent optic".to_string(),
+                    }
+                }
+            };
+            return Err(
+                ctx.invalid("distance", format!("{} exceeds the {} reach of {}; {hint}", d.distance, o.name, o.reach))
+            );
         }
         if d.capacity.is_some() || d.background.is_some() {
             return Err(ctx.invalid(

@@ -995,7 +995,7 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
         ));
     }
     if dci_km > 0.0 {
-        warnings.push(format!("dci fiber ({dci_km:.0} km of wavelengths) is leased or dark fiber and not priced"));
+        warnings.push(format!("dci fiber ({dci_km:.0} wavelength-km) is leased or dark fiber and not priced"));
     }
     let lines: Vec<BomLine> = lines.into_values().collect();
     let total_power_w = lines.iter().map(|l| l.power_w).sum();

@@ -118,7 +118,15 @@ fn multi_site_errors() {
     let e = err(&format!("{two}[[dci]]\na = \"a\"\nb = \"c\"\ndistance = \"10km\"\noptic = \"400ZR\"\n"));
     assert!(e.contains("`dci[1].b`: unknown site \"c\", expected one of a, b"), "{e}");
     let e = err(&format!("{two}[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"150km\"\noptic = \"400ZR\"\n"));
-    assert!(e.contains("`dci[1].distance`: 150km exceeds the 400g-zr reach of 120km"), "{e}");
+    assert!(
+        e.contains("`dci[1].distance`: 150km exceeds the 400g-zr reach of 120km; choose an optic that reaches it, such as 400g-zr-plus"),
+        "{e}"
+    );
+    let e = err(&format!("{two}[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"5000km\"\noptic = \"ZR+\"\n"));
+    assert!(
+        e.contains("5000km exceeds the 400g-zr-plus reach of 1000km; no coherent optic in the catalog reaches it (the farthest, 400g-zr-plus, reaches 1000km)"),
+        "{e}"
+    );
     let e = err(&format!("{two}[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"10km\"\noptic = \"laser\"\n"));
     assert!(e.contains("`dci[1].optic`: unknown optic \"laser\""), "{e}");
     let e = err(&format!("{}{}", site("a"), site("a")));

@@ -145,7 +145,7 @@ fn plan_paths(o: &mut String, r: &FabricReport) {
         if p.sampled {
             format!("sampled: {} source GPUs x all destinations, {} pairs", p.sources, thousands(p.pairs))
         } else {
-            format!("all {} ordered pairs", thousands(p.pairs))
+            format!("all {} ordered pairs", thousands(p.pairs.saturating_sub(p.same_host_pairs)))
         }
     );
     let hops: Vec<String> = p.hop_histogram.iter().map(|(h, c)| format!("{h}: {}", share(*c, reached))).collect();
