@@ -15,6 +15,9 @@ pub enum UnitError {
     Fraction { what: &'static str, input: String, base: &'static str },
     #[error("invalid {what} {input:?}: must not be negative")]
     Negative { what: &'static str, input: String },
+    /// A value whose form is not a number and a unit (a ratio).
+    #[error("invalid {what} {input:?}: expected {expected}")]
+    Expected { what: &'static str, input: String, expected: &'static str },
 }
 
 /// What is being parsed: used in messages.

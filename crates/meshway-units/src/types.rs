@@ -417,10 +417,10 @@ impl FromStr for Ratio {
             bare: Some(1000),
             case_insensitive: false,
         };
-        let bad = || UnitError::Malformed {
+        let bad = || UnitError::Expected {
             what: "ratio",
             input: input.to_string(),
-            units: "two positive numbers such as 3:1",
+            expected: "two positive numbers joined by a colon, such as 3:1 or 2.5:1",
         };
         let (a, b) = input.split_once(':').ok_or_else(bad)?;
         let scaled = |s: &str| parse(s, &KIND).ok().filter(|v| *v > 0);
