@@ -416,9 +416,9 @@ fn one_leaf(f: &Fabric, warnings: &mut Vec<String>) {
     if leaves.len() == 1 && others > 0 && f.sites.len() <= 1 {
         let leaf = leaves.iter().next().map(|&n| f.node(n).name.clone()).unwrap_or_default();
         warnings.push(format!(
-            "every GPU is on one switch ({leaf}): the {others} switch{} above it carry no traffic between GPUs; \
+            "every GPU is on one switch ({leaf}): the {others} {} no traffic between GPUs; \
              a smaller leaf-radix spreads the GPUs over leaves, or one switch does",
-            if others == 1 { "" } else { "es" }
+            if others == 1 { "switch above it carries" } else { "switches above it carry" }
         ));
     }
 }

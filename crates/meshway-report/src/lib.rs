@@ -119,6 +119,10 @@ fn plan_switches(o: &mut String, r: &FabricReport) {
 /// Bisection bandwidth, structural and by max-flow.
 fn plan_bisection(o: &mut String, r: &FabricReport) {
     let b = &r.bisection;
+    if b.side_a_gpus.min(b.side_b_gpus) == 0 {
+        let _ = writeln!(o, "Bisection: none, the fabric has one GPU\n");
+        return;
+    }
     let _ =
         writeln!(o, "Bisection, split {} ({} | {} GPUs)", b.split, thousands(b.side_a_gpus), thousands(b.side_b_gpus));
     if let Some(s) = b.structural_bps {
