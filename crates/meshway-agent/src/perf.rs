@@ -226,8 +226,10 @@ fn receive_loop(mut s: TcpStream, size: usize, bytes: &AtomicU64, span: &Span, s
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
                 ) =>
             {
-                // Idle for 200 ms after being told to stop, or past the hard end: give up.
-                if stop.load(Ordering::Relaxed) || clock::mono() > hard_end {
+                // Only the hard end stops a quiet receiver: told to stop, it still reads to
+                // the peer's end of stream, so a segment retransmitted late is counted.
+                let _ = stop;
+                if clock::mono() > hard_end {
                     break;
                 }
             }
@@ -387,21 +389,44 @@ pub const MAX_SESSIONS_PER_SOURCE: usize = 4;
 /// connection takes the place of the one silent longest, which is closed. Assumptions.
 pub const MAX_PENDING: usize = 1024;
 pub const MAX_PENDING_PER_SOURCE: usize = 2 * MAX_STREAMS as usize + 16;
+
+/// Pending connections this process can hold: [`MAX_PENDING`], or fewer under a low
+/// open-file limit (each takes two descriptors while pending, and tests need theirs): a
+/// third of the soft limit past 64 spare.
+fn pending_cap() -> usize {
+    let soft =
+        std::fs::read_to_string("/proc/self/limits").ok().and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| if v == "unlimited" { Some(u64::MAX) } else { v.parse::<u64>().ok() })
+        });
+    let by_fds = soft.map_or(MAX_PENDING as u64, |n| n.saturating_sub(64) / 3);
+    (by_fds.min(MAX_PENDING as u64) as usize).max(MAX_PENDING_PER_SOURCE.min(16))
+}
 /// How long a connection may take to say what it is.
 const SPEAK_WITHIN: Duration = Duration::from_secs(10);
 
 /// Connections not yet identified: a count by source, and a handle on each, by accept order,
 /// to close the one silent longest.
-#[derive(Default)]
 struct Pending {
     inner: Mutex<PendingState>,
+    cap: usize,
 }
 
 #[derive(Default)]
 struct PendingState {
     by_source: HashMap<std::net::IpAddr, usize>,
-    silent: std::collections::BTreeMap<u64, (std::net::IpAddr, TcpStream)>,
+    silent: std::collections::BTreeMap<u64, Silent>,
     next: u64,
+}
+
+/// A pending connection: its source, a handle to close it, and a flag its thread reads to
+/// know it was closed to make room (and stay quiet about it).
+struct Silent {
+    source: std::net::IpAddr,
+    handle: TcpStream,
+    evicted: Arc<AtomicBool>,
 }
 
 /// One pending connection's place; given back when dropped (or when it was closed to make
@@ -409,51 +434,86 @@ struct PendingState {
 struct PendingSlot {
     pending: Arc<Pending>,
     id: u64,
+    evicted: Arc<AtomicBool>,
+}
+
+/// Why a connection was closed unheard.
+enum Unheard {
+    /// Its source holds all its places.
+    Source,
+    /// It could not be tracked (out of descriptors): the error.
+    Untracked(io::Error),
 }
 
 impl PendingState {
-    fn forget(&mut self, id: u64) -> Option<TcpStream> {
-        let (source, s) = self.silent.remove(&id)?;
-        if let Some(n) = self.by_source.get_mut(&source) {
+    fn forget(&mut self, id: u64) -> Option<Silent> {
+        let x = self.silent.remove(&id)?;
+        if let Some(n) = self.by_source.get_mut(&x.source) {
             *n -= 1;
             if *n == 0 {
-                self.by_source.remove(&source);
+                self.by_source.remove(&x.source);
             }
         }
-        Some(s)
+        Some(x)
+    }
+
+    /// Closes the connection silent longest; whether there was one.
+    fn evict_oldest(&mut self) -> bool {
+        let Some(&oldest) = self.silent.keys().next() else { return false };
+        if let Some(old) = self.forget(oldest) {
+            old.evicted.store(true, Ordering::Relaxed);
+            let _ = old.handle.shutdown(std::net::Shutdown::Both);
+        }
+        true
     }
 }
 
 impl Pending {
-    /// A place for connection `s` from `source`; None when its source has all its places.
-    fn enter(self: &Arc<Self>, source: std::net::IpAddr, s: &TcpStream) -> Option<PendingSlot> {
+    fn new(cap: usize) -> Arc<Pending> {
+        Arc::new(Pending { inner: Mutex::new(PendingState::default()), cap })
+    }
+
+    /// A place for connection `s` from `source`, and how many were closed to make room.
+    fn enter(self: &Arc<Self>, source: std::net::IpAddr, s: &TcpStream) -> Result<(PendingSlot, u64), Unheard> {
         let source = crate::http::source_key(source);
-        let handle = s.try_clone().ok()?;
-        let mut st = self.inner.lock().ok()?;
+        let mut st = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if st.by_source.get(&source).copied().unwrap_or(0) >= MAX_PENDING_PER_SOURCE {
-            return None;
+            return Err(Unheard::Source);
         }
-        if st.silent.len() >= MAX_PENDING {
-            // The connection silent longest gives up its place: closed, its read ends.
-            if let Some(&oldest) = st.silent.keys().next() {
-                if let Some(old) = st.forget(oldest) {
-                    let _ = old.shutdown(std::net::Shutdown::Both);
-                }
+        let mut evicted = 0;
+        if st.silent.len() >= self.cap && st.evict_oldest() {
+            evicted += 1;
+        }
+        let handle = match s.try_clone() {
+            Ok(h) => h,
+            Err(e) => {
+                // Out of descriptors: make room for the next one, and close this one.
+                st.evict_oldest();
+                return Err(Unheard::Untracked(e));
             }
-        }
+        };
         st.next += 1;
         let id = st.next;
         *st.by_source.entry(source).or_insert(0) += 1;
-        st.silent.insert(id, (source, handle));
-        Some(PendingSlot { pending: self.clone(), id })
+        let flag = Arc::new(AtomicBool::new(false));
+        st.silent.insert(id, Silent { source, handle, evicted: flag.clone() });
+        Ok((PendingSlot { pending: self.clone(), id, evicted: flag }, evicted))
+    }
+}
+
+impl PendingSlot {
+    /// The connection has said what it is: gives its place back. False when it was closed
+    /// to make room meanwhile (its socket is shut: nothing more to do).
+    fn release(&self) -> bool {
+        let mut st = self.pending.inner.lock().unwrap_or_else(|e| e.into_inner());
+        st.forget(self.id).is_some()
     }
 }
 
 impl Drop for PendingSlot {
     fn drop(&mut self) {
-        if let Ok(mut st) = self.pending.inner.lock() {
-            st.forget(self.id);
-        }
+        let mut st = self.pending.inner.lock().unwrap_or_else(|e| e.into_inner());
+        st.forget(self.id);
     }
 }
 
@@ -507,25 +567,39 @@ pub fn serve(
     let mut counter = 0u64;
     // Peers' names and errors reach the log with control characters escaped.
     let log: Arc<dyn Fn(String) + Send + Sync> = Arc::new(move |line: String| log(printable(&line)));
-    let pending: Arc<Pending> = Arc::default();
-    // Connections closed unheard, logged at most once every 10 s.
-    let (mut dropped, mut dropped_logged) = (0u64, Nanos::ZERO);
+    let pending = Pending::new(pending_cap());
+    // Connections closed unheard (over a source's places, closed to make room, or not
+    // accepted), said at most once every 10 s.
+    let (mut dropped, mut made_room, mut failed, mut said) = (0u64, 0u64, 0u64, Nanos::ZERO);
+    let mut say = |why: String, dropped: &mut u64, made_room: &mut u64, failed: &mut u64| {
+        let now = clock::mono();
+        if said == Nanos::ZERO || now.saturating_sub(said) >= Nanos(10_000_000_000) {
+            log(format!(
+                "{why}; in the last 10 s: {dropped} connection(s) closed unheard (over {MAX_PENDING_PER_SOURCE} silent from one source, or untracked), {made_room} silent one(s) closed to make room, {failed} accept(s) failed"
+            ));
+            (*dropped, *made_room, *failed, said) = (0, 0, 0, now);
+        }
+    };
     while !shutdown.load(Ordering::Relaxed) {
         match listener.accept() {
             Ok((s, peer)) => {
-                let Some(slot) = pending.enter(peer.ip(), &s) else {
-                    // Closed at once, and this server keeps its threads for clients that
-                    // speak.
-                    drop(s);
-                    dropped += 1;
-                    let now = clock::mono();
-                    if dropped_logged == Nanos::ZERO || now.saturating_sub(dropped_logged) >= Nanos(10_000_000_000) {
-                        log(format!(
-                            "{peer}: closed {dropped} connection(s) unheard: over {MAX_PENDING_PER_SOURCE} silent connections from one source"
-                        ));
-                        (dropped, dropped_logged) = (0, now);
+                let slot = match pending.enter(peer.ip(), &s) {
+                    Ok((slot, evicted)) => {
+                        made_room += evicted;
+                        slot
                     }
-                    continue;
+                    Err(why) => {
+                        // Closed at once, and this server keeps its threads for clients that
+                        // speak.
+                        drop(s);
+                        dropped += 1;
+                        let why = match why {
+                            Unheard::Source => format!("{peer}: too many silent connections from its source"),
+                            Unheard::Untracked(e) => format!("{peer}: cannot track a connection: {e}"),
+                        };
+                        say(why, &mut dropped, &mut made_room, &mut failed);
+                        continue;
+                    }
                 };
                 let _ = s.set_nonblocking(false);
                 let _ = s.set_nodelay(true);
@@ -533,14 +607,26 @@ pub fn serve(
                 let id = std::hash::BuildHasher::hash_one(&keyed, counter);
                 let (sessions, udp, log) = (sessions.clone(), udp.clone(), log.clone());
                 let _ = std::thread::Builder::new().name("perf-conn".into()).spawn(move || {
+                    let evicted = slot.evicted.clone();
                     if let Err(e) = handle_connection(s, peer, id, slot, &sessions, &udp, &*log) {
-                        log(format!("{peer}: {}", with_causes(&e)));
+                        // One closed to make room is counted by the accept loop, not logged.
+                        if !evicted.load(Ordering::Relaxed) {
+                            log(format!("{peer}: {}", with_causes(&e)));
+                        }
                     }
                 });
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                // Out of descriptors and the like: make room, say so, back off.
+                if pending.inner.lock().unwrap_or_else(|p| p.into_inner()).evict_oldest() {
+                    made_room += 1;
+                }
+                failed += 1;
+                say(format!("accept failed: {e}"), &mut dropped, &mut made_room, &mut failed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
     }
     let _ = udp_thread.join();
@@ -584,15 +670,30 @@ fn handle_connection(
     log: &(dyn Fn(String) + Send + Sync),
 ) -> Result<(), PerfError> {
     let speak_by = clock::mono() + Nanos(u64::try_from(SPEAK_WITHIN.as_nanos()).unwrap_or(u64::MAX));
-    s.set_read_timeout(Some(SPEAK_WITHIN)).map_err(io_err("socket"))?;
+    let left = || clock::dur(speak_by.saturating_sub(clock::mono()));
+    // The first four bytes say what the connection is: waited for while they could still be
+    // a stream hello's (however they are trickled), within the same 10 s.
     let mut head = [0u8; 4];
-    s.peek(&mut head).map_err(io_err("cannot read from the client"))?;
+    loop {
+        if left().is_zero() {
+            return Err(PerfError::Protocol("nothing said within 10 s".into()));
+        }
+        s.set_read_timeout(Some(left())).map_err(io_err("socket"))?;
+        let n = s.peek(&mut head).map_err(io_err("cannot read from the client"))?;
+        if n == 0 {
+            return Err(PerfError::Protocol("connection closed before it said anything".into()));
+        }
+        if n >= 4 || head[..n] != HELLO_MAGIC[..n] {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     if head == HELLO_MAGIC {
         // The whole hello within the same 10 s, however it is trickled.
         let mut hello = [0u8; HELLO_LEN];
         let mut got = 0;
         while got < HELLO_LEN {
-            let left = clock::dur(speak_by.saturating_sub(clock::mono()));
+            let left = left();
             if left.is_zero() {
                 return Err(PerfError::Protocol("no complete stream hello within 10 s".into()));
             }
@@ -605,7 +706,9 @@ fn handle_connection(
             }
         }
         s.set_read_timeout(Some(SPEAK_WITHIN)).map_err(io_err("socket"))?;
-        drop(slot);
+        if !slot.release() {
+            return Ok(()); // closed to make room meanwhile
+        }
         let h = Hello::decode(&hello).ok_or_else(|| PerfError::Protocol("bad stream hello".into()))?;
         let sess = sessions
             .lock()
@@ -651,7 +754,7 @@ fn handle_connection(
     // A control connection.
     let mut reader = BufReader::new(s.try_clone().map_err(io_err("socket"))?);
     let mut w = s;
-    let req: Request = match read_json_line(&mut reader, Duration::from_secs(10)) {
+    let req: Request = match read_json_line(&mut reader, left().max(Duration::from_millis(1))) {
         Ok(r) => r,
         Err(e) => {
             // A message it cannot read is answered with the reason, when the client is
@@ -662,7 +765,9 @@ fn handle_connection(
             return Err(e);
         }
     };
-    drop(slot);
+    if !slot.release() {
+        return Ok(()); // closed to make room meanwhile
+    }
     if let Err(why) = validate(&req) {
         write_json_line(&mut w, &Accept { ok: false, session: 0, error: Some(why.clone()) })?;
         return Err(PerfError::Refused(why));

@@ -367,6 +367,17 @@ fn icmp_ping_loopback_or_clear_error() {
     }
 }
 
+/// Raises this test process's open-file limit to `to` where the hard limit allows
+/// (util-linux's prlimit), and returns the soft limit then in force.
+fn raise_open_files(to: u64) -> Option<u64> {
+    let _ = std::process::Command::new("prlimit")
+        .args(["--pid", &std::process::id().to_string(), &format!("--nofile={to}:")])
+        .output();
+    std::fs::read_to_string("/proc/self/limits").ok().and_then(|t| {
+        t.lines().find(|l| l.starts_with("Max open files")).and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // perf
 
@@ -676,6 +687,17 @@ mod perf {
         }
     }
 
+    /// A connection from loopback address `from` to the server that says nothing.
+    fn silent_from(from: &str, s: &Server) -> std::net::TcpStream {
+        let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
+        c.bind(&local.into()).unwrap();
+        c.connect_timeout(&s.addr.into(), Duration::from_secs(5)).unwrap();
+        let c: std::net::TcpStream = c.into();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c
+    }
+
     /// Silent connections are bounded per source: past a test's most streams and some, one
     /// more from that address is closed at once, and another address is still served.
     #[test]
@@ -683,15 +705,7 @@ mod perf {
     fn silent_connections_from_one_address_cannot_starve_others() {
         let _turn = turn();
         let s = server();
-        let connect = |from: &str| {
-            let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-            let local: std::net::SocketAddr = format!("{from}:0").parse().unwrap();
-            c.bind(&local.into()).unwrap();
-            c.connect_timeout(&s.addr.into(), Duration::from_secs(5)).unwrap();
-            let c: std::net::TcpStream = c.into();
-            c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-            c
-        };
+        let connect = |from: &str| silent_from(from, &s);
         let silent: Vec<std::net::TcpStream> =
             (0..perf::MAX_PENDING_PER_SOURCE).map(|_| connect("127.0.0.5")).collect();
         std::thread::sleep(Duration::from_millis(300));
@@ -706,6 +720,36 @@ mod perf {
         let (c, l) = control_from("127.0.0.6", &s, &req);
         assert!(l.contains("\"ok\":true"), "{l}");
         drop((c, silent));
+    }
+
+    /// When silent connections from many sources take every place, a new one takes the place
+    /// of the one silent longest, which is closed: a test from another source still runs.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // a wall-clock bound on a real server
+    fn silent_connections_from_many_sources_give_way_to_a_test() {
+        let _turn = turn();
+        // Both ends of about 1,100 connections, and the server's handles, in this process.
+        let soft = raise_open_files(8192);
+        if soft.is_some_and(|n| n < 4 * perf::MAX_PENDING as u64 + 200) {
+            eprintln!("skipped: the open-file limit {soft:?} is too low for {} pending connections", perf::MAX_PENDING);
+            return;
+        }
+        let s = server();
+        let connect = |from: &str| silent_from(from, &s);
+        let per = perf::MAX_PENDING / 4;
+        let mut silent: Vec<std::net::TcpStream> =
+            (0..perf::MAX_PENDING).map(|i| connect(&format!("127.0.2.{}", 1 + i / per))).collect();
+        std::thread::sleep(Duration::from_millis(500));
+        let req = request(Protocol::Tcp, Direction::Forward, None);
+        let (c, l) = control_from("127.0.3.1", &s, &req);
+        assert!(l.contains("\"ok\":true"), "{l}");
+        // The first silent connection was closed to make room.
+        let t0 = std::time::Instant::now();
+        let mut b = [0u8; 8];
+        let r = silent[0].read(&mut b);
+        assert!(matches!(r, Ok(0) | Err(_)) && t0.elapsed() < Duration::from_secs(2), "{r:?} after {:?}", t0.elapsed());
+        silent.clear();
+        drop(c);
     }
 }
 
@@ -927,16 +971,8 @@ mod http_sources {
     #[test]
     fn silent_connections_from_many_sources_give_way_to_a_scrape() {
         let _turn = turn();
-        // Both ends of 512 connections live in this process: raise its open-file limit to
-        // what the hard limit allows (util-linux's prlimit), then check.
-        let _ = std::process::Command::new("prlimit")
-            .args(["--pid", &std::process::id().to_string(), "--nofile=4096:"])
-            .output();
-        let soft = std::fs::read_to_string("/proc/self/limits").ok().and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
-        });
+        // Both ends of 512 connections live in this process.
+        let soft = raise_open_files(4096);
         if soft.is_some_and(|n| n < 2 * MAX_CONNECTIONS as u64 + 100) {
             eprintln!("skipped: the open-file limit {soft:?} is below two ends of {MAX_CONNECTIONS} connections");
             return;

@@ -1273,8 +1273,19 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         let o = &cat.optic[optic as usize];
         if d.distance > o.reach {
             // Name an optic that reaches, or the farthest there is.
-            let hint = match cat.choose_coherent(d.distance) {
-                Some(i) => format!("choose an optic that reaches it, such as {}", cat.optic[i as usize].name),
+            // Of the same rate first (an 800ZR span wants an 800G optic), then any.
+            let same = cat
+                .optic
+                .iter()
+                .filter(|x| {
+                    x.class == crate::catalog::OpticClass::Coherent && x.reach >= d.distance && x.rate == o.rate
+                })
+                .min_by(|a, b| a.price_usd.total_cmp(&b.price_usd))
+                .map(|x| x.name.clone());
+            let hint = match same
+                .or_else(|| cat.choose_coherent(d.distance).map(|i| cat.optic[i as usize].name.clone()))
+            {
+                Some(n) => format!("choose an optic that reaches it, such as {n}"),
                 None => {
                     let far = cat
                         .optic

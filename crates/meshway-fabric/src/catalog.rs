@@ -1332,7 +1332,7 @@ impl Catalog {
             .iter()
             .rev()
             .find(|n| n.rate == rate)
-            .or_else(|| self.nic.iter().filter(|n| n.rate > rate).min_by_key(|n| n.rate))
+            .or_else(|| self.nic.iter().rev().filter(|n| n.rate > rate).min_by_key(|n| n.rate))
     }
 
     /// The transport profile named `name` ("infiniband", "roce", "tcp").

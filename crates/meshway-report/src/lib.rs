@@ -147,7 +147,11 @@ fn plan_paths(o: &mut String, r: &FabricReport) {
         o,
         "Paths between GPUs of different hosts ({})",
         if p.sampled {
-            format!("sampled: {} source GPUs x all destinations, {} pairs", p.sources, thousands(p.pairs))
+            format!(
+                "sampled: {} source GPUs x all destinations, {} pairs",
+                p.sources,
+                thousands(p.pairs.saturating_sub(p.same_host_pairs))
+            )
         } else {
             format!("all {} ordered pairs", thousands(p.pairs.saturating_sub(p.same_host_pairs)))
         }

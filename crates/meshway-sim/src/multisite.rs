@@ -714,7 +714,23 @@ fn search(
         Ok(x)
     };
     let m = |k: u64| k * res / 1000;
-    let hi_k = limit.0 / res;
+    let mut hi_k = limit.0 / res;
+    // The search ends where the fabric still builds: a span whose optic gives way to a slower
+    // one past its reach needs more wavelengths, and past a span's 4,096 it does not build
+    // (2,100 x 800ZR beyond 120 km). Found by bisection on building alone (no simulation).
+    let builds = |k: u64| variant(s, cat, Some(Meters(k * res)), None).build(cat).is_ok();
+    if hi_k > 0 && !builds(hi_k) && builds(0) {
+        let (mut lo, mut hi) = (0u64, hi_k);
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if builds(mid) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        hi_k = lo;
+    }
     let mut b = BreakEven {
         budget: opts.budget,
         outcome: String::new(),

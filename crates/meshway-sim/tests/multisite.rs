@@ -191,6 +191,13 @@ fn analysis_of_an_all_reduce_adds_the_round_trip_per_distance_and_checks_headroo
     assert_eq!((d8[0].optics[0].as_str(), d8[0].wavelengths[0]), ("800g-zr", 2));
     assert_eq!((d8[1].optics[0].as_str(), d8[1].wavelengths[0]), ("400g-zr-plus", 4));
     assert_eq!(d8[0].dci_bps, d8[1].dci_bps);
+    // 2,100 x 800ZR builds at 100 km but not as 4,200 ZR+ wavelengths beyond 120 km: the
+    // break-even search ends at the farthest distance that builds instead of failing.
+    let wide = include_str!("../../../examples/two-site-training.toml")
+        .replace("optic = \"400ZR\"", "optic = \"800ZR\"")
+        .replace("wavelengths = 16", "wavelengths = 2100");
+    let w = report(&wide, &opts(&[100], &[]));
+    assert_eq!((w.break_even.outcome.as_str(), w.break_even.below_m), ("beyond", Some(120_000)), "{:?}", w.break_even);
     // Lossless headroom: one span, feasible at 0 km only (the planner's numbers: a 400G port
     // needs 400e9/8 x (2 x 490 us + 1.16 us) + 2 x 4096 B at 100 km).
     assert!(d.iter().all(|x| x.headroom.len() == 1 && x.headroom[0].span == "a-b"));

@@ -83,10 +83,11 @@ fn check(path: &Path, inputs: &[&Path], html: bool) -> Result<PathBuf> {
              give another name or remove the file",
             path.display()
         ),
-        // A file this user may not write (opened, not truncated: nothing changes).
+        // A file this user may not write: asked of the kernel without opening it (an open
+        // breaks a lease and tells inotify watchers the file was written).
         Ok(m) if m.is_file() => {
-            if let Err(e) = std::fs::OpenOptions::new().write(true).open(path) {
-                bail!("cannot write {}: {e}", path.display());
+            if let Err(e) = nix::unistd::access(path, nix::unistd::AccessFlags::W_OK) {
+                bail!("cannot write {}: {}", path.display(), std::io::Error::from(e));
             }
         }
         Ok(_) => {}
