@@ -930,11 +930,8 @@ fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, F
         }
         // Names reach the terminal and the pages: an escape sequence or a NUL would act there.
         for (what, v) in [("name", Some(&n.name)), ("tier", n.tier.as_ref()), ("group", n.group.as_ref())] {
-            if let Some(c) = v.and_then(|v| v.chars().find(|c| c.is_control())) {
-                return Err(ctx.invalid(
-                    &format!("{key}.{what}"),
-                    format!("expected printable text, got the control character {c:?}"),
-                ));
+            if let Some(why) = v.and_then(|v| meshway_units::unprintable(v)) {
+                return Err(ctx.invalid(&format!("{key}.{what}"), format!("expected printable text, got {why}")));
             }
         }
         let kind = match n.kind {

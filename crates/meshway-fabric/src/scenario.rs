@@ -139,8 +139,8 @@ impl Scenario {
         }
         // The name heads every report and page: a control character in it (an escape
         // sequence, a NUL) would reach the terminal or break the HTML.
-        if let Some(c) = config.name.as_deref().and_then(|n| n.chars().find(|c| c.is_control())) {
-            return Err(ctx.invalid("name", format!("expected printable text, got the control character {:?}", c)));
+        if let Some(why) = config.name.as_deref().and_then(meshway_units::unprintable) {
+            return Err(ctx.invalid("name", format!("expected printable text, got {why}")));
         }
         let name = config.name.clone().unwrap_or_else(|| {
             std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("scenario").to_string()

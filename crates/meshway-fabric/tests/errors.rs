@@ -188,6 +188,9 @@ fn out_of_range_values() {
     assert!(e.contains("`fabric.nic`: expected at most 100Tbps"), "{e}");
     let e = err(&format!("name = \"a\\u001b[31mb\"\n{LS}"));
     assert!(e.contains("`name`: expected printable text, got the control character '\\u{1b}'"), "{e}");
+    // A right-to-left override reverses the rest of a report's line.
+    let e = err(&format!("name = \"a\\u202eb\"\n{LS}"));
+    assert!(e.contains("`name`: expected printable text, got the bidirectional control U+202E"), "{e}");
     let e = err("[fabric]\nkind = \"custom\"\n[[fabric.node]]\nname = \"3\"\nkind = \"gpu\"\n");
     assert!(e.contains("GPU name \"3\" is digits only, which flow files read as a rank number"), "{e}");
     let e = err("[fabric]\nkind = \"custom\"\n[[fabric.node]]\nname = \"s\"\nkind = \"switch\"\ntier = \"t\\u0001\"\n");

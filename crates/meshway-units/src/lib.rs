@@ -23,4 +23,17 @@ mod parse;
 mod types;
 
 pub use parse::UnitError;
+
+/// Why `text` cannot be a name printed in a report: its first control character (an escape
+/// sequence or a NUL acts on a terminal) or bidirectional control (U+202E reverses the rest
+/// of the line: "190.8ms" read "sm8.091"), described.
+pub fn unprintable(text: &str) -> Option<String> {
+    text.chars().find_map(|c| match c {
+        c if c.is_control() => Some(format!("the control character {c:?}")),
+        '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}' => {
+            Some(format!("the bidirectional control U+{:04X}", u32::from(c)))
+        }
+        _ => None,
+    })
+}
 pub use types::{units_required, BitsPerSec, Bytes, Meters, Nanos, Ratio, SimTime};
