@@ -662,7 +662,9 @@ fn add_pods(
     let cores: Vec<Vec<NodeId>> = (0..plan.leaf_u)
         .map(|j| {
             (0..per_group)
-                .map(|c| sw(f, format!("core-{}", j * per_group + c), t_core, p.models[2], core_radix, plane))
+                .map(|c| {
+                    sw(f, format!("core-{}", j * per_group + c), t_core, p.models[2], p.radix[2].max(core_radix), plane)
+                })
                 .collect()
         })
         .collect();

@@ -39,9 +39,14 @@ fn k_ary_fat_tree_formulas() {
         // Cross-pod pairs have (k/2)^2 equal-cost paths.
         let max_paths = r.paths.path_count_histogram.iter().map(|(n, _)| *n).max().unwrap();
         assert_eq!(max_paths, (k / 2) * (k / 2));
-        // Every switch uses exactly k ports.
+        // Every switch uses exactly k ports, and has the rest of its 128 free, core included
+        // (it read 0 free, counted at k).
         for s in f.switches() {
             assert_eq!(f.degree(s) as u64, k, "{}", f.node(s).name);
+        }
+        for t in ["leaf", "spine", "core"] {
+            let tr = tier(&r, t);
+            assert_eq!(tr.ports_free, tr.switches * (128 - k), "k={k}: {t} ports free");
         }
     }
 }
