@@ -205,7 +205,9 @@ impl Span {
 }
 
 /// Reads a data connection to its end, counting bytes.
-fn receive_loop(mut s: TcpStream, size: usize, bytes: &AtomicU64, span: &Span, stop: &AtomicBool, hard_end: Nanos) {
+/// Reads a TCP data stream to its peer's end of stream, or to the test's hard end: a receiver
+/// is not stopped early, so a segment retransmitted late is still counted.
+fn receive_loop(mut s: TcpStream, size: usize, bytes: &AtomicU64, span: &Span, hard_end: Nanos) {
     let mut buf = vec![0u8; size.max(64 * 1024)];
     let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
     loop {
@@ -226,9 +228,6 @@ fn receive_loop(mut s: TcpStream, size: usize, bytes: &AtomicU64, span: &Span, s
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
                 ) =>
             {
-                // Only the hard end stops a quiet receiver: told to stop, it still reads to
-                // the peer's end of stream, so a segment retransmitted late is counted.
-                let _ = stop;
                 if clock::mono() > hard_end {
                     break;
                 }
@@ -742,7 +741,7 @@ fn handle_connection(
                 if server_sends(&ss.req, h.stream) {
                     send_loop(s, size, &ss.tx_bytes, ss.budget.as_ref(), &ss.stop, ss.hard_end)
                 } else {
-                    receive_loop(s, size, &ss.rx_bytes, &ss.span, &ss.stop, ss.hard_end)
+                    receive_loop(s, size, &ss.rx_bytes, &ss.span, ss.hard_end)
                 }
             })
             .map_err(io_err(format!("cannot start a thread for data stream {}", h.stream)))?;
@@ -1013,7 +1012,7 @@ fn start_tcp(
         let size = cfg.size;
         if server_sends(req, stream) {
             st.receivers.push(std::thread::spawn(move || {
-                receive_loop(s, size, &sh.received, &sh.span, &sh.stop_recv, hard_end);
+                receive_loop(s, size, &sh.received, &sh.span, hard_end);
                 None
             }));
         } else {

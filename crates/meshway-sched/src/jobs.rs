@@ -334,15 +334,16 @@ pub fn from_file(file: &str, text: &str, gpus_per_host: u32) -> Result<Vec<Job>,
 /// A job from one object of a jobs file, as a person wrote it (durations need their unit).
 /// An error names the key it is about: the first key that fails alone.
 fn config_from(v: serde_json::Value) -> Result<JobConfig, String> {
-    let parse = |v: serde_json::Value| meshway_units::units_required(|| serde_json::from_value::<JobConfig>(v));
-    match parse(v.clone()) {
+    use serde::Deserialize;
+    let parse = |v: &serde_json::Value| meshway_units::units_required(|| JobConfig::deserialize(v));
+    match parse(&v) {
         Ok(c) => Ok(c),
         Err(e) => {
             let e = e.to_string();
             let serde_json::Value::Object(obj) = v else { return Err(e) };
             for (k, x) in obj {
                 let alone = serde_json::Value::Object(std::iter::once((k.clone(), x)).collect());
-                if parse(alone).is_err() {
+                if parse(&alone).is_err() {
                     return Err(if e.contains(&format!("`{k}`")) { e } else { format!("{k}: {e}") });
                 }
             }
