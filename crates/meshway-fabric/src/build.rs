@@ -1042,6 +1042,32 @@ fn check_gpu(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<(), FabricEr
     Ok(())
 }
 
+/// Checks that the fabric's `nic-model` names a catalog [[nic]] of the NIC rate per GPU
+/// the built fabric `f` has, and records it on `f`.
+fn set_nic_model(f: &mut Fabric, fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<(), FabricError> {
+    let Some(name) = &fc.nic_model else { return Ok(()) };
+    let Some(nic) = cat.nic.iter().rev().find(|n| &n.name == name) else {
+        let names: Vec<&str> = cat.nic.iter().map(|m| m.name.as_str()).collect();
+        let hint = closest(name, &names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
+        return Err(
+            ctx.invalid("nic-model", format!("unknown NIC model {name:?}, expected one of {}{hint}", names.join(", ")))
+        );
+    };
+    let rate = f.gpus().next().map_or(0, |g| f.network_rate(g).0);
+    if rate != nic.rate.0 {
+        return Err(ctx.invalid(
+            "nic-model",
+            format!(
+                "{name:?} runs at {}, but the fabric's GPUs have {} of NIC each (`nic`); give a NIC model of that rate or set `nic` to its rate",
+                nic.rate,
+                BitsPerSec(rate)
+            ),
+        ));
+    }
+    f.nic_model = Some(name.clone());
+    Ok(())
+}
+
 /// Builds the fabric of a parsed scenario.
 /// Keys of `[fabric]` that only some families read, with those families. A key given to a
 /// family that does not read it is an error rather than silently doing nothing.
@@ -1198,6 +1224,7 @@ pub fn build_scenario(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricErro
             build_family(fc, cat, &ctx, 0)?.fabric
         };
         f.gpu = fc.gpu.clone();
+        set_nic_model(&mut f, fc, cat, &ctx)?;
         set_latencies(&mut f, fc, 0, &ctx)?;
         return Ok(f);
     }
@@ -1365,6 +1392,17 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         }
         let out = build_family(fabric, cat, &ctx, dci_ports[i])?;
         let mut sf = out.fabric;
+        set_nic_model(&mut sf, fabric, cat, &ctx)?;
+        if sf.nic_model.is_some() {
+            if let Some(first) = f.nic_model.as_ref().filter(|first| Some(*first) != sf.nic_model.as_ref()) {
+                let why = format!(
+                    "{:?} differs from {first:?} at an earlier site",
+                    fabric.nic_model.as_deref().unwrap_or("")
+                );
+                return Err(ctx.invalid("nic-model", format!("{why}: meshway simulates one NIC model per fabric")));
+            }
+            f.nic_model = sf.nic_model.clone();
+        }
         set_latencies(&mut sf, fabric, 0, &ctx)?;
         if let Some(lat) = fabric.switch_latency {
             f.switch_latency.push((i as u16, lat));

@@ -1335,6 +1335,15 @@ impl Catalog {
             .or_else(|| self.nic.iter().rev().filter(|n| n.rate > rate).min_by_key(|n| n.rate))
     }
 
+    /// The NIC named `name` when the scenario names one (its `nic-model`), else
+    /// [`Catalog::nic_for`] `rate`.
+    pub fn nic_of(&self, name: Option<&str>, rate: BitsPerSec) -> Option<&Nic> {
+        match name {
+            Some(name) => self.nic.iter().rev().find(|n| n.name == name),
+            None => self.nic_for(rate),
+        }
+    }
+
     /// The transport profile named `name` ("infiniband", "roce", "tcp").
     pub fn transport_profile(&self, name: &str) -> Option<&TransportProfile> {
         self.transport.iter().find(|t| t.name == name)
@@ -1439,6 +1448,9 @@ mod tests {
         let mine = Catalog::with_overlay(&format!("[[nic]]\n{text}"), "mine.toml").unwrap();
         assert_eq!(mine.nic_for(BitsPerSec::gbps(400)).unwrap().name, "acme-400g");
         assert_eq!(mine.nic_for(BitsPerSec::gbps(800)).unwrap().name, "connectx8-800g");
+        // Unless the scenario names one (`nic-model`).
+        assert_eq!(mine.nic_of(Some("connectx7-400g"), BitsPerSec::gbps(400)).unwrap().name, "connectx7-400g");
+        assert_eq!(mine.nic_of(None, BitsPerSec::gbps(400)).unwrap().name, "acme-400g");
     }
 
     #[test]

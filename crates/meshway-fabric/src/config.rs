@@ -85,6 +85,10 @@ pub struct FabricConfig {
     /// The GPU model (a catalog [[gpu]] name, such as "h100-sxm"): its achievable NVLink
     /// rate and whether its NVSwitch reduces (NVLS). Default: `[simulation] gpu-model`.
     pub gpu: Option<String>,
+    /// The NIC model (a catalog [[nic]] name, such as "connectx7-400g"): the NIC the bill of
+    /// materials prices and whose achievable rate the collectives reach. Its rate must be the
+    /// fabric's NIC rate per GPU. Default: the catalog's last NIC of that rate.
+    pub nic_model: Option<String>,
     /// Independent network planes; each NIC has one port into each plane.
     pub planes: Option<u32>,
     /// Leaf-spine and rail-optimized: each NIC port splits into two links of half its rate to

@@ -184,6 +184,10 @@ pub struct Fabric {
     /// The GPU model the scenario names (a catalog [[gpu]]); None: the catalog's default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpu: Option<String>,
+    /// The NIC model the scenario names (a catalog [[nic]]); None: the catalog's last NIC of
+    /// the GPUs' NIC rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nic_model: Option<String>,
     /// Switching latency of every switch of a site, by site index, where the scenario gives
     /// one (`switch-latency`, or its transport's `hop-latency`); the switch model's elsewhere.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -211,6 +215,7 @@ impl Fabric {
             backup_ports: 0,
             management_ports: 0,
             gpu: None,
+            nic_model: None,
             switch_latency: Vec::new(),
             adj_start: Vec::new(),
             adj: Vec::new(),
@@ -290,6 +295,27 @@ impl Fabric {
 
     pub fn gpus(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.nodes.iter().enumerate().filter(|(_, n)| n.is_gpu()).map(|(i, _)| NodeId(i as u32))
+    }
+
+    /// Whether link `l` is a NIC port: a NIC link, or a custom link between a switch and
+    /// an endpoint.
+    pub fn is_network_port(&self, l: LinkId) -> bool {
+        let k = self.link(l);
+        k.class == LinkClass::Nic
+            || (k.class == LinkClass::Custom
+                && matches!(self.node(k.a).kind, NodeKind::Switch { .. })
+                    != matches!(self.node(k.b).kind, NodeKind::Switch { .. }))
+    }
+
+    /// The NIC rate of `gpu`: its network ports together.
+    pub fn network_rate(&self, gpu: NodeId) -> BitsPerSec {
+        BitsPerSec(
+            self.neighbors(gpu)
+                .iter()
+                .filter(|(_, l)| self.is_network_port(*l))
+                .map(|(_, l)| self.link(*l).rate.0)
+                .sum(),
+        )
     }
 
     pub fn gpu_count(&self) -> usize {

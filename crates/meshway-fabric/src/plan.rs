@@ -230,11 +230,7 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
         h.len() as u64 * f.scale_up.map_or(1, |s| u64::from(s.gpus / s.gpus_per_host.max(1)))
     };
     let scale_up = scale_up_report(f, cat);
-    let nic_bps = f
-        .gpus()
-        .next()
-        .map(|g| f.neighbors(g).iter().filter(|(_, l)| network_port(f, *l)).map(|(_, l)| f.link(*l).rate.0).sum())
-        .unwrap_or(0);
+    let nic_bps = f.gpus().next().map(|g| f.network_rate(g).0).unwrap_or(0);
     let tiers = tier_reports(f, cat);
     let links = link_reports(f);
     let split = choose_split(f);
@@ -707,7 +703,7 @@ fn bisection(f: &Fabric, split: &Split) -> Bisection {
     let nic = |side: bool| -> u64 {
         f.gpus()
             .filter(|g| split.side[g.idx()] == Some(side))
-            .flat_map(|g| f.neighbors(g).iter().filter(|(_, l)| network_port(f, *l)).map(|(_, l)| f.link(*l).rate.0))
+            .flat_map(|g| f.neighbors(g).iter().filter(|(_, l)| f.is_network_port(*l)).map(|(_, l)| f.link(*l).rate.0))
             .sum()
     };
     let injection = nic(true).min(nic(false));
@@ -972,14 +968,8 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
     for (name, (m, cost)) in cable_cost {
         add(2, &name, &format!("fiber ({:.0} m)", m), 0, 0.0, cost);
     }
-    let nic_rate = f
-        .gpus()
-        .next()
-        .map(|g| {
-            BitsPerSec(f.neighbors(g).iter().filter(|(_, l)| network_port(f, *l)).map(|(_, l)| f.link(*l).rate.0).sum())
-        })
-        .unwrap_or_default();
-    match cat.nic_for(nic_rate) {
+    let nic_rate = f.gpus().next().map(|g| f.network_rate(g)).unwrap_or_default();
+    match cat.nic_of(f.nic_model.as_deref(), nic_rate) {
         Some(nic) => {
             let n = f.gpu_count() as u64;
             add(3, &nic.name, "nic", n, nic.power_w * n as f64, nic.price_usd * n as f64);
@@ -1361,14 +1351,4 @@ fn resilience(f: &Fabric, split: &Split, base: u64) -> Resilience {
         });
     }
     Resilience { switch_spofs, link_spofs, degradation, components }
-}
-
-/// Whether a GPU's link `l` is one of its network ports: a NIC link, or in a custom fabric
-/// (whose links are listed by hand, all of class custom) a link to a switch.
-fn network_port(f: &Fabric, l: LinkId) -> bool {
-    let k = f.link(l);
-    k.class == LinkClass::Nic
-        || (k.class == LinkClass::Custom
-            && matches!(f.node(k.a).kind, NodeKind::Switch { .. })
-                != matches!(f.node(k.b).kind, NodeKind::Switch { .. }))
 }

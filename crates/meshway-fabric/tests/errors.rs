@@ -28,7 +28,7 @@ fn unknown_key_suggests_the_closest() {
         e.starts_with("bad.toml:4:1: `fabric.leaf-radx`: unknown key `leaf-radx`: expected one of leaf-radix, "),
         "{e}"
     );
-    assert!(e.contains("... (37 in all)"), "at most a handful of keys, closest first: {e}");
+    assert!(e.contains("... (38 in all)"), "at most a handful of keys, closest first: {e}");
     assert!(e.ends_with("did you mean `leaf-radix`?"), "{e}");
     let e = err("[fabrc]\nkind = \"leaf-spine\"\n");
     assert!(e.contains("did you mean `fabric`?"), "{e}");
@@ -353,5 +353,56 @@ fn pod_size_sets_the_pods_and_refuses_what_does_not_fit() {
     assert!(
         e.contains("a pod of 3072 GPUs has 192 leaves: each pod spine needs 192 ports down and 28 up at 7:1, more than its 128 ports"),
         "{e}"
+    );
+}
+
+#[test]
+fn nic_models_are_named_from_the_catalog_at_the_fabrics_rate() {
+    let e = err(&format!("{LS}nic-model = \"connectx7-40g\"\n"));
+    assert!(e.contains("`fabric.nic-model`: unknown NIC model \"connectx7-40g\", expected one of"), "{e}");
+    assert!(e.ends_with("did you mean \"connectx7-400g\"?"), "{e}");
+    // The model's rate is the fabric's NIC rate per GPU, split over planes or not.
+    let e = err(&format!("{LS}nic = \"400Gbps\"\nnic-model = \"connectx8-800g\"\n"));
+    assert!(
+        e.contains(
+            "`fabric.nic-model`: \"connectx8-800g\" runs at 800Gbps, but the fabric's GPUs have 400Gbps of NIC each"
+        ),
+        "{e}"
+    );
+    let cat = Catalog::builtin();
+    let ok = |text: &str| Scenario::parse(text, "ok.toml").unwrap().build(&cat).unwrap().nic_model;
+    assert_eq!(
+        ok(&format!("{LS}nic = \"400Gbps\"\nnic-model = \"connectx7-400g\"\n")).as_deref(),
+        Some("connectx7-400g")
+    );
+    assert_eq!(
+        ok(&format!("{LS}nic = \"800Gbps\"\nplanes = 2\nnic-model = \"connectx8-800g\"\n")).as_deref(),
+        Some("connectx8-800g")
+    );
+    assert_eq!(ok(&CUSTOM.replace("{}", "nic-model = \"connectx7-400g\"")).as_deref(), Some("connectx7-400g"));
+    assert_eq!(ok(LS), None);
+    // Sites of one multi-site fabric share a NIC model.
+    let site = |name: &str, nic: &str| {
+        format!(
+            "[[site]]\nname = \"{name}\"\n[site.fabric]\nkind = \"leaf-spine\"\ngpus = 64\nnic = \"800Gbps\"\n{nic}\n"
+        )
+    };
+    let dci = "[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"10km\"\n";
+    let cx8 = "nic-model = \"connectx8-800g\"";
+    let mine = Catalog::with_overlay(
+        "[[nic]]\nname = \"acme-800g\"\nports = 1\nrate = \"800Gbps\"\npower-w = 20\nprice-usd = 900\nsource = \"test\"\n",
+        "mine.toml",
+    )
+    .unwrap();
+    let two = format!("{}{}{dci}", site("a", cx8), site("b", "nic-model = \"acme-800g\""));
+    let e = Scenario::parse(&two, "bad.toml").unwrap().build(&mine).unwrap_err().to_string();
+    assert!(
+        e.contains("`site[2].fabric.nic-model`: \"acme-800g\" differs from \"connectx8-800g\" at an earlier site"),
+        "{e}"
+    );
+    let one = format!("{}{}{dci}", site("a", cx8), site("b", ""));
+    assert_eq!(
+        Scenario::parse(&one, "ok.toml").unwrap().build(&cat).unwrap().nic_model.as_deref(),
+        Some("connectx8-800g")
     );
 }

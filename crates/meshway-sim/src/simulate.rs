@@ -432,8 +432,13 @@ pub fn hardware(fabric: &Fabric, cat: &Catalog) -> collective::Hardware {
         (Some(a), Some(r)) if r.0 > 0 => (a.0 as f64 / r.0 as f64).min(1.0),
         _ => 1.0,
     };
-    // The NIC the planner bills: of several at the rate, the last (a catalog file's own).
-    let nic = nic_rate.and_then(|r| cat.nic.iter().rev().find(|n| n.rate.0 == r)).map_or(1.0, |n| n.efficiency());
+    // The NIC the planner bills: the scenario's `nic-model`, else of several at the rate the
+    // last (a catalog file's own).
+    let nic = match &fabric.nic_model {
+        Some(name) => cat.nic.iter().rev().find(|n| &n.name == name),
+        None => nic_rate.and_then(|r| cat.nic.iter().rev().find(|n| n.rate.0 == r)),
+    }
+    .map_or(1.0, |n| n.efficiency());
     let sharp = fabric.nodes.iter().enumerate().filter(|(i, n)| !n.is_gpu() && !fabric.is_nvswitch(NodeId(*i as u32))).all(
         |(_, n)| matches!(n.kind, NodeKind::Switch { model, .. } if cat.switch.get(model as usize).is_some_and(|m| m.sharp)),
     );

@@ -1230,3 +1230,34 @@ fn a_pinned_flow_on_a_cut_path_says_so() {
         w.failures
     );
 }
+
+/// The scenario's `nic-model` picks the NIC whose achievable rate the collectives reach,
+/// over a catalog file's NIC of the same rate (which is otherwise the one used).
+#[test]
+fn the_named_nic_model_sets_the_achievable_nic_rate() {
+    let mine = Catalog::with_overlay(
+        "[[nic]]\nname = \"acme-400g\"\nports = 1\nrate = \"400Gbps\"\nachievable = \"300Gbps\"\npower-w = 20\nprice-usd = 900\nsource = \"test\"\n",
+        "mine.toml",
+    )
+    .unwrap();
+    let time = |nic: &str| {
+        let text = format!(
+            "[fabric]\nkind = \"rail-optimized\"\ngpus = 2\ngpus-per-host = 1\nnic = \"400Gbps\"\n{nic}\n[transport]\nkind = \"infiniband\"\n\
+             [[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"8GiB\"\nalgorithm = \"ring\"\nprotocol = \"simple\"\n"
+        );
+        let s = Scenario::parse(&text, "test.toml").unwrap();
+        let f = s.build(&mine).unwrap();
+        let read = |_: &str| -> Result<String, String> { Err("no files".into()) };
+        let setup = Setup { scenario: &s, catalog: &mine, fabric: &f, read_file: &read };
+        let r = simulate(&setup, &Options { no_ideal: true, ..Options::default() }, &mut |_, _| {}).unwrap();
+        r.workloads[0].time_ns.unwrap() as f64
+    };
+    let (acme, cx7) = (time(""), time("nic-model = \"connectx7-400g\""));
+    // Each GPU sends 8 GiB x 2(n-1)/n = 8 GiB over its NIC: the payload at 300 and 384 Gb/s.
+    let payload = 8.0 * (1u64 << 30) as f64 * 8.0;
+    for (t, rate) in [(acme, 300e9), (cx7, 384e9)] {
+        let closed = payload / rate * 1e9;
+        assert!(t >= closed && t < closed * 1.02, "{t} ns vs {closed} ns");
+    }
+    assert!((acme / cx7 - 384.0 / 300.0).abs() < 0.01, "{acme} / {cx7}");
+}
