@@ -60,7 +60,7 @@ pub struct CaptureInfo {
 /// host capture of Linux BIG TCP's aggregated segments can record; 4 GB lengths are corrupt).
 pub const MAX_WIRE_LEN: u32 = 1 << 20;
 /// Timestamps past this (2^62 ns, the year 2116) are taken as corrupt.
-const MAX_TS_NS: u64 = 1 << 62;
+pub const MAX_TS_NS: u64 = 1 << 62;
 
 /// Link types decoded: Ethernet, raw IP, IPv4, IPv6, Linux cooked v1 and v2.
 pub const LINKTYPE_ETHERNET: i32 = 1;

@@ -19,16 +19,35 @@
 //!   include the IP and transport headers; a record's payload is estimated as its octets less
 //!   `packets` of those headers (20 + 20 for TCP over IPv4, 20 + 8 for UDP; 40 for IPv6).
 //!
-//! Malformed input stops the decoding of that datagram and is counted, never a panic.
+//! Malformed input stops the decoding of that datagram and is counted, never a panic;
+//! templates and records outside the bounds below are refused and counted as malformed.
 
 use crate::capture::{Packet, LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6};
 use crate::flows::{Flow, FlowKey, Flows};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 pub const SFLOW_PORT: u16 = 6343;
 pub const IPFIX_PORT: u16 = 4739;
+
+/// The most fields an IPFIX template may list (an assumption: IANA defines about 500
+/// information elements); a longer template is malformed.
+pub const MAX_TEMPLATE_FIELDS: usize = 512;
+/// A template may list at most this many fields per byte of its shortest record (fixed
+/// lengths, a byte per variable-length field), so decoding a message reads at most four
+/// fields per byte of it: zero-length fields cannot make a 1-byte record walk thousands.
+pub const MAX_FIELDS_PER_BYTE: usize = 4;
+/// Templates kept in all, over every exporter and observation domain (an assumption: past
+/// it a new template is malformed), so that memory stays bounded.
+pub const MAX_TEMPLATES: usize = 16_384;
+/// The most octets one IPFIX record may count: 2^50 (1.1 PB, an assumption: an hour and a
+/// half of a 1.6 Tbit/s link at line rate); a record claiming more is corrupt.
+pub const MAX_RECORD_OCTETS: u64 = 1 << 50;
+/// The fewest octets a packet counts (an IPv4 header): a record claiming fewer per packet, or
+/// more than a capture's longest frame (1 MiB) per packet, is corrupt.
+pub const MIN_PACKET_OCTETS: u64 = 20;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ExportStats {
@@ -43,12 +62,15 @@ pub struct ExportStats {
     pub agents: BTreeSet<IpAddr>,
 }
 
+/// A template's fields (information element, length), shared by the data sets that use it.
+type Template = Arc<[(u16, u16)]>;
+
 /// The estimated flow table and what fed it.
 #[derive(Debug, Default)]
 pub struct Exported {
     pub flows: Flows,
     pub stats: ExportStats,
-    templates: HashMap<(IpAddr, u32, u16), Vec<(u16, u16)>>,
+    templates: HashMap<(IpAddr, u32, u16), Template>,
 }
 
 struct Rd<'a> {
@@ -83,6 +105,12 @@ impl<'a> Rd<'a> {
         self.i += (4 - n % 4) % 4;
         Some(v)
     }
+}
+
+/// The length of a template's shortest record: its fixed lengths, a length byte per
+/// variable-length field.
+fn shortest(fields: &[(u16, u16)]) -> usize {
+    fields.iter().map(|f| if f.1 == 65535 { 1 } else { usize::from(f.1) }).sum()
 }
 
 fn uint(b: &[u8]) -> u64 {
@@ -226,7 +254,7 @@ impl Exported {
                             }
                             continue;
                         }
-                        let mut fields = Vec::new();
+                        let mut fields = Vec::with_capacity(usize::from(count).min(MAX_TEMPLATE_FIELDS));
                         for _ in 0..count {
                             let ie = t.u16()?;
                             let flen = t.u16()?;
@@ -237,23 +265,32 @@ impl Exported {
                                 fields.push((ie, flen));
                             }
                         }
-                        self.templates.insert((src, domain, id), fields);
+                        let key = (src, domain, id);
+                        let full = self.templates.len() >= MAX_TEMPLATES && !self.templates.contains_key(&key);
+                        if fields.len() > MAX_TEMPLATE_FIELDS
+                            || fields.len() > shortest(&fields).saturating_mul(MAX_FIELDS_PER_BYTE)
+                            || full
+                        {
+                            // Refused as malformed; an earlier template of that id is gone too
+                            // (the exporter redefined it), so its data sets count as unknown.
+                            self.stats.malformed += 1;
+                            self.templates.remove(&key);
+                            continue;
+                        }
+                        self.templates.insert(key, fields.into());
                     }
                 }
                 3 => {} // options templates: not needed
                 id if id >= 256 => {
-                    let Some(fields) = self.templates.get(&(src, domain, id)).cloned() else {
+                    let Some(fields) = self.templates.get(&(src, domain, id)).map(Arc::clone) else {
                         self.stats.ipfix_unknown_template_sets += 1;
                         continue;
                     };
-                    let fixed: usize = fields.iter().map(|f| if f.1 == 65535 { 1 } else { f.1 as usize }).sum();
-                    if fixed == 0 && fields.iter().all(|f| f.1 != 65535) {
-                        return None; // records of no bytes: nothing to read
-                    }
+                    // A kept template's records take a byte or more per four fields (see the
+                    // refusal above): the loop ends, having read at most four fields a byte.
+                    let least = shortest(&fields).max(1);
                     let mut d = Rd { b: body, i: 0 };
-                    // Every record now takes at least a byte (a variable-length field reads its
-                    // length), so the loop ends.
-                    while d.i + fixed.max(1) <= body.len() {
+                    while d.i + least <= body.len() {
                         self.record(&mut d, &fields, ts_ns)?;
                     }
                 }
@@ -265,7 +302,7 @@ impl Exported {
 
     fn record(&mut self, d: &mut Rd<'_>, fields: &[(u16, u16)], ts_ns: u64) -> Option<()> {
         let (mut src, mut dst) = (None, None);
-        let (mut proto, mut sport, mut dport, mut bytes, mut packets) = (0u8, 0, 0, 0u64, 0u64);
+        let (mut proto, mut sport, mut dport, mut bytes, mut packets) = (0u8, 0, 0, None::<u64>, 0u64);
         let (mut start, mut end) = (None::<u64>, None::<u64>);
         for &(ie, flen) in fields {
             let n = if flen == 65535 {
@@ -278,7 +315,7 @@ impl Exported {
             };
             let v = d.bytes(n)?;
             match (ie, n) {
-                (1, _) => bytes = uint(v),
+                (1, _) => bytes = Some(uint(v)),
                 (2, _) => packets = uint(v),
                 (4, 1) => proto = v[0],
                 (7, 2) => sport = uint(v) as u16,
@@ -294,7 +331,33 @@ impl Exported {
                 _ => {}
             }
         }
+        // Bounded as captured packets are: between 20 octets (an IPv4 header) and 1 MiB (the
+        // longest frame) per packet, at most 2^50 octets a record; outside them the record is
+        // corrupt and left out.
+        let octets_ok = match bytes {
+            Some(b) => {
+                b <= MAX_RECORD_OCTETS
+                    && b <= packets.max(1).saturating_mul(u64::from(crate::capture::MAX_WIRE_LEN))
+                    && b >= packets.saturating_mul(MIN_PACKET_OCTETS)
+            }
+            None => packets <= MAX_RECORD_OCTETS / MIN_PACKET_OCTETS,
+        };
+        if !octets_ok {
+            self.stats.malformed += 1;
+            return Some(());
+        }
         self.stats.ipfix_records += 1;
+        let bytes = bytes.unwrap_or(0);
+        // A time past 2116 (2^62 ns) is corrupt: counted, and the record takes its other
+        // time, or its message's capture time, as a packet takes the one before it.
+        let mut good = |t: Option<u64>| match t {
+            Some(t) if t > crate::capture::MAX_TS_NS => {
+                self.stats.malformed += 1;
+                None
+            }
+            t => t,
+        };
+        let (start, end) = (good(start), good(end));
         if let (Some(src), Some(dst)) = (src, dst) {
             let key = FlowKey { src, dst, proto, sport, dport };
             let (start, end) = match (start, end) {

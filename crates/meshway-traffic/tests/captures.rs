@@ -743,3 +743,80 @@ fn a_frame_cut_in_its_ip_header_is_undecodable() {
     let (_, flows) = read(&pcap(&[(t, v[..14 + 10].to_vec()), arp(T0)], false, 65535));
     assert_eq!((flows.other.undecodable, flows.other.non_ip, flows.other.arp), (1, 0, 1));
 }
+
+/// Templates that would make decoding walk more fields than the message has bytes are refused
+/// as malformed: 16,000 zero-length fields made each 1-byte record read 16,000 fields.
+#[test]
+fn ipfix_templates_that_would_read_too_many_fields_are_refused() {
+    use meshway_traffic::export::{Exported, MAX_TEMPLATES};
+    let src: std::net::IpAddr = "192.0.2.11".parse().unwrap();
+    let mut x = Exported::new();
+    // 16,000 zero-length fields and one of a byte: refused; its data is then unknown.
+    let mut huge = vec![(210, 0); 16_000];
+    huge.push((210, 1));
+    x.offer(src, 4739, &ipfix_message(&[(2, template(256, &huge)), (256, vec![0; 1000])]), 1);
+    assert_eq!((x.stats.malformed, x.stats.ipfix_records, x.stats.ipfix_unknown_template_sets), (1, 0, 1));
+    // Four fields per byte of the shortest record is the limit: three zero-length fields and
+    // a 1-byte one are kept (100 records in 100 bytes), four and one are refused, and the
+    // refusal withdraws the earlier template of that id.
+    let four = [(210, 0), (210, 0), (210, 0), (4, 1)];
+    x.offer(src, 4739, &ipfix_message(&[(2, template(257, &four)), (257, vec![6; 100])]), 2);
+    assert_eq!((x.stats.malformed, x.stats.ipfix_records), (1, 100));
+    let five = [(210, 0), (210, 0), (210, 0), (210, 0), (4, 1)];
+    x.offer(src, 4739, &ipfix_message(&[(2, template(257, &five)), (257, vec![6; 100])]), 3);
+    assert_eq!((x.stats.malformed, x.stats.ipfix_records, x.stats.ipfix_unknown_template_sets), (2, 100, 2));
+    // More than 512 fields, each a byte: refused.
+    x.offer(src, 4739, &ipfix_message(&[(2, template(258, &[(4, 1); 513]))]), 4);
+    assert_eq!(x.stats.malformed, 3);
+    // Templates kept in all are bounded: past 16,384 a new one is refused (a redefinition of
+    // a kept one is not).
+    let mut y = Exported::new();
+    for m in 0..17u16 {
+        let mut set = Vec::new();
+        for i in 0..1000u16 {
+            set.extend_from_slice(&template(256 + m * 1000 + i, &[(4, 1)]));
+        }
+        y.offer(src, 4739, &ipfix_message(&[(2, set)]), 5);
+    }
+    assert_eq!(y.stats.malformed, 17_000 - MAX_TEMPLATES as u64);
+    y.offer(src, 4739, &ipfix_message(&[(2, template(256, &[(4, 1)]))]), 6);
+    assert_eq!(y.stats.malformed, 17_000 - MAX_TEMPLATES as u64);
+}
+
+/// IPFIX records are bounded as captured packets are: an octet count of 2^64 - 1, or outside
+/// 20 octets .. 1 MiB a packet, leaves the record out; a time past 2116 is dropped for the
+/// record's other time. Each counts as malformed.
+#[test]
+fn ipfix_records_with_corrupt_counts_or_times_are_contained() {
+    use meshway_traffic::export::Exported;
+    let src: std::net::IpAddr = "192.0.2.11".parse().unwrap();
+    let fields = [(8, 4), (12, 4), (1, 8), (2, 8), (152, 8), (153, 8)];
+    let rec = |host: u8, octets: u64, packets: u64, start: u64, end: u64| {
+        let mut r = vec![10, 1, 0, host, 10, 2, 0, host];
+        for v in [octets, packets, start, end] {
+            r.extend_from_slice(&v.to_be_bytes());
+        }
+        r
+    };
+    let ms = 1_700_000_000_000u64;
+    let mut data = rec(1, 10_000_000, 10_000, ms, ms + 10_000); // good
+    data.extend(rec(2, u64::MAX, 1, ms, ms)); // 16 EB: out
+    data.extend(rec(3, 199, 10, ms, ms)); // under 20 octets a packet: out
+    data.extend(rec(4, 10 * (1 << 20) + 1, 10, ms, ms)); // over 1 MiB a packet: out
+    data.extend(rec(5, 10 * (1 << 20), 10, ms, u64::MAX)); // end past 2116: start kept
+    let mut x = Exported::new();
+    x.offer(src, 4739, &ipfix_message(&[(2, template(300, &fields)), (300, data)]), 7);
+    assert_eq!((x.stats.malformed, x.stats.ipfix_records), (4, 2));
+    assert_eq!(x.flows.bytes, 10_000_000 + 10 * (1 << 20));
+    let mut spans: Vec<(u8, u64, u64)> = x
+        .flows
+        .table
+        .values()
+        .map(|f| match f.key.src {
+            std::net::IpAddr::V4(a) => (a.octets()[3], f.first_ns, f.last_ns - f.first_ns),
+            _ => unreachable!(),
+        })
+        .collect();
+    spans.sort();
+    assert_eq!(spans, [(1, ms * 1_000_000, 10_000_000_000), (5, ms * 1_000_000, 0)]);
+}
