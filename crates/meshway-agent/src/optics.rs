@@ -84,8 +84,10 @@ pub fn read_interface(ifname: &str) -> Result<Vec<u8>, ReadError> {
 }
 
 /// Hex text: bytes as two hex digits separated by spaces, lines optionally prefixed with an
-/// offset (`0x0080:` or `0080:`, as `ethtool -m hex on` and `xxd` print them); `#` comments;
-/// other lines (headings) are skipped when they hold no hex bytes.
+/// offset (`0x0080:` or `0080:`, as `ethtool -m hex on` and `xxd` print them, xxd's two-byte
+/// groups and ASCII column included); `#` comments; lines without an offset that hold no hex
+/// byte (headings) are skipped. Any other token is an error naming it and its line: a typo
+/// must not end the image early and leave the rest of it reading as zeros.
 pub fn parse_hex(text: &str, path: &str) -> Result<Vec<u8>, ReadError> {
     let mut img = Vec::new();
     let mut next = 0usize;
@@ -109,21 +111,41 @@ pub fn parse_hex(text: &str, path: &str) -> Result<Vec<u8>, ReadError> {
             }
             None => (None, line),
         };
-        // xxd prints an ASCII column after two spaces: keep only leading hex tokens.
+        // Tokens with where each starts in `rest`.
+        let mut toks: Vec<(usize, &str)> = Vec::new();
+        let mut start = None;
+        for (i, c) in rest.char_indices().chain([(rest.len(), ' ')]) {
+            match (c.is_whitespace(), start) {
+                (false, None) => start = Some(i),
+                (true, Some(s)) => {
+                    toks.push((s, &rest[s..i]));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
         let mut bytes = Vec::new();
-        for tok in rest.split_whitespace() {
-            let t = tok.strip_prefix("0x").unwrap_or(tok);
-            if t.len() == 4 && off.is_some() && t.chars().all(|c| c.is_ascii_hexdigit()) {
-                // xxd groups two bytes per token.
-                bytes.push(u8::from_str_radix(&t[..2], 16).map_err(|e| err(n + 1, e.to_string()))?);
-                bytes.push(u8::from_str_radix(&t[2..], 16).map_err(|e| err(n + 1, e.to_string()))?);
-            } else if t.len() == 2 && t.chars().all(|c| c.is_ascii_hexdigit()) {
-                bytes.push(u8::from_str_radix(t, 16).map_err(|e| err(n + 1, e.to_string()))?);
-            } else if bytes.is_empty() && off.is_none() {
-                // A line of words: a heading.
-                break;
-            } else if !bytes.is_empty() || off.is_some() {
-                break;
+        let mut grouped = false; // xxd's two-byte groups
+        let mut end = 0; // where the last token ended
+        for (i, &(at, tok)) in toks.iter().enumerate() {
+            // xxd prints an ASCII column, a character a byte, two spaces after the bytes.
+            let gap = &rest[end..at];
+            if !bytes.is_empty() && off.is_some() && (gap.len() >= 2 || gap.contains('\t')) {
+                let column = rest[at..].trim_end();
+                let all_hex = toks[i..].iter().all(|t| hex_token(t.1, true).is_some());
+                if column.chars().count() <= bytes.len() && (grouped || !all_hex) {
+                    break;
+                }
+            }
+            end = at + tok.len();
+            match hex_token(tok, off.is_some()) {
+                Some(b) => {
+                    grouped |= b.len() == 2;
+                    bytes.extend(b);
+                }
+                // A line of words without an offset: a heading.
+                None if off.is_none() && toks.iter().all(|t| hex_token(t.1, false).is_none()) => break,
+                None => return Err(err(n + 1, format!("\"{tok}\" is not a hex byte"))),
             }
         }
         if bytes.is_empty() {
@@ -143,6 +165,20 @@ pub fn parse_hex(text: &str, path: &str) -> Result<Vec<u8>, ReadError> {
         return Err(err(0, "no hex bytes found".into()));
     }
     Ok(img)
+}
+
+/// A byte as two hex digits (`0x` allowed), or with `pairs` (a line with an offset, as xxd
+/// prints them) two bytes as four.
+fn hex_token(tok: &str, pairs: bool) -> Option<Vec<u8>> {
+    let t = tok.strip_prefix("0x").unwrap_or(tok);
+    if !t.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    match t.len() {
+        2 => Some(vec![u8::from_str_radix(t, 16).ok()?]),
+        4 if pairs => Some(vec![u8::from_str_radix(&t[..2], 16).ok()?, u8::from_str_radix(&t[2..], 16).ok()?]),
+        _ => None,
+    }
 }
 
 /// A file: binary when it is not hex text.
@@ -225,5 +261,26 @@ mod tests {
         // One too large for a number is named, not skipped as a heading.
         let e = parse_hex("03 04\n0x1ffffffffffffffff: 03\n", "f").unwrap_err().to_string();
         assert!(e.contains("f:2: offset 0x1ffffffffffffffff is beyond the last page"), "{e}");
+    }
+
+    /// A token that is not a hex byte is an error naming it, wherever it is: it used to end
+    /// the line, and the rest of the image read as zeros.
+    #[test]
+    fn a_token_that_is_not_hex_is_refused() {
+        let e = |t: &str| parse_hex(t, "m.hex").unwrap_err().to_string();
+        assert_eq!(e("0x0000: 03 04\n0x0002: 00 8O 07 01\n"), r#"m.hex:2: "8O" is not a hex byte"#);
+        assert_eq!(e("0x0000: 03 zz 00\n"), r#"m.hex:1: "zz" is not a hex byte"#);
+        assert_eq!(e("0x0150: 00 00 0\n"), r#"m.hex:1: "0" is not a hex byte"#);
+        assert_eq!(e("03 04\n8O 05\n"), r#"m.hex:2: "8O" is not a hex byte"#);
+        // Text after the bytes is an ASCII column only as xxd prints it: two spaces after
+        // them, no longer than they are.
+        assert_eq!(e("0x0000: 03 04  abcdef\n"), r#"m.hex:1: "abcdef" is not a hex byte"#);
+        assert_eq!(e("0x0000: 03 04 .x\n"), r#"m.hex:1: ".x" is not a hex byte"#);
+        // xxd: an ASCII column that looks like hex is still the column.
+        let xxd = "00000000: 6162 6364  abcd\n00000004: 0102 0304  ....\n";
+        assert_eq!(parse_hex(xxd, "x").unwrap(), vec![0x61, 0x62, 0x63, 0x64, 1, 2, 3, 4]);
+        // A full xxd line with an ASCII column holding spaces, and a heading.
+        let full = "Offset Values\n00000000: 2020 2020 0000 0000 5153 4650 3238 2d31      ....QSFP28-1\n";
+        assert_eq!(parse_hex(full, "x").unwrap().len(), 16);
     }
 }
