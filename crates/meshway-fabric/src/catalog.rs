@@ -1111,6 +1111,22 @@ impl Catalog {
             if !(i.route_factor >= 1.0 && i.route_factor.is_finite()) {
                 return Err(bad("inference".into(), "route-factor must be at least 1"));
             }
+            // A path's parts, bounded by what no real path takes (an assumption), so a
+            // path's latency stays far inside the clock.
+            let path_times = [("hop-latency", i.hop_latency), ("last-mile", i.last_mile), ("wan-fixed", i.wan_fixed)]
+                .into_iter()
+                .map(|(k, v)| ("inference".to_string(), k, v))
+                .chain(
+                    i.wan_routes
+                        .iter()
+                        .enumerate()
+                        .map(|(k, w)| (format!("inference.wan-route[{}]", k + 1), "wan-fixed", w.wan_fixed)),
+                );
+            for (entry, key, v) in path_times {
+                if v.0 > 1_000_000_000 {
+                    return Err(bad(entry, &format!("{key} must be at most 1s, got {v}")));
+                }
+            }
             for (k, w) in i.wan_routes.iter().enumerate() {
                 if !(w.route_factor >= 1.0 && w.route_factor.is_finite())
                     || w.cable_factor.is_some_and(|c| !(c >= 1.0 && c.is_finite()))

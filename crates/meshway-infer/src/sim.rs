@@ -499,7 +499,11 @@ impl<'a> Sim<'a> {
             self.push(t, Ev::Arrive(r as u32));
         }
         let req = Req { region: r as u32, prompt, output, left, kv, send: now, ..Req::default() };
-        if m.too_long(prompt, output) {
+        // A decode site holds the whole prompt's KV cache (the prefix cache saves prefill,
+        // not the transferred cache), so where every route splits, that must fit too.
+        let split = !self.cands[r].is_empty()
+            && self.cands[r].iter().all(|x| self.spec.sites[x.0 as usize].role == SiteRole::Prefill);
+        if m.too_long(prompt, output) || (split && u64::from(prompt) + u64::from(output) > m.kv_capacity_tokens) {
             self.too_long[r] += 1;
             self.user_again(r, now + self.run.failover_detect_ns);
             return;
@@ -940,6 +944,15 @@ impl<'a> Sim<'a> {
         let req = &mut self.reqs[q as usize];
         req.left = 0;
         req.kv = u64::from(req.prompt) + u64::from(req.output);
+        if req.kv > self.spec.models[self.spec.sites[d].model].kv_capacity_tokens {
+            // No server of the decode site could ever take it: counted, not left queued
+            // ahead of (and blocking) everything behind it.
+            let r = req.region as usize;
+            self.too_long[r] += 1;
+            self.free.push(q);
+            self.user_again(r, now + self.run.failover_detect_ns);
+            return;
+        }
         let site = &mut self.sites[d];
         site.assigned += 1;
         site.queue.push_back(q);
@@ -1305,10 +1318,12 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
         }
     }
     let (last, horizon) = sim.run_events();
-    let unfinished = if horizon { sim.unfinished_as_unserved() } else { 0 };
+    // Requests still in the system count as unserved: those a run stopped at its horizon
+    // left, and any that no event will move (none should be; counted rather than lost).
+    let unfinished = sim.unfinished_as_unserved();
     // Only requests left unfinished make a stopped run (a site failure scheduled past the
     // horizon, with nothing left to serve, does not).
-    let stopped = unfinished > 0;
+    let stopped = horizon && unfinished > 0;
     // A run stopped at its horizon ran until then.
     let now = if stopped { run.duration_ns.saturating_add(DRAIN_HORIZON_NS) } else { last };
     let end = now.max(run.duration_ns);

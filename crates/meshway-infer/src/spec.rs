@@ -878,6 +878,7 @@ fn validate_model(
             ("flops-efficiency", m.flops_efficiency.is_some()),
             ("bandwidth-efficiency", m.bandwidth_efficiency.is_some()),
             ("memory-utilization", m.memory_utilization.is_some()),
+            ("memory-reserve", m.memory_reserve.is_some()),
             ("step-overhead", m.step_overhead.is_some()),
         ] {
             if set {
@@ -1058,6 +1059,13 @@ fn validate_site(
             format!("{gpus} GPUs is not a whole number of {gps}-GPU servers of model {:?}", models[model].name),
         ));
     }
+    // At most 2^20 GPUs a site (an assumption, several times the largest clusters built):
+    // the simulator holds a record per server (4,294,967,295 GPUs asked for 756 GB).
+    for (key, n) in [("gpus", Some(gpus)), ("max-gpus", s.max_gpus)] {
+        if let Some(n) = n.filter(|&n| n > MAX_SITE_GPUS) {
+            return Err(ctx.invalid(key, format!("expected at most {MAX_SITE_GPUS} GPUs a site, got {n}")));
+        }
+    }
     let max_gpus = s.max_gpus.unwrap_or(gpus);
     if max_gpus < gpus {
         return Err(ctx.invalid("max-gpus", format!("expected at least gpus ({gpus}), got {max_gpus}")));
@@ -1087,7 +1095,7 @@ fn validate_site(
         return Err(ctx.invalid("access-hops", format!("expected at most {MAX_HOPS}, got {access_hops}")));
     }
     let hop_latency = s.hop_latency.unwrap_or(d.hop_latency);
-    if hop_latency.0 > 1_000_000_000 {
+    if hop_latency.0 > MAX_PATH_PART_NS {
         return Err(ctx.invalid("hop-latency", format!("expected at most 1s, got {hop_latency}")));
     }
     Ok(Site {
@@ -1183,6 +1191,9 @@ fn region_paths(
                 }
                 "fiber" => too_far(r.fiber.get(n)).then(|| "at most 50000km (past any path on Earth)".to_string()),
                 "hops" => r.hops.get(n).is_some_and(|&h| h > MAX_HOPS).then(|| format!("at most {MAX_HOPS} hops")),
+                "wan-fixed" => {
+                    r.wan_fixed.get(n).filter(|t| t.0 > MAX_PATH_PART_NS).map(|t| format!("at most 1s, got {t}"))
+                }
                 _ => None,
             };
             if let Some(want) = bad {
@@ -1224,8 +1235,13 @@ fn region_paths(
         .collect())
 }
 
+/// The most GPUs a site may have (see [`validate_site`]).
+const MAX_SITE_GPUS: u32 = 1 << 20;
 /// The most hops a path may have (an assumption: far past any real route).
 const MAX_HOPS: u32 = 1_000;
+/// The longest a hop, a last mile or a path's fixed cost may take: 1 s (an assumption, far
+/// past any real path), so a path's latency stays far inside the clock.
+const MAX_PATH_PART_NS: u64 = 1_000_000_000;
 /// The longest fibre or distance a region's path may have: 50,000 km, as a custom link's.
 const MAX_PATH_MM: u64 = 50_000_000_000;
 
@@ -1298,6 +1314,9 @@ fn validate_region(
         return Err(ctx.invalid("utc-offset-hours", format!("expected -12 to 14, got {off}")));
     }
     let last_mile = r.last_mile.unwrap_or(d.last_mile);
+    if last_mile.0 > MAX_PATH_PART_NS {
+        return Err(ctx.invalid("last-mile", format!("expected at most 1s, got {last_mile}")));
+    }
     let paths = region_paths(r, ctx, d, sites, per_km, last_mile)?;
     if !sites.iter().zip(&paths).any(|(s, p)| p.is_some() && s.model == model) {
         return Err(ctx.invalid(
@@ -1448,6 +1467,16 @@ fn validate_dcis(
                 ),
             ));
         }
+        if d.capacity.is_some() {
+            for (key, set) in [("optic", d.optic.is_some()), ("wavelengths", d.wavelengths.is_some())] {
+                if set {
+                    return Err(ctx.invalid(
+                        key,
+                        "give either `capacity` (a routed path's rate) or `optic` and `wavelengths`, not both",
+                    ));
+                }
+            }
+        }
         let capacity_bps = match d.capacity {
             Some(c) if c.0 > 0 => c.0 as f64,
             Some(_) => return Err(ctx.invalid("capacity", "expected a positive rate such as \"400Gbps\"")),
@@ -1526,6 +1555,26 @@ fn validate_dcis(
                     ),
                 ));
             }
+        }
+    }
+    // A decode site only prefill sites feed: without a link from one it would sit idle and
+    // still be billed.
+    for (d, site) in sites.iter().enumerate().filter(|(_, s)| s.role == SiteRole::Decode) {
+        let fed = out.iter().any(|l| {
+            let other = if l.a == d {
+                l.b
+            } else if l.b == d {
+                l.a
+            } else {
+                return false;
+            };
+            sites[other].role == SiteRole::Prefill && sites[other].model == site.model
+        });
+        if !fed {
+            return Err(at(sc, "site", d).invalid(
+                "role",
+                format!("decode site {:?} has no [[dci]] link to a prefill site serving its model", site.name),
+            ));
         }
     }
     Ok(out)

@@ -70,6 +70,26 @@ fn invalid_inference_scenarios() {
         err(&GOOD.replace("gpus = 16", "gpus = 16\naccess-hops = 1001")),
         "bad.toml:12: `site[1].access-hops`: expected at most 1000, got 1001"
     );
+    // A path's fixed parts past any real path (they wrapped its sum past 2^64 ns), and
+    // sites past any cluster built (4,294,967,295 GPUs asked for 756 GB).
+    assert_eq!(
+        err(&GOOD.replace("rate = 5\n", "rate = 5\nwan-fixed = { a = \"5124095h\" }\n")),
+        "bad.toml:16: `region[1].wan-fixed`: a: expected at most 1s, got 18446742000s"
+    );
+    assert_eq!(
+        err(&GOOD.replace("rate = 5\n", "rate = 5\nlast-mile = \"1001ms\"\n")),
+        "bad.toml:16: `region[1].last-mile`: expected at most 1s, got 1.001s"
+    );
+    assert_eq!(
+        err(&GOOD.replace("gpus = 16", "gpus = 1048584")),
+        "bad.toml:11: `site[1].gpus`: expected at most 1048576 GPUs a site, got 1048584"
+    );
+    assert_eq!(
+        err(&GOOD.replace("gpus = 16", "gpus = 16\nmax-gpus = 4294967288")),
+        "bad.toml:12: `site[1].max-gpus`: expected at most 1048576 GPUs a site, got 4294967288"
+    );
+    let e = Catalog::with_overlay("[inference]\nwan-fixed = \"2s\"\n", "mine.toml").unwrap_err().to_string();
+    assert!(e.contains("wan-fixed must be at most 1s, got 2s"), "{e}");
     assert_eq!(
         err(&GOOD.replace("[[region]]\nname = \"r\"\nrate = 5\ndistance = { a = \"100km\" }\n", "")),
         "bad.toml: `region`: no [[region]] tables: an inference scenario needs user regions"

@@ -436,6 +436,34 @@ fn disaggregated_transfer_closed_form() {
     assert_eq!(rep.sites[1].requests, r.requests);
 }
 
+/// A prefix cache saves prefill, but the decode site holds the whole prompt's KV cache: a
+/// request whose uncached part fits the prefill site and whose whole prompt does not fit an
+/// empty decode server is refused as too long, not left queued at the decode site (where
+/// it blocked every request behind it, and the run ended with them uncounted).
+#[test]
+fn a_split_request_the_decode_site_cannot_hold_is_too_long() {
+    let run = |prompt: u64| {
+        let text = disaggregated("capacity = \"400Gbps\"")
+            .replace("prompt-tokens = 1000", &format!("prompt-tokens = {prompt}\nprefix-cache-hit = 0.5"))
+            .replace("rate = 0.01", "rate = 0.2")
+            .replace("memory-utilization = 0.9", "memory-utilization = 0.25");
+        let spec = spec_from_text(&text, "t.toml", &Catalog::builtin()).unwrap();
+        (spec.models[0].kv_capacity_tokens, simulate(&spec, &Run::new(&spec)))
+    };
+    let (cap, _) = run(1000);
+    assert!(cap < 131_000, "{cap} tokens: within the model's context");
+    // Half the prompt plus the 11 output tokens fit; the whole prompt does not.
+    let (_, rep) = run(cap - 5);
+    let r = &rep.regions[0];
+    assert!(r.requests >= 50, "{} requests", r.requests);
+    assert_eq!((r.too_long, r.served, r.unserved), (r.requests, 0, 0));
+    assert_eq!(rep.unfinished, 0);
+    // Five tokens less and they are served.
+    let (_, rep) = run(cap - 11);
+    let r = &rep.regions[0];
+    assert_eq!((r.too_long, r.unserved, r.served), (0, 0, r.requests));
+}
+
 /// Transfers share the link: a thinner link stretches them and the time per output token.
 #[test]
 fn disaggregated_link_contention() {
@@ -497,6 +525,21 @@ fn bad_disaggregation() {
         .replace("fiber = { P = \"0km\", D = \"0km\" }", "fiber = { D = \"0km\" }");
     let e = bad(&only_decode);
     assert!(e.contains("reaches only decode sites"), "{e}");
+    // A decode site no prefill site feeds sat idle and was billed.
+    let orphan = disaggregated("capacity = \"100Gbps\"")
+        .replace("[[region]]", "[[site]]\nname = \"E\"\nrole = \"decode\"\ngpus = 1\n\n[[region]]");
+    assert_eq!(
+        bad(&orphan),
+        "bad.toml:41: `site[3].role`: decode site \"E\" has no [[dci]] link to a prefill site serving its model"
+    );
+    // A routed link's rate, or an optic's wavelengths: not both (one was ignored).
+    for both in ["optic = \"400zr\"", "wavelengths = 4"] {
+        let e = bad(&disaggregated(&format!("capacity = \"100Gbps\"\n{both}")));
+        assert!(
+            e.contains("give either `capacity` (a routed path's rate) or `optic` and `wavelengths`, not both"),
+            "{e}"
+        );
+    }
     // A second link between the same pair was accepted and never used.
     let twice = disaggregated(
         "capacity = \"100Gbps\"\n[[dci]]\na = \"D\"\nb = \"P\"\ndistance = \"10km\"\ncapacity = \"1Mbps\"",
