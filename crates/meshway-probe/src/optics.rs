@@ -101,11 +101,14 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
-    /// Where `v` stands against these limits.
+    /// Where `v` stands against these limits: beyond one, not at it (SFF-8472 and CMIS set a
+    /// flag when a value is above a high threshold or below a low one). So a low threshold of
+    /// 0 on a quantity that cannot be negative (a pre-FEC BER, an errored-frame count, which
+    /// read 0 on a healthy link) is no low limit.
     pub fn level(&self, v: f64) -> Level {
-        if v >= self.high_alarm || v <= self.low_alarm {
+        if v > self.high_alarm || v < self.low_alarm {
             Level::Alarm
-        } else if v >= self.high_warn || v <= self.low_warn {
+        } else if v > self.high_warn || v < self.low_warn {
             Level::Warning
         } else {
             Level::Ok
@@ -235,6 +238,9 @@ pub struct Module {
     pub findings: Vec<Finding>,
     pub vdm: Vec<VdmValue>,
     pub checksums: Vec<Checksum>,
+    /// What the image lacks that the module announces (an SFP's diagnostics page read
+    /// without its A2h page): said, not an error.
+    pub notes: Vec<String>,
 }
 
 impl Module {
@@ -359,7 +365,7 @@ fn compare(m: &mut Module) {
         let (Some(v), Some(t)) = (v, th) else { return };
         let level = t.level(v);
         if level != Level::Ok {
-            let side = if v >= t.high_warn { "high" } else { "low" };
+            let side = if v > t.high_warn { "high" } else { "low" };
             out.push(Finding { measure, lane, level, side, latched_flag: false });
         }
     };
@@ -416,6 +422,7 @@ fn empty(standard: Standard, id: u8) -> Module {
         findings: Vec::new(),
         vdm: Vec::new(),
         checksums: Vec::new(),
+        notes: Vec::new(),
     }
 }
 
@@ -441,6 +448,14 @@ fn sff8472(image: &[u8]) -> Result<Module, OpticsError> {
         return Ok(m);
     }
     m.rx_power_average = Some(diag & 0x08 != 0);
+    if image.len() <= 256 {
+        // A0h alone (a reader that did not fetch A2h): the identity stands.
+        m.notes.push(format!(
+            "the diagnostics page (A2h) is absent: byte 92 announces diagnostics, but the image has {} bytes (A0h only), so there are no monitors or thresholds",
+            image.len()
+        ));
+        return Ok(m);
+    }
     need(image, 512, "an SFP with diagnostics (A0h and A2h)")?;
     let a2 = Img(&image[256..512]);
     m.checksums.extend(a2.checksum("CC_DMI", 0, 94, 95).map(|c| Checksum { at: c.at + 256, range: (256, 350), ..c }));
@@ -870,6 +885,19 @@ mod tests {
         assert_eq!(dbm(1.0), Some(0.0));
         assert!((dbm(0.5).unwrap() + 3.0103).abs() < 1e-4);
         assert_eq!(dbm(0.0), None);
+    }
+
+    /// A value at a threshold has not crossed it; only beyond it has.
+    #[test]
+    fn thresholds_are_crossed_only_beyond_them() {
+        let t = Thresholds { high_alarm: 80.0, low_alarm: -5.0, high_warn: 75.0, low_warn: 0.0 };
+        let at = [-5.0, -4.9, 0.0, 75.0, 75.1, 80.0, 80.1, -5.1, -0.1];
+        let levels: Vec<Level> = at.iter().map(|&v| t.level(v)).collect();
+        use Level::*;
+        assert_eq!(levels, [Warning, Warning, Ok, Ok, Warning, Warning, Alarm, Alarm, Warning]);
+        // A BER's thresholds with low limits of 0: a BER of 0 is a healthy link.
+        let ber = Thresholds { high_alarm: 1.25e-3, low_alarm: 0.0, high_warn: 1.0e-3, low_warn: 0.0 };
+        assert_eq!((ber.level(0.0), ber.level(1.0e-3), ber.level(1.5e-3)), (Ok, Ok, Alarm));
     }
 
     #[test]

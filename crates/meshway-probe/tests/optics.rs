@@ -190,9 +190,23 @@ fn corrupt_checksums_are_reported() {
     let bad: Vec<_> = m.checksums.iter().filter(|c| !c.ok()).collect();
     assert_eq!(bad.len(), 1);
     assert_eq!((bad[0].name, bad[0].at, bad[0].range), ("CC_BASE", 63, (0, 62)));
-    // Without A2h the diagnostics are named as missing.
-    let e = decode(&i.0[..256]).unwrap_err();
-    assert_eq!(e.to_string(), "the image has 256 bytes; an SFP with diagnostics (A0h and A2h) needs at least 512");
+    // Part of A2h is cut: an error.
+    let e = decode(&i.0[..300]).unwrap_err();
+    assert_eq!(e.to_string(), "the image has 300 bytes; an SFP with diagnostics (A0h and A2h) needs at least 512");
+}
+
+/// An SFP announcing diagnostics read without its A2h page (256 bytes): the identity is
+/// decoded and the missing page is a note, not an error.
+#[test]
+fn an_sfp_without_its_diagnostics_page_is_decoded_with_a_note() {
+    let i = sfp(3162);
+    let m = decode(&i.0[..256]).unwrap();
+    assert_eq!((m.vendor.as_str(), m.temperature_c, m.lanes.len(), m.worst()), ("ACME OPTICS", None, 0, Level::Ok));
+    assert_eq!(
+        m.notes,
+        ["the diagnostics page (A2h) is absent: byte 92 announces diagnostics, but the image has 256 bytes (A0h only), so there are no monitors or thresholds"]
+    );
+    assert!(decode(&i.0).unwrap().notes.is_empty());
 }
 
 /// SFF-8636: a QSFP28 with page 03h (640 bytes).

@@ -17,6 +17,29 @@ fn the_400zr_dump_decodes_to_the_golden_text_and_valid_json() {
     assert_eq!(v["lanes"].as_array().unwrap().len(), 1);
 }
 
+/// A pre-FEC BER of 0 (a clean link) at its low thresholds of 0 is no alarm: thresholds are
+/// crossed only beyond them.
+#[test]
+fn a_zero_ber_at_a_zero_low_threshold_is_ok() {
+    let text = std::fs::read_to_string(root().join("examples/optics/qsfp-dd-400zr.hex")).unwrap();
+    assert!(text.contains("\n0x1280: 98 96"));
+    let dir = std::env::temp_dir().join(format!("meshway-optics-ber0-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("zr-ber0.hex");
+    std::fs::write(&p, text.replace("\n0x1280: 98 96", "\n0x1280: 00 00")).unwrap();
+    let o = meshway(&["optics", p.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["vdm"][0]["name"].as_str(), v["vdm"][0]["value"].as_f64()),
+        (Some("pre-FEC BER media input"), Some(0.0))
+    );
+    assert_eq!((v["vdm"][0]["level"].as_str(), v["worst"].as_str()), (Some("ok"), Some("ok")));
+    let o = meshway(&["optics", p.to_str().unwrap()]);
+    assert!(stdout(&o).contains("no warnings or alarms") && !stdout(&o).contains("ALARM"), "{}", stdout(&o));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn sfp_and_qsfp_dumps_name_their_alarms() {
     let o = meshway(&["optics", "examples/optics/sfp-low-rx.hex"]);
@@ -46,13 +69,23 @@ fn corrupt_truncated_and_foreign_files_get_clear_messages() {
     assert!(o.status.success());
     assert!(stdout(&o).contains("CHECKSUM MISMATCH: CC_BASE at byte 63"), "{}", stdout(&o));
     assert!(stderr(&o).contains("CC_BASE checksum mismatch at byte 63"));
-    // Truncated: A0h only, though byte 92 announces diagnostics.
+    // A0h only, though byte 92 announces diagnostics: the identity, and a note.
     let p = dir.join("short.hex");
     let a0: Vec<&str> = text.lines().filter(|l| !l.starts_with("0x01")).collect();
     std::fs::write(&p, format!("{}\n0x00f0: {}\n", a0.join("\n"), ["00"; 16].join(" "))).unwrap();
     let o = meshway(&["optics", p.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("part SFP-25G-SR"), "{}", stdout(&o));
+    assert_eq!(
+        stderr(&o),
+        format!("note: {}: the diagnostics page (A2h) is absent: byte 92 announces diagnostics, but the image has 256 bytes (A0h only), so there are no monitors or thresholds\n", p.display())
+    );
+    // A typo in a dump is named, not read as the end of the image.
+    let p = dir.join("typo.hex");
+    std::fs::write(&p, text.replace("0x0020: 20 20", "0x0020: 20 2O")).unwrap();
+    let o = meshway(&["optics", p.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("an SFP with diagnostics (A0h and A2h) needs at least 512"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("{}:4: \"2O\" is not a hex byte", p.display())), "{}", stderr(&o));
     // Not a module image at all.
     let p = dir.join("readme.bin");
     std::fs::write(&p, [0x7fu8, b'E', b'L', b'F'].repeat(64)).unwrap();
