@@ -850,6 +850,9 @@ pub fn optics(a: OpticsArgs) -> Result<()> {
     for c in m.checksums.iter().filter(|c| !c.ok()) {
         eprintln!("warning: {}: {} checksum mismatch at byte {}", a.source, c.name, c.at);
     }
+    for n in &m.notes {
+        eprintln!("note: {}: {n}", a.source);
+    }
     if a.json {
         let mut v = serde_json::to_value(&m)?;
         v["source"] = serde_json::Value::String(a.source.clone());
