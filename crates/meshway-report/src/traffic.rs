@@ -206,13 +206,13 @@ pub fn traffic_text(name: &str, r: &TrafficReport) -> String {
             }
             let _ = writeln!(
                 s,
-                "  {} -> {} ({}, {})  {}, {} busy over the capture, flows {}{}",
+                "  {} -> {} ({}, {})  {}, {} over the capture, flows {}{}",
                 l.from,
                 l.to,
                 l.class.name(),
                 rate_f64(l.rate_bps as f64),
                 b(l.bytes),
-                pct(l.utilization),
+                l.utilization.map_or("n/a busy (it spans no time)".to_string(), |u| format!("{} busy", pct(u))),
                 flows.join(" "),
                 if trouble.is_empty() { String::new() } else { format!("  [{}]", trouble.join(", ")) }
             );

@@ -254,8 +254,9 @@ pub struct LinkLoad {
     pub class: LinkClass,
     pub rate_bps: u64,
     pub bytes: u64,
-    /// Bytes over the capture's span at the link's rate.
-    pub utilization: f64,
+    /// Bytes over the capture's span at the link's rate; `None` when the capture spans no
+    /// time (one packet, or all at one instant): there is no rate to speak of.
+    pub utilization: Option<f64>,
     /// Ranks (0-based, largest first) of the flows mapped onto this link (at most 10).
     pub flows: Vec<usize>,
     pub flow_count: u64,
@@ -474,7 +475,7 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
                     class: link.class,
                     rate_bps: link.rate.get(),
                     bytes: 0,
-                    utilization: 0.0,
+                    utilization: None,
                     flows: Vec::new(),
                     flow_count: 0,
                     tcp_retransmissions: 0,
@@ -492,11 +493,11 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
                 u = v;
             }
         }
-        let secs = (duration_ns as f64 / 1e9).max(1e-9);
+        let secs = duration_ns as f64 / 1e9;
         critical_links = load
             .into_values()
             .map(|mut l| {
-                l.utilization = l.bytes as f64 * 8.0 / secs / l.rate_bps.max(1) as f64;
+                l.utilization = (duration_ns > 0).then(|| l.bytes as f64 * 8.0 / secs / l.rate_bps.max(1) as f64);
                 l
             })
             .collect();

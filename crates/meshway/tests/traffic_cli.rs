@@ -121,3 +121,26 @@ fn prefixes_without_a_fabric_and_bad_input() {
     assert!(!stderr(&o).contains("unexpected argument"), "{}", stderr(&o));
     assert!(stderr(&o).contains("invalid --threshold") && stderr(&o).contains("\"-12dBm\""), "{}", stderr(&o));
 }
+
+/// A capture that spans no time (one packet) has no utilization to give its critical links:
+/// "n/a" (JSON null), not a rate over a nanosecond.
+#[test]
+fn critical_links_of_a_capture_spanning_no_time_say_n_a() {
+    let d = tmp("span0");
+    let p = d.0.join("one.pcap");
+    let mut f = std::fs::File::create(&p).unwrap();
+    meshway_traffic::synth::gpu_traffic(&mut f, 4, 1, 1, 7, 65_535).unwrap();
+    drop(f);
+    let cap = p.to_str().unwrap();
+    let o = meshway(&["traffic", cap, "--scenario", "examples/testbed-2x2.toml"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    let links: Vec<&str> = s.lines().filter(|l| l.contains(" over the capture, flows ")).collect();
+    assert!(!links.is_empty(), "{s}");
+    assert!(links.iter().all(|l| l.contains("n/a busy (it spans no time) over the capture")), "{s}");
+    assert!(!s.contains("% busy"), "{s}");
+    let o = meshway(&["traffic", cap, "--scenario", "examples/testbed-2x2.toml", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let links = v["critical_links"].as_array().unwrap();
+    assert!(!links.is_empty() && links.iter().all(|l| l["utilization"].is_null()), "{v}");
+}
