@@ -254,14 +254,19 @@ impl Flows {
                 if span > 0 {
                     let end = seq.wrapping_add(span);
                     match st.next_seq {
-                        Some(next) if !seq_after(end, next) => {
+                        // Wireshark's test: the segment starts before the next expected byte
+                        // (all of it sent before, or only its start: a partial overlap).
+                        Some(next) if seq_after(next, seq) => {
                             // A keep-alive: one byte (or none) just below what was sent.
                             let keepalive = seg <= 1 && seq.wrapping_add(1) == next && !syn && !fin;
                             if !keepalive {
                                 st.retransmissions += 1;
                             }
+                            if seq_after(end, next) {
+                                st.next_seq = Some(end);
+                            }
                         }
-                        Some(next) if seq_after(end, next) => st.next_seq = Some(end),
+                        // At the next byte (a window probe too) or past it (a gap).
                         _ => st.next_seq = Some(end),
                     }
                 }

@@ -820,3 +820,24 @@ fn ipfix_records_with_corrupt_counts_or_times_are_contained() {
     spans.sort();
     assert_eq!(spans, [(1, ms * 1_000_000, 10_000_000_000), (5, ms * 1_000_000, 0)]);
 }
+
+/// A segment that starts before the next expected byte is a retransmission even when it runs
+/// past it (a partial overlap), as Wireshark counts it; the start is tested, not the end.
+/// Keep-alives and a zero-window probe (one byte at the next expected byte) are not.
+#[test]
+fn a_partly_overlapping_segment_is_a_retransmission() {
+    let t = |us: u64| T0 + us * US;
+    let p = (40000, 5201);
+    let frames = vec![
+        tcp(t(0), A, B, p, 1000, 1, 65535, 1000), // 1000..2000
+        tcp(t(1), A, B, p, 1500, 1, 65535, 1000), // 1500..2500: overlaps, a retransmission
+        tcp(t(2), A, B, p, 2500, 1, 65535, 1000), // 2500..3500: new
+        tcp(t(3), A, B, p, 3000, 1, 65535, 100),  // 3000..3100: inside, a retransmission
+        tcp(t(4), A, B, p, 3499, 1, 65535, 1),    // keep-alive
+        tcp(t(5), A, B, p, 3500, 1, 65535, 1),    // a window probe: the next byte
+        tcp(t(6), A, B, p, 3600, 1, 65535, 100),  // past a gap: new
+    ];
+    let (_, flows) = read(&pcap(&frames, false, 65535));
+    let f = flows.table.values().next().unwrap();
+    assert_eq!(f.tcp.as_ref().unwrap().retransmissions, 2);
+}

@@ -24,8 +24,10 @@ GPU rank r of the fabric has address --base-address + r (the testbed's plan by
 default), flows between GPUs are placed on hosts, leaves and sites, the
 largest ones are routed over the fabric as ECMP would hash them (critical
 links), and --write-flows writes them as a `flows` workload for `meshway
-simulate`. TCP retransmissions, duplicate ACKs and zero windows follow
-Wireshark's definitions; RoCEv2 (UDP 4791) NAKs and CNPs come from the
+simulate`. TCP retransmissions (a segment starting before the next expected
+byte, partial overlaps included, keep-alives not; out-of-order segments count
+too), duplicate ACKs and zero windows follow Wireshark's tcp.analysis rules;
+RoCEv2 (UDP 4791) NAKs and CNPs come from the
 transport headers.";
 
 #[derive(clap::Args, Debug)]
