@@ -126,6 +126,10 @@ pub struct FailureCheck {
     pub worst_ttft_p99_ns: u64,
     /// p99 TTFT beyond the objective in the worst region (0 when it holds).
     pub miss_ns: u64,
+    /// The worst region's p99 time per output token, when it has a TPOT objective.
+    pub worst_tpot_p99_ns: Option<u64>,
+    /// p99 TPOT beyond its objective in the worst region (0 when it holds or has none).
+    pub tpot_miss_ns: u64,
     pub unserved: u64,
     /// Regions that sent no request in this run: the failure is untested for them.
     pub untested: Vec<String>,
@@ -470,10 +474,19 @@ pub fn failure_checks(
         .into_iter()
         .zip(simulate_all(spec, &runs))
         .map(|(failure, rep)| {
+            // The worst region: unserved requests first, then the largest p99 over its
+            // objective, time to first token or time per output token alike.
+            let over = |x: &crate::sim::RegionResult| {
+                let ttft = x.ttft.p99_ns as f64 / x.ttft_p99_objective_ns.max(1) as f64;
+                let tpot = x.tpot_p99_objective_ns.map_or(0.0, |o| x.tpot.p99_ns as f64 / o.max(1) as f64);
+                ttft.max(tpot)
+            };
             let worst = rep
                 .regions
                 .iter()
-                .max_by_key(|x| (x.requests > 0, x.unserved, x.ttft.p99_ns as i64 - x.ttft_p99_objective_ns as i64))
+                .max_by(|a, b| {
+                    (a.requests > 0, a.unserved).cmp(&(b.requests > 0, b.unserved)).then(over(a).total_cmp(&over(b)))
+                })
                 .expect("at least one region");
             FailureCheck {
                 failure,
@@ -481,6 +494,8 @@ pub fn failure_checks(
                 worst_region: worst.name.clone(),
                 worst_ttft_p99_ns: worst.ttft.p99_ns,
                 miss_ns: worst.ttft.p99_ns.saturating_sub(worst.ttft_p99_objective_ns),
+                worst_tpot_p99_ns: worst.tpot_p99_objective_ns.map(|_| worst.tpot.p99_ns),
+                tpot_miss_ns: worst.tpot_p99_objective_ns.map_or(0, |o| worst.tpot.p99_ns.saturating_sub(o)),
                 unserved: worst.unserved,
                 untested: rep.regions.iter().filter(|x| x.requests == 0).map(|x| x.name.clone()).collect(),
             }

@@ -354,8 +354,9 @@ struct Sim<'a> {
     /// Per region: requests that met every objective.
     ok: Vec<u64>,
     links: Vec<LinkState>,
-    /// Per model: (requests per second of a full server, mean prefill time, requests a
-    /// server holds at mean lengths), for routing estimates.
+    /// Per site: (requests per second of a full server, mean prefill time, requests a
+    /// server holds at mean lengths), for routing estimates. A prefill-only server prefills
+    /// its prompts one after another: its rate is its prefill rate, and it holds one.
     est: Vec<(f64, u64, f64)>,
     scratch: Vec<(u32, u32)>,
     tokens: Vec<u64>,
@@ -468,8 +469,7 @@ impl<'a> Sim<'a> {
             Policy::LeastLoaded => c
                 .min_by(|a, b| {
                     let load = |x: &(u32, u64)| {
-                        let slots =
-                            f64::from(self.run.servers[x.0 as usize]) * self.est[spec.sites[x.0 as usize].model].2;
+                        let slots = f64::from(self.run.servers[x.0 as usize]) * self.est[x.0 as usize].2;
                         self.sites[x.0 as usize].assigned as f64 / slots
                     };
                     load(a).total_cmp(&load(b))
@@ -478,7 +478,7 @@ impl<'a> Sim<'a> {
             Policy::LatencyAware => c
                 .min_by(|a, b| {
                     let est = |x: &(u32, u64)| {
-                        let (cap, prefill, per) = self.est[spec.sites[x.0 as usize].model];
+                        let (cap, prefill, per) = self.est[x.0 as usize];
                         let n = f64::from(self.run.servers[x.0 as usize]);
                         let waiting = (self.sites[x.0 as usize].assigned as f64 - n * per).max(0.0);
                         2.0 * x.1 as f64 + prefill as f64 + waiting / (n * cap) * 1e9
@@ -1276,9 +1276,17 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
             .collect(),
         ok: vec![0; nr],
         est: spec
-            .models
+            .sites
             .iter()
-            .map(|m| (m.server_capacity(), m.prefill_ns(m.prompt_tokens), f64::from(m.batch_at_mean())))
+            .map(|s| {
+                let m = &spec.models[s.model];
+                let prefill = m.prefill_ns(m.prompt_tokens);
+                if s.role == SiteRole::Prefill {
+                    (m.prefill_capacity(), prefill, 1.0)
+                } else {
+                    (m.server_capacity(), prefill, f64::from(m.batch_at_mean()))
+                }
+            })
             .collect(),
         scratch: Vec::new(),
         links: (0..2 * spec.dcis.len()).map(|_| LinkState::default()).collect(),

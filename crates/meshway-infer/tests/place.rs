@@ -154,3 +154,32 @@ fn closed_loops_are_sized_for_what_their_users_can_send() {
     assert_eq!(best.assignment, vec![Some(2), Some(2)]);
     assert_eq!(best.servers, vec![0, 0, 40]);
 }
+
+/// A failure that breaks only the time per output token shows the miss: the worst region is
+/// picked by how far either p99 is over its objective, and its TPOT and the amount are kept.
+#[test]
+fn a_failure_that_misses_only_tpot_says_so() {
+    let region = |name: &str, near: &str, far: &str| {
+        format!(
+            "[[region]]\nname = \"{name}\"\nrate = 12\nttft-p99 = \"10s\"\ntpot-p99 = \"9ms\"\ndistance = {{ {near} = \"10km\", {far} = \"20km\" }}\n"
+        )
+    };
+    let text = format!(
+        "[inference]\npolicy = \"nearest\"\nduration = \"1min\"\n[[model]]\nname = \"m\"\nllm = \"llama-3.1-8b\"\ngpu = \"h100-sxm\"\n\
+         gpus-per-server = 1\nprecision = \"bf16\"\nprompt-tokens = 200\noutput-tokens = 200\n\
+         [[site]]\nname = \"a\"\ngpus = 1\nmax-gpus = 1\n[[site]]\nname = \"b\"\ngpus = 1\nmax-gpus = 1\n{}{}",
+        region("ra", "a", "b"),
+        region("rb", "b", "a")
+    );
+    let spec = spec_from_text(&text, "tpot.toml", &Catalog::builtin()).unwrap();
+    let opt =
+        PlaceOptions { n_plus_1: false, duration_ns: 60_000_000_000, seed: 1, repair_rounds: 4, failure_check: true };
+    let rep = place(&spec, &opt);
+    assert_eq!(rep.failures.len(), 4, "two sites and two routes");
+    for f in &rep.failures {
+        // Both regions on one server: TTFT holds (10 s), TPOT does not.
+        assert!(!f.holds && f.unserved == 0 && f.miss_ns == 0, "{f:?}");
+        let tpot = f.worst_tpot_p99_ns.expect("a TPOT objective");
+        assert!(tpot > 9_000_000 && f.tpot_miss_ns == tpot - 9_000_000, "{f:?}");
+    }
+}

@@ -808,3 +808,26 @@ fn a_run_that_cannot_drain_stops_at_its_horizon() {
     let e = spec.check_run_size(11 * 365 * 86_400 * 1_000_000_000).unwrap_err();
     assert!(e.contains("at most 10 years"), "{e}");
 }
+
+/// Latency-aware routing estimates a prefill-only site's wait from its prefill rate (its
+/// servers prefill one prompt at a time): before, it took such a site's servers to hold a
+/// full decode batch each, saw no wait until 2,048 requests queued at 8 servers, and kept
+/// New York on its busy edge at 20 s p99 while the next edge, 47 ms away, idled at 7%.
+#[test]
+fn latency_aware_routing_spreads_prompts_off_a_busy_prefill_site() {
+    let text = include_str!("../../../examples/inference-disaggregated.toml")
+        .replace("policy = \"nearest\"", "policy = \"latency-aware\"")
+        .replace("rate = 6\n", "rate = 75\n");
+    let spec = spec_from_text(&text, "dis.toml", &Catalog::builtin()).unwrap();
+    let rep = simulate(&spec, &Run::new(&spec));
+    let ny = rep.regions.iter().find(|r| r.name == "new-york").unwrap();
+    let houston = rep.regions.iter().find(|r| r.name == "houston").unwrap();
+    let south = rep.sites.iter().find(|s| s.name == "edge-south").unwrap();
+    assert!(ny.met && ny.ttft.p99_ns < ny.ttft_p99_objective_ns, "{:?}", ny.ttft);
+    assert!(
+        south.requests > 2 * houston.requests,
+        "{} at edge-south, {} from houston",
+        south.requests,
+        houston.requests
+    );
+}

@@ -235,22 +235,43 @@ pub fn place_text(r: &PlacementReport) -> String {
     }
     if !r.failures.is_empty() {
         o.push_str("\nOptimized plan under one failure (simulated)\n");
-        let mut t = Table::new(&["failure", "holds", "worst region", "p99 ttft", "miss", "unserved"]);
+        // A TPOT column only when some worst region has a TPOT objective.
+        let tpot = r.failures.iter().any(|f| f.worst_tpot_p99_ns.is_some());
+        let mut head = vec!["failure", "holds", "worst region", "p99 ttft"];
+        if tpot {
+            head.push("p99 tpot");
+        }
+        head.extend(["miss", "unserved"]);
+        let mut t = Table::new(&head);
         for f in &r.failures {
-            t.row(vec![
+            let mut misses = Vec::new();
+            if f.miss_ns > 0 {
+                misses.push(format!("+{}", ms1(f.miss_ns)));
+            }
+            if f.tpot_miss_ns > 0 {
+                misses.push(format!("tpot +{}", ms1(f.tpot_miss_ns)));
+            }
+            let mut row = vec![
                 f.failure.clone(),
                 if f.holds { "yes".into() } else { "no".into() },
                 f.worst_region.clone(),
                 if f.unserved > 0 { "-".into() } else { ms1(f.worst_ttft_p99_ns) },
-                if f.unserved > 0 {
-                    "unserved".into()
-                } else if f.miss_ns > 0 {
-                    format!("+{}", ms1(f.miss_ns))
-                } else {
-                    "-".into()
-                },
-                thousands(f.unserved),
-            ]);
+            ];
+            if tpot {
+                row.push(match f.worst_tpot_p99_ns {
+                    Some(v) if f.unserved == 0 => ms1(v),
+                    _ => "-".into(),
+                });
+            }
+            row.push(if f.unserved > 0 {
+                "unserved".into()
+            } else if misses.is_empty() {
+                "-".into()
+            } else {
+                misses.join(", ")
+            });
+            row.push(thousands(f.unserved));
+            t.row(row);
         }
         o.push_str(&t.render());
         o.push_str(&format!(
