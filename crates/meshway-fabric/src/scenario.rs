@@ -124,6 +124,16 @@ impl Scenario {
             meshway_units::units_required(|| toml::from_str(text)).map_err(|e| locate_toml_error(file, text, &e))?;
         let ctx = Ctx::new(file, text, "", 0, "");
         match (&config.fabric, config.site.is_empty()) {
+            (None, true) if !config.model.is_empty() || !config.region.is_empty() => {
+                return Err(FabricError::Invalid {
+                    file: file.to_string(),
+                    line: None,
+                    key: "site".into(),
+                    message:
+                        "no [[site]] tables: an inference scenario ([[model]], [[region]]) needs sites to serve from"
+                            .into(),
+                })
+            }
             (None, true) => {
                 return Err(FabricError::Invalid {
                     file: file.to_string(),

@@ -209,6 +209,11 @@ pub fn place_text(r: &PlacementReport) -> String {
                 p.repaired_servers, p.sized_cost_usd_per_hour, p.cost_usd_per_hour
             ));
         }
+    } else if r.candidates.is_empty() {
+        o.push_str(
+            "\nNo site may host: every site's max-gpus is below one server of its model (give max-gpus to the sites \
+             that may).\n",
+        );
     } else {
         o.push_str(if r.n_plus_1 {
             "\nNo placement passes the sizing rules with N+1: some region has no second site within its \

@@ -208,3 +208,39 @@ fn a_region_without_requests_shows_no_latencies() {
     // The charts leave it out: it has no latency and no share of requests to draw.
     assert!(page.contains("quiet") && !page.contains("quiet (objective"), "the TTFT chart draws the idle region");
 }
+
+/// With no site allowed to host, `place` says so instead of pointing at reasons it never
+/// printed; an inference scenario without sites is named as one.
+#[test]
+fn place_without_a_candidate_site_and_infer_without_sites_say_why() {
+    let dir = tempdir("infer-nocand");
+    let f = dir.join("s.toml");
+    let text = "name = \"c\"\n[inference]\nduration = \"10s\"\n[[model]]\nname = \"m\"\nllm = \"llama-3.1-8b\"\n\
+         gpu = \"h100-sxm\"\ngpus-per-server = 1\nprompt-tokens = 100\noutput-tokens = 10\n\
+         [[site]]\nname = \"s\"\ngpus = 0\nmax-gpus = 0\n[[region]]\nname = \"r\"\nrate = 1\ndistance = { s = \"10km\" }\n";
+    std::fs::write(&f, text).unwrap();
+    let placed = meshway(&["place", f.to_str().unwrap()]);
+    let g = dir.join("nosite.toml");
+    let cut = text.find("[[site]]").unwrap();
+    let end = text.find("[[region]]").unwrap();
+    std::fs::write(&g, format!("{}{}", &text[..cut], &text[end..]).replace("distance = { s = \"10km\" }\n", ""))
+        .unwrap();
+    let nosite = meshway(&["infer", g.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(placed.status.success(), "{}", stderr(&placed));
+    let text = stdout(&placed);
+    assert!(text.contains("0 subsets of 0 candidate sites"), "{text}");
+    assert!(
+        text.contains("No site may host: every site's max-gpus is below one server of its model")
+            && !text.contains("see the reasons above"),
+        "{text}"
+    );
+    assert!(!nosite.status.success());
+    assert!(
+        stderr(&nosite).contains(
+            "`site`: no [[site]] tables: an inference scenario ([[model]], [[region]]) needs sites to serve from"
+        ),
+        "{}",
+        stderr(&nosite)
+    );
+}
