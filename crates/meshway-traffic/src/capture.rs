@@ -17,6 +17,8 @@ pub enum CaptureError {
     NotACapture,
     #[error("cannot read the capture: {0}")]
     Read(String),
+    #[error("malformed capture: {0}")]
+    Malformed(String),
 }
 
 /// One captured frame.
@@ -114,6 +116,15 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
     if n < 4 {
         return Err(cut(n));
     }
+    // A pcapng file starts with its section header block: its damage is named, and only a
+    // file shorter than the block it announces is cut short.
+    if head.starts_with(&MAGICS[4]) {
+        match diagnose(&head, 0, false) {
+            Some(Damage::Malformed(why)) => return Err(CaptureError::Malformed(why)),
+            Some(Damage::Cut) if n < HEAD => return Err(cut(n)),
+            _ => {}
+        }
+    }
     let mut reader = match create_reader(1 << 20, std::io::Cursor::new(head).chain(r)) {
         Ok(r) => r,
         Err(PcapError::Eof) => return Err(CaptureError::Empty),
@@ -128,9 +139,11 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
     // pcap: one link type and resolution for the file. pcapng: per interface of the section.
     let mut legacy: (i32, u64) = (LINKTYPE_ETHERNET, 1_000);
     let mut ifaces: Vec<(i32, u64, i64)> = Vec::new();
+    // The section's byte order (pcapng), for naming a damaged block.
+    let mut big_endian = false;
     let mut offset: u64 = 0;
     loop {
-        match reader.next() {
+        let stop = match reader.next() {
             Ok((len, block)) => {
                 match block {
                     PcapBlockOwned::LegacyHeader(h) => {
@@ -150,8 +163,9 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
                         release(&mut info, each, &mut held, ts_ns);
                         deliver(&mut info, each, ts_ns, b.origlen, legacy.0, b.data);
                     }
-                    PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+                    PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
                         info.format = "pcapng";
+                        big_endian = shb.big_endian();
                         ifaces.clear();
                     }
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
@@ -159,8 +173,12 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
                         ifaces.push((idb.linktype.0, per_s, idb.ts_offset()));
                     }
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                        let Some(&(lt, per_s, off)) = ifaces.get(epb.if_id as usize) else {
+                            info.stopped_early =
+                                Some(undefined_interface("an enhanced packet", offset, epb.if_id, ifaces.len()));
+                            break;
+                        };
                         info.packets += 1;
-                        let (lt, per_s, off) = ifaces.get(epb.if_id as usize).copied().unwrap_or((-1, 1_000_000, 0));
                         let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
                         let ns = units_to_ns(units, per_s).saturating_add_signed(off.saturating_mul(1_000_000_000));
                         let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
@@ -168,8 +186,11 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
                         deliver(&mut info, each, ns, epb.origlen, lt, data);
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+                        let Some(&(lt, _, _)) = ifaces.first() else {
+                            info.stopped_early = Some(undefined_interface("a simple packet", offset, 0, 0));
+                            break;
+                        };
                         info.packets += 1;
-                        let lt = ifaces.first().map_or(-1, |i| i.0);
                         let data = &spb.data[..(spb.origlen as usize).min(spb.data.len())];
                         info.untimed_packets += 1;
                         match info.last_ts_ns {
@@ -185,29 +206,40 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
                 }
                 offset += len as u64;
                 reader.consume(len);
+                continue;
             }
             Err(PcapError::Eof) => break,
-            Err(PcapError::Incomplete(_)) => {
-                if reader.reader_exhausted() {
-                    info.stopped_early = Some(format!("the capture ends inside a packet at byte {offset} (cut short)"));
-                    break;
-                }
+            Err(PcapError::Incomplete(_)) => Stop::Incomplete,
+            Err(PcapError::UnexpectedEof) => Stop::Cut,
+            Err(PcapError::BufferTooSmall) => Stop::Other("a block larger than 1 MiB".to_string()),
+            Err(PcapError::NomError(_, k)) => Stop::Other(format!("malformed block ({k:?})")),
+            Err(PcapError::OwnedNomError(_, k)) => Stop::Other(format!("malformed block ({k:?})")),
+            Err(other) => Stop::Other(format!("{other:?}")),
+        };
+        // A pcapng block that the file holds whole but that is wrong is named as such.
+        let exhausted = reader.reader_exhausted();
+        if info.format == "pcapng" && (exhausted || !matches!(stop, Stop::Incomplete)) {
+            if let Some(Damage::Malformed(why)) = diagnose(reader.data(), offset, big_endian) {
+                info.stopped_early = Some(format!("malformed capture: {why}; packets after it are not read"));
+                break;
+            }
+        }
+        match stop {
+            Stop::Cut | Stop::Incomplete if exhausted => {
+                info.stopped_early = Some(format!("the capture ends inside a packet at byte {offset} (cut short)"));
+                break;
+            }
+            Stop::Cut => {
+                info.stopped_early = Some(format!("the capture ends inside a packet at byte {offset} (cut short)"));
+                break;
+            }
+            Stop::Incomplete => {
                 if let Err(e) = reader.refill() {
                     info.stopped_early = Some(format!("read error at byte {offset}: {e:?}"));
                     break;
                 }
             }
-            Err(PcapError::UnexpectedEof) => {
-                info.stopped_early = Some(format!("the capture ends inside a packet at byte {offset} (cut short)"));
-                break;
-            }
-            Err(e) => {
-                let what = match e {
-                    PcapError::BufferTooSmall => "a block larger than 1 MiB".to_string(),
-                    PcapError::NomError(_, k) => format!("malformed block ({k:?})"),
-                    PcapError::OwnedNomError(_, k) => format!("malformed block ({k:?})"),
-                    other => format!("{other:?}"),
-                };
+            Stop::Other(what) => {
                 info.stopped_early = Some(format!("{what} at byte {offset}; packets after it are not read"));
                 break;
             }
@@ -219,6 +251,84 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
         info.format = "pcap";
     }
     Ok(info)
+}
+
+fn undefined_interface(what: &str, offset: u64, id: u32, defined: usize) -> String {
+    format!(
+        "malformed capture: {what} block at byte {offset} is on interface {id}, but its section defines {defined} interface{}; packets after it are not read",
+        if defined == 1 { "" } else { "s" }
+    )
+}
+
+/// Why reading stopped before the end: more bytes needed, or something else.
+enum Stop {
+    Incomplete,
+    /// The reader says the file ended inside a block.
+    Cut,
+    Other(String),
+}
+
+/// What is wrong with the pcapng block at the start of `b` (at file offset `offset`).
+enum Damage {
+    /// The file ends before the block does.
+    Cut,
+    /// The block is whole but wrong: what and where.
+    Malformed(String),
+}
+
+/// Examines the pcapng block at the start of `b` (all the file's bytes from `offset` on), in
+/// the section's byte order (a section header block gives its own): its length against its
+/// type's minimum and the file, its trailing length, an enhanced packet's captured length
+/// against its block. `None` when nothing is found wrong.
+fn diagnose(b: &[u8], offset: u64, big_endian: bool) -> Option<Damage> {
+    let word = |at: usize, be: bool| -> Option<u32> {
+        let w: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+        Some(if be { u32::from_be_bytes(w) } else { u32::from_le_bytes(w) })
+    };
+    let typ = word(0, false)?;
+    let be = if typ == 0x0a0d_0d0a {
+        let Some(bom) = word(8, false) else { return Some(Damage::Cut) };
+        match bom {
+            0x1a2b_3c4d => false,
+            0x4d3c_2b1a => true,
+            other => {
+                return Some(Damage::Malformed(format!(
+                    "the section header block at byte {offset} has byte-order magic 0x{other:08x} at byte {}, not 0x1a2b3c4d",
+                    offset + 8
+                )))
+            }
+        }
+    } else {
+        big_endian
+    };
+    let Some(len) = word(4, be) else { return Some(Damage::Cut) };
+    let typ = word(0, be)?;
+    let (name, min) = match typ {
+        0x0a0d_0d0a => ("section header block", 28),
+        1 => ("interface description block", 20),
+        3 => ("simple packet block", 16),
+        6 => ("enhanced packet block", 32),
+        _ => ("block", 12),
+    };
+    let bad = |why: String| Some(Damage::Malformed(format!("the {name} at byte {offset} {why}")));
+    if len < min || len % 4 != 0 {
+        return bad(format!("is {len} bytes long; it needs at least {min}, a multiple of 4"));
+    }
+    let len = len as usize;
+    if len > b.len() {
+        return Some(Damage::Cut);
+    }
+    if typ == 6 {
+        let caplen = word(20, be)? as usize;
+        if caplen > len - 32 {
+            return bad(format!("claims {caplen} captured bytes, more than its {len}-byte block holds ({})", len - 32));
+        }
+    }
+    let trail = word(len - 4, be)? as usize;
+    if trail != len {
+        return bad(format!("ends with a length of {trail}, not its {len}"));
+    }
+    None
 }
 
 /// Delivers the held Simple Packet Blocks, in file order, at `t` (the time of the packet

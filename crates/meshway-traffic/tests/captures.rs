@@ -841,3 +841,81 @@ fn a_partly_overlapping_segment_is_a_retransmission() {
     let f = flows.table.values().next().unwrap();
     assert_eq!(f.tcp.as_ref().unwrap().retransmissions, 2);
 }
+
+/// A whole pcapng file whose blocks are wrong says what is wrong and where, rather than
+/// "cut short" or "link types meshway does not decode".
+#[test]
+fn malformed_pcapng_blocks_are_named_with_their_offset() {
+    let shb = |bom: u32, len: Option<u32>| {
+        let mut b = bom.to_le_bytes().to_vec();
+        b.extend_from_slice(&[1, 0, 0, 0]);
+        b.extend_from_slice(&(-1i64).to_le_bytes());
+        let mut out = Vec::new();
+        block(&mut out, 0x0a0d_0d0a, &b);
+        if let Some(l) = len {
+            out[4..8].copy_from_slice(&l.to_le_bytes());
+        }
+        out
+    };
+    let idb = || {
+        let mut out = Vec::new();
+        block(&mut out, 1, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        out
+    };
+    let frame = udp(T0, A, B, (1, 2), &[0; 100]).1;
+    let epb = |iface: u32, caplen: u32| {
+        let mut b = iface.to_le_bytes().to_vec();
+        b.extend_from_slice(&[0; 8]);
+        b.extend_from_slice(&caplen.to_le_bytes());
+        b.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        b.extend_from_slice(&frame);
+        let mut out = Vec::new();
+        block(&mut out, 6, &b);
+        out
+    };
+    let file = |parts: &[Vec<u8>]| parts.concat();
+    let err = |b: Vec<u8>| capture::read(&b[..], &mut |_| {}).unwrap_err().to_string();
+    let stop = |b: Vec<u8>| {
+        let mut n = 0;
+        let info = capture::read(&b[..], &mut |_| n += 1).unwrap();
+        (n, info.stopped_early.unwrap_or_default())
+    };
+    let ok = file(&[shb(0x1a2b_3c4d, None), idb(), epb(0, frame.len() as u32)]);
+    assert_eq!(stop(ok.clone()), (1, String::new()));
+    assert_eq!(
+        err(file(&[shb(0xdead_beef, None), idb(), epb(0, 142)])),
+        "malformed capture: the section header block at byte 0 has byte-order magic 0xdeadbeef at byte 8, not 0x1a2b3c4d"
+    );
+    assert_eq!(
+        err(file(&[shb(0x1a2b_3c4d, Some(16)), idb(), epb(0, 142)])),
+        "malformed capture: the section header block at byte 0 is 16 bytes long; it needs at least 28, a multiple of 4"
+    );
+    assert_eq!(
+        stop(file(&[shb(0x1a2b_3c4d, None), idb(), epb(0, 5000)])),
+        (0, "malformed capture: the enhanced packet block at byte 48 claims 5000 captured bytes, more than its 176-byte block holds (144); packets after it are not read".to_string())
+    );
+    let mut short_idb = idb();
+    short_idb.truncate(14);
+    short_idb[4..8].copy_from_slice(&14u32.to_le_bytes());
+    assert_eq!(
+        stop(file(&[shb(0x1a2b_3c4d, None), short_idb])),
+        (0, "malformed capture: the interface description block at byte 28 is 14 bytes long; it needs at least 20, a multiple of 4; packets after it are not read".to_string())
+    );
+    assert_eq!(
+        stop(file(&[shb(0x1a2b_3c4d, None), epb(0, 142)])),
+        (0, "malformed capture: an enhanced packet block at byte 28 is on interface 0, but its section defines 0 interfaces; packets after it are not read".to_string())
+    );
+    assert_eq!(
+        stop(file(&[shb(0x1a2b_3c4d, None), idb(), epb(0, 142), epb(5, 142)])),
+        (1, "malformed capture: an enhanced packet block at byte 224 is on interface 5, but its section defines 1 interface; packets after it are not read".to_string())
+    );
+    // A file that really ends inside a block is still cut short.
+    assert_eq!(
+        stop(ok[..ok.len() - 10].to_vec()),
+        (0, "the capture ends inside a packet at byte 48 (cut short)".to_string())
+    );
+    assert_eq!(
+        err(ok[..20].to_vec()),
+        "cannot read the capture: the capture ends inside its file header, after 20 bytes (cut short)"
+    );
+}
