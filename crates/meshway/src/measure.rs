@@ -713,8 +713,9 @@ pub struct HistoryArgs {
     /// Fit a trend and say when it crosses --threshold.
     #[arg(long, requires = "threshold")]
     forecast: bool,
-    /// The threshold for --forecast (negative values such as -12dBm are read as values).
-    #[arg(long, allow_hyphen_values = true)]
+    /// The threshold for --forecast (negative values such as -12dBm are read as values);
+    /// without --forecast it would mean nothing, so it is refused.
+    #[arg(long, allow_hyphen_values = true, requires = "forecast")]
     threshold: Option<String>,
     /// The season of --forecast and --anomalies (0s: none); a forecast over two seasons or
     /// more fits the deseasonalised series and asks when its peak crosses.

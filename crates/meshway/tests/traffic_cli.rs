@@ -120,6 +120,10 @@ fn prefixes_without_a_fabric_and_bad_input() {
     let o = meshway(&["history", "--db", "/nonexistent.db", "--target", "x", "--forecast", "--threshold", "-12dBm"]);
     assert!(!stderr(&o).contains("unexpected argument"), "{}", stderr(&o));
     assert!(stderr(&o).contains("invalid --threshold") && stderr(&o).contains("\"-12dBm\""), "{}", stderr(&o));
+    // --threshold without --forecast would be ignored: it is refused.
+    let o = meshway(&["history", "--db", "/nonexistent.db", "--target", "x", "--threshold", "20ms"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("the following required arguments were not provided:\n  --forecast"), "{}", stderr(&o));
 }
 
 /// A capture that spans no time (one packet) has no utilization to give its critical links:
