@@ -436,6 +436,11 @@ pub struct SimDefaults {
     /// Simple). Absent: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net_overhead: Option<Nanos>,
+    /// NCCL's buffer per connection (NCCL_BUFFSIZE): the most a collective's connection
+    /// across the network has in flight, so its rate is at most this per round trip (it
+    /// binds on long spans). Absent: unbounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nccl_buffer: Option<meshway_units::Bytes>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -1094,6 +1099,9 @@ impl Catalog {
         }
         if let Some(n) = sim.net_overhead.filter(|n| n.0 > 1_000_000_000) {
             return Err(bad("simulation".into(), &format!("net-overhead must be at most 1s, got {n}")));
+        }
+        if let Some(b) = sim.nccl_buffer.filter(|b| b.0 == 0 || b.0 > 1 << 30) {
+            return Err(bad("simulation".into(), &format!("nccl-buffer must be from 1B to 1GiB, got {b}")));
         }
         if !(0.001..=1.0).contains(&sim.compute_efficiency) {
             return Err(bad(

@@ -559,6 +559,9 @@ pub fn build(
     let transport = spec.proto.is_transport();
     let shape = HostShape::of(&*topo, &spec.ranks);
     for m in &mut prog.msgs[first..] {
+        // Every send across the network is an NCCL connection's, with its buffer as window
+        // (the executor bounds the rate where the path is long).
+        m.windowed = !m.is_wait() && m.leg == Leg::Path;
         // Messages to and from a reducing switch were written with their own rates.
         if m.is_wait() || m.leg != Leg::Path || m.alpha().is_some() {
             continue;

@@ -73,6 +73,10 @@ pub struct ExecConfig {
     /// Record every link's carried bytes over time (for the hottest links over time), up to
     /// [`MAX_HISTORY_LINKS`] links.
     pub link_history: bool,
+    /// Bytes an NCCL connection keeps in flight (its buffer, `[simulation] nccl-buffer`; 0:
+    /// unbounded): a [`crate::program::Msg::windowed`] message across the network runs at
+    /// most this per round trip of its path, where that is below the path's slowest link.
+    pub window: u64,
 }
 
 /// Links beyond which no link history is recorded: 64 points of 8 bytes a link, 64 MiB.
@@ -117,6 +121,9 @@ struct Route {
     spread: u32,
     /// Pinned route (index into the program's routes) or NO_ROUTE.
     pin: u32,
+    /// The message's window link (see [`ExecConfig::window`]) or [`NO_PORT`]: every path of
+    /// the message crosses it, so its subflows share the window's rate.
+    window: u32,
 }
 
 const NO_PORT: u32 = u32::MAX;
@@ -155,6 +162,20 @@ fn route_of(topo: &mut dyn Topology, pins: &[Vec<Arc>], r: &Route, live: Option<
 }
 
 fn path_of(
+    topo: &mut dyn Topology,
+    pins: &[Vec<Arc>],
+    r: &Route,
+    choice: Choice,
+    live: Option<&LinkView<'_>>,
+) -> Option<Vec<Arc>> {
+    let mut p = fabric_path_of(topo, pins, r, choice, live)?;
+    if r.window != NO_PORT {
+        p.push(Arc(r.window));
+    }
+    Some(p)
+}
+
+fn fabric_path_of(
     topo: &mut dyn Topology,
     pins: &[Vec<Arc>],
     r: &Route,
@@ -247,7 +268,10 @@ pub fn execute(
     failures: &[LinkEvent],
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Execution, SimError> {
-    let mut sim = Simulation::new(topo.network());
+    let mut net = topo.network();
+    let fabric_arcs = net.len();
+    let windows = window_links(prog, topo, cfg, &mut net);
+    let mut sim = Simulation::new(net);
     sim.set_tolerance(cfg.tolerance_ppm);
     sim.set_completion(cfg.completion);
     if cfg.link_history {
@@ -313,6 +337,7 @@ pub fn execute(
                 port: if m.leg == Leg::Path { m.plane.map_or(NO_PORT, u32::from) } else { m.channel },
                 spread: if m.route == crate::program::NO_ROUTE { spread } else { 1 },
                 pin: m.route,
+                window: windows.get(handle.len()).copied().unwrap_or(NO_PORT),
             }));
         }
         let last = first + k;
@@ -351,7 +376,12 @@ pub fn execute(
         }
     }
     progress(sim.completed_count(), total);
-    let res = sim.result();
+    let mut res = sim.result();
+    // Window links are the model's, not the fabric's: no report shows them.
+    res.link_stats.truncate(fabric_arcs);
+    if let Some(h) = &mut res.link_history {
+        h.bytes.truncate(fabric_arcs);
+    }
     let topo = router.topo;
     let msgs = prog
         .msgs
@@ -373,6 +403,57 @@ pub fn execute(
         })
         .collect();
     Ok(Execution { msgs, flows: res.flows.len(), sim: res })
+}
+
+/// Per message, the link that bounds a windowed message's rate to `cfg.window` bytes per
+/// round trip of its path (added to `net`), or [`NO_PORT`]; empty when no message needs one.
+/// Only messages between sites are bound: inside a data centre the round trip is a few
+/// microseconds and the window (4 MiB per 10 us is 3.4 Tb/s) binds nothing, and skipping
+/// them keeps a million-message all-to-all from working out a million extra paths. A round
+/// trip is twice the one-way latency of the path between the two hosts (links and switches,
+/// ECMP's first choice: equal-cost paths have equal latency here); the window binds only
+/// below that path's slowest link.
+fn window_links(
+    prog: &Program,
+    topo: &mut dyn Topology,
+    cfg: &ExecConfig,
+    net: &mut crate::engine::Network,
+) -> Vec<u32> {
+    let ranks = topo.ranks() as u32;
+    if cfg.window == 0
+        || (0..ranks).all(|r| topo.site_of(r) == topo.site_of(0))
+        || !prog.msgs.iter().any(|m| m.windowed)
+    {
+        return Vec::new();
+    }
+    let mut seen: std::collections::HashMap<(u32, u32), Option<u64>> = std::collections::HashMap::new();
+    let mut out = vec![NO_PORT; prog.msgs.len()];
+    for (i, m) in prog.msgs.iter().enumerate() {
+        if !m.windowed || m.leg != Leg::Path || m.is_wait() || topo.site_of(m.src) == topo.site_of(m.dst) {
+            continue;
+        }
+        let key = (topo.host_of(m.src), topo.host_of(m.dst));
+        let cap = *seen.entry(key).or_insert_with(|| {
+            let mut path = topo.path(m.src, m.via.unwrap_or(m.dst), Choice::Hash(0), None)?;
+            if let Some(v) = m.via {
+                path.extend(topo.path(v, m.dst, Choice::Hash(0), None)?);
+            }
+            let specs: Vec<_> = path.iter().map(|a| topo.arc_spec(*a)).collect();
+            let one_way: u64 = specs.iter().map(|s| s.1 .0).sum();
+            let slowest = specs.iter().map(|s| s.0 .0).min()?;
+            let rtt = 2 * one_way;
+            // bits per second: window x 8 / rtt.
+            let cap = (u128::from(cfg.window) * 8 * 1_000_000_000).checked_div(u128::from(rtt))?;
+            (cap < u128::from(slowest)).then_some(cap.max(1) as u64)
+        });
+        if let Some(cap) = cap {
+            out[i] = net.add_link(meshway_units::BitsPerSec(cap), Nanos::ZERO).0;
+        }
+    }
+    if out.iter().all(|&w| w == NO_PORT) {
+        out.clear();
+    }
+    out
 }
 
 fn describe_stall(s: Stall, topo: &dyn Topology, m: &crate::program::Msg, pinned: bool) -> String {

@@ -460,6 +460,7 @@ fn exec_config(
         // Multi-site jobs count a message complete at the receiver, cut-through.
         completion: Default::default(),
         link_history: false,
+        window: cat.simulation.nccl_buffer.map_or(0, |b| b.0),
     };
     Ok((cfg, kind.to_string()))
 }

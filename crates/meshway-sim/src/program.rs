@@ -43,6 +43,9 @@ pub struct Msg {
     /// A path the message must take (an index into [`Program::routes`], given by a flow
     /// file's `path` column), or [`NO_ROUTE`]: routing chooses.
     pub route: u32,
+    /// An NCCL connection's send: across the network it has at most the connection's buffer
+    /// in flight per round trip ([`crate::exec::ExecConfig::window`]).
+    pub windowed: bool,
 }
 
 /// [`Msg::route`] of a message that routing places.
@@ -83,6 +86,7 @@ impl Msg {
             leg: Leg::Path,
             plane: None,
             route: NO_ROUTE,
+            windowed: false,
         }
     }
 

@@ -1094,6 +1094,7 @@ pub fn exec_config(setup: &Setup<'_>, opts: &Options) -> Result<(ExecConfig, Tra
             store_and_forward: tinfo.forwarding == "store-and-forward",
         },
         link_history: opts.link_history,
+        window: cat.simulation.nccl_buffer.map_or(0, |b| b.0),
     };
     Ok((cfg, tinfo))
 }

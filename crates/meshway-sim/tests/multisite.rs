@@ -59,6 +59,7 @@ fn all_reduce(text: &str, size: u64, hier: bool) -> u64 {
         tolerance_ppm: 0,
         completion: Default::default(),
         link_history: false,
+        window: 0,
     };
     let n = topo.ranks() as u32;
     let sites: Vec<u32> = (0..n).map(|r| u32::from(f.node(topo.node_of(r)).site)).collect();
@@ -160,10 +161,20 @@ fn opts(distances: &[u64], wavelengths: &[u32]) -> Options {
     }
 }
 
+/// The built-in catalog with an NCCL buffer no span here binds (1 GiB per round trip of a
+/// few milliseconds is terabits per second): distance adds latency alone, as these tests
+/// check; `a_long_span_is_window_bound_and_more_wavelengths_do_not_help` checks the window.
+fn unbounded() -> Catalog {
+    Catalog::with_overlay("[simulation]\nnccl-buffer = \"1GiB\"\n", "unbounded.toml").unwrap()
+}
+
 fn report(text: &str, o: &Options) -> Report {
-    let cat = Catalog::builtin();
+    report_in(&unbounded(), text, o)
+}
+
+fn report_in(cat: &Catalog, text: &str, o: &Options) -> Report {
     let s = Scenario::parse(text, "t.toml").unwrap();
-    analyze(&s, &cat, o).unwrap_or_else(|e| panic!("{e}"))
+    analyze(&s, cat, o).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -349,7 +360,7 @@ fn simulate_runs_site_hierarchical_collectives_with_the_same_round_trip() {
             4,
             "[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"site-hierarchical\"\nprotocol = \"simple\"\nsize = \"64MiB\"\nchannels = 2\n",
         );
-        let cat = Catalog::builtin();
+        let cat = unbounded();
         let s = Scenario::parse(&text, "t.toml").unwrap();
         let f = s.build(&cat).unwrap();
         let read = |_: &str| -> Result<String, String> { Err("no files".into()) };
@@ -382,9 +393,85 @@ fn simulate_training_with_dp_algorithm_site_hierarchical_matches_multisite() {
         let opts = SimOptions { tolerance: Some(0.0), no_ideal: true, ..SimOptions::default() };
         Ok(simulate(&setup, &opts, &mut |_, _| {})?.workloads[0].time_ns.unwrap())
     };
-    let r = report(&two_sites(100, 4, TRAINING), &opts(&[], &[]));
+    // With NCCL's buffer as window in both.
+    let r = report_in(&Catalog::builtin(), &two_sites(100, 4, TRAINING), &opts(&[], &[]));
     assert_eq!(sim("site-hierarchical").unwrap(), r.step_ns);
     assert_eq!(sim("ring").unwrap(), r.flat_step_ns);
     let e = sim("tree").unwrap_err().to_string();
     assert!(e.contains("t.toml") && e.contains("dp-algorithm") && e.contains("site-hierarchical"), "{e}");
+}
+
+/// An NCCL connection has at most its buffer in flight per round trip: across 100 km (a
+/// 0.98 ms round trip of fibre, plus the switches) a 4 MiB buffer carries about 34 Gb/s,
+/// far below the wavelengths, so a 256 MiB send takes about 63 ms instead of 3. Inside the
+/// site the window binds nothing (no window link is added).
+#[test]
+fn a_connections_buffer_per_round_trip_bounds_its_rate_across_a_long_span() {
+    let cat = Catalog::builtin();
+    let window = cat.simulation.nccl_buffer.expect("the catalog gives NCCL's buffer").0;
+    assert_eq!(window, 4 << 20);
+    let run = |km: u64, window: u64, dst: u32| {
+        let s = Scenario::parse(&two_sites(km, 4, ""), "t.toml").unwrap();
+        let f = s.build(&cat).unwrap();
+        let mut topo = FabricTopo::new(&f, &cat, 1);
+        let wire = Wire { mtu: 4096, header: 0, alpha: meshway_units::Nanos::ZERO };
+        let cfg = ExecConfig {
+            policy: Policy::Ecmp,
+            wire,
+            qps: 2,
+            spray_paths: 64,
+            seed: 1,
+            tolerance_ppm: 0,
+            completion: Default::default(),
+            link_history: true,
+            window,
+        };
+        let mut prog = Program::new();
+        prog.tag("send");
+        let mut m = meshway_sim::program::Msg::send(0, dst, 256 << 20);
+        m.windowed = true;
+        let id = prog.push(m);
+        let one_way = topo.edge_latency(0, dst, None, 0).0;
+        let fabric_arcs = topo.network().len();
+        let ex = execute(&prog, &mut topo, &cfg, &[], &mut |_, _| {}).unwrap();
+        assert_eq!(ex.sim.link_stats.len(), fabric_arcs, "no window link in the reports");
+        assert_eq!(ex.sim.link_history.as_ref().unwrap().bytes.len(), fabric_arcs);
+        (ex.msgs[id as usize].end.unwrap().0, one_way)
+    };
+    let (t, one_way) = run(100, window, 8);
+    let cap = window as f64 * 8.0 / (2.0 * one_way as f64 * 1e-9);
+    assert!((33e9..34.3e9).contains(&cap), "{cap} b/s");
+    let closed = one_way as f64 + (256u64 << 20) as f64 * 8.0 / cap * 1e9;
+    assert!((t as f64 - closed).abs() / closed < 0.001, "{t} ns vs {closed} ns");
+    // Unbounded, the two queue pairs fill the wavelengths' ECMP paths.
+    let (free, _) = run(100, 0, 8);
+    assert!(free < t / 10, "{free} ns unbounded vs {t} ns");
+    // Half the distance, about twice the rate.
+    let (half, one_way_half) = run(50, window, 8);
+    let closed_half = one_way_half as f64
+        + (256u64 << 20) as f64 * 8.0 * 2.0 * one_way_half as f64 * 1e-9 / (window as f64 * 8.0) * 1e9;
+    assert!((half as f64 - closed_half).abs() / closed_half < 0.001, "{half} ns vs {closed_half} ns");
+    // Inside a site the round trip is microseconds: the window (4 MiB per 10 us, 3.4 Tb/s)
+    // is far above the link, and the send runs as unbounded.
+    assert_eq!(run(100, window, 1).0, run(100, 0, 1).0);
+}
+
+/// With NCCL's 4 MiB buffer, the site-hierarchical all-reduce over 100 km is bound by its
+/// connections' windows (about 34 Gb/s a connection), not by the DCI: 4 wavelengths or 16
+/// give the same step, where without the bound 16 are faster (its flows hash onto more of
+/// them). The flat ring's chain of steps, each a window's worth at most per round trip,
+/// slows most.
+#[test]
+fn a_long_span_is_window_bound_and_more_wavelengths_do_not_help() {
+    let cat = Catalog::builtin();
+    let run = |cat: &Catalog| {
+        let s = Scenario::parse(&two_sites(100, 4, ALL_REDUCE), "t.toml").unwrap();
+        analyze(&s, cat, &opts(&[100], &[4, 16])).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (bound, free) = (run(&cat), run(&unbounded()));
+    let (b, f) = (&bound.by_capacity, &free.by_capacity);
+    assert_eq!(b[0].step_ns, b[1].step_ns, "window-bound: {b:?}");
+    assert!(f[1].step_ns < f[0].step_ns, "{f:?}");
+    assert!(bound.step_ns > free.step_ns * 11 / 10, "{} vs {} ns", bound.step_ns, free.step_ns);
+    assert!(bound.flat_step_ns > free.flat_step_ns * 3 / 2, "{} vs {} ns", bound.flat_step_ns, free.flat_step_ns);
 }

@@ -105,6 +105,7 @@ fn run_from(one_thread: bool, policy: Policy, down: Option<u64>, start: Start) -
         tolerance_ppm: 0,
         completion: Default::default(),
         link_history: false,
+        window: 0,
     };
     let n = topo.ranks() as u32;
     let mut prog = Program::new();
