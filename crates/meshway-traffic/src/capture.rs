@@ -169,7 +169,9 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
                         ifaces.clear();
                     }
                     PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
-                        let per_s = per_second(idb.if_tsresol).unwrap_or(1_000_000);
+                        // A resolution that does not fit 64 bits cannot be read: its packets.
+                        // times are corrupt (0 units a second; counted, not guessed).
+                        let per_s = per_second(idb.if_tsresol).unwrap_or(0);
                         ifaces.push((idb.linktype.0, per_s, idb.ts_offset()));
                     }
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
@@ -180,7 +182,15 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
                         };
                         info.packets += 1;
                         let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                        let ns = units_to_ns(units, per_s).saturating_add_signed(off.saturating_mul(1_000_000_000));
+                        // if_tsoffset (seconds, signed) moves the interface's times; a time it
+                        // moves before 1970, or an unreadable resolution, is corrupt.
+                        let ns = match per_s {
+                            0 => u64::MAX,
+                            _ => {
+                                let t = i128::from(units_to_ns(units, per_s)) + i128::from(off) * 1_000_000_000;
+                                u64::try_from(t).unwrap_or(u64::MAX)
+                            }
+                        };
                         let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
                         release(&mut info, each, &mut held, ns);
                         deliver(&mut info, each, ns, epb.origlen, lt, data);

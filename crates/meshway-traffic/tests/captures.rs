@@ -88,6 +88,27 @@ fn block(out: &mut Vec<u8>, typ: u32, body: &[u8]) {
     out.extend_from_slice(&(len as u32).to_le_bytes());
 }
 
+/// A little-endian pcapng Section Header Block (version 1.0, length unknown).
+fn section() -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    block(&mut out, 0x0a0d_0d0a, &shb);
+    out
+}
+
+/// An Enhanced Packet Block of `f` on interface 0 at `units` of its resolution.
+fn epb(out: &mut Vec<u8>, units: u64, f: &[u8]) {
+    let mut b = 0u32.to_le_bytes().to_vec();
+    b.extend_from_slice(&((units >> 32) as u32).to_le_bytes());
+    b.extend_from_slice(&(units as u32).to_le_bytes());
+    b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+    b.extend_from_slice(&(f.len() as u32).to_le_bytes());
+    b.extend_from_slice(f);
+    block(out, 6, &b);
+}
+
 /// pcapng: a section, two Ethernet interfaces (the second with if_tsresol 9: nanoseconds),
 /// frames alternating between them.
 fn pcapng(frames: &[Frame]) -> Vec<u8> {
@@ -592,11 +613,7 @@ fn ipfix_withdrawals_empty_records_and_times_in_seconds() {
 /// through a pipe that hands over a few bytes at a time.
 #[test]
 fn base2_resolution_untimed_blocks_and_slow_pipes() {
-    let mut out = Vec::new();
-    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
-    shb.extend_from_slice(&[1, 0, 0, 0]);
-    shb.extend_from_slice(&(-1i64).to_le_bytes());
-    block(&mut out, 0x0a0d_0d0a, &shb);
+    let mut out = section();
     // if_tsresol 0x8a: 2^-10 s units.
     let mut idb = vec![1, 0, 0, 0, 0xff, 0xff, 0, 0];
     idb.extend_from_slice(&[9, 0, 1, 0, 0x8a, 0, 0, 0, 0, 0, 0, 0]);
@@ -609,13 +626,7 @@ fn base2_resolution_untimed_blocks_and_slow_pipes() {
     };
     spb(&mut out); // before any time: takes the first packet's
     for units in [1_780_000_000u64 * 1024, 1_780_000_000 * 1024 + 9] {
-        let mut epb = 0u32.to_le_bytes().to_vec();
-        epb.extend_from_slice(&((units >> 32) as u32).to_le_bytes());
-        epb.extend_from_slice(&(units as u32).to_le_bytes());
-        epb.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        epb.extend_from_slice(&(f.len() as u32).to_le_bytes());
-        epb.extend_from_slice(&f);
-        block(&mut out, 6, &epb);
+        epb(&mut out, units, &f);
         spb(&mut out); // after: takes the packet before it
     }
     /// A reader that gives at most 7 bytes per read, as a slow pipe may.
@@ -918,4 +929,41 @@ fn malformed_pcapng_blocks_are_named_with_their_offset() {
         err(ok[..20].to_vec()),
         "cannot read the capture: the capture ends inside its file header, after 20 bytes (cut short)"
     );
+}
+
+/// pcapng's if_tsoffset moves an interface's times by whole seconds, either way; a time it
+/// moves before 1970 is corrupt (counted, not clamped to 0, which made two packets 1 s apart
+/// simultaneous), and so is one on an interface whose if_tsresol does not fit 64 bits.
+#[test]
+fn interface_time_offsets_apply_either_way_and_bad_resolutions_are_bad_times() {
+    // One interface with options (if_tsresol: code 9; if_tsoffset: code 14, 8 bytes) and
+    // two packets `units` apart.
+    let file = |resol: u8, offset: i64, units: [u64; 2]| {
+        let mut out = section();
+        let mut idb = vec![1, 0, 0, 0, 0xff, 0xff, 0, 0];
+        idb.extend_from_slice(&[9, 0, 1, 0, resol, 0, 0, 0]);
+        idb.extend_from_slice(&[14, 0, 8, 0]);
+        idb.extend_from_slice(&offset.to_le_bytes());
+        idb.extend_from_slice(&[0, 0, 0, 0]);
+        block(&mut out, 1, &idb);
+        let f = udp(0, A, B, (1, 2), &[0; 50]).1;
+        for u in units {
+            epb(&mut out, u, &f);
+        }
+        let mut seen = Vec::new();
+        let info = capture::read(&out[..], &mut |p| seen.push(p.ts_ns)).unwrap();
+        (seen, info.bad_time_packets)
+    };
+    const S: u64 = 1_000_000_000;
+    // Microseconds relative to an offset of 1.78e9 s: absolute times, 1 s apart.
+    assert_eq!(file(6, 1_780_000_000, [0, 1_000_000]), (vec![1_780_000_000 * S, 1_780_000_001 * S], 0));
+    // A negative offset from absolute times.
+    assert_eq!(
+        file(6, -10, [1_780_000_000_000_000, 1_780_000_001_000_000]),
+        (vec![1_779_999_990 * S, 1_779_999_991 * S], 0)
+    );
+    // Before 1970: both corrupt, and with no good time before them, left out.
+    assert_eq!(file(6, -10, [0, 1_000_000]), (vec![], 2));
+    // 10^-25 s units do not fit 64 bits.
+    assert_eq!(file(25, 0, [0, 1_000_000]), (vec![], 2));
 }
