@@ -205,11 +205,54 @@ pub fn deseasonalise(t: &[f64], y: &[f64], o: &Options) -> (Vec<f64>, Vec<f64>, 
     }
 }
 
+/// Level steps the season is re-estimated without (see [`analyse`]): at most this many.
+const MAX_SEASON_STEPS: usize = 8;
+
 /// Finds anomalies and change points in a series (times in seconds, increasing).
+///
+/// A step in level leaks into the seasonal profile: the phase bins after its time of day
+/// hold days from both levels, so the profile jumps there and every other day shows a false
+/// step at that hour. So the strongest change found is taken out of the series (its size
+/// from that time on) and the season estimated again, one change at a time (at most
+/// [`MAX_SEASON_STEPS`]), until no change is left that is not already taken out; the changes
+/// and anomalies are those of the last pass, on the series less its clean season.
 pub fn analyse(t: &[f64], y: &[f64], o: &Options) -> Analysis {
     let n = t.len().min(y.len());
     let (t, y) = (&t[..n], &y[..n]);
-    let (d, season, slope) = deseasonalise(t, y, o);
+    let mut steps: Vec<(f64, f64)> = Vec::new();
+    loop {
+        let adjusted: Vec<f64> = t
+            .iter()
+            .zip(y)
+            .map(|(ti, yi)| yi - steps.iter().filter(|(at, _)| ti >= at).map(|(_, size)| size).sum::<f64>())
+            .collect();
+        let (_, season, slope) = deseasonalise(t, &adjusted, o);
+        let d: Vec<f64> = match o.period_s {
+            Some(p) if !season.is_empty() => {
+                t.iter().zip(y).map(|(ti, yi)| yi - season[bin(*ti, p, season.len())]).collect()
+            }
+            _ => y.to_vec(),
+        };
+        let a = detect(t, y, d, season, slope, o);
+        if a.season.is_empty() || steps.len() >= MAX_SEASON_STEPS {
+            return a;
+        }
+        let span = t[o.window.max(2).min(n - 1)] - t[0];
+        let new = a
+            .changes
+            .iter()
+            .filter(|c| !steps.iter().any(|(at, _)| (c.t - at).abs() <= span))
+            .max_by(|x, y| x.score.abs().total_cmp(&y.score.abs()));
+        match new {
+            Some(c) => steps.push((c.t, c.after - c.before)),
+            None => return a,
+        }
+    }
+}
+
+/// [`analyse`] on the deseasonalised series `d` of `y`.
+fn detect(t: &[f64], y: &[f64], d: Vec<f64>, season: Vec<f64>, slope: f64, o: &Options) -> Analysis {
+    let n = t.len();
     let diffs: Vec<f64> = d.windows(2).map(|w| w[1] - w[0]).collect();
     let med_diff = median(&diffs);
     let centred: Vec<f64> = diffs.iter().map(|x| x - med_diff).collect();

@@ -122,3 +122,35 @@ fn the_daily_peak_forecast_lands_near_the_true_crossing() {
     eprintln!("crossing error over 20 series: mean {mean:.2} days, worst {worst:.2} days (truth: day 40)");
     assert!(worst < 2.0, "worst crossing error {worst:.2} days");
 }
+
+/// A step much larger than the noise (10 σ) leaked into the daily profile: the bins after its
+/// hour held days of both levels, and every other day showed a false step at that hour (2 to
+/// 6 changes where there was one). The season is now estimated without the steps found.
+#[test]
+fn a_large_step_does_not_echo_at_the_same_hour_on_other_days() {
+    const MIN: f64 = 60.0;
+    let o = Options::daily(MIN);
+    let mut echoes = 0;
+    for seed in 0..10u64 {
+        let mut r = Rng(seed * 7 + 3);
+        let at = 4.72 * DAY;
+        let n = (7.0 * DAY / MIN) as usize;
+        let t: Vec<f64> = (0..n).map(|i| i as f64 * MIN).collect();
+        let y: Vec<f64> = t
+            .iter()
+            .map(|&ti| {
+                10.0 + 2.0 * (2.0 * std::f64::consts::PI * ti / DAY).sin()
+                    + 0.3 * r.normal()
+                    + if ti >= at { 3.0 } else { 0.0 }
+            })
+            .collect();
+        let a = analyse(&t, &y, &o);
+        assert!(
+            a.changes.iter().any(|c| (c.t - at).abs() <= 2.0 * 3600.0 && ((c.after - c.before) - 3.0).abs() < 0.3),
+            "seed {seed}: {:?}",
+            a.changes
+        );
+        echoes += a.changes.iter().filter(|c| (c.t - at).abs() > 2.0 * 3600.0).count();
+    }
+    assert_eq!(echoes, 0, "false changes in 10 week-long series");
+}
