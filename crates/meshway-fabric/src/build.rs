@@ -1366,6 +1366,8 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
     f.sites.clear();
     let mut port_pools: Vec<Vec<NodeId>> = Vec::new();
     let mut groups = Vec::new();
+    // Each site's NIC rate per GPU: a NIC model one site names is every site's.
+    let mut site_nic_rates: Vec<(usize, u64)> = Vec::new();
     for (i, s) in sites.iter().enumerate() {
         let Some(fabric) = &s.fabric else {
             let ctx = Ctx::new(&sc.file, &sc.text, "site", i, &format!("site[{}]", i + 1));
@@ -1393,6 +1395,7 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         let out = build_family(fabric, cat, &ctx, dci_ports[i])?;
         let mut sf = out.fabric;
         set_nic_model(&mut sf, fabric, cat, &ctx)?;
+        site_nic_rates.push((i, sf.gpus().next().map_or(0, |g| sf.network_rate(g).0)));
         if sf.nic_model.is_some() {
             if let Some(first) = f.nic_model.as_ref().filter(|first| Some(*first) != sf.nic_model.as_ref()) {
                 let why = format!(
@@ -1425,6 +1428,20 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         pool.reverse();
         port_pools.push(pool);
         f.sites.push(s.name.clone());
+    }
+    if let Some(nic) = f.nic_model.as_ref().and_then(|n| cat.nic.iter().rev().find(|x| &x.name == n)) {
+        if let Some(&(i, rate)) = site_nic_rates.iter().find(|(_, r)| *r != nic.rate.0) {
+            let ctx = Ctx::new(&sc.file, &sc.text, "site.fabric", i, &format!("site[{}].fabric", i + 1));
+            return Err(ctx.invalid(
+                "nic",
+                format!(
+                    "this site's GPUs have {} of NIC each, but the fabric's NIC model {:?} runs at {}: meshway simulates one NIC model per fabric, so every site needs NICs of its rate",
+                    BitsPerSec(rate),
+                    nic.name,
+                    nic.rate
+                ),
+            ));
+        }
     }
     for (a, b, w, optic, distance) in spans {
         for _ in 0..w {

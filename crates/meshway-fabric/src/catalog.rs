@@ -441,6 +441,10 @@ pub struct SimDefaults {
     /// binds on long spans). Absent: unbounded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nccl_buffer: Option<meshway_units::Bytes>,
+    /// The same for a point-to-point send (pipeline stages): NCCL_STEPS slots of its p2p
+    /// chunk over the network. Absent: unbounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nccl_p2p_window: Option<meshway_units::Bytes>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -1100,8 +1104,10 @@ impl Catalog {
         if let Some(n) = sim.net_overhead.filter(|n| n.0 > 1_000_000_000) {
             return Err(bad("simulation".into(), &format!("net-overhead must be at most 1s, got {n}")));
         }
-        if let Some(b) = sim.nccl_buffer.filter(|b| b.0 == 0 || b.0 > 1 << 30) {
-            return Err(bad("simulation".into(), &format!("nccl-buffer must be from 1B to 1GiB, got {b}")));
+        for (key, b) in [("nccl-buffer", sim.nccl_buffer), ("nccl-p2p-window", sim.nccl_p2p_window)] {
+            if let Some(b) = b.filter(|b| b.0 == 0 || b.0 > 1 << 30) {
+                return Err(bad("simulation".into(), &format!("{key} must be from 1B to 1GiB, got {b}")));
+            }
         }
         if !(0.001..=1.0).contains(&sim.compute_efficiency) {
             return Err(bad(

@@ -405,4 +405,11 @@ fn nic_models_are_named_from_the_catalog_at_the_fabrics_rate() {
         Scenario::parse(&one, "ok.toml").unwrap().build(&cat).unwrap().nic_model.as_deref(),
         Some("connectx8-800g")
     );
+    // A site of another NIC rate cannot take the fabric's one model (it was billed as it).
+    let mixed = format!("{}{}{dci}", site("a", "").replace("800Gbps", "400Gbps"), site("b", cx8));
+    let e = Scenario::parse(&mixed, "bad.toml").unwrap().build(&cat).unwrap_err().to_string();
+    assert!(
+        e.contains("`site[1].fabric.nic`: this site's GPUs have 400Gbps of NIC each, but the fabric's NIC model \"connectx8-800g\" runs at 800Gbps"),
+        "{e}"
+    );
 }

@@ -123,10 +123,12 @@ pub struct FailureCheck {
     pub failure: String,
     pub holds: bool,
     pub worst_region: String,
-    pub worst_ttft_p99_ns: u64,
+    /// The worst region's p99 time to first token (None: it had no request served).
+    pub worst_ttft_p99_ns: Option<u64>,
     /// p99 TTFT beyond the objective in the worst region (0 when it holds).
     pub miss_ns: u64,
-    /// The worst region's p99 time per output token, when it has a TPOT objective.
+    /// The worst region's p99 time per output token, when it has a TPOT objective (None
+    /// too when it had no request served).
     pub worst_tpot_p99_ns: Option<u64>,
     /// p99 TPOT beyond its objective in the worst region (0 when it holds or has none).
     pub tpot_miss_ns: u64,
@@ -492,9 +494,9 @@ pub fn failure_checks(
                 failure,
                 holds: rep.all_met,
                 worst_region: worst.name.clone(),
-                worst_ttft_p99_ns: worst.ttft.p99_ns,
+                worst_ttft_p99_ns: (worst.served > 0).then_some(worst.ttft.p99_ns),
                 miss_ns: worst.ttft.p99_ns.saturating_sub(worst.ttft_p99_objective_ns),
-                worst_tpot_p99_ns: worst.tpot_p99_objective_ns.map(|_| worst.tpot.p99_ns),
+                worst_tpot_p99_ns: worst.tpot_p99_objective_ns.filter(|_| worst.served > 0).map(|_| worst.tpot.p99_ns),
                 tpot_miss_ns: worst.tpot_p99_objective_ns.map_or(0, |o| worst.tpot.p99_ns.saturating_sub(o)),
                 unserved: worst.unserved,
                 untested: rep.regions.iter().filter(|x| x.requests == 0).map(|x| x.name.clone()).collect(),

@@ -542,8 +542,19 @@ impl<'a> Sim<'a> {
             self.user_again(r, now + self.run.failover_detect_ns);
             return;
         };
-        let req = &mut self.reqs[q as usize];
         let m = &self.spec.models[self.spec.sites[s as usize].model];
+        let req = &self.reqs[q as usize];
+        if self.spec.sites[s as usize].role == SiteRole::Prefill
+            && u64::from(req.prompt) + u64::from(req.output) > m.kv_capacity_tokens
+        {
+            // Its decode site could never hold the whole prompt's cache: refused here rather
+            // than prefilled and shipped first.
+            self.too_long[r] += 1;
+            self.free.push(q);
+            self.user_again(r, now + self.run.failover_detect_ns);
+            return;
+        }
+        let req = &mut self.reqs[q as usize];
         req.site = s;
         req.left = m.uncached(req.prompt);
         req.kv = m.kv_reserve(req.prompt, req.output);

@@ -196,7 +196,9 @@ pub fn place_text(r: &PlacementReport) -> String {
         r.subsets_feasible,
         r.subsets_simulated
     );
-    o.push_str(&plans_table(r));
+    if !r.candidates.is_empty() {
+        o.push_str(&plans_table(r));
+    }
     for p in &r.plans {
         for v in &p.violations {
             o.push_str(&format!("  {}: {v}\n", p.name));
@@ -211,7 +213,7 @@ pub fn place_text(r: &PlacementReport) -> String {
         }
     } else if r.candidates.is_empty() {
         o.push_str(
-            "\nNo site may host: every site's max-gpus is below one server of its model (give max-gpus to the sites \
+            "No site may host: every site's max-gpus is below one server of its model (give max-gpus to the sites \
              that may).\n",
         );
     } else {
@@ -260,7 +262,10 @@ pub fn place_text(r: &PlacementReport) -> String {
                 f.failure.clone(),
                 if f.holds { "yes".into() } else { "no".into() },
                 f.worst_region.clone(),
-                if f.unserved > 0 { "-".into() } else { ms1(f.worst_ttft_p99_ns) },
+                match f.worst_ttft_p99_ns {
+                    Some(v) if f.unserved == 0 => ms1(v),
+                    _ => "-".into(),
+                },
             ];
             if tpot {
                 row.push(match f.worst_tpot_p99_ns {

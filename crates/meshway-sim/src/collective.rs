@@ -561,13 +561,17 @@ pub fn build(
     for m in &mut prog.msgs[first..] {
         // Every send across the network is an NCCL connection's, with its buffer as window
         // (the executor bounds the rate where the path is long).
-        m.windowed = !m.is_wait() && m.leg == Leg::Path;
+        if !m.is_wait() && m.leg == Leg::Path {
+            m.window = crate::program::Window::Collective;
+        }
         // Messages to and from a reducing switch were written with their own rates.
         if m.is_wait() || m.leg != Leg::Path || m.alpha().is_some() {
             continue;
         }
         let local = m.via.is_none() && topo.local(m.src, m.dst);
+        let payload = m.bytes;
         m.bytes = at_share(m.bytes, if local { spec.hw.nvlink } else { spec.hw.nic });
+        m.window_ppm = (m.bytes as f64 / payload.max(1) as f64 * 1e6).round().min(f64::from(u32::MAX)) as u32;
         if !local && planes > 1 {
             m.plane = Some(((m.channel / g) % planes) as u16);
         }

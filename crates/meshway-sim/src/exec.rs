@@ -73,10 +73,12 @@ pub struct ExecConfig {
     /// Record every link's carried bytes over time (for the hottest links over time), up to
     /// [`MAX_HISTORY_LINKS`] links.
     pub link_history: bool,
-    /// Bytes an NCCL connection keeps in flight (its buffer, `[simulation] nccl-buffer`; 0:
-    /// unbounded): a [`crate::program::Msg::windowed`] message across the network runs at
-    /// most this per round trip of its path, where that is below the path's slowest link.
+    /// Payload bytes an NCCL collective's connection keeps in flight (its buffer,
+    /// `[simulation] nccl-buffer`; 0: unbounded), and a point-to-point send's
+    /// (`nccl-p2p-window`): a message between sites with a [`crate::program::Msg::window`]
+    /// runs at most this per round trip of its path (see [`window_links`]).
     pub window: u64,
+    pub p2p_window: u64,
 }
 
 /// Links beyond which no link history is recorded: 64 points of 8 bytes a link, 64 MiB.
@@ -107,6 +109,8 @@ pub struct Execution {
     pub sim: crate::SimResult,
     /// Engine flows (subflows and barriers) the program became.
     pub flows: usize,
+    /// Messages whose rate NCCL's window bounds (see [`window_links`]).
+    pub window_bound: usize,
 }
 
 struct Route {
@@ -275,7 +279,8 @@ pub fn execute(
     sim.set_tolerance(cfg.tolerance_ppm);
     sim.set_completion(cfg.completion);
     if cfg.link_history {
-        sim.record_link_history(MAX_HISTORY_LINKS);
+        // Window links are not shown: they do not count against the limit.
+        sim.record_link_history(MAX_HISTORY_LINKS + (sim.network().len() - fabric_arcs));
     }
     let mut routes: Vec<Option<Route>> = Vec::with_capacity(prog.msgs.len());
     // Per message: the engine flow that completes with it, and its subflow range.
@@ -402,52 +407,71 @@ pub fn execute(
             MsgResult { start, end, stall }
         })
         .collect();
-    Ok(Execution { msgs, flows: res.flows.len(), sim: res })
+    let window_bound = windows.iter().filter(|&&w| w != NO_PORT).count();
+    Ok(Execution { msgs, flows: res.flows.len(), sim: res, window_bound })
 }
 
-/// Per message, the link that bounds a windowed message's rate to `cfg.window` bytes per
-/// round trip of its path (added to `net`), or [`NO_PORT`]; empty when no message needs one.
-/// Only messages between sites are bound: inside a data centre the round trip is a few
-/// microseconds and the window (4 MiB per 10 us is 3.4 Tb/s) binds nothing, and skipping
-/// them keeps a million-message all-to-all from working out a million extra paths. A round
-/// trip is twice the one-way latency of the path between the two hosts (links and switches,
-/// ECMP's first choice: equal-cost paths have equal latency here); the window binds only
-/// below that path's slowest link.
+/// Per message, the link that bounds an NCCL message's rate by its connection's window
+/// (added to `net`), or [`NO_PORT`]; empty when no message needs one.
+///
+/// A connection has at most its window `W` of payload in flight per round trip (`rtt`, twice
+/// the one-way latency of the path between the two hosts: links and switches, ECMP's first
+/// choice, equal-cost paths having equal latency here). A message of `S <= W` is all in
+/// flight at once and is not bound; a larger one waits for credits `S / W - 1` times, so its
+/// fluid rate is `W / rtt x S / (S - W)` (the last window goes without waiting), in its own
+/// bytes (the NIC's efficiency and the transport's headers written in). Only messages between
+/// sites are checked: inside a data centre the round trip is a few microseconds and the window
+/// (4 MiB per 10 us is 3.4 Tb/s) binds nothing, and skipping them keeps a million-message
+/// all-to-all from working out a million extra paths. The rate is worked out on the path the
+/// message starts on; a reroute after a failure keeps it.
 fn window_links(
     prog: &Program,
     topo: &mut dyn Topology,
     cfg: &ExecConfig,
     net: &mut crate::engine::Network,
 ) -> Vec<u32> {
+    use crate::program::Window;
     let ranks = topo.ranks() as u32;
-    if cfg.window == 0
+    if (cfg.window == 0 && cfg.p2p_window == 0)
         || (0..ranks).all(|r| topo.site_of(r) == topo.site_of(0))
-        || !prog.msgs.iter().any(|m| m.windowed)
+        || !prog.msgs.iter().any(|m| m.window != Window::None)
     {
         return Vec::new();
     }
-    let mut seen: std::collections::HashMap<(u32, u32), Option<u64>> = std::collections::HashMap::new();
+    // Per host pair: the round trip and the slowest link of the path.
+    let mut seen: std::collections::HashMap<(u32, u32), Option<(u64, u64)>> = std::collections::HashMap::new();
     let mut out = vec![NO_PORT; prog.msgs.len()];
     for (i, m) in prog.msgs.iter().enumerate() {
-        if !m.windowed || m.leg != Leg::Path || m.is_wait() || topo.site_of(m.src) == topo.site_of(m.dst) {
+        let w = match m.window {
+            Window::None => continue,
+            Window::Collective => cfg.window,
+            Window::P2p => cfg.p2p_window,
+        };
+        if w == 0 || m.leg != Leg::Path || m.is_wait() || topo.site_of(m.src) == topo.site_of(m.dst) {
             continue;
         }
         let key = (topo.host_of(m.src), topo.host_of(m.dst));
-        let cap = *seen.entry(key).or_insert_with(|| {
+        let path = *seen.entry(key).or_insert_with(|| {
             let mut path = topo.path(m.src, m.via.unwrap_or(m.dst), Choice::Hash(0), None)?;
             if let Some(v) = m.via {
                 path.extend(topo.path(v, m.dst, Choice::Hash(0), None)?);
             }
             let specs: Vec<_> = path.iter().map(|a| topo.arc_spec(*a)).collect();
             let one_way: u64 = specs.iter().map(|s| s.1 .0).sum();
-            let slowest = specs.iter().map(|s| s.0 .0).min()?;
-            let rtt = 2 * one_way;
-            // bits per second: window x 8 / rtt.
-            let cap = (u128::from(cfg.window) * 8 * 1_000_000_000).checked_div(u128::from(rtt))?;
-            (cap < u128::from(slowest)).then_some(cap.max(1) as u64)
+            Some((2 * one_way, specs.iter().map(|s| s.0 .0).min()?))
         });
-        if let Some(cap) = cap {
-            out[i] = net.add_link(meshway_units::BitsPerSec(cap), Nanos::ZERO).0;
+        let Some((rtt, slowest)) = path.filter(|p| p.0 > 0) else { continue };
+        // The window in the message's bytes; smaller messages are not bound.
+        let ppm = if m.window_ppm == 0 { 1_000_000 } else { m.window_ppm };
+        let wm = (u128::from(w) * u128::from(ppm) / 1_000_000) as u64;
+        if m.bytes <= wm {
+            continue;
+        }
+        // bits per second on the wire: W x 8 / rtt x S / (S - W) x wire / S.
+        let wire = cfg.wire.wire_bytes(m.bytes);
+        let cap = u128::from(wm) * 8 * 1_000_000_000 * u128::from(wire) / (u128::from(rtt) * u128::from(m.bytes - wm));
+        if cap < u128::from(slowest) {
+            out[i] = net.add_link(meshway_units::BitsPerSec(cap.max(1) as u64), Nanos::ZERO).0;
         }
     }
     if out.iter().all(|&w| w == NO_PORT) {

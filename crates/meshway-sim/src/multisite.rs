@@ -461,6 +461,7 @@ fn exec_config(
         completion: Default::default(),
         link_history: false,
         window: cat.simulation.nccl_buffer.map_or(0, |b| b.0),
+        p2p_window: cat.simulation.nccl_p2p_window.map_or(0, |b| b.0),
     };
     Ok((cfg, kind.to_string()))
 }

@@ -1990,7 +1990,7 @@ impl Engine<'_> {
             recomputes: 0,
         };
         let n = sim.flows.len();
-        (Execution { msgs, sim, flows: n }, stats)
+        (Execution { msgs, sim, flows: n, window_bound: 0 }, stats)
     }
 }
 

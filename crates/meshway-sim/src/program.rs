@@ -43,9 +43,24 @@ pub struct Msg {
     /// A path the message must take (an index into [`Program::routes`], given by a flow
     /// file's `path` column), or [`NO_ROUTE`]: routing chooses.
     pub route: u32,
-    /// An NCCL connection's send: across the network it has at most the connection's buffer
-    /// in flight per round trip ([`crate::exec::ExecConfig::window`]).
-    pub windowed: bool,
+    /// Which NCCL connection buffer bounds the message's bytes in flight per round trip
+    /// across the network ([`crate::exec::ExecConfig::window`]).
+    pub window: Window,
+    /// Message bytes per payload byte, in millionths (the NIC's efficiency writes messages
+    /// larger than their payload; the buffer holds payload); 0 counts as 1,000,000.
+    pub window_ppm: u32,
+}
+
+/// The NCCL buffer a message's connection has (see [`Msg::window`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Window {
+    /// Not an NCCL connection's (traffic, flow files): no window.
+    #[default]
+    None,
+    /// A collective's connection: NCCL_BUFFSIZE.
+    Collective,
+    /// A point-to-point send (pipeline stages): NCCL_STEPS slots of NCCL's p2p chunk.
+    P2p,
 }
 
 /// [`Msg::route`] of a message that routing places.
@@ -86,7 +101,8 @@ impl Msg {
             leg: Leg::Path,
             plane: None,
             route: NO_ROUTE,
-            windowed: false,
+            window: Window::None,
+            window_ppm: 0,
         }
     }
 

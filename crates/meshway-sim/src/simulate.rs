@@ -420,13 +420,12 @@ pub fn hardware(fabric: &Fabric, cat: &Catalog) -> collective::Hardware {
     let mut nic_rate: Option<u64> = None;
     if let Some(g) = fabric.gpus().next() {
         for &(_, l) in fabric.neighbors(g) {
-            let link = fabric.link(l);
-            match link.class {
-                LinkClass::Nvlink => nvlink_rate = Some(link.rate),
-                LinkClass::Nic => *nic_rate.get_or_insert(0) += link.rate.0,
-                _ => {}
+            if fabric.link(l).class == LinkClass::Nvlink {
+                nvlink_rate = Some(fabric.link(l).rate);
             }
         }
+        // Its network ports, as the planner counts them (a custom fabric's GPU-switch links).
+        nic_rate = Some(fabric.network_rate(g).0).filter(|&r| r > 0);
     }
     let nvlink = match (gpu.and_then(|g| g.nvlink_achievable), nvlink_rate) {
         (Some(a), Some(r)) if r.0 > 0 => (a.0 as f64 / r.0 as f64).min(1.0),
@@ -1095,6 +1094,7 @@ pub fn exec_config(setup: &Setup<'_>, opts: &Options) -> Result<(ExecConfig, Tra
         },
         link_history: opts.link_history,
         window: cat.simulation.nccl_buffer.map_or(0, |b| b.0),
+        p2p_window: cat.simulation.nccl_p2p_window.map_or(0, |b| b.0),
     };
     Ok((cfg, tinfo))
 }
@@ -1283,7 +1283,15 @@ pub fn simulate(
     links.sort_by(|x, y| x.link.cmp(&y.link));
 
     let losses = packet_run.as_ref().map_or((0, 0), |(st, _, _)| (st.drops, st.retransmitted_packets));
-    let notes = if cfg.policy == Policy::Ecmp { ecmp_notes(&topo, &ex, &results, losses) } else { Vec::new() };
+    let mut notes = if cfg.policy == Policy::Ecmp { ecmp_notes(&topo, &ex, &results, losses) } else { Vec::new() };
+    if ex.window_bound > 0 {
+        notes.push(format!(
+            "{} sends between sites are bound by NCCL's window (at most a connection's buffer in flight per round trip: [simulation] nccl-buffer {} for collectives, nccl-p2p-window {} for pipeline sends): more DCI capacity or another routing does not speed them; a larger NCCL_BUFFSIZE (NCCL_P2P_NET_CHUNKSIZE) or more channels would.",
+            ex.window_bound,
+            meshway_units::Bytes(cfg.window),
+            meshway_units::Bytes(cfg.p2p_window)
+        ));
+    }
     let flows = opts.flows.then(|| flow_records(&prog, &ex, &topo));
     let export = export_flows(&prog, &ex);
     let packet = packet_run.map(|(stats, params, estimate)| {
@@ -1591,6 +1599,11 @@ fn ecmp_notes(topo: &FabricTopo<'_>, ex: &Execution, results: &[WorkloadResult],
                 format!(
                     "which may explain part of {}'s {:.2}x slowdown against the ideal fabric, though its {} drops and {} packets sent again (each after a timeout) likely explain more; --routing adaptive or --routing spray spreads them.",
                     worst.1.name, worst.0, losses.0, losses.1
+                )
+            } else if ex.window_bound > 0 {
+                format!(
+                    "which may explain part of {}'s {:.2}x slowdown against the ideal fabric, though NCCL's window across the sites (below) bounds its sends whatever the routing; --routing adaptive or --routing spray spreads them.",
+                    worst.1.name, worst.0
                 )
             } else {
                 format!(

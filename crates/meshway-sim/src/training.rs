@@ -418,13 +418,16 @@ pub fn write(
                         }
                         last_op[p] = op;
                         let me = s.rank(t, p as u32, d);
+                        // Activations and gradients between stages are NCCL sends.
                         if fwd && p + 1 < pp {
                             let mut msg = Msg::send(me, s.rank(t, p as u32 + 1, d), p2p);
+                            msg.window = crate::program::Window::P2p;
                             msg.deps = vec![op];
                             act_in[p + 1][j as usize] = Some(prog.push(msg));
                         }
                         if !fwd && p > 0 {
                             let mut msg = Msg::send(me, s.rank(t, p as u32 - 1, d), p2p);
+                            msg.window = crate::program::Window::P2p;
                             msg.deps = vec![op];
                             grad_in[p - 1][j as usize] = Some(prog.push(msg));
                         }

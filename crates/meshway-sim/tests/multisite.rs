@@ -60,6 +60,7 @@ fn all_reduce(text: &str, size: u64, hier: bool) -> u64 {
         completion: Default::default(),
         link_history: false,
         window: 0,
+        p2p_window: 0,
     };
     let n = topo.ranks() as u32;
     let sites: Vec<u32> = (0..n).map(|r| u32::from(f.node(topo.node_of(r)).site)).collect();
@@ -402,15 +403,16 @@ fn simulate_training_with_dp_algorithm_site_hierarchical_matches_multisite() {
 }
 
 /// An NCCL connection has at most its buffer in flight per round trip: across 100 km (a
-/// 0.98 ms round trip of fibre, plus the switches) a 4 MiB buffer carries about 34 Gb/s,
-/// far below the wavelengths, so a 256 MiB send takes about 63 ms instead of 3. Inside the
+/// 0.98 ms round trip of fibre, plus the switches) a 4 MiB buffer carries about 34 Gb/s, far
+/// below the wavelengths, so a 256 MiB send waits for credits 63 times: about 0.12 s instead
+/// of 3 ms. A send that fits the buffer is all in flight at once and is not bound; inside the
 /// site the window binds nothing (no window link is added).
 #[test]
 fn a_connections_buffer_per_round_trip_bounds_its_rate_across_a_long_span() {
     let cat = Catalog::builtin();
     let window = cat.simulation.nccl_buffer.expect("the catalog gives NCCL's buffer").0;
     assert_eq!(window, 4 << 20);
-    let run = |km: u64, window: u64, dst: u32| {
+    let run = |km: u64, window: u64, dst: u32, bytes: u64| {
         let s = Scenario::parse(&two_sites(km, 4, ""), "t.toml").unwrap();
         let f = s.build(&cat).unwrap();
         let mut topo = FabricTopo::new(&f, &cat, 1);
@@ -425,11 +427,12 @@ fn a_connections_buffer_per_round_trip_bounds_its_rate_across_a_long_span() {
             completion: Default::default(),
             link_history: true,
             window,
+            p2p_window: 0,
         };
         let mut prog = Program::new();
         prog.tag("send");
-        let mut m = meshway_sim::program::Msg::send(0, dst, 256 << 20);
-        m.windowed = true;
+        let mut m = meshway_sim::program::Msg::send(0, dst, bytes);
+        m.window = meshway_sim::program::Window::Collective;
         let id = prog.push(m);
         let one_way = topo.edge_latency(0, dst, None, 0).0;
         let fabric_arcs = topo.network().len();
@@ -438,40 +441,64 @@ fn a_connections_buffer_per_round_trip_bounds_its_rate_across_a_long_span() {
         assert_eq!(ex.sim.link_history.as_ref().unwrap().bytes.len(), fabric_arcs);
         (ex.msgs[id as usize].end.unwrap().0, one_way)
     };
-    let (t, one_way) = run(100, window, 8);
-    let cap = window as f64 * 8.0 / (2.0 * one_way as f64 * 1e-9);
-    assert!((33e9..34.3e9).contains(&cap), "{cap} b/s");
-    let closed = one_way as f64 + (256u64 << 20) as f64 * 8.0 / cap * 1e9;
-    assert!((t as f64 - closed).abs() / closed < 0.001, "{t} ns vs {closed} ns");
+    const S: u64 = 256 << 20;
+    // (S / W - 1) round trips of credits, then the last window's one-way trip.
+    for km in [100, 50] {
+        let (t, one_way) = run(km, window, 8, S);
+        let closed = one_way as f64 + (S as f64 / window as f64 - 1.0) * 2.0 * one_way as f64;
+        assert!((t as f64 - closed).abs() / closed < 0.001, "{km} km: {t} ns vs {closed} ns");
+    }
+    let (bound, one_way) = run(100, window, 8, S);
+    let rate = window as f64 * 8.0 / (2.0 * one_way as f64 * 1e-9);
+    assert!((33e9..34.3e9).contains(&rate), "{rate} b/s");
     // Unbounded, the two queue pairs fill the wavelengths' ECMP paths.
-    let (free, _) = run(100, 0, 8);
-    assert!(free < t / 10, "{free} ns unbounded vs {t} ns");
-    // Half the distance, about twice the rate.
-    let (half, one_way_half) = run(50, window, 8);
-    let closed_half = one_way_half as f64
-        + (256u64 << 20) as f64 * 8.0 * 2.0 * one_way_half as f64 * 1e-9 / (window as f64 * 8.0) * 1e9;
-    assert!((half as f64 - closed_half).abs() / closed_half < 0.001, "{half} ns vs {closed_half} ns");
-    // Inside a site the round trip is microseconds: the window (4 MiB per 10 us, 3.4 Tb/s)
-    // is far above the link, and the send runs as unbounded.
-    assert_eq!(run(100, window, 1).0, run(100, 0, 1).0);
+    assert!(run(100, 0, 8, S).0 < bound / 10);
+    // A send that fits the buffer goes as if unbounded.
+    assert_eq!(run(100, window, 8, window).0, run(100, 0, 8, window).0);
+    // Inside a site the round trip is microseconds: nothing binds.
+    assert_eq!(run(100, window, 1, S).0, run(100, 0, 1, S).0);
 }
 
-/// With NCCL's 4 MiB buffer, the site-hierarchical all-reduce over 100 km is bound by its
-/// connections' windows (about 34 Gb/s a connection), not by the DCI: 4 wavelengths or 16
-/// give the same step, where without the bound 16 are faster (its flows hash onto more of
-/// them). The flat ring's chain of steps, each a window's worth at most per round trip,
-/// slows most.
+/// With NCCL's 4 MiB buffer, a 1 GiB all-reduce over 100 km is bound by its connections'
+/// windows (about 34 Gb/s a connection), not by the DCI: 4 wavelengths or 16 give the same
+/// step, where without the bound 16 are faster (its flows hash onto more of them). The flat
+/// ring's steps, 32 MiB a connection each, wait for credits 7 times a step and slow most.
 #[test]
 fn a_long_span_is_window_bound_and_more_wavelengths_do_not_help() {
     let cat = Catalog::builtin();
     let run = |cat: &Catalog| {
-        let s = Scenario::parse(&two_sites(100, 4, ALL_REDUCE), "t.toml").unwrap();
+        let s = Scenario::parse(&two_sites(100, 4, &ALL_REDUCE.replace("64MiB", "1GiB")), "t.toml").unwrap();
         analyze(&s, cat, &opts(&[100], &[4, 16])).unwrap_or_else(|e| panic!("{e}"))
     };
     let (bound, free) = (run(&cat), run(&unbounded()));
     let (b, f) = (&bound.by_capacity, &free.by_capacity);
     assert_eq!(b[0].step_ns, b[1].step_ns, "window-bound: {b:?}");
     assert!(f[1].step_ns < f[0].step_ns, "{f:?}");
-    assert!(bound.step_ns > free.step_ns * 11 / 10, "{} vs {} ns", bound.step_ns, free.step_ns);
-    assert!(bound.flat_step_ns > free.flat_step_ns * 3 / 2, "{} vs {} ns", bound.flat_step_ns, free.flat_step_ns);
+    assert!(bound.step_ns > free.step_ns * 21 / 20, "{} vs {} ns", bound.step_ns, free.step_ns);
+    assert!(bound.flat_step_ns > free.flat_step_ns * 3, "{} vs {} ns", bound.flat_step_ns, free.flat_step_ns);
+}
+
+/// Pipeline stages across the sites send activations and gradients as NCCL sends, whose
+/// window is NCCL's p2p one (8 slots of 128 KiB): a 2 MiB activation over 100 km waits a
+/// round trip for credits, so the step is slower than with a window that never binds (they
+/// were not bound at all, which favoured putting stages across sites).
+#[test]
+fn pipeline_sends_across_sites_have_the_p2p_window() {
+    use meshway_sim::simulate::{simulate, Options as SimOptions, Setup};
+    let step = |cat: &Catalog| {
+        let text = two_sites(100, 4, &format!("{TRAINING}order = \"tp,dp,pp\"\n"));
+        let s = Scenario::parse(&text, "t.toml").unwrap();
+        let f = s.build(cat).unwrap();
+        let read = |_: &str| -> Result<String, String> { Err("no files".into()) };
+        let setup = Setup { scenario: &s, catalog: cat, fabric: &f, read_file: &read };
+        let opts = SimOptions { tolerance: Some(0.0), no_ideal: true, ..SimOptions::default() };
+        let r = simulate(&setup, &opts, &mut |_, _| {}).unwrap();
+        (r.workloads[0].time_ns.unwrap(), r.notes.iter().any(|n| n.contains("bound by NCCL's window")))
+    };
+    let cat = Catalog::builtin();
+    assert_eq!(cat.simulation.nccl_p2p_window.map(|b| b.0), Some(1 << 20));
+    let free = Catalog::with_overlay("[simulation]\nnccl-p2p-window = \"1GiB\"\n", "p2p.toml").unwrap();
+    let ((bound, said), (unbound, _)) = (step(&cat), step(&free));
+    assert!(bound > unbound + 2 * prop(100), "{bound} ns vs {unbound} ns");
+    assert!(said, "the run notes the window");
 }

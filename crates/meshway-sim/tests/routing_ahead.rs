@@ -106,6 +106,7 @@ fn run_from(one_thread: bool, policy: Policy, down: Option<u64>, start: Start) -
         completion: Default::default(),
         link_history: false,
         window: 0,
+        p2p_window: 0,
     };
     let n = topo.ranks() as u32;
     let mut prog = Program::new();
