@@ -149,6 +149,11 @@ pub struct Outcome {
     /// Why the row is off by more than [`OUTSIDE`], when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
+    /// The bus bandwidth the published time gives (size / time x the operation's bus
+    /// factor), when the row's published busbw disagrees with it by more than 2%: the error
+    /// is from the time, and this is what the table shows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub busbw_from_time: Option<f64>,
 }
 
 /// A row not run, and why.
@@ -174,8 +179,9 @@ pub struct ValidationReport {
     pub rows: Vec<Outcome>,
     pub groups: Vec<Group>,
     pub skipped: Vec<Skipped>,
-    pub median_abs_error: f64,
-    pub max_abs_error: f64,
+    /// Over every row run; None (JSON null) when no row ran.
+    pub median_abs_error: Option<f64>,
+    pub max_abs_error: Option<f64>,
 }
 
 /// |error| beyond which a row is reported with the reason it is outside.
@@ -228,9 +234,11 @@ pub fn parse_rows(text: &str, file: &str) -> Result<Vec<Row>, ValidateError> {
         return Err(err(1, format!("expected a column {c:?} (the columns read are {})", COLUMNS.join(", "))));
     }
     let mut rows: Vec<Row> = Vec::new();
+    // Lines counted from the bytes: the reader's own count is one short with CRLF endings.
+    let mut lines = inference::Lines::new(text);
     for rec in rd.records() {
-        let rec = rec.map_err(|e| err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
-        let line = rec.position().map_or(0, |p| p.line());
+        let rec = rec.map_err(|e| err(e.position().map_or(0, |p| lines.at(p.byte()) as u64), e.to_string()))?;
+        let line = rec.position().map_or(0, |p| lines.at(p.byte()) as u64);
         // A blank record (a spreadsheet's trailing `,,,`) is no row.
         if rec.iter().all(str::is_empty) {
             continue;
@@ -314,6 +322,17 @@ pub fn parse_setups(text: &str, file: &str) -> Result<SetupsFile, ValidateError>
             return Err(ValidateError::Setups(
                 ctx.invalid("source", format!("setup {:?} gives neither a `source` nor an `assumption`", x.name)),
             ));
+        }
+        // A setup's defaults for its rows are checked as a row's are (a 100 TiB default ran
+        // past the 1 TiB a row may give).
+        let ctx = meshway_fabric::scenario::Ctx::new(file, text, "setup", i, &format!("setup[{}]", i + 1));
+        if let Some(g) = x.gpus.filter(|g| *g < 2) {
+            return Err(ValidateError::Setups(
+                ctx.invalid("gpus", format!("a collective needs at least 2 GPUs, got {g}")),
+            ));
+        }
+        if let Some(b) = x.size.filter(|b| b.0 == 0 || b.0 > MAX_ROW_SIZE) {
+            return Err(ValidateError::Setups(ctx.invalid("size", format!("expected 1B to 1TiB, got {b}"))));
         }
     }
     Ok(s)
@@ -533,6 +552,12 @@ pub fn run(
             Some(t) => t / meshway_us - 1.0,
             None => (best.0 - published) / published,
         };
+        // meshway's busbw is its size / time x the bus factor, so the published time's is
+        // meshway's scaled by the times (below 1 GB/s a source's rounding to 0.01 is left alone).
+        let busbw_from_time = time_us
+            .filter(|_| published >= 1.0 && meshway_us > 0.0)
+            .map(|t| best.0 * meshway_us / t)
+            .filter(|b| (b / published - 1.0).abs() > 0.02);
         out.push(Outcome {
             id: row.id.clone(),
             op: row.op.clone(),
@@ -547,6 +572,7 @@ pub fn run(
             meshway_time_us: meshway_us,
             error,
             size_band: size_band(size),
+            busbw_from_time,
             scale: if gpus > gph { "multi-host" } else { "one host" },
             why: (error.abs() > OUTSIDE).then(|| {
                 setups
@@ -600,7 +626,14 @@ pub fn summarize(rows: Vec<Outcome>, skipped: Vec<Skipped>) -> ValidationReport 
         .collect();
     let mut all: Vec<f64> = rows.iter().map(|r| r.error.abs()).collect();
     let max = all.iter().copied().fold(0.0, f64::max);
-    ValidationReport { median_abs_error: median(&mut all), max_abs_error: max, rows, groups, skipped }
+    let ran = !all.is_empty();
+    ValidationReport {
+        median_abs_error: ran.then(|| median(&mut all)),
+        max_abs_error: ran.then_some(max),
+        rows,
+        groups,
+        skipped,
+    }
 }
 
 #[cfg(test)]
@@ -644,6 +677,32 @@ rows = ["x-*"]
 why = "multi-node NVLink"
 "#;
 
+    /// The review's set: CRLF line endings kept line numbers (they were one short); a busbw
+    /// that disagrees with its time is shown from the time, as the error is; a setup's own
+    /// size is bounded as a row's; nothing run reports no error (JSON null, not 0%).
+    #[test]
+    fn crlf_lines_inconsistent_busbw_setup_bounds_and_empty_runs() {
+        let cat = Catalog::builtin();
+        let crlf = CSV.replace('\n', "\r\n").replace("t-2,all-reduce,,", "t-2,all-reduce,0,");
+        let e = parse_rows(&crlf, "v.csv").unwrap_err().to_string();
+        assert!(e.starts_with("v.csv:3: column \"gpus\""), "{e}");
+        // t-1 with a time: its busbw of 100 GB/s is far from what 50 ms gives.
+        let timed = CSV.replace("1073741824,,,100.0", "1073741824,50000,,100.0");
+        let r = run(&timed, "v.csv", SETUPS, "s.toml", &cat, &mut |_, _| {}).unwrap();
+        let a = &r.rows[0];
+        let implied = a.busbw_from_time.expect("flagged");
+        assert!((implied - a.meshway_busbw_gbytes_per_s * a.meshway_time_us / 50_000.0).abs() < 1e-9);
+        assert!((a.error - (50_000.0 / a.meshway_time_us - 1.0)).abs() < 1e-12);
+        assert!(r.rows[1].busbw_from_time.is_none());
+        let e = parse_setups(&SETUPS.replace("size = \"1GiB\"", "size = \"100TiB\""), "s.toml").unwrap_err();
+        assert!(e.to_string().contains("`setup[1].size`: expected 1B to 1TiB, got 100TiB"), "{e}");
+        let e = parse_setups(&SETUPS.replace("gpus = 8\n", "gpus = 1\n"), "s.toml").unwrap_err();
+        assert!(e.to_string().contains("`setup[1].gpus`: a collective needs at least 2 GPUs, got 1"), "{e}");
+        let none = CSV.lines().take(1).chain(CSV.lines().skip(3)).collect::<Vec<_>>().join("\n");
+        let r = run(&none, "v.csv", SETUPS, "s.toml", &cat, &mut |_, _| {}).unwrap();
+        assert!(r.rows.is_empty() && r.median_abs_error.is_none() && r.max_abs_error.is_none());
+    }
+
     #[test]
     fn rows_map_to_setups_and_errors_are_signed_shares() {
         let cat = Catalog::builtin();
@@ -664,7 +723,7 @@ why = "multi-node NVLink"
         assert_eq!(b.algorithm, "nvls");
         assert_eq!(r.groups.len(), 1);
         assert_eq!(r.groups[0].rows, 2);
-        assert!(r.max_abs_error >= r.median_abs_error);
+        assert!(r.max_abs_error.unwrap() >= r.median_abs_error.unwrap());
     }
 
     /// A launch floor: a row faster than the floor takes the floor's time, at the busbw that

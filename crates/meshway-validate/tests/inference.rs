@@ -295,3 +295,13 @@ fn great_circle_closed_forms() {
     assert!((great_circle_km(0.0, 0.0, 90.0, 0.0) - 6371.0 * std::f64::consts::FRAC_PI_2).abs() < 1e-9);
     assert_eq!(great_circle_km(10.0, 20.0, 10.0, 20.0), 0.0);
 }
+
+/// A `pair_class` that names no continents (a typo) is refused with its line: it routed the
+/// row as if it gave none (East US to East US 2 went from -21% to +23%).
+#[test]
+fn a_misspelled_pair_class_is_refused() {
+    let (p, text) = read("wan-rtt.csv");
+    let bad = text.replacen(",intra-NA,", ",intra-NAA,", 1);
+    let e = meshway_validate::inference::run_wan(&bad, &p, &Catalog::builtin()).unwrap_err().to_string();
+    assert!(e.contains("wan-rtt.csv:2: column pair_class: \"intra-NAA\" is not intra-<code> or <code>-<code>"), "{e}");
+}

@@ -363,11 +363,14 @@ fn run(cli: Cli) -> Result<()> {
                 (r.wan, r.wan_groups) = meshway_validate::inference::run_wan(&wan, &wan_file, &cat)?;
                 // Tables held out of the route model's fit, when the set has them.
                 for held in ["wan-rtt-aws.csv", "wan-rtt-modern.csv"] {
-                    if let Ok((held, held_file)) = read("inference", held) {
-                        let (rows, groups) = meshway_validate::inference::run_wan(&held, &held_file, &cat)?;
-                        r.wan.extend(rows);
-                        r.wan_groups.extend(groups);
+                    // Absent is fine (a set may hold none); present but unreadable is an error.
+                    if !dir.join("inference").join(held).exists() {
+                        continue;
                     }
+                    let (held, held_file) = read("inference", held)?;
+                    let (rows, groups) = meshway_validate::inference::run_wan(&held, &held_file, &cat)?;
+                    r.wan.extend(rows);
+                    r.wan_groups.extend(groups);
                 }
                 if !text.is_empty() {
                     text.push('\n');
