@@ -205,22 +205,23 @@ pub fn deseasonalise(t: &[f64], y: &[f64], o: &Options) -> (Vec<f64>, Vec<f64>, 
     }
 }
 
-/// Level steps the season is re-estimated without (see [`analyse`]): at most this many.
-const MAX_SEASON_STEPS: usize = 8;
+/// Passes that re-estimate the season without the steps found (see [`analyse`]).
+const MAX_SEASON_PASSES: usize = 8;
 
 /// Finds anomalies and change points in a series (times in seconds, increasing).
 ///
 /// A step in level leaks into the seasonal profile: the phase bins after its time of day
 /// hold days from both levels, so the profile jumps there and every other day shows a false
-/// step at that hour. So the strongest change found is taken out of the series (its size
-/// from that time on) and the season estimated again, one change at a time (at most
-/// [`MAX_SEASON_STEPS`]), until no change is left that is not already taken out; the changes
-/// and anomalies are those of the last pass, on the series less its clean season.
+/// step at that hour. So, on a series of two periods or more, the changes found are taken out
+/// of the series (each its size from its time on) and the season estimated again: each pass
+/// takes the strongest new change and every other new one at least 60% as strong (an echo
+/// carries at most about half of its step), until no new change is found. After
+/// [`MAX_SEASON_PASSES`] passes with changes still coming, or on a shorter series, the plain
+/// analysis stands (a half-corrected profile echoes the steps left in it).
 pub fn analyse(t: &[f64], y: &[f64], o: &Options) -> Analysis {
     let n = t.len().min(y.len());
     let (t, y) = (&t[..n], &y[..n]);
-    let mut steps: Vec<(f64, f64)> = Vec::new();
-    loop {
+    let pass = |steps: &[(f64, f64)]| {
         let adjusted: Vec<f64> = t
             .iter()
             .zip(y)
@@ -233,21 +234,29 @@ pub fn analyse(t: &[f64], y: &[f64], o: &Options) -> Analysis {
             }
             _ => y.to_vec(),
         };
-        let a = detect(t, y, d, season, slope, o);
-        if a.season.is_empty() || steps.len() >= MAX_SEASON_STEPS {
-            return a;
-        }
-        let span = t[o.window.max(2).min(n - 1)] - t[0];
-        let new = a
-            .changes
-            .iter()
-            .filter(|c| !steps.iter().any(|(at, _)| (c.t - at).abs() <= span))
-            .max_by(|x, y| x.score.abs().total_cmp(&y.score.abs()));
-        match new {
-            Some(c) => steps.push((c.t, c.after - c.before)),
-            None => return a,
-        }
+        detect(t, y, d, season, slope, o)
+    };
+    let plain = pass(&[]);
+    let two_periods = o.period_s.is_some_and(|p| p > 0.0 && n > 1 && t[n - 1] - t[0] >= 2.0 * p);
+    if plain.season.is_empty() || plain.changes.is_empty() || !two_periods {
+        return plain;
     }
+    let span = t[o.window.max(2).min(n - 1)] - t[0];
+    let mut steps: Vec<(f64, f64)> = Vec::new();
+    let mut a = plain.clone();
+    for passes in 0..=MAX_SEASON_PASSES {
+        let new: Vec<&Change> =
+            a.changes.iter().filter(|c| !steps.iter().any(|(at, _)| (c.t - at).abs() <= span)).collect();
+        let Some(top) = new.iter().map(|c| c.score.abs()).max_by(f64::total_cmp) else {
+            return a;
+        };
+        if passes == MAX_SEASON_PASSES {
+            break;
+        }
+        steps.extend(new.iter().filter(|c| c.score.abs() >= 0.6 * top).map(|c| (c.t, c.after - c.before)));
+        a = pass(&steps);
+    }
+    plain
 }
 
 /// [`analyse`] on the deseasonalised series `d` of `y`.

@@ -7,7 +7,10 @@ use meshway_units::Bytes;
 
 /// The break-even sentence for `b` (`what` names the all-reduce).
 pub fn break_even_text(b: &BreakEven, what: &str) -> String {
-    let budget = pct(b.budget);
+    // As precise as the shares beside it when one decimal would round it (9.79% read 9.8%,
+    // next to a 9.7915% share said to exceed it).
+    let tenths = b.budget * 1000.0;
+    let budget = if (tenths - tenths.round()).abs() < 1e-9 { pct(b.budget) } else { pct4(b.budget) };
     match b.outcome.as_str() {
         "at-zero" => format!(
             "{what}: cross-site DP costs {} of the step even at 0 km (over the {budget} budget): add DCI capacity",

@@ -571,7 +571,6 @@ pub fn build(
         let local = m.via.is_none() && topo.local(m.src, m.dst);
         let payload = m.bytes;
         m.bytes = at_share(m.bytes, if local { spec.hw.nvlink } else { spec.hw.nic });
-        m.window_ppm = (m.bytes as f64 / payload.max(1) as f64 * 1e6).round().min(f64::from(u32::MAX)) as u32;
         if !local && planes > 1 {
             m.plane = Some(((m.channel / g) % planes) as u16);
         }
@@ -579,6 +578,9 @@ pub fn build(
             m.bytes = spec.proto.wire_bytes(m.bytes);
             m.set_alpha(spec.ring_step_alpha(local, shape));
         }
+        // The window holds payload: the message's bytes per payload byte (the NIC's
+        // efficiency and the protocol's flags).
+        m.window_ppm = (m.bytes as f64 / payload.max(1) as f64 * 1e6).round().min(f64::from(u32::MAX)) as u32;
     }
     if !transport {
         let fill = if spec.algo == Algo::Tree && spec.op == Op::AllReduce {
