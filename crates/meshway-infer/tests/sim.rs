@@ -361,3 +361,28 @@ policy = \"nearest\"
     assert!(r.ttft.max_ns >= 1_000_000_000, "a retried request waited for detection");
     assert!(rep.sites[0].down);
 }
+
+/// A site of 2,000 servers keeps an admission index (past 512): with one request a server
+/// at most and as many users as servers, each user lands on a server of its own, so no
+/// request ever waits and every one takes the lone request's time, exactly as the scan of
+/// a smaller site gives (the same users on 500 servers wait).
+#[test]
+fn a_large_sites_admission_index_spreads_requests_as_the_scan_does() {
+    let run = |servers: u32| {
+        let text = one_site(
+            "concurrency = 2000\nlast-mile = \"0ms\"\nfiber = { s = \"0km\" }\nhops = { s = 0 }",
+            "prefill-tokens-per-s = 10000\ndecode-tokens-per-s = 1000\nmax-batch = 1\nprompt-tokens = 500\noutput-tokens = 11",
+            "access-hops = 0",
+        )
+        .replace("gpus = 1\n", &format!("gpus = {servers}\n"))
+            + "[inference]\nduration = \"5s\"\n";
+        let spec = spec_from_text(&text, "big.toml", &cat()).unwrap();
+        simulate(&spec, &Run::new(&spec))
+    };
+    let big = run(2000);
+    let r = &big.regions[0];
+    assert!(r.requests >= 2000, "{} requests", r.requests);
+    // 500 tokens at 10,000/s, then 10 at 1,000/s: no request waited.
+    assert_eq!((r.ttft.max_ns, r.e2e.max_ns), (50_000_000, 60_000_000));
+    assert!(run(500).regions[0].ttft.max_ns > 50_000_000);
+}
