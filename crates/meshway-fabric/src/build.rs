@@ -1046,14 +1046,14 @@ fn check_gpu(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<(), FabricEr
 /// the built fabric `f` has, and records it on `f`.
 fn set_nic_model(f: &mut Fabric, fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<(), FabricError> {
     let Some(name) = &fc.nic_model else { return Ok(()) };
-    let Some(nic) = cat.nic.iter().rev().find(|n| &n.name == name) else {
+    let Some(nic) = cat.nic_named(name) else {
         let names: Vec<&str> = cat.nic.iter().map(|m| m.name.as_str()).collect();
         let hint = closest(name, &names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
         return Err(
             ctx.invalid("nic-model", format!("unknown NIC model {name:?}, expected one of {}{hint}", names.join(", ")))
         );
     };
-    let rate = f.gpus().next().map_or(0, |g| f.network_rate(g).0);
+    let rate = f.gpu_network_rate().0;
     if rate != nic.rate.0 {
         return Err(ctx.invalid(
             "nic-model",
@@ -1395,7 +1395,7 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         let out = build_family(fabric, cat, &ctx, dci_ports[i])?;
         let mut sf = out.fabric;
         set_nic_model(&mut sf, fabric, cat, &ctx)?;
-        site_nic_rates.push((i, sf.gpus().next().map_or(0, |g| sf.network_rate(g).0)));
+        site_nic_rates.push((i, sf.gpu_network_rate().0));
         if sf.nic_model.is_some() {
             if let Some(first) = f.nic_model.as_ref().filter(|first| Some(*first) != sf.nic_model.as_ref()) {
                 let why = format!(
@@ -1429,7 +1429,7 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         port_pools.push(pool);
         f.sites.push(s.name.clone());
     }
-    if let Some(nic) = f.nic_model.as_ref().and_then(|n| cat.nic.iter().rev().find(|x| &x.name == n)) {
+    if let Some(nic) = f.nic_model.as_deref().and_then(|n| cat.nic_named(n)) {
         if let Some(&(i, rate)) = site_nic_rates.iter().find(|(_, r)| *r != nic.rate.0) {
             let ctx = Ctx::new(&sc.file, &sc.text, "site.fabric", i, &format!("site[{}].fabric", i + 1));
             return Err(ctx.invalid(

@@ -1369,9 +1369,14 @@ impl Catalog {
     /// [`Catalog::nic_for`] `rate`.
     pub fn nic_of(&self, name: Option<&str>, rate: BitsPerSec) -> Option<&Nic> {
         match name {
-            Some(name) => self.nic.iter().rev().find(|n| n.name == name),
+            Some(name) => self.nic_named(name),
             None => self.nic_for(rate),
         }
+    }
+
+    /// The NIC named `name` (of two, a catalog file's own).
+    pub fn nic_named(&self, name: &str) -> Option<&Nic> {
+        self.nic.iter().rev().find(|n| n.name == name)
     }
 
     /// The transport profile named `name` ("infiniband", "roce", "tcp").

@@ -307,6 +307,11 @@ impl Fabric {
                     != matches!(self.node(k.b).kind, NodeKind::Switch { .. }))
     }
 
+    /// The NIC rate per GPU: the first GPU's (0 without GPUs).
+    pub fn gpu_network_rate(&self) -> BitsPerSec {
+        self.gpus().next().map_or(BitsPerSec(0), |g| self.network_rate(g))
+    }
+
     /// The NIC rate of `gpu`: its network ports together.
     pub fn network_rate(&self, gpu: NodeId) -> BitsPerSec {
         BitsPerSec(

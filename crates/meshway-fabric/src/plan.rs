@@ -230,7 +230,7 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
         h.len() as u64 * f.scale_up.map_or(1, |s| u64::from(s.gpus / s.gpus_per_host.max(1)))
     };
     let scale_up = scale_up_report(f, cat);
-    let nic_bps = f.gpus().next().map(|g| f.network_rate(g).0).unwrap_or(0);
+    let nic_bps = f.gpu_network_rate().0;
     let tiers = tier_reports(f, cat);
     let links = link_reports(f);
     let split = choose_split(f);
@@ -701,10 +701,7 @@ fn bisection(f: &Fabric, split: &Split) -> Bisection {
     let (a, b) = (count(true), count(false));
     let flow = maxflow(f, split, None, None);
     let nic = |side: bool| -> u64 {
-        f.gpus()
-            .filter(|g| split.side[g.idx()] == Some(side))
-            .flat_map(|g| f.neighbors(g).iter().filter(|(_, l)| f.is_network_port(*l)).map(|(_, l)| f.link(*l).rate.0))
-            .sum()
+        f.gpus().filter(|g| split.side[g.idx()] == Some(side)).map(|g| f.network_rate(g).0).sum()
     };
     let injection = nic(true).min(nic(false));
     Bisection {
@@ -968,7 +965,7 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
     for (name, (m, cost)) in cable_cost {
         add(2, &name, &format!("fiber ({:.0} m)", m), 0, 0.0, cost);
     }
-    let nic_rate = f.gpus().next().map(|g| f.network_rate(g)).unwrap_or_default();
+    let nic_rate = f.gpu_network_rate();
     match cat.nic_of(f.nic_model.as_deref(), nic_rate) {
         Some(nic) => {
             let n = f.gpu_count() as u64;

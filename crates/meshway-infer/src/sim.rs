@@ -547,6 +547,14 @@ impl<'a> Sim<'a> {
         self.send(id, now);
     }
 
+    /// Request `q` is refused as too long: counted, its slot freed, its user sends again.
+    fn refuse_too_long(&mut self, q: u32, now: u64) {
+        let r = self.reqs[q as usize].region as usize;
+        self.too_long[r] += 1;
+        self.free.push(q);
+        self.user_again(r, now + self.run.failover_detect_ns);
+    }
+
     /// A closed-loop region's user sends its next request at `t` (within the run).
     fn user_again(&mut self, r: usize, t: u64) {
         if self.spec.regions[r].concurrency.is_some() && t < self.run.duration_ns {
@@ -570,9 +578,7 @@ impl<'a> Sim<'a> {
         {
             // Its decode site could never hold the whole prompt's cache: refused here rather
             // than prefilled and shipped first.
-            self.too_long[r] += 1;
-            self.free.push(q);
-            self.user_again(r, now + self.run.failover_detect_ns);
+            self.refuse_too_long(q, now);
             return;
         }
         let req = &mut self.reqs[q as usize];
@@ -993,10 +999,7 @@ impl<'a> Sim<'a> {
         if req.kv > self.spec.models[self.spec.sites[d].model].kv_capacity_tokens {
             // No server of the decode site could ever take it: counted, not left queued
             // ahead of (and blocking) everything behind it.
-            let r = req.region as usize;
-            self.too_long[r] += 1;
-            self.free.push(q);
-            self.user_again(r, now + self.run.failover_detect_ns);
+            self.refuse_too_long(q, now);
             return;
         }
         let site = &mut self.sites[d];

@@ -288,7 +288,7 @@ pub fn execute(
     let mut subs: Vec<(u32, u32)> = Vec::with_capacity(prog.msgs.len());
     let mtu_packet = Bytes(cfg.wire.mtu + cfg.wire.header);
     let mut deps = Vec::new();
-    for m in &prog.msgs {
+    for (mi, m) in prog.msgs.iter().enumerate() {
         deps.clear();
         deps.extend(m.deps.iter().map(|&d| handle[d as usize]));
         if m.is_wait() {
@@ -342,7 +342,7 @@ pub fn execute(
                 port: if m.leg == Leg::Path { m.plane.map_or(NO_PORT, u32::from) } else { m.channel },
                 spread: if m.route == crate::program::NO_ROUTE { spread } else { 1 },
                 pin: m.route,
-                window: windows.get(handle.len()).copied().unwrap_or(NO_PORT),
+                window: windows.get(mi).copied().unwrap_or(NO_PORT),
             }));
         }
         let last = first + k;
@@ -452,13 +452,7 @@ fn window_links(
         }
         let key = (topo.host_of(m.src), topo.host_of(m.dst));
         let path = *seen.entry(key).or_insert_with(|| {
-            let mut path = topo.path(m.src, m.via.unwrap_or(m.dst), Choice::Hash(0), None)?;
-            if let Some(v) = m.via {
-                path.extend(topo.path(v, m.dst, Choice::Hash(0), None)?);
-            }
-            let specs: Vec<_> = path.iter().map(|a| topo.arc_spec(*a)).collect();
-            let one_way: u64 = specs.iter().map(|s| s.1 .0).sum();
-            Some((2 * one_way, specs.iter().map(|s| s.0 .0).min()?))
+            topo.path_spec(m.src, m.dst, m.via).map(|(one_way, slowest)| (2 * one_way.0, slowest.0))
         });
         let Some((rtt, slowest)) = path.filter(|p| p.0 > 0) else { continue };
         // The window in the message's bytes; smaller messages are not bound.

@@ -417,24 +417,23 @@ pub fn hardware(fabric: &Fabric, cat: &Catalog) -> collective::Hardware {
     let name = fabric.gpu.as_deref().unwrap_or(&cat.simulation.gpu_model);
     let gpu = cat.gpu_model(name);
     let mut nvlink_rate = None;
-    let mut nic_rate: Option<u64> = None;
     if let Some(g) = fabric.gpus().next() {
         for &(_, l) in fabric.neighbors(g) {
             if fabric.link(l).class == LinkClass::Nvlink {
                 nvlink_rate = Some(fabric.link(l).rate);
             }
         }
-        // Its network ports, as the planner counts them (a custom fabric's GPU-switch links).
-        nic_rate = Some(fabric.network_rate(g).0).filter(|&r| r > 0);
     }
+    // Its network ports, as the planner counts them (a custom fabric's GPU-switch links).
+    let nic_rate = Some(fabric.gpu_network_rate().0).filter(|&r| r > 0);
     let nvlink = match (gpu.and_then(|g| g.nvlink_achievable), nvlink_rate) {
         (Some(a), Some(r)) if r.0 > 0 => (a.0 as f64 / r.0 as f64).min(1.0),
         _ => 1.0,
     };
     // The NIC the planner bills: the scenario's `nic-model`, else of several at the rate the
     // last (a catalog file's own).
-    let nic = match &fabric.nic_model {
-        Some(name) => cat.nic.iter().rev().find(|n| &n.name == name),
+    let nic = match fabric.nic_model.as_deref() {
+        Some(name) => cat.nic_named(name),
         None => nic_rate.and_then(|r| cat.nic.iter().rev().find(|n| n.rate.0 == r)),
     }
     .map_or(1.0, |n| n.efficiency());

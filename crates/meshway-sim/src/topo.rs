@@ -128,22 +128,21 @@ pub trait Topology {
     /// the path ECMP key 0 takes: arc latencies plus the packet's serialization at the
     /// bottleneck.
     fn edge_latency(&mut self, src: u32, dst: u32, via: Option<u32>, packet: u64) -> Nanos {
-        let path = match via {
-            None => self.path(src, dst, Choice::Hash(0), None),
-            Some(v) => self.path(src, v, Choice::Hash(0), None).and_then(|mut p| {
-                p.extend(self.path(v, dst, Choice::Hash(0), None)?);
-                Some(p)
-            }),
-        };
-        let Some(path) = path else { return Nanos::ZERO };
-        let specs: Vec<_> = path.iter().map(|a| self.arc_spec(*a)).collect();
-        let lat: Nanos = specs.iter().map(|s| s.1).sum();
-        let rate = specs.iter().map(|s| s.0).min().unwrap_or(BitsPerSec(0));
-        if rate.0 == 0 {
-            lat
-        } else {
-            lat + rate.transmit_time(meshway_units::Bytes(packet))
+        match self.path_spec(src, dst, via) {
+            None => Nanos::ZERO,
+            Some((lat, rate)) if rate.0 == 0 => lat,
+            Some((lat, rate)) => lat + rate.transmit_time(meshway_units::Bytes(packet)),
         }
+    }
+    /// The one-way latency of the path from `src` to `dst` (through `via`), ECMP's first
+    /// choice, and its slowest link (0 for an empty path); None when they are not connected.
+    fn path_spec(&mut self, src: u32, dst: u32, via: Option<u32>) -> Option<(Nanos, BitsPerSec)> {
+        let mut path = self.path(src, via.unwrap_or(dst), Choice::Hash(0), None)?;
+        if let Some(v) = via {
+            path.extend(self.path(v, dst, Choice::Hash(0), None)?);
+        }
+        let specs: Vec<_> = path.iter().map(|a| self.arc_spec(*a)).collect();
+        Some((specs.iter().map(|s| s.1).sum(), specs.iter().map(|s| s.0).min().unwrap_or(BitsPerSec(0))))
     }
 }
 
