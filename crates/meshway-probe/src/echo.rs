@@ -20,6 +20,13 @@ use meshway_units::Nanos;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 
+/// How far below minus the round trip a one-way delay may read before the clocks count as
+/// unsynchronized: the wall-clock stamps of the two ends and the monotonic round trip come
+/// from different clocks and paths, a few microseconds apart under load, which on loopback
+/// (round trips of 1-4 us on a fresh machine) flagged synchronized clocks (an assumption,
+/// far below the error of any clock sync worth the name).
+const STAMP_SLACK_NS: i64 = 50_000;
+
 /// How many of the latest sequence numbers are remembered as answered, for duplicate
 /// detection; a duplicate of an older probe is counted as late.
 const ANSWERED_WINDOW: u32 = 4_096;
@@ -236,8 +243,11 @@ impl EchoSession {
                 self.set_answered(n, true);
                 match one_way {
                     // The two one-way delays add up to the round trip when the clocks agree; one
-                    // below minus the round trip means they are off by more than it.
-                    Some((f, b)) if f < -(rtt as i64) || b < -(rtt as i64) => self.all_synchronized = false,
+                    // below minus the round trip (and the stamps' own slack) means they are off
+                    // by more than it.
+                    Some((f, b)) if f < -(rtt as i64) - STAMP_SLACK_NS || b < -(rtt as i64) - STAMP_SLACK_NS => {
+                        self.all_synchronized = false
+                    }
                     Some((f, b)) if self.statistics => {
                         // Small negatives are the clocks' error within the round trip.
                         self.forward.record(f.max(0) as u64);
