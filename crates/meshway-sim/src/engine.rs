@@ -221,6 +221,11 @@ pub trait Router {
     /// happens: a router may work out their routes ahead, for instance on several threads,
     /// as long as [`Router::route`] then gives each the route it would have given anyway.
     fn prepare(&mut self, _flows: &[FlowId], _links: &LinkView<'_>) {}
+
+    /// Links whose capacity the router changed while choosing the routes it just gave (a
+    /// connection's window follows its path's round trip), appended to `out`: the engine
+    /// applies them at once, before the flow's rates are worked out again.
+    fn capacity_changes(&mut self, _out: &mut Vec<(LinkId, BitsPerSec)>) {}
 }
 
 /// The router that never changes a path.
@@ -1181,6 +1186,7 @@ impl Simulation {
                         self.check_route(FlowId(f), route.as_ref())?;
                         self.move_flow(f as usize, route.as_ref(), t);
                     }
+                    self.apply_capacity_changes(router, t);
                 }
                 self.activate(f as usize, t)
             }
@@ -1222,8 +1228,24 @@ impl Simulation {
                 self.check_route(FlowId(f), route.as_ref())?;
                 self.move_flow(f as usize, route.as_ref(), t);
             }
+            self.apply_capacity_changes(router, t);
         }
         Ok(())
+    }
+
+    /// Sets the capacities `router` changed and marks their links for recompute, as a link
+    /// going up or down is.
+    fn apply_capacity_changes(&mut self, router: &mut dyn Router, t: u64) {
+        let mut changes = Vec::new();
+        router.capacity_changes(&mut changes);
+        for (l, cap) in changes {
+            let Some(link) = self.links.get_mut(l.index()) else { continue };
+            link.integrate(t);
+            link.cap_units = cap.0.min(MAX_CAPACITY_BPS) * RATE_SCALE;
+            self.net.links[l.index()].capacity = cap;
+            self.attached = true;
+            self.seeds.push(l.0);
+        }
     }
 
     fn activate(&mut self, f: usize, t: u64) {

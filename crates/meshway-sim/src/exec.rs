@@ -145,6 +145,36 @@ struct ProgramRouter<'t> {
     prepared: Vec<Option<EngineRoute>>,
     /// `LinkView::changes` when they were worked out: a link change voids them.
     prepared_changes: u64,
+    /// The window links, by link id less `first_window`, when failures can move a message
+    /// onto a path of another round trip; empty otherwise.
+    windows: Vec<WindowLink>,
+    first_window: u32,
+    /// Capacity changes for the engine (see `Router::capacity_changes`).
+    changed: Vec<(Arc, meshway_units::BitsPerSec)>,
+}
+
+/// An NCCL message's window link, whose rate follows the round trip of its subflows' paths.
+struct WindowLink {
+    /// The window and the message, in the message's bytes, and the message's wire bytes.
+    window: u64,
+    bytes: u64,
+    wire: u64,
+    /// Its capacity now (bits per second).
+    cap: u64,
+    /// Per subflow routed so far: its one-way fabric latency (ns) and slowest link.
+    paths: Vec<(FlowId, u64, u64)>,
+    /// Whether the window was below the slowest link of a path it ran on.
+    bound: bool,
+}
+
+impl WindowLink {
+    /// The rate NCCL's window allows over a round trip of `rtt` ns, in the message's wire
+    /// bits per second: `W / rtt x S / (S - W)`.
+    fn rate(&self, rtt: u64) -> u64 {
+        let cap = u128::from(self.window) * 8 * 1_000_000_000 * u128::from(self.wire)
+            / (u128::from(rtt.max(1)) * u128::from(self.bytes - self.window));
+        u64::try_from(cap).unwrap_or(u64::MAX).max(1)
+    }
 }
 
 const NOT_PREPARED: u32 = u32::MAX;
@@ -207,16 +237,61 @@ fn fabric_path_of(
     Some(p)
 }
 
+impl ProgramRouter<'_> {
+    /// A windowed flow took `route`: its message's window link runs at the rate the round
+    /// trip of its slowest-to-return subflow allows (a connection's credits come back over
+    /// every path it uses).
+    fn follow_window(&mut self, flow: FlowId, route: &EngineRoute) {
+        let Some(r) = self.routes.get(flow.index()).and_then(Option::as_ref) else { return };
+        let Some(w) = r.window.checked_sub(self.first_window).and_then(|i| self.windows.get_mut(i as usize)) else {
+            return;
+        };
+        let paths: Vec<&[Arc]> = match route {
+            EngineRoute::Path(p) => vec![p.as_slice()],
+            EngineRoute::Spread(ps) => ps.iter().map(Vec::as_slice).collect(),
+        };
+        let (mut lat, mut slowest) = (0u64, u64::MAX);
+        for p in paths {
+            let specs: Vec<_> = p.iter().filter(|a| a.0 != r.window).map(|a| self.topo.arc_spec(*a)).collect();
+            lat = lat.max(specs.iter().map(|s| s.1 .0).sum());
+            slowest = slowest.min(specs.iter().map(|s| s.0 .0).min().unwrap_or(u64::MAX));
+        }
+        match w.paths.iter_mut().find(|p| p.0 == flow) {
+            Some(p) => (p.1, p.2) = (lat, slowest),
+            None => w.paths.push((flow, lat, slowest)),
+        }
+        let rtt = 2 * w.paths.iter().map(|p| p.1).max().unwrap_or(0);
+        let cap = w.rate(rtt);
+        w.bound |= cap < slowest;
+        if cap != w.cap {
+            w.cap = cap;
+            self.changed.push((Arc(r.window), meshway_units::BitsPerSec(cap)));
+        }
+    }
+}
+
 impl Router for ProgramRouter<'_> {
     fn route(&mut self, flow: FlowId, links: &LinkView<'_>) -> Option<EngineRoute> {
         if let Some(at) = self.prepared_at.get_mut(flow.index()).filter(|at| **at != NOT_PREPARED) {
             let i = std::mem::replace(at, NOT_PREPARED) as usize;
             if links.changes() == self.prepared_changes {
-                return self.prepared[i].take();
+                let route = self.prepared[i].take();
+                if let Some(route) = &route {
+                    self.follow_window(flow, route);
+                }
+                return route;
             }
         }
         let r = self.routes.get(flow.index())?.as_ref()?;
-        route_of(&mut *self.topo, self.pins, r, Some(links))
+        let route = route_of(&mut *self.topo, self.pins, r, Some(links));
+        if let Some(route) = &route {
+            self.follow_window(flow, route);
+        }
+        route
+    }
+
+    fn capacity_changes(&mut self, out: &mut Vec<(Arc, meshway_units::BitsPerSec)>) {
+        out.append(&mut self.changed);
     }
 
     /// Works out, on two threads, the routes that do not depend on the links' load (hashed
@@ -274,7 +349,7 @@ pub fn execute(
 ) -> Result<Execution, SimError> {
     let mut net = topo.network();
     let fabric_arcs = net.len();
-    let windows = window_links(prog, topo, cfg, &mut net);
+    let (windows, followed) = window_links(prog, topo, cfg, &mut net, !failures.is_empty());
     let mut sim = Simulation::new(net);
     sim.set_tolerance(cfg.tolerance_ppm);
     sim.set_completion(cfg.completion);
@@ -372,6 +447,9 @@ pub fn execute(
         prepared_at: Vec::new(),
         prepared: Vec::new(),
         prepared_changes: 0,
+        first_window: windows.iter().copied().filter(|&w| w != NO_PORT).min().unwrap_or(0),
+        windows: followed,
+        changed: Vec::new(),
     };
     let mut n = 0u64;
     while sim.advance_with(&mut router)?.is_some() {
@@ -407,7 +485,11 @@ pub fn execute(
             MsgResult { start, end, stall }
         })
         .collect();
-    let window_bound = windows.iter().filter(|&&w| w != NO_PORT).count();
+    let window_bound = if router.windows.is_empty() {
+        windows.iter().filter(|&&w| w != NO_PORT).count()
+    } else {
+        router.windows.iter().filter(|w| w.bound).count()
+    };
     Ok(Execution { msgs, flows: res.flows.len(), sim: res, window_bound })
 }
 
@@ -422,22 +504,26 @@ pub fn execute(
 /// bytes (the NIC's efficiency and the transport's headers written in). Only messages between
 /// sites are checked: inside a data centre the round trip is a few microseconds and the window
 /// (4 MiB per 10 us is 3.4 Tb/s) binds nothing, and skipping them keeps a million-message
-/// all-to-all from working out a million extra paths. The rate is worked out on the path the
-/// message starts on; a reroute after a failure keeps it.
+/// all-to-all from working out a million extra paths. The rate is worked out on ECMP's first
+/// path; with `follow` (a run with failures) every message over its window gets a link, and
+/// the router sets its rate from the round trip of the paths its subflows take as they start
+/// and as they reroute (`ProgramRouter::follow_window`).
 fn window_links(
     prog: &Program,
     topo: &mut dyn Topology,
     cfg: &ExecConfig,
     net: &mut crate::engine::Network,
-) -> Vec<u32> {
+    follow: bool,
+) -> (Vec<u32>, Vec<WindowLink>) {
     use crate::program::Window;
     let ranks = topo.ranks() as u32;
     if (cfg.window == 0 && cfg.p2p_window == 0)
         || (0..ranks).all(|r| topo.site_of(r) == topo.site_of(0))
         || !prog.msgs.iter().any(|m| m.window != Window::None)
     {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
+    let mut followed = Vec::new();
     // Per host pair: the round trip and the slowest link of the path.
     let mut seen: std::collections::HashMap<(u32, u32), Option<(u64, u64)>> = std::collections::HashMap::new();
     let mut out = vec![NO_PORT; prog.msgs.len()];
@@ -463,15 +549,21 @@ fn window_links(
         }
         // bits per second on the wire: W x 8 / rtt x S / (S - W) x wire / S.
         let wire = cfg.wire.wire_bytes(m.bytes);
-        let cap = u128::from(wm) * 8 * 1_000_000_000 * u128::from(wire) / (u128::from(rtt) * u128::from(m.bytes - wm));
-        if cap < u128::from(slowest) {
-            out[i] = net.add_link(meshway_units::BitsPerSec(cap.max(1) as u64), Nanos::ZERO).0;
+        let link = WindowLink { window: wm, bytes: m.bytes, wire, cap: 0, paths: Vec::new(), bound: false };
+        let cap = link.rate(rtt);
+        // With failures a reroute can lengthen the round trip: every such message gets its
+        // link, which the router keeps at the rate of the paths it runs on.
+        if cap < slowest || follow {
+            out[i] = net.add_link(meshway_units::BitsPerSec(cap), Nanos::ZERO).0;
+            if follow {
+                followed.push(WindowLink { cap, bound: cap < slowest, ..link });
+            }
         }
     }
     if out.iter().all(|&w| w == NO_PORT) {
         out.clear();
     }
-    out
+    (out, followed)
 }
 
 fn describe_stall(s: Stall, topo: &dyn Topology, m: &crate::program::Msg, pinned: bool) -> String {

@@ -407,6 +407,22 @@ fn simulate_training_with_dp_algorithm_site_hierarchical_matches_multisite() {
 /// below the wavelengths, so a 256 MiB send waits for credits 63 times: about 0.12 s instead
 /// of 3 ms. A send that fits the buffer is all in flight at once and is not bound; inside the
 /// site the window binds nothing (no window link is added).
+/// Exact runs of ECMP over two queue pairs without headers, with NCCL's buffer `window`.
+fn window_cfg(window: u64, link_history: bool) -> ExecConfig {
+    ExecConfig {
+        policy: Policy::Ecmp,
+        wire: Wire { mtu: 4096, header: 0, alpha: meshway_units::Nanos::ZERO },
+        qps: 2,
+        spray_paths: 64,
+        seed: 1,
+        tolerance_ppm: 0,
+        completion: Default::default(),
+        link_history,
+        window,
+        p2p_window: 0,
+    }
+}
+
 #[test]
 fn a_connections_buffer_per_round_trip_bounds_its_rate_across_a_long_span() {
     let cat = Catalog::builtin();
@@ -416,19 +432,7 @@ fn a_connections_buffer_per_round_trip_bounds_its_rate_across_a_long_span() {
         let s = Scenario::parse(&two_sites(km, 4, ""), "t.toml").unwrap();
         let f = s.build(&cat).unwrap();
         let mut topo = FabricTopo::new(&f, &cat, 1);
-        let wire = Wire { mtu: 4096, header: 0, alpha: meshway_units::Nanos::ZERO };
-        let cfg = ExecConfig {
-            policy: Policy::Ecmp,
-            wire,
-            qps: 2,
-            spray_paths: 64,
-            seed: 1,
-            tolerance_ppm: 0,
-            completion: Default::default(),
-            link_history: true,
-            window,
-            p2p_window: 0,
-        };
+        let cfg = window_cfg(window, true);
         let mut prog = Program::new();
         prog.tag("send");
         let mut m = meshway_sim::program::Msg::send(0, dst, bytes);
@@ -501,4 +505,88 @@ fn pipeline_sends_across_sites_have_the_p2p_window() {
     let ((bound, said), (unbound, _)) = (step(&cat), step(&free));
     assert!(bound > unbound + 2 * prop(100), "{bound} ns vs {unbound} ns");
     assert!(said, "the run notes the window");
+}
+
+/// NCCL's window follows the path a send is rerouted onto. Three sites: a and b 20 km apart,
+/// c 1,000 km from each. With the a-b span down from the start, a 256 MiB send from a to b
+/// goes by c, a 2,000 km path, and waits for credits at that path's round trip (before, it
+/// kept the rate of the 20 km path it would have started on, 100 times too fast). Failing
+/// the span halfway through, the rest goes at the long path's rate.
+#[test]
+fn a_rerouted_send_waits_for_credits_at_its_new_paths_round_trip() {
+    let cat = Catalog::builtin();
+    let window = cat.simulation.nccl_buffer.unwrap().0;
+    let site = |n: &str| {
+        format!("[[site]]\nname = \"{n}\"\n[site.fabric]\nkind = \"leaf-spine\"\ngpus = 2\ngpus-per-host = 1\n")
+    };
+    let dci = |a: &str, b: &str, km: u64| {
+        let optic = if km > 120 { "400ZR+" } else { "400ZR" };
+        format!("[[dci]]\na = \"{a}\"\nb = \"{b}\"\ndistance = \"{km}km\"\noptic = \"{optic}\"\nwavelengths = 1\n")
+    };
+    let text = format!(
+        "name = \"tri\"\n{}{}{}{}{}{}",
+        site("a"),
+        site("b"),
+        site("c"),
+        dci("a", "b", 20),
+        dci("a", "c", 1000),
+        dci("c", "b", 1000)
+    );
+    let s = Scenario::parse(&text, "t.toml").unwrap();
+    let f = s.build(&cat).unwrap();
+    let short: Vec<u32> = f
+        .links
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.class == meshway_fabric::LinkClass::Dci && l.length == Meters::from_km(20))
+        .map(|(i, _)| i as u32)
+        .collect();
+    assert_eq!(short.len(), 1);
+    const S: u64 = 256 << 20;
+    // The send runs from GPU 0 (site a) to GPU 2 (site b).
+    let run = |fail_at: Option<u64>| {
+        let mut topo = FabricTopo::new(&f, &cat, 1);
+        assert_ne!(topo.site_of(0), topo.site_of(2));
+        let cfg = window_cfg(window, false);
+        let mut prog = Program::new();
+        prog.tag("send");
+        let mut m = meshway_sim::program::Msg::send(0, 2, S);
+        m.window = meshway_sim::program::Window::Collective;
+        let id = prog.push(m);
+        let failures: Vec<meshway_sim::exec::LinkEvent> = fail_at
+            .map(|at| {
+                (0..2)
+                    .map(|k| meshway_sim::exec::LinkEvent {
+                        at: meshway_units::SimTime(at),
+                        arc: meshway_sim::LinkId(short[0] * 2 + k),
+                        up: false,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ex = execute(&prog, &mut topo, &cfg, &failures, &mut |_, _| {}).unwrap();
+        (ex.msgs[id as usize].end.unwrap().0, ex.window_bound)
+    };
+    // The one-way latency of each path: the short span's, and the long way round's.
+    let one_way_short = {
+        let mut topo = FabricTopo::new(&f, &cat, 1);
+        topo.edge_latency(0, 2, None, 0).0
+    };
+    let one_way_long = one_way_short + 2 * prop(1000) - prop(20);
+    let credits = |one_way: u64| (S as f64 / window as f64 - 1.0) * 2.0 * one_way as f64;
+    // Intact: the short path's round trips.
+    let (t, bound) = run(None);
+    let closed = one_way_short as f64 + credits(one_way_short);
+    assert!((t as f64 - closed).abs() / closed < 0.001, "intact: {t} ns vs {closed} ns");
+    assert_eq!(bound, 1);
+    // Down from the start: the long path's round trips.
+    let (t, bound) = run(Some(0));
+    let closed = one_way_long as f64 + credits(one_way_long);
+    assert!((t as f64 - closed).abs() / closed < 0.001, "rerouted at start: {t} ns vs {closed} ns");
+    assert_eq!(bound, 1);
+    // Down halfway: half the credits at the short round trip, the rest at the long one.
+    let (intact, _) = run(None);
+    let (t, _) = run(Some(intact / 2));
+    let closed = intact as f64 / 2.0 + credits(one_way_long) / 2.0 + one_way_long as f64;
+    assert!((t as f64 - closed).abs() / closed < 0.01, "rerouted halfway: {t} ns vs {closed} ns");
 }
