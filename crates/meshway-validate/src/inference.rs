@@ -13,7 +13,7 @@
 use crate::{median, ValidateError};
 use meshway_fabric::catalog::{on_globe, Place};
 use meshway_fabric::infer_config::Continent;
-use meshway_fabric::Catalog;
+use meshway_fabric::{Catalog, FabricError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -416,6 +416,41 @@ enum Load {
     Users(u32, u64),
 }
 
+/// `e`, from the scenario a row of `row` (file, line) runs as under setup `nth` of
+/// `setups_text`, named where it was written: a model key that the row gives (its lengths
+/// and GPUs) at the row, one the setup gives at the setup's key (`model`, `models` for the
+/// LLM, `gpus` for the GPU), with the other named beside it.
+fn at_setup(
+    e: ValidateError,
+    setups_text: &str,
+    setups_file: &str,
+    nth: usize,
+    setup: &str,
+    row: (&str, usize),
+) -> ValidateError {
+    let ValidateError::Setups(FabricError::Invalid { key, message, .. }) = e else { return e };
+    let field = key.split_once('.').map_or(key.as_str(), |k| k.1);
+    let setup_key = match field {
+        "prompt-tokens" | "output-tokens" | "gpus-per-server" => {
+            return csv_err(row.0, row.1, format!("setup {setup:?}: `{field}`: {message}"));
+        }
+        "llm" | "name" => "models",
+        "gpu" => "gpus",
+        _ if key.starts_with("model[") => "model",
+        _ => "name",
+    };
+    ValidateError::Setups(FabricError::Invalid {
+        file: setups_file.to_string(),
+        line: meshway_fabric::scenario::locate_key(setups_text, "setup", nth, setup_key),
+        key: format!(
+            "setup[{}].{setup_key}{}",
+            nth + 1,
+            if setup_key == "model" { format!(".{field}") } else { String::new() }
+        ),
+        message: format!("{message} (setup {setup:?}, for row {}:{})", row.0, row.1),
+    })
+}
+
 /// Runs one row as a one-server scenario; returns (output tokens/s, mean and p50 TTFT ms,
 /// mean and p50 TPOT ms).
 #[allow(clippy::too_many_arguments)]
@@ -662,7 +697,10 @@ pub fn run(
         let (value, throughput, ttft, itl) =
             (figure("value")?, figure("throughput")?, figure("ttft_ms")?, figure("itl_ms")?);
         let (llm, g) = (&setup.models[&model], &setup.gpus[&gpu]);
-        let (tput, lat) = run_row(setup, llm, g, gpus, isl, osl, &load, cat, &at)?;
+        let (tput, lat) = run_row(setup, llm, g, gpus, isl, osl, &load, cat, &at).map_err(|e| {
+            let nth = setups.setup.iter().position(|x| std::ptr::eq(x, setup)).unwrap_or(0);
+            at_setup(e, setups_text, setups_file, nth, &setup.name, (&file, line))
+        })?;
         let mut figures = Vec::new();
         let mut fig = |metric: &'static str, published: Option<f64>, meshway: f64| {
             if let Some(p) = published.filter(|p| *p > 0.0) {

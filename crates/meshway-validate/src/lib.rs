@@ -27,8 +27,10 @@ pub enum ValidateError {
     Csv { file: String, line: u64, message: String },
     #[error(transparent)]
     Setups(#[from] FabricError),
-    #[error("{file}: setup {setup:?}, row {row}: {source}")]
-    Simulate { file: String, setup: String, row: String, source: Box<SimulateError> },
+    /// A setup that does not run for a row (its message is the simulator's, whole: it is
+    /// not repeated as a cause).
+    #[error("{file}{}: setup {setup:?}, for row {row}: {error}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Simulate { file: String, line: Option<usize>, setup: String, row: String, error: Box<SimulateError> },
     #[error("{file}: row {row} matches no [[setup]] and no [[excluded]] entry; add it to one")]
     Unmatched { file: String, row: String },
 }
@@ -377,13 +379,14 @@ fn busbw(
         workload: vec![workload],
         ..ScenarioConfig::default()
     };
-    let scenario =
-        Scenario { file: format!("{file} (setup {})", setup.name), text: String::new(), config, name: row.to_string() };
-    let sim_err = |source| ValidateError::Simulate {
+    // Messages name the setup's line (`run` puts it in) instead of a file of their own.
+    let scenario = Scenario { file: String::new(), text: String::new(), config, name: row.to_string() };
+    let sim_err = |error| ValidateError::Simulate {
         file: file.to_string(),
+        line: None,
         setup: setup.name.clone(),
         row: row.to_string(),
-        source: Box::new(source),
+        error: Box::new(error),
     };
     let built = scenario.build(cat).map_err(|e| sim_err(e.into()))?;
     let no_files = |_: &str| -> Result<String, String> { Err("validation scenarios read no files".into()) };
@@ -396,6 +399,33 @@ fn busbw(
         w.and_then(|w| w.time_ns).unwrap_or(u64::MAX),
         w.and_then(|w| w.algorithm.clone()).unwrap_or_else(|| algo.to_string()),
     ))
+}
+
+/// `e` (a setup that does not run for a row) with the setup's line in `setups_text`: the
+/// line of the key a scenario error names (`fabric.gpu` is `gpu` under the setup's
+/// `[setup.fabric]`), else of the setup's `name`; and the row's place in its file.
+fn at_setup_line(e: ValidateError, setups_text: &str, nth: usize, rows_file: &str, row_line: u64) -> ValidateError {
+    let ValidateError::Simulate { file, setup, row, error, .. } = e else { return e };
+    let row = format!("{row} ({rows_file}:{row_line})");
+    match *error {
+        SimulateError::Scenario(FabricError::Invalid { key, message, .. }) => {
+            let (section, name) = match key.split_once('.') {
+                Some((table, k)) if table == "fabric" || table == "transport" => (format!("setup.{table}"), k),
+                _ => ("setup".to_string(), key.as_str()),
+            };
+            let line = meshway_fabric::scenario::locate_key(setups_text, &section, nth, name);
+            ValidateError::Setups(FabricError::Invalid {
+                file,
+                line,
+                key: format!("setup[{}].{key}", nth + 1),
+                message: format!("{message} (setup {setup:?}, for row {row})"),
+            })
+        }
+        other => {
+            let line = meshway_fabric::scenario::locate_key(setups_text, "setup", nth, "name");
+            ValidateError::Simulate { file, line, setup, row, error: Box::new(other) }
+        }
+    }
 }
 
 /// Why a row off by more than [`OUTSIDE`] is outside, from what the row says NCCL did and
@@ -496,8 +526,9 @@ pub fn run(
                 skipped.push(Skipped { id: row.id.clone(), why });
                 continue;
             }
-            Ok(i) => &setups.setup[i],
+            Ok(i) => (i, &setups.setup[i]),
         };
+        let (setup_index, setup) = setup;
         let (Some(published), Some(gpus), Some(size)) =
             (row.busbw_gbytes_per_s, row.gpus.or(setup.gpus), row.size_bytes.or(setup.size.map(|b| b.0)))
         else {
@@ -531,14 +562,14 @@ pub fn run(
         };
         let best = match busbw(setup, &fabric, &row.op, size, algo, cat, setups_file, &row.id) {
             Ok(b) => b,
-            Err(ValidateError::Simulate { source, .. }) if matches!(*source, SimulateError::Workload { .. }) => {
+            Err(ValidateError::Simulate { error, .. }) if matches!(*error, SimulateError::Workload { .. }) => {
                 skipped.push(Skipped {
                     id: row.id.clone(),
-                    why: format!("meshway cannot run {} with {algo} here: {source}", row.op),
+                    why: format!("meshway cannot run {} with {algo} here: {error}", row.op),
                 });
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(at_setup_line(e, setups_text, setup_index, rows_file, row.line)),
         };
         // The benchmark's own floor: a collective faster than it takes the floor's time, at
         // the bus bandwidth that time gives.

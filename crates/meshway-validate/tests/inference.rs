@@ -305,3 +305,34 @@ fn a_misspelled_pair_class_is_refused() {
     let e = meshway_validate::inference::run_wan(&bad, &p, &Catalog::builtin()).unwrap_err().to_string();
     assert!(e.contains("wan-rtt.csv:2: column pair_class: \"intra-NAA\" is not intra-<code> or <code>-<code>"), "{e}");
 }
+
+/// A setup whose scenario does not build is named where it was written: a key of the setup
+/// at its line of setups.toml (with the row it failed for), a length the row gives at the row.
+#[test]
+fn a_setup_that_does_not_build_is_named_at_its_line() {
+    let (tf, table) = read("throughput.csv");
+    let (sf, setups) = read("setups.toml");
+    let first = table.lines().take(2).collect::<Vec<_>>().join("\n");
+    let e = |from: &str, to: &str, first: &str| {
+        let bad = setups.replacen(from, to, 1);
+        assert_ne!(bad, setups, "{from}");
+        let line = bad.lines().position(|l| l.contains(to)).unwrap() + 1;
+        let e = run(&[(tf.clone(), first.to_string())], &bad, &sf, &Catalog::builtin(), &mut |_, _| {})
+            .unwrap_err()
+            .to_string();
+        (e, line)
+    };
+    let (msg, line) = e("token-budget = 8192", "token-budget = 0", &first);
+    assert!(
+        msg.starts_with(&format!("{sf}:{line}: `setup[1].model.token-budget`: expected at least 1 token"))
+            && msg.ends_with("(setup \"trtllm-0.17-fp8-offline\", for row throughput.csv:2)"),
+        "{msg}"
+    );
+    let (msg, line) = e("= \"h200\"", "= \"h200q\"", &first);
+    assert!(msg.starts_with(&format!("{sf}:{line}: `setup[1].gpus`: unknown gpu \"h200q\"")), "{msg}");
+    // A server too small for the row's lengths: the row's line, with the setup named.
+    let long = table.lines().position(|l| l.contains(",20000,2000,")).unwrap();
+    let two = format!("{}\n{}", table.lines().next().unwrap(), table.lines().nth(long).unwrap());
+    let (msg, _) = e("memory-utilization = 0.95", "memory-utilization = 0.01", &two);
+    assert!(msg.starts_with("throughput.csv:2: setup \"trtllm-0.17-fp8-offline\": `prompt-tokens`:"), "{msg}");
+}

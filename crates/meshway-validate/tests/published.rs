@@ -182,6 +182,18 @@ fn bad_tables_are_refused_and_stale_entries_listed() {
     .unwrap_err()
     .to_string();
     assert!(e.starts_with("t.csv:2:") && e.contains("column \"gpus_per_host\": 2, but setup"), "{e}");
+    // A setup that does not build is named by its file, line and key, with the row, once.
+    let bad = setups.replacen("gpu = \"h100-sxm\"", "gpu = \"h100-sxmx\"", 1);
+    let line = bad.lines().position(|l| l == "gpu = \"h100-sxmx\"").unwrap() + 1;
+    let e = run(&format!("{head}\n{row}\n"), "t.csv", &bad, "setups.toml", &Catalog::builtin(), &mut |_, _| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(&format!("setups.toml:{line}: `setup[1].fabric.gpu`: unknown GPU model \"h100-sxmx\""))
+            && e.ends_with("(setup \"hgx-h100\", for row az-ndh100v5-05 (t.csv:2))")
+            && e.matches("h100-sxmx").count() == 1,
+        "{e}"
+    );
     // A setup says where its hardware comes from, or that it is assumed.
     let bare = "[[setup]]\nname = \"x\"\nrows = [\"a-*\"]\ndescription = \"d\"\nsource = \" \"\n[setup.fabric]\nkind = \"leaf-spine\"\n";
     let e = parse_setups(bare, "setups.toml").unwrap_err().to_string();
