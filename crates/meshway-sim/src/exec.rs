@@ -493,6 +493,24 @@ pub fn execute(
     Ok(Execution { msgs, flows: res.flows.len(), sim: res, window_bound })
 }
 
+/// The window NCCL keeps `m` to, in the message's own bytes (its buffer x `window_ppm`),
+/// when it is a send between sites larger than that window; None for every other message
+/// (a message that fits goes at once).
+pub(crate) fn message_window(m: &crate::program::Msg, topo: &dyn Topology, cfg: &ExecConfig) -> Option<u64> {
+    use crate::program::Window;
+    let w = match m.window {
+        Window::None => return None,
+        Window::Collective => cfg.window,
+        Window::P2p => cfg.p2p_window,
+    };
+    if w == 0 || m.leg != Leg::Path || m.is_wait() || topo.site_of(m.src) == topo.site_of(m.dst) {
+        return None;
+    }
+    let ppm = if m.window_ppm == 0 { 1_000_000 } else { m.window_ppm };
+    let wm = (u128::from(w) * u128::from(ppm) / 1_000_000) as u64;
+    (m.bytes > wm).then_some(wm)
+}
+
 /// Per message, the link that bounds an NCCL message's rate by its connection's window
 /// (added to `net`), or [`NO_PORT`]; empty when no message needs one.
 ///
@@ -528,25 +546,12 @@ fn window_links(
     let mut seen: std::collections::HashMap<(u32, u32), Option<(u64, u64)>> = std::collections::HashMap::new();
     let mut out = vec![NO_PORT; prog.msgs.len()];
     for (i, m) in prog.msgs.iter().enumerate() {
-        let w = match m.window {
-            Window::None => continue,
-            Window::Collective => cfg.window,
-            Window::P2p => cfg.p2p_window,
-        };
-        if w == 0 || m.leg != Leg::Path || m.is_wait() || topo.site_of(m.src) == topo.site_of(m.dst) {
-            continue;
-        }
+        let Some(wm) = message_window(m, &*topo, cfg) else { continue };
         let key = (topo.host_of(m.src), topo.host_of(m.dst));
         let path = *seen.entry(key).or_insert_with(|| {
             topo.path_spec(m.src, m.dst, m.via).map(|(one_way, slowest)| (2 * one_way.0, slowest.0))
         });
         let Some((rtt, slowest)) = path.filter(|p| p.0 > 0) else { continue };
-        // The window in the message's bytes; smaller messages are not bound.
-        let ppm = if m.window_ppm == 0 { 1_000_000 } else { m.window_ppm };
-        let wm = (u128::from(w) * u128::from(ppm) / 1_000_000) as u64;
-        if m.bytes <= wm {
-            continue;
-        }
         // bits per second on the wire: W x 8 / rtt x S / (S - W) x wire / S.
         let wire = cfg.wire.wire_bytes(m.bytes);
         let link = WindowLink { window: wm, bytes: m.bytes, wire, cap: 0, paths: Vec::new(), bound: false };

@@ -45,6 +45,10 @@
 //!   subflows as at flow level), per-packet spraying (each packet a seeded random path of the
 //!   message's equal-cost set), or adaptive (at each switch, the next hop whose output queue
 //!   holds the fewest bytes). Control packets take the reverse of their data packet's path.
+//! - **NCCL's window**: a message between sites with an NCCL buffer
+//!   ([`crate::program::Msg::window`]) has at most that much payload sent and not yet
+//!   acknowledged, split evenly over its queue pairs (go-back-N transports; NDP paces by
+//!   pulls), as the flow level bounds it per round trip.
 //! - **Completion**: a message completes when its last data byte has arrived (`data`) or its
 //!   last acknowledgement is back at the sender (`ack`, as htsim counts).
 //! - **Determinism**: events are ordered by (time, sequence); random choices come from a
@@ -400,6 +404,8 @@ struct Flow {
     data_end: Option<u64>,
     queued: bool,
     // Sender.
+    /// NCCL's window in packets: at most this many sent and not yet acknowledged (0: none).
+    win: u32,
     snd_nxt: u32,
     snd_una: u32,
     /// Highest sequence sent so far (go-back-N: lower ones sent again are retransmissions).
@@ -904,8 +910,13 @@ impl<'p> Engine<'p> {
         if self.ndp {
             fl.allowance > 0 && has
         } else {
-            has && fl.next_tx <= self.now
+            has && fl.next_tx <= self.now && (fl.win == 0 || self.in_flight(fl) < fl.win)
         }
+    }
+
+    /// Packets sent and not yet acknowledged (new ones: a retransmission resends one of them).
+    fn in_flight(&self, fl: &Flow) -> u32 {
+        fl.snd_nxt.saturating_sub(if self.sel { fl.acked_n } else { fl.snd_una })
     }
 
     /// Schedules a wake-up for a rate-paced flow.
@@ -1258,8 +1269,10 @@ impl<'p> Engine<'p> {
                     fl.acked_n += 1;
                     fl.last_progress = now;
                 }
+                let windowed = fl.win != 0;
                 self.check_done(f);
-                if pkt.flags & PULL != 0 {
+                // A pull, or room in NCCL's window, lets the flow send again.
+                if pkt.flags & PULL != 0 || windowed {
                     self.make_ready(f);
                 }
             }
@@ -1627,6 +1640,10 @@ pub fn execute_packets(
     let mut dependents: Vec<Vec<u32>> = vec![Vec::new(); prog.msgs.len()];
     let mut initial: Vec<(u64, u32)> = Vec::new();
     let mut gaps: Vec<u64> = Vec::with_capacity(prog.msgs.len());
+    // Per host pair, the one-way latency and slowest link of the path NCCL's window is
+    // measured against; and the messages it binds.
+    let mut window_paths: BTreeMap<(u32, u32), Option<(Nanos, BitsPerSec)>> = BTreeMap::new();
+    let mut window_bound = 0usize;
     for (i, m) in prog.msgs.iter().enumerate() {
         for &d in &m.deps {
             dependents[d as usize].push(i as u32);
@@ -1646,6 +1663,21 @@ pub fn execute_packets(
             let local = m.via.is_none() && topo.local(m.src, m.dst);
             let k = if balance == Balance::Ecmp && !local { cfg.qps.max(1) } else { 1 };
             let k = (k as u64).min(m.bytes.max(1)) as u32;
+            // NCCL's window, split evenly over the queue pairs (receiver-driven transports
+            // pace by pulls instead). Counted as binding where it is below the path's
+            // bandwidth-delay product, as the flow level counts it.
+            let wm = if p.transport == Transport::Ndp { None } else { crate::exec::message_window(m, &*topo, cfg) };
+            let win =
+                wm.map_or(0, |wm| u32::try_from((wm / u64::from(k) / cfg.wire.mtu.max(1)).max(1)).unwrap_or(u32::MAX));
+            if let Some(wm) = wm {
+                let key = (topo.host_of(m.src), topo.host_of(m.dst));
+                let spec = *window_paths.entry(key).or_insert_with(|| topo.path_spec(m.src, m.dst, m.via));
+                if spec.is_some_and(|(one_way, slowest)| {
+                    u128::from(wm) * 8 * 1_000_000_000 < u128::from(2 * one_way.0) * u128::from(slowest.0)
+                }) {
+                    window_bound += 1;
+                }
+            }
             for j in 0..k {
                 let share = m.bytes / u64::from(k) + u64::from(u64::from(j) < m.bytes % u64::from(k));
                 let key = mix(key_base ^ u64::from(j));
@@ -1724,6 +1756,7 @@ pub fn execute_packets(
                     alpha: 1.0,
                     got: vec![0; words],
                     acked: vec![0; words],
+                    win,
                     ..Flow::default()
                 });
             }
@@ -1842,7 +1875,9 @@ pub fn execute_packets(
         }
     }
     progress(e.msgs.iter().filter(|m| m.end.is_some()).count() as u64, total);
-    Ok(e.finish(prog, &*topo))
+    let (mut ex, stats) = e.finish(prog, &*topo);
+    ex.window_bound = window_bound;
+    Ok((ex, stats))
 }
 
 impl Engine<'_> {

@@ -590,3 +590,62 @@ fn a_rerouted_send_waits_for_credits_at_its_new_paths_round_trip() {
     let closed = intact as f64 / 2.0 + credits(one_way_long) / 2.0 + one_way_long as f64;
     assert!((t as f64 - closed).abs() / closed < 0.01, "rerouted halfway: {t} ns vs {closed} ns");
 }
+
+/// The packet level keeps NCCL's window too: at most the buffer sent and not yet
+/// acknowledged, so a 64 MiB send over 100 km takes about 15 round trips, as the flow level
+/// says (within 5%: the packet level's window slides with every acknowledgement, the flow
+/// level's goes a whole window per round trip), where without the window it is a few
+/// milliseconds. Inside a site nothing changes.
+#[test]
+fn the_packet_level_waits_for_credits_across_a_long_span_as_the_flow_level_does() {
+    use meshway_sim::packet::{execute_packets, Balance, PacketParams, Transport};
+    let cat = Catalog::builtin();
+    let window = cat.simulation.nccl_buffer.unwrap().0;
+    let d = cat.packet.clone().unwrap();
+    let s = Scenario::parse(&two_sites(100, 4, ""), "t.toml").unwrap();
+    let f = s.build(&cat).unwrap();
+    const S: u64 = 64 << 20;
+    let run = |window: u64, dst: u32, packet: bool| {
+        let mut topo = FabricTopo::new(&f, &cat, 1);
+        let cfg = window_cfg(window, false);
+        let mut prog = Program::new();
+        prog.tag("send");
+        let mut m = meshway_sim::program::Msg::send(0, dst, S);
+        m.window = meshway_sim::program::Window::Collective;
+        let id = prog.push(m) as usize;
+        if !packet {
+            let ex = execute(&prog, &mut topo, &cfg, &[], &mut |_, _| {}).unwrap();
+            return (ex.msgs[id].end.unwrap().0, ex.window_bound);
+        }
+        let p = PacketParams {
+            transport: Transport::Infiniband,
+            balance: Balance::of(cfg.policy),
+            dcqcn: None,
+            control_bytes: d.control_bytes,
+            xoff: d.xoff.0,
+            xon: d.xon.0,
+            headroom: None,
+            dci_headroom: None,
+            pause_response: cat.constants.pfc_response,
+            queue: d.queue.0,
+            trim: 0,
+            window: d.window_packets,
+            rto: d.lossless_rto,
+            sample: d.sample,
+            paths: 64,
+            series_ports: 4,
+            max_events: d.max_events,
+        };
+        let (ex, _) = execute_packets(&prog, &mut topo, &cfg, &p, &mut |_, _| {}).unwrap();
+        (ex.msgs[id].end.unwrap().0, ex.window_bound)
+    };
+    let (flow, flow_bound) = run(window, 8, false);
+    let (packet, packet_bound) = run(window, 8, true);
+    assert!((packet as f64 / flow as f64 - 1.0).abs() < 0.05, "packet {packet} ns vs flow {flow} ns");
+    assert_eq!((flow_bound, packet_bound), (1, 1));
+    let (free, free_bound) = run(0, 8, true);
+    assert!(free * 5 < packet, "unbounded {free} ns vs {packet} ns");
+    assert_eq!(free_bound, 0);
+    // Inside a site: the same with or without the window.
+    assert_eq!(run(window, 1, true), run(0, 1, true));
+}
