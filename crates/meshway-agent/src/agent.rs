@@ -337,7 +337,11 @@ fn render(m: &Metrics) -> String {
         let b: Vec<(f64, u64)> = RTT_BUCKETS.iter().zip(v.buckets).map(|(&le, n)| (le, n)).collect();
         f.histogram(&[("target", t)], &b, v.rtt_count, v.rtt_sum_s);
     }
-    f.family("meshway_throughput_bytes_per_second", GAUGE, "Goodput of the last throughput test.");
+    f.family(
+        "meshway_throughput_bytes_per_second",
+        GAUGE,
+        "Goodput of the last throughput test; absent after a failed one.",
+    );
     for (t, v) in &m.targets {
         if let Some(b) = v.throughput_bps {
             f.gauge(&[("target", t)], b / 8.0);
@@ -653,6 +657,9 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                             Ok(a) => a,
                             Err(e) => {
                                 log(Level::Warn, format!("target {}: {e}", t.name));
+                                // A run that could not start is a failed run.
+                                let sample = Sample { at_ns: clock::unix_nanos(), rtt_ns: None, value: None };
+                                let _ = tx.send(Msg::Sample { target: name.clone(), sample });
                                 continue;
                             }
                         };
@@ -1007,11 +1014,13 @@ impl Core {
         self.batch.push((t.id, sample));
         if let Ok(mut met) = self.metrics.lock() {
             if let Some(tm) = met.targets.get_mut(target) {
-                if let Some(v) = sample.value {
-                    tm.throughput_bps = Some(v);
+                tm.sent += 1;
+                // The gauge holds the last run's goodput; a failed run removes it rather than
+                // leave the last good value standing.
+                tm.throughput_bps = sample.value;
+                if sample.value.is_some() {
                     return;
                 }
-                tm.sent += 1;
                 match sample.rtt_ns {
                     None => tm.lost += 1,
                     Some(r) => {

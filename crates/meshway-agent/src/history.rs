@@ -157,6 +157,9 @@ pub fn rollup_value(r: &Rollup, m: Metric) -> Option<f64> {
         Metric::RttMean => r.mean_ns,
         Metric::JitterRfc3550 => r.jitter_ns,
         Metric::Loss => (r.sent > 0).then(|| r.lost as f64 / r.sent as f64),
+        // A failed perf run (a loss without any RTT) moved nothing: zero, as the agent's
+        // objective counts it.
+        Metric::ThroughputMin if r.lost > 0 && r.p50_ns.is_none() => Some(0.0),
         Metric::ThroughputMin => r.value_min,
         // Interface and optics series store one value per poll interval.
         Metric::Utilization
@@ -339,27 +342,61 @@ mod tests {
     use crate::store::Store;
     use meshway_probe::objective::Sample;
 
+    /// A fresh database under the temp dir holding `samples` of one target, rolled up.
+    pub(crate) fn temp_db(tag: &str, target: &str, kind: &str, samples: &[Sample]) -> std::path::PathBuf {
+        let p = std::env::temp_dir().join(format!("meshway-history-{tag}-{}.db", std::process::id()));
+        remove_db(&p);
+        let mut s = Store::open(&p).unwrap();
+        let id = s.target_id(target, kind, "127.0.0.1:5301").unwrap();
+        let batch: Vec<(i64, Sample)> = samples.iter().map(|x| (id, *x)).collect();
+        s.insert(&batch).unwrap();
+        let end = samples.last().map_or(0, |x| x.at_ns + 1);
+        s.rollup(0, end).unwrap();
+        p
+    }
+
+    pub(crate) fn remove_db(p: &Path) {
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", p.display()));
+        }
+    }
+
+    /// A perf target's six passed runs and three failed ones: nine probes, three lost; the
+    /// minute's throughput floor reads zero (a failed run moved nothing).
+    #[test]
+    fn perf_runs_that_pass_are_sent_and_failed_ones_lost() {
+        let runs: Vec<Sample> = (0..9u64)
+            .map(|k| Sample { at_ns: MINUTE_NS + k * 1_000_000_000, rtt_ns: None, value: (k < 6).then_some(100e6) })
+            .collect();
+        let p = temp_db("perf", "p", "perf", &runs);
+        let q = |m: Metric| query(&p, "p", m, 0, 3 * MINUTE_NS, Step::Minute, None, 0, None, false);
+        let loss = q(Metric::Loss);
+        let tput = q(Metric::ThroughputMin);
+        remove_db(&p);
+        let loss = loss.unwrap();
+        assert_eq!((loss.summary.sent, loss.summary.lost), (9, 3));
+        assert_eq!(loss.series.len(), 1);
+        assert_eq!((loss.series[0].rollup.sent, loss.series[0].rollup.lost), (9, 3));
+        assert!((loss.series[0].value.unwrap() - 1.0 / 3.0).abs() < 1e-12);
+        let tput = tput.unwrap();
+        assert_eq!(tput.series[0].value, Some(0.0));
+        assert_eq!(tput.series[0].rollup.value_min, Some(100e6));
+    }
+
     /// `--step raw` lists every sample up to its limit, and past it refuses with the count
     /// instead of holding them all.
     #[test]
     fn raw_series_are_bounded() {
-        let p = std::env::temp_dir().join(format!("meshway-history-raw-{}.db", std::process::id()));
-        let _ = std::fs::remove_file(&p);
-        let mut s = Store::open(&p).unwrap();
-        let id = s.target_id("t", "udp", "127.0.0.1:862").unwrap();
-        let batch: Vec<(i64, Sample)> = (0..20u64)
-            .map(|k| (id, Sample { at_ns: 1_000_000_000 + k * 1_000_000_000, rtt_ns: Some(1_000_000), value: None }))
+        let samples: Vec<Sample> = (0..20u64)
+            .map(|k| Sample { at_ns: 1_000_000_000 + k * 1_000_000_000, rtt_ns: Some(1_000_000), value: None })
             .collect();
-        s.insert(&batch).unwrap();
-        drop(s);
+        let p = temp_db("raw", "t", "udp", &samples);
         let q = |max: u64| {
             query_limited(&p, "t", Metric::RttP50, 0, 100_000_000_000, Step::Raw, (None, 0, None, false), max)
         };
         let ok = q(20).map(|r| r.series.len());
         let over = q(19).err().map(|e| e.to_string());
-        for ext in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{ext}", p.display()));
-        }
+        remove_db(&p);
         assert_eq!(ok.unwrap(), 20);
         let e = over.unwrap();
         assert!(e.contains("20 samples in the span: --step raw lists at most 19"), "{e}");

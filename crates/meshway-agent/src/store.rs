@@ -58,13 +58,15 @@ impl Rollup {
         let (mut sent, mut lost) = (0u64, 0u64);
         let (mut vmin, mut vsum, mut vn) = (None::<f64>, 0.0, 0u64);
         for s in samples {
+            // A value (a perf run that passed, an interface poll) is a measurement made: sent,
+            // not lost. A perf run that failed is stored as a loss.
+            sent += 1;
             if let Some(v) = s.value {
                 vmin = Some(vmin.map_or(v, |m| m.min(v)));
                 vsum += v;
                 vn += 1;
                 continue;
             }
-            sent += 1;
             match s.rtt_ns {
                 Some(r) => d.record(r),
                 None => lost += 1,

@@ -6,12 +6,17 @@
 //! it; throughput must stay at or above it. An alert fires after `fire_after` consecutive
 //! violated evaluations and resolves after `resolve_after` consecutive met evaluations, so a
 //! value hovering at the threshold does not flap. A window without samples is not evaluated.
+//!
+//! Throughput probes (perf runs) count like other probes: every run is sent, a run that
+//! failed (a sample with neither RTT nor value) is lost, and for `throughput-min` a failed run
+//! counts as zero throughput, so a window whose runs all fail violates the floor.
 
 use crate::stats::{DelayStats, Summary};
 use serde::Serialize;
 use std::collections::VecDeque;
 
-/// One measurement: an RTT, a loss (`rtt_ns: None`), or a throughput value.
+/// One measurement: an RTT, a loss or failed run (`rtt_ns` and `value` both `None`), or a
+/// throughput value (an answered probe).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sample {
     pub at_ns: u64,
@@ -113,6 +118,7 @@ pub struct WindowStats {
     pub lost: u64,
     pub loss_ratio: f64,
     pub rtt: Option<Summary>,
+    /// The lowest throughput of the runs that passed (failed runs are in `lost`).
     pub throughput_min_bps: Option<f64>,
 }
 
@@ -126,6 +132,8 @@ impl WindowStats {
             Metric::RttP99 => self.rtt.as_ref().map(|r| r.p99_ns as f64),
             Metric::RttMean => self.rtt.as_ref().map(|r| r.mean_ns),
             Metric::JitterRfc3550 => self.rtt.as_ref().map(|r| r.jitter_rfc3550_ns),
+            // A failed run moved nothing: zero throughput (only perf targets have this objective).
+            Metric::ThroughputMin if self.lost > 0 => Some(0.0),
             Metric::ThroughputMin => self.throughput_min_bps,
             Metric::Utilization
             | Metric::ErrorRatio
@@ -229,11 +237,11 @@ pub struct StatsOf {
 
 impl StatsOf {
     pub fn push(&mut self, s: Sample) {
+        self.sent += 1;
         if let Some(v) = s.value {
             self.tmin = Some(self.tmin.map_or(v, |m| m.min(v)));
             return;
         }
-        self.sent += 1;
         match s.rtt_ns {
             Some(r) => self.d.record(r),
             None => self.lost += 1,
@@ -373,11 +381,38 @@ mod tests {
         w.push(Sample { at_ns: S, rtt_ns: None, value: Some(90e6) });
         w.push(Sample { at_ns: 2 * S, rtt_ns: None, value: Some(120e6) });
         let st = w.stats(3 * S, 60 * S);
-        assert_eq!((st.sent, st.throughput_min_bps), (0, Some(90e6)));
+        assert_eq!((st.sent, st.lost, st.throughput_min_bps), (2, 0, Some(90e6)));
         let o = Objective { metric: Metric::ThroughputMin, threshold: 100e6, window_ns: 60 * S };
         assert_eq!(o.violated(&st), Some(true));
         assert_eq!(Objective { threshold: 80e6, ..o }.violated(&st), Some(false));
-        assert_eq!(Objective { metric: Metric::Loss, ..o }.violated(&st), None);
+        assert_eq!(Objective { metric: Metric::Loss, ..o }.violated(&st), Some(false));
+    }
+
+    /// Six runs passed at 90-120 Mbit/s and three failed: nine sent, three lost (a third, not
+    /// all), and the failed runs break a floor the passed ones meet.
+    #[test]
+    fn failed_runs_are_lost_runs_and_zero_throughput() {
+        let mut w = Window::new(60 * S);
+        for k in 0..6 {
+            w.push(Sample { at_ns: k * S, rtt_ns: None, value: Some(90e6 + k as f64 * 6e6) });
+        }
+        for k in 6..9 {
+            w.push(Sample { at_ns: k * S, rtt_ns: None, value: None });
+        }
+        let st = w.stats(9 * S, 60 * S);
+        assert_eq!((st.sent, st.lost, st.throughput_min_bps), (9, 3, Some(90e6)));
+        assert!((st.loss_ratio - 1.0 / 3.0).abs() < 1e-12);
+        let floor = Objective { metric: Metric::ThroughputMin, threshold: 80e6, window_ns: 60 * S };
+        assert_eq!(st.value(Metric::ThroughputMin), Some(0.0));
+        assert_eq!(floor.violated(&st), Some(true));
+        // Every run failed: still evaluated, and violated.
+        let st = w.stats(9 * S, 3 * S);
+        assert_eq!((st.sent, st.lost, st.throughput_min_bps), (3, 3, None));
+        assert_eq!(floor.violated(&st), Some(true));
+        // Only passed runs: met.
+        let st = w.stats(5 * S, 60 * S);
+        assert_eq!((st.sent, st.lost), (6, 0));
+        assert_eq!(floor.violated(&st), Some(false));
     }
 
     #[test]

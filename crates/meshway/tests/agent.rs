@@ -580,6 +580,32 @@ fn kill_9_mid_write_keeps_every_committed_sample() {
     assert!(wait_until(10, || get(&http, "/healthz", None).is_some_and(|r| r.0 == 200)));
 }
 
+/// An agent configuration with one perf target `bulk` at `server` (its `timing` keys, and
+/// objectives of a 1 Mbit/s floor and `more`), evaluated every 200 ms: (its path, its HTTP
+/// address).
+fn perf_agent_config(
+    dir: &TempDir,
+    hport: u16,
+    alerts: &str,
+    server: &str,
+    timing: &str,
+    more: &str,
+) -> (PathBuf, String) {
+    let cfg = dir.0.join("agent.toml");
+    let http = format!("127.0.0.1:{hport}");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\nlisten = \"{http}\"\ndatabase = \"{}\"\nevaluate-every = \"200ms\"\n{alerts}\
+             [[target]]\nname = \"bulk\"\nkind = \"perf\"\naddress = \"{server}\"\n{timing}\n\
+             objectives = {{ window = \"1min\", throughput-min = \"1Mbps\"{more} }}\n",
+            dir.0.join("a.db").display()
+        ),
+    )
+    .unwrap();
+    (cfg, http)
+}
+
 #[test]
 fn agent_perf_target_records_throughput() {
     let dir = TempDir::new("perf");
@@ -588,25 +614,53 @@ fn agent_perf_target_records_throughput() {
     let _server = Proc(
         Command::new(bin()).args(["perf", "--server", "--listen", &listen]).stderr(Stdio::null()).spawn().unwrap(),
     );
-    let cfg = dir.0.join("agent.toml");
-    let http = format!("127.0.0.1:{hport}");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[agent]\nlisten = \"{http}\"\ndatabase = \"{}\"\nevaluate-every = \"200ms\"\n\
-             [[target]]\nname = \"bulk\"\nkind = \"perf\"\naddress = \"{listen}\"\ninterval = \"2s\"\nduration = \"300ms\"\n\
-             objectives = {{ window = \"1min\", throughput-min = \"1Mbps\" }}\n",
-            dir.0.join("a.db").display()
-        ),
-    )
-    .unwrap();
+    let (cfg, http) = perf_agent_config(&dir, hport, "", &listen, "interval = \"2s\"\nduration = \"300ms\"", "");
     let _a = agent(&cfg);
     assert!(wait_until(20, || {
         let Some((200, body)) = get(&http, "/metrics", None) else { return false };
         let (_, s) = parse_prometheus(&body).unwrap();
         value(&s, "meshway_throughput_bytes_per_second", &[("target", "bulk")]).unwrap_or(0.0) > 1e6
             && value(&s, "meshway_objective_met", &[("target", "bulk"), ("objective", "throughput-min")]) == Some(1.0)
+            // Runs that passed are probes sent, not lost.
+            && value(&s, "meshway_probes_sent_total", &[("target", "bulk")]).unwrap_or(0.0) >= 1.0
+            && value(&s, "meshway_probes_lost_total", &[("target", "bulk")]) == Some(0.0)
+            && value(&s, "meshway_window_loss_ratio", &[("target", "bulk")]) == Some(0.0)
     }));
+}
+
+/// A perf target whose server is not there: every run fails. Each is a probe sent and lost,
+/// the throughput floor is violated and fires, and no throughput gauge is shown.
+#[test]
+fn agent_perf_target_whose_runs_fail_violates_its_floor() {
+    let dir = TempDir::new("perf-fail");
+    let hport = free_port();
+    // A port nobody listens on (bound, then closed): connections are refused.
+    let dead = free_port();
+    let (cfg, http) = perf_agent_config(
+        &dir,
+        hport,
+        "[alerts]\nfire-after = 1\n",
+        &format!("127.0.0.1:{dead}"),
+        "interval = \"200ms\"\nduration = \"100ms\"",
+        ", loss = \"50%\"",
+    );
+    let _a = agent(&cfg);
+    let mut last = String::new();
+    let ok = wait_until(20, || {
+        let Some((200, body)) = get(&http, "/metrics", None) else { return false };
+        let (_, s) = parse_prometheus(&body).unwrap();
+        let sent = value(&s, "meshway_probes_sent_total", &[("target", "bulk")]).unwrap_or(0.0);
+        let lost = value(&s, "meshway_probes_lost_total", &[("target", "bulk")]).unwrap_or(-1.0);
+        let good = sent >= 3.0
+            && lost == sent
+            && value(&s, "meshway_window_loss_ratio", &[("target", "bulk")]) == Some(1.0)
+            && value(&s, "meshway_objective_met", &[("target", "bulk"), ("objective", "throughput-min")]) == Some(0.0)
+            && value(&s, "meshway_alert_firing", &[("target", "bulk"), ("objective", "throughput-min")]) == Some(1.0)
+            && !body.contains("meshway_throughput_bytes_per_second{");
+        last = body;
+        good
+    });
+    assert!(ok, "{last}");
 }
 
 /// A raw request; the whole response as text.
