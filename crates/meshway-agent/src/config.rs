@@ -56,6 +56,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use thiserror::Error;
+use toml::Spanned;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -65,6 +66,16 @@ pub enum ConfigError {
     Target { file: String, target: String, message: String },
     #[error("{file}: {key}: {message}")]
     Key { file: String, key: &'static str, message: String },
+    #[error("{file}:{line}: target {target:?}: {key}: {message}")]
+    TargetKey { file: String, line: usize, target: String, key: &'static str, message: String },
+}
+
+/// A target key, where it was written (if it was), and the kinds it is for.
+type KeyUse<'a> = (&'static str, Option<std::ops::Range<usize>>, &'a [&'a str]);
+
+/// The 1-based line of byte `at` of `text`.
+fn line_at(text: &str, at: usize) -> usize {
+    text.as_bytes()[..at.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,29 +169,31 @@ pub struct AlertsSection {
     pub external_url: Option<String>,
 }
 
+/// A target's keys keep where they were written ([`Spanned`]), so a message names the line.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TargetConfig {
     pub name: String,
     pub kind: String,
     pub address: String,
-    #[serde(default = "one_second")]
-    pub interval: Nanos,
-    #[serde(default = "one_second")]
-    pub timeout: Nanos,
-    pub size: Option<Bytes>,
-    #[serde(default)]
-    pub dscp: u8,
+    /// 1 s when not given.
+    pub interval: Option<Spanned<Nanos>>,
+    /// udp, tcp, icmp, http: 1 s when not given.
+    pub timeout: Option<Spanned<Nanos>>,
+    /// udp and icmp probes.
+    pub size: Option<Spanned<Bytes>>,
+    /// udp, tcp, icmp, http: 0 when not given.
+    pub dscp: Option<Spanned<u8>>,
     /// perf targets: test length.
-    pub duration: Option<Nanos>,
+    pub duration: Option<Spanned<Nanos>>,
     /// perf targets: parallel streams.
-    pub streams: Option<u16>,
+    pub streams: Option<Spanned<u16>>,
     /// interface targets: the link speed when the driver reports none (or to override it).
-    pub speed: Option<BitsPerSec>,
+    pub speed: Option<Spanned<BitsPerSec>>,
     /// https targets: a PEM bundle of CAs trusted besides the system's.
-    pub ca: Option<PathBuf>,
+    pub ca: Option<Spanned<PathBuf>>,
     /// udp targets: STAMP authenticated mode with the key in this file (hex or raw bytes).
-    pub key_file: Option<PathBuf>,
+    pub key_file: Option<Spanned<PathBuf>>,
     #[serde(default)]
     pub objectives: Option<ObjectivesConfig>,
 }
@@ -392,6 +405,14 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
     let mut names = std::collections::HashSet::new();
     for t in c.targets {
         let terr = |message: String| ConfigError::Target { file: file.into(), target: t.name.clone(), message };
+        // A key's message names its line.
+        let kerr = |span: std::ops::Range<usize>, key: &'static str, message: String| ConfigError::TargetKey {
+            file: file.into(),
+            line: line_at(text, span.start),
+            target: t.name.clone(),
+            key,
+            message,
+        };
         if t.name.is_empty()
             || t.name.len() > 64
             || !t.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.:".contains(ch))
@@ -401,17 +422,52 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
         if !names.insert(t.name.clone()) {
             return Err(terr("duplicate target name".into()));
         }
-        if t.interval < Nanos(10_000_000) {
-            return Err(terr(format!("interval {} below the 10ms minimum", t.interval)));
+        // A key the kind does not use is refused rather than ignored: it was meant to do
+        // something.
+        let echo = ["udp", "tcp", "icmp", "http"];
+        let applies: [KeyUse; 8] = [
+            ("timeout", t.timeout.as_ref().map(Spanned::span), &echo),
+            ("dscp", t.dscp.as_ref().map(Spanned::span), &echo),
+            ("size", t.size.as_ref().map(Spanned::span), &["udp", "icmp"]),
+            ("duration", t.duration.as_ref().map(Spanned::span), &["perf"]),
+            ("streams", t.streams.as_ref().map(Spanned::span), &["perf"]),
+            ("speed", t.speed.as_ref().map(Spanned::span), &["interface"]),
+            ("ca", t.ca.as_ref().map(Spanned::span), &["http"]),
+            ("key-file", t.key_file.as_ref().map(Spanned::span), &["udp"]),
+        ];
+        let known = echo.contains(&t.kind.as_str()) || ["perf", "interface", "optics"].contains(&t.kind.as_str());
+        for (k, span, kinds) in applies {
+            if let Some(span) = span.filter(|_| known && !kinds.contains(&t.kind.as_str())) {
+                let what = match k {
+                    "size" if t.kind == "tcp" || t.kind == "http" => {
+                        " (a tcp or http probe is a connection, its size the handshake's)"
+                    }
+                    "ca" => " (the CAs an https URL's certificate is checked against)",
+                    "key-file" => " (STAMP authenticated mode)",
+                    _ => "",
+                };
+                let to = kinds.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ");
+                return Err(kerr(span, k, format!("does not apply to kind = {:?}: it is for {to}{what}", t.kind)));
+            }
         }
-        if t.timeout == Nanos::ZERO || t.timeout > MAX_TIMEOUT {
-            return Err(terr(format!(
-                "timeout {} out of range: expected more than 0 and at most {MAX_TIMEOUT}",
-                t.timeout
-            )));
+        let interval = t.interval.as_ref().map_or(one_second(), |v| *v.get_ref());
+        let timeout = t.timeout.as_ref().map_or(one_second(), |v| *v.get_ref());
+        let dscp = t.dscp.as_ref().map_or(0, |v| *v.get_ref());
+        if interval < Nanos(10_000_000) {
+            let span = t.interval.as_ref().map_or(0..0, Spanned::span);
+            return Err(kerr(span, "interval", format!("{interval} below the 10ms minimum")));
         }
-        if t.dscp > 63 {
-            return Err(terr(format!("dscp {} out of range 0..=63", t.dscp)));
+        if let Some(v) = &t.timeout {
+            if timeout == Nanos::ZERO || timeout > MAX_TIMEOUT {
+                return Err(kerr(
+                    v.span(),
+                    "timeout",
+                    format!("{timeout} out of range: expected more than 0 and at most {MAX_TIMEOUT}"),
+                ));
+            }
+        }
+        if let Some(v) = t.dscp.as_ref().filter(|_| dscp > 63) {
+            return Err(kerr(v.span(), "dscp", format!("{dscp} out of range 0..=63")));
         }
         let (probe, kind_name) = match t.kind.as_str() {
             "udp" | "tcp" | "icmp" | "http" => {
@@ -421,47 +477,56 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                     "icmp" => (PingKind::Icmp, "icmp"),
                     _ => (PingKind::Http, "http"),
                 };
-                let size = t.size.map_or(44, |b| b.get() as usize);
-                if kind == PingKind::Udp && !(44..=65_507).contains(&size) {
-                    return Err(terr(format!("size {size} out of range 44..=65507 for udp")));
+                if let Some(v) = &t.size {
+                    crate::ping::check_size(kind, Some(v.get_ref().get())).map_err(|e| kerr(v.span(), "size", e))?;
                 }
+                let size = t.size.as_ref().map_or(44, |b| b.get_ref().get() as usize);
                 if kind == PingKind::Http {
                     crate::ping::parse_http_url(&t.address).map_err(|e| terr(e.to_string()))?;
                 } else {
                     check_host(&t.address, kind != PingKind::Icmp).map_err(|e| terr(format!("address: {e}")))?;
                 }
                 if let Some(ca) = &t.ca {
-                    crate::tls::client_config(Some(ca)).map_err(|e| terr(format!("ca: {e}")))?;
+                    crate::tls::client_config(Some(ca.get_ref())).map_err(|e| kerr(ca.span(), "ca", e))?;
                 }
                 let key = match &t.key_file {
                     None => None,
-                    Some(_) if kind != PingKind::Udp => {
-                        return Err(terr("key-file is for kind = \"udp\" (STAMP authenticated mode)".into()))
-                    }
-                    Some(p) => {
-                        let bytes = crate::read_regular(p, crate::MAX_SMALL_FILE, true)
-                            .map_err(|e| terr(format!("key-file {}: {e}", p.display())))?;
-                        Some(Box::new(
-                            meshway_probe::stamp_auth::parse_key(&bytes)
-                                .map_err(|e| terr(format!("key-file {}: {e}", p.display())))?,
-                        ))
+                    Some(sp) => {
+                        let p = sp.get_ref();
+                        let bad = |e: String| kerr(sp.span(), "key-file", format!("{}: {e}", p.display()));
+                        let bytes =
+                            crate::read_regular(p, crate::MAX_SMALL_FILE, true).map_err(|e| bad(e.to_string()))?;
+                        Some(Box::new(meshway_probe::stamp_auth::parse_key(&bytes).map_err(|e| bad(e.to_string()))?))
                     }
                 };
-                (Probe::Echo { kind, size, dscp: t.dscp, ca: t.ca.clone(), key }, name)
+                (Probe::Echo { kind, size, dscp, ca: t.ca.as_ref().map(|c| c.get_ref().clone()), key }, name)
             }
             "perf" => {
-                let duration = t.duration.unwrap_or(Nanos(2_000_000_000));
-                if duration >= t.interval {
-                    return Err(terr(format!("duration {duration} must be shorter than the interval {}", t.interval)));
+                let duration = t.duration.as_ref().map_or(Nanos(2_000_000_000), |v| *v.get_ref());
+                let dspan = || t.duration.as_ref().map_or(0..0, Spanned::span);
+                if duration >= interval {
+                    return Err(kerr(
+                        dspan(),
+                        "duration",
+                        format!("duration {duration} must be shorter than the interval {interval}"),
+                    ));
                 }
                 // What a perf server accepts (crate::perf::validate): else every run would be
                 // refused, and counted as lost probes.
                 if duration.get() == 0 || duration > crate::perf::MAX_DURATION {
-                    return Err(terr(format!("duration must be positive and at most 1h, got {duration}")));
+                    return Err(kerr(
+                        dspan(),
+                        "duration",
+                        format!("duration must be positive and at most 1h, got {duration}"),
+                    ));
                 }
-                let streams = t.streams.unwrap_or(1);
-                if !(1..=crate::perf::MAX_STREAMS).contains(&streams) {
-                    return Err(terr(format!("streams must be 1 to {}, got {streams}", crate::perf::MAX_STREAMS)));
+                let streams = t.streams.as_ref().map_or(1, |v| *v.get_ref());
+                if let Some(v) = t.streams.as_ref().filter(|_| !(1..=crate::perf::MAX_STREAMS).contains(&streams)) {
+                    return Err(kerr(
+                        v.span(),
+                        "streams",
+                        format!("streams must be 1 to {}, got {streams}", crate::perf::MAX_STREAMS),
+                    ));
                 }
                 (Probe::Perf { duration, streams }, "perf")
             }
@@ -469,10 +534,10 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                 if t.address.split([',', ' ']).all(|p| p.is_empty()) {
                     return Err(terr("address: expected interface names or globs such as \"eth*\"".into()));
                 }
-                if t.speed.is_some_and(|s| s.get() == 0) {
-                    return Err(terr("speed must be positive".into()));
+                if let Some(v) = t.speed.as_ref().filter(|s| s.get_ref().get() == 0) {
+                    return Err(kerr(v.span(), "speed", "speed must be positive".into()));
                 }
-                (Probe::Interface { speed_bps: t.speed.map(|s| s.get() as f64) }, "interface")
+                (Probe::Interface { speed_bps: t.speed.as_ref().map(|s| s.get_ref().get() as f64) }, "interface")
             }
             "optics" => {
                 if t.address.split([',', ' ']).all(|p| p.is_empty() || p == "file:") {
@@ -494,10 +559,10 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
             if w == 0 {
                 return Err(terr("objectives.window must be positive".into()));
             }
-            if w < t.interval.get() {
+            if w < interval.get() {
                 return Err(terr(format!(
-                    "objectives.window {} is shorter than the interval {}: it would hold at most one probe",
-                    o.window, t.interval
+                    "objectives.window {} is shorter than the interval {interval}: it would hold at most one probe",
+                    o.window
                 )));
             }
             let ns = |v: Option<Nanos>| v.map(|n| n.get() as f64);
@@ -571,8 +636,8 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
             name: t.name.clone(),
             kind_name,
             address: t.address.clone(),
-            interval: t.interval,
-            timeout: t.timeout,
+            interval,
+            timeout,
             probe,
             objectives,
         });
@@ -683,6 +748,46 @@ objectives = { throughput-min = "100Mbps" }
         }
     }
 
+    /// Every kind with a size has its bound in the file (an icmp size of 100 GiB passed the
+    /// check and then allocated 107 GB a probe), named with its line; a key the kind does not
+    /// use is refused, named, not ignored.
+    #[test]
+    fn sizes_are_bounded_and_keys_that_do_not_apply_are_refused_at_their_line() {
+        let head = "[agent]\nlisten = \"127.0.0.1:0\"\n\n[[target]]\nname = \"t\"\n";
+        for (body, needle) in [
+            (
+                "kind = \"icmp\"\naddress = \"127.0.0.1\"\nsize = \"100GiB\"",
+                "agent.toml:8: target \"t\": size: 107374182400 bytes: at most 65000 bytes of icmp payload",
+            ),
+            ("kind = \"icmp\"\naddress = \"127.0.0.1\"\nsize = \"65001B\"", "agent.toml:8: target \"t\": size: 65001 bytes"),
+            (
+                "kind = \"udp\"\naddress = \"127.0.0.1:862\"\nsize = \"43B\"",
+                "agent.toml:8: target \"t\": size: 43 bytes: a STAMP probe is 44 to 65507 bytes",
+            ),
+            ("kind = \"tcp\"\naddress = \"127.0.0.1:80\"\nsize = \"1KiB\"", "agent.toml:8: target \"t\": size: does not apply to kind = \"tcp\": it is for \"udp\", \"icmp\" (a tcp or http probe is a connection"),
+            ("kind = \"tcp\"\naddress = \"127.0.0.1:80\"\nduration = \"1s\"", "agent.toml:8: target \"t\": duration: does not apply to kind = \"tcp\": it is for \"perf\""),
+            ("kind = \"tcp\"\naddress = \"127.0.0.1:80\"\n\nstreams = 2", "agent.toml:9: target \"t\": streams: does not apply to kind = \"tcp\""),
+            ("kind = \"tcp\"\naddress = \"127.0.0.1:80\"\nspeed = \"1Gbps\"", "agent.toml:8: target \"t\": speed: does not apply to kind = \"tcp\": it is for \"interface\""),
+            ("kind = \"interface\"\naddress = \"lo\"\ndscp = 46", "agent.toml:8: target \"t\": dscp: does not apply to kind = \"interface\""),
+            ("kind = \"interface\"\naddress = \"lo\"\ntimeout = \"2s\"", "agent.toml:8: target \"t\": timeout: does not apply to kind = \"interface\""),
+            ("kind = \"perf\"\naddress = \"127.0.0.1\"\ninterval = \"10s\"\nca = \"/nonexistent/ca.pem\"", "agent.toml:9: target \"t\": ca: does not apply to kind = \"perf\": it is for \"http\""),
+            ("kind = \"http\"\naddress = \"https://127.0.0.1/\"\nca = \"/nonexistent/ca.pem\"", "agent.toml:8: target \"t\": ca: cannot read CA file /nonexistent/ca.pem"),
+            ("kind = \"udp\"\naddress = \"127.0.0.1:862\"\ndscp = 64", "agent.toml:8: target \"t\": dscp: 64 out of range 0..=63"),
+        ] {
+            let e = parse(&format!("{head}{body}\n"), "agent.toml").unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle:?} not in {e}");
+        }
+        // Within bounds, each where it applies.
+        for body in [
+            "kind = \"icmp\"\naddress = \"127.0.0.1\"\nsize = \"65000B\"\ndscp = 46\ntimeout = \"2s\"",
+            "kind = \"udp\"\naddress = \"127.0.0.1:862\"\nsize = \"65507B\"",
+            "kind = \"perf\"\naddress = \"127.0.0.1\"\ninterval = \"10s\"\nduration = \"1s\"\nstreams = 2",
+            "kind = \"interface\"\naddress = \"lo\"\nspeed = \"1Gbps\"\ninterval = \"5s\"",
+        ] {
+            parse(&format!("{head}{body}\n"), "agent.toml").unwrap_or_else(|e| panic!("{body}: {e}"));
+        }
+    }
+
     #[test]
     fn errors_name_the_target_and_key() {
         // An IPv4-mapped loopback listen address is loopback.
@@ -696,7 +801,7 @@ objectives = { throughput-min = "100Mbps" }
             ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"127.0.0.1:70000\"", "port \"70000\" out of range 1-65535"),
             ("[[target]]\nname = \"a\"\nkind = \"tcp\"\naddress = \"\"", "address: \"\": expected a host"),
             ("[[target]]\nname = \"a\"\nkind = \"icmp\"\naddress = \"h:80\"", "icmp takes a host without a port"),
-            ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\ntimeout = \"1h\"", "timeout 3600s out of range: expected more than 0 and at most 60s"),
+            ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\ntimeout = \"1h\"", "agent.toml:5: target \"a\": timeout: 3600s out of range: expected more than 0 and at most 60s"),
             ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\ninterval = \"10s\"\nobjectives = { window = \"1s\", loss = \"1%\" }", "objectives.window 1s is shorter than the interval 10s"),
             ("[agent]\nlisten2 = \"x\"", "unknown field `listen2`"),
             ("[agent]\nlisten = \"0.0.0.0:9330\"", "agent.listen: 0.0.0.0:9330 is reachable beyond this host"),

@@ -19,6 +19,33 @@ use thiserror::Error;
 /// The STAMP well-known port (RFC 8762 §4.1).
 pub const STAMP_PORT: u16 = 862;
 
+/// A STAMP probe's size in bytes: the unauthenticated packet (44) up to the largest UDP payload
+/// over IPv4 (65,507).
+pub const UDP_SIZES: std::ops::RangeInclusive<usize> = 44..=65_507;
+/// The largest ICMP echo payload sent (an assumption: below the 65,507 an IPv4 datagram can
+/// carry after the ICMP header, with room for IP options).
+pub const MAX_ICMP_PAYLOAD: usize = 65_000;
+
+/// Whether a probe of `kind` can be `size` bytes: udp 44-65507, icmp at most 65000; tcp and
+/// http probes are a connection and take no size (`None`: none was asked for).
+pub fn check_size(kind: PingKind, size: Option<u64>) -> Result<(), String> {
+    let Some(n) = size else { return Ok(()) };
+    let fits = usize::try_from(n).ok();
+    match kind {
+        PingKind::Udp if !fits.is_some_and(|s| UDP_SIZES.contains(&s)) => {
+            Err(format!("{n} bytes: a STAMP probe is {} to {} bytes", UDP_SIZES.start(), UDP_SIZES.end()))
+        }
+        PingKind::Icmp if fits.is_none_or(|s| s > MAX_ICMP_PAYLOAD) => {
+            Err(format!("{n} bytes: at most {MAX_ICMP_PAYLOAD} bytes of icmp payload"))
+        }
+        PingKind::Tcp | PingKind::Http => {
+            Err("size applies to udp and icmp probes; a tcp or http probe is a connection, its size the handshake's"
+                .into())
+        }
+        _ => Ok(()),
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PingKind {
@@ -72,6 +99,8 @@ pub enum PingError {
          CAP_NET_RAW (`setcap cap_net_raw+ep $(which meshway)`)"
     )]
     IcmpNotPermitted,
+    #[error("invalid size {0}")]
+    Size(String),
     #[error("{what}")]
     Io {
         what: String,
@@ -714,6 +743,11 @@ impl Prober for IcmpProber {
 /// Runs one ping session. `on_event` sees each reply and loss as it happens; `stop` ends the
 /// session early (pending probes still get their timeout).
 pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEvent)) -> Result<PingReport, PingError> {
+    // The library's own guard, whatever its caller checked: a size out of bounds would be a
+    // buffer of that size per probe.
+    if matches!(cfg.kind, PingKind::Udp | PingKind::Icmp) {
+        check_size(cfg.kind, Some(cfg.size as u64)).map_err(PingError::Size)?;
+    }
     let http_error: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
     let (mut prober, addr, size): (Box<dyn Prober>, SocketAddr, usize) = match cfg.kind {
         PingKind::Udp => {

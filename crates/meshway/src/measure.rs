@@ -249,20 +249,14 @@ pub fn ping(a: PingArgs) -> Result<()> {
     }
     let size_b = a.size.unwrap_or(Bytes(44));
     let size = usize::try_from(size_b.get()).unwrap_or(usize::MAX);
-    match kind {
-        PingKind::Udp if !(44..=65_507).contains(&size) => {
-            bail!("invalid --size {} bytes: a STAMP probe is 44 to 65507 bytes", size_b.get())
+    // TCP and HTTP probes are a connection (and a request): their size is the network's.
+    let asked =
+        if matches!(kind, PingKind::Udp | PingKind::Icmp) { Some(size_b.get()) } else { a.size.map(|b| b.get()) };
+    if let Err(e) = meshway_agent::ping::check_size(kind, asked) {
+        match kind {
+            PingKind::Tcp | PingKind::Http => bail!("--{e}"),
+            _ => bail!("invalid --size {e}"),
         }
-        PingKind::Icmp if size > 65_000 => {
-            bail!("invalid --size {} bytes: at most 65000 bytes of icmp payload", size_b.get())
-        }
-        // TCP and HTTP probes are a connection (and a request): their size is the network's.
-        PingKind::Tcp | PingKind::Http if a.size.is_some() => {
-            bail!(
-                "--size applies to udp and icmp probes; a tcp or http probe is a connection, its size the handshake's"
-            )
-        }
-        _ => {}
     }
     let cfg = PingConfig {
         kind,

@@ -1415,3 +1415,30 @@ fn check_refuses_a_database_the_agent_could_not_open() {
     assert_eq!(std::fs::read(&other).unwrap(), before, "--check wrote to another program's database");
     assert!(!fresh.exists(), "--check created the database");
 }
+
+/// An icmp size of 100 GiB passed `--check` and then aborted the agent allocating it: it is
+/// refused with the file, the line and the key, as `ping -s` refuses it.
+#[test]
+fn check_refuses_an_icmp_size_ping_refuses() {
+    let d = TempDir::new("check-size");
+    let cfg = d.0.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[agent]\ndatabase = {:?}\n[[target]]\nname = \"big\"\nkind = \"icmp\"\naddress = \"127.0.0.1\"\nsize = \"100GiB\"\n",
+            d.0.join("a.db").display().to_string()
+        ),
+    )
+    .unwrap();
+    let o = Command::new(bin()).args(["agent", "--check", "--config"]).arg(&cfg).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains(&format!("{}:7: target \"big\": size: 107374182400 bytes: at most 65000 bytes", cfg.display())),
+        "{e}"
+    );
+    let o = Command::new(bin()).args(["ping", "--kind", "icmp", "127.0.0.1", "-s", "100GiB"]).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("invalid --size 107374182400 bytes: at most 65000 bytes of icmp payload"), "{e}");
+}
