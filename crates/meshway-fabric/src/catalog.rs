@@ -1015,6 +1015,13 @@ impl Catalog {
                 // Shorter than a packet's round trip, go-back-N resends without end.
                 return Err(bad("packet".into(), "rto and lossless-rto must be at least 1us"));
             }
+            if pk.dcqcn_timer.0 < 1_000 || pk.dcqcn_alpha_period.0 < 1_000 {
+                // A timer that comes due at the instant it is armed re-arms without end.
+                return Err(bad("packet".into(), "dcqcn-timer and dcqcn-alpha-period must be at least 1us"));
+            }
+            if pk.control_bytes == 0 {
+                return Err(bad("packet".into(), "control-bytes must be at least 1 byte"));
+            }
             if pk.trim_packets == 0 || pk.window_packets == 0 || pk.series_ports == 0 {
                 return Err(bad("packet".into(), "trim-packets, window-packets and series-ports must be positive"));
             }
@@ -1556,6 +1563,10 @@ mod tests {
         // Catalog values that used to surface as errors about scenario keys.
         for (overlay, want) in [
             ("[simulation]\nchannels = 100000\n", "channels must be at most 64, got 100000"),
+            // A DCQCN timer due at the instant it is armed re-armed without end.
+            ("[packet]\ndcqcn-timer = \"0ns\"\n", "dcqcn-timer and dcqcn-alpha-period must be at least 1us"),
+            ("[packet]\ndcqcn-alpha-period = \"10ns\"\n", "dcqcn-timer and dcqcn-alpha-period must be at least 1us"),
+            ("[packet]\ncontrol-bytes = 0\n", "control-bytes must be at least 1 byte"),
             ("[constants]\ndefault-mtu-bytes = 0\n", "default-mtu-bytes must be 256 to 65536, got 0"),
             ("[simulation]\ncompute-efficiency = 0.0005\n", "compute-efficiency must be from 0.001 to 1"),
             // Defaults every scenario takes, and times no device takes (they saturated the

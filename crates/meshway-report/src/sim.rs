@@ -206,6 +206,8 @@ pub fn packet_text(p: &PacketSection) -> String {
             "; STOPPED at the event limit"
         } else if s.clock_limit {
             "; STOPPED at 100 days of simulated time"
+        } else if s.deadlock {
+            "; STOPPED: nothing was sent for a retransmission timeout while ports stayed paused or out of credits"
         } else {
             ""
         }

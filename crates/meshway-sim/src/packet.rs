@@ -234,6 +234,10 @@ pub struct PacketStats {
     pub truncated: bool,
     /// Whether the run stopped at [`CLOCK_LIMIT_PS`], 100 days of simulated time.
     pub clock_limit: bool,
+    /// Whether the run stopped because nothing could move: no port sent a packet for a
+    /// whole retransmission timeout while a port stayed paused (a PFC pause cycle) or
+    /// waited for credits that never came (a credit loop).
+    pub deadlock: bool,
     /// Ports with traffic, pauses, drops or trims, in link order.
     pub ports: Vec<PortStats>,
     /// Time series of the ports with the deepest queues.
@@ -359,7 +363,32 @@ struct Cold {
     st: PortStats,
     /// (interval, deepest queue, bytes sent) per sample interval with anything in it.
     series: Vec<(u64, u64, u64)>,
+    /// Pauses that cross a sample interval's edge, (from, to) in ps; at most one per edge.
     pause_spans: Vec<(u64, u64)>,
+    /// Paused ps per sample interval of the pauses that begin and end within it.
+    pause_within: Vec<(u64, u64)>,
+    /// When the last pause ended.
+    pause_end: u64,
+}
+
+impl Cold {
+    /// Records a pause from `a` to `b` (ps) for the time series, exactly and in memory that
+    /// grows with the sample intervals that hold pauses, not with the pauses.
+    fn add_pause(&mut self, a: u64, b: u64, sample: u64) {
+        if b <= a {
+            return;
+        }
+        self.pause_end = self.pause_end.max(b);
+        let k = a / sample;
+        if k != (b - 1) / sample {
+            self.pause_spans.push((a, b));
+            return;
+        }
+        match self.pause_within.last_mut() {
+            Some((last, ps)) if *last == k => *ps += b - a,
+            _ => self.pause_within.push((k, b - a)),
+        }
+    }
 }
 
 impl Port {
@@ -479,6 +508,8 @@ struct Engine<'p> {
     /// the per-packet counters need no division.
     sample: u64,
     sample_end: u64,
+    /// When a port last finished sending a packet (ps).
+    last_tx: u64,
     /// Selective acknowledgement (per-packet paths reorder packets; NDP).
     sel: bool,
     /// Receiver-driven (NDP): senders need pulls.
@@ -745,7 +776,9 @@ pub fn estimate_memory(prog: &Program, topo: &dyn Topology, cfg: &ExecConfig, p:
     let mut in_flight = 0u64;
     for l in net.links() {
         let per_port = match p.transport {
-            Transport::RocePfc | Transport::Infiniband => p.xoff + p.headroom.unwrap_or(0) + 4 * packet,
+            Transport::RocePfc | Transport::Infiniband => {
+                p.xoff.saturating_add(p.headroom.unwrap_or(0)).saturating_add(4 * packet)
+            }
             Transport::RoceLossy => p.queue,
             Transport::Ndp => p.trim + packet,
         };
@@ -1024,6 +1057,7 @@ impl<'p> Engine<'p> {
         self.ports[ai].busy = false;
         let wire = u64::from(pkt.wire);
         {
+            self.last_tx = self.now;
             let port = &mut self.ports[ai];
             port.tx_bytes += wire;
             port.tx_packets += 1;
@@ -1099,7 +1133,7 @@ impl<'p> Engine<'p> {
             Transport::RocePfc | Transport::Infiniband => {
                 let (used, cap) = self.bufs[head as usize];
                 let ingress = &self.ports[a as usize];
-                let limit = self.p.xoff + ingress.headroom;
+                let limit = self.p.xoff.saturating_add(ingress.headroom);
                 let pfc = self.p.transport == Transport::RocePfc && ingress.lossless;
                 if pfc && (ingress.in_bytes + wire > limit || used + wire > cap) {
                     self.ports[a as usize].cold.st.drops += 1;
@@ -1414,9 +1448,8 @@ impl Engine<'_> {
             port.paused_at = now;
         } else {
             port.paused_ps += now - port.paused_at;
-            if port.cold.pause_spans.len() < 100_000 {
-                port.cold.pause_spans.push((port.paused_at, now));
-            }
+            let sample = self.p.sample.0.max(1) * PS;
+            port.cold.add_pause(port.paused_at, now, sample);
             self.try_start(a);
         }
     }
@@ -1487,6 +1520,15 @@ impl Engine<'_> {
             self.push(t, Ev::Rto(f));
             return;
         }
+        // Nothing sent anywhere for a timeout while a port holds back what it has (paused,
+        // or out of credits): no event but timeouts is left, and they cannot free it.
+        if now >= self.last_tx + rto
+            && self.ports.iter().any(|p| p.paused || (p.credit_limited && (!p.data.is_empty() || !p.ready.is_empty())))
+        {
+            self.stats.deadlock = true;
+            return;
+        }
+        let fl = &mut self.flows[f as usize];
         // Nothing acknowledged for a timeout: send again from the first unacknowledged
         // (go-back-N), or every packet not acknowledged (selective).
         if self.sel {
@@ -1523,7 +1565,8 @@ impl Engine<'_> {
         }
         if fl.rate < fl.line || fl.alpha > 1e-6 {
             fl.dcqcn_armed = true;
-            let t = fl.alpha_due.min(fl.timer_due);
+            // Never at this instant again (the catalog refuses timers below 1 us).
+            let t = fl.alpha_due.min(fl.timer_due).max(now + 1);
             self.push(t, Ev::Dcqcn(f));
         }
         self.make_ready(f);
@@ -1619,7 +1662,7 @@ pub fn execute_packets(
             lat_ps: l.latency.0.saturating_mul(PS),
             head,
             lossless: head != NONE,
-            credits: if credit_limited { p.xoff + headroom } else { 0 },
+            credits: if credit_limited { p.xoff.saturating_add(headroom) } else { 0 },
             credit_limited,
             headroom,
             cold: Box::new(Cold {
@@ -1811,6 +1854,7 @@ pub fn execute_packets(
         sample_ps: p.sample.0.max(1) * PS,
         sample: 0,
         sample_end: p.sample.0.max(1) * PS,
+        last_tx: 0,
         sel: p.transport == Transport::Ndp || balance != Balance::Ecmp,
         ndp: p.transport == Transport::Ndp,
         gaps: Vec::new(),
@@ -1829,6 +1873,7 @@ pub fn execute_packets(
             cnps: 0,
             truncated: false,
             clock_limit: false,
+            deadlock: false,
             ports: Vec::new(),
             series: Vec::new(),
             flows: 0,
@@ -1845,6 +1890,9 @@ pub fn execute_packets(
         }
         if t > CLOCK_LIMIT_PS {
             e.stats.clock_limit = true;
+            break;
+        }
+        if e.stats.deadlock {
             break;
         }
         e.now = t;
@@ -1890,7 +1938,7 @@ impl Engine<'_> {
                 .filter_map(|m| m.end)
                 .max()
                 .unwrap_or(0)
-                .max(self.ports.iter().filter_map(|p| p.cold.pause_spans.last().map(|s| s.1)).max().unwrap_or(0))
+                .max(self.ports.iter().map(|p| p.cold.pause_end).max().unwrap_or(0))
         } else {
             self.now
         };
@@ -1901,11 +1949,23 @@ impl Engine<'_> {
             port.cold.st.max_queue_bytes = port.max_queue;
             if port.paused {
                 port.paused_ps += end_ps.saturating_sub(port.paused_at);
-                port.cold.pause_spans.push((port.paused_at, end_ps));
+                let sample = self.p.sample.0.max(1) * PS;
+                port.cold.add_pause(port.paused_at, end_ps, sample);
             }
         }
         let why = |e: &Engine<'_>| -> String {
-            if e.stats.truncated {
+            if e.stats.deadlock && e.ports.iter().any(|p| p.paused) {
+                format!(
+                    "paused for good: no port sent a packet for a retransmission timeout ({}) while {} port(s) stayed paused (a PFC pause cycle, or a pause toward a failed path); the run stopped there",
+                    e.p.rto,
+                    e.ports.iter().filter(|p| p.paused).count()
+                )
+            } else if e.stats.deadlock {
+                format!(
+                    "no port sent a packet for a retransmission timeout ({}) while ports waited for credits (a credit loop); the run stopped there",
+                    e.p.rto
+                )
+            } else if e.stats.truncated {
                 format!("the run stopped at the event limit ({} events)", e.p.max_events)
             } else if e.stats.clock_limit {
                 "the run stopped at the packet level's clock limit (100 days of simulated time)".into()
@@ -1993,6 +2053,12 @@ impl Engine<'_> {
                     t = upto;
                 }
             }
+            for &(b, ps) in &port.cold.pause_within {
+                let k = ((b * sample) / interval) as usize;
+                if k < nb {
+                    paused[k] += ps;
+                }
+            }
             series.push(PortSeries {
                 link: topo.arc_name(Arc(i as u32)),
                 interval_ns: interval / PS,
@@ -2033,6 +2099,41 @@ impl Engine<'_> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A port's pauses are kept per sample interval in full however many there are (the
+    /// series stopped at 100,000 pauses and read zero after, while the port stayed paused),
+    /// in entries that grow with the intervals, not the pauses.
+    #[test]
+    fn every_pause_reaches_the_series_in_bounded_memory() {
+        let sample = 1_000u64;
+        let mut cold = Cold::default();
+        let mut want = vec![0u64; 3_000];
+        let (mut t, mut k, mut last) = (0u64, 0u64, 0u64);
+        // 300,000 pauses of 3-9 ps with gaps of 1-6 ps, some across an interval's edge.
+        while k < 300_000 {
+            let (a, b) = (t, t + 3 + k % 7);
+            for p in a..b {
+                want[(p / sample) as usize] += 1;
+            }
+            cold.add_pause(a, b, sample);
+            last = b;
+            t = b + 1 + k % 6;
+            k += 1;
+        }
+        let mut got = vec![0u64; 3_000];
+        for &(a, b) in &cold.pause_spans {
+            for p in a..b {
+                got[(p / sample) as usize] += 1;
+            }
+        }
+        for &(i, ps) in &cold.pause_within {
+            got[i as usize] += ps;
+        }
+        assert_eq!(got, want);
+        assert_eq!(cold.pause_end, last);
+        let intervals = t / sample + 1;
+        assert!(cold.pause_spans.len() as u64 <= intervals && cold.pause_within.len() as u64 <= intervals);
+    }
 
     proptest! {
         /// The event queue gives events in (time, sequence) order, as one binary heap would:

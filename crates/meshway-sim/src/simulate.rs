@@ -1281,7 +1281,8 @@ pub fn simulate(
     let mut links: Vec<LinkUse> = used.into_iter().map(|(_, u)| u).collect();
     links.sort_by(|x, y| x.link.cmp(&y.link));
 
-    let losses = packet_run.as_ref().map_or((0, 0), |(st, _, _)| (st.drops, st.retransmitted_packets));
+    let losses =
+        packet_run.as_ref().map_or((0, 0, 0, 0), |(st, _, _)| (st.drops, st.retransmitted_packets, st.pauses, st.cnps));
     let mut notes = if cfg.policy == Policy::Ecmp { ecmp_notes(&topo, &ex, &results, losses) } else { Vec::new() };
     if ex.window_bound > 0 {
         notes.push(format!(
@@ -1414,12 +1415,56 @@ fn packet_params(setup: &Setup<'_>, cfg: &ExecConfig) -> Result<(crate::packet::
             })
         }
     };
-    let dcqcn_on = pc.dcqcn.unwrap_or(d.dcqcn && tr.config.kind == TransportKind::Roce);
-    if dcqcn_on && tr.config.kind != TransportKind::Roce {
-        return Err(c
-            .invalid("dcqcn", "DCQCN is RoCE's congestion control; this scenario's transport is not roce")
-            .into());
+    // A lossless flag the transport does not have at the packet level.
+    match (tr.config.kind, tr.config.lossless) {
+        (TransportKind::Infiniband, Some(false)) | (TransportKind::Ndp, Some(true)) => {
+            let c = Ctx::new(&s.file, &s.text, "transport", 0, "transport");
+            let why = if tr.config.kind == TransportKind::Infiniband {
+                "InfiniBand is lossless by its link-level credits at the packet level; a lossy fabric is roce with lossless = false"
+            } else {
+                "ndp trims instead of pausing: it is not lossless; a lossless fabric is roce (PFC) or infiniband (credits)"
+            };
+            return Err(c.invalid("lossless", why).into());
+        }
+        _ => {}
     }
+    // Keys of `[simulation.packet]` this transport has no use for are refused, not ignored.
+    let (pfc, credits, lossy, ndp) = (
+        transport == Transport::RocePfc,
+        transport == Transport::Infiniband,
+        transport == Transport::RoceLossy,
+        transport == Transport::Ndp,
+    );
+    for (key, given, applies, what) in [
+        (
+            "xoff",
+            pc.xoff.is_some(),
+            pfc || credits,
+            "PFC's pause threshold (roce) or the credits a port advertises (infiniband)",
+        ),
+        ("xon", pc.xon.is_some(), pfc, "PFC's resume threshold (roce with lossless)"),
+        ("headroom", pc.headroom.is_some(), pfc || credits, "buffer above xoff (roce with lossless, infiniband)"),
+        (
+            "dci-headroom",
+            pc.dci_headroom.is_some(),
+            pfc || credits,
+            "buffer above xoff on DCI ports (roce with lossless, infiniband)",
+        ),
+        ("queue", pc.queue.is_some(), lossy, "the tail-drop limit of a lossy fabric (roce with lossless = false)"),
+        ("trim-packets", pc.trim_packets.is_some(), ndp, "where ndp trims packets"),
+        ("window-packets", pc.window_packets.is_some(), ndp, "ndp's first window"),
+        ("dcqcn", pc.dcqcn == Some(true), tr.config.kind == TransportKind::Roce, "RoCE's congestion control"),
+    ] {
+        if given && !applies {
+            return Err(c
+                .invalid(
+                    key,
+                    format!("`{key}` is {what}; this scenario's transport ({}) does not use it", transport.name()),
+                )
+                .into());
+        }
+    }
+    let dcqcn_on = pc.dcqcn.unwrap_or(d.dcqcn && tr.config.kind == TransportKind::Roce);
     let xoff = pc.xoff.unwrap_or(d.xoff).0;
     let xon = pc.xon.unwrap_or(if pc.xoff.is_some() { Bytes(xoff * 4 / 5) } else { d.xon }).0;
     if xon > xoff {
@@ -1452,6 +1497,44 @@ fn packet_params(setup: &Setup<'_>, cfg: &ExecConfig) -> Result<(crate::packet::
                 .into());
         }
         Transport::RocePfc | Transport::Infiniband => {
+            // Thresholds past the smallest switch buffer: the shared buffer overflows (and
+            // drops) before PFC pauses or credits stop a sender.
+            let smallest = setup
+                .fabric
+                .switches()
+                .filter_map(|n| match setup.fabric.node(n).kind {
+                    meshway_fabric::model::NodeKind::Switch { model, .. } => cat.switch.get(model as usize),
+                    _ => None,
+                })
+                .filter(|m| m.buffer.0 > 0)
+                .min_by_key(|m| m.buffer.0);
+            if let Some(m) = smallest {
+                for (key, given, total) in [
+                    ("xoff", pc.xoff.is_some(), xoff),
+                    ("headroom", pc.headroom.is_some(), pc.headroom.map_or(xoff, |h| xoff.saturating_add(h.0))),
+                    (
+                        "dci-headroom",
+                        pc.dci_headroom.is_some(),
+                        pc.dci_headroom.map_or(xoff, |h| xoff.saturating_add(h.0)),
+                    ),
+                ] {
+                    if given && total > m.buffer.0 {
+                        return Err(c
+                            .invalid(
+                                key,
+                                format!(
+                                    "xoff{} ({}) is more than switch {}'s whole buffer ({}): the buffer would overflow before {}",
+                                    if key == "xoff" { String::new() } else { format!(" + {key}") },
+                                    Bytes(total),
+                                    m.name,
+                                    m.buffer,
+                                    if credits { "credits stop a sender" } else { "PFC pauses a sender" }
+                                ),
+                            )
+                            .into());
+                    }
+                }
+            }
             for (key, h) in [("headroom", pc.headroom), ("dci-headroom", pc.dci_headroom)] {
                 if let Some(h) = h.filter(|h| xoff.saturating_add(h.0) < packet) {
                     return Err(c
@@ -1470,8 +1553,26 @@ fn packet_params(setup: &Setup<'_>, cfg: &ExecConfig) -> Result<(crate::packet::
                         .into());
                 }
             }
+            for (key, h) in [("headroom", pc.headroom), ("dci-headroom", pc.dci_headroom)] {
+                if let Some(h) = h.filter(|h| pfc && h.0 < packet) {
+                    return Err(c
+                        .invalid(
+                            key,
+                            format!(
+                                "a {key} of {} B holds no packet ({packet} B with headers): the packet that crosses xoff would be dropped instead of pausing the sender",
+                                h.0
+                            ),
+                        )
+                        .into());
+                }
+            }
         }
         _ => {}
+    }
+    // PFC reacts within a few microseconds (IEEE 802.1Qbb: 3,840 bit times at the port's
+    // rate); 1 ms is an assumption of the most a model could want.
+    if let Some(r) = pc.pause_response.filter(|r| r.0 > 1_000_000) {
+        return Err(c.invalid("pause-response", format!("expected at most 1ms, got {r}")).into());
     }
     if pc.max_events == Some(0) {
         return Err(c.invalid("max-events", "expected at least 1 event").into());
@@ -1565,8 +1666,14 @@ fn export_flows(prog: &Program, ex: &Execution) -> Vec<ExportFlow> {
 /// switch tiers carry very uneven bytes, names the hash collisions and the routing that
 /// avoids them.
 /// Notes on uneven ECMP spreading, when the slowest workload ran 1.1x its ideal or slower.
-/// `losses` (packet level: drops, packets sent again) name a likelier cause when there are any.
-fn ecmp_notes(topo: &FabricTopo<'_>, ex: &Execution, results: &[WorkloadResult], losses: (u64, u64)) -> Vec<String> {
+/// `losses` (packet level: drops, packets sent again, PFC pauses, DCQCN's congestion
+/// notifications) name a likelier cause when there are any.
+fn ecmp_notes(
+    topo: &FabricTopo<'_>,
+    ex: &Execution,
+    results: &[WorkloadResult],
+    losses: (u64, u64, u64, u64),
+) -> Vec<String> {
     let Some(worst) = results
         .iter()
         .filter_map(|w| w.slowdown.map(|s| (s, w)))
@@ -1598,6 +1705,11 @@ fn ecmp_notes(topo: &FabricTopo<'_>, ex: &Execution, results: &[WorkloadResult],
                 format!(
                     "which may explain part of {}'s {:.2}x slowdown against the ideal fabric, though its {} drops and {} packets sent again (each after a timeout) likely explain more; --routing adaptive or --routing spray spreads them.",
                     worst.1.name, worst.0, losses.0, losses.1
+                )
+            } else if losses.2 > 0 || losses.3 > 0 {
+                format!(
+                    "which may explain part of {}'s {:.2}x slowdown against the ideal fabric, though its {} PFC pauses and {} congestion notifications (DCQCN cutting senders' rates) likely explain more; --routing adaptive or --routing spray spreads them.",
+                    worst.1.name, worst.0, losses.2, losses.3
                 )
             } else if ex.window_bound > 0 {
                 format!(

@@ -249,7 +249,7 @@ fn bad_packet_settings_are_named() {
     let e = run_with(&fat_tree("roce", "ecmp", "xoff = \"0B\"\nheadroom = \"0B\""), &incast(1000), Fidelity::Packet)
         .unwrap_err();
     assert!(e.contains("headroom") && e.contains("cannot hold one packet") && e.contains("dropped"), "{e}");
-    let ib = fat_tree("infiniband", "ecmp", "xoff = \"1KB\"\nxon = \"0B\"\nheadroom = \"1KB\"");
+    let ib = fat_tree("infiniband", "ecmp", "xoff = \"1KB\"\nheadroom = \"1KB\"");
     let e = run_with(&ib, &incast(1000), Fidelity::Packet).unwrap_err();
     assert!(e.contains("headroom") && e.contains("never get credit"), "{e}");
     let lossy = fat_tree("roce", "ecmp", "queue = \"4KB\"").replace("completion = ", "lossless = false\ncompletion = ");
@@ -263,6 +263,49 @@ fn bad_packet_settings_are_named() {
     assert!(e.contains("starts at 101.0 days") && e.contains("100 days"), "{e}");
     let r = run(&fat_tree("roce", "ecmp", ""), "src,dst,bytes,start\n1,0,1000,99d\n");
     assert!(r.workloads[0].end_ns.is_some_and(|e| e > 99 * 86_400_000_000_000), "{:?}", r.workloads[0].end_ns);
+    // Thresholds past a switch's whole buffer (the fat-tree's switches hold 64 MB) overflow
+    // it before PFC pauses anyone; a headroom below one packet drops where it should pause.
+    let e = run_with(&fat_tree("roce", "ecmp", "xoff = \"100MB\""), &incast(1000), Fidelity::Packet).unwrap_err();
+    assert!(
+        e.contains("`simulation.packet.xoff`") && e.contains("more than switch") && e.contains("whole buffer"),
+        "{e}"
+    );
+    let e =
+        run_with(&fat_tree("roce", "ecmp", "headroom = \"18446744073709551615B\""), &incast(1000), Fidelity::Packet)
+            .unwrap_err();
+    assert!(e.contains("`simulation.packet.headroom`") && e.contains("whole buffer"), "{e}");
+    let e = run_with(&fat_tree("roce", "ecmp", "headroom = \"0B\""), &incast(1000), Fidelity::Packet).unwrap_err();
+    assert!(e.contains("a headroom of 0 B holds no packet") && e.contains("instead of pausing"), "{e}");
+    let e = run_with(
+        &fat_tree("roce", "ecmp", "").replace("pause-response = \"0ns\"", "pause-response = \"2ms\""),
+        &incast(1000),
+        Fidelity::Packet,
+    )
+    .unwrap_err();
+    assert!(e.contains("pause-response") && e.contains("at most 1ms"), "{e}");
+    // Keys the transport has no use for are refused by name, not ignored.
+    for (transport, key) in [
+        ("infiniband", "xon = \"1KB\""),
+        ("infiniband", "queue = \"1MB\""),
+        ("roce", "queue = \"1MB\""),
+        ("roce", "trim-packets = 8"),
+        ("ndp", "xoff = \"100KB\""),
+        ("ndp", "headroom = \"100KB\""),
+    ] {
+        let e = run_with(&fat_tree(transport, "ecmp", key), &incast(1000), Fidelity::Packet).unwrap_err();
+        let name = key.split(' ').next().unwrap();
+        assert!(e.contains(&format!("`simulation.packet.{name}`")) && e.contains("does not use it"), "{key}: {e}");
+    }
+    let e =
+        run_with(&lossy.replace("queue = \"4KB\"", "xoff = \"100KB\""), &incast(1000), Fidelity::Packet).unwrap_err();
+    assert!(e.contains("`simulation.packet.xoff`") && e.contains("roce-lossy"), "{e}");
+    let e = run_with(
+        &fat_tree("infiniband", "ecmp", "").replace("completion = ", "lossless = false\ncompletion = "),
+        &incast(1000),
+        Fidelity::Packet,
+    )
+    .unwrap_err();
+    assert!(e.contains("`transport.lossless`") && e.contains("credits"), "{e}");
     let jumbo = fat_tree("roce", "ecmp", "").replace("mtu = \"4000B\"", "mtu = \"65536B\"");
     let e = run_with(&jumbo, &incast(1_000_000), Fidelity::Packet).unwrap_err();
     assert!(e.contains("65618 bytes") && e.contains("at most 65535 bytes") && e.contains("flow level"), "{e}");
@@ -345,4 +388,46 @@ fn the_k4_cases_match_htsim() {
         let got = [f.mean_ns, f.p99_ns, f.first_ns, f.last_ns];
         assert!(got.iter().zip(want).all(|(&g, w)| within(g, w, 0.05)), "NDP {got:?} vs htsim {want:?}");
     }
+}
+
+/// A ring of six switches under an all-to-all builds a PFC pause cycle: every port of the ring
+/// pauses the one before it and nothing moves again. The run stops one retransmission timeout
+/// after the last packet went out (it ran to the 100-day clock limit, 124 million events,
+/// and blamed the clock), and says it was a pause cycle.
+#[test]
+fn a_pfc_pause_cycle_stops_the_run_and_is_named() {
+    let mut text = String::from("name = \"ring\"\n[fabric]\nkind = \"custom\"\n");
+    for s in 0..6 {
+        text += &format!("[[fabric.node]]\nname = \"s{s}\"\nkind = \"switch\"\ntier = \"leaf\"\nlevel = 1\n");
+        for g in 0..2 {
+            text += &format!("[[fabric.node]]\nname = \"g{s}x{g}\"\nkind = \"gpu\"\n");
+        }
+    }
+    for s in 0..6 {
+        text += &format!(
+            "[[fabric.link]]\na = \"s{s}\"\nb = \"s{}\"\nrate = \"100Gbps\"\nlatency = \"1us\"\n",
+            (s + 1) % 6
+        );
+        for g in 0..2 {
+            text +=
+                &format!("[[fabric.link]]\na = \"g{s}x{g}\"\nb = \"s{s}\"\nrate = \"100Gbps\"\nlatency = \"100ns\"\n");
+        }
+    }
+    text += "[transport]\nkind = \"roce\"\nrouting = \"ecmp\"\n[[workload]]\nkind = \"all-to-all\"\nsize = \"4MiB\"\n\
+             [simulation.packet]\ndcqcn = false\n";
+    let cat = Catalog::builtin();
+    let s = Scenario::parse(&text, "ring.toml").unwrap();
+    let f = s.build(&cat).unwrap();
+    let read = |_: &str| -> Result<String, String> { Err("no files".into()) };
+    let setup = Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &read };
+    let opts = Options { no_ideal: true, fidelity: Some(Fidelity::Packet), ..Options::default() };
+    let r = simulate(&setup, &opts, &mut |_, _| {}).unwrap();
+    let p = r.packet.as_ref().unwrap();
+    assert!(p.stats.deadlock && !p.stats.clock_limit && !p.stats.truncated, "{:?}", p.stats.events);
+    assert!(p.stats.events < 1_000_000, "{} events", p.stats.events);
+    let rto = cat.packet.as_ref().unwrap().lossless_rto.0;
+    assert!(r.workloads[0].end_ns.is_none());
+    let stall = r.workloads[0].failures.first().map(String::as_str).unwrap_or("");
+    assert!(stall.contains("paused for good") && stall.contains("PFC pause cycle"), "{stall}");
+    assert!(p.stats.ports.iter().any(|q| q.paused_ns >= rto), "no port paused for a timeout");
 }
