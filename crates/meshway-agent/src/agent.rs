@@ -675,7 +675,9 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                             interval: *duration,
                         };
                         let value = match perf::run(&cfg, &stop, &mut |_| {}) {
-                            Ok(r) => r.forward.map(|f| f.throughput_bps),
+                            // A span too short to time (NaN) cannot happen in a run of a
+                            // duration; were it to, it is no measurement.
+                            Ok(r) => r.forward.map(|f| f.throughput_bps).filter(|v| v.is_finite()),
                             Err(e) => {
                                 log(Level::Warn, format!("target {}: {e}", t.name));
                                 None

@@ -358,7 +358,16 @@ struct ServerSession {
     client: std::net::IpAddr,
     /// Data connections taken, by stream number (each once).
     streams_seen: Mutex<Vec<bool>>,
+    /// Data connections whose thread was started (or could not be): the session's end waits
+    /// for all of them.
+    streams_settled: AtomicU64,
 }
+
+/// How long a session whose client has said Finish waits for data streams it has not seen
+/// yet (an assumption: a connection accepted but still in its hello; a client's Finish can
+/// overtake its data connection, which then found its session gone and was counted as 0
+/// bytes received).
+const STREAM_WAIT: Nanos = Nanos(5_000_000_000);
 
 /// TCP data streams a request opens: twice its `streams` for bidir; none for UDP.
 fn stream_count(r: &Request) -> u16 {
@@ -734,21 +743,26 @@ fn handle_connection(
         let size = sess.req.size as usize;
         let sess2 = sess.clone();
         // A thread the system refuses closes this stream (the test reports what moved).
-        let t = std::thread::Builder::new()
-            .name("perf-stream".into())
-            .spawn(move || {
-                let ss = &*sess2;
-                if server_sends(&ss.req, h.stream) {
-                    send_loop(s, size, &ss.tx_bytes, ss.budget.as_ref(), &ss.stop, ss.hard_end)
-                } else {
-                    receive_loop(s, size, &ss.rx_bytes, &ss.span, ss.hard_end)
+        let t = std::thread::Builder::new().name("perf-stream".into()).spawn(move || {
+            let ss = &*sess2;
+            if server_sends(&ss.req, h.stream) {
+                send_loop(s, size, &ss.tx_bytes, ss.budget.as_ref(), &ss.stop, ss.hard_end)
+            } else {
+                receive_loop(s, size, &ss.rx_bytes, &ss.span, ss.hard_end)
+            }
+        });
+        let r = match t {
+            Ok(t) => {
+                if let Ok(mut v) = sess.threads.lock() {
+                    v.push(t);
                 }
-            })
-            .map_err(io_err(format!("cannot start a thread for data stream {}", h.stream)))?;
-        if let Ok(mut v) = sess.threads.lock() {
-            v.push(t);
-        }
-        return Ok(());
+                Ok(())
+            }
+            Err(e) => Err(io_err(format!("cannot start a thread for data stream {}", h.stream))(e)),
+        };
+        // Settled after its thread is listed, so the session's end joins it.
+        sess.streams_settled.fetch_add(1, Ordering::Release);
+        return r;
     }
     // A control connection.
     let mut reader = BufReader::new(s.try_clone().map_err(io_err("socket"))?);
@@ -787,6 +801,7 @@ fn handle_connection(
         udp_sent: AtomicU64::new(0),
         client: peer.ip(),
         streams_seen: Mutex::new(vec![false; usize::from(stream_count(&req))]),
+        streams_settled: AtomicU64::new(0),
     });
     // Checked and taken under one lock: two clients cannot both take the last place.
     let busy = match sessions.lock() {
@@ -851,6 +866,19 @@ fn handle_connection(
     // Wait for the client's finish (or its disappearance, or the hard end).
     let fin: Result<Finish, _> = read_json_line(&mut reader, clock::dur(Nanos(req.duration_ns) + GRACE));
     sess.stop.store(true, Ordering::Relaxed);
+    // The client's Finish can overtake a data connection still in its hello: wait for every
+    // stream the test opens (bounded), or its bytes would be counted as never received.
+    if fin.is_ok() {
+        let want = u64::from(stream_count(&req));
+        let until = clock::mono() + STREAM_WAIT;
+        while sess.streams_settled.load(Ordering::Acquire) < want && clock::mono() < until {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let got = sess.streams_settled.load(Ordering::Acquire);
+        if got < want {
+            log(format!("{peer}: session {id:x}: {got} of {want} data streams arrived within {STREAM_WAIT}"));
+        }
+    }
     // Receivers run until the client's end of stream; senders stop at once.
     let threads = std::mem::take(&mut *sess.threads.lock().map_err(|_| PerfError::Protocol("poisoned".into()))?);
     for t in threads {
@@ -918,13 +946,19 @@ pub struct FlowResult {
     pub received_bytes: u64,
     /// Receiver's span from first to last byte.
     pub receive_secs: f64,
-    /// Goodput: received bytes × 8 over the receive span.
+    /// Goodput: received bytes × 8 over the receive span; NaN (`null` in JSON) when bytes
+    /// came but the span is too short to time (every byte came in one read, so first and last byte share a
+    /// time); 0 when nothing was received.
     pub throughput_bps: f64,
 }
 
 impl FlowResult {
     fn new(sent: u64, received: u64, secs: f64) -> FlowResult {
-        let bps = if secs > 0.0 { received as f64 * 8.0 / secs } else { 0.0 };
+        let bps = match received {
+            0 => 0.0,
+            _ if secs > 0.0 => received as f64 * 8.0 / secs,
+            _ => f64::NAN,
+        };
         FlowResult { sent_bytes: sent, received_bytes: received, receive_secs: secs, throughput_bps: bps }
     }
 }

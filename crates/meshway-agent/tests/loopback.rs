@@ -419,6 +419,68 @@ mod perf {
         }
     }
 
+    /// A client whose Finish overtakes its data connection (sent before the stream is even
+    /// opened): the server waits for the stream the test has and counts its bytes; it used to
+    /// report 0 received and then refuse the stream as of an unknown session.
+    #[test]
+    fn a_finish_that_overtakes_its_data_stream_still_counts_the_stream() {
+        use meshway_probe::perf::{Accept, Finish, Hello, Request, ServerResult, PROTOCOL_VERSION};
+        use std::io::{BufRead, BufReader};
+        let _turn = turn();
+        let s = server();
+        let mut ctl = std::net::TcpStream::connect(s.addr).unwrap();
+        ctl.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut rd = BufReader::new(ctl.try_clone().unwrap());
+        let req = Request {
+            version: PROTOCOL_VERSION,
+            protocol: Protocol::Tcp,
+            direction: Direction::Forward,
+            streams: 1,
+            duration_ns: 2_000_000_000,
+            bytes: Some(204_800),
+            rate_bps: None,
+            size: 128 * 1024,
+        };
+        let line = |rd: &mut BufReader<std::net::TcpStream>| {
+            let mut l = String::new();
+            rd.read_line(&mut l).unwrap();
+            l
+        };
+        writeln!(ctl, "{}", serde_json::to_string(&req).unwrap()).unwrap();
+        let acc: Accept = serde_json::from_str(&line(&mut rd)).unwrap();
+        assert!(acc.ok, "{acc:?}");
+        writeln!(ctl, "{}", serde_json::to_string(&Finish { finish: true, udp_sent: None }).unwrap()).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut data = std::net::TcpStream::connect(s.addr).unwrap();
+        data.write_all(&Hello { stream: 0, session: acc.session }.encode()).unwrap();
+        data.write_all(&vec![7u8; 204_800]).unwrap();
+        drop(data);
+        let res: ServerResult = serde_json::from_str(&line(&mut rd)).unwrap();
+        assert_eq!(res.received_bytes, 204_800);
+    }
+
+    /// A forward test small enough to arrive in one read has no span to time: its goodput is
+    /// NaN (null in JSON), never 0 bps beside every byte delivered; a larger one is timed.
+    #[test]
+    fn a_goodput_too_short_to_time_is_not_zero() {
+        let _turn = turn();
+        let s = server();
+        for _ in 0..5 {
+            let mut c = cfg(s.addr, Protocol::Tcp, Direction::Forward, 1);
+            c.bytes = Some(Bytes(100 * 1024));
+            c.size = 128 * 1024;
+            let r = perf::run(&c, &AtomicBool::new(false), &mut |_| {}).unwrap();
+            let f = r.forward.unwrap();
+            assert_eq!(f.received_bytes, 102_400);
+            assert!(f.throughput_bps.is_nan() || f.throughput_bps > 0.0, "{f:?}");
+            assert_eq!(f.throughput_bps.is_nan(), f.receive_secs == 0.0, "{f:?}");
+            if f.throughput_bps.is_nan() {
+                let j = serde_json::to_value(&f).unwrap();
+                assert!(j["throughput_bps"].is_null(), "{j}");
+            }
+        }
+    }
+
     #[test]
     fn tcp_forward_parallel_delivers_every_byte() {
         let _turn = turn();

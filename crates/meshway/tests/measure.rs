@@ -180,13 +180,18 @@ fn help_has_examples() {
     }
 }
 
+/// A perf server on a free loopback port, once it accepts: (its process, its address).
+fn loopback_perf_server() -> (Proc, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let s = spawn(Command::new(bin()).args(["perf", "--server", "--listen", &listen]));
+    wait_tcp(&listen);
+    (s, listen)
+}
+
 #[test]
 fn perf_cli_json_over_loopback() {
     let _turn = traffic_turn();
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let _s = spawn(Command::new(bin()).args(["perf", "--server", "--listen", &listen]));
-    wait_tcp(&listen);
+    let (_s, listen) = loopback_perf_server();
     let o = meshway(&["perf", &listen, "-t", "1s", "-P", "2", "-i", "500ms", "--json"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
@@ -198,6 +203,37 @@ fn perf_cli_json_over_loopback() {
     let o = meshway(&["perf", &listen, "-t", "1s", "--udp", "--rate", "10Mbps", "-R"]);
     let s = text(&o.stdout);
     assert!(o.status.success() && s.contains("udp: target 10Mbps"), "{s}{}", text(&o.stderr));
+}
+
+/// Small tests over loopback: each delivers every byte (the client's Finish could overtake
+/// its data stream, and the server then counted 0 received: exit 2), and a goodput too short to
+/// time reads "n/a" (text) or null (JSON), never 0bps.
+#[test]
+fn perf_cli_small_tests_deliver_and_never_read_zero() {
+    let _turn = traffic_turn();
+    let (_s, listen) = loopback_perf_server();
+    for k in 0..6 {
+        let json = k % 2 == 1;
+        let mut args = vec!["perf", &listen, "--bytes", "100KiB"];
+        if json {
+            args.push("--json");
+        }
+        let o = meshway(&args);
+        let (out, err) = (text(&o.stdout), text(&o.stderr));
+        assert!(o.status.success(), "run {k}: {out}{err}");
+        if json {
+            let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+            let t = &v["forward"]["throughput_bps"];
+            assert!(t.is_null() || t.as_f64().is_some_and(|b| b > 0.0), "{t}");
+            assert_eq!(v["forward"]["received_bytes"], 102_400);
+        } else {
+            assert!(out.contains("received 100KiB in"), "{out}");
+            assert!(!out.contains("throughput 0bps"), "{out}");
+            if out.contains("in 0.000s") {
+                assert!(out.contains("throughput n/a (too short to time)"), "{out}");
+            }
+        }
+    }
 }
 
 #[test]
