@@ -328,7 +328,7 @@ pub fn sim_html(r: &SimReport) -> String {
     for s in &r.sweeps {
         let series = vec![Series {
             name: s.name.clone(),
-            points: s.rows.iter().map(|x| (x.size_bytes as f64, x.busbw_gbytes)).collect(),
+            points: s.rows.iter().filter_map(|x| Some((x.size_bytes as f64, x.busbw_gbytes?))).collect(),
         }];
         let fmt_size = |v: f64| format!("{}", meshway_units::Bytes(v.round() as u64));
         let fmt_gb = |v: f64| format!("{v:.0}");
@@ -498,9 +498,9 @@ pub fn sweep_text(s: &Sweep) -> String {
             format!("{:>13}", r.size_bytes),
             (r.size_bytes / 4).to_string(),
             "float".into(),
-            format!("{:.1}", r.time_us),
-            format!("{:.2}", r.algbw_gbytes),
-            format!("{:.2}", r.busbw_gbytes),
+            r.time_us.map_or("-".into(), |t| format!("{t:.1}")),
+            r.algbw_gbytes.map_or("-".into(), |b| format!("{b:.2}")),
+            r.busbw_gbytes.map_or("-".into(), |b| format!("{b:.2}")),
             r.model.clone(),
         ];
         if auto {
@@ -513,6 +513,9 @@ pub fn sweep_text(s: &Sweep) -> String {
         tab.row(row);
     }
     out.push_str(&tab.render());
+    for r in s.rows.iter().filter(|r| r.failure.is_some()) {
+        out.push_str(&format!("# {} bytes did not complete: {}\n", r.size_bytes, r.failure.as_deref().unwrap_or("")));
+    }
     out
 }
 

@@ -524,8 +524,19 @@ fn chain_latency(lats: &mut [u64], steps: u32) -> u64 {
     (laps * lap + tail).saturating_sub(min)
 }
 
-fn pick_model(spec: &CollSpec, msgs_if_steps: u64) -> Model {
-    spec.model.unwrap_or(if msgs_if_steps <= spec.steps_limit { Model::Steps } else { Model::Steady })
+fn pick_model(spec: &CollSpec, msgs_if_steps: u64) -> Result<Model, CollectiveError> {
+    let model = spec.model.unwrap_or(if msgs_if_steps <= spec.steps_limit { Model::Steps } else { Model::Steady });
+    // Step by step asked for where it writes more messages than a run may hold (1,024 GPUs
+    // of a 1 GiB ring took 16 GB; 16,384 ran out of memory).
+    if model == Model::Steps && msgs_if_steps > MAX_MESSAGES {
+        return Err(CollectiveError::TooManySteps {
+            op: spec.op.name(),
+            ranks: spec.ranks.len(),
+            messages: msgs_if_steps,
+            max: MAX_MESSAGES,
+        });
+    }
+    Ok(model)
 }
 
 /// The most messages one collective may write (an all-to-all on n GPUs writes n (n - 1)):
@@ -795,7 +806,7 @@ fn build_steps(
         (Op::AllReduce | Op::AllGather | Op::ReduceScatter, Algo::Ring | Algo::Direct) => {
             let steps = if spec.op == Op::AllReduce { 2 * (n - 1) } else { n - 1 } as u32;
             let rs = rings(topo, &spec.ranks, c);
-            let model = pick_model(spec, u64::from(steps) * nn * u64::from(c));
+            let model = pick_model(spec, u64::from(steps) * nn * u64::from(c))?;
             let done = ring_phase(prog, topo, &rs, chunk, steps, after, model, spec);
             Ok(Built { done, model, steps })
         }
@@ -1101,7 +1112,7 @@ fn in_network(
     let part = spec.size.div_ceil(k).max(1);
     let shard = part.div_ceil(g as u64).max(1);
     let intra: Vec<Ring> = groups.iter().map(|grp| Ring { members: grp.clone(), via: vec![None; g] }).collect();
-    let model = pick_model(spec, k * 2 * (g as u64 - 1) * spec.ranks.len() as u64);
+    let model = pick_model(spec, k * 2 * (g as u64 - 1) * spec.ranks.len() as u64)?;
     let nv_share = spec.hw.nvlink * nv_eff;
     let mut steps = 1u32;
     let mut prev_a: Vec<MsgId> = after.to_vec();
@@ -1290,7 +1301,7 @@ fn hierarchical(
     let chunk2 = shard.div_ceil(h as u64 * u64::from(c)).max(1);
     // One granularity for all phases, from the messages of the whole collective.
     let msgs = k * (2 * (g as u64 - 1) + u64::from(steps2) * u64::from(c)) * spec.ranks.len() as u64;
-    let (m1, m2) = (pick_model(spec, msgs), pick_model(spec, msgs));
+    let (m1, m2) = (pick_model(spec, msgs)?, pick_model(spec, msgs)?);
     let mut prev_rs: Vec<MsgId> = after.to_vec();
     let mut dones = Vec::with_capacity(k as usize);
     for _ in 0..k {

@@ -52,6 +52,12 @@ pub enum CollectiveError {
     /// More messages than a run may hold in memory.
     #[error("{op} on {ranks} GPUs sends {messages} messages, more than the {max} one run may hold (about 900 bytes each while they run); simulate a smaller group")]
     TooManyMessages { op: &'static str, ranks: usize, messages: u64, max: u64 },
+    /// The steps model asked for where it writes more messages than a run may hold.
+    #[error("{op} on {ranks} GPUs written step by step (model = \"steps\") sends {messages} messages, more than the {max} one run may hold (about 900 bytes each while they run); leave `model` out (the steady-state model) or simulate a smaller group")]
+    TooManySteps { op: &'static str, ranks: usize, messages: u64, max: u64 },
+    /// The workloads of one run together past the limit.
+    #[error("with the workloads before it the run holds {messages} messages, more than the {max} one run may hold (about 900 bytes each while they run); simulate the workloads in separate runs or on fewer GPUs")]
+    TooManyTogether { messages: u64, max: u64 },
     /// All-to-all and send-recv only send directly.
     #[error("{op} sends every message directly; algorithm {algorithm} does not apply (leave `algorithm` out)")]
     DirectOnly { op: &'static str, algorithm: &'static str },

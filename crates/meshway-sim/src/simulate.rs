@@ -208,9 +208,13 @@ pub struct WorkloadResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepRow {
     pub size_bytes: u64,
-    pub time_us: f64,
-    pub algbw_gbytes: f64,
-    pub busbw_gbytes: f64,
+    /// From the workload's start (its `start`, else 0) to its end; None when it did not
+    /// complete (`failure` says why).
+    pub time_us: Option<f64>,
+    pub algbw_gbytes: Option<f64>,
+    pub busbw_gbytes: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     pub model: String,
     /// The algorithm and protocol of this size (the tuner's picks where left to it).
     pub algorithm: String,
@@ -553,8 +557,14 @@ fn pattern_kind(
         }
         WorkloadKind::Uniform => {
             let count = w.flows.map_or(n as u64, |f| f.0);
-            if count == 0 || count > 50_000_000 {
-                return Err(c.invalid("flows", "expected 1 to 50,000,000 flows"));
+            if count == 0 || count > crate::collective::MAX_MESSAGES {
+                return Err(c.invalid(
+                    "flows",
+                    format!(
+                        "expected 1 to {} flows, the most one run may hold (about 900 bytes each while they run)",
+                        crate::collective::MAX_MESSAGES
+                    ),
+                ));
             }
             let mut st = wl_seed;
             (0..count)
@@ -582,6 +592,16 @@ fn pattern_kind(
             others[..senders as usize].iter().map(|&a| line(a, recv)).collect()
         }
         _ => {
+            let count = n as u64 * (n as u64 - 1);
+            if count > crate::collective::MAX_MESSAGES {
+                return Err(c.invalid(
+                    "kind",
+                    format!(
+                        "all-to-all on {n} GPUs writes {count} flows, more than the {} one run may hold (about 900 bytes each while they run); give `ranks` or `group` for fewer GPUs",
+                        crate::collective::MAX_MESSAGES
+                    ),
+                ));
+            }
             let mut v = Vec::with_capacity(n * (n - 1));
             for i in 0..n {
                 for k in 1..n {
@@ -973,6 +993,7 @@ type Choice = (Algo, collective::Proto, Vec<tuner::Candidate>);
 
 /// The algorithm and protocol of a collective of `size` bytes, the tuner's where the scenario
 /// leaves them to it (None for other workloads).
+#[allow(clippy::too_many_arguments)]
 fn tune(
     topo: &mut dyn Topology,
     ideal: Option<&mut dyn Topology>,
@@ -981,6 +1002,7 @@ fn tune(
     cat: &Catalog,
     size: Option<u64>,
     scn_file: &str,
+    failures: &[LinkEvent],
 ) -> Result<Option<Choice>, SimulateError> {
     let Kind::Collective { spec, auto, protocol, .. } = &w.kind else { return Ok(None) };
     let spec = on_wire(spec, &cfg.wire, size);
@@ -998,7 +1020,19 @@ fn tune(
         }
         None => cat.protocol.iter().map(collective::Proto::from_model).collect(),
     };
-    tuner::pick(topo, ideal, cfg, &spec, &algos, &protos).map(Some).map_err(|e| workload_error(scn_file, w, e))
+    let failures = failures_from(failures, w.start.map_or(0, |s| s.0));
+    tuner::pick(topo, ideal, cfg, &spec, &algos, &protos, &failures)
+        .map(Some)
+        .map_err(|e| workload_error(scn_file, w, e))
+}
+
+/// `failures` as a run that starts at `t0` sees them: changes before it happen at its start,
+/// in their order, so the links begin as they are at `t0`.
+fn failures_from(failures: &[LinkEvent], t0: u64) -> Vec<LinkEvent> {
+    let mut v: Vec<LinkEvent> =
+        failures.iter().map(|e| LinkEvent { at: SimTime(e.at.0.saturating_sub(t0)), ..*e }).collect();
+    v.sort_by_key(|e| e.at); // stable: same-time changes keep their order
+    v
 }
 
 fn workload_error(file: &str, w: &Workload, source: CollectiveError) -> SimulateError {
@@ -1032,16 +1066,8 @@ fn write_workload(
                 spec.algo = a;
                 spec.proto = p;
             }
-            let first = prog.msgs.len();
-            let gate = if start.0 > 0 {
-                let mut m = Msg::wait(after.clone(), Nanos::ZERO);
-                m.start = start;
-                vec![prog.push(m)]
-            } else {
-                after.clone()
-            };
+            let gate = start_gate(prog, &after, start);
             let built = collective::build(prog, topo, &spec, &gate).map_err(|e| workload_error(scn_file, w, e))?;
-            let _ = first;
             Ok((built.done, Some(built)))
         }
         Kind::Flows { flows } => {
@@ -1060,10 +1086,23 @@ fn write_workload(
             Ok((prog.barrier(ids, Nanos::ZERO), None))
         }
         Kind::Training(spec) => {
-            let done = training::write(prog, topo, spec, &after, cfg).map_err(|e| workload_error(scn_file, w, e))?;
+            // A step with a `start` begins then (it began at 0, alongside what ran before).
+            let gate = start_gate(prog, &after, start);
+            let done = training::write(prog, topo, spec, &gate, cfg).map_err(|e| workload_error(scn_file, w, e))?;
             Ok((done, None))
         }
     }
+}
+
+/// What a workload's first messages wait for: a wait that ends at `start` when it is
+/// after 0, else `after`.
+fn start_gate(prog: &mut Program, after: &[MsgId], start: Nanos) -> Vec<MsgId> {
+    if start.0 == 0 {
+        return after.to_vec();
+    }
+    let mut m = Msg::wait(after.to_vec(), Nanos::ZERO);
+    m.start = start;
+    vec![prog.push(m)]
 }
 
 /// The seed, routing, transport and tolerances a run of this scenario uses, as `simulate`
@@ -1122,21 +1161,25 @@ pub fn simulate(
             let mut rows = Vec::new();
             let mut size = *from;
             while size <= *to {
-                let tuned = tune(&mut topo, Some(&mut bound), w, &cfg, cat, Some(size), &file_prefix)?;
+                let tuned = tune(&mut topo, Some(&mut bound), w, &cfg, cat, Some(size), &file_prefix, &failures)?;
                 let (algo, proto) = tuned.map_or((spec.algo, spec.proto.clone()), |t| (t.0, t.1));
                 let protocol = proto.name.clone();
                 let mut prog = Program::new();
                 let (done, built) =
                     write_workload(&mut prog, &mut topo, w, &[], &cfg, Some(size), Some((algo, proto)), &file_prefix)?;
                 let ex = execute(&prog, &mut topo, &cfg, &failures, &mut |_, _| {})?;
-                let t = ex.msgs[done as usize].end.map_or(0, |e| e.0);
-                let secs = t as f64 / 1e9;
-                let algbw = if secs > 0.0 { size as f64 / secs / 1e9 } else { 0.0 };
+                // Timed from the workload's start, as a workload's time is.
+                let t0 = origin(&prog, &ex, 0, prog.msgs.len(), cfg.wire.alpha.0);
+                let t = ex.msgs[done as usize].end.map(|e| e.0.saturating_sub(t0));
+                let algbw = t.filter(|&t| t > 0).map(|t| size as f64 / (t as f64 / 1e9) / 1e9);
                 rows.push(SweepRow {
                     size_bytes: size,
-                    time_us: t as f64 / 1e3,
+                    time_us: t.map(|t| t as f64 / 1e3),
                     algbw_gbytes: algbw,
-                    busbw_gbytes: algbw * spec.op.busbw_factor(spec.ranks.len()),
+                    busbw_gbytes: algbw.map(|a| a * spec.op.busbw_factor(spec.ranks.len())),
+                    failure: t.is_none().then(|| {
+                        ex.msgs.iter().find_map(|m| m.stall.clone()).unwrap_or_else(|| "did not complete".into())
+                    }),
                     model: built.map_or("direct", |b| b.model.name()).to_string(),
                     algorithm: algo.name().to_string(),
                     protocol,
@@ -1161,7 +1204,7 @@ pub fn simulate(
     // The tuner decides on the scenario's fabric; the ideal-fabric run keeps its choices.
     let tuned: Vec<Option<Choice>> = main
         .iter()
-        .map(|w| tune(&mut topo, Some(&mut bound), w, &cfg, cat, None, &file_prefix))
+        .map(|w| tune(&mut topo, Some(&mut bound), w, &cfg, cat, None, &file_prefix, &failures))
         .collect::<Result<_, _>>()?;
     type Spans = Vec<(usize, usize, MsgId, Option<collective::Built>)>;
     let build = |topo: &mut dyn Topology| -> Result<(Program, Spans), SimulateError> {
@@ -1172,6 +1215,18 @@ pub fn simulate(
             let first = prog.msgs.len();
             let choice = tuned[k].as_ref().map(|t| (t.0, t.1.clone()));
             let (done, built) = write_workload(&mut prog, topo, w, &prev, &cfg, None, choice, &file_prefix)?;
+            // Each collective is bounded on its own; so is the run (three all-to-alls of
+            // 4 million messages each took 8.5 GB).
+            if prog.msgs.len() as u64 > collective::MAX_MESSAGES {
+                return Err(workload_error(
+                    &file_prefix,
+                    w,
+                    CollectiveError::TooManyTogether {
+                        messages: prog.msgs.len() as u64,
+                        max: collective::MAX_MESSAGES,
+                    },
+                ));
+            }
             spans.push((first, prog.msgs.len(), done, built));
             prev = vec![done];
         }
@@ -1757,7 +1812,11 @@ fn origin(prog: &Program, ex: &Execution, a: usize, b: usize, alpha: u64) -> u64
     prog.msgs[a..b]
         .iter()
         .zip(&ex.msgs[a..b])
-        .filter_map(|(m, r)| Some(r.start?.0.saturating_sub(m.alpha().map_or(alpha, |x| x.0))))
+        // A wait (a workload's start gate) pays no endpoint latency.
+        .filter_map(|(m, r)| {
+            let a = if m.is_wait() { 0 } else { m.alpha().map_or(alpha, |x| x.0) };
+            Some(r.start?.0.saturating_sub(a))
+        })
         .min()
         .unwrap_or(0)
 }

@@ -16,7 +16,7 @@
 //! than the best time found is not simulated on the fabric, since it cannot win.
 
 use crate::collective::{self, Algo, CollSpec, Hardware, Op, Proto};
-use crate::exec::{execute, ExecConfig};
+use crate::exec::{execute, ExecConfig, LinkEvent};
 use crate::program::Program;
 use crate::topo::Topology;
 use crate::CollectiveError;
@@ -64,6 +64,11 @@ pub fn candidates(op: Op, hw: &Hardware, multi_host: bool) -> Vec<Algo> {
 /// `topo`, with every candidate evaluated, or bounded out on `ideal` (see the module docs).
 /// A candidate this fabric cannot run (NVLS-tree on hosts of one GPU) is left out; a single
 /// candidate is taken without simulating it.
+///
+/// `failures` are the link changes as the collective would see them from its start: the
+/// candidates run on `topo` with them (a failure that sends a ring round a long detour can
+/// make a tree faster); the bounds on the ideal fabric, without them, stay lower bounds.
+#[allow(clippy::too_many_arguments)]
 pub fn pick(
     topo: &mut dyn Topology,
     ideal: Option<&mut dyn Topology>,
@@ -71,6 +76,7 @@ pub fn pick(
     spec: &CollSpec,
     algos: &[Algo],
     protos: &[Proto],
+    failures: &[LinkEvent],
 ) -> Result<(Algo, Proto, Vec<Candidate>), CollectiveError> {
     if algos.len() == 1 && protos.len() <= 1 {
         return Ok((algos[0], protos.first().cloned().unwrap_or_default(), Vec::new()));
@@ -78,7 +84,7 @@ pub fn pick(
     let jobs: Vec<(Algo, &Proto)> = algos.iter().flat_map(|&a| protos.iter().map(move |p| (a, p))).collect();
     let mut times: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
     let bounds: Vec<Option<Outcome>> = match ideal {
-        Some(it) => run_all(it, cfg, spec, &jobs)?.into_iter().map(Some).collect(),
+        Some(it) => run_all(it, cfg, spec, &jobs, &[])?.into_iter().map(Some).collect(),
         None => (0..jobs.len()).map(|_| None).collect(),
     };
     // Candidates by bound (refusals first: they are refused on the fabric too, unsimulated).
@@ -106,7 +112,7 @@ pub fn pick(
             continue;
         }
         let sub: Vec<(Algo, &Proto)> = batch.iter().map(|&i| jobs[i]).collect();
-        for (i, t) in batch.into_iter().zip(run_all(topo, cfg, spec, &sub)?) {
+        for (i, t) in batch.into_iter().zip(run_all(topo, cfg, spec, &sub, failures)?) {
             if let Ok(t) = &t {
                 best = best.min(*t);
             }
@@ -154,6 +160,7 @@ fn run_all(
     cfg: &ExecConfig,
     spec: &CollSpec,
     jobs: &[(Algo, &Proto)],
+    failures: &[LinkEvent],
 ) -> Result<Vec<Outcome>, CollectiveError> {
     let one = |topo: &mut dyn Topology, a: Algo, p: &Proto| -> Result<Outcome, CollectiveError> {
         let s = CollSpec { algo: a, proto: p.clone(), ..spec.clone() };
@@ -163,7 +170,7 @@ fn run_all(
             Ok(b) => b,
             Err(e) => return Ok(Err(e)),
         };
-        let ex = execute(&prog, topo, cfg, &[], &mut |_, _| {})
+        let ex = execute(&prog, topo, cfg, failures, &mut |_, _| {})
             .map_err(|source| CollectiveError::Probe { what: "tuner candidate", source })?;
         Ok(Ok(ex.msgs[built.done as usize].end.map_or(u64::MAX, |e| e.0)))
     };

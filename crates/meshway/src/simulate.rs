@@ -255,10 +255,19 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<(String, Option<String>)> {
         }
     }
     let n: usize = r.workloads.iter().map(|w| w.failed_messages).sum();
-    let failed = (n > 0).then(|| {
+    let sizes: Vec<(&str, u64, &str)> = r
+        .sweeps
+        .iter()
+        .flat_map(|s| s.rows.iter().filter_map(move |x| Some((s.name.as_str(), x.size_bytes, x.failure.as_deref()?))))
+        .collect();
+    let failed = if n > 0 {
         let why = r.workloads.iter().flat_map(|w| &w.failures).next().cloned().unwrap_or_default();
-        format!("{n} messages failed; the first: {why} (see the report)")
-    });
+        Some(format!("{n} messages failed; the first: {why} (see the report)"))
+    } else {
+        sizes.first().map(|(name, size, why)| {
+            format!("{} sweep sizes did not complete; the first: {name} at {size} bytes: {why}", sizes.len())
+        })
+    };
     let text = if args.json {
         crate::json(&r)?
     } else if args.csv {
