@@ -30,6 +30,8 @@ pub enum HistoryError {
     },
     #[error("unknown target {name:?}; the database has: {known}")]
     UnknownTarget { name: String, known: String },
+    #[error("{name:?} is an {kind} target: its samples are in its series ({series}); give one of them as --target")]
+    ParentTarget { name: String, kind: String, series: String },
     #[error("not enough points to forecast ({n}; need at least 3 with values)")]
     TooFewPoints { n: usize },
     #[error("{n} samples in the span: --step raw lists at most {max} (each is a row); narrow --since/--until or use --step 1m")]
@@ -202,17 +204,55 @@ fn on<T>(db: &Path, f: impl FnOnce(Store) -> Result<T, HistoryError>) -> Result<
     })
 }
 
-pub fn targets(db: &Path) -> Result<Vec<(String, u64)>, HistoryError> {
-    on(db, targets_in)
+/// One stored series, as `history` without `--target` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetEntry {
+    pub target: String,
+    pub kind: String,
+    pub samples: u64,
 }
 
-fn targets_in(s: Store) -> Result<Vec<(String, u64)>, HistoryError> {
-    let mut out = Vec::new();
-    for t in s.targets() {
-        let id = s.id(&t).unwrap_or(0);
-        out.push((t, s.target_sample_count(id)?));
+/// An interface or optics target's own entry: its data is in its series
+/// (`TARGET/INTERFACE/utilization`, `TARGET/MODULE/rx-power/laneN`), never under its name.
+fn is_parent(name: &str, kind: &str) -> bool {
+    matches!(kind, "interface" | "optics") && !name.contains('/')
+}
+
+/// The stored series and their sample counts. Interface and optics targets are listed by
+/// their series, not by their own entries, which hold no samples.
+pub fn targets(db: &Path) -> Result<Vec<TargetEntry>, HistoryError> {
+    on(db, |s| {
+        let mut out = Vec::new();
+        for (target, kind) in s.target_kinds()? {
+            if is_parent(&target, &kind) {
+                continue;
+            }
+            let id = s.id(&target).unwrap_or(0);
+            out.push(TargetEntry { samples: s.target_sample_count(id)?, target, kind });
+        }
+        Ok(out)
+    })
+}
+
+/// What `history --target` shows unless `--metric` says: an optics series' receive power, an
+/// interface series' ratio (by its name), a perf target's throughput, else the RTT p99.
+pub fn default_metric(db: &Path, target: &str) -> Result<Metric, HistoryError> {
+    if target.contains("/rx-power/") {
+        return Ok(Metric::RxPower);
     }
-    Ok(out)
+    match target.rsplit('/').next() {
+        Some("utilization") => return Ok(Metric::Utilization),
+        Some("error-ratio") => return Ok(Metric::ErrorRatio),
+        Some("drop-ratio") => return Ok(Metric::DropRatio),
+        _ => {}
+    }
+    on(db, |s| {
+        let kinds = s.target_kinds()?;
+        Ok(match kinds.iter().find(|(n, _)| n == target).map(|(_, k)| k.as_str()) {
+            Some("perf") => Metric::ThroughputMin,
+            _ => Metric::RttP99,
+        })
+    })
 }
 
 /// Queries one target's `metric` over `[from, to)`.
@@ -249,6 +289,15 @@ fn query_limited(
         let id = s
             .id(target)
             .ok_or_else(|| HistoryError::UnknownTarget { name: target.into(), known: s.targets().join(", ") })?;
+        if let Some((_, kind)) = s.target_kinds()?.into_iter().find(|(n, k)| n == target && is_parent(n, k)) {
+            let prefix = format!("{target}/");
+            let series: Vec<String> = s.targets().into_iter().filter(|n| n.starts_with(&prefix)).collect();
+            return Err(HistoryError::ParentTarget {
+                name: target.into(),
+                kind,
+                series: if series.is_empty() { "none yet".into() } else { series.join(", ") },
+            });
+        }
         // The summary streams the raw samples into a histogram: a span of months holds
         // millions, and only the raw series keeps each.
         let mut acc = StatsOf::default();
@@ -381,6 +430,37 @@ mod tests {
         let tput = tput.unwrap();
         assert_eq!(tput.series[0].value, Some(0.0));
         assert_eq!(tput.series[0].rollup.value_min, Some(100e6));
+    }
+
+    /// The list names series with data, not an interface target's own (empty) entry; a perf
+    /// target's default metric is its throughput; the interface target itself names its
+    /// series when queried.
+    #[test]
+    fn targets_list_series_and_perf_defaults_to_throughput() {
+        let runs: Vec<Sample> = (0..4u64)
+            .map(|k| Sample { at_ns: MINUTE_NS + k * 1_000_000_000, rtt_ns: None, value: Some(5e8) })
+            .collect();
+        let p = temp_db("list", "bulk", "perf", &runs);
+        let mut s = Store::open(&p).unwrap();
+        s.target_id("ifs", "interface", "lo").unwrap();
+        let u = s.target_id("ifs/lo/utilization", "interface", "lo").unwrap();
+        s.insert(&[(u, Sample { at_ns: MINUTE_NS, rtt_ns: None, value: Some(0.25) })]).unwrap();
+        drop(s);
+        let list = targets(&p);
+        let metric = default_metric(&p, "bulk");
+        let tput = query(&p, "bulk", Metric::ThroughputMin, 0, 2 * MINUTE_NS, Step::Minute, None, 0, None, false);
+        let parent = query(&p, "ifs", Metric::RttP99, 0, 2 * MINUTE_NS, Step::Minute, None, 0, None, false);
+        remove_db(&p);
+        let list: Vec<(String, String, u64)> =
+            list.unwrap().into_iter().map(|t| (t.target, t.kind, t.samples)).collect();
+        assert_eq!(list, vec![("bulk".into(), "perf".into(), 4), ("ifs/lo/utilization".into(), "interface".into(), 1)]);
+        assert_eq!(metric.unwrap(), Metric::ThroughputMin);
+        assert_eq!(tput.unwrap().series[0].value, Some(5e8));
+        let e = parent.unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "\"ifs\" is an interface target: its samples are in its series (ifs/lo/utilization); give one of them as --target"
+        );
     }
 
     /// `--step raw` lists every sample up to its limit, and past it refuses with the count

@@ -308,6 +308,13 @@ impl Store {
         Ok(id)
     }
 
+    /// Every target's (name, kind), by name.
+    pub fn target_kinds(&self) -> Result<Vec<(String, String)>> {
+        let mut st = self.conn.prepare("SELECT name, kind FROM targets ORDER BY name")?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect()
+    }
+
     pub fn targets(&self) -> Vec<String> {
         let mut v: Vec<String> = self.ids.keys().cloned().collect();
         v.sort();

@@ -710,7 +710,8 @@ pub struct HistoryArgs {
     /// The target to query; without it, the targets are listed.
     #[arg(long)]
     target: Option<String>,
-    /// rtt-p99 unless given (or the interface ratio a series' name ends with).
+    /// Unless given: throughput-min for a perf target, the ratio an interface series' name
+    /// ends with, rx-power for an optics series, else rtt-p99.
     #[arg(long, value_enum)]
     metric: Option<HistoryMetric>,
     /// Window start, as a duration before --until.
@@ -772,17 +773,28 @@ pub fn history(a: HistoryArgs) -> Result<()> {
     use meshway_agent::history::{self, Step};
     use meshway_probe::objective::Metric;
     let Some(target) = &a.target else {
-        return emit(&text::history_targets_text(&history::targets(&a.db)?));
+        // The list of targets: --json prints it as JSON; what reads one target's series is
+        // refused rather than ignored.
+        let needs_target = [
+            ("--csv", a.csv),
+            ("--html", a.html.is_some()),
+            ("--forecast", a.forecast),
+            ("--anomalies", a.anomalies),
+            ("--metric", a.metric.is_some()),
+        ];
+        if let Some((flag, _)) = needs_target.iter().find(|f| f.1) {
+            bail!("{flag} needs --target: without it history lists the targets (--json lists them as JSON)");
+        }
+        let list = history::targets(&a.db)?;
+        if a.json {
+            return emit(&crate::json(&list)?);
+        }
+        let rows: Vec<(String, u64)> = list.into_iter().map(|t| (t.target, t.samples)).collect();
+        return emit(&text::history_targets_text(&rows));
     };
     let metric = match a.metric {
         Some(m) => metric_of(m),
-        None if target.contains("/rx-power/") => Metric::RxPower,
-        None => match target.rsplit('/').next() {
-            Some("utilization") => Metric::Utilization,
-            Some("error-ratio") => Metric::ErrorRatio,
-            Some("drop-ratio") => Metric::DropRatio,
-            _ => Metric::RttP99,
-        },
+        None => history::default_metric(&a.db, target)?,
     };
     let threshold = match (&a.threshold, a.forecast) {
         (Some(t), true) => Some(match metric {

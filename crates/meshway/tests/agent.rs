@@ -1442,3 +1442,48 @@ fn check_refuses_an_icmp_size_ping_refuses() {
     assert_eq!(o.status.code(), Some(2), "{e}");
     assert!(e.contains("invalid --size 107374182400 bytes: at most 65000 bytes of icmp payload"), "{e}");
 }
+
+/// `history` without `--target` lists the targets: `--json` as JSON, and the flags that read
+/// one target's series are refused by name (they were ignored: `--html` wrote nothing). A perf
+/// target's series defaults to its throughput.
+#[test]
+fn history_without_a_target_lists_as_json_and_refuses_what_needs_one() {
+    use meshway_probe::objective::Sample;
+    let d = TempDir::new("history-list");
+    let db = d.0.join("a.db");
+    let mut st = Store::open(&db).unwrap();
+    let id = st.target_id("bulk", "perf", "127.0.0.1:5301").unwrap();
+    #[allow(clippy::disallowed_methods)] // a sample within the default --since of 1h
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let at = now - 120_000_000_000;
+    st.insert(&[(id, Sample { at_ns: at, rtt_ns: None, value: Some(8e8) })]).unwrap();
+    st.rollup(at - 60_000_000_000, now).unwrap();
+    drop(st);
+    let dbs = db.to_str().unwrap();
+    let html = d.0.join("x.html");
+    for (flag, extra) in [
+        ("--csv", vec![]),
+        ("--html", vec![html.to_str().unwrap()]),
+        ("--anomalies", vec![]),
+        ("--metric", vec!["loss"]),
+    ] {
+        let mut args = vec!["history", "--db", dbs, flag];
+        args.extend(extra);
+        let o = Command::new(bin()).args(&args).output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag}: {e}");
+        assert!(e.contains(&format!("{flag} needs --target")), "{flag}: {e}");
+    }
+    assert!(!html.exists());
+    let o = Command::new(bin()).args(["history", "--db", dbs, "--forecast", "--threshold", "1Gbps"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--forecast needs --target"));
+    let o = Command::new(bin()).args(["history", "--db", dbs, "--json"]).output().unwrap();
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(v, serde_json::json!([{ "target": "bulk", "kind": "perf", "samples": 1 }]));
+    let o = Command::new(bin()).args(["history", "--db", dbs, "--target", "bulk", "--json"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    assert_eq!(v["metric"], "throughput-min");
+    assert_eq!(v["series"][0]["value"], 8e8);
+}
