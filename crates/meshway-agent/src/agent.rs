@@ -1400,6 +1400,15 @@ pub fn rollup_window(last: u64, now: u64, settle_ns: u64) -> (u64, u64, bool) {
     (from, to, hours)
 }
 
+/// The span to roll up at shutdown, minutes and hours, as (from, to): the open minute and, as
+/// each minute's rollup does, every minute in which samples could still have landed since
+/// (`settle_ns` back), so a loss that came late to a closed minute is in its row and the hour
+/// is the sum of its minutes.
+pub fn shutdown_rollup_window(now_ns: u64, settle_ns: u64) -> (u64, u64) {
+    let back = now_ns.saturating_sub(settle_ns);
+    (back - back % MINUTE_NS, now_ns + 1)
+}
+
 /// `/probe` requests served at once; more get 503 (each may wait up to its timeout).
 const MAX_PROBES: usize = 32;
 
@@ -1568,8 +1577,11 @@ pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentEr
     }
     core.flush();
     let now = clock::unix_nanos();
-    // The open minute and the open hour.
-    let _ = core.store.rollup(now - now % MINUTE_NS, now + 1);
+    // The open minute, the minutes late samples could still reach, and the open hour.
+    let (from, to) = shutdown_rollup_window(now, settle_ns(&core.spec));
+    if let Err(e) = core.store.rollup(from, to) {
+        log(Level::Error, format!("rollup at shutdown failed: {e}"));
+    }
     let _ = core.store.checkpoint();
     // The webhook thread writes what is queued to the outbox, tries once more, and ends; an
     // unreachable receiver cannot hold the exit for more than a few seconds (the outbox keeps
@@ -1637,6 +1649,47 @@ mod tests {
         assert_eq!(rollup_window(61, 62, 2_000_000_000), (60 * m, 62 * m, false));
         // Minute 0 does not underflow.
         assert_eq!(rollup_window(0, 1, 5_000_000_000), (0, m, false));
+    }
+
+    /// Minute 100 gets 470 probes, 47 of them lost; its last two losses come late, after the
+    /// rollup when minute 101 began. The rollup at shutdown (in minute 101) reaches back as
+    /// far as losses can land: the minute's row has all 470 and 47 (it had 468 and 45), and
+    /// the hour is the sum of its minutes.
+    #[test]
+    fn the_shutdown_rollup_takes_late_losses_and_the_hour_sums_its_minutes() {
+        let p = std::env::temp_dir().join(format!("meshway-agent-shutdown-{}.db", std::process::id()));
+        let files = |p: &Path| ["", "-wal", "-shm"].map(|e| PathBuf::from(format!("{}{e}", p.display())));
+        for f in files(&p) {
+            let _ = std::fs::remove_file(f);
+        }
+        let mut st = Store::open(&p).unwrap();
+        let id = st.target_id("t", "udp", "127.0.0.1:862").unwrap();
+        let m = 100 * MINUTE_NS;
+        let sample = |k: u64| {
+            let at = m + k * (MINUTE_NS / 470);
+            Sample { at_ns: at, rtt_ns: (k % 10 != 9).then_some(1_000_000), value: None }
+        };
+        // Everything but the last two losses (k = 459, 469) is in when minute 101 begins.
+        let (late, early): (Vec<u64>, Vec<u64>) = (0..470).partition(|k| *k == 459 || *k == 469);
+        st.insert(&early.iter().map(|&k| (id, sample(k))).collect::<Vec<_>>()).unwrap();
+        let settle = 2_000_000_000; // a 1 s timeout, and a second for the batch
+        let (from, to, _) = rollup_window(100, 101, settle);
+        st.rollup_levels(from, to, true, false).unwrap();
+        assert_eq!(st.rollups(id, false, m, m + 1).unwrap()[0].lost, 45);
+        st.insert(&late.iter().map(|&k| (id, sample(k))).collect::<Vec<_>>()).unwrap();
+        // Shutdown 1.5 s into minute 101.
+        let (from, to) = shutdown_rollup_window(101 * MINUTE_NS + 1_500_000_000, settle);
+        assert_eq!(from, m);
+        st.rollup(from, to).unwrap();
+        let minutes = st.rollups(id, false, 0, HOUR_NS * 2).unwrap();
+        let hours = st.rollups(id, true, 0, HOUR_NS * 2).unwrap();
+        drop(st);
+        for f in files(&p) {
+            let _ = std::fs::remove_file(f);
+        }
+        assert_eq!((minutes[0].sent, minutes[0].lost), (470, 47));
+        let (sent, lost) = minutes.iter().fold((0, 0), |a, r| (a.0 + r.sent, a.1 + r.lost));
+        assert_eq!((hours[0].sent, hours[0].lost), (sent, lost));
     }
 
     #[test]
