@@ -66,6 +66,8 @@ pub enum AgentError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error(transparent)]
+    Locked(#[from] crate::store::LockError),
     #[error("cannot listen on {addr}")]
     Listen {
         addr: String,
@@ -1416,6 +1418,8 @@ const MAX_PROBES: usize = 32;
 pub fn run(config_path: &Path, signals: Signals, log: Log) -> Result<(), AgentError> {
     let spec = load(config_path)?;
     let store_err = |source| AgentError::Store { path: spec.database.display().to_string(), source };
+    // One agent a database: two would mix their series. Held until the agent returns.
+    let _lock = crate::store::DbLock::take(&spec.database)?;
     let mut store = Store::open(&spec.database).map_err(store_err)?;
     let now = clock::unix_nanos();
     // Rollups of the last two hours from raw samples: closes any gap a crash left.

@@ -155,6 +155,66 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// An agent's hold on its database: an exclusive `flock(2)` on `DB.lock` beside it, which
+/// holds the holder's PID. The kernel lets it go when the process ends, however it ends; the
+/// file stays (removing it would let a third agent lock a new file while a second still
+/// waits on the old one).
+pub struct DbLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Why the database could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("database {db} is in use by another agent ({}; lock {lock}): stop it, or give this agent a database of its own", holder.map_or("its pid unknown".to_string(), |p| format!("pid {p}")))]
+    Held { db: String, lock: String, holder: Option<u32> },
+    #[error("cannot lock database {db} through {lock}")]
+    Io {
+        db: String,
+        lock: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DbLock {
+    /// The lock file of the database at `db`.
+    pub fn path(db: &Path) -> std::path::PathBuf {
+        let mut p = db.as_os_str().to_owned();
+        p.push(".lock");
+        p.into()
+    }
+
+    /// Takes the database at `db` for this process, or says who holds it.
+    pub fn take(db: &Path) -> std::result::Result<DbLock, LockError> {
+        use nix::fcntl::{Flock, FlockArg};
+        use std::io::{Read, Seek, Write};
+        let lock = DbLock::path(db);
+        let names = || (db.display().to_string(), lock.display().to_string());
+        let io = |source: std::io::Error| {
+            let (db, lock) = names();
+            LockError::Io { db, lock, source }
+        };
+        let f =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock).map_err(io)?;
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(mut f) => {
+                f.set_len(0).map_err(io)?;
+                f.rewind().map_err(io)?;
+                writeln!(f, "{}", std::process::id()).map_err(io)?;
+                Ok(DbLock { _lock: f })
+            }
+            Err((mut f, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut text = String::new();
+                let holder = f.read_to_string(&mut text).ok().and_then(|_| text.trim().parse().ok());
+                let (db, lock) = names();
+                Err(LockError::Held { db, lock, holder })
+            }
+            Err((_, e)) => Err(io(std::io::Error::from(e))),
+        }
+    }
+}
+
 impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let conn = Connection::open(path)?;
@@ -495,6 +555,31 @@ mod tests {
         let p = std::env::temp_dir().join(format!("meshway-store-{}-{name}.db", std::process::id()));
         let _ = std::fs::remove_file(&p);
         p
+    }
+
+    /// One agent at a time: a second lock on the file is refused with the holder's PID; once
+    /// the first lets go, it is taken.
+    #[test]
+    fn a_database_is_locked_for_one_agent() {
+        let p = tmp("locked");
+        let first = DbLock::take(&p).unwrap();
+        // flock(2) locks are per open file: a second open in this process is refused as another
+        // process's would be.
+        let e = DbLock::take(&p).err().unwrap().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "database {} is in use by another agent (pid {}; lock {}.lock): stop it, or give this agent a database of its own",
+                p.display(),
+                std::process::id(),
+                p.display()
+            )
+        );
+        drop(first);
+        let again = DbLock::take(&p);
+        assert!(again.is_ok());
+        drop(again);
+        let _ = std::fs::remove_file(DbLock::path(&p));
     }
 
     #[test]

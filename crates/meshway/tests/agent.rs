@@ -1487,3 +1487,36 @@ fn history_without_a_target_lists_as_json_and_refuses_what_needs_one() {
     assert_eq!(v["metric"], "throughput-min");
     assert_eq!(v["series"][0]["value"], 8e8);
 }
+
+/// Two agents on one database would mix their series: the second is refused, named with the
+/// file and the first one's PID, and the first keeps running.
+#[test]
+fn a_second_agent_on_the_same_database_is_refused() {
+    let d = TempDir::new("db-lock");
+    let db = d.0.join("a.db");
+    let (h1, h2) = (free_port(), free_port());
+    let cfg = |name: &str, port: u16| {
+        let p = d.0.join(name);
+        std::fs::write(
+            &p,
+            format!("[agent]\nlisten = \"127.0.0.1:{port}\"\ndatabase = {:?}\n", db.display().to_string()),
+        )
+        .unwrap();
+        p
+    };
+    let (c1, c2) = (cfg("one.toml", h1), cfg("two.toml", h2));
+    let first = agent(&c1);
+    let http = format!("127.0.0.1:{h1}");
+    assert!(wait_until(10, || get(&http, "/healthz", None).is_some_and(|r| r.0 == 200)));
+    let o = Command::new(bin()).args(["agent", "--config"]).arg(&c2).output().unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    let want = format!(
+        "database {} is in use by another agent (pid {}; lock {}.lock)",
+        db.display(),
+        first.0.id(),
+        db.display()
+    );
+    assert!(e.contains(&want), "{e}");
+    assert!(get(&http, "/healthz", None).is_some_and(|r| r.0 == 200), "the first agent still serves");
+}
