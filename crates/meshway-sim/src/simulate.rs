@@ -763,6 +763,18 @@ fn parse_flow_csv(
             j + 1
         ));
     }
+    // Other columns (a note) are left for the reader, but one that is a misspelling of a
+    // column not given (`strat`) would be dropped without a word: its flows started at 0.
+    const COLUMNS: [&str; 6] = ["src", "dst", "bytes", "start", "deps", "path"];
+    for (j, c) in cols.iter().enumerate().filter(|(_, c)| !c.is_empty() && !COLUMNS.contains(&c.as_str())) {
+        if let Some(k) = meshway_fabric::error::closest(c, &COLUMNS).filter(|k| !cols.iter().any(|x| x == k)) {
+            return Err(format!(
+                "{file}:{}: column {} is {c:?}: did you mean {k:?}? (columns read: src, dst, bytes, start, deps, path)",
+                line_of(header.position()),
+                j + 1
+            ));
+        }
+    }
     let col = |name: &str| cols.iter().position(|c| c == name);
     let (Some(cs), Some(cd), Some(cb)) = (col("src"), col("dst"), col("bytes")) else {
         return Err(format!(

@@ -146,6 +146,13 @@ pub trait Topology {
     }
 }
 
+/// What adaptive routing minimizes on a link: the inverse of the share a new flow would get,
+/// (flows + 1) / rate, in fixed point. Between links of one rate it orders as the flow count
+/// does; between rates, a 50G link with no flow loses to an idle 100G one.
+fn share_cost(flows: usize, rate_bps: u64) -> u128 {
+    (flows as u128 + 1) * (1u128 << 64) / u128::from(rate_bps.max(1))
+}
+
 /// A built fabric as the simulator sees it.
 #[derive(Clone)]
 pub struct FabricTopo<'f> {
@@ -410,11 +417,11 @@ impl<'f> FabricTopo<'f> {
         }
         // Global adaptive: the busiest link's load on the best way from each node of the
         // shortest-path graph to `d`, computed layer by layer backwards from `d`.
-        let mut best: Vec<(NodeId, usize)> = Vec::new();
+        let mut best: Vec<(NodeId, u128)> = Vec::new();
         if let Choice::LeastLoadedPath(_) = choice {
             let load = |u: NodeId, l: meshway_fabric::LinkId| {
                 let arc = Arc(l.0 * 2 + u32::from(f.link(l).a != u));
-                live.map_or(0, |w| w.flows(arc))
+                share_cost(live.map_or(0, |w| w.flows(arc)), f.link(l).rate.0)
             };
             let mut layers: Vec<Vec<NodeId>> = vec![vec![s]];
             let mut dl = du;
@@ -456,7 +463,7 @@ impl<'f> FabricTopo<'f> {
                             Some(load(u, l).max(best[i].1))
                         })
                         .min()
-                        .unwrap_or(usize::MAX);
+                        .unwrap_or(u128::MAX);
                     add.push((u, c));
                 }
                 best.extend(add);
@@ -489,11 +496,11 @@ impl<'f> FabricTopo<'f> {
                 Choice::LeastLoaded(key) => {
                     let view = live;
                     let mut best = 0;
-                    let mut best_key = (usize::MAX, u64::MAX);
+                    let mut best_key = (u128::MAX, u64::MAX);
                     for (i, &(v, l)) in self.scratch.iter().enumerate() {
                         let arc = Arc(l.0 * 2 + u32::from(f.link(l).a != u));
                         let _ = v;
-                        let load = view.map_or(0, |w| w.flows(arc));
+                        let load = share_cost(view.map_or(0, |w| w.flows(arc)), f.link(l).rate.0);
                         let k = (load, mix(key ^ salt ^ u64::from(arc.0)));
                         if k < best_key {
                             best_key = k;
@@ -504,11 +511,11 @@ impl<'f> FabricTopo<'f> {
                 }
                 Choice::LeastLoadedPath(key) => {
                     let mut pick = 0;
-                    let mut best_key = (usize::MAX, u64::MAX);
+                    let mut best_key = (u128::MAX, u64::MAX);
                     for (i, &(v, l)) in self.scratch.iter().enumerate() {
                         let arc = Arc(l.0 * 2 + u32::from(f.link(l).a != u));
-                        let here = live.map_or(0, |w| w.flows(arc));
-                        let beyond = best.binary_search_by_key(&v, |b| b.0).map_or(usize::MAX, |j| best[j].1);
+                        let here = share_cost(live.map_or(0, |w| w.flows(arc)), f.link(l).rate.0);
+                        let beyond = best.binary_search_by_key(&v, |b| b.0).map_or(u128::MAX, |j| best[j].1);
                         let k = (here.max(beyond), mix(key ^ salt ^ u64::from(arc.0)));
                         if k < best_key {
                             best_key = k;

@@ -421,6 +421,35 @@ fn size_sweep_prints_like_nccl_tests() {
     }
 }
 
+/// Adaptive routing weighs a link's rate: of two idle equal-hop paths, at 100G and 50G, a
+/// lone flow takes the 100G one under both adaptive policies (it took the 50G one on a
+/// hash, twice as slow).
+#[test]
+fn adaptive_routing_prefers_the_faster_of_two_idle_paths() {
+    let mut text = String::from("name = \"two-paths\"\n[fabric]\nkind = \"custom\"\n");
+    for g in ["g0", "g1"] {
+        text += &format!("[[fabric.node]]\nname = \"{g}\"\nkind = \"gpu\"\n");
+    }
+    for (n, tier, level) in [("la", "leaf", 1), ("lb", "leaf", 1), ("x1", "spine", 2), ("x2", "spine", 2)] {
+        text += &format!("[[fabric.node]]\nname = \"{n}\"\nkind = \"switch\"\ntier = \"{tier}\"\nlevel = {level}\n");
+    }
+    for (a, b, rate) in
+        [("g0", "la", 400), ("g1", "lb", 400), ("la", "x1", 100), ("x1", "lb", 100), ("la", "x2", 50), ("x2", "lb", 50)]
+    {
+        text += &format!("[[fabric.link]]\na = \"{a}\"\nb = \"{b}\"\nrate = \"{rate}Gbps\"\nlatency = \"1us\"\n");
+    }
+    text += "[transport]\nkind = \"roce\"\nqps = 1\n[[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n";
+    let time = |p: Policy| {
+        let r = run_with(&text, &policy(p), &[("f.csv", "src,dst,bytes\ng0,g1,1GiB\n".into())]).unwrap();
+        r.workloads[0].time_ns.unwrap()
+    };
+    // 1 GiB and its headers at 100 Gb/s: 87.6 ms.
+    for p in [Policy::Adaptive, Policy::AdaptiveGlobal] {
+        let t = time(p);
+        assert!((87_000_000..88_500_000).contains(&t), "{p:?}: {t} ns");
+    }
+}
+
 /// The tuner evaluates its candidates with the scenario's failures: two leaves joined by a
 /// 100G link and a 100G detour of 1 ms, the direct link down from the start. A ring's 14
 /// steps each wait on the detour; a tree crosses it twice. The pick is the fastest of the
@@ -784,6 +813,21 @@ fn json_flow_lists_and_dependencies() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("f.csv:2: 4 fields, but the header names 3"), "{e}");
+    // A misspelled column is named (its flows started at 0 without a word).
+    let e = run_with(
+        &csv,
+        &Options::default(),
+        &[(
+            "f.csv",
+            "src,dst,bytes,strat
+0,1,1MiB,50ms
+"
+            .into(),
+        )],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("f.csv:1: column 4 is \"strat\": did you mean \"start\"?"), "{e}");
     // A pinned path visits each switch once.
     let e = run_with(&csv, &Options::default(), &[("f.csv", "src,dst,bytes,path\n0,1,1MiB,leaf-0 leaf-0\n".into())])
         .unwrap_err()
