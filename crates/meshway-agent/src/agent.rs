@@ -1310,7 +1310,7 @@ fn probe_timeout(t: &str) -> Result<Nanos, String> {
             _ => return Err(format!("bad timeout: {e}, or seconds such as 2.5")),
         },
     };
-    if !(Nanos(1_000_000)..=Nanos(10_000_000_000)).contains(&ns) {
+    if !(crate::config::MIN_TIMEOUT..=Nanos(10_000_000_000)).contains(&ns) {
         return Err(format!("bad timeout {t:?}: must be from 1ms to 10s"));
     }
     Ok(ns)

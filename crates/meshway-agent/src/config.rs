@@ -307,6 +307,18 @@ pub fn parse_ratio(v: &toml::Value) -> Result<f64, String> {
 /// times blackbox_exporter's default module timeout (10 s); unanswered probes are held this
 /// long, and rollups wait this long before they are final.
 pub const MAX_TIMEOUT: Nanos = Nanos(60_000_000_000);
+/// Shortest probe timeout, as `/probe` takes it: below a millisecond a loopback answer already
+/// comes late, and every probe would count as lost.
+pub const MIN_TIMEOUT: Nanos = Nanos(1_000_000);
+/// Longest target interval (an assumption: a daily test is the slowest a monitor runs).
+pub const MAX_INTERVAL: Nanos = Nanos(86_400_000_000_000);
+/// Longest `evaluate-every` (an assumption: an alert an hour late is no alert).
+pub const MAX_EVALUATE_EVERY: Nanos = Nanos(3_600_000_000_000);
+/// Longest objective window (an assumption: a week; longer trends are `history`'s).
+pub const MAX_WINDOW: Nanos = Nanos(7 * 86_400_000_000_000);
+/// Samples an objective window may hold at the target's interval: each takes 24 bytes, so a
+/// target's window stays within 24 MB (an assumption).
+pub const MAX_WINDOW_SAMPLES: u64 = 1_000_000;
 
 /// Checks a probe address without resolving it: `host`, `host:port`, `[v6]:port` or an IP
 /// address; a port, when given (`ports`), is 1-65535.
@@ -351,8 +363,11 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
     let key = |key: &'static str, message: String| ConfigError::Key { file: file.into(), key, message };
     let listen: SocketAddr =
         c.agent.listen.parse().map_err(|_| key("agent.listen", format!("invalid address {:?}", c.agent.listen)))?;
-    if c.agent.evaluate_every == Nanos::ZERO {
-        return Err(key("agent.evaluate-every", "must be positive".into()));
+    if c.agent.evaluate_every == Nanos::ZERO || c.agent.evaluate_every > MAX_EVALUATE_EVERY {
+        return Err(key(
+            "agent.evaluate-every",
+            format!("{} out of range: expected more than 0 and at most {MAX_EVALUATE_EVERY}", c.agent.evaluate_every),
+        ));
     }
     // An Authorization header carries visible ASCII only (RFC 6750's token68): any other
     // token could never be sent, and would lock every client out.
@@ -453,16 +468,20 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
         let interval = t.interval.as_ref().map_or(one_second(), |v| *v.get_ref());
         let timeout = t.timeout.as_ref().map_or(one_second(), |v| *v.get_ref());
         let dscp = t.dscp.as_ref().map_or(0, |v| *v.get_ref());
-        if interval < Nanos(10_000_000) {
+        if interval < Nanos(10_000_000) || interval > MAX_INTERVAL {
             let span = t.interval.as_ref().map_or(0..0, Spanned::span);
-            return Err(kerr(span, "interval", format!("{interval} below the 10ms minimum")));
+            return Err(kerr(
+                span,
+                "interval",
+                format!("{interval} out of range: expected from the 10ms minimum to {MAX_INTERVAL}"),
+            ));
         }
         if let Some(v) = &t.timeout {
-            if timeout == Nanos::ZERO || timeout > MAX_TIMEOUT {
+            if timeout < MIN_TIMEOUT || timeout > MAX_TIMEOUT {
                 return Err(kerr(
                     v.span(),
                     "timeout",
-                    format!("{timeout} out of range: expected more than 0 and at most {MAX_TIMEOUT}"),
+                    format!("{timeout} out of range: expected from {MIN_TIMEOUT} to {MAX_TIMEOUT}"),
                 ));
             }
         }
@@ -564,6 +583,29 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                     "objectives.window {} is shorter than the interval {interval}: it would hold at most one probe",
                     o.window
                 )));
+            }
+            if o.window > MAX_WINDOW || w / interval.get() > MAX_WINDOW_SAMPLES {
+                return Err(terr(format!(
+                    "objectives.window {} too long: at most {MAX_WINDOW}, and at most {MAX_WINDOW_SAMPLES} samples at \
+                     the interval {interval} ({} here; each is 24 bytes held)",
+                    o.window,
+                    Nanos(interval.get().saturating_mul(MAX_WINDOW_SAMPLES)).min(MAX_WINDOW)
+                )));
+            }
+            // A limit no value can meet (a 0s RTT) or none can break (a 0bps floor) says nothing.
+            for (name, zero) in [
+                ("rtt-p50", o.rtt_p50.is_some_and(|v| v == Nanos::ZERO)),
+                ("rtt-p90", o.rtt_p90.is_some_and(|v| v == Nanos::ZERO)),
+                ("rtt-p99", o.rtt_p99.is_some_and(|v| v == Nanos::ZERO)),
+                ("rtt-mean", o.rtt_mean.is_some_and(|v| v == Nanos::ZERO)),
+                ("jitter", o.jitter.is_some_and(|v| v == Nanos::ZERO)),
+                ("throughput-min", o.throughput_min.is_some_and(|v| v.get() == 0)),
+            ] {
+                if zero {
+                    let why =
+                        if name == "throughput-min" { "no run can fall below it" } else { "no probe can meet it" };
+                    return Err(terr(format!("objectives.{name} must be positive: {why}")));
+                }
             }
             let ns = |v: Option<Nanos>| v.map(|n| n.get() as f64);
             let ratio = |key: &str, v: &Option<toml::Value>| {
@@ -752,7 +794,7 @@ objectives = { throughput-min = "100Mbps" }
     /// check and then allocated 107 GB a probe), named with its line; a key the kind does not
     /// use is refused, named, not ignored.
     #[test]
-    fn sizes_are_bounded_and_keys_that_do_not_apply_are_refused_at_their_line() {
+    fn sizes_and_values_are_bounded_and_keys_that_do_not_apply_are_refused_at_their_line() {
         let head = "[agent]\nlisten = \"127.0.0.1:0\"\n\n[[target]]\nname = \"t\"\n";
         for (body, needle) in [
             (
@@ -773,8 +815,28 @@ objectives = { throughput-min = "100Mbps" }
             ("kind = \"perf\"\naddress = \"127.0.0.1\"\ninterval = \"10s\"\nca = \"/nonexistent/ca.pem\"", "agent.toml:9: target \"t\": ca: does not apply to kind = \"perf\": it is for \"http\""),
             ("kind = \"http\"\naddress = \"https://127.0.0.1/\"\nca = \"/nonexistent/ca.pem\"", "agent.toml:8: target \"t\": ca: cannot read CA file /nonexistent/ca.pem"),
             ("kind = \"udp\"\naddress = \"127.0.0.1:862\"\ndscp = 64", "agent.toml:8: target \"t\": dscp: 64 out of range 0..=63"),
+            // Values that pass a type check but make no sense.
+            ("kind = \"udp\"\naddress = \"127.0.0.1:862\"\ntimeout = \"1ns\"", "agent.toml:8: target \"t\": timeout: 1ns out of range: expected from 1ms to 60s"),
+            ("kind = \"tcp\"\naddress = \"127.0.0.1:80\"\ntimeout = \"999us\"", "timeout: 999us out of range: expected from 1ms"),
+            ("kind = \"udp\"\naddress = \"127.0.0.1:862\"\ninterval = \"1000000h\"", "agent.toml:8: target \"t\": interval: 3600000000s out of range: expected from the 10ms minimum to 86400s"),
+            ("kind = \"perf\"\naddress = \"127.0.0.1\"\ninterval = \"1s\"\nduration = \"5s\"", "agent.toml:9: target \"t\": duration: duration 5s must be shorter than the interval 1s"),
+            ("kind = \"perf\"\naddress = \"127.0.0.1\"\ninterval = \"10s\"\nobjectives = { throughput-min = \"0bps\" }", "objectives.throughput-min must be positive: no run can fall below it"),
+            ("kind = \"udp\"\naddress = \"127.0.0.1:862\"\nobjectives = { rtt-p99 = \"0s\" }", "objectives.rtt-p99 must be positive: no probe can meet it"),
+            ("kind = \"udp\"\naddress = \"127.0.0.1:862\"\nobjectives = { jitter = \"0s\" }", "objectives.jitter must be positive"),
+            ("kind = \"udp\"\naddress = \"127.0.0.1:862\"\nobjectives = { window = \"1000000h\", loss = \"1%\" }", "objectives.window 3600000000s too long: at most 604800s, and at most 1000000 samples at the interval 1s (604800s here"),
+            ("kind = \"udp\"\naddress = \"127.0.0.1:862\"\ninterval = \"10ms\"\nobjectives = { window = \"24h\", loss = \"1%\" }", "at most 1000000 samples at the interval 10ms (10000s here; each is 24 bytes held)"),
         ] {
             let e = parse(&format!("{head}{body}\n"), "agent.toml").unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle:?} not in {e}");
+        }
+        for (agent, needle) in [
+            (
+                "evaluate-every = \"1000h\"",
+                "agent.evaluate-every: 3600000s out of range: expected more than 0 and at most 3600s",
+            ),
+            ("evaluate-every = \"0s\"", "agent.evaluate-every: 0ns out of range"),
+        ] {
+            let e = parse(&format!("[agent]\n{agent}\n"), "agent.toml").unwrap_err().to_string();
             assert!(e.contains(needle), "{needle:?} not in {e}");
         }
         // Within bounds, each where it applies.
@@ -801,7 +863,7 @@ objectives = { throughput-min = "100Mbps" }
             ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"127.0.0.1:70000\"", "port \"70000\" out of range 1-65535"),
             ("[[target]]\nname = \"a\"\nkind = \"tcp\"\naddress = \"\"", "address: \"\": expected a host"),
             ("[[target]]\nname = \"a\"\nkind = \"icmp\"\naddress = \"h:80\"", "icmp takes a host without a port"),
-            ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\ntimeout = \"1h\"", "agent.toml:5: target \"a\": timeout: 3600s out of range: expected more than 0 and at most 60s"),
+            ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\ntimeout = \"1h\"", "agent.toml:5: target \"a\": timeout: 3600s out of range: expected from 1ms to 60s"),
             ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\ninterval = \"10s\"\nobjectives = { window = \"1s\", loss = \"1%\" }", "objectives.window 1s is shorter than the interval 10s"),
             ("[agent]\nlisten2 = \"x\"", "unknown field `listen2`"),
             ("[agent]\nlisten = \"0.0.0.0:9330\"", "agent.listen: 0.0.0.0:9330 is reachable beyond this host"),
@@ -812,7 +874,7 @@ objectives = { throughput-min = "100Mbps" }
                 "duplicate target name",
             ),
             ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\nobjectives = { loss = \"150%\" }", "out of range"),
-            ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\ninterval = \"1ms\"", "below the 10ms minimum"),
+            ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\ninterval = \"1ms\"", "interval: 1ms out of range: expected from the 10ms minimum"),
             ("[[target]]\nname = \"a\"\nkind = \"tcp\"\naddress = \"x\"\nobjectives = { throughput-min = \"1Gbps\" }", "needs kind"),
             ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\nobjectives = { utilization = \"80%\" }", "objectives.utilization needs kind = \"interface\""),
             ("[[target]]\nname = \"i\"\nkind = \"interface\"\naddress = \"eth*\"\nobjectives = { rtt-p99 = \"5ms\" }", "interface targets take utilization, error-ratio and drop-ratio"),
