@@ -18,7 +18,7 @@ use crate::engine::LinkId as Arc;
 use crate::program::{Leg, Msg, MsgId, Program};
 use crate::topo::Topology;
 use crate::CollectiveError;
-use meshway_units::Nanos;
+use meshway_units::{BitsPerSec, Nanos};
 use serde::Serialize;
 
 /// A collective operation: the scenario's type, with its name and busbw factor.
@@ -569,6 +569,8 @@ pub fn build(
     let mut built = build_steps(prog, topo, spec, after)?;
     let transport = spec.proto.is_transport();
     let shape = HostShape::of(&*topo, &spec.ranks);
+    let mut slow_paths: std::collections::HashMap<(u32, u32, bool), Option<(BitsPerSec, BitsPerSec)>> =
+        std::collections::HashMap::new();
     for m in &mut prog.msgs[first..] {
         // Every send across the network is an NCCL connection's, with its buffer as window
         // (the executor bounds the rate where the path is long).
@@ -581,7 +583,20 @@ pub fn build(
         }
         let local = m.via.is_none() && topo.local(m.src, m.dst);
         let payload = m.bytes;
-        m.bytes = at_share(m.bytes, if local { spec.hw.nvlink } else { spec.hw.nic });
+        // The NIC's achievable share is of its port: behind a slower link it binds only as
+        // far as the port's share is below that link (a 384 of 400 Gb/s NIC behind a 100G
+        // link runs at 100G, not 96G).
+        let share = if local {
+            spec.hw.nvlink
+        } else {
+            let key = (topo.host_of(m.src), topo.host_of(m.dst), m.via.is_some());
+            let slower = *slow_paths.entry(key).or_insert_with(|| topo.slower_than_port(m.src, m.dst, m.via));
+            match slower {
+                Some((port, slowest)) => (spec.hw.nic * port.0 as f64 / slowest.0.max(1) as f64).min(1.0),
+                None => spec.hw.nic,
+            }
+        };
+        m.bytes = at_share(m.bytes, share);
         if !local && planes > 1 {
             m.plane = Some(((m.channel / g) % planes) as u16);
         }

@@ -118,6 +118,13 @@ pub trait Topology {
     }
     /// Capacity and latency of an arc.
     fn arc_spec(&self, arc: Arc) -> (BitsPerSec, Nanos);
+    /// The NIC port a message from `src` to `dst` (through `via`) leaves by and the slowest
+    /// link of its path (ECMP's first choice), when that link is slower than the port: the
+    /// NIC's achievable share of its port then binds less or not at all. None otherwise, or
+    /// where the topology has no link slower than its ports.
+    fn slower_than_port(&mut self, _src: u32, _dst: u32, _via: Option<u32>) -> Option<(BitsPerSec, BitsPerSec)> {
+        None
+    }
     /// The one link of a [`Leg`] other than a path: between `rank` and its NVSwitch or
     /// leaf, NIC port `channel mod ports`. None when the rank has no such link.
     fn attach(&self, _rank: u32, _leg: Leg, _channel: u32) -> Option<Arc> {
@@ -174,6 +181,8 @@ pub struct FabricTopo<'f> {
     /// Per link: its number (from 1) among the parallel links joining the same two nodes,
     /// or 0 when it is the only one.
     parallel: Vec<u32>,
+    /// Whether a link between two network switches is slower than the fastest NIC port.
+    slow_core: bool,
 }
 
 impl<'f> FabricTopo<'f> {
@@ -242,6 +251,19 @@ impl<'f> FabricTopo<'f> {
             scratch: Vec::new(),
             buffers,
             parallel,
+            slow_core: {
+                let net_switch = |n: NodeId| !fabric.node(n).is_gpu() && !fabric.is_nvswitch(n);
+                let (mut port, mut core) = (0u64, u64::MAX);
+                for l in &fabric.links {
+                    let (a, b) = (fabric.node(l.a).is_gpu(), fabric.node(l.b).is_gpu());
+                    if (a && net_switch(l.b)) || (b && net_switch(l.a)) {
+                        port = port.max(l.rate.0);
+                    } else if net_switch(l.a) && net_switch(l.b) {
+                        core = core.min(l.rate.0);
+                    }
+                }
+                core < port
+            },
         }
     }
 
@@ -694,6 +716,20 @@ impl Topology for FabricTopo<'_> {
 
     fn is_network_arc(&self, arc: Arc) -> bool {
         self.fabric.link(meshway_fabric::LinkId(arc.0 / 2)).class != LinkClass::Nvlink
+    }
+
+    fn slower_than_port(&mut self, src: u32, dst: u32, via: Option<u32>) -> Option<(BitsPerSec, BitsPerSec)> {
+        if !self.slow_core {
+            return None;
+        }
+        let mut path = self.path(src, via.unwrap_or(dst), Choice::Hash(0), None)?;
+        if let Some(v) = via {
+            path.extend(self.path(v, dst, Choice::Hash(0), None)?);
+        }
+        let net: Vec<Arc> = path.into_iter().filter(|&a| self.is_network_arc(a)).collect();
+        let port = self.arc_spec(*net.first()?).0;
+        let slowest = net.iter().map(|&a| self.arc_spec(a).0).min()?;
+        (slowest < port).then_some((port, slowest))
     }
 
     fn arc_head(&self, arc: Arc) -> Option<ArcHead> {

@@ -450,6 +450,40 @@ fn adaptive_routing_prefers_the_faster_of_two_idle_paths() {
     }
 }
 
+/// The NIC's achievable share is of its port: two leaves of 4 GPUs joined by one 100G link,
+/// a 1 GiB ring all-reduce. Behind the 100G link the collective runs the same with 100G,
+/// 400G (a ConnectX-7 reaching 384 of its 400 Gb/s) or 800G GPU links; the 400G NIC's
+/// share slowed every link's bytes, the 100G one too, to 160.0 ms.
+#[test]
+fn a_nics_share_does_not_slow_a_slower_link_behind_it() {
+    let two_leaves = |nic: u32| {
+        let mut text = String::from("name = \"two-leaves\"\n[fabric]\nkind = \"custom\"\n");
+        for g in 0..8 {
+            text += &format!("[[fabric.node]]\nname = \"g{g}\"\nkind = \"gpu\"\n");
+        }
+        for n in ["la", "lb"] {
+            text += &format!("[[fabric.node]]\nname = \"{n}\"\nkind = \"switch\"\ntier = \"leaf\"\nlevel = 1\n");
+        }
+        let link = |a: &str, b: &str, rate: u32| {
+            format!("[[fabric.link]]\na = \"{a}\"\nb = \"{b}\"\nrate = \"{rate}Gbps\"\nlatency = \"1us\"\n")
+        };
+        for g in 0..8 {
+            text += &link(&format!("g{g}"), if g < 4 { "la" } else { "lb" }, nic);
+        }
+        text += &link("la", "lb", 100);
+        text += "[transport]\nkind = \"roce\"\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"ring\"\n\
+                 protocol = \"simple\"\nsize = \"1GiB\"\n";
+        run(&text, &Options::default()).workloads[0].time_ns.unwrap()
+    };
+    let t100 = two_leaves(100);
+    for nic in [400, 800] {
+        assert_eq!(two_leaves(nic), t100, "{nic}G NICs behind a 100G link");
+    }
+    // The closed form: 2 x 7/8 x 1 GiB over the 100G link's payload rate, within 0.5%.
+    let closed = 2.0 * 7.0 / 8.0 * (1u64 << 30) as f64 * 8.0 / (100e9 * 4096.0 / 4178.0) * 1e9;
+    assert!((t100 as f64 / closed - 1.0).abs() < 0.005, "{t100} ns vs {closed:.0} ns");
+}
+
 /// The tuner evaluates its candidates with the scenario's failures: two leaves joined by a
 /// 100G link and a 100G detour of 1 ms, the direct link down from the start. A ring's 14
 /// steps each wait on the detour; a tree crosses it twice. The pick is the fastest of the
