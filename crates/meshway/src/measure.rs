@@ -299,7 +299,13 @@ pub fn ping(a: PingArgs) -> Result<()> {
         emit(&text::ping_summary(&report))?;
     }
     if report.echo.counts.received == 0 {
+        let late = report.echo.counts.late;
         let hint = match report.kind {
+            // Something answers, only after the timeout: the timeout is the trouble.
+            _ if late > 0 => format!(
+                "; {late} answer(s) came after the timeout of {}: give a longer --timeout",
+                a.timeout
+            ),
             PingKind::Tcp | PingKind::Http => refused_hint(&report.address).to_string(),
             PingKind::Udp => format!(
                 "; udp probes need a STAMP reflector on the target: run `meshway reflect --listen {}` there, or try --kind tcp",

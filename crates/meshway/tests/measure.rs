@@ -236,6 +236,22 @@ fn perf_cli_small_tests_deliver_and_never_read_zero() {
     }
 }
 
+/// Answers that all came after a 1 ns timeout point at --timeout, not at a missing reflector.
+#[test]
+fn late_answers_point_at_the_timeout() {
+    let _turn = traffic_turn();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut r = spawn(Command::new(bin()).args(["reflect", "--listen", &listen, "--duration", "30s"]));
+    wait_line(&mut r, "reflecting STAMP on udp");
+    let o = meshway(&["ping", &listen, "--timeout", "1ns", "-c", "3", "-i", "50ms"]);
+    let (out, e) = (text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(2), "{out}{e}");
+    assert!(out.contains("0 received") && !out.contains(" 0 late"), "{out}");
+    assert!(e.contains("answer(s) came after the timeout of 1ns: give a longer --timeout"), "{e}");
+    assert!(!e.contains("need a STAMP reflector"), "{e}");
+}
+
 #[test]
 fn no_answer_and_no_database_say_what_to_do_next() {
     // A UDP port where nothing answers: ping names the reflector to start.
