@@ -33,7 +33,7 @@ pub fn sim_text(r: &SimReport) -> String {
         } else {
             "when its last byte is at the receiver"
         },
-        if t.forwarding == "store-and-forward" {
+        if t.forwarding == "store-and-forward" || r.packet.is_some() {
             "store-and-forward (every link serializes the last packet)"
         } else {
             "cut-through (the last packet serializes once, at the bottleneck)"

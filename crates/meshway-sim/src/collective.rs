@@ -960,7 +960,11 @@ fn collnet_efficiency(spec: &CollSpec) -> Result<f64, CollectiveError> {
     spec.hw.collnet.ok_or_else(|| {
         unsupported(
             spec.algo,
-            "the fabric's switches do not reduce (CollNet needs switch models with sharp = true, such as quantum2-qm9700)",
+            if spec.algo == Algo::Nvls {
+                "across hosts NVLS reduces in the network switches too, and the fabric's switches do not (it needs switch models with sharp = true, such as quantum2-qm9700); nvls-tree reduces in the NVSwitch and runs a tree across hosts"
+            } else {
+                "the fabric's switches do not reduce (CollNet needs switch models with sharp = true, such as quantum2-qm9700)"
+            },
         )
     })
 }

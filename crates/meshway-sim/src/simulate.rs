@@ -345,6 +345,9 @@ fn resolve_ranks(
     fabric: &Fabric,
 ) -> Result<Vec<u32>, FabricError> {
     let all: Vec<u32> = (0..topo.ranks() as u32).collect();
+    if w.ranks.is_some() && w.group.is_some() {
+        return Err(c.invalid("group", "give `group` or `ranks`, not both (the ranks would win without a word)"));
+    }
     if let Some(list) = &w.ranks {
         let mut out = Vec::with_capacity(list.len());
         for x in list {
@@ -1357,6 +1360,16 @@ pub fn simulate(
             ex.window_bound,
             meshway_units::Bytes(cfg.window),
             meshway_units::Bytes(cfg.p2p_window)
+        ));
+    }
+    // A failure after the last message ended changes nothing: likely a unit slip.
+    let last = ex.msgs.iter().filter_map(|m| m.end).max().map_or(0, |e| e.0);
+    for f in failure_info.iter().filter(|f| !main.is_empty() && f.down_ns > last) {
+        notes.push(format!(
+            "The failure of {} at {} comes after the run's last message ended ({}): it changes nothing.",
+            f.what,
+            Nanos(f.down_ns),
+            Nanos(last)
         ));
     }
     let flows = opts.flows.then(|| flow_records(&prog, &ex, &topo));

@@ -484,6 +484,30 @@ fn a_nics_share_does_not_slow_a_slower_link_behind_it() {
     assert!((t100 as f64 / closed - 1.0).abs() < 0.005, "{t100} ns vs {closed:.0} ns");
 }
 
+/// Small traps a new user falls in: `group` beside `ranks` (the ranks won without a word), a
+/// failure after the run has ended (it changed nothing without a word), NVLS across hosts
+/// without SHARP switches (the message spoke of CollNet).
+#[test]
+fn group_with_ranks_late_failures_and_nvls_across_hosts_are_named() {
+    let ar = "[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"1MiB\"\n";
+    let e = run_with(&format!("{ONE_LEAF}{ar}group = \"all\"\nranks = [0, 1]\n"), &Options::default(), &[])
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`workload[1].group`: give `group` or `ranks`, not both"), "{e}");
+    let r = run(&format!("{ONE_LEAF}{ar}[[failure]]\nswitch = \"leaf-0\"\nat = \"1s\"\n"), &Options::default());
+    assert!(
+        r.notes.iter().any(|n| n.contains("comes after the run's last message ended") && n.contains("at 1s")),
+        "{:?}",
+        r.notes
+    );
+    let e = run_with(&format!("{ONE_LEAF}{ar}algorithm = \"nvls\"\n"), &Options::default(), &[])
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("across hosts NVLS reduces in the network switches too") && e.contains("nvls-tree"), "{e}");
+}
+
 /// The tuner evaluates its candidates with the scenario's failures: two leaves joined by a
 /// 100G link and a 100G detour of 1 ms, the direct link down from the start. A ring's 14
 /// steps each wait on the detour; a tree crosses it twice. The pick is the fastest of the
@@ -1014,7 +1038,7 @@ fn in_network_reduction_needs_the_hardware() {
     assert!(e.contains("algorithm collnet cannot run here: the fabric's switches do not reduce"), "{e}");
     // NVLS across hosts is NVLS with SHARP: refused without it too.
     let e = err(&format!("{two}{nvls}"));
-    assert!(e.contains("CollNet needs switch models with sharp = true"), "{e}");
+    assert!(e.contains("NVLS reduces in the network switches too") && e.contains("sharp = true"), "{e}");
     // An unknown GPU model is named with the catalog's.
     let e = err(&format!("{ONE_HOST}gpu = \"h100\"\n"));
     assert!(

@@ -55,8 +55,9 @@ pub struct Args {
     /// Seed for ECMP hashing and traffic generators (default: the scenario's, else 1).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Batch flow completions within this share of a flow's duration ("1%"; default exact,
-    /// from the catalog): far fewer rate recomputes on million-flow runs.
+    /// Batch flow completions within this share of a flow's duration ("1%", or 0 for exact;
+    /// default: the catalog's completion-tolerance, 1%): far fewer rate recomputes on
+    /// million-flow runs.
     #[arg(long, value_parser = parse_share)]
     pub tolerance: Option<f64>,
     /// Skip the comparison run on an ideal non-blocking fabric.
