@@ -44,6 +44,70 @@ pub type Log = Arc<dyn Fn(Level, String) + Send + Sync>;
 use std::time::Duration;
 use thiserror::Error;
 
+/// How often a warning that keeps repeating is logged again, with its count.
+pub const REPEAT_EVERY: Nanos = Nanos(60_000_000_000);
+
+/// One target's warnings with repeats held back: the first of a run of identical messages is
+/// logged, its repeats are counted, and the count is logged at most once per
+/// [`REPEAT_EVERY`], when the message changes, or when the target recovers. Pure: the caller
+/// gives the time. (A perf target whose server was down logged 198 identical lines in 4 s.)
+#[derive(Debug, Default)]
+pub struct Repeats {
+    /// The message repeating, when it was last logged, and the repeats since.
+    last: Option<(String, Nanos, u64)>,
+}
+
+impl Repeats {
+    /// The lines to log for the warning `msg` at `now`.
+    pub fn warn(&mut self, msg: String, now: Nanos) -> Vec<String> {
+        match &mut self.last {
+            Some((m, at, n)) if *m == msg => {
+                *n += 1;
+                if now.saturating_sub(*at) < REPEAT_EVERY {
+                    return Vec::new();
+                }
+                let line = format!("{msg} (repeated {n} times in the last {})", now.saturating_sub(*at));
+                (*at, *n) = (now, 0);
+                vec![line]
+            }
+            _ => {
+                let mut out = self.flush();
+                out.push(msg.clone());
+                self.last = Some((msg, now, 0));
+                out
+            }
+        }
+    }
+
+    /// The target works again: the count of repeats not yet logged, if any.
+    pub fn ok(&mut self) -> Vec<String> {
+        let out = self.flush();
+        self.last = None;
+        out
+    }
+
+    fn flush(&mut self) -> Vec<String> {
+        match &self.last {
+            Some((m, _, n)) if *n > 0 => vec![format!("{m} (repeated {n} more times)")],
+            _ => Vec::new(),
+        }
+    }
+
+    /// [`Repeats::warn`] at the monotonic clock's now, to `log`.
+    fn log(&mut self, log: &Log, msg: String) {
+        for line in self.warn(msg, clock::mono()) {
+            log(Level::Warn, line);
+        }
+    }
+
+    /// [`Repeats::ok`], to `log`.
+    fn log_ok(&mut self, log: &Log) {
+        for line in self.ok() {
+            log(Level::Warn, line);
+        }
+    }
+}
+
 /// RTT histogram bucket bounds in seconds (Prometheus `le`).
 pub const RTT_BUCKETS: [f64; 15] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
@@ -604,6 +668,7 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                 }
                 std::thread::sleep(clock::dur(start.saturating_sub(clock::mono()).min(Nanos(50_000_000))));
             }
+            let mut repeats = Repeats::default();
             match &t.probe {
                 Probe::Echo { kind, size, dscp, ca, key } => {
                     let cfg = ping::PingConfig {
@@ -638,7 +703,7 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                             let _ = tx.send(Msg::Sample { target: name.clone(), sample });
                         });
                         if let Err(e) = r {
-                            log(Level::Warn, format!("target {}: {e}", t.name));
+                            repeats.log(&log, format!("target {}: {e}", t.name));
                             let _ = tx.send(Msg::Sample {
                                 target: name.clone(),
                                 sample: Sample { at_ns: clock::unix_nanos(), rtt_ns: None, value: None },
@@ -658,7 +723,7 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                         let server = match crate::ping::resolve(&t.address, 5301) {
                             Ok(a) => a,
                             Err(e) => {
-                                log(Level::Warn, format!("target {}: {e}", t.name));
+                                repeats.log(&log, format!("target {}: {e}", t.name));
                                 // A run that could not start is a failed run.
                                 let sample = Sample { at_ns: clock::unix_nanos(), rtt_ns: None, value: None };
                                 let _ = tx.send(Msg::Sample { target: name.clone(), sample });
@@ -679,9 +744,12 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                         let value = match perf::run(&cfg, &stop, &mut |_| {}) {
                             // A span too short to time (NaN) cannot happen in a run of a
                             // duration; were it to, it is no measurement.
-                            Ok(r) => r.forward.map(|f| f.throughput_bps).filter(|v| v.is_finite()),
+                            Ok(r) => {
+                                repeats.log_ok(&log);
+                                r.forward.map(|f| f.throughput_bps).filter(|v| v.is_finite())
+                            }
                             Err(e) => {
-                                log(Level::Warn, format!("target {}: {e}", t.name));
+                                repeats.log(&log, format!("target {}: {e}", t.name));
                                 None
                             }
                         };
@@ -718,6 +786,7 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                         next = if now.saturating_sub(next) > t.interval { now + t.interval } else { next + t.interval };
                         match iface::snapshot(&t.address, clock::unix_nanos()) {
                             Ok(snaps) => {
+                                repeats.log_ok(&log);
                                 if snaps.is_empty() && !warned {
                                     log(
                                         Level::Warn,
@@ -727,7 +796,7 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                                 warned = snaps.is_empty();
                                 let _ = tx.send(Msg::Interfaces { target: name.clone(), snaps });
                             }
-                            Err(e) => log(Level::Warn, format!("target {}: {e}", t.name)),
+                            Err(e) => repeats.log(&log, format!("target {}: {e}", t.name)),
                         }
                     }
                 }
@@ -1694,6 +1763,30 @@ mod tests {
         assert_eq!((minutes[0].sent, minutes[0].lost), (470, 47));
         let (sent, lost) = minutes.iter().fold((0, 0), |a, r| (a.0 + r.sent, a.1 + r.lost));
         assert_eq!((hours[0].sent, hours[0].lost), (sent, lost));
+    }
+
+    /// 198 identical warnings in 4 s are one line; a minute on, one line with the count; a
+    /// new message first says how often the old one repeated; recovery says it too.
+    #[test]
+    fn repeated_warnings_are_counted_not_logged() {
+        let ms = |v: u64| Nanos(v * 1_000_000);
+        let mut r = Repeats::default();
+        let msg = || "target p: cannot connect to perf server 127.0.0.1:9".to_string();
+        let mut lines = Vec::new();
+        for k in 0..198 {
+            lines.extend(r.warn(msg(), ms(k * 20)));
+        }
+        assert_eq!(lines, vec![msg()]);
+        assert_eq!(r.warn(msg(), ms(60_000)), vec![format!("{} (repeated 198 times in the last 60s)", msg())]);
+        assert!(r.warn(msg(), ms(60_100)).is_empty());
+        assert_eq!(
+            r.warn("target p: cannot resolve \"x\"".into(), ms(61_000)),
+            vec![format!("{} (repeated 1 more times)", msg()), "target p: cannot resolve \"x\"".to_string()]
+        );
+        assert!(r.ok().is_empty(), "nothing repeated since it was said");
+        assert_eq!(r.warn(msg(), ms(62_000)), vec![msg()]);
+        assert!(r.warn(msg(), ms(62_010)).is_empty());
+        assert_eq!(r.ok(), vec![format!("{} (repeated 1 more times)", msg())]);
     }
 
     #[test]

@@ -629,7 +629,8 @@ fn agent_perf_target_records_throughput() {
 }
 
 /// A perf target whose server is not there: every run fails. Each is a probe sent and lost,
-/// the throughput floor is violated and fires, and no throughput gauge is shown.
+/// the throughput floor is violated and fires, no throughput gauge is shown, and the failure
+/// is logged once, not once a run.
 #[test]
 fn agent_perf_target_whose_runs_fail_violates_its_floor() {
     let dir = TempDir::new("perf-fail");
@@ -644,7 +645,8 @@ fn agent_perf_target_whose_runs_fail_violates_its_floor() {
         "interval = \"200ms\"\nduration = \"100ms\"",
         ", loss = \"50%\"",
     );
-    let _a = agent(&cfg);
+    let log = dir.0.join("agent.log");
+    let _a = agent_logged(&cfg, &log);
     let mut last = String::new();
     let ok = wait_until(20, || {
         let Some((200, body)) = get(&http, "/metrics", None) else { return false };
@@ -661,6 +663,10 @@ fn agent_perf_target_whose_runs_fail_violates_its_floor() {
         good
     });
     assert!(ok, "{last}");
+    // Every run failed the same way: said once, not once a run (no minute has passed).
+    let text = std::fs::read_to_string(&log).unwrap();
+    let said = text.lines().filter(|l| l.contains("cannot connect to perf server")).count();
+    assert_eq!(said, 1, "{text}");
 }
 
 /// A raw request; the whole response as text.
