@@ -1342,9 +1342,9 @@ fn webhook_loop(
                             Err(e) => e.to_string(),
                         };
                         let n = attempts + 1;
-                        let wait = (1u64 << n.min(9)).min(300) * 1_000_000_000;
-                        log(Level::Warn, format!("webhook {u}: {why} (attempt {n}; next in {})", Nanos(wait)));
-                        let _ = store.outbox_retry(id, n, now + wait);
+                        let wait = retry_wait(n);
+                        log(Level::Warn, format!("webhook {u}: {why} (attempt {n}; next in {wait})"));
+                        let _ = store.outbox_retry(id, n, now + wait.get());
                     }
                 }
                 if let Ok(mut m) = metrics.lock() {
@@ -1366,6 +1366,11 @@ fn webhook_loop(
             return;
         }
     }
+}
+
+/// The wait after failed webhook attempt `n` (1, 2, ...): 1 s doubling to 5 min.
+pub fn retry_wait(n: u32) -> Nanos {
+    Nanos((1u64 << n.saturating_sub(1).min(9)).min(300) * 1_000_000_000)
 }
 
 /// `/probe`'s `timeout=`: a duration ("500ms") or seconds ("2.5", as Prometheus gives its
@@ -1787,6 +1792,12 @@ mod tests {
         assert_eq!(r.warn(msg(), ms(62_000)), vec![msg()]);
         assert!(r.warn(msg(), ms(62_010)).is_empty());
         assert_eq!(r.ok(), vec![format!("{} (repeated 1 more times)", msg())]);
+    }
+
+    #[test]
+    fn webhook_retries_wait_1s_doubling_to_5min() {
+        let waits: Vec<String> = (1..=11).map(|n| retry_wait(n).to_string()).collect();
+        assert_eq!(waits, ["1s", "2s", "4s", "8s", "16s", "32s", "64s", "128s", "256s", "300s", "300s"]);
     }
 
     #[test]

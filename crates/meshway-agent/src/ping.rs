@@ -101,6 +101,8 @@ pub enum PingError {
     IcmpNotPermitted,
     #[error("invalid size {0}")]
     Size(String),
+    #[error("{target:?}: port 0 cannot be probed: give a port from 1 to 65535")]
+    PortZero { target: String },
     #[error("{what}")]
     Io {
         what: String,
@@ -802,6 +804,10 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
             (Box::new(IcmpProber::open(addr, cfg.dscp, cfg.size)?), addr, cfg.size)
         }
     };
+    // Nothing answers on port 0 (an icmp target has no port).
+    if cfg.kind != PingKind::Icmp && addr.port() == 0 {
+        return Err(PingError::PortZero { target: cfg.target.clone() });
+    }
     let mut session = EchoSession::new(EchoConfig { count: cfg.count, interval: cfg.interval, timeout: cfg.timeout });
     if !cfg.statistics {
         session = session.counts_only();

@@ -49,7 +49,7 @@ pub struct ReflectArgs {
     #[arg(long, default_value_t = 10_000, value_name = "PPS")]
     rate_limit: u32,
     /// Answers sent to one source IP address, as a rate ("1Gbps", a one-second burst); 0
-    /// for no limit. It bounds what the reflector sends towards an address that a spoofed
+    /// (or "0bps") for no limit. It bounds what the reflector sends towards an address that a spoofed
     /// sender names.
     #[arg(long, default_value = "1Gbps", value_name = "RATE", value_parser = rate_or_zero)]
     rate_limit_bandwidth: BitsPerSec,
@@ -80,16 +80,18 @@ pub struct ReflectArgs {
     json: bool,
 }
 
-/// A rate such as "100Mbps", or a bare 0 for none; at least what answers one maximum-size
-/// probe a second.
+/// A rate such as "100Mbps", or 0 in any unit ("0", "0bps") for none; at least what answers
+/// one maximum-size probe a second.
 fn rate_or_zero(s: &str) -> std::result::Result<BitsPerSec, String> {
     if s.trim() == "0" {
         return Ok(BitsPerSec(0));
     }
     let r = s.parse::<BitsPerSec>().map_err(|e| e.to_string())?;
     let min = BitsPerSec(meshway_agent::reflect::MIN_RATE_LIMIT_BYTES * 8);
-    if r < min {
-        return Err(format!("{r} would never answer a maximum-size probe (65,507 bytes): give at least {min}, or 0"));
+    if r.get() != 0 && r < min {
+        return Err(format!(
+            "{r} would never answer a maximum-size probe (65,507 bytes): give at least {min}, or 0 for no limit"
+        ));
     }
     Ok(r)
 }

@@ -134,6 +134,13 @@ fn bad_input_exits_2_with_a_message() {
         (vec!["perf", "127.0.0.1", "--udp", "-P", "2", "-t", "1s"], "one stream"),
         (vec!["perf", "127.0.0.1", "--rate", "fast"], "invalid rate"),
         (vec!["reflect", "--listen", "nowhere"], "invalid socket address"),
+        // Port 0 was probed (and every probe lost).
+        (vec!["ping", "127.0.0.1:0", "-c", "1"], "\"127.0.0.1:0\": port 0 cannot be probed: give a port from 1 to 65535"),
+        (vec!["ping", "--kind", "tcp", "127.0.0.1:0", "-c", "1"], "port 0 cannot be probed"),
+        (
+            vec!["reflect", "--listen", "127.0.0.1:0", "--rate-limit-bandwidth", "1kbps"],
+            "1kbps would never answer a maximum-size probe (65,507 bytes): give at least 524.056kbps, or 0 for no limit",
+        ),
         // A C int the kernel doubles: 2 GiB used to wrap to the kernel's 1.13 KiB minimum.
         (
             vec!["reflect", "--listen", "127.0.0.1:0", "--recv-buffer", "2GiB"],
@@ -148,6 +155,11 @@ fn bad_input_exits_2_with_a_message() {
         assert_eq!(o.status.code(), Some(2), "{args:?}");
         let e = text(&o.stderr);
         assert!(e.contains(needle), "{args:?}: {e}");
+    }
+    // No bandwidth limit: 0 in any unit, as the message offers.
+    for zero in ["0", "0bps", "0Gbps"] {
+        let o = meshway(&["reflect", "--listen", "127.0.0.1:0", "--rate-limit-bandwidth", zero, "--duration", "50ms"]);
+        assert!(o.status.success(), "{zero}: {}", text(&o.stderr));
     }
     // Nothing answers: exit 2 after the summary.
     let port = free_port().to_string();
