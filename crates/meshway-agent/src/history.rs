@@ -235,24 +235,24 @@ pub fn targets(db: &Path) -> Result<Vec<TargetEntry>, HistoryError> {
 }
 
 /// What `history --target` shows unless `--metric` says: an optics series' receive power, an
-/// interface series' ratio (by its name), a perf target's throughput, else the RTT p99.
-pub fn default_metric(db: &Path, target: &str) -> Result<Metric, HistoryError> {
+/// interface series' ratio (by its name), a perf target's throughput, else the RTT p99 (also
+/// when the database cannot be read: the query then says why).
+pub fn default_metric(db: &Path, target: &str) -> Metric {
     if target.contains("/rx-power/") {
-        return Ok(Metric::RxPower);
+        return Metric::RxPower;
     }
     match target.rsplit('/').next() {
-        Some("utilization") => return Ok(Metric::Utilization),
-        Some("error-ratio") => return Ok(Metric::ErrorRatio),
-        Some("drop-ratio") => return Ok(Metric::DropRatio),
+        Some("utilization") => return Metric::Utilization,
+        Some("error-ratio") => return Metric::ErrorRatio,
+        Some("drop-ratio") => return Metric::DropRatio,
         _ => {}
     }
-    on(db, |s| {
-        let kinds = s.target_kinds()?;
-        Ok(match kinds.iter().find(|(n, _)| n == target).map(|(_, k)| k.as_str()) {
-            Some("perf") => Metric::ThroughputMin,
-            _ => Metric::RttP99,
-        })
-    })
+    let perf = on(db, |s| Ok(s.target_kinds()?.iter().any(|(n, k)| n == target && k == "perf")));
+    if perf.unwrap_or(false) {
+        Metric::ThroughputMin
+    } else {
+        Metric::RttP99
+    }
 }
 
 /// Queries one target's `metric` over `[from, to)`.
@@ -454,7 +454,7 @@ mod tests {
         let list: Vec<(String, String, u64)> =
             list.unwrap().into_iter().map(|t| (t.target, t.kind, t.samples)).collect();
         assert_eq!(list, vec![("bulk".into(), "perf".into(), 4), ("ifs/lo/utilization".into(), "interface".into(), 1)]);
-        assert_eq!(metric.unwrap(), Metric::ThroughputMin);
+        assert_eq!(metric, Metric::ThroughputMin);
         assert_eq!(tput.unwrap().series[0].value, Some(5e8));
         let e = parent.unwrap_err().to_string();
         assert_eq!(

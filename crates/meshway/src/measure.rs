@@ -802,7 +802,7 @@ pub fn history(a: HistoryArgs) -> Result<()> {
     };
     let metric = match a.metric {
         Some(m) => metric_of(m),
-        None => history::default_metric(&a.db, target)?,
+        None => history::default_metric(&a.db, target),
     };
     let threshold = match (&a.threshold, a.forecast) {
         (Some(t), true) => Some(match metric {
