@@ -710,7 +710,9 @@ duration for rtt and jitter, \"1%\" for loss and the interface ratios, a rate
 (\"100Mbps\") for throughput-min (a floor: crossing from above). Interface
 targets store one series per interface and ratio, named
 TARGET/INTERFACE/utilization, .../error-ratio and .../drop-ratio; --metric
-follows the series' name unless given.")]
+follows the series' name unless given, and is throughput-min for a perf
+target. Without --target the series are listed (--json for JSON); --csv,
+--html, --forecast, --anomalies and --metric need a target.")]
 pub struct HistoryArgs {
     /// The agent's database.
     #[arg(long, default_value = "meshway-agent.db", value_name = "FILE")]
