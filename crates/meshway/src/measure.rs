@@ -401,24 +401,6 @@ pub struct PerfArgs {
     json: bool,
 }
 
-/// The perf report as text, a goodput too short to time (every byte in one read) said as
-/// "n/a" where the report's formatter would print it as 0bps.
-fn perf_text(r: &meshway_agent::perf::PerfReport) -> String {
-    let mut out = text::perf_text(r);
-    for (label, f) in [("forward (client→server): ", &r.forward), ("reverse (server→client): ", &r.reverse)] {
-        if f.as_ref().is_some_and(|f| f.throughput_bps.is_nan()) {
-            out = out
-                .lines()
-                .map(|l| match l.strip_suffix(", throughput 0bps").filter(|_| l.starts_with(label)) {
-                    Some(head) => format!("{head}, throughput n/a (too short to time)\n"),
-                    None => format!("{l}\n"),
-                })
-                .collect();
-        }
-    }
-    out
-}
-
 pub fn perf(a: PerfArgs) -> Result<()> {
     let sig = Signals::install().context("cannot install signal handlers")?;
     if a.server {
@@ -468,7 +450,7 @@ pub fn perf(a: PerfArgs) -> Result<()> {
     if let Some(e) = out_err {
         return Err(e);
     }
-    emit(&if a.json { crate::json(&r)? } else { perf_text(&r) })
+    emit(&if a.json { crate::json(&r)? } else { text::perf_text(&r) })
 }
 
 /// `host`, `host:port`, `[v6]:port` or a bare IPv6 address, with a default port.
