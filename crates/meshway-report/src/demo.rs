@@ -62,7 +62,7 @@ pub fn verdict(rs: &[FabricReport], simulated: &[DemoSim]) -> Vec<String> {
         ));
         for r in single.iter().filter(|r| r.bisection.full_ratio < 0.999) {
             v.push(format!(
-                "{} costs {} ({}) but delivers {:.2}x full bisection ({}): traffic across its upper tiers can get as little as 1/{:.1} of the bandwidth (the simulation below shows what collectives lose).",
+                "{} costs {} ({}) but delivers {:.2}x full bisection ({}): traffic across its upper tiers can get as little as 1/{:.1} of the bandwidth (the simulated collectives above show what they lose).",
                 r.name,
                 dollars(r.bom.total_cost_usd),
                 pct_signed0(r.bom.total_cost_usd / best.bom.total_cost_usd - 1.0),

@@ -569,7 +569,7 @@ pub fn build(
     let mut built = build_steps(prog, topo, spec, after)?;
     let transport = spec.proto.is_transport();
     let shape = HostShape::of(&*topo, &spec.ranks);
-    let mut slow_paths: std::collections::HashMap<(u32, u32, bool), Option<(BitsPerSec, BitsPerSec)>> =
+    let mut slow_paths: std::collections::HashMap<(u32, u32, u32), Option<(BitsPerSec, BitsPerSec)>> =
         std::collections::HashMap::new();
     for m in &mut prog.msgs[first..] {
         // Every send across the network is an NCCL connection's, with its buffer as window
@@ -589,7 +589,8 @@ pub fn build(
         let share = if local {
             spec.hw.nvlink
         } else {
-            let key = (topo.host_of(m.src), topo.host_of(m.dst), m.via.is_some());
+            // Per pair, not per host pair: a host's GPUs leave by different NIC ports.
+            let key = (m.src, m.dst, m.via.unwrap_or(u32::MAX));
             let slower = *slow_paths.entry(key).or_insert_with(|| topo.slower_than_port(m.src, m.dst, m.via));
             match slower {
                 Some((port, slowest)) => (spec.hw.nic * port.0 as f64 / slowest.0.max(1) as f64).min(1.0),

@@ -943,7 +943,8 @@ impl<'p> Engine<'p> {
         if self.ndp {
             fl.allowance > 0 && has
         } else {
-            has && fl.next_tx <= self.now && (fl.win == 0 || self.in_flight(fl) < fl.win)
+            // The window holds back new packets; a retransmission replaces one it counts.
+            has && fl.next_tx <= self.now && (fl.win == 0 || !fl.rtx.is_empty() || self.in_flight(fl) < fl.win)
         }
     }
 
@@ -1532,6 +1533,8 @@ impl Engine<'_> {
         // Nothing acknowledged for a timeout: send again from the first unacknowledged
         // (go-back-N), or every packet not acknowledged (selective).
         if self.sel {
+            // Every packet not acknowledged, once (what was queued is in it).
+            fl.rtx.clear();
             for s in 0..fl.high {
                 if !bit(&fl.acked, s) {
                     fl.rtx.push_back(s);
@@ -1956,7 +1959,7 @@ impl Engine<'_> {
         let why = |e: &Engine<'_>| -> String {
             if e.stats.deadlock && e.ports.iter().any(|p| p.paused) {
                 format!(
-                    "paused for good: no port sent a packet for a retransmission timeout ({}) while {} port(s) stayed paused (a PFC pause cycle, or a pause toward a failed path); the run stopped there",
+                    "paused for good: no port sent a packet for a retransmission timeout ({}) while {} port(s) stayed paused (a PFC pause cycle); the run stopped there",
                     e.p.rto,
                     e.ports.iter().filter(|p| p.paused).count()
                 )

@@ -1018,6 +1018,7 @@ fn tune(
     size: Option<u64>,
     scn_file: &str,
     failures: &[LinkEvent],
+    start: Option<u64>,
 ) -> Result<Option<Choice>, SimulateError> {
     let Kind::Collective { spec, auto, protocol, .. } = &w.kind else { return Ok(None) };
     let spec = on_wire(spec, &cfg.wire, size);
@@ -1035,15 +1036,21 @@ fn tune(
         }
         None => cat.protocol.iter().map(collective::Proto::from_model).collect(),
     };
-    let failures = failures_from(failures, w.start.map_or(0, |s| s.0));
+    let failures = failures_from(failures, start);
     tuner::pick(topo, ideal, cfg, &spec, &algos, &protos, &failures)
         .map(Some)
         .map_err(|e| workload_error(scn_file, w, e))
 }
 
 /// `failures` as a run that starts at `t0` sees them: changes before it happen at its start,
-/// in their order, so the links begin as they are at `t0`.
-fn failures_from(failures: &[LinkEvent], t0: u64) -> Vec<LinkEvent> {
+/// in their order, so the links begin as they are at `t0`. With the start unknown (a workload
+/// that follows another starts when the run gets there), only the links down from the
+/// beginning for good: they are down whenever it runs.
+fn failures_from(failures: &[LinkEvent], t0: Option<u64>) -> Vec<LinkEvent> {
+    let Some(t0) = t0 else {
+        let healed: std::collections::HashSet<u32> = failures.iter().filter(|f| f.up).map(|f| f.arc.0).collect();
+        return failures.iter().filter(|e| !e.up && e.at.0 == 0 && !healed.contains(&e.arc.0)).copied().collect();
+    };
     let mut v: Vec<LinkEvent> =
         failures.iter().map(|e| LinkEvent { at: SimTime(e.at.0.saturating_sub(t0)), ..*e }).collect();
     v.sort_by_key(|e| e.at); // stable: same-time changes keep their order
@@ -1176,7 +1183,8 @@ pub fn simulate(
             let mut rows = Vec::new();
             let mut size = *from;
             while size <= *to {
-                let tuned = tune(&mut topo, Some(&mut bound), w, &cfg, cat, Some(size), &file_prefix, &failures)?;
+                let from = Some(w.start.map_or(0, |s| s.0));
+                let tuned = tune(&mut topo, Some(&mut bound), w, &cfg, cat, Some(size), &file_prefix, &failures, from)?;
                 let (algo, proto) = tuned.map_or((spec.algo, spec.proto.clone()), |t| (t.0, t.1));
                 let protocol = proto.name.clone();
                 let mut prog = Program::new();
@@ -1219,7 +1227,12 @@ pub fn simulate(
     // The tuner decides on the scenario's fabric; the ideal-fabric run keeps its choices.
     let tuned: Vec<Option<Choice>> = main
         .iter()
-        .map(|w| tune(&mut topo, Some(&mut bound), w, &cfg, cat, None, &file_prefix, &failures))
+        .enumerate()
+        .map(|(k, w)| {
+            // Where the workload starts is known for the first and for one with a `start`.
+            let from = w.start.map(|s| s.0).or((k == 0).then_some(0));
+            tune(&mut topo, Some(&mut bound), w, &cfg, cat, None, &file_prefix, &failures, from)
+        })
         .collect::<Result<_, _>>()?;
     type Spans = Vec<(usize, usize, MsgId, Option<collective::Built>)>;
     let build = |topo: &mut dyn Topology| -> Result<(Program, Spans), SimulateError> {

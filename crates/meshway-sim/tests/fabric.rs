@@ -508,6 +508,47 @@ fn group_with_ranks_late_failures_and_nvls_across_hosts_are_named() {
     assert!(e.contains("across hosts NVLS reduces in the network switches too") && e.contains("nvls-tree"), "{e}");
 }
 
+/// The NIC share is worked out per pair of GPUs: two hosts of two GPUs on two rails, each
+/// rail's leaf at 400G with a 100G uplink. g0 to g2 stays on rail 0 (all 400G, the share
+/// binds); g0 to g3 crosses the 100G uplinks (it does not). Whichever comes first, each
+/// keeps its own (a cache by host pair gave the second the first one's).
+#[test]
+fn the_nic_share_is_per_pair_whatever_the_order() {
+    let rails = |ranks: &str| {
+        let mut text = String::from("name = \"rails\"\n[fabric]\nkind = \"custom\"\n");
+        for (g, h) in [("g0", 0), ("g1", 0), ("g2", 1), ("g3", 1)] {
+            text += &format!("[[fabric.node]]\nname = \"{g}\"\nkind = \"gpu\"\nhost = {h}\n");
+        }
+        for (n, tier, level) in [("r0", "leaf", 1), ("r1", "leaf", 1), ("s", "spine", 2)] {
+            text +=
+                &format!("[[fabric.node]]\nname = \"{n}\"\nkind = \"switch\"\ntier = \"{tier}\"\nlevel = {level}\n");
+        }
+        for (a, b, rate) in [
+            ("g0", "r0", 400),
+            ("g2", "r0", 400),
+            ("g1", "r1", 400),
+            ("g3", "r1", 400),
+            ("r0", "s", 100),
+            ("r1", "s", 100),
+        ] {
+            text += &format!("[[fabric.link]]\na = \"{a}\"\nb = \"{b}\"\nrate = \"{rate}Gbps\"\nlatency = \"1us\"\n");
+        }
+        text += &format!(
+            "[transport]\nkind = \"roce\"\n[[workload]]\nkind = \"collective\"\nop = \"all-to-all\"\nsize = \"300MiB\"\nranks = {ranks}\n"
+        );
+        let r = run(&text, &Options { flows: true, ..Options::default() });
+        let mut v: Vec<(String, String, u64)> =
+            r.flows.iter().flatten().map(|f| (f.src.clone(), f.dst.clone(), f.bytes)).collect();
+        v.sort();
+        v
+    };
+    let a = rails("[\"g0\", \"g2\", \"g3\"]");
+    assert_eq!(a, rails("[\"g0\", \"g3\", \"g2\"]"));
+    let bytes = |s: &str, d: &str| a.iter().find(|f| f.0 == s && f.1 == d).unwrap().2;
+    assert!(bytes("g0", "g2") > bytes("g0", "g3"), "{a:?}");
+    assert_eq!(bytes("g0", "g3"), 100 << 20);
+}
+
 /// The tuner evaluates its candidates with the scenario's failures: two leaves joined by a
 /// 100G link and a 100G detour of 1 ms, the direct link down from the start. A ring's 14
 /// steps each wait on the detour; a tree crosses it twice. The pick is the fastest of the

@@ -591,6 +591,34 @@ fn a_rerouted_send_waits_for_credits_at_its_new_paths_round_trip() {
     assert!((t as f64 - closed).abs() / closed < 0.01, "rerouted halfway: {t} ns vs {closed} ns");
 }
 
+/// The catalog's packet-level defaults for `transport`, without DCQCN, as the tests run them.
+fn packet_params(
+    cat: &Catalog,
+    transport: meshway_sim::packet::Transport,
+    policy: Policy,
+) -> meshway_sim::packet::PacketParams {
+    let d = cat.packet.clone().unwrap();
+    meshway_sim::packet::PacketParams {
+        transport,
+        balance: meshway_sim::packet::Balance::of(policy),
+        dcqcn: None,
+        control_bytes: d.control_bytes,
+        xoff: d.xoff.0,
+        xon: d.xon.0,
+        headroom: None,
+        dci_headroom: None,
+        pause_response: cat.constants.pfc_response,
+        queue: d.queue.0,
+        trim: 0,
+        window: d.window_packets,
+        rto: d.lossless_rto,
+        sample: d.sample,
+        paths: 64,
+        series_ports: 4,
+        max_events: d.max_events,
+    }
+}
+
 /// The packet level keeps NCCL's window too: at most the buffer sent and not yet
 /// acknowledged, so a 64 MiB send over 100 km takes about 15 round trips, as the flow level
 /// says (within 5%: the packet level's window slides with every acknowledgement, the flow
@@ -598,10 +626,9 @@ fn a_rerouted_send_waits_for_credits_at_its_new_paths_round_trip() {
 /// milliseconds. Inside a site nothing changes.
 #[test]
 fn the_packet_level_waits_for_credits_across_a_long_span_as_the_flow_level_does() {
-    use meshway_sim::packet::{execute_packets, Balance, PacketParams, Transport};
+    use meshway_sim::packet::{execute_packets, Transport};
     let cat = Catalog::builtin();
     let window = cat.simulation.nccl_buffer.unwrap().0;
-    let d = cat.packet.clone().unwrap();
     let s = Scenario::parse(&two_sites(100, 4, ""), "t.toml").unwrap();
     let f = s.build(&cat).unwrap();
     const S: u64 = 64 << 20;
@@ -617,25 +644,7 @@ fn the_packet_level_waits_for_credits_across_a_long_span_as_the_flow_level_does(
             let ex = execute(&prog, &mut topo, &cfg, &[], &mut |_, _| {}).unwrap();
             return (ex.msgs[id].end.unwrap().0, ex.window_bound);
         }
-        let p = PacketParams {
-            transport: Transport::Infiniband,
-            balance: Balance::of(cfg.policy),
-            dcqcn: None,
-            control_bytes: d.control_bytes,
-            xoff: d.xoff.0,
-            xon: d.xon.0,
-            headroom: None,
-            dci_headroom: None,
-            pause_response: cat.constants.pfc_response,
-            queue: d.queue.0,
-            trim: 0,
-            window: d.window_packets,
-            rto: d.lossless_rto,
-            sample: d.sample,
-            paths: 64,
-            series_ports: 4,
-            max_events: d.max_events,
-        };
+        let p = packet_params(&cat, Transport::Infiniband, cfg.policy);
         let (ex, _) = execute_packets(&prog, &mut topo, &cfg, &p, &mut |_, _| {}).unwrap();
         (ex.msgs[id].end.unwrap().0, ex.window_bound)
     };
@@ -648,4 +657,40 @@ fn the_packet_level_waits_for_credits_across_a_long_span_as_the_flow_level_does(
     assert_eq!(free_bound, 0);
     // Inside a site: the same with or without the window.
     assert_eq!(run(window, 1, true), run(0, 1, true));
+}
+
+/// Under selective acknowledgement (spraying) on a lossy fabric, the window counts lost
+/// packets until they are resent and acknowledged: the resends must pass it, or a flow with
+/// a window's worth of losses never sends again (the run went to the event limit, or ran out
+/// of memory as every timeout queued its losses again).
+#[test]
+fn resends_pass_the_window_when_packets_are_lost() {
+    use meshway_sim::packet::{execute_packets, PacketParams, Transport};
+    let cat = Catalog::builtin();
+    let d = cat.packet.clone().unwrap();
+    let s = Scenario::parse(&two_sites(10, 1, ""), "t.toml").unwrap();
+    let f = s.build(&cat).unwrap();
+    let mut topo = FabricTopo::new(&f, &cat, 1);
+    let cfg = ExecConfig { policy: Policy::Spray, ..window_cfg(16 << 10, false) };
+    let mut prog = Program::new();
+    prog.tag("incast");
+    let ids: Vec<usize> = (0..8)
+        .map(|src| {
+            let mut m = meshway_sim::program::Msg::send(src, 8 + src % 2, 4 << 20);
+            m.window = meshway_sim::program::Window::Collective;
+            prog.push(m) as usize
+        })
+        .collect();
+    let p = PacketParams {
+        queue: 16 << 10,
+        rto: d.rto,
+        max_events: 5_000_000,
+        ..packet_params(&cat, Transport::RoceLossy, cfg.policy)
+    };
+    let (ex, stats) = execute_packets(&prog, &mut topo, &cfg, &p, &mut |_, _| {}).unwrap();
+    assert!(stats.drops > 0 && stats.retransmitted_packets > 0, "{} drops", stats.drops);
+    assert!(!stats.truncated, "{} events", stats.events);
+    for i in ids {
+        assert!(ex.msgs[i].end.is_some(), "message {i}: {:?}", ex.msgs[i].stall);
+    }
 }
