@@ -514,10 +514,13 @@ mod perf {
         let rev = r.reverse.unwrap();
         assert_eq!((rev.sent_bytes, rev.received_bytes), (10_000_000, 10_000_000));
 
-        // Bidir at the most streams: 256 data connections at once, every one served.
+        // Bidir at the most streams: 256 data connections at once, every one served. A byte
+        // budget bounds the volume: 400 ms unbounded moved 26 GB on loopback, whose drain
+        // could outlast the receivers' grace on a loaded 2-core machine.
         for streams in [2, perf::MAX_STREAMS] {
             let mut c = cfg(s.addr, Protocol::Tcp, Direction::Bidir, streams);
-            c.duration = ms(400);
+            c.bytes = Some(Bytes(256 << 20));
+            c.duration = ms(20_000);
             let r = perf::run(&c, &AtomicBool::new(false), &mut |_| {}).unwrap();
             let (f, b) = (r.forward.unwrap(), r.reverse.unwrap());
             assert_eq!(f.sent_bytes, f.received_bytes, "{streams} streams");
