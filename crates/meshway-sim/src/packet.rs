@@ -2066,7 +2066,17 @@ impl Engine<'_> {
                 link: topo.arc_name(Arc(i as u32)),
                 interval_ns: interval / PS,
                 queue_bytes: q,
-                paused_ns: paused.into_iter().map(ps_to_ns).collect(),
+                // Rounded as running totals, so the intervals add up to the port's paused time.
+                paused_ns: paused
+                    .into_iter()
+                    .scan((0u64, 0u64), |(cum, shown), p| {
+                        *cum += p;
+                        let ns = ps_to_ns(*cum);
+                        let d = ns - *shown;
+                        *shown = ns;
+                        Some(d)
+                    })
+                    .collect(),
                 tx_bytes: tx,
             });
         }

@@ -92,6 +92,12 @@ fn pfc_incast_is_bounded_by_the_receiver_link_and_unfair() {
     let p = &r.packet.as_ref().unwrap().stats;
     assert!(p.ports.iter().any(|x| x.pauses_sent > 0 && x.link.contains("->")));
     assert!(!p.series.is_empty() && p.series.iter().all(|x| x.queue_bytes.len() == x.paused_ns.len()));
+    // A port's paused time per interval adds up to its total (each interval rounded up made
+    // the series a few ns long).
+    for x in &p.series {
+        let port = p.ports.iter().find(|q| q.link == x.link).map_or(0, |q| q.paused_ns);
+        assert_eq!(x.paused_ns.iter().sum::<u64>(), port, "{}", x.link);
+    }
 }
 
 #[test]
