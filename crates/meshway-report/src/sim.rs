@@ -152,6 +152,10 @@ pub fn sim_text(r: &SimReport) -> String {
         ));
         return out;
     }
+    // Sweeps run on their own: with nothing else, the main run has nothing to say.
+    if r.workloads.is_empty() {
+        return out;
+    }
     out.push_str(&format!(
         "\nEngine: {} flows, {} events, {} rate recomputes, simulated time {}\n",
         thousands(r.engine_flows as u64),
