@@ -569,6 +569,7 @@ pub fn build(
     let mut built = build_steps(prog, topo, spec, after)?;
     let transport = spec.proto.is_transport();
     let shape = HostShape::of(&*topo, &spec.ranks);
+    let slow_links = topo.has_links_slower_than_ports();
     let mut slow_paths: std::collections::HashMap<(u32, u32, u32), Option<(BitsPerSec, BitsPerSec)>> =
         std::collections::HashMap::new();
     for m in &mut prog.msgs[first..] {
@@ -588,6 +589,8 @@ pub fn build(
         // link runs at 100G, not 96G).
         let share = if local {
             spec.hw.nvlink
+        } else if !slow_links {
+            spec.hw.nic
         } else {
             // Per pair, not per host pair: a host's GPUs leave by different NIC ports.
             let key = (m.src, m.dst, m.via.unwrap_or(u32::MAX));

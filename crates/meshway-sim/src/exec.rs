@@ -168,13 +168,19 @@ struct WindowLink {
 }
 
 impl WindowLink {
-    /// The rate NCCL's window allows over a round trip of `rtt` ns, in the message's wire
-    /// bits per second: `W / rtt x S / (S - W)`.
     fn rate(&self, rtt: u64) -> u64 {
-        let cap = u128::from(self.window) * 8 * 1_000_000_000 * u128::from(self.wire)
-            / (u128::from(rtt.max(1)) * u128::from(self.bytes - self.window));
-        u64::try_from(cap).unwrap_or(u64::MAX).max(1)
+        window_rate(self.window, self.bytes, self.wire, rtt)
     }
+}
+
+/// The rate NCCL's window `window` allows a message of `bytes` (`wire` on the wire, more than
+/// its window) over a round trip of `rtt` ns, in wire bits per second: `W / rtt x S / (S - W)`
+/// (the last window goes without waiting for credits). Both levels count a message as bound
+/// where this is below its path's slowest link.
+pub(crate) fn window_rate(window: u64, bytes: u64, wire: u64, rtt: u64) -> u64 {
+    let cap = u128::from(window) * 8 * 1_000_000_000 * u128::from(wire)
+        / (u128::from(rtt.max(1)) * u128::from(bytes.saturating_sub(window).max(1)));
+    u64::try_from(cap).unwrap_or(u64::MAX).max(1)
 }
 
 const NOT_PREPARED: u32 = u32::MAX;

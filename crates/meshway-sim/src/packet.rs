@@ -1718,8 +1718,9 @@ pub fn execute_packets(
             if let Some(wm) = wm {
                 let key = (topo.host_of(m.src), topo.host_of(m.dst));
                 let spec = *window_paths.entry(key).or_insert_with(|| topo.path_spec(m.src, m.dst, m.via));
+                let wire = cfg.wire.wire_bytes(m.bytes);
                 if spec.is_some_and(|(one_way, slowest)| {
-                    u128::from(wm) * 8 * 1_000_000_000 < u128::from(2 * one_way.0) * u128::from(slowest.0)
+                    crate::exec::window_rate(wm, m.bytes, wire, 2 * one_way.0) < slowest.0
                 }) {
                     window_bound += 1;
                 }

@@ -125,6 +125,11 @@ pub trait Topology {
     fn slower_than_port(&mut self, _src: u32, _dst: u32, _via: Option<u32>) -> Option<(BitsPerSec, BitsPerSec)> {
         None
     }
+    /// Whether any link between network switches is slower than a NIC port (when not,
+    /// [`Topology::slower_than_port`] is None for every message and need not be asked).
+    fn has_links_slower_than_ports(&self) -> bool {
+        false
+    }
     /// The one link of a [`Leg`] other than a path: between `rank` and its NVSwitch or
     /// leaf, NIC port `channel mod ports`. None when the rank has no such link.
     fn attach(&self, _rank: u32, _leg: Leg, _channel: u32) -> Option<Arc> {
@@ -716,6 +721,10 @@ impl Topology for FabricTopo<'_> {
 
     fn is_network_arc(&self, arc: Arc) -> bool {
         self.fabric.link(meshway_fabric::LinkId(arc.0 / 2)).class != LinkClass::Nvlink
+    }
+
+    fn has_links_slower_than_ports(&self) -> bool {
+        self.slow_core
     }
 
     fn slower_than_port(&mut self, src: u32, dst: u32, via: Option<u32>) -> Option<(BitsPerSec, BitsPerSec)> {
