@@ -742,11 +742,11 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                             interval: *duration,
                         };
                         let value = match perf::run(&cfg, &stop, &mut |_| {}) {
-                            // A span too short to time (NaN) cannot happen in a run of a
+                            // A span too short to time (None) cannot happen in a run of a
                             // duration; were it to, it is no measurement.
                             Ok(r) => {
                                 repeats.log_ok(&log);
-                                r.forward.map(|f| f.throughput_bps).filter(|v| v.is_finite())
+                                r.forward.and_then(|f| f.throughput_bps).filter(|v| v.is_finite())
                             }
                             Err(e) => {
                                 repeats.log(&log, format!("target {}: {e}", t.name));

@@ -946,18 +946,18 @@ pub struct FlowResult {
     pub received_bytes: u64,
     /// Receiver's span from first to last byte.
     pub receive_secs: f64,
-    /// Goodput: received bytes × 8 over the receive span; NaN (`null` in JSON) when bytes
-    /// came but the span is too short to time (every byte came in one read, so first and last byte share a
-    /// time); 0 when nothing was received.
-    pub throughput_bps: f64,
+    /// Goodput: received bytes × 8 over the receive span; `None` (`null` in JSON) when bytes
+    /// came but the span is too short to time (every byte came in one read, so first and last
+    /// byte share a time); 0 when nothing was received.
+    pub throughput_bps: Option<f64>,
 }
 
 impl FlowResult {
     fn new(sent: u64, received: u64, secs: f64) -> FlowResult {
         let bps = match received {
-            0 => 0.0,
-            _ if secs > 0.0 => received as f64 * 8.0 / secs,
-            _ => f64::NAN,
+            0 => Some(0.0),
+            _ if secs > 0.0 => Some(received as f64 * 8.0 / secs),
+            _ => None,
         };
         FlowResult { sent_bytes: sent, received_bytes: received, receive_secs: secs, throughput_bps: bps }
     }

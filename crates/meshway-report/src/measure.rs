@@ -206,12 +206,8 @@ pub fn perf_text(r: &PerfReport) -> String {
                 Bytes(f.sent_bytes),
                 Bytes(f.received_bytes),
                 f.receive_secs,
-                // NaN: bytes came in one read, so the span is too short to time.
-                if f.throughput_bps.is_nan() {
-                    "n/a (too short to time)".to_string()
-                } else {
-                    rate_f64(f.throughput_bps)
-                }
+                // None: bytes came in one read, so the span is too short to time.
+                f.throughput_bps.map_or_else(|| "n/a (too short to time)".to_string(), rate_f64)
             );
         }
     }
