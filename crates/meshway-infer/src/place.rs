@@ -149,6 +149,9 @@ pub struct PlacementReport {
     pub subsets_feasible: u64,
     /// Of those, how many were simulated (cheapest first).
     pub subsets_simulated: u64,
+    /// The search stopped at its cap ([`MAX_SIMULATED_UNMET`]) with subsets left and no
+    /// simulated subset meeting every objective.
+    pub search_capped: bool,
     pub site_names: Vec<String>,
     /// Each region's round trip to each site.
     pub routes: Vec<RegionRoutes>,
@@ -353,8 +356,15 @@ pub fn optimize(spec: &InferSpec, n_plus_1: bool) -> (Option<Sizing>, u64) {
     (r.into_iter().next().map(|(_, sz)| sz), tried)
 }
 
-/// Subsets simulated at most when looking for the cheapest plan that meets every objective.
+/// Subsets simulated at most when looking for the cheapest plan that meets every objective,
+/// once one has met (an assumption: the sizing rules rank subsets well enough that a cheaper
+/// met plan rarely lies further down).
 pub const MAX_SIMULATED_SUBSETS: usize = 8;
+
+/// Subsets simulated at most while none has met every objective: subsets the sizing rules
+/// pass can all miss in simulation (far cheap sites whose estimate is just inside the
+/// objective, a `max-gpus` that stops the repair), and a met plan may lie further down.
+pub const MAX_SIMULATED_UNMET: usize = 64;
 
 fn run_for(spec: &InferSpec, servers: &[u32], opt: &PlaceOptions) -> Run {
     let mut run = Run::new(spec);
@@ -541,14 +551,21 @@ pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
     let (ranked, tried) = ranked(spec, opt.n_plus_1);
     let mut best: Option<Plan> = None;
     let mut simulated = 0;
+    let mut search_capped = false;
     for (sized_cost, sz) in &ranked {
         if opt.repair_rounds == 0 {
             best = Some(plan(spec, "optimized", sz, opt, false));
             break;
         }
-        if simulated >= MAX_SIMULATED_SUBSETS
-            || best.as_ref().is_some_and(|b| b.all_met && *sized_cost >= b.cost_usd_per_hour - 1e-9)
+        let met = best.as_ref().is_some_and(|b| b.all_met);
+        if met
+            && (simulated >= MAX_SIMULATED_SUBSETS
+                || best.as_ref().is_some_and(|b| *sized_cost >= b.cost_usd_per_hour - 1e-9))
         {
+            break;
+        }
+        if simulated >= MAX_SIMULATED_UNMET {
+            search_capped = true;
             break;
         }
         simulated += 1;
@@ -560,6 +577,17 @@ pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
         };
         if better {
             best = Some(p);
+        }
+    }
+    // All-central or all-edge is a subset too: where the search stopped before reaching it
+    // and it met every objective, it is the cheapest met plan found.
+    if best.as_ref().is_some_and(|b| !b.all_met) {
+        if let Some(p) = plans
+            .iter()
+            .filter(|p| p.all_met && p.violations.is_empty())
+            .min_by(|a, b| a.cost_usd_per_hour.total_cmp(&b.cost_usd_per_hour))
+        {
+            best = Some(Plan { name: "optimized".to_string(), ..p.clone() });
         }
     }
     let mut failures = Vec::new();
@@ -581,6 +609,7 @@ pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
         subsets_evaluated: tried,
         subsets_feasible: ranked.len() as u64,
         subsets_simulated: simulated as u64,
+        search_capped,
         site_names: spec.sites.iter().map(|s| s.name.clone()).collect(),
         routes: spec
             .regions

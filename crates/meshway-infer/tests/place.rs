@@ -183,3 +183,59 @@ fn a_failure_that_misses_only_tpot_says_so() {
         assert!(tpot > 9_000_000 && f.tpot_miss_ns == tpot - 9_000_000, "{f:?}");
     }
 }
+
+/// Eight far, cheap sites each pass the sizing rules (their estimate lies just inside the
+/// objective) and each misses in simulation, with `max-gpus` stopping the repair; the one near
+/// central site meets. The search used to stop after the eight cheapest subsets and return
+/// the least-bad miss; the optimized plan must be the central one that met.
+#[test]
+fn a_met_plan_is_not_lost_when_the_cheapest_subsets_all_miss() {
+    let mut text = String::from(
+        r#"
+name = "decoys"
+seed = 3
+[inference]
+policy = "latency-aware"
+duration = "60s"
+[[model]]
+name = "m"
+llm = "llama-3.1-70b"
+gpu = "h100-sxm"
+gpus-per-server = 8
+prompt-tokens = 1000
+output-tokens = 200
+length-dist = "fixed"
+[[site]]
+name = "g"
+tier = "central"
+gpu-hour-usd = 10
+gpus = 8
+max-gpus = 512
+"#,
+    );
+    let mut distance = vec![r#"g = "100km""#.to_string()];
+    for i in 1..=8 {
+        text.push_str(&format!(
+            "[[site]]\nname = \"d{i}\"\ntier = \"edge\"\ngpu-hour-usd = 1\ngpus = 16\nmax-gpus = 16\n"
+        ));
+        distance.push(format!("d{i} = \"{}km\"", 9795 + 5 * i));
+    }
+    text.push_str(&format!(
+        "[[region]]\nname = \"r\"\nrate = 20\nttft-p99 = \"250ms\"\ndistance = {{ {} }}\n",
+        distance.join(", ")
+    ));
+    let cat = Catalog::builtin();
+    let spec = spec_from_text(&text, "decoys.toml", &cat).unwrap();
+    let opt =
+        PlaceOptions { n_plus_1: false, duration_ns: 60_000_000_000, seed: 3, repair_rounds: 6, failure_check: false };
+    let rep = place(&spec, &opt);
+    let central = rep.plans.iter().find(|p| p.name == "all-central").unwrap();
+    assert!(central.all_met, "{central:?}");
+    let best = rep.plans.iter().find(|p| p.name == "optimized").unwrap();
+    assert!(best.all_met, "the optimized plan misses: {best:?}");
+    assert_eq!(best.gpus, central.gpus);
+    assert_eq!(best.cost_usd_per_hour, central.cost_usd_per_hour);
+    // Every simulated decoy subset missed, and the search says it stopped.
+    assert!(rep.search_capped);
+    assert_eq!(rep.subsets_simulated, meshway_infer::place::MAX_SIMULATED_UNMET as u64);
+}

@@ -204,6 +204,17 @@ pub fn place_text(r: &PlacementReport) -> String {
             o.push_str(&format!("  {}: {v}\n", p.name));
         }
     }
+    if r.search_capped {
+        o.push_str(&format!(
+            "  optimized: none of the {} cheapest subsets simulated met every objective, and the search stopped there{}\n",
+            r.subsets_simulated,
+            if r.plans.iter().any(|p| p.name == "optimized" && p.all_met) {
+                "; the optimized plan is the cheapest of all-central and all-edge that met"
+            } else {
+                ""
+            }
+        ));
+    }
     if let Some(p) = r.plans.iter().find(|p| p.name == "optimized") {
         if p.repaired_servers > 0 {
             o.push_str(&format!(

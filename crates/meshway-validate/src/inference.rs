@@ -499,6 +499,10 @@ fn run_row(
     Ok((tput, [ms(reg.ttft.mean_ns), ms(reg.ttft.p50_ns), ms(reg.tpot.mean_ns), ms(reg.tpot.p50_ns)]))
 }
 
+/// The most requests a row may ask for (an assumption: ten times the largest count the
+/// published tables use, 30,000 at 128/128, with room).
+const MAX_ROW_REQUESTS: u32 = 1_000_000;
+
 fn num<T: std::str::FromStr>(row: &BTreeMap<String, String>, col: &str) -> Option<T> {
     row.get(col).and_then(|v| v.trim().parse().ok())
 }
@@ -644,9 +648,19 @@ pub fn run(
         let gpus: u32 = num(&row, "num_gpus").ok_or_else(|| bad("num_gpus"))?;
         let isl: u32 = num(&row, "input_tokens").ok_or_else(|| bad("input_tokens"))?;
         let osl: u32 = num(&row, "output_tokens").ok_or_else(|| bad("output_tokens"))?;
-        let requests: Option<u32> = num(&row, "num_requests")
-            .or_else(|| setup.requests_by_length.get(&format!("{isl}/{osl}")).copied())
-            .or(setup.requests);
+        // A num_requests cell that is there but unreadable is an error, not a reason to take
+        // the setup's count instead.
+        let own: Option<u32> = match row.get("num_requests").map(|v| v.trim()) {
+            None | Some("") => None,
+            Some(v) => Some(
+                v.parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_ROW_REQUESTS).contains(n))
+                    .ok_or_else(|| bad(&format!("num_requests as 1 to {MAX_ROW_REQUESTS} requests, got {v:?}")))?,
+            ),
+        };
+        let requests: Option<u32> =
+            own.or_else(|| setup.requests_by_length.get(&format!("{isl}/{osl}")).copied()).or(setup.requests);
         let closed = match row.get("load_kind").map(String::as_str) {
             None | Some("" | "rate_rps") => false,
             Some("concurrency") => true,

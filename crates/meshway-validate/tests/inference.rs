@@ -205,6 +205,19 @@ fn bad_serving_tables_are_refused() {
     assert!(e.contains("latency-load.csv:2") && e.contains("load as 0.001 to 10000000"), "{e}");
     let e = lerr("concurrency", "0");
     assert!(e.contains("1 to 1000000 concurrent users"), "{e}");
+    // A request count that is there but unreadable or out of range is refused at its row;
+    // it used to fall back to the setup's count (7), or blame the setup.
+    for bad in ["abc", "0", "1000000000000"] {
+        let csv = format!("{lhead}t,Llama 3.1 8B,FP8,H100,1,128,128,rate_rps,2,20,8,900,output tokens/s,{bad}\n");
+        let files = vec![("d/latency-load.csv".to_string(), csv)];
+        let e = run(&files, &lsetup, "s.toml", &Catalog::builtin(), &mut |_, _| {}).unwrap_err().to_string();
+        assert!(
+            e.contains("latency-load.csv:2")
+                && e.contains("num_requests as 1 to 1000000 requests")
+                && e.contains(&format!("{bad:?}")),
+            "{e}"
+        );
+    }
 }
 
 /// The path model against Azure's published inter-region round trips: with a route factor
