@@ -652,7 +652,12 @@ fn read_lengths(path: &std::path::Path, ctx: &Ctx) -> Result<Vec<(u32, u32)>, Fa
     let Some((hi, header)) = lines.next() else {
         return Err(ctx.invalid("lengths", format!("{shown} is empty: expected a header `prompt,output`")));
     };
-    let cols: Vec<String> = header.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
+    // Spreadsheets and pandas may quote every field: `"prompt","output"`.
+    let field = |c: &str| {
+        let c = c.trim();
+        c.strip_prefix('"').and_then(|x| x.strip_suffix('"')).unwrap_or(c).trim().to_string()
+    };
+    let cols: Vec<String> = header.split(',').map(|c| field(c).to_ascii_lowercase()).collect();
     for (i, c) in cols.iter().enumerate() {
         if !["prompt", "output", "count"].contains(&c.as_str()) || cols[..i].contains(c) {
             let what = if cols[..i].contains(c) { "a second" } else { "an unknown" };
@@ -675,7 +680,7 @@ fn read_lengths(path: &std::path::Path, ctx: &Ctx) -> Result<Vec<(u32, u32)>, Fa
     let ci = col("count");
     let mut out = Vec::new();
     for (n, line) in lines {
-        let f: Vec<&str> = line.split(',').map(str::trim).collect();
+        let f: Vec<String> = line.split(',').map(field).collect();
         if f.len() != cols.len() {
             return Err(ctx.invalid(
                 "lengths",
@@ -700,7 +705,7 @@ fn read_lengths(path: &std::path::Path, ctx: &Ctx) -> Result<Vec<(u32, u32)>, Fa
                         format!(
                             "{shown}:{}: expected {what} as a whole number ({range}), got {:?}",
                             n + 1,
-                            f.get(i).copied().unwrap_or("")
+                            f.get(i).map_or("", String::as_str)
                         ),
                     )
                 })
@@ -1268,7 +1273,9 @@ fn validate_region(
         }
         (Some(rate), None) => {
             if !(rate.is_finite() && (0.0..=1e7).contains(&rate)) {
-                return Err(ctx.invalid("rate", format!("expected 0 to 10000000 requests per second, got {rate}")));
+                // `{:.3e}` past the range: 1e300 would print 301 digits.
+                let got = if rate.is_finite() && rate.abs() < 1e9 { format!("{rate}") } else { format!("{rate:.3e}") };
+                return Err(ctx.invalid("rate", format!("expected 0 to 10000000 requests per second, got {got}")));
             }
             rate
         }
@@ -1282,6 +1289,13 @@ fn validate_region(
             0.0
         }
     };
+    for (key, v) in [("ttft-p99", r.ttft_p99), ("tpot-p99", r.tpot_p99)] {
+        if v.is_some_and(|t| t.0 == 0) {
+            return Err(
+                ctx.invalid(key, "expected an objective above 0 (such as \"500ms\"): at 0 every request misses")
+            );
+        }
+    }
     if let Some(n) = r.requests {
         if r.concurrency.is_some() {
             return Err(ctx.invalid(

@@ -57,6 +57,17 @@ fn invalid_inference_scenarios() {
         "bad.toml:17: `region[1].burst-factor`: expected 1 to 4.000 (on-time share 0.250: the on periods alone would exceed the mean rate), got 5"
     );
     assert!(err(&GOOD.replace("rate = 5", "rat = 5")).contains("did you mean `rate`?"));
+    // An objective of 0 (every request misses), and a rate past the range shown short.
+    assert_eq!(
+        err(&GOOD.replace("rate = 5", "rate = 5\nttft-p99 = \"0s\"")),
+        "bad.toml:16: `region[1].ttft-p99`: expected an objective above 0 (such as \"500ms\"): at 0 every request misses"
+    );
+    assert!(err(&GOOD.replace("rate = 5", "rate = 5\ntpot-p99 = \"0ms\""))
+        .contains("`region[1].tpot-p99`: expected an objective above 0"));
+    assert_eq!(
+        err(&GOOD.replace("rate = 5", "rate = 1e300")),
+        "bad.toml:15: `region[1].rate`: expected 0 to 10000000 requests per second, got 1.000e300"
+    );
     // Paths past any on Earth, and hop counts that wrapped the path's sum to a shorter one.
     assert_eq!(
         err(&GOOD.replace("{ a = \"100km\" }", "{ a = \"1000000000km\" }")),

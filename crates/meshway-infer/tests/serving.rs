@@ -225,7 +225,8 @@ fn tpot_objective() {
 fn lengths_from_csv() {
     let dir = std::env::temp_dir().join(format!("meshway-lengths-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("len.csv"), "prompt,output,count\n100,3,3\n700,9,1\n").unwrap();
+    // Quoted as spreadsheets and pandas write it.
+    std::fs::write(dir.join("len.csv"), "\"prompt\",\"output\",\"count\"\n100,3,3\n\"700\",9,1\n").unwrap();
     let text = scenario(&format!("{EIGHT_B}\nlengths = \"len.csv\""), "concurrency = 1", "20s");
     let file = dir.join("s.toml");
     let spec = spec_from_text(&text, file.to_str().unwrap(), &Catalog::builtin());

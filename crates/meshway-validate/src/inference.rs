@@ -252,6 +252,17 @@ pub fn run_wan(text: &str, file: &str, cat: &Catalog) -> Result<(Vec<WanOutcome>
         );
         let one_way_ns = path.fiber_km * per_km + path.fixed.0 as f64;
         let meshway = 2.0 * one_way_ns * 1e-6;
+        // A pair given twice in one direction would count twice in the statistics.
+        let (a, b) = (row.get("from").cloned().unwrap_or_default(), row.get("to").cloned().unwrap_or_default());
+        if !a.is_empty() || !b.is_empty() {
+            if let Some(o) = out.iter().find(|o: &&WanOutcome| o.from == a && o.to == b) {
+                return Err(csv_err(
+                    file,
+                    line,
+                    format!("the pair {a:?} -> {b:?} is given twice (line {} too)", o.line),
+                ));
+            }
+        }
         out.push(WanOutcome {
             file: name.clone(),
             line,

@@ -298,6 +298,11 @@ fn held_out_wan_round_trips_hold_their_bounds() {
     lines[1] = lines[1].replacen("32.78", "NaN", 1);
     let e = meshway_validate::inference::run_wan(&lines.join("\n"), &f, &Catalog::builtin()).unwrap_err().to_string();
     assert!(e.contains(":2") && e.contains("from_lat") && e.contains("finite"), "{e}");
+    // A pair given twice in one direction is refused (it counted twice in the statistics).
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    lines.push(lines[1].clone());
+    let e = meshway_validate::inference::run_wan(&lines.join("\n"), &f, &Catalog::builtin()).unwrap_err().to_string();
+    assert!(e.contains(&format!(":{}", lines.len())) && e.contains("is given twice (line 2 too)"), "{e}");
 }
 
 #[test]
