@@ -317,6 +317,9 @@ struct SiteState {
     servers: Vec<Server>,
     queue: VecDeque<u32>,
     assigned: u64,
+    /// Prompt tokens still to prefill of the requests routed here (queued or admitted),
+    /// for the latency-aware router's estimate.
+    prefill_left: u64,
     down: bool,
     requests: u64,
     max_queue: u64,
@@ -479,6 +482,42 @@ impl<'a> Sim<'a> {
         })
     }
 
+    /// The latency-aware router's estimate of a new prompt's prefill at site `s` as loaded
+    /// now: the prompt tokens routed there and not yet prefilled (spread over its servers)
+    /// go first, at the tokens a step leaves to prefill beside the requests decoding (the
+    /// token budget less their tokens, with chunked prefill), each step as long as the model
+    /// says for that batch. An idle site gives the lone prompt's prefill.
+    fn loaded_prefill_ns(&self, s: usize) -> f64 {
+        let spec = self.spec;
+        let m = &spec.models[spec.sites[s].model];
+        let (_, idle, per) = self.est[s];
+        let n = f64::from(self.run.servers[s]).max(1.0);
+        let site = &self.sites[s];
+        if site.prefill_left == 0 && site.assigned == 0 {
+            return idle as f64;
+        }
+        let own = f64::from(m.uncached(m.prompt_tokens));
+        let tokens = site.prefill_left as f64 / n + own;
+        // Requests decoding on a server: those routed here beyond the prompts still to
+        // prefill, within its batch slots (a prefill site decodes none).
+        let decoding = if spec.sites[s].role == SiteRole::Prefill {
+            0.0
+        } else {
+            (site.assigned as f64 / n - site.prefill_left as f64 / n / own.max(1.0)).clamp(0.0, per)
+        };
+        let d = decoding.round() as u32;
+        let per_step = if m.chunked_prefill {
+            m.token_budget.saturating_sub(d.saturating_mul(m.verify_tokens)).max(1)
+        } else {
+            m.token_budget.max(1)
+        };
+        let chunk = (per_step as f64).min(tokens).max(1.0) as u32;
+        let ctx = f64::from(d) * (f64::from(m.prompt_tokens) + f64::from(m.output_tokens) / 2.0);
+        let step = m.step_ns(if m.chunked_prefill { d } else { 0 }, ctx, &[(chunk, 0)]) as f64;
+        let steps = (tokens / f64::from(per_step)).ceil().max(1.0);
+        (steps * step + m.request_overhead_ns as f64).max(idle as f64)
+    }
+
     fn route(&self, r: usize) -> Option<(u32, u64)> {
         let spec = self.spec;
         let mut c = self.cands[r].iter().filter(|x| {
@@ -499,10 +538,12 @@ impl<'a> Sim<'a> {
             Policy::LatencyAware => c
                 .min_by(|a, b| {
                     let est = |x: &(u32, u64)| {
-                        let (cap, prefill, per) = self.est[x.0 as usize];
-                        let n = f64::from(self.run.servers[x.0 as usize]);
-                        let waiting = (self.sites[x.0 as usize].assigned as f64 - n * per).max(0.0);
-                        2.0 * x.1 as f64 + prefill as f64 + waiting / (n * cap) * 1e9
+                        let s = x.0 as usize;
+                        let (cap, _, per) = self.est[s];
+                        let n = f64::from(self.run.servers[s]);
+                        let site = &self.sites[s];
+                        let waiting = (site.assigned as f64 - n * per).max(0.0);
+                        2.0 * x.1 as f64 + self.loaded_prefill_ns(s) + waiting / (n * cap) * 1e9
                     };
                     est(a).total_cmp(&est(b))
                 })
@@ -586,7 +627,9 @@ impl<'a> Sim<'a> {
         req.left = m.uncached(req.prompt);
         req.kv = m.kv_reserve(req.prompt, req.output);
         req.handed = false;
+        let left = u64::from(req.left);
         self.sites[s as usize].assigned += 1;
+        self.sites[s as usize].prefill_left += left;
         self.push(now.saturating_add(ow + m.request_overhead_ns), Ev::Reach(q));
     }
 
@@ -611,6 +654,7 @@ impl<'a> Sim<'a> {
             site.by_load = (0..site.servers.len() as u32).map(|v| (0, v)).collect();
         }
         site.assigned -= lost.len() as u64;
+        site.prefill_left = 0;
         lost.sort_unstable();
         for q in lost {
             self.retry_later(q, now);
@@ -842,6 +886,7 @@ impl<'a> Sim<'a> {
         for &(q, c) in &chunks {
             let req = &mut self.reqs[q as usize];
             req.left -= c;
+            self.sites[s].prefill_left = self.sites[s].prefill_left.saturating_sub(u64::from(c));
             if req.left > 0 {
                 continue;
             }
@@ -1013,6 +1058,8 @@ impl<'a> Sim<'a> {
         let s = self.reqs[q as usize].site as usize;
         if self.sites[s].down {
             self.sites[s].assigned -= 1;
+            let left = u64::from(self.reqs[q as usize].left);
+            self.sites[s].prefill_left = self.sites[s].prefill_left.saturating_sub(left);
             self.retry_later(q, now);
             return;
         }

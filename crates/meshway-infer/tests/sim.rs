@@ -317,6 +317,34 @@ fiber = { near = \"10km\", far = \"2000km\" }
     assert!(la.regions[0].ttft.p99_ns < ll.regions[0].ttft.p99_ns);
 }
 
+/// Latency-aware routing weighs what a site's load does to a new prompt's prefill: the
+/// prompts queued there to prefill and the steps the requests decoding there make longer.
+/// It used to count only requests beyond the batch slots, so one 8-GPU edge server 100 km
+/// from a region took nearly all of its 60 requests/s (92% batch fill beside a 64-GPU
+/// central site at 10%) and its p99 time to first token went from 219 ms without the edge
+/// to 3.5 s with it. More GPUs at the edge must not make it worse.
+#[test]
+fn latency_aware_routing_weighs_a_loaded_sites_prefill() {
+    let run = |edge_gpus: u32| {
+        let t = format!(
+            "seed = 5\n[inference]\npolicy = \"latency-aware\"\nduration = \"60s\"\n\
+             [[model]]\nname = \"m\"\nllm = \"llama-3.1-70b\"\ngpu = \"h100-sxm\"\ngpus-per-server = 8\n\
+             prompt-tokens = 1000\noutput-tokens = 200\nlength-dist = \"uniform\"\n\
+             [[site]]\nname = \"a\"\ntier = \"edge\"\ngpus = {edge_gpus}\n\
+             [[site]]\nname = \"b\"\ntier = \"central\"\ngpus = 64\n\
+             [[region]]\nname = \"r1\"\nrate = 60\nttft-p99 = \"300ms\"\ndistance = {{ a = \"100km\", b = \"2000km\" }}\n\
+             [[region]]\nname = \"r2\"\nrate = 30\nttft-p99 = \"300ms\"\ndistance = {{ a = \"1500km\", b = \"300km\" }}\n"
+        );
+        let spec = spec_from_text(&t, "two.toml", &cat()).unwrap();
+        simulate(&spec, &Run::new(&spec))
+    };
+    let p99: Vec<u64> = [0, 8, 16].iter().map(|&g| run(g).regions[0].ttft.p99_ns).collect();
+    for r in [0, 8, 16].map(run) {
+        assert!(r.all_met, "{:?}", r.regions.iter().map(|x| x.ttft.p99_ns).collect::<Vec<_>>());
+    }
+    assert!(p99[1] <= p99[0] && p99[2] <= p99[1], "r1 p99 TTFT with 0, 8, 16 edge GPUs: {p99:?}");
+}
+
 /// A site failing mid-run: its queued and running requests, and those on their way, are sent
 /// again after the failover-detect time (1 s) to the next site; none is lost and the retried
 /// ones carry the detection time in their latency.
