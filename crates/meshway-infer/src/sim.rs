@@ -382,6 +382,10 @@ struct Sim<'a> {
     /// server holds at mean lengths), for routing estimates. A prefill-only server prefills
     /// its prompts one after another: its rate is its prefill rate, and it holds one.
     est: Vec<(f64, u64, f64)>,
+    /// Per site, for the latency-aware router (empty under the other policies): for each
+    /// count d of requests decoding on a server, up to its batch slots, the tokens a step
+    /// leaves to prefill and the step's time with no prefill and with a full prefill chunk.
+    route_steps: Vec<Vec<RouteStep>>,
     scratch: Vec<(u32, u32)>,
     tokens: Vec<u64>,
     stream_rate_sum: Vec<f64>,
@@ -500,22 +504,18 @@ impl<'a> Sim<'a> {
         let tokens = site.prefill_left as f64 / n + own;
         // Requests decoding on a server: those routed here beyond the prompts still to
         // prefill, within its batch slots (a prefill site decodes none).
-        let decoding = if spec.sites[s].role == SiteRole::Prefill {
-            0.0
-        } else {
-            (site.assigned as f64 / n - site.prefill_left as f64 / n / own.max(1.0)).clamp(0.0, per)
-        };
-        let d = decoding.round() as u32;
-        let per_step = if m.chunked_prefill {
-            m.token_budget.saturating_sub(d.saturating_mul(m.verify_tokens)).max(1)
-        } else {
-            m.token_budget.max(1)
-        };
-        let chunk = (per_step as f64).min(tokens).max(1.0) as u32;
-        let ctx = f64::from(d) * (f64::from(m.prompt_tokens) + f64::from(m.output_tokens) / 2.0);
-        let step = m.step_ns(if m.chunked_prefill { d } else { 0 }, ctx, &[(chunk, 0)]) as f64;
-        let steps = (tokens / f64::from(per_step)).ceil().max(1.0);
-        (steps * step + m.request_overhead_ns as f64).max(idle as f64)
+        let table = &self.route_steps[s];
+        let decoding = (site.assigned as f64 / n - site.prefill_left as f64 / n / own.max(1.0)).clamp(0.0, per);
+        let row = table[(decoding.round() as usize).min(table.len().saturating_sub(1))];
+        let per_step = f64::from(row.per_step);
+        // Whole steps of a full chunk, then the last one's share of a chunk's time (the step
+        // table is computed once per site: the model's step time per call made the router
+        // half the run).
+        let whole = (tokens / per_step).floor();
+        let part = tokens - whole * per_step;
+        let (d0, full) = (row.decode_only_ns as f64, row.full_ns as f64);
+        let last = if part > 0.0 { d0 + (full - d0) * part / per_step } else { 0.0 };
+        (whole * full + last + m.request_overhead_ns as f64).max(idle as f64)
     }
 
     fn route(&self, r: usize) -> Option<(u32, u64)> {
@@ -1088,6 +1088,36 @@ fn initial_sites(spec: &InferSpec, run: &Run) -> Vec<SiteState> {
     sites
 }
 
+/// One row of [`Sim::route_steps`].
+#[derive(Debug, Clone, Copy)]
+struct RouteStep {
+    per_step: u32,
+    decode_only_ns: u64,
+    full_ns: u64,
+}
+
+/// The latency-aware router's step table of a site's model (see [`Sim::route_steps`]).
+fn route_steps(m: &Model, role: SiteRole) -> Vec<RouteStep> {
+    let slots = if role == SiteRole::Prefill { 0 } else { m.batch_at_mean() };
+    let ctx = f64::from(m.prompt_tokens) + f64::from(m.output_tokens) / 2.0;
+    (0..=slots)
+        .map(|d| {
+            // Without chunked prefill a step of prompts runs alone (decodes wait).
+            let (d, per_step) = if m.chunked_prefill {
+                (d, m.token_budget.saturating_sub(d.saturating_mul(m.verify_tokens)).max(1))
+            } else {
+                (0, m.token_budget.max(1))
+            };
+            let ctx = f64::from(d) * ctx;
+            RouteStep {
+                per_step,
+                decode_only_ns: if d > 0 { m.step_ns(d, ctx, &[]) } else { 0 },
+                full_ns: m.step_ns(d, ctx, &[(per_step, 0)]),
+            }
+        })
+        .collect()
+}
+
 /// Per region, the sites that can serve it (up, with servers, its model, a path), nearest
 /// first.
 fn candidates(spec: &InferSpec, run: &Run) -> Vec<Vec<(u32, u64)>> {
@@ -1387,6 +1417,11 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
             })
             .collect(),
         scratch: Vec::new(),
+        route_steps: if run.policy == Policy::LatencyAware {
+            spec.sites.iter().map(|x| route_steps(&spec.models[x.model], x.role)).collect()
+        } else {
+            Vec::new()
+        },
         links: (0..2 * spec.dcis.len()).map(|_| LinkState::default()).collect(),
         tokens: vec![0; nr],
         stream_rate_sum: vec![0.0; nr],
