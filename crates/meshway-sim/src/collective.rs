@@ -601,7 +601,8 @@ pub fn build(
             }
         };
         m.bytes = at_share(m.bytes, share);
-        if !local && planes > 1 {
+        // A writer that split a message over the planes set each part's.
+        if !local && planes > 1 && m.plane.is_none() {
             m.plane = Some(((m.channel / g) % planes) as u16);
         }
         if !transport {
@@ -762,7 +763,7 @@ fn build_steps(
             hint: "broadcast is modeled as a pipelined ring chain",
         }),
         (Op::AllToAll, _) => {
-            let messages = nn * (nn - 1);
+            let messages = nn * (nn - 1) * u64::from(topo.planes().max(1));
             if messages > MAX_MESSAGES {
                 return Err(CollectiveError::TooManyMessages {
                     op: "all-to-all",
@@ -784,7 +785,7 @@ fn build_steps(
                     let mut m = Msg::send(a, b, bytes);
                     m.via = relay(a, b);
                     m.deps = after.to_vec();
-                    all.push(prog.push(m));
+                    all.extend(push_on_planes(prog, &*topo, m));
                 }
             }
             Ok(Built { done: prog.barrier(all, Nanos::ZERO), model: Model::Direct, steps: 1 })
@@ -794,7 +795,7 @@ fn build_steps(
             for i in 0..n {
                 let mut m = Msg::send(spec.ranks[i], spec.ranks[(i + 1) % n], spec.size.max(1));
                 m.deps = after.to_vec();
-                all.push(prog.push(m));
+                all.extend(push_on_planes(prog, &*topo, m));
             }
             Ok(Built { done: prog.barrier(all, Nanos::ZERO), model: Model::Direct, steps: 1 })
         }
@@ -832,7 +833,7 @@ fn build_steps(
         (Op::AllReduce, Algo::Tree) => Ok(tree(prog, topo, spec, after)),
         (Op::AllReduce | Op::AllGather | Op::ReduceScatter, Algo::Nvls) => nvls(prog, topo, spec, after),
         (Op::AllReduce, Algo::NvlsTree | Algo::Collnet) => in_network(prog, topo, spec, after),
-        (Op::AllReduce, Algo::HalvingDoubling) => halving_doubling(prog, spec, after),
+        (Op::AllReduce, Algo::HalvingDoubling) => halving_doubling(prog, &*topo, spec, after),
         (Op::AllReduce, Algo::Hierarchical) => hierarchical(prog, topo, spec, after),
         (Op::AllReduce, Algo::SiteHierarchical) => {
             let sites: Vec<u32> = (0..topo.ranks() as u32).map(|r| topo.site_of(r)).collect();
@@ -857,12 +858,19 @@ fn build_steps(
 fn tree(prog: &mut Program, topo: &mut dyn Topology, spec: &CollSpec, after: &[MsgId]) -> Built {
     let mut last = Vec::new();
     let mut edges = Vec::new();
+    // Trees over hosts of one GPU each write no channel per plane: their sends spread over
+    // the planes (multi-GPU hosts' channels pick the plane, see [`build`]).
+    let spread = host_groups(&*topo, &spec.ranks).is_none();
     let mut send =
         |prog: &mut Program, a: u32, b: u32, bytes: u64, ch: u32, edges: &mut Vec<(u32, u32, Option<u32>)>| {
             let mut m = Msg::send(a, b, bytes);
             m.channel = ch;
             m.deps = after.to_vec();
-            last.push(prog.push(m));
+            if spread {
+                last.extend(push_on_planes(prog, &*topo, m));
+            } else {
+                last.push(prog.push(m));
+            }
             edges.push((a, b, None));
         };
     let ranks_of = |order: &[u32], t: u32| -> Vec<(u32, u32)> {
@@ -1256,29 +1264,52 @@ pub fn nvls_tree_chunk(size: u64, channels: u64, heads: u64, hosts: u64) -> u64 
     chunk
 }
 
+/// Pushes `m`, split into one part per network plane with its plane set when the fabric has
+/// several and `m` crosses hosts (a NIC with a port in each plane is that many NICs to NCCL,
+/// and a send to a peer spreads over its channels and so its ports); whole otherwise. The
+/// parts' ids.
+fn push_on_planes(prog: &mut Program, topo: &dyn Topology, m: Msg) -> Vec<MsgId> {
+    let planes = topo.planes().max(1);
+    if planes == 1 || topo.host_of(m.src) == topo.host_of(m.dst) {
+        return vec![prog.push(m)];
+    }
+    let part = m.bytes.div_ceil(u64::from(planes)).max(1);
+    (0..planes)
+        .map(|p| {
+            let mut x = m.clone();
+            x.bytes = part;
+            x.plane = Some(p as u16);
+            prog.push(x)
+        })
+        .collect()
+}
+
 /// Recursive halving (reduce-scatter) then doubling (all-gather), step by step.
-fn halving_doubling(prog: &mut Program, spec: &CollSpec, after: &[MsgId]) -> Result<Built, CollectiveError> {
+fn halving_doubling(
+    prog: &mut Program,
+    topo: &dyn Topology,
+    spec: &CollSpec,
+    after: &[MsgId],
+) -> Result<Built, CollectiveError> {
     let n = spec.ranks.len();
     if !n.is_power_of_two() {
         return Err(CollectiveError::NotPowerOfTwo { ranks: n });
     }
     let log = n.trailing_zeros();
-    // Per rank: the message it sent and the one it received in the previous step.
-    let mut sent: Vec<Option<MsgId>> = vec![None; n];
-    let mut recv: Vec<Option<MsgId>> = vec![None; n];
+    // Per rank: the message it sent and the one it received in the previous step (its parts
+    // on a multi-plane fabric).
+    let mut sent: Vec<Vec<MsgId>> = vec![Vec::new(); n];
+    let mut recv: Vec<Vec<MsgId>> = vec![Vec::new(); n];
     let mut step = |prog: &mut Program, d: usize, bytes: u64| {
-        let mut ns = vec![None; n];
-        let mut nr = vec![None; n];
+        let mut ns = vec![Vec::new(); n];
+        let mut nr = vec![Vec::new(); n];
         for i in 0..n {
             let j = i ^ d;
             let mut m = Msg::send(spec.ranks[i], spec.ranks[j], bytes.max(1));
-            m.deps = match (sent[i], recv[i]) {
-                (Some(a), Some(b)) => vec![a, b],
-                _ => after.to_vec(),
-            };
-            let id = prog.push(m);
-            ns[i] = Some(id);
-            nr[j] = Some(id);
+            m.deps = if sent[i].is_empty() { after.to_vec() } else { [&sent[i][..], &recv[i][..]].concat() };
+            let ids = push_on_planes(prog, topo, m);
+            ns[i].clone_from(&ids);
+            nr[j] = ids;
         }
         sent = ns;
         recv = nr;

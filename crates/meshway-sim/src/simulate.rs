@@ -875,7 +875,11 @@ pub fn parse_failures(s: &Scenario, fabric: &Fabric) -> Result<(Vec<LinkEvent>, 
             (Some(_), Some(_)) => return Err(c.invalid("until", "give `until` or `duration`, not both")),
         };
         let find = |name: &str, key: &str| {
-            fabric.find(name).ok_or_else(|| c.invalid(key, format!("no node named {name:?} in the fabric")))
+            fabric.find(name).ok_or_else(|| {
+                let names: Vec<&str> = fabric.nodes.iter().map(|n| n.name.as_str()).collect();
+                let hint = closest(name, &names).map(|n| format!("; did you mean {n:?}?")).unwrap_or_default();
+                c.invalid(key, format!("no node named {name:?} in the fabric{hint}"))
+            })
         };
         let what = match (f.link.as_deref(), f.switch.as_deref()) {
             (Some(l), None) => format!("link {l}"),

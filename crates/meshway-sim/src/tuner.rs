@@ -28,7 +28,8 @@ pub struct Candidate {
     pub algorithm: String,
     pub protocol: String,
     /// Its completion time alone on the fabric; None when it was not simulated there
-    /// because its ideal-fabric time already was no better than the best.
+    /// because its ideal-fabric time already was no better than the best, or when it never
+    /// completes (a link it needs is down for good).
     pub time_ns: Option<u64>,
     /// Its completion time alone on the ideal non-blocking fabric (the bound).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,7 +91,7 @@ pub fn pick(
     // Candidates by bound (refusals first: they are refused on the fabric too, unsimulated).
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| match &bounds[i] {
-        Some(Ok(b)) => (1, *b),
+        Some(Ok(b)) => (1, b.unwrap_or(u64::MAX)),
         Some(Err(_)) => (0, 0),
         None => (1, 0),
     });
@@ -104,7 +105,9 @@ pub fn pick(
             k += 1;
             match &bounds[i] {
                 Some(Err(e)) => times[i] = Some(Err(e.clone())),
-                Some(Ok(b)) if *b >= best => {}
+                // No better than the best found (or never done even on the ideal fabric,
+                // once something is done).
+                Some(Ok(b)) if b.unwrap_or(u64::MAX) >= best && best < u64::MAX => {}
                 _ => batch.push(i),
             }
         }
@@ -113,7 +116,7 @@ pub fn pick(
         }
         let sub: Vec<(Algo, &Proto)> = batch.iter().map(|&i| jobs[i]).collect();
         for (i, t) in batch.into_iter().zip(run_all(topo, cfg, spec, &sub, failures)?) {
-            if let Ok(t) = &t {
+            if let Ok(Some(t)) = &t {
                 best = best.min(*t);
             }
             times[i] = Some(t);
@@ -121,16 +124,25 @@ pub fn pick(
     }
     let mut evaluated = Vec::new();
     let mut chosen: Option<(Algo, Proto, u64)> = None;
+    // Run but never done (a link down for good): the first such, taken when nothing is done,
+    // so that the run reports why.
+    let mut stalled: Option<(Algo, Proto)> = None;
     let mut refused = None;
     for (i, &(a, p)) in jobs.iter().enumerate() {
         let ideal_ns = match &bounds[i] {
-            Some(Ok(b)) => Some(*b),
+            Some(Ok(b)) => *b,
             _ => None,
         };
         let time_ns = match times[i].take() {
-            Some(Ok(t)) => Some(t),
+            Some(Ok(Some(t))) => Some(t),
+            Some(Ok(None)) => {
+                stalled.get_or_insert_with(|| (a, p.clone()));
+                None
+            }
             Some(Err(e)) => {
-                refused = Some(e);
+                // The first refusal: the simple protocol's, whose reason is the algorithm's
+                // (the others' would say only that NCCL runs it with simple).
+                refused.get_or_insert(e);
                 continue;
             }
             None => None,
@@ -142,8 +154,8 @@ pub fn pick(
             }
         }
     }
-    match (chosen, refused) {
-        (Some((a, p, _)), _) => Ok((a, p, evaluated)),
+    match (chosen.map(|(a, p, _)| (a, p)).or(stalled), refused) {
+        (Some((a, p)), _) => Ok((a, p, evaluated)),
         // No candidate runs here: why the last one could not.
         (None, Some(e)) => Err(e),
         (None, None) => Err(CollectiveError::TooFewRanks { ranks: spec.ranks.len() }),
@@ -153,7 +165,8 @@ pub fn pick(
 /// Completion time of each candidate alone (or why it cannot run here), in `jobs` order.
 /// The candidates are independent, so they run on as many threads as the machine offers,
 /// each on its own copy of the topology; the answers do not depend on how many.
-type Outcome = Result<u64, CollectiveError>;
+/// `Ok(None)`: it ran and never completed.
+type Outcome = Result<Option<u64>, CollectiveError>;
 
 fn run_all(
     topo: &mut dyn Topology,
@@ -172,7 +185,7 @@ fn run_all(
         };
         let ex = execute(&prog, topo, cfg, failures, &mut |_, _| {})
             .map_err(|source| CollectiveError::Probe { what: "tuner candidate", source })?;
-        Ok(Ok(ex.msgs[built.done as usize].end.map_or(u64::MAX, |e| e.0)))
+        Ok(Ok(ex.msgs[built.done as usize].end.map(|e| e.0)))
     };
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len());
     if workers <= 1 || topo.fork().is_none() {

@@ -756,6 +756,10 @@ fn bad_workloads_name_file_line_and_key() {
         "{ONE_LEAF}\n[[workload]]\nkind = \"permutation\"\nsize = \"1MiB\"\n[[failure]]\nlink = \"gpu-0:spine-9\"\n"
     ));
     assert!(e.contains("`failure[1].link`: no node named \"spine-9\""), "{e}");
+    let e = err(&format!(
+        "{ONE_LEAF}\n[[workload]]\nkind = \"permutation\"\nsize = \"1MiB\"\n[[failure]]\nswitch = \"laef-0\"\n"
+    ));
+    assert!(e.contains("no node named \"laef-0\" in the fabric; did you mean \"leaf-0\"?"), "{e}");
     let e = err(&format!("{ONE_LEAF}\n[[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n"));
     assert!(e.contains("no file f.csv"), "{e}");
     let e = run_with(
@@ -1130,6 +1134,78 @@ fn channels_spread_over_the_planes_of_a_multi_plane_nic() {
     let w = &r.workloads[0];
     let (t, ideal) = (w.time_ns.unwrap(), w.ideal_time_ns.unwrap());
     assert!(t * 100 <= ideal * 101, "{t} ns vs ideal {ideal} ns");
+}
+
+/// Writers without a channel per port (all-to-all, send-recv, halving-doubling, and
+/// NVLS-tree's trees over one GPU per host) sent everything by plane 0: on 2 planes the
+/// all-to-all took twice as long and NVLS-tree 1.98x, and the tuner then passed NVLS-tree
+/// over. Splitting a NIC's ports into planes must not change the time.
+#[test]
+fn every_algorithm_spreads_over_the_planes_of_a_multi_plane_nic() {
+    let time = |planes: u32, op: &str, algo: &str| {
+        let text = format!(
+            "[fabric]\nkind = \"rail-optimized\"\ngpus = 32\ngpus-per-host = 8\nnic = \"400Gbps\"\nplanes = {planes}\n\
+             [[workload]]\nkind = \"collective\"\nop = \"{op}\"\nalgorithm = \"{algo}\"\nsize = \"256MiB\"\n"
+        );
+        run(&text, &Options { no_ideal: true, ..Options::default() }).workloads[0].time_ns.unwrap()
+    };
+    for (op, algo) in [
+        ("all-to-all", "direct"),
+        ("send-recv", "direct"),
+        ("all-reduce", "halving-doubling"),
+        ("all-reduce", "nvls-tree"),
+        ("all-reduce", "ring"),
+    ] {
+        let one = time(1, op, algo);
+        for planes in [2, 4] {
+            let t = time(planes, op, algo);
+            assert!(t * 100 <= one * 102, "{op} {algo}: {t} ns on {planes} planes against {one} ns on one");
+        }
+    }
+}
+
+/// Two GPUs of a custom fabric share a `host` but no NVLink: their messages cross the NIC
+/// links, so they run at the NIC's share as if they were on two hosts (they took NVLink's
+/// share and ran at 392 of 400 Gb/s, above the 384 a 400G NIC achieves).
+#[test]
+fn a_shared_host_without_nvlink_runs_at_the_nics_share() {
+    let fabric = |host: &str| {
+        format!(
+            "[fabric]\nkind = \"custom\"\n\
+             [[fabric.node]]\nname = \"g0\"\nkind = \"gpu\"\n{host}\n\
+             [[fabric.node]]\nname = \"g1\"\nkind = \"gpu\"\n{host}\n\
+             [[fabric.node]]\nname = \"sw\"\nkind = \"switch\"\ntier = \"leaf\"\nlevel = 1\n\
+             [[fabric.link]]\na = \"g0\"\nb = \"sw\"\nrate = \"400Gbps\"\nlength = \"3m\"\n\
+             [[fabric.link]]\na = \"g1\"\nb = \"sw\"\nrate = \"400Gbps\"\nlength = \"3m\"\n\
+             [[workload]]\nkind = \"collective\"\nop = \"send-recv\"\nsize = \"1GiB\"\n"
+        )
+    };
+    let t = |host: &str| {
+        run(&fabric(host), &Options { no_ideal: true, ..Options::default() }).workloads[0].time_ns.unwrap()
+    };
+    let (shared, apart) = (t("host = 0"), t(""));
+    assert_eq!(shared, apart);
+    // At most 384 Gb/s of payload.
+    assert!((1u64 << 30) as f64 * 8.0 / (shared as f64 * 1e-9) <= 384e9, "{shared} ns");
+}
+
+/// A collective that cannot complete (its GPU's only NIC link fails for good): no candidate
+/// of the tuner has a time, and none reads u64::MAX (18446744073709551615 ns in the JSON);
+/// the first one runs so that the report says why. A refusal names the algorithm's own
+/// reason, not the last protocol's.
+#[test]
+fn the_tuner_gives_no_time_to_what_never_completes_and_the_first_refusal() {
+    let text = "[fabric]\nkind = \"rail-optimized\"\ngpus = 16\ngpus-per-host = 8\nnic = \"400Gbps\"\n\
+                [[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"64MiB\"\n\
+                [[failure]]\nlink = \"gpu-0:leaf-g0-r0\"\nat = \"10us\"\n";
+    let r = run(text, &Options { no_ideal: true, ..Options::default() });
+    let w = &r.workloads[0];
+    assert!(w.time_ns.is_none());
+    assert!(!w.tuner.is_empty() && w.tuner.iter().all(|c| c.time_ns.is_none()), "{:?}", w.tuner);
+    assert_eq!(w.algorithm.as_deref(), Some(w.tuner[0].algorithm.as_str()));
+    let e = err("[fabric]\nkind = \"rail-optimized\"\ngpus = 8\ngpus-per-host = 8\nnic = \"400Gbps\"\n\
+                 [[workload]]\nkind = \"collective\"\nalgorithm = \"nvls-tree\"\nsize = \"1GiB\"\n");
+    assert!(e.contains("needs at least 2 hosts") && !e.contains("protocol simple only"), "{e}");
 }
 
 #[test]
