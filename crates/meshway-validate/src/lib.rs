@@ -292,11 +292,35 @@ pub fn parse_rows(text: &str, file: &str) -> Result<Vec<Row>, ValidateError> {
                 return Err(err(line, format!("column {c:?}: every row cites its source and how it was read")));
             }
         }
-        if let Some(t) = row.time_us.filter(|t| !(t.is_finite() && *t > 0.0)) {
-            return Err(err(line, format!("time_us: expected a positive time in microseconds, got {t}")));
+        // NCCL's names as its logs and NCCL_ALGO / NCCL_PROTO give them; a name meshway does
+        // not know would be echoed beside a run of the tuner's pick.
+        if let Some(a) = row.nccl_algo.as_deref().map(str::trim).filter(|a| !a.is_empty() && algorithm_of(a).is_none())
+        {
+            return Err(err(
+                line,
+                format!("column \"nccl_algo\": expected Ring, Tree, NVLS, NVLSTree or CollNet (as NCCL names them), got {a:?}"),
+            ));
         }
-        if let Some(b) = row.busbw_gbytes_per_s.filter(|b| !(b.is_finite() && *b >= 0.0)) {
-            return Err(err(line, format!("busbw_gbytes_per_s: expected a non-negative rate, got {b}")));
+        if let Some(p) = row
+            .nccl_proto
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty() && !["simple", "ll", "ll128"].contains(&p.to_ascii_lowercase().as_str()))
+        {
+            return Err(err(
+                line,
+                format!("column \"nccl_proto\": expected Simple, LL or LL128 (as NCCL names them), got {p:?}"),
+            ));
+        }
+        // Times below a nanosecond are no measurement (1e-300 us gave an error of -100%).
+        if let Some(t) = row.time_us.filter(|t| !(t.is_finite() && *t >= 1e-3)) {
+            return Err(err(
+                line,
+                format!("time_us: expected a positive time of at least 0.001 microseconds, got {t}"),
+            ));
+        }
+        if let Some(b) = row.busbw_gbytes_per_s.filter(|b| !(b.is_finite() && (*b == 0.0 || *b >= 1e-6))) {
+            return Err(err(line, format!("busbw_gbytes_per_s: expected 0 or at least 0.000001 GB/s, got {b}")));
         }
         if row.time_us.is_some() && row.size_bytes.is_none() {
             return Err(err(line, "a row with time_us needs its size_bytes (the time is for one size)".into()));
@@ -565,7 +589,12 @@ pub fn run(
             Err(ValidateError::Simulate { error, .. }) if matches!(*error, SimulateError::Workload { .. }) => {
                 skipped.push(Skipped {
                     id: row.id.clone(),
-                    why: format!("meshway cannot run {} with {algo} here: {error}", row.op),
+                    // The generated scenario has no file name: its messages start ": ".
+                    why: format!(
+                        "meshway cannot run {} with {algo} here: {}",
+                        row.op,
+                        error.to_string().trim_start_matches(": ")
+                    ),
                 });
                 continue;
             }

@@ -144,6 +144,11 @@ fn bad_tables_are_refused_and_stale_entries_listed() {
     assert!(e.starts_with("t.csv:2:") && e.contains("busbw_gbytes_per_s") && e.contains("NaN"), "{e}");
     let e = err(with("time_us", "-5"));
     assert!(e.contains("time_us: expected a positive time"), "{e}");
+    // Times and rates past any measurement (1e-300 us read as an error of -100%).
+    let e = err(with("time_us", "1e-300"));
+    assert!(e.contains("time_us: expected a positive time of at least 0.001 microseconds"), "{e}");
+    let e = err(with("busbw_gbytes_per_s", "1e-300"));
+    assert!(e.contains("busbw_gbytes_per_s: expected 0 or at least 0.000001 GB/s"), "{e}");
     let e = err(set(&[("size_bytes", ""), ("time_us", "100")]));
     assert!(e.starts_with("t.csv:2:") && e.contains("needs its size_bytes"), "{e}");
     let e = err(with("size_bytes", "lots"));
@@ -161,6 +166,8 @@ fn bad_tables_are_refused_and_stale_entries_listed() {
         ("gpus_per_host", "0", "expected at least 1"),
         ("source_url", "", "cites its source"),
         ("read_as", "", "cites its source"),
+        ("nccl_algo", "tree2", "expected Ring, Tree, NVLS, NVLSTree or CollNet"),
+        ("nccl_proto", "LL256", "expected Simple, LL or LL128"),
     ] {
         let e = err(with(col, v));
         assert!(
