@@ -102,7 +102,7 @@ fn request_counts_by_length_and_per_gpu_figures() {
 /// one within its bound, or of another metric, carries none.
 #[test]
 fn known_reasons_mark_figures_outside_their_bound() {
-    let files = vec![read("latency-load.csv")];
+    let files = vec![read("latency-load.csv"), read("throughput.csv")];
     let (sf, setups) = read("setups.toml");
     let r = run(&files, &setups, &sf, &Catalog::builtin(), &mut |_, _| {}).unwrap();
     let mut marked = 0;
@@ -115,13 +115,20 @@ fn known_reasons_mark_figures_outside_their_bound() {
                 lengths == (202, 214) && (f.metric == "output tokens/s" || (f.metric == "itl ms" && all_at_once));
             let saturated_itl = lengths == (467, 16) && f.metric == "itl ms" && all_at_once;
             let nim = x.gpus == 2 && f.metric == "ttft ms";
-            assert_eq!(f.why.is_some(), outside && (dataset_row || saturated_itl || nim), "{x:?}");
+            // The one FP8 70B run that fell x0.725 from 128/2048 to 500/2000 (x0.81-0.88 on
+            // the page's other FP8 70B setups).
+            let low_run = x.file == "throughput.csv"
+                && x.gpus == 1
+                && lengths == (500, 2000)
+                && x.model == "Llama 3.1 70B"
+                && x.gpu.starts_with("H200");
+            assert_eq!(f.why.is_some(), outside && (dataset_row || saturated_itl || nim || low_run), "{x:?}");
             marked += usize::from(f.why.is_some());
         }
     }
     // 11 of the 202/214 throughput figures and 4 of their ITL figures, 2 467/16 ITL figures
-    // all at once, and the NIM 50-user TTFT.
-    assert_eq!(marked, 18);
+    // all at once, the NIM 50-user TTFT, and the low H200 70B throughput run.
+    assert_eq!(marked, 19);
     // Every [[known]] entry marks something: a reason that marks nothing is stale.
     let reasons: std::collections::BTreeSet<&str> =
         r.rows.iter().flat_map(|x| x.figures.iter().filter_map(|f| f.why.as_deref())).collect();
