@@ -569,9 +569,73 @@ pub struct Split {
     pub structural: bool,
 }
 
-/// Splits along the fabric's groups (pods, rail groups, sites) so that side A holds at least
-/// half the GPUs; fabrics without groups are split in host order into halves.
+/// The bisection's split: of the balanced cuts tried, the one that passes the least (the
+/// bisection is the worst balanced cut). Tried: along the fabric's groups (pods, rail groups,
+/// sites) when that leaves each side at least a third of the GPUs (three sites: two | one);
+/// halves in host order; and on hosts of several GPUs, halves by local index (rails: a
+/// rail-optimized fabric's rail leaves hold GPUs of both host-order halves, so only a cut
+/// between rails crosses its spines). On a tie the earlier wins.
 pub fn choose_split(f: &Fabric) -> Split {
+    let total = f.gpu_count() as u64;
+    let mut candidates: Vec<Split> = Vec::new();
+    if let Some(g) = group_split(f) {
+        let a = f.gpus().filter(|n| g.side[n.idx()] == Some(true)).count() as u64;
+        if a.min(total - a) * 3 >= total {
+            candidates.push(g);
+        }
+    }
+    candidates.push(host_halves(f));
+    candidates.extend(rail_halves(f));
+    if candidates.len() == 1 {
+        return candidates.remove(0);
+    }
+    let ratio = |s: &Split| {
+        let nic = |side: bool| -> u64 {
+            f.gpus().filter(|g| s.side[g.idx()] == Some(side)).map(|g| f.network_rate(g).0).sum()
+        };
+        let injection = nic(true).min(nic(false));
+        if injection == 0 {
+            return f64::INFINITY;
+        }
+        maxflow(f, s, None, None) as f64 / injection as f64
+    };
+    let mut best = 0;
+    let mut best_ratio = f64::INFINITY;
+    for (i, c) in candidates.iter().enumerate() {
+        let r = ratio(c);
+        if r < best_ratio - 1e-9 {
+            (best, best_ratio) = (i, r);
+        }
+    }
+    candidates.swap_remove(best)
+}
+
+/// Halves by local index: GPUs `0..g/2` of every host on side A (on fabrics whose hosts hold
+/// at least 2 GPUs, all the same count).
+fn rail_halves(f: &Fabric) -> Option<Split> {
+    let local = |n: NodeId| match f.node(n).kind {
+        NodeKind::Gpu { local, .. } => local,
+        NodeKind::Switch { .. } => 0,
+    };
+    let per_host = f.gpus().map(local).max()? + 1;
+    if per_host < 2 {
+        return None;
+    }
+    let half = per_host / 2;
+    let mut side = vec![None; f.nodes.len()];
+    for g in f.gpus() {
+        side[g.idx()] = Some(local(g) < half);
+    }
+    Some(Split {
+        name: format!("by rail: local GPUs 0..{} | {}..{}", half - 1, half, per_host - 1),
+        side,
+        structural: false,
+    })
+}
+
+/// Along the fabric's groups (pods, rail groups, sites) so that side A holds at least half
+/// the GPUs; None without two groups.
+fn group_split(f: &Fabric) -> Option<Split> {
     let total = f.gpu_count();
     let mut side = vec![None; f.nodes.len()];
     if f.groups.len() >= 2 {
@@ -596,9 +660,15 @@ pub fn choose_split(f: &Fabric) -> Split {
             [first, .., last] => format!("{}..{}", first.name, last.name),
         };
         let name = format!("by {}: {} | {}", f.group_kind, names(&f.groups[..cut]), names(&f.groups[cut..]));
-        return Split { name, side, structural: f.family != "custom" };
+        return Some(Split { name, side, structural: f.family != "custom" });
     }
-    // Halves in host order, never splitting a host.
+    None
+}
+
+/// Halves in host order, never splitting a host.
+fn host_halves(f: &Fabric) -> Split {
+    let total = f.gpu_count();
+    let mut side = vec![None; f.nodes.len()];
     let gpus: Vec<NodeId> = f.gpus().collect();
     let mut cut = total / 2;
     let host = |n: NodeId| match f.node(n).kind {

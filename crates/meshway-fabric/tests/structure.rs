@@ -678,3 +678,21 @@ fn dci_wavelengths_spread_evenly_over_border_leaves() {
         vec![("dc-a/border-0", 17), ("dc-a/border-1", 16), ("dc-b/border-0", 17), ("dc-b/border-1", 16)]
     );
 }
+
+/// The bisection is the worst balanced cut. A rail-optimized fabric of one rail group at
+/// 3:1 (leaves 2:1 after rounding) read 1.00x full: its host-order halves share every rail
+/// leaf, so their traffic never needs a spine; the cut between rails 0-3 and 4-7 passes
+/// 4 rails x 16 uplinks x 400G = 25.6 Tb/s, 0.50x. And a group split that leaves one side
+/// with a sliver (264 GPUs as 256 | 8) read 3.2 Tb/s; halves are used instead.
+#[test]
+fn the_bisection_is_the_worst_balanced_cut() {
+    let (_, r) = build(
+        "[fabric]\nkind = \"rail-optimized\"\ngpus = 256\ngpus-per-host = 8\nnic = \"400Gbps\"\noversubscription = \"3:1\"\n",
+    );
+    assert!(r.bisection.split.starts_with("by rail"), "{}", r.bisection.split);
+    assert_eq!(r.bisection.maxflow_bps, 25_600_000_000_000);
+    assert!((r.bisection.full_ratio - 0.5).abs() < 1e-9);
+    let (_, r) = build("[fabric]\nkind = \"rail-optimized\"\ngpus = 264\ngpus-per-host = 8\nnic = \"400Gbps\"\n");
+    assert_eq!((r.bisection.side_a_gpus, r.bisection.side_b_gpus), (136, 128));
+    assert_eq!(r.bisection.maxflow_bps, 128 * 400_000_000_000);
+}
