@@ -1210,6 +1210,33 @@ fn lossless(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String
                 }
             }
         }
+        let span_of = |x: LinkId| {
+            let k = f.link(x);
+            let (a, b) = (f.node(k.a).site, f.node(k.b).site);
+            (a.min(b), a.max(b))
+        };
+        if dci_links.len() > 1 && tr.lossless {
+            // A border switch of several spans holds all their headroom in one buffer.
+            let all: u64 =
+                f.neighbors(s).iter().filter(|(_, x)| is_network(f.link(*x).class)).map(|(_, x)| port_need(*x).0).sum();
+            if all > buffer {
+                let spans: Vec<String> = dci_links
+                    .iter()
+                    .map(|&l| {
+                        let (a, b) = span_of(l);
+                        let site = |i: u16| f.sites.get(i as usize).cloned().unwrap_or_default();
+                        format!("{}-{}", site(a), site(b))
+                    })
+                    .collect();
+                warnings.push(format!(
+                    "lossless: {} carries spans {}, which together need {} of headroom against {} of buffer (each span alone is in its dci row)",
+                    f.node(s).name,
+                    spans.join(" and "),
+                    Bytes(all).display_si(),
+                    Bytes(buffer).display_si()
+                ));
+            }
+        }
         for l in dci_links {
             let link = f.link(l);
             let (a, b) = (f.node(link.a).site as usize, f.node(link.b).site as usize);
@@ -1219,8 +1246,16 @@ fn lossless(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String
                 f.sites.get(a).cloned().unwrap_or_default(),
                 f.sites.get(b).cloned().unwrap_or_default()
             );
-            let all_ports: u64 =
-                f.neighbors(s).iter().filter(|(_, x)| is_network(f.link(*x).class)).map(|(_, x)| port_need(*x).0).sum();
+            // The switch's own ports and this span's, not another span's that lands on it.
+            let all_ports: u64 = f
+                .neighbors(s)
+                .iter()
+                .filter(|(_, x)| {
+                    let k = f.link(*x);
+                    is_network(k.class) && (k.class != LinkClass::Dci || span_of(*x) == span_of(l))
+                })
+                .map(|(_, x)| port_need(*x).0)
+                .sum();
             let row = dci.entry(name.clone()).or_insert_with(|| HeadroomRow {
                 scope: name,
                 switches: 0,

@@ -696,3 +696,33 @@ fn the_bisection_is_the_worst_balanced_cut() {
     assert_eq!((r.bisection.side_a_gpus, r.bisection.side_b_gpus), (136, 128));
     assert_eq!(r.bisection.maxflow_bps, 128 * 400_000_000_000);
 }
+
+/// A border switch that carries two spans: each span's row counts the switch's own ports and
+/// that span's, not the other span's (a 10 km span of 8 x 400ZR read INFEASIBLE, 140 MB,
+/// because the same switch carried a 100 km span's 98 MB; it needs 42 MB); a warning names
+/// the switch whose spans together pass its buffer.
+#[test]
+fn each_dci_span_counts_its_own_ports() {
+    let site = |n: &str| {
+        format!("[[site]]\nname = \"{n}\"\n[site.fabric]\nkind = \"rail-optimized\"\ngpus = 32\ngpus-per-host = 8\nnic = \"400Gbps\"\n")
+    };
+    let text = format!(
+        "{}{}{}[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"10km\"\noptic = \"400ZR\"\nwavelengths = 8\n\
+         [[dci]]\na = \"b\"\nb = \"c\"\ndistance = \"100km\"\noptic = \"400ZR\"\nwavelengths = 2\n\
+         [transport]\nkind = \"roce\"\n",
+        site("a"),
+        site("b"),
+        site("c")
+    );
+    let (_, r) = build(&text);
+    let row = |scope: &str| r.lossless.rows.iter().find(|x| x.scope == scope).unwrap();
+    let (ab, bc) = (row("dci a-b"), row("dci b-c"));
+    assert!(ab.feasible && ab.switch_total_bytes < 45_000_000, "{ab:?}");
+    assert!(!bc.feasible && bc.switch_total_bytes > 98_000_000, "{bc:?}");
+    assert!(ab.switch_total_bytes + bc.switch_total_bytes > 130_000_000);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("b/border-0 carries spans a-b and b-c")),
+        "{:?}",
+        r.warnings
+    );
+}
