@@ -720,9 +720,5 @@ fn each_dci_span_counts_its_own_ports() {
     assert!(ab.feasible && ab.switch_total_bytes < 45_000_000, "{ab:?}");
     assert!(!bc.feasible && bc.switch_total_bytes > 98_000_000, "{bc:?}");
     assert!(ab.switch_total_bytes + bc.switch_total_bytes > 130_000_000);
-    assert!(
-        r.warnings.iter().any(|w| w.contains("b/border-0 carries spans a-b and b-c")),
-        "{:?}",
-        r.warnings
-    );
+    assert!(r.warnings.iter().any(|w| w.contains("b/border-0 carries spans a-b and b-c")), "{:?}", r.warnings);
 }

@@ -26,15 +26,26 @@ fn step(ms: Option<f64>) -> String {
 }
 
 /// Marks the best value of a column with '*'.
-fn mark(values: &[f64], lower_is_better: bool) -> Vec<bool> {
-    let best = values.iter().copied().fold(if lower_is_better { f64::INFINITY } else { f64::NEG_INFINITY }, |a, b| {
-        if lower_is_better {
-            a.min(b)
-        } else {
-            a.max(b)
+/// The best of `values` among the `eligible` rows, and every eligible row shown the same as
+/// it (`shown`: the values as the table prints them, so that two rows reading 1.000x are
+/// both marked or neither).
+fn mark(values: &[f64], shown: &[String], lower_is_better: bool, eligible: &[bool]) -> Vec<bool> {
+    let mut best: Option<usize> = None;
+    for (i, &v) in values.iter().enumerate() {
+        if !eligible[i] {
+            continue;
         }
-    });
-    values.iter().map(|&v| values.len() > 1 && (v - best).abs() <= 1e-9 * best.abs().max(1.0)).collect()
+        let better = match best {
+            None => true,
+            Some(b) if lower_is_better => v < values[b],
+            Some(b) => v > values[b],
+        };
+        if better {
+            best = Some(i);
+        }
+    }
+    let Some(b) = best else { return vec![false; values.len()] };
+    (0..values.len()).map(|i| values.len() > 1 && eligible[i] && shown[i] == shown[b]).collect()
 }
 
 pub fn policies_table(r: &ScheduleReport) -> String {
@@ -48,15 +59,25 @@ pub fn policies_table(r: &ScheduleReport) -> String {
     let slow = col(&|x| x.mean_slowdown);
     let maxs = col(&|x| x.max_slowdown);
     let up = col(&|x| (x.bytes.leaf_spine_bytes + x.bytes.spine_core_bytes) as f64);
+    // Only the policies that left the fewest jobs unfinished can be best: a job that never
+    // ran moves no bytes and waits for nothing in the figures.
+    let fewest = p.iter().map(|x| x.unfinished).min().unwrap_or(0);
+    let eligible: Vec<bool> = p.iter().map(|x| x.unfinished == fewest).collect();
+    let shown = |f: &dyn Fn(f64) -> String, v: &[f64]| v.iter().map(|&x| f(x)).collect::<Vec<String>>();
+    let pct = |x: f64| format!("{:.1}%", x * 100.0);
+    let d = |x: f64| dur(x);
+    let x3 = |x: f64| format!("{x:.3}x");
+    let x2 = |x: f64| format!("{x:.2}x");
+    let by = |x: f64| Bytes(x as u64).display_si();
     let marks = [
-        mark(&util, false),
-        mark(&jct, true),
-        mark(&p95, true),
-        mark(&mk, true),
-        mark(&wait, true),
-        mark(&slow, true),
-        mark(&maxs, true),
-        mark(&up, true),
+        mark(&util, &shown(&pct, &util), false, &eligible),
+        mark(&jct, &shown(&d, &jct), true, &eligible),
+        mark(&p95, &shown(&d, &p95), true, &eligible),
+        mark(&mk, &shown(&d, &mk), true, &eligible),
+        mark(&wait, &shown(&d, &wait), true, &eligible),
+        mark(&slow, &shown(&x3, &slow), true, &eligible),
+        mark(&maxs, &shown(&x2, &maxs), true, &eligible),
+        mark(&up, &shown(&by, &up), true, &eligible),
     ];
     // Bytes between sites, on a multi-site fabric.
     let dci = p.iter().any(|x| x.bytes.dci_bytes > 0);

@@ -634,16 +634,29 @@ fn summarize(
     [cosims, reused, estimated]: [u64; 3],
 ) -> PolicyOutcome {
     let finished: Vec<&JobOutcome> = jobs.iter().filter(|j| j.finish_s.is_some()).collect();
-    let makespan = finished.iter().filter_map(|j| j.finish_s).fold(0.0f64, f64::max);
+    // The schedule's span runs from the first arrival (a trace that starts at 300 days read
+    // as 0% goodput) to the last finish.
+    let first = jobs.iter().map(|j| j.arrival_s).fold(f64::INFINITY, f64::min);
+    let first = if first.is_finite() { first } else { 0.0 };
+    let last = finished.iter().filter_map(|j| j.finish_s).fold(first, f64::max);
+    let makespan = if finished.is_empty() { 0.0 } else { last - first };
+    // The run's last known time: jobs that never finish hold their GPUs, and jobs that
+    // never start wait, at least until then.
+    let end = jobs.iter().flat_map(|j| [Some(j.arrival_s), j.start_s, j.finish_s]).flatten().fold(last, f64::max);
     let mut jct: Vec<f64> = finished.iter().map(|j| j.finish_s.unwrap_or(0.0) - j.arrival_s).collect();
     jct.sort_by(f64::total_cmp);
     let mean = |v: &[f64]| if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
     let p95 =
         if jct.is_empty() { 0.0 } else { jct[((jct.len() as f64 * 0.95).ceil() as usize).clamp(1, jct.len()) - 1] };
     let useful: f64 = finished.iter().map(|j| f64::from(j.gpus) * j.iterations as f64 * j.reference_ms / 1e3).sum();
-    let gpu_s: f64 =
-        finished.iter().map(|j| f64::from(j.gpus) * (j.finish_s.unwrap_or(0.0) - j.start_s.unwrap_or(0.0))).sum();
-    let queue: Vec<f64> = jobs.iter().filter_map(|j| j.queue_s).collect();
+    // GPUs held within the span: finished jobs start to finish; jobs that started and never
+    // finished, start to the end of the span.
+    let gpu_s: f64 = jobs
+        .iter()
+        .filter_map(|j| j.start_s.map(|st| f64::from(j.gpus) * (j.finish_s.unwrap_or(last).min(last) - st).max(0.0)))
+        .sum();
+    // A job that never started waited at least until the run's end.
+    let queue: Vec<f64> = jobs.iter().map(|j| j.queue_s.unwrap_or((end - j.arrival_s).max(0.0))).collect();
     let slow: Vec<f64> = finished.iter().filter_map(|j| j.slowdown).collect();
     let r4 = |x: f64| (x * 1e4).round() / 1e4;
     let r3 = |x: f64| (x * 1e3).round() / 1e3;
