@@ -225,6 +225,23 @@ impl Flows {
                 return None;
             }
         };
+        // An IP length past what the frame carried on the wire (a 64-byte frame whose header
+        // says 65,535) counts only what the frame could hold after its headers: where the IP
+        // payload starts in the captured bytes, measured against the frame's wire length.
+        let ip_payload_len = {
+            let start = match &s.net {
+                Some(LaxNetSlice::Ipv4(v4)) => Some(v4.payload().payload.as_ptr()),
+                Some(LaxNetSlice::Ipv6(v6)) => Some(v6.payload().payload.as_ptr()),
+                _ => None,
+            };
+            match start {
+                Some(at) => {
+                    let off = (at as usize).saturating_sub(p.data.as_ptr() as usize) as u64;
+                    ip_payload_len.min(u64::from(p.wire_len).saturating_sub(off))
+                }
+                None => ip_payload_len,
+            }
+        };
         if let Some((id, first, payload)) = frag {
             self.add_fragment(p, weight, wire, (src, dst, proto, id), first, payload, ip_payload_len);
             return None;
@@ -283,8 +300,9 @@ impl Flows {
             }
             Some(TransportSlice::Udp(u)) => {
                 let payload = u.payload();
-                f.payload_bytes =
-                    f.payload_bytes.saturating_add(u64::from(u.length()).saturating_sub(8).saturating_mul(weight));
+                // The UDP length, at most what the IP payload (as the wire carried it) holds.
+                let udp = u64::from(u.length()).min(ip_payload_len).saturating_sub(8);
+                f.payload_bytes = f.payload_bytes.saturating_add(udp.saturating_mul(weight));
                 if !analyse {
                     return None;
                 }

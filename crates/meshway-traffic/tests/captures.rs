@@ -275,6 +275,29 @@ fn snaplen_cut_packets_still_count_their_wire_bytes() {
     assert_eq!(ab.tcp.as_ref().unwrap().retransmissions, 1);
 }
 
+/// A frame whose IP (or UDP) length claims more than the frame carried on the wire counts
+/// only what the frame holds after its headers (a 64-byte frame claiming 65,535 read as
+/// 65,505 payload bytes, more than the flow's wire bytes).
+#[test]
+fn a_length_past_the_frame_counts_only_the_frame() {
+    let mut t = tcp(1_000, A, B, (7, 9), 1, 1, 100, 10);
+    // IPv4 total length (bytes 16-17 of the frame) set to 65,535.
+    t.1[16] = 0xff;
+    t.1[17] = 0xff;
+    let mut u = udp(2_000, A, B, (49152, 4791), &[0x11]);
+    // UDP length (bytes 38-39) set to 65,535.
+    u.1[38] = 0xff;
+    u.1[39] = 0xff;
+    let (_, flows) = read(&pcap(&[t.clone(), u.clone()], false, 65535));
+    for f in flows.table.values() {
+        assert!(f.payload_bytes < f.bytes, "{f:?}");
+    }
+    let tcp_flow = flows.table.values().find(|f| f.key.dport == 9).unwrap();
+    assert_eq!(tcp_flow.payload_bytes, t.1.len() as u64 - 14 - 20 - 20);
+    let udp_flow = flows.table.values().find(|f| f.key.dport == 4791).unwrap();
+    assert_eq!(udp_flow.payload_bytes, 1);
+}
+
 #[test]
 fn cut_malformed_and_foreign_files() {
     let full = pcap(&frames(), false, 65535);
