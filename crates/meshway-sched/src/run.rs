@@ -390,32 +390,34 @@ pub fn run(
                 }
             }
         }
-        let mut shadow: Option<(u64, i64)> = None;
+        // EASY backfill: the head job's reservation, as the time it can start and the GPUs it
+        // would take then (placed on the GPUs free at that time, as running jobs end as now
+        // projected). A GPU count alone let a backfilled job take a host the head needed.
+        let mut shadow: Option<(u64, Vec<u32>)> = None;
         let mut q = 0;
         frag_now = false;
         while q < queue.len() {
             let i = queue[q];
             let p = &w.jobs[i];
             let ask = Ask { gpus: p.job.gpus, intensity: p.intensity, seed: mix(w.seed ^ mix(i as u64) ^ now) };
-            let pick = if policy == Policy::Given {
-                given(h, &free, &p.job)?
-            } else {
-                place::choose(policy, h, &free, &ask, &load)
-            };
-            let fits_backfill = |shadow: Option<(u64, i64)>| match shadow {
-                None => true,
-                Some((s, extra)) => {
-                    now.saturating_add(p.iterations.saturating_mul(p.reference_ns)) <= s
-                        || i64::from(p.job.gpus) <= extra
+            // A later job that would run past the head job's reservation is placed off the
+            // GPUs the head job will take.
+            let past = shadow
+                .as_ref()
+                .filter(|(s, _)| now.saturating_add(p.iterations.saturating_mul(p.reference_ns)) > *s)
+                .map(|(_, reserved)| reserved);
+            let pick = match (policy, past) {
+                (Policy::Given, _) => given(h, &free, &p.job)?,
+                (_, Some(reserved)) => {
+                    let mut open = free.clone();
+                    open.take(h, reserved);
+                    place::choose(policy, h, &open, &ask, &load)
                 }
+                (_, None) => place::choose(policy, h, &free, &ask, &load),
             };
+            let fits_backfill = |ranks: &[u32]| past.is_none_or(|reserved| ranks.iter().all(|r| !reserved.contains(r)));
             match pick {
-                Some(ranks) if fits_backfill(shadow) => {
-                    if let Some((s, extra)) = shadow.as_mut() {
-                        if now.saturating_add(p.iterations.saturating_mul(p.reference_ns)) > *s {
-                            *extra -= i64::from(p.job.gpus);
-                        }
-                    }
+                Some(ranks) if fits_backfill(&ranks) => {
                     let mut spec = p.spec.clone();
                     if matches!(policy, Policy::NetworkAware | Policy::ContentionAware)
                         && !p.job.order_given
@@ -498,27 +500,37 @@ pub fn run(
                         break;
                     }
                     if shadow.is_none() {
-                        // EASY backfill: the head job's reservation. When will enough GPUs be
-                        // free, running jobs ending as now projected?
-                        let mut ends: Vec<(u64, u32)> = running
+                        // When can the head job be placed, running jobs ending as now
+                        // projected, and on which GPUs?
+                        let mut ends: Vec<(u64, usize)> = running
                             .iter()
-                            .map(|r| {
+                            .enumerate()
+                            .map(|(k, r)| {
                                 let s = r.shared.unwrap_or(r.sum.alone).max(1);
-                                (now + (r.left * s as f64) as u64, r.ranks.len() as u32)
+                                (now + (r.left * s as f64) as u64, k)
                             })
                             .collect();
                         ends.sort_unstable();
-                        let mut avail = free.free_gpus() as i64;
-                        let need = i64::from(p.job.gpus);
+                        let mut then = free.clone();
+                        let mut reserved = Vec::new();
                         let mut at = u64::MAX;
-                        for (e, g) in ends {
-                            avail += i64::from(g);
-                            if avail >= need {
+                        for (e, k) in ends {
+                            then.give(h, &running[k].ranks);
+                            if then.free_gpus() < u64::from(p.job.gpus) {
+                                continue;
+                            }
+                            let placed = if policy == Policy::Given {
+                                given(h, &then, &p.job)?
+                            } else {
+                                place::choose(policy, h, &then, &ask, &load)
+                            };
+                            if let Some(r) = placed {
+                                reserved = r;
                                 at = e;
                                 break;
                             }
                         }
-                        shadow = Some((at, avail - need));
+                        shadow = Some((at, reserved));
                     }
                     q += 1;
                 }

@@ -636,3 +636,26 @@ fn the_span_runs_from_the_first_arrival_and_unfinished_jobs_count() {
     assert!((p.utilization - 6.0 / 8.0).abs() < 0.01, "{}", p.utilization);
     assert!(p.mean_queue_s > 0.0, "{}", p.mean_queue_s);
 }
+
+/// EASY backfill reserves the head job's GPUs, not a count of them: a 1-GPU job that runs past
+/// the 4-GPU head job's reservation took one of the two hosts the head needed (first-fit's
+/// first free GPU), and the head started an hour late. Now it goes to the host the head will
+/// not use, and the head starts at its reservation.
+#[test]
+fn easy_backfill_keeps_off_the_head_jobs_hosts() {
+    let text = "seed = 1\n[fabric]\nkind = \"leaf-spine\"\ngpus = 6\ngpus-per-host = 2\nleaf-radix = 4\nspine-radix = 4\nspines = 2\n\
+                [transport]\nkind = \"roce\"\n\
+                [[job]]\nname = \"j1\"\ngpus = 2\nprofile = \"bert-large\"\nduration = \"1h\"\n\
+                [[job]]\nname = \"jx\"\ngpus = 2\nprofile = \"bert-large\"\nduration = \"30min\"\n\
+                [[job]]\nname = \"j2\"\ngpus = 1\nprofile = \"bert-large\"\nduration = \"2h\"\n\
+                [[job]]\nname = \"H\"\ngpus = 4\nprofile = \"bert-large\"\nduration = \"1h\"\narrival = \"40min\"\n\
+                [[job]]\nname = \"B\"\ngpus = 1\nprofile = \"bert-large\"\nduration = \"3h\"\narrival = \"41min\"\n";
+    let r = run(text, &[Policy::FirstFit]).unwrap();
+    let job = |n: &str| r.policies[0].jobs.iter().find(|j| j.name == n).unwrap();
+    // j1 ends at 1 h: H starts then, on node001 and node002 (jx's, free since 30 min).
+    assert!((job("H").queue_s.unwrap() - 1200.0).abs() < 1.0, "{:?}", job("H"));
+    assert_eq!(job("H").hosts, "node[001-002]");
+    // B runs 3 h, past the reservation: it starts at once beside j2 on node003.
+    assert_eq!(job("B").queue_s, Some(0.0));
+    assert_eq!(job("B").hosts, "node003");
+}
