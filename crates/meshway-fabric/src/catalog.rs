@@ -14,10 +14,32 @@ pub const DEFAULT_CATALOG: &str = include_str!("../../../catalog/default.toml");
 pub struct Constants {
     pub fiber_delay_per_km: Nanos,
     pub fiber_delay_source: String,
+    /// The PFC response delay at 400 Gb/s (and, as an assumption, the same time above).
     pub pfc_response: Nanos,
     pub pfc_response_source: String,
+    /// The same bound at 100 Gb/s, whose bit times are fewer but each four times longer.
+    #[serde(default)]
+    pub pfc_response_100g: Option<Nanos>,
     pub default_mtu_bytes: u32,
     pub mtu_source: String,
+}
+
+impl Constants {
+    /// The PFC response delay of a port at `rate`: the catalog's 400G figure from 400 Gb/s
+    /// up; its 100G figure at 100 Gb/s and below; between them, bit times interpolated in
+    /// the rate (an assumption: IEEE tabulates 100G and 400G only).
+    pub fn pfc_response_at(&self, rate: meshway_units::BitsPerSec) -> Nanos {
+        const G100: f64 = 100e9;
+        const G400: f64 = 400e9;
+        let Some(r100) = self.pfc_response_100g else { return self.pfc_response };
+        let r = rate.0 as f64;
+        if r >= G400 || r <= 0.0 {
+            return self.pfc_response;
+        }
+        let (bt100, bt400) = (r100.0 as f64 * 1e-9 * G100, self.pfc_response.0 as f64 * 1e-9 * G400);
+        let bits = if r <= G100 { bt100 } else { bt100 + (bt400 - bt100) * (r - G100) / (G400 - G100) };
+        Nanos((bits / r * 1e9).round() as u64)
+    }
 }
 
 /// Inference defaults (`[inference]`) used when a scenario leaves a value out.
@@ -1251,6 +1273,7 @@ impl Catalog {
         let times = [
             ("constants".to_string(), "fiber-delay-per-km", self.constants.fiber_delay_per_km.0, 1_000_000),
             ("constants".to_string(), "pfc-response", self.constants.pfc_response.0, SECOND),
+            ("constants".to_string(), "pfc-response-100g", self.constants.pfc_response_100g.map_or(0, |n| n.0), SECOND),
         ]
         .into_iter()
         .chain(self.switch.iter().map(|s| (format!("switch {:?}", s.name), "latency", s.latency.0, SECOND)))

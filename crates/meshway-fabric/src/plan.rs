@@ -1170,11 +1170,10 @@ fn lossless(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String
         return credits(f, cat, tr, warnings);
     }
     let per_km = cat.constants.fiber_delay_per_km;
-    let response = cat.constants.pfc_response;
     let mtu = tr.mtu;
     let port_need = |l: LinkId| {
         let link = f.link(l);
-        headroom_bytes(link.rate, f.link_latency(l, per_km), response, mtu)
+        headroom_bytes(link.rate, f.link_latency(l, per_km), cat.constants.pfc_response_at(link.rate), mtu)
     };
     // Worst switch per tier, and DCI spans per site pair.
     let mut by_tier: BTreeMap<(u8, String), HeadroomRow> = BTreeMap::new();

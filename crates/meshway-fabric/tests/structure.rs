@@ -722,3 +722,25 @@ fn each_dci_span_counts_its_own_ports() {
     assert!(ab.switch_total_bytes + bc.switch_total_bytes > 130_000_000);
     assert!(r.warnings.iter().any(|w| w.contains("b/border-0 carries spans a-b and b-c")), "{:?}", r.warnings);
 }
+
+/// The PFC response delay is a count of bit times that depends on the rate (IEEE: 201,728 at
+/// 100GbE, 463,360 at 400GbE): a 100G port 30 m away needs 12.5 GB/s x (2 x 147 ns + 2.017 us)
+/// + 2 x 4,096 B = 37.08 KB (it read 26.37 KB with the 400G figure's 1.16 us).
+#[test]
+fn pfc_headroom_takes_the_response_at_the_ports_rate() {
+    let cat = Catalog::builtin();
+    let c = &cat.constants;
+    assert_eq!(c.pfc_response_at(BitsPerSec(100_000_000_000)), Nanos(2017));
+    assert_eq!(c.pfc_response_at(BitsPerSec(400_000_000_000)), Nanos(1160));
+    assert_eq!(c.pfc_response_at(BitsPerSec(800_000_000_000)), Nanos(1160));
+    // 200G: a third of the way from 100G to 400G in bit times (201,700 and 464,000 from the
+    // rounded times) = 289,133 -> 1.446 us.
+    assert_eq!(c.pfc_response_at(BitsPerSec(200_000_000_000)), Nanos(1446));
+    let (_, r) = build(
+        "[fabric]\nkind = \"leaf-spine\"\ngpus = 64\ngpus-per-host = 8\nnic = \"100Gbps\"\nleaf-radix = 16\n[transport]\nkind = \"roce\"\n",
+    );
+    let leaf = r.lossless.rows.iter().find(|x| x.scope == "leaf").unwrap();
+    let want = headroom_bytes(BitsPerSec(100_000_000_000), Nanos(147), Nanos(2017), Bytes(4096));
+    assert_eq!(leaf.per_port_bytes, want.0);
+    assert!((37_000..37_200).contains(&leaf.per_port_bytes), "{}", leaf.per_port_bytes);
+}
