@@ -70,6 +70,20 @@ struct Params {
     lengths: Lengths,
 }
 
+/// A leaf, spine or core model: any [[switch]] but the scale-up switches the builder puts
+/// inside hosts and NVLink domains (one built Ethernet leaves of NVSwitches and billed them
+/// at $0).
+fn network_model(cat: &Catalog, ctx: &Ctx, key: &str, name: &Option<String>) -> Result<u16, FabricError> {
+    let n = name.as_deref().unwrap_or(&cat.defaults.switch_model);
+    if n == "nvswitch" || cat.defaults.nvlink_domain_switch.as_deref() == Some(n) {
+        return Err(ctx.invalid(
+            key,
+            format!("{n:?} is an NVLink (scale-up) switch, not a network switch: name an Ethernet or InfiniBand [[switch]] model"),
+        ));
+    }
+    model(cat, ctx, key, name)
+}
+
 fn model(cat: &Catalog, ctx: &Ctx, key: &str, name: &Option<String>) -> Result<u16, FabricError> {
     let name = name.as_deref().unwrap_or(&cat.defaults.switch_model);
     cat.switch_index(name).ok_or_else(|| {
@@ -155,9 +169,9 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
         }
     }
     let models = [
-        model(cat, ctx, "leaf-model", &fc.leaf_model)?,
-        model(cat, ctx, "spine-model", &fc.spine_model)?,
-        model(cat, ctx, "core-model", &fc.core_model)?,
+        network_model(cat, ctx, "leaf-model", &fc.leaf_model)?,
+        network_model(cat, ctx, "spine-model", &fc.spine_model)?,
+        network_model(cat, ctx, "core-model", &fc.core_model)?,
     ];
     let ports = |m: u16, rate: BitsPerSec| cat.switch[m as usize].ports_at(rate);
     let radix = [

@@ -1150,10 +1150,21 @@ fn credits(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String>
             ));
         }
     }
+    // A span's switches: those with a DCI link of that span (every border switch was counted).
+    let span_name = |l: &crate::model::Link| {
+        let (a, b) = (f.node(l.a).site as usize, f.node(l.b).site as usize);
+        let name = |i: usize| f.sites.get(i).cloned().unwrap_or_default();
+        format!("dci {}-{}", name(a.min(b)), name(a.max(b)))
+    };
     for r in rows.iter_mut().filter(|r| r.scope.starts_with("dci")) {
-        r.switches =
-            f.switches().filter(|&s| f.neighbors(s).iter().any(|(_, l)| f.link(*l).class == LinkClass::Dci)).count()
-                as u64;
+        r.switches = f
+            .switches()
+            .filter(|&s| {
+                f.neighbors(s)
+                    .iter()
+                    .any(|(_, l)| f.link(*l).class == LinkClass::Dci && span_name(f.link(*l)) == r.scope)
+            })
+            .count() as u64;
     }
     Lossless {
         required: true,

@@ -108,6 +108,14 @@ fn unknown_model_suggests() {
     let e = err(&format!("{LS}leaf-model = \"tomahawk5-64x800\"\n"));
     assert!(e.starts_with("bad.toml:4: `fabric.leaf-model`: unknown switch model \"tomahawk5-64x800\""), "{e}");
     assert!(e.ends_with("did you mean \"tomahawk5-64x800g\"?"), "{e}");
+    // A scale-up switch is no network leaf (it built Ethernet leaves of NVSwitches at $0).
+    for m in ["nvswitch", "nvlink5-switch-tray"] {
+        let e = err(&format!("{LS}leaf-model = \"{m}\"\n"));
+        assert!(
+            e.contains("`fabric.leaf-model`") && e.contains("is an NVLink (scale-up) switch, not a network switch"),
+            "{e}"
+        );
+    }
 }
 
 #[test]

@@ -721,6 +721,11 @@ fn each_dci_span_counts_its_own_ports() {
     assert!(!bc.feasible && bc.switch_total_bytes > 98_000_000, "{bc:?}");
     assert!(ab.switch_total_bytes + bc.switch_total_bytes > 130_000_000);
     assert!(r.warnings.iter().any(|w| w.contains("b/border-0 carries spans a-b and b-c")), "{:?}", r.warnings);
+    // On InfiniBand each span's row counts the switches at its ends (it counted all 3).
+    let (_, r) = build(&text.replace("kind = \"roce\"", "kind = \"infiniband\""));
+    for scope in ["dci a-b", "dci b-c"] {
+        assert_eq!(r.lossless.rows.iter().find(|x| x.scope == scope).unwrap().switches, 2, "{scope}");
+    }
 }
 
 /// The PFC response delay is a count of bit times that depends on the rate (IEEE: 201,728 at
