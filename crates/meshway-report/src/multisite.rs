@@ -129,6 +129,9 @@ pub fn multisite_text(r: &Report) -> String {
     }
     out.push_str("Step against DCI capacity (every span, at the scenario's distances)\n");
     out.push_str(&t.render());
+    for n in &r.not_built {
+        out.push_str(&format!("  left out: {n}\n"));
+    }
     out.push('\n');
     out.push_str(&break_even_text(&r.break_even, "site-hierarchical"));
     out.push('\n');

@@ -86,6 +86,40 @@ fn budget_moves_the_break_even() {
     assert!(at("8%") < at("10%"));
 }
 
+/// A sweep point whose fabric does not build is left out and named; the rest of the report
+/// stands (it ended the run with only that error).
+#[test]
+fn a_sweep_point_that_does_not_build_is_left_out() {
+    // Two three-tier sites: 4,096 wavelengths need more core ports than the cores have.
+    let site = |n: &str| {
+        format!("[[site]]\nname = \"{n}\"\n[site.fabric]\nkind = \"three-tier\"\ngpus = 32\ngpus-per-host = 8\nnic = \"400Gbps\"\n")
+    };
+    let text = format!(
+        "name = \"t\"\n{}{}[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"10km\"\noptic = \"400ZR\"\nwavelengths = 2\n\
+         [transport]\nkind = \"roce\"\n[[workload]]\nname = \"step\"\nkind = \"training\"\nparameters = 1.3e9\nlayers = 24\nhidden = 2048\n\
+         sequence = 2048\nmicro-batch = 1\nglobal-batch = 64\ntp = 8\npp = 1\ndp = 8\n",
+        site("a"),
+        site("b")
+    );
+    let dir = tempdir("multisite-notbuilt");
+    let f = dir.join("t.toml");
+    std::fs::write(&f, text).unwrap();
+    let o = meshway(&["multisite", f.to_str().unwrap(), "--json", "--distances", "0km", "--wavelengths", "2,4096"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["by_capacity"].as_array().unwrap().len(), 1);
+    let left = v["not_built"].as_array().unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(
+        left[0]
+            .as_str()
+            .unwrap()
+            .starts_with("--wavelengths 4096: every DCI span with 4096 wavelengths does not build"),
+        "{left:?}"
+    );
+}
+
 #[test]
 fn demo_has_the_two_site_training_line() {
     let o = meshway(&["demo"]);
