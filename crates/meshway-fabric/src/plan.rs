@@ -486,11 +486,18 @@ fn tier_reports(f: &Fabric, cat: &Catalog) -> Vec<TierReport> {
                 cat.switch.get(model as usize).map_or(0, |m| u64::from(m.ports) * m.port_rate.0)
                     / u64::from(radix.max(1))
             };
-            let used: u64 = f
-                .neighbors(id)
-                .iter()
-                .map(|&(_, l)| if unit == 0 { 1 } else { f.link(l).rate.0.div_ceil(unit).max(1) })
-                .sum();
+            // On a switch counted in its native ports, links slower than a port share one by
+            // breakout (two 400G uplinks on one 800G port): its ports are its links' total
+            // rate over a port's, rounded up (each 400G link counted as a whole 800G port read
+            // 96 of 64 ports used). A radix the scenario sets counts a port per slower link.
+            let native = cat.switch.get(model as usize).is_some_and(|m| m.port_rate.0 == unit);
+            let used: u64 = if unit == 0 {
+                f.neighbors(id).len() as u64
+            } else if native {
+                f.neighbors(id).iter().map(|&(_, l)| f.link(l).rate.0).sum::<u64>().div_ceil(unit)
+            } else {
+                f.neighbors(id).iter().map(|&(_, l)| f.link(l).rate.0.div_ceil(unit).max(1)).sum()
+            };
             // Ports held for spare hosts on GPU leaves count as used.
             let used = used + if f.tiers[tier as usize].name == "leaf" { u64::from(f.backup_ports) } else { 0 };
             r.ports_used += used;

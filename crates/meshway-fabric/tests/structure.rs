@@ -749,3 +749,15 @@ fn pfc_headroom_takes_the_response_at_the_ports_rate() {
     assert_eq!(leaf.per_port_bytes, want.0);
     assert!((37_000..37_200).contains(&leaf.per_port_bytes), "{}", leaf.per_port_bytes);
 }
+
+/// 800G leaves with 400G uplinks: 32 GPU ports and 64 uplinks broken out two per port fill
+/// the 64-port switch exactly (each 400G uplink counted as a whole 800G port read 96 of 64).
+#[test]
+fn uplinks_slower_than_a_port_share_it_by_breakout() {
+    let (_, r) = build(
+        "[fabric]\nkind = \"leaf-spine\"\ngpus = 1024\ngpus-per-host = 8\nleaf-model = \"tomahawk5-64x800g\"\n\
+         spine-model = \"tomahawk5-64x800g\"\nnic = \"800Gbps\"\nuplink = \"400Gbps\"\n",
+    );
+    let leaf = tier(&r, "leaf");
+    assert_eq!((leaf.switches, leaf.ports_used, leaf.ports_free), (32, 32 * 64, 0));
+}
