@@ -853,6 +853,19 @@ fn build_three_tier(
     if cores == 0 || cores > gu {
         return Err(ctx.invalid("core-switches", format!("expected 1 to {gu} (the aggregation uplinks), got {cores}")));
     }
+    // Each aggregation switch splits its uplinks evenly over the cores, as `spines` must
+    // divide a leaf's: 3 cores of 16 uplinks left one idle and ran 3.20:1 for a 3:1 asked.
+    if gu % cores != 0 {
+        let divisors: Vec<String> = (1..=gu).filter(|d| gu % d == 0).map(|d| d.to_string()).collect();
+        return Err(ctx.invalid(
+            "core-switches",
+            format!(
+                "{cores} does not divide the {gu} aggregation uplinks ({} would be used and the rest left idle); give one of {}",
+                gu / cores * cores,
+                divisors.join(", ")
+            ),
+        ));
+    }
     let q = gu / cores;
     let n_acc = p.gpus.div_ceil(ad);
     let n_border = dci_ports.div_ceil(ad);

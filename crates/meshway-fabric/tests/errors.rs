@@ -103,6 +103,19 @@ fn ports_exceeded_names_the_switch() {
     assert_eq!(e, "bad.toml: s needs 2 ports but its radix is 1");
 }
 
+/// Cores must divide the aggregation uplinks, as spines must divide a leaf's: 3 cores of 16
+/// uplinks left one idle and ran 3.20:1 where 3:1 was asked, without a word.
+#[test]
+fn core_switches_must_divide_the_aggregation_uplinks() {
+    let e =
+        err("[fabric]\nkind = \"three-tier\"\ngpus = 1024\ngpus-per-host = 8\nnic = \"400Gbps\"\ncore-switches = 3\n");
+    assert!(
+        e.contains("`fabric.core-switches`: 3 does not divide the 16 aggregation uplinks (15 would be used")
+            && e.ends_with("give one of 1, 2, 4, 8, 16"),
+        "{e}"
+    );
+}
+
 #[test]
 fn unknown_model_suggests() {
     let e = err(&format!("{LS}leaf-model = \"tomahawk5-64x800\"\n"));
