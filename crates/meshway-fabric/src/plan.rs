@@ -233,8 +233,8 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
     let nic_bps = f.gpu_network_rate().0;
     let tiers = tier_reports(f, cat);
     let links = link_reports(f);
-    let split = choose_split(f);
-    let bisection = bisection(f, &split);
+    let (split, flow) = choose_split(f);
+    let bisection = bisection(f, &split, flow);
     // One packet as the wire carries it (payload and the transport's headers), as the
     // simulator's last packet.
     let header = cat.transport_profile(transport_name(tr.config.kind)).map_or(0, |p| u64::from(p.header_bytes));
@@ -581,8 +581,9 @@ pub struct Split {
 /// sites) when that leaves each side at least a third of the GPUs (three sites: two | one);
 /// halves in host order; and on hosts of several GPUs, halves by local index (rails: a
 /// rail-optimized fabric's rail leaves hold GPUs of both host-order halves, so only a cut
-/// between rails crosses its spines). On a tie the earlier wins.
-pub fn choose_split(f: &Fabric) -> Split {
+/// between rails crosses its spines). On a tie the earlier wins. With several candidates,
+/// the chosen one's max-flow comes too (each was computed to compare them).
+pub fn choose_split(f: &Fabric) -> (Split, Option<u64>) {
     let total = f.gpu_count() as u64;
     let mut candidates: Vec<Split> = Vec::new();
     if let Some(g) = group_split(f) {
@@ -594,27 +595,25 @@ pub fn choose_split(f: &Fabric) -> Split {
     candidates.push(host_halves(f));
     candidates.extend(rail_halves(f));
     if candidates.len() == 1 {
-        return candidates.remove(0);
+        return (candidates.remove(0), None);
     }
-    let ratio = |s: &Split| {
-        let nic = |side: bool| -> u64 {
-            f.gpus().filter(|g| s.side[g.idx()] == Some(side)).map(|g| f.network_rate(g).0).sum()
-        };
-        let injection = nic(true).min(nic(false));
-        if injection == 0 {
-            return f64::INFINITY;
-        }
-        maxflow(f, s, None, None) as f64 / injection as f64
-    };
-    let mut best = 0;
-    let mut best_ratio = f64::INFINITY;
+    let mut best = (0, f64::INFINITY, 0);
     for (i, c) in candidates.iter().enumerate() {
-        let r = ratio(c);
-        if r < best_ratio - 1e-9 {
-            (best, best_ratio) = (i, r);
+        let (flow, inj) = (maxflow(f, c, None, None), injection(f, c));
+        let r = if inj == 0 { f64::INFINITY } else { flow as f64 / inj as f64 };
+        if r < best.1 - 1e-9 {
+            best = (i, r, flow);
         }
     }
-    candidates.swap_remove(best)
+    (candidates.swap_remove(best.0), Some(best.2))
+}
+
+/// What the smaller side's NICs can send across a split.
+fn injection(f: &Fabric, split: &Split) -> u64 {
+    let nic = |side: bool| -> u64 {
+        f.gpus().filter(|g| split.side[g.idx()] == Some(side)).map(|g| f.network_rate(g).0).sum()
+    };
+    nic(true).min(nic(false))
 }
 
 /// Halves by local index: GPUs `0..g/2` of every host on side A (on fabrics whose hosts hold
@@ -773,14 +772,12 @@ fn structural(f: &Fabric, split: &Split) -> u64 {
     value[0].min(value[1])
 }
 
-fn bisection(f: &Fabric, split: &Split) -> Bisection {
+/// The bisection across `split`, with its max-flow when already known.
+fn bisection(f: &Fabric, split: &Split, flow: Option<u64>) -> Bisection {
     let count = |s: bool| f.gpus().filter(|g| split.side[g.idx()] == Some(s)).count() as u64;
     let (a, b) = (count(true), count(false));
-    let flow = maxflow(f, split, None, None);
-    let nic = |side: bool| -> u64 {
-        f.gpus().filter(|g| split.side[g.idx()] == Some(side)).map(|g| f.network_rate(g).0).sum()
-    };
-    let injection = nic(true).min(nic(false));
+    let flow = flow.unwrap_or_else(|| maxflow(f, split, None, None));
+    let injection = injection(f, split);
     Bisection {
         split: split.name.clone(),
         side_a_gpus: a,
@@ -1110,9 +1107,7 @@ fn credits(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String>
             let prop = f.link_latency(l, per_km);
             let need = credit_bytes(link.rate, prop, tr.mtu).0;
             let scope = if link.class == LinkClass::Dci {
-                let (a, b) = (f.node(link.a).site as usize, f.node(link.b).site as usize);
-                let name = |i: usize| f.sites.get(i).cloned().unwrap_or_default();
-                format!("dci {}-{}", name(a.min(b)), name(a.max(b)))
+                format!("dci {}", span_name(f, l))
             } else {
                 f.tiers[tier as usize].name.clone()
             };
@@ -1158,18 +1153,13 @@ fn credits(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String>
         }
     }
     // A span's switches: those with a DCI link of that span (every border switch was counted).
-    let span_name = |l: &crate::model::Link| {
-        let (a, b) = (f.node(l.a).site as usize, f.node(l.b).site as usize);
-        let name = |i: usize| f.sites.get(i).cloned().unwrap_or_default();
-        format!("dci {}-{}", name(a.min(b)), name(a.max(b)))
-    };
     for r in rows.iter_mut().filter(|r| r.scope.starts_with("dci")) {
         r.switches = f
             .switches()
             .filter(|&s| {
                 f.neighbors(s)
                     .iter()
-                    .any(|(_, l)| f.link(*l).class == LinkClass::Dci && span_name(f.link(*l)) == r.scope)
+                    .any(|&(_, l)| f.link(l).class == LinkClass::Dci && r.scope == format!("dci {}", span_name(f, l)))
             })
             .count() as u64;
     }
@@ -1181,6 +1171,20 @@ fn credits(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String>
             .into(),
         rows,
     }
+}
+
+/// The pair of sites a DCI link joins, the lower first.
+fn span_of(f: &Fabric, l: LinkId) -> (u16, u16) {
+    let k = f.link(l);
+    let (a, b) = (f.node(k.a).site, f.node(k.b).site);
+    (a.min(b), a.max(b))
+}
+
+/// A DCI link's span by its sites' names ("a-b").
+fn span_name(f: &Fabric, l: LinkId) -> String {
+    let (a, b) = span_of(f, l);
+    let site = |i: u16| f.sites.get(usize::from(i)).cloned().unwrap_or_default();
+    format!("{}-{}", site(a), site(b))
 }
 
 fn lossless(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String>) -> Lossless {
@@ -1216,35 +1220,16 @@ fn lossless(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String
             if need > worst_port.0 && f.link(l).class != LinkClass::Dci {
                 worst_port = (need, f.link(l).length.as_mm(), f.link(l).rate.0);
             }
-            if f.link(l).class == LinkClass::Dci {
-                let span = |x: LinkId| {
-                    let k = f.link(x);
-                    let (a, b) = (f.node(k.a).site, f.node(k.b).site);
-                    (a.min(b), a.max(b))
-                };
-                if !dci_links.iter().any(|&x| span(x) == span(l)) {
-                    dci_links.push(l);
-                }
+            if f.link(l).class == LinkClass::Dci && !dci_links.iter().any(|&x| span_of(f, x) == span_of(f, l)) {
+                dci_links.push(l);
             }
         }
-        let span_of = |x: LinkId| {
-            let k = f.link(x);
-            let (a, b) = (f.node(k.a).site, f.node(k.b).site);
-            (a.min(b), a.max(b))
-        };
         if dci_links.len() > 1 && tr.lossless {
             // A border switch of several spans holds all their headroom in one buffer.
             let all: u64 =
                 f.neighbors(s).iter().filter(|(_, x)| is_network(f.link(*x).class)).map(|(_, x)| port_need(*x).0).sum();
             if all > buffer {
-                let spans: Vec<String> = dci_links
-                    .iter()
-                    .map(|&l| {
-                        let (a, b) = span_of(l);
-                        let site = |i: u16| f.sites.get(i as usize).cloned().unwrap_or_default();
-                        format!("{}-{}", site(a), site(b))
-                    })
-                    .collect();
+                let spans: Vec<String> = dci_links.iter().map(|&l| span_name(f, l)).collect();
                 warnings.push(format!(
                     "lossless: {} carries spans {}, which together need {} of headroom against {} of buffer (each span alone is in its dci row)",
                     f.node(s).name,
@@ -1256,20 +1241,14 @@ fn lossless(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String
         }
         for l in dci_links {
             let link = f.link(l);
-            let (a, b) = (f.node(link.a).site as usize, f.node(link.b).site as usize);
-            let (a, b) = (a.min(b), a.max(b));
-            let name = format!(
-                "dci {}-{}",
-                f.sites.get(a).cloned().unwrap_or_default(),
-                f.sites.get(b).cloned().unwrap_or_default()
-            );
+            let name = format!("dci {}", span_name(f, l));
             // The switch's own ports and this span's, not another span's that lands on it.
             let all_ports: u64 = f
                 .neighbors(s)
                 .iter()
                 .filter(|(_, x)| {
                     let k = f.link(*x);
-                    is_network(k.class) && (k.class != LinkClass::Dci || span_of(*x) == span_of(l))
+                    is_network(k.class) && (k.class != LinkClass::Dci || span_of(f, *x) == span_of(f, l))
                 })
                 .map(|(_, x)| port_need(*x).0)
                 .sum();

@@ -406,14 +406,21 @@ pub fn run(
                 .as_ref()
                 .filter(|(s, _)| now.saturating_add(p.iterations.saturating_mul(p.reference_ns)) > *s)
                 .map(|(_, reserved)| reserved);
-            let pick = match (policy, past) {
-                (Policy::Given, _) => given(h, &free, &p.job)?,
-                (_, Some(reserved)) => {
+            // Where the policy puts the job on `free` (under `given`, its own hosts if free).
+            let place_on = |free: &Free| -> Result<Option<Vec<u32>>, SchedError> {
+                if policy == Policy::Given {
+                    given(h, free, &p.job)
+                } else {
+                    Ok(place::choose(policy, h, free, &ask, &load))
+                }
+            };
+            let pick = match past.filter(|_| policy != Policy::Given) {
+                Some(reserved) => {
                     let mut open = free.clone();
                     open.take(h, reserved);
-                    place::choose(policy, h, &open, &ask, &load)
+                    place_on(&open)?
                 }
-                (_, None) => place::choose(policy, h, &free, &ask, &load),
+                None => place_on(&free)?,
             };
             let fits_backfill = |ranks: &[u32]| past.is_none_or(|reserved| ranks.iter().all(|r| !reserved.contains(r)));
             match pick {
@@ -519,12 +526,7 @@ pub fn run(
                             if then.free_gpus() < u64::from(p.job.gpus) {
                                 continue;
                             }
-                            let placed = if policy == Policy::Given {
-                                given(h, &then, &p.job)?
-                            } else {
-                                place::choose(policy, h, &then, &ask, &load)
-                            };
-                            if let Some(r) = placed {
+                            if let Some(r) = place_on(&then)? {
                                 reserved = r;
                                 at = e;
                                 break;
