@@ -251,11 +251,15 @@ fn send_loop(
     while !stop.load(Ordering::Relaxed) && clock::mono() < hard_end {
         let mut n = size;
         if let Some(b) = budget {
-            let left = b.fetch_sub(size as i64, Ordering::Relaxed);
-            if left <= 0 {
-                break;
+            // Takes at most what is left, never below zero: a stream that found the budget
+            // spent while another's chunk was out (and came back unsent) must not keep
+            // its own debit, or that chunk is never sent.
+            match b.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                (left > 0).then(|| left - left.min(size as i64))
+            }) {
+                Ok(left) => n = n.min(left as usize),
+                Err(_) => break,
             }
-            n = n.min(left as usize);
         }
         match s.write(&buf[..n]) {
             Ok(w) => {
@@ -1129,8 +1133,14 @@ fn report_intervals(
     let mut last = (t0, 0u64, 0u64);
     loop {
         let now = clock::mono();
+        let received_all = st.receivers.iter().all(|t| t.is_finished());
         let senders_done = !st.senders.is_empty() && st.senders.iter().all(|t| t.is_finished());
-        let receivers_done = st.senders.is_empty() && st.receivers.iter().all(|t| t.is_finished());
+        // A TCP bidir test with a byte budget ends when both directions have moved theirs:
+        // the client's senders can spend its budget before the server's reverse streams
+        // have started (256 of them on a loaded host), which ended the test with 0 back.
+        let both_ways = cfg.protocol == Protocol::Tcp && cfg.direction == Direction::Bidir;
+        let senders_done = senders_done && (!both_ways || received_all);
+        let receivers_done = st.senders.is_empty() && received_all;
         let finished = now >= end || stop.load(Ordering::Relaxed) || senders_done || receivers_done;
         let tick = last.0 + cfg.interval;
         if now >= tick || finished {
