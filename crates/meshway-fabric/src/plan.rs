@@ -245,6 +245,7 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
     over_capacity(f, cat, &mut warnings);
     idle_by_port_count(f, cat, &mut warnings);
     one_leaf(f, &mut warnings);
+    idle_top_tiers(f, &paths, &mut warnings);
     if let Some(t) = tiers.iter().find(|t| t.name == "leaf" || t.name == "access") {
         let placed = t.ports_used.saturating_sub(
             f.switches()
@@ -417,6 +418,38 @@ fn one_leaf(f: &Fabric, warnings: &mut Vec<String>) {
             if others == 1 { "switch above it carries" } else { "switches above it carry" }
         ));
     }
+}
+
+/// Says when the upper tiers of a built fabric carry no traffic between GPUs: every GPU fits
+/// below them (512 GPUs in one pod of a 3-tier fabric got 32 core switches, $0.9M, that no
+/// shortest path crosses). In a built family a path goes up and down once, so a path of h
+/// switch hops reaches level (h + 1) / 2 at most. Custom fabrics may skip levels and are not
+/// judged; a fabric whose GPUs share one leaf is `one_leaf`'s.
+fn idle_top_tiers(f: &Fabric, paths: &PathStats, warnings: &mut Vec<String>) {
+    if f.family == "custom" || f.sites.len() > 1 || paths.diameter_hops < 2 {
+        return;
+    }
+    let reach = paths.diameter_hops.div_ceil(2);
+    let mut idle: BTreeMap<u8, (String, u64)> = BTreeMap::new();
+    for s in f.switches().filter(|&s| !f.is_nvswitch(s)) {
+        let Some(t) = f.node(s).tier() else { continue };
+        let tier = &f.tiers[t as usize];
+        if u16::from(tier.level) > reach {
+            idle.entry(tier.level).or_insert_with(|| (tier.name.clone(), 0)).1 += 1;
+        }
+    }
+    if idle.is_empty() {
+        return;
+    }
+    let n: u64 = idle.values().map(|x| x.1).sum();
+    let names: Vec<String> = idle.values().map(|(name, c)| format!("{c} {name}")).collect();
+    warnings.push(format!(
+        "the {} switches carry no traffic between GPUs: the longest path between GPUs crosses {} switches and \
+         never climbs to them (every GPU fits below them); fewer tiers give the same paths without these {n} \
+         switches",
+        names.join(" and "),
+        paths.diameter_hops
+    ));
 }
 
 /// Says when breakout reached a switch's port count before its bandwidth: slow ports leave

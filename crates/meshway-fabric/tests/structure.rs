@@ -88,6 +88,18 @@ fn leaf_spine_oversubscription_cases() {
     );
     let (_, r) = build("[fabric]\nkind = \"leaf-spine\"\ngpus = 128\ngpus-per-host = 8\n");
     assert!(!r.warnings.iter().any(|w| w.contains("every GPU is on one switch")), "{:?}", r.warnings);
+    // 512 GPUs in one pod of a 3-tier fabric: 16 leaves of 32, 32 pod spines, and 32 cores
+    // that no path between GPUs reaches (3 switch hops at most); 2,048 GPUs need 2 pods.
+    let one_pod = "[fabric]\nkind = \"leaf-spine\"\ngpus-per-host = 8\nleaf-radix = 64\nspine-radix = 64\ntiers = 3\n";
+    let (_, r) = build(&format!("{one_pod}gpus = 512\n"));
+    assert_eq!(tier(&r, "core").switches, 32);
+    let idle = "the 32 core switches carry no traffic between GPUs: the longest path between GPUs crosses 3 switches";
+    assert!(r.warnings.iter().any(|w| w.contains(idle)), "{:?}", r.warnings);
+    let (_, r) = build(&format!("{one_pod}gpus = 2048\n"));
+    assert!(!r.warnings.iter().any(|w| w.contains("carry no traffic")), "{:?}", r.warnings);
+    // The single-leaf case is said once, by its own warning.
+    let (_, r) = build("[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 8\ntiers = 3\n");
+    assert_eq!(r.warnings.iter().filter(|w| w.contains("no traffic between GPUs")).count(), 1, "{:?}", r.warnings);
     // A port split past 8 ways is said to be no real design.
     let (_, r) =
         build("[fabric]\nkind = \"rail-optimized\"\ngpus = 64\ngpus-per-host = 8\nnic = \"400Gbps\"\nplanes = 16\n");
