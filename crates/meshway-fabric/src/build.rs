@@ -323,8 +323,38 @@ fn links_per_pair(u: u32, count: u64, radix: u32) -> Option<u32> {
 struct SiteOut {
     fabric: Fabric,
     borders: Vec<NodeId>,
-    /// DCI-facing ports per border leaf.
+    /// DCI wavelengths per border leaf.
     border_ports: u32,
+}
+
+/// A site's DCI ends: wavelengths, and the fastest of their optics.
+#[derive(Debug, Clone, Copy, Default)]
+struct DciEnds {
+    wavelengths: u32,
+    rate: BitsPerSec,
+}
+
+impl DciEnds {
+    /// Wavelengths one border leaf of `ports` down ports at `port_rate` takes, and how many
+    /// border leaves that makes: a wavelength faster than a port takes several (an 800ZR on
+    /// 400G ports takes two; counting one put 96 ports on a 64-port leaf).
+    fn borders(&self, ports: u32, port_rate: BitsPerSec, ctx: &Ctx, key: &str) -> Result<(u32, u32), FabricError> {
+        if self.wavelengths == 0 {
+            return Ok((ports, 0));
+        }
+        let per = u32::try_from(self.rate.0.div_ceil(port_rate.0.max(1)).max(1)).unwrap_or(u32::MAX);
+        let each = ports / per;
+        if each == 0 {
+            return Err(ctx.invalid(
+                key,
+                format!(
+                    "a {} DCI wavelength takes {per} ports at {port_rate}, more than a border leaf's {ports} down ports",
+                    self.rate
+                ),
+            ));
+        }
+        Ok((each, self.wavelengths.div_ceil(each)))
+    }
 }
 
 /// Builds GPUs (and their NVLink switches) for `p`; returns GPU ids in order. With an
@@ -742,10 +772,10 @@ fn add_gpus_to_groups(f: &Fabric, groups: &mut [Group], gpus: &[NodeId]) {
 
 /// Leaf-spine, fat-tree and rail-optimized fabrics: hosts, then per plane the leaves and
 /// the spine (2 tiers) or pods and core (3 tiers), then the groups (leaf, rail group, pod).
-fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> Result<SiteOut, FabricError> {
+fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci: DciEnds) -> Result<SiteOut, FabricError> {
     let p = resolve(fc, cat, ctx)?;
     if fc.kind == FabricKind::ThreeTier {
-        return build_three_tier(fc, &p, cat, ctx, dci_ports);
+        return build_three_tier(fc, &p, cat, ctx, dci);
     }
     let mut f = Fabric::new("", p.kind.name());
     f.planes = p.planes as u16;
@@ -764,8 +794,7 @@ fn build_family(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx, dci_ports: u32) -> 
     } else {
         (p.homes, p.gpus.div_ceil(leaf_d) * p.homes)
     };
-    let border_ports = leaf_d;
-    let n_borders = dci_ports.div_ceil(border_ports);
+    let (border_ports, n_borders) = dci.borders(leaf_d, p.host_rate(), ctx, "leaf-radix")?;
     let total_leaves = u64::from(leaves_needed + n_borders);
     let tiers = match plan.tiers {
         0 if links_per_pair(leaf_u, total_leaves, p.radix[1]).is_some() => 2,
@@ -824,7 +853,7 @@ fn build_three_tier(
     p: &Params,
     cat: &Catalog,
     ctx: &Ctx,
-    dci_ports: u32,
+    dci: DciEnds,
 ) -> Result<SiteOut, FabricError> {
     if p.planes > 1 {
         return Err(ctx.invalid("planes", "multi-plane applies to leaf-spine, fat-tree and rail-optimized fabrics"));
@@ -832,7 +861,7 @@ fn build_three_tier(
     let mut f = Fabric::new("", "three-tier");
     let gpus = add_hosts(&mut f, p, cat);
     let (t_acc, t_agg, t_core) = (f.tier("access", 1), f.tier("aggregation", 2), f.tier("core", 3));
-    let t_border = if dci_ports > 0 { f.tier("border", 1) } else { t_acc };
+    let t_border = if dci.wavelengths > 0 { f.tier("border", 1) } else { t_acc };
     let o_acc = fc.oversubscription.unwrap_or(cat.defaults.three_tier_access_oversubscription);
     let o_agg = fc.aggregation_oversubscription.unwrap_or(cat.defaults.three_tier_aggregation_oversubscription);
     let (ad, au) = split(p.radix[0], o_acc, p.port_rate, p.uplink);
@@ -868,7 +897,7 @@ fn build_three_tier(
     }
     let q = gu / cores;
     let n_acc = p.gpus.div_ceil(ad);
-    let n_border = dci_ports.div_ceil(ad);
+    let (border_ports, n_border) = dci.borders(ad, p.port_rate, ctx, "leaf-radix")?;
     let total_acc = n_acc + n_border;
     let pairs = total_acc.div_ceil(acc_per_pair);
     let core_ports = u64::from(pairs) * 2 * u64::from(q);
@@ -937,7 +966,7 @@ fn build_three_tier(
     }
     f.groups = groups;
     f.group_kind = "aggregation-block".into();
-    Ok(SiteOut { fabric: f, borders, border_ports: ad })
+    Ok(SiteOut { fabric: f, borders, border_ports })
 }
 
 fn build_custom(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Fabric, FabricError> {
@@ -1248,7 +1277,7 @@ pub fn build_scenario(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricErro
             if !fc.node.is_empty() || !fc.link.is_empty() {
                 return Err(ctx.invalid("node", "[[fabric.node]] and [[fabric.link]] are only for kind = \"custom\""));
             }
-            build_family(fc, cat, &ctx, 0)?.fabric
+            build_family(fc, cat, &ctx, DciEnds::default())?.fabric
         };
         f.gpu = fc.gpu.clone();
         set_nic_model(&mut f, fc, cat, &ctx)?;
@@ -1285,7 +1314,7 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         }
     }
     // Validate DCI links first: they decide each site's border ports.
-    let mut dci_ports = vec![0u32; sites.len()];
+    let mut dci_ports = vec![DciEnds::default(); sites.len()];
     let mut spans: Vec<(usize, usize, u32, u16, Meters)> = Vec::new();
     for (i, d) in sc.config.dci.iter().enumerate() {
         let ctx = Ctx::new(&sc.file, &sc.text, "dci", i, &format!("dci[{}]", i + 1));
@@ -1368,8 +1397,10 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         if w == 0 || w > 4096 {
             return Err(ctx.invalid("wavelengths", format!("expected 1 to 4096, got {w}")));
         }
-        dci_ports[a] += w;
-        dci_ports[b] += w;
+        for e in [a, b] {
+            dci_ports[e].wavelengths += w;
+            dci_ports[e].rate = dci_ports[e].rate.max(cat.optic[optic as usize].rate);
+        }
         spans.push((a, b, w, optic, d.distance));
     }
     if spans.is_empty() {

@@ -691,6 +691,31 @@ fn dci_wavelengths_spread_evenly_over_border_leaves() {
     );
 }
 
+/// A wavelength faster than the border leaf's ports takes several of them: 64 x 800ZR per
+/// site on 64 x 400G leaves (32 down at 1:1) take 2 ports each, 16 per border leaf, 4 leaves a
+/// site. They were counted one port each: 2 leaves of 96 ports used of 64, and the cut
+/// between the sites read 25.6 Tb/s by max-flow where the wavelengths carry 51.2.
+#[test]
+fn a_wavelength_faster_than_a_port_takes_several() {
+    let text = include_str!("../../../examples/two-site-100km.toml")
+        .replace("optic = \"400ZR\"", "optic = \"800ZR\"")
+        .replace("wavelengths = 16", "wavelengths = 64");
+    let (_, r) = build(&text);
+    let border = tier(&r, "border");
+    assert_eq!((border.switches, border.ports_used, border.ports_free), (8, 512, 0));
+    assert_eq!(r.bisection.maxflow_bps, 64 * 800_000_000_000);
+    // A wavelength wider than a whole border leaf's down ports is refused, named.
+    let text = include_str!("../../../examples/two-site-100km.toml")
+        .replace("optic = \"400ZR\"", "optic = \"800ZR\"")
+        .replace("nic = \"400Gbps\"\nleaf-radix = 64", "nic = \"100Gbps\"\nleaf-radix = 4");
+    let sc = Scenario::parse(&text, "two.toml").unwrap_or_else(|e| panic!("{e}"));
+    let e = sc.build(&Catalog::builtin()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        e.contains("800Gbps DCI wavelength takes 8 ports at 100Gbps, more than a border leaf's 2 down ports"),
+        "{e}"
+    );
+}
+
 /// The bisection is the worst balanced cut. A rail-optimized fabric of one rail group at
 /// 3:1 (leaves 2:1 after rounding) read 1.00x full: its host-order halves share every rail
 /// leaf, so their traffic never needs a spine; the cut between rails 0-3 and 4-7 passes
