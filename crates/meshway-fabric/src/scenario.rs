@@ -117,11 +117,30 @@ pub struct Scenario {
     pub name: String,
 }
 
+/// A key a scenario does not take but the catalog's table of the same name does (`[simulation]
+/// nccl-buffer`, which the docs name): says where it goes.
+fn catalog_key_hint(path: &str, message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown key `")?;
+    let (unknown, _) = rest.split_once('`')?;
+    let table = path.strip_suffix(unknown)?.strip_suffix('.')?;
+    let catalog: toml::Table = toml::from_str(crate::catalog::DEFAULT_CATALOG).ok()?;
+    catalog.get(table)?.as_table()?.contains_key(unknown).then(|| {
+        format!(" (`{unknown}` is a catalog key: give it under [{table}] in a file passed with --catalog FILE)")
+    })
+}
+
 impl Scenario {
     /// Parses `text` (named `file` in messages). Never panics.
     pub fn parse(text: &str, file: &str) -> Result<Scenario, FabricError> {
-        let config: ScenarioConfig =
-            meshway_units::units_required(|| toml::from_str(text)).map_err(|e| locate_toml_error(file, text, &e))?;
+        let config: ScenarioConfig = meshway_units::units_required(|| toml::from_str(text)).map_err(|e| {
+            let mut err = locate_toml_error(file, text, &e);
+            if let FabricError::Syntax { key: Some(path), message, .. } = &mut err {
+                if let Some(hint) = catalog_key_hint(path, message) {
+                    message.push_str(&hint);
+                }
+            }
+            err
+        })?;
         let ctx = Ctx::new(file, text, "", 0, "");
         match (&config.fabric, config.site.is_empty()) {
             (None, true) if !config.model.is_empty() || !config.region.is_empty() => {

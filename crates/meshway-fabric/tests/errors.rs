@@ -434,3 +434,18 @@ fn nic_models_are_named_from_the_catalog_at_the_fabrics_rate() {
         "{e}"
     );
 }
+
+#[test]
+fn a_catalog_key_in_a_scenario_says_where_it_goes() {
+    let t = "[fabric]\nkind = \"leaf-spine\"\ngpus = 16\n[simulation]\nnccl-buffer = \"2GiB\"\n";
+    let e = Scenario::parse(t, "s.toml").err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        e.ends_with(
+            "unknown key `nccl-buffer`: expected one of fidelity, packet (`nccl-buffer` is a catalog key: give it \
+             under [simulation] in a file passed with --catalog FILE)"
+        ),
+        "{e}"
+    );
+    let e = Scenario::parse(&t.replace("nccl-buffer", "nccl-bufer"), "s.toml").err().unwrap().to_string();
+    assert!(!e.contains("catalog key"), "{e}");
+}

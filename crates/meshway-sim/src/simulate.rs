@@ -1327,10 +1327,17 @@ pub fn simulate(
         results.push(r);
     }
 
-    // Utilization averages over the traffic's span: to the last message's end when every
-    // message ended (a failure scheduled after it is no traffic), else to where the run stopped.
+    // Utilization averages over the traffic's span: from the first message's start (a
+    // workload that starts at 1 s read a link busy throughout as 0.2% used) to the last
+    // message's end when every message ended (a failure scheduled after it is no traffic),
+    // else to where the run stopped.
     let last = ex.msgs.iter().map(|m| m.end).collect::<Option<Vec<_>>>().and_then(|v| v.into_iter().max());
-    let dur = last.map_or(ex.sim.end.0, |e| e.0).max(1);
+    let first = (ex.msgs.iter().zip(&prog.msgs))
+        .filter(|(_, m)| !m.is_wait() && m.bytes > 0)
+        .filter_map(|(r, _)| r.start)
+        .min()
+        .map_or(0, |t| t.0);
+    let dur = last.map_or(ex.sim.end.0, |e| e.0).saturating_sub(first).max(1);
     let net = topo.network();
     let used: Vec<(usize, LinkUse)> = ex
         .sim
@@ -1373,11 +1380,19 @@ pub fn simulate(
     let mut notes = if cfg.policy == Policy::Ecmp { ecmp_notes(&topo, &ex, &results, losses) } else { Vec::new() };
     if ex.window_bound > 0 {
         notes.push(format!(
-            "{} sends between sites are bound by NCCL's window (at most a connection's buffer in flight per round trip: [simulation] nccl-buffer {} for collectives, nccl-p2p-window {} for pipeline sends): more DCI capacity or another routing does not speed them; a larger NCCL_BUFFSIZE (NCCL_P2P_NET_CHUNKSIZE) or more channels would.",
+            "{} sends between sites are bound by NCCL's window (at most a connection's buffer in flight per round trip: the catalog's [simulation] nccl-buffer {} for collectives, nccl-p2p-window {} for pipeline sends): more DCI capacity or another routing does not speed them; a larger NCCL_BUFFSIZE (NCCL_P2P_NET_CHUNKSIZE) or more channels would.",
             ex.window_bound,
             meshway_units::Bytes(cfg.window),
             meshway_units::Bytes(cfg.p2p_window)
         ));
+    }
+    // Packet-level keys at the flow level: read by nothing (said, not refused, so one
+    // scenario runs at either rung).
+    if fidelity == Fidelity::Flow && setup.scenario.config.simulation.as_ref().and_then(|s| s.packet.as_ref()).is_some()
+    {
+        notes.push(
+            "[simulation.packet] applies to the packet level (--fidelity packet or both); this run is at the flow level and reads none of it.".to_string(),
+        );
     }
     // A failure after the last message ended changes nothing: likely a unit slip.
     let last = ex.msgs.iter().filter_map(|m| m.end).max().map_or(0, |e| e.0);
@@ -1700,6 +1715,7 @@ fn packet_params(setup: &Setup<'_>, cfg: &ExecConfig) -> Result<(crate::packet::
         queue,
         trim: u64::from(pc.trim_packets.unwrap_or(d.trim_packets)) * packet,
         window: pc.window_packets.unwrap_or(d.window_packets),
+        window_covers_path: pc.window_packets.is_none(),
         rto: pc.rto.unwrap_or(if transport == Transport::RoceLossy { d.rto } else { d.lossless_rto }),
         sample: pc.sample.unwrap_or(d.sample),
         paths: cfg.spray_paths,

@@ -313,6 +313,18 @@ fn a_failed_spine_reroutes_and_every_byte_arrives() {
     let mean = |r: &SimReport| r.congested_links.first().map(|l| l.mean_utilization).unwrap();
     assert_eq!(mean(&late), mean(&base));
     assert!(mean(&base) > 0.1, "{}", mean(&base));
+    // Nor does a late start: the span runs from the first message's start. A lone flow
+    // started at 1 s keeps its first link busy throughout (it read 0.2%).
+    let lone = |start: &str| {
+        let t = format!(
+            "[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 1\nnic = \"400Gbps\"\n[transport]\n\
+             kind = \"roce\"\n[[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\nstart = \"{start}\"\n"
+        );
+        let r = run_with(&t, &policy(Policy::Ecmp), &[("f.csv", "src,dst,bytes\n0,8,100MB\n".into())]).unwrap();
+        mean(&r)
+    };
+    assert_eq!(lone("1s"), lone("0s"));
+    assert!(lone("0s") > 0.99, "{}", lone("0s"));
 }
 
 #[test]

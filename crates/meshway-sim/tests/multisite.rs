@@ -611,6 +611,7 @@ fn packet_params(
         queue: d.queue.0,
         trim: 0,
         window: d.window_packets,
+        window_covers_path: false,
         rto: d.lossless_rto,
         sample: d.sample,
         paths: 64,
@@ -632,12 +633,15 @@ fn the_packet_level_waits_for_credits_across_a_long_span_as_the_flow_level_does(
     let s = Scenario::parse(&two_sites(100, 4, ""), "t.toml").unwrap();
     let f = s.build(&cat).unwrap();
     const S: u64 = 64 << 20;
-    let run = |window: u64, dst: u32, packet: bool| {
+    let run_share = |window: u64, dst: u32, packet: bool, share: f64| {
         let mut topo = FabricTopo::new(&f, &cat, 1);
         let cfg = window_cfg(window, false);
         let mut prog = Program::new();
         prog.tag("send");
-        let mut m = meshway_sim::program::Msg::send(0, dst, S);
+        // A collective's message carries its NIC share: bytes per payload byte.
+        let bytes = (S as f64 / share).ceil() as u64;
+        let mut m = meshway_sim::program::Msg::send(0, dst, bytes);
+        m.window_ppm = (bytes as f64 / S as f64 * 1e6).round() as u32;
         m.window = meshway_sim::program::Window::Collective;
         let id = prog.push(m) as usize;
         if !packet {
@@ -648,6 +652,7 @@ fn the_packet_level_waits_for_credits_across_a_long_span_as_the_flow_level_does(
         let (ex, _) = execute_packets(&prog, &mut topo, &cfg, &p, &mut |_, _| {}).unwrap();
         (ex.msgs[id].end.unwrap().0, ex.window_bound)
     };
+    let run = |window: u64, dst: u32, packet: bool| run_share(window, dst, packet, 1.0);
     let (flow, flow_bound) = run(window, 8, false);
     let (packet, packet_bound) = run(window, 8, true);
     assert!((packet as f64 / flow as f64 - 1.0).abs() < 0.05, "packet {packet} ns vs flow {flow} ns");
@@ -657,6 +662,12 @@ fn the_packet_level_waits_for_credits_across_a_long_span_as_the_flow_level_does(
     assert_eq!(free_bound, 0);
     // Inside a site: the same with or without the window.
     assert_eq!(run(window, 1, true), run(0, 1, true));
+    // At a NIC's 0.96 share, 64 MiB is still 16 windows of 4 MiB of payload, not 17: the
+    // window in whole packets was rounded down (1,066 of 1,066.67), and the send paid one
+    // more round trip (16.38 ms against 15.38 at the flow level).
+    let (flow, _) = run_share(window, 8, false, 0.96);
+    let (packet, _) = run_share(window, 8, true, 0.96);
+    assert!((packet as f64 / flow as f64 - 1.0).abs() < 0.02, "packet {packet} ns vs flow {flow} ns");
 }
 
 /// Under selective acknowledgement (spraying) on a lossy fabric, the window counts lost

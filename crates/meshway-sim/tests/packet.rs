@@ -114,6 +114,37 @@ fn receiver_driven_incast_is_fair_and_trims_instead_of_pausing() {
     assert_eq!((s.drops, s.pauses), (0, 0));
 }
 
+/// A lone receiver-driven flow runs at line rate: unless the scenario sets `window-packets`,
+/// its first window covers its path's bandwidth-delay product (6 links of 1 us at 100 Gb/s:
+/// 43 packets of 4,064 B). The catalog's 30 (the NDP paper's first window, at 10 Gb/s) alone
+/// held a lone 400G flow to 172 Gb/s. A window the scenario sets is kept.
+#[test]
+fn a_lone_receiver_driven_flow_fills_its_path() {
+    let flows = csv(&[(0, 15, 4_000_000)]);
+    let r = run(&fat_tree("ndp", "spray", ""), &flows);
+    let s = &r.packet.as_ref().unwrap().stats;
+    assert_eq!((s.trims, s.retransmitted_packets), (0, 0));
+    // 1,000 packets at 100 Gb/s, then the last one's 5 more hops, 6 links' latency, the ACK back.
+    let (n, h, lat) = (1000u64, 6u64, 1_000_000u64);
+    let closed = (n * ser_ps(4064) + (h - 1) * ser_ps(4064) + h * lat + h * (ser_ps(64) + lat)).div_ceil(1000);
+    let t = fct(&r).last_ns;
+    assert!(t >= closed && t < closed * 1005 / 1000, "{t} ns against {closed} ns");
+    // 15 packets a round trip of about 14 us: about 35 Gb/s.
+    let r = run(&fat_tree("ndp", "spray", "window-packets = 15"), &flows);
+    assert!(fct(&r).last_ns > 2 * closed, "{} ns", fct(&r).last_ns);
+}
+
+/// `[simulation.packet]` keys at the flow level are read by nothing, and the run says so.
+#[test]
+fn packet_keys_at_the_flow_level_are_noted() {
+    let note = "[simulation.packet] applies to the packet level";
+    let flows = csv(&[(0, 15, 400_000)]);
+    let r = run_with(&fat_tree("roce", "ecmp", ""), &flows, Fidelity::Flow).unwrap();
+    assert!(r.notes.iter().any(|n| n.starts_with(note)), "{:?}", r.notes);
+    let r = run_with(&fat_tree("roce", "ecmp", ""), &flows, Fidelity::Both).unwrap();
+    assert!(!r.notes.iter().any(|n| n.starts_with(note)), "{:?}", r.notes);
+}
+
 #[test]
 fn credits_never_drop_or_pause() {
     let r = run(&fat_tree("infiniband", "adaptive", ""), &incast(1_000_000));
