@@ -910,6 +910,10 @@ impl Core {
                 _ => MonitorKind::Probe,
             };
             gone.extend(self.monitor.watch_kind(&t.name, kind, &t.objectives, now));
+            // A perf run's success and failure are known at once, at its end.
+            if matches!(t.probe, Probe::Echo { .. }) {
+                self.monitor.settle(&t.name, t.timeout.0);
+            }
             let firing = self.monitor.firing(&t.name);
             let mut tm = metrics.remove(&t.name).unwrap_or_default();
             tm.kind = t.kind_name;
