@@ -393,6 +393,23 @@ pub fn decode(image: &[u8]) -> Result<Module, OpticsError> {
     }
 }
 
+/// Whether the image holds upper page `page` (128 bytes at [`page_offset`]) of a paged
+/// module: a page cut short is an error (its values would read as absent or wrong), one the
+/// image ends before is noted, so the report does not claim a clean module it did not read
+/// (a 400ZR image in alarm, cut in page 11h, read "no warnings or alarms").
+fn page(img: &Img, m: &mut Module, page: u8, what: &'static str) -> Result<bool, OpticsError> {
+    let (start, end) = (page_offset(page, 128), page_offset(page, 256));
+    let len = img.0.len();
+    if len >= end {
+        return Ok(true);
+    }
+    if len > start {
+        return Err(OpticsError::Truncated { len, need: end, what });
+    }
+    m.notes.push(format!("{what} is not in the image ({len} bytes): it was not read"));
+    Ok(false)
+}
+
 fn need(image: &[u8], need: usize, what: &'static str) -> Result<(), OpticsError> {
     if image.len() < need {
         Err(OpticsError::Truncated { len: image.len(), need, what })
@@ -622,7 +639,7 @@ fn sff8636(image: &[u8]) -> Result<Module, OpticsError> {
     channel_flags(&img, &mut m, &[(9, Measure::RxPower), (11, Measure::TxBias), (13, Measure::TxPower)]);
     // Page 03h thresholds, when the module pages (byte 2 bit 2 clear) and the image holds it.
     let flat = image[2] & 0x04 != 0;
-    if !flat && img.has(page_offset(3, 128), 128) {
+    if !flat && page(&img, &mut m, 3, "page 03h (thresholds)")? {
         let p3 = |off: usize| page_offset(3, off);
         for (measure, off) in [
             (Measure::Temperature, 128),
@@ -673,7 +690,12 @@ fn cmis(image: &[u8]) -> Result<Module, OpticsError> {
     module_flags(image[9], [4, 5, 6, 7], Measure::SupplyVoltage, &mut m);
     let flat = image[2] & 0x80 != 0;
     let p = page_offset;
-    if flat || !img.has(p(1, 128), 128) {
+    if flat || !page(&img, &mut m, 1, "page 01h (advertising)")? {
+        if !flat {
+            // Without page 01h the pages it would announce are unknown; say which go unread.
+            let _ = page(&img, &mut m, 2, "page 02h (thresholds)");
+            let _ = page(&img, &mut m, 0x11, "page 11h (lane monitors and flags)");
+        }
         compare(&mut m);
         return Ok(m);
     }
@@ -691,7 +713,7 @@ fn cmis(image: &[u8]) -> Result<Module, OpticsError> {
         n @ 1..=8 => n,
         _ => 8,
     };
-    if img.has(p(2, 128), 128) {
+    if page(&img, &mut m, 2, "page 02h (thresholds)")? {
         m.checksums.extend(img.checksum("page 02h", p(2, 128), p(2, 254), p(2, 255)));
         for (measure, off) in [
             (Measure::Temperature, 128),
@@ -713,7 +735,7 @@ fn cmis(image: &[u8]) -> Result<Module, OpticsError> {
             }
         }
     }
-    if img.has(p(0x11, 128), 128) {
+    if page(&img, &mut m, 0x11, "page 11h (lane monitors and flags)")? {
         for l in 0..lanes {
             let o = 2 * l as usize;
             m.lanes.push(Lane {
@@ -744,11 +766,13 @@ fn cmis(image: &[u8]) -> Result<Module, OpticsError> {
         }
     }
     // VDM (page 01h byte 142 bit 6), groups from page 2Fh byte 128.
-    if img.u8(p(1, 142)).is_some_and(|b| b & 0x40 != 0) && img.has(p(0x2f, 128), 1) {
+    if img.u8(p(1, 142)).is_some_and(|b| b & 0x40 != 0) && page(&img, &mut m, 0x2f, "page 2Fh (VDM groups)")? {
         let groups = (img.u8(p(0x2f, 128)).unwrap_or(0) & 0x03) + 1;
         for g in 0..groups {
             let (desc, samp, thr) = (0x20 + g, 0x24 + g, 0x28 + g);
-            if !img.has(p(desc, 128), 128) || !img.has(p(samp, 128), 128) {
+            if !page(&img, &mut m, desc, "a VDM descriptor page (20h-23h)")?
+                || !page(&img, &mut m, samp, "a VDM sample page (24h-27h)")?
+            {
                 break;
             }
             for i in 0..64usize {

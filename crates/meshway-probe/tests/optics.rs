@@ -330,6 +330,34 @@ fn zr() -> Image {
     i
 }
 
+/// A paged module's image that ends inside a page is refused; one that ends before a page
+/// says so, and the report makes no claim for what it did not read (the 400ZR image, in alarm
+/// by its VDM, cut inside page 11h read "no warnings or alarms", exit 0).
+#[test]
+fn a_cut_image_is_refused_inside_a_page_and_noted_before_one() {
+    let zr = zr().0;
+    assert_eq!(decode(&zr).unwrap().worst(), Level::Alarm);
+    let e = decode(&zr[..2350]).unwrap_err().to_string();
+    assert_eq!(e, "the image has 2350 bytes; page 11h (lane monitors and flags) needs at least 2432");
+    let m = decode(&zr[..page_offset(0x11, 128)]).unwrap();
+    assert_eq!(
+        m.notes,
+        vec![
+            "page 11h (lane monitors and flags) is not in the image (2304 bytes): it was not read",
+            "page 2Fh (VDM groups) is not in the image (2304 bytes): it was not read",
+        ]
+    );
+    assert!(m.lanes.is_empty() && m.vdm.is_empty());
+    // Lower memory and page 00h alone: pages 01h, 02h and 11h go unread.
+    let m = decode(&zr[..256]).unwrap();
+    assert_eq!(m.notes.len(), 3, "{:?}", m.notes);
+    let q = qsfp28().0;
+    assert!(decode(&q[..600]).unwrap_err().to_string().contains("page 03h (thresholds) needs at least 640"));
+    let m = decode(&q[..512]).unwrap();
+    assert_eq!(m.notes, vec!["page 03h (thresholds) is not in the image (512 bytes): it was not read"]);
+    assert!(decode(&q).unwrap().notes.is_empty());
+}
+
 #[test]
 fn cmis_400zr_lanes_thresholds_and_coherent_vdm() {
     let m = decode(&zr().0).unwrap();

@@ -602,7 +602,12 @@ pub fn optics_text(source: &str, m: &meshway_probe::optics::Module) -> String {
         }
     }
     if m.worst() == meshway_probe::optics::Level::Ok {
-        s.push_str("  no warnings or alarms\n");
+        // Pages the image lacks were not read: no claim for them.
+        s.push_str(if m.notes.is_empty() {
+            "  no warnings or alarms\n"
+        } else {
+            "  no warnings or alarms in the pages read (see the notes)\n"
+        });
     } else {
         for v in m.vdm.iter().filter(|v| v.level.is_some_and(|l| l != meshway_probe::optics::Level::Ok)) {
             let _ = writeln!(
