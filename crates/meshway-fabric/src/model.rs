@@ -6,6 +6,7 @@
 
 use meshway_units::{BitsPerSec, Meters, Nanos};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// Index of a node in [`Fabric::nodes`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -307,9 +308,16 @@ impl Fabric {
                     != matches!(self.node(k.b).kind, NodeKind::Switch { .. }))
     }
 
-    /// The NIC rate per GPU: the first GPU's (0 without GPUs).
+    /// The NIC rate per GPU: the rate most GPUs have, the higher of equally common ones (0
+    /// without GPUs). On a custom fabric whose GPUs differ it was the first GPU's, so the
+    /// order of the node tables chose the NIC model every GPU was simulated with.
     pub fn gpu_network_rate(&self) -> BitsPerSec {
-        self.gpus().next().map_or(BitsPerSec(0), |g| self.network_rate(g))
+        let mut count: BTreeMap<u64, u64> = BTreeMap::new();
+        for g in self.gpus() {
+            *count.entry(self.network_rate(g).0).or_default() += 1;
+        }
+        let most = count.iter().max_by_key(|(rate, n)| (**n, **rate)).map_or(0, |(rate, _)| *rate);
+        BitsPerSec(most)
     }
 
     /// The NIC rate of `gpu`: its network ports together.
