@@ -362,7 +362,10 @@ fn render_optics(f: &mut Families, m: &Metrics) {
         "VDM observables (coherent modules: pre-FEC BER, eSNR, OSNR, CD, ...) in the unit labelled.",
     );
     for (t, i, x) in mods() {
-        for v in &x.vdm {
+        // One series per observable and lane: a module that lists one twice (in two VDM
+        // groups) would give Prometheus duplicate samples, and it keeps only one anyway.
+        let mut seen = std::collections::BTreeSet::new();
+        for v in x.vdm.iter().filter(|v| seen.insert((v.name.as_str(), v.lane))) {
             f.gauge(
                 &[
                     ("target", t),

@@ -323,7 +323,9 @@ pub const MAX_WINDOW_SAMPLES: u64 = 1_000_000;
 /// Checks a probe address without resolving it: `host`, `host:port`, `[v6]:port` or an IP
 /// address; a port, when given (`ports`), is 1-65535.
 pub(crate) fn check_host(address: &str, ports: bool) -> Result<(), String> {
-    let a = address.trim();
+    // Not trimmed: the address is probed as given, and " 127.0.0.1:862 " never resolves
+    // (it passed here and read 100% loss).
+    let a = address;
     if a.is_empty() || a.contains(|c: char| c.is_whitespace() || c.is_control()) {
         return Err(format!("{address:?}: expected a host, host:port or [v6]:port"));
     }
@@ -650,6 +652,18 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                     if metric == Metric::ThroughputMin && kind_name != "perf" {
                         return Err(terr("objectives.throughput-min needs kind = \"perf\"".into()));
                     }
+                    // A perf run has a rate, not a round trip: the objective would never be
+                    // judged, while its threshold was exported as if armed.
+                    let round_trip = matches!(
+                        metric,
+                        Metric::RttP50 | Metric::RttP90 | Metric::RttP99 | Metric::RttMean | Metric::JitterRfc3550
+                    );
+                    if round_trip && kind_name == "perf" {
+                        return Err(terr(format!(
+                            "objectives.{}: perf targets take throughput-min and loss (a run has no round trip)",
+                            metric.name()
+                        )));
+                    }
                     if (metric == Metric::OpticsLevel) != (kind_name == "optics") {
                         return Err(terr(if kind_name == "optics" {
                             format!(
@@ -823,6 +837,11 @@ objectives = { throughput-min = "100Mbps" }
             ("kind = \"perf\"\naddress = \"127.0.0.1\"\ninterval = \"10s\"\nobjectives = { throughput-min = \"0bps\" }", "objectives.throughput-min must be positive: no run can fall below it"),
             ("kind = \"udp\"\naddress = \"127.0.0.1:862\"\nobjectives = { rtt-p99 = \"0s\" }", "objectives.rtt-p99 must be positive: no probe can meet it"),
             ("kind = \"udp\"\naddress = \"127.0.0.1:862\"\nobjectives = { jitter = \"0s\" }", "objectives.jitter must be positive"),
+            // A perf run has no round trip: such an objective was exported and never judged.
+            ("kind = \"perf\"\naddress = \"127.0.0.1\"\ninterval = \"10s\"\nobjectives = { rtt-p99 = \"50ms\" }", "objectives.rtt-p99: perf targets take throughput-min and loss (a run has no round trip)"),
+            ("kind = \"perf\"\naddress = \"127.0.0.1\"\ninterval = \"10s\"\nobjectives = { jitter = \"1ms\" }", "objectives.jitter: perf targets take throughput-min and loss"),
+            // An address is probed as given: whitespace around it never resolved.
+            ("kind = \"udp\"\naddress = \" 127.0.0.1:862 \"", "\" 127.0.0.1:862 \": expected a host, host:port or [v6]:port"),
             ("kind = \"udp\"\naddress = \"127.0.0.1:862\"\nobjectives = { window = \"1000000h\", loss = \"1%\" }", "objectives.window 3600000000s too long: at most 604800s, and at most 1000000 samples at the interval 1s (604800s here"),
             ("kind = \"udp\"\naddress = \"127.0.0.1:862\"\ninterval = \"10ms\"\nobjectives = { window = \"24h\", loss = \"1%\" }", "at most 1000000 samples at the interval 10ms (10000s here; each is 24 bytes held)"),
         ] {

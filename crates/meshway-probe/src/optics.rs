@@ -876,7 +876,14 @@ pub fn observable(id: u8) -> Option<Observable> {
         22 => ("errored frames average host input", F16, ""),
         23 => ("errored frames media input", F16, ""),
         24 => ("errored frames host input", F16, ""),
-        128..=133 => ("modulator bias", U16(100.0 / 65535.0), "%"),
+        // OIF-C-CMIS: one bias per modulator arm (types as SONiC's sonic-platform-common
+        // C-CMIS table lists them): six observables, six names.
+        128 => ("modulator bias X/I", U16(100.0 / 65535.0), "%"),
+        129 => ("modulator bias X/Q", U16(100.0 / 65535.0), "%"),
+        130 => ("modulator bias Y/I", U16(100.0 / 65535.0), "%"),
+        131 => ("modulator bias Y/Q", U16(100.0 / 65535.0), "%"),
+        132 => ("modulator bias X phase", U16(100.0 / 65535.0), "%"),
+        133 => ("modulator bias Y phase", U16(100.0 / 65535.0), "%"),
         134 => ("chromatic dispersion", S16(1.0), "ps/nm"),
         135 => ("chromatic dispersion (long link)", S16(20.0), "ps/nm"),
         136 => ("differential group delay", U16(0.01), "ps"),

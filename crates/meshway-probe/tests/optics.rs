@@ -451,3 +451,21 @@ fn example_dumps_are_the_test_images() {
         assert_eq!(got, want, "{} differs; UPDATE_GOLDEN=1 rewrites it", p.display());
     }
 }
+
+/// C-CMIS's six modulator biases (types 128-133) are six observables with six names: one
+/// name made six identical lines and six samples of one Prometheus series.
+#[test]
+fn the_six_modulator_biases_have_their_own_names() {
+    let names: Vec<&str> = (128..=133).map(|t| optics::observable(t).unwrap().name).collect();
+    assert_eq!(
+        names,
+        [
+            "modulator bias X/I",
+            "modulator bias X/Q",
+            "modulator bias Y/I",
+            "modulator bias Y/Q",
+            "modulator bias X phase",
+            "modulator bias Y phase"
+        ]
+    );
+}

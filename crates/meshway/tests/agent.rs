@@ -383,6 +383,7 @@ fn agent_stores_samples_serves_metrics_and_reloads() {
         ("target=127.0.0.1:1&module=icmp", "icmp takes a host without a port"),
         ("target=127.0.0.1:1&module=http", "invalid url"),
         ("target=%00", "expected a host"),
+        ("target=127.0.0.1:1%0a", "expected a host"),
     ] {
         let (st, body) = get(&http, &format!("/probe?{q}"), Some("t0ken")).unwrap();
         assert_eq!(st, 400, "{q}: {body}");
