@@ -301,6 +301,7 @@ fn query_limited(
         // The summary streams the raw samples into a histogram: a span of months holds
         // millions, and only the raw series keeps each.
         let mut acc = StatsOf::default();
+        acc.after(s.rtts_before(id, from_ns)?);
         let mut raw = Vec::new();
         let n = s.each_sample(id, from_ns, to_ns, |x| {
             acc.push(x);

@@ -18,10 +18,10 @@
 //! (so a crash leaves no hole), and on shutdown for the open buckets.
 
 use meshway_probe::objective::Sample;
-use meshway_probe::stats::DelayStats;
+use meshway_probe::stats::{DelayStats, JITTER_LEAD};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 
 pub type Result<T> = rusqlite::Result<T>;
@@ -54,7 +54,14 @@ pub struct Rollup {
 impl Rollup {
     /// Aggregates samples (in time order) that fall into one bucket.
     pub fn of(start_ns: u64, samples: &[Sample]) -> Rollup {
+        Rollup::after(start_ns, samples, std::iter::empty())
+    }
+
+    /// As [`Rollup::of`], its jitter continued from the round trips just before the bucket (in
+    /// order), as a receiver running since then reports it at the bucket's end.
+    pub fn after(start_ns: u64, samples: &[Sample], prior: impl IntoIterator<Item = u64>) -> Rollup {
         let mut d = DelayStats::new();
+        d.after(prior);
         let (mut sent, mut lost) = (0u64, 0u64);
         let (mut vmin, mut vsum, mut vn) = (None::<f64>, 0.0, 0u64);
         for s in samples {
@@ -88,6 +95,19 @@ impl Rollup {
             value_mean: (vn > 0).then(|| vsum / vn as f64),
         }
     }
+}
+
+/// The last [`JITTER_LEAD`] round trips of one target before `before_ns`, in time order: what
+/// a bucket's or a span's jitter continues from.
+fn rtts_before(conn: &Connection, target_id: i64, before_ns: u64) -> Result<Vec<u64>> {
+    let mut st = conn.prepare_cached(
+        "SELECT rtt_ns FROM samples WHERE target_id = ?1 AND ts_ns < ?2 AND rtt_ns IS NOT NULL AND value IS NULL
+         ORDER BY ts_ns DESC LIMIT ?3",
+    )?;
+    let it = st.query_map(params![target_id, i(before_ns), JITTER_LEAD as i64], |r| r.get::<_, i64>(0))?;
+    let mut v: Vec<u64> = it.map(|r| r.map(|x| x.max(0) as u64)).collect::<Result<_>>()?;
+    v.reverse();
+    Ok(v)
 }
 
 /// Target name → id, as stored.
@@ -396,6 +416,11 @@ impl Store {
     }
 
     /// Raw samples of one target in `[from, to)`, in time order.
+    /// The round trips a span starting at `before_ns` continues its jitter from.
+    pub fn rtts_before(&self, target_id: i64, before_ns: u64) -> Result<Vec<u64>> {
+        rtts_before(&self.conn, target_id, before_ns)
+    }
+
     pub fn samples(&self, target_id: i64, from_ns: u64, to_ns: u64) -> Result<Vec<Sample>> {
         let mut out = Vec::new();
         self.each_sample(target_id, from_ns, to_ns, |s| out.push(s))?;
@@ -442,11 +467,19 @@ impl Store {
                     let it = st.query_map(params![id, i(start), i(to_ns)], sample_row)?;
                     it.collect::<Result<_>>()?
                 };
+                // The round trips just before the first bucket, so its jitter continues from them.
+                let mut recent: VecDeque<u64> = rtts_before(&tx, id, start)?.into();
                 let mut k = 0;
                 while k < samples.len() {
                     let b = samples[k].at_ns - samples[k].at_ns % width;
                     let end = samples[k..].iter().position(|s| s.at_ns >= b + width).map_or(samples.len(), |p| k + p);
-                    let r = Rollup::of(b, &samples[k..end]);
+                    let r = Rollup::after(b, &samples[k..end], recent.iter().copied());
+                    for x in samples[k..end].iter().filter(|s| s.value.is_none()).filter_map(|s| s.rtt_ns) {
+                        if recent.len() == JITTER_LEAD {
+                            recent.pop_front();
+                        }
+                        recent.push_back(x);
+                    }
                     tx.execute(
                         &format!(
                             "INSERT OR REPLACE INTO {table}(target_id, start_ns, sent, lost, min_ns, mean_ns, max_ns, p50_ns, p90_ns,
@@ -630,6 +663,33 @@ mod tests {
             let _ = std::fs::remove_file(format!("{}-wal", f.display()));
             let _ = std::fs::remove_file(format!("{}-shm", f.display()));
         }
+    }
+
+    /// One probe every 10 s, delays alternating 10 and 20 ms: every minute's jitter continues
+    /// the stream's (about 10 ms once 64 differences have passed), where each minute started
+    /// RFC 3550's estimator at 0 and read 2.76 ms.
+    #[test]
+    fn a_minutes_jitter_continues_from_the_minutes_before() {
+        let p = tmp("j");
+        let mut s = Store::open(&p).unwrap();
+        let id = s.target_id("t", "udp", "127.0.0.1:862").unwrap();
+        let batch: Vec<_> = (0..300u64)
+            .map(|k| {
+                let rtt = if k.is_multiple_of(2) { 10_000_000 } else { 20_000_000 };
+                (id, Sample { at_ns: k * 10_000_000_000, rtt_ns: Some(rtt), value: None })
+            })
+            .collect();
+        s.insert(&batch).unwrap();
+        // Two passes, as the agent rolls up as it goes: the second continues from the first's samples.
+        s.rollup(0, 25 * MINUTE_NS).unwrap();
+        s.rollup(25 * MINUTE_NS, 50 * MINUTE_NS).unwrap();
+        let m = s.rollups(id, false, 0, HOUR_NS).unwrap();
+        assert_eq!(m.len(), 50);
+        for r in &m[20..] {
+            let j = r.jitter_ns.unwrap();
+            assert!((j - 1e7).abs() < 0.02e7, "minute {}: {j}", r.start_ns / MINUTE_NS);
+        }
+        let _ = std::fs::remove_file(&p);
     }
 
     #[test]

@@ -214,10 +214,14 @@ impl Window {
         self.samples.is_empty()
     }
 
-    /// Statistics of the samples within `window_ns` before `now` (at most the span).
+    /// Statistics of the samples within `window_ns` before `now` (at most the span); the
+    /// jitter continues from the answered samples held before the window.
     pub fn stats(&self, now_ns: u64, window_ns: u64) -> WindowStats {
         let from = now_ns.saturating_sub(window_ns);
         let mut acc = StatsOf::default();
+        let before = self.samples.iter().take_while(|s| s.at_ns < from).filter_map(|s| s.unpack().rtt_ns);
+        let n = before.clone().count();
+        acc.d.after(before.skip(n.saturating_sub(crate::stats::JITTER_LEAD)));
         for s in self.samples.iter().filter(|s| s.at_ns >= from && s.at_ns <= now_ns) {
             acc.push(s.unpack());
         }
@@ -236,6 +240,11 @@ pub struct StatsOf {
 }
 
 impl StatsOf {
+    /// Continues the jitter from the delays before the first sample (see [`DelayStats::after`]).
+    pub fn after(&mut self, prior: impl IntoIterator<Item = u64>) {
+        self.d.after(prior);
+    }
+
     pub fn push(&mut self, s: Sample) {
         self.sent += 1;
         if let Some(v) = s.value {

@@ -133,11 +133,34 @@ pub struct DelayStats {
     jitter_rfc3550: f64,
     abs_diff_sum: u128,
     diffs: u64,
+    /// The delay just before the first recorded one (see [`DelayStats::after`]).
+    lead: Option<u64>,
 }
+
+/// Delays before a bucket or window that [`DelayStats::after`] runs RFC 3550's estimator over
+/// (15/16 of J is carried from one delay to the next: after 64 it holds 98.4% of the steady
+/// value).
+pub const JITTER_LEAD: usize = 64;
 
 impl DelayStats {
     pub fn new() -> DelayStats {
         DelayStats::default()
+    }
+
+    /// Continues RFC 3550's jitter from the delays just before these (in order), as a receiver
+    /// running since then reports it; call before the first [`DelayStats::record`]. A bucket or
+    /// window of a few samples otherwise starts J at 0: one probe every 10 s read 2.76 ms a
+    /// minute where the hour of the same delays read 10 ms. Only the jitter sees them.
+    pub fn after(&mut self, prior: impl IntoIterator<Item = u64>) {
+        let (mut last, mut j) = (None::<u64>, 0.0);
+        for ns in prior {
+            if let Some(p) = last {
+                j += (p.abs_diff(ns) as f64 - j) / 16.0;
+            }
+            last = Some(ns);
+        }
+        self.jitter_rfc3550 = j;
+        self.lead = last;
     }
 
     /// Adds one delay sample, in nanoseconds, in the order the samples arrived.
@@ -158,6 +181,8 @@ impl DelayStats {
             self.jitter_rfc3550 += (d as f64 - self.jitter_rfc3550) / 16.0;
             self.abs_diff_sum += u128::from(d);
             self.diffs += 1;
+        } else if let Some(prev) = self.lead.take() {
+            self.jitter_rfc3550 += (prev.abs_diff(ns) as f64 - self.jitter_rfc3550) / 16.0;
         }
         self.last = Some(ns);
     }
@@ -298,6 +323,27 @@ mod tests {
         assert_eq!(m.jitter_mean_abs_diff_ns, MS as f64);
         let want = MS as f64 * (1.0 - (15.0f64 / 16.0).powi(99));
         assert!((m.jitter_rfc3550_ns - want).abs() < 1e-3, "{} vs {want}", m.jitter_rfc3550_ns);
+    }
+
+    /// A bucket of 6 alternating delays continued from 64 before it: J as a receiver running
+    /// throughout reports it (70 delays, 69 differences), not restarted at 0 (5 differences).
+    #[test]
+    fn jitter_continues_from_the_delays_before() {
+        let alt = |i: u64| if i.is_multiple_of(2) { 10 * MS } else { 20 * MS };
+        let mut s = DelayStats::new();
+        s.after((0..64).map(alt));
+        for i in 64..70 {
+            s.record(alt(i));
+        }
+        let m = s.summary().unwrap();
+        let want = 10.0 * MS as f64 * (1.0 - (15.0f64 / 16.0).powi(69));
+        assert!((m.jitter_rfc3550_ns - want).abs() < 1e-3, "{} vs {want}", m.jitter_rfc3550_ns);
+        // Only the jitter sees them: 6 samples, 5 differences of 10 ms.
+        assert_eq!((m.count, m.jitter_mean_abs_diff_ns), (6, 10.0 * MS as f64));
+        let mut fresh = DelayStats::new();
+        (64..70).for_each(|i| fresh.record(alt(i)));
+        let restarted = fresh.summary().unwrap().jitter_rfc3550_ns;
+        assert!((restarted - 10.0 * MS as f64 * (1.0 - (15.0f64 / 16.0).powi(5))).abs() < 1e-3);
     }
 
     #[test]
