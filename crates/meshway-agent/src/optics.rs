@@ -90,6 +90,10 @@ pub fn read_interface(ifname: &str) -> Result<Vec<u8>, ReadError> {
 /// must not end the image early and leave the rest of it reading as zeros.
 pub fn parse_hex(text: &str, path: &str) -> Result<Vec<u8>, ReadError> {
     let mut img = Vec::new();
+    // The line (1-based) that gave each byte, 0 for none: a byte given twice with another
+    // value is refused (page 03h appended from `ethtool -m ... page 3`, which prints page
+    // offsets 0x80-0xff, overwrote page 00h without a word).
+    let mut given: Vec<usize> = Vec::new();
     let mut next = 0usize;
     let err = |line: usize, message: String| ReadError::Hex { path: path.into(), line, message };
     for (n, raw) in text.lines().enumerate() {
@@ -158,6 +162,22 @@ pub fn parse_hex(text: &str, path: &str) -> Result<Vec<u8>, ReadError> {
                 format!("{} bytes at offset 0x{at:x} run beyond the last page (0x{MAX_IMAGE:x} bytes)", bytes.len()),
             ));
         }
+        if given.len() < at + bytes.len() {
+            given.resize(at + bytes.len(), 0);
+        }
+        for (k, &b) in bytes.iter().enumerate() {
+            let i = at + k;
+            if given[i] != 0 && img.get(i).is_some_and(|&old| old != b) {
+                return Err(err(
+                    n + 1,
+                    format!(
+                        "offset 0x{i:x} is given again, as {b:02x}, where line {} gave {:02x}: a page dumped with its own offsets? give image offsets (upper page N at 0x80 + N x 0x80)",
+                        given[i], img[i]
+                    ),
+                ));
+            }
+            given[i] = n + 1;
+        }
         put(&mut img, at, &bytes);
         next = at + bytes.len();
     }
@@ -187,10 +207,22 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
     // A hex dump of the largest image, with offsets and spacing, is well under 1 MiB.
     let data = crate::read_regular(path, crate::MAX_SMALL_FILE, false)
         .map_err(|source| ReadError::File { path: p.clone(), source })?;
-    let texty = !data.is_empty()
-        && data.iter().all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace())
-        && data.iter().filter(|b| b.is_ascii_hexdigit()).count() * 2 > data.len();
-    let img = if texty { parse_hex(&String::from_utf8_lossy(&data), &p)? } else { data };
+    // Hex text: UTF-8 (a byte-order mark allowed) whose lines outside `#` comments are ASCII
+    // and mostly hex digits. A comment with a degree sign made a dump read as a binary image,
+    // and the error blamed the module ("identifier 0x23").
+    let body = data.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&data);
+    let text = std::str::from_utf8(body).ok().filter(|t| {
+        let code: Vec<&str> = t.lines().map(|l| l.split('#').next().unwrap_or("")).collect();
+        let len: usize = code.iter().map(|c| c.len()).sum();
+        let hex: usize = code.iter().map(|c| c.bytes().filter(u8::is_ascii_hexdigit).count()).sum();
+        len > 0
+            && code.iter().all(|c| c.bytes().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()))
+            && hex * 2 > len
+    });
+    let img = match text {
+        Some(t) => parse_hex(t, &p)?,
+        None => data,
+    };
     if img.len() < 128 || img.len() > MAX_IMAGE {
         return Err(ReadError::Size { path: p, len: img.len() });
     }
@@ -282,5 +314,29 @@ mod tests {
         // A full xxd line with an ASCII column holding spaces, and a heading.
         let full = "Offset Values\n00000000: 2020 2020 0000 0000 5153 4650 3238 2d31      ....QSFP28-1\n";
         assert_eq!(parse_hex(full, "x").unwrap().len(), 16);
+    }
+
+    /// A byte given twice with another value is refused, naming both lines; the same value
+    /// twice is fine.
+    #[test]
+    fn a_byte_given_twice_differently_is_refused() {
+        let e = parse_hex("0x0080: 11 22\n0x0081: 33\n", "m.hex").unwrap_err().to_string();
+        assert!(e.starts_with("m.hex:2: offset 0x81 is given again, as 33, where line 1 gave 22"), "{e}");
+        assert_eq!(parse_hex("0x0000: 11 22\n0x0001: 22 33\n", "m.hex").unwrap(), vec![0x11, 0x22, 0x33]);
+    }
+
+    /// A hex dump with a UTF-8 comment or a byte-order mark is still hex text: it was read as
+    /// a binary image and the error blamed the module.
+    #[test]
+    fn a_dump_with_a_utf8_comment_or_a_bom_is_hex_text() {
+        let dir = std::env::temp_dir().join(format!("mw-optics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let body: String = (0..8).map(|r| format!("0x{:04x}: {}\n", r * 16, ["03"; 16].join(" "))).collect();
+        for (name, head) in [("c.hex", "# cage 4, 25 °C\n".as_bytes()), ("b.hex", b"\xef\xbb\xbf".as_slice())] {
+            let p = dir.join(name);
+            std::fs::write(&p, [head, body.as_bytes()].concat()).unwrap();
+            assert_eq!(read_file(&p).map(|i| i.len()).ok(), Some(128), "{name}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

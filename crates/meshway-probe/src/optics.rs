@@ -283,6 +283,8 @@ impl Img<'_> {
     }
     fn text(&self, off: usize, len: usize) -> String {
         let b = self.0.get(off..off + len).unwrap_or_default();
+        // Padding with NUL (common, though the specs ask for spaces) is padding, not text.
+        let b = &b[..b.iter().rposition(|&c| c != 0).map_or(0, |i| i + 1)];
         b.iter()
             .map(|&c| if (0x20..0x7f).contains(&c) { c as char } else { '?' })
             .collect::<String>()

@@ -469,3 +469,16 @@ fn the_six_modulator_biases_have_their_own_names() {
         ]
     );
 }
+
+/// Text fields padded with NUL (common, though the specs ask for spaces) read as their text,
+/// not as "????".
+#[test]
+fn nul_padding_is_padding() {
+    let mut q = qsfp28();
+    q.text(168, 16, "LR4");
+    for k in 171..184 {
+        q.b(k, 0);
+    }
+    let m = decode(&q.0).unwrap();
+    assert_eq!(m.part_number, "LR4");
+}

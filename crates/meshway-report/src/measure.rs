@@ -505,6 +505,17 @@ pub fn history_html(r: &HistoryReport) -> String {
 // ---------------------------------------------------------------------------------------------
 // optics
 
+/// A limit at the reading's precision (tenths), without a trailing ".0": a 74.6 °C limit
+/// printed as 75 sat above a 74.7 °C reading flagged as over it.
+fn tenths(v: f64) -> String {
+    let t = format!("{v:.1}");
+    match t.strip_suffix(".0") {
+        Some("-0") => "0".into(),
+        Some(whole) => whole.to_string(),
+        None => t,
+    }
+}
+
 fn level_word(l: meshway_probe::optics::Level) -> &'static str {
     use meshway_probe::optics::Level;
     match l {
@@ -545,8 +556,7 @@ pub fn optics_text(source: &str, m: &meshway_probe::optics::Module) -> String {
         .unwrap_or_default()
     };
     if let Some(t) = m.temperature_c {
-        let _ =
-            writeln!(s, "  temperature {t:.1} °C{}", lim(m.threshold(Measure::Temperature), &|v| format!("{v:.0}")));
+        let _ = writeln!(s, "  temperature {t:.1} °C{}", lim(m.threshold(Measure::Temperature), &|v| tenths(v)));
     }
     if let Some(v) = m.supply_v {
         let _ =
@@ -668,6 +678,14 @@ mod tests {
         assert_eq!(metric_text(Metric::Loss, 0.00125), "0.125%");
         assert_eq!(metric_text(Metric::ThroughputMin, 99.6), rate_f64(100.0));
         assert_eq!(metric_text(Metric::RttP99, 1_500_000.4), span(1_500_000));
+    }
+
+    /// Temperature limits at the reading's tenths: a 74.6 °C limit printed as 75 sat above
+    /// a 74.7 °C reading flagged as over it.
+    #[test]
+    fn temperature_limits_keep_their_tenths() {
+        let t: Vec<String> = [74.59765625, 75.0, -5.5, 0.4, -0.02].into_iter().map(tenths).collect();
+        assert_eq!(t, ["74.6", "75", "-5.5", "0.4", "0"]);
     }
 
     #[test]
