@@ -198,12 +198,13 @@ impl Window {
         self.span_ns = span_ns;
     }
 
-    /// Drops samples older than the span before `now`.
+    /// Drops samples older than the span before `now`, but for the last
+    /// [`crate::stats::JITTER_LEAD`] of them: the jitter of the longest window continues from
+    /// those.
     pub fn evict(&mut self, now_ns: u64) {
         let from = now_ns.saturating_sub(self.span_ns);
-        while self.samples.front().is_some_and(|s| s.at_ns < from) {
-            self.samples.pop_front();
-        }
+        let old = self.samples.iter().take_while(|s| s.at_ns < from).count();
+        self.samples.drain(..old.saturating_sub(crate::stats::JITTER_LEAD));
     }
 
     pub fn len(&self) -> usize {
@@ -368,8 +369,25 @@ mod tests {
         let st = w.stats(109 * S, 9 * S);
         assert_eq!((st.sent, st.lost), (10, 10));
         assert_eq!(p99.violated(&st), None);
+        // Past the span only the last 64 stay, for the jitter to continue from; no window
+        // counts them.
         w.evict(110 * S + 300 * S);
-        assert!(w.is_empty());
+        assert_eq!(w.len(), crate::stats::JITTER_LEAD);
+        assert_eq!(w.stats(110 * S + 300 * S, 300 * S).sent, 0);
+    }
+
+    /// One probe every 10 s, delays alternating 10 and 20 ms, a 1-minute window: its jitter
+    /// continues from the answers before it (about 10 ms), where it restarted at 0 and read
+    /// 2.76 ms (5 differences).
+    #[test]
+    fn a_windows_jitter_continues_from_the_answers_before_it() {
+        let mut w = Window::new(60 * S);
+        for k in 0..120u64 {
+            w.push(rtt(k * 10 * S, if k.is_multiple_of(2) { 10 } else { 20 }));
+            w.evict(k * 10 * S);
+        }
+        let j = w.stats(1190 * S, 60 * S).rtt.unwrap().jitter_rfc3550_ns;
+        assert!((j - 1e7).abs() < 0.02e7, "{j}");
     }
 
     #[test]
