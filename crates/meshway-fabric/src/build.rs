@@ -1314,7 +1314,7 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         }
     }
     // Validate DCI links first: they decide each site's border ports.
-    let mut dci_ports = vec![DciEnds::default(); sites.len()];
+    let mut dci_ends = vec![DciEnds::default(); sites.len()];
     let mut spans: Vec<(usize, usize, u32, u16, Meters)> = Vec::new();
     for (i, d) in sc.config.dci.iter().enumerate() {
         let ctx = Ctx::new(&sc.file, &sc.text, "dci", i, &format!("dci[{}]", i + 1));
@@ -1398,8 +1398,8 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
             return Err(ctx.invalid("wavelengths", format!("expected 1 to 4096, got {w}")));
         }
         for e in [a, b] {
-            dci_ports[e].wavelengths += w;
-            dci_ports[e].rate = dci_ports[e].rate.max(cat.optic[optic as usize].rate);
+            dci_ends[e].wavelengths += w;
+            dci_ends[e].rate = dci_ends[e].rate.max(cat.optic[optic as usize].rate);
         }
         spans.push((a, b, w, optic, d.distance));
     }
@@ -1450,7 +1450,7 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
             }
             f.gpu = Some(g.clone());
         }
-        let out = build_family(fabric, cat, &ctx, dci_ports[i])?;
+        let out = build_family(fabric, cat, &ctx, dci_ends[i])?;
         let mut sf = out.fabric;
         set_nic_model(&mut sf, fabric, cat, &ctx)?;
         site_nic_rates.push((i, sf.gpu_network_rate().0));
