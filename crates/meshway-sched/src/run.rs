@@ -500,7 +500,14 @@ pub fn run(
                 _ => {
                     // Under `given` a job waits for the hosts it names, wherever GPUs are
                     // free: that is not fragmentation.
-                    if policy != Policy::Given && free.free_gpus() >= u64::from(p.job.gpus) && pick.is_none() {
+                    // A job kept off the head job's reservation is waiting for that job,
+                    // not for scattered GPUs: it counts only if it would not fit the free
+                    // GPUs without the reservation either.
+                    if policy != Policy::Given
+                        && free.free_gpus() >= u64::from(p.job.gpus)
+                        && pick.is_none()
+                        && (past.is_none() || place_on(&free)?.is_none())
+                    {
                         frag_now = true;
                     }
                     if !w.backfill {
