@@ -222,7 +222,8 @@ pub enum PolicyConfig {
     Nearest,
     /// Fewest requests in the site per batch slot.
     LeastLoaded,
-    /// Lowest estimated time to first token.
+    /// Lowest estimated time to first token among the sites whose estimates keep the
+    /// region's objectives (time to first token, and time per output token where set).
     LatencyAware,
 }
 

@@ -73,8 +73,27 @@ pub struct RegionOutcome {
     /// None when no request was served (no open site reached it).
     pub ttft_p99_ns: Option<u64>,
     pub objective_ns: u64,
+    /// The site that made most of the region's first tokens (its prefill site under
+    /// disaggregation; else `site`).
+    pub prefill_site: String,
+    /// p99 time per output token (None when no request was served).
+    pub tpot_p99_ns: Option<u64>,
+    /// The region's TPOT objective, when it has one.
+    pub tpot_objective_ns: Option<u64>,
     /// The objectives held (vacuously for a region that sent no requests).
     pub met: bool,
+}
+
+impl RegionOutcome {
+    /// The p99 TPOT is over its objective.
+    pub fn tpot_missed(&self) -> bool {
+        matches!((self.tpot_p99_ns, self.tpot_objective_ns), (Some(t), Some(o)) if t > o)
+    }
+    /// The p99 TTFT is over its objective, or the region missed for a reason other than
+    /// its TPOT (requests unserved).
+    pub fn ttft_missed(&self) -> bool {
+        self.ttft_p99_ns.is_none_or(|t| t > self.objective_ns) || (!self.met && !self.tpot_missed())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -105,6 +124,45 @@ pub struct Plan {
     /// Region -> the site that makes its first tokens, by the sizing rules, without failures
     /// (the nearest open site that prefills).
     pub first_token_site: Vec<Option<String>>,
+}
+
+impl PlacementReport {
+    /// Why the placement did not answer what was asked, for the exit status: no site may
+    /// host, no subset passes the sizing rules, the optimized plan misses an objective in its
+    /// simulation, or (when N+1 was asked and the failures were simulated) a single failure
+    /// makes a region miss. None when the optimized plan holds.
+    pub fn unmet(&self) -> Option<String> {
+        if self.candidates.is_empty() {
+            return Some("no site may host: every site's max-gpus is below one server of its model".to_string());
+        }
+        let Some(p) = self.plans.iter().find(|p| p.name == "optimized") else {
+            return Some(format!(
+                "no placement passes the sizing rules{}",
+                if self.n_plus_1 { " with N+1" } else { "" }
+            ));
+        };
+        if !p.all_met {
+            let missed: Vec<&str> = p.regions.iter().filter(|r| !r.met).map(|r| r.name.as_str()).collect();
+            return Some(if p.simulated {
+                format!(
+                    "the optimized plan misses an objective in simulation ({} of {} regions: {})",
+                    missed.len(),
+                    p.regions.len(),
+                    missed.join(", ")
+                )
+            } else {
+                format!("the optimized plan breaks the sizing rules: {}", p.violations.join("; "))
+            });
+        }
+        if self.n_plus_1 && !self.failures.is_empty() && !self.n_plus_1_holds {
+            let n = self.failures.iter().filter(|f| !f.holds).count();
+            return Some(format!(
+                "N+1 does not hold: {n} of {} single failures simulated make a region miss",
+                self.failures.len()
+            ));
+        }
+        None
+    }
 }
 
 /// A region's network round trip to each site, for the placement map.
@@ -427,6 +485,9 @@ fn plan(spec: &InferSpec, name: &str, sz: &Sizing, opt: &PlaceOptions, repair: b
                     requests: x.requests,
                     ttft_p99_ns: (x.served > 0).then_some(x.ttft.p99_ns),
                     objective_ns: x.ttft_p99_objective_ns,
+                    prefill_site: x.prefill_site.clone(),
+                    tpot_p99_ns: (x.served > 0).then_some(x.tpot.p99_ns),
+                    tpot_objective_ns: x.tpot_p99_objective_ns,
                     met: x.met,
                 })
                 .collect(),
@@ -465,7 +526,7 @@ fn plan(spec: &InferSpec, name: &str, sz: &Sizing, opt: &PlaceOptions, repair: b
 pub fn failure_checks(
     spec: &InferSpec,
     servers: &[u32],
-    main_site: &[String],
+    routes: &[Vec<String>],
     opt: &PlaceOptions,
 ) -> Vec<FailureCheck> {
     let mut runs = Vec::new();
@@ -474,11 +535,13 @@ pub fn failure_checks(
         run.site_down[s] = true;
         runs.push((format!("site {}", spec.sites[s].name), run));
     }
-    for (r, main) in main_site.iter().enumerate() {
-        if let Some(s) = spec.sites.iter().position(|x| &x.name == main) {
-            let mut run = run_for(spec, servers, opt);
-            run.path_down.push((r, s));
-            runs.push((format!("route {} -> {main}", spec.regions[r].name), run));
+    for (r, sites) in routes.iter().enumerate() {
+        for site in sites {
+            if let Some(s) = spec.sites.iter().position(|x| &x.name == site) {
+                let mut run = run_for(spec, servers, opt);
+                run.path_down.push((r, s));
+                runs.push((format!("route {} -> {site}", spec.regions[r].name), run));
+            }
         }
     }
     let (names, runs): (Vec<String>, Vec<Run>) = runs.into_iter().unzip();
@@ -594,8 +657,21 @@ pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
     if let Some(p) = best {
         if opt.failure_check && opt.repair_rounds > 0 {
             let servers: Vec<u32> = p.gpus.iter().enumerate().map(|(s, &g)| g / gps(spec, s)).collect();
-            let main: Vec<String> = p.regions.iter().map(|x| x.site.clone()).collect();
-            failures = failure_checks(spec, &servers, &main, opt);
+            // Each region's routes in use: to the site that makes its first tokens and, under
+            // disaggregation, to the decode site it streams the rest from.
+            let routes: Vec<Vec<String>> = p
+                .regions
+                .iter()
+                .map(|x| {
+                    let mut v = vec![x.prefill_site.clone()];
+                    if x.site != x.prefill_site {
+                        v.push(x.site.clone());
+                    }
+                    v.retain(|n| !n.is_empty());
+                    v
+                })
+                .collect();
+            failures = failure_checks(spec, &servers, &routes, opt);
         }
         plans.push(p);
     }

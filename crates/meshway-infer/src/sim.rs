@@ -68,14 +68,42 @@ impl Run {
     }
 }
 
-/// Latency percentiles in nanoseconds (nearest rank).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+/// Latency percentiles in nanoseconds (nearest rank). Of no samples, every figure is 0 in
+/// Rust and the whole is `null` in JSON (a 0 there would read as a latency that meets any
+/// objective).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Percentiles {
     pub p50_ns: u64,
     pub p90_ns: u64,
     pub p99_ns: u64,
     pub mean_ns: u64,
     pub max_ns: u64,
+    /// Samples the figures come from.
+    pub samples: u64,
+}
+
+impl Serialize for Percentiles {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Figures {
+            p50_ns: u64,
+            p90_ns: u64,
+            p99_ns: u64,
+            mean_ns: u64,
+            max_ns: u64,
+        }
+        if self.samples == 0 {
+            return ser.serialize_none();
+        }
+        Figures {
+            p50_ns: self.p50_ns,
+            p90_ns: self.p90_ns,
+            p99_ns: self.p99_ns,
+            mean_ns: self.mean_ns,
+            max_ns: self.max_ns,
+        }
+        .serialize(ser)
+    }
 }
 
 impl Percentiles {
@@ -93,6 +121,7 @@ impl Percentiles {
             p99_ns: rank(0.99),
             mean_ns: (sum / n as u128) as u64,
             max_ns: v[n - 1],
+            samples: n as u64,
         }
     }
 }
@@ -137,8 +166,9 @@ pub struct RegionResult {
     /// The site that produced most of the region's first tokens (the main site unless a
     /// prefill site handed its requests on).
     pub prefill_site: String,
-    /// Round trip to the main site without queueing or compute.
-    pub rtt_ns: u64,
+    /// Round trip to the main site without queueing or compute (None when no request was
+    /// served).
+    pub rtt_ns: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -494,7 +524,7 @@ impl<'a> Sim<'a> {
     fn loaded_prefill_ns(&self, s: usize) -> f64 {
         let spec = self.spec;
         let m = &spec.models[spec.sites[s].model];
-        let (_, idle, per) = self.est[s];
+        let (_, idle, _) = self.est[s];
         let n = f64::from(self.run.servers[s]).max(1.0);
         let site = &self.sites[s];
         if site.prefill_left == 0 && site.assigned == 0 {
@@ -505,7 +535,7 @@ impl<'a> Sim<'a> {
         // Requests decoding on a server: those routed here beyond the prompts still to
         // prefill, within its batch slots (a prefill site decodes none).
         let table = &self.route_steps[s];
-        let decoding = (site.assigned as f64 / n - site.prefill_left as f64 / n / own.max(1.0)).clamp(0.0, per);
+        let decoding = self.decoding_per_server(s);
         let row = table[(decoding.round() as usize).min(table.len().saturating_sub(1))];
         let per_step = f64::from(row.per_step);
         // Whole steps of a full chunk, then the last one's share of a chunk's time (the step
@@ -516,6 +546,52 @@ impl<'a> Sim<'a> {
         let (d0, full) = (row.decode_only_ns as f64, row.full_ns as f64);
         let last = if part > 0.0 { d0 + (full - d0) * part / per_step } else { 0.0 };
         (whole * full + last + m.request_overhead_ns as f64).max(idle as f64)
+    }
+
+    /// Requests decoding on one of site `s`'s servers as loaded now: those routed there
+    /// beyond the prompts still to prefill, within its batch slots.
+    fn decoding_per_server(&self, s: usize) -> f64 {
+        let m = &self.spec.models[self.spec.sites[s].model];
+        let n = f64::from(self.run.servers[s]).max(1.0);
+        let site = &self.sites[s];
+        let own = f64::from(m.uncached(m.prompt_tokens));
+        (site.assigned as f64 / n - site.prefill_left as f64 / n / own.max(1.0)).clamp(0.0, self.est[s].2)
+    }
+
+    /// The latency-aware router's estimate of the time per output token a new request of
+    /// region `r` would see if routed to site `s` now: a decode step of the streams decoding
+    /// there plus this one, and the share of its decode steps that also carry (or, without
+    /// chunked prefill, wait for) a prefill step of the prompts queued ahead of it, over the
+    /// tokens a step yields. A prefill site's requests decode at the site it hands them to.
+    fn loaded_tpot_ns(&self, r: usize, s: usize) -> f64 {
+        let spec = self.spec;
+        let d = if spec.sites[s].role == SiteRole::Prefill {
+            let reg = &spec.regions[r];
+            let best = spec
+                .decode_links(s)
+                .into_iter()
+                .filter(|&(_, d)| {
+                    !self.sites[d].down && self.run.servers[d] > 0 && !self.run.path_down.contains(&(r, d))
+                })
+                .filter_map(|(_, d)| reg.paths[d].as_ref().map(|p| (p.one_way.0, d)))
+                .min();
+            match best {
+                Some((_, d)) => d,
+                None => return f64::INFINITY,
+            }
+        } else {
+            s
+        };
+        let m = &spec.models[spec.sites[d].model];
+        let table = &self.route_steps[d];
+        let Some(last) = table.len().checked_sub(1) else { return f64::INFINITY };
+        let row = table[((self.decoding_per_server(d) + 1.0).round() as usize).min(last)];
+        let n = f64::from(self.run.servers[d]).max(1.0);
+        let prefill_steps = self.sites[d].prefill_left as f64 / n / f64::from(row.per_step.max(1));
+        let decode_steps = (f64::from(m.output_tokens.saturating_sub(1)) / m.tokens_per_step).max(1.0);
+        let share = (prefill_steps / decode_steps).min(1.0);
+        let pause = row.full_ns.saturating_sub(row.decode_only_ns) as f64;
+        (row.decode_ns as f64 + share * pause) / m.tokens_per_step
     }
 
     fn route(&self, r: usize) -> Option<(u32, u64)> {
@@ -535,19 +611,26 @@ impl<'a> Sim<'a> {
                     load(a).total_cmp(&load(b))
                 })
                 .copied(),
-            Policy::LatencyAware => c
-                .min_by(|a, b| {
-                    let est = |x: &(u32, u64)| {
-                        let s = x.0 as usize;
-                        let (cap, _, per) = self.est[s];
-                        let n = f64::from(self.run.servers[s]);
-                        let site = &self.sites[s];
-                        let waiting = (site.assigned as f64 - n * per).max(0.0);
-                        2.0 * x.1 as f64 + self.loaded_prefill_ns(s) + waiting / (n * cap) * 1e9
-                    };
-                    est(a).total_cmp(&est(b))
+            Policy::LatencyAware => {
+                // The sites whose estimates keep the region's objectives come first, by
+                // estimated TTFT; when none does, the one least over either objective
+                // (as a share of it). Without a TPOT objective this is the lowest TTFT.
+                let reg = &spec.regions[r];
+                let ttft_objective = reg.ttft_p99.0.max(1) as f64;
+                c.map(|x| {
+                    let s = x.0 as usize;
+                    let (cap, _, per) = self.est[s];
+                    let n = f64::from(self.run.servers[s]);
+                    let site = &self.sites[s];
+                    let waiting = (site.assigned as f64 - n * per).max(0.0);
+                    let ttft = 2.0 * x.1 as f64 + self.loaded_prefill_ns(s) + waiting / (n * cap) * 1e9;
+                    let tpot = reg.tpot_p99.map_or(0.0, |o| self.loaded_tpot_ns(r, s) / o.0.max(1) as f64);
+                    let over = (ttft / ttft_objective).max(tpot);
+                    (over > 1.0, if over > 1.0 { over } else { ttft }, *x)
                 })
-                .copied(),
+                .min_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)))
+                .map(|x| x.2)
+            }
         }
     }
 
@@ -1094,6 +1177,9 @@ struct RouteStep {
     per_step: u32,
     decode_only_ns: u64,
     full_ns: u64,
+    /// A step of `d` decoding streams alone (with or without chunked prefill), for the
+    /// router's TPOT estimate.
+    decode_ns: u64,
 }
 
 /// The latency-aware router's step table of a site's model (see [`Sim::route_steps`]).
@@ -1102,6 +1188,7 @@ fn route_steps(m: &Model, role: SiteRole) -> Vec<RouteStep> {
     let ctx = f64::from(m.prompt_tokens) + f64::from(m.output_tokens) / 2.0;
     (0..=slots)
         .map(|d| {
+            let decode_ns = if d > 0 { m.step_ns(d, f64::from(d) * ctx, &[]) } else { 0 };
             // Without chunked prefill a step of prompts runs alone (decodes wait).
             let (d, per_step) = if m.chunked_prefill {
                 (d, m.token_budget.saturating_sub(d.saturating_mul(m.verify_tokens)).max(1))
@@ -1113,6 +1200,7 @@ fn route_steps(m: &Model, role: SiteRole) -> Vec<RouteStep> {
                 per_step,
                 decode_only_ns: if d > 0 { m.step_ns(d, ctx, &[]) } else { 0 },
                 full_ns: m.step_ns(d, ctx, &[(per_step, 0)]),
+                decode_ns,
             }
         })
         .collect()
@@ -1277,7 +1365,7 @@ fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>, end: u64) -> V
             main_site: if cnt > 0 { spec.sites[main].name.clone() } else { String::new() },
             prefill_site: if pre_cnt > 0 { spec.sites[pre].name.clone() } else { String::new() },
             main_site_share: if served > 0 { cnt as f64 / served as f64 } else { 0.0 },
-            rtt_ns: if cnt > 0 { 2 * main_ow } else { 0 },
+            rtt_ns: (cnt > 0).then_some(2 * main_ow),
         });
     }
     regions

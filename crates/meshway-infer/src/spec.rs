@@ -21,7 +21,8 @@ pub enum Policy {
     Nearest,
     /// Fewest requests in the site per batch slot (global knowledge, no staleness).
     LeastLoaded,
-    /// Lowest estimated time to first token: round trip + prefill + estimated queueing.
+    /// Lowest estimated time to first token (round trip + prefill + estimated queueing)
+    /// among the sites whose estimates keep the region's objectives, TPOT included.
     LatencyAware,
 }
 
@@ -64,7 +65,7 @@ pub enum Cost {
         cap: f64,
     },
     /// From the model's shape on its GPUs (a roofline per step).
-    Shape(Shape),
+    Shape(Box<Shape>),
 }
 
 /// Time of work that needs `compute` seconds of FLOPs and `memory` seconds of reads: with a
@@ -99,6 +100,10 @@ pub struct Shape {
     pub active_params: f64,
     pub weight_bytes: f64,
     pub kv_bytes_per_token: f64,
+    /// KV-cache bytes a server holds per token over `kv_bytes_per_token`: 1, or more when
+    /// tensor parallelism is wider than the KV heads and each GPU keeps a copy of the head
+    /// it attends with (GPUs x ceil(KV heads / GPUs) / KV heads).
+    pub kv_replication: f64,
     pub gpus: u32,
     /// FLOP/s of the server: GPUs x measured matmul rate (else datasheet peak) x efficiency.
     pub flops: f64,
@@ -159,7 +164,8 @@ impl Shape {
             attn_flops += 4.0 * l * self.q_dim * (c * p + c * c / 2.0);
             kv_read += p + c;
         }
-        let attn = (attn_flops / self.flops).max(kv_read * self.kv_bytes_per_token / self.bytes_per_s);
+        let attn =
+            (attn_flops / self.flops).max(kv_read * self.kv_bytes_per_token * self.kv_replication / self.bytes_per_s);
         let roof = gemm + attn;
         let comm = if self.gpus > 1 {
             let (n, bytes) = (f64::from(self.gpus), tokens * self.hidden * 2.0);
@@ -775,11 +781,23 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
     let be = share("bandwidth-efficiency", m.bandwidth_efficiency, sv.bandwidth_efficiency)?;
     let mu = share("memory-utilization", m.memory_utilization, sv.memory_utilization)?;
     let g = f64::from(gps);
+    // Tensor parallelism splits the attention heads evenly over the server's GPUs (as
+    // serving engines require); a GPU with fewer KV heads than its share keeps a copy.
+    if gps > llm.heads || !llm.heads.is_multiple_of(gps) {
+        return Err(ctx.invalid(
+            "gpus-per-server",
+            format!(
+                "tensor parallelism splits llm {ln:?}'s {} attention heads evenly over a server's GPUs: expected a divisor of {} (at most {}), got {gps}",
+                llm.heads, llm.heads, llm.heads
+            ),
+        ));
+    }
     let weight_bytes = llm.params * precision.bytes();
     let kv_bytes_per_token = llm.kv_elements_per_token() * kv_precision.bytes();
+    let kv_replication = f64::from(gps * llm.kv_heads.div_ceil(gps)) / f64::from(llm.kv_heads);
     let reserve = m.memory_reserve.unwrap_or(sv.memory_reserve).0 as f64;
     let room = (g * (mem.0 as f64 - reserve) - weight_bytes) * mu;
-    if room < kv_bytes_per_token * 1024.0 {
+    if room < kv_bytes_per_token * kv_replication * 1024.0 {
         return Err(ctx.invalid(
             "gpus-per-server",
             format!(
@@ -811,6 +829,7 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
         active_params: llm.active(),
         weight_bytes,
         kv_bytes_per_token,
+        kv_replication,
         gpus: gps,
         flops: g * rate * fe,
         bytes_per_s: g * bw.0 as f64 / 8.0 * be,
@@ -820,7 +839,7 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
         step_overhead_ns: m.step_overhead.unwrap_or(sv.step_overhead).0,
         moe_efficiency: if llm.active() < llm.params { sv.moe_efficiency } else { 1.0 },
         knee: sv.roofline_knee,
-        kv_capacity_tokens: (room / kv_bytes_per_token).floor() as u64,
+        kv_capacity_tokens: (room / (kv_bytes_per_token * kv_replication)).floor() as u64,
     })
 }
 
@@ -902,7 +921,7 @@ fn validate_model(
         }
         let shape = shape_cost(m, ctx, cat, gps)?;
         let cap = shape.kv_capacity_tokens;
-        (Cost::Shape(shape), cap)
+        (Cost::Shape(Box::new(shape)), cap)
     };
     let max_batch = match (m.max_batch, sv) {
         (Some(b), _) => b,

@@ -26,7 +26,7 @@ const EIGHT_B: &str = "llm = \"llama-3.1-8b\"\ngpu = \"h100-sxm\"\ngpus-per-serv
 fn shape(text: &str) -> Shape {
     let spec = spec_from_text(text, "t.toml", &Catalog::builtin()).unwrap();
     match &spec.models[0].cost {
-        Cost::Shape(s) => s.clone(),
+        Cost::Shape(s) => (**s).clone(),
         Cost::Rated { .. } => panic!("expected a shaped model"),
     }
 }
@@ -48,8 +48,37 @@ fn kv_cache_arithmetic() {
     let text = scenario(m70, "concurrency = 1", "1ns").replace("gpus = 1", "gpus = 8");
     let s = shape(&text);
     assert_eq!(s.kv_bytes_per_token, 2.0 * 80.0 * 8.0 * 128.0);
+    assert_eq!(s.kv_replication, 1.0);
     let room: f64 = (8.0 * (81_559.0 * 1_048_576.0 - 2e9) - 70.6e9) * 0.9;
     assert_eq!(s.kv_capacity_tokens, (room / 163_840.0).floor() as u64);
+
+    // The 8B's 8 KV heads over 16 GPUs: each GPU keeps a copy of the one it attends with, so
+    // a token holds twice its bytes in the server (a KV transfer still moves them once).
+    let m16 = format!(
+        "{}\nprompt-tokens = 1000\noutput-tokens = 11",
+        EIGHT_B.replace("gpus-per-server = 1", "gpus-per-server = 16")
+    );
+    let tp16 = scenario(&m16, "concurrency = 1", "1ns").replace("gpus = 1", "gpus = 16");
+    let s = shape(&tp16);
+    assert_eq!((s.kv_bytes_per_token, s.kv_replication), (131_072.0, 2.0));
+    let room: f64 = (16.0 * (81_559.0 * 1_048_576.0 - 2e9) - 8.03e9 * 2.0) * 0.9;
+    assert_eq!(s.kv_capacity_tokens, (room / (2.0 * 131_072.0)).floor() as u64);
+    // Tensor parallelism splits the 32 attention heads evenly: 1,024 or 6 GPUs cannot.
+    for gps in [1024, 6] {
+        let m = format!(
+            "{}\nprompt-tokens = 100\noutput-tokens = 10",
+            EIGHT_B.replace("gpus-per-server = 1", &format!("gpus-per-server = {gps}"))
+        );
+        let text = scenario(&m, "concurrency = 1", "1ns").replace("gpus = 1", &format!("gpus = {gps}"));
+        let e = spec_from_text(&text, "tp.toml", &Catalog::builtin()).unwrap_err().to_string();
+        assert!(
+            e.contains("tp.toml:")
+                && e.contains("gpus-per-server")
+                && e.contains("splits llm \"llama-3.1-8b\"'s 32 attention heads evenly")
+                && e.contains(&format!("got {gps}")),
+            "{e}"
+        );
+    }
 }
 
 /// The step time of the shape: overhead + matrix roofline + attention roofline, rounded up to

@@ -2,7 +2,7 @@
 
 use crate::format::{ms1, pct, run_length, secs2, thousands, time};
 use crate::table::Table;
-use meshway_infer::place::PlacementReport;
+use meshway_infer::place::{PlacementReport, RegionOutcome};
 use meshway_infer::sim::InferReport;
 use meshway_units::BitsPerSec;
 
@@ -53,7 +53,7 @@ pub fn infer_text(r: &InferReport) -> String {
                 (_, 0, _, l) => format!("{site} ({} too long)", thousands(l)),
                 (_, u, _, _) => format!("{site} ({} unserved)", thousands(u)),
             },
-            if x.main_site.is_empty() { "-".into() } else { ms1(x.rtt_ns) },
+            x.rtt_ns.map_or_else(|| "-".into(), ms1),
             ms(x.ttft.p50_ns),
             ms(x.ttft.p90_ns),
             ms(x.ttft.p99_ns),
@@ -159,14 +159,18 @@ pub fn infer_text(r: &InferReport) -> String {
         .filter(|x| !x.met)
         .map(|x| match x.tpot_p99_objective_ns {
             _ if x.served == 0 => format!("{} (no request served)", x.name),
-            Some(t) if x.tpot.p99_ns > t => format!(
-                "{} (p99 ttft {} vs {}, p99 tpot {} vs {})",
-                x.name,
-                ms1(x.ttft.p99_ns),
-                ms1(x.ttft_p99_objective_ns),
-                ms1(x.tpot.p99_ns),
-                ms1(t)
-            ),
+            // Only the objectives missed are named (a TTFT that held is not a reason).
+            Some(t) if x.tpot.p99_ns > t => {
+                let mut why = Vec::new();
+                if x.ttft.p99_ns > x.ttft_p99_objective_ns {
+                    why.push(format!("p99 ttft {} vs {}", ms1(x.ttft.p99_ns), ms1(x.ttft_p99_objective_ns)));
+                }
+                why.push(format!("p99 tpot {} vs {}", ms1(x.tpot.p99_ns), ms1(t)));
+                if x.unserved > 0 {
+                    why.push(format!("{} of {} requests unserved", thousands(x.unserved), thousands(x.requests)));
+                }
+                format!("{} ({})", x.name, why.join(", "))
+            }
             _ if x.ttft.p99_ns <= x.ttft_p99_objective_ns && x.unserved > 0 => format!(
                 "{} ({} of {} requests unserved; p99 {} of those served)",
                 x.name,
@@ -216,6 +220,12 @@ pub fn place_text(r: &PlacementReport) -> String {
         ));
     }
     if let Some(p) = r.plans.iter().find(|p| p.name == "optimized") {
+        if p.simulated && !p.all_met && !r.search_capped {
+            o.push_str(&format!(
+                "  optimized: no plan simulated meets every objective (the search tried {} subsets and repaired their misses up to max-gpus); this is the one closest to them\n",
+                r.subsets_simulated
+            ));
+        }
         if p.repaired_servers > 0 {
             o.push_str(&format!(
                 "  optimized: simulation added {} server(s) where a region missed (sized ${:.0}/h, final ${:.0}/h)\n",
@@ -336,17 +346,26 @@ pub(crate) fn plans_table(r: &PlacementReport) -> String {
     t.row(row);
     if r.plans.iter().any(|p| p.simulated) {
         if let Some(first) = r.plans.iter().find(|p| p.simulated) {
+            // A `!` marks the figure that missed: the TTFT row, or the TPOT row of a region
+            // with a TPOT objective.
+            type Figure = fn(&RegionOutcome) -> (Option<u64>, bool, &'static str);
+            let ttft: Figure = |x| (x.ttft_p99_ns, x.ttft_missed(), "- (none served) !");
+            let tpot: Figure = |x| (x.tpot_p99_ns, x.tpot_missed(), "-");
             for (i, reg) in first.regions.iter().enumerate() {
-                let mut row = vec![format!("{} p99 ttft", reg.name)];
-                row.extend(r.plans.iter().map(|p| match p.regions.get(i) {
-                    Some(x) if x.requests == 0 => "- (no requests)".into(),
-                    Some(x) => match x.ttft_p99_ns {
-                        Some(t) => format!("{}{}", ms1(t), if x.met { "" } else { " !" }),
-                        None => "- (none served) !".into(),
-                    },
-                    None => "-".into(),
-                }));
-                t.row(row);
+                // TPOT rows only where some plan misses it (the JSON has every figure).
+                let tpot_missed = r.plans.iter().any(|p| p.regions.get(i).is_some_and(|x| x.tpot_missed()));
+                for (name, figure) in std::iter::once(("ttft", ttft)).chain(tpot_missed.then_some(("tpot", tpot))) {
+                    let mut row = vec![format!("{} p99 {name}", reg.name)];
+                    row.extend(r.plans.iter().map(|p| match p.regions.get(i) {
+                        Some(x) if x.requests == 0 => "- (no requests)".into(),
+                        Some(x) => match figure(x) {
+                            (Some(t), missed, _) => format!("{}{}", ms1(t), if missed { " !" } else { "" }),
+                            (None, _, none) => none.into(),
+                        },
+                        None => "-".into(),
+                    }));
+                    t.row(row);
+                }
             }
         }
         // Regions that sent nothing have nothing to meet or miss.
@@ -357,7 +376,14 @@ pub(crate) fn plans_table(r: &PlacementReport) -> String {
         }));
         t.row(row);
     }
-    t.render()
+    let mut out = t.render();
+    let simulated = r.plans.iter().filter(|p| p.simulated);
+    let with_tpot =
+        simulated.clone().flat_map(|p| &p.regions).filter(|x| x.tpot_objective_ns.is_some() && x.requests > 0);
+    if with_tpot.clone().next().is_some() && !with_tpot.clone().any(|x| x.tpot_missed()) {
+        out.push_str("p99 tpot within its objective in every region and plan simulated (JSON: tpot_p99_ns)\n");
+    }
+    out
 }
 
 /// `meshway infer --html`: time to first token per region against its objective, the share

@@ -50,7 +50,12 @@ is sized with each region at its nearest open site and the target utilization;
 the subsets that pass are simulated cheapest first (and repaired where a region
 misses) until no cheaper one is left. Compares all-central, all-edge and
 optimized, and simulates the optimized plan with each site and each region's
-route failed in turn.";
+route failed in turn.
+
+Exit status: 0 when the optimized plan meets every objective (with --n-plus-1,
+also under each single failure simulated); 1 when no site may host, no subset
+passes the sizing rules, or the best plan found still misses (the report is
+printed all the same, and stderr says why); 2 on bad input.";
 
 #[derive(clap::Args, Debug)]
 pub struct InferArgs {
@@ -207,7 +212,12 @@ pub fn run_place(a: PlaceArgs) -> Result<()> {
         )?;
         eprintln!("wrote {}", p.display());
     }
-    emit(&if a.common.json { json(&rep)? } else { place_text(&rep) })
+    emit(&if a.common.json { json(&rep)? } else { place_text(&rep) })?;
+    if let Some(why) = rep.unmet() {
+        eprintln!("{}: {why}", a.file.display());
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 pub const DEMO_SCENARIO: (&str, &str) =

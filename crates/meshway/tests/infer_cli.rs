@@ -95,6 +95,18 @@ fn disaggregated_example_runs_and_places() {
     // from one edge).
     let g: Vec<u64> = opt["gpus"].as_array().unwrap().iter().map(|g| g.as_u64().unwrap()).collect();
     assert!(g[0] + g[1] > 0 && g[2] > 0, "{opt}");
+    // The failure checks cut each region's route to the site that makes its first tokens as
+    // well as the one to its decode site (they used to cut only the decode route).
+    let failures: Vec<&str> =
+        v["failures"].as_array().unwrap().iter().map(|f| f["failure"].as_str().unwrap()).collect();
+    for r in opt["regions"].as_array().unwrap() {
+        let (name, pre, dec) =
+            (r["name"].as_str().unwrap(), r["prefill_site"].as_str().unwrap(), r["site"].as_str().unwrap());
+        assert_ne!(pre, dec, "{r}");
+        for site in [pre, dec] {
+            assert!(failures.contains(&format!("route {name} -> {site}").as_str()), "{failures:?}");
+        }
+    }
 }
 
 /// The located example: every round trip `place` reports is 2 x (last mile + the routed
@@ -227,7 +239,9 @@ fn place_without_a_candidate_site_and_infer_without_sites_say_why() {
         .unwrap();
     let nosite = meshway(&["infer", g.to_str().unwrap()]);
     std::fs::remove_dir_all(&dir).unwrap();
-    assert!(placed.status.success(), "{}", stderr(&placed));
+    // The report still prints; the exit status says nothing was placed.
+    assert_eq!(placed.status.code(), Some(1), "{}", stderr(&placed));
+    assert!(stderr(&placed).contains("no site may host"), "{}", stderr(&placed));
     let text = stdout(&placed);
     assert!(text.contains("0 subsets of 0 candidate sites"), "{text}");
     assert!(
@@ -243,4 +257,74 @@ fn place_without_a_candidate_site_and_infer_without_sites_say_why() {
         "{}",
         stderr(&nosite)
     );
+}
+
+/// A region that meets its TTFT objective but misses its TPOT one: `place` flags the TPOT
+/// row, not the TTFT one, gives both in JSON, says no plan met, and exits 1; `infer` names
+/// only the objective missed. It used to flag a 45.5 ms TTFT against 500 ms, have no TPOT
+/// in the plan's JSON, and exit 0.
+#[test]
+fn a_tpot_miss_is_named_as_one_and_place_exits_1_when_nothing_meets() {
+    let dir = tempdir("infer-tpot-miss");
+    let f = dir.join("t.toml");
+    let text = "name = \"t\"\nseed = 1\n[inference]\npolicy = \"nearest\"\nduration = \"30s\"\n\
+         [[model]]\nname = \"m\"\nllm = \"llama-3.1-8b\"\ngpu = \"h100-sxm\"\ngpus-per-server = 1\nprecision = \"fp8\"\n\
+         prompt-tokens = 1000\noutput-tokens = 101\nlength-dist = \"fixed\"\n\
+         [[site]]\nname = \"s\"\ntier = \"central\"\ngpus = 1\nmax-gpus = 8\n\
+         [[region]]\nname = \"r\"\nrate = 5\nttft-p99 = \"500ms\"\ntpot-p99 = \"4.6ms\"\ndistance = { s = \"100km\" }\n";
+    std::fs::write(&f, text).unwrap();
+    let path = f.to_str().unwrap();
+    let placed = meshway(&["place", path]);
+    let json = meshway(&["place", path, "--json"]);
+    let inferred = meshway(&["infer", path]);
+    let loose = dir.join("loose.toml");
+    std::fs::write(&loose, text.replace("4.6ms", "50ms")).unwrap();
+    let met = meshway(&["place", loose.to_str().unwrap()]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(placed.status.code(), Some(1), "{}", stderr(&placed));
+    assert!(
+        stderr(&placed).contains("the optimized plan misses an objective in simulation (1 of 1 regions: r)"),
+        "{}",
+        stderr(&placed)
+    );
+    let out = stdout(&placed);
+    let ttft = out.lines().find(|l| l.starts_with("r p99 ttft")).unwrap_or_default();
+    let tpot = out.lines().find(|l| l.starts_with("r p99 tpot")).unwrap_or_default();
+    assert!(!ttft.contains('!'), "{out}");
+    assert_eq!(tpot.matches(" !").count(), 2, "{out}");
+    assert!(out.contains("optimized: no plan simulated meets every objective"), "{out}");
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("valid JSON");
+    let opt = v["plans"].as_array().unwrap().iter().find(|p| p["name"] == "optimized").unwrap();
+    let r = &opt["regions"][0];
+    assert_eq!(r["tpot_objective_ns"], 4_600_000);
+    assert!(r["tpot_p99_ns"].as_u64().unwrap() > 4_600_000 && r["ttft_p99_ns"].as_u64().unwrap() < 500_000_000);
+    assert_eq!(r["met"], false);
+    let missed = stdout(&inferred).lines().find(|l| l.starts_with("Missed:")).unwrap_or_default().to_string();
+    assert!(missed.starts_with("Missed: r (p99 tpot ") && !missed.contains("ttft"), "{missed}");
+    // With an objective it can keep, the same scenario places and exits 0.
+    assert!(met.status.success(), "{}", stderr(&met));
+    assert!(stdout(&met).contains("p99 tpot within its objective in every region and plan simulated"));
+}
+
+/// A region nothing was served to has null latencies and round trip in `infer --json`,
+/// not zeros that pass any objective (as `place`'s JSON already had).
+#[test]
+fn infer_json_gives_null_latencies_to_a_region_never_served() {
+    let dir = tempdir("infer-null");
+    let f = dir.join("z.toml");
+    std::fs::write(
+        &f,
+        "name = \"z\"\n[inference]\nduration = \"10s\"\n[[model]]\nname = \"m\"\nllm = \"llama-3.1-8b\"\n\
+         gpu = \"h100-sxm\"\ngpus-per-server = 1\nprompt-tokens = 100\noutput-tokens = 10\n\
+         [[site]]\nname = \"s\"\ngpus = 0\n[[region]]\nname = \"r\"\nrate = 2\ndistance = { s = \"10km\" }\n",
+    )
+    .unwrap();
+    let o = meshway(&["infer", f.to_str().unwrap(), "--json"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("valid JSON");
+    let r = &v["regions"][0];
+    assert!(r["requests"].as_u64().unwrap() > 0 && r["served"] == 0, "{r}");
+    for k in ["ttft", "tpot", "e2e", "rtt_ns"] {
+        assert!(r[k].is_null(), "{k}: {}", r[k]);
+    }
 }
