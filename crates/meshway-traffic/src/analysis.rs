@@ -261,6 +261,8 @@ pub struct LinkLoad {
     pub flows: Vec<usize>,
     pub flow_count: u64,
     pub tcp_retransmissions: u64,
+    /// RoCE NAKs (and RNR NAKs) and CNPs sent back to the senders of the flows crossing the
+    /// link, each host pair's once (the capture does not tie them to one queue pair).
     pub roce_naks: u64,
     pub roce_cnps: u64,
 }
@@ -446,6 +448,9 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
         }
         // Critical paths: the largest flows between GPUs, routed as ECMP would hash them.
         // RoCE NAKs and CNPs travel back to the sender: those of the reverse address pair.
+        // The capture does not say which of a host pair's queue pairs they answer (a NAK
+        // names the requester's QP, which its data packets do not carry), so a link counts
+        // each host pair's signals once, however many of its flows cross it.
         let mut back: HashMap<(IpAddr, IpAddr), (u64, u64)> = HashMap::new();
         for g in flows.table.values() {
             if let Some(x) = &g.roce {
@@ -454,16 +459,29 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
                 e.1 += x.cnps;
             }
         }
-        let mut trees: HashMap<u32, ShortestPaths> = HashMap::new();
         let mut load: HashMap<(u32, bool), LinkLoad> = HashMap::new();
+        let mut signalled: std::collections::HashSet<(u32, bool, IpAddr, IpAddr)> = std::collections::HashSet::new();
         // The largest flows between GPUs: flows to or from elsewhere cross no fabric path
-        // and do not use up the count.
-        let between_gpus =
-            sorted.iter().enumerate().filter_map(|(i, f)| Some((i, f, p.rank(f.key.src)?, p.rank(f.key.dst)?)));
-        for (i, f, a, b) in between_gpus.take(o.critical_flows) {
+        // and do not use up the count. They are routed one destination at a time, so one
+        // shortest-path tree is held at once (a tree per destination of a 100,000-GPU plan
+        // is about 3 MB: kept for all, 2,000 flows took 6 GB).
+        let mut critical: Vec<(u32, usize, &&Flow, u32)> = sorted
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| Some((p.rank(f.key.dst)?, i, f, p.rank(f.key.src)?)))
+            .take(o.critical_flows)
+            .collect();
+        critical.sort_by_key(|c| (c.0, c.1));
+        let mut tree: Option<(u32, ShortestPaths)> = None;
+        for (b, i, f, a) in critical {
             let k = &f.key;
             let (naks, cnps) = back.get(&(k.src, k.dst)).copied().unwrap_or((0, 0));
-            let tree = trees.entry(b).or_insert_with(|| p.tree(b));
+            if tree.as_ref().is_none_or(|t| t.0 != b) {
+                // The last destination's tree goes before the next is built.
+                drop(tree.take());
+                tree = Some((b, p.tree(b)));
+            }
+            let Some((_, tree)) = tree.as_ref() else { continue };
             let mut u = p.topo.node_of(a);
             for l in p.path(a, tree, k) {
                 let link = p.fabric.link(l);
@@ -484,14 +502,19 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
                 });
                 e.bytes = e.bytes.saturating_add(f.bytes);
                 e.flow_count += 1;
-                if e.flows.len() < 10 {
-                    e.flows.push(i);
-                }
+                e.flows.push(i);
                 e.tcp_retransmissions += f.tcp.as_ref().map_or(0, |t| t.retransmissions);
-                e.roce_naks += naks;
-                e.roce_cnps += cnps;
+                if (naks, cnps) != (0, 0) && signalled.insert((l.0, forward, k.src, k.dst)) {
+                    e.roce_naks += naks;
+                    e.roce_cnps += cnps;
+                }
                 u = v;
             }
+        }
+        // The largest flows on each link (as listed before routing by destination).
+        for l in load.values_mut() {
+            l.flows.sort_unstable();
+            l.flows.truncate(10);
         }
         let secs = duration_ns as f64 / 1e9;
         critical_links = load
