@@ -586,6 +586,15 @@ pub fn parse(text: &str, file: &str) -> Result<AgentSpec, ConfigError> {
                     o.window
                 )));
             }
+            // Evaluated less often than its window spans, an objective never judges the
+            // samples between one window's end and the next evaluation's start.
+            if o.window < c.agent.evaluate_every {
+                return Err(terr(format!(
+                    "objectives.window {} is shorter than agent.evaluate-every {}: the samples between evaluations \
+                     would never be judged (make the window at least as long)",
+                    o.window, c.agent.evaluate_every
+                )));
+            }
             if o.window > MAX_WINDOW || w / interval.get() > MAX_WINDOW_SAMPLES {
                 return Err(terr(format!(
                     "objectives.window {} too long: at most {MAX_WINDOW}, and at most {MAX_WINDOW_SAMPLES} samples at \
@@ -884,6 +893,10 @@ objectives = { throughput-min = "100Mbps" }
             ("[[target]]\nname = \"a\"\nkind = \"icmp\"\naddress = \"h:80\"", "icmp takes a host without a port"),
             ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\ntimeout = \"1h\"", "agent.toml:5: target \"a\": timeout: 3600s out of range: expected from 1ms to 60s"),
             ("[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\ninterval = \"10s\"\nobjectives = { window = \"1s\", loss = \"1%\" }", "objectives.window 1s is shorter than the interval 10s"),
+            (
+                "[agent]\nevaluate-every = \"10min\"\n[[target]]\nname = \"a\"\nkind = \"udp\"\naddress = \"x\"\nobjectives = { window = \"5min\", loss = \"1%\" }",
+                "target \"a\": objectives.window 300s is shorter than agent.evaluate-every 600s: the samples between evaluations would never be judged",
+            ),
             ("[agent]\nlisten2 = \"x\"", "unknown field `listen2`"),
             ("[agent]\nlisten = \"0.0.0.0:9330\"", "agent.listen: 0.0.0.0:9330 is reachable beyond this host"),
             ("[[target]]\nname = \"a\"\nkind = \"smoke\"\naddress = \"x\"", "target \"a\": unknown kind \"smoke\""),
