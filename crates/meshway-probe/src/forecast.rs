@@ -15,7 +15,9 @@ pub struct Fit {
     pub slope_per_s: f64,
     pub intercept: f64,
     pub residual_stddev: f64,
-    pub r_squared: f64,
+    /// Share of the series' variance the line explains; None for a constant series, which
+    /// has none to explain (`null` in JSON).
+    pub r_squared: Option<f64>,
     t_mean: f64,
     sxx: f64,
     quantile: f64,
@@ -71,7 +73,7 @@ pub fn fit(points: &[(f64, f64)]) -> Option<Fit> {
         slope_per_s: slope,
         intercept,
         residual_stddev: (sse / df as f64).sqrt(),
-        r_squared: if syy > 0.0 { 1.0 - sse / syy } else { 1.0 },
+        r_squared: (syy > 0.0).then(|| 1.0 - sse / syy),
         t_mean,
         sxx,
         quantile: t975(df),
@@ -173,7 +175,11 @@ mod tests {
         let pts: Vec<(f64, f64)> = (0..10).map(|t| (t as f64, 10.0 + 2.0 * t as f64)).collect();
         let f = fit(&pts).unwrap();
         assert!((f.slope_per_s - 2.0).abs() < 1e-12 && (f.intercept - 10.0).abs() < 1e-12);
-        assert!(f.residual_stddev < 1e-9 && (f.r_squared - 1.0).abs() < 1e-12);
+        assert!(f.residual_stddev < 1e-9 && (f.r_squared.unwrap() - 1.0).abs() < 1e-12);
+        // A constant series has no variance to explain: no r², not a perfect 1.
+        let flat: Vec<(f64, f64)> = (0..10).map(|t| (t as f64, 7.0)).collect();
+        let level = fit(&flat).unwrap();
+        assert_eq!((level.slope_per_s, level.r_squared), (0.0, None));
         let c = f.crossing(50.0, true, 9.0, 109.0);
         assert!(!c.already);
         let e = c.expected_s.unwrap();

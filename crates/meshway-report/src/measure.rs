@@ -384,13 +384,13 @@ pub fn history_text(r: &HistoryReport) -> String {
         let per_day = f.fit.slope_per_s * 86_400.0;
         let _ = writeln!(
             s,
-            "forecast: trend {} per day (r² {:.3}, {} points), threshold {}",
+            "forecast: trend {} per day (r² {}, {} points), threshold {}",
             if per_day >= 0.0 {
                 format!("+{}", metric_text(metric, per_day))
             } else {
                 format!("-{}", metric_text(metric, -per_day))
             },
-            f.fit.r_squared,
+            f.fit.r_squared.map_or_else(|| "n/a, a constant series".to_string(), |r| format!("{r:.3}")),
             f.fit.n,
             metric_text(metric, f.threshold)
         );
