@@ -175,25 +175,51 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
                         ifaces.push((idb.linktype.0, per_s, idb.ts_offset()));
                     }
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
-                        let Some(&(lt, per_s, off)) = ifaces.get(epb.if_id as usize) else {
-                            info.stopped_early =
-                                Some(undefined_interface("an enhanced packet", offset, epb.if_id, ifaces.len()));
-                            break;
-                        };
-                        info.packets += 1;
                         let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                        // if_tsoffset (seconds, signed) moves the interface's times; a time it
-                        // moves before 1970, or an unreadable resolution, is corrupt.
-                        let ns = match per_s {
-                            0 => u64::MAX,
-                            _ => {
-                                let t = i128::from(units_to_ns(units, per_s)) + i128::from(off) * 1_000_000_000;
-                                u64::try_from(t).unwrap_or(u64::MAX)
+                        let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
+                        let pkt = NgPacket { if_id: epb.if_id, units, origlen: epb.origlen, data };
+                        if let Err(why) =
+                            ng_packet(&mut info, each, &mut held, &ifaces, "an enhanced packet", offset, pkt)
+                        {
+                            info.stopped_early = Some(why);
+                            break;
+                        }
+                    }
+                    // The obsolete Packet Block (type 2, pcapng before 1.0; Wireshark reads it):
+                    // an enhanced packet's fields, with a 16-bit interface id and drop count.
+                    PcapBlockOwned::NG(Block::Unknown(b)) if native(b.block_type, big_endian) == PB_TYPE => {
+                        let field = |at: usize| -> u32 {
+                            let w: [u8; 4] = b.data[at..at + 4].try_into().unwrap_or_default();
+                            if big_endian {
+                                u32::from_be_bytes(w)
+                            } else {
+                                u32::from_le_bytes(w)
                             }
                         };
-                        let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
-                        release(&mut info, each, &mut held, ns);
-                        deliver(&mut info, each, ns, epb.origlen, lt, data);
+                        let body = b.data.len().saturating_sub(PB_FIELDS);
+                        let caplen = if b.data.len() >= PB_FIELDS { field(12) as usize } else { usize::MAX };
+                        if caplen > body {
+                            info.stopped_early = Some(match caplen {
+                                usize::MAX => format!(
+                                    "malformed capture: the packet block at byte {offset} is {} bytes long; it needs at least 32, a multiple of 4; packets after it are not read",
+                                    b.block_len1
+                                ),
+                                _ => format!(
+                                    "malformed capture: the packet block at byte {offset} claims {caplen} captured bytes, more than its {}-byte block holds ({body}); packets after it are not read",
+                                    b.block_len1
+                                ),
+                            });
+                            break;
+                        }
+                        let id = field(0);
+                        let if_id = if big_endian { id >> 16 } else { id & 0xffff };
+                        let units = (u64::from(field(4)) << 32) | u64::from(field(8));
+                        let data = &b.data[PB_FIELDS..PB_FIELDS + caplen];
+                        let pkt = NgPacket { if_id, units, origlen: field(16), data };
+                        if let Err(why) = ng_packet(&mut info, each, &mut held, &ifaces, "a packet", offset, pkt) {
+                            info.stopped_early = Some(why);
+                            break;
+                        }
                     }
                     PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
                         let Some(&(lt, _, _)) = ifaces.first() else {
@@ -263,6 +289,60 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
     Ok(info)
 }
 
+/// pcapng's obsolete Packet Block type, and the bytes of its fields before the packet data
+/// (interface id and drop count 2 bytes each, timestamp 8, captured and original lengths 4
+/// each).
+const PB_TYPE: u32 = 2;
+const PB_FIELDS: usize = 20;
+
+/// A block type as `pcap-parser` hands it over (the file's first four bytes read
+/// little-endian), in the section's byte order.
+fn native(block_type: u32, big_endian: bool) -> u32 {
+    if big_endian {
+        block_type.swap_bytes()
+    } else {
+        block_type
+    }
+}
+
+/// A packet of an enhanced (or obsolete) packet block: its interface, time in the interface's
+/// units, wire length and captured bytes.
+struct NgPacket<'a> {
+    if_id: u32,
+    units: u64,
+    origlen: u32,
+    data: &'a [u8],
+}
+
+/// Delivers a packet block's packet on its interface of the section (`ifaces`: link type,
+/// units per second, if_tsoffset), or says why not: an interface the section does not define.
+fn ng_packet(
+    info: &mut CaptureInfo,
+    each: &mut dyn FnMut(&Packet<'_>),
+    held: &mut Vec<(Vec<u8>, u32, i32)>,
+    ifaces: &[(i32, u64, i64)],
+    what: &str,
+    offset: u64,
+    pkt: NgPacket<'_>,
+) -> Result<(), String> {
+    let Some(&(lt, per_s, off)) = ifaces.get(pkt.if_id as usize) else {
+        return Err(undefined_interface(what, offset, pkt.if_id, ifaces.len()));
+    };
+    info.packets += 1;
+    // if_tsoffset (seconds, signed) moves the interface's times; a time it moves before 1970,
+    // or an unreadable resolution, is corrupt.
+    let ns = match per_s {
+        0 => u64::MAX,
+        _ => {
+            let t = i128::from(units_to_ns(pkt.units, per_s)) + i128::from(off) * 1_000_000_000;
+            u64::try_from(t).unwrap_or(u64::MAX)
+        }
+    };
+    release(info, each, held, ns);
+    deliver(info, each, ns, pkt.origlen, lt, pkt.data);
+    Ok(())
+}
+
 fn undefined_interface(what: &str, offset: u64, id: u32, defined: usize) -> String {
     format!(
         "malformed capture: {what} block at byte {offset} is on interface {id}, but its section defines {defined} interface{}; packets after it are not read",
@@ -288,8 +368,8 @@ enum Damage {
 
 /// Examines the pcapng block at the start of `b` (all the file's bytes from `offset` on), in
 /// the section's byte order (a section header block gives its own): its length against its
-/// type's minimum and the file, its trailing length, an enhanced packet's captured length
-/// against its block. `None` when nothing is found wrong.
+/// type's minimum and the file, its trailing length, an enhanced (or obsolete) packet's
+/// captured length against its block. `None` when nothing is found wrong.
 fn diagnose(b: &[u8], offset: u64, big_endian: bool) -> Option<Damage> {
     let word = |at: usize, be: bool| -> Option<u32> {
         let w: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
@@ -316,6 +396,7 @@ fn diagnose(b: &[u8], offset: u64, big_endian: bool) -> Option<Damage> {
     let (name, min) = match typ {
         0x0a0d_0d0a => ("section header block", 28),
         1 => ("interface description block", 20),
+        2 => ("packet block", 32),
         3 => ("simple packet block", 16),
         6 => ("enhanced packet block", 32),
         _ => ("block", 12),
@@ -328,7 +409,7 @@ fn diagnose(b: &[u8], offset: u64, big_endian: bool) -> Option<Damage> {
     if len > b.len() {
         return Some(Damage::Cut);
     }
-    if typ == 6 {
+    if typ == 6 || typ == 2 {
         let caplen = word(20, be)? as usize;
         if caplen > len - 32 {
             return bad(format!("claims {caplen} captured bytes, more than its {len}-byte block holds ({})", len - 32));

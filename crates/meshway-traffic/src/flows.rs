@@ -4,12 +4,23 @@
 //!
 //! - A flow's bytes are frame bytes on the wire (Ethernet header and all), its payload the
 //!   transport payload.
-//! - TCP retransmission: a segment carrying data (or SYN/FIN) that ends at or before the
-//!   highest sequence already seen in its direction and is not a keep-alive. Out-of-order
-//!   arrivals count here too (Wireshark separates them with an RTT estimate; meshway does not).
-//! - Duplicate ACK: no data, no SYN/FIN/RST, the same acknowledgement number and window as the
-//!   previous segment in its direction.
-//! - Zero window: a window of 0 on a segment without SYN/FIN/RST.
+//! - Next expected sequence number of a direction: the highest `seq + length` (+1 for SYN or
+//!   FIN) seen in it, pure ACKs included, zero-window probes excluded.
+//! - TCP retransmission: a segment carrying data (or SYN/FIN) that starts before the next
+//!   expected sequence number, and is not a keep-alive (0 or 1 byte at one below it, no
+//!   SYN/FIN/RST) nor more than one byte starting one below it (data resent from a probed byte).
+//!   Out-of-order arrivals count here too (Wireshark separates them with an RTT estimate;
+//!   meshway does not).
+//! - Zero-window probe: 1 byte at the next expected sequence number while the other
+//!   direction's last window was 0. It is no retransmission, and it does not advance the next
+//!   expected sequence number (the data that follows starts at the probed byte).
+//! - Duplicate ACK: no data, no SYN/FIN/RST, a non-zero window, the sequence number at the
+//!   next expected one, and the same acknowledgement number and window as the previous segment
+//!   in its direction; not the answer to a keep-alive (a keep-alive ACK).
+//! - Zero window: a window of 0 on a segment without SYN/FIN/RST (a zero-window probe aside).
+//! - A SYN (without ACK) whose sequence number differs from its direction's initial one (or,
+//!   without a SYN seen, one below its first) is a new connection on the same ports: both
+//!   directions' sequence state starts again, as Wireshark starts a new TCP session.
 //! - RoCEv2: UDP to port 4791 (IANA). The Base Transport Header's opcode (InfiniBand
 //!   Architecture Specification vol. 1, 9.2): 0x11 RC Acknowledge with the AETH syndrome
 //!   (bits 7-5: 000 ACK, 001 RNR NAK, 011 NAK) and 0x81 CNP (RoCEv2 Annex A17, congestion
@@ -54,10 +65,24 @@ pub struct TcpStats {
     pub syn: bool,
     pub fin: bool,
     pub rst: bool,
+    /// Sequence state of the direction (Wireshark's `tcp_analyze_seq_info`), started again by a
+    /// new connection on the same ports.
     #[serde(skip)]
-    next_seq: Option<u32>,
-    #[serde(skip)]
-    last_ack: Option<(u32, u16)>,
+    seq: SeqState,
+}
+
+/// One direction's sequence state.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct SeqState {
+    /// The initial sequence number (a SYN's), or one below the first segment's.
+    base: Option<u32>,
+    /// The next expected sequence number.
+    next: Option<u32>,
+    /// The acknowledgement number and window of the previous segment.
+    ack: Option<u32>,
+    window: Option<u16>,
+    /// The previous segment was a keep-alive.
+    keepalive: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -125,6 +150,17 @@ pub struct Datagram<'a> {
     pub payload: &'a [u8],
 }
 
+/// The other direction of a TCP segment's connection, as its analysis needs it.
+#[derive(Debug, Clone, Copy, Default)]
+struct OtherSide {
+    /// The segment starts a new connection on the same ports.
+    new_session: bool,
+    /// The other direction's last window (unknown before its first segment).
+    window: Option<u16>,
+    /// The other direction's last segment was a keep-alive.
+    keepalive: bool,
+}
+
 /// `a` is after `b` in sequence space (RFC 1982 serial arithmetic on 32 bits).
 fn seq_after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) > 0
@@ -182,7 +218,12 @@ impl Flows {
         let (src, dst, proto, ip_payload_len, frag) = match &s.net {
             Some(LaxNetSlice::Ipv4(v4)) => {
                 let h = v4.header();
-                let len = h.payload_len().map(u64::from).unwrap_or(v4.payload().payload.len() as u64);
+                // Total Length 0: a segmentation offload's (Linux BIG TCP above 64 KB leaves it
+                // 0), the frame's wire length says (below). Below the header: the captured bytes.
+                let len = match h.total_len() {
+                    0 => u64::MAX,
+                    _ => h.payload_len().map(u64::from).unwrap_or(v4.payload().payload.len() as u64),
+                };
                 let frag = v4
                     .payload()
                     .fragmented
@@ -193,11 +234,16 @@ impl Flows {
                 let h = v6.header();
                 let p6 = v6.payload();
                 // The header's Payload Length counts the extension headers too; the captured
-                // slice is shorter when the snap length cut the packet. 0 is a jumbogram.
-                let ext = v6.extensions().slice().len() as u64;
+                // slice is shorter when the snap length cut the packet. 0 is a jumbogram: its
+                // hop-by-hop Jumbo Payload option has the length (RFC 2675), or without one (a
+                // segmentation offload's) the frame's wire length says (below).
+                let ext = v6.extensions().slice();
                 let len = match u64::from(h.payload_length()) {
-                    0 => p6.payload.len() as u64,
-                    n => n.saturating_sub(ext),
+                    0 => match h.next_header().0 {
+                        0 => jumbo_payload(ext).map_or(u64::MAX, |n| u64::from(n).saturating_sub(ext.len() as u64)),
+                        _ => u64::MAX,
+                    },
+                    n => n.saturating_sub(ext.len() as u64),
                 };
                 let frag = p6.fragmented.then(|| {
                     v6.extensions().clone().into_iter().find_map(|e| match e {
@@ -227,7 +273,8 @@ impl Flows {
         };
         // An IP length past what the frame carried on the wire (a 64-byte frame whose header
         // says 65,535) counts only what the frame could hold after its headers: where the IP
-        // payload starts in the captured bytes, measured against the frame's wire length.
+        // payload starts in the captured bytes, measured against the frame's wire length. A
+        // length of 0 (segmentation offload) is all of that.
         let ip_payload_len = {
             let start = match &s.net {
                 Some(LaxNetSlice::Ipv4(v4)) => Some(v4.payload().payload.as_ptr()),
@@ -252,6 +299,12 @@ impl Flows {
             _ => (0, 0),
         };
         let key = FlowKey { src, dst, proto, sport, dport };
+        let other = match &s.transport {
+            Some(TransportSlice::Tcp(t)) if analyse => {
+                self.tcp_other_side(&key, t.syn() && !t.ack(), t.sequence_number())
+            }
+            _ => OtherSide::default(),
+        };
         let f = self.count(key, p.ts_ns, weight, wire);
         match &s.transport {
             Some(TransportSlice::Tcp(t)) => {
@@ -266,42 +319,58 @@ impl Flows {
                 st.syn |= syn;
                 st.fin |= fin;
                 st.rst |= rst;
-                let seq = t.sequence_number();
-                let span = seg as u32 + u32::from(syn) + u32::from(fin);
-                if span > 0 {
-                    let end = seq.wrapping_add(span);
-                    match st.next_seq {
-                        // Wireshark's test: the segment starts before the next expected byte
-                        // (all of it sent before, or only its start: a partial overlap).
-                        Some(next) if seq_after(next, seq) => {
-                            // A keep-alive: one byte (or none) just below what was sent.
-                            let keepalive = seg <= 1 && seq.wrapping_add(1) == next && !syn && !fin;
-                            if !keepalive {
-                                st.retransmissions += 1;
-                            }
-                            if seq_after(end, next) {
-                                st.next_seq = Some(end);
-                            }
-                        }
-                        // At the next byte (a window probe too) or past it (a gap).
-                        _ => st.next_seq = Some(end),
-                    }
+                let (seq, ack, win) = (t.sequence_number(), t.acknowledgment_number(), t.window_size());
+                let control = syn || fin || rst;
+                let q = &mut st.seq;
+                if other.new_session {
+                    *q = SeqState::default();
                 }
-                if t.ack() && !syn && !fin && !rst {
-                    let ack = (t.acknowledgment_number(), t.window_size());
-                    if seg == 0 && st.last_ack == Some(ack) {
+                if q.base.is_none() {
+                    q.base = Some(if syn { seq } else { seq.wrapping_sub(1) });
+                }
+                let at_next = q.next == Some(seq);
+                // A zero-window probe: one byte at the next expected one into a closed window.
+                let probe = seg == 1 && at_next && other.window == Some(0);
+                // A keep-alive: one byte (or none) just below the next expected one.
+                let keepalive = !probe && seg <= 1 && !control && q.next.is_some_and(|n| seq == n.wrapping_sub(1));
+                if !probe {
+                    if win == 0 && !control {
+                        st.zero_windows += 1;
+                    }
+                    // The same acknowledgement and open window again, at the next expected
+                    // sequence number; a keep-alive's answer is not one.
+                    let repeat =
+                        seg == 0 && !control && win != 0 && at_next && q.window == Some(win) && q.ack == Some(ack);
+                    if repeat && !other.keepalive {
                         st.dup_acks += 1;
                     }
-                    st.last_ack = Some(ack);
                 }
-                if t.window_size() == 0 && !syn && !fin && !rst {
-                    st.zero_windows += 1;
+                if (seg > 0 || syn || fin) && !keepalive {
+                    // Wireshark's test: the segment starts before the next expected byte (all
+                    // of it sent before, or only its start: a partial overlap), unless it
+                    // carries more than a byte from one below it (resent from a probed byte).
+                    let from_probe = seg > 1 && q.next.is_some_and(|n| seq == n.wrapping_sub(1));
+                    if q.next.is_some_and(|n| seq_after(n, seq)) && !from_probe {
+                        st.retransmissions += 1;
+                    }
                 }
+                let end = seq.wrapping_add(seg as u32).wrapping_add(u32::from(syn || fin));
+                if !probe && q.next.is_none_or(|n| seq_after(end, n)) {
+                    q.next = Some(end);
+                }
+                q.ack = Some(ack);
+                q.window = Some(win);
+                q.keepalive = keepalive;
             }
             Some(TransportSlice::Udp(u)) => {
                 let payload = u.payload();
-                // The UDP length, at most what the IP payload (as the wire carried it) holds.
-                let udp = u64::from(u.length()).min(ip_payload_len).saturating_sub(8);
+                // The UDP length, at most what the IP payload (as the wire carried it) holds; 0
+                // in an IPv6 jumbogram above 65,535 bytes (RFC 2675): the IP payload's.
+                let udp = match u.length() {
+                    0 if src.is_ipv6() && ip_payload_len > 0xffff => ip_payload_len,
+                    n => u64::from(n).min(ip_payload_len),
+                }
+                .saturating_sub(8);
                 f.payload_bytes = f.payload_bytes.saturating_add(udp.saturating_mul(weight));
                 if !analyse {
                     return None;
@@ -371,6 +440,25 @@ impl Flows {
         f.payload_bytes = f.payload_bytes.saturating_add(ip_payload_len.saturating_sub(header).saturating_mul(weight));
     }
 
+    /// What a TCP segment of `key` at `seq` (a SYN without ACK: `pure_syn`) needs from the
+    /// other direction. A pure SYN at another initial sequence number than its direction's
+    /// starts a new connection on the same ports: the other direction's sequence state starts
+    /// again too.
+    fn tcp_other_side(&mut self, key: &FlowKey, pure_syn: bool, seq: u32) -> OtherSide {
+        let base = self.table.get(key).and_then(|f| f.tcp.as_ref()).and_then(|t| t.seq.base);
+        let new_session = pure_syn && base.is_some_and(|b| b != seq);
+        let rev = FlowKey { src: key.dst, dst: key.src, proto: key.proto, sport: key.dport, dport: key.sport };
+        match self.table.get_mut(&rev).and_then(|f| f.tcp.as_mut()) {
+            Some(r) => {
+                if new_session {
+                    r.seq = SeqState::default();
+                }
+                OtherSide { new_session, window: r.seq.window, keepalive: r.seq.keepalive }
+            }
+            None => OtherSide { new_session, ..OtherSide::default() },
+        }
+    }
+
     /// The flow of `key`, made at its first packet, with a packet (of `weight` and `wire`
     /// bytes) at `ts_ns` counted.
     fn count(&mut self, key: FlowKey, ts_ns: u64, weight: u64, wire: u64) -> &mut Flow {
@@ -397,6 +485,27 @@ impl Flows {
         v.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.key.cmp(&b.key)));
         v
     }
+}
+
+/// The Jumbo Payload option's length (RFC 2675: everything after the IPv6 header) in the
+/// hop-by-hop options header at the start of `ext`, if it has one.
+fn jumbo_payload(ext: &[u8]) -> Option<u32> {
+    let len = (usize::from(*ext.get(1)?) + 1) * 8;
+    let opts = ext.get(2..len.min(ext.len()))?;
+    let mut at = 0;
+    while let Some(&typ) = opts.get(at) {
+        // Pad1 is a lone byte; other options are type, length, data.
+        if typ == 0 {
+            at += 1;
+            continue;
+        }
+        let n = usize::from(*opts.get(at + 1)?);
+        if typ == 0xc2 && n == 4 {
+            return Some(u32::from_be_bytes(opts.get(at + 2..at + 6)?.try_into().ok()?));
+        }
+        at += 2 + n;
+    }
+    None
 }
 
 /// Linux cooked captures: the IP packet after a `hdr`-byte header whose protocol type is at

@@ -990,3 +990,220 @@ fn interface_time_offsets_apply_either_way_and_bad_resolutions_are_bad_times() {
     // 10^-25 s units do not fit 64 bits.
     assert_eq!(file(25, 0, [0, 1_000_000]), (vec![], 2));
 }
+
+// ---------------------------------------------------------------------------------------------
+// TCP analysis against Wireshark's tcp.analysis rules (tshark 4.0 gives the same counts for
+// these captures)
+
+const SYN: u8 = 1;
+const FIN: u8 = 2;
+const ACK: u8 = 4;
+
+/// A TCP segment with `flags` (SYN, FIN, ACK above) and `len` bytes of payload.
+#[allow(clippy::too_many_arguments)]
+fn seg(
+    t: u64,
+    src: [u8; 4],
+    dst: [u8; 4],
+    ports: (u16, u16),
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    win: u16,
+    len: usize,
+) -> Frame {
+    let mut b = PacketBuilder::ethernet2(MAC_A, MAC_B).ipv4(src, dst, 64).tcp(ports.0, ports.1, seq, win);
+    if flags & SYN != 0 {
+        b = b.syn();
+    }
+    if flags & FIN != 0 {
+        b = b.fin();
+    }
+    if flags & ACK != 0 {
+        b = b.ack(ack);
+    }
+    let mut v = Vec::new();
+    b.write(&mut v, &vec![0x79; len]).unwrap();
+    (t, v)
+}
+
+/// The TCP counts of the flow from `src`: (retransmissions, duplicate ACKs, zero windows).
+fn tcp_counts(flows: &Flows, src: [u8; 4]) -> (u64, u64, u64) {
+    let f = flows.table.values().find(|f| f.key.src == Ipv4Addr::from(src)).unwrap();
+    let t = f.tcp.as_ref().unwrap();
+    (t.retransmissions, t.dup_acks, t.zero_windows)
+}
+
+/// A zero-window episode: the receiver closes its window, the sender probes twice with the
+/// next byte (not accepted), the window reopens and the sender sends from the probed byte on.
+/// The probes do not advance the next expected byte, so that data is no retransmission; the
+/// receiver's repeated zero-window ACKs are no duplicate ACKs (the window is 0), and the ACK
+/// answering a keep-alive is none either. tshark: 0 retransmissions, 2 duplicate ACKs (the
+/// last two), 3 zero windows, 2 zero-window probes (and 2 ACKs to them), 1 keep-alive (and 2
+/// ACKs to it).
+#[test]
+fn zero_window_probes_and_zero_window_acks_are_no_retransmissions_or_duplicate_acks() {
+    let t = |ms: u64| T0 + ms * 1_000 * US;
+    let (c, s) = ((1000, 80), (80, 1000));
+    let frames = vec![
+        seg(t(0), A, B, c, 100, 0, SYN, 65535, 0),
+        seg(t(1), B, A, s, 500, 101, SYN | ACK, 65535, 0),
+        seg(t(2), A, B, c, 101, 501, ACK, 65535, 0),
+        seg(t(3), A, B, c, 101, 501, ACK, 65535, 1000),
+        seg(t(4), B, A, s, 501, 1101, ACK, 0, 0),          // zero window
+        seg(t(200), A, B, c, 1101, 501, ACK, 65535, 1),    // probe
+        seg(t(201), B, A, s, 501, 1101, ACK, 0, 0),        // zero window again (probe ACK): not a dup ACK
+        seg(t(600), A, B, c, 1101, 501, ACK, 65535, 1),    // probe again
+        seg(t(601), B, A, s, 501, 1101, ACK, 0, 0),        // and again
+        seg(t(602), B, A, s, 501, 1101, ACK, 65535, 0),    // the window opens
+        seg(t(603), A, B, c, 1101, 501, ACK, 65535, 1000), // from the probed byte: new data
+        seg(t(604), B, A, s, 501, 2101, ACK, 65535, 0),
+        seg(t(700), A, B, c, 2100, 501, ACK, 65535, 0), // keep-alive
+        seg(t(701), B, A, s, 501, 2101, ACK, 65535, 0), // its ACK: not a dup ACK
+        seg(t(702), B, A, s, 501, 2101, ACK, 65535, 0), // still answering the keep-alive
+        seg(t(800), A, B, c, 2101, 501, ACK, 65535, 100),
+        seg(t(801), B, A, s, 501, 2201, ACK, 65535, 0),
+        seg(t(802), B, A, s, 501, 2201, ACK, 65535, 0), // duplicate ACK
+        seg(t(803), B, A, s, 501, 2201, ACK, 65535, 0), // duplicate ACK
+    ];
+    let (_, flows) = read(&pcap(&frames, false, 65535));
+    assert_eq!(tcp_counts(&flows, A), (0, 0, 0));
+    assert_eq!(tcp_counts(&flows, B), (0, 2, 3));
+    let a = flows.table.values().find(|f| f.key.src == Ipv4Addr::from(A)).unwrap();
+    assert_eq!(a.payload_bytes, 2102);
+}
+
+/// The same 5-tuple reused: connection 1 (ISN 1,000,000) closes, and 5 s later a SYN at ISN
+/// 5,000 opens connection 2, whose SYN-ACK, ACK and data follow, then its data again. tshark:
+/// "A new tcp session is started with the same ports", 1 retransmission (the data resent),
+/// not the new SYN, SYN-ACK and data; a SYN sent again at its ISN is still one.
+#[test]
+fn a_syn_at_a_new_isn_on_reused_ports_starts_a_new_connection() {
+    let t = |ms: u64| T0 + ms * 1_000 * US;
+    let (c, s) = ((2000, 80), (80, 2000));
+    let frames = vec![
+        seg(t(0), A, B, c, 1_000_000, 0, SYN, 65535, 0),
+        seg(t(1), B, A, s, 9000, 1_000_001, SYN | ACK, 65535, 0),
+        seg(t(2), A, B, c, 1_000_001, 9001, ACK, 65535, 1000),
+        seg(t(3), A, B, c, 1_001_001, 9001, FIN | ACK, 65535, 0),
+        seg(t(4), B, A, s, 9001, 1_001_002, FIN | ACK, 65535, 0),
+        seg(t(5), A, B, c, 1_001_002, 9002, ACK, 65535, 0),
+        seg(t(5005), A, B, c, 5000, 0, SYN, 65535, 0), // new connection, lower ISN
+        seg(t(5006), B, A, s, 777, 5001, SYN | ACK, 65535, 0),
+        seg(t(5007), A, B, c, 5001, 778, ACK, 65535, 500),
+        seg(t(5008), A, B, c, 5001, 778, ACK, 65535, 500), // resent: a retransmission
+        seg(t(9000), A, B, c, 5000, 0, SYN, 65535, 0),     // the SYN again: a retransmission
+    ];
+    let (_, flows) = read(&pcap(&frames, false, 65535));
+    assert_eq!(tcp_counts(&flows, A), (2, 0, 0));
+    assert_eq!(tcp_counts(&flows, B), (0, 0, 0));
+}
+
+/// Linux BIG TCP as tcpdump -s 128 records it: 150,000-byte frames, IPv4 with Total Length 0
+/// and IPv6 with Payload Length 0 and a hop-by-hop Jumbo Payload option. The TCP payload comes
+/// from the frame's wire length (IPv4) and the jumbo length (IPv6), as tshark's tcp.len does:
+/// 149,946 and 149,918 bytes a segment; `--write-flows` carries it.
+#[test]
+fn big_tcp_and_jumbogram_payloads_come_from_the_wire_length_and_the_jumbo_option() {
+    const WIRE: usize = 150_000;
+    let v4 = |i: u32, src: [u8; 4], dst: [u8; 4]| {
+        let mut v = Vec::new();
+        let seq = 1000 + i * (WIRE as u32 - 54);
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv4(src, dst, 64)
+            .tcp(40000, 5201, seq, 1000)
+            .ack(1)
+            .write(&mut v, &[0x64; 80])
+            .unwrap();
+        v[16..18].copy_from_slice(&[0, 0]); // Total Length 0
+        v.resize(WIRE, 0x64);
+        (T0 + u64::from(i) * 1_000 * US, v)
+    };
+    let v6 = |i: u32| {
+        let mut v = Vec::new();
+        let seq = 1000 + i * (WIRE as u32 - 82);
+        PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .ipv6([0xfd; 16], [0xfe; 16], 64)
+            .tcp(40001, 5201, seq, 1000)
+            .ack(1)
+            .write(&mut v, &[0x64; 80])
+            .unwrap();
+        // A hop-by-hop header with the Jumbo Payload option (type 0xc2, length 4) before TCP:
+        // the IPv6 next header becomes 0, its Payload Length 0.
+        let mut w = v[..54].to_vec();
+        w[20] = 0;
+        w[18..20].copy_from_slice(&[0, 0]);
+        w.extend_from_slice(&[6, 0, 0xc2, 4]);
+        w.extend_from_slice(&(WIRE as u32 - 54).to_be_bytes());
+        w.extend_from_slice(&v[54..]);
+        w.resize(WIRE, 0x64);
+        (T0 + (3 + u64::from(i)) * 1_000 * US, w)
+    };
+    let frames: Vec<Frame> = (0..3).map(|i| v4(i, A, B)).chain((0..3).map(v6)).collect();
+    let (_, flows) = read(&pcap(&frames, false, 128));
+    let payload = |port: u16| flows.table.values().find(|f| f.key.sport == port).unwrap().payload_bytes;
+    assert_eq!((payload(40000), payload(40001)), (3 * 149_946, 3 * 149_918));
+    assert_eq!(flows.bytes, 6 * WIRE as u64);
+    // Between GPUs, the flows workload carries the payload.
+    let (f, cat) = scenario();
+    let plan = AddressPlan::new(&f, &cat, Ipv4Addr::new(10, 64, 0, 1));
+    let (csv, n) = flows_csv(&flows, &plan);
+    assert_eq!(n, 1, "{csv}");
+    assert!(csv.contains("gpu-0,gpu-1,449838,0ns"), "{csv}");
+}
+
+/// pcapng's obsolete Packet Block (type 2), as Wireshark before pcapng 1.0 wrote it: an
+/// interface id and drop count of 16 bits each, then an enhanced packet's fields. capinfos:
+/// 3 packets, 426 bytes over 2 s, in either byte order; one on an undefined interface, or
+/// claiming more bytes than it holds, stops the reading there.
+#[test]
+fn obsolete_packet_blocks_are_read_as_enhanced_ones() {
+    let file = |be: bool, if_id: u16, caplen_extra: u32| {
+        let w16 = |x: u16| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+        let w32 = |x: u32| if be { x.to_be_bytes() } else { x.to_le_bytes() };
+        let block = |out: &mut Vec<u8>, typ: u32, body: &[u8]| {
+            let len = 12 + body.len().div_ceil(4) * 4;
+            out.extend_from_slice(&w32(typ));
+            out.extend_from_slice(&w32(len as u32));
+            out.extend_from_slice(body);
+            out.resize(out.len() + (4 - body.len() % 4) % 4, 0);
+            out.extend_from_slice(&w32(len as u32));
+        };
+        let mut out = Vec::new();
+        let mut shb = w32(0x1a2b_3c4d).to_vec();
+        shb.extend_from_slice(&w16(1));
+        shb.extend_from_slice(&w16(0));
+        shb.extend_from_slice(&(-1i64).to_le_bytes());
+        block(&mut out, 0x0a0d_0d0a, &shb);
+        let mut idb = w16(1).to_vec();
+        idb.extend_from_slice(&w16(0));
+        idb.extend_from_slice(&w32(65535));
+        block(&mut out, 1, &idb);
+        for i in 0..3u64 {
+            let (_, f) = udp(0, A, B, (5000, 9000), &[0x61; 100]);
+            let units = T0 / 1000 + i * 1_000_000;
+            let mut pb = w16(if i == 2 { if_id } else { 0 }).to_vec();
+            pb.extend_from_slice(&w16(0)); // drops
+            pb.extend_from_slice(&w32((units >> 32) as u32));
+            pb.extend_from_slice(&w32(units as u32));
+            pb.extend_from_slice(&w32(f.len() as u32 + if i == 2 { caplen_extra } else { 0 }));
+            pb.extend_from_slice(&w32(f.len() as u32));
+            pb.extend_from_slice(&f);
+            block(&mut out, 2, &pb);
+        }
+        out
+    };
+    for be in [false, true] {
+        let (info, flows) = read(&file(be, 0, 0));
+        assert_eq!((info.format, info.packets, info.stopped_early.as_deref()), ("pcapng", 3, None), "big-endian {be}");
+        assert_eq!((flows.packets, flows.bytes, flows.last_ns - flows.first_ns.unwrap()), (3, 426, 2_000_000_000));
+        assert_eq!(flows.table.values().next().unwrap().payload_bytes, 300);
+    }
+    let (info, flows) = read(&file(false, 1, 0));
+    assert_eq!((info.packets, flows.packets), (2, 2));
+    let why = info.stopped_early.unwrap();
+    assert!(why.contains("a packet block at byte") && why.contains("interface 1"), "{why}");
+    let (info, _) = read(&file(false, 0, 400));
+    let why = info.stopped_early.unwrap();
+    assert!(why.contains("packet block at byte") && why.contains("claims 542 captured bytes"), "{why}");
+}
