@@ -437,6 +437,11 @@ pub fn compare_rows(rs: &[FabricReport]) -> Vec<CompareRow> {
         let (v, sh) = col(f, s);
         rows.push(row(m, b, v, sh));
     };
+    // Totals that grow with the fabric (switches, bisection, optics, power, cost, switches
+    // that cut GPUs off) are ranked only between fabrics of as many GPUs: a smaller fabric
+    // is not better for having fewer switches. Ratios and per-GPU rows are ranked always.
+    let same_size = same_size(rs);
+    let total = |b: Better| if same_size { b } else { Better::None };
     add("GPUs", Better::None, &|r| r.gpus as f64, &|r| thousands(r.gpus));
     add(
         "switch tiers",
@@ -444,8 +449,8 @@ pub fn compare_rows(rs: &[FabricReport]) -> Vec<CompareRow> {
         &|r| r.tiers.iter().filter(|t| t.level > 0).map(|t| t.level).max().unwrap_or(0) as f64,
         &|r| r.tiers.iter().filter(|t| t.level > 0).map(|t| t.name.as_str()).collect::<Vec<_>>().join("/"),
     );
-    add("switches", Better::Lower, &|r| r.switches as f64, &|r| thousands(r.switches));
-    add("bisection", Better::Higher, &|r| r.bisection.maxflow_bps as f64, &|r| rate(r.bisection.maxflow_bps));
+    add("switches", total(Better::Lower), &|r| r.switches as f64, &|r| thousands(r.switches));
+    add("bisection", total(Better::Higher), &|r| r.bisection.maxflow_bps as f64, &|r| rate(r.bisection.maxflow_bps));
     add("x full bisection", Better::Higher, &|r| (r.bisection.full_ratio * 1000.0).round() / 1000.0, &|r| {
         format!("{:.2}", r.bisection.full_ratio)
     });
@@ -460,13 +465,15 @@ pub fn compare_rows(rs: &[FabricReport]) -> Vec<CompareRow> {
     add("zero-load latency max", Better::Lower, &|r| r.paths.latency_max_ns as f64, &|r| {
         Nanos(r.paths.latency_max_ns).to_string()
     });
-    add("optics and cables", Better::Lower, &|r| optics(r) as f64, &|r| thousands(optics(r)));
-    add("power", Better::Lower, &|r| r.bom.total_power_w.round(), &|r| watts(r.bom.total_power_w));
-    add("cost", Better::Lower, &|r| r.bom.total_cost_usd.round(), &|r| dollars(r.bom.total_cost_usd));
+    add("optics and cables", total(Better::Lower), &|r| optics(r) as f64, &|r| thousands(optics(r)));
+    add("power", total(Better::Lower), &|r| r.bom.total_power_w.round(), &|r| watts(r.bom.total_power_w));
+    add("cost", total(Better::Lower), &|r| r.bom.total_cost_usd.round(), &|r| dollars(r.bom.total_cost_usd));
     add("network cost per GPU", Better::Lower, &|r| r.bom.cost_per_gpu_usd.round(), &|r| {
         dollars(r.bom.cost_per_gpu_usd)
     });
-    add("switches that cut GPUs off", Better::Lower, &|r| spof_switches(r) as f64, &|r| thousands(spof_switches(r)));
+    add("switches that cut GPUs off", total(Better::Lower), &|r| spof_switches(r) as f64, &|r| {
+        thousands(spof_switches(r))
+    });
     add(
         "lossless headroom",
         Better::Higher,
@@ -480,6 +487,11 @@ pub fn compare_rows(rs: &[FabricReport]) -> Vec<CompareRow> {
         },
     );
     rows
+}
+
+/// The fabrics all have as many GPUs (their totals compare).
+fn same_size(rs: &[FabricReport]) -> bool {
+    rs.windows(2).all(|w| w[0].gpus == w[1].gpus)
 }
 
 /// The worst switch's oversubscription (below 1:1 counts as 1:1, non-blocking).
@@ -539,7 +551,12 @@ pub fn compare_text(rs: &[FabricReport]) -> String {
         t.row(cells);
     }
     let mut o = t.render();
-    o.push_str("(* best on the row)\n");
+    o.push_str(if same_size(rs) {
+        "(* best on the row)\n"
+    } else {
+        "(* best on the row; the fabrics differ in GPUs, so totals (switches, bisection, optics, power, cost, \
+         switches that cut GPUs off) are not ranked: see the ratios and per-GPU rows)\n"
+    });
     o
 }
 

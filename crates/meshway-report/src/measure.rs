@@ -582,7 +582,9 @@ pub fn optics_text(source: &str, m: &meshway_probe::optics::Module) -> String {
                 opt(l.rx_power_mw, &power_text)
             );
         }
-        let dbm = |v: f64| meshway_probe::optics::dbm(v).map_or("-inf".into(), |d| format!("{d:.1}"));
+        // Limits in dBm to the readings' two decimals: a -8.155 dBm limit printed as -8.2 beside
+        // a -8.16 dBm reading read as a reading within it.
+        let dbm = |v: f64| meshway_probe::optics::dbm(v).map_or("-inf".into(), |d| format!("{d:.2}"));
         for (m_, name) in [(Measure::TxPower, "tx power dBm"), (Measure::RxPower, "rx power dBm")] {
             if let Some(t) = m.threshold(m_) {
                 let _ = writeln!(s, "  {name}{}", lim(Some(t), &dbm));

@@ -609,9 +609,8 @@ pub fn build(
             m.bytes = spec.proto.wire_bytes(m.bytes);
             m.set_alpha(spec.ring_step_alpha(local, shape));
         }
-        // The window holds payload: the message's bytes per payload byte (the NIC's
-        // efficiency and the protocol's flags).
-        m.window_ppm = (m.bytes as f64 / payload.max(1) as f64 * 1e6).round().min(f64::from(u32::MAX)) as u32;
+        // The window holds payload, and the per-message output gives it.
+        m.payload = payload.max(1);
     }
     if !transport {
         let fill = if spec.algo == Algo::Tree && spec.op == Op::AllReduce {

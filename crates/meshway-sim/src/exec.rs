@@ -499,7 +499,7 @@ pub fn execute(
     Ok(Execution { msgs, flows: res.flows.len(), sim: res, window_bound })
 }
 
-/// The window NCCL keeps `m` to, in the message's own bytes (its buffer x `window_ppm`),
+/// The window NCCL keeps `m` to, in the message's own bytes (its buffer x bytes / payload),
 /// when it is a send between sites larger than that window; None for every other message
 /// (a message that fits goes at once).
 pub(crate) fn message_window(m: &crate::program::Msg, topo: &dyn Topology, cfg: &ExecConfig) -> Option<u64> {
@@ -512,7 +512,12 @@ pub(crate) fn message_window(m: &crate::program::Msg, topo: &dyn Topology, cfg: 
     if w == 0 || m.leg != Leg::Path || m.is_wait() || topo.site_of(m.src) == topo.site_of(m.dst) {
         return None;
     }
-    let ppm = if m.window_ppm == 0 { 1_000_000 } else { m.window_ppm };
+    // Message bytes per payload byte, in millionths (the buffer holds payload).
+    let ppm = if m.payload == 0 {
+        1_000_000
+    } else {
+        (m.bytes as f64 / m.payload.max(1) as f64 * 1e6).round().min(f64::from(u32::MAX)) as u32
+    };
     let wm = (u128::from(w) * u128::from(ppm) / 1_000_000) as u64;
     (m.bytes > wm).then_some(wm)
 }

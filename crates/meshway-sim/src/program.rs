@@ -13,7 +13,8 @@ pub struct Msg {
     /// Sending and receiving rank. A wait has `src == dst` and no bytes.
     pub src: u32,
     pub dst: u32,
-    /// Payload bytes (headers are added by the transport).
+    /// Bytes the message moves (headers are added by the transport): its payload, or more
+    /// (see [`Msg::payload`]).
     pub bytes: u64,
     /// Relay rank: the message first goes over the NVLink domain to `via`, then on to `dst`
     /// (NCCL's PXN: a GPU hands data to the GPU whose NIC is on the receiver's rail).
@@ -46,9 +47,10 @@ pub struct Msg {
     /// Which NCCL connection buffer bounds the message's bytes in flight per round trip
     /// across the network ([`crate::exec::ExecConfig::window`]).
     pub window: Window,
-    /// Message bytes per payload byte, in millionths (the NIC's efficiency writes messages
-    /// larger than their payload; the buffer holds payload); 0 counts as 1,000,000.
-    pub window_ppm: u32,
+    /// The payload the message carries when `bytes` is more (a collective's sends move their
+    /// payload scaled to the NIC's achievable share and the protocol's flags, so that the
+    /// link's line rate times them gives NCCL's time); 0: `bytes` is the payload.
+    pub payload: u64,
 }
 
 /// The NCCL buffer a message's connection has (see [`Msg::window`]).
@@ -102,7 +104,7 @@ impl Msg {
             plane: None,
             route: NO_ROUTE,
             window: Window::None,
-            window_ppm: 0,
+            payload: 0,
         }
     }
 

@@ -251,7 +251,13 @@ pub struct FlowRecord {
     pub workload: String,
     pub src: String,
     pub dst: String,
+    /// The message's payload (a collective's send moves more on the simulated link, scaled
+    /// to the NIC's achievable share; this is what it carries).
     pub bytes: u64,
+    /// The bytes the simulated link moved for it (the payload, or more: see
+    /// [`crate::program::Msg::payload`]); not in the JSON or CSV.
+    #[serde(skip)]
+    pub link_bytes: u64,
     pub start_ns: Option<u64>,
     pub end_ns: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1985,7 +1991,8 @@ fn flow_records(prog: &Program, ex: &Execution, topo: &FabricTopo<'_>) -> Vec<Fl
             workload: prog.tags.get(m.tag as usize).map_or(String::new(), |t| t.name.clone()),
             src: topo.rank_name(m.src),
             dst: topo.rank_name(m.dst),
-            bytes: m.bytes,
+            bytes: if m.payload == 0 { m.bytes } else { m.payload },
+            link_bytes: m.bytes,
             start_ns: r.start.map(|s| s.0),
             end_ns: r.end.map(|e| e.0),
             failed: r.stall.clone(),

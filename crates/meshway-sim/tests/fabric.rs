@@ -550,7 +550,7 @@ fn the_nic_share_is_per_pair_whatever_the_order() {
         );
         let r = run(&text, &Options { flows: true, ..Options::default() });
         let mut v: Vec<(String, String, u64)> =
-            r.flows.iter().flatten().map(|f| (f.src.clone(), f.dst.clone(), f.bytes)).collect();
+            r.flows.iter().flatten().map(|f| (f.src.clone(), f.dst.clone(), f.link_bytes)).collect();
         v.sort();
         v
     };
@@ -559,6 +559,13 @@ fn the_nic_share_is_per_pair_whatever_the_order() {
     let bytes = |s: &str, d: &str| a.iter().find(|f| f.0 == s && f.1 == d).unwrap().2;
     assert!(bytes("g0", "g2") > bytes("g0", "g3"), "{a:?}");
     assert_eq!(bytes("g0", "g3"), 100 << 20);
+    // The records give every message its payload, 100 MiB, whatever its link moved.
+    let text = "name = \"r\"\n[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 8\ngpus-per-leaf = 8\nnic = \"400Gbps\"\n\
+                [transport]\nkind = \"roce\"\n[[workload]]\nkind = \"collective\"\nop = \"all-to-all\"\nsize = \"1600MiB\"\n";
+    let r = run(text, &Options { flows: true, ..Options::default() });
+    let flows: Vec<_> = r.flows.iter().flatten().collect();
+    assert!(flows.iter().all(|f| f.bytes == 100 << 20), "{:?}", flows.iter().map(|f| f.bytes).collect::<Vec<_>>());
+    assert!(flows.iter().any(|f| f.link_bytes > f.bytes), "the NIC's achievable share scales the network sends");
 }
 
 /// The tuner evaluates its candidates with the scenario's failures: two leaves joined by a

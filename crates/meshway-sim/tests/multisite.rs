@@ -641,7 +641,7 @@ fn the_packet_level_waits_for_credits_across_a_long_span_as_the_flow_level_does(
         // A collective's message carries its NIC share: bytes per payload byte.
         let bytes = (S as f64 / share).ceil() as u64;
         let mut m = meshway_sim::program::Msg::send(0, dst, bytes);
-        m.window_ppm = (bytes as f64 / S as f64 * 1e6).round() as u32;
+        m.payload = S;
         m.window = meshway_sim::program::Window::Collective;
         let id = prog.push(m) as usize;
         if !packet {

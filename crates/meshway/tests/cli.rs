@@ -61,6 +61,17 @@ fn compare_marks_the_best() {
     let o = meshway(&["compare", "examples/testbed-2x2.toml", "examples/testbed-2x2.toml"]);
     let head = stdout(&o).lines().next().unwrap_or_default().to_string();
     assert!(head.contains("testbed-2x2 (1)") && head.contains("testbed-2x2 (2)"), "{head}");
+    // Fabrics of different sizes: totals are not ranked (4 GPUs' 4 switches are not better
+    // than 1,024 GPUs' 48), ratios and per-GPU figures are.
+    let o = meshway(&["compare", "examples/testbed-2x2.toml", "examples/leaf-spine-1024.toml"]);
+    let s = stdout(&o);
+    for total in ["switches ", "bisection", "optics and cables", "power", "cost "] {
+        let line = s.lines().find(|l| l.starts_with(total)).unwrap_or_default();
+        assert!(!line.is_empty() && !line.contains('*'), "{total}: {s}");
+    }
+    let per_gpu = s.lines().find(|l| l.starts_with("network cost per GPU")).unwrap_or_default();
+    assert!(per_gpu.contains('*'), "{s}");
+    assert!(s.contains("the fabrics differ in GPUs, so totals"), "{s}");
 }
 
 #[test]

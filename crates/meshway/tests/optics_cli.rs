@@ -51,7 +51,7 @@ fn sfp_and_qsfp_dumps_name_their_alarms() {
     );
     let o = meshway(&["optics", "examples/optics/qsfp28-lr4.hex"]);
     let s = stdout(&o);
-    assert!(s.contains("WARNING rx-power low lane 3") && s.contains("rx power dBm  (warn -10.0 .. 2.4"), "{s}");
+    assert!(s.contains("WARNING rx-power low lane 3") && s.contains("rx power dBm  (warn -10.00 .. 2.40"), "{s}");
     let o = meshway(&["optics", "examples/optics/sfp-25g-sr.hex"]);
     assert!(stdout(&o).contains("no warnings or alarms"));
 }
