@@ -482,7 +482,45 @@ fn port_plan(fc: &FabricConfig, p: &Params, ctx: &Ctx) -> Result<PortPlan, Fabri
         }
         Some(ps) => (pod_spine_ports(ps, d, o2, p, ctx)?, 3),
     };
+    let (d, u) = if p.kind == FabricKind::LeafSpine && tiers == 2 && fc.gpus_per_leaf.is_none() && fc.spines.is_none() {
+        fewest_switches(d, u, o, p)
+    } else {
+        (d, u)
+    };
     Ok(PortPlan { leaf_d: d, leaf_u: u, spine_split, core_radix: p.radix[2], tiers })
+}
+
+/// A 2-tier leaf-spine's leaf split with the fewest switches: from the split that fills the
+/// leaf (`d0` down, `u0` up), a leaf may serve fewer GPUs (down to three quarters) with as
+/// few uplinks as keep down over up within `o`, when that needs fewer leaves and spines in
+/// all. Every leaf reaches every spine with as many links each, so a prime uplink count
+/// forces a spine per uplink: 4:1 on 64 ports filled is 51 down and 13 up, 21 leaves and 13
+/// spines for 1,024 GPUs, where 48 and 12 give 22 leaves and 6 spines (3:1 gave 22 and 8, so
+/// asking for more oversubscription cost more). Ties keep the fuller leaf.
+fn fewest_switches(d0: u32, u0: u32, o: Ratio, p: &Params) -> (u32, u32) {
+    let (rd, ru) = (u128::from(p.host_rate().0), u128::from(p.uplink.0));
+    let cap = u128::from(p.radix[0].saturating_sub(p.backup)) * rd;
+    let (num, den) = o.parts();
+    let switches = |d: u32, u: u32| -> Option<u64> {
+        let leaves = u64::from(p.gpus.div_ceil(d)) * u64::from(p.homes);
+        let per = links_per_pair(u, leaves, p.radix[1])?;
+        Some(leaves + u64::from(u / per))
+    };
+    let mut best = (switches(d0, u0), d0, u0);
+    for d in (d0 - d0 / 4).max(1)..d0 {
+        let u = (u128::from(d) * rd * u128::from(den)).div_ceil(u128::from(num).max(1) * ru).max(1);
+        if u128::from(d) * rd + u * ru > cap {
+            continue;
+        }
+        let u = u as u32;
+        if let Some(n) = switches(d, u) {
+            // Smaller leaves first win only with strictly fewer switches.
+            if best.0.is_none_or(|b| n < b || (n == b && d > best.1)) {
+                best = (Some(n), d, u);
+            }
+        }
+    }
+    (best.1, best.2)
 }
 
 /// A pod spine's (down, up) ports for pods of `pod_gpus` GPUs: one down port per leaf of the
