@@ -29,17 +29,24 @@ impl Constants {
     /// up; its 100G figure at 100 Gb/s and below; between them, bit times interpolated in
     /// the rate (an assumption: IEEE tabulates 100G and 400G only).
     pub fn pfc_response_at(&self, rate: meshway_units::BitsPerSec) -> Nanos {
-        const G100: f64 = 100e9;
-        const G400: f64 = 400e9;
-        let Some(r100) = self.pfc_response_100g else { return self.pfc_response };
-        let r = rate.0 as f64;
-        if r >= G400 || r <= 0.0 {
-            return self.pfc_response;
-        }
-        let (bt100, bt400) = (r100.0 as f64 * 1e-9 * G100, self.pfc_response.0 as f64 * 1e-9 * G400);
-        let bits = if r <= G100 { bt100 } else { bt100 + (bt400 - bt100) * (r - G100) / (G400 - G100) };
-        Nanos((bits / r * 1e9).round() as u64)
+        pfc_response_between(self.pfc_response_100g, self.pfc_response, rate)
     }
+}
+
+/// The PFC response delay at `rate` from the figures at 400G (`at_400g`, also every rate
+/// above) and at 100G (`at_100g`, also every rate below; None: `at_400g` everywhere), bit
+/// times interpolated in the rate between them (see [`Constants::pfc_response_at`]).
+pub fn pfc_response_between(at_100g: Option<Nanos>, at_400g: Nanos, rate: meshway_units::BitsPerSec) -> Nanos {
+    const G100: f64 = 100e9;
+    const G400: f64 = 400e9;
+    let Some(r100) = at_100g else { return at_400g };
+    let r = rate.0 as f64;
+    if r >= G400 || r <= 0.0 {
+        return at_400g;
+    }
+    let (bt100, bt400) = (r100.0 as f64 * 1e-9 * G100, at_400g.0 as f64 * 1e-9 * G400);
+    let bits = if r <= G100 { bt100 } else { bt100 + (bt400 - bt100) * (r - G100) / (G400 - G100) };
+    Nanos((bits / r * 1e9).round() as u64)
 }
 
 /// Inference defaults (`[inference]`) used when a scenario leaves a value out.

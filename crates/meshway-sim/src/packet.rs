@@ -164,8 +164,13 @@ pub struct PacketParams {
     pub headroom: Option<u64>,
     /// Headroom of ports on DCI links only (overrides `headroom` there).
     pub dci_headroom: Option<u64>,
-    /// Upstream transmitter's reaction time to a pause or a resume frame.
+    /// Upstream transmitter's reaction time to a pause or a resume frame: at 400 Gb/s and
+    /// above, and at every rate when `pause_response_100g` is None (a scenario's
+    /// `pause-response`).
     pub pause_response: Nanos,
+    /// The reaction time at 100 Gb/s and below; between 100 and 400 Gb/s the bit times are
+    /// interpolated, as the planner's headroom does (the catalog's `pfc-response-100g`).
+    pub pause_response_100g: Option<Nanos>,
     /// Lossy output queue limit, bytes.
     pub queue: u64,
     /// Receiver-driven: a data queue above this many bytes trims arriving packets.
@@ -344,6 +349,8 @@ struct Port {
     in_bytes: u64,
     /// Room above `xoff` (PFC) at the head's ingress for this arc.
     headroom: u64,
+    /// The upstream transmitter's response to a pause at this port's rate, ps.
+    response_ps: u64,
     xoff: bool,
     /// Pull pacer of the receiver at this arc's head (a host).
     pulls: VecDeque<u32>,
@@ -399,8 +406,10 @@ impl Port {
     /// From a switch's decision to pause or resume the transmitter of this arc until the
     /// transmitter acts on it, ps: the frame's serialization, the link's latency and the
     /// transmitter's response time, the same for both frames so they act in the order sent.
-    fn pause_delay(&self, response: Nanos) -> u64 {
-        self.lat_ps + self.ser(PAUSE_FRAME) + response.0 * PS
+    /// A pause (or resume) sent up this arc takes effect: the frame's serialization and
+    /// propagation, and the upstream transmitter's response at this port's rate.
+    fn pause_delay(&self) -> u64 {
+        self.lat_ps + self.ser(PAUSE_FRAME) + self.response_ps
     }
 
     /// Time to serialize `bytes` on this port, ps: [`ser_ps`] at the port's rate.
@@ -1095,7 +1104,7 @@ impl<'p> Engine<'p> {
                 port.xoff = false;
                 // The same delay as the pause's (a resume that overtook its pause left the
                 // port paused for good).
-                let t = self.now + port.pause_delay(self.p.pause_response);
+                let t = self.now + port.pause_delay();
                 self.push_fixed(t, Ev::Pause(ingress, false));
             }
             Transport::Infiniband => {
@@ -1155,7 +1164,7 @@ impl<'p> Engine<'p> {
                     port.xoff = true;
                     port.cold.st.pauses_sent += 1;
                     self.stats.pauses += 1;
-                    let t = self.now + port.pause_delay(self.p.pause_response);
+                    let t = self.now + port.pause_delay();
                     self.push_fixed(t, Ev::Pause(a, true));
                 }
             }
@@ -1666,7 +1675,9 @@ pub fn execute_packets(
             }
             _ => NONE,
         };
-        let own = meshway_fabric::plan::headroom_bytes(l.capacity, l.latency, p.pause_response, Bytes(packet)).0;
+        let response =
+            meshway_fabric::catalog::pfc_response_between(p.pause_response_100g, p.pause_response, l.capacity);
+        let own = meshway_fabric::plan::headroom_bytes(l.capacity, l.latency, response, Bytes(packet)).0;
         let headroom = if topo.is_dci_arc(arc) { p.dci_headroom.or(p.headroom) } else { p.headroom }.unwrap_or(own);
         let credit_limited = p.transport == Transport::Infiniband && head != NONE;
         const PS_PER_BYTE_AT_1BPS: u64 = 8 * 1_000_000_000_000;
@@ -1684,6 +1695,7 @@ pub fn execute_packets(
             credits: if credit_limited { p.xoff.saturating_add(headroom) } else { 0 },
             credit_limited,
             headroom,
+            response_ps: response.0 * PS,
             cold: Box::new(Cold {
                 st: PortStats { link: String::new(), capacity_bps: l.capacity.0, ..PortStats::default() },
                 ..Cold::default()

@@ -1717,7 +1717,9 @@ fn packet_params(setup: &Setup<'_>, cfg: &ExecConfig) -> Result<(crate::packet::
         xon,
         headroom: pc.headroom.map(|b| b.0),
         dci_headroom: pc.dci_headroom.map(|b| b.0),
+        // A scenario's figure holds at every rate; the catalog's scale with each port's rate.
         pause_response: pc.pause_response.unwrap_or(cat.constants.pfc_response),
+        pause_response_100g: if pc.pause_response.is_some() { None } else { cat.constants.pfc_response_100g },
         queue,
         trim: u64::from(pc.trim_packets.unwrap_or(d.trim_packets)) * packet,
         window: pc.window_packets.unwrap_or(d.window_packets),

@@ -608,6 +608,7 @@ fn packet_params(
         headroom: None,
         dci_headroom: None,
         pause_response: cat.constants.pfc_response,
+        pause_response_100g: None,
         queue: d.queue.0,
         trim: 0,
         window: d.window_packets,
