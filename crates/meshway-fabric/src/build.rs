@@ -482,7 +482,14 @@ fn port_plan(fc: &FabricConfig, p: &Params, ctx: &Ctx) -> Result<PortPlan, Fabri
         }
         Some(ps) => (pod_spine_ports(ps, d, o2, p, ctx)?, 3),
     };
-    let (d, u) = if p.kind == FabricKind::LeafSpine && tiers == 2 && fc.gpus_per_leaf.is_none() && fc.spines.is_none() {
+    let two_tier_family = match p.kind {
+        FabricKind::LeafSpine => tiers == 2,
+        // Decided from whether 2 tiers fit: the search keeps to splits that fit them.
+        FabricKind::RailOptimized => tiers != 3 && fc.pod_size.is_none(),
+        _ => false,
+    };
+    // Non-blocking designs keep the split that fills the leaf (as the reference designs do).
+    let (d, u) = if two_tier_family && o.as_f64() > 1.0 && fc.gpus_per_leaf.is_none() && fc.spines.is_none() {
         fewest_switches(d, u, o, p)
     } else {
         (d, u)
@@ -490,10 +497,10 @@ fn port_plan(fc: &FabricConfig, p: &Params, ctx: &Ctx) -> Result<PortPlan, Fabri
     Ok(PortPlan { leaf_d: d, leaf_u: u, spine_split, core_radix: p.radix[2], tiers })
 }
 
-/// A 2-tier leaf-spine's leaf split with the fewest switches: from the split that fills the
-/// leaf (`d0` down, `u0` up), a leaf may serve fewer GPUs (down to three quarters) with as
-/// few uplinks as keep down over up within `o`, when that needs fewer leaves and spines in
-/// all. Every leaf reaches every spine with as many links each, so a prime uplink count
+/// An oversubscribed 2-tier leaf-spine's (or rail-optimized fabric's) leaf split with the
+/// fewest switches: from the split that fills the leaf (`d0` down, `u0` up), a leaf may
+/// serve fewer GPUs (down to three quarters) with as few uplinks as keep down over up within
+/// `o`, when that needs fewer leaves and spines in all. Every leaf reaches every spine with as many links each, so a prime uplink count
 /// forces a spine per uplink: 4:1 on 64 ports filled is 51 down and 13 up, 21 leaves and 13
 /// spines for 1,024 GPUs, where 48 and 12 give 22 leaves and 6 spines (3:1 gave 22 and 8, so
 /// asking for more oversubscription cost more). Ties keep the fuller leaf.
@@ -501,12 +508,25 @@ fn fewest_switches(d0: u32, u0: u32, o: Ratio, p: &Params) -> (u32, u32) {
     let (rd, ru) = (u128::from(p.host_rate().0), u128::from(p.uplink.0));
     let cap = u128::from(p.radix[0].saturating_sub(p.backup)) * rd;
     let (num, den) = o.parts();
+    // Leaves as the build counts them: a rail-optimized fabric has a leaf per rail for each
+    // group of `d` hosts.
+    let leaves = |d: u32| -> u64 {
+        let per_home = if p.kind == FabricKind::RailOptimized {
+            u64::from((p.gpus / p.gph).div_ceil(d)) * u64::from(p.gph)
+        } else {
+            u64::from(p.gpus.div_ceil(d))
+        };
+        per_home * u64::from(p.homes)
+    };
     let switches = |d: u32, u: u32| -> Option<u64> {
-        let leaves = u64::from(p.gpus.div_ceil(d)) * u64::from(p.homes);
-        let per = links_per_pair(u, leaves, p.radix[1])?;
-        Some(leaves + u64::from(u / per))
+        let per = links_per_pair(u, leaves(d), p.radix[1])?;
+        Some(leaves(d) + u64::from(u / per))
     };
     let mut best = (switches(d0, u0), d0, u0);
+    // A split that needs 3 tiers is left as it is (the search counts 2-tier fabrics only).
+    if best.0.is_none() {
+        return (d0, u0);
+    }
     for d in (d0 - d0 / 4).max(1)..d0 {
         let u = (u128::from(d) * rd * u128::from(den)).div_ceil(u128::from(num).max(1) * ru).max(1);
         if u128::from(d) * rd + u * ru > cap {

@@ -312,16 +312,17 @@ pub struct CompareRow {
     pub best: Vec<usize>,
 }
 
+/// A row; a NaN value (a figure the fabric does not have) is never ranked (`null` in JSON).
 fn row(metric: &str, better: Better, values: Vec<f64>, shown: Vec<String>) -> CompareRow {
     let best = match better {
         Better::None => Vec::new(),
         _ => {
-            let pick = values.iter().copied().fold(None, |acc: Option<f64>, v| match acc {
+            let pick = values.iter().copied().filter(|v| !v.is_nan()).fold(None, |acc: Option<f64>, v| match acc {
                 None => Some(v),
                 Some(a) => Some(if (better == Better::Higher) == (v > a) { v } else { a }),
             });
             match pick {
-                Some(b) if values.iter().any(|v| (v - b).abs() > 1e-9 * b.abs().max(1.0)) => values
+                Some(b) if values.iter().any(|v| !v.is_nan() && (v - b).abs() > 1e-9 * b.abs().max(1.0)) => values
                     .iter()
                     .enumerate()
                     .filter(|(_, v)| (*v - b).abs() <= 1e-9 * b.abs().max(1.0))
@@ -455,14 +456,16 @@ pub fn compare_rows(rs: &[FabricReport]) -> Vec<CompareRow> {
         format!("{:.2}", r.bisection.full_ratio)
     });
     add("worst oversubscription", Better::Lower, &|r| worst_oversub(r), &|r| format!("{:.2}:1", worst_oversub(r)));
-    add("diameter (switch hops)", Better::Lower, &|r| f64::from(r.paths.diameter_hops), &|r| {
+    // Paths between GPUs: a fabric of one GPU has none, and its zeros are not the best.
+    let paired = |r: &FabricReport, v: f64| if r.gpus >= 2 { v } else { f64::NAN };
+    add("diameter (switch hops)", Better::Lower, &|r| paired(r, f64::from(r.paths.diameter_hops)), &|r| {
         r.paths.diameter_hops.to_string()
     });
-    add("mean switch hops", Better::Lower, &|r| (r.paths.mean_hops * 100.0).round() / 100.0, &|r| {
+    add("mean switch hops", Better::Lower, &|r| paired(r, (r.paths.mean_hops * 100.0).round() / 100.0), &|r| {
         format!("{:.2}", r.paths.mean_hops)
     });
-    add("max equal-cost paths", Better::Higher, &|r| max_paths(r) as f64, &|r| thousands(max_paths(r)));
-    add("zero-load latency max", Better::Lower, &|r| r.paths.latency_max_ns as f64, &|r| {
+    add("max equal-cost paths", Better::Higher, &|r| paired(r, max_paths(r) as f64), &|r| thousands(max_paths(r)));
+    add("zero-load latency max", Better::Lower, &|r| paired(r, r.paths.latency_max_ns as f64), &|r| {
         Nanos(r.paths.latency_max_ns).to_string()
     });
     add("optics and cables", total(Better::Lower), &|r| optics(r) as f64, &|r| thousands(optics(r)));
@@ -572,5 +575,10 @@ mod tests {
         assert_eq!(r.best, vec![0]);
         let r = row("x", Better::Higher, vec![2.0, 2.0], vec![]);
         assert!(r.best.is_empty(), "a tie everywhere marks nothing");
+        // A figure a fabric lacks (NaN) is never the best, nor does it break a tie.
+        let r = row("x", Better::Lower, vec![f64::NAN, 3.0, 5.0], vec![]);
+        assert_eq!(r.best, vec![1]);
+        let r = row("x", Better::Lower, vec![f64::NAN, 3.0, 3.0], vec![]);
+        assert!(r.best.is_empty());
     }
 }
