@@ -1369,6 +1369,19 @@ impl Catalog {
         best(true).or_else(|| best(false))
     }
 
+    /// The cheapest coherent optic of at least `rate` reaching `length` (the slowest such
+    /// rate first), for a link no pluggable reaches.
+    pub fn choose_coherent_at(&self, rate: BitsPerSec, length: Meters) -> Option<u16> {
+        self.optic
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.class == OpticClass::Coherent && o.reach >= length && o.rate >= rate)
+            .min_by(|(_, a), (_, b)| {
+                (a.rate, a.price_usd).partial_cmp(&(b.rate, b.price_usd)).unwrap_or(std::cmp::Ordering::Equal)
+            })
+            .map(|(i, _)| i as u16)
+    }
+
     /// The cheapest coherent optic reaching `length` (400ZR up to its reach, ZR+ beyond).
     pub fn choose_coherent(&self, length: Meters) -> Option<u16> {
         self.optic

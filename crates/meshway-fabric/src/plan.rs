@@ -928,6 +928,7 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
     let mut fiber_m = 0.0;
     let mut dci_km = 0.0;
     let mut missing: BTreeMap<String, u64> = BTreeMap::new();
+    let mut long: BTreeMap<(String, u16), u64> = BTreeMap::new();
     let mut cable_cost: BTreeMap<String, (f64, f64)> = BTreeMap::new();
     // Link ends that share a cage: (cage owner, module) -> ends. A switch's cage carries its
     // model's `cage-rate`; a host's, the scenario's `host-cage-rate` (keyed by its first GPU).
@@ -966,7 +967,13 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
         if !is_network(l.class) {
             continue;
         }
-        let Some(mut oi) = l.optic.or_else(|| cat.choose_optic(l.rate, l.length)) else {
+        // Beyond every pluggable's reach (a campus span of tens of km): a coherent optic.
+        let coherent = || {
+            let c = cat.choose_coherent_at(l.rate, l.length)?;
+            *long.entry((format!("{} at {} over {}", l.class.name(), l.rate, l.length), c)).or_default() += 1;
+            Some(c)
+        };
+        let Some(mut oi) = l.optic.or_else(|| cat.choose_optic(l.rate, l.length)).or_else(coherent) else {
             *missing.entry(format!("{} at {} over {}", l.class.name(), l.rate, l.length)).or_default() += 1;
             continue;
         };
@@ -1086,6 +1093,12 @@ fn bom(f: &Fabric, cat: &Catalog, warnings: &mut Vec<String>) -> Bom {
     for (what, count) in missing {
         warnings.push(format!(
             "no catalog optic or cable reaches {what} ({count} links left out of the bill of materials)"
+        ));
+    }
+    for ((what, c), count) in long {
+        warnings.push(format!(
+            "no pluggable optic reaches {what}: its {count} links are billed with coherent {} optics",
+            cat.optic[c as usize].name
         ));
     }
     if dci_km > 0.0 {

@@ -838,3 +838,24 @@ fn uplinks_slower_than_a_port_share_it_by_breakout() {
     let leaf = tier(&r, "leaf");
     assert_eq!((leaf.switches, leaf.ports_used, leaf.ports_free), (32, 32 * 64, 0));
 }
+
+/// A link beyond every pluggable's reach (a campus span given as a cable length) is billed
+/// with the cheapest coherent optic of its rate that reaches, and the warning says so; it
+/// was left out of the bill with "no catalog optic or cable reaches", 400ZR and ZR+ being
+/// in the catalog.
+#[test]
+fn links_beyond_pluggable_reach_are_billed_as_coherent() {
+    let base = "[fabric]\nkind = \"leaf-spine\"\ngpus = 64\n[fabric.cable-lengths]\nhost-leaf = \"3m\"\n";
+    for (length, optic) in [("50km", "400g-zr"), ("200km", "400g-zr-plus")] {
+        let (f, r) = build(&format!("{base}leaf-spine = \"{length}\"\n"));
+        let links = f.links.iter().filter(|l| l.class == LinkClass::LeafSpine).count() as u64;
+        let line =
+            r.bom.lines.iter().find(|l| l.item == optic).unwrap_or_else(|| panic!("{length}: {:?}", r.bom.lines));
+        assert_eq!(line.count, 2 * links, "{length}: a module at each end");
+        assert!(r.warnings.iter().any(|w| w.contains(&format!("its {links} links are billed with coherent {optic}"))));
+        assert!(!r.warnings.iter().any(|w| w.contains("no catalog optic or cable reaches")), "{:?}", r.warnings);
+    }
+    // Beyond every coherent optic too, the links are still named as left out.
+    let (_, r) = build(&format!("{base}leaf-spine = \"5000km\"\n"));
+    assert!(r.warnings.iter().any(|w| w.contains("no catalog optic or cable reaches leaf-spine")), "{:?}", r.warnings);
+}
