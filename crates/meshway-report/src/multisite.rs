@@ -5,17 +5,32 @@ use crate::table::Table;
 use meshway_sim::multisite::{BreakEven, Report};
 use meshway_units::Bytes;
 
-/// The break-even sentence for `b` (`what` names the all-reduce).
-pub fn break_even_text(b: &BreakEven, what: &str) -> String {
+/// The break-even sentence for `b` (`what` names the all-reduce). `capacity`: the capacity
+/// sweep's lowest share of the step for this all-reduce and the wavelengths a span it took,
+/// which says whether more DCI capacity helps when the share is over budget even at 0 km.
+pub fn break_even_text(b: &BreakEven, what: &str, capacity: Option<(u32, f64)>) -> String {
     // As precise as the shares beside it when one decimal would round it (9.79% read 9.8%,
     // next to a 9.7915% share said to exceed it).
     let tenths = b.budget * 1000.0;
     let budget = if (tenths - tenths.round()).abs() < 1e-9 { pct(b.budget) } else { pct4(b.budget) };
     match b.outcome.as_str() {
-        "at-zero" => format!(
-            "{what}: cross-site DP costs {} of the step even at 0 km (over the {budget} budget): add DCI capacity",
-            pct4(b.share_at_distance.unwrap_or(0.0))
-        ),
+        "at-zero" => {
+            let advice = match capacity {
+                Some((w, share)) if share <= b.budget => {
+                    format!("add DCI capacity ({w} wavelengths a span: {} at the scenario's distances)", pct4(share))
+                }
+                Some((w, share)) => format!(
+                    "more DCI capacity does not bring it within budget (at best {}, with {w} wavelengths a span, in \
+                     the capacity sweep at the scenario's distances): the cost is latency and steps, not bandwidth",
+                    pct4(share)
+                ),
+                None => "add DCI capacity".to_string(),
+            };
+            format!(
+                "{what}: cross-site DP costs {} of the step even at 0 km (over the {budget} budget): {advice}",
+                pct4(b.share_at_distance.unwrap_or(0.0))
+            )
+        }
         "beyond" => format!(
             "{what}: cross-site DP stays within {budget} of the step up to {} ({} there), the search limit",
             km(b.below_m.unwrap_or(0)),
@@ -133,9 +148,14 @@ pub fn multisite_text(r: &Report) -> String {
         out.push_str(&format!("  left out: {n}\n"));
     }
     out.push('\n');
-    out.push_str(&break_even_text(&r.break_even, "site-hierarchical"));
+    // The capacity sweep's lowest share for each all-reduce (the most capacity, or the
+    // least share where more capacity no longer helps).
+    let lowest = |share: &dyn Fn(&meshway_sim::multisite::CapacityRow) -> f64| {
+        r.by_capacity.iter().min_by(|a, b| share(a).total_cmp(&share(b))).map(|c| (c.wavelengths, share(c)))
+    };
+    out.push_str(&break_even_text(&r.break_even, "site-hierarchical", lowest(&|c| c.cross_site_share)));
     out.push('\n');
-    out.push_str(&break_even_text(&r.flat_break_even, "flat ring"));
+    out.push_str(&break_even_text(&r.flat_break_even, "flat ring", lowest(&|c| c.flat_cross_site_share)));
     out.push('\n');
     out
 }
@@ -198,4 +218,38 @@ pub fn multisite_html(r: &Report) -> String {
     body.push_str(&esc(&multisite_text(r)));
     body.push_str("</pre>\n");
     page(&format!("meshway multisite: {}", r.scenario), &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at_zero(share: f64) -> BreakEven {
+        BreakEven {
+            budget: 0.1,
+            outcome: "at-zero".into(),
+            distance_m: Some(0),
+            share_at_distance: Some(share),
+            below_m: None,
+            share_below: None,
+            resolution_m: 1000,
+            evaluations: 1,
+        }
+    }
+
+    /// Over budget at 0 km: "add DCI capacity" only when the capacity sweep brings the share
+    /// within budget; a flat ring that stays at 52% with 256 wavelengths is told it is
+    /// latency-bound (it was told to add capacity).
+    #[test]
+    fn capacity_advice_follows_the_capacity_sweep() {
+        let t = break_even_text(&at_zero(0.5296), "flat ring", Some((256, 0.5208)));
+        assert!(
+            t.contains("more DCI capacity does not bring it within budget (at best 52.0800%, with 256 wavelengths"),
+            "{t}"
+        );
+        assert!(!t.contains("add DCI capacity"), "{t}");
+        let t = break_even_text(&at_zero(0.2), "site-hierarchical", Some((32, 0.08)));
+        assert!(t.ends_with("add DCI capacity (32 wavelengths a span: 8.0000% at the scenario's distances)"), "{t}");
+        assert!(break_even_text(&at_zero(0.2), "x", None).ends_with(": add DCI capacity"));
+    }
 }
