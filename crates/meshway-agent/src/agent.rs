@@ -627,7 +627,7 @@ fn splay(name: &str, interval: Nanos) -> Nanos {
 /// does not resolve now).
 fn udp_target(t: &TargetSpec) -> Option<UdpTarget> {
     let Probe::Echo { kind: ping::PingKind::Udp, size, dscp, key, .. } = &t.probe else { return None };
-    let addr = ping::resolve(&t.address, ping::STAMP_PORT).ok()?;
+    let addr = ping::resolve_within(&t.address, ping::STAMP_PORT, t.timeout).ok()?;
     Some(UdpTarget {
         addr,
         interval: t.interval,
@@ -723,7 +723,7 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                             continue;
                         }
                         next += t.interval;
-                        let server = match crate::ping::resolve(&t.address, 5301) {
+                        let server = match crate::ping::resolve_within(&t.address, 5301, t.timeout) {
                             Ok(a) => a,
                             Err(e) => {
                                 repeats.log(&log, format!("target {}: {e}", t.name));

@@ -89,6 +89,10 @@ pub enum PingError {
     },
     #[error("{target:?} resolved to no address")]
     NoAddress { target: String },
+    #[error("cannot resolve {target:?}: the resolver did not answer within {after}")]
+    ResolveTimeout { target: String, after: Nanos },
+    #[error("cannot resolve {target:?}: {MAX_LOOKUPS} name lookups are already waiting on the resolver")]
+    ResolverBusy { target: String },
     #[error("invalid url {url:?}: {why}")]
     BadUrl { url: String, why: &'static str },
     #[error("tls: {0}")]
@@ -198,19 +202,72 @@ fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted)
 }
 
-/// Resolves `host`, `host:port`, `[v6]:port` or a bare address, with a default port.
-pub fn resolve(target: &str, default_port: u16) -> Result<SocketAddr, PingError> {
-    let with_port = if target.parse::<IpAddr>().is_ok() || !target.contains(':') {
+/// `target` with `default_port` when it has none.
+fn with_port(target: &str, default_port: u16) -> String {
+    if target.parse::<IpAddr>().is_ok() || !target.contains(':') {
         match target.parse::<IpAddr>() {
             Ok(IpAddr::V6(a)) => format!("[{a}]:{default_port}"),
             _ => format!("{target}:{default_port}"),
         }
     } else {
         target.to_string()
-    };
-    let mut addrs =
-        with_port.to_socket_addrs().map_err(|source| PingError::Resolve { target: target.to_string(), source })?;
+    }
+}
+
+/// Resolves `host`, `host:port`, `[v6]:port` or a bare address, with a default port.
+pub fn resolve(target: &str, default_port: u16) -> Result<SocketAddr, PingError> {
+    let mut addrs = with_port(target, default_port)
+        .to_socket_addrs()
+        .map_err(|source| PingError::Resolve { target: target.to_string(), source })?;
     addrs.next().ok_or_else(|| PingError::NoAddress { target: target.to_string() })
+}
+
+/// Name lookups that may wait on the resolver at once (see [`resolve_within`]); more are
+/// refused at once. An assumption: a resolver that stalls this many lookups is down.
+pub const MAX_LOOKUPS: usize = 16;
+static LOOKUPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// [`resolve`] within `limit`: the system resolver has no deadline of its own (a resolver
+/// that never answers held `/probe?timeout=100ms` for 10 s, and past the server's request
+/// deadline with three of them), so a name is looked up on a helper thread and given up on at
+/// `limit`. The thread ends when the resolver gives up; at most [`MAX_LOOKUPS`] wait at once.
+pub fn resolve_within(target: &str, default_port: u16, limit: Nanos) -> Result<SocketAddr, PingError> {
+    let name = with_port(target, default_port);
+    // An address needs no lookup.
+    if let Ok(a) = name.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    lookup_within(target, name, limit, |n: &str| n.to_socket_addrs().map(|mut a| a.next()))
+}
+
+/// [`resolve_within`]'s lookup of `name` by `lookup` on a helper thread, given up at `limit`.
+fn lookup_within(
+    target: &str,
+    name: String,
+    limit: Nanos,
+    lookup: impl FnOnce(&str) -> io::Result<Option<SocketAddr>> + Send + 'static,
+) -> Result<SocketAddr, PingError> {
+    use std::sync::atomic::Ordering::SeqCst;
+    if LOOKUPS.fetch_add(1, SeqCst) >= MAX_LOOKUPS {
+        LOOKUPS.fetch_sub(1, SeqCst);
+        return Err(PingError::ResolverBusy { target: target.to_string() });
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new().name("resolve".into()).spawn(move || {
+        let r = lookup(&name);
+        LOOKUPS.fetch_sub(1, SeqCst);
+        let _ = tx.send(r);
+    });
+    if let Err(source) = spawned {
+        LOOKUPS.fetch_sub(1, SeqCst);
+        return Err(PingError::Resolve { target: target.to_string(), source });
+    }
+    match rx.recv_timeout(clock::dur(limit)) {
+        Ok(Ok(Some(a))) => Ok(a),
+        Ok(Ok(None)) => Err(PingError::NoAddress { target: target.to_string() }),
+        Ok(Err(source)) => Err(PingError::Resolve { target: target.to_string(), source }),
+        Err(_) => Err(PingError::ResolveTimeout { target: target.to_string(), after: limit }),
+    }
 }
 
 fn set_dscp(s: &Socket, addr: &SocketAddr, dscp: u8) -> io::Result<()> {
@@ -753,7 +810,7 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
     let http_error: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
     let (mut prober, addr, size): (Box<dyn Prober>, SocketAddr, usize) = match cfg.kind {
         PingKind::Udp => {
-            let addr = resolve(&cfg.target, STAMP_PORT)?;
+            let addr = resolve_within(&cfg.target, STAMP_PORT, cfg.timeout)?;
             let min =
                 if cfg.key.is_some() { meshway_probe::stamp_auth::AUTH_LEN } else { meshway_probe::stamp::BASE_LEN };
             let size = cfg.size.max(min);
@@ -785,12 +842,12 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
             (Box::new(p), addr, size)
         }
         PingKind::Tcp => {
-            let addr = resolve(&cfg.target, 80)?;
+            let addr = resolve_within(&cfg.target, 80, cfg.timeout)?;
             (Box::new(TcpProber { addr, timeout: cfg.timeout, dscp: cfg.dscp }), addr, 0)
         }
         PingKind::Http => {
             let url = parse_http_url(&cfg.target)?;
-            let addr = resolve(&url.host_port(), url.port)?;
+            let addr = resolve_within(&url.host_port(), url.port, cfg.timeout)?;
             let tls = match (&cfg.ca, url.tls) {
                 (Some(ca), true) => Some(crate::tls::client_config(Some(ca)).map_err(PingError::Tls)?),
                 (None, true) => Some(crate::tls::default_config().map_err(PingError::Tls)?),
@@ -800,7 +857,7 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
             (Box::new(p), addr, 0)
         }
         PingKind::Icmp => {
-            let addr = resolve(&cfg.target, 0)?;
+            let addr = resolve_within(&cfg.target, 0, cfg.timeout)?;
             (Box::new(IcmpProber::open(addr, cfg.dscp, cfg.size)?), addr, cfg.size)
         }
     };
@@ -901,6 +958,49 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A name lookup the resolver does not answer is given up at the limit (the system
+    /// resolver has none: a stalled one held a 100 ms `/probe` for 10 s); an address needs
+    /// no lookup; past [`MAX_LOOKUPS`] stalled lookups, more are refused at once.
+    #[test]
+    fn a_stalled_lookup_is_given_up_at_its_limit() {
+        let stall = |_: &str| -> io::Result<Option<SocketAddr>> {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            Ok(None)
+        };
+        let t0 = clock::mono();
+        let e = lookup_within("slow.example", "slow.example:80".into(), Nanos(100_000_000), stall).unwrap_err();
+        let took = clock::mono().saturating_sub(t0);
+        assert!(matches!(e, PingError::ResolveTimeout { .. }), "{e}");
+        assert!(e.to_string().contains("did not answer within 100ms"), "{e}");
+        assert!(took < Nanos(1_000_000_000), "{took}");
+        assert_eq!(resolve_within("127.0.0.1", 9, Nanos(1)).unwrap(), "127.0.0.1:9".parse().unwrap());
+        assert_eq!(resolve_within("[::1]:7", 9, Nanos(1)).unwrap(), "[::1]:7".parse().unwrap());
+        // Fill every lookup slot with stalled lookups: the next is refused without waiting.
+        let held: Vec<_> = (0..MAX_LOOKUPS)
+            .map(|_| {
+                let long = |_: &str| -> io::Result<Option<SocketAddr>> {
+                    std::thread::sleep(std::time::Duration::from_secs(4));
+                    Ok(None)
+                };
+                std::thread::spawn(move || lookup_within("h", "h:1".into(), Nanos(5_000_000_000), long))
+            })
+            .collect();
+        // Until every one is waiting (bounded: 5 s).
+        for _ in 0..500 {
+            if LOOKUPS.load(std::sync::atomic::Ordering::SeqCst) >= MAX_LOOKUPS {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let t0 = clock::mono();
+        let e = lookup_within("h", "h:1".into(), Nanos(1_000_000_000), stall).unwrap_err();
+        assert!(matches!(e, PingError::ResolverBusy { .. }), "{e}");
+        assert!(clock::mono().saturating_sub(t0) < Nanos(500_000_000));
+        for h in held {
+            let _ = h.join();
+        }
+    }
 
     /// Bodies by their framing: Content-Length exact, chunked decoded (extensions and
     /// trailers skipped), short or malformed ones named.

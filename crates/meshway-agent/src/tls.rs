@@ -84,6 +84,13 @@ pub fn parse_url(url: &str) -> Result<Url, &'static str> {
             None => (authority.to_string(), default),
         }
     };
+    if host.is_empty() {
+        return Err("missing host");
+    }
+    // Nothing answers on port 0.
+    if port == 0 {
+        return Err("port 0 cannot be probed: give a port from 1 to 65535");
+    }
     Ok(Url { tls, host, port, path })
 }
 
@@ -239,6 +246,10 @@ mod tests {
         assert_eq!(parse_url("ftp://a"), Err("expected http://host[:port]/path or https://..."));
         assert_eq!(parse_url("https://a:x/"), Err("invalid port"));
         assert_eq!(parse_url("https:///x"), Err("missing host"));
+        // An empty host before a port, and port 0, are no target (they read as failed probes).
+        assert_eq!(parse_url("http://:80/"), Err("missing host"));
+        assert_eq!(parse_url("http://127.0.0.1:0/"), Err("port 0 cannot be probed: give a port from 1 to 65535"));
+        assert_eq!(parse_url("http://[::1]:0/").unwrap_err(), "port 0 cannot be probed: give a port from 1 to 65535");
         // Upper-case schemes, a query without a path, fragments kept back, the Host header's
         // port; spaces, line breaks and credentials refused.
         let u = parse_url("HTTP://h:8080?x=1#frag").unwrap();
