@@ -43,6 +43,15 @@ fn flow_line(i: usize, r: &FlowRow) -> String {
         if x.cnps > 0 {
             flags.push(format!("{} CNPs", x.cnps));
         }
+        if x.psn_resent > 0 {
+            flags.push(format!("{} resent", x.psn_resent));
+        }
+        if x.psn_gaps > 0 {
+            flags.push(format!("{} missing", x.psn_gaps));
+        }
+        if x.ecn_ce > 0 {
+            flags.push(format!("{} CE-marked", x.ecn_ce));
+        }
     }
     format!(
         "  {:>3}  {:<6}  {} -> {}  {}  {} pkts  {}  {}  {}{}\n",
@@ -234,11 +243,14 @@ pub fn traffic_text(name: &str, r: &TrafficReport) -> String {
         );
         let _ = writeln!(
             s,
-            "  RoCEv2: {} flows, {} NAKs, {} RNR NAKs, {} CNPs",
+            "  RoCEv2: {} flows, {} NAKs, {} RNR NAKs, {} CNPs; {} packets resent, {} missing from their PSN sequence, {} CE-marked",
             thousands(t.rocev2_flows),
             thousands(t.naks),
             thousands(t.rnr_naks),
-            thousands(t.cnps)
+            thousands(t.cnps),
+            thousands(t.psn_resent),
+            thousands(t.psn_gaps),
+            thousands(t.ecn_ce)
         );
     }
     if !r.troubled_flows.is_empty() {

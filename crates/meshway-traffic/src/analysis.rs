@@ -277,6 +277,9 @@ pub struct Trouble {
     pub naks: u64,
     pub rnr_naks: u64,
     pub cnps: u64,
+    pub psn_resent: u64,
+    pub psn_gaps: u64,
+    pub ecn_ce: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -385,6 +388,9 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
             trouble.naks += r.naks;
             trouble.rnr_naks += r.rnr_naks;
             trouble.cnps += r.cnps;
+            trouble.psn_resent += r.psn_resent;
+            trouble.psn_gaps += r.psn_gaps;
+            trouble.ecn_ce += r.ecn_ce;
         }
     }
     let mut protocols: Vec<(&'static str, u64, u64)> = protos.into_iter().map(|(k, (n, b))| (k, n, b)).collect();
@@ -532,12 +538,14 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
         .iter()
         .filter(|f| {
             f.tcp.as_ref().is_some_and(|t| t.retransmissions + t.zero_windows > 0)
-                || f.roce.as_ref().is_some_and(|r| r.naks + r.rnr_naks + r.cnps > 0)
+                || f.roce
+                    .as_ref()
+                    .is_some_and(|r| r.naks + r.rnr_naks + r.cnps + r.psn_resent + r.psn_gaps + r.ecn_ce > 0)
         })
         .collect();
     let badness = |f: &Flow| {
         f.tcp.as_ref().map_or(0, |t| t.retransmissions + t.zero_windows)
-            + f.roce.as_ref().map_or(0, |r| r.naks + r.rnr_naks + r.cnps)
+            + f.roce.as_ref().map_or(0, |r| r.naks + r.rnr_naks + r.cnps + r.psn_resent + r.psn_gaps + r.ecn_ce)
     };
     troubled.sort_by(|a, b| badness(b).cmp(&badness(a)).then(a.key.cmp(&b.key)));
     let troubled_flows = troubled.iter().take(o.top).map(|f| row(f)).collect();

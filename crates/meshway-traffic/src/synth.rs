@@ -69,9 +69,13 @@ pub fn gpu_traffic(
         frame.clear();
         let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]).ipv4(gpu_addr(a), gpu_addr(b), 64);
         if f.is_multiple_of(2) {
-            let mut bth = vec![0x0au8, 0, 0xff, 0xff, 0, 0, 0, 0x11, 0, 0, 0, 1];
+            // Each queue pair's PSNs in sequence (24 bits), from 1.
+            let psn = seqs[f] & 0x00ff_ffff;
+            let mut bth = vec![0x0au8, 0, 0xff, 0xff, 0, 0, 0, 0x11, 0];
+            bth.extend_from_slice(&psn.to_be_bytes()[1..]);
             bth.extend_from_slice(&payload);
             eth.udp(49152 + f as u16, 4791).write(&mut frame, &bth).map_err(std::io::Error::other)?;
+            seqs[f] = seqs[f].wrapping_add(1);
         } else {
             eth.tcp(40000 + f as u16, 5201, seqs[f], 65535)
                 .ack(1)

@@ -48,6 +48,13 @@ fn roce(t: u64, src: [u8; 4], dst: [u8; 4], opcode: u8, aeth: Option<u8>, payloa
     udp(t, src, dst, (49152, 4791), &p)
 }
 
+/// A [`roce`] frame with the PSN after the one it was written with (the last BTH byte).
+fn next_psn(mut f: Frame) -> Frame {
+    // Ethernet 14 + IPv4 20 + UDP 8, then the BTH: its PSN ends at byte 11.
+    f.1[42 + 11] += 1;
+    f
+}
+
 fn arp(t: u64) -> Frame {
     let mut v = vec![0xffu8; 6];
     v.extend_from_slice(&MAC_A);
@@ -167,10 +174,10 @@ fn frames() -> Vec<Frame> {
         tcp(t(45), B, A, (5201, 40000), 1, 4000, 0, 0),     // zero window
         tcp(t(60), A, B, (40000, 5201), 3999, 1, 65535, 1), // keep-alive: not a retransmission
         roce(t(100), A, C, 0x0a, None, 4096),               // RDMA WRITE ONLY
-        roce(t(110), A, C, 0x0a, None, 4096),
-        roce(t(120), C, A, 0x11, Some(0x60), 0), // NAK (PSN sequence error)
-        roce(t(121), C, A, 0x81, None, 16),      // CNP
-        roce(t(130), C, A, 0x11, Some(0x00), 0), // ACK
+        next_psn(roce(t(110), A, C, 0x0a, None, 4096)),     // the next PSN of the queue pair
+        roce(t(120), C, A, 0x11, Some(0x60), 0),            // NAK (PSN sequence error)
+        roce(t(121), C, A, 0x81, None, 16),                 // CNP
+        roce(t(130), C, A, 0x11, Some(0x00), 0),            // ACK
         udp(t(200), A, OUT, (53000, 53), &[0; 40]),
         arp(t(300)),
     ]
