@@ -24,35 +24,21 @@ fn flow_line(i: usize, r: &FlowRow) -> String {
             None => a,
         }
     };
-    let mut flags = Vec::new();
+    // Each trouble the flow had, by its count.
+    let mut counts: Vec<(u64, &str)> = Vec::new();
     if let Some(t) = &r.flow.tcp {
-        if t.retransmissions > 0 {
-            flags.push(format!("{} retrans", t.retransmissions));
-        }
-        if t.dup_acks > 0 {
-            flags.push(format!("{} dup ACKs", t.dup_acks));
-        }
-        if t.zero_windows > 0 {
-            flags.push(format!("{} zero windows", t.zero_windows));
-        }
+        counts.extend([(t.retransmissions, "retrans"), (t.dup_acks, "dup ACKs"), (t.zero_windows, "zero windows")]);
     }
     if let Some(x) = &r.flow.roce {
-        if x.naks + x.rnr_naks > 0 {
-            flags.push(format!("{} NAKs", x.naks + x.rnr_naks));
-        }
-        if x.cnps > 0 {
-            flags.push(format!("{} CNPs", x.cnps));
-        }
-        if x.psn_resent > 0 {
-            flags.push(format!("{} resent", x.psn_resent));
-        }
-        if x.psn_gaps > 0 {
-            flags.push(format!("{} missing", x.psn_gaps));
-        }
-        if x.ecn_ce > 0 {
-            flags.push(format!("{} CE-marked", x.ecn_ce));
-        }
+        counts.extend([
+            (x.naks + x.rnr_naks, "NAKs"),
+            (x.cnps, "CNPs"),
+            (x.psn_resent, "resent"),
+            (x.psn_gaps, "missing"),
+            (x.ecn_ce, "CE-marked"),
+        ]);
     }
+    let flags: Vec<String> = counts.iter().filter(|(n, _)| *n > 0).map(|(n, what)| format!("{n} {what}")).collect();
     format!(
         "  {:>3}  {:<6}  {} -> {}  {}  {} pkts  {}  {}  {}{}\n",
         i + 1,
