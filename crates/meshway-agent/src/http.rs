@@ -367,7 +367,7 @@ pub fn post_json(
 ) -> io::Result<u16> {
     let u = crate::ping::parse_http_url(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
     let hostport = u.host_port();
-    // The system resolver has no deadline: the lookup counts against the exchange's.
+    // The system resolver keeps its own timeouts, not the exchange's: the lookup counts against it.
     let addr: SocketAddr =
         crate::ping::resolve_within(&hostport, u.port, meshway_units::Nanos(timeout.as_nanos() as u64)).map_err(
             |e| {

@@ -227,9 +227,9 @@ pub fn resolve(target: &str, default_port: u16) -> Result<SocketAddr, PingError>
 pub const MAX_LOOKUPS: usize = 16;
 static LOOKUPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// [`resolve`] within `limit`: the system resolver has no deadline of its own (a resolver
-/// that never answers held `/probe?timeout=100ms` for 10 s, and past the server's request
-/// deadline with three of them), so a name is looked up on a helper thread and given up on at
+/// [`resolve`] within `limit`: the system resolver keeps its own timeouts, not the caller's
+/// (a resolver that never answers held `/probe?timeout=100ms` for 10 s, and past the server's
+/// request deadline with three of them), so a name is looked up on a helper thread and given up on at
 /// `limit`. The thread ends when the resolver gives up; at most [`MAX_LOOKUPS`] wait at once.
 pub fn resolve_within(target: &str, default_port: u16, limit: Nanos) -> Result<SocketAddr, PingError> {
     let name = with_port(target, default_port);
