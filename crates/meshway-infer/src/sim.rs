@@ -508,12 +508,20 @@ impl<'a> Sim<'a> {
 
     /// A healthy decode site that prefill site `p` can hand region `r`'s requests to.
     fn decode_site_up(&self, r: usize, p: usize) -> bool {
-        self.spec.decode_links(p).into_iter().any(|(_, d)| {
-            !self.sites[d].down
-                && self.run.servers[d] > 0
-                && !self.run.path_down.contains(&(r, d))
-                && self.spec.regions[r].paths[d].is_some()
-        })
+        self.decode_site_for(r, p).is_some()
+    }
+
+    /// The decode site prefill site `p` hands region `r`'s requests to, and the DCI link: the
+    /// healthy linked one with servers nearest the user.
+    fn decode_site_for(&self, r: usize, p: usize) -> Option<(usize, usize)> {
+        let reg = &self.spec.regions[r];
+        self.spec
+            .decode_links(p)
+            .into_iter()
+            .filter(|&(_, d)| !self.sites[d].down && self.run.servers[d] > 0 && !self.run.path_down.contains(&(r, d)))
+            .filter_map(|(l, d)| reg.paths[d].as_ref().map(|path| (path.one_way.0, d, l)))
+            .min()
+            .map(|(_, d, l)| (d, l))
     }
 
     /// The latency-aware router's estimate of a new prompt's prefill at site `s` as loaded
@@ -566,17 +574,8 @@ impl<'a> Sim<'a> {
     fn loaded_tpot_ns(&self, r: usize, s: usize) -> f64 {
         let spec = self.spec;
         let d = if spec.sites[s].role == SiteRole::Prefill {
-            let reg = &spec.regions[r];
-            let best = spec
-                .decode_links(s)
-                .into_iter()
-                .filter(|&(_, d)| {
-                    !self.sites[d].down && self.run.servers[d] > 0 && !self.run.path_down.contains(&(r, d))
-                })
-                .filter_map(|(_, d)| reg.paths[d].as_ref().map(|p| (p.one_way.0, d)))
-                .min();
-            match best {
-                Some((_, d)) => d,
+            match self.decode_site_for(r, s) {
+                Some((d, _)) => d,
                 None => return f64::INFINITY,
             }
         } else {
@@ -1006,18 +1005,11 @@ impl<'a> Sim<'a> {
     /// until the transfer ends.
     fn hand_off(&mut self, q: u32, s: usize, v: usize, now: u64) {
         let r = self.reqs[q as usize].region as usize;
-        let reg = &self.spec.regions[r];
-        let best = self
-            .spec
-            .decode_links(s)
-            .into_iter()
-            .filter(|&(_, d)| !self.sites[d].down && self.run.servers[d] > 0 && !self.run.path_down.contains(&(r, d)))
-            .filter_map(|(l, d)| reg.paths[d].as_ref().map(|p| (p.one_way.0, d, l)))
-            .min();
+        let best = self.decode_site_for(r, s);
         let req = &mut self.reqs[q as usize];
         req.psite = s as u32;
         req.pserver = v as u32;
-        let Some((_, d, l)) = best else {
+        let Some((d, l)) = best else {
             // No decode site left: release the prefill server and start over elsewhere.
             self.release(q, now);
             self.retry_later(q, now);
