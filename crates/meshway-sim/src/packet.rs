@@ -9,8 +9,10 @@
 //! - **Ports.** Every directed link (arc) has one output port at its tail: a control queue
 //!   (acknowledgements, pulls, trimmed headers, congestion notifications; strict priority,
 //!   never paused, never dropped) and a FIFO data queue. A port serializes one whole packet at
-//!   a time at the link rate; the packet then propagates for the arc's latency (fibre plus the
-//!   head switch's latency) and is handed to the head: store-and-forward at every hop.
+//!   a time at the link rate; the packet then propagates for the link's latency to the head.
+//!   A network switch counts it at the ingress on arrival and hands it to an output port after
+//!   the switch's latency (an NVLink switch's latency is part of its link's): store-and-forward
+//!   at every hop.
 //! - **Hosts** generate data packets when their NIC port is free, round-robin over the flows
 //!   that may send, so a host's flows share its NIC packet by packet.
 //! - **Switch buffers.** A switch counts the bytes it holds per ingress port (the arc they
@@ -303,6 +305,9 @@ const ECN: u8 = 1;
 const HELD: u8 = 2;
 /// Flag (NDP): the control packet carries a pull, a credit of one packet for the sender.
 const PULL: u8 = 4;
+/// Flag: the packet has crossed the head switch's pipeline (its latency) and goes to an
+/// output port.
+const CROSSED: u8 = 8;
 /// The largest packet the engine carries, bytes on the wire.
 const MAX_WIRE: u64 = u16::MAX as u64;
 /// The longest route the engine carries, links.
@@ -313,6 +318,8 @@ const _: () = assert!(std::mem::size_of::<Pkt>() == 24 && std::mem::size_of::<Ev
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Ev {
     TxDone(u32),
+    /// A packet arrives at the head of its arc, or (with [`CROSSED`]) leaves the head
+    /// switch's pipeline for its output port.
     Arrive(Pkt),
     Pause(u32, bool),
     Credit(u32, u32),
@@ -329,7 +336,12 @@ struct Port {
     /// Picoseconds per byte at `rate` when that is a whole number (then a packet's
     /// serialization is one multiplication, the same value [`ser_ps`] gives), else 0.
     ps_per_byte: u64,
+    /// The arc's latency, ps: the link's propagation where the head is a network switch
+    /// (whose latency is `sw_ps`), else the whole arc's.
     lat_ps: u64,
+    /// The head network switch's latency, ps, from a packet's arrival at its ingress until it
+    /// joins an output queue; 0 for a host or an NVLink switch.
+    sw_ps: u64,
     /// Index of the switch at the head in `Engine::bufs`, or NONE for a host/GPU.
     head: u32,
     lossless: bool,
@@ -1115,14 +1127,63 @@ impl<'p> Engine<'p> {
         }
     }
 
-    fn on_arrive(&mut self, pkt: Pkt) {
-        let len = pkt.len;
-        let a = pkt.arc;
-        if pkt.hop + 1 >= len {
+    /// A packet has arrived at the head of its arc. A network switch with a latency counts a
+    /// lossless transport's data packet at the ingress now (it holds the packet while it
+    /// crosses) and forwards the packet after the latency.
+    fn on_arrive(&mut self, mut pkt: Pkt) {
+        if pkt.hop + 1 >= pkt.len {
             self.deliver(pkt);
             return;
         }
-        let mut pkt = pkt;
+        let sw = self.ports[pkt.arc as usize].sw_ps;
+        if sw == 0 || pkt.flags & CROSSED != 0 {
+            pkt.flags &= !CROSSED;
+            self.forward(pkt);
+            return;
+        }
+        let lossless = matches!(self.p.transport, Transport::RocePfc | Transport::Infiniband);
+        let a = pkt.arc;
+        if pkt.kind == Kind::Data && lossless && !self.admit(&mut pkt, a) {
+            return;
+        }
+        pkt.flags |= CROSSED;
+        self.push_fixed(self.now + sw, Ev::Arrive(pkt));
+    }
+
+    /// Counts a lossless transport's data packet at the ingress of the switch it arrived at
+    /// (the head of arc `ingress`), pausing the ingress above `xoff`; false when it is dropped
+    /// (PFC with the ingress's headroom or the shared buffer full).
+    fn admit(&mut self, pkt: &mut Pkt, ingress: u32) -> bool {
+        let a = ingress as usize;
+        let wire = u64::from(pkt.wire);
+        let head = self.ports[a].head;
+        let (used, cap) = self.bufs[head as usize];
+        let ingress = &self.ports[a];
+        let limit = self.p.xoff.saturating_add(ingress.headroom);
+        let pfc = self.p.transport == Transport::RocePfc && ingress.lossless;
+        if pfc && (ingress.in_bytes + wire > limit || used + wire > cap) {
+            self.ports[a].cold.st.drops += 1;
+            self.stats.drops += 1;
+            return false;
+        }
+        self.bufs[head as usize].0 += wire;
+        pkt.flags |= HELD;
+        let port = &mut self.ports[a];
+        port.in_bytes += wire;
+        if pfc && !port.xoff && port.in_bytes > self.p.xoff {
+            port.xoff = true;
+            port.cold.st.pauses_sent += 1;
+            self.stats.pauses += 1;
+            let t = self.now + port.pause_delay();
+            self.push_fixed(t, Ev::Pause(a as u32, true));
+        }
+        true
+    }
+
+    /// The packet leaves the switch's pipeline: its next hop is chosen and it joins that
+    /// output queue (or is dropped or trimmed there).
+    fn forward(&mut self, mut pkt: Pkt) {
+        let a = pkt.arc;
         pkt.hop += 1;
         if self.p.balance == Balance::Adaptive && !pkt.kind.reverse() {
             pkt.path = self.adapt(&pkt, a);
@@ -1147,25 +1208,9 @@ impl<'p> Engine<'p> {
         let head = self.ports[a as usize].head;
         match self.p.transport {
             Transport::RocePfc | Transport::Infiniband => {
-                let (used, cap) = self.bufs[head as usize];
-                let ingress = &self.ports[a as usize];
-                let limit = self.p.xoff.saturating_add(ingress.headroom);
-                let pfc = self.p.transport == Transport::RocePfc && ingress.lossless;
-                if pfc && (ingress.in_bytes + wire > limit || used + wire > cap) {
-                    self.ports[a as usize].cold.st.drops += 1;
-                    self.stats.drops += 1;
+                // Counted at arrival when the switch has a latency.
+                if pkt.flags & HELD == 0 && !self.admit(&mut pkt, a) {
                     return;
-                }
-                self.bufs[head as usize].0 += wire;
-                pkt.flags |= HELD;
-                let port = &mut self.ports[a as usize];
-                port.in_bytes += wire;
-                if pfc && !port.xoff && port.in_bytes > self.p.xoff {
-                    port.xoff = true;
-                    port.cold.st.pauses_sent += 1;
-                    self.stats.pauses += 1;
-                    let t = self.now + port.pause_delay();
-                    self.push_fixed(t, Ev::Pause(a, true));
                 }
             }
             Transport::RoceLossy => {
@@ -1616,7 +1661,13 @@ impl Engine<'_> {
 /// the longer of the two forwardings; the pull or ACK back is a header).
 fn bdp_packets(ports: &[Port], path: &[u32], wire: u64) -> u32 {
     let slowest = path.iter().map(|&a| ports[a as usize].rate).min().unwrap_or(0);
-    let rtt_ps: u64 = path.iter().map(|&a| 2 * ports[a as usize].lat_ps + ser_ps(wire, ports[a as usize].rate)).sum();
+    let rtt_ps: u64 = path
+        .iter()
+        .map(|&a| {
+            let p = &ports[a as usize];
+            2 * (p.lat_ps + p.sw_ps) + ser_ps(wire, p.rate)
+        })
+        .sum();
     let bits = u128::from(slowest) * u128::from(rtt_ps) / 1_000_000_000_000;
     u32::try_from(bits.div_ceil(u128::from(wire.max(1)) * 8)).unwrap_or(u32::MAX)
 }
@@ -1664,20 +1715,24 @@ pub fn execute_packets(
     for (i, l) in net.links().iter().enumerate() {
         let arc = Arc(i as u32);
         let net_arc = topo.is_network_arc(arc);
-        let head = match topo.arc_head(arc) {
+        // A network switch's latency is kept apart from the link's propagation: it counts a
+        // packet at its ingress when the packet arrives, and so a port's headroom covers the
+        // link's round trip, as the planner's does.
+        let (head, sw) = match topo.arc_head(arc) {
             Some(h) if net_arc => {
                 let next = bufs.len() as u32;
                 let idx = *buf_index.entry(h.switch).or_insert(next);
                 if idx == next {
                     bufs.push((0, h.buffer));
                 }
-                idx
+                (idx, h.latency.min(l.latency))
             }
-            _ => NONE,
+            _ => (NONE, Nanos::ZERO),
         };
+        let prop = Nanos(l.latency.0 - sw.0);
         let response =
             meshway_fabric::catalog::pfc_response_between(p.pause_response_100g, p.pause_response, l.capacity);
-        let own = meshway_fabric::plan::headroom_bytes(l.capacity, l.latency, response, Bytes(packet)).0;
+        let own = meshway_fabric::plan::headroom_bytes(l.capacity, prop, response, Bytes(packet)).0;
         let headroom = if topo.is_dci_arc(arc) { p.dci_headroom.or(p.headroom) } else { p.headroom }.unwrap_or(own);
         let credit_limited = p.transport == Transport::Infiniband && head != NONE;
         const PS_PER_BYTE_AT_1BPS: u64 = 8 * 1_000_000_000_000;
@@ -1689,7 +1744,8 @@ pub fn execute_packets(
             } else {
                 0
             },
-            lat_ps: l.latency.0.saturating_mul(PS),
+            lat_ps: prop.0.saturating_mul(PS),
+            sw_ps: sw.0.saturating_mul(PS),
             head,
             lossless: head != NONE,
             credits: if credit_limited { p.xoff.saturating_add(headroom) } else { 0 },

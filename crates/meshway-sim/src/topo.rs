@@ -44,6 +44,8 @@ pub struct ArcHead {
     pub switch: u32,
     /// Its shared packet buffer, bytes.
     pub buffer: u64,
+    /// Its switching latency, part of the arc's latency (the rest is the link's propagation).
+    pub latency: Nanos,
 }
 
 /// splitmix64 finalizer: the hash used for ECMP and seeds.
@@ -173,6 +175,8 @@ pub struct FabricTopo<'f> {
     hosts: Vec<u32>,
     arc_latency: Vec<Nanos>,
     is_switch: Vec<bool>,
+    /// Switching latency per node (zero for GPUs), from [`switch_latencies`].
+    sw_lat: Vec<Nanos>,
     /// Static distances to each attachment switch, by node (shared with forks: a 16,384-GPU
     /// fabric has thousands of these tables of 40 KB).
     dist: Vec<Option<Shared<[u16]>>>,
@@ -249,6 +253,7 @@ impl<'f> FabricTopo<'f> {
             hosts,
             arc_latency,
             is_switch,
+            sw_lat,
             dist: vec![None; fabric.nodes.len()],
             live_epoch: u64::MAX,
             live: vec![None; fabric.nodes.len()],
@@ -752,7 +757,7 @@ impl Topology for FabricTopo<'_> {
         let l = self.fabric.link(meshway_fabric::LinkId(arc.0 / 2));
         let head = if arc.0.is_multiple_of(2) { l.b } else { l.a };
         let buffer = *self.buffers.get(head.idx())?;
-        (self.is_switch[head.idx()]).then_some(ArcHead { switch: head.0, buffer })
+        (self.is_switch[head.idx()]).then_some(ArcHead { switch: head.0, buffer, latency: self.sw_lat[head.idx()] })
     }
 
     fn is_dci_arc(&self, arc: Arc) -> bool {
