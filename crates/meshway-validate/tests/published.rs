@@ -21,9 +21,9 @@ fn every_row_is_run_or_excluded_with_a_reason() {
     assert_eq!(rows.len(), csv.lines().count() - 1, "one row per line");
     let s = parse_setups(&setups, "setups.toml").unwrap();
     let to = assign(&rows, &s, "setups.toml").unwrap();
-    // 287 of 337: every row but AWS EFA, GCP TCPXO, Azure's GB200 rows without GPU counts
+    // 334 of 384: every row but AWS EFA, GCP TCPXO, Azure's GB200 rows without GPU counts
     // and two degraded or unexplained sources.
-    assert!(to.iter().filter(|t| t.is_ok()).count() >= 287, "most modelable rows are run");
+    assert!(to.iter().filter(|t| t.is_ok()).count() >= 334, "most modelable rows are run");
     assert!(to.iter().all(|t| t.as_ref().err().is_none_or(|why| why.len() > 20)), "every exclusion says why");
     // Every row cites its source.
     assert!(rows.iter().all(|r| r.source_url.starts_with("https://")));
