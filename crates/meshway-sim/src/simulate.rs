@@ -986,7 +986,13 @@ fn transport_info(setup: &Setup<'_>, opts: &Options) -> Result<(TransportInfo, W
         header_bytes: wire.header,
         goodput: wire.goodput(),
         alpha_ns: p.alpha.0,
-        lossless: p.lossless.clone(),
+        // The catalog's profile describes the transport's lossless form; a scenario that
+        // turns it off (RoCE without PFC) said "PFC pause frames" beside the drops.
+        lossless: if tc.lossless == Some(false) {
+            "lossless = false: no PFC; at the packet level queues tail-drop and go-back-N resends".into()
+        } else {
+            p.lossless.clone()
+        },
         completion: if tc.completion == Some(CompletionConfig::Ack) { "ack" } else { "data" }.into(),
         forwarding: if tc.forwarding == Some(ForwardingConfig::StoreAndForward) {
             "store-and-forward"
@@ -1175,7 +1181,7 @@ pub fn simulate(
     opts: &Options,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<SimReport, SimulateError> {
-    let (cfg, tinfo) = exec_config(setup, opts)?;
+    let (cfg, mut tinfo) = exec_config(setup, opts)?;
     let seed = cfg.seed;
     // Switch and link latencies come with the fabric (`Scenario::build`), as for `plan`.
     let mut topo = FabricTopo::new(setup.fabric, setup.catalog, seed);
@@ -1313,7 +1319,14 @@ pub fn simulate(
     } else {
         let mut it = IdealTopo::of(&topo);
         let (iprog, ispans) = build(&mut it)?;
-        let iex = execute(&iprog, &mut it, &ExecConfig { link_history: false, ..cfg }, &[], progress)?;
+        // At the rung the times come from: the flow level's ideal is no bound on the packet
+        // level's times (an uncontended ring read 0.965x), since the two rungs overlap a
+        // collective's steps differently.
+        let icfg = ExecConfig { link_history: false, ..cfg };
+        let iex = match &packet_run {
+            Some((_, params, _)) => crate::packet::execute_packets(&iprog, &mut it, &icfg, params, progress)?.0,
+            None => execute(&iprog, &mut it, &icfg, &[], progress)?,
+        };
         Some((iprog, iex, ispans))
     };
 
@@ -1391,6 +1404,26 @@ pub fn simulate(
             meshway_units::Bytes(cfg.window),
             meshway_units::Bytes(cfg.p2p_window)
         ));
+    }
+    // The packet level stores and forwards whole packets whatever the scenario says; the
+    // flow level beside it (`both`) keeps the scenario's forwarding.
+    if fidelity != Fidelity::Flow {
+        let given = setup.scenario.config.transport.as_ref().is_some_and(|t| t.forwarding.is_some());
+        if tinfo.forwarding != "store-and-forward" && (given || fidelity == Fidelity::Both) {
+            notes.push(format!(
+                "The packet level stores and forwards whole packets at every hop; {} ({}) applies to the flow level{}.",
+                if given { "the scenario's forwarding" } else { "the default forwarding" },
+                tinfo.forwarding,
+                if fidelity == Fidelity::Both { ", which ran it beside the packet level" } else { " only" }
+            ));
+        }
+        tinfo.forwarding = "store-and-forward".into();
+        if !sweeps.is_empty() {
+            notes.push(format!(
+                "Size sweeps ({}) run at the flow level, one size at a time; the packet level runs the other workloads.",
+                sweeps.iter().map(|w| w.name.as_str()).collect::<Vec<_>>().join(", ")
+            ));
+        }
     }
     // Packet-level keys at the flow level: read by nothing (said, not refused, so one
     // scenario runs at either rung).

@@ -512,3 +512,62 @@ fn a_pfc_pause_cycle_stops_the_run_and_is_named() {
     assert!(stall.contains("paused for good") && stall.contains("PFC pause cycle"), "{stall}");
     assert!(p.stats.ports.iter().any(|q| q.paused_ns >= rto), "no port paused for a timeout");
 }
+
+/// The review's uncontended ring on 4 GPUs, at `fidelity`, with the ideal fabric run.
+fn ring_report(extra_transport: &str, fidelity: Fidelity) -> SimReport {
+    let text = format!(
+        "name = \"ring\"\nseed = 1\n[fabric]\nkind = \"leaf-spine\"\ngpus = 4\ngpus-per-host = 1\nleaf-radix = 4\n\
+         spine-radix = 4\nspines = 2\nnic = \"100Gbps\"\n[transport]\nkind = \"roce\"\n{extra_transport}\n\
+         [[workload]]\nname = \"ring\"\nkind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"ring\"\n\
+         protocol = \"simple\"\nsize = \"8MiB\"\n[[workload]]\nname = \"sweep\"\nkind = \"collective\"\n\
+         op = \"all-gather\"\nsweep-from = \"1KiB\"\nsweep-to = \"4KiB\"\n[simulation.packet]\ndcqcn = false\n"
+    );
+    let cat = Catalog::builtin();
+    let s = Scenario::parse(&text, "ring.toml").unwrap();
+    let f = s.build(&cat).unwrap();
+    let read = |_: &str| -> Result<String, String> { Err("no files".into()) };
+    let setup = Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &read };
+    let opts = Options { fidelity: Some(fidelity), ..Options::default() };
+    simulate(&setup, &opts, &mut |_, _| {}).unwrap()
+}
+
+#[test]
+fn the_packet_levels_slowdown_is_against_an_ideal_at_the_packet_level() {
+    // An uncontended ring against a flow-level ideal read 0.965x: the packet level overlaps
+    // a ring's steps where the flow level does not, so that ideal was no bound.
+    for fidelity in [Fidelity::Packet, Fidelity::Both] {
+        let r = ring_report("", fidelity);
+        let w = &r.workloads[0];
+        let (t, ideal) = (w.time_ns.unwrap(), w.ideal_time_ns.unwrap());
+        assert!(t >= ideal && (t as f64) < ideal as f64 * 1.02, "{t} against the ideal {ideal}");
+    }
+}
+
+#[test]
+fn the_report_says_what_the_packet_level_ran() {
+    // RoCE without PFC is not described as PFC pause frames.
+    let r = ring_report("lossless = false", Fidelity::Packet);
+    assert!(r.transport.lossless.starts_with("lossless = false: no PFC"), "{}", r.transport.lossless);
+    assert_eq!(r.packet.as_ref().unwrap().params.transport.name(), "roce-lossy");
+    // The packet level stores and forwards, whatever the scenario says; the JSON said
+    // cut-through and the text store-and-forward.
+    assert_eq!(r.transport.forwarding, "store-and-forward");
+    // A sweep runs at the flow level, and the report says so.
+    assert!(r.notes.iter().any(|n| n.starts_with("Size sweeps (sweep) run at the flow level")), "{:?}", r.notes);
+    let r = ring_report("forwarding = \"cut-through\"", Fidelity::Both);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("the scenario's forwarding (cut-through) applies to the flow level, which ran it")),
+        "{:?}",
+        r.notes
+    );
+    // No such notes at the flow level.
+    let r = ring_report("", Fidelity::Flow);
+    assert_eq!(r.transport.forwarding, "cut-through");
+    assert!(
+        r.notes.iter().all(|n| !n.contains("stores and forwards") && !n.starts_with("Size sweeps")),
+        "{:?}",
+        r.notes
+    );
+}
