@@ -250,7 +250,8 @@ pub fn packet_text(p: &PacketSection) -> String {
                 .then(b.trims.cmp(&a.trims))
                 .then(a.link.cmp(&b.link))
         });
-        out.push_str(&format!("\nPorts with pauses, drops or trims ({} of them; the 15 most paused)\n", ports.len()));
+        let most = if ports.len() > 15 { "; the 15 most paused" } else { "" };
+        out.push_str(&format!("\nPorts with pauses, drops or trims ({} of them{most})\n", ports.len()));
         let mut tab = Table::new(&["link", "pauses sent up it", "paused", "deepest queue", "drops", "trims"]);
         for x in ports.iter().take(15) {
             tab.row(vec![

@@ -255,6 +255,21 @@ pub struct PacketStats {
     pub series: Vec<PortSeries>,
     /// Engine flows (messages and their queue-pair subflows).
     pub flows: usize,
+    /// PFC: lossless ports given less headroom than their own need (the planner's figure
+    /// for their link), where a pause can come too late and packets drop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub short_headroom: Option<ShortHeadroom>,
+}
+
+/// Lossless ports whose headroom is below what arrives after they pause their sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ShortHeadroom {
+    pub ports: u64,
+    /// Of all lossless ports.
+    pub of: u64,
+    /// The smallest headroom given to one of them, and the largest need among them, bytes.
+    pub headroom_bytes: u64,
+    pub need_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -1712,6 +1727,7 @@ pub fn execute_packets(
     let mut bufs: Vec<(u64, u64)> = Vec::new();
     let mut buf_index: BTreeMap<u32, u32> = BTreeMap::new();
     let mut ports: Vec<Port> = Vec::with_capacity(net.len());
+    let mut short: Option<ShortHeadroom> = None;
     for (i, l) in net.links().iter().enumerate() {
         let arc = Arc(i as u32);
         let net_arc = topo.is_network_arc(arc);
@@ -1734,6 +1750,15 @@ pub fn execute_packets(
             meshway_fabric::catalog::pfc_response_between(p.pause_response_100g, p.pause_response, l.capacity);
         let own = meshway_fabric::plan::headroom_bytes(l.capacity, prop, response, Bytes(packet)).0;
         let headroom = if topo.is_dci_arc(arc) { p.dci_headroom.or(p.headroom) } else { p.headroom }.unwrap_or(own);
+        if p.transport == Transport::RocePfc && head != NONE {
+            let sh = short.get_or_insert(ShortHeadroom { ports: 0, of: 0, headroom_bytes: u64::MAX, need_bytes: 0 });
+            sh.of += 1;
+            if headroom < own {
+                sh.ports += 1;
+                sh.headroom_bytes = sh.headroom_bytes.min(headroom);
+                sh.need_bytes = sh.need_bytes.max(own);
+            }
+        }
         let credit_limited = p.transport == Transport::Infiniband && head != NONE;
         const PS_PER_BYTE_AT_1BPS: u64 = 8 * 1_000_000_000_000;
         let rate = l.capacity.0;
@@ -1979,6 +2004,7 @@ pub fn execute_packets(
             ports: Vec::new(),
             series: Vec::new(),
             flows: 0,
+            short_headroom: None,
         },
     };
     e.gaps = gaps;
@@ -2025,8 +2051,9 @@ pub fn execute_packets(
         }
     }
     progress(e.msgs.iter().filter(|m| m.end.is_some()).count() as u64, total);
-    let (mut ex, stats) = e.finish(prog, &*topo);
+    let (mut ex, mut stats) = e.finish(prog, &*topo);
     ex.window_bound = window_bound;
+    stats.short_headroom = short.filter(|s| s.ports > 0);
     Ok((ex, stats))
 }
 

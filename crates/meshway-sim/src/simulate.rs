@@ -1397,6 +1397,21 @@ pub fn simulate(
     let losses =
         packet_run.as_ref().map_or((0, 0, 0, 0), |(st, _, _)| (st.drops, st.retransmitted_packets, st.pauses, st.cnps));
     let mut notes = if cfg.policy == Policy::Ecmp { ecmp_notes(&topo, &ex, &results, losses) } else { Vec::new() };
+    // A headroom below a port's need is allowed (to show what PFC does then), and said.
+    if let Some(sh) = packet_run.as_ref().and_then(|(st, _, _)| st.short_headroom) {
+        notes.push(format!(
+            "The headroom given ({}) is below what {} of the {} lossless ports need to hold what arrives after they pause their sender (their link's round trip and the pause response at line rate, plus two packets: up to {}, as meshway plan computes it){}.",
+            Bytes(sh.headroom_bytes),
+            sh.ports,
+            sh.of,
+            Bytes(sh.need_bytes),
+            if losses.0 > 0 {
+                format!(": PFC dropped {} packets, and lossless RoCE recovers them only by timeout", losses.0)
+            } else {
+                ": PFC may drop packets there".to_string()
+            }
+        ));
+    }
     if ex.window_bound > 0 {
         notes.push(format!(
             "{} sends between sites are bound by NCCL's window (at most a connection's buffer in flight per round trip: the catalog's [simulation] nccl-buffer {} for collectives, nccl-p2p-window {} for pipeline sends): more DCI capacity or another routing does not speed them; a larger NCCL_BUFFSIZE (NCCL_P2P_NET_CHUNKSIZE) or more channels would.",

@@ -571,3 +571,20 @@ fn the_report_says_what_the_packet_level_ran() {
         r.notes
     );
 }
+
+#[test]
+fn a_headroom_below_the_ports_need_is_said() {
+    // 5 KB above xoff holds less than a 100G link's round trip and pause response: the
+    // run drops and recovers by timeout; it used to say nothing about why.
+    let short = fat_tree("roce", "ecmp", "dcqcn = false\nxoff = \"5KB\"\nheadroom = \"5KB\"");
+    let r = run(&short, &incast(100_000));
+    let sh = r.packet.as_ref().unwrap().stats.short_headroom.unwrap();
+    assert_eq!((sh.ports, sh.headroom_bytes), (sh.of, 5_000));
+    assert!(sh.need_bytes > 5_000, "{sh:?}");
+    let note = r.notes.iter().find(|n| n.starts_with("The headroom given (4.88KiB)")).expect("a note");
+    assert!(note.contains(&format!("{} of the {} lossless ports", sh.ports, sh.of)), "{note}");
+    // Each port's own need (the default): nothing short, no note.
+    let r = run(&fat_tree("roce", "ecmp", "dcqcn = false"), &incast(100_000));
+    assert!(r.packet.as_ref().unwrap().stats.short_headroom.is_none());
+    assert!(r.notes.iter().all(|n| !n.starts_with("The headroom given")), "{:?}", r.notes);
+}
