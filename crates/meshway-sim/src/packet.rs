@@ -1111,7 +1111,15 @@ impl<'p> Engine<'p> {
             self.release(ingress, wire);
             pkt.flags &= !HELD;
         }
-        let lat = self.ports[ai].lat_ps;
+        let port = &self.ports[ai];
+        // Only a lossless switch counts data at its ingress: anything else crosses the link
+        // and the switch in one event.
+        let lat = if port.sw_ps > 0 && pkt.kind != Kind::Data {
+            pkt.flags |= CROSSED;
+            port.lat_ps + port.sw_ps
+        } else {
+            port.lat_ps
+        };
         self.push_fixed(self.now + lat, Ev::Arrive(pkt));
         self.try_start(a);
     }
@@ -1142,63 +1150,25 @@ impl<'p> Engine<'p> {
         }
     }
 
-    /// A packet has arrived at the head of its arc. A network switch with a latency counts a
-    /// lossless transport's data packet at the ingress now (it holds the packet while it
-    /// crosses) and forwards the packet after the latency.
-    fn on_arrive(&mut self, mut pkt: Pkt) {
-        if pkt.hop + 1 >= pkt.len {
+    /// A packet has arrived at the head of its arc. Under PFC or credits a network switch
+    /// with a latency (`sw_ps`) counts a data packet at the ingress now (it holds the packet
+    /// while it crosses) and forwards it after the latency; a control packet arrives with
+    /// the latency already crossed ([`CROSSED`]).
+    fn on_arrive(&mut self, pkt: Pkt) {
+        let len = pkt.len;
+        let a = pkt.arc;
+        if pkt.hop + 1 >= len {
             self.deliver(pkt);
             return;
         }
-        let sw = self.ports[pkt.arc as usize].sw_ps;
-        if sw == 0 || pkt.flags & CROSSED != 0 {
+        let mut pkt = pkt;
+        if pkt.flags & CROSSED != 0 {
             pkt.flags &= !CROSSED;
-            self.forward(pkt);
+        } else if self.ports[a as usize].sw_ps > 0 {
+            self.enter(pkt);
             return;
         }
-        let lossless = matches!(self.p.transport, Transport::RocePfc | Transport::Infiniband);
-        let a = pkt.arc;
-        if pkt.kind == Kind::Data && lossless && !self.admit(&mut pkt, a) {
-            return;
-        }
-        pkt.flags |= CROSSED;
-        self.push_fixed(self.now + sw, Ev::Arrive(pkt));
-    }
 
-    /// Counts a lossless transport's data packet at the ingress of the switch it arrived at
-    /// (the head of arc `ingress`), pausing the ingress above `xoff`; false when it is dropped
-    /// (PFC with the ingress's headroom or the shared buffer full).
-    fn admit(&mut self, pkt: &mut Pkt, ingress: u32) -> bool {
-        let a = ingress as usize;
-        let wire = u64::from(pkt.wire);
-        let head = self.ports[a].head;
-        let (used, cap) = self.bufs[head as usize];
-        let ingress = &self.ports[a];
-        let limit = self.p.xoff.saturating_add(ingress.headroom);
-        let pfc = self.p.transport == Transport::RocePfc && ingress.lossless;
-        if pfc && (ingress.in_bytes + wire > limit || used + wire > cap) {
-            self.ports[a].cold.st.drops += 1;
-            self.stats.drops += 1;
-            return false;
-        }
-        self.bufs[head as usize].0 += wire;
-        pkt.flags |= HELD;
-        let port = &mut self.ports[a];
-        port.in_bytes += wire;
-        if pfc && !port.xoff && port.in_bytes > self.p.xoff {
-            port.xoff = true;
-            port.cold.st.pauses_sent += 1;
-            self.stats.pauses += 1;
-            let t = self.now + port.pause_delay();
-            self.push_fixed(t, Ev::Pause(a as u32, true));
-        }
-        true
-    }
-
-    /// The packet leaves the switch's pipeline: its next hop is chosen and it joins that
-    /// output queue (or is dropped or trimmed there).
-    fn forward(&mut self, mut pkt: Pkt) {
-        let a = pkt.arc;
         pkt.hop += 1;
         if self.p.balance == Balance::Adaptive && !pkt.kind.reverse() {
             pkt.path = self.adapt(&pkt, a);
@@ -1272,6 +1242,50 @@ impl<'p> Engine<'p> {
         port.qbytes += wire;
         self.note_queue(out);
         self.try_start(out);
+    }
+
+    /// A data packet enters a lossless network switch with a latency: the ingress counts it
+    /// now, and it goes on to an output port after the latency. Off the hot path (the htsim
+    /// comparisons and every switch without a latency never come here).
+    #[inline(never)]
+    fn enter(&mut self, mut pkt: Pkt) {
+        let a = pkt.arc;
+        if self.admit(&mut pkt, a) {
+            pkt.flags |= CROSSED;
+            let t = self.now + self.ports[a as usize].sw_ps;
+            self.push_fixed(t, Ev::Arrive(pkt));
+        }
+    }
+
+    /// Counts a lossless transport's data packet at the ingress of the switch it arrived at
+    /// (the head of arc `ingress`), pausing the ingress above `xoff`; false when it is dropped
+    /// (PFC with the ingress's headroom or the shared buffer full).
+    #[inline]
+    fn admit(&mut self, pkt: &mut Pkt, ingress: u32) -> bool {
+        let a = ingress as usize;
+        let wire = u64::from(pkt.wire);
+        let head = self.ports[a].head;
+        let (used, cap) = self.bufs[head as usize];
+        let ingress = &self.ports[a];
+        let limit = self.p.xoff.saturating_add(ingress.headroom);
+        let pfc = self.p.transport == Transport::RocePfc && ingress.lossless;
+        if pfc && (ingress.in_bytes + wire > limit || used + wire > cap) {
+            self.ports[a].cold.st.drops += 1;
+            self.stats.drops += 1;
+            return false;
+        }
+        self.bufs[head as usize].0 += wire;
+        pkt.flags |= HELD;
+        let port = &mut self.ports[a];
+        port.in_bytes += wire;
+        if pfc && !port.xoff && port.in_bytes > self.p.xoff {
+            port.xoff = true;
+            port.cold.st.pauses_sent += 1;
+            self.stats.pauses += 1;
+            let t = self.now + port.pause_delay();
+            self.push_fixed(t, Ev::Pause(a as u32, true));
+        }
+        true
     }
 
     /// Adaptive routing at the head of `a`: among the flow's paths that reach this switch by
@@ -1745,6 +1759,9 @@ pub fn execute_packets(
             }
             _ => (NONE, Nanos::ZERO),
         };
+        // Only lossless transports count a packet at the ingress (PFC, credits); the others
+        // decide at the output queue, after the switch's latency, in one event per hop.
+        let sw = if matches!(p.transport, Transport::RocePfc | Transport::Infiniband) { sw } else { Nanos::ZERO };
         let prop = Nanos(l.latency.0 - sw.0);
         let response =
             meshway_fabric::catalog::pfc_response_between(p.pause_response_100g, p.pause_response, l.capacity);
