@@ -250,14 +250,40 @@ impl<'de> Deserialize<'de> for RankRef {
 
 /// A whole number written as an integer, an integral float (`70e9`) or a string of either
 /// (`"8_192"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Whole(pub u64);
 
 /// A positive finite number written as a number or a string (`"1.3e9"`).
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
 #[serde(transparent)]
 pub struct Positive(pub f64);
+
+// The schemas say what the parsers below accept: a number, or a string that holds one (its
+// value is checked when the file is read, as a schema cannot parse "8_192").
+impl schemars::JsonSchema for Whole {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Whole".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "a whole number of 0 or more: 8, 70e9, or a string of one (\"8_192\")",
+            "anyOf": [{ "type": "integer", "minimum": 0 }, { "type": "string", "examples": ["8_192"] }]
+        })
+    }
+}
+
+impl schemars::JsonSchema for Positive {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Positive".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "a number above 0: 1.3e9, or a string of one (\"1.3e9\")",
+            "anyOf": [{ "type": "number", "exclusiveMinimum": 0 }, { "type": "string", "examples": ["1.3e9"] }]
+        })
+    }
+}
 
 fn number_from_str(s: &str) -> Option<f64> {
     s.replace('_', "").trim().parse::<f64>().ok()
@@ -503,6 +529,63 @@ mod tests {
         assert_eq!(v.tp, Some(Whole(8)));
         assert!(toml::from_str::<WorkloadConfig>("kind = \"training\"\nlayers = 2.5").is_err());
         assert!(toml::from_str::<WorkloadConfig>("kind = \"training\"\nparameters = -1").is_err());
+    }
+
+    /// Whether `v` meets `schema`, for the keywords Whole's and Positive's schemas use.
+    fn meets(schema: &serde_json::Value, v: &serde_json::Value) -> bool {
+        if let Some(any) = schema.get("anyOf").and_then(|a| a.as_array()) {
+            return any.iter().any(|s| meets(s, v));
+        }
+        let typed = match schema["type"].as_str() {
+            Some("integer") => v.as_f64().is_some_and(|x| x.fract() == 0.0),
+            Some("number") => v.is_number(),
+            Some("string") => v.is_string(),
+            other => panic!("unexpected type {other:?}"),
+        };
+        let x = v.as_f64();
+        typed
+            && schema.get("minimum").and_then(|m| m.as_f64()).is_none_or(|m| x.is_some_and(|x| x >= m))
+            && schema.get("exclusiveMinimum").and_then(|m| m.as_f64()).is_none_or(|m| x.is_some_and(|x| x > m))
+    }
+
+    /// The schema says what the parser accepts: `channels = "4"` and `parameters = "1.3e9"`
+    /// ran but failed the schema (integer, number), which took `parameters = 0` and -1,
+    /// refused on reading. A number meets the schema exactly when it parses; every string
+    /// that parses meets it (its value is checked on reading).
+    #[test]
+    fn the_schema_takes_what_the_parser_takes() {
+        use serde_json::json;
+        let whole = serde_json::to_value(schemars::schema_for!(Whole)).unwrap();
+        let positive = serde_json::to_value(schemars::schema_for!(Positive)).unwrap();
+        let values = [
+            json!(0),
+            json!(8),
+            json!(24.0),
+            json!(2.5),
+            json!(-1),
+            json!(-0.5),
+            json!(1.3e9),
+            json!("4"),
+            json!("8_192"),
+            json!("1.3e9"),
+            json!("0"),
+        ];
+        let (mut wholes, mut positives) = (0, 0);
+        for v in &values {
+            let w = serde_json::from_value::<Whole>(v.clone()).is_ok();
+            let p = serde_json::from_value::<Positive>(v.clone()).is_ok();
+            wholes += usize::from(w);
+            positives += usize::from(p);
+            if v.is_number() {
+                assert_eq!(meets(&whole, v), w, "Whole {v}");
+                assert_eq!(meets(&positive, v), p, "Positive {v}");
+            } else {
+                assert!(meets(&whole, v) && meets(&positive, v), "{v}");
+            }
+        }
+        // Whole: 0, 8, 24.0, 1.3e9, "4", "8_192", "1.3e9", "0"; Positive: 8, 24.0, 2.5, 1.3e9,
+        // "4", "8_192", "1.3e9".
+        assert_eq!((wholes, positives), (8, 7));
     }
 
     #[test]

@@ -95,6 +95,22 @@ pub fn run_length(ns: u64) -> String {
     }
 }
 
+/// A chart's axis tick: three significant digits, trailing zeros dropped (0.15000000000000002
+/// -> "0.15", 27.5 -> "27.5", 1250 -> "1250", 0 -> "0"). Ticks are multiples of 1, 2, 2.5 or
+/// 5 times a power of ten from 0, at most 12 of them, so three digits tell each apart.
+pub fn tick(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return if v.is_finite() { "0".into() } else { "-".into() };
+    }
+    let decimals = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // percents
 
@@ -208,6 +224,19 @@ pub fn km(m: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// The sweep chart's busbw axis printed every tick below about 2.5 GB/s as "0" (and
+    /// dropped the repeats), leaving one label.
+    #[test]
+    fn ticks_keep_three_significant_digits() {
+        let got: Vec<String> = [0.0, 0.05, 0.1, 0.15000000000000002, 0.30000000000000004, 2.5, 27.5, 1250.0, 400.0]
+            .iter()
+            .map(|&v| super::tick(v))
+            .collect();
+        assert_eq!(got, ["0", "0.05", "0.1", "0.15", "0.3", "2.5", "27.5", "1250", "400"]);
+        assert_eq!(super::tick(0.000123456), "0.000123");
+        assert_eq!(super::tick(-0.25), "-0.25");
+    }
+
     #[test]
     fn long_latencies_print_in_seconds() {
         assert_eq!(super::ms1(246_200_000), "246.2ms");

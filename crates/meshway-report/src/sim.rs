@@ -115,6 +115,9 @@ pub fn sim_text(r: &SimReport) -> String {
                     out.push_str(&format!("  - {f}\n"));
                 }
             }
+            if let Some(e) = &w.not_run_after {
+                out.push_str(&format!("\n{}: NOT RUN: it starts after {e}, which failed\n", w.name));
+            }
         }
     }
     for s in &r.sweeps {
@@ -336,7 +339,7 @@ pub fn sim_html(r: &SimReport) -> String {
             points: s.rows.iter().filter_map(|x| Some((x.size_bytes as f64, x.busbw_gbytes?))).collect(),
         }];
         let fmt_size = |v: f64| format!("{}", meshway_units::Bytes(v.round() as u64));
-        let fmt_gb = |v: f64| format!("{v:.0}");
+        let fmt_gb = crate::format::tick;
         let title = format!("{} {} over {} ranks: bus bandwidth", s.op, s.algorithm, s.ranks);
         let c = LineChart {
             title: &title,
@@ -626,6 +629,46 @@ size = "1MiB"
             ];
             assert_eq!(rec.iter().collect::<Vec<_>>(), want.iter().map(String::as_str).collect::<Vec<_>>());
             assert_eq!(&rec[0], "shuffle, \"phase\" 1");
+        }
+    }
+
+    /// A small sweep (busbw below 0.2 GB/s) labelled its y axis "0" alone: every tick
+    /// printed as "0" and the repeats were dropped.
+    #[test]
+    fn a_slow_sweeps_axis_labels_every_tick() {
+        let r = report(
+            r#"
+[fabric]
+kind = "leaf-spine"
+gpus = 4
+gpus-per-host = 1
+nic = "100Gbps"
+[[workload]]
+name = "c"
+kind = "collective"
+op = "all-reduce"
+sweep-from = "1KiB"
+sweep-to = "4KiB"
+"#,
+        );
+        let top = r.sweeps[0].rows.iter().filter_map(|x| x.busbw_gbytes).fold(0.0, f64::max);
+        assert!(top > 0.05 && top < 2.5, "{top} GB/s");
+        let page = sim_html(&r);
+        let chart = &page[page.find("bus bandwidth</text>").unwrap()..];
+        let chart = &chart[..chart.find("</svg>").unwrap()];
+        let labels: Vec<&str> =
+            chart.split(r#"text-anchor="end">"#).skip(1).map(|t| &t[..t.find('<').unwrap()]).collect();
+        assert!(labels.len() >= 3, "{labels:?}");
+        assert_eq!(labels[0], "0");
+        let mut seen = labels.clone();
+        seen.dedup();
+        assert_eq!(seen, labels, "no label repeats");
+        // Each label is the value of its tick: 0, then steps of one size.
+        let values: Vec<f64> = labels.iter().map(|l| l.parse().unwrap()).collect();
+        let step = values[1];
+        assert!(step > 0.0 && step < 1.0, "{labels:?}");
+        for (i, v) in values.iter().enumerate() {
+            assert!((v - step * i as f64).abs() < 1e-9, "{labels:?}");
         }
     }
 

@@ -756,7 +756,15 @@ fn build_steps(
         (Op::AllToAll | Op::SendRecv, a) if a != Algo::Direct => {
             Err(CollectiveError::DirectOnly { op: spec.op.name(), algorithm: a.name() })
         }
-        (Op::Broadcast, a) if a != Algo::Ring && a != Algo::Direct => Err(CollectiveError::NotModeled {
+        (Op::Broadcast, Algo::Direct) => Err(CollectiveError::NotDirect { op: "broadcast", algorithms: "ring" }),
+        (Op::AllReduce, Algo::Direct) => Err(CollectiveError::NotDirect {
+            op: "all-reduce",
+            algorithms: "ring, tree, halving-doubling, hierarchical, site-hierarchical, nvls, nvls-tree or collnet",
+        }),
+        (Op::AllGather | Op::ReduceScatter, Algo::Direct) => {
+            Err(CollectiveError::NotDirect { op: spec.op.name(), algorithms: "ring or nvls" })
+        }
+        (Op::Broadcast, a) if a != Algo::Ring => Err(CollectiveError::NotModeled {
             op: "broadcast",
             algorithm: a.name(),
             hint: "broadcast is modeled as a pipelined ring chain",
@@ -822,7 +830,7 @@ fn build_steps(
             let term = Nanos(spec.step_alpha(false).0.saturating_mul(nn.saturating_sub(2)).saturating_add(worst));
             Ok(Built { done: prog.barrier(last, term), model: Model::Steady, steps: (n - 1) as u32 })
         }
-        (Op::AllReduce | Op::AllGather | Op::ReduceScatter, Algo::Ring | Algo::Direct) => {
+        (Op::AllReduce | Op::AllGather | Op::ReduceScatter, Algo::Ring) => {
             let steps = if spec.op == Op::AllReduce { 2 * (n - 1) } else { n - 1 } as u32;
             let rs = rings(topo, &spec.ranks, c);
             let model = pick_model(spec, u64::from(steps) * nn * u64::from(c))?;

@@ -61,6 +61,9 @@ pub enum CollectiveError {
     /// All-to-all and send-recv only send directly.
     #[error("{op} sends every message directly; algorithm {algorithm} does not apply (leave `algorithm` out)")]
     DirectOnly { op: &'static str, algorithm: &'static str },
+    /// The other collectives do not send directly: `direct` would run as something else.
+    #[error("algorithm direct sends every message straight to its receiver, which only all-to-all and send-recv do; {op} is not modeled that way (leave `algorithm` out, or name {algorithms})")]
+    NotDirect { op: &'static str, algorithms: &'static str },
     #[error("{op} with algorithm {algorithm} is not modeled ({hint})")]
     NotModeled { op: &'static str, algorithm: &'static str, hint: &'static str },
     #[error("halving-doubling needs a power-of-two number of ranks, got {ranks}")]
@@ -110,6 +113,9 @@ pub enum SimulateError {
     /// A command-line option out of range.
     #[error("{option}: {message}")]
     BadOption { option: &'static str, message: String },
+    /// htsim's connection matrix reads a size as a 32-bit int.
+    #[error("htsim cannot read sizes above {max} bytes (its connection matrix parses `size` with std::stoi, a 32-bit int), and {count} messages are larger; the largest: connection {id}, node {src} to node {dst} of workload {workload:?}, {bytes} bytes; export a run with smaller messages")]
+    HtsimSizeTooLarge { count: usize, id: usize, src: u32, dst: u32, workload: String, bytes: u64, max: u64 },
     /// The testbed runs traffic patterns and ring all-reduces only.
     #[error("{file}: workload {workload:?}: {reason}")]
     NotRunnableOnTestbed { file: String, workload: String, reason: &'static str },

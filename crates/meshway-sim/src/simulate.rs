@@ -197,9 +197,14 @@ pub struct WorkloadResult {
     pub slowdown: Option<f64>,
     /// Slowest message's completion time (from its start).
     pub slowest_message_ns: Option<u64>,
+    /// Messages that did not complete, not counting those of a workload that did not run.
     pub failed_messages: usize,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failures: Vec<String>,
+    /// Not run: it starts when the workload named here completes, and that one failed. Its
+    /// messages are not counted in `failed_messages`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_run_after: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub training: Option<training::StepReport>,
 }
@@ -298,21 +303,42 @@ pub struct SimReport {
     /// Packet level: parameters, per-port pauses, drops, trims, queue time series.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub packet: Option<Box<PacketSection>>,
-    /// Flow list for export (htsim) when requested.
+    /// The messages for export (htsim).
     #[serde(skip)]
-    pub export: Vec<ExportFlow>,
+    pub export: Export,
 }
 
-/// A message as exported to htsim: ranks, bytes, simulated start, dependencies.
+/// The run's messages as an export (htsim) takes them: the flows across the network, and
+/// what was left out.
+#[derive(Debug, Clone, Default)]
+pub struct Export {
+    /// Messages that cross the network, with dependencies as indexes into this list.
+    pub flows: Vec<ExportFlow>,
+    /// Left out: messages over NVLink inside a host, between two GPUs or into and out of
+    /// the NVSwitch (NVLS).
+    pub nvlink: usize,
+    /// Left out: messages into and out of SHARP switches that reduce (CollNet).
+    pub sharp: usize,
+    /// Flows that waited on a left-out NVLink message and wait on what it waited on instead.
+    pub through_nvlink: usize,
+    /// Workload names, by [`ExportFlow::tag`].
+    pub tags: Vec<String>,
+}
+
+/// A message as exported to htsim: ranks, payload bytes, simulated start, dependencies.
 #[derive(Debug, Clone)]
 pub struct ExportFlow {
     pub src: u32,
     pub dst: u32,
+    /// The payload (as `--csv` gives it), not the bytes scaled to the achievable share that
+    /// meshway moves: htsim models its links itself.
     pub bytes: u64,
     pub start: u64,
     /// Simulated completion (ns), or `u64::MAX` when it did not complete.
     pub end: u64,
     pub deps: Vec<u32>,
+    /// The workload (an index into [`Export::tags`]).
+    pub tag: u32,
 }
 
 /// Everything `simulate` needs besides the scenario.
@@ -1330,14 +1356,26 @@ pub fn simulate(
         Some((iprog, iex, ispans))
     };
 
-    let mut results = Vec::new();
+    let mut results: Vec<WorkloadResult> = Vec::new();
     for (k, w) in main.iter().enumerate() {
         let (a, b, done, built) = spans[k];
         let ideal_time = ideal.as_ref().and_then(|(iprog, iex, isp)| {
             let (ia, ib, idone, _) = isp[k];
             span_time(iprog, iex, ia, ib, idone, cfg.wire.alpha.0)
         });
-        let mut r = workload_result(w, &prog, &ex, &*topo_names(&topo), (a, b, done), built, ideal_time, &cfg);
+        // The last workload before this one whose own messages failed.
+        let earlier = results.iter().rev().find(|r| r.failed_messages > 0).map(|r| r.name.clone());
+        let mut r = workload_result(
+            w,
+            &prog,
+            &ex,
+            &*topo_names(&topo),
+            (a, b, done),
+            built,
+            ideal_time,
+            &cfg,
+            earlier.as_deref(),
+        );
         if let Some((algo, proto, cands)) = &tuned[k] {
             r.algorithm = Some(algo.name().to_string());
             r.protocol = Some(proto.name.clone()).filter(|n| !n.is_empty());
@@ -1459,7 +1497,7 @@ pub fn simulate(
         ));
     }
     let flows = opts.flows.then(|| flow_records(&prog, &ex, &topo));
-    let export = export_flows(&prog, &ex);
+    let export = export_flows(&prog, &ex, &topo);
     let packet = packet_run.map(|(stats, params, estimate)| {
         let fct: Vec<(String, Option<FctSummary>)> =
             main.iter().zip(&spans).map(|(w, &(a, b, _, _))| (w.name.clone(), fct_summary(&prog, &ex, a, b))).collect();
@@ -1781,28 +1819,63 @@ fn packet_params(setup: &Setup<'_>, cfg: &ExecConfig) -> Result<(crate::packet::
     Ok((params, pc.memory_limit.unwrap_or(d.memory_limit).0))
 }
 
-/// Flows for export, with dependencies renumbered to export indexes. Dependencies on waits
-/// are replaced by the flows behind them; a flow behind a compute gap or a wide barrier
-/// (more than 64 flows) gets `u32::MAX`, which makes exporters keep its simulated start.
-fn export_flows(prog: &Program, ex: &Execution) -> Vec<ExportFlow> {
+/// Flows for export: the messages that cross the network, with dependencies renumbered to
+/// export indexes. Messages over NVLink (between GPUs of a host, or into and out of the
+/// NVSwitch) and into and out of SHARP switches are left out: htsim has neither. A dependency
+/// on a wait or a left-out NVLink message is replaced by what it waited on; a flow behind a
+/// compute gap, a SHARP leg or a wide barrier (more than 64 flows) gets `u32::MAX`, which
+/// makes exporters keep its simulated start.
+fn export_flows(prog: &Program, ex: &Execution, topo: &dyn Topology) -> Export {
+    use crate::program::Leg;
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Class {
+        Wait,
+        Network,
+        Nvlink,
+        Sharp,
+    }
+    let class: Vec<Class> = prog
+        .msgs
+        .iter()
+        .map(|m| match m.leg {
+            _ if m.is_wait() => Class::Wait,
+            Leg::Path if topo.local(m.via.unwrap_or(m.src), m.dst) => Class::Nvlink,
+            Leg::Path => Class::Network,
+            Leg::NvlinkUp | Leg::NvlinkDown => Class::Nvlink,
+            Leg::NicUp | Leg::NicDown => Class::Sharp,
+        })
+        .collect();
     let mut idx = vec![u32::MAX; prog.msgs.len()];
     let mut n = 0u32;
-    for (i, m) in prog.msgs.iter().enumerate() {
-        if !m.is_wait() {
+    for (i, c) in class.iter().enumerate() {
+        if *c == Class::Network {
             idx[i] = n;
             n += 1;
         }
     }
-    fn flatten(prog: &Program, idx: &[u32], deps: &[MsgId], out: &mut Vec<u32>, depth: u32) -> bool {
+    // Whether the dependencies are found (false: the flow keeps its simulated start) and
+    // whether a left-out NVLink message was passed through on the way.
+    fn flatten(
+        prog: &Program,
+        class: &[Class],
+        idx: &[u32],
+        deps: &[MsgId],
+        out: &mut Vec<u32>,
+        depth: u32,
+        nvlink: &mut bool,
+    ) -> bool {
         for &d in deps {
             let m = &prog.msgs[d as usize];
-            if m.leg != crate::program::Leg::Path {
-                // Through an NVSwitch or a SHARP switch: htsim has no such flow.
-                return false;
-            } else if idx[d as usize] != u32::MAX {
-                out.push(idx[d as usize]);
-            } else if m.delay.0 > 0 || depth > 4 || !flatten(prog, idx, &m.deps, out, depth + 1) {
-                return false;
+            match class[d as usize] {
+                Class::Network => out.push(idx[d as usize]),
+                // Through a SHARP switch: htsim has no in-network reduction.
+                Class::Sharp => return false,
+                c => {
+                    *nvlink |= c == Class::Nvlink;
+                    if m.delay.0 > 0 || depth > 4 || !flatten(prog, class, idx, &m.deps, out, depth + 1, nvlink) {
+                        return false;
+                    }
+                }
             }
             if out.len() > 64 {
                 return false;
@@ -1810,25 +1883,35 @@ fn export_flows(prog: &Program, ex: &Execution) -> Vec<ExportFlow> {
         }
         true
     }
-    prog.msgs
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| !m.is_wait())
-        .map(|(i, m)| {
-            let mut deps = Vec::new();
-            if !flatten(prog, &idx, &m.deps, &mut deps, 0) {
-                deps = vec![u32::MAX];
+    let mut export = Export { tags: prog.tags.iter().map(|t| t.name.clone()).collect(), ..Export::default() };
+    for (i, m) in prog.msgs.iter().enumerate() {
+        match class[i] {
+            Class::Wait => {}
+            Class::Nvlink => export.nvlink += 1,
+            Class::Sharp => export.sharp += 1,
+            Class::Network => {
+                let mut deps = Vec::new();
+                let mut nvlink = false;
+                if !flatten(prog, &class, &idx, &m.deps, &mut deps, 0, &mut nvlink) {
+                    deps = vec![u32::MAX];
+                } else if nvlink {
+                    export.through_nvlink += 1;
+                }
+                deps.sort_unstable();
+                deps.dedup();
+                export.flows.push(ExportFlow {
+                    src: m.src,
+                    dst: m.dst,
+                    bytes: if m.payload == 0 { m.bytes } else { m.payload },
+                    start: ex.msgs[i].start.map_or(0, |s| s.0),
+                    end: ex.msgs[i].end.map_or(u64::MAX, |e| e.0),
+                    deps,
+                    tag: m.tag,
+                });
             }
-            ExportFlow {
-                src: m.src,
-                dst: m.dst,
-                bytes: m.bytes,
-                start: ex.msgs[i].start.map_or(0, |s| s.0),
-                end: ex.msgs[i].end.map_or(u64::MAX, |e| e.0),
-                deps,
-            }
-        })
-        .collect()
+        }
+    }
+    export
 }
 
 /// Under ECMP, when a workload is slower than on the ideal fabric and the links between two
@@ -1945,6 +2028,7 @@ fn workload_result(
     built: Option<collective::Built>,
     ideal_time: Option<u64>,
     cfg: &ExecConfig,
+    earlier_failure: Option<&str>,
 ) -> WorkloadResult {
     let msgs = &prog.msgs[a..b];
     let res = &ex.msgs[a..b];
@@ -1953,24 +2037,39 @@ fn workload_result(
     let start = origin(prog, ex, a, b, cfg.wire.alpha.0);
     let end = ex.msgs[done as usize].end.map(|e| e.0);
     let time = end.map(|e| e.saturating_sub(start));
-    // The first five failed messages, those that failed themselves (no path, a stall) before
-    // those that only waited on another: the cause before its consequences.
-    let mut failures = Vec::new();
-    let mut waiting = Vec::new();
+    // The first five different reasons messages failed, those that failed themselves (no
+    // path, a stall) before those that only waited on another: the cause before its
+    // consequences.
+    let mut failures: Vec<String> = Vec::new();
+    let mut waiting: Vec<String> = Vec::new();
     let mut failed = 0;
+    let mut own = 0;
+    let mut started = false;
     for (m, r) in msgs.iter().zip(res) {
+        started |= !m.is_wait() && r.start.is_some();
         if !m.is_wait() && r.end.is_none() {
             failed += 1;
             let why = r.stall.clone().unwrap_or_else(|| format!("{} to {} did not complete", name(m.src), name(m.dst)));
-            let list =
-                if why.ends_with("waits on a message that did not complete") { &mut waiting } else { &mut failures };
-            if list.len() < 5 {
+            let waits = why.ends_with("waits on a message that did not complete");
+            own += usize::from(!waits);
+            let list = if waits { &mut waiting } else { &mut failures };
+            if list.len() < 5 && !list.contains(&why) {
                 list.push(why);
             }
         }
     }
     failures.extend(waiting);
     failures.truncate(5);
+    // Nothing ran and nothing failed on its own: it waited on an earlier workload that failed
+    // (dependencies point back, so the cause is there).
+    let not_run_after = match earlier_failure {
+        Some(e) if failed > 0 && own == 0 && !started => {
+            failed = 0;
+            failures.clear();
+            Some(e.to_string())
+        }
+        _ => None,
+    };
     let slowest =
         msgs.iter().zip(res).filter(|(m, _)| !m.is_wait()).filter_map(|(_, r)| Some(r.end?.0 - r.start?.0)).max();
     let (op, algorithm, model, ranks, size, algbw, busbw) = match &w.kind {
@@ -2028,6 +2127,7 @@ fn workload_result(
         slowest_message_ns: slowest,
         failed_messages: failed,
         failures,
+        not_run_after,
         training,
     }
 }
@@ -2054,13 +2154,24 @@ fn flow_records(prog: &Program, ex: &Execution, topo: &FabricTopo<'_>) -> Vec<Fl
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct HtsimExportNotes {
     /// Flows that keep their simulated start time: their dependencies have no trigger form
-    /// (a compute gap, a barrier of more than 64 flows, a flow through an NVSwitch or SHARP
-    /// switch, or one that did not complete).
+    /// (a compute gap, a barrier of more than 64 flows, a flow through a SHARP switch, or one
+    /// that did not complete).
     pub fallback: usize,
     /// Flows that depend on several flows and are triggered by the one that finished last in
     /// meshway's run (htsim starts a flow from one trigger, and a flow fires one).
     pub relaxed: usize,
+    /// Messages left out: over NVLink inside a host (htsim has no NVLink).
+    pub nvlink: usize,
+    /// Messages left out: into and out of SHARP switches (htsim has no in-network reduction).
+    pub sharp: usize,
+    /// Flows that waited on a left-out NVLink message and wait on what it waited on: htsim
+    /// starts them without the NVLink time.
+    pub through_nvlink: usize,
 }
+
+/// The largest size htsim's connection matrix reads: it parses `size` with `std::stoi`
+/// (`connection_matrix.cpp` at Broadcom/csg-htsim 841d9e7), a 32-bit int.
+pub const HTSIM_MAX_SIZE: u64 = i32::MAX as u64;
 
 /// The run's messages as an htsim connection matrix (`connection_matrix.cpp`: `Nodes`,
 /// `Connections`, `Triggers`, one line per flow, then the triggers), as htsim's transports
@@ -2069,10 +2180,30 @@ pub struct HtsimExportNotes {
 /// `recv_done_trigger`), and a trigger starts every flow that waits on it. Every flow that
 /// others wait on fires its own one-shot trigger; a flow with several dependencies waits on
 /// the one that finished last in meshway's run (counted in [`HtsimExportNotes::relaxed`]).
-pub fn htsim_connection_matrix(report: &SimReport) -> (String, HtsimExportNotes) {
+/// Sizes are payloads. Messages that do not cross the network are left out (see [`Export`]).
+/// A message above [`HTSIM_MAX_SIZE`] bytes is refused: htsim could not read the file.
+pub fn htsim_connection_matrix(report: &SimReport) -> Result<(String, HtsimExportNotes), SimulateError> {
     use std::fmt::Write;
-    let flows = &report.export;
-    let mut notes = HtsimExportNotes::default();
+    let flows = &report.export.flows;
+    let too_large = flows.iter().filter(|f| f.bytes > HTSIM_MAX_SIZE).count();
+    // The largest (the first of equals), as a connection of the file.
+    if let Some((i, f)) = flows.iter().enumerate().rev().max_by_key(|(_, f)| f.bytes).filter(|_| too_large > 0) {
+        return Err(SimulateError::HtsimSizeTooLarge {
+            count: too_large,
+            id: i + 1,
+            src: f.src,
+            dst: f.dst,
+            workload: report.export.tags.get(f.tag as usize).cloned().unwrap_or_default(),
+            bytes: f.bytes,
+            max: HTSIM_MAX_SIZE,
+        });
+    }
+    let mut notes = HtsimExportNotes {
+        nvlink: report.export.nvlink,
+        sharp: report.export.sharp,
+        through_nvlink: report.export.through_nvlink,
+        ..HtsimExportNotes::default()
+    };
     // Per flow: the flow whose send-done starts it.
     let mut waits_on: Vec<Option<u32>> = vec![None; flows.len()];
     // Per flow: the trigger it fires (1-based, in order of first use).
@@ -2122,7 +2253,7 @@ pub fn htsim_connection_matrix(report: &SimReport) -> (String, HtsimExportNotes)
     for t in 1..=triggers {
         let _ = writeln!(out, "trigger id {t} oneshot");
     }
-    (out, notes)
+    Ok((out, notes))
 }
 
 /// Bandwidth in the unit nccl-tests prints (GB/s) from Gbit/s.

@@ -4,7 +4,8 @@
 //!
 //! - A path that is an input of the run (the same file, by device and inode, whatever name
 //!   or link reaches it) or standard output (`/dev/stdout`, or the file stdout is redirected
-//!   to) is refused, and so is `-`: the report already goes to standard output.
+//!   to) is refused, and so is `-`: the report already goes to standard output. Two outputs
+//!   of one run may not name the same file ([`check_distinct`]).
 //! - An HTML page replaces only an HTML page (or an empty file): `--html plan.toml` or
 //!   `--html flows.csv` must not turn a scenario or a flow list into a web page.
 //! - A regular file is written beside its target and renamed over it, with the target's
@@ -44,6 +45,39 @@ fn check_target(path: &Path, inputs: &[&Path]) -> Result<()> {
     if let Some(input) = inputs.iter().find(|i| identity(i) == Some(id)) {
         let same = if input == &path { String::new() } else { format!("the same file as {}, ", input.display()) };
         bail!("cannot write {}: it is {same}an input of this run; give the output another name", path.display());
+    }
+    Ok(())
+}
+
+/// Refuses two outputs of one run that name the same file (by device and inode when it
+/// exists, else by directory and name after links): the second would replace the first.
+pub fn check_distinct(a: (&str, &Path), b: (&str, &Path)) -> Result<()> {
+    let key = |p: &Path| -> Option<(PathBuf, std::ffi::OsString)> {
+        let t = resolve(p).ok()?;
+        let dir = match t.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Some((std::fs::canonicalize(dir).ok()?, t.file_name()?.to_owned()))
+    };
+    // /dev/null (or a terminal) as both keeps nothing to lose.
+    let device = std::fs::metadata(a.1).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_char_device()
+    });
+    let same = match (identity(a.1), identity(b.1)) {
+        (Some(x), Some(y)) => x == y && !device,
+        (None, None) => key(a.1).is_some() && key(a.1) == key(b.1),
+        _ => false,
+    };
+    if same {
+        bail!(
+            "{} {} and {} {} are the same file: the second would replace the first; give them different names",
+            a.0,
+            a.1.display(),
+            b.0,
+            b.1.display()
+        );
     }
     Ok(())
 }
@@ -306,5 +340,33 @@ mod tests {
         // A device is written in place.
         write(Path::new("/dev/null"), b"x", &[]).unwrap();
         assert!(write(&d.0, b"x", &[]).unwrap_err().to_string().contains("is a directory"));
+    }
+
+    /// `--html X --htsim X`: the matrix replaced the page it had just written.
+    #[test]
+    fn two_outputs_may_not_name_one_file() {
+        let d = Dir(std::env::temp_dir().join(format!("meshway-output-distinct-{}", std::process::id())));
+        let _ = std::fs::remove_dir_all(&d.0);
+        std::fs::create_dir_all(d.0.join("sub")).unwrap();
+        let (new, other) = (d.0.join("out"), d.0.join("other"));
+        let e = check_distinct(("--html", &new), ("--htsim", &new)).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "--html {0} and --htsim {0} are the same file: the second would replace the first; give them different names",
+                new.display()
+            )
+        );
+        // Not there yet, by another spelling; there, through a link.
+        let spelled = d.0.join("sub/../out");
+        assert!(check_distinct(("--html", &new), ("--htsim", &spelled)).is_err());
+        std::fs::write(&new, "x").unwrap();
+        let link = d.0.join("link");
+        std::os::unix::fs::symlink(&new, &link).unwrap();
+        assert!(check_distinct(("--html", &link), ("--htsim", &new)).is_err());
+        assert!(check_distinct(("--html", &new), ("--htsim", &other)).is_ok());
+        assert!(check_distinct(("--html", &link), ("--htsim", &other)).is_ok());
+        let null = Path::new("/dev/null");
+        assert!(check_distinct(("--html", null), ("--htsim", null)).is_ok());
     }
 }

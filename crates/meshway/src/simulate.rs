@@ -25,13 +25,28 @@ broadcast and send/recv), the same workload on an ideal non-blocking fabric,
 and the ten most congested links.
 
 Workload kinds: collective (op = all-reduce | all-gather | reduce-scatter |
-all-to-all | broadcast | send-recv; algorithm = auto | ring | tree |
-halving-doubling | hierarchical | site-hierarchical; protocol = auto | simple
-| ll128 | ll; auto, the default, simulates each candidate alone and keeps the
-fastest, and the output says what it picked; sweep-from/sweep-to for an
-nccl-tests style size sweep), permutation, uniform, incast, all-to-all, flows
-(file = CSV or JSON flow list) and training (parameters, layers, hidden,
+all-to-all | broadcast | send-recv; algorithm, below; protocol = auto | simple
+| ll128 | ll, auto, the default, picked with the algorithm; sweep-from/sweep-to
+for an nccl-tests style size sweep), permutation, uniform, incast, all-to-all,
+flows (file = CSV or JSON flow list) and training (parameters, layers, hidden,
 sequence, micro-batch, global-batch, tp, pp, dp, ep, dp-algorithm).
+
+Collective algorithms (algorithm = ...):
+  auto               the default: simulates each candidate (with each protocol)
+                     alone and keeps the fastest; the output says what it picked
+  ring               all-reduce, all-gather, reduce-scatter, broadcast (a
+                     pipelined chain)
+  tree               all-reduce: NCCL's double binary tree
+  halving-doubling   all-reduce on a power-of-two number of ranks
+  hierarchical       all-reduce: reduce-scatter inside each host, each GPU's
+                     shard all-reduced across hosts on its rail, all-gather
+  site-hierarchical  all-reduce over sites: the same with sites for hosts
+  nvls               all-reduce, all-gather, reduce-scatter reduced in the
+                     NVSwitch (NVLink SHARP GPUs: H100, H200, B200)
+  nvls-tree          all-reduce: NVLS inside each host, a tree across hosts
+  collnet            all-reduce reduced in SHARP switches (sharp = true)
+  direct             all-to-all and send-recv, the only algorithm they take:
+                     every message straight to its receiver
 
 Exit status: 0; 1 when a message failed (its [[failure]] tables cut the
 fabric; the report is printed in full and names them); 2 on bad input.";
@@ -71,7 +86,9 @@ pub struct Args {
     /// hottest links, the training step, packet-level queues and pauses) to this file.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
-    /// Also write the flow list in htsim's connection-matrix format to this file.
+    /// Also write the flow list in htsim's connection-matrix format to this file: the
+    /// messages across the network at their payload (htsim has no NVLink); refused when one
+    /// is above 2,147,483,647 bytes, the most htsim reads.
     #[arg(long, value_name = "FILE")]
     pub htsim: Option<PathBuf>,
     /// A catalog file whose entries replace or add to the built-in catalog.
@@ -85,7 +102,8 @@ fn parse_share(s: &str) -> Result<f64, String> {
         None => (s, 1.0),
     };
     match num.trim().parse::<f64>() {
-        Ok(v) if (0.0..=50.0).contains(&(v / div * 100.0)) => Ok(v / div),
+        // -0 is 0 (it printed as -0.0 in the JSON).
+        Ok(v) if (0.0..=50.0).contains(&(v / div * 100.0)) => Ok((v / div).abs()),
         _ => Err(format!("expected a share such as \"1%\" or 0.01 (at most 50%), got {s:?}")),
     }
 }
@@ -229,7 +247,15 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<(String, Option<String>)> {
     if let Some(p) = &args.html {
         crate::output::check_html(p, &read)?;
     }
+    if let (Some(h), Some(c)) = (&args.html, &args.htsim) {
+        crate::output::check_distinct(("--html", h), ("--htsim", c))?;
+    }
     let mut r = run_file(&args.file, cat, &opts)?;
+    // The matrix before the page: an export htsim could not read writes neither.
+    let htsim = match &args.htsim {
+        Some(p) => Some((p, htsim_connection_matrix(&r).with_context(|| format!("cannot write {}", p.display()))?)),
+        None => None,
+    };
     if let Some(p) = &args.html {
         crate::output::write_html(p, &meshway_report::sim::sim_html(&r), &read)?;
         eprintln!("wrote {}", p.display());
@@ -237,12 +263,31 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<(String, Option<String>)> {
             r.flows = None;
         }
     }
-    if let Some(p) = &args.htsim {
-        let (text, notes) = htsim_connection_matrix(&r);
+    if let Some((p, (text, notes))) = &htsim {
         crate::output::write(p, text.as_bytes(), &read)?;
+        if notes.nvlink > 0 {
+            let through = match notes.through_nvlink {
+                0 => String::new(),
+                n => format!(
+                    "; {n} flows that waited on them wait on what those waited on, so htsim starts them without the NVLink time"
+                ),
+            };
+            eprintln!(
+                "warning: {} messages over NVLink inside a host are left out of {} (htsim has no NVLink){through}",
+                notes.nvlink,
+                p.display(),
+            );
+        }
+        if notes.sharp > 0 {
+            eprintln!(
+                "warning: {} messages into and out of SHARP switches are left out of {} (htsim has no in-network reduction)",
+                notes.sharp,
+                p.display()
+            );
+        }
         if notes.fallback > 0 {
             eprintln!(
-                "warning: {} flows in {} keep their simulated start times: their dependencies (compute gaps, barriers of more than 64 flows, NVSwitch or SHARP legs) have no htsim trigger form",
+                "warning: {} flows in {} keep their simulated start times: their dependencies (compute gaps, barriers of more than 64 flows, SHARP legs) have no htsim trigger form",
                 notes.fallback,
                 p.display()
             );
@@ -261,9 +306,16 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<(String, Option<String>)> {
         .iter()
         .flat_map(|s| s.rows.iter().filter_map(move |x| Some((s.name.as_str(), x.size_bytes, x.failure.as_deref()?))))
         .collect();
+    let not_run: Vec<&str> =
+        r.workloads.iter().filter(|w| w.not_run_after.is_some()).map(|w| w.name.as_str()).collect();
     let failed = if n > 0 {
         let why = r.workloads.iter().flat_map(|w| &w.failures).next().cloned().unwrap_or_default();
-        Some(format!("{n} messages failed; the first: {why} (see the report)"))
+        let later = match not_run.len() {
+            0 => String::new(),
+            1 => format!("; {} did not run (it starts after a workload that failed)", not_run[0]),
+            k => format!("; {k} workloads did not run (they start after one that failed)"),
+        };
+        Some(format!("{n} messages failed; the first: {why} (see the report){later}"))
     } else {
         sizes.first().map(|(name, size, why)| {
             format!("{} sweep sizes did not complete; the first: {name} at {size} bytes: {why}", sizes.len())

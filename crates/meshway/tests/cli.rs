@@ -99,6 +99,41 @@ fn help_shows_examples() {
     assert!(stdout(&o).contains("meshway plan examples/leaf-spine-1024.toml"));
 }
 
+/// `simulate --help` names every algorithm a scenario may give (it left out direct, nvls,
+/// nvls-tree and collnet), as the schema lists them.
+#[test]
+fn simulate_help_lists_every_algorithm() {
+    let help = stdout(&meshway(&["simulate", "--help"]));
+    let schema: serde_json::Value = serde_json::from_slice(&meshway(&["schema"]).stdout).unwrap();
+    let algos: Vec<&str> = schema["$defs"]["AlgorithmConfig"]["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| v["enum"].as_array().into_iter().flatten().chain(v.get("const")))
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(algos.len(), 10, "{algos:?}");
+    for a in algos {
+        assert!(help.lines().any(|l| l.trim_start().starts_with(&format!("{a} "))), "{a} is not listed:\n{help}");
+    }
+    assert!(help.contains("direct             all-to-all and send-recv, the only algorithm they take"), "{help}");
+}
+
+/// `--tolerance -0` printed `"tolerance": -0.0` in the JSON.
+#[test]
+fn a_tolerance_of_minus_zero_is_zero() {
+    let dir = tempdir("tolerance");
+    let file = sim_scenario(&dir);
+    for t in ["--tolerance=-0", "--tolerance=-0%"] {
+        let o = meshway(&["simulate", file.to_str().unwrap(), t, "--json", "--no-ideal"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let s = stdout(&o);
+        let line = s.lines().find(|l| l.contains("\"tolerance\":")).unwrap();
+        assert_eq!(line.trim(), "\"tolerance\": 0.0,", "{t}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A small simulation scenario written to a temporary directory.
 fn sim_scenario(dir: &std::path::Path) -> PathBuf {
     let p = dir.join("sim.toml");
@@ -208,6 +243,38 @@ fn simulate_exits_1_when_messages_fail() {
             assert!(stdout(&o).contains("30 messages FAILED"), "{}", stdout(&o));
         }
     }
+    // Both spines down: the ring fails and the permutation after it never starts. It is
+    // reported as not run, not as 4 failed messages that "wait on a message that did not
+    // complete" (counted into 180); the ring's reasons are listed once each.
+    std::fs::write(
+        &p,
+        "[fabric]\nkind = \"leaf-spine\"\ngpus = 4\ngpus-per-host = 1\nleaf-radix = 4\nspine-radix = 4\nspines = 2\n\
+         nic = \"400Gbps\"\n[[workload]]\nname = \"ar\"\nkind = \"collective\"\nop = \"all-reduce\"\n\
+         algorithm = \"ring\"\nsize = \"64MiB\"\n[[workload]]\nname = \"perm\"\nkind = \"permutation\"\n\
+         size = \"64MiB\"\n[[failure]]\nswitch = \"spine-0\"\n[[failure]]\nswitch = \"spine-1\"\n",
+    )
+    .unwrap();
+    let o = meshway(&["simulate", p.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("176 messages failed; the first: no path from gpu-1 to gpu-2"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("; perm did not run (it starts after a workload that failed)"), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let (ar, perm) = (&v["workloads"][0], &v["workloads"][1]);
+    assert_eq!(ar["failed_messages"], 176);
+    let reasons: Vec<&str> = ar["failures"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    let mut distinct = reasons.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), reasons.len(), "{reasons:?}");
+    assert_eq!(reasons.len(), 5, "four links with no path around them, then a wait: {reasons:?}");
+    assert_eq!(reasons[4], "gpu-0 to gpu-1: waits on a message that did not complete");
+    assert_eq!(perm["failed_messages"], 0);
+    assert_eq!(perm["not_run_after"], "ar");
+    assert!(perm.get("failures").is_none(), "{perm}");
+    let o = meshway(&["simulate", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("\nperm: NOT RUN: it starts after ar, which failed\n"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("perm: 4 messages FAILED"), "{}", stdout(&o));
     // Healed in time: every message arrives, exit 0.
     std::fs::write(&p, format!("{base}[[failure]]\nat = \"0s\"\nlink = \"gpu-0:leaf-0\"\nuntil = \"2ms\"\n")).unwrap();
     let o = meshway(&["simulate", p.to_str().unwrap()]);
@@ -643,6 +710,8 @@ fn outputs_never_replace_inputs() {
     let flows_path = dir.join("f.csv");
     let flows_before = std::fs::read(&flows_path).unwrap();
     let flows = flows_path.to_str().unwrap();
+    let same = dir.join("same.out");
+    let same_str = same.to_str().unwrap();
     for (args, needle) in [
         (vec!["plan", s, "--html", s], "is an input of this run"),
         (vec!["simulate", sim, "--html", sim], "is an input of this run"),
@@ -653,6 +722,8 @@ fn outputs_never_replace_inputs() {
         // Found before the run, not after it.
         (vec!["simulate", sim, "--html", "/nonexistent-dir/p.html"], "there is no directory /nonexistent-dir"),
         (vec!["simulate", sim, "--html", dir.to_str().unwrap()], "it is a directory"),
+        // Two outputs of one run: the matrix replaced the page.
+        (vec!["simulate", sim, "--html", same_str, "--htsim", same_str], "are the same file"),
     ] {
         let o = meshway(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
@@ -662,6 +733,7 @@ fn outputs_never_replace_inputs() {
     assert_eq!(std::fs::read(sim).unwrap(), sim_before);
     assert_eq!(std::fs::read(flows).unwrap(), flows_before);
     assert_eq!(std::fs::read_to_string(&notes).unwrap(), "mine\n");
+    assert!(!same.exists(), "refused before the run");
     // A page is replaced by a page, twice over.
     for _ in 0..2 {
         let o = meshway(&["plan", s, "--html", page.to_str().unwrap()]);
