@@ -4,8 +4,8 @@
 //!
 //! Threads: the server runs one thread per connection plus one UDP receive thread; the client
 //! one thread per stream plus the reporting loop. Throughput is always the receiver's count of
-//! bytes over the receiver's span from first to last byte (goodput), so data still sitting in
-//! socket buffers when the sender stops is neither lost nor counted early.
+//! bytes after its first arrival over its span from first to last arrival (goodput), so data
+//! still sitting in socket buffers when the sender stops is neither lost nor counted early.
 
 use crate::clock::{self, CpuMeter};
 use meshway_probe::perf::{
@@ -34,6 +34,10 @@ pub const MAX_DURATION: Nanos = Nanos(3_600_000_000_000);
 pub const MAX_UDP_RATE_BPS: u64 = 100_000_000_000;
 /// How long a server keeps sending past the requested duration if the client goes silent.
 const GRACE: Nanos = Nanos(10_000_000_000);
+/// How long an accepted test may go without a data stream, a datagram or a UDP hello before
+/// the server ends it: 10 s, an assumption (a client opens its streams right after the
+/// server's accept; iperf3's --idle-timeout is the same idea, off by default).
+const IDLE: Nanos = Nanos(10_000_000_000);
 
 #[derive(Debug, Error)]
 pub enum PerfError {
@@ -182,17 +186,27 @@ fn write_json_line<T: Serialize>(w: &mut impl Write, v: &T) -> Result<(), PerfEr
     w.write_all(s.as_bytes()).map_err(io_err("cannot write a control message"))
 }
 
-/// Received-bytes span: first and last byte times (monotonic ns; 0 = none yet).
+/// Received-bytes span: first and last arrival times (monotonic ns; 0 = none yet), and the
+/// bytes of the first arrival, which came in before the span starts: N arrivals have N - 1
+/// gaps between them, so only the bytes after the first are timed by the span.
 #[derive(Debug, Default)]
 struct Span {
     first: AtomicU64,
     last: AtomicU64,
+    first_bytes: AtomicU64,
 }
 
 impl Span {
-    fn mark(&self, now: Nanos) {
-        let _ = self.first.compare_exchange(0, now.get().max(1), Ordering::Relaxed, Ordering::Relaxed);
+    /// `bytes` arrived (one read or one datagram) at `now`.
+    fn mark(&self, now: Nanos, bytes: usize) {
+        if self.first.compare_exchange(0, now.get().max(1), Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+            self.first_bytes.store(bytes as u64, Ordering::Relaxed);
+        }
         self.last.fetch_max(now.get().max(1), Ordering::Relaxed);
+    }
+    /// The bytes of the first arrival, which the span does not time.
+    fn untimed(&self) -> u64 {
+        self.first_bytes.load(Ordering::Relaxed)
     }
     fn secs(&self) -> f64 {
         let (a, b) = (self.first.load(Ordering::Relaxed), self.last.load(Ordering::Relaxed));
@@ -215,7 +229,7 @@ fn receive_loop(mut s: TcpStream, size: usize, bytes: &AtomicU64, span: &Span, h
             Ok(0) => break,
             Ok(n) => {
                 let now = clock::mono();
-                span.mark(now);
+                span.mark(now, n);
                 bytes.fetch_add(n as u64, Ordering::Relaxed);
                 // A peer still sending past the hard end (a broken or hostile one) is cut off.
                 if now > hard_end {
@@ -365,6 +379,16 @@ struct ServerSession {
     /// Data connections whose thread was started (or could not be): the session's end waits
     /// for all of them.
     streams_settled: AtomicU64,
+}
+
+impl ServerSession {
+    /// Whether the client has started its test: a data stream connected, a datagram came, or
+    /// (reverse UDP) its hello said where to send.
+    fn started(&self) -> bool {
+        self.rx_bytes.load(Ordering::Relaxed) > 0
+            || self.streams_seen.lock().is_ok_and(|v| v.iter().any(|&x| x))
+            || self.udp_peer.lock().is_ok_and(|p| p.is_some())
+    }
 }
 
 /// How long a session whose client has said Finish waits for data streams it has not seen
@@ -663,7 +687,7 @@ fn udp_receive(udp: &UdpSocket, sessions: &Sessions, shutdown: &AtomicBool) {
             continue;
         }
         if s.req.direction == Direction::Forward {
-            s.span.mark(now);
+            s.span.mark(now, n);
             s.rx_bytes.fetch_add(n as u64, Ordering::Relaxed);
             if let Ok(mut r) = s.udp_rx.lock() {
                 r.on_datagram(now.get(), &h, n);
@@ -867,9 +891,27 @@ fn handle_connection(
             Err(e) => log(format!("{peer}: session {id:x}: cannot start the UDP sender: {e}")),
         }
     }
+    // A client that opens no data stream and sends nothing for IDLE holds a slot for nothing
+    // (up to the test's length, an hour): its control connection is closed, which ends the
+    // wait below.
+    if let Ok(ctl) = w.try_clone() {
+        let ss = sess.clone();
+        let _ = std::thread::Builder::new().name("perf-idle".into()).spawn(move || {
+            let until = clock::mono() + IDLE;
+            while clock::mono() < until && !ss.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if !ss.stop.load(Ordering::Relaxed) && !ss.started() {
+                let _ = ctl.shutdown(std::net::Shutdown::Both);
+            }
+        });
+    }
     // Wait for the client's finish (or its disappearance, or the hard end).
     let fin: Result<Finish, _> = read_json_line(&mut reader, clock::dur(Nanos(req.duration_ns) + GRACE));
     sess.stop.store(true, Ordering::Relaxed);
+    if fin.is_err() && !sess.started() {
+        log(format!("{peer}: session {id:x}: no data stream or datagram in {IDLE}; ended"));
+    }
     // The client's Finish can overtake a data connection still in its hello: wait for every
     // stream the test opens (bounded), or its bytes would be counted as never received.
     if fin.is_ok() {
@@ -901,6 +943,7 @@ fn handle_connection(
         received_bytes: sess.rx_bytes.load(Ordering::Relaxed),
         sent_bytes: sess.tx_bytes.load(Ordering::Relaxed),
         receive_secs: sess.span.secs(),
+        untimed_bytes: sess.span.untimed(),
         cpu_percent: cpu.percent(),
         udp: udp_report,
         udp_sent: (req.protocol == Protocol::Udp && req.direction == Direction::Reverse)
@@ -948,19 +991,21 @@ pub struct IntervalReport {
 pub struct FlowResult {
     pub sent_bytes: u64,
     pub received_bytes: u64,
-    /// Receiver's span from first to last byte.
+    /// Receiver's span from the first arrival to the last.
     pub receive_secs: f64,
-    /// Goodput: received bytes × 8 over the receive span; `None` (`null` in JSON) when bytes
+    /// Goodput: the bytes received after the first arrival × 8 over the receive span (the
+    /// first arrival's bytes came before the span starts); `None` (`null` in JSON) when bytes
     /// came but the span is too short to time (every byte came in one read, so first and last
-    /// byte share a time); 0 when nothing was received.
+    /// arrival share a time); 0 when nothing was received.
     pub throughput_bps: Option<f64>,
 }
 
 impl FlowResult {
-    fn new(sent: u64, received: u64, secs: f64) -> FlowResult {
+    /// `untimed`: the bytes of the first arrival, which the span `secs` does not time.
+    fn new(sent: u64, received: u64, secs: f64, untimed: u64) -> FlowResult {
         let bps = match received {
             0 => Some(0.0),
-            _ if secs > 0.0 => Some(received as f64 * 8.0 / secs),
+            _ if secs > 0.0 => Some(received.saturating_sub(untimed) as f64 * 8.0 / secs),
             _ => None,
         };
         FlowResult { sent_bytes: sent, received_bytes: received, receive_secs: secs, throughput_bps: bps }
@@ -1095,7 +1140,7 @@ fn start_udp(cfg: &PerfConfig, session: u64, sh: &Shared, end: Nanos, hard_end: 
             let Ok(n) = sock.recv(&mut buf) else { continue };
             let now = clock::mono();
             if let Some(h) = UdpHeader::decode(&buf[..n]).filter(|h| h.session == session) {
-                sh.span.mark(now);
+                sh.span.mark(now, n);
                 sh.received.fetch_add(n as u64, Ordering::Relaxed);
                 rx.on_datagram(now.get(), &h, n);
             }
@@ -1241,9 +1286,9 @@ pub fn run(
         intervals.push(iv);
     }
     let forward = matches!(cfg.direction, Direction::Forward | Direction::Bidir)
-        .then(|| FlowResult::new(client_sent, res.received_bytes, res.receive_secs));
+        .then(|| FlowResult::new(client_sent, res.received_bytes, res.receive_secs, res.untimed_bytes));
     let reverse = matches!(cfg.direction, Direction::Reverse | Direction::Bidir)
-        .then(|| FlowResult::new(res.sent_bytes, client_received, sh.span.secs()));
+        .then(|| FlowResult::new(res.sent_bytes, client_received, sh.span.secs(), sh.span.untimed()));
     let udp = match cfg.direction {
         Direction::Forward => res.udp.clone(),
         _ => udp_rx.map(|r| r.report(res.udp_sent)),
@@ -1269,11 +1314,39 @@ pub fn run(
 mod tests {
     use super::*;
 
+    /// A stream paced at exactly 1 Mb/s reads as 1 Mb/s: 11 datagrams of 1,200 B, one every
+    /// 9.6 ms, span 96 ms, and the first one's bytes came before the span began. Counting
+    /// them read 1.10 Mb/s (+10%), and +33% on a 30 ms test.
+    #[test]
+    fn a_paced_stream_reads_as_its_rate() {
+        let span = Span::default();
+        let mut received = 0;
+        for k in 0..11u64 {
+            span.mark(Nanos(5_000_000 + k * 9_600_000), 1200);
+            received += 1200;
+        }
+        assert_eq!(span.untimed(), 1200);
+        let r = FlowResult::new(received, received, span.secs(), span.untimed());
+        assert!((r.throughput_bps.unwrap() - 1e6).abs() < 1e-3, "{r:?}");
+        // Four datagrams over 28.8 ms (a 30 ms test).
+        let span = Span::default();
+        for k in 0..4u64 {
+            span.mark(Nanos(1 + k * 9_600_000), 1200);
+        }
+        let r = FlowResult::new(4800, 4800, span.secs(), span.untimed());
+        assert!((r.throughput_bps.unwrap() - 1e6).abs() < 1e-3, "{r:?}");
+        // One arrival: nothing to time.
+        let span = Span::default();
+        span.mark(Nanos(7), 100 * 1024);
+        assert_eq!(FlowResult::new(102_400, 102_400, span.secs(), span.untimed()).throughput_bps, None);
+    }
+
     /// The server's figures are held to what the client knows.
     #[test]
     fn implausible_server_reports_are_refused() {
         let ok = ServerResult {
             received_bytes: 1000,
+            untimed_bytes: 0,
             sent_bytes: 0,
             receive_secs: 1.0,
             cpu_percent: 3.0,

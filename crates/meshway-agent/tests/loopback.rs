@@ -763,6 +763,46 @@ mod perf {
         }
     }
 
+    /// A client whose test was accepted but that opens no data stream and sends nothing held
+    /// its slot for the test's length plus 10 s (up to an hour): 4 such sessions from one
+    /// address kept that address out. The server now ends such a session after 10 s.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // wall-clock bounds on a real server
+    fn an_accepted_test_that_sends_nothing_is_ended() {
+        let _turn = turn();
+        let s = server();
+        let mut req = request(Protocol::Tcp, Direction::Forward, None);
+        req.duration_ns = 3_600_000_000_000;
+        let ok = |l: &str| serde_json::from_str::<meshway_probe::perf::Accept>(l).is_ok_and(|a| a.ok);
+        let t0 = std::time::Instant::now();
+        let mut held = Vec::new();
+        for _ in 0..perf::MAX_SESSIONS_PER_SOURCE {
+            let (c, l) = control_from("127.0.0.5", &s, &req);
+            assert!(ok(&l), "{l}");
+            held.push(c);
+        }
+        let (_, l) = control_from("127.0.0.5", &s, &req);
+        assert!(l.contains("busy: 4 tests from 127.0.0.5"), "{l}");
+        // The server closes each held control connection after its idle limit.
+        for c in &mut held {
+            c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut b = [0u8; 64];
+            assert!(matches!(c.read(&mut b), Ok(0) | Err(_)), "the server should close an idle test");
+        }
+        let waited = t0.elapsed();
+        assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(20), "{waited:?}");
+        // The address may test again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let (_, l) = control_from("127.0.0.5", &s, &req);
+            if ok(&l) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{l}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// A connection from loopback address `from` to the server that says nothing.
     fn silent_from(from: &str, s: &Server) -> std::net::TcpStream {
         let c = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();

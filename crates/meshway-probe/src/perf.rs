@@ -141,8 +141,12 @@ pub struct ServerResult {
     pub received_bytes: u64,
     /// Bytes the server sent (reverse and bidir), all streams.
     pub sent_bytes: u64,
-    /// Seconds from the first to the last received byte at the server.
+    /// Seconds from the first to the last arrival at the server.
     pub receive_secs: f64,
+    /// Bytes of the first arrival (one read or datagram), which `receive_secs` does not time;
+    /// 0 from a server that does not say (throughput then counts them, 1/N too high).
+    #[serde(default)]
+    pub untimed_bytes: u64,
     /// Process CPU time (user + system) over the test's wall time, percent of one core.
     pub cpu_percent: f64,
     /// The receiving side's UDP report (forward UDP tests).

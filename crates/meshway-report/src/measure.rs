@@ -202,10 +202,11 @@ pub fn perf_text(r: &PerfReport) -> String {
         if let Some(f) = f {
             let _ = writeln!(
                 s,
-                "{label}: sent {}, received {} in {:.3}s, throughput {}",
+                "{label}: sent {}, received {} in {}, throughput {}",
                 Bytes(f.sent_bytes),
                 Bytes(f.received_bytes),
-                f.receive_secs,
+                // A short transfer's span is microseconds: "0.000s" read as a division by 0.
+                span_f64(f.receive_secs * 1e9),
                 // None: bytes came in one read, so the span is too short to time.
                 f.throughput_bps.map_or_else(|| "n/a (too short to time)".to_string(), rate_f64)
             );

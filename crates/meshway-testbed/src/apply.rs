@@ -13,6 +13,7 @@ use serde::Serialize;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Runs a command with arguments (no shell); `input` goes to its stdin.
 fn cmd(prog: &str, args: &[&str], input: Option<&str>) -> Result<String, TestbedError> {
@@ -61,7 +62,9 @@ pub struct UpSummary {
 /// [`down`] can remove it even after a crash. On failure everything created is removed.
 /// Refuses when a namespace it would create already exists, so the state file only ever
 /// lists namespaces this `up` made. `recorded` runs once the state file is written, before
-/// anything is built (the CLI notes where the state file is).
+/// anything is built (the CLI notes where the state file is). `stop` (SIGINT, SIGTERM) is
+/// checked between the commands that build it: once set, what was built is removed, as on a
+/// failure.
 pub fn up(
     file: &Path,
     scale: u64,
@@ -69,12 +72,19 @@ pub fn up(
     state_path: &Path,
     cat: &Catalog,
     recorded: &mut dyn FnMut() -> Result<(), TestbedError>,
+    stop: &AtomicBool,
 ) -> Result<UpSummary, TestbedError> {
     check_prefix(prefix)?;
     let (_, f) = load(file, cat)?;
     let p = plan(&f, cat, prefix, scale)?;
     match std::fs::symlink_metadata(state_path) {
-        Ok(m) if m.is_file() => return Err(TestbedError::AlreadyUp { state: state_path.to_path_buf() }),
+        // An `up` killed half-way left its state file unfinished: say so, not "already up".
+        Ok(m) if m.is_file() => {
+            return Err(match read_state(state_path) {
+                Ok(st) if st.complete == Some(false) => TestbedError::Unfinished { state: state_path.to_path_buf() },
+                _ => TestbedError::AlreadyUp { state: state_path.to_path_buf() },
+            })
+        }
         Ok(m) => {
             let what = if m.is_dir() {
                 "it is a directory"
@@ -105,7 +115,7 @@ pub fn up(
     let text = serde_json::to_string_pretty(&state)
         .map_err(|source| TestbedError::StateFile { state: state_path.to_path_buf(), source })?;
     write_private(state_path, &text)?;
-    let built = recorded().and_then(|()| apply(&p)).and_then(|()| {
+    let built = recorded().and_then(|()| apply(&p, stop)).and_then(|()| {
         // Only now may `run` and `verify` use it: the finished state replaces the first.
         let done = State { complete: Some(true), ..state };
         let text = serde_json::to_string_pretty(&done)
@@ -234,7 +244,15 @@ fn replace_private(path: &Path, text: &str) -> Result<(), TestbedError> {
 
 /// Creates what `p` describes, with `ip` and `tc` (root only). Forwarding and hashing are
 /// set before the veths exist, so `conf.default` reaches them.
-pub fn apply(p: &Plan) -> Result<(), TestbedError> {
+pub fn apply(p: &Plan, stop: &AtomicBool) -> Result<(), TestbedError> {
+    // Every command goes through here: a signal stops the build between two of them.
+    let cmd = |prog: &str, args: &[&str], input: Option<&str>| {
+        if stop.load(Ordering::Relaxed) {
+            return Err(TestbedError::Interrupted);
+        }
+        // A Ctrl-C reaches the whole process group: the command it killed failed for that.
+        cmd(prog, args, input).map_err(|e| if stop.load(Ordering::Relaxed) { TestbedError::Interrupted } else { e })
+    };
     for n in &p.ns {
         cmd("ip", &["netns", "add", n], None)?;
     }

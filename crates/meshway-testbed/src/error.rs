@@ -44,6 +44,8 @@ pub enum TestbedError {
     TooManyFlows { flows: usize, max: usize },
     #[error("testbed up failed; {}: {error}", match cleanup { None => "everything created was removed".to_string(), Some(c) => format!("and removing what was created failed too ({c})") })]
     UpFailed { error: Box<TestbedError>, cleanup: Option<Box<TestbedError>> },
+    #[error("interrupted (SIGINT or SIGTERM)")]
+    Interrupted,
     #[error("{node} has no links")]
     NoLinks { node: String },
     #[error("a testbed is already up ({}); run `meshway testbed down` first", state.display())]

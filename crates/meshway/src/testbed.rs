@@ -252,7 +252,10 @@ pub fn run(cmd: Cmd, cat: &Catalog, catalog: &Option<PathBuf>) -> Result<String>
                 }
                 Ok(())
             };
-            let up = meshway_testbed::up(&file, scale, &opts.prefix, &state, cat, &mut note)?;
+            // A Ctrl-C (or SIGTERM) while it builds removes what was built, as a failure
+            // does; killed outright, it left a half-built testbed behind.
+            let sig = meshway_agent::signals::Signals::install().context("cannot install signal handlers")?;
+            let up = meshway_testbed::up(&file, scale, &opts.prefix, &state, cat, &mut note, &sig.stop)?;
             text::up_text(&up)
         }
         Cmd::Down { opts } => {

@@ -241,11 +241,23 @@ fn perf_cli_small_tests_deliver_and_never_read_zero() {
         } else {
             assert!(out.contains("received 100KiB in"), "{out}");
             assert!(!out.contains("throughput 0bps"), "{out}");
-            if out.contains("in 0.000s") {
+            // The span is printed with its unit: "in 0.000s" read as a division by zero.
+            assert!(!out.contains("in 0.000s"), "{out}");
+            if out.contains("in 0ns") {
                 assert!(out.contains("throughput n/a (too short to time)"), "{out}");
             }
         }
     }
+}
+
+/// A test of 0 bytes measures nothing: refused before anything is sent (it ran, printed
+/// "throughput 0bps" and exited 0).
+#[test]
+fn perf_refuses_a_test_of_no_bytes() {
+    let o = meshway(&["perf", "127.0.0.1:9", "-n", "0"]);
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("invalid --bytes 0: a test must send at least one byte"), "{e}");
 }
 
 /// Answers that all came after a 1 ns timeout point at --timeout, not at a missing reflector.

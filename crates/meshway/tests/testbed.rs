@@ -280,6 +280,10 @@ fn teardown_removes_only_what_up_made_and_trusts_no_planted_state() {
     let o = run(&["testbed", "run", bed.file(), "--prefix", &prefix, "--state", bed.state()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("was never finished"), "{}", stderr(&o));
+    // And by another `up`, which says so rather than "already up".
+    let o = run(&["testbed", "up", bed.file(), "--prefix", &prefix, "--state", bed.state()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("was never finished") && !stderr(&o).contains("already up"), "{}", stderr(&o));
     std::fs::write(&bed.state, &finished).unwrap();
     // Nor does an `up` with another state file whose namespaces exist: it must not tear down
     // the testbed that is up (its cleanup used to).
@@ -370,4 +374,56 @@ fn too_big_fabrics_and_bad_scales_are_refused() {
     ]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--scale: expected \"1:N\""));
     let _ = std::fs::remove_dir_all(Path::new(&dir));
+}
+
+/// A Ctrl-C while `up` builds removes what it built, as a failure does: killed outright, it
+/// left every namespace and an unfinished state file behind (a review interrupted it after
+/// 50-130 ms of its 180).
+#[test]
+fn an_interrupted_up_removes_what_it_built() {
+    if !need_root("interrupted up") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let prefix = format!("t{}i", std::process::id() % 1000);
+    let dir = std::env::temp_dir().join(format!("meshway-testbed-{prefix}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("s.toml");
+    // 16 hosts: long enough to build that the signal comes in the middle.
+    std::fs::write(
+        &file,
+        "[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 1\nleaf-radix = 8\nspine-radix = 8\nspines = 4\n",
+    )
+    .unwrap();
+    let state = dir.join("state.json");
+    let (f, st) = (file.to_str().unwrap(), state.to_str().unwrap());
+    let child = Command::new(exe())
+        .args(["testbed", "up", f, "--prefix", &prefix, "--state", st])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once some namespace exists, interrupt.
+    for _ in 0..400 {
+        if !leftovers(&prefix).is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    sigint(child.id());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    if out.status.success() {
+        // It finished first: nothing to check but that `down` removes it.
+        run(&["testbed", "down", "--prefix", &prefix, "--state", st]);
+    } else {
+        assert!(err.contains("interrupted") && err.contains("everything created was removed"), "{err}");
+        assert!(!state.exists(), "the state file is removed");
+    }
+    assert!(leftovers(&prefix).is_empty(), "{:?}", leftovers(&prefix));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGINT to a child process, by `kill -INT` (no libc in the tests).
+fn sigint(pid: u32) {
+    let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
 }
