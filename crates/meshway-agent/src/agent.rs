@@ -701,6 +701,10 @@ fn spawn_target(t: &TargetSpec, tx: SyncSender<Msg>, stop: Arc<AtomicBool>, log:
                                     rtt_ns: None,
                                     value: None,
                                 },
+                                // Refused as it was sent: stamped now.
+                                EchoEvent::Refused { .. } => {
+                                    Sample { at_ns: clock::unix_nanos(), rtt_ns: None, value: None }
+                                }
                                 _ => return,
                             };
                             let _ = tx.send(Msg::Sample { target: name.clone(), sample });

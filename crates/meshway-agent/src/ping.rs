@@ -46,6 +46,16 @@ pub fn check_size(kind: PingKind, size: Option<u64>) -> Result<(), String> {
     }
 }
 
+/// The size of the probes [`run`] sends for a requested `size`: a STAMP probe is at least 44
+/// bytes, or 112 authenticated (`authenticated`); other kinds as asked.
+pub fn probe_size(kind: PingKind, size: usize, authenticated: bool) -> usize {
+    match kind {
+        PingKind::Udp if authenticated => size.max(meshway_probe::stamp_auth::AUTH_LEN),
+        PingKind::Udp => size.max(meshway_probe::stamp::BASE_LEN),
+        _ => size,
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PingKind {
@@ -167,6 +177,10 @@ pub struct PingReport {
     pub echo: EchoReport,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpSummary>,
+    /// tcp: why the last failed attempt failed (refused, timed out, ...); http has its own in
+    /// `http`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 struct Answer {
@@ -186,6 +200,15 @@ trait Prober {
     fn transmitted(&mut self) -> Vec<(u32, Nanos)> {
         Vec::new()
     }
+    /// Blocking kinds: the probe the last `send` saw refused (a connection reset), with why.
+    fn refused(&mut self) -> Option<(u32, String)> {
+        None
+    }
+}
+
+/// Whether a failed connect was refused by the target (a TCP reset), as opposed to lost.
+fn is_refused(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::ConnectionRefused
 }
 
 fn wait_for(until: Nanos) -> Duration {
@@ -341,7 +364,9 @@ impl Prober for UdpProber {
             None => ReflectorPacket::decode(&rx[..n]),
         };
         let Ok(r) = decoded else { return Ok(None) };
-        let synced = self.synchronized && r.error.synchronized && r.sender_error.synchronized;
+        // A reflector's times in PTP format (its Z bit) count from another epoch (TAI): its
+        // hold time reads right, a one-way delay against this host's NTP clock would not.
+        let synced = self.synchronized && r.error.synchronized && r.sender_error.synchronized && !r.error.ptp;
         let one_way =
             synced.then(|| (r.rx_timestamp.nanos_since(r.sender_timestamp), wall.nanos_since(r.tx_timestamp)));
         Ok(Some(Answer { seq: r.sender_seq, at, hold_ns: r.turnaround_nanos(), one_way, http: None }))
@@ -366,6 +391,9 @@ struct TcpProber {
     addr: SocketAddr,
     timeout: Nanos,
     dscp: u8,
+    refused: Option<(u32, String)>,
+    /// Why the last attempt failed, for the report.
+    last_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Prober for TcpProber {
@@ -374,12 +402,24 @@ impl Prober for TcpProber {
         set_dscp(&s, &self.addr, self.dscp)?;
         match s.connect_timeout(&SockAddr::from(self.addr), clock::dur(self.timeout)) {
             Ok(()) => Ok(Some(Answer { seq, at: clock::mono(), hold_ns: 0, one_way: None, http: None })),
-            Err(_) => Ok(None),
+            Err(e) => {
+                if is_refused(&e) {
+                    self.refused = Some((seq, e.to_string()));
+                }
+                if let Ok(mut l) = self.last_error.lock() {
+                    *l = Some(e.to_string());
+                }
+                Ok(None)
+            }
         }
     }
 
     fn recv(&mut self, until: Nanos) -> io::Result<Option<Answer>> {
         sleep_until(until)
+    }
+
+    fn refused(&mut self) -> Option<(u32, String)> {
+        self.refused.take()
     }
 }
 
@@ -394,6 +434,7 @@ struct HttpProber {
     dscp: u8,
     /// Why the last attempt failed, for the report.
     last_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    refused: Option<(u32, String)>,
 }
 
 /// Parses `http[s]://host[:port]/path`.
@@ -458,13 +499,13 @@ fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
                 pre.extend_from_slice(&buf[..n]);
                 // Interim 1xx heads (100 Continue, 103 Early Hints) come before the final
                 // one: each is dropped and the next read from what follows it.
-                while let Some(end) = pre.windows(4).position(|w| w == b"\r\n\r\n") {
+                while let Some((end, body_at)) = head_end(&pre) {
                     let (status, mut b) = http_head(&pre[..end]).map_err(bad)?;
                     if (100..200).contains(&status) && status != 101 {
-                        pre.drain(..end + 4);
+                        pre.drain(..body_at);
                         continue;
                     }
-                    b.feed(&pre[end + 4..]).map_err(bad)?;
+                    b.feed(&pre[body_at..]).map_err(bad)?;
                     got = Some((status, b));
                     break;
                 }
@@ -502,10 +543,22 @@ fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
     })
 }
 
-/// The status and body framing of a response head (without its blank line).
+/// Where a response head ends in `b`: the length of the head (before its blank line) and where
+/// the body starts. Lines end with CR LF or, as RFC 9112 §2.2 lets a recipient accept, a bare
+/// LF.
+fn head_end(b: &[u8]) -> Option<(usize, usize)> {
+    b.iter().enumerate().find_map(|(i, &c)| match (c, b.get(i + 1), b.get(i + 2)) {
+        (b'\n', Some(b'\n'), _) => Some((i, i + 2)),
+        (b'\n', Some(b'\r'), Some(b'\n')) => Some((i, i + 3)),
+        _ => None,
+    })
+}
+
+/// The status and body framing of a response head (without its blank line); lines end with
+/// CR LF or a bare LF.
 fn http_head(head: &[u8]) -> Result<(u16, Body), String> {
     let text = String::from_utf8_lossy(head);
-    let mut lines = text.split("\r\n");
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
     let status: u16 = lines
         .next()
         .filter(|l| l.starts_with("HTTP/"))
@@ -520,7 +573,12 @@ fn http_head(head: &[u8]) -> Result<(u16, Body), String> {
         if k.eq_ignore_ascii_case("content-length") {
             // A list of one value repeated is that value (RFC 9110 8.6).
             for part in v.split(',') {
-                let n: u64 = part.trim().parse().map_err(|_| format!("bad Content-Length {v:?}"))?;
+                // 1*DIGIT (RFC 9110 8.6): no sign, which `parse` would take.
+                let part = part.trim();
+                if part.is_empty() || !part.bytes().all(|c| c.is_ascii_digit()) {
+                    return Err(format!("bad Content-Length {v:?}"));
+                }
+                let n: u64 = part.parse().map_err(|_| format!("bad Content-Length {v:?}"))?;
                 if length.is_some_and(|m| m != n) {
                     return Err(format!("Content-Length {v:?} gives different lengths"));
                 }
@@ -542,15 +600,18 @@ fn http_head(head: &[u8]) -> Result<(u16, Body), String> {
     } else {
         length.map_or(Framing::Close, Framing::Length)
     };
-    Ok((status, Body { framing, bytes: 0 }))
+    Ok((status, Body { framing, bytes: 0, excess: 0 }))
 }
 
 /// A response body as its framing delimits it (RFC 9112 6): the bytes of its content, and
-/// whether it is all there.
+/// whether it is all there. Bytes after the message's end (past its Content-Length, after a
+/// 204 or 304 head, after the last chunk) are not part of it: they are discarded, as curl does
+/// ("excess found"), which the request's `Connection: close` makes safe; `excess` counts them.
 #[derive(Debug)]
 struct Body {
     framing: Framing,
     bytes: u64,
+    excess: u64,
 }
 
 #[derive(Debug)]
@@ -607,10 +668,9 @@ impl Body {
         match &mut self.framing {
             Framing::Close => self.bytes += data.len() as u64,
             Framing::Length(n) => {
-                self.bytes += data.len() as u64;
-                if self.bytes > *n {
-                    return Err(format!("more body than its Content-Length of {n} bytes"));
-                }
+                let take = (*n - self.bytes).min(data.len() as u64);
+                self.bytes += take;
+                self.excess += data.len() as u64 - take;
             }
             Framing::Chunked(state) => {
                 while let Some((&c, rest)) = data.split_first() {
@@ -655,7 +715,10 @@ impl Body {
                         Chunk::Trailer(0, true) if c == b'\n' => Chunk::Done,
                         Chunk::Trailer(_, true) if c == b'\n' => Chunk::Trailer(0, false),
                         Chunk::Trailer(k, _) => Chunk::Trailer(k + 1, false),
-                        Chunk::Done => return Err("bytes after the last chunk".into()),
+                        Chunk::Done => {
+                            self.excess += data.len() as u64;
+                            return Ok(());
+                        }
                     };
                     data = rest;
                 }
@@ -670,6 +733,9 @@ impl Prober for HttpProber {
         match http_get(self) {
             Ok(a) => Ok(Some(Answer { seq, at: clock::mono(), hold_ns: 0, one_way: None, http: Some(a) })),
             Err(e) => {
+                if is_refused(&e) {
+                    self.refused = Some((seq, e.to_string()));
+                }
                 if let Ok(mut l) = self.last_error.lock() {
                     *l = Some(e.to_string());
                 }
@@ -680,6 +746,10 @@ impl Prober for HttpProber {
 
     fn recv(&mut self, until: Nanos) -> io::Result<Option<Answer>> {
         sleep_until(until)
+    }
+
+    fn refused(&mut self) -> Option<(u32, String)> {
+        self.refused.take()
     }
 }
 
@@ -807,13 +877,11 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
     if matches!(cfg.kind, PingKind::Udp | PingKind::Icmp) {
         check_size(cfg.kind, Some(cfg.size as u64)).map_err(PingError::Size)?;
     }
-    let http_error: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
+    let last_failure: std::sync::Arc<std::sync::Mutex<Option<String>>> = Default::default();
     let (mut prober, addr, size): (Box<dyn Prober>, SocketAddr, usize) = match cfg.kind {
         PingKind::Udp => {
             let addr = resolve_within(&cfg.target, STAMP_PORT, cfg.timeout)?;
-            let min =
-                if cfg.key.is_some() { meshway_probe::stamp_auth::AUTH_LEN } else { meshway_probe::stamp::BASE_LEN };
-            let size = cfg.size.max(min);
+            let size = probe_size(PingKind::Udp, cfg.size, cfg.key.is_some());
             let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
                 .map_err(io_err("cannot open a udp socket"))?;
             set_dscp(&s, &addr, cfg.dscp).map_err(io_err("cannot set dscp"))?;
@@ -843,7 +911,14 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
         }
         PingKind::Tcp => {
             let addr = resolve_within(&cfg.target, 80, cfg.timeout)?;
-            (Box::new(TcpProber { addr, timeout: cfg.timeout, dscp: cfg.dscp }), addr, 0)
+            let p = TcpProber {
+                addr,
+                timeout: cfg.timeout,
+                dscp: cfg.dscp,
+                refused: None,
+                last_error: last_failure.clone(),
+            };
+            (Box::new(p), addr, 0)
         }
         PingKind::Http => {
             let url = parse_http_url(&cfg.target)?;
@@ -853,7 +928,15 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
                 (None, true) => Some(crate::tls::default_config().map_err(PingError::Tls)?),
                 _ => None,
             };
-            let p = HttpProber { addr, url, tls, timeout: cfg.timeout, dscp: cfg.dscp, last_error: http_error.clone() };
+            let p = HttpProber {
+                addr,
+                url,
+                tls,
+                timeout: cfg.timeout,
+                dscp: cfg.dscp,
+                last_error: last_failure.clone(),
+                refused: None,
+            };
             (Box::new(p), addr, 0)
         }
         PingKind::Icmp => {
@@ -899,6 +982,9 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
                 if let Some(a) = prober.send(seq).map_err(io_err(format!("cannot send to {addr}")))? {
                     handle(&mut session, a, &mut http_attempts, &mut tx_delay);
                 }
+                if let Some((seq, _)) = prober.refused() {
+                    session.on_refused(seq);
+                }
                 false
             }
             Action::Wait { until } => {
@@ -937,6 +1023,7 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
             break;
         }
     }
+    let tcp_failure = last_failure.lock().ok().and_then(|e| e.clone());
     Ok(PingReport {
         target: cfg.target.clone(),
         address: if cfg.kind == PingKind::Icmp { addr.ip().to_string() } else { addr.to_string() },
@@ -944,10 +1031,11 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
         size_bytes: size,
         dscp: cfg.dscp,
         echo: session.report(),
+        last_error: if cfg.kind == PingKind::Tcp { tcp_failure } else { None },
         http: (cfg.kind == PingKind::Http).then(|| HttpSummary {
             connect: http_stats.0.summary(),
             tls: tls_stats.summary(),
-            last_error: http_error.lock().ok().and_then(|e| e.clone()),
+            last_error: last_failure.lock().ok().and_then(|e| e.clone()),
             first_byte: http_stats.1.summary(),
             total: http_stats.2.summary(),
             status: status.into_iter().collect(),
@@ -1027,12 +1115,39 @@ mod tests {
         assert_eq!((cut.1, cut.2), (3, false));
         let lied = body("HTTP/1.1 200 OK\r\nContent-Length: 1000", &[b"hello"]).unwrap();
         assert_eq!(lied, (200, 5, false, Some("the body ended after 5 of its 1000 bytes (Content-Length)".into())));
-        let e = body("HTTP/1.1 200 OK\r\ncontent-length: 2", &[b"abc"]).unwrap_err();
-        assert!(e.contains("more body than its Content-Length of 2"), "{e}");
+        // The message ends at its Content-Length, or at the blank line of a 204 or 304: what
+        // follows is discarded (RFC 9112 6.3), not a failure.
+        let over = |head: &str, parts: &[&[u8]]| -> (u64, bool, u64) {
+            let (_, mut b) = http_head(head.as_bytes()).unwrap();
+            for p in parts {
+                b.feed(p).unwrap();
+            }
+            (b.bytes, b.complete(), b.excess)
+        };
+        assert_eq!(over("HTTP/1.1 200 OK\r\ncontent-length: 2", &[b"abc"]), (2, true, 1));
+        assert_eq!(over("HTTP/1.1 200 OK\r\nContent-Length: 5", &[b"hel", b"lo\r\n"]), (5, true, 2));
+        assert_eq!(over("HTTP/1.1 204 No Content", &[b"hello"]), (0, true, 5));
+        assert_eq!(over("HTTP/1.1 304 Not Modified\r\nContent-Length: 9", &[b"abc"]), (0, true, 3));
+        assert_eq!(over(chunked, &[b"1\r\na\r\n0\r\n\r\nxyz"]), (1, true, 3));
         assert_eq!(
             body("HTTP/1.1 204 No Content", &[]).unwrap(),
             (204, 0, true, Some("the body ended after 0 of its 0 bytes (Content-Length)".into()))
         );
+        // Content-Length is 1*DIGIT: a sign, an empty value or a hex digit is refused.
+        for v in ["+5", "-5", "", "5a", "5, +5"] {
+            let e = body(&format!("HTTP/1.1 200 OK\r\nContent-Length: {v}"), &[]).unwrap_err();
+            assert!(e.contains("bad Content-Length"), "{v:?}: {e}");
+        }
+        // Bare-LF line endings (RFC 9112 2.2): the head ends at its first empty line.
+        let wire = b"HTTP/1.1 200 OK\nContent-Length: 3\n\nabc";
+        let (end, at) = head_end(wire).unwrap();
+        assert_eq!((end, at), (33, 35));
+        let (st, mut b) = http_head(&wire[..end]).unwrap();
+        b.feed(&wire[at..]).unwrap();
+        assert_eq!((st, b.bytes, b.complete()), (200, 3, true));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nx"), Some((22, 25)));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\n\r\nx"), Some((21, 24)));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n"), None);
         assert_eq!(body("HTTP/1.0 200 OK", &[b"abc"]).unwrap(), (200, 3, false, None));
         assert!(body("SSH-2.0-x", &[]).unwrap_err().contains("not an http response"));
         // Leading zeros, any number; an empty size line is no last chunk.
@@ -1049,6 +1164,14 @@ mod tests {
         assert!(body("HTTP/1.1 200 OK\r\nContent-Length: 5, 6", &[]).unwrap_err().contains("different lengths"));
         let gz = body("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 2", &[b"abcdef"]).unwrap();
         assert_eq!((gz.1, gz.2), (6, false));
+    }
+
+    #[test]
+    fn authenticated_probes_are_at_least_112_bytes() {
+        assert_eq!(probe_size(PingKind::Udp, 44, true), 112);
+        assert_eq!(probe_size(PingKind::Udp, 200, true), 200);
+        assert_eq!(probe_size(PingKind::Udp, 44, false), 44);
+        assert_eq!(probe_size(PingKind::Icmp, 8, false), 8);
     }
 
     #[test]

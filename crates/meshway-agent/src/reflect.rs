@@ -2,8 +2,8 @@
 //! (one reflector sequence counter per source address and port).
 //!
 //! Guarantees: an answer is never longer than the packet it answers (it is exactly as long);
-//! packets shorter than 44 bytes, longer than 65,507, or with an invalid error estimate are
-//! ignored, and so are packets that could loop between reflectors (see [`loops`]); each source IP address gets two token buckets, packets (`rate_limit_pps`) and
+//! packets shorter than 44 bytes, longer than 65,507, or with an invalid error estimate (a
+//! zero multiplier; a sender's PTP timestamp format is valid, and answered) are ignored, and so are packets that could loop between reflectors (see [`loops`]); each source IP address gets two token buckets, packets (`rate_limit_pps`) and
 //! bytes (`rate_limit_bytes`) per second, each with a burst of one second's worth, and
 //! packets beyond either are ignored. The per-source state is
 //! bounded ([`ReflectConfig::max_sources`]) and a new source is never refused: a churn of
@@ -13,7 +13,8 @@
 //! Bound to a wildcard address, each answer leaves from the address the probe was sent to
 //! (IP_PKTINFO / IPV6_PKTINFO), so one reflector serves every local address, and the STAMP
 //! "Ses-Sender TTL" field carries the probe's received TTL or hop limit (IP_RECVTTL /
-//! IPV6_RECVHOPLIMIT). Bound to one address it writes TTL 0 (unknown).
+//! IPV6_RECVHOPLIMIT; on a dual-stack `[::]` socket, IP_RECVTTL too, for IPv4 probes), bound
+//! to one address as well. It is 0 (unknown) only where the kernel gives no TTL.
 //!
 //! The receive timestamp is the kernel's (`SO_TIMESTAMPNS`), so a probe that waited in the
 //! socket for the reflector to be scheduled shows that wait as hold time, which the sender
@@ -99,7 +100,8 @@ pub struct ReflectConfig {
 
 /// A classic BPF socket filter that drops, in the kernel, what the reflector would ignore as
 /// malformed: datagrams shorter than a STAMP sender packet (44 bytes, or 112 authenticated)
-/// and, unauthenticated, those whose error estimate has a zero multiplier or the PTP format.
+/// and, unauthenticated, those whose error estimate has a zero multiplier. A sender's PTP
+/// timestamp format (the Z bit) is no reason to drop: the reflector copies it back.
 /// A socket filter on a UDP socket sees the packet from the UDP header (8 bytes) on.
 pub fn junk_filter(authenticated: bool) -> Vec<socket2::SockFilter> {
     use socket2::SockFilter as F;
@@ -107,7 +109,6 @@ pub fn junk_filter(authenticated: bool) -> Vec<socket2::SockFilter> {
     const LD_LEN: u16 = 0x80;
     const LDH_ABS: u16 = 0x28;
     const JGE_K: u16 = 0x35;
-    const JSET_K: u16 = 0x45;
     const AND_K: u16 = 0x54;
     const JEQ_K: u16 = 0x15;
     const RET_K: u16 = 0x06;
@@ -124,9 +125,8 @@ pub fn junk_filter(authenticated: bool) -> Vec<socket2::SockFilter> {
     let min = UDP_HEADER + stamp::BASE_LEN as u32;
     vec![
         F::new(LD_LEN, 0, 0, 0),
-        F::new(JGE_K, 0, 5, min),               // too short: drop
+        F::new(JGE_K, 0, 4, min),               // too short: drop
         F::new(LDH_ABS, 0, 0, UDP_HEADER + 12), // the error estimate
-        F::new(JSET_K, 3, 0, 0x4000),           // PTP format: drop
         F::new(AND_K, 0, 0, 0xff),
         F::new(JEQ_K, 1, 0, 0), // zero multiplier: drop
         F::new(RET_K, 0, 0, u32::MAX),
@@ -186,6 +186,8 @@ pub struct ReflectCounters {
     pub send_errors: AtomicU64,
     /// Authenticated mode: packets whose HMAC did not verify.
     pub auth_failures: AtomicU64,
+    /// Valid packets whose sender stamps in PTPv2 format (the Z bit), answered like any other.
+    pub ptp_format: AtomicU64,
     /// Packets from this reflector's own address and port, or carrying a reflector answer's times:
     /// answering them would loop between reflectors.
     pub looped: AtomicU64,
@@ -201,6 +203,7 @@ pub struct ReflectTotals {
     pub send_errors: u64,
     pub auth_failures: u64,
     pub looped: u64,
+    pub ptp_format: u64,
 }
 
 impl ReflectCounters {
@@ -215,6 +218,7 @@ impl ReflectCounters {
             send_errors: g(&self.send_errors),
             auth_failures: g(&self.auth_failures),
             looped: g(&self.looped),
+            ptp_format: g(&self.ptp_format),
         }
     }
 }
@@ -316,25 +320,28 @@ struct Received {
     kernel_ns: Option<u64>,
 }
 
-/// Asks the kernel for the destination address and TTL of each datagram, when the socket is
-/// bound to a wildcard address (where the answer's source must be chosen per packet); `false`
-/// when bound to one address (answers leave from it anyway: the cheaper plain path, measured
-/// at about 4.3 µs of CPU per packet against 5.5 µs) or when the options are unavailable.
+/// Asks the kernel for the TTL (or hop limit) of each datagram, for the STAMP Ses-Sender TTL,
+/// and, when the socket is bound to a wildcard address (where the answer's source must be
+/// chosen per packet), for its destination address. An IPv6 socket also asks for the IPv4
+/// TTL (IP_RECVTTL): a dual-stack `[::]` socket receives IPv4 probes as v4-mapped, and Linux
+/// gives their TTL only at the IPv4 level. `false` when no option could be set (the plain
+/// receive path then writes TTL 0, unknown).
 fn enable_ancillary(sock: &UdpSocket) -> bool {
     use nix::sys::socket::{setsockopt, sockopt};
-    if !sock.local_addr().is_ok_and(|a| a.ip().is_unspecified()) {
-        return false;
-    }
-    match sock.local_addr() {
-        Ok(SocketAddr::V4(_)) => {
-            setsockopt(sock, sockopt::Ipv4PacketInfo, &true).is_ok()
+    let Ok(local) = sock.local_addr() else { return false };
+    let wildcard = local.ip().is_unspecified();
+    match local {
+        SocketAddr::V4(_) => {
+            (!wildcard || setsockopt(sock, sockopt::Ipv4PacketInfo, &true).is_ok())
                 && setsockopt(sock, sockopt::Ipv4RecvTtl, &true).is_ok()
         }
-        Ok(SocketAddr::V6(_)) => {
-            setsockopt(sock, sockopt::Ipv6RecvPacketInfo, &true).is_ok()
-                && setsockopt(sock, sockopt::Ipv6RecvHopLimit, &true).is_ok()
+        SocketAddr::V6(_) => {
+            // Not on an IPV6_V6ONLY socket's kernel, perhaps: IPv6 probes keep their hop limit.
+            let v4 = setsockopt(sock, sockopt::Ipv4RecvTtl, &true).is_ok();
+            let v6 = (!wildcard || setsockopt(sock, sockopt::Ipv6RecvPacketInfo, &true).is_ok())
+                && setsockopt(sock, sockopt::Ipv6RecvHopLimit, &true).is_ok();
+            v4 || v6
         }
-        Err(_) => false,
     }
 }
 
@@ -460,19 +467,22 @@ pub fn run(
         let now = clock::mono();
         counters.received.fetch_add(1, Ordering::Relaxed);
         let pkt = &rx[..n];
-        let valid = match &cfg.key {
+        let decoded = match &cfg.key {
             Some(k) => match meshway_probe::stamp_auth::decode_sender(pkt, k) {
                 Err(stamp::StampError::BadHmac) => {
                     counters.auth_failures.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                r => r.is_ok(),
+                r => r,
             },
-            None => stamp::SenderPacket::decode(pkt).is_ok(),
+            None => stamp::SenderPacket::decode(pkt),
         };
-        if !valid {
+        let Ok(sender) = decoded else {
             counters.malformed.fetch_add(1, Ordering::Relaxed);
             continue;
+        };
+        if sender.error.ptp {
+            counters.ptp_format.fetch_add(1, Ordering::Relaxed);
         }
         if loops(pkt, from, local, own, cfg.key.is_some(), rx_time) {
             counters.looped.fetch_add(1, Ordering::Relaxed);

@@ -442,6 +442,7 @@ mod tests {
             sender_timestamp: s.timestamp,
             sender_error: s.error,
             sender_ttl: 64,
+            ssid: 0,
         };
         let mut b = vec![0u8; o.bytes.len()];
         r.encode(&mut b, o.bytes.len()).unwrap();

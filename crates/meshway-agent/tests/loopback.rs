@@ -138,14 +138,13 @@ fn malformed_and_oversized(kernel_filter: bool) {
     c.connect(r.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     let mut sent_bytes = 0usize;
-    // Every length below 44, a zero-multiplier 44-byte packet, a PTP-format packet: ignored.
+    // Every length below 44, a zero-multiplier 44-byte packet (PTP format or not): ignored.
     for len in 0..44 {
         sent_bytes += c.send(&vec![0xa5u8; len]).unwrap();
     }
     sent_bytes += c.send(&[0u8; 44]).unwrap();
     let mut ptp = [0u8; 44];
     ptp[12] = 0x40;
-    ptp[13] = 1;
     sent_bytes += c.send(&ptp).unwrap();
     // Valid packets of several sizes up to the UDP maximum: each answered with its own size.
     let mut got_bytes = 0usize;
@@ -173,6 +172,72 @@ fn malformed_and_oversized(kernel_filter: bool) {
     let t = r.stop();
     let expect = if kernel_filter { (5, 0, 5) } else { (51, 46, 5) };
     assert_eq!((t.received, t.malformed, t.answered), expect, "kernel filter {kernel_filter}");
+}
+
+/// RFC 8762 §4.2.1: the Z bit says only how the sender's timestamp reads; the reflector
+/// answers a PTP-format sender (with or without the kernel filter), copies its timestamp,
+/// error estimate and SSID (RFC 8972 §3) back, and counts it.
+#[test]
+fn ptp_format_senders_are_answered_with_their_ssid() {
+    let _turn = turn();
+    for kernel_filter in [true, false] {
+        let r = reflector(ReflectConfig { kernel_filter, ..Default::default() });
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.connect(r.addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = [0u8; 44];
+        b[0..4].copy_from_slice(&9u32.to_be_bytes());
+        b[4..12].copy_from_slice(&[0, 0, 0, 7, 0, 0, 1, 0]); // PTP: 7 s, 256 ns
+        b[12..14].copy_from_slice(&[0x40, 0x01]);
+        b[14..16].copy_from_slice(&[0xab, 0xcd]);
+        c.send(&b).unwrap();
+        let mut rx = [0u8; 64];
+        let n = c.recv(&mut rx).expect("a PTP-format probe is answered");
+        assert_eq!(n, 44);
+        let p = ReflectorPacket::decode(&rx[..n]).unwrap();
+        assert_eq!((p.sender_seq, p.ssid, p.sender_error.encode()), (9, 0xabcd, 0x4001), "filter {kernel_filter}");
+        assert_eq!(&rx[28..36], &b[4..12]);
+        assert!(!p.error.ptp, "the reflector's own times are NTP");
+        let t = r.stop();
+        assert_eq!((t.received, t.answered, t.malformed, t.ptp_format), (1, 1, 0, 1), "filter {kernel_filter}");
+    }
+}
+
+/// The Ses-Sender TTL of an IPv4 probe, to a reflector bound to one address and to a
+/// dual-stack `[::]` one (where the probe arrives v4-mapped), and of an IPv6 probe.
+#[test]
+fn the_ttl_is_carried_by_specific_and_dual_stack_reflectors() {
+    let _turn = turn();
+    let probe = |r: &ReflectorHandle, from: &str, to: std::net::SocketAddr, set: &dyn Fn(&UdpSocket)| -> u8 {
+        let c = UdpSocket::bind(from).unwrap();
+        c.connect(to).unwrap();
+        set(&c);
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = [0u8; 44];
+        SenderPacket { seq: 3, timestamp: NtpTimestamp::default(), error: ErrorEstimate::UNSYNCHRONIZED }
+            .encode(&mut b, 44)
+            .unwrap();
+        c.send(&b).unwrap();
+        let mut rx = [0u8; 64];
+        let n = c.recv(&mut rx).unwrap_or_else(|e| panic!("no answer from {} to {to}: {e}", r.addr));
+        ReflectorPacket::decode(&rx[..n]).unwrap().sender_ttl
+    };
+    let ttl = |t: u32| move |c: &UdpSocket| c.set_ttl(t).unwrap();
+    let r = reflector(ReflectConfig::default());
+    assert_eq!(probe(&r, "127.0.0.1:0", r.addr, &ttl(41)), 41, "bound to 127.0.0.1");
+    drop(r);
+    // Dual stack, where the host has IPv6.
+    if let Ok(s6) = UdpSocket::bind("[::]:0") {
+        let r6 = ReflectorHandle::spawn(s6, ReflectConfig::default()).unwrap();
+        let port = r6.addr.port();
+        let v4: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        assert_eq!(probe(&r6, "127.0.0.1:0", v4, &ttl(43)), 43, "v4-mapped on [::]");
+        if UdpSocket::bind("[::1]:0").is_ok() {
+            let v6: std::net::SocketAddr = format!("[::1]:{port}").parse().unwrap();
+            let hops = |c: &UdpSocket| socket2::SockRef::from(c).set_unicast_hops_v6(45).unwrap();
+            assert_eq!(probe(&r6, "[::1]:0", v6, &hops), 45, "IPv6 on [::]");
+        }
+    }
 }
 
 /// A reflector's answer sent to a reflector is not answered (two reflectors, or one and
@@ -314,6 +379,37 @@ fn http_ping_phases() {
     assert_eq!(rep.http.unwrap().status, vec![(200, 3)]);
 }
 
+/// A refused connection (nothing listens on the port) is a refused probe at once, not a loss
+/// at the end of its timeout, for tcp and http alike; the report keeps the error.
+#[test]
+fn refused_connections_are_reported_at_once() {
+    let _turn = turn();
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    for (kind, target) in
+        [(PingKind::Tcp, format!("127.0.0.1:{port}")), (PingKind::Http, format!("http://127.0.0.1:{port}/"))]
+    {
+        let mut c = cfg(kind, target, 3);
+        c.timeout = ms(5_000);
+        c.interval = ms(10);
+        let mut events = Vec::new();
+        let t0 = meshway_agent::clock::mono();
+        let rep = ping::run(&c, &AtomicBool::new(false), &mut |e| events.push(e.echo.clone())).unwrap();
+        let took = meshway_agent::clock::mono().saturating_sub(t0);
+        assert!(took < ms(2_000), "{kind:?}: {took}, not the 5 s timeout");
+        let n = rep.echo.counts;
+        assert_eq!((n.sent, n.received, n.lost, n.refused), (3, 0, 3, 3), "{kind:?}");
+        assert_eq!(events, (0..3).map(|seq| meshway_probe::echo::EchoEvent::Refused { seq }).collect::<Vec<_>>());
+        let why = match kind {
+            PingKind::Http => rep.http.unwrap().last_error,
+            _ => rep.last_error,
+        };
+        assert!(why.is_some_and(|w| w.contains("refused")), "{kind:?}");
+    }
+}
+
 /// Broken servers: a response whose headers never end, a status that is no status, and a
 /// TLS handshake trickled a byte at a time. None counts as an answer, and the trickle is
 /// bounded by the probe's timeout, not by the server.
@@ -328,6 +424,14 @@ fn http_ping_refuses_broken_responses_and_bounds_a_trickled_handshake() {
         (b"HTTP/1.1 200 OK\r\nContent-Le", 0),
         (b"HTTP/1.1 0 Nothing\r\n\r\n", 0),
         (b"hello\r\n\r\n", 0),
+        // The message ends at the blank line of a 204 or 304, or at its Content-Length: what
+        // follows is discarded (RFC 9112 6.3), not a failure. Bare-LF heads are taken (RFC 9112
+        // 2.2); a signed Content-Length is not a length (RFC 9110 8.6).
+        (b"HTTP/1.1 204 No Content\r\n\r\nhello", 1),
+        (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\nhello", 1),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello\r\n", 1),
+        (b"HTTP/1.1 200 OK\nContent-Length: 5\n\nhello", 1),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello", 0),
     ] {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();

@@ -7,6 +7,8 @@
 //!
 //! - a probe is **lost** when no answer arrived within `timeout` of sending it; an answer after
 //!   that is **late** (still lost, and not in the delay statistics);
+//! - a probe the target **refused** at once (a TCP reset) is lost right away, without waiting
+//!   for its timeout, and counted as refused as well;
 //! - an answer for a probe already answered is a **duplicate**;
 //! - an in-time answer whose sequence number is below the highest already answered is
 //!   **reordered** (RFC 4737's definition, applied to the returning stream).
@@ -25,7 +27,7 @@ use std::collections::{BTreeMap, VecDeque};
 /// from different clocks and paths, a few microseconds apart under load, which on loopback
 /// (round trips of 1-4 us on a fresh machine) flagged synchronized clocks (an assumption,
 /// far below the error of any clock sync worth the name).
-const STAMP_SLACK_NS: i64 = 50_000;
+pub const STAMP_SLACK_NS: i64 = 50_000;
 
 /// How many of the latest sequence numbers are remembered as answered, for duplicate
 /// detection; a duplicate of an older probe is counted as late.
@@ -78,6 +80,11 @@ pub enum EchoEvent {
     Lost {
         seq: u32,
     },
+    /// The target refused probe `seq` at once (a TCP reset): lost, and known to be so without
+    /// waiting for the timeout.
+    Refused {
+        seq: u32,
+    },
 }
 
 /// A whole session's result. Field names carry their unit.
@@ -92,6 +99,10 @@ pub struct EchoReport {
     pub clock_synchronized: bool,
     pub forward: Option<Summary>,
     pub backward: Option<Summary>,
+    /// Answers whose ends both claimed synchronized clocks but whose one-way delays cannot be
+    /// right (one below minus the round trip, less [`STAMP_SLACK_NS`]): the clocks disagree,
+    /// and no one-way delay is reported.
+    pub one_way_implausible: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +123,7 @@ pub struct EchoSession {
     forward: DelayStats,
     backward: DelayStats,
     all_synchronized: bool,
+    one_way_implausible: u64,
     statistics: bool,
     events: VecDeque<EchoEvent>,
 }
@@ -131,6 +143,7 @@ impl EchoSession {
             forward: DelayStats::new(),
             backward: DelayStats::new(),
             all_synchronized: true,
+            one_way_implausible: 0,
             statistics: true,
             events: VecDeque::new(),
         }
@@ -246,7 +259,8 @@ impl EchoSession {
                     // below minus the round trip (and the stamps' own slack) means they are off
                     // by more than it.
                     Some((f, b)) if f < -(rtt as i64) - STAMP_SLACK_NS || b < -(rtt as i64) - STAMP_SLACK_NS => {
-                        self.all_synchronized = false
+                        self.all_synchronized = false;
+                        self.one_way_implausible += 1;
                     }
                     Some((f, b)) if self.statistics => {
                         // Small negatives are the clocks' error within the round trip.
@@ -280,6 +294,18 @@ impl EchoSession {
         kind
     }
 
+    /// Probe `seq` was refused by its target (a connection reset): it is lost now, not at its
+    /// timeout, and counted as refused. A probe no longer pending (answered, or already
+    /// expired) is left alone.
+    pub fn on_refused(&mut self, seq: u32) {
+        let Some(n) = self.number(seq) else { return };
+        if self.pending.remove(&n).is_some() {
+            self.counts.lost += 1;
+            self.counts.refused += 1;
+            self.events.push_back(EchoEvent::Refused { seq });
+        }
+    }
+
     /// Events since the last call, in order.
     pub fn drain_events(&mut self) -> impl Iterator<Item = EchoEvent> + '_ {
         self.events.drain(..)
@@ -303,6 +329,7 @@ impl EchoSession {
             clock_synchronized: synced,
             forward: if synced { self.forward.summary() } else { None },
             backward: if synced { self.backward.summary() } else { None },
+            one_way_implausible: self.one_way_implausible,
         }
     }
 }
@@ -337,7 +364,16 @@ mod tests {
         let r = s.report();
         assert_eq!(
             r.counts,
-            LossCounts { sent: 3, received: 3, lost: 0, duplicates: 1, reordered: 1, late: 0, implausible: 0 }
+            LossCounts {
+                sent: 3,
+                received: 3,
+                lost: 0,
+                duplicates: 1,
+                reordered: 1,
+                late: 0,
+                implausible: 0,
+                refused: 0
+            }
         );
         let rtt = r.rtt.unwrap();
         assert_eq!((rtt.min_ns, rtt.max_ns), (5 * MS, 16 * MS));
@@ -380,6 +416,7 @@ mod tests {
         assert_eq!((r.counts.received, r.counts.lost, r.counts.implausible), (2, 0, 2));
         assert_eq!(r.rtt.unwrap().min_ns, MS);
         assert!(!r.clock_synchronized && r.forward.is_none());
+        assert_eq!(r.one_way_implausible, 1, "the clocks claimed synchronized, and disagreed once");
     }
 
     #[test]
@@ -454,6 +491,28 @@ mod tests {
         assert_eq!(s.on_reply(ms(9), 1, 0, None), ReplyKind::Late);
         let c = s.counts();
         assert_eq!((c.sent, c.received, c.lost, c.late, c.reordered, c.duplicates), ((1 << 32) + 2, 2, 2, 2, 1, 1));
+    }
+
+    /// A refused probe is lost at once (no wait for its timeout) and counted as refused; a
+    /// refusal of a probe already answered or expired changes nothing.
+    #[test]
+    fn a_refused_probe_is_lost_at_once() {
+        let mut s = session(3);
+        assert_eq!(s.poll(ms(0)), Action::Send { seq: 0 });
+        s.on_refused(0);
+        assert_eq!(s.poll(ms(1)), Action::Wait { until: ms(10) }, "nothing pending: wait only for the next send");
+        assert_eq!(s.poll(ms(10)), Action::Send { seq: 1 });
+        assert_eq!(s.on_reply(ms(11), 1, 0, None), ReplyKind::Ok);
+        s.on_refused(1);
+        s.on_refused(7);
+        assert_eq!(s.poll(ms(20)), Action::Send { seq: 2 });
+        s.on_refused(2);
+        assert_eq!(s.poll(ms(21)), Action::Done, "done at 21 ms, not at the 120 ms timeout");
+        let ev: Vec<_> = s.drain_events().collect();
+        assert_eq!(ev[0], EchoEvent::Refused { seq: 0 });
+        assert_eq!(ev[2], EchoEvent::Refused { seq: 2 });
+        let c = s.counts();
+        assert_eq!((c.sent, c.received, c.lost, c.refused), (3, 1, 2, 2));
     }
 
     #[test]

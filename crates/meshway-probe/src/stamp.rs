@@ -9,9 +9,8 @@
 //! |                        Sequence Number                        |   0
 //! |                          Timestamp (NTP 64-bit)               |   4
 //! |                                                               |
-//! |         Error Estimate        |                               |  12
-//! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+        MBZ (30 octets)        +
-//! |                                                               |  14..44
+//! |         Error Estimate        |             SSID              |  12
+//! |                         MBZ (28 octets)                       |  16..44
 //! ```
 //!
 //! Session-Reflector test packet (44 bytes, then the same padding length):
@@ -19,7 +18,7 @@
 //! ```text
 //! |                        Sequence Number                        |   0
 //! |                          Timestamp (transmit, NTP)            |   4
-//! |         Error Estimate        |            MBZ                |  12
+//! |         Error Estimate        |             SSID              |  12
 //! |                          Receive Timestamp (NTP)              |  16
 //! |                 Session-Sender Sequence Number                |  24
 //! |                  Session-Sender Timestamp                     |  28
@@ -28,9 +27,17 @@
 //! ```
 //!
 //! Error Estimate (RFC 4656 §4.1.2, Z bit from RFC 8186): `S` (1 bit: clock synchronized to
-//! UTC), `Z` (1 bit: 0 = NTP format, 1 = PTPv2 truncated; this module always writes 0 and
-//! rejects 1), `Scale` (6 bits), `Multiplier` (8 bits, must not be 0); the error is
-//! `Multiplier × 2^(Scale − 32)` seconds. All fields are big-endian.
+//! UTC), `Z` (1 bit: the format of the timestamps of the packet's sender: 0 = NTP, 1 = PTPv2
+//! truncated, 32-bit seconds and 32-bit nanoseconds), `Scale` (6 bits), `Multiplier` (8 bits,
+//! must not be 0); the error is `Multiplier × 2^(Scale − 32)` seconds. All fields are
+//! big-endian. A reflector answers a sender's packet whatever its Z (RFC 8762 §4.2.1: Z only
+//! says how to read the sender's timestamp, which the reflector copies back untouched, with the
+//! sender's error estimate); its own timestamps are NTP, and its own error estimate says Z = 0
+//! (§4.3.1: the reflector's Error Estimate applies to its Timestamp and Receive Timestamp).
+//!
+//! SSID (RFC 8972 §3, bytes 14-15): the Session-Sender Identifier, which the reflector copies
+//! into the same place of its answer. RFC 8972's TLVs after the base packet are not
+//! interpreted: the reflector's padding is zero.
 //!
 //! Packets shorter than 44 bytes are malformed. A reflector answers with exactly as many bytes
 //! as it received (RFC 8762 §4.3 symmetric size), never more; padding in the reply is zero.
@@ -53,8 +60,6 @@ pub enum StampError {
     TooLong { len: usize },
     #[error("error estimate multiplier is zero")]
     ZeroMultiplier,
-    #[error("ptp timestamp format (Z bit) is not supported")]
-    PtpFormat,
     #[error("buffer too small: {len} bytes, need {need}")]
     BufferTooSmall { len: usize, need: usize },
     #[error("authenticated packet: the HMAC does not verify (another key, or altered on the way)")]
@@ -116,6 +121,9 @@ pub struct ErrorEstimate {
     /// The clock is synchronized to UTC (the `S` bit). One-way delays are meaningful only
     /// when both ends set it.
     pub synchronized: bool,
+    /// The `Z` bit: the timestamps this estimate goes with are PTPv2 truncated (32-bit
+    /// seconds, 32-bit nanoseconds) rather than NTP. Meshway's own timestamps are NTP.
+    pub ptp: bool,
     pub scale: u8,
     pub multiplier: u8,
 }
@@ -123,23 +131,29 @@ pub struct ErrorEstimate {
 impl ErrorEstimate {
     /// An unsynchronized clock with an error estimate of about 1 ms (multiplier 1, scale 22:
     /// 2^-10 s).
-    pub const UNSYNCHRONIZED: ErrorEstimate = ErrorEstimate { synchronized: false, scale: 22, multiplier: 1 };
+    pub const UNSYNCHRONIZED: ErrorEstimate =
+        ErrorEstimate { synchronized: false, ptp: false, scale: 22, multiplier: 1 };
     /// A clock synchronized to UTC, error estimate about 1 ms.
-    pub const SYNCHRONIZED: ErrorEstimate = ErrorEstimate { synchronized: true, scale: 22, multiplier: 1 };
+    pub const SYNCHRONIZED: ErrorEstimate = ErrorEstimate { synchronized: true, ptp: false, scale: 22, multiplier: 1 };
 
     pub fn encode(self) -> u16 {
-        (u16::from(self.synchronized) << 15) | (u16::from(self.scale & 0x3f) << 8) | u16::from(self.multiplier)
+        (u16::from(self.synchronized) << 15)
+            | (u16::from(self.ptp) << 14)
+            | (u16::from(self.scale & 0x3f) << 8)
+            | u16::from(self.multiplier)
     }
 
     pub fn decode(v: u16) -> Result<ErrorEstimate, StampError> {
-        if v & 0x4000 != 0 {
-            return Err(StampError::PtpFormat);
-        }
         let multiplier = (v & 0xff) as u8;
         if multiplier == 0 {
             return Err(StampError::ZeroMultiplier);
         }
-        Ok(ErrorEstimate { synchronized: v & 0x8000 != 0, scale: ((v >> 8) & 0x3f) as u8, multiplier })
+        Ok(ErrorEstimate {
+            synchronized: v & 0x8000 != 0,
+            ptp: v & 0x4000 != 0,
+            scale: ((v >> 8) & 0x3f) as u8,
+            multiplier,
+        })
     }
 
     /// The error estimate in nanoseconds, rounded up.
@@ -194,6 +208,9 @@ pub struct ReflectorPacket {
     /// The TTL (or hop limit) of the sender's packet as received, or 0 when the reflector
     /// could not tell.
     pub sender_ttl: u8,
+    /// The Session-Sender Identifier (RFC 8972 §3) copied from the sender's packet; 0 for a
+    /// sender that does not set one.
+    pub ssid: u16,
 }
 
 impl ReflectorPacket {
@@ -203,6 +220,7 @@ impl ReflectorPacket {
         b[0..4].copy_from_slice(&self.seq.to_be_bytes());
         b[4..12].copy_from_slice(&self.tx_timestamp.to_be_bytes());
         b[12..14].copy_from_slice(&self.error.encode().to_be_bytes());
+        b[14..16].copy_from_slice(&self.ssid.to_be_bytes());
         b[16..24].copy_from_slice(&self.rx_timestamp.to_be_bytes());
         b[24..28].copy_from_slice(&self.sender_seq.to_be_bytes());
         b[28..36].copy_from_slice(&self.sender_timestamp.to_be_bytes());
@@ -222,17 +240,27 @@ impl ReflectorPacket {
             sender_timestamp: NtpTimestamp::from_be_slice(&b[28..36]),
             sender_error: ErrorEstimate::decode(be16(&b[36..38]))?,
             sender_ttl: b[40],
+            ssid: be16(&b[14..16]),
         })
     }
 
     /// Time the reflector held the packet (transmit − receive), in nanoseconds, at least 0.
+    /// A reflector whose error estimate has the Z bit wrote its two times in PTPv2 format
+    /// (seconds and nanoseconds); they are read so.
     pub fn turnaround_nanos(&self) -> u64 {
+        if self.error.ptp {
+            let ns = |t: NtpTimestamp| i128::from(t.secs) * 1_000_000_000 + i128::from(t.frac);
+            let d = ns(self.tx_timestamp) - ns(self.rx_timestamp);
+            return u64::try_from(d.max(0)).unwrap_or(u64::MAX);
+        }
         self.tx_timestamp.nanos_since(self.rx_timestamp).max(0) as u64
     }
 }
 
 /// The reflector's side of one received packet: decodes `rx`, writes the answer into `out`
-/// and returns its length, which is always `rx.len()` (never more than received).
+/// and returns its length, which is always `rx.len()` (never more than received). The
+/// sender's timestamp and error estimate (whatever its Z bit) and its SSID (bytes 14-15,
+/// RFC 8972 §3) are copied back.
 /// `rx_time` and `tx_time` are the reflector's clock at receive and at (planned) transmit;
 /// `seq` is the reflector's own counter for this session.
 pub fn reflect(
@@ -254,6 +282,7 @@ pub fn reflect(
         sender_timestamp: s.timestamp,
         sender_error: s.error,
         sender_ttl: ttl,
+        ssid: be16(&rx[14..16]),
     };
     r.encode(out, rx.len())?;
     Ok(rx.len())
@@ -314,7 +343,7 @@ mod tests {
         let p = SenderPacket {
             seq: 0x0102_0304,
             timestamp: NtpTimestamp { secs: 0x0a0b_0c0d, frac: 0x1112_1314 },
-            error: ErrorEstimate { synchronized: true, scale: 3, multiplier: 7 },
+            error: ErrorEstimate { synchronized: true, ptp: false, scale: 3, multiplier: 7 },
         };
         let mut buf = [0xffu8; 64];
         p.encode(&mut buf, 44).unwrap();
@@ -351,16 +380,60 @@ mod tests {
         let mut b = [0u8; 44];
         assert_eq!(SenderPacket::decode(&b), Err(StampError::ZeroMultiplier));
         b[12] = 0x40;
-        b[13] = 1;
-        assert_eq!(SenderPacket::decode(&b), Err(StampError::PtpFormat));
+        assert_eq!(SenderPacket::decode(&b), Err(StampError::ZeroMultiplier), "Z does not excuse a zero multiplier");
         let big = vec![0u8; MAX_LEN + 1];
         assert_eq!(SenderPacket::decode(&big), Err(StampError::TooLong { len: MAX_LEN + 1 }));
+    }
+
+    /// A sender in PTPv2 format (Z = 1) is answered: its timestamp and error estimate come back
+    /// bit for bit, with its SSID (RFC 8972 §3) at bytes 14-15; the reflector's own error
+    /// estimate says NTP (Z = 0), and padding (RFC 8972 TLVs) is not echoed.
+    #[test]
+    fn ptp_senders_are_answered_and_the_ssid_is_copied() {
+        let mut rx = [0u8; 60];
+        rx[0..4].copy_from_slice(&77u32.to_be_bytes());
+        rx[4..12].copy_from_slice(&[0x65, 0x00, 0x00, 0x01, 0x1d, 0xcd, 0x64, 0xff]); // 1694498817 s, 499999999 ns
+        rx[12..14].copy_from_slice(&0xc105u16.to_be_bytes()); // S, Z, scale 1, multiplier 5
+        rx[14..16].copy_from_slice(&0xabcdu16.to_be_bytes());
+        rx[44..].fill(0x5a);
+        let s = SenderPacket::decode(&rx).unwrap();
+        assert_eq!(s.error, ErrorEstimate { synchronized: true, ptp: true, scale: 1, multiplier: 5 });
+        assert_eq!(s.error.encode(), 0xc105);
+        let mut out = [0xeeu8; 60];
+        let t = NtpTimestamp { secs: 3_900_000_000, frac: 0 };
+        let n = reflect(&rx, &mut out, 4, t, t, ErrorEstimate::UNSYNCHRONIZED, 64).unwrap();
+        assert_eq!(n, 60);
+        assert_eq!(&out[28..36], &rx[4..12], "sender timestamp copied verbatim");
+        assert_eq!(&out[36..38], &[0xc1, 0x05], "sender error estimate copied with its Z bit");
+        assert_eq!(&out[12..14], &[0x16, 0x01], "the reflector's own estimate: NTP (Z = 0), scale 22, multiplier 1");
+        assert_eq!(&out[14..16], &[0xab, 0xcd], "SSID copied");
+        assert!(out[44..60].iter().all(|&b| b == 0), "TLV bytes are not echoed");
+        let r = ReflectorPacket::decode(&out).unwrap();
+        assert_eq!((r.ssid, r.sender_seq, r.sender_error.ptp, r.error.ptp), (0xabcd, 77, true, false));
+    }
+
+    /// A reflector in PTP format: its hold time reads seconds and nanoseconds.
+    #[test]
+    fn ptp_reflector_turnaround() {
+        let mut r = ReflectorPacket::decode(&{
+            let mut b = [0u8; 44];
+            b[13] = 1;
+            b[37] = 1;
+            b
+        })
+        .unwrap();
+        r.error.ptp = true;
+        r.rx_timestamp = NtpTimestamp { secs: 10, frac: 999_999_000 };
+        r.tx_timestamp = NtpTimestamp { secs: 11, frac: 500 };
+        assert_eq!(r.turnaround_nanos(), 1_500);
+        r.error.ptp = false;
+        assert_eq!(r.turnaround_nanos(), 767_169_706); // the same bits read as NTP: wrong by far
     }
 
     #[test]
     fn error_estimate_value() {
         // multiplier 1, scale 32: exactly one second.
-        assert_eq!(ErrorEstimate { synchronized: false, scale: 32, multiplier: 1 }.nanos(), 1_000_000_000);
+        assert_eq!(ErrorEstimate { synchronized: false, ptp: false, scale: 32, multiplier: 1 }.nanos(), 1_000_000_000);
         assert_eq!(ErrorEstimate::UNSYNCHRONIZED.nanos(), 976_563); // 2^-10 s rounded up
     }
 

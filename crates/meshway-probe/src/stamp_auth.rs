@@ -10,7 +10,8 @@
 //!   4  MBZ (12)                         4  MBZ (12)
 //!  16  Timestamp (8)                   16  Timestamp (8)
 //!  24  Error Estimate (2)              24  Error Estimate (2)
-//!  26  MBZ (70)                        26  MBZ (6)
+//!  26  SSID (2)                        26  SSID (2)
+//!  28  MBZ (68)                        28  MBZ (4)
 //!  96  HMAC (16)                       32  Receive Timestamp (8)
 //!                                      40  MBZ (8)
 //!                                      48  Session-Sender Sequence Number (4)
@@ -22,6 +23,9 @@
 //!                                      81  MBZ (15)
 //!                                      96  HMAC (16)
 //! ```
+//!
+//! The SSID (RFC 8972 §3, in the first two of RFC 8762's MBZ bytes after the error estimate) is
+//! copied from the sender's packet into the reflector's, under the reflector's HMAC.
 //!
 //! A packet whose HMAC does not verify is discarded (and counted); the comparison runs in
 //! constant time.
@@ -140,6 +144,7 @@ pub fn encode_reflector(p: &ReflectorPacket, key: &Key, buf: &mut [u8], len: usi
     b[64..72].copy_from_slice(&p.sender_timestamp.to_be_bytes());
     b[72..74].copy_from_slice(&p.sender_error.encode().to_be_bytes());
     b[80] = p.sender_ttl;
+    b[26..28].copy_from_slice(&p.ssid.to_be_bytes());
     key.seal(b);
     Ok(())
 }
@@ -157,10 +162,12 @@ pub fn decode_reflector(b: &[u8], key: &Key) -> Result<ReflectorPacket, StampErr
         sender_timestamp: ts(&b[64..72]),
         sender_error: ErrorEstimate::decode(be16(&b[72..74]))?,
         sender_ttl: b[80],
+        ssid: be16(&b[26..28]),
     })
 }
 
-/// The reflector's side in authenticated mode: verifies `rx`, answers with as many bytes.
+/// The reflector's side in authenticated mode: verifies `rx`, answers with as many bytes,
+/// the sender's SSID (bytes 26-27) copied back.
 #[allow(clippy::too_many_arguments)]
 pub fn reflect(
     rx: &[u8],
@@ -182,6 +189,7 @@ pub fn reflect(
         sender_timestamp: s.timestamp,
         sender_error: s.error,
         sender_ttl: ttl,
+        ssid: be16(&rx[26..28]),
     };
     encode_reflector(&r, key, out, rx.len())?;
     Ok(rx.len())
@@ -232,6 +240,30 @@ mod tests {
         let r = decode_reflector(&out, &k).unwrap();
         assert_eq!((r.seq, r.sender_seq, r.sender_timestamp, r.sender_ttl), (3, 7, s.timestamp, 64));
         assert_eq!((&out[48..52], out[80]), (&7u32.to_be_bytes()[..], 64));
+    }
+
+    /// RFC 8972 §3: the SSID of an authenticated sender packet (bytes 26-27) comes back at
+    /// the same place, covered by the answer's HMAC; a PTP-format sender (Z) is answered.
+    #[test]
+    fn the_ssid_is_copied_under_the_hmac() {
+        let k = key();
+        let s = SenderPacket {
+            seq: 3,
+            timestamp: NtpTimestamp { secs: 9, frac: 9 },
+            error: ErrorEstimate::decode(0x4001).unwrap(),
+        };
+        // encode_sender writes no SSID: set it and seal again, as an RFC 8972 sender does.
+        let mut sealed = [0u8; 112];
+        encode_sender(&s, &k, &mut sealed, 112).unwrap();
+        sealed[26..28].copy_from_slice(&0x1234u16.to_be_bytes());
+        k.seal(&mut sealed);
+        let mut out = [0u8; 112];
+        let t = NtpTimestamp { secs: 20, frac: 0 };
+        reflect(&sealed, &k, &mut out, 0, t, t, ErrorEstimate::UNSYNCHRONIZED, 1).unwrap();
+        assert_eq!(&out[26..28], &[0x12, 0x34]);
+        assert_eq!(&out[72..74], &[0x40, 0x01], "the sender's estimate with its Z bit");
+        let r = decode_reflector(&out, &k).unwrap();
+        assert_eq!((r.ssid, r.sender_error.ptp), (0x1234, true));
     }
 
     #[test]

@@ -268,6 +268,9 @@ pub struct LossCounts {
     /// Answers whose times cannot be right, left out: received before their probe was sent,
     /// or a reflector's stated hold longer than the whole round trip.
     pub implausible: u64,
+    /// Probes the target refused at once (tcp, http: a connection reset), counted in `lost`
+    /// too, as soon as refused rather than at their timeout.
+    pub refused: u64,
 }
 
 impl LossCounts {

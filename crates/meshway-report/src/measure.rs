@@ -20,8 +20,16 @@ use std::fmt::Write as _;
 /// The reflector's counters when it stops.
 pub fn reflect_text(t: &ReflectTotals) -> String {
     format!(
-        "received {}, answered {}, malformed {}, failed authentication {}, looping {}, rate-limited {}, test-dropped {}, send errors {}\n",
-        t.received, t.answered, t.malformed, t.auth_failures, t.looped, t.rate_limited, t.test_dropped, t.send_errors
+        "received {}, answered {}, malformed {}, failed authentication {}, looping {}, rate-limited {}, test-dropped {}, send errors {}, ptp-format senders {}\n",
+        t.received,
+        t.answered,
+        t.malformed,
+        t.auth_failures,
+        t.looped,
+        t.rate_limited,
+        t.test_dropped,
+        t.send_errors,
+        t.ptp_format
     )
 }
 
@@ -41,6 +49,7 @@ pub struct LineCtx {
 pub fn reply_line(r: &LineCtx, e: &PingEvent) -> String {
     match &e.echo {
         EchoEvent::Lost { seq } => format!("seq={seq} lost\n"),
+        EchoEvent::Refused { seq } => format!("seq={seq} refused (counted as lost)\n"),
         EchoEvent::Reply { seq, kind, rtt_ns, forward_ns, backward_ns } => {
             let mut s = match r.kind {
                 PingKind::Udp | PingKind::Icmp => format!("{} bytes from {}: seq={seq}", r.size_bytes, r.target),
@@ -62,7 +71,7 @@ pub fn reply_line(r: &LineCtx, e: &PingEvent) -> String {
                 let _ = write!(s, " rtt={}", span(*rtt));
             }
             if let (Some(f), Some(b)) = (forward_ns, backward_ns) {
-                let _ = write!(s, " forward={}ns backward={}ns", f, b);
+                let _ = write!(s, " forward={} backward={}", signed_span(*f), signed_span(*b));
             }
             match kind {
                 ReplyKind::Ok => {}
@@ -74,6 +83,16 @@ pub fn reply_line(r: &LineCtx, e: &PingEvent) -> String {
             s.push('\n');
             s
         }
+    }
+}
+
+/// A signed span with its unit, as [`span`] writes it ("-1.5ms"): a one-way delay, which the
+/// clocks' error can make negative.
+fn signed_span(ns: i64) -> String {
+    if ns < 0 {
+        format!("-{}", span(ns.unsigned_abs()))
+    } else {
+        span(ns.unsigned_abs())
     }
 }
 
@@ -114,6 +133,9 @@ pub fn ping_summary(r: &PingReport) -> String {
         c.reordered,
         c.late
     );
+    if c.refused > 0 {
+        let _ = writeln!(s, "{} refused by the target at once (a TCP reset), counted as lost", c.refused);
+    }
     if c.implausible > 0 {
         let _ = writeln!(
             s,
@@ -145,6 +167,9 @@ pub fn ping_summary(r: &PingReport) -> String {
             let _ = writeln!(s, "last error: {e}");
         }
     }
+    if let Some(e) = &r.last_error {
+        let _ = writeln!(s, "last error: {e}");
+    }
     if r.kind == PingKind::Udp {
         match (&r.echo.forward, &r.echo.backward) {
             (Some(f), Some(b)) => {
@@ -155,6 +180,15 @@ pub fn ping_summary(r: &PingReport) -> String {
                     span(f.p99_ns),
                     span(b.p50_ns),
                     span(b.p99_ns)
+                );
+            }
+            _ if r.echo.one_way_implausible > 0 => {
+                let _ = writeln!(
+                    s,
+                    "one-way delay: not reported, both ends claim synchronized clocks but {} answer(s) had implausible \
+                     one-way delays (one below minus the round trip by more than {}): discarded",
+                    r.echo.one_way_implausible,
+                    span(meshway_probe::echo::STAMP_SLACK_NS.unsigned_abs())
                 );
             }
             _ => s.push_str("one-way delay: not reported, clocks not synchronized (--clock-synced on both ends)\n"),
@@ -689,6 +723,63 @@ mod tests {
     fn temperature_limits_keep_their_tenths() {
         let t: Vec<String> = [74.59765625, 75.0, -5.5, 0.4, -0.02].into_iter().map(tenths).collect();
         assert_eq!(t, ["74.6", "75", "-5.5", "0.4", "0"]);
+    }
+
+    fn udp_report(echo: meshway_probe::echo::EchoReport) -> PingReport {
+        PingReport {
+            target: "t".into(),
+            address: "127.0.0.1:862".into(),
+            kind: PingKind::Udp,
+            size_bytes: 44,
+            dscp: 0,
+            echo,
+            http: None,
+            last_error: None,
+        }
+    }
+
+    /// One-way delays carry units, signed; a refused probe says so.
+    #[test]
+    fn reply_lines_give_one_way_delays_with_units() {
+        let ctx = LineCtx { kind: PingKind::Udp, target: "t".into(), size_bytes: 112 };
+        let ev = PingEvent {
+            echo: EchoEvent::Reply {
+                seq: 0,
+                kind: ReplyKind::Ok,
+                rtt_ns: Some(303_712),
+                forward_ns: Some(1_500_000),
+                backward_ns: Some(-250_000),
+            },
+            http: None,
+        };
+        assert_eq!(reply_line(&ctx, &ev), "112 bytes from t: seq=0 rtt=303.712us forward=1.5ms backward=-250us\n");
+        let ev = PingEvent { echo: EchoEvent::Refused { seq: 4 }, http: None };
+        assert_eq!(reply_line(&ctx, &ev), "seq=4 refused (counted as lost)\n");
+    }
+
+    /// Synchronized clocks that disagree are named as such, not as unsynchronized.
+    #[test]
+    fn implausible_one_way_delays_are_named() {
+        let echo = meshway_probe::echo::EchoReport {
+            counts: Default::default(),
+            loss_ratio: 0.0,
+            rtt: None,
+            clock_synchronized: false,
+            forward: None,
+            backward: None,
+            one_way_implausible: 3,
+        };
+        let s = ping_summary(&udp_report(echo.clone()));
+        assert!(
+            s.contains(
+                "one-way delay: not reported, both ends claim synchronized clocks but 3 answer(s) had implausible \
+                 one-way delays (one below minus the round trip by more than 50us): discarded"
+            ),
+            "{s}"
+        );
+        assert!(!s.contains("--clock-synced"), "{s}");
+        let s = ping_summary(&udp_report(meshway_probe::echo::EchoReport { one_way_implausible: 0, ..echo }));
+        assert!(s.contains("clocks not synchronized (--clock-synced on both ends)"), "{s}");
     }
 
     #[test]

@@ -30,11 +30,16 @@ use crate::emit;
   # drop every 10th
   meshway reflect --listen 127.0.0.1:8620 --drop-every 10 --duration 60s
 
-The reflector answers STAMP (RFC 8762) unauthenticated test packets, so any
-STAMP session-sender works with it, as does `meshway ping --kind udp`. It
-answers each valid packet with exactly as many bytes as it received (never
-more), drops malformed packets (shorter than 44 bytes, invalid error
-estimate) in the kernel with a socket filter, and answers each source address
+The reflector answers STAMP (RFC 8762) test packets, unauthenticated or, with
+--key-file, authenticated, so any RFC 8762 session-sender works with it, as
+does `meshway ping --kind udp`; senders stamping in PTPv2 format (the Z bit)
+are answered too. RFC 8972's SSID is returned in the answer; its TLVs are
+not (the answer's padding is zero). The Ses-Sender TTL is the probe's TTL or
+hop limit as received, IPv4 probes to a dual-stack [::] socket included (0
+where the kernel gives none). It answers each valid packet with exactly as
+many bytes as it received (never more), drops malformed packets (shorter than
+44 bytes, a zero error-estimate multiplier) in the kernel with a socket
+filter, and answers each source address
 at most --rate-limit packets and --rate-limit-bandwidth a second (each with a
 one-second burst), and does not answer a packet from its own address and port
 or carrying a reflector's answer's timestamps, so spoofed probes can aim at a
@@ -185,6 +190,8 @@ Statistics (the same definitions everywhere in meshway):
                   the exact value
   loss            probes without an answer within --timeout, over probes
                   sent; late answers count as lost
+  refused         tcp/http probes whose connection was refused (a TCP reset),
+                  reported at once rather than at --timeout; counted as lost
   duplicates      repeated answers
   reordered       an answer arriving after the answer to a later probe
   jitter rfc3550  J += (|D| − J)/16 over consecutive answers, D the
@@ -275,7 +282,12 @@ pub fn ping(a: PingArgs) -> Result<()> {
     };
     let mut events = Vec::new();
     let mut out_err = None;
-    let header = text::LineCtx { kind, target: a.target.clone(), size_bytes: size };
+    // The size on the wire: authenticated STAMP probes are raised to 112 bytes.
+    let header = text::LineCtx {
+        kind,
+        target: a.target.clone(),
+        size_bytes: meshway_agent::ping::probe_size(kind, size, cfg.key.is_some()),
+    };
     let report = meshway_agent::ping::run(&cfg, &sig.stop, &mut |e: &PingEvent| {
         let r = if a.json {
             events.push(e.clone());
@@ -304,13 +316,22 @@ pub fn ping(a: PingArgs) -> Result<()> {
         let late = report.echo.counts.late;
         let hint = match report.kind {
             // Something answers, only after the timeout: the timeout is the trouble.
-            _ if late > 0 => format!(
-                "; {late} answer(s) came after the timeout of {}: give a longer --timeout",
-                a.timeout
+            _ if late > 0 => {
+                format!("; {late} answer(s) came after the timeout of {}: give a longer --timeout", a.timeout)
+            }
+            PingKind::Tcp | PingKind::Http => refused_hint(&report.echo.counts).to_string(),
+            // A reflector in authenticated mode, or one with another key, answers nothing
+            // either: from here that looks the same as no reflector.
+            PingKind::Udp if a.key_file.is_some() => format!(
+                "; udp probes need a STAMP reflector on the target: if one runs there, its --key-file may not \
+                 match this one (probes whose HMAC does not verify are ignored, and counted there as failed \
+                 authentication); otherwise run `meshway reflect --listen {} --key-file ...` there",
+                report.address
             ),
-            PingKind::Tcp | PingKind::Http => refused_hint(&report.address).to_string(),
             PingKind::Udp => format!(
-                "; udp probes need a STAMP reflector on the target: run `meshway reflect --listen {}` there, or try --kind tcp",
+                "; udp probes need a STAMP reflector on the target: run `meshway reflect --listen {}` there, or try \
+                 --kind tcp; a reflector in authenticated mode (reflect --key-file) answers only probes sent with \
+                 the same key (--key-file)",
                 report.address
             ),
             _ => "; ICMP echo may be filtered on the path: try --kind tcp with an open port".to_string(),
@@ -320,15 +341,14 @@ pub fn ping(a: PingArgs) -> Result<()> {
     Ok(())
 }
 
-/// For a TCP or HTTP target that never answered: whether the host actively refuses the
-/// connection (nothing listens on the port), which is not the same as packets being lost.
-fn refused_hint(address: &str) -> &'static str {
-    let Ok(addr) = address.parse::<std::net::SocketAddr>() else { return "" };
-    match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(500)) {
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            ": the connection is refused (a TCP reset: nothing listens on that port)"
-        }
-        _ => "",
+/// For a TCP or HTTP target that never answered: whether the host actively refused the
+/// probes' connections (nothing listens on the port), which is not the same as packets being
+/// lost. From the probes' own outcomes: no extra connection is opened to find out.
+fn refused_hint(counts: &meshway_probe::stats::LossCounts) -> &'static str {
+    if counts.refused > 0 {
+        ": the connection is refused (a TCP reset: nothing listens on that port)"
+    } else {
+        ""
     }
 }
 

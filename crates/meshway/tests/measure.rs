@@ -169,13 +169,54 @@ fn bad_input_exits_2_with_a_message() {
 }
 
 #[test]
+#[allow(clippy::disallowed_methods)] // a wall-clock bound on a real process
 fn a_refused_tcp_target_is_named_as_refused() {
-    // A port nothing listens on (bound, then released) on loopback.
+    // A port nothing listens on (bound, then released) on loopback: each probe is refused at
+    // once, well before its 5 s timeout, and the hint comes from the probes' own errors.
     let port = free_port();
-    let o = meshway(&["ping", "--kind", "tcp", &format!("127.0.0.1:{port}"), "-c", "2", "-i", "10ms"]);
+    let t0 = std::time::Instant::now();
+    let o = meshway(&["ping", "--kind", "tcp", &format!("127.0.0.1:{port}"), "-c", "2", "-i", "10ms", "-W", "5s"]);
+    let took = t0.elapsed();
     assert_eq!(o.status.code(), Some(2));
-    let e = text(&o.stderr);
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let (out, e) = (text(&o.stdout), text(&o.stderr));
     assert!(e.contains("2 probes sent") && e.contains("connection is refused"), "{e}");
+    assert!(out.contains("seq=0 refused (counted as lost)") && out.contains("2 sent, 0 received, 2 lost"), "{out}");
+    assert!(out.contains("2 refused by the target at once") && out.contains("last error: Connection refused"), "{out}");
+    let o = meshway(&["ping", "--kind", "tcp", &format!("127.0.0.1:{port}"), "-c", "2", "-i", "10ms", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one valid JSON document");
+    let r = &v["report"];
+    assert_eq!((r["lost"].as_u64(), r["refused"].as_u64()), (Some(2), Some(2)), "{}", text(&o.stdout));
+    assert_eq!(v["replies"][1]["event"], "refused");
+}
+
+/// Authenticated probes are 112 bytes and the reply lines say so; a key that does not match
+/// the reflector's, or none, gets advice about keys, not about starting a reflector.
+#[test]
+fn ping_with_a_key_prints_the_real_size_and_names_a_key_mismatch() {
+    let _turn = traffic_turn();
+    let dir = std::env::temp_dir().join(format!("meshway-measure-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (key, other) = (dir.join("key.hex"), dir.join("other.hex"));
+    std::fs::write(&key, "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n").unwrap();
+    std::fs::write(&other, "ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n").unwrap();
+    let (key, other) = (key.to_str().unwrap(), other.to_str().unwrap());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let mut r =
+        spawn(Command::new(bin()).args(["reflect", "--listen", &listen, "--key-file", key, "--duration", "30s"]));
+    wait_line(&mut r, "reflecting STAMP on udp");
+    let o = meshway(&["ping", &listen, "-c", "2", "-i", "5ms", "-W", "3s", "--key-file", key]);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{out}{}", text(&o.stderr));
+    assert!(out.contains(&format!("112 bytes from {listen}: seq=0")), "{out}");
+    let o = meshway(&["ping", &listen, "-c", "1", "-W", "200ms", "--key-file", other]);
+    let e = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{e}");
+    assert!(e.contains("its --key-file may not match this one"), "{e}");
+    let o = meshway(&["ping", &listen, "-c", "1", "-W", "200ms"]);
+    let e = text(&o.stderr);
+    assert!(e.contains("a reflector in authenticated mode (reflect --key-file) answers only probes sent with"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
