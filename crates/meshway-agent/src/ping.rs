@@ -200,15 +200,21 @@ trait Prober {
     fn transmitted(&mut self) -> Vec<(u32, Nanos)> {
         Vec::new()
     }
-    /// Blocking kinds: the probe the last `send` saw refused (a connection reset), with why.
-    fn refused(&mut self) -> Option<(u32, String)> {
+    /// Blocking kinds: the probe the last `send` saw refused (a connection reset).
+    fn refused(&mut self) -> Option<u32> {
         None
     }
 }
 
-/// Whether a failed connect was refused by the target (a TCP reset), as opposed to lost.
-fn is_refused(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::ConnectionRefused
+/// A blocking probe `seq` failed with `e`: kept as the last failure, and as refused when the
+/// target reset the connection (as opposed to a loss).
+fn note_failure(seq: u32, e: &io::Error, refused: &mut Option<u32>, last: &std::sync::Mutex<Option<String>>) {
+    if e.kind() == io::ErrorKind::ConnectionRefused {
+        *refused = Some(seq);
+    }
+    if let Ok(mut l) = last.lock() {
+        *l = Some(e.to_string());
+    }
 }
 
 fn wait_for(until: Nanos) -> Duration {
@@ -391,7 +397,7 @@ struct TcpProber {
     addr: SocketAddr,
     timeout: Nanos,
     dscp: u8,
-    refused: Option<(u32, String)>,
+    refused: Option<u32>,
     /// Why the last attempt failed, for the report.
     last_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
@@ -403,12 +409,7 @@ impl Prober for TcpProber {
         match s.connect_timeout(&SockAddr::from(self.addr), clock::dur(self.timeout)) {
             Ok(()) => Ok(Some(Answer { seq, at: clock::mono(), hold_ns: 0, one_way: None, http: None })),
             Err(e) => {
-                if is_refused(&e) {
-                    self.refused = Some((seq, e.to_string()));
-                }
-                if let Ok(mut l) = self.last_error.lock() {
-                    *l = Some(e.to_string());
-                }
+                note_failure(seq, &e, &mut self.refused, &self.last_error);
                 Ok(None)
             }
         }
@@ -418,7 +419,7 @@ impl Prober for TcpProber {
         sleep_until(until)
     }
 
-    fn refused(&mut self) -> Option<(u32, String)> {
+    fn refused(&mut self) -> Option<u32> {
         self.refused.take()
     }
 }
@@ -434,7 +435,7 @@ struct HttpProber {
     dscp: u8,
     /// Why the last attempt failed, for the report.
     last_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
-    refused: Option<(u32, String)>,
+    refused: Option<u32>,
 }
 
 /// Parses `http[s]://host[:port]/path`.
@@ -733,12 +734,7 @@ impl Prober for HttpProber {
         match http_get(self) {
             Ok(a) => Ok(Some(Answer { seq, at: clock::mono(), hold_ns: 0, one_way: None, http: Some(a) })),
             Err(e) => {
-                if is_refused(&e) {
-                    self.refused = Some((seq, e.to_string()));
-                }
-                if let Ok(mut l) = self.last_error.lock() {
-                    *l = Some(e.to_string());
-                }
+                note_failure(seq, &e, &mut self.refused, &self.last_error);
                 Ok(None)
             }
         }
@@ -748,7 +744,7 @@ impl Prober for HttpProber {
         sleep_until(until)
     }
 
-    fn refused(&mut self) -> Option<(u32, String)> {
+    fn refused(&mut self) -> Option<u32> {
         self.refused.take()
     }
 }
@@ -982,7 +978,7 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
                 if let Some(a) = prober.send(seq).map_err(io_err(format!("cannot send to {addr}")))? {
                     handle(&mut session, a, &mut http_attempts, &mut tx_delay);
                 }
-                if let Some((seq, _)) = prober.refused() {
+                if let Some(seq) = prober.refused() {
                     session.on_refused(seq);
                 }
                 false
