@@ -859,3 +859,32 @@ fn links_beyond_pluggable_reach_are_billed_as_coherent() {
     let (_, r) = build(&format!("{base}leaf-spine = \"5000km\"\n"));
     assert!(r.warnings.iter().any(|w| w.contains("no catalog optic or cable reaches leaf-spine")), "{:?}", r.warnings);
 }
+
+/// A fat-tree sized from its GPUs takes the smallest k that holds them, which can leave most
+/// of a switch's ports idle; the plan says so, and the leaf-spine it points to does need
+/// fewer of the same switches. On a switch of exactly k ports it says nothing.
+#[test]
+fn a_fat_tree_below_the_switch_radix_is_named() {
+    let ft = "[fabric]\nkind = \"fat-tree\"\ngpus = 4000\ngpus-per-host = 8\n";
+    let (_, r) = build(ft);
+    let n: u64 = r.tiers.iter().map(|t| t.switches).sum::<u64>() - tier(&r, "nvswitch").switches;
+    // 26^3 / 4 = 4,394 >= 4,000 > 24^3 / 4 = 3,456: k = 26, 38 of 64 ports idle.
+    assert_eq!(n, 789);
+    let w: Vec<_> = r.warnings.iter().filter(|w| w.contains("fat-tree gives")).collect();
+    assert_eq!(w.len(), 1, "{:?}", r.warnings);
+    assert!(
+        w[0].starts_with("a k = 26 fat-tree gives each switch 26 ports: 38 of the generic-64x400g's 64"),
+        "{}",
+        w[0]
+    );
+    assert!(w[0].contains("each of 789 switches"), "{}", w[0]);
+    let (_, ls) = build("[fabric]\nkind = \"leaf-spine\"\ntiers = 3\ngpus = 4000\ngpus-per-host = 8\n");
+    let m: u64 = ls.tiers.iter().map(|t| t.switches).sum::<u64>() - tier(&ls, "nvswitch").switches;
+    assert_eq!(m, 317);
+    assert!(ls.warnings.iter().all(|w| !w.contains("fat-tree gives")));
+    // k = 8 on 8-port switches: every port used.
+    let (_, full) = build(
+        "[fabric]\nkind = \"fat-tree\"\nk = 8\ngpus-per-host = 1\nleaf-radix = 8\nspine-radix = 8\ncore-radix = 8\n",
+    );
+    assert!(full.warnings.iter().all(|w| !w.contains("fat-tree gives")), "{:?}", full.warnings);
+}
