@@ -621,10 +621,19 @@ pub fn run(
             cache.retain(|k, _| k.0.iter().all(|id| live.contains(id)));
         }
     }
-    // Jobs still running (stalled) or never started.
+    // Jobs still running (stalled) or never started. A stalled job moved the bytes of the
+    // iterations it ran before the failure (a job that trained 30 minutes across leaves
+    // read 0 B on every tier, which starred its policy as the lightest on the network).
     for r in &running {
+        let p = &w.jobs[r.idx];
+        let done = (p.iterations as f64 - r.left).clamp(0.0, p.iterations as f64);
+        bytes = bytes.plus(&r.sum.bytes.scaled(done));
         if let Some(o) = out[r.idx].as_mut() {
-            o.note = Some("did not finish: a failure cut it off and nothing restored the link".into());
+            o.note = Some(format!(
+                "did not finish: a failure cut it off after {} of {} iterations and nothing restored the link",
+                done.floor() as u64,
+                p.iterations
+            ));
         }
     }
     let mut jobs_out = Vec::with_capacity(n);

@@ -677,3 +677,28 @@ fn easy_backfill_keeps_off_the_head_jobs_hosts() {
     assert_eq!(job("B").queue_s, Some(0.0));
     assert_eq!(job("B").hosts, "node003");
 }
+
+/// A job that a failure cuts off for good moved the bytes of the iterations it ran: 5.5 of 20
+/// steps before the failure carry 5.5/20 of what the whole job carries. It read 0 B on every
+/// tier, which starred a policy that stranded a job as the lightest on the network.
+#[test]
+fn a_job_cut_off_counts_the_bytes_it_moved() {
+    let jobs = "[[job]]\nname = \"wide\"\ngpus = 16\nprofile = \"llama-7b\"\niterations = 20\n";
+    let base = run(&format!("{SMALL}\n{jobs}"), &[Policy::FirstFit]).unwrap();
+    let p = &base.policies[0];
+    let (whole, step_ms) = (p.bytes.leaf_spine_bytes, p.jobs[0].step_alone_ms.unwrap());
+    assert!(whole > 0, "16 GPUs over two leaves cross the spine");
+    let at_ns = (step_ms * 1e6 * 5.5).round() as u64;
+    let cut =
+        run(&format!("{SMALL}\n{jobs}\n[[failure]]\nat = \"{at_ns}ns\"\nswitch = \"leaf-0\"\n"), &[Policy::FirstFit])
+            .unwrap();
+    let c = &cut.policies[0];
+    assert_eq!(c.unfinished, 1);
+    let want = whole as f64 * 5.5 / 20.0;
+    let got = c.bytes.leaf_spine_bytes as f64;
+    assert!((got - want).abs() <= want * 1e-6, "{got} B, expected {want} B");
+    let nic = p.bytes.nic_bytes as f64 * 5.5 / 20.0;
+    assert!((c.bytes.nic_bytes as f64 - nic).abs() <= nic * 1e-6, "{} B, expected {nic} B", c.bytes.nic_bytes);
+    let note = c.jobs[0].note.as_deref().unwrap();
+    assert!(note.contains("after 5 of 20 iterations"), "{note}");
+}
