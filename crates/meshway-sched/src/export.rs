@@ -111,17 +111,51 @@ pub fn base_block(h: &Hier) -> usize {
     h.blocks.iter().map(|b| b.hosts.len()).min().unwrap_or(1)
 }
 
+/// `BlockSizes`: the base block and every power-of-two aggregate of it up to the first that
+/// holds all blocks (at most 2^15 blocks, Slurm's limit). Slurm enables only the levels
+/// listed: `BlockSizes=32` alone let no job take two neighbouring blocks (SchedMD/slurm
+/// `src/plugins/topology/block/block_record.c`: a listed size sets its level; without the key
+/// levels 0-4 are set).
+pub fn block_sizes(h: &Hier) -> Vec<usize> {
+    let base = base_block(h);
+    let mut sizes = vec![base];
+    let mut level = 0u32;
+    while (1usize << level) < h.blocks.len() && level < 15 {
+        level += 1;
+        sizes.push(base << level);
+    }
+    sizes
+}
+
+/// A comment line when blocks differ in size: Slurm plans every block as the base size.
+fn unequal_blocks(h: &Hier) -> String {
+    let (lo, hi) = (base_block(h), h.blocks.iter().map(|b| b.hosts.len()).max().unwrap_or(0));
+    if lo == hi {
+        return String::new();
+    }
+    format!(
+        "# Blocks hold {lo} to {hi} hosts: the base size is the smallest, since Slurm requires every\n\
+         # block to hold at least the base size, and it counts its aggregates in base blocks.\n"
+    )
+}
+
+fn join(sizes: &[usize], sep: &str) -> String {
+    sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(sep)
+}
+
 pub fn slurm_block(h: &Hier, source: &str) -> String {
     let (bn, _, _) = switch_names(h);
     let mut s = format!(
         "# Slurm topology.conf for TopologyPlugin=topology/block, written by meshway from {source}.\n\
-         # One block per group of hosts that share their leaf or rail switches, in fabric order\n\
-         # (Slurm joins neighbouring blocks into the larger sizes).\n"
+         # One block per group of hosts that share their leaf or rail switches, in fabric order;\n\
+         # BlockSizes lists the base block and its power-of-two aggregates, the sizes Slurm builds\n\
+         # from neighbouring blocks.\n{}",
+        unequal_blocks(h)
     );
     for (i, name) in bn.iter().enumerate() {
         s += &format!("BlockName={name} Nodes={}\n", block_hosts(h, i));
     }
-    s += &format!("BlockSizes={}\n", base_block(h));
+    s += &format!("BlockSizes={}\n", join(&block_sizes(h), ","));
     s
 }
 
@@ -141,7 +175,7 @@ pub fn slurm_yaml(h: &Hier, source: &str) -> String {
     }
     s += &format!(
         "- topology: fabric-block\n  cluster_default: false\n  block:\n    block_sizes: [{}]\n    blocks:\n",
-        base_block(h)
+        join(&block_sizes(h), ", ")
     );
     for (i, name) in bn.iter().enumerate() {
         s += &format!("      - block: {name}\n        nodes: \"{}\"\n", block_hosts(h, i));

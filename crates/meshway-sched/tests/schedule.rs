@@ -244,13 +244,29 @@ fn exports_parse_back_with_every_host_once() {
     assert_eq!(switches.len() - children.len(), 1, "exactly one root");
     // topology/block: every block at least BlockSizes' base.
     let block = export::slurm_block(&h, "t.toml");
-    let base: usize = block.lines().find_map(|l| l.strip_prefix("BlockSizes=")).unwrap().parse().unwrap();
+    let sizes: Vec<usize> = block
+        .lines()
+        .find_map(|l| l.strip_prefix("BlockSizes="))
+        .unwrap()
+        .split(',')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let base = sizes[0];
     let mut seen = Vec::new();
+    let mut blocks = 0usize;
     for l in block.lines().filter(|l| l.starts_with("BlockName=")) {
         let nodes = expand(l.split_once(" Nodes=").unwrap().1).unwrap();
         assert!(nodes.len() >= base);
         seen.extend(nodes);
+        blocks += 1;
     }
+    // Slurm enables only the listed levels: each size twice the one before (its rule), up to
+    // the first aggregate that holds every block, none beyond.
+    for w in sizes.windows(2) {
+        assert_eq!(w[1], 2 * w[0], "{sizes:?}");
+    }
+    let top = sizes.last().unwrap() / base;
+    assert!(top >= blocks && (top == 1 || top / 2 < blocks), "{sizes:?} for {blocks} blocks");
     seen.sort();
     assert_eq!(seen, want);
     // topology.yaml: a tree (the default) and a block topology, names unique.
@@ -701,4 +717,20 @@ fn a_job_cut_off_counts_the_bytes_it_moved() {
     assert!((c.bytes.nic_bytes as f64 - nic).abs() <= nic * 1e-6, "{} B, expected {nic} B", c.bytes.nic_bytes);
     let note = c.jobs[0].note.as_deref().unwrap();
     assert!(note.contains("after 5 of 20 iterations"), "{note}");
+}
+
+/// Blocks of unequal size: the base is the smallest and the file says so.
+#[test]
+fn unequal_blocks_are_named_in_the_block_export() {
+    let (_, cat, f) = load(include_str!("../../../examples/three-tier-1024.toml"));
+    let topo = FabricTopo::new(&f, &cat, 1);
+    let h = Hier::new(&f, &topo, "node");
+    let sizes: Vec<usize> = h.blocks.iter().map(|b| b.hosts.len()).collect();
+    let (lo, hi) = (*sizes.iter().min().unwrap(), *sizes.iter().max().unwrap());
+    assert!(lo < hi, "{sizes:?}");
+    let block = export::slurm_block(&h, "t.toml");
+    assert!(block.contains(&format!("# Blocks hold {lo} to {hi} hosts: the base size is the smallest")), "{block}");
+    assert!(block.lines().any(|l| l.starts_with(&format!("BlockSizes={lo},{}", 2 * lo))), "{block}");
+    let yaml = export::slurm_yaml(&h, "t.toml");
+    assert!(yaml.contains(&format!("block_sizes: [{lo}, {}", 2 * lo)), "{yaml}");
 }
