@@ -393,12 +393,50 @@ struct Gen {
     u: f64,
 }
 
+/// Requests in chunks of 65,536: a run that queues tens of millions grows a chunk at a time.
+/// A `Vec` doubled: 40 million queued requests held 2.7 GB and asked for 5.4 GB more at once.
+#[derive(Default)]
+struct Slab {
+    chunks: Vec<Vec<Req>>,
+    len: usize,
+}
+
+const SLAB_CHUNK: usize = 1 << 16;
+
+impl Slab {
+    fn push(&mut self, r: Req) {
+        if self.len.is_multiple_of(SLAB_CHUNK) {
+            self.chunks.push(Vec::with_capacity(SLAB_CHUNK));
+        }
+        if let Some(c) = self.chunks.last_mut() {
+            c.push(r);
+            self.len += 1;
+        }
+    }
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl std::ops::Index<usize> for Slab {
+    type Output = Req;
+    fn index(&self, i: usize) -> &Req {
+        &self.chunks[i / SLAB_CHUNK][i % SLAB_CHUNK]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Slab {
+    fn index_mut(&mut self, i: usize) -> &mut Req {
+        &mut self.chunks[i / SLAB_CHUNK][i % SLAB_CHUNK]
+    }
+}
+
 struct Sim<'a> {
     spec: &'a InferSpec,
     run: &'a Run,
     heap: BinaryHeap<Reverse<(u64, u64, Ev)>>,
     seq: u64,
-    reqs: Vec<Req>,
+    reqs: Slab,
     free: Vec<u32>,
     sites: Vec<SiteState>,
     gens: Vec<Gen>,
@@ -1457,7 +1495,7 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
         run,
         heap: BinaryHeap::new(),
         seq: 0,
-        reqs: Vec::new(),
+        reqs: Slab::default(),
         free: Vec::new(),
         sites,
         gens,
@@ -1571,5 +1609,28 @@ pub fn simulate(spec: &InferSpec, run: &Run) -> InferReport {
         all_met,
         cost_usd_per_hour: cost,
         unfinished,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Req, Slab, SLAB_CHUNK};
+
+    /// Slots keep their request across chunk boundaries, and a chunk is allocated once.
+    #[test]
+    fn the_request_slab_indexes_across_chunks() {
+        let mut s = Slab::default();
+        let n = 2 * SLAB_CHUNK + 5;
+        for i in 0..n {
+            s.push(Req { prompt: i as u32, ..Req::default() });
+        }
+        assert_eq!(s.len(), n);
+        assert_eq!(s.chunks.len(), 3);
+        assert!(s.chunks.iter().all(|c| c.capacity() == SLAB_CHUNK));
+        for i in [0, SLAB_CHUNK - 1, SLAB_CHUNK, 2 * SLAB_CHUNK, n - 1] {
+            assert_eq!(s[i].prompt, i as u32);
+        }
+        s[SLAB_CHUNK].output = 7;
+        assert_eq!((s[SLAB_CHUNK].output, s[SLAB_CHUNK - 1].output), (7, 0));
     }
 }
