@@ -108,9 +108,26 @@ impl Repeats {
     }
 }
 
-/// RTT histogram bucket bounds in seconds (Prometheus `le`).
-pub const RTT_BUCKETS: [f64; 15] =
-    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+/// `num / den` for an objective's ratio: +Inf over a zero denominator (a `loss = "0%"`
+/// objective with any loss; dividing by the smallest float exported 4.49e307 as 309 digits),
+/// 0 when both are 0.
+fn objective_ratio(num: f64, den: f64) -> f64 {
+    if den > 0.0 {
+        num / den
+    } else if num > 0.0 {
+        f64::INFINITY
+    } else {
+        0.0
+    }
+}
+
+/// RTT histogram bucket bounds in seconds (Prometheus `le`): 1 us to 5 s in 1-2.5-5 steps.
+/// Fabric round trips are microseconds: with 100 us as the lowest bound, loopback's 6.3 us
+/// median read 50 us through `histogram_quantile`, which interpolates inside a bucket.
+pub const RTT_BUCKETS: [f64; 21] = [
+    0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 /// Samples written per transaction at most; a batch is also written every second.
 const BATCH: usize = 5_000;
 
@@ -462,9 +479,9 @@ fn render(m: &Metrics) -> String {
         for (metric, limit, value) in v.limits {
             let Some(x) = value else { continue };
             let r = if *metric == Metric::ThroughputMin {
-                limit / x.max(f64::MIN_POSITIVE)
+                objective_ratio(*limit, *x)
             } else {
-                x / limit.max(f64::MIN_POSITIVE)
+                objective_ratio(*x, *limit)
             };
             f.gauge(&[("target", &t), ("objective", metric.name())], r);
         }
@@ -1308,6 +1325,9 @@ fn webhook_loop(
                 while let Ok(p) = rx.try_recv() {
                     let _ = store.outbox_add(&p.to_string(), now, OUTBOX_MAX);
                 }
+                // Bodies go out in the order they were written; older ones waiting out a
+                // backoff are tried again now, ahead of the new one.
+                let _ = store.outbox_due_now(now);
                 false
             }
             Err(RecvTimeoutError::Timeout) => false,
@@ -1343,8 +1363,15 @@ fn webhook_loop(
             for (id, body, attempts) in store.outbox_due(now, 32).unwrap_or_default() {
                 let r = http::post_json(&u, body.as_bytes(), None, Duration::from_secs(5), tls.as_ref());
                 let ok = matches!(r, Ok(s) if (200..300).contains(&s));
+                let mut retry = false;
                 match r {
                     Ok(_) if ok => {
+                        let _ = store.outbox_done(id);
+                    }
+                    // A receiver that refuses the body itself (4xx, but a timeout or too many
+                    // requests) refuses it again: dropped, so it cannot hold the later ones.
+                    Ok(s) if (400..500).contains(&s) && s != 408 && s != 429 => {
+                        log(Level::Error, format!("webhook {u}: status {s}: the receiver refused the alert; dropped"));
                         let _ = store.outbox_done(id);
                     }
                     other => {
@@ -1356,6 +1383,7 @@ fn webhook_loop(
                         let wait = retry_wait(n);
                         log(Level::Warn, format!("webhook {u}: {why} (attempt {n}; next in {wait})"));
                         let _ = store.outbox_retry(id, n, now + wait.get());
+                        retry = true;
                     }
                 }
                 if let Ok(mut m) = metrics.lock() {
@@ -1365,8 +1393,8 @@ fn webhook_loop(
                         m.webhook_err += 1;
                     }
                 }
-                if !ok {
-                    break; // the receiver is down: the rest waits for the next round
+                if retry {
+                    break; // the receiver is down: the rest waits behind this one
                 }
             }
         }
@@ -1838,13 +1866,24 @@ mod tests {
     fn rendered_metrics_name_units_and_counters() {
         let mut m = Metrics::default();
         let mut t = TargetMetrics { kind: "udp", sent: 10, lost: 1, ..Default::default() };
-        t.buckets[3] = 9;
+        t.buckets[9] = 9;
         t.rtt_count = 9;
         t.rtt_sum_s = 0.0072;
         m.targets.insert("a".into(), t);
         let s = render(&m);
+        assert_eq!(
+            (objective_ratio(0.1, 0.0), objective_ratio(0.0, 0.0), objective_ratio(0.1, 0.2)),
+            (f64::INFINITY, 0.0, 0.5)
+        );
+        let mut inf = Families::default();
+        inf.family("x", GAUGE, "x");
+        inf.gauge(&[], objective_ratio(0.1, 0.0));
+        let text = inf.encode();
+        assert!(text.contains("x +Inf"), "{text}");
         assert!(s.contains("meshway_probes_sent_total{target=\"a\",kind=\"udp\"} 10"));
         assert!(s.contains("meshway_probe_rtt_seconds_bucket{target=\"a\",le=\"0.001\"} 9"));
+        assert!(s.contains("meshway_probe_rtt_seconds_bucket{target=\"a\",le=\"0.000001\"} 0"), "{s}");
+        assert!(s.contains("meshway_probe_rtt_seconds_bucket{target=\"a\",le=\"0.0000025\"} 0"), "{s}");
         assert!(s.contains("meshway_probe_rtt_seconds_bucket{target=\"a\",le=\"+Inf\"} 9"));
         assert!(s.contains("meshway_build_info{version="));
         m.targets.insert("q\"\n".into(), TargetMetrics { kind: "udp", ..Default::default() });

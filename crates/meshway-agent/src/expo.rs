@@ -91,11 +91,29 @@ impl Families {
         let fams: Vec<MetricFamily> = self.fams.into_iter().filter(|f| !f.get_metric().is_empty()).collect();
         let mut out = Vec::default();
         match prometheus::TextEncoder::new().encode(&fams, &mut out) {
-            Ok(()) => String::from_utf8(out).unwrap_or_default(),
+            Ok(()) => infinities(String::from_utf8(out).unwrap_or_default()),
             // Only an empty family or name fails, and neither is passed on.
             Err(e) => format!("# exposition failed: {e}\n"),
         }
     }
+}
+
+/// Sample values as the format spells infinities, `+Inf` and `-Inf`: the encoder writes
+/// Rust's `inf`. The value is a sample line's last field (no timestamps are written).
+fn infinities(text: String) -> String {
+    if !text.contains("inf\n") {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for line in text.lines() {
+        match (line.starts_with('#'), line.rsplit_once(' ')) {
+            (false, Some((head, "inf"))) => out.push_str(&format!("{head} +Inf")),
+            (false, Some((head, "-inf"))) => out.push_str(&format!("{head} -Inf")),
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]

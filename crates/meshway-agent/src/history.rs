@@ -54,6 +54,8 @@ pub enum Step {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Point {
+    /// The rollup's own `start_ns` carries it in JSON (written here too, the key came twice).
+    #[serde(skip)]
     pub start_ns: u64,
     pub value: Option<f64>,
     #[serde(flatten)]
@@ -324,7 +326,9 @@ fn query_limited(
             .collect();
         // A metric of the other kind of series (utilization of a probe target, RTT of an
         // interface) has no values at all: say so rather than print a column of "-".
-        if n > 0 && series.iter().all(|p| p.value.is_none()) && !matches!(metric, Metric::Loss) {
+        // No rollup rows yet (a perf target's first minute or hour) is an empty series, as it
+        // is for any target, not a metric of the wrong kind.
+        if n > 0 && !series.is_empty() && series.iter().all(|p| p.value.is_none()) && !matches!(metric, Metric::Loss) {
             let probe_metric = matches!(
                 metric,
                 Metric::RttP50 | Metric::RttP90 | Metric::RttP99 | Metric::RttMean | Metric::JitterRfc3550
@@ -431,6 +435,29 @@ mod tests {
         let tput = tput.unwrap();
         assert_eq!(tput.series[0].value, Some(0.0));
         assert_eq!(tput.series[0].rollup.value_min, Some(100e6));
+    }
+
+    /// Before its first rollup a perf target has an empty series at --step 1m, not "no
+    /// throughput values" (its raw samples hold them); a point's JSON names `start_ns` once.
+    #[test]
+    fn a_perf_target_before_its_first_rollup_has_an_empty_series() {
+        let p = std::env::temp_dir().join(format!("meshway-history-unrolled-{}.db", std::process::id()));
+        remove_db(&p);
+        let mut s = Store::open(&p).unwrap();
+        let id = s.target_id("bulk", "perf", "127.0.0.1:5201").unwrap();
+        s.insert(&[(id, Sample { at_ns: MINUTE_NS + 1, rtt_ns: None, value: Some(16e9) })]).unwrap();
+        drop(s);
+        let minute = query(&p, "bulk", Metric::ThroughputMin, 0, 2 * MINUTE_NS, Step::Minute, None, 0, None, false);
+        let raw = query(&p, "bulk", Metric::ThroughputMin, 0, 2 * MINUTE_NS, Step::Raw, None, 1000, None, false);
+        remove_db(&p);
+        let minute = minute.unwrap();
+        assert_eq!(minute.summary.sent, 1);
+        assert!(minute.series.is_empty());
+        let raw = raw.unwrap();
+        assert_eq!(raw.series[0].value, Some(16e9));
+        let json = serde_json::to_string(&raw.series[0]).unwrap();
+        assert_eq!(json.matches("\"start_ns\"").count(), 1, "{json}");
+        assert!(json.contains(&format!("\"start_ns\":{}", MINUTE_NS + 1)), "{json}");
     }
 
     /// The list names series with data, not an interface target's own (empty) entry; a perf

@@ -175,12 +175,32 @@ fn check_ours(conn: &Connection, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// An agent's hold on its database: an exclusive `flock(2)` on `DB.lock` beside it, which
-/// holds the holder's PID. The kernel lets it go when the process ends, however it ends; the
-/// file stays (removing it would let a third agent lock a new file while a second still
-/// waits on the old one).
+/// An agent's hold on its database: an exclusive `flock(2)` on `DB.lock` beside the file the
+/// path resolves to, which holds the holder's PID, and one on the database file itself when
+/// it exists (a hard link or a second symbolic link is the same file under another name: two
+/// agents took `a.db.lock` and `link.db.lock` and wrote one database). SQLite's own locks are
+/// `fcntl(2)` locks, which Linux keeps apart from these. The kernel lets them go when the
+/// process ends, however it ends; the lock file stays (removing it would let a third agent
+/// lock a new file while a second still waits on the old one).
 pub struct DbLock {
     _lock: nix::fcntl::Flock<std::fs::File>,
+    _db: Option<nix::fcntl::Flock<std::fs::File>>,
+}
+
+/// The file `db` names, through any symbolic links; for a file not yet created, its resolved
+/// directory and its name.
+fn resolved(db: &Path) -> std::path::PathBuf {
+    if let Ok(p) = std::fs::canonicalize(db) {
+        return p;
+    }
+    let dir = match db.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match (std::fs::canonicalize(dir), db.file_name()) {
+        (Ok(d), Some(name)) => d.join(name),
+        _ => db.to_path_buf(),
+    }
 }
 
 /// Why the database could not be locked.
@@ -198,9 +218,9 @@ pub enum LockError {
 }
 
 impl DbLock {
-    /// The lock file of the database at `db`.
+    /// The lock file of the database at `db`: beside the file it resolves to.
     pub fn path(db: &Path) -> std::path::PathBuf {
-        let mut p = db.as_os_str().to_owned();
+        let mut p = resolved(db).into_os_string();
         p.push(".lock");
         p.into()
     }
@@ -219,10 +239,23 @@ impl DbLock {
             std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock).map_err(io)?;
         match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
             Ok(mut f) => {
+                // The database itself, when it exists: another name of the same file.
+                let db_lock = match std::fs::File::open(db) {
+                    Ok(d) => match Flock::lock(d, FlockArg::LockExclusiveNonblock) {
+                        Ok(d) => Some(d),
+                        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                            let (db, _) = names();
+                            return Err(LockError::Held { db, lock: "the database file itself".into(), holder: None });
+                        }
+                        Err((_, e)) => return Err(io(std::io::Error::from(e))),
+                    },
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                    Err(e) => return Err(io(e)),
+                };
                 f.set_len(0).map_err(io)?;
                 f.rewind().map_err(io)?;
                 writeln!(f, "{}", std::process::id()).map_err(io)?;
-                Ok(DbLock { _lock: f })
+                Ok(DbLock { _lock: f, _db: db_lock })
             }
             Err((mut f, nix::errno::Errno::EWOULDBLOCK)) => {
                 let mut text = String::new();
@@ -277,12 +310,30 @@ impl Store {
         Ok(id)
     }
 
-    /// Queued bodies due at `now`, oldest first: (id, body, attempts so far).
+    /// Queued bodies due at `now`, oldest first, stopping at the first that is not due: a
+    /// body never overtakes an older one still waiting out its backoff (a newer "firing" was
+    /// delivered before an older "resolved" of the same alert, which the receiver then kept).
+    /// (id, body, attempts so far).
     pub fn outbox_due(&self, now_ns: u64, limit: usize) -> Result<Vec<(i64, String, u32)>> {
-        let mut st =
-            self.conn.prepare("SELECT id, body, attempts FROM outbox WHERE next_ns <= ?1 ORDER BY id LIMIT ?2")?;
-        let rows = st.query_map(params![i(now_ns), limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        rows.collect()
+        let mut st = self.conn.prepare("SELECT id, body, attempts, next_ns FROM outbox ORDER BY id LIMIT ?1")?;
+        let rows =
+            st.query_map(params![limit as i64], |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?), u(r.get::<_, i64>(3)?))))?;
+        let mut due = Vec::new();
+        for row in rows {
+            let (body, next) = row?;
+            if next > now_ns {
+                break;
+            }
+            due.push(body);
+        }
+        Ok(due)
+    }
+
+    /// Makes every queued body due at `now_ns` (a new alert is news: what waits before it is
+    /// tried again at once, in order, rather than holding it behind a backoff).
+    pub fn outbox_due_now(&mut self, now_ns: u64) -> Result<()> {
+        self.conn.execute("UPDATE outbox SET next_ns = ?1 WHERE next_ns > ?1", params![i(now_ns)])?;
+        Ok(())
     }
 
     pub fn outbox_done(&mut self, id: i64) -> Result<()> {
@@ -613,6 +664,55 @@ mod tests {
         assert!(again.is_ok());
         drop(again);
         let _ = std::fs::remove_file(DbLock::path(&p));
+    }
+
+    /// A symbolic link or a hard link names the same database: a second agent through either
+    /// is refused (each took its own `NAME.lock` and both wrote one file).
+    #[test]
+    fn a_database_under_another_name_is_still_locked() {
+        let p = tmp("aliased");
+        std::fs::write(&p, b"").unwrap();
+        let (sym, hard) = (tmp("aliased-sym"), tmp("aliased-hard"));
+        std::os::unix::fs::symlink(&p, &sym).unwrap();
+        std::fs::hard_link(&p, &hard).unwrap();
+        let first = DbLock::take(&p).unwrap();
+        assert_eq!(DbLock::path(&sym), DbLock::path(&p), "a link's lock file is the target's");
+        let e = DbLock::take(&sym).err().unwrap().to_string();
+        assert!(e.contains(&format!("(pid {};", std::process::id())), "{e}");
+        let e = DbLock::take(&hard).err().unwrap().to_string();
+        assert!(e.starts_with(&format!("database {} is in use by another agent", hard.display())), "{e}");
+        assert!(e.contains("lock the database file itself"), "{e}");
+        drop(first);
+        let again = DbLock::take(&hard);
+        assert!(again.is_ok());
+        drop(again);
+        for f in [&sym, &hard, &p] {
+            let _ = std::fs::remove_file(f);
+        }
+        let _ = std::fs::remove_file(DbLock::path(&p));
+        let _ = std::fs::remove_file(DbLock::path(&hard));
+    }
+
+    /// The outbox delivers in the order bodies were written: a body waiting out its backoff
+    /// holds the later ones, and a new alert makes every waiting body due at once.
+    #[test]
+    fn the_outbox_never_lets_a_newer_body_overtake() {
+        let p = tmp("outbox");
+        let mut s = Store::open(&p).unwrap();
+        let old = s.outbox_add("resolved", 1_000, 10).unwrap();
+        s.outbox_retry(old, 1, 5_000).unwrap(); // the receiver was down: next try at 5 us
+        let new = s.outbox_add("firing", 2_000, 10).unwrap();
+        assert!(s.outbox_due(3_000, 32).unwrap().is_empty(), "the newer body waits behind the older");
+        let due: Vec<String> = s.outbox_due(5_000, 32).unwrap().into_iter().map(|d| d.1).collect();
+        assert_eq!(due, ["resolved", "firing"]);
+        s.outbox_retry(old, 2, 50_000).unwrap();
+        s.outbox_due_now(6_000).unwrap();
+        let due: Vec<(i64, String, u32)> = s.outbox_due(6_000, 32).unwrap();
+        assert_eq!(due, [(old, "resolved".to_string(), 2), (new, "firing".to_string(), 0)]);
+        drop(s);
+        for ext in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{ext}", p.display()));
+        }
     }
 
     #[test]
