@@ -19,6 +19,8 @@ pub enum ReadError {
     },
     #[error("{path}:{line}: {message}")]
     Hex { path: String, line: usize, message: String },
+    #[error("{path}: no hex bytes found: expected `ethtool -m IFACE hex on`, `xxd` or `xxd -p` output (a line of words without an offset is read as a heading)")]
+    NoHex { path: String },
     #[error("{path}: {len} bytes; a module image is 128 to 32896 bytes (the lower page and 256 upper pages of 128)")]
     Size { path: String, len: usize },
 }
@@ -142,13 +144,19 @@ pub fn parse_hex(text: &str, path: &str) -> Result<Vec<u8>, ReadError> {
                 }
             }
             end = at + tok.len();
-            match hex_token(tok, off.is_some()) {
+            // Without an offset, a run of hex digits is that many bytes: `xxd -p` prints 30 a line.
+            let run = if off.is_none() { hex_run(tok) } else { None };
+            match run.or_else(|| hex_token(tok, off.is_some())) {
                 Some(b) => {
                     grouped |= b.len() == 2;
                     bytes.extend(b);
                 }
                 // A line of words without an offset: a heading.
-                None if off.is_none() && toks.iter().all(|t| hex_token(t.1, false).is_none()) => break,
+                None if off.is_none()
+                    && toks.iter().all(|t| hex_token(t.1, false).is_none() && hex_run(t.1).is_none()) =>
+                {
+                    break
+                }
                 None => return Err(err(n + 1, format!("\"{tok}\" is not a hex byte"))),
             }
         }
@@ -182,9 +190,17 @@ pub fn parse_hex(text: &str, path: &str) -> Result<Vec<u8>, ReadError> {
         next = at + bytes.len();
     }
     if img.is_empty() {
-        return Err(err(0, "no hex bytes found".into()));
+        return Err(ReadError::NoHex { path: path.into() });
     }
     Ok(img)
+}
+
+/// An even run of hex digits (`xxd -p`'s lines), as its bytes; a lone pair is a byte.
+fn hex_run(tok: &str) -> Option<Vec<u8>> {
+    if tok.len() < 2 || !tok.len().is_multiple_of(2) || !tok.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..tok.len()).step_by(2).map(|i| u8::from_str_radix(&tok[i..i + 2], 16).ok()).collect()
 }
 
 /// A byte as two hex digits (`0x` allowed), or with `pairs` (a line with an offset, as xxd
@@ -207,17 +223,16 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
     // A hex dump of the largest image, with offsets and spacing, is well under 1 MiB.
     let data = crate::read_regular(path, crate::MAX_SMALL_FILE, false)
         .map_err(|source| ReadError::File { path: p.clone(), source })?;
-    // Hex text: UTF-8 (a byte-order mark allowed) whose lines outside `#` comments are ASCII
-    // and mostly hex digits. A comment with a degree sign made a dump read as a binary image,
-    // and the error blamed the module ("identifier 0x23").
+    // Hex text: UTF-8 (a byte-order mark allowed) whose lines outside `#` comments are
+    // printable ASCII. A comment with a degree sign made a dump read as a binary image, and
+    // the error blamed the module ("identifier 0x23"). A module image is never that: its
+    // identifier byte and its zeros are control characters. (Text that was also required to
+    // be mostly hex digits read `0x0000: zz` as an 11-byte image.)
     let body = data.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&data);
     let text = std::str::from_utf8(body).ok().filter(|t| {
         let code: Vec<&str> = t.lines().map(|l| l.split('#').next().unwrap_or("")).collect();
         let len: usize = code.iter().map(|c| c.len()).sum();
-        let hex: usize = code.iter().map(|c| c.bytes().filter(u8::is_ascii_hexdigit).count()).sum();
-        len > 0
-            && code.iter().all(|c| c.bytes().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()))
-            && hex * 2 > len
+        len > 0 && code.iter().all(|c| c.bytes().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()))
     });
     let img = match text {
         Some(t) => parse_hex(t, &p)?,
@@ -285,7 +300,10 @@ mod tests {
         assert_eq!(parse_hex(xxd, "x").unwrap(), vec![0x18, 0x52, 0, 6, 0x41, 0x42]);
         let plain = "# a dump\n03 04 07\n10 00\n";
         assert_eq!(parse_hex(plain, "x").unwrap(), vec![3, 4, 7, 0x10, 0]);
-        assert_eq!(parse_hex("hello\n", "f.txt").unwrap_err().to_string(), "f.txt:0: no hex bytes found");
+        assert_eq!(
+            parse_hex("hello\n", "f.txt").unwrap_err().to_string(),
+            "f.txt: no hex bytes found: expected `ethtool -m IFACE hex on`, `xxd` or `xxd -p` output (a line of words without an offset is read as a heading)"
+        );
         assert!(parse_hex("0xffffff: 00\n", "f").unwrap_err().to_string().contains("beyond the last page"));
         // An offset at the top of the address space does not wrap past the check.
         let e = parse_hex("0xffffffffffffffff: 03\n", "f").unwrap_err().to_string();
@@ -293,6 +311,27 @@ mod tests {
         // One too large for a number is named, not skipped as a heading.
         let e = parse_hex("03 04\n0x1ffffffffffffffff: 03\n", "f").unwrap_err().to_string();
         assert!(e.contains("f:2: offset 0x1ffffffffffffffff is beyond the last page"), "{e}");
+    }
+
+    /// `xxd -p` prints runs of hex digits without offsets: read as bytes in order (they read
+    /// as headings, and the file as "no hex bytes found"). A short file of text with a typo
+    /// is text, its typo named (it read as an 11-byte binary image).
+    #[test]
+    fn plain_hex_runs_and_short_text_files() {
+        let img: Vec<u8> = (0..160u32).map(|i| (i * 7 % 256) as u8).collect();
+        let p: String =
+            img.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().chunks(30).map(|c| c.concat() + "\n").collect();
+        assert_eq!(parse_hex(&p, "x").unwrap(), img);
+        let dir = std::env::temp_dir().join(format!("meshway-optics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (plain, typo) = (dir.join("p.hex"), dir.join("zz.hex"));
+        std::fs::write(&plain, &p).unwrap();
+        std::fs::write(&typo, "0x0000: zz\n").unwrap();
+        let read = read_file(&plain);
+        let e = read_file(&typo).unwrap_err().to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(read.unwrap(), img);
+        assert_eq!(e, format!("{}:1: \"zz\" is not a hex byte", typo.display()));
     }
 
     /// A token that is not a hex byte is an error naming it, wherever it is: it used to end

@@ -618,8 +618,9 @@ pub fn optics_text(source: &str, m: &meshway_probe::optics::Module) -> String {
             );
         }
         // Limits in dBm to the readings' two decimals: a -8.155 dBm limit printed as -8.2 beside
-        // a -8.16 dBm reading read as a reading within it.
-        let dbm = |v: f64| meshway_probe::optics::dbm(v).map_or("-inf".into(), |d| format!("{d:.2}"));
+        // a -8.16 dBm reading read as a reading within it. A 0 mW limit (a low bound a module
+        // leaves unset) is "no light", as a reading of 0 is.
+        let dbm = |v: f64| meshway_probe::optics::dbm(v).map_or("no light".into(), |d| format!("{d:.2}"));
         for (m_, name) in [(Measure::TxPower, "tx power dBm"), (Measure::RxPower, "rx power dBm")] {
             if let Some(t) = m.threshold(m_) {
                 let _ = writeln!(s, "  {name}{}", lim(Some(t), &dbm));

@@ -569,8 +569,24 @@ pub fn trace(a: TraceArgs) -> Result<()> {
     if a.interval.get() == 0 && a.rounds > 1 {
         bail!("invalid --interval 0: must be positive");
     }
+    if a.tcp == Some(0) {
+        bail!("invalid --tcp 0: port 0 cannot be probed: give a port from 1 to 65535");
+    }
     let sig = Signals::install().context("cannot install signal handlers")?;
     let target = resolve_host_port(&a.target, 0)?.ip();
+    // Addresses no host answers as: 30 hops of 100% loss said nothing useful.
+    let why = match target {
+        t if t.is_unspecified() => Some("the unspecified address"),
+        t if t.is_multicast() => Some("a multicast address"),
+        std::net::IpAddr::V4(v4) if v4.is_broadcast() => Some("the broadcast address"),
+        _ => None,
+    };
+    if let Some(why) = why {
+        bail!(
+            "cannot trace {:?}: {target} is {why}, which no host answers as; give a unicast address or name",
+            a.target
+        );
+    }
     if target.is_ipv6() && a.tcp.is_some() {
         bail!("--tcp traces IPv4 targets; {} is IPv6 (use udp or --icmp)", a.target);
     }
@@ -878,7 +894,7 @@ pub fn history(a: HistoryArgs) -> Result<()> {
   # the module in eth4's cage (root; ethtool netlink)
   meshway optics eth4
   meshway optics /sys/bus/i2c/devices/5-0050/eeprom     an optoe sysfs file
-  # `ethtool -m eth4 hex on > dump.hex`, or xxd output
+  # `ethtool -m eth4 hex on > dump.hex`, or xxd / xxd -p output
   meshway optics dump.hex --json
 
 Decodes SFP (SFF-8472, internal or external calibration), QSFP/QSFP28

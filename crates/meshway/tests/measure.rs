@@ -137,6 +137,12 @@ fn bad_input_exits_2_with_a_message() {
         // Port 0 was probed (and every probe lost).
         (vec!["ping", "127.0.0.1:0", "-c", "1"], "\"127.0.0.1:0\": port 0 cannot be probed: give a port from 1 to 65535"),
         (vec!["ping", "--kind", "tcp", "127.0.0.1:0", "-c", "1"], "port 0 cannot be probed"),
+        (vec!["trace", "127.0.0.1", "--tcp", "0"], "invalid --tcp 0: port 0 cannot be probed"),
+        // 30 hops of 100% loss, exit 0.
+        (vec!["trace", "0.0.0.0"], "cannot trace \"0.0.0.0\": 0.0.0.0 is the unspecified address"),
+        (vec!["trace", "224.0.0.1"], "224.0.0.1 is a multicast address"),
+        (vec!["trace", "255.255.255.255"], "is the broadcast address"),
+        (vec!["trace", "::"], ":: is the unspecified address"),
         (
             vec!["reflect", "--listen", "127.0.0.1:0", "--rate-limit-bandwidth", "1kbps"],
             "1kbps would never answer a maximum-size probe (65,507 bytes): give at least 524.056kbps, or 0 for no limit",
