@@ -18,7 +18,13 @@ fn b(n: u64) -> String {
 fn flow_line(i: usize, r: &FlowRow) -> String {
     let k = &r.flow.key;
     let end = |ip: std::net::IpAddr, port: u16, gpu: &Option<String>| {
-        let a = if port > 0 { format!("{ip}:{port}") } else { ip.to_string() };
+        // An IPv6 address before a port in brackets (RFC 5952, section 6): fd00::1:9000 is an
+        // address of its own.
+        let a = match (ip, port) {
+            (_, 0) => ip.to_string(),
+            (std::net::IpAddr::V6(v6), _) => format!("[{v6}]:{port}"),
+            (std::net::IpAddr::V4(v4), _) => format!("{v4}:{port}"),
+        };
         match gpu {
             Some(g) => format!("{a} ({g})"),
             None => a,
@@ -31,7 +37,8 @@ fn flow_line(i: usize, r: &FlowRow) -> String {
     }
     if let Some(x) = &r.flow.roce {
         counts.extend([
-            (x.naks + x.rnr_naks, "NAKs"),
+            (x.naks, "NAKs"),
+            (x.rnr_naks, "RNR NAKs"),
             (x.cnps, "CNPs"),
             (x.psn_resent, "resent"),
             (x.psn_gaps, "missing"),
@@ -59,16 +66,29 @@ fn flow_line(i: usize, r: &FlowRow) -> String {
 pub fn traffic_text(name: &str, r: &TrafficReport) -> String {
     let mut s = String::new();
     let secs = r.duration_ns as f64 / 1e9;
+    let x = &r.beyond_table;
+    let about = if x.flows_estimated { "about " } else { "" };
     let _ = writeln!(
         s,
-        "{name}: {}, {} packets, {} over {}{}, {} flows",
+        "{name}: {}, {} packets, {} over {}{}, {} flows{}",
         r.capture.format,
         thousands(r.packets),
         b(r.bytes),
         span(r.duration_ns),
         if secs > 0.0 { format!(" ({})", rate_f64(r.bytes as f64 * 8.0 / secs)) } else { String::new() },
-        thousands(r.flows)
+        thousands(r.flows),
+        if x.packets > 0 { format!(" + {about}{} beyond the flow table", thousands(x.flows)) } else { String::new() }
     );
+    if x.packets > 0 {
+        let _ = writeln!(
+            s,
+            "  flow table full at {} flows (--max-flows): {} packets, {} of {about}{} more flows counted without a flow entry, in the totals, protocol and scope bytes, shares, GPU talkers, matrices and RoCEv2 NAK/CNP counts; not in flow counts, sizes, top flows, critical links or TCP/PSN analysis",
+            thousands(r.max_flows),
+            thousands(x.packets),
+            b(x.bytes),
+            thousands(x.flows)
+        );
+    }
     if r.from_exported {
         s.push_str(
             "  (the flows sFlow samples and IPFIX records describe: sFlow counts scaled by the sampling rate)\n",

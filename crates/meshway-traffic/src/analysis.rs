@@ -8,107 +8,56 @@
 
 use crate::capture::CaptureInfo;
 use crate::flows::{Flow, FlowKey, Flows, Other};
+pub use crate::places::{Cidr, Classifier, Place, Places, Scope};
 use meshway_fabric::routing::{is_network, pick_path, switch_latencies, ShortestPaths};
 use meshway_fabric::{Catalog, Fabric, LinkClass, NodeId};
 use meshway_sim::topo::{FabricTopo, Topology};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
-/// An IPv4 or IPv6 prefix ("10.0.0.0/8", "fd00::/8").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Cidr {
-    pub net: IpAddr,
-    pub len: u8,
-}
+/// The highest IPv4 address.
+const IPV4_MAX: Ipv4Addr = Ipv4Addr::BROADCAST;
 
-impl std::str::FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Cidr, String> {
-        let (a, l) = s.trim().split_once('/').unwrap_or((s.trim(), ""));
-        let net: IpAddr = a.parse().map_err(|_| format!("{s:?}: expected a prefix such as 10.0.0.0/8"))?;
-        let max = if net.is_ipv4() { 32 } else { 128 };
-        let len = if l.is_empty() { max } else { l.parse().map_err(|_| format!("{s:?}: bad prefix length"))? };
-        if len > max {
-            return Err(format!("{s:?}: prefix length {len} over {max}"));
-        }
-        Ok(Cidr { net, len })
-    }
-}
-
-impl Cidr {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.net, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let m = if self.len == 0 { 0 } else { u32::MAX << (32 - self.len) };
-                u32::from(n) & m == u32::from(a) & m
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let m = if self.len == 0 { 0 } else { u128::MAX << (128 - self.len) };
-                u128::from(n) & m == u128::from(a) & m
-            }
-            _ => false,
-        }
-    }
-}
-
-/// Where a flow runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scope {
-    /// Both ends GPUs of one host (NVLink traffic seen on a NIC is rare; loopback captures).
-    SameHost,
-    /// Both ends under one leaf (rack, or rail leaf).
-    SameLeaf,
-    /// Both ends in one site, across leaves.
-    CrossLeaf,
-    /// Both ends GPUs, in different sites (over DCI).
-    CrossSite,
-    /// Both ends inside the given prefixes (no fabric to say more).
-    EastWest,
-    /// One end inside, one outside.
-    NorthSouth,
-    /// Neither end inside.
-    External,
-}
-
-impl Scope {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::SameHost => "same host",
-            Scope::SameLeaf => "same leaf",
-            Scope::CrossLeaf => "across leaves",
-            Scope::CrossSite => "across sites",
-            Scope::EastWest => "east-west",
-            Scope::NorthSouth => "north-south",
-            Scope::External => "external",
-        }
-    }
-
-    pub fn is_east_west(self) -> bool {
-        !matches!(self, Scope::NorthSouth | Scope::External)
-    }
+/// An address plan whose GPUs would run past the top of the IPv4 space.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "base address {base} + {gpus} GPUs passes {IPV4_MAX} (GPU rank r has the base + r): the highest base for {gpus} GPUs is {highest}"
+)]
+pub struct BaseAddressError {
+    pub base: Ipv4Addr,
+    pub gpus: u32,
+    /// The highest base address that fits them.
+    pub highest: Ipv4Addr,
 }
 
 /// GPUs of a fabric by address.
 pub struct AddressPlan<'f> {
     pub fabric: &'f Fabric,
     topo: FabricTopo<'f>,
-    by_ip: HashMap<IpAddr, u32>,
-    /// Per rank: GPU name, host, leaf, site.
-    names: Vec<(String, String, String, String)>,
+    places: Arc<Places>,
+    /// Per rank: the GPU's name.
+    gpus: Vec<String>,
     sw_lat: Vec<meshway_units::Nanos>,
     per_km: meshway_units::Nanos,
 }
 
 impl<'f> AddressPlan<'f> {
-    pub fn new(fabric: &'f Fabric, catalog: &Catalog, base: Ipv4Addr) -> AddressPlan<'f> {
+    /// GPU rank r at `base` + r; refused when the last rank's address would pass
+    /// 255.255.255.255.
+    pub fn new(fabric: &'f Fabric, catalog: &Catalog, base: Ipv4Addr) -> Result<AddressPlan<'f>, BaseAddressError> {
         let topo = FabricTopo::new(fabric, catalog, 1);
         let n = topo.ranks() as u32;
+        if n > 0 && u32::from(base).checked_add(n - 1).is_none() {
+            return Err(BaseAddressError { base, gpus: n, highest: Ipv4Addr::from(u32::MAX - (n - 1)) });
+        }
         let mut by_ip = HashMap::new();
+        let mut gpus = Vec::new();
+        // Per rank: host, leaf and site names.
         let mut names = Vec::new();
         for r in 0..n {
-            by_ip.insert(IpAddr::V4(Ipv4Addr::from(u32::from(base).wrapping_add(r))), r);
+            by_ip.insert(IpAddr::V4(Ipv4Addr::from(u32::from(base) + r)), r);
             let g = topo.node_of(r);
             let mut host = fabric.node(g).name.clone();
             let mut leaf = String::from("-");
@@ -120,37 +69,53 @@ impl<'f> AddressPlan<'f> {
                 }
             }
             let site = fabric.sites.get(fabric.node(g).site as usize).cloned().unwrap_or_default();
-            names.push((fabric.node(g).name.clone(), host, leaf, site));
+            gpus.push(fabric.node(g).name.clone());
+            names.push((host, leaf, site));
         }
-        AddressPlan {
+        let sorted = |pick: fn(&(String, String, String)) -> &String| {
+            let mut v: Vec<String> = names.iter().map(|n| pick(n).clone()).collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        let (leaves, sites) = (sorted(|n| &n.1), sorted(|n| &n.2));
+        let mut hosts: HashMap<&str, u32> = HashMap::new();
+        let mut at = Vec::with_capacity(names.len());
+        for (host, leaf, site) in &names {
+            let next = hosts.len() as u32;
+            let find = |v: &[String], s: &str| v.binary_search_by(|x| x.as_str().cmp(s)).unwrap_or(0) as u32;
+            at.push(Place {
+                host: *hosts.entry(host.as_str()).or_insert(next),
+                leaf: find(&leaves, leaf),
+                site: find(&sites, site),
+            });
+        }
+        Ok(AddressPlan {
             fabric,
             topo,
-            by_ip,
-            names,
+            places: Arc::new(Places { by_ip, at, leaves, sites }),
+            gpus,
             sw_lat: switch_latencies(fabric, catalog),
             per_km: catalog.constants.fiber_delay_per_km,
-        }
+        })
+    }
+
+    /// How many GPUs the plan addresses.
+    pub fn gpus(&self) -> u32 {
+        self.gpus.len() as u32
+    }
+
+    /// Its GPUs by address and where each sits, for a [`Classifier`].
+    pub fn places(&self) -> Arc<Places> {
+        self.places.clone()
     }
 
     pub fn rank(&self, ip: IpAddr) -> Option<u32> {
-        self.by_ip.get(&ip).copied()
+        self.places.by_ip.get(&ip).copied()
     }
 
     pub fn gpu_name(&self, r: u32) -> &str {
-        &self.names[r as usize].0
-    }
-
-    fn scope(&self, a: u32, b: u32) -> Scope {
-        let (x, y) = (&self.names[a as usize], &self.names[b as usize]);
-        if x.3 != y.3 {
-            Scope::CrossSite
-        } else if x.1 == y.1 {
-            Scope::SameHost
-        } else if x.2 == y.2 {
-            Scope::SameLeaf
-        } else {
-            Scope::CrossLeaf
-        }
+        &self.gpus[r as usize]
     }
 
     /// Shortest paths toward rank `b`.
@@ -282,13 +247,32 @@ pub struct Trouble {
     pub ecn_ce: u64,
 }
 
+/// Packets of flows the flow table had no room for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BeyondTable {
+    /// Distinct flows: exact up to 65,536, estimated past that (`flows_estimated`).
+    pub flows: u64,
+    pub flows_estimated: bool,
+    pub packets: u64,
+    pub bytes: u64,
+    pub payload_bytes: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrafficReport {
     pub capture: CaptureInfo,
     pub packets: u64,
     pub bytes: u64,
     pub duration_ns: u64,
+    /// Flows in the flow table (at most `max_flows`).
     pub flows: u64,
+    /// The flow table's limit.
+    pub max_flows: u64,
+    /// Packets of flows past the limit: counted in the totals, the protocols' and scopes'
+    /// bytes and shares, the GPUs' talker bytes, the matrices and the RoCEv2 ACK/NAK/CNP/CE
+    /// counts; not in flow counts, sizes, top flows, critical links or the TCP and PSN
+    /// analysis, which need a flow entry.
+    pub beyond_table: BeyondTable,
     pub other: Other,
     /// (protocol, flows, bytes), most bytes first.
     pub protocols: Vec<(&'static str, u64, u64)>,
@@ -330,19 +314,9 @@ const BINS: [(&str, u64); 8] = [
 /// Analyses a flow table.
 pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>, o: &Options) -> TrafficReport {
     let sorted = flows.sorted();
-    let inside = |ip: IpAddr| o.internal.iter().any(|c| c.contains(ip)) || plan.is_some_and(|p| p.rank(ip).is_some());
-    let scope_of = |k: &FlowKey| -> Scope {
-        if let Some(p) = plan {
-            if let (Some(a), Some(b)) = (p.rank(k.src), p.rank(k.dst)) {
-                return p.scope(a, b);
-            }
-        }
-        match (inside(k.src), inside(k.dst)) {
-            (true, true) => Scope::EastWest,
-            (false, false) => Scope::External,
-            _ => Scope::NorthSouth,
-        }
-    };
+    let classifier = Classifier::new(&o.internal, plan.map(AddressPlan::places));
+    let scope_of = |k: &FlowKey| classifier.scope(k.src, k.dst);
+    let beyond = &flows.beyond;
     let gpu = |ip: IpAddr| plan.and_then(|p| p.rank(ip).map(|r| p.gpu_name(r).to_string()));
     let row = |f: &Flow| FlowRow {
         flow: f.clone(),
@@ -352,7 +326,7 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
         dst_gpu: gpu(f.key.dst),
         rate_bps: if f.duration_ns() > 0 { f.bytes as f64 * 8e9 / f.duration_ns() as f64 } else { 0.0 },
     };
-    let total: u64 = sorted.iter().map(|f| f.bytes).fold(0u64, u64::saturating_add);
+    let total: u64 = sorted.iter().map(|f| f.bytes).fold(beyond.bytes, u64::saturating_add);
     let share = |b: u64| if total > 0 { b as f64 / total as f64 } else { 0.0 };
 
     let mut protos: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
@@ -393,6 +367,24 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
             trouble.ecn_ce += r.ecn_ce;
         }
     }
+    // Flows beyond the table: their bytes by protocol and scope, per GPU, and their RoCEv2
+    // signals (flow counts are the table's).
+    for (&(proto, scope), &bytes) in &beyond.by_class {
+        let p = &mut protos.entry(proto).or_default().1;
+        *p = p.saturating_add(bytes);
+        let s = &mut scopes.entry(scope).or_default().1;
+        *s = s.saturating_add(bytes);
+    }
+    for (&ip, &(sent, received)) in &beyond.gpus {
+        let t = talkers.entry(ip).or_default();
+        t.0 = t.0.saturating_add(sent);
+        t.1 = t.1.saturating_add(received);
+    }
+    let r = &beyond.roce;
+    trouble.naks += r.naks;
+    trouble.rnr_naks += r.rnr_naks;
+    trouble.cnps += r.cnps;
+    trouble.ecn_ce += r.ecn_ce;
     let mut protocols: Vec<(&'static str, u64, u64)> = protos.into_iter().map(|(k, (n, b))| (k, n, b)).collect();
     protocols.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(b.0)));
     let scopes: Vec<ScopeRow> = scopes
@@ -433,24 +425,29 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
     let mut matrices = Vec::new();
     let mut critical_links = Vec::new();
     if let Some(p) = plan {
-        for (level, idx) in [("leaf", 2usize), ("site", 3usize)] {
-            let mut names: Vec<String> =
-                p.names.iter().map(|n| if idx == 2 { n.2.clone() } else { n.3.clone() }).collect();
-            names.sort();
-            names.dedup();
+        let places = &p.places;
+        for (level, names, beyond_cells) in
+            [("leaf", &places.leaves, &beyond.leaves), ("site", &places.sites, &beyond.sites)]
+        {
             if level == "site" && names.len() < 2 {
                 continue;
             }
-            let at = |s: &str| names.binary_search_by(|x| x.as_str().cmp(s)).unwrap_or(0);
+            let cell = |x: Place| if level == "leaf" { x.leaf as usize } else { x.site as usize };
             let mut bytes = vec![vec![0u64; names.len()]; names.len()];
             for f in &sorted {
                 if let (Some(a), Some(b)) = (p.rank(f.key.src), p.rank(f.key.dst)) {
-                    let (x, y) = (&p.names[a as usize], &p.names[b as usize]);
-                    let (i, j) = if idx == 2 { (at(&x.2), at(&y.2)) } else { (at(&x.3), at(&y.3)) };
+                    let (i, j) = (cell(places.at[a as usize]), cell(places.at[b as usize]));
                     bytes[i][j] = bytes[i][j].saturating_add(f.bytes);
                 }
             }
-            matrices.push(Matrix { level, names, bytes });
+            // Flows beyond the table, placed by the flow table's classifier (made from this
+            // plan: a cell outside it is left out).
+            for (&(i, j), &v) in beyond_cells {
+                if let Some(c) = bytes.get_mut(i as usize).and_then(|row| row.get_mut(j as usize)) {
+                    *c = c.saturating_add(v);
+                }
+            }
+            matrices.push(Matrix { level, names: names.clone(), bytes });
         }
         // Critical paths: the largest flows between GPUs, routed as ECMP would hash them.
         // RoCE NAKs and CNPs travel back to the sender: those of the reverse address pair.
@@ -549,12 +546,21 @@ pub fn analyse(info: CaptureInfo, flows: &Flows, plan: Option<&AddressPlan<'_>>,
     };
     troubled.sort_by(|a, b| badness(b).cmp(&badness(a)).then(a.key.cmp(&b.key)));
     let troubled_flows = troubled.iter().take(o.top).map(|f| row(f)).collect();
+    let (beyond_flows, flows_estimated) = beyond.flows();
     TrafficReport {
         capture: info,
         packets: flows.packets,
         bytes: flows.bytes,
         duration_ns,
         flows: sorted.len() as u64,
+        max_flows: flows.max_flows() as u64,
+        beyond_table: BeyondTable {
+            flows: beyond_flows,
+            flows_estimated,
+            packets: beyond.packets,
+            bytes: beyond.bytes,
+            payload_bytes: beyond.payload_bytes,
+        },
         other: flows.other.clone(),
         protocols,
         scopes,

@@ -28,11 +28,19 @@
 //!   READ-response packets: a PSN below the highest seen is a packet sent again (go-back-N),
 //!   one beyond the next expected leaves a gap (packets lost before the capture point); IP
 //!   packets marked Congestion Experienced (ECN 11) are counted.
+//! - The table holds at most `max_flows` flows ([`DEFAULT_MAX_FLOWS`] unless told), in the
+//!   order their first packets came. A packet of a flow it has no room for is counted without
+//!   a flow entry ([`Beyond`]): in the totals, by protocol and scope, per GPU, between leaves
+//!   and sites, and its RoCEv2 signals; its distinct flows are counted too.
 
 use crate::capture::{self, Packet};
+use crate::places::{Classifier, Scope};
 use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
+use hashbrown::HashTable;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 /// IANA's RoCEv2 UDP port.
@@ -165,10 +173,12 @@ pub struct Flow {
     pub payload_bytes: u64,
     pub first_ns: u64,
     pub last_ns: u64,
+    /// TCP and RoCEv2 analysis, boxed: most flows have neither, and a flow without them
+    /// takes 96 bytes instead of 240.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tcp: Option<TcpStats>,
+    pub tcp: Option<Box<TcpStats>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub roce: Option<RoceStats>,
+    pub roce: Option<Box<RoceStats>>,
 }
 
 impl Flow {
@@ -192,10 +202,171 @@ pub struct Other {
 /// than are in reassembly at once; past it the table starts again).
 const MAX_FRAGMENTED: usize = 65_536;
 
-/// The flow table.
+/// Flows the table holds unless told otherwise (`--max-flows`; an assumption). A flow takes
+/// about 120 bytes at the peak (measured on one-packet UDP flows: 96 of [`Flow`], its index
+/// slot, and the analysis's list of them), 200 with TCP analysis (its boxed state): a million
+/// flows peaked at 127 MB resident (205 MB of TCP flows), where 5 million one-packet flows
+/// took 3.5 GB before there was a limit.
+pub const DEFAULT_MAX_FLOWS: usize = 1_000_000;
+
+/// Flows in the order their first packets came, found by key through a hash table of
+/// indices into them (4 bytes a slot): growing it moves indices, not flows.
 #[derive(Debug, Default)]
+pub struct FlowTable {
+    flows: Vec<Flow>,
+    index: HashTable<u32>,
+    hasher: RandomState,
+}
+
+impl FlowTable {
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    /// The flows, in the order their first packets came.
+    pub fn values(&self) -> std::slice::Iter<'_, Flow> {
+        self.flows.iter()
+    }
+
+    fn find(&self, key: &FlowKey, hash: u64) -> Option<usize> {
+        self.index.find(hash, |&i| self.flows[i as usize].key == *key).map(|&i| i as usize)
+    }
+
+    pub fn get(&self, key: &FlowKey) -> Option<&Flow> {
+        self.find(key, self.hasher.hash_one(key)).map(|i| &self.flows[i])
+    }
+
+    fn get_mut(&mut self, key: &FlowKey) -> Option<&mut Flow> {
+        self.find(key, self.hasher.hash_one(key)).map(|i| &mut self.flows[i])
+    }
+
+    /// The flow of `key`, made by `new` when the table holds fewer than `max` flows; `None`
+    /// when it is not in the table and there is no room for it.
+    fn entry(&mut self, key: FlowKey, max: usize, new: impl FnOnce() -> Flow) -> Option<&mut Flow> {
+        let hash = self.hasher.hash_one(key);
+        if let Some(i) = self.find(&key, hash) {
+            return Some(&mut self.flows[i]);
+        }
+        let n = self.flows.len();
+        if n >= max {
+            return None;
+        }
+        let (flows, hasher) = (&self.flows, &self.hasher);
+        let rehash = |&i: &u32| hasher.hash_one(flows[i as usize].key);
+        // Near the limit, grow to it at once rather than doubling past it.
+        if n == self.index.capacity() && n.saturating_mul(2) > max {
+            self.index.reserve(max - n, rehash);
+        }
+        self.index.insert_unique(hash, n as u32, rehash);
+        if n == self.flows.capacity() && n.saturating_mul(2) > max {
+            self.flows.reserve_exact(max - n);
+        }
+        self.flows.push(new());
+        self.flows.last_mut()
+    }
+}
+
+/// Distinct keys exact (by their 64-bit hashes) up to this many, then estimated.
+const EXACT_DISTINCT: usize = 65_536;
+/// HyperLogLog registers: 2^16 (64 KB), a standard error of 1.04 / 2^8 = 0.4%.
+const HLL_BITS: u32 = 16;
+
+/// Distinct flows counted without keeping them: exactly up to [`EXACT_DISTINCT`], then by
+/// HyperLogLog (Flajolet, Fusy, Gandouet and Meunier, 2007; linear counting while the
+/// estimate is below 2.5 times the registers, as they give it).
+#[derive(Debug, Clone, Default)]
+struct Distinct {
+    seen: HashSet<u64>,
+    estimated: bool,
+    registers: Vec<u8>,
+}
+
+impl Distinct {
+    fn add(&mut self, hash: u64) {
+        if self.registers.is_empty() {
+            self.registers = vec![0; 1 << HLL_BITS];
+        }
+        let j = (hash >> (64 - HLL_BITS)) as usize;
+        // The position of the first 1 bit after the register's bits (a guard bit caps it).
+        let rho = ((hash << HLL_BITS) | (1 << (HLL_BITS - 1))).leading_zeros() as u8 + 1;
+        self.registers[j] = self.registers[j].max(rho);
+        if !self.estimated {
+            self.seen.insert(hash);
+            if self.seen.len() > EXACT_DISTINCT {
+                self.estimated = true;
+                self.seen = HashSet::new();
+            }
+        }
+    }
+
+    /// The count, and whether it is an estimate.
+    fn count(&self) -> (u64, bool) {
+        if !self.estimated {
+            return (self.seen.len() as u64, false);
+        }
+        let m = f64::from(1u32 << HLL_BITS);
+        let (sum, zeros) = self
+            .registers
+            .iter()
+            .fold((0.0, 0u32), |(s, z), &r| (s + 0.5f64.powi(i32::from(r)), z + u32::from(r == 0)));
+        let raw = 0.7213 / (1.0 + 1.079 / m) * m * m / sum;
+        let e = if raw <= 2.5 * m && zeros > 0 { m * (m / f64::from(zeros)).ln() } else { raw };
+        (e.round() as u64, true)
+    }
+}
+
+/// A flow key's 64-bit hash, the same in every run (splitmix64's finalizer over its fields).
+fn key_hash(k: &FlowKey) -> u64 {
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let ip = |a: IpAddr| match a {
+        IpAddr::V4(v) => (u128::from(u32::from(v)), 4u64),
+        IpAddr::V6(v) => (u128::from(v), 6),
+    };
+    let ((s, family), (d, _)) = (ip(k.src), ip(k.dst));
+    let ports = (family << 40) | (u64::from(k.proto) << 32) | (u64::from(k.sport) << 16) | u64::from(k.dport);
+    [s as u64, (s >> 64) as u64, d as u64, (d >> 64) as u64, ports].iter().fold(0, |h, &w| mix(h ^ w))
+}
+
+/// Packets of flows the table had no room for: counted without flow entries, in what the
+/// report can say without one.
+#[derive(Debug, Clone, Default)]
+pub struct Beyond {
+    pub packets: u64,
+    pub bytes: u64,
+    pub payload_bytes: u64,
+    /// Bytes by protocol and scope.
+    pub by_class: BTreeMap<(&'static str, Scope), u64>,
+    /// Bytes sent and received per GPU address (of the classifier's address plan).
+    pub gpus: HashMap<IpAddr, (u64, u64)>,
+    /// Bytes from leaf to leaf and from site to site, as indices into the plan's sorted
+    /// leaf and site names.
+    pub leaves: HashMap<(u32, u32), u64>,
+    pub sites: HashMap<(u32, u32), u64>,
+    /// RoCEv2 ACKs, NAKs, RNR NAKs, CNPs and CE marks (a PSN sequence needs its flow).
+    pub roce: RoceStats,
+    distinct: Distinct,
+}
+
+impl Beyond {
+    /// Distinct flows, and whether that is an estimate (past 65,536: HyperLogLog, 0.4%).
+    pub fn flows(&self) -> (u64, bool) {
+        self.distinct.count()
+    }
+}
+
+/// The flow table.
+#[derive(Debug)]
 pub struct Flows {
-    pub table: HashMap<FlowKey, Flow>,
+    pub table: FlowTable,
     /// Ports of fragmented datagrams by (source, destination, protocol, IP identification),
     /// from their first fragment: later fragments carry no transport header.
     fragmented: HashMap<(IpAddr, IpAddr, u8, u32), (u16, u16)>,
@@ -204,6 +375,18 @@ pub struct Flows {
     pub bytes: u64,
     pub first_ns: Option<u64>,
     pub last_ns: u64,
+    /// The most flows the table holds.
+    max_flows: usize,
+    /// Where the ends of a flow beyond the table are (its scope, GPUs, leaves and sites).
+    classifier: Classifier,
+    /// Packets of flows the table had no room for.
+    pub beyond: Beyond,
+}
+
+impl Default for Flows {
+    fn default() -> Flows {
+        Flows::with_limit(DEFAULT_MAX_FLOWS, Classifier::default())
+    }
 }
 
 /// A UDP datagram seen while adding a packet: for flow telemetry carried inside the capture.
@@ -231,8 +414,33 @@ fn seq_after(a: u32, b: u32) -> bool {
 }
 
 impl Flows {
+    /// A table of at most [`DEFAULT_MAX_FLOWS`] flows; flows beyond it are counted with no
+    /// internal prefixes and no address plan (all external).
     pub fn new() -> Flows {
         Flows::default()
+    }
+
+    /// A table of at most `max_flows` flows (at least 1, at most 2^32 - 1); packets of flows
+    /// beyond it are placed by `classifier`, which should be made from the prefixes and
+    /// address plan the table will be analysed with.
+    pub fn with_limit(max_flows: usize, classifier: Classifier) -> Flows {
+        Flows {
+            table: FlowTable::default(),
+            fragmented: HashMap::new(),
+            other: Other::default(),
+            packets: 0,
+            bytes: 0,
+            first_ns: None,
+            last_ns: 0,
+            max_flows: max_flows.clamp(1, u32::MAX as usize),
+            classifier,
+            beyond: Beyond::default(),
+        }
+    }
+
+    /// The most flows the table holds.
+    pub fn max_flows(&self) -> usize {
+        self.max_flows
     }
 
     /// Decodes one frame and adds it to its flow; returns its UDP datagram, if it is one.
@@ -252,7 +460,11 @@ impl Flows {
         self.bytes = self.bytes.saturating_add(r.bytes);
         self.first_ns = Some(self.first_ns.map_or(r.first_ns, |f| f.min(r.first_ns)));
         self.last_ns = self.last_ns.max(r.last_ns);
-        let f = self.table.entry(r.key).or_insert_with(|| Flow { packets: 0, bytes: 0, payload_bytes: 0, ..r.clone() });
+        let new = || Flow { packets: 0, bytes: 0, payload_bytes: 0, ..r.clone() };
+        let Some(f) = self.table.entry(r.key, self.max_flows, new) else {
+            self.count_beyond(&r.key, r.packets, r.bytes, r.payload_bytes);
+            return;
+        };
         f.packets = f.packets.saturating_add(r.packets);
         f.bytes = f.bytes.saturating_add(r.bytes);
         f.payload_bytes = f.payload_bytes.saturating_add(r.payload_bytes);
@@ -375,97 +587,94 @@ impl Flows {
             }
             _ => OtherSide::default(),
         };
-        let f = self.count(key, p.ts_ns, weight, wire);
-        match &s.transport {
-            Some(TransportSlice::Tcp(t)) => {
-                let hdr = u64::from(t.data_offset()) * 4;
-                let seg = ip_payload_len.saturating_sub(hdr);
-                f.payload_bytes = f.payload_bytes.saturating_add(seg.saturating_mul(weight));
-                if !analyse {
-                    return None;
-                }
-                let st = f.tcp.get_or_insert_with(TcpStats::default);
-                let (syn, fin, rst) = (t.syn(), t.fin(), t.rst());
-                st.syn |= syn;
-                st.fin |= fin;
-                st.rst |= rst;
-                let (seq, ack, win) = (t.sequence_number(), t.acknowledgment_number(), t.window_size());
-                let control = syn || fin || rst;
-                let q = &mut st.seq;
-                if other.new_session {
-                    *q = SeqState::default();
-                }
-                if q.base.is_none() {
-                    q.base = Some(if syn { seq } else { seq.wrapping_sub(1) });
-                }
-                let at_next = q.next == Some(seq);
-                // A zero-window probe: one byte at the next expected one into a closed window.
-                let probe = seg == 1 && at_next && other.window == Some(0);
-                // A keep-alive: one byte (or none) just below the next expected one.
-                let keepalive = !probe && seg <= 1 && !control && q.next.is_some_and(|n| seq == n.wrapping_sub(1));
-                if !probe {
-                    if win == 0 && !control {
-                        st.zero_windows += 1;
-                    }
-                    // The same acknowledgement and open window again, at the next expected
-                    // sequence number; a keep-alive's answer is not one.
-                    let repeat =
-                        seg == 0 && !control && win != 0 && at_next && q.window == Some(win) && q.ack == Some(ack);
-                    if repeat && !other.keepalive {
-                        st.dup_acks += 1;
-                    }
-                }
-                if (seg > 0 || syn || fin) && !keepalive {
-                    // Wireshark's test: the segment starts before the next expected byte (all
-                    // of it sent before, or only its start: a partial overlap), unless it
-                    // carries more than a byte from one below it (resent from a probed byte).
-                    let from_probe = seg > 1 && q.next.is_some_and(|n| seq == n.wrapping_sub(1));
-                    if q.next.is_some_and(|n| seq_after(n, seq)) && !from_probe {
-                        st.retransmissions += 1;
-                    }
-                }
-                let end = seq.wrapping_add(seg as u32).wrapping_add(u32::from(syn || fin));
-                if !probe && q.next.is_none_or(|n| seq_after(end, n)) {
-                    q.next = Some(end);
-                }
-                q.ack = Some(ack);
-                q.window = Some(win);
-                q.keepalive = keepalive;
+        // The transport payload: a TCP segment's, a UDP datagram's (its length, at most what
+        // the IP payload as the wire carried it holds; 0 in an IPv6 jumbogram above 65,535
+        // bytes, RFC 2675: the IP payload's), or the IP payload.
+        let seg = match &s.transport {
+            Some(TransportSlice::Tcp(t)) => ip_payload_len.saturating_sub(u64::from(t.data_offset()) * 4),
+            Some(TransportSlice::Udp(u)) => match u.length() {
+                0 if src.is_ipv6() && ip_payload_len > 0xffff => ip_payload_len,
+                n => u64::from(n).min(ip_payload_len),
             }
-            Some(TransportSlice::Udp(u)) => {
-                let payload = u.payload();
-                // The UDP length, at most what the IP payload (as the wire carried it) holds; 0
-                // in an IPv6 jumbogram above 65,535 bytes (RFC 2675): the IP payload's.
-                let udp = match u.length() {
-                    0 if src.is_ipv6() && ip_payload_len > 0xffff => ip_payload_len,
-                    n => u64::from(n).min(ip_payload_len),
-                }
-                .saturating_sub(8);
-                f.payload_bytes = f.payload_bytes.saturating_add(udp.saturating_mul(weight));
-                if !analyse {
-                    return None;
-                }
-                if dport == ROCEV2_PORT {
-                    let r = f.roce.get_or_insert_with(RoceStats::default);
-                    r.ecn_ce += u64::from(ce);
-                    if payload.len() >= 12 {
-                        r.sequence(payload);
-                    }
-                    match payload.first() {
-                        Some(0x81) => r.cnps += 1,
-                        Some(0x11) => match payload.get(12).map(|s| s >> 5) {
-                            Some(0b000) => r.acks += 1,
-                            Some(0b001) => r.rnr_naks += 1,
-                            Some(0b011) => r.naks += 1,
-                            _ => {}
-                        },
-                        _ => {}
-                    }
-                }
-                return Some(Datagram { src, dport, payload });
+            .saturating_sub(8),
+            _ => ip_payload_len,
+        };
+        let udp = match &s.transport {
+            Some(TransportSlice::Udp(u)) => Some(Datagram { src, dport, payload: u.payload() }),
+            _ => None,
+        };
+        let Some(f) = self.count(key, p.ts_ns, weight, wire, seg.saturating_mul(weight)) else {
+            self.count_beyond(&key, weight, wire, seg.saturating_mul(weight));
+            if !analyse {
+                return None;
             }
-            _ => f.payload_bytes = f.payload_bytes.saturating_add(ip_payload_len.saturating_mul(weight)),
+            if let Some(d) = udp.filter(|_| dport == ROCEV2_PORT) {
+                roce_signals(&mut self.beyond.roce, ce, d.payload);
+            }
+            return udp;
+        };
+        let Some(TransportSlice::Tcp(t)) = &s.transport else {
+            if !analyse {
+                return None;
+            }
+            if let Some(d) = udp.filter(|_| dport == ROCEV2_PORT) {
+                let r = f.roce.get_or_insert_with(Box::default);
+                if d.payload.len() >= 12 {
+                    r.sequence(d.payload);
+                }
+                roce_signals(r, ce, d.payload);
+            }
+            return udp;
+        };
+        if !analyse {
+            return None;
         }
+        let st = f.tcp.get_or_insert_with(Box::default);
+        let (syn, fin, rst) = (t.syn(), t.fin(), t.rst());
+        st.syn |= syn;
+        st.fin |= fin;
+        st.rst |= rst;
+        let (seq, ack, win) = (t.sequence_number(), t.acknowledgment_number(), t.window_size());
+        let control = syn || fin || rst;
+        let q = &mut st.seq;
+        if other.new_session {
+            *q = SeqState::default();
+        }
+        if q.base.is_none() {
+            q.base = Some(if syn { seq } else { seq.wrapping_sub(1) });
+        }
+        let at_next = q.next == Some(seq);
+        // A zero-window probe: one byte at the next expected one into a closed window.
+        let probe = seg == 1 && at_next && other.window == Some(0);
+        // A keep-alive: one byte (or none) just below the next expected one.
+        let keepalive = !probe && seg <= 1 && !control && q.next.is_some_and(|n| seq == n.wrapping_sub(1));
+        if !probe {
+            if win == 0 && !control {
+                st.zero_windows += 1;
+            }
+            // The same acknowledgement and open window again, at the next expected
+            // sequence number; a keep-alive's answer is not one.
+            let repeat = seg == 0 && !control && win != 0 && at_next && q.window == Some(win) && q.ack == Some(ack);
+            if repeat && !other.keepalive {
+                st.dup_acks += 1;
+            }
+        }
+        if (seg > 0 || syn || fin) && !keepalive {
+            // Wireshark's test: the segment starts before the next expected byte (all of it
+            // sent before, or only its start: a partial overlap), unless it carries more than
+            // a byte from one below it (resent from a probed byte).
+            let from_probe = seg > 1 && q.next.is_some_and(|n| seq == n.wrapping_sub(1));
+            if q.next.is_some_and(|n| seq_after(n, seq)) && !from_probe {
+                st.retransmissions += 1;
+            }
+        }
+        let end = seq.wrapping_add(seg as u32).wrapping_add(u32::from(syn || fin));
+        if !probe && q.next.is_none_or(|n| seq_after(end, n)) {
+            q.next = Some(end);
+        }
+        q.ack = Some(ack);
+        q.window = Some(win);
+        q.keepalive = keepalive;
         None
     }
 
@@ -510,8 +719,10 @@ impl Flows {
             (ports.unwrap_or((0, 0)), 0)
         };
         let key = FlowKey { src, dst, proto, sport: ports.0, dport: ports.1 };
-        let f = self.count(key, p.ts_ns, weight, wire);
-        f.payload_bytes = f.payload_bytes.saturating_add(ip_payload_len.saturating_sub(header).saturating_mul(weight));
+        let payload = ip_payload_len.saturating_sub(header).saturating_mul(weight);
+        if self.count(key, p.ts_ns, weight, wire, payload).is_none() {
+            self.count_beyond(&key, weight, wire, payload);
+        }
     }
 
     /// What a TCP segment of `key` at `seq` (a SYN without ACK: `pure_syn`) needs from the
@@ -533,10 +744,10 @@ impl Flows {
         }
     }
 
-    /// The flow of `key`, made at its first packet, with a packet (of `weight` and `wire`
-    /// bytes) at `ts_ns` counted.
-    fn count(&mut self, key: FlowKey, ts_ns: u64, weight: u64, wire: u64) -> &mut Flow {
-        let f = self.table.entry(key).or_insert_with(|| Flow {
+    /// The flow of `key`, made at its first packet, with a packet (of `weight`, `wire` bytes
+    /// and `payload` bytes) at `ts_ns` counted; `None` when the table has no room for it.
+    fn count(&mut self, key: FlowKey, ts_ns: u64, weight: u64, wire: u64, payload: u64) -> Option<&mut Flow> {
+        let new = || Flow {
             key,
             packets: 0,
             bytes: 0,
@@ -545,12 +756,38 @@ impl Flows {
             last_ns: ts_ns,
             tcp: None,
             roce: None,
-        });
+        };
+        let f = self.table.entry(key, self.max_flows, new)?;
         f.packets = f.packets.saturating_add(weight);
         f.bytes = f.bytes.saturating_add(wire);
+        f.payload_bytes = f.payload_bytes.saturating_add(payload);
         f.first_ns = f.first_ns.min(ts_ns);
         f.last_ns = f.last_ns.max(ts_ns);
-        f
+        Some(f)
+    }
+
+    /// Counts `packets` packets (`wire` and `payload` bytes) of a flow the table has no room
+    /// for: in the totals beyond it, by protocol and scope, per GPU and between leaves and
+    /// sites.
+    fn count_beyond(&mut self, key: &FlowKey, packets: u64, wire: u64, payload: u64) {
+        let b = &mut self.beyond;
+        b.packets = b.packets.saturating_add(packets);
+        b.bytes = b.bytes.saturating_add(wire);
+        b.payload_bytes = b.payload_bytes.saturating_add(payload);
+        b.distinct.add(key_hash(key));
+        let (scope, src, dst) = self.classifier.ends(key.src, key.dst);
+        let add = |v: &mut u64| *v = v.saturating_add(wire);
+        add(b.by_class.entry((key.protocol_name(), scope)).or_default());
+        if src.is_some() {
+            add(&mut b.gpus.entry(key.src).or_default().0);
+        }
+        if dst.is_some() {
+            add(&mut b.gpus.entry(key.dst).or_default().1);
+        }
+        if let (Some(x), Some(y)) = (src, dst) {
+            add(b.leaves.entry((x.leaf, y.leaf)).or_default());
+            add(b.sites.entry((x.site, y.site)).or_default());
+        }
     }
 
     /// The flows, largest first (ties by key, so the order is deterministic).
@@ -558,6 +795,22 @@ impl Flows {
         let mut v: Vec<&Flow> = self.table.values().collect();
         v.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.key.cmp(&b.key)));
         v
+    }
+}
+
+/// The RoCEv2 signals of one packet to port 4791 (`payload`: from its BTH on): a CNP, or an
+/// RC Acknowledge's AETH syndrome (ACK, RNR NAK, NAK); and a Congestion Experienced mark.
+fn roce_signals(r: &mut RoceStats, ce: bool, payload: &[u8]) {
+    r.ecn_ce += u64::from(ce);
+    match payload.first() {
+        Some(0x81) => r.cnps += 1,
+        Some(0x11) => match payload.get(12).map(|s| s >> 5) {
+            Some(0b000) => r.acks += 1,
+            Some(0b001) => r.rnr_naks += 1,
+            Some(0b011) => r.naks += 1,
+            _ => {}
+        },
+        _ => {}
     }
 }
 
@@ -595,6 +848,12 @@ fn ip_after(data: &[u8], hdr: usize, proto_at: usize) -> Option<LaxSlicedPacket<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flow_without_tcp_or_rocev2_analysis_takes_96_bytes() {
+        // The key (40), five counts and times, two boxes: what DEFAULT_MAX_FLOWS assumes.
+        assert_eq!(std::mem::size_of::<Flow>(), 96);
+    }
 
     #[test]
     fn sequence_space_wraps() {

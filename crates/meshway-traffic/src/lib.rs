@@ -4,7 +4,8 @@
 //! | module | owns |
 //! |---|---|
 //! | [`capture`] | pcap and pcapng files, streamed; damaged files stop at the damage, named |
-//! | [`flows`] | unidirectional 5-tuple flows, TCP retransmissions / dup ACKs / zero windows, RoCEv2 ACK/NAK/CNP |
+//! | [`places`] | prefixes inside the cluster, GPUs of an address plan (host, leaf, site), a flow's scope |
+//! | [`flows`] | unidirectional 5-tuple flows in a bounded table (the rest counted beyond it), TCP retransmissions / dup ACKs / zero windows, RoCEv2 ACK/NAK/CNP |
 //! | [`export`] | sFlow v5 and IPFIX carried in a capture: an estimated flow table |
 //! | [`synth`] | synthetic captures for tests and benchmarks |
 //! | [`analysis`] | east-west vs north-south, sizes, elephants, talkers, matrices, critical paths, a `flows` workload |
@@ -15,4 +16,5 @@ pub mod analysis;
 pub mod capture;
 pub mod export;
 pub mod flows;
+pub mod places;
 pub mod synth;

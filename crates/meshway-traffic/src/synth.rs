@@ -27,6 +27,21 @@ pub fn pcap_record(out: &mut impl Write, ts_ns: u64, frame: &[u8], snaplen: usiz
     out.write_all(&frame[..cap])
 }
 
+/// An Ethernet frame of one UDP datagram from `src` to `dst` (both IPv4 or both IPv6) with
+/// `ports` (source, destination) and `payload`.
+pub fn udp_frame(src: std::net::IpAddr, dst: std::net::IpAddr, ports: (u16, u16), payload: &[u8]) -> Vec<u8> {
+    use std::net::IpAddr::{V4, V6};
+    let eth = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+    let ip = match (src, dst) {
+        (V4(a), V4(b)) => eth.ipv4(a.octets(), b.octets(), 64),
+        (V6(a), V6(b)) => eth.ipv6(a.octets(), b.octets(), 64),
+        _ => panic!("udp_frame: {src} and {dst} are of different families"),
+    };
+    let mut v = Vec::new();
+    ip.udp(ports.0, ports.1).write(&mut v, payload).expect("a UDP frame");
+    v
+}
+
 /// The testbed's address of GPU rank `r` (10.64.0.1 + r).
 pub fn gpu_addr(r: u32) -> [u8; 4] {
     (0x0a40_0001u32 + r).to_be_bytes()

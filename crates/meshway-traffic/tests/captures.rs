@@ -353,7 +353,7 @@ fn scenario() -> (meshway_fabric::Fabric, Catalog) {
 #[test]
 fn the_fabric_maps_addresses_scopes_matrices_and_critical_links() {
     let (f, cat) = scenario();
-    let plan = AddressPlan::new(&f, &cat, Ipv4Addr::new(10, 64, 0, 1));
+    let plan = AddressPlan::new(&f, &cat, Ipv4Addr::new(10, 64, 0, 1)).unwrap();
     let (info, flows) = read(&pcap(&frames(), false, 65535));
     let rep = analyse(info, &flows, Some(&plan), &Options::default());
     // 4 GPUs, 2 per leaf: A (rank 0) and B (rank 1) share a leaf, C (rank 2) is across.
@@ -523,7 +523,7 @@ fn sflow_and_ipfix_in_a_capture_become_an_estimated_flow_table() {
     assert_eq!(ac.last_ns - ac.first_ns, 60_000_000_000);
     // The estimated table analyses like a captured one.
     let (f, cat) = scenario();
-    let plan = AddressPlan::new(&f, &cat, Ipv4Addr::new(10, 64, 0, 1));
+    let plan = AddressPlan::new(&f, &cat, Ipv4Addr::new(10, 64, 0, 1)).unwrap();
     let rep = analyse(capture::CaptureInfo::default(), &ex.flows, Some(&plan), &Options::default());
     assert_eq!(rep.top_flows[0].flow.bytes, 9_000_000_000);
     assert_eq!(rep.elephants, 1);
@@ -1153,7 +1153,7 @@ fn big_tcp_and_jumbogram_payloads_come_from_the_wire_length_and_the_jumbo_option
     assert_eq!(flows.bytes, 6 * WIRE as u64);
     // Between GPUs, the flows workload carries the payload.
     let (f, cat) = scenario();
-    let plan = AddressPlan::new(&f, &cat, Ipv4Addr::new(10, 64, 0, 1));
+    let plan = AddressPlan::new(&f, &cat, Ipv4Addr::new(10, 64, 0, 1)).unwrap();
     let (csv, n) = flows_csv(&flows, &plan);
     assert_eq!(n, 1, "{csv}");
     assert!(csv.contains("gpu-0,gpu-1,449838,0ns"), "{csv}");

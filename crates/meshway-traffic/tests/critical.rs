@@ -55,7 +55,7 @@ fn a_host_pairs_naks_and_cnps_count_once_on_a_link() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/testbed-2x2.toml")).unwrap();
     let cat = Catalog::builtin();
     let f = Scenario::parse(&text, "testbed-2x2.toml").unwrap().build(&cat).unwrap();
-    let plan = AddressPlan::new(&f, &cat, Ipv4Addr::new(10, 64, 0, 1));
+    let plan = AddressPlan::new(&f, &cat, Ipv4Addr::new(10, 64, 0, 1)).unwrap();
     let (a, c) = ([10, 64, 0, 1], [10, 64, 0, 3]);
     let mut frames = Vec::new();
     for k in 0..20u64 {

@@ -2,10 +2,10 @@
 
 use anyhow::{bail, Context, Result};
 use meshway_fabric::{Catalog, Scenario};
-use meshway_traffic::analysis::{self, AddressPlan, Cidr, Options};
+use meshway_traffic::analysis::{self, AddressPlan, Cidr, Classifier, Options};
 use meshway_traffic::capture;
 use meshway_traffic::export::Exported;
-use meshway_traffic::flows::Flows;
+use meshway_traffic::flows::{Flows, DEFAULT_MAX_FLOWS};
 use meshway_units::Bytes;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -28,7 +28,11 @@ simulate`. TCP retransmissions (a segment starting before the next expected
 byte, partial overlaps included, keep-alives not; out-of-order segments count
 too), duplicate ACKs and zero windows follow Wireshark's tcp.analysis rules;
 RoCEv2 (UDP 4791) NAKs and CNPs come from the
-transport headers.";
+transport headers. The flow table holds --max-flows flows (1,000,000 by
+default; about 120 bytes a flow, 200 with TCP analysis: a million one-packet
+flows peaked at 127 MB). Packets of flows beyond it still count in the totals,
+protocol and scope bytes, shares and matrices, and the report says how many
+flows, packets and bytes were beyond it.";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -52,6 +56,12 @@ pub struct Args {
     /// How many of the largest flows between GPUs are routed over the fabric for the critical links.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     critical_flows: usize,
+    /// The most flows the flow table holds (an assumption: about 120 bytes a flow, 200 with
+    /// TCP analysis, measured on one-packet flows); packets of further flows count in the
+    /// totals, shares and matrices but have no flow entry of their own.
+    #[arg(long, default_value_t = DEFAULT_MAX_FLOWS as u32, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_flows: u32,
     /// Analyse the flows that sFlow (UDP 6343) and IPFIX (UDP 4739) in the capture describe
     /// instead of the captured packets.
     #[arg(long)]
@@ -73,8 +83,34 @@ pub fn run(a: &Args, cat: &Catalog) -> Result<String> {
         internal.push(c.parse::<Cidr>().map_err(|e| anyhow::anyhow!("--internal: {e}"))?);
     }
     let name = a.file.display().to_string();
-    let mut flows = Flows::new();
+    // The fabric first: a bad scenario or address plan is refused before a capture is read,
+    // and the flow table places packets it has no room for by the plan.
+    let built = match &a.scenario {
+        None => None,
+        Some(p) => {
+            let text =
+                meshway_units::files::read_text(p).with_context(|| format!("cannot read scenario {}", p.display()))?;
+            let s = Scenario::parse(&text, &p.display().to_string())?;
+            Some(s.build(cat)?)
+        }
+    };
+    let plan = match &built {
+        None => None,
+        Some(f) => Some(AddressPlan::new(f, cat, a.base_address).map_err(|e| {
+            anyhow::anyhow!(
+                "--base-address {} + {} GPUs passes {} (GPU rank r has the base address + r): give at most {}",
+                e.base,
+                e.gpus,
+                Ipv4Addr::BROADCAST,
+                e.highest
+            )
+        })?),
+    };
+    let classifier = Classifier::new(&internal, plan.as_ref().map(AddressPlan::places));
+    let max_flows = a.max_flows as usize;
+    let mut flows = Flows::with_limit(max_flows, classifier.clone());
     let mut exported = Exported::new();
+    exported.flows = Flows::with_limit(max_flows, classifier);
     let mut each = |p: &capture::Packet<'_>| {
         if let Some(d) = flows.add(p) {
             exported.offer(d.src, d.dport, d.payload, p.ts_ns);
@@ -106,16 +142,6 @@ pub fn run(a: &Args, cat: &Catalog) -> Result<String> {
             info.other_linktype_packets, info.packets
         );
     }
-    let built = match &a.scenario {
-        None => None,
-        Some(p) => {
-            let text =
-                meshway_units::files::read_text(p).with_context(|| format!("cannot read scenario {}", p.display()))?;
-            let s = Scenario::parse(&text, &p.display().to_string())?;
-            Some(s.build(cat)?)
-        }
-    };
-    let plan = built.as_ref().map(|f| AddressPlan::new(f, cat, a.base_address));
     let o =
         Options { internal, elephant_bytes: a.elephant.get(), top: a.top as usize, critical_flows: a.critical_flows };
     let mut rep = analysis::analyse(info, &flows, plan.as_ref(), &o);
@@ -125,6 +151,14 @@ pub fn run(a: &Args, cat: &Catalog) -> Result<String> {
         let (csv, n) = analysis::flows_csv(&flows, plan);
         if n == 0 {
             bail!("no flows between the fabric's GPUs to write (is --base-address {} right?)", a.base_address);
+        }
+        if flows.beyond.packets > 0 {
+            eprintln!(
+                "warning: {} packets of flows beyond the flow table (--max-flows {}) are not in {}",
+                flows.beyond.packets,
+                a.max_flows,
+                path.display()
+            );
         }
         let inputs: Vec<&std::path::Path> =
             [Some(a.file.as_path()), a.scenario.as_deref(), a.catalog.as_deref()].into_iter().flatten().collect();

@@ -148,3 +148,104 @@ fn critical_links_of_a_capture_spanning_no_time_say_n_a() {
     let links = v["critical_links"].as_array().unwrap();
     assert!(!links.is_empty() && links.iter().all(|l| l["utilization"].is_null()), "{v}");
 }
+
+/// `--max-flows`: a table of 2 of the synthetic capture's 6 flows. The 4 flows beyond it
+/// (4,000 packets) have no entry, yet the totals, scopes, shares and the leaf matrix are those
+/// of the whole table, and the report says how many flows and bytes were beyond it.
+#[test]
+fn max_flows_keeps_the_totals_exact_and_says_what_was_beyond_the_table() {
+    let d = tmp("maxflows");
+    let cap = capture(&d.0);
+    let json = |extra: &[&str]| {
+        let mut args = vec!["traffic", cap.as_str(), "--scenario", "examples/testbed-2x2.toml", "--json"];
+        args.extend_from_slice(extra);
+        let o = meshway(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let (all, cut) = (json(&[]), json(&["--max-flows", "2"]));
+    assert_eq!((all["flows"].as_u64(), all["max_flows"].as_u64()), (Some(6), Some(1_000_000)));
+    assert_eq!(all["beyond_table"]["packets"].as_u64(), Some(0));
+    assert_eq!((cut["flows"].as_u64(), cut["max_flows"].as_u64()), (Some(2), Some(2)));
+    for k in ["packets", "bytes", "east_west_share", "matrices"] {
+        assert_eq!(cut[k], all[k], "{k}");
+    }
+    assert_eq!((cut["packets"].as_u64(), cut["east_west_share"].as_f64()), (Some(6_000), Some(1.0)));
+    let scope_bytes = |v: &serde_json::Value| -> Vec<(String, u64)> {
+        v["scopes"].as_array().unwrap().iter().map(|s| (s["scope"].to_string(), s["bytes"].as_u64().unwrap())).collect()
+    };
+    assert_eq!(scope_bytes(&cut), scope_bytes(&all));
+    // Each flow: 1,000 packets. The table's two flows hold 2,000; the 4 beyond, 4,000.
+    let table: u64 = cut["top_flows"].as_array().unwrap().iter().map(|f| f["bytes"].as_u64().unwrap()).sum();
+    let b = &cut["beyond_table"];
+    assert_eq!(
+        (b["flows"].as_u64(), b["flows_estimated"].as_bool(), b["packets"].as_u64()),
+        (Some(4), Some(false), Some(4_000))
+    );
+    assert_eq!(b["bytes"].as_u64().unwrap() + table, all["bytes"].as_u64().unwrap());
+    let o = meshway(&["traffic", &cap, "--scenario", "examples/testbed-2x2.toml", "--max-flows", "2"]);
+    let s = stdout(&o);
+    assert!(s.contains(", 2 flows + 4 beyond the flow table\n"), "{s}");
+    assert!(s.contains("  flow table full at 2 flows (--max-flows): 4,000 packets, 16.6 MB of 4 more flows"), "{s}");
+    let o = meshway(&["traffic", &cap, "--max-flows", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+/// GPU rank r has --base-address + r: a plan past 255.255.255.255 is refused, not wrapped
+/// to 0.0.0.0 (before the capture is read).
+#[test]
+fn a_base_address_whose_gpus_pass_the_top_of_ipv4_is_refused() {
+    let o = meshway(&[
+        "traffic",
+        "/nonexistent.pcap",
+        "--scenario",
+        "examples/testbed-2x2.toml",
+        "--base-address",
+        "255.255.255.254",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        stderr(&o),
+        "error: --base-address 255.255.255.254 + 4 GPUs passes 255.255.255.255 (GPU rank r has the base address + r): give at most 255.255.255.252\n"
+    );
+    let d = tmp("base");
+    let cap = capture(&d.0);
+    let o = meshway(&["traffic", &cap, "--scenario", "examples/testbed-2x2.toml", "--base-address", "255.255.255.252"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// A flow's trouble tag counts RNR NAKs apart from NAKs, as the summary and the JSON do; an
+/// IPv6 endpoint with a port is `[addr]:port` (RFC 5952, section 6), IPv4 `addr:port`.
+#[test]
+fn rnr_naks_are_tagged_apart_and_ipv6_endpoints_are_bracketed() {
+    use meshway_traffic::synth::{pcap_header, pcap_record, udp_frame};
+    let d = tmp("tags");
+    let p = d.0.join("tags.pcap");
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    // RC Acknowledge (0x11) with AETH syndrome 0x60 (NAK) and 0x20 (RNR NAK), and a CNP (0x81).
+    let bth = |op: u8, aeth: &[u8]| [&[op, 0, 0xff, 0xff, 0, 0, 4, 0x56, 0, 0, 0, 50][..], aeth, &[0; 4]].concat();
+    let frames = [
+        udp_frame(ip("10.0.0.2"), ip("10.0.0.1"), (49153, 4791), &bth(0x11, &[0x60, 0, 0, 5])),
+        udp_frame(ip("10.0.0.2"), ip("10.0.0.1"), (49153, 4791), &bth(0x11, &[0x20, 0, 0, 5])),
+        udp_frame(ip("10.0.0.2"), ip("10.0.0.1"), (49153, 4791), &bth(0x81, &[0; 16])),
+        udp_frame(ip("fd00::1"), ip("fd00::2"), (9000, 9001), &[0x36; 300]),
+    ];
+    let mut out = pcap_header(65_535).to_vec();
+    for (i, f) in frames.iter().enumerate() {
+        pcap_record(&mut out, 1_780_000_000_000_000_000 + i as u64 * 1_000, f, 65_535).unwrap();
+    }
+    std::fs::write(&p, out).unwrap();
+    let cap = p.to_str().unwrap();
+    let o = meshway(&["traffic", cap, "--internal", "10.0.0.0/8,fd00::/8"]);
+    let s = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(s.contains("  rocev2  10.0.0.2:49153 -> 10.0.0.1:4791  "), "{s}");
+    assert!(s.contains("  east-west  [1 NAKs, 1 RNR NAKs, 1 CNPs]\n"), "{s}");
+    assert!(!s.contains("2 NAKs"), "{s}");
+    assert!(s.contains("RoCEv2: 1 flows, 1 NAKs, 1 RNR NAKs, 1 CNPs;"), "{s}");
+    assert!(s.contains("  udp     [fd00::1]:9000 -> [fd00::2]:9001  "), "{s}");
+    let o = meshway(&["traffic", cap, "--internal", "10.0.0.0/8,fd00::/8", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let roce = &v["troubled_flows"][0]["roce"];
+    assert_eq!((roce["naks"].as_u64(), roce["rnr_naks"].as_u64(), roce["cnps"].as_u64()), (Some(1), Some(1), Some(1)));
+}
