@@ -387,51 +387,54 @@ pub struct PerfArgs {
     /// Run as a server.
     #[arg(long, conflicts_with = "target")]
     server: bool,
-    /// Server: address to listen on (TCP and UDP).
-    #[arg(long, default_value = "0.0.0.0:5301", value_name = "ADDR")]
-    listen: SocketAddr,
+    /// Server: address to listen on (TCP and UDP) [default: 0.0.0.0:5301].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
     /// Parallel TCP streams (per direction).
-    #[arg(long, short = 'P', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=128))]
+    #[arg(long, short = 'P', conflicts_with = "server", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=128))]
     parallel: u16,
     /// Test length; with --bytes, the longest the test may run (default 10s, or 10min with --bytes).
-    #[arg(long, short = 't', value_name = "DURATION")]
+    #[arg(long, short = 't', value_name = "DURATION", conflicts_with = "server")]
     duration: Option<Nanos>,
     /// Send this many bytes (per direction) instead of running for a duration (TCP).
-    #[arg(long, short = 'n', value_name = "SIZE", conflicts_with = "udp")]
+    #[arg(long, short = 'n', value_name = "SIZE", conflicts_with_all = ["udp", "server"])]
     bytes: Option<Bytes>,
     /// The server sends, the client receives.
-    #[arg(long, short = 'R', conflicts_with = "bidir")]
+    #[arg(long, short = 'R', conflicts_with_all = ["bidir", "server"])]
     reverse: bool,
     /// Both directions at once (TCP).
-    #[arg(long, conflicts_with = "udp")]
+    #[arg(long, conflicts_with_all = ["udp", "server"])]
     bidir: bool,
     /// UDP at --rate instead of TCP.
-    #[arg(long, short = 'u')]
+    #[arg(long, short = 'u', conflicts_with = "server")]
     udp: bool,
     /// UDP target rate.
-    #[arg(long, short = 'b', default_value = "100Mbps", value_name = "RATE")]
+    #[arg(long, short = 'b', default_value = "100Mbps", value_name = "RATE", conflicts_with = "server")]
     rate: BitsPerSec,
     /// TCP write size or UDP datagram size (default 128KiB for TCP, 1200B for UDP).
-    #[arg(long, short = 'l', value_name = "SIZE")]
+    #[arg(long, short = 'l', value_name = "SIZE", conflicts_with = "server")]
     size: Option<Bytes>,
     /// Time between interval reports.
-    #[arg(long, short = 'i', default_value = "1s", value_name = "DURATION")]
+    #[arg(long, short = 'i', default_value = "1s", value_name = "DURATION", conflicts_with = "server")]
     interval: Nanos,
     /// Print one JSON document at the end.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "server")]
     json: bool,
 }
 
 pub fn perf(a: PerfArgs) -> Result<()> {
     let sig = Signals::install().context("cannot install signal handlers")?;
     if a.server {
-        let tcp =
-            std::net::TcpListener::bind(a.listen).with_context(|| format!("cannot listen on tcp {}", a.listen))?;
-        let udp = std::net::UdpSocket::bind(tcp.local_addr()?)
-            .with_context(|| format!("cannot listen on udp {}", a.listen))?;
+        let listen = a.listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], PERF_PORT)));
+        let tcp = std::net::TcpListener::bind(listen).with_context(|| format!("cannot listen on tcp {listen}"))?;
+        let udp =
+            std::net::UdpSocket::bind(tcp.local_addr()?).with_context(|| format!("cannot listen on udp {listen}"))?;
         eprintln!("perf server on {} (tcp and udp)", tcp.local_addr()?);
         let log: std::sync::Arc<dyn Fn(String) + Send + Sync> = std::sync::Arc::new(|l| eprintln!("{l}"));
         return meshway_agent::perf::serve(tcp, udp, sig.stop.clone(), log).context("perf server failed");
+    }
+    if let Some(l) = a.listen {
+        bail!("--listen {l} is the server's address: give it with --server, or give the server to test as TARGET");
     }
     let target = a.target.clone().unwrap_or_default();
     if a.interval == Nanos::ZERO {

@@ -133,6 +133,10 @@ fn bad_input_exits_2_with_a_message() {
         (vec!["ping", "--kind", "carrier-pigeon", "127.0.0.1"], "invalid value"),
         (vec!["perf", "127.0.0.1", "--udp", "-P", "2", "-t", "1s"], "one stream"),
         (vec!["perf", "127.0.0.1", "--rate", "fast"], "invalid rate"),
+        // Client options given to a server, and a server's to a client, were taken silently.
+        (vec!["perf", "--server", "--listen", "127.0.0.1:0", "-P", "4"], "'--server' cannot be used with '--parallel"),
+        (vec!["perf", "--server", "--listen", "127.0.0.1:0", "--udp"], "'--server' cannot be used with '--udp'"),
+        (vec!["perf", "127.0.0.1", "--listen", "127.0.0.1:9"], "--listen 127.0.0.1:9 is the server's address"),
         (vec!["reflect", "--listen", "nowhere"], "invalid socket address"),
         // Port 0 was probed (and every probe lost).
         (vec!["ping", "127.0.0.1:0", "-c", "1"], "\"127.0.0.1:0\": port 0 cannot be probed: give a port from 1 to 65535"),
