@@ -161,7 +161,16 @@ pub fn ping_summary(r: &PingReport) -> String {
         }
         let st: Vec<String> = h.status.iter().map(|(c, n)| format!("{c}×{n}")).collect();
         if !st.is_empty() {
-            let _ = writeln!(s, "status {}", st.join(" "));
+            // An error status is an answer, timed as any other, but not a healthy service:
+            // say how many (a probe exporter would fail them).
+            let answers: u64 = h.status.iter().map(|(_, n)| n).sum();
+            let errors: u64 = h.status.iter().filter(|(c, _)| *c >= 400).map(|(_, n)| n).sum();
+            let note = if errors > 0 {
+                format!(" ({errors} of {answers} answers are errors, 4xx or 5xx)")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(s, "status {}{note}", st.join(" "));
         }
         if let Some(e) = &h.last_error {
             let _ = writeln!(s, "last error: {e}");

@@ -705,3 +705,32 @@ fn netns_trace_finds_two_hops_and_labels_router_rate_limiting() {
         }
     }
 }
+
+/// An http ping answered with 503 is timed as any answer, and the summary says how many
+/// answers were errors (they read as a clean 0% loss).
+#[test]
+fn http_error_answers_are_counted_in_the_summary() {
+    use std::io::{Read, Write};
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", l.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        for _ in 0..3 {
+            let Ok((mut c, _)) = l.accept() else { return };
+            let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 4096];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = c.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let o = meshway(&["ping", "--kind", "http", &url, "-c", "3", "-i", "50ms", "-W", "2s"]);
+    let _ = server.join();
+    let out = text(&o.stdout);
+    assert!(out.contains("3 sent, 3 received"), "{out}{}", text(&o.stderr));
+    assert!(out.contains("status 503×3 (3 of 3 answers are errors, 4xx or 5xx)"), "{out}");
+}
