@@ -181,20 +181,33 @@ fn resolve(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<Params, Fabric
     ];
     let given = [fc.leaf_radix.is_some(), fc.spine_radix.is_some(), fc.core_radix.is_some()];
     let rates = [host_rate, uplink, uplink];
+    // A 2-tier leaf-spine has no core: its radix is not checked (a slow NIC was blamed on
+    // `core-radix` there).
+    let has_core = !(fc.kind == FabricKind::LeafSpine && fc.tiers != Some(3));
     for (i, (r, key)) in radix.iter().zip(["leaf-radix", "spine-radix", "core-radix"]).enumerate() {
-        if *r < 2 || *r > 4096 {
-            // A radix derived from the switch model at the port rate: say where it came from.
-            let why = if given[i] {
-                String::new()
-            } else {
+        if i == 2 && !has_core {
+            continue;
+        }
+        let tier = ["leaf", "spine", "core"][i];
+        let name = &cat.switch[models[i] as usize].name;
+        if given[i] {
+            // A radix beyond the model's ports is allowed (a switch not in the catalog yet):
+            // the plan warns that its links exceed what the model forwards.
+            if *r < 2 || *r > 4096 {
+                return Err(ctx.invalid(key, format!("expected 2 to 4096 ports, got {r}")));
+            }
+        } else if *r < 2 || *r > 4096 {
+            // A radix derived from the switch model at the port rate: the rate is what to set.
+            let rate_key = if i > 0 && fc.uplink.is_some() { "uplink" } else { "nic" };
+            let got = if *r > 4096 { "more than 4096".to_string() } else { r.to_string() };
+            return Err(ctx.invalid(
+                rate_key,
                 format!(
-                    " (the {} model {:?} at {} ports: set `nic` or the radix)",
-                    ["leaf", "spine", "core"][i],
-                    cat.switch[models[i] as usize].name,
+                    "{} ports give the {tier} model {name:?} {got} ports, where a switch has 2 to 4096: set `{rate_key}` \
+                     or `{key}`",
                     rates[i]
-                )
-            };
-            return Err(ctx.invalid(key, format!("expected 2 to 4096 ports, got {r}{why}")));
+                ),
+            ));
         }
     }
     if let Some(l) = &fc.layout {

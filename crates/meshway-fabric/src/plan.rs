@@ -231,8 +231,11 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
     };
     let scale_up = scale_up_report(f, cat);
     let nic_bps = f.gpu_network_rate().0;
-    let tiers = tier_reports(f, cat);
-    let links = link_reports(f);
+    let mut tiers = tier_reports(f, cat);
+    let mut links = link_reports(f);
+    if let Some(su) = &scale_up {
+        physical_scale_up(su, cat, &mut tiers, &mut links);
+    }
     let (split, flow) = choose_split(f);
     let bisection = bisection(f, &split, flow);
     // One packet as the wire carries it (payload and the transport's headers), as the
@@ -558,7 +561,13 @@ fn tier_reports(f: &Fabric, cat: &Catalog) -> Vec<TierReport> {
             // rate over a port's, rounded up (each 400G link counted as a whole 800G port read
             // 96 of 64 ports used). A radix the scenario sets counts a port per slower link.
             let native = cat.switch.get(model as usize).is_some_and(|m| m.port_rate.0 == unit);
-            let used: u64 = if unit == 0 {
+            // A hand-set radix beyond the model's ports at its links' rate (a switch not in the
+            // catalog yet) counts a port per link: its port unit, the model's capacity over the
+            // radix, is below a link's rate, and 65 ports on a 64-port model read 130 used.
+            let beyond = cat.switch.get(model as usize).is_some_and(|m| {
+                f.neighbors(id).iter().map(|&(_, l)| f.link(l).rate).min().is_some_and(|r| radix > m.ports_at(r))
+            });
+            let used: u64 = if unit == 0 || beyond {
                 f.neighbors(id).len() as u64
             } else if native {
                 f.neighbors(id).iter().map(|&(_, l)| f.link(l).rate.0).sum::<u64>().div_ceil(unit)
@@ -611,6 +620,24 @@ fn tier_reports(f: &Fabric, cat: &Catalog) -> Vec<TierReport> {
     }
     rows.sort_by_key(|r| r.level);
     rows
+}
+
+/// With NVLink domains larger than a host, the graph holds one switch per domain with one
+/// link per GPU at its whole NVLink rate; the tables give the hardware instead, as the
+/// scale-up line and the bill of materials do (an NVL72 plan read 8 trays and 576 NVLink
+/// links in its tables, 72 trays and 10,368 links elsewhere).
+fn physical_scale_up(su: &ScaleUpReport, cat: &Catalog, tiers: &mut [TierReport], links: &mut [LinkReport]) {
+    if let Some(t) = tiers.iter_mut().find(|t| t.level == 0) {
+        let ports = cat.switch.iter().find(|m| m.name == su.switch_model).map_or(0, |m| u64::from(m.ports));
+        t.switches = su.switch_trays;
+        t.models = BTreeMap::from([(su.switch_model.clone(), su.switch_trays)]);
+        t.ports_used = su.nvlink_links;
+        t.ports_free = (ports * su.switch_trays).saturating_sub(su.nvlink_links);
+    }
+    if let Some(l) = links.iter_mut().find(|l| l.class == LinkClass::Nvlink.name()) {
+        l.count = su.nvlink_links;
+        l.rate_bps = su.nvlink_per_gpu_bps / u64::from(su.links_per_gpu.max(1));
+    }
 }
 
 fn link_reports(f: &Fabric) -> Vec<LinkReport> {

@@ -218,13 +218,18 @@ fn out_of_range_values() {
     assert!(e.contains("`fabric.node[1].tier`: expected printable text, got the control character '\\u{1}'"), "{e}");
     let e = err(&format!("{LS}nvlink = \"0bps\"\n"));
     assert!(e.contains("`fabric.nvlink`: expected a positive rate"), "{e}");
-    // A radix derived from the switch at a slow NIC's rate says where it came from.
+    // A radix derived from the switch at a slow NIC's rate names the NIC, and no overflowed
+    // count (4294967295 was shown).
     let e = err("[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 1\nnic = \"1Kbps\"\n");
     assert!(
-        e.contains("`fabric.leaf-radix`: expected 2 to 4096 ports")
-            && e.contains("at 1kbps ports: set `nic` or the radix"),
+        e.contains("`fabric.nic`: 1kbps ports give the leaf model \"generic-64x400g\" more than 4096 ports, where a switch has 2 to 4096: set `nic` or `leaf-radix`"),
         "{e}"
     );
+    // A 2-tier leaf-spine has no core: its radix is not the one blamed.
+    let ok = "[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 1\nnic = \"400Mbps\"\nleaf-radix = 64\nspine-radix = 64\n";
+    let built = Scenario::parse(ok, "ok.toml").and_then(|s| s.build(&Catalog::builtin()));
+    assert!(built.is_ok(), "a 400Mbps NIC on given radixes builds: {:?}", built.err());
+
     let e = err(&format!("{LS}[fabric.link-latency]\nleaf-spine = \"5s\"\n"));
     assert!(e.contains("`fabric.link-latency.leaf-spine`: expected at most 1s, got 5s"), "{e}");
     let e = err(&format!("{LS}spines = 5\n"));

@@ -400,6 +400,17 @@ fn a_hand_set_radix_beyond_the_switch_is_warned() {
     let (_, r) = build(text);
     let w = r.warnings.iter().find(|w| w.contains("more than the switch forwards")).expect("a warning");
     assert!(w.contains("leaf switches have up to 38.4Tbps of links on a 25.6Tbps generic-64x400g"), "{w}");
+    // A port per link: 65 on a 64-port model read 130 used (each 400G link counted in ports of
+    // 25.6T / 65).
+    let (f, r) = build(&text.replace("leaf-radix = 96", "leaf-radix = 65"));
+    let leaf = tier(&r, "leaf");
+    let links: u64 = f
+        .switches()
+        .filter(|&s| f.node(s).tier().is_some_and(|t| f.tiers[t as usize].name == "leaf"))
+        .map(|s| f.degree(s) as u64)
+        .sum();
+    assert_eq!(leaf.ports_used, links);
+    assert_eq!(leaf.ports_used + leaf.ports_free, leaf.switches * 65);
 }
 
 #[test]
@@ -483,6 +494,13 @@ fn nvl72_domains_are_a_scale_up_tier_with_trays_and_links() {
     assert_eq!(f.node(leaf("gpu-0")).name, "leaf-g0-r0");
     // 4 rails, 144 trays in rail groups of 32: 5 groups, 20 leaves of 32 down.
     assert_eq!(tier(&r, "leaf").switches, 20);
+    // The tables give the hardware, as the bill does: 72 trays with every port used, 10,368
+    // links of 400 Gb/s (7.2 Tb/s over 18), not the graph's 8 domain switches and 576 links.
+    let nv = r.tiers.iter().find(|t| t.level == 0).unwrap();
+    assert_eq!((nv.switches, nv.ports_used, nv.ports_free), (72, 10_368, 0));
+    assert_eq!(nv.models.get("nvlink5-switch-tray"), Some(&72));
+    let l = r.links.iter().find(|l| l.class == "nvlink").unwrap();
+    assert_eq!((l.count, l.rate_bps, l.capacity_bps), (10_368, 400_000_000_000, 576 * 7_200_000_000_000));
     // Pairs inside a domain go over NVLink: 576 x 71 ordered pairs.
     let same: u64 = r.paths.same_host_pairs;
     assert!(same > 0 && same <= 576 * 71, "{same}");
