@@ -188,6 +188,17 @@ pub struct WanOutcome {
 
 pub use meshway_fabric::catalog::great_circle_km;
 
+/// A pair class's group: a round trip is the same both ways, so `EU-NA` groups with `NA-EU`
+/// (the tables' own spellings, continents in the order NA, EU, APAC, SA, ME, AF).
+fn group_class(class: &str) -> String {
+    const ORDER: [&str; 6] = ["NA", "EU", "APAC", "SA", "ME", "AF"];
+    let rank = |c: &str| ORDER.iter().position(|x| *x == c).unwrap_or(ORDER.len());
+    match class.split_once('-') {
+        Some((a, b)) if a != "intra" && rank(b) < rank(a) => format!("{b}-{a}"),
+        _ => class.to_string(),
+    }
+}
+
 /// The continents of a `pair_class` such as `intra-EU` or `NA-APAC`.
 pub fn pair_continents(class: &str) -> Option<(Continent, Continent)> {
     if let Some(c) = class.strip_prefix("intra-") {
@@ -278,14 +289,15 @@ pub fn run_wan(text: &str, file: &str, cat: &Catalog) -> Result<(Vec<WanOutcome>
             error: (meshway - published) / published,
         });
     }
-    let mut classes: Vec<String> = out.iter().map(|w| w.class.clone()).collect();
+    let mut classes: Vec<String> = out.iter().map(|w| group_class(&w.class)).collect();
     classes.sort();
     classes.dedup();
     classes.push("all".into());
     let groups = classes
         .into_iter()
         .map(|c| {
-            let mut e: Vec<f64> = out.iter().filter(|w| c == "all" || w.class == c).map(|w| w.error.abs()).collect();
+            let mut e: Vec<f64> =
+                out.iter().filter(|w| c == "all" || group_class(&w.class) == c).map(|w| w.error.abs()).collect();
             let within = e.iter().filter(|x| **x <= 0.15).count() as f64 / e.len().max(1) as f64;
             InferGroup {
                 setup: name.trim_end_matches(".csv").to_string(),
@@ -367,7 +379,8 @@ fn table(text: &str, file: &str) -> Result<Vec<(usize, CsvRow)>, ValidateError> 
     let mut lines = Lines { text: text.as_bytes(), pos: 0, line: 1 };
     let mut out = Vec::new();
     for rec in rd.records() {
-        let rec = rec.map_err(|e| csv_err(file, e.position().map_or(0, |p| lines.at(p.byte())), e.to_string()))?;
+        let rec =
+            rec.map_err(|e| csv_err(file, e.position().map_or(0, |p| lines.at(p.byte())), crate::csv_message(&e)))?;
         let line = rec.position().map_or(0, |p| lines.at(p.byte()));
         out.push((line, headers.iter().zip(rec.iter()).map(|(h, v)| (h.to_string(), v.to_string())).collect()));
     }
@@ -645,15 +658,16 @@ pub fn run(
                     line,
                     why: format!("no [[setup]] in {setups_file} covers it ({model} on {gpu})"),
                 }),
-                Some(s) => work.push((base.clone(), line, row, s)),
+                Some(s) => work.push((base.clone(), path.clone(), line, row, s)),
             }
         }
     }
     let total = work.len();
-    for (i, (file, line, row, setup)) in work.into_iter().enumerate() {
+    for (i, (file, path, line, row, setup)) in work.into_iter().enumerate() {
         progress(i, total);
         let at = format!("{file}:{line}");
-        let bad = |what: &str| csv_err(&file, line, format!("expected {what}"));
+        // Errors name the file by its path, as every other validate error does.
+        let bad = |what: &str| csv_err(&path, line, format!("expected {what}"));
         let model = row.get("model").cloned().unwrap_or_default();
         let gpu = row.get("gpu").cloned().unwrap_or_default();
         let gpus: u32 = num(&row, "num_gpus").ok_or_else(|| bad("num_gpus"))?;

@@ -239,7 +239,7 @@ pub fn parse_rows(text: &str, file: &str) -> Result<Vec<Row>, ValidateError> {
     // Lines counted from the bytes: the reader's own count is one short with CRLF endings.
     let mut lines = inference::Lines::new(text);
     for rec in rd.records() {
-        let rec = rec.map_err(|e| err(e.position().map_or(0, |p| lines.at(p.byte()) as u64), e.to_string()))?;
+        let rec = rec.map_err(|e| err(e.position().map_or(0, |p| lines.at(p.byte()) as u64), csv_message(&e)))?;
         let line = rec.position().map_or(0, |p| lines.at(p.byte()) as u64);
         // A blank record (a spreadsheet's trailing `,,,`) is no row.
         if rec.iter().all(str::is_empty) {
@@ -248,7 +248,10 @@ pub fn parse_rows(text: &str, file: &str) -> Result<Vec<Row>, ValidateError> {
         let row: Row = rec.deserialize(Some(&headers)).map_err(|e| {
             let msg = match e.kind() {
                 csv::ErrorKind::Deserialize { err: de, .. } => match de.field().and_then(|i| headers.get(i as usize)) {
-                    Some(c) => format!("column {c:?}: {}", de.kind()),
+                    Some(c) => {
+                        let got = de.field().and_then(|i| rec.get(i as usize)).unwrap_or("");
+                        format!("column {c:?}: {}", cell_message(de.kind(), got))
+                    }
                     None => de.to_string(),
                 },
                 _ => e.to_string(),
@@ -336,6 +339,31 @@ pub fn parse_rows(text: &str, file: &str) -> Result<Vec<Row>, ValidateError> {
     Ok(rows)
 }
 
+/// What a cell that does not parse should hold, and what it held (the library's own words,
+/// "invalid digit found in string", said neither).
+pub(crate) fn cell_message(kind: &csv::DeserializeErrorKind, got: &str) -> String {
+    use std::num::IntErrorKind;
+    match kind {
+        csv::DeserializeErrorKind::ParseInt(e) if matches!(e.kind(), IntErrorKind::PosOverflow) => {
+            format!("expected a whole number, got {got:?}, which is too large")
+        }
+        csv::DeserializeErrorKind::ParseInt(_) => format!("expected a whole number, got {got:?}"),
+        csv::DeserializeErrorKind::ParseFloat(_) => format!("expected a number, got {got:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// A CSV reader's error in the file's terms: a record with another number of fields than
+/// the header names the two counts.
+pub(crate) fn csv_message(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+            format!("expected {expected_len} fields, as the header has, got {len}")
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// Parses `setups.toml` (named `file` in messages).
 pub fn parse_setups(text: &str, file: &str) -> Result<SetupsFile, ValidateError> {
     let s: SetupsFile = meshway_units::units_required(|| toml::from_str(text))
@@ -359,6 +387,13 @@ pub fn parse_setups(text: &str, file: &str) -> Result<SetupsFile, ValidateError>
         }
         if let Some(b) = x.size.filter(|b| b.0 == 0 || b.0 > MAX_ROW_SIZE) {
             return Err(ValidateError::Setups(ctx.invalid("size", format!("expected 1B to 1TiB, got {b}"))));
+        }
+        // As the inference and plan sets do: a name given twice is refused (it was a warning
+        // here, an error there).
+        if s.setup[..i].iter().any(|y| y.name == x.name) {
+            return Err(ValidateError::Setups(
+                ctx.invalid("name", format!("expected a name no other [[setup]] has, got {:?} again", x.name)),
+            ));
         }
     }
     Ok(s)
@@ -501,8 +536,8 @@ pub fn assign(
 }
 
 /// Entries of `setups` none of whose row patterns match a row of `rows` (a typo, or a row
-/// since removed), and setup names given twice: one line each, for the full set (a subset
-/// of the rows leaves entries unmatched on purpose).
+/// since removed): one line each, for the full set (a subset of the rows leaves entries
+/// unmatched on purpose).
 pub fn stale_entries(rows: &[Row], setups: &SetupsFile) -> Vec<String> {
     let mut out = Vec::new();
     let mut check = |what: String, patterns: &[String]| {
@@ -520,11 +555,6 @@ pub fn stale_entries(rows: &[Row], setups: &SetupsFile) -> Vec<String> {
     }
     for (i, x) in setups.known.iter().enumerate() {
         check(format!("[[known]] {}", i + 1), &x.rows);
-    }
-    for (i, x) in setups.setup.iter().enumerate() {
-        if setups.setup[..i].iter().any(|y| y.name == x.name) {
-            out.push(format!("[[setup]] {:?}: the name is given twice", x.name));
-        }
     }
     out
 }

@@ -145,6 +145,15 @@ pub fn run(text: &str, file: &str, cat: &Catalog) -> Result<PlanValidation, Vali
             message: "no [[design]] tables: an empty set checks nothing".into(),
         });
     }
+    // A design given twice counted its rows twice (109 rows, 106 matching, for 101 and 98).
+    for (i, x) in d.design.iter().enumerate() {
+        if d.design[..i].iter().any(|y| y.name == x.name) {
+            let ctx = meshway_fabric::scenario::Ctx::new(file, text, "design", i, &format!("design[{}]", i + 1));
+            return Err(ValidateError::Setups(
+                ctx.invalid("name", format!("expected a name no other [[design]] has, got {:?} again", x.name)),
+            ));
+        }
+    }
     let mut rows = Vec::new();
     let mut designs = Vec::new();
     for design in &d.design {

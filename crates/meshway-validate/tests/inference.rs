@@ -323,6 +323,20 @@ fn great_circle_closed_forms() {
 
 /// A `pair_class` that names no continents (a typo) is refused with its line: it routed the
 /// row as if it gave none (East US to East US 2 went from -21% to +23%).
+/// A round trip is the same both ways: a row written EU-NA groups with the NA-EU rows (the
+/// fitted table had an EU-NA group of 1 beside NA-EU's 6).
+#[test]
+fn pair_classes_group_whichever_way_they_are_written() {
+    let (p, text) = read("wan-rtt.csv");
+    let (_, groups) = meshway_validate::inference::run_wan(&text, &p, &Catalog::builtin()).unwrap();
+    let names: Vec<&str> = groups.iter().map(|g| g.model.as_str()).collect();
+    assert!(!names.contains(&"EU-NA") && !names.contains(&"SA-EU"), "{names:?}");
+    let na_eu = groups.iter().find(|g| g.model == "NA-EU").unwrap();
+    let written = text.lines().filter(|l| l.contains(",NA-EU,") || l.contains(",EU-NA,")).count();
+    assert!(text.contains(",EU-NA,"), "the table writes one pair EU-NA");
+    assert_eq!(na_eu.rows, written);
+}
+
 #[test]
 fn a_misspelled_pair_class_is_refused() {
     let (p, text) = read("wan-rtt.csv");

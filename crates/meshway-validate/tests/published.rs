@@ -153,6 +153,19 @@ fn bad_tables_are_refused_and_stale_entries_listed() {
     assert!(e.starts_with("t.csv:2:") && e.contains("needs its size_bytes"), "{e}");
     let e = err(with("size_bytes", "lots"));
     assert!(e.starts_with("t.csv:2:") && e.contains("column \"size_bytes\""), "{e}");
+    // A cell that does not parse says what was expected and what it held, not the library's
+    // "invalid digit found in string"; a short record names the field counts.
+    assert_eq!(err(with("gpus", "64.5")), "t.csv:2: column \"gpus\": expected a whole number, got \"64.5\"");
+    assert_eq!(
+        err(with("gpus", "99999999999")),
+        "t.csv:2: column \"gpus\": expected a whole number, got \"99999999999\", which is too large"
+    );
+    assert_eq!(err(with("time_us", "abc")), "t.csv:2: column \"time_us\": expected a number, got \"abc\"");
+    let short: String = row.split(',').take(5).collect::<Vec<_>>().join(",");
+    assert_eq!(
+        err(format!("{head}\n{row}\n{short}\n").replacen("az-ndh100v5-05", "first", 1)),
+        format!("t.csv:3: expected {} fields, as the header has, got 5", cols_len(&head))
+    );
     // Cells that go into a scenario are checked, and named by their column: an op (a quote in
     // it could add keys to the workload), sizes, GPU counts; every row cites its source.
     let e = err(with("op", "all-reduce\" size = 5 x = \""));
@@ -206,10 +219,37 @@ fn bad_tables_are_refused_and_stale_entries_listed() {
     let e = parse_setups(bare, "setups.toml").unwrap_err().to_string();
     assert!(e.contains("setup \"x\" gives neither a `source` nor an `assumption`"), "{e}");
     assert!(parse_setups(&bare.replace("source = \" \"", "assumption = \"a lab\""), "setups.toml").is_ok());
+    // A setup name given twice is refused, as the inference and plan sets refuse theirs (it
+    // was a warning here).
+    let twice = format!(
+        "{}{}",
+        bare.replace("source = \" \"", "assumption = \"a lab\""),
+        bare.replace("source = \" \"", "assumption = \"b\"")
+    );
+    let e = parse_setups(&twice, "setups.toml").unwrap_err().to_string();
+    assert!(e.contains("`setup[2].name`: expected a name no other [[setup]] has, got \"x\" again"), "{e}");
     let rows = parse_rows(&csv, "nccl-tests.csv").unwrap();
     let s = parse_setups(&setups, "setups.toml").unwrap();
     assert!(stale_entries(&rows, &s).is_empty(), "{:?}", stale_entries(&rows, &s));
     let typo = parse_setups(&setups.replacen("cw-gb200-1440-*", "cw-gb200-1400-*", 1), "setups.toml").unwrap();
     let w = stale_entries(&rows, &typo);
     assert!(w.len() == 1 && w[0].contains("\"cw-gb200-1400-*\" matches no row"), "{w:?}");
+}
+
+fn cols_len(head: &str) -> usize {
+    head.split(',').count()
+}
+
+/// A design given twice counted its rows twice (109 rows, 106 matching, for 101 and 98): it is
+/// refused with its line, as a setup given twice is.
+#[test]
+fn a_design_given_twice_is_refused() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../validation/plan/designs.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let first = text.find("\n[[design]]").unwrap() + 1;
+    let second = text[first..].find("\n[[design]]").map_or(text.len(), |i| first + i + 1);
+    let doubled = format!("{text}\n{}", &text[first..second]);
+    let e = meshway_validate::plan::run(&doubled, "designs.toml", &Catalog::builtin()).unwrap_err().to_string();
+    assert!(e.contains(".name`: expected a name no other [[design]] has, got"), "{e}");
+    assert!(meshway_validate::plan::run(&text, "designs.toml", &Catalog::builtin()).is_ok());
 }
