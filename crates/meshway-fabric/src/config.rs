@@ -70,7 +70,9 @@ pub enum TaperAt {
 pub struct FabricConfig {
     pub kind: FabricKind,
     /// Number of GPUs; each has its own NIC.
+    #[schemars(range(min = 1, max = 2_000_000))]
     pub gpus: Option<u32>,
+    #[schemars(range(min = 1, max = 1024))]
     pub gpus_per_host: Option<u32>,
     /// NIC rate per GPU (split over planes when `planes` > 1).
     pub nic: Option<BitsPerSec>,
@@ -111,8 +113,11 @@ pub struct FabricConfig {
     pub leaf_model: Option<String>,
     pub spine_model: Option<String>,
     pub core_model: Option<String>,
+    #[schemars(range(min = 2, max = 4096))]
     pub leaf_radix: Option<u32>,
+    #[schemars(range(min = 2, max = 4096))]
     pub spine_radix: Option<u32>,
+    #[schemars(range(min = 2, max = 4096))]
     pub core_radix: Option<u32>,
     /// Leaf (access) down:up capacity ratio.
     pub oversubscription: Option<Ratio>,

@@ -88,8 +88,11 @@ pub(crate) fn parse(input: &str, kind: &Kind) -> Result<u64, UnitError> {
         kind.bare.ok_or_else(malformed)?
     } else {
         let exact = kind.units.iter().find(|(u, _)| *u == unit);
+        // Case is forgiven ("100KM", "1US"), but not where it spells another SI unit: "Mm" is
+        // megametres and "Ms" megaseconds, and "0.1Mm" was read as 0.1 mm.
+        let mega = unit.len() == 2 && unit.starts_with('M') && unit.ends_with(['m', 's']);
         let found = exact.or_else(|| {
-            if kind.case_insensitive {
+            if kind.case_insensitive && !mega {
                 kind.units.iter().find(|(u, _)| u.eq_ignore_ascii_case(unit))
             } else {
                 None

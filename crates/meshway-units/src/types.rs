@@ -492,6 +492,11 @@ mod tests {
         assert_eq!("1_000ns".parse::<Nanos>().unwrap(), Nanos(1000));
         assert_eq!("2µs".parse::<Nanos>().unwrap(), Nanos(2000));
         assert_eq!("1MS".parse::<Nanos>().unwrap(), Nanos(1_000_000));
+        assert_eq!("100KM".parse::<Meters>().unwrap(), Meters::from_km(100));
+        // Not where the case spells another SI unit: megametres, megaseconds ("0.1Mm" read as
+        // 0.1 mm).
+        assert!("1Mm".parse::<Meters>().unwrap_err().to_string().contains("unit \"Mm\""));
+        assert!("1Ms".parse::<Nanos>().is_err());
         assert_eq!("3:1".parse::<Ratio>().unwrap().as_f64(), 3.0);
         assert_eq!("1.5:1".parse::<Ratio>().unwrap().as_f64(), 1.5);
     }
@@ -602,6 +607,46 @@ mod tests {
         assert!(serde_json::from_str::<T>(bare).is_ok());
     }
 
+    /// The string pattern of a type's schema, without its anchors (proptest generates from it).
+    fn pattern_of<T: schemars::JsonSchema>() -> String {
+        let s = schemars::SchemaGenerator::default().into_root_schema_for::<T>();
+        let v = serde_json::to_value(&s).unwrap();
+        let p = v.get("pattern").or_else(|| v["anyOf"][0].get("pattern")).and_then(|p| p.as_str()).unwrap();
+        p.trim_start_matches('^').trim_end_matches('$').to_string()
+    }
+
+    /// What a schema's pattern admits, the parser reads, but for a value's own bounds (too
+    /// large, a fraction of the base unit): an editor's check does not pass what meshway
+    /// refuses for its spelling ("400G", "-5km", "1ps" passed the schema).
+    #[test]
+    fn schema_patterns_admit_only_what_the_parser_reads() {
+        use proptest::strategy::{Strategy, ValueTree};
+        use proptest::test_runner::TestRunner;
+        fn check<T: schemars::JsonSchema + FromStr<Err = UnitError>>() {
+            let re = pattern_of::<T>();
+            let strategy = proptest::string::string_regex(&re).unwrap();
+            let mut runner = TestRunner::deterministic();
+            for _ in 0..2000 {
+                let s = strategy.new_tree(&mut runner).unwrap().current();
+                // Past 12 significant digits a value overflows its type: a bound, not spelling
+                // (a ratio says so in its general message).
+                let long = s.split(|c: char| !c.is_ascii_digit()).any(|run| run.trim_start_matches('0').len() > 12);
+                if long {
+                    continue;
+                }
+                match s.parse::<T>() {
+                    Ok(_) | Err(UnitError::Overflow { .. } | UnitError::Fraction { .. }) => {}
+                    Err(e) => panic!("{re:?} admits {s:?}, which the parser refuses: {e}"),
+                }
+            }
+        }
+        check::<Bytes>();
+        check::<BitsPerSec>();
+        check::<Nanos>();
+        check::<Meters>();
+        check::<Ratio>();
+    }
+
     proptest::proptest! {
         #[test]
         fn parser_never_panics(s in "\\PC{0,24}") {
@@ -633,9 +678,13 @@ mod tests {
     }
 }
 
-/// JSON Schema of a unit written as a human string or a bare integer in the base unit.
+/// JSON Schema of a unit written as a human string or a bare integer in the base unit. The
+/// string's `pattern` is the parser's grammar: an unsigned number (digits, `_`, one `.`),
+/// then one of its units as it spells them (durations and lengths in any case but the SI
+/// mega-units `Ms` and `Mm`), or the number alone where the type takes one. Value bounds
+/// (a fraction of the base unit, a field's own range) are still the parser's to check.
 macro_rules! unit_schema {
-    ($ty:ident, $name:expr, $desc:expr, $example:expr, $integer:expr) => {
+    ($ty:ident, $name:expr, $desc:expr, $example:expr, $integer:expr, $pattern:expr) => {
         impl schemars::JsonSchema for $ty {
             fn schema_name() -> std::borrow::Cow<'static, str> {
                 $name.into()
@@ -644,23 +693,85 @@ macro_rules! unit_schema {
                 match $integer {
                     Some(0) => schemars::json_schema!({
                         "description": $desc,
-                        "anyOf": [{ "type": "string", "examples": [$example] }, { "type": "integer", "const": 0 }]
+                        "anyOf": [
+                            { "type": "string", "pattern": $pattern, "examples": [$example] },
+                            { "type": "integer", "const": 0 }
+                        ]
                     }),
                     Some(_) => schemars::json_schema!({
                         "description": $desc,
-                        "anyOf": [{ "type": "string", "examples": [$example] }, { "type": "integer", "minimum": 0 }]
+                        "anyOf": [
+                            { "type": "string", "pattern": $pattern, "examples": [$example] },
+                            { "type": "integer", "minimum": 0 }
+                        ]
                     }),
-                    None => schemars::json_schema!({ "description": $desc, "type": "string", "examples": [$example] }),
+                    None => schemars::json_schema!({
+                        "description": $desc, "type": "string", "pattern": $pattern, "examples": [$example]
+                    }),
                 }
             }
         }
     };
 }
+/// An unsigned number as the parser reads it: digits with `_` separators and at most one `.`.
+macro_rules! number_re {
+    () => {
+        r"[ \t]*\+?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[ \t]*"
+    };
+}
 // The schema describes the files people write: there a duration, rate or length needs its
 // unit (`units_required`), and only 0 may be a bare number.
-unit_schema!(Bytes, "Bytes", "a size: \"1GiB\", \"64KB\", or a whole number of bytes", "1GiB", Some(1));
-unit_schema!(BitsPerSec, "BitsPerSec", "a rate with its unit: \"400Gbps\", \"50GBps\"", "400Gbps", Some(0));
-unit_schema!(Nanos, "Nanos", "a duration with its unit: \"2ms\", \"1.5us\"", "2ms", Some(0));
-unit_schema!(SimTime, "SimTime", "a time from the start with its unit: \"2ms\"", "1ms", Some(0));
-unit_schema!(Meters, "Meters", "a length with its unit: \"100km\", \"3m\"", "100km", Some(0));
-unit_schema!(Ratio, "Ratio", "a ratio down:up such as \"3:1\"", "3:1", None::<u8>);
+unit_schema!(
+    Bytes,
+    "Bytes",
+    "a size: \"1GiB\", \"64KB\", or a whole number of bytes",
+    "1GiB",
+    Some(1),
+    concat!("^", number_re!(), r"(?:B|KB|kB|MB|GB|TB|PB|KiB|MiB|GiB|TiB|PiB)?[ \t]*$")
+);
+unit_schema!(
+    BitsPerSec,
+    "BitsPerSec",
+    "a rate with its unit: \"400Gbps\", \"50GBps\"",
+    "400Gbps",
+    Some(0),
+    concat!(
+        "^(?:",
+        number_re!(),
+        r"(?:bps|kbps|Kbps|Mbps|Gbps|Tbps|Pbps|Bps|KBps|MBps|GBps|TBps|B/s|KB/s|MB/s|GB/s|TB/s|b/s|kb/s|Mb/s|Gb/s|Tb/s)[ \t]*|[ \t]*\+?0[0_]*(?:\.[0_]*)?[ \t]*)$"
+    )
+);
+/// Durations in any case, but `Ms` (megaseconds).
+macro_rules! time_re {
+    () => {
+        concat!(
+            "^(?:",
+            number_re!(),
+            r"(?:[nN][sS]|[uU][sS]|µs|μs|m[sS]|MS|[sS]|[mM][iI][nN]|[hH]|[dD])[ \t]*|[ \t]*\+?0[0_]*(?:\.[0_]*)?[ \t]*)$"
+        )
+    };
+}
+unit_schema!(Nanos, "Nanos", "a duration with its unit: \"2ms\", \"1.5us\"", "2ms", Some(0), time_re!());
+unit_schema!(SimTime, "SimTime", "a time from the start with its unit: \"2ms\"", "1ms", Some(0), time_re!());
+unit_schema!(
+    Meters,
+    "Meters",
+    "a length with its unit: \"100km\", \"3m\"",
+    "100km",
+    Some(0),
+    concat!("^(?:", number_re!(), r"(?:m[mM]|MM|[cC][mM]|[mM]|[kK][mM])[ \t]*|[ \t]*\+?0[0_]*(?:\.[0_]*)?[ \t]*)$")
+);
+/// A ratio's part: a positive number to thousandths.
+macro_rules! ratio_part_re {
+    () => {
+        r"[ \t]*\+?(?:0*[1-9][0-9]*(?:\.[0-9]{0,3})?|0*\.(?:[1-9][0-9]{0,2}|0[1-9][0-9]?|00[1-9]))[ \t]*"
+    };
+}
+unit_schema!(
+    Ratio,
+    "Ratio",
+    "a ratio down:up such as \"3:1\"",
+    "3:1",
+    None::<u8>,
+    concat!("^", ratio_part_re!(), ":", ratio_part_re!(), "$")
+);

@@ -199,7 +199,9 @@ row that should match does not.")]
   #:schema ./scenario.schema.json
 
 The same schema is in docs/scenario.schema.json; it is generated from the
-types the parser uses, so what it accepts is what meshway accepts.")]
+types the parser uses. It checks keys, types, the spelling of units (\"400Gbps\",
+not \"400G\") and simple ranges; a value's own bounds (at most 100Tbps, whole
+nanoseconds) and rules between keys are meshway's to check.")]
     Schema,
 }
 
