@@ -142,8 +142,8 @@ pub struct RegionResult {
     /// Requests sent again because their site failed under them.
     pub retried: u64,
     pub ttft: Percentiles,
-    /// The TTFT distribution as (time, share of requests at or below it): 50 evenly spaced
-    /// quantiles, for charts (left out of JSON, which has the percentiles).
+    /// The TTFT distribution as (time, share of requests at or below it), for charts (left
+    /// out of JSON, which has the percentiles): see [`cdf_points`].
     #[serde(skip)]
     pub ttft_cdf: Vec<(u64, f64)>,
     /// Time per output token after the first, per request (requests of two or more tokens).
@@ -1332,6 +1332,36 @@ impl Sim<'_> {
     }
 }
 
+/// Nearest-rank quantiles of sorted samples as (value, share at or below it), for a CDF
+/// chart: every 2% up to 90%, then ten a decade of the tail (1 - share from 10% down to
+/// 0.01%), the exact 99% and 99.9% (each the value [`Percentiles`] reports) and the maximum
+/// at 100%. Quantiles that fall on the same sample keep only the highest, so a run of a few
+/// hundred requests draws no more points than it has samples: a chart read at 99% gives the
+/// p99, not the maximum as 2% steps did (98% held to the maximum).
+pub fn cdf_points(sorted: &[u64]) -> Vec<(u64, f64)> {
+    let n = sorted.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    // Shares in hundred-thousandths, so 99% and 99.9% are the same f64 as 0.99 and 0.999.
+    let mut shares: Vec<u32> = (0..=45).map(|i| i * 2_000).collect();
+    shares.extend((1..=40).map(|k| 100_000 - (10_000.0 * 10f64.powf(-f64::from(k) / 10.0)).round() as u32));
+    shares.extend([99_000, 99_900, 100_000]);
+    shares.sort_unstable();
+    shares.dedup();
+    let index = |q: f64| ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+    let mut out: Vec<(usize, f64)> = Vec::with_capacity(shares.len());
+    for s in shares {
+        let q = f64::from(s) / 100_000.0;
+        let i = index(q);
+        match out.last_mut() {
+            Some(last) if last.0 == i => last.1 = q,
+            _ => out.push((i, q)),
+        }
+    }
+    out.into_iter().map(|(i, q)| (sorted[i], q)).collect()
+}
+
 /// Per region: requests, latency percentiles, attainment of its objective, main site.
 fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>, end: u64) -> Vec<RegionResult> {
     let nr = spec.regions.len();
@@ -1344,21 +1374,8 @@ fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>, end: u64) -> V
         let obj = reg.ttft_p99.0;
         let ok = sim.ok[r];
         let ttft = Percentiles::of(&mut sim.ttft[r]);
-        // Percentiles::of sorted the samples: nearest-rank quantiles at 2% steps.
-        let ttft_cdf: Vec<(u64, f64)> = {
-            let v = &sim.ttft[r];
-            let n = v.len();
-            if n == 0 {
-                Vec::new()
-            } else {
-                (0..=50)
-                    .map(|i| {
-                        let q = f64::from(i) / 50.0;
-                        (v[((q * n as f64).ceil() as usize).clamp(1, n) - 1], q)
-                    })
-                    .collect()
-            }
-        };
+        // Percentiles::of sorted the samples: nearest-rank quantiles (as the percentiles).
+        let ttft_cdf = cdf_points(&sim.ttft[r]);
         let tpot = Percentiles::of(&mut sim.tpot[r]);
         let tpot_obj = reg.tpot_p99.map(|t| t.0);
         let e2e = Percentiles::of(&mut sim.e2e[r]);
@@ -1632,5 +1649,32 @@ mod tests {
         }
         s[SLAB_CHUNK].output = 7;
         assert_eq!((s[SLAB_CHUNK].output, s[SLAB_CHUNK - 1].output), (7, 0));
+    }
+
+    /// The CDF's points read back the percentiles: the first point at or above 50%, 90%, 99%
+    /// and 99.9% is the value `Percentiles` reports (99% was the maximum with 2% steps), the
+    /// last is the maximum at 100%, and a small run draws no more points than samples.
+    #[test]
+    fn cdf_points_read_back_p99_and_the_tail() {
+        for n in [1usize, 5, 137, 1_000, 20_000] {
+            // A long tail: the last 1% ten times slower.
+            let mut v: Vec<u64> =
+                (0..n as u64).map(|i| if i * 100 >= 99 * n as u64 { 10_000 + i } else { i }).collect();
+            let p = super::Percentiles::of(&mut v);
+            let c = super::cdf_points(&v);
+            let read = |q: f64| c.iter().find(|x| x.1 >= q).unwrap().0;
+            assert_eq!(read(0.5), p.p50_ns, "n {n}");
+            assert_eq!(read(0.9), p.p90_ns, "n {n}");
+            assert_eq!(read(0.99), p.p99_ns, "n {n}");
+            let p999 = v[((0.999 * n as f64).ceil() as usize).clamp(1, n) - 1];
+            assert_eq!(read(0.999), p999, "n {n}");
+            assert_eq!(*c.last().unwrap(), (p.max_ns, 1.0));
+            assert!(c.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 < w[1].1), "n {n}");
+            assert!(c.len() <= n.max(2) && c.len() <= 90, "n {n}: {}", c.len());
+        }
+        // 1,000 samples: p99 is sample 990, not the maximum, and 99% is a point of its own.
+        let v: Vec<u64> = (1..=1_000).collect();
+        let c = super::cdf_points(&v);
+        assert!(c.contains(&(990, 0.99)) && c.contains(&(999, 0.999)), "{c:?}");
     }
 }

@@ -210,9 +210,11 @@ pub fn demo_html(d: &Demo) -> String {
         body.push_str("<h2>Simulated collectives</h2>\n");
         body.push_str(&svg);
     }
+    // The designs' bills of materials on one cost scale, as they are compared.
+    let scale = d.fabrics.iter().flat_map(|f| f.bom.lines.iter()).map(|l| l.cost_usd).fold(f64::MIN_POSITIVE, f64::max);
     for f in &d.fabrics {
         body.push_str(&format!("<h2>{}</h2>\n", esc(&f.name)));
-        body.push_str(&crate::plan_charts(f));
+        body.push_str(&crate::plan_charts(f, None, scale));
     }
     let r = &d.inference.placement;
     let cost: Vec<(String, f64)> = r.plans.iter().map(|p| (p.name.clone(), p.cost_usd_per_hour)).collect();

@@ -386,21 +386,30 @@ pub(crate) fn plans_table(r: &PlacementReport) -> String {
     out
 }
 
-/// `meshway infer --html`: time to first token per region against its objective, the share
-/// of requests that met it, and the text report, in one self-contained page.
+/// `meshway infer --html`: p99 time to first token per region against its objective (a tick
+/// per bar, the bars that miss it coloured), the TTFT distribution per region and its tail
+/// (p99 and p99.9 read off at 99% and 99.9%), the share of requests that met the objectives,
+/// and the text report, in one self-contained page.
 pub fn infer_html(r: &InferReport) -> String {
-    use crate::svg::{bar_chart, esc, page, share_bar_chart};
+    use crate::svg::{esc, objective_bar_chart, page, share_bar_chart};
     let fmt_time = |v: f64| time(v.max(0.0).round() as u64);
     let mut body = String::new();
     // Regions none of whose requests completed have no latency to draw (the report below
-    // lists them).
-    let ttft: Vec<(String, f64)> = r
+    // lists them). Each bar has its objective's tick and is coloured by whether the p99 is
+    // above it.
+    let ttft: Vec<(String, f64, f64)> = r
         .regions
         .iter()
         .filter(|g| g.served > 0)
-        .map(|g| (format!("{} (objective {})", g.name, time(g.ttft_p99_objective_ns)), g.ttft.p99_ns as f64))
+        .map(|g| {
+            (
+                format!("{} (objective {})", g.name, time(g.ttft_p99_objective_ns)),
+                g.ttft.p99_ns as f64,
+                g.ttft_p99_objective_ns as f64,
+            )
+        })
         .collect();
-    if let Some(svg) = bar_chart("p99 time to first token per region", &ttft, &fmt_time) {
+    if let Some(svg) = objective_bar_chart("p99 time to first token per region", &ttft, &fmt_time) {
         body.push_str("<h2>Time to first token</h2>\n");
         body.push_str(&svg);
     }
@@ -425,6 +434,41 @@ pub fn infer_html(r: &InferReport) -> String {
     if let Some(svg) = crate::svg::line_chart(&chart, &cdfs) {
         body.push_str(&svg);
     }
+    // The tail the objectives are about, which the chart above squeezes into its top few
+    // pixels: the same points from 50% on, with 90%, 99% and 99.9% evenly spaced (the axis is
+    // the number of nines, -log10 of the share above); the maximum, at 100%, is off this
+    // axis and in the report.
+    let tails: Vec<crate::svg::Series> = r
+        .regions
+        .iter()
+        .filter(|g| !g.ttft_cdf.is_empty())
+        .map(|g| crate::svg::Series {
+            name: g.name.clone(),
+            points: g
+                .ttft_cdf
+                .iter()
+                .filter(|p| p.1 >= 0.5 && p.1 < 1.0)
+                .map(|&(t, q)| (t as f64, -(1.0 - q).log10()))
+                .collect(),
+        })
+        .filter(|s| !s.points.is_empty())
+        .collect();
+    let nines = |v: f64| {
+        let share = (1.0 - 10f64.powf(-v)) * 100.0;
+        format!("{share:.*}%", (v.ceil() as usize).saturating_sub(2))
+    };
+    let chart = crate::svg::LineChart {
+        title: "The tail: share of requests at or below (90%, 99%, 99.9% evenly spaced)",
+        x_label: "time to first token",
+        y_label: "share of requests",
+        log_x: false,
+        step: true,
+        fmt_x: &fmt_time,
+        fmt_y: &nines,
+    };
+    if let Some(svg) = crate::svg::line_chart(&chart, &tails) {
+        body.push_str(&svg);
+    }
     let met: Vec<(String, f64)> =
         r.regions.iter().filter(|g| g.requests > 0).map(|g| (g.name.clone(), g.attainment)).collect();
     if let Some(svg) = share_bar_chart("Requests within their objectives", &met) {
@@ -436,10 +480,14 @@ pub fn infer_html(r: &InferReport) -> String {
     page(&format!("meshway infer: {}", r.scenario), &body)
 }
 
-/// `meshway place --html`: GPUs per site and hourly cost of each plan, and the text report.
+/// `meshway place --html`: GPUs per site and hourly cost of each plan (all on one scale),
+/// and the text report.
 pub fn place_html(r: &PlacementReport) -> String {
-    use crate::svg::{bar_chart, esc, page};
+    use crate::svg::{bar_chart_scaled, esc, page};
     let mut body = String::new();
+    // One scale for every plan's chart: the charts are stacked to be compared, so equal
+    // lengths must be equal GPU counts.
+    let scale = r.plans.iter().flat_map(|p| p.gpus.iter()).map(|g| f64::from(*g)).fold(1.0, f64::max);
     for p in &r.plans {
         let rows: Vec<(String, f64)> = r
             .site_names
@@ -449,7 +497,7 @@ pub fn place_html(r: &PlacementReport) -> String {
             .map(|(n, g)| (n.clone(), f64::from(*g)))
             .collect();
         let title = format!("{}: GPUs per site, {}/h", p.name, crate::dollars(p.cost_usd_per_hour));
-        if let Some(svg) = bar_chart(&title, &rows, &|v| thousands(v.round() as u64)) {
+        if let Some(svg) = bar_chart_scaled(&title, &rows, &|v| thousands(v.round() as u64), scale) {
             body.push_str(&format!("<h2>{}</h2>\n", esc(&p.name)));
             body.push_str(&svg);
         }

@@ -15,6 +15,7 @@ pub mod measure;
 pub mod multisite;
 pub mod schedule;
 pub mod sim;
+pub mod sites;
 pub mod svg;
 pub mod table;
 pub mod testbed;
@@ -337,23 +338,26 @@ fn row(metric: &str, better: Better, values: Vec<f64>, shown: Vec<String>) -> Co
 
 /// The rows of `meshway compare`.
 /// `meshway plan --html`: the fabric drawn by tiers (switches, models, capacity down and
-/// up, oversubscription, the links between tiers), the bill of materials by cost, and the
-/// text report, in one self-contained page.
-pub fn plan_html(r: &FabricReport) -> String {
-    let mut body = plan_charts(r);
+/// up, oversubscription, the links between tiers), or for several sites (`sites`, from
+/// [`sites::site_layout`]) each site's own tiers with the DCI spans between them, the bill of
+/// materials by cost, and the text report, in one self-contained page.
+pub fn plan_html(r: &FabricReport, sites: Option<&crate::sites::SiteLayout>) -> String {
+    let mut body = plan_charts(r, sites, f64::MIN_POSITIVE);
     body.push_str("<h2>Report</h2>\n<pre>");
     body.push_str(&svg::esc(&plan_text(r)));
     body.push_str("</pre>\n");
     svg::page(&format!("meshway plan: {}", r.name), &body)
 }
 
-/// `meshway compare --html`: each fabric drawn by tiers with its bill of materials, then the
-/// comparison table.
-pub fn compare_html(rs: &[FabricReport]) -> String {
+/// `meshway compare --html`: each fabric drawn by tiers with its bill of materials (every
+/// fabric's on one cost scale, so equal lengths are equal costs), then the comparison table.
+/// `sites`: each fabric's site layout (as [`plan_html`]), in the order of `rs`.
+pub fn compare_html(rs: &[FabricReport], sites: &[Option<crate::sites::SiteLayout>]) -> String {
     let mut body = String::new();
-    for r in rs {
+    let scale = rs.iter().flat_map(|r| r.bom.lines.iter()).map(|l| l.cost_usd).fold(f64::MIN_POSITIVE, f64::max);
+    for (i, r) in rs.iter().enumerate() {
         body.push_str(&format!("<h2>{}</h2>\n", svg::esc(&r.name)));
-        body.push_str(&plan_charts(r));
+        body.push_str(&plan_charts(r, sites.get(i).and_then(Option::as_ref), scale));
     }
     body.push_str("<h2>Comparison</h2>\n<pre>");
     body.push_str(&svg::esc(&compare_text(rs)));
@@ -362,8 +366,10 @@ pub fn compare_html(rs: &[FabricReport]) -> String {
     svg::page(&format!("meshway compare: {}", names.join(", ")), &body)
 }
 
-pub(crate) fn plan_charts(r: &FabricReport) -> String {
-    use svg::{bar_chart, tier_diagram};
+/// The tier diagram (per site with its DCI when `sites` is given) and the bill of materials
+/// of one fabric, its bars scaled to at least `bom_scale` dollars at full width.
+pub(crate) fn plan_charts(r: &FabricReport, sites: Option<&crate::sites::SiteLayout>, bom_scale: f64) -> String {
+    use svg::{bar_chart_scaled, tier_diagram};
     // NVLink switches stay inside hosts: the GPU box says so rather than drawing a tier.
     let nvlink = r.tiers.iter().any(|t| t.level == 0 && t.switches > 0);
     let mut tiers: Vec<&meshway_fabric::plan::TierReport> =
@@ -390,7 +396,15 @@ pub(crate) fn plan_charts(r: &FabricReport) -> String {
                 "NIC {}{}{}",
                 rate(r.nic_bps),
                 if r.planes > 1 { format!(", {} planes", r.planes) } else { String::new() },
-                if nvlink { ", NVLink switches inside each host" } else { "" }
+                match (&r.scale_up, nvlink) {
+                    // NVL72: the trays serve a rack of hosts, not each host.
+                    (Some(su), _) => format!(
+                        ", NVLink domains of {} GPUs ({} hosts, {} switch trays each)",
+                        su.gpus_per_domain, su.hosts_per_domain, su.trays_per_domain
+                    ),
+                    (None, true) => ", NVLink switches inside each host".to_string(),
+                    (None, false) => String::new(),
+                }
             ),
         )))
         .collect();
@@ -407,7 +421,17 @@ pub(crate) fn plan_charts(r: &FabricReport) -> String {
     let stacked = r.sites.is_empty() && r.family != "custom" && links.len() + 1 == boxes.len();
     let mut body = String::new();
     let title = format!("{}: {} fabric", r.name, r.family);
-    if let Some(svg) = tier_diagram(&title, &boxes, if stacked { &links } else { &[] }) {
+    if let Some(svg) = sites.filter(|_| !r.sites.is_empty()).and_then(|l| {
+        let names: Vec<&str> = l.sites.iter().map(|s| s.name.as_str()).collect();
+        crate::sites::site_diagram(&format!("{}: sites {} joined by DCI", r.name, names.join(", ")), l)
+    }) {
+        // Each site's own tiers and the DCI between them: the merged tiers would stack
+        // border leaves over the GPUs and chain one site's family onto another's.
+        body.push_str(&svg);
+    } else if let Some(svg) =
+        // Sites without their layout are not drawn: their merged tiers are no one structure.
+        tier_diagram(&title, &boxes, if stacked { &links } else { &[] }).filter(|_| r.sites.is_empty())
+    {
         body.push_str(&svg);
         if !stacked && !links.is_empty() {
             body.push_str(&format!("<p class=\"note\">Links: {}</p>\n", svg::esc(&links.join(", "))));
@@ -423,7 +447,7 @@ pub(crate) fn plan_charts(r: &FabricReport) -> String {
         .collect();
     bom.sort_by(|a, b| b.1.total_cmp(&a.1));
     bom.truncate(12);
-    if let Some(svg) = bar_chart("Bill of materials by cost", &bom, &|v| dollars(v)) {
+    if let Some(svg) = bar_chart_scaled("Bill of materials by cost", &bom, &|v| dollars(v), bom_scale) {
         body.push_str(&svg);
     }
     body

@@ -271,7 +271,10 @@ pub fn packet_text(p: &PacketSection) -> String {
     if !s.series.is_empty() {
         out.push_str(&format!("\nDeepest queues (time series per {} in the JSON)\n", time(s.series[0].interval_ns)));
         let mut tab = Table::new(&["link", "deepest queue", "paused", "sent"]);
-        for x in &s.series {
+        // Deepest first (ties in the simulator's order).
+        let mut rows: Vec<&meshway_sim::packet::PortSeries> = s.series.iter().collect();
+        rows.sort_by_key(|x| std::cmp::Reverse(x.queue_bytes.iter().copied().max().unwrap_or(0)));
+        for x in rows {
             tab.row(vec![
                 x.link.clone(),
                 format!("{}", meshway_units::Bytes(x.queue_bytes.iter().copied().max().unwrap_or(0))),
@@ -456,31 +459,38 @@ pub fn sim_html(r: &SimReport) -> String {
                 })
                 .collect()
         };
-        let fmt_bytes = |v: f64| format!("{}", meshway_units::Bytes(v.round() as u64));
+        // Each axis in one unit, picked from its largest value, with ticks at round numbers of
+        // that unit (decimal steps of bytes labelled in KiB read 97.66KiB).
+        let queues = mk(&|x| x.queue_bytes.clone());
+        let (per, unit) = axis_unit(&queues, &[(1_073_741_824.0, "GiB"), (1_048_576.0, "MiB"), (1024.0, "KiB")], "B");
+        let fmt_queue = |v: f64| format!("{} {unit}", round_label(v));
         let c = LineChart {
-            title: "Deepest queues over time",
+            title: &format!("Deepest queues over time ({unit})"),
             x_label: "simulated time",
             y_label: "queue",
             log_x: false,
             step: true,
             fmt_x: &fmt_time,
-            fmt_y: &fmt_bytes,
+            fmt_y: &fmt_queue,
         };
-        if let Some(svg) = line_chart(&c, &mk(&|x| x.queue_bytes.clone())) {
+        if let Some(svg) = line_chart(&c, &scaled(queues, per)) {
             body.push_str("<h2>Packet level: queues</h2>\n");
             body.push_str(&svg);
         }
-        let c = LineChart {
-            title: "Time paused per interval (PFC)",
-            x_label: "simulated time",
-            y_label: "paused",
-            log_x: false,
-            step: true,
-            fmt_x: &fmt_time,
-            fmt_y: &fmt_time,
-        };
         if p.stats.paused_ns > 0 {
-            if let Some(svg) = line_chart(&c, &mk(&|x| x.paused_ns.clone())) {
+            let paused = mk(&|x| x.paused_ns.clone());
+            let (per, unit) = axis_unit(&paused, &[(1e9, "s"), (1e6, "ms"), (1e3, "us")], "ns");
+            let fmt_paused = |v: f64| format!("{} {unit}", round_label(v));
+            let c = LineChart {
+                title: &format!("Time paused per interval (PFC, {unit})"),
+                x_label: "simulated time",
+                y_label: "paused",
+                log_x: false,
+                step: true,
+                fmt_x: &fmt_time,
+                fmt_y: &fmt_paused,
+            };
+            if let Some(svg) = line_chart(&c, &scaled(paused, per)) {
                 body.push_str("<h2>Packet level: pauses</h2>\n");
                 body.push_str(&svg);
             }
@@ -490,6 +500,27 @@ pub fn sim_html(r: &SimReport) -> String {
     body.push_str(&esc(&sim_text(r)));
     body.push_str("</pre>\n");
     page(&format!("meshway simulate: {}", r.scenario), &body)
+}
+
+/// The unit of a chart's y axis: the largest of `units` (size, name; largest first) at or
+/// below the series' largest value, else `base`.
+fn axis_unit(series: &[crate::svg::Series], units: &[(f64, &'static str)], base: &'static str) -> (f64, &'static str) {
+    let max = series.iter().flat_map(|s| &s.points).map(|p| p.1).filter(|v| v.is_finite()).fold(0f64, f64::max);
+    units.iter().copied().find(|u| max >= u.0).unwrap_or((1.0, base))
+}
+
+/// The series with every y value divided by `per`.
+fn scaled(series: Vec<crate::svg::Series>, per: f64) -> Vec<crate::svg::Series> {
+    series
+        .into_iter()
+        .map(|s| crate::svg::Series { name: s.name, points: s.points.into_iter().map(|(x, y)| (x, y / per)).collect() })
+        .collect()
+}
+
+/// An axis tick's number: at most three decimals, trailing zeros dropped ("2.5", "100").
+fn round_label(v: f64) -> String {
+    let r = (v * 1000.0).round() / 1000.0;
+    format!("{}", if r == 0.0 { 0.0 } else { r })
 }
 
 /// A size sweep printed as nccl-tests prints it (time in us, bandwidths in GB/s).

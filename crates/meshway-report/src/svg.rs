@@ -270,43 +270,137 @@ pub fn line_chart(c: &LineChart<'_>, series: &[Series]) -> Option<String> {
 
 /// Horizontal bars, one per label; None when there is nothing to draw.
 pub fn bar_chart(title: &str, rows: &[(String, f64)], fmt: &dyn Fn(f64) -> String) -> Option<String> {
-    bars(title, rows, fmt, f64::MIN_POSITIVE)
+    bar_chart_scaled(title, rows, fmt, f64::MIN_POSITIVE)
+}
+
+/// [`bar_chart`] on a scale of at least `scale` at full width: charts meant to be compared
+/// (one per plan) pass their common largest value, so equal lengths are equal values.
+pub fn bar_chart_scaled(
+    title: &str,
+    rows: &[(String, f64)],
+    fmt: &dyn Fn(f64) -> String,
+    scale: f64,
+) -> Option<String> {
+    let rows: Vec<Bar> = rows.iter().map(|(l, v)| Bar { label: l.clone(), value: *v, mark: None }).collect();
+    bars(title, &rows, fmt, scale, None)
 }
 
 /// Horizontal bars of shares (0 to 1, shown as percents), scaled to 100% however small the
 /// largest is: 0.1% is not drawn as a full bar.
 pub fn share_bar_chart(title: &str, rows: &[(String, f64)]) -> Option<String> {
-    bars(title, rows, &|v| format!("{:.1}%", v * 100.0), 1.0)
+    let rows: Vec<Bar> = rows.iter().map(|(l, v)| Bar { label: l.clone(), value: *v, mark: None }).collect();
+    bars(title, &rows, &|v| format!("{:.1}%", v * 100.0), 1.0, None)
 }
 
-/// Bars scaled to the largest value, or to `at_least` when that is larger.
-fn bars(title: &str, rows: &[(String, f64)], fmt: &dyn Fn(f64) -> String, at_least: f64) -> Option<String> {
+/// Horizontal bars each against its own objective (label, value, objective): the objective
+/// a black tick across the bar's row, a bar above its objective in [`MISS`] colour, with a
+/// legend of the three below.
+pub fn objective_bar_chart(title: &str, rows: &[(String, f64, f64)], fmt: &dyn Fn(f64) -> String) -> Option<String> {
+    let rows: Vec<Bar> = rows.iter().map(|(l, v, o)| Bar { label: l.clone(), value: *v, mark: Some(*o) }).collect();
+    bars(title, &rows, fmt, f64::MIN_POSITIVE, Some(("within its objective", "above its objective", "objective")))
+}
+
+/// The colour of a bar that misses its objective (Okabe-Ito vermillion).
+pub(crate) const MISS: &str = "#D55E00";
+
+/// One bar: its label, value and the objective it is held to, if any.
+struct Bar {
+    label: String,
+    value: f64,
+    mark: Option<f64>,
+}
+
+/// `text` shortened with "…" to at most `width` pixels at `font_px` (regular weight: about
+/// 0.58 of the font size a character).
+fn fit_width(text: &str, width: f64, font_px: f64) -> String {
+    let max = ((width / (font_px * 0.58)).floor() as usize).max(4);
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        text.chars().take(max - 1).chain(std::iter::once('…')).collect()
+    }
+}
+
+/// Bars scaled to the largest value or objective, or to `at_least` when that is larger;
+/// `legend`: the names of a bar within and above its objective and of the objective's tick.
+fn bars(
+    title: &str,
+    rows: &[Bar],
+    fmt: &dyn Fn(f64) -> String,
+    at_least: f64,
+    legend: Option<(&str, &str, &str)>,
+) -> Option<String> {
     if rows.is_empty() {
         return None;
     }
-    let max = rows.iter().fold(0f64, |a, r| a.max(r.1)).max(at_least);
+    let max = rows
+        .iter()
+        .flat_map(|r| [r.value, r.mark.unwrap_or(0.0)])
+        .filter(|v| v.is_finite())
+        .fold(0f64, f64::max)
+        .max(at_least);
     let row_h = 22.0;
-    let h = TOP + row_h * rows.len() as f64 + 12.0;
+    let legend_h = if legend.is_some() { 22.0 } else { 0.0 };
+    let h = TOP + row_h * rows.len() as f64 + 12.0 + legend_h;
     let label_w = 260.0;
     let bar_w = W - label_w - 90.0;
     let mut out = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{t}</text>"##,
-        t = esc(title)
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{shown}</text>"##,
+        t = esc(title),
+        shown = esc(&fit(title, 8.0, 14.0))
     );
-    for (i, (label, v)) in rows.iter().enumerate() {
+    for (i, b) in rows.iter().enumerate() {
         let y = TOP + row_h * i as f64;
-        let w = (v / max * bar_w).max(1.0);
+        let w = (b.value / max * bar_w).max(1.0);
+        let shown = fit_width(&b.label, label_w - 14.0, 11.0);
+        // A shortened label keeps its whole text as a tooltip.
+        let full = if shown == b.label { String::new() } else { format!("<title>{}</title>", esc(&b.label)) };
+        let miss = b.mark.is_some_and(|m| b.value > m);
         let _ = write!(
             out,
-            r##"<text x="{lx}" y="{ty:.1}" font-size="11" text-anchor="end">{l}</text><rect x="{bx}" y="{y:.1}" width="{w:.1}" height="{bh}" fill="{c}"/><text x="{vx:.1}" y="{ty:.1}" font-size="11">{v}</text>"##,
+            r##"<text x="{lx}" y="{ty:.1}" font-size="11" text-anchor="end">{full}{l}</text><rect x="{bx}" y="{y:.1}" width="{w:.1}" height="{bh}" fill="{c}"/><text x="{vx:.1}" y="{ty:.1}" font-size="11">{v}</text>"##,
             lx = label_w - 6.0,
             ty = y + 14.0,
-            l = esc(label),
+            l = esc(&shown),
             bx = label_w,
             bh = row_h - 6.0,
-            c = COLOURS[0],
+            c = if miss { MISS } else { COLOURS[0] },
             vx = label_w + w + 6.0,
-            v = esc(&fmt(*v))
+            v = esc(&fmt(b.value))
+        );
+        if let Some(m) = b.mark.filter(|m| m.is_finite()) {
+            let mx = label_w + m.max(0.0) / max * bar_w;
+            let _ = write!(
+                out,
+                r##"<line x1="{mx:.1}" y1="{y0:.1}" x2="{mx:.1}" y2="{y1:.1}" stroke="#000" stroke-width="2"><title>objective {o}</title></line>"##,
+                y0 = y - 2.0,
+                y1 = y + row_h - 4.0,
+                o = esc(&fmt(m))
+            );
+        }
+    }
+    if let Some((within, above, mark)) = legend {
+        let ly = TOP + row_h * rows.len() as f64 + 10.0;
+        let mut lx = label_w;
+        for (c, name) in [(COLOURS[0], within), (MISS, above)] {
+            let _ = write!(
+                out,
+                r##"<rect x="{lx}" y="{ly}" width="10" height="10" fill="{c}"/><text x="{tx}" y="{ty}" font-size="11">{n}</text>"##,
+                tx = lx + 14.0,
+                ty = ly + 9.0,
+                n = esc(name)
+            );
+            lx += 14.0 + name.chars().count() as f64 * 6.5 + 18.0;
+        }
+        let _ = write!(
+            out,
+            r##"<line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{y1}" stroke="#000" stroke-width="2"/><text x="{tx:.1}" y="{ty}" font-size="11">{n}</text>"##,
+            x = lx + 5.0,
+            y0 = ly - 1.0,
+            y1 = ly + 11.0,
+            tx = lx + 14.0,
+            ty = ly + 9.0,
+            n = esc(mark)
         );
     }
     out.push_str("</svg>");
@@ -322,8 +416,9 @@ pub fn stacked_bar(title: &str, parts: &[(String, f64)], fmt: &dyn Fn(f64) -> St
     let h = 110.0;
     let (x0, bw) = (16.0, W - 32.0);
     let mut out = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{t}</text>"##,
-        t = esc(title)
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{shown}</text>"##,
+        t = esc(title),
+        shown = esc(&fit(title, 8.0, 14.0))
     );
     let mut x = x0;
     for (i, (name, v)) in parts.iter().enumerate() {
@@ -366,8 +461,9 @@ pub fn tier_diagram(title: &str, tiers: &[(String, String)], links: &[String]) -
     let h = TOP + tiers.len() as f64 * (box_h + gap) - gap + 16.0;
     let (bx, bw) = (150.0, 420.0);
     let mut out = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{t}</text>"##,
-        t = esc(title)
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {h}" width="{W}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{W}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{shown}</text>"##,
+        t = esc(title),
+        shown = esc(&fit(title, 8.0, 14.0))
     );
     for (i, (name, detail)) in tiers.iter().enumerate() {
         let y = TOP + i as f64 * (box_h + gap);
@@ -656,8 +752,9 @@ pub fn grid(title: &str, columns: &[String], rows: &[(String, Vec<Cell>)], legen
     let legend_y = TOP + head_h + cell_h * rows.len() as f64 + 10.0;
     let h = legend_y + 22.0;
     let mut out = format!(
-        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {h}" width="{width}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{width}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{t}</text>"##,
-        t = esc(title)
+        r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {h}" width="{width}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{width}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{shown}</text>"##,
+        t = esc(title),
+        shown = esc(&fit(title, 8.0, 14.0))
     );
     for (j, c) in columns.iter().enumerate() {
         // Headings may have two lines: the name, then a detail.
@@ -847,6 +944,35 @@ mod tests {
             "{svg}"
         );
         assert_eq!(super::fit("short", 92.0, 14.0), "short");
+    }
+
+    /// Bar, tier and stacked charts shorten a title longer than the chart with "…" inside the
+    /// viewBox (the whole in `<title>`), and a bar label longer than its 260 px column, with
+    /// the whole label as its tooltip.
+    #[test]
+    fn bar_and_tier_titles_and_labels_fit_the_chart() {
+        let long = format!("{} & <more>", "n".repeat(106));
+        let shown = |svg: &str| -> String {
+            svg.split(r#"font-weight="bold">"#).nth(1).unwrap().split('<').next().unwrap().to_string()
+        };
+        let rows = vec![(long.clone(), 1.0)];
+        for svg in [
+            super::bar_chart(&long, &rows, &|v| format!("{v}")).unwrap(),
+            super::tier_diagram(&long, &[("t".into(), "d".into())], &[]).unwrap(),
+            super::stacked_bar(&long, &rows, &|v| format!("{v}")).unwrap(),
+        ] {
+            assert!(svg.contains(&format!("<title>{}</title>", super::esc(&long))));
+            let t = shown(&svg);
+            // From x = 8 to 8 px from the edge at 0.62 x 14 px a character: 81 characters.
+            assert!(t.ends_with('…') && t.chars().count() == 81, "{t}");
+        }
+        let svg = super::bar_chart("t", &rows, &|v| format!("{v}")).unwrap();
+        let label = svg.split(r#"text-anchor="end">"#).nth(1).unwrap();
+        assert!(label.starts_with(&format!("<title>{}</title>", super::esc(&long))), "{label}");
+        let shown_label = label.split("</title>").nth(1).unwrap().split('<').next().unwrap();
+        // 246 px at 0.58 x 11 px a character: 38 characters.
+        assert_eq!(shown_label.chars().count(), 38);
+        assert!(shown_label.ends_with('…'));
     }
 
     /// Markup characters are entities; control characters (NUL, ESC) the replacement

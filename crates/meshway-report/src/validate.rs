@@ -243,9 +243,7 @@ pub fn validate_html(
                     .rows
                     .iter()
                     .filter(|o| o.op == *op)
-                    .map(|o| {
-                        (o.busbw_from_time.unwrap_or(o.published_busbw_gbytes_per_s), o.meshway_busbw_gbytes_per_s)
-                    })
+                    .map(|o| (collective_x(o), o.meshway_busbw_gbytes_per_s))
                     .collect(),
             })
             .collect();
@@ -263,6 +261,29 @@ pub fn validate_html(
         ) {
             body.push_str("<h2>Collectives</h2>\n");
             body.push_str(&svg);
+            let from_time = r
+                .rows
+                .iter()
+                .filter(|o| {
+                    o.busbw_from_time.is_none() && o.published_busbw_gbytes_per_s <= 0.0 && plottable(collective_x(o))
+                })
+                .count();
+            let mut notes = Vec::new();
+            if from_time > 0 {
+                notes.push(format!(
+                    "{from_time} {} published at 0 GB/s (busbw rounded to 0.00) {} drawn at the bus bandwidth {} published time gives.",
+                    rows_word(from_time),
+                    if from_time == 1 { "is" } else { "are" },
+                    if from_time == 1 { "its" } else { "their" }
+                ));
+            }
+            let zero = r
+                .rows
+                .iter()
+                .filter(|o| !plottable(collective_x(o)) || !plottable(o.meshway_busbw_gbytes_per_s))
+                .count();
+            notes.extend(left_out(r.rows.len(), &[(zero, "a bus bandwidth of 0 GB/s and no published time")]));
+            note(&mut body, notes);
         }
     }
     if let Some(r) = plan {
@@ -285,6 +306,13 @@ pub fn validate_html(
         if let Some(svg) = agreement_chart(&title, "published count", "meshway count", &series, 0.0) {
             body.push_str("<h2>Reference designs</h2>\n");
             body.push_str(&svg);
+            let none = r.rows.iter().filter(|x| x.planned.is_none()).count();
+            let zero =
+                r.rows.iter().filter(|x| x.planned.is_some_and(|p| !plottable(p) || !plottable(x.published))).count();
+            note(
+                &mut body,
+                left_out(r.rows.len(), &[(zero, "a count of 0 (on log axes)"), (none, "no meshway count")]),
+            );
         }
     }
     if let Some(r) = inference {
@@ -321,6 +349,8 @@ pub fn validate_html(
                     drawn = true;
                 }
                 body.push_str(&svg);
+                let zero = series.iter().flat_map(|s| &s.points).filter(|p| !plottable(p.0) || !plottable(p.1)).count();
+                note(&mut body, left_out(n, &[(zero, "a figure of 0 (on log axes)")]));
             }
         }
         let mut classes: Vec<&str> = r.wan.iter().map(|w| w.class.as_str()).collect();
@@ -339,12 +369,63 @@ pub fn validate_html(
             agreement_chart(&title, "published round trip (ms)", "meshway round trip (ms)", &series, bound)
         {
             body.push_str(&svg);
+            let zero = r.wan.iter().filter(|w| !plottable(w.published_ms) || !plottable(w.meshway_ms)).count();
+            note(&mut body, left_out(r.wan.len(), &[(zero, "a round trip of 0 ms (on log axes)")]));
         }
     }
     body.push_str("<h2>Report</h2>\n<pre>");
     body.push_str(&esc(text));
     body.push_str("</pre>\n");
     page("meshway validate", &body)
+}
+
+/// A value a log axis can show.
+fn plottable(v: f64) -> bool {
+    v.is_finite() && v > 0.0
+}
+
+/// "row" or "rows".
+fn rows_word(n: usize) -> &'static str {
+    if n == 1 {
+        "row"
+    } else {
+        "rows"
+    }
+}
+
+/// A collectives row's published bus bandwidth as the chart draws it: from its published
+/// time where that disagrees with the busbw (as the table), and where the busbw was published
+/// as 0 (rounded to 0.00 GB/s at a few bytes) the time gives one: meshway's busbw scaled by
+/// meshway's time over the published time, the size and bus factor being the same.
+fn collective_x(o: &meshway_validate::Outcome) -> f64 {
+    if let Some(b) = o.busbw_from_time {
+        return b;
+    }
+    match o.published_time_us {
+        Some(t) if o.published_busbw_gbytes_per_s <= 0.0 && t > 0.0 && o.meshway_time_us > 0.0 => {
+            o.meshway_busbw_gbytes_per_s * o.meshway_time_us / t
+        }
+        _ => o.published_busbw_gbytes_per_s,
+    }
+}
+
+/// The sentence saying how many of a chart's `total` rows are not drawn and why (reasons of
+/// no row left out); None when every row is drawn.
+fn left_out(total: usize, reasons: &[(usize, &str)]) -> Option<String> {
+    let n: usize = reasons.iter().map(|r| r.0).sum();
+    if n == 0 {
+        return None;
+    }
+    let why: Vec<String> = reasons.iter().filter(|r| r.0 > 0).map(|(k, w)| format!("{k} with {w}")).collect();
+    Some(format!("{n} of {total} {} not shown: {}.", rows_word(total), why.join(", ")))
+}
+
+/// The notes under a chart, as one paragraph.
+fn note(body: &mut String, notes: impl IntoIterator<Item = String>) {
+    let notes: Vec<String> = notes.into_iter().collect();
+    if !notes.is_empty() {
+        body.push_str(&format!("<p class=\"note\">{}</p>\n", crate::svg::esc(&notes.join(" "))));
+    }
 }
 
 /// Published reference designs against meshway's plans.

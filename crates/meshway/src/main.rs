@@ -216,10 +216,18 @@ fn load_catalog(path: &Option<PathBuf>) -> Result<Catalog> {
     }
 }
 
-fn plan_file(path: &std::path::Path, cat: &Catalog) -> Result<FabricReport> {
+/// A scenario planned, with the layout of its sites (for `--html`) when it has several.
+fn plan_file(
+    path: &std::path::Path,
+    cat: &Catalog,
+) -> Result<(FabricReport, Option<meshway_report::sites::SiteLayout>)> {
     let text =
         meshway_units::files::read_text(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
-    Ok(meshway_fabric::plan_text(&text, &path.display().to_string(), cat)?)
+    // As meshway_fabric::plan_text, keeping the fabric for its sites' layout.
+    let sc = meshway_fabric::Scenario::parse(&text, &path.display().to_string())?;
+    let fabric = sc.build(cat)?;
+    let tr = sc.transport(cat)?;
+    Ok((meshway_fabric::analyze(&fabric, cat, &tr), meshway_report::sites::site_layout(&fabric, cat)))
 }
 
 fn emit(s: &str) -> Result<()> {
@@ -244,16 +252,21 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Plan { file, common } => {
             let cat = load_catalog(&common.catalog)?;
-            let r = plan_file(&file, &cat)?;
+            let (r, sites) = plan_file(&file, &cat)?;
             if let Some(p) = &common.html {
-                output::write_html(p, &meshway_report::plan_html(&r), &inputs(&[&file], &common.catalog))?;
+                output::write_html(
+                    p,
+                    &meshway_report::plan_html(&r, sites.as_ref()),
+                    &inputs(&[&file], &common.catalog),
+                )?;
                 eprintln!("wrote {}", p.display());
             }
             emit(&if common.json { json(&r)? } else { meshway_report::plan_text(&r) })
         }
         Command::Compare { files, common } => {
             let cat = load_catalog(&common.catalog)?;
-            let mut rs = files.iter().map(|f| plan_file(f, &cat)).collect::<Result<Vec<_>>>()?;
+            let (mut rs, sites): (Vec<_>, Vec<_>) =
+                files.iter().map(|f| plan_file(f, &cat)).collect::<Result<Vec<_>>>()?.into_iter().unzip();
             // Columns are headed by scenario name: a name given twice gets its position.
             let names: Vec<String> = rs.iter().map(|r| r.name.clone()).collect();
             for (i, r) in rs.iter_mut().enumerate() {
@@ -263,7 +276,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             if let Some(p) = &common.html {
                 let named: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
-                output::write_html(p, &meshway_report::compare_html(&rs), &inputs(&named, &common.catalog))?;
+                output::write_html(p, &meshway_report::compare_html(&rs, &sites), &inputs(&named, &common.catalog))?;
                 eprintln!("wrote {}", p.display());
             }
             emit(&if common.json { meshway_report::compare_json(&rs)? } else { meshway_report::compare_text(&rs) })
