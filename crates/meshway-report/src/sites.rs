@@ -189,12 +189,7 @@ impl Rect {
 
 /// `text` shortened with "…" to `width` pixels at `font_px`.
 fn fit(text: &str, width: f64, font_px: f64) -> String {
-    let max = ((width / (font_px * 0.6)).floor() as usize).max(4);
-    if text.chars().count() <= max {
-        text.to_string()
-    } else {
-        text.chars().take(max - 1).chain(std::iter::once('…')).collect()
-    }
+    crate::svg::fit_width(text, width, font_px)
 }
 
 /// The diagram: a column per site, its tiers in rows by level (its DCI tier at the right of

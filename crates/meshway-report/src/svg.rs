@@ -312,7 +312,7 @@ struct Bar {
 
 /// `text` shortened with "…" to at most `width` pixels at `font_px` (regular weight: about
 /// 0.58 of the font size a character).
-fn fit_width(text: &str, width: f64, font_px: f64) -> String {
+pub(crate) fn fit_width(text: &str, width: f64, font_px: f64) -> String {
     let max = ((width / (font_px * 0.58)).floor() as usize).max(4);
     if text.chars().count() <= max {
         text.to_string()
