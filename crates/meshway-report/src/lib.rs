@@ -492,7 +492,8 @@ pub fn compare_rows(rs: &[FabricReport]) -> Vec<CompareRow> {
     add("zero-load latency max", Better::Lower, &|r| paired(r, r.paths.latency_max_ns as f64), &|r| {
         Nanos(r.paths.latency_max_ns).to_string()
     });
-    add("optics and cables", total(Better::Lower), &|r| optics(r) as f64, &|r| thousands(optics(r)));
+    // Optical modules and copper cables (the bill's pluggables; fibre runs are not counted).
+    add("optics and copper cables", total(Better::Lower), &|r| optics(r) as f64, &|r| thousands(optics(r)));
     add("power", total(Better::Lower), &|r| r.bom.total_power_w.round(), &|r| watts(r.bom.total_power_w));
     add("cost", total(Better::Lower), &|r| r.bom.total_cost_usd.round(), &|r| dollars(r.bom.total_cost_usd));
     add("network cost per GPU", Better::Lower, &|r| r.bom.cost_per_gpu_usd.round(), &|r| {
@@ -560,10 +561,13 @@ pub fn compare_json(rs: &[FabricReport]) -> Result<String, serde_json::Error> {
 /// The `meshway compare` text: one column per fabric, the best value per row marked `*`.
 pub fn compare_text(rs: &[FabricReport]) -> String {
     let mut head = vec!["".to_string()];
-    // A column is as wide as its header: a long name is cut (the JSON keeps it whole).
+    // A column is as wide as its header: a long name is cut in the middle, keeping its start
+    // and its end (names that differ only past 40 characters read the same cut at the end;
+    // the JSON keeps them whole).
     head.extend(rs.iter().map(|r| {
-        if r.name.chars().count() > 40 {
-            r.name.chars().take(39).chain(['…']).collect()
+        let n = r.name.chars().count();
+        if n > 40 {
+            r.name.chars().take(20).chain(['…']).chain(r.name.chars().skip(n - 19)).collect()
         } else {
             r.name.clone()
         }

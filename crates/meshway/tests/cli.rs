@@ -65,7 +65,7 @@ fn compare_marks_the_best() {
     // than 1,024 GPUs' 48), ratios and per-GPU figures are.
     let o = meshway(&["compare", "examples/testbed-2x2.toml", "examples/leaf-spine-1024.toml"]);
     let s = stdout(&o);
-    for total in ["switches ", "bisection", "optics and cables", "power", "cost "] {
+    for total in ["switches ", "bisection", "optics and copper cables", "power", "cost "] {
         let line = s.lines().find(|l| l.starts_with(total)).unwrap_or_default();
         assert!(!line.is_empty() && !line.contains('*'), "{total}: {s}");
     }
@@ -682,14 +682,21 @@ fn compare_cuts_long_names_in_its_header() {
     let p = dir.join("long.toml");
     let text =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/leaf-spine-1024.toml")).unwrap();
-    let name = "x".repeat(5000);
+    let name = format!("{}-a", "x".repeat(5000));
     std::fs::write(&p, text.replacen("name = \"leaf-spine\"", &format!("name = \"{name}\""), 1)).unwrap();
-    let o = meshway(&["compare", p.to_str().unwrap(), "examples/leaf-spine-1024.toml"]);
+    // A second long name that differs only at its end keeps its own header.
+    let q = dir.join("long2.toml");
+    std::fs::write(&q, text.replacen("name = \"leaf-spine\"", &format!("name = \"{}-b\"", "x".repeat(5000)), 1))
+        .unwrap();
+    let o = meshway(&["compare", p.to_str().unwrap(), q.to_str().unwrap()]);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(out.lines().all(|l| l.chars().count() < 200), "{}", &out[..out.len().min(500)]);
-    assert!(out.contains(&format!("{}…", "x".repeat(39))));
+    let x = |n: usize| "x".repeat(n);
+    let head = out.lines().next().unwrap();
+    assert!(head.contains(&format!("{}…{}-a", x(20), x(17))), "{head}");
+    assert!(head.contains(&format!("{}…{}-b", x(20), x(17))), "{head}");
 }
 
 /// `--html` (and the other files meshway writes) never replaces an input of the run, standard
