@@ -192,8 +192,9 @@ struct Answer {
 }
 
 trait Prober {
-    /// Sends probe `seq`; blocking kinds (tcp, http) complete the attempt and return it.
-    fn send(&mut self, seq: u32) -> io::Result<Option<Answer>>;
+    /// Sends probe `seq`; blocking kinds (tcp, http) complete the attempt and return it,
+    /// giving up their connect when `stop` is set.
+    fn send(&mut self, seq: u32, stop: &AtomicBool) -> io::Result<Option<Answer>>;
     /// Waits until `until` (monotonic) for one answer.
     fn recv(&mut self, until: Nanos) -> io::Result<Option<Answer>>;
     /// When the kernel sent recent probes (seq, monotonic), where it stamps them.
@@ -209,6 +210,10 @@ trait Prober {
 /// A blocking probe `seq` failed with `e`: kept as the last failure, and as refused when the
 /// target reset the connection (as opposed to a loss).
 fn note_failure(seq: u32, e: &io::Error, refused: &mut Option<u32>, last: &std::sync::Mutex<Option<String>>) {
+    // A connect given up for Ctrl-C says nothing about the target.
+    if e.kind() == io::ErrorKind::Interrupted {
+        return;
+    }
     if e.kind() == io::ErrorKind::ConnectionRefused {
         *refused = Some(seq);
     }
@@ -329,7 +334,7 @@ struct UdpProber {
 }
 
 impl Prober for UdpProber {
-    fn send(&mut self, seq: u32) -> io::Result<Option<Answer>> {
+    fn send(&mut self, seq: u32, _stop: &AtomicBool) -> io::Result<Option<Answer>> {
         let p = SenderPacket { seq, timestamp: clock::ntp(), error: self.error };
         let r = match &self.key {
             Some(k) => meshway_probe::stamp_auth::encode_sender(&p, k, &mut self.buf, self.size),
@@ -403,10 +408,10 @@ struct TcpProber {
 }
 
 impl Prober for TcpProber {
-    fn send(&mut self, seq: u32) -> io::Result<Option<Answer>> {
+    fn send(&mut self, seq: u32, stop: &AtomicBool) -> io::Result<Option<Answer>> {
         let s = Socket::new(Domain::for_address(self.addr), Type::STREAM, Some(Protocol::TCP))?;
         set_dscp(&s, &self.addr, self.dscp)?;
-        match s.connect_timeout(&SockAddr::from(self.addr), clock::dur(self.timeout)) {
+        match connect_until(&s, self.addr, self.timeout, stop) {
             Ok(()) => Ok(Some(Answer { seq, at: clock::mono(), hold_ns: 0, one_way: None, http: None })),
             Err(e) => {
                 note_failure(seq, &e, &mut self.refused, &self.last_error);
@@ -443,11 +448,47 @@ pub fn parse_http_url(url: &str) -> Result<crate::tls::Url, PingError> {
     crate::tls::parse_url(url).map_err(|why| PingError::BadUrl { url: url.to_string(), why })
 }
 
-fn http_get(p: &HttpProber) -> io::Result<HttpAttempt> {
+/// Connects `s` to `addr` within `timeout`, in slices of at most 50 ms so that a set `stop`
+/// (Ctrl-C) ends a connect to a target that drops SYNs at once, not after the whole `-W`.
+fn connect_until(s: &Socket, addr: SocketAddr, timeout: Nanos, stop: &AtomicBool) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    let deadline = clock::mono() + timeout;
+    s.set_nonblocking(true)?;
+    match s.connect(&SockAddr::from(addr)) {
+        Ok(()) => return s.set_nonblocking(false),
+        Err(e) if e.raw_os_error() == Some(nix::libc::EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    loop {
+        let now = clock::mono();
+        if stop.load(Ordering::Relaxed) {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+        }
+        if now >= deadline {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "connection timed out"));
+        }
+        let ms = deadline.saturating_sub(now).get().div_ceil(1_000_000).min(50) as u16;
+        let mut fds = [nix::poll::PollFd::new(s.as_fd(), nix::poll::PollFlags::POLLOUT)];
+        match nix::poll::poll(&mut fds, ms) {
+            Ok(0) => continue,
+            Ok(_) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io::Error::from(e)),
+        }
+    }
+    if let Some(e) = s.take_error()? {
+        return Err(e);
+    }
+    // A POLLOUT with no error pending is a connection, unless the peer is gone already.
+    s.peer_addr()?;
+    s.set_nonblocking(false)
+}
+
+fn http_get(p: &HttpProber, stop: &AtomicBool) -> io::Result<HttpAttempt> {
     let t0 = clock::mono();
     let s = Socket::new(Domain::for_address(p.addr), Type::STREAM, Some(Protocol::TCP))?;
     set_dscp(&s, &p.addr, p.dscp)?;
-    s.connect_timeout(&SockAddr::from(p.addr), clock::dur(p.timeout))?;
+    connect_until(&s, p.addr, p.timeout, stop)?;
     let connect_ns = clock::mono().saturating_sub(t0).get();
     let tcp: TcpStream = s.into();
     let deadline = t0 + p.timeout;
@@ -730,8 +771,8 @@ impl Body {
 }
 
 impl Prober for HttpProber {
-    fn send(&mut self, seq: u32) -> io::Result<Option<Answer>> {
-        match http_get(self) {
+    fn send(&mut self, seq: u32, stop: &AtomicBool) -> io::Result<Option<Answer>> {
+        match http_get(self, stop) {
             Ok(a) => Ok(Some(Answer { seq, at: clock::mono(), hold_ns: 0, one_way: None, http: Some(a) })),
             Err(e) => {
                 note_failure(seq, &e, &mut self.refused, &self.last_error);
@@ -804,7 +845,7 @@ impl IcmpProber {
 }
 
 impl Prober for IcmpProber {
-    fn send(&mut self, seq: u32) -> io::Result<Option<Answer>> {
+    fn send(&mut self, seq: u32, _stop: &AtomicBool) -> io::Result<Option<Answer>> {
         let wire = seq as u16;
         self.wire_seq.insert(wire, seq);
         let mut pkt = vec![0u8; 8 + self.size];
@@ -969,13 +1010,19 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
         let one_way = a.one_way.map(|(f, b)| (f.saturating_sub(i64::try_from(delay.get()).unwrap_or(i64::MAX)), b));
         session.on_reply(a.at.saturating_sub(delay), a.seq, a.hold_ns, one_way);
     };
+    // tcp and http answer from `send` alone: once stopped, nothing pending can still come
+    // (a connect given up for Ctrl-C waited out its whole -W here).
+    let blocking = matches!(cfg.kind, PingKind::Tcp | PingKind::Http);
     loop {
         if stop.load(Ordering::Relaxed) {
             session.stop();
+            if blocking {
+                break;
+            }
         }
         let done = match session.poll(clock::mono()) {
             Action::Send { seq } => {
-                if let Some(a) = prober.send(seq).map_err(io_err(format!("cannot send to {addr}")))? {
+                if let Some(a) = prober.send(seq, stop).map_err(io_err(format!("cannot send to {addr}")))? {
                     handle(&mut session, a, &mut http_attempts, &mut tx_delay);
                 }
                 if let Some(seq) = prober.refused() {

@@ -734,3 +734,49 @@ fn http_error_answers_are_counted_in_the_summary() {
     assert!(out.contains("3 sent, 3 received"), "{out}{}", text(&o.stderr));
     assert!(out.contains("status 503×3 (3 of 3 answers are errors, 4xx or 5xx)"), "{out}");
 }
+
+/// Ctrl-C ends a tcp ping whose connect hangs (a listener with a full accept queue drops the
+/// SYNs) at once: it waited out the whole -W, 30 s here.
+#[test]
+fn ctrl_c_ends_a_hanging_tcp_connect() {
+    use socket2::{Domain, Socket, Type};
+    let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    l.bind(&"127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    l.listen(0).unwrap();
+    let addr = l.local_addr().unwrap().as_socket().unwrap();
+    // Fill the accept queue (never accepted): later SYNs are dropped and connects hang.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        let _ = s.connect_timeout(&addr.into(), Duration::from_millis(200));
+        held.push(s);
+    }
+    let mut child = Command::new(bin())
+        .args(["ping", "--kind", "tcp", &addr.to_string(), "-c", "1", "-W", "30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let mut waited = Duration::ZERO;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if waited > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        waited += Duration::from_millis(20);
+    };
+    drop(held);
+    assert!(status.is_some(), "still connecting 10 s after Ctrl-C");
+    // In 20 ms polls (a lower bound on the time: clock reads are the runtime's only).
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    let mut out = String::new();
+    let _ = std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out);
+    assert!(!out.contains("last error: interrupted"), "{out}");
+}
