@@ -5,6 +5,7 @@
 //! tier there is the sum over sites (and families), so the layout is read from the fabric.
 
 use crate::format::{rate, thousands};
+use crate::svg::fit_width;
 use crate::svg::{esc, COLOURS};
 use meshway_fabric::model::{LinkClass, NodeKind};
 use meshway_fabric::{Catalog, Fabric};
@@ -187,11 +188,6 @@ impl Rect {
     }
 }
 
-/// `text` shortened with "…" to `width` pixels at `font_px`.
-fn fit(text: &str, width: f64, font_px: f64) -> String {
-    crate::svg::fit_width(text, width, font_px)
-}
-
 /// The diagram: a column per site, its tiers in rows by level (its DCI tier at the right of
 /// its row), its GPUs under the tier cabled to them, links labelled with count and rate, and
 /// under the columns each DCI span from one site's DCI tier to the other's.
@@ -212,7 +208,7 @@ pub fn site_diagram(title: &str, l: &SiteLayout) -> Option<String> {
     let mut out = format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {h}" width="{width}" height="{h}" role="img" class="chart"><title>{t}</title><rect width="{width}" height="{h}" fill="#fff"/><text x="8" y="20" font-size="14" font-weight="bold">{shown}</text>"##,
         t = esc(title),
-        shown = esc(&fit(title, width - 16.0, 14.0 * 1.07)),
+        shown = esc(&fit_width(title, width - 16.0, 14.0 * 1.07)),
     );
     // Where each site's DCI tier is, for the spans.
     let mut dci_at: Vec<Option<Rect>> = vec![None; l.sites.len()];
@@ -227,7 +223,7 @@ pub fn site_diagram(title: &str, l: &SiteLayout) -> Option<String> {
             hh = row_y(gpu_row) + BOX_H + 8.0 - TOP,
             tx = x0 + inner / 2.0,
             ty = TOP + 15.0,
-            n = esc(&fit(&format!("site {}", s.name), inner, 13.0))
+            n = esc(&fit_width(&format!("site {}", s.name), inner, 13.0))
         );
         // Boxes: per row the site's tiers of that level, the DCI tier narrower at the right.
         let mut rects: Vec<Option<Rect>> = vec![None; s.tiers.len()];
@@ -317,7 +313,7 @@ pub fn site_diagram(title: &str, l: &SiteLayout) -> Option<String> {
             yb = rb.y + BOX_H,
             lx = (xa + xb) / 2.0,
             ly = y - 5.0,
-            lab = esc(&fit(&label, (xb - xa).abs().max(200.0), 11.0))
+            lab = esc(&fit_width(&label, (xb - xa).abs().max(200.0), 11.0))
         );
     }
     out.push_str("</svg>");
@@ -335,7 +331,7 @@ fn boxed(out: &mut String, r: Rect, colour: &str, name: &str, detail: &str) {
         tx = r.cx(),
         ty1 = r.y + 17.0,
         ty2 = r.y + 32.0,
-        n = esc(&fit(name, r.w - 8.0, 12.0 * 1.05)),
-        d = esc(&fit(detail, r.w - 8.0, 10.0))
+        n = esc(&fit_width(name, r.w - 8.0, 12.0 * 1.05)),
+        d = esc(&fit_width(detail, r.w - 8.0, 10.0))
     );
 }
