@@ -403,6 +403,10 @@ pub struct Nic {
     /// The payload rate NCCL reaches through this NIC (PCIe and NIC limits); collectives
     /// run their network messages at this share of the line rate. Absent: the line rate.
     pub achievable: Option<BitsPerSec>,
+    /// The NCCL protocols collectives may run through this NIC (catalog [[protocol]] names);
+    /// absent: all of them. AWS's first EFA runs only `simple` (its NCCL plugin sets
+    /// NCCL_PROTO=simple without byte-ordered delivery).
+    pub protocols: Option<Vec<String>>,
     pub power_w: f64,
     pub price_usd: f64,
     pub source: Option<String>,
@@ -950,6 +954,18 @@ impl Catalog {
             if n.achievable.is_some_and(|a| a.0 == 0 || a.0 > n.rate.0) {
                 return Err(bad(format!("nic {:?}", n.name), "achievable must be positive and at most the rate"));
             }
+            if let Some(ps) = &n.protocols {
+                if ps.is_empty() {
+                    return Err(bad(format!("nic {:?}", n.name), "protocols must name at least one [[protocol]]"));
+                }
+                if let Some(p) = ps.iter().find(|p| self.protocol(p).is_none()) {
+                    let names: Vec<&str> = self.protocol.iter().map(|q| q.name.as_str()).collect();
+                    return Err(bad(
+                        format!("nic {:?}", n.name),
+                        &format!("protocols: no [[protocol]] named {p:?} (the catalog has {})", names.join(", ")),
+                    ));
+                }
+            }
         }
         for t in &self.transport {
             provenance("transport", &t.name, &t.source, &t.assumption)?;
@@ -1429,7 +1445,7 @@ impl Catalog {
         self.nic.iter().rev().find(|n| n.name == name)
     }
 
-    /// The transport profile named `name` ("infiniband", "roce", "tcp").
+    /// The transport profile named `name` ("infiniband", "roce", "tcp", "ndp", "efa").
     pub fn transport_profile(&self, name: &str) -> Option<&TransportProfile> {
         self.transport.iter().find(|t| t.name == name)
     }
@@ -1629,6 +1645,11 @@ mod tests {
             ("[[switch]]\nname = \"generic-64x400g\"\nbuffer = \"0B\"\n", "buffer must be positive"),
             ("[[gpu]]\nname = \"h100-sxm\"\nnvls-channels = 0\n", "nvls-channels must be 1 to 64"),
             ("[[nic]]\nname = \"connectx7-400g\"\nports = 0\n", "ports and rate must be positive"),
+            ("[[nic]]\nname = \"aws-efa-p4d\"\nprotocols = []\n", "protocols must name at least one [[protocol]]"),
+            (
+                "[[nic]]\nname = \"aws-efa-p4d\"\nprotocols = [\"simpel\"]\n",
+                "protocols: no [[protocol]] named \"simpel\" (the catalog has simple, ll128, ll)",
+            ),
         ] {
             let e = Catalog::with_overlay(overlay, "mine.toml").map(|_| ()).unwrap_err().to_string();
             assert!(e.contains(want), "{overlay}: {e}");

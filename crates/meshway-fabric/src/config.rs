@@ -301,6 +301,9 @@ pub enum TransportKind {
     Tcp,
     /// Receiver-driven, trimming, sprayed (NDP/EQDS-like; the Ultra Ethernet lineage).
     Ndp,
+    /// AWS Elastic Fabric Adapter: the Scalable Reliable Datagram protocol, sprayed over
+    /// many paths, lossy with resends by the NIC (flow level only).
+    Efa,
 }
 
 /// `[simulation]`: how `meshway simulate` runs the workloads.

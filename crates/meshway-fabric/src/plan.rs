@@ -890,6 +890,7 @@ pub fn transport_name(kind: crate::config::TransportKind) -> &'static str {
         crate::config::TransportKind::Roce => "roce",
         crate::config::TransportKind::Tcp => "tcp",
         crate::config::TransportKind::Ndp => "ndp",
+        crate::config::TransportKind::Efa => "efa",
     }
 }
 
@@ -1427,6 +1428,10 @@ fn spofs(f: &Fabric) -> (Vec<SpofRow>, Vec<SpofRow>, u64) {
     let mut timer = 0u32;
     // Per node: GPUs cut off if it fails (articulation); per link: GPUs cut off (bridge).
     let mut cut_node = vec![0u64; n];
+    // Per node: the GPUs of the DFS subtrees its failure separates from the rest (their sum
+    // and the largest), settled once the component's GPU count is known.
+    let mut sep_sum = vec![0u64; n];
+    let mut sep_max = vec![0u64; n];
     let mut cut_link: Vec<(LinkId, u64)> = Vec::new();
     let mut components = 0u64;
     let total_gpus = f.gpu_count() as u64;
@@ -1438,6 +1443,7 @@ fn spofs(f: &Fabric) -> (Vec<SpofRow>, Vec<SpofRow>, u64) {
             continue;
         }
         components += 1;
+        let mut seen: Vec<NodeId> = vec![root];
         let mut stack: Vec<(NodeId, usize)> = vec![(root, 0)];
         disc[root.idx()] = timer;
         low[root.idx()] = timer;
@@ -1456,6 +1462,7 @@ fn spofs(f: &Fabric) -> (Vec<SpofRow>, Vec<SpofRow>, u64) {
                     low[v.idx()] = timer;
                     timer += 1;
                     parent_link[v.idx()] = l.0;
+                    seen.push(v);
                     stack.push((v, 0));
                 } else {
                     low[u.idx()] = low[u.idx()].min(disc[v.idx()]);
@@ -1474,7 +1481,8 @@ fn spofs(f: &Fabric) -> (Vec<SpofRow>, Vec<SpofRow>, u64) {
                     if p == root {
                         root_children.push(gpus_below[u.idx()]);
                     } else if low[u.idx()] >= disc[p.idx()] {
-                        cut_node[p.idx()] += gpus_below[u.idx()];
+                        sep_sum[p.idx()] += gpus_below[u.idx()];
+                        sep_max[p.idx()] = sep_max[p.idx()].max(gpus_below[u.idx()]);
                     }
                 }
             }
@@ -1482,6 +1490,17 @@ fn spofs(f: &Fabric) -> (Vec<SpofRow>, Vec<SpofRow>, u64) {
         if root_children.len() > 1 {
             let largest = root_children.iter().copied().max().unwrap_or(0);
             cut_node[root.idx()] = root_children.iter().sum::<u64>() - largest;
+        }
+        // A failed node leaves its separated subtrees and the rest of the component: the
+        // largest piece stays the network, the others are cut off. (Counting the subtrees
+        // alone said a plane's only leaf cut off every GPU when all it separated was its
+        // plane's spine.)
+        let total = gpus_below[root.idx()];
+        for v in seen {
+            if v != root && sep_sum[v.idx()] > 0 {
+                let rest = total - sep_sum[v.idx()];
+                cut_node[v.idx()] = sep_sum[v.idx()] + rest - sep_max[v.idx()].max(rest);
+            }
         }
     }
     // Bridges cut off the smaller side.

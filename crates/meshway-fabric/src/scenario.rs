@@ -184,7 +184,16 @@ impl Scenario {
             let ctx = Ctx::new(&self.file, &self.text, "transport", 0, "transport");
             return Err(ctx.invalid("mtu", format!("expected 256 to 65536 bytes, got {}", mtu.0)));
         }
-        let lossless = config.lossless.unwrap_or(!matches!(config.kind, TransportKind::Tcp | TransportKind::Ndp));
+        if config.kind == TransportKind::Efa && config.lossless == Some(true) {
+            let ctx = Ctx::new(&self.file, &self.text, "transport", 0, "transport");
+            return Err(ctx.invalid(
+                "lossless",
+                "efa is not lossless: its NIC resends lost packets, with no PFC in the fabric; a lossless fabric is roce (PFC) or infiniband (credits)",
+            ));
+        }
+        let lossless = config
+            .lossless
+            .unwrap_or(!matches!(config.kind, TransportKind::Tcp | TransportKind::Ndp | TransportKind::Efa));
         Ok(Transport { config, mtu, lossless })
     }
 }

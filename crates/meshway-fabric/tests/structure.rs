@@ -241,6 +241,19 @@ fn multi_plane_has_no_switch_spof() {
     assert!(r.resilience.link_spofs.is_empty());
     assert_eq!(r.bisection.full_ratio, 1.0);
     assert_eq!(r.nic_bps, 800_000_000_000);
+    // A leaf-spine whose planes each fit one leaf (AWS p5-like: four 100G ports per GPU):
+    // losing a plane's leaf strands only that plane's spine, and no GPU. It used to read
+    // "1 leaf switches: each cuts off up to 16 GPUs".
+    let (f, r) =
+        build("[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 8\nnic = \"400Gbps\"\nplanes = 4\n");
+    assert_eq!(f.planes, 4);
+    assert!(r.resilience.switch_spofs.is_empty(), "{:?}", r.resilience.switch_spofs);
+    // With one plane that leaf is every GPU's only network path: its loss leaves each GPU
+    // on its own (NVLink is not counted), 15 cut off from the largest piece, as for a root.
+    let (_, r) = build("[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 8\nnic = \"400Gbps\"\n");
+    let leaf: Vec<_> =
+        r.resilience.switch_spofs.iter().map(|s| (s.element.as_str(), s.count, s.max_gpus_isolated)).collect();
+    assert_eq!(leaf, [("leaf", 1, 15)]);
 }
 
 #[test]

@@ -162,6 +162,17 @@ pub struct Hardware {
     pub nvls_tree_max: [f64; 2],
     /// CollNet: every network switch is SHARP capable; NCCL's efficiency factor.
     pub collnet: Option<f64>,
+    /// The NIC model's name, for messages (empty: none).
+    pub nic_model: String,
+    /// The protocols the NIC model runs (None: all of the catalog's).
+    pub protocols: Option<Vec<String>>,
+}
+
+impl Hardware {
+    /// Whether the NIC runs protocol `name`.
+    pub fn runs(&self, name: &str) -> bool {
+        self.protocols.as_ref().is_none_or(|ps| ps.iter().any(|p| p == name))
+    }
 }
 
 impl Default for Hardware {
@@ -175,6 +186,8 @@ impl Default for Hardware {
             nvls_channels: 0,
             nvls_tree_max: [0.0; 2],
             collnet: None,
+            nic_model: String::new(),
+            protocols: None,
         }
     }
 }

@@ -471,11 +471,11 @@ pub fn hardware(fabric: &Fabric, cat: &Catalog) -> collective::Hardware {
     };
     // The NIC the planner bills: the scenario's `nic-model`, else of several at the rate the
     // last (a catalog file's own).
-    let nic = match fabric.nic_model.as_deref() {
+    let nic_model = match fabric.nic_model.as_deref() {
         Some(name) => cat.nic_named(name),
         None => nic_rate.and_then(|r| cat.nic.iter().rev().find(|n| n.rate.0 == r)),
-    }
-    .map_or(1.0, |n| n.efficiency());
+    };
+    let nic = nic_model.map_or(1.0, |n| n.efficiency());
     let sharp = fabric.nodes.iter().enumerate().filter(|(i, n)| !n.is_gpu() && !fabric.is_nvswitch(NodeId(*i as u32))).all(
         |(_, n)| matches!(n.kind, NodeKind::Switch { model, .. } if cat.switch.get(model as usize).is_some_and(|m| m.sharp)),
     );
@@ -490,6 +490,8 @@ pub fn hardware(fabric: &Fabric, cat: &Catalog) -> collective::Hardware {
             [r(0), r(1)]
         }),
         collnet: if sharp { gpu.map(|g| g.collnet_efficiency.unwrap_or(1.0)) } else { None },
+        nic_model: nic_model.map_or(String::new(), |n| n.name.clone()),
+        protocols: nic_model.and_then(|n| n.protocols.clone()),
     }
 }
 
@@ -553,6 +555,19 @@ fn collective_kind(
                 .ok_or_else(|| c.invalid("protocol", format!("the catalog has no [[protocol]] named {name:?}")))?,
         )),
     };
+    if let (Some(p), Some(ps)) = (&protocol, &spec.hw.protocols) {
+        if !spec.hw.runs(&p.name) {
+            return Err(c.invalid(
+                "protocol",
+                format!(
+                    "the fabric's NIC model {:?} runs only {} (catalog [[nic]] protocols), not {:?}",
+                    spec.hw.nic_model,
+                    ps.join(", "),
+                    p.name
+                ),
+            ));
+        }
+    }
     Ok(Kind::Collective { spec: Box::new(spec), sweep, auto, protocol })
 }
 
@@ -1073,10 +1088,11 @@ fn tune(
         // (NVIDIA/nccl src/enqueue.cc, NCCL 2.30.7); small transfers use one channel.
         None if matches!(spec.op, Op::AllToAll | Op::SendRecv) => {
             let peer = if spec.op == Op::AllToAll { spec.size / spec.ranks.len().max(1) as u64 } else { spec.size };
-            let name = if peer <= P2P_LL_THRESHOLD { "ll" } else { "simple" };
+            let name = if peer <= P2P_LL_THRESHOLD && spec.hw.runs("ll") { "ll" } else { "simple" };
             cat.protocol(name).map(collective::Proto::from_model).into_iter().collect()
         }
-        None => cat.protocol.iter().map(collective::Proto::from_model).collect(),
+        // Only those the NIC runs (AWS's plugin sets NCCL_PROTO=simple on first-generation EFA).
+        None => cat.protocol.iter().filter(|p| spec.hw.runs(&p.name)).map(collective::Proto::from_model).collect(),
     };
     let failures = failures_from(failures, start);
     tuner::pick(topo, ideal, cfg, &spec, &algos, &protos, &failures)
@@ -1609,13 +1625,14 @@ fn packet_params(setup: &Setup<'_>, cfg: &ExecConfig) -> Result<(crate::packet::
         TransportKind::Roce => Transport::RoceLossy,
         TransportKind::Infiniband => Transport::Infiniband,
         TransportKind::Ndp => Transport::Ndp,
-        TransportKind::Tcp => {
+        TransportKind::Tcp | TransportKind::Efa => {
             return Err(SimulateError::BadOption {
                 option: "--fidelity",
                 message: format!(
-                "{}: the packet level models roce (with or without PFC), infiniband and ndp; tcp runs at flow level",
-                s.file
-            ),
+                    "{}: the packet level models roce (with or without PFC), infiniband and ndp; {} runs at flow level",
+                    s.file,
+                    meshway_fabric::plan::transport_name(tr.config.kind)
+                ),
             })
         }
     };

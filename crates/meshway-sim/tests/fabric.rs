@@ -1088,6 +1088,70 @@ fn nvls_matches_its_closed_form() {
     assert!(busbw > 470.0 && busbw <= 14.0 / 9.0 * 370.8 * 0.85, "{busbw}");
 }
 
+/// Two p4de-like hosts on AWS EFA: 8 GPUs each, a 50 Gb/s share of an EFA device per GPU.
+fn efa_hosts(nic_model: &str, transport: &str) -> String {
+    format!(
+        "[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 8\nnic = \"50Gbps\"\nnic-model = \"{nic_model}\"\n\
+         gpu = \"a100-sxm\"\n[transport]\nkind = \"{transport}\"\n"
+    )
+}
+
+#[test]
+fn efa_pays_its_latency_and_runs_the_protocols_its_nic_allows() {
+    let cat = Catalog::builtin();
+    // One 8-byte message between hosts: EFA's step is its 20 us alpha (aws-ofi-nccl's P5
+    // tuner), where RoCE's is LL's 2.7 us table step raised to RoCE's 3 us alpha; the paths
+    // and the base latency are the same, so the times differ by the alphas alone, less the
+    // header: RoCE's 82 bytes against EFA's 64, 2.9 ns a link at 50 Gb/s.
+    let send = "[[workload]]\nkind = \"collective\"\nop = \"send-recv\"\nranks = [0, 8]\nsize = \"8B\"\n";
+    let t = |transport: &str| {
+        let r = run(&format!("{}{send}", efa_hosts("aws-efa-p4d", transport)), &Options::default());
+        (r.workloads[0].time_ns.unwrap(), r.workloads[0].protocol.clone())
+    };
+    let (efa, efa_proto) = t("efa");
+    // With RoCE the same NIC model still runs Simple only: the restriction is the NIC's.
+    let (roce, roce_proto) = t("roce");
+    assert_eq!((efa_proto.as_deref(), roce_proto.as_deref()), (Some("simple"), Some("simple")));
+    let alpha = |k: &str| cat.transport_profile(k).unwrap().alpha.0 as i64;
+    let simple_step = cat.protocol("simple").unwrap().ring_network_step.0 as i64;
+    let want = alpha("efa").max(simple_step) - alpha("roce").max(simple_step);
+    assert_eq!(alpha("efa"), 20_000);
+    assert!((efa as i64 - roce as i64 - want).abs() <= 10, "efa {efa} ns, roce {roce} ns, want a gap of {want}");
+    // The tuner weighs only Simple through a first-generation EFA; a NIC without a
+    // restriction gets all three.
+    let ar = "[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"64KiB\"\n";
+    let r = run(&format!("{}{ar}", efa_hosts("aws-efa-p4d", "efa")), &Options::default());
+    let protos: std::collections::BTreeSet<&str> = r.workloads[0].tuner.iter().map(|c| c.protocol.as_str()).collect();
+    assert_eq!(protos.into_iter().collect::<Vec<_>>(), ["simple"]);
+    // (At 100 Gb/s the catalog has no NIC model, so none restricts.)
+    let open =
+        efa_hosts("aws-efa-p4d", "efa").replace("nic-model = \"aws-efa-p4d\"\n", "").replace("50Gbps", "100Gbps");
+    let r = run(&format!("{open}{ar}"), &Options::default());
+    let protos: std::collections::BTreeSet<&str> = r.workloads[0].tuner.iter().map(|c| c.protocol.as_str()).collect();
+    assert_eq!(protos.into_iter().collect::<Vec<_>>(), ["ll", "ll128", "simple"]);
+    // Small all-to-all sends use LL in NCCL, but not through this NIC.
+    let a2a = "[[workload]]\nkind = \"collective\"\nop = \"all-to-all\"\nsize = \"16KiB\"\n";
+    let r = run(&format!("{}{a2a}", efa_hosts("aws-efa-p4d", "efa")), &Options::default());
+    assert_eq!(r.workloads[0].protocol.as_deref(), Some("simple"));
+    let r = run(&format!("{open}{a2a}"), &Options::default());
+    assert_eq!(r.workloads[0].protocol.as_deref(), Some("ll"));
+    // An explicit protocol the NIC cannot run is refused by name.
+    let e = err(&format!("{}{ar}protocol = \"ll128\"\n", efa_hosts("aws-efa-p4d", "efa")));
+    assert!(e.contains("`workload[1].protocol`: the fabric's NIC model \"aws-efa-p4d\" runs only simple"), "{e}");
+    // EFA is not lossless, and runs at the flow level only.
+    let e = err(&format!("{}lossless = true\n{ar}", efa_hosts("aws-efa-p4d", "efa")));
+    assert!(e.contains("`transport.lossless`: efa is not lossless"), "{e}");
+    let text = format!("{}{ar}", efa_hosts("aws-efa-p4d", "efa"));
+    let e = run_with(
+        &text,
+        &Options { fidelity: Some(meshway_sim::simulate::Fidelity::Packet), ..Options::default() },
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("efa runs at flow level"), "{e}");
+}
+
 #[test]
 fn in_network_reduction_needs_the_hardware() {
     let nvls = "[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"nvls\"\nsize = \"1GiB\"\n";
