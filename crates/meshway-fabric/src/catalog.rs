@@ -407,6 +407,10 @@ pub struct Nic {
     /// absent: all of them. AWS's first EFA runs only `simple` (its NCCL plugin sets
     /// NCCL_PROTO=simple without byte-ordered delivery).
     pub protocols: Option<Vec<String>>,
+    /// The network latency the NIC's NCCL net plugin reports (`ncclNetProperties.latency`;
+    /// NVIDIA's InfiniBand and socket transports report none). NCCL's tuning model adds it to
+    /// every network step, twice with Simple, when it picks an algorithm; it is not a delay.
+    pub nccl_net_latency: Option<meshway_units::Nanos>,
     pub power_w: f64,
     pub price_usd: f64,
     pub source: Option<String>,
@@ -953,6 +957,9 @@ impl Catalog {
             }
             if n.achievable.is_some_and(|a| a.0 == 0 || a.0 > n.rate.0) {
                 return Err(bad(format!("nic {:?}", n.name), "achievable must be positive and at most the rate"));
+            }
+            if n.nccl_net_latency.is_some_and(|l| l.0 > 1_000_000_000) {
+                return Err(bad(format!("nic {:?}", n.name), "nccl-net-latency must be at most 1s"));
             }
             if let Some(ps) = &n.protocols {
                 if ps.is_empty() {

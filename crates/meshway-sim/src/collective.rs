@@ -166,6 +166,9 @@ pub struct Hardware {
     pub nic_model: String,
     /// The protocols the NIC model runs (None: all of the catalog's).
     pub protocols: Option<Vec<String>>,
+    /// The network latency the NIC's NCCL net plugin reports, which NCCL's tuning model adds
+    /// to each network step when it picks (zero: none).
+    pub net_latency: Nanos,
 }
 
 impl Hardware {
@@ -188,6 +191,7 @@ impl Default for Hardware {
             collnet: None,
             nic_model: String::new(),
             protocols: None,
+            net_latency: Nanos::ZERO,
         }
     }
 }

@@ -492,6 +492,7 @@ pub fn hardware(fabric: &Fabric, cat: &Catalog) -> collective::Hardware {
         collnet: if sharp { gpu.map(|g| g.collnet_efficiency.unwrap_or(1.0)) } else { None },
         nic_model: nic_model.map_or(String::new(), |n| n.name.clone()),
         protocols: nic_model.and_then(|n| n.protocols.clone()),
+        net_latency: nic_model.and_then(|n| n.nccl_net_latency).unwrap_or(Nanos::ZERO),
     }
 }
 

@@ -10,6 +10,13 @@
 //! `hierarchical` and `halving-doubling` are not NCCL algorithms: they run when a scenario
 //! names them, never by the tuner's choice.
 //!
+//! One term of NCCL's model is not a delay: the network latency a NIC's NCCL net plugin
+//! reports (`[[nic]] nccl-net-latency`; AWS's EFA plugin reports 75 us on P4d and P5, NVIDIA's
+//! InfiniBand transport none), which NCCL adds to every network step its latency formula
+//! counts, twice with Simple (src/graph/tuning.cc: ring all-reduce 2(nodes-1) steps, other ring
+//! operations nodes-1, tree and NVLS-tree 2 log2(nodes), NVLS and CollNet one). The tuner ranks
+//! the candidates by their time plus that term, as NCCL's choice would, and reports the time.
+//!
 //! Branch and bound: given the ideal non-blocking counterpart of the fabric, every candidate
 //! first runs there (no contention, no path latency: a lower bound, and cheap), and the
 //! candidates run on the fabric in order of that bound; one whose bound is already no better
@@ -34,6 +41,31 @@ pub struct Candidate {
     /// Its completion time alone on the ideal non-blocking fabric (the bound).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ideal_ns: Option<u64>,
+    /// What NCCL's model adds for the net plugin's reported latency, ranked with the time
+    /// (absent when the NIC reports none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nccl_net_latency_ns: Option<u64>,
+}
+
+/// The network steps NCCL's tuning model charges the net plugin's latency for, on `nodes`
+/// hosts (NVIDIA/nccl src/graph/tuning.cc, NCCL 2.22 to 2.30); Simple pays it twice ("the
+/// flush extra latency").
+pub fn net_latency_term(op: Op, algo: Algo, proto: &Proto, nodes: u64, latency: u64) -> u64 {
+    if nodes < 2 || latency == 0 {
+        return 0;
+    }
+    let log2 = u64::from(63 - nodes.leading_zeros());
+    let steps = match (algo, op) {
+        (Algo::Ring, Op::AllReduce) => 2 * (nodes - 1),
+        (Algo::Ring, Op::AllGather | Op::ReduceScatter) => nodes - 1,
+        (Algo::Tree | Algo::NvlsTree, Op::AllReduce) => 2 * log2,
+        (Algo::Nvls | Algo::Collnet, _) => 1,
+        // Broadcast's ring charges the NVLink or network step of its table only; point to
+        // point is not priced by this model.
+        _ => 0,
+    };
+    let per = if proto.name == "simple" { 2 } else { 1 };
+    steps.saturating_mul(per).saturating_mul(latency)
 }
 
 /// The algorithms weighed for `op` on this hardware, in order of preference on ties: NVLS
@@ -83,6 +115,14 @@ pub fn pick(
         return Ok((algos[0], protos.first().cloned().unwrap_or_default(), Vec::new()));
     }
     let jobs: Vec<(Algo, &Proto)> = algos.iter().flat_map(|&a| protos.iter().map(move |p| (a, p))).collect();
+    let nodes = {
+        let mut hosts: Vec<u32> = spec.ranks.iter().map(|&r| topo.host_of(r)).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        hosts.len() as u64
+    };
+    let extra: Vec<u64> =
+        jobs.iter().map(|&(a, p)| net_latency_term(spec.op, a, p, nodes, spec.hw.net_latency.0)).collect();
     let mut times: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
     let bounds: Vec<Option<Outcome>> = match ideal {
         Some(it) => run_all(it, cfg, spec, &jobs, &[])?.into_iter().map(Some).collect(),
@@ -91,7 +131,7 @@ pub fn pick(
     // Candidates by bound (refusals first: they are refused on the fabric too, unsimulated).
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| match &bounds[i] {
-        Some(Ok(b)) => (1, b.unwrap_or(u64::MAX)),
+        Some(Ok(b)) => (1, b.map_or(u64::MAX, |b| b.saturating_add(extra[i]))),
         Some(Err(_)) => (0, 0),
         None => (1, 0),
     });
@@ -107,7 +147,7 @@ pub fn pick(
                 Some(Err(e)) => times[i] = Some(Err(e.clone())),
                 // No better than the best found (or never done even on the ideal fabric,
                 // once something is done).
-                Some(Ok(b)) if b.unwrap_or(u64::MAX) >= best && best < u64::MAX => {}
+                Some(Ok(b)) if b.map_or(u64::MAX, |b| b.saturating_add(extra[i])) >= best && best < u64::MAX => {}
                 _ => batch.push(i),
             }
         }
@@ -117,7 +157,7 @@ pub fn pick(
         let sub: Vec<(Algo, &Proto)> = batch.iter().map(|&i| jobs[i]).collect();
         for (i, t) in batch.into_iter().zip(run_all(topo, cfg, spec, &sub, failures)?) {
             if let Ok(Some(t)) = &t {
-                best = best.min(*t);
+                best = best.min(t.saturating_add(extra[i]));
             }
             times[i] = Some(t);
         }
@@ -147,8 +187,14 @@ pub fn pick(
             }
             None => None,
         };
-        evaluated.push(Candidate { algorithm: a.name().to_string(), protocol: p.name.clone(), time_ns, ideal_ns });
-        if let Some(t) = time_ns {
+        evaluated.push(Candidate {
+            algorithm: a.name().to_string(),
+            protocol: p.name.clone(),
+            time_ns,
+            ideal_ns,
+            nccl_net_latency_ns: Some(extra[i]).filter(|&x| x > 0),
+        });
+        if let Some(t) = time_ns.map(|t| t.saturating_add(extra[i])) {
             if chosen.as_ref().is_none_or(|(_, _, bt)| t < *bt) {
                 chosen = Some((a, p.clone(), t));
             }
@@ -217,4 +263,32 @@ fn run_all(
         Ok(())
     })?;
     Ok(out.into_iter().map(|o| o.unwrap_or(Err(CollectiveError::ScheduleDeadlock))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_net_plugins_latency_counts_the_network_steps_of_nccls_formulas() {
+        let simple = Proto { name: "simple".into(), ..Proto::TRANSPORT };
+        let ll = Proto { name: "ll".into(), ..Proto::TRANSPORT };
+        let t = |op, a, p: &Proto, nodes| net_latency_term(op, a, p, nodes, 75_000);
+        // Ring all-reduce: 2(nodes - 1) steps; all-gather and reduce-scatter nodes - 1.
+        assert_eq!(t(Op::AllReduce, Algo::Ring, &ll, 4), 6 * 75_000);
+        assert_eq!(t(Op::AllGather, Algo::Ring, &ll, 4), 3 * 75_000);
+        assert_eq!(t(Op::ReduceScatter, Algo::Ring, &simple, 4), 2 * 3 * 75_000);
+        // Trees: 2 log2(nodes), rounded down as NCCL's log2i.
+        assert_eq!(t(Op::AllReduce, Algo::Tree, &ll, 2), 2 * 75_000);
+        assert_eq!(t(Op::AllReduce, Algo::Tree, &ll, 7), 4 * 75_000);
+        assert_eq!(t(Op::AllReduce, Algo::NvlsTree, &simple, 8), 2 * 6 * 75_000);
+        // NVLS and CollNet: one.
+        assert_eq!(t(Op::AllReduce, Algo::Nvls, &simple, 3), 2 * 75_000);
+        assert_eq!(t(Op::AllReduce, Algo::Collnet, &simple, 16), 2 * 75_000);
+        // Nothing on one host, without a reported latency, or for point to point.
+        assert_eq!(t(Op::AllReduce, Algo::Ring, &ll, 1), 0);
+        assert_eq!(net_latency_term(Op::AllReduce, Algo::Ring, &ll, 4, 0), 0);
+        assert_eq!(t(Op::AllToAll, Algo::Direct, &ll, 4), 0);
+        assert_eq!(t(Op::Broadcast, Algo::Ring, &ll, 4), 0);
+    }
 }

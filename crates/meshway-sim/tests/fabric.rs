@@ -1152,6 +1152,48 @@ fn efa_pays_its_latency_and_runs_the_protocols_its_nic_allows() {
     assert!(e.contains("efa runs at flow level"), "{e}");
 }
 
+/// NCCL's choice through AWS's EFA plugin on two p5 hosts: the plugin reports 75 us of
+/// network latency, which NCCL's model counts on every network step (twice with Simple). At
+/// 64 KiB the NVLS-tree is the fastest meshway simulates, but NCCL's model prices it 300 us
+/// higher and the LL tree 150 us higher, so the tree with LL runs, as in the published runs.
+#[test]
+fn the_tuner_ranks_as_nccls_model_with_the_net_plugins_latency() {
+    let p5 = "[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 8\nnic = \"400Gbps\"\nplanes = 4\n\
+              nic-model = \"aws-efa-p5\"\ngpu = \"h100-sxm\"\n[transport]\nkind = \"efa\"\n\
+              [[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"64KiB\"\n";
+    let r = run(p5, &Options { no_ideal: true, ..Options::default() });
+    let w = &r.workloads[0];
+    let term = |c: &meshway_sim::tuner::Candidate| {
+        let steps = match c.algorithm.as_str() {
+            "ring" | "double-binary-tree" | "nvls-tree" => 2, // 2 hosts: 2(2-1) and 2 log2(2)
+            other => panic!("unexpected candidate {other}"),
+        };
+        steps * 75_000 * if c.protocol == "simple" { 2 } else { 1 }
+    };
+    for c in &w.tuner {
+        assert_eq!(c.nccl_net_latency_ns, Some(term(c)), "{c:?}");
+    }
+    let done: Vec<_> = w.tuner.iter().filter(|c| c.time_ns.is_some()).collect();
+    let ranked = done.iter().min_by_key(|c| c.time_ns.unwrap() + term(c)).unwrap();
+    assert_eq!((ranked.algorithm.as_str(), ranked.protocol.as_str()), ("double-binary-tree", "ll"));
+    let best = ranked.time_ns.unwrap() + term(ranked);
+    // The NVLS-tree's bound alone is below the pick's time, but not with its term; every
+    // candidate left unsimulated was bounded out with its term counted.
+    let nvls = w.tuner.iter().find(|c| c.algorithm == "nvls-tree").unwrap();
+    assert!(nvls.ideal_ns.unwrap() < ranked.time_ns.unwrap(), "{nvls:?}");
+    for c in w.tuner.iter().filter(|c| c.time_ns.is_none()) {
+        assert!(c.ideal_ns.unwrap() + term(c) >= best, "{c:?}");
+    }
+    assert_eq!((w.algorithm.as_deref(), w.protocol.as_deref()), (Some("double-binary-tree"), Some("ll")));
+    // The reported time is the simulated one, without the term.
+    assert!(w.time_ns.unwrap().abs_diff(ranked.time_ns.unwrap()) * 100 <= ranked.time_ns.unwrap());
+    // The same hosts on ConnectX-7 (whose NCCL transport reports no latency) keep the fastest.
+    let cx7 = p5.replace("nic-model = \"aws-efa-p5\"\n", "nic-model = \"connectx7-400g\"\n");
+    let r = run(&cx7, &Options { no_ideal: true, ..Options::default() });
+    assert!(r.workloads[0].tuner.iter().all(|c| c.nccl_net_latency_ns.is_none()));
+    assert_eq!(r.workloads[0].algorithm.as_deref(), Some("nvls-tree"));
+}
+
 #[test]
 fn in_network_reduction_needs_the_hardware() {
     let nvls = "[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"nvls\"\nsize = \"1GiB\"\n";
