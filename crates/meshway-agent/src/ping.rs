@@ -1010,41 +1010,52 @@ pub fn run(cfg: &PingConfig, stop: &AtomicBool, on_event: &mut dyn FnMut(&PingEv
         let one_way = a.one_way.map(|(f, b)| (f.saturating_sub(i64::try_from(delay.get()).unwrap_or(i64::MAX)), b));
         session.on_reply(a.at.saturating_sub(delay), a.seq, a.hold_ns, one_way);
     };
-    // tcp and http answer from `send` alone: once stopped, nothing pending can still come
-    // (a connect given up for Ctrl-C waited out its whole -W here).
+    // Stopped (Ctrl-C), a session ends at once, as ping(8) does: udp and icmp take the answers
+    // already received and wait for no other (they waited out -W for the pending probes);
+    // tcp and http answer from `send` alone (a connect given up waited out its whole -W). A
+    // probe still pending is neither received nor lost.
     let blocking = matches!(cfg.kind, PingKind::Tcp | PingKind::Http);
     loop {
-        if stop.load(Ordering::Relaxed) {
+        let stopping = stop.load(Ordering::Relaxed);
+        if stopping {
             session.stop();
-            if blocking {
-                break;
-            }
         }
-        let done = match session.poll(clock::mono()) {
-            Action::Send { seq } => {
-                if let Some(a) = prober.send(seq, stop).map_err(io_err(format!("cannot send to {addr}")))? {
-                    handle(&mut session, a, &mut http_attempts, &mut tx_delay);
+        let done = if stopping {
+            // Bounded: a peer that keeps answering cannot hold the stop off.
+            for _ in 0..if blocking { 0 } else { 1024 } {
+                match prober.recv(clock::mono()).map_err(io_err(format!("cannot receive from {addr}")))? {
+                    Some(a) => handle(&mut session, a, &mut http_attempts, &mut tx_delay),
+                    None => break,
                 }
-                if let Some(seq) = prober.refused() {
-                    session.on_refused(seq);
-                }
-                false
             }
-            Action::Wait { until } => {
-                for (seq, at) in prober.transmitted() {
-                    if let Some(sent) = session.sent_at(seq) {
-                        if tx_delay.len() == 64 {
-                            tx_delay.pop_front();
-                        }
-                        tx_delay.push_back((seq, at.saturating_sub(sent)));
+            true
+        } else {
+            match session.poll(clock::mono()) {
+                Action::Send { seq } => {
+                    if let Some(a) = prober.send(seq, stop).map_err(io_err(format!("cannot send to {addr}")))? {
+                        handle(&mut session, a, &mut http_attempts, &mut tx_delay);
                     }
+                    if let Some(seq) = prober.refused() {
+                        session.on_refused(seq);
+                    }
+                    false
                 }
-                if let Some(a) = prober.recv(until).map_err(io_err(format!("cannot receive from {addr}")))? {
-                    handle(&mut session, a, &mut http_attempts, &mut tx_delay);
+                Action::Wait { until } => {
+                    for (seq, at) in prober.transmitted() {
+                        if let Some(sent) = session.sent_at(seq) {
+                            if tx_delay.len() == 64 {
+                                tx_delay.pop_front();
+                            }
+                            tx_delay.push_back((seq, at.saturating_sub(sent)));
+                        }
+                    }
+                    if let Some(a) = prober.recv(until).map_err(io_err(format!("cannot receive from {addr}")))? {
+                        handle(&mut session, a, &mut http_attempts, &mut tx_delay);
+                    }
+                    false
                 }
-                false
+                Action::Done => true,
             }
-            Action::Done => true,
         };
         for ev in session.drain_events() {
             let http = match &ev {

@@ -136,6 +136,11 @@ pub fn ping_summary(r: &PingReport) -> String {
     if c.refused > 0 {
         let _ = writeln!(s, "{} refused by the target at once (a TCP reset), counted as lost", c.refused);
     }
+    // Only a stopped session (Ctrl-C) ends with probes still waiting for an answer.
+    let pending = c.sent.saturating_sub(c.received + c.lost);
+    if pending > 0 {
+        let _ = writeln!(s, "{pending} unanswered when stopped (neither received nor lost)");
+    }
     if c.implausible > 0 {
         let _ = writeln!(
             s,

@@ -735,6 +735,43 @@ fn http_error_answers_are_counted_in_the_summary() {
     assert!(out.contains("status 503×3 (3 of 3 answers are errors, 4xx or 5xx)"), "{out}");
 }
 
+/// Ctrl-C ends a udp ping at once, as ping(8) does: its pending probes are neither received nor
+/// lost. It used to wait out -W (30 s here) for them, and then count them lost.
+#[test]
+fn ctrl_c_ends_a_udp_ping_with_probes_pending() {
+    // A socket that never answers: the probes wait in its buffer.
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = sink.local_addr().unwrap();
+    let mut child = Command::new(bin())
+        .args(["ping", "--kind", "udp", &addr.to_string(), "-c", "3", "-i", "100ms", "-W", "30s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let mut waited = Duration::ZERO;
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if waited > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        waited += Duration::from_millis(20);
+    };
+    drop(sink);
+    assert!(status.is_some(), "still waiting 10 s after Ctrl-C");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    let mut out = String::new();
+    let _ = std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out);
+    assert!(out.contains("3 sent, 0 received, 0 lost"), "{out}");
+    assert!(out.contains("3 unanswered when stopped (neither received nor lost)"), "{out}");
+}
+
 /// Ctrl-C ends a tcp ping whose connect hangs (a listener with a full accept queue drops the
 /// SYNs) at once: it waited out the whole -W, 30 s here.
 #[test]
