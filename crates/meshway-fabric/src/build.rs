@@ -1171,8 +1171,30 @@ fn check_gpu(fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<(), FabricEr
 
 /// Checks that the fabric's `nic-model` names a catalog [[nic]] of the NIC rate per GPU
 /// the built fabric `f` has, and records it on `f`.
-fn set_nic_model(f: &mut Fabric, fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) -> Result<(), FabricError> {
-    let Some(name) = &fc.nic_model else { return Ok(()) };
+fn set_nic_model(
+    f: &mut Fabric,
+    fc: &FabricConfig,
+    cat: &Catalog,
+    ctx: &Ctx,
+    transport: crate::config::TransportKind,
+) -> Result<(), FabricError> {
+    let kind = crate::plan::transport_name(transport);
+    let Some(name) = &fc.nic_model else {
+        // EFA runs on AWS's own devices, which a rate alone does not pick (a 400G fabric
+        // would take ConnectX-7, without EFA's plugin latency or protocols).
+        let efa: Vec<&str> =
+            cat.nic.iter().filter(|n| n.transport.as_deref() == Some(kind)).map(|n| n.name.as_str()).collect();
+        if transport == crate::config::TransportKind::Efa {
+            return Err(ctx.invalid(
+                "nic-model",
+                format!(
+                    "missing: [transport] kind = \"efa\" needs the NIC model of an EFA instance ({})",
+                    efa.join(", ")
+                ),
+            ));
+        }
+        return Ok(());
+    };
     let Some(nic) = cat.nic_named(name) else {
         let names: Vec<&str> = cat.nic.iter().map(|m| m.name.as_str()).collect();
         let hint = closest(name, &names).map(|c| format!("; did you mean {c:?}?")).unwrap_or_default();
@@ -1180,12 +1202,27 @@ fn set_nic_model(f: &mut Fabric, fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) ->
             ctx.invalid("nic-model", format!("unknown NIC model {name:?}, expected one of {}{hint}", names.join(", ")))
         );
     };
+    match nic.transport.as_deref() {
+        Some(t) if t != kind => {
+            return Err(ctx.invalid(
+                "nic-model",
+                format!("{name:?} runs only {t} (catalog [[nic]] transport), but [transport] kind is {kind:?}"),
+            ))
+        }
+        None if transport == crate::config::TransportKind::Efa => {
+            return Err(
+                ctx.invalid("nic-model", format!("{name:?} is not an EFA device, but [transport] kind is \"efa\""))
+            )
+        }
+        _ => {}
+    }
     let rate = f.gpu_network_rate().0;
     if rate != nic.rate.0 {
+        let key = if fc.kind == FabricKind::Custom { "the GPU links' `rate`" } else { "`nic`" };
         return Err(ctx.invalid(
             "nic-model",
             format!(
-                "{name:?} runs at {}, but the fabric's GPUs have {} of NIC each (`nic`); give a NIC model of that rate or set `nic` to its rate",
+                "{name:?} runs at {}, but the fabric's GPUs have {} of NIC each ({key}); give a NIC model of that rate or set {key} to its rate",
                 nic.rate,
                 BitsPerSec(rate)
             ),
@@ -1193,6 +1230,10 @@ fn set_nic_model(f: &mut Fabric, fc: &FabricConfig, cat: &Catalog, ctx: &Ctx) ->
     }
     f.nic_model = Some(name.clone());
     Ok(())
+}
+
+fn transport_kind(sc: &Scenario) -> crate::config::TransportKind {
+    sc.config.transport.as_ref().map(|t| t.kind).unwrap_or_default()
 }
 
 /// Builds the fabric of a parsed scenario.
@@ -1351,7 +1392,7 @@ pub fn build_scenario(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricErro
             build_family(fc, cat, &ctx, DciEnds::default())?.fabric
         };
         f.gpu = fc.gpu.clone();
-        set_nic_model(&mut f, fc, cat, &ctx)?;
+        set_nic_model(&mut f, fc, cat, &ctx, transport_kind(sc))?;
         set_latencies(&mut f, fc, 0, &ctx)?;
         return Ok(f);
     }
@@ -1523,7 +1564,7 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         }
         let out = build_family(fabric, cat, &ctx, dci_ends[i])?;
         let mut sf = out.fabric;
-        set_nic_model(&mut sf, fabric, cat, &ctx)?;
+        set_nic_model(&mut sf, fabric, cat, &ctx, transport_kind(sc))?;
         site_nic_rates.push((i, sf.gpu_network_rate().0));
         if sf.nic_model.is_some() {
             if let Some(first) = f.nic_model.as_ref().filter(|first| Some(*first) != sf.nic_model.as_ref()) {

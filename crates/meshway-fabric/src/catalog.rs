@@ -411,6 +411,9 @@ pub struct Nic {
     /// NVIDIA's InfiniBand and socket transports report none). NCCL's tuning model adds it to
     /// every network step, twice with Simple, when it picks an algorithm; it is not a delay.
     pub nccl_net_latency: Option<meshway_units::Nanos>,
+    /// The one transport this NIC runs (a catalog [[transport]] name), when it runs only one:
+    /// AWS's EFA devices run `efa`, and `efa` runs only on them.
+    pub transport: Option<String>,
     pub power_w: f64,
     pub price_usd: f64,
     pub source: Option<String>,
@@ -961,7 +964,13 @@ impl Catalog {
             if n.nccl_net_latency.is_some_and(|l| l.0 > 1_000_000_000) {
                 return Err(bad(format!("nic {:?}", n.name), "nccl-net-latency must be at most 1s"));
             }
+            if let Some(t) = n.transport.as_deref().filter(|t| self.transport_profile(t).is_none()) {
+                return Err(bad(format!("nic {:?}", n.name), &format!("transport: no [[transport]] named {t:?}")));
+            }
             if let Some(ps) = &n.protocols {
+                if let Some(p) = ps.iter().enumerate().find(|(i, p)| ps[..*i].contains(p)).map(|(_, p)| p) {
+                    return Err(bad(format!("nic {:?}", n.name), &format!("protocols: {p:?} is listed twice")));
+                }
                 if ps.is_empty() {
                     return Err(bad(format!("nic {:?}", n.name), "protocols must name at least one [[protocol]]"));
                 }
@@ -1430,12 +1439,10 @@ impl Catalog {
     /// catalog NIC is slower.
     pub fn nic_for(&self, rate: BitsPerSec) -> Option<&Nic> {
         // Of several NICs of the rate, the last: a catalog file's own entries come after the
-        // built-in ones, so a NIC it adds is the one used (the first was always taken).
-        self.nic
-            .iter()
-            .rev()
-            .find(|n| n.rate == rate)
-            .or_else(|| self.nic.iter().rev().filter(|n| n.rate > rate).min_by_key(|n| n.rate))
+        // built-in ones, so a NIC it adds is the one used (the first was always taken). A NIC
+        // of one transport (AWS's EFA devices) is taken only by name.
+        let open = || self.nic.iter().rev().filter(|n| n.transport.is_none());
+        open().find(|n| n.rate == rate).or_else(|| open().filter(|n| n.rate > rate).min_by_key(|n| n.rate))
     }
 
     /// The NIC named `name` when the scenario names one (its `nic-model`), else
@@ -1653,6 +1660,8 @@ mod tests {
             ("[[gpu]]\nname = \"h100-sxm\"\nnvls-channels = 0\n", "nvls-channels must be 1 to 64"),
             ("[[nic]]\nname = \"connectx7-400g\"\nports = 0\n", "ports and rate must be positive"),
             ("[[nic]]\nname = \"aws-efa-p4d\"\nprotocols = []\n", "protocols must name at least one [[protocol]]"),
+            ("[[nic]]\nname = \"aws-efa-p4d\"\nprotocols = [\"simple\", \"simple\"]\n", "\"simple\" is listed twice"),
+            ("[[nic]]\nname = \"aws-efa-p5\"\ntransport = \"srd\"\n", "transport: no [[transport]] named \"srd\""),
             (
                 "[[nic]]\nname = \"aws-efa-p4d\"\nprotocols = [\"simpel\"]\n",
                 "protocols: no [[protocol]] named \"simpel\" (the catalog has simple, ll128, ll)",

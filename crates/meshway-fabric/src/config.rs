@@ -306,6 +306,19 @@ pub enum TransportKind {
     Efa,
 }
 
+impl TransportKind {
+    /// The catalog's name for it ([[transport]] name).
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Infiniband => "infiniband",
+            TransportKind::Roce => "roce",
+            TransportKind::Tcp => "tcp",
+            TransportKind::Ndp => "ndp",
+            TransportKind::Efa => "efa",
+        }
+    }
+}
+
 /// `[simulation]`: how `meshway simulate` runs the workloads.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -378,7 +391,8 @@ pub enum RoutingKind {
 pub struct TransportConfig {
     #[serde(default)]
     pub kind: TransportKind,
-    /// Path choice; by default the transport's (adaptive for InfiniBand, ECMP otherwise).
+    /// Path choice; by default the transport's (adaptive for InfiniBand, spray for NDP and
+    /// EFA, ECMP otherwise).
     pub routing: Option<RoutingKind>,
     pub mtu: Option<Bytes>,
     /// Whether the fabric must be lossless (default: yes for infiniband and roce).

@@ -885,13 +885,7 @@ fn bisection(f: &Fabric, split: &Split, flow: Option<u64>) -> Bisection {
 
 /// The catalog's name for a transport kind.
 pub fn transport_name(kind: crate::config::TransportKind) -> &'static str {
-    match kind {
-        crate::config::TransportKind::Infiniband => "infiniband",
-        crate::config::TransportKind::Roce => "roce",
-        crate::config::TransportKind::Tcp => "tcp",
-        crate::config::TransportKind::Ndp => "ndp",
-        crate::config::TransportKind::Efa => "efa",
-    }
+    kind.name()
 }
 
 fn path_stats(f: &Fabric, cat: &Catalog, mtu: Bytes) -> PathStats {

@@ -179,7 +179,10 @@ impl Scenario {
 
     pub fn transport(&self, catalog: &Catalog) -> Result<Transport, FabricError> {
         let config = self.config.transport.clone().unwrap_or_default();
-        let mtu = config.mtu.unwrap_or(catalog.mtu());
+        // The transport profile's MTU, as `simulate` takes it (EFA's 8 KiB, TCP's jumbo frames):
+        // `plan` sized headroom and latency with the catalog's default 4096 B.
+        let profile = catalog.transport_profile(config.kind.name()).map(|p| p.mtu);
+        let mtu = config.mtu.or(profile).unwrap_or(catalog.mtu());
         if mtu.0 < 256 || mtu.0 > 65_536 {
             let ctx = Ctx::new(&self.file, &self.text, "transport", 0, "transport");
             return Err(ctx.invalid("mtu", format!("expected 256 to 65536 bytes, got {}", mtu.0)));

@@ -205,6 +205,11 @@ fn at_share(bytes: u64, share: f64) -> u64 {
     }
 }
 
+/// What an NVLink message pays without a protocol model (training steps, multi-site jobs),
+/// whatever the network transport: NCCL's NVLink ring step with Simple, 3.4 us (NVIDIA/nccl
+/// src/graph/tuning.cc hwLatencies, NCCL 2.30.7).
+pub const TRANSPORT_NVLINK_ALPHA: Nanos = Nanos(3_400);
+
 /// An NCCL protocol as the simulator applies it: bytes on the wire are `payload /
 /// efficiency`; each step pays the NVLink or network step latency of the algorithm's table
 /// (ring, or tree for the double binary tree), a network step at least the transport's
@@ -625,6 +630,11 @@ pub fn build(
         if !transport {
             m.bytes = spec.proto.wire_bytes(m.bytes);
             m.set_alpha(spec.ring_step_alpha(local, shape));
+        } else if local {
+            // A network transport's alpha is for the network: an NVLink message of a training
+            // step pays NCCL's NVLink step, whatever the transport (EFA's 20 us made a one-host
+            // TP step 3x InfiniBand's).
+            m.set_alpha(TRANSPORT_NVLINK_ALPHA);
         }
         // The window holds payload, and the per-message output gives it.
         m.payload = payload.max(1);
@@ -838,13 +848,18 @@ fn build_steps(
                     m.channel = ch as u32;
                     m.deps = after.to_vec();
                     last.push(prog.push(m));
-                    lats.push(topo.edge_latency(a, b, ring.via[i], spec.packet).0);
+                    // Each hop pays its own step: NVLink's inside a host, the network's across
+                    // (every hop paid the network's, so a one-host broadcast took EFA's 20 us
+                    // per GPU).
+                    let local = ring.via[i].is_none() && topo.local(a, b);
+                    lats.push(topo.edge_latency(a, b, ring.via[i], spec.packet).0 + spec.step_alpha(local).0);
                 }
-                // The chain's last chunk crosses every edge once.
+                // The chain's last chunk crosses every edge once; one hop's latency is its
+                // own message's.
                 let sum: u64 = lats.iter().sum();
                 worst = worst.max(sum.saturating_sub(lats.iter().copied().min().unwrap_or(0)));
             }
-            let term = Nanos(spec.step_alpha(false).0.saturating_mul(nn.saturating_sub(2)).saturating_add(worst));
+            let term = Nanos(worst);
             Ok(Built { done: prog.barrier(last, term), model: Model::Steady, steps: (n - 1) as u32 })
         }
         (Op::AllReduce | Op::AllGather | Op::ReduceScatter, Algo::Ring) => {

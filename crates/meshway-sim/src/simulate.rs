@@ -473,7 +473,7 @@ pub fn hardware(fabric: &Fabric, cat: &Catalog) -> collective::Hardware {
     // last (a catalog file's own).
     let nic_model = match fabric.nic_model.as_deref() {
         Some(name) => cat.nic_named(name),
-        None => nic_rate.and_then(|r| cat.nic.iter().rev().find(|n| n.rate.0 == r)),
+        None => nic_rate.and_then(|r| cat.nic.iter().rev().find(|n| n.rate.0 == r && n.transport.is_none())),
     };
     let nic = nic_model.map_or(1.0, |n| n.efficiency());
     let sharp = fabric.nodes.iter().enumerate().filter(|(i, n)| !n.is_gpu() && !fabric.is_nvswitch(NodeId(*i as u32))).all(
@@ -533,6 +533,24 @@ fn collective_kind(
     if channels == 0 || channels > 64 {
         return Err(c.invalid("channels", "expected 1 to 64"));
     }
+    let mut hw = hardware(setup.fabric, cat);
+    // SHARP's in-network reduction (CollNet, NVLS across hosts) is NCCL's over InfiniBand: an
+    // EFA or TCP fabric has none, whatever its switches (Quantum-2 under EFA ran CollNet).
+    let kind = setup.scenario.config.transport.as_ref().map(|t| t.kind).unwrap_or_default();
+    if matches!(kind, TransportKind::Efa | TransportKind::Tcp) && hw.collnet.is_some() {
+        if matches!(algo, Algo::Collnet)
+            || (matches!(algo, Algo::Nvls) && ranks.iter().any(|&r| topo.host_of(r) != topo.host_of(ranks[0])))
+        {
+            return Err(c.invalid(
+                "algorithm",
+                format!(
+                    "{} has no in-network reduction: SHARP (collnet, nvls across hosts) runs over InfiniBand",
+                    meshway_fabric::plan::transport_name(kind)
+                ),
+            ));
+        }
+        hw.collnet = None;
+    }
     let spec = CollSpec {
         op,
         algo,
@@ -546,7 +564,7 @@ fn collective_kind(
         pipeline: collective::Pipeline { depth: cat.simulation.pipeline_depth, chunk: cat.simulation.pipeline_chunk.0 },
         // Set when the workload is written (the scenario's protocol or the tuner's).
         proto: collective::Proto::TRANSPORT,
-        hw: hardware(setup.fabric, cat),
+        hw,
         net_overhead: Some(cat.simulation.net_overhead.unwrap_or(Nanos::ZERO)),
     };
     let protocol = match w.protocol.and_then(ProtocolConfig::name) {
@@ -1030,7 +1048,7 @@ fn transport_info(setup: &Setup<'_>, opts: &Options) -> Result<(TransportInfo, W
         alpha_ns: p.alpha.0,
         // The catalog's profile describes the transport's lossless form; a scenario that
         // turns it off (RoCE without PFC) said "PFC pause frames" beside the drops.
-        lossless: if tc.lossless == Some(false) {
+        lossless: if tc.lossless == Some(false) && tc.kind == TransportKind::Roce {
             "lossless = false: no PFC; at the packet level queues tail-drop and go-back-N resends".into()
         } else {
             p.lossless.clone()

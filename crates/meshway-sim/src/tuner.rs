@@ -48,8 +48,8 @@ pub struct Candidate {
 }
 
 /// The network steps NCCL's tuning model charges the net plugin's latency for, on `nodes`
-/// hosts (NVIDIA/nccl src/graph/tuning.cc, NCCL 2.22 to 2.30); Simple pays it twice ("the
-/// flush extra latency").
+/// hosts (NVIDIA/nccl src/graph/tuning.cc, NCCL 2.30.7: ring all-reduce 2(nodes-1); NCCL 2.12
+/// to 2.22 counted 2 nodes); Simple pays it twice ("the flush extra latency").
 pub fn net_latency_term(op: Op, algo: Algo, proto: &Proto, nodes: u64, latency: u64) -> u64 {
     if nodes < 2 || latency == 0 {
         return 0;

@@ -1103,29 +1103,39 @@ fn efa_pays_its_latency_and_runs_the_protocols_its_nic_allows() {
     // tuner), where RoCE's is LL's 2.7 us table step raised to RoCE's 3 us alpha; the paths
     // and the base latency are the same, so the times differ by the alphas alone, less the
     // header: RoCE's 82 bytes against EFA's 64, 2.9 ns a link at 50 Gb/s.
-    let send = "[[workload]]\nkind = \"collective\"\nop = \"send-recv\"\nranks = [0, 8]\nsize = \"8B\"\n";
-    let t = |transport: &str| {
-        let r = run(&format!("{}{send}", efa_hosts("aws-efa-p4d", transport)), &Options::default());
-        (r.workloads[0].time_ns.unwrap(), r.workloads[0].protocol.clone())
+    let send = "[[workload]]\nkind = \"collective\"\nop = \"send-recv\"\nranks = [0, 8]\nsize = \"8B\"\n\
+                protocol = \"simple\"\n";
+    let t = |text: String| {
+        let r = run(&format!("{text}{send}"), &Options::default());
+        r.workloads[0].time_ns.unwrap()
     };
-    let (efa, efa_proto) = t("efa");
-    // With RoCE the same NIC model still runs Simple only: the restriction is the NIC's.
-    let (roce, roce_proto) = t("roce");
-    assert_eq!((efa_proto.as_deref(), roce_proto.as_deref()), (Some("simple"), Some("simple")));
+    let efa = t(efa_hosts("aws-efa-p4d", "efa"));
+    // RoCE on the same hosts (an EFA device runs only efa, so no NIC model: the line rate).
+    let roce = t(efa_hosts("aws-efa-p4d", "roce").replace("nic-model = \"aws-efa-p4d\"\n", ""));
     let alpha = |k: &str| cat.transport_profile(k).unwrap().alpha.0 as i64;
     let simple_step = cat.protocol("simple").unwrap().ring_network_step.0 as i64;
     let want = alpha("efa").max(simple_step) - alpha("roce").max(simple_step);
     assert_eq!(alpha("efa"), 20_000);
     assert!((efa as i64 - roce as i64 - want).abs() <= 10, "efa {efa} ns, roce {roce} ns, want a gap of {want}");
+    // An EFA device runs only efa, and efa only on one.
+    let e = err(&format!("{}{send}", efa_hosts("aws-efa-p4d", "roce")));
+    assert!(
+        e.contains("\"aws-efa-p4d\" runs only efa (catalog [[nic]] transport), but [transport] kind is \"roce\""),
+        "{e}"
+    );
+    let e = err(&format!("{}{send}", efa_hosts("aws-efa-p4d", "efa").replace("nic-model = \"aws-efa-p4d\"\n", "")));
+    assert!(
+        e.contains("`fabric.nic-model`: missing: [transport] kind = \"efa\" needs the NIC model of an EFA instance"),
+        "{e}"
+    );
     // The tuner weighs only Simple through a first-generation EFA; a NIC without a
     // restriction gets all three.
     let ar = "[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"64KiB\"\n";
     let r = run(&format!("{}{ar}", efa_hosts("aws-efa-p4d", "efa")), &Options::default());
     let protos: std::collections::BTreeSet<&str> = r.workloads[0].tuner.iter().map(|c| c.protocol.as_str()).collect();
     assert_eq!(protos.into_iter().collect::<Vec<_>>(), ["simple"]);
-    // (At 100 Gb/s the catalog has no NIC model, so none restricts.)
-    let open =
-        efa_hosts("aws-efa-p4d", "efa").replace("nic-model = \"aws-efa-p4d\"\n", "").replace("50Gbps", "100Gbps");
+    // P5's EFA runs every protocol.
+    let open = efa_hosts("aws-efa-p5", "efa").replace("\"50Gbps\"", "\"400Gbps\"\nplanes = 4");
     let r = run(&format!("{open}{ar}"), &Options::default());
     let protos: std::collections::BTreeSet<&str> = r.workloads[0].tuner.iter().map(|c| c.protocol.as_str()).collect();
     assert_eq!(protos.into_iter().collect::<Vec<_>>(), ["ll", "ll128", "simple"]);
@@ -1138,6 +1148,24 @@ fn efa_pays_its_latency_and_runs_the_protocols_its_nic_allows() {
     // An explicit protocol the NIC cannot run is refused by name.
     let e = err(&format!("{}{ar}protocol = \"ll128\"\n", efa_hosts("aws-efa-p4d", "efa")));
     assert!(e.contains("`workload[1].protocol`: the fabric's NIC model \"aws-efa-p4d\" runs only simple"), "{e}");
+    // No in-network reduction over EFA, whatever the switches.
+    let sharp = efa_hosts("aws-efa-p4d", "efa").replace(
+        "gpu = \"a100-sxm\"",
+        "gpu = \"h100-sxm\"\nleaf-model = \"quantum2-qm9700\"\nspine-model = \"quantum2-qm9700\"",
+    );
+    for algo in ["collnet", "nvls"] {
+        let e = err(&format!("{sharp}{ar}algorithm = \"{algo}\"\n"));
+        assert!(
+            e.contains("efa has no in-network reduction: SHARP (collnet, nvls across hosts) runs over InfiniBand"),
+            "{e}"
+        );
+    }
+    let r = run(&format!("{sharp}{ar}"), &Options::default());
+    assert!(
+        r.workloads[0].tuner.iter().all(|c| c.algorithm != "collnet" && c.algorithm != "nvls"),
+        "{:?}",
+        r.workloads[0].tuner
+    );
     // EFA is not lossless, and runs at the flow level only.
     let e = err(&format!("{}lossless = true\n{ar}", efa_hosts("aws-efa-p4d", "efa")));
     assert!(e.contains("`transport.lossless`: efa is not lossless"), "{e}");
@@ -1150,6 +1178,35 @@ fn efa_pays_its_latency_and_runs_the_protocols_its_nic_allows() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("efa runs at flow level"), "{e}");
+}
+
+/// Traffic that stays on NVLink does not depend on the network transport: a one-host
+/// broadcast, and a training step whose TP all-reduces stay in the host, take the same time on
+/// EFA (20 us per network message), InfiniBand (2 us) and RoCE (3 us). EFA made the broadcast
+/// 10x and the training step 3.2x slower.
+#[test]
+fn nvlink_traffic_pays_no_network_transports_latency() {
+    let host = |kind: &str| {
+        let model = if kind == "efa" { "nic-model = \"aws-efa-p5\"\n" } else { "" };
+        format!(
+            "[fabric]\nkind = \"leaf-spine\"\ngpus = 8\ngpus-per-host = 8\nnic = \"400Gbps\"\nplanes = 4\n{model}\
+             gpu = \"h100-sxm\"\n[transport]\nkind = \"{kind}\"\n"
+        )
+    };
+    let bcast = "[[workload]]\nkind = \"collective\"\nop = \"broadcast\"\nsize = \"8B\"\n";
+    let train = "[[workload]]\nkind = \"training\"\nparameters = 1.3e9\nlayers = 24\nhidden = 2048\nsequence = 2048\n\
+                 micro-batch = 1\nglobal-batch = 16\ntp = 8\npp = 1\n";
+    for w in [bcast, train] {
+        let t = |kind: &str| {
+            run(&format!("{}{w}", host(kind)), &Options { no_ideal: true, ..Options::default() }).workloads[0]
+                .time_ns
+                .unwrap() as f64
+        };
+        let (efa, ib, roce) = (t("efa"), t("infiniband"), t("roce"));
+        for (k, x) in [("infiniband", ib), ("roce", roce)] {
+            assert!((efa - x).abs() / x < 0.005, "{w}: efa {efa} ns against {k} {x} ns");
+        }
+    }
 }
 
 /// NCCL's choice through AWS's EFA plugin on two p5 hosts: the plugin reports 75 us of
@@ -1187,11 +1244,17 @@ fn the_tuner_ranks_as_nccls_model_with_the_net_plugins_latency() {
     assert_eq!((w.algorithm.as_deref(), w.protocol.as_deref()), (Some("double-binary-tree"), Some("ll")));
     // The reported time is the simulated one, without the term.
     assert!(w.time_ns.unwrap().abs_diff(ranked.time_ns.unwrap()) * 100 <= ranked.time_ns.unwrap());
-    // The same hosts on ConnectX-7 (whose NCCL transport reports no latency) keep the fastest.
-    let cx7 = p5.replace("nic-model = \"aws-efa-p5\"\n", "nic-model = \"connectx7-400g\"\n");
+    // The same hosts on InfiniBand ConnectX-7 (NCCL's IB transport reports no latency) keep
+    // the fastest.
+    let cx7 = p5
+        .replace("nic-model = \"aws-efa-p5\"\n", "nic-model = \"connectx7-400g\"\n")
+        .replace("kind = \"efa\"", "kind = \"infiniband\"");
     let r = run(&cx7, &Options { no_ideal: true, ..Options::default() });
-    assert!(r.workloads[0].tuner.iter().all(|c| c.nccl_net_latency_ns.is_none()));
-    assert_eq!(r.workloads[0].algorithm.as_deref(), Some("nvls-tree"));
+    let w = &r.workloads[0];
+    assert!(w.tuner.iter().all(|c| c.nccl_net_latency_ns.is_none()));
+    let fastest = w.tuner.iter().filter(|c| c.time_ns.is_some()).min_by_key(|c| c.time_ns).unwrap();
+    assert_eq!(w.algorithm.as_deref(), Some(fastest.algorithm.as_str()));
+    assert_eq!(w.protocol.as_deref(), Some(fastest.protocol.as_str()));
 }
 
 #[test]

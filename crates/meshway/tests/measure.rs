@@ -735,6 +735,26 @@ fn http_error_answers_are_counted_in_the_summary() {
     assert!(out.contains("status 503×3 (3 of 3 answers are errors, 4xx or 5xx)"), "{out}");
 }
 
+/// Sends `child` SIGINT after `delay` and waits for it to exit, at most 10 s (then kills it:
+/// None), in 20 ms polls: how long it took, a lower bound (clock reads are the runtime's).
+fn ctrl_c_after(child: &mut std::process::Child, delay: Duration) -> (Option<std::process::ExitStatus>, Duration) {
+    std::thread::sleep(delay);
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let mut waited = Duration::ZERO;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return (Some(s), waited);
+        }
+        if waited > Duration::from_secs(10) {
+            let _ = child.kill();
+            let _ = child.wait();
+            return (None, waited);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        waited += Duration::from_millis(20);
+    }
+}
+
 /// Ctrl-C ends a udp ping at once, as ping(8) does: its pending probes are neither received nor
 /// lost. It used to wait out -W (30 s here) for them, and then count them lost.
 #[test]
@@ -748,21 +768,7 @@ fn ctrl_c_ends_a_udp_ping_with_probes_pending() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    let mut waited = Duration::ZERO;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if waited > Duration::from_secs(10) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        waited += Duration::from_millis(20);
-    };
+    let (status, waited) = ctrl_c_after(&mut child, Duration::from_millis(700));
     drop(sink);
     assert!(status.is_some(), "still waiting 10 s after Ctrl-C");
     assert!(waited < Duration::from_secs(3), "{waited:?}");
@@ -794,21 +800,7 @@ fn ctrl_c_ends_a_hanging_tcp_connect() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    let mut waited = Duration::ZERO;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if waited > Duration::from_secs(10) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-        waited += Duration::from_millis(20);
-    };
+    let (status, waited) = ctrl_c_after(&mut child, Duration::from_millis(700));
     drop(held);
     assert!(status.is_some(), "still connecting 10 s after Ctrl-C");
     // In 20 ms polls (a lower bound on the time: clock reads are the runtime's only).
