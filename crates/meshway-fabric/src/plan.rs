@@ -447,13 +447,31 @@ fn one_leaf(f: &Fabric, warnings: &mut Vec<String>) {
         }
     }
     let others = f.switches().filter(|&s| !f.is_nvswitch(s) && !leaves.contains(&s)).count();
-    if leaves.len() == 1 && others > 0 && f.sites.len() <= 1 {
-        let leaf = leaves.iter().next().map(|&n| f.node(n).name.clone()).unwrap_or_default();
-        warnings.push(format!(
-            "every GPU is on one switch ({leaf}): the {others} {} no traffic between GPUs; \
-             a smaller leaf-radix spreads the GPUs over leaves, or one switch does",
-            if others == 1 { "switch above it carries" } else { "switches above it carry" }
-        ));
+    // One leaf per plane is the same on every plane (AWS-like 4-plane hosts of 16 GPUs got 4
+    // spines and 512 links for nothing, without a word).
+    let planes: std::collections::BTreeSet<u16> = leaves.iter().map(|&n| f.node(n).plane).collect();
+    if leaves.len() == planes.len() && others > 0 && f.sites.len() <= 1 {
+        let names: Vec<String> = leaves.iter().map(|&n| f.node(n).name.clone()).collect();
+        let above = match (names.len(), others) {
+            (1, 1) => "switch above it carries",
+            (1, _) => "switches above it carry",
+            (_, 1) => "switch above them carries",
+            _ => "switches above them carry",
+        };
+        warnings.push(if names.len() == 1 {
+            format!(
+                "every GPU is on one switch ({}): the {others} {above} no traffic between GPUs; \
+                 a smaller leaf-radix spreads the GPUs over leaves, or one switch does",
+                names[0]
+            )
+        } else {
+            format!(
+                "every GPU is on one switch in each of its {} planes ({}): the {others} {above} no traffic \
+                 between GPUs; a smaller leaf-radix spreads the GPUs over leaves, or one switch per plane does",
+                names.len(),
+                names.join(", ")
+            )
+        });
     }
 }
 

@@ -248,6 +248,12 @@ fn multi_plane_has_no_switch_spof() {
         build("[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 8\nnic = \"400Gbps\"\nplanes = 4\n");
     assert_eq!(f.planes, 4);
     assert!(r.resilience.switch_spofs.is_empty(), "{:?}", r.resilience.switch_spofs);
+    // Its spines carry nothing, as a single leaf's do, and the plan says so.
+    assert!(
+        r.warnings.iter().any(|w| w.contains("every GPU is on one switch in each of its 4 planes (leaf-0, p1/leaf-0, p2/leaf-0, p3/leaf-0): the 4 switches above them carry no traffic")),
+        "{:?}",
+        r.warnings
+    );
     // With one plane that leaf is every GPU's only network path: its loss leaves each GPU
     // on its own (NVLink is not counted), 15 cut off from the largest piece, as for a root.
     let (_, r) = build("[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 8\nnic = \"400Gbps\"\n");

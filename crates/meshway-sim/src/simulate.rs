@@ -1355,7 +1355,7 @@ pub fn simulate(
                 ),
             });
         }
-        let params = packet_params(setup, &cfg)?;
+        let params = packet_params(setup, &cfg, opts.fidelity.is_none())?;
         let estimate = crate::packet::estimate_memory(&prog, &topo, &cfg, &params.0);
         if estimate > params.1 {
             return Err(SimulateError::PacketTooLarge {
@@ -1628,7 +1628,12 @@ fn fct_summary(prog: &Program, ex: &Execution, a: usize, b: usize) -> Option<Fct
 
 /// The packet engine's parameters: the catalog's `[packet]` with the scenario's
 /// `[simulation.packet]` over it, and the memory limit.
-fn packet_params(setup: &Setup<'_>, cfg: &ExecConfig) -> Result<(crate::packet::PacketParams, u64), SimulateError> {
+/// `from_file`: the scenario's `[simulation] fidelity` asked for it, not `--fidelity`.
+fn packet_params(
+    setup: &Setup<'_>,
+    cfg: &ExecConfig,
+    from_file: bool,
+) -> Result<(crate::packet::PacketParams, u64), SimulateError> {
     use crate::packet::{Balance, Dcqcn, PacketParams, Transport};
     let s = setup.scenario;
     let cat = setup.catalog;
@@ -1645,14 +1650,15 @@ fn packet_params(setup: &Setup<'_>, cfg: &ExecConfig) -> Result<(crate::packet::
         TransportKind::Infiniband => Transport::Infiniband,
         TransportKind::Ndp => Transport::Ndp,
         TransportKind::Tcp | TransportKind::Efa => {
-            return Err(SimulateError::BadOption {
-                option: "--fidelity",
-                message: format!(
-                    "{}: the packet level models roce (with or without PFC), infiniband and ndp; {} runs at flow level",
-                    s.file,
-                    meshway_fabric::plan::transport_name(tr.config.kind)
-                ),
-            })
+            let why = format!(
+                "the packet level models roce (with or without PFC), infiniband and ndp; {} runs at flow level",
+                tr.config.kind.name()
+            );
+            if from_file {
+                let c = Ctx::new(&s.file, &s.text, "simulation", 0, "simulation");
+                return Err(c.invalid("fidelity", why).into());
+            }
+            return Err(SimulateError::BadOption { option: "--fidelity", message: format!("{}: {why}", s.file) });
         }
     };
     // A lossless flag the transport does not have at the packet level.

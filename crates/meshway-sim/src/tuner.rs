@@ -42,7 +42,7 @@ pub struct Candidate {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ideal_ns: Option<u64>,
     /// What NCCL's model adds for the net plugin's reported latency, ranked with the time
-    /// (absent when the NIC reports none).
+    /// (absent when the NIC reports none; 0 for a candidate whose formula counts no step).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nccl_net_latency_ns: Option<u64>,
 }
@@ -192,7 +192,8 @@ pub fn pick(
             protocol: p.name.clone(),
             time_ns,
             ideal_ns,
-            nccl_net_latency_ns: Some(extra[i]).filter(|&x| x > 0),
+            // Given whenever the NIC reports a latency, 0 where NCCL's formula counts no step.
+            nccl_net_latency_ns: Some(extra[i]).filter(|_| spec.hw.net_latency.0 > 0),
         });
         if let Some(t) = time_ns.map(|t| t.saturating_add(extra[i])) {
             if chosen.as_ref().is_none_or(|(_, _, bt)| t < *bt) {

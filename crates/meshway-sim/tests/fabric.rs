@@ -1177,7 +1177,13 @@ fn efa_pays_its_latency_and_runs_the_protocols_its_nic_allows() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("efa runs at flow level"), "{e}");
+    assert!(e.starts_with("--fidelity: test.toml: ") && e.contains("efa runs at flow level"), "{e}");
+    // Asked for by the file, the error names the file's key, not a flag it was not given.
+    let e = err(&format!("{}[simulation]\nfidelity = \"packet\"\n{ar}", efa_hosts("aws-efa-p4d", "efa")));
+    assert!(
+        e.contains("`simulation.fidelity`: the packet level models") && e.contains("efa runs at flow level"),
+        "{e}"
+    );
 }
 
 /// Traffic that stays on NVLink does not depend on the network transport: a one-host
