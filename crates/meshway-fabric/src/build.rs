@@ -22,7 +22,7 @@ impl Scenario {
         // A transport profile with its own hop latency (InfiniBand's) sets the switches'
         // where the scenario does not: for plan and simulate alike.
         let kind = self.config.transport.as_ref().map(|t| t.kind).unwrap_or_default();
-        if let Some(hop) = catalog.transport_profile(crate::plan::transport_name(kind)).and_then(|p| p.hop_latency) {
+        if let Some(hop) = catalog.transport_profile(kind.name()).and_then(|p| p.hop_latency) {
             for site in 0..f.sites.len().max(1) as u16 {
                 if f.site_switch_latency(site).is_none() {
                     f.switch_latency.push((site, hop));
@@ -1178,13 +1178,13 @@ fn set_nic_model(
     ctx: &Ctx,
     transport: crate::config::TransportKind,
 ) -> Result<(), FabricError> {
-    let kind = crate::plan::transport_name(transport);
+    let kind = transport.name();
     let Some(name) = &fc.nic_model else {
         // EFA runs on AWS's own devices, which a rate alone does not pick (a 400G fabric
         // would take ConnectX-7, without EFA's plugin latency or protocols).
-        let efa: Vec<&str> =
-            cat.nic.iter().filter(|n| n.transport.as_deref() == Some(kind)).map(|n| n.name.as_str()).collect();
         if transport == crate::config::TransportKind::Efa {
+            let efa: Vec<&str> =
+                cat.nic.iter().filter(|n| n.transport.as_deref() == Some(kind)).map(|n| n.name.as_str()).collect();
             return Err(ctx.invalid(
                 "nic-model",
                 format!(

@@ -240,7 +240,7 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
     let bisection = bisection(f, &split, flow);
     // One packet as the wire carries it (payload and the transport's headers), as the
     // simulator's last packet.
-    let header = cat.transport_profile(transport_name(tr.config.kind)).map_or(0, |p| u64::from(p.header_bytes));
+    let header = cat.transport_profile(tr.config.kind.name()).map_or(0, |p| u64::from(p.header_bytes));
     let paths = path_stats(f, cat, Bytes(tr.mtu.0 + header));
     if paths.unreachable_pairs > 0 {
         warnings.push(format!("{} GPU pairs have no path between them", paths.unreachable_pairs));
@@ -901,11 +901,6 @@ fn bisection(f: &Fabric, split: &Split, flow: Option<u64>) -> Bisection {
     }
 }
 
-/// The catalog's name for a transport kind.
-pub fn transport_name(kind: crate::config::TransportKind) -> &'static str {
-    kind.name()
-}
-
 fn path_stats(f: &Fabric, cat: &Catalog, mtu: Bytes) -> PathStats {
     let gpus: Vec<NodeId> = f.gpus().collect();
     let sampled = gpus.len() > FULL_PAIRS_LIMIT;
@@ -1308,7 +1303,7 @@ fn span_name(f: &Fabric, l: LinkId) -> String {
 }
 
 fn lossless(f: &Fabric, cat: &Catalog, tr: &Transport, warnings: &mut Vec<String>) -> Lossless {
-    if transport_name(tr.config.kind) == "infiniband" {
+    if tr.config.kind == crate::config::TransportKind::Infiniband {
         return credits(f, cat, tr, warnings);
     }
     let per_km = cat.constants.fiber_delay_per_km;

@@ -441,7 +441,7 @@ fn exec_config(
     tolerance: Option<f64>,
 ) -> Result<(ExecConfig, String), SimulateError> {
     let tc = s.config.transport.clone().unwrap_or_default();
-    let kind = meshway_fabric::plan::transport_name(tc.kind);
+    let kind = tc.kind.name();
     let p = cat.transport_profile(kind).ok_or_else(|| SimulateError::NoTransportProfile { kind: kind.to_string() })?;
     // As `meshway simulate` chooses: the scenario's routing, else the transport's default.
     let policy = match (s.config.transport.as_ref().and_then(|t| t.routing), p.default_routing.as_str()) {

@@ -545,7 +545,7 @@ fn collective_kind(
                 "algorithm",
                 format!(
                     "{} has no in-network reduction: SHARP (collnet, nvls across hosts) runs over InfiniBand",
-                    meshway_fabric::plan::transport_name(kind)
+                    kind.name()
                 ),
             ));
         }
@@ -1017,7 +1017,7 @@ pub struct FailureInfo {
 fn transport_info(setup: &Setup<'_>, opts: &Options) -> Result<(TransportInfo, Wire), SimulateError> {
     let s = setup.scenario;
     let tc = s.config.transport.clone().unwrap_or_default();
-    let kind = meshway_fabric::plan::transport_name(tc.kind);
+    let kind = tc.kind.name();
     let p = setup
         .catalog
         .transport_profile(kind)
