@@ -82,6 +82,44 @@ impl Free {
     }
 }
 
+/// Room on a set of free GPUs as [`choose`] sees it: the whole free hosts and the most free
+/// slots on one host. Every policy but `given` places a job exactly when it fits this room
+/// (one host with enough free slots, or enough whole free hosts), so a scheduler can ask
+/// whether a job would be placed without placing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Room {
+    pub whole: usize,
+    pub most: u32,
+}
+
+impl Room {
+    pub fn of(free: &Free) -> Room {
+        let whole = (0..free.slots.len()).filter(|&x| free.host_free(x)).count();
+        Room { whole, most: free.slots.iter().map(|s| s.count_ones()).max().unwrap_or(0) }
+    }
+    /// Gives `ranks` (GPUs that are not free) back to `free`, keeping the room up to date:
+    /// a host they are on was not whole before.
+    pub fn give(&mut self, h: &Hier, free: &mut Free, ranks: &[u32]) {
+        free.give(h, ranks);
+        let mut hosts: Vec<usize> = ranks.iter().map(|&r| h.locate(r).0 as usize).collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        for x in hosts {
+            self.most = self.most.max(free.slots[x].count_ones());
+            self.whole += usize::from(free.host_free(x));
+        }
+    }
+    /// Whether [`choose`] places a job of `gpus` here (any policy but `given`).
+    pub fn fits(&self, h: &Hier, gpus: u32) -> bool {
+        let gph = h.gpus_per_host;
+        if gpus <= gph {
+            self.most >= gpus
+        } else {
+            self.whole >= (gpus / gph) as usize
+        }
+    }
+}
+
 /// What a policy knows about a job besides its size.
 #[derive(Debug, Clone, Copy)]
 pub struct Ask {

@@ -4,7 +4,7 @@
 use crate::cosim::{self, Step, Summary, TierBytes};
 use crate::hier::Hier;
 use crate::jobs::Job;
-use crate::place::{self, Ask, Free, Policy};
+use crate::place::{self, Ask, Free, Policy, Room};
 use crate::SchedError;
 use meshway_sim::exec::{ExecConfig, LinkEvent};
 use meshway_sim::topo::{mix, FabricTopo};
@@ -394,6 +394,12 @@ pub fn run(
         // would take then (placed on the GPUs free at that time, as running jobs end as now
         // projected). A GPU count alone let a backfilled job take a host the head needed.
         let mut shadow: Option<(u64, Vec<u32>)> = None;
+        // The room on the GPUs free now, and (once the head job has a reservation) on those
+        // free and not reserved: a job that does not fit is passed over without asking the
+        // policy (which would say no), which keeps a long queue's pass cheap.
+        let mut room_free = Room::of(&free);
+        let mut free_n = free.free_gpus();
+        let mut open: Option<(Free, Room)> = None;
         let mut q = 0;
         frag_now = false;
         while q < queue.len() {
@@ -414,15 +420,24 @@ pub fn run(
                     Ok(place::choose(policy, h, free, &ask, &load))
                 }
             };
-            let pick = match past.filter(|_| policy != Policy::Given) {
-                Some(reserved) => {
-                    let mut open = free.clone();
-                    open.take(h, reserved);
-                    place_on(&open)?
-                }
-                None => place_on(&free)?,
+            let gpus = p.job.gpus;
+            let pick = match (past.filter(|_| policy != Policy::Given), &open) {
+                (Some(_), Some((_, room))) if !room.fits(h, gpus) => None,
+                (Some(_), Some((o, _))) => place_on(o)?,
+                (None, _) if policy != Policy::Given && !room_free.fits(h, gpus) => None,
+                _ => place_on(&free)?,
             };
-            let fits_backfill = |ranks: &[u32]| past.is_none_or(|reserved| ranks.iter().all(|r| !reserved.contains(r)));
+            // Off the reservation: `open` is the free GPUs less the reserved ones, and a pick
+            // is of free GPUs.
+            let fits_backfill = |ranks: &[u32]| {
+                past.is_none()
+                    || open.as_ref().is_none_or(|(o, _)| {
+                        ranks.iter().all(|&r| {
+                            let (x, i) = h.locate(r);
+                            o.slots[x as usize] & (1u64 << i) != 0
+                        })
+                    })
+            };
             match pick {
                 Some(ranks) if fits_backfill(&ranks) => {
                     let mut spec = p.spec.clone();
@@ -465,6 +480,12 @@ pub fn run(
                         }
                     };
                     free.take(h, &ranks);
+                    room_free = Room::of(&free);
+                    free_n = free.free_gpus();
+                    if let Some((o, room)) = &mut open {
+                        o.take(h, &ranks);
+                        *room = Room::of(o);
+                    }
                     let blocks = blocks_of(h, &ranks);
                     for &b in &blocks {
                         if blocks.len() > 1 {
@@ -504,9 +525,9 @@ pub fn run(
                     // not for scattered GPUs: it counts only if it would not fit the free
                     // GPUs without the reservation either.
                     if policy != Policy::Given
-                        && free.free_gpus() >= u64::from(p.job.gpus)
+                        && free_n >= u64::from(gpus)
                         && pick.is_none()
-                        && (past.is_none() || place_on(&free)?.is_none())
+                        && (past.is_none() || !room_free.fits(h, gpus))
                     {
                         frag_now = true;
                     }
@@ -526,11 +547,12 @@ pub fn run(
                             .collect();
                         ends.sort_unstable();
                         let mut then = free.clone();
+                        let mut room = Room::of(&then);
                         let mut reserved = Vec::new();
                         let mut at = u64::MAX;
                         for (e, k) in ends {
-                            then.give(h, &running[k].ranks);
-                            if then.free_gpus() < u64::from(p.job.gpus) {
+                            room.give(h, &mut then, &running[k].ranks);
+                            if policy != Policy::Given && !room.fits(h, p.job.gpus) {
                                 continue;
                             }
                             if let Some(r) = place_on(&then)? {
@@ -539,6 +561,10 @@ pub fn run(
                                 break;
                             }
                         }
+                        let mut o = free.clone();
+                        o.take(h, &reserved);
+                        let room = Room::of(&o);
+                        open = Some((o, room));
                         shadow = Some((at, reserved));
                     }
                     q += 1;

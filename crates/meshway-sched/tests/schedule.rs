@@ -155,6 +155,55 @@ fn topology_spans_the_fewest_blocks_and_fits_best_like_brute_force() {
     }
 }
 
+/// The EASY pass asks `Room` instead of the policy whether a job fits: the two must agree
+/// for every policy but `given`, and the room kept while GPUs are given back must be the room
+/// counted afresh.
+#[test]
+fn a_policy_places_a_job_exactly_when_it_fits_the_room() {
+    let (_, cat, f) = load(SMALL);
+    let topo = FabricTopo::new(&f, &cat, 1);
+    let h = Hier::new(&f, &topo, "node");
+    let load: Vec<f64> = (0..h.blocks.len()).map(|b| b as f64).collect();
+    let policies = [Policy::FirstFit, Policy::Random, Policy::Topology, Policy::NetworkAware, Policy::ContentionAware];
+    let mut z = 3u64;
+    let (mut placed, mut refused) = (0, 0);
+    for trial in 0..400u64 {
+        // A random free state: each GPU busy with probability 0.3 to 0.7 by trial.
+        let mut free = Free::new(&h);
+        let mut busy = Vec::new();
+        for r in 0..32u32 {
+            z = mix(z ^ trial);
+            if z % 10 < 3 + trial % 5 {
+                free.take(&h, &[r]);
+                busy.push(r);
+            }
+        }
+        let room = place::Room::of(&free);
+        for gpus in [1, 2, 4, 6, 8, 10, 16, 32] {
+            for policy in policies {
+                let ask = Ask { gpus, intensity: 1.0, seed: trial };
+                let got = place::choose(policy, &h, &free, &ask, &load);
+                assert_eq!(got.is_some(), room.fits(&h, gpus), "trial {trial}, {gpus} GPUs, {policy:?}");
+                if got.is_some() {
+                    placed += 1;
+                } else {
+                    refused += 1;
+                }
+            }
+        }
+        // Given back in pieces, the kept room stays the counted one.
+        let mut kept = room;
+        let mut then = free.clone();
+        for piece in busy.chunks(3) {
+            kept.give(&h, &mut then, piece);
+            assert_eq!(kept, place::Room::of(&then), "trial {trial}");
+        }
+        assert_eq!(kept, place::Room { whole: 16, most: 2 });
+    }
+    // Both answers were exercised.
+    assert!(placed > 1000 && refused > 1000, "{placed} placed, {refused} refused");
+}
+
 #[test]
 fn contention_aware_takes_the_least_loaded_blocks_like_brute_force() {
     let mut z = 11u64;
