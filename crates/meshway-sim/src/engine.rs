@@ -484,6 +484,11 @@ pub struct Simulation {
     on_links: Bits,
     reached: Bits,
     frozen: Bits,
+    /// Flows routed while a link was down (moved off a failing link, or started during an
+    /// outage), offered to the router again when a link comes back; with a bit per flow so
+    /// that each is listed once.
+    detoured: Vec<u32>,
+    detoured_bits: Bits,
     /// Scratch buffers reused by every recompute.
     seeds: Vec<u32>,
     comp_links: Vec<u32>,
@@ -566,6 +571,24 @@ fn carried_bytes_at(l: &Link, t: u64) -> u64 {
     let dt = t.saturating_sub(l.last);
     let carried = l.carried.saturating_add(i128::from(l.load) * i128::from(dt));
     (carried.max(0) as u128 / UNITS_PER_BYTE).min(u128::from(u64::MAX)) as u64
+}
+
+/// A sprayed route's links, sorted, each with its weight: m of the k paths cross it (each
+/// path crosses a link at most once), so it carries m/k of the flow.
+fn spread_links(paths: &[Vec<LinkId>]) -> (Vec<u32>, Vec<u32>) {
+    let k = paths.len() as u64;
+    let mut all: Vec<u32> = paths.iter().flatten().map(|l| l.0).collect();
+    all.sort_unstable();
+    let (mut links, mut weights) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < all.len() {
+        let j = i + all[i..].iter().take_while(|&&l| l == all[i]).count();
+        links.push(all[i]);
+        let m = (j - i) as u64;
+        weights.push((m * u64::from(WEIGHT_ONE) / k).max(1) as u32);
+        i = j;
+    }
+    (links, weights)
 }
 
 /// One bit per flow.
@@ -653,6 +676,8 @@ impl Simulation {
             on_links: Bits::default(),
             reached: Bits::default(),
             frozen: Bits::default(),
+            detoured: Vec::new(),
+            detoured_bits: Bits::default(),
             seeds: Vec::new(),
             comp_links: Vec::new(),
             scratch,
@@ -798,6 +823,7 @@ impl Simulation {
         self.on_links.grow(self.flows.len());
         self.reached.grow(self.flows.len());
         self.frozen.grow(self.flows.len());
+        self.detoured_bits.grow(self.flows.len());
         self.bottleneck.push(NONE);
         if waiting == 0 {
             self.push(ready, Event::Activate(id.0));
@@ -1088,18 +1114,9 @@ impl Simulation {
                 self.path_w.resize(self.path_links.len(), WEIGHT_ONE);
             }
             RouteRef::Spread(paths) => {
-                let k = paths.len() as u64;
-                let mut all: Vec<u32> = paths.iter().flatten().map(|l| l.0).collect();
-                all.sort_unstable();
-                let mut i = 0;
-                while i < all.len() {
-                    let j = i + all[i..].iter().take_while(|&&l| l == all[i]).count();
-                    self.path_links.push(all[i]);
-                    // m of the k paths cross this link (each path crosses a link at most once).
-                    let m = (j - i) as u64;
-                    self.path_w.push((m * u64::from(WEIGHT_ONE) / k).max(1) as u32);
-                    i = j;
-                }
+                let (links, weights) = spread_links(paths);
+                self.path_links.extend(links);
+                self.path_w.extend(weights);
             }
         }
         (start, self.path_links.len() as u32 - start)
@@ -1187,6 +1204,9 @@ impl Simulation {
                         self.move_flow(f as usize, route.as_ref(), t);
                     }
                     self.apply_capacity_changes(router, t);
+                    if self.down > 0 {
+                        self.mark_detoured(f);
+                    }
                 }
                 self.activate(f as usize, t)
             }
@@ -1198,10 +1218,13 @@ impl Simulation {
                     self.down = if up { self.down - 1 } else { self.down + 1 };
                     self.changes += 1;
                 }
+                let was_up = self.links[l as usize].up;
                 self.links[l as usize].up = up;
                 self.seeds.push(l);
                 if !up {
                     self.reroute_off(l as usize, t, router)?;
+                } else if !was_up {
+                    self.reroute_back(t, router)?;
                 }
             }
         }
@@ -1227,10 +1250,77 @@ impl Simulation {
             {
                 self.check_route(FlowId(f), route.as_ref())?;
                 self.move_flow(f as usize, route.as_ref(), t);
+                self.mark_detoured(f);
             }
             self.apply_capacity_changes(router, t);
         }
         Ok(())
+    }
+
+    fn mark_detoured(&mut self, f: u32) {
+        if !self.detoured_bits.get(f) {
+            self.detoured_bits.set(f);
+            self.detoured.push(f);
+        }
+    }
+
+    /// A link came back up: every active flow routed while a link was down is offered to the
+    /// router again, and takes the route it gives now if that differs from its own, as
+    /// routing that has converged again would place it (ECMP hashes it over the restored
+    /// next hops, spraying spreads it over every path again). A flow that found no path when
+    /// it started gets one now. Once every link is up, no flow is detoured any more.
+    fn reroute_back(&mut self, t: u64, router: &mut dyn Router) -> Result<(), SimError> {
+        self.flush_attached();
+        let mut list = std::mem::take(&mut self.detoured);
+        list.sort_unstable();
+        let mut keep = Vec::new();
+        for f in list {
+            let fi = f as usize;
+            if self.flows[fi].state != State::Active {
+                self.detoured_bits.clear(f);
+                continue;
+            }
+            let fl = &self.fluid[fi];
+            // A flow whose fluid part ends at this very instant keeps its path and finishes.
+            let ending = u128::from(fl.rate) * u128::from(t - fl.last) >= fl.remaining;
+            if !ending {
+                if let Some(route) =
+                    router.reroute(FlowId(f), &LinkView { links: &self.links, down: self.down, changes: self.changes })
+                {
+                    if !self.is_current_route(fi, route.as_ref()) {
+                        self.check_route(FlowId(f), route.as_ref())?;
+                        self.move_flow(fi, route.as_ref(), t);
+                    }
+                }
+                self.apply_capacity_changes(router, t);
+            }
+            if self.down > 0 && !ending {
+                keep.push(f);
+            } else {
+                self.detoured_bits.clear(f);
+            }
+        }
+        self.detoured = keep;
+        Ok(())
+    }
+
+    /// Whether `route` is the path flow `f` is on now (as [`Simulation::push_route`] would
+    /// store it: links in order with their weights).
+    fn is_current_route(&self, f: usize, route: RouteRef<'_>) -> bool {
+        let h = self.hot[f];
+        let (a, b) = (h.path_start as usize, (h.path_start + h.path_len) as usize);
+        let (links, weights) = (&self.path_links[a..b], &self.path_w[a..b]);
+        match route {
+            RouteRef::Path(p) => {
+                p.len() == links.len()
+                    && p.iter().zip(links).all(|(l, &c)| l.0 == c)
+                    && weights.iter().all(|&w| w == WEIGHT_ONE)
+            }
+            RouteRef::Spread(paths) => {
+                let (l2, w2) = spread_links(paths);
+                l2 == links && w2 == weights
+            }
+        }
     }
 
     /// Sets the capacities `router` changed and marks their links for recompute, as a link
@@ -1933,6 +2023,64 @@ mod tests {
             full.recompute(full.now).unwrap();
             full.rates()
         }
+    }
+
+    /// Routes over `primary` while it is up, else over `backup` (or over nothing when there
+    /// is no backup), as converged routing would.
+    struct Failover {
+        primary: LinkId,
+        backup: Option<LinkId>,
+    }
+
+    impl Router for Failover {
+        fn route(&mut self, _: FlowId, links: &LinkView<'_>) -> Option<Route> {
+            Some(Route::Path(match (links.is_up(self.primary), self.backup) {
+                (true, _) => vec![self.primary],
+                (false, Some(b)) => vec![b],
+                (false, None) => vec![],
+            }))
+        }
+    }
+
+    #[test]
+    fn a_flow_moved_off_a_failed_link_moves_back_when_it_recovers() {
+        let mut net = Network::new();
+        let primary = net.add_link(BitsPerSec::gbps(10), Nanos(100));
+        let backup = net.add_link(BitsPerSec::gbps(5), Nanos(900));
+        let mut sim = Simulation::new(net);
+        let a = sim.add_flow(FlowSpec::new(vec![], Bytes(1_000_000), SimTime::ZERO).routed()).unwrap();
+        sim.schedule_link_down(primary, SimTime(100_000)).unwrap();
+        sim.schedule_link_up(primary, SimTime(300_000)).unwrap();
+        let r = sim.run_with(&mut Failover { primary, backup: Some(backup) }).unwrap();
+        // 125,000 B at 10 Gbps by 100 us; 125,000 B at 5 Gbps on the backup until 300 us;
+        // the other 750,000 B back on the primary at 10 Gbps: 600 us, and its latency.
+        assert_eq!(r.flows[a.index()].end, Some(SimTime(900_000 + 100)));
+        assert_eq!(r.link_stats[primary.index()].bytes, Bytes(875_000));
+        assert_eq!(r.link_stats[backup.index()].bytes, Bytes(125_000));
+        assert!(sim.detoured.is_empty(), "every link is up again");
+    }
+
+    #[test]
+    fn a_flow_started_with_no_path_runs_when_the_link_recovers() {
+        let mut net = Network::new();
+        let only = net.add_link(BitsPerSec::gbps(10), Nanos(100));
+        let mut sim = Simulation::new(net);
+        let a = sim.add_flow(FlowSpec::new(vec![], Bytes(1_000_000), SimTime(200_000)).routed()).unwrap();
+        sim.schedule_link_down(only, SimTime(100_000)).unwrap();
+        sim.schedule_link_up(only, SimTime(300_000)).unwrap();
+        let r = sim.run_with(&mut Failover { primary: only, backup: None }).unwrap();
+        // Started at 200 us with no path; from 300 us, 1 MB at 10 Gbps (800 us) and latency.
+        assert_eq!(r.flows[a.index()].end, Some(SimTime(1_100_000 + 100)));
+        assert_eq!(r.flows[a.index()].stall, None);
+        // Still down for good: it stalls, named as having no path.
+        let mut net = Network::new();
+        let only = net.add_link(BitsPerSec::gbps(10), Nanos(100));
+        let mut sim = Simulation::new(net);
+        let a = sim.add_flow(FlowSpec::new(vec![], Bytes(1_000_000), SimTime(200_000)).routed()).unwrap();
+        sim.schedule_link_down(only, SimTime(100_000)).unwrap();
+        let r = sim.run_with(&mut Failover { primary: only, backup: None }).unwrap();
+        assert_eq!(r.flows[a.index()].end, None);
+        assert_eq!(r.flows[a.index()].stall, Some(Stall::NoPath));
     }
 
     #[test]

@@ -327,6 +327,36 @@ fn a_failed_spine_reroutes_and_every_byte_arrives() {
     assert!(lone("0s") > 0.99, "{}", lone("0s"));
 }
 
+/// Flows moved off a failed spine come back when the spine does: sprayed, they spread over
+/// both spines again; hashed, they take their own paths again once every link is up.
+#[test]
+fn flows_move_back_to_a_recovered_spine() {
+    let spine0 =
+        |r: &SimReport| -> u64 { r.links.iter().filter(|l| l.link.contains("spine-0")).map(|l| l.carried_bytes).sum() };
+    let text = |failure: &str| {
+        format!(
+            "[fabric]\nkind = \"leaf-spine\"\ngpus = 16\ngpus-per-host = 1\ngpus-per-leaf = 8\nspines = 2\n\
+             nic = \"400Gbps\"\n[transport]\nkind = \"roce\"\n[[workload]]\nkind = \"flows\"\nfile = \"f.csv\"\n\
+             {failure}"
+        )
+    };
+    let flows = || vec![("f.csv", "src,dst,bytes\n0,8,1GiB\n1,9,1GiB\n2,10,1GiB\n3,11,1GiB\n".to_string())];
+    for routing in [Policy::Spray, Policy::Ecmp] {
+        let run = |failure: &str| run_with(&text(failure), &policy(routing), &flows()).unwrap();
+        let healthy = run("");
+        let for_good = run("[[failure]]\nat = \"1ms\"\nswitch = \"spine-0\"\n");
+        let healed = run("[[failure]]\nat = \"1ms\"\nuntil = \"3ms\"\nswitch = \"spine-0\"\n");
+        // 1 GiB at 400 Gbps takes about 21 ms: most of it after the spine is back.
+        assert!(healthy.workloads[0].time_ns.unwrap() > 20_000_000);
+        let (h, g, b) = (spine0(&healthy), spine0(&healed), spine0(&for_good));
+        assert!(h > 0, "{routing:?}: some flow crosses spine-0");
+        assert!(b < h / 10, "{routing:?}: the spine failed for good carried {b} of {h} bytes");
+        // Back on spine-0 for the 18 ms after it recovers: all but 2 ms of its healthy bytes.
+        assert!(g > h * 8 / 10, "{routing:?}: the recovered spine carried {g} of {h} bytes");
+        assert_eq!(healed.workloads[0].failed_messages, 0);
+    }
+}
+
 #[test]
 fn a_cut_off_gpu_fails_its_messages_with_a_reason_and_recovery_completes_them() {
     let text = format!("{TWO_LEAVES}\n[[failure]]\nat = \"0s\"\nlink = \"gpu-0:leaf-0\"\n");
