@@ -266,6 +266,14 @@ pub fn analyze(f: &Fabric, cat: &Catalog, tr: &Transport) -> FabricReport {
         }
     }
     let bom = bom(f, cat, &mut warnings);
+    if tr.config.kind == crate::config::TransportKind::Efa {
+        // The cost model is for a fabric one buys; on AWS it is rented with the instances.
+        warnings.push(
+            "efa: AWS's network comes with the instances and is not bought; the switches, optics and fibre in the \
+             bill price a fabric of the same shape at the catalog's prices, and the EFA devices are not priced"
+                .into(),
+        );
+    }
     let lossless = lossless(f, cat, tr, &mut warnings);
     let resilience = resilience(f, &split, bisection.maxflow_bps);
     spof_warnings(&tiers, &resilience, &mut warnings);

@@ -925,3 +925,23 @@ fn a_fat_tree_below_the_switch_radix_is_named() {
     );
     assert!(full.warnings.iter().all(|w| !w.contains("fat-tree gives")), "{:?}", full.warnings);
 }
+
+/// AWS's network is rented with its instances: a plan over EFA says that its bill prices a
+/// bought fabric of the same shape, and that the EFA devices carry no price.
+#[test]
+fn an_efa_plan_says_its_bill_is_not_what_aws_charges() {
+    let text = |transport: &str, nic: &str| {
+        format!(
+            "[fabric]\nkind = \"leaf-spine\"\ngpus = 256\ngpus-per-host = 8\nnic = \"400Gbps\"\nplanes = 4\n{nic}\
+             gpu = \"h100-sxm\"\n[transport]\nkind = \"{transport}\"\n"
+        )
+    };
+    let (_, efa) = build(&text("efa", "nic-model = \"aws-efa-p5\"\n"));
+    let notes: Vec<&String> = efa.warnings.iter().filter(|w| w.starts_with("efa: AWS's network")).collect();
+    assert_eq!(notes.len(), 1, "{:?}", efa.warnings);
+    let nic = efa.bom.lines.iter().find(|l| l.item == "aws-efa-p5").expect("the EFA devices are listed");
+    assert_eq!((nic.count, nic.cost_usd), (256, 0.0));
+    assert!(efa.bom.total_cost_usd > 1e6, "the switches and optics are still priced");
+    let (_, roce) = build(&text("roce", ""));
+    assert!(roce.warnings.iter().all(|w| !w.starts_with("efa:")), "{:?}", roce.warnings);
+}
