@@ -224,6 +224,9 @@ pub struct SweepRow {
     /// The algorithm and protocol of this size (the tuner's picks where left to it).
     pub algorithm: String,
     pub protocol: String,
+    /// Left to the tuner: every candidate it weighed at this size, as a workload's `tuner`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tuner: Vec<tuner::Candidate>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1262,7 +1265,7 @@ pub fn simulate(
             while size <= *to {
                 let from = Some(w.start.map_or(0, |s| s.0));
                 let tuned = tune(&mut topo, Some(&mut bound), w, &cfg, cat, Some(size), &file_prefix, &failures, from)?;
-                let (algo, proto) = tuned.map_or((spec.algo, spec.proto.clone()), |t| (t.0, t.1));
+                let (algo, proto, candidates) = tuned.map_or((spec.algo, spec.proto.clone(), Vec::new()), |t| t);
                 let protocol = proto.name.clone();
                 let mut prog = Program::new();
                 let (done, built) =
@@ -1283,6 +1286,7 @@ pub fn simulate(
                     model: built.map_or("direct", |b| b.model.name()).to_string(),
                     algorithm: algo.name().to_string(),
                     protocol,
+                    tuner: candidates,
                 });
                 match size.checked_mul(2) {
                     Some(next) if size < *to => size = next,

@@ -460,7 +460,17 @@ fn size_sweep_prints_like_nccl_tests() {
     assert!(s.rows[10].busbw_gbytes.unwrap() > 10.0 * s.rows[0].busbw_gbytes.unwrap());
     for row in &s.rows {
         assert!((row.busbw_gbytes.unwrap() - row.algbw_gbytes.unwrap() * 2.0 * 7.0 / 8.0).abs() < 1e-9);
+        // Left to the tuner, each size lists what it weighed; the pick is the fastest of
+        // those simulated, and its time is the row's.
+        let best = row.tuner.iter().filter_map(|c| c.time_ns.map(|t| (t, c))).min_by_key(|(t, _)| *t);
+        let (t, c) = best.expect("some candidate ran on the fabric");
+        assert_eq!((c.algorithm.as_str(), c.protocol.as_str()), (row.algorithm.as_str(), row.protocol.as_str()));
+        assert_eq!(t as f64 / 1e3, row.time_us.unwrap(), "{} B", row.size_bytes);
+        assert!(row.tuner.len() >= 6, "ring and tree with three protocols: {:?}", row.tuner);
     }
+    // A named algorithm and protocol leave nothing to weigh.
+    let named = run(&format!("{text}algorithm = \"ring\"\nprotocol = \"simple\"\n"), &Options::default());
+    assert!(named.sweeps[0].rows.iter().all(|r| r.tuner.is_empty() && r.algorithm == "ring"));
 }
 
 /// Adaptive routing weighs a link's rate: of two idle equal-hop paths, at 100G and 50G, a
