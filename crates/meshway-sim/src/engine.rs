@@ -489,6 +489,9 @@ pub struct Simulation {
     /// that each is listed once.
     detoured: Vec<u32>,
     detoured_bits: Bits,
+    /// A link came back up at this instant: the detoured flows are offered again once its
+    /// events are handled.
+    back_up: bool,
     /// Scratch buffers reused by every recompute.
     seeds: Vec<u32>,
     comp_links: Vec<u32>,
@@ -678,6 +681,7 @@ impl Simulation {
             frozen: Bits::default(),
             detoured: Vec::new(),
             detoured_bits: Bits::default(),
+            back_up: false,
             seeds: Vec::new(),
             comp_links: Vec::new(),
             scratch,
@@ -965,6 +969,9 @@ impl Simulation {
             }
             self.queue.recycle(batch);
         }
+        if std::mem::take(&mut self.back_up) {
+            self.reroute_back(t, router)?;
+        }
         self.recompute(t)?;
         Ok(Some(SimTime(t)))
     }
@@ -1224,7 +1231,9 @@ impl Simulation {
                 if !up {
                     self.reroute_off(l as usize, t, router)?;
                 } else if !was_up {
-                    self.reroute_back(t, router)?;
+                    // Once the instant's events are all in (a switch's links come back
+                    // together): see `advance_with`.
+                    self.back_up = true;
                 }
             }
         }
