@@ -1421,6 +1421,9 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
         if s.name.trim().is_empty() || s.name.contains('/') {
             return Err(ctx.invalid("name", "expected a non-empty site name without '/'"));
         }
+        if let Some(why) = meshway_units::unprintable(&s.name) {
+            return Err(ctx.invalid("name", format!("expected printable text, got {why}")));
+        }
         if index.insert(s.name.clone(), i).is_some() {
             return Err(ctx.invalid("name", format!("duplicate site name {:?}", s.name)));
         }

@@ -171,6 +171,13 @@ impl Scenario {
         if let Some(why) = config.name.as_deref().and_then(meshway_units::unprintable) {
             return Err(ctx.invalid("name", format!("expected printable text, got {why}")));
         }
+        // So do workload names.
+        for (i, w) in config.workload.iter().enumerate() {
+            if let Some(why) = w.name.as_deref().and_then(meshway_units::unprintable) {
+                let ctx = Ctx::new(file, text, "workload", i, &format!("workload[{}]", i + 1));
+                return Err(ctx.invalid("name", format!("expected printable text, got {why}")));
+            }
+        }
         let name = config.name.clone().unwrap_or_else(|| {
             std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("scenario").to_string()
         });

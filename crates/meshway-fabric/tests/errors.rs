@@ -212,6 +212,11 @@ fn out_of_range_values() {
     // A right-to-left override reverses the rest of a report's line.
     let e = err(&format!("name = \"a\\u202eb\"\n{LS}"));
     assert!(e.contains("`name`: expected printable text, got the bidirectional control U+202E"), "{e}");
+    let e = err(&format!("{LS}[[workload]]\nname = \"w\\u202e\"\nkind = \"permutation\"\nsize = \"1MiB\"\n"));
+    assert!(e.contains("`workload[1].name`: expected printable text, got the bidirectional control U+202E"), "{e}");
+    let two = include_str!("../../../examples/two-site-100km.toml").replace("\"dc-b\"", "\"dc-\\u202eb\"");
+    let e = err(&two);
+    assert!(e.contains(":16: `site[2].name`: expected printable text, got the bidirectional control U+202E"), "{e}");
     let e = err("[fabric]\nkind = \"custom\"\n[[fabric.node]]\nname = \"3\"\nkind = \"gpu\"\n");
     assert!(e.contains("GPU name \"3\" is digits only, which flow files read as a rank number"), "{e}");
     let e = err("[fabric]\nkind = \"custom\"\n[[fabric.node]]\nname = \"s\"\nkind = \"switch\"\ntier = \"t\\u0001\"\n");

@@ -854,6 +854,9 @@ fn validate_model(
     if m.name.trim().is_empty() || earlier.iter().any(|x| x.name == m.name) {
         return Err(ctx.invalid("name", format!("expected a unique non-empty model name, got {:?}", m.name)));
     }
+    if let Some(why) = meshway_units::unprintable(&m.name) {
+        return Err(ctx.invalid("name", format!("expected printable text, got {why}")));
+    }
     let gps = m.gpus_per_server.unwrap_or(d.gpus_per_server);
     if gps == 0 || gps > 1024 {
         return Err(ctx.invalid("gpus-per-server", format!("expected 1 to 1024, got {gps}")));
@@ -1074,6 +1077,9 @@ fn validate_site(
     if s.name.trim().is_empty() || earlier.iter().any(|x| x.name == s.name) {
         return Err(ctx.invalid("name", format!("expected a unique non-empty site name, got {:?}", s.name)));
     }
+    if let Some(why) = meshway_units::unprintable(&s.name) {
+        return Err(ctx.invalid("name", format!("expected printable text, got {why}")));
+    }
     let model = find_model(ctx, models, &s.model)?;
     let gps = models[model].gpus_per_server;
     let gpus = s.gpus.or(s.fabric.as_ref().and_then(|f| f.gpus)).unwrap_or(0);
@@ -1280,6 +1286,9 @@ fn validate_region(
 ) -> Result<Region, FabricError> {
     if r.name.trim().is_empty() || earlier.iter().any(|x| x.name == r.name) {
         return Err(ctx.invalid("name", format!("expected a unique non-empty region name, got {:?}", r.name)));
+    }
+    if let Some(why) = meshway_units::unprintable(&r.name) {
+        return Err(ctx.invalid("name", format!("expected printable text, got {why}")));
     }
     let rate = match (r.rate, r.concurrency) {
         (Some(_), Some(_)) => {

@@ -57,6 +57,20 @@ fn invalid_inference_scenarios() {
         "bad.toml:17: `region[1].burst-factor`: expected 1 to 4.000 (on-time share 0.250: the on periods alone would exceed the mean rate), got 5"
     );
     assert!(err(&GOOD.replace("rate = 5", "rat = 5")).contains("did you mean `rate`?"));
+    // Names head every row of the reports: a bidirectional control would reverse the rest of
+    // a row ("78.6ms" read backwards), an escape sequence would act on the terminal.
+    assert_eq!(
+        err(&GOOD.replace("name = \"a\"", "name = \"a\\u202e\"").replace("{ a =", "{ \"a\\u202e\" =")),
+        "bad.toml:10: `site[1].name`: expected printable text, got the bidirectional control U+202E"
+    );
+    assert_eq!(
+        err(&GOOD.replace("name = \"r\"", "name = \"r\\u001b[2J\"")),
+        "bad.toml:14: `region[1].name`: expected printable text, got the control character '\\u{1b}'"
+    );
+    assert_eq!(
+        err(&GOOD.replace("name = \"m\"", "name = \"m\\u2066\"")),
+        "bad.toml:2: `model[1].name`: expected printable text, got the bidirectional control U+2066"
+    );
     // An objective of 0 (every request misses), and a rate past the range shown short.
     assert_eq!(
         err(&GOOD.replace("rate = 5", "rate = 5\nttft-p99 = \"0s\"")),

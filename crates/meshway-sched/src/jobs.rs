@@ -234,6 +234,10 @@ pub fn from_config(c: &JobConfig, nth: usize, origin: String, gpus_per_host: u32
     if c.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
         return Err(job_error(&origin, "name", "expected a non-empty name"));
     }
+    // Names reach the terminal, the exports and the pages: an escape sequence would act there.
+    if let Some(why) = c.name.as_deref().and_then(meshway_units::unprintable) {
+        return Err(job_error(&origin, "name", format!("expected printable text, got {why}")));
+    }
     let mut job = Job {
         name: c.name.clone().unwrap_or_else(|| format!("job-{}", nth + 1)),
         arrival: c.arrival.map_or(0, |a| a.0),

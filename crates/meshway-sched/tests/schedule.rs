@@ -397,6 +397,15 @@ fn bad_jobs_get_clear_errors() {
     assert!(e.contains("gpus: 3 GPUs: expected at most one host (2) or whole hosts (a multiple of 2)"), "{e}");
     let e = run(&job("gpus = 4"), &[Policy::FirstFit]).unwrap_err();
     assert!(e.contains("profile: missing"), "{e}");
+    // A job's name reaches the terminal and the exports: no escape sequence, no bidirectional
+    // control that would reverse the rest of its line.
+    let e = run(&job("gpus = 2\nprofile = \"llama-7b\"").replace("\"big\"", "\"b\\u202eg\""), &[Policy::FirstFit]);
+    assert!(e.unwrap_err().contains("job[1]: name: expected printable text, got the bidirectional control U+202E"));
+    let e = jobs::from_file("jobs.csv", "name,gpus,iterations,profile\n\"a\u{1b}[2J\",8,1,llama-7b\n", 8).unwrap_err();
+    assert!(
+        e.to_string().contains("jobs.csv: line 2: name: expected printable text, got the control character '\\u{1b}'"),
+        "{e}"
+    );
     let big_hosts = "[fabric]\nkind = \"leaf-spine\"\ngpus = 144\ngpus-per-host = 72\nnic = \"400Gbps\"\n[[job]]\ngpus = 72\nprofile = \"llama-7b\"\niterations = 1\n";
     let e = run(big_hosts, &[Policy::FirstFit]).unwrap_err();
     assert!(e.contains("hosts of 72 GPUs: meshway schedule places jobs on hosts of at most 64 GPUs"), "{e}");
