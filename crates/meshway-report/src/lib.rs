@@ -488,7 +488,9 @@ pub fn compare_rows(rs: &[FabricReport]) -> Vec<CompareRow> {
     add("mean switch hops", Better::Lower, &|r| paired(r, (r.paths.mean_hops * 100.0).round() / 100.0), &|r| {
         format!("{:.2}", r.paths.mean_hops)
     });
-    add("max equal-cost paths", Better::Higher, &|r| paired(r, max_paths(r) as f64), &|r| thousands(max_paths(r)));
+    // Not ranked: parallel links multiply the count (a 3:1 three-tier tree or two sites over
+    // a thin DCI had more than a non-blocking leaf-spine).
+    add("max equal-cost paths", Better::None, &|r| paired(r, max_paths(r) as f64), &|r| thousands(max_paths(r)));
     add("zero-load latency max", Better::Lower, &|r| paired(r, r.paths.latency_max_ns as f64), &|r| {
         Nanos(r.paths.latency_max_ns).to_string()
     });

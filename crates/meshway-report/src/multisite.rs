@@ -89,7 +89,7 @@ pub fn multisite_text(r: &Report) -> String {
         over(r.flat_step_ns, r.one_site_flat_step_ns),
     ]);
     out.push_str(&t.render());
-    out.push_str("one site: every GPU in one fabric of the first site's family; site-hierarchical there reduces over the same rank groups\n\n");
+    out.push_str("one site: every GPU in one fabric like each site's; site-hierarchical there reduces over the same rank groups\n\n");
     let spans: Vec<String> =
         r.by_distance.first().map_or(Vec::new(), |d| d.headroom.iter().map(|h| h.span.clone()).collect());
     let mut head: Vec<String> = ["distance", "fibre rtt", "optic", "step", "cross-site", "flat ring", "cross-site"]
@@ -157,6 +157,9 @@ pub fn multisite_text(r: &Report) -> String {
     out.push('\n');
     out.push_str(&break_even_text(&r.flat_break_even, "flat ring", lowest(&|c| c.flat_cross_site_share)));
     out.push('\n');
+    for n in &r.notes {
+        out.push_str(&format!("note: {n}\n"));
+    }
     out
 }
 

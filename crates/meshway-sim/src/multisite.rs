@@ -164,7 +164,7 @@ pub struct Report {
     pub gpus: usize,
     pub transport: String,
     pub routing: Policy,
-    /// The same job on one site of the first site's family holding every GPU, DP
+    /// The same job on one site of the sites' fabric (every site has the same) holding every GPU, DP
     /// all-reduced hierarchically over the same rank groups as the sites (only the network
     /// differs from the multi-site step).
     pub one_site_step_ns: u64,
@@ -183,6 +183,10 @@ pub struct Report {
     pub break_even: BreakEven,
     /// Break-even with a flat ring across sites.
     pub flat_break_even: BreakEven,
+    /// What the figures leave out or depend on: the scenario's failures (not modelled here),
+    /// the packet level (not run here), ECMP's hash seed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// The job to run, from the scenario's workload table.
@@ -333,7 +337,7 @@ fn both(runner: &Runner<'_>, v: &Scenario, f: &Fabric, cat: &Catalog) -> Result<
 fn baseline(s: &Scenario, cat: &Catalog, runner: &Runner<'_>, multi: &Fabric) -> Result<Base, SimulateError> {
     let single = one_site(s);
     let f = single.build(cat).map_err(|source| SimulateError::Derived {
-        what: "cannot build the one-site baseline (every GPU in site 1's family)".into(),
+        what: "cannot build the one-site baseline (every GPU in one fabric like each site's)".into(),
         source,
     })?;
     let groups = sites_of(multi, cat);
@@ -468,8 +472,10 @@ fn exec_config(
     Ok((cfg, kind.to_string()))
 }
 
+/// (step - base) / step, negative when the sites' step is the faster (an ECMP hash can
+/// place the sites' flows better than the one site's).
 fn share(step: u64, base: u64) -> f64 {
-    let x = step.saturating_sub(base) as f64 / step.max(1) as f64;
+    let x = (step as f64 - base as f64) / step.max(1) as f64;
     (x * 1e6).round() / 1e6
 }
 
@@ -546,6 +552,37 @@ fn check(s: &Scenario) -> Result<usize, FabricError> {
                 gpus(0)
             ),
         ));
+    }
+    // The job is weighed against one site of the same fabric holding every GPU: that needs one
+    // fabric, whichever site is listed first (a site of another family or slower NICs made
+    // the answer depend on the order of the tables: break-even 47 km one way, 985 the other).
+    let shape = |i: usize| -> serde_json::Map<String, serde_json::Value> {
+        let mut v = s.config.site[i].fabric.as_ref().and_then(|f| serde_json::to_value(f).ok());
+        match v.as_mut().and_then(|v| v.as_object_mut()) {
+            Some(m) => {
+                m.remove("gpus");
+                m.retain(|_, x| !x.is_null());
+                std::mem::take(m)
+            }
+            None => serde_json::Map::new(),
+        }
+    };
+    let first = shape(0);
+    for i in 1..s.config.site.len() {
+        let other = shape(i);
+        let keys: std::collections::BTreeSet<String> = first.keys().chain(other.keys()).cloned().collect();
+        let differs = keys.into_iter().find(|k| first.get(k) != other.get(k));
+        if let Some(k) = differs.as_deref() {
+            let c = Ctx::new(&s.file, &s.text, "site.fabric", i, &format!("site[{}].fabric", i + 1));
+            return Err(c.invalid(
+                k,
+                format!(
+                    "differs from site[1] ({})'s: multisite weighs the job against one site of the same fabric \
+                     holding every GPU, which needs every site's [site.fabric] the same apart from `gpus`",
+                    s.config.site[0].name
+                ),
+            ));
+        }
     }
     for (nth, w) in s.config.workload.iter().enumerate() {
         let all_reduce = w.op.unwrap_or(OpConfig::AllReduce) == OpConfig::AllReduce;
@@ -697,7 +734,38 @@ pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, Si
         not_built,
         break_even,
         flat_break_even,
+        notes: notes(s, runner.cfg.policy),
     })
+}
+
+/// The report's notes (see [`Report::notes`]).
+fn notes(s: &Scenario, routing: Policy) -> Vec<String> {
+    let mut v = Vec::new();
+    let failures = s.config.failure.len();
+    if failures > 0 {
+        v.push(format!(
+            "the scenario's {failures} [[failure]] table{} not modelled here: every figure is for a healthy \
+             fabric (`meshway simulate` runs them)",
+            if failures == 1 { " is" } else { "s are" }
+        ));
+    }
+    if s.config
+        .simulation
+        .as_ref()
+        .and_then(|x| x.fidelity)
+        .is_some_and(|f| f != meshway_fabric::config::FidelityConfig::Flow)
+    {
+        v.push("multisite runs at the flow level; `simulation.fidelity` applies to `meshway simulate`".into());
+    }
+    if routing == Policy::Ecmp {
+        v.push(
+            "ECMP: which flows share a link depends on the hash seed (`--seed`), so the steps and break-even \
+             distances move with it (the two-site example's step at 100 km: 113.5 to 116.1 ms over seeds 1 to 12); \
+             adaptive routing and spraying do not depend on it"
+                .into(),
+        );
+    }
+    v
 }
 
 /// Search over distance, in units of the resolution, for the smallest distance at which the

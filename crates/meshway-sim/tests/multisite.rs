@@ -706,3 +706,33 @@ fn resends_pass_the_window_when_packets_are_lost() {
         assert!(ex.msgs[i].end.is_some(), "message {i}: {:?}", ex.msgs[i].stall);
     }
 }
+
+/// The one-site baseline is a fabric like every site's, so the sites must share one (a site of
+/// another family made the answer depend on the order of the tables); the notes say what the
+/// figures leave out: failures, the packet level, ECMP's seed.
+#[test]
+fn sites_share_one_fabric_and_the_notes_say_what_is_left_out() {
+    let s = Scenario::parse(
+        &two_sites(100, 4, ALL_REDUCE).replacen("kind = \"leaf-spine\"", "kind = \"fat-tree\"", 1),
+        "t.toml",
+    )
+    .unwrap();
+    let e = analyze(&s, &unbounded(), &opts(&[0], &[4])).unwrap_err().to_string();
+    assert!(e.contains("t.toml:12: `site[2].fabric.kind`: differs from site[1] (a)'s"), "{e}");
+    let nic = two_sites(100, 4, ALL_REDUCE)
+        .replace("gpus = 8\ngpus-per-host = 1\n[[dci]]", "gpus = 8\ngpus-per-host = 1\nnic = \"100Gbps\"\n[[dci]]");
+    let e = analyze(&Scenario::parse(&nic, "t.toml").unwrap(), &unbounded(), &opts(&[0], &[4])).unwrap_err();
+    assert!(e.to_string().contains("`site[2].fabric.nic`: differs from site[1] (a)'s"), "{e}");
+    // Healthy, with routing given: no notes.
+    let quiet = two_sites(100, 4, ALL_REDUCE).replace("kind = \"roce\"", "kind = \"roce\"\nrouting = \"adaptive\"");
+    assert!(report(&quiet, &opts(&[0], &[4])).notes.is_empty());
+    let noisy = format!(
+        "{}[[failure]]\nswitch = \"b/spine-0\"\n[simulation]\nfidelity = \"packet\"\n",
+        quiet.replace("adaptive", "ecmp")
+    );
+    let notes = report(&noisy, &opts(&[0], &[4])).notes;
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    assert!(notes[0].starts_with("the scenario's 1 [[failure]] table is not modelled here"));
+    assert!(notes[1].starts_with("multisite runs at the flow level"));
+    assert!(notes[2].starts_with("ECMP: which flows share a link depends on the hash seed"));
+}

@@ -22,16 +22,16 @@ all-reduce of each shard across the sites over the DCI, all-gather inside each
 site; the flat ring across sites is shown for comparison.
 
 Reports the step at the scenario's own DCI, the same job on one site holding
-every GPU (the first site's family), the step against DCI distance (every span
-set to each distance; a span beyond its optic's reach gets a coherent optic
-that reaches) with the planner's lossless headroom check per span, the step
-against DCI wavelengths, and the distance beyond which cross-site DP costs
-more than --budget of the step ((step - one-site step) / step), found by
-bisection to --resolution. Distance adds fibre latency, and NCCL's window: a
-connection has at most its buffer in flight per round trip (catalog
-[simulation] nccl-buffer, 4 MiB; nccl-p2p-window for pipeline sends), so a
-long span bounds each connection's rate (flow-level: no transport congestion
-control, PFC pause or loss effects).";
+every GPU (the sites' fabric, which every site shares), the step against DCI
+distance (every span set to each distance; a span beyond its optic's reach
+gets a coherent optic that reaches) with the planner's lossless headroom check
+per span, the step against DCI wavelengths, and the distance beyond which
+cross-site DP costs more than --budget of the step ((step - one-site step) /
+step), found by bisection to --resolution. Distance adds fibre latency, and
+NCCL's window: a connection has at most its buffer in flight per round trip
+(catalog [simulation] nccl-buffer, 4 MiB; nccl-p2p-window for pipeline sends),
+so a long span bounds each connection's rate (flow-level: no transport
+congestion control, PFC pause or loss effects).";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
