@@ -1293,13 +1293,28 @@ impl Simulation {
             // A flow whose fluid part ends at this very instant keeps its path and finishes.
             let ending = u128::from(fl.rate) * u128::from(t - fl.last) >= fl.remaining;
             if !ending {
-                if let Some(route) =
-                    router.reroute(FlowId(f), &LinkView { links: &self.links, down: self.down, changes: self.changes })
-                {
-                    if !self.is_current_route(fi, route.as_ref()) {
+                // Off its links while the router chooses: its own load must not count against
+                // the path it is on (adaptive routing moved two flows onto one restored spine,
+                // each seeing its own flow on the other).
+                let was_on = self.on_links.get(f);
+                if was_on {
+                    self.settle(fi, t);
+                    self.detach(fi);
+                    self.attached = true;
+                    let fl = &mut self.fluid[fi];
+                    fl.rate = 0;
+                    fl.finish_at = NEVER;
+                    fl.queued_at = NEVER;
+                }
+                let route =
+                    router.reroute(FlowId(f), &LinkView { links: &self.links, down: self.down, changes: self.changes });
+                match route {
+                    Some(route) if !self.is_current_route(fi, route.as_ref()) => {
                         self.check_route(FlowId(f), route.as_ref())?;
                         self.move_flow(fi, route.as_ref(), t);
                     }
+                    _ if was_on => self.attach(fi),
+                    _ => {}
                 }
                 self.apply_capacity_changes(router, t);
             }
