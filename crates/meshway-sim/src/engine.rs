@@ -877,22 +877,28 @@ impl Simulation {
         self.recompute(self.now)
     }
 
+    /// Takes active flow `f` off its links at `t`, its progress settled and its rate zero
+    /// until it is attached again.
+    fn take_off_links(&mut self, f: usize, t: u64) {
+        self.settle(f, t);
+        // A flow that found no path when it started is on no link.
+        if self.on_links.get(f as u32) {
+            self.detach(f);
+        }
+        // Its old links lose its rate: a filling must set their loads again (a skipped
+        // one lowers only the loads of flows that finish).
+        self.attached = true;
+        let fl = &mut self.fluid[f];
+        fl.rate = 0;
+        fl.finish_at = NEVER;
+        fl.queued_at = NEVER;
+    }
+
     /// Puts flow `f` (pending or active) on `route`, which has been checked, at time `t`.
     fn move_flow(&mut self, f: usize, route: RouteRef<'_>, t: u64) {
         let state = self.flows[f].state;
         if state == State::Active {
-            self.settle(f, t);
-            // A flow that found no path when it started is on no link.
-            if self.on_links.get(f as u32) {
-                self.detach(f);
-            }
-            // Its old links lose its rate: a filling must set their loads again (a skipped
-            // one lowers only the loads of flows that finish).
-            self.attached = true;
-            let fl = &mut self.fluid[f];
-            fl.rate = 0;
-            fl.finish_at = NEVER;
-            fl.queued_at = NEVER;
+            self.take_off_links(f, t);
         }
         let (start, len) = self.push_route(route);
         let fl = &self.flows[f];
@@ -1298,13 +1304,7 @@ impl Simulation {
                 // each seeing its own flow on the other).
                 let was_on = self.on_links.get(f);
                 if was_on {
-                    self.settle(fi, t);
-                    self.detach(fi);
-                    self.attached = true;
-                    let fl = &mut self.fluid[fi];
-                    fl.rate = 0;
-                    fl.finish_at = NEVER;
-                    fl.queued_at = NEVER;
+                    self.take_off_links(fi, t);
                 }
                 let route =
                     router.reroute(FlowId(f), &LinkView { links: &self.links, down: self.down, changes: self.changes });
