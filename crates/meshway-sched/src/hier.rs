@@ -19,6 +19,8 @@ pub struct Host {
     pub block: u32,
     pub pod: u32,
     pub site: u32,
+    /// Links from its GPUs to the scale-out network (not to NVSwitches), sorted.
+    pub links: Vec<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -116,7 +118,15 @@ impl Hier {
             blocks[block as usize].hosts.push(h as u32);
             pods[pod as usize].hosts.push(h as u32);
             let site = u32::from(f.node(node).site);
-            hosts.push(Host { name: host_name(prefix, h, nh), ranks, block, pod, site });
+            let mut links: Vec<u32> = ranks
+                .iter()
+                .flat_map(|&r| f.neighbors(topo.node_of(r)))
+                .filter(|&&(v, _)| !f.is_nvswitch(v) && !f.node(v).is_gpu())
+                .map(|&(_, l)| l.0)
+                .collect();
+            links.sort_unstable();
+            links.dedup();
+            hosts.push(Host { name: host_name(prefix, h, nh), ranks, block, pod, site, links });
         }
         // Names: the one leaf of a block, else the fabric's group with exactly its GPUs,
         // else a number.

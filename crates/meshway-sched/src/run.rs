@@ -56,6 +56,10 @@ pub struct JobOutcome {
     pub step_shared_ms: Option<f64>,
     /// Shared over alone.
     pub slowdown: Option<f64>,
+    /// Time it held its GPUs without running, every path of its cut by a failure (left
+    /// out of its shared step and slowdown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stalled_s: Option<f64>,
     /// Its hosts as a Slurm host list.
     pub hosts: String,
     /// Blocks (leaf or rail-group switches) and pods it spans.
@@ -82,6 +86,7 @@ impl JobOutcome {
             step_alone_ms: None,
             step_shared_ms: None,
             slowdown: None,
+            stalled_s: None,
             hosts: String::new(),
             blocks: Vec::new(),
             pods: 0,
@@ -141,6 +146,8 @@ struct Running {
     shared: Option<u64>,
     blocks: Vec<u32>,
     id: u32,
+    /// Time it has stood still, cut off by a failure (ns).
+    stalled: u64,
 }
 
 /// Alone-run summaries by (step, placement, rank order), shared by the policies' threads.
@@ -157,6 +164,16 @@ pub struct World<'a, 'f> {
     pub seed: u64,
     /// Alone-run summaries by (step, placement, rank order), shared by the policies.
     pub summaries: &'a Summaries,
+}
+
+/// Hosts with a link of theirs down at `t`, in order.
+fn drained_hosts(h: &Hier, outages: &[Outage], t: u64) -> Vec<usize> {
+    let down: std::collections::BTreeSet<u32> =
+        outages.iter().filter(|o| o.from <= t && t < o.until).map(|o| o.arcs[0] / 2).collect();
+    if down.is_empty() {
+        return Vec::new();
+    }
+    (0..h.hosts.len()).filter(|&x| h.hosts[x].links.iter().any(|l| down.contains(l))).collect()
 }
 
 fn down_at(outages: &[Outage], t: u64) -> (Vec<LinkEvent>, u64) {
@@ -291,6 +308,48 @@ fn given(h: &Hier, free: &Free, job: &Job) -> Result<Option<Vec<u32>>, SchedErro
     Ok(Some(out))
 }
 
+/// A job's step alone on a placement.
+struct Alone {
+    ranks: Vec<u32>,
+    /// Its step, its rank order chosen for the placement where the policy does that.
+    spec: TrainSpec,
+    sum: Arc<Summary>,
+    /// Its program, when it was written here (across hosts, not yet known).
+    fresh: Option<Step>,
+}
+
+/// The step of job `p` alone on `ranks`, simulated once per (step, placement, order) and
+/// shared by the policies.
+fn alone_on(w: &mut World<'_, '_>, policy: Policy, p: &Prepared, ranks: Vec<u32>) -> Result<Alone, SchedError> {
+    let h = w.hier;
+    let mut spec = p.spec.clone();
+    if matches!(policy, Policy::NetworkAware | Policy::ContentionAware)
+        && !p.job.order_given
+        && p.job.gpus > h.gpus_per_host
+    {
+        spec.order = best_order(h, &spec, &ranks);
+    }
+    let order_key = spec.order.iter().fold(0u32, |a, d| a * 3 + *d as u32);
+    // A job inside one host never touches the scale-out network: its step is the same on
+    // every host, so it is simulated once per slot pattern.
+    let one_host = ranks.iter().all(|&r| h.locate(r).0 == h.locate(ranks[0]).0);
+    let placement = if one_host {
+        std::iter::once(u32::MAX).chain(ranks.iter().map(|&r| h.locate(r).1)).collect()
+    } else {
+        ranks.clone()
+    };
+    let key = (p.spec_key, placement, order_key);
+    let lost = || SchedError::Option("a policy thread failed".into());
+    let known = w.summaries.lock().map_err(|_| lost())?.get(&key).cloned();
+    if let Some(sum) = known {
+        return Ok(Alone { ranks, spec, sum, fresh: None });
+    }
+    let step = cosim::write_step(w.topo, w.cfg, &spec, &ranks, &p.job.name)?;
+    let sum = Arc::new(cosim::alone(w.topo, w.cfg, &step, &[], &p.job.name)?);
+    w.summaries.lock().map_err(|_| lost())?.insert(key, sum.clone());
+    Ok(Alone { ranks, spec, sum, fresh: (!one_host).then_some(step) })
+}
+
 /// Runs one policy over the jobs. `progress(done, total)` after each finished job.
 pub fn run(
     w: &mut World<'_, '_>,
@@ -298,7 +357,8 @@ pub fn run(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<PolicyOutcome, SchedError> {
     let h = w.hier;
-    let n = w.jobs.len();
+    let jobs = w.jobs;
+    let n = jobs.len();
     let mut free = Free::new(h);
     let total_gpus = free.free_gpus();
     let mut order: Vec<usize> = (0..n).collect();
@@ -340,8 +400,9 @@ pub fn run(
             frag_time += dt;
         }
         for r in &mut running {
-            if let Some(s) = r.shared {
-                r.left -= dt as f64 / s.max(1) as f64;
+            match r.shared {
+                Some(s) => r.left -= dt as f64 / s.max(1) as f64,
+                None => r.stalled += dt,
             }
         }
         now = t;
@@ -359,8 +420,15 @@ pub fn run(
                 bytes = bytes.plus(&r.sum.bytes.scaled(p.iterations as f64));
                 let o = out[r.idx].as_mut().expect("started jobs have an outcome");
                 o.finish_s = Some(now as f64 / 1e9);
-                let shared = (now - r.start) as f64 / p.iterations.max(1) as f64;
+                let shared = (now - r.start - r.stalled) as f64 / p.iterations.max(1) as f64;
                 o.step_shared_ms = Some(shared / 1e6);
+                if r.stalled > 0 {
+                    let s = r.stalled as f64 / 1e9;
+                    o.stalled_s = Some(s);
+                    o.note = Some(format!(
+                        "stood still {s:.3}s while a failure cut it off (its step and slowdown leave that out)"
+                    ));
+                }
                 o.slowdown = Some((shared / r.sum.alone.max(1) as f64 * 1e4).round() / 1e4);
                 changed = true;
                 done_count += 1;
@@ -394,6 +462,14 @@ pub fn run(
         // would take then (placed on the GPUs free at that time, as running jobs end as now
         // projected). A GPU count alone let a backfilled job take a host the head needed.
         let mut shadow: Option<(u64, Vec<u32>)> = None;
+        // Hosts with a network link down take no job while it is down, as a node health
+        // check drains them (a job placed there stalled until the link came back, or for
+        // good). Their free GPUs are set aside for the pass.
+        let drained = drained_hosts(h, w.outages, now);
+        let set_aside: Vec<(usize, u64)> = drained.iter().map(|&x| (x, free.slots[x])).collect();
+        for &(x, _) in &set_aside {
+            free.slots[x] = 0;
+        }
         // The room on the GPUs free now, and (once the head job has a reservation) on those
         // free and not reserved: a job that does not fit is passed over without asking the
         // policy (which would say no), which keeps a long queue's pass cheap.
@@ -404,14 +480,8 @@ pub fn run(
         frag_now = false;
         while q < queue.len() {
             let i = queue[q];
-            let p = &w.jobs[i];
+            let p = &jobs[i];
             let ask = Ask { gpus: p.job.gpus, intensity: p.intensity, seed: mix(w.seed ^ mix(i as u64) ^ now) };
-            // A later job that would run past the head job's reservation is placed off the
-            // GPUs the head job will take.
-            let past = shadow
-                .as_ref()
-                .filter(|(s, _)| now.saturating_add(p.iterations.saturating_mul(p.reference_ns)) > *s)
-                .map(|(_, reserved)| reserved);
             // Where the policy puts the job on `free` (under `given`, its own hosts if free).
             let place_on = |free: &Free| -> Result<Option<Vec<u32>>, SchedError> {
                 if policy == Policy::Given {
@@ -421,64 +491,56 @@ pub fn run(
                 }
             };
             let gpus = p.job.gpus;
-            let pick = match (past.filter(|_| policy != Policy::Given), &open) {
-                (Some(_), Some((_, room))) if !room.fits(h, gpus) => None,
-                (Some(_), Some((o, _))) => place_on(o)?,
-                (None, _) if policy != Policy::Given && !room_free.fits(h, gpus) => None,
-                _ => place_on(&free)?,
+            // Behind the head job's reservation a job may take the GPUs the head will take
+            // only if it ends before the head starts, at its step time alone on those GPUs:
+            // the reference step let a job placed across leaves run past it. A job that runs
+            // past even at its reference step is placed off them at once, as EASY does
+            // (`open` is the free GPUs less the reserved ones); one that ends in time there is
+            // timed on the GPUs it gets.
+            let ends_by = |step: u64| {
+                shadow.as_ref().is_none_or(|(at, _)| now.saturating_add(p.iterations.saturating_mul(step)) <= *at)
             };
-            // Off the reservation: `open` is the free GPUs less the reserved ones, and a pick
-            // is of free GPUs.
-            let fits_backfill = |ranks: &[u32]| {
-                past.is_none()
-                    || open.as_ref().is_none_or(|(o, _)| {
-                        ranks.iter().all(|&r| {
-                            let (x, i) = h.locate(r);
-                            o.slots[x as usize] & (1u64 << i) != 0
-                        })
-                    })
+            let in_open = |ranks: &[u32], o: &Free| {
+                ranks.iter().all(|&r| {
+                    let (x, i) = h.locate(r);
+                    o.slots[x as usize] & (1u64 << i) != 0
+                })
             };
-            match pick {
-                Some(ranks) if fits_backfill(&ranks) => {
-                    let mut spec = p.spec.clone();
-                    if matches!(policy, Policy::NetworkAware | Policy::ContentionAware)
-                        && !p.job.order_given
-                        && p.job.gpus > h.gpus_per_host
-                    {
-                        spec.order = best_order(h, &spec, &ranks);
-                    }
-                    let order_key = spec.order.iter().fold(0u32, |a, d| a * 3 + *d as u32);
-                    // A job inside one host never touches the scale-out network: its step
-                    // is the same on every host, so it is simulated once per slot pattern.
-                    let one_host = ranks.iter().all(|&r| h.locate(r).0 == h.locate(ranks[0]).0);
-                    let placement = if one_host {
-                        std::iter::once(u32::MAX).chain(ranks.iter().map(|&r| h.locate(r).1)).collect()
-                    } else {
-                        ranks.clone()
-                    };
-                    let key = (p.spec_key, placement, order_key);
-                    let known = w
-                        .summaries
-                        .lock()
-                        .map_err(|_| SchedError::Option("a policy thread failed".into()))?
-                        .get(&key)
-                        .cloned();
-                    let mut fresh = None;
-                    let sum = match known {
-                        Some(s) => s,
-                        None => {
-                            let step = cosim::write_step(w.topo, w.cfg, &spec, &ranks, &p.job.name)?;
-                            let s = Arc::new(cosim::alone(w.topo, w.cfg, &step, &[], &p.job.name)?);
-                            w.summaries
-                                .lock()
-                                .map_err(|_| SchedError::Option("a policy thread failed".into()))?
-                                .insert(key, s.clone());
-                            if !one_host {
-                                fresh = Some(step);
-                            }
-                            s
+            let off_reservation = |w: &mut World<'_, '_>| -> Result<Option<Alone>, SchedError> {
+                match &open {
+                    Some((o, room)) if policy != Policy::Given && room.fits(h, gpus) => {
+                        match place::choose(policy, h, o, &ask, &load) {
+                            Some(r) => Ok(Some(alone_on(w, policy, p, r)?)),
+                            None => Ok(None),
                         }
-                    };
+                    }
+                    _ => Ok(None),
+                }
+            };
+            // Whether the job fits the free GPUs, reservation aside (else it waits on
+            // scattered GPUs: fragmentation).
+            let picked;
+            let chosen = if policy != Policy::Given && !ends_by(p.reference_ns) {
+                picked = room_free.fits(h, gpus);
+                off_reservation(w)?
+            } else {
+                let pick = if policy != Policy::Given && !room_free.fits(h, gpus) { None } else { place_on(&free)? };
+                picked = pick.is_some();
+                match pick {
+                    None => None,
+                    Some(ranks) => {
+                        let a = alone_on(w, policy, p, ranks)?;
+                        let kept_off = open.as_ref().is_some_and(|(o, _)| !in_open(&a.ranks, o));
+                        if kept_off && !ends_by(a.sum.alone) {
+                            off_reservation(w)?
+                        } else {
+                            Some(a)
+                        }
+                    }
+                }
+            };
+            match chosen {
+                Some(Alone { ranks, spec, sum, fresh }) => {
                     free.take(h, &ranks);
                     room_free = Room::of(&free);
                     free_n = free.free_gpus();
@@ -514,6 +576,7 @@ pub fn run(
                         shared: None,
                         blocks,
                         id: next_id,
+                        stalled: 0,
                     });
                     next_id += 1;
                     queue.remove(q);
@@ -524,11 +587,7 @@ pub fn run(
                     // A job kept off the head job's reservation is waiting for that job,
                     // not for scattered GPUs: it counts only if it would not fit the free
                     // GPUs without the reservation either.
-                    if policy != Policy::Given
-                        && free_n >= u64::from(gpus)
-                        && pick.is_none()
-                        && (past.is_none() || !room_free.fits(h, gpus))
-                    {
+                    if policy != Policy::Given && free_n >= u64::from(gpus) && !picked {
                         frag_now = true;
                     }
                     if !w.backfill {
@@ -570,6 +629,9 @@ pub fn run(
                     q += 1;
                 }
             }
+        }
+        for &(x, bits) in &set_aside {
+            free.slots[x] |= bits;
         }
         // Shared step times: components of running jobs linked by a shared arc.
         let (down, down_key) = down_at(w.outages, now);
@@ -663,6 +725,8 @@ pub fn run(
         }
     }
     let mut jobs_out = Vec::with_capacity(n);
+    // Hosts a failure drains for good.
+    let gone = drained_hosts(h, w.outages, u64::MAX - 1).len();
     for (i, o) in out.into_iter().enumerate() {
         let p = &w.jobs[i];
         jobs_out.push(o.unwrap_or_else(|| JobOutcome {
@@ -670,9 +734,15 @@ pub fn run(
                 "never started: {} GPUs {}",
                 p.job.gpus,
                 if u64::from(p.job.gpus) > total_gpus {
-                    "is more than the fabric has"
+                    "is more than the fabric has".to_string()
+                } else if gone > 0 {
+                    format!(
+                        "never came free in that shape ({gone} host{} stayed drained: a failure took a link of {} down for good)",
+                        if gone == 1 { "" } else { "s" },
+                        if gone == 1 { "its" } else { "theirs" }
+                    )
                 } else {
-                    "never came free in that shape"
+                    "never came free in that shape".to_string()
                 }
             )),
             ..JobOutcome::unstarted(p)

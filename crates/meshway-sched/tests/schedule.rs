@@ -792,3 +792,75 @@ fn unequal_blocks_are_named_in_the_block_export() {
     let yaml = export::slurm_yaml(&h, "t.toml");
     assert!(yaml.contains(&format!("block_sizes: [{lo}, {}", 2 * lo)), "{yaml}");
 }
+
+/// EASY backfill lets a job take the head job's GPUs only if it ends before the head starts,
+/// at its step time on the GPUs it would get: X's 50 minutes are measured on the reference
+/// placement (two hosts of one leaf, 1.23 s a step), but its hosts straddle two leaves behind
+/// one 100G uplink each (1.77 s a step, 72 minutes). Judged by the reference, it was
+/// backfilled at 2 minutes and the 32-GPU head job, due at 60 minutes, started at 74.
+#[test]
+fn a_backfilled_job_is_timed_on_the_hosts_it_would_get() {
+    let text = "seed = 1\n[fabric]\nkind = \"leaf-spine\"\ngpus = 32\ngpus-per-host = 2\ngpus-per-leaf = 8\n\
+                nic = \"100Gbps\"\noversubscription = \"8:1\"\n[transport]\nkind = \"roce\"\nrouting = \"ecmp\"\n\
+                [[job]]\nname = \"long\"\ngpus = 28\nprofile = \"llama-7b\"\nduration = \"1h\"\n\
+                hosts = \"node[001-003,006-016]\"\n\
+                [[job]]\nname = \"H\"\ngpus = 32\nprofile = \"llama-7b\"\nduration = \"1h\"\narrival = \"1min\"\n\
+                hosts = \"node[001-016]\"\n\
+                [[job]]\nname = \"X\"\ngpus = 4\nprofile = \"llama-7b\"\nduration = \"50min\"\narrival = \"2min\"\n\
+                hosts = \"node[004-005]\"\n";
+    let r = run(text, &[Policy::Given]).unwrap();
+    let job = |n: &str| r.policies[0].jobs.iter().find(|j| j.name == n).unwrap();
+    let (h, x) = (job("H"), job("X"));
+    let x_runs = x.iterations as f64 * x.step_alone_ms.unwrap() / 1e3;
+    assert!(x_runs > 58.0 * 60.0, "X alone on its hosts runs past the head's start: {x_runs} s");
+    assert!(x.step_alone_ms.unwrap() > 1.3 * x.reference_ms, "{x:?}");
+    assert!((h.start_s.unwrap() - 3600.0).abs() < 1.0, "the head starts when `long` ends: {h:?}");
+    assert!(x.start_s.unwrap() >= h.finish_s.unwrap() - 1e-9, "X waits for the head: {x:?}");
+    // A shorter X (43 minutes on its hosts) is backfilled at once and ends before the head
+    // starts (which its traffic on `long`'s uplinks delays: the projection is of the jobs
+    // as they run now).
+    let short = text.replace("duration = \"50min\"", "duration = \"30min\"");
+    let r = run(&short, &[Policy::Given]).unwrap();
+    let job = |n: &str| r.policies[0].jobs.iter().find(|j| j.name == n).unwrap();
+    assert_eq!(job("X").start_s, Some(120.0), "{:?}", job("X"));
+    assert!(job("X").finish_s.unwrap() <= job("H").start_s.unwrap(), "{:?}", job("H"));
+}
+
+/// A host with a link down takes no job while the link is down (a node health check drains
+/// it): a job arriving while leaf-0 is down runs on leaf-1's hosts, and one arriving after it
+/// returns gets leaf-0's. Before, first fit put the first on leaf-0's hosts and it stood still
+/// until the leaf came back. A job that stands still is charged the wait in its completion
+/// time, not in its slowdown.
+#[test]
+fn hosts_behind_a_failed_link_take_no_job_until_it_returns() {
+    let fail = "[[failure]]\nat = \"0s\"\nuntil = \"10s\"\nswitch = \"leaf-0\"\n";
+    let jobs = "[[job]]\nname = \"during\"\ngpus = 8\nprofile = \"llama-7b\"\niterations = 20\narrival = \"1s\"\n\
+                [[job]]\nname = \"after\"\ngpus = 8\nprofile = \"llama-7b\"\niterations = 20\narrival = \"11s\"\n";
+    let r = run(&format!("{SMALL}\n{jobs}\n{fail}"), &[Policy::FirstFit, Policy::Topology]).unwrap();
+    for p in &r.policies {
+        let j = &p.jobs;
+        assert_eq!(j[0].queue_s, Some(0.0), "{:?}", j[0]);
+        assert!(!j[0].blocks.contains(&"leaf-0".to_string()), "{:?}: {:?}", p.policy, j[0]);
+        assert_eq!(j[0].stalled_s, None, "{:?}", j[0]);
+        assert_eq!(j[1].blocks, ["leaf-0"], "{:?}: {:?}", p.policy, j[1]);
+    }
+    // For good: leaf-0's 4 hosts are gone, a job of the whole fabric never starts and says why.
+    let forever = fail.replace("until = \"10s\"\n", "");
+    let whole = "[[job]]\nname = \"whole\"\ngpus = 32\nprofile = \"llama-7b\"\niterations = 2\n";
+    let r = run(&format!("{SMALL}\n{jobs}{whole}\n{forever}"), &[Policy::FirstFit]).unwrap();
+    let p = &r.policies[0];
+    assert!(p.jobs[..2].iter().all(|j| j.finish_s.is_some()), "{:?}", p.jobs);
+    assert_eq!(p.jobs[2].start_s, None);
+    let note = p.jobs[2].note.as_deref().unwrap();
+    assert!(note.contains("4 hosts stayed drained"), "{note}");
+    // A job already running when its leaf fails stands still for the outage: 10 s less 1 ms
+    // in its completion time, none in its slowdown.
+    let once = "[[job]]\nname = \"cut\"\ngpus = 8\nprofile = \"llama-7b\"\niterations = 20\n";
+    let r =
+        run(&format!("{SMALL}\n{once}\n{}", fail.replace("at = \"0s\"", "at = \"1ms\"")), &[Policy::FirstFit]).unwrap();
+    let j = &r.policies[0].jobs[0];
+    assert_eq!(j.blocks, ["leaf-0"]);
+    assert!((j.stalled_s.unwrap() - 9.999).abs() < 1e-6, "{j:?}");
+    assert_eq!(j.slowdown, Some(1.0), "{j:?}");
+    assert!(j.note.as_deref().unwrap().starts_with("stood still 9.999s"), "{j:?}");
+}
