@@ -5,9 +5,9 @@ use crate::table::Table;
 use meshway_sim::multisite::{BreakEven, Report};
 use meshway_units::Bytes;
 
-/// The break-even sentence for `b` (`what` names the all-reduce). `capacity`: the capacity
-/// sweep's lowest share of the step for this all-reduce and the wavelengths a span it took,
-/// which says whether more DCI capacity helps when the share is over budget even at 0 km.
+/// The break-even sentence for `b` (`what` names the all-reduce). `capacity`: its share of
+/// the step at 0 km with the capacity sweep's most wavelengths a span, which says whether
+/// more DCI capacity helps when the share is over budget even at 0 km.
 pub fn break_even_text(b: &BreakEven, what: &str, capacity: Option<(u32, f64)>) -> String {
     // As precise as the shares beside it when one decimal would round it (9.79% read 9.8%,
     // next to a 9.7915% share said to exceed it).
@@ -17,14 +17,16 @@ pub fn break_even_text(b: &BreakEven, what: &str, capacity: Option<(u32, f64)>) 
         "at-zero" => {
             let advice = match capacity {
                 Some((w, share)) if share <= b.budget => {
-                    format!("add DCI capacity ({w} wavelengths a span: {} at the scenario's distances)", pct4(share))
+                    format!("add DCI capacity ({w} wavelengths a span: {} at 0 km)", pct4(share))
                 }
                 Some((w, share)) => format!(
-                    "more DCI capacity does not bring it within budget (at best {}, with {w} wavelengths a span, in \
-                     the capacity sweep at the scenario's distances): the cost is latency and steps, not bandwidth",
+                    "more DCI capacity does not bring it within budget ({} at 0 km with {w} wavelengths a span): \
+                     the cost is latency and steps, not bandwidth",
                     pct4(share)
                 ),
-                None => "add DCI capacity".to_string(),
+                None => "the capacity sweep has no more wavelengths a span than the scenario to say whether more \
+                         DCI capacity helps"
+                    .to_string(),
             };
             format!(
                 "{what}: cross-site DP costs {} of the step even at 0 km (over the {budget} budget): {advice}",
@@ -148,14 +150,13 @@ pub fn multisite_text(r: &Report) -> String {
         out.push_str(&format!("  left out: {n}\n"));
     }
     out.push('\n');
-    // The capacity sweep's lowest share for each all-reduce (the most capacity, or the
-    // least share where more capacity no longer helps).
-    let lowest = |share: &dyn Fn(&meshway_sim::multisite::CapacityRow) -> f64| {
-        r.by_capacity.iter().min_by(|a, b| share(a).total_cmp(&share(b))).map(|c| (c.wavelengths, share(c)))
+    // Each all-reduce's share at 0 km with the most capacity.
+    let zero = |share: &dyn Fn(&meshway_sim::multisite::CapacityRow) -> f64| {
+        r.zero_km_capacity.as_ref().map(|c| (c.wavelengths, share(c)))
     };
-    out.push_str(&break_even_text(&r.break_even, "site-hierarchical", lowest(&|c| c.cross_site_share)));
+    out.push_str(&break_even_text(&r.break_even, "site-hierarchical", zero(&|c| c.cross_site_share)));
     out.push('\n');
-    out.push_str(&break_even_text(&r.flat_break_even, "flat ring", lowest(&|c| c.flat_cross_site_share)));
+    out.push_str(&break_even_text(&r.flat_break_even, "flat ring", zero(&|c| c.flat_cross_site_share)));
     out.push('\n');
     for n in &r.notes {
         out.push_str(&format!("note: {n}\n"));
@@ -240,19 +241,19 @@ mod tests {
         }
     }
 
-    /// Over budget at 0 km: "add DCI capacity" only when the capacity sweep brings the share
-    /// within budget; a flat ring that stays at 52% with 256 wavelengths is told it is
-    /// latency-bound (it was told to add capacity).
+    /// Over budget at 0 km: "add DCI capacity" only when the most capacity brings the share
+    /// within budget at 0 km; a flat ring that stays at 52% with 256 wavelengths is told it
+    /// is latency-bound (it was told to add capacity).
     #[test]
-    fn capacity_advice_follows_the_capacity_sweep() {
+    fn capacity_advice_follows_the_most_capacity_at_zero_km() {
         let t = break_even_text(&at_zero(0.5296), "flat ring", Some((256, 0.5208)));
         assert!(
-            t.contains("more DCI capacity does not bring it within budget (at best 52.0800%, with 256 wavelengths"),
+            t.contains("more DCI capacity does not bring it within budget (52.0800% at 0 km with 256 wavelengths"),
             "{t}"
         );
         assert!(!t.contains("add DCI capacity"), "{t}");
         let t = break_even_text(&at_zero(0.2), "site-hierarchical", Some((32, 0.08)));
-        assert!(t.ends_with("add DCI capacity (32 wavelengths a span: 8.0000% at the scenario's distances)"), "{t}");
-        assert!(break_even_text(&at_zero(0.2), "x", None).ends_with(": add DCI capacity"));
+        assert!(t.ends_with("add DCI capacity (32 wavelengths a span: 8.0000% at 0 km)"), "{t}");
+        assert!(break_even_text(&at_zero(0.2), "x", None).ends_with(": the capacity sweep has no more wavelengths a span than the scenario to say whether more DCI capacity helps"));
     }
 }

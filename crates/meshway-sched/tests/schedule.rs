@@ -864,3 +864,27 @@ fn hosts_behind_a_failed_link_take_no_job_until_it_returns() {
     assert_eq!(j.slowdown, Some(1.0), "{j:?}");
     assert!(j.note.as_deref().unwrap().starts_with("stood still 9.999s"), "{j:?}");
 }
+
+/// From a hostile review of draining: a job that waits only for a drained host starts when
+/// the link returns (the loop stopped once nothing ran, and it never started), and the head
+/// job's reservation counts the drained hosts back at their link's return (without them the
+/// head had none, and a 10-hour job backfilled onto its hosts: it started at 10 h, not 1 h).
+#[test]
+fn a_drained_host_comes_back_for_the_queue_and_the_head_job() {
+    let fabric = "seed = 1\n[fabric]\nkind = \"leaf-spine\"\ngpus = 32\ngpus-per-host = 8\ngpus-per-leaf = 16\n\
+                  nic = \"400Gbps\"\noversubscription = \"1:1\"\n[transport]\nkind = \"roce\"\n\
+                  [[failure]]\nat = \"0s\"\nuntil = \"1h\"\nlink = \"gpu-0:leaf-0\"\n";
+    let whole = "[[job]]\nname = \"whole\"\ngpus = 32\nprofile = \"llama-7b\"\nduration = \"1h\"\narrival = \"1min\"\n";
+    let r = run(&format!("{fabric}{whole}"), &[Policy::FirstFit]).unwrap();
+    assert_eq!(r.policies[0].jobs[0].start_s, Some(3600.0), "{:?}", r.policies[0].jobs[0]);
+    let text = format!(
+        "{fabric}[[job]]\nname = \"keep\"\ngpus = 8\nprofile = \"llama-7b\"\nduration = \"50min\"\n{whole}\
+         [[job]]\nname = \"long\"\ngpus = 8\nprofile = \"llama-7b\"\nduration = \"10h\"\narrival = \"2min\"\n"
+    );
+    let r = run(&text, &[Policy::FirstFit, Policy::Topology, Policy::ContentionAware]).unwrap();
+    for p in &r.policies {
+        let job = |n: &str| p.jobs.iter().find(|j| j.name == n).unwrap();
+        assert_eq!(job("whole").start_s, Some(3600.0), "{:?}: {:?}", p.policy, job("whole"));
+        assert_eq!(job("long").start_s, job("whole").finish_s, "{:?}: {:?}", p.policy, job("long"));
+    }
+}

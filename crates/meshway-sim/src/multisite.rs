@@ -183,6 +183,11 @@ pub struct Report {
     pub break_even: BreakEven,
     /// Break-even with a flat ring across sites.
     pub flat_break_even: BreakEven,
+    /// When either all-reduce is over budget even at 0 km: the job at 0 km with the most
+    /// wavelengths a span of the capacity sweep that built (when more than the scenario's), which says whether more DCI capacity would
+    /// bring it within budget (the capacity sweep itself runs at the scenario's distances).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zero_km_capacity: Option<CapacityRow>,
     /// What the figures leave out or depend on: the scenario's failures (not modelled here),
     /// the packet level (not run here), ECMP's hash seed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -203,13 +208,44 @@ struct Runner<'a> {
     nth: usize,
     cfg: ExecConfig,
     seed: u64,
+    /// Told before each simulation: how many ran before it, and what it is for.
+    progress: &'a dyn Fn(u64, &str),
+    runs: std::cell::Cell<u64>,
+    phase: std::cell::RefCell<String>,
 }
+
+/// No progress.
+fn quiet(_: u64, _: &str) {}
 
 fn ctx<'a>(s: &'a Scenario, nth: usize) -> Ctx<'a> {
     Ctx::new(&s.file, &s.text, "workload", nth, &format!("workload[{}]", nth + 1))
 }
 
-impl Runner<'_> {
+impl<'a> Runner<'a> {
+    /// The runner of `s`'s multisite workload, and its transport's description.
+    fn new(
+        s: &'a Scenario,
+        cat: &'a Catalog,
+        opts: &Options,
+        progress: &'a dyn Fn(u64, &str),
+    ) -> Result<(Runner<'a>, String), SimulateError> {
+        let nth = check(s)?;
+        check_opts(opts, cat)?;
+        let seed = opts.seed.or(s.config.seed).unwrap_or(1);
+        let (cfg, transport) = exec_config(s, cat, seed, opts.tolerance)?;
+        let runner = Runner {
+            scenario: s,
+            catalog: cat,
+            nth,
+            cfg,
+            seed,
+            progress,
+            runs: Default::default(),
+            phase: Default::default(),
+        };
+        Ok((runner, transport))
+    }
+
     /// Parses the workload against `topo` (its GPU count).
     fn job(&self, s: &Scenario, topo: &FabricTopo<'_>) -> Result<Job, FabricError> {
         let w = &s.config.workload[self.nth];
@@ -242,6 +278,11 @@ impl Runner<'_> {
         Ok(Job::AllReduce { size: size.0, channels })
     }
 
+    /// What the next simulations are for.
+    fn phase(&self, what: impl Into<String>) {
+        *self.phase.borrow_mut() = what.into();
+    }
+
     fn describe(&self) -> Result<(String, String), SimulateError> {
         let f = self.scenario.build(self.catalog)?;
         let topo = FabricTopo::new(&f, self.catalog, self.seed);
@@ -265,6 +306,8 @@ impl Runner<'_> {
     /// Runs the job on `s`'s fabric: with `sites` (a site per rank), DP all-reduces are
     /// hierarchical by those sites; without, flat rings.
     fn run_built(&self, s: &Scenario, f: &Fabric, sites: Option<&[u32]>) -> Result<u64, SimulateError> {
+        (self.progress)(self.runs.get(), &self.phase.borrow());
+        self.runs.set(self.runs.get() + 1);
         let mut topo = FabricTopo::new(f, self.catalog, self.seed);
         let job = self.job(s, &topo)?;
         let mut prog = Program::new();
@@ -332,6 +375,26 @@ impl Base {
 fn both(runner: &Runner<'_>, v: &Scenario, f: &Fabric, cat: &Catalog) -> Result<(u64, u64), SimulateError> {
     let sites = sites_of(f, cat);
     Ok((runner.run_built(v, f, Some(&sites))?, runner.run_built(v, f, None)?))
+}
+
+/// The job on variant `v` (built as `f`) with `w` wavelengths a span.
+fn capacity_row(
+    runner: &Runner<'_>,
+    v: &Scenario,
+    f: &Fabric,
+    w: u32,
+    base: Base,
+) -> Result<CapacityRow, SimulateError> {
+    let cat = runner.catalog;
+    let (step, flat) = both(runner, v, f, cat)?;
+    Ok(CapacityRow {
+        wavelengths: w,
+        dci_bps: dci_spans(f, cat).first().map_or(0, |x| x.capacity_bps),
+        step_ns: step,
+        flat_step_ns: flat,
+        cross_site_share: share(step, base.hier),
+        flat_cross_site_share: share(flat, base.flat),
+    })
 }
 
 fn baseline(s: &Scenario, cat: &Catalog, runner: &Runner<'_>, multi: &Fabric) -> Result<Base, SimulateError> {
@@ -619,11 +682,7 @@ fn coherent_reach(cat: &Catalog) -> Meters {
 /// [`Summary`] of `s` (only `budget`, `resolution`, `max_distance`, `seed` and `tolerance`
 /// of `opts` are used).
 pub fn summary(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Summary, SimulateError> {
-    let nth = check(s)?;
-    check_opts(opts, cat)?;
-    let seed = opts.seed.or(s.config.seed).unwrap_or(1);
-    let (cfg, _) = exec_config(s, cat, seed, opts.tolerance)?;
-    let runner = Runner { scenario: s, catalog: cat, nth, cfg, seed };
+    let (runner, _) = Runner::new(s, cat, opts, &quiet)?;
     let (_, job) = runner.describe()?;
     let f = s.build(cat)?;
     let base = baseline(s, cat, &runner, &f)?;
@@ -640,11 +699,25 @@ pub fn summary(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Summary, S
 
 /// Multi-site analysis of `s` (module docs).
 pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, SimulateError> {
-    let nth = check(s)?;
-    check_opts(opts, cat)?;
-    let seed = opts.seed.or(s.config.seed).unwrap_or(1);
-    let (cfg, transport) = exec_config(s, cat, seed, opts.tolerance)?;
-    let runner = Runner { scenario: s, catalog: cat, nth, cfg, seed };
+    analyze_with(s, cat, opts, &quiet)
+}
+
+/// [`analyze`], telling `progress` before each simulation how many ran before it and what
+/// it is for ("one-site baseline", "distance 100 km", ...). The distances and wavelength
+/// counts of the sweeps are taken in increasing order, each once.
+pub fn analyze_with(
+    s: &Scenario,
+    cat: &Catalog,
+    opts: &Options,
+    progress: &dyn Fn(u64, &str),
+) -> Result<Report, SimulateError> {
+    let (runner, transport) = Runner::new(s, cat, opts, progress)?;
+    let mut distances = opts.distances.clone();
+    distances.sort_unstable();
+    distances.dedup();
+    let mut wavelengths = opts.wavelengths.clone();
+    wavelengths.sort_unstable();
+    wavelengths.dedup();
     let (kind, job) = runner.describe()?;
     let base_fabric = s.build(cat)?;
     let sites: Vec<SiteInfo> = base_fabric
@@ -658,7 +731,9 @@ pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, Si
         .collect();
     let spans = dci_spans(&base_fabric, cat);
 
+    runner.phase("the one-site baseline");
     let base = baseline(s, cat, &runner, &base_fabric)?;
+    runner.phase("the scenario as written");
     let (step, flat) = both(&runner, s, &base_fabric, cat)?;
 
     let per_km = cat.constants.fiber_delay_per_km;
@@ -666,7 +741,8 @@ pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, Si
     // A sweep point whose fabric does not build (a core too small for 16 wavelengths) is
     // left out and said, not the end of the report.
     let mut not_built = Vec::new();
-    for &d in &opts.distances {
+    for &d in &distances {
+        runner.phase(format!("the distance sweep at {d}"));
         let v = variant(s, cat, Some(d), None);
         let f = match v.build(cat) {
             Ok(f) => f,
@@ -691,7 +767,8 @@ pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, Si
         });
     }
     let mut by_capacity = Vec::new();
-    for &w in &opts.wavelengths {
+    for &w in &wavelengths {
+        runner.phase(format!("the capacity sweep at {w} wavelengths"));
         let v = variant(s, cat, None, Some(w));
         let f = match v.build(cat) {
             Ok(f) => f,
@@ -700,29 +777,35 @@ pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, Si
                 continue;
             }
         };
-        let (step, flat) = both(&runner, &v, &f, cat)?;
-        by_capacity.push(CapacityRow {
-            wavelengths: w,
-            dci_bps: dci_spans(&f, cat).first().map_or(0, |x| x.capacity_bps),
-            step_ns: step,
-            flat_step_ns: flat,
-            cross_site_share: share(step, base.hier),
-            flat_cross_site_share: share(flat, base.flat),
-        });
+        by_capacity.push(capacity_row(&runner, &v, &f, w, base)?);
     }
 
+    runner.phase("the break-even search, site-hierarchical");
     let break_even = search(s, cat, &runner, opts, base, true)?;
+    runner.phase("the break-even search, flat ring");
     let flat_break_even = search(s, cat, &runner, opts, base, false)?;
+    let mut zero_km_capacity = None;
+    // The most wavelengths of the capacity sweep that built, if more than the scenario's.
+    let now_most = spans.iter().map(|x| x.wavelengths).max().unwrap_or(0);
+    let most = by_capacity.iter().map(|c| c.wavelengths).max().filter(|&w| w > now_most);
+    if let Some(w) = most.filter(|_| [&break_even, &flat_break_even].iter().any(|b| b.outcome == "at-zero")) {
+        runner.phase(format!("0 km with {w} wavelengths"));
+        let v = variant(s, cat, Some(Meters(0)), Some(w));
+        match v.build(cat) {
+            Ok(f) => zero_km_capacity = Some(capacity_row(&runner, &v, &f, w, base)?),
+            Err(e) => not_built.push(format!("0 km with {w} wavelengths a span does not build: {e}")),
+        }
+    }
     Ok(Report {
         scenario: s.name.clone(),
         sites,
         spans,
-        workload: s.config.workload[nth].name.clone().unwrap_or_else(|| format!("{kind}-{}", nth + 1)),
+        workload: s.config.workload[runner.nth].name.clone().unwrap_or_else(|| format!("{kind}-{}", runner.nth + 1)),
         kind,
         job,
         gpus: base_fabric.gpu_count(),
         transport,
-        routing: cfg.policy,
+        routing: runner.cfg.policy,
         one_site_step_ns: base.hier,
         one_site_flat_step_ns: base.flat,
         step_ns: step,
@@ -734,6 +817,7 @@ pub fn analyze(s: &Scenario, cat: &Catalog, opts: &Options) -> Result<Report, Si
         not_built,
         break_even,
         flat_break_even,
+        zero_km_capacity,
         notes: notes(s, runner.cfg.policy),
     })
 }

@@ -12,6 +12,7 @@ mod infer;
 mod measure;
 mod multisite;
 mod output;
+mod progress;
 mod schedule;
 mod simulate;
 mod testbed;

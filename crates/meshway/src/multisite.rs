@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use meshway_fabric::{Catalog, Scenario};
 use meshway_report::multisite::multisite_text;
-use meshway_sim::multisite::{analyze, Options, Report};
+use meshway_sim::multisite::{analyze_with, Options, Report};
 use meshway_units::Meters;
 use std::path::PathBuf;
 
@@ -92,10 +92,16 @@ fn parse_budget(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Runs the analysis on a scenario's text.
-pub fn analyze_text(text: &str, file: &str, cat: &Catalog, opts: &Options) -> Result<Report> {
+/// Runs the analysis on a scenario's text, with a progress line on stderr (terminals, runs
+/// over two seconds).
+fn analyze_shown(text: &str, file: &str, cat: &Catalog, opts: &Options) -> Result<Report> {
     let s = Scenario::parse(text, file)?;
-    Ok(analyze(&s, cat, opts)?)
+    let line = |done: u64, _: u64, what: &str, secs: f64| {
+        format!("\r  multisite: simulation {} ({what})  {secs:.0}s", done + 1)
+    };
+    let r = crate::progress::Progress::new(&line)
+        .run(|bar| analyze_with(&s, cat, opts, &|done, what| bar.update(done, 0, what)));
+    Ok(r?)
 }
 
 pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
@@ -111,7 +117,7 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
         seed: args.seed,
         tolerance: d.tolerance,
     };
-    let r = analyze_text(&text, &file, cat, &opts)?;
+    let r = analyze_shown(&text, &file, cat, &opts)?;
     if let Some(p) = &args.html {
         crate::output::write_html(
             p,

@@ -4,7 +4,6 @@ use anyhow::{Context, Result};
 use meshway_fabric::{Catalog, Scenario};
 use meshway_sim::exec::Policy;
 use meshway_sim::simulate::{htsim_connection_matrix, simulate, Fidelity, Options, Setup, SimReport};
-use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 pub const HELP: &str = "Examples:
@@ -127,70 +126,6 @@ fn parse_policy(s: &str) -> Result<Policy, String> {
     }
 }
 
-/// A progress bar on stderr for runs longer than about two seconds (terminals only). A
-/// ticker thread redraws it every half second, so it moves while the run sets up (programs,
-/// the tuner), inside long rate recomputes and during the ideal-fabric run.
-struct Progress {
-    #[allow(clippy::disallowed_types)]
-    start: std::time::Instant,
-    tty: bool,
-    last: std::sync::Mutex<(u64, u64)>,
-    shown: std::sync::atomic::AtomicBool,
-    done: std::sync::atomic::AtomicBool,
-}
-
-impl Progress {
-    #[allow(clippy::disallowed_methods)]
-    fn new() -> Progress {
-        Progress {
-            start: std::time::Instant::now(),
-            tty: std::io::stderr().is_terminal(),
-            last: std::sync::Mutex::new((0, 0)),
-            shown: std::sync::atomic::AtomicBool::new(false),
-            done: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    fn update(&self, done: u64, total: u64) {
-        if let Ok(mut l) = self.last.lock() {
-            *l = (done, total);
-        }
-    }
-
-    fn draw(&self) {
-        let secs = self.start.elapsed().as_secs_f64();
-        if !self.tty || secs < 2.0 {
-            return;
-        }
-        let (done, total) = self.last.lock().map(|l| *l).unwrap_or((0, 0));
-        self.shown.store(true, std::sync::atomic::Ordering::Relaxed);
-        let line = if total == 0 {
-            meshway_report::sim::setup_line(secs)
-        } else {
-            meshway_report::sim::progress_line(done, total, secs)
-        };
-        eprint!("{line}");
-        let _ = std::io::stderr().flush();
-    }
-
-    /// Redraws every half second until the run ends.
-    fn tick(&self) {
-        while !self.done.load(std::sync::atomic::Ordering::Relaxed) {
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            if !self.done.load(std::sync::atomic::Ordering::Relaxed) {
-                self.draw();
-            }
-        }
-    }
-
-    fn finish(&self) {
-        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
-        if self.shown.load(std::sync::atomic::Ordering::Relaxed) {
-            eprintln!();
-        }
-    }
-}
-
 pub fn run_file(path: &Path, cat: &Catalog, opts: &Options) -> Result<SimReport> {
     let text =
         meshway_units::files::read_text(path).with_context(|| format!("cannot read scenario {}", path.display()))?;
@@ -203,15 +138,14 @@ pub fn run_file(path: &Path, cat: &Catalog, opts: &Options) -> Result<SimReport>
         meshway_units::files::read_text(&p).map_err(|e| format!("cannot read flow file {}: {e}", p.display()))
     };
     let setup = Setup { scenario: &scenario, catalog: cat, fabric: &fabric, read_file: &read };
-    let bar = Progress::new();
-    let r = std::thread::scope(|sc| {
-        if bar.tty {
-            sc.spawn(|| bar.tick());
+    let line = |done: u64, total: u64, _: &str, secs: f64| {
+        if total == 0 {
+            meshway_report::sim::setup_line(secs)
+        } else {
+            meshway_report::sim::progress_line(done, total, secs)
         }
-        let r = simulate(&setup, opts, &mut |d, t| bar.update(d, t));
-        bar.finish();
-        r
-    });
+    };
+    let r = crate::progress::Progress::new(&line).run(|bar| simulate(&setup, opts, &mut |d, t| bar.update(d, t, "")));
     Ok(r?)
 }
 

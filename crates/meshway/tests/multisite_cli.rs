@@ -146,3 +146,39 @@ fn multisite_bad_input_is_a_clear_error() {
         assert!(stderr(&o).contains(flag), "{flag}: {}", stderr(&o));
     }
 }
+
+/// Sweeps run in increasing order, each point once; over budget even at 0 km, the advice
+/// on capacity comes from a run at 0 km with the sweep's most wavelengths (it read the
+/// capacity sweep taken at the file's 100 km, 77% where 0 km gives 23%), and only when
+/// that is more than the scenario's own.
+#[test]
+fn sweeps_are_sorted_once_and_capacity_advice_is_at_zero_km() {
+    let run = |w: &str| {
+        let o = meshway(&[
+            "multisite",
+            "examples/two-site-training.toml",
+            "--json",
+            "--budget",
+            "1%",
+            "--distances",
+            "100km,0km,100km",
+            "--wavelengths",
+            w,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let v = run("32,2,32");
+    let d: Vec<u64> = v["by_distance"].as_array().unwrap().iter().map(|r| r["distance_m"].as_u64().unwrap()).collect();
+    assert_eq!(d, [0, 100_000]);
+    let w: Vec<u64> = v["by_capacity"].as_array().unwrap().iter().map(|r| r["wavelengths"].as_u64().unwrap()).collect();
+    assert_eq!(w, [2, 32]);
+    assert_eq!(v["break_even"]["outcome"], "at-zero");
+    let z = &v["zero_km_capacity"];
+    assert_eq!(z["wavelengths"], 32, "{v}");
+    // 32 wavelengths at 0 km against the scenario's 16 at 0 km: no slower.
+    assert!(z["step_ns"].as_u64().unwrap() <= v["by_distance"][0]["step_ns"].as_u64().unwrap() + 1_000, "{v}");
+    // The scenario has 16 wavelengths a span: a sweep up to 8 says nothing about more.
+    let v = run("2,8");
+    assert!(v.get("zero_km_capacity").is_none(), "{v}");
+}

@@ -1,0 +1,85 @@
+//! A progress line on stderr for runs longer than about two seconds (terminals only). A
+//! ticker thread redraws it every half second, so it moves while the run sets up and inside
+//! long steps that report nothing.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// The line for (done, total, what, seconds since the start); it starts with `\r`.
+pub type Line<'a> = dyn Fn(u64, u64, &str, f64) -> String + Sync + 'a;
+
+pub struct Progress<'a> {
+    #[allow(clippy::disallowed_types)]
+    start: std::time::Instant,
+    tty: bool,
+    line: &'a Line<'a>,
+    last: Mutex<(u64, u64, String)>,
+    /// Width of the last line drawn, to blank what a shorter one leaves.
+    width: Mutex<usize>,
+    shown: AtomicBool,
+    done: AtomicBool,
+}
+
+impl<'a> Progress<'a> {
+    #[allow(clippy::disallowed_methods)]
+    pub fn new(line: &'a Line<'a>) -> Progress<'a> {
+        Progress {
+            start: std::time::Instant::now(),
+            tty: std::io::stderr().is_terminal(),
+            line,
+            last: Mutex::new((0, 0, String::new())),
+            width: Mutex::new(0),
+            shown: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+        }
+    }
+
+    pub fn update(&self, done: u64, total: u64, what: &str) {
+        if let Ok(mut l) = self.last.lock() {
+            l.0 = done;
+            l.1 = total;
+            if l.2 != what {
+                l.2 = what.to_string();
+            }
+        }
+    }
+
+    fn draw(&self) {
+        let secs = self.start.elapsed().as_secs_f64();
+        if !self.tty || secs < 2.0 {
+            return;
+        }
+        let line = match self.last.lock() {
+            Ok(l) => (self.line)(l.0, l.1, &l.2, secs),
+            Err(_) => return,
+        };
+        self.shown.store(true, Ordering::Relaxed);
+        let n = line.chars().count();
+        let pad = self.width.lock().map(|mut w| std::mem::replace(&mut *w, n).saturating_sub(n)).unwrap_or(0);
+        eprint!("{line}{}", " ".repeat(pad));
+        let _ = std::io::stderr().flush();
+    }
+
+    /// Runs `f` with the progress line drawn beside it, and ends the line after.
+    pub fn run<T>(&self, f: impl FnOnce(&Self) -> T) -> T {
+        std::thread::scope(|sc| {
+            if self.tty {
+                sc.spawn(|| {
+                    while !self.done.load(Ordering::Relaxed) {
+                        std::thread::sleep(std::time::Duration::from_millis(500));
+                        if !self.done.load(Ordering::Relaxed) {
+                            self.draw();
+                        }
+                    }
+                });
+            }
+            let r = f(self);
+            self.done.store(true, Ordering::Relaxed);
+            if self.shown.load(Ordering::Relaxed) {
+                eprintln!();
+            }
+            r
+        })
+    }
+}
