@@ -345,6 +345,10 @@ pub fn spec_for(
     cat: &meshway_fabric::Catalog,
 ) -> Result<TrainSpec, SchedError> {
     let ranks: Vec<u32> = (0..gpus).collect();
+    let fabric = topo.fabric;
     let sub = SubTopo { inner: topo, ranks: &ranks };
-    training::parse(w, ctx, &sub, cat).map_err(SchedError::Fabric)
+    let mut t = training::parse(w, ctx, &sub, cat).map_err(SchedError::Fabric)?;
+    // Its collectives at the fabric's achievable rates, as `simulate` runs them.
+    t.hw = meshway_sim::simulate::hardware(fabric, cat);
+    Ok(t)
 }

@@ -795,8 +795,8 @@ fn unequal_blocks_are_named_in_the_block_export() {
 
 /// EASY backfill lets a job take the head job's GPUs only if it ends before the head starts,
 /// at its step time on the GPUs it would get: X's 50 minutes are measured on the reference
-/// placement (two hosts of one leaf, 1.23 s a step), but its hosts straddle two leaves behind
-/// one 100G uplink each (1.77 s a step, 72 minutes). Judged by the reference, it was
+/// placement (two hosts of one leaf, 1.24 s a step), but its hosts straddle two leaves behind
+/// one 100G uplink each (1.78 s a step, 72 minutes). Judged by the reference, it was
 /// backfilled at 2 minutes and the 32-GPU head job, due at 60 minutes, started at 74.
 #[test]
 fn a_backfilled_job_is_timed_on_the_hosts_it_would_get() {

@@ -252,7 +252,9 @@ impl<'a> Runner<'a> {
         let c = ctx(s, self.nth);
         if w.kind == WorkloadKind::Training {
             w.check_keys().map_err(|(k, m)| c.invalid(k, m))?;
-            return Ok(Job::Training(Box::new(training::parse(w, &c, topo, self.catalog)?)));
+            let mut t = training::parse(w, &c, topo, self.catalog)?;
+            t.hw = crate::simulate::hardware(topo.fabric, self.catalog);
+            return Ok(Job::Training(Box::new(t)));
         }
         if let Some(k) = w.given_keys().into_iter().find(|k| !["op", "algorithm", "size", "channels"].contains(k)) {
             return Err(c.invalid(k, "multisite reads kind, name, op, algorithm, size and channels of an all-reduce"));
@@ -330,7 +332,7 @@ impl<'a> Runner<'a> {
                     packet: self.cfg.wire.mtu + self.cfg.wire.header,
                     pipeline: Default::default(),
                     proto: Default::default(),
-                    hw: Default::default(),
+                    hw: crate::simulate::hardware(f, self.catalog),
                     net_overhead: None,
                 };
                 let b = if let Some(sites) = sites {
@@ -844,7 +846,7 @@ fn notes(s: &Scenario, routing: Policy) -> Vec<String> {
     if routing == Policy::Ecmp {
         v.push(
             "ECMP: which flows share a link depends on the hash seed (`--seed`), so the steps and break-even \
-             distances move with it (the two-site example's step at 100 km: 113.5 to 116.1 ms over seeds 1 to 12); \
+             distances move with it (the two-site example's step at 100 km: 119.4 to 122.2 ms over seeds 1 to 12); \
              adaptive routing and spraying do not depend on it"
                 .into(),
         );

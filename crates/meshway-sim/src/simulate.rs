@@ -705,7 +705,11 @@ fn parse_workloads(setup: &Setup<'_>, topo: &FabricTopo<'_>, seed: u64) -> Resul
                 let flows = parse_flow_file(file, &text, topo).map_err(|e| c.invalid("file", e))?;
                 Kind::Flows { flows }
             }
-            WorkloadKind::Training => Kind::Training(Box::new(training::parse(w, &c, topo, setup.catalog)?)),
+            WorkloadKind::Training => {
+                let mut t = training::parse(w, &c, topo, setup.catalog)?;
+                t.hw = hardware(setup.fabric, setup.catalog);
+                Kind::Training(Box::new(t))
+            }
         };
         if let Some(t) = w.start.filter(|t| t.0 > MAX_SCENARIO_TIME_NS) {
             return Err(c.invalid("start", format!("expected at most 365d, got {t}")));

@@ -56,6 +56,9 @@ pub struct TrainSpec {
     /// Site of each rank: when set, a DP group spanning sites all-reduces hierarchically by
     /// site ([`collective::site_all_reduce`]) instead of with one flat ring.
     pub site_of_rank: Option<Vec<u32>>,
+    /// The achievable NVLink and NIC rates its collectives run at: line rates from
+    /// [`parse`], until the caller sets the fabric's ([`crate::simulate::hardware`]).
+    pub hw: collective::Hardware,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,6 +287,7 @@ pub fn parse(w: &WorkloadConfig, c: &Ctx<'_>, topo: &dyn Topology, cat: &Catalog
         channels: channels as u32,
         steps_limit: cat.simulation.steps_flow_limit,
         site_of_rank,
+        hw: Default::default(),
     };
     // Each key is bounded above; their product is held too: one step's compute and a
     // micro-batch's activations must fit the clock and 64-bit sizes.
@@ -315,6 +319,7 @@ fn lone_collective(
     op: Op,
     ranks: Vec<u32>,
     size: u64,
+    hw: &collective::Hardware,
 ) -> Result<Nanos, CollectiveError> {
     if ranks.len() < 2 || size == 0 {
         return Ok(Nanos::ZERO);
@@ -333,7 +338,7 @@ fn lone_collective(
         packet: cfg.wire.mtu + cfg.wire.header,
         pipeline: Default::default(),
         proto: Default::default(),
-        hw: Default::default(),
+        hw: hw.clone(),
         net_overhead: None,
     };
     let b = collective::build(&mut prog, topo, &spec, &[])?;
@@ -356,9 +361,9 @@ pub fn write(
     // TP and EP collectives per micro-batch, simulated once for the first group.
     let layers_per_stage = u64::from(s.layers / s.pp);
     let tp_group: Vec<u32> = (0..s.tp).map(|t| s.rank(t, 0, 0)).collect();
-    let tp_ar = lone_collective(topo, cfg, Op::AllReduce, tp_group, act)?;
+    let tp_ar = lone_collective(topo, cfg, Op::AllReduce, tp_group, act, &s.hw)?;
     let ep_group: Vec<u32> = (0..s.ep).map(|d| s.rank(0, 0, d)).collect();
-    let ep_a2a = lone_collective(topo, cfg, Op::AllToAll, ep_group, act * u64::from(s.top_k))?;
+    let ep_a2a = lone_collective(topo, cfg, Op::AllToAll, ep_group, act * u64::from(s.top_k), &s.hw)?;
     // Per micro-batch per stage, each direction: 2 TP all-reduces and 2 EP all-to-alls a layer.
     let comm = Nanos((tp_ar.0 * 2 + if s.ep > 1 { ep_a2a.0 * 2 } else { 0 }) * layers_per_stage);
     let tf = s.t_fwd() + comm;
@@ -460,7 +465,7 @@ pub fn write(
                     packet: cfg.wire.mtu + cfg.wire.header,
                     pipeline: Default::default(),
                     proto: Default::default(),
-                    hw: Default::default(),
+                    hw: s.hw.clone(),
                     net_overhead: None,
                 };
                 let b = match &s.site_of_rank {
