@@ -347,8 +347,6 @@ pub fn spec_for(
     let ranks: Vec<u32> = (0..gpus).collect();
     let fabric = topo.fabric;
     let sub = SubTopo { inner: topo, ranks: &ranks };
-    let mut t = training::parse(w, ctx, &sub, cat).map_err(SchedError::Fabric)?;
-    // Its collectives at the fabric's achievable rates, as `simulate` runs them.
-    t.hw = meshway_sim::simulate::hardware(fabric, cat);
-    Ok(t)
+    // The fabric's GPU and its achievable rates, as `simulate` runs the step.
+    training::parse_on(w, ctx, &sub, fabric, cat).map_err(SchedError::Fabric)
 }

@@ -104,6 +104,34 @@ fn a_job_alone_matches_simulate_exactly() {
     // Alone on the fabric its shared step is its alone step: 3 iterations take 3 steps.
     assert_eq!(j.slowdown, Some(1.0));
     assert!((j.finish_s.unwrap() - 3.0 * step as f64 / 1e9).abs() < 1e-6);
+    // Also where the core is slower than the NICs (400G NICs, 100G uplinks: the NIC's
+    // achievable share does not bind behind them), and on A100s, which compute at A100
+    // speed whether or not the workload names them (schedule's step was 4% slower than
+    // simulate's on the first; the second computed at the default H100's speed).
+    let slow = SMALL.replace("nic = \"100Gbps\"", "nic = \"400Gbps\"\nuplink = \"100Gbps\"");
+    let a100 = SMALL.replace("[fabric]\n", "[fabric]\ngpu = \"a100-sxm\"\n");
+    let mut steps = Vec::new();
+    for fabric in [slow, a100] {
+        let keys =
+            "parameters = 1.3e9\nlayers = 24\nhidden = 2048\nsequence = 2048\ntp = 2\npp = 1\nglobal-batch = 64\n";
+        let text = format!(
+            "{fabric}\n[[workload]]\nname = \"step\"\nkind = \"training\"\n{keys}\n[[job]]\nname = \"alone\"\ngpus = 32\niterations = 3\n{keys}"
+        );
+        let (s, cat, f) = load(&text);
+        let setup = Setup { scenario: &s, catalog: &cat, fabric: &f, read_file: &no_files };
+        let sim = simulate::simulate(&setup, &opts, &mut |_, _| {}).unwrap();
+        let t = sim.workloads[0].training.as_ref().unwrap();
+        let r = run(&text, &[Policy::FirstFit]).unwrap();
+        let alone_ns = (r.policies[0].jobs[0].step_alone_ms.unwrap() * 1e6).round() as u64;
+        assert_eq!(alone_ns, t.step_ns, "{fabric}");
+        steps.push(t.clone());
+    }
+    // The same step computes at the A100's peak over the H100's (the default).
+    let cat = Catalog::builtin();
+    let peak = |g: &str| cat.gpu_model(g).unwrap().peak_flops;
+    let ratio = steps[1].compute_only_ns as f64 / steps[0].compute_only_ns as f64;
+    assert!((ratio - peak("h100-sxm") / peak("a100-sxm")).abs() < 0.01, "{ratio}");
+    assert!(ratio > 2.0, "{ratio}");
 }
 
 #[test]

@@ -178,6 +178,53 @@ impl Hardware {
     }
 }
 
+/// What NCCL reaches on this fabric's hardware: the GPU model's achievable NVLink rate
+/// over the fabric's, the NIC's achievable rate over its line rate, NVLS when the GPU
+/// model has it, CollNet when every network switch is SHARP capable.
+pub fn hardware(fabric: &meshway_fabric::Fabric, cat: &meshway_fabric::Catalog) -> Hardware {
+    let name = fabric.gpu.as_deref().unwrap_or(&cat.simulation.gpu_model);
+    let gpu = cat.gpu_model(name);
+    let mut nvlink_rate = None;
+    if let Some(g) = fabric.gpus().next() {
+        for &(_, l) in fabric.neighbors(g) {
+            if fabric.link(l).class == meshway_fabric::LinkClass::Nvlink {
+                nvlink_rate = Some(fabric.link(l).rate);
+            }
+        }
+    }
+    // Its network ports, as the planner counts them (a custom fabric's GPU-switch links).
+    let nic_rate = Some(fabric.gpu_network_rate().0).filter(|&r| r > 0);
+    let nvlink = match (gpu.and_then(|g| g.nvlink_achievable), nvlink_rate) {
+        (Some(a), Some(r)) if r.0 > 0 => (a.0 as f64 / r.0 as f64).min(1.0),
+        _ => 1.0,
+    };
+    // The NIC the planner bills: the scenario's `nic-model`, else of several at the rate the
+    // last (a catalog file's own).
+    let nic_model = match fabric.nic_model.as_deref() {
+        Some(name) => cat.nic_named(name),
+        None => nic_rate.and_then(|r| cat.nic.iter().rev().find(|n| n.rate.0 == r && n.transport.is_none())),
+    };
+    let nic = nic_model.map_or(1.0, |n| n.efficiency());
+    let sharp = fabric.nodes.iter().enumerate().filter(|(i, n)| !n.is_gpu() && !fabric.is_nvswitch(meshway_fabric::NodeId(*i as u32))).all(
+        |(_, n)| matches!(n.kind, meshway_fabric::NodeKind::Switch { model, .. } if cat.switch.get(model as usize).is_some_and(|m| m.sharp)),
+    );
+    Hardware {
+        gpu: name.to_string(),
+        nvlink,
+        nic,
+        nvls: gpu.and_then(|g| g.nvls_efficiency),
+        nvls_channels: gpu.and_then(|g| g.nvls_channels).unwrap_or(0),
+        nvls_tree_max: gpu.map_or([0.0; 2], |g| {
+            let r = |i: usize| g.nvls_tree_channel_max.get(i).map_or(0.0, |b| b.0 as f64 / 8.0);
+            [r(0), r(1)]
+        }),
+        collnet: if sharp { gpu.map(|g| g.collnet_efficiency.unwrap_or(1.0)) } else { None },
+        nic_model: nic_model.map_or(String::new(), |n| n.name.clone()),
+        protocols: nic_model.and_then(|n| n.protocols.clone()),
+        net_latency: nic_model.and_then(|n| n.nccl_net_latency).unwrap_or(Nanos::ZERO),
+    }
+}
+
 impl Default for Hardware {
     /// Line rates, no in-network reduction.
     fn default() -> Hardware {
@@ -196,8 +243,24 @@ impl Default for Hardware {
     }
 }
 
+/// The achievable share of the line rate a message from `src` to `dst` gets: NVLink's
+/// inside a host, else the NIC's, raised by port / link where a link of its path is slower
+/// than the NIC port (up to 1).
+pub(crate) fn share_of(topo: &mut dyn Topology, hw: &Hardware, src: u32, dst: u32) -> f64 {
+    if topo.local(src, dst) {
+        return hw.nvlink;
+    }
+    if !topo.has_links_slower_than_ports() {
+        return hw.nic;
+    }
+    match topo.slower_than_port(src, dst, None) {
+        Some((port, slowest)) => (hw.nic * port.0 as f64 / slowest.0.max(1) as f64).min(1.0),
+        None => hw.nic,
+    }
+}
+
 /// `bytes` carried at `share` of the line rate: the bytes a line-rate link must move.
-fn at_share(bytes: u64, share: f64) -> u64 {
+pub(crate) fn at_share(bytes: u64, share: f64) -> u64 {
     if share > 0.0 && share < 1.0 {
         (bytes as f64 / share).ceil() as u64
     } else {

@@ -143,8 +143,14 @@ struct ProgramRouter<'t> {
     /// per flow, which of `prepared` is its route, or [`NOT_PREPARED`].
     prepared_at: Vec<u32>,
     prepared: Vec<Option<EngineRoute>>,
+    /// The flows of `prepared`, in order.
+    prepared_flows: Vec<FlowId>,
     /// `LinkView::changes` when they were worked out: a link change voids them.
     prepared_changes: u64,
+    /// The rest of the batch, worked out a chunk at a time as its flows are routed (a
+    /// sprayed all-to-all's 1M routes of 64 paths, all at once, took 6 GB).
+    pending: Vec<FlowId>,
+    pending_pos: usize,
     /// The window links, by link id less `first_window`, when failures can move a message
     /// onto a path of another round trip; empty otherwise.
     windows: Vec<WindowLink>,
@@ -187,6 +193,11 @@ const NOT_PREPARED: u32 = u32::MAX;
 
 /// Activations in one batch from which routes are worked out on two threads.
 const PREPARE_MIN_FLOWS: usize = 4096;
+
+/// Paths worked out ahead at most at once (a chunk of the batch): about 60 MB of routes.
+/// Tests lower it to cut a batch into many chunks; the routes do not depend on it.
+#[doc(hidden)]
+pub static PREPARE_MAX_PATHS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 20);
 
 /// The route of a flow routed as `r`: one path, or its spread paths under spraying.
 fn route_of(topo: &mut dyn Topology, pins: &[Vec<Arc>], r: &Route, live: Option<&LinkView<'_>>) -> Option<EngineRoute> {
@@ -278,6 +289,15 @@ impl ProgramRouter<'_> {
 
 impl Router for ProgramRouter<'_> {
     fn route(&mut self, flow: FlowId, links: &LinkView<'_>) -> Option<EngineRoute> {
+        // The first flow of the next chunk: the batch routes its flows in order.
+        if self.pending.get(self.pending_pos) == Some(&flow) {
+            if links.changes() == self.prepared_changes {
+                self.prepare_chunk(links);
+            } else {
+                self.pending.clear();
+                self.pending_pos = 0;
+            }
+        }
         if let Some(at) = self.prepared_at.get_mut(flow.index()).filter(|at| **at != NOT_PREPARED) {
             let i = std::mem::replace(at, NOT_PREPARED) as usize;
             if links.changes() == self.prepared_changes {
@@ -304,6 +324,8 @@ impl Router for ProgramRouter<'_> {
     /// and sprayed) while every link is up: a route depends then only on the flow, so
     /// `route` returns what it would have found itself.
     fn prepare(&mut self, flows: &[FlowId], links: &LinkView<'_>) {
+        self.pending.clear();
+        self.pending_pos = 0;
         if links.down_count() > 0 || flows.len() < PREPARE_MIN_FLOWS {
             return;
         }
@@ -321,7 +343,39 @@ impl Router for ProgramRouter<'_> {
         if todo.len() < PREPARE_MIN_FLOWS {
             return;
         }
-        let (Some(mut a), Some(mut b)) = (self.topo.fork(), self.topo.fork()) else { return };
+        self.pending = todo;
+        self.pending_pos = 0;
+        self.prepared_changes = links.changes();
+        self.prepare_chunk(links);
+    }
+}
+
+impl ProgramRouter<'_> {
+    /// Works out the routes of the next chunk of `pending` (at most [`PREPARE_MAX_PATHS`]
+    /// paths) on two threads, in place of the last chunk's.
+    fn prepare_chunk(&mut self, links: &LinkView<'_>) {
+        for f in self.prepared_flows.drain(..) {
+            if let Some(at) = self.prepared_at.get_mut(f.index()) {
+                *at = NOT_PREPARED;
+            }
+        }
+        self.prepared.clear();
+        let from = self.pending_pos;
+        let (mut paths, max) = (0u64, PREPARE_MAX_PATHS.load(std::sync::atomic::Ordering::Relaxed));
+        let mut to = from;
+        while to < self.pending.len() && (paths < max || to == from) {
+            let spread = self.routes[self.pending[to].index()].as_ref().map_or(1, |r| u64::from(r.spread.max(1)));
+            paths += spread;
+            to += 1;
+        }
+        self.pending_pos = to;
+        let todo = &self.pending[from..to];
+        let (Some(mut a), Some(mut b)) = (self.topo.fork(), self.topo.fork()) else {
+            self.pending.clear();
+            self.pending_pos = 0;
+            return;
+        };
+        let routes = &self.routes;
         let pins = self.pins;
         let (first, second) = todo.split_at(todo.len() / 2);
         let work = |topo: &mut dyn Topology, part: &[FlowId]| -> Vec<Option<EngineRoute>> {
@@ -338,9 +392,13 @@ impl Router for ProgramRouter<'_> {
             self.prepared_at.resize(routes.len(), NOT_PREPARED);
         }
         self.prepared = done;
-        self.prepared_changes = links.changes();
         for (i, f) in todo.iter().enumerate() {
             self.prepared_at[f.index()] = i as u32;
+        }
+        self.prepared_flows.extend_from_slice(todo);
+        if self.pending_pos == self.pending.len() {
+            self.pending.clear();
+            self.pending_pos = 0;
         }
     }
 }
@@ -452,7 +510,10 @@ pub fn execute(
         routes,
         prepared_at: Vec::new(),
         prepared: Vec::new(),
+        prepared_flows: Vec::new(),
         prepared_changes: 0,
+        pending: Vec::new(),
+        pending_pos: 0,
         first_window: windows.iter().copied().filter(|&w| w != NO_PORT).min().unwrap_or(0),
         windows: followed,
         changed: Vec::new(),

@@ -252,9 +252,7 @@ impl<'a> Runner<'a> {
         let c = ctx(s, self.nth);
         if w.kind == WorkloadKind::Training {
             w.check_keys().map_err(|(k, m)| c.invalid(k, m))?;
-            let mut t = training::parse(w, &c, topo, self.catalog)?;
-            t.hw = crate::simulate::hardware(topo.fabric, self.catalog);
-            return Ok(Job::Training(Box::new(t)));
+            return Ok(Job::Training(Box::new(training::parse_on(w, &c, topo, topo.fabric, self.catalog)?)));
         }
         if let Some(k) = w.given_keys().into_iter().find(|k| !["op", "algorithm", "size", "channels"].contains(k)) {
             return Err(c.invalid(k, "multisite reads kind, name, op, algorithm, size and channels of an all-reduce"));
@@ -332,7 +330,7 @@ impl<'a> Runner<'a> {
                     packet: self.cfg.wire.mtu + self.cfg.wire.header,
                     pipeline: Default::default(),
                     proto: Default::default(),
-                    hw: crate::simulate::hardware(f, self.catalog),
+                    hw: crate::collective::hardware(f, self.catalog),
                     net_overhead: None,
                 };
                 let b = if let Some(sites) = sites {

@@ -14,7 +14,7 @@ use meshway_fabric::config::{CompletionConfig, FidelityConfig, ForwardingConfig,
 use meshway_fabric::error::closest;
 use meshway_fabric::scenario::Ctx;
 use meshway_fabric::workload_config::{CollModelConfig, ProtocolConfig, RankRef, WorkloadConfig, WorkloadKind};
-use meshway_fabric::{Catalog, Fabric, FabricError, LinkClass, NodeId, NodeKind, Scenario};
+use meshway_fabric::{Catalog, Fabric, FabricError, LinkClass, Scenario};
 use meshway_units::{BitsPerSec, Bytes, Nanos, SimTime};
 use serde::Serialize;
 
@@ -452,52 +452,7 @@ fn derangement(n: usize, seed: u64) -> Vec<u32> {
     p
 }
 
-/// What NCCL reaches on this fabric's hardware: the GPU model's achievable NVLink rate
-/// over the fabric's, the NIC's achievable rate over its line rate, NVLS when the GPU
-/// model has it, CollNet when every network switch is SHARP capable.
-pub fn hardware(fabric: &Fabric, cat: &Catalog) -> collective::Hardware {
-    let name = fabric.gpu.as_deref().unwrap_or(&cat.simulation.gpu_model);
-    let gpu = cat.gpu_model(name);
-    let mut nvlink_rate = None;
-    if let Some(g) = fabric.gpus().next() {
-        for &(_, l) in fabric.neighbors(g) {
-            if fabric.link(l).class == LinkClass::Nvlink {
-                nvlink_rate = Some(fabric.link(l).rate);
-            }
-        }
-    }
-    // Its network ports, as the planner counts them (a custom fabric's GPU-switch links).
-    let nic_rate = Some(fabric.gpu_network_rate().0).filter(|&r| r > 0);
-    let nvlink = match (gpu.and_then(|g| g.nvlink_achievable), nvlink_rate) {
-        (Some(a), Some(r)) if r.0 > 0 => (a.0 as f64 / r.0 as f64).min(1.0),
-        _ => 1.0,
-    };
-    // The NIC the planner bills: the scenario's `nic-model`, else of several at the rate the
-    // last (a catalog file's own).
-    let nic_model = match fabric.nic_model.as_deref() {
-        Some(name) => cat.nic_named(name),
-        None => nic_rate.and_then(|r| cat.nic.iter().rev().find(|n| n.rate.0 == r && n.transport.is_none())),
-    };
-    let nic = nic_model.map_or(1.0, |n| n.efficiency());
-    let sharp = fabric.nodes.iter().enumerate().filter(|(i, n)| !n.is_gpu() && !fabric.is_nvswitch(NodeId(*i as u32))).all(
-        |(_, n)| matches!(n.kind, NodeKind::Switch { model, .. } if cat.switch.get(model as usize).is_some_and(|m| m.sharp)),
-    );
-    collective::Hardware {
-        gpu: name.to_string(),
-        nvlink,
-        nic,
-        nvls: gpu.and_then(|g| g.nvls_efficiency),
-        nvls_channels: gpu.and_then(|g| g.nvls_channels).unwrap_or(0),
-        nvls_tree_max: gpu.map_or([0.0; 2], |g| {
-            let r = |i: usize| g.nvls_tree_channel_max.get(i).map_or(0.0, |b| b.0 as f64 / 8.0);
-            [r(0), r(1)]
-        }),
-        collnet: if sharp { gpu.map(|g| g.collnet_efficiency.unwrap_or(1.0)) } else { None },
-        nic_model: nic_model.map_or(String::new(), |n| n.name.clone()),
-        protocols: nic_model.and_then(|n| n.protocols.clone()),
-        net_latency: nic_model.and_then(|n| n.nccl_net_latency).unwrap_or(Nanos::ZERO),
-    }
-}
+pub use crate::collective::hardware;
 
 /// The collective a `kind = "collective"` table describes.
 fn collective_kind(
@@ -706,9 +661,7 @@ fn parse_workloads(setup: &Setup<'_>, topo: &FabricTopo<'_>, seed: u64) -> Resul
                 Kind::Flows { flows }
             }
             WorkloadKind::Training => {
-                let mut t = training::parse(w, &c, topo, setup.catalog)?;
-                t.hw = hardware(setup.fabric, setup.catalog);
-                Kind::Training(Box::new(t))
+                Kind::Training(Box::new(training::parse_on(w, &c, topo, setup.fabric, setup.catalog)?))
             }
         };
         if let Some(t) = w.start.filter(|t| t.0 > MAX_SCENARIO_TIME_NS) {

@@ -149,7 +149,33 @@ pub struct StepSpan {
 
 /// Validates a `kind = "training"` workload against the fabric (its GPU count) and the
 /// catalog (its GPU models). Keys of other kinds were refused by the caller.
+/// [`parse`] for a step on `fabric`: the fabric's GPU computes unless the workload names
+/// one (a fabric of A100s computed at the catalog default's H100 speed, beside A100
+/// NVLink), and its collectives run at the fabric's achievable rates.
+pub fn parse_on(
+    w: &WorkloadConfig,
+    c: &Ctx<'_>,
+    topo: &dyn Topology,
+    fabric: &meshway_fabric::Fabric,
+    cat: &Catalog,
+) -> Result<TrainSpec, FabricError> {
+    let mut t = parse_with(w, c, topo, cat, fabric.gpu.as_deref())?;
+    t.hw = crate::collective::hardware(fabric, cat);
+    Ok(t)
+}
+
+/// A step with the catalog's default GPU (unless the workload names one) at line rates.
 pub fn parse(w: &WorkloadConfig, c: &Ctx<'_>, topo: &dyn Topology, cat: &Catalog) -> Result<TrainSpec, FabricError> {
+    parse_with(w, c, topo, cat, None)
+}
+
+fn parse_with(
+    w: &WorkloadConfig,
+    c: &Ctx<'_>,
+    topo: &dyn Topology,
+    cat: &Catalog,
+    fabric_gpu: Option<&str>,
+) -> Result<TrainSpec, FabricError> {
     let whole = |v: Option<Whole>| v.map(|x| x.0);
     // Present, positive and at most `max`: each bound an assumption far above today's
     // models (Llama 3.1 405B: 126 layers, hidden 16,384, 131,072-token context), so that
@@ -234,7 +260,7 @@ pub fn parse(w: &WorkloadConfig, c: &Ctx<'_>, topo: &dyn Topology, cat: &Catalog
         }
         [dims[0], dims[1], dims[2]]
     };
-    let gpu_name = w.gpu.as_deref().unwrap_or(&cat.simulation.gpu_model);
+    let gpu_name = w.gpu.as_deref().or(fabric_gpu).unwrap_or(&cat.simulation.gpu_model);
     let gpu = cat.gpu_model(gpu_name).ok_or_else(|| {
         let names: Vec<&str> = cat.gpu.iter().map(|g| g.name.as_str()).collect();
         let hint = closest(gpu_name, &names).map(|n| format!("; did you mean {n:?}?")).unwrap_or_default();
@@ -424,17 +450,21 @@ pub fn write(
                         last_op[p] = op;
                         let me = s.rank(t, p as u32, d);
                         // Activations and gradients between stages are NCCL sends.
-                        if fwd && p + 1 < pp {
-                            let mut msg = Msg::send(me, s.rank(t, p as u32 + 1, d), p2p);
+                        // At the achievable rate of their path, as a send-recv workload
+                        // (a 1 GiB send ran at 50 GB/s, the send-recv at 48).
+                        let mut send = |to: u32| {
+                            let mut msg = Msg::send(me, to, p2p);
+                            msg.bytes = collective::at_share(p2p, collective::share_of(topo, &s.hw, me, to));
+                            msg.payload = p2p.max(1);
                             msg.window = crate::program::Window::P2p;
                             msg.deps = vec![op];
-                            act_in[p + 1][j as usize] = Some(prog.push(msg));
+                            prog.push(msg)
+                        };
+                        if fwd && p + 1 < pp {
+                            act_in[p + 1][j as usize] = Some(send(s.rank(t, p as u32 + 1, d)));
                         }
                         if !fwd && p > 0 {
-                            let mut msg = Msg::send(me, s.rank(t, p as u32 - 1, d), p2p);
-                            msg.window = crate::program::Window::P2p;
-                            msg.deps = vec![op];
-                            grad_in[p - 1][j as usize] = Some(prog.push(msg));
+                            grad_in[p - 1][j as usize] = Some(send(s.rank(t, p as u32 - 1, d)));
                         }
                         next[p] += 1;
                         remaining -= 1;

@@ -173,3 +173,16 @@ fn a_link_down_in_the_batch_routes_as_without() {
         assert_eq!(run(false, Policy::Ecmp, Some(down)), run(true, Policy::Ecmp, Some(down)), "down at {down} ns");
     }
 }
+
+/// Routes worked out a chunk at a time (a sprayed all-to-all of 1,024 GPUs held 1M routes of
+/// 64 paths at once: 6 GB) are the same routes: chunks of about 2,000 paths here, so the
+/// batch of 16,256 sprayed flows is cut into more than a hundred.
+#[test]
+fn routes_worked_out_a_chunk_at_a_time_change_nothing() {
+    use std::sync::atomic::Ordering;
+    let whole = meshway_sim::exec::PREPARE_MAX_PATHS.swap(2_000, Ordering::Relaxed);
+    for policy in [Policy::Spray, Policy::Ecmp] {
+        assert_eq!(run(false, policy, None), run(true, policy, None), "{policy:?}");
+    }
+    meshway_sim::exec::PREPARE_MAX_PATHS.store(whole, Ordering::Relaxed);
+}
