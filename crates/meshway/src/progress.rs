@@ -64,18 +64,24 @@ impl<'a> Progress<'a> {
     /// Runs `f` with the progress line drawn beside it, and ends the line after.
     pub fn run<T>(&self, f: impl FnOnce(&Self) -> T) -> T {
         std::thread::scope(|sc| {
-            if self.tty {
+            let ticker = self.tty.then(|| {
                 sc.spawn(|| {
                     while !self.done.load(Ordering::Relaxed) {
-                        std::thread::sleep(std::time::Duration::from_millis(500));
+                        std::thread::park_timeout(std::time::Duration::from_millis(500));
                         if !self.done.load(Ordering::Relaxed) {
                             self.draw();
                         }
                     }
-                });
-            }
+                })
+            });
             let r = f(self);
             self.done.store(true, Ordering::Relaxed);
+            // Woken at once (a run ended up to half a second late), and joined before the
+            // line is ended, so a line it was drawing cannot come after the newline.
+            if let Some(t) = ticker {
+                t.thread().unpark();
+                let _ = t.join();
+            }
             if self.shown.load(Ordering::Relaxed) {
                 eprintln!();
             }
