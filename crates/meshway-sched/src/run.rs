@@ -168,27 +168,21 @@ pub struct World<'a, 'f> {
 
 /// When every link down at `t` is back (`u64::MAX`: never).
 fn down_until(outages: &[Outage], t: u64) -> u64 {
-    let mut end = t;
-    // Outages that begin as others end extend the wait.
-    loop {
-        let next = outages.iter().filter(|o| o.from <= end && end < o.until).map(|o| o.until).max();
-        match next {
-            Some(u) if u > end => end = u,
-            _ => return end,
-        }
-    }
+    back_at(outages, t, |_| true)
 }
 
 /// When host `x` has every link of its back, from `t` (`u64::MAX`: never).
 fn host_back(h: &Hier, outages: &[Outage], x: usize, t: u64) -> u64 {
     let links = &h.hosts[x].links;
+    back_at(outages, t, |o| links.binary_search(&(o.arcs[0] / 2)).is_ok())
+}
+
+/// When no outage that `counts` holds any more, from `t`: outages that begin as others end
+/// extend the wait.
+fn back_at(outages: &[Outage], t: u64, counts: impl Fn(&Outage) -> bool) -> u64 {
     let mut end = t;
     loop {
-        let next = outages
-            .iter()
-            .filter(|o| o.from <= end && end < o.until && links.binary_search(&(o.arcs[0] / 2)).is_ok())
-            .map(|o| o.until)
-            .max();
+        let next = outages.iter().filter(|o| o.from <= end && end < o.until && counts(o)).map(|o| o.until).max();
         match next {
             Some(u) if u > end => end = u,
             _ => return end,
@@ -338,6 +332,11 @@ fn given(h: &Hier, free: &Free, job: &Job) -> Result<Option<Vec<u32>>, SchedErro
     Ok(Some(out))
 }
 
+/// Whether `ranks` lie in one host (a job there never touches the scale-out network).
+fn one_host(h: &Hier, ranks: &[u32]) -> bool {
+    ranks.iter().all(|&r| h.locate(r).0 == h.locate(ranks[0]).0)
+}
+
 /// A job's step alone on a placement.
 struct Alone {
     ranks: Vec<u32>,
@@ -362,7 +361,7 @@ fn alone_on(w: &mut World<'_, '_>, policy: Policy, p: &Prepared, ranks: Vec<u32>
     let order_key = spec.order.iter().fold(0u32, |a, d| a * 3 + *d as u32);
     // A job inside one host never touches the scale-out network: its step is the same on
     // every host, so it is simulated once per slot pattern.
-    let one_host = ranks.iter().all(|&r| h.locate(r).0 == h.locate(ranks[0]).0);
+    let one_host = one_host(h, &ranks);
     let placement = if one_host {
         std::iter::once(u32::MAX).chain(ranks.iter().map(|&r| h.locate(r).1)).collect()
     } else {
@@ -383,7 +382,7 @@ fn alone_on(w: &mut World<'_, '_>, policy: Policy, p: &Prepared, ranks: Vec<u32>
 /// The step of a placed job with the links in `down` down (a job inside one host does not
 /// use them).
 fn alone_now(w: &mut World<'_, '_>, p: &Prepared, a: &Alone, down: &[LinkEvent]) -> Result<u64, SchedError> {
-    if a.ranks.iter().all(|&r| w.hier.locate(r).0 == w.hier.locate(a.ranks[0]).0) {
+    if one_host(w.hier, &a.ranks) {
         return Ok(a.sum.alone);
     }
     let written;
@@ -677,7 +676,7 @@ pub fn run(
                         // GPUs of drained hosts that come free before their host is back.
                         let mut pending = vec![0u64; set_aside.len()];
                         for (e, k, is_job) in ends {
-                            let given: Vec<u32> = if is_job {
+                            let freed: Vec<u32> = if is_job {
                                 running[k]
                                     .ranks
                                     .iter()
@@ -702,7 +701,7 @@ pub fn run(
                             if e == u64::MAX {
                                 break;
                             }
-                            room.give(h, &mut then, &given);
+                            room.give(h, &mut then, &freed);
                             if policy != Policy::Given && !room.fits(h, p.job.gpus) {
                                 continue;
                             }

@@ -253,9 +253,15 @@ pub(crate) fn share_of(topo: &mut dyn Topology, hw: &Hardware, src: u32, dst: u3
     if !topo.has_links_slower_than_ports() {
         return hw.nic;
     }
-    match topo.slower_than_port(src, dst, None) {
-        Some((port, slowest)) => (hw.nic * port.0 as f64 / slowest.0.max(1) as f64).min(1.0),
-        None => hw.nic,
+    raised_share(hw.nic, topo.slower_than_port(src, dst, None))
+}
+
+/// The NIC's achievable `share` of its port, raised by port / link where the path's slowest
+/// link (`slower`: port and link rate) is slower than the port, up to 1.
+fn raised_share(share: f64, slower: Option<(BitsPerSec, BitsPerSec)>) -> f64 {
+    match slower {
+        Some((port, slowest)) => (share * port.0 as f64 / slowest.0.max(1) as f64).min(1.0),
+        None => share,
     }
 }
 
@@ -680,10 +686,7 @@ pub fn build(
             // Per pair, not per host pair: a host's GPUs leave by different NIC ports.
             let key = (m.src, m.dst, m.via.unwrap_or(u32::MAX));
             let slower = *slow_paths.entry(key).or_insert_with(|| topo.slower_than_port(m.src, m.dst, m.via));
-            match slower {
-                Some((port, slowest)) => (spec.hw.nic * port.0 as f64 / slowest.0.max(1) as f64).min(1.0),
-                None => spec.hw.nic,
-            }
+            raised_share(spec.hw.nic, slower)
         };
         m.bytes = at_share(m.bytes, share);
         // A writer that split a message over the planes set each part's.
