@@ -523,6 +523,10 @@ pub struct ProtocolModel {
     /// the message size (its step buffer: buffer size / NCCL_STEPS, less the protocol's
     /// flags). Absent: the tree is not charged a pipeline fill.
     pub tree_chunk: Option<Bytes>,
+    /// The buffer of one connection for this protocol (NCCL's LL and LL128 buffer sizes,
+    /// flags included: a connection has `buffer x efficiency` of payload in flight per round
+    /// trip). Absent: `[simulation] nccl-buffer` (NCCL_BUFFSIZE, Simple's).
+    pub buffer: Option<Bytes>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -1136,6 +1140,9 @@ impl Catalog {
             }
             if p.tree_chunk.is_some_and(|b| b.0 == 0 || b.0 > 1 << 30) {
                 return Err(bad(format!("protocol {:?}", p.name), "tree-chunk must be positive and at most 1GiB"));
+            }
+            if p.buffer.is_some_and(|b| b.0 == 0 || b.0 > 1 << 30) {
+                return Err(bad(format!("protocol {:?}", p.name), "buffer must be positive and at most 1GiB"));
             }
         }
         let sim = &self.simulation;
@@ -1831,6 +1838,10 @@ mod overlay_tests {
                 && e.contains("tree-chunk must be positive and at most 1GiB"),
             "{e}"
         );
+        assert_eq!(c.protocol("ll").unwrap().buffer.map(|b| b.0), Some(524_288));
+        assert_eq!(c.protocol("ll128").unwrap().buffer.map(|b| b.0), Some(4_915_200));
+        let e = refused("[[protocol]]\nname = \"ll\"\nbuffer = \"2GiB\"\n");
+        assert!(e.contains("\"ll\"") && e.contains("buffer must be positive and at most 1GiB"), "{e}");
         let e = refused("[[gpu]]\nname = \"h100-sxm\"\nnvls-tree-channel-max = [\"400Gbps\"]\n");
         assert!(e.contains("\"h100-sxm\"") && e.contains("two positive rates"), "{e}");
     }

@@ -203,7 +203,13 @@ pub enum CollModelConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DpAlgorithmConfig {
+    /// What NCCL's tuner would pick for one group alone (ring, double binary tree, NVLS,
+    /// NVLS-tree, CollNet as the hardware allows), as a collective workload's `auto`.
+    Auto,
     Ring,
+    /// NCCL's double binary tree.
+    Tree,
+    /// By site: reduce-scatter in each site, all-reduce across, all-gather in each site.
     SiteHierarchical,
 }
 
@@ -416,7 +422,7 @@ pub struct WorkloadConfig {
     pub efficiency: Option<Positive>,
     /// Training: bytes per gradient element (default 2).
     pub grad_bytes: Option<Whole>,
-    /// Training: the DP gradient all-reduce (default ring).
+    /// Training: the DP gradient all-reduce (default auto: the tuner's pick).
     pub dp_algorithm: Option<DpAlgorithmConfig>,
 }
 

@@ -108,6 +108,17 @@ pub fn sim_text(r: &SimReport) -> String {
                         _ => String::new(),
                     }
                 ));
+                for c in &s.collectives {
+                    let proto = if c.protocol.is_empty() { String::new() } else { format!(", {}", c.protocol) };
+                    let alone = c.alone_ns.map(|t| format!(", {} alone", time(t))).unwrap_or_default();
+                    out.push_str(&format!(
+                        "  {} {} over {} GPUs: {}{proto}{alone}\n",
+                        c.what,
+                        meshway_units::Bytes(c.size_bytes),
+                        thousands(u64::from(c.ranks)),
+                        c.algorithm
+                    ));
+                }
             }
             if w.failed_messages > 0 {
                 out.push_str(&format!("\n{}: {} messages FAILED\n", w.name, thousands(w.failed_messages as u64)));

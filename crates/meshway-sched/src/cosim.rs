@@ -242,8 +242,9 @@ pub fn together_repeating(
 ) -> Result<Vec<Option<u64>>, SchedError> {
     let window = sums.iter().map(|s| s.alone).filter(|&a| a != u64::MAX).max().unwrap_or(1).max(1);
     let mut prog = Program::new();
-    // Per job, each repeat's (gate, done): it starts when its gate opens.
-    let mut parts: Vec<Vec<(MsgId, MsgId)>> = Vec::with_capacity(steps.len());
+    // Per job, each repeat's (gate, done): it starts when its gate opens; and whether they
+    // are spread.
+    let mut parts: Vec<(Vec<(MsgId, MsgId)>, bool)> = Vec::with_capacity(steps.len());
     for ((s, &r), sum) in steps.iter().zip(reps).zip(sums) {
         // Repeats that cannot cover the window back to back (the budget) are spread over
         // it, so they meet the other jobs' traffic wherever it falls in their steps.
@@ -259,20 +260,31 @@ pub fn together_repeating(
             mine.push((g, d));
             after = vec![d];
         }
-        parts.push(mine);
+        parts.push((mine, spacing > 0));
     }
     let ex = timed("together", prog.msgs.len(), || execute(&prog, topo, cfg, down, &mut |_, _| {}))
         .map_err(|e| SchedError::Sim { job: "co-running jobs".into(), message: e.to_string() })?;
-    // A job's shared step: the mean of its repeats, each from its gate to its end.
+    // A job's shared step, from each repeat's time from its gate to its end: back to back,
+    // their mean (the time they took over their count). Spread, they sample the window at
+    // evenly spaced times, and a step begun while another job's traffic is there takes longer
+    // without the job doing more: the steps it does in the window are the window times the
+    // mean of 1/duration, so the step is the harmonic mean. The arithmetic mean counted a
+    // sample that met another job's all-reduce at its whole length: four spread repeats, two
+    // of them 3.8x their step alone, read 2.4x where back to back over the window gave 1.46x.
     Ok(parts
         .iter()
-        .map(|mine| {
-            let mut total = 0u64;
+        .map(|(mine, spread)| {
+            let mut times = Vec::with_capacity(mine.len());
             for &(g, d) in mine {
                 let (Some(open), Some(end)) = (ex.msgs[g as usize].end, ex.msgs[d as usize].end) else { return None };
-                total += end.0.saturating_sub(open.0);
+                times.push(end.0.saturating_sub(open.0).max(1));
             }
-            Some(total / mine.len().max(1) as u64)
+            let n = times.len().max(1) as f64;
+            Some(if *spread {
+                (n / times.iter().map(|&t| 1.0 / t as f64).sum::<f64>()).round() as u64
+            } else {
+                times.iter().sum::<u64>() / n as u64
+            })
         })
         .collect())
 }

@@ -296,6 +296,9 @@ pub struct Proto {
     pub collnet: Option<Nanos>,
     /// Payload of a tree's pipeline chunk before NCCL shrinks it (0: no pipeline fill).
     pub tree_chunk: u64,
+    /// Payload one connection has in flight per round trip (its buffer x efficiency); 0:
+    /// NCCL_BUFFSIZE, the executor's collective window.
+    pub window: u64,
 }
 
 impl Default for Proto {
@@ -316,6 +319,7 @@ impl Proto {
         nvls_tree_step: None,
         collnet: None,
         tree_chunk: 0,
+        window: 0,
     };
 
     /// From a catalog entry.
@@ -329,6 +333,7 @@ impl Proto {
             nvls_tree_step: p.nvls_tree_network_step,
             collnet: p.collnet_latency,
             tree_chunk: p.tree_chunk.map_or(0, |b| b.0),
+            window: p.buffer.map_or(0, |b| (b.0 as f64 * p.efficiency.clamp(0.0, 1.0)).floor() as u64),
         }
     }
 
@@ -667,7 +672,10 @@ pub fn build(
         // Every send across the network is an NCCL connection's, with its buffer as window
         // (the executor bounds the rate where the path is long).
         if !m.is_wait() && m.leg == Leg::Path {
-            m.window = crate::program::Window::Collective;
+            m.window = match spec.proto.window {
+                0 => crate::program::Window::Collective,
+                w => crate::program::Window::Buffer(w),
+            };
         }
         // Messages to and from a reducing switch were written with their own rates.
         if m.is_wait() || m.leg != Leg::Path || m.alpha().is_some() {

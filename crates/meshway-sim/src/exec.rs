@@ -569,6 +569,7 @@ pub(crate) fn message_window(m: &crate::program::Msg, topo: &dyn Topology, cfg: 
         Window::None => return None,
         Window::Collective => cfg.window,
         Window::P2p => cfg.p2p_window,
+        Window::Buffer(b) => b,
     };
     if w == 0 || m.leg != Leg::Path || m.is_wait() || topo.site_of(m.src) == topo.site_of(m.dst) {
         return None;

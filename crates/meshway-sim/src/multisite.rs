@@ -315,6 +315,10 @@ impl<'a> Runner<'a> {
         let done = match job {
             Job::Training(mut t) => {
                 t.site_of_rank = sites.map(<[u32]>::to_vec);
+                // The comparison is with a flat ring (at the protocol NCCL would pick for it).
+                if sites.is_none() {
+                    t.dp_algo = Some(Algo::Ring);
+                }
                 training::write(&mut prog, &mut topo, &t, &[], &self.cfg)?
             }
             Job::AllReduce { size, channels } => {
@@ -844,7 +848,7 @@ fn notes(s: &Scenario, routing: Policy) -> Vec<String> {
     if routing == Policy::Ecmp {
         v.push(
             "ECMP: which flows share a link depends on the hash seed (`--seed`), so the steps and break-even \
-             distances move with it (the two-site example's step at 100 km: 119.4 to 122.2 ms over seeds 1 to 12); \
+             distances move with it (the two-site example's step at 100 km: 114.5 to 117.2 ms over seeds 1 to 12); \
              adaptive routing and spraying do not depend on it"
                 .into(),
         );

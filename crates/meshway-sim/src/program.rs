@@ -63,6 +63,9 @@ pub enum Window {
     Collective,
     /// A point-to-point send (pipeline stages): NCCL_STEPS slots of NCCL's p2p chunk.
     P2p,
+    /// A collective's connection under a protocol with its own buffer (LL, LL128): this
+    /// many bytes of payload.
+    Buffer(u64),
 }
 
 /// [`Msg::route`] of a message that routing places.
@@ -149,6 +152,27 @@ pub struct Program {
     /// What a training step's first data-parallel replica does, stage by stage, for its
     /// timeline (see [`StepOp`]).
     pub step_ops: Vec<StepOp>,
+    /// The collectives of each training step written into it, by the step's first message:
+    /// what the tuner picked for each.
+    pub step_collectives: Vec<(MsgId, Vec<StepCollective>)>,
+}
+
+/// One collective of a training step, as the tuner picked it for one group alone (NCCL
+/// picks per communicator and size, knowing nothing of the other groups' traffic).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StepCollective {
+    /// "tensor-parallel all-reduce", "expert-parallel all-to-all" or "data-parallel all-reduce".
+    pub what: &'static str,
+    pub ranks: u32,
+    pub size_bytes: u64,
+    pub algorithm: String,
+    /// Empty with no protocol model (a step at line rates).
+    pub protocol: String,
+    /// Its time alone on the fabric: a tensor- or expert-parallel collective's is added to
+    /// every compute op; a data-parallel all-reduce runs on the fabric with the others, and
+    /// this is given only when the tuner ran it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alone_ns: Option<u64>,
 }
 
 /// One piece of a training step on one pipeline stage (tensor rank 0, replica 0): a forward

@@ -1035,10 +1035,6 @@ fn on_wire(spec: &CollSpec, wire: &Wire, size: Option<u64>) -> CollSpec {
     spec
 }
 
-/// NCCL's `NCCL_P2P_LL_THRESHOLD` default: the largest point-to-point transfer per channel
-/// sent with LL (NVIDIA/nccl src/enqueue.cc).
-const P2P_LL_THRESHOLD: u64 = 16384;
-
 /// A collective's algorithm and protocol, and what the tuner evaluated to pick them.
 type Choice = (Algo, collective::Proto, Vec<tuner::Candidate>);
 
@@ -1062,16 +1058,10 @@ fn tune(
     let algos: Vec<Algo> = if *auto { tuner::candidates(spec.op, &spec.hw, multi_host) } else { vec![spec.algo] };
     let protos: Vec<collective::Proto> = match protocol {
         Some(p) => vec![p.clone()],
-        // NCCL's point-to-point operations (all-to-all, send-recv) use LL when a peer gets
-        // at most P2P_LL_THRESHOLD (16 KiB) per channel, else Simple, never LL128
-        // (NVIDIA/nccl src/enqueue.cc, NCCL 2.30.7); small transfers use one channel.
-        None if matches!(spec.op, Op::AllToAll | Op::SendRecv) => {
-            let peer = if spec.op == Op::AllToAll { spec.size / spec.ranks.len().max(1) as u64 } else { spec.size };
-            let name = if peer <= P2P_LL_THRESHOLD && spec.hw.runs("ll") { "ll" } else { "simple" };
-            cat.protocol(name).map(collective::Proto::from_model).into_iter().collect()
+        None => {
+            let all: Vec<collective::Proto> = cat.protocol.iter().map(collective::Proto::from_model).collect();
+            tuner::protocols(spec.op, spec.size, spec.ranks.len(), &spec.hw, &all)
         }
-        // Only those the NIC runs (AWS's plugin sets NCCL_PROTO=simple on first-generation EFA).
-        None => cat.protocol.iter().filter(|p| spec.hw.runs(&p.name)).map(collective::Proto::from_model).collect(),
     };
     let failures = failures_from(failures, start);
     tuner::pick(topo, ideal, cfg, &spec, &algos, &protos, &failures)
@@ -2102,6 +2092,12 @@ fn workload_result(
             let mut r = training::report(t, tt, ideal_time);
             let ops: Vec<_> = prog.step_ops.iter().filter(|o| (a..b).contains(&(o.op as usize))).copied().collect();
             r.timeline = training::timeline(&ops, prog, ex);
+            r.collectives = prog
+                .step_collectives
+                .iter()
+                .filter(|(m, _)| (a..b).contains(&(*m as usize)))
+                .flat_map(|(_, c)| c.iter().cloned())
+                .collect();
             r
         }),
         _ => None,

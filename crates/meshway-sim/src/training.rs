@@ -20,8 +20,10 @@
 
 use crate::collective::{self, Algo, CollSpec, Op};
 use crate::exec::{execute, ExecConfig};
+pub use crate::program::StepCollective;
 use crate::program::{Msg, MsgId, Program, StepKind, StepOp};
 use crate::topo::Topology;
+use crate::tuner;
 use crate::CollectiveError;
 use meshway_fabric::error::closest;
 use meshway_fabric::scenario::Ctx;
@@ -59,6 +61,14 @@ pub struct TrainSpec {
     /// The achievable NVLink and NIC rates its collectives run at: line rates from
     /// [`parse`], until the caller sets the fabric's ([`crate::simulate::hardware`]).
     pub hw: collective::Hardware,
+    /// The catalog's protocols its collectives are tuned over, as a collective workload's
+    /// `protocol = "auto"` is (set with the fabric's rates by [`parse_on`]). Empty: no
+    /// protocol model and no tuner, every message paying the transport's alpha (rings,
+    /// direct all-to-alls).
+    pub protos: Vec<collective::Proto>,
+    /// The DP all-reduce's algorithm when the workload names one (`dp-algorithm` ring or
+    /// tree); None: the tuner's pick (or a ring without protocols).
+    pub dp_algo: Option<Algo>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +142,9 @@ pub struct StepReport {
     pub ideal_step_ns: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub slowdown_vs_ideal: Option<f64>,
+    /// Its tensor-parallel, expert-parallel and data-parallel collectives: what the tuner
+    /// picked for each.
+    pub collectives: Vec<StepCollective>,
     /// The step as it ran on each pipeline stage of the first replica (for the HTML
     /// timeline); not in JSON.
     #[serde(skip)]
@@ -161,6 +174,7 @@ pub fn parse_on(
 ) -> Result<TrainSpec, FabricError> {
     let mut t = parse_with(w, c, topo, cat, fabric.gpu.as_deref())?;
     t.hw = crate::collective::hardware(fabric, cat);
+    t.protos = cat.protocol.iter().map(collective::Proto::from_model).collect();
     Ok(t)
 }
 
@@ -271,9 +285,11 @@ fn parse_with(
         return Err(c.invalid("efficiency", format!("expected a share of peak from 0.001 to 1, got {efficiency}")));
     }
     // DP gradient all-reduce: flat rings (default) or hierarchical by site.
-    let site_of_rank = match w.dp_algorithm {
-        None | Some(DpAlgorithmConfig::Ring) => None,
-        Some(DpAlgorithmConfig::SiteHierarchical) => Some((0..n).map(|r| topo.site_of(r)).collect()),
+    let (site_of_rank, dp_algo) = match w.dp_algorithm {
+        None | Some(DpAlgorithmConfig::Auto) => (None, None),
+        Some(DpAlgorithmConfig::Ring) => (None, Some(Algo::Ring)),
+        Some(DpAlgorithmConfig::Tree) => (None, Some(Algo::Tree)),
+        Some(DpAlgorithmConfig::SiteHierarchical) => (Some((0..n).map(|r| topo.site_of(r)).collect()), None),
     };
     let channels = whole(w.channels).unwrap_or(u64::from(cat.simulation.channels));
     if channels == 0 || channels > 64 {
@@ -314,6 +330,8 @@ fn parse_with(
         steps_limit: cat.simulation.steps_flow_limit,
         site_of_rank,
         hw: Default::default(),
+        protos: Vec::new(),
+        dp_algo,
     };
     // Each key is bounded above; their product is held too: one step's compute and a
     // micro-batch's activations must fit the clock and 64-bit sizes.
@@ -338,37 +356,78 @@ fn parse_with(
     Ok(spec)
 }
 
-/// Time of one collective on `ranks` simulated alone.
-fn lone_collective(
+/// One collective of a step on `ranks`, as it runs: its spec (algorithm and protocol picked
+/// by the tuner among NCCL's candidates when the step has protocols, else a ring or direct
+/// all-to-all paying the transport's alpha) and, when `timed`, its time alone on the fabric.
+#[allow(clippy::too_many_arguments)]
+fn tuned(
     topo: &mut dyn Topology,
     cfg: &ExecConfig,
+    s: &TrainSpec,
+    what: &'static str,
     op: Op,
     ranks: Vec<u32>,
     size: u64,
-    hw: &collective::Hardware,
-) -> Result<Nanos, CollectiveError> {
-    if ranks.len() < 2 || size == 0 {
-        return Ok(Nanos::ZERO);
-    }
-    let mut prog = Program::new();
-    prog.tag("probe");
-    let spec = CollSpec {
+    given: Option<Algo>,
+    timed: bool,
+) -> Result<(CollSpec, StepCollective), CollectiveError> {
+    let plain = given.unwrap_or(if op == Op::AllToAll { Algo::Direct } else { Algo::Ring });
+    let mut spec = CollSpec {
         op,
-        algo: if op == Op::AllToAll { Algo::Direct } else { Algo::Ring },
-        size,
+        algo: plain,
+        size: size.max(1),
         ranks,
-        channels: 1,
+        channels: s.channels.max(1),
         model: None,
-        steps_limit: 100_000,
+        steps_limit: s.steps_limit,
         alpha: cfg.wire.alpha,
         packet: cfg.wire.mtu + cfg.wire.header,
         pipeline: Default::default(),
         proto: Default::default(),
-        hw: hw.clone(),
+        hw: s.hw.clone(),
         net_overhead: None,
     };
-    let b = collective::build(&mut prog, topo, &spec, &[])?;
-    let what = if op == Op::AllToAll { "expert-parallel" } else { "tensor-parallel" };
+    let mut alone = None;
+    let protos = tuner::protocols(op, spec.size, spec.ranks.len(), &spec.hw, &s.protos);
+    if !protos.is_empty() {
+        let first = topo.host_of(spec.ranks[0]);
+        let multi_host = spec.ranks.iter().any(|&r| topo.host_of(r) != first);
+        let algos = match given {
+            Some(a) => vec![a],
+            None => tuner::candidates(op, &spec.hw, multi_host),
+        };
+        let (algo, proto, cands) = tuner::pick(topo, None, cfg, &spec, &algos, &protos, &[])?;
+        alone = cands.iter().find(|c| c.algorithm == algo.name() && c.protocol == proto.name).and_then(|c| c.time_ns);
+        spec.algo = algo;
+        spec.proto = proto;
+    } else if op != Op::AllToAll {
+        // Before protocols, a lone TP all-reduce ran on one channel.
+        spec.channels = 1;
+    }
+    if timed && alone.is_none() {
+        alone = Some(lone(topo, cfg, &spec, what)?.0);
+    }
+    let pick = StepCollective {
+        what,
+        ranks: spec.ranks.len() as u32,
+        size_bytes: spec.size,
+        algorithm: spec.algo.name().to_string(),
+        protocol: spec.proto.name.clone(),
+        alone_ns: alone,
+    };
+    Ok((spec, pick))
+}
+
+/// Time of one collective simulated alone.
+fn lone(
+    topo: &mut dyn Topology,
+    cfg: &ExecConfig,
+    spec: &CollSpec,
+    what: &'static str,
+) -> Result<Nanos, CollectiveError> {
+    let mut prog = Program::new();
+    prog.tag("probe");
+    let b = collective::build(&mut prog, topo, spec, &[])?;
     let ex =
         execute(&prog, topo, cfg, &[], &mut |_, _| {}).map_err(|source| CollectiveError::Probe { what, source })?;
     Ok(Nanos(ex.msgs[b.done as usize].end.map_or(0, |e| e.0)))
@@ -386,15 +445,27 @@ pub fn write(
     let act = s.activation_bytes();
     // TP and EP collectives per micro-batch, simulated once for the first group.
     let layers_per_stage = u64::from(s.layers / s.pp);
-    let tp_group: Vec<u32> = (0..s.tp).map(|t| s.rank(t, 0, 0)).collect();
-    let tp_ar = lone_collective(topo, cfg, Op::AllReduce, tp_group, act, &s.hw)?;
-    let ep_group: Vec<u32> = (0..s.ep).map(|d| s.rank(0, 0, d)).collect();
-    let ep_a2a = lone_collective(topo, cfg, Op::AllToAll, ep_group, act * u64::from(s.top_k), &s.hw)?;
+    let start = prog.barrier(after.to_vec(), Nanos::ZERO);
+    let mut picks = Vec::new();
+    let mut tp_ar = Nanos::ZERO;
+    if s.tp > 1 {
+        let tp_group: Vec<u32> = (0..s.tp).map(|t| s.rank(t, 0, 0)).collect();
+        let (_, pick) = tuned(topo, cfg, s, "tensor-parallel all-reduce", Op::AllReduce, tp_group, act, None, true)?;
+        tp_ar = Nanos(pick.alone_ns.unwrap_or(0));
+        picks.push(pick);
+    }
+    let mut ep_a2a = Nanos::ZERO;
+    if s.ep > 1 {
+        let ep_group: Vec<u32> = (0..s.ep).map(|d| s.rank(0, 0, d)).collect();
+        let size = act * u64::from(s.top_k);
+        let (_, pick) = tuned(topo, cfg, s, "expert-parallel all-to-all", Op::AllToAll, ep_group, size, None, true)?;
+        ep_a2a = Nanos(pick.alone_ns.unwrap_or(0));
+        picks.push(pick);
+    }
     // Per micro-batch per stage, each direction: 2 TP all-reduces and 2 EP all-to-alls a layer.
-    let comm = Nanos((tp_ar.0 * 2 + if s.ep > 1 { ep_a2a.0 * 2 } else { 0 }) * layers_per_stage);
+    let comm = Nanos((tp_ar.0 * 2 + ep_a2a.0 * 2) * layers_per_stage);
     let tf = s.t_fwd() + comm;
     let tb = Nanos(s.t_fwd().0 * 2) + comm;
-    let start = prog.barrier(after.to_vec(), Nanos::ZERO);
     let p2p = (act / u64::from(s.tp)).max(1);
     let pp = s.pp as usize;
     let mut step_ends = Vec::new();
@@ -479,25 +550,40 @@ pub fn write(
         }
     }
     if s.dp > 1 {
-        let grads = (s.parameters / f64::from(s.tp * s.pp)) as u64 * s.grad_bytes;
+        let grads = ((s.parameters / f64::from(s.tp * s.pp)) as u64 * s.grad_bytes).max(1);
+        let group = |t: u32, p: u32| -> Vec<u32> { (0..s.dp).map(|d| s.rank(t, p, d)).collect() };
+        let what = "data-parallel all-reduce";
+        // The first group's pick, for every group (they have the same shape); by site, rings
+        // with the large-message protocol (Simple) inside each site and across.
+        let (mut spec, pick) = match &s.site_of_rank {
+            None => tuned(topo, cfg, s, what, Op::AllReduce, group(0, 0), grads, s.dp_algo, false)?,
+            Some(_) => {
+                let (mut spec, mut pick) = tuned(
+                    &mut *topo,
+                    cfg,
+                    &TrainSpec { protos: Vec::new(), ..s.clone() },
+                    what,
+                    Op::AllReduce,
+                    group(0, 0),
+                    grads,
+                    None,
+                    false,
+                )?;
+                spec.channels = s.channels.max(1);
+                if let Some(p) = s.protos.iter().find(|p| p.name == "simple" && s.hw.runs("simple")) {
+                    spec.proto = p.clone();
+                }
+                pick.algorithm = "site-hierarchical".into();
+                pick.protocol = spec.proto.name.clone();
+                (spec, pick)
+            }
+        };
+        picks.push(pick);
+        spec.steps_limit = s.steps_limit / u64::from(s.tp * s.pp).max(1);
         for t in 0..s.tp {
             for p in 0..s.pp {
                 let gate = prog.barrier(ready[(t * s.pp + p) as usize].clone(), Nanos::ZERO);
-                let spec = CollSpec {
-                    op: Op::AllReduce,
-                    algo: Algo::Ring,
-                    size: grads.max(1),
-                    ranks: (0..s.dp).map(|d| s.rank(t, p, d)).collect(),
-                    channels: s.channels.max(1),
-                    model: None,
-                    steps_limit: s.steps_limit / u64::from(s.tp * s.pp).max(1),
-                    alpha: cfg.wire.alpha,
-                    packet: cfg.wire.mtu + cfg.wire.header,
-                    pipeline: Default::default(),
-                    proto: Default::default(),
-                    hw: s.hw.clone(),
-                    net_overhead: None,
-                };
+                spec.ranks = group(t, p);
                 let b = match &s.site_of_rank {
                     Some(sites) => collective::site_all_reduce(prog, topo, &spec, sites, &[gate])?,
                     None => collective::build(prog, topo, &spec, &[gate])?,
@@ -510,6 +596,7 @@ pub fn write(
             }
         }
     }
+    prog.step_collectives.push((start, picks));
     Ok(prog.barrier(step_ends, Nanos::ZERO))
 }
 
@@ -537,6 +624,7 @@ pub fn report(s: &TrainSpec, step_ns: u64, ideal_ns: Option<u64>) -> StepReport 
         tflops_per_gpu: (per_gpu / 1e12 * 10.0).round() / 10.0,
         ideal_step_ns: ideal_ns,
         slowdown_vs_ideal: ideal_ns.filter(|&i| i > 0).map(|i| r4(step_ns as f64 / i as f64)),
+        collectives: Vec::new(),
         timeline: Vec::new(),
     }
 }

@@ -93,6 +93,28 @@ pub fn candidates(op: Op, hw: &Hardware, multi_host: bool) -> Vec<Algo> {
     }
 }
 
+/// NCCL's `NCCL_P2P_LL_THRESHOLD` default: the largest point-to-point transfer per channel
+/// sent with LL (NVIDIA/nccl src/enqueue.cc).
+pub const P2P_LL_THRESHOLD: u64 = 16384;
+
+/// The protocols weighed for `op` of `size` bytes on `ranks` ranks, from `all` (the
+/// catalog's, in its order): for point-to-point operations (all-to-all, send-recv) NCCL's
+/// rule, LL when a peer gets at most [`P2P_LL_THRESHOLD`] (16 KiB) per channel, else Simple,
+/// never LL128 (NVIDIA/nccl src/enqueue.cc, NCCL 2.30.7; small transfers use one channel);
+/// for the others every protocol the NIC runs (AWS's plugin sets NCCL_PROTO=simple on
+/// first-generation EFA).
+pub fn protocols(op: Op, size: u64, ranks: usize, hw: &Hardware, all: &[Proto]) -> Vec<Proto> {
+    let by_name = |n: &str| all.iter().find(|p| p.name == n).cloned();
+    match op {
+        Op::AllToAll | Op::SendRecv => {
+            let peer = if op == Op::AllToAll { size / ranks.max(1) as u64 } else { size };
+            let name = if peer <= P2P_LL_THRESHOLD && hw.runs("ll") { "ll" } else { "simple" };
+            by_name(name).into_iter().collect()
+        }
+        _ => all.iter().filter(|p| hw.runs(&p.name)).cloned().collect(),
+    }
+}
+
 /// The fastest of `algos` x `protos` for `spec` (its `algo` and `proto` are ignored) on
 /// `topo`, with every candidate evaluated, or bounded out on `ideal` (see the module docs).
 /// A candidate this fabric cannot run (NVLS-tree on hosts of one GPU) is left out; a single

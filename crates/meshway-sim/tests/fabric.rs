@@ -780,6 +780,43 @@ pp = 4
     assert!(t.slowdown_vs_ideal.unwrap() >= 0.999);
 }
 
+/// A training step's collectives are what a collective workload's `auto` picks for one group
+/// alone: the TP all-reduce of b·s·h·2 bytes inside a host (NVLS on H100, at the same time
+/// to the nanosecond) and the DP all-reduce of the shard's gradients; `dp-algorithm` names
+/// the DP algorithm and the protocol stays the tuner's.
+#[test]
+fn training_collectives_are_the_tuners_picks() {
+    const FABRIC: &str = "[fabric]\nkind = \"rail-optimized\"\ngpus = 64\ngpus-per-host = 8\n";
+    let train = |dp: &str| {
+        let text = format!(
+            "{FABRIC}[[workload]]\nkind = \"training\"\nparameters = 7e9\nlayers = 32\nhidden = 4096\n\
+             sequence = 4096\nmicro-batch = 1\nglobal-batch = 64\ntp = 8\npp = 4\n{dp}"
+        );
+        run(&text, &policy(Policy::Adaptive)).workloads[0].training.clone().unwrap().collectives
+    };
+    let alone = |size: u64, ranks: &str| {
+        let text = format!(
+            "{FABRIC}[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"{size}B\"\nranks = {ranks}\n"
+        );
+        let w = run(&text, &policy(Policy::Adaptive)).workloads.remove(0);
+        (w.algorithm.unwrap(), w.protocol.unwrap(), w.time_ns.unwrap())
+    };
+    let picks = train("");
+    assert_eq!(picks.len(), 2, "{picks:?}");
+    let (tp, dp) = (&picks[0], &picks[1]);
+    assert_eq!((tp.what, tp.ranks, tp.size_bytes), ("tensor-parallel all-reduce", 8, 4096 * 4096 * 2));
+    let (algo, proto, t) = alone(tp.size_bytes, "[0, 1, 2, 3, 4, 5, 6, 7]");
+    assert_eq!((tp.algorithm.as_str(), tp.protocol.as_str(), tp.alone_ns), (algo.as_str(), proto.as_str(), Some(t)));
+    assert!(algo.starts_with("nvls"), "H100 hosts reduce in the NVSwitch: {algo}");
+    // P / (tp pp) x 2 bytes over the two replicas of shard (0, 0): ranks 0 and 32.
+    assert_eq!((dp.what, dp.ranks, dp.size_bytes), ("data-parallel all-reduce", 2, (7e9 / 32.0) as u64 * 2));
+    let (algo, proto, t) = alone(dp.size_bytes, "[0, 32]");
+    assert_eq!((dp.algorithm.as_str(), dp.protocol.as_str(), dp.alone_ns), (algo.as_str(), proto.as_str(), Some(t)));
+    let tree = train("dp-algorithm = \"tree\"\n");
+    assert_eq!(tree[1].algorithm, "double-binary-tree");
+    assert!(!tree[1].protocol.is_empty());
+}
+
 #[test]
 fn htsim_export_has_header_connections_and_triggers() {
     let text = format!(

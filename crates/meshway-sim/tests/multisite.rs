@@ -398,7 +398,9 @@ fn simulate_training_with_dp_algorithm_site_hierarchical_matches_multisite() {
     let r = report_in(&Catalog::builtin(), &two_sites(100, 4, TRAINING), &opts(&[], &[]));
     assert_eq!(sim("site-hierarchical").unwrap(), r.step_ns);
     assert_eq!(sim("ring").unwrap(), r.flat_step_ns);
-    let e = sim("tree").unwrap_err().to_string();
+    // NCCL's tree is a data-parallel algorithm too; the tuner's pick is the default.
+    assert!(sim("tree").unwrap() > 0 && sim("auto").unwrap() > 0);
+    let e = sim("halving-doubling").unwrap_err().to_string();
     assert!(e.contains("t.toml") && e.contains("dp-algorithm") && e.contains("site-hierarchical"), "{e}");
 }
 
@@ -461,6 +463,60 @@ fn a_connections_buffer_per_round_trip_bounds_its_rate_across_a_long_span() {
     assert_eq!(run(100, window, 8, window).0, run(100, 0, 8, window).0);
     // Inside a site the round trip is microseconds: nothing binds.
     assert_eq!(run(100, window, 1, S).0, run(100, 0, 1, S).0);
+}
+
+/// LL and LL128 have their own buffers (NCCL's DEFAULT_LL_BUFFSIZE 512 KiB, half of it
+/// payload; DEFAULT_LL128_BUFFSIZE 4,800 KiB, 15/16 payload): a ring's sends across the sites
+/// carry them as their window, Simple's the catalog's nccl-buffer; and a send with its own
+/// buffer is bound exactly as one under a collective window of that size.
+#[test]
+fn each_protocol_has_its_own_buffer_across_sites() {
+    use meshway_sim::collective::{build, Proto};
+    use meshway_sim::program::{Msg, Window};
+    let cat = Catalog::builtin();
+    let s = Scenario::parse(&two_sites(100, 4, ""), "t.toml").unwrap();
+    let f = s.build(&cat).unwrap();
+    let mut topo = FabricTopo::new(&f, &cat, 1);
+    let windows = |proto: &str, topo: &mut FabricTopo<'_>| {
+        let spec = CollSpec {
+            op: Op::AllReduce,
+            algo: Algo::Ring,
+            size: 64 << 20,
+            ranks: vec![0, 8],
+            channels: 1,
+            model: None,
+            steps_limit: 100_000,
+            alpha: meshway_units::Nanos(2000),
+            packet: 4096,
+            pipeline: Default::default(),
+            proto: Proto::from_model(cat.protocol(proto).unwrap()),
+            hw: Default::default(),
+            net_overhead: None,
+        };
+        let mut prog = Program::new();
+        prog.tag("ring");
+        build(&mut prog, topo, &spec, &[]).unwrap();
+        let mut w: Vec<Window> = prog.msgs.iter().filter(|m| !m.is_wait()).map(|m| m.window).collect();
+        w.dedup();
+        w
+    };
+    assert_eq!(windows("ll", &mut topo), [Window::Buffer(262_144)]);
+    assert_eq!(windows("ll128", &mut topo), [Window::Buffer(4_608_000)]);
+    assert_eq!(windows("simple", &mut topo), [Window::Collective]);
+    let send = |window: Window, cfg_window: u64, topo: &mut FabricTopo<'_>| {
+        let mut prog = Program::new();
+        prog.tag("send");
+        let mut m = Msg::send(0, 8, 64 << 20);
+        m.window = window;
+        let id = prog.push(m);
+        let ex = execute(&prog, topo, &window_cfg(cfg_window, false), &[], &mut |_, _| {}).unwrap();
+        ex.msgs[id as usize].end.unwrap().0
+    };
+    let ll = send(Window::Buffer(262_144), 4 << 20, &mut topo);
+    assert_eq!(ll, send(Window::Collective, 262_144, &mut topo));
+    // 255 round trips of credits against 15 with Simple's 4 MiB.
+    let simple = send(Window::Collective, 4 << 20, &mut topo);
+    assert!(ll > 15 * simple, "{ll} vs {simple}");
 }
 
 /// With NCCL's 4 MiB buffer, a 1 GiB all-reduce over 100 km is bound by its connections'
