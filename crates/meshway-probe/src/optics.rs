@@ -133,6 +133,15 @@ pub enum Measure {
     TxBias,
     TxPower,
     RxPower,
+    /// Status flags (no value, no threshold): a transmitter fault, loss of signal at the
+    /// transmitter's input (host side) or the receiver's (media side), loss of lock of a
+    /// clock and data recovery, and a module in its Fault state.
+    TxFault,
+    TxLos,
+    RxLos,
+    TxCdrLol,
+    RxCdrLol,
+    ModuleFault,
 }
 
 impl Measure {
@@ -143,6 +152,23 @@ impl Measure {
             Measure::TxBias => "tx-bias",
             Measure::TxPower => "tx-power",
             Measure::RxPower => "rx-power",
+            Measure::TxFault => "tx-fault",
+            Measure::TxLos => "tx-los",
+            Measure::RxLos => "rx-los",
+            Measure::TxCdrLol => "tx-cdr-lol",
+            Measure::RxCdrLol => "rx-cdr-lol",
+            Measure::ModuleFault => "module-fault",
+        }
+    }
+
+    /// The level a set status flag raises: an alarm for a fault or a loss of signal (the lane
+    /// carries nothing), a warning for a loss of lock (an assumption: a CDR that lost lock
+    /// with light present often relocks; with no light LOS is set too).
+    pub fn status_level(self) -> Option<Level> {
+        match self {
+            Measure::TxFault | Measure::TxLos | Measure::RxLos | Measure::ModuleFault => Some(Level::Alarm),
+            Measure::TxCdrLol | Measure::RxCdrLol => Some(Level::Warning),
+            _ => None,
         }
     }
 
@@ -153,6 +179,7 @@ impl Measure {
             Measure::SupplyVoltage => "V",
             Measure::TxBias => "mA",
             Measure::TxPower | Measure::RxPower => "mW",
+            _ => "",
         }
     }
 }
@@ -174,7 +201,7 @@ pub struct Finding {
     /// `None` for module-wide measures.
     pub lane: Option<u8>,
     pub level: Level,
-    /// "high" or "low".
+    /// "high" or "low"; "set" for a status flag.
     pub side: &'static str,
     /// Raised by the module's own flag bits (latched), rather than by comparing the current
     /// value with the thresholds.
@@ -342,7 +369,18 @@ fn thresholds(img: &Img<'_>, off: usize, m: Measure) -> Option<Thresholds> {
         Measure::SupplyVoltage => volts(raw),
         Measure::TxBias => bias_ma(raw),
         Measure::TxPower | Measure::RxPower => power_mw(raw),
+        _ => f64::NAN,
     })
+}
+
+/// Status flags, one bit per lane from bit 0 (lane 1), each set bit a finding.
+fn status_bits(m: &mut Module, b: u8, lanes: u8, measure: Measure) {
+    let Some(level) = measure.status_level() else { return };
+    for l in 0..lanes.min(8) {
+        if b & (1 << l) != 0 {
+            m.findings.push(Finding { measure, lane: Some(l + 1), level, side: "set", latched_flag: true });
+        }
+    }
 }
 
 /// Four thresholds at `off`, each 2-byte word converted by `conv`. None when all four are 0:
@@ -362,6 +400,23 @@ fn thresholds_by(img: &Img<'_>, off: usize, conv: impl Fn(u16) -> f64) -> Option
 
 /// Findings from comparing values with thresholds.
 fn compare(m: &mut Module) {
+    // A set whose low limit is above its high one is corrupt: judged by it, every reading
+    // of a healthy module was an alarm.
+    let (good, bad): (Vec<_>, Vec<_>) =
+        m.thresholds.drain(..).partition(|(_, t)| t.low_alarm <= t.high_alarm && t.low_warn <= t.high_warn);
+    for (measure, t) in bad {
+        let r = |v: f64| (v * 1e4).round() / 1e4;
+        m.notes.push(format!(
+            "the module's {} thresholds are inverted (alarm {} .. {}, warning {} .. {} {}: a low limit above its high one): not used",
+            measure.name(),
+            r(t.low_alarm),
+            r(t.high_alarm),
+            r(t.low_warn),
+            r(t.high_warn),
+            measure.unit()
+        ));
+    }
+    m.thresholds = good;
     let mut out = Vec::new();
     let mut check = |measure: Measure, lane: Option<u8>, v: Option<f64>, th: Option<&Thresholds>| {
         let (Some(v), Some(t)) = (v, th) else { return };
@@ -490,31 +545,67 @@ fn sff8472(image: &[u8]) -> Result<Module, OpticsError> {
             f64::from(raw)
         }
     };
+    // A calibrated reading is a 16-bit unsigned count (SFF-8472 9.3): one below 0 or above
+    // 65,535 comes from broken constants, and is no reading (NaN) rather than "no light" or
+    // 3e38 mW.
+    let in_range = |v: f64| if (0.0..=65_535.0).contains(&v) { v } else { f64::NAN };
+    let read = |raw: u16, s: usize, o: usize| -> f64 {
+        if external {
+            in_range(slope(s) * f64::from(raw) + offset(o))
+        } else {
+            f64::from(raw)
+        }
+    };
+    // Rx_PWR(4) at 56 ... Rx_PWR(0) at 72, IEEE-754 coefficients of a 4th-order polynomial.
+    let poly = |raw: u16| -> f64 {
+        let x = f64::from(raw);
+        (0..5).map(|n| a2.f32(72 - 4 * n).map_or(0.0, f64::from) * x.powi(n as i32)).sum()
+    };
+    // Non-finite coefficients give NaN, which the caller reports as no reading (f64::max
+    // would have made it 0, "no light").
     let rx_cal = |raw: u16| -> f64 {
         if !external {
             return f64::from(raw);
         }
-        let x = f64::from(raw);
-        // Rx_PWR(4) at 56 ... Rx_PWR(0) at 72. Non-finite coefficients give NaN, which the
-        // caller reports as no reading (f64::max would have made it 0, "no light").
-        let p: f64 = (0..5).map(|n| a2.f32(72 - 4 * n).map_or(0.0, f64::from) * x.powi(n as i32)).sum();
+        let p = poly(raw);
         if p.is_finite() {
             p.max(0.0)
         } else {
             f64::NAN
         }
     };
+    let rx_read = |raw: u16| if external { in_range(poly(raw)) } else { f64::from(raw) };
     let finite = |v: f64| v.is_finite().then_some(v);
     let t = a2.i16(96).unwrap_or(0);
     m.temperature_c = Some(if external { (slope(84) * f64::from(t) + offset(86)) / 256.0 } else { temp(t) });
     let v = a2.u16(98).unwrap_or(0);
-    m.supply_v = Some(cal(v, 88, 90) * 100e-6);
+    m.supply_v = Some(read(v, 88, 90) * 100e-6);
+    m.supply_v = m.supply_v.and_then(finite);
     m.lanes.push(Lane {
         lane: 1,
-        tx_bias_ma: Some(cal(a2.u16(100).unwrap_or(0), 76, 78) * 0.002),
-        tx_power_mw: Some(cal(a2.u16(102).unwrap_or(0), 80, 82) * 1e-4),
-        rx_power_mw: finite(rx_cal(a2.u16(104).unwrap_or(0)) * 1e-4),
+        tx_bias_ma: finite(read(a2.u16(100).unwrap_or(0), 76, 78) * 0.002),
+        tx_power_mw: finite(read(a2.u16(102).unwrap_or(0), 80, 82) * 1e-4),
+        rx_power_mw: finite(rx_read(a2.u16(104).unwrap_or(0)) * 1e-4),
     });
+    if external
+        && (m.supply_v.is_none()
+            || m.lanes[0].tx_bias_ma.is_none()
+            || m.lanes[0].tx_power_mw.is_none()
+            || m.lanes[0].rx_power_mw.is_none())
+    {
+        m.notes.push(
+            "external calibration (byte 92 bit 4) gives a reading outside the 16-bit range SFF-8472 defines (below 0 or above 65,535 counts): the calibration constants (A2h bytes 56-91) are corrupt, so that reading is shown as -".into(),
+        );
+    }
+    // Status (byte 110, real time): TX_FAULT (bit 2) and RX_LOS (bit 1), where byte 93 says
+    // the module monitors them (bits 5 and 4).
+    let status = a2.u8(110).unwrap_or(0);
+    if image[93] & 0x20 != 0 {
+        status_bits(&mut m, (status >> 2) & 1, 1, Measure::TxFault);
+    }
+    if image[93] & 0x10 != 0 {
+        status_bits(&mut m, (status >> 1) & 1, 1, Measure::RxLos);
+    }
     // Thresholds are calibrated as the readings are (SFF-8472 9.3; ethtool's sfpdiag.c:
     // "Calibration should occur for all values (threshold and current)").
     let tcal = |raw: u16| {
@@ -636,6 +727,13 @@ fn sff8636(image: &[u8]) -> Result<Module, OpticsError> {
             tx_power_mw: if tx_power { img.u16(50 + o).map(power_mw) } else { None },
         });
     }
+    // Latched status (SFF-8636 6.2.3): byte 3 Tx LOS lanes 1-4 in bits 4-7, Rx LOS in
+    // bits 0-3; byte 4 Tx fault in bits 0-3; byte 5 Tx CDR LOL in bits 4-7, Rx in 0-3.
+    status_bits(&mut m, image[3] >> 4, 4, Measure::TxLos);
+    status_bits(&mut m, image[3] & 0x0f, 4, Measure::RxLos);
+    status_bits(&mut m, image[4] & 0x0f, 4, Measure::TxFault);
+    status_bits(&mut m, image[5] >> 4, 4, Measure::TxCdrLol);
+    status_bits(&mut m, image[5] & 0x0f, 4, Measure::RxCdrLol);
     module_flags(image[6], [7, 6, 5, 4], Measure::Temperature, &mut m);
     module_flags(image[7], [7, 6, 5, 4], Measure::SupplyVoltage, &mut m);
     channel_flags(&img, &mut m, &[(9, Measure::RxPower), (11, Measure::TxBias), (13, Measure::TxPower)]);
@@ -679,6 +777,15 @@ fn cmis(image: &[u8]) -> Result<Module, OpticsError> {
     let mut m = empty(Standard::Cmis, image[0]);
     m.revision = format!("{}.{}", image[1] >> 4, image[1] & 0x0f);
     m.module_state = Some(module_state(image[3]));
+    if m.module_state == Some("Fault") {
+        m.findings.push(Finding {
+            measure: Measure::ModuleFault,
+            lane: None,
+            level: Level::Alarm,
+            side: "set",
+            latched_flag: true,
+        });
+    }
     m.vendor = img.text(129, 16);
     m.vendor_oui = oui(&img, 145);
     m.part_number = img.text(148, 16);
@@ -713,7 +820,12 @@ fn cmis(image: &[u8]) -> Result<Module, OpticsError> {
     // Media lanes of the first application (byte 88, low nibble), 8 when unset.
     let lanes = match image[88] & 0x0f {
         n @ 1..=8 => n,
-        _ => 8,
+        n => {
+            m.notes.push(format!(
+                "the first application (byte 88) advertises {n} media lanes, expected 1 to 8: all 8 lanes are shown, and a lane the module does not have reads 0 against its thresholds"
+            ));
+            8
+        }
     };
     if page(&img, &mut m, 2, "page 02h (thresholds)")? {
         m.checksums.extend(img.checksum("page 02h", p(2, 128), p(2, 254), p(2, 255)));
@@ -748,6 +860,17 @@ fn cmis(image: &[u8]) -> Result<Module, OpticsError> {
                     .flatten(),
                 rx_power_mw: (lane_mon & 0x04 != 0).then(|| img.u16(p(0x11, 186) + o).map(power_mw)).flatten(),
             });
+        }
+        // Lane status flags, one bit per lane (CMIS 5 page 11h): Tx fault 135, Tx LOS 136,
+        // Tx CDR LOL 137, Rx LOS 147, Rx CDR LOL 148.
+        for (byte, measure) in [
+            (135, Measure::TxFault),
+            (136, Measure::TxLos),
+            (137, Measure::TxCdrLol),
+            (147, Measure::RxLos),
+            (148, Measure::RxCdrLol),
+        ] {
+            status_bits(&mut m, img.u8(p(0x11, byte)).unwrap_or(0), lanes, measure);
         }
         // Lane flags, one bit per lane: Tx power 139-142, Tx bias 143-146, Rx power 149-152
         // (high alarm, low alarm, high warn, low warn).
@@ -791,7 +914,9 @@ fn cmis(image: &[u8]) -> Result<Module, OpticsError> {
                     let t = |k: usize| img.u16(p(thr, 128 + 8 * set + 2 * k)).map(|r| o.convert(r));
                     match (t(0), t(1), t(2), t(3)) {
                         (Some(high_alarm), Some(low_alarm), Some(high_warn), Some(low_warn))
-                            if !(high_alarm == 0.0 && low_alarm == 0.0) =>
+                            if !(high_alarm == 0.0 && low_alarm == 0.0)
+                                && low_alarm <= high_alarm
+                                && low_warn <= high_warn =>
                         {
                             Some(Thresholds { high_alarm, low_alarm, high_warn, low_warn })
                         }
@@ -800,13 +925,22 @@ fn cmis(image: &[u8]) -> Result<Module, OpticsError> {
                 } else {
                     None
                 };
+                // A bit error ratio above 1 cannot be: the sample is corrupt, shown but not judged.
+                let impossible = (9..=16).contains(&type_id) && value > 1.0;
+                if impossible {
+                    m.notes.push(format!(
+                        "VDM {} lane {} reads {value:e}, a bit error ratio above 1: the sample is corrupt and not judged",
+                        o.name,
+                        (d0 & 0x0f) + 1
+                    ));
+                }
                 m.vdm.push(VdmValue {
                     type_id,
                     name: o.name.to_string(),
                     lane: (d0 & 0x0f) + 1,
                     value,
                     unit: o.unit,
-                    level: thresholds.map(|t| t.level(value)),
+                    level: thresholds.filter(|_| !impossible).map(|t| t.level(value)),
                     thresholds,
                 });
             }

@@ -482,3 +482,98 @@ fn nul_padding_is_padding() {
     let m = decode(&q.0).unwrap();
     assert_eq!(m.part_number, "LR4");
 }
+
+/// Status flags are findings: a receiver's loss of signal or a transmitter fault reads as an
+/// alarm, a CDR's loss of lock as a warning, on each standard's own bytes (the three images
+/// read "no warnings or alarms" with every one of these set).
+#[test]
+fn loss_of_signal_faults_and_loss_of_lock_are_findings() {
+    let status = |m: &optics::Module| -> Vec<(Measure, Option<u8>, Level)> {
+        let mut v: Vec<_> =
+            m.findings.iter().filter(|f| f.side == "set").map(|f| (f.measure, f.lane, f.level)).collect();
+        v.sort_by_key(|x| (x.0.name(), x.1));
+        v
+    };
+    // SFF-8472: A2h byte 110 bit 2 TX_FAULT, bit 1 RX_LOS, counted only where byte 93 says
+    // they are monitored (bits 5 and 4).
+    let mut i = sfp(3162);
+    i.b(256 + 110, 0x06).sum(256, 256 + 94, 256 + 95);
+    assert!(status(&decode(&i.0).unwrap()).is_empty(), "not monitored: no finding");
+    i.b(93, 0xb0).sum(64, 94, 95);
+    let m = decode(&i.0).unwrap();
+    assert_eq!(status(&m), [(Measure::RxLos, Some(1), Level::Alarm), (Measure::TxFault, Some(1), Level::Alarm)]);
+    assert_eq!(m.worst(), Level::Alarm);
+    // SFF-8636: byte 3 Tx LOS lanes 1-4 in bits 4-7 and Rx LOS in bits 0-3, byte 4 Tx fault
+    // in bits 0-3, byte 5 Tx CDR LOL in bits 4-7 and Rx in bits 0-3.
+    let mut q = qsfp28();
+    q.b(3, 0x21).b(4, 0x08).b(5, 0x40);
+    let m = decode(&q.0).unwrap();
+    assert_eq!(
+        status(&m),
+        [
+            (Measure::RxLos, Some(1), Level::Alarm),
+            (Measure::TxCdrLol, Some(3), Level::Warning),
+            (Measure::TxFault, Some(4), Level::Alarm),
+            (Measure::TxLos, Some(2), Level::Alarm),
+        ]
+    );
+    // CMIS page 11h: 135 Tx fault, 136 Tx LOS, 137 Tx CDR LOL, 147 Rx LOS, 148 Rx CDR LOL,
+    // a bit per lane (the 400ZR image has one media lane); and module state Fault.
+    let p = page_offset;
+    let mut z = zr();
+    z.b(p(0x11, 135), 1).b(p(0x11, 147), 1).b(p(0x11, 148), 1).b(p(0x11, 136), 2);
+    let m = decode(&z.0).unwrap();
+    assert_eq!(
+        status(&m),
+        [
+            (Measure::RxCdrLol, Some(1), Level::Warning),
+            (Measure::RxLos, Some(1), Level::Alarm),
+            (Measure::TxFault, Some(1), Level::Alarm),
+        ],
+        "lane 2's bit is beyond the module's one lane"
+    );
+    let mut z = zr();
+    z.b(3, 5 << 1);
+    let m = decode(&z.0).unwrap();
+    assert_eq!(m.module_state, Some("Fault"));
+    assert_eq!(status(&m), [(Measure::ModuleFault, None, Level::Alarm)]);
+}
+
+/// Corrupt numbers are not judged as readings: inverted thresholds are dropped with a note
+/// (every reading of a healthy module was an alarm), an external calibration that leaves the
+/// 16-bit range is no reading (3e38 mW was shown; a negative one read as no light), a bit
+/// error ratio above 1 is not judged, and an impossible media lane count is said.
+#[test]
+fn corrupt_thresholds_calibrations_and_counts_are_said_not_judged() {
+    let mut i = sfp(3162);
+    i.thresholds(256, [0xfb00, 0x5000, 0x0000, 0x4b00]).sum(256, 256 + 94, 256 + 95);
+    let m = decode(&i.0).unwrap();
+    assert!(m.threshold(Measure::Temperature).is_none());
+    assert!(m.findings.is_empty(), "{:?}", m.findings);
+    assert!(m.notes.iter().any(|n| n.contains("temperature thresholds are inverted")), "{:?}", m.notes);
+    // External calibration (byte 92 bit 4) with Rx_PWR(4) = 3e38: far above 65,535 counts.
+    let mut i = sfp(1000);
+    i.b(92, 0x78).sum(64, 94, 95).f32(256 + 56, 3e38).u16(256 + 76, 256).u16(256 + 80, 256).u16(256 + 84, 256);
+    i.u16(256 + 88, 256).f32(256 + 68, 1.0).sum(256, 256 + 94, 256 + 95);
+    let m = decode(&i.0).unwrap();
+    assert_eq!(m.lanes[0].rx_power_mw, None);
+    assert!(close(m.lanes[0].tx_bias_ma.unwrap(), 6.0), "{:?}", m.lanes);
+    assert!(m.notes.iter().any(|n| n.contains("calibration constants")), "{:?}", m.notes);
+    // A negative result: no reading, not "no light".
+    i.f32(256 + 56, 0.0).f32(256 + 68, -1.0).sum(256, 256 + 94, 256 + 95);
+    assert_eq!(decode(&i.0).unwrap().lanes[0].rx_power_mw, None);
+    // A pre-FEC BER of 0xffff (F16: 2.047e10) is shown, not judged.
+    let p = page_offset;
+    let mut z = zr();
+    z.u16(p(0x24, 128), 0xffff);
+    let m = decode(&z.0).unwrap();
+    let ber = m.vdm.iter().find(|v| v.type_id == 15).unwrap();
+    assert!(ber.value > 1.0 && ber.level.is_none(), "{ber:?}");
+    assert!(m.notes.iter().any(|n| n.contains("bit error ratio above 1")), "{:?}", m.notes);
+    // Byte 88 advertising 0 media lanes.
+    let mut z = zr();
+    z.b(88, 0x80).sum(128, 221, 222);
+    let m = decode(&z.0).unwrap();
+    assert_eq!(m.lanes.len(), 8);
+    assert!(m.notes.iter().any(|n| n.contains("advertises 0 media lanes")), "{:?}", m.notes);
+}

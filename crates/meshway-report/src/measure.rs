@@ -681,14 +681,20 @@ pub fn optics_text(source: &str, m: &meshway_probe::optics::Module) -> String {
             );
         }
         for f in &m.findings {
+            let status = f.measure.status_level().is_some();
             let _ = writeln!(
                 s,
-                "  {} {} {}{} ({})",
+                "  {} {}{}{} ({})",
                 level_word(f.level),
                 f.measure.name(),
-                f.side,
+                if status { String::new() } else { format!(" {}", f.side) },
                 f.lane.map(|l| format!(" lane {l}")).unwrap_or_default(),
-                if f.latched_flag { "the module's latched flag" } else { "value against the module's threshold" }
+                match (status, f.latched_flag) {
+                    (true, _) if f.measure == meshway_probe::optics::Measure::ModuleFault => "the module state",
+                    (true, _) => "the module's status flag",
+                    (false, true) => "the module's latched flag",
+                    (false, false) => "value against the module's threshold",
+                }
             );
         }
     }
