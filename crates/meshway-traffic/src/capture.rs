@@ -138,6 +138,8 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
     let mut info = CaptureInfo::default();
     // pcap: one link type and resolution for the file. pcapng: per interface of the section.
     let mut legacy: (i32, u64) = (LINKTYPE_ETHERNET, 1_000);
+    // Bytes of frame check sequence at the end of each pcap frame (0: none).
+    let mut legacy_fcs: u32 = 0;
     let mut ifaces: Vec<(i32, u64, i64)> = Vec::new();
     // The section's byte order (pcapng), for naming a damaged block.
     let mut big_endian = false;
@@ -150,7 +152,13 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
                         info.format = "pcap";
                         // 0xa1b23c4d: nanosecond timestamps (either byte order).
                         let nanos = h.magic_number == 0xa1b2_3c4d || h.magic_number == 0x4d3c_b2a1;
-                        legacy = (h.network.0, if nanos { 1 } else { 1_000 });
+                        // The LinkType field's low 26 bits are the link type; bit 26 says the
+                        // frames end with a frame check sequence of bits 28-31 x 16 bits
+                        // (draft-ietf-opsawg-pcap, "LinkType and additional information").
+                        let fcs =
+                            if h.network.0 & (1 << 26) != 0 { ((h.network.0 >> 28) & 0x0f) as u32 * 2 } else { 0 };
+                        legacy = (h.network.0 & 0x03ff_ffff, if nanos { 1 } else { 1_000 });
+                        legacy_fcs = fcs;
                     }
                     PcapBlockOwned::Legacy(b) => {
                         info.packets += 1;
@@ -161,7 +169,14 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
                             u64::from(b.ts_sec) * 1_000_000_000 + u64::from(b.ts_usec) * legacy.1
                         };
                         release(&mut info, each, &mut held, ts_ns);
-                        deliver(&mut info, each, ts_ns, b.origlen, legacy.0, b.data);
+                        // The FCS is not part of the frame's payload: off the wire length, and
+                        // off the data where the record holds the frame's end.
+                        let data = if legacy_fcs > 0 && b.data.len() as u64 >= u64::from(b.origlen) {
+                            &b.data[..b.data.len().saturating_sub(legacy_fcs as usize)]
+                        } else {
+                            b.data
+                        };
+                        deliver(&mut info, each, ts_ns, b.origlen.saturating_sub(legacy_fcs), legacy.0, data);
                     }
                     PcapBlockOwned::NG(Block::SectionHeader(shb)) => {
                         info.format = "pcapng";
@@ -175,6 +190,15 @@ pub fn read<R: Read + Send>(mut r: R, each: &mut dyn FnMut(&Packet<'_>)) -> Resu
                         ifaces.push((idb.linktype.0, per_s, idb.ts_offset()));
                     }
                     PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+                        // The parser takes a block whose length is not a multiple of 4 when
+                        // it captured nothing; the blocks after it are then misaligned.
+                        if epb.block_len1 % 4 != 0 {
+                            info.stopped_early = Some(format!(
+                                "malformed capture: the enhanced packet block at byte {offset} is {} bytes long; it needs at least 32, a multiple of 4; packets after it are not read",
+                                epb.block_len1
+                            ));
+                            break;
+                        }
                         let units = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
                         let data = &epb.data[..(epb.caplen as usize).min(epb.data.len())];
                         let pkt = NgPacket { if_id: epb.if_id, units, origlen: epb.origlen, data };

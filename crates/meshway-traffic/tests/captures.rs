@@ -1214,3 +1214,56 @@ fn obsolete_packet_blocks_are_read_as_enhanced_ones() {
     let why = info.stopped_early.unwrap();
     assert!(why.contains("packet block at byte") && why.contains("claims 542 captured bytes"), "{why}");
 }
+
+/// A pcap LinkType with the FCS bits set (bit 26, and bits 28-31 the FCS length in 16-bit
+/// words) is still Ethernet: the mask of its low 26 bits, and each frame's 4-byte FCS left
+/// out of its bytes (the capture read as 0 packets on a link type meshway does not decode).
+#[test]
+fn a_link_type_with_fcs_bits_is_ethernet_without_the_fcs() {
+    let plain = frames();
+    let with_fcs: Vec<Frame> =
+        plain.iter().map(|(t, f)| (*t, [f.as_slice(), &[0xde, 0xad, 0xbe, 0xef]].concat())).collect();
+    let mut bytes = pcap(&with_fcs, false, 65535);
+    bytes[20..24].copy_from_slice(&(1u32 | 1 << 26 | 2 << 28).to_le_bytes());
+    let (info, flows) = read(&bytes);
+    assert_eq!(info.other_linktype_packets, 0);
+    let (_, reference) = read(&pcap(&plain, false, 65535));
+    let sum = |f: &Flows| {
+        f.table
+            .values()
+            .map(|x| (x.bytes, x.payload_bytes, x.packets))
+            .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
+    };
+    assert_eq!(sum(&flows), sum(&reference));
+    assert_eq!(flows.table.len(), reference.table.len());
+}
+
+/// An Enhanced Packet Block whose length is not a multiple of 4 is malformed even when it
+/// captured nothing (the parser took it, and the blocks after it were misread as a phantom
+/// packet).
+#[test]
+fn an_enhanced_packet_block_of_odd_length_stops_the_read() {
+    let mut out = section();
+    let mut idb = 1u16.to_le_bytes().to_vec(); // LINKTYPE_ETHERNET
+    idb.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    block(&mut out, 1, &idb);
+    let (_, f) = &frames()[0];
+    epb(&mut out, 1, f);
+    let at = out.len();
+    // 41 bytes: the 28-byte header and body of an empty packet, 9 bytes of junk, the length.
+    let mut bad = 6u32.to_le_bytes().to_vec();
+    bad.extend_from_slice(&41u32.to_le_bytes());
+    bad.extend_from_slice(&[0; 20]);
+    bad.extend_from_slice(&[0; 9]);
+    bad.extend_from_slice(&41u32.to_le_bytes());
+    assert_eq!(bad.len(), 41);
+    out.extend_from_slice(&bad);
+    epb(&mut out, 2, f);
+    let (info, _) = read(&out);
+    let why = info.stopped_early.expect("malformed");
+    assert!(
+        why.contains(&format!("byte {at}")) && why.contains("41 bytes long") && why.contains("multiple of 4"),
+        "{why}"
+    );
+    assert_eq!(info.packets, 1);
+}
