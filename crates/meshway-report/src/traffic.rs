@@ -68,11 +68,18 @@ pub fn traffic_text(name: &str, r: &TrafficReport) -> String {
     let secs = r.duration_ns as f64 / 1e9;
     let x = &r.beyond_table;
     let about = if x.flows_estimated { "about " } else { "" };
+    // Frames on link types meshway does not decode are in the file but not in the figures.
+    let undecoded = r.capture.other_linktype_packets;
     let _ = writeln!(
         s,
-        "{name}: {}, {} packets, {} over {}{}, {} flows{}",
+        "{name}: {}, {} packets{}, {} over {}{}, {} flows{}",
         r.capture.format,
         thousands(r.packets),
+        if undecoded > 0 {
+            format!(" (+ {} on link types meshway does not decode)", thousands(undecoded))
+        } else {
+            String::new()
+        },
         b(r.bytes),
         span(r.duration_ns),
         if secs > 0.0 { format!(" ({})", rate_f64(r.bytes as f64 * 8.0 / secs)) } else { String::new() },
@@ -129,11 +136,11 @@ pub fn traffic_text(name: &str, r: &TrafficReport) -> String {
             o.orphan_fragments
         );
     }
-    if r.capture.bad_length_packets + r.capture.bad_time_packets > 0 {
+    if r.capture.bad_length_packets + r.capture.short_wire_packets + r.capture.bad_time_packets > 0 {
         let _ = writeln!(
             s,
-            "  corrupt fields: {} wire lengths above 1 MiB (counted at their captured length), {} timestamps past 2116 or with a fraction of a second of 1 s or more (given the previous packet's time, or left out before the first good one)",
-            r.capture.bad_length_packets, r.capture.bad_time_packets
+            "  corrupt fields: {} wire lengths above 1 MiB and {} below the bytes captured (counted at their captured length), {} timestamps past 2116 or with a fraction of a second of 1 s or more (given the previous packet's time, or left out before the first good one)",
+            r.capture.bad_length_packets, r.capture.short_wire_packets, r.capture.bad_time_packets
         );
     }
     if r.capture.untimed_packets > 0 {

@@ -15,7 +15,8 @@ pub enum CaptureError {
     Empty,
     #[error("not a pcap or pcapng capture (the first bytes are neither format's magic number)")]
     NotACapture,
-    #[error("cannot read the capture: {0}")]
+    /// Why the capture could not be read (the caller names the file and says "cannot read").
+    #[error("{0}")]
     Read(String),
     #[error("malformed capture: {0}")]
     Malformed(String),
@@ -45,6 +46,9 @@ pub struct CaptureInfo {
     /// Packets whose recorded wire length was above 1 MiB (corrupt): counted at their
     /// captured length.
     pub bad_length_packets: u64,
+    /// Packets that captured more bytes than their recorded wire length (corrupt: a capture
+    /// holds at most the frame): counted at their captured length.
+    pub short_wire_packets: u64,
     /// Packets whose timestamp was past 2116 (2^62 ns), or whose pcap fraction of a second
     /// was a second or more (corrupt): given the previous
     /// packet's time so that one bad field does not stretch the capture's span, or left
@@ -474,6 +478,9 @@ fn deliver(info: &mut CaptureInfo, each: &mut dyn FnMut(&Packet<'_>), ts_ns: u64
                 info.bad_length_packets += 1;
                 0
             } else {
+                if (wire as usize) < data.len() {
+                    info.short_wire_packets += 1;
+                }
                 wire
             };
             let ts_ns = match (ts_ns > MAX_TS_NS, info.last_ts_ns) {
