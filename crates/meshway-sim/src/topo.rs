@@ -71,6 +71,17 @@ pub trait Topology {
     fn site_of(&self, _rank: u32) -> u32 {
         0
     }
+    /// The rank of the whole fabric this rank is (a sub-topology's ranks are a subset).
+    fn global_rank(&self, rank: u32) -> u32 {
+        rank
+    }
+    /// What the tuner picked for a training step's collectives on this fabric, by everything
+    /// the pick depends on (see `training::tuned`), so that a run writing many steps (a
+    /// `schedule` of thousands of jobs) tunes each shape once; None where the topology keeps
+    /// none.
+    fn tune_cache(&mut self) -> Option<&mut TuneCache> {
+        None
+    }
     /// The engine network (arcs).
     fn network(&self) -> Network;
     /// A path from `src` to `dst` (ranks) by `choice`; `live` is the links' state during a
@@ -167,6 +178,10 @@ fn share_cost(flows: usize, rate_bps: u64) -> u128 {
     (flows as u128 + 1) * (1u128 << 64) / u128::from(rate_bps.max(1))
 }
 
+/// Tuner picks by a key naming what decides them: (index of the algorithm and of the
+/// protocol among the candidates, time alone).
+pub type TuneCache = std::collections::HashMap<String, (usize, usize, Option<u64>)>;
+
 /// A built fabric as the simulator sees it.
 #[derive(Clone)]
 pub struct FabricTopo<'f> {
@@ -192,6 +207,7 @@ pub struct FabricTopo<'f> {
     parallel: Vec<u32>,
     /// Whether a link between two network switches is slower than the fastest NIC port.
     slow_core: bool,
+    tuned: TuneCache,
 }
 
 impl<'f> FabricTopo<'f> {
@@ -274,6 +290,7 @@ impl<'f> FabricTopo<'f> {
                 }
                 core < port
             },
+            tuned: TuneCache::new(),
         }
     }
 
@@ -665,6 +682,9 @@ impl Topology for FabricTopo<'_> {
     fn ranks(&self) -> usize {
         self.ranks.len()
     }
+    fn tune_cache(&mut self) -> Option<&mut TuneCache> {
+        Some(&mut self.tuned)
+    }
 
     fn host_of(&self, rank: u32) -> u32 {
         self.hosts[rank as usize]
@@ -907,6 +927,12 @@ impl Topology for SubTopo<'_> {
     }
     fn site_of(&self, rank: u32) -> u32 {
         self.inner.site_of(self.g(rank))
+    }
+    fn global_rank(&self, rank: u32) -> u32 {
+        self.inner.global_rank(self.g(rank))
+    }
+    fn tune_cache(&mut self) -> Option<&mut TuneCache> {
+        self.inner.tune_cache()
     }
     fn network(&self) -> Network {
         self.inner.network()

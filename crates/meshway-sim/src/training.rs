@@ -66,6 +66,9 @@ pub struct TrainSpec {
     /// protocol model and no tuner, every message paying the transport's alpha (rings,
     /// direct all-to-alls).
     pub protos: Vec<collective::Proto>,
+    /// NCCL's network post overhead (`[simulation] net-overhead`) for its flat rings across
+    /// hosts, as collective workloads have it (set with the protocols by [`parse_on`]).
+    pub net_overhead: Option<Nanos>,
     /// The DP all-reduce's algorithm when the workload names one (`dp-algorithm` ring or
     /// tree); None: the tuner's pick (or a ring without protocols).
     pub dp_algo: Option<Algo>,
@@ -175,6 +178,7 @@ pub fn parse_on(
     let mut t = parse_with(w, c, topo, cat, fabric.gpu.as_deref())?;
     t.hw = crate::collective::hardware(fabric, cat);
     t.protos = cat.protocol.iter().map(collective::Proto::from_model).collect();
+    t.net_overhead = Some(cat.simulation.net_overhead.unwrap_or(Nanos::ZERO));
     Ok(t)
 }
 
@@ -331,6 +335,7 @@ fn parse_with(
         site_of_rank,
         hw: Default::default(),
         protos: Vec::new(),
+        net_overhead: None,
         dp_algo,
     };
     // Each key is bounded above; their product is held too: one step's compute and a
@@ -390,16 +395,54 @@ fn tuned(
     let mut alone = None;
     let protos = tuner::protocols(op, spec.size, spec.ranks.len(), &spec.hw, &s.protos);
     if !protos.is_empty() {
+        // NCCL's ring rules (an NVLink step at least the post overhead, one GPU per host
+        // paying the tree's network step), as a collective workload's ring has them: without,
+        // a DP ring of one GPU per host under LL128 was 4.5 us a step cheaper than the same
+        // ring as a workload, and picked where the workload picked the tree.
+        spec.net_overhead = s.net_overhead;
         let first = topo.host_of(spec.ranks[0]);
         let multi_host = spec.ranks.iter().any(|&r| topo.host_of(r) != first);
         let algos = match given {
             Some(a) => vec![a],
             None => tuner::candidates(op, &spec.hw, multi_host),
         };
-        let (algo, proto, cands) = tuner::pick(topo, None, cfg, &spec, &algos, &protos, &[])?;
-        alone = cands.iter().find(|c| c.algorithm == algo.name() && c.protocol == proto.name).and_then(|c| c.time_ns);
-        spec.algo = algo;
-        spec.proto = proto;
+        // Everything the pick depends on: the group's ranks on the whole fabric, the
+        // collective, its hardware, protocols and channels, and how runs go (routing, seed).
+        let key = format!(
+            "{op:?} {} {} {timed} {:?} {algos:?} {:?} {:?} {cfg:?} {:?}",
+            spec.size,
+            spec.channels,
+            spec.ranks.iter().map(|&r| topo.global_rank(r)).collect::<Vec<_>>(),
+            protos.iter().map(|p| &p.name).collect::<Vec<_>>(),
+            spec.hw,
+            (spec.steps_limit, spec.alpha, spec.packet, spec.net_overhead)
+        );
+        let cached = topo.tune_cache().and_then(|c| c.get(&key).copied());
+        let (a, p, t) = match cached {
+            Some(hit) => hit,
+            None => {
+                let (algo, proto, cands) = tuner::pick(topo, None, cfg, &spec, &algos, &protos, &[])?;
+                let t = cands
+                    .iter()
+                    .find(|c| c.algorithm == algo.name() && c.protocol == proto.name)
+                    .and_then(|c| c.time_ns);
+                let a = algos.iter().position(|&x| x == algo).unwrap_or(0);
+                let p = protos.iter().position(|x| x.name == proto.name).unwrap_or(0);
+                let mut t = t;
+                if timed && t.is_none() {
+                    spec.algo = algo;
+                    spec.proto = proto;
+                    t = Some(lone(topo, cfg, &spec, what)?.0);
+                }
+                if let Some(c) = topo.tune_cache() {
+                    c.insert(key, (a, p, t));
+                }
+                (a, p, t)
+            }
+        };
+        alone = t;
+        spec.algo = algos[a];
+        spec.proto = protos[p].clone();
     } else if op != Op::AllToAll {
         // Before protocols, a lone TP all-reduce ran on one channel.
         spec.channels = 1;

@@ -815,6 +815,28 @@ fn training_collectives_are_the_tuners_picks() {
     let tree = train("dp-algorithm = \"tree\"\n");
     assert_eq!(tree[1].algorithm, "double-binary-tree");
     assert!(!tree[1].protocol.is_empty());
+    // A DP group of one GPU per host under RoCE: its ring pays NCCL's ring rules (the tree's
+    // network step with one GPU per host) as the workload's does; without them the step's
+    // ring/LL128 was 135 us cheaper and won where the workload picks the tree.
+    const ROCE: &str = "[fabric]\nkind = \"rail-optimized\"\ngpus = 128\ngpus-per-host = 8\n\
+                        [transport]\nkind = \"roce\"\nrouting = \"ecmp\"\n";
+    let step = format!(
+        "{ROCE}[[workload]]\nkind = \"training\"\nparameters = 1e8\nlayers = 4\nhidden = 1024\n\
+         sequence = 512\nmicro-batch = 1\nglobal-batch = 64\ntp = 8\npp = 1\n"
+    );
+    let opts = Options { no_ideal: true, ..Options::default() };
+    let dp = run(&step, &opts).workloads[0].training.clone().unwrap().collectives[1].clone();
+    assert_eq!((dp.ranks, dp.size_bytes), (16, 25_000_000));
+    let ranks: Vec<String> = (0..16).map(|k| (8 * k).to_string()).collect();
+    let w = format!(
+        "{ROCE}[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"25000000B\"\nranks = [{}]\n",
+        ranks.join(", ")
+    );
+    let w = run(&w, &opts).workloads.remove(0);
+    assert_eq!(
+        (dp.algorithm.as_str(), dp.protocol.as_str(), dp.alone_ns),
+        (w.algorithm.unwrap().as_str(), w.protocol.unwrap().as_str(), w.time_ns)
+    );
 }
 
 #[test]
