@@ -150,6 +150,8 @@ pub struct HistoryReport {
     pub forecast: Option<ForecastReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub anomalies: Option<AnomalyReport>,
+    /// Rollup rows left out as impossible (see `Store::rollups_checked`).
+    pub implausible_rows: u64,
 }
 
 /// The value of `metric` in one rollup (nanoseconds, a ratio, or bits per second).
@@ -315,10 +317,10 @@ fn query_limited(
             return Err(HistoryError::TooManyRaw { n, max: max_raw });
         }
         let summary = acc.finish();
-        let rollups: Vec<Rollup> = match step {
-            Step::Raw => raw,
-            Step::Minute => s.rollups(id, false, from_ns - from_ns % MINUTE_NS, to_ns)?,
-            Step::Hour => s.rollups(id, true, from_ns - from_ns % HOUR_NS, to_ns)?,
+        let (rollups, implausible_rows): (Vec<Rollup>, u64) = match step {
+            Step::Raw => (raw, 0),
+            Step::Minute => s.rollups_checked(id, false, from_ns - from_ns % MINUTE_NS, to_ns)?,
+            Step::Hour => s.rollups_checked(id, true, from_ns - from_ns % HOUR_NS, to_ns)?,
         };
         let series: Vec<Point> = rollups
             .into_iter()
@@ -386,7 +388,18 @@ fn query_limited(
             }
         };
         let anomalies = want_anomalies.then(|| anomalies(&series, season_s));
-        Ok(HistoryReport { target: target.into(), metric, from_ns, to_ns, step, summary, series, forecast, anomalies })
+        Ok(HistoryReport {
+            target: target.into(),
+            metric,
+            from_ns,
+            to_ns,
+            step,
+            summary,
+            series,
+            forecast,
+            anomalies,
+            implausible_rows,
+        })
     })
 }
 

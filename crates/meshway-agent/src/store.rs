@@ -576,28 +576,72 @@ impl Store {
 
     /// Rollup rows of one target at `width` (minute or hour) with start in `[from, to)`.
     pub fn rollups(&self, target_id: i64, hourly: bool, from_ns: u64, to_ns: u64) -> Result<Vec<Rollup>> {
+        Ok(self.rollups_checked(target_id, hourly, from_ns, to_ns)?.0)
+    }
+
+    /// [`Store::rollups`], and how many rows were left out as impossible (the agent never
+    /// writes one; a file edited or damaged can hold them): a negative count, delay or
+    /// jitter, more lost than sent, a minimum above the maximum, percentiles out of order,
+    /// a non-finite mean or jitter. They read as 116.667% loss or a p99 below the p50.
+    pub fn rollups_checked(
+        &self,
+        target_id: i64,
+        hourly: bool,
+        from_ns: u64,
+        to_ns: u64,
+    ) -> Result<(Vec<Rollup>, u64)> {
         let table = if hourly { "rollup_1h" } else { "rollup_1m" };
         let mut st = self.conn.prepare(&format!(
             "SELECT start_ns, sent, lost, min_ns, mean_ns, max_ns, p50_ns, p90_ns, p99_ns, jitter_ns, value_min, value_mean
              FROM {table} WHERE target_id = ?1 AND start_ns >= ?2 AND start_ns < ?3 ORDER BY start_ns"
         ))?;
         let rows = st.query_map(params![target_id, i(from_ns), i(to_ns)], |r| {
-            Ok(Rollup {
-                start_ns: u(r.get(0)?),
-                sent: u(r.get(1)?),
-                lost: u(r.get(2)?),
-                min_ns: r.get::<_, Option<i64>>(3)?.map(u),
-                mean_ns: r.get(4)?,
-                max_ns: r.get::<_, Option<i64>>(5)?.map(u),
-                p50_ns: r.get::<_, Option<i64>>(6)?.map(u),
-                p90_ns: r.get::<_, Option<i64>>(7)?.map(u),
-                p99_ns: r.get::<_, Option<i64>>(8)?.map(u),
-                jitter_ns: r.get(9)?,
-                value_min: r.get(10)?,
-                value_mean: r.get(11)?,
-            })
+            let ints: [Option<i64>; 8] = [
+                Some(r.get(1)?),
+                Some(r.get(2)?),
+                r.get(3)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+                r.get(8)?,
+                Some(r.get(0)?),
+            ];
+            let (mean, jitter): (Option<f64>, Option<f64>) = (r.get(4)?, r.get(9)?);
+            let (value_min, value_mean): (Option<f64>, Option<f64>) = (r.get(10)?, r.get(11)?);
+            let (sent, lost) = (ints[0].unwrap_or(0), ints[1].unwrap_or(0));
+            let ordered = |a: Option<i64>, b: Option<i64>| a.zip(b).is_none_or(|(a, b)| a <= b);
+            // At most 2^40 probes in a row (an assumption: a million a second for 12 days).
+            let ok = ints.iter().flatten().all(|&v| v >= 0)
+                && sent <= 1 << 40
+                && lost <= sent
+                && ordered(ints[2], ints[3])
+                && ordered(ints[4], ints[5])
+                && ordered(ints[5], ints[6])
+                && mean.is_none_or(|m| m.is_finite() && m >= 0.0)
+                && jitter.is_none_or(|j| j.is_finite() && j >= 0.0);
+            Ok(ok.then(|| Rollup {
+                start_ns: u(ints[7].unwrap_or(0)),
+                sent: u(sent),
+                lost: u(lost),
+                min_ns: ints[2].map(u),
+                mean_ns: mean,
+                max_ns: ints[3].map(u),
+                p50_ns: ints[4].map(u),
+                p90_ns: ints[5].map(u),
+                p99_ns: ints[6].map(u),
+                jitter_ns: jitter,
+                value_min,
+                value_mean,
+            }))
         })?;
-        rows.collect()
+        let (mut kept, mut skipped) = (Vec::new(), 0u64);
+        for row in rows {
+            match row? {
+                Some(r) => kept.push(r),
+                None => skipped += 1,
+            }
+        }
+        Ok((kept, skipped))
     }
 
     /// Deletes raw samples and rollups older than their retention before `now`.
@@ -802,6 +846,43 @@ mod tests {
             let j = r.jitter_ns.unwrap();
             assert!((j - 1e7).abs() < 0.02e7, "minute {}: {j}", r.start_ns / MINUTE_NS);
         }
+        let _ = std::fs::remove_file(&p);
+    }
+
+    /// Rows the agent never writes (more lost than sent, negative, percentiles out of order,
+    /// an absurd count) are left out and counted; the good ones around them are kept.
+    #[test]
+    fn impossible_rollup_rows_are_left_out_and_counted() {
+        let p = tmp("r");
+        let mut s = Store::open(&p).unwrap();
+        let id = s.target_id("t", "udp", "127.0.0.1:862").unwrap();
+        let batch: Vec<_> = (0..120u64)
+            .map(|k| (id, Sample { at_ns: k * 1_000_000_000, rtt_ns: Some(10_000_000), value: None }))
+            .collect();
+        s.insert(&batch).unwrap();
+        s.rollup(0, 2 * MINUTE_NS).unwrap();
+        let bad = [
+            "2, 60, 70, 1, 1.0, 2, 1, 1, 1, 0.0",                 // lost > sent
+            "3, 60, 0, -5, 1.0, 2, 1, 1, 1, 0.0",                 // negative minimum
+            "4, 60, 0, 1, 1.0, 2, 30000000, 1000, 1000, 0.0",     // p50 above p99
+            "5, 4611686018427387904, 0, 1, 1.0, 2, 1, 1, 1, 0.0", // 2^62 probes
+            "6, 60, 0, 1, 1.0, 2, 1, 1, 1, -1.0",                 // negative jitter
+        ];
+        for (k, row) in bad.iter().enumerate() {
+            let start = (k as u64 + 2) * MINUTE_NS;
+            let row = row.split_once(", ").unwrap().1;
+            s.conn
+                .execute(
+                    &format!(
+                        "INSERT INTO rollup_1m(target_id, start_ns, sent, lost, min_ns, mean_ns, max_ns, p50_ns, p90_ns, p99_ns, jitter_ns) VALUES ({id}, {start}, {row})"
+                    ),
+                    [],
+                )
+                .unwrap();
+        }
+        let (rows, skipped) = s.rollups_checked(id, false, 0, HOUR_NS).unwrap();
+        assert_eq!((rows.len(), skipped), (2, 5));
+        assert!(rows.iter().all(|r| r.sent == 60 && r.lost == 0));
         let _ = std::fs::remove_file(&p);
     }
 

@@ -421,6 +421,13 @@ pub fn history_text(r: &HistoryReport) -> String {
     );
     let w = &r.summary;
     let _ = writeln!(s, "window: {} probes, {} lost ({})", w.sent, w.lost, pct3(w.loss_ratio));
+    if r.implausible_rows > 0 {
+        let _ = writeln!(
+            s,
+            "note: {} rollup rows left out as impossible (negative counts or delays, more lost than sent, minimum above maximum, percentiles out of order): the database was edited or damaged",
+            r.implausible_rows
+        );
+    }
     if let Some(m) = &w.rtt {
         s.push_str(&summary_lines("rtt", m));
     }
