@@ -150,7 +150,8 @@ pub struct HistoryReport {
     pub forecast: Option<ForecastReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub anomalies: Option<AnomalyReport>,
-    /// Rollup rows left out as impossible (see `Store::rollups_checked`).
+    /// Rollup rows and raw samples left out as impossible (see `Store::rollups_checked`; a
+    /// negative round trip, a value not finite or beyond 1e18).
     pub implausible_rows: u64,
 }
 
@@ -307,7 +308,14 @@ fn query_limited(
         let mut acc = StatsOf::default();
         acc.after(s.rtts_before(id, from_ns)?);
         let mut raw = Vec::new();
-        let n = s.each_sample(id, from_ns, to_ns, |x| {
+        // A throughput below 0 cannot be (an rx power in dBm can): a perf target's is left out.
+        let perf = s.target_kinds()?.iter().any(|(n, k)| n == target && k == "perf");
+        let mut negative = 0u64;
+        let (n, bad_samples) = s.each_sample_checked(id, from_ns, to_ns, |x| {
+            if perf && x.value.is_some_and(|v| v < 0.0) {
+                negative += 1;
+                return;
+            }
             acc.push(x);
             if step == Step::Raw && (raw.len() as u64) < max_raw {
                 raw.push(Rollup::of(x.at_ns, std::slice::from_ref(&x)));
@@ -398,7 +406,7 @@ fn query_limited(
             series,
             forecast,
             anomalies,
-            implausible_rows,
+            implausible_rows: implausible_rows + bad_samples + negative,
         })
     })
 }
@@ -448,6 +456,23 @@ mod tests {
         let tput = tput.unwrap();
         assert_eq!(tput.series[0].value, Some(0.0));
         assert_eq!(tput.series[0].rollup.value_min, Some(100e6));
+    }
+
+    /// A perf run of 1e308 b/s or below 0 is left out and counted, not shown as 18 million
+    /// Tb/s or 0 b/s.
+    #[test]
+    fn impossible_samples_are_left_out_and_counted() {
+        let mut runs: Vec<Sample> = (0..6u64)
+            .map(|k| Sample { at_ns: MINUTE_NS + k * 1_000_000_000, rtt_ns: None, value: Some(100e6) })
+            .collect();
+        runs.push(Sample { at_ns: MINUTE_NS + 6_000_000_000, rtt_ns: None, value: Some(1e308) });
+        runs.push(Sample { at_ns: MINUTE_NS + 7_000_000_000, rtt_ns: None, value: Some(-1e9) });
+        let p = temp_db("absurd", "p", "perf", &runs);
+        let r = query(&p, "p", Metric::ThroughputMin, 0, 3 * MINUTE_NS, Step::Raw, None, 0, None, false);
+        remove_db(&p);
+        let r = r.unwrap();
+        assert_eq!((r.summary.sent, r.implausible_rows), (6, 2));
+        assert!(r.series.iter().all(|x| x.value == Some(100e6)), "{:?}", r.series);
     }
 
     /// Before its first rollup a perf target has an empty series at --step 1m, not "no

@@ -124,9 +124,16 @@ fn load_ids(conn: &Connection) -> Result<HashMap<String, i64>> {
     rows.collect()
 }
 
-/// A `(ts_ns, rtt_ns, value)` row as a sample.
-fn sample_row(r: &rusqlite::Row<'_>) -> Result<Sample> {
-    Ok(Sample { at_ns: u(r.get(0)?), rtt_ns: r.get::<_, Option<i64>>(1)?.map(u), value: r.get(2)? })
+/// A `(ts_ns, rtt_ns, value)` row as a sample; None for one the agent never writes (a
+/// negative round trip, a value not finite or beyond 1e18: a perf run of 1e308 b/s read as
+/// 18 million Tb/s, a round trip of -5 ms as 0 and pulled the mean down).
+fn sample_row(r: &rusqlite::Row<'_>) -> Result<Option<Sample>> {
+    let rtt: Option<i64> = r.get(1)?;
+    let value: Option<f64> = r.get(2)?;
+    if rtt.is_some_and(|x| x < 0) || value.is_some_and(|v| !v.is_finite() || v.abs() > 1e18) {
+        return Ok(None);
+    }
+    Ok(Some(Sample { at_ns: u(r.get(0)?), rtt_ns: rtt.map(u), value }))
 }
 
 fn i(v: u64) -> i64 {
@@ -487,16 +494,33 @@ impl Store {
 
     /// Hands the raw samples of one target in `[from, to)` to `f` in time order, without
     /// holding them (a long span may have millions); returns how many there were.
-    pub fn each_sample(&self, target_id: i64, from_ns: u64, to_ns: u64, mut f: impl FnMut(Sample)) -> Result<u64> {
+    pub fn each_sample(&self, target_id: i64, from_ns: u64, to_ns: u64, f: impl FnMut(Sample)) -> Result<u64> {
+        Ok(self.each_sample_checked(target_id, from_ns, to_ns, f)?.0)
+    }
+
+    /// [`Store::each_sample`], and how many samples were left out as impossible (see
+    /// `sample_row`).
+    pub fn each_sample_checked(
+        &self,
+        target_id: i64,
+        from_ns: u64,
+        to_ns: u64,
+        mut f: impl FnMut(Sample),
+    ) -> Result<(u64, u64)> {
         let mut st = self.conn.prepare_cached(
             "SELECT ts_ns, rtt_ns, value FROM samples WHERE target_id = ?1 AND ts_ns >= ?2 AND ts_ns < ?3 ORDER BY ts_ns",
         )?;
-        let mut n = 0;
+        let (mut n, mut skipped) = (0, 0);
         for row in st.query_map(params![target_id, i(from_ns), i(to_ns)], sample_row)? {
-            f(row?);
-            n += 1;
+            match row? {
+                Some(x) => {
+                    f(x);
+                    n += 1;
+                }
+                None => skipped += 1,
+            }
         }
-        Ok(n)
+        Ok((n, skipped))
     }
 
     pub fn id(&self, name: &str) -> Option<i64> {
@@ -523,7 +547,7 @@ impl Store {
                         "SELECT ts_ns, rtt_ns, value FROM samples WHERE target_id = ?1 AND ts_ns >= ?2 AND ts_ns < ?3 ORDER BY ts_ns",
                     )?;
                     let it = st.query_map(params![id, i(start), i(to_ns)], sample_row)?;
-                    it.collect::<Result<_>>()?
+                    it.filter_map(|r| r.transpose()).collect::<Result<_>>()?
                 };
                 // The round trips just before the first bucket, so its jitter continues from them.
                 let mut recent: VecDeque<u64> = rtts_before(&tx, id, start)?.into();

@@ -424,7 +424,7 @@ pub fn history_text(r: &HistoryReport) -> String {
     if r.implausible_rows > 0 {
         let _ = writeln!(
             s,
-            "note: {} rollup rows left out as impossible (negative counts or delays, more lost than sent, minimum above maximum, percentiles out of order): the database was edited or damaged",
+            "note: {} rows left out as impossible (negative counts or delays, more lost than sent, minimum above maximum, percentiles out of order, values beyond 1e18): the database was edited or damaged",
             r.implausible_rows
         );
     }
