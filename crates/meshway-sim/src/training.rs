@@ -377,21 +377,7 @@ fn tuned(
     timed: bool,
 ) -> Result<(CollSpec, StepCollective), CollectiveError> {
     let plain = given.unwrap_or(if op == Op::AllToAll { Algo::Direct } else { Algo::Ring });
-    let mut spec = CollSpec {
-        op,
-        algo: plain,
-        size: size.max(1),
-        ranks,
-        channels: s.channels.max(1),
-        model: None,
-        steps_limit: s.steps_limit,
-        alpha: cfg.wire.alpha,
-        packet: cfg.wire.mtu + cfg.wire.header,
-        pipeline: Default::default(),
-        proto: Default::default(),
-        hw: s.hw.clone(),
-        net_overhead: None,
-    };
+    let mut spec = base_spec(cfg, s, op, plain, ranks, size);
     let mut alone = None;
     let protos = tuner::protocols(op, spec.size, spec.ranks.len(), &spec.hw, &s.protos);
     if !protos.is_empty() {
@@ -418,7 +404,7 @@ fn tuned(
             (spec.steps_limit, spec.alpha, spec.packet, spec.net_overhead)
         );
         let cached = topo.tune_cache().and_then(|c| c.get(&key).copied());
-        let (a, p, t) = match cached {
+        let (a, p, mut t) = match cached {
             Some(hit) => hit,
             None => {
                 let (algo, proto, cands) = tuner::pick(topo, None, cfg, &spec, &algos, &protos, &[])?;
@@ -428,21 +414,21 @@ fn tuned(
                     .and_then(|c| c.time_ns);
                 let a = algos.iter().position(|&x| x == algo).unwrap_or(0);
                 let p = protos.iter().position(|x| x.name == proto.name).unwrap_or(0);
-                let mut t = t;
-                if timed && t.is_none() {
-                    spec.algo = algo;
-                    spec.proto = proto;
-                    t = Some(lone(topo, cfg, &spec, what)?.0);
-                }
-                if let Some(c) = topo.tune_cache() {
-                    c.insert(key, (a, p, t));
-                }
                 (a, p, t)
             }
         };
-        alone = t;
         spec.algo = algos[a];
         spec.proto = protos[p].clone();
+        // A single candidate is taken without a run: timed alone here, and kept with the pick.
+        if timed && t.is_none() {
+            t = Some(lone(topo, cfg, &spec, what)?.0);
+        }
+        if cached.is_none() {
+            if let Some(c) = topo.tune_cache() {
+                c.insert(key, (a, p, t));
+            }
+        }
+        alone = t;
     } else if op != Op::AllToAll {
         // Before protocols, a lone TP all-reduce ran on one channel.
         spec.channels = 1;
@@ -459,6 +445,26 @@ fn tuned(
         alone_ns: alone,
     };
     Ok((spec, pick))
+}
+
+/// A collective of a step before the tuner: `algo` over `ranks`, on the step's channels and
+/// hardware, with no protocol model.
+fn base_spec(cfg: &ExecConfig, s: &TrainSpec, op: Op, algo: Algo, ranks: Vec<u32>, size: u64) -> CollSpec {
+    CollSpec {
+        op,
+        algo,
+        size: size.max(1),
+        ranks,
+        channels: s.channels.max(1),
+        model: None,
+        steps_limit: s.steps_limit,
+        alpha: cfg.wire.alpha,
+        packet: cfg.wire.mtu + cfg.wire.header,
+        pipeline: Default::default(),
+        proto: Default::default(),
+        hw: s.hw.clone(),
+        net_overhead: None,
+    }
 }
 
 /// Time of one collective simulated alone.
@@ -601,23 +607,18 @@ pub fn write(
         let (mut spec, pick) = match &s.site_of_rank {
             None => tuned(topo, cfg, s, what, Op::AllReduce, group(0, 0), grads, s.dp_algo, false)?,
             Some(_) => {
-                let (mut spec, mut pick) = tuned(
-                    &mut *topo,
-                    cfg,
-                    &TrainSpec { protos: Vec::new(), ..s.clone() },
-                    what,
-                    Op::AllReduce,
-                    group(0, 0),
-                    grads,
-                    None,
-                    false,
-                )?;
-                spec.channels = s.channels.max(1);
+                let mut spec = base_spec(cfg, s, Op::AllReduce, Algo::Ring, group(0, 0), grads);
                 if let Some(p) = s.protos.iter().find(|p| p.name == "simple" && s.hw.runs("simple")) {
                     spec.proto = p.clone();
                 }
-                pick.algorithm = "site-hierarchical".into();
-                pick.protocol = spec.proto.name.clone();
+                let pick = StepCollective {
+                    what,
+                    ranks: s.dp,
+                    size_bytes: spec.size,
+                    algorithm: "site-hierarchical".into(),
+                    protocol: spec.proto.name.clone(),
+                    alone_ns: None,
+                };
                 (spec, pick)
             }
         };
