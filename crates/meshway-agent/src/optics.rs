@@ -223,19 +223,19 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, ReadError> {
     // A hex dump of the largest image, with offsets and spacing, is well under 1 MiB.
     let data = crate::read_regular(path, crate::MAX_SMALL_FILE, false)
         .map_err(|source| ReadError::File { path: p.clone(), source })?;
-    // Hex text: UTF-8 (a byte-order mark allowed) whose lines outside `#` comments are
-    // printable ASCII. A comment with a degree sign made a dump read as a binary image, and
-    // the error blamed the module ("identifier 0x23"). A module image is never that: its
-    // identifier byte and its zeros are control characters. (Text that was also required to
-    // be mostly hex digits read `0x0000: zz` as an 11-byte image.)
+    // Hex text: lines whose bytes outside `#` comments are printable ASCII (a UTF-8
+    // byte-order mark allowed); a comment may hold any bytes. A comment with a degree sign, or
+    // in Latin-1, made a dump read as a binary image, and the error blamed the module
+    // ("identifier 0x23"). A module image is never that: its identifier byte and its zeros
+    // are control characters. (Text that was also required to be mostly hex digits read
+    // `0x0000: zz` as an 11-byte image.) The comments are left out before parsing, lines kept.
     let body = data.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&data);
-    let text = std::str::from_utf8(body).ok().filter(|t| {
-        let code: Vec<&str> = t.lines().map(|l| l.split('#').next().unwrap_or("")).collect();
-        let len: usize = code.iter().map(|c| c.len()).sum();
-        len > 0 && code.iter().all(|c| c.bytes().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()))
-    });
+    let code: Vec<&[u8]> = body.split(|&b| b == b'\n').map(|l| l.split(|&b| b == b'#').next().unwrap_or(&[])).collect();
+    let len: usize = code.iter().map(|c| c.len()).sum();
+    let hexlike = len > 0 && code.iter().all(|c| c.iter().all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()));
+    let text = hexlike.then(|| code.iter().map(|c| String::from_utf8_lossy(c)).collect::<Vec<_>>().join("\n"));
     let img = match text {
-        Some(t) => parse_hex(t, &p)?,
+        Some(t) => parse_hex(&t, &p)?,
         None => data,
     };
     if img.len() < 128 || img.len() > MAX_IMAGE {
@@ -364,18 +364,31 @@ mod tests {
         assert_eq!(parse_hex("0x0000: 11 22\n0x0001: 22 33\n", "m.hex").unwrap(), vec![0x11, 0x22, 0x33]);
     }
 
-    /// A hex dump with a UTF-8 comment or a byte-order mark is still hex text: it was read as
-    /// a binary image and the error blamed the module.
+    /// A hex dump with a comment in UTF-8 or in Latin-1 (not UTF-8), a byte-order mark or
+    /// CRLF line ends is still hex text: it was read as a binary image and the error blamed
+    /// the module; a bad line still names its number.
     #[test]
     fn a_dump_with_a_utf8_comment_or_a_bom_is_hex_text() {
         let dir = std::env::temp_dir().join(format!("mw-optics-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let body: String = (0..8).map(|r| format!("0x{:04x}: {}\n", r * 16, ["03"; 16].join(" "))).collect();
-        for (name, head) in [("c.hex", "# cage 4, 25 °C\n".as_bytes()), ("b.hex", b"\xef\xbb\xbf".as_slice())] {
+        let heads = [
+            ("c.hex", "# cage 4, 25 °C\n".as_bytes()),
+            ("b.hex", b"\xef\xbb\xbf".as_slice()),
+            ("l.hex", b"# cage 4, 25 \xb0C \xff\xfe\n".as_slice()),
+        ];
+        for (name, head) in heads {
             let p = dir.join(name);
             std::fs::write(&p, [head, body.as_bytes()].concat()).unwrap();
             assert_eq!(read_file(&p).map(|i| i.len()).ok(), Some(128), "{name}");
         }
+        let p = dir.join("crlf.hex");
+        std::fs::write(&p, body.replace('\n', "\r\n")).unwrap();
+        assert_eq!(read_file(&p).map(|i| i.len()).ok(), Some(128), "CRLF");
+        let p = dir.join("bad.hex");
+        std::fs::write(&p, [b"# \xb0\n".as_slice(), body.as_bytes(), b"0x0080: 0g\n"].concat()).unwrap();
+        let e = read_file(&p).unwrap_err().to_string();
+        assert!(e.contains("bad.hex:10:"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

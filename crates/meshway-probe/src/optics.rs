@@ -19,7 +19,7 @@
 //!   (22-57), upper page 00h identity, CC_BASE (191) and CC_EXT (223), page 03h thresholds.
 //! - CMIS 5.2 (OIF/QSFP-DD MSA): lower memory module state (byte 3), module flags (9) and
 //!   monitors (14-17), application descriptors (86-); page 00h identity and checksum (222);
-//!   page 01h monitor support (160) and VDM support (142); page 02h thresholds; page 11h lane
+//!   page 01h monitor support (159 module, 160 lanes) and VDM support (142); page 02h thresholds; page 11h lane
 //!   flags (135-152) and monitors (154-201); VDM descriptors (20h-23h), samples (24h-27h),
 //!   thresholds (28h-2Bh), group count (2Fh byte 128), the F16 format.
 //! - OIF-C-CMIS-01.2: the coherent VDM observable types (128-147) and their units.
@@ -808,7 +808,18 @@ fn cmis(image: &[u8]) -> Result<Module, OpticsError> {
         compare(&mut m);
         return Ok(m);
     }
-    // Page 01h: which lane monitors exist, the bias multiplier, Rx power type, VDM support.
+    // Page 01h: which module monitors exist (159: bit 0 temperature, bit 1 supply voltage;
+    // CMIS 5.2 section 8.4.7), which lane monitors exist, the bias multiplier, Rx power type,
+    // VDM support. A monitor the module does not have reads 0 in its bytes, not a value.
+    let module_mon = img.u8(p(1, 159)).unwrap_or(0);
+    for (bit, what, value) in [
+        (0x01, "temperature (bytes 14-15)", &mut m.temperature_c),
+        (0x02, "supply voltage (bytes 16-17)", &mut m.supply_v),
+    ] {
+        if module_mon & bit == 0 && value.take().is_some() {
+            m.notes.push(format!("page 01h byte 159 says the module has no {what} monitor: not read"));
+        }
+    }
     let lane_mon = img.u8(p(1, 160)).unwrap_or(0);
     let bias_mult = match (lane_mon >> 3) & 0x03 {
         1 => 2.0,

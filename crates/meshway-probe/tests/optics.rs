@@ -295,9 +295,10 @@ fn zr() -> Image {
         .text(166, 16, "ZR0042")
         .text(182, 8, "250601")
         .sum(128, 221, 222);
-    // Page 01h: Rx power is average (151 bit 4); lane monitors: bias, Tx and Rx power, bias
-    // multiplier ×2 (160: bits 0-2 set, bits 4-3 = 01); VDM supported (142 bit 6).
-    i.b(p(1, 151), 0x10).b(p(1, 160), 0x0f).b(p(1, 142), 0x40).sum(p(1, 130), p(1, 254), p(1, 255));
+    // Page 01h: Rx power is average (151 bit 4); module monitors: temperature and supply
+    // (159: bits 0-1); lane monitors: bias, Tx and Rx power, bias multiplier ×2 (160: bits 0-2
+    // set, bits 4-3 = 01); VDM supported (142 bit 6).
+    i.b(p(1, 151), 0x10).b(p(1, 159), 0x03).b(p(1, 160), 0x0f).b(p(1, 142), 0x40).sum(p(1, 130), p(1, 254), p(1, 255));
     // Page 02h thresholds.
     i.thresholds(p(2, 128), [80 * 256, 0xfb00, 75 * 256, 0])
         .thresholds(p(2, 136), [36300, 29700, 34650, 31350])
@@ -388,6 +389,16 @@ fn cmis_400zr_lanes_thresholds_and_coherent_vdm() {
     flat.b(2, 0x80);
     let f = decode(&flat.0).unwrap();
     assert!(f.lanes.is_empty() && f.vdm.is_empty() && f.temperature_c == Some(45.5));
+    // Page 01h byte 159 without the supply monitor (bit 1): the voltage is not read, and a
+    // note says why; with neither, the temperature goes too.
+    let mut no_vcc = zr();
+    no_vcc.b(page_offset(1, 159), 0x01).sum(page_offset(1, 130), page_offset(1, 254), page_offset(1, 255));
+    let n = decode(&no_vcc.0).unwrap();
+    assert_eq!((n.temperature_c, n.supply_v), (Some(45.5), None));
+    assert!(n.notes.iter().any(|x| x.contains("byte 159") && x.contains("no supply voltage")), "{:?}", n.notes);
+    no_vcc.b(page_offset(1, 159), 0x00).sum(page_offset(1, 130), page_offset(1, 254), page_offset(1, 255));
+    let n = decode(&no_vcc.0).unwrap();
+    assert_eq!((n.temperature_c, n.supply_v, n.notes.len()), (None, None, 2));
 }
 
 #[test]

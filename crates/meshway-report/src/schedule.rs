@@ -5,14 +5,16 @@ use meshway_sched::run::{JobOutcome, PolicyOutcome};
 use meshway_sched::ScheduleReport;
 use meshway_units::Bytes;
 
-/// A wall-clock span in the unit that reads best ("45s", "12.5min", "3.2h", "1.5d").
+/// A wall-clock span in the unit that reads best ("45s", "12.5min", "3.2h", "1.5d"). The
+/// unit is chosen on the rounded value, so 7,199.8 s reads "2.0h", not "120.0min".
 pub fn dur(s: f64) -> String {
+    let r1 = |x: f64| (x * 10.0).round() / 10.0;
     match s {
         // Below 10 s, milliseconds count: a one-step job of 285 ms is not "0s".
-        x if x > 0.0 && x < 10.0 => format!("{x:.2}s"),
-        x if x < 120.0 => format!("{x:.0}s"),
-        x if x < 7200.0 => format!("{:.1}min", x / 60.0),
-        x if x < 172_800.0 => format!("{:.1}h", x / 3600.0),
+        x if x > 0.0 && (x * 100.0).round() < 1000.0 => format!("{x:.2}s"),
+        x if x.round() < 120.0 => format!("{x:.0}s"),
+        x if r1(x / 60.0) < 120.0 => format!("{:.1}min", x / 60.0),
+        x if r1(x / 3600.0) < 48.0 => format!("{:.1}h", x / 3600.0),
         x => format!("{:.1}d", x / 86_400.0),
     }
 }
@@ -271,6 +273,15 @@ mod tests {
     #[test]
     fn short_durations_keep_milliseconds() {
         let cases = [(0.0, "0s"), (0.2851, "0.29s"), (9.994, "9.99s"), (60.0, "60s"), (150.0, "2.5min")];
+        for (s, want) in cases {
+            assert_eq!(super::dur(s), want);
+        }
+    }
+
+    /// The unit follows the rounded value: no "10.00s", "120s", "120.0min" or "48.0h".
+    #[test]
+    fn a_unit_boundary_reads_in_the_next_unit() {
+        let cases = [(9.996, "10s"), (119.6, "2.0min"), (7199.79, "2.0h"), (172_700.0, "2.0d"), (7100.0, "118.3min")];
         for (s, want) in cases {
             assert_eq!(super::dur(s), want);
         }

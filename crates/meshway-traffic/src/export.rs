@@ -6,7 +6,9 @@
 //!   flow samples (format 1) and expanded flow samples (format 3) with their sampling rate,
 //!   and in them raw packet header records (format 1: header protocol 1 Ethernet, 11 IPv4,
 //!   12 IPv6; frame length; stripped; the header bytes). Each sampled header stands for
-//!   `sampling rate` frames of its frame length. Counter samples are counted and skipped.
+//!   `sampling rate` frames of its frame length. Counter samples are counted and skipped. A
+//!   flow sample whose sampling rate is 0, or a record whose frame length is over 1 MiB or
+//!   shorter than its header, is malformed.
 //! - IPFIX (RFC 7011): message header (version 10), template sets (set id 2) kept per
 //!   exporter, observation domain and template id, data sets decoded with them; fields
 //!   (IANA IPFIX information elements): 1 octetDeltaCount, 2 packetDeltaCount,
@@ -18,6 +20,8 @@
 //!   A data set whose template has not been seen is counted and skipped. IPFIX octet counts
 //!   include the IP and transport headers; a record's payload is estimated as its octets less
 //!   `packets` of those headers (20 + 20 for TCP over IPv4, 20 + 8 for UDP; 40 for IPv6).
+//!   A record is malformed when its octets are over 2^50, outside 20 octets to 1 MiB per
+//!   packet, or above 0 where it counts 0 packets.
 //!
 //! Malformed input stops the decoding of that datagram and is counted, never a panic;
 //! templates and records outside the bounds below are refused and counted as malformed.
@@ -181,7 +185,12 @@ impl Exported {
         } else {
             r.u32()?;
         }
-        let rate = r.u32()?.max(1);
+        // A sampling rate of 0 stands for no frames: the sample is corrupt, not one frame.
+        let rate = r.u32()?;
+        if rate == 0 {
+            self.stats.malformed += 1;
+            return Some(());
+        }
         let (_pool, _drops) = (r.u32()?, r.u32()?);
         if expanded {
             for _ in 0..4 {
@@ -205,8 +214,9 @@ impl Exported {
             let _stripped = h.u32()?;
             let hl = h.u32()? as usize;
             let header = h.bytes(hl)?;
-            // The same bound as a capture's wire lengths: a longer frame is a corrupt record.
-            if frame_len > crate::capture::MAX_WIRE_LEN {
+            // The same bounds as a capture's wire lengths: a frame longer than 1 MiB, or
+            // shorter than the header sampled from it, is a corrupt record.
+            if frame_len > crate::capture::MAX_WIRE_LEN || (frame_len as usize) < hl {
                 self.stats.malformed += 1;
                 continue;
             }
@@ -302,7 +312,7 @@ impl Exported {
 
     fn record(&mut self, d: &mut Rd<'_>, fields: &[(u16, u16)], ts_ns: u64) -> Option<()> {
         let (mut src, mut dst) = (None, None);
-        let (mut proto, mut sport, mut dport, mut bytes, mut packets) = (0u8, 0, 0, None::<u64>, 0u64);
+        let (mut proto, mut sport, mut dport, mut bytes, mut counted) = (0u8, 0, 0, None::<u64>, None::<u64>);
         let (mut start, mut end) = (None::<u64>, None::<u64>);
         for &(ie, flen) in fields {
             let n = if flen == 65535 {
@@ -316,7 +326,7 @@ impl Exported {
             let v = d.bytes(n)?;
             match (ie, n) {
                 (1, _) => bytes = Some(uint(v)),
-                (2, _) => packets = uint(v),
+                (2, _) => counted = Some(uint(v)),
                 (4, 1) => proto = v[0],
                 (7, 2) => sport = uint(v) as u16,
                 (11, 2) => dport = uint(v) as u16,
@@ -334,11 +344,14 @@ impl Exported {
         // Bounded as captured packets are: between 20 octets (an IPv4 header) and 1 MiB (the
         // longest frame) per packet, at most 2^50 octets a record; outside them the record is
         // corrupt and left out.
+        // A record that counts packets and says 0 of them carries no octets either.
+        let packets = counted.unwrap_or(0);
         let octets_ok = match bytes {
             Some(b) => {
                 b <= MAX_RECORD_OCTETS
                     && b <= packets.max(1).saturating_mul(u64::from(crate::capture::MAX_WIRE_LEN))
                     && b >= packets.saturating_mul(MIN_PACKET_OCTETS)
+                    && !(counted == Some(0) && b > 0)
             }
             None => packets <= MAX_RECORD_OCTETS / MIN_PACKET_OCTETS,
         };

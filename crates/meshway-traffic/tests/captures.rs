@@ -845,9 +845,11 @@ fn ipfix_records_with_corrupt_counts_or_times_are_contained() {
     data.extend(rec(3, 199, 10, ms, ms)); // under 20 octets a packet: out
     data.extend(rec(4, 10 * (1 << 20) + 1, 10, ms, ms)); // over 1 MiB a packet: out
     data.extend(rec(5, 10 * (1 << 20), 10, ms, u64::MAX)); // end past 2116: start kept
+    data.extend(rec(6, 1_500, 0, ms, ms)); // octets in no packets: out (it was kept)
+    data.extend(rec(7, 0, 0, ms, ms)); // nothing at all: a record of nothing, kept
     let mut x = Exported::new();
     x.offer(src, 4739, &ipfix_message(&[(2, template(300, &fields)), (300, data)]), 7);
-    assert_eq!((x.stats.malformed, x.stats.ipfix_records), (4, 2));
+    assert_eq!((x.stats.malformed, x.stats.ipfix_records), (5, 3));
     assert_eq!(x.flows.bytes, 10_000_000 + 10 * (1 << 20));
     let mut spans: Vec<(u8, u64, u64)> = x
         .flows
@@ -859,7 +861,31 @@ fn ipfix_records_with_corrupt_counts_or_times_are_contained() {
         })
         .collect();
     spans.sort();
-    assert_eq!(spans, [(1, ms * 1_000_000, 10_000_000_000), (5, ms * 1_000_000, 0)]);
+    assert_eq!(spans, [(1, ms * 1_000_000, 10_000_000_000), (5, ms * 1_000_000, 0), (7, ms * 1_000_000, 0)]);
+    // A template without packetDeltaCount: octets alone are a count, not a corrupt record.
+    let octets_only = [(8, 4), (12, 4), (1, 8)];
+    let mut r = vec![10, 1, 0, 8, 10, 2, 0, 8];
+    r.extend_from_slice(&3_000u64.to_be_bytes());
+    x.offer(src, 4739, &ipfix_message(&[(2, template(301, &octets_only)), (301, r)]), 8);
+    assert_eq!((x.stats.malformed, x.stats.ipfix_records), (5, 4));
+}
+
+/// sFlow samples are held to the bounds captures are: a sampling rate of 0 (it was read as
+/// 1) and a frame length shorter than the header sampled from it are corrupt and counted.
+#[test]
+fn sflow_samples_with_rate_0_or_frames_shorter_than_their_header_are_malformed() {
+    use meshway_traffic::export::Exported;
+    let src: std::net::IpAddr = "192.0.2.10".parse().unwrap();
+    let frame = tcp(T0, A, B, (1, 2), 1, 1, 100, 100).1;
+    assert!(frame.len() > 100);
+    let mut s = Exported::new();
+    s.offer(src, 6343, &sflow(&frame, 1504, 0), 0);
+    assert_eq!((s.stats.malformed, s.flows.bytes), (1, 0), "rate 0");
+    s.offer(src, 6343, &sflow(&frame, 60, 100), 1);
+    assert_eq!((s.stats.malformed, s.flows.bytes), (2, 0), "a 60-byte frame with a longer header");
+    // The frame as long as its header is whole: 100 frames of it.
+    s.offer(src, 6343, &sflow(&frame, frame.len() as u32, 100), 2);
+    assert_eq!((s.stats.malformed, s.flows.bytes), (2, 100 * frame.len() as u64));
 }
 
 /// A segment that starts before the next expected byte is a retransmission even when it runs
