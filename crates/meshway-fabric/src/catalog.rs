@@ -542,6 +542,10 @@ pub struct GpuModel {
     /// per-link figure times the links); collectives run NVLink messages at this rate when
     /// it is below the fabric's `nvlink`. Absent: the fabric's rate.
     pub nvlink_achievable: Option<BitsPerSec>,
+    /// The most GPUs one NVLink domain of this GPU's servers joins (8 on an HGX board, 72 in
+    /// an NVL72 rack, 2 for bridged PCIe cards): serving's tensor parallelism, whose
+    /// all-reduces run over NVLink, spans at most this many. Absent: not checked.
+    pub nvlink_gpus: Option<u32>,
     /// NVLink SHARP (NVLS): the NVSwitch of this GPU's hosts reduces and multicasts; the
     /// value is NCCL's NVLS efficiency factor. Absent: no NVLS.
     pub nvls_efficiency: Option<f64>,
@@ -1031,6 +1035,9 @@ impl Catalog {
             }
             if g.nvlink_achievable.is_some_and(|r| r.0 == 0) {
                 return Err(bad(format!("gpu {:?}", g.name), "nvlink-achievable must be positive"));
+            }
+            if g.nvlink_gpus.is_some_and(|n| !(1..=100_000).contains(&n)) {
+                return Err(bad(format!("gpu {:?}", g.name), "nvlink-gpus must be 1 to 100000 GPUs"));
             }
             if g.memory.is_some_and(|m| m.0 == 0)
                 || g.hbm_bandwidth.is_some_and(|b| b.0 == 0)
@@ -1665,6 +1672,7 @@ mod tests {
             ),
             ("[[switch]]\nname = \"generic-64x400g\"\nbuffer = \"0B\"\n", "buffer must be positive"),
             ("[[gpu]]\nname = \"h100-sxm\"\nnvls-channels = 0\n", "nvls-channels must be 1 to 64"),
+            ("[[gpu]]\nname = \"h100-sxm\"\nnvlink-gpus = 0\n", "nvlink-gpus must be 1 to 100000 GPUs"),
             ("[[nic]]\nname = \"connectx7-400g\"\nports = 0\n", "ports and rate must be positive"),
             ("[[nic]]\nname = \"aws-efa-p4d\"\nprotocols = []\n", "protocols must name at least one [[protocol]]"),
             ("[[nic]]\nname = \"aws-efa-p4d\"\nprotocols = [\"simple\", \"simple\"]\n", "\"simple\" is listed twice"),

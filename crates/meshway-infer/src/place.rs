@@ -10,7 +10,9 @@
 //!    checked by simulation).
 //! 3. Sizing rule: a site gets the fewest servers that keep its peak load (rate x the largest
 //!    daily-profile multiplier) at most `target-utilization` of its full-batch capacity, at
-//!    least one server, and no more than `max-gpus`. A server's capacity comes from the
+//!    least one server where any region's requests go (none where none go: an open site no
+//!    region reaches stays empty), and no more than `max-gpus`. A region that sends nothing
+//!    (a zero rate) loads no site and holds no objective. A server's capacity comes from the
 //!    model: the batch its KV cache holds at mean lengths (shaped models), cut to the largest
 //!    batch whose decode step keeps the strictest TPOT objective of the regions it serves.
 //!    A region whose TPOT objective even a lone request misses is a latency violation.
@@ -279,12 +281,20 @@ pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool, prefill: &[u64]) ->
         let mut tpot: Vec<Option<u64>> = vec![None; ns];
         for (r, reg) in spec.regions.iter().enumerate() {
             let when = failed.map(|f| format!(" when {} fails", spec.sites[f].name)).unwrap_or_default();
+            let idle = reg.concurrency.is_none() && peak_rate(spec, r) <= 0.0;
             let Some((s, handoff)) = assign(spec, r, open, failed) else {
-                violations.push(format!("{}: no open site{when}", reg.name));
+                if !idle {
+                    violations.push(format!("{}: no open site{when}", reg.name));
+                }
                 continue;
             };
             if failed.is_none() {
                 assignment[r] = Some(s);
+            }
+            // A region that sends nothing (a zero rate, or a profile of zeros) loads no site
+            // and holds no objective: it neither sizes a site nor makes a plan fail.
+            if idle {
+                continue;
             }
             let m = &spec.models[reg.model];
             let ow = reg.paths[s].as_ref().map_or(0, |p| p.one_way.0);
@@ -342,7 +352,10 @@ pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool, prefill: &[u64]) ->
                 let busy = pre[s] / (u * m.prefill_capacity())
                     + dec[s] / (u * m.decode_capacity_within(tpot[s]))
                     + both[s] / (u * m.server_capacity_within(tpot[s]));
-                let need = (busy - 1e-9).ceil().max(1.0) as u32;
+                // A site no region's requests reach in this case needs no server: all-edge
+                // bought one at every edge site, reached or not.
+                let loaded = pre[s] + dec[s] + both[s] > 0.0;
+                let need = if loaded { (busy - 1e-9).ceil().max(1.0) as u32 } else { 0 };
                 servers[s] = servers[s].max(need);
             }
         }

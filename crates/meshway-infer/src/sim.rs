@@ -166,8 +166,10 @@ pub struct RegionResult {
     /// The site that produced most of the region's first tokens (the main site unless a
     /// prefill site handed its requests on).
     pub prefill_site: String,
-    /// Round trip to the main site without queueing or compute (None when no request was
-    /// served).
+    /// Round trip, without queueing or compute, to the site that made most of the region's
+    /// first tokens (`prefill_site`): the one its time to first token pays (None when no
+    /// request was served). Under disaggregation that is the prefill site, not the decode
+    /// site the requests end at.
     pub rtt_ns: Option<u64>,
 }
 
@@ -1382,12 +1384,13 @@ fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>, end: u64) -> V
         let total = sim.arrivals[r];
         let (main, cnt) =
             sim.served_by[r].iter().enumerate().max_by_key(|&(s, c)| (*c, Reverse(s))).map_or((0, 0), |(s, c)| (s, *c));
-        let main_ow = reg.paths[main].as_ref().map_or(0, |p| p.one_way.0);
         let (pre, pre_cnt) = sim.prefilled_by[r]
             .iter()
             .enumerate()
             .max_by_key(|&(s, c)| (*c, Reverse(s)))
             .map_or((0, 0), |(s, c)| (s, *c));
+        let first = if pre_cnt > 0 { pre } else { main };
+        let first_ow = reg.paths[first].as_ref().map_or(0, |p| p.one_way.0);
         regions.push(RegionResult {
             name: reg.name.clone(),
             requests: total,
@@ -1412,7 +1415,7 @@ fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>, end: u64) -> V
             main_site: if cnt > 0 { spec.sites[main].name.clone() } else { String::new() },
             prefill_site: if pre_cnt > 0 { spec.sites[pre].name.clone() } else { String::new() },
             main_site_share: if served > 0 { cnt as f64 / served as f64 } else { 0.0 },
-            rtt_ns: (cnt > 0).then_some(2 * main_ow),
+            rtt_ns: (cnt > 0).then_some(2 * first_ow),
         });
     }
     regions

@@ -616,6 +616,22 @@ impl InferSpec {
                 MAX_DURATION_NS as f64 * 1e-9
             ));
         }
+        // `requests = N` sends N requests over N / rate: a run that ends sooner would cut the
+        // benchmark at a seed's luck (56 or 47 of 100), so it is refused.
+        for r in self.regions.iter().filter(|r| r.rate > 0.0) {
+            if let Some(n) = r.requests {
+                let span = n as f64 / r.rate;
+                if span * 1e9 > duration_ns as f64 * (1.0 + 1e-12) {
+                    return Err(format!(
+                        "region {:?} sends requests = {n} at {} per second over {} s, longer than the run's {} s: lengthen the duration to at least that, or lower `requests`",
+                        r.name,
+                        r.rate,
+                        (span * 1e6).ceil() / 1e6,
+                        (duration_ns as f64 * 1e-3).round() / 1e6,
+                    ));
+                }
+            }
+        }
         let n = self.expected_requests(duration_ns);
         if n > MAX_REQUESTS {
             return Err(format!(
@@ -807,6 +823,17 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
                 mem.0 as f64 / 1_048_576.0,
                 reserve / 1e9,
                 room.max(0.0) / 1e9
+            ),
+        ));
+    }
+    // Tensor parallelism's all-reduces are modelled over NVLink: a server wider than the
+    // GPU's NVLink domain would cross the network at NVLink's rate (TP 64 on H100 read 6.6 ms
+    // per token against TP 8's 9.3).
+    if let Some(d) = gpu.nvlink_gpus.filter(|&d| gps > d) {
+        return Err(ctx.invalid(
+            "gpus-per-server",
+            format!(
+                "tensor parallelism runs its all-reduces over NVLink, and gpu {gn:?} joins at most {d} GPUs by NVLink (catalog `nvlink-gpus`); got {gps}: use at most {d} GPUs per server (and more servers), or a GPU of a larger NVLink domain"
             ),
         ));
     }

@@ -14,8 +14,9 @@
 //!
 //! Each region goes to its nearest open site. Open sets and costs:
 //! {C}: A misses. {E}: B misses. {E2}: 34 req/s -> 9 servers x $1.8 = $16.2.
-//! {C,E}: A->E 5 servers ($10), B->C 4 servers ($4): $14.0. {C,E2}: all to E2 (9) + C idle (1):
-//! $17.2. {E,E2}: A->E 5 ($10), B->E2 4 ($7.2): $17.2. {C,E,E2}: $10 + $7.2 + $1 = $18.2.
+//! {C,E}: A->E 5 servers ($10), B->C 4 servers ($4): $14.0. {C,E2}: all to E2 (9), C idle (no
+//! server: no region goes there): $16.2. {E,E2}: A->E 5 ($10), B->E2 4 ($7.2): $17.2.
+//! {C,E,E2}: $10 + $7.2 = $17.2, C idle.
 //! Optimum: {C: 4, E: 5}, $14.0 per hour.
 //!
 //! With N+1 (any one open site may fail): {C,E} fails (E down: A -> C misses), {C,E2} too,
@@ -136,6 +137,29 @@ fn placement_report_compares_and_checks_failures() {
     let down = rep.failures.iter().find(|f| f.failure == "site E2").expect("site E2 checked");
     assert!(!down.holds && down.unserved > 0);
     assert!(!rep.n_plus_1_holds);
+}
+
+/// A region that sends nothing, with an objective no site could meet, and a cheap site no
+/// region reaches change nothing: the optimum stays {C: 4, E: 5}, and the all-edge plan buys
+/// no server at the unreached site. (The idle region's objective made every subset fail,
+/// and the unreached edge site got a server in all-edge.)
+#[test]
+fn idle_regions_and_unreached_sites_size_nothing() {
+    let text = format!(
+        "{CASE}\n[[region]]\nname = \"Z\"\nrate = 0\nlast-mile = \"0ms\"\nttft-p99 = \"1ms\"\n\
+         fiber = {{ C = \"0km\" }}\nhops = {{ C = 500 }}\n\
+         [[site]]\nname = \"X\"\ntier = \"edge\"\nmax-gpus = 100\ngpu-hour-usd = 0.1\n"
+    );
+    let cat = Catalog::with_overlay("[inference]\nwan-fixed = \"0ns\"\n", "no-wan-fixed.toml").unwrap();
+    let spec = spec_from_text(&text, "case.toml", &cat).unwrap();
+    let (best, _) = optimize(&spec, false);
+    assert_eq!(best.expect("feasible").servers, vec![4, 5, 0, 0]);
+    let opt =
+        PlaceOptions { n_plus_1: false, duration_ns: 60_000_000_000, seed: 1, repair_rounds: 0, failure_check: false };
+    let rep = place(&spec, &opt);
+    assert_eq!(rep.plans[1].name, "all-edge");
+    assert_eq!(rep.plans[1].sized_gpus, vec![0, 5, 4, 0]);
+    assert!(rep.plans[1].violations.is_empty(), "{:?}", rep.plans[1].violations);
 }
 
 /// A closed loop is sized for the most its users can send: users / (round trip + a lone

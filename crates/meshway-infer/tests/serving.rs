@@ -52,17 +52,22 @@ fn kv_cache_arithmetic() {
     let room: f64 = (8.0 * (81_559.0 * 1_048_576.0 - 2e9) - 70.6e9) * 0.9;
     assert_eq!(s.kv_capacity_tokens, (room / 163_840.0).floor() as u64);
 
-    // The 8B's 8 KV heads over 16 GPUs: each GPU keeps a copy of the one it attends with, so
-    // a token holds twice its bytes in the server (a KV transfer still moves them once).
+    // The 8B's 8 KV heads over 16 GPUs (of an NVL72 rack's NVLink domain): each GPU keeps a
+    // copy of the one it attends with, so a token holds twice its bytes in the server (a KV
+    // transfer still moves them once).
     let m16 = format!(
         "{}\nprompt-tokens = 1000\noutput-tokens = 11",
-        EIGHT_B.replace("gpus-per-server = 1", "gpus-per-server = 16")
+        EIGHT_B.replace("gpus-per-server = 1", "gpus-per-server = 16").replace("h100-sxm", "gb200")
     );
     let tp16 = scenario(&m16, "concurrency = 1", "1ns").replace("gpus = 1", "gpus = 16");
     let s = shape(&tp16);
     assert_eq!((s.kv_bytes_per_token, s.kv_replication), (131_072.0, 2.0));
-    let room: f64 = (16.0 * (81_559.0 * 1_048_576.0 - 2e9) - 8.03e9 * 2.0) * 0.9;
+    let room: f64 = (16.0 * (186e9 - 2e9) - 8.03e9 * 2.0) * 0.9;
     assert_eq!(s.kv_capacity_tokens, (room / (2.0 * 131_072.0)).floor() as u64);
+    // An H100 server's NVLink joins 8 GPUs: tensor parallelism over 16 would cross the
+    // network, which the model does not cost, so it is refused.
+    let e = spec_from_text(&tp16.replace("gb200", "h100-sxm"), "t.toml", &Catalog::builtin()).unwrap_err().to_string();
+    assert!(e.contains("gpus-per-server") && e.contains("joins at most 8 GPUs by NVLink"), "{e}");
     // Tensor parallelism splits the 32 attention heads evenly: 1,024 or 6 GPUs cannot.
     for gps in [1024, 6] {
         let m = format!(
@@ -347,8 +352,8 @@ fn closed_loop_concurrency() {
 }
 
 /// `requests = N` with a rate sends exactly N requests, at Poisson times over N / rate (a
-/// Poisson process given its count), unless the duration cuts them off first; it is refused
-/// where it has no meaning.
+/// Poisson process given its count); a duration shorter than that, and a count where it has
+/// no meaning, are refused.
 #[test]
 fn request_count_sends_exactly_that_many() {
     let m = format!("{EIGHT_B}\nprompt-tokens = 200\noutput-tokens = 20");
@@ -364,9 +369,12 @@ fn request_count_sends_exactly_that_many() {
     let slow = run("rate = 10\nrequests = 100", "60s");
     assert_eq!(slow.regions[0].requests, 100);
     assert!(slow.end_ns > 8_000_000_000 && slow.end_ns < 10_500_000_000, "ended at {} ns", slow.end_ns);
-    // A shorter duration cuts the arrivals off.
-    let cut = run("rate = 20\nrequests = 100", "2s").regions[0].requests;
-    assert!(cut > 20 && cut < 60, "{cut} requests in 2 s");
+    // A duration shorter than N / rate is refused: it cut the arrivals off at a seed's luck
+    // (56 or 47 of 100), neither N nor rate x duration.
+    let spec = spec_from_text(&scenario(&m, "rate = 20\nrequests = 100", "2s"), "t.toml", &Catalog::builtin()).unwrap();
+    let e = spec.check_run_size(spec.duration.0).unwrap_err();
+    assert!(e.contains("requests = 100 at 20 per second over 5 s, longer than the run's 2 s"), "{e}");
+    assert!(spec.check_run_size(5_000_000_000).is_ok());
     let bad = |region: &str| {
         spec_from_text(&scenario(&m, region, "1s"), "bad.toml", &Catalog::builtin()).unwrap_err().to_string()
     };
@@ -464,6 +472,15 @@ fn disaggregated_transfer_closed_form() {
     // Each site counts the requests it worked on.
     assert_eq!(rep.sites[0].requests, r.requests);
     assert_eq!(rep.sites[1].requests, r.requests);
+    // The round trip shown is the prefill site's, which the TTFT pays: with the decode site
+    // 2,000 km further from the user it stays the same (it was the decode site's).
+    let far = text.replace("D = \"0km\" }", "D = \"2000km\" }");
+    let spec = spec_from_text(&far, "t.toml", &Catalog::builtin()).unwrap();
+    let f = &simulate(&spec, &Run::new(&spec)).regions[0];
+    assert_eq!((f.prefill_site.as_str(), f.main_site.as_str()), ("P", "D"));
+    assert_eq!(f.rtt_ns, r.rtt_ns);
+    assert_eq!(f.ttft.p50_ns, r.ttft.p50_ns);
+    assert_eq!(spec.regions[0].paths[0].as_ref().map(|p| 2 * p.one_way.0), f.rtt_ns);
 }
 
 /// A prefix cache saves prefill, but the decode site holds the whole prompt's KV cache: a

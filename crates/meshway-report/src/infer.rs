@@ -40,6 +40,13 @@ pub fn infer_text(r: &InferReport) -> String {
         } else {
             x.main_site.clone()
         };
+        // Disaggregated: the site that made the first tokens (whose round trip `rtt` is), then
+        // the one that decoded.
+        let site = if !x.prefill_site.is_empty() && x.prefill_site != x.main_site && !x.main_site.is_empty() {
+            format!("{} > {site}", x.prefill_site)
+        } else {
+            site
+        };
         // A region none of whose requests completed has no latencies to show.
         let none = x.served == 0;
         let ms = |ns: u64| if none { "-".to_string() } else { ms1(ns) };
