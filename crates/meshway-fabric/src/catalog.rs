@@ -1077,6 +1077,19 @@ impl Catalog {
                     "layers, hidden, heads, kv-heads, head-dim and params must be positive, active-params at most params",
                 ));
             }
+            // Grouped-query attention shares each KV head among a whole number of query heads.
+            if !m.heads.is_multiple_of(m.kv_heads) {
+                return Err(bad(
+                    format!("llm {:?}", m.name),
+                    &format!(
+                        "kv-heads must divide heads (grouped-query attention), got {} KV heads for {} heads",
+                        m.kv_heads, m.heads
+                    ),
+                ));
+            }
+            if m.context == Some(0) {
+                return Err(bad(format!("llm {:?}", m.name), "context must be positive (tokens), or absent"));
+            }
         }
         if let Some(pk) = &self.packet {
             provenance("packet", "", &pk.source, &pk.assumption)?;
@@ -1206,6 +1219,14 @@ impl Catalog {
             provenance("inference", "", &i.source, &i.assumption)?;
             if !(i.route_factor >= 1.0 && i.route_factor.is_finite()) {
                 return Err(bad("inference".into(), "route-factor must be at least 1"));
+            }
+            // Checked here, so the error names the catalog file that set it (it named the
+            // scenario).
+            if !(i.target_utilization > 0.0 && i.target_utilization <= 1.0) {
+                return Err(bad(
+                    "inference".into(),
+                    &format!("target-utilization must be in (0, 1], got {}", i.target_utilization),
+                ));
             }
             // A path's parts, bounded by what no real path takes (an assumption), so a
             // path's latency stays far inside the clock.
@@ -1673,6 +1694,15 @@ mod tests {
             ("[[switch]]\nname = \"generic-64x400g\"\nbuffer = \"0B\"\n", "buffer must be positive"),
             ("[[gpu]]\nname = \"h100-sxm\"\nnvls-channels = 0\n", "nvls-channels must be 1 to 64"),
             ("[[gpu]]\nname = \"h100-sxm\"\nnvlink-gpus = 0\n", "nvlink-gpus must be 1 to 100000 GPUs"),
+            (
+                "[[llm]]\nname = \"llama-3.1-8b\"\nkv-heads = 128\n",
+                "kv-heads must divide heads (grouped-query attention), got 128 KV heads for 32 heads",
+            ),
+            ("[[llm]]\nname = \"llama-3.1-8b\"\ncontext = 0\n", "context must be positive"),
+            (
+                "[inference]\ntarget-utilization = 0\n",
+                "mine.toml:1: catalog entry inference: target-utilization must be in (0, 1], got 0",
+            ),
             ("[[nic]]\nname = \"connectx7-400g\"\nports = 0\n", "ports and rate must be positive"),
             ("[[nic]]\nname = \"aws-efa-p4d\"\nprotocols = []\n", "protocols must name at least one [[protocol]]"),
             ("[[nic]]\nname = \"aws-efa-p4d\"\nprotocols = [\"simple\", \"simple\"]\n", "\"simple\" is listed twice"),

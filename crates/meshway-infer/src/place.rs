@@ -219,6 +219,9 @@ pub struct PlacementReport {
     /// The optimized plan under each single failure.
     pub failures: Vec<FailureCheck>,
     pub n_plus_1_holds: bool,
+    /// Without `--n-plus-1`, when a failure misses: whether any subset passes the sizing rules
+    /// with N+1 (so `--n-plus-1` has a plan to offer). None otherwise.
+    pub n_plus_1_sizable: Option<bool>,
 }
 
 fn gps(spec: &InferSpec, s: usize) -> u32 {
@@ -689,6 +692,10 @@ pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
         plans.push(p);
     }
     let n_plus_1_holds = !failures.is_empty() && failures.iter().all(|f| f.holds);
+    // Advice to size for N+1 is only given where N+1 sizing has a plan (on the edge-vs-central
+    // example no subset passes it, and following the advice gave none).
+    let n_plus_1_sizable =
+        (!opt.n_plus_1 && failures.iter().any(|f| !f.holds)).then(|| !self::ranked(spec, true).0.is_empty());
     PlacementReport {
         scenario: spec.name.clone(),
         policy: spec.policy,
@@ -717,5 +724,6 @@ pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
         plans,
         failures,
         n_plus_1_holds,
+        n_plus_1_sizable,
     }
 }

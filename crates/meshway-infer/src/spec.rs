@@ -1110,11 +1110,14 @@ fn validate_site(
     let model = find_model(ctx, models, &s.model)?;
     let gps = models[model].gpus_per_server;
     let gpus = s.gpus.or(s.fabric.as_ref().and_then(|f| f.gpus)).unwrap_or(0);
-    if !gpus.is_multiple_of(gps) {
-        return Err(ctx.invalid(
-            "gpus",
-            format!("{gpus} GPUs is not a whole number of {gps}-GPU servers of model {:?}", models[model].name),
-        ));
+    // `max-gpus` too: 12 with 8-GPU servers was taken as one server.
+    for (key, n) in [("gpus", Some(gpus)), ("max-gpus", s.max_gpus)] {
+        if let Some(n) = n.filter(|n| !n.is_multiple_of(gps)) {
+            return Err(ctx.invalid(
+                key,
+                format!("{n} GPUs is not a whole number of {gps}-GPU servers of model {:?}", models[model].name),
+            ));
+        }
     }
     // At most 2^20 GPUs a site (an assumption, several times the largest clusters built):
     // the simulator holds a record per server (4,294,967,295 GPUs asked for 756 GB).
@@ -1546,6 +1549,12 @@ fn validate_dcis(
                 }
             }
         }
+        if d.distance.0 > MAX_PATH_MM {
+            return Err(ctx.invalid(
+                "distance",
+                format!("expected at most 50000km (past any path on Earth), got {}", d.distance),
+            ));
+        }
         let capacity_bps = match d.capacity {
             Some(c) if c.0 > 0 => c.0 as f64,
             Some(_) => return Err(ctx.invalid("capacity", "expected a positive rate such as \"400Gbps\"")),
@@ -1564,6 +1573,20 @@ fn validate_dcis(
                         )
                     })?,
                 };
+                // A named optic must reach the span, as on a multi-site fabric (a 400ZR over
+                // 5,000 km was taken at its full rate); a routed path (`capacity`) is not an
+                // optic's span.
+                let o = &cat.optic[optic as usize];
+                if d.distance > o.reach {
+                    let hint = match cat.choose_coherent(d.distance) {
+                        Some(i) => format!("choose an optic that reaches it, such as {}", cat.optic[i as usize].name),
+                        None => "no coherent optic in the catalog reaches it: give `capacity` for a routed path".into(),
+                    };
+                    return Err(ctx.invalid(
+                        "distance",
+                        format!("{} exceeds the {} reach of {}; {hint}", d.distance, o.name, o.reach),
+                    ));
+                }
                 let w = d.wavelengths.unwrap_or(1);
                 if w == 0 || w > 4096 {
                     return Err(ctx.invalid("wavelengths", format!("expected 1 to 4096, got {w}")));

@@ -45,6 +45,10 @@ fn invalid_inference_scenarios() {
         "bad.toml:11: `site[1].gpus`: 12 GPUs is not a whole number of 8-GPU servers of model \"m\""
     );
     assert_eq!(
+        err(&GOOD.replace("gpus = 16", "gpus = 16\nmax-gpus = 20")),
+        "bad.toml:12: `site[1].max-gpus`: 20 GPUs is not a whole number of 8-GPU servers of model \"m\""
+    );
+    assert_eq!(
         err(&GOOD.replace("max-batch = 8", "max-batch = 0")),
         "bad.toml:5: `model[1].max-batch`: expected 1 to 4096, got 0"
     );

@@ -137,6 +137,8 @@ fn placement_report_compares_and_checks_failures() {
     let down = rep.failures.iter().find(|f| f.failure == "site E2").expect("site E2 checked");
     assert!(!down.holds && down.unserved > 0);
     assert!(!rep.n_plus_1_holds);
+    // {C: 4, E: 5, E2: 9} passes N+1 sizing: the advice to size for it has a plan behind it.
+    assert_eq!(rep.n_plus_1_sizable, Some(true));
 }
 
 /// A region that sends nothing, with an objective no site could meet, and a cheap site no
@@ -160,6 +162,22 @@ fn idle_regions_and_unreached_sites_size_nothing() {
     assert_eq!(rep.plans[1].name, "all-edge");
     assert_eq!(rep.plans[1].sized_gpus, vec![0, 5, 4, 0]);
     assert!(rep.plans[1].violations.is_empty(), "{:?}", rep.plans[1].violations);
+}
+
+/// Without E2, losing E sends A to C, too far: no subset passes N+1 sizing, so the report
+/// does not advise `--n-plus-1` (following that advice gave no plan).
+#[test]
+fn n_plus_1_is_advised_only_where_it_has_a_plan() {
+    let text =
+        CASE.replace("name = \"E2\"\ntier = \"edge\"\nmax-gpus = 100", "name = \"E2\"\ntier = \"edge\"\nmax-gpus = 0");
+    let cat = Catalog::with_overlay("[inference]\nwan-fixed = \"0ns\"\n", "no-wan-fixed.toml").unwrap();
+    let spec = spec_from_text(&text, "case.toml", &cat).unwrap();
+    assert!(optimize(&spec, true).0.is_none());
+    let opt =
+        PlaceOptions { n_plus_1: false, duration_ns: 60_000_000_000, seed: 1, repair_rounds: 2, failure_check: true };
+    let rep = place(&spec, &opt);
+    assert!(rep.failures.iter().any(|f| !f.holds));
+    assert_eq!(rep.n_plus_1_sizable, Some(false));
 }
 
 /// A closed loop is sized for the most its users can send: users / (round trip + a lone

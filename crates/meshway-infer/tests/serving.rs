@@ -587,6 +587,17 @@ fn bad_disaggregation() {
             "{e}"
         );
     }
+    // A named optic must reach its span (400ZR at 1,000 km was taken at 400 Gb/s), and no
+    // link is longer than any path on Earth (10^12 km was taken).
+    let e = bad(&disaggregated("optic = \"400zr\"\nwavelengths = 1"));
+    assert!(e.contains("`dci[1].distance`: 1000km exceeds the 400g-zr reach of 120km; choose an optic that reaches it, such as 400g-zr-plus"), "{e}");
+    let e = bad(
+        &disaggregated("capacity = \"100Gbps\"").replace("distance = \"1000km\"", "distance = \"1000000000000km\"")
+    );
+    assert!(e.contains("`dci[1].distance`: expected at most 50000km"), "{e}");
+    // With neither a rate nor an optic, one wavelength of the cheapest optic that reaches.
+    let spec = spec_from_text(&disaggregated(""), "t.toml", &Catalog::builtin()).unwrap();
+    assert_eq!(spec.dcis[0].capacity_bps, 400e9);
     // A second link between the same pair was accepted and never used.
     let twice = disaggregated(
         "capacity = \"100Gbps\"\n[[dci]]\na = \"D\"\nb = \"P\"\ndistance = \"10km\"\ncapacity = \"1Mbps\"",

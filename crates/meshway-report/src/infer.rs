@@ -331,7 +331,11 @@ pub fn place_text(r: &PlacementReport) -> String {
                 }
             } else {
                 let n = r.failures.iter().filter(|f| !f.holds).count();
-                format!("{n} of {} single failures miss an objective (try meshway place --n-plus-1)", r.failures.len())
+                let advice = match r.n_plus_1_sizable {
+                    Some(false) => " (no placement passes the sizing rules with --n-plus-1: some region has no second site within its objective, or a site would need more than max-gpus)",
+                    _ => " (try meshway place --n-plus-1)",
+                };
+                format!("{n} of {} single failures miss an objective{advice}", r.failures.len())
             }
         ));
     }

@@ -40,7 +40,7 @@ output.";
 
 pub const PLACE_HELP: &str = "Examples:
   meshway place examples/inference-edge-vs-central.toml
-  meshway place examples/inference-edge-vs-central.toml --n-plus-1 --json
+  meshway place examples/inference-global.toml --n-plus-1 --json
 
 Chooses how many GPUs go to each candidate site (one whose max-gpus holds at
 least one server) so every region meets its p99 time-to-first-token (and
