@@ -112,7 +112,11 @@ pub struct WanGateway {
     pub continent: crate::infer_config::Continent,
     /// Latitude and longitude in degrees.
     pub location: [f64; 2],
-    pub source: String,
+    /// Where its place comes from; or `assumption` (as every catalog entry may).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assumption: Option<String>,
 }
 
 /// `[[inference.wan-cable]]`: a long-haul link between gateways of two continents; its
@@ -123,7 +127,10 @@ pub struct WanCable {
     pub name: String,
     /// The two gateways' names.
     pub between: [String; 2],
-    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assumption: Option<String>,
 }
 
 /// A place on the wide-area model: where it is and, when known, its continent.
@@ -1276,9 +1283,7 @@ impl Catalog {
                         &format!("location must be [latitude, longitude] in degrees (-90..90, -180..180), got [{lat}, {lon}]"),
                     ));
                 }
-                if g.source.trim().is_empty() {
-                    return Err(bad(entry(), "needs a `source`"));
-                }
+                provenance("inference.wan-gateway", &g.name, &g.source, &g.assumption)?;
             }
             for (k, c) in i.wan_cables.iter().enumerate() {
                 let entry = || format!("inference.wan-cable[{}] {:?}", k + 1, c.name);
@@ -1296,8 +1301,10 @@ impl Catalog {
                 if x.continent == y.continent {
                     return Err(bad(entry(), "joins two gateways of one continent (paths within one need no cable)"));
                 }
-                if c.source.trim().is_empty() {
-                    return Err(bad(entry(), "needs a `source`"));
+                if c.source.as_deref().unwrap_or("").trim().is_empty()
+                    && c.assumption.as_deref().unwrap_or("").trim().is_empty()
+                {
+                    return Err(bad(entry(), "needs a `source` or an `assumption`"));
                 }
             }
         }
@@ -1852,6 +1859,17 @@ mod overlay_tests {
             "[[inference.wan-gateway]]\nname = \"g\"\ncontinent = \"europe\"\nlocation = [95.0, 0.0]\nsource = \"s\"\n",
         );
         assert!(e.contains("wan-gateway[1]") && e.contains("latitude"), "{e}");
+        // An `assumption` stands for a source, as on every catalog entry (it was refused as
+        // an unknown field); neither is refused.
+        let j = Catalog::with_overlay(
+            "[[inference.wan-cable]]\nname = \"MAREA\"\nbetween = [\"virginia-beach\", \"bilbao\"]\nassumption = \"a\"\n",
+            "mine.toml",
+        );
+        assert!(j.is_ok(), "{:?}", j.err());
+        let e = refused("[[inference.wan-cable]]\nname = \"MAREA\"\nbetween = [\"virginia-beach\", \"bilbao\"]\n");
+        assert!(e.contains("needs a `source` or an `assumption`"), "{e}");
+        let e = refused("[[inference.wan-gateway]]\nname = \"g\"\ncontinent = \"europe\"\nlocation = [45.0, 0.0]\n");
+        assert!(e.contains("needs a `source` or an `assumption`"), "{e}");
     }
 
     /// The error a `mine.toml` overlay is refused with.

@@ -168,6 +168,18 @@ pub enum Continent {
 }
 
 impl Continent {
+    /// The name a scenario spells it with (`north-america`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Continent::NorthAmerica => "north-america",
+            Continent::SouthAmerica => "south-america",
+            Continent::Europe => "europe",
+            Continent::AsiaPacific => "asia-pacific",
+            Continent::MiddleEast => "middle-east",
+            Continent::Africa => "africa",
+        }
+    }
+
     /// The short code validation tables use (NA, SA, EU, APAC, ME, AF).
     pub fn code(self) -> &'static str {
         match self {

@@ -1169,17 +1169,52 @@ fn validate_site(
         model,
         role: s.role.unwrap_or(SiteRole::Both),
         continent: s.continent,
-        location: checked_location(s.location, s.continent, ctx)?,
+        location: checked_location(s.location, s.continent, ctx, &d.wan_gateways)?,
     })
 }
 
 /// A `location` as given, or why it is not one. It needs a `continent` beside it: paths are
 /// routed over the cable landings of their ends' continents.
+/// A location farther than this from every cable landing of its stated continent, and nearer
+/// one of another continent's, is taken for a wrong `continent` (an assumption: 5,000 km
+/// keeps border places such as Bogota, 3,600 km from South America's landings and nearer
+/// North America's, and still catches Paris labelled asia-pacific, 7,000 km from Mumbai).
+const CONTINENT_MISMATCH_KM: f64 = 5_000.0;
+
 fn checked_location(
     l: Option<[f64; 2]>,
     continent: Option<Continent>,
     ctx: &Ctx,
+    gateways: &[meshway_fabric::catalog::WanGateway],
 ) -> Result<Option<[f64; 2]>, FabricError> {
+    // A location on another continent than its label routes over the label's cable landings:
+    // Paris labelled asia-pacific reached Dublin in 249 ms instead of 24.
+    if let (Some([lat, lon]), Some(c)) = (l, continent) {
+        if on_globe(lat, lon) {
+            let km = |g: &&meshway_fabric::catalog::WanGateway| {
+                meshway_fabric::catalog::great_circle_km(lat, lon, g.location[0], g.location[1])
+            };
+            let nearest = gateways.iter().min_by(|a, b| km(a).total_cmp(&km(b)));
+            let own = gateways.iter().filter(|g| g.continent == c).min_by(|a, b| km(a).total_cmp(&km(b)));
+            if let (Some(n), Some(o)) = (nearest, own) {
+                if n.continent != c && km(&o) > CONTINENT_MISMATCH_KM {
+                    return Err(ctx.invalid(
+                        "continent",
+                        format!(
+                            "{} does not fit location [{lat}, {lon}]: its nearest cable landing ({}) is {:.0} km away, while {} ({}) is {:.0} km away: is the continent {}?",
+                            c.name(),
+                            o.name,
+                            km(&o),
+                            n.name,
+                            n.continent.name(),
+                            km(&n),
+                            n.continent.name()
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     if l.is_some() && continent.is_none() {
         return Err(ctx.invalid(
             "continent",
@@ -1235,7 +1270,7 @@ fn region_paths(
     per_km: Nanos,
     last_mile: Nanos,
 ) -> Result<Vec<Option<Path>>, FabricError> {
-    checked_location(r.location, r.continent, ctx)?;
+    checked_location(r.location, r.continent, ctx, &d.wan_gateways)?;
     let site_names: Vec<&str> = sites.iter().map(|s| s.name.as_str()).collect();
     for (key, names) in [
         ("distance", r.distance.keys().collect::<Vec<_>>()),

@@ -130,6 +130,20 @@ fn locations_route_the_path() {
     assert!(e.contains("region[1].continent") && e.contains("needs a `continent`"), "{e}");
     let e = refused("distance = { s = \"1km\" }", "location = [50.11, 8.68]");
     assert!(e.contains("continent") && e.contains("needs a `continent`"), "{e}");
+    // A continent that does not fit the location (Paris labelled asia-pacific routed over
+    // Mumbai: 249 ms to Dublin instead of 24) is refused, with the continent that fits.
+    let e =
+        refused("continent = \"asia-pacific\"\nlocation = [48.85, 2.35]", &format!("{eu}location = [53.35, -6.26]"));
+    assert!(e.contains("region[1].continent") && e.contains("asia-pacific does not fit location [48.85, 2.35]"), "{e}");
+    assert!(e.contains("is the continent europe?"), "{e}");
+    // A border place is not refused: Bogota as south-america is 3,600 km from its continent's
+    // landings and nearer North America's.
+    let (fiber, _) = path(
+        "continent = \"south-america\"\nlocation = [4.71, -74.07]",
+        "continent = \"south-america\"\nlocation = [-23.55, -46.63]",
+    )
+    .unwrap();
+    assert!(fiber > 0);
 }
 
 /// With continents on both ends, the path takes the catalog's route for that pair: Europe
