@@ -75,11 +75,13 @@ pub fn infer_text(r: &InferReport) -> String {
             } else {
                 format!("no {}", pct(x.attainment))
             },
-            ms(x.tpot.p50_ns),
-            ms(x.tpot.p99_ns),
+            // One output token has no time per output token: "-" as in JSON (null), not 0.0ms.
+            if x.tpot.samples == 0 { "-".into() } else { ms(x.tpot.p50_ns) },
+            if x.tpot.samples == 0 { "-".into() } else { ms(x.tpot.p99_ns) },
             s2(x.e2e.p50_ns),
             s2(x.e2e.p99_ns),
-            format!("{:.0}", x.tokens_per_s),
+            // Below 10 tokens/s the tenths count (a region of 0.1 tokens/s read 0).
+            if x.tokens_per_s < 10.0 { format!("{:.1}", x.tokens_per_s) } else { format!("{:.0}", x.tokens_per_s) },
         ]);
     }
     o.push_str(&t.render());

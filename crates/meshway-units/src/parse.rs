@@ -68,7 +68,33 @@ fn split_number(s: &str) -> Option<(u128, u32, &str, bool)> {
     if !seen_digit {
         return None;
     }
-    Some((mantissa, frac_digits, s[end..].trim(), overflow))
+    // Scientific notation: "1e3s", "2.5E-3s" ("1EB" stays exabytes: an exponent needs a
+    // digit after the e and its sign). "1e308s" read as an unknown unit "e308s".
+    let rest = &s[end..];
+    if let Some(exp) = rest.strip_prefix(['e', 'E']) {
+        let (neg, digits) = match exp.strip_prefix('-') {
+            Some(d) => (true, d),
+            None => (false, exp.strip_prefix('+').unwrap_or(exp)),
+        };
+        let n = digits.bytes().take_while(u8::is_ascii_digit).count();
+        if n > 0 {
+            let after = &digits[n..];
+            let e: u32 = digits[..n].parse().unwrap_or(u32::MAX).min(10_000);
+            if neg {
+                frac_digits = frac_digits.saturating_add(e);
+            } else if e <= frac_digits {
+                frac_digits -= e;
+            } else {
+                match 10u128.checked_pow(e - frac_digits).and_then(|f| mantissa.checked_mul(f)) {
+                    Some(m) => mantissa = m,
+                    None => overflow = mantissa != 0,
+                }
+                frac_digits = 0;
+            }
+            return Some((mantissa, frac_digits, after.trim(), overflow));
+        }
+    }
+    Some((mantissa, frac_digits, rest.trim(), overflow))
 }
 
 /// Parses `input` as a quantity of `kind`, returning base units.
@@ -111,8 +137,16 @@ pub(crate) fn parse(input: &str, kind: &Kind) -> Result<u64, UnitError> {
         }
     };
     let too_big = || UnitError::Overflow { what: kind.what, input: input.to_string() };
-    if overflow || frac_digits > 30 {
+    if overflow {
         return Err(too_big());
+    }
+    if frac_digits > 38 {
+        // Past what 10^n holds in 128 bits: 0, or a fraction of the base unit.
+        return if mantissa == 0 {
+            Ok(0)
+        } else {
+            Err(UnitError::Fraction { what: kind.what, input: input.to_string(), base: kind.base })
+        };
     }
     let scaled = mantissa.checked_mul(factor).ok_or_else(too_big)?;
     let div = 10u128.pow(frac_digits);

@@ -497,6 +497,19 @@ mod tests {
         // 0.1 mm).
         assert!("1Mm".parse::<Meters>().unwrap_err().to_string().contains("unit \"Mm\""));
         assert!("1Ms".parse::<Nanos>().is_err());
+        // Scientific notation ("1e308s" read as an unknown unit "e308s").
+        assert_eq!("1e3s".parse::<Nanos>().unwrap(), Nanos(1_000_000_000_000));
+        assert_eq!("2.5E-3s".parse::<Nanos>().unwrap(), Nanos(2_500_000));
+        assert_eq!("4e+2Gbps".parse::<BitsPerSec>().unwrap(), BitsPerSec(400_000_000_000));
+        assert_eq!("1.25e1km".parse::<Meters>().unwrap(), Meters(12_500_000));
+        assert_eq!(
+            "1e308s".parse::<Nanos>().unwrap_err().to_string(),
+            "invalid duration \"1e308s\": value is too large"
+        );
+        assert!("1e-40s".parse::<Nanos>().unwrap_err().to_string().contains("not a whole number"));
+        assert_eq!("0e-40s".parse::<Nanos>().unwrap(), Nanos(0));
+        // "1EB" is not an exponent (no digit follows the E): an unknown unit, named as such.
+        assert!("1EB".parse::<Bytes>().unwrap_err().to_string().contains("unknown unit \"EB\""));
         assert_eq!("3:1".parse::<Ratio>().unwrap().as_f64(), 3.0);
         assert_eq!("1.5:1".parse::<Ratio>().unwrap().as_f64(), 1.5);
     }

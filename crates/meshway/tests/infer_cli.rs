@@ -221,6 +221,33 @@ fn a_region_without_requests_shows_no_latencies() {
     assert!(page.contains("quiet") && !page.contains("quiet (objective"), "the TTFT chart draws the idle region");
 }
 
+/// A request of one output token has no time per output token: the table shows "-" as the
+/// JSON's null (it showed 0.0ms), and a slow region's tokens/s keeps its tenths (0.1 read 0).
+#[test]
+fn one_output_token_has_no_tpot() {
+    let dir = tempdir("infer-out1");
+    let f = dir.join("s.toml");
+    std::fs::write(
+        &f,
+        "name = \"one\"\n[inference]\nduration = \"10s\"\n[[model]]\nname = \"m\"\nllm = \"llama-3.1-8b\"\n\
+         gpu = \"h100-sxm\"\ngpus-per-server = 1\nprompt-tokens = 100\noutput-tokens = 1\nlength-dist = \"fixed\"\n\
+         [[site]]\nname = \"s\"\ngpus = 1\n[[region]]\nname = \"r\"\nrate = 0.1\nrequests = 1\ndistance = { s = \"10km\" }\n",
+    )
+    .unwrap();
+    let o = meshway(&["infer", f.to_str().unwrap()]);
+    let j = meshway(&["infer", f.to_str().unwrap(), "--json"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = stdout(&o).lines().find(|l| l.starts_with("r ")).unwrap_or_default().to_string();
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    // region site rtt ttft-p50 p90 p99 objective met tpot-p50 p99 e2e-p50 p99 tokens/s
+    assert_eq!(cols.len(), 13, "{line}");
+    assert_eq!((cols[8], cols[9], cols[12]), ("-", "-", "0.1"), "{line}");
+    let doc: serde_json::Value = serde_json::from_slice(&j.stdout).expect("valid JSON");
+    assert!(doc["regions"][0]["tpot"].is_null(), "{}", doc["regions"][0]);
+    assert_eq!(doc["regions"][0]["tokens_per_s"], 0.1);
+}
+
 /// With no site allowed to host, `place` says so instead of pointing at reasons it never
 /// printed; an inference scenario without sites is named as one.
 #[test]
