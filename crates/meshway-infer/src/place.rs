@@ -143,6 +143,14 @@ impl PlacementReport {
                 if self.n_plus_1 { " with N+1" } else { "" }
             ));
         };
+        // A simulation in which no region sent a request tested nothing ("0 of 0 regions
+        // meet" exited 0 as if the plan held).
+        if p.simulated && p.all_met && p.regions.iter().all(|r| r.requests == 0) {
+            return Some(
+                "no region sent a request in the simulated run, so the optimized plan is untested: give a longer --duration (or a rate above 0)"
+                    .to_string(),
+            );
+        }
         if !p.all_met {
             let missed: Vec<&str> = p.regions.iter().filter(|r| !r.met).map(|r| r.name.as_str()).collect();
             return Some(if p.simulated {

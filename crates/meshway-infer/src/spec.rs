@@ -812,7 +812,32 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
     let kv_bytes_per_token = llm.kv_elements_per_token() * kv_precision.bytes();
     let kv_replication = f64::from(gps * llm.kv_heads.div_ceil(gps)) / f64::from(llm.kv_heads);
     let reserve = m.memory_reserve.unwrap_or(sv.memory_reserve).0 as f64;
-    let room = (g * (mem.0 as f64 - reserve) - weight_bytes) * mu;
+    // A reserve as large as the GPU's memory is the reserve's fault, not the server's width.
+    if reserve >= mem.0 as f64 {
+        return Err(ctx.invalid(
+            "memory-reserve",
+            format!(
+                "{:.1} GB reserved per GPU leaves nothing of {gn}'s {:.0} MiB: expected less than the GPU's memory",
+                reserve / 1e9,
+                mem.0 as f64 / 1_048_576.0
+            ),
+        ));
+    }
+    let usable = g * (mem.0 as f64 - reserve);
+    if weight_bytes > usable {
+        return Err(ctx.invalid(
+            "gpus-per-server",
+            format!(
+                "llm {ln:?} in {} needs {:.1} GB of weights, more than the {:.1} GB {gps} x {gn} hold ({:.0} MiB each, {:.1} GB reserved): use more GPUs per server or a smaller precision",
+                precision.name(),
+                weight_bytes / 1e9,
+                usable / 1e9,
+                mem.0 as f64 / 1_048_576.0,
+                reserve / 1e9
+            ),
+        ));
+    }
+    let room = (usable - weight_bytes) * mu;
     if room < kv_bytes_per_token * kv_replication * 1024.0 {
         return Err(ctx.invalid(
             "gpus-per-server",

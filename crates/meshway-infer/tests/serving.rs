@@ -400,10 +400,22 @@ fn err(model: &str) -> String {
 fn bad_serving_input() {
     let lens = "prompt-tokens = 100\noutput-tokens = 10";
     let e = err(&format!("llm = \"llama-3.1-405b\"\ngpu = \"h100-sxm\"\nprecision = \"bf16\"\n{lens}"));
+    // Weights past the server's memory say by how much (it read "leaves 0.0 GB, no room for a
+    // KV cache of 1024 tokens").
     assert!(
-        e.contains("bad.toml:") && e.contains("needs 811.8 GB of weights") && e.contains("no room for a KV cache"),
+        e.contains("bad.toml:")
+            && e.contains("needs 811.8 GB of weights, more than the 81.5 GB 1 x h100-sxm hold")
+            && !e.contains("no room for a KV cache"),
         "{e}"
     );
+    // Weights that fit with no room for 1,024 tokens of cache keep that message.
+    let e = err(&format!(
+        "llm = \"llama-3.1-70b\"\ngpu = \"h100-sxm\"\nprecision = \"fp8\"\nmemory-reserve = \"14.8GB\"\n{lens}"
+    ));
+    assert!(e.contains("no room for a KV cache of 1024 tokens"), "{e}");
+    // A reserve past the GPU's memory is the reserve's fault.
+    let e = err(&format!("llm = \"llama-3.1-8b\"\ngpu = \"h100-sxm\"\nmemory-reserve = \"100GB\"\n{lens}"));
+    assert!(e.contains("memory-reserve") && e.contains("expected less than the GPU's memory"), "{e}");
     let e = err(&format!("llm = \"llama-3.1-8b\"\ngpu = \"h100-sxn\"\n{lens}"));
     assert!(e.contains("unknown gpu \"h100-sxn\"") && e.contains("did you mean \"h100-sxm\"?"), "{e}");
     let e = err(&format!("llm = \"llama-3-8b\"\ngpu = \"h100-sxm\"\n{lens}"));

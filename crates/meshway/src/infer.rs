@@ -54,7 +54,8 @@ route failed in turn.
 
 Exit status: 0 when the optimized plan meets every objective (with --n-plus-1,
 also under each single failure simulated); 1 when no site may host, no subset
-passes the sizing rules, or the best plan found still misses (the report is
+passes the sizing rules, the best plan found still misses, or no region sent a
+request in its simulation (untested: too short a --duration) (the report is
 printed all the same, and stderr says why); 2 on bad input.";
 
 #[derive(clap::Args, Debug)]

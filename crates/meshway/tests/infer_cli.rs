@@ -206,8 +206,10 @@ fn a_region_without_requests_shows_no_latencies() {
     let page = std::fs::read_to_string(&html).unwrap_or_default();
     let placed = meshway(&["place", f.to_str().unwrap()]);
     std::fs::remove_dir_all(&dir).unwrap();
-    // `place` neither shows its p99 as 0 nor counts it among the regions meeting theirs.
-    assert!(placed.status.success(), "{}", stderr(&placed));
+    // `place` neither shows its p99 as 0 nor counts it among the regions meeting theirs; with
+    // no region sending, its plan is untested, which exits 1 (it exited 0 as if it held).
+    assert_eq!(placed.status.code(), Some(1), "{}", stderr(&placed));
+    assert!(stderr(&placed).contains("no region sent a request in the simulated run"), "{}", stderr(&placed));
     let text = stdout(&placed);
     let line = text.lines().find(|l| l.starts_with("quiet p99 ttft")).unwrap_or_default();
     assert!(line.contains("(no requests)") && !line.contains("0.0ms"), "{text}");
