@@ -166,6 +166,8 @@ pub struct RegionResult {
     /// The site that produced most of the region's first tokens (the main site unless a
     /// prefill site handed its requests on).
     pub prefill_site: String,
+    /// The share of the region's first tokens `prefill_site` made.
+    pub prefill_site_share: f64,
     /// Round trip, without queueing or compute, to the site that made most of the region's
     /// first tokens (`prefill_site`): the one its time to first token pays (None when no
     /// request was served). Under disaggregation that is the prefill site, not the decode
@@ -1414,6 +1416,14 @@ fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>, end: u64) -> V
                 && tpot_obj.is_none_or(|o| tpot.p99_ns <= o),
             main_site: if cnt > 0 { spec.sites[main].name.clone() } else { String::new() },
             prefill_site: if pre_cnt > 0 { spec.sites[pre].name.clone() } else { String::new() },
+            prefill_site_share: {
+                let all: u64 = sim.prefilled_by[r].iter().sum();
+                if all > 0 {
+                    pre_cnt as f64 / all as f64
+                } else {
+                    0.0
+                }
+            },
             main_site_share: if served > 0 { cnt as f64 / served as f64 } else { 0.0 },
             rtt_ns: (cnt > 0).then_some(2 * first_ow),
         });

@@ -622,12 +622,19 @@ impl InferSpec {
             if let Some(n) = r.requests {
                 let span = n as f64 / r.rate;
                 if span * 1e9 > duration_ns as f64 * (1.0 + 1e-12) {
+                    // Seconds to the nanosecond, without an exponent ("0.000000001", not "0").
+                    let secs = |ns: f64| ns.ceil() / 1e9;
+                    let fix = if span * 1e9 > MAX_DURATION_NS as f64 {
+                        "longer than any run may be (10 years): lower `requests` or raise `rate`"
+                    } else {
+                        "lengthen the duration to at least that, or lower `requests`"
+                    };
                     return Err(format!(
-                        "region {:?} sends requests = {n} at {} per second over {} s, longer than the run's {} s: lengthen the duration to at least that, or lower `requests`",
+                        "region {:?} sends requests = {n} at {} per second over {} s, longer than the run's {} s: {fix}",
                         r.name,
                         r.rate,
-                        (span * 1e6).ceil() / 1e6,
-                        (duration_ns as f64 * 1e-3).round() / 1e6,
+                        secs(span * 1e9),
+                        secs(duration_ns as f64),
                     ));
                 }
             }
@@ -808,6 +815,17 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
             ),
         ));
     }
+    // Tensor parallelism's all-reduces are modelled over NVLink: a server wider than the
+    // GPU's NVLink domain would cross the network at NVLink's rate (TP 64 on H100 read 6.6 ms
+    // per token against TP 8's 9.3).
+    if let Some(d) = gpu.nvlink_gpus.filter(|&d| gps > d) {
+        return Err(ctx.invalid(
+            "gpus-per-server",
+            format!(
+                "tensor parallelism runs its all-reduces over NVLink, and gpu {gn:?} joins at most {d} GPUs by NVLink (catalog `nvlink-gpus`); got {gps}: use at most {d} GPUs per server (and more servers), or a GPU of a larger NVLink domain"
+            ),
+        ));
+    }
     let weight_bytes = llm.params * precision.bytes();
     let kv_bytes_per_token = llm.kv_elements_per_token() * kv_precision.bytes();
     let kv_replication = f64::from(gps * llm.kv_heads.div_ceil(gps)) / f64::from(llm.kv_heads);
@@ -824,11 +842,19 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
         ));
     }
     let usable = g * (mem.0 as f64 - reserve);
+    // What to do about too little memory: more GPUs only within the NVLink domain.
+    let advice = match gpu.nvlink_gpus {
+        Some(d) if gps >= d => format!(
+            "use a smaller precision, or a GPU with more memory or a larger NVLink domain ({gn} joins at most {d} by NVLink)"
+        ),
+        Some(d) => format!("use more GPUs per server (up to {d}, {gn}'s NVLink domain) or a smaller precision"),
+        None => "use more GPUs per server or a smaller precision".to_string(),
+    };
     if weight_bytes > usable {
         return Err(ctx.invalid(
             "gpus-per-server",
             format!(
-                "llm {ln:?} in {} needs {:.1} GB of weights, more than the {:.1} GB {gps} x {gn} hold ({:.0} MiB each, {:.1} GB reserved): use more GPUs per server or a smaller precision",
+                "llm {ln:?} in {} needs {:.1} GB of weights, more than the {:.1} GB {gps} x {gn} hold ({:.0} MiB each, {:.1} GB reserved): {advice}",
                 precision.name(),
                 weight_bytes / 1e9,
                 usable / 1e9,
@@ -842,23 +868,12 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
         return Err(ctx.invalid(
             "gpus-per-server",
             format!(
-                "llm {ln:?} in {} needs {:.1} GB of weights; {gps} x {gn} ({:.0} MiB each, {:.1} GB reserved) leaves {:.1} GB, no room for a KV cache of 1024 tokens: use more GPUs per server or a smaller precision",
+                "llm {ln:?} in {} needs {:.1} GB of weights; {gps} x {gn} ({:.0} MiB each, {:.1} GB reserved) leaves {:.1} GB, no room for a KV cache of 1024 tokens: {advice}",
                 precision.name(),
                 weight_bytes / 1e9,
                 mem.0 as f64 / 1_048_576.0,
                 reserve / 1e9,
                 room.max(0.0) / 1e9
-            ),
-        ));
-    }
-    // Tensor parallelism's all-reduces are modelled over NVLink: a server wider than the
-    // GPU's NVLink domain would cross the network at NVLink's rate (TP 64 on H100 read 6.6 ms
-    // per token against TP 8's 9.3).
-    if let Some(d) = gpu.nvlink_gpus.filter(|&d| gps > d) {
-        return Err(ctx.invalid(
-            "gpus-per-server",
-            format!(
-                "tensor parallelism runs its all-reduces over NVLink, and gpu {gn:?} joins at most {d} GPUs by NVLink (catalog `nvlink-gpus`); got {gps}: use at most {d} GPUs per server (and more servers), or a GPU of a larger NVLink domain"
             ),
         ));
     }

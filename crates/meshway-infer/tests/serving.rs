@@ -374,6 +374,8 @@ fn request_count_sends_exactly_that_many() {
     let spec = spec_from_text(&scenario(&m, "rate = 20\nrequests = 100", "2s"), "t.toml", &Catalog::builtin()).unwrap();
     let e = spec.check_run_size(spec.duration.0).unwrap_err();
     assert!(e.contains("requests = 100 at 20 per second over 5 s, longer than the run's 2 s"), "{e}");
+    // A 1 ns run reads as such, not "0 s".
+    assert!(spec.check_run_size(1).unwrap_err().contains("longer than the run's 0.000000001 s"));
     assert!(spec.check_run_size(5_000_000_000).is_ok());
     let bad = |region: &str| {
         spec_from_text(&scenario(&m, region, "1s"), "bad.toml", &Catalog::builtin()).unwrap_err().to_string()
@@ -408,6 +410,17 @@ fn bad_serving_input() {
             && !e.contains("no room for a KV cache"),
         "{e}"
     );
+    // One GPU of eight: more GPUs per server, up to the NVLink domain. All eight: more GPUs
+    // cannot help (TP 16 is refused on H100), so the advice changes.
+    assert!(e.contains("use more GPUs per server (up to 8, h100-sxm's NVLink domain)"), "{e}");
+    let text = scenario(
+        &format!("gpus-per-server = 8\nllm = \"llama-3.1-405b\"\ngpu = \"h100-sxm\"\nprecision = \"bf16\"\n{lens}"),
+        "concurrency = 1",
+        "1ns",
+    )
+    .replace("gpus = 1", "gpus = 8");
+    let e = spec_from_text(&text, "bad.toml", &Catalog::builtin()).unwrap_err().to_string();
+    assert!(e.contains("use a smaller precision, or a GPU with more memory or a larger NVLink domain"), "{e}");
     // Weights that fit with no room for 1,024 tokens of cache keep that message.
     let e = err(&format!(
         "llm = \"llama-3.1-70b\"\ngpu = \"h100-sxm\"\nprecision = \"fp8\"\nmemory-reserve = \"14.8GB\"\n{lens}"
@@ -900,4 +913,8 @@ fn latency_aware_routing_spreads_prompts_off_a_busy_prefill_site() {
         south.requests,
         houston.requests
     );
+    // New York's first tokens are split over the two edges: the report says how much its
+    // main prefill site made (the table showed the site alone): the larger part, not all.
+    assert!(ny.prefill_site_share >= 0.5 && ny.prefill_site_share < 0.995, "{}", ny.prefill_site_share);
+    assert_eq!(houston.prefill_site, "edge-south");
 }

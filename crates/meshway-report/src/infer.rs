@@ -43,7 +43,11 @@ pub fn infer_text(r: &InferReport) -> String {
         // Disaggregated: the site that made the first tokens (whose round trip `rtt` is), then
         // the one that decoded.
         let site = if !x.prefill_site.is_empty() && x.prefill_site != x.main_site && !x.main_site.is_empty() {
-            format!("{} > {site}", x.prefill_site)
+            if x.prefill_site_share < 0.995 {
+                format!("{} {:.0}% > {site}", x.prefill_site, 100.0 * x.prefill_site_share)
+            } else {
+                format!("{} > {site}", x.prefill_site)
+            }
         } else {
             site
         };
