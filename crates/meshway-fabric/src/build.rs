@@ -1467,40 +1467,8 @@ fn build_multisite(sc: &Scenario, cat: &Catalog) -> Result<Fabric, FabricError> 
                 ctx.invalid("distance", format!("no coherent optic in the catalog reaches {}", d.distance))
             })?,
         };
-        let o = &cat.optic[optic as usize];
-        if d.distance > o.reach {
-            // Name an optic that reaches, or the farthest there is.
-            // Of the same rate first (an 800ZR span wants an 800G optic), then any.
-            let same = cat
-                .optic
-                .iter()
-                .filter(|x| {
-                    x.class == crate::catalog::OpticClass::Coherent && x.reach >= d.distance && x.rate == o.rate
-                })
-                .min_by(|a, b| a.price_usd.total_cmp(&b.price_usd))
-                .map(|x| x.name.clone());
-            let hint = match same
-                .or_else(|| cat.choose_coherent(d.distance).map(|i| cat.optic[i as usize].name.clone()))
-            {
-                Some(n) => format!("choose an optic that reaches it, such as {n}"),
-                None => {
-                    let far = cat
-                        .optic
-                        .iter()
-                        .filter(|x| x.class == crate::catalog::OpticClass::Coherent)
-                        .max_by_key(|x| x.reach);
-                    match far {
-                        Some(x) => format!(
-                            "no coherent optic in the catalog reaches it (the farthest, {}, reaches {}): add sites between, or a catalog optic",
-                            x.name, x.reach
-                        ),
-                        None => "the catalog has no coherent optic".to_string(),
-                    }
-                }
-            };
-            return Err(
-                ctx.invalid("distance", format!("{} exceeds the {} reach of {}; {hint}", d.distance, o.name, o.reach))
-            );
+        if let Some(why) = cat.beyond_reach(optic, d.distance, "add sites between, or a catalog optic") {
+            return Err(ctx.invalid("distance", why));
         }
         if d.capacity.is_some() || d.background.is_some() {
             return Err(ctx.invalid(

@@ -1456,6 +1456,33 @@ impl Catalog {
             .map(|(i, _)| i as u16)
     }
 
+    /// Why `optic` cannot span `length`, naming an optic that reaches (of the same rate first:
+    /// an 800ZR span wants an 800G optic, then any), or the farthest there is and then
+    /// `otherwise`. None when it reaches.
+    pub fn beyond_reach(&self, optic: u16, length: Meters, otherwise: &str) -> Option<String> {
+        let o = &self.optic[optic as usize];
+        if length <= o.reach {
+            return None;
+        }
+        let same = self
+            .optic
+            .iter()
+            .filter(|x| x.class == OpticClass::Coherent && x.reach >= length && x.rate == o.rate)
+            .min_by(|a, b| a.price_usd.total_cmp(&b.price_usd))
+            .map(|x| x.name.clone());
+        let hint = match same.or_else(|| self.choose_coherent(length).map(|i| self.optic[i as usize].name.clone())) {
+            Some(n) => format!("choose an optic that reaches it, such as {n}"),
+            None => match self.optic.iter().filter(|x| x.class == OpticClass::Coherent).max_by_key(|x| x.reach) {
+                Some(x) => format!(
+                    "no coherent optic in the catalog reaches it (the farthest, {}, reaches {}): {otherwise}",
+                    x.name, x.reach
+                ),
+                None => "the catalog has no coherent optic".to_string(),
+            },
+        };
+        Some(format!("{length} exceeds the {} reach of {}; {hint}", o.name, o.reach))
+    }
+
     /// The cheapest coherent optic reaching `length` (400ZR up to its reach, ZR+ beyond).
     pub fn choose_coherent(&self, length: Meters) -> Option<u16> {
         self.optic

@@ -1213,14 +1213,14 @@ fn validate_site(
     })
 }
 
-/// A `location` as given, or why it is not one. It needs a `continent` beside it: paths are
-/// routed over the cable landings of their ends' continents.
 /// A location farther than this from every cable landing of its stated continent, and nearer
 /// one of another continent's, is taken for a wrong `continent` (an assumption: 5,000 km
 /// keeps border places such as Bogota, 3,600 km from South America's landings and nearer
 /// North America's, and still catches Paris labelled asia-pacific, 7,000 km from Mumbai).
 const CONTINENT_MISMATCH_KM: f64 = 5_000.0;
 
+/// A `location` as given, or why it is not one. It needs a `continent` beside it: paths are
+/// routed over the cable landings of their ends' continents, and one that fits it.
 fn checked_location(
     l: Option<[f64; 2]>,
     continent: Option<Continent>,
@@ -1651,16 +1651,8 @@ fn validate_dcis(
                 // A named optic must reach the span, as on a multi-site fabric (a 400ZR over
                 // 5,000 km was taken at its full rate); a routed path (`capacity`) is not an
                 // optic's span.
-                let o = &cat.optic[optic as usize];
-                if d.distance > o.reach {
-                    let hint = match cat.choose_coherent(d.distance) {
-                        Some(i) => format!("choose an optic that reaches it, such as {}", cat.optic[i as usize].name),
-                        None => "no coherent optic in the catalog reaches it: give `capacity` for a routed path".into(),
-                    };
-                    return Err(ctx.invalid(
-                        "distance",
-                        format!("{} exceeds the {} reach of {}; {hint}", d.distance, o.name, o.reach),
-                    ));
+                if let Some(why) = cat.beyond_reach(optic, d.distance, "give `capacity` for a routed path") {
+                    return Err(ctx.invalid("distance", why));
                 }
                 let w = d.wavelengths.unwrap_or(1);
                 if w == 0 || w > 4096 {
