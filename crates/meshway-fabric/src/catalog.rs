@@ -931,7 +931,10 @@ impl Catalog {
         let amounts = |entry: String, items: &[(&str, f64, f64)]| {
             for &(key, v, max) in items {
                 if !(v.is_finite() && (0.0..=max).contains(&v)) {
-                    return Err(bad(entry, &format!("{key} must be a number from 0 to {max:e}, got {v}")));
+                    return Err(bad(
+                        entry,
+                        &format!("{key} must be a number from 0 to {max:e}, got {}", meshway_units::shown(v)),
+                    ));
                 }
             }
             Ok(())
@@ -1235,6 +1238,20 @@ impl Catalog {
                     &format!("target-utilization must be in (0, 1], got {}", i.target_utilization),
                 ));
             }
+            // As a scenario's own `gpus-per-server` and `access-hops` are bounded (the bounds
+            // are assumptions far past real servers and paths).
+            if !(1..=1024).contains(&i.gpus_per_server) {
+                return Err(bad(
+                    "inference".into(),
+                    &format!("gpus-per-server must be 1 to 1024, got {}", i.gpus_per_server),
+                ));
+            }
+            if i.access_hops > 1000 {
+                return Err(bad(
+                    "inference".into(),
+                    &format!("access-hops must be at most 1000, got {}", i.access_hops),
+                ));
+            }
             // A path's parts, bounded by what no real path takes (an assumption), so a
             // path's latency stays far inside the clock.
             let path_times = [("hop-latency", i.hop_latency), ("last-mile", i.last_mile), ("wan-fixed", i.wan_fixed)]
@@ -1480,7 +1497,11 @@ impl Catalog {
                 None => "the catalog has no coherent optic".to_string(),
             },
         };
-        Some(format!("{length} exceeds the {} reach of {}; {hint}", o.name, o.reach))
+        // Just past the reach, both round to the same kilometres: show metres.
+        let (l, r) = (length.to_string(), o.reach.to_string());
+        let (l, r) =
+            if l == r { (format!("{}m", length.as_m_f64()), format!("{}m", o.reach.as_m_f64())) } else { (l, r) };
+        Some(format!("{l} exceeds the {} reach of {r}; {hint}", o.name))
     }
 
     /// The cheapest coherent optic reaching `length` (400ZR up to its reach, ZR+ beyond).

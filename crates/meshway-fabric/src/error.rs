@@ -131,7 +131,12 @@ fn plain_got(g: &str) -> String {
     if let Some(rest) = g.strip_prefix("string ") {
         return rest.to_string();
     }
-    for p in ["integer ", "floating point ", "boolean "] {
+    if let Some(rest) = g.strip_prefix("floating point ") {
+        // 1e300 as 1e300, not its 301 digits.
+        let text = inner(rest).unwrap_or_else(|| rest.to_string());
+        return text.parse::<f64>().map_or(text, meshway_units::shown);
+    }
+    for p in ["integer ", "boolean "] {
         if let Some(rest) = g.strip_prefix(p) {
             return inner(rest).unwrap_or_else(|| rest.to_string());
         }
@@ -267,6 +272,8 @@ mod tests {
             humanize("invalid type: floating point `1.5`, expected a boolean"),
             "expected true or false, got 1.5"
         );
+        let huge = format!("invalid type: floating point `1{}.0`, expected u32", "0".repeat(300));
+        assert_eq!(humanize(&huge), "expected a whole number from 0 to 4294967295, got 1e300");
         assert_eq!(humanize("missing field `kind`"), "missing key `kind`");
         let many: Vec<String> = (0..20).map(|i| format!("`key-{i}`")).collect();
         let m = humanize(&format!("unknown field `key-17x`, expected one of {}", many.join(", ")));

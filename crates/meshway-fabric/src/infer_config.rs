@@ -121,7 +121,9 @@ pub struct RegionConfig {
     pub burst_off: Option<Nanos>,
     /// Daily profile: 24 hourly multipliers of `rate` (local hour = UTC hour + utc-offset-hours).
     pub profile: Option<Vec<f64>>,
-    pub utc_offset_hours: Option<i32>,
+    /// The region's offset from UTC in hours, whole quarter hours from -12 to 14 (India is
+    /// 5.5, Nepal 5.75).
+    pub utc_offset_hours: Option<f64>,
     /// Access latency from a user to the region's network edge, one way.
     pub last_mile: Option<Nanos>,
     /// Where the region is: with the site's continent, picks the catalog's route factor and

@@ -143,6 +143,9 @@ fn multi_site_errors() {
         e.contains("`dci[1].distance`: 150km exceeds the 400g-zr reach of 120km; choose an optic that reaches it, such as 400g-zr-plus"),
         "{e}"
     );
+    // Just past the reach, both would round to 120km: metres show the difference.
+    let e = err(&format!("{two}[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"120.0001km\"\noptic = \"400ZR\"\n"));
+    assert!(e.contains("`dci[1].distance`: 120000.1m exceeds the 400g-zr reach of 120000m"), "{e}");
     let e = err(&format!("{two}[[dci]]\na = \"a\"\nb = \"b\"\ndistance = \"5000km\"\noptic = \"ZR+\"\n"));
     assert!(
         e.contains("5000km exceeds the 400g-zr-plus reach of 1000km; no coherent optic in the catalog reaches it (the farthest, 400g-zr-plus, reaches 1000km)"),

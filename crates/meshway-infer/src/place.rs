@@ -69,15 +69,16 @@ pub struct Sizing {
 #[derive(Debug, Clone, Serialize)]
 pub struct RegionOutcome {
     pub name: String,
-    pub site: String,
+    /// The site that served most of its requests (None when none was served).
+    pub site: Option<String>,
     /// Requests the region sent in the simulated run (0: its objective was not tested).
     pub requests: u64,
     /// None when no request was served (no open site reached it).
     pub ttft_p99_ns: Option<u64>,
     pub objective_ns: u64,
     /// The site that made most of the region's first tokens (its prefill site under
-    /// disaggregation; else `site`).
-    pub prefill_site: String,
+    /// disaggregation; else `site`; None when none was made).
+    pub prefill_site: Option<String>,
     /// p99 time per output token (None when no request was served).
     pub tpot_p99_ns: Option<u64>,
     /// The region's TPOT objective, when it has one.
@@ -474,10 +475,10 @@ fn plan(spec: &InferSpec, name: &str, sz: &Sizing, opt: &PlaceOptions, repair: b
                     let tpot_late = reg.tpot_p99_objective_ns.is_some_and(|o| reg.tpot.p99_ns > o) || reg.unserved > 0;
                     let mut grow: Vec<&str> = Vec::new();
                     if ttft_late {
-                        grow.push(&reg.prefill_site);
+                        grow.extend(reg.prefill_site.as_deref());
                     }
                     if tpot_late || !ttft_late {
-                        grow.push(&reg.main_site);
+                        grow.extend(reg.main_site.as_deref());
                     }
                     grow.dedup();
                     for name in grow {
@@ -687,11 +688,10 @@ pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
                 .regions
                 .iter()
                 .map(|x| {
-                    let mut v = vec![x.prefill_site.clone()];
+                    let mut v: Vec<String> = x.prefill_site.iter().cloned().collect();
                     if x.site != x.prefill_site {
-                        v.push(x.site.clone());
+                        v.extend(x.site.iter().cloned());
                     }
-                    v.retain(|n| !n.is_empty());
                     v
                 })
                 .collect();

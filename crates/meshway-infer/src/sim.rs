@@ -160,12 +160,12 @@ pub struct RegionResult {
     /// p99 TTFT (and p99 TPOT) within the objectives and every request served.
     pub met: bool,
     /// The site that served most of the region's requests (streamed their last token), and
-    /// its share.
-    pub main_site: String,
+    /// its share (None when no request was served).
+    pub main_site: Option<String>,
     pub main_site_share: f64,
     /// The site that produced most of the region's first tokens (the main site unless a
-    /// prefill site handed its requests on).
-    pub prefill_site: String,
+    /// prefill site handed its requests on; None when none was made).
+    pub prefill_site: Option<String>,
     /// The share of the region's first tokens `prefill_site` made.
     pub prefill_site_share: f64,
     /// Round trip, without queueing or compute, to the site that made most of the region's
@@ -1414,8 +1414,8 @@ fn region_results(spec: &InferSpec, run: &Run, sim: &mut Sim<'_>, end: u64) -> V
                 && (served > 0 || total == 0)
                 && ttft.p99_ns <= obj
                 && tpot_obj.is_none_or(|o| tpot.p99_ns <= o),
-            main_site: if cnt > 0 { spec.sites[main].name.clone() } else { String::new() },
-            prefill_site: if pre_cnt > 0 { spec.sites[pre].name.clone() } else { String::new() },
+            main_site: (cnt > 0).then(|| spec.sites[main].name.clone()),
+            prefill_site: (pre_cnt > 0).then(|| spec.sites[pre].name.clone()),
             prefill_site_share: {
                 let all: u64 = sim.prefilled_by[r].iter().sum();
                 if all > 0 {

@@ -418,7 +418,8 @@ pub struct Region {
     pub requests: Option<u64>,
     pub arrivals: Arrivals,
     pub profile: Option<Vec<f64>>,
-    pub utc_offset_hours: i32,
+    /// Local time minus UTC, minutes (whole quarter hours).
+    pub utc_offset_minutes: i32,
     pub last_mile: Nanos,
     pub ttft_p99: Nanos,
     pub tpot_p99: Option<Nanos>,
@@ -433,8 +434,8 @@ impl Region {
         match &self.profile {
             None => 1.0,
             Some(p) => {
-                let h = (t_ns / 3_600_000_000_000) as i64 + i64::from(self.utc_offset_hours);
-                p[h.rem_euclid(24) as usize]
+                let m = (t_ns / 60_000_000_000) as i64 + i64::from(self.utc_offset_minutes);
+                p[m.div_euclid(60).rem_euclid(24) as usize]
             }
         }
     }
@@ -531,12 +532,16 @@ impl Region {
         let n = match &self.profile {
             None => self.rate * secs,
             Some(p) => {
+                // Local time runs `off` seconds ahead of the run's clock; each step runs to the
+                // next local hour boundary.
+                let off = f64::from(self.utc_offset_minutes) * 60.0;
                 let mut t = 0.0;
                 let mut sum = 0.0;
                 while t < secs {
-                    let h = (t / 3600.0) as i64;
-                    let len = (3600.0 * (h + 1) as f64).min(secs) - t;
-                    sum += p[(h + i64::from(self.utc_offset_hours)).rem_euclid(24) as usize] * len;
+                    let local = t + off;
+                    let h = (local / 3600.0).floor();
+                    let len = (3600.0 * (h + 1.0) - off).min(secs) - t;
+                    sum += p[(h as i64).rem_euclid(24) as usize] * len;
                     t += len;
                 }
                 self.rate * sum
@@ -708,7 +713,9 @@ fn read_lengths(path: &std::path::Path, ctx: &Ctx) -> Result<Vec<(u32, u32)>, Fa
     };
     let ci = col("count");
     let mut out = Vec::new();
+    let mut rows = 0usize;
     for (n, line) in lines {
+        rows += 1;
         let f: Vec<String> = line.split(',').map(field).collect();
         if f.len() != cols.len() {
             return Err(ctx.invalid(
@@ -750,7 +757,8 @@ fn read_lengths(path: &std::path::Path, ctx: &Ctx) -> Result<Vec<(u32, u32)>, Fa
         out.extend(std::iter::repeat_n((p, o), c as usize));
     }
     if out.is_empty() {
-        return Err(ctx.invalid("lengths", format!("{shown} has no rows")));
+        let why = if rows == 0 { "has no rows".to_string() } else { format!("counts 0 samples in its {rows} rows") };
+        return Err(ctx.invalid("lengths", format!("{shown} {why}: expected at least one (prompt, output) sample")));
     }
     Ok(out)
 }
@@ -797,7 +805,7 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
         if (0.001..=1.0).contains(&v) {
             Ok(v)
         } else {
-            Err(ctx.invalid(key, format!("expected a share from 0.001 to 1, got {v}{from}")))
+            Err(ctx.invalid(key, format!("expected a share from 0.001 to 1, got {}{from}", meshway_units::shown(v))))
         }
     };
     let fe = share("flops-efficiency", m.flops_efficiency, sv.flops_efficiency)?;
@@ -926,7 +934,8 @@ fn validate_model(
     }
     let gps = m.gpus_per_server.unwrap_or(d.gpus_per_server);
     if gps == 0 || gps > 1024 {
-        return Err(ctx.invalid("gpus-per-server", format!("expected 1 to 1024, got {gps}")));
+        let from = if m.gpus_per_server.is_none() { " (the catalog's [inference] gpus-per-server)" } else { "" };
+        return Err(ctx.invalid("gpus-per-server", format!("expected 1 to 1024, got {gps}{from}")));
     }
     for (k, v) in [("step-overhead", m.step_overhead), ("request-overhead", m.request_overhead)] {
         if let Some(n) = v.filter(|n| n.0 > 3_600_000_000_000) {
@@ -949,7 +958,7 @@ fn validate_model(
         };
         // Bounded so that a token's time fits the clock (a token at 0.001/s takes 1000 s).
         let rated_ok = |v: f64| (1e-3..=1e18).contains(&v);
-        let shown = |v: f64| if (1e-3..1e18).contains(&v.abs()) { v.to_string() } else { format!("{v:e}") };
+        let shown = meshway_units::shown;
         for (k, v) in [("prefill-tokens-per-s", p), ("decode-tokens-per-s", dd)] {
             if !rated_ok(v) {
                 return Err(ctx.invalid(k, format!("expected 0.001 to 1e18 tokens per second, got {}", shown(v))));
@@ -1012,7 +1021,10 @@ fn validate_model(
     }
     let prefix_cache_hit = m.prefix_cache_hit.unwrap_or(0.0);
     if !(0.0..1.0).contains(&prefix_cache_hit) {
-        return Err(ctx.invalid("prefix-cache-hit", format!("expected a share in [0, 1), got {prefix_cache_hit}")));
+        return Err(ctx.invalid(
+            "prefix-cache-hit",
+            format!("expected a share in [0, 1), got {}", meshway_units::shown(prefix_cache_hit)),
+        ));
     }
     let (tokens_per_step, verify_tokens) = match (m.speculative_draft_tokens, m.speculative_acceptance) {
         (None, None) => (1.0, 1),
@@ -1023,7 +1035,10 @@ fn validate_model(
             ((1.0 - a.powi(k as i32 + 1)) / (1.0 - a), k + 1)
         }
         (Some(_), Some(a)) if !(0.0..1.0).contains(&a) => {
-            return Err(ctx.invalid("speculative-acceptance", format!("expected a probability in [0, 1), got {a}")))
+            return Err(ctx.invalid(
+                "speculative-acceptance",
+                format!("expected a probability in [0, 1), got {}", meshway_units::shown(a)),
+            ))
         }
         (Some(k), Some(_)) => return Err(ctx.invalid("speculative-draft-tokens", format!("expected 1 to 16, got {k}"))),
         (None, Some(_)) => return Err(ctx.invalid("speculative-acceptance", "needs `speculative-draft-tokens`")),
@@ -1155,7 +1170,11 @@ fn validate_site(
         if let Some(n) = n.filter(|n| !n.is_multiple_of(gps)) {
             return Err(ctx.invalid(
                 key,
-                format!("{n} GPUs is not a whole number of {gps}-GPU servers of model {:?}", models[model].name),
+                format!(
+                    "{n} GPU{} is not a whole number of {gps}-GPU servers of model {:?}",
+                    if n == 1 { "" } else { "s" },
+                    models[model].name
+                ),
             ));
         }
     }
@@ -1185,14 +1204,18 @@ fn validate_site(
         };
         return Err(ctx.invalid(
             "gpu-hour-usd",
-            format!("expected a price from 0 to 1000000 (dollars per GPU-hour), got {gpu_hour_usd}{from}"),
+            format!(
+                "expected a price from 0 to 1000000 (dollars per GPU-hour), got {}{from}",
+                meshway_units::shown(gpu_hour_usd)
+            ),
         ));
     }
     // At most 1,000 hops and 1 s a hop (assumptions far past any real path): a hop count
     // near 2^32 wrapped the path's sum to a shorter one.
     let access_hops = s.access_hops.unwrap_or(d.access_hops);
     if access_hops > MAX_HOPS {
-        return Err(ctx.invalid("access-hops", format!("expected at most {MAX_HOPS}, got {access_hops}")));
+        let from = if s.access_hops.is_none() { " (the catalog's [inference] access-hops)" } else { "" };
+        return Err(ctx.invalid("access-hops", format!("expected at most {MAX_HOPS}, got {access_hops}{from}")));
     }
     let hop_latency = s.hop_latency.unwrap_or(d.hop_latency);
     if hop_latency.0 > MAX_PATH_PART_NS {
@@ -1290,9 +1313,10 @@ fn arrivals(r: &RegionConfig, ctx: &Ctx) -> Result<Arrivals, FabricError> {
                 return Err(ctx.invalid(
                     "burst-factor",
                     format!(
-                        "expected 1 to {:.3} (on-time share {:.3}: the on periods alone would exceed the mean rate), got {factor}",
+                        "expected 1 to {:.3} (on-time share {:.3}: the on periods alone would exceed the mean rate), got {}",
                         1.0 / share,
-                        share
+                        share,
+                        meshway_units::shown(factor)
                     ),
                 ));
             }
@@ -1453,12 +1477,21 @@ fn validate_region(
             return Err(ctx.invalid("profile", format!("expected 24 hourly multipliers, got {}", p.len())));
         }
         if let Some(x) = p.iter().find(|x| !(x.is_finite() && **x >= 0.0)) {
-            return Err(ctx.invalid("profile", format!("expected non-negative hourly multipliers, got {x}")));
+            return Err(ctx.invalid(
+                "profile",
+                format!("expected non-negative hourly multipliers, got {}", meshway_units::shown(*x)),
+            ));
         }
     }
-    let off = r.utc_offset_hours.unwrap_or(0);
-    if !(-12..=14).contains(&off) {
-        return Err(ctx.invalid("utc-offset-hours", format!("expected -12 to 14, got {off}")));
+    let off = r.utc_offset_hours.unwrap_or(0.0);
+    if !(-12.0..=14.0).contains(&off) || (off * 4.0).fract() != 0.0 {
+        return Err(ctx.invalid(
+            "utc-offset-hours",
+            format!(
+                "expected whole quarter hours from -12 to 14 (5.5 for India, 5.75 for Nepal), got {}",
+                meshway_units::shown(off)
+            ),
+        ));
     }
     let last_mile = r.last_mile.unwrap_or(d.last_mile);
     if last_mile.0 > MAX_PATH_PART_NS {
@@ -1478,7 +1511,7 @@ fn validate_region(
         requests: r.requests,
         arrivals,
         profile: r.profile.clone(),
-        utc_offset_hours: off,
+        utc_offset_minutes: (off * 60.0) as i32,
         last_mile,
         ttft_p99: r.ttft_p99.unwrap_or(d.ttft_p99),
         tpot_p99: r.tpot_p99,
@@ -1663,7 +1696,10 @@ fn validate_dcis(
         };
         let background = d.background.unwrap_or(0.0);
         if !(0.0..1.0).contains(&background) {
-            return Err(ctx.invalid("background", format!("expected a share in [0, 1), got {background}")));
+            return Err(ctx.invalid(
+                "background",
+                format!("expected a share in [0, 1), got {}", meshway_units::shown(background)),
+            ));
         }
         if capacity_bps * (1.0 - background) < 1e6 {
             return Err(ctx.invalid(

@@ -45,6 +45,10 @@ fn invalid_inference_scenarios() {
         "bad.toml:11: `site[1].gpus`: 12 GPUs is not a whole number of 8-GPU servers of model \"m\""
     );
     assert_eq!(
+        err(&GOOD.replace("gpus = 16", "gpus = 1")),
+        "bad.toml:11: `site[1].gpus`: 1 GPU is not a whole number of 8-GPU servers of model \"m\""
+    );
+    assert_eq!(
         err(&GOOD.replace("gpus = 16", "gpus = 16\nmax-gpus = 20")),
         "bad.toml:12: `site[1].max-gpus`: 20 GPUs is not a whole number of 8-GPU servers of model \"m\""
     );
@@ -119,6 +123,15 @@ fn invalid_inference_scenarios() {
     );
     let e = Catalog::with_overlay("[inference]\nwan-fixed = \"2s\"\n", "mine.toml").unwrap_err().to_string();
     assert!(e.contains("wan-fixed must be at most 1s, got 2s"), "{e}");
+    // The catalog's server size and access hops are checked in the catalog, naming its file
+    // (a bad one was blamed on the scenario's model or site).
+    for (key, want) in [
+        ("gpus-per-server = 0", "gpus-per-server must be 1 to 1024, got 0"),
+        ("access-hops = 5000", "access-hops must be at most 1000, got 5000"),
+    ] {
+        let e = Catalog::with_overlay(&format!("[inference]\n{key}\n"), "mine.toml").unwrap_err().to_string();
+        assert!(e.contains("mine.toml") && e.contains(want), "{e}");
+    }
     assert_eq!(
         err(&GOOD.replace("[[region]]\nname = \"r\"\nrate = 5\ndistance = { a = \"100km\" }\n", "")),
         "bad.toml: `region`: no [[region]] tables: an inference scenario needs user regions"

@@ -162,6 +162,13 @@ fn idle_regions_and_unreached_sites_size_nothing() {
     assert_eq!(rep.plans[1].name, "all-edge");
     assert_eq!(rep.plans[1].sized_gpus, vec![0, 5, 4, 0]);
     assert!(rep.plans[1].violations.is_empty(), "{:?}", rep.plans[1].violations);
+    // The idle region has no site (null in JSON, not an empty name).
+    let rep = place(&spec, &PlaceOptions { repair_rounds: 1, ..opt });
+    let z = rep.plans[2].regions.iter().find(|r| r.name == "Z").expect("region Z simulated");
+    assert_eq!((z.requests, z.site.as_deref(), z.prefill_site.as_deref()), (0, None, None));
+    let json = serde_json::to_value(&rep.plans[2]).unwrap();
+    let zj = json["regions"].as_array().unwrap().iter().find(|r| r["name"] == "Z").unwrap();
+    assert!(zj["site"].is_null() && zj["prefill_site"].is_null(), "{zj}");
 }
 
 /// Without E2, losing E sends A to C, too far: no subset passes N+1 sizing, so the report

@@ -278,8 +278,8 @@ fn lengths_from_csv() {
     assert!(tokens >= 3 * n && tokens <= 9 * n && (tokens - 3 * n).is_multiple_of(6), "{tokens} tokens, {n} requests");
 }
 
-/// A lengths CSV with a count past the limit, an unknown or repeated column is refused,
-/// naming the file; a byte-order mark and indented comments are fine.
+/// A lengths CSV with a count past the limit, an unknown or repeated column, no rows or only
+/// zero counts is refused, naming the file; a byte-order mark and indented comments are fine.
 #[test]
 fn bad_lengths_csv() {
     let dir = std::env::temp_dir().join(format!("meshway-badlengths-{}", std::process::id()));
@@ -297,7 +297,13 @@ fn bad_lengths_csv() {
     let bom = load("\u{feff}prompt,output\n  # a comment\n500,100\n");
     let extra = load("prompt,output\n500,100\n500,100,7\n");
     let short = load("prompt,output,count\n500,100\n");
+    let zeros = load("prompt,output,count\n500,100,0\n900,10,0\n");
+    let header_only = load("prompt,output\n# nothing\n");
     std::fs::remove_dir_all(&dir).unwrap();
+    let e = zeros.unwrap_err().to_string();
+    assert!(e.contains("len.csv counts 0 samples in its 2 rows"), "{e}");
+    let e = header_only.unwrap_err().to_string();
+    assert!(e.contains("len.csv has no rows: expected at least one"), "{e}");
     let e = extra.unwrap_err().to_string();
     assert!(e.contains("len.csv:3: expected 2 fields (prompt,output)") && e.contains("got 3"), "{e}");
     let e = short.unwrap_err().to_string();
@@ -476,7 +482,7 @@ fn disaggregated_transfer_closed_form() {
     let r = &rep.regions[0];
     assert!(r.requests >= 3, "{} requests", r.requests);
     assert_eq!(r.unserved, 0);
-    assert_eq!(r.main_site, "D");
+    assert_eq!(r.main_site.as_deref(), Some("D"));
     let bytes: f64 = 1000.0 * 131_072.0;
     let transfer = (bytes / (100e9 * 0.5 / 8.0) * 1e9).ceil() as u64 + 4_900_000;
     assert_eq!(rep.dci.len(), 1);
@@ -502,7 +508,7 @@ fn disaggregated_transfer_closed_form() {
     let far = text.replace("D = \"0km\" }", "D = \"2000km\" }");
     let spec = spec_from_text(&far, "t.toml", &Catalog::builtin()).unwrap();
     let f = &simulate(&spec, &Run::new(&spec)).regions[0];
-    assert_eq!((f.prefill_site.as_str(), f.main_site.as_str()), ("P", "D"));
+    assert_eq!((f.prefill_site.as_deref(), f.main_site.as_deref()), (Some("P"), Some("D")));
     assert_eq!(f.rtt_ns, r.rtt_ns);
     assert_eq!(f.ttft.p50_ns, r.ttft.p50_ns);
     assert_eq!(spec.regions[0].paths[0].as_ref().map(|p| 2 * p.one_way.0), f.rtt_ns);
@@ -632,10 +638,13 @@ fn bad_disaggregation() {
     // Shares below 0.001 made a step overflow 64 bits and wrap to a fast one; prices past
     // $1M an hour made the cost infinite.
     let e = bad(&disaggregated("capacity = \"100Gbps\"").replace("flops-efficiency = 0.5", "flops-efficiency = 1e-16"));
-    assert!(e.contains("`model[1].flops-efficiency`: expected a share from 0.001 to 1, got 0.0000000000000001"), "{e}");
+    assert!(e.contains("`model[1].flops-efficiency`: expected a share from 0.001 to 1, got 1e-16"), "{e}");
     let e = bad(&disaggregated("capacity = \"100Gbps\"")
         .replace("role = \"decode\"", "role = \"decode\"\ngpu-hour-usd = 1e308"));
-    assert!(e.contains("`site[2].gpu-hour-usd`: expected a price from 0 to 1000000"), "{e}");
+    assert!(
+        e.contains("`site[2].gpu-hour-usd`: expected a price from 0 to 1000000 (dollars per GPU-hour), got 1e308"),
+        "{e}"
+    );
 }
 
 /// Placement sizes a prefill site for the prompts it prefills alone and its decode site for
@@ -805,6 +814,14 @@ fn runaway_inputs_are_refused() {
     // In a quiet hour it sends nothing, but the thinning still draws at the peak rate.
     let e = size(&busy.replace("profile = [1", "utc-offset-hours = 1\nprofile = [1"), "1h").unwrap_err();
     assert!(e.contains("1.080e9 draws"), "{e}");
+    // Half an hour behind UTC, the busy local hour 0 starts 30 min into the run.
+    let e = size(&busy.replace("profile = [1", "utc-offset-hours = -0.5\nprofile = [1"), "1h").unwrap_err();
+    assert!(e.contains("5.400e8 requests"), "{e}");
+    // Offsets are whole quarter hours from -12 to 14.
+    for off in ["5.2", "-12.25", "14.5", "nan"] {
+        let e = bad(&m, &format!("rate = 1\nutc-offset-hours = {off}"), "1s");
+        assert!(e.contains("utc-offset-hours") && e.contains("whole quarter hours"), "{off}: {e}");
+    }
     // Bursty periods shorter than 1 ms would toggle without end.
     let e =
         bad(&m, "rate = 1\narrivals = \"bursty\"\nburst-factor = 1.5\nburst-on = \"1ns\"\nburst-off = \"1ns\"", "1s");
@@ -916,5 +933,5 @@ fn latency_aware_routing_spreads_prompts_off_a_busy_prefill_site() {
     // New York's first tokens are split over the two edges: the report says how much its
     // main prefill site made (the table showed the site alone): the larger part, not all.
     assert!(ny.prefill_site_share >= 0.5 && ny.prefill_site_share < 0.995, "{}", ny.prefill_site_share);
-    assert_eq!(houston.prefill_site, "edge-south");
+    assert_eq!(houston.prefill_site.as_deref(), Some("edge-south"));
 }

@@ -276,7 +276,9 @@ fn bursty_arrivals_keep_the_mean_rate() {
 
 /// A daily profile scales each local hour: hour 0 at 3x, hour 1 at 1x, so 2 h at 10/s give
 /// 10 x 3,600 x (3 + 1) = 144,000 requests (within 1.5%); with utc-offset-hours = -1 the run's
-/// first hour is local hour 23 (1x) and its second local hour 0 (3x): the same total.
+/// first hour is local hour 23 (1x) and its second local hour 0 (3x): the same total. A half
+/// hour offset (India's 5.5 h, here -0.5) moves the boundary: 1 h gives half an hour of local
+/// hour 23 and half of hour 0, 10 x 1,800 x (1 + 3) = 72,000.
 #[test]
 fn daily_profile_scales_hours() {
     let mut prof = vec!["1.0"; 24];
@@ -285,6 +287,10 @@ fn daily_profile_scales_hours() {
     let n = arrivals(&keys, "2h");
     assert!((n as f64 / 144_000.0 - 1.0).abs() < 0.015, "{n}");
     let n = arrivals(&format!("{keys}\nutc-offset-hours = -1"), "1h");
+    assert!((n as f64 / 36_000.0 - 1.0).abs() < 0.015, "{n}");
+    let n = arrivals(&format!("{keys}\nutc-offset-hours = -0.5"), "1h");
+    assert!((n as f64 / 72_000.0 - 1.0).abs() < 0.015, "{n}");
+    let n = arrivals(&format!("{keys}\nutc-offset-hours = 5.5"), "1h");
     assert!((n as f64 / 36_000.0 - 1.0).abs() < 0.015, "{n}");
 }
 

@@ -35,21 +35,22 @@ pub fn infer_text(r: &InferReport) -> String {
         "tokens/s",
     ]);
     for x in &r.regions {
-        let site = if x.main_site_share < 0.995 && !x.main_site.is_empty() {
-            format!("{} {:.0}%", x.main_site, 100.0 * x.main_site_share)
-        } else {
-            x.main_site.clone()
+        let main = x.main_site.as_deref().unwrap_or("");
+        let site = match &x.main_site {
+            Some(m) if x.main_site_share < 0.995 => format!("{m} {:.0}%", 100.0 * x.main_site_share),
+            _ => main.to_string(),
         };
         // Disaggregated: the site that made the first tokens (whose round trip `rtt` is), then
         // the one that decoded.
-        let site = if !x.prefill_site.is_empty() && x.prefill_site != x.main_site && !x.main_site.is_empty() {
-            if x.prefill_site_share < 0.995 {
-                format!("{} {:.0}% > {site}", x.prefill_site, 100.0 * x.prefill_site_share)
-            } else {
-                format!("{} > {site}", x.prefill_site)
+        let site = match &x.prefill_site {
+            Some(p) if p != main && !main.is_empty() => {
+                if x.prefill_site_share < 0.995 {
+                    format!("{p} {:.0}% > {site}", 100.0 * x.prefill_site_share)
+                } else {
+                    format!("{p} > {site}")
+                }
             }
-        } else {
-            site
+            _ => site,
         };
         // A region none of whose requests completed has no latencies to show.
         let none = x.served == 0;

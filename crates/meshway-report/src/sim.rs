@@ -109,21 +109,19 @@ pub fn sim_text(r: &SimReport) -> String {
                     }
                 ));
                 for c in &s.collectives {
-                    let proto = if c.protocol.is_empty() { String::new() } else { format!(", {}", c.protocol) };
-                    let alone = c.alone_ns.map(|t| format!(", {} alone", time(t))).unwrap_or_default();
-                    out.push_str(&format!(
-                        "  {} {} over {} GPUs: {}{proto}{alone}\n",
-                        c.what,
-                        meshway_units::Bytes(c.size_bytes),
-                        thousands(u64::from(c.ranks)),
-                        c.algorithm
-                    ));
+                    out.push_str(&step_collective(c));
                 }
             }
             if w.failed_messages > 0 {
                 out.push_str(&format!("\n{}: {} messages FAILED\n", w.name, thousands(w.failed_messages as u64)));
                 for f in &w.failures {
                     out.push_str(&format!("  - {f}\n"));
+                }
+                if !w.step_collectives.is_empty() {
+                    out.push_str("  the step's collectives:\n");
+                    for c in &w.step_collectives {
+                        out.push_str(&format!("  {}", step_collective(c)));
+                    }
                 }
             }
             if let Some(e) = &w.not_run_after {
@@ -615,6 +613,20 @@ pub fn progress_line(done: u64, total: u64, elapsed_s: f64) -> String {
         done,
         total,
         elapsed_s
+    )
+}
+
+/// One of a training step's collectives, as a line: what, size, group, algorithm, protocol
+/// and its time alone.
+fn step_collective(c: &meshway_sim::program::StepCollective) -> String {
+    let proto = if c.protocol.is_empty() { String::new() } else { format!(", {}", c.protocol) };
+    let alone = c.alone_ns.map(|t| format!(", {} alone", time(t))).unwrap_or_default();
+    format!(
+        "  {} {} over {} GPUs: {}{proto}{alone}\n",
+        c.what,
+        meshway_units::Bytes(c.size_bytes),
+        thousands(u64::from(c.ranks)),
+        c.algorithm
     )
 }
 

@@ -207,6 +207,10 @@ pub struct WorkloadResult {
     pub not_run_after: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub training: Option<training::StepReport>,
+    /// A training step that did not complete: the collectives it was written with (what a
+    /// completed step lists in `training.collectives`), so a failed step still says what ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub step_collectives: Vec<crate::program::StepCollective>,
 }
 
 /// One row of a size sweep, as nccl-tests prints it.
@@ -2087,17 +2091,18 @@ fn workload_result(
         }
         Kind::Training(t) => (None, None, None, t.gpus(), 0, None, None),
     };
+    let mut step_collectives: Vec<_> = prog
+        .step_collectives
+        .iter()
+        .filter(|(m, _)| (a..b).contains(&(*m as usize)))
+        .flat_map(|(_, c)| c.iter().cloned())
+        .collect();
     let training = match &w.kind {
         Kind::Training(t) => time.map(|tt| {
             let mut r = training::report(t, tt, ideal_time);
             let ops: Vec<_> = prog.step_ops.iter().filter(|o| (a..b).contains(&(o.op as usize))).copied().collect();
             r.timeline = training::timeline(&ops, prog, ex);
-            r.collectives = prog
-                .step_collectives
-                .iter()
-                .filter(|(m, _)| (a..b).contains(&(*m as usize)))
-                .flat_map(|(_, c)| c.iter().cloned())
-                .collect();
+            r.collectives = std::mem::take(&mut step_collectives);
             r
         }),
         _ => None,
@@ -2128,6 +2133,7 @@ fn workload_result(
         failures,
         not_run_after,
         training,
+        step_collectives,
     }
 }
 

@@ -1893,6 +1893,16 @@ fn failures_name_their_cause_before_their_consequences() {
     let w = &r.workloads[0];
     assert!(w.failed_messages > 100, "{}", w.failed_messages);
     assert!(w.failures[0].starts_with("no path from"), "{:?}", w.failures);
+    // The failed step still says which collectives it ran (TP 2 inside a host, DP 4).
+    assert!(w.training.is_none());
+    let whats: Vec<(&str, u32)> = w.step_collectives.iter().map(|c| (c.what, c.ranks)).collect();
+    assert_eq!(whats, vec![("tensor-parallel all-reduce", 2), ("data-parallel all-reduce", 4)]);
+    assert!(w.step_collectives.iter().all(|c| !c.algorithm.is_empty()), "{:?}", w.step_collectives);
+    let json = serde_json::to_value(w).unwrap();
+    assert_eq!(json["step_collectives"].as_array().map(Vec::len), Some(2));
+    // A step that completes lists them under `training`, not here.
+    let ok = run(&text.replace("at = \"20ms\"", "at = \"100s\""), &Options::default());
+    assert!(ok.workloads[0].step_collectives.is_empty() && ok.workloads[0].training.is_some());
 }
 
 /// A pinned flow whose path loses a switch says that its pinned path is cut (it does not

@@ -23,6 +23,7 @@ mod parse;
 mod types;
 
 pub use parse::UnitError;
+pub use types::{units_required, BitsPerSec, Bytes, Meters, Nanos, Ratio, SimTime};
 
 /// Why `text` cannot be a name printed in a report: its first control character (an escape
 /// sequence or a NUL acts on a terminal) or bidirectional control (U+202E reverses the rest
@@ -36,4 +37,28 @@ pub fn unprintable(text: &str) -> Option<String> {
         _ => None,
     })
 }
-pub use types::{units_required, BitsPerSec, Bytes, Meters, Nanos, Ratio, SimTime};
+/// A number as an error message quotes it: as written from 1e-4 to 1e12 (and 0), else in
+/// exponent form ("1e300", not 301 digits; "1e-300", not 300 zeros).
+pub fn shown(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 || !a.is_finite() || (1e-4..1e12).contains(&a) {
+        v.to_string()
+    } else {
+        format!("{v:e}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shown_numbers_stay_short() {
+        use super::shown;
+        assert_eq!(shown(0.0), "0");
+        assert_eq!(shown(-0.5), "-0.5");
+        assert_eq!(shown(5.25), "5.25");
+        assert_eq!(shown(1e300), "1e300");
+        assert_eq!(shown(-2.5e-300), "-2.5e-300");
+        assert_eq!(shown(123456789.0), "123456789");
+        assert_eq!(shown(f64::NAN), "NaN");
+    }
+}
