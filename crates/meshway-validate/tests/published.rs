@@ -21,9 +21,9 @@ fn every_row_is_run_or_excluded_with_a_reason() {
     assert_eq!(rows.len(), csv.lines().count() - 1, "one row per line");
     let s = parse_setups(&setups, "setups.toml").unwrap();
     let to = assign(&rows, &s, "setups.toml").unwrap();
-    // 363 of 392: every row but GCP TCPXO, Azure's GB200 rows without GPU counts, two
+    // 478 of 507: every row but GCP TCPXO, Azure's GB200 rows without GPU counts, two
     // degraded or unexplained sources and one launch floor.
-    assert!(to.iter().filter(|t| t.is_ok()).count() >= 363, "most modelable rows are run");
+    assert!(to.iter().filter(|t| t.is_ok()).count() >= 478, "most modelable rows are run");
     assert!(to.iter().all(|t| t.as_ref().err().is_none_or(|why| why.len() > 20)), "every exclusion says why");
     // Every row cites its source.
     assert!(rows.iter().all(|r| r.source_url.starts_with("https://")));
