@@ -342,7 +342,12 @@ fn run(cli: Cli) -> Result<()> {
             if set == "all" || set == "collectives" {
                 let (rows, rows_file) = read("collectives", "nccl-tests.csv")?;
                 let (setups, setups_file) = read("collectives", "setups.toml")?;
-                let r = meshway_validate::run(&rows, &rows_file, &setups, &setups_file, &cat, &mut |_, _| {})?;
+                // The set runs for minutes (its 256-GPU all-to-alls): a progress line on terminals.
+                let r = crate::progress::Progress::new(&validate_line).run(|bar| {
+                    meshway_validate::run(&rows, &rows_file, &setups, &setups_file, &cat, &mut |i, n| {
+                        bar.update(i as u64, n as u64, "collectives")
+                    })
+                })?;
                 let stale = meshway_validate::stale_entries(
                     &meshway_validate::parse_rows(&rows, &rows_file)?,
                     &meshway_validate::parse_setups(&setups, &setups_file)?,
@@ -374,7 +379,11 @@ fn run(cli: Cli) -> Result<()> {
                 let (setups, setups_file) = read("inference", "setups.toml")?;
                 let files = vec![read("inference", "throughput.csv")?, read("inference", "latency-load.csv")?];
                 let files: Vec<(String, String)> = files.into_iter().map(|(t, f)| (f, t)).collect();
-                let mut r = meshway_validate::inference::run(&files, &setups, &setups_file, &cat, &mut |_, _| {})?;
+                let mut r = crate::progress::Progress::new(&validate_line).run(|bar| {
+                    meshway_validate::inference::run(&files, &setups, &setups_file, &cat, &mut |i, n| {
+                        bar.update(i as u64, n as u64, "inference")
+                    })
+                })?;
                 let (wan, wan_file) = read("inference", "wan-rtt.csv")?;
                 (r.wan, r.wan_groups) = meshway_validate::inference::run_wan(&wan, &wan_file, &cat)?;
                 // Tables held out of the route model's fit, when the set has them.
@@ -434,4 +443,9 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `meshway validate`'s progress line: the set and the row it is at.
+fn validate_line(done: u64, total: u64, what: &str, secs: f64) -> String {
+    format!("\r  validate {what}: row {} of {total}  {secs:.0}s", (done + 1).min(total.max(1)))
 }
