@@ -307,7 +307,7 @@ impl<'de> Deserialize<'de> for Positive {
                 if v > 0.0 && v.is_finite() {
                     Ok(Positive(v))
                 } else {
-                    Err(E::custom(format!("expected a positive number, got {v}")))
+                    Err(E::custom(format!("expected a positive number, got {}", meshway_units::shown(v))))
                 }
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Positive, E> {
@@ -347,7 +347,7 @@ impl<'de> Deserialize<'de> for Whole {
                 if v >= 0.0 && v.fract() == 0.0 && v < 1e15 {
                     Ok(Whole(v as u64))
                 } else {
-                    Err(E::custom(format!("expected a whole number, got {v}")))
+                    Err(E::custom(format!("expected a whole number, got {}", meshway_units::shown(v))))
                 }
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Whole, E> {

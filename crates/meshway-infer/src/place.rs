@@ -541,7 +541,16 @@ fn plan(spec: &InferSpec, name: &str, sz: &Sizing, opt: &PlaceOptions, repair: b
         worst_margin_ns: worst,
         regions,
         sites,
-        first_token_site: sz.assignment.iter().map(|a| a.map(|s| spec.sites[s].name.clone())).collect(),
+        // A region that sends nothing makes no first token anywhere (its `site` is null too).
+        first_token_site: sz
+            .assignment
+            .iter()
+            .enumerate()
+            .map(|(r, a)| {
+                let idle = spec.regions[r].concurrency.is_none() && peak_rate(spec, r) <= 0.0;
+                a.filter(|_| !idle).map(|s| spec.sites[s].name.clone())
+            })
+            .collect(),
     }
 }
 

@@ -509,6 +509,16 @@ pub struct InferSpec {
     pub dcis: Vec<Dci>,
 }
 
+/// A length just past a limit, in metres when kilometres would show it equal to the limit
+/// ("50000.000001km" read "50000km").
+fn past_limit(v: Meters, limit_mm: u64) -> String {
+    if v.to_string() == Meters(limit_mm).to_string() {
+        format!("{}m", v.as_m_f64())
+    } else {
+        v.to_string()
+    }
+}
+
 /// The most requests one run may send. Their latencies are kept for percentiles, 24 bytes
 /// each (1.2 GB at this count); a run whose sites fall behind also holds every queued
 /// request (about 80 bytes, and its events): one overloaded run at this count was measured
@@ -757,7 +767,11 @@ fn read_lengths(path: &std::path::Path, ctx: &Ctx) -> Result<Vec<(u32, u32)>, Fa
         out.extend(std::iter::repeat_n((p, o), c as usize));
     }
     if out.is_empty() {
-        let why = if rows == 0 { "has no rows".to_string() } else { format!("counts 0 samples in its {rows} rows") };
+        let why = if rows == 0 {
+            "has no rows".to_string()
+        } else {
+            format!("counts 0 samples in its {rows} row{}", if rows == 1 { "" } else { "s" })
+        };
         return Err(ctx.invalid("lengths", format!("{shown} {why}: expected at least one (prompt, output) sample")));
     }
     Ok(out)
@@ -1306,7 +1320,8 @@ fn arrivals(r: &RegionConfig, ctx: &Ctx) -> Result<Arrivals, FabricError> {
             let on = r.burst_on.unwrap_or(Nanos(30_000_000_000));
             let off = r.burst_off.unwrap_or(Nanos(90_000_000_000));
             if on.0 < 1_000_000 || off.0 < 1_000_000 {
-                return Err(ctx.invalid("burst-on", "expected on and off periods of at least 1ms"));
+                let key = if on.0 < 1_000_000 { "burst-on" } else { "burst-off" };
+                return Err(ctx.invalid(key, "expected on and off periods of at least 1ms"));
             }
             let share = on.0 as f64 / (on.0 + off.0) as f64;
             if !(factor.is_finite() && factor >= 1.0 && factor * share <= 1.0 + 1e-12) {
@@ -1430,9 +1445,10 @@ fn validate_region(
         }
         (Some(rate), None) => {
             if !(rate.is_finite() && (0.0..=1e7).contains(&rate)) {
-                // `{:.3e}` past the range: 1e300 would print 301 digits.
-                let got = if rate.is_finite() && rate.abs() < 1e9 { format!("{rate}") } else { format!("{rate:.3e}") };
-                return Err(ctx.invalid("rate", format!("expected 0 to 10000000 requests per second, got {got}")));
+                return Err(ctx.invalid(
+                    "rate",
+                    format!("expected 0 to 10000000 requests per second, got {}", meshway_units::shown(rate)),
+                ));
             }
             rate
         }
@@ -1660,7 +1676,10 @@ fn validate_dcis(
         if d.distance.0 > MAX_PATH_MM {
             return Err(ctx.invalid(
                 "distance",
-                format!("expected at most 50000km (past any path on Earth), got {}", d.distance),
+                format!(
+                    "expected at most 50000km (past any path on Earth), got {}",
+                    past_limit(d.distance, MAX_PATH_MM)
+                ),
             ));
         }
         let capacity_bps = match d.capacity {
@@ -1672,11 +1691,24 @@ fn validate_dcis(
                         cat.optic_index(n).ok_or_else(|| ctx.invalid("optic", format!("unknown optic {n:?}")))?
                     }
                     None => cat.choose_coherent(d.distance).ok_or_else(|| {
+                        let farthest = cat
+                            .optic
+                            .iter()
+                            .filter(|o| o.class == meshway_fabric::catalog::OpticClass::Coherent)
+                            .max_by_key(|o| o.reach);
+                        let what = match farthest {
+                            Some(o) => format!(
+                                "{}: the farthest, {}, reaches {}",
+                                past_limit(d.distance, o.reach.0),
+                                o.name,
+                                o.reach
+                            ),
+                            None => d.distance.to_string(),
+                        };
                         ctx.invalid(
                             "distance",
                             format!(
-                                "no coherent optic in the catalog reaches {}; give `capacity` for a routed path",
-                                d.distance
+                                "no coherent optic in the catalog reaches {what}; give `capacity` for a routed path"
                             ),
                         )
                     })?,
@@ -1702,11 +1734,13 @@ fn validate_dcis(
             ));
         }
         if capacity_bps * (1.0 - background) < 1e6 {
+            // Blame the key the user gave: the capacity alone when there is no background.
+            let key = if d.background.is_some() { "background" } else { "capacity" };
             return Err(ctx.invalid(
-                "background",
+                key,
                 format!(
-                    "the capacity left for KV transfers ({:.3e} b/s: capacity x (1 - background)) is below 1 Mb/s",
-                    capacity_bps * (1.0 - background)
+                    "the capacity left for KV transfers ({:.0} b/s: capacity x (1 - background)) is below 1 Mb/s (1000000 b/s)",
+                    (capacity_bps * (1.0 - background)).floor()
                 ),
             ));
         }

@@ -169,6 +169,8 @@ fn idle_regions_and_unreached_sites_size_nothing() {
     let json = serde_json::to_value(&rep.plans[2]).unwrap();
     let zj = json["regions"].as_array().unwrap().iter().find(|r| r["name"] == "Z").unwrap();
     assert!(zj["site"].is_null() && zj["prefill_site"].is_null(), "{zj}");
+    let z_at = rep.plans[2].regions.iter().position(|r| r.name == "Z").unwrap();
+    assert_eq!(rep.plans[2].first_token_site[z_at], None, "an idle region makes no first token");
 }
 
 /// Without E2, losing E sends A to C, too far: no subset passes N+1 sizing, so the report

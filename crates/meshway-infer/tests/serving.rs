@@ -845,6 +845,26 @@ fn runaway_inputs_are_refused() {
     let text = disaggregated("capacity = \"1Mbps\"\nbackground = 0.99");
     let e = spec_from_text(&text, "bad.toml", &Catalog::builtin()).unwrap_err().to_string();
     assert!(e.contains("dci[1].background") && e.contains("below 1 Mb/s"), "{e}");
+    // Without a background the capacity is to blame, and a rate just under 1 Mb/s does not
+    // read as 1 Mb/s.
+    let text = disaggregated("capacity = \"999999bps\"");
+    let e = spec_from_text(&text, "bad.toml", &Catalog::builtin()).unwrap_err().to_string();
+    assert!(e.contains("dci[1].capacity") && e.contains("(999999 b/s:"), "{e}");
+    // Just past the farthest optic or the 50,000 km bound, metres show the difference.
+    let far = disaggregated("").replace("distance = \"1000km\"", "distance = \"1000.0001km\"");
+    let e = spec_from_text(&far, "bad.toml", &Catalog::builtin()).unwrap_err().to_string();
+    assert!(
+        e.contains("no coherent optic in the catalog reaches 1000000.1m: the farthest, 400g-zr-plus, reaches 1000km"),
+        "{e}"
+    );
+    let e = spec_from_text(
+        &disaggregated("capacity = \"100Gbps\"").replace("distance = \"1000km\"", "distance = \"50000.0001km\""),
+        "bad.toml",
+        &Catalog::builtin(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("expected at most 50000km (past any path on Earth), got 50000000.1m"), "{e}");
     // Users resend after failover-detect: at least 1 ms.
     let text = scenario(&m, "concurrency = 4", "1s")
         .replace("policy = \"nearest\"", "policy = \"nearest\"\nfailover-detect = \"1us\"");
@@ -867,7 +887,16 @@ fn runaway_inputs_are_refused() {
         ("[serving]\nstep-overhead = \"2h\"\n", "step-overhead must be at most 1h"),
         ("[simulation]\nqps-per-connection = 100000\n", "qps-per-connection must be at most 128, got 100000"),
         ("[simulation]\ncompletion-tolerance = nan\n", "completion-tolerance must be in [0, 0.5], got NaN"),
-        ("[serving]\nflops-efficiency = 2.0\n", "flops-efficiency must be in (0, 1], got 2"),
+        ("[serving]\nflops-efficiency = 2.0\n", "flops-efficiency must be from 0.001 to 1, got 2"),
+        ("[serving]\nmoe-efficiency = 1e-300\n", "moe-efficiency must be from 0.001 to 1, got 1e-300"),
+        ("[inference]\ntarget-utilization = 1e300\n", "target-utilization must be in (0, 1], got 1e300"),
+        ("[inference]\nroute-factor = 1e300\n", "route-factor must be from 1 to 10, got 1e300"),
+        ("[inference]\nroute-factor = inf\n", "route-factor must be from 1 to 10, got inf"),
+        ("[inference]\nttft-p99 = \"0s\"\n", "ttft-p99 must be above 0"),
+        (
+            "[serving]\ntoken-budget = 1e300\n",
+            "`token-budget`: expected a whole number from 0 to 4294967295, got 1e300",
+        ),
     ] {
         let e = Catalog::with_overlay(overlay, "mine.toml").unwrap_err().to_string();
         assert!(e.contains("mine.toml") && e.contains(want), "{e}");

@@ -2131,9 +2131,10 @@ fn workload_result(
         slowest_message_ns: slowest,
         failed_messages: failed,
         failures,
+        // A step that did not run (an earlier workload failed) ran no collective.
+        step_collectives: if not_run_after.is_some() { Vec::new() } else { step_collectives },
         not_run_after,
         training,
-        step_collectives,
     }
 }
 

@@ -286,7 +286,10 @@ fn parse_with(
     })?;
     let efficiency = w.efficiency.map_or(cat.simulation.compute_efficiency, |e| e.0);
     if !(0.001..=1.0).contains(&efficiency) {
-        return Err(c.invalid("efficiency", format!("expected a share of peak from 0.001 to 1, got {efficiency}")));
+        return Err(c.invalid(
+            "efficiency",
+            format!("expected a share of peak from 0.001 to 1, got {}", meshway_units::shown(efficiency)),
+        ));
     }
     // DP gradient all-reduce: flat rings (default) or hierarchical by site.
     let (site_of_rank, dp_algo) = match w.dp_algorithm {

@@ -1903,6 +1903,22 @@ fn failures_name_their_cause_before_their_consequences() {
     // A step that completes lists them under `training`, not here.
     let ok = run(&text.replace("at = \"20ms\"", "at = \"100s\""), &Options::default());
     assert!(ok.workloads[0].step_collectives.is_empty() && ok.workloads[0].training.is_some());
+    // A step that did not run (it waited on a workload that failed) ran no collective.
+    let after = text.replace(
+        "[[workload]]\nkind = \"training\"",
+        "[[workload]]\nname = \"ar\"\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"1GiB\"\n\
+         [[workload]]\nkind = \"training\"",
+    );
+    let r = run(&after.replace("at = \"20ms\"", "at = \"0ns\""), &Options::default());
+    let step = &r.workloads[1];
+    assert_eq!(step.not_run_after.as_deref(), Some("ar"), "{:?}", step.failures);
+    assert!(step.step_collectives.is_empty(), "{:?}", step.step_collectives);
+    // Numbers in errors stay short (1e300 printed 301 digits).
+    let e = meshway_fabric::Scenario::parse(&text.replace("layers = 16", "layers = 1e300"), "t.toml")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("`workload[1].layers`: expected a whole number, got 1e300"), "{e}");
 }
 
 /// A pinned flow whose path loses a switch says that its pinned path is cut (it does not

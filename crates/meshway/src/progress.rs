@@ -82,8 +82,11 @@ impl<'a> Progress<'a> {
                 t.thread().unpark();
                 let _ = t.join();
             }
+            // Blank the last line (it would stay on the terminal, stale, above the report).
             if self.shown.load(Ordering::Relaxed) {
-                eprintln!();
+                let w = self.width.lock().map(|w| *w).unwrap_or(0);
+                eprint!("\r{}\r", " ".repeat(w));
+                let _ = std::io::stderr().flush();
             }
             r
         })
