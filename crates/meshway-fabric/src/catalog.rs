@@ -776,6 +776,11 @@ struct CatalogOverlay {
     multisite: Option<toml::Table>,
 }
 
+/// Route and cable factors a catalog may give: at least the great circle, at most 10 times
+/// it (an assumption: published routes run 1.2 to 3 times it; 1e300 was taken and read a
+/// 5.7-year round trip).
+const ROUTE_FACTORS: std::ops::RangeInclusive<f64> = 1.0..=10.0;
+
 /// `base` with the keys of `patch` replacing its own (a partial section or entry).
 fn patched<T: Serialize + serde::de::DeserializeOwned>(
     base: Option<&T>,
@@ -1242,9 +1247,7 @@ impl Catalog {
         provenance("cable-lengths", "", &self.cable_lengths.source, &self.cable_lengths.assumption)?;
         if let Some(i) = &self.inference {
             provenance("inference", "", &i.source, &i.assumption)?;
-            // At most 10 (an assumption: published routes run 1.2 to 3 times the great
-            // circle); 1e300 was taken and read a 5.7-year round trip.
-            if !(1.0..=10.0).contains(&i.route_factor) {
+            if !ROUTE_FACTORS.contains(&i.route_factor) {
                 return Err(bad(
                     "inference".into(),
                     &format!("route-factor must be from 1 to 10, got {}", meshway_units::shown(i.route_factor)),
@@ -1295,7 +1298,8 @@ impl Catalog {
                 }
             }
             for (k, w) in i.wan_routes.iter().enumerate() {
-                if !(1.0..=10.0).contains(&w.route_factor) || w.cable_factor.is_some_and(|c| !(1.0..=10.0).contains(&c))
+                if !ROUTE_FACTORS.contains(&w.route_factor)
+                    || w.cable_factor.is_some_and(|c| !ROUTE_FACTORS.contains(&c))
                 {
                     return Err(bad(
                         format!("inference.wan-route[{}]", k + 1),
@@ -1522,10 +1526,7 @@ impl Catalog {
                 None => "the catalog has no coherent optic".to_string(),
             },
         };
-        // Just past the reach, both round to the same kilometres: show metres.
-        let (l, r) = (length.to_string(), o.reach.to_string());
-        let (l, r) =
-            if l == r { (format!("{}m", length.as_m_f64()), format!("{}m", o.reach.as_m_f64())) } else { (l, r) };
+        let (l, r) = length.shown_against(o.reach);
         Some(format!("{l} exceeds the {} reach of {r}; {hint}", o.name))
     }
 

@@ -247,6 +247,11 @@ fn peak_rate(spec: &InferSpec, r: usize) -> f64 {
     reg.rate * reg.profile.as_ref().map_or(1.0, |p| p.iter().copied().fold(0.0, f64::max))
 }
 
+/// A region that sends nothing: an open loop at a zero rate (or a profile of zeros).
+fn idle(spec: &InferSpec, r: usize) -> bool {
+    spec.regions[r].concurrency.is_none() && peak_rate(spec, r) <= 0.0
+}
+
 /// Where region `r`'s requests go with `open` sites and `failed` down: the first-token site
 /// (nearest open site that prefills) and, when that site only prefills, the decode site it
 /// hands to (nearest the user among its linked open decode sites) with the link.
@@ -293,7 +298,7 @@ pub fn size(spec: &InferSpec, open: &[bool], n_plus_1: bool, prefill: &[u64]) ->
         let mut tpot: Vec<Option<u64>> = vec![None; ns];
         for (r, reg) in spec.regions.iter().enumerate() {
             let when = failed.map(|f| format!(" when {} fails", spec.sites[f].name)).unwrap_or_default();
-            let idle = reg.concurrency.is_none() && peak_rate(spec, r) <= 0.0;
+            let idle = idle(spec, r);
             let Some((s, handoff)) = assign(spec, r, open, failed) else {
                 if !idle {
                     violations.push(format!("{}: no open site{when}", reg.name));
@@ -546,10 +551,7 @@ fn plan(spec: &InferSpec, name: &str, sz: &Sizing, opt: &PlaceOptions, repair: b
             .assignment
             .iter()
             .enumerate()
-            .map(|(r, a)| {
-                let idle = spec.regions[r].concurrency.is_none() && peak_rate(spec, r) <= 0.0;
-                a.filter(|_| !idle).map(|s| spec.sites[s].name.clone())
-            })
+            .map(|(r, a)| a.filter(|_| !idle(spec, r)).map(|s| spec.sites[s].name.clone()))
             .collect(),
     }
 }

@@ -509,16 +509,6 @@ pub struct InferSpec {
     pub dcis: Vec<Dci>,
 }
 
-/// A length just past a limit, in metres when kilometres would show it equal to the limit
-/// ("50000.000001km" read "50000km").
-fn past_limit(v: Meters, limit_mm: u64) -> String {
-    if v.to_string() == Meters(limit_mm).to_string() {
-        format!("{}m", v.as_m_f64())
-    } else {
-        v.to_string()
-    }
-}
-
 /// The most requests one run may send. Their latencies are kept for percentiles, 24 bytes
 /// each (1.2 GB at this count); a run whose sites fall behind also holds every queued
 /// request (about 80 bytes, and its events): one overloaded run at this count was measured
@@ -1678,7 +1668,7 @@ fn validate_dcis(
                 "distance",
                 format!(
                     "expected at most 50000km (past any path on Earth), got {}",
-                    past_limit(d.distance, MAX_PATH_MM)
+                    d.distance.shown_against(Meters(MAX_PATH_MM)).0
                 ),
             ));
         }
@@ -1699,7 +1689,7 @@ fn validate_dcis(
                         let what = match farthest {
                             Some(o) => format!(
                                 "{}: the farthest, {}, reaches {}",
-                                past_limit(d.distance, o.reach.0),
+                                d.distance.shown_against(o.reach).0,
                                 o.name,
                                 o.reach
                             ),

@@ -366,6 +366,17 @@ impl Meters {
     pub fn as_km_f64(self) -> f64 {
         self.0 as f64 / 1e6
     }
+    /// This length and `limit` as an error about the two shows them: in metres when
+    /// kilometres would print them equal ("120.0001km" against 120 km read "120km").
+    pub fn shown_against(self, limit: Meters) -> (String, String) {
+        let (v, l) = (self.to_string(), limit.to_string());
+        if v == l {
+            (format!("{}m", self.as_m_f64()), format!("{}m", limit.as_m_f64()))
+        } else {
+            (v, l)
+        }
+    }
+
     /// One-way propagation over this length at `per_km` delay per kilometre, rounded to the
     /// nearest nanosecond.
     pub fn propagation(self, per_km: Nanos) -> Nanos {
