@@ -534,6 +534,10 @@ pub struct ProtocolModel {
     /// flags included: a connection has `buffer x efficiency` of payload in flight per round
     /// trip). Absent: `[simulation] nccl-buffer` (NCCL_BUFFSIZE, Simple's).
     pub buffer: Option<Bytes>,
+    /// Ring steps one rank may have in flight on a channel: its send of step k waits for
+    /// its send of step k - this (NCCL's step slots per chunk: Simple keeps two chunks of
+    /// NCCL_STEPS / 2 slots). Absent: 1, one step after another.
+    pub ring_in_flight: Option<u32>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -1187,6 +1191,12 @@ impl Catalog {
             provenance("protocol", &p.name, &p.source, &p.assumption)?;
             if !(p.efficiency > 0.0 && p.efficiency <= 1.0) {
                 return Err(bad(format!("protocol {:?}", p.name), "efficiency must be in (0, 1]"));
+            }
+            if p.ring_in_flight.is_some_and(|w| !(1..=64).contains(&w)) {
+                return Err(bad(
+                    format!("protocol {:?}", p.name),
+                    "ring-in-flight must be a whole number from 1 to 64",
+                ));
             }
             if p.tree_chunk.is_some_and(|b| b.0 == 0 || b.0 > 1 << 30) {
                 return Err(bad(format!("protocol {:?}", p.name), "tree-chunk must be positive and at most 1GiB"));
@@ -1961,6 +1971,15 @@ mod overlay_tests {
             [461_600_000_000, 364_000_000_000]
         );
         assert_eq!(c.protocol("ll128").unwrap().tree_chunk.map(|b| b.0), Some(576_000));
+        assert_eq!(c.protocol("simple").unwrap().ring_in_flight, Some(2));
+        assert_eq!(c.protocol("ll").unwrap().ring_in_flight, Some(1));
+        for bad in ["0", "65"] {
+            let e = refused(&format!("[[protocol]]\nname = \"simple\"\nring-in-flight = {bad}\n"));
+            assert!(
+                e.contains("protocol \"simple\"") && e.contains("ring-in-flight must be a whole number from 1 to 64"),
+                "{e}"
+            );
+        }
         let e = refused("[[protocol]]\nname = \"simple\"\ntree-chunk = \"0B\"\n");
         assert!(
             e.contains("mine.toml")

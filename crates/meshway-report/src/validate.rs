@@ -13,10 +13,13 @@ pub fn validate_text(r: &ValidationReport) -> String {
     let mut o = String::new();
     let mut t = Table::new(&["row", "op", "GPUs", "size", "algorithm (NCCL)", "published", "meshway", "error"]);
     for x in &r.rows {
-        let algo = match &x.nccl_algorithm {
-            Some(n) => format!("{} ({n})", x.algorithm),
+        let mut algo = match &x.protocol {
+            Some(p) => format!("{}/{p}", x.algorithm),
             None => x.algorithm.clone(),
         };
+        if let Some(n) = &x.nccl_algorithm {
+            let _ = write!(algo, " ({n})");
+        }
         t.row(vec![
             x.id.clone(),
             x.op.clone(),

@@ -299,6 +299,9 @@ pub struct Proto {
     /// Payload one connection has in flight per round trip (its buffer x efficiency); 0:
     /// NCCL_BUFFSIZE, the executor's collective window.
     pub window: u64,
+    /// Ring steps a rank may have in flight on one channel (NCCL's step slots per chunk):
+    /// its send of step k waits for its send of step k - this. 1: one at a time.
+    pub ring_in_flight: u32,
 }
 
 impl Default for Proto {
@@ -320,6 +323,7 @@ impl Proto {
         collnet: None,
         tree_chunk: 0,
         window: 0,
+        ring_in_flight: 1,
     };
 
     /// From a catalog entry.
@@ -333,6 +337,7 @@ impl Proto {
             nvls_tree_step: p.nvls_tree_network_step,
             collnet: p.collnet_latency,
             tree_chunk: p.tree_chunk.map_or(0, |b| b.0),
+            ring_in_flight: p.ring_in_flight.unwrap_or(1).max(1),
             window: p.buffer.map_or(0, |b| (b.0 as f64 * p.efficiency.clamp(0.0, 1.0)).floor() as u64),
         }
     }
@@ -562,25 +567,43 @@ fn ring_phase(
     let mut last = Vec::new();
     match model {
         Model::Steps => {
+            let w = spec.proto.ring_in_flight.max(1) as usize;
             for (ch, ring) in rings.iter().enumerate() {
-                let mut prev: Vec<MsgId> = Vec::new();
-                for _ in 0..steps {
+                // The last `w` steps' messages, oldest first.
+                let mut hist: std::collections::VecDeque<Vec<MsgId>> = std::collections::VecDeque::with_capacity(w + 1);
+                for k in 0..steps as usize {
                     let mut cur = Vec::with_capacity(n);
                     for i in 0..n {
                         let mut m = Msg::send(ring.members[i], ring.members[(i + 1) % n], chunk);
                         m.via = ring.via[i];
                         m.channel = ch as u32;
-                        m.deps = if prev.is_empty() { after.to_vec() } else { vec![prev[(i + n - 1) % n], prev[i]] };
+                        m.deps = match hist.back() {
+                            None => after.to_vec(),
+                            Some(prev) => {
+                                let mut d = vec![prev[(i + n - 1) % n]];
+                                if k >= w {
+                                    d.push(hist[hist.len() - w][i]);
+                                } else {
+                                    d.extend_from_slice(after);
+                                }
+                                d
+                            }
+                        };
                         cur.push(prog.push(m));
                     }
-                    prev = cur;
+                    hist.push_back(cur);
+                    if hist.len() > w {
+                        hist.pop_front();
+                    }
                 }
-                last.extend(prev);
+                for v in hist {
+                    last.extend(v);
+                }
             }
             prog.barrier(last, Nanos::ZERO)
         }
         Model::Steady | Model::Direct => {
-            let mut worst = 0u64;
+            let (mut worst, mut paced) = (0u64, 0u64);
             let shape = HostShape::of(&*topo, &spec.ranks);
             for (ch, ring) in rings.iter().enumerate() {
                 let mut lats = Vec::with_capacity(n);
@@ -596,10 +619,16 @@ fn ring_phase(
                         topo.edge_latency(a, b, ring.via[i], spec.packet).0 + spec.ring_step_alpha(local, shape).0,
                     );
                 }
+                paced = paced.max(paced_latency(&lats, steps, spec.proto.ring_in_flight));
                 worst = worst.max(chain_latency(&mut lats, steps));
             }
-            // Each message already pays one step latency and its own path latency.
-            prog.barrier(last, Nanos(worst))
+            // Each message already pays one step latency and its own path latency. The ring
+            // ends no sooner than its slowest rank's steps paced one after another from the
+            // start (that many in flight): latency-bound rings take that, as step by step;
+            // a large message's transfer hides it.
+            let flows = prog.barrier(last, Nanos(worst));
+            let pace = prog.barrier(after.to_vec(), Nanos(paced));
+            prog.barrier(vec![flows, pace], Nanos::ZERO)
         }
     }
 }
@@ -618,6 +647,14 @@ fn chain_latency(lats: &mut [u64], steps: u32) -> u64 {
     let tail: u64 = lats[..rest].iter().sum();
     let min = *lats.last().unwrap_or(&0);
     (laps * lap + tail).saturating_sub(min)
+}
+
+/// Time from a ring's start to its end when its slowest rank paces it: the rank sends one
+/// step after another with at most `in_flight` of them outstanding, each taking its step
+/// latency.
+fn paced_latency(lats: &[u64], steps: u32, in_flight: u32) -> u64 {
+    let Some(&slow) = lats.iter().max() else { return 0 };
+    slow.saturating_mul(u64::from(steps)) / u64::from(in_flight.max(1))
 }
 
 fn pick_model(spec: &CollSpec, msgs_if_steps: u64) -> Result<Model, CollectiveError> {

@@ -135,6 +135,9 @@ pub struct Outcome {
     /// The algorithm meshway ran (what NCCL reported when the row says and meshway has it,
     /// else the fastest of meshway's candidates).
     pub algorithm: String,
+    /// The protocol meshway ran it with (simple, ll128, ll), when the collective has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
     pub nccl_algorithm: Option<String>,
     pub published_busbw_gbytes_per_s: f64,
     pub meshway_busbw_gbytes_per_s: f64,
@@ -411,8 +414,16 @@ fn algorithm_of(nccl: &str) -> Option<&'static str> {
     }
 }
 
-/// Bus bandwidth (GB/s), time (ns) and algorithm meshway gives for `op` of `size` bytes on
-/// `fabric` with `algo` ("auto": the tuner's pick).
+/// What meshway gives for one row: bus bandwidth (GB/s), time (ns), algorithm and protocol.
+struct Run {
+    busbw: f64,
+    time_ns: u64,
+    algorithm: String,
+    protocol: Option<String>,
+}
+
+/// What meshway gives for `op` of `size` bytes on `fabric` with `algo` ("auto": the
+/// tuner's pick).
 #[allow(clippy::too_many_arguments)]
 fn busbw(
     setup: &SetupConfig,
@@ -423,7 +434,7 @@ fn busbw(
     cat: &Catalog,
     file: &str,
     row: &str,
-) -> Result<(f64, u64, String), ValidateError> {
+) -> Result<Run, ValidateError> {
     let wl = format!("kind = \"collective\"\nop = \"{op}\"\nsize = {size}\nalgorithm = \"{algo}\"\n");
     let workload: WorkloadConfig = toml::from_str(&wl).map_err(|e| ValidateError::Csv {
         file: file.to_string(),
@@ -453,11 +464,12 @@ fn busbw(
     let opts = Options { no_ideal: true, seed: Some(1), ..Options::default() };
     let r = simulate(&s, &opts, &mut |_, _| {}).map_err(sim_err)?;
     let w = r.workloads.first();
-    Ok((
-        w.and_then(|w| w.busbw_gbps).unwrap_or(0.0) / 8.0,
-        w.and_then(|w| w.time_ns).unwrap_or(u64::MAX),
-        w.and_then(|w| w.algorithm.clone()).unwrap_or_else(|| algo.to_string()),
-    ))
+    Ok(Run {
+        busbw: w.and_then(|w| w.busbw_gbps).unwrap_or(0.0) / 8.0,
+        time_ns: w.and_then(|w| w.time_ns).unwrap_or(u64::MAX),
+        algorithm: w.and_then(|w| w.algorithm.clone()).unwrap_or_else(|| algo.to_string()),
+        protocol: w.and_then(|w| w.protocol.clone()),
+    })
 }
 
 /// `e` (a setup that does not run for a row) with the setup's line in `setups_text`: the
@@ -633,20 +645,22 @@ pub fn run(
         // The benchmark's own floor: a collective faster than it takes the floor's time, at
         // the bus bandwidth that time gives.
         let best = match setup.launch_floor {
-            Some(f) if best.1 < f.0 && best.1 > 0 => (best.0 * best.1 as f64 / f.0 as f64, f.0, best.2),
+            Some(f) if best.time_ns < f.0 && best.time_ns > 0 => {
+                Run { busbw: best.busbw * best.time_ns as f64 / f.0 as f64, time_ns: f.0, ..best }
+            }
             _ => best,
         };
         let time_us = row.time_us.filter(|t| *t > 0.0);
-        let meshway_us = best.1 as f64 / 1e3;
+        let meshway_us = best.time_ns as f64 / 1e3;
         let error = match time_us {
             Some(t) => t / meshway_us - 1.0,
-            None => (best.0 - published) / published,
+            None => (best.busbw - published) / published,
         };
         // meshway's busbw is its size / time x the bus factor, so the published time's is
         // meshway's scaled by the times (below 1 GB/s a source's rounding to 0.01 is left alone).
         let busbw_from_time = time_us
             .filter(|_| published >= 1.0 && meshway_us > 0.0)
-            .map(|t| best.0 * meshway_us / t)
+            .map(|t| best.busbw * meshway_us / t)
             .filter(|b| (b / published - 1.0).abs() > 0.02);
         out.push(Outcome {
             id: row.id.clone(),
@@ -654,10 +668,11 @@ pub fn run(
             gpus,
             size_bytes: size,
             setup: setup.name.clone(),
-            algorithm: best.2,
+            algorithm: best.algorithm,
+            protocol: best.protocol,
             nccl_algorithm: nccl,
             published_busbw_gbytes_per_s: published,
-            meshway_busbw_gbytes_per_s: best.0,
+            meshway_busbw_gbytes_per_s: best.busbw,
             published_time_us: time_us,
             meshway_time_us: meshway_us,
             error,
