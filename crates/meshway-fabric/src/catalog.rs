@@ -534,9 +534,10 @@ pub struct ProtocolModel {
     /// flags included: a connection has `buffer x efficiency` of payload in flight per round
     /// trip). Absent: `[simulation] nccl-buffer` (NCCL_BUFFSIZE, Simple's).
     pub buffer: Option<Bytes>,
-    /// Ring steps one rank may have in flight on a channel: its send of step k waits for
-    /// its send of step k - this (NCCL's step slots per chunk: Simple keeps two chunks of
-    /// NCCL_STEPS / 2 slots). Absent: 1, one step after another.
+    /// Ring steps one rank may have in flight on a channel (NCCL's step slots per chunk:
+    /// Simple keeps two chunks of NCCL_STEPS / 2 slots): only 1 / this of a step's latency
+    /// follows the rank's previous send, the rest the chunk it forwards. Absent: 1, every
+    /// step's latency after the previous one.
     pub ring_in_flight: Option<u32>,
     pub source: Option<String>,
     pub assumption: Option<String>,

@@ -567,38 +567,51 @@ fn ring_phase(
     let mut last = Vec::new();
     match model {
         Model::Steps => {
-            let w = spec.proto.ring_in_flight.max(1) as usize;
+            // A rank sends its steps one after another, each after its step latency; with
+            // `w` steps in flight only 1/w of that latency follows its own previous send,
+            // the rest follows the chunk it forwards: a step costs latency / w + its
+            // transfer at the rank, and the whole latency along the chain of chunks.
+            let w = spec.proto.ring_in_flight.clamp(1, 255);
+            let shape = HostShape::of(&*topo, &spec.ranks);
+            // The part of the step latency that follows the chunk, NVLink and network.
+            let lead = |local: bool| {
+                let a = spec.ring_step_alpha(local, shape).0;
+                if w > 1 && !spec.proto.is_transport() {
+                    a - a / u64::from(w)
+                } else {
+                    0
+                }
+            };
+            let (lead_nvlink, lead_net) = (lead(true), lead(false));
             for (ch, ring) in rings.iter().enumerate() {
-                // The last `w` steps' messages, oldest first.
-                let mut hist: std::collections::VecDeque<Vec<MsgId>> = std::collections::VecDeque::with_capacity(w + 1);
-                for k in 0..steps as usize {
+                let mut prev: Vec<MsgId> = Vec::new();
+                for _ in 0..steps {
                     let mut cur = Vec::with_capacity(n);
                     for i in 0..n {
                         let mut m = Msg::send(ring.members[i], ring.members[(i + 1) % n], chunk);
                         m.via = ring.via[i];
                         m.channel = ch as u32;
-                        m.deps = match hist.back() {
-                            None => after.to_vec(),
-                            Some(prev) => {
-                                let mut d = vec![prev[(i + n - 1) % n]];
-                                if k >= w {
-                                    d.push(hist[hist.len() - w][i]);
-                                } else {
-                                    d.extend_from_slice(after);
-                                }
-                                d
-                            }
-                        };
+                        if prev.is_empty() {
+                            m.deps = after.to_vec();
+                        } else {
+                            let src = prev[(i + n - 1) % n];
+                            let local = ring.via[i].is_none() && topo.local(m.src, m.dst);
+                            let lead = if local { lead_nvlink } else { lead_net };
+                            let chunk_in = if lead > 0 {
+                                let mut lw = Msg::wait(vec![src], Nanos(lead));
+                                lw.latency_wait = true;
+                                prog.push(lw)
+                            } else {
+                                src
+                            };
+                            m.deps = vec![chunk_in, prev[i]];
+                            m.alpha_div = w as u8;
+                        }
                         cur.push(prog.push(m));
                     }
-                    hist.push_back(cur);
-                    if hist.len() > w {
-                        hist.pop_front();
-                    }
+                    prev = cur;
                 }
-                for v in hist {
-                    last.extend(v);
-                }
+                last.extend(prev);
             }
             prog.barrier(last, Nanos::ZERO)
         }
@@ -620,15 +633,15 @@ fn ring_phase(
                     );
                 }
                 paced = paced.max(paced_latency(&lats, steps, spec.proto.ring_in_flight));
-                worst = worst.max(chain_latency(&mut lats, steps));
+                let own = lats.iter().min().copied().unwrap_or(0);
+                worst = worst.max(chain_latency(&mut lats, steps)).max(paced.saturating_sub(own));
             }
             // Each message already pays one step latency and its own path latency. The ring
             // ends no sooner than its slowest rank's steps paced one after another from the
             // start (that many in flight): latency-bound rings take that, as step by step;
             // a large message's transfer hides it.
-            let flows = prog.barrier(last, Nanos(worst));
-            let pace = prog.barrier(after.to_vec(), Nanos(paced));
-            prog.barrier(vec![flows, pace], Nanos::ZERO)
+            let _ = paced;
+            prog.barrier(last, Nanos(worst))
         }
     }
 }
@@ -740,7 +753,7 @@ pub fn build(
         }
         if !transport {
             m.bytes = spec.proto.wire_bytes(m.bytes);
-            m.set_alpha(spec.ring_step_alpha(local, shape));
+            m.set_alpha(Nanos(spec.ring_step_alpha(local, shape).0 / u64::from(m.alpha_div.max(1))));
         } else if local {
             // A network transport's alpha is for the network: an NVLink message of a training
             // step pays NCCL's NVLink step, whatever the transport (EFA's 20 us made a one-host

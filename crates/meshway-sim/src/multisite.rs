@@ -848,7 +848,7 @@ fn notes(s: &Scenario, routing: Policy) -> Vec<String> {
     if routing == Policy::Ecmp {
         v.push(
             "ECMP: which flows share a link depends on the hash seed (`--seed`), so the steps and break-even \
-             distances move with it (the two-site example's step at 100 km: 114.5 to 117.5 ms over seeds 1 to 12); \
+             distances move with it (the two-site example's step at 100 km: 114.5 to 117.2 ms over seeds 1 to 12); \
              adaptive routing and spraying do not depend on it"
                 .into(),
         );

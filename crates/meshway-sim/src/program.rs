@@ -51,6 +51,14 @@ pub struct Msg {
     /// payload scaled to the NIC's achievable share and the protocol's flags, so that the
     /// link's line rate times them gives NCCL's time); 0: `bytes` is the payload.
     pub payload: u64,
+    /// The protocol's step latency this message pays is divided by this (0 and 1: all of
+    /// it): a ring step whose rank keeps that many steps in flight waits the rest of it
+    /// after the chunk it forwards, not after its own previous send.
+    pub alpha_div: u8,
+    /// A wait that stands for protocol latency (the part of a ring step's latency that
+    /// follows the chunk it forwards), not compute: an export that cannot express a delay
+    /// (htsim's triggers) passes through it, as it does the network's own latency.
+    pub latency_wait: bool,
 }
 
 /// The NCCL buffer a message's connection has (see [`Msg::window`]).
@@ -108,6 +116,8 @@ impl Msg {
             route: NO_ROUTE,
             window: Window::None,
             payload: 0,
+            alpha_div: 1,
+            latency_wait: false,
         }
     }
 

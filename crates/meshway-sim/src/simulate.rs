@@ -1869,7 +1869,12 @@ fn export_flows(prog: &Program, ex: &Execution, topo: &dyn Topology) -> Export {
                 Class::Sharp => return false,
                 c => {
                     *nvlink |= c == Class::Nvlink;
-                    if m.delay.0 > 0 || depth > 4 || !flatten(prog, class, idx, &m.deps, out, depth + 1, nvlink) {
+                    // A latency wait is part of the message after it, not a level.
+                    let next = if m.latency_wait { depth } else { depth + 1 };
+                    if (m.delay.0 > 0 && !m.latency_wait)
+                        || depth > 4
+                        || !flatten(prog, class, idx, &m.deps, out, next, nvlink)
+                    {
                         return false;
                     }
                 }

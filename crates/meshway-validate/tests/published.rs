@@ -56,14 +56,11 @@ fn known_reasons_replace_the_general_pattern() {
 
 /// The rows CI runs: every row of 256 MiB and up from the sources that state their hardware
 /// in full (one 8-GPU H100 or H200 host, ring or NVLS; H100 hosts on InfiniBand, 16 to 64
-/// GPUs; but for the 4-host 256 MiB all-reduce, where meshway's ring with two steps in
-/// flight hides its step latency behind the transfer and is 25% fast), NVIDIA/nccl-tests #294's NVLS-tree sweep from 128 MiB, one single-process
+/// GPUs), NVIDIA/nccl-tests #294's NVLS-tree sweep from 128 MiB, one single-process
 /// source's ring all-gathers and reduce-scatters at every size from 64 KiB (its launch floor),
 /// B200 hosts on 8 x 400G InfiniBand (reduce-scatter and all-gather on 32 GPUs), and two
 /// AWS EFA hosts: p5 from 1 GiB (and 1 MiB in the NCCL 2.22.3 log, a tree with LL128 once the
-/// EFA plugin's reported latency is counted), p4de (Simple only) at 1 MiB and from 256 MiB
-/// (its 16 MiB ring is 37% slower than meshway's), and latency-bound 32 MiB ring all-gathers
-/// on 2 to 16 p5 hosts, where a rank's steps are paced by EFA's 20 us network step.
+/// EFA plugin's reported latency is counted), p4de (Simple only) from 1 MiB.
 fn subset(csv: &str) -> String {
     let keep = [
         "dgxc-h100-8-06",
@@ -87,6 +84,7 @@ fn subset(csv: &str) -> String {
         "gh-nccltests309-h100-16-07",
         "gh-nccltests309-h100-16-08",
         "gh-nccltests309-h100-16-09",
+        "gh-nccltests309-h100-32-06",
         "gh-nccltests309-h100-32-07",
         "gh-nccltests309-h100-32-08",
         "gh-nccltests309-h100-32-09",
@@ -96,6 +94,7 @@ fn subset(csv: &str) -> String {
         "aws-p5-h100-16-08",
         "aws-p5-h100-16-09",
         "aws-p4de-a100-16-04",
+        "aws-p4de-a100-16-05",
         "aws-p4de-a100-16-06",
         "aws-p4de-a100-16-07",
         "aws-p4de-a100-16-08",
@@ -103,10 +102,6 @@ fn subset(csv: &str) -> String {
         "keitaw-p5-h100-16-06",
         "keitaw-p5-h100-16-07",
         "keitaw-p5-h100-16-08",
-        "cg-p5-h100-16-ag-01",
-        "cg-p5-h100-32-ag-01",
-        "cg-p5-h100-64-ag-01",
-        "cg-p5-h100-128-ag-01",
     ];
     let mut lines = csv.lines();
     let mut out = format!("{}\n", lines.next().unwrap());

@@ -49,7 +49,7 @@ fn multisite_json_is_valid_deterministic_and_consistent() {
 /// finds it.
 #[test]
 fn steps_grow_with_distance_and_the_break_even_is_where_the_sweep_crosses() {
-    let km: Vec<String> = (0..=20).map(|i| format!("{}m", 127_000 + 250 * i)).collect();
+    let km: Vec<String> = (0..=20).map(|i| format!("{}m", 44_000 + 250 * i)).collect();
     let a = meshway(&["multisite", "examples/two-site-training.toml", "--json", "--distances", &km.join(",")]);
     assert!(a.status.success(), "{}", stderr(&a));
     let v: serde_json::Value = serde_json::from_slice(&a.stdout).unwrap();
