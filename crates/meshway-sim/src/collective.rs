@@ -300,7 +300,8 @@ pub struct Proto {
     /// NCCL_BUFFSIZE, the executor's collective window.
     pub window: u64,
     /// Ring steps a rank may have in flight on one channel (NCCL's step slots per chunk):
-    /// its send of step k waits for its send of step k - this. 1: one at a time.
+    /// only 1 / this of a step's latency follows the rank's previous send, the rest the
+    /// chunk it forwards. 1: all of it after the previous send.
     pub ring_in_flight: u32,
 }
 
@@ -605,7 +606,9 @@ fn ring_phase(
                                 src
                             };
                             m.deps = vec![chunk_in, prev[i]];
-                            m.alpha_div = w as u8;
+                            if lead > 0 {
+                                m.alpha_div = w as u8;
+                            }
                         }
                         cur.push(prog.push(m));
                     }
@@ -616,7 +619,7 @@ fn ring_phase(
             prog.barrier(last, Nanos::ZERO)
         }
         Model::Steady | Model::Direct => {
-            let (mut worst, mut paced) = (0u64, 0u64);
+            let mut worst = 0u64;
             let shape = HostShape::of(&*topo, &spec.ranks);
             for (ch, ring) in rings.iter().enumerate() {
                 let mut lats = Vec::with_capacity(n);
@@ -632,15 +635,13 @@ fn ring_phase(
                         topo.edge_latency(a, b, ring.via[i], spec.packet).0 + spec.ring_step_alpha(local, shape).0,
                     );
                 }
-                paced = paced.max(paced_latency(&lats, steps, spec.proto.ring_in_flight));
+                // The chain of chunks, or the slowest rank's steps paced one after another
+                // (as step by step), whichever is longer.
                 let own = lats.iter().min().copied().unwrap_or(0);
-                worst = worst.max(chain_latency(&mut lats, steps)).max(paced.saturating_sub(own));
+                let paced = paced_latency(&lats, steps, spec.proto.ring_in_flight).saturating_sub(own);
+                worst = worst.max(chain_latency(&mut lats, steps)).max(paced);
             }
-            // Each message already pays one step latency and its own path latency. The ring
-            // ends no sooner than its slowest rank's steps paced one after another from the
-            // start (that many in flight): latency-bound rings take that, as step by step;
-            // a large message's transfer hides it.
-            let _ = paced;
+            // Each message already pays one step latency and its own path latency.
             prog.barrier(last, Nanos(worst))
         }
     }
@@ -662,9 +663,8 @@ fn chain_latency(lats: &mut [u64], steps: u32) -> u64 {
     (laps * lap + tail).saturating_sub(min)
 }
 
-/// Time from a ring's start to its end when its slowest rank paces it: the rank sends one
-/// step after another with at most `in_flight` of them outstanding, each taking its step
-/// latency.
+/// Latency of a ring whose slowest rank paces it: the rank's steps one after another, each
+/// after 1 / `in_flight` of its step latency (its transfers are the flows').
 fn paced_latency(lats: &[u64], steps: u32, in_flight: u32) -> u64 {
     let Some(&slow) = lats.iter().max() else { return 0 };
     slow.saturating_mul(u64::from(steps)) / u64::from(in_flight.max(1))
