@@ -418,6 +418,10 @@ pub struct Nic {
     /// NVIDIA's InfiniBand and socket transports report none). NCCL's tuning model adds it to
     /// every network step, twice with Simple, when it picks an algorithm; it is not a delay.
     pub nccl_net_latency: Option<meshway_units::Nanos>,
+    /// The NCCL tuner plugin that comes with the NIC's net plugin (a catalog
+    /// [[tuner-plugin]] name): NCCL 2.21 and later load a tuner from the net plugin's
+    /// library, and aws-ofi-nccl bundles its own, so on AWS it picks for NCCL by default.
+    pub nccl_tuner_plugin: Option<String>,
     /// The one transport this NIC runs (a catalog [[transport]] name), when it runs only one:
     /// AWS's EFA devices run `efa`, and `efa` runs only on them.
     pub transport: Option<String>,
@@ -502,6 +506,40 @@ fn default_pipeline_depth() -> u32 {
 
 fn default_pipeline_chunk() -> meshway_units::Bytes {
     meshway_units::Bytes(1 << 20)
+}
+
+/// An NCCL tuner plugin that picks from a table of regions (AWS's aws-ofi-nccl): for an
+/// operation on hosts of a given number of ranks, the first region whose polygon in
+/// (message bytes, ranks) holds the collective sets its algorithm and protocol; outside
+/// every region, or on fewer hosts than `min-nodes`, NCCL's own tuner picks.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TunerPlugin {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Communicators on fewer hosts are left to NCCL's tuner.
+    pub min_nodes: u32,
+    #[serde(default)]
+    pub region: Vec<TunerRegion>,
+    pub source: Option<String>,
+    pub assumption: Option<String>,
+}
+
+/// One region of a [`TunerPlugin`].
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TunerRegion {
+    /// all-reduce, all-gather, reduce-scatter or broadcast.
+    pub op: String,
+    /// The table is for communicators of this many ranks on every host.
+    pub ranks_per_host: u32,
+    /// ring, tree, nvls, nvls-tree or collnet.
+    pub algorithm: String,
+    /// A catalog [[protocol]] name.
+    pub protocol: String,
+    /// The polygon's corners in order, each [message bytes, ranks]; a point on an edge is in.
+    pub vertices: Vec<[f64; 2]>,
 }
 
 /// A collective protocol as NCCL's tuning model describes it: the share of the bytes on
@@ -738,6 +776,9 @@ pub struct Catalog {
     /// NCCL protocols (Simple, LL, LL128) for collectives.
     #[serde(default)]
     pub protocol: Vec<ProtocolModel>,
+    /// NCCL tuner plugins with region tables.
+    #[serde(default)]
+    pub tuner_plugin: Vec<TunerPlugin>,
     /// Language-model shapes for the serving model.
     #[serde(default)]
     pub llm: Vec<LlmModel>,
@@ -773,6 +814,8 @@ struct CatalogOverlay {
     gpu: Vec<toml::Table>,
     #[serde(default)]
     protocol: Vec<toml::Table>,
+    #[serde(default)]
+    tuner_plugin: Vec<toml::Table>,
     #[serde(default)]
     llm: Vec<toml::Table>,
     serving: Option<toml::Table>,
@@ -921,6 +964,7 @@ impl Catalog {
         }
         merge(&mut c.gpu, o.gpu, |s| &s.name, "gpu", file)?;
         merge(&mut c.protocol, o.protocol, |s| &s.name, "protocol", file)?;
+        merge(&mut c.tuner_plugin, o.tuner_plugin, |s| &s.name, "tuner-plugin", file)?;
         merge(&mut c.llm, o.llm, |s| &s.name, "llm", file)?;
         c.check(file).map_err(|e| match e {
             FabricError::Catalog { file, entry, message } => {
@@ -1005,6 +1049,15 @@ impl Catalog {
             if let Some(t) = n.transport.as_deref().filter(|t| self.transport_profile(t).is_none()) {
                 return Err(bad(format!("nic {:?}", n.name), &format!("transport: no [[transport]] named {t:?}")));
             }
+            if let Some(t) = n.nccl_tuner_plugin.as_deref().filter(|t| self.tuner_plugin_named(t).is_none()) {
+                return Err(bad(
+                    format!("nic {:?}", n.name),
+                    &format!(
+                        "nccl-tuner-plugin: no [[tuner-plugin]] named {t:?} (the catalog has {})",
+                        self.tuner_plugin_names()
+                    ),
+                ));
+            }
             if let Some(ps) = &n.protocols {
                 if let Some(p) = ps.iter().enumerate().find(|(i, p)| ps[..*i].contains(p)).map(|(_, p)| p) {
                     return Err(bad(format!("nic {:?}", n.name), &format!("protocols: {p:?} is listed twice")));
@@ -1018,6 +1071,54 @@ impl Catalog {
                         format!("nic {:?}", n.name),
                         &format!("protocols: no [[protocol]] named {p:?} (the catalog has {})", names.join(", ")),
                     ));
+                }
+            }
+        }
+        for t in &self.tuner_plugin {
+            provenance("tuner-plugin", &t.name, &t.source, &t.assumption)?;
+            let entry = || format!("tuner-plugin {:?}", t.name);
+            if t.min_nodes == 0 {
+                return Err(bad(entry(), "min-nodes must be at least 1"));
+            }
+            if t.region.is_empty() {
+                return Err(bad(entry(), "needs at least one [[tuner-plugin.region]]"));
+            }
+            for (i, r) in t.region.iter().enumerate() {
+                let at = |m: String| bad(entry(), &format!("region {}: {m}", i + 1));
+                if !["all-reduce", "all-gather", "reduce-scatter", "broadcast"].contains(&r.op.as_str()) {
+                    return Err(at(format!(
+                        "op must be all-reduce, all-gather, reduce-scatter or broadcast, got {:?}",
+                        r.op
+                    )));
+                }
+                if !["ring", "tree", "nvls", "nvls-tree", "collnet"].contains(&r.algorithm.as_str()) {
+                    return Err(at(format!(
+                        "algorithm must be ring, tree, nvls, nvls-tree or collnet, got {:?}",
+                        r.algorithm
+                    )));
+                }
+                if self.protocol(&r.protocol).is_none() {
+                    let names: Vec<&str> = self.protocol.iter().map(|q| q.name.as_str()).collect();
+                    return Err(at(format!(
+                        "protocol: no [[protocol]] named {:?} (the catalog has {})",
+                        r.protocol,
+                        names.join(", ")
+                    )));
+                }
+                if r.ranks_per_host == 0 {
+                    return Err(at("ranks-per-host must be at least 1".into()));
+                }
+                if r.vertices.len() < 2 {
+                    return Err(at("vertices must give at least 2 corners".into()));
+                }
+                if let Some(v) =
+                    r.vertices.iter().find(|v| !v.iter().all(|x| x.is_finite() && (0.0..=1e15).contains(x)))
+                {
+                    return Err(at(format!(
+                        "vertices: each corner is [bytes, ranks], both from 0 to 1e15, got [{}, {}]",
+                        meshway_units::shown(v[0]),
+                        meshway_units::shown(v[1])
+                    )));
                 }
             }
         }
@@ -1456,6 +1557,21 @@ impl Catalog {
     /// A collective protocol by name ("simple", "ll", "ll128").
     pub fn protocol(&self, name: &str) -> Option<&ProtocolModel> {
         self.protocol.iter().find(|p| p.name == name)
+    }
+
+    /// A tuner plugin by name.
+    pub fn tuner_plugin_named(&self, name: &str) -> Option<&TunerPlugin> {
+        self.tuner_plugin.iter().find(|p| p.name == name)
+    }
+
+    /// The tuner plugins' names, for messages ("none" when there are none).
+    pub fn tuner_plugin_names(&self) -> String {
+        let names: Vec<&str> = self.tuner_plugin.iter().map(|p| p.name.as_str()).collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
     }
 
     /// Finds an optic by catalog name or by common alias ("400ZR", "ZR+", "800ZR").
@@ -1960,6 +2076,58 @@ mod overlay_tests {
     /// The error a `mine.toml` overlay is refused with.
     fn refused(text: &str) -> String {
         Catalog::with_overlay(text, "mine.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn tuner_plugins_are_checked() {
+        let c = Catalog::builtin();
+        let aws = c.tuner_plugin_named("aws-ofi-p5").unwrap();
+        assert_eq!((aws.min_nodes, aws.region.len()), (3, 5));
+        assert_eq!(c.nic_named("aws-efa-p5").unwrap().nccl_tuner_plugin.as_deref(), Some("aws-ofi-p5"));
+        assert_eq!(c.nic_named("aws-efa-p4d").unwrap().nccl_tuner_plugin, None);
+        let e = refused("[[nic]]\nname = \"aws-efa-p4d\"\nnccl-tuner-plugin = \"nope\"\n");
+        assert!(
+            e.contains("nccl-tuner-plugin: no [[tuner-plugin]] named \"nope\" (the catalog has aws-ofi-p5)"),
+            "{e}"
+        );
+        let plugin = |region: &str| {
+            format!(
+                "[[tuner-plugin]]\nname = \"t\"\nmin-nodes = 2\nassumption = \"a test\"\n\
+                 [[tuner-plugin.region]]\nop = \"all-reduce\"\nranks-per-host = 8\nalgorithm = \"ring\"\n\
+                 protocol = \"simple\"\nvertices = [[0, 1], [10, 1], [10, 10]]\n{region}"
+            )
+        };
+        assert!(Catalog::with_overlay(&plugin(""), "mine.toml").is_ok());
+        for (bad, want) in [
+            ("op = \"all-to-all\"", "region 2: op must be all-reduce, all-gather, reduce-scatter or broadcast"),
+            ("algorithm = \"direct\"", "region 2: algorithm must be ring, tree, nvls, nvls-tree or collnet"),
+            ("protocol = \"fast\"", "region 2: protocol: no [[protocol]] named \"fast\""),
+            ("vertices = [[0, 1]]", "region 2: vertices must give at least 2 corners"),
+            ("vertices = [[0, 1], [-1, 2]]", "region 2: vertices: each corner is [bytes, ranks], both from 0 to 1e15"),
+            ("ranks-per-host = 0", "region 2: ranks-per-host must be at least 1"),
+        ] {
+            let mut r = vec![
+                "op = \"all-reduce\"",
+                "ranks-per-host = 8",
+                "algorithm = \"tree\"",
+                "protocol = \"ll\"",
+                "vertices = [[0, 1], [5, 5]]",
+            ];
+            let key = bad.split(' ').next().unwrap();
+            r.retain(|k| !k.starts_with(key));
+            r.push(bad);
+            let e = refused(&plugin(&format!("[[tuner-plugin.region]]\n{}\n", r.join("\n"))));
+            assert!(e.contains("tuner-plugin \"t\"") && e.contains(want), "{bad}: {e}");
+        }
+        let e = refused("[[tuner-plugin]]\nname = \"t\"\nmin-nodes = 0\nassumption = \"x\"\n");
+        assert!(e.contains("min-nodes must be at least 1"), "{e}");
+        let e = refused("[[tuner-plugin]]\nname = \"t\"\nmin-nodes = 3\nassumption = \"x\"\n");
+        assert!(e.contains("needs at least one [[tuner-plugin.region]]"), "{e}");
+        let e = refused(
+            "[[tuner-plugin]]\nname = \"t\"\nmin-nodes = 3\n[[tuner-plugin.region]]\nop = \"all-reduce\"\n\
+                         ranks-per-host = 8\nalgorithm = \"ring\"\nprotocol = \"ll\"\nvertices = [[0, 1], [5, 5]]\n",
+        );
+        assert!(e.contains("needs a `source` or an `assumption`"), "{e}");
     }
 
     #[test]

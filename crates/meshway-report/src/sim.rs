@@ -64,7 +64,10 @@ pub fn sim_text(r: &SimReport) -> String {
                     // What the tuner chose: both, or only the protocol when every candidate
                     // had the scenario's algorithm.
                     let one_algo = w.tuner.iter().all(|c| Some(&c.algorithm) == w.algorithm.as_ref());
+                    let plugin = w.tuner.iter().find_map(|c| c.plugin_region.as_ref());
                     let what = match (&w.protocol, w.tuner.is_empty(), one_algo) {
+                        // A tuner plugin's region picked it: say which.
+                        _ if plugin.is_some() => format!("{}: {how}", plugin.map_or("", |p| p.as_str())),
                         (_, true, _) => how,
                         (Some(p), false, true) => format!("{a}, auto: {p}"),
                         (_, false, _) => format!("auto: {how}"),
@@ -552,10 +555,12 @@ pub fn sweep_text(s: &Sweep) -> String {
             r.model.clone(),
         ];
         if auto {
-            row.push(if r.protocol.is_empty() {
-                r.algorithm.clone()
-            } else {
-                format!("{}, {}", r.algorithm, r.protocol)
+            let how =
+                if r.protocol.is_empty() { r.algorithm.clone() } else { format!("{}, {}", r.algorithm, r.protocol) };
+            // A tuner plugin's region that set it, as the workload table says.
+            row.push(match r.tuner.iter().find_map(|c| c.plugin_region.as_ref()) {
+                Some(region) => format!("{how} ({region})"),
+                None => how,
             });
         }
         tab.row(row);

@@ -169,6 +169,8 @@ pub struct Hardware {
     /// The network latency the NIC's NCCL net plugin reports, which NCCL's tuning model adds
     /// to each network step when it picks (zero: none).
     pub net_latency: Nanos,
+    /// The NCCL tuner plugin whose regions pick before the tuner weighs its candidates.
+    pub tuner_plugin: Option<std::sync::Arc<crate::plugin::PluginTable>>,
 }
 
 impl Hardware {
@@ -222,7 +224,18 @@ pub fn hardware(fabric: &meshway_fabric::Fabric, cat: &meshway_fabric::Catalog) 
         nic_model: nic_model.map_or(String::new(), |n| n.name.clone()),
         protocols: nic_model.and_then(|n| n.protocols.clone()),
         net_latency: nic_model.and_then(|n| n.nccl_net_latency).unwrap_or(Nanos::ZERO),
+        tuner_plugin: nic_model.and_then(|n| tuner_plugin(n.nccl_tuner_plugin.as_deref(), cat)),
     }
+}
+
+/// The catalog's tuner plugin named `name`, as the tuner consults it.
+pub fn tuner_plugin(
+    name: Option<&str>,
+    cat: &meshway_fabric::Catalog,
+) -> Option<std::sync::Arc<crate::plugin::PluginTable>> {
+    name.and_then(|n| cat.tuner_plugin_named(n))
+        .and_then(crate::plugin::PluginTable::from_catalog)
+        .map(std::sync::Arc::new)
 }
 
 impl Default for Hardware {
@@ -239,6 +252,7 @@ impl Default for Hardware {
             nic_model: String::new(),
             protocols: None,
             net_latency: Nanos::ZERO,
+            tuner_plugin: None,
         }
     }
 }

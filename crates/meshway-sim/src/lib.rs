@@ -70,6 +70,7 @@ mod ids;
 pub mod limits;
 pub mod multisite;
 pub mod packet;
+pub mod plugin;
 pub mod program;
 mod queue;
 mod result;

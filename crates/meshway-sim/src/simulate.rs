@@ -170,8 +170,9 @@ pub struct WorkloadResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub algorithm: Option<String>,
     /// `algorithm = "auto"`: every algorithm the tuner simulated, with its time alone (the
-    /// one picked is the fastest). Empty when the scenario named the algorithm or there was
-    /// only one candidate.
+    /// one picked is the fastest), or the one a tuner plugin's region set (`plugin_region`,
+    /// nothing else weighed). Empty when the scenario named the algorithm or there was only
+    /// one candidate.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tuner: Vec<tuner::Candidate>,
     /// The NCCL protocol of a collective (simple, ll128, ll).

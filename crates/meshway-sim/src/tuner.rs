@@ -27,6 +27,7 @@ use crate::exec::{execute, ExecConfig, LinkEvent};
 use crate::program::Program;
 use crate::topo::Topology;
 use crate::CollectiveError;
+use meshway_fabric::workload_config::AlgorithmConfig;
 use serde::Serialize;
 
 /// One algorithm and protocol the tuner evaluated.
@@ -45,6 +46,10 @@ pub struct Candidate {
     /// (absent when the NIC reports none; 0 for a candidate whose formula counts no step).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nccl_net_latency_ns: Option<u64>,
+    /// The tuner plugin's region that set this pick ("aws-ofi-p5 region 3"): nothing else
+    /// was weighed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plugin_region: Option<String>,
 }
 
 /// The network steps NCCL's tuning model charges the net plugin's latency for, on `nodes`
@@ -136,13 +141,43 @@ pub fn pick(
     if algos.len() == 1 && protos.len() <= 1 {
         return Ok((algos[0], protos.first().cloned().unwrap_or_default(), Vec::new()));
     }
-    let jobs: Vec<(Algo, &Proto)> = algos.iter().flat_map(|&a| protos.iter().map(move |p| (a, p))).collect();
     let nodes = {
         let mut hosts: Vec<u32> = spec.ranks.iter().map(|&r| topo.host_of(r)).collect();
         hosts.sort_unstable();
         hosts.dedup();
         hosts.len() as u64
     };
+    if let Some(t) = &spec.hw.tuner_plugin {
+        // A pick this fabric cannot build (NVLS-tree on ranks spread unevenly over their
+        // hosts) is skipped for the next region that holds the point, as NCCL skips a cost
+        // table entry it marked unusable.
+        let mut refused: Vec<(Algo, String)> = Vec::new();
+        loop {
+            let allowed = |a: AlgorithmConfig, p: &str| {
+                Algo::from_config(a)
+                    .is_some_and(|a| algos.contains(&a) && !refused.iter().any(|r| r.0 == a && r.1 == p))
+                    && protos.iter().any(|q| q.name == p)
+            };
+            let pick = t.pick(spec.op, spec.size, spec.ranks.len() as u64, nodes, allowed);
+            let Some((i, a, p)) = pick.and_then(|(i, a, p)| Some((i, Algo::from_config(a)?, p))) else { break };
+            let proto = protos.iter().find(|q| q.name == p).cloned().unwrap_or_default();
+            let trial = CollSpec { algo: a, proto: proto.clone(), ..spec.clone() };
+            if collective::build(&mut Program::new(), topo, &trial, &[]).is_err() {
+                refused.push((a, p));
+                continue;
+            }
+            let picked = Candidate {
+                algorithm: a.name().to_string(),
+                protocol: p,
+                time_ns: None,
+                ideal_ns: None,
+                nccl_net_latency_ns: None,
+                plugin_region: Some(format!("{} region {}", t.name, i + 1)),
+            };
+            return Ok((a, proto, vec![picked]));
+        }
+    }
+    let jobs: Vec<(Algo, &Proto)> = algos.iter().flat_map(|&a| protos.iter().map(move |p| (a, p))).collect();
     let extra: Vec<u64> =
         jobs.iter().map(|&(a, p)| net_latency_term(spec.op, a, p, nodes, spec.hw.net_latency.0)).collect();
     let mut times: Vec<Option<Outcome>> = (0..jobs.len()).map(|_| None).collect();
@@ -216,6 +251,7 @@ pub fn pick(
             ideal_ns,
             // Given whenever the NIC reports a latency, 0 where NCCL's formula counts no step.
             nccl_net_latency_ns: Some(extra[i]).filter(|_| spec.hw.net_latency.0 > 0),
+            plugin_region: None,
         });
         if let Some(t) = time_ns.map(|t| t.saturating_add(extra[i])) {
             if chosen.as_ref().is_none_or(|(_, _, bt)| t < *bt) {

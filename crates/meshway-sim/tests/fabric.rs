@@ -1401,6 +1401,77 @@ fn the_tuner_ranks_as_nccls_model_with_the_net_plugins_latency() {
     assert_eq!(w.protocol.as_deref(), Some(fastest.protocol.as_str()));
 }
 
+/// AWS's tuner plugin comes with p5's EFA NIC model: on 3 hosts and more its region table
+/// picks the all-reduce's algorithm and protocol, and nothing else is simulated for the
+/// choice; on 2 hosts, for other operations, or with the protocol fixed outside the
+/// region's, NCCL's model (meshway's tuner) picks.
+#[test]
+fn awss_tuner_plugin_picks_on_p5_from_four_hosts() {
+    let p5 = |gpus: u32, w: &str| {
+        format!(
+            "[fabric]\nkind = \"leaf-spine\"\ngpus = {gpus}\ngpus-per-host = 8\nnic = \"400Gbps\"\nplanes = 4\n\
+             nic-model = \"aws-efa-p5\"\ngpu = \"h100-sxm\"\n[transport]\nkind = \"efa\"\n\
+             [[workload]]\nkind = \"collective\"\n{w}"
+        )
+    };
+    let opts = Options { no_ideal: true, ..Options::default() };
+    // 512 MiB on 32 ranks: the ring LL128 region (the third of aws-ofi-p5's).
+    let r = run(&p5(32, "op = \"all-reduce\"\nsize = \"512MiB\"\n"), &opts);
+    let w = &r.workloads[0];
+    assert_eq!((w.algorithm.as_deref(), w.protocol.as_deref()), (Some("ring"), Some("ll128")));
+    assert_eq!(w.tuner.len(), 1, "{:?}", w.tuner);
+    assert_eq!(w.tuner[0].plugin_region.as_deref(), Some("aws-ofi-p5 region 3"));
+    assert!(w.tuner[0].time_ns.is_none() && w.time_ns.is_some());
+    // With the protocol fixed to Simple, the LL128 regions are skipped, and 512 MiB on 32
+    // ranks is in no other: NCCL's model weighs the algorithms.
+    let r = run(&p5(32, "op = \"all-reduce\"\nsize = \"512MiB\"\nprotocol = \"simple\"\n"), &opts);
+    let w = &r.workloads[0];
+    assert!(w.tuner.len() > 1 && w.tuner.iter().all(|c| c.plugin_region.is_none()), "{:?}", w.tuner);
+    // Two hosts are left to NCCL, as is an all-gather on four.
+    for (gpus, op) in [(16, "all-reduce"), (32, "all-gather")] {
+        let r = run(&p5(gpus, &format!("op = \"{op}\"\nsize = \"512MiB\"\n")), &opts);
+        assert!(
+            r.workloads[0].tuner.iter().all(|c| c.plugin_region.is_none()),
+            "{gpus} {op}: {:?}",
+            r.workloads[0].tuner
+        );
+    }
+}
+
+/// A tuner plugin's pick that this fabric cannot build is skipped for the next region that
+/// holds the collective, as NCCL skips a cost-table entry it marked unusable (it stopped the
+/// run with the build's refusal).
+#[test]
+fn a_plugin_pick_the_fabric_cannot_run_falls_to_the_next_region() {
+    let all = "vertices = [[0, 0], [1e12, 0], [1e12, 1e6], [0, 1e6]]\n";
+    let region = |algo: &str, proto: &str| {
+        format!(
+            "[[tuner-plugin.region]]\nop = \"all-reduce\"\nranks-per-host = 1\nalgorithm = \"{algo}\"\nprotocol = \"{proto}\"\n{all}"
+        )
+    };
+    let mine = Catalog::with_overlay(
+        &format!(
+            "[[nic]]\nname = \"plugged-400g\"\nports = 1\nrate = \"400Gbps\"\nnccl-tuner-plugin = \"t\"\npower-w = 20\n\
+             price-usd = 900\nsource = \"test\"\n[[tuner-plugin]]\nname = \"t\"\nmin-nodes = 2\nassumption = \"test\"\n{}{}",
+            region("nvls-tree", "ll128"),
+            region("ring", "simple")
+        ),
+        "mine.toml",
+    )
+    .unwrap();
+    let text = "[fabric]\nkind = \"rail-optimized\"\ngpus = 4\ngpus-per-host = 1\nnic = \"400Gbps\"\n\
+                nic-model = \"plugged-400g\"\ngpu = \"h100-sxm\"\n[transport]\nkind = \"infiniband\"\n\
+                [[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"64MiB\"\n";
+    let s = Scenario::parse(text, "test.toml").unwrap();
+    let f = s.build(&mine).unwrap();
+    let read = |_: &str| -> Result<String, String> { Err("no files".into()) };
+    let setup = Setup { scenario: &s, catalog: &mine, fabric: &f, read_file: &read };
+    let r = simulate(&setup, &Options { no_ideal: true, ..Options::default() }, &mut |_, _| {}).unwrap();
+    let w = &r.workloads[0];
+    assert_eq!((w.algorithm.as_deref(), w.protocol.as_deref()), (Some("ring"), Some("simple")));
+    assert_eq!(w.tuner[0].plugin_region.as_deref(), Some("t region 2"));
+}
+
 #[test]
 fn in_network_reduction_needs_the_hardware() {
     let nvls = "[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nalgorithm = \"nvls\"\nsize = \"1GiB\"\n";

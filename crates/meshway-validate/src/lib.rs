@@ -431,11 +431,14 @@ fn busbw(
     op: &str,
     size: u64,
     algo: &str,
+    proto: &str,
     cat: &Catalog,
     file: &str,
     row: &str,
 ) -> Result<Run, ValidateError> {
-    let wl = format!("kind = \"collective\"\nop = \"{op}\"\nsize = {size}\nalgorithm = \"{algo}\"\n");
+    let wl = format!(
+        "kind = \"collective\"\nop = \"{op}\"\nsize = {size}\nalgorithm = \"{algo}\"\nprotocol = \"{proto}\"\n"
+    );
     let workload: WorkloadConfig = toml::from_str(&wl).map_err(|e| ValidateError::Csv {
         file: file.to_string(),
         line: 0,
@@ -626,9 +629,20 @@ pub fn run(
             Some(a) if row.op == "all-reduce" || a == "ring" && row.op != "all-to-all" || a == "nvls" => a,
             _ => "auto",
         };
-        let best = match busbw(setup, &fabric, &row.op, size, algo, cat, setups_file, &row.id) {
+        // NCCL's protocol with the algorithm it ran with (alone it would leave the tuner a
+        // choice it did not have).
+        let proto = match row.nccl_proto.as_deref().map(|p| p.trim().to_ascii_lowercase()) {
+            Some(p) if algo != "auto" && !p.is_empty() => p,
+            _ => "auto".to_string(),
+        };
+        let best = match busbw(setup, &fabric, &row.op, size, algo, &proto, cat, setups_file, &row.id) {
             Ok(b) => b,
-            Err(ValidateError::Simulate { error, .. }) if matches!(*error, SimulateError::Workload { .. }) => {
+            // Refused: the algorithm here, or the row's protocol through this NIC (AWS's first
+            // EFA runs only Simple).
+            Err(ValidateError::Simulate { error, .. })
+                if matches!(&*error, SimulateError::Workload { .. })
+                    || matches!(&*error, SimulateError::Scenario(FabricError::Invalid { key, .. }) if key.ends_with(".protocol")) =>
+            {
                 skipped.push(Skipped {
                     id: row.id.clone(),
                     // The generated scenario has no file name: its messages start ": ".
@@ -829,6 +843,32 @@ why = "multi-node NVLink"
         assert_eq!(r.groups.len(), 1);
         assert_eq!(r.groups[0].rows, 2);
         assert!(r.max_abs_error.unwrap() >= r.median_abs_error.unwrap());
+        // The protocol NCCL ran with runs with the algorithm (the tuner picked Simple here);
+        // alone, without an algorithm, it is left to the tuner as the algorithm is.
+        let protos = |csv: &str| -> Vec<Option<String>> {
+            let r = run(csv, "v.csv", SETUPS, "s.toml", &cat, &mut |_, _| {}).unwrap();
+            r.rows.iter().map(|o| o.protocol.clone()).collect()
+        };
+        assert_eq!(protos(CSV)[0].as_deref(), Some("simple"));
+        let ll = CSV.replace("100.0,Ring,,", "100.0,Ring,LL,");
+        assert_eq!(protos(&ll)[0].as_deref(), Some("ll"));
+        let alone = CSV.replace("100.0,Ring,,", "100.0,,LL,");
+        assert_eq!(protos(&alone)[0], protos(&CSV.replace("100.0,Ring,,", "100.0,,,"))[0]);
+    }
+
+    /// A row's protocol the setup's NIC cannot run skips the row, saying why (it stopped the
+    /// whole validation with an error naming a key setups.toml does not have).
+    #[test]
+    fn a_protocol_the_nic_cannot_run_skips_the_row() {
+        let cat = Catalog::builtin();
+        let csv = "id,op,gpus,gpus_per_host,gpu,nic,nic_gbps_per_gpu,fabric,transport,size_bytes,time_us,algbw_gbytes_per_s,busbw_gbytes_per_s,nccl_algo,nccl_proto,nccl_version,read_as,reading_error,source_url,note\n\
+            p-1,all-reduce,16,8,A100,,,,efa,1048576,,,10.0,Ring,LL,,table,,https://example.org/a,\n";
+        let setups = "[[setup]]\nname = \"p4d\"\nrows = [\"p-*\"]\ndescription = \"two p4d\"\nassumption = \"a test\"\n\
+                      [setup.fabric]\nkind = \"leaf-spine\"\ngpus-per-host = 8\nnic = \"50Gbps\"\nnic-model = \"aws-efa-p4d\"\n\
+                      gpu = \"a100-sxm\"\n[setup.transport]\nkind = \"efa\"\n";
+        let r = run(csv, "v.csv", setups, "s.toml", &cat, &mut |_, _| {}).unwrap();
+        assert!(r.rows.is_empty());
+        assert!(r.skipped[0].why.contains("runs only simple"), "{}", r.skipped[0].why);
     }
 
     /// A launch floor: a row faster than the floor takes the floor's time, at the busbw that

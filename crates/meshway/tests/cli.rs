@@ -134,6 +134,38 @@ fn a_tolerance_of_minus_zero_is_zero() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The text names the tuner plugin's region that picked a collective (AWS's on p5 EFA).
+#[test]
+fn the_text_names_the_tuner_plugins_region() {
+    let dir = tempdir("plugin");
+    let p = dir.join("p5.toml");
+    std::fs::write(
+        &p,
+        "[fabric]\nkind = \"leaf-spine\"\ngpus = 32\ngpus-per-host = 8\nnic = \"400Gbps\"\nplanes = 4\n\
+         nic-model = \"aws-efa-p5\"\ngpu = \"h100-sxm\"\n[transport]\nkind = \"efa\"\n\
+         [[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"512MiB\"\n",
+    )
+    .unwrap();
+    let o = meshway(&["simulate", p.to_str().unwrap(), "--no-ideal"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("all-reduce 512MiB (aws-ofi-p5 region 3: ring, ll128)"), "{text}");
+    let o = meshway(&["simulate", p.to_str().unwrap(), "--no-ideal", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["workloads"][0]["tuner"][0]["plugin_region"], "aws-ofi-p5 region 3");
+    // A sweep says it per size: 16 MiB is the tree's region, 64 MiB the ring's.
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("size = \"512MiB\"", "sweep-from = \"16MiB\"\nsweep-to = \"64MiB\"");
+    std::fs::write(&p, text).unwrap();
+    let o = meshway(&["simulate", p.to_str().unwrap(), "--no-ideal"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("double-binary-tree, ll128 (aws-ofi-p5 region 1)"), "{text}");
+    assert!(text.contains("ring, ll128 (aws-ofi-p5 region 3)"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A small simulation scenario written to a temporary directory.
 fn sim_scenario(dir: &std::path::Path) -> PathBuf {
     let p = dir.join("sim.toml");
