@@ -2082,7 +2082,7 @@ mod overlay_tests {
     fn tuner_plugins_are_checked() {
         let c = Catalog::builtin();
         let aws = c.tuner_plugin_named("aws-ofi-p5").unwrap();
-        assert_eq!((aws.min_nodes, aws.region.len()), (3, 5));
+        assert_eq!((aws.min_nodes, aws.region.len()), (3, 18));
         assert_eq!(c.nic_named("aws-efa-p5").unwrap().nccl_tuner_plugin.as_deref(), Some("aws-ofi-p5"));
         assert_eq!(c.nic_named("aws-efa-p4d").unwrap().nccl_tuner_plugin, None);
         let e = refused("[[nic]]\nname = \"aws-efa-p4d\"\nnccl-tuner-plugin = \"nope\"\n");

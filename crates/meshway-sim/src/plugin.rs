@@ -214,11 +214,49 @@ mod tests {
         ] {
             assert_eq!(pick(size, ranks), want.map(|(a, p)| (a, p.to_string())), "{size} B on {ranks} ranks");
         }
-        // Two hosts or fewer, or hosts of other than 8 ranks, are NCCL's to pick; so is
-        // another operation.
+        // One and two ranks a host (a training job's data-parallel groups across hosts),
+        // from the same function of the plugin: (op, bytes, ranks a host, hosts, pick).
+        let (ag, rs, ar, simple, ll128) = (Op::AllGather, Op::ReduceScatter, Op::AllReduce, "simple", "ll128");
+        type Row<'a> = (Op, u64, u64, u64, Option<(AlgorithmConfig, &'a str)>);
+        let thin: [Row; 22] = [
+            (ar, mib, 1, 16, Some((tree, ll128))),
+            (ar, 64 * mib, 1, 16, Some((ring, simple))),
+            (ar, 512 * mib, 1, 16, Some((ring, simple))),
+            (ar, 4 * mib, 1, 64, None),
+            (ar, 64 * mib, 1, 64, Some((tree, ll128))),
+            (ar, 1024 * mib, 1, 64, Some((ring, simple))),
+            (ar, 16 * mib, 1, 8, Some((ring, ll128))),
+            (ag, 64 * mib, 1, 16, Some((ring, simple))),
+            (ag, mib, 1, 16, None),
+            (rs, 64 * mib, 1, 32, None),
+            (rs, 4 * mib, 1, 32, None),
+            (ar, 2 * mib, 1, 4, Some((ring, ll128))),
+            (ar, 512 * mib, 1, 128, Some((ring, simple))),
+            (ar, 8 * mib, 1, 3, Some((ring, simple))),
+            (ar, mib, 2, 8, Some((tree, ll128))),
+            (ar, 64 * mib, 2, 8, Some((ring, ll128))),
+            (ar, 512 * mib, 2, 8, Some((ring, simple))),
+            (ar, 4 * mib, 2, 32, Some((tree, ll128))),
+            (ar, 400 * mib, 2, 32, Some((ring, simple))),
+            (ar, 2048 * mib, 2, 64, Some((nvls_tree, simple))),
+            (ar, 100 * mib, 2, 4, Some((nvls_tree, simple))),
+            (ar, 300 * mib, 2, 128, Some((tree, simple))),
+        ];
+        for (op, size, per_host, nodes, want) in thin {
+            assert_eq!(
+                t.pick(op, size, per_host * nodes, nodes, all).map(|(_, a, p)| (a, p)),
+                want.map(|(a, p)| (a, p.to_string())),
+                "{} of {size} B on {nodes} hosts of {per_host}",
+                op.name()
+            );
+        }
+        // Two hosts or fewer, or hosts of other than 8, 2 or 1 ranks, are NCCL's to pick; so
+        // is an operation a table leaves out.
         assert_eq!(pick(512 * mib, 16), None);
         assert_eq!(t.pick(Op::AllReduce, 512 * mib, 64, 16, all), None);
         assert_eq!(t.pick(Op::AllGather, 512 * mib, 64, 8, all), None);
+        assert_eq!(t.pick(Op::AllReduce, mib, 2, 2, all), None);
+        assert_eq!(t.pick(Op::Broadcast, 64 * mib, 16, 16, all), None);
         // A region NCCL may not run here is skipped for the next that holds the point:
         // without NVLS, 8 GiB on 256 ranks falls out of every region (the ring regions
         // end at 192 ranks there); with LL128 refused, 512 MiB on 32 ranks too.

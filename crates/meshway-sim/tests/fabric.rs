@@ -1427,6 +1427,11 @@ fn awss_tuner_plugin_picks_on_p5_from_four_hosts() {
     let r = run(&p5(32, "op = \"all-reduce\"\nsize = \"512MiB\"\nprotocol = \"simple\"\n"), &opts);
     let w = &r.workloads[0];
     assert!(w.tuner.len() > 1 && w.tuner.iter().all(|c| c.plugin_region.is_none()), "{:?}", w.tuner);
+    // One GPU of each of 4 hosts (a data-parallel group across hosts): the one-rank table.
+    let r = run(&p5(32, "op = \"all-reduce\"\nsize = \"4MiB\"\nranks = [0, 8, 16, 24]\n"), &opts);
+    let w = &r.workloads[0];
+    assert_eq!((w.algorithm.as_deref(), w.protocol.as_deref()), (Some("ring"), Some("ll128")));
+    assert_eq!(w.tuner[0].plugin_region.as_deref(), Some("aws-ofi-p5 region 15"));
     // Two hosts are left to NCCL, as is an all-gather on four.
     for (gpus, op) in [(16, "all-reduce"), (32, "all-gather")] {
         let r = run(&p5(gpus, &format!("op = \"{op}\"\nsize = \"512MiB\"\n")), &opts);
