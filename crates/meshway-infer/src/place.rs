@@ -630,6 +630,12 @@ pub fn simulate_all(spec: &InferSpec, runs: &[Run]) -> Vec<InferReport> {
 
 /// Compares all-central, all-edge and the optimized placement, and checks N+1.
 pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
+    place_with(spec, opt, &|_| {})
+}
+
+/// [`place`], telling `note` what it simulates next ("all-central", "candidate plan 2 of
+/// 12", "the optimized plan under each single failure"), for a progress line.
+pub fn place_with(spec: &InferSpec, opt: &PlaceOptions, note: &dyn Fn(&str)) -> PlacementReport {
     let cand = candidates(spec);
     let open_tier = |t: SiteTier| {
         let mut o = vec![false; spec.sites.len()];
@@ -642,6 +648,7 @@ pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
     for (name, tier) in [("all-central", SiteTier::Central), ("all-edge", SiteTier::Edge)] {
         let open = open_tier(tier);
         if open.iter().any(|&o| o) {
+            note(name);
             plans.push(plan(spec, name, &size(spec, &open, opt.n_plus_1, &prefill_estimates(spec)), opt, false));
         }
     }
@@ -668,6 +675,7 @@ pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
             break;
         }
         simulated += 1;
+        note(&format!("candidate plan {simulated} of {}", ranked.len()));
         let p = plan(spec, "optimized", sz, opt, true);
         let better = match &best {
             None => true,
@@ -706,6 +714,7 @@ pub fn place(spec: &InferSpec, opt: &PlaceOptions) -> PlacementReport {
                     v
                 })
                 .collect();
+            note("the optimized plan under each single failure");
             failures = failure_checks(spec, &servers, &routes, opt);
         }
         plans.push(p);

@@ -102,6 +102,21 @@ fn optimizer_finds_hand_worked_n_plus_1_optimum() {
     assert_eq!(best.expect("feasible").servers, vec![4, 5, 9]);
 }
 
+/// `place_with` says what it simulates, in order, and reports as `place` does.
+#[test]
+fn placement_notes_each_simulation_for_a_progress_line() {
+    let spec = spec();
+    let opt =
+        PlaceOptions { n_plus_1: false, duration_ns: 60_000_000_000, seed: 1, repair_rounds: 4, failure_check: true };
+    let notes = std::cell::RefCell::new(Vec::new());
+    let rep = meshway_infer::place::place_with(&spec, &opt, &|w| notes.borrow_mut().push(w.to_string()));
+    let notes = notes.into_inner();
+    assert_eq!(&notes[..3], ["all-central", "all-edge", &format!("candidate plan 1 of {}", rep.subsets_feasible)]);
+    assert_eq!(notes.iter().filter(|n| n.starts_with("candidate plan")).count() as u64, rep.subsets_simulated);
+    assert_eq!(notes.last().map(String::as_str), Some("the optimized plan under each single failure"));
+    assert_eq!(serde_json::to_string(&rep).unwrap(), serde_json::to_string(&place(&spec, &opt)).unwrap());
+}
+
 #[test]
 fn placement_report_compares_and_checks_failures() {
     let spec = spec();

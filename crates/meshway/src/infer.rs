@@ -204,7 +204,11 @@ pub fn run_place(a: PlaceArgs) -> Result<()> {
             meshway_infer::place::MAX_CANDIDATES
         );
     }
-    let rep = place(&spec, &opt);
+    // Each plan is minutes of simulated requests (the example: 21 runs of 600,000, about
+    // 30 s): a progress line on terminals.
+    let line = |_: u64, _: u64, what: &str, secs: f64| format!("\r  place: simulating {what}  {secs:.0}s");
+    let rep = crate::progress::Progress::new(&line)
+        .run(|bar| meshway_infer::place::place_with(&spec, &opt, &|what| bar.update(0, 0, what)));
     if let Some(p) = &a.common.html {
         crate::output::write_html(
             p,

@@ -55,6 +55,9 @@ impl<'a> Progress<'a> {
             Err(_) => return,
         };
         self.shown.store(true, Ordering::Relaxed);
+        // Wider than the terminal, the line would wrap and each redraw add a row.
+        let cols = terminal_size::terminal_size_of(std::io::stderr()).map(|(w, _)| usize::from(w.0));
+        let line = clip(&line, cols);
         let n = line.chars().count();
         let pad = self.width.lock().map(|mut w| std::mem::replace(&mut *w, n).saturating_sub(n)).unwrap_or(0);
         eprint!("{line}{}", " ".repeat(pad));
@@ -90,5 +93,34 @@ impl<'a> Progress<'a> {
             }
             r
         })
+    }
+}
+
+/// `line` (which starts with `\r`) cut to fit a terminal of `cols` columns, one short of
+/// the last so the cursor does not wrap; unchanged when the width is not known.
+fn clip(line: &str, cols: Option<usize>) -> String {
+    match cols.filter(|&c| c > 1) {
+        Some(c) if line.trim_start_matches('\r').chars().count() > c - 1 => {
+            let cr = if line.starts_with('\r') { "\r" } else { "" };
+            let text: String = line.trim_start_matches('\r').chars().take(c - 1).collect();
+            format!("{cr}{text}")
+        }
+        _ => line.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn a_line_wider_than_the_terminal_is_cut_to_one_row() {
+        let line = "\r  place: simulation 3 of 21 (optimized, failure of site eu-north)  12s";
+        assert_eq!(clip(line, Some(40)), "\r  place: simulation 3 of 21 (optimized,");
+        assert_eq!(clip(line, Some(40)).chars().count(), 40);
+        assert_eq!(clip(line, Some(200)), line);
+        assert_eq!(clip(line, None), line);
+        assert_eq!(clip(line, Some(0)), line, "a width of 0 is not known");
+        assert_eq!(clip("\r\u{e9}t\u{e9}", Some(3)), "\r\u{e9}t", "cut by characters, not bytes");
     }
 }
