@@ -531,11 +531,11 @@ pub struct TunerPlugin {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct TunerRegion {
     /// all-reduce, all-gather, reduce-scatter or broadcast.
-    pub op: String,
+    pub op: crate::workload_config::OpConfig,
     /// The table is for communicators of this many ranks on every host.
     pub ranks_per_host: u32,
     /// ring, tree, nvls, nvls-tree or collnet.
-    pub algorithm: String,
+    pub algorithm: crate::workload_config::AlgorithmConfig,
     /// A catalog [[protocol]] name.
     pub protocol: String,
     /// The polygon's corners in order, each [message bytes, ranks]; a point on an edge is in.
@@ -1085,16 +1085,19 @@ impl Catalog {
             }
             for (i, r) in t.region.iter().enumerate() {
                 let at = |m: String| bad(entry(), &format!("region {}: {m}", i + 1));
-                if !["all-reduce", "all-gather", "reduce-scatter", "broadcast"].contains(&r.op.as_str()) {
+                use crate::workload_config::{AlgorithmConfig as A, OpConfig as O};
+                if !matches!(r.op, O::AllReduce | O::AllGather | O::ReduceScatter | O::Broadcast) {
                     return Err(at(format!(
                         "op must be all-reduce, all-gather, reduce-scatter or broadcast, got {:?}",
-                        r.op
+                        r.op.name()
                     )));
                 }
-                if !["ring", "tree", "nvls", "nvls-tree", "collnet"].contains(&r.algorithm.as_str()) {
+                if !matches!(r.algorithm, A::Ring | A::Tree | A::Nvls | A::NvlsTree | A::Collnet) {
+                    // Its name as the file gives it.
+                    let name = toml::Value::try_from(r.algorithm).ok().and_then(|v| v.as_str().map(String::from));
                     return Err(at(format!(
                         "algorithm must be ring, tree, nvls, nvls-tree or collnet, got {:?}",
-                        r.algorithm
+                        name.unwrap_or_default()
                     )));
                 }
                 if self.protocol(&r.protocol).is_none() {

@@ -234,8 +234,7 @@ pub fn tuner_plugin(
     cat: &meshway_fabric::Catalog,
 ) -> Option<std::sync::Arc<crate::plugin::PluginTable>> {
     name.and_then(|n| cat.tuner_plugin_named(n))
-        .and_then(crate::plugin::PluginTable::from_catalog)
-        .map(std::sync::Arc::new)
+        .map(|p| std::sync::Arc::new(crate::plugin::PluginTable::from_catalog(p)))
 }
 
 impl Default for Hardware {

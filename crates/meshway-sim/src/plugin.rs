@@ -14,6 +14,8 @@ pub struct PluginTable {
     /// Communicators on fewer hosts are left to the tuner.
     pub min_nodes: u64,
     pub regions: Vec<PluginRegion>,
+    /// Where a point's ray ends: past every corner of the table.
+    pub far: (f64, f64),
 }
 
 /// One region of a [`PluginTable`].
@@ -28,34 +30,29 @@ pub struct PluginRegion {
 }
 
 impl PluginTable {
-    /// The catalog's entry as a table; `None` when a region names an operation or algorithm
-    /// meshway does not run (the catalog's check refuses those).
-    pub fn from_catalog(p: &meshway_fabric::catalog::TunerPlugin) -> Option<PluginTable> {
-        let regions = p
+    /// The catalog's entry as a table.
+    pub fn from_catalog(p: &meshway_fabric::catalog::TunerPlugin) -> PluginTable {
+        let regions: Vec<PluginRegion> = p
             .region
             .iter()
-            .map(|r| {
-                let op = [Op::AllReduce, Op::AllGather, Op::ReduceScatter, Op::Broadcast]
-                    .into_iter()
-                    .find(|o| o.name() == r.op)?;
-                let algo = match r.algorithm.as_str() {
-                    "ring" => AlgorithmConfig::Ring,
-                    "tree" => AlgorithmConfig::Tree,
-                    "nvls" => AlgorithmConfig::Nvls,
-                    "nvls-tree" => AlgorithmConfig::NvlsTree,
-                    "collnet" => AlgorithmConfig::Collnet,
-                    _ => return None,
-                };
-                Some(PluginRegion {
-                    op,
-                    ranks_per_host: u64::from(r.ranks_per_host),
-                    algo,
-                    proto: r.protocol.clone(),
-                    vertices: r.vertices.iter().map(|v| (v[0], v[1])).collect(),
-                })
+            .map(|r| PluginRegion {
+                op: r.op,
+                ranks_per_host: u64::from(r.ranks_per_host),
+                algo: r.algorithm,
+                proto: r.protocol.clone(),
+                vertices: r.vertices.iter().map(|v| (v[0], v[1])).collect(),
             })
-            .collect::<Option<Vec<_>>>()?;
-        Some(PluginTable { name: p.name.clone(), min_nodes: u64::from(p.min_nodes), regions })
+            .collect();
+        // A point past every corner of the table, as the plugin's ray ends (twice its largest
+        // size and rank count, which its regions reach).
+        let far =
+            regions.iter().flat_map(|r| &r.vertices).fold((1.0f64, 1.0f64), |m, &(x, y)| (m.0.max(x), m.1.max(y)));
+        PluginTable {
+            name: p.name.clone(),
+            min_nodes: u64::from(p.min_nodes),
+            regions,
+            far: (2.0 * far.0, 2.0 * far.1),
+        }
     }
 
     /// The region (its index), algorithm and protocol for `op` of `size` bytes on `ranks`
@@ -72,16 +69,11 @@ impl PluginTable {
             return None;
         }
         let p = (size as f64, ranks as f64);
-        // A point past every corner of the table, as the plugin's (twice its largest size
-        // and rank count, which its regions reach).
-        let far =
-            self.regions.iter().flat_map(|r| &r.vertices).fold((1.0f64, 1.0f64), |m, &(x, y)| (m.0.max(x), m.1.max(y)));
-        let far = (2.0 * far.0, 2.0 * far.1);
         self.regions
             .iter()
             .enumerate()
             .filter(|(_, r)| r.op == op && r.ranks_per_host * nodes == ranks && allowed(r.algo, &r.proto))
-            .find(|(_, r)| holds(&r.vertices, p, far))
+            .find(|(_, r)| holds(&r.vertices, p, self.far))
             .map(|(i, r)| (i, r.algo, r.proto.clone()))
     }
 }
@@ -164,8 +156,7 @@ mod tests {
         let cat = meshway_fabric::Catalog::builtin();
         let t = PluginTable::from_catalog(
             cat.tuner_plugin_named("aws-ofi-p5").expect("the built-in catalog has aws-ofi-p5"),
-        )
-        .expect("its regions are meshway's");
+        );
         let all = |_: AlgorithmConfig, _: &str| true;
         let pick = |size: u64, ranks: u64| t.pick(Op::AllReduce, size, ranks, ranks / 8, all).map(|(_, a, p)| (a, p));
         let (tree, ring, nvls_tree) = (AlgorithmConfig::Tree, AlgorithmConfig::Ring, AlgorithmConfig::NvlsTree);

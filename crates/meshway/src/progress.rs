@@ -55,9 +55,7 @@ impl<'a> Progress<'a> {
             Err(_) => return,
         };
         self.shown.store(true, Ordering::Relaxed);
-        // Wider than the terminal, the line would wrap and each redraw add a row.
-        let cols = terminal_size::terminal_size_of(std::io::stderr()).map(|(w, _)| usize::from(w.0));
-        let line = clip(&line, cols);
+        let line = one_row(&line);
         let n = line.chars().count();
         let pad = self.width.lock().map(|mut w| std::mem::replace(&mut *w, n).saturating_sub(n)).unwrap_or(0);
         eprint!("{line}{}", " ".repeat(pad));
@@ -94,6 +92,11 @@ impl<'a> Progress<'a> {
             r
         })
     }
+}
+
+/// `line` cut to stderr's terminal width: wider, it would wrap and each redraw add a row.
+pub fn one_row(line: &str) -> String {
+    clip(line, terminal_size::terminal_size_of(std::io::stderr()).map(|(w, _)| usize::from(w.0)))
 }
 
 /// `line` (which starts with `\r`) cut to fit a terminal of `cols` columns, one short of

@@ -231,12 +231,7 @@ pub fn run(args: &Args, cat: &Catalog) -> Result<String> {
     let r = meshway_sched::schedule(&setup, job_list, &opts, &|what, d, t| {
         if tty && (d == t || d % 20 == 0) {
             shown.store(true, std::sync::atomic::Ordering::Relaxed);
-            let cols = terminal_size::terminal_size_of(std::io::stderr()).map(|(w, _)| usize::from(w.0));
-            let line: String = format!("{what}: {d}/{t} jobs          ")
-                .chars()
-                .take(cols.filter(|&c| c > 1).map_or(usize::MAX, |c| c - 1))
-                .collect();
-            eprint!("\r{line}");
+            eprint!("{}", crate::progress::one_row(&format!("\r{what}: {d}/{t} jobs          ")));
             let _ = std::io::stderr().flush();
         }
     });
