@@ -422,6 +422,10 @@ pub struct Nic {
     /// [[tuner-plugin]] name): NCCL 2.21 and later load a tuner from the net plugin's
     /// library, and aws-ofi-nccl bundles its own, so on AWS it picks for NCCL by default.
     pub nccl_tuner_plugin: Option<String>,
+    /// The share of the achievable rate NCCL's tree reaches across hosts through this NIC
+    /// (absent: all of it). AWS's tuner model for p5 gives the tree half the ring's network
+    /// bandwidth.
+    pub tree_network_share: Option<f64>,
     /// The one transport this NIC runs (a catalog [[transport]] name), when it runs only one:
     /// AWS's EFA devices run `efa`, and `efa` runs only on them.
     pub transport: Option<String>,
@@ -1042,6 +1046,9 @@ impl Catalog {
             }
             if n.achievable.is_some_and(|a| a.0 == 0 || a.0 > n.rate.0) {
                 return Err(bad(format!("nic {:?}", n.name), "achievable must be positive and at most the rate"));
+            }
+            if n.tree_network_share.is_some_and(|f| !(f > 0.0 && f <= 1.0)) {
+                return Err(bad(format!("nic {:?}", n.name), "tree-network-share must be above 0 and at most 1"));
             }
             if n.nccl_net_latency.is_some_and(|l| l.0 > 1_000_000_000) {
                 return Err(bad(format!("nic {:?}", n.name), "nccl-net-latency must be at most 1s"));
@@ -2093,6 +2100,11 @@ mod overlay_tests {
             e.contains("nccl-tuner-plugin: no [[tuner-plugin]] named \"nope\" (the catalog has aws-ofi-p5)"),
             "{e}"
         );
+        assert_eq!(c.nic_named("aws-efa-p5").unwrap().tree_network_share, Some(0.5));
+        for share in ["0", "1.5", "-0.5", "nan"] {
+            let e = refused(&format!("[[nic]]\nname = \"aws-efa-p4d\"\ntree-network-share = {share}\n"));
+            assert!(e.contains("tree-network-share must be above 0 and at most 1"), "{share}: {e}");
+        }
         let plugin = |region: &str| {
             format!(
                 "[[tuner-plugin]]\nname = \"t\"\nmin-nodes = 2\nassumption = \"a test\"\n\

@@ -171,6 +171,8 @@ pub struct Hardware {
     pub net_latency: Nanos,
     /// The NCCL tuner plugin whose regions pick before the tuner weighs its candidates.
     pub tuner_plugin: Option<std::sync::Arc<crate::plugin::PluginTable>>,
+    /// The share of the NIC's achievable rate a tree's messages across hosts reach (1: all).
+    pub tree_net: f64,
 }
 
 impl Hardware {
@@ -225,6 +227,7 @@ pub fn hardware(fabric: &meshway_fabric::Fabric, cat: &meshway_fabric::Catalog) 
         protocols: nic_model.and_then(|n| n.protocols.clone()),
         net_latency: nic_model.and_then(|n| n.nccl_net_latency).unwrap_or(Nanos::ZERO),
         tuner_plugin: nic_model.and_then(|n| tuner_plugin(n.nccl_tuner_plugin.as_deref(), cat)),
+        tree_net: nic_model.and_then(|n| n.tree_network_share).unwrap_or(1.0),
     }
 }
 
@@ -252,6 +255,7 @@ impl Default for Hardware {
             protocols: None,
             net_latency: Nanos::ZERO,
             tuner_plugin: None,
+            tree_net: 1.0,
         }
     }
 }
@@ -381,6 +385,11 @@ impl CollSpec {
 
     /// Latency of one step over NVLink (`local`) or the network.
     pub fn step_alpha(&self, local: bool) -> Nanos {
+        self.step_alpha_floor(local, self.alpha)
+    }
+
+    /// [`CollSpec::step_alpha`], a network step at least `floor` (the transport's latency).
+    fn step_alpha_floor(&self, local: bool, floor: Nanos) -> Nanos {
         if self.proto.is_transport() {
             return self.alpha;
         }
@@ -388,9 +397,9 @@ impl CollSpec {
         if local {
             t[1]
         } else if self.algo == Algo::NvlsTree {
-            self.proto.nvls_tree_step.unwrap_or(t[2]).max(self.alpha)
+            self.proto.nvls_tree_step.unwrap_or(t[2]).max(floor)
         } else {
-            t[2].max(self.alpha)
+            t[2].max(floor)
         }
     }
 
@@ -401,7 +410,21 @@ impl CollSpec {
     /// GPU per host a network step is the tree's ("with ppn=1 latencies are fully exposed").
     /// Any other message: [`CollSpec::step_alpha`].
     pub fn ring_step_alpha(&self, local: bool, shape: HostShape) -> Nanos {
-        let base = self.step_alpha(local);
+        self.ring_step_floor(local, shape, self.alpha)
+    }
+
+    /// The part of a ring step's latency ([`CollSpec::ring_step_alpha`]) that paces its rank:
+    /// the protocol's step without the transport's one-way latency, which follows the chunk
+    /// along the ring instead. They differ only where the transport's latency is above
+    /// NCCL's network step (EFA's 20 us): AWS's tuner model for p5 charges that latency on a
+    /// ring's network steps only, twice per host (aws/aws-ofi-nccl
+    /// src/tuner/nccl_ofi_model.cpp, v1.16.3), not on every step of a rank.
+    pub fn ring_step_own(&self, local: bool, shape: HostShape) -> Nanos {
+        self.ring_step_floor(local, shape, Nanos::ZERO)
+    }
+
+    fn ring_step_floor(&self, local: bool, shape: HostShape, floor: Nanos) -> Nanos {
+        let base = self.step_alpha_floor(local, floor);
         let ring = self.algo == Algo::Ring && matches!(self.op, Op::AllReduce | Op::AllGather | Op::ReduceScatter);
         let Some(o) = self.net_overhead else { return base };
         if !ring || shape.hosts < 2 || self.proto.is_transport() {
@@ -412,7 +435,7 @@ impl CollSpec {
             // catalog's name for it).
             base.max(Nanos(o.0.saturating_mul(if self.proto.name == "simple" { 3 } else { 1 })))
         } else if shape.one_per_host {
-            self.proto.tree[2].max(self.alpha)
+            self.proto.tree[2].max(floor)
         } else {
             base
         }
@@ -587,14 +610,15 @@ fn ring_phase(
             // transfer at the rank, and the whole latency along the chain of chunks.
             let w = spec.proto.ring_in_flight.clamp(1, 255);
             let shape = HostShape::of(&*topo, &spec.ranks);
-            // The part of the step latency that follows the chunk, NVLink and network.
+            // The part of the step latency that follows the chunk, NVLink and network: all
+            // but the rank's own part of it (less the transport's latency), of which it pays
+            // 1/w after its previous send.
             let lead = |local: bool| {
-                let a = spec.ring_step_alpha(local, shape).0;
-                if w > 1 && !spec.proto.is_transport() {
-                    a - a / u64::from(w)
-                } else {
-                    0
+                if spec.proto.is_transport() {
+                    return 0;
                 }
+                let a = spec.ring_step_alpha(local, shape).0;
+                a.saturating_sub(spec.ring_step_own(local, shape).0 / u64::from(w))
             };
             let (lead_nvlink, lead_net) = (lead(true), lead(false));
             for (ch, ring) in rings.iter().enumerate() {
@@ -636,6 +660,7 @@ fn ring_phase(
             let shape = HostShape::of(&*topo, &spec.ranks);
             for (ch, ring) in rings.iter().enumerate() {
                 let mut lats = Vec::with_capacity(n);
+                let mut own_lats = Vec::with_capacity(n);
                 for i in 0..n {
                     let (a, b) = (ring.members[i], ring.members[(i + 1) % n]);
                     let mut m = Msg::send(a, b, chunk.saturating_mul(u64::from(steps)));
@@ -644,14 +669,15 @@ fn ring_phase(
                     m.deps = after.to_vec();
                     last.push(prog.push(m));
                     let local = ring.via[i].is_none() && topo.local(a, b);
-                    lats.push(
-                        topo.edge_latency(a, b, ring.via[i], spec.packet).0 + spec.ring_step_alpha(local, shape).0,
-                    );
+                    // A step's first packet is at most its chunk.
+                    let edge = topo.edge_latency(a, b, ring.via[i], spec.packet.min(chunk.max(1))).0;
+                    lats.push(edge + spec.ring_step_alpha(local, shape).0);
+                    own_lats.push(edge + spec.ring_step_own(local, shape).0);
                 }
                 // The chain of chunks, or the slowest rank's steps paced one after another
-                // (as step by step), whichever is longer.
-                let own = lats.iter().min().copied().unwrap_or(0);
-                let paced = paced_latency(&lats, steps, spec.proto.ring_in_flight).saturating_sub(own);
+                // (as step by step: its message pays the first step's whole latency, each
+                // later step its own part of it), whichever is longer.
+                let paced = paced_latency(&own_lats, steps.saturating_sub(1), spec.proto.ring_in_flight);
                 worst = worst.max(chain_latency(&mut lats, steps)).max(paced);
             }
             // Each message already pays one step latency and its own path latency.
@@ -759,6 +785,8 @@ pub fn build(
             let slower = *slow_paths.entry(key).or_insert_with(|| topo.slower_than_port(m.src, m.dst, m.via));
             raised_share(spec.hw.nic, slower)
         };
+        // A tree's sends across hosts reach the NIC model's tree share of that.
+        let share = if !local && spec.algo == Algo::Tree { share * spec.hw.tree_net } else { share };
         m.bytes = at_share(m.bytes, share);
         // A writer that split a message over the planes set each part's.
         if !local && planes > 1 && m.plane.is_none() {
@@ -766,7 +794,10 @@ pub fn build(
         }
         if !transport {
             m.bytes = spec.proto.wire_bytes(m.bytes);
-            m.set_alpha(Nanos(spec.ring_step_alpha(local, shape).0 / u64::from(m.alpha_div.max(1))));
+            m.set_alpha(match m.alpha_div {
+                0 => spec.ring_step_alpha(local, shape),
+                n => Nanos(spec.ring_step_own(local, shape).0 / u64::from(n)),
+            });
         } else if local {
             // A network transport's alpha is for the network: an NVLink message of a training
             // step pays NCCL's NVLink step, whatever the transport (EFA's 20 us made a one-host

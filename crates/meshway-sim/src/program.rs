@@ -51,9 +51,10 @@ pub struct Msg {
     /// payload scaled to the NIC's achievable share and the protocol's flags, so that the
     /// link's line rate times them gives NCCL's time); 0: `bytes` is the payload.
     pub payload: u64,
-    /// The protocol's step latency this message pays is divided by this (0 and 1: all of
-    /// it): a ring step whose rank keeps that many steps in flight waits the rest of it
-    /// after the chunk it forwards, not after its own previous send.
+    /// 0: the message pays the protocol's whole step latency. n > 0: a ring step that pays
+    /// its rank's own part of it ([`crate::collective::CollSpec::ring_step_own`]) divided by
+    /// n, the steps its rank keeps in flight; the rest of the step latency it waits after the
+    /// chunk it forwards, not after its own previous send.
     pub alpha_div: u8,
     /// A wait that stands for protocol latency (the part of a ring step's latency that
     /// follows the chunk it forwards), not compute: an export that cannot express a delay
@@ -116,7 +117,7 @@ impl Msg {
             route: NO_ROUTE,
             window: Window::None,
             payload: 0,
-            alpha_div: 1,
+            alpha_div: 0,
             latency_wait: false,
         }
     }

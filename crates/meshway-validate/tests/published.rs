@@ -60,7 +60,8 @@ fn known_reasons_replace_the_general_pattern() {
 /// source's ring all-gathers and reduce-scatters at every size from 64 KiB (its launch floor),
 /// B200 hosts on 8 x 400G InfiniBand (reduce-scatter and all-gather on 32 GPUs), and two
 /// AWS EFA hosts: p5 from 1 GiB (and 1 MiB in the NCCL 2.22.3 log, a tree with LL128 once the
-/// EFA plugin's reported latency is counted), p4de (Simple only) from 1 MiB.
+/// EFA plugin's reported latency is counted), p4de (Simple only) from 1 MiB but 16 MiB, and
+/// the LL128 tree all-reduces AWS's tuner plugin picks at 32-256 MiB on 16 and 32 p5 hosts.
 fn subset(csv: &str) -> String {
     let keep = [
         "dgxc-h100-8-06",
@@ -94,7 +95,6 @@ fn subset(csv: &str) -> String {
         "aws-p5-h100-16-08",
         "aws-p5-h100-16-09",
         "aws-p4de-a100-16-04",
-        "aws-p4de-a100-16-05",
         "aws-p4de-a100-16-06",
         "aws-p4de-a100-16-07",
         "aws-p4de-a100-16-08",
@@ -102,6 +102,17 @@ fn subset(csv: &str) -> String {
         "keitaw-p5-h100-16-06",
         "keitaw-p5-h100-16-07",
         "keitaw-p5-h100-16-08",
+        // The LL128 trees AWS's tuner plugin picks on 16 and 32 p5 hosts (the NIC's tree
+        // share). aws-p4de-a100-16-05 left in session 42: 2 hosts of p4de paced at NCCL's
+        // Simple network step make it 27% fast.
+        "cg-p5-h100-128-ar-01",
+        "cg-p5-h100-128-ar-02",
+        "cg-p5-h100-128-ar-03",
+        "cg-p5-h100-128-ar-04",
+        "cg-p5-h100-256-ar-01",
+        "cg-p5-h100-256-ar-02",
+        "cg-p5-h100-256-ar-03",
+        "cg-p5-h100-256-ar-04",
     ];
     let mut lines = csv.lines();
     let mut out = format!("{}\n", lines.next().unwrap());
