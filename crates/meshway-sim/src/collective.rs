@@ -176,6 +176,16 @@ pub struct Hardware {
 }
 
 impl Hardware {
+    /// The share of its port the NIC gives `algo`'s sends across hosts: its achievable
+    /// share, times the tree's share for the double binary tree (not NVLS-tree's trees).
+    pub fn nic_share(&self, algo: Algo) -> f64 {
+        if algo == Algo::Tree {
+            self.nic * self.tree_net
+        } else {
+            self.nic
+        }
+    }
+
     /// Whether the NIC runs protocol `name`.
     pub fn runs(&self, name: &str) -> bool {
         self.protocols.as_ref().is_none_or(|ps| ps.iter().any(|p| p == name))
@@ -775,18 +785,19 @@ pub fn build(
         // The NIC's achievable share is of its port: behind a slower link it binds only as
         // far as the port's share is below that link (a 384 of 400 Gb/s NIC behind a 100G
         // link runs at 100G, not 96G).
+        // A tree's sends across hosts reach the NIC model's tree share of its port (not of
+        // a slower link behind it). NVLS-tree's trees across hosts keep the NIC's share.
+        let nic = spec.hw.nic_share(spec.algo);
         let share = if local {
             spec.hw.nvlink
         } else if !slow_links {
-            spec.hw.nic
+            nic
         } else {
             // Per pair, not per host pair: a host's GPUs leave by different NIC ports.
             let key = (m.src, m.dst, m.via.unwrap_or(u32::MAX));
             let slower = *slow_paths.entry(key).or_insert_with(|| topo.slower_than_port(m.src, m.dst, m.via));
-            raised_share(spec.hw.nic, slower)
+            raised_share(nic, slower)
         };
-        // A tree's sends across hosts reach the NIC model's tree share of that.
-        let share = if !local && spec.algo == Algo::Tree { share * spec.hw.tree_net } else { share };
         m.bytes = at_share(m.bytes, share);
         // A writer that split a message over the planes set each part's.
         if !local && planes > 1 && m.plane.is_none() {
@@ -1670,6 +1681,22 @@ pub fn site_all_reduce(
 
 #[cfg(test)]
 mod tests {
+    /// The tree's share is of the NIC's port: behind a link slower than that share of the
+    /// port, the link binds, as it does for the NIC's achievable share.
+    #[test]
+    fn a_trees_nic_share_is_of_the_port_not_of_a_slower_link() {
+        let hw = Hardware { nic: 0.96, tree_net: 0.5, ..Hardware::default() };
+        let port = BitsPerSec(400_000_000_000);
+        assert_eq!(hw.nic_share(Algo::Tree), 0.48);
+        assert_eq!((hw.nic_share(Algo::Ring), hw.nic_share(Algo::NvlsTree)), (0.96, 0.96));
+        // 192 of 400 Gb/s: behind a 200G link the tree runs at 192G, behind a 100G link at
+        // the link's 100G.
+        let behind = |gbps: u64| raised_share(hw.nic_share(Algo::Tree), Some((port, BitsPerSec(gbps * 1_000_000_000))));
+        assert!((behind(200) * 200.0 - 192.0).abs() < 1e-9, "{}", behind(200));
+        assert_eq!(behind(100), 1.0);
+        assert_eq!(raised_share(hw.nic_share(Algo::Tree), None), 0.48);
+    }
+
     use super::*;
 
     fn spec(proto: &str, chunk: u64, size: u64, ranks: u32, channels: u32) -> CollSpec {

@@ -2131,8 +2131,8 @@ fn the_steady_ring_is_paced_as_the_step_by_step_one() {
 /// A NIC model's `tree-network-share` slows a tree's sends across hosts, and nothing else:
 /// AWS's tuner model gives p5's tree half the ring's network bandwidth, so a 2 GiB tree
 /// all-reduce across 4 p5 hosts takes longer with the catalog's aws-efa-p5 than with the
-/// same NIC at the whole share, while a ring takes as long. (On 2 hosts a tree sends half of
-/// what it sends on 4 across the network, and its NVLink chain binds.)
+/// same NIC at the whole share, while a ring takes as long. (On 2 hosts, where a tree sends
+/// half as much across hosts, the same share adds only 6%: the network does not bind it.)
 #[test]
 fn the_nics_tree_share_slows_the_trees_network_sends() {
     let mine = Catalog::with_overlay(
