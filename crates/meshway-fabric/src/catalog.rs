@@ -500,6 +500,11 @@ pub struct SimDefaults {
     /// chunk over the network. Absent: unbounded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nccl_p2p_window: Option<meshway_units::Bytes>,
+    /// NCCL's ceiling on the LL protocol's bus bandwidth across hosts (its llMaxBws): on 2
+    /// hosts, and on 3 or more. Ring and tree collectives with LL across hosts take at least
+    /// their bus bytes over it. Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ll_max: Vec<BitsPerSec>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -1351,6 +1356,12 @@ impl Catalog {
         if let Some(n) = sim.net_overhead.filter(|n| n.0 > 1_000_000_000) {
             return Err(bad("simulation".into(), &format!("net-overhead must be at most 1s, got {n}")));
         }
+        if !(sim.ll_max.is_empty() || sim.ll_max.len() == 2) || sim.ll_max.iter().any(|b| b.0 == 0) {
+            return Err(bad(
+                "simulation".into(),
+                "ll-max must give two positive rates (2 hosts, 3 or more), or be left out",
+            ));
+        }
         for (key, b) in [("nccl-buffer", sim.nccl_buffer), ("nccl-p2p-window", sim.nccl_p2p_window)] {
             if let Some(b) = b.filter(|b| b.0 == 0 || b.0 > 1 << 30) {
                 return Err(bad("simulation".into(), &format!("{key} must be from 1B to 1GiB, got {b}")));
@@ -2086,6 +2097,18 @@ mod overlay_tests {
     /// The error a `mine.toml` overlay is refused with.
     fn refused(text: &str) -> String {
         Catalog::with_overlay(text, "mine.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_ll_ceiling_is_checked() {
+        assert_eq!(Catalog::builtin().simulation.ll_max.len(), 2);
+        for bad in ["[\"39GB/s\"]", "[\"39GB/s\", \"0GB/s\"]", "[\"1GB/s\", \"2GB/s\", \"3GB/s\"]"] {
+            let e = refused(&format!("[simulation]\nll-max = {bad}\n"));
+            assert!(
+                e.contains("ll-max must give two positive rates (2 hosts, 3 or more), or be left out"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -173,6 +173,9 @@ pub struct Hardware {
     pub tuner_plugin: Option<std::sync::Arc<crate::plugin::PluginTable>>,
     /// The share of the NIC's achievable rate a tree's messages across hosts reach (1: all).
     pub tree_net: f64,
+    /// NCCL's ceiling on LL bus bandwidth across hosts, bytes/s: on 2 hosts and on 3 or more
+    /// (0: none).
+    pub ll_max: [f64; 2],
 }
 
 impl Hardware {
@@ -238,6 +241,10 @@ pub fn hardware(fabric: &meshway_fabric::Fabric, cat: &meshway_fabric::Catalog) 
         net_latency: nic_model.and_then(|n| n.nccl_net_latency).unwrap_or(Nanos::ZERO),
         tuner_plugin: nic_model.and_then(|n| tuner_plugin(n.nccl_tuner_plugin.as_deref(), cat)),
         tree_net: nic_model.and_then(|n| n.tree_network_share).unwrap_or(1.0),
+        ll_max: {
+            let r = |i: usize| cat.simulation.ll_max.get(i).map_or(0.0, |b| b.0 as f64 / 8.0);
+            [r(0), r(1)]
+        },
     }
 }
 
@@ -266,6 +273,7 @@ impl Default for Hardware {
             net_latency: Nanos::ZERO,
             tuner_plugin: None,
             tree_net: 1.0,
+            ll_max: [0.0; 2],
         }
     }
 }
@@ -826,7 +834,18 @@ pub fn build(
         } else {
             Nanos::ZERO
         };
-        built.done = prog.barrier(vec![built.done], spec.base_latency() + fill);
+        let mut ends = vec![built.done];
+        // NCCL's ceiling on LL across hosts: the collective takes at least its bus bytes over
+        // it (its model's llMaxBw, on the ring's and the tree's bus bandwidth).
+        let max = spec.hw.ll_max[usize::from(shape.hosts > 2)];
+        if spec.proto.name == "ll" && shape.hosts > 1 && max > 0.0 && matches!(spec.algo, Algo::Ring | Algo::Tree) {
+            // NCCL turns a tree's bus bandwidth into the algorithm's at half (tuning.cc), a
+            // ring's at n / steps: the op's bus factor.
+            let f = if spec.algo == Algo::Tree { 2.0 } else { spec.op.busbw_factor(spec.ranks.len()) };
+            let bus = spec.size as f64 * f;
+            ends.push(prog.barrier(after.to_vec(), Nanos((bus / max * 1e9).round() as u64)));
+        }
+        built.done = prog.barrier(ends, spec.base_latency() + fill);
     }
     Ok(built)
 }

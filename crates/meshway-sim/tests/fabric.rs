@@ -94,9 +94,17 @@ fn ring_all_reduce_matches_the_closed_form() {
         assert!((nic - 0.96).abs() < 1e-9, "ConnectX-7: 48 of 50 GB/s");
         let b = 400e9 * nic * 4096.0 / (4096.0 + f64::from(roce.header_bytes)) * p.efficiency;
         let nf = n as f64;
-        let closed = 2.0 * (nf - 1.0) / nf * (size as f64 * 8.0) / b * 1e9
+        let mut closed = 2.0 * (nf - 1.0) / nf * (size as f64 * 8.0) / b * 1e9
             + 2.0 * (nf - 1.0) * step
             + p.ring_base_latency.0 as f64;
+        if proto == "ll" {
+            // NCCL's LL ceiling across 3 or more hosts (catalog ll-max) binds: 58.7 MB of bus
+            // bytes over 20.4 GB/s is 2.88 ms, against the fabric's 2.59 ms.
+            let ceiling = cat.simulation.ll_max[1].0 as f64 / 8.0;
+            let bound = 2.0 * (nf - 1.0) / nf * size as f64 / ceiling * 1e9 + p.ring_base_latency.0 as f64;
+            assert!(bound > closed, "{bound} against {closed}");
+            closed = bound;
+        }
         let got = w.time_ns.unwrap() as f64;
         assert!((got - closed).abs() / closed < 0.001, "{proto}: simulated {got} ns vs closed form {closed} ns");
         // busbw is algbw x 2(n-1)/n (nccl-tests).
@@ -1820,7 +1828,16 @@ fn tree_all_reduce_matches_the_closed_form() {
         let wire = on_wire + (on_wire / 4096.0).ceil() * f64::from(roce.header_bytes);
         let net = p.tree_network_step.0.max(roce.alpha.0) as f64 + lat;
         let fill = 5.0 / (2.0 * chunks) * 4.0 * on_wire * 8.0 / 400e9 * 1e9;
-        let closed = net + 4.0 * wire * 8.0 / 400e9 * 1e9 + 5.0 * net + p.tree_base_latency.0 as f64 + fill;
+        let mut closed = net + 4.0 * wire * 8.0 / 400e9 * 1e9 + 5.0 * net + p.tree_base_latency.0 as f64 + fill;
+        if proto == "ll" {
+            // NCCL's LL ceiling across 3 or more hosts (catalog ll-max) binds: a tree's bus
+            // bytes are twice its size, 16 MiB over 20.4 GB/s, 822 us against 769; the
+            // latency and the pipeline's fill come after it.
+            let ceiling = cat.simulation.ll_max[1].0 as f64 / 8.0;
+            let bound = 2.0 * (8u64 << 20) as f64 / ceiling * 1e9 + p.tree_base_latency.0 as f64 + fill;
+            assert!(bound > closed, "{bound} against {closed}");
+            closed = bound;
+        }
         let got = r.workloads[0].time_ns.unwrap() as f64;
         assert!((got - closed).abs() / closed < 0.001, "{proto}: simulated {got} ns vs closed form {closed} ns");
     }
@@ -2150,4 +2167,34 @@ fn the_nics_tree_share_slows_the_trees_network_sends() {
     let (half, whole) = (time("aws-efa-p5", "tree"), time("efa-whole", "tree"));
     assert!((1.8..=2.0).contains(&(half / whole)), "tree: {half} ns against {whole} ns");
     assert_eq!(time("aws-efa-p5", "ring"), time("efa-whole", "ring"));
+}
+
+/// NCCL's ceiling on LL bus bandwidth across hosts (the catalog's `[simulation] ll-max`, its
+/// llMaxBws for Intel hosts: 39 GB/s on 2 hosts, 20.4 on 3 or more) binds a large LL
+/// all-reduce: it takes its bus bytes over the ceiling, where the fabric alone would carry it
+/// about ten times faster. Inside one host, and with Simple, nothing changes.
+#[test]
+fn ll_across_hosts_is_held_to_nccls_ceiling() {
+    let time_of = |gpus: u32, algo: &str, proto: &str| {
+        let text = format!(
+            "[fabric]\nkind = \"leaf-spine\"\ngpus = {gpus}\ngpus-per-host = 8\nnic = \"400Gbps\"\nnvlink = \"3.6Tbps\"\ngpu = \"h100-sxm\"\n\
+             [transport]\nkind = \"infiniband\"\n[[workload]]\nkind = \"collective\"\nop = \"all-reduce\"\nsize = \"1GiB\"\n\
+             algorithm = \"{algo}\"\nprotocol = \"{proto}\"\n"
+        );
+        run(&text, &Options { no_ideal: true, ..Options::default() }).workloads[0].time_ns.unwrap() as f64
+    };
+    let time = |gpus: u32, proto: &str| time_of(gpus, "ring", proto);
+    let gib = (1u64 << 30) as f64;
+    // A tree's algorithm bandwidth is half its bus bandwidth in NCCL's model: 2 x 1 GiB.
+    let (tree, bound) = (time_of(24, "tree", "ll"), 2.0 * gib / 20.4e9 * 1e9);
+    assert!(tree >= bound && tree < bound * 1.01, "tree: {tree} ns against {bound} ns");
+    for (gpus, ceiling) in [(16u32, 39e9), (24, 20.4e9)] {
+        let n = f64::from(gpus);
+        let bus = gib * 2.0 * (n - 1.0) / n / ceiling * 1e9;
+        let t = time(gpus, "ll");
+        assert!(t >= bus && t < bus * 1.01, "{gpus} GPUs: {t} ns against {bus} ns");
+        assert!(time(gpus, "simple") < bus / 5.0);
+    }
+    // One host: NVLink only, well above the ceiling.
+    assert!(time(8, "ll") < gib * 2.0 * 7.0 / 8.0 / 39e9 * 1e9 / 2.0);
 }
