@@ -231,21 +231,21 @@ pub fn hardware(fabric: &meshway_fabric::Fabric, cat: &meshway_fabric::Catalog) 
         nic,
         nvls: gpu.and_then(|g| g.nvls_efficiency),
         nvls_channels: gpu.and_then(|g| g.nvls_channels).unwrap_or(0),
-        nvls_tree_max: gpu.map_or([0.0; 2], |g| {
-            let r = |i: usize| g.nvls_tree_channel_max.get(i).map_or(0.0, |b| b.0 as f64 / 8.0);
-            [r(0), r(1)]
-        }),
+        nvls_tree_max: gpu.map_or([0.0; 2], |g| two_byte_rates(&g.nvls_tree_channel_max)),
         collnet: if sharp { gpu.map(|g| g.collnet_efficiency.unwrap_or(1.0)) } else { None },
         nic_model: nic_model.map_or(String::new(), |n| n.name.clone()),
         protocols: nic_model.and_then(|n| n.protocols.clone()),
         net_latency: nic_model.and_then(|n| n.nccl_net_latency).unwrap_or(Nanos::ZERO),
         tuner_plugin: nic_model.and_then(|n| tuner_plugin(n.nccl_tuner_plugin.as_deref(), cat)),
         tree_net: nic_model.and_then(|n| n.tree_network_share).unwrap_or(1.0),
-        ll_max: {
-            let r = |i: usize| cat.simulation.ll_max.get(i).map_or(0.0, |b| b.0 as f64 / 8.0);
-            [r(0), r(1)]
-        },
+        ll_max: two_byte_rates(&cat.simulation.ll_max),
     }
+}
+
+/// A catalog pair of rates (2 hosts, 3 or more) in bytes/s; 0 where absent.
+fn two_byte_rates(rates: &[BitsPerSec]) -> [f64; 2] {
+    let r = |i: usize| rates.get(i).map_or(0.0, |b| b.0 as f64 / 8.0);
+    [r(0), r(1)]
 }
 
 /// The catalog's tuner plugin named `name`, as the tuner consults it.
@@ -1700,6 +1700,8 @@ pub fn site_all_reduce(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// The tree's share is of the NIC's port: behind a link slower than that share of the
     /// port, the link binds, as it does for the NIC's achievable share.
     #[test]
@@ -1715,8 +1717,6 @@ mod tests {
         assert_eq!(behind(100), 1.0);
         assert_eq!(raised_share(hw.nic_share(Algo::Tree), None), 0.48);
     }
-
-    use super::*;
 
     fn spec(proto: &str, chunk: u64, size: u64, ranks: u32, channels: u32) -> CollSpec {
         CollSpec {
