@@ -1469,9 +1469,12 @@ fn nvls_tree_steady(
 
 /// NVLS-tree's pipeline fill ([`nvls_tree_steady`]), from the messages written from
 /// `first` on with their final bytes: `stages - 1` stage times, a stage moving one chunk of
-/// a channel one hop, and the busiest port moving two chunks per channel and loop each way
-/// (a double binary tree's node is interior in one tree and a leaf in the other: three
-/// chunks and one, two on average), so a stage takes half a loop of the busiest port.
+/// a channel one hop. From 3 hosts on, the busiest port moves two chunks per channel and
+/// loop each way (a double binary tree's node is interior in one tree and a leaf in the
+/// other: three chunks and one, two on average), so a stage takes half a loop of it. On 2
+/// hosts each tree is a root and one child (NCCL's second tree is its first shifted by one
+/// rank), so a NIC moves one chunk per channel and loop each way, and a stage takes the
+/// whole loop.
 fn nvls_tree_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &CollSpec) -> Nanos {
     let Some(groups) = host_groups(topo, &spec.ranks) else {
         return Nanos::ZERO;
@@ -1482,7 +1485,8 @@ fn nvls_tree_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &Coll
     let heads = g.min(32);
     let chunk = nvls_tree_chunk(spec.size, c, heads, hosts);
     let loops = spec.size.div_ceil(c).div_ceil(heads * chunk);
-    stage_fill(stages, 2, port_seconds(prog, first, topo), loops)
+    let per_loop = if hosts <= 2 { 1 } else { 2 };
+    stage_fill(stages, per_loop, port_seconds(prog, first, topo), loops)
 }
 
 /// NCCL's NVLS-tree chunk for a message of `size` bytes on `channels x heads` concurrent

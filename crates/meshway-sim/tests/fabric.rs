@@ -1756,9 +1756,11 @@ fn nvls_tree_all_reduce_matches_the_closed_form() {
     let b = step + 2.0 * wire(half) * 8.0 / 400e9 * 1e9 + edge + (step + edge);
     // Fill: 4 stages (NVLS in, up, down, NVLS out); 16 NVLS channels x 2 heads, NCCL's chunk
     // 64 KiB (2 MiB is below 4 x 32 x 128 KiB), so each channel's 128 KiB is one loop; the
-    // busiest port is a NIC (two halves each way, headers aside), and a stage is half a loop.
+    // busiest port is a NIC (two halves each way, headers aside). On 2 hosts each tree is a
+    // root and one child, so the NIC moves one chunk per channel and loop each way and a
+    // stage is the whole loop.
     let nic = 2.0 * half * 8.0 / 400e9 * 1e9;
-    let fill = 3.0 * nic / 2.0;
+    let fill = 3.0 * nic;
     // NCCL's NVLS-tree ceiling across 2 hosts: 57.7 GB/s of bus bandwidth per head (2 here),
     // bus bytes 2 MiB x 2 x 3/4; it does not bind at this size.
     let ceiling = (2u64 << 20) as f64 * 1.5 / (2.0 * 57.7e9) * 1e9;
