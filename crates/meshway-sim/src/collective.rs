@@ -908,12 +908,6 @@ fn stage_fill(stages: u64, per_loop: u64, busiest: f64, loops: u64) -> Nanos {
 /// Seconds the busiest GPU port (NVLink or NIC, out or in) needs at line rate for the
 /// messages from `first` on, at zero load. Ports the topology cannot name are skipped.
 fn port_seconds(prog: &Program, first: usize, topo: &dyn Topology) -> f64 {
-    let (nvlink, nic) = busiest_ports(prog, first, topo);
-    nvlink.max(nic)
-}
-
-/// [`port_seconds`] for the busiest NVLink port and the busiest NIC port apart.
-fn busiest_ports(prog: &Program, first: usize, topo: &dyn Topology) -> (f64, f64) {
     use std::collections::HashMap;
     // (rank, NIC?, in?, plane) -> bytes; a NIC message on no particular plane may use any.
     let mut load: HashMap<(u32, bool, bool, Option<u16>), u64> = HashMap::new();
@@ -944,7 +938,7 @@ fn busiest_ports(prog: &Program, first: usize, topo: &dyn Topology) -> (f64, f64
         }
     }
     let planes = topo.planes().max(1);
-    let (mut nvlink, mut nics) = (0.0f64, 0.0f64);
+    let mut worst = 0.0f64;
     for (&(r, nic, inbound, plane), &bytes) in &load {
         let leg = match (nic, inbound) {
             (false, false) => Leg::NvlinkUp,
@@ -963,15 +957,10 @@ fn busiest_ports(prog: &Program, first: usize, topo: &dyn Topology) -> (f64, f64
         arcs.dedup();
         let bps: f64 = arcs.iter().map(|&a| topo.arc_spec(a).0 .0 as f64).sum();
         if bps > 0.0 {
-            let t = bytes as f64 * 8.0 / bps;
-            if nic {
-                nics = nics.max(t);
-            } else {
-                nvlink = nvlink.max(t);
-            }
+            worst = worst.max(bytes as f64 * 8.0 / bps);
         }
     }
-    (nvlink, nics)
+    worst
 }
 
 /// [`build`] without the protocol (the messages as the algorithm writes them).
@@ -1479,43 +1468,21 @@ fn nvls_tree_steady(
 }
 
 /// NVLS-tree's pipeline fill ([`nvls_tree_steady`]), from the messages written from
-/// `first` on with their final bytes. A channel's loop (one chunk per head, see
-/// [`nvls_tree_chunk`]) passes `2 + 2 x log2 hosts` stages: NVLS in, up and down the tree
-/// across hosts, NVLS out. With `loops` loops the collective takes the sum of the stage
-/// times less the slowest one beyond its steady state (a pipeline of unequal stages). Each
-/// stage is timed at the port it uses, all channels at once:
-/// - an NVLS stage on the busiest NVLink port: a GPU's port carries `g + 1` chunks per
-///   channel and loop each way (its `g` parts in, its head's reduced chunk out, and the
-///   reverse), of which a stage moves `g`;
-/// - a tree stage on the busiest NIC port: from 3 hosts on, a node of a double binary tree
-///   is interior in one tree and a leaf in the other (three chunks per channel and loop each
-///   way and one, two on average), so a stage takes half a loop of that port; on 2 hosts
-///   each tree is a root and one child (NCCL's second tree mirrors its first on an even
-///   count of hosts), one chunk each way, a whole loop.
+/// `first` on with their final bytes: `stages - 1` stage times, a stage moving one chunk of
+/// a channel one hop, and the busiest port moving two chunks per channel and loop each way
+/// (a double binary tree's node is interior in one tree and a leaf in the other: three
+/// chunks and one, two on average), so a stage takes half a loop of the busiest port.
 fn nvls_tree_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &CollSpec) -> Nanos {
     let Some(groups) = host_groups(topo, &spec.ranks) else {
         return Nanos::ZERO;
     };
     let (g, hosts) = (groups[0].len() as u64, groups.len() as u64);
+    let stages = 2 + 2 * u64::from(hosts.ilog2());
     let c = u64::from(spec.hw.nvls_channels);
     let heads = g.min(32);
     let chunk = nvls_tree_chunk(spec.size, c, heads, hosts);
-    let loops = spec.size.div_ceil(c).div_ceil(heads * chunk).max(1);
-    let (nvlink, nic) = busiest_ports(prog, first, topo);
-    nvls_tree_stages_fill(nvlink, nic, loops, g, hosts)
-}
-
-/// [`nvls_tree_fill`]'s arithmetic: the busiest NVLink and NIC ports' seconds over `loops`
-/// loops per channel, `g` GPUs per host on `hosts` hosts; the sum of the stage times less
-/// the slowest.
-fn nvls_tree_stages_fill(nvlink: f64, nic: f64, loops: u64, g: u64, hosts: u64) -> Nanos {
-    let loops = loops.max(1) as f64;
-    let nvls = nvlink / loops * g as f64 / (g + 1) as f64;
-    let tree = nic / loops / if hosts == 2 { 1.0 } else { 2.0 };
-    let stages = [(2, nvls), (2 * u64::from(hosts.max(1).ilog2()), tree)];
-    let sum: f64 = stages.iter().map(|&(k, t)| k as f64 * t).sum();
-    let slowest = stages.iter().filter(|&&(k, _)| k > 0).map(|&(_, t)| t).fold(0.0, f64::max);
-    Nanos(((sum - slowest).max(0.0) * 1e9).round() as u64)
+    let loops = spec.size.div_ceil(c).div_ceil(heads * chunk);
+    stage_fill(stages, 2, port_seconds(prog, first, topo), loops)
 }
 
 /// NCCL's NVLS-tree chunk for a message of `size` bytes on `channels x heads` concurrent
@@ -1785,26 +1752,6 @@ mod tests {
         assert_eq!(tree_chunk(&spec("ll128", 576_000, 8 << 30, 16, 16), 2, 16), 576_000);
         // No chunk in the protocol: no pipeline.
         assert_eq!(tree_chunk(&spec("ll128", 0, 1 << 20, 16, 16), 2, 16), 0);
-    }
-
-    #[test]
-    fn nvls_tree_stages_are_timed_at_their_ports() {
-        let us = |n: Nanos| n.0 as f64 / 1e3;
-        // 2 hosts of 8 GPUs, NVLink binding (60 us a loop, the NIC 44), 4 loops: NVLS stages
-        // 8/9 of 60 us, tree stages a whole NIC loop (each tree a root and one child); the
-        // sum of 2 x 53.3 and 2 x 44, less the slowest 53.3.
-        let f = nvls_tree_stages_fill(240e-6, 176e-6, 4, 8, 2);
-        assert!((us(f) - (2.0 * 480.0 / 9.0 + 2.0 * 44.0 - 480.0 / 9.0)).abs() < 0.01, "{f:?}");
-        // 4 hosts: 4 tree stages of half a NIC loop (21.9 us of 43.7), 2 NVLS stages of
-        // 26.7 us (8/9 of 30); the slowest is an NVLS stage.
-        let f = nvls_tree_stages_fill(30e-6, 43.7e-6, 1, 8, 4);
-        assert!((us(f) - (2.0 * 240.0 / 9.0 + 4.0 * 21.85 - 240.0 / 9.0)).abs() < 0.01, "{f:?}");
-        // 32 hosts: 10 tree stages, the slowest a tree stage.
-        let f = nvls_tree_stages_fill(10e-6, 60e-6, 1, 8, 32);
-        assert!((us(f) - (2.0 * 80.0 / 9.0 + 10.0 * 30.0 - 30.0)).abs() < 0.01, "{f:?}");
-        // No loops written (an empty message) and one host: no tree stages, one NVLS stage
-        // of fill.
-        assert_eq!(nvls_tree_stages_fill(9e-6, 0.0, 0, 2, 1), Nanos(6000));
     }
 
     #[test]
