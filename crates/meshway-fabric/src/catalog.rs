@@ -426,6 +426,15 @@ pub struct Nic {
     /// (absent: all of it). AWS's tuner model for p5 gives the tree half the ring's network
     /// bandwidth.
     pub tree_network_share: Option<f64>,
+    /// NCCL_NVLS_CHUNKSIZE as the NIC's net plugin sets it for NCCL (absent: NCCL's default,
+    /// 128 KiB): the chunk NVLS and NVLS-tree start from before NCCL cuts it for smaller
+    /// messages (NVLS inside one NVLink domain at most one 512 KiB step of the Simple
+    /// buffer). aws-ofi-nccl sets 512 KiB on p5.
+    pub nccl_nvls_chunk: Option<Bytes>,
+    /// NCCL_NVLSTREE_MAX_CHUNKSIZE as the NIC's net plugin sets it (absent: NCCL's default
+    /// before Blackwell, the NVLS chunk on 2 or 3 hosts and 64 KiB from 4; NCCL's Blackwell
+    /// multi-node tuning is not modelled): NVLS-tree's chunk is at most this.
+    pub nccl_nvls_tree_max_chunk: Option<Bytes>,
     /// The one transport this NIC runs (a catalog [[transport]] name), when it runs only one:
     /// AWS's EFA devices run `efa`, and `efa` runs only on them.
     pub transport: Option<String>,
@@ -632,6 +641,11 @@ pub struct GpuModel {
     pub matmul_achievable: Option<f64>,
     /// The same for FP8 inputs. Absent: `fp8-flops`.
     pub fp8_matmul_achievable: Option<f64>,
+    /// Dense FP4 (NVFP4) peak, FLOP/s (serving FP4 models). Absent: no FP4.
+    pub fp4_flops: Option<f64>,
+    /// The matrix-multiply rate with FP4 inputs the serving model computes at. Absent:
+    /// `fp4-flops`.
+    pub fp4_matmul_achievable: Option<f64>,
     pub source: Option<String>,
     pub assumption: Option<String>,
 }
@@ -959,6 +973,7 @@ impl Catalog {
             for (peak, rate, has) in [
                 ("peak-flops", "matmul-achievable", b.matmul_achievable.is_some()),
                 ("fp8-flops", "fp8-matmul-achievable", b.fp8_matmul_achievable.is_some()),
+                ("fp4-flops", "fp4-matmul-achievable", b.fp4_matmul_achievable.is_some()),
             ] {
                 if has && g.contains_key(peak) && !g.contains_key(rate) {
                     return Err(FabricError::Catalog {
@@ -1054,6 +1069,13 @@ impl Catalog {
             }
             if n.tree_network_share.is_some_and(|f| !(f > 0.0 && f <= 1.0)) {
                 return Err(bad(format!("nic {:?}", n.name), "tree-network-share must be above 0 and at most 1"));
+            }
+            for (key, v) in
+                [("nccl-nvls-chunk", n.nccl_nvls_chunk), ("nccl-nvls-tree-max-chunk", n.nccl_nvls_tree_max_chunk)]
+            {
+                if v.is_some_and(|b| !(4096..=(64 << 20)).contains(&b.0)) {
+                    return Err(bad(format!("nic {:?}", n.name), &format!("{key} must be from 4KiB to 64MiB")));
+                }
             }
             if n.nccl_net_latency.is_some_and(|l| l.0 > 1_000_000_000) {
                 return Err(bad(format!("nic {:?}", n.name), "nccl-net-latency must be at most 1s"));
@@ -1188,16 +1210,21 @@ impl Catalog {
             if g.memory.is_some_and(|m| m.0 == 0)
                 || g.hbm_bandwidth.is_some_and(|b| b.0 == 0)
                 || g.fp8_flops.is_some_and(|f| !(f.is_finite() && f > 0.0))
+                || g.fp4_flops.is_some_and(|f| !(f.is_finite() && f > 0.0))
             {
-                return Err(bad(format!("gpu {:?}", g.name), "memory, hbm-bandwidth and fp8-flops must be positive"));
+                return Err(bad(
+                    format!("gpu {:?}", g.name),
+                    "memory, hbm-bandwidth, fp8-flops and fp4-flops must be positive",
+                ));
             }
             for (key, v, peak, peak_key) in [
                 ("matmul-achievable", g.matmul_achievable, Some(g.peak_flops), "peak-flops"),
                 ("fp8-matmul-achievable", g.fp8_matmul_achievable, g.fp8_flops, "fp8-flops"),
+                ("fp4-matmul-achievable", g.fp4_matmul_achievable, g.fp4_flops, "fp4-flops"),
             ] {
                 let Some(v) = v else { continue };
                 let Some(peak) = peak else {
-                    return Err(bad(format!("gpu {:?}", g.name), &format!("{key} needs fp8-flops (the FP8 peak)")));
+                    return Err(bad(format!("gpu {:?}", g.name), &format!("{key} needs {peak_key} (its peak)")));
                 };
                 if !(v.is_finite() && v > 0.0 && v <= peak) {
                     return Err(bad(
@@ -2112,6 +2139,25 @@ mod overlay_tests {
     }
 
     #[test]
+    fn a_nics_nvls_chunks_are_checked() {
+        let c = Catalog::builtin();
+        let p5 = c.nic_named("aws-efa-p5").unwrap();
+        assert_eq!(
+            (p5.nccl_nvls_chunk, p5.nccl_nvls_tree_max_chunk),
+            (Some(meshway_units::Bytes(512 << 10)), Some(meshway_units::Bytes(512 << 10)))
+        );
+        assert_eq!(c.nic_named("connectx7-400g").unwrap().nccl_nvls_chunk, None);
+        for key in ["nccl-nvls-chunk", "nccl-nvls-tree-max-chunk"] {
+            for bad in ["\"0B\"", "\"4095B\"", "\"65MiB\""] {
+                let e = refused(&format!("[[nic]]\nname = \"aws-efa-p4d\"\n{key} = {bad}\n"));
+                assert!(e.contains(&format!("{key} must be from 4KiB to 64MiB")), "{key} {bad}: {e}");
+            }
+            let ok = format!("[[nic]]\nname = \"aws-efa-p4d\"\n{key} = \"4KiB\"\n");
+            assert!(Catalog::with_overlay(&ok, "mine.toml").is_ok(), "{key}");
+        }
+    }
+
+    #[test]
     fn tuner_plugins_are_checked() {
         let c = Catalog::builtin();
         let aws = c.tuner_plugin_named("aws-ofi-p5").unwrap();
@@ -2214,6 +2260,10 @@ mod overlay_tests {
                 let f8 = g.fp8_matmul_achievable.unwrap_or_else(|| panic!("{} has no fp8-matmul-achievable", g.name));
                 assert!(f8 > 0.6 * peak && f8 <= peak, "{}: {f8:e}", g.name);
             }
+            if let Some(peak) = g.fp4_flops {
+                let f4 = g.fp4_matmul_achievable.unwrap_or_else(|| panic!("{} has no fp4-matmul-achievable", g.name));
+                assert!(f4 > 0.5 * peak && f4 <= peak, "{}: {f4:e}", g.name);
+            }
         }
         assert_eq!(c.gpu_model("a100-sxm").unwrap().matmul_achievable, Some(271.2e12));
         let gpu = |extra: &str| format!("[[gpu]]\nname = \"x\"\npeak-flops = 100e12\nsource = \"test\"\n{extra}");
@@ -2233,6 +2283,17 @@ mod overlay_tests {
         }
         let e = refused(&gpu("fp8-flops = 200e12\nfp8-matmul-achievable = 250e12"));
         assert!(e.contains("fp8-matmul-achievable must be positive and at most fp8-flops"), "{e}");
+        // FP4 likewise (B200's measured rate).
+        let b200 = c.gpu_model("b200").unwrap();
+        assert_eq!((b200.fp4_flops, b200.fp4_matmul_achievable), (Some(9000e12), Some(5500e12)));
+        let e = refused(&gpu("fp4-matmul-achievable = 90e12"));
+        assert!(e.contains("fp4-matmul-achievable needs fp4-flops (its peak)"), "{e}");
+        let e = refused(&gpu("fp4-flops = 400e12\nfp4-matmul-achievable = 450e12"));
+        assert!(e.contains("fp4-matmul-achievable must be positive and at most fp4-flops"), "{e}");
+        let e = refused(&gpu("fp4-flops = -1"));
+        assert!(e.contains("memory, hbm-bandwidth, fp8-flops and fp4-flops must be positive"), "{e}");
+        let e = refused("[[gpu]]\nname = \"b200\"\nfp4-flops = 10000e12\n");
+        assert!(e.contains("sets fp4-flops but not fp4-matmul-achievable"), "{e}");
         // A built-in GPU's peak patched without its measured rate would be ignored: refused.
         let e = refused("[[gpu]]\nname = \"h100-sxm\"\npeak-flops = 1000e12\n");
         assert!(

@@ -39,7 +39,8 @@ pub struct ModelConfig {
     pub gpu: Option<String>,
     /// Shape: precision of weights and matrix work (default fp8 where the GPU has it, else bf16).
     pub precision: Option<PrecisionConfig>,
-    /// Shape: precision of the KV cache (default: `precision`).
+    /// Shape: precision of the KV cache (default: `precision`; fp8 for fp4 weights where the GPU
+    /// has FP8).
     pub kv_precision: Option<PrecisionConfig>,
     /// Requests one server holds at once (default: catalog `[serving] max-batch`).
     pub max_batch: Option<u32>,
@@ -72,20 +73,26 @@ pub struct ModelConfig {
     pub assumption: Option<String>,
 }
 
-/// Number format of weights, matrix work or the KV cache.
+/// Number format of weights, matrix work or the KV cache. `fp4` is NVIDIA's NVFP4: 4-bit
+/// E2M1 values with one 8-bit E4M3 scale per block of 16 (and one FP32 scale per tensor).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum PrecisionConfig {
     Bf16,
     Fp16,
     Fp8,
+    Fp4,
 }
 
 impl PrecisionConfig {
+    /// Bytes per value, block scales included (NVFP4: 4 bits + 8 / 16 = 4.5 bits; the format
+    /// as Intel Neural Compressor's NVFP4 page tabulates it: E2M1 elements of 4 bits, blocks
+    /// of 16, UE4M3 scales of 8 bits, one FP32 scale per tensor, not counted).
     pub fn bytes(self) -> f64 {
         match self {
             PrecisionConfig::Bf16 | PrecisionConfig::Fp16 => 2.0,
             PrecisionConfig::Fp8 => 1.0,
+            PrecisionConfig::Fp4 => 4.5 / 8.0,
         }
     }
     pub fn name(self) -> &'static str {
@@ -93,6 +100,7 @@ impl PrecisionConfig {
             PrecisionConfig::Bf16 => "bf16",
             PrecisionConfig::Fp16 => "fp16",
             PrecisionConfig::Fp8 => "fp8",
+            PrecisionConfig::Fp4 => "fp4",
         }
     }
 }

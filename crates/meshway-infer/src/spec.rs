@@ -107,6 +107,10 @@ pub struct Shape {
     pub gpus: u32,
     /// FLOP/s of the server: GPUs x measured matmul rate (else datasheet peak) x efficiency.
     pub flops: f64,
+    /// The same for attention: FP8 where the GPU has FP8 and both the weights (whose format
+    /// the activations are quantized to) and the KV cache are FP8 or FP4 (an FP4 cache is
+    /// widened to FP8 to attend), else BF16; so FP4 weights do not speed attention up.
+    pub attn_flops: f64,
     /// Bytes/s of the server: GPUs x bandwidth x efficiency.
     pub bytes_per_s: f64,
     /// Bytes/s of one GPU's NVLink (all-reduce payload), 0 for one GPU.
@@ -164,8 +168,8 @@ impl Shape {
             attn_flops += 4.0 * l * self.q_dim * (c * p + c * c / 2.0);
             kv_read += p + c;
         }
-        let attn =
-            (attn_flops / self.flops).max(kv_read * self.kv_bytes_per_token * self.kv_replication / self.bytes_per_s);
+        let attn = (attn_flops / self.attn_flops)
+            .max(kv_read * self.kv_bytes_per_token * self.kv_replication / self.bytes_per_s);
         let roof = gemm + attn;
         let comm = if self.gpus > 1 {
             let (n, bytes) = (f64::from(self.gpus), tokens * self.hidden * 2.0);
@@ -794,13 +798,37 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
         m.precision.unwrap_or(if gpu.fp8_flops.is_some() { PrecisionConfig::Fp8 } else { PrecisionConfig::Bf16 });
     // The rate matrix multiplies reach on this GPU (measured where the catalog has it, else
     // the datasheet peak); `flops-efficiency` is the share of it a serving engine's kernels get.
+    let bf16 = gpu.matmul_achievable.unwrap_or(gpu.peak_flops);
+    let fp8 = gpu.fp8_matmul_achievable.or(gpu.fp8_flops);
     let rate = match precision {
-        PrecisionConfig::Fp8 => gpu.fp8_matmul_achievable.or(gpu.fp8_flops).ok_or_else(|| {
+        PrecisionConfig::Fp8 => fp8.ok_or_else(|| {
             ctx.invalid("precision", format!("gpu {gn:?} has no FP8 (no `fp8-flops` in the catalog)"))
         })?,
-        PrecisionConfig::Bf16 | PrecisionConfig::Fp16 => gpu.matmul_achievable.unwrap_or(gpu.peak_flops),
+        PrecisionConfig::Fp4 => gpu.fp4_matmul_achievable.or(gpu.fp4_flops).ok_or_else(|| {
+            ctx.invalid("precision", format!("gpu {gn:?} has no FP4 (no `fp4-flops` in the catalog)"))
+        })?,
+        PrecisionConfig::Bf16 | PrecisionConfig::Fp16 => bf16,
     };
-    let kv_precision = m.kv_precision.unwrap_or(precision);
+    // The cache defaults to the weights' format, but FP4 weights (NVIDIA's NVFP4 checkpoints)
+    // come with an FP8 cache where the GPU has FP8; an FP4 cache needs a GPU with FP4.
+    let kv_precision = m.kv_precision.unwrap_or(match precision {
+        PrecisionConfig::Fp4 if fp8.is_some() => PrecisionConfig::Fp8,
+        p => p,
+    });
+    if kv_precision == PrecisionConfig::Fp4 && gpu.fp4_flops.is_none() {
+        return Err(ctx.invalid(
+            "kv-precision",
+            format!("an FP4 KV cache needs a GPU with FP4, and gpu {gn:?} has none (no `fp4-flops` in the catalog)"),
+        ));
+    }
+    // Attention in FP8 only where both the activations (FP8 or FP4 weights quantize them) and
+    // the cache are 8 bits or less, as TensorRT-LLM's FP8 attention kernels run; otherwise
+    // BF16 (an FP8 cache beside BF16 weights is widened to attend).
+    let low = |p: PrecisionConfig| matches!(p, PrecisionConfig::Fp8 | PrecisionConfig::Fp4);
+    let attn_rate = match fp8 {
+        Some(f) if low(precision) && low(kv_precision) => f,
+        _ => bf16,
+    };
     let share = |key: &str, v: Option<f64>, d: f64| -> Result<f64, FabricError> {
         let from = if v.is_none() { format!(" (the catalog's [serving] {key})") } else { String::new() };
         let v = v.unwrap_or(d);
@@ -911,6 +939,7 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
         kv_replication,
         gpus: gps,
         flops: g * rate * fe,
+        attn_flops: g * attn_rate * fe,
         bytes_per_s: g * bw.0 as f64 / 8.0 * be,
         nvlink_bytes_per_s: nvlink,
         allreduce_ns: sv.allreduce_latency.0,

@@ -964,3 +964,79 @@ fn latency_aware_routing_spreads_prompts_off_a_busy_prefill_site() {
     assert!(ny.prefill_site_share >= 0.5 && ny.prefill_site_share < 0.995, "{}", ny.prefill_site_share);
     assert_eq!(houston.prefill_site.as_deref(), Some("edge-south"));
 }
+
+/// FP4 (NVFP4) weights: 4.5 bits a parameter (4-bit values and an 8-bit scale per 16), the
+/// GPU's FP4 matmul rate for the matrix work, and attention in FP8 (an FP8 cache), not at
+/// FP4. A GPU without FP4 refuses FP4 weights or an FP4 cache by name.
+#[test]
+fn fp4_weights_take_their_bytes_and_rate_and_attention_keeps_the_caches() {
+    let m =
+        "llm = \"llama-3.1-70b\"\ngpu = \"b200\"\ngpus-per-server = 1\nprecision = \"fp4\"\nkv-precision = \"fp8\"\n\
+             flops-efficiency = 0.5\nbandwidth-efficiency = 0.8\nmemory-utilization = 0.9\nmemory-reserve = \"2GB\"\n\
+             prompt-tokens = 1000\noutput-tokens = 100";
+    let s = shape(&scenario(m, "concurrency = 1", "1ns"));
+    assert_eq!((s.precision, s.kv_precision), ("fp4", "fp8"));
+    assert_eq!(s.weight_bytes, 70.6e9 * 0.5625); // 39.7 GB
+    assert_eq!(s.kv_bytes_per_token, 2.0 * 80.0 * 8.0 * 128.0);
+    let room: f64 = (183_359.0 * 1_048_576.0 - 2e9 - 70.6e9 * 0.5625) * 0.9;
+    assert_eq!(s.kv_capacity_tokens, (room / 163_840.0).floor() as u64);
+    // B200: FP4 5,500 TFLOPS and FP8 3,432.5, both measured.
+    assert_eq!((s.flops, s.attn_flops), (5500e12 * 0.5, 3432.5e12 * 0.5));
+    // A prefill of 8,192 tokens from an empty cache: the matrix work at FP4, attention's
+    // 4 x layers x q_dim x c^2 / 2 FLOPs at FP8 (both above their memory terms).
+    let mut s0 = s.clone();
+    s0.step_overhead_ns = 0;
+    s0.knee = None;
+    let c: f64 = 8192.0;
+    let gemm = 2.0 * 70.6e9 * c / (5500e12 * 0.5);
+    let attn = 4.0 * 80.0 * 8192.0 * (c * c / 2.0) / (3432.5e12 * 0.5);
+    assert!(39.7e9 / (8e12 * 0.8) < gemm && c * 163_840.0 / (8e12 * 0.8) < attn);
+    assert_eq!(s0.step_ns(0, 0.0, 1, &[(8192, 0)]), ((gemm + attn) * 1e9).ceil() as u64);
+    // The same weights with an FP4 cache: half a byte and a scale per element, attention
+    // still at FP8.
+    let s4 = shape(&scenario(&m.replace("kv-precision = \"fp8\"", "kv-precision = \"fp4\""), "concurrency = 1", "1ns"));
+    assert_eq!((s4.kv_bytes_per_token, s4.attn_flops), (2.0 * 80.0 * 8.0 * 128.0 * 0.5625, 3432.5e12 * 0.5));
+    // BF16 weights with an FP8 cache attend at FP8; FP8 weights with a BF16 cache at BF16.
+    let mixed = |w: &str, kv: &str| {
+        shape(&scenario(
+            &m.replace("precision = \"fp4\"", &format!("precision = \"{w}\""))
+                .replace("kv-precision = \"fp8\"", &format!("kv-precision = \"{kv}\"")),
+            "concurrency = 1",
+            "1ns",
+        ))
+    };
+    // FP8 attention needs both the weights and the cache in 8 bits or less: BF16 weights
+    // with an FP8 cache, and FP8 weights with a BF16 cache, attend in BF16.
+    assert_eq!(mixed("fp8", "fp8").attn_flops, 3432.5e12 * 0.5);
+    assert_eq!(mixed("bf16", "fp8").attn_flops, 1745e12 * 0.5);
+    assert_eq!(mixed("fp8", "bf16").attn_flops, 1745e12 * 0.5);
+    // FP4 weights without a stated cache get NVIDIA's checkpoints' FP8 cache.
+    let d = shape(&scenario(&m.replace("kv-precision = \"fp8\"\n", ""), "concurrency = 1", "1ns"));
+    assert_eq!((d.precision, d.kv_precision), ("fp4", "fp8"));
+    // A100 has no FP8: an FP8 cache beside FP16 weights is stored in 8 bits and attends in
+    // BF16/FP16 (its measured 271.2 TFLOPS).
+    let a100 = "llm = \"llama-3.1-8b\"\ngpu = \"a100-sxm\"\ngpus-per-server = 1\nprecision = \"fp16\"\n\
+                kv-precision = \"fp8\"\nflops-efficiency = 0.5\nprompt-tokens = 100\noutput-tokens = 10";
+    let a = shape(&scenario(a100, "concurrency = 1", "1ns"));
+    assert_eq!((a.kv_bytes_per_token, a.attn_flops), (2.0 * 32.0 * 8.0 * 128.0, 271.2e12 * 0.5));
+    // An FP4 cache needs a GPU with FP4.
+    let e = spec_from_text(
+        &scenario(&a100.replace("kv-precision = \"fp8\"", "kv-precision = \"fp4\""), "concurrency = 1", "1ns"),
+        "t.toml",
+        &Catalog::builtin(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("`model[1].kv-precision`")
+            && e.contains("an FP4 KV cache needs a GPU with FP4, and gpu \"a100-sxm\" has none"),
+        "{e}"
+    );
+    // H100 has no FP4.
+    let text = scenario(&m.replace("b200", "h100-sxm"), "concurrency = 1", "1ns");
+    let e = spec_from_text(&text, "t.toml", &Catalog::builtin()).unwrap_err().to_string();
+    assert!(
+        e.contains("`model[1].precision`") && e.contains("gpu \"h100-sxm\" has no FP4 (no `fp4-flops` in the catalog)"),
+        "{e}"
+    );
+}

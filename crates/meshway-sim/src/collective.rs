@@ -176,7 +176,22 @@ pub struct Hardware {
     /// NCCL's ceiling on LL bus bandwidth across hosts, bytes/s: on 2 hosts and on 3 or more
     /// (0: none).
     pub ll_max: [f64; 2],
+    /// NCCL's NVLS chunk before its cuts for smaller messages, bytes (NCCL_NVLS_CHUNKSIZE:
+    /// 128 KiB unless the NIC's net plugin sets it).
+    pub nvls_chunk: u64,
+    /// NCCL_NVLSTREE_MAX_CHUNKSIZE when the NIC's net plugin sets it (None: NCCL's default
+    /// before Blackwell, the NVLS chunk on 2 or 3 hosts and 64 KiB from 4; NCCL's own
+    /// Blackwell multi-node tuning, which sets it otherwise, is not modelled).
+    pub nvls_tree_max_chunk: Option<u64>,
 }
+
+/// NCCL's default NVLS chunk (NCCL_NVLS_CHUNKSIZE, 128 KiB: src/transport/nvls.cc).
+pub const NVLS_CHUNK: u64 = 128 << 10;
+
+/// The most NVLS inside one NVLink domain starts from: one step of NCCL's Simple buffer
+/// (DEFAULT_BUFFSIZE 4 MiB / NCCL_STEPS 8; src/enqueue.cc calcCollChunking starts NVLS from
+/// the step, then takes at most the NVLS chunk).
+const NVLS_STEP: u64 = 512 << 10;
 
 impl Hardware {
     /// The share of its port the NIC gives `algo`'s sends across hosts: its achievable
@@ -239,6 +254,8 @@ pub fn hardware(fabric: &meshway_fabric::Fabric, cat: &meshway_fabric::Catalog) 
         tuner_plugin: nic_model.and_then(|n| tuner_plugin(n.nccl_tuner_plugin.as_deref(), cat)),
         tree_net: nic_model.and_then(|n| n.tree_network_share).unwrap_or(1.0),
         ll_max: two_byte_rates(&cat.simulation.ll_max),
+        nvls_chunk: nic_model.and_then(|n| n.nccl_nvls_chunk).map_or(NVLS_CHUNK, |b| b.0),
+        nvls_tree_max_chunk: nic_model.and_then(|n| n.nccl_nvls_tree_max_chunk).map(|b| b.0),
     }
 }
 
@@ -274,6 +291,8 @@ impl Default for Hardware {
             tuner_plugin: None,
             tree_net: 1.0,
             ll_max: [0.0; 2],
+            nvls_chunk: NVLS_CHUNK,
+            nvls_tree_max_chunk: None,
         }
     }
 }
@@ -1305,12 +1324,13 @@ fn nvls(
 }
 
 /// NCCL's NVLS chunk inside one NVLink domain for a message of `size` bytes: its NVLS
-/// chunk size (128 KiB), cut to 64, 32 and 16 KiB as the message gives fewer chunks to
-/// each of the `channels x heads` concurrent operations (NVIDIA/nccl src/enqueue.cc
-/// calcCollChunking and src/transport/nvls.cc NCCL_NVLS_CHUNKSIZE, NCCL 2.30.7).
-pub fn nvls_chunk(size: u64, channels: u64, heads: u64) -> u64 {
+/// chunk size (`start`: NCCL_NVLS_CHUNKSIZE, 128 KiB by default; at most one 512 KiB step of
+/// the Simple buffer), cut to 64, 32 and 16 KiB as the message gives fewer chunks to each of
+/// the `channels x heads` concurrent operations (NVIDIA/nccl src/enqueue.cc calcCollChunking
+/// and src/transport/nvls.cc, NCCL 2.30.7).
+pub fn nvls_chunk(size: u64, channels: u64, heads: u64, start: u64) -> u64 {
     let ops = channels.max(1) * heads.max(1);
-    let mut chunk: u64 = 128 << 10;
+    let mut chunk: u64 = start.clamp(1, NVLS_STEP);
     for (k, cut) in [(64, 64 << 10), (8, 32 << 10), (2, 16 << 10)] {
         if size < k * ops * chunk && chunk > cut {
             chunk = cut;
@@ -1331,7 +1351,7 @@ fn nvls_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &CollSpec)
     }
     let heads = (spec.ranks.len() as u64).min(32);
     let stages = if spec.op == Op::AllReduce { 3 } else { 2 };
-    let chunk = nvls_chunk(spec.size, c, heads);
+    let chunk = nvls_chunk(spec.size, c, heads, spec.hw.nvls_chunk);
     let loops = spec.size.div_ceil(c).div_ceil(heads * chunk);
     stage_fill(stages, 1, port_seconds(prog, first, topo), loops)
 }
@@ -1480,20 +1500,22 @@ fn nvls_tree_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &Coll
     let stages = 2 + 2 * u64::from(hosts.ilog2());
     let c = u64::from(spec.hw.nvls_channels);
     let heads = g.min(32);
-    let chunk = nvls_tree_chunk(spec.size, c, heads, hosts);
+    let chunk = nvls_tree_chunk(spec.size, c, heads, hosts, spec.hw.nvls_chunk, spec.hw.nvls_tree_max_chunk);
     let loops = spec.size.div_ceil(c).div_ceil(heads * chunk);
     stage_fill(stages, 2, port_seconds(prog, first, topo), loops)
 }
 
 /// NCCL's NVLS-tree chunk for a message of `size` bytes on `channels x heads` concurrent
-/// operations across `hosts` hosts: its NVLS chunk (128 KiB), at most 64 KiB from 4 hosts
-/// up, cut to 64 and 32 KiB as the message gives fewer chunks to each operation (NVIDIA/nccl
-/// src/enqueue.cc calcCollChunking and src/transport/nvls.cc, NCCL 2.30.7; its rules for
-/// chunks above 128 KiB never apply from this start).
-pub fn nvls_tree_chunk(size: u64, channels: u64, heads: u64, hosts: u64) -> u64 {
+/// operations across `hosts` hosts: its NVLS chunk (`nvls`), at most `tree_max`
+/// (NCCL_NVLSTREE_MAX_CHUNKSIZE; by default, before Blackwell, the NVLS chunk on 2 or 3 hosts
+/// and 64 KiB from 4), cut to 256, 128, 64 and 32 KiB as the message gives fewer chunks to each operation
+/// (NVIDIA/nccl src/enqueue.cc calcCollChunking and src/transport/nvls.cc ncclNvlsTuning,
+/// NCCL 2.30.7).
+pub fn nvls_tree_chunk(size: u64, channels: u64, heads: u64, hosts: u64, nvls: u64, tree_max: Option<u64>) -> u64 {
     let ops = channels.max(1) * heads.max(1);
-    let mut chunk: u64 = if hosts >= 4 { 64 << 10 } else { 128 << 10 };
-    for (k, cut) in [(4, 64 << 10), (1, 32 << 10)] {
+    let max = tree_max.unwrap_or(if hosts >= 4 { 64 << 10 } else { nvls });
+    let mut chunk: u64 = nvls.min(max).max(1);
+    for (k, cut) in [(32, 256 << 10), (16, 128 << 10), (4, 64 << 10), (1, 32 << 10)] {
         if size < k * ops * chunk && chunk > cut {
             chunk = cut;
         }
@@ -1782,24 +1804,47 @@ mod tests {
 
     #[test]
     fn nvls_tree_chunks_follow_nccls_rules() {
-        // 16 channels x 8 heads = 128 operations; 128 KiB below 4 hosts, 64 KiB from 4 up.
-        assert_eq!(nvls_tree_chunk(1 << 30, 16, 8, 2), 128 << 10);
-        assert_eq!(nvls_tree_chunk(1 << 30, 16, 8, 4), 64 << 10);
-        assert_eq!(nvls_tree_chunk(32 << 20, 16, 8, 2), 64 << 10); // below 4 x 128 x 128 KiB
-        assert_eq!(nvls_tree_chunk(4 << 20, 16, 8, 8), 32 << 10); // below 1 x 128 x 64 KiB
-        assert_eq!(nvls_tree_chunk(8 << 20, 16, 8, 8), 64 << 10);
+        // 16 channels x 8 heads = 128 operations; NCCL's defaults: 128 KiB below 4 hosts, 64
+        // KiB from 4 up.
+        let d = |size: u64, hosts: u64| nvls_tree_chunk(size, 16, 8, hosts, NVLS_CHUNK, None);
+        assert_eq!(d(1 << 30, 2), 128 << 10);
+        assert_eq!(d(1 << 30, 4), 64 << 10);
+        assert_eq!(d(32 << 20, 2), 64 << 10); // below 4 x 128 x 128 KiB
+        assert_eq!(d(4 << 20, 8), 32 << 10); // below 1 x 128 x 64 KiB
+        assert_eq!(d(8 << 20, 8), 64 << 10);
+        // aws-ofi-nccl on p5: NCCL_NVLS_CHUNKSIZE and NCCL_NVLSTREE_MAX_CHUNKSIZE 512 KiB, on
+        // any number of hosts.
+        let p5 = |size: u64, hosts: u64| nvls_tree_chunk(size, 16, 8, hosts, 512 << 10, Some(512 << 10));
+        assert_eq!(p5(4 << 30, 2), 512 << 10);
+        assert_eq!(p5(2 << 30, 32), 512 << 10); // not below 32 x 128 x 512 KiB = 2 GiB
+        assert_eq!(p5((2 << 30) - 1, 2), 256 << 10);
+        assert_eq!(p5(512 << 20, 4), 256 << 10); // not below 16 x 128 x 256 KiB = 512 MiB
+        assert_eq!(p5(256 << 20, 2), 128 << 10); // not below 4 x 128 x 128 KiB = 64 MiB
+        assert_eq!(p5(32 << 20, 2), 64 << 10); // not below 1 x 128 x 64 KiB = 8 MiB
+        assert_eq!(p5(4 << 20, 2), 32 << 10);
+        // A plugin's NVLS chunk alone: NCCL's 64 KiB tree maximum still holds from 4 hosts.
+        assert_eq!(nvls_tree_chunk(4 << 30, 16, 8, 2, 512 << 10, None), 512 << 10);
+        assert_eq!(nvls_tree_chunk(4 << 30, 16, 8, 4, 512 << 10, None), 64 << 10);
+        // A tree maximum above the NVLS chunk: the NVLS chunk.
+        assert_eq!(nvls_tree_chunk(4 << 30, 16, 8, 4, NVLS_CHUNK, Some(512 << 10)), 128 << 10);
     }
 
     #[test]
     fn nvls_chunks_follow_nccls_rules() {
         // 16 channels x 8 heads = 128 concurrent operations.
-        let c = |size: u64| nvls_chunk(size, 16, 8);
+        let c = |size: u64| nvls_chunk(size, 16, 8, NVLS_CHUNK);
         assert_eq!(c(8 << 30), 128 << 10);
         assert_eq!(c(1 << 30), 128 << 10); // 1 GiB is not below 64 x 128 x 128 KiB
         assert_eq!(c((1 << 30) - 1), 64 << 10);
         assert_eq!(c(256 << 20), 64 << 10); // not below 8 x 128 x 64 KiB = 64 MiB
         assert_eq!(c(16 << 20), 32 << 10); // below 64 MiB, not below 2 x 128 x 32 KiB = 8 MiB
         assert_eq!(c(1 << 20), 16 << 10);
+        // From a plugin's 512 KiB: kept from 64 x 128 x 512 KiB = 4 GiB, else straight to 64.
+        let p5 = |size: u64| nvls_chunk(size, 16, 8, 512 << 10);
+        assert_eq!(p5(4 << 30), 512 << 10);
+        assert_eq!(p5((4 << 30) - 1), 64 << 10);
+        // Never above one step of the Simple buffer, where NCCL starts NVLS.
+        assert_eq!(nvls_chunk(64 << 30, 16, 8, 4 << 20), 512 << 10);
         assert_eq!(c(8), 16 << 10);
     }
 }

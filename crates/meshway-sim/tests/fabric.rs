@@ -1768,6 +1768,53 @@ fn nvls_tree_all_reduce_matches_the_closed_form() {
     assert!((got - closed).abs() / closed < 0.001, "simulated {got} ns vs closed form {closed} ns");
 }
 
+/// A NIC whose net plugin sets NCCL's NVLS chunks (aws-ofi-nccl's 512 KiB on p5) changes
+/// NVLS-tree's chunk and so only its pipeline fill: 2 hosts of 2 H100s, 1 GiB, 16 NVLS
+/// channels x 2 heads. NCCL's default chunk stays 128 KiB (1 GiB is not below 4 x 32 x 128
+/// KiB); from 512 KiB it stays 512 KiB (not below 32 x 32 x 512 KiB = 512 MiB), so a channel's
+/// 64 MiB takes 64 loops instead of 256. The busiest port is a NIC (each 512 MiB shard in two
+/// halves each way at 48 of 50 GB/s), 4 stages, a stage half a loop.
+#[test]
+fn a_plugins_nvls_chunk_sets_nvls_trees_fill() {
+    let text = |nic: &str| {
+        format!(
+            "[fabric]\nkind = \"leaf-spine\"\ngpus = 4\ngpus-per-host = 2\nnic = \"400Gbps\"\nnic-model = \"{nic}\"\n\
+             nvlink = \"3.6Tbps\"\n[[workload]]\nkind = \"collective\"\nalgorithm = \"nvls-tree\"\nsize = \"1GiB\"\n"
+        )
+    };
+    let overlay = "[[nic]]\nname = \"plugin-400g\"\nports = 1\nrate = \"400Gbps\"\nachievable = \"384Gbps\"\n\
+                   nccl-nvls-chunk = \"512KiB\"\nnccl-nvls-tree-max-chunk = \"512KiB\"\npower-w = 25.0\nprice-usd = 2000\n\
+                   assumption = \"a test NIC\"\n";
+    let with = Catalog::with_overlay(overlay, "mine.toml").unwrap();
+    let plain = first_time_with(&text("connectx7-400g"), &Catalog::builtin());
+    let plugin = first_time_with(&text("plugin-400g"), &with);
+    let half = ((256u64 << 20) as f64 / 0.96).ceil();
+    let nic = 2.0 * half * 8.0 / 400e9 * 1e9;
+    let fill = |loops: f64| 3.0 * nic / (2.0 * loops);
+    let want = fill(64.0) - fill(256.0);
+    assert!(((plugin - plain) - want).abs() < 2.0, "plugin {plugin} ns - plain {plain} ns vs {want} ns");
+    // On 4 hosts NCCL's NVLS-tree chunk is at most 64 KiB by default, so a plugin's NVLS
+    // chunk alone changes nothing; its tree maximum lifts that cap. At 1 GiB a channel's
+    // 64 MiB takes 512 loops of 64 KiB, 256 of 128 KiB (a 128 KiB maximum) or 64 of 512 KiB
+    // (both keys): the fill is the same number of stage gaps at 1/512, 1/256 and 1/64 of the
+    // busiest port's time, so the 512 KiB run adds 7 times what the 128 KiB one adds.
+    let four = |nic: &str| text(nic).replace("gpus = 4\n", "gpus = 8\n");
+    let nic = |keys: &str| {
+        format!(
+            "[[nic]]\nname = \"plugin-400g\"\nports = 1\nrate = \"400Gbps\"\nachievable = \"384Gbps\"\n{keys}\
+             power-w = 25.0\nprice-usd = 2000\nassumption = \"a test NIC\"\n"
+        )
+    };
+    let time =
+        |keys: &str| first_time_with(&four("plugin-400g"), &Catalog::with_overlay(&nic(keys), "mine.toml").unwrap());
+    let plain = first_time_with(&four("connectx7-400g"), &Catalog::builtin());
+    assert_eq!(time("nccl-nvls-chunk = \"512KiB\"\n"), plain);
+    let d128 = time("nccl-nvls-tree-max-chunk = \"128KiB\"\n") - plain;
+    let d512 = time("nccl-nvls-chunk = \"512KiB\"\nnccl-nvls-tree-max-chunk = \"512KiB\"\n") - plain;
+    assert!(d128 > 1000.0, "a 128 KiB maximum adds {d128} ns");
+    assert!((d512 - 7.0 * d128).abs() < 8.0, "512 KiB adds {d512} ns, 128 KiB {d128} ns");
+}
+
 #[test]
 fn collnet_all_reduce_matches_the_closed_form() {
     // 2 hosts of 2 H100s on SHARP switches, 2 MiB, one channel, one pipeline chunk: ring

@@ -18,6 +18,10 @@ fn serving_validation_set_holds_its_bounds() {
     let mut figures = 0;
     for g in &r.groups {
         figures += g.rows;
+        // B200 in FP4 is held out and outside: asserted on its own below.
+        if g.setup.contains("fp4") {
+            continue;
+        }
         // Today's medians are 2-15% and 75-100% of each group's rows are within the issue's
         // bounds (15% throughput, 20% latency). The target is every row within.
         let (median, within) = (0.16, 0.74);
@@ -51,6 +55,20 @@ fn serving_validation_set_holds_its_bounds() {
         let g = group("trtllm-1.0-fp8-offline", model);
         assert!(g.rows == 20 && g.within_bound >= 0.95 && g.median_abs_error < median, "{g:?}");
     }
+    // Held out: B200 in FP4 (NVFP4 weights, FP8 cache), the first B200 rows: meshway is fast
+    // on every row (its step has no activation quantization; [[known]] says what is known),
+    // 70B by a median 29%, 405B by 16%. Bounds at today's figures so a regression fails.
+    for (setup, model, rows, median) in [
+        ("trtllm-1.0-fp4-offline", "Llama 3.3 70B", 10, 0.30),
+        ("trtllm-1.0-fp4-offline", "Llama 3.1 405B", 10, 0.17),
+        ("trtllm-post-1.0-fp4-offline", "Llama 3.3 70B", 5, 0.30),
+    ] {
+        let g = group(setup, model);
+        assert!(g.rows == rows && g.median_abs_error < median && g.max_abs_error < 0.45, "{g:?}");
+    }
+    let fp4: Vec<f64> =
+        r.rows.iter().filter(|x| x.gpu == "B200").flat_map(|x| x.figures.iter().map(|f| f.error)).collect();
+    assert!(fp4.len() == 25 && fp4.iter().all(|&e| e > 0.10), "{fp4:?}");
     // Held out: the developer guide's 70B at TP2, up to 32k-token prompts: all within 10%.
     let g = group("trtllm-post-1.0-fp8-offline", "Llama 3.3 70B");
     assert!(g.rows == 7 && g.max_abs_error < 0.10, "{g:?}");
@@ -71,7 +89,7 @@ fn serving_validation_set_holds_its_bounds() {
     // Every row not run says why.
     assert!(r.skipped.iter().all(|s| !s.why.is_empty()));
     // Every setup that ran rows says what it aligned, with its engine keys.
-    assert_eq!(r.setups.len(), 7);
+    assert_eq!(r.setups.len(), 9);
     assert!(r
         .setups
         .iter()
@@ -122,13 +140,16 @@ fn known_reasons_mark_figures_outside_their_bound() {
                 && lengths == (500, 2000)
                 && x.model == "Llama 3.1 70B"
                 && x.gpu.starts_with("H200");
-            assert_eq!(f.why.is_some(), outside && (dataset_row || saturated_itl || nim || low_run), "{x:?}");
+            // B200 in FP4 (held out), fast on every row.
+            let fp4 = x.gpu == "B200";
+            assert_eq!(f.why.is_some(), outside && (dataset_row || saturated_itl || nim || low_run || fp4), "{x:?}");
             marked += usize::from(f.why.is_some());
         }
     }
     // 11 of the 202/214 throughput figures and 4 of their ITL figures, 2 467/16 ITL figures
-    // all at once, the NIM 50-user TTFT, and the low H200 70B throughput run.
-    assert_eq!(marked, 19);
+    // all at once, the NIM 50-user TTFT, the low H200 70B throughput run, and 22 of the 25 B200
+    // FP4 throughput figures.
+    assert_eq!(marked, 41);
     // Every [[known]] entry marks something: a reason that marks nothing is stale.
     let reasons: std::collections::BTreeSet<&str> =
         r.rows.iter().flat_map(|x| x.figures.iter().filter_map(|f| f.why.as_deref())).collect();
