@@ -805,7 +805,14 @@ fn shape_cost(m: &ModelConfig, ctx: &Ctx, cat: &Catalog, gps: u32) -> Result<Sha
             ctx.invalid("precision", format!("gpu {gn:?} has no FP8 (no `fp8-flops` in the catalog)"))
         })?,
         PrecisionConfig::Fp4 => gpu.fp4_matmul_achievable.or(gpu.fp4_flops).ok_or_else(|| {
-            ctx.invalid("precision", format!("gpu {gn:?} has no FP4 (no `fp4-flops` in the catalog)"))
+            let with: Vec<&str> = cat.gpu.iter().filter(|g| g.fp4_flops.is_some()).map(|g| g.name.as_str()).collect();
+            ctx.invalid(
+                "precision",
+                format!(
+                    "gpu {gn:?} has no FP4 (no `fp4-flops` in the catalog): use fp8 or bf16, or a GPU with FP4 ({})",
+                    if with.is_empty() { "none in this catalog".to_string() } else { with.join(", ") }
+                ),
+            )
         })?,
         PrecisionConfig::Bf16 | PrecisionConfig::Fp16 => bf16,
     };
