@@ -1036,7 +1036,7 @@ fn fp4_weights_take_their_bytes_and_rate_and_attention_keeps_the_caches() {
     let text = scenario(&m.replace("b200", "h100-sxm"), "concurrency = 1", "1ns");
     let e = spec_from_text(&text, "t.toml", &Catalog::builtin()).unwrap_err().to_string();
     assert!(
-        e.contains("`model[1].precision`") && e.contains("gpu \"h100-sxm\" has no FP4 (no `fp4-flops` in the catalog): use fp8 or bf16, or a GPU with FP4 (b200)"),
+        e.contains("`model[1].precision`") && e.contains("gpu \"h100-sxm\" has no FP4 (no `fp4-flops` in the catalog): use fp8 or bf16, or a GPU with FP4 (b200, gb200, gb300)"),
         "{e}"
     );
 }
