@@ -1330,13 +1330,13 @@ fn nvls(
 /// and src/transport/nvls.cc, NCCL 2.30.7).
 pub fn nvls_chunk(size: u64, channels: u64, heads: u64, start: u64) -> u64 {
     let ops = channels.max(1) * heads.max(1);
-    let mut chunk: u64 = start.clamp(1, NVLS_STEP);
-    for (k, cut) in [(64, 64 << 10), (8, 32 << 10), (2, 16 << 10)] {
-        if size < k * ops * chunk && chunk > cut {
-            chunk = cut;
-        }
-    }
-    chunk
+    cut_chunk(size, ops, start.clamp(1, NVLS_STEP), &[(64, 64 << 10), (8, 32 << 10), (2, 16 << 10)])
+}
+
+/// NCCL's chunk cuts (src/enqueue.cc calcCollChunking): in order, a chunk above `cut` becomes
+/// `cut` when the message is below `k` x `ops` concurrent operations x the chunk so far.
+fn cut_chunk(size: u64, ops: u64, start: u64, cuts: &[(u64, u64)]) -> u64 {
+    cuts.iter().fold(start, |chunk, &(k, cut)| if size < k * ops * chunk && chunk > cut { cut } else { chunk })
 }
 
 /// The NVLS pipeline's fill inside one NVLink domain: each channel moves loops of one chunk
@@ -1514,13 +1514,7 @@ fn nvls_tree_fill(prog: &Program, first: usize, topo: &dyn Topology, spec: &Coll
 pub fn nvls_tree_chunk(size: u64, channels: u64, heads: u64, hosts: u64, nvls: u64, tree_max: Option<u64>) -> u64 {
     let ops = channels.max(1) * heads.max(1);
     let max = tree_max.unwrap_or(if hosts >= 4 { 64 << 10 } else { nvls });
-    let mut chunk: u64 = nvls.min(max).max(1);
-    for (k, cut) in [(32, 256 << 10), (16, 128 << 10), (4, 64 << 10), (1, 32 << 10)] {
-        if size < k * ops * chunk && chunk > cut {
-            chunk = cut;
-        }
-    }
-    chunk
+    cut_chunk(size, ops, nvls.min(max).max(1), &[(32, 256 << 10), (16, 128 << 10), (4, 64 << 10), (1, 32 << 10)])
 }
 
 /// Pushes `m`, split into one part per network plane with its plane set when the fabric has
