@@ -2157,6 +2157,17 @@ mod overlay_tests {
         }
     }
 
+    /// EFA on p5 runs at UCCL's measured bidirectional rate, 43.7 GiB/s (46.9 GB/s) of a GPU's
+    /// 50 GB/s (93.85%); p4d's EFA has no measured figure and keeps its line rate.
+    #[test]
+    fn efa_on_p5_runs_at_its_measured_rate() {
+        let c = Catalog::builtin();
+        let p5 = c.nic_named("aws-efa-p5").unwrap();
+        assert_eq!(p5.achievable, Some(meshway_units::BitsPerSec(375_400_000_000)));
+        assert!((p5.efficiency() - 0.9385).abs() < 1e-12, "{}", p5.efficiency());
+        assert_eq!(c.nic_named("aws-efa-p4d").unwrap().efficiency(), 1.0);
+    }
+
     #[test]
     fn tuner_plugins_are_checked() {
         let c = Catalog::builtin();
