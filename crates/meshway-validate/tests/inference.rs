@@ -69,19 +69,23 @@ fn serving_validation_set_holds_its_bounds() {
     let fp4: Vec<f64> =
         r.rows.iter().filter(|x| x.gpu == "B200").flat_map(|x| x.figures.iter().map(|f| f.error)).collect();
     assert!(fp4.len() == 25 && fp4.iter().all(|&e| e > 0.10), "{fp4:?}");
-    // Held out: GB200 in FP8 (Azure's guide, 1,000 requests a length): meshway is above
-    // every 70B row, by a median 26%, as on the B200 FP4 rows; the 8B by 3-64%.
-    let g = group("azure-trtllm-gb200-fp8-offline", "Llama 3 70B");
-    assert!(g.rows == 6 && g.median_abs_error < 0.30 && g.max_abs_error < 0.50, "{g:?}");
-    let g = group("azure-trtllm-gb200-fp8-offline", "Llama 3.1 8B");
-    assert!(g.rows == 6 && g.median_abs_error < 0.25 && g.max_abs_error < 0.70, "{g:?}");
-    let gb200: Vec<f64> = r
-        .rows
-        .iter()
-        .filter(|x| x.gpu == "GB200" && x.gpus == 4)
-        .flat_map(|x| x.figures.iter().map(|f| f.error))
-        .collect();
-    assert!(gb200.len() == 6 && gb200.iter().all(|&e| e > 0.20), "{gb200:?}");
+    // Held out: GB200 in FP8 (Azure's guide, 1,000 requests a length, the engines' batch
+    // settings from trtllm-bench's build heuristic): meshway is above every row, the 70B by a
+    // median 22% (19-30%), as on the B200 FP4 rows; the 8B by 2-46%, most at 128/128.
+    let g = group("azure-trtllm-gb200-fp8-70b", "Llama 3 70B");
+    assert!(g.rows == 6 && g.median_abs_error < 0.25 && g.max_abs_error < 0.35, "{g:?}");
+    let g = group("azure-trtllm-gb200-fp8-8b", "Llama 3.1 8B");
+    assert!(g.rows == 6 && g.median_abs_error < 0.18 && g.max_abs_error < 0.50, "{g:?}");
+    let gb200 = |gpus: u32| -> Vec<f64> {
+        r.rows
+            .iter()
+            .filter(|x| x.gpu == "GB200" && x.gpus == gpus)
+            .flat_map(|x| x.figures.iter().map(|f| f.error))
+            .collect()
+    };
+    let (big, small) = (gb200(4), gb200(1));
+    assert!(big.len() == 6 && big.iter().all(|&e| e > 0.15), "{big:?}");
+    assert!(small.len() == 6 && small.iter().all(|&e| e > 0.0), "{small:?}");
     // Held out: the developer guide's 70B at TP2, up to 32k-token prompts: all within 10%.
     let g = group("trtllm-post-1.0-fp8-offline", "Llama 3.3 70B");
     assert!(g.rows == 7 && g.max_abs_error < 0.10, "{g:?}");
@@ -102,7 +106,7 @@ fn serving_validation_set_holds_its_bounds() {
     // Every row not run says why.
     assert!(r.skipped.iter().all(|s| !s.why.is_empty()));
     // Every setup that ran rows says what it aligned, with its engine keys.
-    assert_eq!(r.setups.len(), 10);
+    assert_eq!(r.setups.len(), 11);
     assert!(r
         .setups
         .iter()
@@ -155,7 +159,7 @@ fn known_reasons_mark_figures_outside_their_bound() {
                 && x.gpu.starts_with("H200");
             // B200 in FP4 (held out), fast on every row.
             let fp4 = x.gpu == "B200";
-            // GB200 in FP8 (held out), fast on ten of twelve rows.
+            // GB200 in FP8 (held out), fast on nine of twelve rows.
             let gb200 = x.gpu == "GB200";
             let known = dataset_row || saturated_itl || nim || low_run || fp4 || gb200;
             assert_eq!(f.why.is_some(), outside && known, "{x:?}");
@@ -164,8 +168,8 @@ fn known_reasons_mark_figures_outside_their_bound() {
     }
     // 11 of the 202/214 throughput figures and 4 of their ITL figures, 2 467/16 ITL figures
     // all at once, the NIM 50-user TTFT, the low H200 70B throughput run, 22 of the 25 B200
-    // FP4 throughput figures and 10 of the 12 GB200 FP8 ones.
-    assert_eq!(marked, 51);
+    // FP4 throughput figures and 9 of the 12 GB200 FP8 ones.
+    assert_eq!(marked, 50);
     // Every [[known]] entry marks something: a reason that marks nothing is stale.
     let reasons: std::collections::BTreeSet<&str> =
         r.rows.iter().flat_map(|x| x.figures.iter().filter_map(|f| f.why.as_deref())).collect();
