@@ -66,8 +66,15 @@ fn serving_validation_set_holds_its_bounds() {
         let g = group(setup, model);
         assert!(g.rows == rows && g.median_abs_error < median && g.max_abs_error < 0.45, "{g:?}");
     }
-    let fp4: Vec<f64> =
-        r.rows.iter().filter(|x| x.gpu == "B200").flat_map(|x| x.figures.iter().map(|f| f.error)).collect();
+    // The errors of every figure on `gpu` (and `gpus` of them, when given).
+    let errors = |gpu: &str, gpus: Option<u32>| -> Vec<f64> {
+        r.rows
+            .iter()
+            .filter(|x| x.gpu == gpu && gpus.is_none_or(|n| x.gpus == n))
+            .flat_map(|x| x.figures.iter().map(|f| f.error))
+            .collect()
+    };
+    let fp4 = errors("B200", None);
     assert!(fp4.len() == 25 && fp4.iter().all(|&e| e > 0.10), "{fp4:?}");
     // Held out: GB200 in FP8 (Azure's guide, 1,000 requests a length, the engines' batch
     // settings from trtllm-bench's build heuristic): meshway is above every row, the 70B by a
@@ -76,14 +83,7 @@ fn serving_validation_set_holds_its_bounds() {
     assert!(g.rows == 6 && g.median_abs_error < 0.25 && g.max_abs_error < 0.35, "{g:?}");
     let g = group("azure-trtllm-gb200-fp8-8b", "Llama 3.1 8B");
     assert!(g.rows == 6 && g.median_abs_error < 0.18 && g.max_abs_error < 0.50, "{g:?}");
-    let gb200 = |gpus: u32| -> Vec<f64> {
-        r.rows
-            .iter()
-            .filter(|x| x.gpu == "GB200" && x.gpus == gpus)
-            .flat_map(|x| x.figures.iter().map(|f| f.error))
-            .collect()
-    };
-    let (big, small) = (gb200(4), gb200(1));
+    let (big, small) = (errors("GB200", Some(4)), errors("GB200", Some(1)));
     assert!(big.len() == 6 && big.iter().all(|&e| e > 0.15), "{big:?}");
     assert!(small.len() == 6 && small.iter().all(|&e| e > 0.0), "{small:?}");
     // Held out: the developer guide's 70B at TP2, up to 32k-token prompts: all within 10%.
